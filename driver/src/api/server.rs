@@ -1,0 +1,307 @@
+//! The plugin socket: HTTP over a unix socket, as dockerd speaks it.
+//!
+//! In: POSTs on `/Plugin.Activate`, `/NetworkDriver.*` (bodies without a
+//! Content-Type, read as bytes and parsed here), plus our own
+//! `/IpvlanBgp.Status` and `/metrics`. Out: a JSON body for every answer;
+//! failures are `{"Err": "..."}`. Requests run one at a time against the
+//! [`Driver`] on a blocking thread (the driver does synchronous netlink), each
+//! inside a tracing span with the method, network and endpoint IDs.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use axum::body::{Body, Bytes};
+use axum::extract::{Request, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Router;
+use http_body_util::BodyExt;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use serde_json::{json, Value};
+use tokio::net::UnixListener;
+use tracing::{field, info, info_span, warn};
+
+use super::wire::{
+    ActivateResponse, CapabilitiesResponse, CreateEndpointRequest, CreateNetworkRequest,
+    DiscoveryRequest, EndpointRequest, ErrorResponse, JoinRequest, NetworkRequest,
+    OperInfoResponse,
+};
+use crate::driver::Driver;
+use crate::error::DriverError;
+use crate::metrics::Metrics;
+
+/// Bodies larger than this are refused before parsing.
+pub const MAX_BODY: usize = 1024 * 1024;
+
+#[derive(Clone)]
+pub struct App {
+    pub driver: Arc<Mutex<Driver>>,
+    pub metrics: Arc<Metrics>,
+}
+
+pub fn router(app: App) -> Router {
+    Router::new().fallback(handle).with_state(app)
+}
+
+/// Serves until `shutdown` completes.
+pub async fn serve(
+    listener: UnixListener,
+    app: App,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(app))
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+/// Binds the plugin socket: refuses if another process is serving it,
+/// replaces a stale file, and lets only root and the `docker` group connect.
+pub async fn bind(path: &Path) -> anyhow::Result<UnixListener> {
+    use anyhow::Context;
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("create socket directory {}", dir.display()))?;
+    }
+    if path.exists() {
+        if tokio::net::UnixStream::connect(path).await.is_ok() {
+            anyhow::bail!(
+                "another process is serving {}; stop it first or choose another --socket",
+                path.display()
+            );
+        }
+        std::fs::remove_file(path)
+            .with_context(|| format!("remove stale socket {}", path.display()))?;
+    }
+    let listener = UnixListener::bind(path).with_context(|| format!("bind {}", path.display()))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660))
+        .with_context(|| format!("chmod {}", path.display()))?;
+    if let Ok(Some(group)) = nix::unistd::Group::from_name("docker") {
+        if let Err(e) = nix::unistd::chown(path, None, Some(group.gid)) {
+            warn!(error = %e, "could not give the docker group access to the socket");
+        }
+    }
+    Ok(listener)
+}
+
+enum Answer {
+    Json(Value),
+    Text(String),
+}
+
+async fn handle(State(app): State<App>, req: Request) -> Response {
+    let path = req.uri().path().to_string();
+    let method = path.trim_start_matches('/').to_string();
+    let body = match read_body(req.into_body()).await {
+        Ok(b) => b,
+        Err(e) => {
+            app.metrics.count_request(&method, "malformed");
+            return error_response(&e);
+        }
+    };
+    let span =
+        info_span!("request", method = %method, network = field::Empty, endpoint = field::Empty);
+    let app2 = app.clone();
+    let method2 = method.clone();
+    let result = tokio::task::spawn_blocking(move || {
+        let _enter = span.enter();
+        dispatch(&app2, &method2, &body)
+    })
+    .await
+    .unwrap_or_else(|e| {
+        Err(Some(DriverError::Internal(format!(
+            "request task failed: {e}"
+        ))))
+    });
+    match result {
+        Ok(Answer::Json(v)) => {
+            app.metrics.count_request(&method, "ok");
+            json_response(StatusCode::OK, &v)
+        }
+        Ok(Answer::Text(t)) => (
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+            t,
+        )
+            .into_response(),
+        Err(None) => {
+            app.metrics.count_request("unknown", "not-found");
+            json_response(
+                StatusCode::NOT_FOUND,
+                &ErrorResponse {
+                    err: format!("{path} is not a method of this plugin"),
+                },
+            )
+        }
+        Err(Some(e)) => {
+            app.metrics.count_request(&method, e.class());
+            warn!(method = %method, error = %e, "request failed");
+            error_response(&e)
+        }
+    }
+}
+
+async fn read_body(body: Body) -> Result<Bytes, DriverError> {
+    let limited = http_body_util::Limited::new(body, MAX_BODY);
+    match limited.collect().await {
+        Ok(c) => Ok(c.to_bytes()),
+        Err(e) => {
+            if e.downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some()
+            {
+                Err(DriverError::Malformed(format!(
+                    "request body is larger than {MAX_BODY} bytes"
+                )))
+            } else {
+                Err(DriverError::Malformed(format!(
+                    "could not read request body: {e}"
+                )))
+            }
+        }
+    }
+}
+
+fn json_response<T: Serialize>(status: StatusCode, v: &T) -> Response {
+    let body = serde_json::to_vec(v).unwrap_or_else(|_| b"{}".to_vec());
+    (
+        status,
+        [(
+            header::CONTENT_TYPE,
+            "application/vnd.docker.plugins.v1.2+json",
+        )],
+        body,
+    )
+        .into_response()
+}
+
+fn error_response(e: &DriverError) -> Response {
+    json_response(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        &ErrorResponse { err: e.to_string() },
+    )
+}
+
+fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, DriverError> {
+    if body.iter().all(|b| b.is_ascii_whitespace()) {
+        return Err(DriverError::Malformed(
+            "empty body; expected a JSON object".into(),
+        ));
+    }
+    serde_json::from_slice(body).map_err(|e| DriverError::Malformed(e.to_string()))
+}
+
+fn record_ids(network: &str, endpoint: Option<&str>) {
+    let span = tracing::Span::current();
+    span.record("network", short(network));
+    if let Some(e) = endpoint {
+        span.record("endpoint", short(e));
+    }
+}
+
+fn short(id: &str) -> &str {
+    &id[..id.len().min(12)]
+}
+
+fn lock(app: &App) -> std::sync::MutexGuard<'_, Driver> {
+    app.driver.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn to_value<T: Serialize>(v: T) -> Result<Answer, Option<DriverError>> {
+    serde_json::to_value(v)
+        .map(Answer::Json)
+        .map_err(|e| Some(DriverError::Internal(e.to_string())))
+}
+
+/// `Err(None)` means "no such method" (answered with 404, which libnetwork
+/// reads as "not implemented").
+fn dispatch(app: &App, method: &str, body: &[u8]) -> Result<Answer, Option<DriverError>> {
+    let empty = || Ok(Answer::Json(json!({})));
+    match method {
+        "Plugin.Activate" => to_value(ActivateResponse {
+            implements: vec!["NetworkDriver".into()],
+        }),
+        "NetworkDriver.GetCapabilities" => to_value(CapabilitiesResponse {
+            scope: "local".into(),
+            connectivity_scope: "global".into(),
+        }),
+        "NetworkDriver.CreateNetwork" => {
+            let req: CreateNetworkRequest = parse(body)?;
+            record_ids(&req.network_id, None);
+            lock(app).create_network(&req)?;
+            empty()
+        }
+        "NetworkDriver.DeleteNetwork" => {
+            let req: NetworkRequest = parse(body)?;
+            record_ids(&req.network_id, None);
+            lock(app).delete_network(&req.network_id)?;
+            empty()
+        }
+        "NetworkDriver.AllocateNetwork" => {
+            let req: CreateNetworkRequest = parse(body)?;
+            record_ids(&req.network_id, None);
+            Ok(Answer::Json(json!({"Options": {}})))
+        }
+        "NetworkDriver.FreeNetwork" => {
+            let req: NetworkRequest = parse(body)?;
+            record_ids(&req.network_id, None);
+            empty()
+        }
+        "NetworkDriver.CreateEndpoint" => {
+            let req: CreateEndpointRequest = parse(body)?;
+            record_ids(&req.network_id, Some(&req.endpoint_id));
+            let resp = lock(app).create_endpoint(&req)?;
+            to_value(resp)
+        }
+        "NetworkDriver.EndpointOperInfo" => {
+            let req: EndpointRequest = parse(body)?;
+            record_ids(&req.network_id, Some(&req.endpoint_id));
+            let value = lock(app).oper_info(&req)?;
+            to_value(OperInfoResponse { value })
+        }
+        "NetworkDriver.DeleteEndpoint" => {
+            let req: EndpointRequest = parse(body)?;
+            record_ids(&req.network_id, Some(&req.endpoint_id));
+            lock(app).delete_endpoint(&req)?;
+            empty()
+        }
+        "NetworkDriver.Join" => {
+            let req: JoinRequest = parse(body)?;
+            record_ids(&req.network_id, Some(&req.endpoint_id));
+            let resp = lock(app).join(&req)?;
+            to_value(resp)
+        }
+        "NetworkDriver.Leave" => {
+            let req: EndpointRequest = parse(body)?;
+            record_ids(&req.network_id, Some(&req.endpoint_id));
+            lock(app).leave(&req)?;
+            empty()
+        }
+        "NetworkDriver.ProgramExternalConnectivity"
+        | "NetworkDriver.RevokeExternalConnectivity" => {
+            let req: EndpointRequest = parse(body)?;
+            record_ids(&req.network_id, Some(&req.endpoint_id));
+            lock(app).external_connectivity(&req)?;
+            empty()
+        }
+        "NetworkDriver.DiscoverNew" | "NetworkDriver.DiscoverDelete" => {
+            let _req: DiscoveryRequest = parse(body)?;
+            empty()
+        }
+        "IpvlanBgp.Status" => {
+            let driver = lock(app);
+            let status = crate::status::Status::collect(&driver, &app.metrics);
+            to_value(status)
+        }
+        "metrics" => {
+            let driver = lock(app);
+            let st = driver.state();
+            let text = app.metrics.render(st.networks.len(), st.endpoint_count());
+            Ok(Answer::Text(text))
+        }
+        _ => {
+            info!(method, "unknown method");
+            Err(None)
+        }
+    }
+}

@@ -1,0 +1,318 @@
+//! Talking to gobgpd 3.x over gRPC: connection and path (de)coding.
+//!
+//! In: an address (`127.0.0.1:50051`, `[::1]:50051` or `unix:///path`) and
+//! our prefixes. Out: a connected `GobgpApiClient`, `Path` messages for
+//! AddPath/DeletePath, and learned paths decoded into [`LearnedPath`]. The
+//! attribute encoding (NLRI and attributes packed in `google.protobuf.Any`
+//! with `type.googleapis.com/apipb.<Message>` URLs) lives only here.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::time::Duration;
+
+use hyper_util::rt::TokioIo;
+use ipnet::IpNet;
+use prost::Message;
+use prost_types::Any;
+use tonic::transport::{Channel, Endpoint, Uri};
+
+pub mod apipb {
+    #![allow(clippy::all, missing_docs)]
+    tonic::include_proto!("apipb");
+}
+
+pub use apipb::gobgp_api_client::GobgpApiClient;
+use apipb::{
+    family, AsPathAttribute, CommunitiesAttribute, Family, IpAddressPrefix, MpReachNlriAttribute,
+    MpUnreachNlriAttribute, NextHopAttribute, OriginAttribute, Path,
+};
+
+pub type Client = GobgpApiClient<Channel>;
+
+/// Where gobgpd's API listens.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GobgpAddr {
+    Tcp(String),
+    Unix(PathBuf),
+}
+
+impl FromStr for GobgpAddr {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        if let Some(p) = s.strip_prefix("unix://") {
+            if p.is_empty() || !p.starts_with('/') {
+                return Err(format!("{s}: expected unix:///absolute/path"));
+            }
+            return Ok(GobgpAddr::Unix(PathBuf::from(p)));
+        }
+        let hostport = s.strip_prefix("http://").unwrap_or(s);
+        if hostport.parse::<std::net::SocketAddr>().is_err() {
+            return Err(format!(
+                "{s}: expected HOST:PORT with an IP address (e.g. 127.0.0.1:50051) or unix:///path"
+            ));
+        }
+        Ok(GobgpAddr::Tcp(hostport.to_string()))
+    }
+}
+
+impl std::fmt::Display for GobgpAddr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            GobgpAddr::Tcp(a) => write!(f, "{a}"),
+            GobgpAddr::Unix(p) => write!(f, "unix://{}", p.display()),
+        }
+    }
+}
+
+/// Connects to gobgpd (no retries here; the caller owns the backoff).
+pub async fn connect(
+    addr: &GobgpAddr,
+    timeout: Duration,
+) -> Result<Client, tonic::transport::Error> {
+    let channel = match addr {
+        GobgpAddr::Tcp(a) => {
+            Endpoint::from_shared(format!("http://{a}"))?
+                .connect_timeout(timeout)
+                .tcp_nodelay(true)
+                .connect()
+                .await?
+        }
+        GobgpAddr::Unix(path) => {
+            let path = path.clone();
+            Endpoint::from_static("http://[::1]:50051")
+                .connect_timeout(timeout)
+                .connect_with_connector(tower::service_fn(move |_: Uri| {
+                    let path = path.clone();
+                    async move {
+                        let s = tokio::net::UnixStream::connect(path).await?;
+                        Ok::<_, std::io::Error>(TokioIo::new(s))
+                    }
+                }))
+                .await?
+        }
+    };
+    Ok(GobgpApiClient::new(channel).max_decoding_message_size(64 * 1024 * 1024))
+}
+
+const TYPE_PREFIX: &str = "type.googleapis.com/apipb.";
+
+fn pack<M: Message>(name: &str, m: &M) -> Any {
+    Any {
+        type_url: format!("{TYPE_PREFIX}{name}"),
+        value: m.encode_to_vec(),
+    }
+}
+
+fn type_name(a: &Any) -> &str {
+    a.type_url
+        .rsplit('/')
+        .next()
+        .unwrap_or("")
+        .trim_start_matches("apipb.")
+}
+
+pub fn family_of(prefix: &IpNet) -> Family {
+    Family {
+        afi: match prefix {
+            IpNet::V4(_) => family::Afi::Ip as i32,
+            IpNet::V6(_) => family::Afi::Ip6 as i32,
+        },
+        safi: family::Safi::Unicast as i32,
+    }
+}
+
+pub fn family_v4() -> Family {
+    Family {
+        afi: family::Afi::Ip as i32,
+        safi: family::Safi::Unicast as i32,
+    }
+}
+
+/// A path for AddPath/DeletePath: prefix, next hop, ORIGIN IGP, communities.
+pub fn local_path(prefix: IpNet, next_hop: IpAddr, communities: &[u32]) -> Path {
+    let nlri = pack(
+        "IPAddressPrefix",
+        &IpAddressPrefix {
+            prefix_len: prefix.prefix_len() as u32,
+            prefix: prefix.network().to_string(),
+        },
+    );
+    let mut pattrs = vec![pack("OriginAttribute", &OriginAttribute { origin: 0 })];
+    match prefix {
+        IpNet::V4(_) => pattrs.push(pack(
+            "NextHopAttribute",
+            &NextHopAttribute {
+                next_hop: next_hop.to_string(),
+            },
+        )),
+        IpNet::V6(_) => pattrs.push(pack(
+            "MpReachNLRIAttribute",
+            &MpReachNlriAttribute {
+                family: Some(family_of(&prefix)),
+                next_hops: vec![next_hop.to_string()],
+                nlris: vec![nlri.clone()],
+            },
+        )),
+    }
+    if !communities.is_empty() {
+        pattrs.push(pack(
+            "CommunitiesAttribute",
+            &CommunitiesAttribute {
+                communities: communities.to_vec(),
+            },
+        ));
+    }
+    Path {
+        nlri: Some(nlri),
+        pattrs,
+        family: Some(family_of(&prefix)),
+        ..Path::default()
+    }
+}
+
+/// A path as learned from gobgpd's RIB, decoded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LearnedPath {
+    pub prefix: IpNet,
+    pub next_hop: Option<IpAddr>,
+    pub withdraw: bool,
+    /// The peer it came from; `None` for paths originated on this gobgpd.
+    pub peer: Option<String>,
+    pub as_path: Vec<u32>,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum DecodeError {
+    #[error("path without NLRI")]
+    NoNlri,
+    #[error("NLRI of type {0} is not an IP prefix")]
+    NotPrefix(String),
+    #[error("bad prefix {0}")]
+    BadPrefix(String),
+    #[error("undecodable {0}")]
+    Undecodable(&'static str),
+}
+
+pub fn decode_path(p: &Path) -> Result<LearnedPath, DecodeError> {
+    let nlri = p.nlri.as_ref().ok_or(DecodeError::NoNlri)?;
+    if type_name(nlri) != "IPAddressPrefix" {
+        return Err(DecodeError::NotPrefix(type_name(nlri).to_string()));
+    }
+    let pfx = IpAddressPrefix::decode(nlri.value.as_slice())
+        .map_err(|_| DecodeError::Undecodable("IPAddressPrefix"))?;
+    let addr: IpAddr = pfx
+        .prefix
+        .parse()
+        .map_err(|_| DecodeError::BadPrefix(pfx.prefix.clone()))?;
+    let prefix = IpNet::new(addr, pfx.prefix_len as u8)
+        .map_err(|_| DecodeError::BadPrefix(format!("{}/{}", pfx.prefix, pfx.prefix_len)))?
+        .trunc();
+    let mut next_hop = None;
+    let mut as_path = Vec::new();
+    for a in &p.pattrs {
+        match type_name(a) {
+            "NextHopAttribute" => {
+                if let Ok(nh) = NextHopAttribute::decode(a.value.as_slice()) {
+                    next_hop = nh.next_hop.parse().ok().or(next_hop);
+                }
+            }
+            "MpReachNLRIAttribute" => {
+                if let Ok(mp) = MpReachNlriAttribute::decode(a.value.as_slice()) {
+                    // The first next hop is the global one; a link-local second is ignored.
+                    if let Some(nh) = mp.next_hops.first() {
+                        next_hop = nh.parse().ok().or(next_hop);
+                    }
+                }
+            }
+            "MpUnreachNLRIAttribute" => {
+                let _ = MpUnreachNlriAttribute::decode(a.value.as_slice());
+            }
+            "AsPathAttribute" => {
+                if let Ok(ap) = AsPathAttribute::decode(a.value.as_slice()) {
+                    as_path = ap.segments.into_iter().flat_map(|s| s.numbers).collect();
+                }
+            }
+            _ => {}
+        }
+    }
+    let peer = match p.neighbor_ip.as_str() {
+        "" | "<nil>" => None,
+        other => Some(other.to_string()),
+    };
+    Ok(LearnedPath {
+        prefix,
+        next_hop,
+        withdraw: p.is_withdraw,
+        peer,
+        as_path,
+    })
+}
+
+/// Parses a community written as `ASN:VALUE` (each 0..65535) or as one number.
+pub fn parse_community(s: &str) -> Result<u32, String> {
+    if let Some((a, v)) = s.split_once(':') {
+        let a: u16 = a
+            .parse()
+            .map_err(|_| format!("community {s}: {a} is not 0..65535"))?;
+        let v: u16 = v
+            .parse()
+            .map_err(|_| format!("community {s}: {v} is not 0..65535"))?;
+        Ok(((a as u32) << 16) | v as u32)
+    } else {
+        s.parse()
+            .map_err(|_| format!("community {s}: expected ASN:VALUE or a 32-bit number"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn local_path_round_trips_through_decode() {
+        let p = local_path(
+            "10.1.1.2/32".parse().unwrap(),
+            "192.0.2.1".parse().unwrap(),
+            &[0xfde8_0001],
+        );
+        assert_eq!(
+            p.nlri.as_ref().unwrap().type_url,
+            "type.googleapis.com/apipb.IPAddressPrefix"
+        );
+        let d = decode_path(&p).unwrap();
+        assert_eq!(d.prefix, "10.1.1.2/32".parse::<IpNet>().unwrap());
+        assert_eq!(d.next_hop, Some("192.0.2.1".parse().unwrap()));
+        assert_eq!(d.peer, None);
+        assert!(!d.withdraw);
+    }
+
+    #[test]
+    fn learned_path_from_a_peer() {
+        let mut p = local_path(
+            "10.1.2.0/24".parse().unwrap(),
+            "192.0.2.2".parse().unwrap(),
+            &[],
+        );
+        p.neighbor_ip = "192.0.2.2".into();
+        p.is_withdraw = true;
+        let d = decode_path(&p).unwrap();
+        assert_eq!(d.peer.as_deref(), Some("192.0.2.2"));
+        assert!(d.withdraw);
+    }
+
+    #[test]
+    fn addresses_and_communities_parse() {
+        assert_eq!(
+            "unix:///run/gobgp.sock".parse::<GobgpAddr>().unwrap(),
+            GobgpAddr::Unix("/run/gobgp.sock".into())
+        );
+        assert_eq!(
+            "127.0.0.1:50051".parse::<GobgpAddr>().unwrap(),
+            GobgpAddr::Tcp("127.0.0.1:50051".into())
+        );
+        assert!("localhost".parse::<GobgpAddr>().is_err());
+        assert_eq!(parse_community("65000:1").unwrap(), 65000 << 16 | 1);
+        assert!(parse_community("70000:1").is_err());
+    }
+}

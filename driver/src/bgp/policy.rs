@@ -1,0 +1,206 @@
+//! The import policy: which learned prefixes may enter this host's kernel.
+//!
+//! In: a learned prefix and next hop, and [`PolicyInputs`] (this host's pools,
+//! endpoints, addresses and parents). Out: the parent interface to route over,
+//! or the [`Reject`] reason. Pure: no I/O, so every rule has a unit test.
+//! Safe by default: a peer can only add routes inside the pools this host
+//! accepts, never a default route, never over the host's own networks or
+//! containers, and only through a next hop on a parent's subnet.
+
+use std::collections::BTreeSet;
+use std::net::IpAddr;
+
+use ipnet::IpNet;
+
+/// A parent interface and the networks of its addresses.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParentInfo {
+    pub name: String,
+    pub index: u32,
+    pub nets: Vec<IpNet>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PolicyInputs {
+    /// Accepted pools: this host's network subnets plus `--accept-pool`.
+    pub pools: Vec<IpNet>,
+    /// This host's network subnets (a learned route may sit inside them, not over them).
+    pub network_subnets: Vec<IpNet>,
+    pub local_endpoints: BTreeSet<IpAddr>,
+    /// Networks of every address on this host, except those of our networks' shims.
+    pub connected: Vec<IpNet>,
+    pub own_addresses: BTreeSet<IpAddr>,
+    pub parents: Vec<ParentInfo>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Reject {
+    DefaultRoute,
+    OutsidePools,
+    CoversConnected,
+    InsideConnected,
+    CoversLocalNetwork,
+    LocalEndpoint,
+    NoNextHop,
+    NextHopIsSelf,
+    NextHopOffLink,
+    MaxLearned,
+}
+
+impl Reject {
+    /// Label used in logs and metrics.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Reject::DefaultRoute => "default-route",
+            Reject::OutsidePools => "outside-pools",
+            Reject::CoversConnected => "covers-connected",
+            Reject::InsideConnected => "inside-connected",
+            Reject::CoversLocalNetwork => "covers-local-network",
+            Reject::LocalEndpoint => "local-endpoint",
+            Reject::NoNextHop => "no-next-hop",
+            Reject::NextHopIsSelf => "next-hop-self",
+            Reject::NextHopOffLink => "next-hop-off-link",
+            Reject::MaxLearned => "max-learned",
+        }
+    }
+
+    pub fn explain(&self) -> &'static str {
+        match self {
+            Reject::DefaultRoute => "a default route is never installed",
+            Reject::OutsidePools => {
+                "the prefix is outside every accepted pool (network subnets and --accept-pool)"
+            }
+            Reject::CoversConnected => "the prefix covers one of this host's connected networks",
+            Reject::InsideConnected => {
+                "the prefix lies inside one of this host's connected (underlay) networks"
+            }
+            Reject::CoversLocalNetwork => {
+                "the prefix covers one of this host's own container networks"
+            }
+            Reject::LocalEndpoint => "the prefix covers one of this host's own containers",
+            Reject::NoNextHop => "the path has no usable next hop",
+            Reject::NextHopIsSelf => "the next hop is one of this host's own addresses",
+            Reject::NextHopOffLink => "the next hop is not on the subnet of any parent interface",
+            Reject::MaxLearned => "--max-learned routes are installed already",
+        }
+    }
+}
+
+fn covers(outer: &IpNet, inner: &IpNet) -> bool {
+    outer.contains(inner)
+}
+
+/// Decides one learned path. On success returns the parent interface index
+/// to install the route on.
+pub fn decide(
+    prefix: &IpNet,
+    next_hop: Option<IpAddr>,
+    inputs: &PolicyInputs,
+) -> Result<u32, Reject> {
+    if prefix.prefix_len() == 0 {
+        return Err(Reject::DefaultRoute);
+    }
+    if !inputs.pools.iter().any(|p| covers(p, prefix)) {
+        return Err(Reject::OutsidePools);
+    }
+    if inputs.network_subnets.iter().any(|n| covers(prefix, n)) {
+        return Err(Reject::CoversLocalNetwork);
+    }
+    for c in &inputs.connected {
+        if covers(prefix, c) {
+            return Err(Reject::CoversConnected);
+        }
+        let inside_ours = inputs.network_subnets.iter().any(|n| covers(n, prefix));
+        if covers(c, prefix) && !inside_ours {
+            return Err(Reject::InsideConnected);
+        }
+    }
+    if inputs.local_endpoints.iter().any(|e| prefix.contains(e)) {
+        return Err(Reject::LocalEndpoint);
+    }
+    let nh = next_hop.ok_or(Reject::NoNextHop)?;
+    if nh.is_unspecified() {
+        return Err(Reject::NoNextHop);
+    }
+    if inputs.own_addresses.contains(&nh) {
+        return Err(Reject::NextHopIsSelf);
+    }
+    inputs
+        .parents
+        .iter()
+        .find(|p| p.nets.iter().any(|n| n.contains(&nh)))
+        .map(|p| p.index)
+        .ok_or(Reject::NextHopOffLink)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rstest::rstest;
+
+    fn n(s: &str) -> IpNet {
+        s.parse().unwrap()
+    }
+
+    fn inputs() -> PolicyInputs {
+        PolicyInputs {
+            pools: vec![n("10.1.0.0/16"), n("10.1.1.0/24")],
+            network_subnets: vec![n("10.1.1.0/24")],
+            local_endpoints: ["10.1.1.2".parse().unwrap()].into(),
+            connected: vec![n("192.0.2.0/24"), n("127.0.0.0/8")],
+            own_addresses: ["192.0.2.1".parse().unwrap(), "10.1.1.1".parse().unwrap()].into(),
+            parents: vec![ParentInfo {
+                name: "eth1".into(),
+                index: 7,
+                nets: vec![n("192.0.2.0/24")],
+            }],
+        }
+    }
+
+    #[rstest]
+    #[case("10.1.2.5/32", "192.0.2.2", Ok(7))]
+    #[case("10.1.2.0/24", "192.0.2.2", Ok(7))]
+    #[case("10.1.1.9/32", "192.0.2.2", Ok(7))]
+    #[case("0.0.0.0/0", "192.0.2.2", Err(Reject::DefaultRoute))]
+    #[case("172.16.0.0/24", "192.0.2.2", Err(Reject::OutsidePools))]
+    #[case("10.0.0.0/8", "192.0.2.2", Err(Reject::OutsidePools))]
+    #[case("10.1.0.0/16", "192.0.2.2", Err(Reject::CoversLocalNetwork))]
+    #[case("10.1.1.0/24", "192.0.2.2", Err(Reject::CoversLocalNetwork))]
+    #[case("10.1.1.2/32", "192.0.2.2", Err(Reject::LocalEndpoint))]
+    #[case("10.1.1.0/30", "192.0.2.2", Err(Reject::LocalEndpoint))]
+    #[case("10.1.3.1/32", "192.0.2.1", Err(Reject::NextHopIsSelf))]
+    #[case("10.1.3.1/32", "203.0.113.9", Err(Reject::NextHopOffLink))]
+    fn decides(#[case] prefix: &str, #[case] nh: &str, #[case] want: Result<u32, Reject>) {
+        assert_eq!(decide(&n(prefix), nh.parse().ok(), &inputs()), want);
+    }
+
+    #[test]
+    fn underlay_prefixes_are_refused() {
+        let mut i = inputs();
+        i.pools.push(n("192.0.0.0/8"));
+        assert_eq!(
+            decide(&n("192.0.2.0/24"), "192.0.2.2".parse().ok(), &i),
+            Err(Reject::CoversConnected)
+        );
+        assert_eq!(
+            decide(&n("192.0.2.77/32"), "192.0.2.2".parse().ok(), &i),
+            Err(Reject::InsideConnected)
+        );
+        assert_eq!(
+            decide(&n("192.0.0.0/8"), "192.0.2.2".parse().ok(), &i),
+            Err(Reject::CoversConnected)
+        );
+    }
+
+    #[test]
+    fn missing_next_hop_is_refused() {
+        assert_eq!(
+            decide(&n("10.1.2.5/32"), None, &inputs()),
+            Err(Reject::NoNextHop)
+        );
+        assert_eq!(
+            decide(&n("10.1.2.5/32"), "0.0.0.0".parse().ok(), &inputs()),
+            Err(Reject::NoNextHop)
+        );
+    }
+}

@@ -1,0 +1,259 @@
+//! Configuring gobgpd from the driver's own flags (`--asn`, `--router-id`,
+//! `--peer`), for operators who do not want to write a gobgpd config file.
+//!
+//! In: the wanted global settings and peers. Out: StartBgp when gobgpd has
+//! not started BGP yet, AddPeer for every peer it does not have. Idempotent:
+//! run on every (re)connection, so a restarted gobgpd gets its config back.
+//! It never deletes or rewrites what the operator configured by hand.
+
+use std::net::IpAddr;
+use std::str::FromStr;
+
+use tonic::Code;
+use tracing::{info, warn};
+
+use super::gobgp::apipb::{
+    AddPeerRequest, AfiSafi, AfiSafiConfig, EbgpMultihop, GetBgpRequest, Global, ListPeerRequest,
+    Peer, PeerConf, RouteReflector, StartBgpRequest, Timers, TimersConfig, Transport,
+};
+use super::gobgp::{family_of, Client};
+
+/// One `--peer ADDRESS[:ASN][,option...]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerSpec {
+    pub address: IpAddr,
+    /// `None`: same AS as ours (iBGP).
+    pub asn: Option<u32>,
+    pub passive: bool,
+    pub password: Option<String>,
+    pub rr_client: bool,
+    pub hold_time: Option<u64>,
+    pub keepalive: Option<u64>,
+    pub connect_retry: Option<u64>,
+    pub multihop: Option<u32>,
+}
+
+impl FromStr for PeerSpec {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let mut parts = s.split(',');
+        let head = parts.next().unwrap_or_default().trim();
+        // IPv6 addresses contain ':'; write them as [addr]:asn.
+        let (addr, asn) = if let Some(rest) = head.strip_prefix('[') {
+            let (a, tail) = rest
+                .split_once(']')
+                .ok_or_else(|| format!("peer {s}: missing ']'"))?;
+            (a, tail.strip_prefix(':'))
+        } else if head.matches(':').count() == 1 {
+            let (a, n) = head.split_once(':').unwrap_or((head, ""));
+            (a, Some(n))
+        } else {
+            (head, None)
+        };
+        let address: IpAddr = addr
+            .parse()
+            .map_err(|_| format!("peer {s}: {addr:?} is not an IP address"))?;
+        let asn = match asn {
+            None | Some("") => None,
+            Some(n) => Some(
+                n.parse::<u32>()
+                    .ok()
+                    .filter(|a| *a != 0)
+                    .ok_or_else(|| format!("peer {s}: AS {n:?} is not a number 1..4294967295"))?,
+            ),
+        };
+        let mut p = PeerSpec {
+            address,
+            asn,
+            passive: false,
+            password: None,
+            rr_client: false,
+            hold_time: None,
+            keepalive: None,
+            connect_retry: None,
+            multihop: None,
+        };
+        for opt in parts {
+            let opt = opt.trim();
+            let (k, v) = opt.split_once('=').unwrap_or((opt, ""));
+            let num = |v: &str| -> Result<u64, String> {
+                v.parse()
+                    .map_err(|_| format!("peer {s}: {k}={v:?} needs a number of seconds"))
+            };
+            match k {
+                "passive" => p.passive = true,
+                "rr-client" => p.rr_client = true,
+                "password" if !v.is_empty() => p.password = Some(v.to_string()),
+                "hold" | "hold-time" => p.hold_time = Some(num(v)?),
+                "keepalive" => p.keepalive = Some(num(v)?),
+                "connect-retry" => p.connect_retry = Some(num(v)?),
+                "multihop" => {
+                    p.multihop = Some(
+                        v.parse()
+                            .ok()
+                            .filter(|t| (1..=255).contains(t))
+                            .ok_or_else(|| format!("peer {s}: multihop={v:?} needs a TTL 1..255"))?,
+                    )
+                }
+                _ => {
+                    return Err(format!(
+                        "peer {s}: unknown option {opt:?}; options are passive, rr-client, password=SECRET, hold=S, keepalive=S, connect-retry=S, multihop=TTL"
+                    ))
+                }
+            }
+        }
+        Ok(p)
+    }
+}
+
+/// What the driver configures on gobgpd.
+#[derive(Debug, Clone, Default)]
+pub struct SpeakerConfig {
+    pub asn: Option<u32>,
+    pub router_id: Option<String>,
+    pub listen_port: i32,
+    pub peers: Vec<PeerSpec>,
+    pub hold_time: u64,
+    pub keepalive: u64,
+    pub connect_retry: u64,
+}
+
+impl SpeakerConfig {
+    pub fn manages_gobgpd(&self) -> bool {
+        self.asn.is_some()
+    }
+}
+
+/// Makes gobgpd match the config; safe to call on every connection.
+pub async fn configure(client: &mut Client, cfg: &SpeakerConfig) -> Result<(), tonic::Status> {
+    let Some(asn) = cfg.asn else {
+        return Ok(());
+    };
+    let global = client
+        .get_bgp(GetBgpRequest {})
+        .await?
+        .into_inner()
+        .global
+        .unwrap_or_default();
+    if global.asn == 0 {
+        let router_id = cfg.router_id.clone().unwrap_or_default();
+        client
+            .start_bgp(StartBgpRequest {
+                global: Some(Global {
+                    asn,
+                    router_id: router_id.clone(),
+                    listen_port: cfg.listen_port,
+                    listen_addresses: vec![],
+                }),
+            })
+            .await?;
+        info!(asn, router_id = %router_id, "started BGP on gobgpd");
+    } else if global.asn != asn {
+        warn!(
+            gobgpd_asn = global.asn,
+            our_asn = asn,
+            "gobgpd already runs BGP with another AS; leaving it as it is"
+        );
+    }
+    let existing: Vec<String> = {
+        let mut s = client
+            .list_peer(ListPeerRequest::default())
+            .await?
+            .into_inner();
+        let mut v = Vec::new();
+        while let Some(r) = s.message().await? {
+            if let Some(c) = r.peer.and_then(|p| p.conf) {
+                v.push(c.neighbor_address);
+            }
+        }
+        v
+    };
+    for p in &cfg.peers {
+        if existing
+            .iter()
+            .any(|e| e.parse::<IpAddr>().ok() == Some(p.address))
+        {
+            continue;
+        }
+        let peer = peer_message(p, asn, cfg);
+        match client.add_peer(AddPeerRequest { peer: Some(peer) }).await {
+            Ok(_) => info!(peer = %p.address, asn = p.asn.unwrap_or(asn), "added BGP peer"),
+            Err(e) if e.code() == Code::AlreadyExists || e.message().contains("existing") => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+fn peer_message(p: &PeerSpec, our_asn: u32, cfg: &SpeakerConfig) -> Peer {
+    let fam = family_of(&match p.address {
+        IpAddr::V4(_) => "0.0.0.0/0".parse().expect("valid"),
+        IpAddr::V6(_) => "::/0".parse().expect("valid"),
+    });
+    Peer {
+        conf: Some(PeerConf {
+            auth_password: p.password.clone().unwrap_or_default(),
+            description: "configured by ipvlan-bgp".into(),
+            local_asn: 0,
+            neighbor_address: p.address.to_string(),
+            peer_asn: p.asn.unwrap_or(our_asn),
+        }),
+        ebgp_multihop: p.multihop.map(|ttl| EbgpMultihop {
+            enabled: true,
+            multihop_ttl: ttl,
+        }),
+        route_reflector: p.rr_client.then(|| RouteReflector {
+            route_reflector_client: true,
+            route_reflector_cluster_id: String::new(),
+        }),
+        state: None,
+        timers: Some(Timers {
+            config: Some(TimersConfig {
+                connect_retry: p.connect_retry.unwrap_or(cfg.connect_retry),
+                hold_time: p.hold_time.unwrap_or(cfg.hold_time),
+                keepalive_interval: p.keepalive.unwrap_or(cfg.keepalive),
+                minimum_advertisement_interval: 0,
+                idle_hold_time_after_reset: 0,
+            }),
+        }),
+        transport: Some(Transport {
+            passive_mode: p.passive,
+            ..Transport::default()
+        }),
+        afi_safis: vec![AfiSafi {
+            config: Some(AfiSafiConfig {
+                family: Some(fam),
+                enabled: true,
+            }),
+        }],
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn peer_specs_parse() {
+        let p: PeerSpec = "192.0.2.2".parse().unwrap();
+        assert_eq!(p.asn, None);
+        let p: PeerSpec = "192.0.2.2:65010,passive,rr-client,password=s3cret,hold=9,keepalive=3,connect-retry=1,multihop=2"
+            .parse()
+            .unwrap();
+        assert_eq!(p.asn, Some(65010));
+        assert!(p.passive && p.rr_client);
+        assert_eq!(p.password.as_deref(), Some("s3cret"));
+        assert_eq!(
+            (p.hold_time, p.keepalive, p.connect_retry, p.multihop),
+            (Some(9), Some(3), Some(1), Some(2))
+        );
+        let p: PeerSpec = "[2001:db8::2]:65001".parse().unwrap();
+        assert_eq!(p.asn, Some(65001));
+        let p: PeerSpec = "2001:db8::2".parse().unwrap();
+        assert_eq!(p.asn, None);
+        assert!("192.0.2.2:x".parse::<PeerSpec>().is_err());
+        assert!("192.0.2.2,bogus".parse::<PeerSpec>().is_err());
+        assert!("host".parse::<PeerSpec>().is_err());
+    }
+}

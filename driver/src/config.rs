@@ -1,0 +1,228 @@
+//! Command-line flags (each also settable from the environment).
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use ipnet::IpNet;
+
+use crate::bgp::gobgp::{parse_community, GobgpAddr};
+use crate::bgp::speaker::{PeerSpec, SpeakerConfig};
+use crate::bgp::BgpConfig;
+
+pub const DEFAULT_SOCKET: &str = "/run/docker/plugins/ipvlan-bgp.sock";
+/// Our kernel route protocol number: not one the kernel, FRR (186-198) or BIRD (12) use.
+pub const DEFAULT_ROUTE_PROTOCOL: u8 = 73;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "ipvlan-bgp",
+    version,
+    about = "Docker network driver: containers on ipvlan/macvlan, announced and learned over BGP through gobgpd",
+    long_about = "Docker network driver: containers get an ipvlan (L3 by default, L2, L3S) or macvlan \
+link straight on the host's NIC, each host announces its containers' addresses through a local gobgpd, \
+and installs the routes it learns from its peers into its kernel. No overlay, no NAT, no proxy ARP.\n\n\
+Run without a subcommand to serve Docker on --socket."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Print what the running driver knows: networks, endpoints, BGP sessions and routes.
+    Status {
+        /// The running driver's plugin socket.
+        #[arg(long, env = "IPVLAN_BGP_SOCKET", default_value = DEFAULT_SOCKET)]
+        socket: PathBuf,
+        /// Print the raw JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print the driver's Prometheus metrics.
+    Metrics {
+        #[arg(long, env = "IPVLAN_BGP_SOCKET", default_value = DEFAULT_SOCKET)]
+        socket: PathBuf,
+    },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Plugin socket Docker connects to; its file name is the driver's name.
+    #[arg(long, env = "IPVLAN_BGP_SOCKET", default_value = DEFAULT_SOCKET)]
+    pub socket: PathBuf,
+
+    /// Where networks and endpoints are persisted (state.json).
+    #[arg(
+        long,
+        env = "IPVLAN_BGP_STATE_DIR",
+        default_value = "/var/lib/ipvlan-bgp"
+    )]
+    pub state_dir: PathBuf,
+
+    /// Parent interface for networks created without `-o parent=`.
+    #[arg(long, env = "IPVLAN_BGP_PARENT")]
+    pub parent: Option<String>,
+
+    /// Log format.
+    #[arg(
+        long,
+        value_enum,
+        default_value = "text",
+        env = "IPVLAN_BGP_LOG_FORMAT"
+    )]
+    pub log_format: LogFormat,
+
+    /// Log level or filter (RUST_LOG syntax); RUST_LOG wins when set.
+    #[arg(long, default_value = "info", env = "IPVLAN_BGP_LOG_LEVEL")]
+    pub log_level: String,
+
+    /// gobgpd's gRPC API: HOST:PORT, unix:///path, or `none` to run without BGP.
+    #[arg(long, env = "IPVLAN_BGP_GOBGP", default_value = "127.0.0.1:50051")]
+    pub gobgp: String,
+
+    /// Configure gobgpd from these flags: our AS number (without it, gobgpd's own config is used).
+    #[arg(long, env = "IPVLAN_BGP_ASN")]
+    pub asn: Option<u32>,
+
+    /// Router ID for StartBgp (default: the first IPv4 address of the parent).
+    #[arg(long, env = "IPVLAN_BGP_ROUTER_ID")]
+    pub router_id: Option<std::net::Ipv4Addr>,
+
+    /// BGP port gobgpd listens on when the driver starts it (0 = 179, -1 = do not listen).
+    #[arg(long, default_value_t = 0, allow_hyphen_values = true)]
+    pub listen_port: i32,
+
+    /// A BGP peer for gobgpd (repeatable): ADDRESS[:ASN][,passive][,rr-client][,password=SECRET]
+    /// [,hold=S][,keepalive=S][,connect-retry=S][,multihop=TTL]. ASN defaults to --asn (iBGP).
+    #[arg(long = "peer", value_name = "PEER")]
+    pub peers: Vec<String>,
+
+    /// Hold time for peers added by the driver.
+    #[arg(long, default_value_t = 90)]
+    pub hold_time: u64,
+
+    /// Keepalive interval for peers added by the driver.
+    #[arg(long, default_value_t = 30)]
+    pub keepalive: u64,
+
+    /// Connect-retry interval for peers added by the driver.
+    #[arg(long, default_value_t = 10)]
+    pub connect_retry: u64,
+
+    /// Next hop announced for our prefixes (default: the parent's IPv4 address).
+    #[arg(long, env = "IPVLAN_BGP_NEXT_HOP")]
+    pub next_hop: Option<IpAddr>,
+
+    /// Community attached to our announcements, ASN:VALUE (repeatable).
+    #[arg(long = "community", value_name = "ASN:VALUE")]
+    pub communities: Vec<String>,
+
+    /// Kernel route protocol number that tags the routes we install.
+    #[arg(long, default_value_t = DEFAULT_ROUTE_PROTOCOL, value_parser = clap::value_parser!(u8).range(5..=255))]
+    pub route_protocol: u8,
+
+    /// Extra pool whose learned prefixes are accepted, besides our networks' subnets (repeatable).
+    #[arg(long = "accept-pool", value_name = "CIDR")]
+    pub accept_pools: Vec<IpNet>,
+
+    /// At most this many learned routes are installed.
+    #[arg(long, default_value_t = 200_000)]
+    pub max_learned: usize,
+
+    /// Seconds to keep routes gobgpd can no longer confirm (gobgpd restarting, driver restarted).
+    #[arg(long, default_value_t = 60)]
+    pub stale_routes_time: u64,
+}
+
+impl RunArgs {
+    /// `None` when BGP is disabled (`--gobgp none`).
+    pub fn bgp_config(&self) -> Result<Option<BgpConfig>, String> {
+        if self.gobgp == "none" {
+            return Ok(None);
+        }
+        let gobgp: GobgpAddr = self.gobgp.parse()?;
+        let peers = self
+            .peers
+            .iter()
+            .map(|p| p.parse::<PeerSpec>())
+            .collect::<Result<Vec<_>, _>>()?;
+        if !peers.is_empty() && self.asn.is_none() {
+            return Err(
+                "--peer needs --asn: the driver configures gobgpd only when it knows our AS".into(),
+            );
+        }
+        let communities = self
+            .communities
+            .iter()
+            .map(|c| parse_community(c))
+            .collect::<Result<Vec<_>, _>>()?;
+        if self.keepalive == 0 || (self.hold_time != 0 && self.hold_time < 3) {
+            return Err(
+                "--hold-time must be 0 or at least 3 seconds, --keepalive at least 1".into(),
+            );
+        }
+        Ok(Some(BgpConfig {
+            gobgp,
+            speaker: SpeakerConfig {
+                asn: self.asn,
+                router_id: self.router_id.map(|r| r.to_string()),
+                listen_port: self.listen_port,
+                peers,
+                hold_time: self.hold_time,
+                keepalive: self.keepalive,
+                connect_retry: self.connect_retry,
+            },
+            next_hop: self.next_hop,
+            communities,
+            protocol: self.route_protocol,
+            accept_pools: self.accept_pools.iter().map(|p| p.trunc()).collect(),
+            max_learned: self.max_learned,
+            stale_time: Duration::from_secs(self.stale_routes_time),
+            default_parent: self.parent.clone(),
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn bgp_flags_are_validated() {
+        let cli = Cli::parse_from(["ipvlan-bgp", "--peer", "192.0.2.2"]);
+        assert!(cli.run.bgp_config().unwrap_err().contains("--asn"));
+        let cli = Cli::parse_from(["ipvlan-bgp", "--gobgp", "none"]);
+        assert!(cli.run.bgp_config().unwrap().is_none());
+        let cli = Cli::parse_from([
+            "ipvlan-bgp",
+            "--asn",
+            "65000",
+            "--peer",
+            "192.0.2.2",
+            "--community",
+            "65000:7",
+            "--accept-pool",
+            "10.1.0.0/16",
+        ]);
+        let b = cli.run.bgp_config().unwrap().unwrap();
+        assert_eq!(b.communities, vec![65000 << 16 | 7]);
+        assert_eq!(b.speaker.peers.len(), 1);
+    }
+}

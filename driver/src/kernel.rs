@@ -1,0 +1,567 @@
+//! The kernel facade: idempotent intents over one rtnetlink socket.
+//!
+//! In: intents such as "this ipvlan link exists on that parent", "this
+//! address is on that link", "these routes exist with our protocol tag".
+//! Out: the kernel's state, read back as plain structs ([`Link`], [`Addr`],
+//! [`Route`]). Every operation can be repeated: creating a link that already
+//! exists with the same shape succeeds, deleting one that is gone succeeds,
+//! routes are written with replace and deleted tolerating "no such route".
+//! Nothing here knows about Docker or BGP.
+
+use std::io;
+use std::net::IpAddr;
+use std::path::Path;
+
+use ipnet::IpNet;
+use netlink_packet_core::{NLM_F_CREATE, NLM_F_EXCL, NLM_F_REPLACE};
+use netlink_packet_route::address::{AddressAttribute, AddressMessage};
+use netlink_packet_route::link::{
+    InfoData, InfoIpVlan, InfoKind, InfoMacVlan, InfoVlan, IpVlanFlags, IpVlanMode, LinkAttribute,
+    LinkFlags, LinkInfo, LinkMessage, MacVlanMode,
+};
+use netlink_packet_route::route::{
+    RouteAddress, RouteAttribute, RouteHeader, RouteMessage, RouteProtocol, RouteScope, RouteType,
+};
+use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
+
+use crate::netlink::{Netlink, NlError};
+
+/// The shape of a link we create on a parent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LinkKind {
+    Ipvlan { mode: IpvlanMode, flag: IpvlanFlag },
+    Macvlan { mode: MacvlanMode },
+    Vlan { id: u16 },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum IpvlanMode {
+    L2,
+    L3,
+    L3s,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum IpvlanFlag {
+    Bridge,
+    Private,
+    Vepa,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MacvlanMode {
+    Bridge,
+    Private,
+    Vepa,
+}
+
+/// A link as read back from the kernel.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Link {
+    pub index: u32,
+    pub name: String,
+    /// `ipvlan`, `macvlan`, `vlan`, `veth`, ... or `None` for plain devices.
+    pub kind: Option<String>,
+    /// The index of the lower device (`IFLA_LINK`), for stacked links.
+    pub parent: Option<u32>,
+    pub up: bool,
+    pub mac: Vec<u8>,
+}
+
+/// An interface address as read back from the kernel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Addr {
+    pub index: u32,
+    pub net: IpNet,
+}
+
+/// A unicast route in the main table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Route {
+    pub dst: IpNet,
+    pub via: Option<IpAddr>,
+    pub oif: Option<u32>,
+    pub protocol: u8,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum KernelError {
+    #[error("{op}: {source}")]
+    Netlink {
+        op: String,
+        #[source]
+        source: NlError,
+    },
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    NotFound(String),
+}
+
+impl KernelError {
+    fn nl(op: impl Into<String>) -> impl FnOnce(NlError) -> KernelError {
+        let op = op.into();
+        move |source| KernelError::Netlink { op, source }
+    }
+    /// The errno the kernel answered, if any.
+    pub fn errno(&self) -> Option<i32> {
+        match self {
+            KernelError::Netlink { source, .. } => source.errno(),
+            _ => None,
+        }
+    }
+}
+
+pub type Result<T> = std::result::Result<T, KernelError>;
+
+pub struct Kernel {
+    nl: Netlink,
+}
+
+impl Kernel {
+    pub fn open() -> Result<Self> {
+        Ok(Kernel {
+            nl: Netlink::open().map_err(KernelError::nl("open netlink socket"))?,
+        })
+    }
+
+    /// A facade bound to another network namespace (a `/run/netns/NAME` or
+    /// `/proc/PID/ns/net` path).
+    pub fn open_in_netns(path: &Path) -> Result<Self> {
+        Ok(Kernel {
+            nl: Netlink::open_in_netns(path).map_err(KernelError::nl(format!(
+                "open netlink in {}",
+                path.display()
+            )))?,
+        })
+    }
+
+    pub fn netlink(&mut self) -> &mut Netlink {
+        &mut self.nl
+    }
+
+    // ----- links -----
+
+    pub fn links(&mut self) -> Result<Vec<Link>> {
+        let msgs = self
+            .nl
+            .dump(RouteNetlinkMessage::GetLink(LinkMessage::default()))
+            .map_err(KernelError::nl("list links"))?;
+        Ok(msgs
+            .into_iter()
+            .filter_map(|m| match m {
+                RouteNetlinkMessage::NewLink(l) => Some(parse_link(&l)),
+                _ => None,
+            })
+            .collect())
+    }
+
+    pub fn link(&mut self, name: &str) -> Result<Option<Link>> {
+        let mut msg = LinkMessage::default();
+        msg.attributes.push(LinkAttribute::IfName(name.to_string()));
+        match self.nl.get(RouteNetlinkMessage::GetLink(msg)) {
+            Ok(Some(RouteNetlinkMessage::NewLink(l))) => Ok(Some(parse_link(&l))),
+            Ok(_) => Ok(None),
+            Err(e) if e.is(libc::ENODEV) => Ok(None),
+            Err(e) => Err(KernelError::nl(format!("get link {name}"))(e)),
+        }
+    }
+
+    pub fn link_by_index(&mut self, index: u32) -> Result<Option<Link>> {
+        let mut msg = LinkMessage::default();
+        msg.header.index = index;
+        match self.nl.get(RouteNetlinkMessage::GetLink(msg)) {
+            Ok(Some(RouteNetlinkMessage::NewLink(l))) => Ok(Some(parse_link(&l))),
+            Ok(_) => Ok(None),
+            Err(e) if e.is(libc::ENODEV) => Ok(None),
+            Err(e) => Err(KernelError::nl(format!("get link #{index}"))(e)),
+        }
+    }
+
+    /// Makes sure a link `name` of `kind` exists on `parent`. An existing link
+    /// of the same kind on the same parent is accepted as is; anything else
+    /// under that name is a conflict.
+    pub fn ensure_link(
+        &mut self,
+        name: &str,
+        parent: u32,
+        kind: LinkKind,
+        mac: Option<[u8; 6]>,
+    ) -> Result<Link> {
+        if let Some(existing) = self.link(name)? {
+            return if existing.parent == Some(parent)
+                && existing.kind.as_deref() == Some(kind.name())
+            {
+                Ok(existing)
+            } else {
+                Err(KernelError::Conflict(format!(
+                    "a link named {name} already exists ({} on #{:?}) and is not ours",
+                    existing.kind.as_deref().unwrap_or("device"),
+                    existing.parent
+                )))
+            };
+        }
+        let mut msg = LinkMessage::default();
+        msg.attributes.push(LinkAttribute::IfName(name.to_string()));
+        msg.attributes.push(LinkAttribute::Link(parent));
+        msg.attributes.push(LinkAttribute::LinkInfo(kind.info()));
+        if let Some(mac) = mac {
+            msg.attributes.push(LinkAttribute::Address(mac.to_vec()));
+        }
+        self.nl
+            .request(RouteNetlinkMessage::NewLink(msg), NLM_F_CREATE | NLM_F_EXCL)
+            .map_err(KernelError::nl(format!(
+                "create {} link {name}",
+                kind.name()
+            )))?;
+        self.link(name)?
+            .ok_or_else(|| KernelError::NotFound(format!("link {name} vanished after creation")))
+    }
+
+    /// Deletes a link by name; `Ok(false)` if it was already gone.
+    pub fn delete_link(&mut self, name: &str) -> Result<bool> {
+        let mut msg = LinkMessage::default();
+        msg.attributes.push(LinkAttribute::IfName(name.to_string()));
+        match self.nl.request(RouteNetlinkMessage::DelLink(msg), 0) {
+            Ok(()) => Ok(true),
+            Err(e) if e.is(libc::ENODEV) => Ok(false),
+            Err(e) => Err(KernelError::nl(format!("delete link {name}"))(e)),
+        }
+    }
+
+    pub fn set_up(&mut self, index: u32, up: bool) -> Result<()> {
+        let mut msg = LinkMessage::default();
+        msg.header.index = index;
+        msg.header.change_mask = LinkFlags::Up;
+        if up {
+            msg.header.flags = LinkFlags::Up;
+        }
+        self.nl
+            .request(RouteNetlinkMessage::SetLink(msg), 0)
+            .map_err(KernelError::nl(format!("set link #{index} up={up}")))
+    }
+
+    /// Renames a link and/or moves it into the network namespace open at `netns_fd`.
+    pub fn set_name_and_netns(
+        &mut self,
+        index: u32,
+        name: Option<&str>,
+        netns_fd: Option<std::os::fd::RawFd>,
+    ) -> Result<()> {
+        let mut msg = LinkMessage::default();
+        msg.header.index = index;
+        if let Some(n) = name {
+            msg.attributes.push(LinkAttribute::IfName(n.to_string()));
+        }
+        if let Some(fd) = netns_fd {
+            msg.attributes.push(LinkAttribute::NetNsFd(fd));
+        }
+        self.nl
+            .request(RouteNetlinkMessage::SetLink(msg), 0)
+            .map_err(KernelError::nl(format!("move/rename link #{index}")))
+    }
+
+    // ----- addresses -----
+
+    pub fn addresses(&mut self) -> Result<Vec<Addr>> {
+        let msgs = self
+            .nl
+            .dump(RouteNetlinkMessage::GetAddress(AddressMessage::default()))
+            .map_err(KernelError::nl("list addresses"))?;
+        Ok(msgs
+            .into_iter()
+            .filter_map(|m| match m {
+                RouteNetlinkMessage::NewAddress(a) => parse_addr(&a),
+                _ => None,
+            })
+            .collect())
+    }
+
+    /// Adds `net` (address and prefix length) to link `index`; present already is fine.
+    pub fn add_address(&mut self, index: u32, net: IpNet) -> Result<()> {
+        let msg = addr_msg(index, net);
+        match self.nl.request(
+            RouteNetlinkMessage::NewAddress(msg),
+            NLM_F_CREATE | NLM_F_EXCL,
+        ) {
+            Ok(()) => Ok(()),
+            Err(e) if e.is(libc::EEXIST) => Ok(()),
+            Err(e) => Err(KernelError::nl(format!("add address {net} to #{index}"))(e)),
+        }
+    }
+
+    // ----- routes -----
+
+    /// Routes of the main table, optionally only those with protocol `proto`.
+    pub fn routes(&mut self, family: Family, proto: Option<u8>) -> Result<Vec<Route>> {
+        let mut msg = RouteMessage::default();
+        msg.header.address_family = family.af();
+        let msgs = self
+            .nl
+            .dump(RouteNetlinkMessage::GetRoute(msg))
+            .map_err(KernelError::nl("list routes"))?;
+        Ok(msgs
+            .into_iter()
+            .filter_map(|m| match m {
+                RouteNetlinkMessage::NewRoute(r) => parse_route(&r),
+                _ => None,
+            })
+            .filter(|r| proto.is_none_or(|p| r.protocol == p))
+            .collect())
+    }
+
+    /// Writes routes with replace semantics, pipelined; one result per route.
+    pub fn replace_routes(&mut self, routes: &[Route]) -> Vec<Result<()>> {
+        let msgs = routes
+            .iter()
+            .map(|r| {
+                (
+                    RouteNetlinkMessage::NewRoute(route_msg(r)),
+                    NLM_F_CREATE | NLM_F_REPLACE,
+                )
+            })
+            .collect();
+        self.nl
+            .batch(msgs)
+            .into_iter()
+            .zip(routes)
+            .map(|(res, r)| res.map_err(KernelError::nl(format!("replace route {}", r.dst))))
+            .collect()
+    }
+
+    /// Deletes routes, pipelined; a route already gone counts as deleted.
+    pub fn delete_routes(&mut self, routes: &[Route]) -> Vec<Result<()>> {
+        let msgs = routes
+            .iter()
+            .map(|r| (RouteNetlinkMessage::DelRoute(route_msg(r)), 0))
+            .collect();
+        self.nl
+            .batch(msgs)
+            .into_iter()
+            .zip(routes)
+            .map(|(res, r)| match res {
+                Err(e) if e.is(libc::ESRCH) || e.is(libc::ENOENT) => Ok(()),
+                other => other.map_err(KernelError::nl(format!("delete route {}", r.dst))),
+            })
+            .collect()
+    }
+
+    /// Whether this kernel can create ipvlan links: tries to create (and
+    /// deletes again) a probe link on `parent`. `Ok(false)` only when the
+    /// kernel answers that it does not know the link type.
+    pub fn probe_ipvlan(&mut self, parent: u32) -> Result<bool> {
+        let name = format!("ibp{:x}", std::process::id() & 0xfff_ffff);
+        let kind = LinkKind::Ipvlan {
+            mode: IpvlanMode::L3,
+            flag: IpvlanFlag::Bridge,
+        };
+        match self.ensure_link(&name, parent, kind, None) {
+            Ok(_) => {
+                self.delete_link(&name)?;
+                Ok(true)
+            }
+            Err(e) if e.errno() == Some(libc::EOPNOTSUPP) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Family {
+    V4,
+    V6,
+}
+
+impl Family {
+    fn af(self) -> AddressFamily {
+        match self {
+            Family::V4 => AddressFamily::Inet,
+            Family::V6 => AddressFamily::Inet6,
+        }
+    }
+}
+
+impl LinkKind {
+    pub fn name(&self) -> &'static str {
+        match self {
+            LinkKind::Ipvlan { .. } => "ipvlan",
+            LinkKind::Macvlan { .. } => "macvlan",
+            LinkKind::Vlan { .. } => "vlan",
+        }
+    }
+
+    fn info(&self) -> Vec<LinkInfo> {
+        match *self {
+            LinkKind::Ipvlan { mode, flag } => {
+                let mode = match mode {
+                    IpvlanMode::L2 => IpVlanMode::L2,
+                    IpvlanMode::L3 => IpVlanMode::L3,
+                    IpvlanMode::L3s => IpVlanMode::L3S,
+                };
+                let flags = match flag {
+                    IpvlanFlag::Bridge => IpVlanFlags::empty(),
+                    IpvlanFlag::Private => IpVlanFlags::Private,
+                    IpvlanFlag::Vepa => IpVlanFlags::Vepa,
+                };
+                vec![
+                    LinkInfo::Kind(InfoKind::IpVlan),
+                    LinkInfo::Data(InfoData::IpVlan(vec![
+                        InfoIpVlan::Mode(mode),
+                        InfoIpVlan::Flags(flags),
+                    ])),
+                ]
+            }
+            LinkKind::Macvlan { mode } => {
+                let mode = match mode {
+                    MacvlanMode::Bridge => MacVlanMode::Bridge,
+                    MacvlanMode::Private => MacVlanMode::Private,
+                    MacvlanMode::Vepa => MacVlanMode::Vepa,
+                };
+                vec![
+                    LinkInfo::Kind(InfoKind::MacVlan),
+                    LinkInfo::Data(InfoData::MacVlan(vec![InfoMacVlan::Mode(mode)])),
+                ]
+            }
+            LinkKind::Vlan { id } => vec![
+                LinkInfo::Kind(InfoKind::Vlan),
+                LinkInfo::Data(InfoData::Vlan(vec![InfoVlan::Id(id)])),
+            ],
+        }
+    }
+}
+
+fn parse_link(m: &LinkMessage) -> Link {
+    let mut link = Link {
+        index: m.header.index,
+        name: String::new(),
+        kind: None,
+        parent: None,
+        up: m.header.flags.contains(LinkFlags::Up),
+        mac: Vec::new(),
+    };
+    for a in &m.attributes {
+        match a {
+            LinkAttribute::IfName(n) => link.name = n.clone(),
+            LinkAttribute::Link(p) => link.parent = Some(*p),
+            LinkAttribute::Address(mac) => link.mac = mac.clone(),
+            LinkAttribute::LinkInfo(infos) => {
+                for i in infos {
+                    if let LinkInfo::Kind(k) = i {
+                        link.kind = Some(k.to_string());
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    link
+}
+
+fn parse_addr(m: &AddressMessage) -> Option<Addr> {
+    let mut local = None;
+    let mut address = None;
+    for a in &m.attributes {
+        match a {
+            AddressAttribute::Local(ip) => local = Some(*ip),
+            AddressAttribute::Address(ip) => address = Some(*ip),
+            _ => {}
+        }
+    }
+    let ip = local.or(address)?;
+    IpNet::new(ip, m.header.prefix_len).ok().map(|net| Addr {
+        index: m.header.index,
+        net,
+    })
+}
+
+fn addr_msg(index: u32, net: IpNet) -> AddressMessage {
+    let mut msg = AddressMessage::default();
+    msg.header.index = index;
+    msg.header.prefix_len = net.prefix_len();
+    msg.header.family = match net {
+        IpNet::V4(_) => AddressFamily::Inet,
+        IpNet::V6(_) => AddressFamily::Inet6,
+    };
+    msg.attributes.push(AddressAttribute::Local(net.addr()));
+    msg.attributes.push(AddressAttribute::Address(net.addr()));
+    if let IpNet::V4(v4) = net {
+        if v4.prefix_len() < 31 {
+            msg.attributes
+                .push(AddressAttribute::Broadcast(v4.broadcast()));
+        }
+    }
+    msg
+}
+
+fn parse_route(m: &RouteMessage) -> Option<Route> {
+    if m.header.table != RouteHeader::RT_TABLE_MAIN || m.header.kind != RouteType::Unicast {
+        return None;
+    }
+    let mut dst = None;
+    let mut via = None;
+    let mut oif = None;
+    for a in &m.attributes {
+        match a {
+            RouteAttribute::Destination(RouteAddress::Inet(ip)) => dst = Some(IpAddr::V4(*ip)),
+            RouteAttribute::Destination(RouteAddress::Inet6(ip)) => dst = Some(IpAddr::V6(*ip)),
+            RouteAttribute::Gateway(RouteAddress::Inet(ip)) => via = Some(IpAddr::V4(*ip)),
+            RouteAttribute::Gateway(RouteAddress::Inet6(ip)) => via = Some(IpAddr::V6(*ip)),
+            RouteAttribute::Oif(i) => oif = Some(*i),
+            _ => {}
+        }
+    }
+    let dst = match (dst, m.header.address_family) {
+        (Some(ip), _) => IpNet::new(ip, m.header.destination_prefix_length).ok()?,
+        (None, AddressFamily::Inet) => "0.0.0.0/0".parse().ok()?,
+        (None, AddressFamily::Inet6) => "::/0".parse().ok()?,
+        _ => return None,
+    };
+    Some(Route {
+        dst,
+        via,
+        oif,
+        protocol: u8::from(m.header.protocol),
+    })
+}
+
+fn route_msg(r: &Route) -> RouteMessage {
+    let mut msg = RouteMessage::default();
+    msg.header.address_family = match r.dst {
+        IpNet::V4(_) => AddressFamily::Inet,
+        IpNet::V6(_) => AddressFamily::Inet6,
+    };
+    msg.header.destination_prefix_length = r.dst.prefix_len();
+    msg.header.table = RouteHeader::RT_TABLE_MAIN;
+    msg.header.protocol = RouteProtocol::from(r.protocol);
+    msg.header.kind = RouteType::Unicast;
+    msg.header.scope = if r.via.is_some() {
+        RouteScope::Universe
+    } else {
+        RouteScope::Link
+    };
+    msg.attributes
+        .push(RouteAttribute::Destination(RouteAddress::from(
+            r.dst.network(),
+        )));
+    if let Some(via) = r.via {
+        msg.attributes
+            .push(RouteAttribute::Gateway(RouteAddress::from(via)));
+    }
+    if let Some(oif) = r.oif {
+        msg.attributes.push(RouteAttribute::Oif(oif));
+    }
+    msg
+}
+
+/// Reads or writes an IPv4/IPv6 sysctl of the caller's network namespace.
+pub fn write_sysctl(path: &str, value: &str) -> io::Result<()> {
+    let full = format!("/proc/sys/{}", path.replace('.', "/"));
+    let current = std::fs::read_to_string(&full).unwrap_or_default();
+    if current.trim() == value {
+        return Ok(());
+    }
+    std::fs::write(&full, value)
+}

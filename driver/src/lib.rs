@@ -1,0 +1,106 @@
+//! ipvlan-bgp: a Docker network driver that puts containers straight on the
+//! host's NIC (ipvlan L3 by default; ipvlan L2/L3S, or macvlan) and makes them
+//! reachable across hosts with BGP through a local gobgpd.
+//!
+//! ```text
+//! dockerd ─HTTP/unix─► api ─► driver (networks, endpoints, state) ─► kernel (links)
+//!                                   └─ View ─► bgp: announcer ─gRPC─► gobgpd ─► peers
+//!                      gobgpd ─WatchEvent─► learner ─► policy ─► installer ─► kernel (routes)
+//! ```
+//! The binary is thin: [`run`] wires the pieces and serves until shutdown.
+
+pub mod api;
+pub mod bgp;
+pub mod config;
+pub mod driver;
+pub mod error;
+pub mod kernel;
+pub mod metrics;
+pub mod names;
+pub mod netlink;
+pub mod network;
+pub mod state;
+pub mod status;
+
+use std::sync::{Arc, Mutex};
+
+use anyhow::Context;
+use tokio::sync::watch;
+use tracing::info;
+
+use crate::api::server::{self, App};
+use crate::config::RunArgs;
+use crate::driver::Driver;
+use crate::kernel::Kernel;
+use crate::metrics::Metrics;
+use crate::state::Store;
+
+/// Runs the driver until `shutdown` resolves: restores state, starts the BGP
+/// side (unless disabled), serves the plugin socket, then removes it.
+pub async fn run(
+    args: RunArgs,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let bgp_cfg = args.bgp_config().map_err(anyhow::Error::msg)?;
+    let kernel = Kernel::open().context("open netlink")?;
+    let store = Store::new(&args.state_dir);
+    let (driver, view_rx) = tokio::task::spawn_blocking({
+        let parent = args.parent.clone();
+        move || Driver::start(store, kernel, parent)
+    })
+    .await
+    .context("driver start task")?
+    .context("load state")?;
+    let st = driver.state();
+    info!(
+        networks = st.networks.len(),
+        endpoints = st.endpoint_count(),
+        state = %args.state_dir.display(),
+        "state loaded"
+    );
+    let metrics = Arc::new(Metrics::default());
+    let (stop_tx, stop_rx) = watch::channel(false);
+
+    let mut bgp_task = None;
+    let mut installer_thread = None;
+    if let Some(cfg) = bgp_cfg {
+        let (installer, thread, adopted) = bgp::installer::Installer::start(
+            Kernel::open().context("open netlink for routes")?,
+            cfg.protocol,
+            metrics.clone(),
+        )
+        .context("read installed routes")?;
+        installer_thread = Some((thread, installer.clone()));
+        let bgp = bgp::Bgp::new(
+            cfg,
+            metrics.clone(),
+            view_rx,
+            installer,
+            Kernel::open().context("open netlink for host info")?,
+            adopted,
+        );
+        bgp_task = Some(tokio::spawn(bgp.run(stop_rx.clone())));
+    } else {
+        info!("BGP disabled (--gobgp none): containers are attached but not announced");
+    }
+
+    let listener = server::bind(&args.socket).await?;
+    info!(socket = %args.socket.display(), "serving Docker");
+    let app = App {
+        driver: Arc::new(Mutex::new(driver)),
+        metrics,
+    };
+    let served = server::serve(listener, app, shutdown).await;
+    let _ = std::fs::remove_file(&args.socket);
+    let _ = stop_tx.send(true);
+    if let Some(t) = bgp_task {
+        let _ = t.await;
+    }
+    if let Some((thread, handle)) = installer_thread {
+        handle.flush_blocking();
+        drop(handle);
+        let _ = thread;
+    }
+    info!("stopped");
+    served.context("serve")
+}

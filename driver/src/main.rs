@@ -1,0 +1,83 @@
+//! The `ipvlan-bgp` binary: parses flags, sets up logging, runs the library.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Parser;
+use ipvlan_bgp::api::client;
+use ipvlan_bgp::config::{Cli, Command, LogFormat};
+use tracing_subscriber::EnvFilter;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("ipvlan-bgp: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = rt.block_on(async move {
+        match cli.command {
+            Some(Command::Status { socket, json }) => {
+                let r = client::post(
+                    &socket,
+                    "/IpvlanBgp.Status",
+                    Vec::new(),
+                    Duration::from_secs(5),
+                )
+                .await?;
+                let v = r.json()?;
+                if json {
+                    println!("{}", serde_json::to_string_pretty(&v)?);
+                } else {
+                    print!("{}", ipvlan_bgp::status::render_text(&v));
+                }
+                Ok(())
+            }
+            Some(Command::Metrics { socket }) => {
+                let r =
+                    client::post(&socket, "/metrics", Vec::new(), Duration::from_secs(5)).await?;
+                print!("{}", String::from_utf8_lossy(&r.body));
+                Ok(())
+            }
+            None => {
+                init_logging(cli.run.log_format, &cli.run.log_level);
+                ipvlan_bgp::run(cli.run, shutdown_signal()).await
+            }
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("ipvlan-bgp: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging(format: LogFormat, level: &str) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
+    tokio::select! {
+        _ = term.recv() => {},
+        _ = int.recv() => {},
+    }
+    tracing::info!("shutting down");
+}

@@ -1,0 +1,471 @@
+//! Networks and endpoints as validated domain types.
+//!
+//! In: the raw CreateNetwork/CreateEndpoint requests ([`crate::api::wire`]).
+//! Out: a [`NetworkSpec`] or an endpoint address that cannot hold an invalid
+//! value, or an error that tells the user which option to change. Nothing in
+//! this module touches the kernel; the driver only acts on what parsed.
+
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+
+use ipnet::{IpNet, Ipv4Net};
+use serde::{Deserialize, Serialize};
+
+use crate::api::wire::{self, CreateEndpointRequest, CreateNetworkRequest};
+use crate::kernel::{IpvlanFlag, IpvlanMode, LinkKind, MacvlanMode};
+
+/// Options accepted under `-o`, with what they take.
+pub const KNOWN_OPTIONS: &[(&str, &str)] = &[
+    (
+        "parent",
+        "the host interface, e.g. eth1, or eth1.10 for an 802.1Q sub-interface",
+    ),
+    ("dataplane", "ipvlan (default) | macvlan"),
+    ("ipvlan_mode", "l3 (default) | l2 | l3s"),
+    ("mode", "alias of ipvlan_mode"),
+    ("ipvlan_flag", "bridge (default) | private | vepa"),
+    ("macvlan_mode", "bridge (default) | private | vepa"),
+    (
+        "announce",
+        "endpoint (default: one /32 per container) | subnet",
+    ),
+];
+
+/// How containers attach to the parent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "dataplane", rename_all = "lowercase")]
+pub enum Dataplane {
+    Ipvlan { mode: IpvlanMode, flag: IpvlanFlag },
+    Macvlan { mode: MacvlanMode },
+}
+
+impl Dataplane {
+    /// L2-style data planes need a host-side shim holding the gateway.
+    pub fn needs_shim(&self) -> bool {
+        !matches!(
+            self,
+            Dataplane::Ipvlan {
+                mode: IpvlanMode::L3 | IpvlanMode::L3s,
+                ..
+            }
+        )
+    }
+
+    pub fn link_kind(&self) -> LinkKind {
+        match *self {
+            Dataplane::Ipvlan { mode, flag } => LinkKind::Ipvlan { mode, flag },
+            Dataplane::Macvlan { mode } => LinkKind::Macvlan { mode },
+        }
+    }
+
+    pub fn is_ipvlan(&self) -> bool {
+        matches!(self, Dataplane::Ipvlan { .. })
+    }
+
+    pub fn describe(&self) -> String {
+        match self {
+            Dataplane::Ipvlan { mode, flag } => format!(
+                "ipvlan {} ({})",
+                format!("{mode:?}").to_lowercase(),
+                format!("{flag:?}").to_lowercase()
+            ),
+            Dataplane::Macvlan { mode } => {
+                format!("macvlan {}", format!("{mode:?}").to_lowercase())
+            }
+        }
+    }
+}
+
+/// What a network announces over BGP.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Announce {
+    /// One host route (/32) per joined endpoint.
+    #[default]
+    Endpoint,
+    /// The network's whole subnet, for as long as the network exists.
+    Subnet,
+}
+
+/// The parent interface, and the 802.1Q sub-interface to make when the name asks for one.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Parent {
+    pub name: String,
+    /// `Some((lower, id))` when `name` is `lower.id`.
+    pub vlan: Option<(String, u16)>,
+}
+
+/// A network as this driver understands it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NetworkSpec {
+    pub id: String,
+    pub parent: Parent,
+    pub dataplane: Dataplane,
+    pub subnet: Ipv4Net,
+    /// The gateway address with the subnet's prefix length (the shim's address in L2 modes).
+    pub gateway: Option<Ipv4Net>,
+    pub announce: Announce,
+    /// `--internal`: nothing is announced for this network.
+    pub internal: bool,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("{0}")]
+pub struct InvalidRequest(pub String);
+
+fn invalid(msg: impl Into<String>) -> InvalidRequest {
+    InvalidRequest(msg.into())
+}
+
+/// Docker's network IDs are 64 hex characters; accept any non-empty hex-ish
+/// token but refuse what could break a file name or a link name.
+pub fn check_id(kind: &str, id: &str) -> Result<(), InvalidRequest> {
+    if id.len() < 12 || id.len() > 128 || !id.chars().all(|c| c.is_ascii_alphanumeric()) {
+        return Err(invalid(format!(
+            "{kind} {id:?} is not a valid ID (expected Docker's hexadecimal ID, at least 12 characters)"
+        )));
+    }
+    Ok(())
+}
+
+/// Whether `name` can be a Linux interface name.
+pub fn valid_ifname(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 15
+        && name != "."
+        && name != ".."
+        && name
+            .chars()
+            .all(|c| c.is_ascii_graphic() && c != '/' && c != ':')
+}
+
+impl Parent {
+    pub fn parse(name: &str) -> Result<Parent, InvalidRequest> {
+        if !valid_ifname(name) {
+            return Err(invalid(format!(
+                "parent {name:?} is not a valid interface name (at most 15 characters, no '/', ':' or spaces)"
+            )));
+        }
+        let vlan = match name.rsplit_once('.') {
+            Some((lower, id)) if !lower.is_empty() && id.chars().all(|c| c.is_ascii_digit()) => {
+                let id: u16 = id
+                    .parse()
+                    .ok()
+                    .filter(|v| (1..=4094).contains(v))
+                    .ok_or_else(|| {
+                        invalid(format!(
+                            "parent {name:?}: VLAN ID must be between 1 and 4094"
+                        ))
+                    })?;
+                Some((lower.to_string(), id))
+            }
+            _ => None,
+        };
+        Ok(Parent {
+            name: name.to_string(),
+            vlan,
+        })
+    }
+}
+
+fn parse_enum<T: Copy>(key: &str, value: &str, choices: &[(&str, T)]) -> Result<T, InvalidRequest> {
+    choices
+        .iter()
+        .find(|(n, _)| n.eq_ignore_ascii_case(value))
+        .map(|(_, v)| *v)
+        .ok_or_else(|| {
+            let names: Vec<&str> = choices.iter().map(|(n, _)| *n).collect();
+            invalid(format!(
+                "option {key}={value:?} is not valid; use one of: {}",
+                names.join(", ")
+            ))
+        })
+}
+
+fn parse_cidr_or_addr(s: &str, prefix_len: u8) -> Option<Ipv4Net> {
+    if let Ok(net) = s.parse::<Ipv4Net>() {
+        return Some(net);
+    }
+    s.parse::<Ipv4Addr>()
+        .ok()
+        .and_then(|a| Ipv4Net::new(a, prefix_len).ok())
+}
+
+impl NetworkSpec {
+    /// Validates a CreateNetwork request. `default_parent` comes from `--parent`.
+    pub fn from_request(
+        req: &CreateNetworkRequest,
+        default_parent: Option<&str>,
+    ) -> Result<NetworkSpec, InvalidRequest> {
+        check_id("network", &req.network_id)?;
+        let generic = wire::generic_options(&req.options).map_err(invalid)?;
+        for key in generic.keys() {
+            if !KNOWN_OPTIONS.iter().any(|(k, _)| k == key) {
+                let known: Vec<String> = KNOWN_OPTIONS
+                    .iter()
+                    .map(|(k, v)| format!("{k} ({v})"))
+                    .collect();
+                return Err(invalid(format!(
+                    "unknown option {key:?}; this driver knows: {}",
+                    known.join("; ")
+                )));
+            }
+        }
+        let parent_name = generic
+            .get("parent")
+            .map(String::as_str)
+            .or(default_parent)
+            .ok_or_else(|| {
+                invalid("no parent interface: add -o parent=<host interface> (e.g. eth1), or start the driver with --parent")
+            })?;
+        let parent = Parent::parse(parent_name)?;
+        let dataplane = parse_dataplane(&generic)?;
+        let announce = match generic.get("announce") {
+            None => Announce::Endpoint,
+            Some(v) => parse_enum(
+                "announce",
+                v,
+                &[
+                    ("endpoint", Announce::Endpoint),
+                    ("subnet", Announce::Subnet),
+                ],
+            )?,
+        };
+
+        let v4 = req.ipv4_data.clone().unwrap_or_default();
+        let v6 = req.ipv6_data.clone().unwrap_or_default();
+        if !v6.is_empty() {
+            return Err(invalid(if v4.is_empty() {
+                "IPv6-only networks are not supported yet: create the network with an IPv4 --subnet and without --ipv6"
+            } else {
+                "IPv6 is not supported yet: create the network without --ipv6"
+            }));
+        }
+        let ipam = match v4.as_slice() {
+            [] => {
+                return Err(invalid(
+                    "the network has no IPv4 subnet: add --subnet a.b.c.d/len",
+                ))
+            }
+            [one] => one,
+            _ => {
+                return Err(invalid(
+                    "one IPv4 subnet per network: create one network per --subnet",
+                ))
+            }
+        };
+        let subnet: Ipv4Net = ipam.pool.parse().map_err(|_| {
+            invalid(format!(
+                "IPv4 pool {:?} is not a subnet (expected a.b.c.d/len)",
+                ipam.pool
+            ))
+        })?;
+        if subnet.prefix_len() == 0 || ipam.address_space == "null" {
+            return Err(invalid(
+                "this driver needs a real subnet: use the default IPAM driver with --subnet a.b.c.d/len (not --ipam-driver null)",
+            ));
+        }
+        if subnet.trunc() != subnet {
+            return Err(invalid(format!(
+                "subnet {subnet} has host bits set; did you mean {}?",
+                subnet.trunc()
+            )));
+        }
+        let gateway = match ipam.gateway.as_deref().filter(|g| !g.is_empty()) {
+            None => None,
+            Some(g) => {
+                let gw = parse_cidr_or_addr(g, subnet.prefix_len())
+                    .ok_or_else(|| invalid(format!("gateway {g:?} is not an IPv4 address")))?;
+                if !subnet.contains(&gw.addr()) {
+                    return Err(invalid(format!("gateway {g} is outside subnet {subnet}")));
+                }
+                Some(
+                    Ipv4Net::new(gw.addr(), subnet.prefix_len())
+                        .map_err(|e| invalid(e.to_string()))?,
+                )
+            }
+        };
+        if dataplane.needs_shim() && gateway.is_none() {
+            return Err(invalid(format!(
+                "{} needs a gateway address for the host side: add --gateway",
+                dataplane.describe()
+            )));
+        }
+        Ok(NetworkSpec {
+            id: req.network_id.clone(),
+            parent,
+            dataplane,
+            subnet,
+            gateway,
+            announce,
+            internal: wire::flag_option(&req.options, "com.docker.network.internal"),
+        })
+    }
+
+    /// What the container's eth gets as default route in Join.
+    pub fn short_id(&self) -> &str {
+        &self.id[..12.min(self.id.len())]
+    }
+}
+
+fn parse_dataplane(o: &BTreeMap<String, String>) -> Result<Dataplane, InvalidRequest> {
+    let ipvlan_mode = match (o.get("ipvlan_mode"), o.get("mode")) {
+        (Some(a), Some(b)) if !a.eq_ignore_ascii_case(b) => {
+            return Err(invalid(format!(
+                "ipvlan_mode={a} and mode={b} disagree; mode is an alias of ipvlan_mode, give one"
+            )))
+        }
+        (Some(a), _) => Some(("ipvlan_mode", a)),
+        (None, Some(b)) => Some(("mode", b)),
+        (None, None) => None,
+    };
+    let ipvlan_flag = o.get("ipvlan_flag");
+    let macvlan_mode = o.get("macvlan_mode");
+    let dataplane = match o.get("dataplane").map(String::as_str) {
+        Some(v) => parse_enum("dataplane", v, &[("ipvlan", true), ("macvlan", false)])?,
+        // `-o macvlan_mode=...` alone says which data plane is meant.
+        None => macvlan_mode.is_none(),
+    };
+    if dataplane {
+        if macvlan_mode.is_some() {
+            return Err(invalid(
+                "macvlan_mode applies to -o dataplane=macvlan; for ipvlan use ipvlan_mode and ipvlan_flag",
+            ));
+        }
+        let mode = match ipvlan_mode {
+            None => IpvlanMode::L3,
+            Some((key, v)) => parse_enum(
+                key,
+                v,
+                &[
+                    ("l3", IpvlanMode::L3),
+                    ("l2", IpvlanMode::L2),
+                    ("l3s", IpvlanMode::L3s),
+                ],
+            )?,
+        };
+        let flag = match ipvlan_flag {
+            None => IpvlanFlag::Bridge,
+            Some(v) => parse_enum(
+                "ipvlan_flag",
+                v,
+                &[
+                    ("bridge", IpvlanFlag::Bridge),
+                    ("private", IpvlanFlag::Private),
+                    ("vepa", IpvlanFlag::Vepa),
+                ],
+            )?,
+        };
+        Ok(Dataplane::Ipvlan { mode, flag })
+    } else {
+        if let Some((key, _)) = ipvlan_mode {
+            return Err(invalid(format!(
+                "{key} applies to -o dataplane=ipvlan; for macvlan use macvlan_mode"
+            )));
+        }
+        if ipvlan_flag.is_some() {
+            return Err(invalid(
+                "ipvlan_flag applies to -o dataplane=ipvlan; for macvlan use macvlan_mode",
+            ));
+        }
+        let mode = match macvlan_mode {
+            None => MacvlanMode::Bridge,
+            Some(v) => parse_enum(
+                "macvlan_mode",
+                v,
+                &[
+                    ("bridge", MacvlanMode::Bridge),
+                    ("private", MacvlanMode::Private),
+                    ("vepa", MacvlanMode::Vepa),
+                ],
+            )?,
+        };
+        Ok(Dataplane::Macvlan { mode })
+    }
+}
+
+/// The endpoint's IPv4 address (with the subnet's prefix length) and the MAC
+/// address the user asked for, if any.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EndpointSpec {
+    pub id: String,
+    pub address: Ipv4Net,
+    pub mac: Option<[u8; 6]>,
+}
+
+impl EndpointSpec {
+    pub fn from_request(
+        req: &CreateEndpointRequest,
+        network: &NetworkSpec,
+    ) -> Result<EndpointSpec, InvalidRequest> {
+        check_id("endpoint", &req.endpoint_id)?;
+        let iface = req.interface.clone().unwrap_or_default();
+        if !iface.address_ipv6.is_empty() {
+            return Err(invalid("IPv6 endpoint addresses are not supported yet"));
+        }
+        if iface.address.is_empty() {
+            return Err(invalid(
+                "the endpoint has no IPv4 address: this driver relies on Docker's IPAM to assign one",
+            ));
+        }
+        let address: Ipv4Net = parse_cidr_or_addr(&iface.address, network.subnet.prefix_len())
+            .ok_or_else(|| invalid(format!("address {:?} is not IPv4", iface.address)))?;
+        if !network.subnet.contains(&address.addr()) {
+            return Err(invalid(format!(
+                "address {} is outside the network's subnet {}",
+                address.addr(),
+                network.subnet
+            )));
+        }
+        if network.gateway.is_some_and(|g| g.addr() == address.addr()) {
+            return Err(invalid(format!(
+                "address {} is the network's gateway",
+                address.addr()
+            )));
+        }
+        let mac = match iface.mac_address.as_str() {
+            "" => None,
+            m => Some(
+                parse_mac(m).ok_or_else(|| invalid(format!("MAC address {m:?} is not valid")))?,
+            ),
+        };
+        if mac.is_some() && network.dataplane.is_ipvlan() {
+            return Err(invalid(
+                "ipvlan links share the parent's MAC address, so --mac-address cannot be honoured; drop it or use -o dataplane=macvlan",
+            ));
+        }
+        Ok(EndpointSpec {
+            id: req.endpoint_id.clone(),
+            address: Ipv4Net::new(address.addr(), network.subnet.prefix_len())
+                .map_err(|e| invalid(e.to_string()))?,
+            mac,
+        })
+    }
+}
+
+pub fn parse_mac(s: &str) -> Option<[u8; 6]> {
+    let parts: Vec<&str> = s.split(':').collect();
+    if parts.len() != 6 {
+        return None;
+    }
+    let mut out = [0u8; 6];
+    for (o, p) in out.iter_mut().zip(parts) {
+        if p.len() != 2 {
+            return None;
+        }
+        *o = u8::from_str_radix(p, 16).ok()?;
+    }
+    Some(out)
+}
+
+pub fn format_mac(mac: &[u8]) -> String {
+    mac.iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(":")
+}
+
+/// The host route announced for an endpoint.
+pub fn host_route(addr: Ipv4Addr) -> IpNet {
+    IpNet::V4(Ipv4Net::new(addr, 32).expect("32 is a valid prefix length"))
+}
