@@ -1,1 +1,34 @@
+//! The harness: Docker hosts made of network namespaces, real gobgpd and
+//! ipvlan-bgp processes inside them, and scenario files that start and stop
+//! containers, break things and assert who reaches whom and how fast.
+//!
+//! ```text
+//! scenario.toml ─► scenario (parse, validate) ─► runner ─► world (namespaces, switch, daemons)
+//!                                                   ├─► engine (emulated dockerd) ─► driver socket
+//!                                                   ├─► probe (ICMP/TCP from inside namespaces)
+//!                                                   └─► report (JSON), diagnostics on failure
+//! ```
 
+pub mod check;
+pub mod cleanup;
+pub mod engine;
+pub mod netns;
+pub mod probe;
+pub mod report;
+pub mod runner;
+pub mod scenario;
+pub mod util;
+pub mod world;
+
+use std::path::Path;
+
+pub use report::Report;
+pub use scenario::Scenario;
+pub use world::Options;
+
+/// Loads and runs one scenario file (the entry point of the `cargo test` per-file tests).
+pub fn run_file(path: &Path, engine: &str) -> anyhow::Result<Report> {
+    let s = Scenario::load(path)?;
+    let opts = Options::from_env()?;
+    Ok(runner::run(&s, &opts, engine))
+}

@@ -1,0 +1,239 @@
+//! Network namespaces and the processes started inside them.
+//!
+//! Namespaces are named `ibh-<pid>-<run>-<role>`: the harness's pid makes a
+//! killed run's leftovers recognisable ([`sweep`] deletes those whose owner is
+//! gone). Processes are started with `setns` in a `pre_exec` hook (no
+//! `ip netns exec`, no mount tricks), in their own process group, and with
+//! `PR_SET_PDEATHSIG` so they die with the harness thread that started them.
+
+use std::fs::File;
+use std::io::Write;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+
+use crate::util::{run_cmd, run_output};
+
+pub const PREFIX: &str = "ibh-";
+const IP_TIMEOUT: Duration = Duration::from_secs(20);
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Netns {
+    pub name: String,
+}
+
+impl Netns {
+    /// Creates the namespace and brings its loopback up.
+    pub fn create(name: &str) -> Result<Netns> {
+        run_cmd("ip", &["netns", "add", name], IP_TIMEOUT)
+            .with_context(|| format!("create network namespace {name}"))?;
+        let ns = Netns {
+            name: name.to_string(),
+        };
+        ns.ip(&["link", "set", "lo", "up"])?;
+        Ok(ns)
+    }
+
+    pub fn path(&self) -> PathBuf {
+        Path::new("/run/netns").join(&self.name)
+    }
+
+    /// `ip -n NAME ARGS...`
+    pub fn ip(&self, args: &[&str]) -> Result<String> {
+        let mut full = vec!["-n", self.name.as_str()];
+        full.extend_from_slice(args);
+        run_cmd("ip", &full, IP_TIMEOUT).with_context(|| format!("in namespace {}", self.name))
+    }
+
+    /// Many `ip` commands in one process (`ip -n NAME -batch -`).
+    pub fn ip_batch(&self, lines: &[String]) -> Result<()> {
+        if lines.is_empty() {
+            return Ok(());
+        }
+        let mut child = Command::new("ip")
+            .args(["-n", &self.name, "-batch", "-"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .context("start ip -batch")?;
+        if let Some(mut stdin) = child.stdin.take() {
+            stdin.write_all(lines.join("\n").as_bytes())?;
+            stdin.write_all(b"\n")?;
+        }
+        let out = child.wait_with_output()?;
+        if !out.status.success() {
+            bail!(
+                "ip -batch in {} failed: {}\n{}",
+                self.name,
+                String::from_utf8_lossy(&out.stderr).trim(),
+                lines.join("\n")
+            );
+        }
+        Ok(())
+    }
+
+    /// Runs a program inside the namespace and returns its output (any status).
+    pub fn exec(
+        &self,
+        prog: &str,
+        args: &[&str],
+        timeout: Duration,
+    ) -> Result<std::process::Output> {
+        let mut full = vec!["netns", "exec", self.name.as_str(), prog];
+        full.extend_from_slice(args);
+        run_output("ip", &full, timeout)
+    }
+
+    /// Writes a sysctl of this namespace (`net.ipv4.ip_forward`, ...).
+    pub fn sysctl(&self, key: &str, value: &str) -> Result<()> {
+        let ns = self.open()?;
+        let key2 = key.to_string();
+        let value = value.to_string();
+        std::thread::spawn(move || -> Result<()> {
+            nix::sched::setns(&ns, nix::sched::CloneFlags::CLONE_NEWNET)?;
+            let path = format!("/proc/sys/{}", key2.replace('.', "/"));
+            std::fs::write(&path, &value).with_context(|| format!("write {path}"))?;
+            Ok(())
+        })
+        .join()
+        .map_err(|_| anyhow::anyhow!("sysctl thread panicked"))?
+        .with_context(|| format!("sysctl {key} in {}", self.name))
+    }
+
+    pub fn open(&self) -> Result<OwnedFd> {
+        Ok(File::open(self.path())
+            .with_context(|| format!("open {}", self.path().display()))?
+            .into())
+    }
+
+    /// Starts `prog` inside this namespace (see [`spawn_in`]).
+    pub fn spawn(&self, prog: &Path, args: &[String], log: &Path) -> Result<Child> {
+        spawn_in(Some(&self.path()), prog, args, log)
+    }
+
+    /// Deletes the namespace and waits until it is really gone.
+    pub fn delete(name: &str) -> Result<()> {
+        let path = Path::new("/run/netns").join(name);
+        if !path.exists() {
+            return Ok(());
+        }
+        let out = run_output("ip", &["netns", "delete", name], IP_TIMEOUT)?;
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while path.exists() {
+            if Instant::now() > deadline {
+                bail!(
+                    "namespace {name} still exists after delete: {}",
+                    String::from_utf8_lossy(&out.stderr).trim()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        Ok(())
+    }
+}
+
+/// Starts a process, inside the network namespace at `netns` if given, with
+/// stdout and stderr appended to `log`. It gets its own process group and
+/// SIGKILL when the starting thread exits.
+pub fn spawn_in(netns: Option<&Path>, prog: &Path, args: &[String], log: &Path) -> Result<Child> {
+    let ns_fd: Option<OwnedFd> = match netns {
+        Some(p) => Some(
+            File::open(p)
+                .with_context(|| format!("open {}", p.display()))?
+                .into(),
+        ),
+        None => None,
+    };
+    let out = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .with_context(|| format!("open log {}", log.display()))?;
+    let err = out.try_clone()?;
+    let mut cmd = Command::new(prog);
+    cmd.args(args).stdin(Stdio::null()).stdout(out).stderr(err);
+    let raw = ns_fd.as_ref().map(|f| f.as_raw_fd());
+    // SAFETY: only async-signal-safe syscalls run between fork and exec.
+    unsafe {
+        cmd.pre_exec(move || {
+            if let Some(fd) = raw {
+                if libc::setns(fd, libc::CLONE_NEWNET) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+            }
+            libc::prctl(
+                libc::PR_SET_PDEATHSIG,
+                libc::SIGKILL as libc::c_ulong,
+                0,
+                0,
+                0,
+            );
+            // The harness blocks SIGINT/SIGTERM for its signal thread; children must not inherit that.
+            let mut empty: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut empty);
+            libc::pthread_sigmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
+            libc::setpgid(0, 0);
+            Ok(())
+        });
+    }
+    let child = cmd
+        .spawn()
+        .with_context(|| format!("start {}", prog.display()))?;
+    drop(ns_fd);
+    Ok(child)
+}
+
+/// Sends `sig` to a process we started and waits for it to exit.
+pub fn stop_child(
+    child: &mut Child,
+    sig: nix::sys::signal::Signal,
+    timeout: Duration,
+) -> Result<()> {
+    if child.try_wait()?.is_some() {
+        return Ok(());
+    }
+    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+    let _ = nix::sys::signal::kill(pid, sig);
+    let deadline = Instant::now() + timeout;
+    while child.try_wait()?.is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            bail!(
+                "pid {} did not exit within {timeout:?} after {sig}; killed",
+                child.id()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    Ok(())
+}
+
+/// Deletes namespaces left by harness runs whose process is gone.
+pub fn sweep() -> Vec<String> {
+    let mut removed = Vec::new();
+    let Ok(entries) = std::fs::read_dir("/run/netns") else {
+        return removed;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let Some(rest) = name.strip_prefix(PREFIX) else {
+            continue;
+        };
+        let Some(pid) = rest.split('-').next().and_then(|p| p.parse::<u32>().ok()) else {
+            continue;
+        };
+        if Path::new(&format!("/proc/{pid}")).exists() {
+            continue;
+        }
+        if Netns::delete(&name).is_ok() {
+            removed.push(name);
+        }
+    }
+    removed
+}

@@ -1,0 +1,405 @@
+//! Reachability probes from inside namespaces, without spawning `ping`.
+//!
+//! In: pairs of [`Member`]s (a container or a host: a namespace and an
+//! address). Out: which pairs answered. ICMP echo goes through a raw socket
+//! opened inside the source namespace (on a throwaway thread that `setns`es;
+//! the socket stays there), so a matrix of hundreds of pairs costs one socket
+//! per source and one round trip. TCP probes connect to a small listener
+//! started in the target namespace. [`Prober`] pings pairs continuously in
+//! the background and counts losses (zero-loss checks across restarts).
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::fs::File;
+use std::mem::MaybeUninit;
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpListener, TcpStream};
+use std::os::fd::AsFd;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU16, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, Context, Result};
+use socket2::{Domain, Protocol, SockAddr, Socket, Type};
+
+/// Something that can be probed: a container or a host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Member {
+    pub label: String,
+    pub netns: PathBuf,
+    pub addr: Ipv4Addr,
+}
+
+pub const TCP_PORT: u16 = 7777;
+static NEXT_ID: AtomicU16 = AtomicU16::new(1);
+
+fn next_id() -> u16 {
+    (std::process::id() as u16)
+        .wrapping_mul(31)
+        .wrapping_add(NEXT_ID.fetch_add(1, Ordering::Relaxed))
+}
+
+/// Runs `f` on a thread that has entered the network namespace at `netns`.
+fn in_netns<T: Send + 'static>(
+    netns: &Path,
+    f: impl FnOnce() -> Result<T> + Send + 'static,
+) -> Result<T> {
+    let ns = File::open(netns).with_context(|| format!("open {}", netns.display()))?;
+    std::thread::spawn(move || {
+        nix::sched::setns(ns.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET).context("setns")?;
+        f()
+    })
+    .join()
+    .map_err(|_| anyhow!("namespace thread panicked"))?
+}
+
+fn icmp_socket(netns: &Path) -> Result<Socket> {
+    in_netns(netns, || {
+        let s = Socket::new(Domain::IPV4, Type::RAW, Some(Protocol::ICMPV4))
+            .context("raw ICMP socket")?;
+        Ok(s)
+    })
+}
+
+fn checksum(data: &[u8]) -> u16 {
+    let mut sum: u32 = 0;
+    for chunk in data.chunks(2) {
+        let word = if chunk.len() == 2 {
+            u16::from_be_bytes([chunk[0], chunk[1]])
+        } else {
+            u16::from_be_bytes([chunk[0], 0])
+        };
+        sum += word as u32;
+    }
+    while sum >> 16 != 0 {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    !(sum as u16)
+}
+
+fn echo_request(id: u16, seq: u16) -> [u8; 16] {
+    let mut p = [0u8; 16];
+    p[0] = 8;
+    p[4..6].copy_from_slice(&id.to_be_bytes());
+    p[6..8].copy_from_slice(&seq.to_be_bytes());
+    p[8..16].copy_from_slice(b"ipvlbgp!");
+    let c = checksum(&p);
+    p[2..4].copy_from_slice(&c.to_be_bytes());
+    p
+}
+
+/// Parses an echo reply (with its IP header) into (source, id, seq).
+fn parse_reply(buf: &[u8]) -> Option<(Ipv4Addr, u16, u16)> {
+    if buf.len() < 20 {
+        return None;
+    }
+    let ihl = ((buf[0] & 0x0f) as usize) * 4;
+    let icmp = buf.get(ihl..ihl + 8)?;
+    if icmp[0] != 0 {
+        return None;
+    }
+    let src = Ipv4Addr::new(buf[12], buf[13], buf[14], buf[15]);
+    Some((
+        src,
+        u16::from_be_bytes([icmp[4], icmp[5]]),
+        u16::from_be_bytes([icmp[6], icmp[7]]),
+    ))
+}
+
+fn recv_one(s: &Socket, timeout: Duration) -> Option<(Ipv4Addr, u16, u16)> {
+    s.set_read_timeout(Some(timeout.max(Duration::from_millis(1))))
+        .ok()?;
+    let mut buf = [MaybeUninit::<u8>::uninit(); 1500];
+    let n = s.recv(&mut buf).ok()?;
+    // SAFETY: recv initialised the first n bytes.
+    let bytes: Vec<u8> = buf[..n]
+        .iter()
+        .map(|b| unsafe { b.assume_init() })
+        .collect();
+    parse_reply(&bytes)
+}
+
+fn send_echo(s: &Socket, to: Ipv4Addr, id: u16, seq: u16) {
+    let addr = SockAddr::from(SocketAddrV4::new(to, 0));
+    let _ = s.send_to(&echo_request(id, seq), &addr);
+}
+
+/// Pings every pair once (all in parallel) and waits up to `timeout` for replies.
+pub fn ping_pairs(pairs: &[(Member, Member)], timeout: Duration) -> Vec<bool> {
+    let mut by_source: BTreeMap<PathBuf, Vec<usize>> = BTreeMap::new();
+    for (i, (from, _)) in pairs.iter().enumerate() {
+        by_source.entry(from.netns.clone()).or_default().push(i);
+    }
+    let mut results = vec![false; pairs.len()];
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = by_source
+            .iter()
+            .map(|(src, idx)| {
+                scope.spawn(move || -> Vec<(usize, bool)> {
+                    let Ok(sock) = icmp_socket(src) else {
+                        return idx.iter().map(|i| (*i, false)).collect();
+                    };
+                    let id = next_id();
+                    for (seq, i) in idx.iter().enumerate() {
+                        send_echo(&sock, pairs[*i].1.addr, id, seq as u16);
+                    }
+                    let mut got = vec![false; idx.len()];
+                    let deadline = Instant::now() + timeout;
+                    while got.iter().any(|g| !g) {
+                        let left = deadline.saturating_duration_since(Instant::now());
+                        if left.is_zero() {
+                            break;
+                        }
+                        if let Some((from, rid, seq)) = recv_one(&sock, left) {
+                            let seq = seq as usize;
+                            if rid == id && seq < idx.len() && pairs[idx[seq]].1.addr == from {
+                                got[seq] = true;
+                            }
+                        }
+                    }
+                    idx.iter().copied().zip(got).collect()
+                })
+            })
+            .collect();
+        for h in handles {
+            if let Ok(v) = h.join() {
+                for (i, ok) in v {
+                    results[i] = ok;
+                }
+            }
+        }
+    });
+    results
+}
+
+/// TCP listeners, one per target namespace, accepting and closing.
+#[derive(Default)]
+pub struct TcpServers {
+    servers: HashMap<PathBuf, (Arc<AtomicBool>, JoinHandle<()>)>,
+}
+
+impl TcpServers {
+    pub fn ensure(&mut self, netns: &Path) -> Result<()> {
+        if self.servers.contains_key(netns) {
+            return Ok(());
+        }
+        let listener = in_netns(netns, || {
+            let l = TcpListener::bind(("0.0.0.0", TCP_PORT)).context("bind TCP probe port")?;
+            l.set_nonblocking(true)?;
+            Ok(l)
+        })?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let stop2 = stop.clone();
+        let h = std::thread::spawn(move || {
+            while !stop2.load(Ordering::Relaxed) {
+                match listener.accept() {
+                    Ok((s, _)) => drop(s),
+                    Err(_) => std::thread::sleep(Duration::from_millis(5)),
+                }
+            }
+        });
+        self.servers.insert(netns.to_path_buf(), (stop, h));
+        Ok(())
+    }
+
+    /// Forgets a namespace's listener (the container went away).
+    pub fn forget(&mut self, netns: &Path) {
+        if let Some((stop, h)) = self.servers.remove(netns) {
+            stop.store(true, Ordering::Relaxed);
+            let _ = h.join();
+        }
+    }
+}
+
+impl Drop for TcpServers {
+    fn drop(&mut self) {
+        let keys: Vec<PathBuf> = self.servers.keys().cloned().collect();
+        for k in keys {
+            self.forget(&k);
+        }
+    }
+}
+
+/// Connects once per pair (in parallel) to the target's probe port.
+pub fn tcp_pairs(
+    servers: &mut TcpServers,
+    pairs: &[(Member, Member)],
+    timeout: Duration,
+) -> Vec<bool> {
+    for (_, to) in pairs {
+        if servers.ensure(&to.netns).is_err() {
+            return vec![false; pairs.len()];
+        }
+    }
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = pairs
+            .iter()
+            .map(|(from, to)| {
+                scope.spawn(move || {
+                    let target = SocketAddr::V4(SocketAddrV4::new(to.addr, TCP_PORT));
+                    in_netns(&from.netns, move || {
+                        Ok(TcpStream::connect_timeout(&target, timeout).is_ok())
+                    })
+                    .unwrap_or(false)
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or(false))
+            .collect()
+    })
+}
+
+/// Loss counted by a background probe for one pair.
+#[derive(Debug, Clone, Default)]
+pub struct PairStats {
+    pub from: String,
+    pub to: String,
+    pub sent: u64,
+    pub received: u64,
+    /// The longest run of consecutive lost probes.
+    pub longest_gap: u64,
+}
+
+/// Continuous pinging in the background until [`Prober::stop`].
+pub struct Prober {
+    stop: Arc<AtomicBool>,
+    handles: Vec<JoinHandle<Vec<PairStats>>>,
+    pub interval: Duration,
+}
+
+impl Prober {
+    pub fn start(pairs: Vec<(Member, Member)>, interval: Duration) -> Result<Prober> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut by_source: BTreeMap<PathBuf, Vec<(Member, Member)>> = BTreeMap::new();
+        for p in pairs {
+            by_source.entry(p.0.netns.clone()).or_default().push(p);
+        }
+        let mut handles = Vec::new();
+        for (src, pairs) in by_source {
+            let sock = icmp_socket(&src)?;
+            let stop = stop.clone();
+            handles.push(std::thread::spawn(move || {
+                probe_loop(sock, pairs, interval, stop)
+            }));
+        }
+        Ok(Prober {
+            stop,
+            handles,
+            interval,
+        })
+    }
+
+    /// Stops sending, waits a second for late replies, returns per-pair counts.
+    pub fn stop(self) -> Vec<PairStats> {
+        self.stop.store(true, Ordering::Relaxed);
+        self.handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap_or_default())
+            .collect()
+    }
+}
+
+fn probe_loop(
+    sock: Socket,
+    pairs: Vec<(Member, Member)>,
+    interval: Duration,
+    stop: Arc<AtomicBool>,
+) -> Vec<PairStats> {
+    let id = next_id();
+    let mut sent: Vec<u64> = vec![0; pairs.len()];
+    let mut received: Vec<HashSet<u64>> = vec![HashSet::new(); pairs.len()];
+    let mut round: u64 = 0;
+    let mut next = Instant::now();
+    let mut stopping_since: Option<Instant> = None;
+    loop {
+        if stop.load(Ordering::Relaxed) && stopping_since.is_none() {
+            stopping_since = Some(Instant::now());
+        }
+        if stopping_since.is_some_and(|t| t.elapsed() > Duration::from_secs(1)) {
+            break;
+        }
+        if stopping_since.is_none() && Instant::now() >= next {
+            for (i, (_, to)) in pairs.iter().enumerate() {
+                send_echo(&sock, to.addr, id, round as u16);
+                sent[i] += 1;
+            }
+            round += 1;
+            next += interval;
+        }
+        let wait = next
+            .saturating_duration_since(Instant::now())
+            .min(Duration::from_millis(50));
+        if let Some((from, rid, seq)) = recv_one(&sock, wait) {
+            if let (true, Some(i)) = (rid == id, pairs.iter().position(|p| p.1.addr == from)) {
+                received[i].insert(unwrap_seq(seq, round));
+            }
+        }
+    }
+    pairs
+        .iter()
+        .enumerate()
+        .map(|(i, (from, to))| {
+            let mut gap = 0u64;
+            let mut longest = 0u64;
+            for r in 0..sent[i] {
+                if received[i].contains(&r) {
+                    gap = 0;
+                } else {
+                    gap += 1;
+                    longest = longest.max(gap);
+                }
+            }
+            PairStats {
+                from: from.label.clone(),
+                to: to.label.clone(),
+                sent: sent[i],
+                received: received[i].len() as u64,
+                longest_gap: longest,
+            }
+        })
+        .collect()
+}
+
+/// The full round number of a 16-bit sequence, given the rounds sent so far.
+fn unwrap_seq(seq: u16, rounds_sent: u64) -> u64 {
+    let last = rounds_sent.saturating_sub(1);
+    let mut r = (last & !0xffff) | seq as u64;
+    if r > last {
+        r = r.saturating_sub(0x1_0000);
+    }
+    r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sequences_unwrap() {
+        assert_eq!(unwrap_seq(5, 10), 5);
+        assert_eq!(unwrap_seq(0xffff, 0x1_0002), 0xffff);
+        assert_eq!(unwrap_seq(1, 0x1_0002), 0x1_0001);
+    }
+
+    #[test]
+    fn echo_requests_checksum_to_zero() {
+        let p = echo_request(0x1234, 7);
+        assert_eq!(checksum(&p), 0);
+        assert_eq!(&p[4..8], &[0x12, 0x34, 0, 7]);
+    }
+
+    #[test]
+    fn replies_parse() {
+        let mut pkt = vec![
+            0x45u8, 0, 0, 36, 0, 0, 0, 0, 64, 1, 0, 0, 10, 1, 1, 2, 10, 1, 2, 2,
+        ];
+        let mut icmp = echo_request(9, 3);
+        icmp[0] = 0;
+        pkt.extend_from_slice(&icmp);
+        assert_eq!(parse_reply(&pkt), Some((Ipv4Addr::new(10, 1, 1, 2), 9, 3)));
+        pkt[20] = 8;
+        assert_eq!(parse_reply(&pkt), None);
+    }
+}

@@ -1,0 +1,784 @@
+//! Scenario files: topology as data, then steps and expectations.
+//!
+//! In: a TOML file (see `scenarios/*.toml`; each starts with its picture).
+//! Out: a validated [`Scenario`] in which every host, network and container
+//! a step names exists, or an error that names the file, the line and what
+//! is wrong. Parsing never touches the machine.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::Ipv4Addr;
+use std::path::Path;
+
+use anyhow::{anyhow, Result};
+use ipnet::Ipv4Net;
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::util::Dur;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Capability {
+    Macvlan,
+    Ipvlan,
+    Gobgpd,
+    Dockerd,
+    Frr,
+    Bird,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum BgpMode {
+    /// Every host peers with every other host.
+    #[default]
+    Mesh,
+    /// Every host peers with the reflector host only.
+    RouteReflector,
+    /// No BGP at all (data plane only).
+    None,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum BgpConfigBy {
+    /// gobgpd gets a TOML file (the operator's way, as in the original project).
+    #[default]
+    Gobgpd,
+    /// gobgpd starts empty and the driver configures it (`--asn`, `--peer`).
+    Driver,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BgpSection {
+    #[serde(default)]
+    pub mode: BgpMode,
+    /// The reflector's host name when `mode = "route-reflector"`.
+    pub reflector: Option<String>,
+    #[serde(default)]
+    pub config: BgpConfigBy,
+    #[serde(default = "default_hold")]
+    pub hold_time: u64,
+    #[serde(default = "default_keepalive")]
+    pub keepalive: u64,
+    #[serde(default = "default_connect_retry")]
+    pub connect_retry: u64,
+}
+
+fn default_hold() -> u64 {
+    9
+}
+fn default_keepalive() -> u64 {
+    3
+}
+fn default_connect_retry() -> u64 {
+    1
+}
+
+impl Default for BgpSection {
+    fn default() -> Self {
+        BgpSection {
+            mode: BgpMode::Mesh,
+            reflector: None,
+            config: BgpConfigBy::Gobgpd,
+            hold_time: default_hold(),
+            keepalive: default_keepalive(),
+            connect_retry: default_connect_retry(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct DriverSection {
+    /// Extra flags for every host's driver.
+    #[serde(default)]
+    pub args: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum Role {
+    /// gobgpd and the driver: a Docker host.
+    #[default]
+    Docker,
+    /// gobgpd only, configured as route reflector for the other hosts.
+    Reflector,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HostDef {
+    pub name: String,
+    #[serde(default = "default_asn")]
+    pub asn: u32,
+    /// Underlay address with prefix length; default `.<index+1>` in the underlay subnet.
+    pub address: Option<Ipv4Net>,
+    #[serde(default)]
+    pub role: Role,
+    #[serde(default)]
+    pub driver_args: Vec<String>,
+}
+
+fn default_asn() -> u32 {
+    65000
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NetworkDef {
+    pub name: String,
+    /// `-o key=value` options (the parent defaults to the host's underlay NIC).
+    #[serde(default)]
+    pub options: BTreeMap<String, String>,
+    /// Subnet per host: the network exists on these hosts.
+    pub subnets: BTreeMap<String, Ipv4Net>,
+    /// Create the network on every host before the first step (default true).
+    #[serde(default = "yes")]
+    pub create: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ContainerDef {
+    pub name: String,
+    pub host: String,
+    pub network: String,
+    /// `count = N` declares `name1` .. `nameN`; steps may use `name` for the group.
+    pub count: Option<usize>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Probe {
+    #[default]
+    Icmp,
+    Tcp,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DaemonKind {
+    Gobgpd,
+    Driver,
+}
+
+fn default_within() -> Dur {
+    Dur(std::time::Duration::from_secs(30))
+}
+
+/// What a step does. `do = "..."` selects the variant.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "do", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum Action {
+    /// Wait until every BGP session of every host is established.
+    WaitBgp {
+        #[serde(default = "default_within")]
+        within: Dur,
+    },
+    CreateNetwork {
+        network: String,
+        hosts: Option<Vec<String>>,
+    },
+    DeleteNetwork {
+        network: String,
+        hosts: Option<Vec<String>>,
+    },
+    Start {
+        containers: Vec<String>,
+    },
+    Stop {
+        containers: Vec<String>,
+    },
+    /// Every `from` reaches every `to` (containers or hosts).
+    ExpectReachable {
+        from: Vec<String>,
+        to: Vec<String>,
+        #[serde(default = "default_within")]
+        within: Dur,
+        #[serde(default)]
+        probe: Probe,
+    },
+    /// No `from` reaches any `to`; with `hold`, that stays true for so long.
+    ExpectUnreachable {
+        from: Vec<String>,
+        to: Vec<String>,
+        #[serde(default = "default_within")]
+        within: Dur,
+        hold: Option<Dur>,
+    },
+    /// Every pair among `members` (default: all running containers) reaches each other.
+    ExpectMatrix {
+        members: Option<Vec<String>>,
+        #[serde(default = "default_within")]
+        within: Dur,
+    },
+    /// A route (ours, tagged) for `prefix` (a CIDR or a container name) on `host`.
+    ExpectRoute {
+        host: String,
+        prefix: String,
+        #[serde(default = "yes")]
+        present: bool,
+        /// Next hop: a host name or an address.
+        via: Option<String>,
+        #[serde(default = "default_within")]
+        within: Dur,
+        hold: Option<Dur>,
+    },
+    /// The host's driver has rejected at least one learned route for `reason`.
+    ExpectRejected {
+        host: String,
+        reason: String,
+        #[serde(default = "default_within")]
+        within: Dur,
+    },
+    Kill {
+        host: String,
+        daemon: DaemonKind,
+    },
+    StopDaemon {
+        host: String,
+        daemon: DaemonKind,
+    },
+    StartDaemon {
+        host: String,
+        daemon: DaemonKind,
+    },
+    Restart {
+        host: String,
+        daemon: DaemonKind,
+    },
+    LinkDown {
+        host: String,
+    },
+    LinkUp {
+        host: String,
+    },
+    /// Originate a path on a host's gobgpd with the `gobgp` CLI (a rogue announcement).
+    Inject {
+        host: String,
+        prefix: Ipv4Net,
+        next_hop: Ipv4Addr,
+    },
+    /// Start pinging pairs every `interval` in the background.
+    ProbeStart {
+        name: String,
+        from: Vec<String>,
+        to: Vec<String>,
+        #[serde(default = "default_interval")]
+        interval: Dur,
+    },
+    /// Stop a background probe; fail if more than `max_loss` probes were lost.
+    ProbeStop {
+        name: String,
+        #[serde(default)]
+        max_loss: u64,
+    },
+}
+
+fn default_interval() -> Dur {
+    Dur(std::time::Duration::from_millis(20))
+}
+
+#[derive(Debug, Clone)]
+pub struct Step {
+    pub name: String,
+    pub line: usize,
+    pub action: Action,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawScenario {
+    description: String,
+    #[serde(default)]
+    requires: Vec<Capability>,
+    engine: Option<String>,
+    #[serde(default = "default_underlay")]
+    underlay: Ipv4Net,
+    #[serde(default)]
+    bgp: BgpSection,
+    #[serde(default)]
+    driver: DriverSection,
+    hosts: Vec<Spanned<HostDef>>,
+    #[serde(default)]
+    networks: Vec<Spanned<NetworkDef>>,
+    #[serde(default)]
+    containers: Vec<Spanned<ContainerDef>>,
+    #[serde(default)]
+    steps: Vec<Spanned<toml::Table>>,
+}
+
+fn default_underlay() -> Ipv4Net {
+    "192.0.2.0/24".parse().expect("valid")
+}
+
+#[derive(Debug, Clone)]
+pub struct Scenario {
+    pub name: String,
+    pub file: String,
+    pub description: String,
+    pub requires: BTreeSet<Capability>,
+    pub engine: Option<String>,
+    pub underlay: Ipv4Net,
+    pub bgp: BgpSection,
+    pub driver: DriverSection,
+    pub hosts: Vec<HostDef>,
+    pub networks: Vec<NetworkDef>,
+    /// Containers after expanding `count`, in declaration order.
+    pub containers: Vec<ContainerDef>,
+    /// Group name -> member names.
+    pub groups: BTreeMap<String, Vec<String>>,
+    pub steps: Vec<Step>,
+}
+
+fn line_of(src: &str, offset: usize) -> usize {
+    src[..offset.min(src.len())].matches('\n').count() + 1
+}
+
+impl Scenario {
+    pub fn load(path: &Path) -> Result<Scenario> {
+        let src = std::fs::read_to_string(path)
+            .map_err(|e| anyhow!("{}: cannot read: {e}", path.display()))?;
+        Scenario::parse(&src, path)
+    }
+
+    pub fn parse(src: &str, path: &Path) -> Result<Scenario> {
+        let file = path.display().to_string();
+        let raw: RawScenario = toml::from_str(src).map_err(|e| {
+            let line = e.span().map(|s| line_of(src, s.start)).unwrap_or(0);
+            anyhow!("{file}:{line}: {}", e.message())
+        })?;
+        let at = |offset: usize, msg: String| anyhow!("{file}:{}: {msg}", line_of(src, offset));
+
+        let mut hosts = Vec::new();
+        for (i, h) in raw.hosts.iter().enumerate() {
+            let mut host = h.get_ref().clone();
+            let off = h.span().start;
+            if !valid_name(&host.name) {
+                return Err(at(
+                    off,
+                    format!("host name {:?}: use 1-8 letters, digits or '-'", host.name),
+                ));
+            }
+            if hosts.iter().any(|o: &HostDef| o.name == host.name) {
+                return Err(at(off, format!("host {} is declared twice", host.name)));
+            }
+            let addr = match host.address {
+                Some(a) => a,
+                None => {
+                    let base = u32::from(raw.underlay.network());
+                    Ipv4Net::new(
+                        Ipv4Addr::from(base + i as u32 + 1),
+                        raw.underlay.prefix_len(),
+                    )
+                    .map_err(|e| at(off, e.to_string()))?
+                }
+            };
+            if !raw.underlay.contains(&addr.addr()) {
+                return Err(at(
+                    off,
+                    format!("address {addr} is outside the underlay {}", raw.underlay),
+                ));
+            }
+            host.address = Some(addr);
+            hosts.push(host);
+        }
+        if hosts.is_empty() {
+            return Err(anyhow!("{file}: no [[hosts]]"));
+        }
+        let host_names: BTreeSet<String> = hosts.iter().map(|h| h.name.clone()).collect();
+        if raw.bgp.mode == BgpMode::RouteReflector {
+            match &raw.bgp.reflector {
+                Some(r) if host_names.contains(r) => {}
+                Some(r) => return Err(anyhow!("{file}: [bgp] reflector {r:?} is not a host")),
+                None => {
+                    return Err(anyhow!(
+                        "{file}: [bgp] mode = \"route-reflector\" needs reflector = \"<host>\""
+                    ))
+                }
+            }
+        }
+
+        let mut networks = Vec::new();
+        for n in &raw.networks {
+            let net = n.get_ref().clone();
+            let off = n.span().start;
+            if networks.iter().any(|o: &NetworkDef| o.name == net.name) {
+                return Err(at(off, format!("network {} is declared twice", net.name)));
+            }
+            for h in net.subnets.keys() {
+                if !host_names.contains(h) {
+                    return Err(at(
+                        off,
+                        format!("network {}: unknown host {h:?} in subnets", net.name),
+                    ));
+                }
+            }
+            networks.push(net);
+        }
+
+        let mut containers = Vec::new();
+        let mut groups: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for c in &raw.containers {
+            let def = c.get_ref();
+            let off = c.span().start;
+            if !host_names.contains(&def.host) {
+                return Err(at(
+                    off,
+                    format!("container {}: unknown host {:?}", def.name, def.host),
+                ));
+            }
+            let Some(net) = networks.iter().find(|n| n.name == def.network) else {
+                return Err(at(
+                    off,
+                    format!("container {}: unknown network {:?}", def.name, def.network),
+                ));
+            };
+            if !net.subnets.contains_key(&def.host) {
+                return Err(at(
+                    off,
+                    format!(
+                        "container {}: network {} has no subnet on host {}",
+                        def.name, def.network, def.host
+                    ),
+                ));
+            }
+            let names: Vec<String> = match def.count {
+                None => vec![def.name.clone()],
+                Some(0) => return Err(at(off, "count must be at least 1".into())),
+                Some(n) => (1..=n).map(|i| format!("{}{i}", def.name)).collect(),
+            };
+            for name in &names {
+                if host_names.contains(name)
+                    || containers.iter().any(|o: &ContainerDef| &o.name == name)
+                {
+                    return Err(at(off, format!("name {name} is used twice")));
+                }
+                containers.push(ContainerDef {
+                    name: name.clone(),
+                    count: None,
+                    ..def.clone()
+                });
+            }
+            groups.entry(def.name.clone()).or_default().extend(names);
+        }
+
+        let mut s = Scenario {
+            name: path
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_else(|| "scenario".into()),
+            file: file.clone(),
+            description: raw.description,
+            requires: raw.requires.into_iter().collect(),
+            engine: raw.engine,
+            underlay: raw.underlay,
+            bgp: raw.bgp,
+            driver: raw.driver,
+            hosts,
+            networks,
+            containers,
+            groups,
+            steps: Vec::new(),
+        };
+        if let Some(e) = &s.engine {
+            if e != "emulator" && e != "dockerd" {
+                return Err(anyhow!(
+                    "{file}: engine {e:?}: use \"emulator\" or \"dockerd\""
+                ));
+            }
+        }
+        for (i, t) in raw.steps.iter().enumerate() {
+            let line = line_of(src, t.span().start);
+            let mut table = t.get_ref().clone();
+            let name = match table.remove("name") {
+                Some(toml::Value::String(n)) => Some(n),
+                Some(_) => return Err(anyhow!("{file}:{line}: step name must be a string")),
+                None => None,
+            };
+            let action: Action =
+                toml::Value::Table(table.clone())
+                    .try_into()
+                    .map_err(|e: toml::de::Error| {
+                        anyhow!("{file}:{line}: step {}: {}", i + 1, e.message())
+                    })?;
+            let name = name.unwrap_or_else(|| {
+                format!(
+                    "{} {}",
+                    table.get("do").and_then(|v| v.as_str()).unwrap_or("step"),
+                    summary(&table)
+                )
+                .trim()
+                .to_string()
+            });
+            s.check_action(&action)
+                .map_err(|e| anyhow!("{file}:{line}: step {} ({name}): {e}", i + 1))?;
+            s.steps.push(Step { name, line, action });
+        }
+        Ok(s)
+    }
+
+    pub fn host(&self, name: &str) -> Option<&HostDef> {
+        self.hosts.iter().find(|h| h.name == name)
+    }
+
+    pub fn container(&self, name: &str) -> Option<&ContainerDef> {
+        self.containers.iter().find(|c| c.name == name)
+    }
+
+    /// Expands group names; keeps host names as they are.
+    pub fn expand(&self, names: &[String]) -> Vec<String> {
+        let mut out = Vec::new();
+        for n in names {
+            match self.groups.get(n) {
+                Some(members) if self.container(n).is_none() => out.extend(members.iter().cloned()),
+                _ => out.push(n.clone()),
+            }
+        }
+        out
+    }
+
+    fn check_container(&self, n: &str) -> std::result::Result<(), String> {
+        if self.container(n).is_some() || self.groups.contains_key(n) {
+            Ok(())
+        } else {
+            Err(format!("unknown container {n:?}"))
+        }
+    }
+
+    fn check_member(&self, n: &str) -> std::result::Result<(), String> {
+        if self.host(n).is_some() {
+            Ok(())
+        } else {
+            self.check_container(n)
+                .map_err(|_| format!("{n:?} is neither a container nor a host"))
+        }
+    }
+
+    fn check_host(&self, n: &str) -> std::result::Result<(), String> {
+        self.host(n)
+            .map(|_| ())
+            .ok_or_else(|| format!("unknown host {n:?}"))
+    }
+
+    fn check_action(&self, a: &Action) -> std::result::Result<(), String> {
+        match a {
+            Action::WaitBgp { .. } => Ok(()),
+            Action::CreateNetwork { network, hosts } | Action::DeleteNetwork { network, hosts } => {
+                let net = self
+                    .networks
+                    .iter()
+                    .find(|n| &n.name == network)
+                    .ok_or_else(|| format!("unknown network {network:?}"))?;
+                for h in hosts.iter().flatten() {
+                    self.check_host(h)?;
+                    if !net.subnets.contains_key(h) {
+                        return Err(format!("network {network} has no subnet on host {h}"));
+                    }
+                }
+                Ok(())
+            }
+            Action::Start { containers } | Action::Stop { containers } => {
+                if containers.is_empty() {
+                    return Err("no containers listed".into());
+                }
+                containers.iter().try_for_each(|c| self.check_container(c))
+            }
+            Action::ExpectReachable { from, to, .. }
+            | Action::ExpectUnreachable { from, to, .. }
+            | Action::ProbeStart { from, to, .. } => {
+                if from.is_empty() || to.is_empty() {
+                    return Err("from and to must not be empty".into());
+                }
+                from.iter().chain(to).try_for_each(|m| self.check_member(m))
+            }
+            Action::ExpectMatrix { members, .. } => members
+                .iter()
+                .flatten()
+                .try_for_each(|m| self.check_member(m)),
+            Action::ExpectRoute {
+                host, prefix, via, ..
+            } => {
+                self.check_host(host)?;
+                if prefix.parse::<Ipv4Net>().is_err() {
+                    self.check_container(prefix).map_err(|_| {
+                        format!("prefix {prefix:?} is neither a CIDR nor a container")
+                    })?;
+                }
+                if let Some(v) = via {
+                    if v.parse::<Ipv4Addr>().is_err() {
+                        self.check_host(v)?;
+                    }
+                }
+                Ok(())
+            }
+            Action::ExpectRejected { host, .. }
+            | Action::LinkDown { host }
+            | Action::LinkUp { host }
+            | Action::Inject { host, .. } => self.check_host(host),
+            Action::Kill { host, daemon }
+            | Action::StopDaemon { host, daemon }
+            | Action::StartDaemon { host, daemon }
+            | Action::Restart { host, daemon } => {
+                self.check_host(host)?;
+                if *daemon == DaemonKind::Driver
+                    && self.host(host).map(|h| h.role) == Some(Role::Reflector)
+                {
+                    return Err(format!("host {host} is a reflector and runs no driver"));
+                }
+                Ok(())
+            }
+            Action::ProbeStop { .. } => Ok(()),
+        }
+    }
+}
+
+fn valid_name(n: &str) -> bool {
+    !n.is_empty() && n.len() <= 8 && n.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+}
+
+fn summary(t: &toml::Table) -> String {
+    let mut parts = Vec::new();
+    for key in [
+        "host",
+        "daemon",
+        "network",
+        "containers",
+        "from",
+        "to",
+        "prefix",
+        "name",
+    ] {
+        if let Some(v) = t.get(key) {
+            let s = match v {
+                toml::Value::String(s) => s.clone(),
+                toml::Value::Array(a) => a
+                    .iter()
+                    .map(|x| x.as_str().unwrap_or("?").to_string())
+                    .collect::<Vec<_>>()
+                    .join(","),
+                other => other.to_string(),
+            };
+            parts.push(if key == "from" || key == "to" {
+                format!("{key} {s}")
+            } else {
+                s
+            });
+        }
+    }
+    parts.join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+description = "two hosts"
+requires = ["macvlan"]
+
+[[hosts]]
+name = "h1"
+
+[[hosts]]
+name = "h2"
+asn = 65001
+
+[[networks]]
+name = "blue"
+options = { dataplane = "macvlan" }
+subnets = { h1 = "10.1.1.0/24", h2 = "10.1.2.0/24" }
+
+[[containers]]
+name = "c"
+host = "h1"
+network = "blue"
+count = 3
+
+[[containers]]
+name = "d"
+host = "h2"
+network = "blue"
+
+[[steps]]
+do = "start"
+containers = ["c", "d"]
+
+[[steps]]
+name = "all see all"
+do = "expect-reachable"
+from = ["c1"]
+to = ["d", "h2"]
+within = "5s"
+"#;
+
+    fn parse(src: &str) -> Result<Scenario> {
+        Scenario::parse(src, Path::new("scenarios/x.toml"))
+    }
+
+    #[test]
+    fn parses_and_expands() {
+        let s = parse(GOOD).unwrap();
+        assert_eq!(s.hosts[0].address, Some("192.0.2.1/24".parse().unwrap()));
+        assert_eq!(s.hosts[1].address, Some("192.0.2.2/24".parse().unwrap()));
+        assert_eq!(s.containers.len(), 4);
+        assert_eq!(
+            s.expand(&["c".into(), "h1".into()]),
+            vec!["c1", "c2", "c3", "h1"]
+        );
+        assert_eq!(s.steps[0].name, "start c,d");
+        assert_eq!(s.steps[1].name, "all see all");
+        assert_eq!(s.steps[1].line, 33);
+        assert!(
+            matches!(s.steps[1].action, Action::ExpectReachable { within: Dur(d), .. } if d.as_secs() == 5)
+        );
+    }
+
+    #[test]
+    fn unknown_step_field_names_the_line() {
+        let bad = GOOD.replace("within = \"5s\"", "withn = \"5s\"");
+        let e = parse(&bad).unwrap_err().to_string();
+        assert!(e.starts_with("scenarios/x.toml:33: step 2"), "{e}");
+        assert!(e.contains("withn"), "{e}");
+    }
+
+    #[test]
+    fn unknown_container_names_the_line() {
+        let bad = GOOD.replace("to = [\"d\", \"h2\"]", "to = [\"zz\"]");
+        let e = parse(&bad).unwrap_err().to_string();
+        assert!(e.contains(":33:") && e.contains("\"zz\""), "{e}");
+    }
+
+    #[test]
+    fn syntax_errors_name_the_line() {
+        let bad = GOOD.replace("name = \"h2\"", "name = h2");
+        let e = parse(&bad).unwrap_err().to_string();
+        assert!(e.starts_with("scenarios/x.toml:9:"), "{e}");
+    }
+
+    #[test]
+    fn bad_durations_and_actions_are_refused() {
+        let e = parse(&GOOD.replace("\"5s\"", "\"5 parsecs\""))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains(":33:") && e.contains("unit"), "{e}");
+        let e = parse(&GOOD.replace("do = \"start\"", "do = \"launch\""))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains(":28:") && e.contains("launch"), "{e}");
+    }
+
+    #[test]
+    fn network_on_missing_host_is_refused() {
+        let e = parse(&GOOD.replace("h2 = \"10.1.2.0/24\"", "h9 = \"10.1.2.0/24\""))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("h9"), "{e}");
+    }
+}

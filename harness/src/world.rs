@@ -1,0 +1,625 @@
+//! The world a scenario runs in: an underlay switch, hosts, and their daemons.
+//!
+//! ```text
+//!   ibh-<pid>-<n>-sw: bridge br0 ── p-h1 ═══ eth1 (ibh-<pid>-<n>-h1: gobgpd, ipvlan-bgp)
+//!                              └─ p-h2 ═══ eth1 (ibh-<pid>-<n>-h2: gobgpd, ipvlan-bgp)
+//! ```
+//! In: the scenario's hosts and BGP section. Out: namespaces wired and
+//! addressed, sysctls set, gobgpd and the driver running in every host with
+//! readiness awaited by polling, every creation registered on the cleanup
+//! stack. Logs go to the run directory, one file per host and daemon.
+
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+use std::process::Child;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context, Result};
+use ipnet::Ipv4Net;
+use nix::sys::signal::Signal;
+
+use crate::cleanup::Cleanup;
+use crate::netns::{stop_child, Netns, PREFIX};
+use crate::scenario::{BgpConfigBy, BgpMode, DaemonKind, HostDef, Role, Scenario};
+use crate::util::{require, run_cmd, tail};
+
+/// The underlay interface in every host.
+pub const UNDERLAY_IF: &str = "eth1";
+const GOBGP_API_PORT: u16 = 50051;
+
+static RUN_COUNTER: AtomicUsize = AtomicUsize::new(0);
+
+/// How a run finds its binaries and where it writes.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub driver_bin: PathBuf,
+    pub run_root: PathBuf,
+    /// Multiplies every deadline (slow machines, emulated VMs).
+    pub time_scale: f64,
+    pub keep: bool,
+}
+
+impl Options {
+    pub fn from_env() -> Result<Options> {
+        let time_scale = std::env::var("HARNESS_TIME_SCALE")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .filter(|v: &f64| *v >= 1.0)
+            .unwrap_or(1.0);
+        Ok(Options {
+            driver_bin: find_driver_bin()?,
+            run_root: std::env::var_os("HARNESS_RUN_DIR")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| std::env::temp_dir().join("ipvlan-bgp-harness")),
+            time_scale,
+            keep: false,
+        })
+    }
+
+    pub fn scale(&self, d: Duration) -> Duration {
+        d.mul_f64(self.time_scale)
+    }
+}
+
+/// `IPVLAN_BGP_BIN`, or `ipvlan-bgp` next to this executable (or one folder
+/// up, for test binaries in `target/*/deps`).
+pub fn find_driver_bin() -> Result<PathBuf> {
+    if let Some(p) = std::env::var_os("IPVLAN_BGP_BIN") {
+        return Ok(PathBuf::from(p));
+    }
+    let exe = std::env::current_exe().context("current executable")?;
+    let mut dir = exe.parent().map(Path::to_path_buf);
+    while let Some(d) = dir {
+        let cand = d.join("ipvlan-bgp");
+        if cand.is_file() {
+            return Ok(cand);
+        }
+        dir = d.parent().map(Path::to_path_buf);
+        if dir.as_ref().is_some_and(|p| p.ends_with("target")) {
+            break;
+        }
+    }
+    bail!("cannot find the ipvlan-bgp binary next to {}; build it (cargo build --workspace) or set IPVLAN_BGP_BIN", exe.display())
+}
+
+/// One running daemon; shared with the cleanup stack.
+#[derive(Clone)]
+pub struct Daemon {
+    pub child: Arc<Mutex<Option<Child>>>,
+    pub log: PathBuf,
+}
+
+impl Daemon {
+    fn new(log: PathBuf) -> Daemon {
+        Daemon {
+            child: Arc::new(Mutex::new(None)),
+            log,
+        }
+    }
+
+    pub fn running(&self) -> bool {
+        let mut g = self.child.lock().unwrap_or_else(|p| p.into_inner());
+        match g.as_mut() {
+            Some(c) => c.try_wait().ok().flatten().is_none(),
+            None => false,
+        }
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.child
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            .map(|c| c.id())
+    }
+
+    /// Stops the process we started (by pid): SIGTERM waits for a clean
+    /// exit, SIGKILL is a crash.
+    pub fn signal(&self, sig: Signal) -> Result<()> {
+        let mut g = self.child.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(mut c) = g.take() {
+            stop_child(&mut c, sig, Duration::from_secs(10))?;
+        }
+        Ok(())
+    }
+}
+
+pub struct HostRt {
+    pub def: HostDef,
+    pub index: usize,
+    pub ns: Netns,
+    pub addr: Ipv4Net,
+    pub dir: PathBuf,
+    pub gobgpd: Daemon,
+    pub driver: Daemon,
+}
+
+impl HostRt {
+    pub fn plugin_dir(&self) -> PathBuf {
+        self.dir.join("plugins")
+    }
+    pub fn socket(&self) -> PathBuf {
+        self.plugin_dir().join("ipvlan-bgp.sock")
+    }
+    pub fn gobgp_api(&self) -> PathBuf {
+        self.dir.join("gobgp-api.sock")
+    }
+    pub fn runs_driver(&self) -> bool {
+        self.def.role == Role::Docker
+    }
+}
+
+pub struct World {
+    pub id: String,
+    pub dir: PathBuf,
+    pub switch: Netns,
+    pub hosts: Vec<HostRt>,
+    pub cleanup: Arc<Cleanup>,
+    pub rt: tokio::runtime::Runtime,
+    pub opts: Options,
+    scenario: Scenario,
+}
+
+impl World {
+    pub fn host(&self, name: &str) -> Result<&HostRt> {
+        self.hosts
+            .iter()
+            .find(|h| h.def.name == name)
+            .ok_or_else(|| anyhow!("unknown host {name}"))
+    }
+
+    pub fn host_index(&self, name: &str) -> Result<usize> {
+        self.hosts
+            .iter()
+            .position(|h| h.def.name == name)
+            .ok_or_else(|| anyhow!("unknown host {name}"))
+    }
+
+    /// Builds the underlay and the hosts, and starts their daemons.
+    pub fn build(s: &Scenario, opts: &Options, progress: &dyn Fn(&str)) -> Result<World> {
+        let id = format!(
+            "{PREFIX}{}-{}",
+            std::process::id(),
+            RUN_COUNTER.fetch_add(1, Ordering::SeqCst)
+        );
+        let dir = opts.run_root.join(format!("{}-{}", id, s.name));
+        std::fs::create_dir_all(&dir).with_context(|| format!("create {}", dir.display()))?;
+        let cleanup = Cleanup::new();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .context("tokio runtime")?;
+
+        let switch = make_ns(&cleanup, &format!("{id}-sw"))?;
+        switch.ip(&["link", "add", "br0", "type", "bridge"])?;
+        switch.ip(&["link", "set", "br0", "up"])?;
+        let mut hosts = Vec::new();
+        for (index, def) in s.hosts.iter().enumerate() {
+            let ns = make_ns(&cleanup, &format!("{id}-{}", def.name))?;
+            let addr = def
+                .address
+                .ok_or_else(|| anyhow!("host {} has no address", def.name))?;
+            let port = format!("p-{}", def.name);
+            run_cmd(
+                "ip",
+                &[
+                    "link",
+                    "add",
+                    "name",
+                    UNDERLAY_IF,
+                    "netns",
+                    &ns.name,
+                    "type",
+                    "veth",
+                    "peer",
+                    "name",
+                    &port,
+                    "netns",
+                    &switch.name,
+                ],
+                Duration::from_secs(20),
+            )
+            .with_context(|| format!("wire host {} to the switch", def.name))?;
+            switch.ip_batch(&[
+                format!("link set {port} master br0"),
+                format!("link set {port} up"),
+            ])?;
+            ns.ip_batch(&[
+                format!("addr add {addr} dev {UNDERLAY_IF}"),
+                format!("link set {UNDERLAY_IF} up"),
+            ])?;
+            for (k, v) in [
+                ("net.ipv4.ip_forward", "1"),
+                ("net.ipv4.conf.all.rp_filter", "0"),
+                ("net.ipv4.conf.default.rp_filter", "0"),
+                ("net.ipv4.conf.eth1.rp_filter", "0"),
+            ] {
+                ns.sysctl(k, v)?;
+            }
+            let hdir = dir.join(&def.name);
+            std::fs::create_dir_all(hdir.join("plugins"))?;
+            std::fs::create_dir_all(hdir.join("state"))?;
+            hosts.push(HostRt {
+                def: def.clone(),
+                index,
+                ns,
+                addr,
+                gobgpd: Daemon::new(hdir.join("gobgpd.log")),
+                driver: Daemon::new(hdir.join("driver.log")),
+                dir: hdir,
+            });
+        }
+        let w = World {
+            id,
+            dir,
+            switch,
+            hosts,
+            cleanup,
+            rt,
+            opts: opts.clone(),
+            scenario: s.clone(),
+        };
+        if s.bgp.mode != BgpMode::None {
+            require("gobgpd")?;
+            for i in 0..w.hosts.len() {
+                w.write_gobgpd_config(i)?;
+                w.start_daemon(i, DaemonKind::Gobgpd)?;
+            }
+            progress("gobgpd running on every host");
+        }
+        for i in 0..w.hosts.len() {
+            if w.hosts[i].runs_driver() {
+                w.start_daemon(i, DaemonKind::Driver)?;
+            }
+        }
+        progress("drivers ready");
+        Ok(w)
+    }
+
+    fn daemon(&self, i: usize, kind: DaemonKind) -> &Daemon {
+        match kind {
+            DaemonKind::Gobgpd => &self.hosts[i].gobgpd,
+            DaemonKind::Driver => &self.hosts[i].driver,
+        }
+    }
+
+    /// gobgpd's neighbours of host `i`: (address, AS, route-reflector client).
+    pub fn neighbours(&self, i: usize) -> Vec<(Ipv4Addr, u32, bool)> {
+        let s = &self.scenario;
+        let me = &self.hosts[i];
+        match s.bgp.mode {
+            BgpMode::None => vec![],
+            BgpMode::Mesh => self
+                .hosts
+                .iter()
+                .filter(|h| h.index != i)
+                .map(|h| (h.addr.addr(), h.def.asn, false))
+                .collect(),
+            BgpMode::RouteReflector => {
+                let rr = s.bgp.reflector.as_deref().unwrap_or_default();
+                if me.def.name == rr {
+                    self.hosts
+                        .iter()
+                        .filter(|h| h.index != i)
+                        .map(|h| (h.addr.addr(), h.def.asn, h.def.asn == me.def.asn))
+                        .collect()
+                } else {
+                    self.hosts
+                        .iter()
+                        .filter(|h| h.def.name == rr)
+                        .map(|h| (h.addr.addr(), h.def.asn, false))
+                        .collect()
+                }
+            }
+        }
+    }
+
+    /// Whether host `i`'s gobgpd is configured by the driver (no TOML file).
+    fn driver_configures(&self, i: usize) -> bool {
+        self.scenario.bgp.config == BgpConfigBy::Driver && self.hosts[i].runs_driver()
+    }
+
+    fn write_gobgpd_config(&self, i: usize) -> Result<()> {
+        if self.driver_configures(i) {
+            return Ok(());
+        }
+        let h = &self.hosts[i];
+        let b = &self.scenario.bgp;
+        let mut t = format!(
+            "# generated by the harness for host {}\n[global.config]\n  as = {}\n  router-id = \"{}\"\n  local-address-list = [\"{}\"]\n",
+            h.def.name,
+            h.def.asn,
+            h.addr.addr(),
+            h.addr.addr()
+        );
+        for (addr, asn, rr_client) in self.neighbours(i) {
+            t.push_str(&format!(
+                "\n[[neighbors]]\n  [neighbors.config]\n    neighbor-address = \"{addr}\"\n    peer-as = {asn}\n  [neighbors.timers.config]\n    connect-retry = {}\n    hold-time = {}\n    keepalive-interval = {}\n",
+                b.connect_retry, b.hold_time, b.keepalive
+            ));
+            if rr_client {
+                t.push_str(&format!(
+                    "  [neighbors.route-reflector.config]\n    route-reflector-client = true\n    route-reflector-cluster-id = \"{}\"\n",
+                    h.addr.addr()
+                ));
+            }
+        }
+        std::fs::write(h.dir.join("gobgpd.toml"), t)?;
+        Ok(())
+    }
+
+    fn driver_args(&self, i: usize) -> Vec<String> {
+        let h = &self.hosts[i];
+        let s = &self.scenario;
+        let mut a: Vec<String> = vec![
+            "--socket".into(),
+            h.socket().display().to_string(),
+            "--state-dir".into(),
+            h.dir.join("state").display().to_string(),
+            "--parent".into(),
+            UNDERLAY_IF.into(),
+            "--log-level".into(),
+            "debug,h2=info,tonic=info,hyper=info,tower=info".into(),
+            "--stale-routes-time".into(),
+            "10".into(),
+        ];
+        if s.bgp.mode == BgpMode::None {
+            a.extend(["--gobgp".into(), "none".into()]);
+        } else {
+            a.extend(["--gobgp".into(), format!("127.0.0.1:{GOBGP_API_PORT}")]);
+        }
+        if self.driver_configures(i) {
+            a.extend([
+                "--asn".into(),
+                h.def.asn.to_string(),
+                "--router-id".into(),
+                h.addr.addr().to_string(),
+            ]);
+            for (addr, asn, rr) in self.neighbours(i) {
+                let mut p = format!(
+                    "{addr}:{asn},hold={},keepalive={},connect-retry={}",
+                    s.bgp.hold_time, s.bgp.keepalive, s.bgp.connect_retry
+                );
+                if rr {
+                    p.push_str(",rr-client");
+                }
+                a.extend(["--peer".into(), p]);
+            }
+        }
+        a.extend(s.driver.args.iter().cloned());
+        a.extend(h.def.driver_args.iter().cloned());
+        a
+    }
+
+    /// Starts a daemon on host `i` and waits until it answers.
+    pub fn start_daemon(&self, i: usize, kind: DaemonKind) -> Result<()> {
+        let h = &self.hosts[i];
+        let d = self.daemon(i, kind);
+        if d.running() {
+            return Ok(());
+        }
+        let (prog, args) = match kind {
+            DaemonKind::Gobgpd => {
+                let mut args = vec![
+                    "-p".to_string(),
+                    "-l".into(),
+                    "info".into(),
+                    "--pprof-disable".into(),
+                    "--api-hosts".into(),
+                    format!(
+                        "127.0.0.1:{GOBGP_API_PORT},unix://{}",
+                        h.gobgp_api().display()
+                    ),
+                ];
+                if !self.driver_configures(i) {
+                    args.extend(["-f".into(), h.dir.join("gobgpd.toml").display().to_string()]);
+                }
+                (require("gobgpd")?, args)
+            }
+            DaemonKind::Driver => (self.opts.driver_bin.clone(), self.driver_args(i)),
+        };
+        let child =
+            h.ns.spawn(&prog, &args, &d.log)
+                .with_context(|| format!("start {kind:?} on {}", h.def.name))?;
+        *d.child.lock().unwrap_or_else(|p| p.into_inner()) = Some(child);
+        let d2 = d.clone();
+        self.cleanup
+            .push(format!("stop {kind:?} on {}", h.def.name), move || {
+                d2.signal(Signal::SIGTERM)
+            });
+        let deadline = Instant::now() + self.opts.scale(Duration::from_secs(20));
+        loop {
+            let ready = match kind {
+                DaemonKind::Gobgpd => self.gobgpd_ready(i),
+                DaemonKind::Driver => self.driver_ready(i),
+            };
+            match ready {
+                Ok(()) => return Ok(()),
+                Err(e) => {
+                    if !d.running() {
+                        bail!(
+                            "{kind:?} on {} exited during start-up: {e}\n--- {} ---\n{}",
+                            h.def.name,
+                            d.log.display(),
+                            tail(&d.log, 30)
+                        );
+                    }
+                    if Instant::now() > deadline {
+                        bail!(
+                            "{kind:?} on {} not ready: {e}\n{}",
+                            h.def.name,
+                            tail(&d.log, 30)
+                        );
+                    }
+                }
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn gobgpd_ready(&self, i: usize) -> Result<()> {
+        let api = self.hosts[i].gobgp_api();
+        if !api.exists() {
+            bail!("no API socket yet");
+        }
+        self.rt.block_on(async {
+            let mut c = ipvlan_bgp::bgp::gobgp::connect(
+                &ipvlan_bgp::bgp::gobgp::GobgpAddr::Unix(api),
+                Duration::from_secs(1),
+            )
+            .await?;
+            c.get_bgp(ipvlan_bgp::bgp::gobgp::apipb::GetBgpRequest {})
+                .await?;
+            Ok::<_, anyhow::Error>(())
+        })
+    }
+
+    fn driver_ready(&self, i: usize) -> Result<()> {
+        let sock = self.hosts[i].socket();
+        let r = self.rt.block_on(ipvlan_bgp::api::client::post(
+            &sock,
+            "/Plugin.Activate",
+            Vec::new(),
+            Duration::from_secs(2),
+        ))?;
+        if r.status != 200 {
+            bail!("activate answered {}", r.status);
+        }
+        Ok(())
+    }
+
+    pub fn signal_daemon(&self, i: usize, kind: DaemonKind, sig: Signal) -> Result<()> {
+        self.daemon(i, kind).signal(sig)
+    }
+
+    /// The driver's status document for host `i`.
+    pub fn driver_status(&self, i: usize) -> Result<serde_json::Value> {
+        let r = self.rt.block_on(ipvlan_bgp::api::client::post(
+            &self.hosts[i].socket(),
+            "/IpvlanBgp.Status",
+            Vec::new(),
+            Duration::from_secs(5),
+        ))?;
+        r.json()
+    }
+
+    /// BGP session states on host `i` (address -> established).
+    pub fn bgp_sessions(&self, i: usize) -> Result<Vec<(String, bool)>> {
+        use ipvlan_bgp::bgp::gobgp::{apipb::ListPeerRequest, connect, GobgpAddr};
+        let api = self.hosts[i].gobgp_api();
+        self.rt.block_on(async {
+            let mut c = connect(&GobgpAddr::Unix(api), Duration::from_secs(2)).await?;
+            let mut s = c.list_peer(ListPeerRequest::default()).await?.into_inner();
+            let mut out = Vec::new();
+            while let Some(r) = s.message().await? {
+                if let Some(p) = r.peer {
+                    let addr = p.conf.map(|c| c.neighbor_address).unwrap_or_default();
+                    let up = p.state.map(|s| s.session_state == 6).unwrap_or(false);
+                    out.push((addr, up));
+                }
+            }
+            Ok(out)
+        })
+    }
+
+    /// A shell-ish dump of everything on every host, for failed scenarios.
+    pub fn diagnostics(&self, containers: &[(String, PathBuf)]) -> String {
+        let mut out = String::new();
+        let short = Duration::from_secs(5);
+        for h in &self.hosts {
+            out.push_str(&format!(
+                "\n===== host {} ({}, namespace {}) =====\n",
+                h.def.name, h.addr, h.ns.name
+            ));
+            for args in [
+                &["-d", "-br", "link"][..],
+                &["-br", "addr"][..],
+                &["route", "show", "table", "main"][..],
+            ] {
+                out.push_str(&format!("$ ip {}\n", args.join(" ")));
+                match h.ns.ip(args) {
+                    Ok(s) => out.push_str(&s),
+                    Err(e) => out.push_str(&format!("({e:#})\n")),
+                }
+            }
+            if h.gobgpd.pid().is_some() || h.gobgp_api().exists() {
+                for args in [&["neighbor"][..], &["global", "rib"][..]] {
+                    out.push_str(&format!("$ gobgp {}\n", args.join(" ")));
+                    let mut full = vec!["-p", "50051", "-u", "127.0.0.1"];
+                    full.extend_from_slice(args);
+                    match h.ns.exec("gobgp", &full, short) {
+                        Ok(o) => {
+                            out.push_str(&String::from_utf8_lossy(&o.stdout));
+                            out.push_str(&String::from_utf8_lossy(&o.stderr));
+                        }
+                        Err(e) => out.push_str(&format!("({e:#})\n")),
+                    }
+                }
+                out.push_str(&format!(
+                    "--- gobgpd log (tail) {} ---\n{}\n",
+                    h.gobgpd.log.display(),
+                    tail(&h.gobgpd.log, 25)
+                ));
+            }
+            if h.runs_driver() {
+                if let Ok(st) = self.driver_status(h.index) {
+                    out.push_str(&format!(
+                        "$ ipvlan-bgp status\n{}",
+                        ipvlan_bgp::status::render_text(&st)
+                    ));
+                }
+                out.push_str(&format!(
+                    "--- driver log (tail) {} ---\n{}\n",
+                    h.driver.log.display(),
+                    tail(&h.driver.log, 40)
+                ));
+            }
+        }
+        for (name, path) in containers.iter().take(12) {
+            out.push_str(&format!(
+                "\n===== container {name} ({}) =====\n",
+                path.display()
+            ));
+            for args in [&["-br", "addr"][..], &["route"][..]] {
+                let p = path.display().to_string();
+                let mut full = vec!["--net=", "ip"];
+                let netarg = format!("--net={p}");
+                full[0] = &netarg;
+                full.extend_from_slice(args);
+                match crate::util::run_output("nsenter", &full, short) {
+                    Ok(o) => out.push_str(&String::from_utf8_lossy(&o.stdout)),
+                    Err(e) => out.push_str(&format!("({e:#})\n")),
+                }
+            }
+        }
+        out
+    }
+
+    /// How to enter each host, for `--keep`.
+    pub fn enter_hints(&self) -> String {
+        let mut s = String::new();
+        for h in &self.hosts {
+            s.push_str(&format!(
+                "  {}: ip netns exec {} bash\n",
+                h.def.name, h.ns.name
+            ));
+        }
+        s.push_str(&format!(
+            "  switch: ip netns exec {} bash\n  logs: {}\n",
+            self.switch.name,
+            self.dir.display()
+        ));
+        s
+    }
+}
+
+fn make_ns(cleanup: &Cleanup, name: &str) -> Result<Netns> {
+    let ns = Netns::create(name)?;
+    let n = name.to_string();
+    cleanup.push(format!("delete namespace {name}"), move || {
+        Netns::delete(&n)
+    });
+    Ok(ns)
+}
