@@ -611,8 +611,17 @@ impl Runner<'_> {
                 }
                 Ok(None)
             }
+            Action::PlantRoute { host, prefix, via } => {
+                let proto = ipvlan_bgp::config::DEFAULT_ROUTE_PROTOCOL.to_string();
+                let (p, v) = (prefix.to_string(), via.to_string());
+                self.w
+                    .host(host)?
+                    .ns
+                    .ip(&["route", "replace", &p, "via", &v, "proto", &proto])?;
+                Ok(None)
+            }
             Action::ProbeStart {
-                name,
+                id: name,
                 from,
                 to,
                 interval,
@@ -625,7 +634,7 @@ impl Runner<'_> {
                 self.probers.insert(name.clone(), p);
                 Ok(None)
             }
-            Action::ProbeStop { name, max_loss } => {
+            Action::ProbeStop { id: name, max_loss } => {
                 let p = self
                     .probers
                     .remove(name)

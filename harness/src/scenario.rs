@@ -265,9 +265,16 @@ pub enum Action {
         prefix: Ipv4Net,
         next_hop: Ipv4Addr,
     },
+    /// Plant a route with the driver's protocol tag by hand (a stale leftover).
+    PlantRoute {
+        host: String,
+        prefix: Ipv4Net,
+        via: Ipv4Addr,
+    },
     /// Start pinging pairs every `interval` in the background.
     ProbeStart {
-        name: String,
+        /// Names the probe for its `probe-stop`.
+        id: String,
         from: Vec<String>,
         to: Vec<String>,
         #[serde(default = "default_interval")]
@@ -275,7 +282,7 @@ pub enum Action {
     },
     /// Stop a background probe; fail if more than `max_loss` probes were lost.
     ProbeStop {
-        name: String,
+        id: String,
         #[serde(default)]
         max_loss: u64,
     },
@@ -621,7 +628,8 @@ impl Scenario {
             Action::ExpectRejected { host, .. }
             | Action::LinkDown { host }
             | Action::LinkUp { host }
-            | Action::Inject { host, .. } => self.check_host(host),
+            | Action::Inject { host, .. }
+            | Action::PlantRoute { host, .. } => self.check_host(host),
             Action::Kill { host, daemon }
             | Action::StopDaemon { host, daemon }
             | Action::StartDaemon { host, daemon }

@@ -402,6 +402,8 @@ impl World {
         }
         let (prog, args) = match kind {
             DaemonKind::Gobgpd => {
+                // A killed gobgpd leaves its API socket behind; a new one could not bind it.
+                let _ = std::fs::remove_file(h.gobgp_api());
                 let mut args = vec![
                     "-p".to_string(),
                     "-l".into(),
