@@ -223,12 +223,16 @@ impl Driver {
                             spec.parent.name
                         )))
                     })?;
-                    let l = self.kernel.ensure_link(
-                        &spec.parent.name,
-                        lower_link.index,
-                        LinkKind::Vlan { id: *id },
-                        None,
-                    )?;
+                    let l = self
+                        .kernel
+                        .ensure_link(&spec.parent.name, lower_link.index, LinkKind::Vlan { id: *id }, None)
+                        .map_err(|e| match e.errno() {
+                            Some(libc::EOPNOTSUPP) => DriverError::Unsupported(format!(
+                                "this kernel has no 802.1Q VLAN support (cannot create {}); load the 8021q module, or create the VLAN interface yourself and give it as parent",
+                                spec.parent.name
+                            )),
+                            _ => DriverError::Kernel(e),
+                        })?;
                     undo.links.push(spec.parent.name.clone());
                     self.kernel.set_up(l.index, true)?;
                     created_vlan = true;

@@ -469,3 +469,132 @@ pub fn format_mac(mac: &[u8]) -> String {
 pub fn host_route(addr: Ipv4Addr) -> IpNet {
     IpNet::V4(Ipv4Net::new(addr, 32).expect("32 is a valid prefix length"))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rstest::rstest;
+    use serde_json::json;
+
+    fn req(generic: serde_json::Value) -> CreateNetworkRequest {
+        serde_json::from_value(json!({
+            "NetworkID": "a".repeat(64),
+            "Options": {"com.docker.network.generic": generic},
+            "IPv4Data": [{"AddressSpace": "LocalDefault", "Gateway": "10.1.1.1/24", "Pool": "10.1.1.0/24"}],
+            "IPv6Data": []
+        }))
+        .unwrap()
+    }
+
+    #[rstest]
+    #[case(json!({"parent": "eth1"}), Dataplane::Ipvlan { mode: IpvlanMode::L3, flag: IpvlanFlag::Bridge })]
+    #[case(json!({"parent": "eth1", "mode": "l2"}), Dataplane::Ipvlan { mode: IpvlanMode::L2, flag: IpvlanFlag::Bridge })]
+    #[case(json!({"parent": "eth1", "ipvlan_mode": "L3S", "ipvlan_flag": "private"}), Dataplane::Ipvlan { mode: IpvlanMode::L3s, flag: IpvlanFlag::Private })]
+    #[case(json!({"parent": "eth1", "dataplane": "macvlan"}), Dataplane::Macvlan { mode: MacvlanMode::Bridge })]
+    #[case(json!({"parent": "eth1", "macvlan_mode": "vepa"}), Dataplane::Macvlan { mode: MacvlanMode::Vepa })]
+    fn options_select_the_data_plane(#[case] generic: serde_json::Value, #[case] want: Dataplane) {
+        let spec = NetworkSpec::from_request(&req(generic), None).unwrap();
+        assert_eq!(spec.dataplane, want);
+        assert_eq!(spec.gateway, Some("10.1.1.1/24".parse().unwrap()));
+    }
+
+    #[rstest]
+    #[case(json!({}), "no parent interface")]
+    #[case(json!({"parent": "eth1", "speed": "fast"}), "unknown option \"speed\"")]
+    #[case(json!({"parent": "eth1", "mode": "l4"}), "use one of: l3, l2, l3s")]
+    #[case(json!({"parent": "eth1", "mode": "l2", "ipvlan_mode": "l3"}), "disagree")]
+    #[case(json!({"parent": "eth1", "dataplane": "macvlan", "ipvlan_mode": "l3"}), "applies to -o dataplane=ipvlan")]
+    #[case(json!({"parent": "eth1", "dataplane": "ipvlan", "macvlan_mode": "bridge"}), "applies to -o dataplane=macvlan")]
+    #[case(json!({"parent": "eth1.5000"}), "VLAN ID")]
+    #[case(json!({"parent": "a/b"}), "not a valid interface name")]
+    #[case(json!({"parent": "eth1", "announce": "everything"}), "announce")]
+    fn bad_options_say_what_to_change(#[case] generic: serde_json::Value, #[case] want: &str) {
+        let e = NetworkSpec::from_request(&req(generic), None)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains(want), "{e:?} does not contain {want:?}");
+    }
+
+    #[test]
+    fn default_parent_and_vlan_parent() {
+        let s = NetworkSpec::from_request(&req(json!({})), Some("eth9")).unwrap();
+        assert_eq!(s.parent.name, "eth9");
+        let s = NetworkSpec::from_request(
+            &req(json!({"parent": "eth1.10", "announce": "subnet"})),
+            None,
+        )
+        .unwrap();
+        assert_eq!(s.parent.vlan, Some(("eth1".into(), 10)));
+        assert_eq!(s.announce, Announce::Subnet);
+    }
+
+    #[test]
+    fn subnets_and_gateways_are_checked() {
+        let mut r = req(json!({"parent": "eth1", "dataplane": "macvlan"}));
+        r.ipv4_data = Some(vec![]);
+        assert!(NetworkSpec::from_request(&r, None)
+            .unwrap_err()
+            .to_string()
+            .contains("no IPv4 subnet"));
+        let mut r = req(json!({"parent": "eth1", "dataplane": "macvlan"}));
+        r.ipv4_data.as_mut().unwrap()[0].gateway = None;
+        assert!(NetworkSpec::from_request(&r, None)
+            .unwrap_err()
+            .to_string()
+            .contains("needs a gateway"));
+        // L3 needs no gateway.
+        let mut r = req(json!({"parent": "eth1"}));
+        r.ipv4_data.as_mut().unwrap()[0].gateway = None;
+        assert!(NetworkSpec::from_request(&r, None).is_ok());
+        let mut r = req(json!({"parent": "eth1"}));
+        r.ipv4_data.as_mut().unwrap()[0].pool = "10.1.1.5/24".into();
+        assert!(NetworkSpec::from_request(&r, None)
+            .unwrap_err()
+            .to_string()
+            .contains("host bits"));
+        let mut r = req(json!({"parent": "eth1"}));
+        r.ipv6_data = Some(vec![r.ipv4_data.clone().unwrap()[0].clone()]);
+        assert!(NetworkSpec::from_request(&r, None)
+            .unwrap_err()
+            .to_string()
+            .contains("IPv6"));
+    }
+
+    #[test]
+    fn endpoints_are_validated() {
+        let net = NetworkSpec::from_request(&req(json!({"parent": "eth1"})), None).unwrap();
+        let ep = |addr: &str, mac: &str| {
+            let r: CreateEndpointRequest = serde_json::from_value(json!({
+                "NetworkID": net.id, "EndpointID": "b".repeat(64),
+                "Interface": {"Address": addr, "AddressIPv6": "", "MacAddress": mac}
+            }))
+            .unwrap();
+            EndpointSpec::from_request(&r, &net)
+        };
+        assert_eq!(
+            ep("10.1.1.2/24", "").unwrap().address,
+            "10.1.1.2/24".parse::<Ipv4Net>().unwrap()
+        );
+        assert!(ep("10.2.1.2/24", "")
+            .unwrap_err()
+            .to_string()
+            .contains("outside"));
+        assert!(ep("10.1.1.1/24", "")
+            .unwrap_err()
+            .to_string()
+            .contains("gateway"));
+        assert!(ep("", "")
+            .unwrap_err()
+            .to_string()
+            .contains("no IPv4 address"));
+        assert!(ep("10.1.1.2/24", "02:aa:bb:cc:dd:ee")
+            .unwrap_err()
+            .to_string()
+            .contains("--mac-address"));
+        assert_eq!(
+            parse_mac("02:aa:bb:cc:dd:ee"),
+            Some([2, 0xaa, 0xbb, 0xcc, 0xdd, 0xee])
+        );
+        assert_eq!(parse_mac("02:aa:bb"), None);
+    }
+}

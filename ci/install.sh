@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Installs everything the demo and the tests need on a fresh Debian/Ubuntu
+# machine (as root): gobgpd (and its gobgp CLI), iproute2, FRR, BIRD.
+# Idempotent: skips apt when every package is already there.
+set -euo pipefail
+
+packages=(gobgpd iproute2 util-linux iputils-ping busybox-static frr bird2 kmod xz-utils)
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "ci/install.sh: installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# FRR and BIRD are started by the harness inside namespaces, never as services.
+for svc in frr bird; do
+  if command -v service >/dev/null 2>&1; then service "$svc" stop >/dev/null 2>&1 || true; fi
+done
+
+command -v cargo >/dev/null || { echo "ci/install.sh: cargo is not installed (install Rust with rustup)"; exit 1; }
+echo "ci/install.sh: ready ($(gobgpd --version))"

@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# The test command: installs what the tests need, builds, checks formatting
+# and lints, then runs every test (unit tests, privileged driver tests, and
+# one test per scenario file). Run as root on a fresh Debian/Ubuntu machine:
+#   sudo ci/test.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ci/install.sh
+
+cargo fmt --all -- --check
+cargo clippy --workspace --all-targets --locked -- -D warnings
+# The scenario tests start the ipvlan-bgp binary: build every target first.
+cargo build --workspace --all-targets --locked
+# Scenario tests mostly wait on BGP timers: run more of them at once than there are cores.
+RUST_TEST_THREADS=${RUST_TEST_THREADS:-4} cargo test --workspace --locked -- --nocapture
