@@ -742,7 +742,7 @@ within = "5s"
         );
         assert_eq!(s.steps[0].name, "start c,d");
         assert_eq!(s.steps[1].name, "all see all");
-        assert_eq!(s.steps[1].line, 33);
+        assert_eq!(s.steps[1].line, 32);
         assert!(
             matches!(s.steps[1].action, Action::ExpectReachable { within: Dur(d), .. } if d.as_secs() == 5)
         );
@@ -752,7 +752,7 @@ within = "5s"
     fn unknown_step_field_names_the_line() {
         let bad = GOOD.replace("within = \"5s\"", "withn = \"5s\"");
         let e = parse(&bad).unwrap_err().to_string();
-        assert!(e.starts_with("scenarios/x.toml:33: step 2"), "{e}");
+        assert!(e.starts_with("scenarios/x.toml:32: step 2"), "{e}");
         assert!(e.contains("withn"), "{e}");
     }
 
@@ -760,7 +760,7 @@ within = "5s"
     fn unknown_container_names_the_line() {
         let bad = GOOD.replace("to = [\"d\", \"h2\"]", "to = [\"zz\"]");
         let e = parse(&bad).unwrap_err().to_string();
-        assert!(e.contains(":33:") && e.contains("\"zz\""), "{e}");
+        assert!(e.contains(":32:") && e.contains("\"zz\""), "{e}");
     }
 
     #[test]
@@ -775,7 +775,7 @@ within = "5s"
         let e = parse(&GOOD.replace("\"5s\"", "\"5 parsecs\""))
             .unwrap_err()
             .to_string();
-        assert!(e.contains(":33:") && e.contains("unit"), "{e}");
+        assert!(e.contains(":32:") && e.contains("unit"), "{e}");
         let e = parse(&GOOD.replace("do = \"start\"", "do = \"launch\""))
             .unwrap_err()
             .to_string();
