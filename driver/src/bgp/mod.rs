@@ -347,9 +347,17 @@ impl Bgp {
         let mut last_host = tokio::time::Instant::now();
         let mut last_peers = tokio::time::Instant::now();
         let mut tick = tokio::time::interval(TICK);
+        let mut held = HeldWithdrawals::default();
         loop {
+            let hold_until = held.next_deadline();
             tokio::select! {
                 _ = shutdown.changed() => return Ok(()),
+                _ = tokio::time::sleep_until(hold_until.unwrap_or_else(tokio::time::Instant::now)), if hold_until.is_some() => {
+                    let due = held.take_due(tokio::time::Instant::now());
+                    if !due.is_empty() {
+                        self.installer.send(self.learner.learn(due));
+                    }
+                }
                 msg = events.next() => {
                     let first = match msg {
                         None => return Err("gobgpd closed the event stream".into()),
@@ -366,7 +374,8 @@ impl Bgp {
                         }
                     }
                     if !paths.is_empty() {
-                        self.installer.send(self.learner.learn(paths));
+                        let now_apply = self.sort_withdrawals(&mut client, paths, &mut held).await;
+                        self.installer.send(self.learner.learn(now_apply));
                     }
                 }
                 r = self.view.changed() => {
@@ -398,6 +407,43 @@ impl Bgp {
                 }
             }
         }
+    }
+
+    /// Withdrawals from a peer whose session is still up apply at once (a
+    /// container left). Withdrawals from a peer whose session is gone are held
+    /// for [`SESSION_LOSS_HOLD`]: when gobgpd itself shuts down it first drops
+    /// every peer (withdrawing everything) and then closes our stream; held
+    /// withdrawals then become stale routes instead of an outage.
+    async fn sort_withdrawals(
+        &mut self,
+        client: &mut Client,
+        paths: Vec<LearnedPath>,
+        held: &mut HeldWithdrawals,
+    ) -> Vec<LearnedPath> {
+        let mut now = Vec::with_capacity(paths.len());
+        let mut peers_up: BTreeMap<String, bool> = BTreeMap::new();
+        for p in paths {
+            if !p.withdraw {
+                held.cancel(&p.prefix);
+                now.push(p);
+                continue;
+            }
+            let peer = p.peer.clone().unwrap_or_default();
+            let up = match peers_up.get(&peer) {
+                Some(up) => *up,
+                None => {
+                    let up = peer_established(client, &peer).await;
+                    peers_up.insert(peer, up);
+                    up
+                }
+            };
+            if up {
+                now.push(p);
+            } else {
+                held.hold(p, tokio::time::Instant::now() + SESSION_LOSS_HOLD);
+            }
+        }
+        now
     }
 
     /// The first IPv4 address of a parent, else of any non-loopback link.
@@ -471,6 +517,60 @@ impl Bgp {
         }
         self.metrics.bgp(|b| b.peers = peers);
     }
+}
+
+/// How long withdrawals caused by a lost session wait before they apply.
+const SESSION_LOSS_HOLD: Duration = Duration::from_secs(1);
+
+/// Withdrawals waiting out [`SESSION_LOSS_HOLD`].
+#[derive(Default)]
+struct HeldWithdrawals {
+    paths: Vec<(tokio::time::Instant, LearnedPath)>,
+}
+
+impl HeldWithdrawals {
+    fn hold(&mut self, p: LearnedPath, until: tokio::time::Instant) {
+        self.cancel(&p.prefix);
+        self.paths.push((until, p));
+    }
+
+    /// The prefix was learned again: its held withdrawal no longer applies.
+    fn cancel(&mut self, prefix: &IpNet) {
+        self.paths.retain(|(_, p)| p.prefix != *prefix);
+    }
+
+    fn next_deadline(&self) -> Option<tokio::time::Instant> {
+        self.paths.iter().map(|(t, _)| *t).min()
+    }
+
+    fn take_due(&mut self, now: tokio::time::Instant) -> Vec<LearnedPath> {
+        let (due, keep): (Vec<_>, Vec<_>) = self.paths.drain(..).partition(|(t, _)| *t <= now);
+        self.paths = keep;
+        due.into_iter().map(|(_, p)| p).collect()
+    }
+}
+
+/// Whether gobgpd still has an established session with `peer`.
+async fn peer_established(client: &mut Client, peer: &str) -> bool {
+    let Ok(resp) = client
+        .list_peer(ListPeerRequest {
+            address: peer.to_string(),
+            enable_advertised: false,
+        })
+        .await
+    else {
+        return false;
+    };
+    let mut s = resp.into_inner();
+    while let Some(Ok(r)) = s.next().await {
+        if r.peer
+            .and_then(|p| p.state)
+            .is_some_and(|st| st.session_state == 6)
+        {
+            return true;
+        }
+    }
+    false
 }
 
 fn session_state_name(s: i32) -> &'static str {
