@@ -98,12 +98,15 @@ pub fn skip_reason(s: &Scenario, caps: &Caps, engine: &str) -> Result<Option<Str
     if !caps.root {
         return tool_gap("needs root (network namespaces); run with sudo".into());
     }
-    if let Some(e) = &s.engine {
-        if e != engine {
-            return Ok(Some(format!(
-                "needs the {e} engine (this run uses {engine}); run with --engine {e}"
-            )));
-        }
+    if !s.engines.iter().any(|e| e == engine) {
+        return Ok(Some(format!(
+            "runs on the {} engine(s), not {engine}; run with --engine {}",
+            s.engines.join(", "),
+            s.engines[0]
+        )));
+    }
+    if engine == "dockerd" && caps.dockerd.is_none() {
+        return tool_gap("dockerd is not installed (apt-get install docker.io)".into());
     }
     for c in &s.requires {
         match c {

@@ -39,8 +39,33 @@ pub struct ContainerRt {
     pub src_name: String,
 }
 
+/// What a scenario can do to an engine's own daemon (dockerd).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Control {
+    Kill,
+    Stop,
+    Start,
+    Restart,
+}
+
 pub trait Engine {
     fn name(&self) -> &'static str;
+    /// Starts whatever the engine needs on every host (after the drivers).
+    fn setup(&mut self, _w: &World) -> Result<()> {
+        Ok(())
+    }
+    /// Re-reads a container's namespace (its process may have restarted).
+    fn refresh(&mut self, _w: &World, _c: &mut ContainerRt) -> Result<()> {
+        Ok(())
+    }
+    /// Kills, stops, starts or restarts the engine's daemon on a host.
+    fn control(&mut self, _w: &World, _host: usize, _action: Control) -> Result<()> {
+        bail!("the {} engine has no daemon to control", self.name())
+    }
+    /// The engine's own view, for a failed scenario.
+    fn diagnostics(&self, _w: &World) -> String {
+        String::new()
+    }
     fn create_network(
         &mut self,
         w: &World,

@@ -11,6 +11,7 @@
 
 pub mod check;
 pub mod cleanup;
+pub mod dockerd;
 pub mod engine;
 pub mod netns;
 pub mod probe;

@@ -19,10 +19,10 @@ use ipvlan_bgp::kernel::{Family, Kernel};
 use nix::sys::signal::Signal;
 
 use crate::check;
-use crate::engine::{ContainerRt, Emulator, Engine};
+use crate::engine::{ContainerRt, Control, Emulator, Engine};
 use crate::probe::{ping_pairs, tcp_pairs, Member, Prober, TcpServers};
 use crate::report::{Report, StepReport};
-use crate::scenario::{Action, Probe, Scenario};
+use crate::scenario::{Action, DaemonKind, Probe, Scenario};
 use crate::util::{eventually, Dur};
 use crate::world::{Options, World, UNDERLAY_IF};
 
@@ -32,7 +32,8 @@ const POLL: Duration = Duration::from_millis(100);
 pub fn make_engine(kind: &str) -> Result<Box<dyn Engine>> {
     match kind {
         "emulator" => Ok(Box::new(Emulator::default())),
-        other => bail!("engine {other:?} is not available; use \"emulator\""),
+        "dockerd" => Ok(Box::new(crate::dockerd::Dockerd::default())),
+        other => bail!("engine {other:?} is not available; use \"emulator\" or \"dockerd\""),
     }
 }
 
@@ -102,8 +103,15 @@ pub fn run(s: &Scenario, opts: &Options, engine: &str) -> Report {
         networks: BTreeSet::new(),
         probers: HashMap::new(),
         tcp: TcpServers::default(),
+        injected: Vec::new(),
     };
-    let result = r.play(&mut report, &say);
+    let result = match r.engine.setup(&r.w) {
+        Ok(()) => {
+            say(&format!("{} engine ready", r.engine.name()));
+            r.play(&mut report, &say)
+        }
+        Err(e) => Err(e.context(format!("set up the {} engine", r.engine.name()))),
+    };
     if let Err(e) = &result {
         let msg = format!("{e:#}");
         say(&format!("FAILED: {msg}"));
@@ -112,7 +120,8 @@ pub fn run(s: &Scenario, opts: &Options, engine: &str) -> Report {
             .values()
             .map(|c| (c.name.clone(), c.netns.clone()))
             .collect();
-        let diag = r.w.diagnostics(&containers);
+        let mut diag = r.w.diagnostics(&containers);
+        diag.push_str(&r.engine.diagnostics(&r.w));
         eprintln!(
             "----- diagnostics for {} -----{diag}\n----- end of diagnostics -----",
             s.name
@@ -162,6 +171,8 @@ struct Runner<'a> {
     networks: BTreeSet<(usize, String)>,
     probers: HashMap<String, Prober>,
     tcp: TcpServers,
+    /// Paths the scenario originated with `inject`, withdrawn at teardown.
+    injected: Vec<(String, Ipv4Net, Ipv4Addr)>,
 }
 
 impl Runner<'_> {
@@ -327,9 +338,32 @@ impl Runner<'_> {
                 .map_err(|e| anyhow!(e))?;
                 Ok(Some(took))
             }
-            Action::CreateNetwork { network, hosts } => {
+            Action::CreateNetwork {
+                network,
+                hosts,
+                expect_error: None,
+            } => {
                 for h in self.hosts_of(network, hosts)? {
                     self.create_network(network, &h)?;
+                }
+                Ok(None)
+            }
+            Action::CreateNetwork {
+                network,
+                hosts,
+                expect_error: Some(want),
+            } => {
+                for h in self.hosts_of(network, hosts)? {
+                    match self.create_network(network, &h) {
+                        Ok(()) => bail!("creating network {network} on {h} succeeded; expected an error containing {want:?}"),
+                        Err(e) => {
+                            let seen = format!("{e:#}");
+                            if !seen.contains(want.as_str()) {
+                                bail!("creating network {network} on {h} failed, but the user sees {seen:?}, which does not contain {want:?}");
+                            }
+                            eprintln!("[{}] as expected, the user sees: {seen}", self.s.name);
+                        }
+                    }
                 }
                 Ok(None)
             }
@@ -543,26 +577,10 @@ impl Runner<'_> {
                 .map_err(|e| anyhow!(e))?;
                 Ok(Some(took))
             }
-            Action::Kill { host, daemon } => {
-                self.w
-                    .signal_daemon(self.w.host_index(host)?, *daemon, Signal::SIGKILL)?;
-                Ok(None)
-            }
-            Action::StopDaemon { host, daemon } => {
-                self.w
-                    .signal_daemon(self.w.host_index(host)?, *daemon, Signal::SIGTERM)?;
-                Ok(None)
-            }
-            Action::StartDaemon { host, daemon } => {
-                self.w.start_daemon(self.w.host_index(host)?, *daemon)?;
-                Ok(None)
-            }
-            Action::Restart { host, daemon } => {
-                let hi = self.w.host_index(host)?;
-                self.w.signal_daemon(hi, *daemon, Signal::SIGTERM)?;
-                self.w.start_daemon(hi, *daemon)?;
-                Ok(None)
-            }
+            Action::Kill { host, daemon } => self.control(host, *daemon, Control::Kill),
+            Action::StopDaemon { host, daemon } => self.control(host, *daemon, Control::Stop),
+            Action::StartDaemon { host, daemon } => self.control(host, *daemon, Control::Start),
+            Action::Restart { host, daemon } => self.control(host, *daemon, Control::Restart),
             Action::LinkDown { host } => {
                 self.w
                     .host(host)?
@@ -582,33 +600,8 @@ impl Runner<'_> {
                 prefix,
                 next_hop,
             } => {
-                let h = self.w.host(host)?;
-                let p = prefix.to_string();
-                let nh = next_hop.to_string();
-                let out = h.ns.exec(
-                    "gobgp",
-                    &[
-                        "-p",
-                        "50051",
-                        "-u",
-                        "127.0.0.1",
-                        "global",
-                        "rib",
-                        "add",
-                        "-a",
-                        "ipv4",
-                        &p,
-                        "nexthop",
-                        &nh,
-                    ],
-                    Duration::from_secs(10),
-                )?;
-                if !out.status.success() {
-                    bail!(
-                        "gobgp global rib add {p} nexthop {nh} on {host}: {}",
-                        String::from_utf8_lossy(&out.stderr).trim()
-                    );
-                }
+                self.gobgp_rib(host, "add", *prefix, *next_hop)?;
+                self.injected.push((host.clone(), *prefix, *next_hop));
                 Ok(None)
             }
             Action::PlantRoute { host, prefix, via } => {
@@ -676,6 +669,88 @@ impl Runner<'_> {
         }
     }
 
+    /// `gobgp global rib add|del PREFIX nexthop NH` on a host's gobgpd.
+    fn gobgp_rib(&self, host: &str, verb: &str, prefix: Ipv4Net, nh: Ipv4Addr) -> Result<()> {
+        let (p, nh) = (prefix.to_string(), nh.to_string());
+        let args = [
+            "-p",
+            "50051",
+            "-u",
+            "127.0.0.1",
+            "global",
+            "rib",
+            verb,
+            "-a",
+            "ipv4",
+            &p,
+            "nexthop",
+            &nh,
+        ];
+        let out = self
+            .w
+            .host(host)?
+            .ns
+            .exec("gobgp", &args, Duration::from_secs(10))?;
+        if !out.status.success() {
+            bail!(
+                "gobgp global rib {verb} {p} nexthop {nh} on {host}: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+        Ok(())
+    }
+
+    /// Kills, stops, starts or restarts a daemon: gobgpd and the driver
+    /// belong to the world, dockerd to the engine. After dockerd comes back,
+    /// the containers' namespaces are read again (their processes restarted).
+    fn control(
+        &mut self,
+        host: &str,
+        daemon: DaemonKind,
+        action: Control,
+    ) -> Result<Option<Duration>> {
+        let hi = self.w.host_index(host)?;
+        match (daemon, action) {
+            (DaemonKind::Dockerd, _) => {
+                self.engine.control(&self.w, hi, action)?;
+                if matches!(action, Control::Start | Control::Restart) {
+                    self.refresh_containers(hi)?;
+                }
+            }
+            (_, Control::Kill) => self.w.signal_daemon(hi, daemon, Signal::SIGKILL)?,
+            (_, Control::Stop) => self.w.signal_daemon(hi, daemon, Signal::SIGTERM)?,
+            (_, Control::Start) => self.w.start_daemon(hi, daemon)?,
+            (_, Control::Restart) => {
+                self.w.signal_daemon(hi, daemon, Signal::SIGTERM)?;
+                self.w.start_daemon(hi, daemon)?;
+            }
+        }
+        Ok(None)
+    }
+
+    fn refresh_containers(&mut self, host: usize) -> Result<()> {
+        let names: Vec<String> = self
+            .running
+            .values()
+            .filter(|c| c.host == host)
+            .map(|c| c.name.clone())
+            .collect();
+        let deadline = self.w.opts.scale(Duration::from_secs(60));
+        for n in names {
+            let mut c = self.running[&n].clone();
+            let old = c.netns.clone();
+            self.tcp.forget(&old);
+            eventually(deadline, POLL, || {
+                self.engine
+                    .refresh(&self.w, &mut c)
+                    .map_err(|e| format!("{e:#}"))
+            })
+            .map_err(|e| anyhow!("container {n} did not come back: {e}"))?;
+            self.running.insert(n, c);
+        }
+        Ok(())
+    }
+
     fn hosts_of(&self, network: &str, hosts: &Option<Vec<String>>) -> Result<Vec<String>> {
         Ok(match hosts {
             Some(h) => h.clone(),
@@ -699,6 +774,13 @@ impl Runner<'_> {
             let _ = p.stop();
         }
         let mut errors = Vec::new();
+        for (host, prefix, nh) in std::mem::take(&mut self.injected) {
+            if self.w.host(&host).is_ok_and(|h| h.gobgpd.running()) {
+                if let Err(e) = self.gobgp_rib(&host, "del", prefix, nh) {
+                    errors.push(format!("{e:#}"));
+                }
+            }
+        }
         let names: Vec<String> = self.running.keys().cloned().collect();
         for n in names {
             if let Some(c) = self.running.remove(&n) {
@@ -737,6 +819,36 @@ impl Runner<'_> {
                         left.join(", ")
                     ));
                 }
+            }
+        }
+        if errors.is_empty() {
+            // Every announcement is withdrawn, so every learned route must go too.
+            let hosts: Vec<(String, std::path::PathBuf)> = self
+                .w
+                .hosts
+                .iter()
+                .filter(|h| h.runs_driver() && h.driver.running())
+                .map(|h| (h.def.name.clone(), h.ns.path()))
+                .collect();
+            let r = eventually(self.w.opts.scale(Duration::from_secs(15)), POLL, || {
+                let mut left = Vec::new();
+                for (name, ns) in &hosts {
+                    let mut k = Kernel::open_in_netns(ns).map_err(|e| e.to_string())?;
+                    let routes = k
+                        .routes(Family::V4, Some(ipvlan_bgp::config::DEFAULT_ROUTE_PROTOCOL))
+                        .map_err(|e| e.to_string())?;
+                    left.extend(routes.iter().map(|r| format!("{} on {name}", r.dst)));
+                }
+                if left.is_empty() {
+                    Ok(())
+                } else {
+                    Err(left.join(", "))
+                }
+            });
+            if let Err(e) = r {
+                errors.push(format!(
+                    "tagged routes left after every container and network was removed: {e}"
+                ));
             }
         }
         if errors.is_empty() {

@@ -119,6 +119,9 @@ pub struct HostDef {
     pub role: Role,
     #[serde(default)]
     pub driver_args: Vec<String>,
+    /// With the dockerd engine: run this host's dockerd with `--live-restore`.
+    #[serde(default)]
+    pub dockerd_live_restore: bool,
 }
 
 fn default_asn() -> u32 {
@@ -166,6 +169,8 @@ pub enum Probe {
 pub enum DaemonKind {
     Gobgpd,
     Driver,
+    /// The dockerd engine's daemon on that host.
+    Dockerd,
 }
 
 fn default_within() -> Dur {
@@ -184,6 +189,8 @@ pub enum Action {
     CreateNetwork {
         network: String,
         hosts: Option<Vec<String>>,
+        /// The creation must fail, and the error the user sees must contain this.
+        expect_error: Option<String>,
     },
     DeleteNetwork {
         network: String,
@@ -305,7 +312,8 @@ struct RawScenario {
     description: String,
     #[serde(default)]
     requires: Vec<Capability>,
-    engine: Option<String>,
+    #[serde(default = "default_engines")]
+    engines: Vec<String>,
     #[serde(default = "default_underlay")]
     underlay: Ipv4Net,
     #[serde(default)]
@@ -321,6 +329,10 @@ struct RawScenario {
     steps: Vec<Spanned<toml::Table>>,
 }
 
+fn default_engines() -> Vec<String> {
+    vec!["emulator".into()]
+}
+
 fn default_underlay() -> Ipv4Net {
     "192.0.2.0/24".parse().expect("valid")
 }
@@ -331,7 +343,8 @@ pub struct Scenario {
     pub file: String,
     pub description: String,
     pub requires: BTreeSet<Capability>,
-    pub engine: Option<String>,
+    /// Engines this scenario runs on (the test suite runs it on each).
+    pub engines: Vec<String>,
     pub underlay: Ipv4Net,
     pub bgp: BgpSection,
     pub driver: DriverSection,
@@ -484,7 +497,7 @@ impl Scenario {
             file: file.clone(),
             description: raw.description,
             requires: raw.requires.into_iter().collect(),
-            engine: raw.engine,
+            engines: raw.engines,
             underlay: raw.underlay,
             bgp: raw.bgp,
             driver: raw.driver,
@@ -494,7 +507,10 @@ impl Scenario {
             groups,
             steps: Vec::new(),
         };
-        if let Some(e) = &s.engine {
+        if s.engines.is_empty() {
+            return Err(anyhow!("{file}: engines must name at least one engine"));
+        }
+        for e in &s.engines {
             if e != "emulator" && e != "dockerd" {
                 return Err(anyhow!(
                     "{file}: engine {e:?}: use \"emulator\" or \"dockerd\""
@@ -577,7 +593,8 @@ impl Scenario {
     fn check_action(&self, a: &Action) -> std::result::Result<(), String> {
         match a {
             Action::WaitBgp { .. } => Ok(()),
-            Action::CreateNetwork { network, hosts } | Action::DeleteNetwork { network, hosts } => {
+            Action::CreateNetwork { network, hosts, .. }
+            | Action::DeleteNetwork { network, hosts } => {
                 let net = self
                     .networks
                     .iter()
@@ -635,10 +652,16 @@ impl Scenario {
             | Action::StartDaemon { host, daemon }
             | Action::Restart { host, daemon } => {
                 self.check_host(host)?;
-                if *daemon == DaemonKind::Driver
+                if *daemon != DaemonKind::Gobgpd
                     && self.host(host).map(|h| h.role) == Some(Role::Reflector)
                 {
-                    return Err(format!("host {host} is a reflector and runs no driver"));
+                    return Err(format!("host {host} is a reflector and runs no {daemon:?}"));
+                }
+                if *daemon == DaemonKind::Dockerd && !self.engines.iter().any(|e| e == "dockerd") {
+                    return Err(
+                        "dockerd can only be controlled in a scenario with engines = [\"dockerd\"]"
+                            .into(),
+                    );
                 }
                 Ok(())
             }

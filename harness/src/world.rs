@@ -92,7 +92,7 @@ pub struct Daemon {
 }
 
 impl Daemon {
-    fn new(log: PathBuf) -> Daemon {
+    pub fn new(log: PathBuf) -> Daemon {
         Daemon {
             child: Arc::new(Mutex::new(None)),
             log,
@@ -278,10 +278,11 @@ impl World {
         Ok(w)
     }
 
-    fn daemon(&self, i: usize, kind: DaemonKind) -> &Daemon {
+    fn daemon(&self, i: usize, kind: DaemonKind) -> Result<&Daemon> {
         match kind {
-            DaemonKind::Gobgpd => &self.hosts[i].gobgpd,
-            DaemonKind::Driver => &self.hosts[i].driver,
+            DaemonKind::Gobgpd => Ok(&self.hosts[i].gobgpd),
+            DaemonKind::Driver => Ok(&self.hosts[i].driver),
+            DaemonKind::Dockerd => bail!("dockerd belongs to the dockerd engine, not to the world"),
         }
     }
 
@@ -396,7 +397,7 @@ impl World {
     /// Starts a daemon on host `i` and waits until it answers.
     pub fn start_daemon(&self, i: usize, kind: DaemonKind) -> Result<()> {
         let h = &self.hosts[i];
-        let d = self.daemon(i, kind);
+        let d = self.daemon(i, kind)?;
         if d.running() {
             return Ok(());
         }
@@ -421,6 +422,7 @@ impl World {
                 (require("gobgpd")?, args)
             }
             DaemonKind::Driver => (self.opts.driver_bin.clone(), self.driver_args(i)),
+            DaemonKind::Dockerd => bail!("dockerd belongs to the dockerd engine"),
         };
         let child =
             h.ns.spawn(&prog, &args, &d.log)
@@ -436,6 +438,7 @@ impl World {
             let ready = match kind {
                 DaemonKind::Gobgpd => self.gobgpd_ready(i),
                 DaemonKind::Driver => self.driver_ready(i),
+                DaemonKind::Dockerd => bail!("dockerd belongs to the dockerd engine"),
             };
             match ready {
                 Ok(()) => return Ok(()),
@@ -493,7 +496,7 @@ impl World {
     }
 
     pub fn signal_daemon(&self, i: usize, kind: DaemonKind, sig: Signal) -> Result<()> {
-        self.daemon(i, kind).signal(sig)
+        self.daemon(i, kind)?.signal(sig)
     }
 
     /// The driver's status document for host `i`.

@@ -7,20 +7,31 @@ use std::path::PathBuf;
 
 use rstest::rstest;
 
+/// Runs the file on every engine it lists (`engines = [...]`, default the emulator).
 #[rstest]
 fn scenario(#[files("../scenarios/*.toml")] path: PathBuf) {
-    let report = harness::run_file(&path, "emulator").unwrap_or_else(|e| panic!("{e:#}"));
-    if let Some(reason) = &report.skipped {
-        // Printed even when output is captured: libtest shows it in the summary of this test.
-        println!("SKIPPED {}: {reason}", report.scenario);
-        eprintln!("SKIPPED {}: {reason}", report.scenario);
-        return;
+    let s = harness::Scenario::load(&path).unwrap_or_else(|e| panic!("{e:#}"));
+    let mut failures = Vec::new();
+    for engine in &s.engines {
+        let report = harness::run_file(&path, engine).unwrap_or_else(|e| panic!("{e:#}"));
+        if let Some(reason) = &report.skipped {
+            // Printed to both streams so it shows with and without --nocapture.
+            println!("SKIPPED {} ({engine}): {reason}", report.scenario);
+            eprintln!("SKIPPED {} ({engine}): {reason}", report.scenario);
+            continue;
+        }
+        if !report.passed {
+            failures.push(format!(
+                "{} ({engine}): {}",
+                report.scenario,
+                report.error.as_deref().unwrap_or("(no error recorded)")
+            ));
+        }
     }
     assert!(
-        report.passed,
-        "scenario {} failed: {}",
-        report.scenario,
-        report.error.as_deref().unwrap_or("(no error recorded)")
+        failures.is_empty(),
+        "scenario failed: {}",
+        failures.join("\n")
     );
 }
 

@@ -1,0 +1,478 @@
+//! The real engine: one dockerd (20.10, Debian's `docker.io`) per host.
+//!
+//! Each host's dockerd runs inside the host's network namespace and in a
+//! private mount namespace of its own, held by a `sleep` process that bind-
+//! mounts the host's plugin folder over `/run/docker/plugins` (so every host
+//! finds *its* ipvlan-bgp under the same driver name) and a private folder
+//! over `/etc/docker`. `ip netns exec` is not used: it remounts /sys and
+//! breaks dockerd's cgroups; `nsenter` into the holder's mount namespace plus
+//! the host's network namespace works. Networks are made with
+//! `docker network create -d ipvlan-bgp`, containers with `docker run -d`
+//! from a busybox image imported locally (no registry is reachable), probes
+//! run in the containers' namespaces (`/proc/<pid>/ns/net`). Everything is
+//! torn down at the end: containers, daemons, mounts, cgroup folders, data.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context, Result};
+use ipnet::Ipv4Net;
+use nix::sys::signal::Signal;
+
+use crate::engine::{ContainerRt, Control, Engine};
+use crate::netns::spawn_in;
+use crate::scenario::NetworkDef;
+use crate::util::{require, run_output, tail};
+use crate::world::{Daemon, World, UNDERLAY_IF};
+
+pub const DOCKER: &str = "/usr/bin/docker";
+pub const IMAGE: &str = "ibh-busybox:latest";
+const CLI_TIMEOUT: Duration = Duration::from_secs(60);
+
+struct DockerHost {
+    dir: PathBuf,
+    holder: Daemon,
+    dockerd: Daemon,
+    cgroup: String,
+}
+
+impl DockerHost {
+    fn sock(&self) -> PathBuf {
+        self.dir.join("docker.sock")
+    }
+}
+
+#[derive(Default)]
+pub struct Dockerd {
+    hosts: BTreeMap<usize, DockerHost>,
+    /// Whether each host's dockerd runs with `--live-restore`.
+    live_restore: BTreeMap<usize, bool>,
+}
+
+/// Finds dockerd 20.10 (`/usr/sbin/dockerd`) and its client.
+pub fn available() -> Result<PathBuf> {
+    let d = require("dockerd")?;
+    if !Path::new(DOCKER).is_file() {
+        bail!("{DOCKER} (the docker.io client) is not installed");
+    }
+    Ok(d)
+}
+
+/// A tar of a busybox-static root file system, made once per process.
+fn busybox_tar() -> Result<PathBuf> {
+    static TAR: OnceLock<std::result::Result<PathBuf, String>> = OnceLock::new();
+    TAR.get_or_init(|| make_busybox_tar().map_err(|e| format!("{e:#}")))
+        .clone()
+        .map_err(|e| anyhow!(e))
+}
+
+fn make_busybox_tar() -> Result<PathBuf> {
+    let busybox = ["/bin/busybox", "/usr/bin/busybox"]
+        .iter()
+        .map(PathBuf::from)
+        .find(|p| p.is_file())
+        .ok_or_else(|| anyhow!("busybox is not installed (apt-get install busybox-static)"))?;
+    let root = std::env::temp_dir().join(format!("ibh-busybox-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&root);
+    std::fs::create_dir_all(root.join("bin"))?;
+    std::fs::copy(&busybox, root.join("bin/busybox"))?;
+    let list = run_output(
+        &busybox.display().to_string(),
+        &["--list"],
+        Duration::from_secs(10),
+    )?;
+    for applet in String::from_utf8_lossy(&list.stdout).lines() {
+        let applet = applet.trim();
+        if !applet.is_empty() && applet != "busybox" {
+            let _ = std::os::unix::fs::symlink("busybox", root.join("bin").join(applet));
+        }
+    }
+    for d in ["etc", "proc", "sys", "dev", "tmp"] {
+        std::fs::create_dir_all(root.join(d))?;
+    }
+    let tar = std::env::temp_dir().join(format!("ibh-busybox-{}.tar", std::process::id()));
+    let out = run_output(
+        "tar",
+        &[
+            "-C",
+            &root.display().to_string(),
+            "-cf",
+            &tar.display().to_string(),
+            ".",
+        ],
+        Duration::from_secs(60),
+    )?;
+    if !out.status.success() {
+        bail!("tar busybox root: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    let _ = std::fs::remove_dir_all(&root);
+    Ok(tar)
+}
+
+impl Dockerd {
+    fn docker(&self, host: usize, args: &[&str]) -> Result<String> {
+        let h = self
+            .hosts
+            .get(&host)
+            .ok_or_else(|| anyhow!("no dockerd on host #{host}"))?;
+        let sock = format!("unix://{}", h.sock().display());
+        let mut full = vec!["-H", sock.as_str()];
+        full.extend_from_slice(args);
+        let out = run_output(DOCKER, &full, CLI_TIMEOUT)?;
+        if !out.status.success() {
+            // What the user would see on their terminal.
+            bail!(
+                "docker {}: {}",
+                args.join(" "),
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+    }
+
+    fn start_daemon(&mut self, w: &World, host: usize) -> Result<()> {
+        let h = &w.hosts[host];
+        let dh = self
+            .hosts
+            .get(&host)
+            .ok_or_else(|| anyhow!("no docker host #{host}"))?;
+        if dh.dockerd.running() {
+            return Ok(());
+        }
+        let dockerd = available()?;
+        let live = self.live_restore.get(&host).copied().unwrap_or(false);
+        std::fs::write(
+            dh.dir.join("daemon.json"),
+            format!("{{\"live-restore\": {live}}}\n"),
+        )?;
+        let holder = dh
+            .holder
+            .pid()
+            .ok_or_else(|| anyhow!("mount namespace holder is gone"))?;
+        let args: Vec<String> = vec![
+            format!("--mount=/proc/{holder}/ns/mnt"),
+            format!("--net={}", h.ns.path().display()),
+            dockerd.display().to_string(),
+            "--data-root".into(),
+            dh.dir.join("data").display().to_string(),
+            "--exec-root".into(),
+            dh.dir.join("x").display().to_string(),
+            "--pidfile".into(),
+            dh.dir.join("docker.pid").display().to_string(),
+            "-H".into(),
+            format!("unix://{}", dh.sock().display()),
+            "--config-file".into(),
+            dh.dir.join("daemon.json").display().to_string(),
+            "--bridge=none".into(),
+            "--iptables=false".into(),
+            "--ip6tables=false".into(),
+            "--cgroup-parent".into(),
+            dh.cgroup.clone(),
+        ];
+        let child = spawn_in(None, Path::new("/usr/bin/nsenter"), &args, &dh.dockerd.log)?;
+        *dh.dockerd.child.lock().unwrap_or_else(|p| p.into_inner()) = Some(child);
+        let deadline = Instant::now() + w.opts.scale(Duration::from_secs(60));
+        loop {
+            if self
+                .docker(host, &["version", "--format", "{{.Server.Version}}"])
+                .is_ok()
+            {
+                return Ok(());
+            }
+            if !dh.dockerd.running() {
+                bail!(
+                    "dockerd on {} exited:\n{}",
+                    h.def.name,
+                    tail(&dh.dockerd.log, 30)
+                );
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "dockerd on {} not ready:\n{}",
+                    h.def.name,
+                    tail(&dh.dockerd.log, 30)
+                );
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn setup_host(&mut self, w: &World, host: usize) -> Result<()> {
+        let h = &w.hosts[host];
+        let dir = h.dir.join("d");
+        for sub in ["data", "x", "etc-docker/plugins"] {
+            std::fs::create_dir_all(dir.join(sub))?;
+        }
+        for target in ["/run/docker/plugins", "/etc/docker"] {
+            std::fs::create_dir_all(target).with_context(|| format!("create {target}"))?;
+        }
+        let script = format!(
+            "mount --bind {} /run/docker/plugins && mount --bind {} /etc/docker && exec sleep 2147483647",
+            h.plugin_dir().display(),
+            dir.join("etc-docker").display()
+        );
+        let holder = Daemon::new(dir.join("holder.log"));
+        let child = spawn_in(
+            None,
+            Path::new("/usr/bin/unshare"),
+            &[
+                "--mount".into(),
+                "--propagation".into(),
+                "slave".into(),
+                "sh".into(),
+                "-c".into(),
+                script,
+            ],
+            &holder.log,
+        )?;
+        let pid = child.id();
+        *holder.child.lock().unwrap_or_else(|p| p.into_inner()) = Some(child);
+        // Wait until the holder's mounts are in place.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let mi = std::fs::read_to_string(format!("/proc/{pid}/mountinfo")).unwrap_or_default();
+            if mi.contains(" /run/docker/plugins ") && mi.contains(" /etc/docker ") {
+                break;
+            }
+            if !holder.running() || Instant::now() > deadline {
+                bail!(
+                    "mount namespace holder for {} failed: {}",
+                    h.def.name,
+                    tail(&holder.log, 10)
+                );
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let cgroup = format!("{}-{}", w.id, h.def.name);
+        let dh = DockerHost {
+            dir: dir.clone(),
+            holder: holder.clone(),
+            dockerd: Daemon::new(dir.join("dockerd.log")),
+            cgroup: cgroup.clone(),
+        };
+        // Unwound last-in first-out: dockerd, then holder, then cgroups and data.
+        let data = dir.clone();
+        let cg = cgroup.clone();
+        w.cleanup.push(
+            format!("remove docker data and cgroups of {}", h.def.name),
+            move || {
+                remove_cgroups(&cg);
+                let _ = std::fs::remove_dir_all(&data);
+                Ok(())
+            },
+        );
+        let hold = holder.clone();
+        w.cleanup.push(
+            format!("stop the mount holder of {}", h.def.name),
+            move || hold.signal(Signal::SIGKILL),
+        );
+        let dd = dh.dockerd.clone();
+        w.cleanup
+            .push(format!("stop dockerd on {}", h.def.name), move || {
+                dd.signal(Signal::SIGTERM)
+            });
+        self.hosts.insert(host, dh);
+        self.start_daemon(w, host)?;
+        let tar = busybox_tar()?;
+        self.docker(host, &["import", &tar.display().to_string(), IMAGE])?;
+        Ok(())
+    }
+
+    fn pid_netns(&self, host: usize, name: &str) -> Result<PathBuf> {
+        let pid = self.docker(host, &["inspect", "-f", "{{.State.Pid}}", name])?;
+        let pid: u32 = pid
+            .parse()
+            .map_err(|_| anyhow!("container {name} has no pid ({pid:?})"))?;
+        if pid == 0 {
+            bail!("container {name} is not running");
+        }
+        Ok(PathBuf::from(format!("/proc/{pid}/ns/net")))
+    }
+}
+
+/// Removes `name` (and anything below it) from every cgroup v1 controller
+/// and the v2 tree, deepest first.
+fn remove_cgroups(name: &str) {
+    let Ok(ctrls) = std::fs::read_dir("/sys/fs/cgroup") else {
+        return;
+    };
+    for c in ctrls.flatten() {
+        let base = c.path().join(name);
+        if base.is_dir() {
+            rmdir_tree(&base);
+        }
+    }
+    let v2 = Path::new("/sys/fs/cgroup").join(name);
+    if v2.is_dir() {
+        rmdir_tree(&v2);
+    }
+}
+
+fn rmdir_tree(p: &Path) {
+    if let Ok(entries) = std::fs::read_dir(p) {
+        for e in entries.flatten() {
+            if e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+                rmdir_tree(&e.path());
+            }
+        }
+    }
+    let _ = std::fs::remove_dir(p);
+}
+
+impl Engine for Dockerd {
+    fn name(&self) -> &'static str {
+        "dockerd"
+    }
+
+    fn setup(&mut self, w: &World) -> Result<()> {
+        available()?;
+        for h in &w.hosts {
+            if h.runs_driver() {
+                self.live_restore
+                    .insert(h.index, h.def.dockerd_live_restore);
+                self.setup_host(w, h.index)
+                    .with_context(|| format!("start dockerd on {}", h.def.name))?;
+            }
+        }
+        Ok(())
+    }
+
+    fn create_network(
+        &mut self,
+        _w: &World,
+        host: usize,
+        net: &NetworkDef,
+        subnet: Ipv4Net,
+    ) -> Result<()> {
+        let gateway = std::net::Ipv4Addr::from(u32::from(subnet.network()) + 1).to_string();
+        let subnet_s = subnet.to_string();
+        let mut opts: BTreeMap<String, String> = net.options.clone();
+        opts.entry("parent".into())
+            .or_insert_with(|| UNDERLAY_IF.into());
+        let opts: Vec<String> = opts.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        let mut args = vec![
+            "network",
+            "create",
+            "-d",
+            "ipvlan-bgp",
+            "--subnet",
+            &subnet_s,
+            "--gateway",
+            &gateway,
+        ];
+        for o in &opts {
+            args.extend(["-o", o.as_str()]);
+        }
+        args.push(&net.name);
+        self.docker(host, &args)?;
+        Ok(())
+    }
+
+    fn delete_network(&mut self, _w: &World, host: usize, net: &NetworkDef) -> Result<()> {
+        self.docker(host, &["network", "rm", &net.name])?;
+        Ok(())
+    }
+
+    fn start(
+        &mut self,
+        _w: &World,
+        host: usize,
+        net: &NetworkDef,
+        name: &str,
+    ) -> Result<ContainerRt> {
+        self.docker(
+            host,
+            &[
+                "run",
+                "-d",
+                "--name",
+                name,
+                "--network",
+                &net.name,
+                "--restart",
+                "unless-stopped",
+                IMAGE,
+                "sleep",
+                "2147483647",
+            ],
+        )?;
+        let addr = self.docker(
+            host,
+            &[
+                "inspect",
+                "-f",
+                "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}",
+                name,
+            ],
+        )?;
+        Ok(ContainerRt {
+            name: name.to_string(),
+            host,
+            network: net.name.clone(),
+            address: addr
+                .parse()
+                .map_err(|_| anyhow!("container {name} has no IPv4 address ({addr:?})"))?,
+            netns: self.pid_netns(host, name)?,
+            handle: name.to_string(),
+            src_name: String::new(),
+        })
+    }
+
+    fn stop(&mut self, _w: &World, c: &ContainerRt) -> Result<()> {
+        self.docker(c.host, &["stop", "-t", "0", &c.handle])?;
+        self.docker(c.host, &["rm", &c.handle])?;
+        Ok(())
+    }
+
+    fn refresh(&mut self, _w: &World, c: &mut ContainerRt) -> Result<()> {
+        c.netns = self.pid_netns(c.host, &c.handle)?;
+        Ok(())
+    }
+
+    fn control(&mut self, w: &World, host: usize, action: Control) -> Result<()> {
+        let d = self
+            .hosts
+            .get(&host)
+            .ok_or_else(|| anyhow!("no dockerd on {}", w.hosts[host].def.name))?
+            .dockerd
+            .clone();
+        match action {
+            Control::Kill => d.signal(Signal::SIGKILL),
+            Control::Stop => d.signal(Signal::SIGTERM),
+            Control::Start => self.start_daemon(w, host),
+            Control::Restart => {
+                d.signal(Signal::SIGTERM)?;
+                self.start_daemon(w, host)
+            }
+        }
+    }
+
+    fn diagnostics(&self, _w: &World) -> String {
+        let mut out = String::new();
+        for (host, dh) in &self.hosts {
+            out.push_str(&format!("\n===== dockerd on host #{host} =====\n"));
+            if let Ok(ps) = self.docker(
+                *host,
+                &[
+                    "ps",
+                    "-a",
+                    "--format",
+                    "{{.Names}} {{.Status}} {{.Networks}}",
+                ],
+            ) {
+                out.push_str(&format!("$ docker ps -a\n{ps}\n"));
+            }
+            if let Ok(n) = self.docker(*host, &["network", "ls"]) {
+                out.push_str(&format!("$ docker network ls\n{n}\n"));
+            }
+            out.push_str(&format!(
+                "--- dockerd log (tail) {} ---\n{}\n",
+                dh.dockerd.log.display(),
+                tail(&dh.dockerd.log, 25)
+            ));
+        }
+        out
+    }
+}
