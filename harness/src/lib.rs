@@ -19,6 +19,7 @@ pub mod report;
 pub mod runner;
 pub mod scenario;
 pub mod util;
+pub mod vm;
 pub mod world;
 
 use std::path::Path;

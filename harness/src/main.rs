@@ -33,6 +33,19 @@ enum Cmd {
         /// Container engine: emulator (requests exactly as dockerd sends them).
         #[arg(long, default_value = "emulator")]
         engine: String,
+        /// Run the files inside one QEMU VM booting a stock Debian kernel (has ipvlan) on this
+        /// machine's root file system (ci/vm/run.sh); same reports.
+        #[arg(long)]
+        vm: bool,
+        /// With --vm: boot this kernel (vmlinux or bzImage) instead of Debian's current one.
+        #[arg(long, requires = "vm_modules", value_name = "PATH")]
+        vm_kernel: Option<PathBuf>,
+        /// With --vm-kernel: its modules (DIR/lib/modules/VERSION, or that folder itself).
+        #[arg(long, requires = "vm_kernel", value_name = "DIR")]
+        vm_modules: Option<PathBuf>,
+        /// With --vm: kill the VM after this many seconds.
+        #[arg(long, default_value_t = 1800, value_name = "SECS")]
+        vm_timeout: u64,
     },
     /// Print what this machine can do and what that means for the scenarios.
     Check,
@@ -50,8 +63,36 @@ fn main() -> ExitCode {
             json,
             keep,
             engine,
+            vm,
+            vm_kernel,
+            vm_modules,
+            vm_timeout,
         } => {
             install_signal_handler();
+            if vm || vm_kernel.is_some() {
+                if keep {
+                    eprintln!("harness: --keep cannot be used with --vm (the VM powers off after the run)");
+                    return ExitCode::FAILURE;
+                }
+                let vm_opts = harness::vm::VmOptions {
+                    kernel: vm_kernel,
+                    modules: vm_modules,
+                    timeout: std::time::Duration::from_secs(vm_timeout),
+                };
+                let mut loaded = Vec::new();
+                let mut bad_files = 0;
+                for f in &files {
+                    match Scenario::load(f) {
+                        Ok(s) => loaded.push(s),
+                        Err(e) => {
+                            eprintln!("harness: {e:#}");
+                            bad_files += 1;
+                        }
+                    }
+                }
+                let reports = harness::vm::run(&loaded, &engine, &vm_opts);
+                return finish(&reports, bad_files, json.as_deref());
+            }
             let mut opts = match Options::from_env() {
                 Ok(o) => o,
                 Err(e) => {
@@ -71,38 +112,49 @@ fn main() -> ExitCode {
                     }
                 }
             }
-            eprintln!("\nsummary:");
-            for r in &reports {
-                let why = r.skipped.clone().or_else(|| {
-                    r.error
-                        .clone()
-                        .map(|e| e.lines().next().unwrap_or("").to_string())
-                });
-                eprintln!(
-                    "  {:<8} {:<28} {:>7.1}s  {}",
-                    r.outcome(),
-                    r.scenario,
-                    r.elapsed_ms as f64 / 1000.0,
-                    why.unwrap_or_default()
-                );
-            }
-            if let Some(out) = json {
-                if let Err(e) = report::write_reports(&out, &reports) {
-                    eprintln!("harness: {e:#}");
-                    return ExitCode::FAILURE;
-                }
-            }
-            let failed = reports
-                .iter()
-                .filter(|r| r.skipped.is_none() && !r.passed)
-                .count()
-                + bad_files;
-            if failed > 0 {
-                ExitCode::FAILURE
-            } else {
-                ExitCode::SUCCESS
-            }
+            finish(&reports, bad_files, json.as_deref())
         }
+    }
+}
+
+/// Prints the summary, writes the JSON reports, and gives the exit code.
+fn finish(
+    reports: &[report::Report],
+    bad_files: usize,
+    json: Option<&std::path::Path>,
+) -> ExitCode {
+    eprintln!("\nsummary:");
+    for r in reports {
+        let why = r.skipped.clone().or_else(|| {
+            r.error
+                .clone()
+                .map(|e| e.lines().next().unwrap_or("").to_string())
+        });
+        eprintln!(
+            "  {:<8} {:<28} {:>7.1}s  {}",
+            r.outcome(),
+            r.scenario,
+            r.elapsed_ms as f64 / 1000.0,
+            why.unwrap_or_default()
+        );
+    }
+    if let Some(out) = json {
+        if let Err(e) = report::write_reports(out, reports) {
+            eprintln!("harness: {e:#}");
+            return ExitCode::FAILURE;
+        }
+    }
+    let skipped = reports.iter().filter(|r| r.skipped.is_some()).count();
+    let passed = reports
+        .iter()
+        .filter(|r| r.skipped.is_none() && r.passed)
+        .count();
+    let failed = reports.len() - skipped - passed + bad_files;
+    eprintln!("harness: {passed} passed, {failed} failed, {skipped} skipped");
+    if failed > 0 {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
     }
 }
 

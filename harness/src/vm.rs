@@ -1,0 +1,259 @@
+//! `harness run --vm`: the same scenarios, inside a virtual machine that
+//! boots a stock kernel (one that has ipvlan) on this machine's own root file
+//! system.
+//!
+//! ```text
+//! harness run --vm F...  ─► ci/vm/run.sh (QEMU, Debian's kernel, host's / over 9p, read-only)
+//!                              └─► this same harness binary: run --json $IBVM_OUT/reports F...
+//!                  ◄── reports/<scenario>.json copied out of the job folder, exit status
+//! ```
+//! In: scenario files (validated here first, so mistakes name the file and
+//! line without a boot), the engine, and optionally another kernel. Out: one
+//! [`Report`] per file, exactly as a run without `--vm` gives them. The VM
+//! boots once for all the files. A file whose report did not come back (the
+//! VM timed out, crashed or never booted) gets a failed report that says why;
+//! where the VM cannot boot at all, outside CI that is a visible skip, under
+//! CI (`CI=true`) a failure.
+
+use std::os::fd::AsFd;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+
+use crate::check::under_ci;
+use crate::cleanup::Cleanup;
+use crate::report::Report;
+use crate::scenario::Scenario;
+
+/// The runner's exit status when the command did not finish in time.
+pub const RC_TIMEOUT: i32 = 124;
+/// The runner's exit status when the VM could not be prepared or booted.
+pub const RC_NO_VM: i32 = 125;
+
+/// How to run the VM.
+#[derive(Debug, Clone)]
+pub struct VmOptions {
+    /// Another kernel (vmlinux or bzImage) instead of Debian's current one.
+    pub kernel: Option<PathBuf>,
+    /// That kernel's modules (`DIR/lib/modules/VERSION`, or that folder itself).
+    pub modules: Option<PathBuf>,
+    /// Kills the VM after this long.
+    pub timeout: Duration,
+}
+
+impl Default for VmOptions {
+    fn default() -> Self {
+        VmOptions {
+            kernel: None,
+            modules: None,
+            timeout: Duration::from_secs(30 * 60),
+        }
+    }
+}
+
+/// `HARNESS_VM_RUNNER`, else `ci/vm/run.sh` of the source tree this harness
+/// was built from, else one found above the executable.
+pub fn runner_script() -> Result<PathBuf> {
+    if let Some(p) = std::env::var_os("HARNESS_VM_RUNNER") {
+        return Ok(PathBuf::from(p));
+    }
+    let built = Path::new(env!("CARGO_MANIFEST_DIR")).join("../ci/vm/run.sh");
+    if let Ok(p) = std::fs::canonicalize(built) {
+        return Ok(p);
+    }
+    let exe = std::env::current_exe().context("current executable")?;
+    for dir in exe.ancestors().skip(1) {
+        let cand = dir.join("ci/vm/run.sh");
+        if cand.is_file() {
+            return Ok(cand);
+        }
+    }
+    bail!("cannot find ci/vm/run.sh (the VM runner); set HARNESS_VM_RUNNER")
+}
+
+/// Runs the scenarios in one VM and returns their reports, in the order given.
+pub fn run(scenarios: &[Scenario], engine: &str, vm: &VmOptions) -> Vec<Report> {
+    let started = Instant::now();
+    match run_inner(scenarios, engine, vm) {
+        Ok(reports) => reports,
+        Err(e) => {
+            let msg = format!("{e:#}");
+            eprintln!("harness --vm: {msg}");
+            scenarios
+                .iter()
+                .map(|s| missing_report(s, engine, &msg, false, started.elapsed()))
+                .collect()
+        }
+    }
+}
+
+fn run_inner(scenarios: &[Scenario], engine: &str, vm: &VmOptions) -> Result<Vec<Report>> {
+    let started = Instant::now();
+    let script = runner_script()?;
+    let exe = std::env::current_exe().context("current executable")?;
+    let driver = crate::world::find_driver_bin()?;
+    let out = std::env::temp_dir().join(format!("ibvm-reports-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&out);
+    std::fs::create_dir_all(&out).with_context(|| format!("create {}", out.display()))?;
+    let cleanup = Cleanup::new();
+    let out2 = out.clone();
+    cleanup.push(
+        format!("remove {}", out.display()),
+        move || match std::fs::remove_dir_all(&out2) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e.into()),
+            _ => Ok(()),
+        },
+    );
+
+    let mut cmd = Command::new("bash");
+    cmd.arg(&script)
+        .arg("--timeout")
+        .arg(vm.timeout.as_secs().max(1).to_string())
+        .arg("--out")
+        .arg(&out)
+        .arg("--env")
+        .arg(format!("IPVLAN_BGP_BIN={}", absolute(&driver)?.display()));
+    if let Some(k) = &vm.kernel {
+        cmd.arg("--kernel").arg(absolute(k)?);
+    }
+    if let Some(m) = &vm.modules {
+        cmd.arg("--modules").arg(absolute(m)?);
+    }
+    cmd.arg("--")
+        .arg(&exe)
+        .arg("run")
+        .arg("--engine")
+        .arg(engine)
+        .arg("--json")
+        .arg("/run/ibvm/job/out/reports");
+    for s in scenarios {
+        cmd.arg(absolute(Path::new(&s.file))?);
+    }
+    // The guest's console goes to our stderr: stdout stays for the caller.
+    let console = std::io::stderr()
+        .as_fd()
+        .try_clone_to_owned()
+        .context("dup stderr")?;
+    cmd.stdin(Stdio::null()).stdout(Stdio::from(console));
+    // SAFETY: only async-signal-safe calls between fork and exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            // The runner must stop its VM when we die; SIGTERM lets its trap clean up.
+            libc::prctl(
+                libc::PR_SET_PDEATHSIG,
+                libc::SIGTERM as libc::c_ulong,
+                0,
+                0,
+                0,
+            );
+            // main() blocks SIGINT/SIGTERM for its signal thread: unblock them here.
+            let mut empty: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut empty);
+            libc::pthread_sigmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
+            Ok(())
+        });
+    }
+    eprintln!(
+        "harness --vm: {} scenario(s) in one VM ({})",
+        scenarios.len(),
+        script.display()
+    );
+    let child = cmd
+        .spawn()
+        .with_context(|| format!("start {}", script.display()))?;
+    let pid = child.id();
+    let child: Arc<Mutex<Option<Child>>> = Arc::new(Mutex::new(Some(child)));
+    let c2 = child.clone();
+    // Ctrl-C: stop the runner (it kills its VM and removes its job folder) and wait for it.
+    cleanup.push(format!("stop the VM runner (pid {pid})"), move || {
+        let mut g = c2.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(mut c) = g.take() {
+            crate::netns::stop_child(
+                &mut c,
+                nix::sys::signal::Signal::SIGTERM,
+                Duration::from_secs(15),
+            )?;
+        }
+        Ok(())
+    });
+    let status = loop {
+        {
+            let mut g = child.lock().unwrap_or_else(|p| p.into_inner());
+            match g.as_mut() {
+                Some(c) => {
+                    if let Some(st) = c.try_wait()? {
+                        g.take();
+                        break st;
+                    }
+                }
+                None => bail!("the VM runner was stopped"),
+            }
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let code = status.code().unwrap_or(-1);
+    let why = match code {
+        0 | 1 => None,
+        RC_TIMEOUT => Some(format!(
+            "the VM did not finish within {:?} and was killed",
+            vm.timeout
+        )),
+        RC_NO_VM => Some(
+            "the VM could not be prepared or did not boot (see the ci/vm lines above)".to_string(),
+        ),
+        c => Some(format!("the harness inside the VM ended with status {c}")),
+    };
+    let mut reports = Vec::new();
+    for s in scenarios {
+        let p = out.join("reports").join(format!("{}.json", s.name));
+        match std::fs::read(&p)
+            .ok()
+            .and_then(|b| serde_json::from_slice::<Report>(&b).ok())
+        {
+            Some(r) => reports.push(r),
+            None => {
+                let msg = why.clone().unwrap_or_else(|| {
+                    format!("the VM returned no report for {} (status {code})", s.name)
+                });
+                reports.push(missing_report(
+                    s,
+                    engine,
+                    &msg,
+                    code == RC_NO_VM,
+                    started.elapsed(),
+                ));
+            }
+        }
+    }
+    for e in cleanup.run() {
+        eprintln!("harness --vm: cleanup: {e}");
+    }
+    Ok(reports)
+}
+
+/// A report for a scenario whose run in the VM gave none. A VM that cannot
+/// boot is a skip outside CI, a failure under it.
+fn missing_report(s: &Scenario, engine: &str, why: &str, no_vm: bool, took: Duration) -> Report {
+    let mut r = Report {
+        scenario: s.name.clone(),
+        file: s.file.clone(),
+        description: s.description.clone(),
+        engine: engine.to_string(),
+        elapsed_ms: took.as_millis() as u64,
+        ..Report::default()
+    };
+    if no_vm && !under_ci() {
+        r.skipped = Some(format!("{why} (under CI this is a failure)"));
+    } else {
+        r.error = Some(why.to_string());
+    }
+    r
+}
+
+fn absolute(p: &Path) -> Result<PathBuf> {
+    std::fs::canonicalize(p).with_context(|| format!("{}: not found", p.display()))
+}
