@@ -30,6 +30,8 @@ use crate::world::{Daemon, World, UNDERLAY_IF};
 pub const DOCKER: &str = "/usr/bin/docker";
 pub const IMAGE: &str = "ibh-busybox:latest";
 const CLI_TIMEOUT: Duration = Duration::from_secs(60);
+/// dockerd stops its containers before it exits (up to its 15 s shutdown timeout).
+const DOCKERD_STOP: Duration = Duration::from_secs(30);
 
 struct DockerHost {
     dir: PathBuf,
@@ -440,10 +442,10 @@ impl Engine for Dockerd {
             .clone();
         match action {
             Control::Kill => d.signal(Signal::SIGKILL),
-            Control::Stop => d.signal(Signal::SIGTERM),
+            Control::Stop => d.signal_within(Signal::SIGTERM, DOCKERD_STOP),
             Control::Start => self.start_daemon(w, host),
             Control::Restart => {
-                d.signal(Signal::SIGTERM)?;
+                d.signal_within(Signal::SIGTERM, DOCKERD_STOP)?;
                 self.start_daemon(w, host)
             }
         }

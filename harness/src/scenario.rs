@@ -21,6 +21,9 @@ use crate::util::Dur;
 pub enum Capability {
     Macvlan,
     Ipvlan,
+    /// A kernel *without* ipvlan (to check how its absence is reported).
+    #[serde(rename = "no-ipvlan")]
+    NoIpvlan,
     Gobgpd,
     Dockerd,
     Frr,

@@ -118,9 +118,14 @@ impl Daemon {
     /// Stops the process we started (by pid): SIGTERM waits for a clean
     /// exit, SIGKILL is a crash.
     pub fn signal(&self, sig: Signal) -> Result<()> {
+        self.signal_within(sig, Duration::from_secs(10))
+    }
+
+    /// Like [`Daemon::signal`], waiting up to `timeout` before SIGKILL.
+    pub fn signal_within(&self, sig: Signal, timeout: Duration) -> Result<()> {
         let mut g = self.child.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(mut c) = g.take() {
-            stop_child(&mut c, sig, Duration::from_secs(10))?;
+            stop_child(&mut c, sig, timeout)?;
         }
         Ok(())
     }
