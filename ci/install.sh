@@ -22,5 +22,11 @@ for svc in frr bird; do
   if command -v service >/dev/null 2>&1; then service "$svc" stop >/dev/null 2>&1 || true; fi
 done
 
+# The VM runner (ci/vm/run.sh, for the ipvlan scenarios): QEMU and Debian's
+# kernel, cached. Not in the package list above: installing Debian's
+# qemu-system-x86 would remove a newer qemu-utils where there is one; the
+# runner then unpacks QEMU into its cache instead.
+"$(dirname "$0")/vm/run.sh" setup
+
 command -v cargo >/dev/null || { echo "ci/install.sh: cargo is not installed (install Rust with rustup)"; exit 1; }
 echo "ci/install.sh: ready ($(gobgpd --version))"
