@@ -17,8 +17,13 @@ if [ ${#missing[@]} -gt 0 ]; then
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
-# FRR and BIRD are started by the harness inside namespaces, never as services.
-for svc in frr bird; do
+# FRR, BIRD and dockerd are started by the harness inside namespaces: stop the
+# machine-wide services that installing them may have started (only those we
+# just installed; a developer's own services are left alone).
+for p in "${missing[@]}"; do
+  case "$p" in
+    frr) svc=frr ;; bird2) svc=bird ;; docker.io) svc=docker ;; *) continue ;;
+  esac
   if command -v service >/dev/null 2>&1; then service "$svc" stop >/dev/null 2>&1 || true; fi
 done
 

@@ -114,7 +114,8 @@ fn make_busybox_tar() -> Result<PathBuf> {
 }
 
 impl Dockerd {
-    fn docker(&self, host: usize, args: &[&str]) -> Result<String> {
+    /// Runs the docker CLI against a host's dockerd; the error is what the user would see.
+    pub fn docker(&self, host: usize, args: &[&str]) -> Result<String> {
         let h = self
             .hosts
             .get(&host)

@@ -9,6 +9,7 @@
 //!                                                   └─► report (JSON), diagnostics on failure
 //! ```
 
+pub mod bench;
 pub mod check;
 pub mod cleanup;
 pub mod dockerd;

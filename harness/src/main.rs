@@ -49,6 +49,21 @@ enum Cmd {
     },
     /// Print what this machine can do and what that means for the scenarios.
     Check,
+    /// Benchmarks that need the harness's hosts.
+    Bench {
+        #[command(subcommand)]
+        what: BenchCmd,
+    },
+}
+
+#[derive(Subcommand)]
+enum BenchCmd {
+    /// `docker run --rm` on an ipvlan-bgp network against Docker's built-in macvlan (real dockerd).
+    DockerRun {
+        /// Runs per network.
+        #[arg(long, default_value_t = 20)]
+        runs: usize,
+    },
 }
 
 fn main() -> ExitCode {
@@ -57,6 +72,22 @@ fn main() -> ExitCode {
         Cmd::Check => {
             print!("{}", check::describe(check::detect()));
             ExitCode::SUCCESS
+        }
+        Cmd::Bench {
+            what: BenchCmd::DockerRun { runs },
+        } => {
+            install_signal_handler();
+            let result = Options::from_env().and_then(|o| harness::bench::docker_run(runs, &o));
+            match result {
+                Ok(line) => {
+                    println!("{line}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("harness: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
         }
         Cmd::Run {
             files,
