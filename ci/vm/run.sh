@@ -411,12 +411,14 @@ for accel in "${accels[@]}"; do
         fi
         sleep 0.2
     done
+    qrc=0
     if [ -n "$qpid" ]; then
-        wait "$qpid" 2>/dev/null || true
+        wait "$qpid" 2>/dev/null || qrc=$?
         qpid=
     fi
     [ -n "$timed_out" ] && exit $RC_TIMEOUT
     [ -f "$job/booted" ] && break
+    [ -n "$booted" ] || [ "$qrc" = 0 ] || say "QEMU under $accel stopped before the guest booted (status $qrc)"
 done
 [ -f "$job/booted" ] || die "the VM did not boot (tried: ${accels[*]})"
 if [ -n "$out" ] && [ -d "$job/out" ]; then

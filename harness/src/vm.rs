@@ -96,9 +96,10 @@ fn run_inner(scenarios: &[Scenario], engine: &str, vm: &VmOptions) -> Result<Vec
     let script = runner_script()?;
     let exe = std::env::current_exe().context("current executable")?;
     let driver = crate::world::find_driver_bin()?;
-    let out = std::env::temp_dir().join(format!("ibvm-reports-{}", std::process::id()));
+    sweep_reports();
+    // The runner creates it only to copy the reports out, after the VM is off.
+    let out = std::env::temp_dir().join(format!("{REPORTS_PREFIX}{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&out);
-    std::fs::create_dir_all(&out).with_context(|| format!("create {}", out.display()))?;
     let cleanup = Cleanup::new();
     let out2 = out.clone();
     cleanup.push(
@@ -252,6 +253,24 @@ fn missing_report(s: &Scenario, engine: &str, why: &str, no_vm: bool, took: Dura
         r.error = Some(why.to_string());
     }
     r
+}
+
+const REPORTS_PREFIX: &str = "ibvm-reports-";
+
+/// Removes report folders left by `--vm` runs whose harness was killed.
+fn sweep_reports() {
+    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let Some(pid) = name.strip_prefix(REPORTS_PREFIX) else {
+            continue;
+        };
+        if pid.parse::<u32>().is_ok() && !Path::new(&format!("/proc/{pid}")).exists() {
+            let _ = std::fs::remove_dir_all(e.path());
+        }
+    }
 }
 
 fn absolute(p: &Path) -> Result<PathBuf> {
