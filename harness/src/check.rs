@@ -123,13 +123,11 @@ pub fn skip_reason(s: &Scenario, caps: &Caps, engine: &str) -> Result<Option<Str
                     )));
                 }
             }
-            Capability::NoIpvlan => {
-                if caps.ipvlan.is_ok() {
-                    return Ok(Some(
-                        "this kernel has ipvlan; the scenario checks how its absence is reported"
-                            .into(),
-                    ));
-                }
+            Capability::NoIpvlan if caps.ipvlan.is_ok() => {
+                return Ok(Some(
+                    "this kernel has ipvlan; the scenario checks how its absence is reported"
+                        .into(),
+                ));
             }
             Capability::Gobgpd if caps.gobgpd.is_none() => {
                 return tool_gap("gobgpd is not installed".into())

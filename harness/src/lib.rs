@@ -17,6 +17,7 @@ pub mod engine;
 pub mod netns;
 pub mod probe;
 pub mod report;
+pub mod routers;
 pub mod runner;
 pub mod scenario;
 pub mod util;

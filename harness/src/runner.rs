@@ -329,6 +329,17 @@ impl Runner<'_> {
                             Err(e) => down.push(format!("{}: {e:#}", self.w.hosts[i].def.name)),
                         }
                     }
+                    for r in self.w.routers.iter().filter(|r| !r.daemons.is_empty()) {
+                        match r.sessions() {
+                            Ok(peers) => down.extend(
+                                peers
+                                    .iter()
+                                    .filter(|p| !p.1)
+                                    .map(|p| format!("{} -> {}", r.def.name, p.0)),
+                            ),
+                            Err(e) => down.push(format!("{}: {e:#}", r.def.name)),
+                        }
+                    }
                     if down.is_empty() {
                         Ok(())
                     } else {
@@ -337,6 +348,59 @@ impl Runner<'_> {
                 })
                 .map_err(|e| anyhow!(e))?;
                 Ok(Some(took))
+            }
+            Action::ExpectRouterRoute {
+                router,
+                prefix,
+                present,
+                via,
+                within,
+            } => {
+                let ri = self
+                    .w
+                    .routers
+                    .iter()
+                    .position(|r| &r.def.name == router)
+                    .ok_or_else(|| anyhow!("unknown router {router}"))?;
+                let prefix = self.prefix_of(prefix)?;
+                let via = via
+                    .as_deref()
+                    .map(|v| self.resolve_addr(router, v))
+                    .transpose()?;
+                let present = *present;
+                let (_, took) = eventually(self.scale(*within), POLL, || {
+                    let routes = self.w.routers[ri].routes().map_err(|e| format!("{e:#}"))?;
+                    match (present, routes.get(&prefix)) {
+                        (true, None) => Err(format!("{router} has no route for {prefix}")),
+                        (true, Some(hops)) => match via {
+                            Some(v) if !hops.contains(&std::net::IpAddr::V4(v)) => Err(format!(
+                                "{router} routes {prefix} via {hops:?}, expected {v}"
+                            )),
+                            _ => Ok(()),
+                        },
+                        (false, None) => Ok(()),
+                        (false, Some(h)) => {
+                            Err(format!("{router} still routes {prefix} via {h:?}"))
+                        }
+                    }
+                })
+                .map_err(|e| anyhow!(e))?;
+                Ok(Some(took))
+            }
+            Action::RouterDown { router } | Action::RouterUp { router } => {
+                let up = matches!(a, Action::RouterUp { .. });
+                let r = self
+                    .w
+                    .routers
+                    .iter_mut()
+                    .find(|r| &r.def.name == router)
+                    .ok_or_else(|| anyhow!("unknown router {router}"))?;
+                if up {
+                    r.up()?
+                } else {
+                    r.down()?
+                }
+                Ok(None)
             }
             Action::CreateNetwork {
                 network,
@@ -515,13 +579,10 @@ impl Runner<'_> {
                         IpNet::V4(Ipv4Net::new(c.address, 32)?)
                     }
                 };
-                let via: Option<Ipv4Addr> = match via {
-                    None => None,
-                    Some(v) => Some(match v.parse() {
-                        Ok(a) => a,
-                        Err(_) => self.w.host(v)?.addr.addr(),
-                    }),
-                };
+                let via: Option<Ipv4Addr> = via
+                    .as_deref()
+                    .map(|v| self.resolve_addr(host, v))
+                    .transpose()?;
                 let ns = self.w.hosts[hi].ns.path();
                 let present = *present;
                 let check = || -> std::result::Result<(), String> {
@@ -627,7 +688,11 @@ impl Runner<'_> {
                 self.probers.insert(name.clone(), p);
                 Ok(None)
             }
-            Action::ProbeStop { id: name, max_loss } => {
+            Action::ProbeStop {
+                id: name,
+                max_loss,
+                max_outage,
+            } => {
                 let p = self
                     .probers
                     .remove(name)
@@ -636,6 +701,8 @@ impl Runner<'_> {
                 let stats = p.stop();
                 let lost: u64 = stats.iter().map(|s| s.sent - s.received.min(s.sent)).sum();
                 let sent: u64 = stats.iter().map(|s| s.sent).sum();
+                let outage = |s: &crate::probe::PairStats| interval * s.longest_gap as u32;
+                let longest = stats.iter().map(outage).max().unwrap_or_default();
                 let detail: Vec<String> = stats
                     .iter()
                     .map(|s| {
@@ -645,26 +712,71 @@ impl Runner<'_> {
                             s.to,
                             s.received,
                             s.sent,
-                            interval * s.longest_gap as u32
+                            outage(s)
                         )
                     })
                     .collect();
                 eprintln!(
-                    "[{}] probe {name}: {} sent, {lost} lost; {}",
+                    "[{}] probe {name}: {sent} sent, {lost} lost, longest outage {longest:?}; {}",
                     self.s.name,
-                    sent,
                     detail.join("; ")
                 );
                 if sent == 0 {
                     bail!("probe {name} sent nothing");
                 }
-                if lost > *max_loss {
+                if let Some(limit) = max_outage {
+                    if longest > self.scale(*limit) {
+                        bail!(
+                            "probe {name}: longest outage {longest:?} exceeds {:?}: {}",
+                            self.scale(*limit),
+                            detail.join("; ")
+                        );
+                    }
+                }
+                // Without an outage limit, no loss is allowed unless said otherwise.
+                let allowed = max_loss.unwrap_or(if max_outage.is_some() { u64::MAX } else { 0 });
+                if lost > allowed {
                     bail!(
-                        "probe {name} lost {lost} of {sent} probes (allowed {max_loss}): {}",
+                        "probe {name} lost {lost} of {sent} probes (allowed {allowed}): {}",
                         detail.join("; ")
                     );
                 }
-                Ok(None)
+                // The outage is the convergence this probe measured.
+                Ok(Some(longest))
+            }
+        }
+    }
+
+    /// An address written as an IP, a host name (its underlay address) or a
+    /// router name (its address on a segment shared with `seen_from`).
+    fn resolve_addr(&self, seen_from: &str, v: &str) -> Result<Ipv4Addr> {
+        if let Ok(a) = v.parse() {
+            return Ok(a);
+        }
+        if let Ok(h) = self.w.host(v) {
+            return Ok(h.addr.addr());
+        }
+        let r = self
+            .s
+            .router(v)
+            .ok_or_else(|| anyhow!("{v} is neither an address, a host nor a router"))?;
+        self.s
+            .shared_address(seen_from, v)
+            .or_else(|| r.links.values().next().copied())
+            .map(|a| a.addr())
+            .ok_or_else(|| anyhow!("router {v} has no address"))
+    }
+
+    /// A CIDR, or a running container's /32.
+    fn prefix_of(&self, p: &str) -> Result<IpNet> {
+        match p.parse::<Ipv4Net>() {
+            Ok(n) => Ok(IpNet::V4(n)),
+            Err(_) => {
+                let c = self
+                    .running
+                    .get(p)
+                    .ok_or_else(|| anyhow!("{p} is not running"))?;
+                Ok(IpNet::V4(Ipv4Net::new(c.address, 32)?))
             }
         }
     }
@@ -819,6 +931,12 @@ impl Runner<'_> {
                         left.join(", ")
                     ));
                 }
+            }
+        }
+        // Routers' own announcements are not ours to check: stop them first.
+        for r in &mut self.w.routers {
+            if let Err(e) = r.stop() {
+                errors.push(format!("stop router {}: {e:#}", r.def.name));
             }
         }
         if errors.is_empty() {

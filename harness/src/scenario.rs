@@ -125,6 +125,49 @@ pub struct HostDef {
     /// With the dockerd engine: run this host's dockerd with `--live-restore`.
     #[serde(default)]
     pub dockerd_live_restore: bool,
+    /// The segment the host's underlay NIC is on (default: the first).
+    pub segment: Option<String>,
+    /// A router whose address on the host's segment is the host's default route.
+    pub gateway: Option<String>,
+    /// BGP neighbours (hosts or routers); default: as `[bgp] mode` says.
+    pub peers: Option<Vec<String>>,
+}
+
+/// An L2 segment of the underlay: a bridge in the switch namespace.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SegmentDef {
+    pub name: String,
+    pub subnet: Ipv4Net,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RouterKind {
+    /// FRR: zebra + bgpd (routes go into the router's kernel).
+    Frr,
+    /// BIRD 2.
+    Bird,
+}
+
+/// A real router: FRR or BIRD in its own namespace.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouterDef {
+    pub name: String,
+    pub kind: RouterKind,
+    pub asn: u32,
+    /// Segment -> the router's address on it (with prefix length).
+    pub links: BTreeMap<String, Ipv4Net>,
+    /// BGP neighbours: hosts or routers sharing a segment with this router.
+    #[serde(default)]
+    pub neighbors: Vec<String>,
+    /// iBGP neighbours that are route-reflector clients of this router.
+    #[serde(default)]
+    pub rr_clients: Vec<String>,
+    /// Prefixes the router originates.
+    #[serde(default)]
+    pub originate: Vec<Ipv4Net>,
 }
 
 fn default_asn() -> u32 {
@@ -275,6 +318,26 @@ pub enum Action {
         prefix: Ipv4Net,
         next_hop: Ipv4Addr,
     },
+    /// A router's own view (vtysh / birdc) holds `prefix` via `via` (or not).
+    ExpectRouterRoute {
+        router: String,
+        /// A CIDR or a container name (its /32).
+        prefix: String,
+        #[serde(default = "yes")]
+        present: bool,
+        /// Next hop: a host or router name, or an address.
+        via: Option<String>,
+        #[serde(default = "default_within")]
+        within: Dur,
+    },
+    /// A router dies: its daemons are killed and its links go down.
+    RouterDown {
+        router: String,
+    },
+    /// The router's links come up and its daemons start again.
+    RouterUp {
+        router: String,
+    },
     /// Plant a route with the driver's protocol tag by hand (a stale leftover).
     PlantRoute {
         host: String,
@@ -293,8 +356,10 @@ pub enum Action {
     /// Stop a background probe; fail if more than `max_loss` probes were lost.
     ProbeStop {
         id: String,
-        #[serde(default)]
-        max_loss: u64,
+        /// Probes allowed to go unanswered (default 0), unless `max_outage` is given.
+        max_loss: Option<u64>,
+        /// Instead of a loss count: the longest run of lost probes must be shorter than this.
+        max_outage: Option<Dur>,
     },
 }
 
@@ -323,7 +388,11 @@ struct RawScenario {
     bgp: BgpSection,
     #[serde(default)]
     driver: DriverSection,
+    #[serde(default)]
+    segments: Vec<SegmentDef>,
     hosts: Vec<Spanned<HostDef>>,
+    #[serde(default)]
+    routers: Vec<Spanned<RouterDef>>,
     #[serde(default)]
     networks: Vec<Spanned<NetworkDef>>,
     #[serde(default)]
@@ -349,9 +418,12 @@ pub struct Scenario {
     /// Engines this scenario runs on (the test suite runs it on each).
     pub engines: Vec<String>,
     pub underlay: Ipv4Net,
+    /// The underlay's L2 segments (one, named `underlay`, unless the file declares more).
+    pub segments: Vec<SegmentDef>,
     pub bgp: BgpSection,
     pub driver: DriverSection,
     pub hosts: Vec<HostDef>,
+    pub routers: Vec<RouterDef>,
     pub networks: Vec<NetworkDef>,
     /// Containers after expanding `count`, in declaration order.
     pub containers: Vec<ContainerDef>,
@@ -379,7 +451,25 @@ impl Scenario {
         })?;
         let at = |offset: usize, msg: String| anyhow!("{file}:{}: {msg}", line_of(src, offset));
 
+        let explicit_segments = !raw.segments.is_empty();
+        let segments: Vec<SegmentDef> = if explicit_segments {
+            raw.segments.clone()
+        } else {
+            vec![SegmentDef {
+                name: "underlay".into(),
+                subnet: raw.underlay,
+            }]
+        };
+        for (k, seg) in segments.iter().enumerate() {
+            if !valid_name(&seg.name) || segments[..k].iter().any(|o| o.name == seg.name) {
+                return Err(anyhow!(
+                    "{file}: segment name {:?} is invalid or used twice",
+                    seg.name
+                ));
+            }
+        }
         let mut hosts = Vec::new();
+        let mut per_segment: BTreeMap<String, u32> = BTreeMap::new();
         for (i, h) in raw.hosts.iter().enumerate() {
             let mut host = h.get_ref().clone();
             let off = h.span().start;
@@ -392,24 +482,46 @@ impl Scenario {
             if hosts.iter().any(|o: &HostDef| o.name == host.name) {
                 return Err(at(off, format!("host {} is declared twice", host.name)));
             }
+            let seg_name = host
+                .segment
+                .clone()
+                .unwrap_or_else(|| segments[0].name.clone());
+            let seg = segments
+                .iter()
+                .find(|s| s.name == seg_name)
+                .ok_or_else(|| {
+                    at(
+                        off,
+                        format!("host {}: unknown segment {seg_name:?}", host.name),
+                    )
+                })?;
+            let k = per_segment.entry(seg_name.clone()).or_default();
+            // Without explicit segments hosts are .1, .2, ...; with them .10, .11, ... (routers take the low ones).
+            let offset = if explicit_segments {
+                10 + *k
+            } else {
+                i as u32 + 1
+            };
+            *k += 1;
             let addr = match host.address {
                 Some(a) => a,
-                None => {
-                    let base = u32::from(raw.underlay.network());
-                    Ipv4Net::new(
-                        Ipv4Addr::from(base + i as u32 + 1),
-                        raw.underlay.prefix_len(),
-                    )
-                    .map_err(|e| at(off, e.to_string()))?
-                }
+                None => Ipv4Net::new(
+                    Ipv4Addr::from(u32::from(seg.subnet.network()) + offset),
+                    seg.subnet.prefix_len(),
+                )
+                .map_err(|e| at(off, e.to_string()))?,
             };
-            if !raw.underlay.contains(&addr.addr()) {
+            if !seg.subnet.contains(&addr.addr()) {
                 return Err(at(
                     off,
-                    format!("address {addr} is outside the underlay {}", raw.underlay),
+                    format!(
+                        "address {addr} is outside segment {} ({})",
+                        seg.name, seg.subnet
+                    ),
                 ));
             }
             host.address = Some(addr);
+            host.segment = Some(seg_name);
             hosts.push(host);
         }
         if hosts.is_empty() {
@@ -425,6 +537,115 @@ impl Scenario {
                         "{file}: [bgp] mode = \"route-reflector\" needs reflector = \"<host>\""
                     ))
                 }
+            }
+        }
+
+        let mut routers: Vec<RouterDef> = Vec::new();
+        for r in &raw.routers {
+            let def = r.get_ref().clone();
+            let off = r.span().start;
+            if !valid_name(&def.name)
+                || host_names.contains(&def.name)
+                || routers.iter().any(|o| o.name == def.name)
+            {
+                return Err(at(
+                    off,
+                    format!("router name {:?} is invalid or used twice", def.name),
+                ));
+            }
+            if def.links.is_empty() {
+                return Err(at(off, format!("router {} has no links", def.name)));
+            }
+            for (seg, addr) in &def.links {
+                let s = segments.iter().find(|s| &s.name == seg).ok_or_else(|| {
+                    at(off, format!("router {}: unknown segment {seg:?}", def.name))
+                })?;
+                if !s.subnet.contains(&addr.addr()) {
+                    return Err(at(
+                        off,
+                        format!(
+                            "router {}: {addr} is outside segment {seg} ({})",
+                            def.name, s.subnet
+                        ),
+                    ));
+                }
+            }
+            routers.push(def);
+        }
+        let mut requires: BTreeSet<Capability> = raw.requires.iter().copied().collect();
+        for r in &routers {
+            requires.insert(match r.kind {
+                RouterKind::Frr => Capability::Frr,
+                RouterKind::Bird => Capability::Bird,
+            });
+        }
+        let mut s = Scenario {
+            name: path
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_else(|| "scenario".into()),
+            file: file.clone(),
+            description: raw.description.clone(),
+            requires,
+            engines: raw.engines.clone(),
+            underlay: raw.underlay,
+            segments,
+            bgp: raw.bgp.clone(),
+            driver: raw.driver.clone(),
+            hosts,
+            routers,
+            networks: Vec::new(),
+            containers: Vec::new(),
+            groups: BTreeMap::new(),
+            steps: Vec::new(),
+        };
+        let (hosts, routers) = (s.hosts.clone(), s.routers.clone());
+        for (r, span) in routers.iter().zip(&raw.routers) {
+            let off = span.span().start;
+            for n in &r.neighbors {
+                s.shared_address(&r.name, n).ok_or_else(|| {
+                    at(off, format!("router {}: neighbour {n:?} is not a host or router on one of its segments", r.name))
+                })?;
+            }
+            for c in &r.rr_clients {
+                if !r.neighbors.contains(c) {
+                    return Err(at(
+                        off,
+                        format!(
+                            "router {}: rr client {c:?} is not among its neighbors",
+                            r.name
+                        ),
+                    ));
+                }
+            }
+        }
+        for (h, span) in hosts.iter().zip(&raw.hosts) {
+            let off = span.span().start;
+            if let Some(g) = &h.gateway {
+                let seg = h.segment.as_deref().unwrap_or_default();
+                if !routers
+                    .iter()
+                    .any(|r| &r.name == g && r.links.contains_key(seg))
+                {
+                    return Err(at(
+                        off,
+                        format!(
+                            "host {}: gateway {g:?} is not a router on segment {seg}",
+                            h.name
+                        ),
+                    ));
+                }
+            }
+            for p in h.peers.iter().flatten() {
+                s.shared_address(&h.name, p).ok_or_else(|| {
+                    at(
+                        off,
+                        format!(
+                            "host {}: peer {p:?} is not a host or router on its segment",
+                            h.name
+                        ),
+                    )
+                })?;
             }
         }
 
@@ -492,24 +713,9 @@ impl Scenario {
             groups.entry(def.name.clone()).or_default().extend(names);
         }
 
-        let mut s = Scenario {
-            name: path
-                .file_stem()
-                .map(|s| s.to_string_lossy().into_owned())
-                .unwrap_or_else(|| "scenario".into()),
-            file: file.clone(),
-            description: raw.description,
-            requires: raw.requires.into_iter().collect(),
-            engines: raw.engines,
-            underlay: raw.underlay,
-            bgp: raw.bgp,
-            driver: raw.driver,
-            hosts,
-            networks,
-            containers,
-            groups,
-            steps: Vec::new(),
-        };
+        s.networks = networks;
+        s.containers = containers;
+        s.groups = groups;
         if s.engines.is_empty() {
             return Err(anyhow!("{file}: engines must name at least one engine"));
         }
@@ -548,6 +754,36 @@ impl Scenario {
             s.steps.push(Step { name, line, action });
         }
         Ok(s)
+    }
+
+    /// The address of `b` on a segment it shares with `a` (hosts and routers).
+    pub fn shared_address(&self, a: &str, b: &str) -> Option<Ipv4Net> {
+        let a_segs = self.links_of(a);
+        self.links_of(b)
+            .into_iter()
+            .find(|(seg, _)| a_segs.iter().any(|(s, _)| s == seg))
+            .map(|(_, addr)| addr)
+    }
+
+    /// (segment, address) of every link of a host or router.
+    pub fn links_of(&self, name: &str) -> Vec<(String, Ipv4Net)> {
+        if let Some(h) = self.host(name) {
+            return h.segment.clone().zip(h.address).into_iter().collect();
+        }
+        self.router(name)
+            .map(|r| r.links.iter().map(|(s, a)| (s.clone(), *a)).collect())
+            .unwrap_or_default()
+    }
+
+    /// The AS number of a host or router.
+    pub fn asn_of(&self, name: &str) -> Option<u32> {
+        self.host(name)
+            .map(|h| h.asn)
+            .or_else(|| self.router(name).map(|r| r.asn))
+    }
+
+    pub fn router(&self, name: &str) -> Option<&RouterDef> {
+        self.routers.iter().find(|r| r.name == name)
     }
 
     pub fn host(&self, name: &str) -> Option<&HostDef> {
@@ -639,7 +875,7 @@ impl Scenario {
                     })?;
                 }
                 if let Some(v) = via {
-                    if v.parse::<Ipv4Addr>().is_err() {
+                    if v.parse::<Ipv4Addr>().is_err() && self.router(v).is_none() {
                         self.check_host(v)?;
                     }
                 }
@@ -669,6 +905,35 @@ impl Scenario {
                 Ok(())
             }
             Action::ProbeStop { .. } => Ok(()),
+            Action::ExpectRouterRoute {
+                router,
+                prefix,
+                via,
+                ..
+            } => {
+                self.router(router)
+                    .ok_or_else(|| format!("unknown router {router:?}"))?;
+                if prefix.parse::<Ipv4Net>().is_err() {
+                    self.check_container(prefix).map_err(|_| {
+                        format!("prefix {prefix:?} is neither a CIDR nor a container")
+                    })?;
+                }
+                if let Some(v) = via {
+                    if v.parse::<Ipv4Addr>().is_err()
+                        && self.host(v).is_none()
+                        && self.router(v).is_none()
+                    {
+                        return Err(format!(
+                            "via {v:?} is neither an address, a host nor a router"
+                        ));
+                    }
+                }
+                Ok(())
+            }
+            Action::RouterDown { router } | Action::RouterUp { router } => self
+                .router(router)
+                .map(|_| ())
+                .ok_or_else(|| format!("unknown router {router:?}")),
         }
     }
 }

@@ -9,6 +9,7 @@
 //! readiness awaited by polling, every creation registered on the cleanup
 //! stack. Logs go to the run directory, one file per host and daemon.
 
+use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::process::Child;
@@ -165,6 +166,7 @@ pub struct World {
     pub rt: tokio::runtime::Runtime,
     pub opts: Options,
     scenario: Scenario,
+    pub routers: Vec<crate::routers::RouterRt>,
 }
 
 impl World {
@@ -198,8 +200,12 @@ impl World {
             .context("tokio runtime")?;
 
         let switch = make_ns(&cleanup, &format!("{id}-sw"))?;
-        switch.ip(&["link", "add", "br0", "type", "bridge"])?;
-        switch.ip(&["link", "set", "br0", "up"])?;
+        let mut lines = Vec::new();
+        for seg in &s.segments {
+            lines.push(format!("link add {} type bridge", bridge_name(&seg.name)));
+            lines.push(format!("link set {} up", bridge_name(&seg.name)));
+        }
+        switch.ip_batch(&lines)?;
         let mut hosts = Vec::new();
         for (index, def) in s.hosts.iter().enumerate() {
             let ns = make_ns(&cleanup, &format!("{id}-{}", def.name))?;
@@ -207,6 +213,10 @@ impl World {
                 .address
                 .ok_or_else(|| anyhow!("host {} has no address", def.name))?;
             let port = format!("p-{}", def.name);
+            let seg = def
+                .segment
+                .clone()
+                .unwrap_or_else(|| s.segments[0].name.clone());
             run_cmd(
                 "ip",
                 &[
@@ -228,13 +238,21 @@ impl World {
             )
             .with_context(|| format!("wire host {} to the switch", def.name))?;
             switch.ip_batch(&[
-                format!("link set {port} master br0"),
+                format!("link set {port} master {}", bridge_name(&seg)),
                 format!("link set {port} up"),
             ])?;
-            ns.ip_batch(&[
+            let mut lines = vec![
                 format!("addr add {addr} dev {UNDERLAY_IF}"),
                 format!("link set {UNDERLAY_IF} up"),
-            ])?;
+            ];
+            if let Some(gw) = def
+                .gateway
+                .as_deref()
+                .and_then(|g| s.shared_address(&def.name, g))
+            {
+                lines.push(format!("route add default via {}", gw.addr()));
+            }
+            ns.ip_batch(&lines)?;
             for (k, v) in [
                 ("net.ipv4.ip_forward", "1"),
                 ("net.ipv4.conf.all.rp_filter", "0"),
@@ -256,7 +274,83 @@ impl World {
                 dir: hdir,
             });
         }
-        let w = World {
+        let mut routers = Vec::new();
+        for (ri, def) in s.routers.iter().enumerate() {
+            let ns = make_ns(&cleanup, &format!("{id}-r-{}", def.name))?;
+            let mut ifaces = BTreeMap::new();
+            let mut lines = Vec::new();
+            for (seg, addr) in &def.links {
+                let iface = crate::routers::iface_name(seg);
+                let port = format!("r{ri}-{seg}");
+                run_cmd(
+                    "ip",
+                    &[
+                        "link",
+                        "add",
+                        "name",
+                        &iface,
+                        "netns",
+                        &ns.name,
+                        "type",
+                        "veth",
+                        "peer",
+                        "name",
+                        &port,
+                        "netns",
+                        &switch.name,
+                    ],
+                    Duration::from_secs(20),
+                )
+                .with_context(|| format!("wire router {} to segment {seg}", def.name))?;
+                switch.ip_batch(&[
+                    format!("link set {port} master {}", bridge_name(seg)),
+                    format!("link set {port} up"),
+                ])?;
+                lines.push(format!("addr add {addr} dev {iface}"));
+                lines.push(format!("link set {iface} up"));
+                ifaces.insert(seg.clone(), iface);
+            }
+            ns.ip_batch(&lines)?;
+            for (k, v) in [
+                ("net.ipv4.ip_forward", "1"),
+                ("net.ipv4.conf.all.rp_filter", "0"),
+                ("net.ipv4.conf.default.rp_filter", "0"),
+            ] {
+                ns.sysctl(k, v)?;
+            }
+            let rdir = dir.join(format!("r-{}", def.name));
+            std::fs::create_dir_all(&rdir)?;
+            let neighbors = def
+                .neighbors
+                .iter()
+                .map(|n| {
+                    let addr = s
+                        .shared_address(&def.name, n)
+                        .ok_or_else(|| anyhow!("{} shares no segment with {n}", def.name))?;
+                    Ok(crate::routers::Neighbor {
+                        name: n.clone(),
+                        addr: addr.addr(),
+                        asn: s.asn_of(n).ok_or_else(|| anyhow!("no AS for {n}"))?,
+                        rr_client: def.rr_clients.contains(n),
+                    })
+                })
+                .collect::<Result<Vec<_>>>()?;
+            routers.push(crate::routers::RouterRt {
+                def: def.clone(),
+                ns,
+                dir: rdir,
+                ifaces,
+                neighbors,
+                timers: crate::routers::Timers {
+                    hold: s.bgp.hold_time,
+                    keepalive: s.bgp.keepalive,
+                    connect_retry: s.bgp.connect_retry,
+                },
+                daemons: Vec::new(),
+                cleanup: cleanup.clone(),
+            });
+        }
+        let mut w = World {
             id,
             dir,
             switch,
@@ -265,7 +359,14 @@ impl World {
             rt,
             opts: opts.clone(),
             scenario: s.clone(),
+            routers,
         };
+        for r in &mut w.routers {
+            r.start()?;
+        }
+        if !w.routers.is_empty() {
+            progress("routers running");
+        }
         if s.bgp.mode != BgpMode::None {
             require("gobgpd")?;
             for i in 0..w.hosts.len() {
@@ -295,6 +396,18 @@ impl World {
     pub fn neighbours(&self, i: usize) -> Vec<(Ipv4Addr, u32, bool)> {
         let s = &self.scenario;
         let me = &self.hosts[i];
+        if let Some(peers) = &me.def.peers {
+            return peers
+                .iter()
+                .filter_map(|p| {
+                    Some((
+                        s.shared_address(&me.def.name, p)?.addr(),
+                        s.asn_of(p)?,
+                        false,
+                    ))
+                })
+                .collect();
+        }
         match s.bgp.mode {
             BgpMode::None => vec![],
             BgpMode::Mesh => self
@@ -587,6 +700,9 @@ impl World {
                 ));
             }
         }
+        for r in &self.routers {
+            out.push_str(&r.diagnostics());
+        }
         for (name, path) in containers.iter().take(12) {
             out.push_str(&format!(
                 "\n===== container {name} ({}) =====\n",
@@ -623,6 +739,11 @@ impl World {
         ));
         s
     }
+}
+
+/// The bridge of a segment in the switch namespace.
+fn bridge_name(segment: &str) -> String {
+    format!("b-{segment}")
 }
 
 fn make_ns(cleanup: &Cleanup, name: &str) -> Result<Netns> {
