@@ -188,7 +188,7 @@ debian_kernel() {
         # Older kernels are dead weight (~400 MB each).
         local k
         for k in "$cache/kernels"/*; do
-            [ "$k" = "$dir" ] || rm -rf "$k"
+            [ "$k" = "$dir" ] || rm -rf "$k" "$cache/initrd/initrd-$(basename "$k")-"*
         done
         say "kernel $modver cached in $dir ($(since "$t0") s)"
     fi
