@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Runs one command inside a throwaway QEMU virtual machine that boots a
-# stock Debian kernel (which has ipvlan) on this machine's own root file
-# system, shared read-only over 9p under a tmpfs overlay. Binaries built on
+# Runs one command inside a throwaway QEMU virtual machine that boots the
+# distribution's stock kernel (which has ipvlan) on this machine's own root
+# file system, shared read-only over 9p under a tmpfs overlay. Binaries built on
 # the host run unchanged inside. Boots in ~6 s under software emulation.
 #
 #   ci/vm/run.sh [OPTIONS] -- COMMAND [ARGS...]   run COMMAND in the VM, exit with its status
@@ -9,8 +9,9 @@
 #
 # Options:
 #   --kernel PATH    kernel to boot: an uncompressed vmlinux (ELF) or a bzImage.
-#                    Default: Debian's current linux-image-amd64, downloaded (not
-#                    installed) and cached.
+#                    Default: the distribution's current kernel package
+#                    (Debian's linux-image-amd64, Ubuntu's linux-image-generic),
+#                    downloaded (not installed) and cached.
 #   --modules DIR    that kernel's modules: either DIR/lib/modules/VERSION exists
 #                    (as `make modules_install INSTALL_MOD_PATH=DIR` leaves it) or
 #                    DIR is /lib/modules/VERSION itself. Required with --kernel.
@@ -24,7 +25,9 @@
 # IBVM_ACCEL (auto | kvm | tcg; default auto: KVM when a short boot under it
 # works, else TCG), IBVM_QEMU (a qemu-system-x86_64 to use).
 #
-# Inside the VM, COMMAND runs as root from the current directory with no tty;
+# Inside the VM, COMMAND runs as root from the current directory with no tty
+# (the host's files are all there, under an overlay whose writes are thrown
+# away, except /run, which is the guest's own);
 # IBVM_ACCEL says kvm or tcg, and HARNESS_TIME_SCALE defaults to 10 under TCG
 # (2 under KVM). Exit status: COMMAND's; 124 on timeout (VM killed); 125 when
 # the VM could not be prepared or did not boot. Nothing is left behind: the VM
@@ -150,11 +153,19 @@ extract_vmlinux() {
     fi
 }
 
-# Debian's current kernel: the package linux-image-amd64 points to, fetched
-# with apt-get download (never installed), unpacked, depmod'ed, cached.
-debian_kernel() {
-    local pkg=
-    lookup() { apt-cache depends linux-image-amd64 2>/dev/null | awk '/Depends: linux-image-/ { print $2; exit }'; }
+# The distribution's current kernel: the package linux-image-amd64 (Debian)
+# or linux-image-generic (Ubuntu) points to, with its modules packages where
+# they are separate (Ubuntu), fetched with apt-get download (never
+# installed), unpacked, depmod'ed, cached.
+distro_kernel() {
+    local pkg= meta
+    lookup() {
+        for meta in linux-image-amd64 linux-image-generic; do
+            apt-cache depends "$meta" 2>/dev/null |
+                awk '/Depends: linux-image-/ { print $2; found = 1; exit } END { exit !found }' && return
+        done
+        return 0
+    }
     pkg=$(lookup)
     if [ -z "$pkg" ]; then
         apt-get update -qq >/dev/null 2>&1 || true
@@ -163,21 +174,27 @@ debian_kernel() {
     if [ -z "$pkg" ]; then
         local last
         last=$(ls -1 "$cache/kernels" 2>/dev/null | sort -V | tail -1)
-        [ -n "$last" ] || die "cannot find Debian's kernel package (apt-cache depends linux-image-amd64 found nothing)"
-        say "apt has no linux-image-amd64; using the cached $last"
+        [ -n "$last" ] || die "cannot find the distribution's kernel package (apt-cache depends linux-image-amd64 / linux-image-generic found nothing)"
+        say "apt names no kernel package; using the cached $last"
         pkg=linux-image-$last
     fi
     modver=${pkg#linux-image-}
+    modver=${modver#unsigned-}
     local dir=$cache/kernels/$modver
     if [ ! -f "$dir/.complete" ]; then
-        local t0 tmp
+        local t0 tmp pkgs=("$pkg") extra
         t0=$(now)
-        say "fetching $pkg (download and unpack, not install)"
+        for extra in "linux-modules-$modver" "linux-modules-extra-$modver"; do
+            apt-cache show "$extra" >/dev/null 2>&1 && pkgs+=("$extra")
+        done
+        say "fetching ${pkgs[*]} (download and unpack, not install)"
         mkdir -p "$cache/kernels"
         tmp=$(mktemp -d "$cache/tmp.kernel.XXXXXX")
-        (cd "$tmp" && apt-get download "$pkg") >/dev/null 2>&1 || { rm -rf "$tmp"; die "apt-get download $pkg failed"; }
+        (cd "$tmp" && apt-get download "${pkgs[@]}") >/dev/null 2>&1 ||
+            { rm -rf "$tmp"; die "apt-get download ${pkgs[*]} failed"; }
         mkdir "$tmp/root"
-        dpkg-deb -x "$tmp"/*.deb "$tmp/root"
+        local deb
+        for deb in "$tmp"/*.deb; do dpkg-deb -x "$deb" "$tmp/root"; done
         depmod -b "$tmp/root" "$modver" || { rm -rf "$tmp"; die "depmod for $modver failed"; }
         extract_vmlinux "$tmp/root/boot/vmlinuz-$modver" "$tmp/root/boot/vmlinux-$modver" ||
             say "no xz payload in vmlinuz-$modver: booting the compressed image"
@@ -272,7 +289,12 @@ build_initrd() {
             grep -qx "$name" "$tmp/modules.order" && continue
             case "$path" in
                 *.xz) xz -dc "$path" >"$tmp/modules/$name" ;;
-                *.zst) zstd -qdc "$path" >"$tmp/modules/$name" ;;
+                *.zst)
+                    command -v zstd >/dev/null ||
+                        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq zstd >/dev/null 2>&1 ||
+                        die "modules are zstd-compressed: install zstd"
+                    zstd -qdc "$path" >"$tmp/modules/$name"
+                    ;;
                 *.gz) gzip -dc "$path" >"$tmp/modules/$name" ;;
                 *) cp "$path" "$tmp/modules/$name" ;;
             esac || die "cannot unpack $path"
@@ -287,7 +309,7 @@ build_initrd() {
 
 t_prep=$(now)
 find_qemu
-if [ -n "$kernel_arg" ]; then custom_kernel; else debian_kernel; fi
+if [ -n "$kernel_arg" ]; then custom_kernel; else distro_kernel; fi
 build_initrd
 flock -u 9
 exec 9>&-
