@@ -277,3 +277,37 @@ fn sweep_reports() {
 fn absolute(p: &Path) -> Result<PathBuf> {
     std::fs::canonicalize(p).with_context(|| format!("{}: not found", p.display()))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_runner_and_the_guest_scripts_are_found_and_parse() {
+        let script = runner_script().unwrap();
+        let dir = script.parent().unwrap();
+        for (shell, file) in [("bash", "run.sh"), ("sh", "init"), ("sh", "stage2")] {
+            let p = dir.join(file);
+            let out = Command::new(shell).arg("-n").arg(&p).output().unwrap();
+            assert!(
+                out.status.success(),
+                "{} does not parse: {}",
+                p.display(),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+    }
+
+    #[test]
+    fn a_missing_report_says_why_and_fails() {
+        let s = Scenario::parse(
+            "description = \"x\"\n[[hosts]]\nname = \"h1\"\n",
+            Path::new("scenarios/x.toml"),
+        )
+        .unwrap();
+        let r = missing_report(&s, "emulator", "the VM timed out", false, Duration::ZERO);
+        assert_eq!(r.scenario, "x");
+        assert!(!r.passed && r.skipped.is_none());
+        assert_eq!(r.error.as_deref(), Some("the VM timed out"));
+    }
+}
