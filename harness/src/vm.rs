@@ -124,7 +124,16 @@ fn run_inner(scenarios: &[Scenario], engine: &str, vm: &VmOptions) -> Result<Vec
     if let Some(m) = &vm.modules {
         cmd.arg("--modules").arg(absolute(m)?);
     }
-    cmd.arg("--")
+    // Logs of failed scenarios (kept in the run folder) come back out with the reports.
+    cmd.arg("--env")
+        .arg(format!("HARNESS_RUN_DIR={GUEST_RUN_DIR}"))
+        .arg("--")
+        .arg("bash")
+        .arg("-c")
+        .arg(format!(
+            "\"$@\"; rc=$?; if [ -n \"$(ls -A {GUEST_RUN_DIR} 2>/dev/null)\" ]; then cp -a {GUEST_RUN_DIR} \"$IBVM_OUT/runs\"; fi; exit $rc"
+        ))
+        .arg("harness-in-vm")
         .arg(&exe)
         .arg("run")
         .arg("--engine")
@@ -231,6 +240,7 @@ fn run_inner(scenarios: &[Scenario], engine: &str, vm: &VmOptions) -> Result<Vec
             }
         }
     }
+    keep_guest_logs(&out.join("runs"));
     for e in cleanup.run() {
         eprintln!("harness --vm: cleanup: {e}");
     }
@@ -257,6 +267,40 @@ fn missing_report(s: &Scenario, engine: &str, why: &str, no_vm: bool, took: Dura
 }
 
 const REPORTS_PREFIX: &str = "ibvm-reports-";
+/// The harness's run folder inside the guest (under the overlay: thrown away).
+const GUEST_RUN_DIR: &str = "/tmp/ibvm-harness-runs";
+
+/// Moves the run folders the guest kept (failed scenarios) to this machine's
+/// run folder, where a run without `--vm` would have left them.
+fn keep_guest_logs(from: &Path) {
+    let Ok(entries) = std::fs::read_dir(from) else {
+        return;
+    };
+    let root = std::env::var_os("HARNESS_RUN_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| std::env::temp_dir().join("ipvlan-bgp-harness"));
+    if let Err(e) = std::fs::create_dir_all(&root) {
+        eprintln!(
+            "harness --vm: cannot keep the VM's logs: create {}: {e}",
+            root.display()
+        );
+        return;
+    }
+    for e in entries.flatten() {
+        let dest = root.join(e.file_name());
+        let _ = std::fs::remove_dir_all(&dest);
+        let moved = std::fs::rename(e.path(), &dest).is_ok()
+            || Command::new("cp")
+                .arg("-a")
+                .arg(e.path())
+                .arg(&dest)
+                .status()
+                .is_ok_and(|s| s.success());
+        if moved {
+            eprintln!("harness --vm: logs from the VM kept in {}", dest.display());
+        }
+    }
+}
 
 /// Removes report folders left by `--vm` runs whose harness was killed.
 fn sweep_reports() {
