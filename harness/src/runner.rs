@@ -236,14 +236,17 @@ impl Runner<'_> {
         self.w.opts.scale(d.0)
     }
 
-    fn create_network(&mut self, net: &str, host: &str) -> Result<()> {
-        let def = self
-            .s
+    fn network_def(&self, net: &str) -> Result<crate::scenario::NetworkDef> {
+        self.s
             .networks
             .iter()
             .find(|n| n.name == net)
-            .ok_or_else(|| anyhow!("unknown network {net}"))?
-            .clone();
+            .cloned()
+            .ok_or_else(|| anyhow!("unknown network {net}"))
+    }
+
+    fn create_network(&mut self, net: &str, host: &str) -> Result<()> {
+        let def = self.network_def(net)?;
         let subnet = *def
             .subnets
             .get(host)
@@ -255,13 +258,7 @@ impl Runner<'_> {
     }
 
     fn delete_network(&mut self, net: &str, host: &str) -> Result<()> {
-        let def = self
-            .s
-            .networks
-            .iter()
-            .find(|n| n.name == net)
-            .ok_or_else(|| anyhow!("unknown network {net}"))?
-            .clone();
+        let def = self.network_def(net)?;
         let hi = self.w.host_index(host)?;
         self.engine.delete_network(&self.w, hi, &def)?;
         self.networks.remove(&(hi, net.to_string()));

@@ -217,30 +217,8 @@ impl World {
                 .segment
                 .clone()
                 .unwrap_or_else(|| s.segments[0].name.clone());
-            run_cmd(
-                "ip",
-                &[
-                    "link",
-                    "add",
-                    "name",
-                    UNDERLAY_IF,
-                    "netns",
-                    &ns.name,
-                    "type",
-                    "veth",
-                    "peer",
-                    "name",
-                    &port,
-                    "netns",
-                    &switch.name,
-                ],
-                Duration::from_secs(20),
-            )
-            .with_context(|| format!("wire host {} to the switch", def.name))?;
-            switch.ip_batch(&[
-                format!("link set {port} master {}", bridge_name(&seg)),
-                format!("link set {port} up"),
-            ])?;
+            wire(&ns, UNDERLAY_IF, &switch, &port, &seg)
+                .with_context(|| format!("wire host {} to segment {seg}", def.name))?;
             let mut lines = vec![
                 format!("addr add {addr} dev {UNDERLAY_IF}"),
                 format!("link set {UNDERLAY_IF} up"),
@@ -282,30 +260,8 @@ impl World {
             for (seg, addr) in &def.links {
                 let iface = crate::routers::iface_name(seg);
                 let port = format!("r{ri}-{seg}");
-                run_cmd(
-                    "ip",
-                    &[
-                        "link",
-                        "add",
-                        "name",
-                        &iface,
-                        "netns",
-                        &ns.name,
-                        "type",
-                        "veth",
-                        "peer",
-                        "name",
-                        &port,
-                        "netns",
-                        &switch.name,
-                    ],
-                    Duration::from_secs(20),
-                )
-                .with_context(|| format!("wire router {} to segment {seg}", def.name))?;
-                switch.ip_batch(&[
-                    format!("link set {port} master {}", bridge_name(seg)),
-                    format!("link set {port} up"),
-                ])?;
+                wire(&ns, &iface, &switch, &port, seg)
+                    .with_context(|| format!("wire router {} to segment {seg}", def.name))?;
                 lines.push(format!("addr add {addr} dev {iface}"));
                 lines.push(format!("link set {iface} up"));
                 ifaces.insert(seg.clone(), iface);
@@ -739,6 +695,35 @@ impl World {
         ));
         s
     }
+}
+
+/// A veth pair from `ns` (`iface`) to the switch (`port`), the port enslaved to
+/// the segment's bridge and up. Both ends are created directly in their
+/// namespaces: nothing ever appears in the machine's own namespace.
+fn wire(ns: &Netns, iface: &str, switch: &Netns, port: &str, segment: &str) -> Result<()> {
+    run_cmd(
+        "ip",
+        &[
+            "link",
+            "add",
+            "name",
+            iface,
+            "netns",
+            &ns.name,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            port,
+            "netns",
+            &switch.name,
+        ],
+        Duration::from_secs(20),
+    )?;
+    switch.ip_batch(&[
+        format!("link set {port} master {}", bridge_name(segment)),
+        format!("link set {port} up"),
+    ])
 }
 
 /// The bridge of a segment in the switch namespace.

@@ -12,13 +12,10 @@ use std::collections::BTreeMap;
 use std::net::IpAddr;
 
 use ipnet::IpNet;
-use tokio_stream::StreamExt;
 use tracing::{debug, info};
 
-use super::gobgp::apipb::{
-    AddPathRequest, AddPathStreamRequest, DeletePathRequest, ListPathRequest, TableType,
-};
-use super::gobgp::{decode_path, family_of, family_v4, local_path, Client};
+use super::gobgp::apipb::{AddPathRequest, AddPathStreamRequest, DeletePathRequest, TableType};
+use super::gobgp::{decode_path, family_of, global_rib, local_path, Client};
 
 /// Paths sent per AddPathStream message.
 const STREAM_CHUNK: usize = 1000;
@@ -53,18 +50,7 @@ impl Announcer {
         our_next_hops: &[IpAddr],
     ) -> Result<(), tonic::Status> {
         self.announced.clear();
-        let mut stream = client
-            .list_path(ListPathRequest {
-                table_type: TableType::Global as i32,
-                family: Some(family_v4()),
-                ..ListPathRequest::default()
-            })
-            .await?
-            .into_inner();
-        while let Some(resp) = stream.next().await {
-            let Some(dest) = resp?.destination else {
-                continue;
-            };
+        for dest in global_rib(client).await? {
             for p in dest.paths {
                 let Ok(lp) = decode_path(&p) else { continue };
                 let ours = lp.peer.is_none()

@@ -171,6 +171,23 @@ pub fn local_path(prefix: IpNet, next_hop: IpAddr, communities: &[u32]) -> Path 
     }
 }
 
+/// Every IPv4 unicast destination in gobgpd's global RIB, with all its paths.
+pub async fn global_rib(client: &mut Client) -> Result<Vec<apipb::Destination>, tonic::Status> {
+    let mut stream = client
+        .list_path(apipb::ListPathRequest {
+            table_type: apipb::TableType::Global as i32,
+            family: Some(family_v4()),
+            ..apipb::ListPathRequest::default()
+        })
+        .await?
+        .into_inner();
+    let mut out = Vec::new();
+    while let Some(resp) = stream.message().await? {
+        out.extend(resp.destination);
+    }
+    Ok(out)
+}
+
 /// A path as learned from gobgpd's RIB, decoded.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LearnedPath {

@@ -33,11 +33,8 @@ use crate::driver::View;
 use crate::kernel::{Kernel, Route};
 use crate::metrics::{Metrics, PeerStatus};
 use announcer::Announcer;
-use gobgp::apipb::{
-    watch_event_request, watch_event_response, ListPathRequest, ListPeerRequest, TableType,
-    WatchEventRequest,
-};
-use gobgp::{decode_path, family_v4, Client, GobgpAddr, LearnedPath};
+use gobgp::apipb::{watch_event_request, watch_event_response, ListPeerRequest, WatchEventRequest};
+use gobgp::{decode_path, Client, GobgpAddr, LearnedPath};
 use installer::InstallerHandle;
 use learner::Learner;
 use policy::{ParentInfo, PolicyInputs};
@@ -587,19 +584,8 @@ fn session_state_name(s: i32) -> &'static str {
 
 /// The best path of every IPv4 destination in gobgpd's global RIB.
 async fn list_best(client: &mut Client) -> Result<Vec<LearnedPath>, tonic::Status> {
-    let mut stream = client
-        .list_path(ListPathRequest {
-            table_type: TableType::Global as i32,
-            family: Some(family_v4()),
-            ..ListPathRequest::default()
-        })
-        .await?
-        .into_inner();
     let mut out = Vec::new();
-    while let Some(resp) = stream.next().await {
-        let Some(dest) = resp?.destination else {
-            continue;
-        };
+    for dest in gobgp::global_rib(client).await? {
         let best = dest
             .paths
             .iter()
