@@ -232,7 +232,8 @@ impl Driver {
                                 spec.parent.name
                             )),
                             _ => DriverError::Kernel(e),
-                        })?;
+                        })?
+                        .link;
                     undo.links.push(spec.parent.name.clone());
                     self.kernel.set_up(l.index, true)?;
                     created_vlan = true;
@@ -258,13 +259,13 @@ impl Driver {
             DriverError::Internal("an L2 network without a gateway passed validation".into())
         })?;
         let shim = names::shim(&spec.id);
-        let existed = self.kernel.link(&shim)?.is_some();
-        let link =
+        let ensured =
             self.kernel
                 .ensure_link(&shim, parent.index, spec.dataplane.link_kind(), None)?;
-        if !existed {
+        if ensured.created {
             undo.links.push(shim.clone());
         }
+        let link = ensured.link;
         self.kernel.add_address(link.index, IpNet::V4(gateway))?;
         self.kernel.set_up(link.index, true)?;
         // The shim routes for the containers: the host must forward.
@@ -488,30 +489,16 @@ impl Driver {
             return Ok(response);
         }
         let parent = self.parent_index(&spec)?;
-        let mut undo = Undo::default();
-        let existed = self.kernel.link(&ep.link)?.is_some();
-        let link =
+        let ensured =
             self.kernel
                 .ensure_link(&ep.link, parent, spec.dataplane.link_kind(), ep.spec.mac)?;
-        if !existed {
-            undo.links.push(ep.link.clone());
-        }
-        let _ = link;
-        let set = |d: &mut Driver, joined: bool, sandbox: String| {
-            if let Some(e) = d
-                .state
-                .networks
-                .get_mut(&req.network_id)
-                .and_then(|n| n.endpoints.get_mut(&req.endpoint_id))
-            {
-                e.joined = joined;
-                e.sandbox = sandbox;
+        if let Err(e) = self.set_joined(&req.network_id, &req.endpoint_id, Some(&req.sandbox_key)) {
+            if ensured.created {
+                Undo {
+                    links: vec![ep.link.clone()],
+                }
+                .run(&mut self.kernel);
             }
-        };
-        set(self, true, req.sandbox_key.clone());
-        if let Err(e) = self.save() {
-            set(self, false, String::new());
-            undo.run(&mut self.kernel);
             return Err(e);
         }
         info!(network = %spec.short_id(), endpoint = %&ep.spec.id[..12], link = %ep.link, address = %ep.spec.address, "joined");
@@ -529,12 +516,14 @@ impl Driver {
         if !ep.joined {
             return Ok(());
         }
-        self.set_joined(&req.network_id, &req.endpoint_id, false)?;
+        self.set_joined(&req.network_id, &req.endpoint_id, None)?;
         self.publish();
         Ok(())
     }
 
-    fn set_joined(&mut self, network: &str, endpoint: &str, joined: bool) -> Result<()> {
+    /// Marks an endpoint joined to `sandbox` (`None`: left) and saves; on a
+    /// failed save the record is as before.
+    fn set_joined(&mut self, network: &str, endpoint: &str, sandbox: Option<&str>) -> Result<()> {
         let e = self
             .state
             .networks
@@ -545,7 +534,8 @@ impl Driver {
                 endpoint: endpoint.into(),
             })?;
         let before = (e.joined, std::mem::take(&mut e.sandbox));
-        e.joined = joined;
+        e.joined = sandbox.is_some();
+        e.sandbox = sandbox.unwrap_or_default().to_string();
         if let Err(err) = self.save() {
             if let Some(e) = self
                 .state

@@ -71,6 +71,14 @@ pub struct Link {
     pub mac: Vec<u8>,
 }
 
+/// What [`Kernel::ensure_link`] found or made.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ensured {
+    pub link: Link,
+    /// The link did not exist before the call.
+    pub created: bool,
+}
+
 /// An interface address as read back from the kernel.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Addr {
@@ -183,19 +191,23 @@ impl Kernel {
 
     /// Makes sure a link `name` of `kind` exists on `parent`. An existing link
     /// of the same kind on the same parent is accepted as is; anything else
-    /// under that name is a conflict.
+    /// under that name is a conflict. Says whether it created the link (so a
+    /// caller that fails later knows what to roll back).
     pub fn ensure_link(
         &mut self,
         name: &str,
         parent: u32,
         kind: LinkKind,
         mac: Option<[u8; 6]>,
-    ) -> Result<Link> {
+    ) -> Result<Ensured> {
         if let Some(existing) = self.link(name)? {
             return if existing.parent == Some(parent)
                 && existing.kind.as_deref() == Some(kind.name())
             {
-                Ok(existing)
+                Ok(Ensured {
+                    link: existing,
+                    created: false,
+                })
             } else {
                 Err(KernelError::Conflict(format!(
                     "a link named {name} already exists ({} on #{:?}) and is not ours",
@@ -217,8 +229,13 @@ impl Kernel {
                 "create {} link {name}",
                 kind.name()
             )))?;
-        self.link(name)?
-            .ok_or_else(|| KernelError::NotFound(format!("link {name} vanished after creation")))
+        let link = self
+            .link(name)?
+            .ok_or_else(|| KernelError::NotFound(format!("link {name} vanished after creation")))?;
+        Ok(Ensured {
+            link,
+            created: true,
+        })
     }
 
     /// Deletes a link by name; `Ok(false)` if it was already gone.
