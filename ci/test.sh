@@ -19,3 +19,9 @@ RUST_TEST_THREADS=${RUST_TEST_THREADS:-4} cargo test --workspace --locked -- --n
 # Under CI a VM that cannot boot fails the run; elsewhere it is a visible skip.
 mapfile -t ipvlan_scenarios < <(grep -l '^requires = .*"ipvlan"' scenarios/*.toml)
 target/debug/harness run --vm --json target/vm-reports "${ipvlan_scenarios[@]}"
+
+# The driver's privileged tests against a kernel with ipvlan (and 802.1Q):
+# the same test binary, run in the VM.
+socket_test=$(cargo test -p ipvlan-bgp --test socket --locked --no-run --message-format=json 2>/dev/null \
+  | grep '"name":"socket"' | sed -n 's/.*"executable":"\([^"]*\)".*/\1/p' | tail -n 1)
+ci/vm/run.sh -- "$socket_test" --test-threads 1
