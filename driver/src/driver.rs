@@ -252,11 +252,11 @@ impl Driver {
         if spec.dataplane.is_ipvlan() {
             self.check_ipvlan(parent.index)?;
         }
-        if !spec.dataplane.needs_shim() {
+        if !spec.has_shim() {
             return Ok((None, created_vlan));
         }
         let gateway = spec.gateway.ok_or_else(|| {
-            DriverError::Internal("an L2 network without a gateway passed validation".into())
+            DriverError::Internal("a network with a shim but no gateway passed validation".into())
         })?;
         let shim = names::shim(&spec.id);
         let ensured =
@@ -268,9 +268,11 @@ impl Driver {
         let link = ensured.link;
         self.kernel.add_address(link.index, IpNet::V4(gateway))?;
         self.kernel.set_up(link.index, true)?;
-        // The shim routes for the containers: the host must forward.
-        if let Err(e) = crate::kernel::write_sysctl("net.ipv4.ip_forward", "1") {
-            warn!(error = %e, "could not enable net.ipv4.ip_forward; containers will not reach other hosts");
+        // An L2 shim routes for the containers: the host must forward.
+        if spec.dataplane.is_l2() {
+            if let Err(e) = crate::kernel::write_sysctl("net.ipv4.ip_forward", "1") {
+                warn!(error = %e, "could not enable net.ipv4.ip_forward; containers will not reach other hosts");
+            }
         }
         Ok((Some(shim), created_vlan))
     }
@@ -603,7 +605,7 @@ fn join_response(spec: &NetworkSpec, link: &str) -> JoinResponse {
         src_name: link.to_string(),
         dst_prefix: "eth".into(),
     };
-    if spec.dataplane.needs_shim() {
+    if spec.dataplane.is_l2() {
         JoinResponse {
             interface_name,
             gateway: spec

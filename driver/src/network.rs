@@ -29,6 +29,10 @@ pub const KNOWN_OPTIONS: &[(&str, &str)] = &[
         "announce",
         "endpoint (default: one /32 per container) | subnet",
     ),
+    (
+        "host_link",
+        "false (default) | true: ipvlan l3/l3s only, a host-side link so the host reaches its own containers",
+    ),
 ];
 
 /// How containers attach to the parent.
@@ -40,8 +44,9 @@ pub enum Dataplane {
 }
 
 impl Dataplane {
-    /// L2-style data planes need a host-side shim holding the gateway.
-    pub fn needs_shim(&self) -> bool {
+    /// L2-style data planes: containers use the gateway held by a host-side
+    /// shim; L3 ones get a connected default route instead.
+    pub fn is_l2(&self) -> bool {
         !matches!(
             self,
             Dataplane::Ipvlan {
@@ -107,6 +112,10 @@ pub struct NetworkSpec {
     pub announce: Announce,
     /// `--internal`: nothing is announced for this network.
     pub internal: bool,
+    /// ipvlan L3/L3S: a host-side ipvlan link holds the gateway address so the
+    /// host can reach its own containers (L3 mode isolates them from the parent).
+    #[serde(default)]
+    pub host_link: bool,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -285,7 +294,17 @@ impl NetworkSpec {
                 )
             }
         };
-        if dataplane.needs_shim() && gateway.is_none() {
+        let host_link = match generic.get("host_link") {
+            None => false,
+            Some(v) => parse_enum("host_link", v, &[("true", true), ("false", false)])?,
+        };
+        if host_link && dataplane.is_l2() {
+            return Err(invalid(format!(
+                "host_link applies to ipvlan l3/l3s; with {} the host already reaches its containers through the gateway shim",
+                dataplane.describe()
+            )));
+        }
+        if (dataplane.is_l2() || host_link) && gateway.is_none() {
             return Err(invalid(format!(
                 "{} needs a gateway address for the host side: add --gateway",
                 dataplane.describe()
@@ -299,10 +318,15 @@ impl NetworkSpec {
             gateway,
             announce,
             internal: wire::flag_option(&req.options, "com.docker.network.internal"),
+            host_link,
         })
     }
 
-    /// What the container's eth gets as default route in Join.
+    /// Whether the network has a host-side link: the L2 shim, or the L3 host link.
+    pub fn has_shim(&self) -> bool {
+        self.dataplane.is_l2() || self.host_link
+    }
+
     pub fn short_id(&self) -> &str {
         &self.id[..12.min(self.id.len())]
     }
@@ -513,6 +537,28 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains(want), "{e:?} does not contain {want:?}");
+    }
+
+    #[test]
+    fn host_link_is_for_l3_only() {
+        let s =
+            NetworkSpec::from_request(&req(json!({"parent": "eth1", "host_link": "true"})), None)
+                .unwrap();
+        assert!(s.host_link && s.has_shim() && !s.dataplane.is_l2());
+        let s = NetworkSpec::from_request(&req(json!({"parent": "eth1"})), None).unwrap();
+        assert!(!s.has_shim());
+        let e = NetworkSpec::from_request(
+            &req(json!({"parent": "eth1", "dataplane": "macvlan", "host_link": "true"})),
+            None,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("host_link applies to ipvlan l3/l3s"), "{e}");
+        let e =
+            NetworkSpec::from_request(&req(json!({"parent": "eth1", "host_link": "yes"})), None)
+                .unwrap_err()
+                .to_string();
+        assert!(e.contains("host_link"), "{e}");
     }
 
     #[test]

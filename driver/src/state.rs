@@ -32,7 +32,7 @@ pub struct State {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct NetworkRecord {
     pub spec: NetworkSpec,
-    /// The host-side shim link holding the gateway (L2 data planes).
+    /// The host-side link holding the gateway (L2 shim, or the L3 host link).
     pub shim: Option<String>,
     /// We created the 802.1Q parent and remove it with the last network on it.
     pub created_vlan: bool,
@@ -170,6 +170,7 @@ mod tests {
             gateway: Some("10.1.1.1/24".parse().unwrap()),
             announce: Announce::Subnet,
             internal: false,
+            host_link: false,
         };
         let ep = EndpointRecord {
             spec: EndpointSpec {
