@@ -662,6 +662,22 @@ impl Runner<'_> {
                 self.injected.push((host.clone(), *prefix, *next_hop));
                 Ok(None)
             }
+            Action::Run { host, command } => {
+                let args: Vec<&str> = command[1..].iter().map(String::as_str).collect();
+                let out =
+                    self.w
+                        .host(host)?
+                        .ns
+                        .exec(&command[0], &args, Duration::from_secs(30))?;
+                if !out.status.success() {
+                    bail!(
+                        "`{}` on {host} failed: {}",
+                        command.join(" "),
+                        String::from_utf8_lossy(&out.stderr).trim()
+                    );
+                }
+                Ok(None)
+            }
             Action::PlantRoute { host, prefix, via } => {
                 let proto = ipvlan_bgp::config::DEFAULT_ROUTE_PROTOCOL.to_string();
                 let (p, v) = (prefix.to_string(), via.to_string());

@@ -338,6 +338,11 @@ pub enum Action {
     RouterUp {
         router: String,
     },
+    /// Run a command inside a host's namespace (a firewall rule, a sysctl...).
+    Run {
+        host: String,
+        command: Vec<String>,
+    },
     /// Plant a route with the driver's protocol tag by hand (a stale leftover).
     PlantRoute {
         host: String,
@@ -886,6 +891,13 @@ impl Scenario {
             | Action::LinkUp { host }
             | Action::Inject { host, .. }
             | Action::PlantRoute { host, .. } => self.check_host(host),
+            Action::Run { host, command } => {
+                self.check_host(host)?;
+                if command.is_empty() {
+                    return Err("command must not be empty".into());
+                }
+                Ok(())
+            }
             Action::Kill { host, daemon }
             | Action::StopDaemon { host, daemon }
             | Action::StartDaemon { host, daemon }
