@@ -116,3 +116,204 @@ pub fn docker_run(runs: usize, opts: &Options) -> Result<String> {
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
+
+const TWO_HOSTS: &str = r#"
+description = "convergence benchmark"
+[driver]
+args = ["--accept-pool", "10.30.0.0/16"]
+[[hosts]]
+name = "b1"
+[[hosts]]
+name = "b2"
+[[networks]]
+name = "net"
+options = { dataplane = "macvlan" }
+subnets = { b1 = "10.30.1.0/24", b2 = "10.30.2.0/24" }
+"#;
+
+/// Resident memory of a process we started, in KiB.
+fn rss_kib(pid: Option<u32>) -> u64 {
+    let Some(pid) = pid else { return 0 };
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
+        })
+        .unwrap_or(0)
+}
+
+fn tagged_routes(w: &World, host: usize) -> Result<Vec<ipvlan_bgp::kernel::Route>> {
+    let mut k = ipvlan_bgp::kernel::Kernel::open_in_netns(&w.hosts[host].ns.path())?;
+    Ok(k.routes(
+        ipvlan_bgp::kernel::Family::V4,
+        Some(ipvlan_bgp::config::DEFAULT_ROUTE_PROTOCOL),
+    )?)
+}
+
+fn poll_until(deadline: Duration, mut f: impl FnMut() -> Result<bool>) -> Result<Duration> {
+    let t = Instant::now();
+    loop {
+        if f()? {
+            return Ok(t.elapsed());
+        }
+        if t.elapsed() > deadline {
+            bail!("not reached within {deadline:?}");
+        }
+        std::thread::sleep(Duration::from_micros(500));
+    }
+}
+
+/// Two hosts over iBGP: a container joins on b1, how long until b2 has its
+/// route and until b2's container reaches it; and how long the withdrawal
+/// takes after it leaves. Also the drivers' memory.
+pub fn convergence(runs: usize, opts: &Options) -> Result<String> {
+    use crate::engine::Emulator;
+    use crate::probe::{ping_pairs, Member};
+    if runs == 0 {
+        bail!("--runs must be at least 1");
+    }
+    let s = Scenario::parse(TWO_HOSTS, std::path::Path::new("bench-convergence.toml"))?;
+    let w = World::build(&s, opts, &|m| eprintln!("[bench] {m}"))?;
+    let mut e = Emulator::default();
+    let net = s.networks[0].clone();
+    e.create_network(&w, 0, &net, net.subnets["b1"])?;
+    e.create_network(&w, 1, &net, net.subnets["b2"])?;
+    poll_until(Duration::from_secs(60), || {
+        Ok((0..2).all(|i| {
+            w.bgp_sessions(i)
+                .map(|p| !p.is_empty() && p.iter().all(|x| x.1))
+                .unwrap_or(false)
+        }))
+    })?;
+    let rss_idle = rss_kib(w.hosts[1].driver.pid());
+    let c2 = e.start(&w, 1, &net, "c2")?;
+    let from = Member {
+        label: "c2".into(),
+        netns: c2.netns.clone(),
+        addr: c2.address,
+    };
+    let (mut route, mut reach, mut withdraw, mut join) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for i in 0..runs {
+        let t0 = Instant::now();
+        let c1 = e.start(&w, 0, &net, &format!("c1r{i}"))?;
+        join.push(t0.elapsed());
+        let dst = ipnet::IpNet::V4(ipnet::Ipv4Net::new(c1.address, 32)?);
+        poll_until(Duration::from_secs(10), || {
+            Ok(tagged_routes(&w, 1)?.iter().any(|r| r.dst == dst))
+        })?;
+        route.push(t0.elapsed());
+        let to = Member {
+            label: "c1".into(),
+            netns: c1.netns.clone(),
+            addr: c1.address,
+        };
+        poll_until(Duration::from_secs(10), || {
+            Ok(ping_pairs(&[(from.clone(), to.clone())], Duration::from_millis(50))[0])
+        })?;
+        reach.push(t0.elapsed());
+        let t1 = Instant::now();
+        e.stop(&w, &c1)?;
+        poll_until(Duration::from_secs(10), || {
+            Ok(!tagged_routes(&w, 1)?.iter().any(|r| r.dst == dst))
+        })?;
+        withdraw.push(t1.elapsed());
+    }
+    let rss_busy = rss_kib(w.hosts[1].driver.pid());
+    e.stop(&w, &c2)?;
+    let out = format!(
+        "convergence ({runs} runs, emulated docker run on b1, iBGP to b2; times from the start of the run): \
+         container started (CreateEndpoint..OperInfo, sandbox set up) median {:.1} ms; route on b2 median {:.1} ms; \
+         b2's container reaches it median {:.1} ms; route gone from b2, counted from the start of the stop (Revoke, Leave, ...), median {:.1} ms; \
+         driver RSS {} KiB idle, {} KiB after the runs",
+        ms(median(join)),
+        ms(median(route)),
+        ms(median(reach)),
+        ms(median(withdraw)),
+        rss_idle,
+        rss_busy
+    );
+    drop(w);
+    Ok(out)
+}
+
+/// b1's gobgpd originates `routes` /32s (AddPathStream); how fast do they
+/// land in b2's kernel through gobgpd and our driver, and go again.
+pub fn learned_routes(routes: usize, opts: &Options) -> Result<String> {
+    use ipvlan_bgp::bgp::gobgp::{apipb, connect, family_v4, local_path, GobgpAddr};
+    if routes == 0 || routes > 60_000 {
+        bail!("--routes must be between 1 and 60000 (inside 10.30.0.0/16)");
+    }
+    let s = Scenario::parse(TWO_HOSTS, std::path::Path::new("bench-routes.toml"))?;
+    let w = World::build(&s, opts, &|m| eprintln!("[bench] {m}"))?;
+    let mut e = crate::engine::Emulator::default();
+    let net = s.networks[0].clone();
+    e.create_network(&w, 1, &net, net.subnets["b2"])?;
+    poll_until(Duration::from_secs(60), || {
+        Ok((0..2).all(|i| {
+            w.bgp_sessions(i)
+                .map(|p| !p.is_empty() && p.iter().all(|x| x.1))
+                .unwrap_or(false)
+        }))
+    })?;
+    let rss_before = rss_kib(w.hosts[1].driver.pid());
+    let nh = std::net::IpAddr::V4(w.hosts[0].addr.addr());
+    let base = u32::from(std::net::Ipv4Addr::new(10, 30, 8, 0));
+    let paths: Vec<apipb::Path> = (0..routes as u32)
+        .map(|i| {
+            let p = ipnet::IpNet::V4(
+                ipnet::Ipv4Net::new(std::net::Ipv4Addr::from(base + i), 32).expect("valid"),
+            );
+            local_path(p, nh, &[])
+        })
+        .collect();
+    let api = GobgpAddr::Unix(w.hosts[0].gobgp_api());
+    let t0 = Instant::now();
+    w.rt.block_on(async {
+        let mut c = connect(&api, Duration::from_secs(5)).await?;
+        let msgs: Vec<apipb::AddPathStreamRequest> = paths
+            .chunks(1000)
+            .map(|ch| apipb::AddPathStreamRequest {
+                table_type: apipb::TableType::Global as i32,
+                vrf_id: String::new(),
+                paths: ch.to_vec(),
+            })
+            .collect();
+        c.add_path_stream(tokio_stream::iter(msgs)).await?;
+        Ok::<_, anyhow::Error>(())
+    })?;
+    let sent = t0.elapsed();
+    poll_until(Duration::from_secs(120), || {
+        Ok(tagged_routes(&w, 1)?.len() >= routes)
+    })?;
+    let installed = t0.elapsed();
+    let rss_after = rss_kib(w.hosts[1].driver.pid());
+    let gobgpd_rss = rss_kib(w.hosts[1].gobgpd.pid());
+    let t1 = Instant::now();
+    w.rt.block_on(async {
+        let mut c = connect(&api, Duration::from_secs(5)).await?;
+        c.delete_path(apipb::DeletePathRequest {
+            table_type: apipb::TableType::Global as i32,
+            family: Some(family_v4()),
+            ..Default::default()
+        })
+        .await?;
+        Ok::<_, anyhow::Error>(())
+    })?;
+    poll_until(Duration::from_secs(120), || {
+        Ok(tagged_routes(&w, 1)?.is_empty())
+    })?;
+    let removed = t1.elapsed();
+    drop(w);
+    Ok(format!(
+        "learned routes: {routes} /32s originated on b1 (AddPathStream took {:.0} ms), all in b2's kernel {:.0} ms after the first \
+         was sent ({:.0} routes/s end to end, both gobgpds included); all gone from b2's kernel {:.0} ms after the delete; \
+         b2 driver RSS {rss_before} KiB before, {rss_after} KiB with them (b2's gobgpd: {gobgpd_rss} KiB)",
+        ms(sent),
+        ms(installed),
+        routes as f64 / installed.as_secs_f64(),
+        ms(removed),
+    ))
+}

@@ -64,6 +64,16 @@ enum BenchCmd {
         #[arg(long, default_value_t = 20)]
         runs: usize,
     },
+    /// Join on one host -> route and reachability on the other, withdrawal after stop; driver memory.
+    Convergence {
+        #[arg(long, default_value_t = 20)]
+        runs: usize,
+    },
+    /// N routes originated on one host's gobgpd -> in the other host's kernel (end to end); driver memory.
+    LearnedRoutes {
+        #[arg(long, default_value_t = 10000)]
+        routes: usize,
+    },
 }
 
 fn main() -> ExitCode {
@@ -73,11 +83,13 @@ fn main() -> ExitCode {
             print!("{}", check::describe(check::detect()));
             ExitCode::SUCCESS
         }
-        Cmd::Bench {
-            what: BenchCmd::DockerRun { runs },
-        } => {
+        Cmd::Bench { what } => {
             install_signal_handler();
-            let result = Options::from_env().and_then(|o| harness::bench::docker_run(runs, &o));
+            let result = Options::from_env().and_then(|o| match what {
+                BenchCmd::DockerRun { runs } => harness::bench::docker_run(runs, &o),
+                BenchCmd::Convergence { runs } => harness::bench::convergence(runs, &o),
+                BenchCmd::LearnedRoutes { routes } => harness::bench::learned_routes(routes, &o),
+            });
             match result {
                 Ok(line) => {
                     println!("{line}");
