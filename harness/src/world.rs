@@ -664,12 +664,9 @@ impl World {
                 "\n===== container {name} ({}) =====\n",
                 path.display()
             ));
-            for args in [&["-br", "addr"][..], &["route"][..]] {
-                let p = path.display().to_string();
-                let mut full = vec!["--net=", "ip"];
-                let netarg = format!("--net={p}");
-                full[0] = &netarg;
-                full.extend_from_slice(args);
+            let net = format!("--net={}", path.display());
+            for args in [["-br", "addr"], ["route", "show"]] {
+                let full = [net.as_str(), "ip", args[0], args[1]];
                 match crate::util::run_output("nsenter", &full, short) {
                     Ok(o) => out.push_str(&String::from_utf8_lossy(&o.stdout)),
                     Err(e) => out.push_str(&format!("({e:#})\n")),
