@@ -24,4 +24,10 @@ target/debug/harness run --vm --json target/vm-reports "${ipvlan_scenarios[@]}"
 # the same test binary, run in the VM.
 socket_test=$(cargo test -p ipvlan-bgp --test socket --locked --no-run --message-format=json 2>/dev/null \
   | grep '"name":"socket"' | sed -n 's/.*"executable":"\([^"]*\)".*/\1/p' | tail -n 1)
-ci/vm/run.sh -- "$socket_test" --test-threads 1
+rc=0
+ci/vm/run.sh -- "$socket_test" --test-threads 1 || rc=$?
+if [ "$rc" -eq 125 ] && [ "${CI:-}" != true ]; then
+  echo "SKIPPED the driver's socket tests in the VM: no VM could boot here (under CI=true this fails)"
+elif [ "$rc" -ne 0 ]; then
+  exit "$rc"
+fi

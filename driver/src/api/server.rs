@@ -34,6 +34,8 @@ use crate::metrics::Metrics;
 
 /// Bodies larger than this are refused before parsing.
 pub const MAX_BODY: usize = 1024 * 1024;
+/// Up to this much of a refused body is read (and dropped) before answering.
+const DRAIN_MAX: usize = 64 * 1024 * 1024;
 
 #[derive(Clone)]
 pub struct App {
@@ -142,24 +144,30 @@ async fn handle(State(app): State<App>, req: Request) -> Response {
     }
 }
 
-async fn read_body(body: Body) -> Result<Bytes, DriverError> {
-    let limited = http_body_util::Limited::new(body, MAX_BODY);
-    match limited.collect().await {
-        Ok(c) => Ok(c.to_bytes()),
-        Err(e) => {
-            if e.downcast_ref::<http_body_util::LengthLimitError>()
-                .is_some()
-            {
-                Err(DriverError::Malformed(format!(
-                    "request body is larger than {MAX_BODY} bytes"
-                )))
-            } else {
-                Err(DriverError::Malformed(format!(
-                    "could not read request body: {e}"
-                )))
+/// Reads the body. Past [`MAX_BODY`] the rest is read and thrown away (up to
+/// [`DRAIN_MAX`]) so the client gets our `{"Err"}` answer instead of a broken
+/// pipe; nothing beyond `MAX_BODY` is ever kept in memory.
+async fn read_body(mut body: Body) -> Result<Bytes, DriverError> {
+    let mut kept: Vec<u8> = Vec::new();
+    let mut seen: usize = 0;
+    while let Some(frame) = body.frame().await {
+        let frame = frame
+            .map_err(|e| DriverError::Malformed(format!("could not read request body: {e}")))?;
+        if let Ok(data) = frame.into_data() {
+            seen += data.len();
+            if seen <= MAX_BODY {
+                kept.extend_from_slice(&data);
+            } else if seen > DRAIN_MAX {
+                break;
             }
         }
     }
+    if seen > MAX_BODY {
+        return Err(DriverError::Malformed(format!(
+            "request body is larger than {MAX_BODY} bytes"
+        )));
+    }
+    Ok(Bytes::from(kept))
 }
 
 fn json_response<T: Serialize>(status: StatusCode, v: &T) -> Response {
