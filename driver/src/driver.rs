@@ -10,6 +10,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
+use std::path::Path;
 use std::sync::Arc;
 
 use ipnet::IpNet;
@@ -76,6 +77,9 @@ pub struct Driver {
     default_parent: Option<String>,
     /// Whether this kernel has ipvlan, once probed.
     ipvlan: Option<bool>,
+    /// Networks whose parent, VLAN or shim could not be restored at start;
+    /// the next Join on them tries again.
+    broken: BTreeSet<String>,
     view: watch::Sender<Arc<View>>,
 }
 
@@ -114,6 +118,7 @@ impl Driver {
             kernel,
             default_parent,
             ipvlan: None,
+            broken: BTreeSet::new(),
             view: tx,
         };
         driver.restore();
@@ -250,7 +255,7 @@ impl Driver {
             },
         };
         if spec.dataplane.is_ipvlan() {
-            self.check_ipvlan(parent.index)?;
+            self.check_ipvlan()?;
         }
         if !spec.has_shim() {
             return Ok((None, created_vlan));
@@ -277,11 +282,11 @@ impl Driver {
         Ok((Some(shim), created_vlan))
     }
 
-    fn check_ipvlan(&mut self, parent: u32) -> Result<()> {
+    fn check_ipvlan(&mut self) -> Result<()> {
         let supported = match self.ipvlan {
             Some(s) => s,
             None => {
-                let s = self.kernel.probe_ipvlan(parent)?;
+                let s = self.kernel.probe_ipvlan()?;
                 info!(supported = s, "probed the kernel for ipvlan");
                 self.ipvlan = Some(s);
                 s
@@ -377,31 +382,50 @@ impl Driver {
             }
             return Err(DriverError::UnknownNetwork(id.to_string()));
         };
-        // Docker deletes endpoints first; anything left over is cleaned up best effort.
-        for ep in rec.endpoints.values() {
-            if let Err(e) = self.kernel.delete_link(&ep.link) {
-                warn!(link = %ep.link, error = %e, "could not delete a leftover endpoint link");
-            }
-        }
-        if let Some(shim) = &rec.shim {
-            self.kernel.delete_link(shim)?;
-        }
-        let vlan_still_used = self
-            .state
-            .networks
-            .values()
-            .any(|n| n.spec.id != id && n.spec.parent.name == rec.spec.parent.name);
-        if rec.created_vlan && !vlan_still_used {
-            self.kernel.delete_link(&rec.spec.parent.name)?;
-        }
+        // The state goes first: if the kernel then refuses a deletion, the
+        // link is an orphan that the next start sweeps, never a network that
+        // Docker believes gone but the driver still holds.
         self.state.networks.remove(id);
         self.state.remember_deleted(id);
         for ep in rec.endpoints.keys() {
             self.state.remember_deleted(ep);
         }
-        self.save()?;
-        info!(network = %rec.spec.short_id(), "network deleted");
+        if let Err(e) = self.save() {
+            self.state.networks.insert(id.to_string(), rec.clone());
+            self.state
+                .deleted
+                .retain(|d| d != id && !rec.endpoints.contains_key(d));
+            return Err(e);
+        }
+        self.broken.remove(id);
         self.publish();
+        // Docker deletes endpoints first; anything left over goes too.
+        let vlan_still_used = self
+            .state
+            .networks
+            .values()
+            .any(|n| n.spec.parent.name == rec.spec.parent.name);
+        let mut links: Vec<&str> = rec.endpoints.values().map(|e| e.link.as_str()).collect();
+        links.extend(rec.shim.as_deref());
+        if rec.created_vlan && !vlan_still_used {
+            links.push(&rec.spec.parent.name);
+        }
+        let failed: Vec<String> = links
+            .into_iter()
+            .filter_map(|l| {
+                self.kernel
+                    .delete_link(l)
+                    .err()
+                    .map(|e| format!("{l}: {e}"))
+            })
+            .collect();
+        info!(network = %rec.spec.short_id(), "network deleted");
+        if !failed.is_empty() {
+            return Err(DriverError::Internal(format!(
+                "network removed, but these links could not be deleted (the next driver start removes them): {}",
+                failed.join("; ")
+            )));
+        }
         Ok(())
     }
 
@@ -426,11 +450,27 @@ impl Driver {
             .values()
             .find(|e| e.spec.address.addr() == spec.address.addr())
         {
-            return Err(DriverError::Conflict(format!(
-                "address {} is already used by endpoint {}",
-                spec.address.addr(),
-                &other.spec.id[..12]
-            )));
+            // Docker's IPAM owns addresses: it hands one out again only after it
+            // released it. A record still holding it is stale (Docker gave up on
+            // Leave/DeleteEndpoint while the driver was down) unless its
+            // container is demonstrably alive.
+            let alive =
+                other.joined && !other.sandbox.is_empty() && Path::new(&other.sandbox).exists();
+            if alive {
+                return Err(DriverError::Conflict(format!(
+                    "address {} is already used by endpoint {} (joined to {})",
+                    spec.address.addr(),
+                    &other.spec.id[..12],
+                    other.sandbox
+                )));
+            }
+            let stale = other.spec.id.clone();
+            warn!(endpoint = %&stale[..12], address = %spec.address.addr(), "removing a stale endpoint whose address Docker handed out again");
+            self.delete_endpoint(&EndpointRequest {
+                network_id: req.network_id.clone(),
+                endpoint_id: stale,
+                options: None,
+            })?;
         }
         let link = names::endpoint(&spec.id);
         if self.state.networks.values().any(|n| {
@@ -489,6 +529,11 @@ impl Driver {
         if ep.joined {
             // A replay: the link was made and may already be inside the container.
             return Ok(response);
+        }
+        if self.broken.contains(&spec.id) {
+            self.ensure_network_links(&spec, &mut Undo::default())?;
+            self.broken.remove(&spec.id);
+            info!(network = %spec.short_id(), "network links repaired");
         }
         let parent = self.parent_index(&spec)?;
         let ensured =
@@ -570,6 +615,7 @@ impl Driver {
             .and_then(|n| n.endpoints.remove(&req.endpoint_id));
         self.state.remember_deleted(&req.endpoint_id);
         if let Err(e) = self.save() {
+            self.state.deleted.retain(|d| d != &req.endpoint_id);
             if let (Some(n), Some(r)) = (self.state.networks.get_mut(&req.network_id), removed) {
                 n.endpoints.insert(req.endpoint_id.clone(), r);
             }

@@ -16,8 +16,8 @@ use ipnet::IpNet;
 use netlink_packet_core::{NLM_F_CREATE, NLM_F_EXCL, NLM_F_REPLACE};
 use netlink_packet_route::address::{AddressAttribute, AddressMessage};
 use netlink_packet_route::link::{
-    InfoData, InfoIpVlan, InfoKind, InfoMacVlan, InfoVlan, IpVlanFlags, IpVlanMode, LinkAttribute,
-    LinkFlags, LinkInfo, LinkMessage, MacVlanMode,
+    InfoData, InfoIpVlan, InfoKind, InfoMacVlan, InfoVeth, InfoVlan, IpVlanFlags, IpVlanMode,
+    LinkAttribute, LinkFlags, LinkInfo, LinkMessage, MacVlanMode,
 };
 use netlink_packet_route::route::{
     RouteAddress, RouteAttribute, RouteHeader, RouteMessage, RouteProtocol, RouteScope, RouteType,
@@ -366,23 +366,44 @@ impl Kernel {
             .collect()
     }
 
-    /// Whether this kernel can create ipvlan links: tries to create (and
-    /// deletes again) a probe link on `parent`. `Ok(false)` only when the
-    /// kernel answers that it does not know the link type.
-    pub fn probe_ipvlan(&mut self, parent: u32) -> Result<bool> {
-        let name = format!("ibp{:x}", std::process::id() & 0xfff_ffff);
+    /// Whether this kernel can create ipvlan links. The probe link sits on a
+    /// scratch veth pair made for it, never on a real parent: creating an
+    /// ipvlan link sets the mode of every ipvlan link on its parent, so a
+    /// probe there would silently change the networks already on it.
+    /// `Ok(false)` only when the kernel answers that it does not know the type.
+    pub fn probe_ipvlan(&mut self) -> Result<bool> {
+        let base = format!("ibp{:x}", std::process::id() & 0xfff_ffff);
+        let (scratch, peer, probe) = (format!("{base}a"), format!("{base}b"), format!("{base}c"));
+        self.delete_link(&scratch)?;
+        let mut msg = LinkMessage::default();
+        msg.attributes.push(LinkAttribute::IfName(scratch.clone()));
+        let mut peer_msg = LinkMessage::default();
+        peer_msg.attributes.push(LinkAttribute::IfName(peer));
+        msg.attributes.push(LinkAttribute::LinkInfo(vec![
+            LinkInfo::Kind(InfoKind::Veth),
+            LinkInfo::Data(InfoData::Veth(InfoVeth::Peer(peer_msg))),
+        ]));
+        self.nl
+            .request(RouteNetlinkMessage::NewLink(msg), NLM_F_CREATE | NLM_F_EXCL)
+            .map_err(KernelError::nl(format!(
+                "create scratch veth {scratch} for the ipvlan probe"
+            )))?;
+        let parent = self
+            .link(&scratch)?
+            .ok_or_else(|| KernelError::NotFound(format!("scratch veth {scratch} vanished")))?
+            .index;
         let kind = LinkKind::Ipvlan {
             mode: IpvlanMode::L3,
             flag: IpvlanFlag::Bridge,
         };
-        match self.ensure_link(&name, parent, kind, None) {
-            Ok(_) => {
-                self.delete_link(&name)?;
-                Ok(true)
-            }
+        let result = match self.ensure_link(&probe, parent, kind, None) {
+            Ok(_) => Ok(true),
             Err(e) if e.errno() == Some(libc::EOPNOTSUPP) => Ok(false),
             Err(e) => Err(e),
-        }
+        };
+        // Deleting the veth takes its peer and the probe link with it.
+        self.delete_link(&scratch)?;
+        result
     }
 }
 

@@ -24,6 +24,9 @@ use netlink_sys::{protocols::NETLINK_ROUTE, Socket, SocketAddr};
 
 /// Largest number of bytes packed into one `sendmsg`.
 const SEND_CHUNK: usize = 64 * 1024;
+/// Most requests in flight: their acknowledgements must fit the receive
+/// buffer even where `rmem_max` is small, or the kernel drops them (ENOBUFS).
+const MAX_IN_FLIGHT: usize = 256;
 /// Receive buffer asked for, so a burst of acknowledgements is never dropped.
 const RCVBUF: usize = 8 * 1024 * 1024;
 
@@ -52,6 +55,22 @@ impl NlError {
     }
 }
 
+/// `SO_RCVBUFFORCE`: like `SO_RCVBUF` but not capped by `rmem_max` (needs CAP_NET_ADMIN).
+fn force_rcvbuf(sock: &Socket, bytes: usize) -> bool {
+    use std::os::fd::AsRawFd;
+    let v: libc::c_int = bytes.try_into().unwrap_or(libc::c_int::MAX);
+    // SAFETY: a valid socket fd and a pointer to a c_int of the right size.
+    unsafe {
+        libc::setsockopt(
+            sock.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_RCVBUFFORCE,
+            (&v as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        ) == 0
+    }
+}
+
 pub struct Netlink {
     sock: Socket,
     seq: u32,
@@ -65,8 +84,10 @@ impl Netlink {
         sock.bind_auto().map_err(NlError::Socket)?;
         sock.connect(&SocketAddr::new(0, 0))
             .map_err(NlError::Socket)?;
-        // Best effort: larger buffers, and no ENOBUFS surprises on big batches.
-        let _ = sock.set_rx_buf_sz(RCVBUF);
+        // Best effort: a large receive buffer (root may exceed rmem_max).
+        if !force_rcvbuf(&sock, RCVBUF) {
+            let _ = sock.set_rx_buf_sz(RCVBUF);
+        }
         let _ = sock.set_ext_ack(false);
         Ok(Netlink {
             sock,
@@ -158,7 +179,7 @@ impl Netlink {
         while iter.peek().is_some() {
             buf.clear();
             let mut pending: HashMap<u32, usize> = HashMap::new();
-            while buf.len() < SEND_CHUNK {
+            while buf.len() < SEND_CHUNK && pending.len() < MAX_IN_FLIGHT {
                 let Some((i, (msg, flags))) = iter.next() else {
                     break;
                 };

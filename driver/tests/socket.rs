@@ -433,9 +433,11 @@ fn bad_requests_change_nothing() {
         "NetworkDriver.CreateEndpoint",
         &json!({"NetworkID": NET, "EndpointID": EP1, "Interface": {"Address": "10.201.7.2/24"}}),
     );
+    // A live container: its sandbox exists (here, the test's own namespace).
+    let sandbox = format!("/run/netns/{}", h.ns);
     h.ok(
         "NetworkDriver.Join",
-        &json!({"NetworkID": NET, "EndpointID": EP1, "SandboxKey": "/var/run/docker/netns/x"}),
+        &json!({"NetworkID": NET, "EndpointID": EP1, "SandboxKey": sandbox}),
     );
     let links = h.links();
     let state = h.state();
@@ -523,6 +525,43 @@ fn bad_requests_change_nothing() {
     );
     // Still serving.
     h.ok("Plugin.Activate", &Value::Null);
+}
+
+/// Docker gave up on Leave/DeleteEndpoint while the driver was down, then
+/// hands the address out again: the stale record (its sandbox is gone) gives
+/// way, its link is deleted, and the new endpoint gets the address.
+#[test]
+fn a_stale_endpoint_gives_its_address_back() {
+    if !privileged("a_stale_endpoint_gives_its_address_back") {
+        return;
+    }
+    let h = Host::new(&[]);
+    h.ok("NetworkDriver.CreateNetwork", &json!({"NetworkID": NET, "Options": {"com.docker.network.generic": {"parent": "dxu0", "dataplane": "macvlan"}},
+        "IPv4Data": [{"AddressSpace": "LocalDefault", "Gateway": "10.201.7.1/24", "Pool": "10.201.7.0/24"}], "IPv6Data": []}));
+    h.ok(
+        "NetworkDriver.CreateEndpoint",
+        &json!({"NetworkID": NET, "EndpointID": EP1, "Interface": {"Address": "10.201.7.2/24"}}),
+    );
+    h.ok("NetworkDriver.Join", &json!({"NetworkID": NET, "EndpointID": EP1, "SandboxKey": "/var/run/docker/netns/long-gone"}));
+    let old_link = format!("ibe{}", &EP1[..12]);
+    assert!(h.has_link(&old_link));
+    h.ok(
+        "NetworkDriver.CreateEndpoint",
+        &json!({"NetworkID": NET, "EndpointID": EP2, "Interface": {"Address": "10.201.7.2/24"}}),
+    );
+    assert!(!h.has_link(&old_link), "the stale endpoint's link is gone");
+    assert!(
+        !h.state().contains(EP1) || h.state().matches(EP1).count() == 1,
+        "EP1 survives only as a tombstone"
+    );
+    let v = h.ok(
+        "NetworkDriver.Join",
+        &json!({"NetworkID": NET, "EndpointID": EP2, "SandboxKey": "/x"}),
+    );
+    assert_eq!(
+        v["InterfaceName"]["SrcName"],
+        json!(format!("ibe{}", &EP2[..12]))
+    );
 }
 
 /// An 802.1Q parent (`dxu0.10`) is created with the network and removed with it.

@@ -208,7 +208,7 @@ fn record_ids(network: &str, endpoint: Option<&str>) {
 }
 
 fn short(id: &str) -> &str {
-    &id[..id.len().min(12)]
+    id.get(..12).unwrap_or(id)
 }
 
 fn lock(app: &App) -> std::sync::MutexGuard<'_, Driver> {

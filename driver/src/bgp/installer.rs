@@ -35,9 +35,14 @@ enum Msg {
     Flush(mpsc::Sender<()>),
 }
 
+/// How often refused changes are tried again.
+const RETRY: std::time::Duration = std::time::Duration::from_secs(2);
+
 pub struct Installer {
     kernel: Kernel,
     installed: HashMap<IpNet, Route>,
+    /// Changes the kernel refused: prefix -> the route wanted (`None`: gone).
+    failed: HashMap<IpNet, Option<Route>>,
     metrics: Arc<Metrics>,
 }
 
@@ -56,6 +61,7 @@ impl Installer {
         let inst = Installer {
             kernel,
             installed,
+            failed: HashMap::new(),
             metrics,
         };
         inst.publish();
@@ -67,7 +73,15 @@ impl Installer {
     }
 
     fn run(mut self, rx: mpsc::Receiver<Msg>) {
-        while let Ok(msg) = rx.recv() {
+        loop {
+            let msg = match rx.recv_timeout(RETRY) {
+                Ok(m) => m,
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    self.retry();
+                    continue;
+                }
+                Err(mpsc::RecvTimeoutError::Disconnected) => return,
+            };
             let mut batch = Vec::new();
             let mut flushes = Vec::new();
             let mut take = |m: Msg| match m {
@@ -86,6 +100,24 @@ impl Installer {
         }
     }
 
+    /// Changes the kernel refused last time are tried again (a next hop
+    /// briefly unreachable, a parent being re-addressed).
+    fn retry(&mut self) {
+        if self.failed.is_empty() {
+            return;
+        }
+        let again: Vec<Change> = self
+            .failed
+            .drain()
+            .map(|(p, r)| match r {
+                Some(r) => Change::Set(r),
+                None => Change::Remove(p),
+            })
+            .collect();
+        debug!(count = again.len(), "retrying refused route changes");
+        self.apply(again);
+    }
+
     fn apply(&mut self, batch: Vec<Change>) {
         // Last change per prefix wins.
         let mut last: HashMap<IpNet, Option<Route>> = HashMap::with_capacity(batch.len());
@@ -98,6 +130,8 @@ impl Installer {
         let mut set = Vec::new();
         let mut del = Vec::new();
         for (prefix, want) in last {
+            // The newest intent for a prefix replaces any refused older one.
+            self.failed.remove(&prefix);
             match (want, self.installed.get(&prefix)) {
                 (Some(r), Some(cur)) if *cur == r => {}
                 (Some(r), _) => set.push(r),
@@ -113,10 +147,12 @@ impl Installer {
             match res {
                 Ok(()) => {
                     self.installed.remove(&r.dst);
+                    self.failed.remove(&r.dst);
                 }
                 Err(e) => {
                     errors += 1;
-                    warn!(prefix = %r.dst, error = %e, "could not delete route");
+                    self.failed.insert(r.dst, None);
+                    warn!(prefix = %r.dst, error = %e, "could not delete route; will retry");
                 }
             }
         }
@@ -124,10 +160,12 @@ impl Installer {
             match res {
                 Ok(()) => {
                     self.installed.insert(r.dst, *r);
+                    self.failed.remove(&r.dst);
                 }
                 Err(e) => {
                     errors += 1;
-                    warn!(prefix = %r.dst, via = ?r.via, error = %e, "could not install route");
+                    self.failed.insert(r.dst, Some(*r));
+                    warn!(prefix = %r.dst, via = ?r.via, error = %e, "could not install route; will retry");
                 }
             }
         }

@@ -82,6 +82,8 @@ impl Learner {
                     stale_until: Some(now + self.stale_time),
                 },
             );
+            // It is in the kernel: if the policy now refuses it, it must be removed.
+            self.desired.insert(r.dst, *r);
             self.evaluate(r.dst, &mut out);
         }
         if !routes.is_empty() {
@@ -120,8 +122,29 @@ impl Learner {
             );
             self.evaluate(p.prefix, &mut out);
         }
+        self.readmit(&mut out);
         self.publish();
         out
+    }
+
+    /// Routes refused by `--max-learned` get in when others leave.
+    fn readmit(&mut self, out: &mut Vec<Change>) {
+        if self.desired.len() >= self.max_learned {
+            return;
+        }
+        let mut waiting: Vec<IpNet> = self
+            .rejected
+            .iter()
+            .filter(|(_, r)| **r == Reject::MaxLearned)
+            .map(|(p, _)| *p)
+            .collect();
+        waiting.sort();
+        for p in waiting {
+            if self.desired.len() >= self.max_learned {
+                break;
+            }
+            self.evaluate(p, out);
+        }
     }
 
     /// A complete view of gobgpd's best paths (taken right after connecting):
@@ -160,6 +183,7 @@ impl Learner {
             info!(prefix = %p, "stale route not learned again: removing");
             self.evaluate(p, &mut out);
         }
+        self.readmit(&mut out);
         if !out.is_empty() {
             self.publish();
         }
@@ -328,12 +352,24 @@ mod tests {
         ]);
         assert_eq!(c.len(), 2);
         assert_eq!(l.installed_count(), 2);
-        // A withdrawal frees room when inputs are re-decided.
-        l.learn(vec![path("10.1.2.1/32", "", true)]);
-        let mut i = inputs();
-        i.pools.push(n("10.9.0.0/16"));
-        let c = l.set_inputs(i);
-        assert_eq!(c.len(), 1);
+        assert_eq!(
+            l.metrics.bgp_snapshot().rejected.get("max-learned"),
+            Some(&1)
+        );
+        // A withdrawal frees room: the waiting route gets in at once.
+        let c = l.learn(vec![path("10.1.2.1/32", "", true)]);
+        assert_eq!(
+            c,
+            vec![
+                Change::Remove(n("10.1.2.1/32")),
+                Change::Set(Route {
+                    dst: n("10.1.2.3/32"),
+                    via: "192.0.2.2".parse().ok(),
+                    oif: Some(3),
+                    protocol: 73
+                })
+            ]
+        );
         assert_eq!(l.installed_count(), 2);
     }
 
@@ -370,13 +406,27 @@ mod tests {
             oif: Some(3),
             protocol: 73,
         };
-        let c = l.adopt(&[r], t0);
-        assert_eq!(c, vec![Change::Set(r)]);
+        // Already in the kernel as the policy would have it: nothing to do.
+        assert!(l.adopt(&[r], t0).is_empty());
+        assert!(l.is_desired(&r.dst));
         // Confirmed by gobgpd: no change at all.
         assert!(l
             .snapshot(vec![path("10.1.2.5/32", "192.0.2.2", false)], t0)
             .is_empty());
         assert!(l.expire(t0 + Duration::from_secs(60)).is_empty());
+    }
+
+    #[test]
+    fn adopted_routes_the_policy_refuses_are_removed() {
+        let mut l = learner();
+        // A route left by a run whose pools were wider.
+        let r = Route {
+            dst: n("172.30.0.0/24"),
+            via: "192.0.2.2".parse().ok(),
+            oif: Some(3),
+            protocol: 73,
+        };
+        assert_eq!(l.adopt(&[r], Instant::now()), vec![Change::Remove(r.dst)]);
     }
 
     #[test]
