@@ -211,7 +211,7 @@ pub fn convergence(runs: usize, opts: &Options) -> Result<String> {
             addr: c1.address,
         };
         poll_until(Duration::from_secs(10), || {
-            Ok(ping_pairs(&[(from.clone(), to.clone())], Duration::from_millis(50))[0])
+            Ok(ping_pairs(&[(from.clone(), to.clone())], Duration::from_millis(50))?[0])
         })?;
         reach.push(t0.elapsed());
         let t1 = Instant::now();

@@ -14,8 +14,8 @@ use crate::util::{is_root, run_output, which};
 pub struct Caps {
     pub root: bool,
     pub gobgpd: Option<String>,
-    pub macvlan: Result<(), String>,
-    pub ipvlan: Result<(), String>,
+    pub macvlan: Result<(), Gap>,
+    pub ipvlan: Result<(), Gap>,
     pub dockerd: Option<String>,
     pub frr: Option<String>,
     pub bird: Option<String>,
@@ -32,16 +32,32 @@ fn version(prog: &str, args: &[&str]) -> Option<String> {
     Some(text.lines().next().unwrap_or("").trim().to_string())
 }
 
+/// Why a capability is missing: the kernel lacks it (a scenario may skip),
+/// or the probe itself could not run (a broken machine: fails under CI).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Gap {
+    Kernel(String),
+    Tool(String),
+}
+
+impl std::fmt::Display for Gap {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Gap::Kernel(m) | Gap::Tool(m) => f.write_str(m),
+        }
+    }
+}
+
 /// Tries to create a link of `kind` on a veth in a scratch namespace.
-fn kernel_has(kind: &str) -> Result<(), String> {
+fn kernel_has(kind: &str) -> Result<(), Gap> {
     if !is_root() {
-        return Err("not root: cannot probe the kernel".into());
+        return Err(Gap::Tool("not root: cannot probe the kernel".into()));
     }
     let name = format!("{PREFIX}{}-caps-{kind}", std::process::id());
-    let ns = Netns::create(&name).map_err(|e| format!("{e:#}"))?;
+    let ns = Netns::create(&name).map_err(|e| Gap::Tool(format!("{e:#}")))?;
     let r = (|| {
         ns.ip(&["link", "add", "v0", "type", "veth", "peer", "name", "v1"])
-            .map_err(|e| format!("{e:#}"))?;
+            .map_err(|e| Gap::Tool(format!("{e:#}")))?;
         let mut args = vec!["link", "add", "link", "v0", "name", "t0", "type", kind];
         if kind == "ipvlan" {
             args.extend(["mode", "l3"]);
@@ -49,9 +65,9 @@ fn kernel_has(kind: &str) -> Result<(), String> {
         ns.ip(&args).map(|_| ()).map_err(|e| {
             let msg = format!("{e:#}");
             if msg.contains("Unknown device type") || msg.contains("not supported") {
-                format!("this kernel ({}) has no {kind}", kernel_release())
+                Gap::Kernel(format!("this kernel ({}) has no {kind}", kernel_release()))
             } else {
-                msg
+                Gap::Tool(msg)
             }
         })
     })();
@@ -110,19 +126,25 @@ pub fn skip_reason(s: &Scenario, caps: &Caps, engine: &str) -> Result<Option<Str
     }
     for c in &s.requires {
         match c {
-            Capability::Macvlan => {
-                if let Err(e) = &caps.macvlan {
-                    return Ok(Some(format!("kernel gap: {e}")));
+            Capability::Macvlan => match &caps.macvlan {
+                Err(Gap::Kernel(e)) => return Ok(Some(format!("kernel gap: {e}"))),
+                Err(Gap::Tool(e)) => {
+                    return tool_gap(format!("cannot probe the kernel for macvlan: {e}"))
                 }
-            }
-            Capability::Ipvlan => {
-                if let Err(e) = &caps.ipvlan {
+                Ok(()) => {}
+            },
+            Capability::Ipvlan => match &caps.ipvlan {
+                Err(Gap::Kernel(e)) => {
                     return Ok(Some(format!(
                         "kernel gap: {e}; run it in a VM with a stock kernel: harness run --vm {}",
                         s.file
-                    )));
+                    )))
                 }
-            }
+                Err(Gap::Tool(e)) => {
+                    return tool_gap(format!("cannot probe the kernel for ipvlan: {e}"))
+                }
+                Ok(()) => {}
+            },
             Capability::NoIpvlan if caps.ipvlan.is_ok() => {
                 return Ok(Some(
                     "this kernel has ipvlan; the scenario checks how its absence is reported"
@@ -152,7 +174,7 @@ pub fn skip_reason(s: &Scenario, caps: &Caps, engine: &str) -> Result<Option<Str
 
 /// The `harness check` text.
 pub fn describe(caps: &Caps) -> String {
-    let yes_no = |r: &Result<(), String>| match r {
+    let yes_no = |r: &Result<(), Gap>| match r {
         Ok(()) => "yes".to_string(),
         Err(e) => format!("no ({e})"),
     };

@@ -214,6 +214,18 @@ pub fn stop_child(
     Ok(())
 }
 
+/// Whether `pid` is a live process (a zombie is not: it is dead and unreaped).
+fn process_alive(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        // The state follows the command name in parentheses: "pid (comm) S ...".
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().next())
+            .is_some_and(|state| state != "Z" && state != "X"),
+        Err(_) => false,
+    }
+}
+
 /// Deletes namespaces left by harness runs whose process is gone.
 pub fn sweep() -> Vec<String> {
     let mut removed = Vec::new();
@@ -228,8 +240,19 @@ pub fn sweep() -> Vec<String> {
         let Some(pid) = rest.split('-').next().and_then(|p| p.parse::<u32>().ok()) else {
             continue;
         };
-        if Path::new(&format!("/proc/{pid}")).exists() {
+        if process_alive(pid) {
             continue;
+        }
+        // Whatever still runs in a dead run's namespace was started by that run.
+        if let Ok(out) = run_output("ip", &["netns", "pids", &name], IP_TIMEOUT) {
+            for pid in String::from_utf8_lossy(&out.stdout).split_whitespace() {
+                if let Ok(p) = pid.parse::<i32>() {
+                    let _ = nix::sys::signal::kill(
+                        nix::unistd::Pid::from_raw(p),
+                        nix::sys::signal::Signal::SIGKILL,
+                    );
+                }
+            }
         }
         if Netns::delete(&name).is_ok() {
             removed.push(name);

@@ -124,21 +124,22 @@ fn send_echo(s: &Socket, to: Ipv4Addr, id: u16, seq: u16) {
     let _ = s.send_to(&echo_request(id, seq), &addr);
 }
 
-/// Pings every pair once (all in parallel) and waits up to `timeout` for replies.
-pub fn ping_pairs(pairs: &[(Member, Member)], timeout: Duration) -> Vec<bool> {
+/// Pings every pair once (all in parallel) and waits up to `timeout` for
+/// replies. A probe that cannot run (no socket in a namespace) is an error,
+/// never an "unreachable".
+pub fn ping_pairs(pairs: &[(Member, Member)], timeout: Duration) -> Result<Vec<bool>> {
     let mut by_source: BTreeMap<PathBuf, Vec<usize>> = BTreeMap::new();
     for (i, (from, _)) in pairs.iter().enumerate() {
         by_source.entry(from.netns.clone()).or_default().push(i);
     }
     let mut results = vec![false; pairs.len()];
-    std::thread::scope(|scope| {
+    std::thread::scope(|scope| -> Result<Vec<bool>> {
         let handles: Vec<_> = by_source
             .iter()
             .map(|(src, idx)| {
-                scope.spawn(move || -> Vec<(usize, bool)> {
-                    let Ok(sock) = icmp_socket(src) else {
-                        return idx.iter().map(|i| (*i, false)).collect();
-                    };
+                scope.spawn(move || -> Result<Vec<(usize, bool)>> {
+                    let sock = icmp_socket(src)
+                        .with_context(|| format!("probe from {}", src.display()))?;
                     let id = next_id();
                     for (seq, i) in idx.iter().enumerate() {
                         send_echo(&sock, pairs[*i].1.addr, id, seq as u16);
@@ -157,19 +158,17 @@ pub fn ping_pairs(pairs: &[(Member, Member)], timeout: Duration) -> Vec<bool> {
                             }
                         }
                     }
-                    idx.iter().copied().zip(got).collect()
+                    Ok(idx.iter().copied().zip(got).collect())
                 })
             })
             .collect();
         for h in handles {
-            if let Ok(v) = h.join() {
-                for (i, ok) in v {
-                    results[i] = ok;
-                }
+            for (i, ok) in h.join().map_err(|_| anyhow!("probe thread panicked"))?? {
+                results[i] = ok;
             }
         }
-    });
-    results
+        Ok(results)
+    })
 }
 
 /// TCP listeners, one per target namespace, accepting and closing.
@@ -221,17 +220,18 @@ impl Drop for TcpServers {
 }
 
 /// Connects once per pair (in parallel) to the target's probe port.
+/// A listener that cannot be started is an error (never "unreachable").
 pub fn tcp_pairs(
     servers: &mut TcpServers,
     pairs: &[(Member, Member)],
     timeout: Duration,
-) -> Vec<bool> {
+) -> Result<Vec<bool>> {
     for (_, to) in pairs {
-        if servers.ensure(&to.netns).is_err() {
-            return vec![false; pairs.len()];
-        }
+        servers
+            .ensure(&to.netns)
+            .with_context(|| format!("TCP probe listener in {}", to.label))?;
     }
-    std::thread::scope(|scope| {
+    Ok(std::thread::scope(|scope| {
         let handles: Vec<_> = pairs
             .iter()
             .map(|(from, to)| {
@@ -248,7 +248,7 @@ pub fn tcp_pairs(
             .into_iter()
             .map(|h| h.join().unwrap_or(false))
             .collect()
-    })
+    }))
 }
 
 /// Loss counted by a background probe for one pair.

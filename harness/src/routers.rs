@@ -124,7 +124,9 @@ impl RouterRt {
             format!("hostname {}\n", self.def.name),
         )?;
         std::fs::write(d.join("bgpd.conf"), self.frr_config())?;
-        // FRR's daemons drop to the frr user: the folder must be theirs.
+        // FRR's daemons drop to the frr user (so PR_SET_PDEATHSIG does not
+        // survive; a killed run's daemons are killed by the namespace sweep):
+        // the folder must be theirs.
         if let Ok(Some(u)) = nix::unistd::User::from_name("frr") {
             for entry in std::fs::read_dir(&d)?.flatten() {
                 let _ = nix::unistd::chown(&entry.path(), Some(u.uid), Some(u.gid));

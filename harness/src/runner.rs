@@ -297,11 +297,16 @@ impl Runner<'_> {
         Ok(out)
     }
 
-    fn probe(&mut self, pairs: &[(Member, Member)], kind: Probe) -> Vec<bool> {
+    fn probe(
+        &mut self,
+        pairs: &[(Member, Member)],
+        kind: Probe,
+    ) -> std::result::Result<Vec<bool>, String> {
         match kind {
             Probe::Icmp => ping_pairs(pairs, PROBE_TIMEOUT),
             Probe::Tcp => tcp_pairs(&mut self.tcp, pairs, PROBE_TIMEOUT),
         }
+        .map_err(|e| format!("the probe itself failed: {e:#}"))
     }
 
     /// Runs one action; `Some(duration)` for expectations that measured convergence.
@@ -485,7 +490,7 @@ impl Runner<'_> {
                 let (_, took) = eventually(deadline, POLL, || {
                     let todo: Vec<usize> = (0..pairs.len()).filter(|i| !ok[*i]).collect();
                     let sub: Vec<_> = todo.iter().map(|i| pairs[*i].clone()).collect();
-                    for (i, r) in todo.iter().zip(self.probe(&sub, *probe)) {
+                    for (i, r) in todo.iter().zip(self.probe(&sub, *probe)?) {
                         ok[*i] = r;
                     }
                     let missing: Vec<String> = pairs
@@ -516,7 +521,7 @@ impl Runner<'_> {
             } => {
                 let pairs = self.pairs(from, to)?;
                 let check = |me: &mut Self| -> std::result::Result<(), String> {
-                    let got = me.probe(&pairs, Probe::Icmp);
+                    let got = me.probe(&pairs, Probe::Icmp)?;
                     let reached: Vec<String> = pairs
                         .iter()
                         .zip(got)
