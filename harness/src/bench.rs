@@ -131,6 +131,28 @@ options = { dataplane = "macvlan" }
 subnets = { b1 = "10.30.1.0/24", b2 = "10.30.2.0/24" }
 "#;
 
+/// Two hosts over iBGP with the network created on `on`, sessions up.
+fn two_hosts(
+    opts: &Options,
+    on: &[&str],
+) -> Result<(World, crate::engine::Emulator, crate::scenario::NetworkDef)> {
+    let s = Scenario::parse(TWO_HOSTS, std::path::Path::new("bench-two-hosts.toml"))?;
+    let w = World::build(&s, opts, &|m| eprintln!("[bench] {m}"))?;
+    let mut e = crate::engine::Emulator::default();
+    let net = s.networks[0].clone();
+    for h in on {
+        e.create_network(&w, w.host_index(h)?, &net, net.subnets[*h])?;
+    }
+    poll_until(Duration::from_secs(60), || {
+        Ok((0..2).all(|i| {
+            w.bgp_sessions(i)
+                .map(|p| !p.is_empty() && p.iter().all(|x| x.1))
+                .unwrap_or(false)
+        }))
+    })?;
+    Ok((w, e, net))
+}
+
 /// Resident memory of a process we started, in KiB.
 fn rss_kib(pid: Option<u32>) -> u64 {
     let Some(pid) = pid else { return 0 };
@@ -169,24 +191,11 @@ fn poll_until(deadline: Duration, mut f: impl FnMut() -> Result<bool>) -> Result
 /// route and until b2's container reaches it; and how long the withdrawal
 /// takes after it leaves. Also the drivers' memory.
 pub fn convergence(runs: usize, opts: &Options) -> Result<String> {
-    use crate::engine::Emulator;
     use crate::probe::{ping_pairs, Member};
     if runs == 0 {
         bail!("--runs must be at least 1");
     }
-    let s = Scenario::parse(TWO_HOSTS, std::path::Path::new("bench-convergence.toml"))?;
-    let w = World::build(&s, opts, &|m| eprintln!("[bench] {m}"))?;
-    let mut e = Emulator::default();
-    let net = s.networks[0].clone();
-    e.create_network(&w, 0, &net, net.subnets["b1"])?;
-    e.create_network(&w, 1, &net, net.subnets["b2"])?;
-    poll_until(Duration::from_secs(60), || {
-        Ok((0..2).all(|i| {
-            w.bgp_sessions(i)
-                .map(|p| !p.is_empty() && p.iter().all(|x| x.1))
-                .unwrap_or(false)
-        }))
-    })?;
+    let (w, mut e, net) = two_hosts(opts, &["b1", "b2"])?;
     let rss_idle = rss_kib(w.hosts[1].driver.pid());
     let c2 = e.start(&w, 1, &net, "c2")?;
     let from = Member {
@@ -246,18 +255,7 @@ pub fn learned_routes(routes: usize, opts: &Options) -> Result<String> {
     if routes == 0 || routes > 60_000 {
         bail!("--routes must be between 1 and 60000 (inside 10.30.0.0/16)");
     }
-    let s = Scenario::parse(TWO_HOSTS, std::path::Path::new("bench-routes.toml"))?;
-    let w = World::build(&s, opts, &|m| eprintln!("[bench] {m}"))?;
-    let mut e = crate::engine::Emulator::default();
-    let net = s.networks[0].clone();
-    e.create_network(&w, 1, &net, net.subnets["b2"])?;
-    poll_until(Duration::from_secs(60), || {
-        Ok((0..2).all(|i| {
-            w.bgp_sessions(i)
-                .map(|p| !p.is_empty() && p.iter().all(|x| x.1))
-                .unwrap_or(false)
-        }))
-    })?;
+    let (w, _e, _net) = two_hosts(opts, &["b2"])?;
     let rss_before = rss_kib(w.hosts[1].driver.pid());
     let nh = std::net::IpAddr::V4(w.hosts[0].addr.addr());
     let base = u32::from(std::net::Ipv4Addr::new(10, 30, 8, 0));
