@@ -261,6 +261,7 @@ impl Dockerd {
         w.cleanup.push(
             format!("remove docker data and cgroups of {}", h.def.name),
             move || {
+                kill_shims_under(&data);
                 remove_cgroups(&cg);
                 let _ = std::fs::remove_dir_all(&data);
                 Ok(())
@@ -313,6 +314,8 @@ fn remove_cgroups(name: &str) {
     }
 }
 
+/// Kills every process left in a cgroup tree (containers whose shim died),
+/// then removes the folders, deepest first.
 fn rmdir_tree(p: &Path) {
     if let Ok(entries) = std::fs::read_dir(p) {
         for e in entries.flatten() {
@@ -321,7 +324,92 @@ fn rmdir_tree(p: &Path) {
             }
         }
     }
+    for _ in 0..50 {
+        let pids = ["cgroup.procs", "tasks"]
+            .iter()
+            .filter_map(|f| std::fs::read_to_string(p.join(f)).ok())
+            .flat_map(|s| {
+                s.split_whitespace()
+                    .filter_map(|x| x.parse::<i32>().ok())
+                    .collect::<Vec<_>>()
+            })
+            .collect::<Vec<_>>();
+        if pids.is_empty() {
+            break;
+        }
+        for pid in pids {
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), Signal::SIGKILL);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
     let _ = std::fs::remove_dir(p);
+}
+
+/// Kills processes whose command line names `dir`: the containerd shims a
+/// dockerd of ours started (they daemonize, so they outlive a killed dockerd).
+fn kill_shims_under(dir: &Path) {
+    let needle = dir.display().to_string();
+    let Ok(procs) = std::fs::read_dir("/proc") else {
+        return;
+    };
+    for e in procs.flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
+            continue;
+        };
+        let cmd = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
+        if String::from_utf8_lossy(&cmd).contains(&needle) {
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), Signal::SIGKILL);
+        }
+    }
+}
+
+/// Removes what dockerd engines of killed harness runs left behind: shims
+/// (by their run folder), container processes and cgroup folders (by the
+/// `ibh-<pid>-` cgroup parent of a run whose process is gone).
+pub fn sweep(run_root: &Path) -> usize {
+    let mut n = 0;
+    let dead = |name: &str| -> bool {
+        name.strip_prefix(crate::netns::PREFIX)
+            .and_then(|r| r.split('-').next())
+            .and_then(|p| p.parse::<u32>().ok())
+            .is_some_and(|pid| !crate::netns::process_alive(pid))
+    };
+    // Shims name their run folder (`<run_root>/ibh-<pid>-...`) in their command line.
+    let needle = format!("{}/", run_root.display());
+    if let Ok(procs) = std::fs::read_dir("/proc") {
+        for e in procs.flatten() {
+            let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
+                continue;
+            };
+            let cmd = String::from_utf8_lossy(
+                &std::fs::read(e.path().join("cmdline")).unwrap_or_default(),
+            )
+            .into_owned();
+            let ours = cmd
+                .split(&needle)
+                .skip(1)
+                .any(|rest| dead(rest.split('/').next().unwrap_or("")));
+            if ours {
+                let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), Signal::SIGKILL);
+            }
+        }
+    }
+    let Ok(ctrls) = std::fs::read_dir("/sys/fs/cgroup") else {
+        return n;
+    };
+    for c in ctrls.flatten() {
+        let Ok(groups) = std::fs::read_dir(c.path()) else {
+            continue;
+        };
+        for g in groups.flatten() {
+            let name = g.file_name().to_string_lossy().into_owned();
+            if g.path().is_dir() && dead(&name) {
+                rmdir_tree(&g.path());
+                n += 1;
+            }
+        }
+    }
+    n
 }
 
 impl Engine for Dockerd {

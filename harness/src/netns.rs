@@ -215,7 +215,7 @@ pub fn stop_child(
 }
 
 /// Whether `pid` is a live process (a zombie is not: it is dead and unreaped).
-fn process_alive(pid: u32) -> bool {
+pub fn process_alive(pid: u32) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
         // The state follows the command name in parentheses: "pid (comm) S ...".
         Ok(stat) => stat

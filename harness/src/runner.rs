@@ -67,6 +67,12 @@ pub fn run(s: &Scenario, opts: &Options, engine: &str) -> Report {
         }
         Ok(None) => {}
     }
+    let swept_cgroups = crate::dockerd::sweep(&opts.run_root);
+    if swept_cgroups > 0 {
+        say(&format!(
+            "swept {swept_cgroups} cgroup folders (and their processes) left by killed runs"
+        ));
+    }
     let swept = crate::netns::sweep();
     if !swept.is_empty() {
         say(&format!(
