@@ -4,7 +4,7 @@
 # Idempotent: skips apt when every package is already there.
 set -euo pipefail
 
-packages=(gobgpd iproute2 util-linux iputils-ping busybox-static frr bird2 kmod xz-utils docker.io tar)
+packages=(gobgpd iproute2 util-linux iputils-ping busybox-static frr bird2 kmod xz-utils docker.io tar nftables)
 
 missing=()
 for p in "${packages[@]}"; do

@@ -157,35 +157,48 @@ pub fn spawn_in(netns: Option<&Path>, prog: &Path, args: &[String], log: &Path) 
     let err = out.try_clone()?;
     let mut cmd = Command::new(prog);
     cmd.args(args).stdin(Stdio::null()).stdout(out).stderr(err);
-    let raw = ns_fd.as_ref().map(|f| f.as_raw_fd());
-    // SAFETY: only async-signal-safe syscalls run between fork and exec.
-    unsafe {
-        cmd.pre_exec(move || {
-            if let Some(fd) = raw {
-                if libc::setns(fd, libc::CLONE_NEWNET) != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-            }
-            libc::prctl(
-                libc::PR_SET_PDEATHSIG,
-                libc::SIGKILL as libc::c_ulong,
-                0,
-                0,
-                0,
-            );
-            // The harness blocks SIGINT/SIGTERM for its signal thread; children must not inherit that.
-            let mut empty: libc::sigset_t = std::mem::zeroed();
-            libc::sigemptyset(&mut empty);
-            libc::pthread_sigmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
-            libc::setpgid(0, 0);
-            Ok(())
-        });
-    }
+    prepare_child(
+        &mut cmd,
+        ns_fd.as_ref().map(|f| f.as_raw_fd()),
+        libc::SIGKILL,
+        true,
+    );
     let child = cmd
         .spawn()
         .with_context(|| format!("start {}", prog.display()))?;
     drop(ns_fd);
     Ok(child)
+}
+
+/// Sets up a child of ours between fork and exec: enter the network
+/// namespace open at `netns_fd`, get `deathsig` when the starting thread
+/// dies, unblock the signals the harness blocks for its signal thread, and
+/// (with `own_group`) lead a process group of its own so a terminal's
+/// Ctrl-C reaches only the harness, which then cleans up in order.
+pub fn prepare_child(
+    cmd: &mut Command,
+    netns_fd: Option<std::os::fd::RawFd>,
+    deathsig: libc::c_int,
+    own_group: bool,
+) {
+    // SAFETY: only async-signal-safe syscalls run between fork and exec.
+    unsafe {
+        cmd.pre_exec(move || {
+            if let Some(fd) = netns_fd {
+                if libc::setns(fd, libc::CLONE_NEWNET) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+            }
+            libc::prctl(libc::PR_SET_PDEATHSIG, deathsig as libc::c_ulong, 0, 0, 0);
+            let mut empty: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut empty);
+            libc::pthread_sigmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
+            if own_group {
+                libc::setpgid(0, 0);
+            }
+            Ok(())
+        });
+    }
 }
 
 /// Sends `sig` to a process we started and waits for it to exit.

@@ -16,7 +16,6 @@
 //! CI (`CI=true`) a failure.
 
 use std::os::fd::AsFd;
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -150,24 +149,8 @@ fn run_inner(scenarios: &[Scenario], engine: &str, vm: &VmOptions) -> Result<Vec
         .try_clone_to_owned()
         .context("dup stderr")?;
     cmd.stdin(Stdio::null()).stdout(Stdio::from(console));
-    // SAFETY: only async-signal-safe calls between fork and exec.
-    unsafe {
-        cmd.pre_exec(|| {
-            // The runner must stop its VM when we die; SIGTERM lets its trap clean up.
-            libc::prctl(
-                libc::PR_SET_PDEATHSIG,
-                libc::SIGTERM as libc::c_ulong,
-                0,
-                0,
-                0,
-            );
-            // main() blocks SIGINT/SIGTERM for its signal thread: unblock them here.
-            let mut empty: libc::sigset_t = std::mem::zeroed();
-            libc::sigemptyset(&mut empty);
-            libc::pthread_sigmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
-            Ok(())
-        });
-    }
+    // The runner must stop its VM when we die; SIGTERM lets its trap clean up.
+    crate::netns::prepare_child(&mut cmd, None, libc::SIGTERM, false);
     eprintln!(
         "harness --vm: {} scenario(s) in one VM ({})",
         scenarios.len(),
