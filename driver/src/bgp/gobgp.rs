@@ -151,6 +151,22 @@ fn describe_transport(e: &tonic::transport::Error) -> ConnectError {
     ConnectError::Transport(out)
 }
 
+/// A failed call in words: the message and its causes (a broken channel says
+/// only "http2 error"; the cause says "keep-alive timed out").
+pub fn describe(e: &Status) -> String {
+    let mut out = e.message().to_string();
+    let mut src = std::error::Error::source(e);
+    while let Some(s) = src {
+        let text = s.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        src = s.source();
+    }
+    out
+}
+
 /// Runs one gobgpd call (a unary call, or the opening of a stream) with a
 /// deadline; a call that overruns fails with `DEADLINE_EXCEEDED` naming `what`.
 pub async fn deadline<T>(

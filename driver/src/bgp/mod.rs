@@ -163,6 +163,8 @@ pub struct Bgp {
     announcer: Announcer,
     host: HostInfo,
     warned: BTreeSet<String>,
+    /// The current session got as far as "connected to gobgpd".
+    session_up: bool,
 }
 
 /// How often the host's addresses are re-read (in steps of this) and at most
@@ -213,6 +215,7 @@ impl Bgp {
             learner: Arc::new(Mutex::new(learner)),
             host,
             warned: BTreeSet::new(),
+            session_up: false,
         }
     }
 
@@ -264,6 +267,7 @@ impl Bgp {
             }
             match gobgp::connect(&self.cfg.gobgp, self.cfg.call_timeout).await {
                 Ok(client) => {
+                    self.session_up = false;
                     let result = self.session(client, &mut shutdown).await;
                     self.learner().disconnected(Instant::now());
                     self.metrics.bgp(|b| {
@@ -272,22 +276,19 @@ impl Bgp {
                     });
                     match result {
                         Ok(()) => return,
-                        Err(e) => {
+                        // The session was up: say once that it is lost.
+                        Err(e) if self.session_up => {
                             warn!(gobgp = %self.cfg.gobgp, error = %e, stale_secs = self.cfg.stale_time.as_secs(), "lost gobgpd; keeping learned routes while retrying");
                             self.metrics.bgp(|b| b.last_error = Some(e.clone()));
                             failures = 0;
                             backoff = Duration::from_millis(200);
                         }
+                        // It never came up (gobgpd accepts but does not answer):
+                        // a failed attempt like any other, logged sparsely.
+                        Err(e) => self.attempt_failed(&mut failures, e),
                     }
                 }
-                Err(e) => {
-                    failures += 1;
-                    let msg = format!("connect: {e}");
-                    if failures == 1 || failures % 30 == 0 {
-                        warn!(gobgp = %self.cfg.gobgp, error = %msg, attempts = failures, "gobgpd is not reachable; retrying with backoff (Docker requests are still served)");
-                    }
-                    self.metrics.bgp(|b| b.last_error = Some(msg));
-                }
+                Err(e) => self.attempt_failed(&mut failures, format!("connect: {e}")),
             }
             // Wait out the backoff while keeping the policy inputs current.
             let until = tokio::time::Instant::now() + backoff;
@@ -305,6 +306,14 @@ impl Bgp {
         }
     }
 
+    fn attempt_failed(&self, failures: &mut u32, msg: String) {
+        *failures += 1;
+        if *failures == 1 || *failures % 30 == 0 {
+            warn!(gobgp = %self.cfg.gobgp, error = %msg, attempts = *failures, "gobgpd is not reachable; retrying with backoff (Docker requests are still served)");
+        }
+        self.metrics.bgp(|b| b.last_error = Some(msg));
+    }
+
     /// One connection's life. `Ok(())` on shutdown, `Err` when gobgpd is lost
     /// (the stream broke, or a call overran its deadline: gobgpd is stuck).
     async fn session(
@@ -319,7 +328,7 @@ impl Bgp {
         }
         speaker::configure(&mut client, &speaker_cfg, limit)
             .await
-            .map_err(|e| format!("configure gobgpd: {}", e.message()))?;
+            .map_err(|e| format!("configure gobgpd: {}", gobgp::describe(&e)))?;
         // Watch first, snapshot second: nothing that happens in between is missed.
         let watch = client.watch_event(WatchEventRequest {
             peer: Some(watch_event_request::PeerFilter {}),
@@ -332,12 +341,12 @@ impl Bgp {
         });
         let mut events = gobgp::deadline("WatchEvent", limit, watch)
             .await
-            .map_err(|e| format!("watch: {}", e.message()))?
+            .map_err(|e| format!("watch: {}", gobgp::describe(&e)))?
             .into_inner();
         let n = self
             .list_best(&mut client, true)
             .await
-            .map_err(|e| format!("list paths: {}", e.message()))?;
+            .map_err(|e| format!("list paths: {}", gobgp::describe(&e)))?;
         self.refresh_host().await;
         let view = self.view.borrow().clone();
         let mut known_pools = view.pools.clone();
@@ -348,11 +357,11 @@ impl Bgp {
         self.announcer
             .resync(&mut client, &pools, &nhs)
             .await
-            .map_err(|e| format!("read local paths: {}", e.message()))?;
+            .map_err(|e| format!("read local paths: {}", gobgp::describe(&e)))?;
         self.announcer
             .sync(&mut client, &wanted)
             .await
-            .map_err(|e| format!("announce: {}", e.message()))?;
+            .map_err(|e| format!("announce: {}", gobgp::describe(&e)))?;
         let announced = self.announcer.count();
         self.metrics.bgp(|b| {
             b.connected = true;
@@ -361,9 +370,10 @@ impl Bgp {
             b.announced = announced;
         });
         info!(gobgp = %self.cfg.gobgp, best_paths = n, announced, "connected to gobgpd");
+        self.session_up = true;
         self.refresh_peers(&mut client)
             .await
-            .map_err(|e| format!("list peers: {}", e.message()))?;
+            .map_err(|e| format!("list peers: {}", gobgp::describe(&e)))?;
 
         let mut last_host = tokio::time::Instant::now();
         let mut last_peers = tokio::time::Instant::now();
@@ -408,7 +418,7 @@ impl Bgp {
                         let now_apply = self
                             .sort_withdrawals(&mut client, batch, &mut held)
                             .await
-                            .map_err(|e| format!("list peers: {}", e.message()))?;
+                            .map_err(|e| format!("list peers: {}", gobgp::describe(&e)))?;
                         let changes = self.learner().learn(now_apply);
                         self.installer.send(changes);
                         tokio::task::yield_now().await;
@@ -425,12 +435,12 @@ impl Bgp {
                         let n = self
                             .list_best(&mut client, false)
                             .await
-                            .map_err(|e| format!("list paths: {}", e.message()))?;
+                            .map_err(|e| format!("list paths: {}", gobgp::describe(&e)))?;
                         debug!(best_paths = n, "pools widened: re-read gobgpd's RIB");
                     }
                     known_pools = view.pools.clone();
                     let w = wanted_announcements(&view, &self.host, &self.cfg, &mut self.warned);
-                    self.announcer.sync(&mut client, &w).await.map_err(|e| format!("announce: {}", e.message()))?;
+                    self.announcer.sync(&mut client, &w).await.map_err(|e| format!("announce: {}", gobgp::describe(&e)))?;
                     let c = self.announcer.count();
                     self.metrics.bgp(|b| b.announced = c);
                 }
@@ -443,14 +453,14 @@ impl Bgp {
                             // A parent got (or lost) its address: announcements may change.
                             let view = self.view.borrow().clone();
                             let w = wanted_announcements(&view, &self.host, &self.cfg, &mut self.warned);
-                            self.announcer.sync(&mut client, &w).await.map_err(|e| format!("announce: {}", e.message()))?;
+                            self.announcer.sync(&mut client, &w).await.map_err(|e| format!("announce: {}", gobgp::describe(&e)))?;
                         }
                     }
                     if last_peers.elapsed() >= PEER_REFRESH {
                         last_peers = tokio::time::Instant::now();
                         self.refresh_peers(&mut client)
                             .await
-                            .map_err(|e| format!("list peers: {}", e.message()))?;
+                            .map_err(|e| format!("list peers: {}", gobgp::describe(&e)))?;
                     }
                 }
             }
@@ -613,7 +623,7 @@ fn stream_error(e: &tonic::Status) -> String {
     format!(
         "event stream broke ({}: {}); gobgpd stopped, restarted or stopped answering keepalives",
         e.code(),
-        e.message()
+        gobgp::describe(e)
     )
 }
 
