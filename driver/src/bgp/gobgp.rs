@@ -417,6 +417,39 @@ mod tests {
         assert!(d.withdraw);
     }
 
+    #[tokio::test]
+    async fn calls_past_their_deadline_fail_and_name_the_call() {
+        let limit = Duration::from_millis(50);
+        let hung = deadline(
+            "ListPeer",
+            limit,
+            std::future::pending::<Result<(), Status>>(),
+        );
+        let e = hung.await.unwrap_err();
+        assert_eq!(e.code(), tonic::Code::DeadlineExceeded);
+        assert!(e.message().contains("ListPeer"), "{}", e.message());
+        assert_eq!(
+            deadline("AddPath", limit, async { Ok(7) }).await.unwrap(),
+            7
+        );
+        let refused = deadline("AddPath", limit, async {
+            Err::<(), _>(Status::invalid_argument("no origin path attr"))
+        });
+        assert_eq!(
+            refused.await.unwrap_err().code(),
+            tonic::Code::InvalidArgument
+        );
+    }
+
+    #[test]
+    fn only_tcp_addresses_are_tcp() {
+        assert!("127.0.0.1:50051".parse::<GobgpAddr>().unwrap().is_tcp());
+        assert!(!"unix:///run/gobgpd.sock"
+            .parse::<GobgpAddr>()
+            .unwrap()
+            .is_tcp());
+    }
+
     #[test]
     fn addresses_and_communities_parse() {
         assert_eq!(

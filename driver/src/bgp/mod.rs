@@ -255,9 +255,10 @@ impl Bgp {
         }
         // Stale routes expire on their own timer: nothing the session awaits
         // (a connect, a call to a stuck gobgpd) can hold them back.
+        let installer = self.installer.clone();
         let _expiry = AbortOnDrop(tokio::spawn(expire_stale(
             self.learner.clone(),
-            self.installer.clone(),
+            move |changes| installer.send(changes),
         )));
         let mut backoff = Duration::from_millis(200);
         let mut failures = 0u32;
@@ -639,8 +640,8 @@ fn lock_learner(learner: &Mutex<Learner>) -> MutexGuard<'_, Learner> {
 
 /// Removes stale routes when their time is up, on its own timer: at the
 /// earliest stale deadline, and at least every [`TICK`] (a disconnection
-/// sets new deadlines).
-async fn expire_stale(learner: Arc<Mutex<Learner>>, installer: InstallerHandle) {
+/// sets new deadlines). The removals go to `send` (the installer).
+async fn expire_stale(learner: Arc<Mutex<Learner>>, send: impl Fn(Vec<installer::Change>)) {
     loop {
         let cap = Instant::now() + TICK;
         let next = lock_learner(&learner)
@@ -649,7 +650,7 @@ async fn expire_stale(learner: Arc<Mutex<Learner>>, installer: InstallerHandle) 
         tokio::time::sleep_until(next.into()).await;
         let changes = lock_learner(&learner).expire(Instant::now());
         if !changes.is_empty() {
-            installer.send(changes);
+            send(changes);
         }
     }
 }
@@ -740,4 +741,67 @@ fn best_path(dest: &gobgp::apipb::Destination) -> Option<LearnedPath> {
         .find(|p| p.best)
         .or_else(|| dest.paths.first())?;
     decode_path(best).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use installer::Change;
+    use policy::ParentInfo;
+
+    fn n(s: &str) -> IpNet {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn pools_widen_only_with_room_outside_the_old_ones() {
+        let old: BTreeSet<IpNet> = [n("10.1.0.0/16")].into();
+        assert!(!pools_widened(&old, &old));
+        assert!(!pools_widened(&old, &[n("10.1.2.0/24")].into()));
+        assert!(!pools_widened(&old, &BTreeSet::new()));
+        assert!(pools_widened(&old, &[n("10.2.0.0/24")].into()));
+        assert!(pools_widened(&old, &[n("10.0.0.0/8")].into()));
+        assert!(pools_widened(&BTreeSet::new(), &old));
+    }
+
+    /// The expiry timer needs nothing from the session: a route adopted with
+    /// a 300 ms stale time is removed right after its deadline, whatever the
+    /// session is (not) doing.
+    #[tokio::test]
+    async fn stale_routes_expire_on_their_own_timer() {
+        let stale = Duration::from_millis(300);
+        let mut learner = Learner::new(73, 100, stale, Arc::new(Metrics::default()));
+        let _ = learner.set_inputs(PolicyInputs {
+            pools: vec![n("10.1.0.0/16")],
+            parents: vec![ParentInfo {
+                name: "eth1".into(),
+                index: 7,
+                nets: vec![n("192.0.2.0/24")],
+            }],
+            ..PolicyInputs::default()
+        });
+        let route = Route {
+            dst: n("10.1.2.0/24"),
+            via: "192.0.2.2".parse().ok(),
+            oif: Some(7),
+            protocol: 73,
+        };
+        let start = Instant::now();
+        assert_eq!(learner.adopt(&[route], start), vec![]);
+        let learner = Arc::new(Mutex::new(learner));
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let _timer = AbortOnDrop(tokio::spawn(expire_stale(learner, move |c| {
+            let _ = tx.send(c);
+        })));
+        let changes = tokio::time::timeout(Duration::from_secs(3), rx.recv())
+            .await
+            .expect("removed within 3 s")
+            .expect("timer alive");
+        let took = start.elapsed();
+        assert_eq!(changes, vec![Change::Remove(route.dst)]);
+        assert!(
+            took >= stale && took < stale + Duration::from_millis(500),
+            "removed after {took:?}, stale time {stale:?}"
+        );
+    }
 }
