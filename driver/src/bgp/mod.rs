@@ -11,6 +11,13 @@
 //! learner. The learner and the installer outlive connections, so routes stay
 //! installed (stale) while gobgpd is away. The driver keeps serving Docker
 //! whatever gobgpd does.
+//!
+//! Nothing waits on gobgpd without a bound: every call has a deadline
+//! (`--gobgp-timeout`), list streams a per-message one, and the channel's
+//! HTTP/2 keepalives break the event stream of a frozen gobgpd within ~5 s.
+//! Stale routes expire on their own timer, never behind a call. Learned paths
+//! reach the learner in batches of at most [`EVENT_BATCH`], with a yield
+//! between batches.
 
 pub mod announcer;
 pub mod gobgp;
