@@ -441,6 +441,48 @@ mod tests {
         );
     }
 
+    /// A frozen gobgpd: its socket accepts (the kernel does that) but nothing
+    /// answers. A unary call fails at its deadline, and a stream waiting
+    /// without one (WatchEvent) is broken by the keepalives.
+    #[tokio::test]
+    async fn a_gobgpd_that_never_answers_is_detected() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("frozen.sock");
+        let listener = tokio::net::UnixListener::bind(&path).unwrap();
+        let _held = tokio::spawn(async move {
+            let mut conns = Vec::new();
+            while let Ok((c, _)) = listener.accept().await {
+                conns.push(c);
+            }
+        });
+        let addr = GobgpAddr::Unix(path);
+        let mut client = connect(&addr, Duration::from_secs(2)).await.unwrap();
+        let t = std::time::Instant::now();
+        let e = deadline(
+            "GetBgp",
+            Duration::from_millis(300),
+            client.get_bgp(apipb::GetBgpRequest {}),
+        )
+        .await
+        .unwrap_err();
+        assert_eq!(e.code(), tonic::Code::DeadlineExceeded);
+        assert!(t.elapsed() < Duration::from_secs(1));
+
+        let mut client = connect(&addr, Duration::from_secs(2)).await.unwrap();
+        let t = std::time::Instant::now();
+        let bound = KEEPALIVE_INTERVAL + KEEPALIVE_TIMEOUT + Duration::from_secs(2);
+        let watch = client.watch_event(apipb::WatchEventRequest::default());
+        let r = tokio::time::timeout(bound, watch)
+            .await
+            .expect("the keepalive breaks the stream before the bound");
+        assert!(r.is_err(), "no answer, yet the call succeeded");
+        assert!(
+            t.elapsed() >= KEEPALIVE_TIMEOUT,
+            "failed too early: {:?}",
+            t.elapsed()
+        );
+    }
+
     #[test]
     fn only_tcp_addresses_are_tcp() {
         assert!("127.0.0.1:50051".parse::<GobgpAddr>().unwrap().is_tcp());
