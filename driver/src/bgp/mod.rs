@@ -40,7 +40,9 @@ use crate::driver::View;
 use crate::kernel::{Kernel, Route};
 use crate::metrics::{Metrics, PeerStatus};
 use announcer::Announcer;
-use gobgp::apipb::{watch_event_request, watch_event_response, ListPeerRequest, WatchEventRequest};
+use gobgp::apipb::{
+    watch_event_request, watch_event_response, ListPeerRequest, Path, WatchEventRequest,
+};
 use gobgp::{decode_path, Client, GobgpAddr, LearnedPath};
 use installer::InstallerHandle;
 use learner::Learner;
@@ -417,12 +419,9 @@ impl Bgp {
                         }
                     }
                     // One message may itself carry more than a batch.
-                    let mut paths = paths.into_iter();
-                    loop {
-                        let batch: Vec<LearnedPath> = paths.by_ref().take(EVENT_BATCH).collect();
-                        if batch.is_empty() {
-                            break;
-                        }
+                    let mut paths = paths.into_iter().peekable();
+                    while paths.peek().is_some() {
+                        let batch = decode_batch(paths.by_ref().take(EVENT_BATCH));
                         let now_apply = self
                             .sort_withdrawals(&mut client, batch, &mut held)
                             .await
@@ -531,16 +530,11 @@ impl Bgp {
             })
     }
 
-    fn collect(&mut self, m: gobgp::apipb::WatchEventResponse, paths: &mut Vec<LearnedPath>) {
+    /// Takes an event: peer state changes go to status at once, table paths
+    /// are queued undecoded (decoding waits for their batch).
+    fn collect(&mut self, m: gobgp::apipb::WatchEventResponse, paths: &mut Vec<Path>) {
         match m.event {
-            Some(watch_event_response::Event::Table(t)) => {
-                for p in t.paths {
-                    match decode_path(&p) {
-                        Ok(lp) => paths.push(lp),
-                        Err(e) => debug!(error = %e, "ignoring a path"),
-                    }
-                }
-            }
+            Some(watch_event_response::Event::Table(t)) => paths.extend(t.paths),
             Some(watch_event_response::Event::Peer(pe)) => {
                 if let Some(st) = pe.peer.and_then(|p| p.state) {
                     let state = session_state_name(st.session_state);
@@ -624,6 +618,17 @@ impl Bgp {
             }
         }
     }
+}
+
+/// Decodes a batch of paths; undecodable ones are skipped (logged at debug).
+fn decode_batch(paths: impl Iterator<Item = Path>) -> Vec<LearnedPath> {
+    paths
+        .filter_map(|p| {
+            decode_path(&p)
+                .map_err(|e| debug!(error = %e, "ignoring a path"))
+                .ok()
+        })
+        .collect()
 }
 
 /// The event stream broke: say so in words an operator can act on.
