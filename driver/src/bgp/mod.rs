@@ -332,6 +332,13 @@ impl Bgp {
         shutdown: &mut watch::Receiver<bool>,
     ) -> Result<(), String> {
         let limit = self.cfg.call_timeout;
+        // gobgpd's gRPC server (grpc-go's default policy) closes a connection
+        // that sends keepalive PINGs while the server itself writes nothing
+        // (GOAWAY "too_many_pings", measured: after ~8 s with only the event
+        // stream open). The liveness check keeps gobgpd writing, and itself
+        // notices a gobgpd that is alive but no longer answers.
+        let (lost_tx, mut lost) = tokio::sync::oneshot::channel();
+        let _liveness = AbortOnDrop(tokio::spawn(check_liveness(client.clone(), limit, lost_tx)));
         let mut speaker_cfg = self.cfg.speaker.clone();
         if speaker_cfg.manages_gobgpd() && speaker_cfg.router_id.is_none() {
             speaker_cfg.router_id = self.default_router_id().map(|r| r.to_string());
@@ -394,6 +401,7 @@ impl Bgp {
             let hold_until = held.next_deadline();
             tokio::select! {
                 _ = shutdown.changed() => return Ok(()),
+                r = &mut lost => return Err(r.unwrap_or_else(|_| "liveness check ended".into())),
                 _ = tokio::time::sleep_until(hold_until.unwrap_or_else(tokio::time::Instant::now)), if hold_until.is_some() => {
                     let due = held.take_due(tokio::time::Instant::now());
                     if !due.is_empty() {
@@ -667,6 +675,26 @@ async fn expire_stale(learner: Arc<Mutex<Learner>>, send: impl Fn(Vec<installer:
     }
 }
 
+/// How often the liveness check asks gobgpd something.
+const LIVENESS_EVERY: Duration = Duration::from_secs(2);
+
+/// Asks gobgpd for its global config every [`LIVENESS_EVERY`]; reports on
+/// `lost` the first answer that fails or overruns `limit`.
+async fn check_liveness(
+    mut client: Client,
+    limit: Duration,
+    lost: tokio::sync::oneshot::Sender<String>,
+) {
+    loop {
+        tokio::time::sleep(LIVENESS_EVERY).await;
+        let ask = client.get_bgp(gobgp::apipb::GetBgpRequest {});
+        if let Err(e) = gobgp::deadline("GetBgp", limit, ask).await {
+            let _ = lost.send(format!("liveness check: {}", gobgp::describe(&e)));
+            return;
+        }
+    }
+}
+
 /// Aborts a spawned task when dropped (the task's owner went away).
 struct AbortOnDrop(tokio::task::JoinHandle<()>);
 
@@ -774,6 +802,34 @@ mod tests {
         assert!(pools_widened(&old, &[n("10.2.0.0/24")].into()));
         assert!(pools_widened(&old, &[n("10.0.0.0/8")].into()));
         assert!(pools_widened(&BTreeSet::new(), &old));
+    }
+
+    /// The liveness check reports a gobgpd that accepts but never answers
+    /// within its interval plus the call deadline.
+    #[tokio::test]
+    async fn liveness_check_reports_a_silent_gobgpd() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("silent.sock");
+        let listener = tokio::net::UnixListener::bind(&path).unwrap();
+        let _held = AbortOnDrop(tokio::spawn(async move {
+            let mut conns = Vec::new();
+            while let Ok((c, _)) = listener.accept().await {
+                conns.push(c);
+            }
+        }));
+        let client = gobgp::connect(&gobgp::GobgpAddr::Unix(path), Duration::from_secs(1))
+            .await
+            .unwrap();
+        let limit = Duration::from_millis(500);
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let start = Instant::now();
+        let _check = AbortOnDrop(tokio::spawn(check_liveness(client, limit, tx)));
+        let why = tokio::time::timeout(LIVENESS_EVERY + limit + Duration::from_secs(1), rx)
+            .await
+            .expect("reported in time")
+            .expect("a reason");
+        assert!(why.contains("GetBgp"), "{why}");
+        assert!(start.elapsed() >= LIVENESS_EVERY + limit);
     }
 
     /// The expiry timer needs nothing from the session: a route adopted with
