@@ -34,8 +34,6 @@ pub struct NetworkRecord {
     pub spec: NetworkSpec,
     /// The host-side link holding the gateway (L2 shim, or the L3 host link).
     pub shim: Option<String>,
-    /// We created the 802.1Q parent and remove it with the last network on it.
-    pub created_vlan: bool,
     pub endpoints: BTreeMap<String, EndpointRecord>,
 }
 
@@ -155,8 +153,7 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kernel::{IpvlanFlag, IpvlanMode};
-    use crate::network::{Announce, Dataplane, Parent};
+    use crate::network::{Announce, Dataplane, IpvlanFlag, IpvlanMode, Parent};
 
     fn sample() -> State {
         let spec = NetworkSpec {
@@ -191,7 +188,6 @@ mod tests {
             NetworkRecord {
                 spec,
                 shim: None,
-                created_vlan: true,
                 endpoints: [(ep.spec.id.clone(), ep)].into(),
             },
         );
@@ -213,6 +209,62 @@ mod tests {
             .map(|e| e.unwrap().file_name().into_string().unwrap())
             .collect();
         assert_eq!(names, vec![STATE_FILE.to_string()]);
+    }
+
+    /// A state file as the driver wrote it before the domain types left the
+    /// kernel facade (with the `created_vlan` field it no longer needs) loads
+    /// into the same state.
+    #[test]
+    fn files_of_earlier_versions_still_load() {
+        let old = r#"{
+  "version": 1,
+  "networks": {
+    "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa": {
+      "spec": {
+        "id": "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
+        "parent": { "name": "eth1.10", "vlan": [ "eth1", 10 ] },
+        "dataplane": { "dataplane": "ipvlan", "mode": "l3", "flag": "bridge" },
+        "subnet": "10.1.1.0/24",
+        "gateway": "10.1.1.1/24",
+        "announce": "subnet",
+        "internal": false,
+        "host_link": false
+      },
+      "shim": null,
+      "created_vlan": true,
+      "endpoints": {
+        "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb": {
+          "spec": {
+            "id": "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb",
+            "address": "10.1.1.2/24",
+            "mac": [ 2, 0, 0, 0, 0, 1 ]
+          },
+          "link": "ibebbbbbbbbbbbb",
+          "joined": true,
+          "sandbox": "/var/run/docker/netns/x"
+        }
+      }
+    }
+  },
+  "deleted": [ "c" ]
+}"#;
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::new(dir.path());
+        fs::write(store.path(), old).unwrap();
+        assert_eq!(store.load().unwrap(), sample());
+        // A macvlan network, as written then.
+        let mac = r#"{"dataplane":"macvlan","mode":"vepa"}"#;
+        assert_eq!(
+            serde_json::from_str::<Dataplane>(mac).unwrap(),
+            Dataplane::Macvlan {
+                mode: crate::network::MacvlanMode::Vepa
+            }
+        );
+        assert_eq!(
+            serde_json::to_string(&sample().networks.values().next().unwrap().spec.dataplane)
+                .unwrap(),
+            r#"{"dataplane":"ipvlan","mode":"l3","flag":"bridge"}"#
+        );
     }
 
     #[test]
