@@ -843,3 +843,358 @@ impl<K: LinkKernel> Driver<K> {
         self.endpoint(network, endpoint).map(|_| ())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kernel::fake::{FakeKernel, Op};
+    use crate::network::{Dataplane, IpvlanFlag, IpvlanMode, MacvlanMode, Parent};
+
+    const NET_A: &str = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+    const NET_B: &str = "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb";
+    const EP_1: &str = "1111111111111111111111111111111111111111111111111111111111111111";
+    const EP_2: &str = "2222222222222222222222222222222222222222222222222222222222222222";
+    const FOREIGN: [&str; 3] = ["ibs1", "ibp94s0f0", "ibe0123456789ab"];
+    const MACVLAN: Dataplane = Dataplane::Macvlan {
+        mode: MacvlanMode::Bridge,
+    };
+
+    fn net(id: &str, parent: &str, subnet: &str, dataplane: Dataplane) -> NetworkSpec {
+        let subnet: ipnet::Ipv4Net = subnet.parse().unwrap();
+        let gw = ipnet::Ipv4Net::new(subnet.hosts().next().unwrap(), subnet.prefix_len()).unwrap();
+        NetworkSpec {
+            id: id.into(),
+            parent: Parent::parse(parent).unwrap(),
+            dataplane,
+            subnet,
+            gateway: Some(gw),
+            announce: Announce::Endpoint,
+            internal: false,
+            host_link: false,
+        }
+    }
+
+    fn ep(id: &str, addr: &str) -> EndpointSpec {
+        EndpointSpec {
+            id: id.into(),
+            address: addr.parse().unwrap(),
+            mac: None,
+        }
+    }
+
+    /// A host with eth0, eth1 and foreign links named like ours: an
+    /// InfiniBand-like device, a veth, and a macvlan on eth0 (our kind and
+    /// parent), none of them marked.
+    fn host() -> FakeKernel {
+        let fk = FakeKernel::new();
+        fk.add_device("eth0", None, None, None);
+        fk.add_device("eth1", None, None, None);
+        fk.add_device("ibs1", None, None, None);
+        fk.add_device("ibp94s0f0", Some("veth"), None, None);
+        fk.add_device("ibe0123456789ab", Some("macvlan"), Some("eth0"), None);
+        fk
+    }
+
+    fn start(dir: &Path, fk: &FakeKernel) -> (Driver<FakeKernel>, watch::Receiver<Arc<View>>) {
+        Driver::start(Store::new(dir), fk.clone(), None).unwrap()
+    }
+
+    fn foreign_intact(fk: &FakeKernel, when: &str) {
+        for f in FOREIGN {
+            let l = fk.link_named(f);
+            assert!(l.is_some_and(|l| l.alias.is_none()), "{f} after {when}");
+        }
+    }
+
+    fn names_of(fk: &FakeKernel) -> Vec<String> {
+        fk.all_links().into_iter().map(|l| l.name).collect()
+    }
+
+    #[test]
+    fn foreign_links_survive_start_restore_sweep_and_deletion() {
+        let dir = tempfile::tempdir().unwrap();
+        let fk = host();
+        let (mut d, _) = start(dir.path(), &fk);
+        foreign_intact(&fk, "start");
+        d.create_network(net(NET_A, "eth0", "10.1.1.0/24", MACVLAN))
+            .unwrap();
+        d.create_endpoint(NET_A, ep(EP_1, "10.1.1.2/24")).unwrap();
+        d.join(NET_A, EP_1, "/nonexistent").unwrap();
+        drop(d);
+        // Restore and sweep with a network and an endpoint in the state.
+        let (mut d, _) = start(dir.path(), &fk);
+        foreign_intact(&fk, "restore");
+        assert!(fk.link_named(&names::shim(NET_A)).is_some());
+        d.leave(NET_A, EP_1).unwrap();
+        d.delete_endpoint(NET_A, EP_1).unwrap();
+        d.delete_network(NET_A).unwrap();
+        foreign_intact(&fk, "network deletion");
+        drop(d);
+        let _ = start(dir.path(), &fk);
+        foreign_intact(&fk, "a start with an empty state");
+        assert_eq!(
+            names_of(&fk),
+            ["lo", "eth0", "eth1", "ibs1", "ibp94s0f0", "ibe0123456789ab"]
+        );
+    }
+
+    #[test]
+    fn marked_orphans_are_swept_owned_links_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let fk = host();
+        let (mut d, _) = start(dir.path(), &fk);
+        d.create_network(net(NET_A, "eth0", "10.1.1.0/24", MACVLAN))
+            .unwrap();
+        drop(d);
+        fk.add_device(
+            "ibe999999999999",
+            Some("macvlan"),
+            Some("eth0"),
+            Some(&names::mark(Role::Endpoint, EP_2)),
+        );
+        fk.add_device("ibpx", Some("veth"), None, Some("ipvlan-bgp:probe:1"));
+        let _ = start(dir.path(), &fk);
+        assert!(fk.link_named("ibe999999999999").is_none());
+        assert!(fk.link_named("ibpx").is_none());
+        assert!(fk.link_named(&names::shim(NET_A)).is_some());
+        foreign_intact(&fk, "sweep");
+    }
+
+    #[test]
+    fn our_name_without_our_mark_is_refused_not_adopted() {
+        let dir = tempfile::tempdir().unwrap();
+        let fk = host();
+        let link = names::endpoint(EP_1);
+        fk.add_device(&link, Some("macvlan"), Some("eth0"), None);
+        fk.add_device(&names::shim(NET_B), Some("macvlan"), Some("eth0"), None);
+        let (mut d, view) = start(dir.path(), &fk);
+        d.create_network(net(NET_A, "eth0", "10.1.1.0/24", MACVLAN))
+            .unwrap();
+        d.create_endpoint(NET_A, ep(EP_1, "10.1.1.2/24")).unwrap();
+        let e = d.join(NET_A, EP_1, "/x").unwrap_err().to_string();
+        assert!(e.contains(&link) && e.contains("not ours"), "{e}");
+        assert!(fk.link_named(&link).unwrap().alias.is_none());
+        assert!(!d.state().networks[NET_A].endpoints[EP_1].joined);
+        assert!(view.borrow().announcements.is_empty());
+        // DeleteEndpoint drops our record and leaves their link.
+        d.delete_endpoint(NET_A, EP_1).unwrap();
+        assert!(fk.link_named(&link).is_some());
+        let e = d
+            .create_network(net(NET_B, "eth0", "10.1.2.0/24", MACVLAN))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("not ours"), "{e}");
+        assert!(!d.state().networks.contains_key(NET_B));
+        assert!(fk.link_named(&names::shim(NET_B)).unwrap().alias.is_none());
+    }
+
+    #[test]
+    fn a_shared_vlan_is_created_once_and_goes_with_the_last_network() {
+        let dir = tempfile::tempdir().unwrap();
+        let fk = host();
+        let (mut d, _) = start(dir.path(), &fk);
+        d.create_network(net(NET_A, "eth1.10", "10.1.1.0/24", MACVLAN))
+            .unwrap();
+        d.create_network(net(NET_B, "eth1.10", "10.1.2.0/24", MACVLAN))
+            .unwrap();
+        let vlans: Vec<String> = fk
+            .created()
+            .into_iter()
+            .filter(|n| n == "eth1.10")
+            .collect();
+        assert_eq!(vlans.len(), 1);
+        let vlan = fk.link_named("eth1.10").unwrap();
+        assert_eq!(vlan.kind.as_deref(), Some("vlan"));
+        assert_eq!(vlan.alias, Some(names::mark(Role::Vlan, "eth1.10")));
+        // The network that created it goes first: the VLAN stays.
+        d.delete_network(NET_A).unwrap();
+        assert!(fk.link_named("eth1.10").is_some());
+        assert!(fk.link_named(&names::shim(NET_B)).is_some());
+        d.delete_network(NET_B).unwrap();
+        assert!(fk.link_named("eth1.10").is_none());
+        // A VLAN the operator made stays with its last network gone.
+        fk.add_device("eth1.20", Some("vlan"), Some("eth1"), None);
+        d.create_network(net(NET_A, "eth1.20", "10.1.1.0/24", MACVLAN))
+            .unwrap();
+        d.delete_network(NET_A).unwrap();
+        assert!(fk.link_named("eth1.20").is_some());
+        foreign_intact(&fk, "VLAN networks");
+    }
+
+    #[test]
+    fn no_vlan_support_is_said_and_leaves_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let fk = host();
+        fk.without("vlan");
+        let (mut d, _) = start(dir.path(), &fk);
+        let e = d
+            .create_network(net(NET_A, "eth1.10", "10.1.1.0/24", MACVLAN))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("802.1Q"), "{e}");
+        assert!(fk.link_named("eth1.10").is_none());
+    }
+
+    #[test]
+    fn reserved_subnets_are_refused_before_the_kernel() {
+        let dir = tempfile::tempdir().unwrap();
+        let fk = host();
+        let (mut d, _) = start(dir.path(), &fk);
+        for s in [
+            "0.0.0.0/8",
+            "127.0.0.0/24",
+            "169.254.0.0/16",
+            "224.1.0.0/16",
+            "240.0.0.0/24",
+            "0.0.0.0/1",
+        ] {
+            let e = d
+                .create_network(net(NET_A, "eth0", s, MACVLAN))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("reserved"), "{s}: {e}");
+        }
+        assert!(fk.created().is_empty());
+        assert!(d.state().networks.is_empty());
+        d.create_network(net(NET_A, "eth0", "198.51.100.0/24", MACVLAN))
+            .unwrap();
+    }
+
+    #[test]
+    fn failures_mid_create_network_leave_nothing() {
+        // With a VLAN parent: SetAlias and SetUp hit the new VLAN, AddAddress
+        // the shim made after it.
+        for (op, vlan) in [
+            (Op::Create, false),
+            (Op::AddAddress, false),
+            (Op::SetAlias, false),
+            (Op::SetUp, false),
+            (Op::Create, true),
+            (Op::SetAlias, true),
+            (Op::SetUp, true),
+            (Op::AddAddress, true),
+        ] {
+            let dir = tempfile::tempdir().unwrap();
+            let fk = host();
+            let (mut d, _) = start(dir.path(), &fk);
+            let before = names_of(&fk);
+            let parent = if vlan { "eth1.10" } else { "eth0" };
+            fk.fail_next(op, libc::ENOBUFS);
+            assert!(
+                d.create_network(net(NET_A, parent, "10.1.1.0/24", MACVLAN))
+                    .is_err(),
+                "{op:?}"
+            );
+            assert_eq!(names_of(&fk), before, "{op:?} vlan={vlan}");
+            assert!(d.state().networks.is_empty());
+            assert!(Store::new(dir.path()).load().unwrap().networks.is_empty());
+        }
+    }
+
+    #[test]
+    fn failures_mid_join_leave_nothing() {
+        for op in [Op::Create, Op::SetAlias] {
+            let dir = tempfile::tempdir().unwrap();
+            let fk = host();
+            let (mut d, view) = start(dir.path(), &fk);
+            d.create_network(net(NET_A, "eth0", "10.1.1.0/24", MACVLAN))
+                .unwrap();
+            d.create_endpoint(NET_A, ep(EP_1, "10.1.1.2/24")).unwrap();
+            let before = names_of(&fk);
+            fk.fail_next(op, libc::ENOMEM);
+            assert!(d.join(NET_A, EP_1, "/x").is_err());
+            assert_eq!(names_of(&fk), before, "{op:?}");
+            assert!(!d.state().networks[NET_A].endpoints[EP_1].joined);
+            assert!(view.borrow().announcements.is_empty());
+            // And it works once the kernel does.
+            d.join(NET_A, EP_1, "/x").unwrap();
+            assert_eq!(view.borrow().announcements.len(), 1);
+        }
+    }
+
+    #[test]
+    fn a_dead_sandbox_is_not_announced_after_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let sandboxes = tempfile::tempdir().unwrap();
+        let alive = sandboxes.path().join("alive");
+        let dead = sandboxes.path().join("dead");
+        std::fs::write(&alive, "").unwrap();
+        std::fs::write(&dead, "").unwrap();
+        let fk = host();
+        let (mut d, view) = start(dir.path(), &fk);
+        d.create_network(net(NET_A, "eth0", "10.1.1.0/24", MACVLAN))
+            .unwrap();
+        d.create_endpoint(NET_A, ep(EP_1, "10.1.1.2/24")).unwrap();
+        d.create_endpoint(NET_A, ep(EP_2, "10.1.1.3/24")).unwrap();
+        d.join(NET_A, EP_1, alive.to_str().unwrap()).unwrap();
+        d.join(NET_A, EP_2, dead.to_str().unwrap()).unwrap();
+        assert_eq!(view.borrow().announcements.len(), 2);
+        drop(d);
+        std::fs::remove_file(&dead).unwrap();
+        let (mut d, view) = start(dir.path(), &fk);
+        let announced: Vec<IpNet> = view.borrow().announcements.keys().copied().collect();
+        assert_eq!(announced, vec!["10.1.1.2/32".parse::<IpNet>().unwrap()]);
+        assert!(!d.state().networks[NET_A].endpoints[EP_2].joined);
+        // Docker's later calls for the dead container still succeed.
+        d.leave(NET_A, EP_2).unwrap();
+        d.delete_endpoint(NET_A, EP_2).unwrap();
+        assert_eq!(view.borrow().announcements.len(), 1);
+    }
+
+    #[test]
+    fn a_missing_parent_is_an_error_until_it_returns() {
+        let dir = tempfile::tempdir().unwrap();
+        let fk = host();
+        fk.add_device("eth5", None, None, None);
+        let (mut d, _) = start(dir.path(), &fk);
+        let mut spec = net(NET_A, "eth5", "10.1.1.0/24", MACVLAN);
+        spec.announce = Announce::Subnet;
+        d.create_network(spec).unwrap();
+        d.create_endpoint(NET_A, ep(EP_1, "10.1.1.2/24")).unwrap();
+        drop(d);
+        fk.remove_device("eth5");
+        let (mut d, view) = start(dir.path(), &fk);
+        assert!(d.unavailable().contains_key(NET_A));
+        assert!(view.borrow().announcements.is_empty());
+        let e = d.join(NET_A, EP_1, "/x").unwrap_err().to_string();
+        assert!(e.contains("eth5") && e.contains("does not exist"), "{e}");
+        let e = d
+            .create_endpoint(NET_A, ep(EP_2, "10.1.1.3/24"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("eth5"), "{e}");
+        assert_eq!(d.repair(), 0);
+        // The parent comes back: the next repair round restores the shim.
+        fk.add_device("eth5", None, None, None);
+        assert_eq!(d.repair(), 1);
+        assert!(d.unavailable().is_empty());
+        let shim = fk.link_named(&names::shim(NET_A)).unwrap();
+        assert_eq!(shim.alias, Some(names::mark(Role::Shim, NET_A)));
+        assert!(shim.up);
+        assert!(fk
+            .all_addresses()
+            .iter()
+            .any(|a| a.index == shim.index && a.net == "10.1.1.1/24".parse::<IpNet>().unwrap()));
+        assert_eq!(view.borrow().announcements.len(), 1);
+        d.join(NET_A, EP_1, "/x").unwrap();
+    }
+
+    #[test]
+    fn ipvlan_is_refused_where_the_kernel_lacks_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let fk = host();
+        fk.without("ipvlan");
+        let (mut d, _) = start(dir.path(), &fk);
+        let l3 = Dataplane::Ipvlan {
+            mode: IpvlanMode::L3,
+            flag: IpvlanFlag::Bridge,
+        };
+        let e = d
+            .create_network(net(NET_A, "eth0", "10.1.1.0/24", l3))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("dataplane=macvlan"), "{e}");
+        foreign_intact(&fk, "the probe");
+        assert_eq!(fk.all_links().len(), 6);
+    }
+}
