@@ -193,17 +193,6 @@ impl Kernel {
         }
     }
 
-    pub fn link_by_index(&mut self, index: u32) -> Result<Option<Link>> {
-        let mut msg = LinkMessage::default();
-        msg.header.index = index;
-        match self.nl.get(RouteNetlinkMessage::GetLink(msg)) {
-            Ok(Some(RouteNetlinkMessage::NewLink(l))) => Ok(Some(parse_link(&l))),
-            Ok(_) => Ok(None),
-            Err(e) if e.is(libc::ENODEV) => Ok(None),
-            Err(e) => Err(KernelError::nl(format!("get link #{index}"))(e)),
-        }
-    }
-
     /// See [`LinkKernel::create_link`].
     pub fn create_link(&mut self, new: &NewLink) -> Result<Link> {
         let mut msg = LinkMessage::default();

@@ -227,13 +227,6 @@ pub fn parse_mac(s: &str) -> Option<[u8; 6]> {
     Some(out)
 }
 
-pub fn format_mac(mac: &[u8]) -> String {
-    mac.iter()
-        .map(|b| format!("{b:02x}"))
-        .collect::<Vec<_>>()
-        .join(":")
-}
-
 /// Ranges that are never container networks, with what they are.
 pub const RESERVED: &[(&str, &str)] = &[
     ("0.0.0.0/8", "\"this network\""),

@@ -61,13 +61,6 @@ impl State {
         self.deleted.iter().any(|d| d == id)
     }
 
-    /// The network holding endpoint `id`, if any.
-    pub fn endpoint(&self, id: &str) -> Option<(&NetworkRecord, &EndpointRecord)> {
-        self.networks
-            .values()
-            .find_map(|n| n.endpoints.get(id).map(|e| (n, e)))
-    }
-
     pub fn endpoint_count(&self) -> usize {
         self.networks.values().map(|n| n.endpoints.len()).sum()
     }
