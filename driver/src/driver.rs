@@ -168,6 +168,9 @@ impl<K: LinkKernel> Driver<K> {
             unavailable: BTreeMap::new(),
             view: tx,
         };
+        if driver.state.version < crate::state::VERSION {
+            driver.adopt_unmarked();
+        }
         driver.restore();
         Ok((driver, rx))
     }
@@ -237,6 +240,66 @@ impl<K: LinkKernel> Driver<K> {
             Err(e) => warn!(error = %e, "could not list links to sweep orphans"),
         }
         self.publish();
+    }
+
+    /// A state file from before links were marked: the links its records
+    /// name (shims, and container links back in the host namespace) are
+    /// marked now if their kind and parent match; container links still in
+    /// their container are flagged for adoption when Docker brings them back.
+    /// Nothing else is adopted, whatever its name.
+    fn adopt_unmarked(&mut self) {
+        let mut adopted = 0;
+        let ids: Vec<String> = self.state.networks.keys().cloned().collect();
+        for id in ids {
+            let rec = self.state.networks[&id].clone();
+            let spec = &rec.spec;
+            let parent = self.kernel.link(&spec.parent.name).ok().flatten();
+            let parent = parent.map(|p| p.index);
+            let kind = spec.dataplane.link_kind();
+            let mut try_adopt = |k: &mut K, name: &str, mark: &str| {
+                let want = Expect {
+                    name,
+                    kind,
+                    parent,
+                    mark,
+                };
+                match links::adopt_unmarked(k, &want) {
+                    Ok(true) => {
+                        adopted += 1;
+                        true
+                    }
+                    Ok(false) => false,
+                    Err(e) => {
+                        warn!(link = %name, error = %e, "could not mark a link of an earlier version");
+                        false
+                    }
+                }
+            };
+            if let Some(shim) = &rec.shim {
+                try_adopt(&mut self.kernel, shim, &names::mark(Role::Shim, &id));
+            }
+            for (ep_id, ep) in &rec.endpoints {
+                let mark = names::mark(Role::Endpoint, ep_id);
+                if !try_adopt(&mut self.kernel, &ep.link, &mark) {
+                    if let Some(e) = self
+                        .state
+                        .networks
+                        .get_mut(&id)
+                        .and_then(|n| n.endpoints.get_mut(ep_id))
+                    {
+                        e.unmarked = true;
+                    }
+                }
+            }
+        }
+        info!(
+            adopted,
+            "state from before link marks: marked the links its records name"
+        );
+        self.state.version = crate::state::VERSION;
+        if let Err(e) = self.save() {
+            warn!(error = %e, "could not save the upgraded state");
+        }
     }
 
     /// A container that died while the driver was down left its endpoint
@@ -671,6 +734,7 @@ impl<K: LinkKernel> Driver<K> {
                 link,
                 joined: false,
                 sandbox: String::new(),
+                unmarked: false,
             },
         );
         if let Err(e) = self.save() {
@@ -787,6 +851,7 @@ impl<K: LinkKernel> Driver<K> {
             return Ok(());
         }
         let (net, ep) = self.endpoint(network, endpoint)?;
+        let ep = ep.clone();
         let link = ep.link.clone();
         let spec = net.spec.clone();
         // Docker has moved the link back into the host namespace by now.
@@ -798,6 +863,11 @@ impl<K: LinkKernel> Driver<K> {
             parent,
             mark: &mark,
         };
+        if ep.unmarked {
+            if let Err(e) = links::adopt_unmarked(&mut self.kernel, &want) {
+                warn!(link = %link, error = %e, "could not mark a link of an earlier version");
+            }
+        }
         match links::delete(&mut self.kernel, &want) {
             Ok(_) => {}
             // Someone else's link under our name: it stays, our record goes.
@@ -1177,6 +1247,49 @@ mod tests {
             .any(|a| a.index == shim.index && a.net == "10.1.1.1/24".parse::<IpNet>().unwrap()));
         assert_eq!(view.borrow().announcements.len(), 1);
         d.join(NET_A, EP_1, "/x").unwrap();
+    }
+
+    /// A state file of the version before marks: the links it records are
+    /// adopted by record (name, kind, parent), nothing else is.
+    #[test]
+    fn links_of_a_state_before_marks_are_adopted_by_record() {
+        let dir = tempfile::tempdir().unwrap();
+        let fk = host();
+        let (mut d, _) = start(dir.path(), &fk);
+        d.create_network(net(NET_A, "eth0", "10.1.1.0/24", MACVLAN))
+            .unwrap();
+        d.create_endpoint(NET_A, ep(EP_1, "10.1.1.2/24")).unwrap();
+        d.create_endpoint(NET_A, ep(EP_2, "10.1.1.3/24")).unwrap();
+        d.join(NET_A, EP_1, "/nonexistent").unwrap();
+        d.join(NET_A, EP_2, "/nonexistent").unwrap();
+        drop(d);
+        // As the earlier version left things: no marks, version 1; EP_2's
+        // link is inside its container.
+        let mut k = fk.clone();
+        let shim = fk.link_named(&names::shim(NET_A)).unwrap();
+        let l1 = fk.link_named(&names::endpoint(EP_1)).unwrap();
+        k.set_alias(shim.index, "").unwrap();
+        k.set_alias(l1.index, "").unwrap();
+        fk.remove_device(&names::endpoint(EP_2));
+        let store = Store::new(dir.path());
+        let mut st = store.load().unwrap();
+        st.version = 1;
+        store.save(&st).unwrap();
+        let (mut d, _) = start(dir.path(), &fk);
+        assert!(d.unavailable().is_empty(), "{:?}", d.unavailable());
+        assert_eq!(
+            fk.link_named(&shim.name).unwrap().alias,
+            Some(names::mark(Role::Shim, NET_A))
+        );
+        assert!(fk.link_named(&l1.name).unwrap().alias.is_some());
+        assert_eq!(store.load().unwrap().version, crate::state::VERSION);
+        foreign_intact(&fk, "the upgrade");
+        // Docker brings EP_2's link back, unmarked: it goes.
+        fk.add_device(&names::endpoint(EP_2), Some("macvlan"), Some("eth0"), None);
+        d.delete_endpoint(NET_A, EP_2).unwrap();
+        assert!(fk.link_named(&names::endpoint(EP_2)).is_none());
+        d.delete_endpoint(NET_A, EP_1).unwrap();
+        assert!(fk.link_named(&l1.name).is_none());
     }
 
     #[test]

@@ -147,6 +147,23 @@ pub fn delete<K: LinkKernel>(k: &mut K, want: &Expect<'_>) -> Result<bool> {
     }
 }
 
+/// Marks a link made before links were marked, when a state record names it
+/// and its kind and parent match; a link with any alias is left as it is.
+/// Only for records of a state file older than marks. Says whether it did.
+pub fn adopt_unmarked<K: LinkKernel>(k: &mut K, want: &Expect<'_>) -> Result<bool> {
+    let Some(l) = k.link(want.name)? else {
+        return Ok(false);
+    };
+    let shape = l.kind.as_deref() == Some(want.kind.name())
+        && want.parent.is_some()
+        && l.parent == want.parent;
+    if !shape || l.alias.is_some() {
+        return Ok(false);
+    }
+    k.set_alias(l.index, want.mark)?;
+    Ok(true)
+}
+
 /// Deletes every marked link whose mark no record owns (`owned` holds the
 /// marks of everything in the state). Unmarked links are never looked at
 /// twice, whatever their name. Returns the names deleted; failures are

@@ -16,7 +16,9 @@ use serde::{Deserialize, Serialize};
 use crate::network::{EndpointSpec, NetworkSpec};
 
 pub const STATE_FILE: &str = "state.json";
-const VERSION: u32 = 1;
+/// 2: links carry our mark. A file of version 1 records links made before
+/// marks existed; the driver adopts those once (see [`EndpointRecord::unmarked`]).
+pub const VERSION: u32 = 2;
 /// How many deleted IDs are remembered so that a replayed delete is harmless.
 const TOMBSTONES: usize = 1024;
 
@@ -46,6 +48,11 @@ pub struct EndpointRecord {
     pub joined: bool,
     #[serde(default)]
     pub sandbox: String,
+    /// Its link was made before links were marked and was inside the
+    /// container when the driver upgraded the state: when Docker brings it
+    /// back, it is recognised by this record's name, kind and parent, once.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub unmarked: bool,
 }
 
 impl State {
@@ -171,6 +178,7 @@ mod tests {
             link: "ibebbbbbbbbbbbb".into(),
             joined: true,
             sandbox: "/var/run/docker/netns/x".into(),
+            unmarked: false,
         };
         let mut st = State {
             version: VERSION,
@@ -244,7 +252,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::new(dir.path());
         fs::write(store.path(), old).unwrap();
-        assert_eq!(store.load().unwrap(), sample());
+        let mut want = sample();
+        want.version = 1;
+        assert_eq!(store.load().unwrap(), want);
         // A macvlan network, as written then.
         let mac = r#"{"dataplane":"macvlan","mode":"vepa"}"#;
         assert_eq!(
