@@ -743,3 +743,52 @@ fn foreign_links_survive_and_ours_carry_the_mark() {
     check(&h, "DeleteNetwork");
     assert!(h.marked_links().is_empty(), "{:?}", h.marked_links());
 }
+
+/// A network whose parent is missing when the driver starts answers Docker
+/// with an error that names the parent, and is restored by the driver's own
+/// repair round once the parent is back (no restart, no Docker call).
+#[test]
+fn a_missing_parent_is_repaired_when_it_returns() {
+    if !privileged("a_missing_parent_is_repaired_when_it_returns") {
+        return;
+    }
+    let mut h = Host::new(&[]);
+    let add_parent = |h: &Host| {
+        ip(&[
+            "-n", &h.ns, "link", "add", "dxv0", "type", "veth", "peer", "name", "dxv1",
+        ]);
+        ip(&["-n", &h.ns, "link", "set", "dxv0", "up"]);
+    };
+    add_parent(&h);
+    let body = json!({"NetworkID": NET, "Options": {"com.docker.network.generic": {"parent": "dxv0", "dataplane": "macvlan"}},
+                      "IPv4Data": [{"AddressSpace": "LocalDefault", "Gateway": "10.201.7.1/24", "Pool": "10.201.7.0/24"}], "IPv6Data": []});
+    h.ok("NetworkDriver.CreateNetwork", &body);
+    let ep = json!({"NetworkID": NET, "EndpointID": EP1,
+                    "Interface": {"Address": "10.201.7.2/24", "AddressIPv6": "", "MacAddress": ""}});
+    h.ok("NetworkDriver.CreateEndpoint", &ep);
+    h.stop();
+    // The parent goes, and the shim on it with it.
+    ip(&["-n", &h.ns, "link", "del", "dxv0"]);
+    h.start(&[]);
+    let join =
+        json!({"NetworkID": NET, "EndpointID": EP1, "SandboxKey": "/var/run/docker/netns/x"});
+    let e = h.err("NetworkDriver.Join", &join);
+    assert!(e.contains("dxv0"), "{e}");
+    let shim = format!("ibs{}", &NET[..12]);
+    assert!(!h.has_link(&shim));
+    add_parent(&h);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !h.has_link(&shim) {
+        assert!(
+            Instant::now() < deadline,
+            "the shim is not back 10 s after its parent returned:\n{}",
+            h.log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(
+        h.alias_of(&shim).as_deref(),
+        Some(format!("ipvlan-bgp:shim:{NET}").as_str())
+    );
+    h.ok("NetworkDriver.Join", &join);
+}
