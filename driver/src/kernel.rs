@@ -1,11 +1,13 @@
-//! The kernel facade: idempotent intents over one rtnetlink socket.
+//! The kernel facade: requests over one rtnetlink socket.
 //!
-//! In: intents such as "this ipvlan link exists on that parent", "this
-//! address is on that link", "these routes exist with our protocol tag".
-//! Out: the kernel's state, read back as plain structs ([`Link`], [`Addr`],
-//! [`Route`]). Every operation can be repeated: creating a link that already
-//! exists with the same shape succeeds, deleting one that is gone succeeds,
-//! routes are written with replace and deleted tolerating "no such route".
+//! In: link, address and route requests ("create this link", "add this
+//! address", "these routes exist with our protocol tag"). Out: the kernel's
+//! state, read back as plain structs ([`Link`] with its alias, [`Addr`],
+//! [`Route`]). Link and address operations are the [`LinkKernel`] trait, with
+//! this real implementation and an in-memory one in [`fake`]; which links
+//! may be touched is decided above it, in [`crate::links`]. Deleting a link
+//! that is gone and adding an address that is there succeed; routes are
+//! written with replace and deleted tolerating "no such route".
 //! Nothing here knows about Docker or BGP.
 
 use std::io;
