@@ -478,4 +478,25 @@ mod tests {
         );
         assert_eq!(parse_mac("02:aa:bb"), None);
     }
+
+    #[test]
+    fn join_answers_follow_the_data_plane() {
+        let l2 = join_response(&Joined {
+            link: "ibe1".into(),
+            gateway: Some("10.1.1.1".parse().unwrap()),
+        });
+        assert_eq!(l2.gateway, "10.1.1.1");
+        assert!(l2.static_routes.is_empty());
+        let l3 = join_response(&Joined {
+            link: "ibe1".into(),
+            gateway: None,
+        });
+        assert_eq!(l3.gateway, "");
+        assert_eq!(l3.static_routes.len(), 1);
+        assert_eq!(l3.static_routes[0].destination, "0.0.0.0/0");
+        // RouteType 1: connected, no next hop.
+        assert_eq!(l3.static_routes[0].route_type, 1);
+        assert_eq!(l3.interface_name.src_name, "ibe1");
+        assert_eq!(l3.interface_name.dst_prefix, "eth");
+    }
 }
