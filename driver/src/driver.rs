@@ -636,8 +636,14 @@ impl<K: LinkKernel> Driver<K> {
                 parent: parent.as_ref().map(|p| p.index),
                 mark,
             };
-            if let Err(e) = links::delete(&mut self.kernel, &want) {
-                failed.push(format!("{name}: {e}"));
+            match links::delete(&mut self.kernel, &want) {
+                Ok(_) => {}
+                // Someone else's link under our name (the reason a Join was
+                // refused): it stays, and is no failure of this deletion.
+                Err(e @ KernelError::Conflict(_)) => {
+                    warn!(link = %name, error = %e, "left a link that is not ours in place")
+                }
+                Err(e) => failed.push(format!("{name}: {e}")),
             }
         }
         // The 802.1Q parent goes with the last network on it, and only if we
@@ -1049,6 +1055,9 @@ mod tests {
         // DeleteEndpoint drops our record and leaves their link.
         d.delete_endpoint(NET_A, EP_1).unwrap();
         assert!(fk.link_named(&link).is_some());
+        d.create_endpoint(NET_A, ep(EP_1, "10.1.1.2/24")).unwrap();
+        d.delete_network(NET_A).unwrap();
+        assert!(fk.link_named(&link).unwrap().alias.is_none());
         let e = d
             .create_network(net(NET_B, "eth0", "10.1.2.0/24", MACVLAN))
             .unwrap_err()
