@@ -945,8 +945,8 @@ impl Runner<'_> {
                 let left: Vec<String> = k
                     .links()?
                     .into_iter()
+                    .filter(|l| ipvlan_bgp::names::is_ours(&l.name, l.alias.as_deref()))
                     .map(|l| l.name)
-                    .filter(|n| ipvlan_bgp::names::is_ours(n))
                     .collect();
                 if !left.is_empty() {
                     errors.push(format!(
