@@ -9,11 +9,12 @@
 
 use std::net::Ipv4Addr;
 
+use ipvlan_bgp::api::convert::{endpoint_spec, network_spec, KNOWN_OPTIONS};
 use ipvlan_bgp::api::wire::{
     self, CreateEndpointRequest, CreateNetworkRequest, DiscoveryRequest, EndpointInterface,
     EndpointRequest, IpamData, JoinRequest, NetworkRequest,
 };
-use ipvlan_bgp::network::{self, EndpointSpec, NetworkSpec, KNOWN_OPTIONS};
+use ipvlan_bgp::network::{self, EndpointSpec, NetworkSpec};
 use proptest::prelude::*;
 use serde_json::{json, Map, Value};
 
@@ -252,10 +253,27 @@ fn create_endpoint() -> impl Strategy<Value = CreateEndpointRequest> {
 
 type Rule<T> = (&'static str, fn(&T) -> bool);
 
-/// What every accepted network satisfies. After the merge of issue 10's other
-/// parts, add: ("no reserved range", |s| !reserved(s.subnet)).
+/// Whether `[a, b]` meets one of the ranges no container network may touch
+/// (written out as numbers, independently of the driver's own table).
+fn touches_reserved(s: &NetworkSpec) -> bool {
+    let (a, b) = (
+        u32::from(s.subnet.network()),
+        u32::from(s.subnet.broadcast()),
+    );
+    [
+        (0x0000_0000u32, 0x00ff_ffffu32), // 0.0.0.0/8
+        (0x7f00_0000, 0x7fff_ffff),       // 127.0.0.0/8
+        (0xa9fe_0000, 0xa9fe_ffff),       // 169.254.0.0/16
+        (0xe000_0000, 0xffff_ffff),       // 224.0.0.0/4 and 240.0.0.0/4
+    ]
+    .iter()
+    .any(|(lo, hi)| a <= *hi && *lo <= b)
+}
+
+/// What every accepted network satisfies.
 const SPEC_RULES: &[Rule<NetworkSpec>] = &[
     ("subnet is truncated", |s| s.subnet.trunc() == s.subnet),
+    ("subnet touches no reserved range", |s| !touches_reserved(s)),
     ("subnet is not 0.0.0.0/0", |s| s.subnet.prefix_len() > 0),
     ("gateway inside the subnet", |s| {
         s.gateway.is_none_or(|g| s.subnet.contains(&g.addr()))
@@ -310,12 +328,8 @@ fn check<T: std::fmt::Debug>(rules: &[Rule<T>], v: &T) -> Result<(), TestCaseErr
 
 /// Parses `body` into every request type, as the plugin server does.
 fn parse_all(body: &[u8]) {
-    let _ = serde_json::from_slice::<CreateNetworkRequest>(body).map(|r| {
-        (
-            wire::generic_options(&r.options),
-            NetworkSpec::from_request(&r, None),
-        )
-    });
+    let _ = serde_json::from_slice::<CreateNetworkRequest>(body)
+        .map(|r| (wire::generic_options(&r.options), network_spec(&r, None)));
     let _ = serde_json::from_slice::<NetworkRequest>(body);
     let _ = serde_json::from_slice::<CreateEndpointRequest>(body);
     let _ = serde_json::from_slice::<EndpointRequest>(body)
@@ -352,17 +366,17 @@ proptest! {
         // Through the wire too: what dockerd sends is bytes.
         let body = serde_json::to_vec(&req).expect("a request serializes");
         let req: CreateNetworkRequest = serde_json::from_slice(&body).expect("our own request parses");
-        if let Ok(spec) = NetworkSpec::from_request(&req, default_parent) {
+        if let Ok(spec) = network_spec(&req, default_parent) {
             check(SPEC_RULES, &spec)?;
         }
     }
 
     #[test]
     fn accepted_endpoints_are_sane(net in create_network(), ep in create_endpoint()) {
-        let Ok(spec) = NetworkSpec::from_request(&net, Some("eth1")) else {
+        let Ok(spec) = network_spec(&net, Some("eth1")) else {
             return Ok(());
         };
-        if let Ok(e) = EndpointSpec::from_request(&ep, &spec) {
+        if let Ok(e) = endpoint_spec(&ep, &spec) {
             check(ENDPOINT_RULES, &(spec, e))?;
         }
     }
@@ -379,13 +393,13 @@ fn generators_reach_accepted_networks() {
     let (mut nets, mut eps) = (0, 0);
     for _ in 0..2_000 {
         let req = strategy.new_tree(&mut runner).expect("a value").current();
-        if let Ok(spec) = NetworkSpec::from_request(&req, Some("eth1")) {
+        if let Ok(spec) = network_spec(&req, Some("eth1")) {
             nets += 1;
             let ep = create_endpoint()
                 .new_tree(&mut runner)
                 .expect("a value")
                 .current();
-            eps += EndpointSpec::from_request(&ep, &spec).is_ok() as u32;
+            eps += endpoint_spec(&ep, &spec).is_ok() as u32;
         }
     }
     eprintln!("accepted: {nets} of 2000 networks, {eps} endpoints");

@@ -170,7 +170,7 @@ pub fn network_spec(
             dataplane.describe()
         )));
     }
-    Ok(NetworkSpec {
+    let spec = NetworkSpec {
         id: req.network_id.clone(),
         parent,
         dataplane,
@@ -179,7 +179,11 @@ pub fn network_spec(
         announce,
         internal: wire::flag_option(&req.options, "com.docker.network.internal"),
         host_link,
-    })
+    };
+    // A subnet that can never be a container network is refused while
+    // parsing, so no spec that holds one exists (found by prop_api).
+    spec.check_subnet()?;
+    Ok(spec)
 }
 
 fn parse_dataplane(o: &BTreeMap<String, String>) -> Result<Dataplane, InvalidRequest> {
