@@ -1,21 +1,42 @@
-//! The route installer: one thread, one netlink socket, batched writes.
+//! The route installer: one thread, one netlink socket for writes, batched.
 //!
 //! In: batches of [`Change`]s (set this prefix's route / remove it) from the
-//! learner. Out: kernel routes in the main table tagged with our route
-//! protocol number, written with replace and deleted tolerating "already
-//! gone", many requests per `sendmsg`. It remembers what it installed, so a
-//! repeated change costs nothing. At start it reads the tagged routes a
-//! previous run left, so the learner can adopt them instead of flapping them.
+//! learner, and [`KernelEvent`]s from a second, watch-only socket. Out: kernel
+//! routes in the main table tagged with our route protocol number, equal to
+//! what the learner decided, and counters (`route_conflicts`, `kernel_drift`).
+//!
+//! Rules (DESIGN.md "safe by default"):
+//! - Only its own routes. A new route is written with CREATE|EXCL, so a route
+//!   of anyone else with the same kernel key makes it fail (EEXIST): that is a
+//!   conflict, counted and retried, never an error. REPLACE is used only where
+//!   the kernel showed our tag and nobody else's route at that destination.
+//!   A destination where any other owner has a route (any metric) is theirs:
+//!   we install nothing there and remove ours if they arrive later.
+//! - Reconciled against the kernel, not against a cache. On a link changing
+//!   state (a link going down flushes IPv4 routes without any notification),
+//!   on a tagged route deleted or added by hand, on a lost notification, and
+//!   periodically, it dumps the main table and repairs the difference:
+//!   missing → created, extra tagged → deleted, wrong → replaced, each
+//!   correction counted as drift.
+//! - Refused writes are retried on a deadline that churn cannot postpone;
+//!   right after a link event retries come fast (a next hop is often
+//!   unreachable for a moment after `up`).
+//!
+//! At start it reads the tagged routes a previous run left, so the learner
+//! can adopt them instead of flapping them.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::mpsc;
 use std::sync::Arc;
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use ipnet::IpNet;
-use tracing::{debug, warn};
+use tracing::{debug, info, warn};
 
-use crate::kernel::{Family, Kernel, KernelError, Route};
+use super::route_table::{RouteTable, TableRoute};
+use super::route_watch::{KernelEvent, RouteWatch};
+use crate::kernel::{Kernel, KernelError, Route};
 use crate::metrics::{now_unix, Metrics};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -33,38 +54,89 @@ pub struct InstallerHandle {
 enum Msg {
     Batch(Vec<Change>),
     Flush(mpsc::Sender<()>),
+    Kernel(KernelEvent),
 }
 
 /// How often refused changes are tried again.
-const RETRY: std::time::Duration = std::time::Duration::from_secs(2);
+const RETRY: Duration = Duration::from_secs(2);
+/// Failed writes back off to this while they keep failing.
+const RETRY_MAX: Duration = Duration::from_secs(10);
+/// Quick retries right after a link event: first delay, doubling, for this long.
+const FAST_RETRY: Duration = Duration::from_millis(100);
+const FAST_WINDOW: Duration = Duration::from_secs(3);
+/// A link event is acted on after this short settling time.
+const LINK_SETTLE: Duration = Duration::from_millis(20);
+/// Route events (hints) trigger at most one reconcile per this gap.
+const ROUTE_HINT_GAP: Duration = Duration::from_millis(300);
+/// Full reconcile even when nothing was noticed.
+pub const FULL_RECONCILE: Duration = Duration::from_secs(30);
+/// At most this many conflict lines per batch; the rest are summarised.
+const CONFLICT_LOG_LINES: usize = 20;
 
-pub struct Installer {
-    kernel: Kernel,
-    installed: HashMap<IpNet, Route>,
-    /// Changes the kernel refused: prefix -> the route wanted (`None`: gone).
-    failed: HashMap<IpNet, Option<Route>>,
+pub struct Installer<T: RouteTable = Kernel> {
+    table: T,
+    protocol: u8,
+    /// The learner's decisions.
+    wanted: HashMap<IpNet, Route>,
+    /// What the kernel holds of ours, as last written or dumped.
+    ours: HashMap<IpNet, Route>,
+    /// Wanted prefixes held by another owner's route.
+    conflicts: HashSet<IpNet>,
+    /// Wanted prefixes whose last write failed for another reason.
+    failed: HashSet<IpNet>,
+    /// When to dump and repair next (link or route event, failed delete).
+    reconcile_at: Option<Instant>,
+    /// When to retry `failed`/`conflicts` next.
+    retry_at: Option<Instant>,
+    /// Until then, retries are fast (a link just changed).
+    fast_until: Option<Instant>,
+    fast_step: Duration,
+    slow_step: Duration,
+    last_reconcile: Instant,
+    full_every: Duration,
     metrics: Arc<Metrics>,
 }
 
-impl Installer {
-    /// Reads the routes tagged `protocol` and starts the installer thread.
-    /// Returns the handle, the thread, and the routes found (to be adopted).
+impl Installer<Kernel> {
+    /// Reads the routes tagged `protocol`, subscribes to kernel changes in the
+    /// current namespace and starts the installer thread. Returns the handle,
+    /// the thread, and the routes found (to be adopted).
     pub fn start(
-        mut kernel: Kernel,
+        kernel: Kernel,
         protocol: u8,
         metrics: Arc<Metrics>,
     ) -> Result<(InstallerHandle, JoinHandle<()>, Vec<Route>), KernelError> {
-        let mut existing = kernel.routes(Family::V4, Some(protocol))?;
-        existing.extend(kernel.routes(Family::V6, Some(protocol))?);
-        let installed = existing.iter().map(|r| (r.dst, *r)).collect();
-        let (tx, rx) = mpsc::channel();
-        let inst = Installer {
-            kernel,
-            installed,
-            failed: HashMap::new(),
-            metrics,
+        let watch = match RouteWatch::open() {
+            Ok(w) => Some(w),
+            Err(e) => {
+                warn!(error = %e, "cannot watch links and routes; relying on the periodic reconcile only");
+                None
+            }
         };
-        inst.publish();
+        Installer::start_with(kernel, watch, protocol, metrics)
+    }
+}
+
+impl<T: RouteTable> Installer<T> {
+    /// Like [`Installer::start`] over any route table and watch socket.
+    pub fn start_with(
+        table: T,
+        watch: Option<RouteWatch>,
+        protocol: u8,
+        metrics: Arc<Metrics>,
+    ) -> Result<(InstallerHandle, JoinHandle<()>, Vec<Route>), KernelError> {
+        let (inst, existing) = Installer::new(table, protocol, metrics, Instant::now())?;
+        let (tx, rx) = mpsc::channel();
+        if let Some(w) = watch {
+            let tx = tx.clone();
+            if let Err(e) = w.spawn(move |ev| match ev {
+                Some(ev) => tx.send(Msg::Kernel(ev)).is_ok(),
+                // Idle heartbeat: stop once the installer is gone.
+                None => tx.send(Msg::Batch(Vec::new())).is_ok(),
+            }) {
+                warn!(error = %e, "cannot start the route watch thread");
+            }
+        }
         let thread = std::thread::Builder::new()
             .name("route-installer".into())
             .spawn(move || inst.run(rx))
@@ -72,53 +144,197 @@ impl Installer {
         Ok((InstallerHandle { tx }, thread, existing))
     }
 
+    /// An installer over `table` (no thread). The tagged routes found are
+    /// taken as wanted until the learner says otherwise.
+    pub fn new(
+        mut table: T,
+        protocol: u8,
+        metrics: Arc<Metrics>,
+        now: Instant,
+    ) -> Result<(Installer<T>, Vec<Route>), KernelError> {
+        let existing = table.dump_protocol(protocol)?;
+        let ours: HashMap<IpNet, Route> = existing.iter().map(|r| (r.dst, *r)).collect();
+        let inst = Installer {
+            table,
+            protocol,
+            wanted: ours.clone(),
+            ours,
+            conflicts: HashSet::new(),
+            failed: HashSet::new(),
+            reconcile_at: None,
+            retry_at: None,
+            fast_until: None,
+            fast_step: FAST_RETRY,
+            slow_step: RETRY,
+            last_reconcile: now,
+            full_every: FULL_RECONCILE,
+            metrics,
+        };
+        inst.publish();
+        Ok((inst, existing))
+    }
+
+    /// Changes the period of the full reconcile (tests, benchmarks).
+    pub fn set_full_reconcile(&mut self, every: Duration) {
+        self.full_every = every;
+    }
+
+    pub fn table(&mut self) -> &mut T {
+        &mut self.table
+    }
+
     fn run(mut self, rx: mpsc::Receiver<Msg>) {
         loop {
-            let msg = match rx.recv_timeout(RETRY) {
-                Ok(m) => m,
-                Err(mpsc::RecvTimeoutError::Timeout) => {
-                    self.retry();
-                    continue;
-                }
-                Err(mpsc::RecvTimeoutError::Disconnected) => return,
-            };
+            let now = Instant::now();
+            let wait = self
+                .next_deadline()
+                .saturating_duration_since(now)
+                .max(Duration::from_millis(1));
             let mut batch = Vec::new();
+            let mut events = Vec::new();
             let mut flushes = Vec::new();
             let mut take = |m: Msg| match m {
                 Msg::Batch(b) => batch.extend(b),
                 Msg::Flush(done) => flushes.push(done),
+                Msg::Kernel(ev) => events.push(ev),
             };
-            take(msg);
-            // Coalesce whatever else is queued into the same kernel round trip.
-            while let Ok(m) = rx.try_recv() {
-                take(m);
+            match rx.recv_timeout(wait) {
+                Ok(m) => {
+                    take(m);
+                    // Coalesce whatever else is queued into the same kernel round trip.
+                    while let Ok(m) = rx.try_recv() {
+                        take(m);
+                    }
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) => {}
+                Err(mpsc::RecvTimeoutError::Disconnected) => return,
             }
-            self.apply(batch);
+            let now = Instant::now();
+            self.apply(batch, now);
+            for ev in events {
+                self.on_event(ev, now);
+            }
+            // Timers run whatever the channel does: churn cannot starve them.
+            self.tick(Instant::now());
             for f in flushes {
                 let _ = f.send(());
             }
         }
     }
 
-    /// Changes the kernel refused last time are tried again (a next hop
-    /// briefly unreachable, a parent being re-addressed).
-    fn retry(&mut self) {
-        if self.failed.is_empty() {
-            return;
-        }
-        let again: Vec<Change> = self
-            .failed
-            .drain()
-            .map(|(p, r)| match r {
-                Some(r) => Change::Set(r),
-                None => Change::Remove(p),
-            })
-            .collect();
-        debug!(count = again.len(), "retrying refused route changes");
-        self.apply(again);
+    /// The earliest timer.
+    pub fn next_deadline(&self) -> Instant {
+        let full = self.last_reconcile + self.full_every;
+        [self.reconcile_at, self.retry_at]
+            .into_iter()
+            .flatten()
+            .fold(full, Instant::min)
     }
 
-    fn apply(&mut self, batch: Vec<Change>) {
+    /// Runs the timers that are due.
+    pub fn tick(&mut self, now: Instant) {
+        let full_due = now >= self.last_reconcile + self.full_every;
+        if full_due || self.reconcile_at.is_some_and(|t| t <= now) {
+            self.reconcile(now);
+        } else if self.retry_at.is_some_and(|t| t <= now) {
+            self.retry_at = None;
+            if self.conflicts.is_empty() {
+                self.retry_failed(now);
+            } else {
+                // Whether a held prefix is free again needs a dump (another
+                // owner may sit there at any metric); the dump repairs the
+                // failed ones as well.
+                self.reconcile(now);
+            }
+        }
+    }
+
+    /// Acts on a kernel notification.
+    pub fn on_event(&mut self, ev: KernelEvent, now: Instant) {
+        match ev {
+            KernelEvent::Link { .. } | KernelEvent::Overrun => {
+                if let KernelEvent::Link {
+                    index,
+                    up,
+                    running,
+                    deleted,
+                } = ev
+                {
+                    debug!(
+                        index,
+                        up, running, deleted, "link changed: reconciling routes"
+                    );
+                }
+                self.reconcile_soon(now + LINK_SETTLE);
+                self.fast_until = Some(now + FAST_WINDOW);
+                self.fast_step = FAST_RETRY;
+                self.slow_step = RETRY;
+            }
+            KernelEvent::Route { route, deleted } => {
+                let dst = route.route.dst;
+                let interesting = if route.route.protocol == self.protocol {
+                    // Our own writes echo here; only a difference matters.
+                    let believed = self.ours.get(&dst);
+                    if deleted {
+                        believed == Some(&route.route)
+                    } else {
+                        believed != Some(&route.route)
+                    }
+                } else if deleted {
+                    self.conflicts.contains(&dst)
+                } else {
+                    self.wanted.contains_key(&dst) && !self.conflicts.contains(&dst)
+                };
+                if interesting {
+                    let at = (self.last_reconcile + ROUTE_HINT_GAP).max(now);
+                    self.reconcile_soon(at);
+                }
+            }
+        }
+    }
+
+    fn reconcile_soon(&mut self, at: Instant) {
+        self.reconcile_at = Some(self.reconcile_at.map_or(at, |t| t.min(at)));
+    }
+
+    fn schedule_retry(&mut self, now: Instant) {
+        if self.failed.is_empty() {
+            self.slow_step = RETRY;
+        }
+        if self.failed.is_empty() && self.conflicts.is_empty() {
+            self.retry_at = None;
+            return;
+        }
+        if self.failed.is_empty() {
+            // Only conflicts: a dump every RETRY.
+            let at = now + RETRY;
+            self.retry_at = Some(self.retry_at.map_or(at, |t| t.min(at)));
+            return;
+        }
+        let delay = match self.fast_until {
+            Some(until) if now < until && !self.failed.is_empty() => {
+                let d = self.fast_step;
+                self.fast_step = (self.fast_step * 2).min(Duration::from_secs(1));
+                d
+            }
+            _ => {
+                // Slower while the same writes keep failing (a parent down
+                // for long must not cost a full rewrite every 2 s).
+                let d = self.slow_step;
+                self.slow_step = (self.slow_step * 2).min(RETRY_MAX);
+                d
+            }
+        };
+        let at = now + delay;
+        // An earlier retry already planned stays: churn cannot postpone it.
+        self.retry_at = Some(self.retry_at.map_or(at, |t| t.min(at)));
+    }
+
+    /// Applies the learner's changes.
+    pub fn apply(&mut self, batch: Vec<Change>, now: Instant) {
+        if batch.is_empty() {
+            return;
+        }
         // Last change per prefix wins.
         let mut last: HashMap<IpNet, Option<Route>> = HashMap::with_capacity(batch.len());
         for c in batch {
@@ -127,64 +343,299 @@ impl Installer {
                 Change::Remove(p) => last.insert(p, None),
             };
         }
-        let mut set = Vec::new();
-        let mut del = Vec::new();
+        let mut create = Vec::new();
+        let mut replace = Vec::new();
+        let mut delete = Vec::new();
         for (prefix, want) in last {
-            // The newest intent for a prefix replaces any refused older one.
             self.failed.remove(&prefix);
-            match (want, self.installed.get(&prefix)) {
-                (Some(r), Some(cur)) if *cur == r => {}
-                (Some(r), _) => set.push(r),
-                (None, Some(cur)) => del.push(*cur),
-                (None, None) => {}
+            match want {
+                Some(r) => {
+                    self.wanted.insert(prefix, r);
+                    if self.conflicts.contains(&prefix) {
+                        // Still someone else's until a dump says otherwise.
+                        continue;
+                    }
+                    match self.ours.get(&prefix) {
+                        Some(cur) if *cur == r => {}
+                        Some(_) => replace.push(r),
+                        None => create.push(r),
+                    }
+                }
+                None => {
+                    self.wanted.remove(&prefix);
+                    self.conflicts.remove(&prefix);
+                    if let Some(cur) = self.ours.get(&prefix) {
+                        delete.push(*cur);
+                    }
+                }
             }
         }
-        if set.is_empty() && del.is_empty() {
-            return;
+        let changed = !(create.is_empty() && replace.is_empty() && delete.is_empty());
+        self.write(delete, replace, create, now);
+        if changed {
+            self.metrics.bgp(|b| b.last_route_change = Some(now_unix()));
         }
+        self.schedule_retry(now);
+        self.publish();
+    }
+
+    /// Executes writes and files their outcomes. EEXIST on a create is
+    /// resolved with a look at the prefixes concerned.
+    fn write(&mut self, delete: Vec<Route>, replace: Vec<Route>, create: Vec<Route>, now: Instant) {
         let mut errors = 0u64;
-        for (r, res) in del.iter().zip(self.kernel.delete_routes(&del)) {
+        for (r, res) in delete.iter().zip(self.table.delete(&delete)) {
             match res {
                 Ok(()) => {
-                    self.installed.remove(&r.dst);
-                    self.failed.remove(&r.dst);
+                    if self.ours.get(&r.dst) == Some(r) {
+                        self.ours.remove(&r.dst);
+                    }
                 }
                 Err(e) => {
                     errors += 1;
-                    self.failed.insert(r.dst, None);
                     warn!(prefix = %r.dst, error = %e, "could not delete route; will retry");
+                    self.reconcile_soon(now + RETRY);
                 }
             }
         }
-        for (r, res) in set.iter().zip(self.kernel.replace_routes(&set)) {
+        for (r, res) in replace.iter().zip(self.table.replace(&replace)) {
             match res {
                 Ok(()) => {
-                    self.installed.insert(r.dst, *r);
-                    self.failed.remove(&r.dst);
+                    self.ours.insert(r.dst, *r);
                 }
                 Err(e) => {
                     errors += 1;
-                    self.failed.insert(r.dst, Some(*r));
-                    warn!(prefix = %r.dst, via = ?r.via, error = %e, "could not install route; will retry");
+                    self.failed.insert(r.dst);
+                    debug!(prefix = %r.dst, via = ?r.via, error = %e, "could not replace route; will retry");
                 }
+            }
+        }
+        let mut exists = HashSet::new();
+        for (r, res) in create.iter().zip(self.table.create_exclusive(&create)) {
+            match res {
+                Ok(()) => {
+                    self.ours.insert(r.dst, *r);
+                }
+                Err(e) if e.errno() == Some(libc::EEXIST) => {
+                    exists.insert(r.dst);
+                }
+                Err(e) => {
+                    errors += 1;
+                    self.failed.insert(r.dst);
+                    debug!(prefix = %r.dst, via = ?r.via, error = %e, "could not install route; will retry");
+                }
+            }
+        }
+        if errors > 0 {
+            self.metrics.bgp(|b| b.install_errors += errors);
+        }
+        if !exists.is_empty() {
+            self.resolve_exists(exists, now);
+        }
+    }
+
+    /// Creates refused with EEXIST: someone's route has that key. Ours (a
+    /// tagged route we did not know of) is replaced; anyone else's is a conflict.
+    fn resolve_exists(&mut self, exists: HashSet<IpNet>, now: Instant) {
+        let found = match self.table.dump_prefixes(&exists) {
+            Ok(f) => f,
+            Err(e) => {
+                warn!(error = %e, "could not read routes to resolve refused installs; will retry");
+                self.failed.extend(exists);
+                return;
+            }
+        };
+        let mut by_dst: HashMap<IpNet, Vec<TableRoute>> = HashMap::new();
+        for r in found {
+            by_dst.entry(r.route.dst).or_default().push(r);
+        }
+        let mut replace = Vec::new();
+        let mut conflicts = Vec::new();
+        for p in exists {
+            let Some(want) = self.wanted.get(&p).copied() else {
+                continue;
+            };
+            let at = by_dst.remove(&p).unwrap_or_default();
+            if at.is_empty() {
+                // Gone in the meantime: try again.
+                self.failed.insert(p);
+            } else if at.iter().all(|r| r.route.protocol == self.protocol) {
+                replace.push(want);
+            } else {
+                conflicts.push((p, at));
+            }
+        }
+        self.add_conflicts(conflicts);
+        if !replace.is_empty() {
+            let n = replace.len() as u64;
+            self.metrics.bgp(|b| b.kernel_drift += n);
+            self.write(Vec::new(), replace, Vec::new(), now);
+        }
+    }
+
+    fn add_conflicts(&mut self, found: Vec<(IpNet, Vec<TableRoute>)>) {
+        let mut new = 0u64;
+        for (p, at) in found {
+            self.failed.remove(&p);
+            if !self.conflicts.insert(p) {
+                continue;
+            }
+            new += 1;
+            if (new as usize) <= CONFLICT_LOG_LINES {
+                let owner = at
+                    .iter()
+                    .find(|r| r.route.protocol != self.protocol)
+                    .map(|r| (r.route.protocol, r.route.via, r.priority));
+                warn!(prefix = %p, owner_protocol = ?owner.map(|o| o.0), owner_via = ?owner.and_then(|o| o.1), owner_metric = ?owner.map(|o| o.2), "another owner's route holds this prefix; not installing ours (retried until the prefix is free)");
+            }
+        }
+        if new as usize > CONFLICT_LOG_LINES {
+            warn!(
+                count = new as usize - CONFLICT_LOG_LINES,
+                "more prefixes held by other owners' routes (not logged one by one)"
+            );
+        }
+        if new > 0 {
+            self.metrics.bgp(|b| b.route_conflicts += new);
+        }
+    }
+
+    /// Retries the failed writes (no conflicts pending, so no dump needed).
+    fn retry_failed(&mut self, now: Instant) {
+        let mut create = Vec::new();
+        let mut replace = Vec::new();
+        for p in std::mem::take(&mut self.failed) {
+            let Some(w) = self.wanted.get(&p).copied() else {
+                continue;
+            };
+            match self.ours.get(&p) {
+                Some(cur) if *cur == w => {}
+                Some(_) => replace.push(w),
+                None => create.push(w),
             }
         }
         debug!(
-            set = set.len(),
-            deleted = del.len(),
-            errors,
-            "routes applied"
+            count = create.len() + replace.len(),
+            "retrying refused route changes"
         );
-        self.metrics.bgp(|b| {
-            b.install_errors += errors;
-            b.last_route_change = Some(now_unix());
-        });
+        self.write(Vec::new(), replace, create, now);
+        self.schedule_retry(now);
+        self.publish();
+    }
+
+    /// Dumps the main table and makes our part of it equal to `wanted`.
+    pub fn reconcile(&mut self, now: Instant) {
+        self.reconcile_at = None;
+        self.retry_at = None;
+        self.last_reconcile = now;
+        let dump = match self.table.dump() {
+            Ok(d) => d,
+            Err(e) => {
+                warn!(error = %e, "could not read the routing table; will retry");
+                self.reconcile_soon(now + RETRY);
+                return;
+            }
+        };
+        let mut kernel_ours: HashMap<IpNet, Vec<Route>> = HashMap::new();
+        let mut foreign: HashMap<IpNet, Vec<TableRoute>> = HashMap::new();
+        for tr in dump {
+            if tr.route.protocol == self.protocol {
+                kernel_ours.entry(tr.route.dst).or_default().push(tr.route);
+            } else if self.wanted.contains_key(&tr.route.dst) {
+                foreign.entry(tr.route.dst).or_default().push(tr);
+            }
+        }
+        let mut drift = 0u64;
+        let mut delete = Vec::new();
+        let mut replace = Vec::new();
+        let mut create = Vec::new();
+        let mut conflicts = Vec::new();
+        let mut believed = std::mem::take(&mut self.ours);
+        for (p, routes) in &kernel_ours {
+            match self.wanted.get(p) {
+                None => {
+                    // Tagged, but nobody decided it (added by hand, or left over).
+                    drift += routes.len() as u64;
+                    delete.extend(routes.iter().copied());
+                    info!(prefix = %p, "removing a route with our protocol that the driver did not decide");
+                }
+                Some(_) if foreign.contains_key(p) => {
+                    // Another owner arrived: the prefix is theirs; ours goes.
+                    delete.extend(routes.iter().copied());
+                }
+                Some(w) => {
+                    if routes.contains(w) {
+                        self.ours.insert(*p, *w);
+                        for r in routes.iter().filter(|r| *r != w) {
+                            drift += 1;
+                            delete.push(*r);
+                        }
+                    } else {
+                        drift += 1;
+                        self.ours.insert(*p, routes[0]);
+                        replace.push(*w);
+                    }
+                }
+            }
+        }
+        for (p, w) in &self.wanted {
+            if let Some(at) = foreign.remove(p) {
+                if !self.conflicts.contains(p) {
+                    conflicts.push((*p, at));
+                }
+                continue;
+            }
+            if kernel_ours.contains_key(p) {
+                continue;
+            }
+            // Missing. A route we believed in vanished behind our back is
+            // drift; a conflict or failure being retried is not.
+            if believed.remove(p).is_some() && !self.failed.contains(p) {
+                drift += 1;
+            }
+            create.push(*w);
+        }
+        // Conflicts whose holder left are tried again below (create) and
+        // leave the set when that succeeds.
+        let creating: HashSet<IpNet> = create.iter().map(|r| r.dst).collect();
+        let still: HashSet<IpNet> = self
+            .conflicts
+            .iter()
+            .filter(|p| {
+                self.wanted.contains_key(*p)
+                    && !creating.contains(*p)
+                    && !self.ours.contains_key(*p)
+            })
+            .copied()
+            .collect();
+        let freed = self.conflicts.len() - still.len();
+        self.conflicts = still;
+        if freed > 0 {
+            info!(
+                count = freed,
+                "prefixes held by other owners are free again: installing ours"
+            );
+        }
+        self.failed.clear();
+        self.add_conflicts(conflicts);
+        if drift > 0 {
+            warn!(
+                corrections = drift,
+                "the kernel's routes differed from the driver's decisions; repaired"
+            );
+            self.metrics.bgp(|b| b.kernel_drift += drift);
+        }
+        self.write(delete, replace, create, now);
+        self.schedule_retry(now);
         self.publish();
     }
 
     fn publish(&self) {
-        let n = self.installed.len();
-        self.metrics.bgp(|b| b.installed = n);
+        let n = self.ours.len();
+        let c = self.conflicts.len();
+        self.metrics.bgp(|b| {
+            b.installed = n;
+            b.conflicted = c;
+        });
     }
 }
 
