@@ -80,6 +80,9 @@ pub struct Installer<T: RouteTable = Kernel> {
     wanted: HashMap<IpNet, Route>,
     /// What the kernel holds of ours, as last written or dumped.
     ours: HashMap<IpNet, Route>,
+    /// Destinations where another owner has a route in the main table (from
+    /// the last dump, plus routes added since): never ours to write.
+    foreign: HashSet<IpNet>,
     /// Wanted prefixes held by another owner's route.
     conflicts: HashSet<IpNet>,
     /// Wanted prefixes whose last write failed for another reason.
@@ -152,13 +155,22 @@ impl<T: RouteTable> Installer<T> {
         metrics: Arc<Metrics>,
         now: Instant,
     ) -> Result<(Installer<T>, Vec<Route>), KernelError> {
-        let existing = table.dump_protocol(protocol)?;
+        let mut existing = Vec::new();
+        let mut foreign = HashSet::new();
+        for r in table.dump()? {
+            if r.route.protocol == protocol {
+                existing.push(r.route);
+            } else {
+                foreign.insert(r.route.dst);
+            }
+        }
         let ours: HashMap<IpNet, Route> = existing.iter().map(|r| (r.dst, *r)).collect();
         let inst = Installer {
             table,
             protocol,
             wanted: ours.clone(),
             ours,
+            foreign,
             conflicts: HashSet::new(),
             failed: HashSet::new(),
             reconcile_at: None,
@@ -210,10 +222,12 @@ impl<T: RouteTable> Installer<T> {
                 Err(mpsc::RecvTimeoutError::Disconnected) => return,
             }
             let now = Instant::now();
-            self.apply(batch, now);
+            // Events first: a route another owner just added must be known
+            // before the batch writes to that prefix.
             for ev in events {
                 self.on_event(ev, now);
             }
+            self.apply(batch, now);
             // Timers run whatever the channel does: churn cannot starve them.
             self.tick(Instant::now());
             for f in flushes {
@@ -281,8 +295,11 @@ impl<T: RouteTable> Installer<T> {
                         believed != Some(&route.route)
                     }
                 } else if deleted {
+                    // Another owner's route at this destination may remain
+                    // (another metric): only a dump says the prefix is free.
                     self.conflicts.contains(&dst)
                 } else {
+                    self.foreign.insert(dst);
                     self.wanted.contains_key(&dst) && !self.conflicts.contains(&dst)
                 };
                 if interesting {
@@ -346,6 +363,7 @@ impl<T: RouteTable> Installer<T> {
         let mut create = Vec::new();
         let mut replace = Vec::new();
         let mut delete = Vec::new();
+        let mut held = Vec::new();
         for (prefix, want) in last {
             self.failed.remove(&prefix);
             match want {
@@ -353,6 +371,16 @@ impl<T: RouteTable> Installer<T> {
                     self.wanted.insert(prefix, r);
                     if self.conflicts.contains(&prefix) {
                         // Still someone else's until a dump says otherwise.
+                        continue;
+                    }
+                    if self.foreign.contains(&prefix) {
+                        // Another owner has a route there (at any metric):
+                        // neither create beside it nor replace it.
+                        held.push((prefix, Vec::new()));
+                        if self.ours.contains_key(&prefix) {
+                            // Ours is still there too: the reconcile removes it.
+                            self.reconcile_soon(now);
+                        }
                         continue;
                     }
                     match self.ours.get(&prefix) {
@@ -371,6 +399,7 @@ impl<T: RouteTable> Installer<T> {
             }
         }
         let changed = !(create.is_empty() && replace.is_empty() && delete.is_empty());
+        self.add_conflicts(held);
         self.write(delete, replace, create, now);
         if changed {
             self.metrics.bgp(|b| b.last_route_change = Some(now_unix()));
@@ -476,6 +505,7 @@ impl<T: RouteTable> Installer<T> {
         let mut new = 0u64;
         for (p, at) in found {
             self.failed.remove(&p);
+            self.foreign.insert(p);
             if !self.conflicts.insert(p) {
                 continue;
             }
@@ -537,11 +567,15 @@ impl<T: RouteTable> Installer<T> {
         };
         let mut kernel_ours: HashMap<IpNet, Vec<Route>> = HashMap::new();
         let mut foreign: HashMap<IpNet, Vec<TableRoute>> = HashMap::new();
+        self.foreign.clear();
         for tr in dump {
             if tr.route.protocol == self.protocol {
                 kernel_ours.entry(tr.route.dst).or_default().push(tr.route);
-            } else if self.wanted.contains_key(&tr.route.dst) {
-                foreign.entry(tr.route.dst).or_default().push(tr);
+            } else {
+                self.foreign.insert(tr.route.dst);
+                if self.wanted.contains_key(&tr.route.dst) {
+                    foreign.entry(tr.route.dst).or_default().push(tr);
+                }
             }
         }
         let mut drift = 0u64;
@@ -652,5 +686,348 @@ impl InstallerHandle {
         if self.tx.send(Msg::Flush(tx)).is_ok() {
             let _ = rx.recv();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use super::*;
+    use crate::bgp::route_table::FakeTable;
+
+    const PROTO: u8 = 73;
+
+    fn n(s: &str) -> IpNet {
+        s.parse().unwrap()
+    }
+
+    fn ours(dst: &str, via: &str) -> Route {
+        Route {
+            dst: n(dst),
+            via: via.parse().ok(),
+            oif: Some(3),
+            protocol: PROTO,
+        }
+    }
+
+    fn static_route(dst: &str) -> Route {
+        Route {
+            dst: n(dst),
+            via: "192.0.2.99".parse().ok(),
+            oif: Some(3),
+            protocol: 4,
+        }
+    }
+
+    fn installer(fake: FakeTable) -> (Installer<FakeTable>, Instant) {
+        let t0 = Instant::now();
+        let (i, _) = Installer::new(fake, PROTO, Arc::new(Metrics::default()), t0).unwrap();
+        (i, t0)
+    }
+
+    fn status(i: &Installer<FakeTable>) -> crate::metrics::BgpStatus {
+        i.metrics.bgp_snapshot()
+    }
+
+    #[test]
+    fn installs_replaces_and_removes_its_own_routes() {
+        let (mut i, t0) = installer(FakeTable::default());
+        i.apply(vec![Change::Set(ours("10.1.2.0/24", "192.0.2.2"))], t0);
+        assert_eq!(
+            i.table().at(&n("10.1.2.0/24")),
+            vec![ours("10.1.2.0/24", "192.0.2.2")]
+        );
+        i.apply(vec![Change::Set(ours("10.1.2.0/24", "192.0.2.3"))], t0);
+        assert_eq!(
+            i.table().at(&n("10.1.2.0/24")),
+            vec![ours("10.1.2.0/24", "192.0.2.3")]
+        );
+        i.apply(vec![Change::Remove(n("10.1.2.0/24"))], t0);
+        assert!(i.table().routes.is_empty());
+        assert_eq!(status(&i).route_conflicts, 0);
+        assert_eq!(status(&i).kernel_drift, 0);
+    }
+
+    #[rstest::rstest]
+    #[case::same_metric(0)]
+    #[case::other_metric(100)]
+    fn a_foreign_route_is_never_replaced_and_the_prefix_is_taken_once_free(#[case] metric: u32) {
+        let mut fake = FakeTable::default();
+        fake.add_foreign(static_route("10.1.2.0/24"), metric);
+        let (mut i, t0) = installer(fake);
+        i.apply(vec![Change::Set(ours("10.1.2.0/24", "192.0.2.2"))], t0);
+        assert_eq!(
+            i.table().at(&n("10.1.2.0/24")),
+            vec![static_route("10.1.2.0/24")]
+        );
+        assert_eq!(status(&i).route_conflicts, 1);
+        assert_eq!(status(&i).conflicted, 1);
+        // Retried on a timer: still held, not counted again, never written over.
+        let mut t = t0;
+        for _ in 0..5 {
+            t = i.next_deadline();
+            i.tick(t);
+        }
+        assert!(t <= t0 + Duration::from_secs(11));
+        assert_eq!(
+            i.table().at(&n("10.1.2.0/24")),
+            vec![static_route("10.1.2.0/24")]
+        );
+        assert_eq!(status(&i).route_conflicts, 1);
+        // The operator removes the static route: ours goes in at the next retry.
+        i.table().routes.clear();
+        let next = i.next_deadline();
+        assert!(next <= t + RETRY, "retry is on a timer");
+        i.tick(next);
+        assert_eq!(
+            i.table().at(&n("10.1.2.0/24")),
+            vec![ours("10.1.2.0/24", "192.0.2.2")]
+        );
+        assert_eq!(status(&i).conflicted, 0);
+        assert_eq!(status(&i).kernel_drift, 0);
+    }
+
+    #[test]
+    fn an_owner_that_arrives_later_takes_the_prefix_and_a_next_hop_change_does_not_overwrite_it() {
+        let (mut i, t0) = installer(FakeTable::default());
+        i.apply(vec![Change::Set(ours("10.1.2.0/24", "192.0.2.2"))], t0);
+        // `ip route replace 10.1.2.0/24 via 192.0.2.99 proto static`: same key, ours is gone.
+        i.table().routes.clear();
+        i.table().add_foreign(static_route("10.1.2.0/24"), 0);
+        let tr = i.table().routes[0];
+        i.on_event(
+            KernelEvent::Route {
+                route: tr,
+                deleted: false,
+            },
+            t0,
+        );
+        i.apply(vec![Change::Set(ours("10.1.2.0/24", "192.0.2.3"))], t0);
+        assert_eq!(
+            i.table().at(&n("10.1.2.0/24")),
+            vec![static_route("10.1.2.0/24")]
+        );
+        assert_eq!(status(&i).route_conflicts, 1);
+    }
+
+    #[test]
+    fn ours_yields_to_an_owner_added_beside_it_at_another_metric() {
+        let (mut i, t0) = installer(FakeTable::default());
+        i.apply(vec![Change::Set(ours("10.1.2.0/24", "192.0.2.2"))], t0);
+        i.table().add_foreign(static_route("10.1.2.0/24"), 100);
+        let tr = i.table().routes[1];
+        i.on_event(
+            KernelEvent::Route {
+                route: tr,
+                deleted: false,
+            },
+            t0,
+        );
+        let t = i.next_deadline();
+        assert!(t <= t0 + Duration::from_secs(1));
+        i.tick(t);
+        assert_eq!(
+            i.table().at(&n("10.1.2.0/24")),
+            vec![static_route("10.1.2.0/24")]
+        );
+        assert_eq!(status(&i).route_conflicts, 1);
+    }
+
+    #[test]
+    fn a_tagged_route_with_the_same_key_is_taken_over() {
+        // A tagged route (a previous run, or by hand) we did not know of.
+        let mut fake = FakeTable::default();
+        let (mut i, t0) = installer(FakeTable::default());
+        fake.routes.push(crate::bgp::route_table::TableRoute {
+            route: ours("10.1.2.0/24", "192.0.2.7"),
+            tos: 0,
+            priority: 0,
+        });
+        *i.table() = fake;
+        i.apply(vec![Change::Set(ours("10.1.2.0/24", "192.0.2.2"))], t0);
+        assert_eq!(
+            i.table().at(&n("10.1.2.0/24")),
+            vec![ours("10.1.2.0/24", "192.0.2.2")]
+        );
+        assert_eq!(status(&i).route_conflicts, 0);
+    }
+
+    #[test]
+    fn a_route_deleted_by_hand_comes_back_and_counts_as_drift() {
+        let (mut i, t0) = installer(FakeTable::default());
+        i.apply(vec![Change::Set(ours("10.1.2.0/24", "192.0.2.2"))], t0);
+        let tr = i.table().routes.remove(0);
+        i.on_event(
+            KernelEvent::Route {
+                route: tr,
+                deleted: true,
+            },
+            t0,
+        );
+        let t = i.next_deadline();
+        assert!(t <= t0 + Duration::from_secs(1));
+        i.tick(t);
+        assert_eq!(
+            i.table().at(&n("10.1.2.0/24")),
+            vec![ours("10.1.2.0/24", "192.0.2.2")]
+        );
+        assert_eq!(status(&i).kernel_drift, 1);
+    }
+
+    #[test]
+    fn a_tagged_route_nobody_decided_goes_and_a_wrong_one_is_corrected() {
+        let (mut i, t0) = installer(FakeTable::default());
+        i.apply(vec![Change::Set(ours("10.1.2.0/24", "192.0.2.2"))], t0);
+        // `ip route add 10.1.9.0/24 via 192.0.2.5 proto 73`
+        i.table()
+            .create_exclusive(&[ours("10.1.9.0/24", "192.0.2.5")]);
+        let tr = i.table().routes[1];
+        i.on_event(
+            KernelEvent::Route {
+                route: tr,
+                deleted: false,
+            },
+            t0,
+        );
+        // Our own echo is no reason to reconcile.
+        let echo = i.table().routes[0];
+        let before = i.next_deadline();
+        i.on_event(
+            KernelEvent::Route {
+                route: echo,
+                deleted: false,
+            },
+            t0,
+        );
+        assert_eq!(i.next_deadline(), before);
+        i.tick(i.next_deadline());
+        assert!(i.table().at(&n("10.1.9.0/24")).is_empty());
+        assert_eq!(status(&i).kernel_drift, 1);
+        // Someone changes our route's next hop behind our back; found by the periodic dump.
+        i.table().routes[0].route.via = "192.0.2.66".parse().ok();
+        let t = i.next_deadline();
+        assert!(t <= t0 + FULL_RECONCILE + Duration::from_secs(1));
+        i.tick(t);
+        assert_eq!(
+            i.table().at(&n("10.1.2.0/24")),
+            vec![ours("10.1.2.0/24", "192.0.2.2")]
+        );
+        assert_eq!(status(&i).kernel_drift, 2);
+    }
+
+    #[test]
+    fn routes_flushed_by_a_link_flap_come_back_quickly_after_up() {
+        let (mut i, t0) = installer(FakeTable::default());
+        let routes: Vec<Route> = (0..50)
+            .map(|k| ours(&format!("10.1.{k}.0/24"), "192.0.2.2"))
+            .collect();
+        i.apply(routes.iter().copied().map(Change::Set).collect(), t0);
+        assert_eq!(i.table().routes.len(), 50);
+        // Link down: flushed, no route notification; the next hop is unreachable.
+        i.table().flush_oif(3);
+        i.table().unreachable.insert("192.0.2.2".parse().unwrap());
+        let down = KernelEvent::Link {
+            index: 3,
+            up: false,
+            running: false,
+            deleted: false,
+        };
+        i.on_event(down, t0);
+        let t = i.next_deadline();
+        i.tick(t);
+        assert!(i.table().routes.is_empty());
+        assert_eq!(status(&i).kernel_drift, 50);
+        // Up: the next hop becomes reachable shortly after the event.
+        let t_up = t + Duration::from_millis(500);
+        let up = KernelEvent::Link {
+            index: 3,
+            up: true,
+            running: true,
+            deleted: false,
+        };
+        i.on_event(up, t_up);
+        let mut t = i.next_deadline();
+        i.tick(t);
+        i.table().unreachable.clear();
+        while i.table().routes.len() < 50 && t < t_up + Duration::from_secs(5) {
+            t = i.next_deadline();
+            i.tick(t);
+        }
+        assert_eq!(i.table().routes.len(), 50);
+        assert!(
+            t <= t_up + Duration::from_millis(500),
+            "back {:?} after up",
+            t - t_up
+        );
+        // Drift counted once per route, not per retry.
+        assert_eq!(status(&i).kernel_drift, 50);
+    }
+
+    #[test]
+    fn the_periodic_reconcile_is_one_dump() {
+        let (mut i, t0) = installer(FakeTable::default());
+        i.apply(vec![Change::Set(ours("10.1.2.0/24", "192.0.2.2"))], t0);
+        let dumps = i.table().dumps;
+        i.tick(t0 + FULL_RECONCILE);
+        assert_eq!(i.table().dumps, dumps + 1);
+        assert_eq!(status(&i).kernel_drift, 0);
+    }
+
+    /// The fake shared with the test while the installer thread owns it.
+    struct Shared(Arc<Mutex<FakeTable>>);
+
+    impl RouteTable for Shared {
+        fn dump(&mut self) -> Result<Vec<TableRoute>, KernelError> {
+            self.0.lock().unwrap().dump()
+        }
+        fn create_exclusive(&mut self, r: &[Route]) -> Vec<crate::bgp::route_table::WriteResult> {
+            self.0.lock().unwrap().create_exclusive(r)
+        }
+        fn replace(&mut self, r: &[Route]) -> Vec<crate::bgp::route_table::WriteResult> {
+            self.0.lock().unwrap().replace(r)
+        }
+        fn delete(&mut self, r: &[Route]) -> Vec<crate::bgp::route_table::WriteResult> {
+            self.0.lock().unwrap().delete(r)
+        }
+    }
+
+    #[test]
+    fn a_refused_install_is_retried_under_constant_churn() {
+        let fake = Arc::new(Mutex::new(FakeTable::default()));
+        fake.lock()
+            .unwrap()
+            .add_foreign(static_route("10.1.2.0/24"), 0);
+        let metrics = Arc::new(Metrics::default());
+        let (h, thread, _) =
+            Installer::start_with(Shared(fake.clone()), None, PROTO, metrics.clone()).unwrap();
+        h.send(vec![Change::Set(ours("10.1.2.0/24", "192.0.2.2"))]);
+        h.flush_blocking();
+        assert_eq!(metrics.bgp_snapshot().route_conflicts, 1);
+        fake.lock()
+            .unwrap()
+            .routes
+            .retain(|r| r.route.protocol != 4);
+        // Updates every 50 ms: the channel is never idle for the retry period.
+        let start = Instant::now();
+        let mut k = 0u32;
+        while start.elapsed() < Duration::from_secs(4) {
+            k += 1;
+            let via = if k % 2 == 0 { "192.0.2.3" } else { "192.0.2.4" };
+            h.send(vec![Change::Set(ours("10.1.5.0/24", via))]);
+            std::thread::sleep(Duration::from_millis(50));
+            if !fake.lock().unwrap().at(&n("10.1.2.0/24")).is_empty() {
+                break;
+            }
+        }
+        assert_eq!(
+            fake.lock().unwrap().at(&n("10.1.2.0/24")),
+            vec![ours("10.1.2.0/24", "192.0.2.2")],
+            "not retried within {:?} of churn",
+            start.elapsed()
+        );
+        assert!(start.elapsed() <= RETRY + Duration::from_millis(500));
+        drop(h);
+        thread.join().unwrap();
     }
 }
