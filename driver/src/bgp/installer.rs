@@ -789,6 +789,17 @@ mod tests {
     }
 
     #[test]
+    fn a_foreign_route_the_installer_has_not_seen_yet_is_not_replaced() {
+        let (mut i, t0) = installer(FakeTable::default());
+        // Added after the last dump, its notification not read yet.
+        i.table().add_foreign(static_route("10.1.2.0/24"), 0);
+        i.apply(vec![Change::Set(ours("10.1.2.0/24", "192.0.2.2"))], t0);
+        assert_eq!(i.table().at(&n("10.1.2.0/24")), vec![static_route("10.1.2.0/24")]);
+        assert_eq!(status(&i).route_conflicts, 1);
+        assert_eq!(status(&i).install_errors, 0);
+    }
+
+    #[test]
     fn an_owner_that_arrives_later_takes_the_prefix_and_a_next_hop_change_does_not_overwrite_it() {
         let (mut i, t0) = installer(FakeTable::default());
         i.apply(vec![Change::Set(ours("10.1.2.0/24", "192.0.2.2"))], t0);
