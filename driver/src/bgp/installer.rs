@@ -68,6 +68,8 @@ const FAST_WINDOW: Duration = Duration::from_secs(3);
 const LINK_SETTLE: Duration = Duration::from_millis(20);
 /// Route events (hints) trigger at most one reconcile per this gap.
 const ROUTE_HINT_GAP: Duration = Duration::from_millis(300);
+/// How long prefixes held by others stay theirs after a link event.
+const OWNERS_GRACE: Duration = Duration::from_secs(10);
 /// Full reconcile even when nothing was noticed.
 pub const FULL_RECONCILE: Duration = Duration::from_secs(30);
 /// At most this many conflict lines per batch; the rest are summarised.
@@ -95,6 +97,10 @@ pub struct Installer<T: RouteTable = Kernel> {
     fast_until: Option<Instant>,
     fast_step: Duration,
     slow_step: Duration,
+    /// After a link event, prefixes held by others stay theirs until then even
+    /// if their route vanished: the kernel flushed it with ours, and their
+    /// owner (a network manager) re-adds it after `up`.
+    owners_grace_until: Option<Instant>,
     last_reconcile: Instant,
     full_every: Duration,
     metrics: Arc<Metrics>,
@@ -178,6 +184,7 @@ impl<T: RouteTable> Installer<T> {
             fast_until: None,
             fast_step: FAST_RETRY,
             slow_step: RETRY,
+            owners_grace_until: None,
             last_reconcile: now,
             full_every: FULL_RECONCILE,
             metrics,
@@ -283,6 +290,7 @@ impl<T: RouteTable> Installer<T> {
                 self.fast_until = Some(now + FAST_WINDOW);
                 self.fast_step = FAST_RETRY;
                 self.slow_step = RETRY;
+                self.owners_grace_until = Some(now + OWNERS_GRACE);
             }
             KernelEvent::Route { route, deleted } => {
                 let dst = route.route.dst;
@@ -621,6 +629,10 @@ impl<T: RouteTable> Installer<T> {
             if kernel_ours.contains_key(p) {
                 continue;
             }
+            if self.conflicts.contains(p) && self.owners_grace_until.is_some_and(|t| now < t) {
+                // Flushed with the link, not given up: leave it to its owner a while.
+                continue;
+            }
             // Missing. A route we believed in vanished behind our back is
             // drift; a conflict or failure being retried is not.
             if believed.remove(p).is_some() && !self.failed.contains(p) {
@@ -794,7 +806,10 @@ mod tests {
         // Added after the last dump, its notification not read yet.
         i.table().add_foreign(static_route("10.1.2.0/24"), 0);
         i.apply(vec![Change::Set(ours("10.1.2.0/24", "192.0.2.2"))], t0);
-        assert_eq!(i.table().at(&n("10.1.2.0/24")), vec![static_route("10.1.2.0/24")]);
+        assert_eq!(
+            i.table().at(&n("10.1.2.0/24")),
+            vec![static_route("10.1.2.0/24")]
+        );
         assert_eq!(status(&i).route_conflicts, 1);
         assert_eq!(status(&i).install_errors, 0);
     }
