@@ -7,8 +7,10 @@
 //!   sudo cargo bench -p ipvlan-bgp --bench route_install -- 20000 3
 //!
 //! Ours goes through the real path a learned route takes after the policy:
-//! `Installer` thread, batched netlink (many requests per sendmsg), replace
-//! semantics, protocol tag 73. `ip -batch` sends one request and waits for
+//! `Installer` thread with its watch socket, batched netlink (many requests
+//! per sendmsg), create-exclusive semantics, protocol tag 73. Also timed: one
+//! full reconcile dump of the table with N routes installed (what the
+//! periodic reconcile and a link event cost). `ip -batch` sends one request and waits for
 //! its acknowledgement each time (protocol 188 so the two never collide).
 
 use std::io::Write;
@@ -19,6 +21,8 @@ use std::time::{Duration, Instant};
 
 use ipnet::{IpNet, Ipv4Net};
 use ipvlan_bgp::bgp::installer::{Change, Installer};
+use ipvlan_bgp::bgp::route_table::RouteTable;
+use ipvlan_bgp::bgp::route_watch::RouteWatch;
 use ipvlan_bgp::kernel::{Family, Kernel, Route};
 use ipvlan_bgp::metrics::Metrics;
 
@@ -88,6 +92,7 @@ fn main() {
     let mut ours = Vec::new();
     let mut theirs = Vec::new();
     let mut ours_del = Vec::new();
+    let mut dumps = Vec::new();
     for round in 0..rounds {
         // ip -batch
         let t = Instant::now();
@@ -105,8 +110,10 @@ fn main() {
         // ours: the installer thread, as the learner feeds it
         let metrics = Arc::new(Metrics::default());
         let inst_kernel = Kernel::open_in_netns(&path).expect("netlink");
+        let watch = RouteWatch::open_in_netns(&path).expect("watch socket");
         let (handle, thread, adopted) =
-            Installer::start(inst_kernel, 73, metrics.clone()).expect("installer");
+            Installer::start_with(inst_kernel, Some(watch), 73, metrics.clone())
+                .expect("installer");
         assert!(adopted.is_empty());
         let t = Instant::now();
         handle.send(routes.iter().map(|r| Change::Set(*r)).collect());
@@ -115,6 +122,10 @@ fn main() {
         assert_eq!(metrics.bgp_snapshot().installed, n);
         assert_eq!(metrics.bgp_snapshot().install_errors, 0);
         assert_eq!(count(&mut k, 73), n, "our installer installed them all");
+        let t = Instant::now();
+        let dumped = RouteTable::dump(&mut k).expect("dump").len();
+        dumps.push(t.elapsed());
+        assert!(dumped >= n);
         let t = Instant::now();
         handle.send(routes.iter().map(|r| Change::Remove(r.dst)).collect());
         handle.flush_blocking();
@@ -145,6 +156,10 @@ fn main() {
         mi.as_secs_f64() / mo.as_secs_f64()
     );
     println!("median delete (ours): {:.1} ms", ms(median(ours_del)));
+    println!(
+        "median full dump of the table ({n} routes, the reconcile's read): {:.1} ms",
+        ms(median(dumps))
+    );
     let _ = std::fs::remove_file(&batch_file);
 }
 

@@ -49,6 +49,9 @@ pub enum Change {
 #[derive(Clone)]
 pub struct InstallerHandle {
     tx: mpsc::Sender<Msg>,
+    /// The thread stops when no handle holds this any more (the watch
+    /// thread's sender alone must not keep it running).
+    _alive: Arc<()>,
 }
 
 enum Msg {
@@ -136,6 +139,8 @@ impl<T: RouteTable> Installer<T> {
     ) -> Result<(InstallerHandle, JoinHandle<()>, Vec<Route>), KernelError> {
         let (inst, existing) = Installer::new(table, protocol, metrics, Instant::now())?;
         let (tx, rx) = mpsc::channel();
+        let alive = Arc::new(());
+        let handles = Arc::downgrade(&alive);
         if let Some(w) = watch {
             let tx = tx.clone();
             if let Err(e) = w.spawn(move |ev| match ev {
@@ -148,9 +153,9 @@ impl<T: RouteTable> Installer<T> {
         }
         let thread = std::thread::Builder::new()
             .name("route-installer".into())
-            .spawn(move || inst.run(rx))
+            .spawn(move || inst.run(rx, handles))
             .map_err(|e| KernelError::Conflict(format!("spawn installer thread: {e}")))?;
-        Ok((InstallerHandle { tx }, thread, existing))
+        Ok((InstallerHandle { tx, _alive: alive }, thread, existing))
     }
 
     /// An installer over `table` (no thread). The tagged routes found are
@@ -202,8 +207,17 @@ impl<T: RouteTable> Installer<T> {
         &mut self.table
     }
 
-    fn run(mut self, rx: mpsc::Receiver<Msg>) {
+    fn run(mut self, rx: mpsc::Receiver<Msg>, handles: std::sync::Weak<()>) {
         loop {
+            if handles.strong_count() == 0 {
+                // Every handle is gone; what they sent has been applied.
+                while let Ok(m) = rx.try_recv() {
+                    if let Msg::Batch(b) = m {
+                        self.apply(b, Instant::now());
+                    }
+                }
+                return;
+            }
             let now = Instant::now();
             let wait = self
                 .next_deadline()
