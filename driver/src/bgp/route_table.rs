@@ -77,11 +77,6 @@ pub trait RouteTable: Send + 'static {
     fn delete(&mut self, routes: &[Route]) -> Vec<WriteResult>;
 }
 
-/// The errno a write failed with.
-pub fn errno(e: &KernelError) -> Option<i32> {
-    e.errno()
-}
-
 fn kernel_error(op: String, errno: i32) -> KernelError {
     KernelError::Netlink {
         op,
