@@ -73,19 +73,26 @@ fn parents() -> impl Strategy<Value = Vec<ParentInfo>> {
 
 fn inputs() -> impl Strategy<Value = PolicyInputs> {
     (
-        nets(4),
-        nets(3),
-        prop::collection::btree_set(addr(), 0..4),
-        nets(3),
-        prop::collection::btree_set(addr(), 0..4),
-        parents(),
+        (nets(4), nets(3), prop::collection::btree_set(addr(), 0..4)),
+        (
+            nets(3),
+            prop::collection::btree_set(addr(), 0..4),
+            parents(),
+        ),
+        (
+            prop::collection::btree_set(addr(), 0..3),
+            prop::collection::btree_set(addr(), 0..3),
+            prop::collection::btree_set(addr(), 0..2),
+        ),
     )
         .prop_map(
-            |(mut pools, network_subnets, local_endpoints, connected, own_addresses, parents)| {
+            |(
+                (mut pools, network_subnets, local_endpoints),
+                (connected, own_addresses, parents),
+                (neighbors, next_hops, default_gateways),
+            )| {
                 // As policy_inputs builds them: network subnets are pools too.
                 pools.extend(network_subnets.iter().copied());
-                // Inputs not drawn here (added with later rules) stay empty.
-                #[allow(clippy::needless_update)]
                 PolicyInputs {
                     pools,
                     network_subnets,
@@ -93,10 +100,27 @@ fn inputs() -> impl Strategy<Value = PolicyInputs> {
                     connected,
                     own_addresses,
                     parents,
-                    ..PolicyInputs::default()
+                    neighbors,
+                    next_hops,
+                    default_gateways,
                 }
             },
         )
+}
+
+/// Whether a prefix meets one of the ranges that are never container
+/// networks (numbers written out, independently of the driver's table).
+fn touches_reserved(p: &IpNet) -> bool {
+    let IpNet::V4(v4) = p else { return false };
+    let (a, b) = (u32::from(v4.network()), u32::from(v4.broadcast()));
+    [
+        (0x0000_0000u32, 0x00ff_ffffu32), // 0.0.0.0/8
+        (0x7f00_0000, 0x7fff_ffff),       // 127.0.0.0/8
+        (0xa9fe_0000, 0xa9fe_ffff),       // 169.254.0.0/16
+        (0xe000_0000, 0xffff_ffff),       // 224.0.0.0/4 and 240.0.0.0/4
+    ]
+    .iter()
+    .any(|(lo, hi)| a <= *hi && *lo <= b)
 }
 
 /// A learned path and the inputs it meets.
@@ -110,11 +134,23 @@ struct Case {
 type Rule = (&'static str, fn(&Case, u32) -> bool);
 
 /// What every accepted prefix satisfies (`u32` is the returned ifindex).
-/// After the merge of issue 10's other parts, add one line each for:
-/// not in a reserved range (0/8, 127/8, 169.254/16, 224/4, 240/4), never
-/// covers a BGP neighbour's address, a next hop in use, or the default gateway.
 const ACCEPT_RULES: &[Rule] = &[
     ("never a default route", |c, _| c.prefix.prefix_len() > 0),
+    ("never in a reserved range", |c, _| {
+        !touches_reserved(&c.prefix)
+    }),
+    ("never covers a BGP neighbour", |c, _| {
+        !c.inputs.neighbors.iter().any(|a| c.prefix.contains(a))
+    }),
+    ("never covers a next hop in use", |c, _| {
+        !c.inputs.next_hops.iter().any(|a| c.prefix.contains(a))
+    }),
+    ("never covers a default gateway", |c, _| {
+        !c.inputs
+            .default_gateways
+            .iter()
+            .any(|a| c.prefix.contains(a))
+    }),
     ("inside some pool", |c, _| {
         c.inputs.pools.iter().any(|p| p.contains(&c.prefix))
     }),
