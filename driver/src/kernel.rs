@@ -605,21 +605,3 @@ pub fn write_sysctl(path: &str, value: &str) -> io::Result<()> {
     }
     std::fs::write(&full, value)
 }
-
-// ----- routes read for the BGP side (helper B) -----
-
-impl Kernel {
-    /// Gateways of the main table's default routes, IPv4 and IPv6.
-    pub fn default_gateways(&mut self) -> Result<std::collections::BTreeSet<IpAddr>> {
-        let mut out = std::collections::BTreeSet::new();
-        for family in [Family::V4, Family::V6] {
-            out.extend(
-                self.routes(family, None)?
-                    .into_iter()
-                    .filter(|r| r.dst.prefix_len() == 0)
-                    .filter_map(|r| r.via),
-            );
-        }
-        Ok(out)
-    }
-}

@@ -46,6 +46,10 @@ pub struct BgpStatus {
     /// Prefixes currently wanted but held by another owner's route.
     pub conflicted: usize,
     pub rejected: BTreeMap<String, u64>,
+    /// Gateways of the main table's default routes, as the installer last
+    /// saw them (dumps and route notifications); the import policy refuses
+    /// prefixes covering them.
+    pub default_gateways: Vec<std::net::IpAddr>,
     /// The last refused prefixes (bounded sample), newest last.
     pub recent_rejected: std::collections::VecDeque<RejectedSample>,
     pub peers: Vec<PeerStatus>,

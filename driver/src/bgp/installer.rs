@@ -25,7 +25,8 @@
 //! At start it reads the tagged routes a previous run left, so the learner
 //! can adopt them instead of flapping them.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::net::IpAddr;
 use std::sync::mpsc;
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -69,8 +70,10 @@ const FAST_RETRY: Duration = Duration::from_millis(100);
 const FAST_WINDOW: Duration = Duration::from_secs(3);
 /// A link event is acted on after this short settling time.
 const LINK_SETTLE: Duration = Duration::from_millis(20);
-/// Route events (hints) trigger at most one reconcile per this gap.
-const ROUTE_HINT_GAP: Duration = Duration::from_millis(300);
+/// Route events (hints) trigger at most one reconcile per this gap: a dump
+/// costs ~140 ms at 100k routes, and stale echoes of our own writes under
+/// churn must not turn into a dump loop.
+const ROUTE_HINT_GAP: Duration = Duration::from_secs(1);
 /// How long prefixes held by others stay theirs after a link event.
 const OWNERS_GRACE: Duration = Duration::from_secs(10);
 /// Full reconcile even when nothing was noticed.
@@ -88,6 +91,9 @@ pub struct Installer<T: RouteTable = Kernel> {
     /// Destinations where another owner has a route in the main table (from
     /// the last dump, plus routes added since): never ours to write.
     foreign: HashSet<IpNet>,
+    /// Gateways of the main table's default routes (published for the policy:
+    /// reading them here costs no extra dump).
+    gateways: BTreeSet<IpAddr>,
     /// Wanted prefixes held by another owner's route.
     conflicts: HashSet<IpNet>,
     /// Wanted prefixes whose last write failed for another reason.
@@ -168,11 +174,13 @@ impl<T: RouteTable> Installer<T> {
     ) -> Result<(Installer<T>, Vec<Route>), KernelError> {
         let mut existing = Vec::new();
         let mut foreign = HashSet::new();
+        let mut gateways = BTreeSet::new();
         for r in table.dump()? {
             if r.route.protocol == protocol {
                 existing.push(r.route);
             } else {
                 foreign.insert(r.route.dst);
+                gateways.extend(default_gateway(&r.route));
             }
         }
         let ours: HashMap<IpNet, Route> = existing.iter().map(|r| (r.dst, *r)).collect();
@@ -182,6 +190,7 @@ impl<T: RouteTable> Installer<T> {
             wanted: ours.clone(),
             ours,
             foreign,
+            gateways,
             conflicts: HashSet::new(),
             failed: HashSet::new(),
             reconcile_at: None,
@@ -309,13 +318,30 @@ impl<T: RouteTable> Installer<T> {
             KernelEvent::Route { route, deleted } => {
                 let dst = route.route.dst;
                 let interesting = if route.route.protocol == self.protocol {
-                    // Our own writes echo here; only a difference matters.
+                    // Our own writes echo here, sometimes after a newer write
+                    // to the same prefix: only a tagged route where we have
+                    // none (added by hand) or the loss of the very route we
+                    // hold (deleted by hand) is a sign of drift. A tagged
+                    // route changed in place is found by the periodic dump.
                     let believed = self.ours.get(&dst);
                     if deleted {
                         believed == Some(&route.route)
                     } else {
-                        believed != Some(&route.route)
+                        believed.is_none()
                     }
+                } else if route.route.dst.prefix_len() == 0 {
+                    // A default route: the gateways feed the import policy.
+                    if let Some(gw) = default_gateway(&route.route) {
+                        if deleted {
+                            self.gateways.remove(&gw);
+                            // Another default route may use it still: confirm.
+                            self.reconcile_soon((self.last_reconcile + ROUTE_HINT_GAP).max(now));
+                        } else {
+                            self.gateways.insert(gw);
+                        }
+                        self.publish();
+                    }
+                    false
                 } else if deleted {
                     // Another owner's route at this destination may remain
                     // (another metric): only a dump says the prefix is free.
@@ -590,11 +616,13 @@ impl<T: RouteTable> Installer<T> {
         let mut kernel_ours: HashMap<IpNet, Vec<Route>> = HashMap::new();
         let mut foreign: HashMap<IpNet, Vec<TableRoute>> = HashMap::new();
         self.foreign.clear();
+        self.gateways.clear();
         for tr in dump {
             if tr.route.protocol == self.protocol {
                 kernel_ours.entry(tr.route.dst).or_default().push(tr.route);
             } else {
                 self.foreign.insert(tr.route.dst);
+                self.gateways.extend(default_gateway(&tr.route));
                 if self.wanted.contains_key(&tr.route.dst) {
                     foreign.entry(tr.route.dst).or_default().push(tr);
                 }
@@ -695,7 +723,19 @@ impl<T: RouteTable> Installer<T> {
         self.metrics.bgp(|b| {
             b.installed = n;
             b.conflicted = c;
+            if !b.default_gateways.iter().eq(self.gateways.iter()) {
+                b.default_gateways = self.gateways.iter().copied().collect();
+            }
         });
+    }
+}
+
+/// The gateway of a default route.
+fn default_gateway(r: &Route) -> Option<IpAddr> {
+    if r.dst.prefix_len() == 0 {
+        r.via
+    } else {
+        None
     }
 }
 
@@ -1002,6 +1042,38 @@ mod tests {
         );
         // Drift counted once per route, not per retry.
         assert_eq!(status(&i).kernel_drift, 50);
+    }
+
+    #[test]
+    fn default_gateways_are_published_from_dumps_and_events() {
+        let mut fake = FakeTable::default();
+        fake.add_foreign(static_route("0.0.0.0/0"), 0);
+        let (mut i, t0) = installer(fake);
+        let gw: IpAddr = "192.0.2.99".parse().unwrap();
+        assert_eq!(status(&i).default_gateways, vec![gw]);
+        let other = Route {
+            via: "192.0.2.98".parse().ok(),
+            ..static_route("0.0.0.0/0")
+        };
+        i.table().add_foreign(other, 100);
+        let tr = i.table().routes[1];
+        i.on_event(
+            KernelEvent::Route {
+                route: tr,
+                deleted: false,
+            },
+            t0,
+        );
+        assert_eq!(status(&i).default_gateways.len(), 2);
+        let tr = i.table().routes.remove(0);
+        i.on_event(
+            KernelEvent::Route {
+                route: tr,
+                deleted: true,
+            },
+            t0,
+        );
+        assert_eq!(status(&i).default_gateways, vec![other.via.unwrap()]);
     }
 
     #[test]

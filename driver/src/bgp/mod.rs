@@ -77,12 +77,15 @@ pub struct HostInfo {
 }
 
 impl HostInfo {
+    /// Reads links and addresses. The default gateways come from the route
+    /// installer (`Metrics` `bgp.default_gateways`), which sees every dump
+    /// and route notification anyway: a dump here every refresh would cost
+    /// ~140 ms at 100k installed routes. See [`HostInfo::with_gateways`].
     pub fn read(kernel: &mut Kernel) -> Result<HostInfo, crate::kernel::KernelError> {
         let links = kernel.links()?;
         let addrs = kernel.addresses()?;
-        let default_gateways = kernel.default_gateways()?;
         Ok(HostInfo {
-            default_gateways,
+            default_gateways: BTreeSet::new(),
             links: links
                 .into_iter()
                 .map(|l| {
@@ -95,6 +98,12 @@ impl HostInfo {
                 })
                 .collect(),
         })
+    }
+
+    /// The same host with the default gateways the installer published.
+    pub fn with_gateways(mut self, metrics: &Metrics) -> HostInfo {
+        self.default_gateways = metrics.bgp(|b| b.default_gateways.iter().copied().collect());
+        self
     }
 
     fn link(&self, name: &str) -> Option<&(u32, String, Vec<IpNet>)> {
@@ -218,10 +227,12 @@ impl Bgp {
         adopted: Vec<Route>,
     ) -> Bgp {
         let mut host_kernel = host_kernel;
-        let host = HostInfo::read(&mut host_kernel).unwrap_or_else(|e| {
-            warn!(error = %e, "could not read the host's addresses");
-            HostInfo::default()
-        });
+        let host = HostInfo::read(&mut host_kernel)
+            .unwrap_or_else(|e| {
+                warn!(error = %e, "could not read the host's addresses");
+                HostInfo::default()
+            })
+            .with_gateways(&metrics);
         let mut learner = Learner::new(
             cfg.protocol,
             cfg.max_learned,
@@ -262,7 +273,7 @@ impl Bgp {
         .await;
         match read {
             Ok(Ok(h)) => {
-                self.host = h;
+                self.host = h.with_gateways(&self.metrics);
                 // Also picks up peers gobgpd reported since (cheap when nothing changed).
                 self.apply_inputs();
             }
