@@ -17,6 +17,10 @@ pub struct NetworkStatus {
     pub gateway: Option<String>,
     pub announce: String,
     pub shim: Option<String>,
+    /// Why the network cannot serve Docker now (its parent is missing...);
+    /// `None` when it can. Repaired by itself when the cause goes away.
+    #[serde(default)]
+    pub unavailable: Option<String>,
     pub endpoints: Vec<EndpointStatus>,
 }
 
@@ -49,6 +53,7 @@ impl Status {
                 gateway: n.spec.gateway.map(|g| g.addr().to_string()),
                 announce: format!("{:?}", n.spec.announce).to_lowercase(),
                 shim: n.shim.clone(),
+                unavailable: driver.unavailable().get(&n.spec.id).cloned(),
                 endpoints: n
                     .endpoints
                     .values()
@@ -90,6 +95,9 @@ pub fn render_text(v: &serde_json::Value) -> String {
             s(&n["announce"]),
             eps.len()
         );
+        if let Some(why) = n["unavailable"].as_str() {
+            let _ = writeln!(out, "    UNAVAILABLE: {why}");
+        }
         for e in eps {
             let _ = writeln!(
                 out,
