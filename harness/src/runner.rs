@@ -924,6 +924,27 @@ impl Runner<'_> {
                 .map_err(|e| anyhow!(e))?;
                 Ok(Some(took))
             }
+            Action::ExpectMarkedLinks {
+                host,
+                at_least,
+                at_most,
+                within,
+            } => {
+                let ns = &self.w.host(host)?.ns;
+                let (_, took) = eventually(self.scale(*within), POLL, || {
+                    let all = crate::links::list(ns).map_err(|e| format!("{e:#}"))?;
+                    let n = all.values().filter(|l| l.marked()).count();
+                    bounds(n as f64, at_least.map(|v| v as f64), at_most.map(|v| v as f64)).map_err(|e| {
+                        let seen: Vec<String> = all
+                            .values()
+                            .map(|l| format!("{} {} alias={:?}", l.name, l.kind.as_deref().unwrap_or("-"), l.alias))
+                            .collect();
+                        format!("{n} links on {host} carry the mark {}: {e}; links: {}", crate::links::MARK_PREFIX, seen.join(", "))
+                    })
+                })
+                .map_err(|e| anyhow!(e))?;
+                Ok(Some(took))
+            }
             Action::BgpSnapshot { id, host } => {
                 let hi = self.w.host_index(host)?;
                 let peers = PeerView::all(&self.w.gobgp_neighbors(hi)?)?;
@@ -1424,14 +1445,18 @@ impl PeerView {
                     address,
                     established: n.pointer("/state/session_state").and_then(|v| v.as_u64())
                         == Some(6),
+                    // Both are required: a snapshot without them would
+                    // compare nothing and always look steady.
                     uptime: n
                         .pointer("/timers/state/uptime")
                         .cloned()
-                        .unwrap_or_default(),
+                        .ok_or_else(|| anyhow!("gobgp neighbor without timers.state.uptime: {n}"))?,
                     updates_received: n
                         .pointer("/state/messages/received/update")
                         .and_then(|v| v.as_u64())
-                        .unwrap_or(0),
+                        .ok_or_else(|| {
+                            anyhow!("gobgp neighbor without state.messages.received.update: {n}")
+                        })?,
                 })
             })
             .collect()

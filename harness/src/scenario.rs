@@ -427,6 +427,15 @@ pub enum Action {
         #[serde(default = "default_within")]
         within: Dur,
     },
+    /// How many links in a host's namespace carry the driver's mark (alias
+    /// `ipvlan-bgp:...`); fails listing every link with its alias.
+    ExpectMarkedLinks {
+        host: String,
+        at_least: Option<u64>,
+        at_most: Option<u64>,
+        #[serde(default = "default_within")]
+        within: Dur,
+    },
     /// Remember each BGP session of a host's gobgpd (uptime, updates
     /// received) for a later `expect-bgp-steady`.
     BgpSnapshot {
@@ -1101,6 +1110,18 @@ impl Scenario {
                     return Err(
                         "present = false takes no kind, alias_prefix or unchanged_since".into(),
                     );
+                }
+                Ok(())
+            }
+            Action::ExpectMarkedLinks {
+                host,
+                at_least,
+                at_most,
+                ..
+            } => {
+                self.check_host(host)?;
+                if at_least.is_none() && at_most.is_none() {
+                    return Err("give at_least or at_most".into());
                 }
                 Ok(())
             }
