@@ -934,12 +934,28 @@ impl Runner<'_> {
                 let (_, took) = eventually(self.scale(*within), POLL, || {
                     let all = crate::links::list(ns).map_err(|e| format!("{e:#}"))?;
                     let n = all.values().filter(|l| l.marked()).count();
-                    bounds(n as f64, at_least.map(|v| v as f64), at_most.map(|v| v as f64)).map_err(|e| {
+                    bounds(
+                        n as f64,
+                        at_least.map(|v| v as f64),
+                        at_most.map(|v| v as f64),
+                    )
+                    .map_err(|e| {
                         let seen: Vec<String> = all
                             .values()
-                            .map(|l| format!("{} {} alias={:?}", l.name, l.kind.as_deref().unwrap_or("-"), l.alias))
+                            .map(|l| {
+                                format!(
+                                    "{} {} alias={:?}",
+                                    l.name,
+                                    l.kind.as_deref().unwrap_or("-"),
+                                    l.alias
+                                )
+                            })
                             .collect();
-                        format!("{n} links on {host} carry the mark {}: {e}; links: {}", crate::links::MARK_PREFIX, seen.join(", "))
+                        format!(
+                            "{n} links on {host} carry the mark {}: {e}; links: {}",
+                            crate::links::MARK_PREFIX,
+                            seen.join(", ")
+                        )
                     })
                 })
                 .map_err(|e| anyhow!(e))?;
@@ -1259,6 +1275,14 @@ impl Runner<'_> {
                 }
             }
         }
+        // A daemon a failed scenario left frozen would stall everything below.
+        for h in &self.w.hosts {
+            for d in [&h.gobgpd, &h.driver] {
+                if d.running() {
+                    let _ = d.send(Signal::SIGCONT);
+                }
+            }
+        }
         for (id, f) in self.floods.drain() {
             // A flood still sending ends with gobgpd (stopped by the cleanup stack).
             if f.is_finished() {
@@ -1447,10 +1471,9 @@ impl PeerView {
                         == Some(6),
                     // Both are required: a snapshot without them would
                     // compare nothing and always look steady.
-                    uptime: n
-                        .pointer("/timers/state/uptime")
-                        .cloned()
-                        .ok_or_else(|| anyhow!("gobgp neighbor without timers.state.uptime: {n}"))?,
+                    uptime: n.pointer("/timers/state/uptime").cloned().ok_or_else(|| {
+                        anyhow!("gobgp neighbor without timers.state.uptime: {n}")
+                    })?,
                     updates_received: n
                         .pointer("/state/messages/received/update")
                         .and_then(|v| v.as_u64())
