@@ -646,6 +646,7 @@ impl Runner<'_> {
                         let c = self
                             .running
                             .get(prefix)
+                            .or_else(|| self.killed.iter().find(|c| &c.name == prefix))
                             .ok_or_else(|| anyhow!("{prefix} is not running"))?;
                         IpNet::V4(Ipv4Net::new(c.address, 32)?)
                     }
