@@ -1126,7 +1126,7 @@ impl Runner<'_> {
             .with_context(|| format!("start {name}"))
     }
 
-    /// `{c1}` in a command argument becomes c1's address.
+    /// `{{c1}}` in a command argument becomes c1's address.
     fn substitute(&self, arg: &str) -> Result<String> {
         let mut out = arg.to_string();
         for name in crate::scenario::placeholders(arg).map_err(|e| anyhow!(e))? {
@@ -1135,7 +1135,7 @@ impl Runner<'_> {
                 .get(&name)
                 .or_else(|| self.killed.iter().find(|c| c.name == name))
                 .ok_or_else(|| anyhow!("{name} is not running (its address is unknown)"))?;
-            out = out.replace(&format!("{{{name}}}"), &c.address.to_string());
+            out = out.replace(&format!("{{{{{name}}}}}"), &c.address.to_string());
         }
         Ok(out)
     }

@@ -1200,18 +1200,19 @@ pub fn route_protocol(p: &str) -> std::result::Result<u8, String> {
     }
 }
 
-/// The container names written as `{name}` in a `run` argument (replaced
-/// by the running container's address).
+/// The container names written as `{{name}}` in a `run` argument (replaced
+/// by the running container's address). Double braces, because single ones
+/// are nft's and the shell's.
 pub fn placeholders(arg: &str) -> std::result::Result<Vec<String>, String> {
     let mut out = Vec::new();
     let mut rest = arg;
-    while let Some(open) = rest.find('{') {
-        let after = &rest[open + 1..];
+    while let Some(open) = rest.find("{{") {
+        let after = &rest[open + 2..];
         let close = after
-            .find('}')
-            .ok_or_else(|| format!("unclosed {{ in {arg:?}"))?;
+            .find("}}")
+            .ok_or_else(|| format!("unclosed {{{{ in {arg:?}"))?;
         out.push(after[..close].to_string());
-        rest = &after[close + 1..];
+        rest = &after[close + 2..];
     }
     Ok(out)
 }
@@ -1353,6 +1354,20 @@ within = "5s"
             .unwrap_err()
             .to_string();
         assert!(e.contains(":28:") && e.contains("launch"), "{e}");
+    }
+
+    #[test]
+    fn run_placeholders_are_double_braced() {
+        assert_eq!(placeholders("{{c1}}/32").unwrap(), vec!["c1"]);
+        assert_eq!(placeholders("a {{c1}} {{d}}").unwrap(), vec!["c1", "d"]);
+        assert!(placeholders("chain { type filter ; }").unwrap().is_empty());
+        assert!(placeholders("{{c1").is_err());
+        let bad = GOOD.replace(
+            "[[steps]]\ndo = \"start\"",
+            "[[steps]]\ndo = \"run\"\nhost = \"h1\"\ncommand = [\"ip\", \"{{zz}}\"]\n\n[[steps]]\ndo = \"start\"",
+        );
+        let e = parse(&bad).unwrap_err().to_string();
+        assert!(e.contains("\"zz\""), "{e}");
     }
 
     #[test]

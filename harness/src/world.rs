@@ -675,14 +675,27 @@ impl World {
                 }
             }
             if h.gobgpd.pid().is_some() || h.gobgp_api().exists() {
-                for args in [&["neighbor"][..], &["global", "rib"][..]] {
+                let mut small_rib = false;
+                for args in [
+                    &["neighbor"][..],
+                    &["global", "rib", "summary"][..],
+                    &["global", "rib"][..],
+                ] {
+                    // A flooded RIB is too long to print (and slow to list).
+                    if args == ["global", "rib"] && !small_rib {
+                        continue;
+                    }
                     out.push_str(&format!("$ gobgp {}\n", args.join(" ")));
                     let target = h.gobgp_target();
                     let mut full: Vec<&str> = target.iter().map(String::as_str).collect();
                     full.extend_from_slice(args);
                     match h.ns.exec("gobgp", &full, short) {
                         Ok(o) => {
-                            out.push_str(&String::from_utf8_lossy(&o.stdout));
+                            let text = String::from_utf8_lossy(&o.stdout);
+                            if args == ["global", "rib", "summary"] {
+                                small_rib = rib_destinations(&text).is_some_and(|n| n <= 200);
+                            }
+                            out.push_str(&text);
                             out.push_str(&String::from_utf8_lossy(&o.stderr));
                         }
                         Err(e) => out.push_str(&format!("({e:#})\n")),
@@ -746,6 +759,12 @@ impl World {
     }
 }
 
+/// The destination count in `gobgp global rib summary` ("Destination: N, Path: M").
+fn rib_destinations(summary: &str) -> Option<usize> {
+    let rest = &summary[summary.find("Destination:")? + "Destination:".len()..];
+    rest.split(',').next()?.trim().parse().ok()
+}
+
 /// A veth pair from `ns` (`iface`) to the switch (`port`), the port enslaved to
 /// the segment's bridge and up. Both ends are created directly in their
 /// namespaces: nothing ever appears in the machine's own namespace.
@@ -787,4 +806,14 @@ fn make_ns(cleanup: &Cleanup, name: &str) -> Result<Netns> {
         Netns::delete(&n)
     });
     Ok(ns)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn rib_summary_is_read() {
+        let s = "Table ipv4-unicast\nDestination: 20001, Path: 20001\n";
+        assert_eq!(super::rib_destinations(s), Some(20001));
+        assert_eq!(super::rib_destinations("nothing"), None);
+    }
 }
