@@ -282,7 +282,12 @@ impl Runner<'_> {
     }
 
     fn member(&self, name: &str) -> Result<Member> {
-        if let Some(c) = self.running.get(name) {
+        // A killed container can still be a target (its address), not a source.
+        if let Some(c) = self
+            .running
+            .get(name)
+            .or_else(|| self.killed.iter().find(|c| c.name == name))
+        {
             return Ok(Member {
                 label: name.into(),
                 netns: c.netns.clone(),
