@@ -4,7 +4,13 @@
 # Idempotent: skips apt when every package is already there.
 set -euo pipefail
 
-packages=(gobgpd iproute2 util-linux iputils-ping busybox-static frr bird2 kmod xz-utils docker.io tar nftables)
+packages=(gobgpd iproute2 util-linux iputils-ping busybox-static frr bird2 kmod xz-utils tar nftables)
+# Docker: Debian's docker.io, unless a Docker is already installed (GitHub's
+# Ubuntu images ship Moby's docker-ce/containerd.io, which docker.io would
+# conflict with; the harness only needs a dockerd binary of 20.10 or later).
+if ! command -v dockerd >/dev/null 2>&1; then
+  packages+=(docker.io)
+fi
 
 missing=()
 for p in "${packages[@]}"; do

@@ -99,8 +99,133 @@ pub fn under_ci() -> bool {
 }
 
 /// `Ok(None)`: runs. `Ok(Some(reason))`: skipped. `Err(reason)`: must fail
-/// (a tool missing under CI).
+/// (a tool missing under CI, or a skip that [`skip_policy`] forbids here).
 pub fn skip_reason(s: &Scenario, caps: &Caps, engine: &str) -> Result<Option<String>, String> {
+    match raw_skip_reason(s, caps, engine)? {
+        None => Ok(None),
+        Some(reason) => skip_policy(&SkipPolicy::from_env()?, s, engine, reason).map(Some),
+    }
+}
+
+/// The stable name of a capability, as scenario files spell it.
+pub fn capability_name(c: Capability) -> &'static str {
+    match c {
+        Capability::Macvlan => "macvlan",
+        Capability::Ipvlan => "ipvlan",
+        Capability::NoIpvlan => "no-ipvlan",
+        Capability::Gobgpd => "gobgpd",
+        Capability::Dockerd => "dockerd",
+        Capability::Frr => "frr",
+        Capability::Bird => "bird",
+    }
+}
+
+/// Parses a capability name as scenario files spell it.
+pub fn parse_capability(name: &str) -> Result<Capability, String> {
+    use serde::Deserialize;
+    Capability::deserialize(serde::de::value::StrDeserializer::<serde::de::value::Error>::new(
+        name,
+    ))
+    .map_err(|_| {
+        format!("unknown capability {name:?}: use macvlan, ipvlan, no-ipvlan, gobgpd, dockerd, frr or bird")
+    })
+}
+
+/// Which skips are allowed where the suite runs.
+/// - `HARNESS_REQUIRE=ipvlan,...`: a scenario that needs one of these must
+///   not skip for any reason (set inside the ipvlan VM: a VM whose modules
+///   do not load must fail, not report every ipvlan scenario as skipped).
+/// - `HARNESS_EXPECTED_SKIPS=FILE` (used under CI): every skip must match a
+///   line `SCENARIO ENGINE REASON-SUBSTRING` of the file; any other skip fails.
+#[derive(Debug, Default, Clone)]
+pub struct SkipPolicy {
+    pub require: Vec<Capability>,
+    /// The expected-skips file's name and its lines.
+    pub expected: Option<(String, Vec<ExpectedSkip>)>,
+}
+
+/// One line of the expected-skips file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExpectedSkip {
+    pub scenario: String,
+    pub engine: String,
+    /// A substring of the skip reason.
+    pub reason: String,
+}
+
+impl SkipPolicy {
+    pub fn from_env() -> Result<SkipPolicy, String> {
+        let mut p = SkipPolicy::default();
+        if let Ok(list) = std::env::var("HARNESS_REQUIRE") {
+            for name in list.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+                p.require.push(parse_capability(name)?);
+            }
+        }
+        if let Some(path) = std::env::var_os("HARNESS_EXPECTED_SKIPS") {
+            let path = std::path::PathBuf::from(path);
+            let text = std::fs::read_to_string(&path)
+                .map_err(|e| format!("HARNESS_EXPECTED_SKIPS={}: {e}", path.display()))?;
+            p.expected = Some((path.display().to_string(), parse_expected_skips(&text)?));
+        }
+        Ok(p)
+    }
+}
+
+/// Lines `SCENARIO ENGINE REASON-SUBSTRING`; `#` starts a comment.
+pub fn parse_expected_skips(text: &str) -> Result<Vec<ExpectedSkip>, String> {
+    let mut out = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let line = line.split('#').next().unwrap_or("").trim();
+        if line.is_empty() {
+            continue;
+        }
+        let mut words = line.split_whitespace();
+        let (scenario, engine) = (words.next(), words.next());
+        let reason = words.collect::<Vec<_>>().join(" ");
+        match (scenario, engine) {
+            (Some(s), Some(e)) if !reason.is_empty() => out.push(ExpectedSkip {
+                scenario: s.to_string(),
+                engine: e.to_string(),
+                reason,
+            }),
+            _ => {
+                return Err(format!(
+                    "expected-skips line {}: want `SCENARIO ENGINE REASON-SUBSTRING`, got {line:?}",
+                    i + 1
+                ))
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Turns a skip into a failure where the policy forbids it.
+pub fn skip_policy(
+    p: &SkipPolicy,
+    s: &Scenario,
+    engine: &str,
+    reason: String,
+) -> Result<String, String> {
+    if let Some(c) = p.require.iter().find(|c| s.requires.contains(c)) {
+        return Err(format!(
+            "would be skipped ({reason}), but HARNESS_REQUIRE says {} must work here",
+            capability_name(*c)
+        ));
+    }
+    if let Some((file, lines)) = &p.expected {
+        let listed = lines
+            .iter()
+            .any(|x| x.scenario == s.name && x.engine == engine && reason.contains(&x.reason));
+        if !listed {
+            return Err(format!(
+                "unexpected skip ({reason}): not listed in {file}; fix the machine, or list it there with its reason"
+            ));
+        }
+    }
+    Ok(reason)
+}
+
+fn raw_skip_reason(s: &Scenario, caps: &Caps, engine: &str) -> Result<Option<String>, String> {
     let ci = under_ci();
     let tool_gap = |what: String| {
         if ci {
@@ -214,4 +339,77 @@ pub fn describe(caps: &Caps) -> String {
         s.push_str("- the dockerd engine is unavailable: install docker.io\n");
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    fn scenario(name: &str, requires: &str) -> Scenario {
+        let src =
+            format!("description = \"t\"\nrequires = [{requires}]\n[[hosts]]\nname = \"h1\"\n");
+        Scenario::parse(&src, Path::new(&format!("scenarios/{name}.toml"))).unwrap()
+    }
+
+    #[test]
+    fn required_capabilities_may_not_skip() {
+        let p = SkipPolicy {
+            require: vec![Capability::Ipvlan],
+            expected: None,
+        };
+        let s = scenario("l3", "\"ipvlan\"");
+        let e = skip_policy(&p, &s, "emulator", "kernel gap: no ipvlan".into()).unwrap_err();
+        assert!(
+            e.contains("HARNESS_REQUIRE") && e.contains("no ipvlan"),
+            "{e}"
+        );
+        // A scenario that does not need it keeps its skip.
+        let s = scenario("other", "\"macvlan\"");
+        assert_eq!(
+            skip_policy(&p, &s, "emulator", "why".into()),
+            Ok("why".to_string())
+        );
+    }
+
+    #[test]
+    fn only_listed_skips_pass_under_an_expected_list() {
+        let lines = parse_expected_skips(
+            "# comment\nl3   emulator  kernel gap: this kernel\n\nl3 dockerd has no ipvlan # why\n",
+        )
+        .unwrap();
+        assert_eq!(lines.len(), 2);
+        let p = SkipPolicy {
+            require: vec![],
+            expected: Some(("ci/expected-skips".into(), lines)),
+        };
+        let s = scenario("l3", "\"ipvlan\"");
+        let reason = "kernel gap: this kernel (6.18) has no ipvlan".to_string();
+        assert!(skip_policy(&p, &s, "emulator", reason.clone()).is_ok());
+        assert!(skip_policy(&p, &s, "dockerd", reason.clone()).is_ok());
+        // Another reason, another engine or another scenario is a failure.
+        let e = skip_policy(&p, &s, "emulator", "dockerd is not installed".into()).unwrap_err();
+        assert!(
+            e.contains("unexpected skip") && e.contains("ci/expected-skips"),
+            "{e}"
+        );
+        assert!(skip_policy(&p, &scenario("l2", "\"ipvlan\""), "emulator", reason).is_err());
+        assert!(parse_expected_skips("l3 emulator\n").is_err());
+    }
+
+    #[test]
+    fn capability_names_round_trip() {
+        for c in [
+            Capability::Macvlan,
+            Capability::Ipvlan,
+            Capability::NoIpvlan,
+            Capability::Gobgpd,
+            Capability::Dockerd,
+            Capability::Frr,
+            Capability::Bird,
+        ] {
+            assert_eq!(parse_capability(capability_name(c)), Ok(c));
+        }
+        assert!(parse_capability("vxlan").is_err());
+    }
 }

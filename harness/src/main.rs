@@ -46,6 +46,30 @@ enum Cmd {
         /// With --vm: kill the VM after this many seconds.
         #[arg(long, default_value_t = 1800, value_name = "SECS")]
         vm_timeout: u64,
+        /// Run up to N scenario files at once (each in its own namespaces).
+        #[arg(long, default_value_t = 1, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=64))]
+        jobs: u16,
+        /// Run every file N times (to measure flakiness); the summary counts each run.
+        #[arg(long, default_value_t = 1, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1000))]
+        repeat: u16,
+        /// Write a JUnit XML file (skips are <skipped> with their reason).
+        #[arg(long, value_name = "FILE")]
+        junit: Option<PathBuf>,
+    },
+    /// List the scenario files with what they need and the engines they run on.
+    List {
+        /// Only scenarios that need this capability (macvlan, ipvlan, no-ipvlan, gobgpd,
+        /// dockerd, frr, bird).
+        #[arg(long, value_name = "CAPABILITY")]
+        requires: Option<String>,
+        /// Only scenarios that run on this engine (emulator, dockerd).
+        #[arg(long)]
+        engine: Option<String>,
+        /// Print JSON (one object per scenario) instead of file paths.
+        #[arg(long)]
+        json: bool,
+        /// Scenario files or folders (default: scenarios/ of this source tree).
+        files: Vec<PathBuf>,
     },
     /// Print what this machine can do and what that means for the scenarios.
     Check,
@@ -92,6 +116,18 @@ fn main() -> ExitCode {
             print!("{}", check::describe(check::detect()));
             ExitCode::SUCCESS
         }
+        Cmd::List {
+            requires,
+            engine,
+            json,
+            files,
+        } => match list(requires.as_deref(), engine.as_deref(), json, &files) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("harness: {e:#}");
+                ExitCode::FAILURE
+            }
+        },
         Cmd::Bench { what } => {
             install_signal_handler();
             let result = Options::from_env().and_then(|o| match what {
@@ -129,7 +165,14 @@ fn main() -> ExitCode {
             vm_kernel,
             vm_modules,
             vm_timeout,
+            jobs,
+            repeat,
+            junit,
         } => {
+            let outputs = Outputs {
+                json: json.as_deref(),
+                junit: junit.as_deref(),
+            };
             install_signal_handler();
             if vm || vm_kernel.is_some() {
                 if keep {
@@ -153,7 +196,7 @@ fn main() -> ExitCode {
                     }
                 }
                 let reports = harness::vm::run(&loaded, &engine, &vm_opts);
-                return finish(&reports, bad_files, json.as_deref());
+                return finish(&reports, bad_files, &outputs);
             }
             let mut opts = match Options::from_env() {
                 Ok(o) => o,
@@ -163,28 +206,118 @@ fn main() -> ExitCode {
                 }
             };
             opts.keep = keep;
-            let mut reports = Vec::new();
+            if keep && jobs > 1 {
+                eprintln!(
+                    "harness: --keep needs --jobs 1 (it waits at the terminal after a failure)"
+                );
+                return ExitCode::FAILURE;
+            }
+            let mut loaded = Vec::new();
             let mut bad_files = 0;
             for f in &files {
                 match Scenario::load(f) {
-                    Ok(s) => reports.push(runner::run(&s, &opts, &engine)),
+                    Ok(s) => loaded.push(s),
                     Err(e) => {
                         eprintln!("harness: {e:#}");
                         bad_files += 1;
                     }
                 }
             }
-            finish(&reports, bad_files, json.as_deref())
+            // Every (file, round) is one job; reports keep the files' order.
+            let work: Vec<&Scenario> = (0..repeat).flat_map(|_| loaded.iter()).collect();
+            let reports =
+                run_parallel(&work, usize::from(jobs), |s| runner::run(s, &opts, &engine));
+            finish(&reports, bad_files, &outputs)
         }
     }
 }
 
-/// Prints the summary, writes the JSON reports, and gives the exit code.
-fn finish(
-    reports: &[report::Report],
-    bad_files: usize,
-    json: Option<&std::path::Path>,
-) -> ExitCode {
+/// Runs `f` over `items` on up to `jobs` threads; results in the items' order.
+fn run_parallel<T: Sync, R: Send>(items: &[T], jobs: usize, f: impl Fn(&T) -> R + Sync) -> Vec<R> {
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let results: Vec<std::sync::Mutex<Option<R>>> =
+        items.iter().map(|_| std::sync::Mutex::new(None)).collect();
+    std::thread::scope(|scope| {
+        for _ in 0..jobs.clamp(1, items.len().max(1)) {
+            scope.spawn(|| loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let Some(item) = items.get(i) else { return };
+                let r = f(item);
+                *results[i].lock().unwrap_or_else(|p| p.into_inner()) = Some(r);
+            });
+        }
+    });
+    results
+        .into_iter()
+        .filter_map(|m| m.into_inner().unwrap_or_else(|p| p.into_inner()))
+        .collect()
+}
+
+/// Where `harness run` writes its reports.
+struct Outputs<'a> {
+    json: Option<&'a std::path::Path>,
+    junit: Option<&'a std::path::Path>,
+}
+
+/// `harness list`: the scenario files, filtered by capability and engine.
+fn list(
+    requires: Option<&str>,
+    engine: Option<&str>,
+    json: bool,
+    files: &[PathBuf],
+) -> anyhow::Result<()> {
+    use anyhow::Context;
+    let requires = requires
+        .map(check::parse_capability)
+        .transpose()
+        .map_err(anyhow::Error::msg)?;
+    let mut paths = Vec::new();
+    let roots = if files.is_empty() && std::path::Path::new("scenarios").is_dir() {
+        vec![PathBuf::from("scenarios")]
+    } else if files.is_empty() {
+        vec![PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../scenarios")]
+    } else {
+        files.to_vec()
+    };
+    for root in roots {
+        if root.is_dir() {
+            for e in std::fs::read_dir(&root).with_context(|| format!("read {}", root.display()))? {
+                let p = e?.path();
+                if p.extension().is_some_and(|x| x == "toml") {
+                    paths.push(p);
+                }
+            }
+        } else {
+            paths.push(root);
+        }
+    }
+    paths.sort();
+    for p in paths {
+        let s = Scenario::load(&p)?;
+        if requires.is_some_and(|c| !s.requires.contains(&c)) {
+            continue;
+        }
+        if engine.is_some_and(|e| !s.engines.iter().any(|x| x == e)) {
+            continue;
+        }
+        if json {
+            let v = serde_json::json!({
+                "scenario": s.name,
+                "file": p.display().to_string(),
+                "description": s.description,
+                "requires": s.requires.iter().map(|c| check::capability_name(*c)).collect::<Vec<_>>(),
+                "engines": s.engines,
+            });
+            println!("{v}");
+        } else {
+            println!("{}", p.display());
+        }
+    }
+    Ok(())
+}
+
+/// Prints the summary, writes the reports, and gives the exit code.
+fn finish(reports: &[report::Report], bad_files: usize, out: &Outputs) -> ExitCode {
     eprintln!("\nsummary:");
     for r in reports {
         let why = r.skipped.clone().or_else(|| {
@@ -200,10 +333,28 @@ fn finish(
             why.unwrap_or_default()
         );
     }
-    if let Some(out) = json {
-        if let Err(e) = report::write_reports(out, reports) {
+    if let Some(p) = out.json {
+        if let Err(e) = report::write_reports(p, reports) {
             eprintln!("harness: {e:#}");
             return ExitCode::FAILURE;
+        }
+    }
+    if let Some(p) = out.junit {
+        if let Err(e) = std::fs::write(p, report::junit(reports)) {
+            eprintln!("harness: write {}: {e}", p.display());
+            return ExitCode::FAILURE;
+        }
+    }
+    // On GitHub Actions: a table on the run's summary page.
+    if let Some(p) = std::env::var_os("GITHUB_STEP_SUMMARY").filter(|p| !p.is_empty()) {
+        let table = report::markdown_summary(reports, &check::kernel_release());
+        let appended = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&p)
+            .and_then(|mut f| std::io::Write::write_all(&mut f, table.as_bytes()));
+        if let Err(e) = appended {
+            eprintln!("harness: GITHUB_STEP_SUMMARY: {e}");
         }
     }
     let skipped = reports.iter().filter(|r| r.skipped.is_some()).count();

@@ -123,6 +123,10 @@ fn run_inner(scenarios: &[Scenario], engine: &str, vm: &VmOptions) -> Result<Vec
     if let Some(m) = &vm.modules {
         cmd.arg("--modules").arg(absolute(m)?);
     }
+    // The VM exists to give ipvlan scenarios a kernel with ipvlan: there, a
+    // scenario that needs it may not skip (a VM whose modules do not load
+    // must fail the run, not report every ipvlan scenario as skipped).
+    cmd.arg("--env").arg("HARNESS_REQUIRE=ipvlan");
     // Logs of failed scenarios (kept in the run folder) come back out with the reports.
     cmd.arg("--env")
         .arg(format!("HARNESS_RUN_DIR={GUEST_RUN_DIR}"))
