@@ -87,9 +87,19 @@ pub struct RunArgs {
     #[arg(long, default_value = "info", env = "IPVLAN_BGP_LOG_LEVEL")]
     pub log_level: String,
 
-    /// gobgpd's gRPC API: HOST:PORT, unix:///path, or `none` to run without BGP.
-    #[arg(long, env = "IPVLAN_BGP_GOBGP", default_value = "127.0.0.1:50051")]
+    /// gobgpd's gRPC API: unix:///path (keep it root-only), HOST:PORT (any local
+    /// user could announce through it: warned at start), or `none` to run without BGP.
+    #[arg(
+        long,
+        env = "IPVLAN_BGP_GOBGP",
+        default_value = "unix:///run/gobgpd.sock"
+    )]
     pub gobgp: String,
+
+    /// Seconds each call to gobgpd may take (and each message of a list) before
+    /// the driver gives gobgpd up as stuck and reconnects.
+    #[arg(long, env = "IPVLAN_BGP_GOBGP_TIMEOUT", default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub gobgp_timeout: u64,
 
     /// Configure gobgpd from these flags: our AS number (without it, gobgpd's own config is used).
     #[arg(long, env = "IPVLAN_BGP_ASN")]
@@ -174,6 +184,7 @@ impl RunArgs {
         }
         Ok(Some(BgpConfig {
             gobgp,
+            call_timeout: Duration::from_secs(self.gobgp_timeout),
             speaker: SpeakerConfig {
                 asn: self.asn,
                 router_id: self.router_id.map(|r| r.to_string()),
@@ -210,6 +221,12 @@ mod tests {
         assert!(cli.run.bgp_config().unwrap_err().contains("--asn"));
         let cli = Cli::parse_from(["ipvlan-bgp", "--gobgp", "none"]);
         assert!(cli.run.bgp_config().unwrap().is_none());
+        // The default is a unix socket: no TCP port any local user could reach.
+        let cli = Cli::parse_from(["ipvlan-bgp"]);
+        let b = cli.run.bgp_config().unwrap().unwrap();
+        assert_eq!(b.gobgp, GobgpAddr::Unix("/run/gobgpd.sock".into()));
+        assert!(!b.gobgp.is_tcp());
+        assert_eq!(b.call_timeout, Duration::from_secs(5));
         let cli = Cli::parse_from([
             "ipvlan-bgp",
             "--asn",

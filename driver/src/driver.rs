@@ -1,30 +1,32 @@
 //! The driver core: networks and endpoints, their links, and their state.
 //!
-//! In: parsed Docker requests (one at a time; the API layer serialises them).
-//! Out: kernel changes through [`Kernel`], the persisted [`State`], the answer
-//! for Docker, and a [`View`] published on a watch channel after every change
-//! (what to announce, which pools to accept) for the BGP side to follow.
+//! In: Docker operations as domain values ([`NetworkSpec`], [`EndpointSpec`],
+//! IDs; the API layer parses and converts the wire format, one request at a
+//! time). Out: link changes through [`crate::links`] on a [`LinkKernel`], the
+//! persisted [`State`], domain answers ([`Joined`]), and a [`View`] published
+//! on a watch channel after every change (what to announce, which pools to
+//! accept) for the BGP side to follow.
 //! Every operation validates first, then acts, and rolls back what it made if
 //! a later step fails, so a failed request leaves nothing half-made. Replays
 //! of a request that already took effect answer the same and change nothing.
+//! At start it re-checks the world: endpoints whose sandbox is gone are no
+//! longer announced, networks whose parent is missing answer Docker with an
+//! error and are repaired by [`Driver::repair`] once the parent is back.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::path::Path;
 use std::sync::Arc;
 
 use ipnet::IpNet;
 use tokio::sync::watch;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
-use crate::api::wire::{
-    CreateEndpointRequest, CreateEndpointResponse, CreateNetworkRequest, EndpointRequest,
-    InterfaceName, JoinRequest, JoinResponse, StaticRoute,
-};
 use crate::error::DriverError;
-use crate::kernel::{Kernel, LinkKind};
-use crate::names;
-use crate::network::{check_id, host_route, Announce, EndpointSpec, NetworkSpec};
+use crate::kernel::{Kernel, KernelError, LinkKernel, LinkKind};
+use crate::links::{self, Expect};
+use crate::names::{self, Role};
+use crate::network::{check_id, host_route, Announce, EndpointSpec, InvalidRequest, NetworkSpec};
 use crate::state::{EndpointRecord, NetworkRecord, State, Store};
 
 /// What the BGP side needs to know about this host's networks.
@@ -41,7 +43,9 @@ pub struct View {
 }
 
 impl View {
-    pub fn from_state(state: &State) -> View {
+    /// The view of `state`; networks in `unavailable` (their parent is
+    /// missing) announce nothing until they are repaired.
+    pub fn from_state(state: &State, unavailable: &BTreeMap<String, String>) -> View {
         let mut v = View::default();
         for net in state.networks.values() {
             let spec = &net.spec;
@@ -50,7 +54,7 @@ impl View {
             for ep in net.endpoints.values() {
                 v.local_endpoints.insert(IpAddr::V4(ep.spec.address.addr()));
             }
-            if spec.internal {
+            if spec.internal || unavailable.contains_key(&spec.id) {
                 continue;
             }
             match spec.announce {
@@ -70,57 +74,103 @@ impl View {
     }
 }
 
-pub struct Driver {
+/// What Docker needs after a Join: the link to move into the container and
+/// how the container reaches the world.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Joined {
+    /// Host-side name of the container's link.
+    pub link: String,
+    /// The gateway (L2 data planes); `None`: a connected default route (L3).
+    pub gateway: Option<Ipv4Addr>,
+}
+
+/// What EndpointOperInfo reports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EndpointInfo {
+    pub link: String,
+    pub address: String,
+    pub parent: String,
+    pub dataplane: String,
+    pub joined: bool,
+}
+
+pub struct Driver<K: LinkKernel = Kernel> {
     state: State,
     store: Store,
-    kernel: Kernel,
+    kernel: K,
     default_parent: Option<String>,
     /// Whether this kernel has ipvlan, once probed.
     ipvlan: Option<bool>,
-    /// Networks whose parent, VLAN or shim could not be restored at start;
-    /// the next Join on them tries again.
-    broken: BTreeSet<String>,
+    /// Networks whose parent, VLAN or shim could not be restored, with why;
+    /// Docker's calls on them fail with that reason until [`Driver::repair`]
+    /// (or the call itself) restores them.
+    unavailable: BTreeMap<String, String>,
     view: watch::Sender<Arc<View>>,
 }
 
 type Result<T> = std::result::Result<T, DriverError>;
 
-/// Undo steps collected while an operation makes kernel objects; run in
-/// reverse if the operation fails before it commits.
+/// Links an operation created, deleted in reverse if it fails before it
+/// commits. Each is deleted only if it still carries the mark it got.
 #[derive(Default)]
 struct Undo {
-    links: Vec<String>,
+    links: Vec<(String, LinkKind, Option<u32>, String)>,
 }
 
 impl Undo {
-    fn run(self, kernel: &mut Kernel) {
-        for name in self.links.into_iter().rev() {
-            if let Err(e) = kernel.delete_link(&name) {
+    fn push(&mut self, e: &Expect<'_>) {
+        self.links
+            .push((e.name.to_string(), e.kind, e.parent, e.mark.to_string()));
+    }
+
+    fn run<K: LinkKernel>(self, kernel: &mut K) {
+        for (name, kind, parent, mark) in self.links.into_iter().rev() {
+            let want = Expect {
+                name: &name,
+                kind,
+                parent,
+                mark: &mark,
+            };
+            if let Err(e) = links::delete(kernel, &want) {
                 warn!(link = %name, error = %e, "rollback: could not delete link");
             }
         }
     }
 }
 
-impl Driver {
+fn short(id: &str) -> &str {
+    id.get(..12).unwrap_or(id)
+}
+
+fn vlan_kind(spec: &NetworkSpec) -> Option<(&str, LinkKind)> {
+    spec.parent
+        .vlan
+        .as_ref()
+        .map(|(lower, id)| (lower.as_str(), LinkKind::Vlan { id: *id }))
+}
+
+impl<K: LinkKernel> Driver<K> {
     /// Loads the state and restores what the host needs for it (parents,
     /// shims), without touching links that running containers use.
     pub fn start(
         store: Store,
-        kernel: Kernel,
+        kernel: K,
         default_parent: Option<String>,
-    ) -> Result<(Driver, watch::Receiver<Arc<View>>)> {
+    ) -> Result<(Driver<K>, watch::Receiver<Arc<View>>)> {
         let state = store.load()?;
-        let (tx, rx) = watch::channel(Arc::new(View::from_state(&state)));
+        let (tx, rx) = watch::channel(Arc::new(View::default()));
         let mut driver = Driver {
             state,
             store,
             kernel,
             default_parent,
             ipvlan: None,
-            broken: BTreeSet::new(),
+            unavailable: BTreeMap::new(),
             view: tx,
         };
+        if driver.state.version < crate::state::VERSION {
+            driver.adopt_unmarked();
+        }
         driver.restore();
         Ok((driver, rx))
     }
@@ -129,12 +179,21 @@ impl Driver {
         &self.state
     }
 
+    pub fn default_parent(&self) -> Option<&str> {
+        self.default_parent.as_deref()
+    }
+
+    /// Networks that cannot serve now, with the reason.
+    pub fn unavailable(&self) -> &BTreeMap<String, String> {
+        &self.unavailable
+    }
+
     pub fn subscribe(&self) -> watch::Receiver<Arc<View>> {
         self.view.subscribe()
     }
 
     fn publish(&self) {
-        let view = View::from_state(&self.state);
+        let view = View::from_state(&self.state, &self.unavailable);
         self.view.send_if_modified(|old| {
             if **old == view {
                 false
@@ -150,46 +209,32 @@ impl Driver {
         Ok(())
     }
 
-    /// Recreates missing parents and shims for known networks and deletes
-    /// our links that nothing owns any more. Logs, never fails: a driver that
-    /// cannot fix one network must still serve the others.
+    /// Re-checks the world after the driver's own downtime: forgets joins
+    /// whose sandbox is gone, recreates missing VLAN parents and shims,
+    /// deletes marked links that no record owns. Logs, never fails: a driver
+    /// that cannot fix one network must still serve the others.
     fn restore(&mut self) {
+        self.forget_dead_sandboxes();
         let ids: Vec<String> = self.state.networks.keys().cloned().collect();
         for id in &ids {
-            let rec = self.state.networks[id].clone();
-            match self.ensure_network_links(&rec.spec, &mut Undo::default()) {
-                Ok((shim, _)) => {
-                    info!(network = %rec.spec.short_id(), shim = ?shim, "network restored");
+            let spec = self.state.networks[id].spec.clone();
+            let mut undo = Undo::default();
+            match self.ensure_network_links(&spec, &mut undo) {
+                Ok(shim) => {
+                    info!(network = %spec.short_id(), shim = ?shim, "network restored");
                 }
                 Err(e) => {
-                    warn!(network = %rec.spec.short_id(), error = %e, "could not restore network links")
+                    undo.run(&mut self.kernel);
+                    warn!(network = %spec.short_id(), error = %e, "could not restore the network; Docker's calls on it fail until it is repaired (retried every few seconds)");
+                    self.unavailable.insert(id.clone(), e.to_string());
                 }
             }
         }
-        let owned: BTreeSet<String> = self
-            .state
-            .networks
-            .values()
-            .flat_map(|n| {
-                n.endpoints
-                    .values()
-                    .map(|e| e.link.clone())
-                    .chain(n.shim.clone())
-            })
-            .collect();
-        match self.kernel.links() {
-            Ok(links) => {
-                for l in links {
-                    if names::is_ours(&l.name) && !owned.contains(&l.name) {
-                        match self.kernel.delete_link(&l.name) {
-                            Ok(_) => {
-                                info!(link = %l.name, "deleted a link of ours that no endpoint owns")
-                            }
-                            Err(e) => {
-                                warn!(link = %l.name, error = %e, "could not delete an orphan link")
-                            }
-                        }
-                    }
+        let owned = self.owned_marks();
+        match links::sweep(&mut self.kernel, &owned) {
+            Ok(deleted) => {
+                for l in deleted {
+                    info!(link = %l, "deleted a link of ours that no record owns");
                 }
             }
             Err(e) => warn!(error = %e, "could not list links to sweep orphans"),
@@ -197,78 +242,240 @@ impl Driver {
         self.publish();
     }
 
-    fn parent_index(&mut self, spec: &NetworkSpec) -> Result<u32> {
-        match self.kernel.link(&spec.parent.name)? {
-            Some(l) => Ok(l.index),
-            None => Err(DriverError::Invalid(crate::network::InvalidRequest(
-                format!(
-                    "parent interface {} does not exist on this host; check -o parent",
-                    spec.parent.name
-                ),
-            ))),
+    /// A state file from before links were marked: the links its records
+    /// name (shims, and container links back in the host namespace) are
+    /// marked now if their kind and parent match; container links still in
+    /// their container are flagged for adoption when Docker brings them back.
+    /// Nothing else is adopted, whatever its name.
+    fn adopt_unmarked(&mut self) {
+        let mut adopted = 0;
+        let ids: Vec<String> = self.state.networks.keys().cloned().collect();
+        for id in ids {
+            let rec = self.state.networks[&id].clone();
+            let spec = &rec.spec;
+            let parent = self.kernel.link(&spec.parent.name).ok().flatten();
+            let parent = parent.map(|p| p.index);
+            let kind = spec.dataplane.link_kind();
+            let mut try_adopt = |k: &mut K, name: &str, mark: &str| {
+                let want = Expect {
+                    name,
+                    kind,
+                    parent,
+                    mark,
+                };
+                match links::adopt_unmarked(k, &want) {
+                    Ok(true) => {
+                        adopted += 1;
+                        true
+                    }
+                    Ok(false) => false,
+                    Err(e) => {
+                        warn!(link = %name, error = %e, "could not mark a link of an earlier version");
+                        false
+                    }
+                }
+            };
+            if let Some(shim) = &rec.shim {
+                try_adopt(&mut self.kernel, shim, &names::mark(Role::Shim, &id));
+            }
+            for (ep_id, ep) in &rec.endpoints {
+                let mark = names::mark(Role::Endpoint, ep_id);
+                if !try_adopt(&mut self.kernel, &ep.link, &mark) {
+                    if let Some(e) = self
+                        .state
+                        .networks
+                        .get_mut(&id)
+                        .and_then(|n| n.endpoints.get_mut(ep_id))
+                    {
+                        e.unmarked = true;
+                    }
+                }
+            }
+        }
+        info!(
+            adopted,
+            "state from before link marks: marked the links its records name"
+        );
+        self.state.version = crate::state::VERSION;
+        if let Err(e) = self.save() {
+            warn!(error = %e, "could not save the upgraded state");
         }
     }
 
-    /// Makes the network's kernel objects exist: the 802.1Q parent when asked
-    /// for, the shim with the gateway address for L2 data planes. Returns the
-    /// shim's name and whether we created the VLAN parent now.
+    /// A container that died while the driver was down left its endpoint
+    /// joined in the state; its sandbox (network namespace) is gone, so it
+    /// must not be announced. The record stays for Docker's Leave and
+    /// DeleteEndpoint, which then succeed.
+    fn forget_dead_sandboxes(&mut self) {
+        let mut changed = false;
+        for net in self.state.networks.values_mut() {
+            for ep in net.endpoints.values_mut() {
+                if ep.joined && !ep.sandbox.is_empty() && !Path::new(&ep.sandbox).exists() {
+                    warn!(endpoint = %short(&ep.spec.id), address = %ep.spec.address.addr(), sandbox = %ep.sandbox, "the endpoint's sandbox is gone (its container died while the driver was down): no longer announced");
+                    ep.joined = false;
+                    changed = true;
+                }
+            }
+        }
+        if changed {
+            if let Err(e) = self.save() {
+                warn!(error = %e, "could not save the state after forgetting dead sandboxes");
+            }
+        }
+    }
+
+    /// The marks of every link a record owns.
+    fn owned_marks(&self) -> BTreeSet<String> {
+        let mut owned = BTreeSet::new();
+        for n in self.state.networks.values() {
+            if n.spec.has_shim() {
+                owned.insert(names::mark(Role::Shim, &n.spec.id));
+            }
+            if n.spec.parent.vlan.is_some() {
+                owned.insert(names::mark(Role::Vlan, &n.spec.parent.name));
+            }
+            for e in n.endpoints.keys() {
+                owned.insert(names::mark(Role::Endpoint, e));
+            }
+        }
+        owned
+    }
+
+    /// Retries the networks that could not be restored (their parent was
+    /// missing) and publishes the view when one comes back. Cheap when all
+    /// is well; meant to run every few seconds. Returns how many came back.
+    pub fn repair(&mut self) -> usize {
+        let ids: Vec<String> = self.unavailable.keys().cloned().collect();
+        let mut repaired = 0;
+        for id in ids {
+            let Some(spec) = self.state.networks.get(&id).map(|n| n.spec.clone()) else {
+                self.unavailable.remove(&id);
+                continue;
+            };
+            match self.try_repair(&spec) {
+                Ok(()) => repaired += 1,
+                Err(e) => {
+                    debug!(network = %spec.short_id(), error = %e, "network still unavailable")
+                }
+            }
+        }
+        if repaired > 0 {
+            self.publish();
+        }
+        repaired
+    }
+
+    fn try_repair(&mut self, spec: &NetworkSpec) -> Result<()> {
+        let mut undo = Undo::default();
+        match self.ensure_network_links(spec, &mut undo) {
+            Ok(_) => {
+                self.unavailable.remove(&spec.id);
+                info!(network = %spec.short_id(), parent = %spec.parent.name, "network repaired: its parent is back");
+                Ok(())
+            }
+            Err(e) => {
+                undo.run(&mut self.kernel);
+                self.unavailable.insert(spec.id.clone(), e.to_string());
+                Err(e)
+            }
+        }
+    }
+
+    /// For Docker's calls on a network: an unavailable one gets one repair
+    /// attempt, then the reason.
+    fn require_available(&mut self, network: &str) -> Result<()> {
+        if !self.unavailable.contains_key(network) {
+            return Ok(());
+        }
+        let spec = self.network(network)?.spec.clone();
+        if self.try_repair(&spec).is_ok() {
+            self.publish();
+            return Ok(());
+        }
+        Err(DriverError::Unavailable {
+            network: spec.short_id().to_string(),
+            reason: self.unavailable.get(network).cloned().unwrap_or_default(),
+        })
+    }
+
+    fn missing_parent(name: &str) -> DriverError {
+        DriverError::Invalid(InvalidRequest(format!(
+            "parent interface {name} does not exist on this host; check -o parent"
+        )))
+    }
+
+    fn parent_index(&mut self, spec: &NetworkSpec) -> Result<u32> {
+        match self.kernel.link(&spec.parent.name)? {
+            Some(l) => Ok(l.index),
+            None => Err(Self::missing_parent(&spec.parent.name)),
+        }
+    }
+
+    /// Makes the network's kernel objects exist: the 802.1Q parent when the
+    /// parent is `lower.N` and missing (marked, shared by every network on
+    /// it), the shim with the gateway address for L2 data planes and host
+    /// links. Returns the shim's name. What it creates is pushed on `undo`.
     fn ensure_network_links(
         &mut self,
         spec: &NetworkSpec,
         undo: &mut Undo,
-    ) -> Result<(Option<String>, bool)> {
-        let mut created_vlan = false;
+    ) -> Result<Option<String>> {
         let parent = match self.kernel.link(&spec.parent.name)? {
+            // An existing parent is used as it is, whoever made it.
             Some(l) => l,
-            None => match &spec.parent.vlan {
-                Some((lower, id)) => {
+            None => match vlan_kind(spec) {
+                Some((lower, kind)) => {
                     let lower_link = self.kernel.link(lower)?.ok_or_else(|| {
-                        DriverError::Invalid(crate::network::InvalidRequest(format!(
-                            "parent {}: the interface {lower} under VLAN {id} does not exist on this host",
+                        DriverError::Invalid(InvalidRequest(format!(
+                            "parent {}: the interface {lower} under the VLAN does not exist on this host",
                             spec.parent.name
                         )))
                     })?;
-                    let l = self
-                        .kernel
-                        .ensure_link(&spec.parent.name, lower_link.index, LinkKind::Vlan { id: *id }, None)
-                        .map_err(|e| match e.errno() {
+                    let mark = names::mark(Role::Vlan, &spec.parent.name);
+                    let want = Expect {
+                        name: &spec.parent.name,
+                        kind,
+                        parent: Some(lower_link.index),
+                        mark: &mark,
+                    };
+                    let ensured = links::ensure(&mut self.kernel, &want, None).map_err(|e| {
+                        match e.errno() {
                             Some(libc::EOPNOTSUPP) => DriverError::Unsupported(format!(
                                 "this kernel has no 802.1Q VLAN support (cannot create {}); load the 8021q module, or create the VLAN interface yourself and give it as parent",
                                 spec.parent.name
                             )),
                             _ => DriverError::Kernel(e),
-                        })?
-                        .link;
-                    undo.links.push(spec.parent.name.clone());
-                    self.kernel.set_up(l.index, true)?;
-                    created_vlan = true;
-                    l
+                        }
+                    })?;
+                    if ensured.created {
+                        undo.push(&want);
+                    }
+                    self.kernel.set_up(ensured.link.index, true)?;
+                    ensured.link
                 }
-                None => {
-                    return Err(DriverError::Invalid(crate::network::InvalidRequest(
-                        format!(
-                            "parent interface {} does not exist on this host; check -o parent",
-                            spec.parent.name
-                        ),
-                    )))
-                }
+                None => return Err(Self::missing_parent(&spec.parent.name)),
             },
         };
         if spec.dataplane.is_ipvlan() {
             self.check_ipvlan()?;
         }
         if !spec.has_shim() {
-            return Ok((None, created_vlan));
+            return Ok(None);
         }
         let gateway = spec.gateway.ok_or_else(|| {
             DriverError::Internal("a network with a shim but no gateway passed validation".into())
         })?;
         let shim = names::shim(&spec.id);
-        let ensured =
-            self.kernel
-                .ensure_link(&shim, parent.index, spec.dataplane.link_kind(), None)?;
+        let mark = names::mark(Role::Shim, &spec.id);
+        let want = Expect {
+            name: &shim,
+            kind: spec.dataplane.link_kind(),
+            parent: Some(parent.index),
+            mark: &mark,
+        };
+        let ensured = links::ensure(&mut self.kernel, &want, None)?;
         if ensured.created {
-            undo.links.push(shim.clone());
+            undo.push(&want);
         }
         let link = ensured.link;
         self.kernel.add_address(link.index, IpNet::V4(gateway))?;
@@ -279,14 +486,14 @@ impl Driver {
                 warn!(error = %e, "could not enable net.ipv4.ip_forward; containers will not reach other hosts");
             }
         }
-        Ok((Some(shim), created_vlan))
+        Ok(Some(shim))
     }
 
     fn check_ipvlan(&mut self) -> Result<()> {
         let supported = match self.ipvlan {
             Some(s) => s,
             None => {
-                let s = self.kernel.probe_ipvlan()?;
+                let s = links::probe_ipvlan(&mut self.kernel)?;
                 info!(supported = s, "probed the kernel for ipvlan");
                 self.ipvlan = Some(s);
                 s
@@ -310,10 +517,17 @@ impl Driver {
             .ok_or_else(|| DriverError::UnknownNetwork(id.to_string()))
     }
 
+    /// The spec of a known network (the API layer validates endpoints against it).
+    pub fn network_spec(&self, id: &str) -> Result<&NetworkSpec> {
+        check_id("network", id)?;
+        Ok(&self.network(id)?.spec)
+    }
+
     // ----- Docker operations -----
 
-    pub fn create_network(&mut self, req: &CreateNetworkRequest) -> Result<()> {
-        let spec = NetworkSpec::from_request(req, self.default_parent.as_deref())?;
+    pub fn create_network(&mut self, spec: NetworkSpec) -> Result<()> {
+        check_id("network", &spec.id)?;
+        spec.check_subnet()?;
         if let Some(existing) = self.state.networks.get(&spec.id) {
             if existing.spec != spec {
                 return Err(DriverError::Conflict(format!(
@@ -322,7 +536,11 @@ impl Driver {
                 )));
             }
             // A replay: make sure the kernel side is still there.
-            self.ensure_network_links(&spec, &mut Undo::default())?;
+            let mut undo = Undo::default();
+            if let Err(e) = self.ensure_network_links(&spec, &mut undo) {
+                undo.run(&mut self.kernel);
+                return Err(e);
+            }
             return Ok(());
         }
         for other in self.state.networks.values() {
@@ -348,7 +566,7 @@ impl Driver {
             }
         }
         let mut undo = Undo::default();
-        let (shim, created_vlan) = match self.ensure_network_links(&spec, &mut undo) {
+        let shim = match self.ensure_network_links(&spec, &mut undo) {
             Ok(v) => v,
             Err(e) => {
                 undo.run(&mut self.kernel);
@@ -360,7 +578,6 @@ impl Driver {
             NetworkRecord {
                 spec: spec.clone(),
                 shim,
-                created_vlan,
                 endpoints: BTreeMap::new(),
             },
         );
@@ -397,54 +614,87 @@ impl Driver {
                 .retain(|d| d != id && !rec.endpoints.contains_key(d));
             return Err(e);
         }
-        self.broken.remove(id);
+        self.unavailable.remove(id);
         self.publish();
+        let spec = &rec.spec;
+        let parent = self.kernel.link(&spec.parent.name).ok().flatten();
+        let kind = spec.dataplane.link_kind();
+        let mut failed = Vec::new();
         // Docker deletes endpoints first; anything left over goes too.
-        let vlan_still_used = self
+        let mut ours: Vec<(String, String)> = rec
+            .endpoints
+            .values()
+            .map(|e| (e.link.clone(), names::mark(Role::Endpoint, &e.spec.id)))
+            .collect();
+        if let Some(shim) = &rec.shim {
+            ours.push((shim.clone(), names::mark(Role::Shim, &spec.id)));
+        }
+        for (name, mark) in &ours {
+            let want = Expect {
+                name,
+                kind,
+                parent: parent.as_ref().map(|p| p.index),
+                mark,
+            };
+            match links::delete(&mut self.kernel, &want) {
+                Ok(_) => {}
+                // Someone else's link under our name (the reason a Join was
+                // refused): it stays, and is no failure of this deletion.
+                Err(e @ KernelError::Conflict(_)) => {
+                    warn!(link = %name, error = %e, "left a link that is not ours in place")
+                }
+                Err(e) => failed.push(format!("{name}: {e}")),
+            }
+        }
+        // The 802.1Q parent goes with the last network on it, and only if we
+        // made it (it carries our mark); one the operator made stays.
+        let still_used = self
             .state
             .networks
             .values()
-            .any(|n| n.spec.parent.name == rec.spec.parent.name);
-        let mut links: Vec<&str> = rec.endpoints.values().map(|e| e.link.as_str()).collect();
-        links.extend(rec.shim.as_deref());
-        if rec.created_vlan && !vlan_still_used {
-            links.push(&rec.spec.parent.name);
+            .any(|n| n.spec.parent.name == spec.parent.name);
+        if let (Some((_, kind)), Some(vlan), false) = (vlan_kind(spec), &parent, still_used) {
+            let mark = names::mark(Role::Vlan, &spec.parent.name);
+            if vlan.alias.as_deref() == Some(mark.as_str()) {
+                let want = Expect {
+                    name: &spec.parent.name,
+                    kind,
+                    parent: None,
+                    mark: &mark,
+                };
+                match links::delete(&mut self.kernel, &want) {
+                    Ok(_) => {
+                        info!(link = %spec.parent.name, "deleted the VLAN parent with its last network")
+                    }
+                    Err(e) => failed.push(format!("{}: {e}", spec.parent.name)),
+                }
+            }
         }
-        let failed: Vec<String> = links
-            .into_iter()
-            .filter_map(|l| {
-                self.kernel
-                    .delete_link(l)
-                    .err()
-                    .map(|e| format!("{l}: {e}"))
-            })
-            .collect();
-        info!(network = %rec.spec.short_id(), "network deleted");
+        info!(network = %spec.short_id(), "network deleted");
         if !failed.is_empty() {
             return Err(DriverError::Internal(format!(
-                "network removed, but these links could not be deleted (the next driver start removes them): {}",
+                "network removed, but these links could not be deleted (the next driver start removes those that are ours): {}",
                 failed.join("; ")
             )));
         }
         Ok(())
     }
 
-    pub fn create_endpoint(
-        &mut self,
-        req: &CreateEndpointRequest,
-    ) -> Result<CreateEndpointResponse> {
-        check_id("network", &req.network_id)?;
-        let net = self.network(&req.network_id)?;
-        let spec = EndpointSpec::from_request(req, &net.spec)?;
+    pub fn create_endpoint(&mut self, network_id: &str, spec: EndpointSpec) -> Result<()> {
+        check_id("network", network_id)?;
+        check_id("endpoint", &spec.id)?;
+        let net = self.network(network_id)?;
         if let Some(existing) = net.endpoints.get(&spec.id) {
             if existing.spec != spec {
                 return Err(DriverError::Conflict(format!(
                     "endpoint {} already exists with another address",
-                    &spec.id[..12]
+                    short(&spec.id)
                 )));
             }
-            return Ok(CreateEndpointResponse::default());
+            return Ok(());
         }
+        self.require_available(network_id)?;
+        let net = self.network(network_id)?;
         if let Some(other) = net
             .endpoints
             .values()
@@ -460,17 +710,13 @@ impl Driver {
                 return Err(DriverError::Conflict(format!(
                     "address {} is already used by endpoint {} (joined to {})",
                     spec.address.addr(),
-                    &other.spec.id[..12],
+                    short(&other.spec.id),
                     other.sandbox
                 )));
             }
             let stale = other.spec.id.clone();
-            warn!(endpoint = %&stale[..12], address = %spec.address.addr(), "removing a stale endpoint whose address Docker handed out again");
-            self.delete_endpoint(&EndpointRequest {
-                network_id: req.network_id.clone(),
-                endpoint_id: stale,
-                options: None,
-            })?;
+            warn!(endpoint = %short(&stale), address = %spec.address.addr(), "removing a stale endpoint whose address Docker handed out again");
+            self.delete_endpoint(network_id, &stale)?;
         }
         let link = names::endpoint(&spec.id);
         if self.state.networks.values().any(|n| {
@@ -478,16 +724,15 @@ impl Driver {
         }) {
             return Err(DriverError::Conflict(format!(
                 "endpoint {} collides with another endpoint's link name {link}",
-                &spec.id[..12]
+                short(&spec.id)
             )));
         }
-        let net_id = req.network_id.clone();
         let ep_id = spec.id.clone();
         let net = self
             .state
             .networks
-            .get_mut(&net_id)
-            .ok_or_else(|| DriverError::UnknownNetwork(net_id.clone()))?;
+            .get_mut(network_id)
+            .ok_or_else(|| DriverError::UnknownNetwork(network_id.to_string()))?;
         net.endpoints.insert(
             ep_id.clone(),
             EndpointRecord {
@@ -495,16 +740,17 @@ impl Driver {
                 link,
                 joined: false,
                 sandbox: String::new(),
+                unmarked: false,
             },
         );
         if let Err(e) = self.save() {
-            if let Some(n) = self.state.networks.get_mut(&net_id) {
+            if let Some(n) = self.state.networks.get_mut(network_id) {
                 n.endpoints.remove(&ep_id);
             }
             return Err(e);
         }
         self.publish();
-        Ok(CreateEndpointResponse::default())
+        Ok(())
     }
 
     fn endpoint(&self, network: &str, endpoint: &str) -> Result<(&NetworkRecord, &EndpointRecord)> {
@@ -521,49 +767,55 @@ impl Driver {
         Ok((net, ep))
     }
 
-    pub fn join(&mut self, req: &JoinRequest) -> Result<JoinResponse> {
-        let (net, ep) = self.endpoint(&req.network_id, &req.endpoint_id)?;
+    pub fn join(&mut self, network: &str, endpoint: &str, sandbox: &str) -> Result<Joined> {
+        let (net, ep) = self.endpoint(network, endpoint)?;
         let spec = net.spec.clone();
         let ep = ep.clone();
-        let response = join_response(&spec, &ep.link);
+        let joined = Joined {
+            link: ep.link.clone(),
+            gateway: spec
+                .gateway
+                .filter(|_| spec.dataplane.is_l2())
+                .map(|g| g.addr()),
+        };
         if ep.joined {
             // A replay: the link was made and may already be inside the container.
-            return Ok(response);
+            return Ok(joined);
         }
-        if self.broken.contains(&spec.id) {
-            self.ensure_network_links(&spec, &mut Undo::default())?;
-            self.broken.remove(&spec.id);
-            info!(network = %spec.short_id(), "network links repaired");
-        }
+        self.require_available(network)?;
         let parent = self.parent_index(&spec)?;
-        let ensured =
-            self.kernel
-                .ensure_link(&ep.link, parent, spec.dataplane.link_kind(), ep.spec.mac)?;
-        if let Err(e) = self.set_joined(&req.network_id, &req.endpoint_id, Some(&req.sandbox_key)) {
+        let mark = names::mark(Role::Endpoint, &ep.spec.id);
+        let want = Expect {
+            name: &ep.link,
+            kind: spec.dataplane.link_kind(),
+            parent: Some(parent),
+            mark: &mark,
+        };
+        let ensured = links::ensure(&mut self.kernel, &want, ep.spec.mac)?;
+        if let Err(e) = self.set_joined(network, endpoint, Some(sandbox)) {
             if ensured.created {
-                Undo {
-                    links: vec![ep.link.clone()],
-                }
-                .run(&mut self.kernel);
+                let mut undo = Undo::default();
+                undo.push(&want);
+                undo.run(&mut self.kernel);
             }
             return Err(e);
         }
-        info!(network = %spec.short_id(), endpoint = %&ep.spec.id[..12], link = %ep.link, address = %ep.spec.address, "joined");
+        info!(network = %spec.short_id(), endpoint = %short(&ep.spec.id), link = %ep.link, address = %ep.spec.address, "joined");
         self.publish();
-        Ok(response)
+        Ok(joined)
     }
 
-    pub fn leave(&mut self, req: &EndpointRequest) -> Result<()> {
-        check_id("network", &req.network_id)?;
-        check_id("endpoint", &req.endpoint_id)?;
-        if self.state.was_deleted(&req.endpoint_id) {
+    pub fn leave(&mut self, network: &str, endpoint: &str) -> Result<()> {
+        check_id("network", network)?;
+        check_id("endpoint", endpoint)?;
+        if self.state.was_deleted(endpoint) {
             return Ok(());
         }
-        let (_, ep) = self.endpoint(&req.network_id, &req.endpoint_id)?;
+        let (_, ep) = self.endpoint(network, endpoint)?;
         if !ep.joined {
             return Ok(());
         }
-        self.set_joined(&req.network_id, &req.endpoint_id, None)?;
+        self.set_joined(network, endpoint, None)?;
         self.publish();
         Ok(())
     }
@@ -598,26 +850,48 @@ impl Driver {
         Ok(())
     }
 
-    pub fn delete_endpoint(&mut self, req: &EndpointRequest) -> Result<()> {
-        check_id("network", &req.network_id)?;
-        check_id("endpoint", &req.endpoint_id)?;
-        if self.state.was_deleted(&req.endpoint_id) {
+    pub fn delete_endpoint(&mut self, network: &str, endpoint: &str) -> Result<()> {
+        check_id("network", network)?;
+        check_id("endpoint", endpoint)?;
+        if self.state.was_deleted(endpoint) {
             return Ok(());
         }
-        let (_, ep) = self.endpoint(&req.network_id, &req.endpoint_id)?;
+        let (net, ep) = self.endpoint(network, endpoint)?;
+        let ep = ep.clone();
         let link = ep.link.clone();
+        let spec = net.spec.clone();
         // Docker has moved the link back into the host namespace by now.
-        self.kernel.delete_link(&link)?;
+        let parent = self.kernel.link(&spec.parent.name)?.map(|l| l.index);
+        let mark = names::mark(Role::Endpoint, endpoint);
+        let want = Expect {
+            name: &link,
+            kind: spec.dataplane.link_kind(),
+            parent,
+            mark: &mark,
+        };
+        if ep.unmarked {
+            if let Err(e) = links::adopt_unmarked(&mut self.kernel, &want) {
+                warn!(link = %link, error = %e, "could not mark a link of an earlier version");
+            }
+        }
+        match links::delete(&mut self.kernel, &want) {
+            Ok(_) => {}
+            // Someone else's link under our name: it stays, our record goes.
+            Err(e @ KernelError::Conflict(_)) => {
+                warn!(link = %link, error = %e, "left a link that is not ours in place")
+            }
+            Err(e) => return Err(e.into()),
+        }
         let removed = self
             .state
             .networks
-            .get_mut(&req.network_id)
-            .and_then(|n| n.endpoints.remove(&req.endpoint_id));
-        self.state.remember_deleted(&req.endpoint_id);
+            .get_mut(network)
+            .and_then(|n| n.endpoints.remove(endpoint));
+        self.state.remember_deleted(endpoint);
         if let Err(e) = self.save() {
-            self.state.deleted.retain(|d| d != &req.endpoint_id);
-            if let (Some(n), Some(r)) = (self.state.networks.get_mut(&req.network_id), removed) {
-                n.endpoints.insert(req.endpoint_id.clone(), r);
+            self.state.deleted.retain(|d| d != endpoint);
+            if let (Some(n), Some(r)) = (self.state.networks.get_mut(network), removed) {
+                n.endpoints.insert(endpoint.to_string(), r);
             }
             return Err(e);
         }
@@ -625,54 +899,424 @@ impl Driver {
         Ok(())
     }
 
-    pub fn oper_info(&self, req: &EndpointRequest) -> Result<BTreeMap<String, serde_json::Value>> {
-        let (net, ep) = self.endpoint(&req.network_id, &req.endpoint_id)?;
-        let mut v = BTreeMap::new();
-        v.insert("link".into(), ep.link.clone().into());
-        v.insert("address".into(), ep.spec.address.to_string().into());
-        v.insert("parent".into(), net.spec.parent.name.clone().into());
-        v.insert("dataplane".into(), net.spec.dataplane.describe().into());
-        v.insert("joined".into(), ep.joined.into());
-        Ok(v)
+    pub fn oper_info(&self, network: &str, endpoint: &str) -> Result<EndpointInfo> {
+        let (net, ep) = self.endpoint(network, endpoint)?;
+        Ok(EndpointInfo {
+            link: ep.link.clone(),
+            address: ep.spec.address.to_string(),
+            parent: net.spec.parent.name.clone(),
+            dataplane: net.spec.dataplane.describe(),
+            joined: ep.joined,
+        })
     }
 
     /// Program/RevokeExternalConnectivity: nothing to do (no NAT, no port
     /// mapping: containers are routed), but the IDs must be ours.
-    pub fn external_connectivity(&self, req: &EndpointRequest) -> Result<()> {
-        if self.state.was_deleted(&req.endpoint_id) {
+    pub fn external_connectivity(&self, network: &str, endpoint: &str) -> Result<()> {
+        if self.state.was_deleted(endpoint) {
             return Ok(());
         }
-        self.endpoint(&req.network_id, &req.endpoint_id).map(|_| ())
+        self.endpoint(network, endpoint).map(|_| ())
     }
 }
 
-fn join_response(spec: &NetworkSpec, link: &str) -> JoinResponse {
-    let interface_name = InterfaceName {
-        src_name: link.to_string(),
-        dst_prefix: "eth".into(),
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kernel::fake::{FakeKernel, Op};
+    use crate::network::{Dataplane, IpvlanFlag, IpvlanMode, MacvlanMode, Parent};
+
+    const NET_A: &str = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+    const NET_B: &str = "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb";
+    const EP_1: &str = "1111111111111111111111111111111111111111111111111111111111111111";
+    const EP_2: &str = "2222222222222222222222222222222222222222222222222222222222222222";
+    const FOREIGN: [&str; 3] = ["ibs1", "ibp94s0f0", "ibe0123456789ab"];
+    const MACVLAN: Dataplane = Dataplane::Macvlan {
+        mode: MacvlanMode::Bridge,
     };
-    if spec.dataplane.is_l2() {
-        JoinResponse {
-            interface_name,
-            gateway: spec
-                .gateway
-                .map(|g| g.addr().to_string())
-                .unwrap_or_default(),
-            gateway_ipv6: String::new(),
-            static_routes: Vec::new(),
-            disable_gateway_service: true,
+
+    fn net(id: &str, parent: &str, subnet: &str, dataplane: Dataplane) -> NetworkSpec {
+        let subnet: ipnet::Ipv4Net = subnet.parse().unwrap();
+        let gw = ipnet::Ipv4Net::new(subnet.hosts().next().unwrap(), subnet.prefix_len()).unwrap();
+        NetworkSpec {
+            id: id.into(),
+            parent: Parent::parse(parent).unwrap(),
+            dataplane,
+            subnet,
+            gateway: Some(gw),
+            announce: Announce::Endpoint,
+            internal: false,
+            host_link: false,
         }
-    } else {
-        JoinResponse {
-            interface_name,
-            gateway: String::new(),
-            gateway_ipv6: String::new(),
-            static_routes: vec![StaticRoute {
-                destination: "0.0.0.0/0".into(),
-                route_type: 1,
-                next_hop: String::new(),
-            }],
-            disable_gateway_service: true,
+    }
+
+    fn ep(id: &str, addr: &str) -> EndpointSpec {
+        EndpointSpec {
+            id: id.into(),
+            address: addr.parse().unwrap(),
+            mac: None,
         }
+    }
+
+    /// A host with eth0, eth1 and foreign links named like ours: an
+    /// InfiniBand-like device, a veth, and a macvlan on eth0 (our kind and
+    /// parent), none of them marked.
+    fn host() -> FakeKernel {
+        let fk = FakeKernel::new();
+        fk.add_device("eth0", None, None, None);
+        fk.add_device("eth1", None, None, None);
+        fk.add_device("ibs1", None, None, None);
+        fk.add_device("ibp94s0f0", Some("veth"), None, None);
+        fk.add_device("ibe0123456789ab", Some("macvlan"), Some("eth0"), None);
+        fk
+    }
+
+    fn start(dir: &Path, fk: &FakeKernel) -> (Driver<FakeKernel>, watch::Receiver<Arc<View>>) {
+        Driver::start(Store::new(dir), fk.clone(), None).unwrap()
+    }
+
+    fn foreign_intact(fk: &FakeKernel, when: &str) {
+        for f in FOREIGN {
+            let l = fk.link_named(f);
+            assert!(l.is_some_and(|l| l.alias.is_none()), "{f} after {when}");
+        }
+    }
+
+    fn names_of(fk: &FakeKernel) -> Vec<String> {
+        fk.all_links().into_iter().map(|l| l.name).collect()
+    }
+
+    #[test]
+    fn foreign_links_survive_start_restore_sweep_and_deletion() {
+        let dir = tempfile::tempdir().unwrap();
+        let fk = host();
+        let (mut d, _) = start(dir.path(), &fk);
+        foreign_intact(&fk, "start");
+        d.create_network(net(NET_A, "eth0", "10.1.1.0/24", MACVLAN))
+            .unwrap();
+        d.create_endpoint(NET_A, ep(EP_1, "10.1.1.2/24")).unwrap();
+        d.join(NET_A, EP_1, "/nonexistent").unwrap();
+        drop(d);
+        // Restore and sweep with a network and an endpoint in the state.
+        let (mut d, _) = start(dir.path(), &fk);
+        foreign_intact(&fk, "restore");
+        assert!(fk.link_named(&names::shim(NET_A)).is_some());
+        d.leave(NET_A, EP_1).unwrap();
+        d.delete_endpoint(NET_A, EP_1).unwrap();
+        d.delete_network(NET_A).unwrap();
+        foreign_intact(&fk, "network deletion");
+        drop(d);
+        let _ = start(dir.path(), &fk);
+        foreign_intact(&fk, "a start with an empty state");
+        assert_eq!(
+            names_of(&fk),
+            ["lo", "eth0", "eth1", "ibs1", "ibp94s0f0", "ibe0123456789ab"]
+        );
+    }
+
+    #[test]
+    fn marked_orphans_are_swept_owned_links_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let fk = host();
+        let (mut d, _) = start(dir.path(), &fk);
+        d.create_network(net(NET_A, "eth0", "10.1.1.0/24", MACVLAN))
+            .unwrap();
+        drop(d);
+        fk.add_device(
+            "ibe999999999999",
+            Some("macvlan"),
+            Some("eth0"),
+            Some(&names::mark(Role::Endpoint, EP_2)),
+        );
+        fk.add_device("ibpx", Some("veth"), None, Some("ipvlan-bgp:probe:1"));
+        let _ = start(dir.path(), &fk);
+        assert!(fk.link_named("ibe999999999999").is_none());
+        assert!(fk.link_named("ibpx").is_none());
+        assert!(fk.link_named(&names::shim(NET_A)).is_some());
+        foreign_intact(&fk, "sweep");
+    }
+
+    #[test]
+    fn our_name_without_our_mark_is_refused_not_adopted() {
+        let dir = tempfile::tempdir().unwrap();
+        let fk = host();
+        let link = names::endpoint(EP_1);
+        fk.add_device(&link, Some("macvlan"), Some("eth0"), None);
+        fk.add_device(&names::shim(NET_B), Some("macvlan"), Some("eth0"), None);
+        let (mut d, view) = start(dir.path(), &fk);
+        d.create_network(net(NET_A, "eth0", "10.1.1.0/24", MACVLAN))
+            .unwrap();
+        d.create_endpoint(NET_A, ep(EP_1, "10.1.1.2/24")).unwrap();
+        let e = d.join(NET_A, EP_1, "/x").unwrap_err().to_string();
+        assert!(e.contains(&link) && e.contains("not ours"), "{e}");
+        assert!(fk.link_named(&link).unwrap().alias.is_none());
+        assert!(!d.state().networks[NET_A].endpoints[EP_1].joined);
+        assert!(view.borrow().announcements.is_empty());
+        // DeleteEndpoint drops our record and leaves their link.
+        d.delete_endpoint(NET_A, EP_1).unwrap();
+        assert!(fk.link_named(&link).is_some());
+        d.create_endpoint(NET_A, ep(EP_1, "10.1.1.2/24")).unwrap();
+        d.delete_network(NET_A).unwrap();
+        assert!(fk.link_named(&link).unwrap().alias.is_none());
+        let e = d
+            .create_network(net(NET_B, "eth0", "10.1.2.0/24", MACVLAN))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("not ours"), "{e}");
+        assert!(!d.state().networks.contains_key(NET_B));
+        assert!(fk.link_named(&names::shim(NET_B)).unwrap().alias.is_none());
+    }
+
+    #[test]
+    fn a_shared_vlan_is_created_once_and_goes_with_the_last_network() {
+        let dir = tempfile::tempdir().unwrap();
+        let fk = host();
+        let (mut d, _) = start(dir.path(), &fk);
+        d.create_network(net(NET_A, "eth1.10", "10.1.1.0/24", MACVLAN))
+            .unwrap();
+        d.create_network(net(NET_B, "eth1.10", "10.1.2.0/24", MACVLAN))
+            .unwrap();
+        let vlans: Vec<String> = fk
+            .created()
+            .into_iter()
+            .filter(|n| n == "eth1.10")
+            .collect();
+        assert_eq!(vlans.len(), 1);
+        let vlan = fk.link_named("eth1.10").unwrap();
+        assert_eq!(vlan.kind.as_deref(), Some("vlan"));
+        assert_eq!(vlan.alias, Some(names::mark(Role::Vlan, "eth1.10")));
+        // The network that created it goes first: the VLAN stays.
+        d.delete_network(NET_A).unwrap();
+        assert!(fk.link_named("eth1.10").is_some());
+        assert!(fk.link_named(&names::shim(NET_B)).is_some());
+        d.delete_network(NET_B).unwrap();
+        assert!(fk.link_named("eth1.10").is_none());
+        // A VLAN the operator made stays with its last network gone.
+        fk.add_device("eth1.20", Some("vlan"), Some("eth1"), None);
+        d.create_network(net(NET_A, "eth1.20", "10.1.1.0/24", MACVLAN))
+            .unwrap();
+        d.delete_network(NET_A).unwrap();
+        assert!(fk.link_named("eth1.20").is_some());
+        foreign_intact(&fk, "VLAN networks");
+    }
+
+    #[test]
+    fn no_vlan_support_is_said_and_leaves_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let fk = host();
+        fk.without("vlan");
+        let (mut d, _) = start(dir.path(), &fk);
+        let e = d
+            .create_network(net(NET_A, "eth1.10", "10.1.1.0/24", MACVLAN))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("802.1Q"), "{e}");
+        assert!(fk.link_named("eth1.10").is_none());
+    }
+
+    #[test]
+    fn reserved_subnets_are_refused_before_the_kernel() {
+        let dir = tempfile::tempdir().unwrap();
+        let fk = host();
+        let (mut d, _) = start(dir.path(), &fk);
+        for s in [
+            "0.0.0.0/8",
+            "127.0.0.0/24",
+            "169.254.0.0/16",
+            "224.1.0.0/16",
+            "240.0.0.0/24",
+            "0.0.0.0/1",
+        ] {
+            let e = d
+                .create_network(net(NET_A, "eth0", s, MACVLAN))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("reserved"), "{s}: {e}");
+        }
+        assert!(fk.created().is_empty());
+        assert!(d.state().networks.is_empty());
+        d.create_network(net(NET_A, "eth0", "198.51.100.0/24", MACVLAN))
+            .unwrap();
+    }
+
+    #[test]
+    fn failures_mid_create_network_leave_nothing() {
+        // With a VLAN parent: SetAlias and SetUp hit the new VLAN, AddAddress
+        // the shim made after it.
+        for (op, vlan) in [
+            (Op::Create, false),
+            (Op::AddAddress, false),
+            (Op::SetAlias, false),
+            (Op::SetUp, false),
+            (Op::Create, true),
+            (Op::SetAlias, true),
+            (Op::SetUp, true),
+            (Op::AddAddress, true),
+        ] {
+            let dir = tempfile::tempdir().unwrap();
+            let fk = host();
+            let (mut d, _) = start(dir.path(), &fk);
+            let before = names_of(&fk);
+            let parent = if vlan { "eth1.10" } else { "eth0" };
+            fk.fail_next(op, libc::ENOBUFS);
+            assert!(
+                d.create_network(net(NET_A, parent, "10.1.1.0/24", MACVLAN))
+                    .is_err(),
+                "{op:?}"
+            );
+            assert_eq!(names_of(&fk), before, "{op:?} vlan={vlan}");
+            assert!(d.state().networks.is_empty());
+            assert!(Store::new(dir.path()).load().unwrap().networks.is_empty());
+        }
+    }
+
+    #[test]
+    fn failures_mid_join_leave_nothing() {
+        for op in [Op::Create, Op::SetAlias] {
+            let dir = tempfile::tempdir().unwrap();
+            let fk = host();
+            let (mut d, view) = start(dir.path(), &fk);
+            d.create_network(net(NET_A, "eth0", "10.1.1.0/24", MACVLAN))
+                .unwrap();
+            d.create_endpoint(NET_A, ep(EP_1, "10.1.1.2/24")).unwrap();
+            let before = names_of(&fk);
+            fk.fail_next(op, libc::ENOMEM);
+            assert!(d.join(NET_A, EP_1, "/x").is_err());
+            assert_eq!(names_of(&fk), before, "{op:?}");
+            assert!(!d.state().networks[NET_A].endpoints[EP_1].joined);
+            assert!(view.borrow().announcements.is_empty());
+            // And it works once the kernel does.
+            d.join(NET_A, EP_1, "/x").unwrap();
+            assert_eq!(view.borrow().announcements.len(), 1);
+        }
+    }
+
+    #[test]
+    fn a_dead_sandbox_is_not_announced_after_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let sandboxes = tempfile::tempdir().unwrap();
+        let alive = sandboxes.path().join("alive");
+        let dead = sandboxes.path().join("dead");
+        std::fs::write(&alive, "").unwrap();
+        std::fs::write(&dead, "").unwrap();
+        let fk = host();
+        let (mut d, view) = start(dir.path(), &fk);
+        d.create_network(net(NET_A, "eth0", "10.1.1.0/24", MACVLAN))
+            .unwrap();
+        d.create_endpoint(NET_A, ep(EP_1, "10.1.1.2/24")).unwrap();
+        d.create_endpoint(NET_A, ep(EP_2, "10.1.1.3/24")).unwrap();
+        d.join(NET_A, EP_1, alive.to_str().unwrap()).unwrap();
+        d.join(NET_A, EP_2, dead.to_str().unwrap()).unwrap();
+        assert_eq!(view.borrow().announcements.len(), 2);
+        drop(d);
+        std::fs::remove_file(&dead).unwrap();
+        let (mut d, view) = start(dir.path(), &fk);
+        let announced: Vec<IpNet> = view.borrow().announcements.keys().copied().collect();
+        assert_eq!(announced, vec!["10.1.1.2/32".parse::<IpNet>().unwrap()]);
+        assert!(!d.state().networks[NET_A].endpoints[EP_2].joined);
+        // Docker's later calls for the dead container still succeed.
+        d.leave(NET_A, EP_2).unwrap();
+        d.delete_endpoint(NET_A, EP_2).unwrap();
+        assert_eq!(view.borrow().announcements.len(), 1);
+    }
+
+    #[test]
+    fn a_missing_parent_is_an_error_until_it_returns() {
+        let dir = tempfile::tempdir().unwrap();
+        let fk = host();
+        fk.add_device("eth5", None, None, None);
+        let (mut d, _) = start(dir.path(), &fk);
+        let mut spec = net(NET_A, "eth5", "10.1.1.0/24", MACVLAN);
+        spec.announce = Announce::Subnet;
+        d.create_network(spec).unwrap();
+        d.create_endpoint(NET_A, ep(EP_1, "10.1.1.2/24")).unwrap();
+        drop(d);
+        fk.remove_device("eth5");
+        let (mut d, view) = start(dir.path(), &fk);
+        assert!(d.unavailable().contains_key(NET_A));
+        assert!(view.borrow().announcements.is_empty());
+        let e = d.join(NET_A, EP_1, "/x").unwrap_err().to_string();
+        assert!(e.contains("eth5") && e.contains("does not exist"), "{e}");
+        let e = d
+            .create_endpoint(NET_A, ep(EP_2, "10.1.1.3/24"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("eth5"), "{e}");
+        assert_eq!(d.repair(), 0);
+        // The parent comes back: the next repair round restores the shim.
+        fk.add_device("eth5", None, None, None);
+        assert_eq!(d.repair(), 1);
+        assert!(d.unavailable().is_empty());
+        let shim = fk.link_named(&names::shim(NET_A)).unwrap();
+        assert_eq!(shim.alias, Some(names::mark(Role::Shim, NET_A)));
+        assert!(shim.up);
+        assert!(fk
+            .all_addresses()
+            .iter()
+            .any(|a| a.index == shim.index && a.net == "10.1.1.1/24".parse::<IpNet>().unwrap()));
+        assert_eq!(view.borrow().announcements.len(), 1);
+        d.join(NET_A, EP_1, "/x").unwrap();
+    }
+
+    /// A state file of the version before marks: the links it records are
+    /// adopted by record (name, kind, parent), nothing else is.
+    #[test]
+    fn links_of_a_state_before_marks_are_adopted_by_record() {
+        let dir = tempfile::tempdir().unwrap();
+        let fk = host();
+        let (mut d, _) = start(dir.path(), &fk);
+        d.create_network(net(NET_A, "eth0", "10.1.1.0/24", MACVLAN))
+            .unwrap();
+        d.create_endpoint(NET_A, ep(EP_1, "10.1.1.2/24")).unwrap();
+        d.create_endpoint(NET_A, ep(EP_2, "10.1.1.3/24")).unwrap();
+        d.join(NET_A, EP_1, "/nonexistent").unwrap();
+        d.join(NET_A, EP_2, "/nonexistent").unwrap();
+        drop(d);
+        // As the earlier version left things: no marks, version 1; EP_2's
+        // link is inside its container.
+        let mut k = fk.clone();
+        let shim = fk.link_named(&names::shim(NET_A)).unwrap();
+        let l1 = fk.link_named(&names::endpoint(EP_1)).unwrap();
+        k.set_alias(shim.index, "").unwrap();
+        k.set_alias(l1.index, "").unwrap();
+        fk.remove_device(&names::endpoint(EP_2));
+        let store = Store::new(dir.path());
+        let mut st = store.load().unwrap();
+        st.version = 1;
+        store.save(&st).unwrap();
+        let (mut d, _) = start(dir.path(), &fk);
+        assert!(d.unavailable().is_empty(), "{:?}", d.unavailable());
+        assert_eq!(
+            fk.link_named(&shim.name).unwrap().alias,
+            Some(names::mark(Role::Shim, NET_A))
+        );
+        assert!(fk.link_named(&l1.name).unwrap().alias.is_some());
+        assert_eq!(store.load().unwrap().version, crate::state::VERSION);
+        foreign_intact(&fk, "the upgrade");
+        // Docker brings EP_2's link back, unmarked: it goes.
+        fk.add_device(&names::endpoint(EP_2), Some("macvlan"), Some("eth0"), None);
+        d.delete_endpoint(NET_A, EP_2).unwrap();
+        assert!(fk.link_named(&names::endpoint(EP_2)).is_none());
+        d.delete_endpoint(NET_A, EP_1).unwrap();
+        assert!(fk.link_named(&l1.name).is_none());
+    }
+
+    #[test]
+    fn ipvlan_is_refused_where_the_kernel_lacks_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let fk = host();
+        fk.without("ipvlan");
+        let (mut d, _) = start(dir.path(), &fk);
+        let l3 = Dataplane::Ipvlan {
+            mode: IpvlanMode::L3,
+            flag: IpvlanFlag::Bridge,
+        };
+        let e = d
+            .create_network(net(NET_A, "eth0", "10.1.1.0/24", l3))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("dataplane=macvlan"), "{e}");
+        foreign_intact(&fk, "the probe");
+        assert_eq!(fk.all_links().len(), 6);
     }
 }

@@ -22,6 +22,10 @@ pub enum DriverError {
     Conflict(String),
     #[error("{0}")]
     Unsupported(String),
+    /// A known network whose kernel side could not be restored (its parent
+    /// is missing); the driver repairs it by itself once the cause is gone.
+    #[error("network {network} cannot serve right now: {reason}; ipvlan-bgp restores it by itself as soon as that is fixed")]
+    Unavailable { network: String, reason: String },
     #[error("kernel: {0}")]
     Kernel(#[from] KernelError),
     #[error("{0}")]
@@ -39,6 +43,7 @@ impl DriverError {
             DriverError::UnknownNetwork(_) | DriverError::UnknownEndpoint { .. } => "unknown",
             DriverError::Conflict(_) => "conflict",
             DriverError::Unsupported(_) => "unsupported",
+            DriverError::Unavailable { .. } => "unavailable",
             DriverError::Kernel(_) => "kernel",
             DriverError::Store(_) => "state",
             DriverError::Internal(_) => "internal",

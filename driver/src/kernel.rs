@@ -1,11 +1,13 @@
-//! The kernel facade: idempotent intents over one rtnetlink socket.
+//! The kernel facade: requests over one rtnetlink socket.
 //!
-//! In: intents such as "this ipvlan link exists on that parent", "this
-//! address is on that link", "these routes exist with our protocol tag".
-//! Out: the kernel's state, read back as plain structs ([`Link`], [`Addr`],
-//! [`Route`]). Every operation can be repeated: creating a link that already
-//! exists with the same shape succeeds, deleting one that is gone succeeds,
-//! routes are written with replace and deleted tolerating "no such route".
+//! In: link, address and route requests ("create this link", "add this
+//! address", "these routes exist with our protocol tag"). Out: the kernel's
+//! state, read back as plain structs ([`Link`] with its alias, [`Addr`],
+//! [`Route`]). Link and address operations are the [`LinkKernel`] trait, with
+//! this real implementation and an in-memory one in [`fake`]; which links
+//! may be touched is decided above it, in [`crate::links`]. Deleting a link
+//! that is gone and adding an address that is there succeed; routes are
+//! written with replace and deleted tolerating "no such route".
 //! Nothing here knows about Docker or BGP.
 
 use std::io;
@@ -25,37 +27,58 @@ use netlink_packet_route::route::{
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 
 use crate::netlink::{Netlink, NlError};
+use crate::network::{IpvlanFlag, IpvlanMode, MacvlanMode};
 
-/// The shape of a link we create on a parent.
+pub mod fake;
+
+/// The shape of a link we create. The modes are the domain's own types
+/// ([`crate::network`]); this facade only translates them to netlink.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LinkKind {
-    Ipvlan { mode: IpvlanMode, flag: IpvlanFlag },
-    Macvlan { mode: MacvlanMode },
-    Vlan { id: u16 },
+    Ipvlan {
+        mode: IpvlanMode,
+        flag: IpvlanFlag,
+    },
+    Macvlan {
+        mode: MacvlanMode,
+    },
+    Vlan {
+        id: u16,
+    },
+    /// A veth pair; the peer's name is given in [`NewLink::peer`].
+    Veth,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum IpvlanMode {
-    L2,
-    L3,
-    L3s,
+/// A link to create: always with our mark (`IFLA_IFALIAS`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewLink {
+    pub name: String,
+    pub kind: LinkKind,
+    /// The lower device's index; `None` only for a veth pair.
+    pub parent: Option<u32>,
+    pub mac: Option<[u8; 6]>,
+    pub alias: String,
+    /// The peer's name, for [`LinkKind::Veth`].
+    pub peer: Option<String>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum IpvlanFlag {
-    Bridge,
-    Private,
-    Vepa,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum MacvlanMode {
-    Bridge,
-    Private,
-    Vepa,
+/// Link and address operations the driver needs, as a trait so that the
+/// driver runs against the real kernel ([`Kernel`]) or an in-memory one
+/// ([`fake::FakeKernel`]) in unit tests. Each is one netlink request; the
+/// rules about which links may be touched live above it, in [`crate::links`].
+pub trait LinkKernel: Send {
+    fn links(&mut self) -> Result<Vec<Link>>;
+    fn link(&mut self, name: &str) -> Result<Option<Link>>;
+    /// Creates a link that must not exist yet (`NLM_F_EXCL`) and reads it
+    /// back. The alias is sent with the request; whether the kernel kept it
+    /// is for the caller to check (see [`crate::links`]).
+    fn create_link(&mut self, new: &NewLink) -> Result<Link>;
+    fn set_alias(&mut self, index: u32, alias: &str) -> Result<()>;
+    /// Deletes a link by index; `Ok(false)` if it was already gone.
+    fn delete_link(&mut self, index: u32) -> Result<bool>;
+    fn set_up(&mut self, index: u32, up: bool) -> Result<()>;
+    /// Adds an address; present already is fine.
+    fn add_address(&mut self, index: u32, net: IpNet) -> Result<()>;
 }
 
 /// A link as read back from the kernel.
@@ -69,14 +92,8 @@ pub struct Link {
     pub parent: Option<u32>,
     pub up: bool,
     pub mac: Vec<u8>,
-}
-
-/// What [`Kernel::ensure_link`] found or made.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Ensured {
-    pub link: Link,
-    /// The link did not exist before the call.
-    pub created: bool,
+    /// `IFLA_IFALIAS`: where the driver leaves its mark.
+    pub alias: Option<String>,
 }
 
 /// An interface address as read back from the kernel.
@@ -110,7 +127,7 @@ pub enum KernelError {
 }
 
 impl KernelError {
-    fn nl(op: impl Into<String>) -> impl FnOnce(NlError) -> KernelError {
+    pub(crate) fn nl(op: impl Into<String>) -> impl FnOnce(NlError) -> KernelError {
         let op = op.into();
         move |source| KernelError::Netlink { op, source }
     }
@@ -178,74 +195,71 @@ impl Kernel {
         }
     }
 
-    pub fn link_by_index(&mut self, index: u32) -> Result<Option<Link>> {
+    /// See [`LinkKernel::create_link`].
+    pub fn create_link(&mut self, new: &NewLink) -> Result<Link> {
         let mut msg = LinkMessage::default();
-        msg.header.index = index;
-        match self.nl.get(RouteNetlinkMessage::GetLink(msg)) {
-            Ok(Some(RouteNetlinkMessage::NewLink(l))) => Ok(Some(parse_link(&l))),
-            Ok(_) => Ok(None),
-            Err(e) if e.is(libc::ENODEV) => Ok(None),
-            Err(e) => Err(KernelError::nl(format!("get link #{index}"))(e)),
+        msg.attributes.push(LinkAttribute::IfName(new.name.clone()));
+        if let Some(parent) = new.parent {
+            msg.attributes.push(LinkAttribute::Link(parent));
         }
-    }
-
-    /// Makes sure a link `name` of `kind` exists on `parent`. An existing link
-    /// of the same kind on the same parent is accepted as is; anything else
-    /// under that name is a conflict. Says whether it created the link (so a
-    /// caller that fails later knows what to roll back).
-    pub fn ensure_link(
-        &mut self,
-        name: &str,
-        parent: u32,
-        kind: LinkKind,
-        mac: Option<[u8; 6]>,
-    ) -> Result<Ensured> {
-        if let Some(existing) = self.link(name)? {
-            return if existing.parent == Some(parent)
-                && existing.kind.as_deref() == Some(kind.name())
-            {
-                Ok(Ensured {
-                    link: existing,
-                    created: false,
-                })
-            } else {
-                Err(KernelError::Conflict(format!(
-                    "a link named {name} already exists ({} on #{:?}) and is not ours",
-                    existing.kind.as_deref().unwrap_or("device"),
-                    existing.parent
+        msg.attributes
+            .push(LinkAttribute::IfAlias(new.alias.clone()));
+        let info = match (new.kind, &new.peer) {
+            (LinkKind::Veth, Some(peer)) => {
+                let mut peer_msg = LinkMessage::default();
+                peer_msg
+                    .attributes
+                    .push(LinkAttribute::IfName(peer.clone()));
+                peer_msg
+                    .attributes
+                    .push(LinkAttribute::IfAlias(new.alias.clone()));
+                vec![
+                    LinkInfo::Kind(InfoKind::Veth),
+                    LinkInfo::Data(InfoData::Veth(InfoVeth::Peer(peer_msg))),
+                ]
+            }
+            (LinkKind::Veth, None) => {
+                return Err(KernelError::Conflict(format!(
+                    "veth {} needs a peer name",
+                    new.name
                 )))
-            };
-        }
-        let mut msg = LinkMessage::default();
-        msg.attributes.push(LinkAttribute::IfName(name.to_string()));
-        msg.attributes.push(LinkAttribute::Link(parent));
-        msg.attributes.push(LinkAttribute::LinkInfo(kind.info()));
-        if let Some(mac) = mac {
+            }
+            (kind, _) => kind.info(),
+        };
+        msg.attributes.push(LinkAttribute::LinkInfo(info));
+        if let Some(mac) = new.mac {
             msg.attributes.push(LinkAttribute::Address(mac.to_vec()));
         }
         self.nl
             .request(RouteNetlinkMessage::NewLink(msg), NLM_F_CREATE | NLM_F_EXCL)
             .map_err(KernelError::nl(format!(
-                "create {} link {name}",
-                kind.name()
+                "create {} link {}",
+                new.kind.name(),
+                new.name
             )))?;
-        let link = self
-            .link(name)?
-            .ok_or_else(|| KernelError::NotFound(format!("link {name} vanished after creation")))?;
-        Ok(Ensured {
-            link,
-            created: true,
+        self.link(&new.name)?.ok_or_else(|| {
+            KernelError::NotFound(format!("link {} vanished after creation", new.name))
         })
     }
 
-    /// Deletes a link by name; `Ok(false)` if it was already gone.
-    pub fn delete_link(&mut self, name: &str) -> Result<bool> {
+    pub fn set_alias(&mut self, index: u32, alias: &str) -> Result<()> {
         let mut msg = LinkMessage::default();
-        msg.attributes.push(LinkAttribute::IfName(name.to_string()));
+        msg.header.index = index;
+        msg.attributes
+            .push(LinkAttribute::IfAlias(alias.to_string()));
+        self.nl
+            .request(RouteNetlinkMessage::SetLink(msg), 0)
+            .map_err(KernelError::nl(format!("set alias of link #{index}")))
+    }
+
+    /// Deletes a link by index; `Ok(false)` if it was already gone.
+    pub fn delete_link(&mut self, index: u32) -> Result<bool> {
+        let mut msg = LinkMessage::default();
+        msg.header.index = index;
         match self.nl.request(RouteNetlinkMessage::DelLink(msg), 0) {
             Ok(()) => Ok(true),
             Err(e) if e.is(libc::ENODEV) => Ok(false),
-            Err(e) => Err(KernelError::nl(format!("delete link {name}"))(e)),
+            Err(e) => Err(KernelError::nl(format!("delete link #{index}"))(e)),
         }
     }
 
@@ -365,45 +379,29 @@ impl Kernel {
             })
             .collect()
     }
+}
 
-    /// Whether this kernel can create ipvlan links. The probe link sits on a
-    /// scratch veth pair made for it, never on a real parent: creating an
-    /// ipvlan link sets the mode of every ipvlan link on its parent, so a
-    /// probe there would silently change the networks already on it.
-    /// `Ok(false)` only when the kernel answers that it does not know the type.
-    pub fn probe_ipvlan(&mut self) -> Result<bool> {
-        let base = format!("ibp{:x}", std::process::id() & 0xfff_ffff);
-        let (scratch, peer, probe) = (format!("{base}a"), format!("{base}b"), format!("{base}c"));
-        self.delete_link(&scratch)?;
-        let mut msg = LinkMessage::default();
-        msg.attributes.push(LinkAttribute::IfName(scratch.clone()));
-        let mut peer_msg = LinkMessage::default();
-        peer_msg.attributes.push(LinkAttribute::IfName(peer));
-        msg.attributes.push(LinkAttribute::LinkInfo(vec![
-            LinkInfo::Kind(InfoKind::Veth),
-            LinkInfo::Data(InfoData::Veth(InfoVeth::Peer(peer_msg))),
-        ]));
-        self.nl
-            .request(RouteNetlinkMessage::NewLink(msg), NLM_F_CREATE | NLM_F_EXCL)
-            .map_err(KernelError::nl(format!(
-                "create scratch veth {scratch} for the ipvlan probe"
-            )))?;
-        let parent = self
-            .link(&scratch)?
-            .ok_or_else(|| KernelError::NotFound(format!("scratch veth {scratch} vanished")))?
-            .index;
-        let kind = LinkKind::Ipvlan {
-            mode: IpvlanMode::L3,
-            flag: IpvlanFlag::Bridge,
-        };
-        let result = match self.ensure_link(&probe, parent, kind, None) {
-            Ok(_) => Ok(true),
-            Err(e) if e.errno() == Some(libc::EOPNOTSUPP) => Ok(false),
-            Err(e) => Err(e),
-        };
-        // Deleting the veth takes its peer and the probe link with it.
-        self.delete_link(&scratch)?;
-        result
+impl LinkKernel for Kernel {
+    fn links(&mut self) -> Result<Vec<Link>> {
+        Kernel::links(self)
+    }
+    fn link(&mut self, name: &str) -> Result<Option<Link>> {
+        Kernel::link(self, name)
+    }
+    fn create_link(&mut self, new: &NewLink) -> Result<Link> {
+        Kernel::create_link(self, new)
+    }
+    fn set_alias(&mut self, index: u32, alias: &str) -> Result<()> {
+        Kernel::set_alias(self, index, alias)
+    }
+    fn delete_link(&mut self, index: u32) -> Result<bool> {
+        Kernel::delete_link(self, index)
+    }
+    fn set_up(&mut self, index: u32, up: bool) -> Result<()> {
+        Kernel::set_up(self, index, up)
+    }
+    fn add_address(&mut self, index: u32, net: IpNet) -> Result<()> {
+        Kernel::add_address(self, index, net)
     }
 }
 
@@ -428,6 +426,7 @@ impl LinkKind {
             LinkKind::Ipvlan { .. } => "ipvlan",
             LinkKind::Macvlan { .. } => "macvlan",
             LinkKind::Vlan { .. } => "vlan",
+            LinkKind::Veth => "veth",
         }
     }
 
@@ -467,6 +466,7 @@ impl LinkKind {
                 LinkInfo::Kind(InfoKind::Vlan),
                 LinkInfo::Data(InfoData::Vlan(vec![InfoVlan::Id(id)])),
             ],
+            LinkKind::Veth => vec![LinkInfo::Kind(InfoKind::Veth)],
         }
     }
 }
@@ -479,12 +479,14 @@ fn parse_link(m: &LinkMessage) -> Link {
         parent: None,
         up: m.header.flags.contains(LinkFlags::Up),
         mac: Vec::new(),
+        alias: None,
     };
     for a in &m.attributes {
         match a {
             LinkAttribute::IfName(n) => link.name = n.clone(),
             LinkAttribute::Link(p) => link.parent = Some(*p),
             LinkAttribute::Address(mac) => link.mac = mac.clone(),
+            LinkAttribute::IfAlias(a) if !a.is_empty() => link.alias = Some(a.clone()),
             LinkAttribute::LinkInfo(infos) => {
                 for i in infos {
                     if let LinkInfo::Kind(k) = i {

@@ -3,7 +3,7 @@
 //! reachable across hosts with BGP through a local gobgpd.
 //!
 //! ```text
-//! dockerd ─HTTP/unix─► api ─► driver (networks, endpoints, state) ─► kernel (links)
+//! dockerd ─HTTP/unix─► api ─► driver (networks, endpoints, state) ─► links ─► kernel
 //!                                   └─ View ─► bgp: announcer ─gRPC─► gobgpd ─► peers
 //!                      gobgpd ─WatchEvent─► learner ─► policy ─► installer ─► kernel (routes)
 //! ```
@@ -15,6 +15,7 @@ pub mod config;
 pub mod driver;
 pub mod error;
 pub mod kernel;
+pub mod links;
 pub mod metrics;
 pub mod names;
 pub mod netlink;
@@ -26,7 +27,7 @@ use std::sync::{Arc, Mutex};
 
 use anyhow::Context;
 use tokio::sync::watch;
-use tracing::info;
+use tracing::{info, warn};
 
 use crate::api::server::{self, App};
 use crate::config::RunArgs;
@@ -86,13 +87,13 @@ pub async fn run(
 
     let listener = server::bind(&args.socket).await?;
     info!(socket = %args.socket.display(), "serving Docker");
-    let app = App {
-        driver: Arc::new(Mutex::new(driver)),
-        metrics,
-    };
+    let driver = Arc::new(Mutex::new(driver));
+    let repair_task = tokio::spawn(repair_loop(driver.clone(), stop_rx.clone()));
+    let app = App { driver, metrics };
     let served = server::serve(listener, app, shutdown).await;
     let _ = std::fs::remove_file(&args.socket);
     let _ = stop_tx.send(true);
+    let _ = repair_task.await;
     if let Some(t) = bgp_task {
         let _ = t.await;
     }
@@ -103,4 +104,33 @@ pub async fn run(
     }
     info!("stopped");
     served.context("serve")
+}
+
+/// How often networks that could not be restored (their parent was missing)
+/// are retried.
+const REPAIR_EVERY: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Retries unavailable networks until `stop` turns true. The driver does
+/// synchronous netlink, so each round runs on a blocking thread.
+async fn repair_loop(driver: Arc<Mutex<Driver>>, mut stop: watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(REPAIR_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.changed() => return,
+        }
+        let d = driver.clone();
+        let round = tokio::task::spawn_blocking(move || {
+            let mut d = d.lock().unwrap_or_else(|p| p.into_inner());
+            if d.unavailable().is_empty() {
+                0
+            } else {
+                d.repair()
+            }
+        });
+        if let Err(e) = round.await {
+            warn!(error = %e, "repair round failed");
+        }
+    }
 }

@@ -16,7 +16,9 @@ use serde::{Deserialize, Serialize};
 use crate::network::{EndpointSpec, NetworkSpec};
 
 pub const STATE_FILE: &str = "state.json";
-const VERSION: u32 = 1;
+/// 2: links carry our mark. A file of version 1 records links made before
+/// marks existed; the driver adopts those once (see [`EndpointRecord::unmarked`]).
+pub const VERSION: u32 = 2;
 /// How many deleted IDs are remembered so that a replayed delete is harmless.
 const TOMBSTONES: usize = 1024;
 
@@ -34,8 +36,6 @@ pub struct NetworkRecord {
     pub spec: NetworkSpec,
     /// The host-side link holding the gateway (L2 shim, or the L3 host link).
     pub shim: Option<String>,
-    /// We created the 802.1Q parent and remove it with the last network on it.
-    pub created_vlan: bool,
     pub endpoints: BTreeMap<String, EndpointRecord>,
 }
 
@@ -48,6 +48,11 @@ pub struct EndpointRecord {
     pub joined: bool,
     #[serde(default)]
     pub sandbox: String,
+    /// Its link was made before links were marked and was inside the
+    /// container when the driver upgraded the state: when Docker brings it
+    /// back, it is recognised by this record's name, kind and parent, once.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub unmarked: bool,
 }
 
 impl State {
@@ -61,13 +66,6 @@ impl State {
 
     pub fn was_deleted(&self, id: &str) -> bool {
         self.deleted.iter().any(|d| d == id)
-    }
-
-    /// The network holding endpoint `id`, if any.
-    pub fn endpoint(&self, id: &str) -> Option<(&NetworkRecord, &EndpointRecord)> {
-        self.networks
-            .values()
-            .find_map(|n| n.endpoints.get(id).map(|e| (n, e)))
     }
 
     pub fn endpoint_count(&self) -> usize {
@@ -155,8 +153,7 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kernel::{IpvlanFlag, IpvlanMode};
-    use crate::network::{Announce, Dataplane, Parent};
+    use crate::network::{Announce, Dataplane, IpvlanFlag, IpvlanMode, Parent};
 
     fn sample() -> State {
         let spec = NetworkSpec {
@@ -181,6 +178,7 @@ mod tests {
             link: "ibebbbbbbbbbbbb".into(),
             joined: true,
             sandbox: "/var/run/docker/netns/x".into(),
+            unmarked: false,
         };
         let mut st = State {
             version: VERSION,
@@ -191,7 +189,6 @@ mod tests {
             NetworkRecord {
                 spec,
                 shim: None,
-                created_vlan: true,
                 endpoints: [(ep.spec.id.clone(), ep)].into(),
             },
         );
@@ -213,6 +210,64 @@ mod tests {
             .map(|e| e.unwrap().file_name().into_string().unwrap())
             .collect();
         assert_eq!(names, vec![STATE_FILE.to_string()]);
+    }
+
+    /// A state file as the driver wrote it before the domain types left the
+    /// kernel facade (with the `created_vlan` field it no longer needs) loads
+    /// into the same state.
+    #[test]
+    fn files_of_earlier_versions_still_load() {
+        let old = r#"{
+  "version": 1,
+  "networks": {
+    "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa": {
+      "spec": {
+        "id": "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
+        "parent": { "name": "eth1.10", "vlan": [ "eth1", 10 ] },
+        "dataplane": { "dataplane": "ipvlan", "mode": "l3", "flag": "bridge" },
+        "subnet": "10.1.1.0/24",
+        "gateway": "10.1.1.1/24",
+        "announce": "subnet",
+        "internal": false,
+        "host_link": false
+      },
+      "shim": null,
+      "created_vlan": true,
+      "endpoints": {
+        "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb": {
+          "spec": {
+            "id": "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb",
+            "address": "10.1.1.2/24",
+            "mac": [ 2, 0, 0, 0, 0, 1 ]
+          },
+          "link": "ibebbbbbbbbbbbb",
+          "joined": true,
+          "sandbox": "/var/run/docker/netns/x"
+        }
+      }
+    }
+  },
+  "deleted": [ "c" ]
+}"#;
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::new(dir.path());
+        fs::write(store.path(), old).unwrap();
+        let mut want = sample();
+        want.version = 1;
+        assert_eq!(store.load().unwrap(), want);
+        // A macvlan network, as written then.
+        let mac = r#"{"dataplane":"macvlan","mode":"vepa"}"#;
+        assert_eq!(
+            serde_json::from_str::<Dataplane>(mac).unwrap(),
+            Dataplane::Macvlan {
+                mode: crate::network::MacvlanMode::Vepa
+            }
+        );
+        assert_eq!(
+            serde_json::to_string(&sample().networks.values().next().unwrap().spec.dataplane)
+                .unwrap(),
+            r#"{"dataplane":"ipvlan","mode":"l3","flag":"bridge"}"#
+        );
     }
 
     #[test]

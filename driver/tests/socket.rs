@@ -187,6 +187,27 @@ impl Host {
             .collect()
     }
 
+    /// Links carrying our mark (`alias ipvlan-bgp:...`), by name.
+    fn marked_links(&self) -> Vec<String> {
+        ip(&["-n", &self.ns, "-o", "link", "show"])
+            .lines()
+            .filter_map(|l| {
+                let name = l.split(": ").nth(1)?;
+                let name = name.split('@').next().unwrap_or(name);
+                let alias = l.split(" alias ").nth(1)?.split([' ', '\\']).next()?;
+                ipvlan_bgp::names::is_ours(name, Some(alias)).then(|| name.to_string())
+            })
+            .collect()
+    }
+
+    /// The mark on link `name`, as `ip -d link` shows it.
+    fn alias_of(&self, name: &str) -> Option<String> {
+        let d = ip(&["-n", &self.ns, "-d", "link", "show", "dev", name]);
+        d.lines()
+            .find_map(|l| l.trim().strip_prefix("alias "))
+            .map(str::to_string)
+    }
+
     fn has_link(&self, name: &str) -> bool {
         self.links().iter().any(|l| l == name)
     }
@@ -307,11 +328,7 @@ fn every_fixture_gets_the_right_answer() {
     }
     assert_eq!(answered, 29);
     // After everything, no link of ours is left in the host namespace.
-    let ours: Vec<String> = h
-        .links()
-        .into_iter()
-        .filter(|l| ipvlan_bgp::names::is_ours(l))
-        .collect();
+    let ours: Vec<String> = h.marked_links();
     assert!(ours.is_empty() || ipvlan, "links left behind: {ours:?}");
 }
 
@@ -410,11 +427,7 @@ fn docker_run_sequence_with_restart_in_the_middle() {
             _ => {}
         }
     }
-    let ours: Vec<String> = h
-        .links()
-        .into_iter()
-        .filter(|l| ipvlan_bgp::names::is_ours(l))
-        .collect();
+    let ours: Vec<String> = h.marked_links();
     assert!(ours.is_empty(), "links left behind: {ours:?}");
 }
 
@@ -608,8 +621,9 @@ fn vlan_parent_is_created_and_removed() {
     assert!(!h.links().iter().any(|l| l.contains(".20")));
 }
 
-/// A restarted driver deletes links of ours that no endpoint owns and
-/// recreates a shim that went missing.
+/// A restarted driver deletes links that carry our mark and that no record
+/// owns, and recreates a shim that went missing; an unmarked link named like
+/// ours stays.
 #[test]
 fn restart_sweeps_orphans_and_restores_shims() {
     if !privileged("restart_sweeps_orphans_and_restores_shims") {
@@ -622,6 +636,58 @@ fn restart_sweeps_orphans_and_restores_shims() {
     let shim = format!("ibs{}", &NET[..12]);
     h.stop();
     ip(&["-n", &h.ns, "link", "del", &shim]);
+    for (name, alias) in [
+        ("ibedeadbeef0000", Some("ipvlan-bgp:endpoint:deadbeef0000")),
+        ("ibedeadbeef0001", None),
+    ] {
+        ip(&[
+            "-n", &h.ns, "link", "add", "link", "dxu0", "name", name, "type", "macvlan", "mode",
+            "bridge",
+        ]);
+        if let Some(a) = alias {
+            ip(&["-n", &h.ns, "link", "set", name, "alias", a]);
+        }
+    }
+    h.start(&[]);
+    assert!(h.has_link(&shim), "the missing shim is recreated");
+    assert!(ip(&["-n", &h.ns, "-br", "addr", "show", "dev", &shim]).contains("10.201.7.1/24"));
+    assert!(
+        !h.has_link("ibedeadbeef0000"),
+        "an orphan link with our mark is deleted"
+    );
+    assert!(
+        h.has_link("ibedeadbeef0001"),
+        "a link named like ours without our mark stays:\n{}",
+        h.log()
+    );
+    assert!(h.has_link("dxu0"), "other links are untouched");
+}
+
+/// Links that merely look like ours (systemd names InfiniBand ports `ibs1`,
+/// `ibp94s0f0`), present before the driver starts, survive its start, a
+/// network's creation and deletion, and a restart; every link the driver
+/// creates shows our mark in `ip -d link`.
+#[test]
+fn foreign_links_survive_and_ours_carry_the_mark() {
+    if !privileged("foreign_links_survive_and_ours_carry_the_mark") {
+        return;
+    }
+    let mut h = Host::new(&[]);
+    h.stop();
+    // Plain veths (this kernel has no InfiniBand), and one macvlan on the
+    // parent: the very kind and parent our own links have.
+    ip(&[
+        "-n",
+        &h.ns,
+        "link",
+        "add",
+        "ibs1",
+        "type",
+        "veth",
+        "peer",
+        "name",
+        "ibp94s0f0",
+    ]);
     ip(&[
         "-n",
         &h.ns,
@@ -630,18 +696,99 @@ fn restart_sweeps_orphans_and_restores_shims() {
         "link",
         "dxu0",
         "name",
-        "ibedeadbeef0000",
+        "ibe0123456789ab",
         "type",
         "macvlan",
         "mode",
         "bridge",
     ]);
+    let foreign = ["ibs1", "ibp94s0f0", "ibe0123456789ab"];
+    let check = |h: &Host, when: &str| {
+        for f in foreign {
+            assert!(h.has_link(f), "{f} is gone after {when}:\n{}", h.log());
+        }
+    };
     h.start(&[]);
-    assert!(h.has_link(&shim), "the missing shim is recreated");
-    assert!(ip(&["-n", &h.ns, "-br", "addr", "show", "dev", &shim]).contains("10.201.7.1/24"));
-    assert!(
-        !h.has_link("ibedeadbeef0000"),
-        "an orphan link of ours is deleted"
+    check(&h, "start");
+    let body = json!({"NetworkID": NET, "Options": {"com.docker.network.generic": {"parent": "dxu0", "dataplane": "macvlan"}},
+                      "IPv4Data": [{"AddressSpace": "LocalDefault", "Gateway": "10.201.7.1/24", "Pool": "10.201.7.0/24"}], "IPv6Data": []});
+    h.ok("NetworkDriver.CreateNetwork", &body);
+    check(&h, "CreateNetwork");
+    let shim = format!("ibs{}", &NET[..12]);
+    assert_eq!(
+        h.alias_of(&shim).as_deref(),
+        Some(format!("ipvlan-bgp:shim:{NET}").as_str())
     );
-    assert!(h.has_link("dxu0"), "other links are untouched");
+    let ep = json!({"NetworkID": NET, "EndpointID": EP1,
+                    "Interface": {"Address": "10.201.7.2/24", "AddressIPv6": "", "MacAddress": ""}});
+    h.ok("NetworkDriver.CreateEndpoint", &ep);
+    h.ok(
+        "NetworkDriver.Join",
+        &json!({"NetworkID": NET, "EndpointID": EP1, "SandboxKey": "/var/run/docker/netns/x"}),
+    );
+    let link = format!("ibe{}", &EP1[..12]);
+    assert_eq!(
+        h.alias_of(&link).as_deref(),
+        Some(format!("ipvlan-bgp:endpoint:{EP1}").as_str())
+    );
+    assert!(h.alias_of("ibs1").is_none());
+    h.stop();
+    h.start(&[]);
+    check(&h, "a restart");
+    assert!(h.has_link(&link) && h.has_link(&shim), "ours are kept too");
+    let ids = json!({"NetworkID": NET, "EndpointID": EP1});
+    h.ok("NetworkDriver.Leave", &ids);
+    h.ok("NetworkDriver.DeleteEndpoint", &ids);
+    h.ok("NetworkDriver.DeleteNetwork", &json!({"NetworkID": NET}));
+    check(&h, "DeleteNetwork");
+    assert!(h.marked_links().is_empty(), "{:?}", h.marked_links());
+}
+
+/// A network whose parent is missing when the driver starts answers Docker
+/// with an error that names the parent, and is restored by the driver's own
+/// repair round once the parent is back (no restart, no Docker call).
+#[test]
+fn a_missing_parent_is_repaired_when_it_returns() {
+    if !privileged("a_missing_parent_is_repaired_when_it_returns") {
+        return;
+    }
+    let mut h = Host::new(&[]);
+    let add_parent = |h: &Host| {
+        ip(&[
+            "-n", &h.ns, "link", "add", "dxv0", "type", "veth", "peer", "name", "dxv1",
+        ]);
+        ip(&["-n", &h.ns, "link", "set", "dxv0", "up"]);
+    };
+    add_parent(&h);
+    let body = json!({"NetworkID": NET, "Options": {"com.docker.network.generic": {"parent": "dxv0", "dataplane": "macvlan"}},
+                      "IPv4Data": [{"AddressSpace": "LocalDefault", "Gateway": "10.201.7.1/24", "Pool": "10.201.7.0/24"}], "IPv6Data": []});
+    h.ok("NetworkDriver.CreateNetwork", &body);
+    let ep = json!({"NetworkID": NET, "EndpointID": EP1,
+                    "Interface": {"Address": "10.201.7.2/24", "AddressIPv6": "", "MacAddress": ""}});
+    h.ok("NetworkDriver.CreateEndpoint", &ep);
+    h.stop();
+    // The parent goes, and the shim on it with it.
+    ip(&["-n", &h.ns, "link", "del", "dxv0"]);
+    h.start(&[]);
+    let join =
+        json!({"NetworkID": NET, "EndpointID": EP1, "SandboxKey": "/var/run/docker/netns/x"});
+    let e = h.err("NetworkDriver.Join", &join);
+    assert!(e.contains("dxv0"), "{e}");
+    let shim = format!("ibs{}", &NET[..12]);
+    assert!(!h.has_link(&shim));
+    add_parent(&h);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !h.has_link(&shim) {
+        assert!(
+            Instant::now() < deadline,
+            "the shim is not back 10 s after its parent returned:\n{}",
+            h.log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(
+        h.alias_of(&shim).as_deref(),
+        Some(format!("ipvlan-bgp:shim:{NET}").as_str())
+    );
+    h.ok("NetworkDriver.Join", &join);
 }

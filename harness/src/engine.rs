@@ -2,12 +2,20 @@
 //!
 //! [`Engine`] is what a scenario needs (create/delete a network, start/stop a
 //! container); [`Emulator`] implements it the way dockerd 20.10 does, request
-//! for request (payloads as in `driver/tests/fixtures/`): CreateEndpoint with
-//! an address from a Docker-like IPAM, Join, then it creates the sandbox
-//! namespace, moves the interface in, renames it `eth0`, sets the address and
-//! the gateway or static routes, and calls ProgramExternalConnectivity and
-//! EndpointOperInfo; on stop Revoke, Leave, moves the interface back and
-//! DeleteEndpoint. A real dockerd engine slots in beside it.
+//! for request (payloads as in `driver/tests/fixtures/`, checked by a golden
+//! test): Activate and GetCapabilities once per host at the first use of the
+//! plugin (not again after the driver restarts); CreateEndpoint with an
+//! address from a Docker-like IPAM, Join, then it creates the sandbox
+//! namespace, moves the interface in, renames it `eth0`, sets the address
+//! and the gateway or static routes; ProgramExternalConnectivity only for an
+//! endpoint whose Join gave a gateway (libnetwork's gateway endpoint), then
+//! EndpointOperInfo twice; on stop Revoke (only if programmed), Leave, moves
+//! the interface back and DeleteEndpoint. Like dockerd it retries a plugin
+//! socket that is briefly gone, ignores failures of Leave, DeleteEndpoint,
+//! Revoke and EndpointOperInfo (printing them), refuses the MAC and address
+//! answers dockerd refuses, and fails a Join answer that would make dockerd
+//! attach the container to its `docker_gwbridge`. A real dockerd engine slots
+//! in beside it.
 
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
@@ -149,23 +157,264 @@ struct NetRt {
 pub struct Emulator {
     networks: BTreeMap<(usize, String), NetRt>,
     counter: u64,
+    /// Hosts whose plugin got Activate and GetCapabilities (once per dockerd lifetime).
+    activated: std::collections::BTreeSet<usize>,
+    /// Endpoints that got ProgramExternalConnectivity (they get Revoke on stop).
+    programmed: std::collections::BTreeSet<String>,
 }
 
 const CALL_TIMEOUT: Duration = Duration::from_secs(30);
+/// Scenarios create no `--internal` networks (dockerd sends them no
+/// ProgramExternalConnectivity and never attaches a gateway bridge).
+const INTERNAL: bool = false;
+/// dockerd's plugin client retries a socket that is not there (yet) for 30 s,
+/// waiting 1, 2, 4, 8, ... s between tries.
+const PLUGIN_RETRY_FOR: Duration = Duration::from_secs(30);
+
+/// The requests whose failure dockerd only logs.
+const IGNORED_FAILURES: &[&str] = &[
+    "Leave",
+    "DeleteEndpoint",
+    "RevokeExternalConnectivity",
+    "EndpointOperInfo",
+];
+
+/// Whether an error says the plugin socket is absent or refuses connections
+/// (dockerd retries those), as opposed to an answer or a timeout.
+fn socket_gone(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>().is_some_and(|io| {
+            matches!(
+                io.kind(),
+                std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused
+            )
+        })
+    })
+}
+
+/// Request bodies exactly as dockerd 20.10 builds them (see the fixtures).
+pub mod wire {
+    use serde_json::{json, Value};
+
+    /// What `docker run` adds to an endpoint: `--mac-address`, `-p`/`--expose`.
+    #[derive(Debug, Clone, Default)]
+    pub struct EndpointExtras {
+        pub mac: Option<[u8; 6]>,
+        /// `com.docker.network.endpoint.exposedports`
+        pub exposed: Vec<Value>,
+        /// `com.docker.network.portmap`
+        pub portmap: Vec<Value>,
+    }
+
+    fn mac_text(m: &[u8; 6]) -> String {
+        m.iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<Vec<_>>()
+            .join(":")
+    }
+
+    fn base64(bytes: &[u8]) -> String {
+        const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+        let mut out = String::new();
+        for chunk in bytes.chunks(3) {
+            let n = chunk
+                .iter()
+                .enumerate()
+                .fold(0u32, |acc, (i, b)| acc | (u32::from(*b) << (16 - 8 * i)));
+            for i in 0..4 {
+                if i <= chunk.len() {
+                    out.push(A[((n >> (18 - 6 * i)) & 63) as usize] as char);
+                } else {
+                    out.push('=');
+                }
+            }
+        }
+        out
+    }
+
+    /// The endpoint options of Join and ProgramExternalConnectivity.
+    pub fn join_options(x: &EndpointExtras) -> Value {
+        json!({"com.docker.network.endpoint.exposedports": x.exposed,
+               "com.docker.network.portmap": x.portmap})
+    }
+
+    pub fn create_endpoint(net: &str, ep: &str, address: &str, x: &EndpointExtras) -> Value {
+        let mut options = join_options(x);
+        if let Some(m) = &x.mac {
+            // Go's JSON encoding of a []byte: base64.
+            options["com.docker.network.endpoint.macaddress"] = json!(base64(m));
+        }
+        json!({"NetworkID": net, "EndpointID": ep,
+               "Interface": {"Address": address, "AddressIPv6": "",
+                             "MacAddress": x.mac.as_ref().map(mac_text).unwrap_or_default()},
+               "Options": options})
+    }
+
+    pub fn join(net: &str, ep: &str, sandbox: &str, x: &EndpointExtras) -> Value {
+        json!({"NetworkID": net, "EndpointID": ep, "SandboxKey": sandbox, "Options": join_options(x)})
+    }
+
+    pub fn program(net: &str, ep: &str, x: &EndpointExtras) -> Value {
+        json!({"NetworkID": net, "EndpointID": ep, "Options": join_options(x)})
+    }
+
+    /// EndpointOperInfo, RevokeExternalConnectivity, Leave, DeleteEndpoint.
+    pub fn ids(net: &str, ep: &str) -> Value {
+        json!({"NetworkID": net, "EndpointID": ep})
+    }
+
+    /// The requests after a Join that succeeded and whose sandbox is set up:
+    /// ProgramExternalConnectivity for the gateway endpoint (on a network that
+    /// is not internal), then EndpointOperInfo twice.
+    pub fn after_join(
+        net: &str,
+        ep: &str,
+        x: &EndpointExtras,
+        join: &Value,
+        internal: bool,
+    ) -> Vec<(&'static str, Value)> {
+        let mut out = Vec::new();
+        if provides_gateway(join) && !internal {
+            out.push(("ProgramExternalConnectivity", program(net, ep, x)));
+        }
+        out.push(("EndpointOperInfo", ids(net, ep)));
+        out.push(("EndpointOperInfo", ids(net, ep)));
+        out
+    }
+
+    /// `docker stop`: the requests before the interface goes back to the
+    /// host (Revoke for a programmed endpoint, Leave), and after it
+    /// (DeleteEndpoint).
+    pub fn stop(net: &str, ep: &str, programmed: bool) -> [Vec<(&'static str, Value)>; 2] {
+        let mut before = Vec::new();
+        if programmed {
+            before.push(("RevokeExternalConnectivity", ids(net, ep)));
+        }
+        before.push(("Leave", ids(net, ep)));
+        [before, vec![("DeleteEndpoint", ids(net, ep))]]
+    }
+
+    /// libnetwork's gateway endpoint: the one whose Join answer has a
+    /// gateway. Only it gets Program/RevokeExternalConnectivity.
+    pub fn provides_gateway(join: &Value) -> bool {
+        join.get("Gateway")
+            .and_then(Value::as_str)
+            .is_some_and(|g| !g.is_empty())
+    }
+
+    /// What dockerd refuses in a CreateEndpoint answer: a MAC or an address
+    /// when the request already carried one ("Cannot be modified").
+    pub fn check_create_answer(request: &Value, answer: &Value) -> Result<(), String> {
+        for (field, what) in [("MacAddress", "MAC address"), ("Address", "IPv4 address")] {
+            let asked = request
+                .pointer(&format!("/Interface/{field}"))
+                .and_then(Value::as_str)
+                .is_some_and(|v| !v.is_empty());
+            let answered = answer
+                .pointer(&format!("/Interface/{field}"))
+                .and_then(Value::as_str)
+                .filter(|v| !v.is_empty());
+            if let (true, Some(v)) = (asked, answered) {
+                return Err(format!(
+                    "CreateEndpoint answered {what} {v} for an endpoint that has one: dockerd fails the container (\"endpoint interface {what} present; cannot be modified\")"
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// A Join answer with no gateway that does not disable the gateway
+    /// service makes dockerd attach the container to `docker_gwbridge`
+    /// (NAT through the host): never what a routed network wants.
+    pub fn check_join_answer(join: &Value, internal: bool) -> Result<(), String> {
+        let disabled = join
+            .get("DisableGatewayService")
+            .and_then(Value::as_bool)
+            .unwrap_or(false);
+        if !internal && !provides_gateway(join) && !disabled {
+            return Err(format!(
+                "Join answered no Gateway and DisableGatewayService=false: dockerd would attach the container to docker_gwbridge: {join}"
+            ));
+        }
+        Ok(())
+    }
+}
 
 impl Emulator {
-    fn call(&self, w: &World, host: usize, method: &str, body: Value) -> Result<Value> {
+    /// One POST, retried like dockerd's plugin client while the socket is gone.
+    fn post(
+        &self,
+        w: &World,
+        host: usize,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<ipvlan_bgp::api::client::Reply> {
         let sock = w.hosts[host].socket();
-        let mut bytes = serde_json::to_vec(&body)?;
-        bytes.push(b'\n');
-        let reply =
-            w.rt.block_on(ipvlan_bgp::api::client::post(
+        let bytes = match body {
+            Some(b) => {
+                let mut v = serde_json::to_vec(b)?;
+                v.push(b'\n');
+                v
+            }
+            None => Vec::new(),
+        };
+        let started = std::time::Instant::now();
+        let mut wait = Duration::from_secs(1);
+        loop {
+            match w.rt.block_on(ipvlan_bgp::api::client::post(
                 &sock,
-                &format!("/NetworkDriver.{method}"),
-                bytes,
+                path,
+                bytes.clone(),
                 CALL_TIMEOUT,
-            ))
-            .with_context(|| format!("{method} on {}", w.hosts[host].def.name))?;
+            )) {
+                Err(e) if socket_gone(&e) && started.elapsed() + wait < PLUGIN_RETRY_FOR => {
+                    std::thread::sleep(wait);
+                    wait *= 2;
+                }
+                other => {
+                    return other.with_context(|| format!("{path} on {}", w.hosts[host].def.name))
+                }
+            }
+        }
+    }
+
+    /// Activate and GetCapabilities, once per host, before its first request.
+    fn activate(&mut self, w: &World, host: usize) -> Result<()> {
+        if self.activated.contains(&host) {
+            return Ok(());
+        }
+        let name = &w.hosts[host].def.name;
+        let a = self.post(w, host, "/Plugin.Activate", None)?.json()?;
+        let implements = a.get("Implements").and_then(Value::as_array);
+        if !implements.is_some_and(|i| i.iter().any(|v| v == "NetworkDriver")) {
+            bail!("Plugin.Activate on {name} does not implement NetworkDriver: {a}");
+        }
+        let c = self
+            .post(w, host, "/NetworkDriver.GetCapabilities", None)?
+            .json()?;
+        match c.get("Scope").and_then(Value::as_str) {
+            Some("local") | Some("global") => {}
+            _ => bail!("GetCapabilities on {name}: dockerd refuses this scope: {c}"),
+        }
+        self.activated.insert(host);
+        Ok(())
+    }
+
+    /// A call whose failure dockerd only logs: printed, then ignored.
+    fn call_lenient(&mut self, w: &World, host: usize, method: &str, body: Value) -> Result<()> {
+        debug_assert!(IGNORED_FAILURES.contains(&method));
+        if let Err(e) = self.call(w, host, method, body) {
+            eprintln!(
+                "[emulator] {method} on {} failed: {e:#} (ignored, as dockerd does)",
+                w.hosts[host].def.name
+            );
+        }
+        Ok(())
+    }
+
+    fn call(&mut self, w: &World, host: usize, method: &str, body: Value) -> Result<Value> {
+        self.activate(w, host)?;
+        let reply = self.post(w, host, &format!("/NetworkDriver.{method}"), Some(&body))?;
         if let Some(e) = reply.err() {
             bail!("{method} on {}: {e}", w.hosts[host].def.name);
         }
@@ -184,10 +433,6 @@ impl Emulator {
             .get_mut(&(host, name.to_string()))
             .ok_or_else(|| anyhow!("network {name} does not exist on host #{host}"))
     }
-}
-
-fn endpoint_options() -> Value {
-    json!({"com.docker.network.endpoint.exposedports": [], "com.docker.network.portmap": []})
 }
 
 impl Engine for Emulator {
@@ -248,29 +493,26 @@ impl Engine for Emulator {
         let ns_name = format!("{}-c-{name}", w.id);
         let sandbox = format!("/run/netns/{ns_name}");
         let result = (|| -> Result<ContainerRt> {
-            let created = self.call(
-                w,
-                host,
-                "CreateEndpoint",
-                json!({"NetworkID": net_id, "EndpointID": ep,
-                       "Interface": {"Address": format!("{address}/{prefix_len}"), "AddressIPv6": "", "MacAddress": ""},
-                       "Options": endpoint_options()}),
-            )?;
+            let extras = wire::EndpointExtras::default();
+            let request =
+                wire::create_endpoint(&net_id, &ep, &format!("{address}/{prefix_len}"), &extras);
+            let created = self.call(w, host, "CreateEndpoint", request.clone())?;
+            wire::check_create_answer(&request, &created).map_err(anyhow::Error::msg)?;
             let mac = created
                 .pointer("/Interface/MacAddress")
                 .and_then(Value::as_str)
                 .filter(|m| !m.is_empty())
                 .map(str::to_string);
-            let join = match self.call(
-                w,
-                host,
-                "Join",
-                json!({"NetworkID": net_id, "EndpointID": ep, "SandboxKey": sandbox, "Options": endpoint_options()}),
-            ) {
+            let join = match self
+                .call(w, host, "Join", wire::join(&net_id, &ep, &sandbox, &extras))
+                .and_then(|j| {
+                    wire::check_join_answer(&j, INTERNAL).map_err(anyhow::Error::msg)?;
+                    Ok(j)
+                }) {
                 Ok(j) => j,
                 Err(e) => {
-                    // What dockerd does after a failed Join.
-                    let _ = self.call(w, host, "DeleteEndpoint", json!({"NetworkID": net_id, "EndpointID": ep}));
+                    // What dockerd does after a failed Join: DeleteEndpoint, no Leave.
+                    let _ = self.call_lenient(w, host, "DeleteEndpoint", wire::ids(&net_id, &ep));
                     return Err(e);
                 }
             };
@@ -282,19 +524,15 @@ impl Engine for Emulator {
                 });
             let src_name = plumb(w, host, &ns, &join, address, prefix_len, mac.as_deref())
                 .with_context(|| format!("set up the sandbox of {name} as libnetwork does"))?;
-            self.call(
-                w,
-                host,
-                "ProgramExternalConnectivity",
-                json!({"NetworkID": net_id, "EndpointID": ep, "Options": endpoint_options()}),
-            )?;
-            for _ in 0..2 {
-                self.call(
-                    w,
-                    host,
-                    "EndpointOperInfo",
-                    json!({"NetworkID": net_id, "EndpointID": ep}),
-                )?;
+            for (method, body) in wire::after_join(&net_id, &ep, &extras, &join, INTERNAL) {
+                if IGNORED_FAILURES.contains(&method) {
+                    self.call_lenient(w, host, method, body)?;
+                } else {
+                    self.call(w, host, method, body)?;
+                    if method == "ProgramExternalConnectivity" {
+                        self.programmed.insert(ep.clone());
+                    }
+                }
             }
             Ok(ContainerRt {
                 name: name.to_string(),
@@ -318,11 +556,14 @@ impl Engine for Emulator {
     fn stop(&mut self, w: &World, c: &ContainerRt) -> Result<()> {
         let net_id = self.net(c.host, &c.network)?.id.clone();
         let ep = c.handle.clone();
-        let ids = json!({"NetworkID": net_id, "EndpointID": ep});
-        self.call(w, c.host, "RevokeExternalConnectivity", ids.clone())?;
-        self.call(w, c.host, "Leave", ids.clone())?;
+        let [before, after] = wire::stop(&net_id, &ep, self.programmed.remove(&ep));
+        for (method, body) in before {
+            self.call_lenient(w, c.host, method, body)?;
+        }
         unplumb(w, c).with_context(|| format!("move {}'s interface back", c.name))?;
-        self.call(w, c.host, "DeleteEndpoint", ids)?;
+        for (method, body) in after {
+            self.call_lenient(w, c.host, method, body)?;
+        }
         let ns_name = c
             .netns
             .file_name()
@@ -393,7 +634,9 @@ fn plumb(
     let dst = format!("{prefix}0");
     ck.set_name_and_netns(moved.index, Some(&dst), None)?;
     if let Some(m) = mac {
-        bail!("the driver returned MAC address {m} for an endpoint that did not ask for one");
+        // dockerd sets a MAC the driver chose (the request carried none).
+        ns.ip(&["link", "set", "dev", &dst, "address", m])
+            .with_context(|| format!("set the MAC address {m} the driver chose"))?;
     }
     ck.add_address(moved.index, IpNet::V4(Ipv4Net::new(address, prefix_len)?))?;
     ck.set_up(moved.index, true)?;
@@ -464,6 +707,121 @@ fn unplumb(w: &World, c: &ContainerRt) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `docker run --rm --network fx --mac-address 02:aa:bb:cc:dd:ee -p 8080:80`
+    /// and its stop, as dockerd 20.10 sent them (driver/tests/fixtures/),
+    /// against what the emulator sends for the same container, body for body.
+    #[test]
+    fn emulator_requests_match_dockerd_fixtures() {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../driver/tests/fixtures/dockerd-20.10-requests.jsonl"
+        );
+        let fixtures: Vec<Value> = std::fs::read_to_string(path)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        let ep = "835c7162a10a5b9a8f6fd356ca22db0cfe70755ab53f9eb5ff33c3b3f75f16ee";
+        let real: Vec<(String, Value)> = fixtures
+            .iter()
+            .filter(|f| f.pointer("/body/EndpointID").and_then(Value::as_str) == Some(ep))
+            .map(|f| {
+                let p = f["path"].as_str().unwrap();
+                (
+                    p.trim_start_matches("/NetworkDriver.").to_string(),
+                    f["body"].clone(),
+                )
+            })
+            .collect();
+        let net = real[0].1["NetworkID"].as_str().unwrap().to_string();
+        let sandbox = real[1].1["SandboxKey"].as_str().unwrap().to_string();
+        let port = json!({"Proto": 6, "Port": 80});
+        let extras = wire::EndpointExtras {
+            mac: Some([0x02, 0xaa, 0xbb, 0xcc, 0xdd, 0xee]),
+            exposed: vec![port],
+            portmap: vec![
+                json!({"Proto": 6, "IP": "", "Port": 80, "HostIP": "", "HostPort": 8080, "HostPortEnd": 8080}),
+            ],
+        };
+        // The driver that answered these requests gave a gateway (dockerd sent Program).
+        let join_answer =
+            json!({"InterfaceName": {"SrcName": "x", "DstPrefix": "eth"}, "Gateway": "10.201.7.1"});
+        let mut ours = vec![
+            (
+                "CreateEndpoint",
+                wire::create_endpoint(&net, ep, "10.201.7.2/24", &extras),
+            ),
+            ("Join", wire::join(&net, ep, &sandbox, &extras)),
+        ];
+        ours.extend(wire::after_join(&net, ep, &extras, &join_answer, false));
+        let [before, after] = wire::stop(&net, ep, true);
+        ours.extend(before);
+        ours.extend(after);
+        let ours: Vec<(String, Value)> =
+            ours.into_iter().map(|(m, b)| (m.to_string(), b)).collect();
+        assert_eq!(ours.len(), real.len(), "ours: {ours:#?}\nreal: {real:#?}");
+        for (o, r) in ours.iter().zip(&real) {
+            assert_eq!(o, r);
+        }
+    }
+
+    #[test]
+    fn only_the_gateway_endpoint_is_programmed() {
+        let x = wire::EndpointExtras::default();
+        let l3 = json!({"InterfaceName": {"SrcName": "x", "DstPrefix": "eth"}, "DisableGatewayService": true,
+                        "StaticRoutes": [{"Destination": "0.0.0.0/0", "RouteType": 1, "NextHop": ""}]});
+        let methods: Vec<_> = wire::after_join("n", "e", &x, &l3, false)
+            .into_iter()
+            .map(|(m, _)| m)
+            .collect();
+        assert_eq!(methods, ["EndpointOperInfo", "EndpointOperInfo"]);
+        assert!(wire::check_join_answer(&l3, false).is_ok());
+        let l2 = json!({"Gateway": "10.1.1.1", "DisableGatewayService": true});
+        assert_eq!(
+            wire::after_join("n", "e", &x, &l2, false)[0].0,
+            "ProgramExternalConnectivity"
+        );
+        assert_eq!(wire::after_join("n", "e", &x, &l2, true).len(), 2);
+        let [before, _] = wire::stop("n", "e", false);
+        assert_eq!(before.len(), 1);
+        assert_eq!(before[0].0, "Leave");
+    }
+
+    #[test]
+    fn answers_dockerd_refuses_are_refused() {
+        let gwbridge = json!({"InterfaceName": {"SrcName": "x", "DstPrefix": "eth"}});
+        let e = wire::check_join_answer(&gwbridge, false).unwrap_err();
+        assert!(e.contains("docker_gwbridge"), "{e}");
+        assert!(wire::check_join_answer(&gwbridge, true).is_ok());
+        let asked = wire::create_endpoint(
+            "n",
+            "e",
+            "10.1.1.2/24",
+            &wire::EndpointExtras {
+                mac: Some([2, 0, 0, 0, 0, 1]),
+                ..Default::default()
+            },
+        );
+        let e = wire::check_create_answer(
+            &asked,
+            &json!({"Interface": {"MacAddress": "02:00:00:00:00:02"}}),
+        )
+        .unwrap_err();
+        assert!(e.contains("MAC address"), "{e}");
+        let e =
+            wire::check_create_answer(&asked, &json!({"Interface": {"Address": "10.1.1.9/24"}}))
+                .unwrap_err();
+        assert!(e.contains("IPv4 address"), "{e}");
+        let no_mac =
+            wire::create_endpoint("n", "e", "10.1.1.2/24", &wire::EndpointExtras::default());
+        assert!(wire::check_create_answer(
+            &no_mac,
+            &json!({"Interface": {"MacAddress": "02:00:00:00:00:02"}})
+        )
+        .is_ok());
+        assert!(wire::check_create_answer(&no_mac, &json!({})).is_ok());
+    }
 
     #[test]
     fn ipam_allocates_like_docker() {

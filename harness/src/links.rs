@@ -16,8 +16,8 @@ use serde::Deserialize;
 use crate::netns::Netns;
 
 /// The start of the alias the driver leaves on each link it creates
-/// (`ipvlan-bgp:<role>:<id>`, the contract behind `names::is_marked`).
-pub const MARK_PREFIX: &str = "ipvlan-bgp:";
+/// (`ipvlan-bgp:<role>:<id>`).
+pub use ipvlan_bgp::names::MARK_PREFIX;
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 struct Kind {
@@ -52,9 +52,8 @@ pub struct LinkInfo {
 
 impl LinkInfo {
     pub fn marked(&self) -> bool {
-        self.alias
-            .as_deref()
-            .is_some_and(|a| a.starts_with(MARK_PREFIX))
+        // The driver's own test, so the harness and the driver never disagree.
+        ipvlan_bgp::names::is_marked(self.alias.as_deref())
     }
 
     /// What differs between a remembered state and now, or `None`.

@@ -1,7 +1,11 @@
 //! Docker's side: the wire types of the remote driver protocol, the HTTP
 //! server on the plugin socket, and a small client for the same socket (used
 //! by `ipvlan-bgp status` and by the harness's container engine).
+//! Requests become domain values in [`convert`] before the driver sees them,
+//! and the driver's domain answers become wire responses here: the driver
+//! core never sees the wire format.
 
 pub mod client;
+pub mod convert;
 pub mod server;
 pub mod wire;

@@ -23,10 +23,11 @@ use serde_json::{json, Value};
 use tokio::net::UnixListener;
 use tracing::{field, info, info_span, warn};
 
+use super::convert;
 use super::wire::{
-    ActivateResponse, CapabilitiesResponse, CreateEndpointRequest, CreateNetworkRequest,
-    DiscoveryRequest, EndpointRequest, ErrorResponse, JoinRequest, NetworkRequest,
-    OperInfoResponse,
+    ActivateResponse, CapabilitiesResponse, CreateEndpointRequest, CreateEndpointResponse,
+    CreateNetworkRequest, DiscoveryRequest, EndpointRequest, ErrorResponse, JoinRequest,
+    NetworkRequest, OperInfoResponse,
 };
 use crate::driver::Driver;
 use crate::error::DriverError;
@@ -236,7 +237,10 @@ fn dispatch(app: &App, method: &str, body: &[u8]) -> Result<Answer, Option<Drive
         "NetworkDriver.CreateNetwork" => {
             let req: CreateNetworkRequest = parse(body)?;
             record_ids(&req.network_id, None);
-            lock(app).create_network(&req)?;
+            let mut driver = lock(app);
+            let spec =
+                convert::network_spec(&req, driver.default_parent()).map_err(DriverError::from)?;
+            driver.create_network(spec)?;
             empty()
         }
         "NetworkDriver.DeleteNetwork" => {
@@ -258,38 +262,51 @@ fn dispatch(app: &App, method: &str, body: &[u8]) -> Result<Answer, Option<Drive
         "NetworkDriver.CreateEndpoint" => {
             let req: CreateEndpointRequest = parse(body)?;
             record_ids(&req.network_id, Some(&req.endpoint_id));
-            let resp = lock(app).create_endpoint(&req)?;
-            to_value(resp)
+            let mut driver = lock(app);
+            let spec = convert::endpoint_spec(&req, driver.network_spec(&req.network_id)?)
+                .map_err(DriverError::from)?;
+            driver.create_endpoint(&req.network_id, spec)?;
+            to_value(CreateEndpointResponse::default())
         }
         "NetworkDriver.EndpointOperInfo" => {
             let req: EndpointRequest = parse(body)?;
             record_ids(&req.network_id, Some(&req.endpoint_id));
-            let value = lock(app).oper_info(&req)?;
+            let info = lock(app).oper_info(&req.network_id, &req.endpoint_id)?;
+            let value = [
+                ("link", Value::from(info.link)),
+                ("address", info.address.into()),
+                ("parent", info.parent.into()),
+                ("dataplane", info.dataplane.into()),
+                ("joined", info.joined.into()),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect();
             to_value(OperInfoResponse { value })
         }
         "NetworkDriver.DeleteEndpoint" => {
             let req: EndpointRequest = parse(body)?;
             record_ids(&req.network_id, Some(&req.endpoint_id));
-            lock(app).delete_endpoint(&req)?;
+            lock(app).delete_endpoint(&req.network_id, &req.endpoint_id)?;
             empty()
         }
         "NetworkDriver.Join" => {
             let req: JoinRequest = parse(body)?;
             record_ids(&req.network_id, Some(&req.endpoint_id));
-            let resp = lock(app).join(&req)?;
-            to_value(resp)
+            let joined = lock(app).join(&req.network_id, &req.endpoint_id, &req.sandbox_key)?;
+            to_value(convert::join_response(&joined))
         }
         "NetworkDriver.Leave" => {
             let req: EndpointRequest = parse(body)?;
             record_ids(&req.network_id, Some(&req.endpoint_id));
-            lock(app).leave(&req)?;
+            lock(app).leave(&req.network_id, &req.endpoint_id)?;
             empty()
         }
         "NetworkDriver.ProgramExternalConnectivity"
         | "NetworkDriver.RevokeExternalConnectivity" => {
             let req: EndpointRequest = parse(body)?;
             record_ids(&req.network_id, Some(&req.endpoint_id));
-            lock(app).external_connectivity(&req)?;
+            lock(app).external_connectivity(&req.network_id, &req.endpoint_id)?;
             empty()
         }
         "NetworkDriver.DiscoverNew" | "NetworkDriver.DiscoverDelete" => {

@@ -6,16 +6,20 @@
 //! difference with what gobgpd holds. After a (re)connection it first reads
 //! gobgpd's local paths so a restarted driver neither duplicates nor leaves
 //! behind what an earlier run announced; paths it did not make (other
-//! prefixes, other next hops) are never touched.
+//! prefixes, other next hops) are never touched. Every call carries the
+//! gobgpd deadline, so a stuck gobgpd fails a sync instead of hanging it.
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
+use std::time::Duration;
 
 use ipnet::IpNet;
 use tracing::{debug, info};
 
 use super::gobgp::apipb::{AddPathRequest, AddPathStreamRequest, DeletePathRequest, TableType};
-use super::gobgp::{decode_path, family_of, global_rib, local_path, Client};
+use super::gobgp::{
+    deadline, decode_path, family_of, local_path, next_within, open_global_rib, Client,
+};
 
 /// Paths sent per AddPathStream message.
 const STREAM_CHUNK: usize = 1000;
@@ -27,13 +31,16 @@ pub struct Announcer {
     /// What gobgpd holds from us: prefix -> next hop.
     announced: BTreeMap<IpNet, IpAddr>,
     communities: Vec<u32>,
+    /// Deadline of each gobgpd call (and of each message of a list stream).
+    limit: Duration,
 }
 
 impl Announcer {
-    pub fn new(communities: Vec<u32>) -> Announcer {
+    pub fn new(communities: Vec<u32>, limit: Duration) -> Announcer {
         Announcer {
             announced: BTreeMap::new(),
             communities,
+            limit,
         }
     }
 
@@ -50,7 +57,11 @@ impl Announcer {
         our_next_hops: &[IpAddr],
     ) -> Result<(), tonic::Status> {
         self.announced.clear();
-        for dest in global_rib(client).await? {
+        let mut rib = open_global_rib(client, self.limit).await?;
+        while let Some(resp) = next_within("ListPath", self.limit, &mut rib).await? {
+            let Some(dest) = resp.destination else {
+                continue;
+            };
             for p in dest.paths {
                 let Ok(lp) = decode_path(&p) else { continue };
                 let ours = lp.peer.is_none()
@@ -87,14 +98,17 @@ impl Announcer {
                 // Next hop changed: AddPath below replaces it.
                 continue;
             }
-            client
-                .delete_path(DeletePathRequest {
+            deadline(
+                "DeletePath",
+                self.limit,
+                client.delete_path(DeletePathRequest {
                     table_type: TableType::Global as i32,
                     family: Some(family_of(&prefix)),
                     path: Some(local_path(prefix, nh, &self.communities)),
                     ..DeletePathRequest::default()
-                })
-                .await?;
+                }),
+            )
+            .await?;
             self.announced.remove(&prefix);
             debug!(prefix = %prefix, "withdrawn");
         }
@@ -105,13 +119,16 @@ impl Announcer {
             .collect();
         if add.len() < STREAM_THRESHOLD {
             for (prefix, nh) in add {
-                client
-                    .add_path(AddPathRequest {
+                deadline(
+                    "AddPath",
+                    self.limit,
+                    client.add_path(AddPathRequest {
                         table_type: TableType::Global as i32,
                         vrf_id: String::new(),
                         path: Some(local_path(prefix, nh, &self.communities)),
-                    })
-                    .await?;
+                    }),
+                )
+                .await?;
                 self.announced.insert(prefix, nh);
                 debug!(prefix = %prefix, next_hop = %nh, "announced");
             }
@@ -127,7 +144,16 @@ impl Announcer {
                         .collect(),
                 })
                 .collect();
-            client.add_path_stream(tokio_stream::iter(msgs)).await?;
+            // One deadline per STREAM_CHUNK paths: a large stream is slower
+            // but must still end when gobgpd stops reading it.
+            let chunks = u32::try_from(msgs.len().max(1)).unwrap_or(u32::MAX);
+            let limit = self.limit.saturating_mul(chunks);
+            deadline(
+                "AddPathStream",
+                limit,
+                client.add_path_stream(tokio_stream::iter(msgs)),
+            )
+            .await?;
             let n = add.len();
             self.announced.extend(add);
             info!(count = n, "announced in bulk");

@@ -5,7 +5,15 @@
 //! AddPath/DeletePath, and learned paths decoded into [`LearnedPath`]. The
 //! attribute encoding (NLRI and attributes packed in `google.protobuf.Any`
 //! with `type.googleapis.com/apipb.<Message>` URLs) lives only here.
+//!
+//! Nothing here waits on gobgpd without a bound: [`deadline`] limits a unary
+//! call or the opening of a stream, [`next_within`] limits the wait for each
+//! message of a list stream, and the channel sends HTTP/2 PINGs even while
+//! idle, so a frozen gobgpd (SIGSTOP keeps its socket open) breaks a stream
+//! that is only waiting for events within [`KEEPALIVE_INTERVAL`] +
+//! [`KEEPALIVE_TIMEOUT`].
 
+use std::future::Future;
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::str::FromStr;
@@ -16,6 +24,7 @@ use ipnet::IpNet;
 use prost::Message;
 use prost_types::Any;
 use tonic::transport::{Channel, Endpoint, Uri};
+use tonic::{Status, Streaming};
 
 pub mod apipb {
     #![allow(clippy::all, missing_docs)]
@@ -65,34 +74,121 @@ impl std::fmt::Display for GobgpAddr {
     }
 }
 
-/// Connects to gobgpd (no retries here; the caller owns the backoff).
-pub async fn connect(
-    addr: &GobgpAddr,
-    timeout: Duration,
-) -> Result<Client, tonic::transport::Error> {
-    let channel = match addr {
-        GobgpAddr::Tcp(a) => {
-            Endpoint::from_shared(format!("http://{a}"))?
-                .connect_timeout(timeout)
-                .tcp_nodelay(true)
-                .connect()
-                .await?
-        }
-        GobgpAddr::Unix(path) => {
-            let path = path.clone();
-            Endpoint::from_static("http://[::1]:50051")
-                .connect_timeout(timeout)
-                .connect_with_connector(tower::service_fn(move |_: Uri| {
-                    let path = path.clone();
-                    async move {
-                        let s = tokio::net::UnixStream::connect(path).await?;
-                        Ok::<_, std::io::Error>(TokioIo::new(s))
-                    }
-                }))
-                .await?
-        }
+impl GobgpAddr {
+    /// A TCP address: reachable by any local user, unlike a root-only unix socket.
+    pub fn is_tcp(&self) -> bool {
+        matches!(self, GobgpAddr::Tcp(_))
+    }
+}
+
+/// What the driver logs at start when gobgpd's API is on TCP.
+pub const TCP_WARNING: &str = "gobgpd's API is on a TCP address: any local user can reach a loopback TCP port and announce any prefix to the whole BGP fabric through it; run gobgpd with --api-hosts unix:///run/gobgpd.sock (a socket only root can open) and point --gobgp at it";
+
+/// HTTP/2 PING interval on the gobgpd channel, also while no call is running.
+pub const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(2);
+/// A PING unanswered this long closes the channel (and every stream on it).
+pub const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// Why a connection to gobgpd failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    #[error("no connection within {0:?}")]
+    Timeout(Duration),
+    /// The transport error with its causes (tonic's own text is only "transport error").
+    #[error("{0}")]
+    Transport(String),
+}
+
+/// Connects to gobgpd (no retries here; the caller owns the backoff). The
+/// whole attempt, socket and HTTP/2 handshake, is bounded by `timeout`.
+pub async fn connect(addr: &GobgpAddr, timeout: Duration) -> Result<Client, ConnectError> {
+    let endpoint = |uri: String| -> Result<Endpoint, ConnectError> {
+        Ok(Endpoint::from_shared(uri)
+            .map_err(|e| describe_transport(&e))?
+            .connect_timeout(timeout)
+            .http2_keep_alive_interval(KEEPALIVE_INTERVAL)
+            .keep_alive_timeout(KEEPALIVE_TIMEOUT)
+            .keep_alive_while_idle(true))
     };
+    let attempt = async {
+        match addr {
+            GobgpAddr::Tcp(a) => {
+                endpoint(format!("http://{a}"))?
+                    .tcp_nodelay(true)
+                    .connect()
+                    .await
+            }
+            GobgpAddr::Unix(path) => {
+                let path = path.clone();
+                // The authority is never used: the connector below ignores the URI.
+                endpoint("http://[::1]:50051".into())?
+                    .connect_with_connector(tower::service_fn(move |_: Uri| {
+                        let path = path.clone();
+                        async move {
+                            let s = tokio::net::UnixStream::connect(path).await?;
+                            Ok::<_, std::io::Error>(TokioIo::new(s))
+                        }
+                    }))
+                    .await
+            }
+        }
+        .map_err(|e| describe_transport(&e))
+    };
+    let channel = tokio::time::timeout(timeout, attempt)
+        .await
+        .map_err(|_| ConnectError::Timeout(timeout))??;
     Ok(GobgpApiClient::new(channel).max_decoding_message_size(64 * 1024 * 1024))
+}
+
+fn describe_transport(e: &tonic::transport::Error) -> ConnectError {
+    let mut out = e.to_string();
+    let mut src = std::error::Error::source(e);
+    while let Some(s) = src {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        src = s.source();
+    }
+    ConnectError::Transport(out)
+}
+
+/// A failed call in words: the message and its causes (a broken channel says
+/// only "http2 error"; the cause says "keep-alive timed out").
+pub fn describe(e: &Status) -> String {
+    let mut out = e.message().to_string();
+    let mut src = std::error::Error::source(e);
+    while let Some(s) = src {
+        let text = s.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        src = s.source();
+    }
+    out
+}
+
+/// Runs one gobgpd call (a unary call, or the opening of a stream) with a
+/// deadline; a call that overruns fails with `DEADLINE_EXCEEDED` naming `what`.
+pub async fn deadline<T>(
+    what: &str,
+    limit: Duration,
+    call: impl Future<Output = Result<T, Status>>,
+) -> Result<T, Status> {
+    match tokio::time::timeout(limit, call).await {
+        Ok(r) => r,
+        Err(_) => Err(Status::deadline_exceeded(format!(
+            "gobgpd did not answer {what} within {limit:?}"
+        ))),
+    }
+}
+
+/// The next message of a list stream, waiting at most `idle` for it.
+pub async fn next_within<T>(
+    what: &str,
+    idle: Duration,
+    stream: &mut Streaming<T>,
+) -> Result<Option<T>, Status> {
+    deadline(what, idle, stream.message()).await
 }
 
 const TYPE_PREFIX: &str = "type.googleapis.com/apipb.";
@@ -171,21 +267,24 @@ pub fn local_path(prefix: IpNet, next_hop: IpAddr, communities: &[u32]) -> Path 
     }
 }
 
-/// Every IPv4 unicast destination in gobgpd's global RIB, with all its paths.
-pub async fn global_rib(client: &mut Client) -> Result<Vec<apipb::Destination>, tonic::Status> {
-    let mut stream = client
-        .list_path(apipb::ListPathRequest {
+/// Opens a stream of every IPv4 unicast destination in gobgpd's global RIB,
+/// one destination per message; read it with [`next_within`] so a large RIB
+/// is walked without holding all of it.
+pub async fn open_global_rib(
+    client: &mut Client,
+    limit: Duration,
+) -> Result<Streaming<apipb::ListPathResponse>, Status> {
+    Ok(deadline(
+        "ListPath",
+        limit,
+        client.list_path(apipb::ListPathRequest {
             table_type: apipb::TableType::Global as i32,
             family: Some(family_v4()),
             ..apipb::ListPathRequest::default()
-        })
-        .await?
-        .into_inner();
-    let mut out = Vec::new();
-    while let Some(resp) = stream.message().await? {
-        out.extend(resp.destination);
-    }
-    Ok(out)
+        }),
+    )
+    .await?
+    .into_inner())
 }
 
 /// A path as learned from gobgpd's RIB, decoded.
@@ -316,6 +415,81 @@ mod tests {
         let d = decode_path(&p).unwrap();
         assert_eq!(d.peer.as_deref(), Some("192.0.2.2"));
         assert!(d.withdraw);
+    }
+
+    #[tokio::test]
+    async fn calls_past_their_deadline_fail_and_name_the_call() {
+        let limit = Duration::from_millis(50);
+        let hung = deadline(
+            "ListPeer",
+            limit,
+            std::future::pending::<Result<(), Status>>(),
+        );
+        let e = hung.await.unwrap_err();
+        assert_eq!(e.code(), tonic::Code::DeadlineExceeded);
+        assert!(e.message().contains("ListPeer"), "{}", e.message());
+        assert_eq!(
+            deadline("AddPath", limit, async { Ok(7) }).await.unwrap(),
+            7
+        );
+        let refused = deadline("AddPath", limit, async {
+            Err::<(), _>(Status::invalid_argument("no origin path attr"))
+        });
+        assert_eq!(
+            refused.await.unwrap_err().code(),
+            tonic::Code::InvalidArgument
+        );
+    }
+
+    /// A frozen gobgpd: its socket accepts (the kernel does that) but nothing
+    /// answers. A unary call fails at its deadline, and a stream waiting
+    /// without one (WatchEvent) is broken by the keepalives.
+    #[tokio::test]
+    async fn a_gobgpd_that_never_answers_is_detected() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("frozen.sock");
+        let listener = tokio::net::UnixListener::bind(&path).unwrap();
+        let _held = tokio::spawn(async move {
+            let mut conns = Vec::new();
+            while let Ok((c, _)) = listener.accept().await {
+                conns.push(c);
+            }
+        });
+        let addr = GobgpAddr::Unix(path);
+        let mut client = connect(&addr, Duration::from_secs(2)).await.unwrap();
+        let t = std::time::Instant::now();
+        let e = deadline(
+            "GetBgp",
+            Duration::from_millis(300),
+            client.get_bgp(apipb::GetBgpRequest {}),
+        )
+        .await
+        .unwrap_err();
+        assert_eq!(e.code(), tonic::Code::DeadlineExceeded);
+        assert!(t.elapsed() < Duration::from_secs(1));
+
+        let mut client = connect(&addr, Duration::from_secs(2)).await.unwrap();
+        let t = std::time::Instant::now();
+        let bound = KEEPALIVE_INTERVAL + KEEPALIVE_TIMEOUT + Duration::from_secs(2);
+        let watch = client.watch_event(apipb::WatchEventRequest::default());
+        let r = tokio::time::timeout(bound, watch)
+            .await
+            .expect("the keepalive breaks the stream before the bound");
+        assert!(r.is_err(), "no answer, yet the call succeeded");
+        assert!(
+            t.elapsed() >= KEEPALIVE_TIMEOUT,
+            "failed too early: {:?}",
+            t.elapsed()
+        );
+    }
+
+    #[test]
+    fn only_tcp_addresses_are_tcp() {
+        assert!("127.0.0.1:50051".parse::<GobgpAddr>().unwrap().is_tcp());
+        assert!(!"unix:///run/gobgpd.sock"
+            .parse::<GobgpAddr>()
+            .unwrap()
+            .is_tcp());
     }
 
     #[test]

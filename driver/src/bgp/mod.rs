@@ -11,6 +11,13 @@
 //! learner. The learner and the installer outlive connections, so routes stay
 //! installed (stale) while gobgpd is away. The driver keeps serving Docker
 //! whatever gobgpd does.
+//!
+//! Nothing waits on gobgpd without a bound: every call has a deadline
+//! (`--gobgp-timeout`), list streams a per-message one, and the channel's
+//! HTTP/2 keepalives break the event stream of a frozen gobgpd within ~5 s.
+//! Stale routes expire on their own timer, never behind a call. Learned paths
+//! reach the learner in batches of at most [`EVENT_BATCH`], with a yield
+//! between batches.
 
 pub mod announcer;
 pub mod gobgp;
@@ -21,7 +28,7 @@ pub mod speaker;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use ipnet::IpNet;
@@ -33,7 +40,9 @@ use crate::driver::View;
 use crate::kernel::{Kernel, Route};
 use crate::metrics::{Metrics, PeerStatus};
 use announcer::Announcer;
-use gobgp::apipb::{watch_event_request, watch_event_response, ListPeerRequest, WatchEventRequest};
+use gobgp::apipb::{
+    watch_event_request, watch_event_response, ListPeerRequest, Path, WatchEventRequest,
+};
 use gobgp::{decode_path, Client, GobgpAddr, LearnedPath};
 use installer::InstallerHandle;
 use learner::Learner;
@@ -43,6 +52,8 @@ use speaker::SpeakerConfig;
 #[derive(Debug, Clone)]
 pub struct BgpConfig {
     pub gobgp: GobgpAddr,
+    /// Deadline of every gobgpd call (`--gobgp-timeout`).
+    pub call_timeout: Duration,
     pub speaker: SpeakerConfig,
     pub next_hop: Option<IpAddr>,
     pub communities: Vec<u32>,
@@ -156,15 +167,25 @@ pub struct Bgp {
     view: watch::Receiver<Arc<View>>,
     installer: InstallerHandle,
     host_kernel: Arc<Mutex<Kernel>>,
-    learner: Learner,
+    /// Shared with the expiry task (see [`expire_stale`]); locked briefly, never across an await.
+    learner: Arc<Mutex<Learner>>,
     announcer: Announcer,
     host: HostInfo,
     warned: BTreeSet<String>,
+    /// The current session got as far as "connected to gobgpd".
+    session_up: bool,
 }
 
-/// How often the host's addresses are re-read and stale routes checked.
+/// How often the host's addresses are re-read (in steps of this) and at most
+/// how long a stale route outlives its deadline.
 const TICK: Duration = Duration::from_secs(1);
 const HOST_REFRESH: Duration = Duration::from_secs(3);
+/// How often the peers shown in status are re-read from gobgpd.
+const PEER_REFRESH: Duration = Duration::from_secs(5);
+/// At most this many learned paths go to the learner at once; the session
+/// yields between batches so a flood (a leaked full table) neither builds
+/// one huge batch nor keeps the runtime from answering Docker.
+pub const EVENT_BATCH: usize = 4096;
 
 impl Bgp {
     pub fn new(
@@ -194,16 +215,21 @@ impl Bgp {
             b.gobgp = cfg.gobgp.to_string();
         });
         Bgp {
-            announcer: Announcer::new(cfg.communities.clone()),
+            announcer: Announcer::new(cfg.communities.clone(), cfg.call_timeout),
             cfg,
             metrics,
             view,
             installer,
             host_kernel: Arc::new(Mutex::new(host_kernel)),
-            learner,
+            learner: Arc::new(Mutex::new(learner)),
             host,
             warned: BTreeSet::new(),
+            session_up: false,
         }
+    }
+
+    fn learner(&self) -> MutexGuard<'_, Learner> {
+        lock_learner(&self.learner)
     }
 
     async fn refresh_host(&mut self) {
@@ -227,45 +253,54 @@ impl Bgp {
 
     fn apply_inputs(&mut self) {
         let inputs = policy_inputs(&self.view.borrow(), &self.host, &self.cfg);
-        self.installer.send(self.learner.set_inputs(inputs));
+        let changes = self.learner().set_inputs(inputs);
+        self.installer.send(changes);
     }
 
     /// Runs until `shutdown` resolves.
     pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) {
+        if self.cfg.gobgp.is_tcp() {
+            warn!(gobgp = %self.cfg.gobgp, "{}", gobgp::TCP_WARNING);
+        }
+        // Stale routes expire on their own timer: nothing the session awaits
+        // (a connect, a call to a stuck gobgpd) can hold them back.
+        let installer = self.installer.clone();
+        let _expiry = AbortOnDrop(tokio::spawn(expire_stale(
+            self.learner.clone(),
+            move |changes| installer.send(changes),
+        )));
         let mut backoff = Duration::from_millis(200);
         let mut failures = 0u32;
         loop {
             if *shutdown.borrow() {
                 return;
             }
-            match gobgp::connect(&self.cfg.gobgp, Duration::from_secs(3)).await {
+            match gobgp::connect(&self.cfg.gobgp, self.cfg.call_timeout).await {
                 Ok(client) => {
+                    self.session_up = false;
                     let result = self.session(client, &mut shutdown).await;
-                    self.learner.disconnected(Instant::now());
+                    self.learner().disconnected(Instant::now());
                     self.metrics.bgp(|b| {
                         b.connected = false;
                         b.peers.clear();
                     });
                     match result {
                         Ok(()) => return,
-                        Err(e) => {
+                        // The session was up: say once that it is lost.
+                        Err(e) if self.session_up => {
                             warn!(gobgp = %self.cfg.gobgp, error = %e, stale_secs = self.cfg.stale_time.as_secs(), "lost gobgpd; keeping learned routes while retrying");
                             self.metrics.bgp(|b| b.last_error = Some(e.clone()));
                             failures = 0;
                             backoff = Duration::from_millis(200);
                         }
+                        // It never came up (gobgpd accepts but does not answer):
+                        // a failed attempt like any other, logged sparsely.
+                        Err(e) => self.attempt_failed(&mut failures, e),
                     }
                 }
-                Err(e) => {
-                    failures += 1;
-                    let msg = format!("connect: {e}");
-                    if failures == 1 || failures % 30 == 0 {
-                        warn!(gobgp = %self.cfg.gobgp, error = %msg, attempts = failures, "gobgpd is not reachable; retrying with backoff (Docker requests are still served)");
-                    }
-                    self.metrics.bgp(|b| b.last_error = Some(msg));
-                }
+                Err(e) => self.attempt_failed(&mut failures, format!("connect: {e}")),
             }
-            // Wait out the backoff while keeping stale expiry and inputs current.
+            // Wait out the backoff while keeping the policy inputs current.
             let until = tokio::time::Instant::now() + backoff;
             backoff = (backoff * 2).min(Duration::from_secs(5));
             loop {
@@ -276,49 +311,62 @@ impl Bgp {
                         if r.is_err() { return; }
                         self.apply_inputs();
                     }
-                    _ = tokio::time::sleep(TICK) => {
-                        self.installer.send(self.learner.expire(Instant::now()));
-                    }
                 }
             }
         }
     }
 
-    /// One connection's life. `Ok(())` on shutdown, `Err` when gobgpd is lost.
+    fn attempt_failed(&self, failures: &mut u32, msg: String) {
+        *failures += 1;
+        if *failures == 1 || *failures % 30 == 0 {
+            warn!(gobgp = %self.cfg.gobgp, error = %msg, attempts = *failures, "gobgpd is not reachable; retrying with backoff (Docker requests are still served)");
+        }
+        self.metrics.bgp(|b| b.last_error = Some(msg));
+    }
+
+    /// One connection's life. `Ok(())` on shutdown, `Err` when gobgpd is lost
+    /// (the stream broke, or a call overran its deadline: gobgpd is stuck).
     async fn session(
         &mut self,
         mut client: Client,
         shutdown: &mut watch::Receiver<bool>,
     ) -> Result<(), String> {
+        let limit = self.cfg.call_timeout;
+        // gobgpd's gRPC server (grpc-go's default policy) closes a connection
+        // that sends keepalive PINGs while the server itself writes nothing
+        // (GOAWAY "too_many_pings", measured: after ~8 s with only the event
+        // stream open). The liveness check keeps gobgpd writing, and itself
+        // notices a gobgpd that is alive but no longer answers.
+        let (lost_tx, mut lost) = tokio::sync::oneshot::channel();
+        let _liveness = AbortOnDrop(tokio::spawn(check_liveness(client.clone(), limit, lost_tx)));
         let mut speaker_cfg = self.cfg.speaker.clone();
         if speaker_cfg.manages_gobgpd() && speaker_cfg.router_id.is_none() {
             speaker_cfg.router_id = self.default_router_id().map(|r| r.to_string());
         }
-        speaker::configure(&mut client, &speaker_cfg)
+        speaker::configure(&mut client, &speaker_cfg, limit)
             .await
-            .map_err(|e| format!("configure gobgpd: {}", e.message()))?;
+            .map_err(|e| format!("configure gobgpd: {}", gobgp::describe(&e)))?;
         // Watch first, snapshot second: nothing that happens in between is missed.
-        let mut events = client
-            .watch_event(WatchEventRequest {
-                peer: Some(watch_event_request::PeerFilter {}),
-                table: Some(watch_event_request::Table {
-                    filters: vec![watch_event_request::table::Filter {
-                        r#type: watch_event_request::table::filter::Type::Best as i32,
-                        init: false,
-                    }],
-                }),
-            })
+        let watch = client.watch_event(WatchEventRequest {
+            peer: Some(watch_event_request::PeerFilter {}),
+            table: Some(watch_event_request::Table {
+                filters: vec![watch_event_request::table::Filter {
+                    r#type: watch_event_request::table::filter::Type::Best as i32,
+                    init: false,
+                }],
+            }),
+        });
+        let mut events = gobgp::deadline("WatchEvent", limit, watch)
             .await
-            .map_err(|e| format!("watch: {}", e.message()))?
+            .map_err(|e| format!("watch: {}", gobgp::describe(&e)))?
             .into_inner();
-        let snapshot = list_best(&mut client)
+        let n = self
+            .list_best(&mut client, true)
             .await
-            .map_err(|e| format!("list paths: {}", e.message()))?;
-        let n = snapshot.len();
-        self.installer
-            .send(self.learner.snapshot(snapshot, Instant::now()));
+            .map_err(|e| format!("list paths: {}", gobgp::describe(&e)))?;
         self.refresh_host().await;
         let view = self.view.borrow().clone();
+        let mut known_pools = view.pools.clone();
         let wanted = wanted_announcements(&view, &self.host, &self.cfg, &mut self.warned);
         let pools: Vec<IpNet> = view.pools.iter().copied().collect();
         let mut nhs: Vec<IpAddr> = wanted.values().copied().collect();
@@ -326,11 +374,11 @@ impl Bgp {
         self.announcer
             .resync(&mut client, &pools, &nhs)
             .await
-            .map_err(|e| format!("read local paths: {}", e.message()))?;
+            .map_err(|e| format!("read local paths: {}", gobgp::describe(&e)))?;
         self.announcer
             .sync(&mut client, &wanted)
             .await
-            .map_err(|e| format!("announce: {}", e.message()))?;
+            .map_err(|e| format!("announce: {}", gobgp::describe(&e)))?;
         let announced = self.announcer.count();
         self.metrics.bgp(|b| {
             b.connected = true;
@@ -339,53 +387,79 @@ impl Bgp {
             b.announced = announced;
         });
         info!(gobgp = %self.cfg.gobgp, best_paths = n, announced, "connected to gobgpd");
-        self.refresh_peers(&mut client).await;
+        self.session_up = true;
+        self.refresh_peers(&mut client)
+            .await
+            .map_err(|e| format!("list peers: {}", gobgp::describe(&e)))?;
 
         let mut last_host = tokio::time::Instant::now();
         let mut last_peers = tokio::time::Instant::now();
         let mut tick = tokio::time::interval(TICK);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut held = HeldWithdrawals::default();
         loop {
             let hold_until = held.next_deadline();
             tokio::select! {
                 _ = shutdown.changed() => return Ok(()),
+                r = &mut lost => return Err(r.unwrap_or_else(|_| "liveness check ended".into())),
                 _ = tokio::time::sleep_until(hold_until.unwrap_or_else(tokio::time::Instant::now)), if hold_until.is_some() => {
                     let due = held.take_due(tokio::time::Instant::now());
                     if !due.is_empty() {
-                        self.installer.send(self.learner.learn(due));
+                        let changes = self.learner().learn(due);
+                        self.installer.send(changes);
                     }
                 }
                 msg = events.next() => {
                     let first = match msg {
                         None => return Err("gobgpd closed the event stream".into()),
-                        Some(Err(e)) => return Err(format!("event stream: {}", e.message())),
+                        Some(Err(e)) => return Err(stream_error(&e)),
                         Some(Ok(m)) => m,
                     };
-                    // Drain what is already queued so one kernel batch covers it all.
+                    // Take what is already queued, up to one batch: the rest
+                    // waits in the stream (bounded by HTTP/2 flow control).
                     let mut paths = Vec::new();
                     self.collect(first, &mut paths);
-                    while let Some(Some(next)) = futures::FutureExt::now_or_never(events.next()) {
-                        match next {
-                            Ok(m) => self.collect(m, &mut paths),
-                            Err(e) => return Err(format!("event stream: {}", e.message())),
+                    while paths.len() < EVENT_BATCH {
+                        match futures::FutureExt::now_or_never(events.next()) {
+                            Some(Some(Ok(m))) => self.collect(m, &mut paths),
+                            Some(Some(Err(e))) => return Err(stream_error(&e)),
+                            Some(None) | None => break,
                         }
                     }
-                    if !paths.is_empty() {
-                        let now_apply = self.sort_withdrawals(&mut client, paths, &mut held).await;
-                        self.installer.send(self.learner.learn(now_apply));
+                    // One message may itself carry more than a batch.
+                    let mut paths = paths.into_iter().peekable();
+                    while paths.peek().is_some() {
+                        let batch = decode_batch(paths.by_ref().take(EVENT_BATCH));
+                        let now_apply = self
+                            .sort_withdrawals(&mut client, batch, &mut held)
+                            .await
+                            .map_err(|e| format!("list peers: {}", gobgp::describe(&e)))?;
+                        let changes = self.learner().learn(now_apply);
+                        self.installer.send(changes);
+                        tokio::task::yield_now().await;
                     }
                 }
                 r = self.view.changed() => {
                     if r.is_err() { return Ok(()); }
                     self.apply_inputs();
                     let view = self.view.borrow().clone();
+                    // Paths refused as outside every pool are not kept by the
+                    // learner; when the pools widen, gobgpd's RIB is read again
+                    // so those paths get a new decision.
+                    if pools_widened(&known_pools, &view.pools) {
+                        let n = self
+                            .list_best(&mut client, false)
+                            .await
+                            .map_err(|e| format!("list paths: {}", gobgp::describe(&e)))?;
+                        debug!(best_paths = n, "pools widened: re-read gobgpd's RIB");
+                    }
+                    known_pools = view.pools.clone();
                     let w = wanted_announcements(&view, &self.host, &self.cfg, &mut self.warned);
-                    self.announcer.sync(&mut client, &w).await.map_err(|e| format!("announce: {}", e.message()))?;
+                    self.announcer.sync(&mut client, &w).await.map_err(|e| format!("announce: {}", gobgp::describe(&e)))?;
                     let c = self.announcer.count();
                     self.metrics.bgp(|b| b.announced = c);
                 }
                 _ = tick.tick() => {
-                    self.installer.send(self.learner.expire(Instant::now()));
                     if last_host.elapsed() >= HOST_REFRESH {
                         last_host = tokio::time::Instant::now();
                         let before = self.host.clone();
@@ -394,12 +468,14 @@ impl Bgp {
                             // A parent got (or lost) its address: announcements may change.
                             let view = self.view.borrow().clone();
                             let w = wanted_announcements(&view, &self.host, &self.cfg, &mut self.warned);
-                            self.announcer.sync(&mut client, &w).await.map_err(|e| format!("announce: {}", e.message()))?;
+                            self.announcer.sync(&mut client, &w).await.map_err(|e| format!("announce: {}", gobgp::describe(&e)))?;
                         }
                     }
-                    if last_peers.elapsed() >= Duration::from_secs(5) {
+                    if last_peers.elapsed() >= PEER_REFRESH {
                         last_peers = tokio::time::Instant::now();
-                        self.refresh_peers(&mut client).await;
+                        self.refresh_peers(&mut client)
+                            .await
+                            .map_err(|e| format!("list peers: {}", gobgp::describe(&e)))?;
                     }
                 }
             }
@@ -410,13 +486,14 @@ impl Bgp {
     /// container left). Withdrawals from a peer whose session is gone are held
     /// for [`SESSION_LOSS_HOLD`]: when gobgpd itself shuts down it first drops
     /// every peer (withdrawing everything) and then closes our stream; held
-    /// withdrawals then become stale routes instead of an outage.
+    /// withdrawals then become stale routes instead of an outage. Fails when
+    /// gobgpd does not answer whether a peer is up.
     async fn sort_withdrawals(
         &mut self,
         client: &mut Client,
         paths: Vec<LearnedPath>,
         held: &mut HeldWithdrawals,
-    ) -> Vec<LearnedPath> {
+    ) -> Result<Vec<LearnedPath>, tonic::Status> {
         let mut now = Vec::with_capacity(paths.len());
         let mut peers_up: BTreeMap<String, bool> = BTreeMap::new();
         for p in paths {
@@ -429,7 +506,7 @@ impl Bgp {
             let up = match peers_up.get(&peer) {
                 Some(up) => *up,
                 None => {
-                    let up = peer_established(client, &peer).await;
+                    let up = peer_established(client, &peer, self.cfg.call_timeout).await?;
                     peers_up.insert(peer, up);
                     up
                 }
@@ -440,7 +517,7 @@ impl Bgp {
                 held.hold(p, tokio::time::Instant::now() + SESSION_LOSS_HOLD);
             }
         }
-        now
+        Ok(now)
     }
 
     /// The first IPv4 address of a parent, else of any non-loopback link.
@@ -461,16 +538,11 @@ impl Bgp {
             })
     }
 
-    fn collect(&mut self, m: gobgp::apipb::WatchEventResponse, paths: &mut Vec<LearnedPath>) {
+    /// Takes an event: peer state changes go to status at once, table paths
+    /// are queued undecoded (decoding waits for their batch).
+    fn collect(&mut self, m: gobgp::apipb::WatchEventResponse, paths: &mut Vec<Path>) {
         match m.event {
-            Some(watch_event_response::Event::Table(t)) => {
-                for p in t.paths {
-                    match decode_path(&p) {
-                        Ok(lp) => paths.push(lp),
-                        Err(e) => debug!(error = %e, "ignoring a path"),
-                    }
-                }
-            }
+            Some(watch_event_response::Event::Table(t)) => paths.extend(t.paths),
             Some(watch_event_response::Event::Peer(pe)) => {
                 if let Some(st) = pe.peer.and_then(|p| p.state) {
                     let state = session_state_name(st.session_state);
@@ -495,13 +567,12 @@ impl Bgp {
         }
     }
 
-    async fn refresh_peers(&mut self, client: &mut Client) {
-        let Ok(resp) = client.list_peer(ListPeerRequest::default()).await else {
-            return;
-        };
-        let mut stream = resp.into_inner();
+    async fn refresh_peers(&mut self, client: &mut Client) -> Result<(), tonic::Status> {
+        let limit = self.cfg.call_timeout;
+        let list = client.list_peer(ListPeerRequest::default());
+        let mut stream = gobgp::deadline("ListPeer", limit, list).await?.into_inner();
         let mut peers = Vec::new();
-        while let Some(Ok(r)) = stream.next().await {
+        while let Some(r) = gobgp::next_within("ListPeer", limit, &mut stream).await? {
             if let Some(p) = r.peer {
                 let conf = p.conf.unwrap_or_default();
                 let st = p.state.unwrap_or_default();
@@ -513,6 +584,123 @@ impl Bgp {
             }
         }
         self.metrics.bgp(|b| b.peers = peers);
+        Ok(())
+    }
+
+    /// Reads the best path of every IPv4 destination in gobgpd's global RIB
+    /// and hands them to the learner in batches of [`EVENT_BATCH`], yielding
+    /// between batches. With `snapshot`, the first batch is the learner's
+    /// snapshot (what gobgpd does not hold becomes stale); otherwise every
+    /// batch is learned as if it came from the event stream. Returns the count.
+    async fn list_best(
+        &mut self,
+        client: &mut Client,
+        snapshot: bool,
+    ) -> Result<usize, tonic::Status> {
+        let limit = self.cfg.call_timeout;
+        let mut stream = gobgp::open_global_rib(client, limit).await?;
+        let started = Instant::now();
+        let mut first = snapshot;
+        let mut batch = Vec::with_capacity(EVENT_BATCH);
+        let mut count = 0;
+        loop {
+            let msg = gobgp::next_within("ListPath", limit, &mut stream).await?;
+            let done = msg.is_none();
+            if let Some(best) = msg.and_then(|m| m.destination).and_then(|d| best_path(&d)) {
+                batch.push(best);
+            }
+            if batch.len() >= EVENT_BATCH || (done && (first || !batch.is_empty())) {
+                count += batch.len();
+                let paths = std::mem::replace(&mut batch, Vec::with_capacity(EVENT_BATCH));
+                let changes = if first {
+                    self.learner().snapshot(paths, started)
+                } else {
+                    self.learner().learn(paths)
+                };
+                first = false;
+                self.installer.send(changes);
+                tokio::task::yield_now().await;
+            }
+            if done {
+                return Ok(count);
+            }
+        }
+    }
+}
+
+/// Decodes a batch of paths; undecodable ones are skipped (logged at debug).
+fn decode_batch(paths: impl Iterator<Item = Path>) -> Vec<LearnedPath> {
+    paths
+        .filter_map(|p| {
+            decode_path(&p)
+                .map_err(|e| debug!(error = %e, "ignoring a path"))
+                .ok()
+        })
+        .collect()
+}
+
+/// The event stream broke: say so in words an operator can act on.
+fn stream_error(e: &tonic::Status) -> String {
+    format!(
+        "event stream broke ({}: {}); gobgpd stopped, restarted or stopped answering keepalives",
+        e.code(),
+        gobgp::describe(e)
+    )
+}
+
+/// Whether `new` holds a pool that `old` did not: paths the learner dropped
+/// as outside every pool may now be accepted.
+fn pools_widened(old: &BTreeSet<IpNet>, new: &BTreeSet<IpNet>) -> bool {
+    new.iter().any(|p| !old.iter().any(|o| o.contains(p)))
+}
+
+fn lock_learner(learner: &Mutex<Learner>) -> MutexGuard<'_, Learner> {
+    learner.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Removes stale routes when their time is up, on its own timer: at the
+/// earliest stale deadline, and at least every [`TICK`] (a disconnection
+/// sets new deadlines). The removals go to `send` (the installer).
+async fn expire_stale(learner: Arc<Mutex<Learner>>, send: impl Fn(Vec<installer::Change>)) {
+    loop {
+        let cap = Instant::now() + TICK;
+        let next = lock_learner(&learner)
+            .next_expiry()
+            .map_or(cap, |t| t.min(cap));
+        tokio::time::sleep_until(next.into()).await;
+        let changes = lock_learner(&learner).expire(Instant::now());
+        if !changes.is_empty() {
+            send(changes);
+        }
+    }
+}
+
+/// How often the liveness check asks gobgpd something.
+const LIVENESS_EVERY: Duration = Duration::from_secs(2);
+
+/// Asks gobgpd for its global config every [`LIVENESS_EVERY`]; reports on
+/// `lost` the first answer that fails or overruns `limit`.
+async fn check_liveness(
+    mut client: Client,
+    limit: Duration,
+    lost: tokio::sync::oneshot::Sender<String>,
+) {
+    loop {
+        tokio::time::sleep(LIVENESS_EVERY).await;
+        let ask = client.get_bgp(gobgp::apipb::GetBgpRequest {});
+        if let Err(e) = gobgp::deadline("GetBgp", limit, ask).await {
+            let _ = lost.send(format!("liveness check: {}", gobgp::describe(&e)));
+            return;
+        }
+    }
+}
+
+/// Aborts a spawned task when dropped (the task's owner went away).
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 
@@ -548,26 +736,29 @@ impl HeldWithdrawals {
 }
 
 /// Whether gobgpd still has an established session with `peer`.
-async fn peer_established(client: &mut Client, peer: &str) -> bool {
-    let Ok(resp) = client
-        .list_peer(ListPeerRequest {
-            address: peer.to_string(),
-            enable_advertised: false,
-        })
-        .await
-    else {
-        return false;
+async fn peer_established(
+    client: &mut Client,
+    peer: &str,
+    limit: Duration,
+) -> Result<bool, tonic::Status> {
+    let list = client.list_peer(ListPeerRequest {
+        address: peer.to_string(),
+        enable_advertised: false,
+    });
+    let mut s = match gobgp::deadline("ListPeer", limit, list).await {
+        Ok(r) => r.into_inner(),
+        // A stuck gobgpd ends the session; any other answer means "not up".
+        Err(e) if e.code() == tonic::Code::DeadlineExceeded => return Err(e),
+        Err(_) => return Ok(false),
     };
-    let mut s = resp.into_inner();
-    while let Some(Ok(r)) = s.next().await {
-        if r.peer
+    let mut up = false;
+    while let Some(r) = gobgp::next_within("ListPeer", limit, &mut s).await? {
+        up |= r
+            .peer
             .and_then(|p| p.state)
-            .is_some_and(|st| st.session_state == 6)
-        {
-            return true;
-        }
+            .is_some_and(|st| st.session_state == 6);
     }
-    false
+    Ok(up)
 }
 
 fn session_state_name(s: i32) -> &'static str {
@@ -582,20 +773,103 @@ fn session_state_name(s: i32) -> &'static str {
     }
 }
 
-/// The best path of every IPv4 destination in gobgpd's global RIB.
-async fn list_best(client: &mut Client) -> Result<Vec<LearnedPath>, tonic::Status> {
-    let mut out = Vec::new();
-    for dest in gobgp::global_rib(client).await? {
-        let best = dest
-            .paths
-            .iter()
-            .find(|p| p.best)
-            .or_else(|| dest.paths.first());
-        if let Some(p) = best {
-            if let Ok(lp) = decode_path(p) {
-                out.push(lp);
-            }
-        }
+/// The best path of a destination, decoded (gobgpd marks it `best`; else its first).
+fn best_path(dest: &gobgp::apipb::Destination) -> Option<LearnedPath> {
+    let best = dest
+        .paths
+        .iter()
+        .find(|p| p.best)
+        .or_else(|| dest.paths.first())?;
+    decode_path(best).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use installer::Change;
+    use policy::ParentInfo;
+
+    fn n(s: &str) -> IpNet {
+        s.parse().unwrap()
     }
-    Ok(out)
+
+    #[test]
+    fn pools_widen_only_with_room_outside_the_old_ones() {
+        let old: BTreeSet<IpNet> = [n("10.1.0.0/16")].into();
+        assert!(!pools_widened(&old, &old));
+        assert!(!pools_widened(&old, &[n("10.1.2.0/24")].into()));
+        assert!(!pools_widened(&old, &BTreeSet::new()));
+        assert!(pools_widened(&old, &[n("10.2.0.0/24")].into()));
+        assert!(pools_widened(&old, &[n("10.0.0.0/8")].into()));
+        assert!(pools_widened(&BTreeSet::new(), &old));
+    }
+
+    /// The liveness check reports a gobgpd that accepts but never answers
+    /// within its interval plus the call deadline.
+    #[tokio::test]
+    async fn liveness_check_reports_a_silent_gobgpd() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("silent.sock");
+        let listener = tokio::net::UnixListener::bind(&path).unwrap();
+        let _held = AbortOnDrop(tokio::spawn(async move {
+            let mut conns = Vec::new();
+            while let Ok((c, _)) = listener.accept().await {
+                conns.push(c);
+            }
+        }));
+        let client = gobgp::connect(&gobgp::GobgpAddr::Unix(path), Duration::from_secs(1))
+            .await
+            .unwrap();
+        let limit = Duration::from_millis(500);
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let start = Instant::now();
+        let _check = AbortOnDrop(tokio::spawn(check_liveness(client, limit, tx)));
+        let why = tokio::time::timeout(LIVENESS_EVERY + limit + Duration::from_secs(1), rx)
+            .await
+            .expect("reported in time")
+            .expect("a reason");
+        assert!(why.contains("GetBgp"), "{why}");
+        assert!(start.elapsed() >= LIVENESS_EVERY + limit);
+    }
+
+    /// The expiry timer needs nothing from the session: a route adopted with
+    /// a 300 ms stale time is removed right after its deadline, whatever the
+    /// session is (not) doing.
+    #[tokio::test]
+    async fn stale_routes_expire_on_their_own_timer() {
+        let stale = Duration::from_millis(300);
+        let mut learner = Learner::new(73, 100, stale, Arc::new(Metrics::default()));
+        let _ = learner.set_inputs(PolicyInputs {
+            pools: vec![n("10.1.0.0/16")],
+            parents: vec![ParentInfo {
+                name: "eth1".into(),
+                index: 7,
+                nets: vec![n("192.0.2.0/24")],
+            }],
+            ..PolicyInputs::default()
+        });
+        let route = Route {
+            dst: n("10.1.2.0/24"),
+            via: "192.0.2.2".parse().ok(),
+            oif: Some(7),
+            protocol: 73,
+        };
+        let start = Instant::now();
+        assert_eq!(learner.adopt(&[route], start), vec![]);
+        let learner = Arc::new(Mutex::new(learner));
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let _timer = AbortOnDrop(tokio::spawn(expire_stale(learner, move |c| {
+            let _ = tx.send(c);
+        })));
+        let changes = tokio::time::timeout(Duration::from_secs(3), rx.recv())
+            .await
+            .expect("removed within 3 s")
+            .expect("timer alive");
+        let took = start.elapsed();
+        assert_eq!(changes, vec![Change::Remove(route.dst)]);
+        assert!(
+            took >= stale && took < stale + Duration::from_millis(500),
+            "removed after {took:?}, stale time {stale:?}"
+        );
+    }
 }

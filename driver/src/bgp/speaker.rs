@@ -5,9 +5,11 @@
 //! not started BGP yet, AddPeer for every peer it does not have. Idempotent:
 //! run on every (re)connection, so a restarted gobgpd gets its config back.
 //! It never deletes or rewrites what the operator configured by hand.
+//! Every call carries the gobgpd deadline.
 
 use std::net::IpAddr;
 use std::str::FromStr;
+use std::time::Duration;
 
 use tonic::Code;
 use tracing::{info, warn};
@@ -16,7 +18,7 @@ use super::gobgp::apipb::{
     AddPeerRequest, AfiSafi, AfiSafiConfig, EbgpMultihop, GetBgpRequest, Global, ListPeerRequest,
     Peer, PeerConf, RouteReflector, StartBgpRequest, Timers, TimersConfig, Transport,
 };
-use super::gobgp::{family_of, Client};
+use super::gobgp::{deadline, family_of, next_within, Client};
 
 /// One `--peer ADDRESS[:ASN][,option...]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -125,29 +127,36 @@ impl SpeakerConfig {
     }
 }
 
-/// Makes gobgpd match the config; safe to call on every connection.
-pub async fn configure(client: &mut Client, cfg: &SpeakerConfig) -> Result<(), tonic::Status> {
+/// Makes gobgpd match the config; safe to call on every connection. Each
+/// call (and each message of ListPeer) waits at most `limit`.
+pub async fn configure(
+    client: &mut Client,
+    cfg: &SpeakerConfig,
+    limit: Duration,
+) -> Result<(), tonic::Status> {
     let Some(asn) = cfg.asn else {
         return Ok(());
     };
-    let global = client
-        .get_bgp(GetBgpRequest {})
+    let global = deadline("GetBgp", limit, client.get_bgp(GetBgpRequest {}))
         .await?
         .into_inner()
         .global
         .unwrap_or_default();
     if global.asn == 0 {
         let router_id = cfg.router_id.clone().unwrap_or_default();
-        client
-            .start_bgp(StartBgpRequest {
+        deadline(
+            "StartBgp",
+            limit,
+            client.start_bgp(StartBgpRequest {
                 global: Some(Global {
                     asn,
                     router_id: router_id.clone(),
                     listen_port: cfg.listen_port,
                     listen_addresses: vec![],
                 }),
-            })
-            .await?;
+            }),
+        )
+        .await?;
         info!(asn, router_id = %router_id, "started BGP on gobgpd");
     } else if global.asn != asn {
         warn!(
@@ -157,12 +166,15 @@ pub async fn configure(client: &mut Client, cfg: &SpeakerConfig) -> Result<(), t
         );
     }
     let existing: Vec<String> = {
-        let mut s = client
-            .list_peer(ListPeerRequest::default())
-            .await?
-            .into_inner();
+        let mut s = deadline(
+            "ListPeer",
+            limit,
+            client.list_peer(ListPeerRequest::default()),
+        )
+        .await?
+        .into_inner();
         let mut v = Vec::new();
-        while let Some(r) = s.message().await? {
+        while let Some(r) = next_within("ListPeer", limit, &mut s).await? {
             if let Some(c) = r.peer.and_then(|p| p.conf) {
                 v.push(c.neighbor_address);
             }
@@ -177,7 +189,8 @@ pub async fn configure(client: &mut Client, cfg: &SpeakerConfig) -> Result<(), t
             continue;
         }
         let peer = peer_message(p, asn, cfg);
-        match client.add_peer(AddPeerRequest { peer: Some(peer) }).await {
+        let add = client.add_peer(AddPeerRequest { peer: Some(peer) });
+        match deadline("AddPeer", limit, add).await {
             Ok(_) => info!(peer = %p.address, asn = p.asn.unwrap_or(asn), "added BGP peer"),
             Err(e) if e.code() == Code::AlreadyExists || e.message().contains("existing") => {}
             Err(e) => return Err(e),

@@ -1,0 +1,276 @@
+//! An in-memory kernel for unit tests of the driver, without root.
+//!
+//! In: the same link and address requests as [`super::Kernel`] (through
+//! [`LinkKernel`]), plus test controls: foreign devices placed beforehand,
+//! devices removed behind the driver's back, kinds this "kernel" lacks, and
+//! failures injected into the next request of a given type. Out: what a
+//! test asserts on — the links (index, name, kind, parent, alias, up) and
+//! addresses as the driver left them, and the order of the creations.
+//! It models what the driver relies on: names are unique (`EEXIST`), a gone
+//! link answers `ENODEV`, deleting a veth takes its peer, deleting a lower
+//! device takes the ipvlan/macvlan/VLAN links on it. Clones share one state,
+//! so a test keeps a handle while the driver owns another.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::io;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use ipnet::IpNet;
+
+use super::{Addr, KernelError, Link, LinkKernel, LinkKind, NewLink, Result};
+use crate::netlink::NlError;
+
+/// A request type, for failure injection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Op {
+    Create,
+    SetAlias,
+    Delete,
+    SetUp,
+    AddAddress,
+}
+
+#[derive(Default)]
+struct Inner {
+    links: BTreeMap<u32, Link>,
+    addrs: Vec<Addr>,
+    next_index: u32,
+    fail: VecDeque<(Op, i32)>,
+    unsupported: BTreeSet<String>,
+    /// Whether `IFLA_IFALIAS` in RTM_NEWLINK is kept (Linux ignores it).
+    alias_on_create: bool,
+    created: Vec<String>,
+}
+
+#[derive(Clone, Default)]
+pub struct FakeKernel(Arc<Mutex<Inner>>);
+
+fn errno(op: &str, errno: i32) -> KernelError {
+    KernelError::Netlink {
+        op: op.to_string(),
+        source: NlError::Kernel(io::Error::from_raw_os_error(errno)),
+    }
+}
+
+impl FakeKernel {
+    /// A kernel with only `lo`.
+    pub fn new() -> FakeKernel {
+        let k = FakeKernel::default();
+        k.inner().next_index = 1;
+        k.add_device("lo", None, None, None);
+        k
+    }
+
+    fn inner(&self) -> MutexGuard<'_, Inner> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Places a device that the driver did not make (a NIC, an InfiniBand
+    /// port, someone's VLAN); returns its index.
+    pub fn add_device(
+        &self,
+        name: &str,
+        kind: Option<&str>,
+        parent: Option<&str>,
+        alias: Option<&str>,
+    ) -> u32 {
+        let mut g = self.inner();
+        let parent = parent.and_then(|p| g.links.values().find(|l| l.name == p).map(|l| l.index));
+        let index = g.next_index;
+        g.next_index += 1;
+        g.links.insert(
+            index,
+            Link {
+                index,
+                name: name.to_string(),
+                kind: kind.map(str::to_string),
+                parent,
+                up: true,
+                mac: vec![2, 0, 0, 0, 0, index as u8],
+                alias: alias.map(str::to_string),
+            },
+        );
+        index
+    }
+
+    /// Removes a device as if someone else deleted it (with what sits on it).
+    pub fn remove_device(&self, name: &str) {
+        let mut g = self.inner();
+        if let Some(i) = g.links.values().find(|l| l.name == name).map(|l| l.index) {
+            remove(&mut g, i);
+        }
+    }
+
+    /// The next request of type `op` fails with `errno` (queued in order).
+    pub fn fail_next(&self, op: Op, errno: i32) {
+        self.inner().fail.push_back((op, errno));
+    }
+
+    /// Creating links of `kind` (`ipvlan`, `vlan`, ...) answers EOPNOTSUPP.
+    pub fn without(&self, kind: &str) {
+        self.inner().unsupported.insert(kind.to_string());
+    }
+
+    /// Makes RTM_NEWLINK keep `IFLA_IFALIAS` (Linux does not).
+    pub fn keep_alias_on_create(&self, keep: bool) {
+        self.inner().alias_on_create = keep;
+    }
+
+    pub fn link_named(&self, name: &str) -> Option<Link> {
+        self.inner()
+            .links
+            .values()
+            .find(|l| l.name == name)
+            .cloned()
+    }
+
+    pub fn all_links(&self) -> Vec<Link> {
+        self.inner().links.values().cloned().collect()
+    }
+
+    pub fn all_addresses(&self) -> Vec<Addr> {
+        self.inner().addrs.clone()
+    }
+
+    /// Names of the links created through requests, in order (veth peers too).
+    pub fn created(&self) -> Vec<String> {
+        self.inner().created.clone()
+    }
+}
+
+fn injected(g: &mut Inner, op: Op, what: &str) -> Result<()> {
+    if let Some(pos) = g.fail.iter().position(|(o, _)| *o == op) {
+        let (_, e) = g.fail.remove(pos).unwrap_or((op, libc::EIO));
+        return Err(errno(what, e));
+    }
+    Ok(())
+}
+
+fn remove(g: &mut Inner, index: u32) {
+    let Some(l) = g.links.remove(&index) else {
+        return;
+    };
+    g.addrs.retain(|a| a.index != index);
+    let dependants: Vec<u32> = g
+        .links
+        .values()
+        .filter(|o| {
+            o.parent == Some(index)
+                || (l.kind.as_deref() == Some("veth") && l.parent == Some(o.index))
+        })
+        .map(|o| o.index)
+        .collect();
+    for d in dependants {
+        remove(g, d);
+    }
+}
+
+impl LinkKernel for FakeKernel {
+    fn links(&mut self) -> Result<Vec<Link>> {
+        Ok(self.all_links())
+    }
+
+    fn link(&mut self, name: &str) -> Result<Option<Link>> {
+        Ok(self.link_named(name))
+    }
+
+    fn create_link(&mut self, new: &NewLink) -> Result<Link> {
+        let mut g = self.inner();
+        let what = format!("create {} link {}", new.kind.name(), new.name);
+        injected(&mut g, Op::Create, &what)?;
+        if g.unsupported.contains(new.kind.name()) {
+            return Err(errno(&what, libc::EOPNOTSUPP));
+        }
+        let mut names = vec![new.name.clone()];
+        if new.kind == LinkKind::Veth {
+            names.push(
+                new.peer
+                    .clone()
+                    .ok_or_else(|| KernelError::Conflict("veth needs a peer".into()))?,
+            );
+        } else if new.parent.is_none_or(|p| !g.links.contains_key(&p)) {
+            return Err(errno(&what, libc::ENODEV));
+        }
+        if names
+            .iter()
+            .any(|n| n.len() > 15 || g.links.values().any(|l| &l.name == n))
+        {
+            return Err(errno(&what, libc::EEXIST));
+        }
+        let alias = g.alias_on_create.then(|| new.alias.clone());
+        let first = g.next_index;
+        for (i, name) in names.iter().enumerate() {
+            let index = first + i as u32;
+            let parent = match new.kind {
+                LinkKind::Veth => Some(if i == 0 { first + 1 } else { first }),
+                _ => new.parent,
+            };
+            let mac = new
+                .mac
+                .map(|m| m.to_vec())
+                .unwrap_or_else(|| vec![2, 0, 0, 0, 1, index as u8]);
+            g.links.insert(
+                index,
+                Link {
+                    index,
+                    name: name.clone(),
+                    kind: Some(new.kind.name().to_string()),
+                    parent,
+                    up: false,
+                    mac,
+                    alias: alias.clone(),
+                },
+            );
+            g.created.push(name.clone());
+        }
+        g.next_index += names.len() as u32;
+        Ok(g.links[&first].clone())
+    }
+
+    fn set_alias(&mut self, index: u32, alias: &str) -> Result<()> {
+        let mut g = self.inner();
+        let what = format!("set alias of link #{index}");
+        injected(&mut g, Op::SetAlias, &what)?;
+        let l = g
+            .links
+            .get_mut(&index)
+            .ok_or_else(|| errno(&what, libc::ENODEV))?;
+        l.alias = (!alias.is_empty()).then(|| alias.to_string());
+        Ok(())
+    }
+
+    fn delete_link(&mut self, index: u32) -> Result<bool> {
+        let mut g = self.inner();
+        injected(&mut g, Op::Delete, &format!("delete link #{index}"))?;
+        if !g.links.contains_key(&index) {
+            return Ok(false);
+        }
+        remove(&mut g, index);
+        Ok(true)
+    }
+
+    fn set_up(&mut self, index: u32, up: bool) -> Result<()> {
+        let mut g = self.inner();
+        let what = format!("set link #{index} up={up}");
+        injected(&mut g, Op::SetUp, &what)?;
+        g.links
+            .get_mut(&index)
+            .ok_or_else(|| errno(&what, libc::ENODEV))?
+            .up = up;
+        Ok(())
+    }
+
+    fn add_address(&mut self, index: u32, net: IpNet) -> Result<()> {
+        let mut g = self.inner();
+        let what = format!("add address {net} to #{index}");
+        injected(&mut g, Op::AddAddress, &what)?;
+        if !g.links.contains_key(&index) {
+            return Err(errno(&what, libc::ENODEV));
+        }
+        let a = Addr { index, net };
+        if !g.addrs.contains(&a) {
+            g.addrs.push(a);
+        }
+        Ok(())
+    }
+}
