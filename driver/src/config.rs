@@ -15,6 +15,59 @@ pub const DEFAULT_SOCKET: &str = "/run/docker/plugins/ipvlan-bgp.sock";
 /// Our kernel route protocol number: not one the kernel, FRR (186-198) or BIRD (12) use.
 pub const DEFAULT_ROUTE_PROTOCOL: u8 = 73;
 
+/// Who else tags kernel routes with a protocol number (`/etc/iproute2/rt_protos`
+/// and FRR's `rt_protos.d/frr.conf`). Ours must differ from all of them, or
+/// the installer would take their routes for its own (and reconcile them away).
+pub fn route_protocol_owner(n: u8) -> Option<&'static str> {
+    Some(match n {
+        0 => "unspec",
+        1 => "redirect (the kernel)",
+        2 => "kernel",
+        3 => "boot (iproute2's default)",
+        4 => "static",
+        8 => "gated",
+        9 => "ra (router advertisements)",
+        10 => "mrt",
+        11 => "zebra",
+        12 => "bird",
+        13 => "dnrouted",
+        14 => "xorp",
+        15 => "ntk",
+        16 => "dhcp",
+        18 => "keepalived",
+        42 => "babel",
+        99 => "openr",
+        186 => "FRR bgp",
+        187 => "FRR isis",
+        188 => "FRR ospf",
+        189 => "FRR rip",
+        190 => "FRR ripng",
+        191 => "FRR nhrp",
+        192 => "FRR eigrp",
+        193 => "FRR ldp",
+        194 => "FRR sharp",
+        195 => "FRR pbr",
+        196 => "FRR static",
+        197 => "FRR openfabric",
+        198 => "FRR srte",
+        _ => return None,
+    })
+}
+
+fn parse_route_protocol(s: &str) -> Result<u8, String> {
+    let n: u8 = s
+        .trim()
+        .parse()
+        .map_err(|_| format!("{s:?} is not a route protocol number (0-255)"))?;
+    match route_protocol_owner(n) {
+        Some(owner) => Err(format!(
+            "route protocol {n} is used by {owner}; our routes must carry a number nobody else uses \
+             (the default {DEFAULT_ROUTE_PROTOCOL} is free)"
+        )),
+        None => Ok(n),
+    }
+}
+
 #[derive(Debug, Parser)]
 #[command(
     name = "ipvlan-bgp",
@@ -139,7 +192,8 @@ pub struct RunArgs {
     pub communities: Vec<String>,
 
     /// Kernel route protocol number that tags the routes we install.
-    #[arg(long, default_value_t = DEFAULT_ROUTE_PROTOCOL, value_parser = clap::value_parser!(u8).range(5..=255))]
+    /// Numbers the kernel and well-known daemons use are refused.
+    #[arg(long, default_value_t = DEFAULT_ROUTE_PROTOCOL, value_parser = parse_route_protocol)]
     pub route_protocol: u8,
 
     /// Extra pool whose learned prefixes are accepted, besides our networks' subnets (repeatable).
@@ -241,5 +295,40 @@ mod tests {
         let b = cli.run.bgp_config().unwrap().unwrap();
         assert_eq!(b.communities, vec![65000 << 16 | 7]);
         assert_eq!(b.speaker.peers.len(), 1);
+        assert_eq!(b.protocol, DEFAULT_ROUTE_PROTOCOL);
+    }
+
+    #[rstest::rstest]
+    #[case("0", "unspec")]
+    #[case("2", "kernel")]
+    #[case("3", "boot")]
+    #[case("4", "static")]
+    #[case("8", "gated")]
+    #[case("11", "zebra")]
+    #[case("12", "bird")]
+    #[case("16", "dhcp")]
+    #[case("18", "keepalived")]
+    #[case("42", "babel")]
+    #[case("99", "openr")]
+    #[case("186", "FRR")]
+    #[case("192", "FRR")]
+    #[case("198", "FRR")]
+    fn used_route_protocols_are_refused(#[case] n: &str, #[case] owner: &str) {
+        let err = Cli::try_parse_from(["ipvlan-bgp", "--route-protocol", n])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(owner), "{err}");
+        assert!(err.contains("73"), "{err}");
+    }
+
+    #[test]
+    fn every_listed_number_is_refused_and_free_ones_pass() {
+        for n in (0..=4).chain(8..=16).chain([18, 42, 99]).chain(186..=198) {
+            assert!(parse_route_protocol(&n.to_string()).is_err(), "{n}");
+        }
+        for n in [5u8, 7, 17, 73, 100, 185, 199, 255] {
+            assert_eq!(parse_route_protocol(&n.to_string()), Ok(n));
+        }
+        assert!(parse_route_protocol("256").is_err());
     }
 }

@@ -536,7 +536,7 @@ fn addr_msg(index: u32, net: IpNet) -> AddressMessage {
     msg
 }
 
-fn parse_route(m: &RouteMessage) -> Option<Route> {
+pub(crate) fn parse_route(m: &RouteMessage) -> Option<Route> {
     if m.header.table != RouteHeader::RT_TABLE_MAIN || m.header.kind != RouteType::Unicast {
         return None;
     }
@@ -567,7 +567,7 @@ fn parse_route(m: &RouteMessage) -> Option<Route> {
     })
 }
 
-fn route_msg(r: &Route) -> RouteMessage {
+pub(crate) fn route_msg(r: &Route) -> RouteMessage {
     let mut msg = RouteMessage::default();
     msg.header.address_family = match r.dst {
         IpNet::V4(_) => AddressFamily::Inet,
@@ -604,4 +604,22 @@ pub fn write_sysctl(path: &str, value: &str) -> io::Result<()> {
         return Ok(());
     }
     std::fs::write(&full, value)
+}
+
+// ----- routes read for the BGP side (helper B) -----
+
+impl Kernel {
+    /// Gateways of the main table's default routes, IPv4 and IPv6.
+    pub fn default_gateways(&mut self) -> Result<std::collections::BTreeSet<IpAddr>> {
+        let mut out = std::collections::BTreeSet::new();
+        for family in [Family::V4, Family::V6] {
+            out.extend(
+                self.routes(family, None)?
+                    .into_iter()
+                    .filter(|r| r.dst.prefix_len() == 0)
+                    .filter_map(|r| r.via),
+            );
+        }
+        Ok(out)
+    }
 }

@@ -18,6 +18,12 @@ pub struct PeerStatus {
     pub state: String,
 }
 
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RejectedSample {
+    pub prefix: String,
+    pub reason: &'static str,
+}
+
 #[derive(Debug, Default, Clone, Serialize)]
 pub struct BgpStatus {
     /// Whether BGP is enabled at all (`--gobgp none` disables it).
@@ -31,7 +37,17 @@ pub struct BgpStatus {
     pub installed: usize,
     pub stale: usize,
     pub install_errors: u64,
+    /// Installs refused because another owner's route holds the prefix
+    /// (counted once per prefix each time it becomes blocked).
+    pub route_conflicts: u64,
+    /// Routes the reconciler re-added, replaced or removed because the kernel
+    /// differed from the driver's decision.
+    pub kernel_drift: u64,
+    /// Prefixes currently wanted but held by another owner's route.
+    pub conflicted: usize,
     pub rejected: BTreeMap<String, u64>,
+    /// The last refused prefixes (bounded sample), newest last.
+    pub recent_rejected: std::collections::VecDeque<RejectedSample>,
     pub peers: Vec<PeerStatus>,
     /// Unix time of the last change of installed routes.
     pub last_route_change: Option<u64>,
@@ -90,6 +106,7 @@ impl Metrics {
             ("ipvlan_bgp_learned_prefixes", b.learned as u64),
             ("ipvlan_bgp_installed_routes", b.installed as u64),
             ("ipvlan_bgp_stale_routes", b.stale as u64),
+            ("ipvlan_bgp_conflicted_routes", b.conflicted as u64),
         ];
         for (name, v) in gauges {
             let _ = writeln!(out, "# TYPE {name} gauge\n{name} {v}");
@@ -103,6 +120,16 @@ impl Metrics {
             out,
             "# TYPE ipvlan_bgp_install_errors_total counter\nipvlan_bgp_install_errors_total {}",
             b.install_errors
+        );
+        let _ = writeln!(
+            out,
+            "# TYPE ipvlan_bgp_route_conflicts_total counter\nipvlan_bgp_route_conflicts_total {}",
+            b.route_conflicts
+        );
+        let _ = writeln!(
+            out,
+            "# TYPE ipvlan_bgp_kernel_drift_total counter\nipvlan_bgp_kernel_drift_total {}",
+            b.kernel_drift
         );
         let _ = writeln!(out, "# TYPE ipvlan_bgp_rejected_routes_total counter");
         for (reason, n) in &b.rejected {
@@ -126,10 +153,14 @@ mod tests {
         m.count_request("Join", "ok");
         m.bgp(|b| {
             *b.rejected.entry("default-route".into()).or_default() += 1;
+            b.route_conflicts = 3;
+            b.kernel_drift = 4;
         });
         let text = m.render(1, 2);
         assert!(text.contains("ipvlan_bgp_requests_total{method=\"Join\",outcome=\"ok\"} 2"));
         assert!(text.contains("ipvlan_bgp_endpoints 2"));
         assert!(text.contains("ipvlan_bgp_rejected_routes_total{reason=\"default-route\"} 1"));
+        assert!(text.contains("ipvlan_bgp_route_conflicts_total 3\n"));
+        assert!(text.contains("ipvlan_bgp_kernel_drift_total 4\n"));
     }
 }

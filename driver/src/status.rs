@@ -113,14 +113,16 @@ pub fn render_text(v: &serde_json::Value) -> String {
     let _ =
         writeln!(
         out,
-        "bgp: gobgpd {} {}  announced {}  learned {}  installed {}  stale {}  install errors {}",
+        "bgp: gobgpd {} {}  announced {}  learned {}  installed {}  stale {}  install errors {}  route conflicts {}  kernel drift {}",
         s(&b["gobgp"]),
         if b["connected"].as_bool() == Some(true) { "connected" } else { "NOT CONNECTED" },
         b["announced"],
         b["learned"],
         b["installed"],
         b["stale"],
-        b["install_errors"]
+        b["install_errors"],
+        b["route_conflicts"],
+        b["kernel_drift"]
     );
     if let Some(e) = b["last_error"].as_str() {
         let _ = writeln!(out, "  last error: {e}");
@@ -138,6 +140,12 @@ pub fn render_text(v: &serde_json::Value) -> String {
         for (reason, n) in r {
             let _ = writeln!(out, "  rejected {reason}: {n}");
         }
+    }
+    if let Some(c) = b["conflicted"].as_u64().filter(|c| *c > 0) {
+        let _ = writeln!(
+            out,
+            "  {c} wanted routes held by another owner's route (retried)"
+        );
     }
     out
 }

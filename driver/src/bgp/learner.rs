@@ -8,8 +8,16 @@
 //! can no longer confirm (gobgpd gone, or the driver just restarted) for the
 //! stale time before removing them, like BGP graceful restart. Pure state:
 //! time is passed in, so the tests drive it directly.
+//!
+//! Bounded under a flood: a path refused for its prefix alone (outside every
+//! pool, reserved, default route) leaves no state here, only a count per
+//! reason and a fixed-size sample of the latest refusals; logging is one line
+//! for the first refusal per reason, then at most one summary line per reason
+//! every [`LOG_WINDOW`]. Because such paths are forgotten, widening the pools
+//! sets [`Learner::needs_relist`]: the session loop then reads gobgpd's RIB
+//! again and hands it to [`Learner::relisted`].
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -21,7 +29,12 @@ use super::gobgp::LearnedPath;
 use super::installer::Change;
 use super::policy::{decide, PolicyInputs, Reject};
 use crate::kernel::Route;
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, RejectedSample};
+
+/// Refused prefixes kept as a sample for `status`.
+pub const SAMPLE: usize = 1000;
+/// After the first line per reason, at most one summary line per reason per window.
+pub const LOG_WINDOW: Duration = Duration::from_secs(10);
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Entry {
@@ -31,14 +44,90 @@ struct Entry {
     stale_until: Option<Instant>,
 }
 
+/// Rate limit for rejection logs, per reason.
+#[derive(Debug, Default)]
+struct RejectLog {
+    reasons: HashMap<Reject, ReasonLog>,
+    /// Lines emitted so far (the tests hold the budget with it).
+    lines: u64,
+}
+
+#[derive(Debug)]
+struct ReasonLog {
+    suppressed: u64,
+    window_start: Instant,
+}
+
+impl RejectLog {
+    fn reject(
+        &mut self,
+        reason: Reject,
+        prefix: &IpNet,
+        next_hop: Option<IpAddr>,
+        peer: &str,
+        now: Instant,
+    ) {
+        match self.reasons.get_mut(&reason) {
+            None => {
+                warn!(prefix = %prefix, next_hop = ?next_hop, peer = %peer, reason = reason.label(), "rejected a learned route: {} (further rejections for this reason are summarised every {} s)", reason.explain(), LOG_WINDOW.as_secs());
+                self.lines += 1;
+                self.reasons.insert(
+                    reason,
+                    ReasonLog {
+                        suppressed: 0,
+                        window_start: now,
+                    },
+                );
+            }
+            Some(r) => r.suppressed += 1,
+        }
+        self.flush(now);
+    }
+
+    /// Emits the summaries whose window is over.
+    fn flush(&mut self, now: Instant) {
+        for (reason, r) in self.reasons.iter_mut() {
+            if r.suppressed > 0 && now.duration_since(r.window_start) >= LOG_WINDOW {
+                let secs = now.duration_since(r.window_start).as_secs();
+                warn!(
+                    reason = reason.label(),
+                    count = r.suppressed,
+                    "{} more paths rejected as {} in the last {} s",
+                    r.suppressed,
+                    reason.label(),
+                    secs
+                );
+                self.lines += 1;
+                r.suppressed = 0;
+                r.window_start = now;
+            }
+        }
+    }
+}
+
 pub struct Learner {
     rib: HashMap<IpNet, Entry>,
     desired: HashMap<IpNet, Route>,
+    /// Why a prefix held in `rib` is not installed (never for dropped reasons).
     rejected: HashMap<IpNet, Reject>,
+    /// The inputs as given by the session loop.
+    external: PolicyInputs,
+    /// `external` plus the next hops and peers of the learned paths.
     inputs: PolicyInputs,
+    /// Next hops and peers of the paths in `rib`, with their use counts.
+    next_hops: HashMap<IpAddr, usize>,
+    peers: HashMap<IpAddr, usize>,
     protocol: u8,
     max_learned: usize,
     stale_time: Duration,
+    /// Paths dropped (no state kept) since gobgpd's RIB was last read.
+    dropped_since_list: bool,
+    relist: bool,
+    log: RejectLog,
+    /// Counts not yet pushed to the metrics.
+    pending_counts: HashMap<&'static str, u64>,
+    sample: VecDeque<(IpNet, Reject)>,
+    sample_new: usize,
     metrics: Arc<Metrics>,
 }
 
@@ -53,10 +142,19 @@ impl Learner {
             rib: HashMap::new(),
             desired: HashMap::new(),
             rejected: HashMap::new(),
+            external: PolicyInputs::default(),
             inputs: PolicyInputs::default(),
+            next_hops: HashMap::new(),
+            peers: HashMap::new(),
             protocol,
             max_learned,
             stale_time,
+            dropped_since_list: false,
+            relist: false,
+            log: RejectLog::default(),
+            pending_counts: HashMap::new(),
+            sample: VecDeque::new(),
+            sample_new: 0,
             metrics,
         }
     }
@@ -69,12 +167,46 @@ impl Learner {
         self.desired.contains_key(prefix)
     }
 
+    /// Sizes of the per-prefix maps (rib, desired, rejected, sample): what a
+    /// flood must not grow.
+    pub fn state_sizes(&self) -> [usize; 4] {
+        [
+            self.rib.len(),
+            self.desired.len(),
+            self.rejected.len(),
+            self.sample.len(),
+        ]
+    }
+
+    /// Log lines emitted about rejections so far.
+    pub fn reject_log_lines(&self) -> u64 {
+        self.log.lines
+    }
+
+    /// True when the pools widened after paths were dropped without state:
+    /// gobgpd's RIB must be read again (list its best paths) and handed to
+    /// [`Learner::relisted`].
+    pub fn needs_relist(&self) -> bool {
+        self.relist
+    }
+
+    /// gobgpd's best paths, read again because [`Learner::needs_relist`] said
+    /// so. Unlike [`Learner::snapshot`] nothing becomes stale, and paths
+    /// refused again are not counted again.
+    pub fn relisted(&mut self, paths: Vec<LearnedPath>, now: Instant) -> Vec<Change> {
+        self.relist = false;
+        self.dropped_since_list = false;
+        let out = self.learn_inner(paths.into_iter().filter(|p| !p.withdraw), now, false);
+        self.publish();
+        out
+    }
+
     /// Routes of a previous run found in the kernel: kept, unconfirmed, until
     /// gobgpd confirms them or the stale time runs out.
     pub fn adopt(&mut self, routes: &[Route], now: Instant) -> Vec<Change> {
         let mut out = Vec::new();
         for r in routes {
-            self.rib.insert(
+            self.insert_rib(
                 r.dst,
                 Entry {
                     next_hop: r.via,
@@ -82,9 +214,12 @@ impl Learner {
                     stale_until: Some(now + self.stale_time),
                 },
             );
+        }
+        self.refresh_dynamic_inputs(&mut out, now);
+        for r in routes {
             // It is in the kernel: if the policy now refuses it, it must be removed.
             self.desired.insert(r.dst, *r);
-            self.evaluate(r.dst, &mut out);
+            self.evaluate(r.dst, &mut out, now, true);
         }
         if !routes.is_empty() {
             info!(
@@ -99,20 +234,48 @@ impl Learner {
 
     /// Paths from the WatchEvent stream.
     pub fn learn(&mut self, paths: Vec<LearnedPath>) -> Vec<Change> {
+        self.learn_at(paths, Instant::now())
+    }
+
+    /// [`Learner::learn`] at a given instant (for the log windows).
+    pub fn learn_at(&mut self, paths: Vec<LearnedPath>, now: Instant) -> Vec<Change> {
+        let out = self.learn_inner(paths.into_iter(), now, true);
+        self.publish();
+        out
+    }
+
+    fn learn_inner(
+        &mut self,
+        paths: impl Iterator<Item = LearnedPath>,
+        now: Instant,
+        count: bool,
+    ) -> Vec<Change> {
         let mut out = Vec::new();
+        let mut touched = Vec::new();
         for p in paths {
             let Some(peer) = p.peer.clone() else {
                 // Originated on this host's gobgpd (ours or the operator's): nothing to install.
                 continue;
             };
             if p.withdraw {
-                if self.rib.remove(&p.prefix).is_some() {
+                if self.remove_rib(&p.prefix).is_some() {
                     self.rejected.remove(&p.prefix);
-                    self.evaluate(p.prefix, &mut out);
+                    touched.push(p.prefix);
                 }
                 continue;
             }
-            self.rib.insert(
+            if let Err(reason) = prefix_only(&p.prefix, &self.inputs) {
+                // No state for it: count, sample, log within the budget.
+                self.dropped_since_list = true;
+                if self.remove_rib(&p.prefix).is_some() {
+                    touched.push(p.prefix);
+                }
+                if count {
+                    self.note_reject(reason, &p.prefix, p.next_hop, &peer, now);
+                }
+                continue;
+            }
+            self.insert_rib(
                 p.prefix,
                 Entry {
                     next_hop: p.next_hop,
@@ -120,15 +283,94 @@ impl Learner {
                     stale_until: None,
                 },
             );
-            self.evaluate(p.prefix, &mut out);
+            touched.push(p.prefix);
         }
-        self.readmit(&mut out);
-        self.publish();
+        // Next hops and peers first: a prefix over one of them is refused.
+        self.refresh_dynamic_inputs(&mut out, now);
+        for p in touched {
+            self.evaluate(p, &mut out, now, count);
+        }
+        self.readmit(&mut out, now);
+        self.log.flush(now);
         out
     }
 
+    fn insert_rib(&mut self, prefix: IpNet, e: Entry) {
+        let (nh, peer) = (e.next_hop, e.peer.parse::<IpAddr>().ok());
+        if let Some(old) = self.rib.insert(prefix, e) {
+            self.forget_addrs(&old);
+        }
+        if let Some(nh) = nh {
+            *self.next_hops.entry(nh).or_default() += 1;
+        }
+        if let Some(p) = peer {
+            *self.peers.entry(p).or_default() += 1;
+        }
+    }
+
+    fn remove_rib(&mut self, prefix: &IpNet) -> Option<Entry> {
+        let e = self.rib.remove(prefix)?;
+        self.forget_addrs(&e);
+        Some(e)
+    }
+
+    fn forget_addrs(&mut self, e: &Entry) {
+        let dec = |m: &mut HashMap<IpAddr, usize>, a: IpAddr| {
+            if let Some(n) = m.get_mut(&a) {
+                *n -= 1;
+                if *n == 0 {
+                    m.remove(&a);
+                }
+            }
+        };
+        if let Some(nh) = e.next_hop {
+            dec(&mut self.next_hops, nh);
+        }
+        if let Ok(p) = e.peer.parse::<IpAddr>() {
+            dec(&mut self.peers, p);
+        }
+    }
+
+    /// Folds the learned next hops and peers into the policy inputs; when
+    /// they changed, re-decides the prefixes that a change can affect.
+    fn refresh_dynamic_inputs(&mut self, out: &mut Vec<Change>, now: Instant) {
+        let mut next_hops = self.external.next_hops.clone();
+        next_hops.extend(self.next_hops.keys().copied());
+        let mut neighbors = self.external.neighbors.clone();
+        neighbors.extend(self.peers.keys().copied());
+        if next_hops == self.inputs.next_hops && neighbors == self.inputs.neighbors {
+            return;
+        }
+        let added: Vec<IpAddr> = next_hops
+            .difference(&self.inputs.next_hops)
+            .chain(neighbors.difference(&self.inputs.neighbors))
+            .copied()
+            .collect();
+        self.inputs.next_hops = next_hops;
+        self.inputs.neighbors = neighbors;
+        let mut again: Vec<IpNet> = self
+            .rejected
+            .iter()
+            .filter(|(_, r)| matches!(r, Reject::CoversNextHop | Reject::CoversNeighbor))
+            .map(|(p, _)| *p)
+            .collect();
+        if !added.is_empty() {
+            again.extend(
+                self.desired
+                    .keys()
+                    .filter(|p| added.iter().any(|a| p.contains(a)))
+                    .copied(),
+            );
+        }
+        again.sort();
+        again.dedup();
+        for p in again {
+            self.evaluate(p, out, now, true);
+        }
+    }
+
     /// Routes refused by `--max-learned` get in when others leave.
-    fn readmit(&mut self, out: &mut Vec<Change>) {
+    fn readmit(&mut self, out: &mut Vec<Change>, now: Instant) {
         if self.desired.len() >= self.max_learned {
             return;
         }
@@ -143,7 +385,7 @@ impl Learner {
             if self.desired.len() >= self.max_learned {
                 break;
             }
-            self.evaluate(p, out);
+            self.evaluate(p, out, now, true);
         }
     }
 
@@ -154,7 +396,9 @@ impl Learner {
         for e in self.rib.values_mut() {
             e.stale_until.get_or_insert(deadline);
         }
-        let out = self.learn(paths.into_iter().filter(|p| !p.withdraw).collect());
+        self.relist = false;
+        self.dropped_since_list = false;
+        let out = self.learn_at(paths.into_iter().filter(|p| !p.withdraw).collect(), now);
         self.publish();
         out
     }
@@ -168,8 +412,9 @@ impl Learner {
         self.publish();
     }
 
-    /// Removes the routes whose stale time is over.
+    /// Removes the routes whose stale time is over (and flushes due log summaries).
     pub fn expire(&mut self, now: Instant) -> Vec<Change> {
+        self.log.flush(now);
         let expired: Vec<IpNet> = self
             .rib
             .iter()
@@ -177,13 +422,18 @@ impl Learner {
             .map(|(p, _)| *p)
             .collect();
         let mut out = Vec::new();
-        for p in expired {
-            self.rib.remove(&p);
-            self.rejected.remove(&p);
+        for p in &expired {
+            self.remove_rib(p);
+            self.rejected.remove(p);
             info!(prefix = %p, "stale route not learned again: removing");
-            self.evaluate(p, &mut out);
         }
-        self.readmit(&mut out);
+        if !expired.is_empty() {
+            self.refresh_dynamic_inputs(&mut out, now);
+        }
+        for p in expired {
+            self.evaluate(p, &mut out, now, true);
+        }
+        self.readmit(&mut out, now);
         if !out.is_empty() {
             self.publish();
         }
@@ -197,29 +447,60 @@ impl Learner {
 
     /// New policy inputs (networks changed, addresses changed): re-decide all.
     pub fn set_inputs(&mut self, inputs: PolicyInputs) -> Vec<Change> {
-        if inputs == self.inputs {
+        if inputs == self.external {
             return Vec::new();
         }
-        self.inputs = inputs;
+        let now = Instant::now();
+        let widened = inputs
+            .pools
+            .iter()
+            .any(|p| !self.external.pools.iter().any(|old| old.contains(p)));
+        if widened && self.dropped_since_list {
+            // Paths dropped as outside the old pools may fit the new ones.
+            self.relist = true;
+        }
+        self.external = inputs;
+        // The given inputs plus what the learned paths add.
+        self.inputs = self.external.clone();
+        self.inputs.next_hops.extend(self.next_hops.keys().copied());
+        self.inputs.neighbors.extend(self.peers.keys().copied());
         let mut out = Vec::new();
         // Withdrawals first, so freed room under --max-learned goes to the rest.
         let mut prefixes: Vec<IpNet> = self.rib.keys().copied().collect();
         prefixes.sort_by_key(|p| !self.desired.contains_key(p));
         for p in prefixes {
-            self.evaluate(p, &mut out);
+            self.evaluate(p, &mut out, now, true);
         }
         self.publish();
         out
     }
 
-    fn evaluate(&mut self, prefix: IpNet, out: &mut Vec<Change>) {
+    fn note_reject(
+        &mut self,
+        reason: Reject,
+        prefix: &IpNet,
+        next_hop: Option<IpAddr>,
+        peer: &str,
+        now: Instant,
+    ) {
+        *self.pending_counts.entry(reason.label()).or_default() += 1;
+        if self.sample.len() == SAMPLE {
+            self.sample.pop_front();
+        }
+        self.sample.push_back((*prefix, reason));
+        self.sample_new += 1;
+        self.log.reject(reason, prefix, next_hop, peer, now);
+    }
+
+    fn evaluate(&mut self, prefix: IpNet, out: &mut Vec<Change>, now: Instant, count: bool) {
         let Some(entry) = self.rib.get(&prefix) else {
             if self.desired.remove(&prefix).is_some() {
                 out.push(Change::Remove(prefix));
             }
             return;
         };
-        let mut verdict = decide(&prefix, entry.next_hop, &self.inputs);
+        let (next_hop, peer) = (entry.next_hop, entry.peer.clone());
+        let mut verdict = decide(&prefix, next_hop, &self.inputs);
         if verdict.is_ok()
             && !self.desired.contains_key(&prefix)
             && self.desired.len() >= self.max_learned
@@ -231,7 +512,7 @@ impl Learner {
                 self.rejected.remove(&prefix);
                 let route = Route {
                     dst: prefix,
-                    via: entry.next_hop,
+                    via: next_hop,
                     oif: Some(oif),
                     protocol: self.protocol,
                 };
@@ -241,12 +522,19 @@ impl Learner {
                 }
             }
             Err(reason) => {
-                if self.rejected.get(&prefix) != Some(&reason) {
-                    warn!(prefix = %prefix, next_hop = ?entry.next_hop, peer = %entry.peer, reason = reason.label(), "rejected a learned route: {}", reason.explain());
+                if reason.is_dropped() {
+                    // The pools narrowed (or an adopted route): forget it.
+                    self.remove_rib(&prefix);
+                    self.rejected.remove(&prefix);
+                    self.dropped_since_list = true;
+                    if count {
+                        self.note_reject(reason, &prefix, next_hop, &peer, now);
+                    }
+                } else if self.rejected.get(&prefix) != Some(&reason) {
                     self.rejected.insert(prefix, reason);
-                    self.metrics.bgp(|b| {
-                        *b.rejected.entry(reason.label().to_string()).or_default() += 1;
-                    });
+                    if count {
+                        self.note_reject(reason, &prefix, next_hop, &peer, now);
+                    }
                 }
                 if self.desired.remove(&prefix).is_some() {
                     out.push(Change::Remove(prefix));
@@ -255,17 +543,45 @@ impl Learner {
         }
     }
 
-    fn publish(&self) {
+    fn publish(&mut self) {
         let learned = self.rib.len();
         let stale = self
             .rib
             .values()
             .filter(|e| e.stale_until.is_some())
             .count();
+        let counts: Vec<(&'static str, u64)> = self.pending_counts.drain().collect();
+        let new: Vec<RejectedSample> = self
+            .sample
+            .iter()
+            .skip(self.sample.len() - self.sample_new.min(self.sample.len()))
+            .map(|(p, r)| RejectedSample {
+                prefix: p.to_string(),
+                reason: r.label(),
+            })
+            .collect();
+        self.sample_new = 0;
         self.metrics.bgp(|b| {
             b.learned = learned;
             b.stale = stale;
+            for (label, n) in counts {
+                *b.rejected.entry(label.to_string()).or_default() += n;
+            }
+            for s in new {
+                if b.recent_rejected.len() == SAMPLE {
+                    b.recent_rejected.pop_front();
+                }
+                b.recent_rejected.push_back(s);
+            }
         });
+    }
+}
+
+/// The prefix-only part of the policy, checked before any state is kept.
+fn prefix_only(prefix: &IpNet, inputs: &PolicyInputs) -> Result<(), Reject> {
+    match decide(prefix, None, inputs) {
+        Err(r) if r.is_dropped() => Err(r),
+        _ => Ok(()),
     }
 }
 
@@ -328,7 +644,7 @@ mod tests {
     }
 
     #[test]
-    fn rejected_routes_are_counted_once_and_never_installed() {
+    fn refused_paths_are_counted_per_path_and_never_installed() {
         let mut l = learner();
         assert!(l
             .learn(vec![path("0.0.0.0/0", "192.0.2.2", false)])
@@ -336,12 +652,125 @@ mod tests {
         assert!(l
             .learn(vec![path("0.0.0.0/0", "192.0.2.2", false)])
             .is_empty());
+        // Dropped without state, so each path counts.
         assert_eq!(
             l.metrics.bgp_snapshot().rejected.get("default-route"),
+            Some(&2)
+        );
+        assert_eq!(l.state_sizes()[..3], [0, 0, 0]);
+        // Kept-state refusals count once per prefix.
+        l.learn(vec![path("10.1.3.1/32", "203.0.113.9", false)]);
+        l.learn(vec![path("10.1.3.1/32", "203.0.113.9", false)]);
+        assert_eq!(
+            l.metrics.bgp_snapshot().rejected.get("next-hop-off-link"),
             Some(&1)
         );
     }
 
+    #[test]
+    fn reserved_prefixes_are_refused_even_in_an_accepted_pool() {
+        let mut l = learner();
+        let mut i = inputs();
+        i.pools.push(n("169.254.0.0/16"));
+        l.set_inputs(i);
+        assert!(l
+            .learn(vec![path("169.254.1.0/24", "192.0.2.2", false)])
+            .is_empty());
+        assert_eq!(l.metrics.bgp_snapshot().rejected.get("reserved"), Some(&1));
+    }
+
+    #[test]
+    fn a_prefix_over_a_learned_next_hop_or_peer_is_refused_and_removed() {
+        let mut l = learner();
+        let mut i = inputs();
+        // Wide pool and parent subnet so the prefix can cover a next hop.
+        i.pools = vec![n("10.0.0.0/8")];
+        i.network_subnets = vec![n("10.1.1.0/24")];
+        i.connected = vec![];
+        i.parents[0].nets.push(n("10.9.0.0/16"));
+        l.set_inputs(i);
+        let c = l.learn(vec![path("10.9.9.0/24", "192.0.2.2", false)]);
+        assert!(matches!(&c[..], [Change::Set(_)]));
+        // A path whose next hop lies inside it: the covering route goes.
+        let c = l.learn(vec![path("10.5.0.1/32", "10.9.9.7", false)]);
+        assert!(c.contains(&Change::Remove(n("10.9.9.0/24"))), "{c:?}");
+        assert_eq!(
+            l.metrics.bgp_snapshot().rejected.get("covers-next-hop"),
+            Some(&1)
+        );
+        // The next hop leaves: the prefix comes back.
+        let c = l.learn(vec![path("10.5.0.1/32", "", true)]);
+        assert!(
+            c.iter()
+                .any(|c| matches!(c, Change::Set(r) if r.dst == n("10.9.9.0/24"))),
+            "{c:?}"
+        );
+        // A prefix over the peer that sent it.
+        let mut p = path("10.9.0.0/30", "192.0.2.2", false);
+        p.peer = Some("10.9.0.1".into());
+        assert!(l.learn(vec![p]).is_empty());
+        assert_eq!(
+            l.metrics.bgp_snapshot().rejected.get("covers-neighbor"),
+            Some(&1)
+        );
+    }
+
+    #[test]
+    fn a_flood_of_refused_paths_keeps_no_state_and_counts_exactly() {
+        let mut l = learner();
+        let t0 = Instant::now();
+        let total = 1_000_000u32;
+        let per_batch = 10_000u32;
+        let mut emitted = Vec::new();
+        for b in 0..total / per_batch {
+            let now = t0 + Duration::from_millis(u64::from(b) * 500);
+            let batch: Vec<LearnedPath> = (0..per_batch)
+                .map(|i| {
+                    let a = 0x2c00_0000u32 + b * per_batch + i; // 44.0.0.0/8 and up: outside
+                    let mut p = path("10.1.2.5/32", "192.0.2.2", false);
+                    p.prefix = IpNet::new(std::net::Ipv4Addr::from(a).into(), 32).unwrap();
+                    p
+                })
+                .collect();
+            emitted.extend(l.learn_at(batch, now));
+        }
+        assert!(emitted.is_empty());
+        let [rib, desired, rejected, sample] = l.state_sizes();
+        assert_eq!((rib, desired, rejected), (0, 0, 0));
+        assert_eq!(sample, SAMPLE);
+        let st = l.metrics.bgp_snapshot();
+        assert_eq!(st.rejected.get("outside-pools"), Some(&u64::from(total)));
+        assert_eq!(st.recent_rejected.len(), SAMPLE);
+        assert_eq!(
+            st.recent_rejected.back().map(|s| s.prefix.as_str()),
+            Some("44.15.66.63/32")
+        );
+        // 100 batches over 49.5 s: one first line plus one summary per 10 s.
+        let lines = l.reject_log_lines();
+        assert!((2..=6).contains(&lines), "{lines} log lines");
+    }
+
+    #[test]
+    fn the_log_budget_is_one_line_then_one_summary_per_reason_per_window() {
+        let mut l = learner();
+        let t0 = Instant::now();
+        for s in 0..60u64 {
+            let now = t0 + Duration::from_secs(s);
+            l.learn_at(
+                vec![
+                    path("172.16.0.1/32", "192.0.2.2", false),
+                    path("0.0.0.0/0", "192.0.2.2", false),
+                    path("127.0.0.1/32", "192.0.2.2", false),
+                ],
+                now,
+            );
+            l.expire(now);
+        }
+        // 3 reasons: a first line each, then a summary every 10 s over 59 s.
+        let lines = l.reject_log_lines();
+        assert!(lines <= 3 + 3 * 6, "{lines} log lines");
+        assert!(lines >= 3 + 3 * 5, "{lines} log lines");
+    }
     #[test]
     fn max_learned_caps_installs() {
         let mut l = learner();
@@ -430,14 +859,37 @@ mod tests {
     }
 
     #[test]
-    fn a_new_network_admits_routes_already_learned() {
+    fn a_wider_pool_asks_for_a_relist_and_then_admits_the_paths() {
         let mut l = learner();
         assert!(l
             .learn(vec![path("172.20.0.9/32", "192.0.2.2", false)])
             .is_empty());
+        assert!(!l.needs_relist());
         let mut i = inputs();
         i.pools.push(n("172.20.0.0/24"));
-        let c = l.set_inputs(i);
+        // The dropped path left no state: nothing to re-decide yet.
+        assert!(l.set_inputs(i).is_empty());
+        assert!(l.needs_relist());
+        let c = l.relisted(
+            vec![path("172.20.0.9/32", "192.0.2.2", false)],
+            Instant::now(),
+        );
         assert_eq!(c.len(), 1);
+        assert!(!l.needs_relist());
+        // Counted once (at first sight), not again on the relist.
+        assert_eq!(
+            l.metrics.bgp_snapshot().rejected.get("outside-pools"),
+            Some(&1)
+        );
+    }
+
+    #[test]
+    fn a_narrower_pool_needs_no_relist() {
+        let mut l = learner();
+        l.learn(vec![path("172.20.0.9/32", "192.0.2.2", false)]);
+        let mut i = inputs();
+        i.pools = vec![n("10.1.0.0/24")];
+        l.set_inputs(i);
+        assert!(!l.needs_relist());
     }
 }

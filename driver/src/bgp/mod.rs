@@ -24,6 +24,8 @@ pub mod gobgp;
 pub mod installer;
 pub mod learner;
 pub mod policy;
+pub mod route_table;
+pub mod route_watch;
 pub mod speaker;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -64,18 +66,23 @@ pub struct BgpConfig {
     pub default_parent: Option<String>,
 }
 
-/// What the host looks like: its addresses and the parents' networks.
+/// What the host looks like: its addresses, the parents' networks, and the
+/// gateways of its default routes.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct HostInfo {
     /// ifindex, name, networks of its addresses.
     pub links: Vec<(u32, String, Vec<IpNet>)>,
+    /// Gateways of the main table's default routes (IPv4 and IPv6).
+    pub default_gateways: BTreeSet<IpAddr>,
 }
 
 impl HostInfo {
     pub fn read(kernel: &mut Kernel) -> Result<HostInfo, crate::kernel::KernelError> {
         let links = kernel.links()?;
         let addrs = kernel.addresses()?;
+        let default_gateways = kernel.default_gateways()?;
         Ok(HostInfo {
+            default_gateways,
             links: links
                 .into_iter()
                 .map(|l| {
@@ -104,7 +111,14 @@ impl HostInfo {
     }
 }
 
-pub fn policy_inputs(view: &View, host: &HostInfo, cfg: &BgpConfig) -> PolicyInputs {
+/// The import policy's inputs. `peers`: the BGP neighbours gobgpd reports
+/// (the learner adds the peers and next hops of the paths it holds).
+pub fn policy_inputs(
+    view: &View,
+    host: &HostInfo,
+    cfg: &BgpConfig,
+    peers: &[PeerStatus],
+) -> PolicyInputs {
     let mut pools: Vec<IpNet> = view.pools.iter().copied().collect();
     pools.extend(cfg.accept_pools.iter().copied());
     let mut parent_names: BTreeSet<String> = view.parents.clone();
@@ -134,6 +148,13 @@ pub fn policy_inputs(view: &View, host: &HostInfo, cfg: &BgpConfig) -> PolicyInp
                 })
             })
             .collect(),
+        neighbors: peers
+            .iter()
+            .filter_map(|p| p.address.parse::<IpAddr>().ok())
+            .collect(),
+        // Our own announcements' next hop is in use as well.
+        next_hops: cfg.next_hop.into_iter().collect(),
+        default_gateways: host.default_gateways.clone(),
     }
 }
 
@@ -207,7 +228,7 @@ impl Bgp {
             cfg.stale_time,
             metrics.clone(),
         );
-        let inputs = policy_inputs(&view.borrow(), &host, &cfg);
+        let inputs = policy_inputs(&view.borrow(), &host, &cfg, &[]);
         installer.send(learner.set_inputs(inputs));
         installer.send(learner.adopt(&adopted, Instant::now()));
         metrics.bgp(|b| {
@@ -241,10 +262,9 @@ impl Bgp {
         .await;
         match read {
             Ok(Ok(h)) => {
-                if h != self.host {
-                    self.host = h;
-                    self.apply_inputs();
-                }
+                self.host = h;
+                // Also picks up peers gobgpd reported since (cheap when nothing changed).
+                self.apply_inputs();
             }
             Ok(Err(e)) => warn!(error = %e, "could not read the host's addresses"),
             Err(e) => warn!(error = %e, "host refresh task failed"),
@@ -252,7 +272,8 @@ impl Bgp {
     }
 
     fn apply_inputs(&mut self) {
-        let inputs = policy_inputs(&self.view.borrow(), &self.host, &self.cfg);
+        let peers = self.metrics.bgp(|b| b.peers.clone());
+        let inputs = policy_inputs(&self.view.borrow(), &self.host, &self.cfg, &peers);
         let changes = self.learner().set_inputs(inputs);
         self.installer.send(changes);
     }
@@ -446,7 +467,8 @@ impl Bgp {
                     // Paths refused as outside every pool are not kept by the
                     // learner; when the pools widen, gobgpd's RIB is read again
                     // so those paths get a new decision.
-                    if pools_widened(&known_pools, &view.pools) {
+                    let relist = self.learner().needs_relist();
+                    if relist || pools_widened(&known_pools, &view.pools) {
                         let n = self
                             .list_best(&mut client, false)
                             .await
@@ -590,8 +612,9 @@ impl Bgp {
     /// Reads the best path of every IPv4 destination in gobgpd's global RIB
     /// and hands them to the learner in batches of [`EVENT_BATCH`], yielding
     /// between batches. With `snapshot`, the first batch is the learner's
-    /// snapshot (what gobgpd does not hold becomes stale); otherwise every
-    /// batch is learned as if it came from the event stream. Returns the count.
+    /// snapshot (what gobgpd does not hold becomes stale); otherwise it is a
+    /// re-read after the pools widened ([`Learner::relisted`]: nothing becomes
+    /// stale, refusals are not counted twice). Returns the count.
     async fn list_best(
         &mut self,
         client: &mut Client,
@@ -615,7 +638,7 @@ impl Bgp {
                 let changes = if first {
                     self.learner().snapshot(paths, started)
                 } else {
-                    self.learner().learn(paths)
+                    self.learner().relisted(paths, started)
                 };
                 first = false;
                 self.installer.send(changes);

@@ -4,8 +4,11 @@
 //! endpoints, addresses and parents). Out: the parent interface to route over,
 //! or the [`Reject`] reason. Pure: no I/O, so every rule has a unit test.
 //! Safe by default: a peer can only add routes inside the pools this host
-//! accepts, never a default route, never over the host's own networks or
-//! containers, and only through a next hop on a parent's subnet.
+//! accepts, never a default route or a reserved range, never over the host's
+//! own networks or containers, never over an address the host needs to reach
+//! its peers (a BGP neighbour, a next hop in use, the default gateway: a route
+//! over those would cut the session that taught it), and only through a next
+//! hop on a parent's subnet.
 
 use std::collections::BTreeSet;
 use std::net::IpAddr;
@@ -31,11 +34,46 @@ pub struct PolicyInputs {
     pub connected: Vec<IpNet>,
     pub own_addresses: BTreeSet<IpAddr>,
     pub parents: Vec<ParentInfo>,
+    /// BGP neighbours' addresses (the peers gobgpd reports and the peers learned paths came from).
+    pub neighbors: BTreeSet<IpAddr>,
+    /// Next hops in use (of routes we install and of learned paths).
+    pub next_hops: BTreeSet<IpAddr>,
+    /// Gateways of the main table's default routes.
+    pub default_gateways: BTreeSet<IpAddr>,
+}
+
+/// Ranges that are never container networks: "this network", loopback,
+/// link-local, multicast, reserved/broadcast. Refused even inside an
+/// `--accept-pool` that covers them.
+pub const RESERVED_V4: [&str; 5] = [
+    "0.0.0.0/8",
+    "127.0.0.0/8",
+    "169.254.0.0/16",
+    "224.0.0.0/4",
+    "240.0.0.0/4",
+];
+
+/// Whether `prefix` overlaps a reserved range (IPv6: loopback, link-local,
+/// multicast, unspecified).
+pub fn is_reserved(prefix: &IpNet) -> bool {
+    match prefix {
+        IpNet::V4(p) => RESERVED_V4.iter().any(|r| {
+            r.parse::<ipnet::Ipv4Net>()
+                .is_ok_and(|r| r.contains(p) || p.contains(&r))
+        }),
+        IpNet::V6(p) => ["::/128", "::1/128", "fe80::/10", "ff00::/8"]
+            .iter()
+            .any(|r| {
+                r.parse::<ipnet::Ipv6Net>()
+                    .is_ok_and(|r| r.contains(p) || p.contains(&r))
+            }),
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Reject {
     DefaultRoute,
+    Reserved,
     OutsidePools,
     CoversConnected,
     InsideConnected,
@@ -44,6 +82,9 @@ pub enum Reject {
     NoNextHop,
     NextHopIsSelf,
     NextHopOffLink,
+    CoversNeighbor,
+    CoversNextHop,
+    CoversDefaultGateway,
     MaxLearned,
 }
 
@@ -52,6 +93,7 @@ impl Reject {
     pub fn label(&self) -> &'static str {
         match self {
             Reject::DefaultRoute => "default-route",
+            Reject::Reserved => "reserved",
             Reject::OutsidePools => "outside-pools",
             Reject::CoversConnected => "covers-connected",
             Reject::InsideConnected => "inside-connected",
@@ -60,6 +102,9 @@ impl Reject {
             Reject::NoNextHop => "no-next-hop",
             Reject::NextHopIsSelf => "next-hop-self",
             Reject::NextHopOffLink => "next-hop-off-link",
+            Reject::CoversNeighbor => "covers-neighbor",
+            Reject::CoversNextHop => "covers-next-hop",
+            Reject::CoversDefaultGateway => "covers-default-gateway",
             Reject::MaxLearned => "max-learned",
         }
     }
@@ -67,6 +112,9 @@ impl Reject {
     pub fn explain(&self) -> &'static str {
         match self {
             Reject::DefaultRoute => "a default route is never installed",
+            Reject::Reserved => {
+                "the prefix overlaps a reserved range (0/8, 127/8, 169.254/16, 224/4, 240/4)"
+            }
             Reject::OutsidePools => {
                 "the prefix is outside every accepted pool (network subnets and --accept-pool)"
             }
@@ -81,8 +129,23 @@ impl Reject {
             Reject::NoNextHop => "the path has no usable next hop",
             Reject::NextHopIsSelf => "the next hop is one of this host's own addresses",
             Reject::NextHopOffLink => "the next hop is not on the subnet of any parent interface",
+            Reject::CoversNeighbor => {
+                "the prefix covers a BGP neighbour's address (it would cut the session)"
+            }
+            Reject::CoversNextHop => "the prefix covers a next hop in use",
+            Reject::CoversDefaultGateway => "the prefix covers the host's default gateway",
             Reject::MaxLearned => "--max-learned routes are installed already",
         }
+    }
+
+    /// Reasons that depend only on the prefix and the pools: the learner
+    /// keeps no state for such paths (a leaked full table must not grow it),
+    /// so widening the pools needs gobgpd's RIB read again.
+    pub fn is_dropped(&self) -> bool {
+        matches!(
+            self,
+            Reject::DefaultRoute | Reject::Reserved | Reject::OutsidePools
+        )
     }
 }
 
@@ -99,6 +162,9 @@ pub fn decide(
 ) -> Result<u32, Reject> {
     if prefix.prefix_len() == 0 {
         return Err(Reject::DefaultRoute);
+    }
+    if is_reserved(prefix) {
+        return Err(Reject::Reserved);
     }
     if !inputs.pools.iter().any(|p| covers(p, prefix)) {
         return Err(Reject::OutsidePools);
@@ -117,6 +183,15 @@ pub fn decide(
     }
     if inputs.local_endpoints.iter().any(|e| prefix.contains(e)) {
         return Err(Reject::LocalEndpoint);
+    }
+    if inputs.neighbors.iter().any(|a| prefix.contains(a)) {
+        return Err(Reject::CoversNeighbor);
+    }
+    if inputs.default_gateways.iter().any(|a| prefix.contains(a)) {
+        return Err(Reject::CoversDefaultGateway);
+    }
+    if inputs.next_hops.iter().any(|a| prefix.contains(a)) {
+        return Err(Reject::CoversNextHop);
     }
     let nh = next_hop.ok_or(Reject::NoNextHop)?;
     if nh.is_unspecified() {
@@ -154,6 +229,9 @@ mod tests {
                 index: 7,
                 nets: vec![n("192.0.2.0/24")],
             }],
+            neighbors: ["10.1.7.1".parse().unwrap()].into(),
+            next_hops: ["10.1.8.1".parse().unwrap()].into(),
+            default_gateways: ["10.1.9.1".parse().unwrap()].into(),
         }
     }
 
@@ -170,8 +248,57 @@ mod tests {
     #[case("10.1.1.0/30", "192.0.2.2", Err(Reject::LocalEndpoint))]
     #[case("10.1.3.1/32", "192.0.2.1", Err(Reject::NextHopIsSelf))]
     #[case("10.1.3.1/32", "203.0.113.9", Err(Reject::NextHopOffLink))]
+    #[case("10.1.7.1/32", "192.0.2.2", Err(Reject::CoversNeighbor))]
+    #[case("10.1.7.0/24", "192.0.2.2", Err(Reject::CoversNeighbor))]
+    #[case("10.1.7.2/32", "192.0.2.2", Ok(7))]
+    #[case("10.1.8.0/24", "192.0.2.2", Err(Reject::CoversNextHop))]
+    #[case("10.1.8.1/32", "192.0.2.2", Err(Reject::CoversNextHop))]
+    #[case("10.1.9.0/25", "192.0.2.2", Err(Reject::CoversDefaultGateway))]
+    #[case("10.1.9.128/25", "192.0.2.2", Ok(7))]
     fn decides(#[case] prefix: &str, #[case] nh: &str, #[case] want: Result<u32, Reject>) {
         assert_eq!(decide(&n(prefix), nh.parse().ok(), &inputs()), want);
+    }
+
+    /// Reserved ranges are refused even when an accepted pool covers them.
+    #[rstest]
+    #[case("0.0.0.0/8", "0.0.0.0/8")]
+    #[case("0.0.0.0/1", "0.1.2.3/32")]
+    #[case("127.0.0.0/8", "127.0.0.1/32")]
+    #[case("169.254.0.0/16", "169.254.169.254/32")]
+    #[case("224.0.0.0/3", "224.0.0.0/24")]
+    #[case("224.0.0.0/3", "239.1.1.1/32")]
+    #[case("240.0.0.0/4", "255.255.255.255/32")]
+    #[case("128.0.0.0/1", "160.0.0.0/3")]
+    fn reserved_ranges_are_refused_inside_any_pool(#[case] pool: &str, #[case] prefix: &str) {
+        let mut i = inputs();
+        i.pools.push(n(pool));
+        assert_eq!(
+            decide(&n(prefix), "192.0.2.2".parse().ok(), &i),
+            Err(Reject::Reserved)
+        );
+    }
+
+    #[rstest]
+    #[case("169.253.255.0/24", false)]
+    #[case("169.255.0.0/16", false)]
+    #[case("223.255.255.0/24", false)]
+    #[case("1.0.0.0/8", false)]
+    #[case("126.0.0.0/8", false)]
+    #[case("128.0.0.0/1", true)]
+    #[case("fe80::/64", true)]
+    #[case("ff02::1/128", true)]
+    #[case("2001:db8::/32", false)]
+    fn reserved_is_exactly_the_listed_ranges(#[case] prefix: &str, #[case] reserved: bool) {
+        assert_eq!(is_reserved(&n(prefix)), reserved);
+    }
+
+    #[test]
+    fn dropped_reasons_are_the_prefix_only_ones() {
+        assert!(Reject::OutsidePools.is_dropped());
+        assert!(Reject::Reserved.is_dropped());
+        assert!(Reject::DefaultRoute.is_dropped());
+        assert!(!Reject::CoversNextHop.is_dropped());
+        assert!(!Reject::MaxLearned.is_dropped());
     }
 
     #[test]

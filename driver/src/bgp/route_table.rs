@@ -1,0 +1,305 @@
+//! The installer's view of the kernel's main routing table, as a trait.
+//!
+//! In: route intents from the installer (create only where free, replace
+//! ours, delete ours). Out: the main table's unicast routes as
+//! [`TableRoute`]s (with the fields the kernel uses to tell routes apart:
+//! destination, TOS, priority, table) or one result per write.
+//! [`Kernel`] implements it over netlink; [`FakeTable`] implements it in
+//! memory with the kernel's matching rules, so the installer's ownership and
+//! reconcile rules have unit tests that need no root.
+//!
+//! Kernel facts the installer relies on (IPv4 `fib_table_insert`/`delete`,
+//! IPv6 `fib6_add_rt2node`/`ip6_route_del`):
+//! - two routes are "the same" for create/replace when they share table,
+//!   destination/length, TOS and priority; the protocol plays no part, so a
+//!   REPLACE can overwrite another daemon's route. We only replace where a dump
+//!   showed our tag and no other owner at that destination.
+//! - CREATE|EXCL fails with EEXIST when such a route exists: the prefix is
+//!   someone else's (or ours, found by the next dump).
+//! - DELETE with a protocol only matches routes of that protocol, so our
+//!   deletes can never remove someone else's route.
+
+use std::collections::HashSet;
+use std::net::IpAddr;
+
+use ipnet::IpNet;
+use netlink_packet_core::{NLM_F_CREATE, NLM_F_EXCL, NLM_F_REPLACE};
+use netlink_packet_route::route::{
+    RouteAddress, RouteAttribute, RouteHeader, RouteMessage, RouteType,
+};
+use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
+
+use crate::kernel::{route_msg, Kernel, KernelError, Route};
+use crate::netlink::NlError;
+
+/// A main-table unicast route as the kernel keys it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct TableRoute {
+    pub route: Route,
+    pub tos: u8,
+    pub priority: u32,
+}
+
+pub type WriteResult = Result<(), KernelError>;
+
+/// What the installer needs from a routing table. Writes are batched: one
+/// result per route, in order.
+pub trait RouteTable: Send + 'static {
+    /// Every unicast route of the main table, both families, any protocol.
+    fn dump(&mut self) -> Result<Vec<TableRoute>, KernelError>;
+
+    /// Routes of the main table carrying `protocol`.
+    fn dump_protocol(&mut self, protocol: u8) -> Result<Vec<Route>, KernelError> {
+        Ok(self
+            .dump()?
+            .into_iter()
+            .filter(|r| r.route.protocol == protocol)
+            .map(|r| r.route)
+            .collect())
+    }
+
+    /// Routes of the main table whose destination is one of `prefixes`.
+    fn dump_prefixes(&mut self, prefixes: &HashSet<IpNet>) -> Result<Vec<TableRoute>, KernelError> {
+        Ok(self
+            .dump()?
+            .into_iter()
+            .filter(|r| prefixes.contains(&r.route.dst))
+            .collect())
+    }
+
+    /// Adds routes only where no route with the same key exists (EEXIST otherwise).
+    fn create_exclusive(&mut self, routes: &[Route]) -> Vec<WriteResult>;
+
+    /// Replaces the route with the same key (creates it if none).
+    fn replace(&mut self, routes: &[Route]) -> Vec<WriteResult>;
+
+    /// Deletes routes matching destination, protocol, next hop; gone is success.
+    fn delete(&mut self, routes: &[Route]) -> Vec<WriteResult>;
+}
+
+fn kernel_error(op: String, errno: i32) -> KernelError {
+    KernelError::Netlink {
+        op,
+        source: NlError::Kernel(std::io::Error::from_raw_os_error(errno)),
+    }
+}
+
+impl Kernel {
+    fn route_writes(&mut self, routes: &[Route], flags: u16, op: &str) -> Vec<WriteResult> {
+        let msgs = routes
+            .iter()
+            .map(|r| (RouteNetlinkMessage::NewRoute(route_msg(r)), flags))
+            .collect();
+        self.netlink()
+            .batch(msgs)
+            .into_iter()
+            .zip(routes)
+            .map(|(res, r)| {
+                res.map_err(|source| KernelError::Netlink {
+                    op: format!("{op} route {}", r.dst),
+                    source,
+                })
+            })
+            .collect()
+    }
+}
+
+impl RouteTable for Kernel {
+    fn dump(&mut self) -> Result<Vec<TableRoute>, KernelError> {
+        let mut out = Vec::new();
+        for af in [AddressFamily::Inet, AddressFamily::Inet6] {
+            let mut msg = RouteMessage::default();
+            msg.header.address_family = af;
+            let msgs = self
+                .netlink()
+                .dump(RouteNetlinkMessage::GetRoute(msg))
+                .map_err(|source| KernelError::Netlink {
+                    op: "list routes".into(),
+                    source,
+                })?;
+            out.extend(msgs.iter().filter_map(|m| match m {
+                RouteNetlinkMessage::NewRoute(r) => parse_table_route(r),
+                _ => None,
+            }));
+        }
+        Ok(out)
+    }
+
+    fn create_exclusive(&mut self, routes: &[Route]) -> Vec<WriteResult> {
+        self.route_writes(routes, NLM_F_CREATE | NLM_F_EXCL, "create")
+    }
+
+    fn replace(&mut self, routes: &[Route]) -> Vec<WriteResult> {
+        self.route_writes(routes, NLM_F_CREATE | NLM_F_REPLACE, "replace")
+    }
+
+    fn delete(&mut self, routes: &[Route]) -> Vec<WriteResult> {
+        self.delete_routes(routes)
+    }
+}
+
+/// A main-table unicast route from a netlink message; `None` for other
+/// tables and types (local, broadcast, multicast, ...).
+pub fn parse_table_route(m: &RouteMessage) -> Option<TableRoute> {
+    let mut table = u32::from(m.header.table);
+    let mut dst = None;
+    let mut via = None;
+    let mut oif = None;
+    let mut priority = 0;
+    for a in &m.attributes {
+        match a {
+            RouteAttribute::Table(t) => table = *t,
+            RouteAttribute::Destination(RouteAddress::Inet(ip)) => dst = Some(IpAddr::V4(*ip)),
+            RouteAttribute::Destination(RouteAddress::Inet6(ip)) => dst = Some(IpAddr::V6(*ip)),
+            RouteAttribute::Gateway(RouteAddress::Inet(ip)) => via = Some(IpAddr::V4(*ip)),
+            RouteAttribute::Gateway(RouteAddress::Inet6(ip)) => via = Some(IpAddr::V6(*ip)),
+            RouteAttribute::Oif(i) => oif = Some(*i),
+            RouteAttribute::Priority(p) => priority = *p,
+            _ => {}
+        }
+    }
+    if table != u32::from(RouteHeader::RT_TABLE_MAIN) || m.header.kind != RouteType::Unicast {
+        return None;
+    }
+    let dst = match (dst, m.header.address_family) {
+        (Some(ip), _) => IpNet::new(ip, m.header.destination_prefix_length).ok()?,
+        (None, AddressFamily::Inet) => "0.0.0.0/0".parse().ok()?,
+        (None, AddressFamily::Inet6) => "::/0".parse().ok()?,
+        _ => return None,
+    };
+    Some(TableRoute {
+        route: Route {
+            dst,
+            via,
+            oif,
+            protocol: u8::from(m.header.protocol),
+        },
+        tos: m.header.tos,
+        priority,
+    })
+}
+
+/// An in-memory main table with the kernel's matching rules (see the module
+/// header). Routes written by the installer get priority 0 like ours do in the
+/// kernel (IPv6 would use 1024; the rules are the same). Tests add foreign
+/// routes with [`FakeTable::add_foreign`] and simulate the kernel's silent
+/// flush on link down with [`FakeTable::flush_oif`].
+#[derive(Debug, Default)]
+pub struct FakeTable {
+    pub routes: Vec<TableRoute>,
+    /// Next hops the fake answers ENETUNREACH for (a link just came up).
+    pub unreachable: HashSet<IpAddr>,
+    /// Number of dumps served (tests check the cost of reconciling).
+    pub dumps: usize,
+    /// Number of route writes served.
+    pub writes: usize,
+}
+
+impl FakeTable {
+    pub fn add_foreign(&mut self, route: Route, priority: u32) {
+        self.routes.push(TableRoute {
+            route,
+            tos: 0,
+            priority,
+        });
+    }
+
+    /// What `ip link set DEV down` does: every route through `oif` is gone,
+    /// and nobody is told.
+    pub fn flush_oif(&mut self, oif: u32) {
+        self.routes.retain(|r| r.route.oif != Some(oif));
+    }
+
+    pub fn at(&self, dst: &IpNet) -> Vec<Route> {
+        self.routes
+            .iter()
+            .filter(|r| r.route.dst == *dst)
+            .map(|r| r.route)
+            .collect()
+    }
+
+    fn check(&self, r: &Route) -> Option<WriteResult> {
+        match r.via {
+            Some(v) if self.unreachable.contains(&v) => Some(Err(kernel_error(
+                format!("route {}", r.dst),
+                libc::ENETUNREACH,
+            ))),
+            _ => None,
+        }
+    }
+
+    fn key_pos(&self, r: &Route) -> Option<usize> {
+        self.routes
+            .iter()
+            .position(|t| t.route.dst == r.dst && t.tos == 0 && t.priority == 0)
+    }
+}
+
+impl RouteTable for FakeTable {
+    fn dump(&mut self) -> Result<Vec<TableRoute>, KernelError> {
+        self.dumps += 1;
+        Ok(self.routes.clone())
+    }
+
+    fn create_exclusive(&mut self, routes: &[Route]) -> Vec<WriteResult> {
+        routes
+            .iter()
+            .map(|r| {
+                self.writes += 1;
+                if let Some(e) = self.check(r) {
+                    return e;
+                }
+                if self.key_pos(r).is_some() {
+                    return Err(kernel_error(
+                        format!("create route {}", r.dst),
+                        libc::EEXIST,
+                    ));
+                }
+                self.routes.push(TableRoute {
+                    route: *r,
+                    tos: 0,
+                    priority: 0,
+                });
+                Ok(())
+            })
+            .collect()
+    }
+
+    fn replace(&mut self, routes: &[Route]) -> Vec<WriteResult> {
+        routes
+            .iter()
+            .map(|r| {
+                self.writes += 1;
+                if let Some(e) = self.check(r) {
+                    return e;
+                }
+                // Like the kernel: the first route with the same key goes,
+                // whoever owns it.
+                match self.key_pos(r) {
+                    Some(i) => self.routes[i].route = *r,
+                    None => self.routes.push(TableRoute {
+                        route: *r,
+                        tos: 0,
+                        priority: 0,
+                    }),
+                }
+                Ok(())
+            })
+            .collect()
+    }
+
+    fn delete(&mut self, routes: &[Route]) -> Vec<WriteResult> {
+        for r in routes {
+            self.writes += 1;
+            if let Some(i) = self.routes.iter().position(|t| {
+                t.route.dst == r.dst
+                    && t.route.protocol == r.protocol
+                    && (r.via.is_none() || t.route.via == r.via)
+                    && (r.oif.is_none() || t.route.oif == r.oif)
+            }) {
+                self.routes.remove(i);
+            }
+        }
+        routes.iter().map(|_| Ok(())).collect()
+    }
+}

@@ -1,0 +1,205 @@
+//! Privileged: the installer against a real kernel, in a namespace of its own.
+//!
+//! Needs root (skipped otherwise). Builds `ibr-<pid>` with a veth pair, runs
+//! the real installer thread and watch socket in it, and checks the rules of
+//! DESIGN.md "safe by default" that a fake cannot prove: the kernel's own
+//! create/replace/delete matching never lets us touch an operator's static
+//! route, and routes the kernel flushes silently on `ip link set down` are
+//! back within 2 s of `up`.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ipnet::IpNet;
+use ipvlan_bgp::bgp::installer::{Change, Installer};
+use ipvlan_bgp::bgp::route_watch::RouteWatch;
+use ipvlan_bgp::kernel::{Family, Kernel, Route};
+use ipvlan_bgp::metrics::Metrics;
+
+struct Ns(String);
+
+impl Drop for Ns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
+    }
+}
+
+fn ip(ns: &str, args: &str) {
+    let mut full = vec!["-n", ns];
+    full.extend(args.split_whitespace());
+    let st = Command::new("ip").args(&full).status().expect("run ip");
+    assert!(st.success(), "ip {}", full.join(" "));
+}
+
+fn show(ns: &str, dst: &str) -> String {
+    let out = Command::new("ip")
+        .args(["-n", ns, "route", "show", "exact", dst])
+        .output()
+        .expect("ip route show");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Polls `f` until it holds or `within` passes; returns how long it took.
+fn wait_for(within: Duration, mut f: impl FnMut() -> bool) -> Option<Duration> {
+    let start = Instant::now();
+    while start.elapsed() < within {
+        if f() {
+            return Some(start.elapsed());
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    f().then(|| start.elapsed())
+}
+
+fn n(s: &str) -> IpNet {
+    s.parse().expect("prefix")
+}
+
+#[test]
+fn static_routes_are_never_replaced_and_flushed_routes_come_back() {
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("needs root; skipped");
+        return;
+    }
+    let ns = Ns(format!("ibr-{}", std::process::id()));
+    let st = Command::new("ip")
+        .args(["netns", "add", &ns.0])
+        .status()
+        .expect("ip netns add");
+    assert!(st.success());
+    let ns_name = ns.0.clone();
+    let ns_ = ns_name.as_str();
+    ip(ns_, "link add dxr0 type veth peer name dxr1");
+    ip(ns_, "addr add 192.0.2.1/24 dev dxr0");
+    ip(ns_, "link set dxr0 up");
+    ip(ns_, "link set dxr1 up");
+    // An operator's static routes: one with our kernel key, one at another metric.
+    ip(ns_, "route add 198.51.100.0/24 via 192.0.2.9 dev dxr0");
+    ip(
+        ns_,
+        "route add 198.51.100.128/25 via 192.0.2.9 dev dxr0 metric 100",
+    );
+
+    let path = PathBuf::from(format!("/run/netns/{ns_}"));
+    let mut k = Kernel::open_in_netns(&path).expect("netlink");
+    let oif = k.link("dxr0").expect("get").expect("dxr0").index;
+    let route = |dst: &str| Route {
+        dst: n(dst),
+        via: Some("192.0.2.2".parse::<IpAddr>().expect("ip")),
+        oif: Some(oif),
+        protocol: 73,
+    };
+    let metrics = Arc::new(Metrics::default());
+    let (h, _thread, adopted) = Installer::start_with(
+        Kernel::open_in_netns(&path).expect("netlink"),
+        Some(RouteWatch::open_in_netns(&path).expect("watch")),
+        73,
+        metrics.clone(),
+    )
+    .expect("installer");
+    assert!(adopted.is_empty());
+    h.send(vec![Change::Set(route("10.9.9.0/24"))]);
+    h.flush_blocking();
+    assert!(show(ns_, "10.9.9.0/24").contains("proto 73"));
+    // Parent flap with nothing else pending: only the link event can bring
+    // the route back in time (the periodic reconcile is 30 s away).
+    ip(ns_, "link set dxr0 down");
+    assert!(show(ns_, "10.9.9.0/24").is_empty(), "flushed by link down");
+    std::thread::sleep(Duration::from_millis(300));
+    ip(ns_, "link set dxr0 up");
+    let took = wait_for(Duration::from_secs(3), || {
+        show(ns_, "10.9.9.0/24").contains("proto 73")
+    });
+    eprintln!("back after link up in {took:?}");
+    assert!(
+        took.is_some_and(|t| t < Duration::from_secs(2)),
+        "not back within 2 s: {took:?}"
+    );
+    assert_eq!(metrics.bgp_snapshot().kernel_drift, 1);
+    // The kernel flushed the operator's statics too; put them back as their owner would.
+    ip(ns_, "route add 198.51.100.0/24 via 192.0.2.9 dev dxr0");
+    ip(
+        ns_,
+        "route add 198.51.100.128/25 via 192.0.2.9 dev dxr0 metric 100",
+    );
+
+    h.send(vec![
+        Change::Set(route("198.51.100.0/24")),
+        Change::Set(route("198.51.100.128/25")),
+        Change::Set(route("10.9.9.0/24")),
+    ]);
+    h.flush_blocking();
+    let s = show(ns_, "198.51.100.0/24");
+    assert!(
+        s.contains("via 192.0.2.9") && !s.contains("proto 73"),
+        "{s}"
+    );
+    let s = show(ns_, "198.51.100.128/25");
+    assert!(
+        s.contains("via 192.0.2.9") && !s.contains("proto 73"),
+        "{s}"
+    );
+    assert!(show(ns_, "10.9.9.0/24").contains("proto 73"));
+    assert_eq!(metrics.bgp_snapshot().route_conflicts, 2);
+    // A next hop change of a route that is ours works (replace).
+    h.send(vec![Change::Set(Route {
+        via: Some("192.0.2.3".parse().expect("ip")),
+        ..route("10.9.9.0/24")
+    })]);
+    h.flush_blocking();
+    assert!(show(ns_, "10.9.9.0/24").contains("via 192.0.2.3"));
+    h.send(vec![Change::Set(route("10.9.9.0/24"))]);
+    h.flush_blocking();
+
+    // A second flap with conflicts pending: ours returns; the prefixes held by
+    // the operator stay theirs for a grace time, so their owner can re-add them.
+    ip(ns_, "link set dxr0 down");
+    std::thread::sleep(Duration::from_millis(300));
+    ip(ns_, "link set dxr0 up");
+    let took = wait_for(Duration::from_secs(3), || {
+        show(ns_, "10.9.9.0/24").contains("proto 73")
+    });
+    assert!(took.is_some_and(|t| t < Duration::from_secs(2)), "{took:?}");
+    std::thread::sleep(Duration::from_millis(2500));
+    assert!(show(ns_, "198.51.100.0/24").is_empty());
+    ip(ns_, "route add 198.51.100.0/24 via 192.0.2.9 dev dxr0");
+    ip(
+        ns_,
+        "route add 198.51.100.128/25 via 192.0.2.9 dev dxr0 metric 100",
+    );
+
+    // A tagged route deleted by hand comes back.
+    ip(ns_, "route del 10.9.9.0/24 proto 73");
+    let took = wait_for(Duration::from_secs(3), || {
+        show(ns_, "10.9.9.0/24").contains("proto 73")
+    });
+    assert!(took.is_some_and(|t| t < Duration::from_secs(2)), "{took:?}");
+    // A tagged route added by hand goes.
+    ip(ns_, "route add 10.8.8.0/24 via 192.0.2.3 dev dxr0 proto 73");
+    let took = wait_for(Duration::from_secs(3), || {
+        show(ns_, "10.8.8.0/24").is_empty()
+    });
+    assert!(took.is_some_and(|t| t < Duration::from_secs(2)), "{took:?}");
+
+    // The operator takes the static away: ours goes in on the retry timer.
+    ip(ns_, "route del 198.51.100.128/25 metric 100");
+    // (after the grace time that followed the flap)
+    let took = wait_for(Duration::from_secs(13), || {
+        show(ns_, "198.51.100.128/25").contains("proto 73")
+    });
+    assert!(took.is_some(), "freed prefix not taken");
+    let tagged = k.routes(Family::V4, Some(73)).expect("dump");
+    assert_eq!(tagged.len(), 2, "{tagged:?}");
+    // Removing everything leaves the operator's route alone.
+    h.send(vec![
+        Change::Remove(n("198.51.100.0/24")),
+        Change::Remove(n("198.51.100.128/25")),
+        Change::Remove(n("10.9.9.0/24")),
+    ]);
+    h.flush_blocking();
+    assert!(k.routes(Family::V4, Some(73)).expect("dump").is_empty());
+    assert!(show(ns_, "198.51.100.0/24").contains("via 192.0.2.9"));
+}
