@@ -517,6 +517,19 @@ impl Engine for Dockerd {
         Ok(())
     }
 
+    /// `docker kill` (its restart policy off first, or dockerd would start
+    /// it again); dockerd's own network cleanup runs whenever it can.
+    fn kill(&mut self, _w: &World, c: &ContainerRt) -> Result<()> {
+        self.docker(c.host, &["update", "--restart", "no", &c.handle])?;
+        self.docker(c.host, &["kill", &c.handle])?;
+        Ok(())
+    }
+
+    fn reap(&mut self, _w: &World, c: &ContainerRt) -> Result<()> {
+        self.docker(c.host, &["rm", "-f", &c.handle])?;
+        Ok(())
+    }
+
     fn refresh(&mut self, _w: &World, c: &mut ContainerRt) -> Result<()> {
         c.netns = self.pid_netns(c.host, &c.handle)?;
         Ok(())

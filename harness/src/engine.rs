@@ -90,6 +90,16 @@ pub trait Engine {
         name: &str,
     ) -> Result<ContainerRt>;
     fn stop(&mut self, w: &World, c: &ContainerRt) -> Result<()>;
+    /// The container's sandbox dies and nobody tells the driver now.
+    fn kill(&mut self, _w: &World, _c: &ContainerRt) -> Result<()> {
+        bail!("the {} engine cannot kill a container", self.name())
+    }
+    /// After a kill: what the engine does later for the dead container
+    /// (dockerd's forced Leave and DeleteEndpoint); driver errors are only
+    /// reported, as dockerd only logs them.
+    fn reap(&mut self, _w: &World, _c: &ContainerRt) -> Result<()> {
+        Ok(())
+    }
 }
 
 /// Docker's IPAM for one network on one host: the gateway takes the first
@@ -560,6 +570,34 @@ impl Engine for Emulator {
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
         Netns::delete(&ns_name)?;
+        self.net(c.host, &c.network)?.ipam.release(c.address);
+        Ok(())
+    }
+
+    /// The sandbox namespace goes, and with it the container's link (the
+    /// kernel deletes virtual links of a dying namespace); no request is sent.
+    fn kill(&mut self, _w: &World, c: &ContainerRt) -> Result<()> {
+        let ns_name = c
+            .netns
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .ok_or_else(|| anyhow!("{} has no namespace name", c.name))?;
+        Netns::delete(&ns_name)
+    }
+
+    /// dockerd's sandbox cleanup for a dead container: Leave and
+    /// DeleteEndpoint, forced (errors are logged, not fatal).
+    fn reap(&mut self, w: &World, c: &ContainerRt) -> Result<()> {
+        let net_id = self.net(c.host, &c.network)?.id.clone();
+        let ids = json!({"NetworkID": net_id, "EndpointID": c.handle});
+        for method in ["Leave", "DeleteEndpoint"] {
+            if let Err(e) = self.call(w, c.host, method, ids.clone()) {
+                eprintln!(
+                    "[emulator] {method} for the dead {}: {e:#} (ignored, as dockerd does)",
+                    c.name
+                );
+            }
+        }
         self.net(c.host, &c.network)?.ipam.release(c.address);
         Ok(())
     }

@@ -14,6 +14,7 @@ pub mod check;
 pub mod cleanup;
 pub mod dockerd;
 pub mod engine;
+pub mod links;
 pub mod netns;
 pub mod probe;
 pub mod report;

@@ -98,6 +98,15 @@ enum BenchCmd {
         #[arg(long, default_value_t = 10000)]
         routes: usize,
     },
+    /// One host's gobgpd originates N paths outside every pool (a leaked table): the other
+    /// host's driver memory, log lines and Docker call latency while it refuses them.
+    Flood {
+        #[arg(long, default_value_t = 1_000_000)]
+        paths: u32,
+        /// Also write the figures as JSON to this file.
+        #[arg(long)]
+        json: Option<PathBuf>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -125,6 +134,16 @@ fn main() -> ExitCode {
                 BenchCmd::DockerRun { runs } => harness::bench::docker_run(runs, &o),
                 BenchCmd::Convergence { runs } => harness::bench::convergence(runs, &o),
                 BenchCmd::LearnedRoutes { routes } => harness::bench::learned_routes(routes, &o),
+                BenchCmd::Flood { paths, json } => {
+                    harness::bench::flood(paths, &o).and_then(|(line, report)| {
+                        if let Some(out) = json {
+                            let text = serde_json::to_string_pretty(&report)?;
+                            std::fs::write(&out, text + "\n")
+                                .map_err(|e| anyhow::anyhow!("write {}: {e}", out.display()))?;
+                        }
+                        Ok(line)
+                    })
+                }
             });
             match result {
                 Ok(line) => {

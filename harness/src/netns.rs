@@ -212,6 +212,8 @@ pub fn stop_child(
     }
     let pid = nix::unistd::Pid::from_raw(child.id() as i32);
     let _ = nix::sys::signal::kill(pid, sig);
+    // A frozen (SIGSTOPped) process handles nothing until it is continued.
+    let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGCONT);
     let deadline = Instant::now() + timeout;
     while child.try_wait()?.is_none() {
         if Instant::now() > deadline {

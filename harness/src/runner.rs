@@ -20,6 +20,7 @@ use nix::sys::signal::Signal;
 
 use crate::check;
 use crate::engine::{ContainerRt, Control, Emulator, Engine};
+use crate::links::LinkInfo;
 use crate::probe::{ping_pairs, tcp_pairs, Member, Prober, TcpServers};
 use crate::report::{Report, StepReport};
 use crate::scenario::{Action, DaemonKind, Probe, Scenario};
@@ -110,6 +111,10 @@ pub fn run(s: &Scenario, opts: &Options, engine: &str) -> Report {
         probers: HashMap::new(),
         tcp: TcpServers::default(),
         injected: Vec::new(),
+        killed: Vec::new(),
+        link_snaps: HashMap::new(),
+        bgp_snaps: HashMap::new(),
+        floods: HashMap::new(),
     };
     let result = match r.engine.setup(&r.w) {
         Ok(()) => {
@@ -179,6 +184,11 @@ struct Runner<'a> {
     tcp: TcpServers,
     /// Paths the scenario originated with `inject`, withdrawn at teardown.
     injected: Vec<(String, Ipv4Net, Ipv4Addr)>,
+    /// Containers killed behind the driver's back, reaped at teardown.
+    killed: Vec<ContainerRt>,
+    link_snaps: HashMap<String, (String, BTreeMap<String, LinkInfo>)>,
+    bgp_snaps: HashMap<String, (String, Vec<PeerView>)>,
+    floods: HashMap<String, std::thread::JoinHandle<Result<Duration>>>,
 }
 
 impl Runner<'_> {
@@ -272,7 +282,12 @@ impl Runner<'_> {
     }
 
     fn member(&self, name: &str) -> Result<Member> {
-        if let Some(c) = self.running.get(name) {
+        // A killed container can still be a target (its address), not a source.
+        if let Some(c) = self
+            .running
+            .get(name)
+            .or_else(|| self.killed.iter().find(|c| c.name == name))
+        {
             return Ok(Member {
                 label: name.into(),
                 netns: c.netns.clone(),
@@ -445,29 +460,73 @@ impl Runner<'_> {
                 }
                 Ok(None)
             }
-            Action::Start { containers } => {
+            Action::Start {
+                containers,
+                expect_error,
+                within,
+            } => {
+                let mut slowest = Duration::ZERO;
                 for name in self.s.expand(containers) {
                     if self.running.contains_key(&name) {
                         bail!("{name} is already running");
                     }
-                    let def = self
-                        .s
-                        .container(&name)
-                        .ok_or_else(|| anyhow!("unknown container {name}"))?
-                        .clone();
-                    let hi = self.w.host_index(&def.host)?;
-                    let net = self
-                        .s
-                        .networks
-                        .iter()
-                        .find(|n| n.name == def.network)
-                        .ok_or_else(|| anyhow!("unknown network"))?
-                        .clone();
+                    let t = Instant::now();
+                    let mut attempts = 0;
+                    let outcome = loop {
+                        attempts += 1;
+                        let r = self.start_one(&name);
+                        match (&r, within) {
+                            (Err(_), Some(w)) if t.elapsed() < self.scale(*w) => {
+                                std::thread::sleep(POLL)
+                            }
+                            _ => break r,
+                        }
+                    };
+                    let took = t.elapsed();
+                    slowest = slowest.max(took);
+                    match (outcome, expect_error) {
+                        (Ok(c), None) => {
+                            self.running.insert(name.clone(), c);
+                            if let Some(w) = within {
+                                if took > self.scale(*w) {
+                                    bail!("{name} started, but took {took:?} (limit {:?})", self.scale(*w));
+                                }
+                            }
+                        }
+                        (Err(e), None) if within.is_some() => {
+                            return Err(e.context(format!(
+                                "{name} did not start within {:?} ({attempts} attempts); the last error",
+                                took
+                            )))
+                        }
+                        (Err(e), None) => return Err(e),
+                        (Ok(c), Some(want)) => {
+                            self.running.insert(name.clone(), c);
+                            bail!("{name} started; expected an error containing {want:?}");
+                        }
+                        (Err(e), Some(want)) => {
+                            let seen = format!("{e:#}");
+                            if !seen.contains(want.as_str()) {
+                                bail!("starting {name} failed, but the user sees {seen:?}, which does not contain {want:?}");
+                            }
+                            eprintln!("[{}] as expected, the user sees: {seen}", self.s.name);
+                        }
+                    }
+                }
+                Ok(within.map(|_| slowest))
+            }
+            Action::KillContainer { containers } => {
+                for name in self.s.expand(containers) {
                     let c = self
-                        .engine
-                        .start(&self.w, hi, &net, &name)
-                        .with_context(|| format!("start {name}"))?;
-                    self.running.insert(name, c);
+                        .running
+                        .remove(&name)
+                        .ok_or_else(|| anyhow!("{name} is not running"))?;
+                    self.tcp.forget(&c.netns);
+                    // Reaped at teardown even if the kill half failed.
+                    self.killed.push(c.clone());
+                    self.engine
+                        .kill(&self.w, &c)
+                        .with_context(|| format!("kill {name}"))?;
                 }
                 Ok(None)
             }
@@ -573,9 +632,18 @@ impl Runner<'_> {
                 prefix,
                 present,
                 via,
+                protocol,
                 within,
                 hold,
             } => {
+                let proto = match protocol {
+                    Some(p) => crate::scenario::route_protocol(p).map_err(|e| anyhow!(e))?,
+                    None => ipvlan_bgp::config::DEFAULT_ROUTE_PROTOCOL,
+                };
+                let whose = match protocol.as_deref() {
+                    None | Some("ours") => "tagged".to_string(),
+                    Some(p) => format!("proto {p}"),
+                };
                 let hi = self.w.host_index(host)?;
                 let prefix: IpNet = match prefix.parse::<Ipv4Net>() {
                     Ok(p) => IpNet::V4(p),
@@ -583,6 +651,7 @@ impl Runner<'_> {
                         let c = self
                             .running
                             .get(prefix)
+                            .or_else(|| self.killed.iter().find(|c| &c.name == prefix))
                             .ok_or_else(|| anyhow!("{prefix} is not running"))?;
                         IpNet::V4(Ipv4Net::new(c.address, 32)?)
                     }
@@ -595,9 +664,13 @@ impl Runner<'_> {
                 let present = *present;
                 let check = || -> std::result::Result<(), String> {
                     let mut k = Kernel::open_in_netns(&ns).map_err(|e| e.to_string())?;
-                    let routes = k
-                        .routes(Family::V4, Some(ipvlan_bgp::config::DEFAULT_ROUTE_PROTOCOL))
-                        .map_err(|e| e.to_string())?;
+                    let all = k.routes(Family::V4, None).map_err(|e| e.to_string())?;
+                    let others: Vec<String> = all
+                        .iter()
+                        .filter(|r| r.dst == prefix && r.protocol != proto)
+                        .map(|r| format!("{} via {:?} proto {}", r.dst, r.via, r.protocol))
+                        .collect();
+                    let routes: Vec<_> = all.into_iter().filter(|r| r.protocol == proto).collect();
                     let found = routes.iter().find(|r| r.dst == prefix);
                     match (present, found) {
                         (true, Some(r)) => match via {
@@ -607,7 +680,8 @@ impl Runner<'_> {
                             _ => Ok(()),
                         },
                         (true, None) => Err(format!(
-                            "no route for {prefix} on {host}; tagged routes: {}",
+                            "no {whose} route for {prefix} on {host} (other routes for it: [{}]); {whose} routes: {}",
+                            others.join(", "),
                             routes
                                 .iter()
                                 .map(|r| r.dst.to_string())
@@ -616,7 +690,7 @@ impl Runner<'_> {
                         )),
                         (false, None) => Ok(()),
                         (false, Some(r)) => Err(format!(
-                            "route {} via {:?} is still on {host}",
+                            "{whose} route {} via {:?} is still on {host}",
                             r.dst, r.via
                         )),
                     }
@@ -674,6 +748,10 @@ impl Runner<'_> {
                 Ok(None)
             }
             Action::Run { host, command } => {
+                let command = command
+                    .iter()
+                    .map(|a| self.substitute(a))
+                    .collect::<Result<Vec<String>>>()?;
                 let args: Vec<&str> = command[1..].iter().map(String::as_str).collect();
                 let out =
                     self.w
@@ -697,6 +775,274 @@ impl Runner<'_> {
                     .ns
                     .ip(&["route", "replace", &p, "via", &v, "proto", &proto])?;
                 Ok(None)
+            }
+            Action::Freeze { host, daemon } => {
+                let hi = self.w.host_index(host)?;
+                self.w.send_daemon(hi, *daemon, Signal::SIGSTOP)?;
+                Ok(None)
+            }
+            Action::Thaw { host, daemon } => {
+                let hi = self.w.host_index(host)?;
+                self.w.send_daemon(hi, *daemon, Signal::SIGCONT)?;
+                Ok(None)
+            }
+            Action::Pause { duration } => {
+                std::thread::sleep(self.scale(*duration));
+                Ok(None)
+            }
+            Action::ExpectStatus {
+                host,
+                field,
+                equals,
+                at_least,
+                at_most,
+                within,
+                hold,
+            } => {
+                let hi = self.w.host_index(host)?;
+                let want = equals
+                    .as_ref()
+                    .map(serde_json::to_value)
+                    .transpose()
+                    .context("equals")?;
+                let check = || -> std::result::Result<(), String> {
+                    let st = self.w.driver_status(hi).map_err(|e| format!("{e:#}"))?;
+                    status_matches(&st, field, want.as_ref(), *at_least, *at_most)
+                        .map_err(|e| format!("{host}'s driver status: {e}"))
+                };
+                let (_, took) =
+                    eventually(self.scale(*within), POLL, check).map_err(|e| anyhow!(e))?;
+                if let Some(h) = hold {
+                    let until = Instant::now() + self.scale(*h);
+                    while Instant::now() < until {
+                        check().map_err(|e| anyhow!("changed during the hold: {e}"))?;
+                        std::thread::sleep(POLL);
+                    }
+                }
+                Ok(Some(took))
+            }
+            Action::ExpectLog {
+                host,
+                daemon,
+                contains,
+                at_least,
+                at_most,
+                within,
+            } => {
+                let h = self.w.host(host)?;
+                let log = match daemon {
+                    DaemonKind::Gobgpd => h.gobgpd.log.clone(),
+                    _ => h.driver.log.clone(),
+                };
+                let (_, took) = eventually(self.scale(*within), POLL, || {
+                    let n = count_lines(&log, contains).map_err(|e| format!("{e:#}"))?;
+                    bounds(
+                        n as f64,
+                        at_least.map(|v| v as f64),
+                        at_most.map(|v| v as f64),
+                    )
+                    .map_err(|e| {
+                        format!("{} lines of {} contain {contains:?}: {e}", n, log.display())
+                    })
+                })
+                .map_err(|e| anyhow!(e))?;
+                Ok(Some(took))
+            }
+            Action::LinkSnapshot { id, host, links } => {
+                let all = crate::links::list(&self.w.host(host)?.ns)?;
+                let mut snap = BTreeMap::new();
+                for name in links {
+                    let l = all
+                        .get(name)
+                        .ok_or_else(|| anyhow!("{host} has no link {name} to remember"))?;
+                    snap.insert(name.clone(), l.clone());
+                }
+                self.link_snaps.insert(id.clone(), (host.clone(), snap));
+                Ok(None)
+            }
+            Action::ExpectLink {
+                host,
+                links,
+                present,
+                kind,
+                alias_prefix,
+                unchanged_since,
+                within,
+            } => {
+                let snap = match unchanged_since {
+                    Some(id) => {
+                        let (h, snap) = self
+                            .link_snaps
+                            .get(id)
+                            .ok_or_else(|| anyhow!("no link snapshot named {id}"))?;
+                        if h != host {
+                            bail!("link snapshot {id} was taken on {h}, not {host}");
+                        }
+                        Some(snap.clone())
+                    }
+                    None => None,
+                };
+                let ns = &self.w.host(host)?.ns;
+                let (_, took) = eventually(self.scale(*within), POLL, || {
+                    let all = crate::links::list(ns).map_err(|e| format!("{e:#}"))?;
+                    let mut wrong = Vec::new();
+                    for name in links {
+                        match (all.get(name), present) {
+                            (None, true) => wrong.push(format!("{name} is missing")),
+                            (Some(l), false) => wrong.push(format!(
+                                "{name} exists ({} {:?})",
+                                l.kind.as_deref().unwrap_or("?"),
+                                l.alias
+                            )),
+                            (None, false) => {}
+                            (Some(l), true) => {
+                                if let Some(k) = kind {
+                                    if l.kind.as_deref() != Some(k.as_str()) {
+                                        wrong.push(format!("{name} is a {:?}, not {k}", l.kind));
+                                    }
+                                }
+                                if let Some(p) = alias_prefix {
+                                    if !l
+                                        .alias
+                                        .as_deref()
+                                        .is_some_and(|a| a.starts_with(p.as_str()))
+                                    {
+                                        wrong.push(format!(
+                                            "{name}'s alias is {:?}, expected {p}...",
+                                            l.alias
+                                        ));
+                                    }
+                                }
+                                if let Some(before) = snap.as_ref().and_then(|s| s.get(name)) {
+                                    if let Some(d) = before.diff(l) {
+                                        wrong.push(format!("{name} changed: {d}"));
+                                    }
+                                }
+                            }
+                        }
+                    }
+                    if wrong.is_empty() {
+                        Ok(())
+                    } else {
+                        Err(format!("on {host}: {}", wrong.join("; ")))
+                    }
+                })
+                .map_err(|e| anyhow!(e))?;
+                Ok(Some(took))
+            }
+            Action::ExpectMarkedLinks {
+                host,
+                at_least,
+                at_most,
+                within,
+            } => {
+                let ns = &self.w.host(host)?.ns;
+                let (_, took) = eventually(self.scale(*within), POLL, || {
+                    let all = crate::links::list(ns).map_err(|e| format!("{e:#}"))?;
+                    let n = all.values().filter(|l| l.marked()).count();
+                    bounds(
+                        n as f64,
+                        at_least.map(|v| v as f64),
+                        at_most.map(|v| v as f64),
+                    )
+                    .map_err(|e| {
+                        let seen: Vec<String> = all
+                            .values()
+                            .map(|l| {
+                                format!(
+                                    "{} {} alias={:?}",
+                                    l.name,
+                                    l.kind.as_deref().unwrap_or("-"),
+                                    l.alias
+                                )
+                            })
+                            .collect();
+                        format!(
+                            "{n} links on {host} carry the mark {}: {e}; links: {}",
+                            crate::links::MARK_PREFIX,
+                            seen.join(", ")
+                        )
+                    })
+                })
+                .map_err(|e| anyhow!(e))?;
+                Ok(Some(took))
+            }
+            Action::BgpSnapshot { id, host } => {
+                let hi = self.w.host_index(host)?;
+                let peers = PeerView::all(&self.w.gobgp_neighbors(hi)?)?;
+                if let Some(p) = peers.iter().find(|p| !p.established) {
+                    bail!("{host}'s session to {} is not established", p.address);
+                }
+                self.bgp_snaps.insert(id.clone(), (host.clone(), peers));
+                Ok(None)
+            }
+            Action::ExpectBgpSteady { host, since } => {
+                let hi = self.w.host_index(host)?;
+                let (h, before) = self
+                    .bgp_snaps
+                    .get(since)
+                    .ok_or_else(|| anyhow!("no BGP snapshot named {since}"))?;
+                if h != host {
+                    bail!("BGP snapshot {since} was taken on {h}, not {host}");
+                }
+                let now = PeerView::all(&self.w.gobgp_neighbors(hi)?)?;
+                let mut wrong = Vec::new();
+                for b in before {
+                    match now.iter().find(|n| n.address == b.address) {
+                        None => wrong.push(format!("session to {} is gone", b.address)),
+                        Some(n) => {
+                            if let Some(d) = b.diff(n) {
+                                wrong.push(format!("session to {}: {d}", b.address));
+                            }
+                        }
+                    }
+                }
+                if !wrong.is_empty() {
+                    bail!(
+                        "{host}'s BGP sessions did not stay steady: {}",
+                        wrong.join("; ")
+                    );
+                }
+                Ok(None)
+            }
+            Action::Flood {
+                id,
+                host,
+                count,
+                first,
+                next_hop,
+            } => {
+                if self.floods.contains_key(id) {
+                    bail!("flood {id} is already running");
+                }
+                let h = self.w.host(host)?;
+                let api = h.gobgp_api();
+                let nh = next_hop.unwrap_or(h.addr.addr());
+                let (count, first) = (*count, *first);
+                let handle = std::thread::spawn(move || flood(&api, first, count, nh));
+                self.floods.insert(id.clone(), handle);
+                Ok(None)
+            }
+            Action::FloodWait { id, within } => {
+                let handle = self
+                    .floods
+                    .remove(id)
+                    .ok_or_else(|| anyhow!("no flood named {id}"))?;
+                let deadline = Instant::now() + self.scale(*within);
+                while !handle.is_finished() {
+                    if Instant::now() > deadline {
+                        bail!("flood {id} still sending after {:?}", self.scale(*within));
+                    }
+                    std::thread::sleep(POLL);
+                }
+                let took = handle
+                    .join()
+                    .map_err(|_| anyhow!("flood {id}: its thread panicked"))??;
+                eprintln!(
+                    "[{}] flood {id}: gobgpd accepted every path in {took:?}",
+                    self.s.name
+                );
+                Ok(Some(took))
             }
             Action::ProbeStart {
                 id: name,
@@ -771,6 +1117,34 @@ impl Runner<'_> {
         }
     }
 
+    /// One attempt to start a container through the engine.
+    fn start_one(&mut self, name: &str) -> Result<ContainerRt> {
+        let def = self
+            .s
+            .container(name)
+            .ok_or_else(|| anyhow!("unknown container {name}"))?
+            .clone();
+        let hi = self.w.host_index(&def.host)?;
+        let net = self.network_def(&def.network)?;
+        self.engine
+            .start(&self.w, hi, &net, name)
+            .with_context(|| format!("start {name}"))
+    }
+
+    /// `{{c1}}` in a command argument becomes c1's address.
+    fn substitute(&self, arg: &str) -> Result<String> {
+        let mut out = arg.to_string();
+        for name in crate::scenario::placeholders(arg).map_err(|e| anyhow!(e))? {
+            let c = self
+                .running
+                .get(&name)
+                .or_else(|| self.killed.iter().find(|c| c.name == name))
+                .ok_or_else(|| anyhow!("{name} is not running (its address is unknown)"))?;
+            out = out.replace(&format!("{{{{{name}}}}}"), &c.address.to_string());
+        }
+        Ok(out)
+    }
+
     /// An address written as an IP, a host name (its underlay address) or a
     /// router name (its address on a segment shared with `seen_from`).
     fn resolve_addr(&self, seen_from: &str, v: &str) -> Result<Ipv4Addr> {
@@ -808,19 +1182,9 @@ impl Runner<'_> {
     /// `gobgp global rib add|del PREFIX nexthop NH` on a host's gobgpd.
     fn gobgp_rib(&self, host: &str, verb: &str, prefix: Ipv4Net, nh: Ipv4Addr) -> Result<()> {
         let (p, nh) = (prefix.to_string(), nh.to_string());
+        let target = self.w.host(host)?.gobgp_target();
         let args = [
-            "-p",
-            "50051",
-            "-u",
-            "127.0.0.1",
-            "global",
-            "rib",
-            verb,
-            "-a",
-            "ipv4",
-            &p,
-            "nexthop",
-            &nh,
+            &target[0], &target[1], "global", "rib", verb, "-a", "ipv4", &p, "nexthop", &nh,
         ];
         let out = self
             .w
@@ -917,6 +1281,29 @@ impl Runner<'_> {
                 }
             }
         }
+        // A daemon a failed scenario left frozen would stall everything below.
+        for h in &self.w.hosts {
+            for d in [&h.gobgpd, &h.driver] {
+                if d.running() {
+                    let _ = d.send(Signal::SIGCONT);
+                }
+            }
+        }
+        for (id, f) in self.floods.drain() {
+            // A flood still sending ends with gobgpd (stopped by the cleanup stack).
+            if f.is_finished() {
+                if let Ok(Err(e)) = f.join() {
+                    errors.push(format!("flood {id}: {e:#}"));
+                }
+            }
+        }
+        for c in std::mem::take(&mut self.killed) {
+            if self.w.hosts[c.host].driver.running() {
+                if let Err(e) = self.engine.reap(&self.w, &c) {
+                    errors.push(format!("reap the killed {}: {e:#}", c.name));
+                }
+            }
+        }
         let names: Vec<String> = self.running.keys().cloned().collect();
         for n in names {
             if let Some(c) = self.running.remove(&n) {
@@ -941,12 +1328,12 @@ impl Runner<'_> {
                 if !h.runs_driver() || !h.driver.running() {
                     continue;
                 }
-                let mut k = Kernel::open_in_netns(&h.ns.path())?;
-                let left: Vec<String> = k
-                    .links()?
-                    .into_iter()
-                    .filter(|l| ipvlan_bgp::names::is_ours(&l.name, l.alias.as_deref()))
-                    .map(|l| l.name)
+                // By the driver's mark, never by name: a scenario's own
+                // foreign `ib*` links must stay, and are not the driver's.
+                let left: Vec<String> = crate::links::list(&h.ns)?
+                    .into_values()
+                    .filter(LinkInfo::marked)
+                    .map(|l| format!("{} ({})", l.name, l.alias.unwrap_or_default()))
                     .collect();
                 if !left.is_empty() {
                     errors.push(format!(
@@ -998,5 +1385,240 @@ impl Runner<'_> {
         } else {
             bail!(errors.join("; "))
         }
+    }
+}
+
+/// Whether the status JSON's value at a dotted `field` passes the tests.
+fn status_matches(
+    st: &serde_json::Value,
+    field: &str,
+    equals: Option<&serde_json::Value>,
+    at_least: Option<f64>,
+    at_most: Option<f64>,
+) -> std::result::Result<(), String> {
+    let pointer: String = field.split('.').map(|p| format!("/{p}")).collect();
+    let seen = st.pointer(&pointer);
+    if let Some(want) = equals {
+        let same = match (seen, want) {
+            (Some(a), b) if a.is_number() && b.is_number() => a.as_f64() == b.as_f64(),
+            (Some(a), b) => a == b,
+            (None, _) => false,
+        };
+        if !same {
+            return Err(format!(
+                "{field} is {}, expected {want}",
+                seen.map_or("missing".to_string(), |v| v.to_string())
+            ));
+        }
+    }
+    if at_least.is_some() || at_most.is_some() {
+        // A counter not there yet has counted nothing.
+        let n = match seen {
+            None | Some(serde_json::Value::Null) => 0.0,
+            Some(v) => v
+                .as_f64()
+                .ok_or_else(|| format!("{field} is {v}, not a number"))?,
+        };
+        bounds(n, at_least, at_most).map_err(|e| format!("{field} is {n}: {e}"))?;
+    }
+    Ok(())
+}
+
+fn bounds(n: f64, at_least: Option<f64>, at_most: Option<f64>) -> std::result::Result<(), String> {
+    if let Some(lo) = at_least {
+        if n < lo {
+            return Err(format!("expected at least {lo}"));
+        }
+    }
+    if let Some(hi) = at_most {
+        if n > hi {
+            return Err(format!("expected at most {hi}"));
+        }
+    }
+    Ok(())
+}
+
+/// Lines of a log file that contain `needle` (a missing file has none).
+fn count_lines(log: &std::path::Path, needle: &str) -> Result<usize> {
+    match std::fs::read(log) {
+        Ok(bytes) => Ok(String::from_utf8_lossy(&bytes)
+            .lines()
+            .filter(|l| l.contains(needle))
+            .count()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(0),
+        Err(e) => Err(anyhow!("read {}: {e}", log.display())),
+    }
+}
+
+/// One BGP session as `gobgp -j neighbor` shows it: enough to tell whether
+/// it was reset (uptime) or carried new routes (UPDATEs received).
+#[derive(Debug, Clone, PartialEq)]
+pub struct PeerView {
+    pub address: String,
+    pub established: bool,
+    /// When the session came up (`timers.state.uptime`), as gobgpd reports it.
+    pub uptime: serde_json::Value,
+    pub updates_received: u64,
+}
+
+impl PeerView {
+    pub fn all(neighbors: &[serde_json::Value]) -> Result<Vec<PeerView>> {
+        neighbors
+            .iter()
+            .map(|n| {
+                let address = n
+                    .pointer("/conf/neighbor_address")
+                    .and_then(|v| v.as_str())
+                    .ok_or_else(|| anyhow!("gobgp neighbor without conf.neighbor_address: {n}"))?
+                    .to_string();
+                Ok(PeerView {
+                    address,
+                    established: n.pointer("/state/session_state").and_then(|v| v.as_u64())
+                        == Some(6),
+                    // Both are required: a snapshot without them would
+                    // compare nothing and always look steady.
+                    uptime: n.pointer("/timers/state/uptime").cloned().ok_or_else(|| {
+                        anyhow!("gobgp neighbor without timers.state.uptime: {n}")
+                    })?,
+                    updates_received: n
+                        .pointer("/state/messages/received/update")
+                        .and_then(|v| v.as_u64())
+                        .ok_or_else(|| {
+                            anyhow!("gobgp neighbor without state.messages.received.update: {n}")
+                        })?,
+                })
+            })
+            .collect()
+    }
+
+    /// How `now` differs from this earlier view, or `None` if the session is steady.
+    pub fn diff(&self, now: &PeerView) -> Option<String> {
+        let mut d = Vec::new();
+        if !now.established {
+            d.push("not established".to_string());
+        }
+        if now.uptime != self.uptime {
+            d.push(format!(
+                "reset (up since {} -> {})",
+                self.uptime, now.uptime
+            ));
+        }
+        if now.updates_received != self.updates_received {
+            d.push(format!(
+                "{} new UPDATEs received",
+                now.updates_received.saturating_sub(self.updates_received)
+            ));
+        }
+        (!d.is_empty()).then(|| d.join(", "))
+    }
+}
+
+/// Originates `count` /32s from `first` via `nh` on the gobgpd behind
+/// `api` (AddPathStream, 1,000 paths per message); returns how long gobgpd
+/// took to accept them. Runs on its own thread with its own runtime.
+pub fn flood(api: &std::path::Path, first: Ipv4Addr, count: u32, nh: Ipv4Addr) -> Result<Duration> {
+    use ipvlan_bgp::bgp::gobgp::{apipb, connect, local_path, GobgpAddr};
+    let base = u32::from(first);
+    if base.checked_add(count - 1).is_none() {
+        bail!("{count} addresses from {first} run past 255.255.255.255");
+    }
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("tokio runtime")?;
+    let addr = GobgpAddr::Unix(api.to_path_buf());
+    let t = Instant::now();
+    rt.block_on(async {
+        let mut c = connect(&addr, Duration::from_secs(5)).await?;
+        let msgs = (0..count).step_by(1000).map(move |start| {
+            let end = (start + 1000).min(count);
+            apipb::AddPathStreamRequest {
+                table_type: apipb::TableType::Global as i32,
+                vrf_id: String::new(),
+                paths: (start..end)
+                    .map(|i| {
+                        let p = Ipv4Net::new(Ipv4Addr::from(base + i), 32).expect("a /32 is valid");
+                        local_path(IpNet::V4(p), std::net::IpAddr::V4(nh), &[])
+                    })
+                    .collect(),
+            }
+        });
+        c.add_path_stream(tokio_stream::iter(msgs)).await?;
+        Ok::<_, anyhow::Error>(())
+    })
+    .with_context(|| format!("flood {count} paths into {}", api.display()))?;
+    Ok(t.elapsed())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn status_fields_are_dotted_paths_with_bounds() {
+        let st = json!({"bgp": {"kernel_drift": 2, "rejected": {"outside-pools": 20000}, "gobgp": "unix:///x"}});
+        assert!(status_matches(&st, "bgp.kernel_drift", None, Some(1.0), None).is_ok());
+        let e = status_matches(&st, "bgp.kernel_drift", None, Some(3.0), None).unwrap_err();
+        assert!(e.contains("is 2") && e.contains("at least 3"), "{e}");
+        assert!(status_matches(
+            &st,
+            "bgp.rejected.outside-pools",
+            Some(&json!(20000)),
+            None,
+            None
+        )
+        .is_ok());
+        assert!(status_matches(
+            &st,
+            "bgp.rejected.outside-pools",
+            Some(&json!(19999)),
+            None,
+            None
+        )
+        .is_err());
+        assert!(status_matches(&st, "bgp.gobgp", Some(&json!("unix:///x")), None, None).is_ok());
+        // A counter that does not exist yet has counted nothing...
+        assert!(status_matches(&st, "bgp.route_conflicts", None, None, Some(0.0)).is_ok());
+        assert!(status_matches(&st, "bgp.route_conflicts", None, Some(1.0), None).is_err());
+        // ...but equality needs the field.
+        assert!(status_matches(&st, "bgp.route_conflicts", Some(&json!(0)), None, None).is_err());
+        assert!(status_matches(&st, "bgp.gobgp", None, Some(1.0), None).is_err());
+    }
+
+    #[test]
+    fn log_lines_are_counted_by_substring() {
+        let dir = std::env::temp_dir().join(format!("harness-count-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let f = dir.join("driver.log");
+        std::fs::write(&f, "a outside-pools\nb\nc outside-pools x\n").unwrap();
+        assert_eq!(count_lines(&f, "outside-pools").unwrap(), 2);
+        assert_eq!(count_lines(&dir.join("none.log"), "x").unwrap(), 0);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_reset_or_an_update_is_not_steady() {
+        let n = |up: i64, upd: u64, state: u64| {
+            json!({"conf": {"neighbor_address": "192.0.2.2"},
+                   "state": {"session_state": state, "messages": {"received": {"update": upd}}},
+                   "timers": {"state": {"uptime": {"seconds": up}}}})
+        };
+        let before = PeerView::all(&[n(100, 3, 6)]).unwrap();
+        assert_eq!(
+            before[0].diff(&PeerView::all(&[n(100, 3, 6)]).unwrap()[0]),
+            None
+        );
+        let reset = before[0]
+            .diff(&PeerView::all(&[n(200, 3, 6)]).unwrap()[0])
+            .unwrap();
+        assert!(reset.contains("reset"), "{reset}");
+        let upd = before[0]
+            .diff(&PeerView::all(&[n(100, 4, 6)]).unwrap()[0])
+            .unwrap();
+        assert!(upd.contains("1 new UPDATE"), "{upd}");
+        assert!(before[0]
+            .diff(&PeerView::all(&[n(100, 3, 3)]).unwrap()[0])
+            .is_some());
     }
 }

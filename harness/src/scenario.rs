@@ -244,6 +244,18 @@ pub enum Action {
     },
     Start {
         containers: Vec<String>,
+        /// The start must fail, and the error the user sees must contain this.
+        expect_error: Option<String>,
+        /// Each container must be up within this time; failed attempts are
+        /// retried until then (without it: one attempt, no time limit).
+        within: Option<Dur>,
+    },
+    /// The containers' sandboxes die without the driver being told: the
+    /// emulator removes the namespace (no Leave, no DeleteEndpoint until the
+    /// teardown cleans up as dockerd would after a crash); dockerd gets
+    /// `docker kill`.
+    KillContainer {
+        containers: Vec<String>,
     },
     Stop {
         containers: Vec<String>,
@@ -279,6 +291,9 @@ pub enum Action {
         present: bool,
         /// Next hop: a host name or an address.
         via: Option<String>,
+        /// Whose route: `ours` (the driver's tag, the default), `static`,
+        /// `kernel`, `boot` or a protocol number.
+        protocol: Option<String>,
         #[serde(default = "default_within")]
         within: Dur,
         hold: Option<Dur>,
@@ -349,6 +364,106 @@ pub enum Action {
         prefix: Ipv4Net,
         via: Ipv4Addr,
     },
+    /// SIGSTOP a host's daemon (the pid the harness started): it hangs, its
+    /// sockets stay open.
+    Freeze {
+        host: String,
+        daemon: DaemonKind,
+    },
+    /// SIGCONT a frozen daemon.
+    Thaw {
+        host: String,
+        daemon: DaemonKind,
+    },
+    /// Do nothing for a while (a link that stays down, a freeze that lasts).
+    Pause {
+        #[serde(rename = "for")]
+        duration: Dur,
+    },
+    /// Poll the host driver's status JSON until the value at `field` (a
+    /// dotted path such as `bgp.rejected.outside-pools`; missing counts as 0
+    /// for the numeric tests) satisfies every test given.
+    ExpectStatus {
+        host: String,
+        field: String,
+        equals: Option<toml::Value>,
+        at_least: Option<f64>,
+        at_most: Option<f64>,
+        #[serde(default = "default_within")]
+        within: Dur,
+        /// Keep checking for so long after it first holds.
+        hold: Option<Dur>,
+    },
+    /// Count the lines of a host's daemon log (default the driver's) that
+    /// contain `contains`, until the count satisfies the bounds.
+    ExpectLog {
+        host: String,
+        #[serde(default = "default_log_daemon")]
+        daemon: DaemonKind,
+        contains: String,
+        at_least: Option<u64>,
+        at_most: Option<u64>,
+        #[serde(default = "default_within")]
+        within: Dur,
+    },
+    /// Remember links of a host (index, kind, parent, MAC, alias, flags) for
+    /// a later `expect-link` with `unchanged_since`.
+    LinkSnapshot {
+        id: String,
+        host: String,
+        links: Vec<String>,
+    },
+    /// A link exists (or not) in a host's namespace; optionally of a kind,
+    /// with an alias starting with `alias_prefix`, or exactly as it was in a
+    /// snapshot (same index, so never deleted and re-made).
+    ExpectLink {
+        host: String,
+        links: Vec<String>,
+        #[serde(default = "yes")]
+        present: bool,
+        kind: Option<String>,
+        alias_prefix: Option<String>,
+        unchanged_since: Option<String>,
+        #[serde(default = "default_within")]
+        within: Dur,
+    },
+    /// How many links in a host's namespace carry the driver's mark (alias
+    /// `ipvlan-bgp:...`); fails listing every link with its alias.
+    ExpectMarkedLinks {
+        host: String,
+        at_least: Option<u64>,
+        at_most: Option<u64>,
+        #[serde(default = "default_within")]
+        within: Dur,
+    },
+    /// Remember each BGP session of a host's gobgpd (uptime, updates
+    /// received) for a later `expect-bgp-steady`.
+    BgpSnapshot {
+        id: String,
+        host: String,
+    },
+    /// Every session of the snapshot is still established, never reset
+    /// (same uptime), and received no new UPDATE since.
+    ExpectBgpSteady {
+        host: String,
+        since: String,
+    },
+    /// Originate `count` /32s from `first` on a host's gobgpd through its
+    /// gRPC API (AddPathStream), in the background; `flood-wait` joins it.
+    Flood {
+        id: String,
+        host: String,
+        count: u32,
+        first: Ipv4Addr,
+        /// Default: the host's own underlay address.
+        next_hop: Option<Ipv4Addr>,
+    },
+    /// Wait until a background flood has been accepted by gobgpd.
+    FloodWait {
+        id: String,
+        #[serde(default = "default_within")]
+        within: Dur,
+    },
     /// Start pinging pairs every `interval` in the background.
     ProbeStart {
         /// Names the probe for its `probe-stop`.
@@ -366,6 +481,10 @@ pub enum Action {
         /// Instead of a loss count: the longest run of lost probes must be shorter than this.
         max_outage: Option<Dur>,
     },
+}
+
+fn default_log_daemon() -> DaemonKind {
+    DaemonKind::Driver
 }
 
 fn default_interval() -> Dur {
@@ -852,7 +971,14 @@ impl Scenario {
                 }
                 Ok(())
             }
-            Action::Start { containers } | Action::Stop { containers } => {
+            Action::Start {
+                expect_error: Some(_),
+                within: Some(_),
+                ..
+            } => Err("expect_error and within exclude each other".into()),
+            Action::Start { containers, .. }
+            | Action::Stop { containers }
+            | Action::KillContainer { containers } => {
                 if containers.is_empty() {
                     return Err("no containers listed".into());
                 }
@@ -871,9 +997,16 @@ impl Scenario {
                 .flatten()
                 .try_for_each(|m| self.check_member(m)),
             Action::ExpectRoute {
-                host, prefix, via, ..
+                host,
+                prefix,
+                via,
+                protocol,
+                ..
             } => {
                 self.check_host(host)?;
+                if let Some(p) = protocol {
+                    route_protocol(p)?;
+                }
                 if prefix.parse::<Ipv4Net>().is_err() {
                     self.check_container(prefix).map_err(|_| {
                         format!("prefix {prefix:?} is neither a CIDR nor a container")
@@ -895,6 +1028,110 @@ impl Scenario {
                 self.check_host(host)?;
                 if command.is_empty() {
                     return Err("command must not be empty".into());
+                }
+                for arg in command {
+                    for name in placeholders(arg)? {
+                        self.check_container(&name)
+                            .map_err(|e| format!("{e} in {arg:?}"))?;
+                    }
+                }
+                Ok(())
+            }
+            Action::Freeze { host, daemon } | Action::Thaw { host, daemon } => {
+                self.check_host(host)?;
+                if *daemon == DaemonKind::Dockerd {
+                    return Err("freeze/thaw works on gobgpd and the driver".into());
+                }
+                Ok(())
+            }
+            Action::Pause { .. } | Action::FloodWait { .. } => Ok(()),
+            Action::ExpectStatus {
+                host,
+                field,
+                equals,
+                at_least,
+                at_most,
+                ..
+            } => {
+                self.check_host(host)?;
+                if field.is_empty() || field.split('.').any(str::is_empty) {
+                    return Err(format!(
+                        "field {field:?}: use a dotted path such as bgp.kernel_drift"
+                    ));
+                }
+                if equals.is_none() && at_least.is_none() && at_most.is_none() {
+                    return Err("give equals, at_least or at_most".into());
+                }
+                Ok(())
+            }
+            Action::ExpectLog {
+                host,
+                daemon,
+                contains,
+                at_least,
+                at_most,
+                ..
+            } => {
+                self.check_host(host)?;
+                if *daemon == DaemonKind::Dockerd {
+                    return Err("expect-log reads gobgpd's or the driver's log".into());
+                }
+                if contains.is_empty() {
+                    return Err("contains must not be empty".into());
+                }
+                if at_least.is_none() && at_most.is_none() {
+                    return Err("give at_least or at_most".into());
+                }
+                Ok(())
+            }
+            Action::LinkSnapshot { host, links, .. } => {
+                self.check_host(host)?;
+                if links.is_empty() {
+                    return Err("no links listed".into());
+                }
+                Ok(())
+            }
+            Action::ExpectLink {
+                host,
+                links,
+                present,
+                kind,
+                alias_prefix,
+                unchanged_since,
+                ..
+            } => {
+                self.check_host(host)?;
+                if links.is_empty() {
+                    return Err("no links listed".into());
+                }
+                if !present
+                    && (kind.is_some() || alias_prefix.is_some() || unchanged_since.is_some())
+                {
+                    return Err(
+                        "present = false takes no kind, alias_prefix or unchanged_since".into(),
+                    );
+                }
+                Ok(())
+            }
+            Action::ExpectMarkedLinks {
+                host,
+                at_least,
+                at_most,
+                ..
+            } => {
+                self.check_host(host)?;
+                if at_least.is_none() && at_most.is_none() {
+                    return Err("give at_least or at_most".into());
+                }
+                Ok(())
+            }
+            Action::BgpSnapshot { host, .. } | Action::ExpectBgpSteady { host, .. } => {
+                self.check_host(host)
+            }
+            Action::Flood { host, count, .. } => {
+                self.check_host(host)?;
+                if *count == 0 {
+                    return Err("count must be at least 1".into());
                 }
                 Ok(())
             }
@@ -950,6 +1187,36 @@ impl Scenario {
     }
 }
 
+/// The route protocol number a scenario names (`ours` is the driver's default tag).
+pub fn route_protocol(p: &str) -> std::result::Result<u8, String> {
+    match p {
+        "ours" => Ok(ipvlan_bgp::config::DEFAULT_ROUTE_PROTOCOL),
+        "kernel" => Ok(2),
+        "boot" => Ok(3),
+        "static" => Ok(4),
+        n => n.parse().map_err(|_| {
+            format!("protocol {p:?}: use ours, kernel, boot, static or a number 0-255")
+        }),
+    }
+}
+
+/// The container names written as `{{name}}` in a `run` argument (replaced
+/// by the running container's address). Double braces, because single ones
+/// are nft's and the shell's.
+pub fn placeholders(arg: &str) -> std::result::Result<Vec<String>, String> {
+    let mut out = Vec::new();
+    let mut rest = arg;
+    while let Some(open) = rest.find("{{") {
+        let after = &rest[open + 2..];
+        let close = after
+            .find("}}")
+            .ok_or_else(|| format!("unclosed {{{{ in {arg:?}"))?;
+        out.push(after[..close].to_string());
+        rest = &after[close + 2..];
+    }
+    Ok(out)
+}
+
 fn valid_name(n: &str) -> bool {
     !n.is_empty() && n.len() <= 8 && n.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
 }
@@ -965,6 +1232,10 @@ fn summary(t: &toml::Table) -> String {
         "to",
         "prefix",
         "name",
+        "field",
+        "contains",
+        "links",
+        "id",
     ] {
         if let Some(v) = t.get(key) {
             let s = match v {
@@ -1083,6 +1354,20 @@ within = "5s"
             .unwrap_err()
             .to_string();
         assert!(e.contains(":28:") && e.contains("launch"), "{e}");
+    }
+
+    #[test]
+    fn run_placeholders_are_double_braced() {
+        assert_eq!(placeholders("{{c1}}/32").unwrap(), vec!["c1"]);
+        assert_eq!(placeholders("a {{c1}} {{d}}").unwrap(), vec!["c1", "d"]);
+        assert!(placeholders("chain { type filter ; }").unwrap().is_empty());
+        assert!(placeholders("{{c1").is_err());
+        let bad = GOOD.replace(
+            "[[steps]]\ndo = \"start\"",
+            "[[steps]]\ndo = \"run\"\nhost = \"h1\"\ncommand = [\"ip\", \"{{zz}}\"]\n\n[[steps]]\ndo = \"start\"",
+        );
+        let e = parse(&bad).unwrap_err().to_string();
+        assert!(e.contains("\"zz\""), "{e}");
     }
 
     #[test]

@@ -28,7 +28,6 @@ use crate::util::{require, run_cmd, tail};
 
 /// The underlay interface in every host.
 pub const UNDERLAY_IF: &str = "eth1";
-const GOBGP_API_PORT: u16 = 50051;
 
 static RUN_COUNTER: AtomicUsize = AtomicUsize::new(0);
 
@@ -122,6 +121,17 @@ impl Daemon {
         self.signal_within(sig, Duration::from_secs(10))
     }
 
+    /// Sends a signal that does not end the process (SIGSTOP, SIGCONT) to
+    /// the pid we started.
+    pub fn send(&self, sig: Signal) -> Result<()> {
+        let pid = self
+            .pid()
+            .filter(|_| self.running())
+            .ok_or_else(|| anyhow!("not running"))?;
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), sig)
+            .with_context(|| format!("send {sig} to pid {pid}"))
+    }
+
     /// Like [`Daemon::signal`], waiting up to `timeout` before SIGKILL.
     pub fn signal_within(&self, sig: Signal, timeout: Duration) -> Result<()> {
         let mut g = self.child.lock().unwrap_or_else(|p| p.into_inner());
@@ -149,8 +159,20 @@ impl HostRt {
     pub fn socket(&self) -> PathBuf {
         self.plugin_dir().join("ipvlan-bgp.sock")
     }
+    /// gobgpd's API: a unix socket in the host's run folder and nothing
+    /// else (no TCP port: any local user could announce through one). The
+    /// driver, the harness's gRPC client and the `gobgp` CLI
+    /// (`--target unix://...`, which 3.10 supports) all use it.
     pub fn gobgp_api(&self) -> PathBuf {
-        self.dir.join("gobgp-api.sock")
+        self.dir.join("gobgpd.sock")
+    }
+
+    /// The `gobgp` CLI's arguments that reach this host's gobgpd.
+    pub fn gobgp_target(&self) -> [String; 2] {
+        [
+            "--target".into(),
+            format!("unix://{}", self.gobgp_api().display()),
+        ]
     }
     pub fn runs_driver(&self) -> bool {
         self.def.role == Role::Docker
@@ -437,13 +459,20 @@ impl World {
             UNDERLAY_IF.into(),
             "--log-level".into(),
             "debug,h2=info,tonic=info,hyper=info,tower=info".into(),
-            "--stale-routes-time".into(),
-            "10".into(),
         ];
+        let extra: Vec<&String> = s.driver.args.iter().chain(&h.def.driver_args).collect();
+        // A scenario may set its own stale time; clap refuses a flag given twice.
+        if !extra.iter().any(|x| x.starts_with("--stale-routes-time")) {
+            a.extend(["--stale-routes-time".into(), "10".into()]);
+        }
+        // Always explicit: the driver's default address may change.
         if s.bgp.mode == BgpMode::None {
             a.extend(["--gobgp".into(), "none".into()]);
         } else {
-            a.extend(["--gobgp".into(), format!("127.0.0.1:{GOBGP_API_PORT}")]);
+            a.extend([
+                "--gobgp".into(),
+                format!("unix://{}", h.gobgp_api().display()),
+            ]);
         }
         if self.driver_configures(i) {
             a.extend([
@@ -485,10 +514,7 @@ impl World {
                     "info".into(),
                     "--pprof-disable".into(),
                     "--api-hosts".into(),
-                    format!(
-                        "127.0.0.1:{GOBGP_API_PORT},unix://{}",
-                        h.gobgp_api().display()
-                    ),
+                    format!("unix://{}", h.gobgp_api().display()),
                 ];
                 if !self.driver_configures(i) {
                     args.extend(["-f".into(), h.dir.join("gobgpd.toml").display().to_string()]);
@@ -573,6 +599,31 @@ impl World {
         self.daemon(i, kind)?.signal(sig)
     }
 
+    /// SIGSTOP / SIGCONT host `i`'s daemon, which keeps running.
+    pub fn send_daemon(&self, i: usize, kind: DaemonKind, sig: Signal) -> Result<()> {
+        self.daemon(i, kind)?
+            .send(sig)
+            .with_context(|| format!("{kind:?} on {}", self.hosts[i].def.name))
+    }
+
+    /// `gobgp -j neighbor` on host `i`: each session as gobgpd reports it.
+    pub fn gobgp_neighbors(&self, i: usize) -> Result<Vec<serde_json::Value>> {
+        let h = &self.hosts[i];
+        let target = h.gobgp_target();
+        let mut args: Vec<&str> = target.iter().map(String::as_str).collect();
+        args.extend(["-j", "neighbor"]);
+        let out = h.ns.exec("gobgp", &args, Duration::from_secs(10))?;
+        if !out.status.success() {
+            bail!(
+                "gobgp neighbor on {}: {}",
+                h.def.name,
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+        serde_json::from_slice(&out.stdout)
+            .with_context(|| format!("gobgp -j neighbor on {}", h.def.name))
+    }
+
     /// The driver's status document for host `i`.
     pub fn driver_status(&self, i: usize) -> Result<serde_json::Value> {
         let r = self.rt.block_on(ipvlan_bgp::api::client::post(
@@ -624,13 +675,27 @@ impl World {
                 }
             }
             if h.gobgpd.pid().is_some() || h.gobgp_api().exists() {
-                for args in [&["neighbor"][..], &["global", "rib"][..]] {
+                let mut small_rib = false;
+                for args in [
+                    &["neighbor"][..],
+                    &["global", "rib", "summary"][..],
+                    &["global", "rib"][..],
+                ] {
+                    // A flooded RIB is too long to print (and slow to list).
+                    if args == ["global", "rib"] && !small_rib {
+                        continue;
+                    }
                     out.push_str(&format!("$ gobgp {}\n", args.join(" ")));
-                    let mut full = vec!["-p", "50051", "-u", "127.0.0.1"];
+                    let target = h.gobgp_target();
+                    let mut full: Vec<&str> = target.iter().map(String::as_str).collect();
                     full.extend_from_slice(args);
                     match h.ns.exec("gobgp", &full, short) {
                         Ok(o) => {
-                            out.push_str(&String::from_utf8_lossy(&o.stdout));
+                            let text = String::from_utf8_lossy(&o.stdout);
+                            if args == ["global", "rib", "summary"] {
+                                small_rib = rib_destinations(&text).is_some_and(|n| n <= 200);
+                            }
+                            out.push_str(&text);
                             out.push_str(&String::from_utf8_lossy(&o.stderr));
                         }
                         Err(e) => out.push_str(&format!("({e:#})\n")),
@@ -694,6 +759,12 @@ impl World {
     }
 }
 
+/// The destination count in `gobgp global rib summary` ("Destination: N, Path: M").
+fn rib_destinations(summary: &str) -> Option<usize> {
+    let rest = &summary[summary.find("Destination:")? + "Destination:".len()..];
+    rest.split(',').next()?.trim().parse().ok()
+}
+
 /// A veth pair from `ns` (`iface`) to the switch (`port`), the port enslaved to
 /// the segment's bridge and up. Both ends are created directly in their
 /// namespaces: nothing ever appears in the machine's own namespace.
@@ -735,4 +806,14 @@ fn make_ns(cleanup: &Cleanup, name: &str) -> Result<Netns> {
         Netns::delete(&n)
     });
     Ok(ns)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn rib_summary_is_read() {
+        let s = "Table ipv4-unicast\nDestination: 20001, Path: 20001\n";
+        assert_eq!(super::rib_destinations(s), Some(20001));
+        assert_eq!(super::rib_destinations("nothing"), None);
+    }
 }
