@@ -21,9 +21,9 @@ RUST_TEST_THREADS=${RUST_TEST_THREADS:-4} cargo test --workspace --locked -- --n
 # require it also run in one QEMU VM booting Debian's stock kernel (ci/vm/).
 # Under CI a VM that cannot boot fails the run; elsewhere it is a visible skip.
 # Inside the VM no ipvlan scenario may skip (the harness sets HARNESS_REQUIRE).
-mapfile -t ipvlan_scenarios < <(target/debug/harness list --requires ipvlan)
+mapfile -t ipvlan_scenarios < <(target/debug/harness list --requires ipvlan --engine emulator)
 if [ "${#ipvlan_scenarios[@]}" -eq 0 ]; then
-  echo "ci/test.sh: harness list --requires ipvlan found no scenario" >&2
+  echo "ci/test.sh: harness list --requires ipvlan --engine emulator found no scenario" >&2
   exit 1
 fi
 target/debug/harness run --vm --json target/vm-reports --junit target/vm-junit.xml "${ipvlan_scenarios[@]}"
