@@ -21,11 +21,12 @@ use anyhow::{anyhow, bail, Context, Result};
 use ipnet::Ipv4Net;
 use nix::sys::signal::Signal;
 
+use crate::daemon::Daemon;
 use crate::engine::{ContainerRt, Control, Engine};
 use crate::netns::spawn_in;
 use crate::scenario::NetworkDef;
 use crate::util::{require, run_output, tail};
-use crate::world::{Daemon, World, UNDERLAY_IF};
+use crate::world::{World, UNDERLAY_IF};
 
 pub const DOCKER: &str = "/usr/bin/docker";
 pub const IMAGE: &str = "ibh-busybox:latest";

@@ -12,6 +12,8 @@
 pub mod bench;
 pub mod check;
 pub mod cleanup;
+pub mod configs;
+pub mod daemon;
 pub mod dockerd;
 pub mod engine;
 pub mod links;
