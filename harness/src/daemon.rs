@@ -204,4 +204,41 @@ mod tests {
         assert!(!d.running() && d.pid().is_none());
         let _ = std::fs::remove_dir_all(&dir);
     }
+
+    #[test]
+    fn a_daemon_that_ignores_sigterm_is_killed_after_the_timeout() {
+        let dir = std::env::temp_dir().join(format!("harness-daemon-t-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let d = Daemon::new(dir.join("stubborn.log"));
+        // A busy loop, not `sleep`: no grandchild outlives the shell.
+        sh(&d, "trap '' TERM; echo up; while :; do :; done");
+        await_ready(
+            "stubborn",
+            &[&d],
+            Duration::from_secs(5),
+            Duration::from_millis(5),
+            || {
+                if std::fs::read_to_string(&d.log)
+                    .unwrap_or_default()
+                    .contains("up")
+                {
+                    Ok(())
+                } else {
+                    Err(anyhow!("not up"))
+                }
+            },
+        )
+        .unwrap();
+        let pid = d.pid().unwrap();
+        let t = std::time::Instant::now();
+        let e = d
+            .signal_within(Signal::SIGTERM, Duration::from_millis(100))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("did not exit") && e.contains("killed"), "{e}");
+        assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
+        assert!(!crate::netns::process_alive(pid));
+        assert!(!d.running());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }
