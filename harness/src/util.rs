@@ -119,6 +119,25 @@ pub fn eventually<T>(
     }
 }
 
+/// The other half of [`eventually`]: `check` must stay `Ok` for the whole
+/// of `period` (already scaled, as for [`eventually`]), polled every
+/// `interval`; the first difference seen is the error. For "still true a
+/// while later" steps, where one good poll proves nothing.
+pub fn holds(
+    period: Duration,
+    interval: Duration,
+    mut check: impl FnMut() -> std::result::Result<(), String>,
+) -> std::result::Result<(), String> {
+    let start = Instant::now();
+    loop {
+        check().map_err(|diff| format!("stopped holding after {:?}: {diff}", start.elapsed()))?;
+        if start.elapsed() >= period {
+            return Ok(());
+        }
+        std::thread::sleep(interval);
+    }
+}
+
 /// A duration written as `250ms`, `10s`, `2m` or a bare number of seconds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Dur(pub Duration);
@@ -254,6 +273,29 @@ mod tests {
         })
         .unwrap();
         assert_eq!(v, 7);
+    }
+
+    #[test]
+    fn holds_polls_for_the_whole_period_and_fails_on_the_first_difference() {
+        let mut n = 0;
+        let t = Instant::now();
+        holds(Duration::from_millis(30), Duration::from_millis(5), || {
+            n += 1;
+            Ok(())
+        })
+        .unwrap();
+        assert!(t.elapsed() >= Duration::from_millis(30) && n >= 3, "{n}");
+        let mut n = 0;
+        let e = holds(Duration::from_secs(5), Duration::from_millis(1), || {
+            n += 1;
+            if n < 4 {
+                Ok(())
+            } else {
+                Err(format!("changed at poll {n}"))
+            }
+        })
+        .unwrap_err();
+        assert!(e.contains("changed at poll 4"), "{e}");
     }
 
     #[test]
