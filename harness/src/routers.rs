@@ -1,5 +1,6 @@
 //! Real routers in scenarios: FRR (zebra + bgpd) and BIRD 2, each in its
-//! own network namespace, configured from the scenario.
+//! own network namespace, configured from the scenario (the files come from
+//! [`crate::configs`], the processes are [`crate::daemon::Daemon`]s).
 //!
 //! In: a [`RouterDef`] and its neighbours resolved to addresses and AS
 //! numbers. Out: running daemons (started with `ip netns exec`, as FRR and
