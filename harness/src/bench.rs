@@ -8,11 +8,12 @@
 
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Result};
+use anyhow::{anyhow, bail, Result};
 
 use crate::dockerd::{Dockerd, IMAGE};
 use crate::engine::Engine;
 use crate::scenario::Scenario;
+use crate::util::{eventually, scaled};
 use crate::world::{Options, World};
 
 const SCENARIO: &str = r#"
@@ -174,17 +175,16 @@ fn tagged_routes(w: &World, host: usize) -> Result<Vec<ipvlan_bgp::kernel::Route
     )?)
 }
 
+/// Polls `f` every 0.5 ms (the bench measures latency) until it says
+/// true, for at most `deadline` scaled; an error from `f` ends the wait.
 fn poll_until(deadline: Duration, mut f: impl FnMut() -> Result<bool>) -> Result<Duration> {
-    let t = Instant::now();
-    loop {
-        if f()? {
-            return Ok(t.elapsed());
-        }
-        if t.elapsed() > deadline {
-            bail!("not reached within {deadline:?}");
-        }
-        std::thread::sleep(Duration::from_micros(500));
-    }
+    let (reached, took) = eventually(scaled(deadline), Duration::from_micros(500), || match f() {
+        Ok(true) => Ok(Ok(())),
+        Ok(false) => Err("not reached".to_string()),
+        Err(e) => Ok(Err(e)),
+    })
+    .map_err(|e| anyhow!(e))?;
+    reached.map(|()| took)
 }
 
 /// Two hosts over iBGP: a container joins on b1, how long until b2 has its
@@ -464,29 +464,23 @@ pub fn flood(paths: u32, opts: &Options) -> Result<(String, FloodReport)> {
     let mut sent = None;
     let mut rejected = 0;
     let mut i = 0u64;
-    let outcome = loop {
+    // Each round also starts and stops one emulated container on the
+    // receiving host: the flood must not starve Docker's requests.
+    let mut round = || -> Result<Option<Duration>> {
         if let Some(done) = sender.take_if(|s| s.is_finished()) {
-            match done.join() {
-                Ok(Ok(d)) => sent = Some(d),
-                Ok(Err(e)) => break Err(e),
-                Err(_) => break Err(anyhow::anyhow!("the flood thread panicked")),
-            }
+            let d = done
+                .join()
+                .map_err(|_| anyhow!("the flood thread panicked"))??;
+            sent = Some(d);
             eprintln!(
                 "[bench] b1's gobgpd accepted {paths} paths in {:.1} s",
-                sent.unwrap_or_default().as_secs_f64()
+                d.as_secs_f64()
             );
         }
         rejected = status_u64(&w, 1, "/bgp/rejected/outside-pools")?.saturating_sub(base);
         if rejected >= paths as u64 && sent.is_some() {
-            break Ok(t0.elapsed());
+            return Ok(Some(t0.elapsed()));
         }
-        if t0.elapsed() > opts.scale(deadline) {
-            break Err(anyhow::anyhow!(
-                "after {:?}, b2's driver has counted {rejected} of {paths} rejections",
-                t0.elapsed()
-            ));
-        }
-        // One emulated container start and stop on the receiving host.
         i += 1;
         let t = Instant::now();
         let c = e.start(&w, 1, &net, &format!("f{i}"))?;
@@ -494,7 +488,22 @@ pub fn flood(paths: u32, opts: &Options) -> Result<(String, FloodReport)> {
         let t = Instant::now();
         e.stop(&w, &c)?;
         stops.push(t.elapsed());
-        std::thread::sleep(Duration::from_millis(50));
+        Ok(None)
+    };
+    let outcome = match eventually(
+        opts.scale(deadline),
+        Duration::from_millis(50),
+        || match round() {
+            Ok(Some(took)) => Ok(Ok(took)),
+            Ok(None) => Err(String::new()),
+            Err(e) => Ok(Err(e)),
+        },
+    ) {
+        Ok((done, _)) => done,
+        Err(_) => Err(anyhow!(
+            "after {:?}, b2's driver has counted {rejected} of {paths} rejections",
+            t0.elapsed()
+        )),
     };
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let caps = caps

@@ -15,17 +15,17 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
 use ipnet::Ipv4Net;
 use nix::sys::signal::Signal;
 
+use crate::daemon::{await_ready, Daemon};
 use crate::engine::{ContainerRt, Control, Engine};
-use crate::netns::spawn_in;
 use crate::scenario::NetworkDef;
-use crate::util::{require, run_output, tail};
-use crate::world::{Daemon, World, UNDERLAY_IF};
+use crate::util::{eventually, require, run_output, scaled, tail};
+use crate::world::{World, UNDERLAY_IF};
 
 pub const DOCKER: &str = "/usr/bin/docker";
 pub const IMAGE: &str = "ibh-busybox:latest";
@@ -174,32 +174,19 @@ impl Dockerd {
             "--cgroup-parent".into(),
             dh.cgroup.clone(),
         ];
-        let child = spawn_in(None, Path::new("/usr/bin/nsenter"), &args, &dh.dockerd.log)?;
-        *dh.dockerd.child.lock().unwrap_or_else(|p| p.into_inner()) = Some(child);
-        let deadline = Instant::now() + w.opts.scale(Duration::from_secs(60));
-        loop {
-            if self
-                .docker(host, &["version", "--format", "{{.Server.Version}}"])
-                .is_ok()
-            {
-                return Ok(());
-            }
-            if !dh.dockerd.running() {
-                bail!(
-                    "dockerd on {} exited:\n{}",
-                    h.def.name,
-                    tail(&dh.dockerd.log, 30)
-                );
-            }
-            if Instant::now() > deadline {
-                bail!(
-                    "dockerd on {} not ready:\n{}",
-                    h.def.name,
-                    tail(&dh.dockerd.log, 30)
-                );
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        dh.dockerd
+            .spawn(None, Path::new("/usr/bin/nsenter"), &args)?;
+        await_ready(
+            &format!("dockerd on {}", h.def.name),
+            &[&dh.dockerd],
+            w.opts.scale(Duration::from_secs(60)),
+            Duration::from_millis(100),
+            || {
+                self.docker(host, &["version", "--format", "{{.Server.Version}}"])
+                    .map(drop)
+            },
+        )?;
+        Ok(())
     }
 
     fn setup_host(&mut self, w: &World, host: usize) -> Result<()> {
@@ -217,7 +204,7 @@ impl Dockerd {
             dir.join("etc-docker").display()
         );
         let holder = Daemon::new(dir.join("holder.log"));
-        let child = spawn_in(
+        holder.spawn(
             None,
             Path::new("/usr/bin/unshare"),
             &[
@@ -228,26 +215,26 @@ impl Dockerd {
                 "-c".into(),
                 script,
             ],
-            &holder.log,
         )?;
-        let pid = child.id();
-        *holder.child.lock().unwrap_or_else(|p| p.into_inner()) = Some(child);
+        let pid = holder
+            .pid()
+            .ok_or_else(|| anyhow!("mount namespace holder for {} did not start", h.def.name))?;
         // Wait until the holder's mounts are in place.
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            let mi = std::fs::read_to_string(format!("/proc/{pid}/mountinfo")).unwrap_or_default();
-            if mi.contains(" /run/docker/plugins ") && mi.contains(" /etc/docker ") {
-                break;
-            }
-            if !holder.running() || Instant::now() > deadline {
-                bail!(
-                    "mount namespace holder for {} failed: {}",
-                    h.def.name,
-                    tail(&holder.log, 10)
-                );
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        await_ready(
+            &format!("mount namespace holder for {}", h.def.name),
+            &[&holder],
+            w.opts.scale(Duration::from_secs(10)),
+            Duration::from_millis(10),
+            || {
+                let mi =
+                    std::fs::read_to_string(format!("/proc/{pid}/mountinfo")).unwrap_or_default();
+                if mi.contains(" /run/docker/plugins ") && mi.contains(" /etc/docker ") {
+                    Ok(())
+                } else {
+                    bail!("/run/docker/plugins and /etc/docker not bind-mounted yet")
+                }
+            },
+        )?;
         let cgroup = format!("{}-{}", w.id, h.def.name);
         let dh = DockerHost {
             dir: dir.clone(),
@@ -324,24 +311,30 @@ fn rmdir_tree(p: &Path) {
             }
         }
     }
-    for _ in 0..50 {
-        let pids = ["cgroup.procs", "tasks"]
-            .iter()
-            .filter_map(|f| std::fs::read_to_string(p.join(f)).ok())
-            .flat_map(|s| {
-                s.split_whitespace()
-                    .filter_map(|x| x.parse::<i32>().ok())
-                    .collect::<Vec<_>>()
-            })
-            .collect::<Vec<_>>();
-        if pids.is_empty() {
-            break;
-        }
-        for pid in pids {
-            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), Signal::SIGKILL);
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    // Best effort: a process that will not die leaves the folder behind.
+    let _ = eventually(
+        scaled(Duration::from_secs(1)),
+        Duration::from_millis(20),
+        || {
+            let pids = ["cgroup.procs", "tasks"]
+                .iter()
+                .filter_map(|f| std::fs::read_to_string(p.join(f)).ok())
+                .flat_map(|s| {
+                    s.split_whitespace()
+                        .filter_map(|x| x.parse::<i32>().ok())
+                        .collect::<Vec<_>>()
+                })
+                .collect::<Vec<_>>();
+            if pids.is_empty() {
+                return Ok(());
+            }
+            let left = pids.len();
+            for pid in pids {
+                let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), Signal::SIGKILL);
+            }
+            Err(format!("{left} processes left in {}", p.display()))
+        },
+    );
     let _ = std::fs::remove_dir(p);
 }
 

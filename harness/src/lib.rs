@@ -7,11 +7,17 @@
 //!                                                   ├─► engine (emulated dockerd) ─► driver socket
 //!                                                   ├─► probe (ICMP/TCP from inside namespaces)
 //!                                                   └─► report (JSON), diagnostics on failure
+//! world ─► routers (FRR, BIRD) ─┬─► configs (gobgpd, FRR and BIRD files, side by side)
+//!   │                           └─► daemon (start, stop, kill, freeze; logs, pids)
+//!   └────────────────────────────► daemon, configs     (no two modules import each other)
+//! util::eventually: the one deadline loop, every deadline scaled by HARNESS_TIME_SCALE
 //! ```
 
 pub mod bench;
 pub mod check;
 pub mod cleanup;
+pub mod configs;
+pub mod daemon;
 pub mod dockerd;
 pub mod engine;
 pub mod links;

@@ -184,17 +184,7 @@ fn main() -> ExitCode {
                     modules: vm_modules,
                     timeout: std::time::Duration::from_secs(vm_timeout),
                 };
-                let mut loaded = Vec::new();
-                let mut bad_files = 0;
-                for f in &files {
-                    match Scenario::load(f) {
-                        Ok(s) => loaded.push(s),
-                        Err(e) => {
-                            eprintln!("harness: {e:#}");
-                            bad_files += 1;
-                        }
-                    }
-                }
+                let (loaded, bad_files) = load_all(&files);
                 let reports = harness::vm::run(&loaded, &engine, &vm_opts);
                 return finish(&reports, bad_files, &outputs);
             }
@@ -212,17 +202,7 @@ fn main() -> ExitCode {
                 );
                 return ExitCode::FAILURE;
             }
-            let mut loaded = Vec::new();
-            let mut bad_files = 0;
-            for f in &files {
-                match Scenario::load(f) {
-                    Ok(s) => loaded.push(s),
-                    Err(e) => {
-                        eprintln!("harness: {e:#}");
-                        bad_files += 1;
-                    }
-                }
-            }
+            let (loaded, bad_files) = load_all(&files);
             // Every (file, round) is one job; reports keep the files' order.
             let work: Vec<&Scenario> = (0..repeat).flat_map(|_| loaded.iter()).collect();
             let reports =
@@ -233,6 +213,23 @@ fn main() -> ExitCode {
 }
 
 /// Runs `f` over `items` on up to `jobs` threads; results in the items' order.
+/// Loads every file, printing the errors of those that do not load: the
+/// others still run, and the bad ones count as failures in the summary.
+fn load_all(files: &[PathBuf]) -> (Vec<Scenario>, usize) {
+    let mut loaded = Vec::new();
+    let mut bad_files = 0;
+    for f in files {
+        match Scenario::load(f) {
+            Ok(s) => loaded.push(s),
+            Err(e) => {
+                eprintln!("harness: {e:#}");
+                bad_files += 1;
+            }
+        }
+    }
+    (loaded, bad_files)
+}
+
 fn run_parallel<T: Sync, R: Send>(items: &[T], jobs: usize, f: impl Fn(&T) -> R + Sync) -> Vec<R> {
     let next = std::sync::atomic::AtomicUsize::new(0);
     let results: Vec<std::sync::Mutex<Option<R>>> =

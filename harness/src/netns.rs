@@ -12,11 +12,11 @@ use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{anyhow, bail, Context, Result};
 
-use crate::util::{run_cmd, run_output};
+use crate::util::{eventually, run_cmd, run_output, scaled};
 
 pub const PREFIX: &str = "ibh-";
 const IP_TIMEOUT: Duration = Duration::from_secs(20);
@@ -123,16 +123,23 @@ impl Netns {
             return Ok(());
         }
         let out = run_output("ip", &["netns", "delete", name], IP_TIMEOUT)?;
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while path.exists() {
-            if Instant::now() > deadline {
-                bail!(
-                    "namespace {name} still exists after delete: {}",
-                    String::from_utf8_lossy(&out.stderr).trim()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        eventually(
+            scaled(Duration::from_secs(5)),
+            Duration::from_millis(10),
+            || {
+                if path.exists() {
+                    Err(format!("{} exists", path.display()))
+                } else {
+                    Ok(())
+                }
+            },
+        )
+        .map_err(|diff| {
+            anyhow!(
+                "namespace {name} still there after delete ({diff}): {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            )
+        })?;
         Ok(())
     }
 }
@@ -214,19 +221,25 @@ pub fn stop_child(
     let _ = nix::sys::signal::kill(pid, sig);
     // A frozen (SIGSTOPped) process handles nothing until it is continued.
     let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGCONT);
-    let deadline = Instant::now() + timeout;
-    while child.try_wait()?.is_none() {
-        if Instant::now() > deadline {
+    let waited = eventually(scaled(timeout), Duration::from_millis(5), || {
+        match child.try_wait() {
+            Ok(None) => Err(format!("pid {} still running", child.id())),
+            Ok(Some(_)) => Ok(Ok(())),
+            Err(e) => Ok(Err(e)),
+        }
+    });
+    match waited {
+        Ok((done, _)) => done.with_context(|| format!("wait for pid {}", child.id())),
+        Err(_) => {
             let _ = child.kill();
             let _ = child.wait();
             bail!(
-                "pid {} did not exit within {timeout:?} after {sig}; killed",
-                child.id()
+                "pid {} did not exit within {:?} after {sig}; killed",
+                child.id(),
+                scaled(timeout)
             );
         }
-        std::thread::sleep(Duration::from_millis(5));
     }
-    Ok(())
 }
 
 /// Whether `pid` is a live process (a zombie is not: it is dead and unreaped).

@@ -1,5 +1,6 @@
 //! Real routers in scenarios: FRR (zebra + bgpd) and BIRD 2, each in its
-//! own network namespace, configured from the scenario.
+//! own network namespace, configured from the scenario (the files come from
+//! [`crate::configs`], the processes are [`crate::daemon::Daemon`]s).
 //!
 //! In: a [`RouterDef`] and its neighbours resolved to addresses and AS
 //! numbers. Out: running daemons (started with `ip netns exec`, as FRR and
@@ -11,36 +12,22 @@
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
 use ipnet::{IpNet, Ipv4Net};
 use nix::sys::signal::Signal;
 
-use crate::netns::{spawn_in, Netns};
+use crate::configs::{self, bird_name, Neighbor, Timers};
+use crate::daemon::{await_ready, Daemon};
+use crate::netns::Netns;
 use crate::scenario::{RouterDef, RouterKind};
-use crate::util::{require, run_output, tail};
-use crate::world::Daemon;
+use crate::util::{require, run_output, scaled, tail};
 
 const FRR_DIR: &str = "/usr/lib/frr";
 const CMD_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// A BGP neighbour of a router, resolved.
-#[derive(Debug, Clone)]
-pub struct Neighbor {
-    pub name: String,
-    pub addr: Ipv4Addr,
-    pub asn: u32,
-    pub rr_client: bool,
-}
-
-/// BGP timers for every session of the scenario.
-#[derive(Debug, Clone, Copy)]
-pub struct Timers {
-    pub hold: u64,
-    pub keepalive: u64,
-    pub connect_retry: u64,
-}
+/// How long a router's daemon may take to answer after its start.
+const READY_WITHIN: Duration = Duration::from_secs(20);
 
 pub struct RouterRt {
     pub def: RouterDef,
@@ -78,6 +65,8 @@ impl RouterRt {
         .with_context(|| format!("start router {}", self.def.name))
     }
 
+    /// Starts one of the router's daemons with `ip netns exec`: FRR and BIRD
+    /// expect the namespace's own /sys, which `setns` alone does not give.
     fn spawn(&mut self, prog: &Path, args: &[String], log: &str) -> Result<()> {
         let d = Daemon::new(self.dir.join(log));
         let mut full = vec![
@@ -87,28 +76,26 @@ impl RouterRt {
             prog.display().to_string(),
         ];
         full.extend_from_slice(args);
-        let child = spawn_in(None, &require("ip")?, &full, &d.log)?;
-        *d.child.lock().unwrap_or_else(|p| p.into_inner()) = Some(child);
-        let d2 = d.clone();
-        self.cleanup.push(
+        d.spawn(None, &require("ip")?, &full)?;
+        d.stop_at_cleanup(
+            &self.cleanup,
             format!("stop {} on router {}", prog.display(), self.def.name),
-            move || d2.signal(Signal::SIGTERM),
         );
         self.daemons.push(d);
         Ok(())
     }
 
-    fn wait(&self, what: &str, mut ready: impl FnMut() -> bool) -> Result<()> {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while !ready() {
-            if let Some(dead) = self.daemons.iter().find(|d| !d.running()) {
-                bail!("{what}: a daemon exited:\n{}", tail(&dead.log, 20));
-            }
-            if Instant::now() > deadline {
-                bail!("{what} not ready after 20s");
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
+    /// Waits until `ready` answers, failing early if one of the router's
+    /// daemons has exited.
+    fn wait(&self, what: &str, ready: impl FnMut() -> Result<()>) -> Result<()> {
+        let daemons: Vec<&Daemon> = self.daemons.iter().collect();
+        await_ready(
+            &format!("{what} on router {}", self.def.name),
+            &daemons,
+            scaled(READY_WITHIN),
+            Duration::from_millis(50),
+            ready,
+        )?;
         Ok(())
     }
 
@@ -123,7 +110,10 @@ impl RouterRt {
             d.join("zebra.conf"),
             format!("hostname {}\n", self.def.name),
         )?;
-        std::fs::write(d.join("bgpd.conf"), self.frr_config())?;
+        std::fs::write(
+            d.join("bgpd.conf"),
+            configs::frr(&self.def, self.router_id(), &self.neighbors, self.timers),
+        )?;
         // FRR's daemons drop to the frr user (so PR_SET_PDEATHSIG does not
         // survive; a killed run's daemons are killed by the namespace sweep):
         // the folder must be theirs.
@@ -151,46 +141,25 @@ impl RouterRt {
         };
         self.spawn(&zebra, &common("zebra"), "zebra.log")?;
         let zs = d.join("zserv.api");
-        self.wait("zebra", || zs.exists())?;
+        self.wait("zebra", || {
+            if zs.exists() {
+                Ok(())
+            } else {
+                bail!("no {} yet", zs.display())
+            }
+        })?;
         self.spawn(&bgpd, &common("bgpd"), "bgpd.log")?;
-        self.wait("bgpd", || self.vtysh("show bgp summary json").is_ok())?;
+        self.wait("bgpd", || self.vtysh("show bgp summary json").map(drop))?;
         Ok(())
-    }
-
-    fn frr_config(&self) -> String {
-        let t = self.timers;
-        let mut c = format!(
-            "frr defaults datacenter\nhostname {name}\nlog stdout informational\n!\nrouter bgp {asn}\n bgp router-id {rid}\n no bgp ebgp-requires-policy\n no bgp network import-check\n",
-            name = self.def.name,
-            asn = self.def.asn,
-            rid = self.router_id()
-        );
-        for n in &self.neighbors {
-            c.push_str(&format!(
-                " neighbor {a} remote-as {asn}\n neighbor {a} description {name}\n neighbor {a} timers {k} {h}\n neighbor {a} timers connect {cr}\n",
-                a = n.addr,
-                asn = n.asn,
-                name = n.name,
-                k = t.keepalive,
-                h = t.hold,
-                cr = t.connect_retry
-            ));
-        }
-        c.push_str(" !\n address-family ipv4 unicast\n");
-        for p in &self.def.originate {
-            c.push_str(&format!("  network {p}\n"));
-        }
-        for n in self.neighbors.iter().filter(|n| n.rr_client) {
-            c.push_str(&format!("  neighbor {} route-reflector-client\n", n.addr));
-        }
-        c.push_str(" exit-address-family\n!\n");
-        c
     }
 
     fn start_bird(&mut self) -> Result<()> {
         let bird = require("bird")?;
         let d = self.dir.clone();
-        std::fs::write(d.join("bird.conf"), self.bird_config())?;
+        std::fs::write(
+            d.join("bird.conf"),
+            configs::bird(&self.def, self.router_id(), &self.neighbors, self.timers),
+        )?;
         let args = vec![
             "-f".into(),
             "-c".into(),
@@ -201,44 +170,8 @@ impl RouterRt {
             d.join("bird.pid").display().to_string(),
         ];
         self.spawn(&bird, &args, "bird.log")?;
-        self.wait("bird", || self.birdc("show status").is_ok())?;
+        self.wait("bird", || self.birdc("show status").map(drop))?;
         Ok(())
-    }
-
-    fn bird_config(&self) -> String {
-        let t = self.timers;
-        let mut c = format!(
-            "router id {rid};\nprotocol device {{ }}\nprotocol kernel {{ ipv4 {{ import none; export where source = RTS_BGP; }}; }}\n",
-            rid = self.router_id()
-        );
-        if !self.def.originate.is_empty() {
-            c.push_str("protocol static own_routes {\n  ipv4;\n");
-            for p in &self.def.originate {
-                c.push_str(&format!("  route {p} blackhole;\n"));
-            }
-            c.push_str("}\n");
-        }
-        for n in &self.neighbors {
-            let local = self
-                .def
-                .links
-                .values()
-                .find(|a| a.contains(&n.addr))
-                .map(|a| a.addr())
-                .unwrap_or_else(|| self.router_id());
-            c.push_str(&format!(
-                "protocol bgp {name} {{\n  local {local} as {asn};\n  neighbor {addr} as {peer_asn};\n  hold time {h}; keepalive time {k};\n  connect delay time 1; connect retry time {cr};\n{rr}  ipv4 {{ import all; export where source = RTS_STATIC || source = RTS_BGP; }};\n}}\n",
-                name = bird_name(&n.name),
-                asn = self.def.asn,
-                addr = n.addr,
-                peer_asn = n.asn,
-                h = t.hold,
-                k = t.keepalive,
-                cr = t.connect_retry,
-                rr = if n.rr_client { "  rr client;\n" } else { "" }
-            ));
-        }
-        c
     }
 
     pub fn vtysh(&self, cmd: &str) -> Result<String> {
@@ -379,11 +312,6 @@ impl RouterRt {
         }
         out
     }
-}
-
-/// BIRD protocol names: letters, digits and underscores.
-fn bird_name(n: &str) -> String {
-    format!("n_{}", n.replace('-', "_"))
 }
 
 fn parse_frr_routes(json: &str) -> Result<BTreeMap<IpNet, Vec<IpAddr>>> {

@@ -7,6 +7,7 @@ use std::fmt;
 use std::hash::{Hash, Hasher};
 use std::process::{Command, Output, Stdio};
 use std::str::FromStr;
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
@@ -36,22 +37,27 @@ pub fn run_output<S: AsRef<OsStr>>(prog: &str, args: &[S], timeout: Duration) ->
         .stderr(Stdio::piped())
         .spawn()
         .with_context(|| format!("start `{}`", describe(prog, args)))?;
-    let deadline = Instant::now() + timeout;
-    loop {
-        if child.try_wait()?.is_some() {
-            return child
-                .wait_with_output()
-                .with_context(|| format!("collect output of `{}`", describe(prog, args)));
+    let waited = eventually(scaled(timeout), Duration::from_millis(2), || {
+        match child.try_wait() {
+            Ok(None) => Err(String::new()),
+            Ok(Some(_)) => Ok(Ok(())),
+            Err(e) => Ok(Err(e)),
         }
-        if Instant::now() >= deadline {
+    });
+    match waited {
+        Ok((Ok(()), _)) => child
+            .wait_with_output()
+            .with_context(|| format!("collect output of `{}`", describe(prog, args))),
+        Ok((Err(e), _)) => Err(e).with_context(|| format!("wait for `{}`", describe(prog, args))),
+        Err(_) => {
             let _ = child.kill();
             let _ = child.wait();
             bail!(
-                "`{}` did not finish within {timeout:?}",
-                describe(prog, args)
+                "`{}` did not finish within {:?}",
+                describe(prog, args),
+                scaled(timeout)
             );
         }
-        std::thread::sleep(Duration::from_millis(2));
     }
 }
 
@@ -64,8 +70,36 @@ pub fn describe<S: AsRef<OsStr>>(prog: &str, args: &[S]) -> String {
     s
 }
 
-/// Polls `check` until it returns `Ok` or `deadline` passes. The check
-/// returns what still differs; the last difference is the error.
+/// The factor every deadline is multiplied by on a slow machine (an
+/// emulated VM): `HARNESS_TIME_SCALE`, at least 1, read once per process.
+pub fn time_scale() -> f64 {
+    static SCALE: OnceLock<f64> = OnceLock::new();
+    *SCALE.get_or_init(|| {
+        std::env::var("HARNESS_TIME_SCALE")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .filter(|v: &f64| v.is_finite() && *v >= 1.0)
+            .unwrap_or(1.0)
+    })
+}
+
+/// `d` on this machine: multiplied by [`time_scale`].
+pub fn scaled(d: Duration) -> Duration {
+    d.mul_f64(time_scale())
+}
+
+/// The one deadline loop of the harness: polls `check` every `interval`
+/// until it returns `Ok`, for at most `timeout`, and returns the value with
+/// how long it took. The check returns what still differs; the last
+/// difference is the error.
+///
+/// `timeout` is the budget on this machine: the caller has already scaled
+/// it, with [`scaled`] or `Options::scale` (the same factor), so that a
+/// deadline written in a scenario file is scaled exactly once.
+///
+/// To give up before the deadline (the daemon being waited for has died),
+/// let `T` be a `Result` and return `Ok(Err(why))`: the loop stops and the
+/// caller sees `why`.
 pub fn eventually<T>(
     timeout: Duration,
     interval: Duration,
@@ -80,6 +114,25 @@ pub fn eventually<T>(
                     return Err(format!("still not true after {timeout:?}: {diff}"));
                 }
             }
+        }
+        std::thread::sleep(interval);
+    }
+}
+
+/// The other half of [`eventually`]: `check` must stay `Ok` for the whole
+/// of `period` (already scaled, as for [`eventually`]), polled every
+/// `interval`; the first difference seen is the error. For "still true a
+/// while later" steps, where one good poll proves nothing.
+pub fn holds(
+    period: Duration,
+    interval: Duration,
+    mut check: impl FnMut() -> std::result::Result<(), String>,
+) -> std::result::Result<(), String> {
+    let start = Instant::now();
+    loop {
+        check().map_err(|diff| format!("stopped holding after {:?}: {diff}", start.elapsed()))?;
+        if start.elapsed() >= period {
+            return Ok(());
         }
         std::thread::sleep(interval);
     }
@@ -220,6 +273,29 @@ mod tests {
         })
         .unwrap();
         assert_eq!(v, 7);
+    }
+
+    #[test]
+    fn holds_polls_for_the_whole_period_and_fails_on_the_first_difference() {
+        let mut n = 0;
+        let t = Instant::now();
+        holds(Duration::from_millis(30), Duration::from_millis(5), || {
+            n += 1;
+            Ok(())
+        })
+        .unwrap();
+        assert!(t.elapsed() >= Duration::from_millis(30) && n >= 3, "{n}");
+        let mut n = 0;
+        let e = holds(Duration::from_secs(5), Duration::from_millis(1), || {
+            n += 1;
+            if n < 4 {
+                Ok(())
+            } else {
+                Err(format!("changed at poll {n}"))
+            }
+        })
+        .unwrap_err();
+        assert!(e.contains("changed at poll 4"), "{e}");
     }
 
     #[test]

@@ -10,19 +10,20 @@
 //! stack. Logs go to the run directory, one file per host and daemon.
 
 use std::collections::BTreeMap;
-use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
-use std::process::Child;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
 use ipnet::Ipv4Net;
 use nix::sys::signal::Signal;
 
 use crate::cleanup::Cleanup;
-use crate::netns::{stop_child, Netns, PREFIX};
+use crate::configs::{self, Neighbor, Timers};
+use crate::daemon::{await_ready, Daemon};
+use crate::netns::{Netns, PREFIX};
+use crate::routers::{iface_name, RouterRt};
 use crate::scenario::{BgpConfigBy, BgpMode, DaemonKind, HostDef, Role, Scenario};
 use crate::util::{require, run_cmd, tail};
 
@@ -36,24 +37,21 @@ static RUN_COUNTER: AtomicUsize = AtomicUsize::new(0);
 pub struct Options {
     pub driver_bin: PathBuf,
     pub run_root: PathBuf,
-    /// Multiplies every deadline (slow machines, emulated VMs).
+    /// Multiplies every deadline (slow machines, emulated VMs): the
+    /// process's `HARNESS_TIME_SCALE` ([`crate::util::time_scale`]), which
+    /// loops without an `Options` at hand use through [`crate::util::scaled`].
     pub time_scale: f64,
     pub keep: bool,
 }
 
 impl Options {
     pub fn from_env() -> Result<Options> {
-        let time_scale = std::env::var("HARNESS_TIME_SCALE")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .filter(|v: &f64| *v >= 1.0)
-            .unwrap_or(1.0);
         Ok(Options {
             driver_bin: find_driver_bin()?,
             run_root: std::env::var_os("HARNESS_RUN_DIR")
                 .map(PathBuf::from)
                 .unwrap_or_else(|| std::env::temp_dir().join("ipvlan-bgp-harness")),
-            time_scale,
+            time_scale: crate::util::time_scale(),
             keep: false,
         })
     }
@@ -82,64 +80,6 @@ pub fn find_driver_bin() -> Result<PathBuf> {
         }
     }
     bail!("cannot find the ipvlan-bgp binary next to {}; build it (cargo build --workspace) or set IPVLAN_BGP_BIN", exe.display())
-}
-
-/// One running daemon; shared with the cleanup stack.
-#[derive(Clone)]
-pub struct Daemon {
-    pub child: Arc<Mutex<Option<Child>>>,
-    pub log: PathBuf,
-}
-
-impl Daemon {
-    pub fn new(log: PathBuf) -> Daemon {
-        Daemon {
-            child: Arc::new(Mutex::new(None)),
-            log,
-        }
-    }
-
-    pub fn running(&self) -> bool {
-        let mut g = self.child.lock().unwrap_or_else(|p| p.into_inner());
-        match g.as_mut() {
-            Some(c) => c.try_wait().ok().flatten().is_none(),
-            None => false,
-        }
-    }
-
-    pub fn pid(&self) -> Option<u32> {
-        self.child
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .as_ref()
-            .map(|c| c.id())
-    }
-
-    /// Stops the process we started (by pid): SIGTERM waits for a clean
-    /// exit, SIGKILL is a crash.
-    pub fn signal(&self, sig: Signal) -> Result<()> {
-        self.signal_within(sig, Duration::from_secs(10))
-    }
-
-    /// Sends a signal that does not end the process (SIGSTOP, SIGCONT) to
-    /// the pid we started.
-    pub fn send(&self, sig: Signal) -> Result<()> {
-        let pid = self
-            .pid()
-            .filter(|_| self.running())
-            .ok_or_else(|| anyhow!("not running"))?;
-        nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), sig)
-            .with_context(|| format!("send {sig} to pid {pid}"))
-    }
-
-    /// Like [`Daemon::signal`], waiting up to `timeout` before SIGKILL.
-    pub fn signal_within(&self, sig: Signal, timeout: Duration) -> Result<()> {
-        let mut g = self.child.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(mut c) = g.take() {
-            stop_child(&mut c, sig, timeout)?;
-        }
-        Ok(())
-    }
 }
 
 pub struct HostRt {
@@ -188,7 +128,7 @@ pub struct World {
     pub rt: tokio::runtime::Runtime,
     pub opts: Options,
     scenario: Scenario,
-    pub routers: Vec<crate::routers::RouterRt>,
+    pub routers: Vec<RouterRt>,
 }
 
 impl World {
@@ -280,7 +220,7 @@ impl World {
             let mut ifaces = BTreeMap::new();
             let mut lines = Vec::new();
             for (seg, addr) in &def.links {
-                let iface = crate::routers::iface_name(seg);
+                let iface = iface_name(seg);
                 let port = format!("r{ri}-{seg}");
                 wire(&ns, &iface, &switch, &port, seg)
                     .with_context(|| format!("wire router {} to segment {seg}", def.name))?;
@@ -305,7 +245,7 @@ impl World {
                     let addr = s
                         .shared_address(&def.name, n)
                         .ok_or_else(|| anyhow!("{} shares no segment with {n}", def.name))?;
-                    Ok(crate::routers::Neighbor {
+                    Ok(Neighbor {
                         name: n.clone(),
                         addr: addr.addr(),
                         asn: s.asn_of(n).ok_or_else(|| anyhow!("no AS for {n}"))?,
@@ -319,11 +259,7 @@ impl World {
                 dir: rdir,
                 ifaces,
                 neighbors,
-                timers: crate::routers::Timers {
-                    hold: s.bgp.hold_time,
-                    keepalive: s.bgp.keepalive,
-                    connect_retry: s.bgp.connect_retry,
-                },
+                timers: Timers::from(&s.bgp),
                 daemons: Vec::new(),
                 cleanup: cleanup.clone(),
             });
@@ -370,19 +306,26 @@ impl World {
         }
     }
 
-    /// gobgpd's neighbours of host `i`: (address, AS, route-reflector client).
-    pub fn neighbours(&self, i: usize) -> Vec<(Ipv4Addr, u32, bool)> {
+    /// gobgpd's neighbours of host `i`.
+    pub fn neighbours(&self, i: usize) -> Vec<Neighbor> {
         let s = &self.scenario;
         let me = &self.hosts[i];
+        let host = |h: &HostRt, rr_client: bool| Neighbor {
+            name: h.def.name.clone(),
+            addr: h.addr.addr(),
+            asn: h.def.asn,
+            rr_client,
+        };
         if let Some(peers) = &me.def.peers {
             return peers
                 .iter()
                 .filter_map(|p| {
-                    Some((
-                        s.shared_address(&me.def.name, p)?.addr(),
-                        s.asn_of(p)?,
-                        false,
-                    ))
+                    Some(Neighbor {
+                        name: p.clone(),
+                        addr: s.shared_address(&me.def.name, p)?.addr(),
+                        asn: s.asn_of(p)?,
+                        rr_client: false,
+                    })
                 })
                 .collect();
         }
@@ -392,7 +335,7 @@ impl World {
                 .hosts
                 .iter()
                 .filter(|h| h.index != i)
-                .map(|h| (h.addr.addr(), h.def.asn, false))
+                .map(|h| host(h, false))
                 .collect(),
             BgpMode::RouteReflector => {
                 let rr = s.bgp.reflector.as_deref().unwrap_or_default();
@@ -400,13 +343,13 @@ impl World {
                     self.hosts
                         .iter()
                         .filter(|h| h.index != i)
-                        .map(|h| (h.addr.addr(), h.def.asn, h.def.asn == me.def.asn))
+                        .map(|h| host(h, h.def.asn == me.def.asn))
                         .collect()
                 } else {
                     self.hosts
                         .iter()
                         .filter(|h| h.def.name == rr)
-                        .map(|h| (h.addr.addr(), h.def.asn, false))
+                        .map(|h| host(h, false))
                         .collect()
                 }
             }
@@ -423,28 +366,15 @@ impl World {
             return Ok(());
         }
         let h = &self.hosts[i];
-        let b = &self.scenario.bgp;
-        let mut t = format!(
-            "# generated by the harness for host {}\n[global.config]\n  as = {}\n  router-id = \"{}\"\n  local-address-list = [\"{}\"]\n",
-            h.def.name,
+        let text = configs::gobgpd(
+            &h.def.name,
             h.def.asn,
             h.addr.addr(),
-            h.addr.addr()
+            &self.neighbours(i),
+            Timers::from(&self.scenario.bgp),
         );
-        for (addr, asn, rr_client) in self.neighbours(i) {
-            t.push_str(&format!(
-                "\n[[neighbors]]\n  [neighbors.config]\n    neighbor-address = \"{addr}\"\n    peer-as = {asn}\n  [neighbors.timers.config]\n    connect-retry = {}\n    hold-time = {}\n    keepalive-interval = {}\n",
-                b.connect_retry, b.hold_time, b.keepalive
-            ));
-            if rr_client {
-                t.push_str(&format!(
-                    "  [neighbors.route-reflector.config]\n    route-reflector-client = true\n    route-reflector-cluster-id = \"{}\"\n",
-                    h.addr.addr()
-                ));
-            }
-        }
-        std::fs::write(h.dir.join("gobgpd.toml"), t)?;
-        Ok(())
+        let path = h.dir.join("gobgpd.toml");
+        std::fs::write(&path, text).with_context(|| format!("write {}", path.display()))
     }
 
     fn driver_args(&self, i: usize) -> Vec<String> {
@@ -481,12 +411,12 @@ impl World {
                 "--router-id".into(),
                 h.addr.addr().to_string(),
             ]);
-            for (addr, asn, rr) in self.neighbours(i) {
+            for n in self.neighbours(i) {
                 let mut p = format!(
-                    "{addr}:{asn},hold={},keepalive={},connect-retry={}",
-                    s.bgp.hold_time, s.bgp.keepalive, s.bgp.connect_retry
+                    "{}:{},hold={},keepalive={},connect-retry={}",
+                    n.addr, n.asn, s.bgp.hold_time, s.bgp.keepalive, s.bgp.connect_retry
                 );
-                if rr {
+                if n.rr_client {
                     p.push_str(",rr-client");
                 }
                 a.extend(["--peer".into(), p]);
@@ -524,44 +454,21 @@ impl World {
             DaemonKind::Driver => (self.opts.driver_bin.clone(), self.driver_args(i)),
             DaemonKind::Dockerd => bail!("dockerd belongs to the dockerd engine"),
         };
-        let child =
-            h.ns.spawn(&prog, &args, &d.log)
-                .with_context(|| format!("start {kind:?} on {}", h.def.name))?;
-        *d.child.lock().unwrap_or_else(|p| p.into_inner()) = Some(child);
-        let d2 = d.clone();
-        self.cleanup
-            .push(format!("stop {kind:?} on {}", h.def.name), move || {
-                d2.signal(Signal::SIGTERM)
-            });
-        let deadline = Instant::now() + self.opts.scale(Duration::from_secs(20));
-        loop {
-            let ready = match kind {
+        d.spawn(Some(&h.ns.path()), &prog, &args)
+            .with_context(|| format!("start {kind:?} on {}", h.def.name))?;
+        d.stop_at_cleanup(&self.cleanup, format!("stop {kind:?} on {}", h.def.name));
+        await_ready(
+            &format!("{kind:?} on {}", h.def.name),
+            &[d],
+            self.opts.scale(Duration::from_secs(20)),
+            Duration::from_millis(20),
+            || match kind {
                 DaemonKind::Gobgpd => self.gobgpd_ready(i),
                 DaemonKind::Driver => self.driver_ready(i),
                 DaemonKind::Dockerd => bail!("dockerd belongs to the dockerd engine"),
-            };
-            match ready {
-                Ok(()) => return Ok(()),
-                Err(e) => {
-                    if !d.running() {
-                        bail!(
-                            "{kind:?} on {} exited during start-up: {e}\n--- {} ---\n{}",
-                            h.def.name,
-                            d.log.display(),
-                            tail(&d.log, 30)
-                        );
-                    }
-                    if Instant::now() > deadline {
-                        bail!(
-                            "{kind:?} on {} not ready: {e}\n{}",
-                            h.def.name,
-                            tail(&d.log, 30)
-                        );
-                    }
-                }
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
+            },
+        )?;
+        Ok(())
     }
 
     fn gobgpd_ready(&self, i: usize) -> Result<()> {

@@ -792,6 +792,11 @@ mod tests {
         (i, t0)
     }
 
+    /// The kernel tells the installer that `route` was added or deleted.
+    fn route_event(i: &mut Installer<FakeTable>, route: TableRoute, deleted: bool, now: Instant) {
+        i.on_event(KernelEvent::Route { route, deleted }, now);
+    }
+
     fn status(i: &Installer<FakeTable>) -> crate::metrics::BgpStatus {
         i.metrics.bgp_snapshot()
     }
@@ -876,13 +881,7 @@ mod tests {
         i.table().routes.clear();
         i.table().add_foreign(static_route("10.1.2.0/24"), 0);
         let tr = i.table().routes[0];
-        i.on_event(
-            KernelEvent::Route {
-                route: tr,
-                deleted: false,
-            },
-            t0,
-        );
+        route_event(&mut i, tr, false, t0);
         i.apply(vec![Change::Set(ours("10.1.2.0/24", "192.0.2.3"))], t0);
         assert_eq!(
             i.table().at(&n("10.1.2.0/24")),
@@ -897,13 +896,7 @@ mod tests {
         i.apply(vec![Change::Set(ours("10.1.2.0/24", "192.0.2.2"))], t0);
         i.table().add_foreign(static_route("10.1.2.0/24"), 100);
         let tr = i.table().routes[1];
-        i.on_event(
-            KernelEvent::Route {
-                route: tr,
-                deleted: false,
-            },
-            t0,
-        );
+        route_event(&mut i, tr, false, t0);
         let t = i.next_deadline();
         assert!(t <= t0 + Duration::from_secs(1));
         i.tick(t);
@@ -938,13 +931,7 @@ mod tests {
         let (mut i, t0) = installer(FakeTable::default());
         i.apply(vec![Change::Set(ours("10.1.2.0/24", "192.0.2.2"))], t0);
         let tr = i.table().routes.remove(0);
-        i.on_event(
-            KernelEvent::Route {
-                route: tr,
-                deleted: true,
-            },
-            t0,
-        );
+        route_event(&mut i, tr, true, t0);
         let t = i.next_deadline();
         assert!(t <= t0 + Duration::from_secs(1));
         i.tick(t);
@@ -963,23 +950,11 @@ mod tests {
         i.table()
             .create_exclusive(&[ours("10.1.9.0/24", "192.0.2.5")]);
         let tr = i.table().routes[1];
-        i.on_event(
-            KernelEvent::Route {
-                route: tr,
-                deleted: false,
-            },
-            t0,
-        );
+        route_event(&mut i, tr, false, t0);
         // Our own echo is no reason to reconcile.
         let echo = i.table().routes[0];
         let before = i.next_deadline();
-        i.on_event(
-            KernelEvent::Route {
-                route: echo,
-                deleted: false,
-            },
-            t0,
-        );
+        route_event(&mut i, echo, false, t0);
         assert_eq!(i.next_deadline(), before);
         i.tick(i.next_deadline());
         assert!(i.table().at(&n("10.1.9.0/24")).is_empty());
@@ -1057,22 +1032,10 @@ mod tests {
         };
         i.table().add_foreign(other, 100);
         let tr = i.table().routes[1];
-        i.on_event(
-            KernelEvent::Route {
-                route: tr,
-                deleted: false,
-            },
-            t0,
-        );
+        route_event(&mut i, tr, false, t0);
         assert_eq!(status(&i).default_gateways.len(), 2);
         let tr = i.table().routes.remove(0);
-        i.on_event(
-            KernelEvent::Route {
-                route: tr,
-                deleted: true,
-            },
-            t0,
-        );
+        route_event(&mut i, tr, true, t0);
         assert_eq!(status(&i).default_gateways, vec![other.via.unwrap()]);
     }
 

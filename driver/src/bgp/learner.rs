@@ -619,6 +619,11 @@ mod tests {
         }
     }
 
+    /// How many paths the learner refused for `why`, if it counted any.
+    fn rejected(l: &Learner, why: &str) -> Option<u64> {
+        l.metrics.bgp_snapshot().rejected.get(why).copied()
+    }
+
     fn learner() -> Learner {
         let mut l = Learner::new(73, 2, Duration::from_secs(10), Arc::new(Metrics::default()));
         assert!(l.set_inputs(inputs()).is_empty());
@@ -653,18 +658,12 @@ mod tests {
             .learn(vec![path("0.0.0.0/0", "192.0.2.2", false)])
             .is_empty());
         // Dropped without state, so each path counts.
-        assert_eq!(
-            l.metrics.bgp_snapshot().rejected.get("default-route"),
-            Some(&2)
-        );
+        assert_eq!(rejected(&l, "default-route"), Some(2));
         assert_eq!(l.state_sizes()[..3], [0, 0, 0]);
         // Kept-state refusals count once per prefix.
         l.learn(vec![path("10.1.3.1/32", "203.0.113.9", false)]);
         l.learn(vec![path("10.1.3.1/32", "203.0.113.9", false)]);
-        assert_eq!(
-            l.metrics.bgp_snapshot().rejected.get("next-hop-off-link"),
-            Some(&1)
-        );
+        assert_eq!(rejected(&l, "next-hop-off-link"), Some(1));
     }
 
     #[test]
@@ -676,7 +675,7 @@ mod tests {
         assert!(l
             .learn(vec![path("169.254.1.0/24", "192.0.2.2", false)])
             .is_empty());
-        assert_eq!(l.metrics.bgp_snapshot().rejected.get("reserved"), Some(&1));
+        assert_eq!(rejected(&l, "reserved"), Some(1));
     }
 
     #[test]
@@ -694,10 +693,7 @@ mod tests {
         // A path whose next hop lies inside it: the covering route goes.
         let c = l.learn(vec![path("10.5.0.1/32", "10.9.9.7", false)]);
         assert!(c.contains(&Change::Remove(n("10.9.9.0/24"))), "{c:?}");
-        assert_eq!(
-            l.metrics.bgp_snapshot().rejected.get("covers-next-hop"),
-            Some(&1)
-        );
+        assert_eq!(rejected(&l, "covers-next-hop"), Some(1));
         // The next hop leaves: the prefix comes back.
         let c = l.learn(vec![path("10.5.0.1/32", "", true)]);
         assert!(
@@ -709,10 +705,7 @@ mod tests {
         let mut p = path("10.9.0.0/30", "192.0.2.2", false);
         p.peer = Some("10.9.0.1".into());
         assert!(l.learn(vec![p]).is_empty());
-        assert_eq!(
-            l.metrics.bgp_snapshot().rejected.get("covers-neighbor"),
-            Some(&1)
-        );
+        assert_eq!(rejected(&l, "covers-neighbor"), Some(1));
     }
 
     #[test]
@@ -781,10 +774,7 @@ mod tests {
         ]);
         assert_eq!(c.len(), 2);
         assert_eq!(l.installed_count(), 2);
-        assert_eq!(
-            l.metrics.bgp_snapshot().rejected.get("max-learned"),
-            Some(&1)
-        );
+        assert_eq!(rejected(&l, "max-learned"), Some(1));
         // A withdrawal frees room: the waiting route gets in at once.
         let c = l.learn(vec![path("10.1.2.1/32", "", true)]);
         assert_eq!(
@@ -877,10 +867,7 @@ mod tests {
         assert_eq!(c.len(), 1);
         assert!(!l.needs_relist());
         // Counted once (at first sight), not again on the relist.
-        assert_eq!(
-            l.metrics.bgp_snapshot().rejected.get("outside-pools"),
-            Some(&1)
-        );
+        assert_eq!(rejected(&l, "outside-pools"), Some(1));
     }
 
     #[test]
