@@ -29,6 +29,10 @@ use crate::world::{Options, World, UNDERLAY_IF};
 
 const PROBE_TIMEOUT: Duration = Duration::from_millis(400);
 const POLL: Duration = Duration::from_millis(100);
+/// How long an expected absence (`present = false`) must last by default
+/// (scaled): a route that is gone for one poll may be in the middle of a
+/// flap, and an absence that never held proves nothing.
+const ABSENT_HOLD: Duration = Duration::from_secs(2);
 
 pub fn make_engine(kind: &str) -> Result<Box<dyn Engine>> {
     match kind {
@@ -252,6 +256,16 @@ impl Runner<'_> {
         self.w.opts.scale(d.0)
     }
 
+    /// The scaled hold of an expectation: as written, or [`ABSENT_HOLD`]
+    /// when it expects something to be absent and names no hold.
+    fn hold_for(&self, present: bool, hold: Option<Dur>) -> Option<Duration> {
+        match (hold, present) {
+            (Some(h), _) => Some(self.scale(h)),
+            (None, false) => Some(self.w.opts.scale(ABSENT_HOLD)),
+            (None, true) => None,
+        }
+    }
+
     fn network_def(&self, net: &str) -> Result<crate::scenario::NetworkDef> {
         self.s
             .networks
@@ -378,6 +392,7 @@ impl Runner<'_> {
                 present,
                 via,
                 within,
+                hold,
             } => {
                 let ri = self
                     .w
@@ -391,7 +406,8 @@ impl Runner<'_> {
                     .map(|v| self.resolve_addr(router, v))
                     .transpose()?;
                 let present = *present;
-                let (_, took) = eventually(self.scale(*within), POLL, || {
+                let hold = self.hold_for(present, *hold);
+                let took = poll_then_hold(self.scale(*within), hold, || {
                     let routes = self.w.routers[ri].routes().map_err(|e| format!("{e:#}"))?;
                     match (present, routes.get(&prefix)) {
                         (true, None) => Err(format!("{router} has no route for {prefix}")),
@@ -406,8 +422,7 @@ impl Runner<'_> {
                             Err(format!("{router} still routes {prefix} via {h:?}"))
                         }
                     }
-                })
-                .map_err(|e| anyhow!(e))?;
+                })?;
                 Ok(Some(took))
             }
             Action::RouterDown { router } | Action::RouterUp { router } => {
@@ -695,15 +710,8 @@ impl Runner<'_> {
                         )),
                     }
                 };
-                let (_, took) =
-                    eventually(self.scale(*within), POLL, check).map_err(|e| anyhow!(e))?;
-                if let Some(h) = hold {
-                    let until = Instant::now() + self.scale(*h);
-                    while Instant::now() < until {
-                        check().map_err(|e| anyhow!("changed during the hold: {e}"))?;
-                        std::thread::sleep(POLL);
-                    }
-                }
+                let hold = self.hold_for(present, *hold);
+                let took = poll_then_hold(self.scale(*within), hold, check)?;
                 Ok(Some(took))
             }
             Action::ExpectRejected {
@@ -810,15 +818,8 @@ impl Runner<'_> {
                     status_matches(&st, field, want.as_ref(), *at_least, *at_most)
                         .map_err(|e| format!("{host}'s driver status: {e}"))
                 };
-                let (_, took) =
-                    eventually(self.scale(*within), POLL, check).map_err(|e| anyhow!(e))?;
-                if let Some(h) = hold {
-                    let until = Instant::now() + self.scale(*h);
-                    while Instant::now() < until {
-                        check().map_err(|e| anyhow!("changed during the hold: {e}"))?;
-                        std::thread::sleep(POLL);
-                    }
-                }
+                let hold = hold.map(|h| self.scale(h));
+                let took = poll_then_hold(self.scale(*within), hold, check)?;
                 Ok(Some(took))
             }
             Action::ExpectLog {
@@ -1386,6 +1387,27 @@ impl Runner<'_> {
             bail!(errors.join("; "))
         }
     }
+}
+
+/// Polls `check` until it holds (at most `within`), then, with a `hold`,
+/// keeps checking that it still holds for so long. Returns how long it took
+/// to hold first.
+fn poll_then_hold(
+    within: Duration,
+    hold: Option<Duration>,
+    mut check: impl FnMut() -> std::result::Result<(), String>,
+) -> Result<Duration> {
+    let (_, took) = eventually(within, POLL, &mut check).map_err(|e| anyhow!(e))?;
+    if let Some(h) = hold {
+        let until = Instant::now() + h;
+        while Instant::now() < until {
+            check().map_err(|e| {
+                anyhow!("held for {took:?}, then changed within the {h:?} hold: {e}")
+            })?;
+            std::thread::sleep(POLL);
+        }
+    }
+    Ok(took)
 }
 
 /// Whether the status JSON's value at a dotted `field` passes the tests.

@@ -296,6 +296,8 @@ pub enum Action {
         protocol: Option<String>,
         #[serde(default = "default_within")]
         within: Dur,
+        /// Keep checking for so long after it first holds; with
+        /// `present = false` the default is 2 s (scaled).
         hold: Option<Dur>,
     },
     /// The host's driver has rejected at least one learned route for `reason`.
@@ -344,6 +346,9 @@ pub enum Action {
         via: Option<String>,
         #[serde(default = "default_within")]
         within: Dur,
+        /// Keep checking for so long after it first holds; with
+        /// `present = false` the default is 2 s (scaled).
+        hold: Option<Dur>,
     },
     /// A router dies: its daemons are killed and its links go down.
     RouterDown {
