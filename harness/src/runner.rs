@@ -23,7 +23,7 @@ use crate::engine::{ContainerRt, Control, Emulator, Engine};
 use crate::links::LinkInfo;
 use crate::probe::{ping_pairs, tcp_pairs, Member, Prober, TcpServers};
 use crate::report::{Report, StepReport};
-use crate::scenario::{Action, DaemonKind, Probe, Scenario};
+use crate::scenario::{Action, DaemonKind, Measure, Probe, Scenario};
 use crate::util::{eventually, Dur};
 use crate::world::{Options, World, UNDERLAY_IF};
 
@@ -203,10 +203,23 @@ impl Runner<'_> {
             }
         }
         let total = self.s.steps.len();
+        // Convergence counts from the end of the last event (the networks
+        // being created, before the first step).
+        let mut last_event = Instant::now();
         for (i, step) in self.s.steps.iter().enumerate() {
             say(&format!("step {}/{total}: {} ...", i + 1, step.name));
             let t = Instant::now();
-            let outcome = self.step(&step.action);
+            let outcome = self
+                .step(&step.action)
+                .map(|took| match step.action.measure() {
+                    Measure::Event => {
+                        last_event = Instant::now();
+                        None
+                    }
+                    Measure::Expectation => took.map(|d| t.duration_since(last_event) + d),
+                    Measure::Own => took,
+                    Measure::Neither => None,
+                });
             let elapsed = t.elapsed();
             let mut sr = StepReport {
                 name: step.name.clone(),
@@ -221,9 +234,9 @@ impl Runner<'_> {
                         sr.convergence_ms = Some(c.as_millis() as u64);
                         report
                             .convergence_ms
-                            .insert(step.name.clone(), c.as_millis() as u64);
+                            .insert(convergence_key(i, &step.name), c.as_millis() as u64);
                         say(&format!(
-                            "step {}/{total}: ok, held after {:.3}s",
+                            "step {}/{total}: ok, held {:.3}s after the last event",
                             i + 1,
                             c.as_secs_f64()
                         ));
@@ -1389,6 +1402,12 @@ impl Runner<'_> {
     }
 }
 
+/// The report's key for a step's convergence: its 1-based index and its
+/// name (`"07 expect-route h2 c1"`), unique even when two steps share a name.
+pub fn convergence_key(index: usize, name: &str) -> String {
+    format!("{:02} {name}", index + 1)
+}
+
 /// Polls `check` until it holds (at most `within`), then, with a `hold`,
 /// keeps checking that it still holds for so long. Returns how long it took
 /// to hold first.
@@ -1576,6 +1595,16 @@ pub fn flood(api: &std::path::Path, first: Ipv4Addr, count: u32, nh: Ipv4Addr) -
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn convergence_keys_are_unique_per_step_and_sort_in_order() {
+        assert_eq!(
+            convergence_key(6, "expect-route h2 c1"),
+            "07 expect-route h2 c1"
+        );
+        assert_ne!(convergence_key(2, "x"), convergence_key(5, "x"));
+        assert!(convergence_key(8, "z") < convergence_key(9, "a"));
+    }
 
     #[test]
     fn status_fields_are_dotted_paths_with_bounds() {

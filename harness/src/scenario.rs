@@ -488,6 +488,67 @@ pub enum Action {
     },
 }
 
+/// What a step's time means for the report's `convergence_ms`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Measure {
+    /// It changes the world (start, stop, kill, link change, restart...):
+    /// the expectations after it measure convergence from its end.
+    Event,
+    /// It polls until something holds: its convergence is the time from the
+    /// end of the last event until it first held.
+    Expectation,
+    /// It measures its own convergence (a probe's longest outage, a flood's
+    /// acceptance time from its start).
+    Own,
+    /// It neither changes the world nor waits for it (snapshots, pauses,
+    /// one-shot comparisons).
+    Neither,
+}
+
+impl Action {
+    pub fn measure(&self) -> Measure {
+        use Action::*;
+        match self {
+            CreateNetwork { .. }
+            | DeleteNetwork { .. }
+            | Start { .. }
+            | KillContainer { .. }
+            | Stop { .. }
+            | Kill { .. }
+            | StopDaemon { .. }
+            | StartDaemon { .. }
+            | Restart { .. }
+            | LinkDown { .. }
+            | LinkUp { .. }
+            | Inject { .. }
+            | RouterDown { .. }
+            | RouterUp { .. }
+            | Run { .. }
+            | PlantRoute { .. }
+            | Freeze { .. }
+            | Thaw { .. }
+            | Flood { .. } => Measure::Event,
+            WaitBgp { .. }
+            | ExpectReachable { .. }
+            | ExpectUnreachable { .. }
+            | ExpectMatrix { .. }
+            | ExpectRoute { .. }
+            | ExpectRejected { .. }
+            | ExpectRouterRoute { .. }
+            | ExpectStatus { .. }
+            | ExpectLog { .. }
+            | ExpectLink { .. }
+            | ExpectMarkedLinks { .. } => Measure::Expectation,
+            FloodWait { .. } | ProbeStop { .. } => Measure::Own,
+            Pause { .. }
+            | LinkSnapshot { .. }
+            | BgpSnapshot { .. }
+            | ExpectBgpSteady { .. }
+            | ProbeStart { .. } => Measure::Neither,
+        }
+    }
+}
+
 fn default_log_daemon() -> DaemonKind {
     DaemonKind::Driver
 }
