@@ -14,7 +14,8 @@ pub struct StepReport {
     pub elapsed_ms: u64,
     /// For an expectation: time from the end of the last action step before
     /// it (start, stop, kill, link change, restart, ...; the creation of the
-    /// networks before the first step) until it first held. For `probe-stop`:
+    /// networks before the first step) until it first held; an upper bound
+    /// when other expectations ran in between. For `probe-stop`:
     /// the longest outage; for `flood-wait`: how long gobgpd took to accept
     /// the flood from its start.
     #[serde(skip_serializing_if = "Option::is_none")]

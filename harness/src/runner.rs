@@ -673,58 +673,78 @@ impl Runner<'_> {
                     Some(p) => format!("proto {p}"),
                 };
                 let hi = self.w.host_index(host)?;
-                let prefix: IpNet = match prefix.parse::<Ipv4Net>() {
-                    Ok(p) => IpNet::V4(p),
-                    Err(_) => {
-                        let c = self
-                            .running
-                            .get(prefix)
-                            .or_else(|| self.killed.iter().find(|c| &c.name == prefix))
-                            .ok_or_else(|| anyhow!("{prefix} is not running"))?;
-                        IpNet::V4(Ipv4Net::new(c.address, 32)?)
-                    }
+                let want = WantRoute {
+                    dst: self.prefix_of(prefix)?,
+                    via: via
+                        .as_deref()
+                        .map(|v| self.resolve_addr(host, v))
+                        .transpose()?,
                 };
-                let via: Option<Ipv4Addr> = via
-                    .as_deref()
-                    .map(|v| self.resolve_addr(host, v))
-                    .transpose()?;
                 let ns = self.w.hosts[hi].ns.path();
                 let present = *present;
                 let check = || -> std::result::Result<(), String> {
                     let mut k = Kernel::open_in_netns(&ns).map_err(|e| e.to_string())?;
                     let all = k.routes(Family::V4, None).map_err(|e| e.to_string())?;
-                    let others: Vec<String> = all
-                        .iter()
-                        .filter(|r| r.dst == prefix && r.protocol != proto)
-                        .map(|r| format!("{} via {:?} proto {}", r.dst, r.via, r.protocol))
-                        .collect();
-                    let routes: Vec<_> = all.into_iter().filter(|r| r.protocol == proto).collect();
-                    let found = routes.iter().find(|r| r.dst == prefix);
-                    match (present, found) {
-                        (true, Some(r)) => match via {
-                            Some(v) if r.via != Some(std::net::IpAddr::V4(v)) => {
-                                Err(format!("{prefix} is via {:?}, expected {v}", r.via))
-                            }
-                            _ => Ok(()),
-                        },
-                        (true, None) => Err(format!(
-                            "no {whose} route for {prefix} on {host} (other routes for it: [{}]); {whose} routes: {}",
-                            others.join(", "),
-                            routes
+                    let (routes, others): (Vec<_>, Vec<_>) =
+                        all.into_iter().partition(|r| r.protocol == proto);
+                    let seen = SeenRoutes::from_kernel(&routes);
+                    if present {
+                        seen.compare(std::slice::from_ref(&want), false).map_err(|d| {
+                            let others: Vec<String> = others
                                 .iter()
-                                .map(|r| r.dst.to_string())
-                                .collect::<Vec<_>>()
-                                .join(" ")
-                        )),
-                        (false, None) => Ok(()),
-                        (false, Some(r)) => Err(format!(
-                            "{whose} route {} via {:?} is still on {host}",
-                            r.dst, r.via
-                        )),
+                                .filter(|r| r.dst == want.dst)
+                                .map(|r| format!("{} via {:?} proto {}", r.dst, r.via, r.protocol))
+                                .collect();
+                            format!(
+                                "{whose} routes on {host} differ: {d} (other routes for {}: [{}]); {whose} routes: {seen}",
+                                want.dst,
+                                others.join(", "),
+                            )
+                        })
+                    } else {
+                        match seen.0.get(&want.dst) {
+                            None => Ok(()),
+                            Some(hops) => Err(format!(
+                                "{whose} route {} via {} is still on {host}",
+                                want.dst,
+                                hops_text(hops)
+                            )),
+                        }
                     }
                 };
                 let hold = self.hold_for(present, *hold);
                 let took = poll_then_hold(self.scale(*within), hold, check)?;
+                Ok(Some(took))
+            }
+            Action::ExpectRoutes {
+                host,
+                routes,
+                within,
+            } => {
+                let hi = self.w.host_index(host)?;
+                let want = routes
+                    .iter()
+                    .map(|r| {
+                        Ok(WantRoute {
+                            dst: self.prefix_of(r.prefix())?,
+                            via: r.via().map(|v| self.resolve_addr(host, v)).transpose()?,
+                        })
+                    })
+                    .collect::<Result<Vec<_>>>()?;
+                let ns = self.w.hosts[hi].ns.path();
+                let took = poll_then_hold(self.scale(*within), None, || {
+                    let mut k = Kernel::open_in_netns(&ns).map_err(|e| e.to_string())?;
+                    let routes = k
+                        .routes(Family::V4, Some(ipvlan_bgp::config::DEFAULT_ROUTE_PROTOCOL))
+                        .map_err(|e| e.to_string())?;
+                    let seen = SeenRoutes::from_kernel(&routes);
+                    seen.compare(&want, true).map_err(|d| {
+                        format!(
+                            "{host}'s tagged routes differ from the {} expected: {d}; seen: {seen}",
+                            want.len()
+                        )
+                    })
+                })?;
                 Ok(Some(took))
             }
             Action::ExpectRejected {
@@ -1179,7 +1199,7 @@ impl Runner<'_> {
             .ok_or_else(|| anyhow!("router {v} has no address"))
     }
 
-    /// A CIDR, or a running container's /32.
+    /// A CIDR, or a running (or killed) container's /32.
     fn prefix_of(&self, p: &str) -> Result<IpNet> {
         match p.parse::<Ipv4Net>() {
             Ok(n) => Ok(IpNet::V4(n)),
@@ -1187,6 +1207,7 @@ impl Runner<'_> {
                 let c = self
                     .running
                     .get(p)
+                    .or_else(|| self.killed.iter().find(|c| c.name == p))
                     .ok_or_else(|| anyhow!("{p} is not running"))?;
                 Ok(IpNet::V4(Ipv4Net::new(c.address, 32)?))
             }
@@ -1402,6 +1423,125 @@ impl Runner<'_> {
     }
 }
 
+/// One route an expectation wants: a prefix and, optionally, its next hop.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WantRoute {
+    pub dst: IpNet,
+    pub via: Option<Ipv4Addr>,
+}
+
+impl std::fmt::Display for WantRoute {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.via {
+            Some(v) => write!(f, "{} via {v}", self.dst),
+            None => write!(f, "{}", self.dst),
+        }
+    }
+}
+
+/// The routes seen (of one owner): prefix -> next hops (`None`: no gateway).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SeenRoutes(pub BTreeMap<IpNet, Vec<Option<std::net::IpAddr>>>);
+
+fn hops_text(hops: &[Option<std::net::IpAddr>]) -> String {
+    hops.iter()
+        .map(|h| h.map_or("(connected)".to_string(), |a| a.to_string()))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+impl std::fmt::Display for SeenRoutes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.0.is_empty() {
+            return write!(f, "none");
+        }
+        let all: Vec<String> = self
+            .0
+            .iter()
+            .map(|(d, h)| format!("{d} via {}", hops_text(h)))
+            .collect();
+        write!(f, "{}", all.join(", "))
+    }
+}
+
+impl SeenRoutes {
+    pub fn from_kernel(routes: &[ipvlan_bgp::kernel::Route]) -> SeenRoutes {
+        let mut m: BTreeMap<IpNet, Vec<Option<std::net::IpAddr>>> = BTreeMap::new();
+        for r in routes {
+            m.entry(r.dst).or_default().push(r.via);
+        }
+        SeenRoutes(m)
+    }
+
+    /// The one route comparison of `expect-route` and `expect-routes`:
+    /// every wanted prefix is there (through its `via` when given) and,
+    /// when `exact`, nothing else is.
+    pub fn compare(&self, want: &[WantRoute], exact: bool) -> std::result::Result<(), RouteDiff> {
+        let mut d = RouteDiff::default();
+        for w in want {
+            match self.0.get(&w.dst) {
+                None => d.missing.push(w.clone()),
+                Some(hops) => {
+                    if let Some(v) = w.via {
+                        if !hops.contains(&Some(std::net::IpAddr::V4(v))) {
+                            d.wrong_via.push((w.clone(), hops_text(hops)));
+                        }
+                    }
+                }
+            }
+        }
+        if exact {
+            for (dst, hops) in &self.0 {
+                if !want.iter().any(|w| w.dst == *dst) {
+                    d.extra.push(format!("{dst} via {}", hops_text(hops)));
+                }
+            }
+        }
+        if d.missing.is_empty() && d.extra.is_empty() && d.wrong_via.is_empty() {
+            Ok(())
+        } else {
+            Err(d)
+        }
+    }
+}
+
+/// How seen routes differ from the wanted ones.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RouteDiff {
+    pub missing: Vec<WantRoute>,
+    pub extra: Vec<String>,
+    /// The wanted route and the next hops seen instead.
+    pub wrong_via: Vec<(WantRoute, String)>,
+}
+
+impl std::fmt::Display for RouteDiff {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut parts = Vec::new();
+        if !self.missing.is_empty() {
+            let m: Vec<String> = self.missing.iter().map(|w| w.to_string()).collect();
+            parts.push(format!("missing [{}]", m.join(", ")));
+        }
+        if !self.extra.is_empty() {
+            parts.push(format!("extra [{}]", self.extra.join(", ")));
+        }
+        if !self.wrong_via.is_empty() {
+            let w: Vec<String> = self
+                .wrong_via
+                .iter()
+                .map(|(w, seen)| {
+                    format!(
+                        "{} via {seen}, expected {}",
+                        w.dst,
+                        w.via.map_or(String::new(), |v| v.to_string())
+                    )
+                })
+                .collect();
+            parts.push(format!("wrong next hop [{}]", w.join(", ")));
+        }
+        write!(f, "{}", parts.join("; "))
+    }
+}
+
 /// The report's key for a step's convergence: its 1-based index and its
 /// name (`"07 expect-route h2 c1"`), unique even when two steps share a name.
 pub fn convergence_key(index: usize, name: &str) -> String {
@@ -1595,6 +1735,59 @@ pub fn flood(api: &std::path::Path, first: Ipv4Addr, count: u32, nh: Ipv4Addr) -
 mod tests {
     use super::*;
     use serde_json::json;
+
+    fn seen(routes: &[(&str, Option<&str>)]) -> SeenRoutes {
+        let mut m: BTreeMap<IpNet, Vec<Option<std::net::IpAddr>>> = BTreeMap::new();
+        for (d, v) in routes {
+            m.entry(d.parse().unwrap())
+                .or_default()
+                .push(v.map(|v| v.parse().unwrap()));
+        }
+        SeenRoutes(m)
+    }
+
+    fn want(d: &str, via: Option<&str>) -> WantRoute {
+        WantRoute {
+            dst: d.parse().unwrap(),
+            via: via.map(|v| v.parse().unwrap()),
+        }
+    }
+
+    #[test]
+    fn route_sets_diff_missing_extra_and_wrong_next_hop() {
+        let s = seen(&[
+            ("10.1.1.2/32", Some("192.0.2.1")),
+            ("10.1.3.2/32", Some("192.0.2.9")),
+            ("10.9.9.9/32", Some("192.0.2.3")),
+        ]);
+        let w = [
+            want("10.1.1.2/32", Some("192.0.2.1")),
+            want("10.1.3.2/32", Some("192.0.2.3")),
+            want("10.1.4.2/32", None),
+        ];
+        let d = s.compare(&w, true).unwrap_err();
+        assert_eq!(d.missing, vec![want("10.1.4.2/32", None)]);
+        assert_eq!(d.extra, vec!["10.9.9.9/32 via 192.0.2.3".to_string()]);
+        let text = d.to_string();
+        assert!(
+            text.contains("missing [10.1.4.2/32]")
+                && text.contains("extra [10.9.9.9/32 via 192.0.2.3]")
+                && text.contains("wrong next hop [10.1.3.2/32 via 192.0.2.9, expected 192.0.2.3]"),
+            "{text}"
+        );
+        // Not exact: extras are allowed, the rest still counts.
+        let d = s.compare(&w, false).unwrap_err();
+        assert!(d.extra.is_empty() && d.missing.len() == 1 && d.wrong_via.len() == 1);
+        // The same set, with or without next hops, matches exactly.
+        let all = [
+            want("10.1.1.2/32", Some("192.0.2.1")),
+            want("10.1.3.2/32", None),
+            want("10.9.9.9/32", Some("192.0.2.3")),
+        ];
+        assert_eq!(s.compare(&all, true), Ok(()));
+        assert!(SeenRoutes::default().compare(&[], true).is_ok());
+        assert!(SeenRoutes::default().compare(&all[..1], true).is_err());
+    }
 
     #[test]
     fn convergence_keys_are_unique_per_step_and_sort_in_order() {

@@ -300,6 +300,16 @@ pub enum Action {
         /// `present = false` the default is 2 s (scaled).
         hold: Option<Dur>,
     },
+    /// The host's whole set of tagged (learned) routes is exactly `routes`:
+    /// nothing missing, nothing extra, each through its `via` when given.
+    /// Fails with the difference (missing, extra, wrong next hop).
+    ExpectRoutes {
+        host: String,
+        /// Each a CIDR or a container name, or `{ prefix = "...", via = "..." }`.
+        routes: Vec<RouteEntry>,
+        #[serde(default = "default_within")]
+        within: Dur,
+    },
     /// The host's driver has rejected at least one learned route for `reason`.
     ExpectRejected {
         host: String,
@@ -533,6 +543,7 @@ impl Action {
             | ExpectUnreachable { .. }
             | ExpectMatrix { .. }
             | ExpectRoute { .. }
+            | ExpectRoutes { .. }
             | ExpectRejected { .. }
             | ExpectRouterRoute { .. }
             | ExpectStatus { .. }
@@ -545,6 +556,30 @@ impl Action {
             | BgpSnapshot { .. }
             | ExpectBgpSteady { .. }
             | ProbeStart { .. } => Measure::Neither,
+        }
+    }
+}
+
+/// One route of an `expect-routes` set.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum RouteEntry {
+    /// A CIDR or a container name (its /32), through any next hop.
+    Prefix(String),
+    /// With a next hop: a host or router name, or an address.
+    Via { prefix: String, via: String },
+}
+
+impl RouteEntry {
+    pub fn prefix(&self) -> &str {
+        match self {
+            RouteEntry::Prefix(p) | RouteEntry::Via { prefix: p, .. } => p,
+        }
+    }
+    pub fn via(&self) -> Option<&str> {
+        match self {
+            RouteEntry::Prefix(_) => None,
+            RouteEntry::Via { via, .. } => Some(via),
         }
     }
 }
@@ -1013,6 +1048,25 @@ impl Scenario {
         }
     }
 
+    /// A prefix a step names: a CIDR or a container (its /32).
+    fn check_prefix(&self, prefix: &str) -> std::result::Result<(), String> {
+        if prefix.parse::<Ipv4Net>().is_err() {
+            self.check_container(prefix)
+                .map_err(|_| format!("prefix {prefix:?} is neither a CIDR nor a container"))?;
+        }
+        Ok(())
+    }
+
+    /// A next hop a step names: an address, a host or a router.
+    fn check_via(&self, v: &str) -> std::result::Result<(), String> {
+        if v.parse::<Ipv4Addr>().is_err() && self.host(v).is_none() && self.router(v).is_none() {
+            return Err(format!(
+                "via {v:?} is neither an address, a host nor a router"
+            ));
+        }
+        Ok(())
+    }
+
     fn check_host(&self, n: &str) -> std::result::Result<(), String> {
         self.host(n)
             .map(|_| ())
@@ -1073,14 +1127,17 @@ impl Scenario {
                 if let Some(p) = protocol {
                     route_protocol(p)?;
                 }
-                if prefix.parse::<Ipv4Net>().is_err() {
-                    self.check_container(prefix).map_err(|_| {
-                        format!("prefix {prefix:?} is neither a CIDR nor a container")
-                    })?;
-                }
-                if let Some(v) = via {
-                    if v.parse::<Ipv4Addr>().is_err() && self.router(v).is_none() {
-                        self.check_host(v)?;
+                self.check_prefix(prefix)?;
+                via.iter().try_for_each(|v| self.check_via(v))
+            }
+            Action::ExpectRoutes { host, routes, .. } => {
+                self.check_host(host)?;
+                let mut seen = BTreeSet::new();
+                for r in routes {
+                    self.check_prefix(r.prefix())?;
+                    r.via().iter().try_for_each(|v| self.check_via(v))?;
+                    if !seen.insert(r.prefix()) {
+                        return Err(format!("{} is listed twice", r.prefix()));
                     }
                 }
                 Ok(())
@@ -1228,22 +1285,8 @@ impl Scenario {
             } => {
                 self.router(router)
                     .ok_or_else(|| format!("unknown router {router:?}"))?;
-                if prefix.parse::<Ipv4Net>().is_err() {
-                    self.check_container(prefix).map_err(|_| {
-                        format!("prefix {prefix:?} is neither a CIDR nor a container")
-                    })?;
-                }
-                if let Some(v) = via {
-                    if v.parse::<Ipv4Addr>().is_err()
-                        && self.host(v).is_none()
-                        && self.router(v).is_none()
-                    {
-                        return Err(format!(
-                            "via {v:?} is neither an address, a host nor a router"
-                        ));
-                    }
-                }
-                Ok(())
+                self.check_prefix(prefix)?;
+                via.iter().try_for_each(|v| self.check_via(v))
             }
             Action::RouterDown { router } | Action::RouterUp { router } => self
                 .router(router)
@@ -1434,6 +1477,31 @@ within = "5s"
         );
         let e = parse(&bad).unwrap_err().to_string();
         assert!(e.contains("\"zz\""), "{e}");
+    }
+
+    #[test]
+    fn expect_routes_takes_prefixes_containers_and_vias() {
+        let src = format!(
+            "{GOOD}\n[[steps]]\ndo = \"expect-routes\"\nhost = \"h2\"\nroutes = [\"c1\", {{ prefix = \"10.9.0.0/24\", via = \"h1\" }}]\n"
+        );
+        let s = parse(&src).unwrap();
+        match &s.steps[2].action {
+            Action::ExpectRoutes { routes, .. } => {
+                assert_eq!(routes.len(), 2);
+                assert_eq!((routes[0].prefix(), routes[0].via()), ("c1", None));
+                assert_eq!(routes[1].via(), Some("h1"));
+            }
+            a => panic!("{a:?}"),
+        }
+        assert_eq!(s.steps[2].action.measure(), Measure::Expectation);
+        let e = parse(&src.replace("\"c1\", {", "\"zz\", {"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("zz"), "{e}");
+        let e = parse(&src.replace("via = \"h1\"", "via = \"nowhere\""))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("nowhere"), "{e}");
     }
 
     #[test]
