@@ -648,12 +648,54 @@ impl Runner<'_> {
                 if members.len() < 2 {
                     bail!("a matrix needs at least two running members");
                 }
-                self.step(&Action::ExpectReachable {
-                    from: members.clone(),
-                    to: members,
-                    within: *within,
-                    probe: Probe::Icmp,
-                })
+                let pairs = self.pairs(&members, &members)?;
+                let mut ok = vec![false; pairs.len()];
+                // Pairs that were reachable in some round: said so when they fail later.
+                let mut once = vec![false; pairs.len()];
+                let unreachable = |ok: &[bool], once: &[bool]| -> Vec<String> {
+                    pairs
+                        .iter()
+                        .zip(ok.iter().zip(once))
+                        .filter(|(_, (ok, _))| !**ok)
+                        .map(|((a, b), (_, once))| {
+                            let was = if *once { ", reachable earlier" } else { "" };
+                            format!("{} -> {} ({}{was})", a.label, b.label, b.addr)
+                        })
+                        .collect()
+                };
+                let took = poll_then_hold(self.scale(*within), None, || {
+                    // Pairs not yet seen reachable first (cheap while converging)...
+                    let todo: Vec<usize> = (0..pairs.len()).filter(|i| !ok[*i]).collect();
+                    let sub: Vec<_> = todo.iter().map(|i| pairs[*i].clone()).collect();
+                    for (i, r) in todo.iter().zip(self.probe(&sub, Probe::Icmp)?) {
+                        ok[*i] = r;
+                        once[*i] |= r;
+                    }
+                    let missing = unreachable(&ok, &once);
+                    if !missing.is_empty() {
+                        return Err(format!(
+                            "{} of {} pairs unreachable: {}",
+                            missing.len(),
+                            pairs.len(),
+                            missing.join(", ")
+                        ));
+                    }
+                    // ...then every pair again in one round: a pair that was
+                    // reachable once and broke since does not count.
+                    ok = self.probe(&pairs, Probe::Icmp)?;
+                    let lost = unreachable(&ok, &once);
+                    if lost.is_empty() {
+                        Ok(())
+                    } else {
+                        Err(format!(
+                            "every pair was reachable once, but in the final round (all pairs at once) {} of {} were not: {}",
+                            lost.len(),
+                            pairs.len(),
+                            lost.join(", ")
+                        ))
+                    }
+                })?;
+                Ok(Some(took))
             }
             Action::ExpectRoute {
                 host,
