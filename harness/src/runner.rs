@@ -23,7 +23,7 @@ use crate::engine::{ContainerRt, Control, Emulator, Engine};
 use crate::links::LinkInfo;
 use crate::probe::{ping_pairs, tcp_pairs, Member, Prober, TcpServers};
 use crate::report::{Report, StepReport};
-use crate::scenario::{Action, DaemonKind, Measure, Probe, Scenario};
+use crate::scenario::{Action, DaemonKind, DefaultRoute, Measure, Probe, Scenario};
 use crate::util::{eventually, Dur};
 use crate::world::{Options, World, UNDERLAY_IF};
 
@@ -758,6 +758,51 @@ impl Runner<'_> {
                 let took = poll_then_hold(self.scale(*within), hold, check)?;
                 Ok(Some(took))
             }
+            Action::ExpectContainer {
+                container,
+                address,
+                default_route,
+                gateway,
+                within,
+            } => {
+                let mut views = Vec::new();
+                for name in self.s.expand(std::slice::from_ref(container)) {
+                    let c = self
+                        .running
+                        .get(&name)
+                        .ok_or_else(|| anyhow!("{name} is not running"))?;
+                    let host = &self.s.hosts[c.host].name;
+                    let subnet = *self
+                        .network_def(&c.network)?
+                        .subnets
+                        .get(host)
+                        .ok_or_else(|| anyhow!("network {} has no subnet on {host}", c.network))?;
+                    // Docker's IPAM gives the subnet's first address to the gateway.
+                    let gw = Ipv4Addr::from(u32::from(subnet.network()) + 1);
+                    views.push((name, c.netns.clone(), c.address, gw));
+                }
+                let want = ContainerWant {
+                    address: *address,
+                    default_route: *default_route,
+                    gateway: *gateway,
+                };
+                let took = poll_then_hold(self.scale(*within), None, || {
+                    let mut wrong = Vec::new();
+                    for (name, netns, addr, gw) in &views {
+                        let seen =
+                            ContainerView::read(netns).map_err(|e| format!("{name}: {e:#}"))?;
+                        if let Err(e) = want.check(&seen, *addr, *gw) {
+                            wrong.push(format!("{name}: {e}; it has {seen}"));
+                        }
+                    }
+                    if wrong.is_empty() {
+                        Ok(())
+                    } else {
+                        Err(wrong.join("; "))
+                    }
+                })?;
+                Ok(Some(took))
+            }
             Action::ExpectRoutes {
                 host,
                 routes,
@@ -1465,6 +1510,131 @@ impl Runner<'_> {
     }
 }
 
+/// A container's own eth0 addresses and IPv4 routes.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ContainerView {
+    pub eth0: Vec<Ipv4Net>,
+    /// (destination, next hop, leaves through eth0)
+    pub routes: Vec<(IpNet, Option<std::net::IpAddr>, bool)>,
+}
+
+impl ContainerView {
+    pub fn read(netns: &std::path::Path) -> Result<ContainerView> {
+        let mut k = Kernel::open_in_netns(netns)?;
+        let eth0 = k
+            .link("eth0")?
+            .ok_or_else(|| anyhow!("no eth0 in the container"))?;
+        let addrs = k
+            .addresses()?
+            .into_iter()
+            .filter(|a| a.index == eth0.index)
+            .filter_map(|a| match a.net {
+                IpNet::V4(n) => Some(n),
+                IpNet::V6(_) => None,
+            })
+            .collect();
+        let routes = k
+            .routes(Family::V4, None)?
+            .into_iter()
+            .map(|r| (r.dst, r.via, r.oif == Some(eth0.index)))
+            .collect();
+        Ok(ContainerView {
+            eth0: addrs,
+            routes,
+        })
+    }
+
+    fn default_route(&self) -> Option<&(IpNet, Option<std::net::IpAddr>, bool)> {
+        self.routes.iter().find(|r| r.0.prefix_len() == 0)
+    }
+}
+
+impl std::fmt::Display for ContainerView {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let a: Vec<String> = self.eth0.iter().map(|n| n.to_string()).collect();
+        let r: Vec<String> = self
+            .routes
+            .iter()
+            .map(|(d, v, eth0)| {
+                let dev = if *eth0 { " dev eth0" } else { "" };
+                match v {
+                    Some(v) => format!("{d} via {v}{dev}"),
+                    None => format!("{d}{dev}"),
+                }
+            })
+            .collect();
+        write!(f, "eth0 [{}], routes [{}]", a.join(" "), r.join(", "))
+    }
+}
+
+/// What `expect-container` wants of a container's view.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ContainerWant {
+    pub address: Option<bool>,
+    pub default_route: Option<DefaultRoute>,
+    pub gateway: Option<bool>,
+}
+
+impl ContainerWant {
+    /// `addr`: the address the engine's IPAM gave; `gw`: the network's gateway.
+    pub fn check(
+        &self,
+        v: &ContainerView,
+        addr: Ipv4Addr,
+        gw: Ipv4Addr,
+    ) -> std::result::Result<(), String> {
+        let mut wrong = Vec::new();
+        if let Some(want) = self.address {
+            let has = v.eth0.iter().any(|n| n.addr() == addr);
+            if has != want {
+                wrong.push(if want {
+                    format!("eth0 lacks its address {addr}")
+                } else {
+                    format!("eth0 holds {addr}")
+                });
+            }
+        }
+        let default = v.default_route();
+        match (self.default_route, default) {
+            (None, _) => {}
+            (Some(_), None) => wrong.push("no default route".into()),
+            (Some(_), Some((_, _, false))) => {
+                wrong.push("the default route does not leave through eth0".into())
+            }
+            (Some(DefaultRoute::Connected), Some((_, Some(v), _))) => {
+                wrong.push(format!("the default route is via {v}, expected connected"))
+            }
+            (Some(DefaultRoute::Gateway), Some((_, None, _))) => {
+                wrong.push("the default route is connected, expected via a gateway".into())
+            }
+            (Some(_), Some(_)) => {}
+        }
+        match self.gateway {
+            None => {}
+            Some(true) => {
+                if default.map(|d| d.1) != Some(Some(std::net::IpAddr::V4(gw))) {
+                    wrong.push(format!("the default route is not via the gateway {gw}"));
+                }
+            }
+            Some(false) => {
+                let via: Vec<String> = v
+                    .routes
+                    .iter()
+                    .filter_map(|(d, h, _)| h.map(|h| format!("{d} via {h}")))
+                    .collect();
+                if !via.is_empty() {
+                    wrong.push(format!("expected no gateway, but has {}", via.join(", ")));
+                }
+            }
+        }
+        if wrong.is_empty() {
+            Ok(())
+        } else {
+            Err(wrong.join("; "))
+        }
+    }
+}
+
 /// One route an expectation wants: a prefix and, optionally, its next hop.
 #[derive(Debug, Clone, PartialEq)]
 pub struct WantRoute {
@@ -1829,6 +1999,57 @@ mod tests {
         assert_eq!(s.compare(&all, true), Ok(()));
         assert!(SeenRoutes::default().compare(&[], true).is_ok());
         assert!(SeenRoutes::default().compare(&all[..1], true).is_err());
+    }
+
+    #[test]
+    fn container_views_are_checked_per_data_plane() {
+        let addr: Ipv4Addr = "10.1.1.2".parse().unwrap();
+        let gw: Ipv4Addr = "10.1.1.1".parse().unwrap();
+        let l3 = ContainerView {
+            eth0: vec!["10.1.1.2/32".parse().unwrap()],
+            routes: vec![("0.0.0.0/0".parse().unwrap(), None, true)],
+        };
+        let macvlan = ContainerView {
+            eth0: vec!["10.1.1.2/24".parse().unwrap()],
+            routes: vec![
+                (
+                    "0.0.0.0/0".parse().unwrap(),
+                    Some("10.1.1.1".parse().unwrap()),
+                    true,
+                ),
+                ("10.1.1.0/24".parse().unwrap(), None, true),
+            ],
+        };
+        let want_l3 = ContainerWant {
+            address: Some(true),
+            default_route: Some(DefaultRoute::Connected),
+            gateway: Some(false),
+        };
+        let want_l2 = ContainerWant {
+            address: Some(true),
+            default_route: Some(DefaultRoute::Gateway),
+            gateway: Some(true),
+        };
+        assert_eq!(want_l3.check(&l3, addr, gw), Ok(()));
+        assert_eq!(want_l2.check(&macvlan, addr, gw), Ok(()));
+        let e = want_l3.check(&macvlan, addr, gw).unwrap_err();
+        assert!(
+            e.contains("via 10.1.1.1, expected connected") && e.contains("expected no gateway"),
+            "{e}"
+        );
+        let e = want_l2.check(&l3, addr, gw).unwrap_err();
+        assert!(
+            e.contains("expected via a gateway") && e.contains("not via the gateway 10.1.1.1"),
+            "{e}"
+        );
+        let e = want_l2
+            .check(&macvlan, "10.1.1.3".parse().unwrap(), gw)
+            .unwrap_err();
+        assert!(e.contains("lacks its address 10.1.1.3"), "{e}");
+        let e = want_l3
+            .check(&ContainerView::default(), addr, gw)
+            .unwrap_err();
+        assert!(e.contains("no default route"), "{e}");
     }
 
     #[test]

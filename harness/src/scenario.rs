@@ -310,6 +310,23 @@ pub enum Action {
         #[serde(default = "default_within")]
         within: Dur,
     },
+    /// A container's own view: its address on eth0 and its routes, as the
+    /// data plane promises them (ipvlan L3: a connected default route and no
+    /// gateway; macvlan and ipvlan L2: a default route via the gateway).
+    ExpectContainer {
+        /// A container (or a group: each member).
+        container: String,
+        /// eth0 holds the address the engine's IPAM gave it (or not).
+        address: Option<bool>,
+        /// How the default route leaves: straight out of eth0, or via a gateway.
+        default_route: Option<DefaultRoute>,
+        /// `true`: the default route is via the network's gateway (Docker's
+        /// IPAM: the subnet's first address); `false`: no route in the
+        /// container has a next hop at all.
+        gateway: Option<bool>,
+        #[serde(default = "default_within")]
+        within: Dur,
+    },
     /// The host's driver has rejected at least one learned route for `reason`.
     ExpectRejected {
         host: String,
@@ -544,6 +561,7 @@ impl Action {
             | ExpectMatrix { .. }
             | ExpectRoute { .. }
             | ExpectRoutes { .. }
+            | ExpectContainer { .. }
             | ExpectRejected { .. }
             | ExpectRouterRoute { .. }
             | ExpectStatus { .. }
@@ -558,6 +576,16 @@ impl Action {
             | ProbeStart { .. } => Measure::Neither,
         }
     }
+}
+
+/// How a container's default route leaves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DefaultRoute {
+    /// `default dev eth0`: no next hop (ipvlan L3/L3S).
+    Connected,
+    /// `default via GW dev eth0`.
+    Gateway,
 }
 
 /// One route of an `expect-routes` set.
@@ -1129,6 +1157,22 @@ impl Scenario {
                 }
                 self.check_prefix(prefix)?;
                 via.iter().try_for_each(|v| self.check_via(v))
+            }
+            Action::ExpectContainer {
+                container,
+                address,
+                default_route,
+                gateway,
+                ..
+            } => {
+                self.check_container(container)?;
+                if address.is_none() && default_route.is_none() && gateway.is_none() {
+                    return Err("give address, default_route or gateway".into());
+                }
+                if *default_route == Some(DefaultRoute::Connected) && *gateway == Some(true) {
+                    return Err("a connected default route has no gateway".into());
+                }
+                Ok(())
             }
             Action::ExpectRoutes { host, routes, .. } => {
                 self.check_host(host)?;
