@@ -1610,12 +1610,10 @@ impl ContainerWant {
             (Some(_), Some(_)) => {}
         }
         match self.gateway {
-            None => {}
-            Some(true) => {
-                if default.map(|d| d.1) != Some(Some(std::net::IpAddr::V4(gw))) {
-                    wrong.push(format!("the default route is not via the gateway {gw}"));
-                }
+            Some(true) if default.map(|d| d.1) != Some(Some(std::net::IpAddr::V4(gw))) => {
+                wrong.push(format!("the default route is not via the gateway {gw}"));
             }
+            None | Some(true) => {}
             Some(false) => {
                 let via: Vec<String> = v
                     .routes
