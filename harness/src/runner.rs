@@ -803,6 +803,36 @@ impl Runner<'_> {
                 })?;
                 Ok(Some(took))
             }
+            Action::ExpectBgpPath {
+                host,
+                prefix,
+                originator,
+                cluster_list,
+                within,
+            } => {
+                let prefix = self.prefix_of(prefix)?;
+                let originator = originator
+                    .as_deref()
+                    .map(|v| self.resolve_addr(host, v))
+                    .transpose()?;
+                let cluster_list = cluster_list
+                    .as_ref()
+                    .map(|l| {
+                        l.iter()
+                            .map(|v| self.resolve_addr(host, v))
+                            .collect::<Result<Vec<_>>>()
+                    })
+                    .transpose()?;
+                let took = poll_then_hold(self.scale(*within), None, || {
+                    let rib = self
+                        .gobgp_json(host, &["global", "rib", "-a", "ipv4", &prefix.to_string()])
+                        .map_err(|e| format!("{e:#}"))?;
+                    let best = BestPath::from_rib(&rib, prefix)?;
+                    best.check(originator, cluster_list.as_deref())
+                        .map_err(|e| format!("{host}'s best path for {prefix}: {e} ({best})"))
+                })?;
+                Ok(Some(took))
+            }
             Action::ExpectRoutes {
                 host,
                 routes,
@@ -1301,6 +1331,28 @@ impl Runner<'_> {
         }
     }
 
+    /// `gobgp -j ARGS...` on a host's gobgpd, parsed. An empty answer is null.
+    fn gobgp_json(&self, host: &str, args: &[&str]) -> Result<serde_json::Value> {
+        let h = self.w.host(host)?;
+        let target = h.gobgp_target();
+        let mut all: Vec<&str> = target.iter().map(String::as_str).collect();
+        all.push("-j");
+        all.extend(args);
+        let out = h.ns.exec("gobgp", &all, Duration::from_secs(10))?;
+        if !out.status.success() {
+            bail!(
+                "gobgp {} on {host}: {}",
+                args.join(" "),
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+        if out.stdout.iter().all(u8::is_ascii_whitespace) {
+            return Ok(serde_json::Value::Null);
+        }
+        serde_json::from_slice(&out.stdout)
+            .with_context(|| format!("gobgp -j {} on {host}", args.join(" ")))
+    }
+
     /// `gobgp global rib add|del PREFIX nexthop NH` on a host's gobgpd.
     fn gobgp_rib(&self, host: &str, verb: &str, prefix: Ipv4Net, nh: Ipv4Addr) -> Result<()> {
         let (p, nh) = (prefix.to_string(), nh.to_string());
@@ -1623,6 +1675,91 @@ impl ContainerWant {
                 if !via.is_empty() {
                     wrong.push(format!("expected no gateway, but has {}", via.join(", ")));
                 }
+            }
+        }
+        if wrong.is_empty() {
+            Ok(())
+        } else {
+            Err(wrong.join("; "))
+        }
+    }
+}
+
+/// The route-reflection attributes of the best path gobgpd holds for a prefix.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BestPath {
+    pub next_hop: Option<String>,
+    /// ORIGINATOR_ID (attribute type 9).
+    pub originator: Option<String>,
+    /// CLUSTER_LIST (attribute type 10).
+    pub cluster_list: Option<Vec<String>>,
+}
+
+impl std::fmt::Display for BestPath {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "next hop {}, originator {}, cluster list {}",
+            self.next_hop.as_deref().unwrap_or("-"),
+            self.originator.as_deref().unwrap_or("none"),
+            self.cluster_list
+                .as_ref()
+                .map_or("none".to_string(), |l| format!("[{}]", l.join(", ")))
+        )
+    }
+}
+
+impl BestPath {
+    /// From `gobgp -j global rib -a ipv4 PREFIX`: `{prefix: [path...]}`,
+    /// each path with `best` and `attrs` (`{"type": 9, "value": "a.b.c.d"}`,
+    /// `{"type": 10, "value": ["a.b.c.d", ...]}`).
+    pub fn from_rib(
+        rib: &serde_json::Value,
+        prefix: IpNet,
+    ) -> std::result::Result<BestPath, String> {
+        let paths = rib
+            .get(prefix.to_string())
+            .and_then(|p| p.as_array())
+            .ok_or_else(|| format!("no path for {prefix} in the RIB: {rib}"))?;
+        let best = paths
+            .iter()
+            .find(|p| p.get("best").and_then(|b| b.as_bool()) == Some(true))
+            .ok_or_else(|| format!("no best path for {prefix} among {}", paths.len()))?;
+        let attrs = best
+            .get("attrs")
+            .and_then(|a| a.as_array())
+            .ok_or_else(|| format!("path without attrs: {best}"))?;
+        let attr = |t: u64| {
+            attrs
+                .iter()
+                .find(|a| a.get("type").and_then(|v| v.as_u64()) == Some(t))
+        };
+        let text = |v: &serde_json::Value| v.as_str().map(str::to_string);
+        Ok(BestPath {
+            next_hop: attr(3).and_then(|a| a.get("nexthop")).and_then(text),
+            originator: attr(9).and_then(|a| a.get("value")).and_then(text),
+            cluster_list: attr(10)
+                .and_then(|a| a.get("value"))
+                .and_then(|v| v.as_array())
+                .map(|l| l.iter().filter_map(text).collect()),
+        })
+    }
+
+    pub fn check(
+        &self,
+        originator: Option<Ipv4Addr>,
+        cluster_list: Option<&[Ipv4Addr]>,
+    ) -> std::result::Result<(), String> {
+        let mut wrong = Vec::new();
+        if let Some(o) = originator {
+            if self.originator.as_deref() != Some(o.to_string().as_str()) {
+                wrong.push(format!("ORIGINATOR_ID is not {o}"));
+            }
+        }
+        if let Some(want) = cluster_list {
+            let want: Vec<String> = want.iter().map(|a| a.to_string()).collect();
+            if self.cluster_list.as_ref() != Some(&want) {
+                wrong.push(format!("CLUSTER_LIST is not [{}]", want.join(", ")));
             }
         }
         if wrong.is_empty() {
@@ -2048,6 +2185,37 @@ mod tests {
             .check(&ContainerView::default(), addr, gw)
             .unwrap_err();
         assert!(e.contains("no default route"), "{e}");
+    }
+
+    #[test]
+    fn reflected_paths_show_originator_and_cluster_list() {
+        // As gobgp 3 prints a path FRR reflected (captured from frr-rr).
+        let rib = json!({"10.20.1.2/32":[{"nlri":{"prefix":"10.20.1.2/32"},"best":true,
+            "attrs":[{"type":1,"value":0},{"type":2,"as_paths":[]},{"type":3,"nexthop":"192.0.2.1"},
+                     {"type":4,"metric":0},{"type":5,"value":100},{"type":9,"value":"192.0.2.1"},
+                     {"type":10,"value":["192.0.2.254"]}],"neighbor-ip":"192.0.2.254"}]});
+        let p: IpNet = "10.20.1.2/32".parse().unwrap();
+        let b = BestPath::from_rib(&rib, p).unwrap();
+        let a = |s: &str| s.parse::<Ipv4Addr>().unwrap();
+        assert_eq!(
+            b.check(Some(a("192.0.2.1")), Some(&[a("192.0.2.254")])),
+            Ok(())
+        );
+        let e = b.check(Some(a("192.0.2.2")), Some(&[])).unwrap_err();
+        assert!(
+            e.contains("ORIGINATOR_ID is not 192.0.2.2") && e.contains("CLUSTER_LIST is not []"),
+            "{e}"
+        );
+        // A path learned straight from its originator has neither attribute.
+        let direct =
+            json!({"10.20.1.2/32":[{"best":true,"attrs":[{"type":3,"nexthop":"192.0.2.1"}]}]});
+        let b = BestPath::from_rib(&direct, p).unwrap();
+        assert!(b.check(Some(a("192.0.2.1")), None).is_err());
+        assert!(
+            b.to_string().contains("originator none, cluster list none"),
+            "{b}"
+        );
+        assert!(BestPath::from_rib(&serde_json::Value::Null, p).is_err());
     }
 
     #[test]

@@ -327,6 +327,22 @@ pub enum Action {
         #[serde(default = "default_within")]
         within: Dur,
     },
+    /// The best path for `prefix` in a host's gobgpd RIB (`gobgp -j global
+    /// rib`) carries these route-reflection attributes: ORIGINATOR_ID and
+    /// CLUSTER_LIST (RFC 4456). Names resolve to addresses as `via` does (a
+    /// host's router ID is its underlay address; a one-link router's is its
+    /// address).
+    ExpectBgpPath {
+        host: String,
+        /// A CIDR or a container name (its /32).
+        prefix: String,
+        /// ORIGINATOR_ID: a host or router name, or an address.
+        originator: Option<String>,
+        /// CLUSTER_LIST, in order: host or router names, or addresses.
+        cluster_list: Option<Vec<String>>,
+        #[serde(default = "default_within")]
+        within: Dur,
+    },
     /// The host's driver has rejected at least one learned route for `reason`.
     ExpectRejected {
         host: String,
@@ -562,6 +578,7 @@ impl Action {
             | ExpectRoute { .. }
             | ExpectRoutes { .. }
             | ExpectContainer { .. }
+            | ExpectBgpPath { .. }
             | ExpectRejected { .. }
             | ExpectRouterRoute { .. }
             | ExpectStatus { .. }
@@ -1173,6 +1190,23 @@ impl Scenario {
                     return Err("a connected default route has no gateway".into());
                 }
                 Ok(())
+            }
+            Action::ExpectBgpPath {
+                host,
+                prefix,
+                originator,
+                cluster_list,
+                ..
+            } => {
+                self.check_host(host)?;
+                self.check_prefix(prefix)?;
+                if originator.is_none() && cluster_list.is_none() {
+                    return Err("give originator or cluster_list".into());
+                }
+                originator
+                    .iter()
+                    .chain(cluster_list.iter().flatten())
+                    .try_for_each(|v| self.check_via(v))
             }
             Action::ExpectRoutes { host, routes, .. } => {
                 self.check_host(host)?;
