@@ -839,15 +839,27 @@ impl Runner<'_> {
                 within,
             } => {
                 let hi = self.w.host_index(host)?;
-                let want = routes
-                    .iter()
-                    .map(|r| {
-                        Ok(WantRoute {
-                            dst: self.prefix_of(r.prefix())?,
-                            via: r.via().map(|v| self.resolve_addr(host, v)).transpose()?,
-                        })
-                    })
-                    .collect::<Result<Vec<_>>>()?;
+                let mut want = Vec::new();
+                for r in routes {
+                    let via = r.via().map(|v| self.resolve_addr(host, v)).transpose()?;
+                    let p = r.prefix();
+                    if p.parse::<Ipv4Net>().is_err() && self.s.container(p).is_none() {
+                        // A group: its members running now (stopped ones are withdrawn).
+                        for m in self.s.expand(&[p.to_string()]) {
+                            if self.running.contains_key(&m) {
+                                want.push(WantRoute {
+                                    dst: self.prefix_of(&m)?,
+                                    via,
+                                });
+                            }
+                        }
+                    } else {
+                        want.push(WantRoute {
+                            dst: self.prefix_of(p)?,
+                            via,
+                        });
+                    }
+                }
                 let ns = self.w.hosts[hi].ns.path();
                 let took = poll_then_hold(self.scale(*within), None, || {
                     let mut k = Kernel::open_in_netns(&ns).map_err(|e| e.to_string())?;
@@ -1841,6 +1853,13 @@ impl SeenRoutes {
             for (dst, hops) in &self.0 {
                 if !want.iter().any(|w| w.dst == *dst) {
                     d.extra.push(format!("{dst} via {}", hops_text(hops)));
+                } else if hops.len() > 1 {
+                    // One route per prefix: a second one is a duplicate.
+                    d.extra.push(format!(
+                        "{dst} via {} ({} routes for one prefix)",
+                        hops_text(hops),
+                        hops.len()
+                    ));
                 }
             }
         }
@@ -2132,6 +2151,14 @@ mod tests {
             want("10.9.9.9/32", Some("192.0.2.3")),
         ];
         assert_eq!(s.compare(&all, true), Ok(()));
+        // Two routes for one prefix are one too many when the set is exact.
+        let dup = seen(&[
+            ("10.1.1.2/32", Some("192.0.2.1")),
+            ("10.1.1.2/32", Some("192.0.2.3")),
+        ]);
+        let d = dup.compare(&all[..1], true).unwrap_err();
+        assert!(d.to_string().contains("2 routes for one prefix"), "{d}");
+        assert!(dup.compare(&all[..1], false).is_ok());
         assert!(SeenRoutes::default().compare(&[], true).is_ok());
         assert!(SeenRoutes::default().compare(&all[..1], true).is_err());
     }

@@ -305,7 +305,8 @@ pub enum Action {
     /// Fails with the difference (missing, extra, wrong next hop).
     ExpectRoutes {
         host: String,
-        /// Each a CIDR or a container name, or `{ prefix = "...", via = "..." }`.
+        /// Each a CIDR, a container name or a group name (its members that
+        /// are running), or `{ prefix = "...", via = "..." }`.
         routes: Vec<RouteEntry>,
         #[serde(default = "default_within")]
         within: Dur,
