@@ -235,8 +235,12 @@ impl Runner<'_> {
                         report
                             .convergence_ms
                             .insert(convergence_key(i, &step.name), c.as_millis() as u64);
+                        let what = match step.action.measure() {
+                            Measure::Own => "measured",
+                            _ => "held after the last event in",
+                        };
                         say(&format!(
-                            "step {}/{total}: ok, held {:.3}s after the last event",
+                            "step {}/{total}: ok, {what} {:.3}s",
                             i + 1,
                             c.as_secs_f64()
                         ));
@@ -747,7 +751,7 @@ impl Runner<'_> {
                         match seen.0.get(&want.dst) {
                             None => Ok(()),
                             Some(hops) => Err(format!(
-                                "{whose} route {} via {} is still on {host}",
+                                "{whose} route {} via {} is on {host}",
                                 want.dst,
                                 hops_text(hops)
                             )),
