@@ -12,7 +12,12 @@ pub struct StepReport {
     pub line: usize,
     pub passed: bool,
     pub elapsed_ms: u64,
-    /// Time from the previous action until the expectation held.
+    /// For an expectation: time from the end of the last action step before
+    /// it (start, stop, kill, link change, restart, ...; the creation of the
+    /// networks before the first step) until it first held; an upper bound
+    /// when other expectations ran in between. For `probe-stop`:
+    /// the longest outage; for `flood-wait`: how long gobgpd took to accept
+    /// the flood from its start.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub convergence_ms: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -30,7 +35,9 @@ pub struct Report {
     pub skipped: Option<String>,
     pub elapsed_ms: u64,
     pub steps: Vec<StepReport>,
-    /// Step name -> convergence time, for every expectation that measured one.
+    /// `"NN step name"` (1-based step index, two digits, then the step's
+    /// name, so keys are unique and sort in step order) -> the step's
+    /// `convergence_ms`, for every step that measured one.
     pub convergence_ms: BTreeMap<String, u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,

@@ -248,11 +248,13 @@ impl RouterRt {
         }
     }
 
-    /// The router's selected routes: prefix -> next hops.
+    /// The router's selected routes: prefix -> next hops (FRR: the entries
+    /// zebra marks selected; BIRD: `show route primary`, never the
+    /// alternatives it holds but does not use).
     pub fn routes(&self) -> Result<BTreeMap<IpNet, Vec<IpAddr>>> {
         match self.def.kind {
             RouterKind::Frr => parse_frr_routes(&self.vtysh("show ip route json")?),
-            RouterKind::Bird => Ok(parse_bird_routes(&self.birdc("show route")?)),
+            RouterKind::Bird => Ok(parse_bird_routes(&self.birdc("show route primary")?)),
         }
     }
 

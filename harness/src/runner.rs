@@ -23,12 +23,16 @@ use crate::engine::{ContainerRt, Control, Emulator, Engine};
 use crate::links::LinkInfo;
 use crate::probe::{ping_pairs, tcp_pairs, Member, Prober, TcpServers};
 use crate::report::{Report, StepReport};
-use crate::scenario::{Action, DaemonKind, Probe, Scenario};
+use crate::scenario::{Action, DaemonKind, DefaultRoute, Measure, Probe, Scenario};
 use crate::util::{eventually, Dur};
 use crate::world::{Options, World, UNDERLAY_IF};
 
 const PROBE_TIMEOUT: Duration = Duration::from_millis(400);
 const POLL: Duration = Duration::from_millis(100);
+/// How long an expected absence (`present = false`) must last by default
+/// (scaled): a route that is gone for one poll may be in the middle of a
+/// flap, and an absence that never held proves nothing.
+const ABSENT_HOLD: Duration = Duration::from_secs(2);
 
 pub fn make_engine(kind: &str) -> Result<Box<dyn Engine>> {
     match kind {
@@ -199,10 +203,23 @@ impl Runner<'_> {
             }
         }
         let total = self.s.steps.len();
+        // Convergence counts from the end of the last event (the networks
+        // being created, before the first step).
+        let mut last_event = Instant::now();
         for (i, step) in self.s.steps.iter().enumerate() {
             say(&format!("step {}/{total}: {} ...", i + 1, step.name));
             let t = Instant::now();
-            let outcome = self.step(&step.action);
+            let outcome = self
+                .step(&step.action)
+                .map(|took| match step.action.measure() {
+                    Measure::Event => {
+                        last_event = Instant::now();
+                        None
+                    }
+                    Measure::Expectation => took.map(|d| t.duration_since(last_event) + d),
+                    Measure::Own => took,
+                    Measure::Neither => None,
+                });
             let elapsed = t.elapsed();
             let mut sr = StepReport {
                 name: step.name.clone(),
@@ -217,9 +234,13 @@ impl Runner<'_> {
                         sr.convergence_ms = Some(c.as_millis() as u64);
                         report
                             .convergence_ms
-                            .insert(step.name.clone(), c.as_millis() as u64);
+                            .insert(convergence_key(i, &step.name), c.as_millis() as u64);
+                        let what = match step.action.measure() {
+                            Measure::Own => "measured",
+                            _ => "held after the last event in",
+                        };
                         say(&format!(
-                            "step {}/{total}: ok, held after {:.3}s",
+                            "step {}/{total}: ok, {what} {:.3}s",
                             i + 1,
                             c.as_secs_f64()
                         ));
@@ -250,6 +271,16 @@ impl Runner<'_> {
 
     fn scale(&self, d: Dur) -> Duration {
         self.w.opts.scale(d.0)
+    }
+
+    /// The scaled hold of an expectation: as written, or [`ABSENT_HOLD`]
+    /// when it expects something to be absent and names no hold.
+    fn hold_for(&self, present: bool, hold: Option<Dur>) -> Option<Duration> {
+        match (hold, present) {
+            (Some(h), _) => Some(self.scale(h)),
+            (None, false) => Some(self.w.opts.scale(ABSENT_HOLD)),
+            (None, true) => None,
+        }
     }
 
     fn network_def(&self, net: &str) -> Result<crate::scenario::NetworkDef> {
@@ -378,6 +409,7 @@ impl Runner<'_> {
                 present,
                 via,
                 within,
+                hold,
             } => {
                 let ri = self
                     .w
@@ -391,7 +423,8 @@ impl Runner<'_> {
                     .map(|v| self.resolve_addr(router, v))
                     .transpose()?;
                 let present = *present;
-                let (_, took) = eventually(self.scale(*within), POLL, || {
+                let hold = self.hold_for(present, *hold);
+                let took = poll_then_hold(self.scale(*within), hold, || {
                     let routes = self.w.routers[ri].routes().map_err(|e| format!("{e:#}"))?;
                     match (present, routes.get(&prefix)) {
                         (true, None) => Err(format!("{router} has no route for {prefix}")),
@@ -406,8 +439,7 @@ impl Runner<'_> {
                             Err(format!("{router} still routes {prefix} via {h:?}"))
                         }
                     }
-                })
-                .map_err(|e| anyhow!(e))?;
+                })?;
                 Ok(Some(took))
             }
             Action::RouterDown { router } | Action::RouterUp { router } => {
@@ -620,12 +652,54 @@ impl Runner<'_> {
                 if members.len() < 2 {
                     bail!("a matrix needs at least two running members");
                 }
-                self.step(&Action::ExpectReachable {
-                    from: members.clone(),
-                    to: members,
-                    within: *within,
-                    probe: Probe::Icmp,
-                })
+                let pairs = self.pairs(&members, &members)?;
+                let mut ok = vec![false; pairs.len()];
+                // Pairs that were reachable in some round: said so when they fail later.
+                let mut once = vec![false; pairs.len()];
+                let unreachable = |ok: &[bool], once: &[bool]| -> Vec<String> {
+                    pairs
+                        .iter()
+                        .zip(ok.iter().zip(once))
+                        .filter(|(_, (ok, _))| !**ok)
+                        .map(|((a, b), (_, once))| {
+                            let was = if *once { ", reachable earlier" } else { "" };
+                            format!("{} -> {} ({}{was})", a.label, b.label, b.addr)
+                        })
+                        .collect()
+                };
+                let took = poll_then_hold(self.scale(*within), None, || {
+                    // Pairs not yet seen reachable first (cheap while converging)...
+                    let todo: Vec<usize> = (0..pairs.len()).filter(|i| !ok[*i]).collect();
+                    let sub: Vec<_> = todo.iter().map(|i| pairs[*i].clone()).collect();
+                    for (i, r) in todo.iter().zip(self.probe(&sub, Probe::Icmp)?) {
+                        ok[*i] = r;
+                        once[*i] |= r;
+                    }
+                    let missing = unreachable(&ok, &once);
+                    if !missing.is_empty() {
+                        return Err(format!(
+                            "{} of {} pairs unreachable: {}",
+                            missing.len(),
+                            pairs.len(),
+                            missing.join(", ")
+                        ));
+                    }
+                    // ...then every pair again in one round: a pair that was
+                    // reachable once and broke since does not count.
+                    ok = self.probe(&pairs, Probe::Icmp)?;
+                    let lost = unreachable(&ok, &once);
+                    if lost.is_empty() {
+                        Ok(())
+                    } else {
+                        Err(format!(
+                            "every pair was reachable once, but in the final round (all pairs at once) {} of {} were not: {}",
+                            lost.len(),
+                            pairs.len(),
+                            lost.join(", ")
+                        ))
+                    }
+                })?;
+                Ok(Some(took))
             }
             Action::ExpectRoute {
                 host,
@@ -645,65 +719,165 @@ impl Runner<'_> {
                     Some(p) => format!("proto {p}"),
                 };
                 let hi = self.w.host_index(host)?;
-                let prefix: IpNet = match prefix.parse::<Ipv4Net>() {
-                    Ok(p) => IpNet::V4(p),
-                    Err(_) => {
-                        let c = self
-                            .running
-                            .get(prefix)
-                            .or_else(|| self.killed.iter().find(|c| &c.name == prefix))
-                            .ok_or_else(|| anyhow!("{prefix} is not running"))?;
-                        IpNet::V4(Ipv4Net::new(c.address, 32)?)
-                    }
+                let want = WantRoute {
+                    dst: self.prefix_of(prefix)?,
+                    via: via
+                        .as_deref()
+                        .map(|v| self.resolve_addr(host, v))
+                        .transpose()?,
                 };
-                let via: Option<Ipv4Addr> = via
-                    .as_deref()
-                    .map(|v| self.resolve_addr(host, v))
-                    .transpose()?;
                 let ns = self.w.hosts[hi].ns.path();
                 let present = *present;
                 let check = || -> std::result::Result<(), String> {
                     let mut k = Kernel::open_in_netns(&ns).map_err(|e| e.to_string())?;
                     let all = k.routes(Family::V4, None).map_err(|e| e.to_string())?;
-                    let others: Vec<String> = all
-                        .iter()
-                        .filter(|r| r.dst == prefix && r.protocol != proto)
-                        .map(|r| format!("{} via {:?} proto {}", r.dst, r.via, r.protocol))
-                        .collect();
-                    let routes: Vec<_> = all.into_iter().filter(|r| r.protocol == proto).collect();
-                    let found = routes.iter().find(|r| r.dst == prefix);
-                    match (present, found) {
-                        (true, Some(r)) => match via {
-                            Some(v) if r.via != Some(std::net::IpAddr::V4(v)) => {
-                                Err(format!("{prefix} is via {:?}, expected {v}", r.via))
-                            }
-                            _ => Ok(()),
-                        },
-                        (true, None) => Err(format!(
-                            "no {whose} route for {prefix} on {host} (other routes for it: [{}]); {whose} routes: {}",
-                            others.join(", "),
-                            routes
+                    let (routes, others): (Vec<_>, Vec<_>) =
+                        all.into_iter().partition(|r| r.protocol == proto);
+                    let seen = SeenRoutes::from_kernel(&routes);
+                    if present {
+                        seen.compare(std::slice::from_ref(&want), false).map_err(|d| {
+                            let others: Vec<String> = others
                                 .iter()
-                                .map(|r| r.dst.to_string())
-                                .collect::<Vec<_>>()
-                                .join(" ")
-                        )),
-                        (false, None) => Ok(()),
-                        (false, Some(r)) => Err(format!(
-                            "{whose} route {} via {:?} is still on {host}",
-                            r.dst, r.via
-                        )),
+                                .filter(|r| r.dst == want.dst)
+                                .map(|r| format!("{} via {:?} proto {}", r.dst, r.via, r.protocol))
+                                .collect();
+                            format!(
+                                "{whose} routes on {host} differ: {d} (other routes for {}: [{}]); {whose} routes: {seen}",
+                                want.dst,
+                                others.join(", "),
+                            )
+                        })
+                    } else {
+                        match seen.0.get(&want.dst) {
+                            None => Ok(()),
+                            Some(hops) => Err(format!(
+                                "{whose} route {} via {} is on {host}",
+                                want.dst,
+                                hops_text(hops)
+                            )),
+                        }
                     }
                 };
-                let (_, took) =
-                    eventually(self.scale(*within), POLL, check).map_err(|e| anyhow!(e))?;
-                if let Some(h) = hold {
-                    let until = Instant::now() + self.scale(*h);
-                    while Instant::now() < until {
-                        check().map_err(|e| anyhow!("changed during the hold: {e}"))?;
-                        std::thread::sleep(POLL);
+                let hold = self.hold_for(present, *hold);
+                let took = poll_then_hold(self.scale(*within), hold, check)?;
+                Ok(Some(took))
+            }
+            Action::ExpectContainer {
+                container,
+                address,
+                default_route,
+                gateway,
+                within,
+            } => {
+                let mut views = Vec::new();
+                for name in self.s.expand(std::slice::from_ref(container)) {
+                    let c = self
+                        .running
+                        .get(&name)
+                        .ok_or_else(|| anyhow!("{name} is not running"))?;
+                    let host = &self.s.hosts[c.host].name;
+                    let subnet = *self
+                        .network_def(&c.network)?
+                        .subnets
+                        .get(host)
+                        .ok_or_else(|| anyhow!("network {} has no subnet on {host}", c.network))?;
+                    // Docker's IPAM gives the subnet's first address to the gateway.
+                    let gw = Ipv4Addr::from(u32::from(subnet.network()) + 1);
+                    views.push((name, c.netns.clone(), c.address, gw));
+                }
+                let want = ContainerWant {
+                    address: *address,
+                    default_route: *default_route,
+                    gateway: *gateway,
+                };
+                let took = poll_then_hold(self.scale(*within), None, || {
+                    let mut wrong = Vec::new();
+                    for (name, netns, addr, gw) in &views {
+                        let seen =
+                            ContainerView::read(netns).map_err(|e| format!("{name}: {e:#}"))?;
+                        if let Err(e) = want.check(&seen, *addr, *gw) {
+                            wrong.push(format!("{name}: {e}; it has {seen}"));
+                        }
+                    }
+                    if wrong.is_empty() {
+                        Ok(())
+                    } else {
+                        Err(wrong.join("; "))
+                    }
+                })?;
+                Ok(Some(took))
+            }
+            Action::ExpectBgpPath {
+                host,
+                prefix,
+                originator,
+                cluster_list,
+                within,
+            } => {
+                let prefix = self.prefix_of(prefix)?;
+                let originator = originator
+                    .as_deref()
+                    .map(|v| self.resolve_addr(host, v))
+                    .transpose()?;
+                let cluster_list = cluster_list
+                    .as_ref()
+                    .map(|l| {
+                        l.iter()
+                            .map(|v| self.resolve_addr(host, v))
+                            .collect::<Result<Vec<_>>>()
+                    })
+                    .transpose()?;
+                let took = poll_then_hold(self.scale(*within), None, || {
+                    let rib = self
+                        .gobgp_json(host, &["global", "rib", "-a", "ipv4", &prefix.to_string()])
+                        .map_err(|e| format!("{e:#}"))?;
+                    let best = BestPath::from_rib(&rib, prefix)?;
+                    best.check(originator, cluster_list.as_deref())
+                        .map_err(|e| format!("{host}'s best path for {prefix}: {e} ({best})"))
+                })?;
+                Ok(Some(took))
+            }
+            Action::ExpectRoutes {
+                host,
+                routes,
+                within,
+            } => {
+                let hi = self.w.host_index(host)?;
+                let mut want = Vec::new();
+                for r in routes {
+                    let via = r.via().map(|v| self.resolve_addr(host, v)).transpose()?;
+                    let p = r.prefix();
+                    if p.parse::<Ipv4Net>().is_err() && self.s.container(p).is_none() {
+                        // A group: its members running now (stopped ones are withdrawn).
+                        for m in self.s.expand(&[p.to_string()]) {
+                            if self.running.contains_key(&m) {
+                                want.push(WantRoute {
+                                    dst: self.prefix_of(&m)?,
+                                    via,
+                                });
+                            }
+                        }
+                    } else {
+                        want.push(WantRoute {
+                            dst: self.prefix_of(p)?,
+                            via,
+                        });
                     }
                 }
+                let ns = self.w.hosts[hi].ns.path();
+                let took = poll_then_hold(self.scale(*within), None, || {
+                    let mut k = Kernel::open_in_netns(&ns).map_err(|e| e.to_string())?;
+                    let routes = k
+                        .routes(Family::V4, Some(ipvlan_bgp::config::DEFAULT_ROUTE_PROTOCOL))
+                        .map_err(|e| e.to_string())?;
+                    let seen = SeenRoutes::from_kernel(&routes);
+                    seen.compare(&want, true).map_err(|d| {
+                        format!(
+                            "{host}'s tagged routes differ from the {} expected: {d}; seen: {seen}",
+                            want.len()
+                        )
+                    })
+                })?;
                 Ok(Some(took))
             }
             Action::ExpectRejected {
@@ -810,15 +984,8 @@ impl Runner<'_> {
                     status_matches(&st, field, want.as_ref(), *at_least, *at_most)
                         .map_err(|e| format!("{host}'s driver status: {e}"))
                 };
-                let (_, took) =
-                    eventually(self.scale(*within), POLL, check).map_err(|e| anyhow!(e))?;
-                if let Some(h) = hold {
-                    let until = Instant::now() + self.scale(*h);
-                    while Instant::now() < until {
-                        check().map_err(|e| anyhow!("changed during the hold: {e}"))?;
-                        std::thread::sleep(POLL);
-                    }
-                }
+                let hold = hold.map(|h| self.scale(h));
+                let took = poll_then_hold(self.scale(*within), hold, check)?;
                 Ok(Some(took))
             }
             Action::ExpectLog {
@@ -1165,7 +1332,7 @@ impl Runner<'_> {
             .ok_or_else(|| anyhow!("router {v} has no address"))
     }
 
-    /// A CIDR, or a running container's /32.
+    /// A CIDR, or a running (or killed) container's /32.
     fn prefix_of(&self, p: &str) -> Result<IpNet> {
         match p.parse::<Ipv4Net>() {
             Ok(n) => Ok(IpNet::V4(n)),
@@ -1173,10 +1340,33 @@ impl Runner<'_> {
                 let c = self
                     .running
                     .get(p)
+                    .or_else(|| self.killed.iter().find(|c| c.name == p))
                     .ok_or_else(|| anyhow!("{p} is not running"))?;
                 Ok(IpNet::V4(Ipv4Net::new(c.address, 32)?))
             }
         }
+    }
+
+    /// `gobgp -j ARGS...` on a host's gobgpd, parsed. An empty answer is null.
+    fn gobgp_json(&self, host: &str, args: &[&str]) -> Result<serde_json::Value> {
+        let h = self.w.host(host)?;
+        let target = h.gobgp_target();
+        let mut all: Vec<&str> = target.iter().map(String::as_str).collect();
+        all.push("-j");
+        all.extend(args);
+        let out = h.ns.exec("gobgp", &all, Duration::from_secs(10))?;
+        if !out.status.success() {
+            bail!(
+                "gobgp {} on {host}: {}",
+                args.join(" "),
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+        if out.stdout.iter().all(u8::is_ascii_whitespace) {
+            return Ok(serde_json::Value::Null);
+        }
+        serde_json::from_slice(&out.stdout)
+            .with_context(|| format!("gobgp -j {} on {host}", args.join(" ")))
     }
 
     /// `gobgp global rib add|del PREFIX nexthop NH` on a host's gobgpd.
@@ -1388,6 +1578,367 @@ impl Runner<'_> {
     }
 }
 
+/// A container's own eth0 addresses and IPv4 routes.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ContainerView {
+    pub eth0: Vec<Ipv4Net>,
+    /// (destination, next hop, leaves through eth0)
+    pub routes: Vec<(IpNet, Option<std::net::IpAddr>, bool)>,
+}
+
+impl ContainerView {
+    pub fn read(netns: &std::path::Path) -> Result<ContainerView> {
+        let mut k = Kernel::open_in_netns(netns)?;
+        let eth0 = k
+            .link("eth0")?
+            .ok_or_else(|| anyhow!("no eth0 in the container"))?;
+        let addrs = k
+            .addresses()?
+            .into_iter()
+            .filter(|a| a.index == eth0.index)
+            .filter_map(|a| match a.net {
+                IpNet::V4(n) => Some(n),
+                IpNet::V6(_) => None,
+            })
+            .collect();
+        let routes = k
+            .routes(Family::V4, None)?
+            .into_iter()
+            .map(|r| (r.dst, r.via, r.oif == Some(eth0.index)))
+            .collect();
+        Ok(ContainerView {
+            eth0: addrs,
+            routes,
+        })
+    }
+
+    fn default_route(&self) -> Option<&(IpNet, Option<std::net::IpAddr>, bool)> {
+        self.routes.iter().find(|r| r.0.prefix_len() == 0)
+    }
+}
+
+impl std::fmt::Display for ContainerView {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let a: Vec<String> = self.eth0.iter().map(|n| n.to_string()).collect();
+        let r: Vec<String> = self
+            .routes
+            .iter()
+            .map(|(d, v, eth0)| {
+                let dev = if *eth0 { " dev eth0" } else { "" };
+                match v {
+                    Some(v) => format!("{d} via {v}{dev}"),
+                    None => format!("{d}{dev}"),
+                }
+            })
+            .collect();
+        write!(f, "eth0 [{}], routes [{}]", a.join(" "), r.join(", "))
+    }
+}
+
+/// What `expect-container` wants of a container's view.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ContainerWant {
+    pub address: Option<bool>,
+    pub default_route: Option<DefaultRoute>,
+    pub gateway: Option<bool>,
+}
+
+impl ContainerWant {
+    /// `addr`: the address the engine's IPAM gave; `gw`: the network's gateway.
+    pub fn check(
+        &self,
+        v: &ContainerView,
+        addr: Ipv4Addr,
+        gw: Ipv4Addr,
+    ) -> std::result::Result<(), String> {
+        let mut wrong = Vec::new();
+        if let Some(want) = self.address {
+            let has = v.eth0.iter().any(|n| n.addr() == addr);
+            if has != want {
+                wrong.push(if want {
+                    format!("eth0 lacks its address {addr}")
+                } else {
+                    format!("eth0 holds {addr}")
+                });
+            }
+        }
+        let default = v.default_route();
+        match (self.default_route, default) {
+            (None, _) => {}
+            (Some(_), None) => wrong.push("no default route".into()),
+            (Some(_), Some((_, _, false))) => {
+                wrong.push("the default route does not leave through eth0".into())
+            }
+            (Some(DefaultRoute::Connected), Some((_, Some(v), _))) => {
+                wrong.push(format!("the default route is via {v}, expected connected"))
+            }
+            (Some(DefaultRoute::Gateway), Some((_, None, _))) => {
+                wrong.push("the default route is connected, expected via a gateway".into())
+            }
+            (Some(_), Some(_)) => {}
+        }
+        match self.gateway {
+            Some(true) if default.map(|d| d.1) != Some(Some(std::net::IpAddr::V4(gw))) => {
+                wrong.push(format!("the default route is not via the gateway {gw}"));
+            }
+            None | Some(true) => {}
+            Some(false) => {
+                let via: Vec<String> = v
+                    .routes
+                    .iter()
+                    .filter_map(|(d, h, _)| h.map(|h| format!("{d} via {h}")))
+                    .collect();
+                if !via.is_empty() {
+                    wrong.push(format!("expected no gateway, but has {}", via.join(", ")));
+                }
+            }
+        }
+        if wrong.is_empty() {
+            Ok(())
+        } else {
+            Err(wrong.join("; "))
+        }
+    }
+}
+
+/// The route-reflection attributes of the best path gobgpd holds for a prefix.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BestPath {
+    pub next_hop: Option<String>,
+    /// ORIGINATOR_ID (attribute type 9).
+    pub originator: Option<String>,
+    /// CLUSTER_LIST (attribute type 10).
+    pub cluster_list: Option<Vec<String>>,
+}
+
+impl std::fmt::Display for BestPath {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "next hop {}, originator {}, cluster list {}",
+            self.next_hop.as_deref().unwrap_or("-"),
+            self.originator.as_deref().unwrap_or("none"),
+            self.cluster_list
+                .as_ref()
+                .map_or("none".to_string(), |l| format!("[{}]", l.join(", ")))
+        )
+    }
+}
+
+impl BestPath {
+    /// From `gobgp -j global rib -a ipv4 PREFIX`: `{prefix: [path...]}`,
+    /// each path with `best` and `attrs` (`{"type": 9, "value": "a.b.c.d"}`,
+    /// `{"type": 10, "value": ["a.b.c.d", ...]}`).
+    pub fn from_rib(
+        rib: &serde_json::Value,
+        prefix: IpNet,
+    ) -> std::result::Result<BestPath, String> {
+        let paths = rib
+            .get(prefix.to_string())
+            .and_then(|p| p.as_array())
+            .ok_or_else(|| format!("no path for {prefix} in the RIB: {rib}"))?;
+        let best = paths
+            .iter()
+            .find(|p| p.get("best").and_then(|b| b.as_bool()) == Some(true))
+            .ok_or_else(|| format!("no best path for {prefix} among {}", paths.len()))?;
+        let attrs = best
+            .get("attrs")
+            .and_then(|a| a.as_array())
+            .ok_or_else(|| format!("path without attrs: {best}"))?;
+        let attr = |t: u64| {
+            attrs
+                .iter()
+                .find(|a| a.get("type").and_then(|v| v.as_u64()) == Some(t))
+        };
+        let text = |v: &serde_json::Value| v.as_str().map(str::to_string);
+        Ok(BestPath {
+            next_hop: attr(3).and_then(|a| a.get("nexthop")).and_then(text),
+            originator: attr(9).and_then(|a| a.get("value")).and_then(text),
+            cluster_list: attr(10)
+                .and_then(|a| a.get("value"))
+                .and_then(|v| v.as_array())
+                .map(|l| l.iter().filter_map(text).collect()),
+        })
+    }
+
+    pub fn check(
+        &self,
+        originator: Option<Ipv4Addr>,
+        cluster_list: Option<&[Ipv4Addr]>,
+    ) -> std::result::Result<(), String> {
+        let mut wrong = Vec::new();
+        if let Some(o) = originator {
+            if self.originator.as_deref() != Some(o.to_string().as_str()) {
+                wrong.push(format!("ORIGINATOR_ID is not {o}"));
+            }
+        }
+        if let Some(want) = cluster_list {
+            let want: Vec<String> = want.iter().map(|a| a.to_string()).collect();
+            if self.cluster_list.as_ref() != Some(&want) {
+                wrong.push(format!("CLUSTER_LIST is not [{}]", want.join(", ")));
+            }
+        }
+        if wrong.is_empty() {
+            Ok(())
+        } else {
+            Err(wrong.join("; "))
+        }
+    }
+}
+
+/// One route an expectation wants: a prefix and, optionally, its next hop.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WantRoute {
+    pub dst: IpNet,
+    pub via: Option<Ipv4Addr>,
+}
+
+impl std::fmt::Display for WantRoute {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.via {
+            Some(v) => write!(f, "{} via {v}", self.dst),
+            None => write!(f, "{}", self.dst),
+        }
+    }
+}
+
+/// The routes seen (of one owner): prefix -> next hops (`None`: no gateway).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SeenRoutes(pub BTreeMap<IpNet, Vec<Option<std::net::IpAddr>>>);
+
+fn hops_text(hops: &[Option<std::net::IpAddr>]) -> String {
+    hops.iter()
+        .map(|h| h.map_or("(connected)".to_string(), |a| a.to_string()))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+impl std::fmt::Display for SeenRoutes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.0.is_empty() {
+            return write!(f, "none");
+        }
+        let all: Vec<String> = self
+            .0
+            .iter()
+            .map(|(d, h)| format!("{d} via {}", hops_text(h)))
+            .collect();
+        write!(f, "{}", all.join(", "))
+    }
+}
+
+impl SeenRoutes {
+    pub fn from_kernel(routes: &[ipvlan_bgp::kernel::Route]) -> SeenRoutes {
+        let mut m: BTreeMap<IpNet, Vec<Option<std::net::IpAddr>>> = BTreeMap::new();
+        for r in routes {
+            m.entry(r.dst).or_default().push(r.via);
+        }
+        SeenRoutes(m)
+    }
+
+    /// The one route comparison of `expect-route` and `expect-routes`:
+    /// every wanted prefix is there (through its `via` when given) and,
+    /// when `exact`, nothing else is.
+    pub fn compare(&self, want: &[WantRoute], exact: bool) -> std::result::Result<(), RouteDiff> {
+        let mut d = RouteDiff::default();
+        for w in want {
+            match self.0.get(&w.dst) {
+                None => d.missing.push(w.clone()),
+                Some(hops) => {
+                    if let Some(v) = w.via {
+                        if !hops.contains(&Some(std::net::IpAddr::V4(v))) {
+                            d.wrong_via.push((w.clone(), hops_text(hops)));
+                        }
+                    }
+                }
+            }
+        }
+        if exact {
+            for (dst, hops) in &self.0 {
+                if !want.iter().any(|w| w.dst == *dst) {
+                    d.extra.push(format!("{dst} via {}", hops_text(hops)));
+                } else if hops.len() > 1 {
+                    // One route per prefix: a second one is a duplicate.
+                    d.extra.push(format!(
+                        "{dst} via {} ({} routes for one prefix)",
+                        hops_text(hops),
+                        hops.len()
+                    ));
+                }
+            }
+        }
+        if d.missing.is_empty() && d.extra.is_empty() && d.wrong_via.is_empty() {
+            Ok(())
+        } else {
+            Err(d)
+        }
+    }
+}
+
+/// How seen routes differ from the wanted ones.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RouteDiff {
+    pub missing: Vec<WantRoute>,
+    pub extra: Vec<String>,
+    /// The wanted route and the next hops seen instead.
+    pub wrong_via: Vec<(WantRoute, String)>,
+}
+
+impl std::fmt::Display for RouteDiff {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut parts = Vec::new();
+        if !self.missing.is_empty() {
+            let m: Vec<String> = self.missing.iter().map(|w| w.to_string()).collect();
+            parts.push(format!("missing [{}]", m.join(", ")));
+        }
+        if !self.extra.is_empty() {
+            parts.push(format!("extra [{}]", self.extra.join(", ")));
+        }
+        if !self.wrong_via.is_empty() {
+            let w: Vec<String> = self
+                .wrong_via
+                .iter()
+                .map(|(w, seen)| {
+                    format!(
+                        "{} via {seen}, expected {}",
+                        w.dst,
+                        w.via.map_or(String::new(), |v| v.to_string())
+                    )
+                })
+                .collect();
+            parts.push(format!("wrong next hop [{}]", w.join(", ")));
+        }
+        write!(f, "{}", parts.join("; "))
+    }
+}
+
+/// The report's key for a step's convergence: its 1-based index and its
+/// name (`"07 expect-route h2 c1"`), unique even when two steps share a name.
+pub fn convergence_key(index: usize, name: &str) -> String {
+    format!("{:02} {name}", index + 1)
+}
+
+/// Polls `check` until it holds (at most `within`), then, with a `hold`,
+/// keeps checking that it still holds for so long. Returns how long it took
+/// to hold first.
+fn poll_then_hold(
+    within: Duration,
+    hold: Option<Duration>,
+    mut check: impl FnMut() -> std::result::Result<(), String>,
+) -> Result<Duration> {
+    let (_, took) = eventually(within, POLL, &mut check).map_err(|e| anyhow!(e))?;
+    if let Some(h) = hold {
+        let until = Instant::now() + h;
+        while Instant::now() < until {
+            check().map_err(|e| {
+                anyhow!("held for {took:?}, then changed within the {h:?} hold: {e}")
+            })?;
+            std::thread::sleep(POLL);
+        }
+    }
+    Ok(took)
+}
+
 /// Whether the status JSON's value at a dotted `field` passes the tests.
 fn status_matches(
     st: &serde_json::Value,
@@ -1554,6 +2105,159 @@ pub fn flood(api: &std::path::Path, first: Ipv4Addr, count: u32, nh: Ipv4Addr) -
 mod tests {
     use super::*;
     use serde_json::json;
+
+    fn seen(routes: &[(&str, Option<&str>)]) -> SeenRoutes {
+        let mut m: BTreeMap<IpNet, Vec<Option<std::net::IpAddr>>> = BTreeMap::new();
+        for (d, v) in routes {
+            m.entry(d.parse().unwrap())
+                .or_default()
+                .push(v.map(|v| v.parse().unwrap()));
+        }
+        SeenRoutes(m)
+    }
+
+    fn want(d: &str, via: Option<&str>) -> WantRoute {
+        WantRoute {
+            dst: d.parse().unwrap(),
+            via: via.map(|v| v.parse().unwrap()),
+        }
+    }
+
+    #[test]
+    fn route_sets_diff_missing_extra_and_wrong_next_hop() {
+        let s = seen(&[
+            ("10.1.1.2/32", Some("192.0.2.1")),
+            ("10.1.3.2/32", Some("192.0.2.9")),
+            ("10.9.9.9/32", Some("192.0.2.3")),
+        ]);
+        let w = [
+            want("10.1.1.2/32", Some("192.0.2.1")),
+            want("10.1.3.2/32", Some("192.0.2.3")),
+            want("10.1.4.2/32", None),
+        ];
+        let d = s.compare(&w, true).unwrap_err();
+        assert_eq!(d.missing, vec![want("10.1.4.2/32", None)]);
+        assert_eq!(d.extra, vec!["10.9.9.9/32 via 192.0.2.3".to_string()]);
+        let text = d.to_string();
+        assert!(
+            text.contains("missing [10.1.4.2/32]")
+                && text.contains("extra [10.9.9.9/32 via 192.0.2.3]")
+                && text.contains("wrong next hop [10.1.3.2/32 via 192.0.2.9, expected 192.0.2.3]"),
+            "{text}"
+        );
+        // Not exact: extras are allowed, the rest still counts.
+        let d = s.compare(&w, false).unwrap_err();
+        assert!(d.extra.is_empty() && d.missing.len() == 1 && d.wrong_via.len() == 1);
+        // The same set, with or without next hops, matches exactly.
+        let all = [
+            want("10.1.1.2/32", Some("192.0.2.1")),
+            want("10.1.3.2/32", None),
+            want("10.9.9.9/32", Some("192.0.2.3")),
+        ];
+        assert_eq!(s.compare(&all, true), Ok(()));
+        // Two routes for one prefix are one too many when the set is exact.
+        let dup = seen(&[
+            ("10.1.1.2/32", Some("192.0.2.1")),
+            ("10.1.1.2/32", Some("192.0.2.3")),
+        ]);
+        let d = dup.compare(&all[..1], true).unwrap_err();
+        assert!(d.to_string().contains("2 routes for one prefix"), "{d}");
+        assert!(dup.compare(&all[..1], false).is_ok());
+        assert!(SeenRoutes::default().compare(&[], true).is_ok());
+        assert!(SeenRoutes::default().compare(&all[..1], true).is_err());
+    }
+
+    #[test]
+    fn container_views_are_checked_per_data_plane() {
+        let addr: Ipv4Addr = "10.1.1.2".parse().unwrap();
+        let gw: Ipv4Addr = "10.1.1.1".parse().unwrap();
+        let l3 = ContainerView {
+            eth0: vec!["10.1.1.2/32".parse().unwrap()],
+            routes: vec![("0.0.0.0/0".parse().unwrap(), None, true)],
+        };
+        let macvlan = ContainerView {
+            eth0: vec!["10.1.1.2/24".parse().unwrap()],
+            routes: vec![
+                (
+                    "0.0.0.0/0".parse().unwrap(),
+                    Some("10.1.1.1".parse().unwrap()),
+                    true,
+                ),
+                ("10.1.1.0/24".parse().unwrap(), None, true),
+            ],
+        };
+        let want_l3 = ContainerWant {
+            address: Some(true),
+            default_route: Some(DefaultRoute::Connected),
+            gateway: Some(false),
+        };
+        let want_l2 = ContainerWant {
+            address: Some(true),
+            default_route: Some(DefaultRoute::Gateway),
+            gateway: Some(true),
+        };
+        assert_eq!(want_l3.check(&l3, addr, gw), Ok(()));
+        assert_eq!(want_l2.check(&macvlan, addr, gw), Ok(()));
+        let e = want_l3.check(&macvlan, addr, gw).unwrap_err();
+        assert!(
+            e.contains("via 10.1.1.1, expected connected") && e.contains("expected no gateway"),
+            "{e}"
+        );
+        let e = want_l2.check(&l3, addr, gw).unwrap_err();
+        assert!(
+            e.contains("expected via a gateway") && e.contains("not via the gateway 10.1.1.1"),
+            "{e}"
+        );
+        let e = want_l2
+            .check(&macvlan, "10.1.1.3".parse().unwrap(), gw)
+            .unwrap_err();
+        assert!(e.contains("lacks its address 10.1.1.3"), "{e}");
+        let e = want_l3
+            .check(&ContainerView::default(), addr, gw)
+            .unwrap_err();
+        assert!(e.contains("no default route"), "{e}");
+    }
+
+    #[test]
+    fn reflected_paths_show_originator_and_cluster_list() {
+        // As gobgp 3 prints a path FRR reflected (captured from frr-rr).
+        let rib = json!({"10.20.1.2/32":[{"nlri":{"prefix":"10.20.1.2/32"},"best":true,
+            "attrs":[{"type":1,"value":0},{"type":2,"as_paths":[]},{"type":3,"nexthop":"192.0.2.1"},
+                     {"type":4,"metric":0},{"type":5,"value":100},{"type":9,"value":"192.0.2.1"},
+                     {"type":10,"value":["192.0.2.254"]}],"neighbor-ip":"192.0.2.254"}]});
+        let p: IpNet = "10.20.1.2/32".parse().unwrap();
+        let b = BestPath::from_rib(&rib, p).unwrap();
+        let a = |s: &str| s.parse::<Ipv4Addr>().unwrap();
+        assert_eq!(
+            b.check(Some(a("192.0.2.1")), Some(&[a("192.0.2.254")])),
+            Ok(())
+        );
+        let e = b.check(Some(a("192.0.2.2")), Some(&[])).unwrap_err();
+        assert!(
+            e.contains("ORIGINATOR_ID is not 192.0.2.2") && e.contains("CLUSTER_LIST is not []"),
+            "{e}"
+        );
+        // A path learned straight from its originator has neither attribute.
+        let direct =
+            json!({"10.20.1.2/32":[{"best":true,"attrs":[{"type":3,"nexthop":"192.0.2.1"}]}]});
+        let b = BestPath::from_rib(&direct, p).unwrap();
+        assert!(b.check(Some(a("192.0.2.1")), None).is_err());
+        assert!(
+            b.to_string().contains("originator none, cluster list none"),
+            "{b}"
+        );
+        assert!(BestPath::from_rib(&serde_json::Value::Null, p).is_err());
+    }
+
+    #[test]
+    fn convergence_keys_are_unique_per_step_and_sort_in_order() {
+        assert_eq!(
+            convergence_key(6, "expect-route h2 c1"),
+            "07 expect-route h2 c1"
+        );
+        assert_ne!(convergence_key(2, "x"), convergence_key(5, "x"));
+        assert!(convergence_key(8, "z") < convergence_key(9, "a"));
+    }
 
     #[test]
     fn status_fields_are_dotted_paths_with_bounds() {

@@ -296,7 +296,53 @@ pub enum Action {
         protocol: Option<String>,
         #[serde(default = "default_within")]
         within: Dur,
+        /// Keep checking for so long after it first holds; with
+        /// `present = false` the default is 2 s (scaled).
         hold: Option<Dur>,
+    },
+    /// The host's whole set of tagged (learned) routes is exactly `routes`:
+    /// nothing missing, nothing extra, each through its `via` when given.
+    /// Fails with the difference (missing, extra, wrong next hop).
+    ExpectRoutes {
+        host: String,
+        /// Each a CIDR, a container name or a group name (its members that
+        /// are running), or `{ prefix = "...", via = "..." }`.
+        routes: Vec<RouteEntry>,
+        #[serde(default = "default_within")]
+        within: Dur,
+    },
+    /// A container's own view: its address on eth0 and its routes, as the
+    /// data plane promises them (ipvlan L3: a connected default route and no
+    /// gateway; macvlan and ipvlan L2: a default route via the gateway).
+    ExpectContainer {
+        /// A container (or a group: each member).
+        container: String,
+        /// eth0 holds the address the engine's IPAM gave it (or not).
+        address: Option<bool>,
+        /// How the default route leaves: straight out of eth0, or via a gateway.
+        default_route: Option<DefaultRoute>,
+        /// `true`: the default route is via the network's gateway (Docker's
+        /// IPAM: the subnet's first address); `false`: no route in the
+        /// container has a next hop at all.
+        gateway: Option<bool>,
+        #[serde(default = "default_within")]
+        within: Dur,
+    },
+    /// The best path for `prefix` in a host's gobgpd RIB (`gobgp -j global
+    /// rib`) carries these route-reflection attributes: ORIGINATOR_ID and
+    /// CLUSTER_LIST (RFC 4456). Names resolve to addresses as `via` does (a
+    /// host's router ID is its underlay address; a one-link router's is its
+    /// address).
+    ExpectBgpPath {
+        host: String,
+        /// A CIDR or a container name (its /32).
+        prefix: String,
+        /// ORIGINATOR_ID: a host or router name, or an address.
+        originator: Option<String>,
+        /// CLUSTER_LIST, in order: host or router names, or addresses.
+        cluster_list: Option<Vec<String>>,
+        #[serde(default = "default_within")]
+        within: Dur,
     },
     /// The host's driver has rejected at least one learned route for `reason`.
     ExpectRejected {
@@ -344,6 +390,9 @@ pub enum Action {
         via: Option<String>,
         #[serde(default = "default_within")]
         within: Dur,
+        /// Keep checking for so long after it first holds; with
+        /// `present = false` the default is 2 s (scaled).
+        hold: Option<Dur>,
     },
     /// A router dies: its daemons are killed and its links go down.
     RouterDown {
@@ -481,6 +530,104 @@ pub enum Action {
         /// Instead of a loss count: the longest run of lost probes must be shorter than this.
         max_outage: Option<Dur>,
     },
+}
+
+/// What a step's time means for the report's `convergence_ms`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Measure {
+    /// It changes the world (start, stop, kill, link change, restart...):
+    /// the expectations after it measure convergence from its end.
+    Event,
+    /// It polls until something holds: its convergence is the time from the
+    /// end of the last event until it first held.
+    Expectation,
+    /// It measures its own convergence (a probe's longest outage, a flood's
+    /// acceptance time from its start).
+    Own,
+    /// It neither changes the world nor waits for it (snapshots, pauses,
+    /// one-shot comparisons).
+    Neither,
+}
+
+impl Action {
+    pub fn measure(&self) -> Measure {
+        use Action::*;
+        match self {
+            CreateNetwork { .. }
+            | DeleteNetwork { .. }
+            | Start { .. }
+            | KillContainer { .. }
+            | Stop { .. }
+            | Kill { .. }
+            | StopDaemon { .. }
+            | StartDaemon { .. }
+            | Restart { .. }
+            | LinkDown { .. }
+            | LinkUp { .. }
+            | Inject { .. }
+            | RouterDown { .. }
+            | RouterUp { .. }
+            | Run { .. }
+            | PlantRoute { .. }
+            | Freeze { .. }
+            | Thaw { .. }
+            | Flood { .. } => Measure::Event,
+            WaitBgp { .. }
+            | ExpectReachable { .. }
+            | ExpectUnreachable { .. }
+            | ExpectMatrix { .. }
+            | ExpectRoute { .. }
+            | ExpectRoutes { .. }
+            | ExpectContainer { .. }
+            | ExpectBgpPath { .. }
+            | ExpectRejected { .. }
+            | ExpectRouterRoute { .. }
+            | ExpectStatus { .. }
+            | ExpectLog { .. }
+            | ExpectLink { .. }
+            | ExpectMarkedLinks { .. } => Measure::Expectation,
+            FloodWait { .. } | ProbeStop { .. } => Measure::Own,
+            Pause { .. }
+            | LinkSnapshot { .. }
+            | BgpSnapshot { .. }
+            | ExpectBgpSteady { .. }
+            | ProbeStart { .. } => Measure::Neither,
+        }
+    }
+}
+
+/// How a container's default route leaves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DefaultRoute {
+    /// `default dev eth0`: no next hop (ipvlan L3/L3S).
+    Connected,
+    /// `default via GW dev eth0`.
+    Gateway,
+}
+
+/// One route of an `expect-routes` set.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum RouteEntry {
+    /// A CIDR or a container name (its /32), through any next hop.
+    Prefix(String),
+    /// With a next hop: a host or router name, or an address.
+    Via { prefix: String, via: String },
+}
+
+impl RouteEntry {
+    pub fn prefix(&self) -> &str {
+        match self {
+            RouteEntry::Prefix(p) | RouteEntry::Via { prefix: p, .. } => p,
+        }
+    }
+    pub fn via(&self) -> Option<&str> {
+        match self {
+            RouteEntry::Prefix(_) => None,
+            RouteEntry::Via { via, .. } => Some(via),
+        }
+    }
 }
 
 fn default_log_daemon() -> DaemonKind {
@@ -947,6 +1094,25 @@ impl Scenario {
         }
     }
 
+    /// A prefix a step names: a CIDR or a container (its /32).
+    fn check_prefix(&self, prefix: &str) -> std::result::Result<(), String> {
+        if prefix.parse::<Ipv4Net>().is_err() {
+            self.check_container(prefix)
+                .map_err(|_| format!("prefix {prefix:?} is neither a CIDR nor a container"))?;
+        }
+        Ok(())
+    }
+
+    /// A next hop a step names: an address, a host or a router.
+    fn check_via(&self, v: &str) -> std::result::Result<(), String> {
+        if v.parse::<Ipv4Addr>().is_err() && self.host(v).is_none() && self.router(v).is_none() {
+            return Err(format!(
+                "via {v:?} is neither an address, a host nor a router"
+            ));
+        }
+        Ok(())
+    }
+
     fn check_host(&self, n: &str) -> std::result::Result<(), String> {
         self.host(n)
             .map(|_| ())
@@ -1007,14 +1173,50 @@ impl Scenario {
                 if let Some(p) = protocol {
                     route_protocol(p)?;
                 }
-                if prefix.parse::<Ipv4Net>().is_err() {
-                    self.check_container(prefix).map_err(|_| {
-                        format!("prefix {prefix:?} is neither a CIDR nor a container")
-                    })?;
+                self.check_prefix(prefix)?;
+                via.iter().try_for_each(|v| self.check_via(v))
+            }
+            Action::ExpectContainer {
+                container,
+                address,
+                default_route,
+                gateway,
+                ..
+            } => {
+                self.check_container(container)?;
+                if address.is_none() && default_route.is_none() && gateway.is_none() {
+                    return Err("give address, default_route or gateway".into());
                 }
-                if let Some(v) = via {
-                    if v.parse::<Ipv4Addr>().is_err() && self.router(v).is_none() {
-                        self.check_host(v)?;
+                if *default_route == Some(DefaultRoute::Connected) && *gateway == Some(true) {
+                    return Err("a connected default route has no gateway".into());
+                }
+                Ok(())
+            }
+            Action::ExpectBgpPath {
+                host,
+                prefix,
+                originator,
+                cluster_list,
+                ..
+            } => {
+                self.check_host(host)?;
+                self.check_prefix(prefix)?;
+                if originator.is_none() && cluster_list.is_none() {
+                    return Err("give originator or cluster_list".into());
+                }
+                originator
+                    .iter()
+                    .chain(cluster_list.iter().flatten())
+                    .try_for_each(|v| self.check_via(v))
+            }
+            Action::ExpectRoutes { host, routes, .. } => {
+                self.check_host(host)?;
+                let mut seen = BTreeSet::new();
+                for r in routes {
+                    self.check_prefix(r.prefix())?;
+                    r.via().iter().try_for_each(|v| self.check_via(v))?;
+                    if !seen.insert(r.prefix()) {
+                        return Err(format!("{} is listed twice", r.prefix()));
                     }
                 }
                 Ok(())
@@ -1162,22 +1364,8 @@ impl Scenario {
             } => {
                 self.router(router)
                     .ok_or_else(|| format!("unknown router {router:?}"))?;
-                if prefix.parse::<Ipv4Net>().is_err() {
-                    self.check_container(prefix).map_err(|_| {
-                        format!("prefix {prefix:?} is neither a CIDR nor a container")
-                    })?;
-                }
-                if let Some(v) = via {
-                    if v.parse::<Ipv4Addr>().is_err()
-                        && self.host(v).is_none()
-                        && self.router(v).is_none()
-                    {
-                        return Err(format!(
-                            "via {v:?} is neither an address, a host nor a router"
-                        ));
-                    }
-                }
-                Ok(())
+                self.check_prefix(prefix)?;
+                via.iter().try_for_each(|v| self.check_via(v))
             }
             Action::RouterDown { router } | Action::RouterUp { router } => self
                 .router(router)
@@ -1368,6 +1556,31 @@ within = "5s"
         );
         let e = parse(&bad).unwrap_err().to_string();
         assert!(e.contains("\"zz\""), "{e}");
+    }
+
+    #[test]
+    fn expect_routes_takes_prefixes_containers_and_vias() {
+        let src = format!(
+            "{GOOD}\n[[steps]]\ndo = \"expect-routes\"\nhost = \"h2\"\nroutes = [\"c1\", {{ prefix = \"10.9.0.0/24\", via = \"h1\" }}]\n"
+        );
+        let s = parse(&src).unwrap();
+        match &s.steps[2].action {
+            Action::ExpectRoutes { routes, .. } => {
+                assert_eq!(routes.len(), 2);
+                assert_eq!((routes[0].prefix(), routes[0].via()), ("c1", None));
+                assert_eq!(routes[1].via(), Some("h1"));
+            }
+            a => panic!("{a:?}"),
+        }
+        assert_eq!(s.steps[2].action.measure(), Measure::Expectation);
+        let e = parse(&src.replace("\"c1\", {", "\"zz\", {"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("zz"), "{e}");
+        let e = parse(&src.replace("via = \"h1\"", "via = \"nowhere\""))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("nowhere"), "{e}");
     }
 
     #[test]
