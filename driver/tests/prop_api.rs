@@ -7,6 +7,8 @@
 //! [`SPEC_RULES`] and [`ENDPOINT_RULES`] (a rule is one line there).
 //! Cases per property: `PROPTEST_CASES` (default 2,000).
 
+mod common;
+
 use std::net::Ipv4Addr;
 
 use ipvlan_bgp::api::convert::{endpoint_spec, network_spec, KNOWN_OPTIONS};
@@ -256,18 +258,7 @@ type Rule<T> = (&'static str, fn(&T) -> bool);
 /// Whether `[a, b]` meets one of the ranges no container network may touch
 /// (written out as numbers, independently of the driver's own table).
 fn touches_reserved(s: &NetworkSpec) -> bool {
-    let (a, b) = (
-        u32::from(s.subnet.network()),
-        u32::from(s.subnet.broadcast()),
-    );
-    [
-        (0x0000_0000u32, 0x00ff_ffffu32), // 0.0.0.0/8
-        (0x7f00_0000, 0x7fff_ffff),       // 127.0.0.0/8
-        (0xa9fe_0000, 0xa9fe_ffff),       // 169.254.0.0/16
-        (0xe000_0000, 0xffff_ffff),       // 224.0.0.0/4 and 240.0.0.0/4
-    ]
-    .iter()
-    .any(|(lo, hi)| a <= *hi && *lo <= b)
+    common::touches_reserved_v4(s.subnet.network().into(), s.subnet.broadcast().into())
 }
 
 /// What every accepted network satisfies.

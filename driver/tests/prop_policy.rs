@@ -6,6 +6,8 @@
 //! panic, and every accepted prefix obeys each rule in [`ACCEPT_RULES`] (one
 //! line per rule). Cases: `PROPTEST_CASES` (default 2,000).
 
+mod common;
+
 use std::net::{IpAddr, Ipv4Addr};
 
 use ipnet::{IpNet, Ipv4Net};
@@ -112,15 +114,7 @@ fn inputs() -> impl Strategy<Value = PolicyInputs> {
 /// networks (numbers written out, independently of the driver's table).
 fn touches_reserved(p: &IpNet) -> bool {
     let IpNet::V4(v4) = p else { return false };
-    let (a, b) = (u32::from(v4.network()), u32::from(v4.broadcast()));
-    [
-        (0x0000_0000u32, 0x00ff_ffffu32), // 0.0.0.0/8
-        (0x7f00_0000, 0x7fff_ffff),       // 127.0.0.0/8
-        (0xa9fe_0000, 0xa9fe_ffff),       // 169.254.0.0/16
-        (0xe000_0000, 0xffff_ffff),       // 224.0.0.0/4 and 240.0.0.0/4
-    ]
-    .iter()
-    .any(|(lo, hi)| a <= *hi && *lo <= b)
+    common::touches_reserved_v4(v4.network().into(), v4.broadcast().into())
 }
 
 /// A learned path and the inputs it meets.
