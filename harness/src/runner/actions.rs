@@ -1,0 +1,271 @@
+//! The steps that do something: create and delete networks, start, stop and
+//! kill containers, stop/start/kill/restart/freeze/thaw daemons, routers
+//! down and up, links down and up, inject and plant routes, run commands,
+//! pause, flood and wait for a flood.
+//!
+//! In: one [`Action`] the play loop dispatched here (not an expectation).
+//! Out: `Ok(None)` when it is done (or `Ok(Some(d))` for `flood-wait`'s own
+//! measure), or the error that fails the step. Owns nothing but the arms of
+//! its `match`; the state it changes is the [`Runner`]'s.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context, Result};
+use nix::sys::signal::Signal;
+
+use super::flood::flood;
+use super::{Runner, POLL};
+use crate::engine::Control;
+use crate::scenario::Action;
+use crate::world::UNDERLAY_IF;
+
+impl Runner<'_> {
+    /// Plays a step that does something (see `is_expectation` for the others).
+    pub(super) fn act(&mut self, a: &Action) -> Result<Option<Duration>> {
+        match a {
+            Action::RouterDown { router } | Action::RouterUp { router } => {
+                let up = matches!(a, Action::RouterUp { .. });
+                let r = self
+                    .w
+                    .routers
+                    .iter_mut()
+                    .find(|r| &r.def.name == router)
+                    .ok_or_else(|| anyhow!("unknown router {router}"))?;
+                if up {
+                    r.up()?
+                } else {
+                    r.down()?
+                }
+                Ok(None)
+            }
+            Action::CreateNetwork {
+                network,
+                hosts,
+                expect_error: None,
+            } => {
+                for h in self.hosts_of(network, hosts)? {
+                    self.create_network(network, &h)?;
+                }
+                Ok(None)
+            }
+            Action::CreateNetwork {
+                network,
+                hosts,
+                expect_error: Some(want),
+            } => {
+                for h in self.hosts_of(network, hosts)? {
+                    match self.create_network(network, &h) {
+                        Ok(()) => bail!("creating network {network} on {h} succeeded; expected an error containing {want:?}"),
+                        Err(e) => {
+                            let seen = format!("{e:#}");
+                            if !seen.contains(want.as_str()) {
+                                bail!("creating network {network} on {h} failed, but the user sees {seen:?}, which does not contain {want:?}");
+                            }
+                            eprintln!("[{}] as expected, the user sees: {seen}", self.s.name);
+                        }
+                    }
+                }
+                Ok(None)
+            }
+            Action::DeleteNetwork { network, hosts } => {
+                for h in self.hosts_of(network, hosts)? {
+                    self.delete_network(network, &h)?;
+                }
+                Ok(None)
+            }
+            Action::Start {
+                containers,
+                expect_error,
+                within,
+            } => {
+                let mut slowest = Duration::ZERO;
+                for name in self.s.expand(containers) {
+                    if self.running.contains_key(&name) {
+                        bail!("{name} is already running");
+                    }
+                    let t = Instant::now();
+                    let mut attempts = 0;
+                    let outcome = loop {
+                        attempts += 1;
+                        let r = self.start_one(&name);
+                        match (&r, within) {
+                            (Err(_), Some(w)) if t.elapsed() < self.scale(*w) => {
+                                std::thread::sleep(POLL)
+                            }
+                            _ => break r,
+                        }
+                    };
+                    let took = t.elapsed();
+                    slowest = slowest.max(took);
+                    match (outcome, expect_error) {
+                        (Ok(c), None) => {
+                            self.running.insert(name.clone(), c);
+                            if let Some(w) = within {
+                                if took > self.scale(*w) {
+                                    bail!("{name} started, but took {took:?} (limit {:?})", self.scale(*w));
+                                }
+                            }
+                        }
+                        (Err(e), None) if within.is_some() => {
+                            return Err(e.context(format!(
+                                "{name} did not start within {:?} ({attempts} attempts); the last error",
+                                took
+                            )))
+                        }
+                        (Err(e), None) => return Err(e),
+                        (Ok(c), Some(want)) => {
+                            self.running.insert(name.clone(), c);
+                            bail!("{name} started; expected an error containing {want:?}");
+                        }
+                        (Err(e), Some(want)) => {
+                            let seen = format!("{e:#}");
+                            if !seen.contains(want.as_str()) {
+                                bail!("starting {name} failed, but the user sees {seen:?}, which does not contain {want:?}");
+                            }
+                            eprintln!("[{}] as expected, the user sees: {seen}", self.s.name);
+                        }
+                    }
+                }
+                Ok(within.map(|_| slowest))
+            }
+            Action::KillContainer { containers } => {
+                for name in self.s.expand(containers) {
+                    let c = self
+                        .running
+                        .remove(&name)
+                        .ok_or_else(|| anyhow!("{name} is not running"))?;
+                    self.tcp.forget(&c.netns);
+                    // Reaped at teardown even if the kill half failed.
+                    self.killed.push(c.clone());
+                    self.engine
+                        .kill(&self.w, &c)
+                        .with_context(|| format!("kill {name}"))?;
+                }
+                Ok(None)
+            }
+            Action::Stop { containers } => {
+                for name in self.s.expand(containers) {
+                    let c = self
+                        .running
+                        .remove(&name)
+                        .ok_or_else(|| anyhow!("{name} is not running"))?;
+                    self.tcp.forget(&c.netns);
+                    self.engine
+                        .stop(&self.w, &c)
+                        .with_context(|| format!("stop {name}"))?;
+                }
+                Ok(None)
+            }
+            Action::Kill { host, daemon } => self.control(host, *daemon, Control::Kill),
+            Action::StopDaemon { host, daemon } => self.control(host, *daemon, Control::Stop),
+            Action::StartDaemon { host, daemon } => self.control(host, *daemon, Control::Start),
+            Action::Restart { host, daemon } => self.control(host, *daemon, Control::Restart),
+            Action::LinkDown { host } => {
+                self.w
+                    .host(host)?
+                    .ns
+                    .ip(&["link", "set", UNDERLAY_IF, "down"])?;
+                Ok(None)
+            }
+            Action::LinkUp { host } => {
+                self.w
+                    .host(host)?
+                    .ns
+                    .ip(&["link", "set", UNDERLAY_IF, "up"])?;
+                Ok(None)
+            }
+            Action::Inject {
+                host,
+                prefix,
+                next_hop,
+            } => {
+                self.gobgp_rib(host, "add", *prefix, *next_hop)?;
+                self.injected.push((host.clone(), *prefix, *next_hop));
+                Ok(None)
+            }
+            Action::Run { host, command } => {
+                let command = command
+                    .iter()
+                    .map(|a| self.substitute(a))
+                    .collect::<Result<Vec<String>>>()?;
+                let args: Vec<&str> = command[1..].iter().map(String::as_str).collect();
+                let out =
+                    self.w
+                        .host(host)?
+                        .ns
+                        .exec(&command[0], &args, Duration::from_secs(30))?;
+                if !out.status.success() {
+                    bail!(
+                        "`{}` on {host} failed: {}",
+                        command.join(" "),
+                        String::from_utf8_lossy(&out.stderr).trim()
+                    );
+                }
+                Ok(None)
+            }
+            Action::PlantRoute { host, prefix, via } => {
+                let proto = ipvlan_bgp::config::DEFAULT_ROUTE_PROTOCOL.to_string();
+                let (p, v) = (prefix.to_string(), via.to_string());
+                self.w
+                    .host(host)?
+                    .ns
+                    .ip(&["route", "replace", &p, "via", &v, "proto", &proto])?;
+                Ok(None)
+            }
+            Action::Freeze { host, daemon } => {
+                let hi = self.w.host_index(host)?;
+                self.w.send_daemon(hi, *daemon, Signal::SIGSTOP)?;
+                Ok(None)
+            }
+            Action::Thaw { host, daemon } => {
+                let hi = self.w.host_index(host)?;
+                self.w.send_daemon(hi, *daemon, Signal::SIGCONT)?;
+                Ok(None)
+            }
+            Action::Pause { duration } => {
+                std::thread::sleep(self.scale(*duration));
+                Ok(None)
+            }
+            Action::Flood {
+                id,
+                host,
+                count,
+                first,
+                next_hop,
+            } => {
+                if self.floods.contains_key(id) {
+                    bail!("flood {id} is already running");
+                }
+                let h = self.w.host(host)?;
+                let api = h.gobgp_api();
+                let nh = next_hop.unwrap_or(h.addr.addr());
+                let (count, first) = (*count, *first);
+                let handle = std::thread::spawn(move || flood(&api, first, count, nh));
+                self.floods.insert(id.clone(), handle);
+                Ok(None)
+            }
+            Action::FloodWait { id, within } => {
+                let handle = self
+                    .floods
+                    .remove(id)
+                    .ok_or_else(|| anyhow!("no flood named {id}"))?;
+                let deadline = Instant::now() + self.scale(*within);
+                while !handle.is_finished() {
+                    if Instant::now() > deadline {
+                        bail!("flood {id} still sending after {:?}", self.scale(*within));
+                    }
+                    std::thread::sleep(POLL);
+                }
+                let took = handle
+                    .join()
+                    .map_err(|_| anyhow!("flood {id}: its thread panicked"))??;
+                eprintln!(
+                    "[{}] flood {id}: gobgpd accepted every path in {took:?}",
+                    self.s.name
+                );
+                Ok(Some(took))
+            }
+            other => bail!("internal: {other:?} is not an action step"),
+        }
+    }
+}

@@ -1,0 +1,730 @@
+//! The expectations: BGP up, reachable/unreachable, matrix, route(s),
+//! router routes, container view, best path, rejected, status, log, link,
+//! marked links, BGP steady; plus the snapshots (`link-snapshot`,
+//! `bgp-snapshot`) and loss probes (`probe-start`, `probe-stop`) they compare.
+//!
+//! In: one expectation [`Action`] from the play loop. Out: how long it took
+//! to hold (convergence), or the error saying what still differs. Owns the
+//! poll-then-hold loop; the comparisons themselves are in `views`.
+
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context, Result};
+use ipnet::Ipv4Net;
+use ipvlan_bgp::kernel::{Family, Kernel};
+
+use super::views::{
+    bounds, count_lines, hops_text, status_matches, BestPath, ContainerView, ContainerWant,
+    PeerView, SeenRoutes, WantRoute,
+};
+use super::{Runner, POLL};
+use crate::probe::Prober;
+use crate::scenario::{Action, DaemonKind, Probe};
+use crate::util::eventually;
+
+impl Runner<'_> {
+    /// Plays an expectation, or a snapshot or probe an expectation compares against.
+    pub(super) fn expect(&mut self, a: &Action) -> Result<Option<Duration>> {
+        match a {
+            Action::WaitBgp { within } => {
+                let deadline = self.scale(*within);
+                let hosts: Vec<usize> = (0..self.w.hosts.len()).collect();
+                let (_, took) = eventually(deadline, POLL, || {
+                    let mut down = Vec::new();
+                    for &i in &hosts {
+                        match self.w.bgp_sessions(i) {
+                            Ok(peers) if peers.is_empty() => {
+                                down.push(format!("{}: no peers yet", self.w.hosts[i].def.name))
+                            }
+                            Ok(peers) => down.extend(
+                                peers
+                                    .iter()
+                                    .filter(|p| !p.1)
+                                    .map(|p| format!("{} -> {}", self.w.hosts[i].def.name, p.0)),
+                            ),
+                            Err(e) => down.push(format!("{}: {e:#}", self.w.hosts[i].def.name)),
+                        }
+                    }
+                    for r in self.w.routers.iter().filter(|r| !r.daemons.is_empty()) {
+                        match r.sessions() {
+                            Ok(peers) => down.extend(
+                                peers
+                                    .iter()
+                                    .filter(|p| !p.1)
+                                    .map(|p| format!("{} -> {}", r.def.name, p.0)),
+                            ),
+                            Err(e) => down.push(format!("{}: {e:#}", r.def.name)),
+                        }
+                    }
+                    if down.is_empty() {
+                        Ok(())
+                    } else {
+                        Err(format!("sessions not established: {}", down.join(", ")))
+                    }
+                })
+                .map_err(|e| anyhow!(e))?;
+                Ok(Some(took))
+            }
+            Action::ExpectRouterRoute {
+                router,
+                prefix,
+                present,
+                via,
+                within,
+                hold,
+            } => {
+                let ri = self
+                    .w
+                    .routers
+                    .iter()
+                    .position(|r| &r.def.name == router)
+                    .ok_or_else(|| anyhow!("unknown router {router}"))?;
+                let prefix = self.prefix_of(prefix)?;
+                let via = via
+                    .as_deref()
+                    .map(|v| self.resolve_addr(router, v))
+                    .transpose()?;
+                let present = *present;
+                let hold = self.hold_for(present, *hold);
+                let took = poll_then_hold(self.scale(*within), hold, || {
+                    let routes = self.w.routers[ri].routes().map_err(|e| format!("{e:#}"))?;
+                    match (present, routes.get(&prefix)) {
+                        (true, None) => Err(format!("{router} has no route for {prefix}")),
+                        (true, Some(hops)) => match via {
+                            Some(v) if !hops.contains(&std::net::IpAddr::V4(v)) => Err(format!(
+                                "{router} routes {prefix} via {hops:?}, expected {v}"
+                            )),
+                            _ => Ok(()),
+                        },
+                        (false, None) => Ok(()),
+                        (false, Some(h)) => {
+                            Err(format!("{router} still routes {prefix} via {h:?}"))
+                        }
+                    }
+                })?;
+                Ok(Some(took))
+            }
+            Action::ExpectReachable {
+                from,
+                to,
+                within,
+                probe,
+            } => {
+                let pairs = self.pairs(from, to)?;
+                let deadline = self.scale(*within);
+                let mut ok = vec![false; pairs.len()];
+                let (_, took) = eventually(deadline, POLL, || {
+                    let todo: Vec<usize> = (0..pairs.len()).filter(|i| !ok[*i]).collect();
+                    let sub: Vec<_> = todo.iter().map(|i| pairs[*i].clone()).collect();
+                    for (i, r) in todo.iter().zip(self.probe(&sub, *probe)?) {
+                        ok[*i] = r;
+                    }
+                    let missing: Vec<String> = pairs
+                        .iter()
+                        .zip(&ok)
+                        .filter(|(_, ok)| !**ok)
+                        .map(|((a, b), _)| format!("{} -> {} ({})", a.label, b.label, b.addr))
+                        .collect();
+                    if missing.is_empty() {
+                        Ok(())
+                    } else {
+                        Err(format!(
+                            "{} of {} pairs unreachable: {}",
+                            missing.len(),
+                            pairs.len(),
+                            missing.join(", ")
+                        ))
+                    }
+                })
+                .map_err(|e| anyhow!(e))?;
+                Ok(Some(took))
+            }
+            Action::ExpectUnreachable {
+                from,
+                to,
+                within,
+                hold,
+            } => {
+                let pairs = self.pairs(from, to)?;
+                let check = |me: &mut Self| -> std::result::Result<(), String> {
+                    let got = me.probe(&pairs, Probe::Icmp)?;
+                    let reached: Vec<String> = pairs
+                        .iter()
+                        .zip(got)
+                        .filter(|(_, r)| *r)
+                        .map(|((a, b), _)| format!("{} -> {}", a.label, b.label))
+                        .collect();
+                    if reached.is_empty() {
+                        Ok(())
+                    } else {
+                        Err(format!("still reachable: {}", reached.join(", ")))
+                    }
+                };
+                let deadline = self.scale(*within);
+                let (_, took) =
+                    eventually(deadline, POLL, || check(self)).map_err(|e| anyhow!(e))?;
+                if let Some(h) = hold {
+                    let until = Instant::now() + self.scale(*h);
+                    while Instant::now() < until {
+                        check(self)
+                            .map_err(|e| anyhow!("became reachable during the hold: {e}"))?;
+                        std::thread::sleep(POLL);
+                    }
+                }
+                Ok(Some(took))
+            }
+            Action::ExpectMatrix { members, within } => {
+                let members: Vec<String> = match members {
+                    Some(m) => m.clone(),
+                    None => self.running.keys().cloned().collect(),
+                };
+                if members.len() < 2 {
+                    bail!("a matrix needs at least two running members");
+                }
+                let pairs = self.pairs(&members, &members)?;
+                let mut ok = vec![false; pairs.len()];
+                // Pairs that were reachable in some round: said so when they fail later.
+                let mut once = vec![false; pairs.len()];
+                let unreachable = |ok: &[bool], once: &[bool]| -> Vec<String> {
+                    pairs
+                        .iter()
+                        .zip(ok.iter().zip(once))
+                        .filter(|(_, (ok, _))| !**ok)
+                        .map(|((a, b), (_, once))| {
+                            let was = if *once { ", reachable earlier" } else { "" };
+                            format!("{} -> {} ({}{was})", a.label, b.label, b.addr)
+                        })
+                        .collect()
+                };
+                let took = poll_then_hold(self.scale(*within), None, || {
+                    // Pairs not yet seen reachable first (cheap while converging)...
+                    let todo: Vec<usize> = (0..pairs.len()).filter(|i| !ok[*i]).collect();
+                    let sub: Vec<_> = todo.iter().map(|i| pairs[*i].clone()).collect();
+                    for (i, r) in todo.iter().zip(self.probe(&sub, Probe::Icmp)?) {
+                        ok[*i] = r;
+                        once[*i] |= r;
+                    }
+                    let missing = unreachable(&ok, &once);
+                    if !missing.is_empty() {
+                        return Err(format!(
+                            "{} of {} pairs unreachable: {}",
+                            missing.len(),
+                            pairs.len(),
+                            missing.join(", ")
+                        ));
+                    }
+                    // ...then every pair again in one round: a pair that was
+                    // reachable once and broke since does not count.
+                    ok = self.probe(&pairs, Probe::Icmp)?;
+                    let lost = unreachable(&ok, &once);
+                    if lost.is_empty() {
+                        Ok(())
+                    } else {
+                        Err(format!(
+                            "every pair was reachable once, but in the final round (all pairs at once) {} of {} were not: {}",
+                            lost.len(),
+                            pairs.len(),
+                            lost.join(", ")
+                        ))
+                    }
+                })?;
+                Ok(Some(took))
+            }
+            Action::ExpectRoute {
+                host,
+                prefix,
+                present,
+                via,
+                protocol,
+                within,
+                hold,
+            } => {
+                let proto = match protocol {
+                    Some(p) => crate::scenario::route_protocol(p).map_err(|e| anyhow!(e))?,
+                    None => ipvlan_bgp::config::DEFAULT_ROUTE_PROTOCOL,
+                };
+                let whose = match protocol.as_deref() {
+                    None | Some("ours") => "tagged".to_string(),
+                    Some(p) => format!("proto {p}"),
+                };
+                let hi = self.w.host_index(host)?;
+                let want = WantRoute {
+                    dst: self.prefix_of(prefix)?,
+                    via: via
+                        .as_deref()
+                        .map(|v| self.resolve_addr(host, v))
+                        .transpose()?,
+                };
+                let ns = self.w.hosts[hi].ns.path();
+                let present = *present;
+                let check = || -> std::result::Result<(), String> {
+                    let mut k = Kernel::open_in_netns(&ns).map_err(|e| e.to_string())?;
+                    let all = k.routes(Family::V4, None).map_err(|e| e.to_string())?;
+                    let (routes, others): (Vec<_>, Vec<_>) =
+                        all.into_iter().partition(|r| r.protocol == proto);
+                    let seen = SeenRoutes::from_kernel(&routes);
+                    if present {
+                        seen.compare(std::slice::from_ref(&want), false).map_err(|d| {
+                            let others: Vec<String> = others
+                                .iter()
+                                .filter(|r| r.dst == want.dst)
+                                .map(|r| format!("{} via {:?} proto {}", r.dst, r.via, r.protocol))
+                                .collect();
+                            format!(
+                                "{whose} routes on {host} differ: {d} (other routes for {}: [{}]); {whose} routes: {seen}",
+                                want.dst,
+                                others.join(", "),
+                            )
+                        })
+                    } else {
+                        match seen.0.get(&want.dst) {
+                            None => Ok(()),
+                            Some(hops) => Err(format!(
+                                "{whose} route {} via {} is on {host}",
+                                want.dst,
+                                hops_text(hops)
+                            )),
+                        }
+                    }
+                };
+                let hold = self.hold_for(present, *hold);
+                let took = poll_then_hold(self.scale(*within), hold, check)?;
+                Ok(Some(took))
+            }
+            Action::ExpectContainer {
+                container,
+                address,
+                default_route,
+                gateway,
+                within,
+            } => {
+                let mut views = Vec::new();
+                for name in self.s.expand(std::slice::from_ref(container)) {
+                    let c = self
+                        .running
+                        .get(&name)
+                        .ok_or_else(|| anyhow!("{name} is not running"))?;
+                    let host = &self.s.hosts[c.host].name;
+                    let subnet = *self
+                        .network_def(&c.network)?
+                        .subnets
+                        .get(host)
+                        .ok_or_else(|| anyhow!("network {} has no subnet on {host}", c.network))?;
+                    // Docker's IPAM gives the subnet's first address to the gateway.
+                    let gw = Ipv4Addr::from(u32::from(subnet.network()) + 1);
+                    views.push((name, c.netns.clone(), c.address, gw));
+                }
+                let want = ContainerWant {
+                    address: *address,
+                    default_route: *default_route,
+                    gateway: *gateway,
+                };
+                let took = poll_then_hold(self.scale(*within), None, || {
+                    let mut wrong = Vec::new();
+                    for (name, netns, addr, gw) in &views {
+                        let seen =
+                            ContainerView::read(netns).map_err(|e| format!("{name}: {e:#}"))?;
+                        if let Err(e) = want.check(&seen, *addr, *gw) {
+                            wrong.push(format!("{name}: {e}; it has {seen}"));
+                        }
+                    }
+                    if wrong.is_empty() {
+                        Ok(())
+                    } else {
+                        Err(wrong.join("; "))
+                    }
+                })?;
+                Ok(Some(took))
+            }
+            Action::ExpectBgpPath {
+                host,
+                prefix,
+                originator,
+                cluster_list,
+                within,
+            } => {
+                let prefix = self.prefix_of(prefix)?;
+                let originator = originator
+                    .as_deref()
+                    .map(|v| self.resolve_addr(host, v))
+                    .transpose()?;
+                let cluster_list = cluster_list
+                    .as_ref()
+                    .map(|l| {
+                        l.iter()
+                            .map(|v| self.resolve_addr(host, v))
+                            .collect::<Result<Vec<_>>>()
+                    })
+                    .transpose()?;
+                let took = poll_then_hold(self.scale(*within), None, || {
+                    let rib = self
+                        .gobgp_json(host, &["global", "rib", "-a", "ipv4", &prefix.to_string()])
+                        .map_err(|e| format!("{e:#}"))?;
+                    let best = BestPath::from_rib(&rib, prefix)?;
+                    best.check(originator, cluster_list.as_deref())
+                        .map_err(|e| format!("{host}'s best path for {prefix}: {e} ({best})"))
+                })?;
+                Ok(Some(took))
+            }
+            Action::ExpectRoutes {
+                host,
+                routes,
+                within,
+            } => {
+                let hi = self.w.host_index(host)?;
+                let mut want = Vec::new();
+                for r in routes {
+                    let via = r.via().map(|v| self.resolve_addr(host, v)).transpose()?;
+                    let p = r.prefix();
+                    if p.parse::<Ipv4Net>().is_err() && self.s.container(p).is_none() {
+                        // A group: its members running now (stopped ones are withdrawn).
+                        for m in self.s.expand(&[p.to_string()]) {
+                            if self.running.contains_key(&m) {
+                                want.push(WantRoute {
+                                    dst: self.prefix_of(&m)?,
+                                    via,
+                                });
+                            }
+                        }
+                    } else {
+                        want.push(WantRoute {
+                            dst: self.prefix_of(p)?,
+                            via,
+                        });
+                    }
+                }
+                let ns = self.w.hosts[hi].ns.path();
+                let took = poll_then_hold(self.scale(*within), None, || {
+                    let mut k = Kernel::open_in_netns(&ns).map_err(|e| e.to_string())?;
+                    let routes = k
+                        .routes(Family::V4, Some(ipvlan_bgp::config::DEFAULT_ROUTE_PROTOCOL))
+                        .map_err(|e| e.to_string())?;
+                    let seen = SeenRoutes::from_kernel(&routes);
+                    seen.compare(&want, true).map_err(|d| {
+                        format!(
+                            "{host}'s tagged routes differ from the {} expected: {d}; seen: {seen}",
+                            want.len()
+                        )
+                    })
+                })?;
+                Ok(Some(took))
+            }
+            Action::ExpectRejected {
+                host,
+                reason,
+                within,
+            } => {
+                let hi = self.w.host_index(host)?;
+                let (_, took) = eventually(self.scale(*within), POLL, || {
+                    let st = self.w.driver_status(hi).map_err(|e| format!("{e:#}"))?;
+                    let n = st.pointer(&format!("/bgp/rejected/{reason}")).and_then(|v| v.as_u64()).unwrap_or(0);
+                    if n > 0 { Ok(()) } else { Err(format!("{host}'s driver has not rejected any route for {reason}; rejected so far: {}", st["bgp"]["rejected"])) }
+                })
+                .map_err(|e| anyhow!(e))?;
+                Ok(Some(took))
+            }
+            Action::ExpectStatus {
+                host,
+                field,
+                equals,
+                at_least,
+                at_most,
+                within,
+                hold,
+            } => {
+                let hi = self.w.host_index(host)?;
+                let want = equals
+                    .as_ref()
+                    .map(serde_json::to_value)
+                    .transpose()
+                    .context("equals")?;
+                let check = || -> std::result::Result<(), String> {
+                    let st = self.w.driver_status(hi).map_err(|e| format!("{e:#}"))?;
+                    status_matches(&st, field, want.as_ref(), *at_least, *at_most)
+                        .map_err(|e| format!("{host}'s driver status: {e}"))
+                };
+                let hold = hold.map(|h| self.scale(h));
+                let took = poll_then_hold(self.scale(*within), hold, check)?;
+                Ok(Some(took))
+            }
+            Action::ExpectLog {
+                host,
+                daemon,
+                contains,
+                at_least,
+                at_most,
+                within,
+            } => {
+                let h = self.w.host(host)?;
+                let log = match daemon {
+                    DaemonKind::Gobgpd => h.gobgpd.log.clone(),
+                    _ => h.driver.log.clone(),
+                };
+                let (_, took) = eventually(self.scale(*within), POLL, || {
+                    let n = count_lines(&log, contains).map_err(|e| format!("{e:#}"))?;
+                    bounds(
+                        n as f64,
+                        at_least.map(|v| v as f64),
+                        at_most.map(|v| v as f64),
+                    )
+                    .map_err(|e| {
+                        format!("{} lines of {} contain {contains:?}: {e}", n, log.display())
+                    })
+                })
+                .map_err(|e| anyhow!(e))?;
+                Ok(Some(took))
+            }
+            Action::LinkSnapshot { id, host, links } => {
+                let all = crate::links::list(&self.w.host(host)?.ns)?;
+                let mut snap = BTreeMap::new();
+                for name in links {
+                    let l = all
+                        .get(name)
+                        .ok_or_else(|| anyhow!("{host} has no link {name} to remember"))?;
+                    snap.insert(name.clone(), l.clone());
+                }
+                self.link_snaps.insert(id.clone(), (host.clone(), snap));
+                Ok(None)
+            }
+            Action::ExpectLink {
+                host,
+                links,
+                present,
+                kind,
+                alias_prefix,
+                unchanged_since,
+                within,
+            } => {
+                let snap = match unchanged_since {
+                    Some(id) => {
+                        let (h, snap) = self
+                            .link_snaps
+                            .get(id)
+                            .ok_or_else(|| anyhow!("no link snapshot named {id}"))?;
+                        if h != host {
+                            bail!("link snapshot {id} was taken on {h}, not {host}");
+                        }
+                        Some(snap.clone())
+                    }
+                    None => None,
+                };
+                let ns = &self.w.host(host)?.ns;
+                let (_, took) = eventually(self.scale(*within), POLL, || {
+                    let all = crate::links::list(ns).map_err(|e| format!("{e:#}"))?;
+                    let mut wrong = Vec::new();
+                    for name in links {
+                        match (all.get(name), present) {
+                            (None, true) => wrong.push(format!("{name} is missing")),
+                            (Some(l), false) => wrong.push(format!(
+                                "{name} exists ({} {:?})",
+                                l.kind.as_deref().unwrap_or("?"),
+                                l.alias
+                            )),
+                            (None, false) => {}
+                            (Some(l), true) => {
+                                if let Some(k) = kind {
+                                    if l.kind.as_deref() != Some(k.as_str()) {
+                                        wrong.push(format!("{name} is a {:?}, not {k}", l.kind));
+                                    }
+                                }
+                                if let Some(p) = alias_prefix {
+                                    if !l
+                                        .alias
+                                        .as_deref()
+                                        .is_some_and(|a| a.starts_with(p.as_str()))
+                                    {
+                                        wrong.push(format!(
+                                            "{name}'s alias is {:?}, expected {p}...",
+                                            l.alias
+                                        ));
+                                    }
+                                }
+                                if let Some(before) = snap.as_ref().and_then(|s| s.get(name)) {
+                                    if let Some(d) = before.diff(l) {
+                                        wrong.push(format!("{name} changed: {d}"));
+                                    }
+                                }
+                            }
+                        }
+                    }
+                    if wrong.is_empty() {
+                        Ok(())
+                    } else {
+                        Err(format!("on {host}: {}", wrong.join("; ")))
+                    }
+                })
+                .map_err(|e| anyhow!(e))?;
+                Ok(Some(took))
+            }
+            Action::ExpectMarkedLinks {
+                host,
+                at_least,
+                at_most,
+                within,
+            } => {
+                let ns = &self.w.host(host)?.ns;
+                let (_, took) = eventually(self.scale(*within), POLL, || {
+                    let all = crate::links::list(ns).map_err(|e| format!("{e:#}"))?;
+                    let n = all.values().filter(|l| l.marked()).count();
+                    bounds(
+                        n as f64,
+                        at_least.map(|v| v as f64),
+                        at_most.map(|v| v as f64),
+                    )
+                    .map_err(|e| {
+                        let seen: Vec<String> = all
+                            .values()
+                            .map(|l| {
+                                format!(
+                                    "{} {} alias={:?}",
+                                    l.name,
+                                    l.kind.as_deref().unwrap_or("-"),
+                                    l.alias
+                                )
+                            })
+                            .collect();
+                        format!(
+                            "{n} links on {host} carry the mark {}: {e}; links: {}",
+                            crate::links::MARK_PREFIX,
+                            seen.join(", ")
+                        )
+                    })
+                })
+                .map_err(|e| anyhow!(e))?;
+                Ok(Some(took))
+            }
+            Action::BgpSnapshot { id, host } => {
+                let hi = self.w.host_index(host)?;
+                let peers = PeerView::all(&self.w.gobgp_neighbors(hi)?)?;
+                if let Some(p) = peers.iter().find(|p| !p.established) {
+                    bail!("{host}'s session to {} is not established", p.address);
+                }
+                self.bgp_snaps.insert(id.clone(), (host.clone(), peers));
+                Ok(None)
+            }
+            Action::ExpectBgpSteady { host, since } => {
+                let hi = self.w.host_index(host)?;
+                let (h, before) = self
+                    .bgp_snaps
+                    .get(since)
+                    .ok_or_else(|| anyhow!("no BGP snapshot named {since}"))?;
+                if h != host {
+                    bail!("BGP snapshot {since} was taken on {h}, not {host}");
+                }
+                let now = PeerView::all(&self.w.gobgp_neighbors(hi)?)?;
+                let mut wrong = Vec::new();
+                for b in before {
+                    match now.iter().find(|n| n.address == b.address) {
+                        None => wrong.push(format!("session to {} is gone", b.address)),
+                        Some(n) => {
+                            if let Some(d) = b.diff(n) {
+                                wrong.push(format!("session to {}: {d}", b.address));
+                            }
+                        }
+                    }
+                }
+                if !wrong.is_empty() {
+                    bail!(
+                        "{host}'s BGP sessions did not stay steady: {}",
+                        wrong.join("; ")
+                    );
+                }
+                Ok(None)
+            }
+            Action::ProbeStart {
+                id: name,
+                from,
+                to,
+                interval,
+            } => {
+                if self.probers.contains_key(name) {
+                    bail!("probe {name} is already running");
+                }
+                let pairs = self.pairs(from, to)?;
+                let p = Prober::start(pairs, interval.0)?;
+                self.probers.insert(name.clone(), p);
+                Ok(None)
+            }
+            Action::ProbeStop {
+                id: name,
+                max_loss,
+                max_outage,
+            } => {
+                let p = self
+                    .probers
+                    .remove(name)
+                    .ok_or_else(|| anyhow!("no probe named {name}"))?;
+                let interval = p.interval;
+                let stats = p.stop();
+                let lost: u64 = stats.iter().map(|s| s.sent - s.received.min(s.sent)).sum();
+                let sent: u64 = stats.iter().map(|s| s.sent).sum();
+                let outage = |s: &crate::probe::PairStats| interval * s.longest_gap as u32;
+                let longest = stats.iter().map(outage).max().unwrap_or_default();
+                let detail: Vec<String> = stats
+                    .iter()
+                    .map(|s| {
+                        format!(
+                            "{}->{}: {}/{} answered, longest outage {:?}",
+                            s.from,
+                            s.to,
+                            s.received,
+                            s.sent,
+                            outage(s)
+                        )
+                    })
+                    .collect();
+                eprintln!(
+                    "[{}] probe {name}: {sent} sent, {lost} lost, longest outage {longest:?}; {}",
+                    self.s.name,
+                    detail.join("; ")
+                );
+                if sent == 0 {
+                    bail!("probe {name} sent nothing");
+                }
+                if let Some(limit) = max_outage {
+                    if longest > self.scale(*limit) {
+                        bail!(
+                            "probe {name}: longest outage {longest:?} exceeds {:?}: {}",
+                            self.scale(*limit),
+                            detail.join("; ")
+                        );
+                    }
+                }
+                // Without an outage limit, no loss is allowed unless said otherwise.
+                let allowed = max_loss.unwrap_or(if max_outage.is_some() { u64::MAX } else { 0 });
+                if lost > allowed {
+                    bail!(
+                        "probe {name} lost {lost} of {sent} probes (allowed {allowed}): {}",
+                        detail.join("; ")
+                    );
+                }
+                // The outage is the convergence this probe measured.
+                Ok(Some(longest))
+            }
+            other => bail!("internal: {other:?} is not an expectation step"),
+        }
+    }
+}
+
+/// Polls `check` until it holds (at most `within`), then, with a `hold`,
+/// keeps checking that it still holds for so long. Returns how long it took
+/// to hold first.
+fn poll_then_hold(
+    within: Duration,
+    hold: Option<Duration>,
+    mut check: impl FnMut() -> std::result::Result<(), String>,
+) -> Result<Duration> {
+    let (_, took) = eventually(within, POLL, &mut check).map_err(|e| anyhow!(e))?;
+    if let Some(h) = hold {
+        let until = Instant::now() + h;
+        while Instant::now() < until {
+            check().map_err(|e| {
+                anyhow!("held for {took:?}, then changed within the {h:?} hold: {e}")
+            })?;
+            std::thread::sleep(POLL);
+        }
+    }
+    Ok(took)
+}

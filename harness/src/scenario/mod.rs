@@ -1,0 +1,81 @@
+//! Scenario files: topology as data, then steps and expectations.
+//!
+//! In: a TOML file (see `scenarios/*.toml`; each starts with its picture).
+//! Out: a validated [`Scenario`] in which every host, network and container
+//! a step names exists, or an error that names the file, the line and what
+//! is wrong. Parsing never touches the machine.
+//!
+//! ```text
+//! mod.rs (load, lookups, re-exports) ─► validate.rs (parse + checks, line-numbered errors) ─► schema.rs (serde types)
+//! ```
+//! `crate::scenario::X` paths keep working through the re-exports below;
+//! `schema` uses neither sibling, `validate` uses only `schema`.
+
+use std::path::Path;
+
+use anyhow::{anyhow, Result};
+use ipnet::Ipv4Net;
+
+mod schema;
+mod validate;
+
+pub use schema::*;
+pub use validate::{placeholders, route_protocol};
+
+impl Scenario {
+    pub fn load(path: &Path) -> Result<Scenario> {
+        let src = std::fs::read_to_string(path)
+            .map_err(|e| anyhow!("{}: cannot read: {e}", path.display()))?;
+        Scenario::parse(&src, path)
+    }
+
+    /// The address of `b` on a segment it shares with `a` (hosts and routers).
+    pub fn shared_address(&self, a: &str, b: &str) -> Option<Ipv4Net> {
+        let a_segs = self.links_of(a);
+        self.links_of(b)
+            .into_iter()
+            .find(|(seg, _)| a_segs.iter().any(|(s, _)| s == seg))
+            .map(|(_, addr)| addr)
+    }
+
+    /// (segment, address) of every link of a host or router.
+    pub fn links_of(&self, name: &str) -> Vec<(String, Ipv4Net)> {
+        if let Some(h) = self.host(name) {
+            return h.segment.clone().zip(h.address).into_iter().collect();
+        }
+        self.router(name)
+            .map(|r| r.links.iter().map(|(s, a)| (s.clone(), *a)).collect())
+            .unwrap_or_default()
+    }
+
+    /// The AS number of a host or router.
+    pub fn asn_of(&self, name: &str) -> Option<u32> {
+        self.host(name)
+            .map(|h| h.asn)
+            .or_else(|| self.router(name).map(|r| r.asn))
+    }
+
+    pub fn router(&self, name: &str) -> Option<&RouterDef> {
+        self.routers.iter().find(|r| r.name == name)
+    }
+
+    pub fn host(&self, name: &str) -> Option<&HostDef> {
+        self.hosts.iter().find(|h| h.name == name)
+    }
+
+    pub fn container(&self, name: &str) -> Option<&ContainerDef> {
+        self.containers.iter().find(|c| c.name == name)
+    }
+
+    /// Expands group names; keeps host names as they are.
+    pub fn expand(&self, names: &[String]) -> Vec<String> {
+        let mut out = Vec::new();
+        for n in names {
+            match self.groups.get(n) {
+                Some(members) if self.container(n).is_none() => out.extend(members.iter().cloned()),
+                _ => out.push(n.clone()),
+            }
+        }
+        out
+    }
+}
