@@ -39,7 +39,20 @@ pub fn flood(api: &std::path::Path, first: Ipv4Addr, count: u32, nh: Ipv4Addr) -
                     .collect(),
             }
         });
-        c.add_path_stream(tokio_stream::iter(msgs)).await?;
+        // gobgpd's gRPC server drops a connection whose client keeps pinging
+        // (our channel's keepalives) while the server writes nothing, as it
+        // does during a long client stream ("too many pings"): a cheap call
+        // each second keeps it writing, as the driver's liveness check does.
+        let mut talk = c.clone();
+        let keep_talking = tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                let _ = talk.get_bgp(apipb::GetBgpRequest {}).await;
+            }
+        });
+        let sent = c.add_path_stream(tokio_stream::iter(msgs)).await;
+        keep_talking.abort();
+        sent?;
         Ok::<_, anyhow::Error>(())
     })
     .with_context(|| format!("flood {count} paths into {}", api.display()))?;
