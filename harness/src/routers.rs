@@ -327,10 +327,14 @@ fn parse_frr_routes(json: &str) -> Result<BTreeMap<IpNet, Vec<IpAddr>>> {
             continue;
         };
         let mut hops = Vec::new();
+        // Only zebra's selected entries count: a prefix whose every entry
+        // lost the selection is not a route the router uses.
+        let mut selected = false;
         for e in entries.as_array().into_iter().flatten() {
             if e.get("selected").and_then(|s| s.as_bool()) != Some(true) {
                 continue;
             }
+            selected = true;
             for nh in e
                 .get("nexthops")
                 .and_then(|n| n.as_array())
@@ -346,7 +350,9 @@ fn parse_frr_routes(json: &str) -> Result<BTreeMap<IpNet, Vec<IpAddr>>> {
                 }
             }
         }
-        out.insert(p, hops);
+        if selected {
+            out.insert(p, hops);
+        }
     }
     Ok(out)
 }
@@ -392,6 +398,10 @@ mod tests {
             vec!["192.0.2.10".parse::<IpAddr>().unwrap()]
         );
         assert!(r[&"192.0.2.0/26".parse::<IpNet>().unwrap()].is_empty());
+        // A prefix none of whose entries is selected is not a route the router uses.
+        let j = r#"{"10.20.3.2/32":[{"prefix":"10.20.3.2/32","protocol":"bgp",
+            "nexthops":[{"ip":"192.0.2.11","afi":"ipv4"}]}]}"#;
+        assert!(parse_frr_routes(j).unwrap().is_empty());
     }
 
     #[test]
