@@ -1,0 +1,78 @@
+//! `harness bench learned-routes`: one host's gobgpd originates N routes;
+//! how fast they land in the other host's kernel through gobgpd and our
+//! driver, and go again.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Result};
+
+use super::{ms, poll_until, rss_kib, tagged_routes, two_hosts};
+use crate::world::Options;
+
+/// b1's gobgpd originates `routes` /32s (AddPathStream); how fast do they
+/// land in b2's kernel through gobgpd and our driver, and go again.
+pub fn learned_routes(routes: usize, opts: &Options) -> Result<String> {
+    use ipvlan_bgp::bgp::gobgp::{apipb, connect, family_v4, local_path, GobgpAddr};
+    if routes == 0 || routes > 60_000 {
+        bail!("--routes must be between 1 and 60000 (inside 10.30.0.0/16)");
+    }
+    let (w, _e, _net) = two_hosts(opts, &["b2"])?;
+    let rss_before = rss_kib(w.hosts[1].driver.pid());
+    let nh = std::net::IpAddr::V4(w.hosts[0].addr.addr());
+    let base = u32::from(std::net::Ipv4Addr::new(10, 30, 8, 0));
+    let paths: Vec<apipb::Path> = (0..routes as u32)
+        .map(|i| {
+            let p = ipnet::IpNet::V4(
+                ipnet::Ipv4Net::new(std::net::Ipv4Addr::from(base + i), 32).expect("valid"),
+            );
+            local_path(p, nh, &[])
+        })
+        .collect();
+    let api = GobgpAddr::Unix(w.hosts[0].gobgp_api());
+    let t0 = Instant::now();
+    w.rt.block_on(async {
+        let mut c = connect(&api, Duration::from_secs(5)).await?;
+        let msgs: Vec<apipb::AddPathStreamRequest> = paths
+            .chunks(1000)
+            .map(|ch| apipb::AddPathStreamRequest {
+                table_type: apipb::TableType::Global as i32,
+                vrf_id: String::new(),
+                paths: ch.to_vec(),
+            })
+            .collect();
+        c.add_path_stream(tokio_stream::iter(msgs)).await?;
+        Ok::<_, anyhow::Error>(())
+    })?;
+    let sent = t0.elapsed();
+    poll_until(Duration::from_secs(120), || {
+        Ok(tagged_routes(&w, 1)?.len() >= routes)
+    })?;
+    let installed = t0.elapsed();
+    let rss_after = rss_kib(w.hosts[1].driver.pid());
+    let gobgpd_rss = rss_kib(w.hosts[1].gobgpd.pid());
+    let t1 = Instant::now();
+    w.rt.block_on(async {
+        let mut c = connect(&api, Duration::from_secs(5)).await?;
+        c.delete_path(apipb::DeletePathRequest {
+            table_type: apipb::TableType::Global as i32,
+            family: Some(family_v4()),
+            ..Default::default()
+        })
+        .await?;
+        Ok::<_, anyhow::Error>(())
+    })?;
+    poll_until(Duration::from_secs(120), || {
+        Ok(tagged_routes(&w, 1)?.is_empty())
+    })?;
+    let removed = t1.elapsed();
+    drop(w);
+    Ok(format!(
+        "learned routes: {routes} /32s originated on b1 (AddPathStream took {:.0} ms), all in b2's kernel {:.0} ms after the first \
+         was sent ({:.0} routes/s end to end, both gobgpds included); all gone from b2's kernel {:.0} ms after the delete; \
+         b2 driver RSS {rss_before} KiB before, {rss_after} KiB with them (b2's gobgpd: {gobgpd_rss} KiB)",
+        ms(sent),
+        ms(installed),
+        routes as f64 / installed.as_secs_f64(),
+        ms(removed),
+    ))
+}
