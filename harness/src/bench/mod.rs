@@ -24,7 +24,7 @@ pub use convergence::convergence;
 pub use docker_run::docker_run;
 pub use flood::{flood, FloodReport};
 pub use learned_routes::learned_routes;
-pub use stats::LatencyStats;
+pub use stats::{BenchResult, LatencyStats, SampleStats, Series};
 
 fn median(mut v: Vec<Duration>) -> Duration {
     v.sort();
