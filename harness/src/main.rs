@@ -82,31 +82,73 @@ enum Cmd {
 
 #[derive(Subcommand)]
 enum BenchCmd {
-    /// `docker run --rm` on an ipvlan-bgp network against Docker's built-in macvlan (real dockerd).
+    /// `docker run --rm` on an ipvlan-bgp network (BGP on: a second host learns the routes)
+    /// against Docker's built-in macvlan, or built-in ipvlan where the kernel has it (real dockerd).
     DockerRun {
         /// Runs per network.
         #[arg(long, default_value_t = 20)]
         runs: usize,
+        /// Also write the result as JSON (an array of one) to this file.
+        #[arg(long)]
+        json: Option<PathBuf>,
     },
     /// Join on one host -> route and reachability on the other, withdrawal after stop; driver memory.
     Convergence {
-        #[arg(long, default_value_t = 20)]
+        #[arg(long, default_value_t = 200)]
         runs: usize,
+        #[arg(long)]
+        json: Option<PathBuf>,
     },
     /// N routes originated on one host's gobgpd -> in the other host's kernel (end to end); driver memory.
     LearnedRoutes {
         #[arg(long, default_value_t = 10000)]
         routes: usize,
+        /// Rounds of originate, install, withdraw.
+        #[arg(long, default_value_t = 5)]
+        rounds: usize,
+        #[arg(long)]
+        json: Option<PathBuf>,
     },
     /// One host's gobgpd originates N paths outside every pool (a leaked table): the other
     /// host's driver memory, log lines and Docker call latency while it refuses them.
     Flood {
         #[arg(long, default_value_t = 1_000_000)]
         paths: u32,
-        /// Also write the figures as JSON to this file.
         #[arg(long)]
         json: Option<PathBuf>,
     },
+    /// The whole set in sequence (docker-run, convergence, learned-routes, flood, route-install
+    /// through cargo bench), one JSON array; rewritten after each bench.
+    All {
+        #[arg(long)]
+        json: PathBuf,
+        /// Short smoke sizes.
+        #[arg(long)]
+        quick: bool,
+        /// Only these benches of the set (comma-separated).
+        #[arg(long, value_delimiter = ',')]
+        only: Vec<String>,
+    },
+    /// SVG plots and the README's performance table from bench JSON files.
+    Render {
+        /// JSON files written by `bench … --json` or `cargo bench --bench route_install -- --json`.
+        #[arg(long, required = true, num_args = 1..)]
+        json: Vec<PathBuf>,
+        /// Where the SVG files go.
+        #[arg(long, default_value = "docs/bench")]
+        out_dir: PathBuf,
+        /// Replace this file's region between `<!-- bench:begin -->` and `<!-- bench:end -->`.
+        #[arg(long)]
+        readme: Option<PathBuf>,
+    },
+}
+
+/// Prints one bench's result and writes it to `json` if asked.
+fn one_bench(r: harness::bench::BenchResult, json: Option<PathBuf>) -> anyhow::Result<String> {
+    if let Some(out) = json {
+        harness::bench::write_json(&out, std::slice::from_ref(&r))?;
+    }
+    Ok(r.report())
 }
 
 fn main() -> ExitCode {
@@ -130,20 +172,51 @@ fn main() -> ExitCode {
         },
         Cmd::Bench { what } => {
             install_signal_handler();
-            let result = Options::from_env().and_then(|o| match what {
-                BenchCmd::DockerRun { runs } => harness::bench::docker_run(runs, &o),
-                BenchCmd::Convergence { runs } => harness::bench::convergence(runs, &o),
-                BenchCmd::LearnedRoutes { routes } => harness::bench::learned_routes(routes, &o),
-                BenchCmd::Flood { paths, json } => {
-                    harness::bench::flood(paths, &o).and_then(|(line, report)| {
-                        if let Some(out) = json {
-                            let text = serde_json::to_string_pretty(&report)?;
-                            std::fs::write(&out, text + "\n")
-                                .map_err(|e| anyhow::anyhow!("write {}: {e}", out.display()))?;
+            if let BenchCmd::Render {
+                json,
+                out_dir,
+                readme,
+            } = what
+            {
+                let result = json
+                    .iter()
+                    .map(|p| harness::bench::read_json(p))
+                    .collect::<anyhow::Result<Vec<_>>>()
+                    .and_then(|rs| {
+                        let rs: Vec<_> = rs.into_iter().flatten().collect();
+                        harness::bench::render::render(&rs, &json, &out_dir, readme.as_deref())
+                    });
+                return match result {
+                    Ok(files) => {
+                        for f in files {
+                            println!("wrote {}", f.display());
                         }
-                        Ok(line)
-                    })
+                        ExitCode::SUCCESS
+                    }
+                    Err(e) => {
+                        eprintln!("harness: {e:#}");
+                        ExitCode::FAILURE
+                    }
+                };
+            }
+            let result = Options::from_env().and_then(|o| match what {
+                BenchCmd::DockerRun { runs, json } => {
+                    one_bench(harness::bench::docker_run(runs, &o)?, json)
                 }
+                BenchCmd::Convergence { runs, json } => {
+                    one_bench(harness::bench::convergence(runs, &o)?, json)
+                }
+                BenchCmd::LearnedRoutes {
+                    routes,
+                    rounds,
+                    json,
+                } => one_bench(harness::bench::learned_routes(routes, rounds, &o)?, json),
+                BenchCmd::Flood { paths, json } => {
+                    one_bench(harness::bench::flood(paths, &o)?, json)
+                }
+                BenchCmd::All { json, quick, only } => harness::bench::all(quick, &only, &json, &o)
+                    .map(|rs| format!("{} results in {}", rs.len(), json.display())),
+                BenchCmd::Render { .. } => unreachable!("handled above"),
             });
             match result {
                 Ok(line) => {
