@@ -331,7 +331,7 @@ fn median(s: &[f64]) -> f64 {
 }
 
 /// Worded as the harness's `stats::compare`: a difference only when the
-/// p10..p90 ranges do not overlap.
+/// p10..p90 ranges do not overlap and each side has at least 5 samples.
 fn compare(a: &Series, b: &Series) -> String {
     let band = |s: &[f64]| {
         let mut v = s.to_vec();
@@ -340,7 +340,13 @@ fn compare(a: &Series, b: &Series) -> String {
     };
     let ((alo, ahi), (blo, bhi)) = (band(&a.samples), band(&b.samples));
     let (ma, mb) = (median(&a.samples), median(&b.samples));
-    if ahi < blo || bhi < alo {
+    let n = a.samples.len().min(b.samples.len());
+    if n < 5 {
+        format!(
+            "{} vs {}: too few samples to tell (n {n}; medians {ma:.1} vs {mb:.1} ms)",
+            a.name, b.name
+        )
+    } else if ahi < blo || bhi < alo {
         format!(
             "{} median {ma:.1} vs {} median {mb:.1} ms: {} takes {:.2}x the time of {} (p10..p90 ranges do not overlap)",
             a.name,

@@ -36,7 +36,7 @@ pub const SET: &[Entry] = &[
     Entry {
         name: "learned-routes",
         run: |quick, o| {
-            let (routes, rounds) = if quick { (5_000, 3) } else { (10_000, 5) };
+            let (routes, rounds) = if quick { (5_000, 5) } else { (10_000, 7) };
             Ok(vec![super::learned_routes(routes, rounds, o)?])
         },
     },
@@ -53,7 +53,7 @@ pub const SET: &[Entry] = &[
     },
     Entry {
         name: "route-install",
-        run: |quick, _| route_install(if quick { (20_000, 3) } else { (100_000, 5) }),
+        run: |quick, _| route_install(if quick { (20_000, 5) } else { (100_000, 7) }),
     },
 ];
 
@@ -85,6 +85,8 @@ pub fn all(quick: bool, only: &[String], out: &Path, opts: &Options) -> Result<V
                     if quick {
                         r.setup.insert("quick".into(), "true".into());
                     }
+                    let via = format!("harness bench all{}", if quick { " --quick" } else { "" });
+                    r.setup.insert("via".into(), via);
                     println!("{}", r.report());
                     results.push(r);
                 }

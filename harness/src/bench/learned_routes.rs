@@ -125,7 +125,7 @@ pub fn learned_routes(routes: usize, rounds: usize, opts: &Options) -> Result<Be
          ({:.0} routes/s end to end, both gobgpds included), all gone {:.0} ms after the delete; \
          b2 driver RSS {rss_before} KiB before, {rss_after} KiB holding them (b2's gobgpd {gobgpd_rss} KiB)",
         med(1),
-        med(3),
+        routes as f64 / (med(1) / 1000.0),
         med(2)
     );
     Ok(r)

@@ -239,14 +239,19 @@ struct Frame {
 }
 
 impl Frame {
-    fn new(w: f64, h: f64, left: f64, right: f64, title: &str) -> Frame {
+    /// A chart `w` wide whose plot area is `plot_h` high, with room on the
+    /// left for labels and below for `legend_rows` legend lines.
+    fn new(w: f64, plot_h: f64, left: f64, legend_rows: usize, title: &str) -> Frame {
+        let top = 40.0;
+        let bottom = top + plot_h;
+        let h = bottom + 50.0 + 18.0 * legend_rows as f64 + 8.0;
         let mut f = Frame {
             w,
             h,
             left,
-            right: w - right,
-            top: 40.0,
-            bottom: h - 50.0,
+            right: w - 30.0,
+            top,
+            bottom,
             body: String::new(),
         };
         let _ = write!(
@@ -271,7 +276,7 @@ impl Frame {
             let _ = write!(
                 self.body,
                 r##"<line x1="{x:.1}" y1="{t0}" x2="{x:.1}" y2="{b}" stroke="#eee"/><text x="{x:.1}" y="{y}" text-anchor="middle" font-size="11">{}</text>"##,
-                fig(*t),
+                tick(*t),
                 t0 = self.top,
                 b = self.bottom,
                 y = self.bottom + 16.0
@@ -299,7 +304,7 @@ impl Frame {
             let _ = write!(
                 self.body,
                 r##"<line x1="{l}" y1="{y:.1}" x2="{r}" y2="{y:.1}" stroke="#eee"/><text x="{x}" y="{ty:.1}" text-anchor="end" font-size="11">{}</text>"##,
-                fig(*t),
+                tick(*t),
                 l = self.left,
                 r = self.right,
                 x = self.left - 6.0,
@@ -315,8 +320,8 @@ impl Frame {
     }
 
     fn legend(&mut self, i: usize, text: &str) {
-        let y = self.top + 10.0 + i as f64 * 18.0;
-        let x = self.right + 12.0;
+        let y = self.bottom + 62.0 + i as f64 * 18.0;
+        let x = self.left;
         let _ = write!(
             self.body,
             r#"<rect x="{x}" y="{}" width="10" height="10" fill="{}"/><text class="legend" x="{}" y="{}" font-size="11">{}</text>"#,
@@ -337,6 +342,17 @@ impl Frame {
             w = self.w,
             h = self.h
         )
+    }
+}
+
+/// A tick label: at most 3 decimals, no trailing zeros.
+fn tick(v: f64) -> String {
+    let t = format!("{v:.3}");
+    let t = t.trim_end_matches('0').trim_end_matches('.');
+    if t == "-0" {
+        "0".into()
+    } else {
+        t.to_string()
     }
 }
 
@@ -363,7 +379,7 @@ fn cdf(file: &str, title: &str, series: &[&Series]) -> Chart {
         .fold(f64::MIN, f64::max);
     let xa = Axis::new(lo, hi, true);
     let ya = Axis::new(0.0, 1.0, true);
-    let mut f = Frame::new(900.0, 420.0, 60.0, 300.0, title);
+    let mut f = Frame::new(900.0, 330.0, 70.0, series.len(), title);
     f.x_axis(
         &xa,
         &format!("{} (from the start of the join)", series[0].unit),
@@ -423,8 +439,7 @@ fn ranges(file: &str, title: &str, series: &[&Series]) -> Chart {
         .fold(f64::MIN, f64::max);
     let xa = Axis::new(lo, hi, true);
     let row = 34.0;
-    let h = 40.0 + 50.0 + row * series.len() as f64 + 10.0;
-    let mut f = Frame::new(900.0, h, 290.0, 20.0, title);
+    let mut f = Frame::new(900.0, row * series.len() as f64 + 10.0, 290.0, 0, title);
     f.x_axis(
         &xa,
         &format!(
@@ -504,7 +519,7 @@ fn against_x(file: &str, title: &str, x_label: &str, series: &[&Series]) -> Char
         .map(|s| stats_of(s).max)
         .fold(f64::MIN, f64::max);
     let ya = Axis::new(lo, hi, true);
-    let mut f = Frame::new(900.0, 420.0, 70.0, 300.0, title);
+    let mut f = Frame::new(900.0, 330.0, 70.0, groups.len(), title);
     f.x_axis(&xa, x_label);
     f.y_axis(
         &ya,
@@ -567,6 +582,9 @@ pub fn table(results: &[BenchResult], charts: &[Chart], images: &str, inputs: &[
         if let Some(cpu) = r.setup.get("cpu") {
             let _ = write!(run, ", {cpu}");
         }
+        if let Some(b) = r.setup.get("build") {
+            let _ = write!(run, ", {b} build");
+        }
         if r.setup.get("quick").is_some_and(|q| q == "true") {
             run.push_str(", **quick** (smoke sizes)");
         }
@@ -588,7 +606,10 @@ pub fn table(results: &[BenchResult], charts: &[Chart], images: &str, inputs: &[
     out.push_str("| bench | what | n | min | median | p90 | max | unit | command |\n");
     out.push_str("|---|---|---|---|---|---|---|---|---|\n");
     for r in results {
-        let cmd = r.setup.get("command").map(String::as_str).unwrap_or("");
+        let mut cmd = format!("`{}`", r.setup.get("command").map_or("", String::as_str));
+        if let Some(via) = r.setup.get("via") {
+            let _ = write!(cmd, " (run by `{via}`)");
+        }
         for s in &r.series {
             let Some(st) = s.stats() else { continue };
             let what = match (s.x, &s.x_label) {
@@ -598,7 +619,7 @@ pub fn table(results: &[BenchResult], charts: &[Chart], images: &str, inputs: &[
             };
             let _ = writeln!(
                 out,
-                "| {} | {} | {} | {} | {} | {} | {} | {} | `{}` |",
+                "| {} | {} | {} | {} | {} | {} | {} | {} | {} |",
                 r.bench,
                 md(&what),
                 st.n,
@@ -613,7 +634,13 @@ pub fn table(results: &[BenchResult], charts: &[Chart], images: &str, inputs: &[
     }
     out.push('\n');
     for r in results {
-        let _ = write!(out, "- **{}**: {}", r.bench, md(&r.summary));
+        let _ = write!(
+            out,
+            "- **{}**: {}{}",
+            r.bench,
+            md(r.summary.trim_end_matches('.')),
+            "."
+        );
         if !r.figures.is_empty() {
             let figs: Vec<String> = r
                 .figures
@@ -759,7 +786,7 @@ mod tests {
             assert_eq!(row[8], format!("`{}`", r.setup["command"]));
         }
         // By hand, for one row: convergence's route on b2 is 1..=10 ms.
-        assert!(t.contains("| convergence | route on b2 | 10 | 1.00 | 5.00 | 9.00 | 10.0 | ms |"));
+        assert!(t.contains("| convergence | route on b2 | 10 | 1 | 5 | 9 | 10 | ms |"));
         assert!(t.contains(
             "![convergence: distribution over 10 joins](docs/bench/convergence-cdf.svg)"
         ));

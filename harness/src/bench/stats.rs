@@ -144,7 +144,7 @@ impl SampleStats {
 /// below 100, none above).
 pub fn fig(v: f64) -> String {
     let a = v.abs();
-    if a >= 100.0 || a == 0.0 {
+    if a >= 100.0 || v.fract() == 0.0 {
         format!("{v:.0}")
     } else if a >= 10.0 {
         format!("{v:.1}")
@@ -188,13 +188,30 @@ impl Series {
     }
 }
 
+/// Fewer samples a side than this, and no difference is claimed: with two
+/// or three, p10..p90 is just min..max and one quiet run separates them.
+pub const MIN_SAMPLES_TO_COMPARE: usize = 5;
+
 /// How two series compare, worded by their spread: a difference of medians
 /// is only called one when [`SampleStats::separated`] says the p10..p90
-/// ranges do not overlap; otherwise "no measurable difference".
+/// ranges do not overlap (and each side has at least
+/// [`MIN_SAMPLES_TO_COMPARE`] samples); otherwise "no measurable difference".
 pub fn compare(a: &Series, b: &Series) -> String {
     let (Some(sa), Some(sb)) = (a.stats(), b.stats()) else {
         return format!("{} vs {}: no samples", a.name, b.name);
     };
+    if sa.n.min(sb.n) < MIN_SAMPLES_TO_COMPARE {
+        return format!(
+            "{} vs {}: too few samples to tell (n {} and {}; medians {} vs {} {})",
+            a.name,
+            b.name,
+            sa.n,
+            sb.n,
+            fig(sa.median),
+            fig(sb.median),
+            a.unit
+        );
+    }
     let ratio = if sb.median != 0.0 {
         sa.median / sb.median
     } else {
@@ -270,6 +287,15 @@ pub fn machine_facts() -> std::collections::BTreeMap<String, String> {
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
     m.insert("date".into(), utc_date(now));
+    m.insert(
+        "build".into(),
+        if cfg!(debug_assertions) {
+            "debug"
+        } else {
+            "release"
+        }
+        .into(),
+    );
     if let Some(cpu) = std::fs::read_to_string("/proc/cpuinfo").ok().and_then(|c| {
         c.lines()
             .find(|l| l.starts_with("model name"))
