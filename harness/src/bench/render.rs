@@ -636,10 +636,9 @@ pub fn table(results: &[BenchResult], charts: &[Chart], images: &str, inputs: &[
     for r in results {
         let _ = write!(
             out,
-            "- **{}**: {}{}",
+            "- **{}**: {}.",
             r.bench,
-            md(r.summary.trim_end_matches('.')),
-            "."
+            md(r.summary.trim_end_matches('.'))
         );
         if !r.figures.is_empty() {
             let figs: Vec<String> = r
