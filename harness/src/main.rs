@@ -91,6 +91,10 @@ enum BenchCmd {
         /// Also write the result as JSON (an array of one) to this file.
         #[arg(long)]
         json: Option<PathBuf>,
+        /// Run it inside a VM whose kernel has ipvlan (ci/vm/run.sh): ours (ipvlan L3)
+        /// against Docker's built-in ipvlan L3.
+        #[arg(long)]
+        vm: bool,
     },
     /// Join on one host -> route and reachability on the other, withdrawal after stop; driver memory.
     Convergence {
@@ -128,6 +132,9 @@ enum BenchCmd {
         /// Only these benches of the set (comma-separated).
         #[arg(long, value_delimiter = ',')]
         only: Vec<String>,
+        /// Also run docker-run inside a VM with ipvlan (ours vs Docker's built-in ipvlan).
+        #[arg(long)]
+        vm: bool,
     },
     /// SVG plots and the README's performance table from bench JSON files.
     Render {
@@ -200,8 +207,19 @@ fn main() -> ExitCode {
                 };
             }
             let result = Options::from_env().and_then(|o| match what {
-                BenchCmd::DockerRun { runs, json } => {
-                    one_bench(harness::bench::docker_run(runs, &o)?, json)
+                BenchCmd::DockerRun { runs, json, vm } => {
+                    if vm {
+                        let rs = harness::vm::bench_in_vm(
+                            &["docker-run".into(), "--runs".into(), runs.to_string()],
+                            &harness::vm::VmOptions::default(),
+                        )?;
+                        if let Some(out) = json {
+                            harness::bench::write_json(&out, &rs)?;
+                        }
+                        Ok(rs.iter().map(|r| r.report()).collect::<Vec<_>>().join("\n"))
+                    } else {
+                        one_bench(harness::bench::docker_run(runs, &o)?, json)
+                    }
                 }
                 BenchCmd::Convergence { runs, json } => {
                     one_bench(harness::bench::convergence(runs, &o)?, json)
@@ -214,7 +232,12 @@ fn main() -> ExitCode {
                 BenchCmd::Flood { paths, json } => {
                     one_bench(harness::bench::flood(paths, &o)?, json)
                 }
-                BenchCmd::All { json, quick, only } => harness::bench::all(quick, &only, &json, &o)
+                BenchCmd::All {
+                    json,
+                    quick,
+                    only,
+                    vm,
+                } => harness::bench::all(quick, vm, &only, &json, &o)
                     .map(|rs| format!("{} results in {}", rs.len(), json.display())),
                 BenchCmd::Render { .. } => unreachable!("handled above"),
             });

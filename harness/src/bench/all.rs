@@ -57,8 +57,15 @@ pub const SET: &[Entry] = &[
     },
 ];
 
-/// Runs the set (or the entries named in `only`), writing `out` after each.
-pub fn all(quick: bool, only: &[String], out: &Path, opts: &Options) -> Result<Vec<BenchResult>> {
+/// Runs the set (or the entries named in `only`), writing `out` after each;
+/// with `vm`, docker-run also inside a VM whose kernel has ipvlan.
+pub fn all(
+    quick: bool,
+    vm: bool,
+    only: &[String],
+    out: &Path,
+    opts: &Options,
+) -> Result<Vec<BenchResult>> {
     for name in only {
         if !SET.iter().any(|e| e.name == name) {
             bail!(
@@ -101,6 +108,33 @@ pub fn all(quick: bool, only: &[String], out: &Path, opts: &Options) -> Result<V
             e.name,
             t.elapsed().as_secs_f64()
         );
+        write_json(out, &results)?;
+    }
+    if vm {
+        eprintln!("[bench all] docker-run in a VM with ipvlan");
+        let runs = if quick { 6 } else { 20 };
+        match crate::vm::bench_in_vm(
+            &["docker-run".into(), "--runs".into(), runs.to_string()],
+            &crate::vm::VmOptions::default(),
+        ) {
+            Ok(rs) => {
+                for mut r in rs {
+                    r.setup.insert(
+                        "via".into(),
+                        format!(
+                            "harness bench all --vm{}",
+                            if quick { " --quick" } else { "" }
+                        ),
+                    );
+                    println!("{}", r.report());
+                    results.push(r);
+                }
+            }
+            Err(err) => {
+                eprintln!("[bench all] docker-run in the VM failed: {err:#}");
+                failed.push("docker-run --vm");
+            }
+        }
         write_json(out, &results)?;
     }
     if !failed.is_empty() {
