@@ -100,6 +100,10 @@ enum BenchCmd {
     Convergence {
         #[arg(long, default_value_t = 200)]
         runs: usize,
+        /// Probe reachability from the moment the route reaches the other host (before the
+        /// container's address is up), not from when docker run returned.
+        #[arg(long)]
+        probe_from_route: bool,
         #[arg(long)]
         json: Option<PathBuf>,
     },
@@ -221,9 +225,14 @@ fn main() -> ExitCode {
                         one_bench(harness::bench::docker_run(runs, &o)?, json)
                     }
                 }
-                BenchCmd::Convergence { runs, json } => {
-                    one_bench(harness::bench::convergence(runs, &o)?, json)
-                }
+                BenchCmd::Convergence {
+                    runs,
+                    probe_from_route,
+                    json,
+                } => one_bench(
+                    harness::bench::convergence(runs, probe_from_route, &o)?,
+                    json,
+                ),
                 BenchCmd::LearnedRoutes {
                     routes,
                     rounds,

@@ -31,7 +31,13 @@ pub const SET: &[Entry] = &[
     },
     Entry {
         name: "convergence",
-        run: |quick, o| Ok(vec![super::convergence(if quick { 40 } else { 200 }, o)?]),
+        run: |quick, o| {
+            Ok(vec![super::convergence(
+                if quick { 40 } else { 200 },
+                false,
+                o,
+            )?])
+        },
     },
     Entry {
         name: "learned-routes",
