@@ -182,6 +182,9 @@ fn main() {
         Series::ms("delete: ip -batch", &t.ip_del),
         Series::ms("delete: rtnetlink", &t.rtnl_del),
         Series::ms("full dump of the table (the reconcile's read)", &t.dumps),
+        Series::rate("install rate: ours", n, &t.ours),
+        Series::rate("install rate: ip -batch", n, &t.ip),
+        Series::rate("install rate: rtnetlink", n, &t.rtnl),
     ];
     for s in &series {
         println!("{}", s.line());
@@ -304,17 +307,29 @@ impl Series {
         }
     }
 
+    /// Routes per second of each round.
+    fn rate(name: &str, n: usize, v: &[Duration]) -> Series {
+        Series {
+            name: name.into(),
+            x: None,
+            x_label: None,
+            unit: "routes/s".into(),
+            samples: v.iter().map(|d| n as f64 / d.as_secs_f64()).collect(),
+        }
+    }
+
     fn line(&self) -> String {
         let mut v = self.samples.clone();
         v.sort_by(|a, b| a.total_cmp(b));
         format!(
-            "{}: n {}, min {:.1}, median {:.1}, p90 {:.1}, max {:.1} ms",
+            "{}: n {}, min {:.1}, median {:.1}, p90 {:.1}, max {:.1} {}",
             self.name,
             v.len(),
             v[0],
             rank(&v, 0.5),
             rank(&v, 0.9),
-            v[v.len() - 1]
+            v[v.len() - 1],
+            self.unit
         )
     }
 }
