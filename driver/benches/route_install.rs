@@ -211,6 +211,24 @@ fn main() {
         setup.insert("routes".to_string(), n.to_string());
         setup.insert("rounds".to_string(), rounds.to_string());
         setup.insert("kernel".to_string(), kernel_release());
+        setup.insert("build".to_string(), "release".to_string());
+        if let Ok(o) = Command::new("date")
+            .args(["-u", "+%Y-%m-%d %H:%M UTC"])
+            .output()
+        {
+            setup.insert(
+                "date".to_string(),
+                String::from_utf8_lossy(&o.stdout).trim().to_string(),
+            );
+        }
+        if let Some(cpu) = std::fs::read_to_string("/proc/cpuinfo").ok().and_then(|c| {
+            c.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|v| v.trim().to_string())
+        }) {
+            setup.insert("cpu".to_string(), cpu);
+        }
         setup.insert(
             "cores".to_string(),
             std::thread::available_parallelism()
