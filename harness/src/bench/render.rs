@@ -382,7 +382,10 @@ fn cdf(file: &str, title: &str, series: &[&Series]) -> Chart {
     let mut f = Frame::new(900.0, 330.0, 70.0, series.len(), title);
     f.x_axis(
         &xa,
-        &format!("{} (from the start of the join)", series[0].unit),
+        &format!(
+            "{}, from the start of the join (the withdrawal: of the stop)",
+            series[0].unit
+        ),
     );
     f.y_axis(&ya, "fraction of joins at or below");
     for (i, s) in series.iter().enumerate() {
@@ -402,9 +405,17 @@ fn cdf(file: &str, title: &str, series: &[&Series]) -> Chart {
             .collect();
         let _ = write!(
             f.body,
-            r#"<polyline class="series" data-name="{}" fill="none" stroke="{}" stroke-width="1.5" points="{}"/>"#,
+            r#"<polyline class="series" data-name="{}" fill="none" stroke="{}" stroke-width="{:.1}"{} points="{}"/>"#,
             esc(&s.name),
             PALETTE[i % PALETTE.len()],
+            // Earlier lines wider, later ones dashed: curves that coincide stay visible.
+            (3.0 - 0.5 * i as f64).max(1.2),
+            match i % 4 {
+                1 => r#" stroke-dasharray="8 3""#,
+                2 => r#" stroke-dasharray="3 3""#,
+                3 => r#" stroke-dasharray="10 3 2 3""#,
+                _ => "",
+            },
             pts.join(" ")
         );
         let st = stats_of(s);
