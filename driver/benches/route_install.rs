@@ -68,6 +68,10 @@ fn main() {
         eprintln!("route_install: needs root (it builds a network namespace); skipped");
         return;
     }
+    // Other work on the machine skews every figure: say how busy it was.
+    let load_at_start = std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|l| l.split_whitespace().next().map(str::to_string));
     let ns = format!("ibb-{}", std::process::id());
     ip(&["netns", "add", &ns]);
     let _guard = NsGuard(ns.clone());
@@ -212,6 +216,9 @@ fn main() {
         setup.insert("rounds".to_string(), rounds.to_string());
         setup.insert("kernel".to_string(), kernel_release());
         setup.insert("build".to_string(), "release".to_string());
+        if let Some(l) = load_at_start {
+            setup.insert("load average at start".to_string(), l);
+        }
         if let Ok(o) = Command::new("date")
             .args(["-u", "+%Y-%m-%d %H:%M UTC"])
             .output()

@@ -582,7 +582,7 @@ fn against_x(file: &str, title: &str, x_label: &str, series: &[&Series]) -> Char
 pub fn table(results: &[BenchResult], charts: &[Chart], images: &str, inputs: &[String]) -> String {
     let mut out = String::new();
     // Which machine and build ran them, and when (first to last).
-    let mut runs: BTreeMap<String, (Vec<String>, usize)> = BTreeMap::new();
+    let mut runs: BTreeMap<String, (Vec<String>, usize, Vec<f64>)> = BTreeMap::new();
     for r in results {
         let g = |k: &str| r.setup.get(k).cloned().unwrap_or_else(|| "?".into());
         let mut run = format!("{} cores, kernel {}", g("cores"), g("kernel"));
@@ -603,18 +603,34 @@ pub fn table(results: &[BenchResult], charts: &[Chart], images: &str, inputs: &[
             e.0.push(d.clone());
         }
         e.1 += 1;
+        if let Some(l) = r
+            .setup
+            .get("load average at start")
+            .and_then(|l| l.parse().ok())
+        {
+            e.2.push(l);
+        }
     }
     let runs: Vec<String> = runs
         .into_iter()
-        .map(|(machine, (mut dates, n))| {
+        .map(|(machine, (mut dates, n, loads))| {
             dates.sort();
             let when = match (dates.first(), dates.last()) {
                 (Some(a), Some(b)) if a != b => format!("{a} to {b}"),
                 (Some(a), _) => a.clone(),
                 _ => "date unknown".into(),
             };
+            let load = match SampleStats::of(&loads) {
+                Some(l) if l.min == l.max => format!(", load average {} at the start", fig(l.min)),
+                Some(l) => format!(
+                    ", load average {} to {} at the starts",
+                    fig(l.min),
+                    fig(l.max)
+                ),
+                None => String::new(),
+            };
             format!(
-                "{when} on {machine} ({n} bench{})",
+                "{when} on {machine}{load} ({n} bench{})",
                 if n == 1 { "" } else { "es" }
             )
         })

@@ -287,6 +287,13 @@ pub fn machine_facts() -> std::collections::BTreeMap<String, String> {
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
     m.insert("date".into(), utc_date(now));
+    // Other work on the machine skews every figure: say how busy it was.
+    if let Some(l) = std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|l| l.split_whitespace().next().map(str::to_string))
+    {
+        m.insert("load average at start".into(), l);
+    }
     m.insert(
         "build".into(),
         if cfg!(debug_assertions) {
