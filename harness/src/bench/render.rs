@@ -87,13 +87,23 @@ fn image_prefix(readme: &Path, out_dir: &Path) -> String {
     }
 }
 
+/// The bench's name as charts and the table show it: a run inside a VM is
+/// another machine, never drawn on one axis with a native run.
+fn shown_name(r: &BenchResult) -> String {
+    match r.setup.get("vm") {
+        Some(vm) => format!("{} in a VM ({vm})", r.bench),
+        None => r.bench.clone(),
+    }
+}
+
 /// Results of the same bench, their series together, in first-seen order.
 fn by_bench(results: &[BenchResult]) -> Vec<(String, Vec<&Series>)> {
     let mut out: Vec<(String, Vec<&Series>)> = Vec::new();
     for r in results {
-        match out.iter_mut().find(|(b, _)| *b == r.bench) {
+        let name = shown_name(r);
+        match out.iter_mut().find(|(b, _)| *b == name) {
             Some((_, v)) => v.extend(r.series.iter()),
-            None => out.push((r.bench.clone(), r.series.iter().collect())),
+            None => out.push((name, r.series.iter().collect())),
         }
     }
     out
@@ -662,7 +672,7 @@ pub fn table(results: &[BenchResult], charts: &[Chart], images: &str, inputs: &[
             let _ = writeln!(
                 out,
                 "| {} | {} | {} | {} | {} | {} | {} | {} | {} |",
-                r.bench,
+                shown_name(r),
                 md(&what),
                 st.n,
                 fig(st.min),
@@ -679,7 +689,7 @@ pub fn table(results: &[BenchResult], charts: &[Chart], images: &str, inputs: &[
         let _ = write!(
             out,
             "- **{}**: {}.",
-            r.bench,
+            shown_name(r),
             md(r.summary.trim_end_matches('.'))
         );
         if !r.figures.is_empty() {
