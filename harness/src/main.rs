@@ -82,31 +82,84 @@ enum Cmd {
 
 #[derive(Subcommand)]
 enum BenchCmd {
-    /// `docker run --rm` on an ipvlan-bgp network against Docker's built-in macvlan (real dockerd).
+    /// `docker run --rm` on an ipvlan-bgp network (BGP on: a second host learns the routes)
+    /// against Docker's built-in macvlan, or built-in ipvlan where the kernel has it (real dockerd).
     DockerRun {
         /// Runs per network.
         #[arg(long, default_value_t = 20)]
         runs: usize,
+        /// Also write the result as JSON (an array of one) to this file.
+        #[arg(long)]
+        json: Option<PathBuf>,
+        /// Run it inside a VM whose kernel has ipvlan (ci/vm/run.sh): ours (ipvlan L3)
+        /// against Docker's built-in ipvlan L3.
+        #[arg(long)]
+        vm: bool,
     },
     /// Join on one host -> route and reachability on the other, withdrawal after stop; driver memory.
     Convergence {
-        #[arg(long, default_value_t = 20)]
+        #[arg(long, default_value_t = 200)]
         runs: usize,
+        /// Probe reachability from the moment the route reaches the other host (before the
+        /// container's address is up), not from when docker run returned.
+        #[arg(long)]
+        probe_from_route: bool,
+        #[arg(long)]
+        json: Option<PathBuf>,
     },
     /// N routes originated on one host's gobgpd -> in the other host's kernel (end to end); driver memory.
     LearnedRoutes {
         #[arg(long, default_value_t = 10000)]
         routes: usize,
+        /// Rounds of originate, install, withdraw.
+        #[arg(long, default_value_t = 5)]
+        rounds: usize,
+        #[arg(long)]
+        json: Option<PathBuf>,
     },
     /// One host's gobgpd originates N paths outside every pool (a leaked table): the other
     /// host's driver memory, log lines and Docker call latency while it refuses them.
     Flood {
         #[arg(long, default_value_t = 1_000_000)]
         paths: u32,
-        /// Also write the figures as JSON to this file.
         #[arg(long)]
         json: Option<PathBuf>,
     },
+    /// The whole set in sequence (docker-run, convergence, learned-routes, flood, route-install
+    /// through cargo bench), one JSON array; rewritten after each bench.
+    All {
+        #[arg(long)]
+        json: PathBuf,
+        /// Short smoke sizes.
+        #[arg(long)]
+        quick: bool,
+        /// Only these benches of the set (comma-separated).
+        #[arg(long, value_delimiter = ',')]
+        only: Vec<String>,
+        /// Also run docker-run inside a VM with ipvlan (ours vs Docker's built-in ipvlan).
+        #[arg(long)]
+        vm: bool,
+    },
+    /// SVG plots and the README's performance table from bench JSON files.
+    Render {
+        /// JSON files written by `bench … --json` or `cargo bench --bench route_install -- --json`.
+        #[arg(long, required = true, num_args = 1..)]
+        json: Vec<PathBuf>,
+        /// Where the SVG files go.
+        #[arg(long, default_value = "docs/bench")]
+        out_dir: PathBuf,
+        /// Replace this file's region between `<!-- bench:begin -->` and `<!-- bench:end -->`.
+        #[arg(long)]
+        readme: Option<PathBuf>,
+    },
+}
+
+/// Prints one bench's result and writes it to `json` if asked.
+fn one_bench(r: harness::bench::BenchResult, json: Option<PathBuf>) -> anyhow::Result<String> {
+    if let Some(out) = json {
+        harness::bench::write_json(&out, std::slice::from_ref(&r))?;
+    }
+    Ok(r.report())
 }
 
 fn main() -> ExitCode {
@@ -130,20 +183,72 @@ fn main() -> ExitCode {
         },
         Cmd::Bench { what } => {
             install_signal_handler();
-            let result = Options::from_env().and_then(|o| match what {
-                BenchCmd::DockerRun { runs } => harness::bench::docker_run(runs, &o),
-                BenchCmd::Convergence { runs } => harness::bench::convergence(runs, &o),
-                BenchCmd::LearnedRoutes { routes } => harness::bench::learned_routes(routes, &o),
-                BenchCmd::Flood { paths, json } => {
-                    harness::bench::flood(paths, &o).and_then(|(line, report)| {
-                        if let Some(out) = json {
-                            let text = serde_json::to_string_pretty(&report)?;
-                            std::fs::write(&out, text + "\n")
-                                .map_err(|e| anyhow::anyhow!("write {}: {e}", out.display()))?;
+            if let BenchCmd::Render {
+                json,
+                out_dir,
+                readme,
+            } = what
+            {
+                let result = json
+                    .iter()
+                    .map(|p| harness::bench::read_json(p))
+                    .collect::<anyhow::Result<Vec<_>>>()
+                    .and_then(|rs| {
+                        let rs: Vec<_> = rs.into_iter().flatten().collect();
+                        harness::bench::render::render(&rs, &json, &out_dir, readme.as_deref())
+                    });
+                return match result {
+                    Ok(files) => {
+                        for f in files {
+                            println!("wrote {}", f.display());
                         }
-                        Ok(line)
-                    })
+                        ExitCode::SUCCESS
+                    }
+                    Err(e) => {
+                        eprintln!("harness: {e:#}");
+                        ExitCode::FAILURE
+                    }
+                };
+            }
+            let result = Options::from_env().and_then(|o| match what {
+                BenchCmd::DockerRun { runs, json, vm } => {
+                    if vm {
+                        let rs = harness::vm::bench_in_vm(
+                            &["docker-run".into(), "--runs".into(), runs.to_string()],
+                            &harness::vm::VmOptions::default(),
+                        )?;
+                        if let Some(out) = json {
+                            harness::bench::write_json(&out, &rs)?;
+                        }
+                        Ok(rs.iter().map(|r| r.report()).collect::<Vec<_>>().join("\n"))
+                    } else {
+                        one_bench(harness::bench::docker_run(runs, &o)?, json)
+                    }
                 }
+                BenchCmd::Convergence {
+                    runs,
+                    probe_from_route,
+                    json,
+                } => one_bench(
+                    harness::bench::convergence(runs, probe_from_route, &o)?,
+                    json,
+                ),
+                BenchCmd::LearnedRoutes {
+                    routes,
+                    rounds,
+                    json,
+                } => one_bench(harness::bench::learned_routes(routes, rounds, &o)?, json),
+                BenchCmd::Flood { paths, json } => {
+                    one_bench(harness::bench::flood(paths, &o)?, json)
+                }
+                BenchCmd::All {
+                    json,
+                    quick,
+                    only,
+                    vm,
+                } => harness::bench::all(quick, vm, &only, &json, &o)
+                    .map(|rs| format!("{} results in {}", rs.len(), json.display())),
+                BenchCmd::Render { .. } => unreachable!("handled above"),
             });
             match result {
                 Ok(line) => {

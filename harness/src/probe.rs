@@ -171,6 +171,58 @@ pub fn ping_pairs(pairs: &[(Member, Member)], timeout: Duration) -> Result<Vec<b
     })
 }
 
+/// One raw ICMP socket in a source namespace, for timing when a target
+/// starts answering: one echo request per interval, no process and no
+/// thread per probe (what a latency benchmark needs from its prober).
+pub struct Pinger {
+    sock: Socket,
+    id: u16,
+    seq: u16,
+}
+
+impl Pinger {
+    pub fn open(netns: &Path) -> Result<Pinger> {
+        Ok(Pinger {
+            sock: icmp_socket(netns)?,
+            id: next_id(),
+            seq: 0,
+        })
+    }
+
+    /// Sends an echo request to `to` every `interval` until one is answered;
+    /// returns when the answer arrived, or None after `deadline`.
+    pub fn first_reply(
+        &mut self,
+        to: Ipv4Addr,
+        interval: Duration,
+        deadline: Duration,
+    ) -> Option<Instant> {
+        let end = Instant::now() + deadline;
+        let first = self.seq;
+        while Instant::now() < end {
+            send_echo(&self.sock, to, self.id, self.seq);
+            self.seq = self.seq.wrapping_add(1);
+            let next = Instant::now() + interval;
+            loop {
+                let left = next.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    break;
+                }
+                if let Some((from, id, seq)) = recv_one(&self.sock, left) {
+                    // Any answer to this call's requests counts.
+                    if from == to
+                        && id == self.id
+                        && seq.wrapping_sub(first) < self.seq.wrapping_sub(first)
+                    {
+                        return Some(Instant::now());
+                    }
+                }
+            }
+        }
+        None
+    }
+}
+
 /// TCP listeners, one per target namespace, accepting and closing.
 #[derive(Default)]
 pub struct TcpServers {

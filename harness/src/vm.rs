@@ -234,6 +234,78 @@ fn run_inner(scenarios: &[Scenario], engine: &str, vm: &VmOptions) -> Result<Vec
     Ok(reports)
 }
 
+/// `harness bench ARGS… --json OUT` inside one VM (a kernel with ipvlan):
+/// returns the results it wrote, each marked `vm = kvm | tcg` in its setup.
+/// Timings under TCG (software emulation) are slow in absolute terms; only
+/// the comparison of the alternated sides inside one run means anything.
+pub fn bench_in_vm(args: &[String], vm: &VmOptions) -> Result<Vec<crate::bench::BenchResult>> {
+    let script = runner_script()?;
+    let exe = std::env::current_exe().context("current executable")?;
+    let driver = crate::world::find_driver_bin()?;
+    let out = std::env::temp_dir().join(format!("ibvm-bench-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&out);
+    let mut cmd = Command::new("bash");
+    cmd.arg(&script)
+        .arg("--timeout")
+        .arg(vm.timeout.as_secs().max(1).to_string())
+        .arg("--out")
+        .arg(&out)
+        .arg("--env")
+        .arg(format!("IPVLAN_BGP_BIN={}", absolute(&driver)?.display()))
+        .arg("--env")
+        .arg("HARNESS_REQUIRE=ipvlan");
+    if let Some(k) = &vm.kernel {
+        cmd.arg("--kernel").arg(absolute(k)?);
+    }
+    if let Some(m) = &vm.modules {
+        cmd.arg("--modules").arg(absolute(m)?);
+    }
+    cmd.arg("--")
+        .arg("bash")
+        .arg("-c")
+        .arg("\"$@\" --json \"$IBVM_OUT/bench.json\"; rc=$?; echo \"$IBVM_ACCEL\" > \"$IBVM_OUT/accel\"; exit $rc")
+        .arg("harness-bench-in-vm")
+        .arg(&exe)
+        .arg("bench")
+        .args(args);
+    let console = std::io::stderr()
+        .as_fd()
+        .try_clone_to_owned()
+        .context("dup stderr")?;
+    cmd.stdin(Stdio::null()).stdout(Stdio::from(console));
+    // The runner stops its VM when we die (SIGTERM lets its trap clean up).
+    crate::netns::prepare_child(&mut cmd, None, libc::SIGTERM, false);
+    eprintln!(
+        "harness --vm: bench {} in a VM ({})",
+        args.join(" "),
+        script.display()
+    );
+    let status = cmd
+        .status()
+        .with_context(|| format!("run {}", script.display()))?;
+    let results = crate::bench::read_json(&out.join("bench.json"));
+    let accel = std::fs::read_to_string(out.join("accel")).unwrap_or_default();
+    let _ = std::fs::remove_dir_all(&out);
+    match status.code() {
+        Some(0) => {}
+        Some(RC_TIMEOUT) => bail!("the VM did not finish within {:?}", vm.timeout),
+        Some(RC_NO_VM) => bail!("the VM could not be prepared or did not boot"),
+        c => bail!("the bench inside the VM ended with status {c:?}"),
+    }
+    let mut results = results?;
+    for r in &mut results {
+        let accel = accel.trim();
+        r.setup.insert(
+            "vm".into(),
+            if accel.is_empty() { "yes" } else { accel }.to_string(),
+        );
+        if let Some(c) = r.setup.get_mut("command") {
+            c.push_str(" --vm");
+        }
+    }
+    Ok(results)
+}
+
 /// A report for a scenario whose run in the VM gave none. A VM that cannot
 /// boot is a skip outside CI, a failure under it.
 fn missing_report(s: &Scenario, engine: &str, why: &str, no_vm: bool, took: Duration) -> Report {

@@ -1,30 +1,37 @@
 //! `harness bench docker-run`: what our driver costs a `docker run`.
 //!
-//! One host, a real dockerd, two networks on the same parent: ours
-//! (`-d ipvlan-bgp -o dataplane=macvlan`, or ipvlan where the kernel has it)
-//! and Docker's built-in `macvlan`. `docker run --rm --network X busybox true`
-//! alternates between them; medians and their ratio are printed, so machine
-//! noise hits both sides alike.
+//! Two hosts with real dockerds, BGP on: b1 runs the containers, b2 peers
+//! with it and learns every announcement (the bench checks that a running
+//! container's /32 reaches b2's kernel before it starts timing, and counts
+//! the routes b2 learned during the runs). On b1, two networks on the same
+//! parent: ours and Docker's built-in driver of the same kind — built-in
+//! `macvlan` against ours with `dataplane=macvlan` where the kernel has no
+//! ipvlan (this machine), built-in `ipvlan` (L3) against ours (ipvlan L3)
+//! where it has (the VM). `docker run --rm --network X busybox true`
+//! alternates between them, so machine noise hits both sides alike.
 
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 
-use super::{median, ms};
+use super::stats::compare;
+use super::{ms, tagged_routes, BenchResult, RouteEvents, Series};
 use crate::dockerd::{Dockerd, IMAGE};
 use crate::engine::Engine;
 use crate::scenario::Scenario;
 use crate::world::{Options, World};
 
 const SCENARIO: &str = r#"
-description = "docker run benchmark host"
-[bgp]
-mode = "none"
+description = "docker run benchmark: b1 runs containers, b2 learns their routes"
+[driver]
+args = ["--accept-pool", "10.14.0.0/16"]
 [[hosts]]
 name = "b1"
+[[hosts]]
+name = "b2"
 "#;
 
-pub fn docker_run(runs: usize, opts: &Options) -> Result<String> {
+pub fn docker_run(runs: usize, opts: &Options) -> Result<BenchResult> {
     if runs == 0 {
         bail!("--runs must be at least 1");
     }
@@ -33,42 +40,105 @@ pub fn docker_run(runs: usize, opts: &Options) -> Result<String> {
     let mut d = Dockerd::default();
     d.setup(&w)?;
     let ipvlan = crate::check::detect().ipvlan.is_ok();
-    let ours_opts: &[&str] = if ipvlan {
-        &[]
+    let (ours_opts, builtin_driver, builtin_opts, builtin_name): (&[&str], _, &[&str], _) =
+        if ipvlan {
+            (
+                &["-o", "mode=l3"],
+                "ipvlan",
+                &["-o", "ipvlan_mode=l3"],
+                "built-in ipvlan l3",
+            )
+        } else {
+            (
+                &["-o", "dataplane=macvlan"],
+                "macvlan",
+                &[],
+                "built-in macvlan",
+            )
+        };
+    let ours_name = if ipvlan {
+        "ipvlan-bgp (ipvlan l3)"
     } else {
-        &["-o", "dataplane=macvlan"]
+        "ipvlan-bgp (macvlan)"
     };
+    for (host, subnet) in [(0, "10.14.1.0/24"), (1, "10.14.2.0/24")] {
+        let mut create = vec![
+            "network",
+            "create",
+            "-d",
+            "ipvlan-bgp",
+            "-o",
+            "parent=eth1",
+            "--subnet",
+            subnet,
+        ];
+        create.extend_from_slice(ours_opts);
+        create.push("ours");
+        d.docker(host, &create)
+            .with_context(|| format!("create our network on host #{host}"))?;
+    }
     let mut create = vec![
         "network",
         "create",
         "-d",
-        "ipvlan-bgp",
+        builtin_driver,
         "-o",
         "parent=eth1",
         "--subnet",
-        "10.14.1.0/24",
-        "ours",
+        "10.14.3.0/24",
     ];
-    create.extend_from_slice(ours_opts);
+    create.extend_from_slice(builtin_opts);
+    create.push("builtin");
     d.docker(0, &create)?;
+
+    // BGP is really on: a running container's route reaches b2's kernel.
+    let mut events = RouteEvents::open(&w, 1)?;
+    let t = Instant::now();
     d.docker(
         0,
         &[
-            "network",
-            "create",
+            "run",
             "-d",
-            "macvlan",
-            "-o",
-            "parent=eth1",
-            "--subnet",
-            "10.14.2.0/24",
-            "builtin",
+            "--name",
+            "witness",
+            "--network",
+            "ours",
+            IMAGE,
+            "sleep",
+            "3600",
         ],
     )?;
+    let ip = d.docker(
+        0,
+        &[
+            "inspect",
+            "-f",
+            "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}",
+            "witness",
+        ],
+    )?;
+    let addr: std::net::Ipv4Addr = ip
+        .trim()
+        .parse()
+        .with_context(|| format!("witness container's address {ip:?}"))?;
+    let dst = ipnet::IpNet::V4(ipnet::Ipv4Net::new(addr, 32)?);
+    let witnessed = events
+        .wait(dst, false, t, Duration::from_secs(30))
+        .context("b2 never learned the witness container's route: BGP is not on")?;
+    if !tagged_routes(&w, 1)?.iter().any(|r| r.dst == dst) {
+        bail!("b2's kernel lost {dst} again");
+    }
+    eprintln!(
+        "[bench] b2 learned {dst} {:.0} ms after docker run -d on b1",
+        ms(witnessed - t)
+    );
+
     // Warm up both paths once (image layers, plugin activation).
     for net in ["ours", "builtin"] {
         d.docker(0, &["run", "--rm", "--network", net, IMAGE, "true"])?;
     }
+    let ours_pool: ipnet::IpNet = "10.14.1.0/24".parse()?;
+    events.count_added(|_| true)?;
     let mut ours = Vec::new();
     let mut builtin = Vec::new();
     for i in 0..runs {
@@ -89,22 +159,48 @@ pub fn docker_run(runs: usize, opts: &Options) -> Result<String> {
             }
         }
         eprintln!(
-            "[bench] run {}/{runs}: ours {:.0} ms, built-in macvlan {:.0} ms",
+            "[bench] run {}/{runs}: ours {:.0} ms, {builtin_name} {:.0} ms",
             i + 1,
             ms(*ours.last().unwrap_or(&Duration::ZERO)),
             ms(*builtin.last().unwrap_or(&Duration::ZERO))
         );
     }
+    // Let the last withdrawals and announcements land before counting.
+    std::thread::sleep(Duration::from_millis(500));
+    let learned = events.count_added(|d| ours_pool.contains(d))?;
+    let _ = d.docker(0, &["rm", "-f", "witness"]);
     let _ = d.docker(0, &["network", "rm", "ours", "builtin"]);
-    let (mo, mb) = (median(ours), median(builtin));
+    let _ = d.docker(1, &["network", "rm", "ours"]);
+    drop(events);
     drop(w);
-    Ok(format!(
-        "docker run --rm ({runs} runs each, alternating, dockerd {}): ipvlan-bgp ({}) median {:.0} ms, built-in macvlan median {:.0} ms, ratio {:.3} ({:+.1}%)",
+
+    let mut r = BenchResult::new(
+        "docker-run",
+        format!("sudo target/release/harness bench docker-run --runs {runs}"),
+    );
+    r.setup.insert("runs".into(), runs.to_string());
+    r.setup.insert(
+        "dockerd".into(),
         crate::check::detect().dockerd.clone().unwrap_or_default(),
-        if ipvlan { "ipvlan l3" } else { "macvlan" },
-        ms(mo),
-        ms(mb),
-        mo.as_secs_f64() / mb.as_secs_f64(),
-        (mo.as_secs_f64() / mb.as_secs_f64() - 1.0) * 100.0
-    ))
+    );
+    r.setup.insert(
+        "bgp".into(),
+        "on: b2 peers with b1 over iBGP and installs the announced /32s".into(),
+    );
+    r.series = vec![
+        Series::ms(ours_name, &ours),
+        Series::ms(builtin_name, &builtin),
+    ];
+    r.figures.insert(
+        "b2 learned the witness route after (ms)".into(),
+        ms(witnessed - t),
+    );
+    r.figures
+        .insert("routes b2 installed during the runs".into(), learned as f64);
+    r.summary = format!(
+        "docker run --rm busybox true, {runs} runs each, alternating; BGP on (b2 installed {learned} of \
+         our {runs} containers' routes while they ran): {}",
+        compare(&r.series[0], &r.series[1])
+    );
+    Ok(r)
 }

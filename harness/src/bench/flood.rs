@@ -5,12 +5,13 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Result};
 
-use super::{rss_kib, two_hosts, LatencyStats};
+use super::{rss_kib, two_hosts, BenchResult, LatencyStats, Series};
 use crate::engine::Engine;
 use crate::util::eventually;
 use crate::world::{Options, World};
 
-/// What `harness bench flood` measured.
+/// What `harness bench flood` measured (its figures go into the
+/// [`BenchResult`]; kept as one struct for the summary line).
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct FloodReport {
     pub paths: u32,
@@ -72,7 +73,7 @@ fn lines_since(log: &std::path::Path, offset: u64) -> Result<(usize, usize)> {
 /// b1's gobgpd originates `paths` /32s from 100.64.0.0 (outside every pool);
 /// b2's driver must refuse them all. Measures b2's driver memory, its log
 /// lines, and Docker calls to it while the paths arrive.
-pub fn flood(paths: u32, opts: &Options) -> Result<(String, FloodReport)> {
+pub fn flood(paths: u32, opts: &Options) -> Result<BenchResult> {
     if paths == 0 || paths > 1 << 22 {
         bail!("--paths must be between 1 and 4194304 (100.64.0.0/10)");
     }
@@ -179,14 +180,46 @@ pub fn flood(paths: u32, opts: &Options) -> Result<(String, FloodReport)> {
         gobgpd_rss_kib_after: rss_kib(w.hosts[1].gobgpd.pid()),
         log_lines,
         log_lines_outside_pools: log_reason,
-        get_capabilities: LatencyStats::of(caps),
-        container_start: LatencyStats::of(starts),
-        container_stop: LatencyStats::of(stops),
+        get_capabilities: LatencyStats::of(caps.clone()),
+        container_start: LatencyStats::of(starts.clone()),
+        container_stop: LatencyStats::of(stops.clone()),
     };
     drop(w);
     let fmt = |s: &Option<LatencyStats>| s.as_ref().map_or("no samples".into(), LatencyStats::line);
-    let line = format!(
-        "flood: {paths} /32s outside every pool from b1 (sent in {:.1} s); b2's driver counted {} outside-pools rejections \
+    let mut r = BenchResult::new(
+        "flood",
+        format!("sudo target/release/harness bench flood --paths {paths}"),
+    );
+    r.setup.insert("paths".into(), paths.to_string());
+    r.series = vec![
+        Series::ms("GetCapabilities during the flood", &caps),
+        Series::ms("container start during the flood", &starts),
+        Series::ms("container stop during the flood", &stops),
+    ];
+    for (k, v) in [
+        ("outside-pools rejections counted", report.rejected as f64),
+        (
+            "seconds until all were rejected",
+            report.seconds_to_reject_all,
+        ),
+        ("seconds to send", report.seconds_to_send),
+        (
+            "driver RSS before (KiB)",
+            report.driver_rss_kib_before as f64,
+        ),
+        ("driver RSS after (KiB)", report.driver_rss_kib_after as f64),
+        ("driver RSS peak (KiB)", report.driver_rss_kib_peak as f64),
+        ("gobgpd RSS after (KiB)", report.gobgpd_rss_kib_after as f64),
+        ("driver log lines during the flood", report.log_lines as f64),
+        (
+            "driver log lines naming outside-pools",
+            report.log_lines_outside_pools as f64,
+        ),
+    ] {
+        r.figures.insert(k.into(), v);
+    }
+    r.summary = format!(
+        "{paths} /32s outside every pool from b1 (sent in {:.1} s); b2's driver counted {} outside-pools rejections \
          {:.1} s after the first was sent; b2 driver RSS {} KiB before, {} KiB after, peak {} KiB (b2's gobgpd {} KiB); \
          b2's driver logged {} lines during the flood, {} naming outside-pools; during the flood: GetCapabilities {}; \
          container start {}; container stop {}",
@@ -203,5 +236,5 @@ pub fn flood(paths: u32, opts: &Options) -> Result<(String, FloodReport)> {
         fmt(&report.container_start),
         fmt(&report.container_stop),
     );
-    Ok((line, report))
+    Ok(r)
 }

@@ -6,20 +6,26 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Result};
 
-use super::{ms, poll_until, rss_kib, tagged_routes, two_hosts};
+use super::{ms, rss_kib, tagged_routes, two_hosts, BenchResult, RouteEvents, Series};
 use crate::world::Options;
 
 /// b1's gobgpd originates `routes` /32s (AddPathStream); how fast do they
-/// land in b2's kernel through gobgpd and our driver, and go again.
-pub fn learned_routes(routes: usize, opts: &Options) -> Result<String> {
+/// land in b2's kernel through gobgpd and our driver, and go again; `rounds`
+/// times. The arrival of the last route is stamped by a netlink route
+/// subscription in b2's namespace, not by dumping the table in a loop.
+pub fn learned_routes(routes: usize, rounds: usize, opts: &Options) -> Result<BenchResult> {
     use ipvlan_bgp::bgp::gobgp::{apipb, connect, family_v4, local_path, GobgpAddr};
     if routes == 0 || routes > 60_000 {
         bail!("--routes must be between 1 and 60000 (inside 10.30.0.0/16)");
+    }
+    if rounds == 0 {
+        bail!("--rounds must be at least 1");
     }
     let (w, _e, _net) = two_hosts(opts, &["b2"])?;
     let rss_before = rss_kib(w.hosts[1].driver.pid());
     let nh = std::net::IpAddr::V4(w.hosts[0].addr.addr());
     let base = u32::from(std::net::Ipv4Addr::new(10, 30, 8, 0));
+    let pool: ipnet::IpNet = "10.30.0.0/16".parse()?;
     let paths: Vec<apipb::Path> = (0..routes as u32)
         .map(|i| {
             let p = ipnet::IpNet::V4(
@@ -29,50 +35,98 @@ pub fn learned_routes(routes: usize, opts: &Options) -> Result<String> {
         })
         .collect();
     let api = GobgpAddr::Unix(w.hosts[0].gobgp_api());
-    let t0 = Instant::now();
-    w.rt.block_on(async {
-        let mut c = connect(&api, Duration::from_secs(5)).await?;
-        let msgs: Vec<apipb::AddPathStreamRequest> = paths
-            .chunks(1000)
-            .map(|ch| apipb::AddPathStreamRequest {
+    let mut events = RouteEvents::open(&w, 1)?;
+    let (mut sent, mut installed, mut removed) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut rss_after, mut gobgpd_rss) = (0, 0);
+    for round in 0..rounds {
+        let t0 = Instant::now();
+        w.rt.block_on(async {
+            let mut c = connect(&api, Duration::from_secs(5)).await?;
+            let msgs: Vec<apipb::AddPathStreamRequest> = paths
+                .chunks(1000)
+                .map(|ch| apipb::AddPathStreamRequest {
+                    table_type: apipb::TableType::Global as i32,
+                    vrf_id: String::new(),
+                    paths: ch.to_vec(),
+                })
+                .collect();
+            c.add_path_stream(tokio_stream::iter(msgs)).await?;
+            Ok::<_, anyhow::Error>(())
+        })?;
+        sent.push(t0.elapsed());
+        let last = events.wait_many(pool, false, routes, t0, Duration::from_secs(120))?;
+        installed.push(last - t0);
+        let have = tagged_routes(&w, 1)?.len();
+        if have < routes {
+            bail!("round {round}: the events said {routes} routes, b2's table has {have}");
+        }
+        rss_after = rss_after.max(rss_kib(w.hosts[1].driver.pid()));
+        gobgpd_rss = gobgpd_rss.max(rss_kib(w.hosts[1].gobgpd.pid()));
+        let t1 = Instant::now();
+        w.rt.block_on(async {
+            let mut c = connect(&api, Duration::from_secs(5)).await?;
+            c.delete_path(apipb::DeletePathRequest {
                 table_type: apipb::TableType::Global as i32,
-                vrf_id: String::new(),
-                paths: ch.to_vec(),
+                family: Some(family_v4()),
+                ..Default::default()
             })
-            .collect();
-        c.add_path_stream(tokio_stream::iter(msgs)).await?;
-        Ok::<_, anyhow::Error>(())
-    })?;
-    let sent = t0.elapsed();
-    poll_until(Duration::from_secs(120), || {
-        Ok(tagged_routes(&w, 1)?.len() >= routes)
-    })?;
-    let installed = t0.elapsed();
-    let rss_after = rss_kib(w.hosts[1].driver.pid());
-    let gobgpd_rss = rss_kib(w.hosts[1].gobgpd.pid());
-    let t1 = Instant::now();
-    w.rt.block_on(async {
-        let mut c = connect(&api, Duration::from_secs(5)).await?;
-        c.delete_path(apipb::DeletePathRequest {
-            table_type: apipb::TableType::Global as i32,
-            family: Some(family_v4()),
-            ..Default::default()
-        })
-        .await?;
-        Ok::<_, anyhow::Error>(())
-    })?;
-    poll_until(Duration::from_secs(120), || {
-        Ok(tagged_routes(&w, 1)?.is_empty())
-    })?;
-    let removed = t1.elapsed();
+            .await?;
+            Ok::<_, anyhow::Error>(())
+        })?;
+        let gone = events.wait_many(pool, true, routes, t1, Duration::from_secs(120))?;
+        removed.push(gone - t1);
+        let left = tagged_routes(&w, 1)?.len();
+        if left != 0 {
+            bail!("round {round}: {left} routes still in b2's table after the withdrawal");
+        }
+        eprintln!(
+            "[bench] learned routes round {}/{rounds}: installed {:.0} ms, removed {:.0} ms",
+            round + 1,
+            ms(last - t0),
+            ms(gone - t1)
+        );
+    }
+    drop(events);
     drop(w);
-    Ok(format!(
-        "learned routes: {routes} /32s originated on b1 (AddPathStream took {:.0} ms), all in b2's kernel {:.0} ms after the first \
-         was sent ({:.0} routes/s end to end, both gobgpds included); all gone from b2's kernel {:.0} ms after the delete; \
-         b2 driver RSS {rss_before} KiB before, {rss_after} KiB with them (b2's gobgpd: {gobgpd_rss} KiB)",
-        ms(sent),
-        ms(installed),
-        routes as f64 / installed.as_secs_f64(),
-        ms(removed),
-    ))
+    let mut r = BenchResult::new(
+        "learned-routes",
+        format!(
+            "sudo target/release/harness bench learned-routes --routes {routes} --rounds {rounds}"
+        ),
+    );
+    r.setup.insert("routes".into(), routes.to_string());
+    r.setup.insert("rounds".into(), rounds.to_string());
+    r.series = vec![
+        Series::ms("AddPathStream on b1", &sent),
+        Series::ms(format!("all {routes} in b2's kernel"), &installed),
+        Series::ms(format!("all {routes} gone from b2's kernel"), &removed),
+        Series::new(
+            "end-to-end rate",
+            "routes/s",
+            installed
+                .iter()
+                .map(|d| routes as f64 / d.as_secs_f64())
+                .collect(),
+        ),
+    ];
+    r.figures
+        .insert("b2 driver RSS before (KiB)".into(), rss_before as f64);
+    r.figures.insert(
+        format!("b2 driver RSS holding {routes} routes (KiB)"),
+        rss_after as f64,
+    );
+    r.figures.insert(
+        format!("b2 gobgpd RSS holding {routes} routes (KiB)"),
+        gobgpd_rss as f64,
+    );
+    let med = |k: usize| r.series[k].stats().map_or(0.0, |s| s.median);
+    r.summary = format!(
+        "{routes} /32s originated on b1, {rounds} rounds: all in b2's kernel after median {:.0} ms \
+         ({:.0} routes/s end to end, both gobgpds included), all gone {:.0} ms after the delete; \
+         b2 driver RSS {rss_before} KiB before, {rss_after} KiB holding them (b2's gobgpd {gobgpd_rss} KiB)",
+        med(1),
+        routes as f64 / (med(1) / 1000.0),
+        med(2)
+    );
+    Ok(r)
 }

@@ -126,6 +126,240 @@ impl SampleStats {
     }
 }
 
+impl SampleStats {
+    /// "n 20, min 1.0, median 2.0, p90 3.0, max 4.0 ms".
+    pub fn line(&self, unit: &str) -> String {
+        format!(
+            "n {}, min {}, median {}, p90 {}, max {} {unit}",
+            self.n,
+            fig(self.min),
+            fig(self.median),
+            fig(self.p90),
+            fig(self.max)
+        )
+    }
+}
+
+/// A figure with as many decimals as its size needs (3 significant digits
+/// below 100, none above).
+pub fn fig(v: f64) -> String {
+    let a = v.abs();
+    if a >= 100.0 || v.fract() == 0.0 {
+        format!("{v:.0}")
+    } else if a >= 10.0 {
+        format!("{v:.1}")
+    } else if a >= 1.0 {
+        format!("{v:.2}")
+    } else {
+        format!("{v:.3}")
+    }
+}
+
+impl Series {
+    /// A series of `samples` in `unit`, with no x position.
+    pub fn new(name: impl Into<String>, unit: &str, samples: Vec<f64>) -> Series {
+        Series {
+            name: name.into(),
+            x: None,
+            x_label: None,
+            unit: unit.to_string(),
+            samples,
+        }
+    }
+
+    /// Durations as milliseconds.
+    pub fn ms(name: impl Into<String>, samples: &[Duration]) -> Series {
+        Series::new(name, "ms", samples.iter().map(|d| ms(*d)).collect())
+    }
+
+    /// Places the series at `x` on an axis meaning `label`.
+    pub fn at(mut self, x: f64, label: &str) -> Series {
+        self.x = Some(x);
+        self.x_label = Some(label.to_string());
+        self
+    }
+
+    /// "name: n …, min …, median …, p90 …, max … unit".
+    pub fn line(&self) -> String {
+        match self.stats() {
+            Some(s) => format!("{}: {}", self.name, s.line(&self.unit)),
+            None => format!("{}: no samples", self.name),
+        }
+    }
+}
+
+/// Fewer samples a side than this, and no difference is claimed: with two
+/// or three, p10..p90 is just min..max and one quiet run separates them.
+pub const MIN_SAMPLES_TO_COMPARE: usize = 5;
+
+/// How two series compare, worded by their spread: a difference of medians
+/// is only called one when [`SampleStats::separated`] says the p10..p90
+/// ranges do not overlap (and each side has at least
+/// [`MIN_SAMPLES_TO_COMPARE`] samples); otherwise "no measurable difference".
+pub fn compare(a: &Series, b: &Series) -> String {
+    let (Some(sa), Some(sb)) = (a.stats(), b.stats()) else {
+        return format!("{} vs {}: no samples", a.name, b.name);
+    };
+    if sa.n.min(sb.n) < MIN_SAMPLES_TO_COMPARE {
+        return format!(
+            "{} vs {}: too few samples to tell (n {} and {}; medians {} vs {} {})",
+            a.name,
+            b.name,
+            sa.n,
+            sb.n,
+            fig(sa.median),
+            fig(sb.median),
+            a.unit
+        );
+    }
+    let ratio = if sb.median != 0.0 {
+        sa.median / sb.median
+    } else {
+        f64::NAN
+    };
+    if SampleStats::separated(&a.samples, &b.samples) {
+        format!(
+            "{} median {} vs {} median {} {}: {} takes {:.2}x the {} of {} (p10..p90 ranges do not overlap)",
+            a.name,
+            fig(sa.median),
+            b.name,
+            fig(sb.median),
+            a.unit,
+            a.name,
+            ratio,
+            if a.unit == "ms" || a.unit == "s" { "time" } else { "value" },
+            b.name
+        )
+    } else {
+        format!(
+            "{} vs {}: no measurable difference (medians {} vs {} {}, ratio {:.3}; the p10..p90 ranges overlap)",
+            a.name,
+            b.name,
+            fig(sa.median),
+            fig(sb.median),
+            a.unit,
+            ratio
+        )
+    }
+}
+
+impl BenchResult {
+    /// An empty result for `bench`, run as `command`, with the machine's facts.
+    pub fn new(bench: &str, command: String) -> BenchResult {
+        let mut setup = machine_facts();
+        setup.insert("command".into(), command);
+        BenchResult {
+            bench: bench.to_string(),
+            setup,
+            summary: String::new(),
+            series: Vec::new(),
+            figures: Default::default(),
+        }
+    }
+
+    pub fn series_named(&self, name: &str) -> Option<&Series> {
+        self.series.iter().find(|s| s.name == name)
+    }
+
+    /// What the bench prints: the summary, then one line per series.
+    pub fn report(&self) -> String {
+        let mut out = format!("{}: {}", self.bench, self.summary);
+        for s in &self.series {
+            out.push_str("\n  ");
+            out.push_str(&s.line());
+        }
+        for (k, v) in &self.figures {
+            out.push_str(&format!("\n  {k}: {}", fig(*v)));
+        }
+        out
+    }
+}
+
+/// Cores, kernel and the time of the run (UTC), for `BenchResult::setup`.
+pub fn machine_facts() -> std::collections::BTreeMap<String, String> {
+    let mut m = std::collections::BTreeMap::new();
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    m.insert("cores".into(), cores.to_string());
+    if let Ok(u) = nix::sys::utsname::uname() {
+        m.insert("kernel".into(), u.release().to_string_lossy().into_owned());
+    }
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    m.insert("date".into(), utc_date(now));
+    // Other work on the machine skews every figure: say how busy it was.
+    if let Some(l) = std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|l| l.split_whitespace().next().map(str::to_string))
+    {
+        m.insert("load average at start".into(), l);
+    }
+    m.insert(
+        "build".into(),
+        if cfg!(debug_assertions) {
+            "debug"
+        } else {
+            "release"
+        }
+        .into(),
+    );
+    if let Some(cpu) = std::fs::read_to_string("/proc/cpuinfo").ok().and_then(|c| {
+        c.lines()
+            .find(|l| l.starts_with("model name"))
+            .and_then(|l| l.split(':').nth(1))
+            .map(|v| v.trim().to_string())
+    }) {
+        m.insert("cpu".into(), cpu);
+    }
+    m
+}
+
+/// `YYYY-MM-DD HH:MM UTC` from seconds since the epoch (proleptic Gregorian).
+pub fn utc_date(secs: u64) -> String {
+    let days = (secs / 86_400) as i64;
+    let rem = secs % 86_400;
+    // Days to civil date (Howard Hinnant's algorithm, written out).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02} {:02}:{:02} UTC",
+        rem / 3600,
+        (rem % 3600) / 60
+    )
+}
+
+/// Writes `results` as one JSON array.
+pub fn write_json(path: &std::path::Path, results: &[BenchResult]) -> anyhow::Result<()> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)?;
+    }
+    let text = serde_json::to_string_pretty(results)?;
+    std::fs::write(path, text + "\n").map_err(|e| anyhow::anyhow!("write {}: {e}", path.display()))
+}
+
+/// Reads what [`write_json`] wrote: an array of results, or a single one.
+pub fn read_json(path: &std::path::Path) -> anyhow::Result<Vec<BenchResult>> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| anyhow::anyhow!("read {}: {e}", path.display()))?;
+    let v: serde_json::Value =
+        serde_json::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    let parse = |v: serde_json::Value| {
+        serde_json::from_value::<BenchResult>(v)
+            .map_err(|e| anyhow::anyhow!("{}: not a bench result: {e}", path.display()))
+    };
+    match v {
+        serde_json::Value::Array(a) => a.into_iter().map(parse).collect(),
+        o => Ok(vec![parse(o)?]),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -148,5 +382,36 @@ mod tests {
         assert!(!SampleStats::separated(&a, &b));
         let c: Vec<f64> = (0..20).map(|i| 200.0 + f64::from(i)).collect();
         assert!(SampleStats::separated(&a, &c));
+    }
+
+    #[test]
+    fn comparisons_inside_the_spread_are_worded_as_none() {
+        let a = Series::new(
+            "ours",
+            "ms",
+            (0..20).map(|i| 100.0 + f64::from(i)).collect(),
+        );
+        let b = Series::new(
+            "theirs",
+            "ms",
+            (0..20).map(|i| 105.0 + f64::from(i)).collect(),
+        );
+        assert!(compare(&a, &b).contains("no measurable difference"));
+        let c = Series::new(
+            "slow",
+            "ms",
+            (0..20).map(|i| 300.0 + f64::from(i)).collect(),
+        );
+        let w = compare(&a, &c);
+        assert!(
+            w.contains("do not overlap") && !w.contains("no measurable"),
+            "{w}"
+        );
+    }
+
+    #[test]
+    fn dates_are_civil() {
+        assert_eq!(utc_date(0), "1970-01-01 00:00 UTC");
+        assert_eq!(utc_date(951_782_400 + 3_660), "2000-02-29 01:01 UTC");
     }
 }
