@@ -60,7 +60,8 @@ fn endpoint(n: u32) -> EndpointSpec {
     // Local endpoints from 10.1.0.10 up; learned paths live in 10.1.128.0/17.
     let addr = Ipv4Addr::from(u32::from(Ipv4Addr::new(10, 1, 0, 10)) + n);
     EndpointSpec {
-        id: format!("{n:064x}"),
+        // The link name comes from the first 12 hex digits: they must differ.
+        id: format!("{n:012x}{}", "e".repeat(52)),
         address: Ipv4Net::new(addr, 16).expect("valid"),
         mac: None,
     }
