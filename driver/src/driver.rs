@@ -106,6 +106,8 @@ pub struct Driver<K: LinkKernel = Kernel> {
     /// (or the call itself) restores them.
     unavailable: BTreeMap<String, String>,
     view: watch::Sender<Arc<View>>,
+    /// The view last published, kept up to date change by change.
+    current: View,
 }
 
 type Result<T> = std::result::Result<T, DriverError>;
@@ -168,6 +170,7 @@ impl<K: LinkKernel> Driver<K> {
             ipvlan: None,
             unavailable: BTreeMap::new(),
             view: tx,
+            current: View::default(),
         };
         if driver.state.version < crate::state::VERSION {
             driver.adopt_unmarked();
@@ -199,16 +202,64 @@ impl<K: LinkKernel> Driver<K> {
         self.view.subscribe()
     }
 
-    fn publish(&self) {
+    /// Rebuilds the view from the whole state and publishes it if it
+    /// changed: after network changes, restores and repairs (O(n), rare).
+    fn publish(&mut self) {
         let view = View::from_state(&self.state, &self.unavailable);
-        self.view.send_if_modified(|old| {
-            if **old == view {
-                false
-            } else {
-                *old = Arc::new(view);
-                true
+        if view != self.current {
+            self.current = view;
+            self.view.send_replace(Arc::new(self.current.clone()));
+        }
+    }
+
+    /// Publishes the view after one endpoint with address `addr` was
+    /// created, joined, left or deleted: only the entries for `addr` are
+    /// decided again, as [`View::from_state`] would decide them, by a scan
+    /// of the records that allocates nothing; the full rebuild (and the
+    /// comparison with the last view) cost ~0.2-0.35 ms at 1,000 endpoints,
+    /// on every Join. One clone of the view is still sent.
+    fn publish_endpoint(&mut self, addr: Ipv4Addr) {
+        let route = host_route(addr);
+        let mut local = false;
+        let mut announced: Option<&String> = None;
+        for net in self.state.networks.values() {
+            let spec = &net.spec;
+            let mut joined = false;
+            for ep in net.endpoints.values() {
+                if ep.spec.address.addr() == addr {
+                    local = true;
+                    joined |= ep.joined;
+                }
             }
-        });
+            if spec.internal || self.unavailable.contains_key(&spec.id) {
+                continue;
+            }
+            let announces = match spec.announce {
+                Announce::Subnet => IpNet::V4(spec.subnet) == route,
+                Announce::Endpoint => joined,
+            };
+            if announces {
+                announced = Some(&spec.parent.name);
+            }
+        }
+        let ip = IpAddr::V4(addr);
+        let mut changed = if local {
+            self.current.local_endpoints.insert(ip)
+        } else {
+            self.current.local_endpoints.remove(&ip)
+        };
+        match announced {
+            Some(parent) => {
+                if self.current.announcements.get(&route) != Some(parent) {
+                    self.current.announcements.insert(route, parent.clone());
+                    changed = true;
+                }
+            }
+            None => changed |= self.current.announcements.remove(&route).is_some(),
+        }
+        if changed {
+            self.view.send_replace(Arc::new(self.current.clone()));
+        }
     }
 
     /// Writes the whole state as a fresh snapshot (start-up repairs).
@@ -743,6 +794,7 @@ impl<K: LinkKernel> Driver<K> {
             )));
         }
         let ep_id = spec.id.clone();
+        let addr = spec.address.addr();
         let rec = Record::PutEndpoint {
             network: network_id.to_string(),
             endpoint: EndpointRecord {
@@ -760,7 +812,7 @@ impl<K: LinkKernel> Driver<K> {
             }
             return Err(e);
         }
-        self.publish();
+        self.publish_endpoint(addr);
         Ok(())
     }
 
@@ -812,7 +864,7 @@ impl<K: LinkKernel> Driver<K> {
             return Err(e);
         }
         info!(network = %spec.short_id(), endpoint = %short(&ep.spec.id), link = %ep.link, address = %ep.spec.address, "joined");
-        self.publish();
+        self.publish_endpoint(ep.spec.address.addr());
         Ok(joined)
     }
 
@@ -826,8 +878,9 @@ impl<K: LinkKernel> Driver<K> {
         if !ep.joined {
             return Ok(());
         }
+        let addr = ep.spec.address.addr();
         self.set_joined(network, endpoint, None)?;
-        self.publish();
+        self.publish_endpoint(addr);
         Ok(())
     }
 
@@ -899,6 +952,7 @@ impl<K: LinkKernel> Driver<K> {
             }
             Err(e) => return Err(e.into()),
         }
+        let addr = ep.spec.address.addr();
         let rec = Record::RemoveEndpoint {
             network: network.to_string(),
             id: endpoint.to_string(),
@@ -911,7 +965,7 @@ impl<K: LinkKernel> Driver<K> {
             }
             return Err(e);
         }
-        self.publish();
+        self.publish_endpoint(addr);
         Ok(())
     }
 
@@ -1405,5 +1459,78 @@ mod tests {
             step(&mut d).unwrap();
             assert_eq!(&Store::new(dir.path()).load().unwrap(), d.state(), "{what}");
         }
+    }
+
+    /// The view the driver keeps up to date endpoint by endpoint equals the
+    /// view rebuilt from the whole state, after every operation: networks
+    /// announcing endpoints, a subnet, an internal one, and one whose parent
+    /// is gone.
+    #[test]
+    fn the_view_kept_change_by_change_equals_a_rebuild() {
+        const NET_C: &str = "cccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccc";
+        let ids: Vec<String> = (0..8).map(|i| format!("{i:x}").repeat(64)).collect();
+        let dir = tempfile::tempdir().unwrap();
+        let fk = host();
+        let (mut d, view) = start(dir.path(), &fk);
+        let same = |d: &Driver<FakeKernel>, what: &str| {
+            assert_eq!(
+                **view.borrow(),
+                View::from_state(d.state(), d.unavailable()),
+                "{what}"
+            );
+        };
+        d.create_network(net(NET_A, "eth0", "10.1.1.0/24", MACVLAN))
+            .unwrap();
+        let mut b = net(NET_B, "eth1", "10.2.0.0/24", MACVLAN);
+        b.announce = Announce::Subnet;
+        d.create_network(b).unwrap();
+        let mut c = net(NET_C, "eth1", "10.3.0.0/24", MACVLAN);
+        c.internal = true;
+        d.create_network(c).unwrap();
+        same(&d, "networks");
+        let place = [
+            (NET_A, "10.1.1.2/24"),
+            (NET_A, "10.1.1.3/24"),
+            (NET_A, "10.1.1.4/24"),
+            (NET_B, "10.2.0.2/24"),
+            (NET_B, "10.2.0.3/24"),
+            (NET_C, "10.3.0.2/24"),
+        ];
+        for (i, (n, a)) in place.iter().enumerate() {
+            d.create_endpoint(n, ep(&ids[i], a)).unwrap();
+            same(&d, &format!("create {a}"));
+            d.join(n, &ids[i], "/x").unwrap();
+            same(&d, &format!("join {a}"));
+        }
+        assert_eq!(view.borrow().announcements.len(), 4);
+        d.leave(NET_A, &ids[0]).unwrap();
+        same(&d, "leave");
+        d.delete_endpoint(NET_A, &ids[0]).unwrap();
+        same(&d, "delete after leave");
+        // Docker gave up on Leave: the endpoint goes while joined.
+        d.delete_endpoint(NET_A, &ids[1]).unwrap();
+        same(&d, "delete while joined");
+        d.delete_endpoint(NET_B, &ids[3]).unwrap();
+        same(&d, "delete in a subnet network");
+        d.leave(NET_C, &ids[5]).unwrap();
+        same(&d, "leave an internal network");
+        d.delete_network(NET_B).unwrap();
+        same(&d, "delete a network with an endpoint");
+        // A restart whose parent is gone: Leave and DeleteEndpoint still work.
+        drop(d);
+        fk.remove_device("eth0");
+        let (mut d, view2) = start(dir.path(), &fk);
+        assert!(d.unavailable().contains_key(NET_A));
+        assert_eq!(
+            **view2.borrow(),
+            View::from_state(d.state(), d.unavailable())
+        );
+        d.leave(NET_A, &ids[2]).unwrap();
+        d.delete_endpoint(NET_A, &ids[2]).unwrap();
+        assert_eq!(
+            **view2.borrow(),
+            View::from_state(d.state(), d.unavailable())
+        );
+        assert!(view2.borrow().local_endpoints.len() == 1);
     }
 }
