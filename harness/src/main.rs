@@ -98,6 +98,15 @@ enum BenchCmd {
         #[arg(long, default_value_t = 10000)]
         routes: usize,
     },
+    /// One host starts N containers one by one (emulated docker run): each run's time at 10,
+    /// 100, 1000 and N endpoints, the state file's size, the driver's memory idle and full.
+    Fill {
+        #[arg(long, default_value_t = 1000)]
+        containers: usize,
+        /// Also write the figures as JSON (a BenchResult) to this file.
+        #[arg(long)]
+        json: Option<PathBuf>,
+    },
     /// One host's gobgpd originates N paths outside every pool (a leaked table): the other
     /// host's driver memory, log lines and Docker call latency while it refuses them.
     Flood {
@@ -134,6 +143,9 @@ fn main() -> ExitCode {
                 BenchCmd::DockerRun { runs } => harness::bench::docker_run(runs, &o),
                 BenchCmd::Convergence { runs } => harness::bench::convergence(runs, &o),
                 BenchCmd::LearnedRoutes { routes } => harness::bench::learned_routes(routes, &o),
+                BenchCmd::Fill { containers, json } => {
+                    harness::bench::fill(containers, json.as_deref(), &o)
+                }
                 BenchCmd::Flood { paths, json } => {
                     harness::bench::flood(paths, &o).and_then(|(line, report)| {
                         if let Some(out) = json {

@@ -16,12 +16,14 @@ use crate::world::{Options, World};
 
 mod convergence;
 mod docker_run;
+mod fill;
 mod flood;
 mod learned_routes;
 pub mod stats;
 
 pub use convergence::convergence;
 pub use docker_run::docker_run;
+pub use fill::fill;
 pub use flood::{flood, FloodReport};
 pub use learned_routes::learned_routes;
 pub use stats::{BenchResult, LatencyStats, SampleStats, Series};
@@ -38,7 +40,8 @@ fn ms(d: Duration) -> f64 {
 const TWO_HOSTS: &str = r#"
 description = "convergence benchmark"
 [driver]
-args = ["--accept-pool", "10.30.0.0/16"]
+# 10.28.0.0/15: room for `bench learned-routes` up to 131,072 routes.
+args = ["--accept-pool", "10.30.0.0/16", "--accept-pool", "10.28.0.0/15"]
 [[hosts]]
 name = "b1"
 [[hosts]]
