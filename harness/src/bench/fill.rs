@@ -7,6 +7,11 @@
 //! on the x axis (10, 100, 1,000 and N endpoints: the 20 runs around it),
 //! the state directory's size at each point, the driver's resident memory
 //! idle and with N endpoints, and how long b2 took to hold all N routes.
+//! At each point it also times the driver alone, without the sandbox work
+//! around it (a namespace and a moved link per run, whose cost grows with
+//! the number of namespaces on the machine): [`PROBES`] endpoints of its own,
+//! each CreateEndpoint+Join then Leave+DeleteEndpoint straight on the
+//! plugin socket, so the host keeps its size.
 //! `--json OUT` writes the figures as a [`BenchResult`].
 
 use std::path::Path;
@@ -36,6 +41,68 @@ subnets = { b1 = "10.32.0.0/20", b2 = "10.32.16.0/24" }
 
 /// Runs on each side of a point that count towards it.
 const AROUND: usize = 10;
+/// Driver-only probes at each point.
+const PROBES: usize = 20;
+
+/// Driver-only timings at one point: CreateEndpoint+Join, Leave+DeleteEndpoint.
+#[derive(Default)]
+struct Probe {
+    join: Vec<Duration>,
+    leave: Vec<Duration>,
+}
+
+/// [`PROBES`] endpoints created, joined, left and deleted on b1's network
+/// straight through the plugin socket, as dockerd sends them; addresses
+/// from the top of the /20, which the emulator's IPAM (from the bottom)
+/// never reaches.
+fn probe(w: &World, point: usize) -> Result<Probe> {
+    use crate::engine::wire;
+    let state_dir = w.hosts[0].dir.join("state");
+    // Read-only: loading never writes the driver's files.
+    let state = ipvlan_bgp::state::Store::new(&state_dir)
+        .load()
+        .context("read b1's driver state")?;
+    let net = state
+        .networks
+        .keys()
+        .next()
+        .cloned()
+        .context("b1's driver has no network")?;
+    let sock = w.hosts[0].socket();
+    let call = |method: &str, body: serde_json::Value| -> Result<()> {
+        let mut bytes = serde_json::to_vec(&body)?;
+        bytes.push(b'\n');
+        let path = format!("/NetworkDriver.{method}");
+        let reply = w.rt.block_on(ipvlan_bgp::api::client::post(
+            &sock,
+            &path,
+            bytes,
+            Duration::from_secs(30),
+        ))?;
+        if let Some(e) = reply.err() {
+            bail!("{method} on b1: {e}");
+        }
+        Ok(())
+    };
+    let x = wire::EndpointExtras::default();
+    let mut out = Probe::default();
+    for i in 0..PROBES {
+        let ep = crate::util::docker_id(&[&w.id, "fill-probe", &point.to_string(), &i.to_string()]);
+        let addr = format!("10.32.15.{}/20", 200 + i);
+        let t = Instant::now();
+        call(
+            "CreateEndpoint",
+            wire::create_endpoint(&net, &ep, &addr, &x),
+        )?;
+        call("Join", wire::join(&net, &ep, "/nonexistent", &x))?;
+        out.join.push(t.elapsed());
+        let t = Instant::now();
+        call("Leave", wire::ids(&net, &ep))?;
+        call("DeleteEndpoint", wire::ids(&net, &ep))?;
+        out.leave.push(t.elapsed());
+    }
+    Ok(out)
+}
 
 /// The x axis: endpoints on the host when the run started.
 fn points(n: usize) -> Vec<usize> {
@@ -87,6 +154,7 @@ pub fn fill(containers: usize, json: Option<&Path>, opts: &Options) -> Result<St
     let points = points(containers);
     let mut runs: Vec<Duration> = Vec::with_capacity(containers);
     let mut sizes: Vec<(usize, u64, u64)> = Vec::new();
+    let mut probes: Vec<(usize, Probe)> = Vec::new();
     let mut started = Vec::with_capacity(containers);
     let t_all = Instant::now();
     for i in 0..containers {
@@ -100,6 +168,7 @@ pub fn fill(containers: usize, json: Option<&Path>, opts: &Options) -> Result<St
         if points.contains(&have) {
             let (snap, journal) = state_bytes(&state_dir);
             sizes.push((have, snap, journal));
+            probes.push((have, probe(&w, have)?));
         }
         if have % 100 == 0 {
             eprintln!(
@@ -141,6 +210,27 @@ pub fn fill(containers: usize, json: Option<&Path>, opts: &Options) -> Result<St
             st.p90,
             st.max
         ));
+        if let Some((_, p)) = probes.iter().find(|p| p.0 == *x) {
+            for (what, v) in [
+                ("CreateEndpoint+Join", &p.join),
+                ("Leave+DeleteEndpoint", &p.leave),
+            ] {
+                let samples: Vec<f64> = v.iter().map(|d| ms(*d)).collect();
+                if let Some(st) = SampleStats::of(&samples) {
+                    lines.push(format!(
+                        "driver alone at {x} endpoints, {what}: n {} min {:.2} median {:.2} p90 {:.2} max {:.2} ms",
+                        st.n, st.min, st.median, st.p90, st.max
+                    ));
+                }
+                series.push(Series {
+                    name: format!("driver alone: {what} at {x} endpoints"),
+                    x: Some(*x as f64),
+                    x_label: Some("endpoints on the host".into()),
+                    unit: "ms".into(),
+                    samples,
+                });
+            }
+        }
         figures.insert(format!("state_json_bytes_at_{x}"), snap as f64);
         figures.insert(format!("state_journal_bytes_at_{x}"), journal as f64);
         series.push(Series {
