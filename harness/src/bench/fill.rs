@@ -49,6 +49,27 @@ const PROBES: usize = 20;
 struct Probe {
     join: Vec<Duration>,
     leave: Vec<Duration>,
+    /// CPU time of every driver thread over the probes, per probe (all four
+    /// calls and what the BGP side does with them), in ms: apart from the
+    /// wait for a core on a busy machine.
+    cpu_ms: f64,
+}
+
+/// CPU time of all threads of `pid` so far (`/proc/PID/task/*/schedstat`), in ns.
+fn cpu_ns(pid: Option<u32>) -> u64 {
+    let Some(pid) = pid else { return 0 };
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return 0;
+    };
+    tasks
+        .filter_map(|t| t.ok())
+        .filter_map(|t| std::fs::read_to_string(t.path().join("schedstat")).ok())
+        .filter_map(|s| {
+            s.split_whitespace()
+                .next()
+                .and_then(|v| v.parse::<u64>().ok())
+        })
+        .sum()
 }
 
 /// [`PROBES`] endpoints created, joined, left and deleted on b1's network
@@ -86,6 +107,10 @@ fn probe(w: &World, point: usize) -> Result<Probe> {
     };
     let x = wire::EndpointExtras::default();
     let mut out = Probe::default();
+    let pid = w.hosts[0].driver.pid();
+    // Let the BGP side finish what the last container started.
+    std::thread::sleep(Duration::from_millis(200));
+    let cpu0 = cpu_ns(pid);
     for i in 0..PROBES {
         let ep = crate::util::docker_id(&[&w.id, "fill-probe", &point.to_string(), &i.to_string()]);
         let addr = format!("10.32.15.{}/20", 200 + i);
@@ -101,6 +126,8 @@ fn probe(w: &World, point: usize) -> Result<Probe> {
         call("DeleteEndpoint", wire::ids(&net, &ep))?;
         out.leave.push(t.elapsed());
     }
+    std::thread::sleep(Duration::from_millis(200));
+    out.cpu_ms = (cpu_ns(pid).saturating_sub(cpu0)) as f64 / 1e6 / PROBES as f64;
     Ok(out)
 }
 
@@ -211,6 +238,11 @@ pub fn fill(containers: usize, json: Option<&Path>, opts: &Options) -> Result<St
             st.max
         ));
         if let Some((_, p)) = probes.iter().find(|p| p.0 == *x) {
+            lines.push(format!(
+                "driver CPU per probe (4 calls) at {x} endpoints: {:.2} ms",
+                p.cpu_ms
+            ));
+            figures.insert(format!("driver_cpu_ms_per_probe_at_{x}"), p.cpu_ms);
             for (what, v) in [
                 ("CreateEndpoint+Join", &p.join),
                 ("Leave+DeleteEndpoint", &p.leave),
