@@ -27,7 +27,7 @@ use crate::kernel::{Kernel, KernelError, LinkKernel, LinkKind};
 use crate::links::{self, Expect};
 use crate::names::{self, Role};
 use crate::network::{check_id, host_route, Announce, EndpointSpec, InvalidRequest, NetworkSpec};
-use crate::state::{EndpointRecord, NetworkRecord, State, Store};
+use crate::state::{EndpointRecord, NetworkRecord, Record, State, Store};
 
 /// What the BGP side needs to know about this host's networks.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -106,6 +106,8 @@ pub struct Driver<K: LinkKernel = Kernel> {
     /// (or the call itself) restores them.
     unavailable: BTreeMap<String, String>,
     view: watch::Sender<Arc<View>>,
+    /// The view last published, kept up to date change by change.
+    current: View,
 }
 
 type Result<T> = std::result::Result<T, DriverError>;
@@ -157,7 +159,8 @@ impl<K: LinkKernel> Driver<K> {
         kernel: K,
         default_parent: Option<String>,
     ) -> Result<(Driver<K>, watch::Receiver<Arc<View>>)> {
-        let state = store.load()?;
+        let mut store = store;
+        let (state, replayed) = store.load_replayed()?;
         let (tx, rx) = watch::channel(Arc::new(View::default()));
         let mut driver = Driver {
             state,
@@ -167,9 +170,16 @@ impl<K: LinkKernel> Driver<K> {
             ipvlan: None,
             unavailable: BTreeMap::new(),
             view: tx,
+            current: View::default(),
         };
         if driver.state.version < crate::state::VERSION {
             driver.adopt_unmarked();
+        } else if replayed.records > 0 || replayed.torn_bytes > 0 || replayed.stale {
+            // Start from a fresh snapshot: one O(n) write per start, and a
+            // state directory that an earlier version can read.
+            if let Err(e) = driver.save() {
+                warn!(error = %e, "could not compact the state journal at start; appending to it");
+            }
         }
         driver.restore();
         Ok((driver, rx))
@@ -192,20 +202,82 @@ impl<K: LinkKernel> Driver<K> {
         self.view.subscribe()
     }
 
-    fn publish(&self) {
+    /// Rebuilds the view from the whole state and publishes it if it
+    /// changed: after network changes, restores and repairs (O(n), rare).
+    fn publish(&mut self) {
         let view = View::from_state(&self.state, &self.unavailable);
-        self.view.send_if_modified(|old| {
-            if **old == view {
-                false
-            } else {
-                *old = Arc::new(view);
-                true
-            }
-        });
+        if view != self.current {
+            self.current = view;
+            self.view.send_replace(Arc::new(self.current.clone()));
+        }
     }
 
-    fn save(&self) -> Result<()> {
+    /// Publishes the view after one endpoint with address `addr` was
+    /// created, joined, left or deleted: only the entries for `addr` are
+    /// decided again, as [`View::from_state`] would decide them, by a scan
+    /// of the records that allocates nothing; the full rebuild (and the
+    /// comparison with the last view) cost ~0.2-0.35 ms at 1,000 endpoints,
+    /// on every Join. One clone of the view is still sent.
+    fn publish_endpoint(&mut self, addr: Ipv4Addr) {
+        let route = host_route(addr);
+        let mut local = false;
+        let mut announced: Option<&String> = None;
+        for net in self.state.networks.values() {
+            let spec = &net.spec;
+            let mut joined = false;
+            for ep in net.endpoints.values() {
+                if ep.spec.address.addr() == addr {
+                    local = true;
+                    joined |= ep.joined;
+                }
+            }
+            if spec.internal || self.unavailable.contains_key(&spec.id) {
+                continue;
+            }
+            let announces = match spec.announce {
+                Announce::Subnet => IpNet::V4(spec.subnet) == route,
+                Announce::Endpoint => joined,
+            };
+            if announces {
+                announced = Some(&spec.parent.name);
+            }
+        }
+        let ip = IpAddr::V4(addr);
+        let mut changed = if local {
+            self.current.local_endpoints.insert(ip)
+        } else {
+            self.current.local_endpoints.remove(&ip)
+        };
+        match announced {
+            Some(parent) => {
+                if self.current.announcements.get(&route) != Some(parent) {
+                    self.current.announcements.insert(route, parent.clone());
+                    changed = true;
+                }
+            }
+            None => changed |= self.current.announcements.remove(&route).is_some(),
+        }
+        if changed {
+            self.view.send_replace(Arc::new(self.current.clone()));
+        }
+    }
+
+    /// Writes the whole state as a fresh snapshot (start-up repairs).
+    fn save(&mut self) -> Result<()> {
         self.store.save(&self.state)?;
+        Ok(())
+    }
+
+    /// Applies one change to the in-memory state. The caller then makes it
+    /// durable with [`Driver::persist`] and undoes it if that fails.
+    fn apply(&mut self, rec: &Record) -> Result<()> {
+        self.state.apply(rec).map_err(DriverError::Internal)
+    }
+
+    /// Makes an applied change durable: one journal record (or, now and
+    /// then, a compaction). On error nothing of it is on disk.
+    fn persist(&mut self, rec: &Record) -> Result<()> {
+        self.store.append(&self.state, rec)?;
         Ok(())
     }
 
@@ -573,15 +645,12 @@ impl<K: LinkKernel> Driver<K> {
                 return Err(e);
             }
         };
-        self.state.networks.insert(
-            spec.id.clone(),
-            NetworkRecord {
-                spec: spec.clone(),
-                shim,
-                endpoints: BTreeMap::new(),
-            },
-        );
-        if let Err(e) = self.save() {
+        let rec = Record::PutNetwork {
+            spec: spec.clone(),
+            shim,
+        };
+        let applied = self.apply(&rec);
+        if let Err(e) = applied.and_then(|_| self.persist(&rec)) {
             self.state.networks.remove(&spec.id);
             undo.run(&mut self.kernel);
             return Err(e);
@@ -602,12 +671,9 @@ impl<K: LinkKernel> Driver<K> {
         // The state goes first: if the kernel then refuses a deletion, the
         // link is an orphan that the next start sweeps, never a network that
         // Docker believes gone but the driver still holds.
-        self.state.networks.remove(id);
-        self.state.remember_deleted(id);
-        for ep in rec.endpoints.keys() {
-            self.state.remember_deleted(ep);
-        }
-        if let Err(e) = self.save() {
+        let change = Record::RemoveNetwork { id: id.to_string() };
+        let applied = self.apply(&change);
+        if let Err(e) = applied.and_then(|_| self.persist(&change)) {
             self.state.networks.insert(id.to_string(), rec.clone());
             self.state
                 .deleted
@@ -728,28 +794,25 @@ impl<K: LinkKernel> Driver<K> {
             )));
         }
         let ep_id = spec.id.clone();
-        let net = self
-            .state
-            .networks
-            .get_mut(network_id)
-            .ok_or_else(|| DriverError::UnknownNetwork(network_id.to_string()))?;
-        net.endpoints.insert(
-            ep_id.clone(),
-            EndpointRecord {
+        let addr = spec.address.addr();
+        let rec = Record::PutEndpoint {
+            network: network_id.to_string(),
+            endpoint: EndpointRecord {
                 spec,
                 link,
                 joined: false,
                 sandbox: String::new(),
                 unmarked: false,
             },
-        );
-        if let Err(e) = self.save() {
+        };
+        self.apply(&rec)?;
+        if let Err(e) = self.persist(&rec) {
             if let Some(n) = self.state.networks.get_mut(network_id) {
                 n.endpoints.remove(&ep_id);
             }
             return Err(e);
         }
-        self.publish();
+        self.publish_endpoint(addr);
         Ok(())
     }
 
@@ -801,7 +864,7 @@ impl<K: LinkKernel> Driver<K> {
             return Err(e);
         }
         info!(network = %spec.short_id(), endpoint = %short(&ep.spec.id), link = %ep.link, address = %ep.spec.address, "joined");
-        self.publish();
+        self.publish_endpoint(ep.spec.address.addr());
         Ok(joined)
     }
 
@@ -815,27 +878,34 @@ impl<K: LinkKernel> Driver<K> {
         if !ep.joined {
             return Ok(());
         }
+        let addr = ep.spec.address.addr();
         self.set_joined(network, endpoint, None)?;
-        self.publish();
+        self.publish_endpoint(addr);
         Ok(())
     }
 
     /// Marks an endpoint joined to `sandbox` (`None`: left) and saves; on a
     /// failed save the record is as before.
     fn set_joined(&mut self, network: &str, endpoint: &str, sandbox: Option<&str>) -> Result<()> {
-        let e = self
+        let mut e = self
             .state
             .networks
-            .get_mut(network)
-            .and_then(|n| n.endpoints.get_mut(endpoint))
+            .get(network)
+            .and_then(|n| n.endpoints.get(endpoint))
             .ok_or_else(|| DriverError::UnknownEndpoint {
                 network: network.into(),
                 endpoint: endpoint.into(),
-            })?;
+            })?
+            .clone();
         let before = (e.joined, std::mem::take(&mut e.sandbox));
         e.joined = sandbox.is_some();
         e.sandbox = sandbox.unwrap_or_default().to_string();
-        if let Err(err) = self.save() {
+        let rec = Record::PutEndpoint {
+            network: network.to_string(),
+            endpoint: e,
+        };
+        self.apply(&rec)?;
+        if let Err(err) = self.persist(&rec) {
             if let Some(e) = self
                 .state
                 .networks
@@ -882,20 +952,20 @@ impl<K: LinkKernel> Driver<K> {
             }
             Err(e) => return Err(e.into()),
         }
-        let removed = self
-            .state
-            .networks
-            .get_mut(network)
-            .and_then(|n| n.endpoints.remove(endpoint));
-        self.state.remember_deleted(endpoint);
-        if let Err(e) = self.save() {
+        let addr = ep.spec.address.addr();
+        let rec = Record::RemoveEndpoint {
+            network: network.to_string(),
+            id: endpoint.to_string(),
+        };
+        self.apply(&rec)?;
+        if let Err(e) = self.persist(&rec) {
             self.state.deleted.retain(|d| d != endpoint);
-            if let (Some(n), Some(r)) = (self.state.networks.get_mut(network), removed) {
-                n.endpoints.insert(endpoint.to_string(), r);
+            if let Some(n) = self.state.networks.get_mut(network) {
+                n.endpoints.insert(endpoint.to_string(), ep);
             }
             return Err(e);
         }
-        self.publish();
+        self.publish_endpoint(addr);
         Ok(())
     }
 
@@ -1280,7 +1350,7 @@ mod tests {
         k.set_alias(shim.index, "").unwrap();
         k.set_alias(l1.index, "").unwrap();
         fk.remove_device(&names::endpoint(EP_2));
-        let store = Store::new(dir.path());
+        let mut store = Store::new(dir.path());
         let mut st = store.load().unwrap();
         st.version = 1;
         store.save(&st).unwrap();
@@ -1318,5 +1388,149 @@ mod tests {
         assert!(e.contains("dataplane=macvlan"), "{e}");
         foreign_intact(&fk, "the probe");
         assert_eq!(fk.all_links().len(), 6);
+    }
+    #[test]
+    fn the_state_on_disk_follows_every_operation() {
+        let dir = tempfile::tempdir().unwrap();
+        let fk = host();
+        let (mut d, _) = start(dir.path(), &fk);
+        let on_disk = |d: &Driver<FakeKernel>, when: &str| {
+            assert_eq!(&Store::new(dir.path()).load().unwrap(), d.state(), "{when}");
+        };
+        d.create_network(net(NET_A, "eth0", "10.1.1.0/24", MACVLAN))
+            .unwrap();
+        on_disk(&d, "create network");
+        d.create_endpoint(NET_A, ep(EP_1, "10.1.1.2/24")).unwrap();
+        d.create_endpoint(NET_A, ep(EP_2, "10.1.1.3/24")).unwrap();
+        on_disk(&d, "create endpoints");
+        d.join(NET_A, EP_1, "/x").unwrap();
+        on_disk(&d, "join");
+        d.leave(NET_A, EP_1).unwrap();
+        on_disk(&d, "leave");
+        d.delete_endpoint(NET_A, EP_1).unwrap();
+        on_disk(&d, "delete endpoint");
+        // Only the journal grew: no snapshot was written after the start.
+        assert!(!dir.path().join(crate::state::STATE_FILE).exists());
+        d.delete_network(NET_A).unwrap();
+        on_disk(&d, "delete network");
+        assert!(d.state().was_deleted(EP_2));
+        // A restart replays the journal, then starts from a fresh snapshot.
+        drop(d);
+        let (d, _) = start(dir.path(), &fk);
+        assert!(d.state().networks.is_empty() && d.state().was_deleted(EP_1));
+        assert!(!dir.path().join(crate::state::JOURNAL_FILE).exists());
+        on_disk(&d, "restart");
+    }
+
+    #[test]
+    fn a_failed_append_rolls_back_each_operation() {
+        type Step = fn(&mut Driver<FakeKernel>) -> Result<()>;
+        let steps: [(&str, Step); 6] = [
+            ("create network", |d| {
+                d.create_network(net(NET_B, "eth1", "10.2.0.0/24", MACVLAN))
+            }),
+            ("create endpoint", |d| {
+                d.create_endpoint(NET_A, ep(EP_2, "10.1.1.3/24"))
+            }),
+            ("join", |d| d.join(NET_A, EP_1, "/x").map(|_| ())),
+            ("leave", |d| d.leave(NET_A, EP_1)),
+            ("delete endpoint", |d| d.delete_endpoint(NET_A, EP_1)),
+            ("delete network", |d| d.delete_network(NET_A)),
+        ];
+        for (i, (what, step)) in steps.iter().enumerate() {
+            let dir = tempfile::tempdir().unwrap();
+            let fk = host();
+            let (mut d, view) = start(dir.path(), &fk);
+            d.create_network(net(NET_A, "eth0", "10.1.1.0/24", MACVLAN))
+                .unwrap();
+            d.create_endpoint(NET_A, ep(EP_1, "10.1.1.2/24")).unwrap();
+            if i == 3 {
+                d.join(NET_A, EP_1, "/x").unwrap();
+            }
+            let before = d.state().clone();
+            let seen = view.borrow().clone();
+            d.store.fail_next_append = Some(20);
+            let err = step(&mut d).unwrap_err();
+            assert_eq!(err.class(), "state", "{what}: {err}");
+            assert_eq!(d.state(), &before, "{what}");
+            assert_eq!(*view.borrow(), seen, "{what}");
+            assert_eq!(Store::new(dir.path()).load().unwrap(), before, "{what}");
+            // The same request succeeds once the disk does.
+            step(&mut d).unwrap();
+            assert_eq!(&Store::new(dir.path()).load().unwrap(), d.state(), "{what}");
+        }
+    }
+
+    /// The view the driver keeps up to date endpoint by endpoint equals the
+    /// view rebuilt from the whole state, after every operation: networks
+    /// announcing endpoints, a subnet, an internal one, and one whose parent
+    /// is gone.
+    #[test]
+    fn the_view_kept_change_by_change_equals_a_rebuild() {
+        const NET_C: &str = "cccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccc";
+        let ids: Vec<String> = (0..8).map(|i| format!("{i:x}").repeat(64)).collect();
+        let dir = tempfile::tempdir().unwrap();
+        let fk = host();
+        let (mut d, view) = start(dir.path(), &fk);
+        let same = |d: &Driver<FakeKernel>, what: &str| {
+            assert_eq!(
+                **view.borrow(),
+                View::from_state(d.state(), d.unavailable()),
+                "{what}"
+            );
+        };
+        d.create_network(net(NET_A, "eth0", "10.1.1.0/24", MACVLAN))
+            .unwrap();
+        let mut b = net(NET_B, "eth1", "10.2.0.0/24", MACVLAN);
+        b.announce = Announce::Subnet;
+        d.create_network(b).unwrap();
+        let mut c = net(NET_C, "eth1", "10.3.0.0/24", MACVLAN);
+        c.internal = true;
+        d.create_network(c).unwrap();
+        same(&d, "networks");
+        let place = [
+            (NET_A, "10.1.1.2/24"),
+            (NET_A, "10.1.1.3/24"),
+            (NET_A, "10.1.1.4/24"),
+            (NET_B, "10.2.0.2/24"),
+            (NET_B, "10.2.0.3/24"),
+            (NET_C, "10.3.0.2/24"),
+        ];
+        for (i, (n, a)) in place.iter().enumerate() {
+            d.create_endpoint(n, ep(&ids[i], a)).unwrap();
+            same(&d, &format!("create {a}"));
+            d.join(n, &ids[i], "/x").unwrap();
+            same(&d, &format!("join {a}"));
+        }
+        assert_eq!(view.borrow().announcements.len(), 4);
+        d.leave(NET_A, &ids[0]).unwrap();
+        same(&d, "leave");
+        d.delete_endpoint(NET_A, &ids[0]).unwrap();
+        same(&d, "delete after leave");
+        // Docker gave up on Leave: the endpoint goes while joined.
+        d.delete_endpoint(NET_A, &ids[1]).unwrap();
+        same(&d, "delete while joined");
+        d.delete_endpoint(NET_B, &ids[3]).unwrap();
+        same(&d, "delete in a subnet network");
+        d.leave(NET_C, &ids[5]).unwrap();
+        same(&d, "leave an internal network");
+        d.delete_network(NET_B).unwrap();
+        same(&d, "delete a network with an endpoint");
+        // A restart whose parent is gone: Leave and DeleteEndpoint still work.
+        drop(d);
+        fk.remove_device("eth0");
+        let (mut d, view2) = start(dir.path(), &fk);
+        assert!(d.unavailable().contains_key(NET_A));
+        assert_eq!(
+            **view2.borrow(),
+            View::from_state(d.state(), d.unavailable())
+        );
+        d.leave(NET_A, &ids[2]).unwrap();
+        d.delete_endpoint(NET_A, &ids[2]).unwrap();
+        assert_eq!(
+            **view2.borrow(),
+            View::from_state(d.state(), d.unavailable())
+        );
+        assert!(view2.borrow().local_endpoints.len() == 1);
     }
 }

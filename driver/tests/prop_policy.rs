@@ -11,7 +11,7 @@ mod common;
 use std::net::{IpAddr, Ipv4Addr};
 
 use ipnet::{IpNet, Ipv4Net};
-use ipvlan_bgp::bgp::policy::{decide, ParentInfo, PolicyInputs};
+use ipvlan_bgp::bgp::policy::{any_inside, decide, ParentInfo, PolicyInputs};
 use proptest::prelude::*;
 
 fn config() -> ProptestConfig {
@@ -211,6 +211,16 @@ proptest! {
                 prop_assert!(rule(&c, ifindex), "accepted but breaks {name:?}: ifindex {ifindex}, {c:#?}");
             }
         }
+    }
+
+    /// The range query behind the endpoint, neighbour, gateway and next-hop
+    /// rules finds exactly the addresses a scan of the set finds.
+    #[test]
+    fn range_query_equals_a_scan(
+        set in prop::collection::btree_set(addr(), 0..40),
+        p in prefix(),
+    ) {
+        prop_assert_eq!(any_inside(&set, &p), set.iter().any(|a| p.contains(a)));
     }
 
     /// Deciding twice gives the same answer (no hidden state).

@@ -117,6 +117,14 @@ enum BenchCmd {
         #[arg(long)]
         json: Option<PathBuf>,
     },
+    /// One host starts N containers one by one (emulated docker run): each run's time at 10,
+    /// 100, 1000 and N endpoints, the state file's size, the driver's memory idle and full.
+    Fill {
+        #[arg(long, default_value_t = 1000)]
+        containers: usize,
+        #[arg(long)]
+        json: Option<PathBuf>,
+    },
     /// One host's gobgpd originates N paths outside every pool (a leaked table): the other
     /// host's driver memory, log lines and Docker call latency while it refuses them.
     Flood {
@@ -238,6 +246,9 @@ fn main() -> ExitCode {
                     rounds,
                     json,
                 } => one_bench(harness::bench::learned_routes(routes, rounds, &o)?, json),
+                BenchCmd::Fill { containers, json } => {
+                    one_bench(harness::bench::fill(containers, &o)?, json)
+                }
                 BenchCmd::Flood { paths, json } => {
                     one_bench(harness::bench::flood(paths, &o)?, json)
                 }

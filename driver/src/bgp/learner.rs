@@ -17,7 +17,7 @@
 //! sets [`Learner::needs_relist`]: the session loop then reads gobgpd's RIB
 //! again and hands it to [`Learner::relisted`].
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -129,6 +129,18 @@ pub struct Learner {
     sample: VecDeque<(IpNet, Reject)>,
     sample_new: usize,
     metrics: Arc<Metrics>,
+    /// Always take the full pass of [`Learner::set_inputs`] (the tests
+    /// compare the incremental one with it).
+    full_only: bool,
+}
+
+/// Every prefix that contains `addr`, one per length (33 for IPv4, 129 for IPv6).
+fn prefixes_containing(addr: IpAddr) -> impl Iterator<Item = IpNet> {
+    let max = match addr {
+        IpAddr::V4(_) => 32,
+        IpAddr::V6(_) => 128,
+    };
+    (0..=max).filter_map(move |len| IpNet::new(addr, len).ok().map(|n| n.trunc()))
 }
 
 impl Learner {
@@ -156,6 +168,7 @@ impl Learner {
             sample: VecDeque::new(),
             sample_new: 0,
             metrics,
+            full_only: false,
         }
     }
 
@@ -445,10 +458,17 @@ impl Learner {
         self.rib.values().filter_map(|e| e.stale_until).min()
     }
 
-    /// New policy inputs (networks changed, addresses changed): re-decide all.
+    /// New policy inputs. When only the local endpoints changed (a
+    /// container came or went), only the learned prefixes containing an
+    /// address that came or went are decided again (for each address, one
+    /// lookup per prefix length: at most 33 for IPv4); anything else (pools,
+    /// parents, neighbours, next hops, gateways, addresses) re-decides all.
     pub fn set_inputs(&mut self, inputs: PolicyInputs) -> Vec<Change> {
         if inputs == self.external {
             return Vec::new();
+        }
+        if !self.full_only && inputs.same_but_endpoints(&self.external) {
+            return self.set_local_endpoints(inputs.local_endpoints);
         }
         let now = Instant::now();
         let widened = inputs
@@ -470,6 +490,42 @@ impl Learner {
         prefixes.sort_by_key(|p| !self.desired.contains_key(p));
         for p in prefixes {
             self.evaluate(p, &mut out, now, true);
+        }
+        self.publish();
+        out
+    }
+
+    /// The incremental half of [`Learner::set_inputs`].
+    fn set_local_endpoints(&mut self, endpoints: BTreeSet<IpAddr>) -> Vec<Change> {
+        let now = Instant::now();
+        let changed: Vec<IpAddr> = endpoints
+            .symmetric_difference(&self.external.local_endpoints)
+            .copied()
+            .collect();
+        for a in &changed {
+            if endpoints.contains(a) {
+                self.inputs.local_endpoints.insert(*a);
+            } else {
+                self.inputs.local_endpoints.remove(a);
+            }
+        }
+        self.external.local_endpoints = endpoints;
+        let mut again: Vec<IpNet> = changed
+            .iter()
+            .flat_map(|a| prefixes_containing(*a))
+            .filter(|p| self.rib.contains_key(p) || self.desired.contains_key(p))
+            .collect();
+        again.sort();
+        again.dedup();
+        // Withdrawals first, as in the full pass, so freed room under
+        // --max-learned goes to the rest.
+        again.sort_by_key(|p| !self.desired.contains_key(p));
+        let mut out = Vec::new();
+        for p in again {
+            self.evaluate(p, &mut out, now, true);
+        }
+        if out.iter().any(|c| matches!(c, Change::Remove(_))) {
+            self.readmit(&mut out, now);
         }
         self.publish();
         out
@@ -878,5 +934,139 @@ mod tests {
         i.pools = vec![n("10.1.0.0/24")];
         l.set_inputs(i);
         assert!(!l.needs_relist());
+    }
+    /// The incremental pass of `set_inputs` (only the local endpoints
+    /// changed) against the full one: after every step of a random history
+    /// (endpoints coming and going, paths learned and withdrawn, from a small
+    /// address universe so that they overlap), both learners decide the
+    /// same: the same installs, the same rejections with the same reasons,
+    /// the same route changes.
+    mod incremental {
+        use super::*;
+        use proptest::prelude::*;
+        use std::net::Ipv4Addr;
+
+        #[derive(Debug, Clone)]
+        enum Step {
+            Endpoints(BTreeSet<IpAddr>),
+            Learn(Vec<LearnedPath>),
+        }
+
+        /// Addresses in 10.0.0.0/22: 4 × 16 of them, so prefixes and endpoints meet.
+        fn addr() -> impl Strategy<Value = Ipv4Addr> {
+            (0u8..4, 0u8..16).prop_map(|(c, d)| Ipv4Addr::new(10, 0, c, d))
+        }
+
+        fn endpoints() -> impl Strategy<Value = BTreeSet<IpAddr>> {
+            prop::collection::btree_set(addr().prop_map(IpAddr::V4), 0..12)
+        }
+
+        fn learned() -> impl Strategy<Value = LearnedPath> {
+            (addr(), 20u8..=32, 2u8..5, any::<bool>()).prop_map(|(a, len, nh, withdraw)| {
+                LearnedPath {
+                    prefix: IpNet::V4(ipnet::Ipv4Net::new(a, len).unwrap().trunc()),
+                    next_hop: Some(IpAddr::V4(Ipv4Addr::new(192, 0, 2, nh))),
+                    withdraw,
+                    peer: Some("192.0.2.2".into()),
+                    as_path: vec![],
+                }
+            })
+        }
+
+        fn step() -> impl Strategy<Value = Step> {
+            prop_oneof![
+                3 => endpoints().prop_map(Step::Endpoints),
+                1 => prop::collection::vec(learned(), 0..20).prop_map(Step::Learn),
+            ]
+        }
+
+        fn base() -> PolicyInputs {
+            PolicyInputs {
+                pools: vec![n("10.0.0.0/16")],
+                network_subnets: vec![n("10.0.1.0/24")],
+                ..inputs()
+            }
+        }
+
+        fn sorted(v: Vec<Change>) -> Vec<String> {
+            let mut out: Vec<String> = v.into_iter().map(|c| format!("{c:?}")).collect();
+            out.sort();
+            out
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(
+                std::env::var("PROPTEST_CASES").ok().and_then(|c| c.parse().ok()).unwrap_or(500)
+            ))]
+            #[test]
+            fn incremental_equals_full(
+                first in endpoints(),
+                rib in prop::collection::vec(learned(), 0..60),
+                steps in prop::collection::vec(step(), 1..8),
+            ) {
+                let metrics = Arc::new(Metrics::default());
+                let mut inc = Learner::new(73, 10_000, Duration::from_secs(10), metrics.clone());
+                let mut full = Learner::new(73, 10_000, Duration::from_secs(10), metrics);
+                full.full_only = true;
+                let with = |e: &BTreeSet<IpAddr>| PolicyInputs { local_endpoints: e.clone(), ..base() };
+                let mut steps = steps;
+                steps.insert(0, Step::Learn(rib));
+                steps.insert(0, Step::Endpoints(first));
+                for (i, step) in steps.into_iter().enumerate() {
+                    let (a, b) = match step {
+                        Step::Endpoints(e) => (inc.set_inputs(with(&e)), full.set_inputs(with(&e))),
+                        Step::Learn(p) => (inc.learn(p.clone()), full.learn(p)),
+                    };
+                    prop_assert_eq!(sorted(a), sorted(b), "changes at step {}", i);
+                    prop_assert_eq!(&inc.desired, &full.desired, "installs after step {}", i);
+                    prop_assert_eq!(&inc.rejected, &full.rejected, "rejections after step {}", i);
+                    prop_assert_eq!(&inc.inputs, &full.inputs, "inputs after step {}", i);
+                }
+            }
+        }
+
+        /// A table of the cases that matter, named: the prefixes over a new
+        /// endpoint go, at every length; those over a gone one come back.
+        #[test]
+        fn the_prefixes_over_an_endpoint_at_every_length_follow_it() {
+            let mut l = Learner::new(
+                73,
+                100,
+                Duration::from_secs(10),
+                Arc::new(Metrics::default()),
+            );
+            let _ = l.set_inputs(base());
+            let prefixes = [
+                "10.0.2.0/23",
+                "10.0.2.0/24",
+                "10.0.2.4/30",
+                "10.0.2.5/32",
+                "10.0.2.6/32",
+                "10.0.3.0/24",
+            ];
+            let paths = prefixes
+                .iter()
+                .map(|p| path(p, "192.0.2.2", false))
+                .collect();
+            assert_eq!(l.learn(paths).len(), prefixes.len());
+            let ep: IpAddr = "10.0.2.5".parse().unwrap();
+            let with = PolicyInputs {
+                local_endpoints: [ep].into(),
+                ..base()
+            };
+            let gone = sorted(l.set_inputs(with));
+            let want: Vec<String> = ["10.0.2.0/23", "10.0.2.0/24", "10.0.2.4/30", "10.0.2.5/32"]
+                .iter()
+                .map(|p| format!("{:?}", Change::Remove(n(p))))
+                .collect();
+            assert_eq!(gone, want);
+            assert_eq!(
+                l.rejected.get(&n("10.0.2.4/30")),
+                Some(&Reject::LocalEndpoint)
+            );
+            assert!(l.is_desired(&n("10.0.2.6/32")) && l.is_desired(&n("10.0.3.0/24")));
+            assert_eq!(l.set_inputs(base()).len(), 4);
+            assert_eq!(l.installed_count(), prefixes.len());
+        }
     }
 }

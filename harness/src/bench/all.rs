@@ -46,13 +46,11 @@ pub const SET: &[Entry] = &[
             Ok(vec![super::learned_routes(routes, rounds, o)?])
         },
     },
-    // ---- MERGE POINT (issue 12): `bench fill` (branch h-a) and `bench scale`
-    // (branch h-b) go here once merged, e.g.
-    //   Entry { name: "fill", run: |quick, o| Ok(vec![super::fill(..sizes by quick.., o)?]) },
-    //   Entry { name: "scale", run: |quick, o| /* a couple of (hosts, containers) sizes */ },
-    // Their series need `x`/`x_label` set (endpoints on the host; hosts or
-    // containers): `bench render` plots any such series against x.
-    // ----
+    Entry {
+        name: "fill",
+        run: |quick, o| Ok(vec![super::fill(if quick { 100 } else { 1000 }, o)?]),
+    },
+    // `bench scale` joins here when branch h-b is merged.
     Entry {
         name: "flood",
         run: |quick, o| Ok(vec![super::flood(if quick { 5_000 } else { 100_000 }, o)?]),

@@ -9,14 +9,17 @@ use anyhow::{bail, Result};
 use super::{ms, rss_kib, tagged_routes, two_hosts, BenchResult, RouteEvents, Series};
 use crate::world::Options;
 
+/// /32s in 10.28.0.0/15.
+const MAX_ROUTES: usize = 1 << 17;
+
 /// b1's gobgpd originates `routes` /32s (AddPathStream); how fast do they
 /// land in b2's kernel through gobgpd and our driver, and go again; `rounds`
 /// times. The arrival of the last route is stamped by a netlink route
 /// subscription in b2's namespace, not by dumping the table in a loop.
 pub fn learned_routes(routes: usize, rounds: usize, opts: &Options) -> Result<BenchResult> {
     use ipvlan_bgp::bgp::gobgp::{apipb, connect, family_v4, local_path, GobgpAddr};
-    if routes == 0 || routes > 60_000 {
-        bail!("--routes must be between 1 and 60000 (inside 10.30.0.0/16)");
+    if routes == 0 || routes > MAX_ROUTES {
+        bail!("--routes must be between 1 and {MAX_ROUTES} (inside 10.28.0.0/15)");
     }
     if rounds == 0 {
         bail!("--rounds must be at least 1");
@@ -24,8 +27,8 @@ pub fn learned_routes(routes: usize, rounds: usize, opts: &Options) -> Result<Be
     let (w, _e, _net) = two_hosts(opts, &["b2"])?;
     let rss_before = rss_kib(w.hosts[1].driver.pid());
     let nh = std::net::IpAddr::V4(w.hosts[0].addr.addr());
-    let base = u32::from(std::net::Ipv4Addr::new(10, 30, 8, 0));
-    let pool: ipnet::IpNet = "10.30.0.0/16".parse()?;
+    let base = u32::from(std::net::Ipv4Addr::new(10, 28, 0, 0));
+    let pool: ipnet::IpNet = "10.28.0.0/15".parse()?;
     let paths: Vec<apipb::Path> = (0..routes as u32)
         .map(|i| {
             let p = ipnet::IpNet::V4(
@@ -37,7 +40,7 @@ pub fn learned_routes(routes: usize, rounds: usize, opts: &Options) -> Result<Be
     let api = GobgpAddr::Unix(w.hosts[0].gobgp_api());
     let mut events = RouteEvents::open(&w, 1)?;
     let (mut sent, mut installed, mut removed) = (Vec::new(), Vec::new(), Vec::new());
-    let (mut rss_after, mut gobgpd_rss) = (0, 0);
+    let (mut rss_after, mut gobgpd_rss, mut rss_gone) = (0, 0, 0);
     for round in 0..rounds {
         let t0 = Instant::now();
         w.rt.block_on(async {
@@ -75,6 +78,7 @@ pub fn learned_routes(routes: usize, rounds: usize, opts: &Options) -> Result<Be
         })?;
         let gone = events.wait_many(pool, true, routes, t1, Duration::from_secs(120))?;
         removed.push(gone - t1);
+        rss_gone = rss_kib(w.hosts[1].driver.pid());
         let left = tagged_routes(&w, 1)?.len();
         if left != 0 {
             bail!("round {round}: {left} routes still in b2's table after the withdrawal");
@@ -116,6 +120,10 @@ pub fn learned_routes(routes: usize, rounds: usize, opts: &Options) -> Result<Be
         rss_after as f64,
     );
     r.figures.insert(
+        "b2 driver RSS after they were withdrawn (KiB)".into(),
+        rss_gone as f64,
+    );
+    r.figures.insert(
         format!("b2 gobgpd RSS holding {routes} routes (KiB)"),
         gobgpd_rss as f64,
     );
@@ -123,7 +131,7 @@ pub fn learned_routes(routes: usize, rounds: usize, opts: &Options) -> Result<Be
     r.summary = format!(
         "{routes} /32s originated on b1, {rounds} rounds: all in b2's kernel after median {:.0} ms \
          ({:.0} routes/s end to end, both gobgpds included), all gone {:.0} ms after the delete; \
-         b2 driver RSS {rss_before} KiB before, {rss_after} KiB holding them (b2's gobgpd {gobgpd_rss} KiB)",
+         b2 driver RSS {rss_before} KiB before, {rss_after} KiB holding them, {rss_gone} KiB after they went (b2's gobgpd {gobgpd_rss} KiB)",
         med(1),
         routes as f64 / (med(1) / 1000.0),
         med(2)

@@ -17,6 +17,7 @@ use crate::world::{Options, World};
 mod all;
 mod convergence;
 mod docker_run;
+mod fill;
 mod flood;
 mod learned_routes;
 pub mod render;
@@ -25,6 +26,7 @@ pub mod stats;
 pub use all::{all, Entry, SET};
 pub use convergence::convergence;
 pub use docker_run::docker_run;
+pub use fill::fill;
 pub use flood::{flood, FloodReport};
 pub use learned_routes::learned_routes;
 pub use stats::{compare, read_json, write_json, BenchResult, LatencyStats, SampleStats, Series};
@@ -36,7 +38,8 @@ fn ms(d: Duration) -> f64 {
 const TWO_HOSTS: &str = r#"
 description = "convergence benchmark"
 [driver]
-args = ["--accept-pool", "10.30.0.0/16"]
+# 10.28.0.0/15: room for `bench learned-routes` up to 131,072 routes.
+args = ["--accept-pool", "10.30.0.0/16", "--accept-pool", "10.28.0.0/15"]
 [[hosts]]
 name = "b1"
 [[hosts]]
