@@ -337,18 +337,24 @@ impl World {
                 .filter(|h| h.index != i)
                 .map(|h| host(h, false))
                 .collect(),
+            // Every client peers with each reflector; reflectors do not peer
+            // with each other. Each reflects with its own cluster ID (its
+            // router ID, see `configs::gobgpd`), so a client holds one path
+            // per reflector for every prefix, each learned independently:
+            // when one reflector dies the other's paths are already there.
             BgpMode::RouteReflector => {
-                let rr = s.bgp.reflector.as_deref().unwrap_or_default();
-                if me.def.name == rr {
+                let rrs = &s.bgp.reflectors;
+                let is_rr = |h: &HostRt| rrs.contains(&h.def.name);
+                if is_rr(me) {
                     self.hosts
                         .iter()
-                        .filter(|h| h.index != i)
+                        .filter(|h| h.index != i && !is_rr(h))
                         .map(|h| host(h, h.def.asn == me.def.asn))
                         .collect()
                 } else {
                     self.hosts
                         .iter()
-                        .filter(|h| h.def.name == rr)
+                        .filter(|h| is_rr(h))
                         .map(|h| host(h, false))
                         .collect()
                 }

@@ -14,7 +14,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use nix::sys::signal::Signal;
 
 use super::flood::flood;
-use super::{Runner, POLL};
+use super::{Runner, Wave, POLL};
 use crate::engine::Control;
 use crate::scenario::Action;
 use crate::world::UNDERLAY_IF;
@@ -79,7 +79,10 @@ impl Runner<'_> {
                 within,
             } => {
                 let mut slowest = Duration::ZERO;
-                for name in self.s.expand(containers) {
+                let first = Instant::now();
+                let names = self.s.expand(containers);
+                let count = names.len();
+                for name in names {
                     if self.running.contains_key(&name) {
                         bail!("{name} is already running");
                     }
@@ -126,6 +129,12 @@ impl Runner<'_> {
                         }
                     }
                 }
+                self.wave = Some(Wave {
+                    what: "start",
+                    count,
+                    first,
+                    last: Instant::now(),
+                });
                 Ok(within.map(|_| slowest))
             }
             Action::KillContainer { containers } => {
@@ -144,7 +153,10 @@ impl Runner<'_> {
                 Ok(None)
             }
             Action::Stop { containers } => {
-                for name in self.s.expand(containers) {
+                let first = Instant::now();
+                let names = self.s.expand(containers);
+                let count = names.len();
+                for name in names {
                     let c = self
                         .running
                         .remove(&name)
@@ -154,6 +166,12 @@ impl Runner<'_> {
                         .stop(&self.w, &c)
                         .with_context(|| format!("stop {name}"))?;
                 }
+                self.wave = Some(Wave {
+                    what: "stop",
+                    count,
+                    first,
+                    last: Instant::now(),
+                });
                 Ok(None)
             }
             Action::Kill { host, daemon } => self.control(host, *daemon, Control::Kill),

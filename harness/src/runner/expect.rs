@@ -19,6 +19,7 @@ use super::views::{
     bounds, count_lines, hops_text, status_matches, BestPath, ContainerView, ContainerWant,
     PeerView, SeenRoutes, WantRoute,
 };
+use super::converged::{wait_converged, watch_held, Expected, Readers};
 use super::{Runner, POLL};
 use crate::probe::Prober;
 use crate::scenario::{Action, DaemonKind, Probe};
@@ -410,6 +411,67 @@ impl Runner<'_> {
                     })
                 })?;
                 Ok(Some(took))
+            }
+            Action::ExpectConverged {
+                hosts,
+                within,
+                hold,
+            } => {
+                let t = Instant::now();
+                let idx: Vec<usize> = match hosts {
+                    Some(list) => self
+                        .s
+                        .expand_hosts(list)
+                        .map_err(|e| anyhow!(e))?
+                        .iter()
+                        .map(|h| self.w.host_index(h))
+                        .collect::<Result<_>>()?,
+                    None => (0..self.w.hosts.len())
+                        .filter(|&i| self.w.hosts[i].runs_driver())
+                        .collect(),
+                };
+                let e = Expected::new(&self.w, &idx, self.running.values())?;
+                let mut readers = Readers::open(&self.w, &e)?;
+                let c = wait_converged(&mut readers, &e, self.scale(*within))?;
+                let slowest = c
+                    .per_host
+                    .iter()
+                    .max_by_key(|p| p.1)
+                    .map(|p| p.0.clone())
+                    .unwrap_or_default();
+                let mut note = format!(
+                    "{} hosts hold all {} routes ({} each on average; the last: {slowest})",
+                    idx.len(),
+                    e.total(),
+                    e.total() / idx.len().max(1)
+                );
+                if let Some(wave) = self.wave {
+                    note.push_str(&format!(
+                        "; {:.3}s after the first and {:.3}s after the last of {} container {}s",
+                        c.at.duration_since(wave.first).as_secs_f64(),
+                        c.at.saturating_duration_since(wave.last).as_secs_f64(),
+                        wave.count,
+                        wave.what
+                    ));
+                }
+                if let Some(h) = hold {
+                    let h = self.scale(*h);
+                    let l = watch_held(&mut readers, &e, h);
+                    if l.count() > 0 || !l.other.is_empty() {
+                        bail!(
+                            "{note}; then, within the {h:?} hold ({} rounds over every host), {} routes went missing:\n  {}",
+                            l.rounds,
+                            l.count(),
+                            l.describe(&e)
+                        );
+                    }
+                    note.push_str(&format!(
+                        "; held for {h:?} ({} rounds over every host, 0 routes lost)",
+                        l.rounds
+                    ));
+                }
+                self.note = Some(note);
+                Ok(Some(c.at.saturating_duration_since(t)))
             }
             Action::ExpectRejected {
                 host,

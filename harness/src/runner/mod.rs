@@ -38,6 +38,7 @@ use crate::util::{eventually, Dur};
 use crate::world::{Options, World};
 
 mod actions;
+pub mod converged;
 mod expect;
 mod flood;
 mod teardown;
@@ -140,6 +141,8 @@ pub fn run(s: &Scenario, opts: &Options, engine: &str) -> Report {
         link_snaps: HashMap::new(),
         bgp_snaps: HashMap::new(),
         floods: HashMap::new(),
+        wave: None,
+        note: None,
     };
     let result = match r.engine.setup(&r.w) {
         Ok(()) => {
@@ -214,6 +217,21 @@ struct Runner<'a> {
     link_snaps: HashMap<String, (String, BTreeMap<String, LinkInfo>)>,
     bgp_snaps: HashMap<String, (String, Vec<PeerView>)>,
     floods: HashMap<String, std::thread::JoinHandle<Result<Duration>>>,
+    /// The last `start` or `stop` step's span, for `expect-converged`.
+    wave: Option<Wave>,
+    /// What the step just played wants in its report's `detail` on success.
+    note: Option<String>,
+}
+
+/// One step's worth of container starts or stops.
+#[derive(Debug, Clone, Copy)]
+struct Wave {
+    what: &'static str,
+    count: usize,
+    /// When the first container's start (or stop) began.
+    first: Instant,
+    /// When the last one was done.
+    last: Instant,
 }
 
 impl Runner<'_> {
@@ -251,6 +269,10 @@ impl Runner<'_> {
             match outcome {
                 Ok(conv) => {
                     sr.passed = true;
+                    sr.detail = self.note.take();
+                    if let Some(d) = &sr.detail {
+                        say(&format!("step {}/{total}: {d}", i + 1));
+                    }
                     if let Some(c) = conv {
                         sr.convergence_ms = Some(c.as_millis() as u64);
                         report
@@ -581,6 +603,7 @@ fn is_expectation(a: &Action) -> bool {
         | Action::ExpectContainer { .. }
         | Action::ExpectBgpPath { .. }
         | Action::ExpectRoutes { .. }
+        | Action::ExpectConverged { .. }
         | Action::ExpectRejected { .. }
         | Action::ExpectStatus { .. }
         | Action::ExpectLog { .. }
