@@ -318,6 +318,48 @@ pub fn watch_held(readers: &mut Readers, e: &Expected, hold: Duration) -> Losses
     }
 }
 
+/// A [`watch_held`] running in the background until [`Watch::stop`]: it
+/// sees what happens during the steps between (a reflector dying).
+pub struct Watch {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    handle: std::thread::JoinHandle<(Losses, Expected)>,
+}
+
+impl Watch {
+    /// Starts reading every host of `e` round after round.
+    pub fn start(mut readers: Readers, e: Expected) -> Watch {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = stop.clone();
+        let handle = std::thread::spawn(move || {
+            let mut all = Losses::default();
+            while !flag.load(std::sync::atomic::Ordering::SeqCst) {
+                let l = watch_held(&mut readers, &e, Duration::ZERO);
+                for (h, set) in l.lost {
+                    all.lost.entry(h).or_default().extend(set);
+                }
+                for (h, d) in l.other {
+                    all.other.entry(h).or_insert(d);
+                }
+                all.rounds += l.rounds;
+                std::thread::sleep(ROUND);
+            }
+            (all, e)
+        });
+        Watch { stop, handle }
+    }
+
+    /// Stops the watch; answers what it saw go missing, described.
+    pub fn stop(self) -> Result<(Losses, String)> {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        let (l, e) = self
+            .handle
+            .join()
+            .map_err(|_| anyhow!("the route watch panicked"))?;
+        let text = l.describe(&e);
+        Ok((l, text))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

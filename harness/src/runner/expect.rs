@@ -19,7 +19,7 @@ use super::views::{
     bounds, count_lines, hops_text, status_matches, BestPath, ContainerView, ContainerWant,
     PeerView, SeenRoutes, WantRoute,
 };
-use super::converged::{wait_converged, watch_held, Expected, Readers};
+use super::converged::{wait_converged, watch_held, Expected, Readers, Watch};
 use super::{Runner, POLL};
 use crate::probe::Prober;
 use crate::scenario::{Action, DaemonKind, Probe};
@@ -412,24 +412,48 @@ impl Runner<'_> {
                 })?;
                 Ok(Some(took))
             }
+            Action::RouteWatchStart { id, hosts } => {
+                if self.watches.contains_key(id) {
+                    bail!("route watch {id} is already running");
+                }
+                let idx = self.converged_hosts(hosts)?;
+                let e = Expected::new(&self.w, &idx, self.running.values())?;
+                let readers = Readers::open(&self.w, &e)?;
+                self.note = Some(format!(
+                    "watching {} routes on {} hosts",
+                    e.total(),
+                    idx.len()
+                ));
+                self.watches.insert(id.clone(), Watch::start(readers, e));
+                Ok(None)
+            }
+            Action::RouteWatchStop { id, max_lost } => {
+                let w = self
+                    .watches
+                    .remove(id)
+                    .ok_or_else(|| anyhow!("no route watch {id} was started"))?;
+                let (l, text) = w.stop()?;
+                if l.count() as u64 > *max_lost || !l.other.is_empty() {
+                    bail!(
+                        "route watch {id}: {} host-route pairs went missing in {} rounds over every host (at most {max_lost} allowed):\n  {text}",
+                        l.count(),
+                        l.rounds
+                    );
+                }
+                self.note = Some(format!(
+                    "route watch {id}: {} routes lost in {} rounds over every host",
+                    l.count(),
+                    l.rounds
+                ));
+                Ok(None)
+            }
             Action::ExpectConverged {
                 hosts,
                 within,
                 hold,
             } => {
                 let t = Instant::now();
-                let idx: Vec<usize> = match hosts {
-                    Some(list) => self
-                        .s
-                        .expand_hosts(list)
-                        .map_err(|e| anyhow!(e))?
-                        .iter()
-                        .map(|h| self.w.host_index(h))
-                        .collect::<Result<_>>()?,
-                    None => (0..self.w.hosts.len())
-                        .filter(|&i| self.w.hosts[i].runs_driver())
-                        .collect(),
-                };
+                let idx = self.converged_hosts(hosts)?;
                 let e = Expected::new(&self.w, &idx, self.running.values())?;
                 let mut readers = Readers::open(&self.w, &e)?;
                 let c = wait_converged(&mut readers, &e, self.scale(*within))?;
@@ -766,6 +790,25 @@ impl Runner<'_> {
                 Ok(Some(longest))
             }
             other => bail!("internal: {other:?} is not an expectation step"),
+        }
+    }
+}
+
+impl Runner<'_> {
+    /// The hosts an `expect-converged` or route watch checks: those named
+    /// (templates expanded), or every Docker host.
+    fn converged_hosts(&self, hosts: &Option<Vec<String>>) -> Result<Vec<usize>> {
+        match hosts {
+            Some(list) => self
+                .s
+                .expand_hosts(list)
+                .map_err(|e| anyhow!(e))?
+                .iter()
+                .map(|h| self.w.host_index(h))
+                .collect(),
+            None => Ok((0..self.w.hosts.len())
+                .filter(|&i| self.w.hosts[i].runs_driver())
+                .collect()),
         }
     }
 }

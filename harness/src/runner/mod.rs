@@ -143,6 +143,7 @@ pub fn run(s: &Scenario, opts: &Options, engine: &str) -> Report {
         floods: HashMap::new(),
         wave: None,
         note: None,
+        watches: HashMap::new(),
     };
     let result = match r.engine.setup(&r.w) {
         Ok(()) => {
@@ -219,6 +220,8 @@ struct Runner<'a> {
     floods: HashMap<String, std::thread::JoinHandle<Result<Duration>>>,
     /// The last `start` or `stop` step's span, for `expect-converged`.
     wave: Option<Wave>,
+    /// Background route watches by id (`route-watch-start`).
+    watches: HashMap<String, converged::Watch>,
     /// What the step just played wants in its report's `detail` on success.
     note: Option<String>,
 }
@@ -253,6 +256,10 @@ impl Runner<'_> {
                 .map(|took| match step.action.measure() {
                     Measure::Event => {
                         last_event = Instant::now();
+                        if !matches!(step.action, Action::Start { .. } | Action::Stop { .. }) {
+                            // Convergence now counts from this event, not the containers.
+                            self.wave = None;
+                        }
                         None
                     }
                     Measure::Expectation => took.map(|d| t.duration_since(last_event) + d),
@@ -427,6 +434,38 @@ impl Runner<'_> {
         self.engine
             .start(&self.w, hi, &net, name)
             .with_context(|| format!("start {name}"))
+    }
+
+    /// Starts every named container through the engine's `start_many`
+    /// (several hosts at once); those that started are running even when
+    /// another failed, and the first failure is the error.
+    fn start_all(&mut self, names: &[String]) -> Result<()> {
+        let mut jobs = Vec::new();
+        for name in names {
+            if self.running.contains_key(name) {
+                bail!("{name} is already running");
+            }
+            let def = self
+                .s
+                .container(name)
+                .ok_or_else(|| anyhow!("unknown container {name}"))?;
+            let hi = self.w.host_index(&def.host)?;
+            jobs.push((hi, self.network_def(&def.network)?, name.clone()));
+        }
+        let results = self.engine.start_many(&self.w, &jobs);
+        let mut first_error = None;
+        for ((_, _, name), r) in jobs.iter().zip(results) {
+            match r {
+                Ok(c) => {
+                    self.running.insert(name.clone(), c);
+                }
+                Err(e) if first_error.is_none() => {
+                    first_error = Some(e.context(format!("start {name}")))
+                }
+                Err(_) => {}
+            }
+        }
+        first_error.map_or(Ok(()), Err)
     }
 
     /// `{{c1}}` in a command argument becomes c1's address.
@@ -604,6 +643,8 @@ fn is_expectation(a: &Action) -> bool {
         | Action::ExpectBgpPath { .. }
         | Action::ExpectRoutes { .. }
         | Action::ExpectConverged { .. }
+        | Action::RouteWatchStart { .. }
+        | Action::RouteWatchStop { .. }
         | Action::ExpectRejected { .. }
         | Action::ExpectStatus { .. }
         | Action::ExpectLog { .. }

@@ -349,6 +349,22 @@ pub enum Action {
         /// Keep checking every host for so long after all first held.
         hold: Option<Dur>,
     },
+    /// Start reading the whole route set of every Docker host (or those in
+    /// `hosts`) in the background, round after round, as `expect-converged`
+    /// defines it from the containers running now; `route-watch-stop`
+    /// reports every route that went missing meanwhile.
+    RouteWatchStart {
+        id: String,
+        hosts: Option<Vec<String>>,
+    },
+    /// Stop a route watch; fail if more than `max_lost` (default 0)
+    /// host-route pairs were missing (or through another next hop) in any
+    /// round, or if a host held a route it should not, naming each.
+    RouteWatchStop {
+        id: String,
+        #[serde(default)]
+        max_lost: u64,
+    },
     /// A container's own view: its address on eth0 and its routes, as the
     /// data plane promises them (ipvlan L3: a connected default route and no
     /// gateway; macvlan and ipvlan L2: a default route via the gateway).
@@ -630,7 +646,9 @@ impl Action {
             | LinkSnapshot { .. }
             | BgpSnapshot { .. }
             | ExpectBgpSteady { .. }
-            | ProbeStart { .. } => Measure::Neither,
+            | ProbeStart { .. }
+            | RouteWatchStart { .. }
+            | RouteWatchStop { .. } => Measure::Neither,
         }
     }
 }

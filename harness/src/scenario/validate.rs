@@ -677,7 +677,8 @@ impl Scenario {
                 }
                 Ok(())
             }
-            Action::ExpectConverged { hosts, .. } => {
+            Action::RouteWatchStop { .. } => Ok(()),
+            Action::ExpectConverged { hosts, .. } | Action::RouteWatchStart { hosts, .. } => {
                 if let Some(list) = hosts {
                     if list.is_empty() {
                         return Err("hosts must not be empty (leave it out for every host)".into());
