@@ -407,7 +407,13 @@ fn call_on(
     method: &str,
     body: Value,
 ) -> Result<Value> {
-    let reply = post(rt, w, host, &format!("/NetworkDriver.{method}"), Some(&body))?;
+    let reply = post(
+        rt,
+        w,
+        host,
+        &format!("/NetworkDriver.{method}"),
+        Some(&body),
+    )?;
     if let Some(e) = reply.err() {
         bail!("{method} on {}: {e}", w.hosts[host].def.name);
     }
@@ -422,7 +428,13 @@ fn call_on(
 }
 
 /// A call whose failure dockerd only logs: printed, then ignored.
-fn call_lenient_on(rt: &tokio::runtime::Runtime, w: &World, host: usize, method: &str, body: Value) {
+fn call_lenient_on(
+    rt: &tokio::runtime::Runtime,
+    w: &World,
+    host: usize,
+    method: &str,
+    body: Value,
+) {
     debug_assert!(IGNORED_FAILURES.contains(&method));
     if let Err(e) = call_on(rt, w, host, method, body) {
         eprintln!(
@@ -448,11 +460,7 @@ struct StartJob {
 /// CreateEndpoint, Join, the sandbox, then Program and OperInfo, as
 /// dockerd does them; on failure the sandbox namespace is gone again.
 /// Answers the container and whether it was programmed.
-fn run_start(
-    rt: &tokio::runtime::Runtime,
-    w: &World,
-    j: &StartJob,
-) -> Result<(ContainerRt, bool)> {
+fn run_start(rt: &tokio::runtime::Runtime, w: &World, j: &StartJob) -> Result<(ContainerRt, bool)> {
     let (host, net_id, ep) = (j.host, &j.net_id, &j.ep);
     let sandbox = format!("/run/netns/{}", j.ns_name);
     let result = (|| -> Result<(ContainerRt, bool)> {
@@ -470,11 +478,17 @@ fn run_start(
             .and_then(Value::as_str)
             .filter(|m| !m.is_empty())
             .map(str::to_string);
-        let join = match call_on(rt, w, host, "Join", wire::join(net_id, ep, &sandbox, &extras))
-            .and_then(|j| {
-                wire::check_join_answer(&j, INTERNAL).map_err(anyhow::Error::msg)?;
-                Ok(j)
-            }) {
+        let join = match call_on(
+            rt,
+            w,
+            host,
+            "Join",
+            wire::join(net_id, ep, &sandbox, &extras),
+        )
+        .and_then(|j| {
+            wire::check_join_answer(&j, INTERNAL).map_err(anyhow::Error::msg)?;
+            Ok(j)
+        }) {
             Ok(j) => j,
             Err(e) => {
                 // What dockerd does after a failed Join: DeleteEndpoint, no Leave.
@@ -484,10 +498,10 @@ fn run_start(
         };
         let ns = Netns::create(&j.ns_name)?;
         let ns_name2 = j.ns_name.clone();
-        w.cleanup
-            .push(format!("delete container namespace {}", j.ns_name), move || {
-                Netns::delete(&ns_name2)
-            });
+        w.cleanup.push(
+            format!("delete container namespace {}", j.ns_name),
+            move || Netns::delete(&ns_name2),
+        );
         let src_name = plumb(w, host, &ns, &join, j.address, j.prefix_len, mac.as_deref())
             .with_context(|| format!("set up the sandbox of {} as libnetwork does", j.name))?;
         let mut programmed = false;

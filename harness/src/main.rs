@@ -98,6 +98,21 @@ enum BenchCmd {
         #[arg(long, default_value_t = 10000)]
         routes: usize,
     },
+    /// N hosts x K containers through two gobgpd route reflectors: first/last docker run ->
+    /// every host has every route (whole sets), reflector failover losses, mass-stop
+    /// withdrawal, reachability sample, driver RSS per host.
+    Scale {
+        #[arg(long, default_value_t = 50)]
+        hosts: usize,
+        #[arg(long, default_value_t = 40)]
+        containers: usize,
+        /// Start waves (all containers started, converged, stopped again between waves).
+        #[arg(long, default_value_t = 3)]
+        repeats: usize,
+        /// Also write the figures (BenchResult) as JSON to this file.
+        #[arg(long)]
+        json: Option<PathBuf>,
+    },
     /// One host's gobgpd originates N paths outside every pool (a leaked table): the other
     /// host's driver memory, log lines and Docker call latency while it refuses them.
     Flood {
@@ -134,6 +149,21 @@ fn main() -> ExitCode {
                 BenchCmd::DockerRun { runs } => harness::bench::docker_run(runs, &o),
                 BenchCmd::Convergence { runs } => harness::bench::convergence(runs, &o),
                 BenchCmd::LearnedRoutes { routes } => harness::bench::learned_routes(routes, &o),
+                BenchCmd::Scale {
+                    hosts,
+                    containers,
+                    repeats,
+                    json,
+                } => harness::bench::scale(hosts, containers, repeats, &o).and_then(
+                    |(line, result)| {
+                        if let Some(out) = json {
+                            let text = serde_json::to_string_pretty(&result)?;
+                            std::fs::write(&out, text + "\n")
+                                .map_err(|e| anyhow::anyhow!("write {}: {e}", out.display()))?;
+                        }
+                        Ok(line)
+                    },
+                ),
                 BenchCmd::Flood { paths, json } => {
                     harness::bench::flood(paths, &o).and_then(|(line, report)| {
                         if let Some(out) = json {

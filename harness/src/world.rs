@@ -439,7 +439,8 @@ impl World {
         await_ready(
             &what,
             &daemons,
-            self.opts.scale(Duration::from_secs(20 + started.len() as u64 / 2)),
+            self.opts
+                .scale(Duration::from_secs(20 + started.len() as u64 / 2)),
             Duration::from_millis(20),
             || {
                 let mut last = None;

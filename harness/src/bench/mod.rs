@@ -18,12 +18,14 @@ mod convergence;
 mod docker_run;
 mod flood;
 mod learned_routes;
+mod scale;
 pub mod stats;
 
 pub use convergence::convergence;
 pub use docker_run::docker_run;
 pub use flood::{flood, FloodReport};
 pub use learned_routes::learned_routes;
+pub use scale::scale;
 pub use stats::{BenchResult, LatencyStats, SampleStats, Series};
 
 fn median(mut v: Vec<Duration>) -> Duration {

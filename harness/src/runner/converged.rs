@@ -90,11 +90,7 @@ impl Expected {
         };
         let mut parts = Vec::new();
         if !d.missing.is_empty() {
-            let list: Vec<String> = d
-                .missing
-                .iter()
-                .map(|w| self.label(&w.dst))
-                .collect();
+            let list: Vec<String> = d.missing.iter().map(|w| self.label(&w.dst)).collect();
             parts.push(format!(
                 "missing {} of {} [{}]",
                 d.missing.len(),
@@ -189,11 +185,7 @@ pub struct Converged {
 /// Reads every host until each holds exactly its set, then reads all of
 /// them once more (a host that changed meanwhile is waited for again).
 /// Fails after `within`, naming every host that still differs and how.
-pub fn wait_converged(
-    readers: &mut Readers,
-    e: &Expected,
-    within: Duration,
-) -> Result<Converged> {
+pub fn wait_converged(readers: &mut Readers, e: &Expected, within: Duration) -> Result<Converged> {
     let start = Instant::now();
     let n = e.hosts.len();
     let mut held: Vec<Option<Instant>> = vec![None; n];
@@ -275,11 +267,7 @@ impl Losses {
         let mut out = Vec::new();
         for (host, set) in &self.lost {
             let list: Vec<String> = set.iter().map(|d| e.label(d)).collect();
-            out.push(format!(
-                "{host}: lost {} [{}]",
-                set.len(),
-                capped(&list)
-            ));
+            out.push(format!("{host}: lost {} [{}]", set.len(), capped(&list)));
         }
         for (host, d) in &self.other {
             out.push(format!("{host} also differed: {d}"));
@@ -401,15 +389,27 @@ mod tests {
     fn a_host_that_differs_is_named_with_its_prefixes_and_containers() {
         let e = expected();
         assert!(e
-            .compare(0, &seen(&[("10.2.2.2/32", "192.0.2.2"), ("10.2.3.2/32", "192.0.2.3")]))
+            .compare(
+                0,
+                &seen(&[("10.2.2.2/32", "192.0.2.2"), ("10.2.3.2/32", "192.0.2.3")])
+            )
             .is_ok());
         let d = e
-            .compare(0, &seen(&[("10.2.2.2/32", "192.0.2.2"), ("10.9.9.9/32", "192.0.2.9")]))
+            .compare(
+                0,
+                &seen(&[("10.2.2.2/32", "192.0.2.2"), ("10.9.9.9/32", "192.0.2.9")]),
+            )
             .unwrap_err();
-        assert!(d.starts_with("h1: missing 1 of 2 [10.2.3.2/32 (h3-c1 on h3)]"), "{d}");
+        assert!(
+            d.starts_with("h1: missing 1 of 2 [10.2.3.2/32 (h3-c1 on h3)]"),
+            "{d}"
+        );
         assert!(d.contains("extra 1 [10.9.9.9/32 via 192.0.2.9]"), "{d}");
         let d = e
-            .compare(0, &seen(&[("10.2.2.2/32", "192.0.2.3"), ("10.2.3.2/32", "192.0.2.3")]))
+            .compare(
+                0,
+                &seen(&[("10.2.2.2/32", "192.0.2.3"), ("10.2.3.2/32", "192.0.2.3")]),
+            )
             .unwrap_err();
         assert!(
             d.contains("wrong next hop 1 [10.2.2.2/32 (h2-c1 on h2) via 192.0.2.3, expected via 192.0.2.2]"),

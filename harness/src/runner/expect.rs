@@ -15,11 +15,11 @@ use anyhow::{anyhow, bail, Context, Result};
 use ipnet::Ipv4Net;
 use ipvlan_bgp::kernel::{Family, Kernel};
 
+use super::converged::{wait_converged, watch_held, Expected, Readers, Watch};
 use super::views::{
     bounds, count_lines, hops_text, status_matches, BestPath, ContainerView, ContainerWant,
     PeerView, SeenRoutes, WantRoute,
 };
-use super::converged::{wait_converged, watch_held, Expected, Readers, Watch};
 use super::{Runner, POLL};
 use crate::probe::Prober;
 use crate::scenario::{Action, DaemonKind, Probe};

@@ -155,7 +155,7 @@ impl Scenario {
             return Err(anyhow!("{file}: no [[hosts]]"));
         }
         let host_names: BTreeSet<String> = hosts.iter().map(|h| h.name.clone()).collect();
-        for (g, _) in &host_groups {
+        for g in host_groups.keys() {
             if host_names.contains(g) {
                 return Err(anyhow!(
                     "{file}: host template {g} has the name of a host; rename one of them"
@@ -347,7 +347,10 @@ impl Scenario {
                 (None, true) => {
                     return Err(at(
                         off,
-                        format!("container {}: give host = \"<host>\" or hosts = [...]", def.name),
+                        format!(
+                            "container {}: give host = \"<host>\" or hosts = [...]",
+                            def.name
+                        ),
                     ))
                 }
                 (None, false) => flat.push((def.clone(), off, None)),
@@ -1116,7 +1119,10 @@ within = "5s"
             .iter()
             .map(|(h, n)| format!("{h}={n}"))
             .collect();
-        assert_eq!(subnets, ["h1=10.2.1.0/24", "h2=10.2.2.0/24", "h3=10.2.3.0/24"]);
+        assert_eq!(
+            subnets,
+            ["h1=10.2.1.0/24", "h2=10.2.2.0/24", "h3=10.2.3.0/24"]
+        );
         assert_eq!(s.containers.len(), 6);
         assert_eq!(s.containers[0].name, "h1-c1");
         assert_eq!(s.containers[5].name, "h3-c2");
@@ -1131,7 +1137,10 @@ within = "5s"
     fn the_old_single_reflector_still_works() {
         let src = SCALE.replace("reflectors = [\"rr\"]", "reflector = \"rr2\"");
         assert_eq!(parse(&src).unwrap().bgp.reflectors, ["rr2"]);
-        let src = SCALE.replace("reflectors = [\"rr\"]", "reflector = \"rr1\"\nreflectors = [\"rr2\"]");
+        let src = SCALE.replace(
+            "reflectors = [\"rr\"]",
+            "reflector = \"rr1\"\nreflectors = [\"rr2\"]",
+        );
         assert_eq!(parse(&src).unwrap().bgp.reflectors, ["rr1", "rr2"]);
     }
 
@@ -1151,7 +1160,10 @@ within = "5s"
         let m = e("10.2.{n}.0/24", "10.2.{n}.0/15");
         assert!(m.contains("host bits") || m.contains("overlapping"), "{m}");
         let m = e("10.2.{n}.0/24", "10.2.{n}00.0/24");
-        assert!(m.contains("gives \"10.2.300.0/24\" for host h3 (number 3), which is not a subnet"), "{m}");
+        assert!(
+            m.contains("gives \"10.2.300.0/24\" for host h3 (number 3), which is not a subnet"),
+            "{m}"
+        );
         let m = e("hosts = [\"h\"]", "hosts = [\"x\"]");
         assert!(m.contains("unknown host or host template \"x\""), "{m}");
         let m = e("hosts = [\"h\"]", "host = \"h1\"\nhosts = [\"h\"]");
