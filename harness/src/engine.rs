@@ -496,11 +496,11 @@ fn run_start(rt: &tokio::runtime::Runtime, w: &World, j: &StartJob) -> Result<(C
                 return Err(e);
             }
         };
-        let ns = Netns::create(&j.ns_name)?;
+        let ns = Netns::create_fast(&j.ns_name)?;
         let ns_name2 = j.ns_name.clone();
         w.cleanup.push(
             format!("delete container namespace {}", j.ns_name),
-            move || Netns::delete(&ns_name2),
+            move || Netns::delete_fast(&ns_name2),
         );
         let src_name = plumb(w, host, &ns, &join, j.address, j.prefix_len, mac.as_deref())
             .with_context(|| format!("set up the sandbox of {} as libnetwork does", j.name))?;
@@ -529,7 +529,7 @@ fn run_start(rt: &tokio::runtime::Runtime, w: &World, j: &StartJob) -> Result<(C
         ))
     })();
     if result.is_err() {
-        let _ = Netns::delete(&j.ns_name);
+        let _ = Netns::delete_fast(&j.ns_name);
     }
     result
 }
@@ -556,7 +556,7 @@ fn run_stop(
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    Netns::delete(&ns_name)
+    Netns::delete_fast(&ns_name)
 }
 
 /// Runs `work` over `items` grouped by host: up to [`PARALLEL_HOSTS`]
@@ -827,7 +827,7 @@ impl Engine for Emulator {
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .ok_or_else(|| anyhow!("{} has no namespace name", c.name))?;
-        Netns::delete(&ns_name)
+        Netns::delete_fast(&ns_name)
     }
 
     /// dockerd's sandbox cleanup for a dead container: Leave and
