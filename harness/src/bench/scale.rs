@@ -217,6 +217,23 @@ pub fn scale(
     let failover_whole = c.at.saturating_duration_since(killed);
     std::thread::sleep(FAILOVER_WATCH);
     let (losses, lost_text) = watch.stop()?;
+    // A loss under load is most often a driver that gave up on its gobgpd
+    // (a call over --gobgp-timeout) and whose stale routes expired before
+    // it reconnected: count the drivers that said so.
+    let lost_gobgpd: Vec<String> = docker
+        .iter()
+        .filter(|&&i| {
+            std::fs::read_to_string(&w.hosts[i].driver.log).is_ok_and(|t| t.contains("lost gobgpd"))
+        })
+        .map(|&i| w.hosts[i].def.name.clone())
+        .collect();
+    if !lost_gobgpd.is_empty() {
+        say(&format!(
+            "{} drivers logged \"lost gobgpd\" (a gobgpd call over its deadline), e.g. {}",
+            lost_gobgpd.len(),
+            lost_gobgpd[..lost_gobgpd.len().min(5)].join(", ")
+        ));
+    }
     say(&format!(
         "rr1 killed: {} host-route pairs lost ({} rounds over every host read them){}",
         losses.count(),
@@ -273,6 +290,7 @@ pub fn scale(
     figures.insert("build_ms".into(), ms(build));
     figures.insert("failover_routes_lost".into(), losses.count() as f64);
     figures.insert("failover_watch_rounds".into(), losses.rounds as f64);
+    figures.insert("drivers_that_lost_gobgpd".into(), lost_gobgpd.len() as f64);
     figures.insert("failover_sets_whole_ms".into(), ms(failover_whole));
     figures.insert("mass_stop_containers".into(), gone.len() as f64);
     figures.insert(
@@ -300,7 +318,7 @@ pub fn scale(
     let summary = format!(
         "scale {hosts} hosts x {containers} containers ({endpoints} endpoints, 2 reflectors): \
          every host has every route after the first docker run: {}; after the last: {}; \
-         the wave itself: {}; rr1 killed: {} routes lost ({} watch rounds), sets whole {:.0} ms after the kill; \
+         the wave itself: {}; rr1 killed: {} routes lost ({} watch rounds; {} drivers lost their gobgpd), sets whole {:.0} ms after the kill; \
          {} containers of one host stopped: withdrawn everywhere {:.0} ms after the first stop, {:.0} ms after the last; \
          reachability sample {}/{} pairs; driver RSS per host: min {:.0} median {:.0} max {:.0} KiB (gobgpd median {:.0} KiB)",
         line(&s_first),
@@ -308,6 +326,7 @@ pub fn scale(
         line(&s_wave),
         losses.count(),
         losses.rounds,
+        lost_gobgpd.len(),
         ms(failover_whole),
         gone.len(),
         ms(withdraw_first),
