@@ -90,6 +90,24 @@ pub trait Engine {
         name: &str,
     ) -> Result<ContainerRt>;
     fn stop(&mut self, w: &World, c: &ContainerRt) -> Result<()>;
+    /// Starts many containers, `(host, network, name)` each, and answers in
+    /// the same order. Each host's containers start one after the other, as
+    /// one dockerd starts them; an engine may run different hosts at once
+    /// (separate dockerds would). The default starts them one by one.
+    fn start_many(
+        &mut self,
+        w: &World,
+        jobs: &[(usize, NetworkDef, String)],
+    ) -> Vec<Result<ContainerRt>> {
+        jobs.iter()
+            .map(|(host, net, name)| self.start(w, *host, net, name))
+            .collect()
+    }
+    /// Stops many containers (answers in the same order); like
+    /// [`Engine::start_many`], hosts may run at once.
+    fn stop_many(&mut self, w: &World, cs: &[ContainerRt]) -> Vec<Result<()>> {
+        cs.iter().map(|c| self.stop(w, c)).collect()
+    }
     /// The container's sandbox dies and nobody tells the driver now.
     fn kill(&mut self, _w: &World, _c: &ContainerRt) -> Result<()> {
         bail!("the {} engine cannot kill a container", self.name())
@@ -340,58 +358,274 @@ pub mod wire {
     }
 }
 
-impl Emulator {
-    /// One POST, retried like dockerd's plugin client while the socket is gone.
-    fn post(
-        &self,
-        w: &World,
-        host: usize,
-        path: &str,
-        body: Option<&Value>,
-    ) -> Result<ipvlan_bgp::api::client::Reply> {
-        let sock = w.hosts[host].socket();
-        let bytes = match body {
-            Some(b) => {
-                let mut v = serde_json::to_vec(b)?;
-                v.push(b'\n');
-                v
+/// How many hosts the emulator serves at once in `start_many` and
+/// `stop_many` (each host's own requests stay one after the other).
+const PARALLEL_HOSTS: usize = 8;
+
+/// One POST, retried like dockerd's plugin client while the socket is gone.
+/// Free of the emulator's state, so that several hosts can be served from
+/// several threads, each with its own runtime.
+fn post(
+    rt: &tokio::runtime::Runtime,
+    w: &World,
+    host: usize,
+    path: &str,
+    body: Option<&Value>,
+) -> Result<ipvlan_bgp::api::client::Reply> {
+    let sock = w.hosts[host].socket();
+    let bytes = match body {
+        Some(b) => {
+            let mut v = serde_json::to_vec(b)?;
+            v.push(b'\n');
+            v
+        }
+        None => Vec::new(),
+    };
+    let started = std::time::Instant::now();
+    let mut wait = Duration::from_secs(1);
+    loop {
+        match rt.block_on(ipvlan_bgp::api::client::post(
+            &sock,
+            path,
+            bytes.clone(),
+            CALL_TIMEOUT,
+        )) {
+            Err(e) if socket_gone(&e) && started.elapsed() + wait < PLUGIN_RETRY_FOR => {
+                std::thread::sleep(wait);
+                wait *= 2;
             }
-            None => Vec::new(),
+            other => return other.with_context(|| format!("{path} on {}", w.hosts[host].def.name)),
+        }
+    }
+}
+
+/// A `NetworkDriver.*` request to a host whose plugin is activated.
+fn call_on(
+    rt: &tokio::runtime::Runtime,
+    w: &World,
+    host: usize,
+    method: &str,
+    body: Value,
+) -> Result<Value> {
+    let reply = post(
+        rt,
+        w,
+        host,
+        &format!("/NetworkDriver.{method}"),
+        Some(&body),
+    )?;
+    if let Some(e) = reply.err() {
+        bail!("{method} on {}: {e}", w.hosts[host].def.name);
+    }
+    if reply.status != 200 {
+        bail!(
+            "{method} on {}: HTTP {}",
+            w.hosts[host].def.name,
+            reply.status
+        );
+    }
+    reply.json()
+}
+
+/// A call whose failure dockerd only logs: printed, then ignored.
+fn call_lenient_on(
+    rt: &tokio::runtime::Runtime,
+    w: &World,
+    host: usize,
+    method: &str,
+    body: Value,
+) {
+    debug_assert!(IGNORED_FAILURES.contains(&method));
+    if let Err(e) = call_on(rt, w, host, method, body) {
+        eprintln!(
+            "[emulator] {method} on {}: failed: {e:#} (ignored, as dockerd does)",
+            w.hosts[host].def.name
+        );
+    }
+}
+
+/// A container start with the engine's shared state already consulted
+/// (plugin activated, endpoint ID and address chosen).
+struct StartJob {
+    host: usize,
+    network: String,
+    net_id: String,
+    address: Ipv4Addr,
+    prefix_len: u8,
+    ep: String,
+    name: String,
+    ns_name: String,
+}
+
+/// CreateEndpoint, Join, the sandbox, then Program and OperInfo, as
+/// dockerd does them; on failure the sandbox namespace is gone again.
+/// Answers the container and whether it was programmed.
+fn run_start(rt: &tokio::runtime::Runtime, w: &World, j: &StartJob) -> Result<(ContainerRt, bool)> {
+    let (host, net_id, ep) = (j.host, &j.net_id, &j.ep);
+    let sandbox = format!("/run/netns/{}", j.ns_name);
+    let result = (|| -> Result<(ContainerRt, bool)> {
+        let extras = wire::EndpointExtras::default();
+        let request = wire::create_endpoint(
+            net_id,
+            ep,
+            &format!("{}/{}", j.address, j.prefix_len),
+            &extras,
+        );
+        let created = call_on(rt, w, host, "CreateEndpoint", request.clone())?;
+        wire::check_create_answer(&request, &created).map_err(anyhow::Error::msg)?;
+        let mac = created
+            .pointer("/Interface/MacAddress")
+            .and_then(Value::as_str)
+            .filter(|m| !m.is_empty())
+            .map(str::to_string);
+        let join = match call_on(
+            rt,
+            w,
+            host,
+            "Join",
+            wire::join(net_id, ep, &sandbox, &extras),
+        )
+        .and_then(|j| {
+            wire::check_join_answer(&j, INTERNAL).map_err(anyhow::Error::msg)?;
+            Ok(j)
+        }) {
+            Ok(j) => j,
+            Err(e) => {
+                // What dockerd does after a failed Join: DeleteEndpoint, no Leave.
+                call_lenient_on(rt, w, host, "DeleteEndpoint", wire::ids(net_id, ep));
+                return Err(e);
+            }
         };
-        let started = std::time::Instant::now();
-        let mut wait = Duration::from_secs(1);
-        loop {
-            match w.rt.block_on(ipvlan_bgp::api::client::post(
-                &sock,
-                path,
-                bytes.clone(),
-                CALL_TIMEOUT,
-            )) {
-                Err(e) if socket_gone(&e) && started.elapsed() + wait < PLUGIN_RETRY_FOR => {
-                    std::thread::sleep(wait);
-                    wait *= 2;
-                }
-                other => {
-                    return other.with_context(|| format!("{path} on {}", w.hosts[host].def.name))
+        let ns = Netns::create_fast(&j.ns_name)?;
+        let ns_name2 = j.ns_name.clone();
+        w.cleanup.push(
+            format!("delete container namespace {}", j.ns_name),
+            move || Netns::delete_fast(&ns_name2),
+        );
+        let src_name = plumb(w, host, &ns, &join, j.address, j.prefix_len, mac.as_deref())
+            .with_context(|| format!("set up the sandbox of {} as libnetwork does", j.name))?;
+        let mut programmed = false;
+        for (method, body) in wire::after_join(net_id, ep, &extras, &join, INTERNAL) {
+            if IGNORED_FAILURES.contains(&method) {
+                call_lenient_on(rt, w, host, method, body);
+            } else {
+                call_on(rt, w, host, method, body)?;
+                if method == "ProgramExternalConnectivity" {
+                    programmed = true;
                 }
             }
         }
+        Ok((
+            ContainerRt {
+                name: j.name.clone(),
+                host,
+                network: j.network.clone(),
+                address: j.address,
+                netns: ns.path(),
+                handle: ep.clone(),
+                src_name,
+            },
+            programmed,
+        ))
+    })();
+    if result.is_err() {
+        let _ = Netns::delete_fast(&j.ns_name);
     }
+    result
+}
 
+/// Revoke (if programmed) and Leave, the interface back to the host,
+/// DeleteEndpoint, the sandbox gone: dockerd's stop.
+fn run_stop(
+    rt: &tokio::runtime::Runtime,
+    w: &World,
+    c: &ContainerRt,
+    net_id: &str,
+    programmed: bool,
+) -> Result<()> {
+    let [before, after] = wire::stop(net_id, &c.handle, programmed);
+    for (method, body) in before {
+        call_lenient_on(rt, w, c.host, method, body);
+    }
+    unplumb(w, c).with_context(|| format!("move {}'s interface back", c.name))?;
+    for (method, body) in after {
+        call_lenient_on(rt, w, c.host, method, body);
+    }
+    let ns_name = c
+        .netns
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    Netns::delete_fast(&ns_name)
+}
+
+/// Runs `work` over `items` grouped by host: up to [`PARALLEL_HOSTS`]
+/// threads, each taking a whole host's items in order, each with its own
+/// runtime. Answers in the order of `items`.
+fn per_host<T: Sync, R: Send>(
+    items: &[T],
+    host_of: impl Fn(&T) -> usize,
+    work: impl Fn(&tokio::runtime::Runtime, &T) -> Result<R> + Sync,
+) -> Vec<Result<R>> {
+    let mut by_host: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
+    for (k, it) in items.iter().enumerate() {
+        by_host.entry(host_of(it)).or_default().push(k);
+    }
+    let groups: Vec<Vec<usize>> = by_host.into_values().collect();
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let results: std::sync::Mutex<Vec<Option<Result<R>>>> =
+        std::sync::Mutex::new((0..items.len()).map(|_| None).collect());
+    let threads = groups.len().clamp(1, PARALLEL_HOSTS);
+    std::thread::scope(|scope| {
+        for _ in 0..threads {
+            scope.spawn(|| {
+                let rt = match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(rt) => rt,
+                    Err(e) => {
+                        let mut r = results.lock().unwrap_or_else(|p| p.into_inner());
+                        for g in &groups {
+                            for &k in g {
+                                r[k].get_or_insert_with(|| Err(anyhow!("tokio runtime: {e}")));
+                            }
+                        }
+                        return;
+                    }
+                };
+                loop {
+                    let g = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    let Some(group) = groups.get(g) else { break };
+                    for &k in group {
+                        let r = work(&rt, &items[k]);
+                        results.lock().unwrap_or_else(|p| p.into_inner())[k] = Some(r);
+                    }
+                }
+            });
+        }
+    });
+    results
+        .into_inner()
+        .unwrap_or_else(|p| p.into_inner())
+        .into_iter()
+        .map(|r| r.unwrap_or_else(|| Err(anyhow!("internal: no result"))))
+        .collect()
+}
+
+impl Emulator {
     /// Activate and GetCapabilities, once per host, before its first request.
     fn activate(&mut self, w: &World, host: usize) -> Result<()> {
         if self.activated.contains(&host) {
             return Ok(());
         }
         let name = &w.hosts[host].def.name;
-        let a = self.post(w, host, "/Plugin.Activate", None)?.json()?;
+        let a = post(&w.rt, w, host, "/Plugin.Activate", None)?.json()?;
         let implements = a.get("Implements").and_then(Value::as_array);
         if !implements.is_some_and(|i| i.iter().any(|v| v == "NetworkDriver")) {
             bail!("Plugin.Activate on {name} does not implement NetworkDriver: {a}");
         }
-        let c = self
-            .post(w, host, "/NetworkDriver.GetCapabilities", None)?
-            .json()?;
+        let c = post(&w.rt, w, host, "/NetworkDriver.GetCapabilities", None)?.json()?;
         match c.get("Scope").and_then(Value::as_str) {
             Some("local") | Some("global") => {}
             _ => bail!("GetCapabilities on {name}: dockerd refuses this scope: {c}"),
@@ -400,38 +634,65 @@ impl Emulator {
         Ok(())
     }
 
-    /// A call whose failure dockerd only logs: printed, then ignored.
-    fn call_lenient(&mut self, w: &World, host: usize, method: &str, body: Value) -> Result<()> {
-        debug_assert!(IGNORED_FAILURES.contains(&method));
-        if let Err(e) = self.call(w, host, method, body) {
-            eprintln!(
-                "[emulator] {method} on {} failed: {e:#} (ignored, as dockerd does)",
-                w.hosts[host].def.name
-            );
-        }
-        Ok(())
-    }
-
     fn call(&mut self, w: &World, host: usize, method: &str, body: Value) -> Result<Value> {
         self.activate(w, host)?;
-        let reply = self.post(w, host, &format!("/NetworkDriver.{method}"), Some(&body))?;
-        if let Some(e) = reply.err() {
-            bail!("{method} on {}: {e}", w.hosts[host].def.name);
-        }
-        if reply.status != 200 {
-            bail!(
-                "{method} on {}: HTTP {}",
-                w.hosts[host].def.name,
-                reply.status
-            );
-        }
-        reply.json()
+        call_on(&w.rt, w, host, method, body)
     }
 
     fn net(&mut self, host: usize, name: &str) -> Result<&mut NetRt> {
         self.networks
             .get_mut(&(host, name.to_string()))
             .ok_or_else(|| anyhow!("network {name} does not exist on host #{host}"))
+    }
+
+    /// The shared half of a start: the plugin activated, an endpoint ID and
+    /// an address chosen.
+    fn prepare_start(
+        &mut self,
+        w: &World,
+        host: usize,
+        net: &NetworkDef,
+        name: &str,
+    ) -> Result<StartJob> {
+        self.activate(w, host)?;
+        self.counter += 1;
+        let counter = self.counter.to_string();
+        let (net_id, address, prefix_len) = {
+            let n = self.net(host, &net.name)?;
+            (n.id.clone(), n.ipam.allocate()?, n.ipam.subnet.prefix_len())
+        };
+        Ok(StartJob {
+            host,
+            network: net.name.clone(),
+            net_id,
+            address,
+            prefix_len,
+            ep: docker_id(&[&w.id, name, "endpoint", &counter]),
+            name: name.to_string(),
+            ns_name: format!("{}-c-{name}", w.id),
+        })
+    }
+
+    /// The shared half after a start: a failed one gives its address back.
+    fn finish_start(
+        &mut self,
+        j: &StartJob,
+        r: Result<(ContainerRt, bool)>,
+    ) -> Result<ContainerRt> {
+        match r {
+            Ok((c, programmed)) => {
+                if programmed {
+                    self.programmed.insert(c.handle.clone());
+                }
+                Ok(c)
+            }
+            Err(e) => {
+                if let Ok(n) = self.net(j.host, &j.network) {
+                    n.ipam.release(j.address);
+                }
+                Err(e)
+            }
+        }
     }
 }
 
@@ -483,95 +744,79 @@ impl Engine for Emulator {
         net: &NetworkDef,
         name: &str,
     ) -> Result<ContainerRt> {
-        self.counter += 1;
-        let counter = self.counter.to_string();
-        let (net_id, address, prefix_len) = {
-            let n = self.net(host, &net.name)?;
-            (n.id.clone(), n.ipam.allocate()?, n.ipam.subnet.prefix_len())
-        };
-        let ep = docker_id(&[&w.id, name, "endpoint", &counter]);
-        let ns_name = format!("{}-c-{name}", w.id);
-        let sandbox = format!("/run/netns/{ns_name}");
-        let result = (|| -> Result<ContainerRt> {
-            let extras = wire::EndpointExtras::default();
-            let request =
-                wire::create_endpoint(&net_id, &ep, &format!("{address}/{prefix_len}"), &extras);
-            let created = self.call(w, host, "CreateEndpoint", request.clone())?;
-            wire::check_create_answer(&request, &created).map_err(anyhow::Error::msg)?;
-            let mac = created
-                .pointer("/Interface/MacAddress")
-                .and_then(Value::as_str)
-                .filter(|m| !m.is_empty())
-                .map(str::to_string);
-            let join = match self
-                .call(w, host, "Join", wire::join(&net_id, &ep, &sandbox, &extras))
-                .and_then(|j| {
-                    wire::check_join_answer(&j, INTERNAL).map_err(anyhow::Error::msg)?;
-                    Ok(j)
-                }) {
-                Ok(j) => j,
-                Err(e) => {
-                    // What dockerd does after a failed Join: DeleteEndpoint, no Leave.
-                    let _ = self.call_lenient(w, host, "DeleteEndpoint", wire::ids(&net_id, &ep));
-                    return Err(e);
-                }
-            };
-            let ns = Netns::create(&ns_name)?;
-            let ns_name2 = ns_name.clone();
-            w.cleanup
-                .push(format!("delete container namespace {ns_name}"), move || {
-                    Netns::delete(&ns_name2)
-                });
-            let src_name = plumb(w, host, &ns, &join, address, prefix_len, mac.as_deref())
-                .with_context(|| format!("set up the sandbox of {name} as libnetwork does"))?;
-            for (method, body) in wire::after_join(&net_id, &ep, &extras, &join, INTERNAL) {
-                if IGNORED_FAILURES.contains(&method) {
-                    self.call_lenient(w, host, method, body)?;
-                } else {
-                    self.call(w, host, method, body)?;
-                    if method == "ProgramExternalConnectivity" {
-                        self.programmed.insert(ep.clone());
-                    }
-                }
-            }
-            Ok(ContainerRt {
-                name: name.to_string(),
-                host,
-                network: net.name.clone(),
-                address,
-                netns: ns.path(),
-                handle: ep.clone(),
-                src_name,
-            })
-        })();
-        if result.is_err() {
-            if let Ok(n) = self.net(host, &net.name) {
-                n.ipam.release(address);
-            }
-            let _ = Netns::delete(&ns_name);
-        }
-        result
+        let j = self.prepare_start(w, host, net, name)?;
+        let r = run_start(&w.rt, w, &j);
+        self.finish_start(&j, r)
     }
 
     fn stop(&mut self, w: &World, c: &ContainerRt) -> Result<()> {
         let net_id = self.net(c.host, &c.network)?.id.clone();
-        let ep = c.handle.clone();
-        let [before, after] = wire::stop(&net_id, &ep, self.programmed.remove(&ep));
-        for (method, body) in before {
-            self.call_lenient(w, c.host, method, body)?;
-        }
-        unplumb(w, c).with_context(|| format!("move {}'s interface back", c.name))?;
-        for (method, body) in after {
-            self.call_lenient(w, c.host, method, body)?;
-        }
-        let ns_name = c
-            .netns
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        Netns::delete(&ns_name)?;
+        let programmed = self.programmed.remove(&c.handle);
+        run_stop(&w.rt, w, c, &net_id, programmed)?;
         self.net(c.host, &c.network)?.ipam.release(c.address);
         Ok(())
+    }
+
+    fn start_many(
+        &mut self,
+        w: &World,
+        jobs: &[(usize, NetworkDef, String)],
+    ) -> Vec<Result<ContainerRt>> {
+        let prepared: Vec<Result<StartJob>> = jobs
+            .iter()
+            .map(|(host, net, name)| self.prepare_start(w, *host, net, name))
+            .collect();
+        let ready: Vec<&StartJob> = prepared.iter().filter_map(|p| p.as_ref().ok()).collect();
+        let mut done = per_host(&ready, |j| j.host, |rt, j| run_start(rt, w, j)).into_iter();
+        let mut out = Vec::new();
+        for p in prepared {
+            out.push(match p {
+                Ok(j) => {
+                    let r = done
+                        .next()
+                        .unwrap_or_else(|| Err(anyhow!("internal: no result")));
+                    self.finish_start(&j, r)
+                }
+                Err(e) => Err(e),
+            });
+        }
+        out
+    }
+
+    fn stop_many(&mut self, w: &World, cs: &[ContainerRt]) -> Vec<Result<()>> {
+        let prepared: Vec<Result<(&ContainerRt, String, bool)>> = cs
+            .iter()
+            .map(|c| {
+                let net_id = self.net(c.host, &c.network)?.id.clone();
+                Ok((c, net_id, self.programmed.remove(&c.handle)))
+            })
+            .collect();
+        let ready: Vec<&(&ContainerRt, String, bool)> =
+            prepared.iter().filter_map(|p| p.as_ref().ok()).collect();
+        let mut done = per_host(
+            &ready,
+            |x| x.0.host,
+            |rt, (c, net_id, programmed)| run_stop(rt, w, c, net_id, *programmed),
+        )
+        .into_iter();
+        let mut out = Vec::new();
+        for p in prepared {
+            out.push(match p {
+                Ok((c, _, _)) => {
+                    let r = done
+                        .next()
+                        .unwrap_or_else(|| Err(anyhow!("internal: no result")));
+                    if r.is_ok() {
+                        if let Ok(n) = self.net(c.host, &c.network) {
+                            n.ipam.release(c.address);
+                        }
+                    }
+                    r
+                }
+                Err(e) => Err(e),
+            });
+        }
+        out
     }
 
     /// The sandbox namespace goes, and with it the container's link (the
@@ -582,7 +827,7 @@ impl Engine for Emulator {
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .ok_or_else(|| anyhow!("{} has no namespace name", c.name))?;
-        Netns::delete(&ns_name)
+        Netns::delete_fast(&ns_name)
     }
 
     /// dockerd's sandbox cleanup for a dead container: Leave and

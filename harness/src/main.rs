@@ -125,6 +125,21 @@ enum BenchCmd {
         #[arg(long)]
         json: Option<PathBuf>,
     },
+    /// N hosts x K containers through two gobgpd route reflectors: first/last docker run ->
+    /// every host has every route (whole sets), reflector failover losses, mass-stop
+    /// withdrawal, reachability sample, driver RSS per host.
+    Scale {
+        #[arg(long, default_value_t = 50)]
+        hosts: usize,
+        #[arg(long, default_value_t = 40)]
+        containers: usize,
+        /// Start waves (all containers started, converged, stopped again between waves).
+        #[arg(long, default_value_t = 3)]
+        repeats: usize,
+        /// Also write the figures (BenchResult) as JSON to this file.
+        #[arg(long)]
+        json: Option<PathBuf>,
+    },
     /// One host's gobgpd originates N paths outside every pool (a leaked table): the other
     /// host's driver memory, log lines and Docker call latency while it refuses them.
     Flood {
@@ -246,6 +261,12 @@ fn main() -> ExitCode {
                     rounds,
                     json,
                 } => one_bench(harness::bench::learned_routes(routes, rounds, &o)?, json),
+                BenchCmd::Scale {
+                    hosts,
+                    containers,
+                    repeats,
+                    json,
+                } => one_bench(harness::bench::scale(hosts, containers, repeats, &o)?, json),
                 BenchCmd::Fill { containers, json } => {
                     one_bench(harness::bench::fill(containers, &o)?, json)
                 }

@@ -38,6 +38,72 @@ impl Netns {
         Ok(ns)
     }
 
+    /// Like [`Netns::create`], without starting `ip`: the namespace is
+    /// made on a throwaway thread (`unshare`), bind-mounted on
+    /// `/run/netns/NAME` from `/proc/thread-self/ns/net`, and its loopback
+    /// set up over netlink from inside. For the many short-lived sandboxes
+    /// of emulated containers (two processes fewer per start). Needs
+    /// `/run/netns` to exist as `ip netns` makes it (a shared mount): the
+    /// world's own namespaces, made first with `ip`, see to that; without it
+    /// this falls back to [`Netns::create`].
+    pub fn create_fast(name: &str) -> Result<Netns> {
+        let dir = Path::new("/run/netns");
+        if !dir.is_dir() {
+            return Netns::create(name);
+        }
+        let path = dir.join(name);
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&path)
+            .with_context(|| format!("create {}", path.display()))?;
+        let target = path.clone();
+        let made = std::thread::spawn(move || -> Result<()> {
+            nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET).context("unshare")?;
+            nix::mount::mount(
+                Some("/proc/thread-self/ns/net"),
+                &target,
+                None::<&str>,
+                nix::mount::MsFlags::MS_BIND,
+                None::<&str>,
+            )
+            .context("bind-mount the namespace")?;
+            // This thread is inside the new namespace: its socket is too.
+            let mut k = ipvlan_bgp::kernel::Kernel::open()?;
+            let lo = k
+                .link("lo")?
+                .ok_or_else(|| anyhow!("a new namespace without lo"))?;
+            k.set_up(lo.index, true)?;
+            Ok(())
+        })
+        .join()
+        .map_err(|_| anyhow!("namespace thread panicked"))
+        .and_then(|r| r);
+        if let Err(e) = made {
+            let _ = nix::mount::umount2(&path, nix::mount::MntFlags::MNT_DETACH);
+            let _ = std::fs::remove_file(&path);
+            return Err(e.context(format!("create network namespace {name}")));
+        }
+        Ok(Netns {
+            name: name.to_string(),
+        })
+    }
+
+    /// Like [`Netns::delete`], without starting `ip`: detach the bind
+    /// mount and remove the file (the kernel frees the namespace once
+    /// nothing holds it).
+    pub fn delete_fast(name: &str) -> Result<()> {
+        let path = Path::new("/run/netns").join(name);
+        if !path.exists() {
+            return Ok(());
+        }
+        match nix::mount::umount2(&path, nix::mount::MntFlags::MNT_DETACH) {
+            Ok(()) | Err(nix::errno::Errno::EINVAL) => {}
+            Err(e) => return Err(anyhow!("unmount {}: {e}", path.display())),
+        }
+        std::fs::remove_file(&path).with_context(|| format!("remove {}", path.display()))
+    }
+
     pub fn path(&self) -> PathBuf {
         Path::new("/run/netns").join(&self.name)
     }

@@ -168,52 +168,30 @@ impl World {
             lines.push(format!("link set {} up", bridge_name(&seg.name)));
         }
         switch.ip_batch(&lines)?;
-        let mut hosts = Vec::new();
-        for (index, def) in s.hosts.iter().enumerate() {
-            let ns = make_ns(&cleanup, &format!("{id}-{}", def.name))?;
-            let addr = def
-                .address
-                .ok_or_else(|| anyhow!("host {} has no address", def.name))?;
-            let port = format!("p-{}", def.name);
-            let seg = def
-                .segment
-                .clone()
-                .unwrap_or_else(|| s.segments[0].name.clone());
-            wire(&ns, UNDERLAY_IF, &switch, &port, &seg)
-                .with_context(|| format!("wire host {} to segment {seg}", def.name))?;
-            let mut lines = vec![
-                format!("addr add {addr} dev {UNDERLAY_IF}"),
-                format!("link set {UNDERLAY_IF} up"),
-            ];
-            if let Some(gw) = def
-                .gateway
-                .as_deref()
-                .and_then(|g| s.shared_address(&def.name, g))
-            {
-                lines.push(format!("route add default via {}", gw.addr()));
+        // Hosts are independent until their daemons start: a few threads
+        // build them at once (namespace, wire, addresses, sysctls). Daemons
+        // are started below from this thread (they die with the thread that
+        // started them).
+        let next = AtomicUsize::new(0);
+        let built: std::sync::Mutex<Vec<Option<Result<HostRt>>>> =
+            std::sync::Mutex::new((0..s.hosts.len()).map(|_| None).collect());
+        std::thread::scope(|scope| {
+            for _ in 0..s.hosts.len().clamp(1, BUILD_THREADS) {
+                scope.spawn(|| loop {
+                    let index = next.fetch_add(1, Ordering::SeqCst);
+                    let Some(def) = s.hosts.get(index) else { break };
+                    let r = build_host(s, &cleanup, &id, &dir, &switch, index, def);
+                    built.lock().unwrap_or_else(|p| p.into_inner())[index] = Some(r);
+                });
             }
-            ns.ip_batch(&lines)?;
-            for (k, v) in [
-                ("net.ipv4.ip_forward", "1"),
-                ("net.ipv4.conf.all.rp_filter", "0"),
-                ("net.ipv4.conf.default.rp_filter", "0"),
-                ("net.ipv4.conf.eth1.rp_filter", "0"),
-            ] {
-                ns.sysctl(k, v)?;
-            }
-            let hdir = dir.join(&def.name);
-            std::fs::create_dir_all(hdir.join("plugins"))?;
-            std::fs::create_dir_all(hdir.join("state"))?;
-            hosts.push(HostRt {
-                def: def.clone(),
-                index,
-                ns,
-                addr,
-                gobgpd: Daemon::new(hdir.join("gobgpd.log")),
-                driver: Daemon::new(hdir.join("driver.log")),
-                dir: hdir,
-            });
-        }
+        });
+        let hosts = built
+            .into_inner()
+            .unwrap_or_else(|p| p.into_inner())
+            .into_iter()
+            .map(|r| r.unwrap_or_else(|| Err(anyhow!("internal: host not built"))))
+            .collect::<Result<Vec<HostRt>>>()?;
+        progress(&format!("{} hosts wired", hosts.len()));
         let mut routers = Vec::new();
         for (ri, def) in s.routers.iter().enumerate() {
             let ns = make_ns(&cleanup, &format!("{id}-r-{}", def.name))?;
@@ -281,19 +259,20 @@ impl World {
         if !w.routers.is_empty() {
             progress("routers running");
         }
+        // Every daemon of a kind is started, then all are awaited together.
         if s.bgp.mode != BgpMode::None {
             require("gobgpd")?;
-            for i in 0..w.hosts.len() {
+            let all: Vec<usize> = (0..w.hosts.len()).collect();
+            for &i in &all {
                 w.write_gobgpd_config(i)?;
-                w.start_daemon(i, DaemonKind::Gobgpd)?;
             }
+            w.start_daemons(&all, DaemonKind::Gobgpd)?;
             progress("gobgpd running on every host");
         }
-        for i in 0..w.hosts.len() {
-            if w.hosts[i].runs_driver() {
-                w.start_daemon(i, DaemonKind::Driver)?;
-            }
-        }
+        let docker: Vec<usize> = (0..w.hosts.len())
+            .filter(|&i| w.hosts[i].runs_driver())
+            .collect();
+        w.start_daemons(&docker, DaemonKind::Driver)?;
         progress("drivers ready");
         Ok(w)
     }
@@ -337,18 +316,24 @@ impl World {
                 .filter(|h| h.index != i)
                 .map(|h| host(h, false))
                 .collect(),
+            // Every client peers with each reflector; reflectors do not peer
+            // with each other. Each reflects with its own cluster ID (its
+            // router ID, see `configs::gobgpd`), so a client holds one path
+            // per reflector for every prefix, each learned independently:
+            // when one reflector dies the other's paths are already there.
             BgpMode::RouteReflector => {
-                let rr = s.bgp.reflector.as_deref().unwrap_or_default();
-                if me.def.name == rr {
+                let rrs = &s.bgp.reflectors;
+                let is_rr = |h: &HostRt| rrs.contains(&h.def.name);
+                if is_rr(me) {
                     self.hosts
                         .iter()
-                        .filter(|h| h.index != i)
+                        .filter(|h| h.index != i && !is_rr(h))
                         .map(|h| host(h, h.def.asn == me.def.asn))
                         .collect()
                 } else {
                     self.hosts
                         .iter()
-                        .filter(|h| h.def.name == rr)
+                        .filter(|h| is_rr(h))
                         .map(|h| host(h, false))
                         .collect()
                 }
@@ -429,10 +414,65 @@ impl World {
 
     /// Starts a daemon on host `i` and waits until it answers.
     pub fn start_daemon(&self, i: usize, kind: DaemonKind) -> Result<()> {
+        self.start_daemons(&[i], kind)
+    }
+
+    /// Starts a daemon of one kind on each of `hosts` (those not running),
+    /// then waits until every one answers: start-ups overlap, and the wait
+    /// has one deadline for all.
+    pub fn start_daemons(&self, hosts: &[usize], kind: DaemonKind) -> Result<()> {
+        let mut started = Vec::new();
+        for &i in hosts {
+            if self.spawn_daemon(i, kind)? {
+                started.push(i);
+            }
+        }
+        let mut pending = started.clone();
+        let daemons: Vec<&Daemon> = started
+            .iter()
+            .map(|&i| self.daemon(i, kind))
+            .collect::<Result<_>>()?;
+        let what = match started.as_slice() {
+            [i] => format!("{kind:?} on {}", self.hosts[*i].def.name),
+            _ => format!("{kind:?} on {} hosts", started.len()),
+        };
+        await_ready(
+            &what,
+            &daemons,
+            self.opts
+                .scale(Duration::from_secs(20 + started.len() as u64 / 2)),
+            Duration::from_millis(20),
+            || {
+                let mut last = None;
+                pending.retain(|&i| {
+                    let r = match kind {
+                        DaemonKind::Gobgpd => self.gobgpd_ready(i),
+                        DaemonKind::Driver => self.driver_ready(i),
+                        DaemonKind::Dockerd => Ok(()),
+                    };
+                    match r {
+                        Ok(()) => false,
+                        Err(e) => {
+                            last = Some(format!("{}: {e:#}", self.hosts[i].def.name));
+                            true
+                        }
+                    }
+                });
+                match last {
+                    None => Ok(()),
+                    Some(e) => Err(anyhow!("{} not ready yet, e.g. {e}", pending.len())),
+                }
+            },
+        )?;
+        Ok(())
+    }
+
+    /// Starts host `i`'s daemon without waiting; false if it already runs.
+    fn spawn_daemon(&self, i: usize, kind: DaemonKind) -> Result<bool> {
         let h = &self.hosts[i];
         let d = self.daemon(i, kind)?;
         if d.running() {
-            return Ok(());
+            return Ok(false);
         }
         let (prog, args) = match kind {
             DaemonKind::Gobgpd => {
@@ -457,18 +497,7 @@ impl World {
         d.spawn(Some(&h.ns.path()), &prog, &args)
             .with_context(|| format!("start {kind:?} on {}", h.def.name))?;
         d.stop_at_cleanup(&self.cleanup, format!("stop {kind:?} on {}", h.def.name));
-        await_ready(
-            &format!("{kind:?} on {}", h.def.name),
-            &[d],
-            self.opts.scale(Duration::from_secs(20)),
-            Duration::from_millis(20),
-            || match kind {
-                DaemonKind::Gobgpd => self.gobgpd_ready(i),
-                DaemonKind::Driver => self.driver_ready(i),
-                DaemonKind::Dockerd => bail!("dockerd belongs to the dockerd engine"),
-            },
-        )?;
-        Ok(())
+        Ok(true)
     }
 
     fn gobgpd_ready(&self, i: usize) -> Result<()> {
@@ -664,6 +693,65 @@ impl World {
         ));
         s
     }
+}
+
+/// How many hosts [`World::build`] wires at once.
+const BUILD_THREADS: usize = 4;
+
+/// One host: its namespace wired to its segment, addressed, its sysctls
+/// set, its run folder made (no daemon yet).
+fn build_host(
+    s: &Scenario,
+    cleanup: &Cleanup,
+    id: &str,
+    dir: &Path,
+    switch: &Netns,
+    index: usize,
+    def: &HostDef,
+) -> Result<HostRt> {
+    let ns = make_ns(cleanup, &format!("{id}-{}", def.name))?;
+    let addr = def
+        .address
+        .ok_or_else(|| anyhow!("host {} has no address", def.name))?;
+    let port = format!("p-{}", def.name);
+    let seg = def
+        .segment
+        .clone()
+        .unwrap_or_else(|| s.segments[0].name.clone());
+    wire(&ns, UNDERLAY_IF, switch, &port, &seg)
+        .with_context(|| format!("wire host {} to segment {seg}", def.name))?;
+    let mut lines = vec![
+        format!("addr add {addr} dev {UNDERLAY_IF}"),
+        format!("link set {UNDERLAY_IF} up"),
+    ];
+    if let Some(gw) = def
+        .gateway
+        .as_deref()
+        .and_then(|g| s.shared_address(&def.name, g))
+    {
+        lines.push(format!("route add default via {}", gw.addr()));
+    }
+    ns.ip_batch(&lines)?;
+    for (k, v) in [
+        ("net.ipv4.ip_forward", "1"),
+        ("net.ipv4.conf.all.rp_filter", "0"),
+        ("net.ipv4.conf.default.rp_filter", "0"),
+        ("net.ipv4.conf.eth1.rp_filter", "0"),
+    ] {
+        ns.sysctl(k, v)?;
+    }
+    let hdir = dir.join(&def.name);
+    std::fs::create_dir_all(hdir.join("plugins"))?;
+    std::fs::create_dir_all(hdir.join("state"))?;
+    Ok(HostRt {
+        def: def.clone(),
+        index,
+        ns,
+        addr,
+        gobgpd: Daemon::new(hdir.join("gobgpd.log")),
+        driver: Daemon::new(hdir.join("driver.log")),
+        dir: hdir,
+    })
 }
 
 /// The destination count in `gobgp global rib summary` ("Destination: N, Path: M").

@@ -50,7 +50,20 @@ pub const SET: &[Entry] = &[
         name: "fill",
         run: |quick, o| Ok(vec![super::fill(if quick { 100 } else { 1000 }, o)?]),
     },
-    // `bench scale` joins here when branch h-b is merged.
+    Entry {
+        name: "scale",
+        run: |quick, o| {
+            let sizes: &[(usize, usize, usize)] = if quick {
+                &[(10, 10, 2)]
+            } else {
+                &[(10, 40, 3), (30, 40, 3), (50, 40, 3)]
+            };
+            sizes
+                .iter()
+                .map(|&(h, c, r)| super::scale(h, c, r, o))
+                .collect()
+        },
+    },
     Entry {
         name: "flood",
         run: |quick, o| Ok(vec![super::flood(if quick { 5_000 } else { 100_000 }, o)?]),

@@ -21,6 +21,7 @@ mod fill;
 mod flood;
 mod learned_routes;
 pub mod render;
+mod scale;
 pub mod stats;
 
 pub use all::{all, Entry, SET};
@@ -29,6 +30,7 @@ pub use docker_run::docker_run;
 pub use fill::fill;
 pub use flood::{flood, FloodReport};
 pub use learned_routes::learned_routes;
+pub use scale::scale;
 pub use stats::{compare, read_json, write_json, BenchResult, LatencyStats, SampleStats, Series};
 
 fn ms(d: Duration) -> f64 {

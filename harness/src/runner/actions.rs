@@ -14,7 +14,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use nix::sys::signal::Signal;
 
 use super::flood::flood;
-use super::{Runner, POLL};
+use super::{Runner, Wave, POLL};
 use crate::engine::Control;
 use crate::scenario::Action;
 use crate::world::UNDERLAY_IF;
@@ -79,7 +79,21 @@ impl Runner<'_> {
                 within,
             } => {
                 let mut slowest = Duration::ZERO;
-                for name in self.s.expand(containers) {
+                let first = Instant::now();
+                let names = self.s.expand(containers);
+                let count = names.len();
+                if count > 1 && expect_error.is_none() && within.is_none() {
+                    // Many at once: each host's in order, several hosts at a time.
+                    self.start_all(&names)?;
+                    self.wave = Some(Wave {
+                        what: "start",
+                        count,
+                        first,
+                        last: Instant::now(),
+                    });
+                    return Ok(None);
+                }
+                for name in names {
                     if self.running.contains_key(&name) {
                         bail!("{name} is already running");
                     }
@@ -126,6 +140,12 @@ impl Runner<'_> {
                         }
                     }
                 }
+                self.wave = Some(Wave {
+                    what: "start",
+                    count,
+                    first,
+                    last: Instant::now(),
+                });
                 Ok(within.map(|_| slowest))
             }
             Action::KillContainer { containers } => {
@@ -144,16 +164,31 @@ impl Runner<'_> {
                 Ok(None)
             }
             Action::Stop { containers } => {
-                for name in self.s.expand(containers) {
-                    let c = self
-                        .running
-                        .remove(&name)
-                        .ok_or_else(|| anyhow!("{name} is not running"))?;
-                    self.tcp.forget(&c.netns);
-                    self.engine
-                        .stop(&self.w, &c)
-                        .with_context(|| format!("stop {name}"))?;
+                let first = Instant::now();
+                let names = self.s.expand(containers);
+                let count = names.len();
+                let mut cs = Vec::new();
+                for name in &names {
+                    if !self.running.contains_key(name) {
+                        bail!("{name} is not running");
+                    }
                 }
+                for name in &names {
+                    if let Some(c) = self.running.remove(name) {
+                        self.tcp.forget(&c.netns);
+                        cs.push(c);
+                    }
+                }
+                let results = self.engine.stop_many(&self.w, &cs);
+                if let Some((c, Err(e))) = cs.iter().zip(results).find(|(_, r)| r.is_err()) {
+                    return Err(e.context(format!("stop {}", c.name)));
+                }
+                self.wave = Some(Wave {
+                    what: "stop",
+                    count,
+                    first,
+                    last: Instant::now(),
+                });
                 Ok(None)
             }
             Action::Kill { host, daemon } => self.control(host, *daemon, Control::Kill),

@@ -15,6 +15,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use ipnet::Ipv4Net;
 use ipvlan_bgp::kernel::{Family, Kernel};
 
+use super::converged::{wait_converged, watch_held, Expected, Readers, Watch};
 use super::views::{
     bounds, count_lines, hops_text, status_matches, BestPath, ContainerView, ContainerWant,
     PeerView, SeenRoutes, WantRoute,
@@ -411,6 +412,91 @@ impl Runner<'_> {
                 })?;
                 Ok(Some(took))
             }
+            Action::RouteWatchStart { id, hosts } => {
+                if self.watches.contains_key(id) {
+                    bail!("route watch {id} is already running");
+                }
+                let idx = self.converged_hosts(hosts)?;
+                let e = Expected::new(&self.w, &idx, self.running.values())?;
+                let readers = Readers::open(&self.w, &e)?;
+                self.note = Some(format!(
+                    "watching {} routes on {} hosts",
+                    e.total(),
+                    idx.len()
+                ));
+                self.watches.insert(id.clone(), Watch::start(readers, e));
+                Ok(None)
+            }
+            Action::RouteWatchStop { id, max_lost } => {
+                let w = self
+                    .watches
+                    .remove(id)
+                    .ok_or_else(|| anyhow!("no route watch {id} was started"))?;
+                let (l, text) = w.stop()?;
+                if l.count() as u64 > *max_lost || !l.other.is_empty() {
+                    bail!(
+                        "route watch {id}: {} host-route pairs went missing in {} rounds over every host (at most {max_lost} allowed):\n  {text}",
+                        l.count(),
+                        l.rounds
+                    );
+                }
+                self.note = Some(format!(
+                    "route watch {id}: {} routes lost in {} rounds over every host",
+                    l.count(),
+                    l.rounds
+                ));
+                Ok(None)
+            }
+            Action::ExpectConverged {
+                hosts,
+                within,
+                hold,
+            } => {
+                let t = Instant::now();
+                let idx = self.converged_hosts(hosts)?;
+                let e = Expected::new(&self.w, &idx, self.running.values())?;
+                let mut readers = Readers::open(&self.w, &e)?;
+                let c = wait_converged(&mut readers, &e, self.scale(*within))?;
+                let slowest = c
+                    .per_host
+                    .iter()
+                    .max_by_key(|p| p.1)
+                    .map(|p| p.0.clone())
+                    .unwrap_or_default();
+                let mut note = format!(
+                    "{} hosts hold all {} routes ({} each on average; the last: {slowest})",
+                    idx.len(),
+                    e.total(),
+                    e.total() / idx.len().max(1)
+                );
+                if let Some(wave) = self.wave {
+                    note.push_str(&format!(
+                        "; {:.3}s after the first and {:.3}s after the last of {} container {}s",
+                        c.at.duration_since(wave.first).as_secs_f64(),
+                        c.at.saturating_duration_since(wave.last).as_secs_f64(),
+                        wave.count,
+                        wave.what
+                    ));
+                }
+                if let Some(h) = hold {
+                    let h = self.scale(*h);
+                    let l = watch_held(&mut readers, &e, h);
+                    if l.count() > 0 || !l.other.is_empty() {
+                        bail!(
+                            "{note}; then, within the {h:?} hold ({} rounds over every host), {} routes went missing:\n  {}",
+                            l.rounds,
+                            l.count(),
+                            l.describe(&e)
+                        );
+                    }
+                    note.push_str(&format!(
+                        "; held for {h:?} ({} rounds over every host, 0 routes lost)",
+                        l.rounds
+                    ));
+                }
+                self.note = Some(note);
+                Ok(Some(c.at.saturating_duration_since(t)))
+            }
             Action::ExpectRejected {
                 host,
                 reason,
@@ -704,6 +790,25 @@ impl Runner<'_> {
                 Ok(Some(longest))
             }
             other => bail!("internal: {other:?} is not an expectation step"),
+        }
+    }
+}
+
+impl Runner<'_> {
+    /// The hosts an `expect-converged` or route watch checks: those named
+    /// (templates expanded), or every Docker host.
+    fn converged_hosts(&self, hosts: &Option<Vec<String>>) -> Result<Vec<usize>> {
+        match hosts {
+            Some(list) => self
+                .s
+                .expand_hosts(list)
+                .map_err(|e| anyhow!(e))?
+                .iter()
+                .map(|h| self.w.host_index(h))
+                .collect(),
+            None => Ok((0..self.w.hosts.len())
+                .filter(|&i| self.w.hosts[i].runs_driver())
+                .collect()),
         }
     }
 }

@@ -38,6 +38,7 @@ use crate::util::{eventually, Dur};
 use crate::world::{Options, World};
 
 mod actions;
+pub mod converged;
 mod expect;
 mod flood;
 mod teardown;
@@ -140,6 +141,9 @@ pub fn run(s: &Scenario, opts: &Options, engine: &str) -> Report {
         link_snaps: HashMap::new(),
         bgp_snaps: HashMap::new(),
         floods: HashMap::new(),
+        wave: None,
+        note: None,
+        watches: HashMap::new(),
     };
     let result = match r.engine.setup(&r.w) {
         Ok(()) => {
@@ -214,6 +218,23 @@ struct Runner<'a> {
     link_snaps: HashMap<String, (String, BTreeMap<String, LinkInfo>)>,
     bgp_snaps: HashMap<String, (String, Vec<PeerView>)>,
     floods: HashMap<String, std::thread::JoinHandle<Result<Duration>>>,
+    /// The last `start` or `stop` step's span, for `expect-converged`.
+    wave: Option<Wave>,
+    /// Background route watches by id (`route-watch-start`).
+    watches: HashMap<String, converged::Watch>,
+    /// What the step just played wants in its report's `detail` on success.
+    note: Option<String>,
+}
+
+/// One step's worth of container starts or stops.
+#[derive(Debug, Clone, Copy)]
+struct Wave {
+    what: &'static str,
+    count: usize,
+    /// When the first container's start (or stop) began.
+    first: Instant,
+    /// When the last one was done.
+    last: Instant,
 }
 
 impl Runner<'_> {
@@ -235,6 +256,10 @@ impl Runner<'_> {
                 .map(|took| match step.action.measure() {
                     Measure::Event => {
                         last_event = Instant::now();
+                        if !matches!(step.action, Action::Start { .. } | Action::Stop { .. }) {
+                            // Convergence now counts from this event, not the containers.
+                            self.wave = None;
+                        }
                         None
                     }
                     Measure::Expectation => took.map(|d| t.duration_since(last_event) + d),
@@ -251,6 +276,10 @@ impl Runner<'_> {
             match outcome {
                 Ok(conv) => {
                     sr.passed = true;
+                    sr.detail = self.note.take();
+                    if let Some(d) = &sr.detail {
+                        say(&format!("step {}/{total}: {d}", i + 1));
+                    }
                     if let Some(c) = conv {
                         sr.convergence_ms = Some(c.as_millis() as u64);
                         report
@@ -405,6 +434,38 @@ impl Runner<'_> {
         self.engine
             .start(&self.w, hi, &net, name)
             .with_context(|| format!("start {name}"))
+    }
+
+    /// Starts every named container through the engine's `start_many`
+    /// (several hosts at once); those that started are running even when
+    /// another failed, and the first failure is the error.
+    fn start_all(&mut self, names: &[String]) -> Result<()> {
+        let mut jobs = Vec::new();
+        for name in names {
+            if self.running.contains_key(name) {
+                bail!("{name} is already running");
+            }
+            let def = self
+                .s
+                .container(name)
+                .ok_or_else(|| anyhow!("unknown container {name}"))?;
+            let hi = self.w.host_index(&def.host)?;
+            jobs.push((hi, self.network_def(&def.network)?, name.clone()));
+        }
+        let results = self.engine.start_many(&self.w, &jobs);
+        let mut first_error = None;
+        for ((_, _, name), r) in jobs.iter().zip(results) {
+            match r {
+                Ok(c) => {
+                    self.running.insert(name.clone(), c);
+                }
+                Err(e) if first_error.is_none() => {
+                    first_error = Some(e.context(format!("start {name}")))
+                }
+                Err(_) => {}
+            }
+        }
+        first_error.map_or(Ok(()), Err)
     }
 
     /// `{{c1}}` in a command argument becomes c1's address.
@@ -581,6 +642,9 @@ fn is_expectation(a: &Action) -> bool {
         | Action::ExpectContainer { .. }
         | Action::ExpectBgpPath { .. }
         | Action::ExpectRoutes { .. }
+        | Action::ExpectConverged { .. }
+        | Action::RouteWatchStart { .. }
+        | Action::RouteWatchStop { .. }
         | Action::ExpectRejected { .. }
         | Action::ExpectStatus { .. }
         | Action::ExpectLog { .. }

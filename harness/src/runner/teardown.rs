@@ -23,6 +23,9 @@ impl Runner<'_> {
         for (_, p) in self.probers.drain() {
             let _ = p.stop();
         }
+        for (_, w) in self.watches.drain() {
+            let _ = w.stop();
+        }
         let mut errors = Vec::new();
         for (host, prefix, nh) in std::mem::take(&mut self.injected) {
             if self.w.host(&host).is_ok_and(|h| h.gobgpd.running()) {
@@ -54,13 +57,13 @@ impl Runner<'_> {
                 }
             }
         }
-        let names: Vec<String> = self.running.keys().cloned().collect();
-        for n in names {
-            if let Some(c) = self.running.remove(&n) {
-                self.tcp.forget(&c.netns);
-                if let Err(e) = self.engine.stop(&self.w, &c) {
-                    errors.push(format!("stop {n}: {e:#}"));
-                }
+        let cs: Vec<_> = std::mem::take(&mut self.running).into_values().collect();
+        for c in &cs {
+            self.tcp.forget(&c.netns);
+        }
+        for (c, r) in cs.iter().zip(self.engine.stop_many(&self.w, &cs)) {
+            if let Err(e) = r {
+                errors.push(format!("stop {}: {e:#}", c.name));
             }
         }
         let nets: Vec<(usize, String)> = self.networks.iter().cloned().collect();

@@ -292,8 +292,10 @@ impl SeenRoutes {
             }
         }
         if exact {
+            // A set: a whole host's routes at scale (thousands) against as many wanted.
+            let wanted: std::collections::BTreeSet<IpNet> = want.iter().map(|w| w.dst).collect();
             for (dst, hops) in &self.0 {
-                if !want.iter().any(|w| w.dst == *dst) {
+                if !wanted.contains(dst) {
                     d.extra.push(format!("{dst} via {}", hops_text(hops)));
                 } else if hops.len() > 1 {
                     // One route per prefix: a second one is a duplicate.

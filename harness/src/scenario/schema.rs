@@ -59,6 +59,11 @@ pub struct BgpSection {
     pub mode: BgpMode,
     /// The reflector's host name when `mode = "route-reflector"`.
     pub reflector: Option<String>,
+    /// Several redundant reflectors (host names or host templates): every
+    /// client peers with each of them. After validation this holds every
+    /// reflector, `reflector` included.
+    #[serde(default)]
+    pub reflectors: Vec<String>,
     #[serde(default)]
     pub config: BgpConfigBy,
     #[serde(default = "default_hold")]
@@ -84,6 +89,7 @@ impl Default for BgpSection {
         BgpSection {
             mode: BgpMode::Mesh,
             reflector: None,
+            reflectors: Vec::new(),
             config: BgpConfigBy::Gobgpd,
             hold_time: default_hold(),
             keepalive: default_keepalive(),
@@ -114,6 +120,11 @@ pub enum Role {
 #[serde(deny_unknown_fields)]
 pub struct HostDef {
     pub name: String,
+    /// A host template: `count = N` declares `name1` .. `nameN`, each with
+    /// the next underlay address (from `address` when given); `name` names
+    /// the group wherever a field takes hosts (`reflectors`, a network's or
+    /// a container's `hosts`).
+    pub count: Option<usize>,
     #[serde(default = "default_asn")]
     pub asn: u32,
     /// Underlay address with prefix length; default `.<index+1>` in the underlay subnet.
@@ -182,7 +193,15 @@ pub struct NetworkDef {
     #[serde(default)]
     pub options: BTreeMap<String, String>,
     /// Subnet per host: the network exists on these hosts.
+    #[serde(default)]
     pub subnets: BTreeMap<String, Ipv4Net>,
+    /// Instead of `subnets`: one subnet per host from a pattern in which
+    /// `{n}` is the host's number (its 1-based position among the hosts,
+    /// templates expanded), e.g. `"10.2.{n}.0/24"`.
+    pub subnet: Option<String>,
+    /// With `subnet`: the hosts (names or templates) the network exists on;
+    /// default every Docker host.
+    pub hosts: Option<Vec<String>>,
     /// Create the network on every host before the first step (default true).
     #[serde(default = "yes")]
     pub create: bool,
@@ -196,7 +215,13 @@ fn yes() -> bool {
 #[serde(deny_unknown_fields)]
 pub struct ContainerDef {
     pub name: String,
+    /// The host (after validation always set; empty when `hosts` is given).
+    #[serde(default)]
     pub host: String,
+    /// Instead of `host`: the same containers on each of these hosts (names
+    /// or templates), named `<host>-<name><k>`; steps may use `name` for all
+    /// of them and `<host>-<name>` for one host's.
+    pub hosts: Option<Vec<String>>,
     pub network: String,
     /// `count = N` declares `name1` .. `nameN`; steps may use `name` for the group.
     pub count: Option<usize>,
@@ -310,6 +335,35 @@ pub enum Action {
         routes: Vec<RouteEntry>,
         #[serde(default = "default_within")]
         within: Dur,
+    },
+    /// Every Docker host (or those in `hosts`) holds exactly the /32s of the
+    /// running containers of every other host, each through that host's
+    /// address, and nothing else (ours, tagged): the whole route set, on
+    /// every host. Reports the time from the first and from the last
+    /// container start (or stop) of the last container step; fails naming
+    /// each host that differs with its missing, extra and misrouted prefixes.
+    ExpectConverged {
+        hosts: Option<Vec<String>>,
+        #[serde(default = "default_within")]
+        within: Dur,
+        /// Keep checking every host for so long after all first held.
+        hold: Option<Dur>,
+    },
+    /// Start reading the whole route set of every Docker host (or those in
+    /// `hosts`) in the background, round after round, as `expect-converged`
+    /// defines it from the containers running now; `route-watch-stop`
+    /// reports every route that went missing meanwhile.
+    RouteWatchStart {
+        id: String,
+        hosts: Option<Vec<String>>,
+    },
+    /// Stop a route watch; fail if more than `max_lost` (default 0)
+    /// host-route pairs were missing (or through another next hop) in any
+    /// round, or if a host held a route it should not, naming each.
+    RouteWatchStop {
+        id: String,
+        #[serde(default)]
+        max_lost: u64,
     },
     /// A container's own view: its address on eth0 and its routes, as the
     /// data plane promises them (ipvlan L3: a connected default route and no
@@ -578,6 +632,7 @@ impl Action {
             | ExpectMatrix { .. }
             | ExpectRoute { .. }
             | ExpectRoutes { .. }
+            | ExpectConverged { .. }
             | ExpectContainer { .. }
             | ExpectBgpPath { .. }
             | ExpectRejected { .. }
@@ -591,7 +646,9 @@ impl Action {
             | LinkSnapshot { .. }
             | BgpSnapshot { .. }
             | ExpectBgpSteady { .. }
-            | ProbeStart { .. } => Measure::Neither,
+            | ProbeStart { .. }
+            | RouteWatchStart { .. }
+            | RouteWatchStop { .. } => Measure::Neither,
         }
     }
 }
@@ -700,5 +757,7 @@ pub struct Scenario {
     pub containers: Vec<ContainerDef>,
     /// Group name -> member names.
     pub groups: BTreeMap<String, Vec<String>>,
+    /// Host template name -> the host names it declared.
+    pub host_groups: BTreeMap<String, Vec<String>>,
     pub steps: Vec<Step>,
 }

@@ -46,11 +46,60 @@ impl Scenario {
                 ));
             }
         }
+        // Host templates (`count = N`) become N hosts first; each keeps the
+        // template's span for its messages.
+        let mut expanded: Vec<(HostDef, usize)> = Vec::new();
+        let mut host_groups: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for h in &raw.hosts {
+            let def = h.get_ref();
+            let off = h.span().start;
+            match def.count {
+                None => expanded.push((def.clone(), off)),
+                Some(0) => {
+                    return Err(at(
+                        off,
+                        format!("host {}: count must be at least 1", def.name),
+                    ))
+                }
+                Some(n) => {
+                    let mut names = Vec::new();
+                    for k in 1..=n {
+                        let name = format!("{}{k}", def.name);
+                        let address = match def.address {
+                            Some(a) => Some(
+                                Ipv4Net::new(
+                                    Ipv4Addr::from(u32::from(a.addr()) + (k as u32 - 1)),
+                                    a.prefix_len(),
+                                )
+                                .map_err(|e| at(off, e.to_string()))?,
+                            ),
+                            None => None,
+                        };
+                        names.push(name.clone());
+                        expanded.push((
+                            HostDef {
+                                name,
+                                count: None,
+                                address,
+                                ..def.clone()
+                            },
+                            off,
+                        ));
+                    }
+                    if host_groups.insert(def.name.clone(), names).is_some() {
+                        return Err(at(
+                            off,
+                            format!("host template {} is declared twice", def.name),
+                        ));
+                    }
+                }
+            }
+        }
         let mut hosts = Vec::new();
         let mut per_segment: BTreeMap<String, u32> = BTreeMap::new();
-        for (i, h) in raw.hosts.iter().enumerate() {
-            let mut host = h.get_ref().clone();
-            let off = h.span().start;
+        for (i, (h, off)) in expanded.iter().enumerate() {
+            let mut host = h.clone();
+            let off = *off;
             if !valid_name(&host.name) {
                 return Err(at(
                     off,
@@ -106,17 +155,49 @@ impl Scenario {
             return Err(anyhow!("{file}: no [[hosts]]"));
         }
         let host_names: BTreeSet<String> = hosts.iter().map(|h| h.name.clone()).collect();
-        if raw.bgp.mode == BgpMode::RouteReflector {
-            match &raw.bgp.reflector {
-                Some(r) if host_names.contains(r) => {}
-                Some(r) => return Err(anyhow!("{file}: [bgp] reflector {r:?} is not a host")),
-                None => {
-                    return Err(anyhow!(
-                        "{file}: [bgp] mode = \"route-reflector\" needs reflector = \"<host>\""
-                    ))
-                }
+        for g in host_groups.keys() {
+            if host_names.contains(g) {
+                return Err(anyhow!(
+                    "{file}: host template {g} has the name of a host; rename one of them"
+                ));
             }
         }
+        // `reflector` and `reflectors` (names or templates) become one list.
+        let mut bgp = raw.bgp.clone();
+        let mut reflectors: Vec<String> = Vec::new();
+        for r in raw.bgp.reflector.iter().chain(&raw.bgp.reflectors) {
+            let names = match host_groups.get(r) {
+                Some(members) => members.clone(),
+                None if host_names.contains(r) => vec![r.clone()],
+                None => return Err(anyhow!("{file}: [bgp] reflector {r:?} is not a host")),
+            };
+            for n in names {
+                if reflectors.contains(&n) {
+                    return Err(anyhow!("{file}: [bgp] reflector {n} is listed twice"));
+                }
+                reflectors.push(n);
+            }
+        }
+        match raw.bgp.mode {
+            BgpMode::RouteReflector if reflectors.is_empty() => {
+                return Err(anyhow!(
+                    "{file}: [bgp] mode = \"route-reflector\" needs reflector = \"<host>\" or reflectors = [\"<host>\", ...]"
+                ))
+            }
+            BgpMode::RouteReflector => {}
+            _ if !reflectors.is_empty() => {
+                return Err(anyhow!(
+                    "{file}: [bgp] reflector/reflectors need mode = \"route-reflector\""
+                ))
+            }
+            _ => {}
+        }
+        if !reflectors.is_empty() && reflectors.len() == hosts.len() {
+            return Err(anyhow!(
+                "{file}: [bgp] every host is a reflector; who are the clients?"
+            ));
+        }
+        bgp.reflectors = reflectors;
 
         let mut routers: Vec<RouterDef> = Vec::new();
         for r in &raw.routers {
@@ -168,13 +249,14 @@ impl Scenario {
             engines: raw.engines.clone(),
             underlay: raw.underlay,
             segments,
-            bgp: raw.bgp.clone(),
+            bgp,
             driver: raw.driver.clone(),
             hosts,
             routers,
             networks: Vec::new(),
             containers: Vec::new(),
             groups: BTreeMap::new(),
+            host_groups,
             steps: Vec::new(),
         };
         let (hosts, routers) = (s.hosts.clone(), s.routers.clone());
@@ -197,8 +279,8 @@ impl Scenario {
                 }
             }
         }
-        for (h, span) in hosts.iter().zip(&raw.hosts) {
-            let off = span.span().start;
+        for (h, (_, off)) in hosts.iter().zip(&expanded) {
+            let off = *off;
             if let Some(g) = &h.gateway {
                 let seg = h.segment.as_deref().unwrap_or_default();
                 if !routers
@@ -229,11 +311,14 @@ impl Scenario {
 
         let mut networks = Vec::new();
         for n in &raw.networks {
-            let net = n.get_ref().clone();
+            let mut net = n.get_ref().clone();
             let off = n.span().start;
             if networks.iter().any(|o: &NetworkDef| o.name == net.name) {
                 return Err(at(off, format!("network {} is declared twice", net.name)));
             }
+            net.subnets = s
+                .network_subnets(&net)
+                .map_err(|e| at(off, format!("network {}: {e}", net.name)))?;
             for h in net.subnets.keys() {
                 if !host_names.contains(h) {
                     return Err(at(
@@ -247,9 +332,49 @@ impl Scenario {
 
         let mut containers = Vec::new();
         let mut groups: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        // Per-host containers (`hosts = [...]`) become one definition per host.
+        let mut flat: Vec<(ContainerDef, usize, Option<String>)> = Vec::new();
         for c in &raw.containers {
             let def = c.get_ref();
             let off = c.span().start;
+            match (&def.hosts, def.host.is_empty()) {
+                (Some(_), false) => {
+                    return Err(at(
+                        off,
+                        format!("container {}: give host or hosts, not both", def.name),
+                    ))
+                }
+                (None, true) => {
+                    return Err(at(
+                        off,
+                        format!(
+                            "container {}: give host = \"<host>\" or hosts = [...]",
+                            def.name
+                        ),
+                    ))
+                }
+                (None, false) => flat.push((def.clone(), off, None)),
+                (Some(list), true) => {
+                    let on = s
+                        .expand_hosts(list)
+                        .map_err(|e| at(off, format!("container {}: {e}", def.name)))?;
+                    for h in on {
+                        flat.push((
+                            ContainerDef {
+                                name: format!("{h}-{}", def.name),
+                                host: h,
+                                hosts: None,
+                                ..def.clone()
+                            },
+                            off,
+                            Some(def.name.clone()),
+                        ));
+                    }
+                }
+            }
+        }
+        for (def, off, family) in &flat {
+            let (def, off) = (def, *off);
             if !host_names.contains(&def.host) {
                 return Err(at(
                     off,
@@ -285,8 +410,12 @@ impl Scenario {
                 containers.push(ContainerDef {
                     name: name.clone(),
                     count: None,
+                    hosts: None,
                     ..def.clone()
                 });
+            }
+            if let Some(f) = family {
+                groups.entry(f.clone()).or_default().extend(names.clone());
             }
             groups.entry(def.name.clone()).or_default().extend(names);
         }
@@ -332,6 +461,79 @@ impl Scenario {
             s.steps.push(Step { name, line, action });
         }
         Ok(s)
+    }
+
+    /// Host names and templates to host names (each once, in order).
+    pub fn expand_hosts(&self, names: &[String]) -> std::result::Result<Vec<String>, String> {
+        let mut out: Vec<String> = Vec::new();
+        for n in names {
+            let members = match self.host_groups.get(n) {
+                Some(m) => m.clone(),
+                None if self.host(n).is_some() => vec![n.clone()],
+                None => return Err(format!("unknown host or host template {n:?}")),
+            };
+            for m in members {
+                if out.contains(&m) {
+                    return Err(format!("host {m} is named twice"));
+                }
+                out.push(m);
+            }
+        }
+        Ok(out)
+    }
+
+    /// A network's subnet per host: as written, or derived from its
+    /// `subnet` pattern for each of its `hosts` (default every Docker host).
+    fn network_subnets(
+        &self,
+        net: &NetworkDef,
+    ) -> std::result::Result<BTreeMap<String, Ipv4Net>, String> {
+        let Some(pattern) = &net.subnet else {
+            if net.hosts.is_some() {
+                return Err("hosts goes with a subnet pattern; subnets names its hosts".into());
+            }
+            return Ok(net.subnets.clone());
+        };
+        if !net.subnets.is_empty() {
+            return Err("give subnets or a subnet pattern, not both".into());
+        }
+        if !pattern.contains("{n}") {
+            return Err(format!(
+                "subnet pattern {pattern:?} has no {{n}} (the host's number), so every host would get the same subnet"
+            ));
+        }
+        let on = match &net.hosts {
+            Some(list) => self.expand_hosts(list)?,
+            None => self
+                .hosts
+                .iter()
+                .filter(|h| h.role == Role::Docker)
+                .map(|h| h.name.clone())
+                .collect(),
+        };
+        let mut out: BTreeMap<String, Ipv4Net> = BTreeMap::new();
+        for h in on {
+            let n = self.hosts.iter().position(|d| d.name == h).unwrap_or(0) + 1;
+            let text = pattern.replace("{n}", &n.to_string());
+            let subnet: Ipv4Net = text.parse().map_err(|_| {
+                format!("subnet pattern {pattern:?} gives {text:?} for host {h} (number {n}), which is not a subnet")
+            })?;
+            if subnet != subnet.trunc() {
+                return Err(format!(
+                    "subnet pattern {pattern:?} gives {subnet} for host {h}, which has host bits set"
+                ));
+            }
+            if let Some((other, o)) = out
+                .iter()
+                .find(|(_, o)| o.contains(&subnet) || subnet.contains(*o))
+            {
+                return Err(format!(
+                    "subnet pattern {pattern:?} gives overlapping subnets: {o} for {other} and {subnet} for {h}"
+                ));
+            }
+            out.insert(h, subnet);
+        }
+        Ok(out)
     }
 
     fn check_container(&self, n: &str) -> std::result::Result<(), String> {
@@ -474,6 +676,20 @@ impl Scenario {
                     r.via().iter().try_for_each(|v| self.check_via(v))?;
                     if !seen.insert(r.prefix()) {
                         return Err(format!("{} is listed twice", r.prefix()));
+                    }
+                }
+                Ok(())
+            }
+            Action::RouteWatchStop { .. } => Ok(()),
+            Action::ExpectConverged { hosts, .. } | Action::RouteWatchStart { hosts, .. } => {
+                if let Some(list) = hosts {
+                    if list.is_empty() {
+                        return Err("hosts must not be empty (leave it out for every host)".into());
+                    }
+                    for h in self.expand_hosts(list)? {
+                        if self.host(&h).map(|d| d.role) != Some(Role::Docker) {
+                            return Err(format!("host {h} is not a Docker host"));
+                        }
                     }
                 }
                 Ok(())
@@ -847,5 +1063,116 @@ within = "5s"
             .unwrap_err()
             .to_string();
         assert!(e.contains("h9"), "{e}");
+    }
+
+    const SCALE: &str = r#"
+description = "templates"
+requires = ["macvlan"]
+
+[bgp]
+mode = "route-reflector"
+reflectors = ["rr"]
+
+[[hosts]]
+name = "h"
+count = 3
+
+[[hosts]]
+name = "rr"
+count = 2
+role = "reflector"
+address = "192.0.2.250/24"
+
+[[networks]]
+name = "n"
+subnet = "10.2.{n}.0/24"
+
+[[containers]]
+name = "c"
+hosts = ["h"]
+network = "n"
+count = 2
+
+[[steps]]
+do = "start"
+containers = ["c"]
+
+[[steps]]
+do = "expect-converged"
+within = "5s"
+"#;
+
+    #[test]
+    fn host_templates_subnet_patterns_and_per_host_containers_expand() {
+        let s = parse(SCALE).unwrap();
+        let names: Vec<&str> = s.hosts.iter().map(|h| h.name.as_str()).collect();
+        assert_eq!(names, ["h1", "h2", "h3", "rr1", "rr2"]);
+        let addr = |n: &str| s.host(n).unwrap().address.unwrap().to_string();
+        assert_eq!(addr("h1"), "192.0.2.1/24");
+        assert_eq!(addr("h3"), "192.0.2.3/24");
+        assert_eq!(addr("rr1"), "192.0.2.250/24");
+        assert_eq!(addr("rr2"), "192.0.2.251/24");
+        assert_eq!(s.bgp.reflectors, ["rr1", "rr2"]);
+        assert_eq!(s.host_groups["h"], ["h1", "h2", "h3"]);
+        let subnets: Vec<String> = s.networks[0]
+            .subnets
+            .iter()
+            .map(|(h, n)| format!("{h}={n}"))
+            .collect();
+        assert_eq!(
+            subnets,
+            ["h1=10.2.1.0/24", "h2=10.2.2.0/24", "h3=10.2.3.0/24"]
+        );
+        assert_eq!(s.containers.len(), 6);
+        assert_eq!(s.containers[0].name, "h1-c1");
+        assert_eq!(s.containers[5].name, "h3-c2");
+        assert_eq!(s.containers[5].host, "h3");
+        assert_eq!(s.expand(&["c".into()]).len(), 6);
+        assert_eq!(s.expand(&["h2-c".into()]), ["h2-c1", "h2-c2"]);
+        assert!(matches!(s.steps[1].action, Action::ExpectConverged { .. }));
+        assert_eq!(s.steps[1].action.measure(), Measure::Expectation);
+    }
+
+    #[test]
+    fn the_old_single_reflector_still_works() {
+        let src = SCALE.replace("reflectors = [\"rr\"]", "reflector = \"rr2\"");
+        assert_eq!(parse(&src).unwrap().bgp.reflectors, ["rr2"]);
+        let src = SCALE.replace(
+            "reflectors = [\"rr\"]",
+            "reflector = \"rr1\"\nreflectors = [\"rr2\"]",
+        );
+        assert_eq!(parse(&src).unwrap().bgp.reflectors, ["rr1", "rr2"]);
+    }
+
+    #[test]
+    fn template_mistakes_are_refused_clearly() {
+        let e = |from: &str, to: &str| {
+            let src = SCALE.replace(from, to);
+            assert_ne!(src, SCALE, "{from} not found");
+            parse(&src).unwrap_err().to_string()
+        };
+        let m = e("reflectors = [\"rr\"]", "reflectors = [\"rr9\"]");
+        assert!(m.contains("reflector \"rr9\" is not a host"), "{m}");
+        let m = e("reflectors = [\"rr\"]", "reflectors = [\"rr\", \"rr1\"]");
+        assert!(m.contains("rr1 is listed twice"), "{m}");
+        let m = e("10.2.{n}.0/24", "10.2.0.0/24");
+        assert!(m.contains("has no {n}"), "{m}");
+        let m = e("10.2.{n}.0/24", "10.2.{n}.0/15");
+        assert!(m.contains("host bits") || m.contains("overlapping"), "{m}");
+        let m = e("10.2.{n}.0/24", "10.2.{n}00.0/24");
+        assert!(
+            m.contains("gives \"10.2.300.0/24\" for host h3 (number 3), which is not a subnet"),
+            "{m}"
+        );
+        let m = e("hosts = [\"h\"]", "hosts = [\"x\"]");
+        assert!(m.contains("unknown host or host template \"x\""), "{m}");
+        let m = e("hosts = [\"h\"]", "host = \"h1\"\nhosts = [\"h\"]");
+        assert!(m.contains("not both"), "{m}");
+        let m = e("name = \"h\"\ncount = 3", "name = \"h\"\ncount = 0");
+        assert!(m.contains("count must be at least 1"), "{m}");
+        let m = e("name = \"h\"\ncount = 3", "name = \"hostname\"\ncount = 30");
+        assert!(m.contains("hostname1") && m.contains("1-8"), "{m}");
+        let m = e("within = \"5s\"", "within = \"5s\"\nhosts = [\"rr1\"]");
+        assert!(m.contains("rr1 is not a Docker host"), "{m}");
     }
 }
