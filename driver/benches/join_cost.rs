@@ -13,12 +13,15 @@
 //!
 //!   cargo bench -p ipvlan-bgp --bench join_cost               # n = 200 per size
 //!   cargo bench -p ipvlan-bgp --bench join_cost -- --n 500 --sizes 10,1000
+//!   cargo bench -p ipvlan-bgp --bench join_cost -- --json out.json   # a BenchResult for `harness bench render`
 //!
 //! Prints, per size and operation, n/min/median/p90/max in microseconds,
 //! the part of the median spent in the learner, and the bytes of every file
 //! in the state directory at the end. The state directory is under
 //! `target/` (not `/tmp`, which may be a tmpfs where fsync is free), or
 //! `--dir DIR`.
+
+mod common;
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
@@ -266,6 +269,9 @@ fn main() {
     for h in &hosts {
         println!("after   endpoints={:<5} {}", h.size, files(&h.dir));
     }
+    if let Some(out) = flag("--json") {
+        json(Path::new(&out), n, &sizes, &hosts);
+    }
     // Where the O(n) that is left goes: the View rebuilt on every change
     // (and compared with the last one), and a link lookup by name in the
     // fake kernel (a scan of every link; the real kernel looks names up in
@@ -298,4 +304,65 @@ fn main() {
         );
     }
     let _ = std::fs::remove_dir_all(&root);
+}
+
+/// Writes the samples as a `BenchResult`: one series per operation and
+/// size (x = endpoints on the host), the state files' bytes as figures.
+fn json(out: &Path, n: usize, sizes: &[usize], hosts: &[Host]) {
+    let sizes_arg = sizes
+        .iter()
+        .map(|s| s.to_string())
+        .collect::<Vec<_>>()
+        .join(",");
+    let mut setup = common::setup(format!(
+        "cargo bench -p ipvlan-bgp --bench join_cost -- --n {n} --sizes {sizes_arg} --json OUT"
+    ));
+    setup.insert("samples per size".into(), n.to_string());
+    setup.insert("learned paths".into(), LEARNED.to_string());
+    setup.insert(
+        "kernel side".into(),
+        "in-memory fake kernel; real state directory with fsync".into(),
+    );
+    let mut series = Vec::new();
+    let mut figures = std::collections::BTreeMap::new();
+    let mut lines = Vec::new();
+    for h in hosts {
+        for (what, v) in [
+            ("CreateEndpoint+Join", &h.join),
+            ("Leave+DeleteEndpoint", &h.leave),
+        ] {
+            let s = common::Series {
+                name: what.into(),
+                x: Some(h.size as f64),
+                x_label: Some("endpoints on the host".into()),
+                unit: "us".into(),
+                samples: v.iter().map(|d| d.as_secs_f64() * 1e6).collect(),
+            };
+            lines.push(format!("{} at {} endpoints", s.line(), h.size));
+            series.push(s);
+        }
+        let bytes: u64 = std::fs::read_dir(&h.dir)
+            .map(|rd| {
+                rd.filter_map(|e| e.ok())
+                    .filter_map(|e| e.metadata().ok())
+                    .map(|m| m.len())
+                    .sum()
+            })
+            .unwrap_or(0);
+        figures.insert(
+            format!("state on disk at {} endpoints (bytes)", h.size),
+            bytes as f64,
+        );
+    }
+    let r = common::BenchResult {
+        bench: "join-cost".into(),
+        setup,
+        summary: format!(
+            "the driver alone (fake kernel, real fsync, learner with {LEARNED} paths): {}",
+            lines.join("; ")
+        ),
+        series,
+        figures,
+    };
+    common::write_json(out, &r);
 }

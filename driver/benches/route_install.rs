@@ -23,6 +23,8 @@
 //! through `rtnetlink::Handle`, up to 256 in flight, on a current-thread
 //! tokio runtime whose socket lives in the namespace.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::net::{IpAddr, Ipv4Addr};
@@ -36,6 +38,8 @@ use ipvlan_bgp::bgp::route_table::RouteTable;
 use ipvlan_bgp::bgp::route_watch::RouteWatch;
 use ipvlan_bgp::kernel::{Family, Kernel, Route};
 use ipvlan_bgp::metrics::Metrics;
+
+use common::{median, ms, rank, BenchResult, Series};
 
 fn ip(args: &[&str]) {
     let st = Command::new("ip").args(args).status().expect("run ip");
@@ -211,43 +215,14 @@ fn main() {
         words.join("; ")
     );
     if let Some(out) = json_out {
-        let mut setup = BTreeMap::new();
+        let mut setup = common::setup(format!(
+            "sudo cargo bench -p ipvlan-bgp --bench route_install -- {n} {rounds} --json OUT"
+        ));
         setup.insert("routes".to_string(), n.to_string());
         setup.insert("rounds".to_string(), rounds.to_string());
-        setup.insert("kernel".to_string(), kernel_release());
-        setup.insert("build".to_string(), "release".to_string());
         if let Some(l) = load_at_start {
             setup.insert("load average at start".to_string(), l);
         }
-        if let Ok(o) = Command::new("date")
-            .args(["-u", "+%Y-%m-%d %H:%M UTC"])
-            .output()
-        {
-            setup.insert(
-                "date".to_string(),
-                String::from_utf8_lossy(&o.stdout).trim().to_string(),
-            );
-        }
-        if let Some(cpu) = std::fs::read_to_string("/proc/cpuinfo").ok().and_then(|c| {
-            c.lines()
-                .find(|l| l.starts_with("model name"))
-                .and_then(|l| l.split(':').nth(1))
-                .map(|v| v.trim().to_string())
-        }) {
-            setup.insert("cpu".to_string(), cpu);
-        }
-        setup.insert(
-            "cores".to_string(),
-            std::thread::available_parallelism()
-                .map_or(0, |c| c.get())
-                .to_string(),
-        );
-        setup.insert(
-            "command".to_string(),
-            format!(
-                "sudo cargo bench -p ipvlan-bgp --bench route_install -- {n} {rounds} --json OUT"
-            ),
-        );
         let mut figures = BTreeMap::new();
         for (i, name) in ["ours", "ip -batch", "rtnetlink"].iter().enumerate() {
             figures.insert(
@@ -262,9 +237,7 @@ fn main() {
             series,
             figures,
         };
-        let text = serde_json::to_string_pretty(&[r]).expect("json");
-        std::fs::write(&out, text + "\n").expect("write --json file");
-        println!("wrote {}", out.display());
+        common::write_json(&out, &r);
     }
 }
 
@@ -297,77 +270,6 @@ fn ip_batch(ns: &str, file: &std::path::Path) -> Duration {
     let d = t.elapsed();
     assert!(st.success(), "ip -batch {} failed", file.display());
     d
-}
-
-// The shape `harness bench … --json` writes and `harness bench render`
-// reads (harness/src/bench/stats.rs: BenchResult, Series). This crate cannot
-// depend on the harness, so the field names are repeated here; the
-// harness's renderer tests read a file of this shape.
-#[derive(serde::Serialize)]
-struct BenchResult {
-    bench: String,
-    setup: BTreeMap<String, String>,
-    summary: String,
-    series: Vec<Series>,
-    figures: BTreeMap<String, f64>,
-}
-
-#[derive(serde::Serialize)]
-struct Series {
-    name: String,
-    x: Option<f64>,
-    x_label: Option<String>,
-    unit: String,
-    samples: Vec<f64>,
-}
-
-impl Series {
-    fn ms(name: &str, v: &[Duration]) -> Series {
-        Series {
-            name: name.into(),
-            x: None,
-            x_label: None,
-            unit: "ms".into(),
-            samples: v.iter().map(|d| ms(*d)).collect(),
-        }
-    }
-
-    /// Routes per second of each round.
-    fn rate(name: &str, n: usize, v: &[Duration]) -> Series {
-        Series {
-            name: name.into(),
-            x: None,
-            x_label: None,
-            unit: "routes/s".into(),
-            samples: v.iter().map(|d| n as f64 / d.as_secs_f64()).collect(),
-        }
-    }
-
-    fn line(&self) -> String {
-        let mut v = self.samples.clone();
-        v.sort_by(|a, b| a.total_cmp(b));
-        format!(
-            "{}: n {}, min {:.1}, median {:.1}, p90 {:.1}, max {:.1} {}",
-            self.name,
-            v.len(),
-            v[0],
-            rank(&v, 0.5),
-            rank(&v, 0.9),
-            v[v.len() - 1],
-            self.unit
-        )
-    }
-}
-
-/// Nearest rank of sorted `v` (as the harness's SampleStats).
-fn rank(v: &[f64], q: f64) -> f64 {
-    v[((q * v.len() as f64).ceil() as usize).clamp(1, v.len()) - 1]
-}
-
-fn median(s: &[f64]) -> f64 {
-    let mut v = s.to_vec();
-    v.sort_by(|a, b| a.total_cmp(b));
-    rank(&v, 0.5)
 }
 
 /// Worded as the harness's `stats::compare`: a difference only when the
@@ -463,10 +365,6 @@ fn rtnetlink_arm(path: &std::path::Path, pfx: &[Ipv4Net], oif: u32) -> (Duration
 
 fn count(k: &mut Kernel, proto: u8) -> usize {
     k.routes(Family::V4, Some(proto)).expect("dump").len()
-}
-
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1000.0
 }
 
 fn kernel_release() -> String {
