@@ -255,7 +255,7 @@ pub fn fill(containers: usize, opts: &Options) -> Result<BenchResult> {
                     ));
                 }
                 series.push(Series {
-                    name: format!("driver alone: {what} at {x} endpoints"),
+                    name: format!("driver alone: {what}"),
                     x: Some(*x as f64),
                     x_label: Some("endpoints on the host".into()),
                     unit: "ms".into(),
@@ -266,7 +266,7 @@ pub fn fill(containers: usize, opts: &Options) -> Result<BenchResult> {
         figures.insert(format!("state_json_bytes_at_{x}"), snap as f64);
         figures.insert(format!("state_journal_bytes_at_{x}"), journal as f64);
         series.push(Series {
-            name: format!("docker run (emulated) at {x} endpoints"),
+            name: "docker run (emulated)".into(),
             x: Some(*x as f64),
             x_label: Some("endpoints on the host".into()),
             unit: "ms".into(),

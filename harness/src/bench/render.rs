@@ -163,25 +163,36 @@ pub fn charts(results: &[BenchResult]) -> Vec<Chart> {
             };
             out.push(ranges(&file, &format!("{bench} ({unit})"), &these));
         }
-        let mut labels: Vec<String> = Vec::new();
+        // One chart per x axis and unit: milliseconds and KiB never share a y axis.
+        let mut axes: Vec<(String, String)> = Vec::new();
         for s in &with_x {
-            let l = s.x_label.clone().unwrap_or_else(|| "x".into());
-            if !labels.contains(&l) {
-                labels.push(l);
+            let a = (
+                s.x_label.clone().unwrap_or_else(|| "x".into()),
+                s.unit.clone(),
+            );
+            if !axes.contains(&a) {
+                axes.push(a);
             }
         }
-        for label in &labels {
+        for (label, unit) in &axes {
             let these: Vec<&Series> = with_x
                 .iter()
                 .copied()
-                .filter(|s| s.x_label.as_deref().unwrap_or("x") == label)
+                .filter(|s| s.x_label.as_deref().unwrap_or("x") == label && s.unit == *unit)
                 .collect();
-            out.push(against_x(
-                &format!("{}-vs-{}.svg", slug(&bench), slug(label)),
-                &format!("{bench}: against {label}"),
-                label,
-                &these,
-            ));
+            let units_here = axes.iter().filter(|(l, _)| l == label).count();
+            let (file, title) = if units_here == 1 {
+                (
+                    format!("{}-vs-{}.svg", slug(&bench), slug(label)),
+                    format!("{bench}: against {label}"),
+                )
+            } else {
+                (
+                    format!("{}-{}-vs-{}.svg", slug(&bench), slug(unit), slug(label)),
+                    format!("{bench} ({unit}): against {label}"),
+                )
+            };
+            out.push(against_x(&file, &title, label, &these));
         }
     }
     out
