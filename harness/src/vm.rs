@@ -147,14 +147,7 @@ fn run_inner(scenarios: &[Scenario], engine: &str, vm: &VmOptions) -> Result<Vec
     for s in scenarios {
         cmd.arg(&s.file);
     }
-    // The guest's console goes to our stderr: stdout stays for the caller.
-    let console = std::io::stderr()
-        .as_fd()
-        .try_clone_to_owned()
-        .context("dup stderr")?;
-    cmd.stdin(Stdio::null()).stdout(Stdio::from(console));
-    // The runner must stop its VM when we die; SIGTERM lets its trap clean up.
-    crate::netns::prepare_child(&mut cmd, None, libc::SIGTERM, false);
+    console_to_stderr(&mut cmd)?;
     eprintln!(
         "harness --vm: {} scenario(s) in one VM ({})",
         scenarios.len(),
@@ -268,13 +261,7 @@ pub fn bench_in_vm(args: &[String], vm: &VmOptions) -> Result<Vec<crate::bench::
         .arg(&exe)
         .arg("bench")
         .args(args);
-    let console = std::io::stderr()
-        .as_fd()
-        .try_clone_to_owned()
-        .context("dup stderr")?;
-    cmd.stdin(Stdio::null()).stdout(Stdio::from(console));
-    // The runner stops its VM when we die (SIGTERM lets its trap clean up).
-    crate::netns::prepare_child(&mut cmd, None, libc::SIGTERM, false);
+    console_to_stderr(&mut cmd)?;
     eprintln!(
         "harness --vm: bench {} in a VM ({})",
         args.join(" "),
@@ -379,6 +366,18 @@ fn sweep_reports() {
 
 fn absolute(p: &Path) -> Result<PathBuf> {
     std::fs::canonicalize(p).with_context(|| format!("{}: not found", p.display()))
+}
+
+/// The guest's console goes to our stderr (stdout stays for the caller),
+/// and the VM runner is stopped when we die (SIGTERM lets its trap clean up).
+fn console_to_stderr(cmd: &mut Command) -> Result<()> {
+    let console = std::io::stderr()
+        .as_fd()
+        .try_clone_to_owned()
+        .context("dup stderr")?;
+    cmd.stdin(Stdio::null()).stdout(Stdio::from(console));
+    crate::netns::prepare_child(cmd, None, libc::SIGTERM, false);
+    Ok(())
 }
 
 #[cfg(test)]

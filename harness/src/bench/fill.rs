@@ -168,13 +168,7 @@ pub fn fill(containers: usize, opts: &Options) -> Result<BenchResult> {
     for h in ["b1", "b2"] {
         e.create_network(&w, w.host_index(h)?, &net, net.subnets[h])?;
     }
-    poll_until(Duration::from_secs(60), || {
-        Ok((0..2).all(|i| {
-            w.bgp_sessions(i)
-                .map(|p| !p.is_empty() && p.iter().all(|x| x.1))
-                .unwrap_or(false)
-        }))
-    })?;
+    super::sessions_up(&w)?;
     let state_dir = w.hosts[0].dir.join("state");
     let pid = w.hosts[0].driver.pid();
     let rss_idle = rss_kib(pid);

@@ -64,14 +64,19 @@ fn two_hosts(
     for h in on {
         e.create_network(&w, w.host_index(h)?, &net, net.subnets[*h])?;
     }
+    sessions_up(&w)?;
+    Ok((w, e, net))
+}
+
+/// Waits (60 s at most, scaled) until every host's BGP sessions are up.
+fn sessions_up(w: &World) -> Result<Duration> {
     poll_until(Duration::from_secs(60), || {
-        Ok((0..2).all(|i| {
+        Ok((0..w.hosts.len()).all(|i| {
             w.bgp_sessions(i)
                 .map(|p| !p.is_empty() && p.iter().all(|x| x.1))
                 .unwrap_or(false)
         }))
-    })?;
-    Ok((w, e, net))
+    })
 }
 
 /// Route events (our protocol tag) in one host's namespace, stamped as they
