@@ -109,24 +109,7 @@ fn run_inner(scenarios: &[Scenario], engine: &str, vm: &VmOptions) -> Result<Vec
         },
     );
 
-    let mut cmd = Command::new("bash");
-    cmd.arg(&script)
-        .arg("--timeout")
-        .arg(vm.timeout.as_secs().max(1).to_string())
-        .arg("--out")
-        .arg(&out)
-        .arg("--env")
-        .arg(format!("IPVLAN_BGP_BIN={}", absolute(&driver)?.display()));
-    if let Some(k) = &vm.kernel {
-        cmd.arg("--kernel").arg(absolute(k)?);
-    }
-    if let Some(m) = &vm.modules {
-        cmd.arg("--modules").arg(absolute(m)?);
-    }
-    // The VM exists to give ipvlan scenarios a kernel with ipvlan: there, a
-    // scenario that needs it may not skip (a VM whose modules do not load
-    // must fail the run, not report every ipvlan scenario as skipped).
-    cmd.arg("--env").arg("HARNESS_REQUIRE=ipvlan");
+    let mut cmd = runner_command(&script, vm, &out, &driver)?;
     // Logs of failed scenarios (kept in the run folder) come back out with the reports.
     cmd.arg("--env")
         .arg(format!("HARNESS_RUN_DIR={GUEST_RUN_DIR}"))
@@ -237,22 +220,7 @@ pub fn bench_in_vm(args: &[String], vm: &VmOptions) -> Result<Vec<crate::bench::
     let driver = crate::world::find_driver_bin()?;
     let out = std::env::temp_dir().join(format!("ibvm-bench-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&out);
-    let mut cmd = Command::new("bash");
-    cmd.arg(&script)
-        .arg("--timeout")
-        .arg(vm.timeout.as_secs().max(1).to_string())
-        .arg("--out")
-        .arg(&out)
-        .arg("--env")
-        .arg(format!("IPVLAN_BGP_BIN={}", absolute(&driver)?.display()))
-        .arg("--env")
-        .arg("HARNESS_REQUIRE=ipvlan");
-    if let Some(k) = &vm.kernel {
-        cmd.arg("--kernel").arg(absolute(k)?);
-    }
-    if let Some(m) = &vm.modules {
-        cmd.arg("--modules").arg(absolute(m)?);
-    }
+    let mut cmd = runner_command(&script, vm, &out, &driver)?;
     cmd.arg("--")
         .arg("bash")
         .arg("-c")
@@ -366,6 +334,32 @@ fn sweep_reports() {
 
 fn absolute(p: &Path) -> Result<PathBuf> {
     std::fs::canonicalize(p).with_context(|| format!("{}: not found", p.display()))
+}
+
+/// `bash ci/vm/run.sh` with the options every VM run shares: timeout, output
+/// folder, our driver binary, the kernel and modules if given, and
+/// `HARNESS_REQUIRE=ipvlan`. The VM exists to give ipvlan scenarios a kernel
+/// with ipvlan: there, a scenario that needs it may not skip (a VM whose
+/// modules do not load must fail the run, not report every ipvlan scenario
+/// as skipped). The caller appends `--` and the guest's command.
+fn runner_command(script: &Path, vm: &VmOptions, out: &Path, driver: &Path) -> Result<Command> {
+    let mut cmd = Command::new("bash");
+    cmd.arg(script)
+        .arg("--timeout")
+        .arg(vm.timeout.as_secs().max(1).to_string())
+        .arg("--out")
+        .arg(out)
+        .arg("--env")
+        .arg(format!("IPVLAN_BGP_BIN={}", absolute(driver)?.display()))
+        .arg("--env")
+        .arg("HARNESS_REQUIRE=ipvlan");
+    if let Some(k) = &vm.kernel {
+        cmd.arg("--kernel").arg(absolute(k)?);
+    }
+    if let Some(m) = &vm.modules {
+        cmd.arg("--modules").arg(absolute(m)?);
+    }
+    Ok(cmd)
 }
 
 /// The guest's console goes to our stderr (stdout stays for the caller),
