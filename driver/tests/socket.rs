@@ -499,12 +499,37 @@ fn bad_requests_change_nothing() {
             want,
         ));
     }
-    let v6only = json!({"NetworkID": net2, "Options": {"com.docker.network.generic": {"parent": "dxu0", "dataplane": "macvlan"}},
-                        "IPv4Data": [], "IPv6Data": [{"AddressSpace": "LocalDefault", "Gateway": "fd00::1/64", "Pool": "fd00::/64"}]});
+    // IPv6 input that can never work, refused before any kernel change.
+    for (v6, want) in [
+        (
+            json!({"AddressSpace": "LocalDefault", "Gateway": "fe80::1/64", "Pool": "fe80::/64"}),
+            "link-local",
+        ),
+        (
+            json!({"AddressSpace": "LocalDefault", "Gateway": "fd01::1/64", "Pool": "fd00::/64"}),
+            "outside subnet",
+        ),
+        (
+            json!({"AddressSpace": "LocalDefault", "Pool": "fd00::/64"}),
+            "needs an IPv6 gateway",
+        ),
+        (
+            json!({"AddressSpace": "LocalDefault", "Gateway": "ff02::1/16", "Pool": "ff02::/16"}),
+            "multicast",
+        ),
+    ] {
+        let body = json!({"NetworkID": net2, "Options": {"com.docker.network.generic": {"parent": "dxu0", "dataplane": "macvlan"}},
+                          "IPv4Data": [], "IPv6Data": [v6]});
+        bad.push((
+            "NetworkDriver.CreateNetwork",
+            serde_json::to_vec(&body).unwrap(),
+            want,
+        ));
+    }
     bad.push((
-        "NetworkDriver.CreateNetwork",
-        serde_json::to_vec(&v6only).unwrap(),
-        "IPv6-only",
+        "NetworkDriver.CreateEndpoint",
+        serde_json::to_vec(&json!({"NetworkID": NET, "EndpointID": EP2, "Interface": {"Address": "10.201.7.3/24", "AddressIPv6": "fd00::3/64"}})).unwrap(),
+        "has no IPv6 subnet",
     ));
     let huge = vec![b' '; 2 * 1024 * 1024];
     bad.push(("NetworkDriver.CreateNetwork", huge, "larger than"));
