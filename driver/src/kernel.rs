@@ -79,6 +79,8 @@ pub trait LinkKernel: Send {
     /// Deletes a link by index; `Ok(false)` if it was already gone.
     fn delete_link(&mut self, index: u32) -> Result<bool>;
     fn set_up(&mut self, index: u32, up: bool) -> Result<()>;
+    /// Every interface address of the namespace (one dump).
+    fn addresses(&mut self) -> Result<Vec<Addr>>;
     /// Adds an address; present already is fine. IPv6 addresses skip
     /// duplicate address detection (`IFA_F_NODAD`): usable at once.
     fn add_address(&mut self, index: u32, net: IpNet) -> Result<()>;
@@ -416,6 +418,9 @@ impl LinkKernel for Kernel {
     }
     fn set_up(&mut self, index: u32, up: bool) -> Result<()> {
         Kernel::set_up(self, index, up)
+    }
+    fn addresses(&mut self) -> Result<Vec<Addr>> {
+        Kernel::addresses(self)
     }
     fn add_address(&mut self, index: u32, net: IpNet) -> Result<()> {
         Kernel::add_address(self, index, net)

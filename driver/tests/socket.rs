@@ -903,6 +903,31 @@ fn ipv6_docker_runs_on_macvlan() {
                     "0",
                     "{label}"
                 );
+                if dual {
+                    // A shim set down and up by hand loses its IPv6 gateway
+                    // (the kernel's doing); the repair round puts it back.
+                    ip(&["-n", &h.ns, "link", "set", &shim, "down"]);
+                    ip(&["-n", &h.ns, "link", "set", &shim, "up"]);
+                    let gone = ip(&["-n", &h.ns, "-6", "addr", "show", "dev", &shim]);
+                    assert!(!gone.contains(gw6), "{label}: Linux dropped it: {gone}");
+                    let t = Instant::now();
+                    loop {
+                        let a6 = ip(&["-n", &h.ns, "-6", "addr", "show", "dev", &shim]);
+                        if a6.contains(&format!("inet6 {gw6}/64 scope global nodad")) {
+                            break;
+                        }
+                        assert!(
+                            t.elapsed() < Duration::from_secs(6),
+                            "{label}: not restored: {a6}\n{}",
+                            h.log()
+                        );
+                        std::thread::sleep(Duration::from_millis(50));
+                    }
+                    eprintln!(
+                        "{label}: IPv6 gateway restored {:?} after the shim flap",
+                        t.elapsed()
+                    );
+                }
                 checked += 1;
             }
             "NetworkDriver.Join" => {

@@ -135,6 +135,20 @@ impl FakeKernel {
         self.inner().addrs.clone()
     }
 
+    /// Sets a link down behind the driver's back; like Linux (with
+    /// keep_addr_on_down=0) it drops the link's IPv6 addresses.
+    pub fn set_down(&self, name: &str) {
+        let mut g = self.inner();
+        let Some(index) = g.links.values().find(|l| l.name == name).map(|l| l.index) else {
+            return;
+        };
+        if let Some(l) = g.links.get_mut(&index) {
+            l.up = false;
+        }
+        g.addrs
+            .retain(|a| !(a.index == index && a.net.addr().is_ipv6()));
+    }
+
     /// Drops an address behind the driver's back (as the kernel does with
     /// IPv6 addresses of a link set down).
     pub fn remove_address(&self, link: &str, net: IpNet) {
@@ -276,6 +290,10 @@ impl LinkKernel for FakeKernel {
             .ok_or_else(|| errno(&what, libc::ENODEV))?
             .up = up;
         Ok(())
+    }
+
+    fn addresses(&mut self) -> Result<Vec<Addr>> {
+        Ok(self.all_addresses())
     }
 
     fn add_address(&mut self, index: u32, net: IpNet) -> Result<()> {
