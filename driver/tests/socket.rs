@@ -1019,3 +1019,66 @@ fn ipv6_docker_runs_on_macvlan() {
     let ours: Vec<String> = h.marked_links();
     assert!(ours.is_empty(), "links left behind: {ours:?}");
 }
+
+/// ipvlan L3 (where the kernel has it: a VM or CI runner; skipped here,
+/// visibly): a dual-stack Join answers connected defaults for both
+/// families and no gateway, and the container needs no DAD even for an
+/// address added without NODAD, because ipvlan L3 links are IFF_NOARP and
+/// Linux skips DAD on those (addrconf_dad_begin).
+#[test]
+fn ipv6_on_ipvlan_l3_needs_no_dad() {
+    if !privileged("ipv6_on_ipvlan_l3_needs_no_dad") {
+        return;
+    }
+    let h = Host::new(&[]);
+    if !h.kernel_has_ipvlan() {
+        eprintln!("SKIPPED ipv6_on_ipvlan_l3_needs_no_dad: this kernel has no ipvlan");
+        return;
+    }
+    h.ok(
+        "NetworkDriver.CreateNetwork",
+        &json!({"NetworkID": NET, "Options": {"com.docker.network.enable_ipv6": true, "com.docker.network.generic": {"parent": "dxu0"}},
+                "IPv4Data": [{"AddressSpace": "LocalDefault", "Gateway": "10.201.31.1/24", "Pool": "10.201.31.0/24"}],
+                "IPv6Data": [{"AddressSpace": "LocalDefault", "Gateway": "fd00:201:31::1/64", "Pool": "fd00:201:31::/64"}]}),
+    );
+    h.ok(
+        "NetworkDriver.CreateEndpoint",
+        &json!({"NetworkID": NET, "EndpointID": EP1, "Interface": {"Address": "10.201.31.2/24", "AddressIPv6": "fd00:201:31::2/64"}}),
+    );
+    let v = h.ok(
+        "NetworkDriver.Join",
+        &json!({"NetworkID": NET, "EndpointID": EP1, "SandboxKey": "/x"}),
+    );
+    assert!(
+        v.get("Gateway").is_none() && v.get("GatewayIPv6").is_none(),
+        "{v}"
+    );
+    assert_eq!(
+        v["StaticRoutes"],
+        json!([{"Destination": "0.0.0.0/0", "RouteType": 1}, {"Destination": "::/0", "RouteType": 1}])
+    );
+    let link = v["InterfaceName"]["SrcName"].as_str().unwrap().to_string();
+    let d = ip(&["-n", &h.ns, "-d", "link", "show", "dev", &link]);
+    assert!(d.contains("NOARP"), "ipvlan L3 links are IFF_NOARP: {d}");
+    let sandbox = format!("{}-c", h.ns);
+    ip(&["netns", "add", &sandbox]);
+    ip(&["-n", &h.ns, "link", "set", &link, "netns", &sandbox]);
+    ip(&["-n", &sandbox, "link", "set", &link, "up"]);
+    // Without nodad on purpose: IFF_NOARP alone must skip DAD.
+    ip(&[
+        "-n",
+        &sandbox,
+        "addr",
+        "add",
+        "fd00:201:31::2/64",
+        "dev",
+        &link,
+    ]);
+    let a = ip(&["-n", &sandbox, "-6", "addr", "show", "dev", &link]);
+    let _ = Command::new("ip").args(["netns", "del", &sandbox]).status();
+    let line = a
+        .lines()
+        .find(|l| l.contains("fd00:201:31::2"))
+        .unwrap_or_default();
+    assert!(!line.contains("tentative"), "no DAD on ipvlan L3: {a}");
+}
