@@ -1,9 +1,10 @@
 //! The kernel facade: requests over one rtnetlink socket.
 //!
-//! In: link, address and route requests ("create this link", "add this
-//! address", "these routes exist with our protocol tag"). Out: the kernel's
-//! state, read back as plain structs ([`Link`] with its alias, [`Addr`],
-//! [`Route`]). Link and address operations are the [`LinkKernel`] trait, with
+//! In: link, address, sysctl and route requests ("create this link", "add
+//! this address", "these routes exist with our protocol tag"). Out: the
+//! kernel's state, read back as plain structs ([`Link`] with its alias,
+//! [`Addr`], [`Route`]). IPv6 addresses are added without duplicate address
+//! detection. Link, address and sysctl operations are the [`LinkKernel`] trait, with
 //! this real implementation and an in-memory one in [`fake`]; which links
 //! may be touched is decided above it, in [`crate::links`]. Deleting a link
 //! that is gone and adding an address that is there succeed; routes are

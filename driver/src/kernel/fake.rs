@@ -4,8 +4,9 @@
 //! [`LinkKernel`]), plus test controls: foreign devices placed beforehand,
 //! devices removed behind the driver's back, kinds this "kernel" lacks, and
 //! failures injected into the next request of a given type. Out: what a
-//! test asserts on — the links (index, name, kind, parent, alias, up) and
-//! addresses as the driver left them, and the order of the creations.
+//! test asserts on — the links (index, name, kind, parent, alias, up),
+//! addresses and sysctls as the driver left them, and the order of the
+//! creations.
 //! It models what the driver relies on: names are unique (`EEXIST`), a gone
 //! link answers `ENODEV`, deleting a veth takes its peer, deleting a lower
 //! device takes the ipvlan/macvlan/VLAN links on it. Clones share one state,
