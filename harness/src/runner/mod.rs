@@ -577,6 +577,9 @@ impl Runner<'_> {
                     self.refresh_containers(hi)?;
                 }
             }
+            (DaemonKind::Driver, _) if self.w.driver_is_plugin() => {
+                self.engine.control_driver(&self.w, hi, action)?
+            }
             (_, Control::Kill) => self.w.signal_daemon(hi, daemon, Signal::SIGKILL)?,
             (_, Control::Stop) => self.w.signal_daemon(hi, daemon, Signal::SIGTERM)?,
             (_, Control::Start) => self.w.start_daemon(hi, daemon)?,

@@ -104,6 +104,12 @@ pub struct DriverSection {
     /// Extra flags for every host's driver.
     #[serde(default)]
     pub args: Vec<String>,
+    /// Run the driver as a managed (v2) Docker plugin (`plugin/build.sh`,
+    /// `docker plugin create/set/enable`) instead of a process the harness
+    /// starts; dockerd engine only. The host's gobgpd stays the harness's
+    /// and the plugin reaches it through its `host-run` mount.
+    #[serde(default)]
+    pub plugin: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
@@ -136,6 +142,11 @@ pub struct HostDef {
     /// With the dockerd engine: run this host's dockerd with `--live-restore`.
     #[serde(default)]
     pub dockerd_live_restore: bool,
+    /// With `[driver] plugin`: this host's plugin runs its own gobgpd
+    /// (`GOBGP=embedded`, configured by the driver from ASN and PEERS)
+    /// instead of using the gobgpd the harness runs on the host.
+    #[serde(default)]
+    pub embedded_gobgpd: bool,
     /// The segment the host's underlay NIC is on (default: the first).
     pub segment: Option<String>,
     /// A router whose address on the host's segment is the host's default route.
