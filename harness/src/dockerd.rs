@@ -66,7 +66,9 @@ pub fn available() -> Result<PathBuf> {
     Ok(d)
 }
 
-/// A tar of a busybox-static root file system, made once per process.
+/// A tar of a busybox-static root file system, made once per process into
+/// one shared file (`ibh-busybox.tar` in the temporary folder, replaced
+/// atomically), so runs leave no tar each behind.
 fn busybox_tar() -> Result<PathBuf> {
     static TAR: OnceLock<std::result::Result<PathBuf, String>> = OnceLock::new();
     TAR.get_or_init(|| make_busybox_tar().map_err(|e| format!("{e:#}")))
@@ -98,22 +100,25 @@ fn make_busybox_tar() -> Result<PathBuf> {
     for d in ["etc", "proc", "sys", "dev", "tmp"] {
         std::fs::create_dir_all(root.join(d))?;
     }
-    let tar = std::env::temp_dir().join(format!("ibh-busybox-{}.tar", std::process::id()));
+    let tar = std::env::temp_dir().join("ibh-busybox.tar");
+    let partial = std::env::temp_dir().join(format!("ibh-busybox-{}.tar", std::process::id()));
     let out = run_output(
         "tar",
         &[
             "-C",
             &root.display().to_string(),
             "-cf",
-            &tar.display().to_string(),
+            &partial.display().to_string(),
             ".",
         ],
         Duration::from_secs(60),
     )?;
+    let _ = std::fs::remove_dir_all(&root);
     if !out.status.success() {
+        let _ = std::fs::remove_file(&partial);
         bail!("tar busybox root: {}", String::from_utf8_lossy(&out.stderr));
     }
-    let _ = std::fs::remove_dir_all(&root);
+    std::fs::rename(&partial, &tar).with_context(|| format!("rename to {}", tar.display()))?;
     Ok(tar)
 }
 
