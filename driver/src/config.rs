@@ -207,6 +207,10 @@ pub struct RunArgs {
     /// Seconds to keep routes gobgpd can no longer confirm (gobgpd restarting, driver restarted).
     #[arg(long, default_value_t = 60)]
     pub stale_routes_time: u64,
+
+    /// Also serve `GET /metrics` on this TCP address (e.g. 127.0.0.1:9473); off by default.
+    #[arg(long, env = "IPVLAN_BGP_METRICS_LISTEN")]
+    pub metrics_listen: Option<std::net::SocketAddr>,
 }
 
 impl RunArgs {
