@@ -95,6 +95,12 @@ pub enum Command {
         /// Print the raw JSON instead of text.
         #[arg(long)]
         json: bool,
+        /// Redraw every --interval seconds until interrupted.
+        #[arg(long)]
+        watch: bool,
+        /// Seconds between redraws with --watch.
+        #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u64).range(1..=3600))]
+        interval: u64,
     },
     /// Print the driver's Prometheus metrics.
     Metrics {

@@ -316,9 +316,8 @@ fn dispatch(app: &App, method: &str, body: &[u8]) -> Result<Answer, Option<Drive
             empty()
         }
         "IpvlanBgp.Status" => {
-            let driver = lock(app);
-            let status = crate::status::Status::collect(&driver, &app.metrics);
-            to_value(status)
+            let status = crate::status::Status::collect(&lock(app), &app.metrics);
+            to_value(status.read_routes())
         }
         "metrics" => Ok(Answer::Text(metrics_text(app))),
         _ => {
