@@ -7,7 +7,7 @@
 //! (once, or redrawn with `--watch`). What an operator reaches for in an
 //! incident: each BGP peer with its state and for how long, each network's
 //! endpoints with whether gobgpd holds their announcement, the learned routes
-//! installed into each network, refusals with reasons, conflicts and drift.
+//! the kernel holds, refusals with reasons, conflicts and drift.
 
 use std::fmt::Write;
 
@@ -39,13 +39,6 @@ pub struct NetworkStatus {
     #[serde(default)]
     pub unavailable: Option<String>,
     pub endpoints: Vec<EndpointStatus>,
-    /// Learned routes into this subnet that the kernel holds with our tag
-    /// (the first [`ROUTES_LISTED`]).
-    #[serde(default)]
-    pub routes: Vec<RouteStatus>,
-    /// How many such routes the kernel holds.
-    #[serde(default)]
-    pub routes_installed: usize,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -73,6 +66,11 @@ pub struct Status {
     pub time: u64,
     pub networks: Vec<NetworkStatus>,
     pub bgp: BgpStatus,
+    /// Learned routes the kernel holds with our tag, as read for this
+    /// document (the first [`ROUTES_LISTED`] by prefix).
+    pub routes: Vec<RouteStatus>,
+    /// How many such routes the kernel holds.
+    pub routes_installed: usize,
     /// Why the installed routes could not be read, if they could not.
     pub routes_error: Option<String>,
 }
@@ -112,8 +110,6 @@ impl Status {
                             },
                         })
                         .collect(),
-                    routes: Vec::new(),
-                    routes_installed: 0,
                 }
             })
             .collect();
@@ -122,6 +118,8 @@ impl Status {
             time: now_unix(),
             networks,
             bgp,
+            routes: Vec::new(),
+            routes_installed: 0,
             routes_error: None,
         }
     }
@@ -139,22 +137,19 @@ impl Status {
         self
     }
 
-    /// Files each route under the network whose subnet holds it.
+    /// Keeps the count of `routes` and the first [`ROUTES_LISTED`] by prefix.
     pub fn add_routes(&mut self, routes: &[Route]) {
-        for n in &mut self.networks {
-            let Ok(subnet) = n.subnet.parse::<IpNet>() else {
-                continue;
-            };
-            for r in routes.iter().filter(|r| subnet.contains(&r.dst)) {
-                n.routes_installed += 1;
-                if n.routes.len() < ROUTES_LISTED {
-                    n.routes.push(RouteStatus {
-                        prefix: r.dst.to_string(),
-                        via: r.via.map(|v| v.to_string()),
-                    });
-                }
-            }
-        }
+        let mut sorted: Vec<&Route> = routes.iter().collect();
+        sorted.sort_by_key(|r| r.dst);
+        self.routes_installed = routes.len();
+        self.routes = sorted
+            .into_iter()
+            .take(ROUTES_LISTED)
+            .map(|r| RouteStatus {
+                prefix: r.dst.to_string(),
+                via: r.via.map(|v| v.to_string()),
+            })
+            .collect();
     }
 }
 
@@ -231,6 +226,16 @@ fn write_text(out: &mut String, v: &Value, now: u64) -> std::fmt::Result {
     }
     if let Some(e) = v["routes_error"].as_str() {
         writeln!(out, "installed routes could not be read: {e}")?;
+    } else if yes(&b["enabled"]) {
+        let routes = list(&v["routes"]);
+        let total = v["routes_installed"].as_u64().unwrap_or(0);
+        writeln!(out, "learned routes installed: {total}")?;
+        for r in routes {
+            writeln!(out, "  {:<20} via {}", s(&r["prefix"]), s(&r["via"]))?;
+        }
+        if total > routes.len() as u64 {
+            writeln!(out, "  … and {} more", total - routes.len() as u64)?;
+        }
     }
     if yes(&b["enabled"]) {
         write_refusals(out, b)?;
@@ -320,15 +325,6 @@ fn write_network(out: &mut String, n: &Value) -> std::fmt::Result {
             if joined { "joined" } else { "created" },
         )?;
     }
-    let routes = list(&n["routes"]);
-    let total = n["routes_installed"].as_u64().unwrap_or(0);
-    writeln!(out, "    learned routes installed: {total}")?;
-    for r in routes {
-        writeln!(out, "      {} via {}", s(&r["prefix"]), s(&r["via"]))?;
-    }
-    if total > routes.len() as u64 {
-        writeln!(out, "      … and {} more", total - routes.len() as u64)?;
-    }
     Ok(())
 }
 
@@ -378,10 +374,10 @@ mod tests {
                     {"id": "ep1", "address": "10.1.0.2", "link": "ib-ep1", "joined": true, "announced": true},
                     {"id": "ep2", "address": "10.1.0.3", "link": "ib-ep2", "joined": true, "announced": false},
                     {"id": "ep3", "address": "10.1.0.4", "link": "ib-ep3", "joined": false}
-                ],
-                "routes": [{"prefix": "10.1.0.9/32", "via": "10.0.0.2"}],
-                "routes_installed": 3
+                ]
             }],
+            "routes": [{"prefix": "10.1.0.9/32", "via": "10.0.0.2"}],
+            "routes_installed": 3,
             "bgp": {
                 "enabled": true, "gobgp": "unix:///run/gobgpd.sock", "connected": true,
                 "connects": 1, "announced": 1, "learned": 3, "installed": 3, "stale": 0,
@@ -445,7 +441,7 @@ mod tests {
     }
 
     #[test]
-    fn routes_are_filed_under_their_network_and_bounded() {
+    fn routes_are_counted_and_the_list_bounded() {
         let mut st = Status {
             version: "t",
             time: 0,
@@ -459,10 +455,10 @@ mod tests {
                 shim: None,
                 unavailable: None,
                 endpoints: Vec::new(),
-                routes: Vec::new(),
-                routes_installed: 0,
             }],
             bgp: BgpStatus::default(),
+            routes: Vec::new(),
+            routes_installed: 0,
             routes_error: None,
         };
         let routes: Vec<Route> = (0..300u32)
@@ -480,7 +476,8 @@ mod tests {
             }))
             .collect();
         st.add_routes(&routes);
-        assert_eq!(st.networks[0].routes_installed, 300);
-        assert_eq!(st.networks[0].routes.len(), ROUTES_LISTED);
+        assert_eq!(st.routes_installed, 301);
+        assert_eq!(st.routes.len(), ROUTES_LISTED);
+        assert_eq!(st.routes[0].prefix, "10.1.0.0/32");
     }
 }
