@@ -267,7 +267,7 @@ fn write_bgp(out: &mut String, b: &Value, now: u64) -> std::fmt::Result {
     let up = peers.iter().filter(|p| p["state"] == "established").count();
     writeln!(out, "peers: {up}/{} established", peers.len())?;
     if !peers.is_empty() {
-        writeln!(out, "  {:<39} {:>10}  {:<12} FOR", "PEER", "AS", "STATE")?;
+        writeln!(out, "  {:<24} {:>10}  {:<12} FOR", "PEER", "AS", "STATE")?;
     }
     for p in peers {
         let addr = s(&p["address"]);
@@ -277,9 +277,9 @@ fn write_bgp(out: &mut String, b: &Value, now: u64) -> std::fmt::Result {
             .unwrap_or_else(|| "-".into());
         writeln!(
             out,
-            "  {:<39} {:>10}  {:<12} {since}",
+            "  {:<24} {:>10}  {:<12} {since}",
             addr,
-            p["asn"],
+            s(&p["asn"]),
             s(&p["state"])
         )?;
     }
@@ -402,7 +402,7 @@ mod tests {
                 .unwrap_or_else(|| panic!("no line with {needle:?} in\n{t}"))
                 .to_string()
         };
-        assert!(line("10.0.0.2").contains("established"));
+        assert!(line("10.0.0.2").contains("     65000  established "));
         assert!(line("10.0.0.2").ends_with("5m12s"));
         assert!(line("10.0.0.3").ends_with('-'));
         assert!(t.contains("peers: 1/2 established"));
