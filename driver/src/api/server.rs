@@ -2,8 +2,9 @@
 //!
 //! In: POSTs on `/Plugin.Activate`, `/NetworkDriver.*` (bodies without a
 //! Content-Type, read as bytes and parsed here), plus our own
-//! `/IpvlanBgp.Status` and `/metrics`. Out: a JSON body for every answer;
-//! failures are `{"Err": "..."}`. Requests run one at a time against the
+//! `/IpvlanBgp.Status` and `/metrics` (also served over TCP by
+//! [`serve_metrics`] with `--metrics-listen`). Out: a JSON body for every
+//! answer (the Prometheus text for `/metrics`); failures are `{"Err": "..."}`. Requests run one at a time against the
 //! [`Driver`] on a blocking thread (the driver does synchronous netlink), each
 //! inside a tracing span with the method, network and endpoint IDs.
 
