@@ -353,25 +353,25 @@ impl Collector for BgpCollector {
         gauge(
             &mut e,
             "ipvlan_bgp_gobgp_connected",
-            "1 while the driver is connected to gobgpd",
+            "1 while the driver is connected to gobgpd.",
             u64::from(b.connected),
         )?;
         counter(
             &mut e,
             "ipvlan_bgp_gobgp_connects",
-            "Connections made to gobgpd",
+            "Connections made to gobgpd.",
             b.connects,
         )?;
         gauge(
             &mut e,
             "ipvlan_bgp_peers",
-            "BGP peers gobgpd has",
+            "BGP peers gobgpd has.",
             n(b.peers.len()),
         )?;
         gauge(
             &mut e,
             "ipvlan_bgp_peers_up",
-            "BGP peers in state established",
+            "BGP peers in state established.",
             n(b.peers.iter().filter(|p| up(p)).count()),
         )?;
         let mut peers: Vec<&PeerStatus> = b.peers.iter().collect();
@@ -379,7 +379,7 @@ impl Collector for BgpCollector {
         let g = ConstGauge::new(0i64);
         let mut enc = e.encode_descriptor(
             "ipvlan_bgp_peer_up",
-            "1 while the BGP session with this peer is established (first 64 peers by address)",
+            "1 while the BGP session with this peer is established (first 64 peers by address).",
             None,
             g.metric_type(),
         )?;
@@ -390,55 +390,55 @@ impl Collector for BgpCollector {
         gauge(
             &mut e,
             "ipvlan_bgp_announced_prefixes",
-            "Prefixes gobgpd holds from this host",
+            "Prefixes gobgpd holds from this host.",
             n(b.announced),
         )?;
         gauge(
             &mut e,
             "ipvlan_bgp_learned_prefixes",
-            "Learned prefixes the import policy accepted (best paths)",
+            "Learned prefixes the import policy accepted (best paths).",
             n(b.learned),
         )?;
         gauge(
             &mut e,
             "ipvlan_bgp_installed_routes",
-            "Routes this driver holds in the kernel",
+            "Routes this driver holds in the kernel.",
             n(b.installed),
         )?;
         gauge(
             &mut e,
             "ipvlan_bgp_stale_routes",
-            "Installed routes gobgpd cannot confirm now (kept for --stale-routes-time)",
+            "Installed routes gobgpd cannot confirm now (kept for --stale-routes-time).",
             n(b.stale),
         )?;
         gauge(
             &mut e,
             "ipvlan_bgp_conflicted_routes",
-            "Wanted routes held by another owner's route",
+            "Wanted routes held by another owner's route.",
             n(b.conflicted),
         )?;
         counter(
             &mut e,
             "ipvlan_bgp_install_errors",
-            "Route writes the kernel refused (retried)",
+            "Route writes the kernel refused (retried).",
             b.install_errors,
         )?;
         counter(
             &mut e,
             "ipvlan_bgp_route_conflicts",
-            "Installs refused because another owner's route holds the prefix",
+            "Installs refused because another owner's route holds the prefix.",
             b.route_conflicts,
         )?;
         counter(
             &mut e,
             "ipvlan_bgp_kernel_drift",
-            "Corrections made where the kernel differed from the driver's decisions",
+            "Corrections made where the kernel differed from the driver's decisions.",
             b.kernel_drift,
         )?;
         let c = ConstCounter::new(0u64);
         let mut enc = e.encode_descriptor(
             "ipvlan_bgp_rejected_routes",
-            "Learned paths the import policy refused, by reason",
+            "Learned paths the import policy refused, by reason.",
             None,
             c.metric_type(),
         )?;
@@ -490,6 +490,31 @@ mod tests {
         assert!(text.contains("# TYPE ipvlan_bgp_kernel_drift_total counter\n"));
         assert!(text.contains("# HELP ipvlan_bgp_installed_routes "));
         assert!(text.contains("# TYPE ipvlan_bgp_join_to_announce_seconds histogram\n"));
+    }
+
+    #[test]
+    fn every_series_has_help_and_type() {
+        let m = Metrics::default();
+        m.count_request("Plugin.Activate", "ok");
+        m.bgp(|b| {
+            b.peers.push(PeerStatus {
+                address: "192.0.2.2".into(),
+                asn: 65000,
+                state: "established".into(),
+            });
+            *b.rejected.entry("reserved".into()).or_default() += 1;
+        });
+        let text = m.render(0, 0);
+        for line in text.lines().filter(|l| !l.starts_with('#')) {
+            let name = line.split(['{', ' ']).next().unwrap_or_default();
+            let family = ["_bucket", "_sum", "_count"]
+                .iter()
+                .find_map(|s| name.strip_suffix(s))
+                .filter(|f| text.contains(&format!("# TYPE {f} histogram")))
+                .unwrap_or(name);
+            assert!(text.contains(&format!("# HELP {family} ")), "{family}");
+            assert!(text.contains(&format!("# TYPE {family} ")), "{family}");
+        }
     }
 
     #[test]

@@ -294,8 +294,9 @@ fn dispatch(app: &App, method: &str, body: &[u8]) -> Result<Answer, Option<Drive
         "NetworkDriver.Join" => {
             let req: JoinRequest = parse(body)?;
             record_ids(&req.network_id, Some(&req.endpoint_id));
+            let started = std::time::Instant::now();
             let mut driver = lock(app);
-            note_join(app, &driver, &req.network_id, &req.endpoint_id);
+            note_join(app, &driver, &req.network_id, &req.endpoint_id, started);
             let joined = driver.join(&req.network_id, &req.endpoint_id, &req.sandbox_key)?;
             to_value(convert::join_response(&joined))
         }
@@ -335,9 +336,16 @@ fn metrics_text(app: &App) -> String {
     app.metrics.render(st.networks.len(), st.endpoint_count())
 }
 
-/// Starts the Join→announced clock of an endpoint that is not joined yet and
-/// is announced on its own (not as part of its network's subnet).
-fn note_join(app: &App, driver: &Driver, network: &str, endpoint: &str) {
+/// Starts the Join→announced clock (from `started`, before the wait for the
+/// driver) of an endpoint that is not joined yet and is announced on its own
+/// (not as part of its network's subnet).
+fn note_join(
+    app: &App,
+    driver: &Driver,
+    network: &str,
+    endpoint: &str,
+    started: std::time::Instant,
+) {
     use crate::network::{host_route, Announce};
     let Some(net) = driver.state().networks.get(network) else {
         return;
@@ -347,7 +355,7 @@ fn note_join(app: &App, driver: &Driver, network: &str, endpoint: &str) {
     };
     if !ep.joined && !net.spec.internal && net.spec.announce == Announce::Endpoint {
         let prefix = host_route(ep.spec.address.addr());
-        app.metrics.join_started(prefix, std::time::Instant::now());
+        app.metrics.join_started(prefix, started);
     }
 }
 
