@@ -374,7 +374,13 @@ impl Collector for BgpCollector {
             "BGP peers in state established.",
             n(b.peers.iter().filter(|p| up(p)).count()),
         )?;
-        let mut peers: Vec<&PeerStatus> = b.peers.iter().collect();
+        // Only addresses become label values (gobgpd may report a peer
+        // without one for a moment).
+        let mut peers: Vec<&PeerStatus> = b
+            .peers
+            .iter()
+            .filter(|p| p.address.parse::<std::net::IpAddr>().is_ok())
+            .collect();
         peers.sort_by(|a, b| a.address.cmp(&b.address));
         let g = ConstGauge::new(0i64);
         let mut enc = e.encode_descriptor(
@@ -589,6 +595,8 @@ mod tests {
         assert_eq!(value(&text, "ipvlan_bgp_peers"), Some("100"));
         assert_eq!(value(&text, "ipvlan_bgp_peers_up"), Some("50"));
         assert_eq!(text.matches("ipvlan_bgp_peer_up{").count(), MAX_PEER_SERIES);
+        m.bgp(|b| b.peers[0].address = "<nil>".into());
+        assert!(!m.render(0, 0).contains("<nil>"));
         let s = m.bgp_snapshot();
         assert_eq!(s.peer_since["10.0.0.1"].state, "active");
         m.bgp(|b| b.peers[1].state = "established".into());
