@@ -508,6 +508,20 @@ pub enum Action {
         /// Keep checking for so long after it first holds.
         hold: Option<Dur>,
     },
+    /// Scrape the host driver's `/metrics` over TCP (`address`, default
+    /// 127.0.0.1:9473: give the driver `--metrics-listen`) until the series
+    /// `metric` (as Prometheus writes it, labels included; absent counts as
+    /// 0) satisfies every test given. See `runner/metrics.rs`.
+    ExpectMetrics {
+        host: String,
+        address: Option<std::net::SocketAddr>,
+        metric: String,
+        equals: Option<f64>,
+        at_least: Option<f64>,
+        at_most: Option<f64>,
+        #[serde(default = "default_within")]
+        within: Dur,
+    },
     /// Count the lines of a host's daemon log (default the driver's) that
     /// contain `contains`, until the count satisfies the bounds.
     ExpectLog {
@@ -649,6 +663,7 @@ impl Action {
             | ExpectRejected { .. }
             | ExpectRouterRoute { .. }
             | ExpectStatus { .. }
+            | ExpectMetrics { .. }
             | ExpectLog { .. }
             | ExpectLink { .. }
             | ExpectMarkedLinks { .. } => Measure::Expectation,

@@ -752,6 +752,21 @@ impl Scenario {
                 }
                 Ok(())
             }
+            Action::ExpectMetrics {
+                host,
+                metric,
+                equals,
+                at_least,
+                at_most,
+                ..
+            } => {
+                self.check_host(host)?;
+                crate::runner::metrics::parse_series(metric)?;
+                if equals.is_none() && at_least.is_none() && at_most.is_none() {
+                    return Err("give equals, at_least or at_most".into());
+                }
+                Ok(())
+            }
             Action::ExpectLog {
                 host,
                 daemon,
