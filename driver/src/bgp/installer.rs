@@ -902,9 +902,8 @@ mod tests {
         assert_eq!(status(&i).route_conflicts, 1);
         assert_eq!(status(&i).installed, 0);
         // Still theirs at the next reconciles; never written over.
-        let mut t = t0;
         for _ in 0..3 {
-            t = i.next_deadline();
+            let t = i.next_deadline();
             i.tick(t);
             assert_eq!(i.table().at(&n(p)), vec![static6(p, "2001:db8::99")]);
         }

@@ -31,9 +31,9 @@
 //!   multipath route, the other owner's next hop included.
 //! - DELETE with a gateway and a protocol removes only that next hop (the
 //!   other owner's stays, now shown with its own protocol); DELETE without
-//!   a gateway removes every next hop of the route.
-//! So a multipath route with our tag is never replaced nor deleted without
-//! our gateway (see the installer).
+//!   a gateway removes every next hop of the route. So a multipath route
+//!   with our tag is never replaced nor deleted without our gateway (see
+//!   the installer).
 //! - `ip link set DEV down` removes IPv6 routes through DEV too, but *with*
 //!   an RTM_DELROUTE for each (IPv4: silently), and flushes the link's
 //!   global IPv6 addresses (`keep_addr_on_down=0`, the default): after `up`,
