@@ -123,11 +123,7 @@ async fn repair_loop(driver: Arc<Mutex<Driver>>, mut stop: watch::Receiver<bool>
         let d = driver.clone();
         let round = tokio::task::spawn_blocking(move || {
             let mut d = d.lock().unwrap_or_else(|p| p.into_inner());
-            if d.unavailable().is_empty() {
-                0
-            } else {
-                d.repair()
-            }
+            d.repair()
         });
         if let Err(e) = round.await {
             warn!(error = %e, "repair round failed");
