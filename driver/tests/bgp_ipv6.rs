@@ -104,6 +104,15 @@ fn gobgpd(ns: &str, args: &[&str], log: &Path) -> Child {
         .expect("start gobgpd")
 }
 
+/// A visible skip; under CI (`CI=true`) a missing tool or root fails instead.
+fn skip(reason: &str) {
+    assert!(
+        std::env::var("CI").as_deref() != Ok("true"),
+        "{reason}: under CI=true this is a failure, not a skip"
+    );
+    eprintln!("SKIPPED: {reason}");
+}
+
 fn n(s: &str) -> IpNet {
     s.parse().expect("prefix")
 }
@@ -141,12 +150,10 @@ async fn ipv6_paths_are_announced_learned_and_installed_over_an_ipv4_session() {
 
 async fn dual_stack_exchange(case: &str, addr_a: &str, addr_b: &str) {
     if !nix::unistd::geteuid().is_root() {
-        eprintln!("skipped: needs root");
-        return;
+        return skip("needs root");
     }
     if Command::new("gobgpd").arg("--version").output().is_err() {
-        eprintln!("skipped: gobgpd is not installed");
-        return;
+        return skip("gobgpd is not installed");
     }
     let mut undo = Cleanup::default();
     let (a, b) = (
