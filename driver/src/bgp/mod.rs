@@ -12,6 +12,11 @@
 //! installed (stale) while gobgpd is away. The driver keeps serving Docker
 //! whatever gobgpd does.
 //!
+//! Both address families, the same way: IPv4 and IPv6 unicast are announced
+//! (each prefix with a next hop of its own family: `--next-hop`, else the
+//! parent's IPv4 address or first global IPv6 address), read from gobgpd's
+//! RIB, watched, decided and installed.
+//!
 //! Nothing waits on gobgpd without a bound: every call has a deadline
 //! (`--gobgp-timeout`), list streams a per-message one, and the channel's
 //! HTTP/2 keepalives break the event stream of a frozen gobgpd within ~5 s.
