@@ -20,6 +20,7 @@ pub mod configs;
 pub mod daemon;
 pub mod dockerd;
 pub mod engine;
+pub mod html;
 pub mod links;
 pub mod netns;
 pub mod plugin;
