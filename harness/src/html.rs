@@ -357,7 +357,7 @@ h1{font-size:1.5em;margin:0 0 .2em}h2{font-size:1.15em;margin:1.6em 0 .5em;borde
 .PASSED,.pass{background:#2e7d32}.FAILED,.fail{background:#c62828}.SKIPPED,.skip{background:#8d6e00}
 .notrun{background:#9e9e9e}
 table{border-collapse:collapse}td,th{border:1px solid #ddd;padding:.25em .5em;text-align:left;vertical-align:top}
-td.num{text-align:right;font-variant-numeric:tabular-nums}
+td.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}.badge{white-space:nowrap}
 tr.failed td{background:#fdecea}
 pre{background:#f6f8fa;padding:.6em;overflow:auto;max-height:30em;margin:.3em 0}
 .err{white-space:pre-wrap;background:#fdecea;border-left:4px solid #c62828}
@@ -439,7 +439,13 @@ pub fn page(r: &Report, s: Option<&Scenario>) -> String {
     if let Some(d) = &r.diagnostics {
         h.push_str("<h2>Diagnostics</h2>\n<p><button type=\"button\" onclick=\"setAll(true)\">expand all</button> <button type=\"button\" onclick=\"setAll(false)\">fold all</button></p>\n");
         for (head, body) in split_sections(d) {
-            writeln!(h, "<details><summary><b>{}</b></summary>", esc(&head)).ok();
+            // Hosts open: their routes, BGP neighbours and logs are why one reads this.
+            let open = if head.starts_with("host ") {
+                " open"
+            } else {
+                ""
+            };
+            writeln!(h, "<details{open}><summary><b>{}</b></summary>", esc(&head)).ok();
             for (sub, text) in split_commands(&body) {
                 writeln!(
                     h,
