@@ -316,12 +316,30 @@ pub fn topology_svg(t: &Topology) -> String {
             }
         }
     }
+    // Each node's session ends spread along its edge, ordered by where the
+    // other end is, so that lines to one reflector fan out instead of meeting.
+    let mut ends: BTreeMap<&str, Vec<(i64, usize)>> = BTreeMap::new();
+    for (k, sess) in t.sessions.iter().enumerate() {
+        if let (Some(a), Some(b)) = (centre.get(sess.a.as_str()), centre.get(sess.b.as_str())) {
+            ends.entry(sess.a.as_str()).or_default().push((b.0, k));
+            ends.entry(sess.b.as_str()).or_default().push((a.0, k));
+        }
+    }
+    let end_x = |node: &str, k: usize| {
+        let mut list = ends.get(node).cloned().unwrap_or_default();
+        list.sort();
+        let n = list.len() as i64;
+        let i = list.iter().position(|e| e.1 == k).unwrap_or(0) as i64;
+        let usable = BOX_W - 30;
+        (i + 1) * usable / (n + 1) - usable / 2
+    };
     for (k, sess) in t.sessions.iter().enumerate() {
         let (Some(&(x1, y1, h1)), Some(&(x2, y2, h2))) =
             (centre.get(sess.a.as_str()), centre.get(sess.b.as_str()))
         else {
             continue;
         };
+        let (x1, x2) = (x1 + end_x(&sess.a, k), x2 + end_x(&sess.b, k));
         // Host to host: a curve dipping towards the segments, deeper for
         // hosts further apart; anything with a router: a gentle bow.
         let (mx, my) = if h1 && h2 {
@@ -842,6 +860,45 @@ network = "blue"
             "{:?}",
             t.sessions
         );
+    }
+
+    #[test]
+    fn every_scenario_file_draws_with_sessions_between_known_nodes() {
+        let dir = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../scenarios"));
+        let mut n = 0;
+        for e in std::fs::read_dir(dir).unwrap() {
+            let p = e.unwrap().path();
+            if p.extension().is_none_or(|x| x != "toml") {
+                continue;
+            }
+            let s = Scenario::load(&p).unwrap();
+            let t = topology(&s);
+            let known = |x: &str| t.hosts.iter().chain(&t.routers).any(|n| n.name == x);
+            for x in &t.sessions {
+                assert!(known(&x.a) && known(&x.b), "{}: {x:?}", p.display());
+            }
+            if s.bgp.mode != BgpMode::None && s.hosts.len() > 1 {
+                assert!(!t.sessions.is_empty(), "{}: no session", p.display());
+            }
+            assert!(topology_svg(&t).ends_with("</svg>\n"));
+            n += 1;
+        }
+        assert!(n > 10);
+    }
+
+    #[test]
+    fn a_grid_has_one_row_per_source_and_one_column_per_target_in_one_order() {
+        let c = |f: &str, t: &str| ReachCell {
+            from: f.into(),
+            to: t.into(),
+            ok: true,
+        };
+        let g = reach_grid(&[c("a", "b"), c("a", "h1"), c("b", "a"), c("b", "h1")]);
+        assert!(
+            g.contains("<th>from \\ to</th><th>a</th><th>b</th><th>h1</th>"),
+            "{g}"
+        );
+        assert_eq!(g.matches("<td class=\"self\"></td>").count(), 2, "{g}");
     }
 
     fn failed_report() -> Report {

@@ -252,6 +252,23 @@ mod tests {
     }
 
     #[test]
+    fn reach_cells_are_kept_and_left_out_when_empty() {
+        let mut s = StepReport::default();
+        assert!(serde_json::to_value(&s).unwrap().get("reach").is_none());
+        s.reach.push(ReachCell {
+            from: "c1".into(),
+            to: "c2".into(),
+            ok: false,
+        });
+        let v = serde_json::to_value(&s).unwrap();
+        assert_eq!(v["reach"][0]["to"], "c2");
+        // A report written before these fields (a VM's, an old run's) still reads.
+        let old: StepReport =
+            serde_json::from_str(r#"{"name":"x","line":1,"passed":true,"elapsed_ms":3}"#).unwrap();
+        assert_eq!((old.started_ms, old.reach.len()), (0, 0));
+    }
+
+    #[test]
     fn report_has_the_agreed_top_level_keys() {
         let r = Report {
             scenario: "two-hosts".into(),
