@@ -75,8 +75,8 @@ pub struct Topology {
 /// The drawing's data from a (validated) scenario. Sessions follow the
 /// world's rules: a host's `peers` when given, else `[bgp] mode` (mesh: every
 /// host with every other; route-reflector: every client with each
-/// reflector); plus each router's `neighbors`. A session both ends name
-/// counts once.
+/// reflector); plus each router's `neighbors`. A session is drawn when
+/// both ends configure it (one side alone never gets it established), once.
 pub fn topology(s: &Scenario) -> Topology {
     let first_segment = s.segments.first().map(|g| g.name.clone());
     let hosts: Vec<Node> = s
@@ -127,23 +127,12 @@ pub fn topology(s: &Scenario) -> Topology {
         .chain(s.routers.iter().map(|r| r.name.as_str()))
         .collect();
     let pos = |n: &str| order.iter().position(|x| *x == n).unwrap_or(usize::MAX);
-    let mut seen = BTreeMap::new();
+    // (from, to) -> whether `from` treats `to` as a route-reflector client.
+    let mut configured: BTreeMap<(usize, usize), bool> = BTreeMap::new();
     let mut add = |a: &str, b: &str, rr: bool| {
-        if a == b || pos(b) == usize::MAX {
-            return;
+        if a != b && pos(b) != usize::MAX {
+            *configured.entry((pos(a), pos(b))).or_default() |= rr;
         }
-        let (x, y) = if pos(a) <= pos(b) { (a, b) } else { (b, a) };
-        let kind = if s.asn_of(a) != s.asn_of(b) {
-            SessionKind::Ebgp
-        } else if rr {
-            SessionKind::RrClient
-        } else {
-            SessionKind::Ibgp
-        };
-        let k = seen
-            .entry((pos(x), pos(y)))
-            .or_insert((x.to_string(), y.to_string(), kind));
-        k.2 = k.2.max(kind);
     };
     let rrs = &s.bgp.reflectors;
     for h in &s.hosts {
@@ -159,7 +148,12 @@ pub fn topology(s: &Scenario) -> Topology {
         match s.bgp.mode {
             BgpMode::None => {}
             BgpMode::Mesh => s.hosts.iter().for_each(|o| add(&h.name, &o.name, false)),
-            BgpMode::RouteReflector if rrs.contains(&h.name) => {}
+            // A reflector peers with every client, not with other reflectors.
+            BgpMode::RouteReflector if rrs.contains(&h.name) => s
+                .hosts
+                .iter()
+                .filter(|o| !rrs.contains(&o.name))
+                .for_each(|o| add(&h.name, &o.name, true)),
             BgpMode::RouteReflector => rrs.iter().for_each(|r| add(&h.name, r, true)),
         }
     }
@@ -168,14 +162,32 @@ pub fn topology(s: &Scenario) -> Topology {
             add(&r.name, n, r.rr_clients.contains(n));
         }
     }
+    let mut sessions = Vec::new();
+    for (&(a, b), &rr) in &configured {
+        let Some(&rr_back) = configured.get(&(b, a)) else {
+            continue;
+        };
+        if a > b {
+            continue; // counted from the other end
+        }
+        let kind = if s.asn_of(order[a]) != s.asn_of(order[b]) {
+            SessionKind::Ebgp
+        } else if rr || rr_back {
+            SessionKind::RrClient
+        } else {
+            SessionKind::Ibgp
+        };
+        sessions.push(Session {
+            a: order[a].to_string(),
+            b: order[b].to_string(),
+            kind,
+        });
+    }
     Topology {
         segments: s.segments.iter().map(|g| g.name.clone()).collect(),
         hosts,
         routers,
-        sessions: seen
-            .into_values()
-            .map(|(a, b, kind)| Session { a, b, kind })
-            .collect(),
+        sessions,
     }
 }
 
@@ -844,7 +856,7 @@ network = "blue"
     }
 
     #[test]
-    fn routers_and_ebgp_sessions_come_from_the_files_peers() {
+    fn routers_and_ebgp_sessions_come_from_both_ends_configuration() {
         let t = topology(
             &Scenario::load(Path::new(concat!(
                 env!("CARGO_MANIFEST_DIR"),
@@ -852,13 +864,35 @@ network = "blue"
             )))
             .expect("loads"),
         );
-        assert!(!t.routers.is_empty());
-        assert!(
-            t.sessions
-                .iter()
-                .any(|s| t.routers.iter().any(|r| r.name == s.b || r.name == s.a)),
-            "{:?}",
-            t.sessions
+        let names: Vec<String> = t.routers.iter().map(|r| r.name.clone()).collect();
+        assert_eq!(names, ["tor1", "tor2"]);
+        let got: Vec<String> = t
+            .sessions
+            .iter()
+            .map(|s| format!("{}-{} {:?}", s.a, s.b, s.kind))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                "h1-tor1 Ebgp",
+                "h2-tor1 Ebgp",
+                "h3-tor2 Ebgp",
+                "tor1-tor2 Ebgp"
+            ]
+        );
+    }
+
+    #[test]
+    fn a_session_only_one_end_configures_is_not_drawn() {
+        // h3 peers with h1 only; h1 and h2 mesh (and so name h3 too).
+        let src = MESH.replace("name = \"h3\"", "name = \"h3\"\npeers = [\"h1\"]");
+        let got: Vec<(String, String, SessionKind)> = pairs(&topology(&scenario(&src)));
+        assert_eq!(
+            got,
+            vec![
+                ("h1".into(), "h2".into(), SessionKind::Ibgp),
+                ("h1".into(), "h3".into(), SessionKind::Ibgp)
+            ]
         );
     }
 
