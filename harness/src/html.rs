@@ -401,7 +401,7 @@ svg text{font:12px system-ui,sans-serif}
 .ibgp{stroke:#1565c0;border-color:#1565c0}.ebgp{stroke:#e65100;border-color:#e65100}.rr{stroke:#6a1b9a;border-color:#6a1b9a}
 .legend span{margin-right:1.2em}.legend i{display:inline-block;width:2em;border-top-width:3px;border-top-style:dashed;vertical-align:middle;margin-right:.3em}
 .grid td{text-align:center;min-width:2.2em}.grid td.ok{background:#c8e6c9}.grid td.no{background:#ffcdd2}.grid td.self{background:#eee}
-.tl .bar{fill:#b0bec5}.tl .bar.failed{fill:#e57373}.tl .conv{fill:#43a047}.tl .axis{stroke:#999}
+.tl .bar{fill:#b0bec5}.tl .bar.failed{fill:#e57373}.tl .conv{fill:#43a047}.tl .axis{stroke:#999}.tl rect.phase{fill:#f3f3f3}.tl text.phase{fill:#999;font-size:11px}
 details{margin:.3em 0}summary{cursor:pointer}
 "#;
 
@@ -585,6 +585,29 @@ fn timeline(h: &mut String, r: &Report) {
         ms(end)
     )
     .ok();
+    // Before the first step: the world being built (namespaces, daemons,
+    // networks); after the last: teardown (and diagnostics, on failure).
+    let first = r.steps[0].started_ms;
+    let last = r
+        .steps
+        .iter()
+        .map(|s| s.started_ms + s.elapsed_ms)
+        .max()
+        .unwrap_or(end);
+    for (from, to, what) in [(0, first, "build"), (last, end, "teardown")] {
+        if x(to) - x(from) >= 30 {
+            writeln!(
+                h,
+                "<rect class=\"phase\" x=\"{}\" y=\"0\" width=\"{}\" height=\"{}\"/><text class=\"phase\" x=\"{}\" y=\"{}\">{what}</text>",
+                x(from),
+                x(to) - x(from),
+                height - 14,
+                x(from) + 3,
+                height - 18
+            )
+            .ok();
+        }
+    }
     for (i, st) in r.steps.iter().enumerate() {
         let y = 4 + row * i as i64;
         let name: String = st.name.chars().take(38).collect();
@@ -619,7 +642,7 @@ fn timeline(h: &mut String, r: &Report) {
             .ok();
         }
     }
-    h.push_str("</svg>\n<p><small>grey: the step; green: its convergence (from the last event until it held).</small></p>\n");
+    h.push_str("</svg>\n<p><small>grey: the step (red: failed); green: its convergence (from the last event until it held); shaded: building the world, tearing it down.</small></p>\n");
 }
 
 /// A from × to table: ✓ reached, ✗ not, grey where nothing was probed.
