@@ -17,7 +17,8 @@ fi
 # package is only a snap wrapper).
 if ! command -v chromium >/dev/null 2>&1 && ! command -v chromium-browser >/dev/null 2>&1 \
   && ! command -v google-chrome >/dev/null 2>&1; then
-  packages+=(chromium)
+  # (--no-install-recommends below: name a font, or the pages render without text.)
+  packages+=(chromium fonts-liberation)
 fi
 
 missing=()
