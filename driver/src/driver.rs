@@ -30,6 +30,7 @@ use crate::kernel::{Kernel, KernelError, LinkKernel, LinkKind};
 use crate::links::{self, Expect};
 use crate::names::{self, Role};
 use crate::network::{check_id, host_route, Announce, EndpointSpec, InvalidRequest, NetworkSpec};
+use crate::route_attrs::RouteAttrs;
 use crate::state::{EndpointRecord, NetworkRecord, Record, State, Store};
 
 /// What the BGP side needs to know about this host's networks.
@@ -43,6 +44,9 @@ pub struct View {
     pub local_endpoints: BTreeSet<IpAddr>,
     /// The parent interfaces in use: learned next hops must be on-link on one of them.
     pub parents: BTreeSet<String>,
+    /// BGP attributes of the announcements that have any (network's merged
+    /// with the endpoint's); most have none, so most prefixes are absent.
+    pub attrs: BTreeMap<IpNet, RouteAttrs>,
 }
 
 impl View {
@@ -64,13 +68,20 @@ impl View {
                 Announce::Subnet => {
                     for subnet in spec.subnets() {
                         v.announcements.insert(subnet, spec.parent.name.clone());
+                        if !spec.attrs.is_empty() {
+                            v.attrs.insert(subnet, spec.attrs.clone());
+                        }
                     }
                 }
                 Announce::Endpoint => {
                     for ep in net.endpoints.values().filter(|e| e.joined) {
+                        let attrs = spec.attrs.merged(&ep.spec.attrs);
                         for addr in ep.spec.addrs() {
                             v.announcements
                                 .insert(host_route(addr), spec.parent.name.clone());
+                            if !attrs.is_empty() {
+                                v.attrs.insert(host_route(addr), attrs.clone());
+                            }
                         }
                     }
                 }
@@ -266,25 +277,30 @@ impl<K: LinkKernel> Driver<K> {
     fn update_view_for(&mut self, addr: IpAddr) -> bool {
         let route = host_route(addr);
         let mut local = false;
-        let mut announced: Option<&String> = None;
+        let mut announced: Option<(&String, RouteAttrs)> = None;
         for net in self.state.networks.values() {
             let spec = &net.spec;
-            let mut joined = false;
+            let mut joined: Option<&RouteAttrs> = None;
             for ep in net.endpoints.values() {
                 if ep.spec.has_addr(addr) {
                     local = true;
-                    joined |= ep.joined;
+                    if ep.joined {
+                        joined = Some(&ep.spec.attrs);
+                    }
                 }
             }
             if spec.internal || self.unavailable.contains_key(&spec.id) {
                 continue;
             }
-            let announces = match spec.announce {
-                Announce::Subnet => spec.subnets().any(|s| s == route),
-                Announce::Endpoint => joined,
+            let attrs = match spec.announce {
+                Announce::Subnet => spec
+                    .subnets()
+                    .any(|s| s == route)
+                    .then(|| spec.attrs.clone()),
+                Announce::Endpoint => joined.map(|ep| spec.attrs.merged(ep)),
             };
-            if announces {
-                announced = Some(&spec.parent.name);
+            if let Some(attrs) = attrs {
+                announced = Some((&spec.parent.name, attrs));
             }
         }
         let mut changed = if local {
@@ -292,14 +308,24 @@ impl<K: LinkKernel> Driver<K> {
         } else {
             self.current.local_endpoints.remove(&addr)
         };
-        match announced {
-            Some(parent) => {
+        let attrs = match announced {
+            Some((parent, attrs)) => {
                 if self.current.announcements.get(&route) != Some(parent) {
                     self.current.announcements.insert(route, parent.clone());
                     changed = true;
                 }
+                attrs
             }
-            None => changed |= self.current.announcements.remove(&route).is_some(),
+            None => {
+                changed |= self.current.announcements.remove(&route).is_some();
+                RouteAttrs::default()
+            }
+        };
+        if attrs.is_empty() {
+            changed |= self.current.attrs.remove(&route).is_some();
+        } else if self.current.attrs.get(&route) != Some(&attrs) {
+            self.current.attrs.insert(route, attrs);
+            changed = true;
         }
         changed
     }
@@ -906,7 +932,7 @@ impl<K: LinkKernel> Driver<K> {
         if let Some(existing) = net.endpoints.get(&spec.id) {
             if existing.spec != spec {
                 return Err(DriverError::Conflict(format!(
-                    "endpoint {} already exists with another address",
+                    "endpoint {} already exists with another address or other options",
                     short(&spec.id)
                 )));
             }
@@ -1172,6 +1198,7 @@ mod tests {
             announce: Announce::Endpoint,
             internal: false,
             host_link: false,
+            attrs: Default::default(),
         };
         for s in subnets.split(',') {
             match s.parse().unwrap() {
@@ -1197,6 +1224,7 @@ mod tests {
             address: None,
             address6: None,
             mac: None,
+            attrs: Default::default(),
         };
         for a in addrs.split(',') {
             match a.parse().unwrap() {

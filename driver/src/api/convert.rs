@@ -19,6 +19,7 @@ use crate::network::{
     check_id, invalid, parse_mac, Announce, Dataplane, EndpointSpec, InvalidRequest, IpvlanFlag,
     IpvlanMode, MacvlanMode, NetworkSpec, Parent,
 };
+use crate::route_attrs::{self as attrs, RouteAttrs};
 
 /// Options accepted under `-o`, with what they take.
 pub const KNOWN_OPTIONS: &[(&str, &str)] = &[
@@ -153,9 +154,14 @@ pub fn network_spec(
     check_id("network", &req.network_id)?;
     let generic = wire::generic_options(&req.options).map_err(invalid)?;
     for key in generic.keys() {
-        if !KNOWN_OPTIONS.iter().any(|(k, _)| k == key) {
+        if !KNOWN_OPTIONS
+            .iter()
+            .chain(attrs::OPTIONS)
+            .any(|(k, _)| k == key)
+        {
             let known: Vec<String> = KNOWN_OPTIONS
                 .iter()
+                .chain(attrs::OPTIONS)
                 .map(|(k, v)| format!("{k} ({v})"))
                 .collect();
             return Err(invalid(format!(
@@ -262,6 +268,7 @@ pub fn network_spec(
         announce,
         internal: wire::flag_option(&req.options, "com.docker.network.internal"),
         host_link,
+        attrs: RouteAttrs::from_options(&generic)?,
     };
     // A subnet that can never be a container network is refused while
     // parsing, so no spec that holds one exists (found by prop_api).
@@ -427,7 +434,40 @@ pub fn endpoint_spec(
         address,
         address6,
         mac,
+        attrs: RouteAttrs::from_options(&endpoint_driver_opts(&req.options)?)?,
     })
+}
+
+/// A container's `--driver-opt k=v` pairs: dockerd 20.10 passes them as
+/// top-level string keys of CreateEndpoint's `Options`, beside its own
+/// `com.docker.*` keys (recorded in `tests/fixtures/dockerd-endpoint-options.jsonl`).
+/// Unknown keys are refused, as unknown `-o` keys are, so a typo never
+/// passes silently.
+fn endpoint_driver_opts(
+    options: &Option<wire::Options>,
+) -> Result<BTreeMap<String, String>, InvalidRequest> {
+    let mut out = BTreeMap::new();
+    for (k, v) in options.iter().flatten() {
+        if k.starts_with("com.docker.") || k.starts_with("io.docker.") {
+            continue;
+        }
+        if !attrs::OPTIONS.iter().any(|(known, _)| known == k) {
+            let known: Vec<&str> = attrs::OPTIONS.iter().map(|(k, _)| *k).collect();
+            return Err(invalid(format!(
+                "unknown driver option {k:?} for a container; this driver knows: {}",
+                known.join(", ")
+            )));
+        }
+        match v {
+            serde_json::Value::String(s) => out.insert(k.clone(), s.clone()),
+            other => {
+                return Err(invalid(format!(
+                    "driver option {k} has a value of the wrong type: {other}"
+                )))
+            }
+        };
+    }
+    Ok(out)
 }
 
 /// Docker's answer to a Join, per family: L2 data planes route through the

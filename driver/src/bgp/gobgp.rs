@@ -36,9 +36,12 @@ pub mod apipb {
 
 pub use apipb::gobgp_api_client::GobgpApiClient;
 use apipb::{
-    family, AsPathAttribute, CommunitiesAttribute, Family, IpAddressPrefix, MpReachNlriAttribute,
-    MpUnreachNlriAttribute, NextHopAttribute, OriginAttribute, Path,
+    family, AsPathAttribute, AsSegment, CommunitiesAttribute, Family, IpAddressPrefix,
+    LargeCommunitiesAttribute, LargeCommunity, LocalPrefAttribute, MpReachNlriAttribute,
+    MpUnreachNlriAttribute, MultiExitDiscAttribute, NextHopAttribute, OriginAttribute, Path,
 };
+
+use crate::route_attrs::RouteAttrs;
 
 pub type Client = GobgpApiClient<Channel>;
 
@@ -229,11 +232,27 @@ pub fn families() -> [Family; 2] {
     ]
 }
 
-/// A path for AddPath/DeletePath: prefix, next hop, ORIGIN IGP, communities.
-/// IPv4 carries its next hop in NEXT_HOP; IPv6 (AFI 2, SAFI 1) in an
+/// A path with only communities (see [`path_with_attrs`]).
+pub fn local_path(prefix: IpNet, next_hop: IpAddr, communities: &[u32]) -> Path {
+    let attrs = RouteAttrs {
+        communities: communities.to_vec(),
+        ..RouteAttrs::default()
+    };
+    path_with_attrs(prefix, next_hop, &attrs, 0)
+}
+
+/// AS_SEQUENCE in an [`AsSegment`].
+const AS_SEQUENCE: u32 = 2;
+
+/// A path for AddPath/DeletePath: prefix, next hop, ORIGIN IGP, and the
+/// attributes in `attrs` (already [`RouteAttrs::effective`]), in type-code
+/// order. IPv4 carries its next hop in NEXT_HOP; IPv6 (AFI 2, SAFI 1) in an
 /// MP_REACH_NLRI attribute holding the family, the next hop and the NLRI
 /// (gobgpd refuses an IPv6 path without one: "nexthop not found").
-pub fn local_path(prefix: IpNet, next_hop: IpAddr, communities: &[u32]) -> Path {
+/// The prepend is our own AS `asn` n times; gobgpd adds it once more towards
+/// eBGP peers, as for any path it originates. Without an AS (`asn` 0: BGP not
+/// started) there is nothing to prepend.
+pub fn path_with_attrs(prefix: IpNet, next_hop: IpAddr, attrs: &RouteAttrs, asn: u32) -> Path {
     let nlri = pack(
         "IPAddressPrefix",
         &IpAddressPrefix {
@@ -242,6 +261,18 @@ pub fn local_path(prefix: IpNet, next_hop: IpAddr, communities: &[u32]) -> Path 
         },
     );
     let mut pattrs = vec![pack("OriginAttribute", &OriginAttribute { origin: 0 })];
+    match attrs.as_path_prepend {
+        Some(n) if n > 0 && asn != 0 => pattrs.push(pack(
+            "AsPathAttribute",
+            &AsPathAttribute {
+                segments: vec![AsSegment {
+                    r#type: AS_SEQUENCE,
+                    numbers: vec![asn; usize::from(n)],
+                }],
+            },
+        )),
+        _ => {}
+    }
     match prefix {
         IpNet::V4(_) => pattrs.push(pack(
             "NextHopAttribute",
@@ -258,11 +289,39 @@ pub fn local_path(prefix: IpNet, next_hop: IpAddr, communities: &[u32]) -> Path 
             },
         )),
     }
-    if !communities.is_empty() {
+    if let Some(med) = attrs.med {
+        pattrs.push(pack(
+            "MultiExitDiscAttribute",
+            &MultiExitDiscAttribute { med },
+        ));
+    }
+    if let Some(local_pref) = attrs.local_pref {
+        pattrs.push(pack(
+            "LocalPrefAttribute",
+            &LocalPrefAttribute { local_pref },
+        ));
+    }
+    if !attrs.communities.is_empty() {
         pattrs.push(pack(
             "CommunitiesAttribute",
             &CommunitiesAttribute {
-                communities: communities.to_vec(),
+                communities: attrs.communities.clone(),
+            },
+        ));
+    }
+    if !attrs.large_communities.is_empty() {
+        pattrs.push(pack(
+            "LargeCommunitiesAttribute",
+            &LargeCommunitiesAttribute {
+                communities: attrs
+                    .large_communities
+                    .iter()
+                    .map(|&[global_admin, local_data1, local_data2]| LargeCommunity {
+                        global_admin,
+                        local_data1,
+                        local_data2,
+                    })
+                    .collect(),
             },
         ));
     }
@@ -272,6 +331,56 @@ pub fn local_path(prefix: IpNet, next_hop: IpAddr, communities: &[u32]) -> Path 
         family: Some(family_of(&prefix)),
         ..Path::default()
     }
+}
+
+/// The attributes of a path we originated, as [`path_with_attrs`] wrote them
+/// (lists sorted), so the announcer can tell whether gobgpd still holds what
+/// it wants. An AS path that is not `asn` repeated decodes to a prepend no
+/// option can ask for, so it never matches.
+pub fn decode_attrs(p: &Path, asn: u32) -> RouteAttrs {
+    let mut out = RouteAttrs::default();
+    for a in &p.pattrs {
+        let v = a.value.as_slice();
+        match type_name(a) {
+            "AsPathAttribute" => {
+                let numbers: Vec<u32> = AsPathAttribute::decode(v)
+                    .map(|ap| ap.segments.into_iter().flat_map(|s| s.numbers).collect())
+                    .unwrap_or_default();
+                if !numbers.is_empty() {
+                    let ours = asn != 0 && numbers.iter().all(|&n| n == asn);
+                    out.as_path_prepend = Some(match u8::try_from(numbers.len()) {
+                        Ok(n) if ours => n,
+                        _ => u8::MAX,
+                    });
+                }
+            }
+            "MultiExitDiscAttribute" => {
+                out.med = MultiExitDiscAttribute::decode(v).ok().map(|m| m.med);
+            }
+            "LocalPrefAttribute" => {
+                out.local_pref = LocalPrefAttribute::decode(v).ok().map(|l| l.local_pref);
+            }
+            "CommunitiesAttribute" => {
+                out.communities = CommunitiesAttribute::decode(v)
+                    .map(|c| c.communities)
+                    .unwrap_or_default();
+                out.communities.sort_unstable();
+            }
+            "LargeCommunitiesAttribute" => {
+                out.large_communities = LargeCommunitiesAttribute::decode(v)
+                    .map(|c| {
+                        c.communities
+                            .iter()
+                            .map(|l| [l.global_admin, l.local_data1, l.local_data2])
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                out.large_communities.sort_unstable();
+            }
+            _ => {}
+        }
+    }
+    out
 }
 
 /// Opens a stream of every destination of `family` (see [`families`]) in
