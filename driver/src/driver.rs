@@ -1741,6 +1741,66 @@ mod tests {
         assert!(view2.borrow().local_endpoints.len() == 1);
     }
 
+    /// BGP attributes reach the view: an endpoint's merged over its
+    /// network's, a subnet announcement with the network's; kept change by
+    /// change as a rebuild would, and the same after a restart (they are in
+    /// the state records).
+    #[test]
+    fn route_attributes_reach_the_view_and_survive_a_restart() {
+        let attrs = |c: &[u32], med: Option<u32>| RouteAttrs {
+            communities: c.to_vec(),
+            med,
+            ..RouteAttrs::default()
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let fk = host();
+        let (mut d, view) = start(dir.path(), &fk);
+        let mut a = net(NET_A, "eth0", "10.1.1.0/24,fd00:1::/64", MACVLAN);
+        a.attrs = attrs(&[1], Some(50));
+        d.create_network(a).unwrap();
+        let mut b = net(NET_B, "eth1", "10.2.0.0/24", MACVLAN);
+        b.announce = Announce::Subnet;
+        b.attrs = attrs(&[2], None);
+        d.create_network(b).unwrap();
+        let mut e1 = ep(EP_1, "10.1.1.2/24,fd00:1::2/64");
+        e1.attrs = attrs(&[3], Some(10));
+        d.create_endpoint(NET_A, e1).unwrap();
+        d.create_endpoint(NET_A, ep(EP_2, "10.1.1.3/24")).unwrap();
+        assert_eq!(
+            view.borrow().attrs.len(),
+            1,
+            "nothing joined: the subnet only"
+        );
+        // Sandboxes that exist, so the restart keeps announcing them.
+        let sandbox = dir.path().to_str().unwrap();
+        d.join(NET_A, EP_1, sandbox).unwrap();
+        d.join(NET_A, EP_2, sandbox).unwrap();
+        let want: BTreeMap<IpNet, RouteAttrs> = [
+            ("10.1.1.2/32", attrs(&[1, 3], Some(10))),
+            ("fd00:1::2/128", attrs(&[1, 3], Some(10))),
+            ("10.1.1.3/32", attrs(&[1], Some(50))),
+            ("10.2.0.0/24", attrs(&[2], None)),
+        ]
+        .into_iter()
+        .map(|(p, a)| (p.parse().unwrap(), a))
+        .collect();
+        assert_eq!(view.borrow().attrs, want);
+        assert_eq!(
+            **view.borrow(),
+            View::from_state(d.state(), d.unavailable())
+        );
+        drop(d);
+        let (d, view2) = start(dir.path(), &fk);
+        assert_eq!(view2.borrow().attrs, want, "after a restart");
+        let mut d = d;
+        d.leave(NET_A, EP_1).unwrap();
+        assert_eq!(view2.borrow().attrs.len(), 2, "left: no attributes");
+        assert_eq!(
+            **view2.borrow(),
+            View::from_state(d.state(), d.unavailable())
+        );
+    }
+
     fn addrs_on(fk: &FakeKernel, link: &str) -> Vec<String> {
         let index = fk.link_named(link).unwrap().index;
         let mut v: Vec<String> = fk

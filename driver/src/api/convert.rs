@@ -817,6 +817,68 @@ mod tests {
         assert_eq!(parse_mac("02:aa:bb"), None);
     }
 
+    /// What dockerd 20.10 sent for `--driver-opt` (recorded) becomes the
+    /// endpoint's attributes; the network's `-o bgp_*` its own.
+    #[test]
+    fn recorded_driver_opts_become_endpoint_attributes() {
+        let lines: Vec<serde_json::Value> =
+            include_str!("../../tests/fixtures/dockerd-endpoint-options.jsonl")
+                .lines()
+                .map(|l| serde_json::from_str(l).unwrap())
+                .collect();
+        let net: CreateNetworkRequest = serde_json::from_value(lines[0]["body"].clone()).unwrap();
+        let net = network_spec(&net, Some("eth1")).unwrap();
+        assert_eq!(net.attrs.med, Some(50));
+        let eps: Vec<EndpointSpec> = lines[1..]
+            .iter()
+            .map(|l| {
+                let r: CreateEndpointRequest = serde_json::from_value(l["body"].clone()).unwrap();
+                endpoint_spec(&r, &net).unwrap()
+            })
+            .collect();
+        let med: Vec<Option<u32>> = eps.iter().map(|e| e.attrs.med).collect();
+        assert_eq!(med, [Some(20), Some(30), None, Some(10), Some(11)]);
+        assert_eq!(eps[1].attrs.local_pref, Some(200));
+        let both = [65000 << 16 | 1, 65000 << 16 | 2];
+        assert_eq!(eps[2].attrs.communities, both, "comma-separated");
+        assert_eq!(eps[3].attrs.communities, both, "space-separated");
+    }
+
+    #[test]
+    fn bad_driver_opts_are_refused_with_the_reason() {
+        let net = network_spec(&req(json!({"parent": "eth1"})), None).unwrap();
+        let ep = |opts: serde_json::Value| {
+            let r: CreateEndpointRequest = serde_json::from_value(json!({
+                "NetworkID": net.id, "EndpointID": "b".repeat(64),
+                "Interface": {"Address": "10.1.1.2/24", "AddressIPv6": "", "MacAddress": ""},
+                "Options": opts
+            }))
+            .unwrap();
+            endpoint_spec(&r, &net).map_err(|e| e.to_string())
+        };
+        let e = ep(json!({"bgp-med": "1"})).unwrap_err();
+        assert!(
+            e.contains("unknown driver option \"bgp-med\"") && e.contains("bgp_med"),
+            "{e}"
+        );
+        let e = ep(json!({"bgp_med": 5})).unwrap_err();
+        assert!(e.contains("wrong type"), "{e}");
+        let e = ep(json!({"bgp_as_path_prepend": "20"})).unwrap_err();
+        assert!(e.contains("0..10"), "{e}");
+        assert!(ep(json!({"com.docker.network.portmap": [], "bgp_med": "5"})).is_ok());
+        let e = network_spec(&req(json!({"parent": "eth1", "bgp_local_pref": "x"})), None)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("bgp_local_pref"), "{e}");
+        let e = network_spec(&req(json!({"parent": "eth1", "bgp_meds": "1"})), None)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("unknown option \"bgp_meds\"") && e.contains("bgp_med ("),
+            "{e}"
+        );
+    }
+
     #[test]
     fn join_answers_follow_the_data_plane() {
         let l2 = join_response(&Joined {
