@@ -459,6 +459,25 @@ pub enum Action {
         /// `present = false` the default is 2 s (scaled).
         hold: Option<Dur>,
     },
+    /// An FRR router's BGP path for `prefix` (the one from `from`, a host
+    /// or an address; default the best) carries these attributes and is
+    /// (`best = true`) or is not the best. See `runner/router_bgp.rs`.
+    ExpectRouterBgp {
+        router: String,
+        /// A CIDR or a container name (its /32).
+        prefix: String,
+        from: Option<String>,
+        best: Option<bool>,
+        /// The AS path as FRR writes it: `"65000 65000"`.
+        as_path: Option<String>,
+        /// Each must be on the path (others may be too).
+        communities: Option<Vec<String>>,
+        large_communities: Option<Vec<String>>,
+        local_pref: Option<u32>,
+        med: Option<u32>,
+        #[serde(default = "default_within")]
+        within: Dur,
+    },
     /// A router dies: its daemons are killed and its links go down.
     RouterDown {
         router: String,
@@ -662,6 +681,7 @@ impl Action {
             | ExpectBgpPath { .. }
             | ExpectRejected { .. }
             | ExpectRouterRoute { .. }
+            | ExpectRouterBgp { .. }
             | ExpectStatus { .. }
             | ExpectMetrics { .. }
             | ExpectLog { .. }
