@@ -161,6 +161,11 @@ impl World {
             .ok_or_else(|| anyhow!("unknown host {name}"))
     }
 
+    /// A container as the scenario declares it (after expansion).
+    pub fn container_def(&self, name: &str) -> Option<&crate::scenario::ContainerDef> {
+        self.scenario.containers.iter().find(|c| c.name == name)
+    }
+
     pub fn host_index(&self, name: &str) -> Result<usize> {
         self.hosts
             .iter()

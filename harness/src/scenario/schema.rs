@@ -236,6 +236,10 @@ pub struct ContainerDef {
     pub network: String,
     /// `count = N` declares `name1` .. `nameN`; steps may use `name` for the group.
     pub count: Option<usize>,
+    /// `--driver-opt k=v` for its endpoint (dockerd passes them as top-level
+    /// keys of CreateEndpoint's `Options`), e.g. `{ bgp_med = "5" }`.
+    #[serde(default)]
+    pub driver_opts: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
