@@ -16,7 +16,7 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 use ipnet::IpNet;
-use tracing::{debug, info};
+use tracing::{debug, info, warn};
 
 use super::gobgp::apipb::{
     AddPathRequest, AddPathStreamRequest, DeletePathRequest, GetBgpRequest, TableType,
@@ -104,6 +104,9 @@ impl Announcer {
             .into_inner()
             .global
             .map_or(0, |g| g.asn);
+        if self.asn == 0 && wanted.values().any(|w| w.attrs.as_path_prepend > Some(0)) {
+            warn!("gobgpd runs no BGP yet (AS 0): bgp_as_path_prepend is not applied until it does and the driver reconnects");
+        }
         for family in families() {
             let mut rib = open_global_rib(client, family, self.limit).await?;
             while let Some(resp) = next_within("ListPath", self.limit, &mut rib).await? {
