@@ -29,6 +29,7 @@ struct Skip(String);
 /// A test's end: `Ok` when it ran to the end, `Err(Skip)` when this host
 /// cannot run (the rest of) it. Failures panic.
 type Outcome = Result<(), Skip>;
+type TestFn = fn() -> Outcome;
 
 fn privileged(test: &str) -> Outcome {
     if nix::unistd::geteuid().is_root() {
@@ -1196,7 +1197,7 @@ fn ipv6_l2_forwards_per_link_not_host_wide() -> Outcome {
 }
 
 fn main() {
-    let tests: [(&str, fn() -> Outcome); 11] = [
+    let tests: [(&str, TestFn); 11] = [
         (
             "every_fixture_gets_the_right_answer",
             every_fixture_gets_the_right_answer,
