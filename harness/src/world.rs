@@ -161,11 +161,6 @@ impl World {
             .ok_or_else(|| anyhow!("unknown host {name}"))
     }
 
-    /// A container as the scenario declares it (after expansion).
-    pub fn container_def(&self, name: &str) -> Option<&crate::scenario::ContainerDef> {
-        self.scenario.containers.iter().find(|c| c.name == name)
-    }
-
     pub fn host_index(&self, name: &str) -> Result<usize> {
         self.hosts
             .iter()
@@ -397,6 +392,11 @@ impl World {
     }
 
     /// Whether the driver runs as a managed Docker plugin (`[driver] plugin`).
+    /// A container's definition (after validation: templates expanded).
+    pub fn container_def(&self, name: &str) -> Option<&crate::scenario::ContainerDef> {
+        self.scenario.container(name)
+    }
+
     pub fn driver_is_plugin(&self) -> bool {
         self.scenario.driver.plugin
     }

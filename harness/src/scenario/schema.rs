@@ -233,13 +233,13 @@ pub struct ContainerDef {
     /// or templates), named `<host>-<name><k>`; steps may use `name` for all
     /// of them and `<host>-<name>` for one host's.
     pub hosts: Option<Vec<String>>,
-    pub network: String,
-    /// `count = N` declares `name1` .. `nameN`; steps may use `name` for the group.
-    pub count: Option<usize>,
     /// `--driver-opt k=v` for its endpoint (dockerd passes them as top-level
     /// keys of CreateEndpoint's `Options`), e.g. `{ bgp_med = "5" }`.
     #[serde(default)]
     pub driver_opts: BTreeMap<String, String>,
+    pub network: String,
+    /// `count = N` declares `name1` .. `nameN`; steps may use `name` for the group.
+    pub count: Option<usize>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
