@@ -2,14 +2,15 @@
 //! this host's networks should announce.
 //!
 //! In: the wanted prefixes (from the driver's [`crate::driver::View`]) with
-//! their next hop and BGP attributes ([`RouteAttrs`], plus the global
-//! `--community` values and our AS for a prepend). Out: AddPath/AddPathStream and DeletePath calls for the
-//! difference with what gobgpd holds. After a (re)connection it first reads
-//! gobgpd's local paths so a restarted driver neither duplicates nor leaves
-//! behind what an earlier run announced; paths it did not make (other
-//! prefixes, other next hops) are never touched. A prefix whose attributes
-//! changed is announced again (AddPath replaces the path). Every call carries the
-//! gobgpd deadline, so a stuck gobgpd fails a sync instead of hanging it.
+//! their next hop and BGP attributes ([`RouteAttrs`]; the announcer adds the
+//! global `--community` values and reads our AS for a prepend). Out:
+//! AddPath/AddPathStream and DeletePath calls for the difference with what
+//! gobgpd holds. After a (re)connection it first reads gobgpd's local paths
+//! so a restarted driver neither duplicates nor leaves behind what an
+//! earlier run announced; paths it did not make (other prefixes, other next
+//! hops) are never touched. A prefix whose attributes changed is announced
+//! again (AddPath replaces the path). Every call carries the gobgpd
+//! deadline, so a stuck gobgpd fails a sync instead of hanging it.
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;

@@ -930,9 +930,6 @@ mod tests {
         }
     }
 
-    /// Each prefix gets a next hop of its own family: `--next-hop` of that
-    /// family, else the parent's address; for IPv6 a global one, never the
-    /// link-local one (nothing is announced for IPv6 without a global one).
     fn med(m: u32) -> crate::route_attrs::RouteAttrs {
         crate::route_attrs::RouteAttrs {
             med: Some(m),
@@ -940,6 +937,9 @@ mod tests {
         }
     }
 
+    /// Each prefix gets a next hop of its own family: `--next-hop` of that
+    /// family, else the parent's address; for IPv6 a global one, never the
+    /// link-local one (nothing is announced for IPv6 without a global one).
     #[test]
     fn announcements_take_a_next_hop_of_their_family() {
         let view = View {
