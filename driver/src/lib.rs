@@ -77,7 +77,8 @@ pub async fn run(
                 view_rx,
                 metrics.clone(),
                 stop_rx.clone(),
-            );
+            )
+            .await;
             (rx, Some(task))
         }
         None => (view_rx, None),

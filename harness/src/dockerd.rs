@@ -44,6 +44,11 @@ struct DockerHost {
     cgroup: String,
 }
 
+/// Where host `h`'s dockerd serves its API (`{docker_sock}` in driver args).
+pub fn api_socket(h: &crate::world::HostRt) -> PathBuf {
+    h.dir.join("d").join("docker.sock")
+}
+
 impl DockerHost {
     fn sock(&self) -> PathBuf {
         self.dir.join("docker.sock")
@@ -524,27 +529,39 @@ impl Engine for Dockerd {
 
     fn start(
         &mut self,
-        _w: &World,
+        w: &World,
         host: usize,
         net: &NetworkDef,
         name: &str,
     ) -> Result<ContainerRt> {
-        self.docker(
-            host,
-            &[
-                "run",
-                "-d",
-                "--name",
-                name,
-                "--network",
-                &net.name,
-                "--restart",
-                "unless-stopped",
-                IMAGE,
-                "sleep",
-                "2147483647",
-            ],
-        )?;
+        let mut args = vec![
+            "run",
+            "-d",
+            "--name",
+            name,
+            "--network",
+            &net.name,
+            "--restart",
+            "unless-stopped",
+        ];
+        let health = w.container_def(name).and_then(|c| c.health.as_ref());
+        let (interval, retries) = health
+            .map(|h| {
+                let i = h.interval.map(|d| format!("{}ms", d.0.as_millis()));
+                (i, h.retries.map(|r| r.to_string()))
+            })
+            .unwrap_or_default();
+        if let Some(h) = health {
+            args.extend(["--health-cmd", h.cmd.as_str()]);
+        }
+        if let Some(i) = &interval {
+            args.extend(["--health-interval", i.as_str()]);
+        }
+        if let Some(r) = &retries {
+            args.extend(["--health-retries", r.as_str()]);
+        }
+        args.extend([IMAGE, "sleep", "2147483647"]);
+        self.docker(host, &args)?;
         let addr = self.docker(
             host,
             &[
@@ -565,6 +582,12 @@ impl Engine for Dockerd {
             handle: name.to_string(),
             src_name: String::new(),
         })
+    }
+
+    fn exec(&mut self, _w: &World, c: &ContainerRt, command: &[String]) -> Result<String> {
+        let mut args = vec!["exec", c.handle.as_str()];
+        args.extend(command.iter().map(String::as_str));
+        self.docker(c.host, &args)
     }
 
     fn stop(&mut self, _w: &World, c: &ContainerRt) -> Result<()> {

@@ -392,6 +392,11 @@ impl World {
     }
 
     /// Whether the driver runs as a managed Docker plugin (`[driver] plugin`).
+    /// A container's definition (after validation: templates expanded).
+    pub fn container_def(&self, name: &str) -> Option<&crate::scenario::ContainerDef> {
+        self.scenario.container(name)
+    }
+
     pub fn driver_is_plugin(&self) -> bool {
         self.scenario.driver.plugin
     }
@@ -442,8 +447,15 @@ impl World {
                 a.extend(["--peer".into(), p]);
             }
         }
-        a.extend(s.driver.args.iter().cloned());
-        a.extend(h.def.driver_args.iter().cloned());
+        // `{docker_sock}`: the host's dockerd API socket (dockerd engine).
+        let sock = crate::dockerd::api_socket(h).display().to_string();
+        a.extend(
+            s.driver
+                .args
+                .iter()
+                .chain(&h.def.driver_args)
+                .map(|x| x.replace("{docker_sock}", &sock)),
+        );
         a
     }
 

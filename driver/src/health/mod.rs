@@ -334,19 +334,38 @@ pub fn endpoint_routes(state: &State) -> BTreeMap<IpNet, String> {
     m
 }
 
+/// At start, Docker is asked once for so long before the BGP side gets
+/// its first view: a restarted driver then announces its healthy endpoints
+/// without first withdrawing them (Docker answers in milliseconds; one that
+/// does not costs the start this much at most).
+const STARTUP_SYNC: Duration = Duration::from_secs(3);
+
 /// Starts the gate between the driver's View (`views`) and the BGP side;
-/// answers the gated View the BGP side should follow.
-pub fn spawn(
+/// answers the gated View the BGP side should follow (already decided from
+/// one look at Docker's running containers, when Docker answers).
+pub async fn spawn(
     cfg: GateConfig,
     driver: Arc<Mutex<Driver>>,
     views: watch::Receiver<Arc<View>>,
     metrics: Arc<Metrics>,
     stop: watch::Receiver<bool>,
 ) -> (watch::Receiver<Arc<View>>, tokio::task::JoinHandle<()>) {
-    let (out_tx, out_rx) = watch::channel(Arc::new(View::default()));
+    let api = DockerApi::new(cfg.socket.clone(), CALL_TIMEOUT);
+    let mut gate = Gate::new(Instant::now());
+    match tokio::time::timeout(STARTUP_SYNC, sync_all(&api)).await {
+        Ok(Ok(all)) => {
+            info!(containers = all.len(), "health gate: classified the running containers at start");
+            gate.apply(Update::Sync(all), Instant::now());
+        }
+        Ok(Err(e)) => warn!(error = %format!("{e:#}"), "health gate: Docker does not answer at start; endpoints are held until it does (fail open after {FAIL_OPEN_AFTER:?})"),
+        Err(_) => warn!("health gate: Docker did not answer within {STARTUP_SYNC:?} at start; endpoints are held until it does (fail open after {FAIL_OPEN_AFTER:?})"),
+    }
+    let view = views.borrow().clone();
+    let routes = snapshot(&driver).await;
+    let first = gate.filter(&view, &routes, Instant::now());
+    let (out_tx, out_rx) = watch::channel(Arc::new(first.view));
     let (upd_tx, upd_rx) = mpsc::channel(1024);
     let want_sync = Arc::new(Notify::new());
-    let api = DockerApi::new(cfg.socket.clone(), CALL_TIMEOUT);
     metrics.bgp(|b| {
         b.health.enabled = true;
         b.health.docker = format!("unix://{}", cfg.socket.display());
@@ -360,7 +379,10 @@ pub fn spawn(
         stop.clone(),
     ));
     let filter = tokio::spawn(async move {
-        filter_loop(driver, views, out_tx, upd_rx, want_sync, metrics, stop).await;
+        filter_loop(
+            gate, driver, views, out_tx, upd_rx, want_sync, metrics, stop,
+        )
+        .await;
         let _ = classifier.await;
     });
     (out_rx, filter)
@@ -376,7 +398,9 @@ async fn snapshot(driver: &Arc<Mutex<Driver>>) -> BTreeMap<IpNet, String> {
     .unwrap_or_default()
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn filter_loop(
+    mut gate: Gate,
     driver: Arc<Mutex<Driver>>,
     mut views: watch::Receiver<Arc<View>>,
     out: watch::Sender<Arc<View>>,
@@ -385,7 +409,6 @@ async fn filter_loop(
     metrics: Arc<Metrics>,
     mut stop: watch::Receiver<bool>,
 ) {
-    let mut gate = Gate::new(Instant::now());
     let mut view = views.borrow_and_update().clone();
     let mut routes = snapshot(&driver).await;
     let mut tick = tokio::time::interval(Duration::from_secs(1));

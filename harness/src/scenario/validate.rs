@@ -441,6 +441,14 @@ impl Scenario {
                 ));
             }
         }
+        if s.engines.iter().any(|e| e != "dockerd") {
+            if let Some(c) = s.containers.iter().find(|c| c.health.is_some()) {
+                return Err(anyhow!(
+                    "{file}: container {}: health needs engines = [\"dockerd\"]",
+                    c.name
+                ));
+            }
+        }
         if s.driver.plugin && s.engines.iter().any(|e| e != "dockerd") {
             return Err(anyhow!(
                 "{file}: [driver] plugin = true needs engines = [\"dockerd\"]: only dockerd runs managed plugins"
@@ -722,6 +730,18 @@ impl Scenario {
                         self.check_container(&name)
                             .map_err(|e| format!("{e} in {arg:?}"))?;
                     }
+                }
+                Ok(())
+            }
+            Action::Exec { container, command } => {
+                if self.container(container).is_none() {
+                    return Err(format!("unknown container {container}"));
+                }
+                if command.is_empty() {
+                    return Err("command must not be empty".into());
+                }
+                if self.engines.iter().any(|e| e != "dockerd") {
+                    return Err("exec needs engines = [\"dockerd\"]".into());
                 }
                 Ok(())
             }
