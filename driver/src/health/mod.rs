@@ -193,8 +193,18 @@ impl Gate {
     }
 
     fn learn(&mut self, c: Container) {
-        self.forget(&c.id);
-        let Some(v) = Verdict::of(&c) else {
+        let verdict = Verdict::of(&c);
+        // Endpoints it no longer has (or all, when it stopped) lose their verdict.
+        let keep: &[String] = if verdict.is_some() { &c.endpoints } else { &[] };
+        if let Some(old) = self.containers.get(&c.id) {
+            for e in old.iter().filter(|e| !keep.contains(e)) {
+                if self.verdicts.get(e).is_some_and(|(o, _)| o == &c.id) {
+                    self.verdicts.remove(e);
+                }
+            }
+        }
+        let Some(v) = verdict else {
+            self.containers.remove(&c.id);
             return;
         };
         for e in &c.endpoints {

@@ -95,6 +95,13 @@ fn health_flips_withdraw_and_announce_again() {
     let f = step(&mut g, Some("healthy"), true);
     assert!(announced(&f).contains(&"10.0.1.3/32".to_string()));
     assert_eq!(g.transitions, 4);
+    // Learning the same verdict again (an event, a resync) is no transition.
+    step(&mut g, Some("healthy"), true);
+    g.apply(
+        Update::Sync(vec![container("c-b", "ep-b", true, Some("healthy"))]),
+        t0,
+    );
+    assert_eq!(g.transitions, 4);
     // A health status nobody knows yet holds.
     let f = step(&mut g, Some("sideways"), true);
     assert!(!announced(&f).contains(&"10.0.1.3/32".to_string()));
