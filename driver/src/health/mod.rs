@@ -356,7 +356,7 @@ const STARTUP_SYNC: Duration = Duration::from_secs(3);
 pub async fn spawn(
     cfg: GateConfig,
     driver: Arc<Mutex<Driver>>,
-    views: watch::Receiver<Arc<View>>,
+    mut views: watch::Receiver<Arc<View>>,
     metrics: Arc<Metrics>,
     stop: watch::Receiver<bool>,
 ) -> (watch::Receiver<Arc<View>>, tokio::task::JoinHandle<()>) {
@@ -370,8 +370,7 @@ pub async fn spawn(
         Ok(Err(e)) => warn!(error = %format!("{e:#}"), "health gate: Docker does not answer at start; endpoints are held until it does (fail open after {FAIL_OPEN_AFTER:?})"),
         Err(_) => warn!("health gate: Docker did not answer within {STARTUP_SYNC:?} at start; endpoints are held until it does (fail open after {FAIL_OPEN_AFTER:?})"),
     }
-    let view = views.borrow().clone();
-    let routes = snapshot(&driver).await;
+    let (view, routes) = snapshot(&driver, &mut views).await;
     let first = gate.filter(&view, &routes, Instant::now());
     let (out_tx, out_rx) = watch::channel(Arc::new(first.view));
     let (upd_tx, upd_rx) = mpsc::channel(1024);
@@ -398,14 +397,37 @@ pub async fn spawn(
     (out_rx, filter)
 }
 
-async fn snapshot(driver: &Arc<Mutex<Driver>>) -> BTreeMap<IpNet, String> {
+/// The driver's current View and its endpoints' routes, read together
+/// under the driver's lock (the driver publishes its View under that lock),
+/// so that every endpoint announcement of the View is found in the map: an
+/// endpoint that left in between cannot slip through as "not an endpoint".
+async fn snapshot(
+    driver: &Arc<Mutex<Driver>>,
+    views: &mut watch::Receiver<Arc<View>>,
+) -> (Arc<View>, BTreeMap<IpNet, String>) {
+    // Marked seen first: a View published after this wakes the caller again.
+    views.borrow_and_update();
     let d = driver.clone();
-    tokio::task::spawn_blocking(move || {
+    let mut rx = views.clone();
+    let read = tokio::task::spawn_blocking(move || {
         let d = d.lock().unwrap_or_else(|p| p.into_inner());
-        endpoint_routes(d.state())
+        let view = rx.borrow_and_update().clone();
+        (view, endpoint_routes(d.state()))
     })
-    .await
-    .unwrap_or_default()
+    .await;
+    match read {
+        Ok(r) => r,
+        Err(e) => {
+            warn!(error = %e, "health gate: could not read the driver's state; holding every endpoint");
+            let view = views.borrow().clone();
+            let all = view
+                .local_endpoints
+                .iter()
+                .map(|a| (host_route(*a), a.to_string()))
+                .collect();
+            (view, all)
+        }
+    }
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -419,8 +441,7 @@ async fn filter_loop(
     metrics: Arc<Metrics>,
     mut stop: watch::Receiver<bool>,
 ) {
-    let mut view = views.borrow_and_update().clone();
-    let mut routes = snapshot(&driver).await;
+    let (mut view, mut routes) = snapshot(&driver, &mut views).await;
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last_ask = Instant::now();
@@ -462,8 +483,7 @@ async fn filter_loop(
                 if r.is_err() {
                     return;
                 }
-                view = views.borrow_and_update().clone();
-                routes = snapshot(&driver).await;
+                (view, routes) = snapshot(&driver, &mut views).await;
             }
             u = updates.recv() => match u {
                 Some(u) => {

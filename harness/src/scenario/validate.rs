@@ -1072,6 +1072,40 @@ within = "5s"
     }
 
     #[test]
+    fn health_checks_and_exec_need_dockerd() {
+        let on = |engines: &str, extra: &str| {
+            let src = format!(
+                "engines = {engines}\n{}",
+                GOOD.replacen(
+                    "network = \"blue\"\n\n",
+                    "network = \"blue\"\nhealth = { cmd = \"test -f /ok\", interval = \"1s\", retries = 1 }\n\n",
+                    1
+                )
+            );
+            parse(&format!("{src}{extra}"))
+        };
+        let exec =
+            "\n[[steps]]\ndo = \"exec\"\ncontainer = \"d\"\ncommand = [\"touch\", \"/ok\"]\n";
+        let s = on("[\"dockerd\"]", exec).unwrap();
+        let d = s.container("d").unwrap().health.as_ref().unwrap();
+        assert_eq!((d.cmd.as_str(), d.retries), ("test -f /ok", Some(1)));
+        assert!(s.container("c1").unwrap().health.is_none());
+        let e = on("[\"emulator\"]", "").unwrap_err().to_string();
+        assert!(e.contains("container d: health needs engines"), "{e}");
+        let no_health = format!("engines = [\"emulator\"]\n{GOOD}{exec}");
+        let e = parse(&no_health).unwrap_err().to_string();
+        assert!(e.contains("exec needs engines"), "{e}");
+        let e = on("[\"dockerd\"]", &exec.replace("\"d\"", "\"nobody\""))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("unknown container nobody"), "{e}");
+        let e = on("[\"dockerd\"]", &exec.replace("[\"touch\", \"/ok\"]", "[]"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("command must not be empty"), "{e}");
+    }
+
+    #[test]
     fn unknown_step_field_names_the_line() {
         let bad = GOOD.replace("within = \"5s\"", "withn = \"5s\"");
         let e = parse(&bad).unwrap_err().to_string();
