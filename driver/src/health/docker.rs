@@ -461,3 +461,132 @@ mod tests {
         );
     }
 }
+
+/// The client against a fake Docker on a unix socket (raw HTTP/1.1).
+#[cfg(test)]
+mod fake_docker {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::UnixListener;
+
+    /// Serves each connection with `answer(path)`: the whole raw response,
+    /// or `None` to accept and never answer.
+    fn serve(dir: &tempfile::TempDir, answer: fn(&str) -> Option<String>) -> DockerApi {
+        let path = dir.path().join("docker.sock");
+        let listener = UnixListener::bind(&path).unwrap();
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = listener.accept().await {
+                tokio::spawn(async move {
+                    let mut req = Vec::new();
+                    let mut buf = [0u8; 1024];
+                    while !req.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match s.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => req.extend_from_slice(&buf[..n]),
+                        }
+                    }
+                    let line = String::from_utf8_lossy(&req).to_string();
+                    let path = line.split_whitespace().nth(1).unwrap_or("").to_string();
+                    match answer(&path) {
+                        Some(r) => {
+                            let _ = s.write_all(r.as_bytes()).await;
+                            let _ = s.shutdown().await;
+                        }
+                        None => tokio::time::sleep(Duration::from_secs(60)).await,
+                    }
+                });
+            }
+        });
+        DockerApi::new(path, Duration::from_millis(300))
+    }
+
+    fn ok(body: &str) -> Option<String> {
+        Some(format!(
+            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        ))
+    }
+
+    fn docker(path: &str) -> Option<String> {
+        match path {
+            "/containers/json" => ok(r#"[{"Id":"c1"},{"Id":"c2"}]"#),
+            "/containers/c1/json" => ok(
+                r#"{"Id":"c1","State":{"Running":true,"Health":{"Status":"healthy"}},"NetworkSettings":{"Networks":{"n":{"EndpointID":"e1"}}}}"#,
+            ),
+            "/containers/c2/json" => ok(r#"{"Id":"c2","State":{"Running":true}}"#),
+            "/containers/odd/json" => ok(r#"{"Id":["not","a","string"]}"#),
+            "/containers/slow/json" => None,
+            p if p.starts_with("/events?") => {
+                // Chunked, as dockerd streams: a garbage line, an ignored
+                // event, then two that matter, one split across chunks.
+                let lines = [
+                    "{not json\n",
+                    r#"{"Type":"container","Action":"exec_start: sh","Actor":{"ID":"c1"}}"#,
+                    "\n{\"Type\":\"container\",\"Action\":\"health_status: unhealthy\",",
+                    "\"Actor\":{\"ID\":\"c1\"}}\n",
+                    "{\"Type\":\"container\",\"Action\":\"destroy\",\"Actor\":{\"ID\":\"c2\"}}\n",
+                ];
+                let mut r = String::from("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n");
+                for l in lines {
+                    r.push_str(&format!("{:x}\r\n{l}\r\n", l.len()));
+                }
+                r.push_str("0\r\n\r\n");
+                Some(r)
+            }
+            _ => Some(
+                "HTTP/1.1 404 Not Found\r\nContent-Length: 29\r\n\r\n{\"message\":\"No such object\"}\n"
+                    .into(),
+            ),
+        }
+    }
+
+    #[tokio::test]
+    async fn lists_and_inspects() {
+        let dir = tempfile::tempdir().unwrap();
+        let api = serve(&dir, docker);
+        assert_eq!(api.running().await.unwrap(), ["c1", "c2"]);
+        let c1 = api.inspect("c1").await.unwrap().unwrap();
+        assert_eq!(
+            (c1.health.as_deref(), c1.endpoints.as_slice()),
+            (Some("healthy"), &["e1".to_string()][..])
+        );
+        assert_eq!(api.inspect("c2").await.unwrap().unwrap().health, None);
+        assert_eq!(
+            api.inspect("gone").await.unwrap(),
+            None,
+            "404: Docker does not know it"
+        );
+    }
+
+    #[tokio::test]
+    async fn odd_answers_slow_daemons_and_bad_ids_are_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let api = serve(&dir, docker);
+        assert!(api.inspect("odd").await.is_err());
+        let e = api.inspect("slow").await.unwrap_err().to_string();
+        assert!(e.contains("no answer within"), "{e}");
+        assert!(api.inspect("../../images").await.is_err());
+        assert!(api.inspect("").await.is_err());
+        let nowhere = DockerApi::new(dir.path().join("missing.sock"), Duration::from_millis(300));
+        assert!(nowhere.running().await.is_err());
+    }
+
+    #[tokio::test]
+    async fn follows_events_across_chunks_and_skips_garbage() {
+        let dir = tempfile::tempdir().unwrap();
+        let api = serve(&dir, docker);
+        let (tx, mut rx) = mpsc::channel(16);
+        let mut connected = false;
+        let r = api.follow_events(tx, || connected = true).await;
+        assert!(connected);
+        assert!(r
+            .unwrap_err()
+            .to_string()
+            .contains("closed the event stream"));
+        let mut got = Vec::new();
+        while let Ok(h) = rx.try_recv() {
+            got.push(h);
+        }
+        assert_eq!(got, [Hint::Container("c1".into()), Hint::Gone("c2".into())]);
+    }
+}

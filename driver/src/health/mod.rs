@@ -57,8 +57,9 @@ pub const RESYNC_EVERY: Duration = Duration::from_secs(30);
 pub const CALL_TIMEOUT: Duration = Duration::from_secs(5);
 const BACKOFF_MIN: Duration = Duration::from_millis(200);
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
-/// While endpoints wait for their first classification, Docker is asked
-/// again at most this often (besides the events that name them).
+/// An endpoint waiting this long for its first classification (its
+/// container's `start` event did not classify it) makes the classifier
+/// inspect every running container, at most this often.
 const WAITING_RESYNC: Duration = Duration::from_secs(2);
 
 /// `--health-gate`: where the Docker API is.
@@ -180,6 +181,14 @@ impl Gate {
 
     pub fn api_up(&self) -> bool {
         self.api_up
+    }
+
+    /// How long the longest-waiting unclassified endpoint has waited.
+    pub fn longest_wait(&self, now: Instant) -> Option<Duration> {
+        self.waiting
+            .values()
+            .map(|t| now.saturating_duration_since(*t))
+            .max()
     }
 
     fn forget(&mut self, container: &str) {
@@ -455,7 +464,10 @@ async fn filter_loop(
                 "health gate: released for announcement"
             );
         }
-        if f.waiting && gate.api_up() && now.duration_since(last_ask) >= WAITING_RESYNC {
+        // An endpoint is normally classified by its container's `start`
+        // event; one that waits longer than that makes Docker be asked.
+        let overdue = gate.longest_wait(now).is_some_and(|w| w >= WAITING_RESYNC);
+        if overdue && gate.api_up() && now.duration_since(last_ask) >= WAITING_RESYNC {
             last_ask = now;
             want_sync.notify_one();
         }

@@ -45,6 +45,7 @@ fn endpoints_are_held_until_classified_subnets_pass() {
         Some("waiting for Docker")
     );
     assert!(f.waiting);
+    assert_eq!(g.longest_wait(t0 + WAITING_RESYNC), Some(WAITING_RESYNC));
     // Long after, with Docker up: still held (fail open is only for an unreachable Docker).
     let f = g.filter(&v, &eps, t0 + FAIL_OPEN_AFTER * 10);
     assert_eq!(announced(&f), ["10.9.0.0/24"]);
