@@ -44,6 +44,23 @@ struct DockerHost {
     cgroup: String,
 }
 
+impl Dockerd {
+    /// A container's IPv4 address, as Docker's IPAM gave it.
+    fn address(&self, host: usize, name: &str) -> Result<std::net::Ipv4Addr> {
+        let addr = self.docker(
+            host,
+            &[
+                "inspect",
+                "-f",
+                "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}",
+                name,
+            ],
+        )?;
+        addr.parse()
+            .map_err(|_| anyhow!("container {name} has no IPv4 address ({addr:?})"))
+    }
+}
+
 /// Where host `h`'s dockerd serves its API (`{docker_sock}` in driver args).
 pub fn api_socket(h: &crate::world::HostRt) -> PathBuf {
     h.dir.join("d").join("docker.sock")
@@ -562,22 +579,11 @@ impl Engine for Dockerd {
         }
         args.extend([IMAGE, "sleep", "2147483647"]);
         self.docker(host, &args)?;
-        let addr = self.docker(
-            host,
-            &[
-                "inspect",
-                "-f",
-                "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}",
-                name,
-            ],
-        )?;
         Ok(ContainerRt {
             name: name.to_string(),
             host,
             network: net.name.clone(),
-            address: addr
-                .parse()
-                .map_err(|_| anyhow!("container {name} has no IPv4 address ({addr:?})"))?,
+            address: self.address(host, name)?,
             netns: self.pid_netns(host, name)?,
             handle: name.to_string(),
             src_name: String::new(),
@@ -611,6 +617,8 @@ impl Engine for Dockerd {
 
     fn refresh(&mut self, _w: &World, c: &mut ContainerRt) -> Result<()> {
         c.netns = self.pid_netns(c.host, &c.handle)?;
+        // Restarted by dockerd, it may have got another address from the IPAM.
+        c.address = self.address(c.host, &c.handle)?;
         Ok(())
     }
 
