@@ -27,9 +27,13 @@
 //!   the API blinked); an endpoint that was never classified fails open
 //!   after [`FAIL_OPEN_AFTER`] of unreachability (announced as without the
 //!   gate), logged as a warning and counted; the next sync corrects it;
-//! - after a (re)connection, and every [`RESYNC_EVERY`], every running
-//!   container is inspected again: a driver restart rebuilds the gate from
-//!   Docker, and a missed event is repaired.
+//! - at start, every running container is inspected before the BGP side
+//!   gets its first view (for at most `STARTUP_SYNC`): a restarted driver
+//!   rebuilds the gate from Docker and neither withdraws a healthy endpoint
+//!   nor announces an unhealthy one meanwhile;
+//! - after every (re)connection of the event stream, and every
+//!   [`RESYNC_EVERY`], all of them are inspected again, so a missed event
+//!   is repaired.
 
 pub mod docker;
 
@@ -528,7 +532,7 @@ async fn classify(
     mut stop: watch::Receiver<bool>,
 ) {
     let (feed_tx, mut feed) = mpsc::channel::<Feed>(1024);
-    let follower = tokio::spawn(follow(api.clone(), feed_tx));
+    let follower = tokio::spawn(follow(api.clone(), feed_tx, metrics.clone()));
     let mut resync = tokio::time::interval(RESYNC_EVERY);
     resync.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let error = |e: &anyhow::Error| {
@@ -597,7 +601,7 @@ async fn sync_all(api: &DockerApi) -> anyhow::Result<Vec<Container>> {
 }
 
 /// Follows Docker's event stream, reconnecting with backoff.
-async fn follow(api: DockerApi, feed: mpsc::Sender<Feed>) {
+async fn follow(api: DockerApi, feed: mpsc::Sender<Feed>, metrics: Arc<Metrics>) {
     let mut backoff = BACKOFF_MIN;
     let mut logged_down = false;
     loop {
@@ -623,6 +627,10 @@ async fn follow(api: DockerApi, feed: mpsc::Sender<Feed>) {
             Ok(()) => "the event stream ended".to_string(),
             Err(e) => format!("{e:#}"),
         };
+        metrics.bgp(|b| {
+            b.health.api_errors += 1;
+            b.health.last_error = Some(why.clone());
+        });
         if connected {
             backoff = BACKOFF_MIN;
             logged_down = false;
