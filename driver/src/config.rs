@@ -219,6 +219,12 @@ pub struct RunArgs {
     /// Also serve `GET /metrics` on this TCP address (e.g. 127.0.0.1:9473); off by default.
     #[arg(long, env = "IPVLAN_BGP_METRICS_LISTEN")]
     pub metrics_listen: Option<std::net::SocketAddr>,
+
+    /// Announce a container with a health check only while it is healthy,
+    /// following the Docker API at this socket (unix:///var/run/docker.sock);
+    /// off by default. Containers without a health check are announced as usual.
+    #[arg(long, env = "IPVLAN_BGP_HEALTH_GATE", value_name = "unix:///PATH")]
+    pub health_gate: Option<crate::health::GateConfig>,
 }
 
 impl RunArgs {
@@ -331,6 +337,26 @@ mod tests {
         assert_eq!(b.speaker.peers.len(), 1);
         assert_eq!(b.protocol, DEFAULT_ROUTE_PROTOCOL);
         assert!(b.next_hops.is_empty());
+    }
+
+    #[test]
+    fn health_gate_is_off_by_default_and_wants_a_unix_socket() {
+        assert!(Cli::parse_from(["ipvlan-bgp"]).run.health_gate.is_none());
+        let cli = Cli::parse_from(["ipvlan-bgp", "--health-gate", "unix:///var/run/docker.sock"]);
+        assert_eq!(
+            cli.run.health_gate.unwrap().socket,
+            PathBuf::from("/var/run/docker.sock")
+        );
+        for bad in [
+            "/var/run/docker.sock",
+            "tcp://127.0.0.1:2375",
+            "unix://relative",
+        ] {
+            assert!(
+                Cli::try_parse_from(["ipvlan-bgp", "--health-gate", bad]).is_err(),
+                "{bad}"
+            );
+        }
     }
 
     #[test]

@@ -14,6 +14,7 @@ pub mod bgp;
 pub mod config;
 pub mod driver;
 pub mod error;
+pub mod health;
 pub mod kernel;
 pub mod links;
 pub mod metrics;
@@ -67,6 +68,22 @@ pub async fn run(
     let metrics = Arc::new(Metrics::default());
     metrics.bgp(|b| b.route_protocol = bgp_cfg.as_ref().map(|c| c.protocol));
     let (stop_tx, stop_rx) = watch::channel(false);
+    let driver = Arc::new(Mutex::new(driver));
+    // The health gate stands between the driver's View and the BGP side.
+    let (view_rx, health_task) = match args.health_gate.clone() {
+        Some(cfg) => {
+            let (rx, task) = health::spawn(
+                cfg,
+                driver.clone(),
+                view_rx,
+                metrics.clone(),
+                stop_rx.clone(),
+            )
+            .await;
+            (rx, Some(task))
+        }
+        None => (view_rx, None),
+    };
 
     let mut bgp_task = None;
     let mut installer_thread = None;
@@ -93,7 +110,6 @@ pub async fn run(
 
     let listener = server::bind(&args.socket).await?;
     info!(socket = %args.socket.display(), "serving Docker");
-    let driver = Arc::new(Mutex::new(driver));
     let repair_task = tokio::spawn(repair_loop(driver.clone(), stop_rx.clone()));
     let app = App { driver, metrics };
     let metrics_task = metrics_listener.map(|l| {
@@ -111,6 +127,9 @@ pub async fn run(
         let _ = t.await;
     }
     if let Some(t) = bgp_task {
+        let _ = t.await;
+    }
+    if let Some(t) = health_task {
         let _ = t.await;
     }
     if let Some((thread, handle)) = installer_thread {

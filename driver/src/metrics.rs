@@ -124,6 +124,26 @@ pub struct BgpStatus {
     pub route_protocol: Option<u8>,
     /// Unix time of the last change of installed routes.
     pub last_route_change: Option<u64>,
+    /// The health gate (`--health-gate`), kept by [`crate::health`].
+    pub health: HealthGate,
+}
+
+/// The health gate's state for status and metrics.
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct HealthGate {
+    pub enabled: bool,
+    /// The Docker API it follows.
+    pub docker: String,
+    pub api_connected: bool,
+    pub api_errors: u64,
+    pub last_error: Option<String>,
+    /// Endpoints held back now (short ID → why).
+    pub held: BTreeMap<String, String>,
+    pub gated: usize,
+    /// Verdict changes of endpoints (healthy, unhealthy, ...).
+    pub transitions: u64,
+    /// Endpoints announced without a verdict because Docker was unreachable.
+    pub fail_open: u64,
 }
 
 impl BgpStatus {
@@ -440,6 +460,36 @@ impl Collector for BgpCollector {
             "ipvlan_bgp_kernel_drift",
             "Corrections made where the kernel differed from the driver's decisions.",
             b.kernel_drift,
+        )?;
+        gauge(
+            &mut e,
+            "ipvlan_bgp_health_gated_endpoints",
+            "Endpoints held back from announcement by the health gate now.",
+            n(b.health.gated),
+        )?;
+        counter(
+            &mut e,
+            "ipvlan_bgp_health_transitions",
+            "Health verdict changes of endpoints seen by the health gate.",
+            b.health.transitions,
+        )?;
+        gauge(
+            &mut e,
+            "ipvlan_bgp_health_docker_connected",
+            "1 while the health gate follows Docker's event stream.",
+            u64::from(b.health.api_connected),
+        )?;
+        counter(
+            &mut e,
+            "ipvlan_bgp_health_docker_errors",
+            "Docker API calls of the health gate that failed.",
+            b.health.api_errors,
+        )?;
+        counter(
+            &mut e,
+            "ipvlan_bgp_health_fail_open",
+            "Endpoints announced without a health verdict because Docker was unreachable.",
+            b.health.fail_open,
         )?;
         let c = ConstCounter::new(0u64);
         let mut enc = e.encode_descriptor(

@@ -220,6 +220,7 @@ fn write_text(out: &mut String, v: &Value, now: u64) -> std::fmt::Result {
     } else {
         writeln!(out, "bgp: disabled")?;
     }
+    write_health(out, &b["health"])?;
     let nets = list(&v["networks"]);
     writeln!(out, "networks: {}", nets.len())?;
     for n in nets {
@@ -240,6 +241,32 @@ fn write_text(out: &mut String, v: &Value, now: u64) -> std::fmt::Result {
     }
     if yes(&b["enabled"]) {
         write_refusals(out, b)?;
+    }
+    Ok(())
+}
+
+/// The health gate, when on: Docker's reachability and the held endpoints.
+fn write_health(out: &mut String, h: &Value) -> std::fmt::Result {
+    if !yes(&h["enabled"]) {
+        return Ok(());
+    }
+    writeln!(
+        out,
+        "health gate: docker {} {}  held {}  transitions {}  fail-open {}",
+        s(&h["docker"]),
+        if yes(&h["api_connected"]) {
+            "connected"
+        } else {
+            "NOT CONNECTED"
+        },
+        h["gated"],
+        h["transitions"],
+        h["fail_open"]
+    )?;
+    if let Some(held) = h["held"].as_object() {
+        for (ep, why) in held {
+            writeln!(out, "  endpoint {ep} held back: {}", s(why))?;
+        }
     }
     Ok(())
 }
@@ -416,6 +443,26 @@ mod tests {
         assert!(line("0.0.0.0/0").contains("default-route"));
         assert!(line("conflicts:").contains("1 held by another owner now, 2 in total"));
         assert!(line("conflicts:").contains("kernel drift: 5"));
+    }
+
+    #[test]
+    fn text_names_endpoints_the_health_gate_holds() {
+        let mut v = sample();
+        assert!(
+            !render_text(&v).contains("health gate"),
+            "off: not mentioned"
+        );
+        v["bgp"]["health"] = json!({
+            "enabled": true, "docker": "unix:///var/run/docker.sock", "api_connected": true,
+            "gated": 1, "transitions": 3, "fail_open": 0,
+            "held": {"ep2": "unhealthy"}
+        });
+        let t = render_text(&v);
+        assert!(
+            t.contains("health gate: docker unix:///var/run/docker.sock connected  held 1"),
+            "{t}"
+        );
+        assert!(t.contains("endpoint ep2 held back: unhealthy"), "{t}");
     }
 
     #[test]

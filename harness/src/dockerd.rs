@@ -44,6 +44,28 @@ struct DockerHost {
     cgroup: String,
 }
 
+impl Dockerd {
+    /// A container's IPv4 address, as Docker's IPAM gave it.
+    fn address(&self, host: usize, name: &str) -> Result<std::net::Ipv4Addr> {
+        let addr = self.docker(
+            host,
+            &[
+                "inspect",
+                "-f",
+                "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}",
+                name,
+            ],
+        )?;
+        addr.parse()
+            .map_err(|_| anyhow!("container {name} has no IPv4 address ({addr:?})"))
+    }
+}
+
+/// Where host `h`'s dockerd serves its API (`{docker_sock}` in driver args).
+pub fn api_socket(h: &crate::world::HostRt) -> PathBuf {
+    h.dir.join("d").join("docker.sock")
+}
+
 impl DockerHost {
     fn sock(&self) -> PathBuf {
         self.dir.join("docker.sock")
@@ -530,42 +552,49 @@ impl Engine for Dockerd {
         name: &str,
     ) -> Result<ContainerRt> {
         let network = network_arg(&net.name, w.container_def(name));
-        self.docker(
-            host,
-            &[
-                "run",
-                "-d",
-                "--name",
-                name,
-                "--network",
-                &network,
-                "--restart",
-                "unless-stopped",
-                IMAGE,
-                "sleep",
-                "2147483647",
-            ],
-        )?;
-        let addr = self.docker(
-            host,
-            &[
-                "inspect",
-                "-f",
-                "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}",
-                name,
-            ],
-        )?;
+        let mut args = vec![
+            "run",
+            "-d",
+            "--name",
+            name,
+            "--network",
+            &network,
+            "--restart",
+            "unless-stopped",
+        ];
+        let health = w.container_def(name).and_then(|c| c.health.as_ref());
+        let (interval, retries) = health
+            .map(|h| {
+                let i = h.interval.map(|d| format!("{}ms", d.0.as_millis()));
+                (i, h.retries.map(|r| r.to_string()))
+            })
+            .unwrap_or_default();
+        if let Some(h) = health {
+            args.extend(["--health-cmd", h.cmd.as_str()]);
+        }
+        if let Some(i) = &interval {
+            args.extend(["--health-interval", i.as_str()]);
+        }
+        if let Some(r) = &retries {
+            args.extend(["--health-retries", r.as_str()]);
+        }
+        args.extend([IMAGE, "sleep", "2147483647"]);
+        self.docker(host, &args)?;
         Ok(ContainerRt {
             name: name.to_string(),
             host,
             network: net.name.clone(),
-            address: addr
-                .parse()
-                .map_err(|_| anyhow!("container {name} has no IPv4 address ({addr:?})"))?,
+            address: self.address(host, name)?,
             netns: self.pid_netns(host, name)?,
             handle: name.to_string(),
             src_name: String::new(),
         })
+    }
+
+    fn exec(&mut self, _w: &World, c: &ContainerRt, command: &[String]) -> Result<String> {
+        let mut args = vec!["exec", c.handle.as_str()];
+        args.extend(command.iter().map(String::as_str));
+        self.docker(c.host, &args)
     }
 
     fn stop(&mut self, _w: &World, c: &ContainerRt) -> Result<()> {
@@ -589,6 +618,8 @@ impl Engine for Dockerd {
 
     fn refresh(&mut self, _w: &World, c: &mut ContainerRt) -> Result<()> {
         c.netns = self.pid_netns(c.host, &c.handle)?;
+        // Restarted by dockerd, it may have got another address from the IPAM.
+        c.address = self.address(c.host, &c.handle)?;
         Ok(())
     }
 
@@ -685,6 +716,7 @@ mod tests {
             network: "n".into(),
             count: None,
             driver_opts: BTreeMap::new(),
+            health: None,
         };
         assert_eq!(network_arg("n", Some(&c)), "n");
         c.driver_opts.insert("bgp_med".into(), "5".into());

@@ -112,6 +112,13 @@ pub trait Engine {
     fn stop_many(&mut self, w: &World, cs: &[ContainerRt]) -> Vec<Result<()>> {
         cs.iter().map(|c| self.stop(w, c)).collect()
     }
+    /// Runs `command` inside the container; its output.
+    fn exec(&mut self, _w: &World, _c: &ContainerRt, _command: &[String]) -> Result<String> {
+        bail!(
+            "the {} engine cannot run commands in a container",
+            self.name()
+        )
+    }
     /// The container's sandbox dies and nobody tells the driver now.
     fn kill(&mut self, _w: &World, _c: &ContainerRt) -> Result<()> {
         bail!("the {} engine cannot kill a container", self.name())

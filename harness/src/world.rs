@@ -447,8 +447,15 @@ impl World {
                 a.extend(["--peer".into(), p]);
             }
         }
-        a.extend(s.driver.args.iter().cloned());
-        a.extend(h.def.driver_args.iter().cloned());
+        // `{docker_sock}`: the host's dockerd API socket (dockerd engine).
+        let sock = crate::dockerd::api_socket(h).display().to_string();
+        a.extend(
+            s.driver
+                .args
+                .iter()
+                .chain(&h.def.driver_args)
+                .map(|x| x.replace("{docker_sock}", &sock)),
+        );
         a
     }
 

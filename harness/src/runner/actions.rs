@@ -238,6 +238,7 @@ impl Runner<'_> {
                 }
                 Ok(None)
             }
+            Action::Exec { container, command } => self.exec(container, command),
             Action::PlantRoute { host, prefix, via } => {
                 let proto = ipvlan_bgp::config::DEFAULT_ROUTE_PROTOCOL.to_string();
                 let (p, v) = (prefix.to_string(), via.to_string());

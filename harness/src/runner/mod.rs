@@ -39,6 +39,7 @@ use crate::world::{Options, World};
 
 mod actions;
 pub mod converged;
+mod exec;
 mod expect;
 mod flood;
 pub(crate) mod metrics;
@@ -706,6 +707,7 @@ fn is_expectation(a: &Action) -> bool {
         | Action::RouterDown { .. }
         | Action::RouterUp { .. }
         | Action::Run { .. }
+        | Action::Exec { .. }
         | Action::Start { .. }
         | Action::StartDaemon { .. }
         | Action::Stop { .. }

@@ -240,6 +240,18 @@ pub struct ContainerDef {
     pub network: String,
     /// `count = N` declares `name1` .. `nameN`; steps may use `name` for the group.
     pub count: Option<usize>,
+    /// A Docker health check (dockerd engine only).
+    pub health: Option<HealthDef>,
+}
+
+/// `docker run --health-cmd CMD --health-interval I --health-retries R`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HealthDef {
+    /// Run by the container's shell (`CMD-SHELL`).
+    pub cmd: String,
+    pub interval: Option<Dur>,
+    pub retries: Option<u32>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
@@ -495,6 +507,12 @@ pub enum Action {
         host: String,
         command: Vec<String>,
     },
+    /// Run a command inside a running container (`docker exec`; dockerd
+    /// engine only); fails if it fails.
+    Exec {
+        container: String,
+        command: Vec<String>,
+    },
     /// Plant a route with the driver's protocol tag by hand (a stale leftover).
     PlantRoute {
         host: String,
@@ -670,6 +688,7 @@ impl Action {
             | RouterDown { .. }
             | RouterUp { .. }
             | Run { .. }
+            | Exec { .. }
             | PlantRoute { .. }
             | Freeze { .. }
             | Thaw { .. }

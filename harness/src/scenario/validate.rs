@@ -441,6 +441,14 @@ impl Scenario {
                 ));
             }
         }
+        if s.engines.iter().any(|e| e != "dockerd") {
+            if let Some(c) = s.containers.iter().find(|c| c.health.is_some()) {
+                return Err(anyhow!(
+                    "{file}: container {}: health needs engines = [\"dockerd\"]",
+                    c.name
+                ));
+            }
+        }
         if s.driver.plugin && s.engines.iter().any(|e| e != "dockerd") {
             return Err(anyhow!(
                 "{file}: [driver] plugin = true needs engines = [\"dockerd\"]: only dockerd runs managed plugins"
@@ -722,6 +730,18 @@ impl Scenario {
                         self.check_container(&name)
                             .map_err(|e| format!("{e} in {arg:?}"))?;
                     }
+                }
+                Ok(())
+            }
+            Action::Exec { container, command } => {
+                if self.container(container).is_none() {
+                    return Err(format!("unknown container {container}"));
+                }
+                if command.is_empty() {
+                    return Err("command must not be empty".into());
+                }
+                if self.engines.iter().any(|e| e != "dockerd") {
+                    return Err("exec needs engines = [\"dockerd\"]".into());
                 }
                 Ok(())
             }
@@ -1064,6 +1084,40 @@ within = "5s"
             .unwrap_err()
             .to_string();
         assert!(e.contains("embedded_gobgpd needs [driver] plugin"), "{e}");
+    }
+
+    #[test]
+    fn health_checks_and_exec_need_dockerd() {
+        let on = |engines: &str, extra: &str| {
+            let src = format!(
+                "engines = {engines}\n{}",
+                GOOD.replacen(
+                    "network = \"blue\"\n\n",
+                    "network = \"blue\"\nhealth = { cmd = \"test -f /ok\", interval = \"1s\", retries = 1 }\n\n",
+                    1
+                )
+            );
+            parse(&format!("{src}{extra}"))
+        };
+        let exec =
+            "\n[[steps]]\ndo = \"exec\"\ncontainer = \"d\"\ncommand = [\"touch\", \"/ok\"]\n";
+        let s = on("[\"dockerd\"]", exec).unwrap();
+        let d = s.container("d").unwrap().health.as_ref().unwrap();
+        assert_eq!((d.cmd.as_str(), d.retries), ("test -f /ok", Some(1)));
+        assert!(s.container("c1").unwrap().health.is_none());
+        let e = on("[\"emulator\"]", "").unwrap_err().to_string();
+        assert!(e.contains("container d: health needs engines"), "{e}");
+        let no_health = format!("engines = [\"emulator\"]\n{GOOD}{exec}");
+        let e = parse(&no_health).unwrap_err().to_string();
+        assert!(e.contains("exec needs engines"), "{e}");
+        let e = on("[\"dockerd\"]", &exec.replace("\"d\"", "\"nobody\""))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("unknown container nobody"), "{e}");
+        let e = on("[\"dockerd\"]", &exec.replace("[\"touch\", \"/ok\"]", "[]"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("command must not be empty"), "{e}");
     }
 
     #[test]
