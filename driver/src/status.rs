@@ -125,13 +125,18 @@ impl Status {
         }
     }
 
-    /// Adds the routes the kernel holds with our protocol tag (without the
-    /// driver's lock: a big table takes a while to read).
+    /// Adds the routes the kernel holds with our protocol tag, IPv4 and
+    /// IPv6 (without the driver's lock: a big table takes a while to read).
     pub fn read_routes(mut self) -> Status {
         let Some(proto) = self.bgp.route_protocol else {
             return self;
         };
-        match Kernel::open().and_then(|mut k| k.routes(Family::V4, Some(proto))) {
+        let both = Kernel::open().and_then(|mut k| {
+            let mut routes = k.routes(Family::V4, Some(proto))?;
+            routes.extend(k.routes(Family::V6, Some(proto))?);
+            Ok(routes)
+        });
+        match both {
             Ok(routes) => self.add_routes(&routes),
             Err(e) => self.routes_error = Some(e.to_string()),
         }
