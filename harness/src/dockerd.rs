@@ -18,11 +18,10 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
-use ipnet::Ipv4Net;
 use nix::sys::signal::Signal;
 
 use crate::daemon::{await_ready, Daemon};
-use crate::engine::{ContainerRt, Control, Engine};
+use crate::engine::{ContainerRt, Control, Engine, Subnets};
 use crate::scenario::NetworkDef;
 use crate::util::{eventually, require, run_output, scaled, tail};
 use crate::world::{World, UNDERLAY_IF};
@@ -428,8 +427,16 @@ impl Engine for Dockerd {
         _w: &World,
         host: usize,
         net: &NetworkDef,
-        subnet: Ipv4Net,
+        subnets: Subnets,
     ) -> Result<()> {
+        // dockerd 20.10 always gives a network an IPv4 pool (Docker 28
+        // added `--ipv4=false`): an IPv6-only network is the emulator's.
+        let subnet = subnets.v4.ok_or_else(|| {
+            anyhow!(
+                "network {}: dockerd 20.10 cannot create an IPv6-only network (no --ipv4=false before Docker 28); run it on the emulator",
+                net.name
+            )
+        })?;
         let gateway = std::net::Ipv4Addr::from(u32::from(subnet.network()) + 1).to_string();
         let subnet_s = subnet.to_string();
         let mut opts: BTreeMap<String, String> = net.options.clone();
@@ -446,6 +453,17 @@ impl Engine for Dockerd {
             "--gateway",
             &gateway,
         ];
+        // Dual stack: `--ipv6` and the second subnet with its gateway (the
+        // first address, as Docker's IPAM would pick).
+        let v6 = subnets.v6.map(|n| {
+            (
+                n.to_string(),
+                std::net::Ipv6Addr::from(u128::from(n.network()) + 1).to_string(),
+            )
+        });
+        if let Some((sub6, gw6)) = &v6 {
+            args.extend(["--ipv6", "--subnet", sub6, "--gateway", gw6]);
+        }
         for o in &opts {
             args.extend(["-o", o.as_str()]);
         }
@@ -461,7 +479,7 @@ impl Engine for Dockerd {
 
     fn start(
         &mut self,
-        _w: &World,
+        w: &World,
         host: usize,
         net: &NetworkDef,
         name: &str,
@@ -482,22 +500,37 @@ impl Engine for Dockerd {
                 "2147483647",
             ],
         )?;
-        let addr = self.docker(
+        let addrs = self.docker(
             host,
             &[
                 "inspect",
                 "-f",
-                "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}",
+                "{{range .NetworkSettings.Networks}}{{.IPAddress}} {{.GlobalIPv6Address}}{{end}}",
                 name,
             ],
         )?;
+        let mut words = addrs.split(' ');
+        let addr = words.next().unwrap_or_default().trim();
+        let addr6 = words.next().unwrap_or_default().trim();
+        let address6 = if net.subnets6.contains_key(&w.hosts[host].def.name) {
+            Some(addr6.parse().map_err(|_| {
+                anyhow!(
+                    "container {name} has no IPv6 address on the dual-stack network {} ({addr6:?})",
+                    net.name
+                )
+            })?)
+        } else {
+            None
+        };
         Ok(ContainerRt {
             name: name.to_string(),
             host,
             network: net.name.clone(),
-            address: addr
-                .parse()
-                .map_err(|_| anyhow!("container {name} has no IPv4 address ({addr:?})"))?,
+            address: Some(
+                addr.parse()
+                    .map_err(|_| anyhow!("container {name} has no IPv4 address ({addr:?})"))?,
+            ),
+            address6,
             netns: self.pid_netns(host, name)?,
             handle: name.to_string(),
             src_name: String::new(),
