@@ -262,6 +262,17 @@ impl RouterRt {
         }
     }
 
+    /// The router's IPv6 link-local addresses (on every link).
+    pub fn link_locals(&self) -> Vec<IpAddr> {
+        let text = self
+            .ns
+            .ip(&["-6", "-br", "addr", "show", "scope", "link"])
+            .unwrap_or_default();
+        text.split_whitespace()
+            .filter_map(|w| w.split('/').next()?.parse::<IpAddr>().ok())
+            .collect()
+    }
+
     /// Kills the daemons and takes the links down: the router is dead.
     pub fn down(&mut self) -> Result<()> {
         for d in self.daemons.drain(..) {

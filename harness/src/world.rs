@@ -217,6 +217,10 @@ impl World {
                 ("net.ipv4.conf.all.rp_filter", "0"),
                 ("net.ipv4.conf.default.rp_filter", "0"),
                 ("net.ipv6.conf.all.forwarding", "1"),
+                // The links made next get their link-local address without
+                // DAD: FRR's bgpd sends it as the IPv6 next hop beside the
+                // global one, and waits for it before a session starts.
+                ("net.ipv6.conf.default.accept_dad", "0"),
             ] {
                 ns.sysctl(k, v)?;
             }

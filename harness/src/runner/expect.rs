@@ -85,10 +85,24 @@ impl Runner<'_> {
                     .ok_or_else(|| anyhow!("unknown router {router}"))?;
                 let prefix = self.prefix_of_family(prefix, *family)?;
                 let fam = family_of(&prefix);
+                let via_name = via.clone();
                 let via = via
                     .as_deref()
                     .map(|v| self.resolve_addr_of(router, v, fam))
                     .transpose()?;
+                // A router named as next hop of an IPv6 route also matches
+                // by its link-local addresses: FRR installs the link-local
+                // next hop a peer sends beside its global one.
+                let also: Vec<IpAddr> = match (
+                    fam,
+                    self.w
+                        .routers
+                        .iter()
+                        .find(|r| Some(&r.def.name) == via_name.as_ref()),
+                ) {
+                    (crate::scenario::Family::Ipv6, Some(r)) => r.link_locals(),
+                    _ => Vec::new(),
+                };
                 let present = *present;
                 let hold = self.hold_for(present, *hold);
                 let took = poll_then_hold(self.scale(*within), hold, || {
@@ -96,9 +110,13 @@ impl Runner<'_> {
                     match (present, routes.get(&prefix)) {
                         (true, None) => Err(format!("{router} has no route for {prefix}")),
                         (true, Some(hops)) => match via {
-                            Some(v) if !hops.contains(&v) => Err(format!(
-                                "{router} routes {prefix} via {hops:?}, expected {v}"
-                            )),
+                            Some(v)
+                                if !hops.contains(&v) && !also.iter().any(|a| hops.contains(a)) =>
+                            {
+                                Err(format!(
+                                    "{router} routes {prefix} via {hops:?}, expected {v}"
+                                ))
+                            }
                             _ => Ok(()),
                         },
                         (false, None) => Ok(()),
