@@ -66,7 +66,8 @@ fn endpoint(n: u32) -> EndpointSpec {
     EndpointSpec {
         // The link name comes from the first 12 hex digits: they must differ.
         id: format!("{n:012x}{}", "e".repeat(52)),
-        address: Ipv4Net::new(addr, 16).expect("valid"),
+        address: Some(Ipv4Net::new(addr, 16).expect("valid")),
+        address6: None,
         mac: None,
     }
 }
@@ -118,8 +119,10 @@ impl Host {
             dataplane: Dataplane::Macvlan {
                 mode: MacvlanMode::Bridge,
             },
-            subnet: subnet(),
+            subnet: Some(subnet()),
             gateway: Some("10.1.0.1/16".parse().expect("valid")),
+            subnet6: None,
+            gateway6: None,
             announce: Announce::Endpoint,
             internal: false,
             host_link: false,

@@ -183,9 +183,11 @@ pub struct RunArgs {
     #[arg(long, default_value_t = 10)]
     pub connect_retry: u64,
 
-    /// Next hop announced for our prefixes (default: the parent's IPv4 address).
-    #[arg(long, env = "IPVLAN_BGP_NEXT_HOP")]
-    pub next_hop: Option<IpAddr>,
+    /// Next hop announced for our prefixes, at most one IPv4 and one IPv6
+    /// address (repeat the flag, or comma-separate in the environment).
+    /// Default: the parent's IPv4 address, and its first global IPv6 address.
+    #[arg(long = "next-hop", env = "IPVLAN_BGP_NEXT_HOP", value_delimiter = ',')]
+    pub next_hops: Vec<IpAddr>,
 
     /// Community attached to our announcements, ASN:VALUE (repeatable).
     #[arg(long = "community", value_name = "ASN:VALUE")]
@@ -248,7 +250,7 @@ impl RunArgs {
                 keepalive: self.keepalive,
                 connect_retry: self.connect_retry,
             },
-            next_hop: self.next_hop,
+            next_hops: check_next_hops(&self.next_hops)?,
             communities,
             protocol: self.route_protocol,
             accept_pools: self.accept_pools.iter().map(|p| p.trunc()).collect(),
@@ -257,6 +259,28 @@ impl RunArgs {
             default_parent: self.parent.clone(),
         }))
     }
+}
+
+/// `--next-hop`: one address per family, each one a peer can route to.
+fn check_next_hops(hops: &[IpAddr]) -> Result<Vec<IpAddr>, String> {
+    for (i, a) in hops.iter().enumerate() {
+        if a.is_unspecified() || a.is_loopback() || a.is_multicast() {
+            return Err(format!(
+                "--next-hop {a}: not an address a peer can route to"
+            ));
+        }
+        if crate::bgp::policy::is_link_local(a) {
+            return Err(format!(
+                "--next-hop {a}: a link-local address is useless to peers on other links; give the parent's global IPv6 address"
+            ));
+        }
+        if let Some(b) = hops[..i].iter().find(|b| b.is_ipv4() == a.is_ipv4()) {
+            return Err(format!(
+                "--next-hop given twice for one family ({b} and {a}); give at most one IPv4 and one IPv6 address"
+            ));
+        }
+    }
+    Ok(hops.to_vec())
 }
 
 #[cfg(test)]
@@ -296,6 +320,36 @@ mod tests {
         assert_eq!(b.communities, vec![65000 << 16 | 7]);
         assert_eq!(b.speaker.peers.len(), 1);
         assert_eq!(b.protocol, DEFAULT_ROUTE_PROTOCOL);
+        assert!(b.next_hops.is_empty());
+    }
+
+    #[test]
+    fn next_hops_are_one_per_family() {
+        let cfg = |args: &[&str]| {
+            let mut all = vec!["ipvlan-bgp"];
+            all.extend(args);
+            Cli::parse_from(all)
+                .run
+                .bgp_config()
+                .map(|b| b.unwrap().next_hops)
+        };
+        let v4: IpAddr = "192.0.2.1".parse().unwrap();
+        let v6: IpAddr = "2001:db8::1".parse().unwrap();
+        assert_eq!(cfg(&["--next-hop", "192.0.2.1"]), Ok(vec![v4]));
+        assert_eq!(
+            cfg(&["--next-hop", "192.0.2.1", "--next-hop", "2001:db8::1"]),
+            Ok(vec![v4, v6])
+        );
+        assert_eq!(
+            cfg(&["--next-hop", "2001:db8::1,192.0.2.1"]),
+            Ok(vec![v6, v4])
+        );
+        let err = cfg(&["--next-hop", "192.0.2.1", "--next-hop", "192.0.2.2"]).unwrap_err();
+        assert!(err.contains("one IPv4 and one IPv6"), "{err}");
+        let err = cfg(&["--next-hop", "fe80::1"]).unwrap_err();
+        assert!(err.contains("link-local"), "{err}");
+        assert!(cfg(&["--next-hop", "::"]).is_err());
+        assert!(cfg(&["--next-hop", "::1"]).is_err());
     }
 
     #[rstest::rstest]

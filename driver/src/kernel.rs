@@ -16,7 +16,9 @@ use std::path::Path;
 
 use ipnet::IpNet;
 use netlink_packet_core::{NLM_F_CREATE, NLM_F_EXCL, NLM_F_REPLACE};
-use netlink_packet_route::address::{AddressAttribute, AddressMessage};
+use netlink_packet_route::address::{
+    AddressAttribute, AddressFlags, AddressHeaderFlags, AddressMessage,
+};
 use netlink_packet_route::link::{
     InfoData, InfoIpVlan, InfoKind, InfoMacVlan, InfoVeth, InfoVlan, IpVlanFlags, IpVlanMode,
     LinkAttribute, LinkFlags, LinkInfo, LinkMessage, MacVlanMode,
@@ -77,8 +79,15 @@ pub trait LinkKernel: Send {
     /// Deletes a link by index; `Ok(false)` if it was already gone.
     fn delete_link(&mut self, index: u32) -> Result<bool>;
     fn set_up(&mut self, index: u32, up: bool) -> Result<()>;
-    /// Adds an address; present already is fine.
+    /// Adds an address; present already is fine. IPv6 addresses skip
+    /// duplicate address detection (`IFA_F_NODAD`): usable at once.
     fn add_address(&mut self, index: u32, net: IpNet) -> Result<()>;
+    /// Reads a sysctl of the caller's network namespace (`path` under
+    /// `/proc/sys`, with `/`, so that link names with dots work);
+    /// `Ok(None)` when this kernel has no such setting.
+    fn sysctl(&mut self, path: &str) -> Result<Option<String>>;
+    /// Writes a sysctl (see [`LinkKernel::sysctl`]); the same value is no write.
+    fn set_sysctl(&mut self, path: &str, value: &str) -> Result<()>;
 }
 
 /// A link as read back from the kernel.
@@ -101,6 +110,8 @@ pub struct Link {
 pub struct Addr {
     pub index: u32,
     pub net: IpNet,
+    /// Still waiting for duplicate address detection (`IFA_F_TENTATIVE`): not usable yet.
+    pub tentative: bool,
 }
 
 /// A unicast route in the main table.
@@ -124,6 +135,12 @@ pub enum KernelError {
     Conflict(String),
     #[error("{0}")]
     NotFound(String),
+    #[error("sysctl {path}: {source}")]
+    Sysctl {
+        path: String,
+        #[source]
+        source: io::Error,
+    },
 }
 
 impl KernelError {
@@ -403,6 +420,18 @@ impl LinkKernel for Kernel {
     fn add_address(&mut self, index: u32, net: IpNet) -> Result<()> {
         Kernel::add_address(self, index, net)
     }
+    fn sysctl(&mut self, path: &str) -> Result<Option<String>> {
+        read_sysctl(path).map_err(|source| KernelError::Sysctl {
+            path: path.to_string(),
+            source,
+        })
+    }
+    fn set_sysctl(&mut self, path: &str, value: &str) -> Result<()> {
+        write_sysctl(path, value).map_err(|source| KernelError::Sysctl {
+            path: path.to_string(),
+            source,
+        })
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -511,9 +540,18 @@ fn parse_addr(m: &AddressMessage) -> Option<Addr> {
         }
     }
     let ip = local.or(address)?;
+    let flags = m.attributes.iter().find_map(|a| match a {
+        AddressAttribute::Flags(f) => Some(*f),
+        _ => None,
+    });
+    let tentative = match flags {
+        Some(f) => f.contains(AddressFlags::Tentative),
+        None => m.header.flags.contains(AddressHeaderFlags::Tentative),
+    };
     IpNet::new(ip, m.header.prefix_len).ok().map(|net| Addr {
         index: m.header.index,
         net,
+        tentative,
     })
 }
 
@@ -527,6 +565,14 @@ fn addr_msg(index: u32, net: IpNet) -> AddressMessage {
     };
     msg.attributes.push(AddressAttribute::Local(net.addr()));
     msg.attributes.push(AddressAttribute::Address(net.addr()));
+    if net.addr().is_ipv6() {
+        // A gateway (or, in the harness, a container address) must answer
+        // at once, as Docker's own IPv6 addresses do; a duplicate is the
+        // IPAM's business, not a reason to wait ~1-2 s.
+        msg.header.flags = AddressHeaderFlags::Nodad;
+        msg.attributes
+            .push(AddressAttribute::Flags(AddressFlags::Nodad));
+    }
     if let IpNet::V4(v4) = net {
         if v4.prefix_len() < 31 {
             msg.attributes
@@ -596,12 +642,22 @@ pub(crate) fn route_msg(r: &Route) -> RouteMessage {
     msg
 }
 
-/// Reads or writes an IPv4/IPv6 sysctl of the caller's network namespace.
+/// Reads a sysctl of the caller's network namespace: `path` under
+/// `/proc/sys` with `/` separators (`net/ipv6/conf/eth1.10/forwarding`);
+/// `None` when the kernel has no such setting.
+pub fn read_sysctl(path: &str) -> io::Result<Option<String>> {
+    match std::fs::read_to_string(Path::new("/proc/sys").join(path)) {
+        Ok(v) => Ok(Some(v.trim().to_string())),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// Writes a sysctl of the caller's network namespace (see [`read_sysctl`]);
+/// a value already in place is not written again.
 pub fn write_sysctl(path: &str, value: &str) -> io::Result<()> {
-    let full = format!("/proc/sys/{}", path.replace('.', "/"));
-    let current = std::fs::read_to_string(&full).unwrap_or_default();
-    if current.trim() == value {
+    if read_sysctl(path)?.as_deref() == Some(value) {
         return Ok(());
     }
-    std::fs::write(&full, value)
+    std::fs::write(Path::new("/proc/sys").join(path), value)
 }

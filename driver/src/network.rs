@@ -1,14 +1,17 @@
 //! Networks and endpoints as domain types: modes, data planes, parents,
 //! subnets, endpoint addresses.
 //!
+//! A network has an IPv4 subnet, an IPv6 subnet, or both (dual stack); an
+//! endpoint has one address in each of its network's subnets.
+//!
 //! These are what the state file stores (their serde names are its format)
 //! and what the driver acts on. [`crate::api::convert`] builds them from
 //! Docker's requests; the rules that need no request (IDs, interface names,
 //! reserved subnets) live here. Nothing in this module touches the kernel.
 
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 
-use ipnet::{IpNet, Ipv4Net};
+use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use serde::{Deserialize, Serialize};
 
 use crate::kernel::LinkKind;
@@ -88,10 +91,10 @@ impl Dataplane {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum Announce {
-    /// One host route (/32) per joined endpoint.
+    /// One host route (/32, /128) per joined endpoint.
     #[default]
     Endpoint,
-    /// The network's whole subnet, for as long as the network exists.
+    /// The network's whole subnets, for as long as the network exists.
     Subnet,
 }
 
@@ -109,9 +112,16 @@ pub struct NetworkSpec {
     pub id: String,
     pub parent: Parent,
     pub dataplane: Dataplane,
-    pub subnet: Ipv4Net,
+    /// The IPv4 subnet; `None` on an IPv6-only network.
+    pub subnet: Option<Ipv4Net>,
     /// The gateway address with the subnet's prefix length (the shim's address in L2 modes).
     pub gateway: Option<Ipv4Net>,
+    /// The IPv6 subnet (`--ipv6`); absent from state files of IPv4-only networks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subnet6: Option<Ipv6Net>,
+    /// The IPv6 gateway with the subnet's prefix length (held by the shim in L2 modes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gateway6: Option<Ipv6Net>,
     pub announce: Announce,
     /// `--internal`: nothing is announced for this network.
     pub internal: bool,
@@ -181,16 +191,68 @@ impl Parent {
 }
 
 impl NetworkSpec {
-    /// Refuses subnets that can never be container networks: those that
-    /// overlap [`RESERVED`]. Checked before any kernel change.
+    /// Refuses what can never be a container network: no subnet at all, a
+    /// subnet that overlaps [`RESERVED`] or [`RESERVED6`], an IPv6 subnet
+    /// too small for an endpoint. Checked before any kernel change.
     pub fn check_subnet(&self) -> Result<(), InvalidRequest> {
-        match reserved_overlap(self.subnet) {
-            None => Ok(()),
-            Some((range, what)) => Err(invalid(format!(
-                "subnet {} overlaps {range} ({what}), which is reserved and can never be a container network; choose another subnet",
-                self.subnet
-            ))),
+        if self.subnet.is_none() && self.subnet6.is_none() {
+            return Err(invalid(
+                "the network has no subnet: add --subnet (IPv4, or IPv6 with --ipv6)",
+            ));
         }
+        if let Some(s4) = self.subnet {
+            check_reserved(IpNet::V4(s4))?;
+        }
+        match self.subnet6 {
+            Some(s6) => Self::check_subnet6(s6),
+            None => Ok(()),
+        }
+    }
+
+    /// An IPv6 subnet that is not reserved and holds a gateway and endpoints.
+    pub fn check_subnet6(s6: Ipv6Net) -> Result<(), InvalidRequest> {
+        check_reserved(IpNet::V6(s6))?;
+        if s6.prefix_len() > MAX_PREFIX6 {
+            return Err(invalid(format!(
+                "IPv6 subnet {s6} is too small to hold a gateway and an endpoint; use a prefix of /{MAX_PREFIX6} or shorter (/64 is usual)"
+            )));
+        }
+        Ok(())
+    }
+
+    /// The network's subnets: IPv4 first, then IPv6.
+    pub fn subnets(&self) -> impl Iterator<Item = IpNet> {
+        let v4 = self.subnet.map(IpNet::V4);
+        let v6 = self.subnet6.map(IpNet::V6);
+        v4.into_iter().chain(v6)
+    }
+
+    /// The gateway addresses (with their prefix length): IPv4 first, then IPv6.
+    pub fn gateways(&self) -> impl Iterator<Item = IpNet> {
+        let v4 = self.gateway.map(IpNet::V4);
+        let v6 = self.gateway6.map(IpNet::V6);
+        v4.into_iter().chain(v6)
+    }
+
+    /// A subnet of `self` that overlaps one of `other`, with that one.
+    pub fn overlap(&self, other: &NetworkSpec) -> Option<(IpNet, IpNet)> {
+        self.subnets().find_map(|a| {
+            other
+                .subnets()
+                .find(|b| a.contains(&b.network()) || b.contains(&a.network()))
+                .map(|b| (a, b))
+        })
+    }
+
+    /// The subnets for humans: `10.1.1.0/24, fd00:1::/64`.
+    pub fn subnets_text(&self) -> String {
+        join(self.subnets().map(|s| s.to_string()))
+    }
+
+    /// The gateway addresses for humans, if any.
+    pub fn gateways_text(&self) -> Option<String> {
+        let text = join(self.gateways().map(|g| g.addr().to_string()));
+        (!text.is_empty()).then_some(text)
     }
 
     /// Whether the network has a host-side link: the L2 shim, or the L3 host link.
@@ -203,13 +265,39 @@ impl NetworkSpec {
     }
 }
 
-/// The endpoint's IPv4 address (with the subnet's prefix length) and the MAC
-/// address the user asked for, if any.
+/// The endpoint's addresses (each with its subnet's prefix length) and the
+/// MAC address the user asked for, if any.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EndpointSpec {
     pub id: String,
-    pub address: Ipv4Net,
+    /// The IPv4 address; `None` on an IPv6-only network.
+    pub address: Option<Ipv4Net>,
+    /// The IPv6 address; absent from state files of IPv4-only networks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub address6: Option<Ipv6Net>,
     pub mac: Option<[u8; 6]>,
+}
+
+impl EndpointSpec {
+    /// The endpoint's addresses: IPv4 first, then IPv6.
+    pub fn addrs(&self) -> impl Iterator<Item = IpAddr> {
+        let v4 = self.address.map(|a| IpAddr::V4(a.addr()));
+        let v6 = self.address6.map(|a| IpAddr::V6(a.addr()));
+        v4.into_iter().chain(v6)
+    }
+
+    pub fn has_addr(&self, addr: IpAddr) -> bool {
+        self.addrs().any(|a| a == addr)
+    }
+
+    /// The addresses for humans: `10.1.1.2, fd00:1::2`.
+    pub fn addresses_text(&self) -> String {
+        join(self.addrs().map(|a| a.to_string()))
+    }
+}
+
+fn join(items: impl Iterator<Item = String>) -> String {
+    items.collect::<Vec<_>>().join(", ")
 }
 
 pub fn parse_mac(s: &str) -> Option<[u8; 6]> {
@@ -236,17 +324,43 @@ pub const RESERVED: &[(&str, &str)] = &[
     ("240.0.0.0/4", "reserved for future use, and broadcast"),
 ];
 
-/// The reserved range `subnet` overlaps, if any.
-pub fn reserved_overlap(subnet: Ipv4Net) -> Option<(Ipv4Net, &'static str)> {
-    RESERVED.iter().find_map(|(r, what)| {
-        let r: Ipv4Net = r.parse().ok()?;
+/// IPv6 ranges that are never container networks, with what they are.
+/// A subnet wider than one of them (`::/0`, `::/1`...) overlaps it too.
+pub const RESERVED6: &[(&str, &str)] = &[
+    ("::/128", "the unspecified address"),
+    ("::1/128", "loopback"),
+    ("::ffff:0:0/96", "IPv4-mapped addresses"),
+    ("fe80::/10", "link-local"),
+    ("ff00::/8", "multicast"),
+];
+
+fn check_reserved(subnet: IpNet) -> Result<(), InvalidRequest> {
+    match reserved_overlap(subnet) {
+        None => Ok(()),
+        Some((range, what)) => Err(invalid(format!(
+            "subnet {subnet} overlaps {range} ({what}), which is reserved and can never be a container network; choose another subnet"
+        ))),
+    }
+}
+
+/// The longest IPv6 prefix a network may have: room for a gateway and endpoints.
+pub const MAX_PREFIX6: u8 = 126;
+
+/// The reserved range `subnet` overlaps, if any (in its own family).
+pub fn reserved_overlap(subnet: IpNet) -> Option<(IpNet, &'static str)> {
+    let table = match subnet {
+        IpNet::V4(_) => RESERVED,
+        IpNet::V6(_) => RESERVED6,
+    };
+    table.iter().find_map(|(r, what)| {
+        let r: IpNet = r.parse().ok()?;
         (r.contains(&subnet.network()) || subnet.contains(&r.network())).then_some((r, *what))
     })
 }
 
-/// The host route announced for an endpoint.
-pub fn host_route(addr: Ipv4Addr) -> IpNet {
-    IpNet::V4(Ipv4Net::new(addr, 32).expect("32 is a valid prefix length"))
+/// The host route announced for an endpoint address: /32 or /128.
+pub fn host_route(addr: IpAddr) -> IpNet {
+    IpNet::from(addr)
 }
 
 #[cfg(test)]
@@ -271,12 +385,29 @@ mod tests {
             let got = reserved_overlap(net.parse().unwrap());
             assert!(got.is_some_and(|(_, w)| w.contains(what)), "{net}: {got:?}");
         }
+        for (net, what) in [
+            ("::/0", "unspecified"),
+            ("::/96", "unspecified"),
+            ("::1/128", "loopback"),
+            ("::ffff:10.0.0.0/120", "IPv4-mapped"),
+            ("fe80::/64", "link-local"),
+            ("febf:1::/32", "link-local"),
+            ("ff02::/16", "multicast"),
+            ("f000::/4", "link-local"),
+        ] {
+            let got = reserved_overlap(net.parse().unwrap());
+            assert!(got.is_some_and(|(_, w)| w.contains(what)), "{net}: {got:?}");
+        }
         for net in [
             "10.0.0.0/8",
             "192.0.2.0/24",
             "169.255.0.0/16",
             "223.255.255.0/24",
             "1.0.0.0/8",
+            "fd00:1::/64",
+            "2001:db8::/32",
+            "fec0::/10",
+            "::2/127",
         ] {
             assert_eq!(reserved_overlap(net.parse().unwrap()), None, "{net}");
         }

@@ -547,8 +547,10 @@ mod tests {
                 mode: IpvlanMode::L3,
                 flag: IpvlanFlag::Bridge,
             },
-            subnet: "10.1.1.0/24".parse().unwrap(),
+            subnet: Some("10.1.1.0/24".parse().unwrap()),
             gateway: Some("10.1.1.1/24".parse().unwrap()),
+            subnet6: None,
+            gateway6: None,
             announce: Announce::Subnet,
             internal: false,
             host_link: false,
@@ -556,7 +558,8 @@ mod tests {
         let ep = EndpointRecord {
             spec: EndpointSpec {
                 id: "b".repeat(64),
-                address: "10.1.1.2/24".parse().unwrap(),
+                address: Some("10.1.1.2/24".parse().unwrap()),
+                address6: None,
                 mac: Some([2, 0, 0, 0, 0, 1]),
             },
             link: "ibebbbbbbbbbbbb".into(),
@@ -678,7 +681,8 @@ mod tests {
         EndpointRecord {
             spec: EndpointSpec {
                 id: id.into(),
-                address: addr.parse().unwrap(),
+                address: Some(addr.parse().unwrap()),
+                address6: None,
                 mac: None,
             },
             link: format!("ibe{}", &id[..12]),
@@ -723,8 +727,10 @@ mod tests {
             Record::PutNetwork {
                 spec: NetworkSpec {
                     id: "d".repeat(64),
-                    subnet: "10.2.0.0/16".parse().unwrap(),
+                    subnet: Some("10.2.0.0/16".parse().unwrap()),
                     gateway: Some("10.2.0.1/16".parse().unwrap()),
+                    subnet6: Some("fd00:2::/64".parse().unwrap()),
+                    gateway6: Some("fd00:2::1/64".parse().unwrap()),
                     ..spec
                 },
                 shim: Some("ibsdddddddddddd".into()),
@@ -914,5 +920,59 @@ mod tests {
         assert_eq!(v["version"], 2);
         assert_eq!(v["generation"], 1);
         assert!(v["networks"].is_object() && v["deleted"].is_array());
+    }
+
+    /// IPv6 fields are absent from the records of IPv4-only networks, so a
+    /// journal or snapshot written before IPv6 (version 2, no `subnet6`,
+    /// no `address6`) loads, and what this version writes for an IPv4-only
+    /// network an earlier driver still reads. Dual stack round-trips.
+    #[test]
+    fn ipv6_fields_are_optional_on_disk() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::new(dir.path());
+        let net = "a".repeat(64);
+        let ep = "e".repeat(64);
+        let header = format!(r#"{{"journal":{JOURNAL_VERSION},"generation":0}}"#);
+        let put_net = format!(
+            r#"{{"op":"put_network","spec":{{"id":"{net}","parent":{{"name":"eth1","vlan":null}},"dataplane":{{"dataplane":"macvlan","mode":"bridge"}},"subnet":"10.3.0.0/24","gateway":"10.3.0.1/24","announce":"endpoint","internal":false,"host_link":false}},"shim":"ibs1"}}"#
+        );
+        let put_ep = format!(
+            r#"{{"op":"put_endpoint","network":"{net}","endpoint":{{"spec":{{"id":"{ep}","address":"10.3.0.2/24","mac":null}},"link":"ibe1","joined":true,"sandbox":"/x"}}}}"#
+        );
+        fs::write(
+            store.journal_path(),
+            format!("{header}\n{put_net}\n{put_ep}\n"),
+        )
+        .unwrap();
+        let st = Store::new(dir.path()).load().unwrap();
+        let n = &st.networks[&net];
+        assert_eq!(n.spec.subnet, Some("10.3.0.0/24".parse().unwrap()));
+        assert_eq!((n.spec.subnet6, n.spec.gateway6), (None, None));
+        let e = &n.endpoints[&ep].spec;
+        assert_eq!(e.address, Some("10.3.0.2/24".parse().unwrap()));
+        assert_eq!(e.address6, None);
+        // Written back: no IPv6 keys at all for an IPv4-only network.
+        let text = serde_json::to_string(&st).unwrap();
+        assert!(
+            !text.contains("subnet6") && !text.contains("address6"),
+            "{text}"
+        );
+        // Dual stack and IPv6-only records round-trip.
+        let mut st = st;
+        let n = st.networks.get_mut(&net).unwrap();
+        n.spec.subnet6 = Some("fd00:3::/64".parse().unwrap());
+        n.spec.gateway6 = Some("fd00:3::1/64".parse().unwrap());
+        let e = n.endpoints.get_mut(&ep).unwrap();
+        e.spec.address6 = Some("fd00:3::2/64".parse().unwrap());
+        let mut v6only = n.clone();
+        v6only.spec.id = "f".repeat(64);
+        v6only.spec.subnet = None;
+        v6only.spec.gateway = None;
+        v6only.spec.subnet6 = Some("fd00:4::/64".parse().unwrap());
+        v6only.spec.gateway6 = None;
+        v6only.endpoints.clear();
+        st.networks.insert(v6only.spec.id.clone(), v6only);
+        let back: State = serde_json::from_str(&serde_json::to_string(&st).unwrap()).unwrap();
+        assert_eq!(back, st);
     }
 }

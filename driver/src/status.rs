@@ -49,8 +49,8 @@ impl Status {
                 id: n.spec.short_id().to_string(),
                 parent: n.spec.parent.name.clone(),
                 dataplane: n.spec.dataplane.describe(),
-                subnet: n.spec.subnet.to_string(),
-                gateway: n.spec.gateway.map(|g| g.addr().to_string()),
+                subnet: n.spec.subnets_text(),
+                gateway: n.spec.gateways_text(),
                 announce: format!("{:?}", n.spec.announce).to_lowercase(),
                 shim: n.shim.clone(),
                 unavailable: driver.unavailable().get(&n.spec.id).cloned(),
@@ -59,7 +59,7 @@ impl Status {
                     .values()
                     .map(|e| EndpointStatus {
                         id: e.spec.id[..12.min(e.spec.id.len())].to_string(),
-                        address: e.spec.address.addr().to_string(),
+                        address: e.spec.addresses_text(),
                         link: e.link.clone(),
                         joined: e.joined,
                     })

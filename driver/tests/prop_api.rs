@@ -9,7 +9,7 @@
 
 mod common;
 
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 
 use ipvlan_bgp::api::convert::{endpoint_spec, network_spec, KNOWN_OPTIONS};
 use ipvlan_bgp::api::wire::{
@@ -103,6 +103,57 @@ fn addr_text() -> impl Strategy<Value = String> {
         1 => Just("2001:db8::1/64".to_string()),
         1 => ".{0,24}",
     ]
+}
+
+fn v6() -> impl Strategy<Value = Ipv6Addr> {
+    prop_oneof![
+        // A small universe so subnets, gateways and addresses meet.
+        3 => (0u16..4, any::<u8>()).prop_map(|(c, d)| Ipv6Addr::new(0xfd00, 0, 0, c, 0, 0, 0, d.into())),
+        1 => prop::sample::select(vec![
+            Ipv6Addr::UNSPECIFIED,
+            Ipv6Addr::LOCALHOST,
+            "fe80::1".parse().expect("an address"),
+            "ff02::1".parse().expect("an address"),
+            "::ffff:10.0.0.1".parse().expect("an address"),
+        ]),
+        1 => any::<u128>().prop_map(Ipv6Addr::from),
+    ]
+}
+
+/// An IPv6 subnet, gateway or address as Docker writes it, or garbage.
+fn addr6_text() -> impl Strategy<Value = String> {
+    prop_oneof![
+        4 => (v6(), 0u8..=128).prop_map(|(a, l)| format!("{a}/{l}")),
+        2 => v6().prop_map(|a| a.to_string()),
+        1 => (v6(), 129u8..=255).prop_map(|(a, l)| format!("{a}/{l}")),
+        1 => Just(String::new()),
+        1 => addr_text(),
+    ]
+}
+
+/// An IPv6 pool: mostly a proper subnet (often a /64), or anything.
+fn pool6_text() -> impl Strategy<Value = String> {
+    prop_oneof![
+        3 => (v6(), prop_oneof![Just(64u8), 0u8..=128]).prop_map(|(a, l)| {
+            let net = ipnet::Ipv6Net::new(a, l).expect("0..=128 is a valid length");
+            net.trunc().to_string()
+        }),
+        1 => addr6_text(),
+    ]
+}
+
+fn ipam6() -> impl Strategy<Value = IpamData> {
+    (
+        prop_oneof![4 => Just("LocalDefault".to_string()), 1 => Just("null".to_string())],
+        pool6_text(),
+        prop::option::of(addr6_text()),
+    )
+        .prop_map(|(address_space, pool, gateway)| IpamData {
+            address_space,
+            pool,
+            gateway,
+            aux_addresses: None,
+        })
 }
 
 /// A value for an option: one of its documented choices, or anything.
@@ -203,34 +254,46 @@ fn create_network() -> impl Strategy<Value = CreateNetworkRequest> {
         ],
         prop_oneof![
             1 => Just(None),
+            1 => Just(Some(vec![])),
             8 => prop::collection::vec(ipam(), 1..2).prop_map(Some),
             1 => prop::collection::vec(ipam(), 0..3).prop_map(Some),
         ],
-        prop_oneof![9 => Just(None), 1 => prop::collection::vec(ipam(), 0..2).prop_map(Some)],
+        prop_oneof![
+            5 => Just(None),
+            1 => Just(Some(vec![])),
+            4 => prop::collection::vec(ipam6(), 1..2).prop_map(Some),
+            1 => prop::collection::vec(prop_oneof![ipam6(), ipam()], 0..3).prop_map(Some),
+        ],
+        prop_oneof![4 => Just(None), 1 => any_json().prop_map(Some), 1 => Just(Some(json!(false)))],
     )
-        .prop_map(|(network_id, generic, internal, ipv4_data, ipv6_data)| {
-            let mut options = wire::Options::new();
-            if let Some(g) = generic {
-                options.insert("com.docker.network.generic".into(), Value::Object(g));
-            }
-            if let Some(i) = internal {
-                options.insert("com.docker.network.internal".into(), i);
-            }
-            CreateNetworkRequest {
-                network_id,
-                options: Some(options),
-                ipv4_data,
-                ipv6_data,
-            }
-        })
+        .prop_map(
+            |(network_id, generic, internal, ipv4_data, ipv6_data, enable_ipv4)| {
+                let mut options = wire::Options::new();
+                if let Some(g) = generic {
+                    options.insert("com.docker.network.generic".into(), Value::Object(g));
+                }
+                if let Some(i) = internal {
+                    options.insert("com.docker.network.internal".into(), i);
+                }
+                if let Some(e) = enable_ipv4 {
+                    options.insert("com.docker.network.enable_ipv4".into(), e);
+                }
+                CreateNetworkRequest {
+                    network_id,
+                    options: Some(options),
+                    ipv4_data,
+                    ipv6_data,
+                }
+            },
+        )
 }
 
 fn create_endpoint() -> impl Strategy<Value = CreateEndpointRequest> {
     (
         id(),
         id(),
-        addr_text(),
-        prop_oneof![4 => Just(String::new()), 1 => addr_text()],
+        prop_oneof![4 => addr_text(), 1 => Just(String::new())],
+        prop_oneof![3 => Just(String::new()), 3 => addr6_text()],
         prop_oneof![
             3 => Just(String::new()),
             1 => "[0-9a-f]{2}(:[0-9a-f]{2}){5}",
@@ -255,23 +318,45 @@ fn create_endpoint() -> impl Strategy<Value = CreateEndpointRequest> {
 
 type Rule<T> = (&'static str, fn(&T) -> bool);
 
-/// Whether `[a, b]` meets one of the ranges no container network may touch
-/// (written out as numbers, independently of the driver's own table).
+/// Whether a subnet meets one of the ranges no container network may touch
+/// (written out as numbers, independently of the driver's own tables).
 fn touches_reserved(s: &NetworkSpec) -> bool {
-    common::touches_reserved_v4(s.subnet.network().into(), s.subnet.broadcast().into())
+    s.subnet
+        .is_some_and(|n| common::touches_reserved_v4(n.network().into(), n.broadcast().into()))
+        || s.subnet6
+            .is_some_and(|n| common::touches_reserved_v6(n.network().into(), n.broadcast().into()))
 }
 
 /// What every accepted network satisfies.
 const SPEC_RULES: &[Rule<NetworkSpec>] = &[
-    ("subnet is truncated", |s| s.subnet.trunc() == s.subnet),
-    ("subnet touches no reserved range", |s| !touches_reserved(s)),
-    ("subnet is not 0.0.0.0/0", |s| s.subnet.prefix_len() > 0),
-    ("gateway inside the subnet", |s| {
-        s.gateway.is_none_or(|g| s.subnet.contains(&g.addr()))
+    ("at least one subnet", |s| {
+        s.subnet.is_some() || s.subnet6.is_some()
     }),
-    ("gateway carries the subnet's length", |s| {
+    ("subnets are truncated", |s| {
+        s.subnet.is_none_or(|n| n.trunc() == n) && s.subnet6.is_none_or(|n| n.trunc() == n)
+    }),
+    ("subnets touch no reserved range", |s| !touches_reserved(s)),
+    ("subnet is not 0.0.0.0/0", |s| {
+        s.subnet.is_none_or(|n| n.prefix_len() > 0)
+    }),
+    (
+        "IPv6 subnet is neither ::/0 nor too small for endpoints",
+        |s| {
+            s.subnet6
+                .is_none_or(|n| (1..=126).contains(&n.prefix_len()))
+        },
+    ),
+    ("gateways inside their subnets", |s| {
         s.gateway
-            .is_none_or(|g| g.prefix_len() == s.subnet.prefix_len())
+            .is_none_or(|g| s.subnet.is_some_and(|n| n.contains(&g.addr())))
+            && s.gateway6
+                .is_none_or(|g| s.subnet6.is_some_and(|n| n.contains(&g.addr())))
+    }),
+    ("gateways carry their subnet's length", |s| {
+        s.gateway
+            .is_none_or(|g| s.subnet.is_some_and(|n| g.prefix_len() == n.prefix_len()))
+            && s.gateway6
+                .is_none_or(|g| s.subnet6.is_some_and(|n| g.prefix_len() == n.prefix_len()))
     }),
     ("parent is a valid interface name", |s| {
         network::valid_ifname(&s.parent.name)
@@ -283,8 +368,10 @@ const SPEC_RULES: &[Rule<NetworkSpec>] = &[
                 && s.parent.name == format!("{lower}.{id}")
         })
     }),
-    ("a host-side link has a gateway", |s| {
-        !s.has_shim() || s.gateway.is_some()
+    ("a host-side link has a gateway in each family", |s| {
+        !s.has_shim()
+            || (s.subnet.is_some() == s.gateway.is_some()
+                && s.subnet6.is_some() == s.gateway6.is_some())
     }),
     ("host_link only with ipvlan l3/l3s", |s| {
         !(s.host_link && s.dataplane.is_l2())
@@ -296,14 +383,26 @@ const SPEC_RULES: &[Rule<NetworkSpec>] = &[
 
 /// What every accepted endpoint satisfies (against its network).
 const ENDPOINT_RULES: &[Rule<(NetworkSpec, EndpointSpec)>] = &[
-    ("address inside the subnet", |(n, e)| {
-        n.subnet.contains(&e.address.addr())
+    (
+        "an address in each family of the network, no other",
+        |(n, e)| {
+            n.subnet.is_some() == e.address.is_some() && n.subnet6.is_some() == e.address6.is_some()
+        },
+    ),
+    ("addresses inside their subnets", |(n, e)| {
+        e.address
+            .is_none_or(|a| n.subnet.is_some_and(|s| s.contains(&a.addr())))
+            && e.address6
+                .is_none_or(|a| n.subnet6.is_some_and(|s| s.contains(&a.addr())))
     }),
-    ("address carries the subnet's length", |(n, e)| {
-        e.address.prefix_len() == n.subnet.prefix_len()
+    ("addresses carry their subnet's length", |(n, e)| {
+        e.address
+            .is_none_or(|a| n.subnet.is_some_and(|s| a.prefix_len() == s.prefix_len()))
+            && e.address6
+                .is_none_or(|a| n.subnet6.is_some_and(|s| a.prefix_len() == s.prefix_len()))
     }),
-    ("address is not the gateway", |(n, e)| {
-        n.gateway.is_none_or(|g| g.addr() != e.address.addr())
+    ("no address is a gateway", |(n, e)| {
+        !n.gateways().any(|g| e.has_addr(g.addr()))
     }),
     ("no MAC address on ipvlan", |(n, e)| {
         e.mac.is_none() || !n.dataplane.is_ipvlan()
@@ -382,21 +481,36 @@ fn generators_reach_accepted_networks() {
     let mut runner = TestRunner::deterministic();
     let strategy = create_network();
     let (mut nets, mut eps) = (0, 0);
-    for _ in 0..2_000 {
+    let (mut dual, mut v6only, mut eps6) = (0, 0, 0);
+    for _ in 0..4_000 {
         let req = strategy.new_tree(&mut runner).expect("a value").current();
         if let Ok(spec) = network_spec(&req, Some("eth1")) {
             nets += 1;
+            dual += (spec.subnet.is_some() && spec.subnet6.is_some()) as u32;
+            v6only += (spec.subnet.is_none()) as u32;
             let ep = create_endpoint()
                 .new_tree(&mut runner)
                 .expect("a value")
                 .current();
-            eps += endpoint_spec(&ep, &spec).is_ok() as u32;
+            if let Ok(e) = endpoint_spec(&ep, &spec) {
+                eps += 1;
+                eps6 += e.address6.is_some() as u32;
+            }
         }
     }
-    eprintln!("accepted: {nets} of 2000 networks, {eps} endpoints");
-    assert!(
-        nets >= 50,
-        "only {nets} of 2000 generated networks accepted"
+    eprintln!(
+        "accepted: {nets} of 4000 networks ({dual} dual stack, {v6only} IPv6-only), {eps} endpoints ({eps6} with IPv6)"
     );
-    assert!(eps >= 5, "only {eps} generated endpoints accepted");
+    assert!(
+        nets >= 100,
+        "only {nets} of 4000 generated networks accepted"
+    );
+    assert!(
+        dual >= 10 && v6only >= 10,
+        "dual stack {dual}, IPv6-only {v6only}"
+    );
+    assert!(
+        eps >= 5 && eps6 >= 2,
+        "only {eps} generated endpoints accepted ({eps6} with IPv6)"
+    );
 }

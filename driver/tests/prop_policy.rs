@@ -2,15 +2,16 @@
 //!
 //! In: random policy inputs (pools, network subnets, endpoints, connected
 //! networks, own addresses, parents) drawn from a small address universe so
-//! that they overlap, and random learned prefixes and next hops. Out: never a
-//! panic, and every accepted prefix obeys each rule in [`ACCEPT_RULES`] (one
-//! line per rule). Cases: `PROPTEST_CASES` (default 2,000).
+//! that they overlap, IPv4 and IPv6 (link-local, IPv4-mapped, loopback,
+//! multicast included), and random learned prefixes and next hops. Out:
+//! never a panic, and every accepted prefix obeys each rule in
+//! [`ACCEPT_RULES`] (one line per rule). Cases: `PROPTEST_CASES` (default 2,000).
 
 mod common;
 
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use ipnet::{IpNet, Ipv4Net};
+use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use ipvlan_bgp::bgp::policy::{any_inside, decide, ParentInfo, PolicyInputs};
 use proptest::prelude::*;
 
@@ -22,13 +23,31 @@ fn config() -> ProptestConfig {
     c
 }
 
-/// Addresses in 10.0.0.0/22 and 192.0.2.0/24, sometimes anywhere (IPv6 too).
+/// Addresses in 10.0.0.0/22 and 192.0.2.0/24, sometimes anywhere; IPv6
+/// ones as often (see [`addr6`]).
 fn addr() -> impl Strategy<Value = IpAddr> {
+    prop_oneof![addr4(), addr6()]
+}
+
+fn addr4() -> impl Strategy<Value = IpAddr> {
     prop_oneof![
         6 => (0u8..4, any::<u8>()).prop_map(|(c, d)| IpAddr::V4(Ipv4Addr::new(10, 0, c, d))),
         3 => any::<u8>().prop_map(|d| IpAddr::V4(Ipv4Addr::new(192, 0, 2, d))),
         1 => any::<u32>().prop_map(|a| IpAddr::V4(Ipv4Addr::from(a))),
-        1 => any::<u128>().prop_map(|a| IpAddr::V6(a.into())),
+    ]
+}
+
+/// IPv6: fd00:0:0:0..3::/64 (container networks), the underlay
+/// 2001:db8:f::/64, link-local, IPv4-mapped, `::`, `::1`, multicast, anywhere.
+fn addr6() -> impl Strategy<Value = IpAddr> {
+    let v6 = |a: Ipv6Addr| IpAddr::V6(a);
+    prop_oneof![
+        6 => (0u16..4, any::<u8>()).prop_map(move |(c, d)| v6(Ipv6Addr::new(0xfd00, 0, 0, c, 0, 0, 0, d.into()))),
+        3 => any::<u8>().prop_map(move |d| v6(Ipv6Addr::new(0x2001, 0xdb8, 0xf, 0, 0, 0, 0, d.into()))),
+        1 => any::<u8>().prop_map(move |d| v6(Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, d.into()))),
+        1 => (0u8..4, any::<u8>()).prop_map(move |(c, d)| v6(Ipv4Addr::new(10, 0, c, d).to_ipv6_mapped())),
+        1 => prop_oneof![Just(Ipv6Addr::UNSPECIFIED), Just(Ipv6Addr::LOCALHOST), Just(Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 1))].prop_map(v6),
+        1 => any::<u128>().prop_map(move |a| v6(a.into())),
     ]
 }
 
@@ -39,9 +58,14 @@ fn prefix() -> impl Strategy<Value = IpNet> {
         prop_oneof![1 => Just(0u8), 2 => 1u8..16, 8 => 16u8..=32, 1 => 33u8..=128],
     )
         .prop_map(|(a, len)| {
-            let max = if a.is_ipv4() { 32 } else { 128 };
-            IpNet::new(a, len.min(max))
-                .expect("length clamped to the family")
+            // IPv6: the same shape shifted to its lengths (mostly /48../128).
+            let len = match a {
+                IpAddr::V4(_) => len.min(32),
+                IpAddr::V6(_) if len >= 16 => 48 + (len.min(32) - 16) * 5,
+                IpAddr::V6(_) => len * 3,
+            };
+            IpNet::new(a, len)
+                .expect("length within the family")
                 .trunc()
         })
 }
@@ -50,14 +74,19 @@ fn nets(max: usize) -> impl Strategy<Value = Vec<IpNet>> {
     prop::collection::vec(prefix(), 0..max)
 }
 
-/// The host's parents: the underlay 192.0.2.0/24 on ifindex 7 mostly, and others.
+/// The host's parents: the dual-stack underlay 192.0.2.0/24 and
+/// 2001:db8:f::/64 (plus its link-local network) on ifindex 7 mostly, and others.
 fn parents() -> impl Strategy<Value = Vec<ParentInfo>> {
     let underlay = ParentInfo {
         name: "eth1".into(),
         index: 7,
-        nets: vec![IpNet::V4(
-            Ipv4Net::new(Ipv4Addr::new(192, 0, 2, 0), 24).expect("valid"),
-        )],
+        nets: vec![
+            IpNet::V4(Ipv4Net::new(Ipv4Addr::new(192, 0, 2, 0), 24).expect("valid")),
+            IpNet::V6(
+                Ipv6Net::new(Ipv6Addr::new(0x2001, 0xdb8, 0xf, 0, 0, 0, 0, 0), 64).expect("valid"),
+            ),
+            IpNet::V6(Ipv6Net::new(Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, 0), 64).expect("valid")),
+        ],
     };
     (
         prop::option::weighted(0.8, Just(underlay)),
@@ -113,8 +142,20 @@ fn inputs() -> impl Strategy<Value = PolicyInputs> {
 /// Whether a prefix meets one of the ranges that are never container
 /// networks (numbers written out, independently of the driver's table).
 fn touches_reserved(p: &IpNet) -> bool {
-    let IpNet::V4(v4) = p else { return false };
-    common::touches_reserved_v4(v4.network().into(), v4.broadcast().into())
+    match p {
+        IpNet::V4(v4) => common::touches_reserved_v4(v4.network().into(), v4.broadcast().into()),
+        IpNet::V6(v6) => {
+            let (a, b) = (u128::from(v6.network()), u128::from(v6.broadcast()));
+            [
+                (0u128, 1u128),                       // ::/128 and ::1/128
+                (0xffff_0000_0000, 0xffff_ffff_ffff), // ::ffff:0:0/96
+                (0xfe80 << 112, (0xfec0 << 112) - 1), // fe80::/10
+                (0xff00 << 112, u128::MAX),           // ff00::/8
+            ]
+            .iter()
+            .any(|(lo, hi)| a <= *hi && *lo <= b)
+        }
+    }
 }
 
 /// A learned path and the inputs it meets.
@@ -175,6 +216,16 @@ const ACCEPT_RULES: &[Rule] = &[
             })
         },
     ),
+    ("the next hop is of the prefix's family", |c, _| {
+        c.next_hop
+            .is_some_and(|nh| nh.is_ipv4() == c.prefix.addr().is_ipv4())
+    }),
+    ("the next hop is never link-local", |c, _| {
+        c.next_hop.is_some_and(|nh| match nh {
+            IpAddr::V6(a) => a.segments()[0] & 0xffc0 != 0xfe80,
+            IpAddr::V4(_) => true,
+        })
+    }),
     ("has a next hop that is not ours", |c, _| {
         c.next_hop
             .is_some_and(|nh| !nh.is_unspecified() && !c.inputs.own_addresses.contains(&nh))
@@ -191,14 +242,23 @@ const ACCEPT_RULES: &[Rule] = &[
     ),
 ];
 
+/// A path: its next hop mostly of the prefix's family, sometimes of any.
 fn case() -> impl Strategy<Value = Case> {
-    (prefix(), prop::option::weighted(0.95, addr()), inputs()).prop_map(
-        |(prefix, next_hop, inputs)| Case {
+    (prefix(), inputs())
+        .prop_flat_map(|(prefix, inputs)| {
+            let same = if prefix.addr().is_ipv4() {
+                addr4().boxed()
+            } else {
+                addr6().boxed()
+            };
+            let nh = prop_oneof![9 => same, 1 => addr()];
+            (Just(prefix), prop::option::weighted(0.95, nh), Just(inputs))
+        })
+        .prop_map(|(prefix, next_hop, inputs)| Case {
             prefix,
             next_hop,
             inputs,
-        },
-    )
+        })
 }
 
 proptest! {
@@ -248,4 +308,24 @@ fn generator_reaches_accepted_prefixes() {
         .count();
     eprintln!("accepted: {accepted} of 5000 cases");
     assert!(accepted >= 50, "only {accepted} of 5000 cases accepted");
+}
+
+/// IPv6 prefixes are accepted often enough too.
+#[test]
+fn generator_reaches_accepted_ipv6_prefixes() {
+    use proptest::strategy::ValueTree;
+    use proptest::test_runner::TestRunner;
+    let mut runner = TestRunner::deterministic();
+    let strategy = case();
+    let accepted = (0..5_000)
+        .filter(|_| {
+            let c = strategy.new_tree(&mut runner).expect("a value").current();
+            c.prefix.addr().is_ipv6() && decide(&c.prefix, c.next_hop, &c.inputs).is_ok()
+        })
+        .count();
+    eprintln!("IPv6 accepted: {accepted} of 5000 cases");
+    assert!(
+        accepted >= 50,
+        "only {accepted} IPv6 cases of 5000 accepted"
+    );
 }

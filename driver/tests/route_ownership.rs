@@ -203,3 +203,166 @@ fn static_routes_are_never_replaced_and_flushed_routes_come_back() {
     assert!(k.routes(Family::V4, Some(73)).expect("dump").is_empty());
     assert!(show(ns_, "198.51.100.0/24").contains("via 192.0.2.9"));
 }
+
+/// `ip -6 route show exact DST` in `ns`.
+fn show6(ns: &str, dst: &str) -> String {
+    let out = Command::new("ip")
+        .args(["-n", ns, "-6", "route", "show", "exact", dst])
+        .output()
+        .expect("ip route show");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The same guarantees for IPv6, plus what only IPv6 does: a next hop
+/// appended to ours by another owner (CREATE without EXCL merges it into our
+/// route) is left to them, and a link flap also flushes the parent's global
+/// address (`keep_addr_on_down=0`), so ours comes back once it is re-added.
+#[test]
+fn ipv6_static_routes_are_never_replaced_and_flushed_routes_come_back() {
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("needs root; skipped");
+        return;
+    }
+    let ns = Ns(format!("ibr6-{}", std::process::id()));
+    let st = Command::new("ip")
+        .args(["netns", "add", &ns.0])
+        .status()
+        .expect("ip netns add");
+    assert!(st.success());
+    let ns_name = ns.0.clone();
+    let ns_ = ns_name.as_str();
+    ip(ns_, "link add dxr0 type veth peer name dxr1");
+    ip(ns_, "addr add 2001:db8:1::1/64 dev dxr0 nodad");
+    ip(ns_, "link set dxr0 up");
+    ip(ns_, "link set dxr1 up");
+    // An operator's static routes: one with our kernel key (metric 1024), one at another metric.
+    ip(ns_, "-6 route add fd00:9:1::/64 via 2001:db8:1::9 dev dxr0");
+    ip(
+        ns_,
+        "-6 route add fd00:9:2::/64 via 2001:db8:1::9 dev dxr0 metric 100",
+    );
+
+    let path = PathBuf::from(format!("/run/netns/{ns_}"));
+    let mut k = Kernel::open_in_netns(&path).expect("netlink");
+    let oif = k.link("dxr0").expect("get").expect("dxr0").index;
+    let route = |dst: &str, via: &str| Route {
+        dst: n(dst),
+        via: Some(via.parse::<IpAddr>().expect("ip")),
+        oif: Some(oif),
+        protocol: 73,
+    };
+    let metrics = Arc::new(Metrics::default());
+    let (h, _thread, adopted) = Installer::start_with(
+        Kernel::open_in_netns(&path).expect("netlink"),
+        Some(RouteWatch::open_in_netns(&path).expect("watch")),
+        73,
+        metrics.clone(),
+    )
+    .expect("installer");
+    assert!(adopted.is_empty());
+    let mine = "fd00:9:9::/64";
+    h.send(vec![
+        Change::Set(route(mine, "2001:db8:1::2")),
+        Change::Set(route("fd00:9:1::/64", "2001:db8:1::2")),
+        Change::Set(route("fd00:9:2::/64", "2001:db8:1::2")),
+    ]);
+    h.flush_blocking();
+    let s = show6(ns_, mine);
+    assert!(
+        s.contains("via 2001:db8:1::2") && s.contains("proto 73"),
+        "{s}"
+    );
+    for p in ["fd00:9:1::/64", "fd00:9:2::/64"] {
+        let s = show6(ns_, p);
+        assert!(
+            s.contains("via 2001:db8:1::9") && !s.contains("proto 73"),
+            "{p}: {s}"
+        );
+    }
+    assert_eq!(metrics.bgp_snapshot().route_conflicts, 2);
+    // A next hop change of ours is a replace.
+    h.send(vec![Change::Set(route(mine, "2001:db8:1::3"))]);
+    h.flush_blocking();
+    assert!(show6(ns_, mine).contains("via 2001:db8:1::3"));
+
+    // Another owner appends its next hop to ours (`prepend` = CREATE without
+    // EXCL): the kernel merges the two under our tag. Ours goes, theirs stays.
+    ip(
+        ns_,
+        "-6 route prepend fd00:9:9::/64 via 2001:db8:1::7 dev dxr0 proto static",
+    );
+    let took = wait_for(Duration::from_secs(3), || {
+        let s = show6(ns_, mine);
+        s.contains("via 2001:db8:1::7") && !s.contains("2001:db8:1::3")
+    });
+    assert!(took.is_some(), "ours still merged: {}", show6(ns_, mine));
+    eprintln!("our next hop taken back from a merged route in {took:?}");
+    assert!(show6(ns_, mine).contains("proto static"));
+    assert_eq!(metrics.bgp_snapshot().route_conflicts, 3);
+    // They leave: ours returns on the retry timer.
+    ip(ns_, "-6 route del fd00:9:9::/64 proto static");
+    let took = wait_for(Duration::from_secs(5), || {
+        show6(ns_, mine).contains("via 2001:db8:1::3 dev dxr0 proto 73")
+    });
+    assert!(
+        took.is_some(),
+        "freed prefix not taken: {}",
+        show6(ns_, mine)
+    );
+
+    // Parent flap: IPv6 routes go (with RTM_DELROUTE) and so does the
+    // parent's global address; ours is back soon after the address.
+    ip(ns_, "link set dxr0 down");
+    assert!(show6(ns_, mine).is_empty(), "flushed by link down");
+    std::thread::sleep(Duration::from_millis(300));
+    ip(ns_, "link set dxr0 up");
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(show6(ns_, mine).is_empty(), "no address, no route yet");
+    ip(ns_, "addr add 2001:db8:1::1/64 dev dxr0 nodad");
+    let took = wait_for(Duration::from_secs(3), || {
+        show6(ns_, mine).contains("proto 73")
+    });
+    eprintln!("IPv6 route back {took:?} after the address");
+    assert!(took.is_some_and(|t| t < Duration::from_secs(2)), "{took:?}");
+    // With keep_addr_on_down=1 the address stays and so does nothing else:
+    // the route returns on the link event alone.
+    let st = Command::new("ip")
+        .args(["netns", "exec", ns_, "sysctl", "-qw"])
+        .arg("net.ipv6.conf.dxr0.keep_addr_on_down=1")
+        .status()
+        .expect("sysctl");
+    assert!(st.success());
+    ip(ns_, "link set dxr0 down");
+    std::thread::sleep(Duration::from_millis(300));
+    ip(ns_, "link set dxr0 up");
+    let took = wait_for(Duration::from_secs(3), || {
+        show6(ns_, mine).contains("proto 73")
+    });
+    assert!(took.is_some_and(|t| t < Duration::from_secs(2)), "{took:?}");
+
+    // A tagged route deleted by hand comes back; one added by hand goes.
+    ip(ns_, "-6 route del fd00:9:9::/64 proto 73");
+    let took = wait_for(Duration::from_secs(3), || {
+        show6(ns_, mine).contains("proto 73")
+    });
+    assert!(took.is_some_and(|t| t < Duration::from_secs(2)), "{took:?}");
+    ip(
+        ns_,
+        "-6 route add fd00:9:8::/64 via 2001:db8:1::3 dev dxr0 proto 73",
+    );
+    let took = wait_for(Duration::from_secs(3), || {
+        show6(ns_, "fd00:9:8::/64").is_empty()
+    });
+    assert!(took.is_some_and(|t| t < Duration::from_secs(2)), "{took:?}");
+    assert!(metrics.bgp_snapshot().kernel_drift >= 3);
+
+    // Removing everything leaves the operator's routes alone.
+    h.send(vec![
+        Change::Remove(n(mine)),
+        Change::Remove(n("fd00:9:1::/64")),
+        Change::Remove(n("fd00:9:2::/64")),
+    ]);
+    h.flush_blocking();
+    assert!(k.routes(Family::V6, Some(73)).expect("dump").is_empty());
+    // (the link flaps flushed the statics; they are the operator's to re-add)
+}

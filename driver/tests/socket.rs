@@ -246,8 +246,13 @@ impl Drop for Host {
 }
 
 fn fixtures() -> Vec<(String, String, Value)> {
-    let path =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/dockerd-20.10-requests.jsonl");
+    fixtures_of("dockerd-20.10-requests.jsonl")
+}
+
+fn fixtures_of(file: &str) -> Vec<(String, String, Value)> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(file);
     std::fs::read_to_string(path)
         .unwrap()
         .lines()
@@ -499,12 +504,37 @@ fn bad_requests_change_nothing() {
             want,
         ));
     }
-    let v6only = json!({"NetworkID": net2, "Options": {"com.docker.network.generic": {"parent": "dxu0", "dataplane": "macvlan"}},
-                        "IPv4Data": [], "IPv6Data": [{"AddressSpace": "LocalDefault", "Gateway": "fd00::1/64", "Pool": "fd00::/64"}]});
+    // IPv6 input that can never work, refused before any kernel change.
+    for (v6, want) in [
+        (
+            json!({"AddressSpace": "LocalDefault", "Gateway": "fe80::1/64", "Pool": "fe80::/64"}),
+            "link-local",
+        ),
+        (
+            json!({"AddressSpace": "LocalDefault", "Gateway": "fd01::1/64", "Pool": "fd00::/64"}),
+            "outside subnet",
+        ),
+        (
+            json!({"AddressSpace": "LocalDefault", "Pool": "fd00::/64"}),
+            "needs an IPv6 gateway",
+        ),
+        (
+            json!({"AddressSpace": "LocalDefault", "Gateway": "ff02::1/16", "Pool": "ff02::/16"}),
+            "multicast",
+        ),
+    ] {
+        let body = json!({"NetworkID": net2, "Options": {"com.docker.network.generic": {"parent": "dxu0", "dataplane": "macvlan"}},
+                          "IPv4Data": [], "IPv6Data": [v6]});
+        bad.push((
+            "NetworkDriver.CreateNetwork",
+            serde_json::to_vec(&body).unwrap(),
+            want,
+        ));
+    }
     bad.push((
-        "NetworkDriver.CreateNetwork",
-        serde_json::to_vec(&v6only).unwrap(),
-        "IPv6-only",
+        "NetworkDriver.CreateEndpoint",
+        serde_json::to_vec(&json!({"NetworkID": NET, "EndpointID": EP2, "Interface": {"Address": "10.201.7.3/24", "AddressIPv6": "fd00::3/64"}})).unwrap(),
+        "has no IPv6 subnet",
     ));
     let huge = vec![b' '; 2 * 1024 * 1024];
     bad.push(("NetworkDriver.CreateNetwork", huge, "larger than"));
@@ -791,4 +821,154 @@ fn a_missing_parent_is_repaired_when_it_returns() {
         Some(format!("ipvlan-bgp:shim:{NET}").as_str())
     );
     h.ok("NetworkDriver.Join", &join);
+}
+
+/// Runs `args` in namespace `ns`; whether it succeeded.
+fn in_ns(ns: &str, args: &[&str]) -> bool {
+    Command::new("ip")
+        .args(["netns", "exec", ns])
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .unwrap()
+        .success()
+}
+
+fn sysctl_in(ns: &str, path: &str) -> String {
+    let out = Command::new("ip")
+        .args(["netns", "exec", ns, "cat", &format!("/proc/sys/{path}")])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// The `docker run --rm` sequences of `--ipv6` networks (dual stack, then
+/// IPv6-only) on macvlan, with the kernel checked as dockerd would use it:
+/// the shim holds the IPv6 gateway at once (no DAD), Join answers
+/// GatewayIPv6, and a container set up as Docker does (address with
+/// NODAD, default route via the gateway) reaches the gateway over IPv6
+/// on its first ping. IPv6 forwarding is on for the shim and the parent
+/// only, never host-wide.
+#[test]
+fn ipv6_docker_runs_on_macvlan() {
+    if !privileged("ipv6_docker_runs_on_macvlan") {
+        return;
+    }
+    let h = Host::new(&[]);
+    let seq = fixtures_of("dockerd-ipv6-requests.jsonl");
+    assert_eq!(seq.len(), 16);
+    let sandbox = format!("{}-c", h.ns);
+    let mut checked = 0;
+    for (label, method, body) in seq {
+        let v = h.ok(&method, &body);
+        let net = body["NetworkID"].as_str().unwrap();
+        let shim = format!("ibs{}", &net[..12]);
+        let dual = label.contains("dual stack");
+        let (gw4, gw6) = if dual {
+            ("10.201.11.1", "fd00:201:11::1")
+        } else {
+            ("", "fd00:201:12::1")
+        };
+        match method.as_str() {
+            "NetworkDriver.CreateNetwork" => {
+                let a6 = ip(&["-n", &h.ns, "-6", "addr", "show", "dev", &shim]);
+                let line = a6
+                    .lines()
+                    .find(|l| l.contains(&format!("inet6 {gw6}/64 ")))
+                    .unwrap_or_else(|| panic!("{label}: no {gw6} on the shim: {a6}"));
+                assert!(
+                    line.contains("nodad") && !line.contains("tentative"),
+                    "{label}: the gateway is usable at once: {line}"
+                );
+                let a4 = ip(&["-n", &h.ns, "-4", "-br", "addr", "show", "dev", &shim]);
+                assert_eq!(
+                    a4.contains(&format!("{gw4}/24")) && dual,
+                    dual,
+                    "{label}: {a4}"
+                );
+                if Path::new("/proc/sys/net/ipv6/conf/all/force_forwarding").exists() {
+                    for link in [shim.as_str(), "dxu0"] {
+                        let path = format!("net/ipv6/conf/{link}/force_forwarding");
+                        assert_eq!(sysctl_in(&h.ns, &path), "1", "{label}: {path}");
+                    }
+                }
+                assert_eq!(
+                    sysctl_in(&h.ns, "net/ipv6/conf/all/forwarding"),
+                    "0",
+                    "{label}: never host-wide"
+                );
+                assert_eq!(
+                    sysctl_in(&h.ns, "net/ipv6/conf/dxu1/forwarding"),
+                    "0",
+                    "{label}"
+                );
+                checked += 1;
+            }
+            "NetworkDriver.Join" => {
+                assert_eq!(v["Gateway"].as_str().unwrap_or(""), gw4, "{label}: {v}");
+                assert_eq!(v["GatewayIPv6"], gw6, "{label}: {v}");
+                assert!(v.get("StaticRoutes").is_none(), "{label}: {v}");
+                assert_eq!(v["DisableGatewayService"], true);
+                // Docker's part: into the sandbox, addresses (IPv6 with
+                // NODAD, as libnetwork adds it), up, default routes.
+                let link = v["InterfaceName"]["SrcName"].as_str().unwrap().to_string();
+                ip(&["netns", "add", &sandbox]);
+                ip(&["-n", &h.ns, "link", "set", &link, "netns", &sandbox]);
+                ip(&["-n", &sandbox, "link", "set", &link, "name", "eth0"]);
+                let ep = if dual {
+                    "fd00:201:11::2/64"
+                } else {
+                    "fd00:201:12::2/64"
+                };
+                ip(&["-n", &sandbox, "addr", "add", ep, "dev", "eth0", "nodad"]);
+                if dual {
+                    ip(&[
+                        "-n",
+                        &sandbox,
+                        "addr",
+                        "add",
+                        "10.201.11.2/24",
+                        "dev",
+                        "eth0",
+                    ]);
+                }
+                ip(&["-n", &sandbox, "link", "set", "eth0", "up"]);
+                ip(&["-n", &sandbox, "-6", "route", "add", "default", "via", gw6]);
+                let t = Instant::now();
+                let first = in_ns(&sandbox, &["ping", "-6", "-c", "1", "-W", "2", gw6]);
+                let took = t.elapsed();
+                assert!(
+                    first,
+                    "{label}: the container reaches {gw6} on its first ping"
+                );
+                eprintln!("{label}: first ping to {gw6} answered in {took:?}");
+                if dual {
+                    assert!(
+                        in_ns(&sandbox, &["ping", "-c", "1", "-W", "2", gw4]),
+                        "{label}: IPv4 too"
+                    );
+                }
+                // Docker brings the link back before DeleteEndpoint.
+                ip(&["-n", &sandbox, "link", "set", "eth0", "down"]);
+                ip(&[
+                    "-n", &sandbox, "link", "set", "eth0", "netns", &h.ns, "name", &link,
+                ]);
+                ip(&["netns", "del", &sandbox]);
+                checked += 1;
+            }
+            "NetworkDriver.EndpointOperInfo" => {
+                let a = v["Value"]["address"].as_str().unwrap_or_default();
+                assert_eq!(a, "10.201.11.2/24, fd00:201:11::2/64", "{label}: {v}");
+            }
+            "NetworkDriver.DeleteNetwork" => {
+                assert!(!h.has_link(&shim), "{label}");
+                checked += 1;
+            }
+            _ => {}
+        }
+    }
+    assert_eq!(checked, 6);
+    let ours: Vec<String> = h.marked_links();
+    assert!(ours.is_empty(), "links left behind: {ours:?}");
 }

@@ -7,14 +7,14 @@
 //! on what converted. Answers go the other way in [`join_response`].
 
 use std::collections::BTreeMap;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 
-use ipnet::Ipv4Net;
+use ipnet::{Ipv4Net, Ipv6Net};
 
 use super::wire::{
     self, CreateEndpointRequest, CreateNetworkRequest, InterfaceName, JoinResponse, StaticRoute,
 };
-use crate::driver::Joined;
+use crate::driver::{Joined, Reach};
 use crate::network::{
     check_id, invalid, parse_mac, Announce, Dataplane, EndpointSpec, InvalidRequest, IpvlanFlag,
     IpvlanMode, MacvlanMode, NetworkSpec, Parent,
@@ -64,7 +64,88 @@ fn parse_cidr_or_addr(s: &str, prefix_len: u8) -> Option<Ipv4Net> {
         .and_then(|a| Ipv4Net::new(a, prefix_len).ok())
 }
 
+fn parse_cidr_or_addr6(s: &str, prefix_len: u8) -> Option<Ipv6Net> {
+    if let Ok(net) = s.parse::<Ipv6Net>() {
+        return Some(net);
+    }
+    s.parse::<Ipv6Addr>()
+        .ok()
+        .and_then(|a| Ipv6Net::new(a, prefix_len).ok())
+}
+
+/// The IPv4 subnet and gateway of one `IPv4Data` entry.
+fn ipam_v4(ipam: &wire::IpamData) -> Result<(Ipv4Net, Option<Ipv4Net>), InvalidRequest> {
+    let subnet: Ipv4Net = ipam.pool.parse().map_err(|_| {
+        invalid(format!(
+            "IPv4 pool {:?} is not a subnet (expected a.b.c.d/len)",
+            ipam.pool
+        ))
+    })?;
+    if subnet.prefix_len() == 0 || ipam.address_space == "null" {
+        return Err(invalid(
+            "this driver needs a real subnet: use the default IPAM driver with --subnet a.b.c.d/len (not --ipam-driver null)",
+        ));
+    }
+    if subnet.trunc() != subnet {
+        return Err(invalid(format!(
+            "subnet {subnet} has host bits set; did you mean {}?",
+            subnet.trunc()
+        )));
+    }
+    let gateway = match ipam.gateway.as_deref().filter(|g| !g.is_empty()) {
+        None => None,
+        Some(g) => {
+            let gw = parse_cidr_or_addr(g, subnet.prefix_len())
+                .ok_or_else(|| invalid(format!("gateway {g:?} is not an IPv4 address")))?;
+            if !subnet.contains(&gw.addr()) {
+                return Err(invalid(format!("gateway {g} is outside subnet {subnet}")));
+            }
+            Some(Ipv4Net::new(gw.addr(), subnet.prefix_len()).map_err(|e| invalid(e.to_string()))?)
+        }
+    };
+    Ok((subnet, gateway))
+}
+
+/// The IPv6 subnet and gateway of one `IPv6Data` entry.
+fn ipam_v6(ipam: &wire::IpamData) -> Result<(Ipv6Net, Option<Ipv6Net>), InvalidRequest> {
+    let subnet: Ipv6Net = ipam.pool.parse().map_err(|_| {
+        invalid(format!(
+            "IPv6 pool {:?} is not an IPv6 subnet (expected a prefix such as fd00:1::/64)",
+            ipam.pool
+        ))
+    })?;
+    if subnet.prefix_len() == 0 || ipam.address_space == "null" {
+        return Err(invalid(
+            "this driver needs a real IPv6 subnet: use the default IPAM driver with --ipv6 --subnet <prefix>/len (not ::/0, not --ipam-driver null)",
+        ));
+    }
+    if subnet.trunc() != subnet {
+        return Err(invalid(format!(
+            "IPv6 subnet {subnet} has host bits set; did you mean {}?",
+            subnet.trunc()
+        )));
+    }
+    // The subnet's own faults first, before what a gateway may lack.
+    NetworkSpec::check_subnet6(subnet)?;
+    let gateway = match ipam.gateway.as_deref().filter(|g| !g.is_empty()) {
+        None => None,
+        Some(g) => {
+            let gw = parse_cidr_or_addr6(g, subnet.prefix_len())
+                .ok_or_else(|| invalid(format!("IPv6 gateway {g:?} is not an IPv6 address")))?;
+            if !subnet.contains(&gw.addr()) {
+                return Err(invalid(format!(
+                    "IPv6 gateway {g} is outside subnet {subnet}"
+                )));
+            }
+            Some(Ipv6Net::new(gw.addr(), subnet.prefix_len()).map_err(|e| invalid(e.to_string()))?)
+        }
+    };
+    Ok((subnet, gateway))
+}
+
 /// Validates a CreateNetwork request. `default_parent` comes from `--parent`.
+/// IPv4, IPv6 or both: `IPv4Data` may be absent or empty (Docker 28's
+/// `--ipv4=false`) when `IPv6Data` holds a subnet.
 pub fn network_spec(
     req: &CreateNetworkRequest,
     default_parent: Option<&str>,
@@ -104,56 +185,48 @@ pub fn network_spec(
         )?,
     };
 
-    let v4 = req.ipv4_data.clone().unwrap_or_default();
-    let v6 = req.ipv6_data.clone().unwrap_or_default();
-    if !v6.is_empty() {
-        return Err(invalid(if v4.is_empty() {
-            "IPv6-only networks are not supported yet: create the network with an IPv4 --subnet and without --ipv6"
-        } else {
-            "IPv6 is not supported yet: create the network without --ipv6"
-        }));
-    }
-    let ipam = match v4.as_slice() {
-        [] => {
-            return Err(invalid(
-                "the network has no IPv4 subnet: add --subnet a.b.c.d/len",
-            ))
+    // Docker 28's `--ipv4=false` says so in an option; whatever IPv4Data
+    // then holds is not a subnet to use.
+    let ipv4_disabled = matches!(
+        req.options
+            .as_ref()
+            .and_then(|o| o.get("com.docker.network.enable_ipv4")),
+        Some(serde_json::Value::Bool(false))
+    );
+    let v4 = match &req.ipv4_data {
+        Some(v) if !ipv4_disabled => v.as_slice(),
+        _ => &[],
+    };
+    let v6 = req.ipv6_data.as_deref().unwrap_or_default();
+    let (subnet, gateway) = match v4 {
+        [] => (None, None),
+        [one] => {
+            let (s, g) = ipam_v4(one)?;
+            (Some(s), g)
         }
-        [one] => one,
         _ => {
             return Err(invalid(
                 "one IPv4 subnet per network: create one network per --subnet",
             ))
         }
     };
-    let subnet: Ipv4Net = ipam.pool.parse().map_err(|_| {
-        invalid(format!(
-            "IPv4 pool {:?} is not a subnet (expected a.b.c.d/len)",
-            ipam.pool
-        ))
-    })?;
-    if subnet.prefix_len() == 0 || ipam.address_space == "null" {
-        return Err(invalid(
-            "this driver needs a real subnet: use the default IPAM driver with --subnet a.b.c.d/len (not --ipam-driver null)",
-        ));
-    }
-    if subnet.trunc() != subnet {
-        return Err(invalid(format!(
-            "subnet {subnet} has host bits set; did you mean {}?",
-            subnet.trunc()
-        )));
-    }
-    let gateway = match ipam.gateway.as_deref().filter(|g| !g.is_empty()) {
-        None => None,
-        Some(g) => {
-            let gw = parse_cidr_or_addr(g, subnet.prefix_len())
-                .ok_or_else(|| invalid(format!("gateway {g:?} is not an IPv4 address")))?;
-            if !subnet.contains(&gw.addr()) {
-                return Err(invalid(format!("gateway {g} is outside subnet {subnet}")));
-            }
-            Some(Ipv4Net::new(gw.addr(), subnet.prefix_len()).map_err(|e| invalid(e.to_string()))?)
+    let (subnet6, gateway6) = match v6 {
+        [] => (None, None),
+        [one] => {
+            let (s, g) = ipam_v6(one)?;
+            (Some(s), g)
+        }
+        _ => {
+            return Err(invalid(
+                "one IPv6 subnet per network: create one network per IPv6 --subnet",
+            ))
         }
     };
+    if subnet.is_none() && subnet6.is_none() {
+        return Err(invalid(
+            "the network has no subnet: add --subnet a.b.c.d/len, or --ipv6 with an IPv6 --subnet",
+        ));
+    }
     let host_link = match generic.get("host_link") {
         None => false,
         Some(v) => parse_enum("host_link", v, &[("true", true), ("false", false)])?,
@@ -164,11 +237,19 @@ pub fn network_spec(
             dataplane.describe()
         )));
     }
-    if (dataplane.is_l2() || host_link) && gateway.is_none() {
-        return Err(invalid(format!(
-            "{} needs a gateway address for the host side: add --gateway",
-            dataplane.describe()
-        )));
+    if dataplane.is_l2() || host_link {
+        if subnet.is_some() && gateway.is_none() {
+            return Err(invalid(format!(
+                "{} needs a gateway address for the host side: add --gateway",
+                dataplane.describe()
+            )));
+        }
+        if subnet6.is_some() && gateway6.is_none() {
+            return Err(invalid(format!(
+                "{} needs an IPv6 gateway address for the host side: add --gateway for the IPv6 subnet",
+                dataplane.describe()
+            )));
+        }
     }
     let spec = NetworkSpec {
         id: req.network_id.clone(),
@@ -176,6 +257,8 @@ pub fn network_spec(
         dataplane,
         subnet,
         gateway,
+        subnet6,
+        gateway6,
         announce,
         internal: wire::flag_option(&req.options, "com.docker.network.internal"),
         host_link,
@@ -269,29 +352,67 @@ pub fn endpoint_spec(
 ) -> Result<EndpointSpec, InvalidRequest> {
     check_id("endpoint", &req.endpoint_id)?;
     let iface = req.interface.clone().unwrap_or_default();
-    if !iface.address_ipv6.is_empty() {
-        return Err(invalid("IPv6 endpoint addresses are not supported yet"));
-    }
-    if iface.address.is_empty() {
-        return Err(invalid(
+    let address = match (network.subnet, iface.address.as_str()) {
+        (None, "") => None,
+        (None, a) => {
+            return Err(invalid(format!(
+                "address {a:?} is IPv4, but the network is IPv6-only (it has no IPv4 subnet)"
+            )))
+        }
+        (Some(_), "") => return Err(invalid(
             "the endpoint has no IPv4 address: this driver relies on Docker's IPAM to assign one",
-        ));
-    }
-    let address: Ipv4Net = parse_cidr_or_addr(&iface.address, network.subnet.prefix_len())
-        .ok_or_else(|| invalid(format!("address {:?} is not IPv4", iface.address)))?;
-    if !network.subnet.contains(&address.addr()) {
-        return Err(invalid(format!(
-            "address {} is outside the network's subnet {}",
-            address.addr(),
-            network.subnet
-        )));
-    }
-    if network.gateway.is_some_and(|g| g.addr() == address.addr()) {
-        return Err(invalid(format!(
-            "address {} is the network's gateway",
-            address.addr()
-        )));
-    }
+        )),
+        (Some(subnet), a) => {
+            let address = parse_cidr_or_addr(a, subnet.prefix_len())
+                .ok_or_else(|| invalid(format!("address {a:?} is not IPv4")))?;
+            if !subnet.contains(&address.addr()) {
+                return Err(invalid(format!(
+                    "address {} is outside the network's subnet {subnet}",
+                    address.addr()
+                )));
+            }
+            if network.gateway.is_some_and(|g| g.addr() == address.addr()) {
+                return Err(invalid(format!(
+                    "address {} is the network's gateway",
+                    address.addr()
+                )));
+            }
+            Some(
+                Ipv4Net::new(address.addr(), subnet.prefix_len())
+                    .map_err(|e| invalid(e.to_string()))?,
+            )
+        }
+    };
+    let address6 = match (network.subnet6, iface.address_ipv6.as_str()) {
+        (None, "") => None,
+        (None, a) => {
+            return Err(invalid(format!(
+                "IPv6 address {a:?} given, but the network has no IPv6 subnet; create the network with --ipv6 and an IPv6 --subnet"
+            )))
+        }
+        (Some(_), "") => {
+            return Err(invalid(
+                "the endpoint has no IPv6 address on an IPv6 network: this driver relies on Docker's IPAM to assign one",
+            ))
+        }
+        (Some(subnet), a) => {
+            let address = parse_cidr_or_addr6(a, subnet.prefix_len())
+                .ok_or_else(|| invalid(format!("IPv6 address {a:?} is not IPv6")))?;
+            if !subnet.contains(&address.addr()) {
+                return Err(invalid(format!(
+                    "IPv6 address {} is outside the network's IPv6 subnet {subnet}",
+                    address.addr()
+                )));
+            }
+            if network.gateway6.is_some_and(|g| g.addr() == address.addr()) {
+                return Err(invalid(format!(
+                    "IPv6 address {} is the network's IPv6 gateway",
+                    address.addr()
+                )));
+            }
+            Some(Ipv6Net::new(address.addr(), subnet.prefix_len()).map_err(|e| invalid(e.to_string()))?)
+        }
+    };
     let mac = match iface.mac_address.as_str() {
         "" => None,
         m => Some(parse_mac(m).ok_or_else(|| invalid(format!("MAC address {m:?} is not valid")))?),
@@ -303,39 +424,42 @@ pub fn endpoint_spec(
     }
     Ok(EndpointSpec {
         id: req.endpoint_id.clone(),
-        address: Ipv4Net::new(address.addr(), network.subnet.prefix_len())
-            .map_err(|e| invalid(e.to_string()))?,
+        address,
+        address6,
         mac,
     })
 }
 
-/// Docker's answer to a Join: L2 data planes route through the gateway on
-/// the shim; L3 ones get a connected default route (the parent answers).
+/// Docker's answer to a Join, per family: L2 data planes route through the
+/// gateway on the shim (`Gateway`, `GatewayIPv6`); L3 ones get a connected
+/// default route (`0.0.0.0/0`, `::/0`, RouteType 1: the parent answers).
 pub fn join_response(j: &Joined) -> JoinResponse {
-    let interface_name = InterfaceName {
-        src_name: j.link.clone(),
-        dst_prefix: "eth".into(),
+    let connected = |destination: &str| StaticRoute {
+        destination: destination.into(),
+        route_type: 1,
+        next_hop: String::new(),
     };
-    match j.gateway {
-        Some(gw) => JoinResponse {
-            interface_name,
-            gateway: gw.to_string(),
-            gateway_ipv6: String::new(),
-            static_routes: Vec::new(),
-            disable_gateway_service: true,
+    let mut r = JoinResponse {
+        interface_name: InterfaceName {
+            src_name: j.link.clone(),
+            dst_prefix: "eth".into(),
         },
-        None => JoinResponse {
-            interface_name,
-            gateway: String::new(),
-            gateway_ipv6: String::new(),
-            static_routes: vec![StaticRoute {
-                destination: "0.0.0.0/0".into(),
-                route_type: 1,
-                next_hop: String::new(),
-            }],
-            disable_gateway_service: true,
-        },
+        gateway: String::new(),
+        gateway_ipv6: String::new(),
+        static_routes: Vec::new(),
+        disable_gateway_service: true,
+    };
+    match j.v4 {
+        Some(Reach::Gateway(gw)) => r.gateway = gw.to_string(),
+        Some(Reach::Connected) => r.static_routes.push(connected("0.0.0.0/0")),
+        None => {}
     }
+    match j.v6 {
+        Some(Reach::Gateway(gw)) => r.gateway_ipv6 = gw.to_string(),
+        Some(Reach::Connected) => r.static_routes.push(connected("::/0")),
+        None => {}
+    }
+    r
 }
 
 #[cfg(test)]
@@ -420,7 +544,7 @@ mod tests {
         assert!(network_spec(&r, None)
             .unwrap_err()
             .to_string()
-            .contains("no IPv4 subnet"));
+            .contains("no subnet"));
         let mut r = req(json!({"parent": "eth1", "dataplane": "macvlan"}));
         r.ipv4_data.as_mut().unwrap()[0].gateway = None;
         assert!(network_spec(&r, None)
@@ -442,7 +566,177 @@ mod tests {
         assert!(network_spec(&r, None)
             .unwrap_err()
             .to_string()
-            .contains("IPv6"));
+            .contains("not an IPv6 subnet"));
+    }
+
+    fn ipam(pool: &str, gateway: Option<&str>) -> wire::IpamData {
+        wire::IpamData {
+            address_space: "LocalDefault".into(),
+            pool: pool.into(),
+            gateway: gateway.map(String::from),
+            aux_addresses: None,
+        }
+    }
+
+    /// `v4`: None = IPv4Data absent; `v6` likewise.
+    fn req46(
+        generic: serde_json::Value,
+        v4: Option<Vec<wire::IpamData>>,
+        v6: Option<Vec<wire::IpamData>>,
+    ) -> CreateNetworkRequest {
+        let mut r = req(generic);
+        r.ipv4_data = v4;
+        r.ipv6_data = v6;
+        r
+    }
+
+    #[test]
+    fn dual_stack_and_ipv6_only_networks_are_accepted() {
+        let v4 = || Some(vec![ipam("10.1.1.0/24", Some("10.1.1.1/24"))]);
+        let v6 = || Some(vec![ipam("fd00:1::/64", Some("fd00:1::1/64"))]);
+        for dp in [
+            json!({"parent": "eth1"}),
+            json!({"parent": "eth1", "dataplane": "macvlan"}),
+        ] {
+            let s = network_spec(&req46(dp.clone(), v4(), v6()), None).unwrap();
+            assert_eq!(s.subnet, Some("10.1.1.0/24".parse().unwrap()));
+            assert_eq!(s.subnet6, Some("fd00:1::/64".parse().unwrap()));
+            assert_eq!(s.gateway6, Some("fd00:1::1/64".parse().unwrap()));
+            assert_eq!(s.subnets().count(), 2);
+            // IPv6-only: IPv4Data absent, empty, or disabled by Docker 28's option.
+            for v4 in [None, Some(vec![])] {
+                let s = network_spec(&req46(dp.clone(), v4, v6()), None).unwrap();
+                assert_eq!((s.subnet, s.gateway), (None, None));
+                assert_eq!(s.subnet6, Some("fd00:1::/64".parse().unwrap()));
+            }
+            let mut r = req46(dp.clone(), Some(vec![ipam("0.0.0.0/0", None)]), v6());
+            r.options
+                .get_or_insert_with(Default::default)
+                .insert("com.docker.network.enable_ipv4".into(), json!(false));
+            assert_eq!(network_spec(&r, None).unwrap().subnet, None);
+        }
+        // A gateway given as a bare address takes the subnet's length.
+        let s = network_spec(
+            &req46(
+                json!({"parent": "eth1"}),
+                None,
+                Some(vec![ipam("fd00:1::/64", Some("fd00:1::fe"))]),
+            ),
+            None,
+        )
+        .unwrap();
+        assert_eq!(s.gateway6, Some("fd00:1::fe/64".parse().unwrap()));
+    }
+
+    #[rstest]
+    #[case("::/0", None, "not ::/0")]
+    #[case("::1/128", None, "loopback")]
+    #[case("::/128", None, "unspecified")]
+    #[case("fe80::/64", None, "link-local")]
+    #[case("ff02::/16", None, "multicast")]
+    #[case("::ffff:10.1.0.0/112", None, "IPv4-mapped")]
+    #[case("fd00:1::/127", None, "too small")]
+    #[case("fd00:1::1/64", None, "host bits set; did you mean fd00:1::/64")]
+    #[case("10.1.1.0/24", None, "not an IPv6 subnet")]
+    #[case("fd00:1::/64", Some("fd00:2::1/64"), "outside subnet fd00:1::/64")]
+    #[case("fd00:1::/64", Some("10.1.1.1/24"), "not an IPv6 address")]
+    #[case("fd00:1::/64", None, "needs an IPv6 gateway")]
+    fn bad_ipv6_subnets_say_what_to_change(
+        #[case] pool: &str,
+        #[case] gateway: Option<&str>,
+        #[case] want: &str,
+    ) {
+        let r = req46(
+            json!({"parent": "eth1", "dataplane": "macvlan"}),
+            None,
+            Some(vec![ipam(pool, gateway)]),
+        );
+        let e = network_spec(&r, None).unwrap_err().to_string();
+        assert!(e.contains(want), "{pool}: {e:?} does not contain {want:?}");
+    }
+
+    #[test]
+    fn ipv6_subnets_are_counted_and_required() {
+        let two = Some(vec![ipam("fd00:1::/64", None), ipam("fd00:2::/64", None)]);
+        let e = network_spec(&req46(json!({"parent": "eth1"}), None, two), None)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("one IPv6 subnet per network"), "{e}");
+        let e = network_spec(&req46(json!({"parent": "eth1"}), None, None), None)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("no subnet"), "{e}");
+        let null = Some(vec![wire::IpamData {
+            address_space: "null".into(),
+            ..ipam("fd00:1::/64", None)
+        }]);
+        let e = network_spec(&req46(json!({"parent": "eth1"}), None, null), None)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("real IPv6 subnet"), "{e}");
+    }
+
+    #[test]
+    fn ipv6_endpoints_are_validated() {
+        let dual = network_spec(
+            &req46(
+                json!({"parent": "eth1", "dataplane": "macvlan"}),
+                Some(vec![ipam("10.1.1.0/24", Some("10.1.1.1/24"))]),
+                Some(vec![ipam("fd00:1::/64", Some("fd00:1::1/64"))]),
+            ),
+            None,
+        )
+        .unwrap();
+        let v6only = NetworkSpec {
+            subnet: None,
+            gateway: None,
+            ..dual.clone()
+        };
+        let v4only = NetworkSpec {
+            subnet6: None,
+            gateway6: None,
+            ..dual.clone()
+        };
+        let ep = |net: &NetworkSpec, v4: &str, v6: &str| {
+            let r: CreateEndpointRequest = serde_json::from_value(json!({
+                "NetworkID": net.id, "EndpointID": "b".repeat(64),
+                "Interface": {"Address": v4, "AddressIPv6": v6, "MacAddress": ""}
+            }))
+            .unwrap();
+            endpoint_spec(&r, net).map_err(|e| e.to_string())
+        };
+        let e = ep(&dual, "10.1.1.2/24", "fd00:1::2/64").unwrap();
+        assert_eq!(e.address6, Some("fd00:1::2/64".parse().unwrap()));
+        assert_eq!(
+            e.addrs().map(|a| a.to_string()).collect::<Vec<_>>(),
+            ["10.1.1.2", "fd00:1::2"]
+        );
+        let e = ep(&v6only, "", "fd00:1::2").unwrap();
+        assert_eq!(
+            (e.address, e.address6),
+            (None, Some("fd00:1::2/64".parse().unwrap()))
+        );
+        for (net, v4, v6, want) in [
+            (&v4only, "10.1.1.2/24", "fd00:1::2/64", "has no IPv6 subnet"),
+            (
+                &dual,
+                "10.1.1.2/24",
+                "fd00:2::2/64",
+                "outside the network's IPv6 subnet",
+            ),
+            (&dual, "10.1.1.2/24", "fd00:1::1/64", "IPv6 gateway"),
+            (&dual, "10.1.1.2/24", "10.1.1.3/24", "is not IPv6"),
+            (&dual, "10.1.1.2/24", "", "no IPv6 address"),
+            (&v6only, "10.1.1.2/24", "fd00:1::2/64", "IPv6-only"),
+            (&v6only, "", "", "no IPv6 address"),
+            (&dual, "fd00:1::3/64", "fd00:1::2/64", "is not IPv4"),
+        ] {
+            let e = ep(net, v4, v6).unwrap_err();
+            assert!(
+                e.contains(want),
+                "{v4} {v6}: {e:?} does not contain {want:?}"
+            );
+        }
     }
 
     #[test]
@@ -458,7 +752,7 @@ mod tests {
         };
         assert_eq!(
             ep("10.1.1.2/24", "").unwrap().address,
-            "10.1.1.2/24".parse::<Ipv4Net>().unwrap()
+            Some("10.1.1.2/24".parse::<Ipv4Net>().unwrap())
         );
         assert!(ep("10.2.1.2/24", "")
             .unwrap_err()
@@ -487,13 +781,16 @@ mod tests {
     fn join_answers_follow_the_data_plane() {
         let l2 = join_response(&Joined {
             link: "ibe1".into(),
-            gateway: Some("10.1.1.1".parse().unwrap()),
+            v4: Some(Reach::Gateway("10.1.1.1".parse().unwrap())),
+            v6: None,
         });
         assert_eq!(l2.gateway, "10.1.1.1");
+        assert_eq!(l2.gateway_ipv6, "");
         assert!(l2.static_routes.is_empty());
         let l3 = join_response(&Joined {
             link: "ibe1".into(),
-            gateway: None,
+            v4: Some(Reach::Connected),
+            v6: None,
         });
         assert_eq!(l3.gateway, "");
         assert_eq!(l3.static_routes.len(), 1);
@@ -502,5 +799,39 @@ mod tests {
         assert_eq!(l3.static_routes[0].route_type, 1);
         assert_eq!(l3.interface_name.src_name, "ibe1");
         assert_eq!(l3.interface_name.dst_prefix, "eth");
+        // Dual stack: both gateways (L2), or both connected defaults (L3).
+        let l2 = join_response(&Joined {
+            link: "ibe1".into(),
+            v4: Some(Reach::Gateway("10.1.1.1".parse().unwrap())),
+            v6: Some(Reach::Gateway("fd00:1::1".parse().unwrap())),
+        });
+        assert_eq!(
+            (l2.gateway.as_str(), l2.gateway_ipv6.as_str()),
+            ("10.1.1.1", "fd00:1::1")
+        );
+        assert!(l2.static_routes.is_empty() && l2.disable_gateway_service);
+        let l3 = join_response(&Joined {
+            link: "ibe1".into(),
+            v4: Some(Reach::Connected),
+            v6: Some(Reach::Connected),
+        });
+        let dst: Vec<(&str, u8)> = l3
+            .static_routes
+            .iter()
+            .map(|r| (r.destination.as_str(), r.route_type))
+            .collect();
+        assert_eq!(dst, [("0.0.0.0/0", 1), ("::/0", 1)]);
+        assert!(l3.gateway.is_empty() && l3.gateway_ipv6.is_empty());
+        // IPv6-only L2: GatewayIPv6 alone, no IPv4 gateway.
+        let v6 = join_response(&Joined {
+            link: "ibe1".into(),
+            v4: None,
+            v6: Some(Reach::Gateway("fd00:1::1".parse().unwrap())),
+        });
+        assert_eq!(
+            serde_json::to_value(&v6).unwrap(),
+            json!({"InterfaceName": {"SrcName": "ibe1", "DstPrefix": "eth"},
+                   "GatewayIPv6": "fd00:1::1", "DisableGatewayService": true})
+        );
     }
 }

@@ -18,7 +18,7 @@ use tracing::{debug, info};
 
 use super::gobgp::apipb::{AddPathRequest, AddPathStreamRequest, DeletePathRequest, TableType};
 use super::gobgp::{
-    deadline, decode_path, family_of, local_path, next_within, open_global_rib, Client,
+    deadline, decode_path, families, family_of, local_path, next_within, open_global_rib, Client,
 };
 
 /// Paths sent per AddPathStream message.
@@ -49,7 +49,8 @@ impl Announcer {
     }
 
     /// Forget what gobgpd holds (it went away), then learn it again from its
-    /// local RIB: local paths for `wanted`'s pools with our next hop are ours.
+    /// local RIB (IPv4 and IPv6 unicast): local paths for `wanted`'s pools
+    /// with our next hop are ours.
     pub async fn resync(
         &mut self,
         client: &mut Client,
@@ -57,18 +58,20 @@ impl Announcer {
         our_next_hops: &[IpAddr],
     ) -> Result<(), tonic::Status> {
         self.announced.clear();
-        let mut rib = open_global_rib(client, self.limit).await?;
-        while let Some(resp) = next_within("ListPath", self.limit, &mut rib).await? {
-            let Some(dest) = resp.destination else {
-                continue;
-            };
-            for p in dest.paths {
-                let Ok(lp) = decode_path(&p) else { continue };
-                let ours = lp.peer.is_none()
-                    && pools.iter().any(|pool| pool.contains(&lp.prefix))
-                    && lp.next_hop.is_some_and(|nh| our_next_hops.contains(&nh));
-                if let (true, Some(nh)) = (ours, lp.next_hop) {
-                    self.announced.insert(lp.prefix, nh);
+        for family in families() {
+            let mut rib = open_global_rib(client, family, self.limit).await?;
+            while let Some(resp) = next_within("ListPath", self.limit, &mut rib).await? {
+                let Some(dest) = resp.destination else {
+                    continue;
+                };
+                for p in dest.paths {
+                    let Ok(lp) = decode_path(&p) else { continue };
+                    let ours = lp.peer.is_none()
+                        && pools.iter().any(|pool| pool.contains(&lp.prefix))
+                        && lp.next_hop.is_some_and(|nh| our_next_hops.contains(&nh));
+                    if let (true, Some(nh)) = (ours, lp.next_hop) {
+                        self.announced.insert(lp.prefix, nh);
+                    }
                 }
             }
         }

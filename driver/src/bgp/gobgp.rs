@@ -26,6 +26,8 @@ use prost_types::Any;
 use tonic::transport::{Channel, Endpoint, Uri};
 use tonic::{Status, Streaming};
 
+use super::policy::is_link_local;
+
 pub mod apipb {
     #![allow(clippy::all, missing_docs)]
     tonic::include_proto!("apipb");
@@ -218,14 +220,18 @@ pub fn family_of(prefix: &IpNet) -> Family {
     }
 }
 
-pub fn family_v4() -> Family {
-    Family {
-        afi: family::Afi::Ip as i32,
-        safi: family::Safi::Unicast as i32,
-    }
+/// The address families the driver announces and learns: IPv4 and IPv6 unicast.
+pub fn families() -> [Family; 2] {
+    [
+        family_of(&IpNet::V4(ipnet::Ipv4Net::default())),
+        family_of(&IpNet::V6(ipnet::Ipv6Net::default())),
+    ]
 }
 
 /// A path for AddPath/DeletePath: prefix, next hop, ORIGIN IGP, communities.
+/// IPv4 carries its next hop in NEXT_HOP; IPv6 (AFI 2, SAFI 1) in an
+/// MP_REACH_NLRI attribute holding the family, the next hop and the NLRI
+/// (gobgpd refuses an IPv6 path without one: "nexthop not found").
 pub fn local_path(prefix: IpNet, next_hop: IpAddr, communities: &[u32]) -> Path {
     let nlri = pack(
         "IPAddressPrefix",
@@ -267,11 +273,12 @@ pub fn local_path(prefix: IpNet, next_hop: IpAddr, communities: &[u32]) -> Path 
     }
 }
 
-/// Opens a stream of every IPv4 unicast destination in gobgpd's global RIB,
-/// one destination per message; read it with [`next_within`] so a large RIB
-/// is walked without holding all of it.
+/// Opens a stream of every destination of `family` (see [`families`]) in
+/// gobgpd's global RIB, one destination per message; read it with
+/// [`next_within`] so a large RIB is walked without holding all of it.
 pub async fn open_global_rib(
     client: &mut Client,
+    family: Family,
     limit: Duration,
 ) -> Result<Streaming<apipb::ListPathResponse>, Status> {
     Ok(deadline(
@@ -279,7 +286,7 @@ pub async fn open_global_rib(
         limit,
         client.list_path(apipb::ListPathRequest {
             table_type: apipb::TableType::Global as i32,
-            family: Some(family_v4()),
+            family: Some(family),
             ..apipb::ListPathRequest::default()
         }),
     )
@@ -335,10 +342,7 @@ pub fn decode_path(p: &Path) -> Result<LearnedPath, DecodeError> {
             }
             "MpReachNLRIAttribute" => {
                 if let Ok(mp) = MpReachNlriAttribute::decode(a.value.as_slice()) {
-                    // The first next hop is the global one; a link-local second is ignored.
-                    if let Some(nh) = mp.next_hops.first() {
-                        next_hop = nh.parse().ok().or(next_hop);
-                    }
+                    next_hop = mp_next_hop(&mp.next_hops).or(next_hop);
                 }
             }
             "MpUnreachNLRIAttribute" => {
@@ -363,6 +367,20 @@ pub fn decode_path(p: &Path) -> Result<LearnedPath, DecodeError> {
         peer,
         as_path,
     })
+}
+
+/// The next hop of an MP_REACH_NLRI: IPv6 peers may send a global address
+/// and a link-local one (RFC 2545); the global one wins. A link-local address
+/// alone is returned as it is, and the import policy refuses it: gobgpd's
+/// API does not say which interface it was learned on, and a link-local
+/// next hop means nothing without one.
+fn mp_next_hop(next_hops: &[String]) -> Option<IpAddr> {
+    let parsed: Vec<IpAddr> = next_hops.iter().filter_map(|n| n.parse().ok()).collect();
+    parsed
+        .iter()
+        .find(|a| !is_link_local(a))
+        .or(parsed.first())
+        .copied()
 }
 
 /// Parses a community written as `ASN:VALUE` (each 0..65535) or as one number.
@@ -401,6 +419,48 @@ mod tests {
         assert_eq!(d.next_hop, Some("192.0.2.1".parse().unwrap()));
         assert_eq!(d.peer, None);
         assert!(!d.withdraw);
+    }
+
+    /// IPv6: family AFI 2 / SAFI 1 on the path, next hop in MP_REACH_NLRI
+    /// (with the family and the NLRI), no NEXT_HOP attribute.
+    #[test]
+    fn ipv6_paths_carry_their_next_hop_in_mp_reach() {
+        let p = local_path(
+            "fd00:1:1::5/128".parse().unwrap(),
+            "2001:db8::1".parse().unwrap(),
+            &[],
+        );
+        assert_eq!(p.family, Some(Family { afi: 2, safi: 1 }));
+        let names: Vec<&str> = p.pattrs.iter().map(type_name).collect();
+        assert_eq!(names, ["OriginAttribute", "MpReachNLRIAttribute"]);
+        let mp = MpReachNlriAttribute::decode(p.pattrs[1].value.as_slice()).unwrap();
+        assert_eq!(mp.family, Some(Family { afi: 2, safi: 1 }));
+        assert_eq!(mp.next_hops, ["2001:db8::1"]);
+        assert_eq!(mp.nlris.len(), 1);
+        let d = decode_path(&p).unwrap();
+        assert_eq!(d.prefix, "fd00:1:1::5/128".parse::<IpNet>().unwrap());
+        assert_eq!(d.next_hop, Some("2001:db8::1".parse().unwrap()));
+    }
+
+    #[test]
+    fn global_next_hop_wins_over_link_local() {
+        let hops = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let ip = |s: &str| Some(s.parse::<IpAddr>().unwrap());
+        assert_eq!(
+            mp_next_hop(&hops(&["2001:db8::2", "fe80::2"])),
+            ip("2001:db8::2")
+        );
+        assert_eq!(
+            mp_next_hop(&hops(&["fe80::2", "2001:db8::2"])),
+            ip("2001:db8::2")
+        );
+        // Alone, the link-local one is kept for the policy to refuse.
+        assert_eq!(mp_next_hop(&hops(&["fe80::2"])), ip("fe80::2"));
+        assert_eq!(mp_next_hop(&hops(&["junk"])), None);
+        assert_eq!(mp_next_hop(&[]), None);
+        assert!(is_link_local(&"febf::1".parse().unwrap()));
+        assert!(!is_link_local(&"fec0::1".parse().unwrap()));
+        assert!(!is_link_local(&"169.254.1.1".parse().unwrap()));
     }
 
     #[test]

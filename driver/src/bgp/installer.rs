@@ -18,6 +18,10 @@
 //!   periodically, it dumps the main table and repairs the difference:
 //!   missing → created, extra tagged → deleted, wrong → replaced, each
 //!   correction counted as drift.
+//! - IPv6 as IPv4, with the kernel's IPv6 differences (route_table.rs):
+//!   a multipath route with our tag means someone appended a next hop to
+//!   ours; it is left to them (only our own next hop is deleted, by its
+//!   gateway) and counted as a conflict.
 //! - Refused writes are retried on a deadline that churn cannot postpone;
 //!   right after a link event retries come fast (a next hop is often
 //!   unreachable for a moment after `up`).
@@ -176,7 +180,7 @@ impl<T: RouteTable> Installer<T> {
         let mut foreign = HashSet::new();
         let mut gateways = BTreeSet::new();
         for r in table.dump()? {
-            if r.route.protocol == protocol {
+            if r.route.protocol == protocol && !r.multipath {
                 existing.push(r.route);
             } else {
                 foreign.insert(r.route.dst);
@@ -615,10 +619,26 @@ impl<T: RouteTable> Installer<T> {
         };
         let mut kernel_ours: HashMap<IpNet, Vec<Route>> = HashMap::new();
         let mut foreign: HashMap<IpNet, Vec<TableRoute>> = HashMap::new();
+        let mut unhook = Vec::new();
         self.foreign.clear();
         self.gateways.clear();
         for tr in dump {
-            if tr.route.protocol == self.protocol {
+            if tr.route.protocol == self.protocol && tr.multipath {
+                // We never write several next hops: another one was appended
+                // to ours (IPv6 merges a CREATE without EXCL into the route
+                // at that key, whatever its protocol, and the dump shows only
+                // ours). Not ours alone: never replace it (that would take
+                // their next hop too); take back our next hop only, by its
+                // gateway, and leave the prefix to them.
+                self.foreign.insert(tr.route.dst);
+                match self.ours.get(&tr.route.dst) {
+                    Some(mine) if mine.via.is_some() => unhook.push(*mine),
+                    _ => {}
+                }
+                if self.wanted.contains_key(&tr.route.dst) {
+                    foreign.entry(tr.route.dst).or_default().push(tr);
+                }
+            } else if tr.route.protocol == self.protocol {
                 kernel_ours.entry(tr.route.dst).or_default().push(tr.route);
             } else {
                 self.foreign.insert(tr.route.dst);
@@ -629,7 +649,7 @@ impl<T: RouteTable> Installer<T> {
             }
         }
         let mut drift = 0u64;
-        let mut delete = Vec::new();
+        let mut delete = unhook;
         let mut replace = Vec::new();
         let mut create = Vec::new();
         let mut conflicts = Vec::new();
@@ -820,6 +840,104 @@ mod tests {
         assert_eq!(status(&i).kernel_drift, 0);
     }
 
+    fn static6(dst: &str, via: &str) -> Route {
+        Route {
+            dst: n(dst),
+            via: via.parse().ok(),
+            oif: Some(3),
+            protocol: 4,
+        }
+    }
+
+    #[test]
+    fn ipv6_routes_are_installed_replaced_and_removed_at_metric_1024() {
+        let (mut i, t0) = installer(FakeTable::default());
+        let p = "fd00:b::7/128";
+        i.apply(vec![Change::Set(ours(p, "2001:db8::2"))], t0);
+        assert_eq!(i.table().at(&n(p)), vec![ours(p, "2001:db8::2")]);
+        assert_eq!(i.table().routes[0].priority, 1024);
+        i.apply(vec![Change::Set(ours(p, "2001:db8::3"))], t0);
+        assert_eq!(i.table().at(&n(p)), vec![ours(p, "2001:db8::3")]);
+        i.apply(vec![Change::Remove(n(p))], t0);
+        assert!(i.table().routes.is_empty());
+        assert_eq!(status(&i).kernel_drift, 0);
+        assert_eq!(status(&i).route_conflicts, 0);
+    }
+
+    /// An IPv6 static route at our key (metric 1024) or beside it: never
+    /// replaced, the prefix is a conflict until it goes.
+    #[rstest::rstest]
+    #[case::same_metric(1024)]
+    #[case::other_metric(100)]
+    fn an_ipv6_foreign_route_is_never_replaced(#[case] metric: u32) {
+        let p = "fd00:b::/64";
+        let mut fake = FakeTable::default();
+        fake.add_foreign(static6(p, "2001:db8::99"), metric);
+        let (mut i, t0) = installer(fake);
+        i.apply(vec![Change::Set(ours(p, "2001:db8::2"))], t0);
+        assert_eq!(i.table().at(&n(p)), vec![static6(p, "2001:db8::99")]);
+        assert_eq!(status(&i).route_conflicts, 1);
+        i.table().routes.clear();
+        let next = i.next_deadline();
+        i.tick(next);
+        assert_eq!(i.table().at(&n(p)), vec![ours(p, "2001:db8::2")]);
+        assert_eq!(status(&i).conflicted, 0);
+    }
+
+    /// IPv6 only: another daemon's CREATE without EXCL appends its next hop to
+    /// our route, and the dump shows one multipath route with our tag. The
+    /// reconcile must neither replace it (their next hop would go) nor delete
+    /// it without our gateway; it takes back our next hop and leaves the
+    /// prefix to them, and takes it again once they leave.
+    #[test]
+    fn an_ipv6_next_hop_appended_to_ours_is_left_to_its_owner() {
+        let p = "fd00:b::7/128";
+        let (mut i, t0) = installer(FakeTable::default());
+        i.apply(vec![Change::Set(ours(p, "2001:db8::2"))], t0);
+        i.table().append_foreign_v6(static6(p, "2001:db8::99"));
+        let dump = i.table().dump().unwrap();
+        assert!(dump[0].multipath && dump[0].route.protocol == PROTO);
+        i.reconcile(t0);
+        assert_eq!(i.table().at(&n(p)), vec![static6(p, "2001:db8::99")]);
+        assert_eq!(status(&i).route_conflicts, 1);
+        assert_eq!(status(&i).installed, 0);
+        // Still theirs at the next reconciles; never written over.
+        for _ in 0..3 {
+            let t = i.next_deadline();
+            i.tick(t);
+            assert_eq!(i.table().at(&n(p)), vec![static6(p, "2001:db8::99")]);
+        }
+        assert_eq!(status(&i).route_conflicts, 1);
+        // They leave: ours comes back.
+        i.table().routes.clear();
+        let next = i.next_deadline();
+        i.tick(next);
+        assert_eq!(i.table().at(&n(p)), vec![ours(p, "2001:db8::2")]);
+    }
+
+    /// The fake keeps the kernel's IPv6 rules (module header of route_table).
+    #[test]
+    fn the_fake_merges_and_splits_ipv6_next_hops_like_the_kernel() {
+        let p = "fd00:b::7/128";
+        let mut f = FakeTable::default();
+        assert!(f.create_exclusive(&[ours(p, "2001:db8::2")])[0].is_ok());
+        let excl = f.create_exclusive(&[ours(p, "2001:db8::3")]);
+        assert_eq!(excl[0].as_ref().unwrap_err().errno(), Some(libc::EEXIST));
+        f.append_foreign_v6(static6(p, "2001:db8::99"));
+        assert_eq!(f.dump().unwrap().len(), 1);
+        // DELETE with our gateway takes our next hop only.
+        let _ = f.delete(&[ours(p, "2001:db8::2")]);
+        assert_eq!(f.dump().unwrap()[0].route, static6(p, "2001:db8::99"));
+        // REPLACE takes every next hop at the key.
+        let _ = f.create_exclusive(&[static6("fd00:c::/64", "2001:db8::98")]);
+        f.append_foreign_v6(ours("fd00:c::/64", "2001:db8::2"));
+        let _ = f.replace(&[ours("fd00:c::/64", "2001:db8::5")]);
+        assert_eq!(
+            f.at(&n("fd00:c::/64")),
+            vec![ours("fd00:c::/64", "2001:db8::5")]
+        );
+    }
+
     #[rstest::rstest]
     #[case::same_metric(0)]
     #[case::other_metric(100)]
@@ -916,6 +1034,7 @@ mod tests {
             route: ours("10.1.2.0/24", "192.0.2.7"),
             tos: 0,
             priority: 0,
+            multipath: false,
         });
         *i.table() = fake;
         i.apply(vec![Change::Set(ours("10.1.2.0/24", "192.0.2.2"))], t0);

@@ -57,13 +57,22 @@ pub struct BgpConfig {
     /// Deadline of every gobgpd call (`--gobgp-timeout`).
     pub call_timeout: Duration,
     pub speaker: SpeakerConfig,
-    pub next_hop: Option<IpAddr>,
+    /// `--next-hop`: at most one address per family (checked by the config).
+    pub next_hops: Vec<IpAddr>,
     pub communities: Vec<u32>,
     pub protocol: u8,
     pub accept_pools: Vec<IpNet>,
     pub max_learned: usize,
     pub stale_time: Duration,
     pub default_parent: Option<String>,
+}
+
+impl BgpConfig {
+    /// The configured next hop for `prefix`'s family, if any.
+    pub fn next_hop_for(&self, prefix: &IpNet) -> Option<IpAddr> {
+        let v4 = matches!(prefix, IpNet::V4(_));
+        self.next_hops.iter().copied().find(|a| a.is_ipv4() == v4)
+    }
 }
 
 /// What the host looks like: its addresses, the parents' networks, and the
@@ -118,6 +127,28 @@ impl HostInfo {
             .find(|n| matches!(n, IpNet::V4(_)))
             .map(|n| n.addr())
     }
+
+    /// The first global IPv6 address on `parent` (ULA included): the next
+    /// hop we announce for IPv6 prefixes. Never a link-local one: a peer
+    /// cannot use it without knowing the interface, and a route reflector
+    /// passes it to hosts on other links.
+    pub fn parent_v6(&self, parent: &str) -> Option<IpAddr> {
+        self.link(parent)?.2.iter().map(|n| n.addr()).find(|a| {
+            a.is_ipv6()
+                && !policy::is_link_local(a)
+                && !a.is_loopback()
+                && !a.is_multicast()
+                && !a.is_unspecified()
+        })
+    }
+
+    /// This host's next hop for `prefix` on `parent`: its address of the same family.
+    pub fn parent_next_hop(&self, parent: &str, prefix: &IpNet) -> Option<IpAddr> {
+        match prefix {
+            IpNet::V4(_) => self.parent_v4(parent),
+            IpNet::V6(_) => self.parent_v6(parent),
+        }
+    }
 }
 
 /// The import policy's inputs. `peers`: the BGP neighbours gobgpd reports
@@ -162,12 +193,14 @@ pub fn policy_inputs(
             .filter_map(|p| p.address.parse::<IpAddr>().ok())
             .collect(),
         // Our own announcements' next hop is in use as well.
-        next_hops: cfg.next_hop.into_iter().collect(),
+        next_hops: cfg.next_hops.iter().copied().collect(),
         default_gateways: host.default_gateways.clone(),
     }
 }
 
 /// Prefix -> next hop for everything the view announces and we can announce.
+/// The next hop is of the prefix's family: `--next-hop` of that family, else
+/// the parent's address of that family (IPv6: a global one).
 fn wanted_announcements(
     view: &View,
     host: &HostInfo,
@@ -176,13 +209,20 @@ fn wanted_announcements(
 ) -> BTreeMap<IpNet, IpAddr> {
     let mut out = BTreeMap::new();
     for (prefix, parent) in &view.announcements {
-        match cfg.next_hop.or_else(|| host.parent_v4(parent)) {
+        match cfg
+            .next_hop_for(prefix)
+            .or_else(|| host.parent_next_hop(parent, prefix))
+        {
             Some(nh) => {
                 out.insert(*prefix, nh);
             }
             None => {
-                if warned.insert(parent.clone()) {
-                    warn!(parent = %parent, "parent has no IPv4 address to use as next hop; set --next-hop or address the parent; not announcing its prefixes");
+                let (family, what) = match prefix {
+                    IpNet::V4(_) => ("IPv4", "an IPv4 address"),
+                    IpNet::V6(_) => ("IPv6", "a global IPv6 address (link-local is not enough)"),
+                };
+                if warned.insert(format!("{parent} {family}")) {
+                    warn!(parent = %parent, family, "parent has no {what} to use as next hop; set --next-hop for {family} or address the parent; not announcing its {family} prefixes");
                 }
             }
         }
@@ -402,7 +442,7 @@ impl Bgp {
         let wanted = wanted_announcements(&view, &self.host, &self.cfg, &mut self.warned);
         let pools: Vec<IpNet> = view.pools.iter().copied().collect();
         let mut nhs: Vec<IpAddr> = wanted.values().copied().collect();
-        nhs.extend(self.cfg.next_hop);
+        nhs.extend(self.cfg.next_hops.iter().copied());
         self.announcer
             .resync(&mut client, &pools, &nhs)
             .await
@@ -583,7 +623,7 @@ impl Bgp {
         parents
             .filter_map(|p| self.host.parent_v4(p))
             .next()
-            .or(self.cfg.next_hop)
+            .or_else(|| self.cfg.next_hops.iter().copied().find(|a| a.is_ipv4()))
             .or_else(|| {
                 self.host
                     .links
@@ -643,7 +683,7 @@ impl Bgp {
         Ok(())
     }
 
-    /// Reads the best path of every IPv4 destination in gobgpd's global RIB
+    /// Reads the best path of every IPv4 and IPv6 destination in gobgpd's global RIB
     /// and hands them to the learner in batches of [`EVENT_BATCH`], yielding
     /// between batches. With `snapshot`, the first batch is the learner's
     /// snapshot (what gobgpd does not hold becomes stale); otherwise it is a
@@ -655,14 +695,25 @@ impl Bgp {
         snapshot: bool,
     ) -> Result<usize, tonic::Status> {
         let limit = self.cfg.call_timeout;
-        let mut stream = gobgp::open_global_rib(client, limit).await?;
         let started = Instant::now();
         let mut first = snapshot;
         let mut batch = Vec::with_capacity(EVENT_BATCH);
         let mut count = 0;
+        // One stream per family (IPv4, then IPv6), read one after the other
+        // as if they were one: the snapshot makes everything stale first and
+        // every later batch confirms what it holds, of either family.
+        let [v4, v6] = gobgp::families();
+        let mut pending = vec![v6];
+        let mut stream = gobgp::open_global_rib(client, v4, limit).await?;
         loop {
-            let msg = gobgp::next_within("ListPath", limit, &mut stream).await?;
-            let done = msg.is_none();
+            let mut msg = gobgp::next_within("ListPath", limit, &mut stream).await?;
+            if msg.is_none() {
+                if let Some(family) = pending.pop() {
+                    stream = gobgp::open_global_rib(client, family, limit).await?;
+                    msg = gobgp::next_within("ListPath", limit, &mut stream).await?;
+                }
+            }
+            let done = msg.is_none() && pending.is_empty();
             if let Some(best) = msg.and_then(|m| m.destination).and_then(|d| best_path(&d)) {
                 batch.push(best);
             }

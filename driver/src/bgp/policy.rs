@@ -44,7 +44,7 @@ pub struct PolicyInputs {
 
 /// Ranges that are never container networks: "this network", loopback,
 /// link-local, multicast, reserved/broadcast. Refused even inside an
-/// `--accept-pool` that covers them.
+/// `--accept-pool` that covers them. IPv6: see [`RESERVED_V6`].
 pub const RESERVED_V4: [&str; 5] = [
     "0.0.0.0/8",
     "127.0.0.0/8",
@@ -53,20 +53,27 @@ pub const RESERVED_V4: [&str; 5] = [
     "240.0.0.0/4",
 ];
 
-/// Whether `prefix` overlaps a reserved range (IPv6: loopback, link-local,
-/// multicast, unspecified).
+/// The IPv6 ranges refused the same way: unspecified, loopback, IPv4-mapped
+/// (`::ffff:0:0/96`, an IPv4 address in IPv6 clothes), link-local, multicast.
+pub const RESERVED_V6: [&str; 5] = [
+    "::/128",
+    "::1/128",
+    "::ffff:0:0/96",
+    "fe80::/10",
+    "ff00::/8",
+];
+
+/// Whether `prefix` overlaps a reserved range ([`RESERVED_V4`], [`RESERVED_V6`]).
 pub fn is_reserved(prefix: &IpNet) -> bool {
     match prefix {
         IpNet::V4(p) => RESERVED_V4.iter().any(|r| {
             r.parse::<ipnet::Ipv4Net>()
                 .is_ok_and(|r| r.contains(p) || p.contains(&r))
         }),
-        IpNet::V6(p) => ["::/128", "::1/128", "fe80::/10", "ff00::/8"]
-            .iter()
-            .any(|r| {
-                r.parse::<ipnet::Ipv6Net>()
-                    .is_ok_and(|r| r.contains(p) || p.contains(&r))
-            }),
+        IpNet::V6(p) => RESERVED_V6.iter().any(|r| {
+            r.parse::<ipnet::Ipv6Net>()
+                .is_ok_and(|r| r.contains(p) || p.contains(&r))
+        }),
     }
 }
 
@@ -82,6 +89,8 @@ pub enum Reject {
     NoNextHop,
     NextHopIsSelf,
     NextHopOffLink,
+    NextHopLinkLocal,
+    NextHopFamily,
     CoversNeighbor,
     CoversNextHop,
     CoversDefaultGateway,
@@ -102,6 +111,8 @@ impl Reject {
             Reject::NoNextHop => "no-next-hop",
             Reject::NextHopIsSelf => "next-hop-self",
             Reject::NextHopOffLink => "next-hop-off-link",
+            Reject::NextHopLinkLocal => "next-hop-link-local",
+            Reject::NextHopFamily => "next-hop-family",
             Reject::CoversNeighbor => "covers-neighbor",
             Reject::CoversNextHop => "covers-next-hop",
             Reject::CoversDefaultGateway => "covers-default-gateway",
@@ -113,7 +124,7 @@ impl Reject {
         match self {
             Reject::DefaultRoute => "a default route is never installed",
             Reject::Reserved => {
-                "the prefix overlaps a reserved range (0/8, 127/8, 169.254/16, 224/4, 240/4)"
+                "the prefix overlaps a reserved range (0/8, 127/8, 169.254/16, 224/4, 240/4, ::/128, ::1/128, ::ffff:0:0/96, fe80::/10, ff00::/8)"
             }
             Reject::OutsidePools => {
                 "the prefix is outside every accepted pool (network subnets and --accept-pool)"
@@ -129,6 +140,12 @@ impl Reject {
             Reject::NoNextHop => "the path has no usable next hop",
             Reject::NextHopIsSelf => "the next hop is one of this host's own addresses",
             Reject::NextHopOffLink => "the next hop is not on the subnet of any parent interface",
+            Reject::NextHopLinkLocal => {
+                "the only next hop is link-local: gobgpd does not say on which interface it was learned; have the peer send a global IPv6 next hop"
+            }
+            Reject::NextHopFamily => {
+                "the next hop is not of the prefix's address family (IPv4 over an IPv6 next hop is not supported)"
+            }
             Reject::CoversNeighbor => {
                 "the prefix covers a BGP neighbour's address (it would cut the session)"
             }
@@ -147,6 +164,11 @@ impl Reject {
             Reject::DefaultRoute | Reject::Reserved | Reject::OutsidePools
         )
     }
+}
+
+/// An IPv6 link-local address (fe80::/10): meaningful only with an interface.
+pub fn is_link_local(a: &IpAddr) -> bool {
+    matches!(a, IpAddr::V6(v6) if (v6.segments()[0] & 0xffc0) == 0xfe80)
 }
 
 fn covers(outer: &IpNet, inner: &IpNet) -> bool {
@@ -235,13 +257,25 @@ pub fn decide(
     if nh.is_unspecified() {
         return Err(Reject::NoNextHop);
     }
+    if nh.is_ipv4() != matches!(prefix, IpNet::V4(_)) {
+        return Err(Reject::NextHopFamily);
+    }
     if inputs.own_addresses.contains(&nh) {
         return Err(Reject::NextHopIsSelf);
     }
+    if is_link_local(&nh) {
+        return Err(Reject::NextHopLinkLocal);
+    }
+    // A parent's link-local network (fe80::/64 on every IPv6 link) says
+    // nothing about where a global next hop is.
     inputs
         .parents
         .iter()
-        .find(|p| p.nets.iter().any(|n| n.contains(&nh)))
+        .find(|p| {
+            p.nets
+                .iter()
+                .any(|n| n.contains(&nh) && !is_link_local(&n.network()))
+        })
         .map(|p| p.index)
         .ok_or(Reject::NextHopOffLink)
 }
@@ -316,6 +350,75 @@ mod tests {
         );
     }
 
+    /// A dual-stack host: the same rules in IPv6 terms.
+    fn inputs6() -> PolicyInputs {
+        let mut i = inputs();
+        let a = |s: &str| s.parse::<IpAddr>().unwrap();
+        i.pools.extend([n("fd00:1::/32"), n("fd00:1:1::/64")]);
+        i.network_subnets.push(n("fd00:1:1::/64"));
+        i.local_endpoints.insert(a("fd00:1:1::2"));
+        i.connected
+            .extend([n("2001:db8:f::/64"), n("fe80::/64"), n("::1/128")]);
+        i.own_addresses
+            .extend([a("2001:db8:f::1"), a("fe80::1"), a("fd00:1:1::1")]);
+        i.parents[0]
+            .nets
+            .extend([n("2001:db8:f::/64"), n("fe80::/64")]);
+        i.neighbors.insert(a("fd00:1:7::1"));
+        i.next_hops.insert(a("fd00:1:8::1"));
+        i.default_gateways.insert(a("fd00:1:9::1"));
+        i
+    }
+
+    #[rstest]
+    #[case("fd00:1:2::5/128", "2001:db8:f::2", Ok(7))]
+    #[case("fd00:1:2::/64", "2001:db8:f::2", Ok(7))]
+    #[case("fd00:1:1::9/128", "2001:db8:f::2", Ok(7))]
+    #[case("::/0", "2001:db8:f::2", Err(Reject::DefaultRoute))]
+    #[case("fd00:2::/64", "2001:db8:f::2", Err(Reject::OutsidePools))]
+    #[case("fd00::/8", "2001:db8:f::2", Err(Reject::OutsidePools))]
+    #[case("fd00:1::/32", "2001:db8:f::2", Err(Reject::CoversLocalNetwork))]
+    #[case("fd00:1:1::/64", "2001:db8:f::2", Err(Reject::CoversLocalNetwork))]
+    #[case("fd00:1:1::2/128", "2001:db8:f::2", Err(Reject::LocalEndpoint))]
+    #[case("fd00:1:1::/120", "2001:db8:f::2", Err(Reject::LocalEndpoint))]
+    #[case("fd00:1:3::1/128", "2001:db8:f::1", Err(Reject::NextHopIsSelf))]
+    #[case("fd00:1:3::1/128", "2001:db8:e::9", Err(Reject::NextHopOffLink))]
+    #[case("fd00:1:3::1/128", "fe80::2", Err(Reject::NextHopLinkLocal))]
+    #[case("fd00:1:3::1/128", "fe80::1", Err(Reject::NextHopIsSelf))]
+    #[case("fd00:1:3::1/128", "192.0.2.2", Err(Reject::NextHopFamily))]
+    #[case("10.1.3.1/32", "2001:db8:f::2", Err(Reject::NextHopFamily))]
+    #[case("fd00:1:3::1/128", "::", Err(Reject::NoNextHop))]
+    #[case("fd00:1:7::1/128", "2001:db8:f::2", Err(Reject::CoversNeighbor))]
+    #[case("fd00:1:8::/64", "2001:db8:f::2", Err(Reject::CoversNextHop))]
+    #[case("fd00:1:9::/64", "2001:db8:f::2", Err(Reject::CoversDefaultGateway))]
+    #[case("10.1.2.5/32", "192.0.2.2", Ok(7))]
+    fn decides_ipv6(#[case] prefix: &str, #[case] nh: &str, #[case] want: Result<u32, Reject>) {
+        assert_eq!(decide(&n(prefix), nh.parse().ok(), &inputs6()), want);
+    }
+
+    /// IPv6 reserved ranges are refused even inside an `--accept-pool` that
+    /// covers them, and IPv6 underlay prefixes like IPv4 ones.
+    #[rstest]
+    #[case("::/1", "::1/128", Err(Reject::Reserved))]
+    #[case("::/1", "::/128", Err(Reject::Reserved))]
+    #[case("::/1", "::ffff:10.1.2.3/128", Err(Reject::Reserved))]
+    #[case("::/1", "::ffff:0:0/96", Err(Reject::Reserved))]
+    #[case("fe80::/10", "fe80::1234/128", Err(Reject::Reserved))]
+    #[case("ff00::/8", "ff02::1/128", Err(Reject::Reserved))]
+    #[case("ff00::/8", "ff05::/16", Err(Reject::Reserved))]
+    #[case("2001:db8::/32", "2001:db8:f::/64", Err(Reject::CoversConnected))]
+    #[case("2001:db8::/32", "2001:db8:f::77/128", Err(Reject::InsideConnected))]
+    #[case("2001:db8::/32", "2001:db8:a::/64", Ok(7))]
+    fn ipv6_reserved_and_underlay_are_refused_inside_any_pool(
+        #[case] pool: &str,
+        #[case] prefix: &str,
+        #[case] want: Result<u32, Reject>,
+    ) {
+        let mut i = inputs6();
+        i.pools.push(n(pool));
+        assert_eq!(decide(&n(prefix), "2001:db8:f::2".parse().ok(), &i), want);
+    }
+
     #[rstest]
     #[case("169.253.255.0/24", false)]
     #[case("169.255.0.0/16", false)]
@@ -326,6 +429,13 @@ mod tests {
     #[case("fe80::/64", true)]
     #[case("ff02::1/128", true)]
     #[case("2001:db8::/32", false)]
+    #[case("fd00::/8", false)]
+    #[case("::ffff:0:0/96", true)]
+    #[case("::ffff:192.0.2.0/120", true)]
+    #[case("::fffe:0:0/96", false)]
+    #[case("::/0", true)]
+    #[case("::1/128", true)]
+    #[case("::2/128", false)]
     fn reserved_is_exactly_the_listed_ranges(#[case] prefix: &str, #[case] reserved: bool) {
         assert_eq!(is_reserved(&n(prefix)), reserved);
     }

@@ -18,6 +18,27 @@
 //!   someone else's (or ours, found by the next dump).
 //! - DELETE with a protocol only matches routes of that protocol, so our
 //!   deletes can never remove someone else's route.
+//!
+//! IPv6 differs (measured on kernel 6.18 in a namespace, `ip -6 route`):
+//! - A route written without a metric gets 1024 (IPv4: 0).
+//! - CREATE without EXCL (`ip route prepend`) for an existing key with a
+//!   *different gateway* does not fail: it appends a next hop to the existing
+//!   route, whatever its protocol. A dump then shows ONE multipath route
+//!   (RTA_MULTIPATH, no RTA_GATEWAY/RTA_OIF) carrying the protocol of the
+//!   first route: another daemon's next hop can hide under our tag. The
+//!   notification of the append carries the appender's protocol.
+//! - CREATE|EXCL still fails with EEXIST; REPLACE replaces the whole
+//!   multipath route, the other owner's next hop included.
+//! - DELETE with a gateway and a protocol removes only that next hop (the
+//!   other owner's stays, now shown with its own protocol); DELETE without
+//!   a gateway removes every next hop of the route. So a multipath route
+//!   with our tag is never replaced nor deleted without our gateway (see
+//!   the installer).
+//! - `ip link set DEV down` removes IPv6 routes through DEV too, but *with*
+//!   an RTM_DELROUTE for each (IPv4: silently), and flushes the link's
+//!   global IPv6 addresses (`keep_addr_on_down=0`, the default): after `up`,
+//!   a gateway on that subnet is unreachable (EHOSTUNREACH) until the
+//!   address is back.
 
 use std::collections::HashSet;
 use std::net::IpAddr;
@@ -38,6 +59,17 @@ pub struct TableRoute {
     pub route: Route,
     pub tos: u8,
     pub priority: u32,
+    /// Several next hops (RTA_MULTIPATH): `route.via`/`oif` are `None` and,
+    /// for IPv6, `route.protocol` is only the first next hop's.
+    pub multipath: bool,
+}
+
+/// The metric the kernel gives a route written without one.
+pub fn default_priority(dst: &IpNet) -> u32 {
+    match dst {
+        IpNet::V4(_) => 0,
+        IpNet::V6(_) => 1024,
+    }
 }
 
 pub type WriteResult = Result<(), KernelError>;
@@ -146,6 +178,7 @@ pub fn parse_table_route(m: &RouteMessage) -> Option<TableRoute> {
     let mut via = None;
     let mut oif = None;
     let mut priority = 0;
+    let mut multipath = false;
     for a in &m.attributes {
         match a {
             RouteAttribute::Table(t) => table = *t,
@@ -155,6 +188,7 @@ pub fn parse_table_route(m: &RouteMessage) -> Option<TableRoute> {
             RouteAttribute::Gateway(RouteAddress::Inet6(ip)) => via = Some(IpAddr::V6(*ip)),
             RouteAttribute::Oif(i) => oif = Some(*i),
             RouteAttribute::Priority(p) => priority = *p,
+            RouteAttribute::MultiPath(hops) => multipath = hops.len() > 1,
             _ => {}
         }
     }
@@ -176,17 +210,22 @@ pub fn parse_table_route(m: &RouteMessage) -> Option<TableRoute> {
         },
         tos: m.header.tos,
         priority,
+        multipath,
     })
 }
 
 /// An in-memory main table with the kernel's matching rules (see the module
-/// header). Routes written by the installer get priority 0 like ours do in the
-/// kernel (IPv6 would use 1024; the rules are the same). Tests add foreign
-/// routes with [`FakeTable::add_foreign`] and simulate the kernel's silent
-/// flush on link down with [`FakeTable::flush_oif`].
+/// header). Routes written by the installer get the family's default metric
+/// like ours do in the kernel (0, IPv6 1024). Tests add foreign routes with
+/// [`FakeTable::add_foreign`], append a next hop the IPv6 way with
+/// [`FakeTable::append_foreign_v6`], and simulate the kernel's flush on link
+/// down with [`FakeTable::flush_oif`].
 #[derive(Debug, Default)]
 pub struct FakeTable {
     pub routes: Vec<TableRoute>,
+    /// Next hops appended to a route of `routes` with the same destination
+    /// and metric (IPv6): the dump shows them merged into it.
+    pub siblings: Vec<TableRoute>,
     /// Next hops the fake answers ENETUNREACH for (a link just came up).
     pub unreachable: HashSet<IpAddr>,
     /// Number of dumps served (tests check the cost of reconciling).
@@ -201,21 +240,65 @@ impl FakeTable {
             route,
             tos: 0,
             priority,
+            multipath: false,
         });
     }
 
-    /// What `ip link set DEV down` does: every route through `oif` is gone,
-    /// and nobody is told.
-    pub fn flush_oif(&mut self, oif: u32) {
-        self.routes.retain(|r| r.route.oif != Some(oif));
+    /// What CREATE without EXCL does for IPv6 (`ip -6 route prepend`): with a
+    /// route at the same key it appends a next hop to it, whatever its
+    /// protocol; without one it adds the route.
+    pub fn append_foreign_v6(&mut self, route: Route) {
+        let tr = TableRoute {
+            route,
+            tos: 0,
+            priority: default_priority(&route.dst),
+            multipath: false,
+        };
+        match self.key_pos(&route) {
+            Some(_) => self.siblings.push(tr),
+            None => self.routes.push(tr),
+        }
     }
 
+    /// What `ip link set DEV down` does: every route through `oif` is gone
+    /// (IPv4 silently).
+    pub fn flush_oif(&mut self, oif: u32) {
+        self.routes.retain(|r| r.route.oif != Some(oif));
+        self.siblings.retain(|r| r.route.oif != Some(oif));
+        self.promote_orphans();
+    }
+
+    /// Every route and next hop at `dst`, each with its own protocol.
     pub fn at(&self, dst: &IpNet) -> Vec<Route> {
         self.routes
             .iter()
+            .chain(&self.siblings)
             .filter(|r| r.route.dst == *dst)
             .map(|r| r.route)
             .collect()
+    }
+
+    fn has_siblings(&self, r: &TableRoute) -> bool {
+        self.siblings
+            .iter()
+            .any(|s| s.route.dst == r.route.dst && s.priority == r.priority)
+    }
+
+    /// Next hops whose route went become a route of their own.
+    fn promote_orphans(&mut self) {
+        let mut i = 0;
+        while i < self.siblings.len() {
+            let s = self.siblings[i];
+            let parent = self
+                .routes
+                .iter()
+                .any(|r| r.route.dst == s.route.dst && r.priority == s.priority);
+            if parent {
+                i += 1;
+            } else {
+                self.routes.push(self.siblings.remove(i));
+            }
+        }
     }
 
     fn check(&self, r: &Route) -> Option<WriteResult> {
@@ -229,16 +312,45 @@ impl FakeTable {
     }
 
     fn key_pos(&self, r: &Route) -> Option<usize> {
+        let prio = default_priority(&r.dst);
         self.routes
             .iter()
-            .position(|t| t.route.dst == r.dst && t.tos == 0 && t.priority == 0)
+            .position(|t| t.route.dst == r.dst && t.tos == 0 && t.priority == prio)
+    }
+
+    fn ours_at_key(&self, r: &Route) -> TableRoute {
+        TableRoute {
+            route: *r,
+            tos: 0,
+            priority: default_priority(&r.dst),
+            multipath: false,
+        }
     }
 }
 
 impl RouteTable for FakeTable {
     fn dump(&mut self) -> Result<Vec<TableRoute>, KernelError> {
         self.dumps += 1;
-        Ok(self.routes.clone())
+        Ok(self
+            .routes
+            .iter()
+            .map(|r| {
+                if self.has_siblings(r) {
+                    // One route, the first one's protocol, no gateway.
+                    TableRoute {
+                        route: Route {
+                            via: None,
+                            oif: None,
+                            ..r.route
+                        },
+                        multipath: true,
+                        ..*r
+                    }
+                } else {
+                    *r
+                }
+            })
+            .collect())
     }
 
     fn create_exclusive(&mut self, routes: &[Route]) -> Vec<WriteResult> {
@@ -255,11 +367,8 @@ impl RouteTable for FakeTable {
                         libc::EEXIST,
                     ));
                 }
-                self.routes.push(TableRoute {
-                    route: *r,
-                    tos: 0,
-                    priority: 0,
-                });
+                let tr = self.ours_at_key(r);
+                self.routes.push(tr);
                 Ok(())
             })
             .collect()
@@ -274,14 +383,15 @@ impl RouteTable for FakeTable {
                     return e;
                 }
                 // Like the kernel: the first route with the same key goes,
-                // whoever owns it.
+                // whoever owns it, with every next hop appended to it.
+                let tr = self.ours_at_key(r);
                 match self.key_pos(r) {
-                    Some(i) => self.routes[i].route = *r,
-                    None => self.routes.push(TableRoute {
-                        route: *r,
-                        tos: 0,
-                        priority: 0,
-                    }),
+                    Some(i) => {
+                        self.routes[i] = tr;
+                        self.siblings
+                            .retain(|s| !(s.route.dst == r.dst && s.priority == tr.priority));
+                    }
+                    None => self.routes.push(tr),
                 }
                 Ok(())
             })
@@ -291,13 +401,23 @@ impl RouteTable for FakeTable {
     fn delete(&mut self, routes: &[Route]) -> Vec<WriteResult> {
         for r in routes {
             self.writes += 1;
-            if let Some(i) = self.routes.iter().position(|t| {
+            let matches = |t: &TableRoute| {
                 t.route.dst == r.dst
                     && t.route.protocol == r.protocol
                     && (r.via.is_none() || t.route.via == r.via)
                     && (r.oif.is_none() || t.route.oif == r.oif)
-            }) {
-                self.routes.remove(i);
+            };
+            if let Some(i) = self.routes.iter().position(matches) {
+                let gone = self.routes.remove(i);
+                if r.via.is_none() {
+                    // Without a gateway the kernel takes every next hop.
+                    self.siblings.retain(|s| {
+                        !(s.route.dst == gone.route.dst && s.priority == gone.priority)
+                    });
+                }
+                self.promote_orphans();
+            } else if let Some(i) = self.siblings.iter().position(matches) {
+                self.siblings.remove(i);
             }
         }
         routes.iter().map(|_| Ok(())).collect()

@@ -18,7 +18,7 @@ use super::gobgp::apipb::{
     AddPeerRequest, AfiSafi, AfiSafiConfig, EbgpMultihop, GetBgpRequest, Global, ListPeerRequest,
     Peer, PeerConf, RouteReflector, StartBgpRequest, Timers, TimersConfig, Transport,
 };
-use super::gobgp::{deadline, family_of, next_within, Client};
+use super::gobgp::{deadline, families, next_within, Client};
 
 /// One `--peer ADDRESS[:ASN][,option...]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -199,11 +199,11 @@ pub async fn configure(
     Ok(())
 }
 
+/// A peer for AddPeer. Both IPv4 and IPv6 unicast are enabled, whatever the
+/// family of the session's own addresses: a session over IPv4 carries IPv6
+/// routes too (and the other way round), and a peer that does not offer a
+/// family simply does not get it negotiated.
 fn peer_message(p: &PeerSpec, our_asn: u32, cfg: &SpeakerConfig) -> Peer {
-    let fam = family_of(&match p.address {
-        IpAddr::V4(_) => "0.0.0.0/0".parse().expect("valid"),
-        IpAddr::V6(_) => "::/0".parse().expect("valid"),
-    });
     Peer {
         conf: Some(PeerConf {
             auth_password: p.password.clone().unwrap_or_default(),
@@ -234,12 +234,15 @@ fn peer_message(p: &PeerSpec, our_asn: u32, cfg: &SpeakerConfig) -> Peer {
             passive_mode: p.passive,
             ..Transport::default()
         }),
-        afi_safis: vec![AfiSafi {
-            config: Some(AfiSafiConfig {
-                family: Some(fam),
-                enabled: true,
-            }),
-        }],
+        afi_safis: families()
+            .into_iter()
+            .map(|family| AfiSafi {
+                config: Some(AfiSafiConfig {
+                    family: Some(family),
+                    enabled: true,
+                }),
+            })
+            .collect(),
     }
 }
 
@@ -268,5 +271,23 @@ mod tests {
         assert!("192.0.2.2:x".parse::<PeerSpec>().is_err());
         assert!("192.0.2.2,bogus".parse::<PeerSpec>().is_err());
         assert!("host".parse::<PeerSpec>().is_err());
+    }
+
+    #[test]
+    fn peers_get_both_families_whatever_their_address() {
+        for addr in ["192.0.2.2", "[2001:db8::2]:65001"] {
+            let p: PeerSpec = addr.parse().unwrap();
+            let m = peer_message(&p, 65000, &SpeakerConfig::default());
+            let fams: Vec<(i32, i32, bool)> = m
+                .afi_safis
+                .iter()
+                .filter_map(|a| a.config.as_ref())
+                .map(|c| {
+                    let f = c.family.unwrap_or_default();
+                    (f.afi, f.safi, c.enabled)
+                })
+                .collect();
+            assert_eq!(fams, [(1, 1, true), (2, 1, true)], "{addr}");
+        }
     }
 }

@@ -40,6 +40,8 @@ struct Inner {
     /// Whether `IFLA_IFALIAS` in RTM_NEWLINK is kept (Linux ignores it).
     alias_on_create: bool,
     created: Vec<String>,
+    /// Sysctls written, by path; unwritten ones read as "0".
+    sysctls: BTreeMap<String, String>,
 }
 
 #[derive(Clone, Default)]
@@ -106,7 +108,8 @@ impl FakeKernel {
         self.inner().fail.push_back((op, errno));
     }
 
-    /// Creating links of `kind` (`ipvlan`, `vlan`, ...) answers EOPNOTSUPP.
+    /// Creating links of `kind` (`ipvlan`, `vlan`, ...) answers EOPNOTSUPP;
+    /// `force_forwarding` makes that per-link IPv6 sysctl absent (Linux < 6.17).
     pub fn without(&self, kind: &str) {
         self.inner().unsupported.insert(kind.to_string());
     }
@@ -130,6 +133,21 @@ impl FakeKernel {
 
     pub fn all_addresses(&self) -> Vec<Addr> {
         self.inner().addrs.clone()
+    }
+
+    /// Drops an address behind the driver's back (as the kernel does with
+    /// IPv6 addresses of a link set down).
+    pub fn remove_address(&self, link: &str, net: IpNet) {
+        let mut g = self.inner();
+        let Some(index) = g.links.values().find(|l| l.name == link).map(|l| l.index) else {
+            return;
+        };
+        g.addrs.retain(|a| !(a.index == index && a.net == net));
+    }
+
+    /// A sysctl as the driver left it (`None`: never written).
+    pub fn sysctl_value(&self, path: &str) -> Option<String> {
+        self.inner().sysctls.get(path).cloned()
     }
 
     /// Names of the links created through requests, in order (veth peers too).
@@ -267,10 +285,46 @@ impl LinkKernel for FakeKernel {
         if !g.links.contains_key(&index) {
             return Err(errno(&what, libc::ENODEV));
         }
-        let a = Addr { index, net };
+        let a = Addr {
+            index,
+            net,
+            tentative: false,
+        };
         if !g.addrs.contains(&a) {
             g.addrs.push(a);
         }
+        Ok(())
+    }
+
+    /// Global settings read "0"; per-link ones exist for existing links,
+    /// except `force_forwarding` where this kernel is `without` it (before Linux 6.17).
+    fn sysctl(&mut self, path: &str) -> Result<Option<String>> {
+        let g = self.inner();
+        if let Some(v) = g.sysctls.get(path) {
+            return Ok(Some(v.clone()));
+        }
+        let exists = match path.strip_prefix("net/ipv6/conf/") {
+            Some(rest) => {
+                let (link, key) = rest.split_once('/').unwrap_or((rest, ""));
+                let link_ok =
+                    matches!(link, "all" | "default") || g.links.values().any(|l| l.name == link);
+                link_ok && !g.unsupported.contains(key)
+            }
+            None => true,
+        };
+        Ok(exists.then(|| "0".to_string()))
+    }
+
+    fn set_sysctl(&mut self, path: &str, value: &str) -> Result<()> {
+        if self.sysctl(path)?.is_none() {
+            return Err(KernelError::Sysctl {
+                path: path.to_string(),
+                source: io::Error::from(io::ErrorKind::NotFound),
+            });
+        }
+        self.inner()
+            .sysctls
+            .insert(path.to_string(), value.to_string());
         Ok(())
     }
 }

@@ -14,3 +14,17 @@ pub fn touches_reserved_v4(a: u32, b: u32) -> bool {
     .iter()
     .any(|(lo, hi)| a <= *hi && *lo <= b)
 }
+
+/// Whether `[a, b]` meets one of the IPv6 ranges no container network may
+/// touch: unspecified, loopback, IPv4-mapped, link-local, multicast.
+#[allow(dead_code)]
+pub fn touches_reserved_v6(a: u128, b: u128) -> bool {
+    [
+        (0u128, 1u128),                               // ::, ::1
+        (0xffff_0000_0000, 0xffff_ffff_ffff),         // ::ffff:0:0/96
+        (0xfe80u128 << 112, (0xfec0u128 << 112) - 1), // fe80::/10
+        (0xff00u128 << 112, u128::MAX),               // ff00::/8
+    ]
+    .iter()
+    .any(|(lo, hi)| a <= *hi && *lo <= b)
+}

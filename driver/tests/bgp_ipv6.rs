@@ -1,0 +1,332 @@
+//! Privileged: the driver's BGP side over IPv6 against two real gobgpd.
+//!
+//! Needs root and gobgpd (skipped with the reason otherwise). Two namespaces
+//! `v6bgp-<pid>-a`/`-b` joined by a veth pair with IPv6 addresses only:
+//!
+//! ```text
+//!   A: driver (Bgp + installer) ──unix socket──► gobgpd (configured by the driver: --peer)
+//!        a0 2001:db8:ab::1/64 ───── veth ───── b0 2001:db8:ab::2/64
+//!   B: gobgpd from a TOML file with ipv4-unicast and ipv6-unicast (the operator's way)
+//! ```
+//! The BGP session itself runs over IPv6. Checked: A's endpoint /128 reaches
+//! B's RIB with A's global address as next hop; a /128 B originates is
+//! installed in A's kernel with tag 73 through a0; withdrawals on both sides
+//! remove them.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ipnet::IpNet;
+use ipvlan_bgp::bgp::gobgp::GobgpAddr;
+use ipvlan_bgp::bgp::installer::Installer;
+use ipvlan_bgp::bgp::route_watch::RouteWatch;
+use ipvlan_bgp::bgp::speaker::SpeakerConfig;
+use ipvlan_bgp::bgp::{Bgp, BgpConfig};
+use ipvlan_bgp::driver::View;
+use ipvlan_bgp::kernel::Kernel;
+use ipvlan_bgp::metrics::Metrics;
+
+/// Undo steps, run in reverse order on drop (also when an assertion fails).
+#[derive(Default)]
+struct Cleanup(Vec<Box<dyn FnOnce()>>);
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        while let Some(f) = self.0.pop() {
+            f();
+        }
+    }
+}
+
+fn run(args: &[&str]) -> String {
+    let out = Command::new(args[0])
+        .args(&args[1..])
+        .output()
+        .unwrap_or_else(|e| panic!("{args:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn ip(ns: &str, args: &str) {
+    let mut full = vec!["ip", "-n", ns];
+    full.extend(args.split_whitespace());
+    run(&full);
+}
+
+fn gobgp_b(ns: &str, args: &str) -> String {
+    let mut full = vec![
+        "ip",
+        "netns",
+        "exec",
+        ns,
+        "gobgp",
+        "-u",
+        "127.0.0.1",
+        "-p",
+        "50051",
+    ];
+    full.extend(args.split_whitespace());
+    run(&full)
+}
+
+/// Polls `f` until it holds or `within` passes; returns how long it took.
+async fn wait_for(within: Duration, mut f: impl FnMut() -> bool) -> Option<Duration> {
+    let start = Instant::now();
+    while start.elapsed() < within {
+        if f() {
+            return Some(start.elapsed());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    f().then(|| start.elapsed())
+}
+
+fn gobgpd(ns: &str, args: &[&str], log: &Path) -> Child {
+    let log = std::fs::File::create(log).expect("log file");
+    let mut full = vec!["netns", "exec", ns, "gobgpd", "-p", "--pprof-disable"];
+    full.extend(args);
+    Command::new("ip")
+        .args(&full)
+        .stdout(log.try_clone().expect("log"))
+        .stderr(log)
+        .stdin(Stdio::null())
+        .spawn()
+        .expect("start gobgpd")
+}
+
+fn n(s: &str) -> IpNet {
+    s.parse().expect("prefix")
+}
+
+const TOML_B: &str = r#"
+[global.config]
+  as = 65000
+  router-id = "192.0.2.2"
+[[neighbors]]
+  [neighbors.config]
+    neighbor-address = "2001:db8:ab::1"
+    peer-as = 65000
+  [neighbors.timers.config]
+    connect-retry = 1
+    hold-time = 9
+    keepalive-interval = 3
+  [[neighbors.afi-safis]]
+    [neighbors.afi-safis.config]
+      afi-safi-name = "ipv4-unicast"
+  [[neighbors.afi-safis]]
+    [neighbors.afi-safis.config]
+      afi-safi-name = "ipv6-unicast"
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ipv6_paths_are_announced_learned_and_installed() {
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("skipped: needs root");
+        return;
+    }
+    if Command::new("gobgpd").arg("--version").output().is_err() {
+        eprintln!("skipped: gobgpd is not installed");
+        return;
+    }
+    let mut undo = Cleanup::default();
+    let (a, b) = (
+        format!("v6bgp-{}-a", std::process::id()),
+        format!("v6bgp-{}-b", std::process::id()),
+    );
+    for ns in [&a, &b] {
+        run(&["ip", "netns", "add", ns]);
+        let ns = ns.clone();
+        undo.0.push(Box::new(move || {
+            let _ = Command::new("ip").args(["netns", "del", &ns]).status();
+        }));
+    }
+    ip(&a, &format!("link add a0 type veth peer name b0 netns {b}"));
+    ip(&a, "addr add 2001:db8:ab::1/64 dev a0 nodad");
+    ip(&b, "addr add 2001:db8:ab::2/64 dev b0 nodad");
+    for (ns, dev) in [(&a, "a0"), (&b, "b0"), (&a, "lo"), (&b, "lo")] {
+        ip(ns, &format!("link set {dev} up"));
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let sock = dir.path().join("a.sock");
+    let toml = dir.path().join("b.toml");
+    std::fs::write(&toml, TOML_B).expect("toml");
+    for (ns, args, log) in [
+        (
+            &a,
+            vec![format!("--api-hosts=unix://{}", sock.display())],
+            "a.log",
+        ),
+        (
+            &b,
+            vec![
+                "--api-hosts=127.0.0.1:50051".to_string(),
+                "-f".into(),
+                toml.display().to_string(),
+            ],
+            "b.log",
+        ),
+    ] {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let mut child = gobgpd(ns, &args, &dir.path().join(log));
+        undo.0.push(Box::new(move || {
+            let _ = child.kill();
+            let _ = child.wait();
+        }));
+    }
+    let logs = dir.path().to_path_buf();
+    let show_logs = move || {
+        for f in ["a.log", "b.log"] {
+            let text = std::fs::read_to_string(logs.join(f)).unwrap_or_default();
+            eprintln!(
+                "--- {f}\n{}",
+                text.lines().rev().take(15).collect::<Vec<_>>().join("\n")
+            );
+        }
+    };
+
+    // Host A: the driver, configuring its gobgpd over gRPC.
+    let path = PathBuf::from(format!("/run/netns/{a}"));
+    let metrics = Arc::new(Metrics::default());
+    let (installer, _thread, adopted) = Installer::start_with(
+        Kernel::open_in_netns(&path).expect("netlink"),
+        Some(RouteWatch::open_in_netns(&path).expect("watch")),
+        73,
+        metrics.clone(),
+    )
+    .expect("installer");
+    let cfg = BgpConfig {
+        gobgp: GobgpAddr::Unix(sock.clone()),
+        call_timeout: Duration::from_secs(5),
+        speaker: SpeakerConfig {
+            asn: Some(65000),
+            router_id: Some("192.0.2.1".into()),
+            listen_port: 0,
+            peers: vec!["2001:db8:ab::2,hold=9,keepalive=3,connect-retry=1"
+                .parse()
+                .expect("peer")],
+            hold_time: 9,
+            keepalive: 3,
+            connect_retry: 1,
+        },
+        next_hops: Vec::new(),
+        communities: Vec::new(),
+        protocol: 73,
+        accept_pools: vec![n("fd00:b::/64")],
+        max_learned: 1000,
+        stale_time: Duration::from_secs(10),
+        default_parent: Some("a0".into()),
+    };
+    let view = |announce: bool| View {
+        announcements: if announce {
+            BTreeMap::from([(n("fd00:a::5/128"), "a0".to_string())])
+        } else {
+            BTreeMap::new()
+        },
+        pools: BTreeSet::from([n("fd00:a::/64")]),
+        local_endpoints: BTreeSet::from(["fd00:a::5".parse::<IpAddr>().expect("ip")]),
+        parents: BTreeSet::from(["a0".to_string()]),
+    };
+    let (view_tx, view_rx) = tokio::sync::watch::channel(Arc::new(view(true)));
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let bgp = Bgp::new(
+        cfg,
+        metrics.clone(),
+        view_rx,
+        installer,
+        Kernel::open_in_netns(&path).expect("netlink"),
+        adopted,
+    );
+    let task = tokio::spawn(bgp.run(stop_rx));
+
+    // B originates a /128 inside A's accepted pool, and one A must refuse.
+    let added = wait_for(Duration::from_secs(10), || {
+        Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &b,
+                "gobgp",
+                "-u",
+                "127.0.0.1",
+                "-p",
+                "50051",
+            ])
+            .args(["global", "rib", "-a", "ipv6", "add", "fd00:b::7/128"])
+            .args(["nexthop", "2001:db8:ab::2"])
+            .output()
+            .is_ok_and(|o| o.status.success())
+    })
+    .await;
+    assert!(added.is_some(), "gobgpd B never answered");
+    gobgp_b(
+        &b,
+        "global rib -a ipv6 add fd00:c::7/128 nexthop 2001:db8:ab::2",
+    );
+
+    // A's /128 in B's RIB, with A's global address as next hop.
+    let start = Instant::now();
+    let seen = wait_for(Duration::from_secs(30), || {
+        let rib = gobgp_b(&b, "global rib -a ipv6");
+        rib.lines()
+            .any(|l| l.contains("fd00:a::5/128") && l.contains("2001:db8:ab::1"))
+    })
+    .await;
+    if seen.is_none() {
+        show_logs();
+    }
+    assert!(
+        seen.is_some(),
+        "A's /128 not in B's RIB:\n{}",
+        gobgp_b(&b, "global rib -a ipv6")
+    );
+    eprintln!(
+        "session up and A's /128 in B's RIB after {:?}",
+        start.elapsed()
+    );
+
+    // B's /128 installed in A's kernel, tagged, through a0.
+    let show_a = |dst: &str| run(&["ip", "-n", &a, "-6", "route", "show", "exact", dst]);
+    let installed = wait_for(Duration::from_secs(10), || {
+        let r = show_a("fd00:b::7/128");
+        r.contains("via 2001:db8:ab::2") && r.contains("dev a0") && r.contains("proto 73")
+    })
+    .await;
+    assert!(
+        installed.is_some(),
+        "not installed: {:?} (metrics {:?})",
+        show_a("fd00:b::7/128"),
+        metrics.bgp_snapshot()
+    );
+    let m = metrics.bgp_snapshot();
+    assert_eq!(m.announced, 1, "{m:?}");
+    assert_eq!(m.installed, 1, "{m:?}");
+    assert_eq!(m.rejected.get("outside-pools").copied(), Some(1), "{m:?}");
+    assert!(show_a("fd00:c::7/128").is_empty());
+
+    // Withdrawals: B's path goes, then A's endpoint leaves.
+    gobgp_b(&b, "global rib -a ipv6 del fd00:b::7/128");
+    let gone = wait_for(Duration::from_secs(5), || {
+        show_a("fd00:b::7/128").is_empty()
+    })
+    .await;
+    assert!(gone.is_some(), "not removed: {}", show_a("fd00:b::7/128"));
+    view_tx.send_replace(Arc::new(view(false)));
+    let gone = wait_for(Duration::from_secs(5), || {
+        !gobgp_b(&b, "global rib -a ipv6").contains("fd00:a::5/128")
+    })
+    .await;
+    assert!(gone.is_some(), "not withdrawn from B");
+    eprintln!("withdrawn from B's RIB in {:?}", gone.unwrap_or_default());
+    assert_eq!(metrics.bgp_snapshot().announced, 0);
+
+    let _ = stop_tx.send(true);
+    let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
+}
