@@ -416,22 +416,29 @@ impl Runner<'_> {
                 let hi = self.w.host_index(host)?;
                 let mut want = Vec::new();
                 for r in routes {
-                    let via = r.via().map(|v| self.resolve_addr(host, v)).transpose()?;
+                    // A name as next hop means its address of the prefix's family.
+                    let via_of = |dst: &IpNet| {
+                        r.via()
+                            .map(|v| self.resolve_addr_of(host, v, family_of(dst)))
+                            .transpose()
+                    };
                     let p = r.prefix();
                     if p.parse::<IpNet>().is_err() && self.s.container(p).is_none() {
                         // A group: its members running now (stopped ones are withdrawn).
                         for m in self.s.expand(&[p.to_string()]) {
                             if self.running.contains_key(&m) {
+                                let dst = self.prefix_of(&m)?;
                                 want.push(WantRoute {
-                                    dst: self.prefix_of(&m)?,
-                                    via,
+                                    dst,
+                                    via: via_of(&dst)?,
                                 });
                             }
                         }
                     } else {
+                        let dst = self.prefix_of(p)?;
                         want.push(WantRoute {
-                            dst: self.prefix_of(p)?,
-                            via,
+                            dst,
+                            via: via_of(&dst)?,
                         });
                     }
                 }
