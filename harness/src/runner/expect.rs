@@ -426,13 +426,22 @@ impl Runner<'_> {
                     if p.parse::<IpNet>().is_err() && self.s.container(p).is_none() {
                         // A group: its members running now (stopped ones are withdrawn).
                         for m in self.s.expand(&[p.to_string()]) {
-                            if self.running.contains_key(&m) {
-                                let dst = self.prefix_of(&m)?;
-                                want.push(WantRoute {
-                                    dst,
-                                    via: via_of(&dst)?,
-                                });
+                            if let Some(c) = self.running.get(&m) {
+                                for dst in c.host_prefixes() {
+                                    want.push(WantRoute {
+                                        dst,
+                                        via: via_of(&dst)?,
+                                    });
+                                }
                             }
+                        }
+                    } else if let Some(c) = self.running.get(p) {
+                        // A running container: its /32 and its /128, as it has them.
+                        for dst in c.host_prefixes() {
+                            want.push(WantRoute {
+                                dst,
+                                via: via_of(&dst)?,
+                            });
                         }
                     } else {
                         let dst = self.prefix_of(p)?;

@@ -380,7 +380,9 @@ pub enum Action {
     ExpectRoutes {
         host: String,
         /// Each a CIDR, a container name or a group name (its members that
-        /// are running), or `{ prefix = "...", via = "..." }`.
+        /// are running; each container's /32 and /128, as it has them), or
+        /// `{ prefix = "...", via = "..." }` (a named `via`: its address of
+        /// each route's family).
         routes: Vec<RouteEntry>,
         #[serde(default = "default_within")]
         within: Dur,
