@@ -23,7 +23,8 @@
 //! the address is added with `IFA_F_NODAD` after IPv6 is enabled on the
 //! interface (libnetwork's `osl.setInterfaceIPv6`), then `GatewayIPv6` and
 //! IPv6 static routes. An IPv6-only network (Docker 28's `--ipv4=false`)
-//! sends an empty `IPv4Data` and an endpoint with an empty `Address`.
+//! sends an empty `IPv4Data` with `com.docker.network.enable_ipv4: false`
+//! and an endpoint with an empty `Address`.
 
 use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, Ipv6Addr};
@@ -452,7 +453,8 @@ pub mod wire {
 
     /// CreateNetwork as dockerd 20.10 sends it: `IPv4Data` and `IPv6Data`
     /// each hold the family's pool with its gateway in CIDR form, or are
-    /// empty; `enable_ipv6` is set when there is an IPv6 pool.
+    /// empty; `enable_ipv6` is set when there is an IPv6 pool. Without an
+    /// IPv4 pool (which 20.10 cannot make), Docker 28's shape.
     pub fn create_network(
         id: &str,
         generic: &std::collections::BTreeMap<String, String>,
@@ -467,12 +469,18 @@ pub mod wire {
             .iter()
             .map(|(net, gw)| json!({"AddressSpace": "LocalDefault", "Gateway": format!("{gw}/{}", net.prefix_len()), "Pool": net.to_string()}))
             .collect();
-        json!({
+        let mut body = json!({
             "NetworkID": id,
             "Options": {"com.docker.network.enable_ipv6": !v6.is_empty(), "com.docker.network.generic": generic},
             "IPv4Data": v4,
             "IPv6Data": v6
-        })
+        });
+        if v4.is_empty() {
+            // Docker 28's `--ipv4=false`: the option says so, and libnetwork's
+            // getIPData still sends an empty list (`make(..., 0)`), not null.
+            body["Options"]["com.docker.network.enable_ipv4"] = json!(false);
+        }
+        body
     }
 
     /// libnetwork's gateway endpoint: the one whose Join answer has a
@@ -1298,8 +1306,9 @@ mod tests {
         );
         assert_eq!(ours["IPv6Data"], real["IPv6Data"]);
         assert_eq!(ours["Options"]["com.docker.network.enable_ipv6"], true);
-        // IPv6-only: no IPv4 pool at all.
+        // IPv6-only: no IPv4 pool at all, and Docker 28's option.
         assert_eq!(ours["IPv4Data"], json!([]));
+        assert_eq!(ours["Options"]["com.docker.network.enable_ipv4"], false);
         ours = wire::create_network(
             "n",
             &generic,
@@ -1308,6 +1317,9 @@ mod tests {
         );
         assert_eq!(ours["Options"]["com.docker.network.enable_ipv6"], false);
         assert_eq!(ours["IPv6Data"], json!([]));
+        assert!(ours["Options"]
+            .get("com.docker.network.enable_ipv4")
+            .is_none());
         let ep = wire::create_endpoint_dual(
             "n",
             "e",
