@@ -58,7 +58,7 @@ const TWO_HOSTS_DUAL: &str = r#"
 description = "convergence benchmark, dual stack"
 underlay6 = "fd00:30::/64"
 [driver]
-args = ["--accept-pool", "10.30.0.0/16", "--accept-pool", "fd00:31::/48"]
+args = ["--accept-pool", "10.30.0.0/16", "--accept-pool", "fd00:31::/32"]
 [[hosts]]
 name = "b1"
 [[hosts]]
