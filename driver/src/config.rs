@@ -95,6 +95,12 @@ pub enum Command {
         /// Print the raw JSON instead of text.
         #[arg(long)]
         json: bool,
+        /// Redraw every --interval seconds until interrupted.
+        #[arg(long)]
+        watch: bool,
+        /// Seconds between redraws with --watch.
+        #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u64).range(1..=3600))]
+        interval: u64,
     },
     /// Print the driver's Prometheus metrics.
     Metrics {
@@ -209,6 +215,10 @@ pub struct RunArgs {
     /// Seconds to keep routes gobgpd can no longer confirm (gobgpd restarting, driver restarted).
     #[arg(long, default_value_t = 60)]
     pub stale_routes_time: u64,
+
+    /// Also serve `GET /metrics` on this TCP address (e.g. 127.0.0.1:9473); off by default.
+    #[arg(long, env = "IPVLAN_BGP_METRICS_LISTEN")]
+    pub metrics_listen: Option<std::net::SocketAddr>,
 }
 
 impl RunArgs {

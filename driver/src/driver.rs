@@ -456,9 +456,12 @@ impl<K: LinkKernel> Driver<K> {
     }
 
     /// Retries the networks that could not be restored (their parent was
-    /// missing) and publishes the view when one comes back. Cheap when all
-    /// is well; meant to run every few seconds. Returns how many came back.
+    /// missing) and publishes the view when one comes back; puts back the
+    /// shims of available networks that lost their state (see
+    /// [`Driver::restore_shims`]). Cheap when all is well; meant to run every
+    /// few seconds. Returns how many networks came back.
     pub fn repair(&mut self) -> usize {
+        self.restore_shims();
         let ids: Vec<String> = self.unavailable.keys().cloned().collect();
         let mut repaired = 0;
         for id in ids {
@@ -477,6 +480,60 @@ impl<K: LinkKernel> Driver<K> {
             self.publish();
         }
         repaired
+    }
+
+    /// Shims of available networks that are gone, down, or lack a gateway
+    /// address are made whole again. The kernel drops them on its own: a
+    /// shim set down (by hand, or by a network manager) loses its IPv6
+    /// addresses (Linux keeps IPv4 ones, keep_addr_on_down=0 drops IPv6),
+    /// and the containers behind it their IPv6 gateway. A carrier loss of
+    /// the parent keeps both (measured on Linux 6.18). One address dump and
+    /// one link lookup per shim; returns how many shims were fixed.
+    pub fn restore_shims(&mut self) -> usize {
+        let shims: Vec<(NetworkSpec, String)> = self
+            .state
+            .networks
+            .values()
+            .filter(|n| !self.unavailable.contains_key(&n.spec.id))
+            .filter_map(|n| Some((n.spec.clone(), n.shim.clone()?)))
+            .collect();
+        if shims.is_empty() {
+            return 0;
+        }
+        let addrs = match self.kernel.addresses() {
+            Ok(a) => a,
+            Err(e) => {
+                debug!(error = %e, "could not list addresses to check the shims");
+                return 0;
+            }
+        };
+        let mut fixed = 0;
+        for (spec, shim) in shims {
+            let whole = match self.kernel.link(&shim) {
+                Ok(Some(l)) => {
+                    l.up && spec
+                        .gateways()
+                        .all(|g| addrs.iter().any(|a| a.index == l.index && a.net == g))
+                }
+                Ok(None) => false,
+                Err(_) => continue,
+            };
+            if whole {
+                continue;
+            }
+            let mut undo = Undo::default();
+            match self.ensure_network_links(&spec, &mut undo) {
+                Ok(_) => {
+                    fixed += 1;
+                    warn!(network = %spec.short_id(), shim = %shim, "the shim was gone, down or missing a gateway address (set down by hand?): restored");
+                }
+                Err(e) => {
+                    undo.run(&mut self.kernel);
+                    warn!(network = %spec.short_id(), shim = %shim, error = %e, "could not restore the shim");
+                }
+            }
+        }
+        fixed
     }
 
     fn try_repair(&mut self, spec: &NetworkSpec) -> Result<()> {
@@ -1806,6 +1863,30 @@ mod tests {
         assert!(e.contains("link-local"), "{e}");
         d.create_network(net(NET_B, "eth0", "10.2.0.0/24,fd00:2::/64", MACVLAN))
             .unwrap();
+    }
+
+    /// The repair round puts back what a shim set down by hand lost (its
+    /// IPv6 gateway), and leaves whole shims alone.
+    #[test]
+    fn repair_restores_a_shim_set_down_by_hand() {
+        let dir = tempfile::tempdir().unwrap();
+        let fk = host();
+        let (mut d, _) = start(dir.path(), &fk);
+        d.create_network(net(NET_A, "eth0", "10.1.1.0/24,fd00:1::/64", MACVLAN))
+            .unwrap();
+        let shim = names::shim(NET_A);
+        assert_eq!(d.restore_shims(), 0, "a whole shim is left alone");
+        fk.set_down(&shim);
+        assert_eq!(addrs_on(&fk, &shim), ["10.1.1.1/24"]);
+        d.repair();
+        assert_eq!(addrs_on(&fk, &shim), ["10.1.1.1/24", "fd00:1::1/64"]);
+        assert!(fk.link_named(&shim).unwrap().up);
+        assert_eq!(d.restore_shims(), 0);
+        // Gone altogether: made again.
+        fk.remove_device(&shim);
+        assert_eq!(d.restore_shims(), 1);
+        assert_eq!(addrs_on(&fk, &shim), ["10.1.1.1/24", "fd00:1::1/64"]);
+        foreign_intact(&fk, "the repair");
     }
 
     /// A restart recreates a missing shim with both gateways, and puts back

@@ -1,9 +1,10 @@
 //! The kernel facade: requests over one rtnetlink socket.
 //!
-//! In: link, address and route requests ("create this link", "add this
-//! address", "these routes exist with our protocol tag"). Out: the kernel's
-//! state, read back as plain structs ([`Link`] with its alias, [`Addr`],
-//! [`Route`]). Link and address operations are the [`LinkKernel`] trait, with
+//! In: link, address, sysctl and route requests ("create this link", "add
+//! this address", "these routes exist with our protocol tag"). Out: the
+//! kernel's state, read back as plain structs ([`Link`] with its alias,
+//! [`Addr`], [`Route`]). IPv6 addresses are added without duplicate address
+//! detection. Link, address and sysctl operations are the [`LinkKernel`] trait, with
 //! this real implementation and an in-memory one in [`fake`]; which links
 //! may be touched is decided above it, in [`crate::links`]. Deleting a link
 //! that is gone and adding an address that is there succeed; routes are
@@ -79,6 +80,8 @@ pub trait LinkKernel: Send {
     /// Deletes a link by index; `Ok(false)` if it was already gone.
     fn delete_link(&mut self, index: u32) -> Result<bool>;
     fn set_up(&mut self, index: u32, up: bool) -> Result<()>;
+    /// Every interface address of the namespace (one dump).
+    fn addresses(&mut self) -> Result<Vec<Addr>>;
     /// Adds an address; present already is fine. IPv6 addresses skip
     /// duplicate address detection (`IFA_F_NODAD`): usable at once.
     fn add_address(&mut self, index: u32, net: IpNet) -> Result<()>;
@@ -416,6 +419,9 @@ impl LinkKernel for Kernel {
     }
     fn set_up(&mut self, index: u32, up: bool) -> Result<()> {
         Kernel::set_up(self, index, up)
+    }
+    fn addresses(&mut self) -> Result<Vec<Addr>> {
+        Kernel::addresses(self)
     }
     fn add_address(&mut self, index: u32, net: IpNet) -> Result<()> {
         Kernel::add_address(self, index, net)

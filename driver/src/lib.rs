@@ -43,6 +43,10 @@ pub async fn run(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let bgp_cfg = args.bgp_config().map_err(anyhow::Error::msg)?;
+    let metrics_listener = match args.metrics_listen {
+        Some(addr) => Some(server::bind_metrics(addr).await?),
+        None => None,
+    };
     let kernel = Kernel::open().context("open netlink")?;
     let store = Store::new(&args.state_dir);
     let (driver, view_rx) = tokio::task::spawn_blocking({
@@ -60,6 +64,7 @@ pub async fn run(
         "state loaded"
     );
     let metrics = Arc::new(Metrics::default());
+    metrics.bgp(|b| b.route_protocol = bgp_cfg.as_ref().map(|c| c.protocol));
     let (stop_tx, stop_rx) = watch::channel(false);
 
     let mut bgp_task = None;
@@ -90,10 +95,20 @@ pub async fn run(
     let driver = Arc::new(Mutex::new(driver));
     let repair_task = tokio::spawn(repair_loop(driver.clone(), stop_rx.clone()));
     let app = App { driver, metrics };
+    let metrics_task = metrics_listener.map(|l| {
+        info!(address = %args.metrics_listen.map(|a| a.to_string()).unwrap_or_default(), "serving /metrics over TCP");
+        let mut stop = stop_rx.clone();
+        tokio::spawn(server::serve_metrics(l, app.clone(), async move {
+            let _ = stop.changed().await;
+        }))
+    });
     let served = server::serve(listener, app, shutdown).await;
     let _ = std::fs::remove_file(&args.socket);
     let _ = stop_tx.send(true);
     let _ = repair_task.await;
+    if let Some(t) = metrics_task {
+        let _ = t.await;
+    }
     if let Some(t) = bgp_task {
         let _ = t.await;
     }
@@ -123,11 +138,7 @@ async fn repair_loop(driver: Arc<Mutex<Driver>>, mut stop: watch::Receiver<bool>
         let d = driver.clone();
         let round = tokio::task::spawn_blocking(move || {
             let mut d = d.lock().unwrap_or_else(|p| p.into_inner());
-            if d.unavailable().is_empty() {
-                0
-            } else {
-                d.repair()
-            }
+            d.repair()
         });
         if let Err(e) = round.await {
             warn!(error = %e, "repair round failed");

@@ -23,21 +23,28 @@ fn main() -> ExitCode {
     };
     let result = rt.block_on(async move {
         match cli.command {
-            Some(Command::Status { socket, json }) => {
-                let r = client::post(
-                    &socket,
-                    "/IpvlanBgp.Status",
-                    Vec::new(),
-                    Duration::from_secs(5),
-                )
-                .await?;
-                let v = r.json()?;
-                if json {
-                    println!("{}", serde_json::to_string_pretty(&v)?);
-                } else {
-                    print!("{}", ipvlan_bgp::status::render_text(&v));
+            Some(Command::Status {
+                socket,
+                json,
+                watch,
+                interval,
+            }) => {
+                if !watch {
+                    print!("{}", status_once(&socket, json).await?);
+                    return Ok(());
                 }
-                Ok(())
+                // Redraw until interrupted; a driver that is down (restarting
+                // during an incident) is shown as an error and asked again.
+                loop {
+                    let text = status_once(&socket, json)
+                        .await
+                        .unwrap_or_else(|e| format!("ipvlan-bgp: {e:#}\n"));
+                    print!(
+                        "\x1b[H\x1b[2J{}  (every {interval}s, Ctrl-C to stop)\n{text}",
+                        ipvlan_bgp::status::format_utc(ipvlan_bgp::metrics::now_unix())
+                    );
+                    tokio::time::sleep(Duration::from_secs(interval)).await;
+                }
             }
             Some(Command::Metrics { socket }) => {
                 let r =
@@ -58,6 +65,23 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// The status document as text (or pretty JSON).
+async fn status_once(socket: &std::path::Path, json: bool) -> anyhow::Result<String> {
+    let r = client::post(
+        socket,
+        "/IpvlanBgp.Status",
+        Vec::new(),
+        Duration::from_secs(5),
+    )
+    .await?;
+    let v = r.json()?;
+    Ok(if json {
+        format!("{}\n", serde_json::to_string_pretty(&v)?)
+    } else {
+        ipvlan_bgp::status::render_text(&v)
+    })
 }
 
 fn init_logging(format: LogFormat, level: &str) {

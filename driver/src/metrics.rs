@@ -1,21 +1,84 @@
-//! Counters and the live status that `ipvlan-bgp status` and `/metrics` show.
+//! Counters, histograms and the live BGP status behind `/metrics` and
+//! `ipvlan-bgp status`.
 //!
-//! The API layer counts requests and their errors; the BGP tasks record the
-//! gobgpd connection, announcements, learned/installed routes and every
-//! rejection by reason. Readers get a snapshot; nothing here blocks for long.
+//! In: the API layer counts requests; the BGP tasks write the gobgpd
+//! connection, peers, announced/learned/installed counts and every rejection
+//! by reason into [`BgpStatus`], and mark the moments the latency histograms
+//! measure (a Join, gobgpd accepting its path; a WatchEvent, the kernel's ACK
+//! of its route). Out: a snapshot for status, and the Prometheus text
+//! exposition (prometheus-client: HELP and TYPE lines) for scrapes.
+//!
+//! Label values are bounded: request methods come from the fixed protocol
+//! list (anything else is `other`), outcomes and rejection reasons from fixed
+//! enums, and per-peer series stop at [`MAX_PEER_SERIES`] peers.
 
-use std::collections::BTreeMap;
-use std::fmt::Write;
-use std::sync::Mutex;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use ipnet::IpNet;
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::metrics::counter::{ConstCounter, Counter};
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
 use serde::Serialize;
+
+/// `Content-Type` of the exposition (Prometheus text format 0.0.4).
+pub const CONTENT_TYPE: &str = prometheus_client::encoding::prometheus_text::CONTENT_TYPE;
+
+/// Peers beyond this many (sorted by address) get no `ipvlan_bgp_peer_up`
+/// series of their own; they still count in `ipvlan_bgp_peers`.
+pub const MAX_PEER_SERIES: usize = 64;
+
+/// Latency buckets in seconds: 0.5 ms to 10 s.
+const LATENCY_BUCKETS: [f64; 14] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+/// At most this many prefixes wait for their announcement or install; past
+/// it, entries older than [`PENDING_MAX_AGE`] are dropped, then new ones are
+/// not timed (a flood costs bounded memory, not a wrong figure).
+const PENDING_MAX: usize = 16_384;
+const PENDING_MAX_AGE: Duration = Duration::from_secs(300);
+
+/// The Docker methods counted under their own name.
+const METHODS: &[&str] = &[
+    "Plugin.Activate",
+    "NetworkDriver.GetCapabilities",
+    "NetworkDriver.CreateNetwork",
+    "NetworkDriver.DeleteNetwork",
+    "NetworkDriver.AllocateNetwork",
+    "NetworkDriver.FreeNetwork",
+    "NetworkDriver.CreateEndpoint",
+    "NetworkDriver.EndpointOperInfo",
+    "NetworkDriver.DeleteEndpoint",
+    "NetworkDriver.Join",
+    "NetworkDriver.Leave",
+    "NetworkDriver.ProgramExternalConnectivity",
+    "NetworkDriver.RevokeExternalConnectivity",
+    "NetworkDriver.DiscoverNew",
+    "NetworkDriver.DiscoverDelete",
+    "IpvlanBgp.Status",
+    "metrics",
+    "unknown",
+];
 
 #[derive(Debug, Default, Clone, Serialize)]
 pub struct PeerStatus {
     pub address: String,
     pub asn: u32,
     pub state: String,
+}
+
+/// When the driver saw a peer enter its current state.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PeerSince {
+    pub state: String,
+    /// Unix time.
+    pub since: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -51,16 +114,83 @@ pub struct BgpStatus {
     /// prefixes covering them.
     pub default_gateways: Vec<std::net::IpAddr>,
     /// The last refused prefixes (bounded sample), newest last.
-    pub recent_rejected: std::collections::VecDeque<RejectedSample>,
+    pub recent_rejected: VecDeque<RejectedSample>,
     pub peers: Vec<PeerStatus>,
+    /// Per peer address: its state and since when (kept by [`Metrics::bgp`]).
+    pub peer_since: BTreeMap<String, PeerSince>,
+    /// The prefixes gobgpd accepted from us in the last successful sync.
+    pub announced_prefixes: BTreeSet<IpNet>,
+    /// Kernel route protocol number of the routes we install.
+    pub route_protocol: Option<u8>,
     /// Unix time of the last change of installed routes.
     pub last_route_change: Option<u64>,
 }
 
+impl BgpStatus {
+    /// Notes when each peer entered its current state.
+    fn track_peers(&mut self, now: u64) {
+        let BgpStatus {
+            peers, peer_since, ..
+        } = self;
+        peer_since.retain(|a, _| peers.iter().any(|p| &p.address == a));
+        for p in peers.iter() {
+            match peer_since.get_mut(&p.address) {
+                Some(s) if s.state == p.state => {}
+                Some(s) => {
+                    s.state.clone_from(&p.state);
+                    s.since = now;
+                }
+                None => {
+                    peer_since.insert(
+                        p.address.clone(),
+                        PeerSince {
+                            state: p.state.clone(),
+                            since: now,
+                        },
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// Moments waiting for their outcome: prefix -> when it started.
 #[derive(Debug, Default)]
+struct Pending(HashMap<IpNet, Instant>);
+
+impl Pending {
+    fn start(&mut self, prefix: IpNet, at: Instant) {
+        if self.0.len() >= PENDING_MAX && !self.0.contains_key(&prefix) {
+            self.0.retain(|_, t| t.elapsed() < PENDING_MAX_AGE);
+            if self.0.len() >= PENDING_MAX {
+                return;
+            }
+        }
+        self.0.insert(prefix, at);
+    }
+
+    fn finish(&mut self, prefix: &IpNet) -> Option<Duration> {
+        self.0.remove(prefix).map(|t| t.elapsed())
+    }
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, prometheus_client::encoding::EncodeLabelSet)]
+struct RequestLabels {
+    method: &'static str,
+    outcome: String,
+}
+
+#[derive(Debug)]
 pub struct Metrics {
-    requests: Mutex<BTreeMap<(String, String), u64>>,
-    bgp: Mutex<BgpStatus>,
+    registry: Registry,
+    requests: Family<RequestLabels, Counter>,
+    networks: Gauge,
+    endpoints: Gauge,
+    join_to_announce: Histogram,
+    learn_to_install: Histogram,
+    joins: Mutex<Pending>,
+    learns: Mutex<Pending>,
+    bgp: Arc<Mutex<BgpStatus>>,
 }
 
 pub fn now_unix() -> u64 {
@@ -70,79 +200,259 @@ pub fn now_unix() -> u64 {
         .unwrap_or(0)
 }
 
-impl Metrics {
-    pub fn count_request(&self, method: &str, outcome: &str) {
-        if let Ok(mut m) = self.requests.lock() {
-            *m.entry((method.to_string(), outcome.to_string()))
-                .or_default() += 1;
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::default();
+        let requests = Family::<RequestLabels, Counter>::default();
+        let networks = Gauge::default();
+        let endpoints = Gauge::default();
+        let join_to_announce = Histogram::new(LATENCY_BUCKETS);
+        let learn_to_install = Histogram::new(LATENCY_BUCKETS);
+        let bgp = Arc::new(Mutex::new(BgpStatus::default()));
+        registry.register(
+            "ipvlan_bgp_requests",
+            "Docker plugin requests by method and outcome (ok, or the error class)",
+            requests.clone(),
+        );
+        registry.register(
+            "ipvlan_bgp_networks",
+            "Networks this driver holds",
+            networks.clone(),
+        );
+        registry.register(
+            "ipvlan_bgp_endpoints",
+            "Endpoints this driver holds (joined or not)",
+            endpoints.clone(),
+        );
+        registry.register(
+            "ipvlan_bgp_join_to_announce_seconds",
+            "From a Docker Join to gobgpd accepting the endpoint's path",
+            join_to_announce.clone(),
+        );
+        registry.register(
+            "ipvlan_bgp_learn_to_install_seconds",
+            "From a learned path's WatchEvent to the kernel's ACK of its route",
+            learn_to_install.clone(),
+        );
+        registry.register_collector(Box::new(BgpCollector(bgp.clone())));
+        Metrics {
+            registry,
+            requests,
+            networks,
+            endpoints,
+            join_to_announce,
+            learn_to_install,
+            joins: Mutex::default(),
+            learns: Mutex::default(),
+            bgp,
         }
     }
+}
 
+impl Metrics {
+    pub fn count_request(&self, method: &str, outcome: &str) {
+        let method = METHODS
+            .iter()
+            .find(|m| **m == method)
+            .copied()
+            .unwrap_or("other");
+        self.requests
+            .get_or_create(&RequestLabels {
+                method,
+                outcome: outcome.to_string(),
+            })
+            .inc();
+    }
+
+    /// Runs `f` on the BGP status (and notes peers' state changes).
     pub fn bgp<R>(&self, f: impl FnOnce(&mut BgpStatus) -> R) -> R {
-        let mut guard = self.bgp.lock().unwrap_or_else(|p| p.into_inner());
-        f(&mut guard)
+        let mut guard = lock(&self.bgp);
+        let r = f(&mut guard);
+        guard.track_peers(now_unix());
+        r
     }
 
     pub fn bgp_snapshot(&self) -> BgpStatus {
-        self.bgp(|b| b.clone())
+        lock(&self.bgp).clone()
     }
 
-    pub fn requests_snapshot(&self) -> BTreeMap<(String, String), u64> {
-        self.requests.lock().map(|m| m.clone()).unwrap_or_default()
+    /// A Join of the endpoint owning `prefix` started `at`.
+    pub fn join_started(&self, prefix: IpNet, at: Instant) {
+        lock(&self.joins).start(prefix, at);
+    }
+
+    /// gobgpd accepted every prefix of `announced` (a successful sync).
+    pub fn announced<'a>(&self, announced: impl IntoIterator<Item = &'a IpNet>) {
+        let set: BTreeSet<IpNet> = announced.into_iter().copied().collect();
+        {
+            let mut joins = lock(&self.joins);
+            for p in &set {
+                if let Some(d) = joins.finish(p) {
+                    self.join_to_announce.observe(d.as_secs_f64());
+                }
+            }
+        }
+        self.bgp(|b| b.announced_prefixes = set);
+    }
+
+    /// The learner decided to install (or change) routes to `prefixes` for
+    /// paths that arrived `at`.
+    pub fn learned(&self, prefixes: impl IntoIterator<Item = IpNet>, at: Instant) {
+        let mut learns = lock(&self.learns);
+        for p in prefixes {
+            learns.start(p, at);
+        }
+    }
+
+    /// The kernel acknowledged our route to `prefix`.
+    pub fn installed(&self, prefix: &IpNet) {
+        if let Some(d) = lock(&self.learns).finish(prefix) {
+            self.learn_to_install.observe(d.as_secs_f64());
+        }
     }
 
     /// Prometheus text exposition.
     pub fn render(&self, networks: usize, endpoints: usize) -> String {
+        self.networks
+            .set(i64::try_from(networks).unwrap_or(i64::MAX));
+        self.endpoints
+            .set(i64::try_from(endpoints).unwrap_or(i64::MAX));
         let mut out = String::new();
-        let _ = writeln!(out, "# TYPE ipvlan_bgp_requests_total counter");
-        for ((method, outcome), n) in self.requests_snapshot() {
-            let _ = writeln!(
-                out,
-                "ipvlan_bgp_requests_total{{method=\"{method}\",outcome=\"{outcome}\"}} {n}"
-            );
-        }
-        let b = self.bgp_snapshot();
-        let gauges = [
-            ("ipvlan_bgp_networks", networks as u64),
-            ("ipvlan_bgp_endpoints", endpoints as u64),
-            ("ipvlan_bgp_gobgp_connected", b.connected as u64),
-            ("ipvlan_bgp_announced_prefixes", b.announced as u64),
-            ("ipvlan_bgp_learned_prefixes", b.learned as u64),
-            ("ipvlan_bgp_installed_routes", b.installed as u64),
-            ("ipvlan_bgp_stale_routes", b.stale as u64),
-            ("ipvlan_bgp_conflicted_routes", b.conflicted as u64),
-        ];
-        for (name, v) in gauges {
-            let _ = writeln!(out, "# TYPE {name} gauge\n{name} {v}");
-        }
-        let _ = writeln!(
-            out,
-            "# TYPE ipvlan_bgp_gobgp_connects_total counter\nipvlan_bgp_gobgp_connects_total {}",
-            b.connects
-        );
-        let _ = writeln!(
-            out,
-            "# TYPE ipvlan_bgp_install_errors_total counter\nipvlan_bgp_install_errors_total {}",
-            b.install_errors
-        );
-        let _ = writeln!(
-            out,
-            "# TYPE ipvlan_bgp_route_conflicts_total counter\nipvlan_bgp_route_conflicts_total {}",
-            b.route_conflicts
-        );
-        let _ = writeln!(
-            out,
-            "# TYPE ipvlan_bgp_kernel_drift_total counter\nipvlan_bgp_kernel_drift_total {}",
-            b.kernel_drift
-        );
-        let _ = writeln!(out, "# TYPE ipvlan_bgp_rejected_routes_total counter");
-        for (reason, n) in &b.rejected {
-            let _ = writeln!(
-                out,
-                "ipvlan_bgp_rejected_routes_total{{reason=\"{reason}\"}} {n}"
-            );
+        if let Err(e) =
+            prometheus_client::encoding::prometheus_text::encode(&mut out, &self.registry)
+        {
+            out.push_str(&format!("# encoding failed: {e}\n"));
         }
         out
+    }
+}
+
+/// Encodes the BGP status on each scrape (its values live in [`BgpStatus`]).
+#[derive(Debug)]
+struct BgpCollector(Arc<Mutex<BgpStatus>>);
+
+fn gauge(e: &mut DescriptorEncoder, name: &str, help: &str, v: u64) -> std::fmt::Result {
+    let g = ConstGauge::new(i64::try_from(v).unwrap_or(i64::MAX));
+    g.encode(e.encode_descriptor(name, help, None, g.metric_type())?)
+}
+
+fn counter(e: &mut DescriptorEncoder, name: &str, help: &str, v: u64) -> std::fmt::Result {
+    let c = ConstCounter::new(v);
+    c.encode(e.encode_descriptor(name, help, None, c.metric_type())?)
+}
+
+impl Collector for BgpCollector {
+    fn encode(&self, mut e: DescriptorEncoder) -> std::fmt::Result {
+        let b = lock(&self.0).clone();
+        let up = |p: &PeerStatus| p.state == "established";
+        let n = |v: usize| v as u64;
+        gauge(
+            &mut e,
+            "ipvlan_bgp_gobgp_connected",
+            "1 while the driver is connected to gobgpd.",
+            u64::from(b.connected),
+        )?;
+        counter(
+            &mut e,
+            "ipvlan_bgp_gobgp_connects",
+            "Connections made to gobgpd.",
+            b.connects,
+        )?;
+        gauge(
+            &mut e,
+            "ipvlan_bgp_peers",
+            "BGP peers gobgpd has.",
+            n(b.peers.len()),
+        )?;
+        gauge(
+            &mut e,
+            "ipvlan_bgp_peers_up",
+            "BGP peers in state established.",
+            n(b.peers.iter().filter(|p| up(p)).count()),
+        )?;
+        // Only addresses become label values (gobgpd may report a peer
+        // without one for a moment).
+        let mut peers: Vec<&PeerStatus> = b
+            .peers
+            .iter()
+            .filter(|p| p.address.parse::<std::net::IpAddr>().is_ok())
+            .collect();
+        peers.sort_by(|a, b| a.address.cmp(&b.address));
+        let g = ConstGauge::new(0i64);
+        let mut enc = e.encode_descriptor(
+            "ipvlan_bgp_peer_up",
+            "1 while the BGP session with this peer is established (first 64 peers by address).",
+            None,
+            g.metric_type(),
+        )?;
+        for p in peers.into_iter().take(MAX_PEER_SERIES) {
+            let labels = [("peer", p.address.as_str())];
+            ConstGauge::new(i64::from(up(p))).encode(enc.encode_family(&labels)?)?;
+        }
+        gauge(
+            &mut e,
+            "ipvlan_bgp_announced_prefixes",
+            "Prefixes gobgpd holds from this host.",
+            n(b.announced),
+        )?;
+        gauge(
+            &mut e,
+            "ipvlan_bgp_learned_prefixes",
+            "Learned prefixes the import policy accepted (best paths).",
+            n(b.learned),
+        )?;
+        gauge(
+            &mut e,
+            "ipvlan_bgp_installed_routes",
+            "Routes this driver holds in the kernel.",
+            n(b.installed),
+        )?;
+        gauge(
+            &mut e,
+            "ipvlan_bgp_stale_routes",
+            "Installed routes gobgpd cannot confirm now (kept for --stale-routes-time).",
+            n(b.stale),
+        )?;
+        gauge(
+            &mut e,
+            "ipvlan_bgp_conflicted_routes",
+            "Wanted routes held by another owner's route.",
+            n(b.conflicted),
+        )?;
+        counter(
+            &mut e,
+            "ipvlan_bgp_install_errors",
+            "Route writes the kernel refused (retried).",
+            b.install_errors,
+        )?;
+        counter(
+            &mut e,
+            "ipvlan_bgp_route_conflicts",
+            "Installs refused because another owner's route holds the prefix.",
+            b.route_conflicts,
+        )?;
+        counter(
+            &mut e,
+            "ipvlan_bgp_kernel_drift",
+            "Corrections made where the kernel differed from the driver's decisions.",
+            b.kernel_drift,
+        )?;
+        let c = ConstCounter::new(0u64);
+        let mut enc = e.encode_descriptor(
+            "ipvlan_bgp_rejected_routes",
+            "Learned paths the import policy refused, by reason.",
+            None,
+            c.metric_type(),
+        )?;
+        for (reason, v) in &b.rejected {
+            let labels = [("reason", reason.as_str())];
+            ConstCounter::new(*v).encode(enc.encode_family(&labels)?)?;
+        }
+        Ok(())
     }
 }
 
@@ -150,21 +460,148 @@ impl Metrics {
 mod tests {
     use super::*;
 
+    fn value<'a>(text: &'a str, series: &str) -> Option<&'a str> {
+        text.lines()
+            .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+    }
+
     #[test]
-    fn renders_counters() {
+    fn renders_help_type_and_counters() {
         let m = Metrics::default();
-        m.count_request("Join", "ok");
-        m.count_request("Join", "ok");
+        m.count_request("NetworkDriver.Join", "ok");
+        m.count_request("NetworkDriver.Join", "ok");
         m.bgp(|b| {
             *b.rejected.entry("default-route".into()).or_default() += 1;
             b.route_conflicts = 3;
             b.kernel_drift = 4;
         });
         let text = m.render(1, 2);
-        assert!(text.contains("ipvlan_bgp_requests_total{method=\"Join\",outcome=\"ok\"} 2"));
-        assert!(text.contains("ipvlan_bgp_endpoints 2"));
-        assert!(text.contains("ipvlan_bgp_rejected_routes_total{reason=\"default-route\"} 1"));
-        assert!(text.contains("ipvlan_bgp_route_conflicts_total 3\n"));
-        assert!(text.contains("ipvlan_bgp_kernel_drift_total 4\n"));
+        assert_eq!(
+            value(
+                &text,
+                r#"ipvlan_bgp_requests_total{method="NetworkDriver.Join",outcome="ok"}"#
+            ),
+            Some("2")
+        );
+        assert_eq!(value(&text, "ipvlan_bgp_endpoints"), Some("2"));
+        assert_eq!(
+            value(
+                &text,
+                r#"ipvlan_bgp_rejected_routes_total{reason="default-route"}"#
+            ),
+            Some("1")
+        );
+        assert_eq!(value(&text, "ipvlan_bgp_route_conflicts_total"), Some("3"));
+        assert_eq!(value(&text, "ipvlan_bgp_kernel_drift_total"), Some("4"));
+        assert!(text.contains("# TYPE ipvlan_bgp_kernel_drift_total counter\n"));
+        assert!(text.contains("# HELP ipvlan_bgp_installed_routes "));
+        assert!(text.contains("# TYPE ipvlan_bgp_join_to_announce_seconds histogram\n"));
+    }
+
+    #[test]
+    fn every_series_has_help_and_type() {
+        let m = Metrics::default();
+        m.count_request("Plugin.Activate", "ok");
+        m.bgp(|b| {
+            b.peers.push(PeerStatus {
+                address: "192.0.2.2".into(),
+                asn: 65000,
+                state: "established".into(),
+            });
+            *b.rejected.entry("reserved".into()).or_default() += 1;
+        });
+        let text = m.render(0, 0);
+        for line in text.lines().filter(|l| !l.starts_with('#')) {
+            let name = line.split(['{', ' ']).next().unwrap_or_default();
+            let family = ["_bucket", "_sum", "_count"]
+                .iter()
+                .find_map(|s| name.strip_suffix(s))
+                .filter(|f| text.contains(&format!("# TYPE {f} histogram")))
+                .unwrap_or(name);
+            assert!(text.contains(&format!("# HELP {family} ")), "{family}");
+            assert!(text.contains(&format!("# TYPE {family} ")), "{family}");
+        }
+    }
+
+    #[test]
+    fn unknown_methods_share_one_label() {
+        let m = Metrics::default();
+        for i in 0..100 {
+            m.count_request(&format!("/random/{i}"), "malformed");
+        }
+        let text = m.render(0, 0);
+        assert_eq!(
+            value(
+                &text,
+                r#"ipvlan_bgp_requests_total{method="other",outcome="malformed"}"#
+            ),
+            Some("100")
+        );
+        assert_eq!(text.matches("ipvlan_bgp_requests_total{").count(), 1);
+    }
+
+    #[test]
+    fn join_to_announce_counts_each_join_once() {
+        let m = Metrics::default();
+        let a: IpNet = "10.1.0.2/32".parse().unwrap();
+        let b: IpNet = "10.1.0.3/32".parse().unwrap();
+        m.join_started(a, Instant::now());
+        m.announced([&a, &b]);
+        m.announced([&a, &b]);
+        let text = m.render(0, 0);
+        assert_eq!(
+            value(&text, "ipvlan_bgp_join_to_announce_seconds_count"),
+            Some("1")
+        );
+        assert_eq!(
+            value(
+                &text,
+                r#"ipvlan_bgp_join_to_announce_seconds_bucket{le="+Inf"}"#
+            ),
+            Some("1")
+        );
+        assert_eq!(m.bgp_snapshot().announced_prefixes.len(), 2);
+    }
+
+    #[test]
+    fn learn_to_install_counts_installs_of_learned_prefixes() {
+        let m = Metrics::default();
+        let p: IpNet = "10.1.0.9/32".parse().unwrap();
+        let q: IpNet = "10.1.0.10/32".parse().unwrap();
+        m.learned([p], Instant::now());
+        m.installed(&p);
+        m.installed(&q);
+        m.installed(&p);
+        let text = m.render(0, 0);
+        assert_eq!(
+            value(&text, "ipvlan_bgp_learn_to_install_seconds_count"),
+            Some("1")
+        );
+    }
+
+    #[test]
+    fn peer_series_are_bounded_and_since_follows_state() {
+        let m = Metrics::default();
+        m.bgp(|b| {
+            b.peers = (0..100)
+                .map(|i| PeerStatus {
+                    address: format!("10.0.{}.{}", i / 250, i % 250),
+                    asn: 65000,
+                    state: if i % 2 == 0 { "established" } else { "active" }.into(),
+                })
+                .collect();
+        });
+        let text = m.render(0, 0);
+        assert_eq!(value(&text, "ipvlan_bgp_peers"), Some("100"));
+        assert_eq!(value(&text, "ipvlan_bgp_peers_up"), Some("50"));
+        assert_eq!(text.matches("ipvlan_bgp_peer_up{").count(), MAX_PEER_SERIES);
+        m.bgp(|b| b.peers[0].address = "<nil>".into());
+        assert!(!m.render(0, 0).contains("<nil>"));
+        let s = m.bgp_snapshot();
+        assert_eq!(s.peer_since["10.0.0.1"].state, "active");
+        m.bgp(|b| b.peers[1].state = "established".into());
+        assert_eq!(m.bgp_snapshot().peer_since["10.0.0.1"].state, "established");
+        m.bgp(|b| b.peers.clear());
+        assert!(m.bgp_snapshot().peer_since.is_empty());
     }
 }

@@ -17,7 +17,9 @@
 //! the file and line. The journal's header names the snapshot generation it
 //! continues, so a journal that a cut-short compaction left behind is known
 //! as already absorbed. Snapshots of version 1 and 2 without a journal load
-//! as before.
+//! as before. The IPv6 fields of networks and endpoints are optional and
+//! left out for IPv4-only networks: files from before IPv6 load, and an
+//! earlier driver still reads what this one writes for IPv4-only networks.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::fs::{self, File, OpenOptions};

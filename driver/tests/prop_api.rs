@@ -461,6 +461,51 @@ proptest! {
         }
     }
 
+    /// Endpoints with addresses taken from the accepted network's own
+    /// subnets (so that most pass): every family present gets an address
+    /// in it, none is the gateway, and what is accepted obeys the rules.
+    #[test]
+    fn endpoints_in_accepted_networks_are_sane(
+        net in create_network(),
+        id in "[0-9a-f]{64}",
+        offsets in (any::<u32>(), any::<u128>()),
+        drop in prop::sample::select(vec![None, Some(4u8), Some(6u8)]),
+    ) {
+        let Ok(spec) = network_spec(&net, Some("eth1")) else {
+            return Ok(());
+        };
+        let a4 = spec.subnet.filter(|_| drop != Some(4)).map(|n| {
+            let size = 1u64 << (32 - n.prefix_len());
+            let a = Ipv4Addr::from((u64::from(u32::from(n.network())) + u64::from(offsets.0) % size) as u32);
+            format!("{a}/{}", n.prefix_len())
+        });
+        let a6 = spec.subnet6.filter(|_| drop != Some(6)).map(|n| {
+            let host = if n.prefix_len() == 0 { offsets.1 } else { offsets.1 % (1u128 << (128 - n.prefix_len())) };
+            format!("{}/{}", Ipv6Addr::from(u128::from(n.network()) + host), n.prefix_len())
+        });
+        let req = CreateEndpointRequest {
+            network_id: spec.id.clone(),
+            endpoint_id: id,
+            interface: Some(EndpointInterface {
+                address: a4.clone().unwrap_or_default(),
+                address_ipv6: a6.clone().unwrap_or_default(),
+                mac_address: String::new(),
+            }),
+            options: None,
+        };
+        match endpoint_spec(&req, &spec) {
+            Ok(e) => check(ENDPOINT_RULES, &(spec, e))?,
+            Err(e) => {
+                // Refused only for a reason: a missing family, or the gateway.
+                let e = e.to_string();
+                let is_gateway = spec.gateways().any(|g| {
+                    [&a4, &a6].iter().any(|a| a.as_deref().is_some_and(|a| a.starts_with(&format!("{}/", g.addr()))))
+                });
+                prop_assert!(drop.is_some() || is_gateway, "refused {a4:?} {a6:?} in {spec:?}: {e}");
+            }
+        }
+    }
+
     #[test]
     fn accepted_endpoints_are_sane(net in create_network(), ep in create_endpoint()) {
         let Ok(spec) = network_spec(&net, Some("eth1")) else {

@@ -22,12 +22,16 @@ use nix::sys::signal::Signal;
 
 use crate::daemon::{await_ready, Daemon};
 use crate::engine::{ContainerRt, Control, Engine, Subnets};
+use crate::plugin;
 use crate::scenario::NetworkDef;
 use crate::util::{eventually, require, run_output, scaled, tail};
 use crate::world::{World, UNDERLAY_IF};
 
 pub const DOCKER: &str = "/usr/bin/docker";
 pub const IMAGE: &str = "ibh-busybox:latest";
+/// dockerd's default exec root: with the managed plugin, a per-host folder
+/// is mounted there in dockerd's mount namespace.
+const PLUGIN_EXEC_ROOT: &str = "/var/run/docker";
 const CLI_TIMEOUT: Duration = Duration::from_secs(60);
 /// dockerd stops its containers before it exits (up to its 15 s shutdown timeout).
 const DOCKERD_STOP: Duration = Duration::from_secs(30);
@@ -61,7 +65,9 @@ pub fn available() -> Result<PathBuf> {
     Ok(d)
 }
 
-/// A tar of a busybox-static root file system, made once per process.
+/// A tar of a busybox-static root file system, made once per process into
+/// one shared file (`ibh-busybox.tar` in the temporary folder, replaced
+/// atomically), so runs leave no tar each behind.
 fn busybox_tar() -> Result<PathBuf> {
     static TAR: OnceLock<std::result::Result<PathBuf, String>> = OnceLock::new();
     TAR.get_or_init(|| make_busybox_tar().map_err(|e| format!("{e:#}")))
@@ -93,22 +99,25 @@ fn make_busybox_tar() -> Result<PathBuf> {
     for d in ["etc", "proc", "sys", "dev", "tmp"] {
         std::fs::create_dir_all(root.join(d))?;
     }
-    let tar = std::env::temp_dir().join(format!("ibh-busybox-{}.tar", std::process::id()));
+    let tar = std::env::temp_dir().join("ibh-busybox.tar");
+    let partial = std::env::temp_dir().join(format!("ibh-busybox-{}.tar", std::process::id()));
     let out = run_output(
         "tar",
         &[
             "-C",
             &root.display().to_string(),
             "-cf",
-            &tar.display().to_string(),
+            &partial.display().to_string(),
             ".",
         ],
         Duration::from_secs(60),
     )?;
+    let _ = std::fs::remove_dir_all(&root);
     if !out.status.success() {
+        let _ = std::fs::remove_file(&partial);
         bail!("tar busybox root: {}", String::from_utf8_lossy(&out.stderr));
     }
-    let _ = std::fs::remove_dir_all(&root);
+    std::fs::rename(&partial, &tar).with_context(|| format!("rename to {}", tar.display()))?;
     Ok(tar)
 }
 
@@ -160,7 +169,11 @@ impl Dockerd {
             "--data-root".into(),
             dh.dir.join("data").display().to_string(),
             "--exec-root".into(),
-            dh.dir.join("x").display().to_string(),
+            if w.driver_is_plugin() {
+                PLUGIN_EXEC_ROOT.into()
+            } else {
+                dh.dir.join("x").display().to_string()
+            },
             "--pidfile".into(),
             dh.dir.join("docker.pid").display().to_string(),
             "-H".into(),
@@ -197,8 +210,16 @@ impl Dockerd {
         for target in ["/run/docker/plugins", "/etc/docker"] {
             std::fs::create_dir_all(target).with_context(|| format!("create {target}"))?;
         }
+        // With the managed plugin, dockerd's exec root is the default path
+        // (a per-host folder mounted there): the sandbox paths it hands the
+        // driver must mean the same inside the plugin, which mounts it.
+        let exec_root = if w.driver_is_plugin() {
+            format!("mount --bind {} /run/docker && ", dir.join("x").display())
+        } else {
+            String::new()
+        };
         let script = format!(
-            "mount --bind {} /run/docker/plugins && mount --bind {} /etc/docker && exec sleep 2147483647",
+            "{exec_root}mkdir -p /run/docker/plugins && mount --bind {} /run/docker/plugins && mount --bind {} /etc/docker && exec sleep 2147483647",
             h.plugin_dir().display(),
             dir.join("etc-docker").display()
         );
@@ -267,7 +288,49 @@ impl Dockerd {
         self.start_daemon(w, host)?;
         let tar = busybox_tar()?;
         self.docker(host, &["import", &tar.display().to_string(), IMAGE])?;
+        if w.driver_is_plugin() {
+            self.install_plugin(w, host)?;
+        }
         Ok(())
+    }
+
+    /// `docker plugin create`, `set` and `enable`, as an operator would.
+    fn install_plugin(&mut self, w: &World, host: usize) -> Result<()> {
+        let folder = plugin::folder(w)?;
+        self.docker(
+            host,
+            &[
+                "plugin",
+                "create",
+                plugin::NAME,
+                &folder.display().to_string(),
+            ],
+        )?;
+        let settings = plugin::settings(w, host)?;
+        let mut args = vec!["plugin", "set", plugin::NAME];
+        args.extend(settings.iter().map(String::as_str));
+        self.docker(host, &args)?;
+        self.enable_plugin(w, host)
+    }
+
+    /// `docker plugin enable`, then waits until the driver (and an
+    /// embedded gobgpd) answers.
+    fn enable_plugin(&mut self, w: &World, host: usize) -> Result<()> {
+        self.docker(host, &["plugin", "enable", plugin::NAME])?;
+        plugin::await_ready(w, host)?;
+        if w.hosts[host].def.embedded_gobgpd {
+            plugin::link_embedded_gobgpd(w, host)?;
+        }
+        Ok(())
+    }
+
+    /// The driver's name for `docker network create -d`.
+    fn driver_name(w: &World) -> &'static str {
+        if w.driver_is_plugin() {
+            plugin::NAME
+        } else {
+            "ipvlan-bgp"
+        }
     }
 
     fn pid_netns(&self, host: usize, name: &str) -> Result<PathBuf> {
@@ -424,7 +487,7 @@ impl Engine for Dockerd {
 
     fn create_network(
         &mut self,
-        _w: &World,
+        w: &World,
         host: usize,
         net: &NetworkDef,
         subnets: Subnets,
@@ -447,7 +510,7 @@ impl Engine for Dockerd {
             "network",
             "create",
             "-d",
-            "ipvlan-bgp",
+            Self::driver_name(w),
             "--subnet",
             &subnet_s,
             "--gateway",
@@ -575,6 +638,21 @@ impl Engine for Dockerd {
             Control::Restart => {
                 d.signal_within(Signal::SIGTERM, DOCKERD_STOP)?;
                 self.start_daemon(w, host)
+            }
+        }
+    }
+
+    fn control_driver(&mut self, w: &World, host: usize, action: Control) -> Result<()> {
+        let disable = ["plugin", "disable", "-f", plugin::NAME];
+        match action {
+            Control::Kill => {
+                bail!("the managed plugin is stopped with docker plugin disable, not killed")
+            }
+            Control::Stop => self.docker(host, &disable).map(drop),
+            Control::Start => self.enable_plugin(w, host),
+            Control::Restart => {
+                self.docker(host, &disable)?;
+                self.enable_plugin(w, host)
             }
         }
     }

@@ -140,6 +140,10 @@ pub trait Engine {
     fn control(&mut self, _w: &World, _host: usize, _action: Control) -> Result<()> {
         bail!("the {} engine has no daemon to control", self.name())
     }
+    /// Controls the driver when the engine runs it (the managed plugin).
+    fn control_driver(&mut self, _w: &World, _host: usize, _action: Control) -> Result<()> {
+        bail!("the {} engine does not run the driver", self.name())
+    }
     /// The engine's own view, for a failed scenario.
     fn diagnostics(&self, _w: &World) -> String {
         String::new()

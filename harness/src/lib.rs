@@ -22,6 +22,7 @@ pub mod dockerd;
 pub mod engine;
 pub mod links;
 pub mod netns;
+pub mod plugin;
 pub mod probe;
 pub mod report;
 pub mod routers;

@@ -111,8 +111,30 @@ impl HostRt {
     pub fn plugin_dir(&self) -> PathBuf {
         self.dir.join("plugins")
     }
+    /// The driver's socket: `plugins/ipvlan-bgp.sock` for a driver the
+    /// harness runs. For the managed plugin dockerd makes it in a folder per
+    /// plugin (`plugins/<64 hex>/ipvlan-bgp.sock`), too long a path for a
+    /// socket address: answered as a symbolic link `plugin.sock` to it.
     pub fn socket(&self) -> PathBuf {
-        self.plugin_dir().join("ipvlan-bgp.sock")
+        let own = self.plugin_dir().join("ipvlan-bgp.sock");
+        if own.exists() {
+            return own;
+        }
+        let managed = std::fs::read_dir(self.plugin_dir())
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.path().join("ipvlan-bgp.sock"))
+            .find(|p| p.exists());
+        let Some(target) = managed else { return own };
+        let link = self.dir.join("plugin.sock");
+        if std::fs::read_link(&link).ok().as_ref() != Some(&target) {
+            let _ = std::fs::remove_file(&link);
+            if std::os::unix::fs::symlink(&target, &link).is_err() {
+                return target;
+            }
+        }
+        link
     }
     /// gobgpd's API: a unix socket in the host's run folder and nothing
     /// else (no TCP port: any local user could announce through one). The
@@ -291,18 +313,24 @@ impl World {
         // Every daemon of a kind is started, then all are awaited together.
         if s.bgp.mode != BgpMode::None {
             require("gobgpd")?;
-            let all: Vec<usize> = (0..w.hosts.len()).collect();
+            // An embedded gobgpd starts with its plugin (the engine's setup).
+            let all: Vec<usize> = (0..w.hosts.len())
+                .filter(|&i| !w.hosts[i].def.embedded_gobgpd)
+                .collect();
             for &i in &all {
                 w.write_gobgpd_config(i)?;
             }
             w.start_daemons(&all, DaemonKind::Gobgpd)?;
             progress("gobgpd running on every host");
         }
-        let docker: Vec<usize> = (0..w.hosts.len())
-            .filter(|&i| w.hosts[i].runs_driver())
-            .collect();
-        w.start_daemons(&docker, DaemonKind::Driver)?;
-        progress("drivers ready");
+        // A managed plugin is started by its dockerd (the engine's setup).
+        if !s.driver.plugin {
+            let docker: Vec<usize> = (0..w.hosts.len())
+                .filter(|&i| w.hosts[i].runs_driver())
+                .collect();
+            w.start_daemons(&docker, DaemonKind::Driver)?;
+            progress("drivers ready");
+        }
         Ok(w)
     }
 
@@ -374,7 +402,8 @@ impl World {
 
     /// Whether host `i`'s gobgpd is configured by the driver (no TOML file).
     fn driver_configures(&self, i: usize) -> bool {
-        self.scenario.bgp.config == BgpConfigBy::Driver && self.hosts[i].runs_driver()
+        (self.scenario.bgp.config == BgpConfigBy::Driver || self.hosts[i].def.embedded_gobgpd)
+            && self.hosts[i].runs_driver()
     }
 
     fn write_gobgpd_config(&self, i: usize) -> Result<()> {
@@ -394,7 +423,13 @@ impl World {
         std::fs::write(&path, text).with_context(|| format!("write {}", path.display()))
     }
 
-    fn driver_args(&self, i: usize) -> Vec<String> {
+    /// Whether the driver runs as a managed Docker plugin (`[driver] plugin`).
+    pub fn driver_is_plugin(&self) -> bool {
+        self.scenario.driver.plugin
+    }
+
+    /// The flags of host `i`'s driver.
+    pub fn driver_args(&self, i: usize) -> Vec<String> {
         let h = &self.hosts[i];
         let s = &self.scenario;
         let mut a: Vec<String> = vec![
@@ -537,7 +572,7 @@ impl World {
         Ok(true)
     }
 
-    fn gobgpd_ready(&self, i: usize) -> Result<()> {
+    pub fn gobgpd_ready(&self, i: usize) -> Result<()> {
         let api = self.hosts[i].gobgp_api();
         if !api.exists() {
             bail!("no API socket yet");
@@ -554,7 +589,7 @@ impl World {
         })
     }
 
-    fn driver_ready(&self, i: usize) -> Result<()> {
+    pub fn driver_ready(&self, i: usize) -> Result<()> {
         let sock = self.hosts[i].socket();
         let r = self.rt.block_on(ipvlan_bgp::api::client::post(
             &sock,

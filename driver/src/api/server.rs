@@ -2,8 +2,9 @@
 //!
 //! In: POSTs on `/Plugin.Activate`, `/NetworkDriver.*` (bodies without a
 //! Content-Type, read as bytes and parsed here), plus our own
-//! `/IpvlanBgp.Status` and `/metrics`. Out: a JSON body for every answer;
-//! failures are `{"Err": "..."}`. Requests run one at a time against the
+//! `/IpvlanBgp.Status` and `/metrics` (also served over TCP by
+//! [`serve_metrics`] with `--metrics-listen`). Out: a JSON body for every
+//! answer (the Prometheus text for `/metrics`); failures are `{"Err": "..."}`. Requests run one at a time against the
 //! [`Driver`] on a blocking thread (the driver does synchronous netlink), each
 //! inside a tracing span with the method, network and endpoint IDs.
 
@@ -124,7 +125,7 @@ async fn handle(State(app): State<App>, req: Request) -> Response {
         }
         Ok(Answer::Text(t)) => (
             StatusCode::OK,
-            [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+            [(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)],
             t,
         )
             .into_response(),
@@ -293,7 +294,10 @@ fn dispatch(app: &App, method: &str, body: &[u8]) -> Result<Answer, Option<Drive
         "NetworkDriver.Join" => {
             let req: JoinRequest = parse(body)?;
             record_ids(&req.network_id, Some(&req.endpoint_id));
-            let joined = lock(app).join(&req.network_id, &req.endpoint_id, &req.sandbox_key)?;
+            let started = std::time::Instant::now();
+            let mut driver = lock(app);
+            note_join(app, &driver, &req.network_id, &req.endpoint_id, started);
+            let joined = driver.join(&req.network_id, &req.endpoint_id, &req.sandbox_key)?;
             to_value(convert::join_response(&joined))
         }
         "NetworkDriver.Leave" => {
@@ -314,19 +318,80 @@ fn dispatch(app: &App, method: &str, body: &[u8]) -> Result<Answer, Option<Drive
             empty()
         }
         "IpvlanBgp.Status" => {
-            let driver = lock(app);
-            let status = crate::status::Status::collect(&driver, &app.metrics);
-            to_value(status)
+            let status = crate::status::Status::collect(&lock(app), &app.metrics);
+            to_value(status.read_routes())
         }
-        "metrics" => {
-            let driver = lock(app);
-            let st = driver.state();
-            let text = app.metrics.render(st.networks.len(), st.endpoint_count());
-            Ok(Answer::Text(text))
-        }
+        "metrics" => Ok(Answer::Text(metrics_text(app))),
         _ => {
             info!(method, "unknown method");
             Err(None)
         }
     }
+}
+
+/// The exposition, with the network and endpoint counts of this moment.
+fn metrics_text(app: &App) -> String {
+    let driver = lock(app);
+    let st = driver.state();
+    app.metrics.render(st.networks.len(), st.endpoint_count())
+}
+
+/// Starts the Join→announced clock (from `started`, before the wait for the
+/// driver) of an endpoint that is not joined yet and is announced on its own
+/// (not as part of its network's subnet).
+fn note_join(
+    app: &App,
+    driver: &Driver,
+    network: &str,
+    endpoint: &str,
+    started: std::time::Instant,
+) {
+    use crate::network::{host_route, Announce};
+    let Some(net) = driver.state().networks.get(network) else {
+        return;
+    };
+    let Some(ep) = net.endpoints.get(endpoint) else {
+        return;
+    };
+    if !ep.joined && !net.spec.internal && net.spec.announce == Announce::Endpoint {
+        // One clock per host route: /32 and, on dual stack, /128.
+        for addr in ep.spec.addrs() {
+            app.metrics.join_started(host_route(addr), started);
+        }
+    }
+}
+
+/// Binds the opt-in metrics address (`--metrics-listen`).
+pub async fn bind_metrics(addr: std::net::SocketAddr) -> anyhow::Result<tokio::net::TcpListener> {
+    tokio::net::TcpListener::bind(addr).await.map_err(|e| {
+        anyhow::anyhow!(
+            "cannot serve metrics on {addr} (--metrics-listen): {e}; choose a free address or leave the flag out"
+        )
+    })
+}
+
+/// Serves `GET /metrics` over TCP until `shutdown` completes; any other path
+/// is a 404.
+pub async fn serve_metrics(
+    listener: tokio::net::TcpListener,
+    app: App,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    async fn scrape(State(app): State<App>) -> Response {
+        let text = tokio::task::spawn_blocking(move || metrics_text(&app))
+            .await
+            .unwrap_or_else(|e| format!("# metrics task failed: {e}\n"));
+        (
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)],
+            text,
+        )
+            .into_response()
+    }
+    let router = Router::new()
+        .route("/metrics", axum::routing::get(scrape))
+        .with_state(app);
+    axum::serve(listener, router)
+        .with_graceful_shutdown(shutdown)
+        .await
 }

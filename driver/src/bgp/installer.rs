@@ -482,6 +482,7 @@ impl<T: RouteTable> Installer<T> {
             match res {
                 Ok(()) => {
                     self.ours.insert(r.dst, *r);
+                    self.metrics.installed(&r.dst);
                 }
                 Err(e) => {
                     errors += 1;
@@ -495,6 +496,7 @@ impl<T: RouteTable> Installer<T> {
             match res {
                 Ok(()) => {
                     self.ours.insert(r.dst, *r);
+                    self.metrics.installed(&r.dst);
                 }
                 Err(e) if e.errno() == Some(libc::EEXIST) => {
                     exists.insert(r.dst);

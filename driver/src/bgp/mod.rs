@@ -451,6 +451,7 @@ impl Bgp {
             .sync(&mut client, &wanted)
             .await
             .map_err(|e| format!("announce: {}", gobgp::describe(&e)))?;
+        self.metrics.announced(wanted.keys());
         let announced = self.announcer.count();
         self.metrics.bgp(|b| {
             b.connected = true;
@@ -497,6 +498,7 @@ impl Bgp {
                     known_pools = view.pools.clone();
                     let w = wanted_announcements(&view, &self.host, &self.cfg, &mut self.warned);
                     self.announcer.sync(&mut client, &w).await.map_err(|e| format!("announce: {}", gobgp::describe(&e)))?;
+                    self.metrics.announced(w.keys());
                     let c = self.announcer.count();
                     self.metrics.bgp(|b| b.announced = c);
                 }
@@ -533,6 +535,7 @@ impl Bgp {
                         Some(Err(e)) => return Err(stream_error(&e)),
                         Some(Ok(m)) => m,
                     };
+                    let arrived = Instant::now();
                     // Take what is already queued, up to one batch: the rest
                     // waits in the stream (bounded by HTTP/2 flow control).
                     let mut paths = Vec::new();
@@ -553,6 +556,11 @@ impl Bgp {
                             .await
                             .map_err(|e| format!("list peers: {}", gobgp::describe(&e)))?;
                         let changes = self.learner().learn(now_apply);
+                        let set = changes.iter().filter_map(|c| match c {
+                            installer::Change::Set(r) => Some(r.dst),
+                            installer::Change::Remove(_) => None,
+                        });
+                        self.metrics.learned(set, arrived);
                         self.installer.send(changes);
                         tokio::task::yield_now().await;
                     }

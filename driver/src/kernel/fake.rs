@@ -4,8 +4,9 @@
 //! [`LinkKernel`]), plus test controls: foreign devices placed beforehand,
 //! devices removed behind the driver's back, kinds this "kernel" lacks, and
 //! failures injected into the next request of a given type. Out: what a
-//! test asserts on — the links (index, name, kind, parent, alias, up) and
-//! addresses as the driver left them, and the order of the creations.
+//! test asserts on — the links (index, name, kind, parent, alias, up),
+//! addresses and sysctls as the driver left them, and the order of the
+//! creations.
 //! It models what the driver relies on: names are unique (`EEXIST`), a gone
 //! link answers `ENODEV`, deleting a veth takes its peer, deleting a lower
 //! device takes the ipvlan/macvlan/VLAN links on it. Clones share one state,
@@ -133,6 +134,20 @@ impl FakeKernel {
 
     pub fn all_addresses(&self) -> Vec<Addr> {
         self.inner().addrs.clone()
+    }
+
+    /// Sets a link down behind the driver's back; like Linux (with
+    /// keep_addr_on_down=0) it drops the link's IPv6 addresses.
+    pub fn set_down(&self, name: &str) {
+        let mut g = self.inner();
+        let Some(index) = g.links.values().find(|l| l.name == name).map(|l| l.index) else {
+            return;
+        };
+        if let Some(l) = g.links.get_mut(&index) {
+            l.up = false;
+        }
+        g.addrs
+            .retain(|a| !(a.index == index && a.net.addr().is_ipv6()));
     }
 
     /// Drops an address behind the driver's back (as the kernel does with
@@ -276,6 +291,10 @@ impl LinkKernel for FakeKernel {
             .ok_or_else(|| errno(&what, libc::ENODEV))?
             .up = up;
         Ok(())
+    }
+
+    fn addresses(&mut self) -> Result<Vec<Addr>> {
+        Ok(self.all_addresses())
     }
 
     fn add_address(&mut self, index: u32, net: IpNet) -> Result<()> {

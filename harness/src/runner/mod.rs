@@ -41,6 +41,7 @@ mod actions;
 pub mod converged;
 mod expect;
 mod flood;
+pub(crate) mod metrics;
 mod teardown;
 mod views;
 
@@ -426,6 +427,9 @@ impl Runner<'_> {
     /// Expectations (and the snapshots and probes they compare against) live
     /// in `expect.rs`, everything else that does something in `actions.rs`.
     fn step(&mut self, a: &Action) -> Result<Option<Duration>> {
+        if let Action::ExpectMetrics { .. } = a {
+            return self.expect_metrics(a);
+        }
         if is_expectation(a) {
             self.expect(a)
         } else {
@@ -607,6 +611,9 @@ impl Runner<'_> {
                     self.refresh_containers(hi)?;
                 }
             }
+            (DaemonKind::Driver, _) if self.w.driver_is_plugin() => {
+                self.engine.control_driver(&self.w, hi, action)?
+            }
             (_, Control::Kill) => self.w.signal_daemon(hi, daemon, Signal::SIGKILL)?,
             (_, Control::Stop) => self.w.signal_daemon(hi, daemon, Signal::SIGTERM)?,
             (_, Control::Start) => self.w.start_daemon(hi, daemon)?,
@@ -674,6 +681,7 @@ fn is_expectation(a: &Action) -> bool {
         | Action::RouteWatchStop { .. }
         | Action::ExpectRejected { .. }
         | Action::ExpectStatus { .. }
+        | Action::ExpectMetrics { .. }
         | Action::ExpectLog { .. }
         | Action::LinkSnapshot { .. }
         | Action::ExpectLink { .. }

@@ -118,6 +118,12 @@ pub struct DriverSection {
     /// Extra flags for every host's driver.
     #[serde(default)]
     pub args: Vec<String>,
+    /// Run the driver as a managed (v2) Docker plugin (`plugin/build.sh`,
+    /// `docker plugin create/set/enable`) instead of a process the harness
+    /// starts; dockerd engine only. The host's gobgpd stays the harness's
+    /// and the plugin reaches it through its `host-run` mount.
+    #[serde(default)]
+    pub plugin: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
@@ -153,6 +159,11 @@ pub struct HostDef {
     /// With the dockerd engine: run this host's dockerd with `--live-restore`.
     #[serde(default)]
     pub dockerd_live_restore: bool,
+    /// With `[driver] plugin`: this host's plugin runs its own gobgpd
+    /// (`GOBGP=embedded`, configured by the driver from ASN and PEERS)
+    /// instead of using the gobgpd the harness runs on the host.
+    #[serde(default)]
+    pub embedded_gobgpd: bool,
     /// The segment the host's underlay NIC is on (default: the first).
     pub segment: Option<String>,
     /// A router whose address on the host's segment is the host's default route.
@@ -549,6 +560,20 @@ pub enum Action {
         /// Keep checking for so long after it first holds.
         hold: Option<Dur>,
     },
+    /// Scrape the host driver's `/metrics` over TCP (`address`, default
+    /// 127.0.0.1:9473: give the driver `--metrics-listen`) until the series
+    /// `metric` (as Prometheus writes it, labels included; absent counts as
+    /// 0) satisfies every test given. See `runner/metrics.rs`.
+    ExpectMetrics {
+        host: String,
+        address: Option<std::net::SocketAddr>,
+        metric: String,
+        equals: Option<f64>,
+        at_least: Option<f64>,
+        at_most: Option<f64>,
+        #[serde(default = "default_within")]
+        within: Dur,
+    },
     /// Count the lines of a host's daemon log (default the driver's) that
     /// contain `contains`, until the count satisfies the bounds.
     ExpectLog {
@@ -691,6 +716,7 @@ impl Action {
             | ExpectRejected { .. }
             | ExpectRouterRoute { .. }
             | ExpectStatus { .. }
+            | ExpectMetrics { .. }
             | ExpectLog { .. }
             | ExpectLink { .. }
             | ExpectMarkedLinks { .. } => Measure::Expectation,

@@ -542,6 +542,19 @@ impl Scenario {
                 ));
             }
         }
+        if let Some(h) = s.hosts.iter().find(|h| h.embedded_gobgpd) {
+            if !s.driver.plugin {
+                return Err(anyhow!(
+                    "{file}: host {}: embedded_gobgpd needs [driver] plugin = true",
+                    h.name
+                ));
+            }
+        }
+        if s.driver.plugin && s.engines.iter().any(|e| e != "dockerd") {
+            return Err(anyhow!(
+                "{file}: [driver] plugin = true needs engines = [\"dockerd\"]: only dockerd runs managed plugins"
+            ));
+        }
         for (i, t) in raw.steps.iter().enumerate() {
             let line = line_of(src, t.span().start);
             let mut table = t.get_ref().clone();
@@ -851,6 +864,21 @@ impl Scenario {
                 }
                 Ok(())
             }
+            Action::ExpectMetrics {
+                host,
+                metric,
+                equals,
+                at_least,
+                at_most,
+                ..
+            } => {
+                self.check_host(host)?;
+                crate::runner::metrics::parse_series(metric)?;
+                if equals.is_none() && at_least.is_none() && at_most.is_none() {
+                    return Err("give equals, at_least or at_most".into());
+                }
+                Ok(())
+            }
             Action::ExpectLog {
                 host,
                 daemon,
@@ -922,6 +950,13 @@ impl Scenario {
                 }
                 Ok(())
             }
+            Action::Kill {
+                daemon: DaemonKind::Driver,
+                ..
+            } if self.driver.plugin => Err(
+                "the driver runs as a Docker plugin here: restart, stop or start it (docker plugin disable/enable); kill is not supported"
+                    .into(),
+            ),
             Action::Kill { host, daemon }
             | Action::StopDaemon { host, daemon }
             | Action::StartDaemon { host, daemon }
@@ -931,6 +966,13 @@ impl Scenario {
                     && self.host(host).map(|h| h.role) == Some(Role::Reflector)
                 {
                     return Err(format!("host {host} is a reflector and runs no {daemon:?}"));
+                }
+                if *daemon == DaemonKind::Gobgpd
+                    && self.host(host).is_some_and(|h| h.embedded_gobgpd)
+                {
+                    return Err(format!(
+                        "host {host}'s gobgpd runs inside the plugin: control the driver instead"
+                    ));
                 }
                 if *daemon == DaemonKind::Dockerd && !self.engines.iter().any(|e| e == "dockerd") {
                     return Err(
@@ -1094,6 +1136,31 @@ within = "5s"
         assert!(
             matches!(s.steps[1].action, Action::ExpectReachable { within: Dur(d), .. } if d.as_secs() == 5)
         );
+    }
+
+    #[test]
+    fn plugin_mode_needs_dockerd_and_has_no_kill() {
+        let on = |engines: &str, extra: &str| {
+            let src = format!(
+                "engines = {engines}\n{}",
+                GOOD.replacen("[[hosts]]", "[driver]\nplugin = true\n\n[[hosts]]", 1)
+                    .replace("name = \"h2\"", "name = \"h2\"\nembedded_gobgpd = true")
+            );
+            parse(&format!("{src}{extra}"))
+        };
+        let e = on("[\"emulator\"]", "").unwrap_err().to_string();
+        assert!(e.contains("plugin = true needs engines"), "{e}");
+        assert!(on("[\"dockerd\"]", "").is_ok());
+        let kill = "\n[[steps]]\ndo = \"kill\"\nhost = \"h1\"\ndaemon = \"driver\"\n";
+        let e = on("[\"dockerd\"]", kill).unwrap_err().to_string();
+        assert!(e.contains("kill is not supported"), "{e}");
+        let gobgpd = kill.replace("\"driver\"", "\"gobgpd\"").replace("h1", "h2");
+        let e = on("[\"dockerd\"]", &gobgpd).unwrap_err().to_string();
+        assert!(e.contains("runs inside the plugin"), "{e}");
+        let e = parse(&GOOD.replace("name = \"h2\"", "name = \"h2\"\nembedded_gobgpd = true"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("embedded_gobgpd needs [driver] plugin"), "{e}");
     }
 
     #[test]

@@ -1,0 +1,234 @@
+//! The driver as a managed (v2) Docker plugin, for scenarios with
+//! `[driver] plugin = true` (dockerd engine only).
+//!
+//! The plugin folder is built once per run by `plugin/build.sh` from the
+//! driver binary under test; then each host's dockerd installs it the way
+//! the README tells operators to: `docker plugin create`, `docker plugin
+//! set` with the settings that stand for the host's driver flags, `docker
+//! plugin enable`. The host's gobgpd stays the harness's own, reached
+//! through the plugin's `host-run` mount; restarts of "the driver" are
+//! `docker plugin disable` and `enable`.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Context, Result};
+
+use crate::util::{eventually, run_output};
+use crate::world::World;
+
+/// The plugin's name as `docker plugin create` gets it; networks use it
+/// with `-d`.
+pub const NAME: &str = "ipvlan-bgp:latest";
+/// Where the plugin sees the folder set as `host-run.source` (config.json).
+const HOST_RUN: &str = "/host/run";
+const BUILD_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// The repository's `plugin/` folder (config.json, entrypoint, build.sh).
+fn source_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../plugin")
+}
+
+/// Builds the plugin folder for this run (once) and answers its path.
+pub fn folder(w: &World) -> Result<PathBuf> {
+    let out = w.dir.join("plugin");
+    if out.join("config.json").exists() {
+        return Ok(out);
+    }
+    let script = source_dir().join("build.sh");
+    let args = [
+        "--driver".to_string(),
+        w.opts.driver_bin.display().to_string(),
+        "--out".into(),
+        out.display().to_string(),
+    ];
+    let o = run_output(&script.display().to_string(), &args, BUILD_TIMEOUT)?;
+    if !o.status.success() {
+        bail!(
+            "{} failed: {}",
+            script.display(),
+            String::from_utf8_lossy(&o.stderr).trim()
+        );
+    }
+    Ok(out)
+}
+
+/// `docker plugin set` arguments (`KEY=VALUE`) that stand for host `i`'s
+/// driver flags: the ones with a setting of their own map to it, the rest
+/// go to `EXTRA_ARGS`.
+pub fn settings(w: &World, i: usize) -> Result<Vec<String>> {
+    let h = &w.hosts[i];
+    let out = settings_for(&w.driver_args(i), &h.dir, h.def.embedded_gobgpd)?;
+    if let Some(dir) = out.iter().find_map(|s| s.strip_prefix("state.source=")) {
+        std::fs::create_dir_all(dir).with_context(|| format!("create {dir}"))?;
+    }
+    Ok(out)
+}
+
+/// The mapping behind [`settings`]: `host_dir` holds the host's gobgpd
+/// socket (mounted as `host-run`), `embedded` asks for gobgpd in the plugin.
+fn settings_for(args: &[String], host_dir: &Path, embedded: bool) -> Result<Vec<String>> {
+    let mut out = Vec::new();
+    let mut extra: Vec<String> = Vec::new();
+    let mut peers: Vec<String> = Vec::new();
+    let mut it = args.iter();
+    while let Some(flag) = it.next() {
+        let mut value = || {
+            it.next()
+                .cloned()
+                .ok_or_else(|| anyhow!("driver flag {flag} has no value"))
+        };
+        match flag.as_str() {
+            // dockerd gives the plugin its socket.
+            "--socket" => drop(value()?),
+            "--state-dir" => out.push(format!("state.source={}", value()?)),
+            "--parent" => out.push(format!("PARENT={}", value()?)),
+            "--asn" => out.push(format!("ASN={}", value()?)),
+            "--router-id" => out.push(format!("ROUTER_ID={}", value()?)),
+            "--peer" => peers.push(value()?),
+            "--log-level" => out.push(format!("LOG_LEVEL={}", value()?)),
+            "--gobgp" if embedded => {
+                drop(value()?);
+                out.push("GOBGP=embedded".into());
+            }
+            "--gobgp" => {
+                let v = value()?;
+                let gobgp = match v.strip_prefix("unix://").map(Path::new) {
+                    Some(sock) if sock.parent() == Some(host_dir) => {
+                        out.push(format!("host-run.source={}", host_dir.display()));
+                        let name = sock
+                            .file_name()
+                            .ok_or_else(|| anyhow!("--gobgp {v}: no file name"))?;
+                        format!("unix://{HOST_RUN}/{}", name.to_string_lossy())
+                    }
+                    Some(_) => bail!("--gobgp {v}: the plugin sees only the host's run folder"),
+                    None => v,
+                };
+                out.push(format!("GOBGP={gobgp}"));
+            }
+            other => extra.push(other.to_string()),
+        }
+    }
+    if let Some(bad) = extra
+        .iter()
+        .chain(&peers)
+        .find(|a| a.chars().any(char::is_whitespace))
+    {
+        bail!("driver argument {bad:?} has white space: EXTRA_ARGS and PEERS split on it");
+    }
+    if !peers.is_empty() {
+        out.push(format!("PEERS={}", peers.join(" ")));
+    }
+    if !extra.is_empty() {
+        out.push(format!("EXTRA_ARGS={}", extra.join(" ")));
+    }
+    Ok(out)
+}
+
+/// Waits until host `i`'s plugin answers Activate on its socket.
+pub fn await_ready(w: &World, i: usize) -> Result<()> {
+    eventually(
+        w.opts.scale(Duration::from_secs(30)),
+        Duration::from_millis(50),
+        || w.driver_ready(i).map_err(|e| format!("{e:#}")),
+    )
+    .map_err(|e| {
+        anyhow!(
+            "the {NAME} plugin on {} did not answer: {e}",
+            w.hosts[i].def.name
+        )
+    })?;
+    Ok(())
+}
+
+/// For a host whose plugin embeds gobgpd: links `gobgpd.sock` in the host's
+/// folder (where the harness's client and the `gobgp` CLI look) to the API
+/// socket the plugin makes beside its own, and waits until gobgpd answers.
+pub fn link_embedded_gobgpd(w: &World, i: usize) -> Result<()> {
+    let h = &w.hosts[i];
+    let link = h.gobgp_api();
+    eventually(
+        w.opts.scale(Duration::from_secs(30)),
+        Duration::from_millis(50),
+        || {
+            let sock = std::fs::read_dir(h.plugin_dir())
+                .map_err(|e| e.to_string())?
+                .flatten()
+                .map(|e| e.path().join("gobgpd.sock"))
+                .find(|p| p.exists())
+                .ok_or("no gobgpd.sock in the plugin's folder yet")?;
+            if std::fs::read_link(&link).ok().as_ref() != Some(&sock) {
+                let _ = std::fs::remove_file(&link);
+                std::os::unix::fs::symlink(&sock, &link).map_err(|e| e.to_string())?;
+            }
+            w.gobgpd_ready(i).map_err(|e| format!("{e:#}"))
+        },
+    )
+    .map_err(|e| {
+        anyhow!(
+            "the gobgpd inside {}'s plugin did not answer: {e}",
+            h.def.name
+        )
+    })?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(a: &[&str]) -> Vec<String> {
+        a.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn flags_become_settings_and_the_rest_extra_args() {
+        let a = args(&[
+            "--socket",
+            "/h/plugins/ipvlan-bgp.sock",
+            "--state-dir",
+            "/h/state",
+            "--parent",
+            "eth1",
+            "--gobgp",
+            "unix:///h/gobgpd.sock",
+            "--asn",
+            "65000",
+            "--peer",
+            "192.0.2.2:65000,hold=9",
+            "--peer",
+            "192.0.2.3:65000",
+            "--accept-pool",
+            "10.1.0.0/16",
+        ]);
+        let s = settings_for(&a, Path::new("/h"), false).unwrap();
+        assert_eq!(
+            s,
+            args(&[
+                "state.source=/h/state",
+                "PARENT=eth1",
+                "host-run.source=/h",
+                "GOBGP=unix:///host/run/gobgpd.sock",
+                "ASN=65000",
+                "PEERS=192.0.2.2:65000,hold=9 192.0.2.3:65000",
+                "EXTRA_ARGS=--accept-pool 10.1.0.0/16",
+            ])
+        );
+    }
+
+    #[test]
+    fn embedded_gobgpd_and_refusals() {
+        let a = args(&["--gobgp", "unix:///h/gobgpd.sock", "--asn", "65000"]);
+        let s = settings_for(&a, Path::new("/h"), true).unwrap();
+        assert_eq!(s, args(&["GOBGP=embedded", "ASN=65000"]));
+        // A socket the plugin cannot see, a value that would split, a flag without value.
+        assert!(settings_for(
+            &args(&["--gobgp", "unix:///elsewhere/x.sock"]),
+            Path::new("/h"),
+            false
+        )
+        .is_err());
+        assert!(settings_for(&args(&["--community", "a b"]), Path::new("/h"), false).is_err());
+        assert!(settings_for(&args(&["--parent"]), Path::new("/h"), false).is_err());
+    }
+}
