@@ -216,10 +216,16 @@ const ACCEPT_RULES: &[Rule] = &[
             })
         },
     ),
-    ("the next hop is of the prefix's family", |c, _| {
-        c.next_hop
-            .is_some_and(|nh| nh.is_ipv4() == c.prefix.addr().is_ipv4())
-    }),
+    (
+        "the next hop is of the prefix's family, never IPv4-mapped",
+        |c, _| {
+            c.next_hop.is_some_and(|nh| {
+                let mapped =
+                    matches!(nh, IpAddr::V6(a) if a.segments()[..6] == [0, 0, 0, 0, 0, 0xffff]);
+                nh.is_ipv4() == c.prefix.addr().is_ipv4() && !mapped
+            })
+        },
+    ),
     ("the next hop is never link-local", |c, _| {
         c.next_hop.is_some_and(|nh| match nh {
             IpAddr::V6(a) => a.segments()[0] & 0xffc0 != 0xfe80,

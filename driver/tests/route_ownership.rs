@@ -366,3 +366,71 @@ fn ipv6_static_routes_are_never_replaced_and_flushed_routes_come_back() {
     assert!(k.routes(Family::V6, Some(73)).expect("dump").is_empty());
     // (the link flaps flushed the statics; they are the operator's to re-add)
 }
+
+/// Not a check, a figure: how long the installer takes for N IPv4 and N
+/// IPv6 routes on this kernel (`cargo test --test route_ownership -- --ignored
+/// --nocapture`; N from `ROUTES`, default 20,000).
+#[test]
+#[ignore]
+fn install_time_ipv4_beside_ipv6() {
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("needs root; skipped");
+        return;
+    }
+    let count: u32 = std::env::var("ROUTES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20_000);
+    let ns = Ns(format!("ibrt-{}", std::process::id()));
+    let st = Command::new("ip")
+        .args(["netns", "add", &ns.0])
+        .status()
+        .expect("ip netns add");
+    assert!(st.success());
+    let ns_ = ns.0.as_str();
+    ip(ns_, "link add dxr0 type veth peer name dxr1");
+    ip(ns_, "addr add 192.0.2.1/24 dev dxr0");
+    ip(ns_, "addr add 2001:db8:1::1/64 dev dxr0 nodad");
+    ip(ns_, "link set dxr0 up");
+    ip(ns_, "link set dxr1 up");
+    let path = PathBuf::from(format!("/run/netns/{ns_}"));
+    let mut k = Kernel::open_in_netns(&path).expect("netlink");
+    let oif = k.link("dxr0").expect("get").expect("dxr0").index;
+    let (h, _thread, _) = Installer::start_with(
+        Kernel::open_in_netns(&path).expect("netlink"),
+        None,
+        73,
+        Arc::new(Metrics::default()),
+    )
+    .expect("installer");
+    for (family, via) in [(Family::V4, "192.0.2.2"), (Family::V6, "2001:db8:1::2")] {
+        let routes: Vec<Change> = (0..count)
+            .map(|i| {
+                let dst: IpNet = match family {
+                    Family::V4 => IpNet::new(std::net::Ipv4Addr::from(0x0a00_0000 + i).into(), 32),
+                    Family::V6 => IpNet::new(
+                        std::net::Ipv6Addr::from((0xfd00u128 << 112) + u128::from(i)).into(),
+                        128,
+                    ),
+                }
+                .expect("prefix");
+                Change::Set(Route {
+                    dst,
+                    via: via.parse().ok(),
+                    oif: Some(oif),
+                    protocol: 73,
+                })
+            })
+            .collect();
+        let t = Instant::now();
+        h.send(routes);
+        h.flush_blocking();
+        let took = t.elapsed();
+        let n = k.routes(family, Some(73)).expect("dump").len();
+        assert_eq!(n, count as usize);
+        eprintln!(
+            "{family:?}: {count} routes installed in {took:?} ({:.0}/s)",
+            f64::from(count) / took.as_secs_f64()
+        );
+    }
+}

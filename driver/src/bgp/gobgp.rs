@@ -4,7 +4,8 @@
 //! our prefixes. Out: a connected `GobgpApiClient`, `Path` messages for
 //! AddPath/DeletePath, and learned paths decoded into [`LearnedPath`]. The
 //! attribute encoding (NLRI and attributes packed in `google.protobuf.Any`
-//! with `type.googleapis.com/apipb.<Message>` URLs) lives only here.
+//! with `type.googleapis.com/apipb.<Message>` URLs) lives only here, for
+//! IPv4 unicast (NEXT_HOP) and IPv6 unicast (MP_REACH_NLRI) alike.
 //!
 //! Nothing here waits on gobgpd without a bound: [`deadline`] limits a unary
 //! call or the opening of a stream, [`next_within`] limits the wait for each

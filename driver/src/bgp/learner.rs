@@ -891,6 +891,42 @@ mod tests {
         assert!(l.expire(t0 + Duration::from_secs(60)).is_empty());
     }
 
+    /// A restart with IPv6 routes in the kernel: the confirmed one stays
+    /// without a gap, the one gobgpd no longer holds goes after the stale
+    /// time, the one the policy refuses (link-local next hop) goes at once.
+    #[test]
+    fn adopted_ipv6_routes_are_kept_confirmed_or_expired() {
+        let mut l = learner();
+        let mut i = inputs();
+        i.pools.push(n("fd00:1::/32"));
+        i.parents[0].nets.push(n("2001:db8:f::/64"));
+        i.connected.push(n("2001:db8:f::/64"));
+        let _ = l.set_inputs(i);
+        let t0 = Instant::now();
+        let r = |dst: &str, via: &str| Route {
+            dst: n(dst),
+            via: via.parse().ok(),
+            oif: Some(3),
+            protocol: 73,
+        };
+        let kept = r("fd00:1:2::5/128", "2001:db8:f::2");
+        let gone = r("fd00:1:2::6/128", "2001:db8:f::2");
+        let refused = r("fd00:1:2::7/128", "fe80::2");
+        assert_eq!(
+            l.adopt(&[kept, gone, refused], t0),
+            vec![Change::Remove(refused.dst)]
+        );
+        assert!(l
+            .snapshot(vec![path("fd00:1:2::5/128", "2001:db8:f::2", false)], t0)
+            .is_empty());
+        assert!(l.expire(t0 + Duration::from_secs(5)).is_empty());
+        assert_eq!(
+            l.expire(t0 + Duration::from_secs(11)),
+            vec![Change::Remove(gone.dst)]
+        );
+        assert!(l.is_desired(&kept.dst));
+    }
+
     #[test]
     fn adopted_routes_the_policy_refuses_are_removed() {
         let mut l = learner();

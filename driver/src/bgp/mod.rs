@@ -12,6 +12,11 @@
 //! installed (stale) while gobgpd is away. The driver keeps serving Docker
 //! whatever gobgpd does.
 //!
+//! Both address families, the same way: IPv4 and IPv6 unicast are announced
+//! (each prefix with a next hop of its own family: `--next-hop`, else the
+//! parent's IPv4 address or first global IPv6 address), read from gobgpd's
+//! RIB, watched, decided and installed.
+//!
 //! Nothing waits on gobgpd without a bound: every call has a deadline
 //! (`--gobgp-timeout`), list streams a per-message one, and the channel's
 //! HTTP/2 keepalives break the event stream of a frozen gobgpd within ~5 s.
@@ -907,6 +912,65 @@ mod tests {
 
     fn n(s: &str) -> IpNet {
         s.parse().unwrap()
+    }
+
+    fn cfg(next_hops: &[&str]) -> BgpConfig {
+        BgpConfig {
+            gobgp: GobgpAddr::Unix("/run/gobgpd.sock".into()),
+            call_timeout: Duration::from_secs(5),
+            speaker: SpeakerConfig::default(),
+            next_hops: next_hops.iter().map(|a| a.parse().unwrap()).collect(),
+            communities: Vec::new(),
+            protocol: 73,
+            accept_pools: Vec::new(),
+            max_learned: 100,
+            stale_time: Duration::from_secs(60),
+            default_parent: None,
+        }
+    }
+
+    /// Each prefix gets a next hop of its own family: `--next-hop` of that
+    /// family, else the parent's address; for IPv6 a global one, never the
+    /// link-local one (nothing is announced for IPv6 without a global one).
+    #[test]
+    fn announcements_take_a_next_hop_of_their_family() {
+        let view = View {
+            announcements: [
+                (n("10.1.1.2/32"), "eth1".to_string()),
+                (n("fd00:1:1::2/128"), "eth1".to_string()),
+                (n("fd00:1:2::/64"), "eth1".to_string()),
+            ]
+            .into(),
+            ..View::default()
+        };
+        let host = |nets: &[&str]| HostInfo {
+            links: vec![(7, "eth1".into(), nets.iter().map(|s| n(s)).collect())],
+            default_gateways: BTreeSet::new(),
+        };
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        let dual = host(&["fe80::1/64", "192.0.2.1/24", "2001:db8:f::1/64"]);
+        let w = wanted_announcements(&view, &dual, &cfg(&[]), &mut BTreeSet::new());
+        assert_eq!(w[&n("10.1.1.2/32")], ip("192.0.2.1"));
+        assert_eq!(w[&n("fd00:1:1::2/128")], ip("2001:db8:f::1"));
+        assert_eq!(w[&n("fd00:1:2::/64")], ip("2001:db8:f::1"));
+        // Only a link-local IPv6 address: IPv4 is announced, IPv6 is not.
+        let v4_only = host(&["fe80::1/64", "192.0.2.1/24"]);
+        let mut warned = BTreeSet::new();
+        let w = wanted_announcements(&view, &v4_only, &cfg(&[]), &mut warned);
+        assert_eq!(w.keys().copied().collect::<Vec<_>>(), [n("10.1.1.2/32")]);
+        assert_eq!(warned.len(), 1, "one warning per parent and family");
+        // `--next-hop` of one family replaces the parent's address of that family only.
+        let w = wanted_announcements(&view, &v4_only, &cfg(&["2001:db8::7"]), &mut warned);
+        assert_eq!(w[&n("10.1.1.2/32")], ip("192.0.2.1"));
+        assert_eq!(w[&n("fd00:1:1::2/128")], ip("2001:db8::7"));
+        let w = wanted_announcements(
+            &view,
+            &dual,
+            &cfg(&["198.51.100.1", "2001:db8::7"]),
+            &mut warned,
+        );
+        assert_eq!(w[&n("10.1.1.2/32")], ip("198.51.100.1"));
+        assert_eq!(w[&n("fd00:1:2::/64")], ip("2001:db8::7"));
     }
 
     #[test]

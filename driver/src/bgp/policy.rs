@@ -144,7 +144,7 @@ impl Reject {
                 "the only next hop is link-local: gobgpd does not say on which interface it was learned; have the peer send a global IPv6 next hop"
             }
             Reject::NextHopFamily => {
-                "the next hop is not of the prefix's address family (IPv4 over an IPv6 next hop is not supported)"
+                "the next hop is not of the prefix's address family (or is IPv4-mapped, ::ffff:a.b.c.d, as peers set it over an IPv4 session); run the session over IPv6 or keep the next hop unchanged"
             }
             Reject::CoversNeighbor => {
                 "the prefix covers a BGP neighbour's address (it would cut the session)"
@@ -257,7 +257,11 @@ pub fn decide(
     if nh.is_unspecified() {
         return Err(Reject::NoNextHop);
     }
-    if nh.is_ipv4() != matches!(prefix, IpNet::V4(_)) {
+    // An IPv4-mapped next hop (`::ffff:192.0.2.2`: what a peer sets for an
+    // IPv6 prefix when it rewrites the next hop over an IPv4 session) is an
+    // IPv4 next hop in disguise.
+    let mapped = matches!(nh, IpAddr::V6(a) if a.to_ipv4_mapped().is_some());
+    if mapped || nh.is_ipv4() != matches!(prefix, IpNet::V4(_)) {
         return Err(Reject::NextHopFamily);
     }
     if inputs.own_addresses.contains(&nh) {
@@ -386,6 +390,7 @@ mod tests {
     #[case("fd00:1:3::1/128", "fe80::2", Err(Reject::NextHopLinkLocal))]
     #[case("fd00:1:3::1/128", "fe80::1", Err(Reject::NextHopIsSelf))]
     #[case("fd00:1:3::1/128", "192.0.2.2", Err(Reject::NextHopFamily))]
+    #[case("fd00:1:3::1/128", "::ffff:192.0.2.2", Err(Reject::NextHopFamily))]
     #[case("10.1.3.1/32", "2001:db8:f::2", Err(Reject::NextHopFamily))]
     #[case("fd00:1:3::1/128", "::", Err(Reject::NoNextHop))]
     #[case("fd00:1:7::1/128", "2001:db8:f::2", Err(Reject::CoversNeighbor))]

@@ -6,7 +6,8 @@
 //! thread of its own. Why links: `ip link set PARENT down` flushes the IPv4
 //! routes through it *without* an RTM_DELROUTE (facts/host.md), so the only
 //! sign is the link's state; a change of IFF_UP/IFF_RUNNING or a link
-//! deletion is reported. Route events (a route deleted or added by hand) are
+//! deletion is reported. (IPv6 routes through it do get an RTM_DELROUTE
+//! each; the link event covers both.) Route events (a route deleted or added by hand) are
 //! reported as hints; the installer confirms with a dump. A lost notification
 //! (ENOBUFS) is reported as [`KernelEvent::Overrun`].
 

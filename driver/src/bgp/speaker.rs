@@ -143,7 +143,12 @@ pub async fn configure(
         .global
         .unwrap_or_default();
     if global.asn == 0 {
-        let router_id = cfg.router_id.clone().unwrap_or_default();
+        // An IPv6-only host has no IPv4 address to take the router ID from.
+        let router_id = cfg.router_id.clone().ok_or_else(|| {
+            tonic::Status::failed_precondition(
+                "no BGP router ID: this host has no IPv4 address to take it from; set --router-id (an IPv4-formatted number unique in the fabric)",
+            )
+        })?;
         deadline(
             "StartBgp",
             limit,
