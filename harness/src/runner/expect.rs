@@ -379,8 +379,9 @@ impl Runner<'_> {
                 originator,
                 cluster_list,
                 within,
+                family,
             } => {
-                let prefix = self.prefix_of(prefix)?;
+                let prefix = self.prefix_of_family(prefix, *family)?;
                 let originator = originator
                     .as_deref()
                     .map(|v| self.resolve_addr(host, v))

@@ -459,6 +459,8 @@ pub enum Action {
         cluster_list: Option<Vec<String>>,
         #[serde(default = "default_within")]
         within: Dur,
+        /// With a container's name: its /32 (`ipv4`, default) or its /128.
+        family: Option<Family>,
     },
     /// The host's driver has rejected at least one learned route for `reason`.
     ExpectRejected {
