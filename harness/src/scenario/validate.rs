@@ -363,6 +363,9 @@ impl Scenario {
                 s.shared_address(&r.name, n).ok_or_else(|| {
                     at(off, format!("router {}: neighbour {n:?} is not a host or router on one of its segments", r.name))
                 })?;
+                s.shared_address_of(&r.name, n, s.bgp.transport).ok_or_else(|| {
+                    at(off, format!("router {}: neighbour {n:?} has no IPv6 address on a segment they share, and [bgp] transport = \"ipv6\" (give links6)", r.name))
+                })?;
             }
             for c in &r.rr_clients {
                 if !r.neighbors.contains(c) {
@@ -1414,5 +1417,16 @@ next_hop = "fd00:2::1"
             .unwrap_err()
             .to_string();
         assert!(m.contains("give subnets or subnets6"), "{m}");
+        let router = "[[routers]]\nname = \"r\"\nkind = \"bird\"\nasn = 65100\nlinks = { underlay = \"192.0.2.200/24\" }\nneighbors = [\"h1\"]\n";
+        let m = parse(&format!("{DUAL}{router}")).unwrap_err().to_string();
+        assert!(
+            m.contains("router r: neighbour \"h1\" has no IPv6 address"),
+            "{m}"
+        );
+        let ok = router.replace(
+            "neighbors",
+            "links6 = { underlay = \"fd00:2::c8/64\" }\nneighbors",
+        );
+        parse(&format!("{DUAL}{ok}")).unwrap();
     }
 }
