@@ -692,7 +692,8 @@ impl World {
                     &["global", "rib", "-a", "ipv6"][..],
                 ] {
                     // A flooded RIB is too long to print (and slow to list).
-                    if args.len() != 3 && !small_rib {
+                    let full_rib = args.starts_with(&["global", "rib"]) && args[2..] != ["summary"];
+                    if full_rib && !small_rib {
                         continue;
                     }
                     out.push_str(&format!("$ gobgp {}\n", args.join(" ")));
@@ -800,14 +801,15 @@ fn build_host(
         .unwrap_or_else(|| s.segments[0].name.clone());
     wire(&ns, UNDERLAY_IF, switch, &port, &seg)
         .with_context(|| format!("wire host {} to segment {seg}", def.name))?;
-    // IPv6 forwarding (a host routes its containers' IPv6 as it does IPv4)
-    // before any address: the sysctl resets the interfaces' IPv6 settings.
+    // IPv6 forwarding stays off, as on a host that configures itself by
+    // SLAAC: the driver enables it where it needs it (force_forwarding on
+    // the shim and the parent); a scenario on an older kernel sets it with
+    // a `run` step, as the README tells operators to.
     for (k, v) in [
         ("net.ipv4.ip_forward", "1"),
         ("net.ipv4.conf.all.rp_filter", "0"),
         ("net.ipv4.conf.default.rp_filter", "0"),
         ("net.ipv4.conf.eth1.rp_filter", "0"),
-        ("net.ipv6.conf.all.forwarding", "1"),
     ] {
         ns.sysctl(k, v)?;
     }
