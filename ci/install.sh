@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs everything the demo and the tests need on a fresh Debian/Ubuntu
-# machine (as root): gobgpd (and its gobgp CLI), iproute2, FRR, BIRD.
+# machine (as root): gobgpd (and its gobgp CLI), iproute2, FRR, BIRD,
+# Chromium (the HTML report's test renders a page in it).
 # Idempotent: skips apt when every package is already there.
 set -euo pipefail
 
@@ -10,6 +11,14 @@ packages=(gobgpd iproute2 util-linux iputils-ping busybox-static frr bird2 kmod 
 # conflict with; the harness only needs a dockerd binary of 20.10 or later).
 if ! command -v dockerd >/dev/null 2>&1; then
   packages+=(docker.io)
+fi
+# Headless Chromium: Debian's chromium, unless a Chromium or Chrome is
+# already there (GitHub's Ubuntu images ship Google Chrome; Ubuntu's chromium
+# package is only a snap wrapper).
+if ! command -v chromium >/dev/null 2>&1 && ! command -v chromium-browser >/dev/null 2>&1 \
+  && ! command -v google-chrome >/dev/null 2>&1; then
+  # (--no-install-recommends below: name a font, or the pages render without text.)
+  packages+=(chromium fonts-liberation)
 fi
 
 missing=()

@@ -26,11 +26,13 @@ if [ "${#ipvlan_scenarios[@]}" -eq 0 ]; then
   echo "ci/test.sh: harness list --requires ipvlan --engine emulator found no scenario" >&2
   exit 1
 fi
-target/debug/harness run --vm --json target/vm-reports --junit target/vm-junit.xml "${ipvlan_scenarios[@]}"
+# Each run's HTML page (index.html + one per scenario) goes next to its JSON.
+target/debug/harness run --vm --json target/vm-reports --html target/vm-reports \
+  --junit target/vm-junit.xml "${ipvlan_scenarios[@]}"
 # ipvlan L3 (the default data plane) with real dockerd, in the VM as well.
 mapfile -t ipvlan_dockerd < <(target/debug/harness list --requires ipvlan --engine dockerd)
 target/debug/harness run --vm --engine dockerd --json target/vm-reports-dockerd \
-  --junit target/vm-junit-dockerd.xml "${ipvlan_dockerd[@]}"
+  --html target/vm-reports-dockerd --junit target/vm-junit-dockerd.xml "${ipvlan_dockerd[@]}"
 
 # The driver's privileged tests against a kernel with ipvlan (and 802.1Q):
 # the same test binary, run in the VM.

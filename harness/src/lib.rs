@@ -6,7 +6,7 @@
 //! scenario.toml ─► scenario (parse, validate) ─► runner ─► world (namespaces, switch, daemons)
 //!                                                   ├─► engine (emulated dockerd) ─► driver socket
 //!                                                   ├─► probe (ICMP/TCP from inside namespaces)
-//!                                                   └─► report (JSON), diagnostics on failure
+//!                                                   └─► report (JSON; html: the page), diagnostics on failure
 //! world ─► routers (FRR, BIRD) ─┬─► configs (gobgpd, FRR and BIRD files, side by side)
 //!   │                           └─► daemon (start, stop, kill, freeze; logs, pids)
 //!   └────────────────────────────► daemon, configs     (no two modules import each other)
@@ -20,6 +20,7 @@ pub mod configs;
 pub mod daemon;
 pub mod dockerd;
 pub mod engine;
+pub mod html;
 pub mod links;
 pub mod netns;
 pub mod plugin;

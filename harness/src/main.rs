@@ -27,6 +27,10 @@ enum Cmd {
         /// Write a JSON report: a file for one scenario, else a directory with one file each.
         #[arg(long)]
         json: Option<PathBuf>,
+        /// Write a self-contained HTML page (topology, steps, reachability grids, timeline,
+        /// diagnostics): a file for one scenario (OUT.html), else a directory with index.html.
+        #[arg(long, value_name = "OUT")]
+        html: Option<PathBuf>,
         /// After a failure, keep the topology up and print how to enter each host.
         #[arg(long)]
         keep: bool,
@@ -296,6 +300,7 @@ fn main() -> ExitCode {
         Cmd::Run {
             files,
             json,
+            html,
             keep,
             engine,
             vm,
@@ -308,6 +313,7 @@ fn main() -> ExitCode {
         } => {
             let outputs = Outputs {
                 json: json.as_deref(),
+                html: html.as_deref(),
                 junit: junit.as_deref(),
             };
             install_signal_handler();
@@ -390,6 +396,7 @@ fn run_parallel<T: Sync, R: Send>(items: &[T], jobs: usize, f: impl Fn(&T) -> R 
 /// Where `harness run` writes its reports.
 struct Outputs<'a> {
     json: Option<&'a std::path::Path>,
+    html: Option<&'a std::path::Path>,
     junit: Option<&'a std::path::Path>,
 }
 
@@ -471,6 +478,16 @@ fn finish(reports: &[report::Report], bad_files: usize, out: &Outputs) -> ExitCo
         if let Err(e) = report::write_reports(p, reports) {
             eprintln!("harness: {e:#}");
             return ExitCode::FAILURE;
+        }
+    }
+    if let Some(p) = out.html {
+        match harness::html::write_pages(p, reports) {
+            Ok(files) if files.len() == 1 => eprintln!("harness: wrote {}", p.display()),
+            Ok(files) => eprintln!("harness: wrote {} pages in {}", files.len(), p.display()),
+            Err(e) => {
+                eprintln!("harness: {e:#}");
+                return ExitCode::FAILURE;
+            }
         }
     }
     if let Some(p) = out.junit {

@@ -12,6 +12,10 @@ pub struct StepReport {
     pub line: usize,
     pub passed: bool,
     pub elapsed_ms: u64,
+    /// When the step began, in ms from the start of the run (the world is
+    /// built before the first step), for the HTML report's timeline.
+    #[serde(default)]
+    pub started_ms: u64,
     /// For an expectation: time from the end of the last action step before
     /// it (start, stop, kill, link change, restart, ...; the creation of the
     /// networks before the first step) until it first held; an upper bound
@@ -22,6 +26,18 @@ pub struct StepReport {
     pub convergence_ms: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
+    /// For a reachability step (`expect-reachable`, `expect-matrix`): each
+    /// probed pair as its last probe round saw it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reach: Vec<ReachCell>,
+}
+
+/// One probed pair of a reachability step: did `from` reach `to`?
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ReachCell {
+    pub from: String,
+    pub to: String,
+    pub ok: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, Default)]
@@ -233,6 +249,23 @@ mod tests {
             ),
             "{m}"
         );
+    }
+
+    #[test]
+    fn reach_cells_are_kept_and_left_out_when_empty() {
+        let mut s = StepReport::default();
+        assert!(serde_json::to_value(&s).unwrap().get("reach").is_none());
+        s.reach.push(ReachCell {
+            from: "c1".into(),
+            to: "c2".into(),
+            ok: false,
+        });
+        let v = serde_json::to_value(&s).unwrap();
+        assert_eq!(v["reach"][0]["to"], "c2");
+        // A report written before these fields (a VM's, an old run's) still reads.
+        let old: StepReport =
+            serde_json::from_str(r#"{"name":"x","line":1,"passed":true,"elapsed_ms":3}"#).unwrap();
+        assert_eq!((old.started_ms, old.reach.len()), (0, 0));
     }
 
     #[test]

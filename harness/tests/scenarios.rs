@@ -25,6 +25,7 @@ fn scenario_files() -> Vec<PathBuf> {
 /// Runs one file on one engine: passed, ignored with the skip reason, or failed.
 fn run(path: &Path, engine: &str) -> Result<Completion, Failed> {
     let report = harness::run_file(path, engine).map_err(|e| Failed::from(format!("{e:#}")))?;
+    keep_page(path, engine, &report);
     if let Some(reason) = report.skipped {
         // Also on stderr, so the reason shows in CI logs next to the run's progress.
         eprintln!("SKIPPED {} ({engine}): {reason}", report.scenario);
@@ -39,6 +40,21 @@ fn run(path: &Path, engine: &str) -> Result<Completion, Failed> {
             report.error.as_deref().unwrap_or("(no error recorded)")
         )
         .into())
+    }
+}
+
+/// Writes the run's HTML page to `target/scenario-reports/<file>-<engine>.html`
+/// (CI keeps them); a page that cannot be written is only a warning.
+fn keep_page(path: &Path, engine: &str, report: &harness::Report) {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target"));
+    let stem = path.file_stem().unwrap_or_default().to_string_lossy();
+    let out = target
+        .join("scenario-reports")
+        .join(format!("{stem}-{engine}.html"));
+    if let Err(e) = harness::html::write_pages(&out, std::slice::from_ref(report)) {
+        eprintln!("warning: {e:#}");
     }
 }
 

@@ -17,7 +17,7 @@ const MAX_ROUTES: usize = 1 << 17;
 /// times. The arrival of the last route is stamped by a netlink route
 /// subscription in b2's namespace, not by dumping the table in a loop.
 pub fn learned_routes(routes: usize, rounds: usize, opts: &Options) -> Result<BenchResult> {
-    use ipvlan_bgp::bgp::gobgp::{apipb, connect, family_of, GobgpAddr};
+    use ipvlan_bgp::bgp::gobgp::{apipb, connect, families, GobgpAddr};
     if routes == 0 || routes > MAX_ROUTES {
         bail!("--routes must be between 1 and {MAX_ROUTES} (inside 10.28.0.0/15)");
     }
@@ -53,7 +53,7 @@ pub fn learned_routes(routes: usize, rounds: usize, opts: &Options) -> Result<Be
             let mut c = connect(&api, Duration::from_secs(5)).await?;
             c.delete_path(apipb::DeletePathRequest {
                 table_type: apipb::TableType::Global as i32,
-                family: Some(family_of(&pool)),
+                family: Some(families()[0]),
                 ..Default::default()
             })
             .await?;

@@ -143,6 +143,7 @@ impl Runner<'_> {
                     for (i, r) in todo.iter().zip(self.probe(&sub, *probe)?) {
                         ok[*i] = r;
                     }
+                    self.record_reach(&pairs, &ok);
                     let missing: Vec<String> = pairs
                         .iter()
                         .zip(&ok)
@@ -233,6 +234,7 @@ impl Runner<'_> {
                         ok[*i] = r;
                         once[*i] |= r;
                     }
+                    self.record_reach(&pairs, &ok);
                     let missing = unreachable(&ok, &once);
                     if !missing.is_empty() {
                         return Err(format!(
@@ -245,6 +247,7 @@ impl Runner<'_> {
                     // ...then every pair again in one round: a pair that was
                     // reachable once and broke since does not count.
                     ok = self.probe(&pairs, Probe::Icmp)?;
+                    self.record_reach(&pairs, &ok);
                     let lost = unreachable(&ok, &once);
                     if lost.is_empty() {
                         Ok(())

@@ -32,7 +32,7 @@ use crate::check;
 use crate::engine::{ContainerRt, Control, Emulator, Engine, Subnets};
 use crate::links::LinkInfo;
 use crate::probe::{ping_pairs, tcp_pairs, Member, Prober, TcpServers};
-use crate::report::{Report, StepReport};
+use crate::report::{ReachCell, Report, StepReport};
 use crate::scenario::{Action, DaemonKind, Family, Measure, Probe, Scenario};
 use crate::util::{eventually, Dur};
 use crate::world::{Options, World};
@@ -145,6 +145,8 @@ pub fn run(s: &Scenario, opts: &Options, engine: &str) -> Report {
         wave: None,
         note: None,
         watches: HashMap::new(),
+        reach: Vec::new(),
+        started,
     };
     let result = match r.engine.setup(&r.w) {
         Ok(()) => {
@@ -225,6 +227,10 @@ struct Runner<'a> {
     watches: HashMap<String, converged::Watch>,
     /// What the step just played wants in its report's `detail` on success.
     note: Option<String>,
+    /// The step's last probe round (see [`Runner::record_reach`]), for its report.
+    reach: Vec<ReachCell>,
+    /// When the run began, for each step's `started_ms`.
+    started: Instant,
 }
 
 /// One step's worth of container starts or stops.
@@ -272,6 +278,8 @@ impl Runner<'_> {
                 name: step.name.clone(),
                 line: step.line,
                 elapsed_ms: elapsed.as_millis() as u64,
+                started_ms: t.duration_since(self.started).as_millis() as u64,
+                reach: std::mem::take(&mut self.reach),
                 ..StepReport::default()
             };
             match outcome {
@@ -409,6 +417,20 @@ impl Runner<'_> {
             }
         }
         Ok(out)
+    }
+
+    /// Keeps a reachability step's latest probe round (`ok[i]` for
+    /// `pairs[i]`) for the step's report: its grid in the HTML page.
+    fn record_reach(&mut self, pairs: &[(Member, Member)], ok: &[bool]) {
+        self.reach = pairs
+            .iter()
+            .zip(ok)
+            .map(|((a, b), ok)| ReachCell {
+                from: a.label.clone(),
+                to: b.label.clone(),
+                ok: *ok,
+            })
+            .collect();
     }
 
     fn probe(
