@@ -265,7 +265,7 @@ impl Ipam6 {
         let first = u128::from(self.subnet.network()) + 1;
         let last = u128::from(self.subnet.broadcast());
         // Never scan more than a few thousand: a /64 is never full here.
-        for _ in 0..(last - first + 1).min(1 << 16) {
+        for _ in 0..last.saturating_sub(first).saturating_add(1).min(1 << 16) {
             if self.next > last {
                 self.next = first;
             }
