@@ -38,6 +38,19 @@ impl Scenario {
             .map(|(_, addr)| addr)
     }
 
+    /// Whether a network routes IPv6 through a host-side shim (macvlan or
+    /// ipvlan L2 with IPv6 subnets): what needs the host to forward IPv6
+    /// (ipvlan L3/L3S route inside the ipvlan driver and need none).
+    pub fn ipv6_through_shims(&self) -> bool {
+        self.networks.iter().any(|n| {
+            let o = |k: &str| n.options.get(k).map(String::as_str);
+            !n.subnets6.is_empty()
+                && (o("dataplane") == Some("macvlan")
+                    || o("mode") == Some("macvlan")
+                    || o("ipvlan_mode") == Some("l2"))
+        })
+    }
+
     /// The address of `b` of `family` on a segment it shares with `a`.
     pub fn shared_address_of(&self, a: &str, b: &str, family: Family) -> Option<IpNet> {
         let a_segs = self.links_of_family(a, family);
