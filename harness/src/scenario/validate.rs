@@ -1428,5 +1428,12 @@ next_hop = "fd00:2::1"
             "links6 = { underlay = \"fd00:2::c8/64\" }\nneighbors",
         );
         parse(&format!("{DUAL}{ok}")).unwrap();
+        // Only IPv6 through a shim needs the host to forward IPv6.
+        assert!(!s.ipv6_through_shims(), "ipvlan L3 by default");
+        let l2 = DUAL.replace(
+            "name = \"v6only\"\n",
+            "name = \"v6only\"\noptions = { ipvlan_mode = \"l2\" }\n",
+        );
+        assert!(parse(&l2).unwrap().ipv6_through_shims());
     }
 }
