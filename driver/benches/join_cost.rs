@@ -69,6 +69,7 @@ fn endpoint(n: u32) -> EndpointSpec {
         address: Some(Ipv4Net::new(addr, 16).expect("valid")),
         address6: None,
         mac: None,
+        attrs: Default::default(),
     }
 }
 
@@ -126,6 +127,7 @@ impl Host {
             announce: Announce::Endpoint,
             internal: false,
             host_link: false,
+            attrs: Default::default(),
         };
         driver.create_network(spec).expect("network");
         for n in 0..size as u32 {

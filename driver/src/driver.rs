@@ -30,6 +30,7 @@ use crate::kernel::{Kernel, KernelError, LinkKernel, LinkKind};
 use crate::links::{self, Expect};
 use crate::names::{self, Role};
 use crate::network::{check_id, host_route, Announce, EndpointSpec, InvalidRequest, NetworkSpec};
+use crate::route_attrs::RouteAttrs;
 use crate::state::{EndpointRecord, NetworkRecord, Record, State, Store};
 
 /// What the BGP side needs to know about this host's networks.
@@ -43,6 +44,9 @@ pub struct View {
     pub local_endpoints: BTreeSet<IpAddr>,
     /// The parent interfaces in use: learned next hops must be on-link on one of them.
     pub parents: BTreeSet<String>,
+    /// BGP attributes of the announcements that have any (network's merged
+    /// with the endpoint's); most have none, so most prefixes are absent.
+    pub attrs: BTreeMap<IpNet, RouteAttrs>,
 }
 
 impl View {
@@ -64,13 +68,20 @@ impl View {
                 Announce::Subnet => {
                     for subnet in spec.subnets() {
                         v.announcements.insert(subnet, spec.parent.name.clone());
+                        if !spec.attrs.is_empty() {
+                            v.attrs.insert(subnet, spec.attrs.clone());
+                        }
                     }
                 }
                 Announce::Endpoint => {
                     for ep in net.endpoints.values().filter(|e| e.joined) {
+                        let attrs = spec.attrs.merged(&ep.spec.attrs);
                         for addr in ep.spec.addrs() {
                             v.announcements
                                 .insert(host_route(addr), spec.parent.name.clone());
+                            if !attrs.is_empty() {
+                                v.attrs.insert(host_route(addr), attrs.clone());
+                            }
                         }
                     }
                 }
@@ -266,25 +277,30 @@ impl<K: LinkKernel> Driver<K> {
     fn update_view_for(&mut self, addr: IpAddr) -> bool {
         let route = host_route(addr);
         let mut local = false;
-        let mut announced: Option<&String> = None;
+        let mut announced: Option<(&String, RouteAttrs)> = None;
         for net in self.state.networks.values() {
             let spec = &net.spec;
-            let mut joined = false;
+            let mut joined: Option<&RouteAttrs> = None;
             for ep in net.endpoints.values() {
                 if ep.spec.has_addr(addr) {
                     local = true;
-                    joined |= ep.joined;
+                    if ep.joined {
+                        joined = Some(&ep.spec.attrs);
+                    }
                 }
             }
             if spec.internal || self.unavailable.contains_key(&spec.id) {
                 continue;
             }
-            let announces = match spec.announce {
-                Announce::Subnet => spec.subnets().any(|s| s == route),
-                Announce::Endpoint => joined,
+            let attrs = match spec.announce {
+                Announce::Subnet => spec
+                    .subnets()
+                    .any(|s| s == route)
+                    .then(|| spec.attrs.clone()),
+                Announce::Endpoint => joined.map(|ep| spec.attrs.merged(ep)),
             };
-            if announces {
-                announced = Some(&spec.parent.name);
+            if let Some(attrs) = attrs {
+                announced = Some((&spec.parent.name, attrs));
             }
         }
         let mut changed = if local {
@@ -292,14 +308,24 @@ impl<K: LinkKernel> Driver<K> {
         } else {
             self.current.local_endpoints.remove(&addr)
         };
-        match announced {
-            Some(parent) => {
+        let attrs = match announced {
+            Some((parent, attrs)) => {
                 if self.current.announcements.get(&route) != Some(parent) {
                     self.current.announcements.insert(route, parent.clone());
                     changed = true;
                 }
+                attrs
             }
-            None => changed |= self.current.announcements.remove(&route).is_some(),
+            None => {
+                changed |= self.current.announcements.remove(&route).is_some();
+                RouteAttrs::default()
+            }
+        };
+        if attrs.is_empty() {
+            changed |= self.current.attrs.remove(&route).is_some();
+        } else if self.current.attrs.get(&route) != Some(&attrs) {
+            self.current.attrs.insert(route, attrs);
+            changed = true;
         }
         changed
     }
@@ -906,7 +932,7 @@ impl<K: LinkKernel> Driver<K> {
         if let Some(existing) = net.endpoints.get(&spec.id) {
             if existing.spec != spec {
                 return Err(DriverError::Conflict(format!(
-                    "endpoint {} already exists with another address",
+                    "endpoint {} already exists with another address or other options",
                     short(&spec.id)
                 )));
             }
@@ -1172,6 +1198,7 @@ mod tests {
             announce: Announce::Endpoint,
             internal: false,
             host_link: false,
+            attrs: Default::default(),
         };
         for s in subnets.split(',') {
             match s.parse().unwrap() {
@@ -1197,6 +1224,7 @@ mod tests {
             address: None,
             address6: None,
             mac: None,
+            attrs: Default::default(),
         };
         for a in addrs.split(',') {
             match a.parse().unwrap() {
@@ -1711,6 +1739,66 @@ mod tests {
             View::from_state(d.state(), d.unavailable())
         );
         assert!(view2.borrow().local_endpoints.len() == 1);
+    }
+
+    /// BGP attributes reach the view: an endpoint's merged over its
+    /// network's, a subnet announcement with the network's; kept change by
+    /// change as a rebuild would, and the same after a restart (they are in
+    /// the state records).
+    #[test]
+    fn route_attributes_reach_the_view_and_survive_a_restart() {
+        let attrs = |c: &[u32], med: Option<u32>| RouteAttrs {
+            communities: c.to_vec(),
+            med,
+            ..RouteAttrs::default()
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let fk = host();
+        let (mut d, view) = start(dir.path(), &fk);
+        let mut a = net(NET_A, "eth0", "10.1.1.0/24,fd00:1::/64", MACVLAN);
+        a.attrs = attrs(&[1], Some(50));
+        d.create_network(a).unwrap();
+        let mut b = net(NET_B, "eth1", "10.2.0.0/24", MACVLAN);
+        b.announce = Announce::Subnet;
+        b.attrs = attrs(&[2], None);
+        d.create_network(b).unwrap();
+        let mut e1 = ep(EP_1, "10.1.1.2/24,fd00:1::2/64");
+        e1.attrs = attrs(&[3], Some(10));
+        d.create_endpoint(NET_A, e1).unwrap();
+        d.create_endpoint(NET_A, ep(EP_2, "10.1.1.3/24")).unwrap();
+        assert_eq!(
+            view.borrow().attrs.len(),
+            1,
+            "nothing joined: the subnet only"
+        );
+        // Sandboxes that exist, so the restart keeps announcing them.
+        let sandbox = dir.path().to_str().unwrap();
+        d.join(NET_A, EP_1, sandbox).unwrap();
+        d.join(NET_A, EP_2, sandbox).unwrap();
+        let want: BTreeMap<IpNet, RouteAttrs> = [
+            ("10.1.1.2/32", attrs(&[1, 3], Some(10))),
+            ("fd00:1::2/128", attrs(&[1, 3], Some(10))),
+            ("10.1.1.3/32", attrs(&[1], Some(50))),
+            ("10.2.0.0/24", attrs(&[2], None)),
+        ]
+        .into_iter()
+        .map(|(p, a)| (p.parse().unwrap(), a))
+        .collect();
+        assert_eq!(view.borrow().attrs, want);
+        assert_eq!(
+            **view.borrow(),
+            View::from_state(d.state(), d.unavailable())
+        );
+        drop(d);
+        let (d, view2) = start(dir.path(), &fk);
+        assert_eq!(view2.borrow().attrs, want, "after a restart");
+        let mut d = d;
+        d.leave(NET_A, EP_1).unwrap();
+        assert_eq!(view2.borrow().attrs.len(), 2, "left: no attributes");
+        assert_eq!(
+            **view2.borrow(),
+            View::from_state(d.state(), d.unavailable())
+        );
     }
 
     fn addrs_on(fk: &FakeKernel, link: &str) -> Vec<String> {

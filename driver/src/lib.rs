@@ -20,6 +20,7 @@ pub mod metrics;
 pub mod names;
 pub mod netlink;
 pub mod network;
+pub mod route_attrs;
 pub mod state;
 pub mod status;
 

@@ -15,6 +15,7 @@ use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use serde::{Deserialize, Serialize};
 
 use crate::kernel::LinkKind;
+use crate::route_attrs::RouteAttrs;
 
 /// ipvlan's modes. The serde names are part of `state.json`'s format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -129,6 +130,9 @@ pub struct NetworkSpec {
     /// host can reach its own containers (L3 mode isolates them from the parent).
     #[serde(default)]
     pub host_link: bool,
+    /// BGP attributes on what this network announces (`-o bgp_*`).
+    #[serde(default, skip_serializing_if = "RouteAttrs::is_empty")]
+    pub attrs: RouteAttrs,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -276,6 +280,10 @@ pub struct EndpointSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub address6: Option<Ipv6Net>,
     pub mac: Option<[u8; 6]>,
+    /// BGP attributes from the container's `--driver-opt bgp_*`, merged over
+    /// the network's (see [`RouteAttrs::merged`]).
+    #[serde(default, skip_serializing_if = "RouteAttrs::is_empty")]
+    pub attrs: RouteAttrs,
 }
 
 impl EndpointSpec {

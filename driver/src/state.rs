@@ -556,6 +556,7 @@ mod tests {
             announce: Announce::Subnet,
             internal: false,
             host_link: false,
+            attrs: Default::default(),
         };
         let ep = EndpointRecord {
             spec: EndpointSpec {
@@ -563,6 +564,7 @@ mod tests {
                 address: Some("10.1.1.2/24".parse().unwrap()),
                 address6: None,
                 mac: Some([2, 0, 0, 0, 0, 1]),
+                attrs: Default::default(),
             },
             link: "ibebbbbbbbbbbbb".into(),
             joined: true,
@@ -686,6 +688,7 @@ mod tests {
                 address: Some(addr.parse().unwrap()),
                 address6: None,
                 mac: None,
+                attrs: Default::default(),
             },
             link: format!("ibe{}", &id[..12]),
             joined,

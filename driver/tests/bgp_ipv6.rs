@@ -260,6 +260,7 @@ async fn dual_stack_exchange(case: &str, addr_a: &str, addr_b: &str) {
             "10.1.1.5".parse::<IpAddr>().expect("ip"),
         ]),
         parents: BTreeSet::from(["a0".to_string()]),
+        attrs: BTreeMap::new(),
     };
     let (view_tx, view_rx) = tokio::sync::watch::channel(Arc::new(view(true)));
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);

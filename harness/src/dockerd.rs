@@ -547,6 +547,7 @@ impl Engine for Dockerd {
         net: &NetworkDef,
         name: &str,
     ) -> Result<ContainerRt> {
+        let network = network_arg(&net.name, w.container_def(name));
         self.docker(
             host,
             &[
@@ -555,7 +556,7 @@ impl Engine for Dockerd {
                 "--name",
                 name,
                 "--network",
-                &net.name,
+                &network,
                 "--restart",
                 "unless-stopped",
                 IMAGE,
@@ -682,5 +683,49 @@ impl Engine for Dockerd {
             ));
         }
         out
+    }
+}
+
+/// `docker run --network`: the name, or with `--driver-opt`s the long form
+/// `name=N,driver-opt=k=v` (a value with a comma CSV-quoted, as the CLI reads it).
+fn network_arg(net: &str, c: Option<&crate::scenario::ContainerDef>) -> String {
+    let opts = c.map(|c| &c.driver_opts).filter(|o| !o.is_empty());
+    let Some(opts) = opts else {
+        return net.to_string();
+    };
+    let mut out = format!("name={net}");
+    for (k, v) in opts {
+        let field = format!("driver-opt={k}={v}");
+        if field.contains(',') {
+            out.push_str(&format!(",\"{field}\""));
+        } else {
+            out.push_str(&format!(",{field}"));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn driver_opts_take_the_long_network_form() {
+        let mut c = crate::scenario::ContainerDef {
+            name: "c".into(),
+            host: "h1".into(),
+            hosts: None,
+            network: "n".into(),
+            count: None,
+            driver_opts: BTreeMap::new(),
+        };
+        assert_eq!(network_arg("n", Some(&c)), "n");
+        c.driver_opts.insert("bgp_med".into(), "5".into());
+        c.driver_opts
+            .insert("bgp_communities".into(), "65000:1,65000:2".into());
+        assert_eq!(
+            network_arg("n", Some(&c)),
+            r#"name=n,"driver-opt=bgp_communities=65000:1,65000:2",driver-opt=bgp_med=5"#
+        );
     }
 }

@@ -424,6 +424,11 @@ impl World {
     }
 
     /// Whether the driver runs as a managed Docker plugin (`[driver] plugin`).
+    /// A container's definition (after validation: templates expanded).
+    pub fn container_def(&self, name: &str) -> Option<&crate::scenario::ContainerDef> {
+        self.scenario.container(name)
+    }
+
     pub fn driver_is_plugin(&self) -> bool {
         self.scenario.driver.plugin
     }

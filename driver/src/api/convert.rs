@@ -19,6 +19,7 @@ use crate::network::{
     check_id, invalid, parse_mac, Announce, Dataplane, EndpointSpec, InvalidRequest, IpvlanFlag,
     IpvlanMode, MacvlanMode, NetworkSpec, Parent,
 };
+use crate::route_attrs::{self as attrs, RouteAttrs};
 
 /// Options accepted under `-o`, with what they take.
 pub const KNOWN_OPTIONS: &[(&str, &str)] = &[
@@ -153,9 +154,14 @@ pub fn network_spec(
     check_id("network", &req.network_id)?;
     let generic = wire::generic_options(&req.options).map_err(invalid)?;
     for key in generic.keys() {
-        if !KNOWN_OPTIONS.iter().any(|(k, _)| k == key) {
+        if !KNOWN_OPTIONS
+            .iter()
+            .chain(attrs::OPTIONS)
+            .any(|(k, _)| k == key)
+        {
             let known: Vec<String> = KNOWN_OPTIONS
                 .iter()
+                .chain(attrs::OPTIONS)
                 .map(|(k, v)| format!("{k} ({v})"))
                 .collect();
             return Err(invalid(format!(
@@ -262,6 +268,7 @@ pub fn network_spec(
         announce,
         internal: wire::flag_option(&req.options, "com.docker.network.internal"),
         host_link,
+        attrs: RouteAttrs::from_options(&generic)?,
     };
     // A subnet that can never be a container network is refused while
     // parsing, so no spec that holds one exists (found by prop_api).
@@ -427,7 +434,40 @@ pub fn endpoint_spec(
         address,
         address6,
         mac,
+        attrs: RouteAttrs::from_options(&endpoint_driver_opts(&req.options)?)?,
     })
+}
+
+/// A container's `--driver-opt k=v` pairs: dockerd 20.10 passes them as
+/// top-level string keys of CreateEndpoint's `Options`, beside its own
+/// `com.docker.*` keys (recorded in `tests/fixtures/dockerd-endpoint-options.jsonl`).
+/// Unknown keys are refused, as unknown `-o` keys are, so a typo never
+/// passes silently.
+fn endpoint_driver_opts(
+    options: &Option<wire::Options>,
+) -> Result<BTreeMap<String, String>, InvalidRequest> {
+    let mut out = BTreeMap::new();
+    for (k, v) in options.iter().flatten() {
+        if k.starts_with("com.docker.") || k.starts_with("io.docker.") {
+            continue;
+        }
+        if !attrs::OPTIONS.iter().any(|(known, _)| known == k) {
+            let known: Vec<&str> = attrs::OPTIONS.iter().map(|(k, _)| *k).collect();
+            return Err(invalid(format!(
+                "unknown driver option {k:?} for a container; this driver knows: {}",
+                known.join(", ")
+            )));
+        }
+        match v {
+            serde_json::Value::String(s) => out.insert(k.clone(), s.clone()),
+            other => {
+                return Err(invalid(format!(
+                    "driver option {k} has a value of the wrong type: {other}"
+                )))
+            }
+        };
+    }
+    Ok(out)
 }
 
 /// Docker's answer to a Join, per family: L2 data planes route through the
@@ -775,6 +815,68 @@ mod tests {
             Some([2, 0xaa, 0xbb, 0xcc, 0xdd, 0xee])
         );
         assert_eq!(parse_mac("02:aa:bb"), None);
+    }
+
+    /// What dockerd 20.10 sent for `--driver-opt` (recorded) becomes the
+    /// endpoint's attributes; the network's `-o bgp_*` its own.
+    #[test]
+    fn recorded_driver_opts_become_endpoint_attributes() {
+        let lines: Vec<serde_json::Value> =
+            include_str!("../../tests/fixtures/dockerd-endpoint-options.jsonl")
+                .lines()
+                .map(|l| serde_json::from_str(l).unwrap())
+                .collect();
+        let net: CreateNetworkRequest = serde_json::from_value(lines[0]["body"].clone()).unwrap();
+        let net = network_spec(&net, Some("eth1")).unwrap();
+        assert_eq!(net.attrs.med, Some(50));
+        let eps: Vec<EndpointSpec> = lines[1..]
+            .iter()
+            .map(|l| {
+                let r: CreateEndpointRequest = serde_json::from_value(l["body"].clone()).unwrap();
+                endpoint_spec(&r, &net).unwrap()
+            })
+            .collect();
+        let med: Vec<Option<u32>> = eps.iter().map(|e| e.attrs.med).collect();
+        assert_eq!(med, [Some(20), Some(30), None, Some(10), Some(11)]);
+        assert_eq!(eps[1].attrs.local_pref, Some(200));
+        let both = [65000 << 16 | 1, 65000 << 16 | 2];
+        assert_eq!(eps[2].attrs.communities, both, "comma-separated");
+        assert_eq!(eps[3].attrs.communities, both, "space-separated");
+    }
+
+    #[test]
+    fn bad_driver_opts_are_refused_with_the_reason() {
+        let net = network_spec(&req(json!({"parent": "eth1"})), None).unwrap();
+        let ep = |opts: serde_json::Value| {
+            let r: CreateEndpointRequest = serde_json::from_value(json!({
+                "NetworkID": net.id, "EndpointID": "b".repeat(64),
+                "Interface": {"Address": "10.1.1.2/24", "AddressIPv6": "", "MacAddress": ""},
+                "Options": opts
+            }))
+            .unwrap();
+            endpoint_spec(&r, &net).map_err(|e| e.to_string())
+        };
+        let e = ep(json!({"bgp-med": "1"})).unwrap_err();
+        assert!(
+            e.contains("unknown driver option \"bgp-med\"") && e.contains("bgp_med"),
+            "{e}"
+        );
+        let e = ep(json!({"bgp_med": 5})).unwrap_err();
+        assert!(e.contains("wrong type"), "{e}");
+        let e = ep(json!({"bgp_as_path_prepend": "20"})).unwrap_err();
+        assert!(e.contains("0..10"), "{e}");
+        assert!(ep(json!({"com.docker.network.portmap": [], "bgp_med": "5"})).is_ok());
+        let e = network_spec(&req(json!({"parent": "eth1", "bgp_local_pref": "x"})), None)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("bgp_local_pref"), "{e}");
+        let e = network_spec(&req(json!({"parent": "eth1", "bgp_meds": "1"})), None)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("unknown option \"bgp_meds\"") && e.contains("bgp_med ("),
+            "{e}"
+        );
     }
 
     #[test]

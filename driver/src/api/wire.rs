@@ -209,12 +209,15 @@ mod tests {
     /// `--ipv6` requests: recorded from dockerd 20.10.24, and Docker 28's
     /// IPv6-only shape (synthesized; each label says which).
     const FIXTURES_V6: &str = include_str!("../../tests/fixtures/dockerd-ipv6-requests.jsonl");
+    /// `--driver-opt` on `docker network connect` and `docker run --network`, recorded.
+    const FIXTURES_OPTS: &str = include_str!("../../tests/fixtures/dockerd-endpoint-options.jsonl");
 
     /// Every request a real dockerd 20.10 sent parses into our wire types.
     #[test]
     fn every_fixture_parses() {
         assert_eq!(parsed(FIXTURES), 29);
         assert_eq!(parsed(FIXTURES_V6), 22);
+        assert_eq!(parsed(FIXTURES_OPTS), 6);
     }
 
     fn parsed(fixtures: &str) -> usize {

@@ -2,35 +2,63 @@
 //! this host's networks should announce.
 //!
 //! In: the wanted prefixes (from the driver's [`crate::driver::View`]) with
-//! their next hop. Out: AddPath/AddPathStream and DeletePath calls for the
-//! difference with what gobgpd holds. After a (re)connection it first reads
-//! gobgpd's local paths so a restarted driver neither duplicates nor leaves
-//! behind what an earlier run announced; paths it did not make (other
-//! prefixes, other next hops) are never touched. Every call carries the
-//! gobgpd deadline, so a stuck gobgpd fails a sync instead of hanging it.
+//! their next hop and BGP attributes ([`RouteAttrs`]; the announcer adds the
+//! global `--community` values and reads our AS for a prepend). Out:
+//! AddPath/AddPathStream and DeletePath calls for the difference with what
+//! gobgpd holds. After a (re)connection it first reads gobgpd's local paths
+//! so a restarted driver neither duplicates nor leaves behind what an
+//! earlier run announced; paths it did not make (other prefixes, other next
+//! hops) are never touched. A prefix whose attributes changed is announced
+//! again (AddPath replaces the path). Every call carries the gobgpd
+//! deadline, so a stuck gobgpd fails a sync instead of hanging it.
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::time::Duration;
 
 use ipnet::IpNet;
-use tracing::{debug, info};
+use tracing::{debug, info, warn};
 
-use super::gobgp::apipb::{AddPathRequest, AddPathStreamRequest, DeletePathRequest, TableType};
-use super::gobgp::{
-    deadline, decode_path, families, family_of, local_path, next_within, open_global_rib, Client,
+use super::gobgp::apipb::{
+    AddPathRequest, AddPathStreamRequest, DeletePathRequest, GetBgpRequest, TableType,
 };
+use super::gobgp::{
+    deadline, decode_attrs, decode_path, families, family_of, next_within, open_global_rib,
+    path_with_attrs, Client,
+};
+use crate::route_attrs::RouteAttrs;
 
 /// Paths sent per AddPathStream message.
 const STREAM_CHUNK: usize = 1000;
 /// Below this many additions, unary AddPath calls are used.
 const STREAM_THRESHOLD: usize = 16;
 
+/// One prefix to announce: its next hop and its attributes as the view has
+/// them (without the global communities, which [`Announcer`] adds).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Announcement {
+    pub next_hop: IpAddr,
+    pub attrs: RouteAttrs,
+}
+
+/// Attributes no view asks for (a prepend beyond any allowed): what a path
+/// found in gobgpd gets when it differs from what is wanted, so that the
+/// next sync replaces it.
+fn stale_attrs() -> RouteAttrs {
+    RouteAttrs {
+        as_path_prepend: Some(u8::MAX),
+        ..RouteAttrs::default()
+    }
+}
+
 #[derive(Debug, Default)]
 pub struct Announcer {
-    /// What gobgpd holds from us: prefix -> next hop.
-    announced: BTreeMap<IpNet, IpAddr>,
+    /// What gobgpd holds from us: prefix -> next hop and the (view's)
+    /// attributes it was announced with; comparing these allocates nothing.
+    announced: BTreeMap<IpNet, Announcement>,
     communities: Vec<u32>,
+    /// gobgpd's AS (from GetBgp at each resync), for the prepend; 0 unknown.
+    asn: u32,
     /// Deadline of each gobgpd call (and of each message of a list stream).
     limit: Duration,
 }
@@ -40,8 +68,19 @@ impl Announcer {
         Announcer {
             announced: BTreeMap::new(),
             communities,
+            asn: 0,
             limit,
         }
+    }
+
+    /// The path for `prefix` as gobgpd gets it.
+    fn path(&self, prefix: IpNet, a: &Announcement) -> super::gobgp::apipb::Path {
+        path_with_attrs(
+            prefix,
+            a.next_hop,
+            &a.attrs.effective(&self.communities),
+            self.asn,
+        )
     }
 
     pub fn count(&self) -> usize {
@@ -50,14 +89,25 @@ impl Announcer {
 
     /// Forget what gobgpd holds (it went away), then learn it again from its
     /// local RIB (IPv4 and IPv6 unicast): local paths for `wanted`'s pools
-    /// with our next hop are ours.
+    /// with our next hop are ours. One whose attributes differ from what
+    /// `wanted` asks for is recorded as stale, so [`Announcer::sync`]
+    /// replaces it (a driver restarted with other options re-announces).
     pub async fn resync(
         &mut self,
         client: &mut Client,
         pools: &[IpNet],
         our_next_hops: &[IpAddr],
+        wanted: &BTreeMap<IpNet, Announcement>,
     ) -> Result<(), tonic::Status> {
         self.announced.clear();
+        self.asn = deadline("GetBgp", self.limit, client.get_bgp(GetBgpRequest {}))
+            .await?
+            .into_inner()
+            .global
+            .map_or(0, |g| g.asn);
+        if self.asn == 0 && wanted.values().any(|w| w.attrs.as_path_prepend > Some(0)) {
+            warn!("gobgpd runs no BGP yet (AS 0): bgp_as_path_prepend is not applied until it does and the driver reconnects");
+        }
         for family in families() {
             let mut rib = open_global_rib(client, family, self.limit).await?;
             while let Some(resp) = next_within("ListPath", self.limit, &mut rib).await? {
@@ -69,8 +119,18 @@ impl Announcer {
                     let ours = lp.peer.is_none()
                         && pools.iter().any(|pool| pool.contains(&lp.prefix))
                         && lp.next_hop.is_some_and(|nh| our_next_hops.contains(&nh));
-                    if let (true, Some(nh)) = (ours, lp.next_hop) {
-                        self.announced.insert(lp.prefix, nh);
+                    if let (true, Some(next_hop)) = (ours, lp.next_hop) {
+                        let attrs = match wanted.get(&lp.prefix) {
+                            Some(w)
+                                if w.attrs.effective(&self.communities)
+                                    == decode_attrs(&p, self.asn) =>
+                            {
+                                w.attrs.clone()
+                            }
+                            _ => stale_attrs(),
+                        };
+                        self.announced
+                            .insert(lp.prefix, Announcement { next_hop, attrs });
                     }
                 }
             }
@@ -88,26 +148,22 @@ impl Announcer {
     pub async fn sync(
         &mut self,
         client: &mut Client,
-        wanted: &BTreeMap<IpNet, IpAddr>,
+        wanted: &BTreeMap<IpNet, Announcement>,
     ) -> Result<(), tonic::Status> {
-        let remove: Vec<(IpNet, IpAddr)> = self
+        let remove: Vec<(IpNet, Announcement)> = self
             .announced
             .iter()
-            .filter(|(p, nh)| wanted.get(p) != Some(nh))
-            .map(|(p, nh)| (*p, *nh))
+            .filter(|(p, _)| !wanted.contains_key(p))
+            .map(|(p, a)| (*p, a.clone()))
             .collect();
-        for (prefix, nh) in remove {
-            if wanted.contains_key(&prefix) {
-                // Next hop changed: AddPath below replaces it.
-                continue;
-            }
+        for (prefix, a) in remove {
             deadline(
                 "DeletePath",
                 self.limit,
                 client.delete_path(DeletePathRequest {
                     table_type: TableType::Global as i32,
                     family: Some(family_of(&prefix)),
-                    path: Some(local_path(prefix, nh, &self.communities)),
+                    path: Some(self.path(prefix, &a)),
                     ..DeletePathRequest::default()
                 }),
             )
@@ -115,25 +171,26 @@ impl Announcer {
             self.announced.remove(&prefix);
             debug!(prefix = %prefix, "withdrawn");
         }
-        let add: Vec<(IpNet, IpAddr)> = wanted
+        // A changed next hop or attributes: AddPath replaces the path.
+        let add: Vec<(IpNet, Announcement)> = wanted
             .iter()
-            .filter(|(p, nh)| self.announced.get(p) != Some(nh))
-            .map(|(p, nh)| (*p, *nh))
+            .filter(|(p, a)| self.announced.get(p) != Some(a))
+            .map(|(p, a)| (*p, a.clone()))
             .collect();
         if add.len() < STREAM_THRESHOLD {
-            for (prefix, nh) in add {
+            for (prefix, a) in add {
                 deadline(
                     "AddPath",
                     self.limit,
                     client.add_path(AddPathRequest {
                         table_type: TableType::Global as i32,
                         vrf_id: String::new(),
-                        path: Some(local_path(prefix, nh, &self.communities)),
+                        path: Some(self.path(prefix, &a)),
                     }),
                 )
                 .await?;
-                self.announced.insert(prefix, nh);
-                debug!(prefix = %prefix, next_hop = %nh, "announced");
+                debug!(prefix = %prefix, next_hop = %a.next_hop, attrs = ?a.attrs, "announced");
+                self.announced.insert(prefix, a);
             }
         } else {
             let msgs: Vec<AddPathStreamRequest> = add
@@ -141,10 +198,7 @@ impl Announcer {
                 .map(|chunk| AddPathStreamRequest {
                     table_type: TableType::Global as i32,
                     vrf_id: String::new(),
-                    paths: chunk
-                        .iter()
-                        .map(|(p, nh)| local_path(*p, *nh, &self.communities))
-                        .collect(),
+                    paths: chunk.iter().map(|(p, a)| self.path(*p, a)).collect(),
                 })
                 .collect();
             // One deadline per STREAM_CHUNK paths: a large stream is slower

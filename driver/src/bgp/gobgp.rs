@@ -36,9 +36,12 @@ pub mod apipb {
 
 pub use apipb::gobgp_api_client::GobgpApiClient;
 use apipb::{
-    family, AsPathAttribute, CommunitiesAttribute, Family, IpAddressPrefix, MpReachNlriAttribute,
-    MpUnreachNlriAttribute, NextHopAttribute, OriginAttribute, Path,
+    family, AsPathAttribute, AsSegment, CommunitiesAttribute, Family, IpAddressPrefix,
+    LargeCommunitiesAttribute, LargeCommunity, LocalPrefAttribute, MpReachNlriAttribute,
+    MpUnreachNlriAttribute, MultiExitDiscAttribute, NextHopAttribute, OriginAttribute, Path,
 };
+
+use crate::route_attrs::RouteAttrs;
 
 pub type Client = GobgpApiClient<Channel>;
 
@@ -229,11 +232,27 @@ pub fn families() -> [Family; 2] {
     ]
 }
 
-/// A path for AddPath/DeletePath: prefix, next hop, ORIGIN IGP, communities.
-/// IPv4 carries its next hop in NEXT_HOP; IPv6 (AFI 2, SAFI 1) in an
+/// A path with only communities (see [`path_with_attrs`]).
+pub fn local_path(prefix: IpNet, next_hop: IpAddr, communities: &[u32]) -> Path {
+    let attrs = RouteAttrs {
+        communities: communities.to_vec(),
+        ..RouteAttrs::default()
+    };
+    path_with_attrs(prefix, next_hop, &attrs, 0)
+}
+
+/// AS_SEQUENCE in an [`AsSegment`].
+const AS_SEQUENCE: u32 = 2;
+
+/// A path for AddPath/DeletePath: prefix, next hop, ORIGIN IGP, and the
+/// attributes in `attrs` (already [`RouteAttrs::effective`]), in type-code
+/// order. IPv4 carries its next hop in NEXT_HOP; IPv6 (AFI 2, SAFI 1) in an
 /// MP_REACH_NLRI attribute holding the family, the next hop and the NLRI
 /// (gobgpd refuses an IPv6 path without one: "nexthop not found").
-pub fn local_path(prefix: IpNet, next_hop: IpAddr, communities: &[u32]) -> Path {
+/// The prepend is our own AS `asn` n times; gobgpd adds it once more towards
+/// eBGP peers, as for any path it originates. Without an AS (`asn` 0: BGP not
+/// started) there is nothing to prepend.
+pub fn path_with_attrs(prefix: IpNet, next_hop: IpAddr, attrs: &RouteAttrs, asn: u32) -> Path {
     let nlri = pack(
         "IPAddressPrefix",
         &IpAddressPrefix {
@@ -242,6 +261,18 @@ pub fn local_path(prefix: IpNet, next_hop: IpAddr, communities: &[u32]) -> Path 
         },
     );
     let mut pattrs = vec![pack("OriginAttribute", &OriginAttribute { origin: 0 })];
+    match attrs.as_path_prepend {
+        Some(n) if n > 0 && asn != 0 => pattrs.push(pack(
+            "AsPathAttribute",
+            &AsPathAttribute {
+                segments: vec![AsSegment {
+                    r#type: AS_SEQUENCE,
+                    numbers: vec![asn; usize::from(n)],
+                }],
+            },
+        )),
+        _ => {}
+    }
     match prefix {
         IpNet::V4(_) => pattrs.push(pack(
             "NextHopAttribute",
@@ -258,11 +289,39 @@ pub fn local_path(prefix: IpNet, next_hop: IpAddr, communities: &[u32]) -> Path 
             },
         )),
     }
-    if !communities.is_empty() {
+    if let Some(med) = attrs.med {
+        pattrs.push(pack(
+            "MultiExitDiscAttribute",
+            &MultiExitDiscAttribute { med },
+        ));
+    }
+    if let Some(local_pref) = attrs.local_pref {
+        pattrs.push(pack(
+            "LocalPrefAttribute",
+            &LocalPrefAttribute { local_pref },
+        ));
+    }
+    if !attrs.communities.is_empty() {
         pattrs.push(pack(
             "CommunitiesAttribute",
             &CommunitiesAttribute {
-                communities: communities.to_vec(),
+                communities: attrs.communities.clone(),
+            },
+        ));
+    }
+    if !attrs.large_communities.is_empty() {
+        pattrs.push(pack(
+            "LargeCommunitiesAttribute",
+            &LargeCommunitiesAttribute {
+                communities: attrs
+                    .large_communities
+                    .iter()
+                    .map(|&[global_admin, local_data1, local_data2]| LargeCommunity {
+                        global_admin,
+                        local_data1,
+                        local_data2,
+                    })
+                    .collect(),
             },
         ));
     }
@@ -272,6 +331,56 @@ pub fn local_path(prefix: IpNet, next_hop: IpAddr, communities: &[u32]) -> Path 
         family: Some(family_of(&prefix)),
         ..Path::default()
     }
+}
+
+/// The attributes of a path we originated, as [`path_with_attrs`] wrote them
+/// (lists sorted), so the announcer can tell whether gobgpd still holds what
+/// it wants. An AS path that is not `asn` repeated decodes to a prepend no
+/// option can ask for, so it never matches.
+pub fn decode_attrs(p: &Path, asn: u32) -> RouteAttrs {
+    let mut out = RouteAttrs::default();
+    for a in &p.pattrs {
+        let v = a.value.as_slice();
+        match type_name(a) {
+            "AsPathAttribute" => {
+                let numbers: Vec<u32> = AsPathAttribute::decode(v)
+                    .map(|ap| ap.segments.into_iter().flat_map(|s| s.numbers).collect())
+                    .unwrap_or_default();
+                if !numbers.is_empty() {
+                    let ours = asn != 0 && numbers.iter().all(|&n| n == asn);
+                    out.as_path_prepend = Some(match u8::try_from(numbers.len()) {
+                        Ok(n) if ours => n,
+                        _ => u8::MAX,
+                    });
+                }
+            }
+            "MultiExitDiscAttribute" => {
+                out.med = MultiExitDiscAttribute::decode(v).ok().map(|m| m.med);
+            }
+            "LocalPrefAttribute" => {
+                out.local_pref = LocalPrefAttribute::decode(v).ok().map(|l| l.local_pref);
+            }
+            "CommunitiesAttribute" => {
+                out.communities = CommunitiesAttribute::decode(v)
+                    .map(|c| c.communities)
+                    .unwrap_or_default();
+                out.communities.sort_unstable();
+            }
+            "LargeCommunitiesAttribute" => {
+                out.large_communities = LargeCommunitiesAttribute::decode(v)
+                    .map(|c| {
+                        c.communities
+                            .iter()
+                            .map(|l| [l.global_admin, l.local_data1, l.local_data2])
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                out.large_communities.sort_unstable();
+            }
+            _ => {}
+        }
+    }
+    out
 }
 
 /// Opens a stream of every destination of `family` (see [`families`]) in
@@ -420,6 +529,71 @@ mod tests {
         assert_eq!(d.next_hop, Some("192.0.2.1".parse().unwrap()));
         assert_eq!(d.peer, None);
         assert!(!d.withdraw);
+    }
+
+    /// Every attribute goes in type-code order, in the messages gobgpd 3.10
+    /// takes (`gobgp global rib -j` then shows them; see tests/bgp_attrs.rs),
+    /// and decodes back to what was asked for.
+    #[test]
+    fn attributes_are_encoded_and_decode_back() {
+        let attrs = RouteAttrs {
+            communities: vec![65000 << 16 | 100, 65000 << 16 | 200],
+            large_communities: vec![[65000, 1, 2]],
+            local_pref: Some(200),
+            med: Some(50),
+            as_path_prepend: Some(2),
+        };
+        let p = path_with_attrs(
+            "10.1.1.2/32".parse().unwrap(),
+            "192.0.2.1".parse().unwrap(),
+            &attrs,
+            65000,
+        );
+        let names: Vec<&str> = p.pattrs.iter().map(type_name).collect();
+        assert_eq!(
+            names,
+            [
+                "OriginAttribute",
+                "AsPathAttribute",
+                "NextHopAttribute",
+                "MultiExitDiscAttribute",
+                "LocalPrefAttribute",
+                "CommunitiesAttribute",
+                "LargeCommunitiesAttribute"
+            ]
+        );
+        let ap = AsPathAttribute::decode(p.pattrs[1].value.as_slice()).unwrap();
+        assert_eq!(ap.segments.len(), 1);
+        assert_eq!(ap.segments[0].r#type, AS_SEQUENCE);
+        assert_eq!(ap.segments[0].numbers, [65000, 65000]);
+        let lc = LargeCommunitiesAttribute::decode(p.pattrs[6].value.as_slice()).unwrap();
+        assert_eq!(
+            (
+                lc.communities[0].global_admin,
+                lc.communities[0].local_data1,
+                lc.communities[0].local_data2
+            ),
+            (65000, 1, 2)
+        );
+        assert_eq!(decode_attrs(&p, 65000), attrs);
+        // Another AS in the path never matches a prepend.
+        assert_eq!(decode_attrs(&p, 65001).as_path_prepend, Some(u8::MAX));
+        // Without an AS there is nothing to prepend; no attributes, none sent.
+        let p = path_with_attrs(
+            "10.1.1.2/32".parse().unwrap(),
+            "192.0.2.1".parse().unwrap(),
+            &attrs,
+            0,
+        );
+        assert!(!p.pattrs.iter().any(|a| type_name(a) == "AsPathAttribute"));
+        let p = path_with_attrs(
+            "fd00::2/128".parse().unwrap(),
+            "2001:db8::1".parse().unwrap(),
+            &RouteAttrs::default(),
+            65000,
+        );
+        assert_eq!(p.pattrs.len(), 2);
+        assert!(decode_attrs(&p, 65000).is_empty());
     }
 
     /// IPv6: family AFI 2 / SAFI 1 on the path, next hop in MP_REACH_NLRI

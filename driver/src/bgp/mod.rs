@@ -46,7 +46,7 @@ use tracing::{debug, info, warn};
 use crate::driver::View;
 use crate::kernel::{Kernel, Route};
 use crate::metrics::{Metrics, PeerStatus};
-use announcer::Announcer;
+use announcer::{Announcement, Announcer};
 use gobgp::apipb::{
     watch_event_request, watch_event_response, ListPeerRequest, Path, WatchEventRequest,
 };
@@ -203,7 +203,7 @@ pub fn policy_inputs(
     }
 }
 
-/// Prefix -> next hop for everything the view announces and we can announce.
+/// Prefix -> next hop and attributes for everything the view announces and we can announce.
 /// The next hop is of the prefix's family: `--next-hop` of that family, else
 /// the parent's address of that family (IPv6: a global one).
 fn wanted_announcements(
@@ -211,15 +211,16 @@ fn wanted_announcements(
     host: &HostInfo,
     cfg: &BgpConfig,
     warned: &mut BTreeSet<String>,
-) -> BTreeMap<IpNet, IpAddr> {
+) -> BTreeMap<IpNet, Announcement> {
     let mut out = BTreeMap::new();
     for (prefix, parent) in &view.announcements {
         match cfg
             .next_hop_for(prefix)
             .or_else(|| host.parent_next_hop(parent, prefix))
         {
-            Some(nh) => {
-                out.insert(*prefix, nh);
+            Some(next_hop) => {
+                let attrs = view.attrs.get(prefix).cloned().unwrap_or_default();
+                out.insert(*prefix, Announcement { next_hop, attrs });
             }
             None => {
                 let (family, what) = match prefix {
@@ -446,10 +447,10 @@ impl Bgp {
         let mut known_pools = view.pools.clone();
         let wanted = wanted_announcements(&view, &self.host, &self.cfg, &mut self.warned);
         let pools: Vec<IpNet> = view.pools.iter().copied().collect();
-        let mut nhs: Vec<IpAddr> = wanted.values().copied().collect();
+        let mut nhs: Vec<IpAddr> = wanted.values().map(|a| a.next_hop).collect();
         nhs.extend(self.cfg.next_hops.iter().copied());
         self.announcer
-            .resync(&mut client, &pools, &nhs)
+            .resync(&mut client, &pools, &nhs, &wanted)
             .await
             .map_err(|e| format!("read local paths: {}", gobgp::describe(&e)))?;
         self.announcer
@@ -929,6 +930,13 @@ mod tests {
         }
     }
 
+    fn med(m: u32) -> crate::route_attrs::RouteAttrs {
+        crate::route_attrs::RouteAttrs {
+            med: Some(m),
+            ..Default::default()
+        }
+    }
+
     /// Each prefix gets a next hop of its own family: `--next-hop` of that
     /// family, else the parent's address; for IPv6 a global one, never the
     /// link-local one (nothing is announced for IPv6 without a global one).
@@ -941,6 +949,7 @@ mod tests {
                 (n("fd00:1:2::/64"), "eth1".to_string()),
             ]
             .into(),
+            attrs: [(n("10.1.1.2/32"), med(7))].into(),
             ..View::default()
         };
         let host = |nets: &[&str]| HostInfo {
@@ -950,9 +959,12 @@ mod tests {
         let ip = |s: &str| s.parse::<IpAddr>().unwrap();
         let dual = host(&["fe80::1/64", "192.0.2.1/24", "2001:db8:f::1/64"]);
         let w = wanted_announcements(&view, &dual, &cfg(&[]), &mut BTreeSet::new());
-        assert_eq!(w[&n("10.1.1.2/32")], ip("192.0.2.1"));
-        assert_eq!(w[&n("fd00:1:1::2/128")], ip("2001:db8:f::1"));
-        assert_eq!(w[&n("fd00:1:2::/64")], ip("2001:db8:f::1"));
+        assert_eq!(w[&n("10.1.1.2/32")].next_hop, ip("192.0.2.1"));
+        assert_eq!(w[&n("fd00:1:1::2/128")].next_hop, ip("2001:db8:f::1"));
+        assert_eq!(w[&n("fd00:1:2::/64")].next_hop, ip("2001:db8:f::1"));
+        // Attributes ride along with their prefix only.
+        assert_eq!(w[&n("10.1.1.2/32")].attrs, med(7));
+        assert!(w[&n("fd00:1:1::2/128")].attrs.is_empty());
         // Only a link-local IPv6 address: IPv4 is announced, IPv6 is not.
         let v4_only = host(&["fe80::1/64", "192.0.2.1/24"]);
         let mut warned = BTreeSet::new();
@@ -961,16 +973,16 @@ mod tests {
         assert_eq!(warned.len(), 1, "one warning per parent and family");
         // `--next-hop` of one family replaces the parent's address of that family only.
         let w = wanted_announcements(&view, &v4_only, &cfg(&["2001:db8::7"]), &mut warned);
-        assert_eq!(w[&n("10.1.1.2/32")], ip("192.0.2.1"));
-        assert_eq!(w[&n("fd00:1:1::2/128")], ip("2001:db8::7"));
+        assert_eq!(w[&n("10.1.1.2/32")].next_hop, ip("192.0.2.1"));
+        assert_eq!(w[&n("fd00:1:1::2/128")].next_hop, ip("2001:db8::7"));
         let w = wanted_announcements(
             &view,
             &dual,
             &cfg(&["198.51.100.1", "2001:db8::7"]),
             &mut warned,
         );
-        assert_eq!(w[&n("10.1.1.2/32")], ip("198.51.100.1"));
-        assert_eq!(w[&n("fd00:1:2::/64")], ip("2001:db8::7"));
+        assert_eq!(w[&n("10.1.1.2/32")].next_hop, ip("198.51.100.1"));
+        assert_eq!(w[&n("fd00:1:2::/64")].next_hop, ip("2001:db8::7"));
     }
 
     #[test]

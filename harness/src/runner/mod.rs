@@ -42,6 +42,7 @@ pub mod converged;
 mod expect;
 mod flood;
 pub(crate) mod metrics;
+mod router_bgp;
 mod teardown;
 mod views;
 
@@ -452,6 +453,9 @@ impl Runner<'_> {
         if let Action::ExpectMetrics { .. } = a {
             return self.expect_metrics(a);
         }
+        if let Action::ExpectRouterBgp { .. } = a {
+            return self.expect_router_bgp(a);
+        }
         if is_expectation(a) {
             self.expect(a)
         } else {
@@ -691,6 +695,7 @@ fn is_expectation(a: &Action) -> bool {
     match a {
         Action::WaitBgp { .. }
         | Action::ExpectRouterRoute { .. }
+        | Action::ExpectRouterBgp { .. }
         | Action::ExpectReachable { .. }
         | Action::ExpectUnreachable { .. }
         | Action::ExpectMatrix { .. }

@@ -275,6 +275,10 @@ pub struct ContainerDef {
     /// or templates), named `<host>-<name><k>`; steps may use `name` for all
     /// of them and `<host>-<name>` for one host's.
     pub hosts: Option<Vec<String>>,
+    /// `--driver-opt k=v` for its endpoint (dockerd passes them as top-level
+    /// keys of CreateEndpoint's `Options`), e.g. `{ bgp_med = "5" }`.
+    #[serde(default)]
+    pub driver_opts: BTreeMap<String, String>,
     pub network: String,
     /// `count = N` declares `name1` .. `nameN`; steps may use `name` for the group.
     pub count: Option<usize>,
@@ -513,6 +517,25 @@ pub enum Action {
         hold: Option<Dur>,
         family: Option<Family>,
     },
+    /// An FRR router's BGP path for `prefix` (the one from `from`, a host
+    /// or an address; default the best) carries these attributes and is
+    /// (`best = true`) or is not the best. See `runner/router_bgp.rs`.
+    ExpectRouterBgp {
+        router: String,
+        /// A CIDR or a container name (its /32).
+        prefix: String,
+        from: Option<String>,
+        best: Option<bool>,
+        /// The AS path as FRR writes it: `"65000 65000"`.
+        as_path: Option<String>,
+        /// Each must be on the path (others may be too).
+        communities: Option<Vec<String>>,
+        large_communities: Option<Vec<String>>,
+        local_pref: Option<u32>,
+        med: Option<u32>,
+        #[serde(default = "default_within")]
+        within: Dur,
+    },
     /// A router dies: its daemons are killed and its links go down.
     RouterDown {
         router: String,
@@ -717,6 +740,7 @@ impl Action {
             | ExpectBgpPath { .. }
             | ExpectRejected { .. }
             | ExpectRouterRoute { .. }
+            | ExpectRouterBgp { .. }
             | ExpectStatus { .. }
             | ExpectMetrics { .. }
             | ExpectLog { .. }

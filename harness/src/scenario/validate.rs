@@ -997,6 +997,21 @@ impl Scenario {
                 self.check_prefix(prefix)?;
                 via.iter().try_for_each(|v| self.check_via(v))
             }
+            Action::ExpectRouterBgp {
+                router,
+                prefix,
+                from,
+                ..
+            } => {
+                let r = self
+                    .router(router)
+                    .ok_or_else(|| format!("unknown router {router:?}"))?;
+                if r.kind != RouterKind::Frr {
+                    return Err(format!("expect-router-bgp reads FRR; {router} is not FRR"));
+                }
+                self.check_prefix(prefix)?;
+                from.iter().try_for_each(|v| self.check_via(v))
+            }
             Action::RouterDown { router } | Action::RouterUp { router } => self
                 .router(router)
                 .map(|_| ())
