@@ -322,6 +322,15 @@ pub fn describe(caps: &Caps) -> String {
     s.push_str(&format!("dockerd:  {}\n", opt(&caps.dockerd)));
     s.push_str(&format!("FRR:      {}\n", opt(&caps.frr)));
     s.push_str(&format!("BIRD:     {}\n", opt(&caps.bird)));
+    let per_link = crate::world::per_link_ipv6_forwarding();
+    s.push_str(&format!(
+        "IPv6 fwd: {}\n",
+        if per_link {
+            "per link (force_forwarding)"
+        } else {
+            "host-wide only (no force_forwarding before Linux 6.17)"
+        }
+    ));
     s.push_str("\nwhat that means:\n");
     if !caps.root {
         s.push_str("- nothing can run: scenarios build network namespaces (run as root)\n");
@@ -339,6 +348,9 @@ pub fn describe(caps: &Caps) -> String {
     }
     if caps.dockerd.is_none() {
         s.push_str("- the dockerd engine is unavailable: install docker.io\n");
+    }
+    if !per_link {
+        s.push_str("- IPv6 scenarios on macvlan or ipvlan L2 set net.ipv6.conf.all.forwarding=1 on their hosts (the operator's step on such kernels), so the driver's per-link forwarding is not what they test here\n");
     }
     s
 }

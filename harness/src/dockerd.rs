@@ -18,11 +18,10 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
-use ipnet::Ipv4Net;
 use nix::sys::signal::Signal;
 
 use crate::daemon::{await_ready, Daemon};
-use crate::engine::{ContainerRt, Control, Engine};
+use crate::engine::{ContainerRt, Control, Engine, Subnets};
 use crate::plugin;
 use crate::scenario::NetworkDef;
 use crate::util::{eventually, require, run_output, scaled, tail};
@@ -46,18 +45,40 @@ struct DockerHost {
 
 impl Dockerd {
     /// A container's IPv4 address, as Docker's IPAM gave it.
-    fn address(&self, host: usize, name: &str) -> Result<std::net::Ipv4Addr> {
-        let addr = self.docker(
+    /// The container's addresses as dockerd reports them: IPv4 (dockerd
+    /// 20.10 has no IPv6-only networks), and IPv6 when `dual` (a dual-stack
+    /// network). Read again after a restart: the IPAM may hand out others.
+    fn addresses(
+        &self,
+        host: usize,
+        name: &str,
+        dual: bool,
+    ) -> Result<(Option<std::net::Ipv4Addr>, Option<std::net::Ipv6Addr>)> {
+        let out = self.docker(
             host,
             &[
                 "inspect",
                 "-f",
-                "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}",
+                "{{range .NetworkSettings.Networks}}{{.IPAddress}} {{.GlobalIPv6Address}}{{end}}",
                 name,
             ],
         )?;
-        addr.parse()
-            .map_err(|_| anyhow!("container {name} has no IPv4 address ({addr:?})"))
+        let mut words = out.split(' ');
+        let (v4, v6) = (
+            words.next().unwrap_or_default().trim(),
+            words.next().unwrap_or_default().trim(),
+        );
+        let address = v4
+            .parse()
+            .map_err(|_| anyhow!("container {name} has no IPv4 address ({v4:?})"))?;
+        let address6 = if dual {
+            Some(v6.parse().map_err(|_| {
+                anyhow!("container {name} has no IPv6 address on its dual-stack network ({v6:?})")
+            })?)
+        } else {
+            None
+        };
+        Ok((Some(address), address6))
     }
 }
 
@@ -513,8 +534,16 @@ impl Engine for Dockerd {
         w: &World,
         host: usize,
         net: &NetworkDef,
-        subnet: Ipv4Net,
+        subnets: Subnets,
     ) -> Result<()> {
+        // dockerd 20.10 always gives a network an IPv4 pool (Docker 28
+        // added `--ipv4=false`): an IPv6-only network is the emulator's.
+        let subnet = subnets.v4.ok_or_else(|| {
+            anyhow!(
+                "network {}: dockerd 20.10 cannot create an IPv6-only network (no --ipv4=false before Docker 28); run it on the emulator",
+                net.name
+            )
+        })?;
         let gateway = std::net::Ipv4Addr::from(u32::from(subnet.network()) + 1).to_string();
         let subnet_s = subnet.to_string();
         let mut opts: BTreeMap<String, String> = net.options.clone();
@@ -531,6 +560,17 @@ impl Engine for Dockerd {
             "--gateway",
             &gateway,
         ];
+        // Dual stack: `--ipv6` and the second subnet with its gateway (the
+        // first address, as Docker's IPAM would pick).
+        let v6 = subnets.v6.map(|n| {
+            (
+                n.to_string(),
+                std::net::Ipv6Addr::from(u128::from(n.network()) + 1).to_string(),
+            )
+        });
+        if let Some((sub6, gw6)) = &v6 {
+            args.extend(["--ipv6", "--subnet", sub6, "--gateway", gw6]);
+        }
         for o in &opts {
             args.extend(["-o", o.as_str()]);
         }
@@ -580,11 +620,17 @@ impl Engine for Dockerd {
         }
         args.extend([IMAGE, "sleep", "2147483647"]);
         self.docker(host, &args)?;
+        let (address, address6) = self.addresses(
+            host,
+            name,
+            net.subnets6.contains_key(&w.hosts[host].def.name),
+        )?;
         Ok(ContainerRt {
             name: name.to_string(),
             host,
             network: net.name.clone(),
-            address: self.address(host, name)?,
+            address,
+            address6,
             netns: self.pid_netns(host, name)?,
             handle: name.to_string(),
             src_name: String::new(),
@@ -619,7 +665,7 @@ impl Engine for Dockerd {
     fn refresh(&mut self, _w: &World, c: &mut ContainerRt) -> Result<()> {
         c.netns = self.pid_netns(c.host, &c.handle)?;
         // Restarted by dockerd, it may have got another address from the IPAM.
-        c.address = self.address(c.host, &c.handle)?;
+        (c.address, c.address6) = self.addresses(c.host, &c.handle, c.address6.is_some())?;
         Ok(())
     }
 

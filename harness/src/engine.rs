@@ -16,14 +16,23 @@
 //! answers dockerd refuses, and fails a Join answer that would make dockerd
 //! attach the container to its `docker_gwbridge`. A real dockerd engine slots
 //! in beside it.
+//!
+//! IPv6 as dockerd 20.10 does it: `--ipv6` networks get `IPv6Data` (and
+//! `com.docker.network.enable_ipv6`), endpoints an `AddressIPv6` from the
+//! same IPAM (the subnet's first address is the gateway); in the sandbox
+//! the address is added with `IFA_F_NODAD` after IPv6 is enabled on the
+//! interface (libnetwork's `osl.setInterfaceIPv6`), then `GatewayIPv6` and
+//! IPv6 static routes. An IPv6-only network (Docker 28's `--ipv4=false`)
+//! sends an empty `IPv4Data` with `com.docker.network.enable_ipv4: false`
+//! and an endpoint with an empty `Address`.
 
 use std::collections::BTreeMap;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
-use ipnet::{IpNet, Ipv4Net};
+use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use ipvlan_bgp::kernel::{Kernel, Route};
 use serde_json::{json, Value};
 
@@ -38,13 +47,74 @@ pub struct ContainerRt {
     pub name: String,
     pub host: usize,
     pub network: String,
-    pub address: Ipv4Addr,
+    /// Its IPv4 address (none on an IPv6-only network).
+    pub address: Option<Ipv4Addr>,
+    /// Its IPv6 address (on a network with an IPv6 subnet).
+    pub address6: Option<Ipv6Addr>,
     /// The container's network namespace (a path to open).
     pub netns: PathBuf,
     /// Engine-private handle (the emulator's endpoint ID, dockerd's container ID).
     pub handle: String,
     /// The interface's host-side name (the driver's `SrcName`).
     pub src_name: String,
+}
+
+impl ContainerRt {
+    /// Its address of one family, or an error that says it has none.
+    pub fn addr_of(&self, family: crate::scenario::Family) -> Result<std::net::IpAddr> {
+        use crate::scenario::Family;
+        match family {
+            Family::Ipv4 => self.address.map(Into::into),
+            Family::Ipv6 => self.address6.map(Into::into),
+        }
+        .ok_or_else(|| anyhow!("container {} has no {family:?} address", self.name))
+    }
+
+    /// Its first address: IPv4 where it has one, else IPv6.
+    pub fn any_addr(&self) -> std::net::IpAddr {
+        self.address
+            .map(Into::into)
+            .or(self.address6.map(Into::into))
+            .unwrap_or(std::net::IpAddr::V4(Ipv4Addr::UNSPECIFIED))
+    }
+
+    /// Its host routes: the /32 and the /128 it has.
+    pub fn host_prefixes(&self) -> Vec<IpNet> {
+        let mut v = Vec::new();
+        if let Some(a) = self.address {
+            v.push(IpNet::V4(Ipv4Net::from(a)));
+        }
+        if let Some(a) = self.address6 {
+            v.push(IpNet::V6(Ipv6Net::from(a)));
+        }
+        v
+    }
+}
+
+/// A network's subnets on one host: IPv4, IPv6 or both (dual stack).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Subnets {
+    pub v4: Option<Ipv4Net>,
+    pub v6: Option<Ipv6Net>,
+}
+
+impl From<Ipv4Net> for Subnets {
+    fn from(v4: Ipv4Net) -> Subnets {
+        Subnets {
+            v4: Some(v4),
+            v6: None,
+        }
+    }
+}
+
+impl Subnets {
+    /// The subnets of network `net` on host `host` (as the scenario gives them).
+    pub fn of(net: &NetworkDef, host: &str) -> Subnets {
+        Subnets {
+            v4: net.subnets.get(host).copied(),
+            v6: net.subnets6.get(host).copied(),
+        }
+    }
 }
 
 /// What a scenario can do to an engine's own daemon (dockerd).
@@ -83,7 +153,7 @@ pub trait Engine {
         w: &World,
         host: usize,
         net: &NetworkDef,
-        subnet: Ipv4Net,
+        subnets: Subnets,
     ) -> Result<()>;
     fn delete_network(&mut self, w: &World, host: usize, net: &NetworkDef) -> Result<()>;
     fn start(
@@ -177,9 +247,66 @@ impl Ipam {
     }
 }
 
+/// Docker's IPAM for a network's IPv6 subnet: the gateway takes the first
+/// address (`::1`), containers the next free ones, serially as for IPv4.
+#[derive(Debug, Clone)]
+pub struct Ipam6 {
+    pub subnet: Ipv6Net,
+    pub gateway: Ipv6Addr,
+    used: std::collections::BTreeSet<Ipv6Addr>,
+    next: u128,
+}
+
+impl Ipam6 {
+    pub fn new(subnet: Ipv6Net) -> Ipam6 {
+        let gateway = Ipv6Addr::from(u128::from(subnet.network()) + 1);
+        Ipam6 {
+            subnet,
+            gateway,
+            used: [gateway].into(),
+            next: u128::from(subnet.network()) + 2,
+        }
+    }
+
+    pub fn allocate(&mut self) -> Result<Ipv6Addr> {
+        let first = u128::from(self.subnet.network()) + 1;
+        let last = u128::from(self.subnet.broadcast());
+        // Never scan more than a few thousand: a /64 is never full here.
+        for _ in 0..last.saturating_sub(first).saturating_add(1).min(1 << 16) {
+            if self.next > last {
+                self.next = first;
+            }
+            let a = Ipv6Addr::from(self.next);
+            self.next += 1;
+            if self.used.insert(a) {
+                return Ok(a);
+            }
+        }
+        bail!("subnet {} has no free address", self.subnet)
+    }
+
+    pub fn release(&mut self, a: Ipv6Addr) {
+        if a != self.gateway {
+            self.used.remove(&a);
+        }
+    }
+}
+
 struct NetRt {
     id: String,
-    ipam: Ipam,
+    ipam: Option<Ipam>,
+    ipam6: Option<Ipam6>,
+}
+
+impl NetRt {
+    fn release(&mut self, v4: Option<Ipv4Addr>, v6: Option<Ipv6Addr>) {
+        if let (Some(i), Some(a)) = (self.ipam.as_mut(), v4) {
+            i.release(a);
+        }
+        if let (Some(i), Some(a)) = (self.ipam6.as_mut(), v6) {
+            i.release(a);
+        }
+    }
 }
 
 #[derive(Default)]
@@ -270,6 +397,18 @@ pub mod wire {
     }
 
     pub fn create_endpoint(net: &str, ep: &str, address: &str, x: &EndpointExtras) -> Value {
+        create_endpoint_dual(net, ep, address, "", x)
+    }
+
+    /// CreateEndpoint with both addresses (either may be empty: dockerd
+    /// sends `""` for a family the network does not have).
+    pub fn create_endpoint_dual(
+        net: &str,
+        ep: &str,
+        address: &str,
+        address6: &str,
+        x: &EndpointExtras,
+    ) -> Value {
         let mut options = join_options(x);
         if let Some(m) = &x.mac {
             // Go's JSON encoding of a []byte: base64.
@@ -279,7 +418,7 @@ pub mod wire {
             options[k] = json!(v);
         }
         json!({"NetworkID": net, "EndpointID": ep,
-               "Interface": {"Address": address, "AddressIPv6": "",
+               "Interface": {"Address": address, "AddressIPv6": address6,
                              "MacAddress": x.mac.as_ref().map(mac_text).unwrap_or_default()},
                "Options": options})
     }
@@ -328,18 +467,56 @@ pub mod wire {
         [before, vec![("DeleteEndpoint", ids(net, ep))]]
     }
 
+    /// CreateNetwork as dockerd 20.10 sends it: `IPv4Data` and `IPv6Data`
+    /// each hold the family's pool with its gateway in CIDR form, or are
+    /// empty; `enable_ipv6` is set when there is an IPv6 pool. Without an
+    /// IPv4 pool (which 20.10 cannot make), Docker 28's shape.
+    pub fn create_network(
+        id: &str,
+        generic: &std::collections::BTreeMap<String, String>,
+        v4: Option<(ipnet::Ipv4Net, std::net::Ipv4Addr)>,
+        v6: Option<(ipnet::Ipv6Net, std::net::Ipv6Addr)>,
+    ) -> Value {
+        let v4: Vec<Value> = v4
+            .iter()
+            .map(|(net, gw)| json!({"AddressSpace": "LocalDefault", "Gateway": format!("{gw}/{}", net.prefix_len()), "Pool": net.to_string()}))
+            .collect();
+        let v6: Vec<Value> = v6
+            .iter()
+            .map(|(net, gw)| json!({"AddressSpace": "LocalDefault", "Gateway": format!("{gw}/{}", net.prefix_len()), "Pool": net.to_string()}))
+            .collect();
+        let mut body = json!({
+            "NetworkID": id,
+            "Options": {"com.docker.network.enable_ipv6": !v6.is_empty(), "com.docker.network.generic": generic},
+            "IPv4Data": v4,
+            "IPv6Data": v6
+        });
+        if v4.is_empty() {
+            // Docker 28's `--ipv4=false`: the option says so, and libnetwork's
+            // getIPData still sends an empty list (`make(..., 0)`), not null.
+            body["Options"]["com.docker.network.enable_ipv4"] = json!(false);
+        }
+        body
+    }
+
     /// libnetwork's gateway endpoint: the one whose Join answer has a
-    /// gateway. Only it gets Program/RevokeExternalConnectivity.
+    /// gateway (of either family). Only it gets Program/RevokeExternalConnectivity.
     pub fn provides_gateway(join: &Value) -> bool {
-        join.get("Gateway")
-            .and_then(Value::as_str)
-            .is_some_and(|g| !g.is_empty())
+        ["Gateway", "GatewayIPv6"].iter().any(|k| {
+            join.get(*k)
+                .and_then(Value::as_str)
+                .is_some_and(|g| !g.is_empty())
+        })
     }
 
     /// What dockerd refuses in a CreateEndpoint answer: a MAC or an address
     /// when the request already carried one ("Cannot be modified").
     pub fn check_create_answer(request: &Value, answer: &Value) -> Result<(), String> {
-        for (field, what) in [("MacAddress", "MAC address"), ("Address", "IPv4 address")] {
+        for (field, what) in [
+            ("MacAddress", "MAC address"),
+            ("Address", "IPv4 address"),
+            ("AddressIPv6", "IPv6 address"),
+        ] {
             let asked = request
                 .pointer(&format!("/Interface/{field}"))
                 .and_then(Value::as_str)
@@ -466,8 +643,9 @@ struct StartJob {
     host: usize,
     network: String,
     net_id: String,
-    address: Ipv4Addr,
-    prefix_len: u8,
+    /// The IPv4 address with its prefix length (none on an IPv6-only network).
+    address: Option<Ipv4Net>,
+    address6: Option<Ipv6Net>,
     ep: String,
     name: String,
     ns_name: String,
@@ -485,10 +663,11 @@ fn run_start(rt: &tokio::runtime::Runtime, w: &World, j: &StartJob) -> Result<(C
             driver_opts: j.driver_opts.clone(),
             ..wire::EndpointExtras::default()
         };
-        let request = wire::create_endpoint(
+        let request = wire::create_endpoint_dual(
             net_id,
             ep,
-            &format!("{}/{}", j.address, j.prefix_len),
+            &j.address.map(|a| a.to_string()).unwrap_or_default(),
+            &j.address6.map(|a| a.to_string()).unwrap_or_default(),
             &extras,
         );
         let created = call_on(rt, w, host, "CreateEndpoint", request.clone())?;
@@ -522,7 +701,7 @@ fn run_start(rt: &tokio::runtime::Runtime, w: &World, j: &StartJob) -> Result<(C
             format!("delete container namespace {}", j.ns_name),
             move || Netns::delete_fast(&ns_name2),
         );
-        let src_name = plumb(w, host, &ns, &join, j.address, j.prefix_len, mac.as_deref())
+        let src_name = plumb(w, host, &ns, &join, j.address, j.address6, mac.as_deref())
             .with_context(|| format!("set up the sandbox of {} as libnetwork does", j.name))?;
         let mut programmed = false;
         for (method, body) in wire::after_join(net_id, ep, &extras, &join, INTERNAL) {
@@ -540,7 +719,8 @@ fn run_start(rt: &tokio::runtime::Runtime, w: &World, j: &StartJob) -> Result<(C
                 name: j.name.clone(),
                 host,
                 network: j.network.clone(),
-                address: j.address,
+                address: j.address.map(|a| a.addr()),
+                address6: j.address6.map(|a| a.addr()),
                 netns: ns.path(),
                 handle: ep.clone(),
                 src_name,
@@ -677,16 +857,30 @@ impl Emulator {
         self.activate(w, host)?;
         self.counter += 1;
         let counter = self.counter.to_string();
-        let (net_id, address, prefix_len) = {
+        let (net_id, address, address6) = {
             let n = self.net(host, &net.name)?;
-            (n.id.clone(), n.ipam.allocate()?, n.ipam.subnet.prefix_len())
+            let v4 = match n.ipam.as_mut() {
+                Some(i) => Some(Ipv4Net::new(i.allocate()?, i.subnet.prefix_len())?),
+                None => None,
+            };
+            let v6 = match n.ipam6.as_mut() {
+                Some(i) => match i.allocate() {
+                    Ok(a) => Some(Ipv6Net::new(a, i.subnet.prefix_len())?),
+                    Err(e) => {
+                        n.release(v4.map(|a| a.addr()), None);
+                        return Err(e);
+                    }
+                },
+                None => None,
+            };
+            (n.id.clone(), v4, v6)
         };
         Ok(StartJob {
             host,
             network: net.name.clone(),
             net_id,
             address,
-            prefix_len,
+            address6,
             ep: docker_id(&[&w.id, name, "endpoint", &counter]),
             name: name.to_string(),
             ns_name: format!("{}-c-{name}", w.id),
@@ -712,7 +906,7 @@ impl Emulator {
             }
             Err(e) => {
                 if let Ok(n) = self.net(j.host, &j.network) {
-                    n.ipam.release(j.address);
+                    n.release(j.address.map(|a| a.addr()), j.address6.map(|a| a.addr()));
                 }
                 Err(e)
             }
@@ -730,10 +924,11 @@ impl Engine for Emulator {
         w: &World,
         host: usize,
         net: &NetworkDef,
-        subnet: Ipv4Net,
+        subnets: Subnets,
     ) -> Result<()> {
         let id = docker_id(&[&w.id, &w.hosts[host].def.name, "network", &net.name]);
-        let ipam = Ipam::new(subnet);
+        let ipam = subnets.v4.map(Ipam::new);
+        let ipam6 = subnets.v6.map(Ipam6::new);
         let mut generic: BTreeMap<String, String> = net.options.clone();
         generic
             .entry("parent".into())
@@ -742,15 +937,15 @@ impl Engine for Emulator {
             w,
             host,
             "CreateNetwork",
-            json!({
-                "NetworkID": id,
-                "Options": {"com.docker.network.enable_ipv6": false, "com.docker.network.generic": generic},
-                "IPv4Data": [{"AddressSpace": "LocalDefault", "Gateway": format!("{}/{}", ipam.gateway, subnet.prefix_len()), "Pool": subnet.to_string()}],
-                "IPv6Data": []
-            }),
+            wire::create_network(
+                &id,
+                &generic,
+                ipam.as_ref().map(|i| (i.subnet, i.gateway)),
+                ipam6.as_ref().map(|i| (i.subnet, i.gateway)),
+            ),
         )?;
         self.networks
-            .insert((host, net.name.clone()), NetRt { id, ipam });
+            .insert((host, net.name.clone()), NetRt { id, ipam, ipam6 });
         Ok(())
     }
 
@@ -777,7 +972,7 @@ impl Engine for Emulator {
         let net_id = self.net(c.host, &c.network)?.id.clone();
         let programmed = self.programmed.remove(&c.handle);
         run_stop(&w.rt, w, c, &net_id, programmed)?;
-        self.net(c.host, &c.network)?.ipam.release(c.address);
+        self.net(c.host, &c.network)?.release(c.address, c.address6);
         Ok(())
     }
 
@@ -832,7 +1027,7 @@ impl Engine for Emulator {
                         .unwrap_or_else(|| Err(anyhow!("internal: no result")));
                     if r.is_ok() {
                         if let Ok(n) = self.net(c.host, &c.network) {
-                            n.ipam.release(c.address);
+                            n.release(c.address, c.address6);
                         }
                     }
                     r
@@ -867,7 +1062,7 @@ impl Engine for Emulator {
                 );
             }
         }
-        self.net(c.host, &c.network)?.ipam.release(c.address);
+        self.net(c.host, &c.network)?.release(c.address, c.address6);
         Ok(())
     }
 }
@@ -878,8 +1073,8 @@ fn plumb(
     host: usize,
     ns: &Netns,
     join: &Value,
-    address: Ipv4Addr,
-    prefix_len: u8,
+    address: Option<Ipv4Net>,
+    address6: Option<Ipv6Net>,
     mac: Option<&str>,
 ) -> Result<String> {
     let src = join
@@ -907,7 +1102,16 @@ fn plumb(
         ns.ip(&["link", "set", "dev", &dst, "address", m])
             .with_context(|| format!("set the MAC address {m} the driver chose"))?;
     }
-    ck.add_address(moved.index, IpNet::V4(Ipv4Net::new(address, prefix_len)?))?;
+    if let Some(a) = address {
+        ck.add_address(moved.index, IpNet::V4(a))?;
+    }
+    if let Some(a) = address6 {
+        // libnetwork's setInterfaceIPv6: IPv6 enabled on the interface,
+        // then the address with IFA_F_NODAD (usable at once, no DAD).
+        ns.sysctl(&format!("net.ipv6.conf.{dst}.disable_ipv6"), "0")?;
+        ns.ip(&["-6", "addr", "add", &a.to_string(), "dev", &dst, "nodad"])
+            .with_context(|| format!("add {a} (nodad) to {dst}"))?;
+    }
     ck.set_up(moved.index, true)?;
     let mut routes = Vec::new();
     for r in join
@@ -937,17 +1141,19 @@ fn plumb(
             protocol: 3,
         });
     }
-    if let Some(gw) = join
-        .get("Gateway")
-        .and_then(Value::as_str)
-        .filter(|g| !g.is_empty())
-    {
-        routes.push(Route {
-            dst: "0.0.0.0/0".parse()?,
-            via: Some(gw.parse()?),
-            oif: Some(moved.index),
-            protocol: 3,
-        });
+    for (key, default) in [("Gateway", "0.0.0.0/0"), ("GatewayIPv6", "::/0")] {
+        if let Some(gw) = join
+            .get(key)
+            .and_then(Value::as_str)
+            .filter(|g| !g.is_empty())
+        {
+            routes.push(Route {
+                dst: default.parse()?,
+                via: Some(gw.parse().with_context(|| format!("Join's {key} {gw:?}"))?),
+                oif: Some(moved.index),
+                protocol: 3,
+            });
+        }
     }
     for (r, res) in routes.iter().zip(ck.replace_routes(&routes)) {
         res.with_context(|| format!("route {} in the sandbox", r.dst))?;
@@ -1119,6 +1325,85 @@ mod tests {
         )
         .is_ok());
         assert!(wire::check_create_answer(&no_mac, &json!({})).is_ok());
+    }
+
+    /// `docker network create --ipv6 --subnet V4 --subnet V6` as dockerd
+    /// 20.10 sent it (the fixture), against what the emulator sends.
+    #[test]
+    fn dual_stack_create_network_matches_dockerd_fixture() {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../driver/tests/fixtures/dockerd-20.10-requests.jsonl"
+        );
+        let real: Value = std::fs::read_to_string(path)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str::<Value>(l).unwrap())
+            .find(|f| {
+                f["body"]["IPv6Data"]
+                    .as_array()
+                    .is_some_and(|a| !a.is_empty())
+            })
+            .unwrap()["body"]
+            .clone();
+        let generic: BTreeMap<String, String> =
+            serde_json::from_value(real["Options"]["com.docker.network.generic"].clone()).unwrap();
+        let mut ours = wire::create_network(
+            real["NetworkID"].as_str().unwrap(),
+            &generic,
+            None,
+            Some((
+                "fd00:db8::/64".parse().unwrap(),
+                "fd00:db8::1".parse().unwrap(),
+            )),
+        );
+        assert_eq!(ours["IPv6Data"], real["IPv6Data"]);
+        assert_eq!(ours["Options"]["com.docker.network.enable_ipv6"], true);
+        // IPv6-only: no IPv4 pool at all, and Docker 28's option.
+        assert_eq!(ours["IPv4Data"], json!([]));
+        assert_eq!(ours["Options"]["com.docker.network.enable_ipv4"], false);
+        ours = wire::create_network(
+            "n",
+            &generic,
+            Some(("10.1.1.0/24".parse().unwrap(), "10.1.1.1".parse().unwrap())),
+            None,
+        );
+        assert_eq!(ours["Options"]["com.docker.network.enable_ipv6"], false);
+        assert_eq!(ours["IPv6Data"], json!([]));
+        assert!(ours["Options"]
+            .get("com.docker.network.enable_ipv4")
+            .is_none());
+        let ep = wire::create_endpoint_dual(
+            "n",
+            "e",
+            "",
+            "fd00:1::2/64",
+            &wire::EndpointExtras::default(),
+        );
+        assert_eq!(ep["Interface"]["Address"], "");
+        assert_eq!(ep["Interface"]["AddressIPv6"], "fd00:1::2/64");
+        let e =
+            wire::check_create_answer(&ep, &json!({"Interface": {"AddressIPv6": "fd00:1::9/64"}}))
+                .unwrap_err();
+        assert!(e.contains("IPv6 address"), "{e}");
+        // A v6 gateway alone makes the gateway endpoint.
+        assert!(wire::provides_gateway(&json!({"GatewayIPv6": "fd00:1::1"})));
+    }
+
+    #[test]
+    fn ipam6_allocates_like_docker() {
+        let mut i = Ipam6::new("fd00:1::/64".parse().unwrap());
+        assert_eq!(i.gateway, "fd00:1::1".parse::<Ipv6Addr>().unwrap());
+        assert_eq!(
+            i.allocate().unwrap(),
+            "fd00:1::2".parse::<Ipv6Addr>().unwrap()
+        );
+        let b = i.allocate().unwrap();
+        i.release(b);
+        assert_eq!(
+            i.allocate().unwrap(),
+            "fd00:1::4".parse::<Ipv6Addr>().unwrap()
+        );
     }
 
     #[test]

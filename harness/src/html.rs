@@ -84,6 +84,9 @@ pub fn topology(s: &Scenario) -> Topology {
         .iter()
         .map(|h| {
             let mut label = h.address.map(|a| a.addr().to_string()).unwrap_or_default();
+            if let Some(a6) = h.address6 {
+                write!(label, " {}", a6.addr()).ok();
+            }
             write!(label, " AS{}", h.asn).ok();
             if s.bgp.reflectors.contains(&h.name) {
                 label.push_str(" RR");

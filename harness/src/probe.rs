@@ -5,13 +5,15 @@
 //! opened inside the source namespace (on a throwaway thread that `setns`es;
 //! the socket stays there), so a matrix of hundreds of pairs costs one socket
 //! per source and one round trip. TCP probes connect to a small listener
-//! started in the target namespace. [`Prober`] pings pairs continuously in
+//! started in the target namespace. Both families: an IPv6 target is
+//! pinged with ICMPv6 echo (a raw ICMPv6 socket, whose checksum the kernel
+//! fills in) and reached over TCP/IPv6. [`Prober`] pings pairs continuously in
 //! the background and counts losses (zero-loss checks across restarts).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs::File;
 use std::mem::MaybeUninit;
-use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpListener, TcpStream};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream};
 use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU16, Ordering};
@@ -27,7 +29,7 @@ use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 pub struct Member {
     pub label: String,
     pub netns: PathBuf,
-    pub addr: Ipv4Addr,
+    pub addr: IpAddr,
 }
 
 pub const TCP_PORT: u16 = 7777;
@@ -53,10 +55,16 @@ fn in_netns<T: Send + 'static>(
     .map_err(|_| anyhow!("namespace thread panicked"))?
 }
 
-fn icmp_socket(netns: &Path) -> Result<Socket> {
-    in_netns(netns, || {
-        let s = Socket::new(Domain::IPV4, Type::RAW, Some(Protocol::ICMPV4))
-            .context("raw ICMP socket")?;
+/// A raw ICMP socket (`v6`: ICMPv6) opened inside `netns`.
+fn icmp_socket(netns: &Path, v6: bool) -> Result<Socket> {
+    in_netns(netns, move || {
+        let s = if v6 {
+            Socket::new(Domain::IPV6, Type::RAW, Some(Protocol::ICMPV6))
+                .context("raw ICMPv6 socket")?
+        } else {
+            Socket::new(Domain::IPV4, Type::RAW, Some(Protocol::ICMPV4))
+                .context("raw ICMP socket")?
+        };
         Ok(s)
     })
 }
@@ -88,6 +96,29 @@ fn echo_request(id: u16, seq: u16) -> [u8; 16] {
     p
 }
 
+/// An ICMPv6 echo request: type 128; the checksum is left to the kernel
+/// (raw ICMPv6 sockets always compute it, RFC 3542 3.1).
+fn echo_request6(id: u16, seq: u16) -> [u8; 16] {
+    let mut p = [0u8; 16];
+    p[0] = 128;
+    p[4..6].copy_from_slice(&id.to_be_bytes());
+    p[6..8].copy_from_slice(&seq.to_be_bytes());
+    p[8..16].copy_from_slice(b"ipvlbgp!");
+    p
+}
+
+/// Parses an ICMPv6 echo reply (no IP header on raw ICMPv6 sockets) into (id, seq).
+fn parse_reply6(buf: &[u8]) -> Option<(u16, u16)> {
+    let icmp = buf.get(..8)?;
+    if icmp[0] != 129 {
+        return None;
+    }
+    Some((
+        u16::from_be_bytes([icmp[4], icmp[5]]),
+        u16::from_be_bytes([icmp[6], icmp[7]]),
+    ))
+}
+
 /// Parses an echo reply (with its IP header) into (source, id, seq).
 fn parse_reply(buf: &[u8]) -> Option<(Ipv4Addr, u16, u16)> {
     if buf.len() < 20 {
@@ -106,39 +137,53 @@ fn parse_reply(buf: &[u8]) -> Option<(Ipv4Addr, u16, u16)> {
     ))
 }
 
-fn recv_one(s: &Socket, timeout: Duration) -> Option<(Ipv4Addr, u16, u16)> {
+/// One echo reply (source, id, seq) within `timeout`; None on a timeout
+/// or another packet (the caller loops).
+fn recv_one(s: &Socket, timeout: Duration) -> Option<(IpAddr, u16, u16)> {
     s.set_read_timeout(Some(timeout.max(Duration::from_millis(1))))
         .ok()?;
     let mut buf = [MaybeUninit::<u8>::uninit(); 1500];
-    let n = s.recv(&mut buf).ok()?;
-    // SAFETY: recv initialised the first n bytes.
+    let (n, from) = s.recv_from(&mut buf).ok()?;
+    // SAFETY: recv_from initialised the first n bytes.
     let bytes: Vec<u8> = buf[..n]
         .iter()
         .map(|b| unsafe { b.assume_init() })
         .collect();
-    parse_reply(&bytes)
+    match from.as_socket() {
+        Some(SocketAddr::V6(a)) => {
+            let (id, seq) = parse_reply6(&bytes)?;
+            Some((IpAddr::V6(*a.ip()), id, seq))
+        }
+        _ => parse_reply(&bytes).map(|(a, id, seq)| (IpAddr::V4(a), id, seq)),
+    }
 }
 
-fn send_echo(s: &Socket, to: Ipv4Addr, id: u16, seq: u16) {
-    let addr = SockAddr::from(SocketAddrV4::new(to, 0));
-    let _ = s.send_to(&echo_request(id, seq), &addr);
+fn send_echo(s: &Socket, to: IpAddr, id: u16, seq: u16) {
+    let addr = SockAddr::from(SocketAddr::new(to, 0));
+    let _ = match to {
+        IpAddr::V4(_) => s.send_to(&echo_request(id, seq), &addr),
+        IpAddr::V6(_) => s.send_to(&echo_request6(id, seq), &addr),
+    };
 }
 
 /// Pings every pair once (all in parallel) and waits up to `timeout` for
 /// replies. A probe that cannot run (no socket in a namespace) is an error,
 /// never an "unreachable".
 pub fn ping_pairs(pairs: &[(Member, Member)], timeout: Duration) -> Result<Vec<bool>> {
-    let mut by_source: BTreeMap<PathBuf, Vec<usize>> = BTreeMap::new();
-    for (i, (from, _)) in pairs.iter().enumerate() {
-        by_source.entry(from.netns.clone()).or_default().push(i);
+    let mut by_source: BTreeMap<(PathBuf, bool), Vec<usize>> = BTreeMap::new();
+    for (i, (from, to)) in pairs.iter().enumerate() {
+        by_source
+            .entry((from.netns.clone(), to.addr.is_ipv6()))
+            .or_default()
+            .push(i);
     }
     let mut results = vec![false; pairs.len()];
     std::thread::scope(|scope| -> Result<Vec<bool>> {
         let handles: Vec<_> = by_source
             .iter()
-            .map(|(src, idx)| {
+            .map(|((src, v6), idx)| {
                 scope.spawn(move || -> Result<Vec<(usize, bool)>> {
-                    let sock = icmp_socket(src)
+                    let sock = icmp_socket(src, *v6)
                         .with_context(|| format!("probe from {}", src.display()))?;
                     let id = next_id();
                     for (seq, i) in idx.iter().enumerate() {
@@ -181,9 +226,18 @@ pub struct Pinger {
 }
 
 impl Pinger {
+    /// A pinger for IPv4 targets (`open6`: IPv6 ones).
     pub fn open(netns: &Path) -> Result<Pinger> {
+        Pinger::open_family(netns, false)
+    }
+
+    pub fn open6(netns: &Path) -> Result<Pinger> {
+        Pinger::open_family(netns, true)
+    }
+
+    fn open_family(netns: &Path, v6: bool) -> Result<Pinger> {
         Ok(Pinger {
-            sock: icmp_socket(netns)?,
+            sock: icmp_socket(netns, v6)?,
             id: next_id(),
             seq: 0,
         })
@@ -193,7 +247,7 @@ impl Pinger {
     /// returns when the answer arrived, or None after `deadline`.
     pub fn first_reply(
         &mut self,
-        to: Ipv4Addr,
+        to: IpAddr,
         interval: Duration,
         deadline: Duration,
     ) -> Option<Instant> {
@@ -234,8 +288,13 @@ impl TcpServers {
         if self.servers.contains_key(netns) {
             return Ok(());
         }
+        // One socket on [::] takes both families (IPv4 as mapped addresses,
+        // bindv6only being 0 by default); a namespace whose IPv6 is disabled
+        // falls back to IPv4 only.
         let listener = in_netns(netns, || {
-            let l = TcpListener::bind(("0.0.0.0", TCP_PORT)).context("bind TCP probe port")?;
+            let l = TcpListener::bind((Ipv6Addr::UNSPECIFIED, TCP_PORT))
+                .or_else(|_| TcpListener::bind((Ipv4Addr::UNSPECIFIED, TCP_PORT)))
+                .context("bind TCP probe port")?;
             l.set_nonblocking(true)?;
             Ok(l)
         })?;
@@ -288,7 +347,7 @@ pub fn tcp_pairs(
             .iter()
             .map(|(from, to)| {
                 scope.spawn(move || {
-                    let target = SocketAddr::V4(SocketAddrV4::new(to.addr, TCP_PORT));
+                    let target = SocketAddr::new(to.addr, TCP_PORT);
                     in_netns(&from.netns, move || {
                         Ok(TcpStream::connect_timeout(&target, timeout).is_ok())
                     })
@@ -324,13 +383,16 @@ pub struct Prober {
 impl Prober {
     pub fn start(pairs: Vec<(Member, Member)>, interval: Duration) -> Result<Prober> {
         let stop = Arc::new(AtomicBool::new(false));
-        let mut by_source: BTreeMap<PathBuf, Vec<(Member, Member)>> = BTreeMap::new();
+        let mut by_source: BTreeMap<(PathBuf, bool), Vec<(Member, Member)>> = BTreeMap::new();
         for p in pairs {
-            by_source.entry(p.0.netns.clone()).or_default().push(p);
+            by_source
+                .entry((p.0.netns.clone(), p.1.addr.is_ipv6()))
+                .or_default()
+                .push(p);
         }
         let mut handles = Vec::new();
-        for (src, pairs) in by_source {
-            let sock = icmp_socket(&src)?;
+        for ((src, v6), pairs) in by_source {
+            let sock = icmp_socket(&src, v6)?;
             let stop = stop.clone();
             handles.push(std::thread::spawn(move || {
                 probe_loop(sock, pairs, interval, stop)
@@ -453,5 +515,9 @@ mod tests {
         assert_eq!(parse_reply(&pkt), Some((Ipv4Addr::new(10, 1, 1, 2), 9, 3)));
         pkt[20] = 8;
         assert_eq!(parse_reply(&pkt), None);
+        let mut r6 = echo_request6(9, 3);
+        assert_eq!(parse_reply6(&r6), None);
+        r6[0] = 129;
+        assert_eq!(parse_reply6(&r6), Some((9, 3)));
     }
 }

@@ -253,9 +253,24 @@ impl RouterRt {
     /// alternatives it holds but does not use).
     pub fn routes(&self) -> Result<BTreeMap<IpNet, Vec<IpAddr>>> {
         match self.def.kind {
-            RouterKind::Frr => parse_frr_routes(&self.vtysh("show ip route json")?),
+            RouterKind::Frr => {
+                let mut all = parse_frr_routes(&self.vtysh("show ip route json")?)?;
+                all.extend(parse_frr_routes(&self.vtysh("show ipv6 route json")?)?);
+                Ok(all)
+            }
             RouterKind::Bird => Ok(parse_bird_routes(&self.birdc("show route primary")?)),
         }
+    }
+
+    /// The router's IPv6 link-local addresses (on every link).
+    pub fn link_locals(&self) -> Vec<IpAddr> {
+        let text = self
+            .ns
+            .ip(&["-6", "-br", "addr", "show", "scope", "link"])
+            .unwrap_or_default();
+        text.split_whitespace()
+            .filter_map(|w| w.split('/').next()?.parse::<IpAddr>().ok())
+            .collect()
     }
 
     /// Kills the daemons and takes the links down: the router is dead.
@@ -291,8 +306,17 @@ impl RouterRt {
         if let Ok(s) = self.ns.ip(&["route"]) {
             out.push_str(&format!("$ ip route\n{s}"));
         }
+        if let Ok(s) = self.ns.ip(&["-6", "route"]) {
+            out.push_str(&format!("$ ip -6 route\n{s}"));
+        }
         let cmds: &[&str] = match self.def.kind {
-            RouterKind::Frr => &["show bgp summary", "show ip bgp", "show ip route"],
+            RouterKind::Frr => &[
+                "show bgp summary",
+                "show ip bgp",
+                "show bgp ipv6 unicast",
+                "show ip route",
+                "show ipv6 route",
+            ],
             RouterKind::Bird => &["show protocols", "show route all"],
         };
         for c in cmds {

@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
-use ipnet::Ipv4Net;
+use ipnet::{Ipv4Net, Ipv6Net};
 use nix::sys::signal::Signal;
 
 use crate::cleanup::Cleanup;
@@ -24,7 +24,7 @@ use crate::configs::{self, Neighbor, Timers};
 use crate::daemon::{await_ready, Daemon};
 use crate::netns::{Netns, PREFIX};
 use crate::routers::{iface_name, RouterRt};
-use crate::scenario::{BgpConfigBy, BgpMode, DaemonKind, HostDef, Role, Scenario};
+use crate::scenario::{BgpConfigBy, BgpMode, DaemonKind, Family, HostDef, Role, Scenario};
 use crate::util::{require, run_cmd, tail};
 
 /// The underlay interface in every host.
@@ -87,12 +87,27 @@ pub struct HostRt {
     pub index: usize,
     pub ns: Netns,
     pub addr: Ipv4Net,
+    /// The IPv6 underlay address (dual-stack segments).
+    pub addr6: Option<Ipv6Net>,
     pub dir: PathBuf,
     pub gobgpd: Daemon,
     pub driver: Daemon,
 }
 
 impl HostRt {
+    /// Its underlay address of one family.
+    pub fn addr_of(&self, family: Family) -> Result<std::net::IpAddr> {
+        match family {
+            Family::Ipv4 => Ok(self.addr.addr().into()),
+            Family::Ipv6 => self.addr6.map(|a| a.addr().into()).ok_or_else(|| {
+                anyhow!(
+                    "host {} has no IPv6 underlay address (give underlay6)",
+                    self.def.name
+                )
+            }),
+        }
+    }
+
     pub fn plugin_dir(&self) -> PathBuf {
         self.dir.join("plugins")
     }
@@ -219,23 +234,31 @@ impl World {
             let ns = make_ns(&cleanup, &format!("{id}-r-{}", def.name))?;
             let mut ifaces = BTreeMap::new();
             let mut lines = Vec::new();
+            for (k, v) in [
+                ("net.ipv4.ip_forward", "1"),
+                ("net.ipv4.conf.all.rp_filter", "0"),
+                ("net.ipv4.conf.default.rp_filter", "0"),
+                ("net.ipv6.conf.all.forwarding", "1"),
+                // The links made next get their link-local address without
+                // DAD: FRR's bgpd sends it as the IPv6 next hop beside the
+                // global one, and waits for it before a session starts.
+                ("net.ipv6.conf.default.accept_dad", "0"),
+            ] {
+                ns.sysctl(k, v)?;
+            }
             for (seg, addr) in &def.links {
                 let iface = iface_name(seg);
                 let port = format!("r{ri}-{seg}");
                 wire(&ns, &iface, &switch, &port, seg)
                     .with_context(|| format!("wire router {} to segment {seg}", def.name))?;
                 lines.push(format!("addr add {addr} dev {iface}"));
+                if let Some(a6) = def.links6.get(seg) {
+                    lines.push(format!("addr add {a6} dev {iface} nodad"));
+                }
                 lines.push(format!("link set {iface} up"));
                 ifaces.insert(seg.clone(), iface);
             }
             ns.ip_batch(&lines)?;
-            for (k, v) in [
-                ("net.ipv4.ip_forward", "1"),
-                ("net.ipv4.conf.all.rp_filter", "0"),
-                ("net.ipv4.conf.default.rp_filter", "0"),
-            ] {
-                ns.sysctl(k, v)?;
-            }
             let rdir = dir.join(format!("r-{}", def.name));
             std::fs::create_dir_all(&rdir)?;
             let neighbors = def
@@ -243,8 +266,14 @@ impl World {
                 .iter()
                 .map(|n| {
                     let addr = s
-                        .shared_address(&def.name, n)
-                        .ok_or_else(|| anyhow!("{} shares no segment with {n}", def.name))?;
+                        .shared_address_of(&def.name, n, s.bgp.transport)
+                        .ok_or_else(|| {
+                            anyhow!(
+                                "{} shares no segment with {n} (in {:?}, the BGP transport)",
+                                def.name,
+                                s.bgp.transport
+                            )
+                        })?;
                     Ok(Neighbor {
                         name: n.clone(),
                         addr: addr.addr(),
@@ -317,9 +346,11 @@ impl World {
     pub fn neighbours(&self, i: usize) -> Vec<Neighbor> {
         let s = &self.scenario;
         let me = &self.hosts[i];
+        let transport = s.bgp.transport;
         let host = |h: &HostRt, rr_client: bool| Neighbor {
             name: h.def.name.clone(),
-            addr: h.addr.addr(),
+            // Validation made sure every host has an address of the transport.
+            addr: h.addr_of(transport).unwrap_or(h.addr.addr().into()),
             asn: h.def.asn,
             rr_client,
         };
@@ -329,7 +360,7 @@ impl World {
                 .filter_map(|p| {
                     Some(Neighbor {
                         name: p.clone(),
-                        addr: s.shared_address(&me.def.name, p)?.addr(),
+                        addr: s.shared_address_of(&me.def.name, p, transport)?.addr(),
                         asn: s.asn_of(p)?,
                         rr_client: false,
                     })
@@ -384,6 +415,7 @@ impl World {
             &h.def.name,
             h.def.asn,
             h.addr.addr(),
+            h.addr6.map(|a| a.addr()),
             &self.neighbours(i),
             Timers::from(&self.scenario.bgp),
         );
@@ -437,9 +469,14 @@ impl World {
                 h.addr.addr().to_string(),
             ]);
             for n in self.neighbours(i) {
+                // An IPv6 neighbour in brackets, as in a socket address.
+                let addr = match n.addr {
+                    std::net::IpAddr::V4(a) => a.to_string(),
+                    std::net::IpAddr::V6(a) => format!("[{a}]"),
+                };
                 let mut p = format!(
-                    "{}:{},hold={},keepalive={},connect-retry={}",
-                    n.addr, n.asn, s.bgp.hold_time, s.bgp.keepalive, s.bgp.connect_retry
+                    "{addr}:{},hold={},keepalive={},connect-retry={}",
+                    n.asn, s.bgp.hold_time, s.bgp.keepalive, s.bgp.connect_retry
                 );
                 if n.rr_client {
                     p.push_str(",rr-client");
@@ -650,6 +687,7 @@ impl World {
                 &["-d", "-br", "link"][..],
                 &["-br", "addr"][..],
                 &["route", "show", "table", "main"][..],
+                &["-6", "route", "show", "table", "main"][..],
             ] {
                 out.push_str(&format!("$ ip {}\n", args.join(" ")));
                 match h.ns.ip(args) {
@@ -663,9 +701,11 @@ impl World {
                     &["neighbor"][..],
                     &["global", "rib", "summary"][..],
                     &["global", "rib"][..],
+                    &["global", "rib", "-a", "ipv6"][..],
                 ] {
                     // A flooded RIB is too long to print (and slow to list).
-                    if args == ["global", "rib"] && !small_rib {
+                    let full_rib = args.starts_with(&["global", "rib"]) && args[2..] != ["summary"];
+                    if full_rib && !small_rib {
                         continue;
                     }
                     out.push_str(&format!("$ gobgp {}\n", args.join(" ")));
@@ -713,8 +753,14 @@ impl World {
                 path.display()
             ));
             let net = format!("--net={}", path.display());
-            for args in [["-br", "addr"], ["route", "show"]] {
-                let full = [net.as_str(), "ip", args[0], args[1]];
+            for args in [
+                ["-br", "addr", ""],
+                ["route", "show", ""],
+                ["-6", "route", "show"],
+            ] {
+                let args: Vec<&str> = args.into_iter().filter(|a| !a.is_empty()).collect();
+                let mut full = vec![net.as_str(), "ip"];
+                full.extend(args);
                 match crate::util::run_output("nsenter", &full, short) {
                     Ok(o) => out.push_str(&String::from_utf8_lossy(&o.stdout)),
                     Err(e) => out.push_str(&format!("({e:#})\n")),
@@ -767,18 +813,13 @@ fn build_host(
         .unwrap_or_else(|| s.segments[0].name.clone());
     wire(&ns, UNDERLAY_IF, switch, &port, &seg)
         .with_context(|| format!("wire host {} to segment {seg}", def.name))?;
-    let mut lines = vec![
-        format!("addr add {addr} dev {UNDERLAY_IF}"),
-        format!("link set {UNDERLAY_IF} up"),
-    ];
-    if let Some(gw) = def
-        .gateway
-        .as_deref()
-        .and_then(|g| s.shared_address(&def.name, g))
-    {
-        lines.push(format!("route add default via {}", gw.addr()));
-    }
-    ns.ip_batch(&lines)?;
+    // IPv6 forwarding stays off, as on a host that configures itself by
+    // SLAAC: the driver enables it where it needs it (force_forwarding on
+    // the shim and the parent). A kernel older than 6.17 has no per-link
+    // force_forwarding: there, for a network whose IPv6 goes through a
+    // shim (macvlan, ipvlan L2), the harness takes the operator's step the
+    // README prescribes (net.ipv6.conf.all.forwarding=1), so that these
+    // scenarios run on such kernels too (the VM's, GitHub's runners).
     for (k, v) in [
         ("net.ipv4.ip_forward", "1"),
         ("net.ipv4.conf.all.rp_filter", "0"),
@@ -787,6 +828,33 @@ fn build_host(
     ] {
         ns.sysctl(k, v)?;
     }
+    if s.ipv6_through_shims() && !per_link_ipv6_forwarding() {
+        ns.sysctl("net.ipv6.conf.all.forwarding", "1")?;
+    }
+    let mut lines = vec![
+        format!("addr add {addr} dev {UNDERLAY_IF}"),
+        format!("link set {UNDERLAY_IF} up"),
+    ];
+    // `nodad`: usable at once, as a real host's configured address is
+    // after its DAD; BGP over IPv6 starts without waiting a second.
+    if let Some(a6) = def.address6 {
+        lines.push(format!("addr add {a6} dev {UNDERLAY_IF} nodad"));
+    }
+    if let Some(gw) = def
+        .gateway
+        .as_deref()
+        .and_then(|g| s.shared_address(&def.name, g))
+    {
+        lines.push(format!("route add default via {}", gw.addr()));
+    }
+    if let Some(gw) = def
+        .gateway
+        .as_deref()
+        .and_then(|g| s.shared_address_of(&def.name, g, Family::Ipv6))
+    {
+        lines.push(format!("route add default via {}", gw.addr()));
+    }
+    ns.ip_batch(&lines)?;
     let hdir = dir.join(&def.name);
     std::fs::create_dir_all(hdir.join("plugins"))?;
     std::fs::create_dir_all(hdir.join("state"))?;
@@ -795,10 +863,16 @@ fn build_host(
         index,
         ns,
         addr,
+        addr6: def.address6,
         gobgpd: Daemon::new(hdir.join("gobgpd.log")),
         driver: Daemon::new(hdir.join("driver.log")),
         dir: hdir,
     })
+}
+
+/// Whether this kernel forwards IPv6 per link (`force_forwarding`, Linux 6.17+).
+pub fn per_link_ipv6_forwarding() -> bool {
+    std::path::Path::new("/proc/sys/net/ipv6/conf/all/force_forwarding").exists()
 }
 
 /// The destination count in `gobgp global rib summary` ("Destination: N, Path: M").

@@ -1,6 +1,7 @@
-//! `harness bench convergence`: a container joins on one host; how long
-//! until the other host has its route and its container reaches it, and how
-//! long the withdrawal takes after it stops.
+//! `harness bench convergence`: a dual-stack container joins on one host;
+//! how long until the other host has its IPv4 and its IPv6 route and its
+//! container reaches it over each family, and how long each withdrawal
+//! takes after it stops.
 //!
 //! Nothing here polls the routing table: the route's arrival and removal on
 //! b2 are stamped by a netlink route subscription in b2's namespace
@@ -9,12 +10,16 @@
 //! the measuring does not compete with the driver it measures. The probe
 //! starts when `docker run` returned, or (`--probe-from-route`) when the
 //! route reaches b2, aimed at the address Docker's serial IPAM will give.
+//! IPv6 is always probed from when `docker run` returned (ICMPv6 echo over
+//! a second raw socket), after the IPv4 answer: its route time is stamped
+//! by the same subscription, so only its reachability figure includes the
+//! IPv4 probe's wait.
 
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Result};
 
-use super::{rss_kib, two_hosts, BenchResult, RouteEvents, Series};
+use super::{rss_kib, two_hosts_dual, BenchResult, RouteEvents, Series};
 use crate::engine::Engine;
 use crate::probe::Pinger;
 use crate::util::scaled;
@@ -39,13 +44,15 @@ pub fn convergence(runs: usize, probe_from_route: bool, opts: &Options) -> Resul
     if runs == 0 {
         bail!("--runs must be at least 1");
     }
-    let (w, mut e, net) = two_hosts(opts, &["b1", "b2"])?;
+    let (w, mut e, net) = two_hosts_dual(opts, &["b1", "b2"])?;
     let rss_idle = rss_kib(w.hosts[1].driver.pid());
     let c2 = e.start(&w, 1, &net, "c2")?;
     let mut events = RouteEvents::open(&w, 1)?;
     let mut pinger = Pinger::open(&c2.netns)?;
+    let mut pinger6 = Pinger::open6(&c2.netns)?;
     let (mut join, mut route, mut reach, mut withdraw) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut route6, mut reach6, mut withdraw6) = (Vec::new(), Vec::new(), Vec::new());
     // Docker's serial IPAM (the emulator's too) gives each new container the
     // address after the last one: the early probe aims there.
     let subnet = net.subnets["b1"];
@@ -60,7 +67,7 @@ pub fn convergence(runs: usize, probe_from_route: bool, opts: &Options) -> Resul
                 let probe = s.spawn(|| -> Result<(Instant, Option<Instant>)> {
                     let on_b2 = events.wait(foreseen, false, t0, Duration::from_secs(10))?;
                     let answered = pinger.first_reply(
-                        predicted,
+                        predicted.into(),
                         PROBE_INTERVAL,
                         scaled(Duration::from_secs(10)),
                     );
@@ -74,9 +81,18 @@ pub fn convergence(runs: usize, probe_from_route: bool, opts: &Options) -> Resul
         };
         let (c1, took) = started?;
         join.push(took);
-        let dst = ipnet::IpNet::V4(ipnet::Ipv4Net::new(c1.address, 32)?);
+        let (a4, a6) = match (c1.address, c1.address6) {
+            (Some(a4), Some(a6)) => (a4, a6),
+            _ => bail!(
+                "run {i}: the dual-stack container has {:?} / {:?}",
+                c1.address,
+                c1.address6
+            ),
+        };
+        let dst = ipnet::IpNet::from(std::net::IpAddr::V4(a4));
+        let dst6 = ipnet::IpNet::from(std::net::IpAddr::V6(a6));
         let answered = match early {
-            Some(Ok((on_b2, Some(at)))) if c1.address == predicted => {
+            Some(Ok((on_b2, Some(at)))) if a4 == predicted => {
                 route.push(on_b2 - t0);
                 at
             }
@@ -87,18 +103,24 @@ pub fn convergence(runs: usize, probe_from_route: bool, opts: &Options) -> Resul
                 let on_b2 = events.wait(dst, false, t0, Duration::from_secs(10))?;
                 route.push(on_b2 - t0);
                 pinger
-                    .first_reply(c1.address, PROBE_INTERVAL, scaled(Duration::from_secs(10)))
-                    .ok_or_else(|| {
-                        anyhow!("run {i}: b2's container never reached {}", c1.address)
-                    })?
+                    .first_reply(a4.into(), PROBE_INTERVAL, scaled(Duration::from_secs(10)))
+                    .ok_or_else(|| anyhow!("run {i}: b2's container never reached {a4}"))?
             }
         };
         reach.push(answered - t0);
-        predicted = next_in(subnet, c1.address);
+        let on_b2 = events.wait(dst6, false, t0, Duration::from_secs(10))?;
+        route6.push(on_b2 - t0);
+        let answered6 = pinger6
+            .first_reply(a6.into(), PROBE_INTERVAL, scaled(Duration::from_secs(10)))
+            .ok_or_else(|| anyhow!("run {i}: b2's container never reached {a6}"))?;
+        reach6.push(answered6 - t0);
+        predicted = next_in(subnet, a4);
         let t1 = Instant::now();
         e.stop(&w, &c1)?;
         let gone = events.wait(dst, true, t1, Duration::from_secs(10))?;
         withdraw.push(gone - t1);
+        let gone6 = events.wait(dst6, true, t1, Duration::from_secs(10))?;
+        withdraw6.push(gone6 - t1);
         if (i + 1) % 50 == 0 || i + 1 == runs {
             eprintln!("[bench] convergence: {}/{runs} joins", i + 1);
         }
@@ -119,6 +141,11 @@ pub fn convergence(runs: usize, probe_from_route: bool, opts: &Options) -> Resul
         ),
     );
     r.setup.insert("runs".into(), runs.to_string());
+    r.setup.insert(
+        "network".into(),
+        "dual stack (10.30.x.0/24 and fd00:31:x::/64 per host, macvlan); each join has both addresses"
+            .into(),
+    );
     r.setup.insert(
         "reachability probed from".into(),
         if probe_from_route {
@@ -146,6 +173,12 @@ pub fn convergence(runs: usize, probe_from_route: bool, opts: &Options) -> Resul
             &reach,
         ),
         Series::ms("route gone from b2 after stop", &withdraw),
+        Series::ms("IPv6 route on b2", &route6),
+        Series::ms(
+            "IPv6 reachable from b2 (probed after the IPv4 answer)",
+            &reach6,
+        ),
+        Series::ms("IPv6 route gone from b2 after stop", &withdraw6),
     ];
     r.figures
         .insert("b2 driver RSS idle (KiB)".into(), rss_idle as f64);
@@ -161,13 +194,17 @@ pub fn convergence(runs: usize, probe_from_route: bool, opts: &Options) -> Resul
     );
     let med = |k: usize| r.series[k].stats().map_or(0.0, |s| s.median);
     r.summary = format!(
-        "{runs} joins on b1 (emulated docker run: CreateEndpoint..OperInfo and the sandbox), iBGP to b2: \
-         median start {:.1} ms, route on b2 {:.1} ms, reachable from b2 {:.1} ms; withdrawal (from the \
-         start of the stop) {:.1} ms; b2's driver RSS {rss_idle} KiB idle, {rss_busy} KiB after",
+        "{runs} dual-stack joins on b1 (emulated docker run: CreateEndpoint..OperInfo and the sandbox), iBGP to b2: \
+         median start {:.1} ms, route on b2 {:.1} ms (IPv6 {:.1} ms), reachable from b2 {:.1} ms (IPv6 {:.1} ms); \
+         withdrawal (from the start of the stop) {:.1} ms (IPv6 {:.1} ms); b2's driver RSS {rss_idle} KiB idle, \
+         {rss_busy} KiB after",
         med(0),
         med(1),
+        med(4),
         med(2),
-        med(3)
+        med(5),
+        med(3),
+        med(6)
     );
     Ok(r)
 }

@@ -166,7 +166,7 @@ pub fn fill(containers: usize, opts: &Options) -> Result<BenchResult> {
     let mut e = Emulator::default();
     let net = s.networks[0].clone();
     for h in ["b1", "b2"] {
-        e.create_network(&w, w.host_index(h)?, &net, net.subnets[h])?;
+        e.create_network(&w, w.host_index(h)?, &net, net.subnets[h].into())?;
     }
     super::sessions_up(&w)?;
     let state_dir = w.hosts[0].dir.join("state");

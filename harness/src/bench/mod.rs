@@ -52,17 +52,56 @@ options = { dataplane = "macvlan" }
 subnets = { b1 = "10.30.1.0/24", b2 = "10.30.2.0/24" }
 "#;
 
+/// [`TWO_HOSTS`] with a dual-stack underlay and network (the convergence
+/// bench measures both families on the same joins).
+const TWO_HOSTS_DUAL: &str = r#"
+description = "convergence benchmark, dual stack"
+underlay6 = "fd00:30::/64"
+[driver]
+args = ["--accept-pool", "10.30.0.0/16", "--accept-pool", "fd00:31::/32"]
+[[hosts]]
+name = "b1"
+[[hosts]]
+name = "b2"
+[[networks]]
+name = "net"
+options = { dataplane = "macvlan" }
+subnets = { b1 = "10.30.1.0/24", b2 = "10.30.2.0/24" }
+subnets6 = { b1 = "fd00:31:1::/64", b2 = "fd00:31:2::/64" }
+"#;
+
 /// Two hosts over iBGP with the network created on `on`, sessions up.
 fn two_hosts(
     opts: &Options,
     on: &[&str],
 ) -> Result<(World, crate::engine::Emulator, crate::scenario::NetworkDef)> {
-    let s = Scenario::parse(TWO_HOSTS, std::path::Path::new("bench-two-hosts.toml"))?;
+    two_hosts_from(TWO_HOSTS, opts, on)
+}
+
+/// The same, dual stack.
+fn two_hosts_dual(
+    opts: &Options,
+    on: &[&str],
+) -> Result<(World, crate::engine::Emulator, crate::scenario::NetworkDef)> {
+    two_hosts_from(TWO_HOSTS_DUAL, opts, on)
+}
+
+fn two_hosts_from(
+    text: &str,
+    opts: &Options,
+    on: &[&str],
+) -> Result<(World, crate::engine::Emulator, crate::scenario::NetworkDef)> {
+    let s = Scenario::parse(text, std::path::Path::new("bench-two-hosts.toml"))?;
     let w = World::build(&s, opts, &|m| eprintln!("[bench] {m}"))?;
     let mut e = crate::engine::Emulator::default();
     let net = s.networks[0].clone();
     for h in on {
-        e.create_network(&w, w.host_index(h)?, &net, net.subnets[*h])?;
+        e.create_network(
+            &w,
+            w.host_index(h)?,
+            &net,
+            crate::engine::Subnets::of(&net, h),
+        )?;
     }
     sessions_up(&w)?;
     Ok((w, e, net))

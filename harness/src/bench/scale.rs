@@ -123,7 +123,7 @@ pub fn scale(
         .collect();
     for &i in &docker {
         let name = &w.hosts[i].def.name;
-        e.create_network(&w, i, &net, net.subnets[name])?;
+        e.create_network(&w, i, &net, net.subnets[name].into())?;
     }
     let t = Instant::now();
     wait_sessions(&w)?;
@@ -181,7 +181,7 @@ pub fn scale(
     let member = |c: &ContainerRt| Member {
         label: c.name.clone(),
         netns: c.netns.clone(),
-        addr: c.address,
+        addr: c.any_addr(),
     };
     let spread: Vec<&ContainerRt> = (0..5)
         .map(|k| &running[(k * (running.len() - 1)) / 4])

@@ -1,8 +1,9 @@
 //! Whole route sets on every host: `expect-converged` and `bench scale`.
 //!
 //! In: the world and the running containers. Out: for each Docker host the
-//! set it must hold (the /32 of every running container on every *other*
-//! host, through that host's underlay address, and nothing else of ours),
+//! set it must hold (the /32 and /128 of every running container on every
+//! *other* host, through that host's underlay address of the same family,
+//! and nothing else of ours),
 //! how long it took until every host held its set ([`wait_converged`]), and
 //! which routes went missing while it should have kept holding
 //! ([`watch_held`]). Each host is read with one netlink socket opened in
@@ -11,11 +12,11 @@
 //! container it belongs to.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, Result};
-use ipnet::{IpNet, Ipv4Net};
+use ipnet::IpNet;
 use ipvlan_bgp::kernel::{Family, Kernel};
 
 use super::views::{SeenRoutes, WantRoute};
@@ -33,7 +34,9 @@ pub struct Expected {
     /// (host index, host name, its wanted routes), one per checked host.
     pub hosts: Vec<(usize, String, Vec<WantRoute>)>,
     /// Container address -> "name on host", for messages.
-    names: HashMap<Ipv4Addr, String>,
+    names: HashMap<IpAddr, String>,
+    /// Whether any host must hold IPv6 routes (else only IPv4 is read).
+    v6: bool,
 }
 
 impl Expected {
@@ -47,23 +50,37 @@ impl Expected {
         let running: Vec<&ContainerRt> = running.into_iter().collect();
         let mut names = HashMap::new();
         for c in &running {
-            names.insert(
-                c.address,
-                format!("{} on {}", c.name, w.hosts[c.host].def.name),
-            );
+            for p in c.host_prefixes() {
+                names.insert(
+                    p.addr(),
+                    format!("{} on {}", c.name, w.hosts[c.host].def.name),
+                );
+            }
         }
         let mut out = Vec::new();
+        let mut v6 = false;
         for &i in hosts {
             let mut want = Vec::new();
             for c in running.iter().filter(|c| c.host != i) {
-                want.push(WantRoute {
-                    dst: IpNet::V4(Ipv4Net::new(c.address, 32)?),
-                    via: Some(w.hosts[c.host].addr.addr()),
-                });
+                let origin = &w.hosts[c.host];
+                for dst in c.host_prefixes() {
+                    v6 |= dst.addr().is_ipv6();
+                    want.push(WantRoute {
+                        dst,
+                        via: match dst {
+                            IpNet::V4(_) => Some(origin.addr.addr().into()),
+                            IpNet::V6(_) => origin.addr6.map(|a| a.addr().into()),
+                        },
+                    });
+                }
             }
             out.push((i, w.hosts[i].def.name.clone(), want));
         }
-        Ok(Expected { hosts: out, names })
+        Ok(Expected {
+            hosts: out,
+            names,
+            v6,
+        })
     }
 
     /// Routes wanted in all (on every host together).
@@ -72,11 +89,8 @@ impl Expected {
     }
 
     fn label(&self, dst: &IpNet) -> String {
-        match dst {
-            IpNet::V4(n) if n.prefix_len() == 32 => match self.names.get(&n.addr()) {
-                Some(name) => format!("{dst} ({name})"),
-                None => dst.to_string(),
-            },
+        match self.names.get(&dst.addr()) {
+            Some(name) if dst.prefix_len() == dst.max_prefix_len() => format!("{dst} ({name})"),
             _ => dst.to_string(),
         }
     }
@@ -128,7 +142,7 @@ impl Expected {
             .2
             .iter()
             .filter(|w| {
-                let via = w.via.map(IpAddr::V4);
+                let via = w.via;
                 !seen.0.get(&w.dst).is_some_and(|hops| hops.contains(&via))
             })
             .map(|w| w.dst)
@@ -149,8 +163,10 @@ fn capped(list: &[String]) -> String {
     s
 }
 
-/// One route socket per checked host, opened in its namespace.
-pub struct Readers(Vec<Kernel>);
+/// One route socket per checked host, opened in its namespace; IPv6
+/// routes are dumped too when any container has an IPv6 address (an
+/// IPv4-only set costs one dump per host and round, as before).
+pub struct Readers(Vec<Kernel>, bool);
 
 impl Readers {
     pub fn open(w: &World, e: &Expected) -> Result<Readers> {
@@ -161,13 +177,21 @@ impl Readers {
                     .map_err(|err| anyhow!("open a route socket on {name}: {err}"))
             })
             .collect::<Result<Vec<_>>>()
-            .map(Readers)
+            .map(|k| Readers(k, e.v6))
     }
 
     fn read(&mut self, k: usize) -> std::result::Result<SeenRoutes, String> {
-        let routes = self.0[k]
-            .routes(Family::V4, Some(ipvlan_bgp::config::DEFAULT_ROUTE_PROTOCOL))
+        let tag = Some(ipvlan_bgp::config::DEFAULT_ROUTE_PROTOCOL);
+        let mut routes = self.0[k]
+            .routes(Family::V4, tag)
             .map_err(|e| format!("route dump: {e}"))?;
+        if self.1 {
+            routes.extend(
+                self.0[k]
+                    .routes(Family::V6, tag)
+                    .map_err(|e| format!("IPv6 route dump: {e}"))?,
+            );
+        }
         Ok(SeenRoutes::from_kernel(&routes))
     }
 }
@@ -382,6 +406,7 @@ mod tests {
             ]
             .into_iter()
             .collect(),
+            v6: false,
         }
     }
 

@@ -8,11 +8,11 @@
 //! poll-then-hold loop; the comparisons themselves are in `views`.
 
 use std::collections::BTreeMap;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
-use ipnet::Ipv4Net;
+use ipnet::IpNet;
 use ipvlan_bgp::kernel::{Family, Kernel};
 
 use super::converged::{wait_converged, watch_held, Expected, Readers, Watch};
@@ -75,6 +75,7 @@ impl Runner<'_> {
                 via,
                 within,
                 hold,
+                family,
             } => {
                 let ri = self
                     .w
@@ -82,11 +83,26 @@ impl Runner<'_> {
                     .iter()
                     .position(|r| &r.def.name == router)
                     .ok_or_else(|| anyhow!("unknown router {router}"))?;
-                let prefix = self.prefix_of(prefix)?;
+                let prefix = self.prefix_of_family(prefix, *family)?;
+                let fam = family_of(&prefix);
+                let via_name = via.clone();
                 let via = via
                     .as_deref()
-                    .map(|v| self.resolve_addr(router, v))
+                    .map(|v| self.resolve_addr_of(router, v, fam))
                     .transpose()?;
+                // A router named as next hop of an IPv6 route also matches
+                // by its link-local addresses: FRR installs the link-local
+                // next hop a peer sends beside its global one.
+                let also: Vec<IpAddr> = match (
+                    fam,
+                    self.w
+                        .routers
+                        .iter()
+                        .find(|r| Some(&r.def.name) == via_name.as_ref()),
+                ) {
+                    (crate::scenario::Family::Ipv6, Some(r)) => r.link_locals(),
+                    _ => Vec::new(),
+                };
                 let present = *present;
                 let hold = self.hold_for(present, *hold);
                 let took = poll_then_hold(self.scale(*within), hold, || {
@@ -94,9 +110,13 @@ impl Runner<'_> {
                     match (present, routes.get(&prefix)) {
                         (true, None) => Err(format!("{router} has no route for {prefix}")),
                         (true, Some(hops)) => match via {
-                            Some(v) if !hops.contains(&std::net::IpAddr::V4(v)) => Err(format!(
-                                "{router} routes {prefix} via {hops:?}, expected {v}"
-                            )),
+                            Some(v)
+                                if !hops.contains(&v) && !also.iter().any(|a| hops.contains(a)) =>
+                            {
+                                Err(format!(
+                                    "{router} routes {prefix} via {hops:?}, expected {v}"
+                                ))
+                            }
                             _ => Ok(()),
                         },
                         (false, None) => Ok(()),
@@ -112,8 +132,9 @@ impl Runner<'_> {
                 to,
                 within,
                 probe,
+                family,
             } => {
-                let pairs = self.pairs(from, to)?;
+                let pairs = self.pairs_of(from, to, *family)?;
                 let deadline = self.scale(*within);
                 let mut ok = vec![false; pairs.len()];
                 let (_, took) = eventually(deadline, POLL, || {
@@ -148,8 +169,9 @@ impl Runner<'_> {
                 to,
                 within,
                 hold,
+                family,
             } => {
-                let pairs = self.pairs(from, to)?;
+                let pairs = self.pairs_of(from, to, *family)?;
                 let check = |me: &mut Self| -> std::result::Result<(), String> {
                     let got = me.probe(&pairs, Probe::Icmp)?;
                     let reached: Vec<String> = pairs
@@ -177,7 +199,11 @@ impl Runner<'_> {
                 }
                 Ok(Some(took))
             }
-            Action::ExpectMatrix { members, within } => {
+            Action::ExpectMatrix {
+                members,
+                within,
+                family,
+            } => {
                 let members: Vec<String> = match members {
                     Some(m) => m.clone(),
                     None => self.running.keys().cloned().collect(),
@@ -185,7 +211,7 @@ impl Runner<'_> {
                 if members.len() < 2 {
                     bail!("a matrix needs at least two running members");
                 }
-                let pairs = self.pairs(&members, &members)?;
+                let pairs = self.pairs_of(&members, &members, *family)?;
                 let mut ok = vec![false; pairs.len()];
                 // Pairs that were reachable in some round: said so when they fail later.
                 let mut once = vec![false; pairs.len()];
@@ -244,6 +270,7 @@ impl Runner<'_> {
                 protocol,
                 within,
                 hold,
+                family,
             } => {
                 let proto = match protocol {
                     Some(p) => crate::scenario::route_protocol(p).map_err(|e| anyhow!(e))?,
@@ -254,18 +281,20 @@ impl Runner<'_> {
                     Some(p) => format!("proto {p}"),
                 };
                 let hi = self.w.host_index(host)?;
+                let dst = self.prefix_of_family(prefix, *family)?;
                 let want = WantRoute {
-                    dst: self.prefix_of(prefix)?,
+                    dst,
                     via: via
                         .as_deref()
-                        .map(|v| self.resolve_addr(host, v))
+                        .map(|v| self.resolve_addr_of(host, v, family_of(&dst)))
                         .transpose()?,
                 };
                 let ns = self.w.hosts[hi].ns.path();
                 let present = *present;
+                let kfam = kernel_family(&dst);
                 let check = || -> std::result::Result<(), String> {
                     let mut k = Kernel::open_in_netns(&ns).map_err(|e| e.to_string())?;
-                    let all = k.routes(Family::V4, None).map_err(|e| e.to_string())?;
+                    let all = k.routes(kfam, None).map_err(|e| e.to_string())?;
                     let (routes, others): (Vec<_>, Vec<_>) =
                         all.into_iter().partition(|r| r.protocol == proto);
                     let seen = SeenRoutes::from_kernel(&routes);
@@ -311,14 +340,19 @@ impl Runner<'_> {
                         .get(&name)
                         .ok_or_else(|| anyhow!("{name} is not running"))?;
                     let host = &self.s.hosts[c.host].name;
-                    let subnet = *self
-                        .network_def(&c.network)?
-                        .subnets
-                        .get(host)
-                        .ok_or_else(|| anyhow!("network {} has no subnet on {host}", c.network))?;
-                    // Docker's IPAM gives the subnet's first address to the gateway.
-                    let gw = Ipv4Addr::from(u32::from(subnet.network()) + 1);
-                    views.push((name, c.netns.clone(), c.address, gw));
+                    let net = self.network_def(&c.network)?;
+                    // Docker's IPAM gives each subnet's first address to the gateway.
+                    let mut fams: Vec<(IpAddr, IpAddr)> = Vec::new();
+                    if let (Some(a), Some(n)) = (c.address, net.subnets.get(host)) {
+                        fams.push((a.into(), Ipv4Addr::from(u32::from(n.network()) + 1).into()));
+                    }
+                    if let (Some(a), Some(n)) = (c.address6, net.subnets6.get(host)) {
+                        fams.push((a.into(), Ipv6Addr::from(u128::from(n.network()) + 1).into()));
+                    }
+                    if fams.is_empty() {
+                        bail!("{name} has no address on network {}", c.network);
+                    }
+                    views.push((name, c.netns.clone(), fams));
                 }
                 let want = ContainerWant {
                     address: *address,
@@ -327,10 +361,10 @@ impl Runner<'_> {
                 };
                 let took = poll_then_hold(self.scale(*within), None, || {
                     let mut wrong = Vec::new();
-                    for (name, netns, addr, gw) in &views {
+                    for (name, netns, fams) in &views {
                         let seen =
                             ContainerView::read(netns).map_err(|e| format!("{name}: {e:#}"))?;
-                        if let Err(e) = want.check(&seen, *addr, *gw) {
+                        if let Err(e) = want.check(&seen, fams) {
                             wrong.push(format!("{name}: {e}; it has {seen}"));
                         }
                     }
@@ -348,8 +382,9 @@ impl Runner<'_> {
                 originator,
                 cluster_list,
                 within,
+                family,
             } => {
-                let prefix = self.prefix_of(prefix)?;
+                let prefix = self.prefix_of_family(prefix, *family)?;
                 let originator = originator
                     .as_deref()
                     .map(|v| self.resolve_addr(host, v))
@@ -362,9 +397,14 @@ impl Runner<'_> {
                             .collect::<Result<Vec<_>>>()
                     })
                     .transpose()?;
+                let afi = if prefix.addr().is_ipv6() {
+                    "ipv6"
+                } else {
+                    "ipv4"
+                };
                 let took = poll_then_hold(self.scale(*within), None, || {
                     let rib = self
-                        .gobgp_json(host, &["global", "rib", "-a", "ipv4", &prefix.to_string()])
+                        .gobgp_json(host, &["global", "rib", "-a", afi, &prefix.to_string()])
                         .map_err(|e| format!("{e:#}"))?;
                     let best = BestPath::from_rib(&rib, prefix)?;
                     best.check(originator, cluster_list.as_deref())
@@ -380,31 +420,47 @@ impl Runner<'_> {
                 let hi = self.w.host_index(host)?;
                 let mut want = Vec::new();
                 for r in routes {
-                    let via = r.via().map(|v| self.resolve_addr(host, v)).transpose()?;
+                    // A name as next hop means its address of the prefix's family.
+                    let via_of = |dst: &IpNet| {
+                        r.via()
+                            .map(|v| self.resolve_addr_of(host, v, family_of(dst)))
+                            .transpose()
+                    };
                     let p = r.prefix();
-                    if p.parse::<Ipv4Net>().is_err() && self.s.container(p).is_none() {
+                    if p.parse::<IpNet>().is_err() && self.s.container(p).is_none() {
                         // A group: its members running now (stopped ones are withdrawn).
                         for m in self.s.expand(&[p.to_string()]) {
-                            if self.running.contains_key(&m) {
-                                want.push(WantRoute {
-                                    dst: self.prefix_of(&m)?,
-                                    via,
-                                });
+                            if let Some(c) = self.running.get(&m) {
+                                for dst in c.host_prefixes() {
+                                    want.push(WantRoute {
+                                        dst,
+                                        via: via_of(&dst)?,
+                                    });
+                                }
                             }
                         }
+                    } else if let Some(c) = self.running.get(p) {
+                        // A running container: its /32 and its /128, as it has them.
+                        for dst in c.host_prefixes() {
+                            want.push(WantRoute {
+                                dst,
+                                via: via_of(&dst)?,
+                            });
+                        }
                     } else {
+                        let dst = self.prefix_of(p)?;
                         want.push(WantRoute {
-                            dst: self.prefix_of(p)?,
-                            via,
+                            dst,
+                            via: via_of(&dst)?,
                         });
                     }
                 }
                 let ns = self.w.hosts[hi].ns.path();
                 let took = poll_then_hold(self.scale(*within), None, || {
                     let mut k = Kernel::open_in_netns(&ns).map_err(|e| e.to_string())?;
-                    let routes = k
-                        .routes(Family::V4, Some(ipvlan_bgp::config::DEFAULT_ROUTE_PROTOCOL))
-                        .map_err(|e| e.to_string())?;
+                    let tag = Some(ipvlan_bgp::config::DEFAULT_ROUTE_PROTOCOL);
+                    let mut routes = k.routes(Family::V4, tag).map_err(|e| e.to_string())?;
+                    routes.extend(k.routes(Family::V6, tag).map_err(|e| e.to_string())?);
                     let seen = SeenRoutes::from_kernel(&routes);
                     seen.compare(&want, true).map_err(|d| {
                         format!(
@@ -727,11 +783,12 @@ impl Runner<'_> {
                 from,
                 to,
                 interval,
+                family,
             } => {
                 if self.probers.contains_key(name) {
                     bail!("probe {name} is already running");
                 }
-                let pairs = self.pairs(from, to)?;
+                let pairs = self.pairs_of(from, to, *family)?;
                 let p = Prober::start(pairs, interval.0)?;
                 self.probers.insert(name.clone(), p);
                 Ok(None)
@@ -819,6 +876,22 @@ impl Runner<'_> {
 /// Polls `check` until it holds (at most `within`), then, with a `hold`,
 /// keeps checking that it still holds for so long. Returns how long it took
 /// to hold first.
+/// The scenario family of a prefix.
+fn family_of(p: &IpNet) -> crate::scenario::Family {
+    match p {
+        IpNet::V4(_) => crate::scenario::Family::Ipv4,
+        IpNet::V6(_) => crate::scenario::Family::Ipv6,
+    }
+}
+
+/// The kernel's family of a prefix (which table to dump).
+fn kernel_family(p: &IpNet) -> Family {
+    match p {
+        IpNet::V4(_) => Family::V4,
+        IpNet::V6(_) => Family::V6,
+    }
+}
+
 fn poll_then_hold(
     within: Duration,
     hold: Option<Duration>,

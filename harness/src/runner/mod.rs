@@ -21,19 +21,19 @@
 //! use nothing of the runner, so no two modules import each other.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
-use ipnet::{IpNet, Ipv4Net};
+use ipnet::IpNet;
 use nix::sys::signal::Signal;
 
 use crate::check;
-use crate::engine::{ContainerRt, Control, Emulator, Engine};
+use crate::engine::{ContainerRt, Control, Emulator, Engine, Subnets};
 use crate::links::LinkInfo;
 use crate::probe::{ping_pairs, tcp_pairs, Member, Prober, TcpServers};
 use crate::report::{ReachCell, Report, StepReport};
-use crate::scenario::{Action, DaemonKind, Measure, Probe, Scenario};
+use crate::scenario::{Action, DaemonKind, Family, Measure, Probe, Scenario};
 use crate::util::{eventually, Dur};
 use crate::world::{Options, World};
 
@@ -217,7 +217,7 @@ struct Runner<'a> {
     probers: HashMap<String, Prober>,
     tcp: TcpServers,
     /// Paths the scenario originated with `inject`, withdrawn at teardown.
-    injected: Vec<(String, Ipv4Net, Ipv4Addr)>,
+    injected: Vec<(String, IpNet, IpAddr)>,
     /// Containers killed behind the driver's back, reaped at teardown.
     killed: Vec<ContainerRt>,
     link_snaps: HashMap<String, (String, BTreeMap<String, LinkInfo>)>,
@@ -249,8 +249,8 @@ struct Wave {
 impl Runner<'_> {
     fn play(&mut self, report: &mut Report, say: &dyn Fn(&str)) -> Result<()> {
         for net in self.s.networks.iter().filter(|n| n.create) {
-            for host in net.subnets.keys() {
-                self.create_network(&net.name, host)?;
+            for host in net.hosts_on() {
+                self.create_network(&net.name, &host)?;
             }
         }
         let total = self.s.steps.len();
@@ -355,12 +355,12 @@ impl Runner<'_> {
 
     fn create_network(&mut self, net: &str, host: &str) -> Result<()> {
         let def = self.network_def(net)?;
-        let subnet = *def
-            .subnets
-            .get(host)
-            .ok_or_else(|| anyhow!("network {net} has no subnet on {host}"))?;
+        if !def.on(host) {
+            bail!("network {net} has no subnet on {host}");
+        }
         let hi = self.w.host_index(host)?;
-        self.engine.create_network(&self.w, hi, &def, subnet)?;
+        self.engine
+            .create_network(&self.w, hi, &def, Subnets::of(&def, host))?;
         self.networks.insert((hi, net.to_string()));
         Ok(())
     }
@@ -373,7 +373,9 @@ impl Runner<'_> {
         Ok(())
     }
 
-    fn member(&self, name: &str) -> Result<Member> {
+    /// A container or host as a probe sees it, by its address of `family`
+    /// (default: IPv4 where it has one, else IPv6).
+    fn member(&self, name: &str, family: Option<Family>) -> Result<Member> {
         // A killed container can still be a target (its address), not a source.
         if let Some(c) = self
             .running
@@ -383,27 +385,36 @@ impl Runner<'_> {
             return Ok(Member {
                 label: name.into(),
                 netns: c.netns.clone(),
-                addr: c.address,
+                addr: match family {
+                    Some(f) => c.addr_of(f)?,
+                    None => c.any_addr(),
+                },
             });
         }
         if let Ok(h) = self.w.host(name) {
             return Ok(Member {
                 label: name.into(),
                 netns: h.ns.path(),
-                addr: h.addr.addr(),
+                addr: h.addr_of(family.unwrap_or_default())?,
             });
         }
         bail!("{name} is not running (start it first)")
     }
 
-    fn pairs(&self, from: &[String], to: &[String]) -> Result<Vec<(Member, Member)>> {
+    /// Every (from, to) pair of distinct members, by their addresses of `family`.
+    fn pairs_of(
+        &self,
+        from: &[String],
+        to: &[String],
+        family: Option<Family>,
+    ) -> Result<Vec<(Member, Member)>> {
         let from = self.s.expand(from);
         let to = self.s.expand(to);
         let mut out = Vec::new();
         for f in &from {
             for t in &to {
                 if f != t {
-                    out.push((self.member(f)?, self.member(t)?));
+                    out.push((self.member(f, family)?, self.member(t, family)?));
                 }
             }
         }
@@ -499,7 +510,8 @@ impl Runner<'_> {
         first_error.map_or(Ok(()), Err)
     }
 
-    /// `{{c1}}` in a command argument becomes c1's address.
+    /// `{{c1}}` in a command argument becomes c1's address (IPv4 where it
+    /// has one, else IPv6).
     fn substitute(&self, arg: &str) -> Result<String> {
         let mut out = arg.to_string();
         for name in crate::scenario::placeholders(arg).map_err(|e| anyhow!(e))? {
@@ -508,42 +520,55 @@ impl Runner<'_> {
                 .get(&name)
                 .or_else(|| self.killed.iter().find(|c| c.name == name))
                 .ok_or_else(|| anyhow!("{name} is not running (its address is unknown)"))?;
-            out = out.replace(&format!("{{{{{name}}}}}"), &c.address.to_string());
+            out = out.replace(&format!("{{{{{name}}}}}"), &c.any_addr().to_string());
         }
         Ok(out)
     }
 
     /// An address written as an IP, a host name (its underlay address) or a
     /// router name (its address on a segment shared with `seen_from`).
-    fn resolve_addr(&self, seen_from: &str, v: &str) -> Result<Ipv4Addr> {
+    fn resolve_addr(&self, seen_from: &str, v: &str) -> Result<IpAddr> {
+        self.resolve_addr_of(seen_from, v, Family::Ipv4)
+    }
+
+    /// As [`Runner::resolve_addr`], a name giving its address of `family`.
+    fn resolve_addr_of(&self, seen_from: &str, v: &str, family: Family) -> Result<IpAddr> {
         if let Ok(a) = v.parse() {
             return Ok(a);
         }
         if let Ok(h) = self.w.host(v) {
-            return Ok(h.addr.addr());
+            return h.addr_of(family);
         }
-        let r = self
-            .s
+        self.s
             .router(v)
             .ok_or_else(|| anyhow!("{v} is neither an address, a host nor a router"))?;
         self.s
-            .shared_address(seen_from, v)
-            .or_else(|| r.links.values().next().copied())
+            .shared_address_of(seen_from, v, family)
+            .or_else(|| self.s.links_of_family(v, family).first().map(|(_, a)| *a))
             .map(|a| a.addr())
-            .ok_or_else(|| anyhow!("router {v} has no address"))
+            .ok_or_else(|| anyhow!("router {v} has no {family:?} address"))
     }
 
-    /// A CIDR, or a running (or killed) container's /32.
+    /// A CIDR, or a running (or killed) container's /32 (or, when it has
+    /// no IPv4 address or `family` says so, its /128).
     fn prefix_of(&self, p: &str) -> Result<IpNet> {
-        match p.parse::<Ipv4Net>() {
-            Ok(n) => Ok(IpNet::V4(n)),
+        self.prefix_of_family(p, None)
+    }
+
+    fn prefix_of_family(&self, p: &str, family: Option<Family>) -> Result<IpNet> {
+        match p.parse::<IpNet>() {
+            Ok(n) => Ok(n),
             Err(_) => {
                 let c = self
                     .running
                     .get(p)
                     .or_else(|| self.killed.iter().find(|c| c.name == p))
                     .ok_or_else(|| anyhow!("{p} is not running"))?;
-                Ok(IpNet::V4(Ipv4Net::new(c.address, 32)?))
+                let a = match family {
+                    Some(f) => c.addr_of(f)?,
+                    None => c.any_addr(),
+                };
+                Ok(IpNet::from(a))
             }
         }
     }
@@ -570,12 +595,17 @@ impl Runner<'_> {
             .with_context(|| format!("gobgp -j {} on {host}", args.join(" ")))
     }
 
-    /// `gobgp global rib add|del PREFIX nexthop NH` on a host's gobgpd.
-    fn gobgp_rib(&self, host: &str, verb: &str, prefix: Ipv4Net, nh: Ipv4Addr) -> Result<()> {
+    /// `gobgp global rib add|del PREFIX nexthop NH -a ipv4|ipv6` on a host's gobgpd.
+    fn gobgp_rib(&self, host: &str, verb: &str, prefix: IpNet, nh: IpAddr) -> Result<()> {
         let (p, nh) = (prefix.to_string(), nh.to_string());
+        let afi = if prefix.addr().is_ipv6() {
+            "ipv6"
+        } else {
+            "ipv4"
+        };
         let target = self.w.host(host)?.gobgp_target();
         let args = [
-            &target[0], &target[1], "global", "rib", verb, "-a", "ipv4", &p, "nexthop", &nh,
+            &target[0], &target[1], "global", "rib", verb, "-a", afi, &p, "nexthop", &nh,
         ];
         let out = self
             .w
@@ -654,10 +684,7 @@ impl Runner<'_> {
                 .iter()
                 .find(|n| n.name == network)
                 .ok_or_else(|| anyhow!("unknown network {network}"))?
-                .subnets
-                .keys()
-                .cloned()
-                .collect(),
+                .hosts_on(),
         })
     }
 }

@@ -9,7 +9,7 @@
 //! `largeCommunity.string`, `peer.peerId`, `nexthops[].ip`,
 //! `bestpath.overall`). Uses nothing of the runner but its name resolution.
 
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 use std::time::Duration;
 
 use anyhow::{anyhow, Result};
@@ -80,7 +80,7 @@ fn parse_frr_paths(json: &str) -> Result<Vec<SeenPath>> {
 
 /// What one step wants of the path it picks.
 struct Want<'a> {
-    from: Option<Ipv4Addr>,
+    from: Option<IpAddr>,
     best: Option<bool>,
     as_path: Option<&'a str>,
     communities: Option<&'a [String]>,

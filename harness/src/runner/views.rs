@@ -8,18 +8,19 @@
 //! and their unit tests; depends on no other part of the runner.
 
 use std::collections::BTreeMap;
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 
 use anyhow::{anyhow, Result};
-use ipnet::{IpNet, Ipv4Net};
+use ipnet::IpNet;
 use ipvlan_bgp::kernel::{Family, Kernel};
 
 use crate::scenario::DefaultRoute;
 
-/// A container's own eth0 addresses and IPv4 routes.
+/// A container's own eth0 addresses and routes (both families; IPv6
+/// link-local ones left out: every interface has them).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ContainerView {
-    pub eth0: Vec<Ipv4Net>,
+    pub eth0: Vec<IpNet>,
     /// (destination, next hop, leaves through eth0)
     pub routes: Vec<(IpNet, Option<std::net::IpAddr>, bool)>,
 }
@@ -33,15 +34,14 @@ impl ContainerView {
         let addrs = k
             .addresses()?
             .into_iter()
-            .filter(|a| a.index == eth0.index)
-            .filter_map(|a| match a.net {
-                IpNet::V4(n) => Some(n),
-                IpNet::V6(_) => None,
-            })
+            .filter(|a| a.index == eth0.index && !link_local(&a.net))
+            .map(|a| a.net)
             .collect();
-        let routes = k
-            .routes(Family::V4, None)?
+        let mut all = k.routes(Family::V4, None)?;
+        all.extend(k.routes(Family::V6, None)?);
+        let routes = all
             .into_iter()
+            .filter(|r| !link_local(&r.dst) && !r.dst.addr().is_multicast())
             .map(|r| (r.dst, r.via, r.oif == Some(eth0.index)))
             .collect();
         Ok(ContainerView {
@@ -50,9 +50,16 @@ impl ContainerView {
         })
     }
 
-    fn default_route(&self) -> Option<&(IpNet, Option<std::net::IpAddr>, bool)> {
-        self.routes.iter().find(|r| r.0.prefix_len() == 0)
+    fn default_route(&self, v6: bool) -> Option<&(IpNet, Option<std::net::IpAddr>, bool)> {
+        self.routes
+            .iter()
+            .find(|r| r.0.prefix_len() == 0 && r.0.addr().is_ipv6() == v6)
     }
+}
+
+/// fe80::/10: every IPv6 interface has one, nobody routes them.
+fn link_local(n: &IpNet) -> bool {
+    matches!(n.addr(), IpAddr::V6(a) if a.segments()[0] & 0xffc0 == 0xfe80)
 }
 
 impl std::fmt::Display for ContainerView {
@@ -82,13 +89,35 @@ pub struct ContainerWant {
 }
 
 impl ContainerWant {
-    /// `addr`: the address the engine's IPAM gave; `gw`: the network's gateway.
+    /// Each family the container has: `fams` holds (the address the
+    /// engine's IPAM gave, the network's gateway) per family; every check
+    /// applies to each, and a failure names the family.
     pub fn check(
         &self,
         v: &ContainerView,
-        addr: Ipv4Addr,
-        gw: Ipv4Addr,
+        fams: &[(IpAddr, IpAddr)],
     ) -> std::result::Result<(), String> {
+        let mut wrong = Vec::new();
+        for (addr, gw) in fams {
+            if let Err(e) = self.check_family(v, *addr, *gw) {
+                let fam = if addr.is_ipv6() { "IPv6" } else { "IPv4" };
+                wrong.push(format!("{fam}: {e}"));
+            }
+        }
+        if wrong.is_empty() {
+            Ok(())
+        } else {
+            Err(wrong.join("; "))
+        }
+    }
+
+    fn check_family(
+        &self,
+        v: &ContainerView,
+        addr: IpAddr,
+        gw: IpAddr,
+    ) -> std::result::Result<(), String> {
+        let v6 = addr.is_ipv6();
         let mut wrong = Vec::new();
         if let Some(want) = self.address {
             let has = v.eth0.iter().any(|n| n.addr() == addr);
@@ -100,7 +129,7 @@ impl ContainerWant {
                 });
             }
         }
-        let default = v.default_route();
+        let default = v.default_route(v6);
         match (self.default_route, default) {
             (None, _) => {}
             (Some(_), None) => wrong.push("no default route".into()),
@@ -116,7 +145,7 @@ impl ContainerWant {
             (Some(_), Some(_)) => {}
         }
         match self.gateway {
-            Some(true) if default.map(|d| d.1) != Some(Some(std::net::IpAddr::V4(gw))) => {
+            Some(true) if default.map(|d| d.1) != Some(Some(gw)) => {
                 wrong.push(format!("the default route is not via the gateway {gw}"));
             }
             None | Some(true) => {}
@@ -124,6 +153,7 @@ impl ContainerWant {
                 let via: Vec<String> = v
                     .routes
                     .iter()
+                    .filter(|(d, _, _)| d.addr().is_ipv6() == v6)
                     .filter_map(|(d, h, _)| h.map(|h| format!("{d} via {h}")))
                     .collect();
                 if !via.is_empty() {
@@ -201,8 +231,8 @@ impl BestPath {
 
     pub fn check(
         &self,
-        originator: Option<Ipv4Addr>,
-        cluster_list: Option<&[Ipv4Addr]>,
+        originator: Option<IpAddr>,
+        cluster_list: Option<&[IpAddr]>,
     ) -> std::result::Result<(), String> {
         let mut wrong = Vec::new();
         if let Some(o) = originator {
@@ -228,7 +258,7 @@ impl BestPath {
 #[derive(Debug, Clone, PartialEq)]
 pub struct WantRoute {
     pub dst: IpNet,
-    pub via: Option<Ipv4Addr>,
+    pub via: Option<IpAddr>,
 }
 
 impl std::fmt::Display for WantRoute {
@@ -284,7 +314,7 @@ impl SeenRoutes {
                 None => d.missing.push(w.clone()),
                 Some(hops) => {
                     if let Some(v) = w.via {
-                        if !hops.contains(&Some(std::net::IpAddr::V4(v))) {
+                        if !hops.contains(&Some(v)) {
                             d.wrong_via.push((w.clone(), hops_text(hops)));
                         }
                     }
@@ -485,6 +515,7 @@ impl PeerView {
 mod tests {
     use super::*;
     use serde_json::json;
+    use std::net::Ipv4Addr;
 
     fn seen(routes: &[(&str, Option<&str>)]) -> SeenRoutes {
         let mut m: BTreeMap<IpNet, Vec<Option<std::net::IpAddr>>> = BTreeMap::new();
@@ -576,26 +607,42 @@ mod tests {
             default_route: Some(DefaultRoute::Gateway),
             gateway: Some(true),
         };
-        assert_eq!(want_l3.check(&l3, addr, gw), Ok(()));
-        assert_eq!(want_l2.check(&macvlan, addr, gw), Ok(()));
-        let e = want_l3.check(&macvlan, addr, gw).unwrap_err();
+        let (addr, gw) = (IpAddr::V4(addr), IpAddr::V4(gw));
+        assert_eq!(want_l3.check(&l3, &[(addr, gw)]), Ok(()));
+        assert_eq!(want_l2.check(&macvlan, &[(addr, gw)]), Ok(()));
+        let e = want_l3.check(&macvlan, &[(addr, gw)]).unwrap_err();
         assert!(
             e.contains("via 10.1.1.1, expected connected") && e.contains("expected no gateway"),
             "{e}"
         );
-        let e = want_l2.check(&l3, addr, gw).unwrap_err();
+        let e = want_l2.check(&l3, &[(addr, gw)]).unwrap_err();
         assert!(
             e.contains("expected via a gateway") && e.contains("not via the gateway 10.1.1.1"),
             "{e}"
         );
         let e = want_l2
-            .check(&macvlan, "10.1.1.3".parse().unwrap(), gw)
+            .check(&macvlan, &[("10.1.1.3".parse().unwrap(), gw)])
             .unwrap_err();
         assert!(e.contains("lacks its address 10.1.1.3"), "{e}");
         let e = want_l3
-            .check(&ContainerView::default(), addr, gw)
+            .check(&ContainerView::default(), &[(addr, gw)])
             .unwrap_err();
         assert!(e.contains("no default route"), "{e}");
+        // Dual stack: each family checked on its own, and named.
+        let (a6, gw6): (IpAddr, IpAddr) =
+            ("fd00:1::2".parse().unwrap(), "fd00:1::1".parse().unwrap());
+        let mut dual = macvlan.clone();
+        dual.eth0.push("fd00:1::2/64".parse().unwrap());
+        dual.routes.push(("::/0".parse().unwrap(), Some(gw6), true));
+        assert_eq!(want_l2.check(&dual, &[(addr, gw), (a6, gw6)]), Ok(()));
+        let e = want_l2
+            .check(&macvlan, &[(addr, gw), (a6, gw6)])
+            .unwrap_err();
+        assert!(
+            e.starts_with("IPv6: eth0 lacks its address fd00:1::2; no default route"),
+            "{e}"
+        );
+        assert!(!e.contains("IPv4"), "{e}");
     }
 
     #[test]
@@ -607,7 +654,7 @@ mod tests {
                      {"type":10,"value":["192.0.2.254"]}],"neighbor-ip":"192.0.2.254"}]});
         let p: IpNet = "10.20.1.2/32".parse().unwrap();
         let b = BestPath::from_rib(&rib, p).unwrap();
-        let a = |s: &str| s.parse::<Ipv4Addr>().unwrap();
+        let a = |s: &str| s.parse::<IpAddr>().unwrap();
         assert_eq!(
             b.check(Some(a("192.0.2.1")), Some(&[a("192.0.2.254")])),
             Ok(())

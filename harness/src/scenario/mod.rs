@@ -14,7 +14,7 @@
 use std::path::Path;
 
 use anyhow::{anyhow, Result};
-use ipnet::Ipv4Net;
+use ipnet::{IpNet, Ipv4Net};
 
 mod schema;
 mod validate;
@@ -36,6 +36,55 @@ impl Scenario {
             .into_iter()
             .find(|(seg, _)| a_segs.iter().any(|(s, _)| s == seg))
             .map(|(_, addr)| addr)
+    }
+
+    /// Whether a network routes IPv6 through a host-side shim (macvlan or
+    /// ipvlan L2 with IPv6 subnets): what needs the host to forward IPv6
+    /// (ipvlan L3/L3S route inside the ipvlan driver and need none).
+    pub fn ipv6_through_shims(&self) -> bool {
+        self.networks.iter().any(|n| {
+            let o = |k: &str| n.options.get(k).map(String::as_str);
+            !n.subnets6.is_empty()
+                && (o("dataplane") == Some("macvlan")
+                    || o("mode") == Some("macvlan")
+                    || o("ipvlan_mode") == Some("l2"))
+        })
+    }
+
+    /// The address of `b` of `family` on a segment it shares with `a`.
+    pub fn shared_address_of(&self, a: &str, b: &str, family: Family) -> Option<IpNet> {
+        let a_segs = self.links_of_family(a, family);
+        self.links_of_family(b, family)
+            .into_iter()
+            .find(|(seg, _)| a_segs.iter().any(|(s, _)| s == seg))
+            .map(|(_, addr)| addr)
+    }
+
+    /// (segment, address) of every link of a host or router in one family.
+    pub fn links_of_family(&self, name: &str, family: Family) -> Vec<(String, IpNet)> {
+        if family == Family::Ipv4 {
+            return self
+                .links_of(name)
+                .into_iter()
+                .map(|(s, a)| (s, IpNet::V4(a)))
+                .collect();
+        }
+        if let Some(h) = self.host(name) {
+            return h
+                .segment
+                .clone()
+                .zip(h.address6.map(IpNet::V6))
+                .into_iter()
+                .collect();
+        }
+        self.router(name)
+            .map(|r| {
+                r.links6
+                    .iter()
+                    .map(|(s, a)| (s.clone(), IpNet::V6(*a)))
+                    .collect()
+            })
+            .unwrap_or_default()
     }
 
     /// (segment, address) of every link of a host or router.

@@ -8,9 +8,9 @@
 //! each step's [`Measure`]; no checks across fields (that is `validate`).
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 
-use ipnet::Ipv4Net;
+use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use serde::Deserialize;
 use toml::Spanned;
 
@@ -72,6 +72,19 @@ pub struct BgpSection {
     pub keepalive: u64,
     #[serde(default = "default_connect_retry")]
     pub connect_retry: u64,
+    /// The underlay family BGP sessions run over (both families of routes
+    /// are carried on every session either way).
+    #[serde(default)]
+    pub transport: Family,
+}
+
+/// An address family: where a step or a session picks one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Family {
+    #[default]
+    Ipv4,
+    Ipv6,
 }
 
 fn default_hold() -> u64 {
@@ -94,6 +107,7 @@ impl Default for BgpSection {
             hold_time: default_hold(),
             keepalive: default_keepalive(),
             connect_retry: default_connect_retry(),
+            transport: Family::Ipv4,
         }
     }
 }
@@ -135,6 +149,9 @@ pub struct HostDef {
     pub asn: u32,
     /// Underlay address with prefix length; default `.<index+1>` in the underlay subnet.
     pub address: Option<Ipv4Net>,
+    /// IPv6 underlay address (with prefix length) on a dual-stack segment;
+    /// default `::<index+1>` (as the IPv4 one) in the segment's `subnet6`.
+    pub address6: Option<Ipv6Net>,
     #[serde(default)]
     pub role: Role,
     #[serde(default)]
@@ -161,6 +178,8 @@ pub struct HostDef {
 pub struct SegmentDef {
     pub name: String,
     pub subnet: Ipv4Net,
+    /// Dual stack: the segment's IPv6 subnet beside the IPv4 one.
+    pub subnet6: Option<Ipv6Net>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -181,15 +200,18 @@ pub struct RouterDef {
     pub asn: u32,
     /// Segment -> the router's address on it (with prefix length).
     pub links: BTreeMap<String, Ipv4Net>,
+    /// Segment -> the router's IPv6 address on it (dual-stack segments).
+    #[serde(default)]
+    pub links6: BTreeMap<String, Ipv6Net>,
     /// BGP neighbours: hosts or routers sharing a segment with this router.
     #[serde(default)]
     pub neighbors: Vec<String>,
     /// iBGP neighbours that are route-reflector clients of this router.
     #[serde(default)]
     pub rr_clients: Vec<String>,
-    /// Prefixes the router originates.
+    /// Prefixes the router originates (either family).
     #[serde(default)]
-    pub originate: Vec<Ipv4Net>,
+    pub originate: Vec<IpNet>,
 }
 
 fn default_asn() -> u32 {
@@ -213,6 +235,12 @@ pub struct NetworkDef {
     /// With `subnet`: the hosts (names or templates) the network exists on;
     /// default every Docker host.
     pub hosts: Option<Vec<String>>,
+    /// IPv6 subnet per host (`docker network create --ipv6 --subnet V6`):
+    /// beside `subnets` a dual-stack network, alone an IPv6-only one.
+    #[serde(default)]
+    pub subnets6: BTreeMap<String, Ipv6Net>,
+    /// Instead of `subnets6`: a pattern with `{n}`, e.g. `"fd00:10:{n}::/64"`.
+    pub subnet6: Option<String>,
     /// Create the network on every host before the first step (default true).
     #[serde(default = "yes")]
     pub create: bool,
@@ -220,6 +248,20 @@ pub struct NetworkDef {
 
 fn yes() -> bool {
     true
+}
+
+impl NetworkDef {
+    /// Whether the network exists on `host` (has a subnet of either family there).
+    pub fn on(&self, host: &str) -> bool {
+        self.subnets.contains_key(host) || self.subnets6.contains_key(host)
+    }
+
+    /// Every host the network exists on, in name order.
+    pub fn hosts_on(&self) -> Vec<String> {
+        let mut v: BTreeSet<String> = self.subnets.keys().cloned().collect();
+        v.extend(self.subnets6.keys().cloned());
+        v.into_iter().collect()
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -320,6 +362,8 @@ pub enum Action {
         within: Dur,
         #[serde(default)]
         probe: Probe,
+        /// Which of the members' addresses: `ipv4` (default) or `ipv6`.
+        family: Option<Family>,
     },
     /// No `from` reaches any `to`; with `hold`, that stays true for so long.
     ExpectUnreachable {
@@ -328,12 +372,14 @@ pub enum Action {
         #[serde(default = "default_within")]
         within: Dur,
         hold: Option<Dur>,
+        family: Option<Family>,
     },
     /// Every pair among `members` (default: all running containers) reaches each other.
     ExpectMatrix {
         members: Option<Vec<String>>,
         #[serde(default = "default_within")]
         within: Dur,
+        family: Option<Family>,
     },
     /// A route (ours, tagged) for `prefix` (a CIDR or a container name) on `host`.
     ExpectRoute {
@@ -351,6 +397,9 @@ pub enum Action {
         /// Keep checking for so long after it first holds; with
         /// `present = false` the default is 2 s (scaled).
         hold: Option<Dur>,
+        /// With a container's or host's name: which of its addresses
+        /// (`ipv6`: the container's /128, the host's IPv6 underlay address).
+        family: Option<Family>,
     },
     /// The host's whole set of tagged (learned) routes is exactly `routes`:
     /// nothing missing, nothing extra, each through its `via` when given.
@@ -358,7 +407,9 @@ pub enum Action {
     ExpectRoutes {
         host: String,
         /// Each a CIDR, a container name or a group name (its members that
-        /// are running), or `{ prefix = "...", via = "..." }`.
+        /// are running; each container's /32 and /128, as it has them), or
+        /// `{ prefix = "...", via = "..." }` (a named `via`: its address of
+        /// each route's family).
         routes: Vec<RouteEntry>,
         #[serde(default = "default_within")]
         within: Dur,
@@ -424,6 +475,8 @@ pub enum Action {
         cluster_list: Option<Vec<String>>,
         #[serde(default = "default_within")]
         within: Dur,
+        /// With a container's name: its /32 (`ipv4`, default) or its /128.
+        family: Option<Family>,
     },
     /// The host's driver has rejected at least one learned route for `reason`.
     ExpectRejected {
@@ -457,8 +510,8 @@ pub enum Action {
     /// Originate a path on a host's gobgpd with the `gobgp` CLI (a rogue announcement).
     Inject {
         host: String,
-        prefix: Ipv4Net,
-        next_hop: Ipv4Addr,
+        prefix: IpNet,
+        next_hop: IpAddr,
     },
     /// A router's own view (vtysh / birdc) holds `prefix` via `via` (or not).
     ExpectRouterRoute {
@@ -474,6 +527,7 @@ pub enum Action {
         /// Keep checking for so long after it first holds; with
         /// `present = false` the default is 2 s (scaled).
         hold: Option<Dur>,
+        family: Option<Family>,
     },
     /// An FRR router's BGP path for `prefix` (the one from `from`, a host
     /// or an address; default the best) carries these attributes and is
@@ -516,8 +570,8 @@ pub enum Action {
     /// Plant a route with the driver's protocol tag by hand (a stale leftover).
     PlantRoute {
         host: String,
-        prefix: Ipv4Net,
-        via: Ipv4Addr,
+        prefix: IpNet,
+        via: IpAddr,
     },
     /// SIGSTOP a host's daemon (the pid the harness started): it hangs, its
     /// sockets stay open.
@@ -641,6 +695,7 @@ pub enum Action {
         to: Vec<String>,
         #[serde(default = "default_interval")]
         interval: Dur,
+        family: Option<Family>,
     },
     /// Stop a background probe; fail if more than `max_loss` probes were lost.
     ProbeStop {
@@ -781,6 +836,8 @@ pub(super) struct RawScenario {
     pub(super) engines: Vec<String>,
     #[serde(default = "default_underlay")]
     pub(super) underlay: Ipv4Net,
+    /// Dual stack: the default segment's IPv6 subnet.
+    pub(super) underlay6: Option<Ipv6Net>,
     #[serde(default)]
     pub(super) bgp: BgpSection,
     #[serde(default)]

@@ -8,13 +8,44 @@
 //! and its message; touches nothing on the machine.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::Path;
 
 use anyhow::{anyhow, Result};
-use ipnet::Ipv4Net;
+use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 
 use super::schema::*;
+
+/// A subnet of either family as a network's pattern makes it.
+trait SubnetText: Clone + std::fmt::Display {
+    fn parse(text: &str) -> Option<Self>;
+    fn is_trunc(&self) -> bool;
+    fn overlaps(&self, other: &Self) -> bool;
+}
+
+impl SubnetText for Ipv4Net {
+    fn parse(text: &str) -> Option<Self> {
+        text.parse().ok()
+    }
+    fn is_trunc(&self) -> bool {
+        *self == self.trunc()
+    }
+    fn overlaps(&self, o: &Self) -> bool {
+        self.contains(o) || o.contains(self)
+    }
+}
+
+impl SubnetText for Ipv6Net {
+    fn parse(text: &str) -> Option<Self> {
+        text.parse().ok()
+    }
+    fn is_trunc(&self) -> bool {
+        *self == self.trunc()
+    }
+    fn overlaps(&self, o: &Self) -> bool {
+        self.contains(o) || o.contains(self)
+    }
+}
 
 fn line_of(src: &str, offset: usize) -> usize {
     src[..offset.min(src.len())].matches('\n').count() + 1
@@ -36,6 +67,7 @@ impl Scenario {
             vec![SegmentDef {
                 name: "underlay".into(),
                 subnet: raw.underlay,
+                subnet6: raw.underlay6,
             }]
         };
         for (k, seg) in segments.iter().enumerate() {
@@ -75,12 +107,23 @@ impl Scenario {
                             ),
                             None => None,
                         };
+                        let address6 = match def.address6 {
+                            Some(a) => Some(
+                                Ipv6Net::new(
+                                    Ipv6Addr::from(u128::from(a.addr()) + (k as u128 - 1)),
+                                    a.prefix_len(),
+                                )
+                                .map_err(|e| at(off, e.to_string()))?,
+                            ),
+                            None => None,
+                        };
                         names.push(name.clone());
                         expanded.push((
                             HostDef {
                                 name,
                                 count: None,
                                 address,
+                                address6,
                                 ..def.clone()
                             },
                             off,
@@ -148,11 +191,45 @@ impl Scenario {
                 ));
             }
             host.address = Some(addr);
+            host.address6 = match (host.address6, seg.subnet6) {
+                (Some(a), Some(net)) if net.contains(&a.addr()) => Some(a),
+                (Some(a), Some(net)) => {
+                    return Err(at(
+                        off,
+                        format!("address6 {a} is outside segment {} ({net})", seg.name),
+                    ))
+                }
+                (Some(a), None) => {
+                    return Err(at(
+                        off,
+                        format!(
+                            "host {}: address6 {a} on segment {}, which has no subnet6 (underlay6)",
+                            host.name, seg.name
+                        ),
+                    ))
+                }
+                (None, Some(net)) => Some(
+                    Ipv6Net::new(
+                        Ipv6Addr::from(u128::from(net.network()) + u128::from(offset)),
+                        net.prefix_len(),
+                    )
+                    .map_err(|e| at(off, e.to_string()))?,
+                ),
+                (None, None) => None,
+            };
             host.segment = Some(seg_name);
             hosts.push(host);
         }
         if hosts.is_empty() {
             return Err(anyhow!("{file}: no [[hosts]]"));
+        }
+        if raw.bgp.transport == Family::Ipv6 {
+            if let Some(h) = hosts.iter().find(|h| h.address6.is_none()) {
+                return Err(anyhow!(
+                    "{file}: [bgp] transport = \"ipv6\" but host {} has no IPv6 underlay address (give underlay6 or the segment's subnet6)",
+                    h.name
+                ));
+            }
         }
         let host_names: BTreeSet<String> = hosts.iter().map(|h| h.name.clone()).collect();
         for g in host_groups.keys() {
@@ -229,6 +306,26 @@ impl Scenario {
                     ));
                 }
             }
+            for (seg, addr) in &def.links6 {
+                let s = segments.iter().find(|s| &s.name == seg).ok_or_else(|| {
+                    at(off, format!("router {}: unknown segment {seg:?}", def.name))
+                })?;
+                if !def.links.contains_key(seg) {
+                    return Err(at(
+                        off,
+                        format!("router {}: links6 names {seg}, links does not", def.name),
+                    ));
+                }
+                if !s.subnet6.is_some_and(|n| n.contains(&addr.addr())) {
+                    return Err(at(
+                        off,
+                        format!(
+                            "router {}: {addr} is outside segment {seg}'s subnet6 ({:?})",
+                            def.name, s.subnet6
+                        ),
+                    ));
+                }
+            }
             routers.push(def);
         }
         let mut requires: BTreeSet<Capability> = raw.requires.iter().copied().collect();
@@ -265,6 +362,9 @@ impl Scenario {
             for n in &r.neighbors {
                 s.shared_address(&r.name, n).ok_or_else(|| {
                     at(off, format!("router {}: neighbour {n:?} is not a host or router on one of its segments", r.name))
+                })?;
+                s.shared_address_of(&r.name, n, s.bgp.transport).ok_or_else(|| {
+                    at(off, format!("router {}: neighbour {n:?} has no IPv6 address on a segment they share, and [bgp] transport = \"ipv6\" (give links6)", r.name))
                 })?;
             }
             for c in &r.rr_clients {
@@ -317,9 +417,21 @@ impl Scenario {
                 return Err(at(off, format!("network {} is declared twice", net.name)));
             }
             net.subnets = s
-                .network_subnets(&net)
+                .network_subnets(&net.subnets, &net.subnet, &net.hosts)
                 .map_err(|e| at(off, format!("network {}: {e}", net.name)))?;
-            for h in net.subnets.keys() {
+            net.subnets6 = s
+                .network_subnets(&net.subnets6, &net.subnet6, &net.hosts)
+                .map_err(|e| at(off, format!("network {}: {e}", net.name)))?;
+            if net.subnets.is_empty() && net.subnets6.is_empty() {
+                return Err(at(
+                    off,
+                    format!(
+                        "network {}: give subnets or subnets6 (or a subnet/subnet6 pattern)",
+                        net.name
+                    ),
+                ));
+            }
+            for h in net.hosts_on().iter() {
                 if !host_names.contains(h) {
                     return Err(at(
                         off,
@@ -387,7 +499,7 @@ impl Scenario {
                     format!("container {}: unknown network {:?}", def.name, def.network),
                 ));
             };
-            if !net.subnets.contains_key(&def.host) {
+            if !net.on(&def.host) {
                 return Err(at(
                     off,
                     format!(
@@ -503,19 +615,25 @@ impl Scenario {
         Ok(out)
     }
 
-    /// A network's subnet per host: as written, or derived from its
-    /// `subnet` pattern for each of its `hosts` (default every Docker host).
-    fn network_subnets(
+    /// A network's subnet per host of one family: as written, or derived
+    /// from its `subnet` (`subnet6`) pattern for each of its `hosts`
+    /// (default every Docker host).
+    fn network_subnets<N: SubnetText>(
         &self,
-        net: &NetworkDef,
-    ) -> std::result::Result<BTreeMap<String, Ipv4Net>, String> {
-        let Some(pattern) = &net.subnet else {
-            if net.hosts.is_some() {
+        written: &BTreeMap<String, N>,
+        pattern: &Option<String>,
+        hosts: &Option<Vec<String>>,
+    ) -> std::result::Result<BTreeMap<String, N>, String> {
+        let Some(pattern) = pattern else {
+            if hosts.is_some() && written.is_empty() {
+                return Ok(BTreeMap::new());
+            }
+            if hosts.is_some() {
                 return Err("hosts goes with a subnet pattern; subnets names its hosts".into());
             }
-            return Ok(net.subnets.clone());
+            return Ok(written.clone());
         };
-        if !net.subnets.is_empty() {
+        if !written.is_empty() {
             return Err("give subnets or a subnet pattern, not both".into());
         }
         if !pattern.contains("{n}") {
@@ -523,7 +641,7 @@ impl Scenario {
                 "subnet pattern {pattern:?} has no {{n}} (the host's number), so every host would get the same subnet"
             ));
         }
-        let on = match &net.hosts {
+        let on = match hosts {
             Some(list) => self.expand_hosts(list)?,
             None => self
                 .hosts
@@ -532,22 +650,19 @@ impl Scenario {
                 .map(|h| h.name.clone())
                 .collect(),
         };
-        let mut out: BTreeMap<String, Ipv4Net> = BTreeMap::new();
+        let mut out: BTreeMap<String, N> = BTreeMap::new();
         for h in on {
             let n = self.hosts.iter().position(|d| d.name == h).unwrap_or(0) + 1;
             let text = pattern.replace("{n}", &n.to_string());
-            let subnet: Ipv4Net = text.parse().map_err(|_| {
+            let subnet: N = N::parse(&text).ok_or_else(|| {
                 format!("subnet pattern {pattern:?} gives {text:?} for host {h} (number {n}), which is not a subnet")
             })?;
-            if subnet != subnet.trunc() {
+            if !subnet.is_trunc() {
                 return Err(format!(
                     "subnet pattern {pattern:?} gives {subnet} for host {h}, which has host bits set"
                 ));
             }
-            if let Some((other, o)) = out
-                .iter()
-                .find(|(_, o)| o.contains(&subnet) || subnet.contains(*o))
-            {
+            if let Some((other, o)) = out.iter().find(|(_, o)| o.overlaps(&subnet)) {
                 return Err(format!(
                     "subnet pattern {pattern:?} gives overlapping subnets: {o} for {other} and {subnet} for {h}"
                 ));
@@ -574,9 +689,9 @@ impl Scenario {
         }
     }
 
-    /// A prefix a step names: a CIDR or a container (its /32).
+    /// A prefix a step names: a CIDR (either family) or a container (its /32 or /128).
     fn check_prefix(&self, prefix: &str) -> std::result::Result<(), String> {
-        if prefix.parse::<Ipv4Net>().is_err() {
+        if prefix.parse::<IpNet>().is_err() {
             self.check_container(prefix)
                 .map_err(|_| format!("prefix {prefix:?} is neither a CIDR nor a container"))?;
         }
@@ -585,7 +700,7 @@ impl Scenario {
 
     /// A next hop a step names: an address, a host or a router.
     fn check_via(&self, v: &str) -> std::result::Result<(), String> {
-        if v.parse::<Ipv4Addr>().is_err() && self.host(v).is_none() && self.router(v).is_none() {
+        if v.parse::<IpAddr>().is_err() && self.host(v).is_none() && self.router(v).is_none() {
             return Err(format!(
                 "via {v:?} is neither an address, a host nor a router"
             ));
@@ -611,7 +726,7 @@ impl Scenario {
                     .ok_or_else(|| format!("unknown network {network:?}"))?;
                 for h in hosts.iter().flatten() {
                     self.check_host(h)?;
-                    if !net.subnets.contains_key(h) {
+                    if !net.on(h) {
                         return Err(format!("network {network} has no subnet on host {h}"));
                     }
                 }
@@ -1310,5 +1425,84 @@ within = "5s"
         assert!(m.contains("hostname1") && m.contains("1-8"), "{m}");
         let m = e("within = \"5s\"", "within = \"5s\"\nhosts = [\"rr1\"]");
         assert!(m.contains("rr1 is not a Docker host"), "{m}");
+    }
+
+    const DUAL: &str = r#"
+description = "dual stack"
+underlay6 = "fd00:2::/64"
+[bgp]
+transport = "ipv6"
+[[hosts]]
+name = "h"
+count = 3
+[[networks]]
+name = "dual"
+subnet = "10.2.{n}.0/24"
+subnet6 = "fd00:10:{n}::/64"
+[[networks]]
+name = "v6only"
+subnets6 = { h1 = "fd00:20:1::/64" }
+[[containers]]
+name = "c6"
+host = "h1"
+network = "v6only"
+[[steps]]
+do = "expect-route"
+host = "h2"
+prefix = "c6"
+family = "ipv6"
+via = "h1"
+[[steps]]
+do = "inject"
+host = "h1"
+prefix = "::/0"
+next_hop = "fd00:2::1"
+"#;
+
+    #[test]
+    fn dual_stack_underlays_and_networks_parse() {
+        let s = parse(DUAL).unwrap();
+        let a6 = |n: &str| s.host(n).unwrap().address6.unwrap().to_string();
+        assert_eq!(a6("h1"), "fd00:2::1/64");
+        assert_eq!(a6("h2"), "fd00:2::2/64");
+        assert_eq!(a6("h3"), "fd00:2::3/64");
+        assert_eq!(s.bgp.transport, Family::Ipv6);
+        let dual = &s.networks[0];
+        assert_eq!(dual.subnets6["h3"].to_string(), "fd00:10:3::/64");
+        assert_eq!(dual.subnets["h3"].to_string(), "10.2.3.0/24");
+        let v6 = &s.networks[1];
+        assert!(v6.subnets.is_empty());
+        assert!(v6.on("h1") && !v6.on("h2"));
+        assert_eq!(v6.hosts_on(), ["h1"]);
+        // Without an IPv6 underlay, an IPv6 transport has nothing to run on.
+        let m = parse(&DUAL.replace("underlay6 = \"fd00:2::/64\"\n", ""))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            m.contains("transport = \"ipv6\" but host h1 has no IPv6"),
+            "{m}"
+        );
+        let m = parse(&DUAL.replace("subnets6 = { h1 = \"fd00:20:1::/64\" }", ""))
+            .unwrap_err()
+            .to_string();
+        assert!(m.contains("give subnets or subnets6"), "{m}");
+        let router = "[[routers]]\nname = \"r\"\nkind = \"bird\"\nasn = 65100\nlinks = { underlay = \"192.0.2.200/24\" }\nneighbors = [\"h1\"]\n";
+        let m = parse(&format!("{DUAL}{router}")).unwrap_err().to_string();
+        assert!(
+            m.contains("router r: neighbour \"h1\" has no IPv6 address"),
+            "{m}"
+        );
+        let ok = router.replace(
+            "neighbors",
+            "links6 = { underlay = \"fd00:2::c8/64\" }\nneighbors",
+        );
+        parse(&format!("{DUAL}{ok}")).unwrap();
+        // Only IPv6 through a shim needs the host to forward IPv6.
+        assert!(!s.ipv6_through_shims(), "ipvlan L3 by default");
+        let l2 = DUAL.replace(
+            "name = \"v6only\"\n",
+            "name = \"v6only\"\noptions = { ipvlan_mode = \"l2\" }\n",
+        );
+        assert!(parse(&l2).unwrap().ipv6_through_shims());
     }
 }
