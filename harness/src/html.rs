@@ -19,20 +19,7 @@ use crate::report::{ReachCell, Report};
 use crate::scenario::{BgpMode, RouterKind, Scenario};
 
 /// HTML-escapes text for element content and quoted attribute values.
-pub fn esc(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
+pub use crate::report::escape_markup as esc;
 
 /// A host or router of the drawing.
 #[derive(Debug, Clone, PartialEq, Eq)]

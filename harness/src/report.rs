@@ -100,7 +100,9 @@ pub fn write_reports(out: &Path, reports: &[Report]) -> Result<()> {
     Ok(())
 }
 
-fn xml_escape(s: &str) -> String {
+/// Escapes text for XML, HTML and SVG (element content and quoted
+/// attribute values); control characters XML forbids become `?`.
+pub fn escape_markup(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
         match c {
@@ -135,20 +137,20 @@ pub fn junit(reports: &[Report]) -> String {
     for r in reports {
         x.push_str(&format!(
             "  <testcase classname=\"{}\" name=\"{}\" file=\"{}\" time=\"{:.3}\">",
-            xml_escape(&r.engine),
-            xml_escape(&r.scenario),
-            xml_escape(&r.file),
+            escape_markup(&r.engine),
+            escape_markup(&r.scenario),
+            escape_markup(&r.file),
             r.elapsed_ms as f64 / 1000.0
         ));
         if let Some(why) = &r.skipped {
-            x.push_str(&format!("<skipped message=\"{}\"/>", xml_escape(why)));
+            x.push_str(&format!("<skipped message=\"{}\"/>", escape_markup(why)));
         } else if !r.passed {
             let msg = r.error.as_deref().unwrap_or("failed");
             let first = msg.lines().next().unwrap_or("failed");
             x.push_str(&format!(
                 "<failure message=\"{}\">{}</failure>",
-                xml_escape(first),
-                xml_escape(&format!(
+                escape_markup(first),
+                escape_markup(&format!(
                     "{msg}\n{}",
                     r.diagnostics.as_deref().unwrap_or("")
                 ))

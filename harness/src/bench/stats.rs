@@ -316,23 +316,9 @@ pub fn machine_facts() -> std::collections::BTreeMap<String, String> {
 
 /// `YYYY-MM-DD HH:MM UTC` from seconds since the epoch (proleptic Gregorian).
 pub fn utc_date(secs: u64) -> String {
-    let days = (secs / 86_400) as i64;
-    let rem = secs % 86_400;
-    // Days to civil date (Howard Hinnant's algorithm, written out).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02} {:02}:{:02} UTC",
-        rem / 3600,
-        (rem % 3600) / 60
-    )
+    // The driver's `YYYY-MM-DD HH:MM:SS UTC`, to the minute.
+    let full = ipvlan_bgp::status::format_utc(secs);
+    format!("{} UTC", &full[..16])
 }
 
 /// Writes `results` as one JSON array.
