@@ -58,10 +58,22 @@ fn n(s: &str) -> IpNet {
     s.parse().expect("prefix")
 }
 
+/// Root, or a visible skip; under CI (`CI=true`) a missing root fails.
+fn root() -> bool {
+    if nix::unistd::geteuid().is_root() {
+        return true;
+    }
+    assert!(
+        std::env::var("CI").as_deref() != Ok("true"),
+        "needs root: under CI=true this is a failure, not a skip"
+    );
+    eprintln!("SKIPPED: needs root (network namespaces)");
+    false
+}
+
 #[test]
 fn static_routes_are_never_replaced_and_flushed_routes_come_back() {
-    if !nix::unistd::geteuid().is_root() {
-        eprintln!("needs root; skipped");
+    if !root() {
         return;
     }
     let ns = Ns(format!("ibr-{}", std::process::id()));
@@ -219,8 +231,7 @@ fn show6(ns: &str, dst: &str) -> String {
 /// address (`keep_addr_on_down=0`), so ours comes back once it is re-added.
 #[test]
 fn ipv6_static_routes_are_never_replaced_and_flushed_routes_come_back() {
-    if !nix::unistd::geteuid().is_root() {
-        eprintln!("needs root; skipped");
+    if !root() {
         return;
     }
     let ns = Ns(format!("ibr6-{}", std::process::id()));
@@ -373,8 +384,7 @@ fn ipv6_static_routes_are_never_replaced_and_flushed_routes_come_back() {
 #[test]
 #[ignore]
 fn install_time_ipv4_beside_ipv6() {
-    if !nix::unistd::geteuid().is_root() {
-        eprintln!("needs root; skipped");
+    if !root() {
         return;
     }
     let count: u32 = std::env::var("ROUTES")
