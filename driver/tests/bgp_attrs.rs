@@ -12,6 +12,8 @@
 //! restarted driver) that wants the same attributes leaves the paths alone,
 //! and one that wants others replaces them.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::path::Path;
@@ -23,6 +25,8 @@ use ipvlan_bgp::bgp::announcer::{Announcement, Announcer};
 use ipvlan_bgp::bgp::gobgp::{self, Client, GobgpAddr};
 use ipvlan_bgp::route_attrs::RouteAttrs;
 use serde_json::Value;
+
+use common::{skip, Outcome};
 
 const TOML: &str = r#"
 [global.config]
@@ -38,15 +42,6 @@ impl Drop for Daemon {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
-}
-
-/// A visible skip; under CI (`CI=true`) a missing tool fails instead.
-fn skip(reason: &str) {
-    assert!(
-        std::env::var("CI").as_deref() != Ok("true"),
-        "{reason}: under CI=true this is a failure, not a skip"
-    );
-    eprintln!("SKIPPED: {reason}");
 }
 
 fn n(s: &str) -> IpNet {
@@ -120,8 +115,14 @@ async fn connect(addr: &GobgpAddr) -> Client {
     panic!("gobgpd never answered on {addr}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn attributes_reach_gobgpd_change_and_survive_a_restart() {
+fn main() {
+    common::run_async_trials(vec![(
+        "attributes_reach_gobgpd_change_and_survive_a_restart",
+        || Box::pin(attributes_reach_gobgpd_change_and_survive_a_restart()),
+    )])
+}
+
+async fn attributes_reach_gobgpd_change_and_survive_a_restart() -> Outcome {
     for tool in ["gobgpd", "gobgp"] {
         if Command::new(tool).arg("--version").output().is_err() {
             return skip(&format!("{tool} is not installed"));
@@ -278,4 +279,5 @@ async fn attributes_reach_gobgpd_change_and_survive_a_restart() {
     wanted.clear();
     a3.sync(&mut client, &wanted).await.expect("sync");
     assert!(rib(&sock, "ipv4").is_empty() && rib(&sock, "ipv6").is_empty());
+    Ok(())
 }

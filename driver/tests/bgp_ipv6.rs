@@ -15,6 +15,8 @@
 //! outside A's pools is refused and counted; withdrawals on both sides
 //! remove them.
 
+mod common;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
@@ -31,6 +33,8 @@ use ipvlan_bgp::bgp::{Bgp, BgpConfig};
 use ipvlan_bgp::driver::View;
 use ipvlan_bgp::kernel::Kernel;
 use ipvlan_bgp::metrics::Metrics;
+
+use common::{skip, Outcome};
 
 /// Undo steps, run in reverse order on drop (also when an assertion fails).
 #[derive(Default)]
@@ -104,15 +108,6 @@ fn gobgpd(ns: &str, args: &[&str], log: &Path) -> Child {
         .expect("start gobgpd")
 }
 
-/// A visible skip; under CI (`CI=true`) a missing tool or root fails instead.
-fn skip(reason: &str) {
-    assert!(
-        std::env::var("CI").as_deref() != Ok("true"),
-        "{reason}: under CI=true this is a failure, not a skip"
-    );
-    eprintln!("SKIPPED: {reason}");
-}
-
 fn n(s: &str) -> IpNet {
     s.parse().expect("prefix")
 }
@@ -138,17 +133,30 @@ const TOML_B: &str = r#"
       afi-safi-name = "ipv6-unicast"
 "#;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn ipv6_paths_are_announced_learned_and_installed_over_an_ipv6_session() {
-    dual_stack_exchange("v6", "2001:db8:ab::1", "2001:db8:ab::2").await;
+fn main() {
+    common::run_async_trials(vec![
+        (
+            "ipv6_paths_are_announced_learned_and_installed_over_an_ipv6_session",
+            || {
+                Box::pin(dual_stack_exchange(
+                    "v6",
+                    "2001:db8:ab::1",
+                    "2001:db8:ab::2",
+                ))
+            },
+        ),
+        (
+            "ipv6_paths_are_announced_learned_and_installed_over_an_ipv4_session",
+            || Box::pin(dual_stack_exchange("v4", "192.0.2.1", "192.0.2.2")),
+        ),
+    ])
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn ipv6_paths_are_announced_learned_and_installed_over_an_ipv4_session() {
-    dual_stack_exchange("v4", "192.0.2.1", "192.0.2.2").await;
-}
-
-async fn dual_stack_exchange(case: &str, addr_a: &str, addr_b: &str) {
+async fn dual_stack_exchange(
+    case: &'static str,
+    addr_a: &'static str,
+    addr_b: &'static str,
+) -> Outcome {
     if !nix::unistd::geteuid().is_root() {
         return skip("needs root");
     }
@@ -380,4 +388,5 @@ async fn dual_stack_exchange(case: &str, addr_a: &str, addr_b: &str) {
 
     let _ = stop_tx.send(true);
     let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
+    Ok(())
 }

@@ -1,9 +1,10 @@
-//! Helpers shared by the property tests (each file in tests/ is its own
+//! Helpers shared by the test files (each file in tests/ is its own
 //! crate; they include this with `mod common;`).
 
 /// Whether the IPv4 range `[a, b]` (as numbers) meets one of the ranges that
 /// are never container networks. Written out as numbers on purpose,
 /// independently of the driver's own tables, so a mistake there is caught.
+#[allow(dead_code)]
 pub fn touches_reserved_v4(a: u32, b: u32) -> bool {
     [
         (0x0000_0000u32, 0x00ff_ffffu32), // 0.0.0.0/8
@@ -27,4 +28,55 @@ pub fn touches_reserved_v6(a: u128, b: u128) -> bool {
     ]
     .iter()
     .any(|(lo, hi)| a <= *hi && *lo <= b)
+}
+
+/// Why a test did not run: [`run_async_trials`] reports it as `ignored`
+/// with the reason, never as passed.
+#[allow(dead_code)]
+pub struct Skip(pub String);
+
+/// What an async test answers: `Err(Skip)` when this host cannot run it.
+#[allow(dead_code)]
+pub type Outcome = Result<(), Skip>;
+
+/// One async test, boxed so a plain `fn` can name it.
+#[allow(dead_code)]
+pub type AsyncTest = fn() -> std::pin::Pin<Box<dyn std::future::Future<Output = Outcome>>>;
+
+/// A visible skip; under CI (`CI=true`) a missing tool or root fails instead.
+#[allow(dead_code)]
+pub fn skip(reason: &str) -> Outcome {
+    assert!(
+        std::env::var("CI").as_deref() != Ok("true"),
+        "{reason}: under CI=true this is a failure, not a skip"
+    );
+    Err(Skip(reason.to_string()))
+}
+
+/// Runs `tests` with libtest-mimic (a custom test harness: `harness =
+/// false` in Cargo.toml), each on its own two-thread tokio runtime; a skip
+/// shows as `ignored (reason)`.
+#[allow(dead_code)]
+pub fn run_async_trials(tests: Vec<(&'static str, AsyncTest)>) -> ! {
+    use libtest_mimic::{Arguments, Completion, Trial};
+    let trials = tests
+        .into_iter()
+        .map(|(name, test)| {
+            Trial::ignorable_test(name, move || {
+                let rt = tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(2)
+                    .enable_all()
+                    .build()
+                    .map_err(|e| format!("tokio runtime: {e}"))?;
+                match rt.block_on(test()) {
+                    Ok(()) => Ok(Completion::Completed),
+                    Err(Skip(reason)) => {
+                        eprintln!("SKIPPED {name}: {reason}");
+                        Ok(Completion::ignored_with(reason))
+                    }
+                }
+            })
+        })
+        .collect();
+    libtest_mimic::run(&Arguments::from_args(), trials).exit()
 }
