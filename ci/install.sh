@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Installs everything the demo and the tests need on a fresh Debian/Ubuntu
 # machine (as root): gobgpd (and its gobgp CLI), iproute2, FRR, BIRD,
-# Chromium (the HTML report's test renders a page in it).
+# Chromium (the HTML report's test renders a page in it), binutils (strip,
+# for plugin/build.sh).
 # Idempotent: skips apt when every package is already there.
 set -euo pipefail
 
-packages=(gobgpd iproute2 util-linux iputils-ping busybox-static frr bird2 kmod xz-utils tar nftables)
+packages=(gobgpd iproute2 util-linux iputils-ping busybox-static frr bird2 kmod xz-utils tar nftables binutils)
 # Docker: Debian's docker.io, unless a Docker is already installed (GitHub's
 # Ubuntu images ship Moby's docker-ce/containerd.io, which docker.io would
 # conflict with; the harness only needs a dockerd binary of 20.10 or later).

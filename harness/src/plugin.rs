@@ -125,19 +125,39 @@ fn settings_for(args: &[String], host_dir: &Path, embedded: bool) -> Result<Vec<
     Ok(out)
 }
 
-/// Waits until host `i`'s plugin answers Activate on its socket.
+/// Links `link` to `file` in the folder dockerd makes for the plugin
+/// beside its socket (`plugins/<plugin id>/`), once it is there.
+fn link_from_plugin_folder(
+    h: &crate::world::HostRt,
+    file: &str,
+    link: &Path,
+) -> std::result::Result<(), String> {
+    let target = std::fs::read_dir(h.plugin_dir())
+        .map_err(|e| e.to_string())?
+        .flatten()
+        .map(|e| e.path().join(file))
+        .find(|p| p.exists())
+        .ok_or_else(|| format!("no {file} in the plugin's folder yet"))?;
+    if std::fs::read_link(link).ok().as_ref() != Some(&target) {
+        let _ = std::fs::remove_file(link);
+        std::os::unix::fs::symlink(&target, link).map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}
+
+/// Waits until host `i`'s plugin answers Activate on its socket, reached
+/// through `plugin.sock` in the host's folder (see `HostRt::socket`).
 pub fn await_ready(w: &World, i: usize) -> Result<()> {
+    let h = &w.hosts[i];
     eventually(
         w.opts.scale(Duration::from_secs(30)),
         Duration::from_millis(50),
-        || w.driver_ready(i).map_err(|e| format!("{e:#}")),
+        || {
+            link_from_plugin_folder(h, "ipvlan-bgp.sock", &h.dir.join("plugin.sock"))?;
+            w.driver_ready(i).map_err(|e| format!("{e:#}"))
+        },
     )
-    .map_err(|e| {
-        anyhow!(
-            "the {NAME} plugin on {} did not answer: {e}",
-            w.hosts[i].def.name
-        )
-    })?;
+    .map_err(|e| anyhow!("the {NAME} plugin on {} did not answer: {e}", h.def.name))?;
     Ok(())
 }
 
@@ -146,21 +166,11 @@ pub fn await_ready(w: &World, i: usize) -> Result<()> {
 /// socket the plugin makes beside its own, and waits until gobgpd answers.
 pub fn link_embedded_gobgpd(w: &World, i: usize) -> Result<()> {
     let h = &w.hosts[i];
-    let link = h.gobgp_api();
     eventually(
         w.opts.scale(Duration::from_secs(30)),
         Duration::from_millis(50),
         || {
-            let sock = std::fs::read_dir(h.plugin_dir())
-                .map_err(|e| e.to_string())?
-                .flatten()
-                .map(|e| e.path().join("gobgpd.sock"))
-                .find(|p| p.exists())
-                .ok_or("no gobgpd.sock in the plugin's folder yet")?;
-            if std::fs::read_link(&link).ok().as_ref() != Some(&sock) {
-                let _ = std::fs::remove_file(&link);
-                std::os::unix::fs::symlink(&sock, &link).map_err(|e| e.to_string())?;
-            }
+            link_from_plugin_folder(h, "gobgpd.sock", &h.gobgp_api())?;
             w.gobgpd_ready(i).map_err(|e| format!("{e:#}"))
         },
     )

@@ -112,29 +112,17 @@ impl HostRt {
         self.dir.join("plugins")
     }
     /// The driver's socket: `plugins/ipvlan-bgp.sock` for a driver the
-    /// harness runs. For the managed plugin dockerd makes it in a folder per
-    /// plugin (`plugins/<64 hex>/ipvlan-bgp.sock`), too long a path for a
-    /// socket address: answered as a symbolic link `plugin.sock` to it.
+    /// harness runs; for the managed plugin, `plugin.sock`, the link
+    /// [`crate::plugin::await_ready`] makes to the socket dockerd gives it
+    /// (`plugins/<64 hex>/ipvlan-bgp.sock`, too long a path for a socket
+    /// address).
     pub fn socket(&self) -> PathBuf {
-        let own = self.plugin_dir().join("ipvlan-bgp.sock");
-        if own.exists() {
-            return own;
-        }
-        let managed = std::fs::read_dir(self.plugin_dir())
-            .into_iter()
-            .flatten()
-            .flatten()
-            .map(|e| e.path().join("ipvlan-bgp.sock"))
-            .find(|p| p.exists());
-        let Some(target) = managed else { return own };
         let link = self.dir.join("plugin.sock");
-        if std::fs::read_link(&link).ok().as_ref() != Some(&target) {
-            let _ = std::fs::remove_file(&link);
-            if std::os::unix::fs::symlink(&target, &link).is_err() {
-                return target;
-            }
+        if link.exists() {
+            link
+        } else {
+            self.plugin_dir().join("ipvlan-bgp.sock")
         }
-        link
     }
     /// gobgpd's API: a unix socket in the host's run folder and nothing
     /// else (no TCP port: any local user could announce through one). The
