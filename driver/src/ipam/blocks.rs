@@ -161,6 +161,8 @@ pub struct BlockOwner {
 pub struct Claim {
     pub block: IpNet,
     pub rev: i64,
+    /// How many times another host won the block we tried first.
+    pub lost_races: u32,
 }
 
 /// Creates the pool if no pool has its CIDR, or returns the existing one.
@@ -182,7 +184,7 @@ pub async fn ensure_pool<S: Store>(
         let r = store
             .range(&keys.pools())
             .await
-            .map_err(IpamError::etcd("read the pools"))?;
+            .map_err(IpamError::etcd("reading the pools"))?;
         for kv in &r.kvs {
             let rec: PoolRecord = parse(&kv.key, &kv.value)?;
             if rec.cidr == pool {
@@ -216,7 +218,7 @@ pub async fn ensure_pool<S: Store>(
                 else_get: None,
             })
             .await
-            .map_err(IpamError::etcd("create the pool"))?;
+            .map_err(IpamError::etcd("creating the pool"))?;
         if t.succeeded {
             return Ok(rec);
         }
@@ -249,7 +251,7 @@ pub async fn register_host<S: Store>(
             else_get: Some(key.clone()),
         })
         .await
-        .map_err(IpamError::etcd("register this host"))?;
+        .map_err(IpamError::etcd("registering this host"))?;
     if t.succeeded {
         return Ok(());
     }
@@ -302,11 +304,12 @@ pub async fn claim_block<S: Store>(
                 else_get: Some(key),
             })
             .await
-            .map_err(IpamError::etcd("claim a block"))?;
+            .map_err(IpamError::etcd("claiming a block"))?;
         if t.succeeded {
             return Ok(Claim {
                 block,
                 rev: t.revision,
+                lost_races: 0,
             });
         }
         let Some(kv) = t.got else {
@@ -319,6 +322,7 @@ pub async fn claim_block<S: Store>(
             return Ok(Claim {
                 block,
                 rev: kv.mod_rev,
+                lost_races: 0,
             });
         }
         return Err(IpamError::BlockHeld {
@@ -327,11 +331,11 @@ pub async fn claim_block<S: Store>(
             addr: None,
         });
     }
-    for _ in 0..CLAIM_ATTEMPTS {
+    for lost_races in 0..CLAIM_ATTEMPTS as u32 {
         let r = store
             .range(&keys.blocks(&pool.cidr))
             .await
-            .map_err(IpamError::etcd("read the pool's blocks"))?;
+            .map_err(IpamError::etcd("reading the pool's blocks"))?;
         let taken: BTreeSet<IpNet> = r
             .kvs
             .iter()
@@ -356,11 +360,12 @@ pub async fn claim_block<S: Store>(
                 else_get: None,
             })
             .await
-            .map_err(IpamError::etcd("claim a block"))?;
+            .map_err(IpamError::etcd("claiming a block"))?;
         if t.succeeded {
             return Ok(Claim {
                 block,
                 rev: t.revision,
+                lost_races,
             });
         }
     }
@@ -388,7 +393,7 @@ pub async fn release_block<S: Store>(
             else_get: None,
         })
         .await
-        .map_err(IpamError::etcd("release a block"))?;
+        .map_err(IpamError::etcd("releasing a block"))?;
     Ok(t.succeeded)
 }
 
@@ -397,7 +402,7 @@ pub async fn all_blocks<S: Store>(store: &S, keys: &Keys) -> Result<Vec<BlockOwn
     let r = store
         .range(&keys.all_blocks())
         .await
-        .map_err(IpamError::etcd("read the blocks"))?;
+        .map_err(IpamError::etcd("reading the blocks"))?;
     r.kvs
         .iter()
         .map(|kv| {
@@ -443,7 +448,7 @@ pub async fn release_host<S: Store>(
             else_get: None,
         })
         .await
-        .map_err(IpamError::etcd("delete the host's registration"))?;
+        .map_err(IpamError::etcd("deleting the host's registration"))?;
     Ok(released)
 }
 
@@ -470,7 +475,7 @@ pub async fn write_usage<S: Store>(
             else_get: None,
         })
         .await
-        .map_err(IpamError::etcd("record a block's usage"))?;
+        .map_err(IpamError::etcd("recording a block's usage"))?;
     Ok(t.succeeded)
 }
 
@@ -493,7 +498,7 @@ pub async fn audit<S: Store>(store: &S, keys: &Keys) -> Result<Audit, IpamError>
     let r = store
         .range(&keys.all_usage())
         .await
-        .map_err(IpamError::etcd("read the usage records"))?;
+        .map_err(IpamError::etcd("reading the usage records"))?;
     let mut a = Audit::default();
     for kv in &r.kvs {
         let Some(pair) = keys.parse_pair(&keys.all_usage(), &kv.key) else {

@@ -47,7 +47,7 @@ pub const DEFAULT_GRACE: Duration = Duration::from_secs(600);
 /// `{"Err": ...}` by the api (phase 2).
 #[derive(Debug, thiserror::Error)]
 pub enum IpamError {
-    #[error("{op} needs etcd, and {source}. Running containers and new addresses from blocks this host already holds are not affected; bring a majority of the etcd members back (check: etcdctl endpoint health)")]
+    #[error("{op} needs etcd, and {source}. {}", advice(source))]
     Etcd {
         op: &'static str,
         #[source]
@@ -87,6 +87,15 @@ pub enum IpamError {
     Invalid(String),
     #[error("IPAM state file: {0}; check the driver's state directory (disk full? permissions?)")]
     Local(String),
+}
+
+/// What to do about a store failure.
+fn advice(e: &StoreError) -> &'static str {
+    match e {
+        StoreError::Timeout { .. } => "Running containers and new addresses from blocks this host already holds are not affected; bring a majority of the etcd members back (check: etcdctl endpoint health)",
+        StoreError::Failed(_) => "Check the driver's etcd settings (endpoints, user and password, CA and client certificate) and that its etcd role may read and write the IPAM's key prefix",
+        StoreError::Config(_) => "Fix the driver's etcd settings",
+    }
 }
 
 impl IpamError {
@@ -143,6 +152,18 @@ pub struct Ipam<S: Store> {
     registered: AtomicBool,
     /// Blocks whose usage record is to be written.
     dirty: Mutex<BTreeSet<(IpNet, IpNet)>>,
+    stats: Mutex<Stats>,
+}
+
+/// Counters since start (for status and /metrics).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Blocks claimed in etcd.
+    pub claims: u64,
+    /// Claims that lost a race for a block to another host and tried again.
+    pub lost_races: u64,
+    /// Requests refused or failed because etcd was needed and failed.
+    pub etcd_failures: u64,
 }
 
 fn now_secs(t: SystemTime) -> u64 {
@@ -190,6 +211,7 @@ impl<S: Store> Ipam<S> {
             claims: tokio::sync::Mutex::new(()),
             registered: AtomicBool::new(false),
             dirty: Mutex::new(dirty),
+            stats: Mutex::new(Stats::default()),
         })
     }
 
@@ -253,8 +275,8 @@ impl<S: Store> Ipam<S> {
         )
         .await?;
         let mut s = self.lock();
-        if !s.pools.contains_key(&pool) {
-            s.pools.insert(pool, PoolState::new(pool, rec.block_len));
+        if let std::collections::btree_map::Entry::Vacant(e) = s.pools.entry(pool) {
+            e.insert(PoolState::new(pool, rec.block_len));
             self.file.save(&s).map_err(IpamError::Local)?;
         }
         Ok(rec)
@@ -274,7 +296,15 @@ impl<S: Store> Ipam<S> {
             return Ok(a);
         }
         if !self.registered.load(Ordering::SeqCst) {
-            self.register().await?;
+            if let Err(e) = self.register().await {
+                if matches!(e, IpamError::Etcd { .. }) {
+                    self.stats
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .etcd_failures += 1;
+                }
+                return Err(e);
+            }
         }
         let (rec, host) = {
             let s = self.lock();
@@ -291,18 +321,26 @@ impl<S: Store> Ipam<S> {
             Want::Exact(a) => Some(block_of(a, rec.block_len)),
             _ => None,
         };
-        let claim = blocks::claim_block(&self.store, &self.keys, &rec, &host, want_block)
-            .await
-            .map_err(|e| match (e, want) {
-                (IpamError::BlockHeld { block, host, .. }, Want::Exact(a)) => {
-                    IpamError::BlockHeld {
-                        block,
-                        host,
-                        addr: Some(a),
-                    }
+        let claimed = blocks::claim_block(&self.store, &self.keys, &rec, &host, want_block).await;
+        {
+            let mut st = self.stats.lock().unwrap_or_else(|p| p.into_inner());
+            match &claimed {
+                Ok(c) => {
+                    st.claims += 1;
+                    st.lost_races += u64::from(c.lost_races);
                 }
-                (e, _) => e,
-            })?;
+                Err(IpamError::Etcd { .. }) => st.etcd_failures += 1,
+                Err(_) => {}
+            }
+        }
+        let claim = claimed.map_err(|e| match (e, want) {
+            (IpamError::BlockHeld { block, host, .. }, Want::Exact(a)) => IpamError::BlockHeld {
+                block,
+                host,
+                addr: Some(a),
+            },
+            (e, _) => e,
+        })?;
         {
             let mut s = self.lock();
             let p = s.pools.get_mut(&pool).expect("pool known");
@@ -536,6 +574,10 @@ impl<S: Store> Ipam<S> {
             .values()
             .flat_map(|p| p.strays.keys().copied())
             .collect()
+    }
+
+    pub fn stats(&self) -> Stats {
+        *self.stats.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// A copy of this host's state (for `ipam show`, status, metrics).

@@ -5,9 +5,12 @@
 //! In: key prefixes and [`Txn`]s built by `blocks.rs` (compares on
 //! `create_revision`/`mod_revision`, puts, deletes). Out: key-value records
 //! with their revisions, or a [`StoreError`] that names etcd. Every call runs
-//! under a deadline ([`StoreConfig::timeout`]) and asks etcd to refuse at
-//! once when its member has no leader (`require_leader`), so a lost quorum
-//! is a fast error, never a hang. The connection is made lazily and again
+//! under one deadline ([`StoreConfig::timeout`], connecting included). etcd
+//! is asked to refuse at once when its member has no leader
+//! (`require_leader`); such refusals and unreachable members are retried
+//! with a short back-off inside the deadline, so an election after the
+//! leader died costs no failed call, and a lost quorum is an error at the
+//! deadline, never a hang. The connection is made lazily and again
 //! after a failure: a driver starts while etcd is down. TLS (CA, client
 //! certificate) and a user/password per host come from [`StoreConfig`].
 //! A fake in-memory store for unit tests lives under `cfg(test)` only.
@@ -81,8 +84,11 @@ pub struct TxnResult {
 /// Why a store call failed. The text names etcd: it reaches the operator.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("etcd did not answer within {0:?} (no quorum, or no member reachable)")]
-    Timeout(Duration),
+    #[error("etcd did not answer within {after:?} (no quorum, or no member reachable{})", last.as_ref().map_or_else(String::new, |l| format!("; last error: {l}")))]
+    Timeout {
+        after: Duration,
+        last: Option<String>,
+    },
     #[error("etcd refused or failed the request: {0}")]
     Failed(String),
     #[error("etcd client configuration: {0}")]
@@ -176,14 +182,15 @@ impl EtcdStore {
     }
 
     /// The connected client, connecting (and authenticating) first if
-    /// needed, under the deadline.
-    async fn client(&self) -> Result<Client, StoreError> {
+    /// needed.
+    async fn client(&self) -> Result<Client, etcd_client::Error> {
         let mut slot = self.client.lock().await;
         if let Some(c) = slot.as_ref() {
             return Ok(c.clone());
         }
+        // No per-request gRPC timeout: `call`'s deadline governs (tonic's
+        // own would end an attempt as "cancelled" at the same moment).
         let mut opts = ConnectOptions::new()
-            .with_timeout(self.cfg.timeout)
             .with_connect_timeout(self.cfg.timeout)
             .with_keep_alive(Duration::from_secs(10), self.cfg.timeout)
             .with_require_leader(true)
@@ -194,22 +201,83 @@ impl EtcdStore {
         if let Some(tls) = &self.tls {
             opts = opts.with_tls(tls.clone());
         }
-        let connect = Client::connect(self.cfg.endpoints.clone(), Some(opts));
-        let client = deadline(self.cfg.timeout, connect)
-            .await
-            .map_err(|e| match e {
-                StoreError::Failed(m) => StoreError::Failed(format!("connect: {m}")),
-                e => e,
-            })?;
+        let client = Client::connect(self.cfg.endpoints.clone(), Some(opts)).await?;
         *slot = Some(client.clone());
         Ok(client)
     }
 
-    /// Forgets the client after a failure that a new connection may cure
-    /// (an expired token, a changed password); the next call reconnects.
-    async fn forget(&self) {
-        *self.client.lock().await = None;
+    /// Runs `f` on the client until it succeeds, fails for good, or the
+    /// deadline passes. A member without a leader (an election after the
+    /// leader died) or an unreachable member is retried with a short
+    /// back-off, so one member down costs no failed call; with no quorum
+    /// the call fails at the deadline with etcd's last answer.
+    async fn call<T, F, Fut>(&self, f: F) -> Result<T, StoreError>
+    where
+        F: Fn(Client) -> Fut,
+        Fut: Future<Output = Result<T, etcd_client::Error>>,
+    {
+        let end = tokio::time::Instant::now() + self.cfg.timeout;
+        let mut backoff = Duration::from_millis(50);
+        let mut last = None;
+        loop {
+            let attempt = async { f(self.client().await?).await };
+            let e = match tokio::time::timeout_at(end, attempt).await {
+                Ok(Ok(v)) => return Ok(v),
+                Ok(Err(e)) => e,
+                Err(_) => {
+                    return Err(StoreError::Timeout {
+                        after: self.cfg.timeout,
+                        last,
+                    })
+                }
+            };
+            if !transient(&e) {
+                if stale_session(&e) {
+                    *self.client.lock().await = None;
+                }
+                return Err(StoreError::Failed(e.to_string()));
+            }
+            last = Some(e.to_string());
+            if tokio::time::Instant::now() + backoff >= end {
+                return Err(StoreError::Timeout {
+                    after: self.cfg.timeout,
+                    last,
+                });
+            }
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(Duration::from_millis(400));
+        }
     }
+}
+
+/// Failures that another try may cure: no leader (an election), a member
+/// that is down or unreachable (a refused connection, a connection that
+/// broke when the member was killed: tonic reports those as `Unknown`
+/// "transport error"), a deadline of one attempt. A TLS handshake that
+/// failed (a missing or untrusted certificate) is not one of them.
+fn transient(e: &etcd_client::Error) -> bool {
+    let tls = || {
+        let d = format!("{e:?}");
+        d.contains("Certificate") || d.contains("certificate") || d.contains("InvalidData")
+    };
+    match e {
+        etcd_client::Error::TransportError(_) | etcd_client::Error::IoError(_) => !tls(),
+        etcd_client::Error::GRpcStatus(s) => match s.code() {
+            tonic::Code::Unavailable | tonic::Code::DeadlineExceeded | tonic::Code::Aborted => true,
+            tonic::Code::Unknown | tonic::Code::Cancelled => {
+                (s.message().contains("transport error") || s.message().contains("Timeout"))
+                    && !tls()
+            }
+            _ => false,
+        },
+        _ => false,
+    }
+}
+
+/// Failures after which a new connection (a new token) may help next time.
+fn stale_session(e: &etcd_client::Error) -> bool {
+    let m = e.to_string().to_ascii_lowercase();
+    m.contains("token") || m.contains("authentication")
 }
 
 fn read_tls(files: &TlsFiles) -> Result<TlsOptions, StoreError> {
@@ -233,20 +301,6 @@ fn read_tls(files: &TlsFiles) -> Result<TlsOptions, StoreError> {
     Ok(tls)
 }
 
-async fn deadline<T>(
-    after: Duration,
-    f: impl Future<Output = Result<T, etcd_client::Error>>,
-) -> Result<T, StoreError> {
-    match tokio::time::timeout(after, f).await {
-        Err(_) => Err(StoreError::Timeout(after)),
-        Ok(Err(etcd_client::Error::GRpcStatus(s))) if s.code() == tonic::Code::DeadlineExceeded => {
-            Err(StoreError::Timeout(after))
-        }
-        Ok(Err(e)) => Err(StoreError::Failed(e.to_string())),
-        Ok(Ok(v)) => Ok(v),
-    }
-}
-
 fn kv(k: &etcd_client::KeyValue) -> Kv {
     Kv {
         key: String::from_utf8_lossy(k.key()).into_owned(),
@@ -268,19 +322,9 @@ fn compare(c: &Cond) -> Compare {
 
 impl Store for EtcdStore {
     async fn range(&self, prefix: &str) -> Result<Range, StoreError> {
-        let mut c = self.client().await?;
-        let r = deadline(
-            self.cfg.timeout,
-            c.get(prefix, Some(GetOptions::new().with_prefix())),
-        )
-        .await;
-        let r = match r {
-            Ok(r) => r,
-            Err(e) => {
-                self.forget_on(&e).await;
-                return Err(e);
-            }
-        };
+        let r = self
+            .call(|mut c| async move { c.get(prefix, Some(GetOptions::new().with_prefix())).await })
+            .await?;
         Ok(Range {
             kvs: r.kvs().iter().map(kv).collect(),
             revision: r.header().map_or(0, |h| h.revision()),
@@ -288,7 +332,6 @@ impl Store for EtcdStore {
     }
 
     async fn txn(&self, txn: Txn) -> Result<TxnResult, StoreError> {
-        let mut c = self.client().await?;
         let when: Vec<Compare> = txn.when.iter().map(compare).collect();
         let then: Vec<TxnOp> = txn
             .then
@@ -307,13 +350,15 @@ impl Store for EtcdStore {
             .when(when)
             .and_then(then)
             .or_else(otherwise);
-        let r = match deadline(self.cfg.timeout, c.txn(t)).await {
-            Ok(r) => r,
-            Err(e) => {
-                self.forget_on(&e).await;
-                return Err(e);
-            }
-        };
+        // A retried transaction is safe: a claim that landed before its
+        // answer was lost fails its compare the second time and reads our
+        // own record back (blocks.rs takes that as held).
+        let r = self
+            .call(|mut c| {
+                let t = t.clone();
+                async move { c.txn(t).await }
+            })
+            .await?;
         let got = if r.succeeded() {
             None
         } else {
@@ -327,19 +372,6 @@ impl Store for EtcdStore {
             revision: r.header().map_or(0, |h| h.revision()),
             got,
         })
-    }
-}
-
-impl EtcdStore {
-    /// Authentication failures may be cured by a new connection (a new
-    /// token); transport errors are retried by the channel itself.
-    async fn forget_on(&self, e: &StoreError) {
-        if let StoreError::Failed(m) = e {
-            let m = m.to_ascii_lowercase();
-            if m.contains("token") || m.contains("auth") || m.contains("permission") {
-                self.forget().await;
-            }
-        }
     }
 }
 
@@ -362,7 +394,10 @@ pub mod fake {
     impl MemStore {
         fn check(&self) -> Result<(), StoreError> {
             if self.down.load(std::sync::atomic::Ordering::SeqCst) {
-                return Err(StoreError::Timeout(Duration::from_millis(1)));
+                return Err(StoreError::Timeout {
+                    after: Duration::from_millis(1),
+                    last: None,
+                });
             }
             Ok(())
         }
