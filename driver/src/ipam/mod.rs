@@ -608,6 +608,16 @@ mod tests {
         }
     }
 
+    /// A state folder, a shared in-memory store and host h1 on it, with
+    /// `pool` requested.
+    async fn h1_on(pool: IpNet) -> (tempfile::TempDir, Arc<MemStore>, Ipam<Shared>) {
+        let dir = tempfile::tempdir().unwrap();
+        let m = Arc::new(MemStore::default());
+        let h1 = Ipam::open(Shared(m.clone()), cfg(dir.path(), "h1")).unwrap();
+        h1.request_pool(pool, None).await.unwrap();
+        (dir, m, h1)
+    }
+
     /// Two hosts sharing one in-memory store.
     struct Shared(Arc<MemStore>);
     impl Store for Shared {
@@ -660,11 +670,8 @@ mod tests {
 
     #[tokio::test]
     async fn the_gateway_is_one_address_per_pool_and_host() {
-        let dir = tempfile::tempdir().unwrap();
-        let m = Arc::new(MemStore::default());
-        let h1 = Ipam::open(Shared(m.clone()), cfg(dir.path(), "h1")).unwrap();
         let pool = n("10.20.0.0/16");
-        h1.request_pool(pool, None).await.unwrap();
+        let (_dir, _m, h1) = h1_on(pool).await;
         let g = h1.request_address(pool, Want::Gateway).await.unwrap();
         assert_eq!(h1.request_address(pool, Want::Gateway).await.unwrap(), g);
         let c = h1.request_address(pool, Want::Any).await.unwrap();
@@ -715,11 +722,8 @@ mod tests {
 
     #[tokio::test]
     async fn idle_blocks_are_released_after_the_grace_period_only() {
-        let dir = tempfile::tempdir().unwrap();
-        let m = Arc::new(MemStore::default());
-        let h1 = Ipam::open(Shared(m.clone()), cfg(dir.path(), "h1")).unwrap();
         let pool = n("10.20.0.0/16");
-        h1.request_pool(pool, None).await.unwrap();
+        let (_dir, m, h1) = h1_on(pool).await;
         let x = h1.request_address(pool, Want::Any).await.unwrap();
         h1.release_address(pool, x).unwrap();
         let now = SystemTime::now();
@@ -739,11 +743,8 @@ mod tests {
 
     #[tokio::test]
     async fn a_released_host_keeps_its_addresses_as_strays() {
-        let dir = tempfile::tempdir().unwrap();
-        let m = Arc::new(MemStore::default());
-        let h1 = Ipam::open(Shared(m.clone()), cfg(dir.path(), "h1")).unwrap();
         let pool = n("10.20.0.0/16");
-        h1.request_pool(pool, None).await.unwrap();
+        let (_dir, m, h1) = h1_on(pool).await;
         let x = h1.request_address(pool, Want::Any).await.unwrap();
         assert_eq!(h1.sync_usage().await.unwrap(), 1);
         let released = release_host(&Shared(m.clone()), h1.keys(), "h1")
