@@ -24,8 +24,8 @@ use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
 use super::alloc::{nth_block, validate_pool};
+use super::error::IpamError;
 use super::store::{Cond, Op, Store, Txn};
-use super::IpamError;
 
 /// How often a claim is retried after losing a race for a block.
 const CLAIM_ATTEMPTS: usize = 32;
