@@ -4,7 +4,8 @@
 //! ```text
 //! Docker's IpamDriver calls (phase 2: api/) ──► Ipam ──► alloc.rs  (addresses inside held blocks: no round trip)
 //!                                                 ├──► blocks.rs (pools, hosts, block claims in etcd) ──► store.rs ──► etcd
-//!                                                 └──► local.rs  (held blocks and addresses, on disk)
+//!                                                 ├──► local.rs  (held blocks and addresses, on disk)
+//!                                                 └──► error.rs  (IpamError: what failed, what to do)
 //! Ipam::held_blocks / strays ──► announcer (phase 2): one route per block, a /32 or /128 per stray
 //! ```
 //! In: pools and address requests (any, a given one, the gateway) and
