@@ -2,11 +2,15 @@
 # Installs everything the demo and the tests need on a fresh Debian/Ubuntu
 # machine (as root): gobgpd (and its gobgp CLI), iproute2, FRR, BIRD,
 # Chromium (the HTML report's test renders a page in it), binutils (strip,
-# for plugin/build.sh).
+# for plugin/build.sh), etcd (server and etcdctl: the IPAM's store, started
+# by the tests), openssl (the IPAM TLS test makes its certificates), protoc
+# and the well-known .proto files (the etcd-client crate compiles etcd's
+# protos with protoc at build time).
 # Idempotent: skips apt when every package is already there.
 set -euo pipefail
 
-packages=(gobgpd iproute2 util-linux iputils-ping busybox-static frr bird2 kmod xz-utils tar nftables binutils)
+packages=(gobgpd iproute2 util-linux iputils-ping busybox-static frr bird2 kmod xz-utils tar nftables binutils
+  etcd-server etcd-client openssl protobuf-compiler libprotobuf-dev)
 # Docker: Debian's docker.io, unless a Docker is already installed (GitHub's
 # Ubuntu images ship Moby's docker-ce/containerd.io, which docker.io would
 # conflict with; the harness only needs a dockerd binary of 20.10 or later).
@@ -33,12 +37,12 @@ if [ ${#missing[@]} -gt 0 ]; then
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
-# FRR, BIRD and dockerd are started by the harness inside namespaces: stop the
+# FRR, BIRD, etcd and dockerd are started by the harness inside namespaces: stop the
 # machine-wide services that installing them may have started (only those we
 # just installed; a developer's own services are left alone).
 for p in "${missing[@]}"; do
   case "$p" in
-    frr) svc=frr ;; bird2) svc=bird ;; docker.io) svc=docker ;; *) continue ;;
+    frr) svc=frr ;; bird2) svc=bird ;; etcd-server) svc=etcd ;; docker.io) svc=docker ;; *) continue ;;
   esac
   if command -v service >/dev/null 2>&1; then service "$svc" stop >/dev/null 2>&1 || true; fi
 done

@@ -15,6 +15,7 @@ pub mod config;
 pub mod driver;
 pub mod error;
 pub mod health;
+pub mod ipam;
 pub mod kernel;
 pub mod links;
 pub mod metrics;
