@@ -16,31 +16,25 @@
 pub mod bench;
 pub mod check;
 pub mod cleanup;
-pub mod configs;
-pub mod daemon;
-pub mod dockerd;
 pub mod engine;
-pub mod html;
 pub mod links;
 pub mod netns;
-pub mod plugin;
 pub mod probe;
 pub mod report;
-pub mod routers;
 pub mod runner;
 pub mod scenario;
+pub mod topology;
 pub mod util;
 pub mod vm;
-pub mod world;
 
 use std::path::Path;
 
 pub use report::Report;
-pub use scenario::Scenario;
-pub use world::Options;
+pub use scenario::{Engine, Scenario};
+pub use topology::Options;
 
 /// Loads and runs one scenario file (the entry point of the `cargo test` per-file tests).
-pub fn run_file(path: &Path, engine: &str) -> anyhow::Result<Report> {
+pub fn run_file(path: &Path, engine: Engine) -> anyhow::Result<Report> {
     let s = Scenario::load(path)?;
     let opts = Options::from_env()?;
     Ok(runner::run(&s, &opts, engine))

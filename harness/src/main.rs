@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use harness::{check, report, runner, Options, Scenario};
+use harness::{check, report, runner, Engine, Options, Scenario};
 
 #[derive(Parser)]
 #[command(
@@ -36,7 +36,7 @@ enum Cmd {
         keep: bool,
         /// Container engine: emulator (requests exactly as dockerd sends them).
         #[arg(long, default_value = "emulator")]
-        engine: String,
+        engine: Engine,
         /// Run the files inside one QEMU VM booting a stock Debian kernel (has ipvlan) on this
         /// machine's root file system (ci/vm/run.sh); same reports.
         #[arg(long)]
@@ -68,7 +68,7 @@ enum Cmd {
         requires: Option<String>,
         /// Only scenarios that run on this engine (emulator, dockerd).
         #[arg(long)]
-        engine: Option<String>,
+        engine: Option<Engine>,
         /// Print JSON (one object per scenario) instead of file paths.
         #[arg(long)]
         json: bool,
@@ -201,7 +201,7 @@ fn main() -> ExitCode {
             engine,
             json,
             files,
-        } => match list(requires.as_deref(), engine.as_deref(), json, &files) {
+        } => match list(requires.as_deref(), engine, json, &files) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("harness: {e:#}");
@@ -328,7 +328,7 @@ fn main() -> ExitCode {
                     timeout: std::time::Duration::from_secs(vm_timeout),
                 };
                 let (loaded, bad_files) = load_all(&files);
-                let reports = harness::vm::run(&loaded, &engine, &vm_opts);
+                let reports = harness::vm::run(&loaded, engine, &vm_opts);
                 return finish(&reports, bad_files, &outputs);
             }
             let mut opts = match Options::from_env() {
@@ -348,8 +348,7 @@ fn main() -> ExitCode {
             let (loaded, bad_files) = load_all(&files);
             // Every (file, round) is one job; reports keep the files' order.
             let work: Vec<&Scenario> = (0..repeat).flat_map(|_| loaded.iter()).collect();
-            let reports =
-                run_parallel(&work, usize::from(jobs), |s| runner::run(s, &opts, &engine));
+            let reports = run_parallel(&work, usize::from(jobs), |s| runner::run(s, &opts, engine));
             finish(&reports, bad_files, &outputs)
         }
     }
@@ -403,7 +402,7 @@ struct Outputs<'a> {
 /// `harness list`: the scenario files, filtered by capability and engine.
 fn list(
     requires: Option<&str>,
-    engine: Option<&str>,
+    engine: Option<Engine>,
     json: bool,
     files: &[PathBuf],
 ) -> anyhow::Result<()> {
@@ -438,7 +437,7 @@ fn list(
         if requires.is_some_and(|c| !s.requires.contains(&c)) {
             continue;
         }
-        if engine.is_some_and(|e| !s.engines.iter().any(|x| x == e)) {
+        if engine.is_some_and(|e| !s.engines.contains(&e)) {
             continue;
         }
         if json {
@@ -447,7 +446,7 @@ fn list(
                 "file": p.display().to_string(),
                 "description": s.description,
                 "requires": s.requires.iter().map(|c| check::capability_name(*c)).collect::<Vec<_>>(),
-                "engines": s.engines,
+                "engines": s.engines.iter().map(|e| e.name()).collect::<Vec<_>>(),
             });
             println!("{v}");
         } else {
@@ -481,7 +480,7 @@ fn finish(reports: &[report::Report], bad_files: usize, out: &Outputs) -> ExitCo
         }
     }
     if let Some(p) = out.html {
-        match harness::html::write_pages(p, reports) {
+        match harness::report::html::write_pages(p, reports) {
             Ok(files) if files.len() == 1 => eprintln!("harness: wrote {}", p.display()),
             Ok(files) => eprintln!("harness: wrote {} pages in {}", files.len(), p.display()),
             Err(e) => {

@@ -26,7 +26,7 @@ use anyhow::{bail, Context, Result};
 use crate::check::under_ci;
 use crate::cleanup::Cleanup;
 use crate::report::Report;
-use crate::scenario::Scenario;
+use crate::scenario::{Engine, Scenario};
 
 /// The runner's exit status when the command did not finish in time.
 pub const RC_TIMEOUT: i32 = 124;
@@ -75,7 +75,7 @@ pub fn runner_script() -> Result<PathBuf> {
 }
 
 /// Runs the scenarios in one VM and returns their reports, in the order given.
-pub fn run(scenarios: &[Scenario], engine: &str, vm: &VmOptions) -> Vec<Report> {
+pub fn run(scenarios: &[Scenario], engine: Engine, vm: &VmOptions) -> Vec<Report> {
     let started = Instant::now();
     match run_inner(scenarios, engine, vm) {
         Ok(reports) => reports,
@@ -90,11 +90,11 @@ pub fn run(scenarios: &[Scenario], engine: &str, vm: &VmOptions) -> Vec<Report> 
     }
 }
 
-fn run_inner(scenarios: &[Scenario], engine: &str, vm: &VmOptions) -> Result<Vec<Report>> {
+fn run_inner(scenarios: &[Scenario], engine: Engine, vm: &VmOptions) -> Result<Vec<Report>> {
     let started = Instant::now();
     let script = runner_script()?;
     let exe = std::env::current_exe().context("current executable")?;
-    let driver = crate::world::find_driver_bin()?;
+    let driver = crate::topology::find_driver_bin()?;
     sweep_reports();
     // The runner creates it only to copy the reports out, after the VM is off.
     let out = std::env::temp_dir().join(format!("{REPORTS_PREFIX}{}", std::process::id()));
@@ -123,7 +123,7 @@ fn run_inner(scenarios: &[Scenario], engine: &str, vm: &VmOptions) -> Result<Vec
         .arg(&exe)
         .arg("run")
         .arg("--engine")
-        .arg(engine)
+        .arg(engine.name())
         .arg("--json")
         .arg("/run/ibvm/job/out/reports");
     // As given: the guest runs from the same directory, so reports name the files alike.
@@ -217,7 +217,7 @@ fn run_inner(scenarios: &[Scenario], engine: &str, vm: &VmOptions) -> Result<Vec
 pub fn bench_in_vm(args: &[String], vm: &VmOptions) -> Result<Vec<crate::bench::BenchResult>> {
     let script = runner_script()?;
     let exe = std::env::current_exe().context("current executable")?;
-    let driver = crate::world::find_driver_bin()?;
+    let driver = crate::topology::find_driver_bin()?;
     let out = std::env::temp_dir().join(format!("ibvm-bench-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&out);
     let mut cmd = runner_command(&script, vm, &out, &driver)?;
@@ -263,12 +263,12 @@ pub fn bench_in_vm(args: &[String], vm: &VmOptions) -> Result<Vec<crate::bench::
 
 /// A report for a scenario whose run in the VM gave none. A VM that cannot
 /// boot is a skip outside CI, a failure under it.
-fn missing_report(s: &Scenario, engine: &str, why: &str, no_vm: bool, took: Duration) -> Report {
+fn missing_report(s: &Scenario, engine: Engine, why: &str, no_vm: bool, took: Duration) -> Report {
     let mut r = Report {
         scenario: s.name.clone(),
         file: s.file.clone(),
         description: s.description.clone(),
-        engine: engine.to_string(),
+        engine: engine.name().to_string(),
         elapsed_ms: took.as_millis() as u64,
         ..Report::default()
     };
@@ -401,7 +401,13 @@ mod tests {
             Path::new("scenarios/x.toml"),
         )
         .unwrap();
-        let r = missing_report(&s, "emulator", "the VM timed out", false, Duration::ZERO);
+        let r = missing_report(
+            &s,
+            Engine::Emulator,
+            "the VM timed out",
+            false,
+            Duration::ZERO,
+        );
         assert_eq!(r.scenario, "x");
         assert!(!r.passed && r.skipped.is_none());
         assert_eq!(r.error.as_deref(), Some("the VM timed out"));

@@ -197,7 +197,7 @@ fn tmp(name: &str) -> PathBuf {
 }
 
 fn good_page(chromium: &Path) -> Result<(), Failed> {
-    let html = harness::html::render(&report());
+    let html = harness::report::html::render(&report());
     let dir = tmp("good");
     let r = render(chromium, &html, &dir)?;
     check(&r)?;
@@ -257,7 +257,7 @@ fn main() {
     };
     add("page_renders_in_chromium", good_page);
     add("a_page_with_a_script_error_fails_the_check", |c: &Path| {
-        let html = harness::html::render(&report())
+        let html = harness::report::html::render(&report())
             .replace("</body>", "<script>undefinedFunction();</script></body>");
         broken(c, "script-error", &html, "script error")
     });

@@ -14,7 +14,7 @@ use anyhow::{anyhow, bail, Context, Result};
 
 use super::stats::{read_json, write_json};
 use super::BenchResult;
-use crate::world::Options;
+use crate::topology::Options;
 
 /// One benchmark of the set.
 pub struct Entry {

@@ -20,10 +20,10 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, bail, Result};
 
 use super::{rss_kib, two_hosts_dual, BenchResult, RouteEvents, Series};
-use crate::engine::Engine;
+use crate::engine::ContainerEngine;
 use crate::probe::Pinger;
+use crate::topology::Options;
 use crate::util::scaled;
-use crate::world::Options;
 
 /// How often the reachability probe sends: light, and still finer than the
 /// millisecond-scale figures it measures.

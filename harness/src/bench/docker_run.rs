@@ -16,10 +16,10 @@ use anyhow::{bail, Context, Result};
 
 use super::stats::compare;
 use super::{ms, tagged_routes, BenchResult, RouteEvents, Series};
-use crate::dockerd::{Dockerd, IMAGE};
-use crate::engine::Engine;
+use crate::engine::dockerd::{Dockerd, IMAGE};
+use crate::engine::ContainerEngine;
 use crate::scenario::Scenario;
-use crate::world::{Options, World};
+use crate::topology::{Options, World};
 
 const SCENARIO: &str = r#"
 description = "docker run benchmark: b1 runs containers, b2 learns their routes"

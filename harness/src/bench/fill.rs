@@ -20,9 +20,9 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 
 use super::{ms, poll_until, rss_kib, tagged_routes, BenchResult, SampleStats, Series};
-use crate::engine::{Emulator, Engine};
+use crate::engine::{ContainerEngine, Emulator, Engine};
 use crate::scenario::Scenario;
-use crate::world::{Options, World};
+use crate::topology::{Options, World};
 
 /// b1's subnet holds 4,094 containers.
 const SCENARIO: &str = r#"
@@ -77,7 +77,7 @@ fn cpu_ns(pid: Option<u32>) -> u64 {
 /// from the top of the /20, which the emulator's IPAM (from the bottom)
 /// never reaches.
 fn probe(w: &World, point: usize) -> Result<Probe> {
-    use crate::engine::wire;
+    use crate::engine::emulator::wire;
     let state_dir = w.hosts[0].dir.join("state");
     // Read-only: loading never writes the driver's files.
     let state = ipvlan_bgp::state::Store::new(&state_dir)
@@ -301,7 +301,7 @@ pub fn fill(containers: usize, opts: &Options) -> Result<BenchResult> {
             .map(|s| s.trim().to_string())
             .unwrap_or_default(),
     );
-    setup.insert("engine".into(), "emulator".into());
+    setup.insert("engine".into(), Engine::Emulator.name().into());
     setup.insert(
         "window".into(),
         format!("{} runs around each point", 2 * AROUND),

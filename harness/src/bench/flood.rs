@@ -6,9 +6,9 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, bail, Result};
 
 use super::{rss_kib, two_hosts, BenchResult, LatencyStats, Series};
-use crate::engine::Engine;
+use crate::engine::ContainerEngine;
+use crate::topology::{Options, World};
 use crate::util::eventually;
-use crate::world::{Options, World};
 
 /// What `harness bench flood` measured (its figures go into the
 /// [`BenchResult`]; kept as one struct for the summary line).

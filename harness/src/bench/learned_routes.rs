@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Result};
 
 use super::{ms, rss_kib, tagged_routes, two_hosts, BenchResult, RouteEvents, Series};
-use crate::world::Options;
+use crate::topology::Options;
 
 /// /32s in 10.28.0.0/15.
 const MAX_ROUTES: usize = 1 << 17;

@@ -9,10 +9,10 @@ use std::time::Duration;
 
 use anyhow::{anyhow, bail, Result};
 
-use crate::engine::Engine;
+use crate::engine::ContainerEngine;
 use crate::scenario::Scenario;
+use crate::topology::{Options, World};
 use crate::util::{eventually, scaled};
-use crate::world::{Options, World};
 
 mod all;
 mod convergence;

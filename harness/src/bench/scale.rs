@@ -18,12 +18,12 @@ use nix::sys::signal::Signal;
 
 use super::stats::{BenchResult, SampleStats, Series};
 use super::{ms, rss_kib};
-use crate::engine::{ContainerRt, Emulator, Engine};
+use crate::engine::{ContainerEngine, ContainerRt, Emulator};
 use crate::probe::{ping_pairs, Member};
 use crate::runner::converged::{wait_converged, Expected, Readers, Watch};
 use crate::scenario::{DaemonKind, Scenario};
+use crate::topology::{Options, World};
 use crate::util::scaled;
-use crate::world::{Options, World};
 
 /// How long a wave may take to converge before the bench gives up.
 const CONVERGE_WITHIN: Duration = Duration::from_secs(300);

@@ -29,13 +29,13 @@ use ipnet::IpNet;
 use nix::sys::signal::Signal;
 
 use crate::check;
-use crate::engine::{ContainerRt, Control, Emulator, Engine, Subnets};
+use crate::engine::{self, ContainerEngine, ContainerRt, Control, Engine, Subnets};
 use crate::links::LinkInfo;
 use crate::probe::{ping_pairs, tcp_pairs, Member, Prober, TcpServers};
 use crate::report::{ReachCell, Report, StepReport};
 use crate::scenario::{Action, DaemonKind, Family, Measure, Probe, Scenario};
+use crate::topology::{Options, World};
 use crate::util::{eventually, Dur};
-use crate::world::{Options, World};
 
 mod actions;
 pub mod converged;
@@ -59,22 +59,14 @@ const POLL: Duration = Duration::from_millis(100);
 /// flap, and an absence that never held proves nothing.
 const ABSENT_HOLD: Duration = Duration::from_secs(2);
 
-pub fn make_engine(kind: &str) -> Result<Box<dyn Engine>> {
-    match kind {
-        "emulator" => Ok(Box::new(Emulator::default())),
-        "dockerd" => Ok(Box::new(crate::dockerd::Dockerd::default())),
-        other => bail!("engine {other:?} is not available; use \"emulator\" or \"dockerd\""),
-    }
-}
-
 /// Runs one scenario with the given engine and returns its report.
-pub fn run(s: &Scenario, opts: &Options, engine: &str) -> Report {
+pub fn run(s: &Scenario, opts: &Options, engine: Engine) -> Report {
     let started = Instant::now();
     let mut report = Report {
         scenario: s.name.clone(),
         file: s.file.clone(),
         description: s.description.clone(),
-        engine: engine.to_string(),
+        engine: engine.name().to_string(),
         ..Report::default()
     };
     let say = |msg: &str| {
@@ -97,7 +89,7 @@ pub fn run(s: &Scenario, opts: &Options, engine: &str) -> Report {
         }
         Ok(None) => {}
     }
-    let swept_cgroups = crate::dockerd::sweep(&opts.run_root);
+    let swept_cgroups = engine::sweep(&opts.run_root);
     if swept_cgroups > 0 {
         say(&format!(
             "swept {swept_cgroups} cgroup folders (and their processes) left by killed runs"
@@ -110,13 +102,7 @@ pub fn run(s: &Scenario, opts: &Options, engine: &str) -> Report {
             swept.len()
         ));
     }
-    let eng = match make_engine(engine) {
-        Ok(e) => e,
-        Err(e) => {
-            report.error = Some(format!("{e:#}"));
-            return report;
-        }
-    };
+    let eng = engine::make(engine);
     say(&format!(
         "building {} hosts ({})",
         s.hosts.len(),
@@ -152,10 +138,10 @@ pub fn run(s: &Scenario, opts: &Options, engine: &str) -> Report {
     };
     let result = match r.engine.setup(&r.w) {
         Ok(()) => {
-            say(&format!("{} engine ready", r.engine.name()));
+            say(&format!("{} engine ready", r.engine.kind()));
             r.play(&mut report, &say)
         }
-        Err(e) => Err(e.context(format!("set up the {} engine", r.engine.name()))),
+        Err(e) => Err(e.context(format!("set up the {} engine", r.engine.kind()))),
     };
     if let Err(e) = &result {
         let msg = format!("{e:#}");
@@ -211,7 +197,7 @@ pub fn run(s: &Scenario, opts: &Options, engine: &str) -> Report {
 struct Runner<'a> {
     s: &'a Scenario,
     w: World,
-    engine: Box<dyn Engine>,
+    engine: Box<dyn ContainerEngine>,
     running: BTreeMap<String, ContainerRt>,
     networks: BTreeSet<(usize, String)>,
     probers: HashMap<String, Prober>,

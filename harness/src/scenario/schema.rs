@@ -30,6 +30,50 @@ pub enum Capability {
     Bird,
 }
 
+/// A container engine, by the name scenario files, `--engine` and reports
+/// use (see `crate::engine` for what each is).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Engine {
+    /// Requests exactly as dockerd 20.10 sends them, sandboxes as libnetwork makes them.
+    Emulator,
+    /// A real dockerd per host.
+    Dockerd,
+}
+
+impl Engine {
+    /// Every engine, in the order messages list them.
+    pub const ALL: [Engine; 2] = [Engine::Emulator, Engine::Dockerd];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Engine::Emulator => "emulator",
+            Engine::Dockerd => "dockerd",
+        }
+    }
+}
+
+impl std::fmt::Display for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for Engine {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Engine, String> {
+        Engine::ALL
+            .into_iter()
+            .find(|e| e.name() == s)
+            .ok_or_else(|| {
+                let names: Vec<String> = Engine::ALL
+                    .iter()
+                    .map(|e| format!("{:?}", e.name()))
+                    .collect();
+                format!("engine {s:?}: use {}", names.join(" or "))
+            })
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
 #[serde(rename_all = "kebab-case")]
 pub enum BgpMode {
@@ -870,7 +914,7 @@ pub struct Scenario {
     pub description: String,
     pub requires: BTreeSet<Capability>,
     /// Engines this scenario runs on (the test suite runs it on each).
-    pub engines: Vec<String>,
+    pub engines: Vec<Engine>,
     pub underlay: Ipv4Net,
     /// The underlay's L2 segments (one, named `underlay`, unless the file declares more).
     pub segments: Vec<SegmentDef>,

@@ -343,7 +343,7 @@ impl Scenario {
             file: file.clone(),
             description: raw.description.clone(),
             requires,
-            engines: raw.engines.clone(),
+            engines: Vec::new(),
             underlay: raw.underlay,
             segments,
             bgp,
@@ -535,16 +535,14 @@ impl Scenario {
         s.networks = networks;
         s.containers = containers;
         s.groups = groups;
-        if s.engines.is_empty() {
+        if raw.engines.is_empty() {
             return Err(anyhow!("{file}: engines must name at least one engine"));
         }
-        for e in &s.engines {
-            if e != "emulator" && e != "dockerd" {
-                return Err(anyhow!(
-                    "{file}: engine {e:?}: use \"emulator\" or \"dockerd\""
-                ));
-            }
-        }
+        s.engines = raw
+            .engines
+            .iter()
+            .map(|e| e.parse::<Engine>().map_err(|m| anyhow!("{file}: {m}")))
+            .collect::<Result<_>>()?;
         if let Some(h) = s.hosts.iter().find(|h| h.embedded_gobgpd) {
             if !s.driver.plugin {
                 return Err(anyhow!(
@@ -553,7 +551,7 @@ impl Scenario {
                 ));
             }
         }
-        if s.engines.iter().any(|e| e != "dockerd") {
+        if s.engines.iter().any(|e| *e != Engine::Dockerd) {
             if let Some(c) = s.containers.iter().find(|c| c.health.is_some()) {
                 return Err(anyhow!(
                     "{file}: container {}: health needs engines = [\"dockerd\"]",
@@ -561,7 +559,7 @@ impl Scenario {
                 ));
             }
         }
-        if s.driver.plugin && s.engines.iter().any(|e| e != "dockerd") {
+        if s.driver.plugin && s.engines.iter().any(|e| *e != Engine::Dockerd) {
             return Err(anyhow!(
                 "{file}: [driver] plugin = true needs engines = [\"dockerd\"]: only dockerd runs managed plugins"
             ));
@@ -855,7 +853,7 @@ impl Scenario {
                 if command.is_empty() {
                     return Err("command must not be empty".into());
                 }
-                if self.engines.iter().any(|e| e != "dockerd") {
+                if self.engines.iter().any(|e| *e != Engine::Dockerd) {
                     return Err("exec needs engines = [\"dockerd\"]".into());
                 }
                 Ok(())
@@ -997,7 +995,7 @@ impl Scenario {
                         "host {host}'s gobgpd runs inside the plugin: control the driver instead"
                     ));
                 }
-                if *daemon == DaemonKind::Dockerd && !self.engines.iter().any(|e| e == "dockerd") {
+                if *daemon == DaemonKind::Dockerd && !self.engines.contains(&Engine::Dockerd) {
                     return Err(
                         "dockerd can only be controlled in a scenario with engines = [\"dockerd\"]"
                             .into(),
