@@ -14,10 +14,9 @@
 //! ```
 
 pub mod bench;
-pub mod check;
 pub mod cleanup;
 pub mod engine;
-pub mod links;
+pub mod machine;
 pub mod netns;
 pub mod probe;
 pub mod report;

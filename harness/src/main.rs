@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use harness::{check, report, runner, Engine, Options, Scenario};
+use harness::{machine, report, runner, Engine, Options, Scenario};
 
 #[derive(Parser)]
 #[command(
@@ -193,7 +193,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Cmd::Check => {
-            print!("{}", check::describe(check::detect()));
+            print!("{}", machine::describe(machine::detect()));
             ExitCode::SUCCESS
         }
         Cmd::List {
@@ -240,7 +240,7 @@ fn main() -> ExitCode {
             let result = Options::from_env().and_then(|o| match what {
                 BenchCmd::DockerRun { runs, json, vm } => {
                     if vm {
-                        let rs = harness::vm::bench_in_vm(
+                        let rs = harness::bench::bench_in_vm(
                             &["docker-run".into(), "--runs".into(), runs.to_string()],
                             &harness::vm::VmOptions::default(),
                         )?;
@@ -408,7 +408,7 @@ fn list(
 ) -> anyhow::Result<()> {
     use anyhow::Context;
     let requires = requires
-        .map(check::parse_capability)
+        .map(machine::parse_capability)
         .transpose()
         .map_err(anyhow::Error::msg)?;
     let mut paths = Vec::new();
@@ -445,7 +445,7 @@ fn list(
                 "scenario": s.name,
                 "file": p.display().to_string(),
                 "description": s.description,
-                "requires": s.requires.iter().map(|c| check::capability_name(*c)).collect::<Vec<_>>(),
+                "requires": s.requires.iter().map(|c| machine::capability_name(*c)).collect::<Vec<_>>(),
                 "engines": s.engines.iter().map(|e| e.name()).collect::<Vec<_>>(),
             });
             println!("{v}");
@@ -497,7 +497,7 @@ fn finish(reports: &[report::Report], bad_files: usize, out: &Outputs) -> ExitCo
     }
     // On GitHub Actions: a table on the run's summary page.
     if let Some(p) = std::env::var_os("GITHUB_STEP_SUMMARY").filter(|p| !p.is_empty()) {
-        let table = report::markdown_summary(reports, &check::kernel_release());
+        let table = report::markdown_summary(reports, &machine::kernel_release());
         let appended = std::fs::OpenOptions::new()
             .create(true)
             .append(true)

@@ -246,7 +246,7 @@ fn main() {
         let c = found.clone();
         trials.push(Trial::ignorable_test(name.to_string(), move || match &c {
             Some(c) => f(c).map(|()| Completion::Completed),
-            None if harness::check::under_ci() => {
+            None if harness::machine::under_ci() => {
                 Err("no Chromium under CI: ci/install.sh should have installed it".into())
             }
             // Outside CI a missing browser is a visible skip, never a pass.

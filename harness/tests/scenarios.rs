@@ -3,7 +3,7 @@
 //!
 //! A custom test harness (libtest-mimic) so that a scenario this machine
 //! cannot run shows as `ignored (reason)` in `cargo test`'s output and count,
-//! never as passed. Which skips are allowed is [`harness::check`]'s call:
+//! never as passed. Which skips are allowed is [`harness::machine`]'s call:
 //! under CI only kernel gaps may skip, `HARNESS_EXPECTED_SKIPS` narrows that
 //! to a listed set, and `HARNESS_REQUIRE` forbids skips of what must work.
 

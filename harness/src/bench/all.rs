@@ -12,8 +12,8 @@ use std::process::Command;
 
 use anyhow::{anyhow, bail, Context, Result};
 
+use super::stats::BenchResult;
 use super::stats::{read_json, write_json};
-use super::BenchResult;
 use crate::topology::Options;
 
 /// One benchmark of the set.
@@ -27,12 +27,17 @@ pub struct Entry {
 pub const SET: &[Entry] = &[
     Entry {
         name: "docker-run",
-        run: |quick, o| Ok(vec![super::docker_run(if quick { 6 } else { 20 }, o)?]),
+        run: |quick, o| {
+            Ok(vec![super::docker_run::docker_run(
+                if quick { 6 } else { 20 },
+                o,
+            )?])
+        },
     },
     Entry {
         name: "convergence",
         run: |quick, o| {
-            Ok(vec![super::convergence(
+            Ok(vec![super::convergence::convergence(
                 if quick { 40 } else { 200 },
                 false,
                 o,
@@ -50,13 +55,13 @@ pub const SET: &[Entry] = &[
             };
             sizes
                 .iter()
-                .map(|&(routes, rounds)| super::learned_routes(routes, rounds, o))
+                .map(|&(routes, rounds)| super::learned_routes::learned_routes(routes, rounds, o))
                 .collect()
         },
     },
     Entry {
         name: "fill",
-        run: |quick, o| Ok(vec![super::fill(if quick { 100 } else { 1000 }, o)?]),
+        run: |quick, o| Ok(vec![super::fill::fill(if quick { 100 } else { 1000 }, o)?]),
     },
     Entry {
         name: "scale",
@@ -68,13 +73,18 @@ pub const SET: &[Entry] = &[
             };
             sizes
                 .iter()
-                .map(|&(h, c, r)| super::scale(h, c, r, o))
+                .map(|&(h, c, r)| super::scale::scale(h, c, r, o))
                 .collect()
         },
     },
     Entry {
         name: "flood",
-        run: |quick, o| Ok(vec![super::flood(if quick { 5_000 } else { 100_000 }, o)?]),
+        run: |quick, o| {
+            Ok(vec![super::flood::flood(
+                if quick { 5_000 } else { 100_000 },
+                o,
+            )?])
+        },
     },
     Entry {
         name: "route-install",
@@ -148,7 +158,7 @@ pub fn all(
     if vm {
         eprintln!("[bench all] docker-run in a VM with ipvlan");
         let runs = if quick { 6 } else { 20 };
-        match crate::vm::bench_in_vm(
+        match super::in_vm::bench_in_vm(
             &["docker-run".into(), "--runs".into(), runs.to_string()],
             &crate::vm::VmOptions::default(),
         ) {

@@ -19,7 +19,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Result};
 
-use super::{rss_kib, two_hosts_dual, BenchResult, RouteEvents, Series};
+use super::hosts::two_hosts_dual;
+use super::measure::{rss_kib, RouteEvents};
+use super::stats::{BenchResult, Series};
 use crate::engine::ContainerEngine;
 use crate::probe::Pinger;
 use crate::topology::Options;

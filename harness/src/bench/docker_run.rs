@@ -14,8 +14,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 
-use super::stats::compare;
-use super::{ms, tagged_routes, BenchResult, RouteEvents, Series};
+use super::measure::{tagged_routes, RouteEvents};
+use super::stats::{compare, ms, BenchResult, Series};
 use crate::engine::dockerd::{Dockerd, IMAGE};
 use crate::engine::ContainerEngine;
 use crate::scenario::Scenario;
@@ -39,7 +39,7 @@ pub fn docker_run(runs: usize, opts: &Options) -> Result<BenchResult> {
     let w = World::build(&s, opts, &|m| eprintln!("[bench] {m}"))?;
     let mut d = Dockerd::default();
     d.setup(&w)?;
-    let ipvlan = crate::check::detect().ipvlan.is_ok();
+    let ipvlan = crate::machine::detect().ipvlan.is_ok();
     let (ours_opts, builtin_driver, builtin_opts, builtin_name): (&[&str], _, &[&str], _) =
         if ipvlan {
             (
@@ -181,7 +181,7 @@ pub fn docker_run(runs: usize, opts: &Options) -> Result<BenchResult> {
     r.setup.insert("runs".into(), runs.to_string());
     r.setup.insert(
         "dockerd".into(),
-        crate::check::detect().dockerd.clone().unwrap_or_default(),
+        crate::machine::detect().dockerd.clone().unwrap_or_default(),
     );
     r.setup.insert(
         "bgp".into(),

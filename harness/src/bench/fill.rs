@@ -19,7 +19,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 
-use super::{ms, poll_until, rss_kib, tagged_routes, BenchResult, SampleStats, Series};
+use super::hosts::sessions_up;
+use super::measure::{poll_until, rss_kib, tagged_routes};
+use super::stats::{ms, BenchResult, SampleStats, Series};
 use crate::engine::{ContainerEngine, Emulator, Engine};
 use crate::scenario::Scenario;
 use crate::topology::{Options, World};
@@ -168,7 +170,7 @@ pub fn fill(containers: usize, opts: &Options) -> Result<BenchResult> {
     for h in ["b1", "b2"] {
         e.create_network(&w, w.host_index(h)?, &net, net.subnets[h].into())?;
     }
-    super::sessions_up(&w)?;
+    sessions_up(&w)?;
     let state_dir = w.hosts[0].dir.join("state");
     let pid = w.hosts[0].driver.pid();
     let rss_idle = rss_kib(pid);

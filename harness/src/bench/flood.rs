@@ -5,7 +5,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Result};
 
-use super::{rss_kib, two_hosts, BenchResult, LatencyStats, Series};
+use super::hosts::two_hosts;
+use super::measure::rss_kib;
+use super::stats::{BenchResult, LatencyStats, Series};
 use crate::engine::ContainerEngine;
 use crate::topology::{Options, World};
 use crate::util::eventually;

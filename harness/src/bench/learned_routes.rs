@@ -6,7 +6,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Result};
 
-use super::{ms, rss_kib, tagged_routes, two_hosts, BenchResult, RouteEvents, Series};
+use super::hosts::two_hosts;
+use super::measure::{rss_kib, tagged_routes, RouteEvents};
+use super::stats::{ms, BenchResult, Series};
 use crate::topology::Options;
 
 /// /32s in 10.28.0.0/15.

@@ -16,8 +16,8 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, bail, Result};
 use nix::sys::signal::Signal;
 
-use super::stats::{BenchResult, SampleStats, Series};
-use super::{ms, rss_kib};
+use super::measure::rss_kib;
+use super::stats::{ms, BenchResult, SampleStats, Series};
 use crate::engine::{ContainerEngine, ContainerRt, Emulator};
 use crate::probe::{ping_pairs, Member};
 use crate::runner::converged::{wait_converged, Expected, Readers, Watch};

@@ -2,7 +2,10 @@
 
 use std::time::Duration;
 
-use super::ms;
+/// A duration in milliseconds, as the figures are written.
+pub(super) fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
 
 /// Latency figures of one kind of call, in milliseconds.
 #[derive(Debug, Clone, serde::Serialize)]

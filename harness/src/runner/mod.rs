@@ -28,12 +28,12 @@ use anyhow::{anyhow, bail, Context, Result};
 use ipnet::IpNet;
 use nix::sys::signal::Signal;
 
-use crate::check;
 use crate::engine::{self, ContainerEngine, ContainerRt, Control, Engine, Subnets};
-use crate::links::LinkInfo;
+use crate::machine;
+use crate::probe::links::LinkInfo;
 use crate::probe::{ping_pairs, tcp_pairs, Member, Prober, TcpServers};
 use crate::report::{ReachCell, Report, StepReport};
-use crate::scenario::{Action, DaemonKind, Family, Measure, Probe, Scenario};
+use crate::scenario::{Action, DaemonKind, Family, Measure, Play, Probe, Scenario, Step};
 use crate::topology::{Options, World};
 use crate::util::{eventually, Dur};
 
@@ -42,7 +42,7 @@ pub mod converged;
 mod exec;
 mod expect;
 mod flood;
-pub(crate) mod metrics;
+mod metrics;
 mod router_bgp;
 mod teardown;
 mod views;
@@ -76,7 +76,7 @@ pub fn run(s: &Scenario, opts: &Options, engine: Engine) -> Report {
             started.elapsed().as_secs_f64()
         )
     };
-    match check::skip_reason(s, check::detect(), engine) {
+    match machine::skip_reason(s, machine::detect(), engine) {
         Ok(Some(reason)) => {
             say(&format!("SKIPPED: {reason}"));
             report.skipped = Some(reason);
@@ -246,21 +246,19 @@ impl Runner<'_> {
         for (i, step) in self.s.steps.iter().enumerate() {
             say(&format!("step {}/{total}: {} ...", i + 1, step.name));
             let t = Instant::now();
-            let outcome = self
-                .step(&step.action)
-                .map(|took| match step.action.measure() {
-                    Measure::Event => {
-                        last_event = Instant::now();
-                        if !matches!(step.action, Action::Start { .. } | Action::Stop { .. }) {
-                            // Convergence now counts from this event, not the containers.
-                            self.wave = None;
-                        }
-                        None
+            let outcome = self.step(step).map(|took| match step.kind.measure {
+                Measure::Event => {
+                    last_event = Instant::now();
+                    if !matches!(step.action, Action::Start { .. } | Action::Stop { .. }) {
+                        // Convergence now counts from this event, not the containers.
+                        self.wave = None;
                     }
-                    Measure::Expectation => took.map(|d| t.duration_since(last_event) + d),
-                    Measure::Own => took,
-                    Measure::Neither => None,
-                });
+                    None
+                }
+                Measure::Expectation => took.map(|d| t.duration_since(last_event) + d),
+                Measure::Own => took,
+                Measure::Neither => None,
+            });
             let elapsed = t.elapsed();
             let mut sr = StepReport {
                 name: step.name.clone(),
@@ -282,7 +280,7 @@ impl Runner<'_> {
                         report
                             .convergence_ms
                             .insert(convergence_key(i, &step.name), c.as_millis() as u64);
-                        let what = match step.action.measure() {
+                        let what = match step.kind.measure {
                             Measure::Own => "measured",
                             _ => "held after the last event in",
                         };
@@ -434,19 +432,17 @@ impl Runner<'_> {
     }
 
     /// Runs one step; `Some(duration)` for expectations that measured convergence.
-    /// Expectations (and the snapshots and probes they compare against) live
-    /// in `expect.rs`, everything else that does something in `actions.rs`.
-    fn step(&mut self, a: &Action) -> Result<Option<Duration>> {
-        if let Action::ExpectMetrics { .. } = a {
-            return self.expect_metrics(a);
-        }
-        if let Action::ExpectRouterBgp { .. } = a {
-            return self.expect_router_bgp(a);
-        }
-        if is_expectation(a) {
-            self.expect(a)
-        } else {
-            self.act(a)
+    /// Who plays it is its row in the step table (`scenario::step_kinds`):
+    /// expectations (and the snapshots and probes they compare against) in
+    /// `expect.rs` (`metrics.rs`, `router_bgp.rs`), everything else that
+    /// does something in `actions.rs`.
+    fn step(&mut self, step: &Step) -> Result<Option<Duration>> {
+        let a = &step.action;
+        match (step.kind.play, a) {
+            (Play::Expect, Action::ExpectMetrics { .. }) => self.expect_metrics(a),
+            (Play::Expect, Action::ExpectRouterBgp { .. }) => self.expect_router_bgp(a),
+            (Play::Expect, _) => self.expect(a),
+            (Play::Act, _) => self.act(a),
         }
     }
 
@@ -672,60 +668,6 @@ impl Runner<'_> {
                 .ok_or_else(|| anyhow!("unknown network {network}"))?
                 .hosts_on(),
         })
-    }
-}
-
-/// Whether a step is played by `expect.rs` (else by `actions.rs`). Every
-/// variant is listed (no `_`), so a new step kind does not compile until it
-/// is given a home here.
-fn is_expectation(a: &Action) -> bool {
-    match a {
-        Action::WaitBgp { .. }
-        | Action::ExpectRouterRoute { .. }
-        | Action::ExpectRouterBgp { .. }
-        | Action::ExpectReachable { .. }
-        | Action::ExpectUnreachable { .. }
-        | Action::ExpectMatrix { .. }
-        | Action::ExpectRoute { .. }
-        | Action::ExpectContainer { .. }
-        | Action::ExpectBgpPath { .. }
-        | Action::ExpectRoutes { .. }
-        | Action::ExpectConverged { .. }
-        | Action::RouteWatchStart { .. }
-        | Action::RouteWatchStop { .. }
-        | Action::ExpectRejected { .. }
-        | Action::ExpectStatus { .. }
-        | Action::ExpectMetrics { .. }
-        | Action::ExpectLog { .. }
-        | Action::LinkSnapshot { .. }
-        | Action::ExpectLink { .. }
-        | Action::ExpectMarkedLinks { .. }
-        | Action::BgpSnapshot { .. }
-        | Action::ExpectBgpSteady { .. }
-        | Action::ProbeStart { .. }
-        | Action::ProbeStop { .. } => true,
-        Action::CreateNetwork { .. }
-        | Action::DeleteNetwork { .. }
-        | Action::Flood { .. }
-        | Action::FloodWait { .. }
-        | Action::Freeze { .. }
-        | Action::Inject { .. }
-        | Action::Kill { .. }
-        | Action::KillContainer { .. }
-        | Action::LinkDown { .. }
-        | Action::LinkUp { .. }
-        | Action::Pause { .. }
-        | Action::PlantRoute { .. }
-        | Action::Restart { .. }
-        | Action::RouterDown { .. }
-        | Action::RouterUp { .. }
-        | Action::Run { .. }
-        | Action::Exec { .. }
-        | Action::Start { .. }
-        | Action::StartDaemon { .. }
-        | Action::Stop { .. }
-        | Action::StopDaemon { .. }
-        | Action::Thaw { .. } => false,
     }
 }
 
