@@ -3,15 +3,19 @@
 //! containers, break things and assert who reaches whom and how fast.
 //!
 //! ```text
-//! scenario.toml ─► scenario (parse, validate) ─► runner ─► world (namespaces, switch, daemons)
-//!                                                   ├─► engine (emulated dockerd) ─► driver socket
-//!                                                   ├─► probe (ICMP/TCP from inside namespaces)
-//!                                                   └─► report (JSON; html: the page), diagnostics on failure
-//! world ─► routers (FRR, BIRD) ─┬─► configs (gobgpd, FRR and BIRD files, side by side)
-//!   │                           └─► daemon (start, stop, kill, freeze; logs, pids)
-//!   └────────────────────────────► daemon, configs     (no two modules import each other)
+//! main.rs (CLI) ─┬─► runner/ (play a scenario: build, steps, diagnostics, teardown) ─► report/ (json, junit, summary, html/)
+//!                ├─► vm.rs (the same files inside a VM with a stock kernel)
+//!                └─► bench/ (measurements on the harness's hosts; in_vm through vm.rs)
+//! runner/ ─┬─► engine/   (mod.rs: the factory; container.rs: the ContainerEngine trait; emulator/, dockerd/)
+//!          ├─► topology/ (World::build, the one builder: wire, hosts, routers, sessions, daemons, configs)
+//!          ├─► machine.rs (what this machine can do; skip or fail)
+//!          └─► probe/    (reach: ICMP/TCP from inside namespaces; links; metrics)
+//! engine/ ─► topology/ ─► scenario/ (parse, expand, check/, schema, steps, step_kinds) ─► probe/metrics
+//! everything ─► netns.rs (namespaces, child processes), cleanup.rs (the undo stack), util.rs
 //! util::eventually: the one deadline loop, every deadline scaled by HARNESS_TIME_SCALE
 //! ```
+//! No file imports one that imports it back, and no top-level module
+//! another that imports it back: `tests/module_circles.rs` checks it.
 
 pub mod bench;
 pub mod cleanup;

@@ -2,6 +2,11 @@
 //! run here. A scenario is skipped, visibly and with the reason, only when a
 //! capability is missing; under CI (`CI=true`) only the kernel's own gaps may
 //! skip, so a broken install step fails the run instead of turning it green.
+//!
+//! In: the machine (root, tools, the kernel probed in a throw-away
+//! namespace), a scenario, an engine, `HARNESS_REQUIRE` and
+//! `HARNESS_EXPECTED_SKIPS`. Out: [`Caps`] (detected once), a skip reason or
+//! a failure, the text of `harness check`. Owns the skip policy.
 
 use std::sync::OnceLock;
 use std::time::Duration;

@@ -1,4 +1,8 @@
 //! `harness`: run scenario files, or check what this machine can do.
+//!
+//! In: the command line (`run`, `list`, `check`, `bench`). Out: progress on
+//! stderr, reports where asked, the exit status (non-zero if anything
+//! failed). Owns the flags; everything else is the library's.
 
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -6,6 +6,9 @@
 //! at full or quick size. The file is rewritten after every bench, so a
 //! failure late in the set keeps what came before; a bench that fails is
 //! reported and the rest still run (the command then exits non-zero).
+//!
+//! In: `--quick`, `--vm`, `--only` and run options. Out: every result, in
+//! one JSON array rewritten after each bench. Owns the set and its sizes.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -14,6 +14,9 @@
 //! a second raw socket), after the IPv4 answer: its route time is stamped
 //! by the same subscription, so only its reachability figure includes the
 //! IPv4 probe's wait.
+//!
+//! In: the number of runs, run options. Out: a [`BenchResult`] (route and
+//! reachability times per family, withdrawal times, driver memory).
 
 use std::time::{Duration, Instant};
 

@@ -9,6 +9,9 @@
 //! ipvlan (this machine), built-in `ipvlan` (L3) against ours (ipvlan L3)
 //! where it has (the VM). `docker run --rm --network X busybox true`
 //! alternates between them, so machine noise hits both sides alike.
+//!
+//! In: the number of runs per network, run options. Out: a [`BenchResult`]
+//! with both sides' samples and their comparison. Owns the two dockerds.
 
 use std::time::{Duration, Instant};
 

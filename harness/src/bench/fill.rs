@@ -13,6 +13,8 @@
 //! each CreateEndpoint+Join then Leave+DeleteEndpoint straight on the
 //! plugin socket, so the host keeps its size.
 //! `--json OUT` writes the figures as a [`BenchResult`].
+//!
+//! In: the number of containers, run options. Owns the filled host.
 
 use std::path::Path;
 use std::time::{Duration, Instant};

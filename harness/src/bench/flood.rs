@@ -1,5 +1,8 @@
 //! `harness bench flood`: a peer leaks a full table outside every pool; the
 //! receiving driver's memory, log lines and Docker call latency meanwhile.
+//!
+//! In: the number of paths, run options. Out: a [`BenchResult`] (RSS,
+//! log lines, CreateEndpoint/Join latency during the flood).
 
 use std::time::{Duration, Instant};
 

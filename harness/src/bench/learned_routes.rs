@@ -1,6 +1,9 @@
 //! `harness bench learned-routes`: one host's gobgpd originates N routes;
 //! how fast they land in the other host's kernel through gobgpd and our
 //! driver, and go again.
+//!
+//! In: the number of routes and rounds, run options. Out: a
+//! [`BenchResult`] (install and withdrawal times, driver memory).
 
 use std::time::{Duration, Instant};
 

@@ -10,6 +10,8 @@
 //! round (routes lost, and how long until every set was whole); every
 //! container of one host stopped (until withdrawn everywhere); the drivers'
 //! resident memory. Out: a [`BenchResult`] and its summary line.
+//!
+//! In: hosts, containers per host, repeats, run options.
 
 use std::time::{Duration, Instant};
 

@@ -1,4 +1,9 @@
 //! Summary figures of repeated measurements: n, min, median, p90, p99, max.
+//!
+//! In: samples (durations, sizes). Out: [`SampleStats`], [`LatencyStats`],
+//! the comparison of two sides (a difference only where p10..p90 do not
+//! overlap), and [`BenchResult`]s read from and written to JSON. Pure,
+//! apart from the JSON files.
 
 use std::time::Duration;
 

@@ -1,6 +1,8 @@
 //! Scenario texts the parse and check tests share (test builds only): two
 //! hosts with containers and steps, host templates with reflectors, a dual
 //! stack underlay.
+//!
+//! In: nothing. Out: texts and a parse helper. Owns no state.
 
 use std::path::Path;
 

@@ -1,5 +1,7 @@
 //! Test data for the HTML page's tests: a small scenario and a failed
 //! report with everything a page can show (test builds only).
+//!
+//! In: nothing. Out: a scenario text and a report. Owns no state.
 
 use std::path::Path;
 
