@@ -39,7 +39,7 @@ enum Cmd {
         #[arg(long)]
         keep: bool,
         /// Container engine: emulator (requests exactly as dockerd sends them).
-        #[arg(long, default_value = "emulator")]
+        #[arg(long, default_value_t = Engine::Emulator)]
         engine: Engine,
         /// Run the files inside one QEMU VM booting a stock Debian kernel (has ipvlan) on this
         /// machine's root file system (ci/vm/run.sh); same reports.

@@ -57,7 +57,7 @@ pub(super) struct RawScenario {
 }
 
 fn default_engines() -> Vec<String> {
-    vec!["emulator".into()]
+    vec![Engine::Emulator.name().into()]
 }
 
 fn default_underlay() -> Ipv4Net {
