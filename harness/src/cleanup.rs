@@ -1,6 +1,9 @@
 //! The cleanup stack: every namespace, process or file a run creates
 //! registers its undo step at creation; they run in reverse order at the end,
 //! on failure, on panic (drop) and on Ctrl-C ([`run_all_registered`]).
+//!
+//! In: undo steps, each with a description. Out: the errors of those that
+//! failed (the others still run). Owns the process-wide registry of stacks.
 
 use std::sync::{Arc, Mutex, Weak};
 

@@ -3,44 +3,41 @@
 //! containers, break things and assert who reaches whom and how fast.
 //!
 //! ```text
-//! scenario.toml ─► scenario (parse, validate) ─► runner ─► world (namespaces, switch, daemons)
-//!                                                   ├─► engine (emulated dockerd) ─► driver socket
-//!                                                   ├─► probe (ICMP/TCP from inside namespaces)
-//!                                                   └─► report (JSON; html: the page), diagnostics on failure
-//! world ─► routers (FRR, BIRD) ─┬─► configs (gobgpd, FRR and BIRD files, side by side)
-//!   │                           └─► daemon (start, stop, kill, freeze; logs, pids)
-//!   └────────────────────────────► daemon, configs     (no two modules import each other)
+//! main.rs (CLI) ─┬─► runner/ (play a scenario: build, steps, diagnostics, teardown) ─► report/ (json, junit, summary, html/)
+//!                ├─► vm.rs (the same files inside a VM with a stock kernel)
+//!                └─► bench/ (measurements on the harness's hosts; in_vm through vm.rs)
+//! runner/ ─┬─► engine/   (mod.rs: the factory; container.rs: the ContainerEngine trait; emulator/, dockerd/)
+//!          ├─► topology/ (World::build, the one builder: wire, hosts, routers, sessions, daemons, configs)
+//!          ├─► machine.rs (what this machine can do; skip or fail)
+//!          └─► probe/    (reach: ICMP/TCP from inside namespaces; links; metrics)
+//! engine/ ─► topology/ ─► scenario/ (parse, expand, check/, schema, steps, step_kinds) ─► probe/metrics
+//! everything ─► netns.rs (namespaces, child processes), cleanup.rs (the undo stack), util.rs
 //! util::eventually: the one deadline loop, every deadline scaled by HARNESS_TIME_SCALE
 //! ```
+//! No file imports one that imports it back, and no top-level module
+//! another that imports it back: `tests/module_circles.rs` checks it.
 
 pub mod bench;
-pub mod check;
 pub mod cleanup;
-pub mod configs;
-pub mod daemon;
-pub mod dockerd;
 pub mod engine;
-pub mod html;
-pub mod links;
+pub mod machine;
 pub mod netns;
-pub mod plugin;
 pub mod probe;
 pub mod report;
-pub mod routers;
 pub mod runner;
 pub mod scenario;
+pub mod topology;
 pub mod util;
 pub mod vm;
-pub mod world;
 
 use std::path::Path;
 
 pub use report::Report;
-pub use scenario::Scenario;
-pub use world::Options;
+pub use scenario::{Engine, Scenario};
+pub use topology::Options;
 
 /// Loads and runs one scenario file (the entry point of the `cargo test` per-file tests).
-pub fn run_file(path: &Path, engine: &str) -> anyhow::Result<Report> {
+pub fn run_file(path: &Path, engine: Engine) -> anyhow::Result<Report> {
     let s = Scenario::load(path)?;
     let opts = Options::from_env()?;
     Ok(runner::run(&s, &opts, engine))

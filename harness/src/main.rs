@@ -1,10 +1,14 @@
 //! `harness`: run scenario files, or check what this machine can do.
+//!
+//! In: the command line (`run`, `list`, `check`, `bench`). Out: progress on
+//! stderr, reports where asked, the exit status (non-zero if anything
+//! failed). Owns the flags; everything else is the library's.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use harness::{check, report, runner, Options, Scenario};
+use harness::{machine, report, runner, Engine, Options, Scenario};
 
 #[derive(Parser)]
 #[command(
@@ -35,8 +39,8 @@ enum Cmd {
         #[arg(long)]
         keep: bool,
         /// Container engine: emulator (requests exactly as dockerd sends them).
-        #[arg(long, default_value = "emulator")]
-        engine: String,
+        #[arg(long, default_value_t = Engine::Emulator)]
+        engine: Engine,
         /// Run the files inside one QEMU VM booting a stock Debian kernel (has ipvlan) on this
         /// machine's root file system (ci/vm/run.sh); same reports.
         #[arg(long)]
@@ -68,7 +72,7 @@ enum Cmd {
         requires: Option<String>,
         /// Only scenarios that run on this engine (emulator, dockerd).
         #[arg(long)]
-        engine: Option<String>,
+        engine: Option<Engine>,
         /// Print JSON (one object per scenario) instead of file paths.
         #[arg(long)]
         json: bool,
@@ -193,7 +197,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Cmd::Check => {
-            print!("{}", check::describe(check::detect()));
+            print!("{}", machine::describe(machine::detect()));
             ExitCode::SUCCESS
         }
         Cmd::List {
@@ -201,7 +205,7 @@ fn main() -> ExitCode {
             engine,
             json,
             files,
-        } => match list(requires.as_deref(), engine.as_deref(), json, &files) {
+        } => match list(requires.as_deref(), engine, json, &files) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("harness: {e:#}");
@@ -240,7 +244,7 @@ fn main() -> ExitCode {
             let result = Options::from_env().and_then(|o| match what {
                 BenchCmd::DockerRun { runs, json, vm } => {
                     if vm {
-                        let rs = harness::vm::bench_in_vm(
+                        let rs = harness::bench::bench_in_vm(
                             &["docker-run".into(), "--runs".into(), runs.to_string()],
                             &harness::vm::VmOptions::default(),
                         )?;
@@ -328,7 +332,7 @@ fn main() -> ExitCode {
                     timeout: std::time::Duration::from_secs(vm_timeout),
                 };
                 let (loaded, bad_files) = load_all(&files);
-                let reports = harness::vm::run(&loaded, &engine, &vm_opts);
+                let reports = harness::vm::run(&loaded, engine, &vm_opts);
                 return finish(&reports, bad_files, &outputs);
             }
             let mut opts = match Options::from_env() {
@@ -348,8 +352,7 @@ fn main() -> ExitCode {
             let (loaded, bad_files) = load_all(&files);
             // Every (file, round) is one job; reports keep the files' order.
             let work: Vec<&Scenario> = (0..repeat).flat_map(|_| loaded.iter()).collect();
-            let reports =
-                run_parallel(&work, usize::from(jobs), |s| runner::run(s, &opts, &engine));
+            let reports = run_parallel(&work, usize::from(jobs), |s| runner::run(s, &opts, engine));
             finish(&reports, bad_files, &outputs)
         }
     }
@@ -403,13 +406,13 @@ struct Outputs<'a> {
 /// `harness list`: the scenario files, filtered by capability and engine.
 fn list(
     requires: Option<&str>,
-    engine: Option<&str>,
+    engine: Option<Engine>,
     json: bool,
     files: &[PathBuf],
 ) -> anyhow::Result<()> {
     use anyhow::Context;
     let requires = requires
-        .map(check::parse_capability)
+        .map(machine::parse_capability)
         .transpose()
         .map_err(anyhow::Error::msg)?;
     let mut paths = Vec::new();
@@ -438,7 +441,7 @@ fn list(
         if requires.is_some_and(|c| !s.requires.contains(&c)) {
             continue;
         }
-        if engine.is_some_and(|e| !s.engines.iter().any(|x| x == e)) {
+        if engine.is_some_and(|e| !s.engines.contains(&e)) {
             continue;
         }
         if json {
@@ -446,8 +449,8 @@ fn list(
                 "scenario": s.name,
                 "file": p.display().to_string(),
                 "description": s.description,
-                "requires": s.requires.iter().map(|c| check::capability_name(*c)).collect::<Vec<_>>(),
-                "engines": s.engines,
+                "requires": s.requires.iter().map(|c| machine::capability_name(*c)).collect::<Vec<_>>(),
+                "engines": s.engines.iter().map(|e| e.name()).collect::<Vec<_>>(),
             });
             println!("{v}");
         } else {
@@ -481,7 +484,7 @@ fn finish(reports: &[report::Report], bad_files: usize, out: &Outputs) -> ExitCo
         }
     }
     if let Some(p) = out.html {
-        match harness::html::write_pages(p, reports) {
+        match harness::report::html::write_pages(p, reports) {
             Ok(files) if files.len() == 1 => eprintln!("harness: wrote {}", p.display()),
             Ok(files) => eprintln!("harness: wrote {} pages in {}", files.len(), p.display()),
             Err(e) => {
@@ -498,7 +501,7 @@ fn finish(reports: &[report::Report], bad_files: usize, out: &Outputs) -> ExitCo
     }
     // On GitHub Actions: a table on the run's summary page.
     if let Some(p) = std::env::var_os("GITHUB_STEP_SUMMARY").filter(|p| !p.is_empty()) {
-        let table = report::markdown_summary(reports, &check::kernel_release());
+        let table = report::markdown_summary(reports, &machine::kernel_release());
         let appended = std::fs::OpenOptions::new()
             .create(true)
             .append(true)

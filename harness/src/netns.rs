@@ -5,6 +5,10 @@
 //! gone). Processes are started with `setns` in a `pre_exec` hook (no
 //! `ip netns exec`, no mount tricks), in their own process group, and with
 //! `PR_SET_PDEATHSIG` so they die with the harness thread that started them.
+//!
+//! In: names, programs and their arguments. Out: [`Netns`] handles (`ip`,
+//! sysctls, `exec` inside), child processes, the sweep of leftovers. Owns
+//! the `ibh-` prefix.
 
 use std::fs::File;
 use std::io::Write;

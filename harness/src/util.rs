@@ -1,5 +1,9 @@
 //! Small shared helpers: commands with timeouts, polling with a deadline,
 //! durations as scenario files write them, and Docker-like IDs.
+//!
+//! In: commands, deadlines, text. Out: outputs or errors that name the
+//! command, the poll's last difference, parsed durations, IDs. Owns the
+//! deadline scale (`HARNESS_TIME_SCALE`). Depends on no other module.
 
 use std::collections::hash_map::DefaultHasher;
 use std::ffi::OsStr;

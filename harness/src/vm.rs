@@ -13,7 +13,8 @@
 //! boots once for all the files. A file whose report did not come back (the
 //! VM timed out, crashed or never booted) gets a failed report that says why;
 //! where the VM cannot boot at all, outside CI that is a visible skip, under
-//! CI (`CI=true`) a failure.
+//! CI (`CI=true`) a failure. The VM itself ([`runner_command`],
+//! [`console_to_stderr`]) also serves `harness bench --vm` (`bench::in_vm`).
 
 use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
@@ -23,10 +24,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 
-use crate::check::under_ci;
 use crate::cleanup::Cleanup;
+use crate::machine::under_ci;
 use crate::report::Report;
-use crate::scenario::Scenario;
+use crate::scenario::{Engine, Scenario};
 
 /// The runner's exit status when the command did not finish in time.
 pub const RC_TIMEOUT: i32 = 124;
@@ -75,7 +76,7 @@ pub fn runner_script() -> Result<PathBuf> {
 }
 
 /// Runs the scenarios in one VM and returns their reports, in the order given.
-pub fn run(scenarios: &[Scenario], engine: &str, vm: &VmOptions) -> Vec<Report> {
+pub fn run(scenarios: &[Scenario], engine: Engine, vm: &VmOptions) -> Vec<Report> {
     let started = Instant::now();
     match run_inner(scenarios, engine, vm) {
         Ok(reports) => reports,
@@ -90,11 +91,11 @@ pub fn run(scenarios: &[Scenario], engine: &str, vm: &VmOptions) -> Vec<Report> 
     }
 }
 
-fn run_inner(scenarios: &[Scenario], engine: &str, vm: &VmOptions) -> Result<Vec<Report>> {
+fn run_inner(scenarios: &[Scenario], engine: Engine, vm: &VmOptions) -> Result<Vec<Report>> {
     let started = Instant::now();
     let script = runner_script()?;
     let exe = std::env::current_exe().context("current executable")?;
-    let driver = crate::world::find_driver_bin()?;
+    let driver = crate::topology::find_driver_bin()?;
     sweep_reports();
     // The runner creates it only to copy the reports out, after the VM is off.
     let out = std::env::temp_dir().join(format!("{REPORTS_PREFIX}{}", std::process::id()));
@@ -123,7 +124,7 @@ fn run_inner(scenarios: &[Scenario], engine: &str, vm: &VmOptions) -> Result<Vec
         .arg(&exe)
         .arg("run")
         .arg("--engine")
-        .arg(engine)
+        .arg(engine.name())
         .arg("--json")
         .arg("/run/ibvm/job/out/reports");
     // As given: the guest runs from the same directory, so reports name the files alike.
@@ -210,65 +211,14 @@ fn run_inner(scenarios: &[Scenario], engine: &str, vm: &VmOptions) -> Result<Vec
     Ok(reports)
 }
 
-/// `harness bench ARGS… --json OUT` inside one VM (a kernel with ipvlan):
-/// returns the results it wrote, each marked `vm = kvm | tcg` in its setup.
-/// Timings under TCG (software emulation) are slow in absolute terms; only
-/// the comparison of the alternated sides inside one run means anything.
-pub fn bench_in_vm(args: &[String], vm: &VmOptions) -> Result<Vec<crate::bench::BenchResult>> {
-    let script = runner_script()?;
-    let exe = std::env::current_exe().context("current executable")?;
-    let driver = crate::world::find_driver_bin()?;
-    let out = std::env::temp_dir().join(format!("ibvm-bench-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&out);
-    let mut cmd = runner_command(&script, vm, &out, &driver)?;
-    cmd.arg("--")
-        .arg("bash")
-        .arg("-c")
-        .arg("\"$@\" --json \"$IBVM_OUT/bench.json\"; rc=$?; echo \"$IBVM_ACCEL\" > \"$IBVM_OUT/accel\"; exit $rc")
-        .arg("harness-bench-in-vm")
-        .arg(&exe)
-        .arg("bench")
-        .args(args);
-    console_to_stderr(&mut cmd)?;
-    eprintln!(
-        "harness --vm: bench {} in a VM ({})",
-        args.join(" "),
-        script.display()
-    );
-    let status = cmd
-        .status()
-        .with_context(|| format!("run {}", script.display()))?;
-    let results = crate::bench::read_json(&out.join("bench.json"));
-    let accel = std::fs::read_to_string(out.join("accel")).unwrap_or_default();
-    let _ = std::fs::remove_dir_all(&out);
-    match status.code() {
-        Some(0) => {}
-        Some(RC_TIMEOUT) => bail!("the VM did not finish within {:?}", vm.timeout),
-        Some(RC_NO_VM) => bail!("the VM could not be prepared or did not boot"),
-        c => bail!("the bench inside the VM ended with status {c:?}"),
-    }
-    let mut results = results?;
-    for r in &mut results {
-        let accel = accel.trim();
-        r.setup.insert(
-            "vm".into(),
-            if accel.is_empty() { "yes" } else { accel }.to_string(),
-        );
-        if let Some(c) = r.setup.get_mut("command") {
-            c.push_str(" --vm");
-        }
-    }
-    Ok(results)
-}
-
 /// A report for a scenario whose run in the VM gave none. A VM that cannot
 /// boot is a skip outside CI, a failure under it.
-fn missing_report(s: &Scenario, engine: &str, why: &str, no_vm: bool, took: Duration) -> Report {
+fn missing_report(s: &Scenario, engine: Engine, why: &str, no_vm: bool, took: Duration) -> Report {
     let mut r = Report {
         scenario: s.name.clone(),
         file: s.file.clone(),
         description: s.description.clone(),
-        engine: engine.to_string(),
+        engine: engine.name().to_string(),
         elapsed_ms: took.as_millis() as u64,
         ..Report::default()
     };
@@ -342,7 +292,7 @@ fn absolute(p: &Path) -> Result<PathBuf> {
 /// with ipvlan: there, a scenario that needs it may not skip (a VM whose
 /// modules do not load must fail the run, not report every ipvlan scenario
 /// as skipped). The caller appends `--` and the guest's command.
-fn runner_command(script: &Path, vm: &VmOptions, out: &Path, driver: &Path) -> Result<Command> {
+pub fn runner_command(script: &Path, vm: &VmOptions, out: &Path, driver: &Path) -> Result<Command> {
     let mut cmd = Command::new("bash");
     cmd.arg(script)
         .arg("--timeout")
@@ -364,7 +314,7 @@ fn runner_command(script: &Path, vm: &VmOptions, out: &Path, driver: &Path) -> R
 
 /// The guest's console goes to our stderr (stdout stays for the caller),
 /// and the VM runner is stopped when we die (SIGTERM lets its trap clean up).
-fn console_to_stderr(cmd: &mut Command) -> Result<()> {
+pub fn console_to_stderr(cmd: &mut Command) -> Result<()> {
     let console = std::io::stderr()
         .as_fd()
         .try_clone_to_owned()
@@ -401,7 +351,13 @@ mod tests {
             Path::new("scenarios/x.toml"),
         )
         .unwrap();
-        let r = missing_report(&s, "emulator", "the VM timed out", false, Duration::ZERO);
+        let r = missing_report(
+            &s,
+            Engine::Emulator,
+            "the VM timed out",
+            false,
+            Duration::ZERO,
+        );
         assert_eq!(r.scenario, "x");
         assert!(!r.passed && r.skipped.is_none());
         assert_eq!(r.error.as_deref(), Some("the VM timed out"));

@@ -197,7 +197,7 @@ fn tmp(name: &str) -> PathBuf {
 }
 
 fn good_page(chromium: &Path) -> Result<(), Failed> {
-    let html = harness::html::render(&report());
+    let html = harness::report::html::render(&report());
     let dir = tmp("good");
     let r = render(chromium, &html, &dir)?;
     check(&r)?;
@@ -246,7 +246,7 @@ fn main() {
         let c = found.clone();
         trials.push(Trial::ignorable_test(name.to_string(), move || match &c {
             Some(c) => f(c).map(|()| Completion::Completed),
-            None if harness::check::under_ci() => {
+            None if harness::machine::under_ci() => {
                 Err("no Chromium under CI: ci/install.sh should have installed it".into())
             }
             // Outside CI a missing browser is a visible skip, never a pass.
@@ -257,7 +257,7 @@ fn main() {
     };
     add("page_renders_in_chromium", good_page);
     add("a_page_with_a_script_error_fails_the_check", |c: &Path| {
-        let html = harness::html::render(&report())
+        let html = harness::report::html::render(&report())
             .replace("</body>", "<script>undefinedFunction();</script></body>");
         broken(c, "script-error", &html, "script error")
     });

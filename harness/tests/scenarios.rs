@@ -3,7 +3,7 @@
 //!
 //! A custom test harness (libtest-mimic) so that a scenario this machine
 //! cannot run shows as `ignored (reason)` in `cargo test`'s output and count,
-//! never as passed. Which skips are allowed is [`harness::check`]'s call:
+//! never as passed. Which skips are allowed is [`harness::machine`]'s call:
 //! under CI only kernel gaps may skip, `HARNESS_EXPECTED_SKIPS` narrows that
 //! to a listed set, and `HARNESS_REQUIRE` forbids skips of what must work.
 
@@ -23,7 +23,7 @@ fn scenario_files() -> Vec<PathBuf> {
 }
 
 /// Runs one file on one engine: passed, ignored with the skip reason, or failed.
-fn run(path: &Path, engine: &str) -> Result<Completion, Failed> {
+fn run(path: &Path, engine: harness::Engine) -> Result<Completion, Failed> {
     let report = harness::run_file(path, engine).map_err(|e| Failed::from(format!("{e:#}")))?;
     keep_page(path, engine, &report);
     if let Some(reason) = report.skipped {
@@ -45,7 +45,7 @@ fn run(path: &Path, engine: &str) -> Result<Completion, Failed> {
 
 /// Writes the run's HTML page to `target/scenario-reports/<file>-<engine>.html`
 /// (CI keeps them); a page that cannot be written is only a warning.
-fn keep_page(path: &Path, engine: &str, report: &harness::Report) {
+fn keep_page(path: &Path, engine: harness::Engine, report: &harness::Report) {
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target"));
@@ -53,7 +53,7 @@ fn keep_page(path: &Path, engine: &str, report: &harness::Report) {
     let out = target
         .join("scenario-reports")
         .join(format!("{stem}-{engine}.html"));
-    if let Err(e) = harness::html::write_pages(&out, std::slice::from_ref(report)) {
+    if let Err(e) = harness::report::html::write_pages(&out, std::slice::from_ref(report)) {
         eprintln!("warning: {e:#}");
     }
 }
@@ -112,7 +112,7 @@ fn main() {
             let p = path.clone();
             trials.push(Trial::ignorable_test(
                 format!("scenario::{name}::{engine}"),
-                move || run(&p, &engine),
+                move || run(&p, engine),
             ));
         }
     }

@@ -6,15 +6,18 @@
 //! at full or quick size. The file is rewritten after every bench, so a
 //! failure late in the set keeps what came before; a bench that fails is
 //! reported and the rest still run (the command then exits non-zero).
+//!
+//! In: `--quick`, `--vm`, `--only` and run options. Out: every result, in
+//! one JSON array rewritten after each bench. Owns the set and its sizes.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{anyhow, bail, Context, Result};
 
+use super::stats::BenchResult;
 use super::stats::{read_json, write_json};
-use super::BenchResult;
-use crate::world::Options;
+use crate::topology::Options;
 
 /// One benchmark of the set.
 pub struct Entry {
@@ -27,12 +30,17 @@ pub struct Entry {
 pub const SET: &[Entry] = &[
     Entry {
         name: "docker-run",
-        run: |quick, o| Ok(vec![super::docker_run(if quick { 6 } else { 20 }, o)?]),
+        run: |quick, o| {
+            Ok(vec![super::docker_run::docker_run(
+                if quick { 6 } else { 20 },
+                o,
+            )?])
+        },
     },
     Entry {
         name: "convergence",
         run: |quick, o| {
-            Ok(vec![super::convergence(
+            Ok(vec![super::convergence::convergence(
                 if quick { 40 } else { 200 },
                 false,
                 o,
@@ -50,13 +58,13 @@ pub const SET: &[Entry] = &[
             };
             sizes
                 .iter()
-                .map(|&(routes, rounds)| super::learned_routes(routes, rounds, o))
+                .map(|&(routes, rounds)| super::learned_routes::learned_routes(routes, rounds, o))
                 .collect()
         },
     },
     Entry {
         name: "fill",
-        run: |quick, o| Ok(vec![super::fill(if quick { 100 } else { 1000 }, o)?]),
+        run: |quick, o| Ok(vec![super::fill::fill(if quick { 100 } else { 1000 }, o)?]),
     },
     Entry {
         name: "scale",
@@ -68,13 +76,18 @@ pub const SET: &[Entry] = &[
             };
             sizes
                 .iter()
-                .map(|&(h, c, r)| super::scale(h, c, r, o))
+                .map(|&(h, c, r)| super::scale::scale(h, c, r, o))
                 .collect()
         },
     },
     Entry {
         name: "flood",
-        run: |quick, o| Ok(vec![super::flood(if quick { 5_000 } else { 100_000 }, o)?]),
+        run: |quick, o| {
+            Ok(vec![super::flood::flood(
+                if quick { 5_000 } else { 100_000 },
+                o,
+            )?])
+        },
     },
     Entry {
         name: "route-install",
@@ -148,7 +161,7 @@ pub fn all(
     if vm {
         eprintln!("[bench all] docker-run in a VM with ipvlan");
         let runs = if quick { 6 } else { 20 };
-        match crate::vm::bench_in_vm(
+        match super::in_vm::bench_in_vm(
             &["docker-run".into(), "--runs".into(), runs.to_string()],
             &crate::vm::VmOptions::default(),
         ) {

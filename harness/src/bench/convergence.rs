@@ -14,16 +14,21 @@
 //! a second raw socket), after the IPv4 answer: its route time is stamped
 //! by the same subscription, so only its reachability figure includes the
 //! IPv4 probe's wait.
+//!
+//! In: the number of runs, run options. Out: a [`BenchResult`] (route and
+//! reachability times per family, withdrawal times, driver memory).
 
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Result};
 
-use super::{rss_kib, two_hosts_dual, BenchResult, RouteEvents, Series};
-use crate::engine::Engine;
+use super::hosts::two_hosts_dual;
+use super::measure::{rss_kib, RouteEvents};
+use super::stats::{BenchResult, Series};
+use crate::engine::ContainerEngine;
 use crate::probe::Pinger;
+use crate::topology::Options;
 use crate::util::scaled;
-use crate::world::Options;
 
 /// How often the reachability probe sends: light, and still finer than the
 /// millisecond-scale figures it measures.

@@ -9,17 +9,20 @@
 //! ipvlan (this machine), built-in `ipvlan` (L3) against ours (ipvlan L3)
 //! where it has (the VM). `docker run --rm --network X busybox true`
 //! alternates between them, so machine noise hits both sides alike.
+//!
+//! In: the number of runs per network, run options. Out: a [`BenchResult`]
+//! with both sides' samples and their comparison. Owns the two dockerds.
 
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 
-use super::stats::compare;
-use super::{ms, tagged_routes, BenchResult, RouteEvents, Series};
-use crate::dockerd::{Dockerd, IMAGE};
-use crate::engine::Engine;
+use super::measure::{tagged_routes, RouteEvents};
+use super::stats::{compare, ms, BenchResult, Series};
+use crate::engine::dockerd::{Dockerd, IMAGE};
+use crate::engine::ContainerEngine;
 use crate::scenario::Scenario;
-use crate::world::{Options, World};
+use crate::topology::{Options, World};
 
 const SCENARIO: &str = r#"
 description = "docker run benchmark: b1 runs containers, b2 learns their routes"
@@ -39,7 +42,7 @@ pub fn docker_run(runs: usize, opts: &Options) -> Result<BenchResult> {
     let w = World::build(&s, opts, &|m| eprintln!("[bench] {m}"))?;
     let mut d = Dockerd::default();
     d.setup(&w)?;
-    let ipvlan = crate::check::detect().ipvlan.is_ok();
+    let ipvlan = crate::machine::detect().ipvlan.is_ok();
     let (ours_opts, builtin_driver, builtin_opts, builtin_name): (&[&str], _, &[&str], _) =
         if ipvlan {
             (
@@ -181,7 +184,7 @@ pub fn docker_run(runs: usize, opts: &Options) -> Result<BenchResult> {
     r.setup.insert("runs".into(), runs.to_string());
     r.setup.insert(
         "dockerd".into(),
-        crate::check::detect().dockerd.clone().unwrap_or_default(),
+        crate::machine::detect().dockerd.clone().unwrap_or_default(),
     );
     r.setup.insert(
         "bgp".into(),

@@ -13,16 +13,20 @@
 //! each CreateEndpoint+Join then Leave+DeleteEndpoint straight on the
 //! plugin socket, so the host keeps its size.
 //! `--json OUT` writes the figures as a [`BenchResult`].
+//!
+//! In: the number of containers, run options. Owns the filled host.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 
-use super::{ms, poll_until, rss_kib, tagged_routes, BenchResult, SampleStats, Series};
-use crate::engine::{Emulator, Engine};
+use super::hosts::sessions_up;
+use super::measure::{poll_until, rss_kib, tagged_routes};
+use super::stats::{ms, BenchResult, SampleStats, Series};
+use crate::engine::{ContainerEngine, Emulator, Engine};
 use crate::scenario::Scenario;
-use crate::world::{Options, World};
+use crate::topology::{Options, World};
 
 /// b1's subnet holds 4,094 containers.
 const SCENARIO: &str = r#"
@@ -77,7 +81,7 @@ fn cpu_ns(pid: Option<u32>) -> u64 {
 /// from the top of the /20, which the emulator's IPAM (from the bottom)
 /// never reaches.
 fn probe(w: &World, point: usize) -> Result<Probe> {
-    use crate::engine::wire;
+    use crate::engine::emulator::wire;
     let state_dir = w.hosts[0].dir.join("state");
     // Read-only: loading never writes the driver's files.
     let state = ipvlan_bgp::state::Store::new(&state_dir)
@@ -168,7 +172,7 @@ pub fn fill(containers: usize, opts: &Options) -> Result<BenchResult> {
     for h in ["b1", "b2"] {
         e.create_network(&w, w.host_index(h)?, &net, net.subnets[h].into())?;
     }
-    super::sessions_up(&w)?;
+    sessions_up(&w)?;
     let state_dir = w.hosts[0].dir.join("state");
     let pid = w.hosts[0].driver.pid();
     let rss_idle = rss_kib(pid);
@@ -301,7 +305,7 @@ pub fn fill(containers: usize, opts: &Options) -> Result<BenchResult> {
             .map(|s| s.trim().to_string())
             .unwrap_or_default(),
     );
-    setup.insert("engine".into(), "emulator".into());
+    setup.insert("engine".into(), Engine::Emulator.name().into());
     setup.insert(
         "window".into(),
         format!("{} runs around each point", 2 * AROUND),

@@ -1,14 +1,19 @@
 //! `harness bench flood`: a peer leaks a full table outside every pool; the
 //! receiving driver's memory, log lines and Docker call latency meanwhile.
+//!
+//! In: the number of paths, run options. Out: a [`BenchResult`] (RSS,
+//! log lines, CreateEndpoint/Join latency during the flood).
 
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Result};
 
-use super::{rss_kib, two_hosts, BenchResult, LatencyStats, Series};
-use crate::engine::Engine;
+use super::hosts::two_hosts;
+use super::measure::rss_kib;
+use super::stats::{BenchResult, LatencyStats, Series};
+use crate::engine::ContainerEngine;
+use crate::topology::{Options, World};
 use crate::util::eventually;
-use crate::world::{Options, World};
 
 /// What `harness bench flood` measured (its figures go into the
 /// [`BenchResult`]; kept as one struct for the summary line).

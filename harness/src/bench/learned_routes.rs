@@ -1,13 +1,18 @@
 //! `harness bench learned-routes`: one host's gobgpd originates N routes;
 //! how fast they land in the other host's kernel through gobgpd and our
 //! driver, and go again.
+//!
+//! In: the number of routes and rounds, run options. Out: a
+//! [`BenchResult`] (install and withdrawal times, driver memory).
 
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Result};
 
-use super::{ms, rss_kib, tagged_routes, two_hosts, BenchResult, RouteEvents, Series};
-use crate::world::Options;
+use super::hosts::two_hosts;
+use super::measure::{rss_kib, tagged_routes, RouteEvents};
+use super::stats::{ms, BenchResult, Series};
+use crate::topology::Options;
 
 /// /32s in 10.28.0.0/15.
 const MAX_ROUTES: usize = 1 << 17;

@@ -22,8 +22,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 
-use super::stats::{fig, SampleStats};
-use super::{BenchResult, Series};
+use super::stats::{fig, BenchResult, SampleStats, Series};
 
 pub const BEGIN: &str = "<!-- bench:begin -->";
 pub const END: &str = "<!-- bench:end -->";

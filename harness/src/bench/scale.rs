@@ -10,20 +10,22 @@
 //! round (routes lost, and how long until every set was whole); every
 //! container of one host stopped (until withdrawn everywhere); the drivers'
 //! resident memory. Out: a [`BenchResult`] and its summary line.
+//!
+//! In: hosts, containers per host, repeats, run options.
 
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Result};
 use nix::sys::signal::Signal;
 
-use super::stats::{BenchResult, SampleStats, Series};
-use super::{ms, rss_kib};
-use crate::engine::{ContainerRt, Emulator, Engine};
+use super::measure::rss_kib;
+use super::stats::{ms, BenchResult, SampleStats, Series};
+use crate::engine::{ContainerEngine, ContainerRt, Emulator};
 use crate::probe::{ping_pairs, Member};
 use crate::runner::converged::{wait_converged, Expected, Readers, Watch};
 use crate::scenario::{DaemonKind, Scenario};
+use crate::topology::{Options, World};
 use crate::util::scaled;
-use crate::world::{Options, World};
 
 /// How long a wave may take to converge before the bench gives up.
 const CONVERGE_WITHIN: Duration = Duration::from_secs(300);

@@ -1,8 +1,16 @@
 //! Summary figures of repeated measurements: n, min, median, p90, p99, max.
+//!
+//! In: samples (durations, sizes). Out: [`SampleStats`], [`LatencyStats`],
+//! the comparison of two sides (a difference only where p10..p90 do not
+//! overlap), and [`BenchResult`]s read from and written to JSON. Pure,
+//! apart from the JSON files.
 
 use std::time::Duration;
 
-use super::ms;
+/// A duration in milliseconds, as the figures are written.
+pub(super) fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
 
 /// Latency figures of one kind of call, in milliseconds.
 #[derive(Debug, Clone, serde::Serialize)]

@@ -17,7 +17,7 @@ use super::flood::flood;
 use super::{Runner, Wave, POLL};
 use crate::engine::Control;
 use crate::scenario::Action;
-use crate::world::UNDERLAY_IF;
+use crate::topology::UNDERLAY_IF;
 
 impl Runner<'_> {
     /// Plays a step that does something (see `is_expectation` for the others).

@@ -21,7 +21,7 @@ use ipvlan_bgp::kernel::{Family, Kernel};
 
 use super::views::{SeenRoutes, WantRoute};
 use crate::engine::ContainerRt;
-use crate::world::World;
+use crate::topology::World;
 
 /// How often the route sets are read while waiting (each round reads every
 /// host that has not converged yet).

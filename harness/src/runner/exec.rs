@@ -1,5 +1,8 @@
 //! `exec` steps: a command inside a running container, through the engine
 //! (`docker exec` on the dockerd engine), e.g. to flip a health check.
+//!
+//! In: the step (container, argv). Out: `Ok(None)` or the engine's error.
+//! Owns nothing; the engine runs the command.
 
 use std::time::Duration;
 

@@ -622,7 +622,7 @@ impl Runner<'_> {
                 Ok(Some(took))
             }
             Action::LinkSnapshot { id, host, links } => {
-                let all = crate::links::list(&self.w.host(host)?.ns)?;
+                let all = crate::probe::links::list(&self.w.host(host)?.ns)?;
                 let mut snap = BTreeMap::new();
                 for name in links {
                     let l = all
@@ -657,7 +657,7 @@ impl Runner<'_> {
                 };
                 let ns = &self.w.host(host)?.ns;
                 let (_, took) = eventually(self.scale(*within), POLL, || {
-                    let all = crate::links::list(ns).map_err(|e| format!("{e:#}"))?;
+                    let all = crate::probe::links::list(ns).map_err(|e| format!("{e:#}"))?;
                     let mut wrong = Vec::new();
                     for name in links {
                         match (all.get(name), present) {
@@ -711,7 +711,7 @@ impl Runner<'_> {
             } => {
                 let ns = &self.w.host(host)?.ns;
                 let (_, took) = eventually(self.scale(*within), POLL, || {
-                    let all = crate::links::list(ns).map_err(|e| format!("{e:#}"))?;
+                    let all = crate::probe::links::list(ns).map_err(|e| format!("{e:#}"))?;
                     let n = all.values().filter(|l| l.marked()).count();
                     bounds(
                         n as f64,
@@ -732,7 +732,7 @@ impl Runner<'_> {
                             .collect();
                         format!(
                             "{n} links on {host} carry the mark {}: {e}; links: {}",
-                            crate::links::MARK_PREFIX,
+                            crate::probe::links::MARK_PREFIX,
                             seen.join(", ")
                         )
                     })

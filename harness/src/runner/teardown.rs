@@ -13,7 +13,7 @@ use ipvlan_bgp::kernel::{Family, Kernel};
 use nix::sys::signal::Signal;
 
 use super::{Runner, POLL};
-use crate::links::LinkInfo;
+use crate::probe::links::LinkInfo;
 use crate::util::eventually;
 
 impl Runner<'_> {
@@ -83,7 +83,7 @@ impl Runner<'_> {
                 }
                 // By the driver's mark, never by name: a scenario's own
                 // foreign `ib*` links must stay, and are not the driver's.
-                let left: Vec<String> = crate::links::list(&h.ns)?
+                let left: Vec<String> = crate::probe::links::list(&h.ns)?
                     .into_values()
                     .filter(LinkInfo::marked)
                     .map(|l| format!("{} ({})", l.name, l.alias.unwrap_or_default()))

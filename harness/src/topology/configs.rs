@@ -11,8 +11,9 @@
 //!
 //! In: the speaker's AS and router ID, its neighbours resolved to
 //! addresses ([`Neighbor`]) and the scenario's [`Timers`]. Out: the file's
-//! text; writing it and starting the daemon is the caller's (`world` for
-//! gobgpd, `routers` for FRR and BIRD). Pure functions, no I/O.
+//! text; writing it and starting the daemon is the caller's
+//! (`host_daemons` for gobgpd, `routers` for FRR and BIRD; the neighbours
+//! come from `sessions`). Pure functions, no I/O.
 
 use std::net::{IpAddr, Ipv4Addr};
 

@@ -8,14 +8,19 @@
 //! plugin enable`. The host's gobgpd stays the harness's own, reached
 //! through the plugin's `host-run` mount; restarts of "the driver" are
 //! `docker plugin disable` and `enable`.
+//!
+//! In: the run's driver binary and host `i`'s driver flags. Out: the
+//! plugin folder, `docker plugin set` settings, and the socket links that
+//! make the plugin's driver (and an embedded gobgpd) reachable where the
+//! harness looks for them. Owns no process: dockerd runs the plugin.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
 
+use crate::topology::World;
 use crate::util::{eventually, run_output};
-use crate::world::World;
 
 /// The plugin's name as `docker plugin create` gets it; networks use it
 /// with `-d`.
@@ -128,7 +133,7 @@ fn settings_for(args: &[String], host_dir: &Path, embedded: bool) -> Result<Vec<
 /// Links `link` to `file` in the folder dockerd makes for the plugin
 /// beside its socket (`plugins/<plugin id>/`), once it is there.
 fn link_from_plugin_folder(
-    h: &crate::world::HostRt,
+    h: &crate::topology::HostRt,
     file: &str,
     link: &Path,
 ) -> std::result::Result<(), String> {

@@ -1,6 +1,8 @@
 //! Real routers in scenarios: FRR (zebra + bgpd) and BIRD 2, each in its
-//! own network namespace, configured from the scenario (the files come from
-//! [`crate::configs`], the processes are [`crate::daemon::Daemon`]s).
+//! own network namespace, wired to its segments ([`wire_router`]) and
+//! configured from the scenario (the files come from [`super::configs`],
+//! the neighbours from [`super::sessions`], the processes are
+//! [`super::daemon::Daemon`]s).
 //!
 //! In: a [`RouterDef`] and its neighbours resolved to addresses and AS
 //! numbers. Out: running daemons (started with `ip netns exec`, as FRR and
@@ -12,16 +14,20 @@
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
 use ipnet::{IpNet, Ipv4Net};
 use nix::sys::signal::Signal;
 
-use crate::configs::{self, bird_name, Neighbor, Timers};
-use crate::daemon::{await_ready, Daemon};
+use super::configs::{self, bird_name, Neighbor, Timers};
+use super::daemon::{await_ready, Daemon};
+use super::sessions;
+use super::wire::{make_ns, wire};
+use crate::cleanup::Cleanup;
 use crate::netns::Netns;
-use crate::scenario::{RouterDef, RouterKind};
+use crate::scenario::{RouterDef, RouterKind, Scenario};
 use crate::util::{require, run_output, scaled, tail};
 
 const FRR_DIR: &str = "/usr/lib/frr";
@@ -38,12 +44,66 @@ pub struct RouterRt {
     pub neighbors: Vec<Neighbor>,
     pub timers: Timers,
     pub daemons: Vec<Daemon>,
-    pub cleanup: std::sync::Arc<crate::cleanup::Cleanup>,
+    pub cleanup: Arc<Cleanup>,
 }
 
 /// The interface a router has on `segment`.
 pub fn iface_name(segment: &str) -> String {
     format!("e-{segment}")
+}
+
+/// Router `ri` of the scenario wired: its namespace (forwarding both
+/// families), a wire and its addresses on each of its segments, its
+/// neighbours from the session planner; no daemon yet ([`RouterRt::start`]).
+pub fn wire_router(
+    s: &Scenario,
+    cleanup: &Arc<Cleanup>,
+    id: &str,
+    dir: &Path,
+    switch: &Netns,
+    ri: usize,
+    def: &RouterDef,
+) -> Result<RouterRt> {
+    let ns = make_ns(cleanup, &format!("{id}-r-{}", def.name))?;
+    let mut ifaces = BTreeMap::new();
+    let mut lines = Vec::new();
+    for (k, v) in [
+        ("net.ipv4.ip_forward", "1"),
+        ("net.ipv4.conf.all.rp_filter", "0"),
+        ("net.ipv4.conf.default.rp_filter", "0"),
+        ("net.ipv6.conf.all.forwarding", "1"),
+        // The links made next get their link-local address without
+        // DAD: FRR's bgpd sends it as the IPv6 next hop beside the
+        // global one, and waits for it before a session starts.
+        ("net.ipv6.conf.default.accept_dad", "0"),
+    ] {
+        ns.sysctl(k, v)?;
+    }
+    for (seg, addr) in &def.links {
+        let iface = iface_name(seg);
+        let port = format!("r{ri}-{seg}");
+        wire(&ns, &iface, switch, &port, seg)
+            .with_context(|| format!("wire router {} to segment {seg}", def.name))?;
+        lines.push(format!("addr add {addr} dev {iface}"));
+        if let Some(a6) = def.links6.get(seg) {
+            lines.push(format!("addr add {a6} dev {iface} nodad"));
+        }
+        lines.push(format!("link set {iface} up"));
+        ifaces.insert(seg.clone(), iface);
+    }
+    ns.ip_batch(&lines)?;
+    let rdir = dir.join(format!("r-{}", def.name));
+    std::fs::create_dir_all(&rdir)?;
+    Ok(RouterRt {
+        def: def.clone(),
+        ns,
+        dir: rdir,
+        ifaces,
+        neighbors: sessions::router_neighbours(s, def)?,
+        timers: Timers::from(&s.bgp),
+        daemons: Vec::new(),
+        cleanup: cleanup.clone(),
+    })
 }
 
 impl RouterRt {

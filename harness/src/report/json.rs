@@ -1,4 +1,10 @@
-//! The JSON report of one scenario run (`harness run --json OUT`).
+//! The JSON report of one scenario run (`harness run --json OUT`): what
+//! ran, what passed, each step's times and details, the convergence
+//! figures, and on failure the error and the diagnostics.
+//!
+//! In: what the runner records. Out: [`Report`]s, written one file each
+//! (or one file for one report); read back from a VM's run. Owns the
+//! report's field names (the README and CI rely on them).
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -73,6 +79,8 @@ impl Report {
 
 /// Writes reports: one file when `out` ends in `.json` and there is one
 /// report, else `out/<scenario>.json` for each.
+/// Writes reports: one file when `out` ends in `.json` and there is one
+/// report, else `out/<scenario>.json` for each.
 pub fn write_reports(out: &Path, reports: &[Report]) -> Result<()> {
     if reports.len() == 1 && out.extension().is_some_and(|e| e == "json") {
         if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
@@ -100,103 +108,11 @@ pub fn write_reports(out: &Path, reports: &[Report]) -> Result<()> {
     Ok(())
 }
 
-/// Escapes text for XML, HTML and SVG (element content and quoted
-/// attribute values); control characters XML forbids become `?`.
-pub fn escape_markup(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&apos;"),
-            // XML 1.0 forbids most control characters, even escaped.
-            c if (c as u32) < 0x20 && !matches!(c, '\t' | '\n' | '\r') => out.push('?'),
-            c => out.push(c),
-        }
-    }
-    out
-}
-
-/// A JUnit XML document (one `<testcase>` per report, classname = engine):
-/// skipped runs are `<skipped>` with their reason, never passes.
-pub fn junit(reports: &[Report]) -> String {
-    let failures = reports
-        .iter()
-        .filter(|r| r.skipped.is_none() && !r.passed)
-        .count();
-    let skipped = reports.iter().filter(|r| r.skipped.is_some()).count();
-    let total: u64 = reports.iter().map(|r| r.elapsed_ms).sum();
-    let mut x = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
-    x.push_str(&format!(
-        "<testsuites><testsuite name=\"harness\" tests=\"{}\" failures=\"{failures}\" skipped=\"{skipped}\" time=\"{:.3}\">\n",
-        reports.len(),
-        total as f64 / 1000.0
-    ));
-    for r in reports {
-        x.push_str(&format!(
-            "  <testcase classname=\"{}\" name=\"{}\" file=\"{}\" time=\"{:.3}\">",
-            escape_markup(&r.engine),
-            escape_markup(&r.scenario),
-            escape_markup(&r.file),
-            r.elapsed_ms as f64 / 1000.0
-        ));
-        if let Some(why) = &r.skipped {
-            x.push_str(&format!("<skipped message=\"{}\"/>", escape_markup(why)));
-        } else if !r.passed {
-            let msg = r.error.as_deref().unwrap_or("failed");
-            let first = msg.lines().next().unwrap_or("failed");
-            x.push_str(&format!(
-                "<failure message=\"{}\">{}</failure>",
-                escape_markup(first),
-                escape_markup(&format!(
-                    "{msg}\n{}",
-                    r.diagnostics.as_deref().unwrap_or("")
-                ))
-            ));
-        }
-        x.push_str("</testcase>\n");
-    }
-    x.push_str("</testsuite></testsuites>\n");
-    x
-}
-
-/// A Markdown table for `$GITHUB_STEP_SUMMARY`: scenario × engine × kernel,
-/// outcome, time, and the skip reason or first error line.
-pub fn markdown_summary(reports: &[Report], kernel: &str) -> String {
-    let mut m = String::from(
-        "| scenario | engine | kernel | outcome | time | note |\n|---|---|---|---|---:|---|\n",
-    );
-    let cell = |s: &str| s.replace('|', "\\|").replace('\n', " ");
-    for r in reports {
-        let note = r
-            .skipped
-            .clone()
-            .or_else(|| {
-                r.error
-                    .as_ref()
-                    .map(|e| e.lines().next().unwrap_or("").to_string())
-            })
-            .unwrap_or_default();
-        m.push_str(&format!(
-            "| {} | {} | {} | {} | {:.1} s | {} |\n",
-            cell(&r.scenario),
-            cell(&r.engine),
-            cell(kernel),
-            r.outcome(),
-            r.elapsed_ms as f64 / 1000.0,
-            cell(&note)
-        ));
-    }
-    m
-}
-
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn three() -> Vec<Report> {
+    pub(crate) fn three() -> Vec<Report> {
         vec![
             Report {
                 scenario: "ok".into(),
@@ -217,40 +133,6 @@ mod tests {
                 ..Default::default()
             },
         ]
-    }
-
-    #[test]
-    fn junit_marks_skips_as_skipped_and_failures_as_failures() {
-        let x = junit(&three());
-        assert!(
-            x.contains("tests=\"3\" failures=\"1\" skipped=\"1\""),
-            "{x}"
-        );
-        assert!(x.contains("name=\"skip\" file=\"\" time=\"0.000\"><skipped message=\"kernel gap: no &lt;ipvlan&gt;\"/>"), "{x}");
-        assert!(
-            x.contains("<failure message=\"step 3: c1 -&gt; c2 | unreachable\">"),
-            "{x}"
-        );
-        assert!(
-            x.contains("name=\"ok\" file=\"\" time=\"0.000\"></testcase>"),
-            "{x}"
-        );
-    }
-
-    #[test]
-    fn markdown_summary_has_one_row_per_run() {
-        let m = markdown_summary(&three(), "6.1.0");
-        assert_eq!(m.lines().count(), 2 + 3);
-        assert!(
-            m.contains("| skip | emulator | 6.1.0 | SKIPPED | 0.0 s | kernel gap: no <ipvlan> |"),
-            "{m}"
-        );
-        assert!(
-            m.contains(
-                "| bad | dockerd | 6.1.0 | FAILED | 0.0 s | step 3: c1 -> c2 \\| unreachable |"
-            ),
-            "{m}"
-        );
     }
 
     #[test]

@@ -6,8 +6,8 @@
 //! kills, freezes and thaws exactly the pid we started (never a process
 //! found by name), and keeps the path of its log; [`await_ready`] polls a
 //! readiness check through [`eventually`] and gives up early, with the tail
-//! of the log, when the process dies during start-up. `world`, `routers`
-//! and `dockerd` all use it; it uses none of them.
+//! of the log, when the process dies during start-up. `host_daemons`,
+//! `routers` and the dockerd engine all use it; it uses none of them.
 
 use std::path::{Path, PathBuf};
 use std::process::Child;

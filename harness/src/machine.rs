@@ -2,12 +2,17 @@
 //! run here. A scenario is skipped, visibly and with the reason, only when a
 //! capability is missing; under CI (`CI=true`) only the kernel's own gaps may
 //! skip, so a broken install step fails the run instead of turning it green.
+//!
+//! In: the machine (root, tools, the kernel probed in a throw-away
+//! namespace), a scenario, an engine, `HARNESS_REQUIRE` and
+//! `HARNESS_EXPECTED_SKIPS`. Out: [`Caps`] (detected once), a skip reason or
+//! a failure, the text of `harness check`. Owns the skip policy.
 
 use std::sync::OnceLock;
 use std::time::Duration;
 
 use crate::netns::{Netns, PREFIX};
-use crate::scenario::{Capability, Scenario};
+use crate::scenario::{Capability, Engine, Scenario};
 use crate::util::{is_root, run_output, which};
 
 #[derive(Debug, Clone)]
@@ -100,11 +105,11 @@ pub fn under_ci() -> bool {
 
 /// `Ok(None)`: runs. `Ok(Some(reason))`: skipped. `Err(reason)`: must fail
 /// (a tool missing under CI, or a skip that [`skip_policy`] forbids here).
-pub fn skip_reason(s: &Scenario, caps: &Caps, engine: &str) -> Result<Option<String>, String> {
+pub fn skip_reason(s: &Scenario, caps: &Caps, engine: Engine) -> Result<Option<String>, String> {
     match raw_skip_reason(s, caps, engine)? {
         None => Ok(None),
         // Not a gap of this machine: the file does not run on that engine.
-        Some(reason) if !s.engines.iter().any(|e| e == engine) => Ok(Some(reason)),
+        Some(reason) if !s.engines.contains(&engine) => Ok(Some(reason)),
         Some(reason) => skip_policy(&SkipPolicy::from_env()?, s, engine, reason).map(Some),
     }
 }
@@ -205,7 +210,7 @@ pub fn parse_expected_skips(text: &str) -> Result<Vec<ExpectedSkip>, String> {
 pub fn skip_policy(
     p: &SkipPolicy,
     s: &Scenario,
-    engine: &str,
+    engine: Engine,
     reason: String,
 ) -> Result<String, String> {
     if let Some(c) = p.require.iter().find(|c| s.requires.contains(c)) {
@@ -215,9 +220,9 @@ pub fn skip_policy(
         ));
     }
     if let Some((file, lines)) = &p.expected {
-        let listed = lines
-            .iter()
-            .any(|x| x.scenario == s.name && x.engine == engine && reason.contains(&x.reason));
+        let listed = lines.iter().any(|x| {
+            x.scenario == s.name && x.engine == engine.name() && reason.contains(&x.reason)
+        });
         if !listed {
             return Err(format!(
                 "unexpected skip ({reason}): not listed in {file}; fix the machine, or list it there with its reason"
@@ -227,7 +232,7 @@ pub fn skip_policy(
     Ok(reason)
 }
 
-fn raw_skip_reason(s: &Scenario, caps: &Caps, engine: &str) -> Result<Option<String>, String> {
+fn raw_skip_reason(s: &Scenario, caps: &Caps, engine: Engine) -> Result<Option<String>, String> {
     let ci = under_ci();
     let tool_gap = |what: String| {
         if ci {
@@ -241,14 +246,15 @@ fn raw_skip_reason(s: &Scenario, caps: &Caps, engine: &str) -> Result<Option<Str
     if !caps.root {
         return tool_gap("needs root (network namespaces); run with sudo".into());
     }
-    if !s.engines.iter().any(|e| e == engine) {
+    if !s.engines.contains(&engine) {
+        let names: Vec<&str> = s.engines.iter().map(|e| e.name()).collect();
         return Ok(Some(format!(
             "runs on the {} engine(s), not {engine}; run with --engine {}",
-            s.engines.join(", "),
+            names.join(", "),
             s.engines[0]
         )));
     }
-    if engine == "dockerd" && caps.dockerd.is_none() {
+    if engine == Engine::Dockerd && caps.dockerd.is_none() {
         return tool_gap("dockerd is not installed (apt-get install docker.io)".into());
     }
     for c in &s.requires {
@@ -322,7 +328,7 @@ pub fn describe(caps: &Caps) -> String {
     s.push_str(&format!("dockerd:  {}\n", opt(&caps.dockerd)));
     s.push_str(&format!("FRR:      {}\n", opt(&caps.frr)));
     s.push_str(&format!("BIRD:     {}\n", opt(&caps.bird)));
-    let per_link = crate::world::per_link_ipv6_forwarding();
+    let per_link = crate::topology::per_link_ipv6_forwarding();
     s.push_str(&format!(
         "IPv6 fwd: {}\n",
         if per_link {
@@ -373,7 +379,7 @@ mod tests {
             expected: None,
         };
         let s = scenario("l3", "\"ipvlan\"");
-        let e = skip_policy(&p, &s, "emulator", "kernel gap: no ipvlan".into()).unwrap_err();
+        let e = skip_policy(&p, &s, Engine::Emulator, "kernel gap: no ipvlan".into()).unwrap_err();
         assert!(
             e.contains("HARNESS_REQUIRE") && e.contains("no ipvlan"),
             "{e}"
@@ -381,7 +387,7 @@ mod tests {
         // A scenario that does not need it keeps its skip.
         let s = scenario("other", "\"macvlan\"");
         assert_eq!(
-            skip_policy(&p, &s, "emulator", "why".into()),
+            skip_policy(&p, &s, Engine::Emulator, "why".into()),
             Ok("why".to_string())
         );
     }
@@ -399,15 +405,16 @@ mod tests {
         };
         let s = scenario("l3", "\"ipvlan\"");
         let reason = "kernel gap: this kernel (6.18) has no ipvlan".to_string();
-        assert!(skip_policy(&p, &s, "emulator", reason.clone()).is_ok());
-        assert!(skip_policy(&p, &s, "dockerd", reason.clone()).is_ok());
+        assert!(skip_policy(&p, &s, Engine::Emulator, reason.clone()).is_ok());
+        assert!(skip_policy(&p, &s, Engine::Dockerd, reason.clone()).is_ok());
         // Another reason, another engine or another scenario is a failure.
-        let e = skip_policy(&p, &s, "emulator", "dockerd is not installed".into()).unwrap_err();
+        let e =
+            skip_policy(&p, &s, Engine::Emulator, "dockerd is not installed".into()).unwrap_err();
         assert!(
             e.contains("unexpected skip") && e.contains("ci/expected-skips"),
             "{e}"
         );
-        assert!(skip_policy(&p, &scenario("l2", "\"ipvlan\""), "emulator", reason).is_err());
+        assert!(skip_policy(&p, &scenario("l2", "\"ipvlan\""), Engine::Emulator, reason).is_err());
         assert!(parse_expected_skips("l3 emulator\n").is_err());
     }
 

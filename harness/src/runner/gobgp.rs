@@ -1,0 +1,69 @@
+//! A host's gobgpd through its CLI: `gobgp -j ...` parsed, and paths
+//! added to or deleted from its global RIB (`inject` and its withdrawal).
+//!
+//! In: a host and the CLI's arguments. Out: JSON, or the CLI's error with
+//! its stderr.
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use ipnet::IpNet;
+
+use super::Runner;
+
+impl Runner<'_> {
+    /// `gobgp -j ARGS...` on a host's gobgpd, parsed. An empty answer is null.
+    pub(super) fn gobgp_json(&self, host: &str, args: &[&str]) -> Result<serde_json::Value> {
+        let h = self.w.host(host)?;
+        let target = h.gobgp_target();
+        let mut all: Vec<&str> = target.iter().map(String::as_str).collect();
+        all.push("-j");
+        all.extend(args);
+        let out = h.ns.exec("gobgp", &all, Duration::from_secs(10))?;
+        if !out.status.success() {
+            bail!(
+                "gobgp {} on {host}: {}",
+                args.join(" "),
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+        if out.stdout.iter().all(u8::is_ascii_whitespace) {
+            return Ok(serde_json::Value::Null);
+        }
+        serde_json::from_slice(&out.stdout)
+            .with_context(|| format!("gobgp -j {} on {host}", args.join(" ")))
+    }
+
+    /// `gobgp global rib add|del PREFIX nexthop NH -a ipv4|ipv6` on a host's gobgpd.
+    pub(super) fn gobgp_rib(
+        &self,
+        host: &str,
+        verb: &str,
+        prefix: IpNet,
+        nh: IpAddr,
+    ) -> Result<()> {
+        let (p, nh) = (prefix.to_string(), nh.to_string());
+        let afi = if prefix.addr().is_ipv6() {
+            "ipv6"
+        } else {
+            "ipv4"
+        };
+        let target = self.w.host(host)?.gobgp_target();
+        let args = [
+            &target[0], &target[1], "global", "rib", verb, "-a", afi, &p, "nexthop", &nh,
+        ];
+        let out = self
+            .w
+            .host(host)?
+            .ns
+            .exec("gobgp", &args, Duration::from_secs(10))?;
+        if !out.status.success() {
+            bail!(
+                "gobgp global rib {verb} {p} nexthop {nh} on {host}: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+        Ok(())
+    }
+}

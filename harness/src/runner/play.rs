@@ -1,0 +1,128 @@
+//! The play loop: the networks created, then each step in order, played
+//! by the part of the runner its row in the step table names, timed, and
+//! reported; the first failure stops the run.
+//!
+//! In: the [`Runner`] with its world and engine built. Out: the report's
+//! steps and `convergence_ms` (what a step's time means is its kind's
+//! [`Measure`]). Owns the clock between events and expectations.
+
+use std::time::{Duration, Instant};
+
+use anyhow::Result;
+
+use super::{convergence_key, Runner, ABSENT_HOLD};
+use crate::report::{Report, StepReport};
+use crate::scenario::{Action, Measure, Play, Step};
+use crate::util::Dur;
+
+impl Runner<'_> {
+    pub(super) fn play(&mut self, report: &mut Report, say: &dyn Fn(&str)) -> Result<()> {
+        for net in self.s.networks.iter().filter(|n| n.create) {
+            for host in net.hosts_on() {
+                self.create_network(&net.name, &host)?;
+            }
+        }
+        let total = self.s.steps.len();
+        // Convergence counts from the end of the last event (the networks
+        // being created, before the first step).
+        let mut last_event = Instant::now();
+        for (i, step) in self.s.steps.iter().enumerate() {
+            say(&format!("step {}/{total}: {} ...", i + 1, step.name));
+            let t = Instant::now();
+            let outcome = self.step(step).map(|took| match step.kind.measure {
+                Measure::Event => {
+                    last_event = Instant::now();
+                    if !matches!(step.action, Action::Start { .. } | Action::Stop { .. }) {
+                        // Convergence now counts from this event, not the containers.
+                        self.wave = None;
+                    }
+                    None
+                }
+                Measure::Expectation => took.map(|d| t.duration_since(last_event) + d),
+                Measure::Own => took,
+                Measure::Neither => None,
+            });
+            let elapsed = t.elapsed();
+            let mut sr = StepReport {
+                name: step.name.clone(),
+                line: step.line,
+                elapsed_ms: elapsed.as_millis() as u64,
+                started_ms: t.duration_since(self.started).as_millis() as u64,
+                reach: std::mem::take(&mut self.reach),
+                ..StepReport::default()
+            };
+            match outcome {
+                Ok(conv) => {
+                    sr.passed = true;
+                    sr.detail = self.note.take();
+                    if let Some(d) = &sr.detail {
+                        say(&format!("step {}/{total}: {d}", i + 1));
+                    }
+                    if let Some(c) = conv {
+                        sr.convergence_ms = Some(c.as_millis() as u64);
+                        report
+                            .convergence_ms
+                            .insert(convergence_key(i, &step.name), c.as_millis() as u64);
+                        let what = match step.kind.measure {
+                            Measure::Own => "measured",
+                            _ => "held after the last event in",
+                        };
+                        say(&format!(
+                            "step {}/{total}: ok, {what} {:.3}s",
+                            i + 1,
+                            c.as_secs_f64()
+                        ));
+                    } else {
+                        say(&format!(
+                            "step {}/{total}: ok ({:.3}s)",
+                            i + 1,
+                            elapsed.as_secs_f64()
+                        ));
+                    }
+                    report.steps.push(sr);
+                }
+                Err(e) => {
+                    sr.detail = Some(format!("{e:#}"));
+                    report.steps.push(sr);
+                    return Err(e.context(format!(
+                        "{}:{}: step {} ({})",
+                        self.s.file,
+                        step.line,
+                        i + 1,
+                        step.name
+                    )));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs one step; `Some(duration)` for expectations that measured convergence.
+    /// Who plays it is its row in the step table (`scenario::step_kinds`):
+    /// expectations (and the snapshots and probes they compare against) in
+    /// `expect.rs` (`metrics.rs`, `router_bgp.rs`), everything else that
+    /// does something in `actions.rs`.
+    pub(super) fn step(&mut self, step: &Step) -> Result<Option<Duration>> {
+        let a = &step.action;
+        match (step.kind.play, a) {
+            (Play::Expect, Action::ExpectMetrics { .. }) => self.expect_metrics(a),
+            (Play::Expect, Action::ExpectRouterBgp { .. }) => self.expect_router_bgp(a),
+            (Play::Expect, _) => self.expect(a),
+            (Play::Act, _) => self.act(a),
+        }
+    }
+
+    pub(super) fn scale(&self, d: Dur) -> Duration {
+        self.w.opts.scale(d.0)
+    }
+
+    /// The scaled hold of an expectation: as written, or [`ABSENT_HOLD`]
+    /// when it expects something to be absent and names no hold.
+    pub(super) fn hold_for(&self, present: bool, hold: Option<Dur>) -> Option<Duration> {
+        match (hold, present) {
+            (Some(h), _) => Some(self.scale(h)),
+            (None, false) => Some(self.w.opts.scale(ABSENT_HOLD)),
+            (None, true) => None,
+        }
+    }
+}

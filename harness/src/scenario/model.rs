@@ -1,0 +1,90 @@
+//! A whole scenario: the file as written ([`RawScenario`]) and the checked
+//! [`Scenario`] it becomes, with its [`Step`]s.
+//!
+//! In: TOML, through serde (`RawScenario`); the parse fills `Scenario`.
+//! Out: the one type the runner, the topology and the reports read. Owns
+//! the top-level fields and their defaults.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use ipnet::{Ipv4Net, Ipv6Net};
+use serde::Deserialize;
+use toml::Spanned;
+
+use super::schema::{
+    BgpSection, Capability, ContainerDef, DriverSection, Engine, HostDef, NetworkDef, RouterDef,
+    SegmentDef,
+};
+use super::step_kinds::StepKind;
+use super::steps::Action;
+
+#[derive(Debug, Clone)]
+pub struct Step {
+    pub name: String,
+    pub line: usize,
+    pub action: Action,
+    /// Its row in the table of step kinds (what its time means, who plays it).
+    pub kind: &'static StepKind,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawScenario {
+    pub(super) description: String,
+    #[serde(default)]
+    pub(super) requires: Vec<Capability>,
+    #[serde(default = "default_engines")]
+    pub(super) engines: Vec<String>,
+    #[serde(default = "default_underlay")]
+    pub(super) underlay: Ipv4Net,
+    /// Dual stack: the default segment's IPv6 subnet.
+    pub(super) underlay6: Option<Ipv6Net>,
+    #[serde(default)]
+    pub(super) bgp: BgpSection,
+    #[serde(default)]
+    pub(super) driver: DriverSection,
+    #[serde(default)]
+    pub(super) segments: Vec<SegmentDef>,
+    pub(super) hosts: Vec<Spanned<HostDef>>,
+    #[serde(default)]
+    pub(super) routers: Vec<Spanned<RouterDef>>,
+    #[serde(default)]
+    pub(super) networks: Vec<Spanned<NetworkDef>>,
+    #[serde(default)]
+    pub(super) containers: Vec<Spanned<ContainerDef>>,
+    #[serde(default)]
+    pub(super) steps: Vec<Spanned<toml::Table>>,
+}
+
+fn default_engines() -> Vec<String> {
+    vec![Engine::Emulator.name().into()]
+}
+
+fn default_underlay() -> Ipv4Net {
+    "192.0.2.0/24".parse().expect("valid")
+}
+
+#[derive(Debug, Clone)]
+pub struct Scenario {
+    pub name: String,
+    pub file: String,
+    pub description: String,
+    pub requires: BTreeSet<Capability>,
+    /// Engines this scenario runs on (the test suite runs it on each).
+    pub engines: Vec<Engine>,
+    pub underlay: Ipv4Net,
+    /// The underlay's L2 segments (one, named `underlay`, unless the file declares more).
+    pub segments: Vec<SegmentDef>,
+    pub bgp: BgpSection,
+    pub driver: DriverSection,
+    pub hosts: Vec<HostDef>,
+    pub routers: Vec<RouterDef>,
+    pub networks: Vec<NetworkDef>,
+    /// Containers after expanding `count`, in declaration order.
+    pub containers: Vec<ContainerDef>,
+    /// Group name -> member names.
+    pub groups: BTreeMap<String, Vec<String>>,
+    /// Host template name -> the host names it declared.
+    pub host_groups: BTreeMap<String, Vec<String>>,
+    pub steps: Vec<Step>,
+}
