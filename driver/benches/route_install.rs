@@ -36,7 +36,8 @@ use ipnet::{IpNet, Ipv4Net};
 use ipvlan_bgp::bgp::installer::{Change, Installer};
 use ipvlan_bgp::bgp::route_table::RouteTable;
 use ipvlan_bgp::bgp::route_watch::RouteWatch;
-use ipvlan_bgp::kernel::{Family, Kernel, Route};
+use ipvlan_bgp::kernel::real::Kernel;
+use ipvlan_bgp::kernel::{Family, Route};
 use ipvlan_bgp::metrics::Metrics;
 
 use common::{median, ms, rank, BenchResult, Series};

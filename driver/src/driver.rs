@@ -26,7 +26,8 @@ use tokio::sync::watch;
 use tracing::{debug, info, warn};
 
 use crate::error::DriverError;
-use crate::kernel::{Kernel, KernelError, LinkKernel, LinkKind};
+use crate::kernel::real::Kernel;
+use crate::kernel::{KernelError, LinkKernel, LinkKind};
 use crate::links::{self, Expect};
 use crate::names::{self, Role};
 use crate::network::{check_id, host_route, Announce, EndpointSpec, InvalidRequest, NetworkSpec};

@@ -19,7 +19,6 @@ pub mod kernel;
 pub mod links;
 pub mod metrics;
 pub mod names;
-pub mod netlink;
 pub mod network;
 pub mod route_attrs;
 pub mod state;
@@ -34,7 +33,7 @@ use tracing::{info, warn};
 use crate::api::server::{self, App};
 use crate::config::RunArgs;
 use crate::driver::Driver;
-use crate::kernel::Kernel;
+use crate::kernel::real::Kernel;
 use crate::metrics::Metrics;
 use crate::state::Store;
 

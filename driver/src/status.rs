@@ -16,7 +16,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::driver::Driver;
-use crate::kernel::{Family, Kernel, Route};
+use crate::kernel::real::Kernel;
+use crate::kernel::{Family, Route};
 use crate::metrics::{now_unix, BgpStatus, Metrics};
 use crate::network::Announce;
 

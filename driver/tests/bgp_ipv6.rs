@@ -31,7 +31,7 @@ use ipvlan_bgp::bgp::route_watch::RouteWatch;
 use ipvlan_bgp::bgp::speaker::SpeakerConfig;
 use ipvlan_bgp::bgp::{Bgp, BgpConfig};
 use ipvlan_bgp::driver::View;
-use ipvlan_bgp::kernel::Kernel;
+use ipvlan_bgp::kernel::real::Kernel;
 use ipvlan_bgp::metrics::Metrics;
 
 use common::{skip, Outcome};

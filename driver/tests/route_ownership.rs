@@ -16,7 +16,8 @@ use std::time::{Duration, Instant};
 use ipnet::IpNet;
 use ipvlan_bgp::bgp::installer::{Change, Installer};
 use ipvlan_bgp::bgp::route_watch::RouteWatch;
-use ipvlan_bgp::kernel::{Family, Kernel, Route};
+use ipvlan_bgp::kernel::real::Kernel;
+use ipvlan_bgp::kernel::{Family, Route};
 use ipvlan_bgp::metrics::Metrics;
 
 struct Ns(String);

@@ -33,7 +33,8 @@ use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
-use ipvlan_bgp::kernel::{Kernel, Route};
+use ipvlan_bgp::kernel::real::Kernel;
+use ipvlan_bgp::kernel::Route;
 use serde_json::{json, Value};
 
 use crate::netns::Netns;

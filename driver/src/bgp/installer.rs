@@ -39,9 +39,10 @@ use std::time::{Duration, Instant};
 use ipnet::IpNet;
 use tracing::{debug, info, warn};
 
-use super::route_table::{RouteTable, TableRoute};
+use super::route_table::RouteTable;
 use super::route_watch::{KernelEvent, RouteWatch};
-use crate::kernel::{Kernel, KernelError, Route};
+use crate::kernel::real::Kernel;
+use crate::kernel::{KernelError, Route, TableRoute};
 use crate::metrics::{now_unix, Metrics};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -1032,7 +1033,7 @@ mod tests {
         // A tagged route (a previous run, or by hand) we did not know of.
         let mut fake = FakeTable::default();
         let (mut i, t0) = installer(FakeTable::default());
-        fake.routes.push(crate::bgp::route_table::TableRoute {
+        fake.routes.push(crate::kernel::TableRoute {
             route: ours("10.1.2.0/24", "192.0.2.7"),
             tos: 0,
             priority: 0,

@@ -44,7 +44,8 @@ use tokio_stream::StreamExt;
 use tracing::{debug, info, warn};
 
 use crate::driver::View;
-use crate::kernel::{Kernel, Route};
+use crate::kernel::real::Kernel;
+use crate::kernel::Route;
 use crate::metrics::{Metrics, PeerStatus};
 use announcer::{Announcement, Announcer};
 use gobgp::apipb::{

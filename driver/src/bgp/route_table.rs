@@ -44,25 +44,10 @@ use std::collections::HashSet;
 use std::net::IpAddr;
 
 use ipnet::IpNet;
-use netlink_packet_core::{NLM_F_CREATE, NLM_F_EXCL, NLM_F_REPLACE};
-use netlink_packet_route::route::{
-    RouteAddress, RouteAttribute, RouteHeader, RouteMessage, RouteType,
-};
-use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 
-use crate::kernel::{route_msg, Kernel, KernelError, Route};
-use crate::netlink::NlError;
-
-/// A main-table unicast route as the kernel keys it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct TableRoute {
-    pub route: Route,
-    pub tos: u8,
-    pub priority: u32,
-    /// Several next hops (RTA_MULTIPATH): `route.via`/`oif` are `None` and,
-    /// for IPv6, `route.protocol` is only the first next hop's.
-    pub multipath: bool,
-}
+use crate::kernel::netlink::NlError;
+use crate::kernel::real::Kernel;
+use crate::kernel::{KernelError, Route, TableRoute};
 
 /// The metric the kernel gives a route written without one.
 pub fn default_priority(dst: &IpNet) -> u32 {
@@ -116,102 +101,22 @@ fn kernel_error(op: String, errno: i32) -> KernelError {
     }
 }
 
-impl Kernel {
-    fn route_writes(&mut self, routes: &[Route], flags: u16, op: &str) -> Vec<WriteResult> {
-        let msgs = routes
-            .iter()
-            .map(|r| (RouteNetlinkMessage::NewRoute(route_msg(r)), flags))
-            .collect();
-        self.netlink()
-            .batch(msgs)
-            .into_iter()
-            .zip(routes)
-            .map(|(res, r)| {
-                res.map_err(|source| KernelError::Netlink {
-                    op: format!("{op} route {}", r.dst),
-                    source,
-                })
-            })
-            .collect()
-    }
-}
-
 impl RouteTable for Kernel {
     fn dump(&mut self) -> Result<Vec<TableRoute>, KernelError> {
-        let mut out = Vec::new();
-        for af in [AddressFamily::Inet, AddressFamily::Inet6] {
-            let mut msg = RouteMessage::default();
-            msg.header.address_family = af;
-            let msgs = self
-                .netlink()
-                .dump(RouteNetlinkMessage::GetRoute(msg))
-                .map_err(|source| KernelError::Netlink {
-                    op: "list routes".into(),
-                    source,
-                })?;
-            out.extend(msgs.iter().filter_map(|m| match m {
-                RouteNetlinkMessage::NewRoute(r) => parse_table_route(r),
-                _ => None,
-            }));
-        }
-        Ok(out)
+        self.table_routes()
     }
 
     fn create_exclusive(&mut self, routes: &[Route]) -> Vec<WriteResult> {
-        self.route_writes(routes, NLM_F_CREATE | NLM_F_EXCL, "create")
+        self.create_routes(routes)
     }
 
     fn replace(&mut self, routes: &[Route]) -> Vec<WriteResult> {
-        self.route_writes(routes, NLM_F_CREATE | NLM_F_REPLACE, "replace")
+        self.replace_routes(routes)
     }
 
     fn delete(&mut self, routes: &[Route]) -> Vec<WriteResult> {
         self.delete_routes(routes)
     }
-}
-
-/// A main-table unicast route from a netlink message; `None` for other
-/// tables and types (local, broadcast, multicast, ...).
-pub fn parse_table_route(m: &RouteMessage) -> Option<TableRoute> {
-    let mut table = u32::from(m.header.table);
-    let mut dst = None;
-    let mut via = None;
-    let mut oif = None;
-    let mut priority = 0;
-    let mut multipath = false;
-    for a in &m.attributes {
-        match a {
-            RouteAttribute::Table(t) => table = *t,
-            RouteAttribute::Destination(RouteAddress::Inet(ip)) => dst = Some(IpAddr::V4(*ip)),
-            RouteAttribute::Destination(RouteAddress::Inet6(ip)) => dst = Some(IpAddr::V6(*ip)),
-            RouteAttribute::Gateway(RouteAddress::Inet(ip)) => via = Some(IpAddr::V4(*ip)),
-            RouteAttribute::Gateway(RouteAddress::Inet6(ip)) => via = Some(IpAddr::V6(*ip)),
-            RouteAttribute::Oif(i) => oif = Some(*i),
-            RouteAttribute::Priority(p) => priority = *p,
-            RouteAttribute::MultiPath(hops) => multipath = hops.len() > 1,
-            _ => {}
-        }
-    }
-    if table != u32::from(RouteHeader::RT_TABLE_MAIN) || m.header.kind != RouteType::Unicast {
-        return None;
-    }
-    let dst = match (dst, m.header.address_family) {
-        (Some(ip), _) => IpNet::new(ip, m.header.destination_prefix_length).ok()?,
-        (None, AddressFamily::Inet) => "0.0.0.0/0".parse().ok()?,
-        (None, AddressFamily::Inet6) => "::/0".parse().ok()?,
-        _ => return None,
-    };
-    Some(TableRoute {
-        route: Route {
-            dst,
-            via,
-            oif,
-            protocol: u8::from(m.header.protocol),
-        },
-        tos: m.header.tos,
-        priority,
-        multipath,
-    })
 }
 
 /// An in-memory main table with the kernel's matching rules (see the module

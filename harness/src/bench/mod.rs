@@ -272,7 +272,7 @@ fn rss_kib(pid: Option<u32>) -> u64 {
 }
 
 fn tagged_routes(w: &World, host: usize) -> Result<Vec<ipvlan_bgp::kernel::Route>> {
-    let mut k = ipvlan_bgp::kernel::Kernel::open_in_netns(&w.hosts[host].ns.path())?;
+    let mut k = ipvlan_bgp::kernel::real::Kernel::open_in_netns(&w.hosts[host].ns.path())?;
     Ok(k.routes(
         ipvlan_bgp::kernel::Family::V4,
         Some(ipvlan_bgp::config::DEFAULT_ROUTE_PROTOCOL),
