@@ -35,8 +35,10 @@ use ipvlan_bgp::bgp::policy::{ParentInfo, PolicyInputs};
 use ipvlan_bgp::driver::{Driver, View};
 use ipvlan_bgp::kernel::fake::FakeKernel;
 use ipvlan_bgp::metrics::Metrics;
-use ipvlan_bgp::network::{Announce, Dataplane, EndpointSpec, MacvlanMode, NetworkSpec, Parent};
-use ipvlan_bgp::state::Store;
+use ipvlan_bgp::model::network::{
+    Announce, Dataplane, EndpointSpec, MacvlanMode, NetworkSpec, Parent,
+};
+use ipvlan_bgp::store::Store;
 use tokio::sync::watch;
 
 const NET: &str = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";

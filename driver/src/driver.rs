@@ -29,10 +29,12 @@ use crate::error::DriverError;
 use crate::kernel::real::Kernel;
 use crate::kernel::{KernelError, LinkKernel, LinkKind};
 use crate::links::{self, Expect};
-use crate::names::{self, Role};
-use crate::network::{check_id, host_route, Announce, EndpointSpec, InvalidRequest, NetworkSpec};
-use crate::route_attrs::RouteAttrs;
-use crate::state::{EndpointRecord, NetworkRecord, Record, State, Store};
+use crate::model::attrs::RouteAttrs;
+use crate::model::invalid::InvalidRequest;
+use crate::model::names::{self, Role};
+use crate::model::network::{check_id, host_route, Announce, EndpointSpec, NetworkSpec};
+use crate::model::state::{self, EndpointRecord, NetworkRecord, Record, State};
+use crate::store::Store;
 
 /// What the BGP side needs to know about this host's networks.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -218,7 +220,7 @@ impl<K: LinkKernel> Driver<K> {
             view: tx,
             current: View::default(),
         };
-        if driver.state.version < crate::state::VERSION {
+        if driver.state.version < state::VERSION {
             driver.adopt_unmarked();
         } else if replayed.records > 0 || replayed.torn_bytes > 0 || replayed.stale {
             // Start from a fresh snapshot: one O(n) write per start, and a
@@ -396,7 +398,7 @@ impl<K: LinkKernel> Driver<K> {
             let spec = &rec.spec;
             let parent = self.kernel.link(&spec.parent.name).ok().flatten();
             let parent = parent.map(|p| p.index);
-            let kind = spec.dataplane.link_kind();
+            let kind = LinkKind::from(spec.dataplane);
             let mut try_adopt = |k: &mut K, name: &str, mark: &str| {
                 let want = Expect {
                     name,
@@ -437,7 +439,7 @@ impl<K: LinkKernel> Driver<K> {
             adopted,
             "state from before link marks: marked the links its records name"
         );
-        self.state.version = crate::state::VERSION;
+        self.state.version = state::VERSION;
         if let Err(e) = self.save() {
             warn!(error = %e, "could not save the upgraded state");
         }
@@ -669,7 +671,7 @@ impl<K: LinkKernel> Driver<K> {
         let mark = names::mark(Role::Shim, &spec.id);
         let want = Expect {
             name: &shim,
-            kind: spec.dataplane.link_kind(),
+            kind: LinkKind::from(spec.dataplane),
             parent: Some(parent.index),
             mark: &mark,
         };
@@ -864,7 +866,7 @@ impl<K: LinkKernel> Driver<K> {
         self.publish();
         let spec = &rec.spec;
         let parent = self.kernel.link(&spec.parent.name).ok().flatten();
-        let kind = spec.dataplane.link_kind();
+        let kind = LinkKind::from(spec.dataplane);
         let mut failed = Vec::new();
         // Docker deletes endpoints first; anything left over goes too.
         let mut ours: Vec<(String, String)> = rec
@@ -1023,7 +1025,7 @@ impl<K: LinkKernel> Driver<K> {
         let mark = names::mark(Role::Endpoint, &ep.spec.id);
         let want = Expect {
             name: &ep.link,
-            kind: spec.dataplane.link_kind(),
+            kind: LinkKind::from(spec.dataplane),
             parent: Some(parent),
             mark: &mark,
         };
@@ -1108,7 +1110,7 @@ impl<K: LinkKernel> Driver<K> {
         let mark = names::mark(Role::Endpoint, endpoint);
         let want = Expect {
             name: &link,
-            kind: spec.dataplane.link_kind(),
+            kind: LinkKind::from(spec.dataplane),
             parent,
             mark: &mark,
         };
@@ -1174,7 +1176,7 @@ impl<K: LinkKernel> Driver<K> {
 mod tests {
     use super::*;
     use crate::kernel::fake::{FakeKernel, Op};
-    use crate::network::{Dataplane, IpvlanFlag, IpvlanMode, MacvlanMode, Parent};
+    use crate::model::network::{Dataplane, IpvlanFlag, IpvlanMode, MacvlanMode, Parent};
 
     const NET_A: &str = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
     const NET_B: &str = "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb";
@@ -1569,7 +1571,7 @@ mod tests {
             Some(names::mark(Role::Shim, NET_A))
         );
         assert!(fk.link_named(&l1.name).unwrap().alias.is_some());
-        assert_eq!(store.load().unwrap().version, crate::state::VERSION);
+        assert_eq!(store.load().unwrap().version, state::VERSION);
         foreign_intact(&fk, "the upgrade");
         // Docker brings EP_2's link back, unmarked: it goes.
         fk.add_device(&names::endpoint(EP_2), Some("macvlan"), Some("eth0"), None);
@@ -1618,7 +1620,7 @@ mod tests {
         d.delete_endpoint(NET_A, EP_1).unwrap();
         on_disk(&d, "delete endpoint");
         // Only the journal grew: no snapshot was written after the start.
-        assert!(!dir.path().join(crate::state::STATE_FILE).exists());
+        assert!(!dir.path().join(crate::store::STATE_FILE).exists());
         d.delete_network(NET_A).unwrap();
         on_disk(&d, "delete network");
         assert!(d.state().was_deleted(EP_2));
@@ -1626,7 +1628,7 @@ mod tests {
         drop(d);
         let (d, _) = start(dir.path(), &fk);
         assert!(d.state().networks.is_empty() && d.state().was_deleted(EP_1));
-        assert!(!dir.path().join(crate::state::JOURNAL_FILE).exists());
+        assert!(!dir.path().join(crate::store::JOURNAL_FILE).exists());
         on_disk(&d, "restart");
     }
 

@@ -18,11 +18,9 @@ pub mod health;
 pub mod kernel;
 pub mod links;
 pub mod metrics;
-pub mod names;
-pub mod network;
-pub mod route_attrs;
-pub mod state;
+pub mod model;
 pub mod status;
+pub mod store;
 
 use std::sync::{Arc, Mutex};
 
@@ -35,7 +33,7 @@ use crate::config::RunArgs;
 use crate::driver::Driver;
 use crate::kernel::real::Kernel;
 use crate::metrics::Metrics;
-use crate::state::Store;
+use crate::store::Store;
 
 /// Runs the driver until `shutdown` resolves: restores state, starts the BGP
 /// side (unless disabled), serves the plugin socket, then removes it.

@@ -346,7 +346,7 @@ fn note_join(
     endpoint: &str,
     started: std::time::Instant,
 ) {
-    use crate::network::{host_route, Announce};
+    use crate::model::network::{host_route, Announce};
     let Some(net) = driver.state().networks.get(network) else {
         return;
     };

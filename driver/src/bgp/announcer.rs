@@ -26,7 +26,7 @@ use super::gobgp::{
     deadline, decode_attrs, decode_path, families, family_of, next_within, open_global_rib,
     path_with_attrs, Client,
 };
-use crate::route_attrs::RouteAttrs;
+use crate::model::attrs::RouteAttrs;
 
 /// Paths sent per AddPathStream message.
 const STREAM_CHUNK: usize = 1000;

@@ -41,7 +41,7 @@ use apipb::{
     MpUnreachNlriAttribute, MultiExitDiscAttribute, NextHopAttribute, OriginAttribute, Path,
 };
 
-use crate::route_attrs::RouteAttrs;
+use crate::model::attrs::RouteAttrs;
 
 pub type Client = GobgpApiClient<Channel>;
 

@@ -931,8 +931,8 @@ mod tests {
         }
     }
 
-    fn med(m: u32) -> crate::route_attrs::RouteAttrs {
-        crate::route_attrs::RouteAttrs {
+    fn med(m: u32) -> crate::model::attrs::RouteAttrs {
+        crate::model::attrs::RouteAttrs {
             med: Some(m),
             ..Default::default()
         }

@@ -48,8 +48,8 @@ use tracing::{debug, info, warn};
 
 use crate::driver::{Driver, View};
 use crate::metrics::Metrics;
-use crate::network::{host_route, Announce};
-use crate::state::State;
+use crate::model::network::{host_route, Announce};
+use crate::model::state::State;
 use docker::{Container, DockerApi, Hint};
 
 /// Endpoints never classified are announced after Docker has been

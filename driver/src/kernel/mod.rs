@@ -16,7 +16,7 @@ use std::net::IpAddr;
 
 use ipnet::IpNet;
 
-use crate::network::{IpvlanFlag, IpvlanMode, MacvlanMode};
+use crate::model::network::{Dataplane, IpvlanFlag, IpvlanMode, MacvlanMode};
 use netlink::NlError;
 
 #[cfg(any(test, feature = "test-support"))]
@@ -25,7 +25,7 @@ pub mod netlink;
 pub mod real;
 
 /// The shape of a link we create. The modes are the domain's own types
-/// ([`crate::network`]); this facade only translates them to netlink.
+/// ([`crate::model::network`]); this facade only translates them to netlink.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LinkKind {
     Ipvlan {
@@ -165,6 +165,15 @@ impl LinkKind {
             LinkKind::Macvlan { .. } => "macvlan",
             LinkKind::Vlan { .. } => "vlan",
             LinkKind::Veth => "veth",
+        }
+    }
+}
+
+impl From<Dataplane> for LinkKind {
+    fn from(d: Dataplane) -> LinkKind {
+        match d {
+            Dataplane::Ipvlan { mode, flag } => LinkKind::Ipvlan { mode, flag },
+            Dataplane::Macvlan { mode } => LinkKind::Macvlan { mode },
         }
     }
 }

@@ -32,7 +32,7 @@ use super::netlink::Netlink;
 use super::{
     Addr, Family, KernelError, Link, LinkKernel, LinkKind, NewLink, Result, Route, TableRoute,
 };
-use crate::network::{IpvlanFlag, IpvlanMode, MacvlanMode};
+use crate::model::network::{IpvlanFlag, IpvlanMode, MacvlanMode};
 
 pub struct Kernel {
     nl: Netlink,
