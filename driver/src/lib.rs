@@ -19,6 +19,7 @@ pub mod kernel;
 pub mod links;
 pub mod metrics;
 pub mod model;
+pub mod rib;
 pub mod status;
 pub mod store;
 
@@ -85,7 +86,7 @@ pub async fn run(
     let mut bgp_task = None;
     let mut installer_thread = None;
     if let Some(cfg) = bgp_cfg {
-        let (installer, thread, adopted) = bgp::installer::Installer::start(
+        let (installer, thread, adopted) = rib::installer::Installer::start(
             Kernel::open().context("open netlink for routes")?,
             cfg.protocol,
             metrics.clone(),

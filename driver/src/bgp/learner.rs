@@ -26,10 +26,10 @@ use ipnet::IpNet;
 use tracing::{info, warn};
 
 use super::gobgp::LearnedPath;
-use super::installer::Change;
 use super::policy::{decide, PolicyInputs, Reject};
 use crate::kernel::Route;
 use crate::metrics::{Metrics, RejectedSample};
+use crate::rib::installer::Change;
 
 /// Refused prefixes kept as a sample for `status`.
 pub const SAMPLE: usize = 1000;

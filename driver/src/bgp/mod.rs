@@ -26,11 +26,8 @@
 
 pub mod announcer;
 pub mod gobgp;
-pub mod installer;
 pub mod learner;
 pub mod policy;
-pub mod route_table;
-pub mod route_watch;
 pub mod speaker;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -47,12 +44,13 @@ use crate::driver::View;
 use crate::kernel::real::Kernel;
 use crate::kernel::Route;
 use crate::metrics::{Metrics, PeerStatus};
+use crate::rib::installer;
+use crate::rib::worker::InstallerHandle;
 use announcer::{Announcement, Announcer};
 use gobgp::apipb::{
     watch_event_request, watch_event_response, ListPeerRequest, Path, WatchEventRequest,
 };
 use gobgp::{decode_path, Client, GobgpAddr, LearnedPath};
-use installer::InstallerHandle;
 use learner::Learner;
 use policy::{ParentInfo, PolicyInputs};
 use speaker::SpeakerConfig;

@@ -129,7 +129,7 @@ pub(crate) struct RouteEvents {
 
 impl RouteEvents {
     pub(crate) fn open(w: &World, host: usize) -> Result<RouteEvents> {
-        use ipvlan_bgp::bgp::route_watch::{KernelEvent, RouteWatch};
+        use ipvlan_bgp::rib::watch::{KernelEvent, RouteWatch};
         let watch = RouteWatch::open_in_netns(&w.hosts[host].ns.path())?;
         let (tx, rx) = std::sync::mpsc::channel();
         let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
