@@ -22,6 +22,7 @@ pub mod model;
 pub mod rib;
 pub mod status;
 pub mod store;
+pub mod view;
 
 use std::sync::{Arc, Mutex};
 
@@ -70,14 +71,14 @@ pub async fn run(
     // The health gate stands between the driver's View and the BGP side.
     let (view_rx, health_task) = match args.health_gate.clone() {
         Some(cfg) => {
-            let (rx, task) = health::spawn(
-                cfg,
-                driver.clone(),
-                view_rx,
-                metrics.clone(),
-                stop_rx.clone(),
-            )
-            .await;
+            let d = driver.clone();
+            let read: health::ReadView = Arc::new(move |rx| {
+                let d = d.lock().unwrap_or_else(|p| p.into_inner());
+                let view = rx.borrow_and_update().clone();
+                (view, view::build::endpoint_routes(d.state()))
+            });
+            let (rx, task) =
+                health::spawn(cfg, read, view_rx, metrics.clone(), stop_rx.clone()).await;
             (rx, Some(task))
         }
         None => (view_rx, None),

@@ -28,11 +28,11 @@ use ipnet::IpNet;
 use ipvlan_bgp::bgp::gobgp::GobgpAddr;
 use ipvlan_bgp::bgp::speaker::SpeakerConfig;
 use ipvlan_bgp::bgp::{Bgp, BgpConfig};
-use ipvlan_bgp::driver::View;
 use ipvlan_bgp::kernel::real::Kernel;
 use ipvlan_bgp::metrics::Metrics;
 use ipvlan_bgp::rib::installer::Installer;
 use ipvlan_bgp::rib::watch::RouteWatch;
+use ipvlan_bgp::view::View;
 
 use common::{skip, Outcome};
 

@@ -40,12 +40,12 @@ use tokio::sync::watch;
 use tokio_stream::StreamExt;
 use tracing::{debug, info, warn};
 
-use crate::driver::View;
 use crate::kernel::real::Kernel;
 use crate::kernel::Route;
 use crate::metrics::{Metrics, PeerStatus};
 use crate::rib::installer;
 use crate::rib::worker::InstallerHandle;
+use crate::view::View;
 use announcer::{Announcement, Announcer};
 use gobgp::apipb::{
     watch_event_request, watch_event_response, ListPeerRequest, Path, WatchEventRequest,
