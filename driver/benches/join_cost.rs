@@ -32,7 +32,7 @@ use ipnet::{IpNet, Ipv4Net};
 use ipvlan_bgp::bgp::gobgp::LearnedPath;
 use ipvlan_bgp::bgp::learner::Learner;
 use ipvlan_bgp::bgp::policy::{ParentInfo, PolicyInputs};
-use ipvlan_bgp::driver::Driver;
+use ipvlan_bgp::docker::Driver;
 use ipvlan_bgp::kernel::fake::FakeKernel;
 use ipvlan_bgp::metrics::Metrics;
 use ipvlan_bgp::model::network::{

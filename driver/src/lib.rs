@@ -12,13 +12,13 @@
 pub mod api;
 pub mod bgp;
 pub mod config;
-pub mod driver;
+pub mod docker;
 pub mod error;
 pub mod health;
 pub mod kernel;
-pub mod links;
 pub mod metrics;
 pub mod model;
+pub mod provision;
 pub mod rib;
 pub mod status;
 pub mod store;
@@ -28,11 +28,11 @@ use std::sync::{Arc, Mutex};
 
 use anyhow::Context;
 use tokio::sync::watch;
-use tracing::{info, warn};
+use tracing::info;
 
 use crate::api::server::{self, App};
 use crate::config::RunArgs;
-use crate::driver::Driver;
+use crate::docker::{lifecycle, Driver};
 use crate::kernel::real::Kernel;
 use crate::metrics::Metrics;
 use crate::store::Store;
@@ -109,7 +109,7 @@ pub async fn run(
 
     let listener = server::bind(&args.socket).await?;
     info!(socket = %args.socket.display(), "serving Docker");
-    let repair_task = tokio::spawn(repair_loop(driver.clone(), stop_rx.clone()));
+    let repair_task = tokio::spawn(lifecycle::repair_loop(driver.clone(), stop_rx.clone()));
     let app = App { driver, metrics };
     let metrics_task = metrics_listener.map(|l| {
         info!(address = %args.metrics_listen.map(|a| a.to_string()).unwrap_or_default(), "serving /metrics over TCP");
@@ -138,29 +138,4 @@ pub async fn run(
     }
     info!("stopped");
     served.context("serve")
-}
-
-/// How often networks that could not be restored (their parent was missing)
-/// are retried.
-const REPAIR_EVERY: std::time::Duration = std::time::Duration::from_secs(2);
-
-/// Retries unavailable networks until `stop` turns true. The driver does
-/// synchronous netlink, so each round runs on a blocking thread.
-async fn repair_loop(driver: Arc<Mutex<Driver>>, mut stop: watch::Receiver<bool>) {
-    let mut tick = tokio::time::interval(REPAIR_EVERY);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = tick.tick() => {}
-            _ = stop.changed() => return,
-        }
-        let d = driver.clone();
-        let round = tokio::task::spawn_blocking(move || {
-            let mut d = d.lock().unwrap_or_else(|p| p.into_inner());
-            d.repair()
-        });
-        if let Err(e) = round.await {
-            warn!(error = %e, "repair round failed");
-        }
-    }
 }

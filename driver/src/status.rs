@@ -15,7 +15,7 @@ use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::driver::Driver;
+use crate::docker::Driver;
 use crate::kernel::real::Kernel;
 use crate::kernel::{Family, Route};
 use crate::metrics::{now_unix, BgpStatus, Metrics};

@@ -14,7 +14,7 @@ use ipnet::{Ipv4Net, Ipv6Net};
 use super::wire::{
     self, CreateEndpointRequest, CreateNetworkRequest, InterfaceName, JoinResponse, StaticRoute,
 };
-use crate::driver::{Joined, Reach};
+use crate::docker::ops::{Joined, Reach};
 use crate::model::attrs::{self, RouteAttrs};
 use crate::model::invalid::{invalid, InvalidRequest};
 use crate::model::network::{

@@ -30,7 +30,7 @@ use super::wire::{
     CreateNetworkRequest, DiscoveryRequest, EndpointRequest, ErrorResponse, JoinRequest,
     NetworkRequest, OperInfoResponse,
 };
-use crate::driver::Driver;
+use crate::docker::Driver;
 use crate::error::DriverError;
 use crate::metrics::Metrics;
 

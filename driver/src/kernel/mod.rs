@@ -8,7 +8,7 @@
 //! are the [`LinkKernel`] trait: [`real::Kernel`] implements it over one
 //! rtnetlink socket ([`netlink`]), [`fake::FakeKernel`] in memory for tests
 //! (only with `cfg(test)` or the `test-support` feature). Which links may be
-//! touched is decided above it, in [`crate::links`]. Nothing here knows
+//! touched is decided above it, in [`crate::provision::links`]. Nothing here knows
 //! about Docker or BGP.
 
 use std::io;
@@ -58,13 +58,13 @@ pub struct NewLink {
 /// Link and address operations the driver needs, as a trait so that the
 /// driver runs against the real kernel ([`real::Kernel`]) or an in-memory one
 /// ([`fake::FakeKernel`]) in unit tests. Each is one netlink request; the
-/// rules about which links may be touched live above it, in [`crate::links`].
+/// rules about which links may be touched live above it, in [`crate::provision::links`].
 pub trait LinkKernel: Send {
     fn links(&mut self) -> Result<Vec<Link>>;
     fn link(&mut self, name: &str) -> Result<Option<Link>>;
     /// Creates a link that must not exist yet (`NLM_F_EXCL`) and reads it
     /// back. The alias is sent with the request; whether the kernel kept it
-    /// is for the caller to check (see [`crate::links`]).
+    /// is for the caller to check (see [`crate::provision::links`]).
     fn create_link(&mut self, new: &NewLink) -> Result<Link>;
     fn set_alias(&mut self, index: u32, alias: &str) -> Result<()>;
     /// Deletes a link by index; `Ok(false)` if it was already gone.

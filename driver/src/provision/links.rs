@@ -1,7 +1,7 @@
 //! The driver's links in the host namespace, and the rules that keep it off
 //! everyone else's.
 //!
-//! In: intents from [`crate::driver`] ("this container link exists on that
+//! In: intents from [`crate::docker`] and [`super::network`] ("this container link exists on that
 //! parent", "delete the shim of that network", "sweep what no record owns")
 //! and a [`LinkKernel`]. Out: kernel changes, or an error that names the link
 //! and says why it was left alone. It owns one rule: a link is ours only if
