@@ -94,7 +94,7 @@ pub async fn run(
         )
         .context("read installed routes")?;
         installer_thread = Some((thread, installer.clone()));
-        let bgp = bgp::Bgp::new(
+        let bgp = bgp::session::Bgp::new(
             cfg,
             metrics.clone(),
             view_rx,

@@ -25,9 +25,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ipnet::IpNet;
+use ipvlan_bgp::bgp::config::BgpConfig;
 use ipvlan_bgp::bgp::gobgp::GobgpAddr;
+use ipvlan_bgp::bgp::session::Bgp;
 use ipvlan_bgp::bgp::speaker::SpeakerConfig;
-use ipvlan_bgp::bgp::{Bgp, BgpConfig};
 use ipvlan_bgp::kernel::real::Kernel;
 use ipvlan_bgp::metrics::Metrics;
 use ipvlan_bgp::rib::installer::Installer;

@@ -19,7 +19,7 @@
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::net::IpAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use ipnet::IpNet;
@@ -639,6 +639,11 @@ fn prefix_only(prefix: &IpNet, inputs: &PolicyInputs) -> Result<(), Reject> {
         Err(r) if r.is_dropped() => Err(r),
         _ => Ok(()),
     }
+}
+
+/// The learner behind its lock; a panic elsewhere does not poison it for good.
+pub fn lock_learner(learner: &Mutex<Learner>) -> MutexGuard<'_, Learner> {
+    learner.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 #[cfg(test)]
