@@ -20,7 +20,6 @@ pub mod metrics;
 pub mod model;
 pub mod provision;
 pub mod rib;
-pub mod status;
 pub mod store;
 pub mod view;
 

@@ -318,7 +318,7 @@ fn dispatch(app: &App, method: &str, body: &[u8]) -> Result<Answer, Option<Drive
             empty()
         }
         "IpvlanBgp.Status" => {
-            let status = crate::status::Status::collect(&lock(app), &app.metrics);
+            let status = super::status::Status::collect(&lock(app), &app.metrics);
             to_value(status.read_routes())
         }
         "metrics" => Ok(Answer::Text(metrics_text(app))),
