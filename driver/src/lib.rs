@@ -21,6 +21,7 @@ pub mod model;
 pub mod provision;
 pub mod rib;
 pub mod store;
+pub mod unix_http;
 pub mod view;
 
 use std::sync::{Arc, Mutex};

@@ -2,8 +2,6 @@
 //!
 //! It speaks exactly as dockerd does (no Content-Type, the plugin `Accept`
 //! header), so whoever uses it exercises the same parsing path as Docker.
-//! [`connect`] opens the HTTP/1.1 connection over a unix socket; the health
-//! gate's Docker API client uses it too.
 
 use std::path::Path;
 use std::time::Duration;
@@ -11,10 +9,9 @@ use std::time::Duration;
 use anyhow::{anyhow, Context};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
-use hyper::client::conn::http1::SendRequest;
 use hyper::Request;
-use hyper_util::rt::TokioIo;
-use tokio::net::UnixStream;
+
+use crate::unix_http;
 
 /// Status code and body of one call.
 #[derive(Debug, Clone)]
@@ -59,28 +56,8 @@ pub async fn post(
         })?
 }
 
-/// An HTTP/1.1 connection to the unix socket at `socket`, its connection
-/// task spawned, ready for requests with bodies of type `B`.
-pub async fn connect<B>(socket: &Path) -> anyhow::Result<SendRequest<B>>
-where
-    B: hyper::body::Body + Send + 'static,
-    B::Data: Send,
-    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-{
-    let stream = UnixStream::connect(socket)
-        .await
-        .with_context(|| format!("connect to {}", socket.display()))?;
-    let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .context("HTTP handshake")?;
-    tokio::spawn(async move {
-        let _ = conn.await;
-    });
-    Ok(sender)
-}
-
 async fn post_inner(socket: &Path, path: &str, body: Vec<u8>) -> anyhow::Result<Reply> {
-    let mut sender = connect(socket).await?;
+    let mut sender = unix_http::connect(socket).await?;
     let req = Request::post(path)
         .header("Host", "")
         .header("User-Agent", "Go-http-client/1.1")

@@ -17,7 +17,7 @@ use hyper::{Request, Response};
 use serde::Deserialize;
 use tokio::sync::mpsc;
 
-use crate::api::client;
+use crate::unix_http;
 
 /// At most this many bytes of one answer (an inspect is a few KB) or of one
 /// event line; past it the answer is refused, the stream reconnected.
@@ -209,7 +209,7 @@ impl DockerApi {
     }
 
     async fn request(&self, path: &str) -> anyhow::Result<Response<Incoming>> {
-        let mut sender = client::connect(&self.socket).await?;
+        let mut sender = unix_http::connect(&self.socket).await?;
         let req = Request::get(path)
             .header("Host", "docker")
             .body(Empty::<Bytes>::new())

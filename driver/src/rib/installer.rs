@@ -149,10 +149,13 @@ impl<T: RouteTable> Installer<T> {
     }
 
     /// Changes the period of the full reconcile (tests, benchmarks).
+    #[cfg(any(test, feature = "test-support"))]
     pub fn set_full_reconcile(&mut self, every: Duration) {
         self.full_every = every;
     }
 
+    /// The table written to (tests look into the fake one).
+    #[cfg(any(test, feature = "test-support"))]
     pub fn table(&mut self) -> &mut T {
         &mut self.table
     }
