@@ -3,11 +3,12 @@
 //! reachable across hosts with BGP through a local gobgpd.
 //!
 //! ```text
-//! dockerd ─HTTP/unix─► api ─► driver (networks, endpoints, state) ─► links ─► kernel
-//!                                   └─ View ─► bgp: announcer ─gRPC─► gobgpd ─► peers
-//!                      gobgpd ─WatchEvent─► learner ─► policy ─► installer ─► kernel (routes)
+//! dockerd ─HTTP/unix─► api ─► docker (networks, endpoints, store) ─► provision ─► kernel
+//!                               └─ view ─► health (gate) ─► bgp: announcer ─gRPC─► gobgpd ─► peers
+//!                      gobgpd ─WatchEvent─► bgp: learner ─► policy ─► rib: installer ─► kernel (routes)
 //! ```
-//! The binary is thin: [`run`] wires the pieces and serves until shutdown.
+//! Every folder reads the domain types of [`model`]; none imports one above
+//! it. The binary is thin: [`run`] wires the pieces and serves until shutdown.
 
 pub mod api;
 pub mod bgp;
