@@ -1,7 +1,7 @@
 //! The driver's life: start, restore after its own downtime, repair.
 //!
 //! In: the state directory ([`Store`]), a [`LinkKernel`], and time: a
-//! repair round every [`REPAIR_EVERY`]. Out: a [`Driver`] whose kernel side
+//! repair round every `REPAIR_EVERY` (2 s). Out: a [`Driver`] whose kernel side
 //! matches its state, and the first View. At start it re-checks the world:
 //! a state file from before link marks has its links adopted by record;
 //! endpoints whose sandbox is gone are no longer announced (the evidence goes

@@ -1,7 +1,7 @@
 //! The Docker side: networks and endpoints as Docker asks for them, their
 //! links, their state, and the View they make.
 //!
-//! In: Docker operations as domain values ([`NetworkSpec`],
+//! In: Docker operations as domain values ([`crate::model::network::NetworkSpec`],
 //! [`crate::model::network::EndpointSpec`], IDs; the API layer parses and
 //! converts the wire format, one request at a time). Out: link changes
 //! through [`crate::provision`] on a [`LinkKernel`], the persisted

@@ -6,7 +6,7 @@
 //! kernel's state, read back as plain structs ([`Link`] with its alias,
 //! [`Addr`], [`Route`], [`TableRoute`]). Link, address and sysctl operations
 //! are the [`LinkKernel`] trait: [`real::Kernel`] implements it over one
-//! rtnetlink socket ([`netlink`]), [`fake::FakeKernel`] in memory for tests
+//! rtnetlink socket ([`netlink`]), `fake::FakeKernel` in memory for tests
 //! (only with `cfg(test)` or the `test-support` feature). Which links may be
 //! touched is decided above it, in [`crate::provision::links`]. Nothing here knows
 //! about Docker or BGP.
@@ -57,7 +57,7 @@ pub struct NewLink {
 
 /// Link and address operations the driver needs, as a trait so that the
 /// driver runs against the real kernel ([`real::Kernel`]) or an in-memory one
-/// ([`fake::FakeKernel`]) in unit tests. Each is one netlink request; the
+/// (`fake::FakeKernel`) in unit tests. Each is one netlink request; the
 /// rules about which links may be touched live above it, in [`crate::provision::links`].
 pub trait LinkKernel: Send {
     fn links(&mut self) -> Result<Vec<Link>>;

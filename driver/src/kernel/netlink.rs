@@ -3,7 +3,7 @@
 //! In: `RouteNetlinkMessage`s built by the caller (links, addresses, routes).
 //! Out: acknowledgements (one `Result` per request) or the messages of a dump.
 //! It owns one `NETLINK_ROUTE` socket bound to the network namespace that was
-//! current when it was opened; [`in_netns`] opens one (or any socket) in
+//! current when it was opened; `in_netns` (tests, harness) opens one (or any socket) in
 //! another namespace from a throwaway thread, so no long-lived thread ever
 //! changes its namespace. Requests can be pipelined: [`Netlink::batch`] packs many requests
 //! into few `sendmsg` calls and matches the acknowledgements by sequence number,
