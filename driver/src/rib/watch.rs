@@ -12,10 +12,8 @@
 //! (ENOBUFS) is reported as [`KernelEvent::Overrun`].
 
 use std::collections::HashMap;
-use std::fs::File;
 use std::io;
-use std::os::fd::{AsFd, AsRawFd};
-use std::path::Path;
+use std::os::fd::AsRawFd;
 use std::thread::JoinHandle;
 
 use netlink_packet_core::{NetlinkMessage, NetlinkPayload};
@@ -23,7 +21,9 @@ use netlink_packet_route::link::LinkFlags;
 use netlink_packet_route::RouteNetlinkMessage;
 use netlink_sys::{protocols::NETLINK_ROUTE, Socket, SocketAddr};
 
-use super::route_table::{parse_table_route, TableRoute};
+use crate::kernel::netlink::set_int_option;
+use crate::kernel::real::parse_route;
+use crate::kernel::TableRoute;
 
 const RTMGRP_LINK: u32 = 0x1;
 const RTMGRP_IPV4_ROUTE: u32 = 0x40;
@@ -58,7 +58,7 @@ impl RouteWatch {
             RTMGRP_LINK | RTMGRP_IPV4_ROUTE | RTMGRP_IPV6_ROUTE,
         ))?;
         // Our own installs echo here; a large buffer rides out a 100k batch.
-        set_int(&sock, libc::SO_RCVBUFFORCE, 16 << 20);
+        set_int_option(&sock, libc::SO_RCVBUFFORCE, 16 << 20);
         // A read timeout lets the thread notice that nobody listens any more.
         let tv = libc::timeval {
             tv_sec: 1,
@@ -77,17 +77,11 @@ impl RouteWatch {
         Ok(RouteWatch { sock })
     }
 
-    /// Subscribes inside the network namespace at `path` (from a short-lived
-    /// thread, like `Netlink::open_in_netns`).
-    pub fn open_in_netns(path: &Path) -> io::Result<RouteWatch> {
-        let ns = File::open(path)?;
-        std::thread::spawn(move || {
-            nix::sched::setns(ns.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET)
-                .map_err(|e| io::Error::from_raw_os_error(e as i32))?;
-            RouteWatch::open()
-        })
-        .join()
-        .map_err(|_| io::Error::other("netns thread panicked"))?
+    /// Subscribes inside the network namespace at `path` (for the harness's
+    /// benchmarks, see [`crate::kernel::netlink::in_netns`]).
+    #[cfg(any(test, feature = "test-support"))]
+    pub fn open_in_netns(path: &std::path::Path) -> io::Result<RouteWatch> {
+        crate::kernel::netlink::in_netns(path, std::convert::identity, RouteWatch::open)
     }
 
     /// Runs on its own thread until `sink` returns false. The sink also gets
@@ -138,19 +132,6 @@ impl RouteWatch {
     }
 }
 
-fn set_int(sock: &Socket, opt: libc::c_int, v: libc::c_int) {
-    // SAFETY: valid fd, pointer to a c_int of the right size.
-    unsafe {
-        libc::setsockopt(
-            sock.as_raw_fd(),
-            libc::SOL_SOCKET,
-            opt,
-            (&v as *const libc::c_int).cast(),
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        );
-    }
-}
-
 /// Decodes one datagram of notifications. Links are reported only when
 /// their up/running state changed (or they appeared/vanished), which `links`
 /// remembers.
@@ -188,7 +169,7 @@ fn decode(mut buf: &[u8], links: &mut HashMap<u32, (bool, bool)>) -> Vec<KernelE
                         });
                     }
                     RouteNetlinkMessage::NewRoute(r) => {
-                        if let Some(route) = parse_table_route(&r) {
+                        if let Some(route) = parse_route(&r) {
                             out.push(KernelEvent::Route {
                                 route,
                                 deleted: false,
@@ -196,7 +177,7 @@ fn decode(mut buf: &[u8], links: &mut HashMap<u32, (bool, bool)>) -> Vec<KernelE
                         }
                     }
                     RouteNetlinkMessage::DelRoute(r) => {
-                        if let Some(route) = parse_table_route(&r) {
+                        if let Some(route) = parse_route(&r) {
                             out.push(KernelEvent::Route {
                                 route,
                                 deleted: true,

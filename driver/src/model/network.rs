@@ -7,15 +7,19 @@
 //! These are what the state file stores (their serde names are its format)
 //! and what the driver acts on. [`crate::api::convert`] builds them from
 //! Docker's requests; the rules that need no request (IDs, interface names,
-//! reserved subnets) live here. Nothing in this module touches the kernel.
+//! subnets against [`super::reserved`]) live here, refusing with an
+//! [`InvalidRequest`]. Nothing in this module touches the kernel (the
+//! kernel facade translates [`Dataplane`] into its own link kinds).
 
 use std::net::IpAddr;
 
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use serde::{Deserialize, Serialize};
 
-use crate::kernel::LinkKind;
-use crate::route_attrs::RouteAttrs;
+use super::attrs::RouteAttrs;
+use super::invalid::{invalid, InvalidRequest};
+use super::names::short_id;
+use super::reserved::reserved_overlap;
 
 /// ipvlan's modes. The serde names are part of `state.json`'s format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -61,13 +65,6 @@ impl Dataplane {
                 ..
             }
         )
-    }
-
-    pub fn link_kind(&self) -> LinkKind {
-        match *self {
-            Dataplane::Ipvlan { mode, flag } => LinkKind::Ipvlan { mode, flag },
-            Dataplane::Macvlan { mode } => LinkKind::Macvlan { mode },
-        }
     }
 
     pub fn is_ipvlan(&self) -> bool {
@@ -135,14 +132,6 @@ pub struct NetworkSpec {
     pub attrs: RouteAttrs,
 }
 
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
-#[error("{0}")]
-pub struct InvalidRequest(pub String);
-
-pub(crate) fn invalid(msg: impl Into<String>) -> InvalidRequest {
-    InvalidRequest(msg.into())
-}
-
 /// Docker's network IDs are 64 hex characters; accept any non-empty hex-ish
 /// token but refuse what could break a file name or a link name.
 pub fn check_id(kind: &str, id: &str) -> Result<(), InvalidRequest> {
@@ -196,7 +185,7 @@ impl Parent {
 
 impl NetworkSpec {
     /// Refuses what can never be a container network: no subnet at all, a
-    /// subnet that overlaps [`RESERVED`] or [`RESERVED6`], an IPv6 subnet
+    /// subnet that overlaps a reserved range ([`super::reserved`]), an IPv6 subnet
     /// too small for an endpoint. Checked before any kernel change.
     pub fn check_subnet(&self) -> Result<(), InvalidRequest> {
         if self.subnet.is_none() && self.subnet6.is_none() {
@@ -265,7 +254,7 @@ impl NetworkSpec {
     }
 
     pub fn short_id(&self) -> &str {
-        &self.id[..12.min(self.id.len())]
+        short_id(&self.id)
     }
 }
 
@@ -323,25 +312,6 @@ pub fn parse_mac(s: &str) -> Option<[u8; 6]> {
     Some(out)
 }
 
-/// Ranges that are never container networks, with what they are.
-pub const RESERVED: &[(&str, &str)] = &[
-    ("0.0.0.0/8", "\"this network\""),
-    ("127.0.0.0/8", "loopback"),
-    ("169.254.0.0/16", "link-local"),
-    ("224.0.0.0/4", "multicast"),
-    ("240.0.0.0/4", "reserved for future use, and broadcast"),
-];
-
-/// IPv6 ranges that are never container networks, with what they are.
-/// A subnet wider than one of them (`::/0`, `::/1`...) overlaps it too.
-pub const RESERVED6: &[(&str, &str)] = &[
-    ("::/128", "the unspecified address"),
-    ("::1/128", "loopback"),
-    ("::ffff:0:0/96", "IPv4-mapped addresses"),
-    ("fe80::/10", "link-local"),
-    ("ff00::/8", "multicast"),
-];
-
 fn check_reserved(subnet: IpNet) -> Result<(), InvalidRequest> {
     match reserved_overlap(subnet) {
         None => Ok(()),
@@ -354,70 +324,7 @@ fn check_reserved(subnet: IpNet) -> Result<(), InvalidRequest> {
 /// The longest IPv6 prefix a network may have: room for a gateway and endpoints.
 pub const MAX_PREFIX6: u8 = 126;
 
-/// The reserved range `subnet` overlaps, if any (in its own family).
-pub fn reserved_overlap(subnet: IpNet) -> Option<(IpNet, &'static str)> {
-    let table = match subnet {
-        IpNet::V4(_) => RESERVED,
-        IpNet::V6(_) => RESERVED6,
-    };
-    table.iter().find_map(|(r, what)| {
-        let r: IpNet = r.parse().ok()?;
-        (r.contains(&subnet.network()) || subnet.contains(&r.network())).then_some((r, *what))
-    })
-}
-
 /// The host route announced for an endpoint address: /32 or /128.
 pub fn host_route(addr: IpAddr) -> IpNet {
     IpNet::from(addr)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn reserved_ranges_are_named() {
-        for (net, what) in [
-            ("0.0.0.0/8", "this network"),
-            ("0.1.0.0/16", "this network"),
-            ("127.0.0.0/24", "loopback"),
-            ("169.254.1.0/24", "link-local"),
-            ("224.0.0.0/24", "multicast"),
-            ("239.255.0.0/16", "multicast"),
-            ("240.0.0.0/8", "future"),
-            ("255.255.255.0/24", "future"),
-            // Wider than a reserved range: overlaps it too.
-            ("0.0.0.0/1", "this network"),
-            ("192.0.0.0/2", "multicast"),
-        ] {
-            let got = reserved_overlap(net.parse().unwrap());
-            assert!(got.is_some_and(|(_, w)| w.contains(what)), "{net}: {got:?}");
-        }
-        for (net, what) in [
-            ("::/0", "unspecified"),
-            ("::/96", "unspecified"),
-            ("::1/128", "loopback"),
-            ("::ffff:10.0.0.0/120", "IPv4-mapped"),
-            ("fe80::/64", "link-local"),
-            ("febf:1::/32", "link-local"),
-            ("ff02::/16", "multicast"),
-            ("f000::/4", "link-local"),
-        ] {
-            let got = reserved_overlap(net.parse().unwrap());
-            assert!(got.is_some_and(|(_, w)| w.contains(what)), "{net}: {got:?}");
-        }
-        for net in [
-            "10.0.0.0/8",
-            "192.0.2.0/24",
-            "169.255.0.0/16",
-            "223.255.255.0/24",
-            "1.0.0.0/8",
-            "fd00:1::/64",
-            "2001:db8::/32",
-            "fec0::/10",
-            "::2/127",
-        ] {
-            assert_eq!(reserved_overlap(net.parse().unwrap()), None, "{net}");
-        }
-    }
 }

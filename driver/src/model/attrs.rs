@@ -7,7 +7,7 @@
 //! top-level keys of CreateEndpoint's `Options`, see
 //! `tests/fixtures/dockerd-endpoint-options.jsonl`). Out: a validated
 //! [`RouteAttrs`], stored in the network's and the endpoint's state records
-//! and carried by the [`crate::driver::View`] to the announcer.
+//! and carried by the [`crate::view::View`] to the announcer.
 //!
 //! How the two levels combine ([`RouteAttrs::merged`]): lists (communities,
 //! large communities) add up; scalars (local preference, MED, prepend) set on
@@ -19,7 +19,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::network::{invalid, InvalidRequest};
+use super::invalid::{invalid, InvalidRequest};
 
 /// Most communities (and, separately, large communities) one option takes.
 pub const MAX_COMMUNITIES: usize = 32;

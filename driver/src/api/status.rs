@@ -15,10 +15,11 @@ use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::driver::Driver;
-use crate::kernel::{Family, Kernel, Route};
+use crate::docker::Driver;
+use crate::kernel::real::Kernel;
+use crate::kernel::{Family, Route};
 use crate::metrics::{now_unix, BgpStatus, Metrics};
-use crate::network::Announce;
+use crate::model::network::Announce;
 
 /// At most this many installed routes are listed per network (all are counted).
 pub const ROUTES_LISTED: usize = 100;
@@ -106,7 +107,7 @@ impl Status {
                                 Announce::Endpoint => e
                                     .spec
                                     .addrs()
-                                    .all(|a| is_announced(crate::network::host_route(a))),
+                                    .all(|a| is_announced(crate::model::network::host_route(a))),
                                 Announce::Subnet => subnet_announced,
                             },
                         })

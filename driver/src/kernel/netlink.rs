@@ -3,17 +3,14 @@
 //! In: `RouteNetlinkMessage`s built by the caller (links, addresses, routes).
 //! Out: acknowledgements (one `Result` per request) or the messages of a dump.
 //! It owns one `NETLINK_ROUTE` socket bound to the network namespace that was
-//! current when it was opened; [`Netlink::open_in_netns`] opens one in another
-//! namespace from a throwaway thread, so no long-lived thread ever changes its
-//! namespace. Requests can be pipelined: [`Netlink::batch`] packs many requests
+//! current when it was opened; `in_netns` (tests, harness) opens one (or any socket) in
+//! another namespace from a throwaway thread, so no long-lived thread ever
+//! changes its namespace. Requests can be pipelined: [`Netlink::batch`] packs many requests
 //! into few `sendmsg` calls and matches the acknowledgements by sequence number,
 //! which is how the route installer beats one-request-one-ack tools.
 
 use std::collections::HashMap;
-use std::fs::File;
 use std::io;
-use std::os::fd::AsFd;
-use std::path::Path;
 
 use netlink_packet_core::{
     NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_DUMP, NLM_F_MULTIPART,
@@ -57,18 +54,51 @@ impl NlError {
 
 /// `SO_RCVBUFFORCE`: like `SO_RCVBUF` but not capped by `rmem_max` (needs CAP_NET_ADMIN).
 fn force_rcvbuf(sock: &Socket, bytes: usize) -> bool {
+    set_int_option(
+        sock,
+        libc::SO_RCVBUFFORCE,
+        bytes.try_into().unwrap_or(libc::c_int::MAX),
+    )
+}
+
+/// Sets a `SOL_SOCKET` option that takes a C int; says whether it took.
+pub(crate) fn set_int_option(sock: &Socket, opt: libc::c_int, v: libc::c_int) -> bool {
     use std::os::fd::AsRawFd;
-    let v: libc::c_int = bytes.try_into().unwrap_or(libc::c_int::MAX);
     // SAFETY: a valid socket fd and a pointer to a c_int of the right size.
     unsafe {
         libc::setsockopt(
             sock.as_raw_fd(),
             libc::SOL_SOCKET,
-            libc::SO_RCVBUFFORCE,
+            opt,
             (&v as *const libc::c_int).cast(),
             std::mem::size_of::<libc::c_int>() as libc::socklen_t,
         ) == 0
     }
+}
+
+/// Runs `open` inside the network namespace at `path` (`/run/netns/NAME`,
+/// `/proc/PID/ns/net`) on a short-lived thread, so no long-lived thread ever
+/// changes its namespace; what it opens (a socket) stays bound to that
+/// namespace. `wrap` turns the namespace switch's own errors into `E`.
+#[cfg(any(test, feature = "test-support"))]
+pub fn in_netns<T, E>(
+    path: &std::path::Path,
+    wrap: fn(io::Error) -> E,
+    open: fn() -> Result<T, E>,
+) -> Result<T, E>
+where
+    T: Send + 'static,
+    E: Send + 'static,
+{
+    use std::os::fd::AsFd;
+    let ns = std::fs::File::open(path).map_err(wrap)?;
+    std::thread::spawn(move || {
+        nix::sched::setns(ns.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET)
+            .map_err(|e| wrap(io::Error::from_raw_os_error(e as i32)))?;
+        open()
+    })
+    .join()
+    .map_err(|_| wrap(io::Error::other("netns thread panicked")))?
 }
 
 pub struct Netlink {
@@ -94,20 +124,6 @@ impl Netlink {
             seq: 1,
             rx: vec![0u8; 1 << 20],
         })
-    }
-
-    /// Opens a socket inside the network namespace at `path` (e.g.
-    /// `/run/netns/NAME` or `/proc/PID/ns/net`). The namespace switch happens on
-    /// a short-lived thread; the socket stays bound to that namespace.
-    pub fn open_in_netns(path: &Path) -> Result<Self, NlError> {
-        let ns = File::open(path).map_err(NlError::Socket)?;
-        std::thread::spawn(move || {
-            nix::sched::setns(ns.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET)
-                .map_err(|e| NlError::Socket(io::Error::from_raw_os_error(e as i32)))?;
-            Netlink::open()
-        })
-        .join()
-        .map_err(|_| NlError::Socket(io::Error::other("netns thread panicked")))?
     }
 
     fn next_seq(&mut self) -> u32 {

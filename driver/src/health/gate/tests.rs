@@ -189,15 +189,3 @@ fn an_endpoint_joined_while_docker_is_down_waits_its_own_grace() {
     let f = g.filter(&v, &eps, t1 + FAIL_OPEN_AFTER);
     assert_eq!(announced(&f), ["10.0.1.2/32", "10.0.1.3/32", "10.9.0.0/24"]);
 }
-
-#[test]
-fn gate_flag_parses() {
-    assert_eq!(
-        "unix:///run/docker.sock"
-            .parse::<GateConfig>()
-            .unwrap()
-            .socket,
-        PathBuf::from("/run/docker.sock")
-    );
-    assert!("docker.sock".parse::<GateConfig>().is_err());
-}

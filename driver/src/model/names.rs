@@ -8,6 +8,8 @@
 //! (`ip link` shows it as `alias ...`): `ipvlan-bgp:<role>:<id>`, with the
 //! role and the ID of the record that owns it. Nothing else sets it, so the
 //! driver changes, deletes or sweeps a link only when its mark says so.
+//! Docker's IDs are shown (in logs, errors, status) by their first 12
+//! characters: [`short_id`].
 
 const ID_CHARS: usize = 12;
 /// Every mark starts with this.
@@ -58,16 +60,21 @@ pub fn is_marked(alias: Option<&str>) -> bool {
 
 /// Whether a host-namespace link (its name and its alias) is one this driver
 /// made. Decided by the mark alone; the name is accepted so callers that list
-/// links (the harness's teardown check) read naturally, but it never counts.
+/// links (the tests' teardown checks) read naturally, but it never counts.
+#[cfg(any(test, feature = "test-support"))]
 pub fn is_ours(_name: &str, alias: Option<&str>) -> bool {
     is_marked(alias)
 }
 
+/// A Docker ID as people see it: its first 12 characters (the whole ID if
+/// it is shorter).
+pub fn short_id(id: &str) -> &str {
+    id.get(..ID_CHARS).unwrap_or(id)
+}
+
+/// The ID part of a link name: short and lowercase.
 fn short(id: &str) -> String {
-    id.chars()
-        .take(ID_CHARS)
-        .map(|c| c.to_ascii_lowercase())
-        .collect()
+    short_id(id).to_ascii_lowercase()
 }
 
 #[cfg(test)]

@@ -18,7 +18,7 @@
 //!   periodically, it dumps the main table and repairs the difference:
 //!   missing → created, extra tagged → deleted, wrong → replaced, each
 //!   correction counted as drift.
-//! - IPv6 as IPv4, with the kernel's IPv6 differences (route_table.rs):
+//! - IPv6 as IPv4, with the kernel's IPv6 differences (table.rs):
 //!   a multipath route with our tag means someone appended a next hop to
 //!   ours; it is left to them (only our own next hop is deleted, by its
 //!   gateway) and counted as a conflict.
@@ -27,42 +27,27 @@
 //!   unreachable for a moment after `up`).
 //!
 //! At start it reads the tagged routes a previous run left, so the learner
-//! can adopt them instead of flapping them.
+//! can adopt them instead of flapping them. The thread it runs on, and the
+//! handle the BGP side sends through, are in `worker.rs`.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::net::IpAddr;
-use std::sync::mpsc;
 use std::sync::Arc;
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use ipnet::IpNet;
 use tracing::{debug, info, warn};
 
-use super::route_table::{RouteTable, TableRoute};
-use super::route_watch::{KernelEvent, RouteWatch};
-use crate::kernel::{Kernel, KernelError, Route};
+use super::table::RouteTable;
+use super::watch::KernelEvent;
+use crate::kernel::real::Kernel;
+use crate::kernel::{KernelError, Route, TableRoute};
 use crate::metrics::{now_unix, Metrics};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Change {
     Set(Route),
     Remove(IpNet),
-}
-
-/// Sends batches to the installer thread; dropping every handle stops it.
-#[derive(Clone)]
-pub struct InstallerHandle {
-    tx: mpsc::Sender<Msg>,
-    /// The thread stops when no handle holds this any more (the watch
-    /// thread's sender alone must not keep it running).
-    _alive: Arc<()>,
-}
-
-enum Msg {
-    Batch(Vec<Change>),
-    Flush(mpsc::Sender<()>),
-    Kernel(KernelEvent),
 }
 
 /// How often refused changes are tried again.
@@ -119,55 +104,7 @@ pub struct Installer<T: RouteTable = Kernel> {
     metrics: Arc<Metrics>,
 }
 
-impl Installer<Kernel> {
-    /// Reads the routes tagged `protocol`, subscribes to kernel changes in the
-    /// current namespace and starts the installer thread. Returns the handle,
-    /// the thread, and the routes found (to be adopted).
-    pub fn start(
-        kernel: Kernel,
-        protocol: u8,
-        metrics: Arc<Metrics>,
-    ) -> Result<(InstallerHandle, JoinHandle<()>, Vec<Route>), KernelError> {
-        let watch = match RouteWatch::open() {
-            Ok(w) => Some(w),
-            Err(e) => {
-                warn!(error = %e, "cannot watch links and routes; relying on the periodic reconcile only");
-                None
-            }
-        };
-        Installer::start_with(kernel, watch, protocol, metrics)
-    }
-}
-
 impl<T: RouteTable> Installer<T> {
-    /// Like [`Installer::start`] over any route table and watch socket.
-    pub fn start_with(
-        table: T,
-        watch: Option<RouteWatch>,
-        protocol: u8,
-        metrics: Arc<Metrics>,
-    ) -> Result<(InstallerHandle, JoinHandle<()>, Vec<Route>), KernelError> {
-        let (inst, existing) = Installer::new(table, protocol, metrics, Instant::now())?;
-        let (tx, rx) = mpsc::channel();
-        let alive = Arc::new(());
-        let handles = Arc::downgrade(&alive);
-        if let Some(w) = watch {
-            let tx = tx.clone();
-            if let Err(e) = w.spawn(move |ev| match ev {
-                Some(ev) => tx.send(Msg::Kernel(ev)).is_ok(),
-                // Idle heartbeat: stop once the installer is gone.
-                None => tx.send(Msg::Batch(Vec::new())).is_ok(),
-            }) {
-                warn!(error = %e, "cannot start the route watch thread");
-            }
-        }
-        let thread = std::thread::Builder::new()
-            .name("route-installer".into())
-            .spawn(move || inst.run(rx, handles))
-            .map_err(|e| KernelError::Conflict(format!("spawn installer thread: {e}")))?;
-        Ok((InstallerHandle { tx, _alive: alive }, thread, existing))
-    }
-
     /// An installer over `table` (no thread). The tagged routes found are
     /// taken as wanted until the learner says otherwise.
     pub fn new(
@@ -212,62 +149,15 @@ impl<T: RouteTable> Installer<T> {
     }
 
     /// Changes the period of the full reconcile (tests, benchmarks).
+    #[cfg(any(test, feature = "test-support"))]
     pub fn set_full_reconcile(&mut self, every: Duration) {
         self.full_every = every;
     }
 
+    /// The table written to (tests look into the fake one).
+    #[cfg(any(test, feature = "test-support"))]
     pub fn table(&mut self) -> &mut T {
         &mut self.table
-    }
-
-    fn run(mut self, rx: mpsc::Receiver<Msg>, handles: std::sync::Weak<()>) {
-        loop {
-            if handles.strong_count() == 0 {
-                // Every handle is gone; what they sent has been applied.
-                while let Ok(m) = rx.try_recv() {
-                    if let Msg::Batch(b) = m {
-                        self.apply(b, Instant::now());
-                    }
-                }
-                return;
-            }
-            let now = Instant::now();
-            let wait = self
-                .next_deadline()
-                .saturating_duration_since(now)
-                .max(Duration::from_millis(1));
-            let mut batch = Vec::new();
-            let mut events = Vec::new();
-            let mut flushes = Vec::new();
-            let mut take = |m: Msg| match m {
-                Msg::Batch(b) => batch.extend(b),
-                Msg::Flush(done) => flushes.push(done),
-                Msg::Kernel(ev) => events.push(ev),
-            };
-            match rx.recv_timeout(wait) {
-                Ok(m) => {
-                    take(m);
-                    // Coalesce whatever else is queued into the same kernel round trip.
-                    while let Ok(m) = rx.try_recv() {
-                        take(m);
-                    }
-                }
-                Err(mpsc::RecvTimeoutError::Timeout) => {}
-                Err(mpsc::RecvTimeoutError::Disconnected) => return,
-            }
-            let now = Instant::now();
-            // Events first: a route another owner just added must be known
-            // before the batch writes to that prefix.
-            for ev in events {
-                self.on_event(ev, now);
-            }
-            self.apply(batch, now);
-            // Timers run whatever the channel does: churn cannot starve them.
-            self.tick(Instant::now());
-            for f in flushes {
-                let _ = f.send(());
-            }
-        }
     }
 
     /// The earliest timer.
@@ -761,28 +651,12 @@ fn default_gateway(r: &Route) -> Option<IpAddr> {
     }
 }
 
-impl InstallerHandle {
-    pub fn send(&self, batch: Vec<Change>) {
-        if !batch.is_empty() {
-            let _ = self.tx.send(Msg::Batch(batch));
-        }
-    }
-
-    /// Waits until everything sent before has reached the kernel.
-    pub fn flush_blocking(&self) {
-        let (tx, rx) = mpsc::channel();
-        if self.tx.send(Msg::Flush(tx)).is_ok() {
-            let _ = rx.recv();
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use std::sync::Mutex;
 
     use super::*;
-    use crate::bgp::route_table::FakeTable;
+    use crate::rib::fake::FakeTable;
 
     const PROTO: u8 = 73;
 
@@ -1032,7 +906,7 @@ mod tests {
         // A tagged route (a previous run, or by hand) we did not know of.
         let mut fake = FakeTable::default();
         let (mut i, t0) = installer(FakeTable::default());
-        fake.routes.push(crate::bgp::route_table::TableRoute {
+        fake.routes.push(crate::kernel::TableRoute {
             route: ours("10.1.2.0/24", "192.0.2.7"),
             tos: 0,
             priority: 0,
@@ -1177,13 +1051,13 @@ mod tests {
         fn dump(&mut self) -> Result<Vec<TableRoute>, KernelError> {
             self.0.lock().unwrap().dump()
         }
-        fn create_exclusive(&mut self, r: &[Route]) -> Vec<crate::bgp::route_table::WriteResult> {
+        fn create_exclusive(&mut self, r: &[Route]) -> Vec<crate::rib::table::WriteResult> {
             self.0.lock().unwrap().create_exclusive(r)
         }
-        fn replace(&mut self, r: &[Route]) -> Vec<crate::bgp::route_table::WriteResult> {
+        fn replace(&mut self, r: &[Route]) -> Vec<crate::rib::table::WriteResult> {
             self.0.lock().unwrap().replace(r)
         }
-        fn delete(&mut self, r: &[Route]) -> Vec<crate::bgp::route_table::WriteResult> {
+        fn delete(&mut self, r: &[Route]) -> Vec<crate::rib::table::WriteResult> {
             self.0.lock().unwrap().delete(r)
         }
     }

@@ -1,15 +1,14 @@
-//! The kernel facade: requests over one rtnetlink socket.
+//! The real kernel: the facade's requests over one rtnetlink socket.
 //!
-//! In: link, address, sysctl and route requests ("create this link", "add
-//! this address", "these routes exist with our protocol tag"). Out: the
-//! kernel's state, read back as plain structs ([`Link`] with its alias,
-//! [`Addr`], [`Route`]). IPv6 addresses are added without duplicate address
-//! detection. Link, address and sysctl operations are the [`LinkKernel`] trait, with
-//! this real implementation and an in-memory one in [`fake`]; which links
-//! may be touched is decided above it, in [`crate::links`]. Deleting a link
-//! that is gone and adding an address that is there succeed; routes are
-//! written with replace and deleted tolerating "no such route".
-//! Nothing here knows about Docker or BGP.
+//! In: the requests of [`super::LinkKernel`] and the route requests of the
+//! route table (dump, create where free, replace, delete), as the facade's
+//! plain types. Out: netlink messages on a [`Netlink`] socket, and the
+//! kernel's answers parsed back into [`Link`], [`Addr`], [`Route`] and
+//! [`TableRoute`]. IPv6 addresses are added without duplicate address
+//! detection. Deleting a link that is gone and adding an address that is
+//! there succeed; routes are written with replace (or create-exclusive) and
+//! deleted tolerating "no such route". Sysctls are read and written under
+//! `/proc/sys`.
 
 use std::io;
 use std::net::IpAddr;
@@ -29,138 +28,11 @@ use netlink_packet_route::route::{
 };
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 
-use crate::netlink::{Netlink, NlError};
-use crate::network::{IpvlanFlag, IpvlanMode, MacvlanMode};
-
-pub mod fake;
-
-/// The shape of a link we create. The modes are the domain's own types
-/// ([`crate::network`]); this facade only translates them to netlink.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LinkKind {
-    Ipvlan {
-        mode: IpvlanMode,
-        flag: IpvlanFlag,
-    },
-    Macvlan {
-        mode: MacvlanMode,
-    },
-    Vlan {
-        id: u16,
-    },
-    /// A veth pair; the peer's name is given in [`NewLink::peer`].
-    Veth,
-}
-
-/// A link to create: always with our mark (`IFLA_IFALIAS`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NewLink {
-    pub name: String,
-    pub kind: LinkKind,
-    /// The lower device's index; `None` only for a veth pair.
-    pub parent: Option<u32>,
-    pub mac: Option<[u8; 6]>,
-    pub alias: String,
-    /// The peer's name, for [`LinkKind::Veth`].
-    pub peer: Option<String>,
-}
-
-/// Link and address operations the driver needs, as a trait so that the
-/// driver runs against the real kernel ([`Kernel`]) or an in-memory one
-/// ([`fake::FakeKernel`]) in unit tests. Each is one netlink request; the
-/// rules about which links may be touched live above it, in [`crate::links`].
-pub trait LinkKernel: Send {
-    fn links(&mut self) -> Result<Vec<Link>>;
-    fn link(&mut self, name: &str) -> Result<Option<Link>>;
-    /// Creates a link that must not exist yet (`NLM_F_EXCL`) and reads it
-    /// back. The alias is sent with the request; whether the kernel kept it
-    /// is for the caller to check (see [`crate::links`]).
-    fn create_link(&mut self, new: &NewLink) -> Result<Link>;
-    fn set_alias(&mut self, index: u32, alias: &str) -> Result<()>;
-    /// Deletes a link by index; `Ok(false)` if it was already gone.
-    fn delete_link(&mut self, index: u32) -> Result<bool>;
-    fn set_up(&mut self, index: u32, up: bool) -> Result<()>;
-    /// Every interface address of the namespace (one dump).
-    fn addresses(&mut self) -> Result<Vec<Addr>>;
-    /// Adds an address; present already is fine. IPv6 addresses skip
-    /// duplicate address detection (`IFA_F_NODAD`): usable at once.
-    fn add_address(&mut self, index: u32, net: IpNet) -> Result<()>;
-    /// Reads a sysctl of the caller's network namespace (`path` under
-    /// `/proc/sys`, with `/`, so that link names with dots work);
-    /// `Ok(None)` when this kernel has no such setting.
-    fn sysctl(&mut self, path: &str) -> Result<Option<String>>;
-    /// Writes a sysctl (see [`LinkKernel::sysctl`]); the same value is no write.
-    fn set_sysctl(&mut self, path: &str, value: &str) -> Result<()>;
-}
-
-/// A link as read back from the kernel.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Link {
-    pub index: u32,
-    pub name: String,
-    /// `ipvlan`, `macvlan`, `vlan`, `veth`, ... or `None` for plain devices.
-    pub kind: Option<String>,
-    /// The index of the lower device (`IFLA_LINK`), for stacked links.
-    pub parent: Option<u32>,
-    pub up: bool,
-    pub mac: Vec<u8>,
-    /// `IFLA_IFALIAS`: where the driver leaves its mark.
-    pub alias: Option<String>,
-}
-
-/// An interface address as read back from the kernel.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Addr {
-    pub index: u32,
-    pub net: IpNet,
-    /// Still waiting for duplicate address detection (`IFA_F_TENTATIVE`): not usable yet.
-    pub tentative: bool,
-}
-
-/// A unicast route in the main table.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct Route {
-    pub dst: IpNet,
-    pub via: Option<IpAddr>,
-    pub oif: Option<u32>,
-    pub protocol: u8,
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum KernelError {
-    #[error("{op}: {source}")]
-    Netlink {
-        op: String,
-        #[source]
-        source: NlError,
-    },
-    #[error("{0}")]
-    Conflict(String),
-    #[error("{0}")]
-    NotFound(String),
-    #[error("sysctl {path}: {source}")]
-    Sysctl {
-        path: String,
-        #[source]
-        source: io::Error,
-    },
-}
-
-impl KernelError {
-    pub(crate) fn nl(op: impl Into<String>) -> impl FnOnce(NlError) -> KernelError {
-        let op = op.into();
-        move |source| KernelError::Netlink { op, source }
-    }
-    /// The errno the kernel answered, if any.
-    pub fn errno(&self) -> Option<i32> {
-        match self {
-            KernelError::Netlink { source, .. } => source.errno(),
-            _ => None,
-        }
-    }
-}
-
-pub type Result<T> = std::result::Result<T, KernelError>;
+use super::netlink::Netlink;
+use super::{
+    Addr, Family, KernelError, Link, LinkKernel, LinkKind, NewLink, Result, Route, TableRoute,
+};
+use crate::model::network::{IpvlanFlag, IpvlanMode, MacvlanMode};
 
 pub struct Kernel {
     nl: Netlink,
@@ -174,18 +46,17 @@ impl Kernel {
     }
 
     /// A facade bound to another network namespace (a `/run/netns/NAME` or
-    /// `/proc/PID/ns/net` path).
+    /// `/proc/PID/ns/net` path); the harness's and the benchmarks' view into
+    /// the hosts it makes.
+    #[cfg(any(test, feature = "test-support"))]
     pub fn open_in_netns(path: &Path) -> Result<Self> {
+        let nl = super::netlink::in_netns(path, super::netlink::NlError::Socket, Netlink::open);
         Ok(Kernel {
-            nl: Netlink::open_in_netns(path).map_err(KernelError::nl(format!(
+            nl: nl.map_err(KernelError::nl(format!(
                 "open netlink in {}",
                 path.display()
             )))?,
         })
-    }
-
-    pub fn netlink(&mut self) -> &mut Netlink {
-        &mut self.nl
     }
 
     // ----- links -----
@@ -295,7 +166,10 @@ impl Kernel {
             .map_err(KernelError::nl(format!("set link #{index} up={up}")))
     }
 
-    /// Renames a link and/or moves it into the network namespace open at `netns_fd`.
+    /// Renames a link and/or moves it into the network namespace open at
+    /// `netns_fd` (what Docker does with a container's link; the harness's
+    /// container engine does it the same way).
+    #[cfg(any(test, feature = "test-support"))]
     pub fn set_name_and_netns(
         &mut self,
         index: u32,
@@ -348,6 +222,23 @@ impl Kernel {
 
     /// Routes of the main table, optionally only those with protocol `proto`.
     pub fn routes(&mut self, family: Family, proto: Option<u8>) -> Result<Vec<Route>> {
+        Ok(self
+            .dump_routes(family)?
+            .into_iter()
+            .map(|t| t.route)
+            .filter(|r| proto.is_none_or(|p| r.protocol == p))
+            .collect())
+    }
+
+    /// Every unicast route of the main table, both families, any protocol,
+    /// with the fields the kernel keys them by.
+    pub fn table_routes(&mut self) -> Result<Vec<TableRoute>> {
+        let mut out = self.dump_routes(Family::V4)?;
+        out.extend(self.dump_routes(Family::V6)?);
+        Ok(out)
+    }
+
+    fn dump_routes(&mut self, family: Family) -> Result<Vec<TableRoute>> {
         let mut msg = RouteMessage::default();
         msg.header.address_family = family.af();
         let msgs = self
@@ -355,31 +246,35 @@ impl Kernel {
             .dump(RouteNetlinkMessage::GetRoute(msg))
             .map_err(KernelError::nl("list routes"))?;
         Ok(msgs
-            .into_iter()
+            .iter()
             .filter_map(|m| match m {
-                RouteNetlinkMessage::NewRoute(r) => parse_route(&r),
+                RouteNetlinkMessage::NewRoute(r) => parse_route(r),
                 _ => None,
             })
-            .filter(|r| proto.is_none_or(|p| r.protocol == p))
             .collect())
     }
 
     /// Writes routes with replace semantics, pipelined; one result per route.
     pub fn replace_routes(&mut self, routes: &[Route]) -> Vec<Result<()>> {
+        self.write_routes(routes, NLM_F_CREATE | NLM_F_REPLACE, "replace")
+    }
+
+    /// Adds routes only where no route with the same key exists (`EEXIST`
+    /// otherwise), pipelined; one result per route.
+    pub fn create_routes(&mut self, routes: &[Route]) -> Vec<Result<()>> {
+        self.write_routes(routes, NLM_F_CREATE | NLM_F_EXCL, "create")
+    }
+
+    fn write_routes(&mut self, routes: &[Route], flags: u16, op: &str) -> Vec<Result<()>> {
         let msgs = routes
             .iter()
-            .map(|r| {
-                (
-                    RouteNetlinkMessage::NewRoute(route_msg(r)),
-                    NLM_F_CREATE | NLM_F_REPLACE,
-                )
-            })
+            .map(|r| (RouteNetlinkMessage::NewRoute(route_msg(r)), flags))
             .collect();
         self.nl
             .batch(msgs)
             .into_iter()
             .zip(routes)
-            .map(|(res, r)| res.map_err(KernelError::nl(format!("replace route {}", r.dst))))
+            .map(|(res, r)| res.map_err(KernelError::nl(format!("{op} route {}", r.dst))))
             .collect()
     }
 
@@ -440,12 +335,6 @@ impl LinkKernel for Kernel {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Family {
-    V4,
-    V6,
-}
-
 impl Family {
     fn af(self) -> AddressFamily {
         match self {
@@ -456,15 +345,6 @@ impl Family {
 }
 
 impl LinkKind {
-    pub fn name(&self) -> &'static str {
-        match self {
-            LinkKind::Ipvlan { .. } => "ipvlan",
-            LinkKind::Macvlan { .. } => "macvlan",
-            LinkKind::Vlan { .. } => "vlan",
-            LinkKind::Veth => "veth",
-        }
-    }
-
     fn info(&self) -> Vec<LinkInfo> {
         match *self {
             LinkKind::Ipvlan { mode, flag } => {
@@ -588,22 +468,30 @@ fn addr_msg(index: u32, net: IpNet) -> AddressMessage {
     msg
 }
 
-pub(crate) fn parse_route(m: &RouteMessage) -> Option<Route> {
-    if m.header.table != RouteHeader::RT_TABLE_MAIN || m.header.kind != RouteType::Unicast {
-        return None;
-    }
+/// A main-table unicast route from a netlink message; `None` for other
+/// tables and types (local, broadcast, multicast, ...).
+pub(crate) fn parse_route(m: &RouteMessage) -> Option<TableRoute> {
+    let mut table = u32::from(m.header.table);
     let mut dst = None;
     let mut via = None;
     let mut oif = None;
+    let mut priority = 0;
+    let mut multipath = false;
     for a in &m.attributes {
         match a {
+            RouteAttribute::Table(t) => table = *t,
             RouteAttribute::Destination(RouteAddress::Inet(ip)) => dst = Some(IpAddr::V4(*ip)),
             RouteAttribute::Destination(RouteAddress::Inet6(ip)) => dst = Some(IpAddr::V6(*ip)),
             RouteAttribute::Gateway(RouteAddress::Inet(ip)) => via = Some(IpAddr::V4(*ip)),
             RouteAttribute::Gateway(RouteAddress::Inet6(ip)) => via = Some(IpAddr::V6(*ip)),
             RouteAttribute::Oif(i) => oif = Some(*i),
+            RouteAttribute::Priority(p) => priority = *p,
+            RouteAttribute::MultiPath(hops) => multipath = hops.len() > 1,
             _ => {}
         }
+    }
+    if table != u32::from(RouteHeader::RT_TABLE_MAIN) || m.header.kind != RouteType::Unicast {
+        return None;
     }
     let dst = match (dst, m.header.address_family) {
         (Some(ip), _) => IpNet::new(ip, m.header.destination_prefix_length).ok()?,
@@ -611,11 +499,16 @@ pub(crate) fn parse_route(m: &RouteMessage) -> Option<Route> {
         (None, AddressFamily::Inet6) => "::/0".parse().ok()?,
         _ => return None,
     };
-    Some(Route {
-        dst,
-        via,
-        oif,
-        protocol: u8::from(m.header.protocol),
+    Some(TableRoute {
+        route: Route {
+            dst,
+            via,
+            oif,
+            protocol: u8::from(m.header.protocol),
+        },
+        tos: m.header.tos,
+        priority,
+        multipath,
     })
 }
 

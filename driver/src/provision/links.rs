@@ -1,12 +1,12 @@
 //! The driver's links in the host namespace, and the rules that keep it off
 //! everyone else's.
 //!
-//! In: intents from [`crate::driver`] ("this container link exists on that
+//! In: intents from [`crate::docker`] and [`super::network`] ("this container link exists on that
 //! parent", "delete the shim of that network", "sweep what no record owns")
 //! and a [`LinkKernel`]. Out: kernel changes, or an error that names the link
 //! and says why it was left alone. It owns one rule: a link is ours only if
 //! it carries our mark (`IFLA_IFALIAS` = `ipvlan-bgp:<role>:<id>`, see
-//! [`crate::names`]) and, where the caller knows them, the kind and parent we
+//! [`crate::model::names`]) and, where the caller knows them, the kind and parent we
 //! gave it. Every link made here is marked before anyone can see it unmarked
 //! for long: Linux ignores `IFLA_IFALIAS` in RTM_NEWLINK, so the mark is set
 //! with RTM_SETLINK right after creation, and a link that cannot be marked is
@@ -16,7 +16,7 @@
 use std::collections::BTreeSet;
 
 use crate::kernel::{KernelError, Link, LinkKernel, LinkKind, NewLink, Result};
-use crate::names::{self, Role};
+use crate::model::names::{self, Role};
 
 /// What [`ensure`] found or made.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -221,8 +221,8 @@ pub fn probe_ipvlan<K: LinkKernel>(k: &mut K) -> Result<bool> {
     let want = Expect {
         name: &probe,
         kind: LinkKind::Ipvlan {
-            mode: crate::network::IpvlanMode::L3,
-            flag: crate::network::IpvlanFlag::Bridge,
+            mode: crate::model::network::IpvlanMode::L3,
+            flag: crate::model::network::IpvlanFlag::Bridge,
         },
         parent: Some(parent),
         mark: &mark,
@@ -241,7 +241,7 @@ pub fn probe_ipvlan<K: LinkKernel>(k: &mut K) -> Result<bool> {
 mod tests {
     use super::*;
     use crate::kernel::fake::{FakeKernel, Op};
-    use crate::network::MacvlanMode;
+    use crate::model::network::MacvlanMode;
 
     const MACVLAN: LinkKind = LinkKind::Macvlan {
         mode: MacvlanMode::Bridge,
