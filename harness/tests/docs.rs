@@ -1,0 +1,1196 @@
+//! The docs against the code: README.md and docs/*.md may only name what
+//! exists, and the README's quick start runs as written.
+//!
+//! In: the Markdown files, the `ipvlan-bgp` and `harness` binaries (their
+//! `--help`), the scenario schema (its own error messages list every key and
+//! step kind), plugin/config.json, the ci scripts. Out: one trial each for
+//! - flags: every `--flag` given to `ipvlan-bgp` or `harness` on a command
+//!   line is in that (sub)command's `--help`; every other `--flag` in the
+//!   text is one of theirs or a listed flag of another program (Docker,
+//!   gobgpd, ...), so `--stale-time` for `--stale-routes-time` fails;
+//! - environment variables, plugin settings, scenario keys and step kinds:
+//!   the docs name exactly what the code knows;
+//! - the two commands: their scripts exist, `ci/demo.sh` runs the quick
+//!   start's line word for word and installs only the demo's packages;
+//! - the quick start: the fenced block after `<!-- docs-test: quickstart -->`
+//!   is run (with this build's `harness`, same arguments) and must pass; a
+//!   machine that cannot run it (no root, no gobgpd) shows it as ignored
+//!   with the reason, a failure under `CI=true`;
+//! - links: every relative link and image points at a file that exists, and
+//!   every `#anchor` at a heading there; every docs page is linked from the
+//!   README.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use libtest_mimic::{Arguments, Completion, Failed, Trial};
+
+/// Flags of other programs that the docs mention outside a command line of
+/// that program (in prose or a table), with their owner. A flag of
+/// `ipvlan-bgp` or `harness` never belongs here: those come from `--help`.
+const OTHER_PROGRAMS_FLAGS: &[(&str, &str)] = &[
+    ("--api-hosts", "gobgpd"),
+    ("--pprof-disable", "gobgpd"),
+    ("--target", "gobgp"),
+    ("--driver-opt", "docker run / docker network connect"),
+    ("--network", "docker run"),
+    ("--health-cmd", "docker run"),
+    ("--sysctl", "docker run"),
+    ("--internal", "docker network create"),
+    ("--ipv6", "docker network create"),
+    ("--ipv4", "docker network create"),
+    ("--subnet", "docker network create"),
+    ("--gateway", "docker network create"),
+    ("--ipam-driver", "docker network create"),
+    ("--live-restore", "dockerd"),
+    ("--exec-root", "dockerd"),
+    ("--kernel", "ci/vm/run.sh"),
+    ("--modules", "ci/vm/run.sh"),
+    ("--timeout", "ci/vm/run.sh"),
+    ("--dry-run", "ci/install.sh"),
+    ("--create", "plugin/build.sh"),
+    ("--bench", "cargo bench"),
+    ("--nocapture", "cargo test"),
+    ("--rm", "docker run"),
+    ("--mode", "the 2015 Go prototype"),
+];
+
+/// Programs whose command lines the test does not check flag by flag.
+const OTHER_PROGRAMS: &[&str] = &[
+    "docker",
+    "dockerd",
+    "gobgpd",
+    "gobgp",
+    "cargo",
+    "apt-get",
+    "install",
+    "ip",
+    "sysctl",
+    "vtysh",
+    "birdc",
+    "busybox",
+    "run.sh",
+    "build.sh",
+    "install.sh",
+    "demo.sh",
+    "test.sh",
+    "make",
+];
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn under_ci() -> bool {
+    matches!(std::env::var("CI").as_deref(), Ok("true") | Ok("1"))
+}
+
+// ---------------------------------------------------------------- Markdown
+
+struct Doc {
+    /// From the repository's root, e.g. `docs/harness.md`.
+    rel: String,
+    text: String,
+}
+
+fn docs() -> Vec<Doc> {
+    let mut rels = vec!["README.md".to_string()];
+    let dir = root().join("docs");
+    let mut pages: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("read {}: {e}", dir.display()))
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".md"))
+        .map(|n| format!("docs/{n}"))
+        .collect();
+    pages.sort();
+    rels.extend(pages);
+    rels.into_iter()
+        .map(|rel| {
+            let text = std::fs::read_to_string(root().join(&rel))
+                .unwrap_or_else(|e| panic!("read {rel}: {e}"));
+            Doc { rel, text }
+        })
+        .collect()
+}
+
+/// A fenced code block: the line of its fence, its info string, the tag of
+/// a `<!-- docs-test: TAG -->` line right before it, its lines.
+struct Block {
+    line: usize,
+    info: String,
+    tag: Option<String>,
+    lines: Vec<String>,
+}
+
+/// A paragraph outside code blocks (its first line, its text with newlines).
+struct Para {
+    line: usize,
+    text: String,
+}
+
+fn scan(text: &str) -> (Vec<Block>, Vec<Para>) {
+    let mut blocks = Vec::new();
+    let mut paras = Vec::new();
+    let mut open: Option<(String, Block)> = None;
+    let mut para: Option<Para> = None;
+    let mut last_nonblank = String::new();
+    for (i, raw) in text.lines().enumerate() {
+        let n = i + 1;
+        let t = raw.trim_start();
+        if let Some((fence, mut b)) = open.take() {
+            if t.starts_with(&fence) && t.trim_end().chars().all(|c| c == '`' || c == '~') {
+                blocks.push(b);
+            } else {
+                b.lines.push(raw.to_string());
+                open = Some((fence, b));
+            }
+            continue;
+        }
+        if t.starts_with("```") || t.starts_with("~~~") {
+            if let Some(p) = para.take() {
+                paras.push(p);
+            }
+            let ch = t.chars().next().unwrap();
+            let fence: String = t.chars().take_while(|c| *c == ch).collect();
+            let tag = last_nonblank
+                .trim()
+                .strip_prefix("<!-- docs-test:")
+                .and_then(|r| r.strip_suffix("-->"))
+                .map(|r| r.trim().to_string());
+            open = Some((
+                fence.clone(),
+                Block {
+                    line: n,
+                    info: t[fence.len()..].trim().to_string(),
+                    tag,
+                    lines: Vec::new(),
+                },
+            ));
+            continue;
+        }
+        if t.is_empty() {
+            if let Some(p) = para.take() {
+                paras.push(p);
+            }
+        } else {
+            last_nonblank = raw.to_string();
+            match &mut para {
+                Some(p) => {
+                    p.text.push('\n');
+                    p.text.push_str(raw);
+                }
+                None => {
+                    para = Some(Para {
+                        line: n,
+                        text: raw.to_string(),
+                    })
+                }
+            }
+        }
+    }
+    if let Some(p) = para {
+        paras.push(p);
+    }
+    (blocks, paras)
+}
+
+/// Splits a paragraph into its inline code spans and the text between them.
+fn code_spans(text: &str) -> (Vec<String>, String) {
+    let mut spans = Vec::new();
+    let mut plain = String::new();
+    let b = text.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'`' {
+            let run = b[i..].iter().take_while(|c| **c == b'`').count();
+            let fence = &text[i..i + run];
+            if let Some(end) = text[i + run..].find(fence) {
+                let inner = &text[i + run..i + run + end];
+                spans.push(inner.replace('\n', " ").trim().to_string());
+                plain.push(' ');
+                i += run + end + run;
+                continue;
+            }
+            plain.push_str(fence);
+            i += run;
+            continue;
+        }
+        let ch = text[i..].chars().next().unwrap();
+        plain.push(ch);
+        i += ch.len_utf8();
+    }
+    (spans, plain)
+}
+
+/// `--name` tokens in a piece of text (not `---`, not a bare `--`).
+fn flags_in(text: &str) -> Vec<String> {
+    let b = text.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i + 2 < b.len() {
+        let starts = b[i] == b'-'
+            && b[i + 1] == b'-'
+            && b[i + 2].is_ascii_lowercase()
+            && (i == 0 || !(b[i - 1].is_ascii_alphanumeric() || b[i - 1] == b'-'));
+        if starts {
+            let end = i
+                + 2
+                + b[i + 2..]
+                    .iter()
+                    .take_while(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || **c == b'-')
+                    .count();
+            out.push(text[i..end].trim_end_matches('-').to_string());
+            i = end;
+        } else {
+            i += 1;
+        }
+    }
+    out
+}
+
+/// A shell line as words: quotes removed, unquoted `;`, `&&`, `||`, `|`,
+/// `&`, `$(` and `)` separate commands, an unquoted `#` after a blank starts
+/// a comment.
+fn shell_commands(line: &str) -> Vec<Vec<String>> {
+    let mut cmds = vec![Vec::new()];
+    let mut word = String::new();
+    let mut in_word = false;
+    let mut quote: Option<char> = None;
+    let chars: Vec<char> = line.chars().collect();
+    let mut i = 0;
+    let end_word = |cmds: &mut Vec<Vec<String>>, word: &mut String, in_word: &mut bool| {
+        if *in_word {
+            cmds.last_mut().unwrap().push(std::mem::take(word));
+            *in_word = false;
+        }
+    };
+    while i < chars.len() {
+        let c = chars[i];
+        if let Some(q) = quote {
+            if c == q {
+                quote = None;
+            } else {
+                word.push(c);
+            }
+            i += 1;
+            continue;
+        }
+        match c {
+            '\'' | '"' => {
+                quote = Some(c);
+                in_word = true;
+            }
+            '#' if !in_word => break,
+            ' ' | '\t' => end_word(&mut cmds, &mut word, &mut in_word),
+            ';' | '|' | '&' | ')' => {
+                end_word(&mut cmds, &mut word, &mut in_word);
+                cmds.push(Vec::new());
+            }
+            '$' if chars.get(i + 1) == Some(&'(') => {
+                end_word(&mut cmds, &mut word, &mut in_word);
+                cmds.push(Vec::new());
+                i += 1;
+            }
+            _ => {
+                word.push(c);
+                in_word = true;
+            }
+        }
+        i += 1;
+    }
+    end_word(&mut cmds, &mut word, &mut in_word);
+    cmds.retain(|c| !c.is_empty());
+    cmds
+}
+
+/// The logical lines of a shell or ini block (continuations joined; an ini
+/// line `Key=value` keeps its value).
+fn block_lines(b: &Block) -> Vec<(usize, String)> {
+    let mut out = Vec::new();
+    let mut cur = String::new();
+    let mut start = 0;
+    for (k, l) in b.lines.iter().enumerate() {
+        let mut l = l.trim().to_string();
+        if b.info == "ini" {
+            if let Some((key, value)) = l.split_once('=') {
+                if key.chars().all(|c| c.is_ascii_alphanumeric()) {
+                    l = value.to_string();
+                }
+            }
+        }
+        if cur.is_empty() {
+            start = b.line + 1 + k;
+        }
+        match l.strip_suffix('\\') {
+            Some(head) => {
+                cur.push_str(head);
+                cur.push(' ');
+            }
+            None => {
+                cur.push_str(&l);
+                out.push((start, std::mem::take(&mut cur)));
+            }
+        }
+    }
+    if !cur.is_empty() {
+        out.push((start, cur));
+    }
+    out
+}
+
+// ------------------------------------------------------------ the binaries
+
+fn harness_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_harness"))
+}
+
+fn driver_bin() -> Result<PathBuf, Failed> {
+    if let Some(p) = std::env::var_os("IPVLAN_BGP_BIN") {
+        return Ok(PathBuf::from(p));
+    }
+    let p = harness_bin().with_file_name("ipvlan-bgp");
+    if p.is_file() {
+        Ok(p)
+    } else {
+        Err(format!(
+            "no ipvlan-bgp binary next to {} (build it: cargo build --workspace, or set IPVLAN_BGP_BIN)",
+            harness_bin().display()
+        )
+        .into())
+    }
+}
+
+fn help_text(bin: &Path, path: &[String]) -> Result<String, Failed> {
+    let out = Command::new(bin)
+        .args(path)
+        .arg("--help")
+        .output()
+        .map_err(|e| format!("{} {} --help: {e}", bin.display(), path.join(" ")))?;
+    if !out.status.success() {
+        return Err(format!("{} {} --help failed", bin.display(), path.join(" ")).into());
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// The options a help text defines (not those its descriptions mention).
+fn defined_flags(help: &str) -> BTreeSet<String> {
+    help.lines()
+        .filter_map(|l| {
+            let t = l.trim_start();
+            let t = match t.strip_prefix('-') {
+                Some(r)
+                    if r.starts_with(|c: char| c.is_ascii_alphabetic())
+                        && r[1..].starts_with(", ") =>
+                {
+                    &r[3..]
+                }
+                _ => t,
+            };
+            let name = t.strip_prefix("--")?;
+            let name: String = name
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '-')
+                .collect();
+            (!name.is_empty()).then(|| format!("--{name}"))
+        })
+        .collect()
+}
+
+fn subcommands(help: &str) -> Vec<String> {
+    help.lines()
+        .skip_while(|l| l.trim() != "Commands:")
+        .skip(1)
+        .take_while(|l| !l.trim().is_empty())
+        .filter_map(|l| l.split_whitespace().next().map(str::to_string))
+        .filter(|c| c != "help")
+        .collect()
+}
+
+/// Every (sub)command path of a binary with the flags its help defines.
+struct Cli {
+    name: &'static str,
+    commands: BTreeMap<Vec<String>, BTreeSet<String>>,
+    /// `[env: NAME=]` lines of every help text.
+    env: BTreeSet<String>,
+}
+
+impl Cli {
+    fn load(name: &'static str, bin: &Path) -> Result<Cli, Failed> {
+        let mut cli = Cli {
+            name,
+            commands: BTreeMap::new(),
+            env: BTreeSet::new(),
+        };
+        let mut todo = vec![Vec::<String>::new()];
+        while let Some(path) = todo.pop() {
+            let help = help_text(bin, &path)?;
+            for l in help.lines() {
+                if let Some(r) = l.trim().strip_prefix("[env: ") {
+                    if let Some((v, _)) = r.split_once('=') {
+                        cli.env.insert(v.to_string());
+                    }
+                }
+            }
+            for sub in subcommands(&help) {
+                let mut p = path.clone();
+                p.push(sub);
+                todo.push(p);
+            }
+            cli.commands.insert(path, defined_flags(&help));
+        }
+        Ok(cli)
+    }
+
+    fn all_flags(&self) -> BTreeSet<String> {
+        self.commands.values().flatten().cloned().collect()
+    }
+
+    /// Checks one command line of this program: `words` follow its name.
+    fn check(&self, words: &[String], at: &str, errors: &mut Vec<String>) {
+        let mut path: Vec<String> = Vec::new();
+        let mut descending = true;
+        for w in words {
+            if w.starts_with('-') || w.starts_with("[-") {
+                let known = &self.commands[&path];
+                for f in flags_in(w) {
+                    if !known.contains(&f) {
+                        errors.push(format!(
+                            "{at}: `{}{} {f}`: no such flag in `{} {}--help`",
+                            self.name,
+                            path.iter().map(|p| format!(" {p}")).collect::<String>(),
+                            self.name,
+                            path.iter().map(|p| format!("{p} ")).collect::<String>(),
+                        ));
+                    }
+                }
+                continue;
+            }
+            if descending {
+                let mut next = path.clone();
+                next.push(w.clone());
+                if self.commands.contains_key(&next) {
+                    path = next;
+                    continue;
+                }
+                descending = false;
+            }
+        }
+    }
+}
+
+/// The program of a command: after `sudo`, `exec`, `env` and `VAR=value`.
+fn program(cmd: &[String]) -> Option<(String, &[String])> {
+    let mut i = 0;
+    while i < cmd.len() {
+        let w = &cmd[i];
+        let assignment = w.split_once('=').is_some_and(|(k, _)| {
+            !k.is_empty() && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+        });
+        if w == "sudo"
+            || w == "exec"
+            || w == "env"
+            || assignment
+            || (i > 0 && cmd[i - 1] == "sudo" && w.starts_with('-'))
+        {
+            i += 1;
+            continue;
+        }
+        let base = w.rsplit('/').next().unwrap_or(w).to_string();
+        return Some((base, &cmd[i + 1..]));
+    }
+    None
+}
+
+// ------------------------------------------------------------------ trials
+
+fn flags_in_the_docs_exist() -> Result<(), Failed> {
+    let driver = Cli::load("ipvlan-bgp", &driver_bin()?)?;
+    let harness = Cli::load("harness", &harness_bin())?;
+    let mut known: BTreeSet<String> = driver.all_flags();
+    known.extend(harness.all_flags());
+    let other: BTreeMap<&str, &str> = OTHER_PROGRAMS_FLAGS.iter().copied().collect();
+    for f in other.keys() {
+        if known.contains(*f) {
+            return Err(format!(
+                "{f} is listed as a flag of {} in OTHER_PROGRAMS_FLAGS but ipvlan-bgp or harness has it too: remove it from the list",
+                other[f]
+            )
+            .into());
+        }
+    }
+    let mut errors = Vec::new();
+    let mut checked = 0usize;
+    // A command line: a flag of ours is checked against its (sub)command.
+    let mut command = |cmd: &[String], at: &str, errors: &mut Vec<String>| -> bool {
+        let Some((prog, rest)) = program(cmd) else {
+            return false;
+        };
+        for w in cmd {
+            // `docker plugin set … EXTRA_ARGS="--flag …"`: the driver's flags.
+            if let Some(args) = w.strip_prefix("EXTRA_ARGS=") {
+                let words: Vec<String> = args.split_whitespace().map(str::to_string).collect();
+                driver.check(&words, at, errors);
+                checked += 1;
+            }
+        }
+        match prog.as_str() {
+            "ipvlan-bgp" => driver.check(rest, at, errors),
+            "harness" => harness.check(rest, at, errors),
+            p if OTHER_PROGRAMS.contains(&p) => {}
+            _ => return false,
+        }
+        checked += 1;
+        true
+    };
+    let loose = |flags: Vec<String>, at: &str, errors: &mut Vec<String>| {
+        for f in flags {
+            if !known.contains(&f) && !other.contains_key(f.as_str()) {
+                errors.push(format!(
+                    "{at}: {f} is a flag of neither `ipvlan-bgp --help` nor `harness --help` (nor a listed flag of another program)"
+                ));
+            }
+        }
+    };
+    for d in docs() {
+        let (blocks, paras) = scan(&d.text);
+        for b in &blocks {
+            if !matches!(b.info.as_str(), "sh" | "bash" | "shell" | "console" | "ini") {
+                continue;
+            }
+            for (line, l) in block_lines(b) {
+                let at = format!("{}:{line}", d.rel);
+                for cmd in shell_commands(&l) {
+                    if !command(&cmd, &at, &mut errors) {
+                        loose(
+                            cmd.iter().flat_map(|w| flags_in(w)).collect(),
+                            &at,
+                            &mut errors,
+                        );
+                    }
+                }
+            }
+        }
+        for p in &paras {
+            let at = format!("{}:{}", d.rel, p.line);
+            let (spans, plain) = code_spans(&p.text);
+            for s in spans {
+                for cmd in shell_commands(&s) {
+                    if !command(&cmd, &at, &mut errors) {
+                        loose(
+                            cmd.iter().flat_map(|w| flags_in(w)).collect(),
+                            &at,
+                            &mut errors,
+                        );
+                    }
+                }
+            }
+            loose(flags_in(&plain), &at, &mut errors);
+        }
+    }
+    if checked < 20 {
+        errors.push(format!(
+            "only {checked} command lines of ipvlan-bgp, harness or other programs found: is the parser broken?"
+        ));
+    }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(errors.join("\n").into())
+    }
+}
+
+/// Words such as `IPVLAN_BGP_PARENT`, `HARNESS_RUN_DIR`, `IBVM_CACHE`.
+fn env_names(text: &str) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    for prefix in ["IPVLAN_BGP_", "HARNESS_", "IBVM_"] {
+        let mut rest = text;
+        while let Some(i) = rest.find(prefix) {
+            let tail = &rest[i..];
+            let name: String = tail
+                .chars()
+                .take_while(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || *c == '_')
+                .collect();
+            let before = rest[..i].chars().next_back();
+            if !before.is_some_and(|c| c.is_ascii_alphanumeric() || c == '_') {
+                out.insert(name.trim_end_matches('_').to_string());
+            }
+            rest = &tail[prefix.len()..];
+        }
+    }
+    out
+}
+
+fn read_tree(dir: &Path, ext: &str, out: &mut String) {
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            read_tree(&p, ext, out);
+        } else if p.extension().is_some_and(|x| x == ext) || ext.is_empty() {
+            out.push_str(&std::fs::read_to_string(&p).unwrap_or_default());
+        }
+    }
+}
+
+fn environment_variables_in_the_docs_exist() -> Result<(), Failed> {
+    let driver = Cli::load("ipvlan-bgp", &driver_bin()?)?;
+    let mut harness_src = String::new();
+    read_tree(&root().join("harness/src"), "rs", &mut harness_src);
+    let mut vm_src = String::new();
+    read_tree(&root().join("ci/vm"), "", &mut vm_src);
+    let mut errors = Vec::new();
+    let mut seen = 0;
+    for d in docs() {
+        for name in env_names(&d.text) {
+            seen += 1;
+            let quoted = format!("\"{name}\"");
+            let known = if name.starts_with("IPVLAN_BGP_") {
+                driver.env.contains(&name) || harness_src.contains(&quoted)
+            } else if name.starts_with("HARNESS_") {
+                harness_src.contains(&quoted)
+            } else {
+                vm_src.contains(&name)
+            };
+            if !known {
+                errors.push(format!(
+                    "{}: {name} is read by neither the driver (`ipvlan-bgp --help` [env: …]) nor the harness nor ci/vm",
+                    d.rel
+                ));
+            }
+        }
+    }
+    if seen == 0 {
+        errors.push("no environment variable found in the docs: is the scan broken?".into());
+    }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(errors.join("\n").into())
+    }
+}
+
+/// The README's plugin settings table names exactly the settable env values
+/// and mounts of plugin/config.json.
+fn plugin_settings_match_the_plugin() -> Result<(), Failed> {
+    let config: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(root().join("plugin/config.json")).map_err(|e| e.to_string())?,
+    )
+    .map_err(|e| e.to_string())?;
+    let mut want = BTreeSet::new();
+    for e in config["env"].as_array().into_iter().flatten() {
+        want.insert(e["name"].as_str().unwrap_or_default().to_string());
+    }
+    for m in config["mounts"].as_array().into_iter().flatten() {
+        if m["settable"]
+            .as_array()
+            .is_some_and(|s| s.iter().any(|v| v == "source"))
+        {
+            want.insert(format!("{}.source", m["name"].as_str().unwrap_or_default()));
+        }
+    }
+    let readme = &docs()[0].text;
+    let table: Vec<&str> = readme
+        .lines()
+        .skip_while(|l| !l.starts_with("| setting (`docker plugin set"))
+        .skip(2)
+        .take_while(|l| l.starts_with('|'))
+        .collect();
+    if table.is_empty() {
+        return Err(
+            "README.md: no plugin settings table (a row starting `| setting (`docker plugin set`)"
+                .into(),
+        );
+    }
+    let mut have = BTreeSet::new();
+    for row in table {
+        let first = row.split('|').nth(1).unwrap_or_default();
+        let (spans, _) = code_spans(first);
+        have.extend(spans);
+    }
+    if want == have {
+        Ok(())
+    } else {
+        Err(format!(
+            "README.md's plugin settings differ from plugin/config.json: missing {:?}, unknown {:?}",
+            want.difference(&have).collect::<Vec<_>>(),
+            have.difference(&want).collect::<Vec<_>>()
+        )
+        .into())
+    }
+}
+
+/// The names after "expected" in a serde error: `` `a`, `b` or `c` ``.
+fn expected_names(msg: &str) -> Vec<String> {
+    let Some((_, tail)) = msg.split_once("expected") else {
+        return Vec::new();
+    };
+    tail.split('`')
+        .skip(1)
+        .step_by(2)
+        .map(str::to_string)
+        .collect()
+}
+
+/// What the schema says about a scenario file, from its own error message.
+fn schema_names(toml: &str) -> Result<Vec<String>, Failed> {
+    let dir = std::env::temp_dir().join(format!("docs-schema-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+    let file = dir.join(format!("probe-{}.toml", toml.len()));
+    std::fs::write(&file, toml).map_err(|e| e.to_string())?;
+    let r = harness::Scenario::load(&file);
+    let _ = std::fs::remove_file(&file);
+    let msg = match r {
+        Ok(_) => return Err(format!("the schema accepted a key it should not:\n{toml}").into()),
+        Err(e) => format!("{e:#}"),
+    };
+    let names = expected_names(&msg);
+    if names.is_empty() {
+        return Err(format!("cannot read the expected names from: {msg}").into());
+    }
+    Ok(names)
+}
+
+const SCENARIO_HEAD: &str = "description = \"x\"\nrequires = []\n";
+
+/// docs/steps.md names every key and step kind the schema knows, and no
+/// step kind it does not.
+fn scenario_keys_and_steps_are_documented() -> Result<(), Failed> {
+    let page = std::fs::read_to_string(root().join("docs/steps.md")).map_err(|e| e.to_string())?;
+    let rows: Vec<&str> = page.lines().filter(|l| l.starts_with("| ")).collect();
+    // The row whose first cell holds `first`.
+    let row = |first: &str| -> Option<&str> {
+        rows.iter().copied().find(|r| {
+            code_spans(r.split('|').nth(1).unwrap_or_default())
+                .0
+                .iter()
+                .any(|s| s == first)
+                || r.split('|').nth(1).is_some_and(|c| c.trim() == first)
+        })
+    };
+    let mut errors = Vec::new();
+    let need = |section: &str, keys: Vec<String>, errors: &mut Vec<String>| match row(section) {
+        None => errors.push(format!("docs/steps.md: no table row for {section}")),
+        Some(r) => {
+            let (spans, _) = code_spans(r);
+            let named: BTreeSet<&str> = spans
+                .iter()
+                .flat_map(|s| {
+                    s.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '-'))
+                })
+                .collect();
+            for k in keys {
+                if !named.contains(k.as_str()) {
+                    errors.push(format!(
+                        "docs/steps.md: the {section} row does not name `{k}`"
+                    ));
+                }
+            }
+        }
+    };
+    let bogus = "zz_not_a_key = 1\n";
+    let top = schema_names(&format!("{bogus}{SCENARIO_HEAD}"))?;
+    need("top level", top, &mut errors);
+    let host = "[[hosts]]\nname = \"h1\"\n";
+    let sections = [
+        ("`[bgp]`", format!("{SCENARIO_HEAD}[bgp]\n{bogus}{host}")),
+        ("`[driver]`", format!("{SCENARIO_HEAD}[driver]\n{bogus}{host}")),
+        ("`[[segments]]`", format!("{SCENARIO_HEAD}[[segments]]\n{bogus}{host}")),
+        ("`[[hosts]]`", format!("{SCENARIO_HEAD}{host}{bogus}")),
+        ("`[[routers]]`", format!("{SCENARIO_HEAD}{host}[[routers]]\n{bogus}")),
+        ("`[[networks]]`", format!("{SCENARIO_HEAD}{host}[[networks]]\n{bogus}")),
+        ("`[[containers]]`", format!("{SCENARIO_HEAD}{host}[[containers]]\n{bogus}")),
+        (
+            "`[[containers]]`",
+            format!("{SCENARIO_HEAD}{host}[[containers]]\nname = \"c\"\nhost = \"h1\"\nnetwork = \"n\"\nhealth = {{ zz_not_a_key = 1 }}\n"),
+        ),
+    ];
+    for (section, toml) in sections {
+        let keys = schema_names(&toml)?;
+        need(section.trim_matches('`'), keys, &mut errors);
+    }
+    let kinds = schema_names(&format!(
+        "{SCENARIO_HEAD}{host}[[steps]]\ndo = \"zz-not-a-step\"\n"
+    ))?;
+    for k in &kinds {
+        let keys = schema_names(&format!(
+            "{SCENARIO_HEAD}{host}[[steps]]\ndo = \"{k}\"\n{bogus}"
+        ))?;
+        need(k, keys, &mut errors);
+    }
+    // Every documented step kind exists.
+    let steps_table = page
+        .split("| step (`do =`)")
+        .nth(1)
+        .ok_or("docs/steps.md: no steps table (a header `| step (`do =`)`)")?;
+    for r in steps_table
+        .lines()
+        .skip(2)
+        .take_while(|l| l.starts_with('|'))
+    {
+        let (spans, _) = code_spans(r.split('|').nth(1).unwrap_or_default());
+        for s in spans {
+            if !kinds.contains(&s) {
+                errors.push(format!(
+                    "docs/steps.md: step `{s}` is not a step kind of the schema"
+                ));
+            }
+        }
+    }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(errors.join("\n").into())
+    }
+}
+
+fn the_block<'a>(blocks: &'a [Block], tag: &str) -> Result<&'a Block, Failed> {
+    let found: Vec<&Block> = blocks
+        .iter()
+        .filter(|b| b.tag.as_deref() == Some(tag))
+        .collect();
+    match found.as_slice() {
+        [one] => Ok(one),
+        _ => Err(format!(
+            "README.md must have exactly one fenced block after `<!-- docs-test: {tag} -->`, found {}",
+            found.len()
+        )
+        .into()),
+    }
+}
+
+/// The commands of a tagged block: its lines without comments.
+fn block_commands(b: &Block) -> Vec<Vec<String>> {
+    block_lines(b)
+        .into_iter()
+        .flat_map(|(_, l)| shell_commands(&l))
+        .collect()
+}
+
+fn the_two_commands_are_true() -> Result<(), Failed> {
+    let readme = &docs()[0];
+    let (blocks, _) = scan(&readme.text);
+    let mut errors = Vec::new();
+    let commands = block_commands(the_block(&blocks, "commands")?);
+    let scripts: Vec<String> = commands
+        .iter()
+        .filter_map(|c| c.iter().find(|w| *w != "sudo").cloned())
+        .collect();
+    if scripts != ["ci/demo.sh", "ci/test.sh"] {
+        errors.push(format!(
+            "README.md: the two commands are {scripts:?}, not ci/demo.sh and ci/test.sh"
+        ));
+    }
+    for s in &scripts {
+        let meta = std::fs::metadata(root().join(s));
+        if !meta
+            .is_ok_and(|m| std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o111 != 0)
+        {
+            errors.push(format!("{s} is not an executable file"));
+        }
+    }
+    let demo = std::fs::read_to_string(root().join("ci/demo.sh")).map_err(|e| e.to_string())?;
+    let quick = the_block(&blocks, "quickstart")?;
+    for (_, line) in block_lines(quick) {
+        if !line.is_empty() && !demo.lines().any(|l| l.contains(line.as_str())) {
+            errors.push(format!(
+                "ci/demo.sh does not run the quick start's line `{line}` word for word"
+            ));
+        }
+    }
+    if !demo.lines().any(|l| l.trim() == "ci/install.sh demo") {
+        errors.push("ci/demo.sh does not call `ci/install.sh demo`".into());
+    }
+    // What each profile would install (dry run: changes nothing).
+    let packages = |profile: &str| -> Result<Vec<String>, Failed> {
+        let out = Command::new("bash")
+            .arg(root().join("ci/install.sh"))
+            .args(["--dry-run", profile])
+            .output()
+            .map_err(|e| format!("ci/install.sh --dry-run {profile}: {e}"))?;
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        if !out.status.success() || text.contains("ci/vm/run.sh") != (profile == "full") {
+            return Err(format!("ci/install.sh --dry-run {profile}: {text}").into());
+        }
+        let line = text
+            .lines()
+            .find_map(|l| l.strip_prefix("ci/install.sh: packages: "))
+            .ok_or_else(|| {
+                format!("ci/install.sh --dry-run {profile} names no packages: {text}")
+            })?;
+        Ok(line.split_whitespace().map(str::to_string).collect())
+    };
+    let demo_pkgs = packages("demo")?;
+    let full_pkgs = packages("full")?;
+    for p in ["gobgpd", "iproute2"] {
+        if !demo_pkgs.iter().any(|x| x == p) {
+            errors.push(format!("ci/install.sh demo does not install {p}"));
+        }
+    }
+    for p in [
+        "frr",
+        "bird2",
+        "chromium",
+        "docker.io",
+        "qemu-system-x86",
+        "busybox-static",
+    ] {
+        if demo_pkgs.iter().any(|x| x == p) {
+            errors.push(format!(
+                "ci/install.sh demo installs {p}, which the demo does not need"
+            ));
+        }
+    }
+    for p in &demo_pkgs {
+        if !full_pkgs.contains(p) {
+            errors.push(format!("ci/install.sh full lacks the demo's {p}"));
+        }
+    }
+    for p in ["frr", "bird2", "nftables", "busybox-static"] {
+        if !full_pkgs.iter().any(|x| x == p) {
+            errors.push(format!("ci/install.sh full does not install {p}"));
+        }
+    }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(errors.join("\n").into())
+    }
+}
+
+fn quick_start_runs_as_written() -> Result<Completion, Failed> {
+    let readme = &docs()[0];
+    let (blocks, _) = scan(&readme.text);
+    let cmds = block_commands(the_block(&blocks, "quickstart")?);
+    if cmds.is_empty() {
+        return Err("README.md: the quick start block holds no command".into());
+    }
+    if !nix::unistd::geteuid().is_root() {
+        let reason = "the quick start needs root (network namespaces)";
+        if under_ci() {
+            return Err(format!("{reason}, and under CI=true that is a failure").into());
+        }
+        return Ok(Completion::ignored_with(reason));
+    }
+    // A folder of its own: the scenarios are there, the reports land there.
+    let work = std::env::temp_dir().join(format!("docs-quickstart-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&work);
+    std::fs::create_dir_all(work.join("target")).map_err(|e| e.to_string())?;
+    std::os::unix::fs::symlink(root().join("scenarios"), work.join("scenarios"))
+        .map_err(|e| e.to_string())?;
+    let result = (|| -> Result<Completion, Failed> {
+        for cmd in &cmds {
+            let (prog, args) = program(cmd).ok_or("an empty command")?;
+            if prog != "harness" {
+                return Err(format!(
+                    "the quick start runs {prog}; this test runs only `harness` lines"
+                )
+                .into());
+            }
+            let json = args
+                .iter()
+                .position(|a| a == "--json")
+                .and_then(|i| args.get(i + 1))
+                .ok_or("the quick start's harness run has no `--json FILE`: the test reads the report to tell a pass from a skip")?;
+            let out = Command::new(harness_bin())
+                .args(args)
+                .current_dir(&work)
+                .output()
+                .map_err(|e| format!("run harness: {e}"))?;
+            let log = format!(
+                "{}\n{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+            let report: serde_json::Value = std::fs::read_to_string(work.join(json))
+                .ok()
+                .and_then(|t| serde_json::from_str(&t).ok())
+                .ok_or_else(|| {
+                    format!(
+                        "`harness {}` wrote no report {json}:\n{log}",
+                        args.join(" ")
+                    )
+                })?;
+            if let Some(reason) = report["skipped"].as_str() {
+                if under_ci() {
+                    return Err(
+                        format!("the quick start was skipped under CI=true: {reason}").into(),
+                    );
+                }
+                return Ok(Completion::ignored_with(format!(
+                    "the quick start skipped: {reason}"
+                )));
+            }
+            if !out.status.success() || report["passed"] != serde_json::Value::Bool(true) {
+                return Err(format!("`harness {}` did not pass:\n{log}", args.join(" ")).into());
+            }
+        }
+        Ok(Completion::Completed)
+    })();
+    let _ = std::fs::remove_dir_all(&work);
+    result
+}
+
+/// GitHub's anchor for a heading: lower case, punctuation dropped, spaces
+/// become hyphens.
+fn slug(heading: &str) -> String {
+    // A code span keeps its text, a link its text.
+    let text = heading.replace('`', "");
+    let mut t = String::new();
+    let mut rest = text.as_str();
+    while let Some(i) = rest.find("](") {
+        let close = rest[i..].find(')').map(|j| i + j + 1).unwrap_or(rest.len());
+        t.push_str(&rest[..i]);
+        rest = &rest[close..];
+    }
+    t.push_str(rest);
+    t.to_lowercase()
+        .chars()
+        .filter(|c| c.is_alphanumeric() || *c == '-' || *c == '_' || *c == ' ')
+        .map(|c| if c == ' ' { '-' } else { c })
+        .collect()
+}
+
+fn anchors(text: &str) -> BTreeSet<String> {
+    let (_, paras) = scan(text);
+    let mut seen: BTreeMap<String, usize> = BTreeMap::new();
+    let mut out = BTreeSet::new();
+    for p in paras {
+        for l in p.text.lines() {
+            let t = l.trim_start();
+            let hashes = t.chars().take_while(|c| *c == '#').count();
+            if (1..=6).contains(&hashes) && t[hashes..].starts_with(' ') {
+                let s = slug(t[hashes..].trim());
+                let n = seen.entry(s.clone()).or_insert(0);
+                out.insert(if *n == 0 {
+                    s.clone()
+                } else {
+                    format!("{s}-{n}")
+                });
+                *n += 1;
+            }
+        }
+    }
+    out
+}
+
+/// `[text](dest)` and `![alt](dest)` destinations in a paragraph's plain text.
+fn link_targets(plain: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut rest = plain;
+    while let Some(i) = rest.find("](") {
+        let tail = &rest[i + 2..];
+        let end = tail.find(')').unwrap_or(tail.len());
+        let dest = tail[..end]
+            .split_whitespace()
+            .next()
+            .unwrap_or("")
+            .to_string();
+        out.push(dest);
+        rest = &tail[end..];
+    }
+    out
+}
+
+fn check_target(from: &str, dest: &str, errors: &mut Vec<String>) {
+    let (path, anchor) = match dest.split_once('#') {
+        Some((p, a)) => (p, Some(a)),
+        None => (dest, None),
+    };
+    let base = Path::new(from).parent().unwrap_or(Path::new(""));
+    let target = if path.is_empty() {
+        root().join(from)
+    } else {
+        root().join(base).join(path)
+    };
+    if !target.exists() {
+        errors.push(format!(
+            "{from}: link to {dest}: {} does not exist",
+            target.display()
+        ));
+        return;
+    }
+    if let Some(a) = anchor {
+        if target.extension().is_some_and(|x| x == "md") {
+            let text = std::fs::read_to_string(&target).unwrap_or_default();
+            if !anchors(&text).contains(a) {
+                errors.push(format!(
+                    "{from}: link to {dest}: no heading with the anchor #{a}"
+                ));
+            }
+        }
+    }
+}
+
+fn relative_links_resolve() -> Result<(), Failed> {
+    let mut errors = Vec::new();
+    let mut links = 0;
+    let docs = docs();
+    let mut linked_from_readme = BTreeSet::new();
+    for d in &docs {
+        let (_, paras) = scan(&d.text);
+        for p in paras {
+            let (_, plain) = code_spans(&p.text);
+            for dest in link_targets(&plain) {
+                if dest.contains("://") || dest.starts_with("mailto:") {
+                    continue;
+                }
+                links += 1;
+                if d.rel == "README.md" {
+                    linked_from_readme.insert(dest.split('#').next().unwrap_or("").to_string());
+                }
+                check_target(&d.rel, &dest, &mut errors);
+            }
+        }
+    }
+    for d in docs.iter().skip(1) {
+        if !linked_from_readme.contains(&d.rel) {
+            errors.push(format!("{} is not linked from README.md", d.rel));
+        }
+    }
+    // The plugin's `docker plugin inspect` points at a README section.
+    let config =
+        std::fs::read_to_string(root().join("plugin/config.json")).map_err(|e| e.to_string())?;
+    let config: serde_json::Value = serde_json::from_str(&config).map_err(|e| e.to_string())?;
+    if let Some((_, anchor)) = config["documentation"]
+        .as_str()
+        .and_then(|u| u.split_once('#'))
+    {
+        if !anchors(&docs[0].text).contains(anchor) {
+            errors.push(format!("plugin/config.json's documentation URL names #{anchor}, which README.md has no heading for"));
+        }
+    }
+    if links < 10 {
+        errors.push(format!(
+            "only {links} relative links found: is the scan broken?"
+        ));
+    }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(errors.join("\n").into())
+    }
+}
+
+fn main() {
+    let args = Arguments::from_args();
+    let trials = vec![
+        Trial::test("flags_in_the_docs_exist", flags_in_the_docs_exist),
+        Trial::test(
+            "environment_variables_in_the_docs_exist",
+            environment_variables_in_the_docs_exist,
+        ),
+        Trial::test(
+            "plugin_settings_match_the_plugin",
+            plugin_settings_match_the_plugin,
+        ),
+        Trial::test(
+            "scenario_keys_and_steps_are_documented",
+            scenario_keys_and_steps_are_documented,
+        ),
+        Trial::test("the_two_commands_are_true", the_two_commands_are_true),
+        Trial::ignorable_test("quick_start_runs_as_written", quick_start_runs_as_written),
+        Trial::test("relative_links_resolve", relative_links_resolve),
+    ];
+    libtest_mimic::run(&args, trials).exit();
+}
