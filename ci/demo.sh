@@ -4,7 +4,7 @@
 # with real gobgpd and the driver in network namespaces. Run as root:
 #   sudo ci/demo.sh [more harness run flags, e.g. --html target/demo.html]
 # The harness line below is the README's quick start, word for word
-# (harness/tests/docs.rs checks that, and runs it).
+# (harness/tests/docs/ checks that, and runs it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ci/install.sh demo

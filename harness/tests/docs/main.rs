@@ -8,8 +8,8 @@
 //!   line is in that (sub)command's `--help`; every other `--flag` in the
 //!   text is one of theirs or a listed flag of another program (Docker,
 //!   gobgpd, ...), so `--stale-time` for `--stale-routes-time` fails;
-//! - environment variables, plugin settings, scenario keys and step kinds:
-//!   the docs name exactly what the code knows;
+//! - environment variables, metrics, plugin settings, scenario keys and step
+//!   kinds: the docs name exactly what the code knows;
 //! - the two commands: their scripts exist, `ci/demo.sh` runs the quick
 //!   start's line word for word and installs only the demo's packages;
 //! - the quick start: the fenced block after `<!-- docs-test: quickstart -->`
@@ -19,12 +19,21 @@
 //! - links: every relative link and image points at a file that exists, and
 //!   every `#anchor` at a heading there; every docs page is linked from the
 //!   README.
+//!
+//! Reading Markdown is `markdown.rs`'s job, reading command lines and the
+//! binaries' `--help` is `cli.rs`'s; this file holds the trials.
+
+mod cli;
+mod markdown;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use libtest_mimic::{Arguments, Completion, Failed, Trial};
+
+use cli::{driver_bin, flags_in, harness_bin, program, shell_commands, Cli};
+use markdown::{anchors, block_lines, code_spans, docs, link_targets, scan, Block};
 
 /// Flags of other programs that the docs mention outside a command line of
 /// that program (in prose or a table), with their owner. A flag of
@@ -78,432 +87,13 @@ const OTHER_PROGRAMS: &[&str] = &[
     "make",
 ];
 
-fn root() -> PathBuf {
+pub fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
 fn under_ci() -> bool {
     matches!(std::env::var("CI").as_deref(), Ok("true") | Ok("1"))
 }
-
-// ---------------------------------------------------------------- Markdown
-
-struct Doc {
-    /// From the repository's root, e.g. `docs/harness.md`.
-    rel: String,
-    text: String,
-}
-
-fn docs() -> Vec<Doc> {
-    let mut rels = vec!["README.md".to_string()];
-    let dir = root().join("docs");
-    let mut pages: Vec<String> = std::fs::read_dir(&dir)
-        .unwrap_or_else(|e| panic!("read {}: {e}", dir.display()))
-        .filter_map(|e| e.ok())
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .filter(|n| n.ends_with(".md"))
-        .map(|n| format!("docs/{n}"))
-        .collect();
-    pages.sort();
-    rels.extend(pages);
-    rels.into_iter()
-        .map(|rel| {
-            let text = std::fs::read_to_string(root().join(&rel))
-                .unwrap_or_else(|e| panic!("read {rel}: {e}"));
-            Doc { rel, text }
-        })
-        .collect()
-}
-
-/// A fenced code block: the line of its fence, its info string, the tag of
-/// a `<!-- docs-test: TAG -->` line right before it, its lines.
-struct Block {
-    line: usize,
-    info: String,
-    tag: Option<String>,
-    lines: Vec<String>,
-}
-
-/// A paragraph outside code blocks (its first line, its text with newlines).
-struct Para {
-    line: usize,
-    text: String,
-}
-
-fn scan(text: &str) -> (Vec<Block>, Vec<Para>) {
-    let mut blocks = Vec::new();
-    let mut paras = Vec::new();
-    let mut open: Option<(String, Block)> = None;
-    let mut para: Option<Para> = None;
-    let mut last_nonblank = String::new();
-    for (i, raw) in text.lines().enumerate() {
-        let n = i + 1;
-        let t = raw.trim_start();
-        if let Some((fence, mut b)) = open.take() {
-            if t.starts_with(&fence) && t.trim_end().chars().all(|c| c == '`' || c == '~') {
-                blocks.push(b);
-            } else {
-                b.lines.push(raw.to_string());
-                open = Some((fence, b));
-            }
-            continue;
-        }
-        if t.starts_with("```") || t.starts_with("~~~") {
-            if let Some(p) = para.take() {
-                paras.push(p);
-            }
-            let ch = t.chars().next().unwrap();
-            let fence: String = t.chars().take_while(|c| *c == ch).collect();
-            let tag = last_nonblank
-                .trim()
-                .strip_prefix("<!-- docs-test:")
-                .and_then(|r| r.strip_suffix("-->"))
-                .map(|r| r.trim().to_string());
-            open = Some((
-                fence.clone(),
-                Block {
-                    line: n,
-                    info: t[fence.len()..].trim().to_string(),
-                    tag,
-                    lines: Vec::new(),
-                },
-            ));
-            continue;
-        }
-        if t.is_empty() {
-            if let Some(p) = para.take() {
-                paras.push(p);
-            }
-        } else {
-            last_nonblank = raw.to_string();
-            match &mut para {
-                Some(p) => {
-                    p.text.push('\n');
-                    p.text.push_str(raw);
-                }
-                None => {
-                    para = Some(Para {
-                        line: n,
-                        text: raw.to_string(),
-                    })
-                }
-            }
-        }
-    }
-    if let Some(p) = para {
-        paras.push(p);
-    }
-    (blocks, paras)
-}
-
-/// Splits a paragraph into its inline code spans and the text between them.
-fn code_spans(text: &str) -> (Vec<String>, String) {
-    let mut spans = Vec::new();
-    let mut plain = String::new();
-    let b = text.as_bytes();
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'`' {
-            let run = b[i..].iter().take_while(|c| **c == b'`').count();
-            let fence = &text[i..i + run];
-            if let Some(end) = text[i + run..].find(fence) {
-                let inner = &text[i + run..i + run + end];
-                spans.push(inner.replace('\n', " ").trim().to_string());
-                plain.push(' ');
-                i += run + end + run;
-                continue;
-            }
-            plain.push_str(fence);
-            i += run;
-            continue;
-        }
-        let ch = text[i..].chars().next().unwrap();
-        plain.push(ch);
-        i += ch.len_utf8();
-    }
-    (spans, plain)
-}
-
-/// `--name` tokens in a piece of text (not `---`, not a bare `--`).
-fn flags_in(text: &str) -> Vec<String> {
-    let b = text.as_bytes();
-    let mut out = Vec::new();
-    let mut i = 0;
-    while i + 2 < b.len() {
-        let starts = b[i] == b'-'
-            && b[i + 1] == b'-'
-            && b[i + 2].is_ascii_lowercase()
-            && (i == 0 || !(b[i - 1].is_ascii_alphanumeric() || b[i - 1] == b'-'));
-        if starts {
-            let end = i
-                + 2
-                + b[i + 2..]
-                    .iter()
-                    .take_while(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || **c == b'-')
-                    .count();
-            out.push(text[i..end].trim_end_matches('-').to_string());
-            i = end;
-        } else {
-            i += 1;
-        }
-    }
-    out
-}
-
-/// A shell line as words: quotes removed, unquoted `;`, `&&`, `||`, `|`,
-/// `&`, `$(` and `)` separate commands, an unquoted `#` after a blank starts
-/// a comment.
-fn shell_commands(line: &str) -> Vec<Vec<String>> {
-    let mut cmds = vec![Vec::new()];
-    let mut word = String::new();
-    let mut in_word = false;
-    let mut quote: Option<char> = None;
-    let chars: Vec<char> = line.chars().collect();
-    let mut i = 0;
-    let end_word = |cmds: &mut Vec<Vec<String>>, word: &mut String, in_word: &mut bool| {
-        if *in_word {
-            cmds.last_mut().unwrap().push(std::mem::take(word));
-            *in_word = false;
-        }
-    };
-    while i < chars.len() {
-        let c = chars[i];
-        if let Some(q) = quote {
-            if c == q {
-                quote = None;
-            } else {
-                word.push(c);
-            }
-            i += 1;
-            continue;
-        }
-        match c {
-            '\'' | '"' => {
-                quote = Some(c);
-                in_word = true;
-            }
-            '#' if !in_word => break,
-            ' ' | '\t' => end_word(&mut cmds, &mut word, &mut in_word),
-            ';' | '|' | '&' | ')' => {
-                end_word(&mut cmds, &mut word, &mut in_word);
-                cmds.push(Vec::new());
-            }
-            '$' if chars.get(i + 1) == Some(&'(') => {
-                end_word(&mut cmds, &mut word, &mut in_word);
-                cmds.push(Vec::new());
-                i += 1;
-            }
-            _ => {
-                word.push(c);
-                in_word = true;
-            }
-        }
-        i += 1;
-    }
-    end_word(&mut cmds, &mut word, &mut in_word);
-    cmds.retain(|c| !c.is_empty());
-    cmds
-}
-
-/// The logical lines of a shell or ini block (continuations joined; an ini
-/// line `Key=value` keeps its value).
-fn block_lines(b: &Block) -> Vec<(usize, String)> {
-    let mut out = Vec::new();
-    let mut cur = String::new();
-    let mut start = 0;
-    for (k, l) in b.lines.iter().enumerate() {
-        let mut l = l.trim().to_string();
-        if b.info == "ini" {
-            if let Some((key, value)) = l.split_once('=') {
-                if key.chars().all(|c| c.is_ascii_alphanumeric()) {
-                    l = value.to_string();
-                }
-            }
-        }
-        if cur.is_empty() {
-            start = b.line + 1 + k;
-        }
-        match l.strip_suffix('\\') {
-            Some(head) => {
-                cur.push_str(head);
-                cur.push(' ');
-            }
-            None => {
-                cur.push_str(&l);
-                out.push((start, std::mem::take(&mut cur)));
-            }
-        }
-    }
-    if !cur.is_empty() {
-        out.push((start, cur));
-    }
-    out
-}
-
-// ------------------------------------------------------------ the binaries
-
-fn harness_bin() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_harness"))
-}
-
-fn driver_bin() -> Result<PathBuf, Failed> {
-    if let Some(p) = std::env::var_os("IPVLAN_BGP_BIN") {
-        return Ok(PathBuf::from(p));
-    }
-    let p = harness_bin().with_file_name("ipvlan-bgp");
-    if p.is_file() {
-        Ok(p)
-    } else {
-        Err(format!(
-            "no ipvlan-bgp binary next to {} (build it: cargo build --workspace, or set IPVLAN_BGP_BIN)",
-            harness_bin().display()
-        )
-        .into())
-    }
-}
-
-fn help_text(bin: &Path, path: &[String]) -> Result<String, Failed> {
-    let out = Command::new(bin)
-        .args(path)
-        .arg("--help")
-        .output()
-        .map_err(|e| format!("{} {} --help: {e}", bin.display(), path.join(" ")))?;
-    if !out.status.success() {
-        return Err(format!("{} {} --help failed", bin.display(), path.join(" ")).into());
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-}
-
-/// The options a help text defines (not those its descriptions mention).
-fn defined_flags(help: &str) -> BTreeSet<String> {
-    help.lines()
-        .filter_map(|l| {
-            let t = l.trim_start();
-            let t = match t.strip_prefix('-') {
-                Some(r)
-                    if r.starts_with(|c: char| c.is_ascii_alphabetic())
-                        && r[1..].starts_with(", ") =>
-                {
-                    &r[3..]
-                }
-                _ => t,
-            };
-            let name = t.strip_prefix("--")?;
-            let name: String = name
-                .chars()
-                .take_while(|c| c.is_ascii_alphanumeric() || *c == '-')
-                .collect();
-            (!name.is_empty()).then(|| format!("--{name}"))
-        })
-        .collect()
-}
-
-fn subcommands(help: &str) -> Vec<String> {
-    help.lines()
-        .skip_while(|l| l.trim() != "Commands:")
-        .skip(1)
-        .take_while(|l| !l.trim().is_empty())
-        .filter_map(|l| l.split_whitespace().next().map(str::to_string))
-        .filter(|c| c != "help")
-        .collect()
-}
-
-/// Every (sub)command path of a binary with the flags its help defines.
-struct Cli {
-    name: &'static str,
-    commands: BTreeMap<Vec<String>, BTreeSet<String>>,
-    /// `[env: NAME=]` lines of every help text.
-    env: BTreeSet<String>,
-}
-
-impl Cli {
-    fn load(name: &'static str, bin: &Path) -> Result<Cli, Failed> {
-        let mut cli = Cli {
-            name,
-            commands: BTreeMap::new(),
-            env: BTreeSet::new(),
-        };
-        let mut todo = vec![Vec::<String>::new()];
-        while let Some(path) = todo.pop() {
-            let help = help_text(bin, &path)?;
-            for l in help.lines() {
-                if let Some(r) = l.trim().strip_prefix("[env: ") {
-                    if let Some((v, _)) = r.split_once('=') {
-                        cli.env.insert(v.to_string());
-                    }
-                }
-            }
-            for sub in subcommands(&help) {
-                let mut p = path.clone();
-                p.push(sub);
-                todo.push(p);
-            }
-            cli.commands.insert(path, defined_flags(&help));
-        }
-        Ok(cli)
-    }
-
-    fn all_flags(&self) -> BTreeSet<String> {
-        self.commands.values().flatten().cloned().collect()
-    }
-
-    /// Checks one command line of this program: `words` follow its name.
-    fn check(&self, words: &[String], at: &str, errors: &mut Vec<String>) {
-        let mut path: Vec<String> = Vec::new();
-        let mut descending = true;
-        for w in words {
-            if w.starts_with('-') || w.starts_with("[-") {
-                let known = &self.commands[&path];
-                for f in flags_in(w) {
-                    if !known.contains(&f) {
-                        errors.push(format!(
-                            "{at}: `{}{} {f}`: no such flag in `{} {}--help`",
-                            self.name,
-                            path.iter().map(|p| format!(" {p}")).collect::<String>(),
-                            self.name,
-                            path.iter().map(|p| format!("{p} ")).collect::<String>(),
-                        ));
-                    }
-                }
-                continue;
-            }
-            if descending {
-                let mut next = path.clone();
-                next.push(w.clone());
-                if self.commands.contains_key(&next) {
-                    path = next;
-                    continue;
-                }
-                descending = false;
-            }
-        }
-    }
-}
-
-/// The program of a command: after `sudo`, `exec`, `env` and `VAR=value`.
-fn program(cmd: &[String]) -> Option<(String, &[String])> {
-    let mut i = 0;
-    while i < cmd.len() {
-        let w = &cmd[i];
-        let assignment = w.split_once('=').is_some_and(|(k, _)| {
-            !k.is_empty() && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
-        });
-        if w == "sudo"
-            || w == "exec"
-            || w == "env"
-            || assignment
-            || (i > 0 && cmd[i - 1] == "sudo" && w.starts_with('-'))
-        {
-            i += 1;
-            continue;
-        }
-        let base = w.rsplit('/').next().unwrap_or(w).to_string();
-        return Some((base, &cmd[i + 1..]));
-    }
-    None
-}
-
-// ------------------------------------------------------------------ trials
 
 fn flags_in_the_docs_exist() -> Result<(), Failed> {
     let driver = Cli::load("ipvlan-bgp", &driver_bin()?)?;
@@ -662,6 +252,80 @@ fn environment_variables_in_the_docs_exist() -> Result<(), Failed> {
     }
     if seen == 0 {
         errors.push("no environment variable found in the docs: is the scan broken?".into());
+    }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(errors.join("\n").into())
+    }
+}
+
+/// `ipvlan_bgp_*` series names in a text, without Prometheus's suffixes.
+fn metric_families(text: &str) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    let mut rest = text;
+    while let Some(i) = rest.find("ipvlan_bgp_") {
+        let tail = &rest[i..];
+        let name: String = tail
+            .chars()
+            .take_while(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '_')
+            .collect();
+        let before = rest[..i].chars().next_back();
+        if !before.is_some_and(|c| c.is_ascii_alphanumeric() || c == '_') {
+            let mut n = name.trim_end_matches('_').to_string();
+            for suffix in ["_total", "_bucket", "_count", "_sum"] {
+                if let Some(stem) = n.strip_suffix(suffix) {
+                    n = stem.to_string();
+                }
+            }
+            out.insert(n);
+        }
+        rest = &tail["ipvlan_bgp_".len()..];
+    }
+    out
+}
+
+/// The metrics the docs name are the families the driver registers, and
+/// docs/operations.md's table names every one of them.
+fn metrics_in_the_docs_exist() -> Result<(), Failed> {
+    let mut src = String::new();
+    read_tree(&root().join("driver/src"), "rs", &mut src);
+    // Registered names are string literals of the bare name: "ipvlan_bgp_x".
+    let mut registered = BTreeSet::new();
+    let mut rest = src.as_str();
+    while let Some(i) = rest.find("\"ipvlan_bgp_") {
+        let tail = &rest[i + 1..];
+        let name: String = tail
+            .chars()
+            .take_while(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '_')
+            .collect();
+        if tail[name.len()..].starts_with('"') {
+            registered.extend(metric_families(&name));
+        }
+        rest = tail;
+    }
+    if registered.len() < 10 {
+        return Err(format!(
+            "only {} metric names found in driver/src: is the scan broken?",
+            registered.len()
+        )
+        .into());
+    }
+    let mut errors = Vec::new();
+    for d in docs() {
+        for m in metric_families(&d.text) {
+            if !registered.contains(&m) {
+                errors.push(format!("{}: {m} is no metric of the driver", d.rel));
+            }
+        }
+    }
+    let page =
+        std::fs::read_to_string(root().join("docs/operations.md")).map_err(|e| e.to_string())?;
+    let documented = metric_families(&page);
+    for m in registered.difference(&documented) {
+        errors.push(format!(
+            "docs/operations.md does not describe the driver's metric {m}"
+        ));
     }
     if errors.is_empty() {
         Ok(())
@@ -1031,67 +695,6 @@ fn quick_start_runs_as_written() -> Result<Completion, Failed> {
     result
 }
 
-/// GitHub's anchor for a heading: lower case, punctuation dropped, spaces
-/// become hyphens.
-fn slug(heading: &str) -> String {
-    // A code span keeps its text, a link its text.
-    let text = heading.replace('`', "");
-    let mut t = String::new();
-    let mut rest = text.as_str();
-    while let Some(i) = rest.find("](") {
-        let close = rest[i..].find(')').map(|j| i + j + 1).unwrap_or(rest.len());
-        t.push_str(&rest[..i]);
-        rest = &rest[close..];
-    }
-    t.push_str(rest);
-    t.to_lowercase()
-        .chars()
-        .filter(|c| c.is_alphanumeric() || *c == '-' || *c == '_' || *c == ' ')
-        .map(|c| if c == ' ' { '-' } else { c })
-        .collect()
-}
-
-fn anchors(text: &str) -> BTreeSet<String> {
-    let (_, paras) = scan(text);
-    let mut seen: BTreeMap<String, usize> = BTreeMap::new();
-    let mut out = BTreeSet::new();
-    for p in paras {
-        for l in p.text.lines() {
-            let t = l.trim_start();
-            let hashes = t.chars().take_while(|c| *c == '#').count();
-            if (1..=6).contains(&hashes) && t[hashes..].starts_with(' ') {
-                let s = slug(t[hashes..].trim());
-                let n = seen.entry(s.clone()).or_insert(0);
-                out.insert(if *n == 0 {
-                    s.clone()
-                } else {
-                    format!("{s}-{n}")
-                });
-                *n += 1;
-            }
-        }
-    }
-    out
-}
-
-/// `[text](dest)` and `![alt](dest)` destinations in a paragraph's plain text.
-fn link_targets(plain: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut rest = plain;
-    while let Some(i) = rest.find("](") {
-        let tail = &rest[i + 2..];
-        let end = tail.find(')').unwrap_or(tail.len());
-        let dest = tail[..end]
-            .split_whitespace()
-            .next()
-            .unwrap_or("")
-            .to_string();
-        out.push(dest);
-        rest = &tail[end..];
-    }
-    out
-}
-
 fn check_target(from: &str, dest: &str, errors: &mut Vec<String>) {
     let (path, anchor) = match dest.split_once('#') {
         Some((p, a)) => (p, Some(a)),
@@ -1180,6 +783,7 @@ fn main() {
             "environment_variables_in_the_docs_exist",
             environment_variables_in_the_docs_exist,
         ),
+        Trial::test("metrics_in_the_docs_exist", metrics_in_the_docs_exist),
         Trial::test(
             "plugin_settings_match_the_plugin",
             plugin_settings_match_the_plugin,
