@@ -87,6 +87,15 @@ const OTHER_PROGRAMS: &[&str] = &[
     "make",
 ];
 
+/// No errors: passed; else every error, one a line.
+fn verdict(errors: Vec<String>) -> Result<(), Failed> {
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(errors.join("\n").into())
+    }
+}
+
 pub fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
 }
@@ -184,32 +193,33 @@ fn flags_in_the_docs_exist() -> Result<(), Failed> {
             "only {checked} command lines of ipvlan-bgp, harness or other programs found: is the parser broken?"
         ));
     }
-    if errors.is_empty() {
-        Ok(())
-    } else {
-        Err(errors.join("\n").into())
+    verdict(errors)
+}
+
+/// Whole words of `chars` that start with `prefix` (not inside a longer
+/// word), without a trailing `_`.
+fn words(text: &str, prefix: &str, chars: fn(char) -> bool) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut rest = text;
+    while let Some(i) = rest.find(prefix) {
+        let tail = &rest[i..];
+        let before = rest[..i].chars().next_back();
+        if !before.is_some_and(|c| c.is_ascii_alphanumeric() || c == '_') {
+            let word: String = tail.chars().take_while(|c| chars(*c)).collect();
+            out.push(word.trim_end_matches('_').to_string());
+        }
+        rest = &tail[prefix.len()..];
     }
+    out
 }
 
 /// Words such as `IPVLAN_BGP_PARENT`, `HARNESS_RUN_DIR`, `IBVM_CACHE`.
 fn env_names(text: &str) -> BTreeSet<String> {
-    let mut out = BTreeSet::new();
-    for prefix in ["IPVLAN_BGP_", "HARNESS_", "IBVM_"] {
-        let mut rest = text;
-        while let Some(i) = rest.find(prefix) {
-            let tail = &rest[i..];
-            let name: String = tail
-                .chars()
-                .take_while(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || *c == '_')
-                .collect();
-            let before = rest[..i].chars().next_back();
-            if !before.is_some_and(|c| c.is_ascii_alphanumeric() || c == '_') {
-                out.insert(name.trim_end_matches('_').to_string());
-            }
-            rest = &tail[prefix.len()..];
-        }
-    }
-    out
+    let upper = |c: char| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_';
+    ["IPVLAN_BGP_", "HARNESS_", "IBVM_"]
+        .into_iter()
+        .flat_map(|prefix| words(text, prefix, upper))
+        .collect()
 }
 
 fn read_tree(dir: &Path, ext: &str, out: &mut String) {
@@ -253,36 +263,23 @@ fn environment_variables_in_the_docs_exist() -> Result<(), Failed> {
     if seen == 0 {
         errors.push("no environment variable found in the docs: is the scan broken?".into());
     }
-    if errors.is_empty() {
-        Ok(())
-    } else {
-        Err(errors.join("\n").into())
-    }
+    verdict(errors)
 }
 
 /// `ipvlan_bgp_*` series names in a text, without Prometheus's suffixes.
 fn metric_families(text: &str) -> BTreeSet<String> {
-    let mut out = BTreeSet::new();
-    let mut rest = text;
-    while let Some(i) = rest.find("ipvlan_bgp_") {
-        let tail = &rest[i..];
-        let name: String = tail
-            .chars()
-            .take_while(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '_')
-            .collect();
-        let before = rest[..i].chars().next_back();
-        if !before.is_some_and(|c| c.is_ascii_alphanumeric() || c == '_') {
-            let mut n = name.trim_end_matches('_').to_string();
+    let lower = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_';
+    words(text, "ipvlan_bgp_", lower)
+        .into_iter()
+        .map(|mut n| {
             for suffix in ["_total", "_bucket", "_count", "_sum"] {
                 if let Some(stem) = n.strip_suffix(suffix) {
                     n = stem.to_string();
                 }
             }
-            out.insert(n);
-        }
-        rest = &tail["ipvlan_bgp_".len()..];
-    }
-    out
+            n
+        })
+        .collect()
 }
 
 /// The metrics the docs name are the families the driver registers, and
@@ -327,11 +324,7 @@ fn metrics_in_the_docs_exist() -> Result<(), Failed> {
             "docs/operations.md does not describe the driver's metric {m}"
         ));
     }
-    if errors.is_empty() {
-        Ok(())
-    } else {
-        Err(errors.join("\n").into())
-    }
+    verdict(errors)
 }
 
 /// The README's plugin settings table names exactly the settable env values
@@ -501,11 +494,7 @@ fn scenario_keys_and_steps_are_documented() -> Result<(), Failed> {
             }
         }
     }
-    if errors.is_empty() {
-        Ok(())
-    } else {
-        Err(errors.join("\n").into())
-    }
+    verdict(errors)
 }
 
 fn the_block<'a>(blocks: &'a [Block], tag: &str) -> Result<&'a Block, Failed> {
@@ -615,11 +604,7 @@ fn the_two_commands_are_true() -> Result<(), Failed> {
             errors.push(format!("ci/install.sh full does not install {p}"));
         }
     }
-    if errors.is_empty() {
-        Ok(())
-    } else {
-        Err(errors.join("\n").into())
-    }
+    verdict(errors)
 }
 
 fn quick_start_runs_as_written() -> Result<Completion, Failed> {
@@ -768,11 +753,7 @@ fn relative_links_resolve() -> Result<(), Failed> {
             "only {links} relative links found: is the scan broken?"
         ));
     }
-    if errors.is_empty() {
-        Ok(())
-    } else {
-        Err(errors.join("\n").into())
-    }
+    verdict(errors)
 }
 
 fn main() {
