@@ -7,6 +7,43 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use crate::root;
 
+/// The text with every section whose heading says `(planned` blanked out
+/// (its lines kept, empty, so line numbers stay): plans may name flags,
+/// variables and metrics that do not exist yet; the rest may not.
+pub fn without_planned(text: &str) -> String {
+    let mut out = Vec::new();
+    let mut fence: Option<String> = None;
+    let mut planned_level: Option<usize> = None;
+    for line in text.lines() {
+        let t = line.trim_start();
+        let mut heading = None;
+        match &fence {
+            Some(f) if t.starts_with(f.as_str()) => fence = None,
+            Some(_) => {}
+            None if t.starts_with("```") || t.starts_with("~~~") => {
+                let ch = t.chars().next().unwrap_or('`');
+                fence = Some(t.chars().take_while(|c| *c == ch).collect());
+            }
+            None => {
+                let level = t.chars().take_while(|c| *c == '#').count();
+                if (1..=6).contains(&level) && t[level..].starts_with(' ') {
+                    heading = Some((level, t.to_lowercase().contains("(planned")));
+                }
+            }
+        }
+        if let Some((level, planned)) = heading {
+            if planned_level.is_some_and(|p| level <= p) {
+                planned_level = None;
+            }
+            if planned && planned_level.is_none() {
+                planned_level = Some(level);
+            }
+        }
+        out.push(if planned_level.is_some() { "" } else { line });
+    }
+    out.join("\n")
+}
+
 pub struct Doc {
     /// From the repository's root, e.g. `docs/harness.md`.
     pub rel: String,
