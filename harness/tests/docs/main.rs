@@ -402,9 +402,11 @@ fn expected_names(msg: &str) -> Vec<String> {
 
 /// What the schema says about a scenario file, from its own error message.
 fn schema_names(toml: &str) -> Result<Vec<String>, Failed> {
-    let dir = std::env::temp_dir().join(format!("docs-schema-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
-    let file = dir.join(format!("probe-{}.toml", toml.len()));
+    let file = std::env::temp_dir().join(format!(
+        "docs-schema-{}-{}.toml",
+        std::process::id(),
+        toml.len()
+    ));
     std::fs::write(&file, toml).map_err(|e| e.to_string())?;
     let r = harness::Scenario::load(&file);
     let _ = std::fs::remove_file(&file);
