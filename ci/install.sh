@@ -1,35 +1,77 @@
 #!/usr/bin/env bash
-# Installs everything the demo and the tests need on a fresh Debian/Ubuntu
-# machine (as root): gobgpd (and its gobgp CLI), iproute2, FRR, BIRD,
-# Chromium (the HTML report's test renders a page in it), binutils (strip,
-# for plugin/build.sh), etcd (server and etcdctl: the IPAM's store, started
-# by the tests), openssl (the IPAM TLS test makes its certificates), protoc
-# and the well-known .proto files (the etcd-client crate compiles etcd's
-# protos with protoc at build time).
-# Idempotent: skips apt when every package is already there.
+# Installs what the demo or the tests need on a fresh Debian/Ubuntu machine
+# (as root). Idempotent: skips apt when every package is already there.
+#
+#   ci/install.sh [--dry-run] [demo|full]
+#
+# demo  what ci/demo.sh builds and plays (scenarios/two-hosts.toml on the
+#       emulator engine): gobgpd (with its gobgp CLI), iproute2 (ip),
+#       util-linux (nsenter, for a failed run's diagnostics), kmod (the
+#       kernel's module autoloading of macvlan, veth and bridge calls its
+#       modprobe), protoc and the well-known .proto files (the etcd-client
+#       crate compiles etcd's protos with protoc at build time).
+# full  (the default; ci/test.sh) everything the test suite needs: the demo's
+#       packages, FRR, BIRD, dockerd, etcd (server and etcdctl: the IPAM's
+#       store, started by the tests), openssl (the IPAM TLS test makes its
+#       certificates), busybox (the plugin's and the dockerd scenarios'
+#       image), nftables, binutils (strip, for plugin/build.sh), Chromium (the
+#       HTML report's test renders a page in it), and QEMU with Debian's
+#       kernel for the ipvlan VM (ci/vm/run.sh setup).
+# --dry-run  print the profile, its packages, those missing and the other
+#       steps it would take; change nothing (needs no root).
 set -euo pipefail
 
-packages=(gobgpd iproute2 util-linux iputils-ping busybox-static frr bird2 kmod xz-utils tar nftables binutils
-  etcd-server etcd-client openssl protobuf-compiler libprotobuf-dev)
-# Docker: Debian's docker.io, unless a Docker is already installed (GitHub's
-# Ubuntu images ship Moby's docker-ce/containerd.io, which docker.io would
-# conflict with; the harness only needs a dockerd binary of 20.10 or later).
-if ! command -v dockerd >/dev/null 2>&1; then
-  packages+=(docker.io)
+profile=full
+dry_run=false
+for arg in "$@"; do
+  case "$arg" in
+    --dry-run) dry_run=true ;;
+    demo | full) profile=$arg ;;
+    -h | --help) awk 'NR == 1 { next } /^#/ { sub(/^# ?/, ""); print; next } { exit }' "$0"; exit 0 ;;
+    *) echo "ci/install.sh: unknown argument '$arg' (use: [--dry-run] [demo|full])" >&2; exit 2 ;;
+  esac
+done
+
+packages=(gobgpd iproute2 util-linux kmod protobuf-compiler libprotobuf-dev)
+# rustc links through cc: a machine with cargo but no C toolchain cannot build.
+if ! command -v cc >/dev/null 2>&1; then
+  packages+=(gcc libc6-dev)
 fi
-# Headless Chromium: Debian's chromium, unless a Chromium or Chrome is
-# already there (GitHub's Ubuntu images ship Google Chrome; Ubuntu's chromium
-# package is only a snap wrapper).
-if ! command -v chromium >/dev/null 2>&1 && ! command -v chromium-browser >/dev/null 2>&1 \
-  && ! command -v google-chrome >/dev/null 2>&1; then
-  # (--no-install-recommends below: name a font, or the pages render without text.)
-  packages+=(chromium fonts-liberation)
+if [ "$profile" = full ]; then
+  packages+=(iputils-ping busybox-static frr bird2 xz-utils tar nftables binutils
+    etcd-server etcd-client openssl)
+  # Docker: Debian's docker.io, unless a Docker is already installed (GitHub's
+  # Ubuntu images ship Moby's docker-ce/containerd.io, which docker.io would
+  # conflict with; the harness only needs a dockerd binary of 20.10 or later).
+  if ! command -v dockerd >/dev/null 2>&1; then
+    packages+=(docker.io)
+  fi
+  # Headless Chromium: Debian's chromium, unless a Chromium or Chrome is
+  # already there (GitHub's Ubuntu images ship Google Chrome; Ubuntu's chromium
+  # package is only a snap wrapper).
+  if ! command -v chromium >/dev/null 2>&1 && ! command -v chromium-browser >/dev/null 2>&1 \
+    && ! command -v google-chrome >/dev/null 2>&1; then
+    # (--no-install-recommends below: name a font, or the pages render without text.)
+    packages+=(chromium fonts-liberation)
+  fi
 fi
 
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
+
+if $dry_run; then
+  echo "ci/install.sh: profile $profile"
+  echo "ci/install.sh: packages: ${packages[*]}"
+  echo "ci/install.sh: missing: ${missing[*]:-(none)}"
+  if [ "$profile" = full ]; then
+    echo "ci/install.sh: would run: ci/vm/run.sh setup (QEMU and Debian's kernel for the ipvlan VM, cached)"
+  fi
+  command -v cargo >/dev/null || echo "ci/install.sh: cargo is not installed (install Rust with rustup)"
+  exit 0
+fi
+
 if [ ${#missing[@]} -gt 0 ]; then
   echo "ci/install.sh: installing ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive
@@ -47,11 +89,13 @@ for p in "${missing[@]}"; do
   if command -v service >/dev/null 2>&1; then service "$svc" stop >/dev/null 2>&1 || true; fi
 done
 
-# The VM runner (ci/vm/run.sh, for the ipvlan scenarios): QEMU and Debian's
-# kernel, cached. Not in the package list above: installing Debian's
-# qemu-system-x86 would remove a newer qemu-utils where there is one; the
-# runner then unpacks QEMU into its cache instead.
-"$(dirname "$0")/vm/run.sh" setup
+if [ "$profile" = full ]; then
+  # The VM runner (ci/vm/run.sh, for the ipvlan scenarios): QEMU and Debian's
+  # kernel, cached. Not in the package list above: installing Debian's
+  # qemu-system-x86 would remove a newer qemu-utils where there is one; the
+  # runner then unpacks QEMU into its cache instead.
+  "$(dirname "$0")/vm/run.sh" setup
+fi
 
 command -v cargo >/dev/null || { echo "ci/install.sh: cargo is not installed (install Rust with rustup)"; exit 1; }
-echo "ci/install.sh: ready ($(gobgpd --version))"
+echo "ci/install.sh: ready for the ${profile} profile ($(gobgpd --version))"
