@@ -20,7 +20,14 @@
 //!   settings reads back the same from ListPeer; UpdatePeer changes the BFD
 //!   intervals; DeletePeer removes it;
 //! - a 3.x and a 4.x daemon each answer UNIMPLEMENTED to the other line's
-//!   GetBgp (how the driver tells them apart at connect).
+//!   GetBgp (how the driver tells them apart at connect);
+//! - two gobgpd 4.x peering over loopback (127.0.0.1 and 127.0.0.2, each on
+//!   a free port; still no root) with graceful restart, configured only over
+//!   gRPC: the peer event says ESTABLISHED, the peer's path arrives with its
+//!   `neighbor_ip`, a path of the peer that is not best never comes through
+//!   the BEST filter, the End-of-RIB marker arrives through the EOR filter
+//!   as a path without NLRI, and ListPeer shows `end_of_rib_received` and
+//!   the peer's graceful-restart capability.
 
 mod common;
 
@@ -246,16 +253,27 @@ async fn list(c: &mut Client, family: Family) -> Vec<ApiPath> {
     out
 }
 
+/// Each trial ends within a minute: a call gobgpd never answers (a stream
+/// whose headers never come) fails the test instead of hanging it.
+async fn bounded(trial: impl std::future::Future<Output = Outcome>) -> Outcome {
+    tokio::time::timeout(Duration::from_secs(60), trial)
+        .await
+        .unwrap_or_else(|_| panic!("gobgpd left a call unanswered for 60 s"))
+}
+
 fn main() {
     common::run_async_trials(vec![
         ("paths_round_trip_through_gobgpd_v4", || {
-            Box::pin(paths_round_trip_through_gobgpd_v4())
+            Box::pin(bounded(paths_round_trip_through_gobgpd_v4()))
         }),
         ("peer_settings_round_trip_through_gobgpd_v4", || {
-            Box::pin(peer_settings_round_trip_through_gobgpd_v4())
+            Box::pin(bounded(peer_settings_round_trip_through_gobgpd_v4()))
         }),
         ("each_line_answers_unimplemented_to_the_other", || {
-            Box::pin(each_line_answers_unimplemented_to_the_other())
+            Box::pin(bounded(each_line_answers_unimplemented_to_the_other()))
+        }),
+        ("peer_events_and_end_of_rib_between_two_gobgpd_v4", || {
+            Box::pin(bounded(peer_events_and_end_of_rib_between_two_gobgpd_v4()))
         }),
     ])
 }
@@ -606,6 +624,223 @@ async fn each_line_answers_unimplemented_to_the_other() -> Outcome {
         "detection: v3 GetBgp on 4.x: {took4:?} ({}); v4 GetBgp on 3.x: {took3:?} ({})",
         v3_on_v4.message(),
         v4_on_v3.message()
+    );
+    Ok(())
+}
+
+/// A TCP port nobody listens on right now (the kernel's pick).
+fn free_port(ip: &str) -> u16 {
+    std::net::TcpListener::bind((ip, 0))
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// StartBgp listening on `ip:port`, then AddPeer towards `peer:peer_port`
+/// (iBGP, AS 65000) with graceful restart on IPv4 unicast.
+async fn start_speaker(c: &mut Client, ip: &str, port: u16, peer: &str, peer_port: u16) {
+    c.start_bgp(api::StartBgpRequest {
+        global: Some(api::Global {
+            asn: 65000,
+            router_id: ip.into(),
+            listen_port: i32::from(port),
+            listen_addresses: vec![ip.into()],
+            ..Default::default()
+        }),
+    })
+    .await
+    .expect("StartBgp");
+    c.add_peer(api::AddPeerRequest {
+        peer: Some(api::Peer {
+            conf: Some(api::PeerConf {
+                neighbor_address: peer.into(),
+                peer_asn: 65000,
+                ..Default::default()
+            }),
+            transport: Some(api::Transport {
+                local_address: ip.into(),
+                remote_port: u32::from(peer_port),
+                ..Default::default()
+            }),
+            timers: Some(api::Timers {
+                config: Some(api::TimersConfig {
+                    connect_retry: 1,
+                    hold_time: 9,
+                    keepalive_interval: 3,
+                    idle_hold_time_after_reset: 1,
+                    ..Default::default()
+                }),
+                state: None,
+            }),
+            graceful_restart: Some(api::GracefulRestart {
+                enabled: true,
+                restart_time: 30,
+                ..Default::default()
+            }),
+            afi_safis: vec![api::AfiSafi {
+                config: Some(api::AfiSafiConfig {
+                    family: Some(v4()),
+                    enabled: true,
+                }),
+                mp_graceful_restart: Some(api::MpGracefulRestart {
+                    config: Some(api::MpGracefulRestartConfig { enabled: true }),
+                    state: None,
+                }),
+                ..Default::default()
+            }],
+            ..Default::default()
+        }),
+    })
+    .await
+    .expect("AddPeer");
+}
+
+async fn peer_events_and_end_of_rib_between_two_gobgpd_v4() -> Outcome {
+    use api::watch_event_request::table::{filter::Type, Filter};
+    use api::watch_event_response::{peer_event, Event};
+    if !installed("gobgpd-v4") {
+        return skip("gobgpd-v4 is not installed (ci/install.sh builds it)");
+    }
+    let (ip_a, ip_b) = ("127.0.0.1", "127.0.0.2");
+    let (port_a, port_b) = (free_port(ip_a), free_port(ip_b));
+    let (da, db) = (
+        tempfile::tempdir().expect("tmp"),
+        tempfile::tempdir().expect("tmp"),
+    );
+    let (_ga, sa) = start("gobgpd-v4", da.path());
+    let (_gb, sb) = start("gobgpd-v4", db.path());
+    let mut a = GoBgpServiceClient::new(channel(&sa).await);
+    let mut b = GoBgpServiceClient::new(channel(&sb).await);
+    start_speaker(&mut a, ip_a, port_a, ip_b, port_b).await;
+    let filter = |t: Type| Filter {
+        r#type: t as i32,
+        init: true,
+        ..Default::default()
+    };
+    let mut watch = a
+        .watch_event(api::WatchEventRequest {
+            peer: Some(api::watch_event_request::Peer {}),
+            table: Some(api::watch_event_request::Table {
+                filters: vec![filter(Type::Best), filter(Type::Eor)],
+            }),
+            batch_size: 0,
+        })
+        .await
+        .expect("WatchEvent")
+        .into_inner();
+    // 10.2.0.2/32 from both: a's own path stays best, so BEST events carry
+    // only a's; b's, sent before 10.2.0.1/32, must never show up.
+    a.add_path(api::AddPathRequest {
+        table_type: api::TableType::Global as i32,
+        path: Some(path("10.2.0.2", 32, ip_a, &[])),
+        ..Default::default()
+    })
+    .await
+    .expect("AddPath on a");
+    start_speaker(&mut b, ip_b, port_b, ip_a, port_a).await;
+    for p in ["10.2.0.2", "10.2.0.1"] {
+        b.add_path(api::AddPathRequest {
+            table_type: api::TableType::Global as i32,
+            path: Some(path(p, 32, ip_b, &[OURS])),
+            ..Default::default()
+        })
+        .await
+        .expect("AddPath on b");
+    }
+
+    let (mut established, mut learned, mut eor) = (false, None, None);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !(established && learned.is_some() && eor.is_some()) {
+        let ev = tokio::time::timeout_at(deadline.into(), watch.message())
+            .await
+            .unwrap_or_else(|_| {
+                panic!("within 30 s: established={established} path={learned:?} eor={eor:?}")
+            })
+            .expect("WatchEvent")
+            .expect("stream ended");
+        match ev.event {
+            Some(Event::Peer(pe)) => {
+                let st = pe.peer.and_then(|p| p.state).unwrap_or_default();
+                if pe.r#type == peer_event::Type::State as i32
+                    && st.neighbor_address == ip_b
+                    && st.session_state == api::peer_state::SessionState::Established as i32
+                {
+                    established = true;
+                }
+            }
+            Some(Event::Table(t)) => {
+                for p in t.paths {
+                    match nlri_of(&p) {
+                        Some(n) if n == "10.2.0.1/32" => learned = Some(p),
+                        Some(n) if n == "10.2.0.2/32" => assert_eq!(
+                            p.neighbor_ip, "",
+                            "a BEST event carried a path that is not best: {p:?}"
+                        ),
+                        Some(_) => {}
+                        None => eor = Some(p),
+                    }
+                }
+            }
+            None => {}
+        }
+    }
+    let learned = learned.unwrap();
+    assert_eq!(learned.neighbor_ip, ip_b, "{learned:?}");
+    assert_eq!(next_hop(&learned).as_deref(), Some(ip_b));
+    assert_eq!(communities(&learned), vec![OURS]);
+    assert!(!learned.is_withdraw && !learned.stale);
+    let eor = eor.unwrap();
+    assert_eq!(
+        eor.family,
+        Some(v4()),
+        "End-of-RIB for IPv4 unicast: {eor:?}"
+    );
+    assert_eq!(eor.neighbor_ip, ip_b, "{eor:?}");
+    assert!(eor.pattrs.is_empty(), "{eor:?}");
+
+    // Both 10.2.0.2/32 paths are in a's table (b's did arrive).
+    let both = list(&mut a, v4()).await;
+    let from: Vec<&str> = both
+        .iter()
+        .filter(|p| nlri_of(p).as_deref() == Some("10.2.0.2/32"))
+        .map(|p| p.neighbor_ip.as_str())
+        .collect();
+    assert_eq!(from.len(), 2, "{both:?}");
+    assert!(from.contains(&ip_b), "{from:?}");
+
+    let mut s = a
+        .list_peer(api::ListPeerRequest {
+            address: ip_b.into(),
+            ..Default::default()
+        })
+        .await
+        .expect("ListPeer")
+        .into_inner();
+    let peer = s
+        .message()
+        .await
+        .expect("ListPeer")
+        .and_then(|r| r.peer)
+        .expect("a peer");
+    let gr_state = peer
+        .afi_safis
+        .iter()
+        .find_map(|f| f.mp_graceful_restart.as_ref()?.state)
+        .expect("graceful restart state");
+    assert!(
+        gr_state.received && gr_state.advertised && gr_state.end_of_rib_received,
+        "{gr_state:?}"
+    );
+    let st = peer.state.expect("state");
+    let gr_cap = st.remote_cap.iter().find_map(|c| match &c.cap {
+        Some(api::capability::Cap::GracefulRestart(g)) => Some(g.clone()),
+        _ => None,
+    });
+    assert_eq!(
+        gr_cap.as_ref().map(|g| (g.time, g.tuples.len())),
+        Some((30, 1)),
+        "b offered graceful restart, 30 s, for one family: {:?}",
+        st.remote_cap
     );
     Ok(())
 }
