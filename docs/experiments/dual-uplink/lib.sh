@@ -291,24 +291,47 @@ print(json.dumps(r))
 PY
 }
 
-# flows SRCNS SRC DSTNS DST N BASE INTERVAL DURATION [JSONFILE]
-# runs an echo in DSTNS, N flows from SRCNS, prints the sender's JSON.
-flows() {
-    local sns=$1 src=$2 dns=$3 dst=$4 n=$5 base=$6 iv=$7 dur=$8 js=${9:-}
+# echo_start DSTNS DST N BASE [SECONDS]: an echo for flows(), left running;
+# its pid in ECHO_PID (killed on exit, or by echo_stop).
+echo_start() {
+    local dns=$1 dst=$2 n=$3 base=$4 secs=${5:-3600}
     local elog=$OUT/echo-$dns-$base.log
     rm -f "$elog"
     # not through nx: $! must be the pid that becomes python
-    ip netns exec "$(ns "$dns")" $PY "$DU_DIR/udpflows.py" echo --bind "$dst" --port-base "$base" --flows "$n" \
-        --duration "$($PY -c "print($dur+30)")" >"$elog" 2>&1 &
-    local epid=$!
-    PIDS+=("$epid")
+    ECHO_STATS=$OUT/echo-$dns-$base.stats.json
+    ip netns exec "$(ns "$dns")" $PY "$DU_DIR/udpflows.py" echo --bind "$dst" --port-base "$base" \
+        --flows "$n" --duration "$secs" --stats "$ECHO_STATS" >"$elog" 2>&1 &
+    ECHO_PID=$!
+    PIDS+=("$ECHO_PID")
     local i
-    for i in $(seq 300); do grep -qs ready "$elog" && break; sleep 0.05; done
-    grep -qs ready "$elog" || { log "echo in $dns did not start: $(cat "$elog")"; }
+    for i in $(seq 600); do grep -qs ready "$elog" && return 0; sleep 0.05; done
+    log "echo in $dns did not start: $(cat "$elog")"
+    return 1
+}
+echo_stop() { kill "$ECHO_PID" 2>/dev/null; wait "$ECHO_PID" 2>/dev/null; ECHO_PID=; }
+
+# echo_split SENDER_JSON: the sender's JSON with each flow's loss split into
+# forward (never reached the echo) and back (echoed, never returned).
+echo_split() {
+    rm -f "$ECHO_STATS"
+    kill -USR1 "$ECHO_PID"
+    local i
+    for i in $(seq 200); do [ -s "$ECHO_STATS" ] && break; sleep 0.05; done
+    $PY "$DU_DIR/udpflows.py" combine --sender "$1" --stats "$ECHO_STATS"
+}
+
+# flows SRCNS SRC DSTNS DST N BASE INTERVAL DURATION [JSONFILE]
+# N flows from SRCNS to an echo in DSTNS (one started for the call unless
+# ECHO_PID names a running one); prints the sender's JSON, with the loss
+# split by direction.
+flows() {
+    local sns=$1 src=$2 dns=$3 dst=$4 n=$5 base=$6 iv=$7 dur=$8 js=${9:-$OUT/flows-$RANDOM.json}
+    local own=
+    if [ -z "${ECHO_PID:-}" ]; then echo_start "$dns" "$dst" "$n" "$base" "$($PY -c "print($dur+30)")"; own=1; fi
     nx "$sns" $PY "$DU_DIR/udpflows.py" send --src "$src" --dst "$dst" --port-base "$base" \
-        --flows "$n" --interval "$iv" --duration "$dur" ${js:+--json "$js"} ${FLOW_OPTS:-}
-    kill "$epid" 2>/dev/null
-    wait "$epid" 2>/dev/null
+        --flows "$n" --interval "$iv" --duration "$dur" --json "$js" ${FLOW_OPTS:-} >/dev/null
+    echo_split "$js"
+    if [ -n "$own" ]; then echo_stop; fi
 }
 
 # summary of a sender JSON on stdin: "lost/sent flows_with_loss/N"

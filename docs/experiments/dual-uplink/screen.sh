@@ -33,6 +33,7 @@ name, d1, d2, fam, j, s = sys.argv[1:]
 j = json.loads(j); s = json.loads(s)
 print(json.dumps({"step": name, "h1": d1, "h2": d2, "ipv": int(fam), "sent": j["sent"], "echoed": j["echoed"],
   "flows_with_loss": j["flows_with_loss"], "flows": len(j["flows"]),
+  "flows_losing_forward": j["flows_losing_forward"], "flows_losing_back": j["flows_losing_back"],
   "longest_outage_ms": max(f["longest_outage_ms"] for f in j["flows"]),
   "h1_tx_up1_pct": s["h1_tx_up1_pct"], "h1_rx_up1_pct": s["h1_rx_up1_pct"],
   "h2_tx_up1_pct": s["h2_tx_up1_pct"], "h2_rx_up1_pct": s["h2_rx_up1_pct"], "counters": s}))
@@ -42,6 +43,7 @@ h2_both() {
     ipn H2 route replace 10.23.1.0/24 proto $PROTO nexthop via 10.200.21.2 dev up1 nexthop via 10.200.22.2 dev up2
     ipn H2 -6 route replace fd00:23:1::/64 proto $PROTO nexthop via fd00:200:21::2 dev up1 nexthop via fd00:200:22::2 dev up2
 }
+echo_start c2 $DST "$N" 40000
 # warm up: neighbours resolved, so the first step does not count ARP/ND
 flows c1 $SRC c2 $DST "$N" 40000 "$IV" 0.3 >/dev/null
 step steady
