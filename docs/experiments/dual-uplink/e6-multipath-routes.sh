@@ -15,6 +15,7 @@
 # (anycast), each with an echo; R holds the multipath route.
 set -u
 . "$(dirname "$0")/lib.sh"
+IV=${INTERVAL:-0.01}
 for n in R S A B C; do ns_new $n; done
 wire S r R s
 ipn S addr add 10.98.0.2/24 dev r
@@ -86,11 +87,11 @@ for f in 4 6; do
         PIDS+=("$!")
     done
     for w in $(seq 100); do [ "$(cat "$OUT"/echo-[ABC] | grep -c ready)" = 3 ] && break; sleep 0.05; done
-    nx S $PY "$DU_DIR/udpflows.py" send --src $src --dst $dst --port-base 41000 --flows 16 --interval 0.01 --duration 0.5 --unconnected >/dev/null
+    nx S $PY "$DU_DIR/udpflows.py" send --src $src --dst $dst --port-base 41000 --flows 16 --interval "$IV" --duration 0.5 --unconnected >/dev/null
     for mode in replace del-add; do
-        sec "IPv$f: hop set changed 40 times in 4 s by $mode, 16 flows every 10 ms"
+        sec "IPv$f: hop set changed 40 times in 4 s by $mode, 16 flows every $(awk -v i="$IV" "BEGIN{print i*1000}") ms"
         monitor_start
-        nx S $PY "$DU_DIR/udpflows.py" send --src $src --dst $dst --port-base 41000 --flows 16 --interval 0.01 --duration 5 --unconnected --json "$OUT/e6-$f-$mode.json" >/dev/null &
+        nx S $PY "$DU_DIR/udpflows.py" send --src $src --dst $dst --port-base 41000 --flows 16 --interval "$IV" --duration 5 --unconnected --json "$OUT/e6-$f-$mode.json" >/dev/null &
         sp=$!
         sleep 0.5
         churn $f $mode
@@ -146,7 +147,6 @@ for kind in admin carrier carrier-ignore; do
     sec "link of hop A: ${kind%-ignore} down, then up (ignore_routes_with_linkdown=$ign)"
     monitor_start
     if [ $kind = admin ]; then ipn R link set toa down; else ipn A link set ul down; fi
-    t_down=$(date +%s.%N)
     sleep 0.3
     echo "-- down:"; ipn R route show $R4; ipn R -6 route show $R6
     echo "   v4 lookup for 16 tuples uses: $(for p in $(seq 41000 41015); do ipn R route get 10.99.0.1 from 10.98.0.2 iif s ipproto udp sport $p dport $p | grep -o 'dev to[a-c]'; done | sort | uniq -c | tr -s ' \n' ' ')"

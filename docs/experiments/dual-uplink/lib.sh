@@ -147,7 +147,7 @@ attach_host() {
             ipn $H link set dp up
             PARENT=dp
             ;;
-        *-veth* | *-int | l3-bond* | l3s-veth*)
+        *-veth* | *-int | *-gw | l3-bond* | l3s-veth*)
             if [[ $d == l3-bond* ]]; then PARENT=bond0; else
                 # the internal parent: a veth pair inside the host, pa carries
                 # the container links, pb is the host's routed side.
@@ -160,6 +160,13 @@ attach_host() {
         *) log "unknown design $d"; return 1 ;;
     esac
     case $d in
+        macvlan-gw | ipvlan-l2-gw)
+            # no shim: the pair is the containers' segment, pb (the host's
+            # end) holds the gateway; the container's frames to it leave
+            # through pa and arrive on pb, which has the subnet's route
+            ipn $H addr add 10.23.$h.1/24 dev pb
+            ipn $H addr add fd00:23:$h::1/64 dev pb nodad
+            ;;
         macvlan-*)
             ipn $H link add sh link $PARENT type macvlan mode bridge
             ipn $H addr add 10.23.$h.1/24 dev sh
