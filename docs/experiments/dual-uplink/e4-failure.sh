@@ -64,20 +64,29 @@ converge_up() {
 }
 b=$(snap)
 js=$OUT/e4-$D-$F.json
+# one start time for the sender and the events; LEAD covers the sender's
+# start (under the VM's emulation python takes seconds)
+t0=$(awk -v now="$EPOCHREALTIME" -v lead="${LEAD:-0.5}" 'BEGIN { printf "%.6f", now + lead }')
 nx c1 $PY "$DU_DIR/udpflows.py" send --src 10.23.1.10 --dst 10.23.2.10 --port-base 40000 \
-    --flows "$N" --interval "$IV" --duration 6 --json "$js" ${FLOW_OPTS---unconnected} --start-at "$($PY -c 'import time; print(time.time()+0.5)')" >/dev/null &
+    --flows "$N" --interval "$IV" --duration 6 --json "$js" ${FLOW_OPTS---unconnected} --start-at "$t0" >/dev/null &
 spid=$!
 PIDS+=("$spid")
-t0=$($PY -c 'import time; print(time.time()+0.5)')
-at() { $PY -c "import time,sys; d=$t0+$1-time.time(); time.sleep(max(0,d))"; date +%s.%N; }
+# at T: sleep until t0+T, print the time (bash's own clock: no process to
+# start, which under the VM's emulation costs ~0.1 s each)
+at() {
+    local d
+    d=$(awk -v t0="$t0" -v t="$1" -v now="$EPOCHREALTIME" 'BEGIN { d = t0 + t - now; print (d > 0 ? d : 0) }')
+    sleep "$d"
+    echo "$EPOCHREALTIME"
+}
 ev=()
 ev+=("fail=$(at 1; fail)")
 ipn H1 route show 10.23.2.0/24 | tr '\n\t' '  ' >"$OUT/e4-route-after-fail"
-ev+=("converge_down=$(at "$($PY -c "print(1+$DETECT)")"; converge_down)")
+ev+=("converge_down=$(at "$(awk -v d="$DETECT" 'BEGIN { print 1 + d }')"; converge_down)")
 ev+=("heal=$(at 3.5; heal)")
 sleep 0.05
 ipn H1 route show 10.23.2.0/24 | tr '\n\t' '  ' >"$OUT/e4-route-after-heal"
-ev+=("converge_up=$(at "$($PY -c "print(3.5+$DETECT)")"; converge_up)")
+ev+=("converge_up=$(at "$(awk -v d="$DETECT" 'BEGIN { print 3.5 + d }')"; converge_up)")
 wait "$spid"
 a=$(snap)
 echo_split "$js" >"$js.split"

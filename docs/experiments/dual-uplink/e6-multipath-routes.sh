@@ -4,7 +4,8 @@
 #   dump      how the route shows in a dump (ip -d -j route)
 #   replace   its next-hop set changed in place (RTM_NEWROUTE + NLM_F_REPLACE)
 #             every 100 ms under 16 UDP flows: loss, and what `ip monitor`
-#             sees (any RTM_DELROUTE?); against delete-then-add
+#             sees (any RTM_DELROUTE?); against delete-then-add, and against
+#             a route to a nexthop group whose members change (ip nexthop)
 #   foreign   another daemon adds a next hop (append) or a route of its own
 #             (prepend / before ours): what the dump shows, what our replace
 #             then does to it
@@ -75,10 +76,24 @@ churn() { # churn FAM MODE: change the hop set every 100 ms for 4 s
         case $mode in
             replace) ipn R -$f route replace $pfx proto $PROTO $(hops $f $s) ;;
             del-add) ipn R -$f route del $pfx; ipn R -$f route add $pfx proto $PROTO $(hops $f $s) ;;
+            nhgroup) ipn R nexthop replace id 100$f group "$(nhg $f $s)" ;;
         esac
         sleep 0.1
     done
-    ipn R -$f route replace $pfx proto $PROTO $(hops $f A B)
+    if [ $mode = nhgroup ]; then ipn R nexthop replace id 100$f group "$(nhg $f A B)"; else ipn R -$f route replace $pfx proto $PROTO $(hops $f A B); fi
+}
+# nexthop objects (kernel >= 5.3): one per hop, ids F1 F2 F3, a group 100F;
+# the route points at the group and the group's members change
+nhg() { local f=$1 h o=; shift; for h in "$@"; do case $h in A) o="$o/${f}1" ;; B) o="$o/${f}2" ;; C) o="$o/${f}3" ;; esac; done; echo "${o#/}"; }
+nh_setup() {
+    ipn R nexthop add id 41 via 10.97.1.2 dev toa
+    ipn R nexthop add id 42 via 10.97.2.2 dev tob
+    ipn R nexthop add id 43 via 10.97.3.2 dev toc
+    ipn R nexthop add id 61 via fd00:97:1::2 dev toa
+    ipn R nexthop add id 62 via fd00:97:2::2 dev tob
+    ipn R nexthop add id 63 via fd00:97:3::2 dev toc
+    ipn R nexthop add id 1004 group 41/42
+    ipn R nexthop add id 1006 group 61/62
 }
 for f in 4 6; do
     [ $f = 4 ] && dst=10.99.0.1 src=10.98.0.2 pfx=$R4 || dst=fd00:99::1 src=fd00:98::2 pfx=$R6
@@ -88,7 +103,11 @@ for f in 4 6; do
     done
     for w in $(seq 100); do [ "$(cat "$OUT"/echo-[ABC] | grep -c ready)" = 3 ] && break; sleep 0.05; done
     nx S $PY "$DU_DIR/udpflows.py" send --src $src --dst $dst --port-base 41000 --flows 16 --interval "$IV" --duration 0.5 --unconnected >/dev/null
-    for mode in replace del-add; do
+    for mode in replace del-add nhgroup; do
+        if [ $mode = nhgroup ]; then
+            [ $f = 4 ] && nh_setup
+            ipn R -$f route replace $pfx proto $PROTO nhid 100$f
+        fi
         sec "IPv$f: hop set changed 40 times in 4 s by $mode, 16 flows every $(awk -v i="$IV" "BEGIN{print i*1000}") ms"
         monitor_start
         nx S $PY "$DU_DIR/udpflows.py" send --src $src --dst $dst --port-base 41000 --flows 16 --interval "$IV" --duration 5 --unconnected --json "$OUT/e6-$f-$mode.json" >/dev/null &
@@ -102,6 +121,10 @@ import json,sys; j=json.load(open(sys.argv[1]))
 print("echoed %d of %d; flows with loss %d; lost per flow %s" % (j["echoed"], j["sent"], j["flows_with_loss"], [f["lost"] for f in j["flows"]]))' "$OUT/e6-$f-$mode.json"
         mon_summary $pfx
         [ $mode = replace ] && { echo "ip monitor, first lines:"; head -8 "$OUT/mon"; }
+        if [ $mode = nhgroup ]; then
+            echo "route and group afterwards:"; ipn R -$f route show $pfx; ipn R nexthop show id 100$f
+            ipn R -$f route replace $pfx proto $PROTO $(hops $f A B)
+        fi
     done
 done
 
