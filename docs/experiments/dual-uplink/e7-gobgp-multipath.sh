@@ -6,7 +6,8 @@
 # different neighbour AS). Run once with H's use-multiple-paths off and once
 # with it on; shows H's RIB and what `gobgp monitor global rib` (the same
 # WatchEvent BEST stream the driver's learner reads) delivers, then T1
-# withdraws, T1 re-announces, both withdraw.
+# withdraws, T1 re-announces, both withdraw. Then H originates a prefix with
+# its up1 address as next hop: the next hop each ToR receives.
 set -u
 . "$(dirname "$0")/lib.sh"
 V=${1:-v3}
@@ -78,6 +79,15 @@ for mp in off on; do
     sleep 2
     g H global rib -a ipv4
     kill "$MP"; wait "$MP" 2>/dev/null
+    if [ $mp = on ]; then
+        echo "-- H's global config as GetBgp reports it (gobgp global -j):"
+        g H global -j; echo
+        echo "-- H originates 10.23.1.0/24 with next hop 10.200.11.1 (its up1 address); what each ToR receives:"
+        g H global rib add 10.23.1.0/24 nexthop 10.200.11.1 -a ipv4
+        sleep 2
+        echo "T1:"; g T1 global rib -a ipv4 10.23.1.0/24
+        echo "T2:"; g T2 global rib -a ipv4 10.23.1.0/24
+    fi
     echo "-- what the WatchEvent BEST stream delivered (monitor global rib --current -j), one line per event:"
     $PY - "$OUT/mon-$mp" <<'PY'
 import json, sys
