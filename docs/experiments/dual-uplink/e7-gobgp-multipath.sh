@@ -7,7 +7,8 @@
 # with it on; shows H's RIB and what `gobgp monitor global rib` (the same
 # WatchEvent BEST stream the driver's learner reads) delivers, then T1
 # withdraws, T1 re-announces, both withdraw. Then H originates a prefix with
-# its up1 address as next hop: the next hop each ToR receives.
+# its up1 address as next hop, and one with 0.0.0.0: the next hop each ToR
+# receives.
 set -u
 . "$(dirname "$0")/lib.sh"
 V=${1:-v3}
@@ -87,6 +88,11 @@ for mp in off on; do
         sleep 2
         echo "T1:"; g T1 global rib -a ipv4 10.23.1.0/24
         echo "T2:"; g T2 global rib -a ipv4 10.23.1.0/24
+        echo "-- H originates 10.23.3.0/24 with next hop 0.0.0.0 (unspecified); what each ToR receives:"
+        g H global rib add 10.23.3.0/24 nexthop 0.0.0.0 -a ipv4
+        sleep 2
+        echo "T1:"; g T1 global rib -a ipv4 10.23.3.0/24
+        echo "T2:"; g T2 global rib -a ipv4 10.23.3.0/24
     fi
     echo "-- what the WatchEvent BEST stream delivered (monitor global rib --current -j), one line per event:"
     $PY - "$OUT/mon-$mp" <<'PY'
