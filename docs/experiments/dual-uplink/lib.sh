@@ -25,7 +25,9 @@ P=${DU_PREFIX:-du$(printf %04x $((RANDOM)))}
 PROTO=73
 NS_LIST=()
 PIDS=()
-OUT=${DU_OUT:-${IBVM_OUT:-/tmp/$P-out}}
+OUT=${DU_OUT:-${IBVM_OUT:-}}
+OUT_TEMP=
+if [ -z "$OUT" ]; then OUT=/tmp/$P-out OUT_TEMP=1; fi
 mkdir -p "$OUT"
 
 log() { printf '%s %s\n' "$(date +%T.%3N)" "$*" >&2; }
@@ -41,6 +43,7 @@ du_cleanup() {
     local n
     for n in "${NS_LIST[@]}"; do ip netns del "$n" 2>/dev/null; done
     NS_LIST=()
+    if [ -n "$OUT_TEMP" ]; then rm -rf "$OUT"; fi
 }
 trap du_cleanup EXIT
 trap 'exit 130' INT TERM
