@@ -74,6 +74,11 @@ const OTHER_PROGRAMS_FLAGS: &[(&str, &str)] = &[
     ("--nocapture", "cargo test"),
     ("--rm", "docker run"),
     ("--mode", "the 2015 Go prototype"),
+    ("--current", "gobgp monitor"),
+    ("--metrics-path", "gobgpd (v4)"),
+    ("--graceful-restart", "gobgpd"),
+    ("--bfdctl", "bfdd"),
+    ("--vty_socket", "bfdd"),
 ];
 
 /// Programs whose command lines the test does not check flag by flag.
@@ -96,6 +101,7 @@ const OTHER_PROGRAMS: &[&str] = &[
     "demo.sh",
     "test.sh",
     "make",
+    "bfdd",
 ];
 
 /// No errors: passed; else every error, one a line.
