@@ -261,7 +261,9 @@ impl Dockerd {
         let dd = dh.dockerd.clone();
         w.cleanup
             .push(format!("stop dockerd on {}", h.def.name), move || {
-                dd.signal(Signal::SIGTERM)
+                // dockerd stops its containers first and waits up to its
+                // --shutdown-timeout (15 s) for them: give it that and more.
+                dd.signal_within(Signal::SIGTERM, Duration::from_secs(30))
             });
         self.hosts.insert(host, dh);
         self.start_daemon(w, host)?;
