@@ -19,6 +19,8 @@ use crate::util::{is_root, run_output, which};
 pub struct Caps {
     pub root: bool,
     pub gobgpd: Option<String>,
+    /// GoBGP 4.x (`gobgpd-v4`, built by `ci/install.sh full`).
+    pub gobgpd_v4: Option<String>,
     pub macvlan: Result<(), Gap>,
     pub ipvlan: Result<(), Gap>,
     pub dockerd: Option<String>,
@@ -91,6 +93,7 @@ pub fn detect() -> &'static Caps {
     CAPS.get_or_init(|| Caps {
         root: is_root(),
         gobgpd: version("gobgpd", &["--version"]),
+        gobgpd_v4: version("gobgpd-v4", &["--version"]).filter(|_| which("gobgp-v4").is_some()),
         macvlan: kernel_has("macvlan"),
         ipvlan: kernel_has("ipvlan"),
         dockerd: version("dockerd", &["--version"]),
@@ -305,6 +308,50 @@ fn raw_skip_reason(s: &Scenario, caps: &Caps, engine: Engine) -> Result<Option<S
     Ok(None)
 }
 
+/// Whether a run of `s` on GoBGP `line` (`None`: no BGP) can happen here:
+/// `Ok(None)` runs; `Ok(Some(reason))` skips visibly (the scenario cannot
+/// run on that line: BFD on 3.x, a `flood` step on 4.x); `Err` when the
+/// line's gobgpd is missing under CI (the install step is broken).
+pub fn line_skip_reason(
+    s: &Scenario,
+    caps: &Caps,
+    line: Option<crate::scenario::GobgpLine>,
+) -> Result<Option<String>, String> {
+    use crate::scenario::{Action, GobgpLine};
+    let Some(line) = line else {
+        return Ok(None);
+    };
+    if line == GobgpLine::V3 && s.hosts.iter().any(|h| s.host_runs_bfd(&h.name)) {
+        return Ok(Some(
+            "runs BFD on its hosts' sessions, which gobgpd 3.x lacks; run it with --gobgp-version v4"
+                .into(),
+        ));
+    }
+    if line == GobgpLine::V4 {
+        if s.steps
+            .iter()
+            .any(|st| matches!(st.action, Action::Flood { .. }))
+        {
+            return Ok(Some(
+                "its flood steps speak gobgpd 3.x's gRPC API only; run it with --gobgp-version v3"
+                    .into(),
+            ));
+        }
+        if caps.gobgpd_v4.is_none() {
+            let what =
+                "gobgpd-v4 and gobgp-v4 are not installed (ci/install.sh full builds GoBGP 4.x)";
+            return if under_ci() {
+                Err(format!(
+                    "{what} (under CI this is a failure: the install step is broken)"
+                ))
+            } else {
+                Ok(Some(what.into()))
+            };
+        }
+    }
+    Ok(None)
+}
+
 /// The `harness check` text.
 pub fn describe(caps: &Caps) -> String {
     let yes_no = |r: &Result<(), Gap>| match r {
@@ -325,6 +372,12 @@ pub fn describe(caps: &Caps) -> String {
     s.push_str(&format!("macvlan:  {}\n", yes_no(&caps.macvlan)));
     s.push_str(&format!("ipvlan:   {}\n", yes_no(&caps.ipvlan)));
     s.push_str(&format!("gobgpd:   {}\n", opt(&caps.gobgpd)));
+    s.push_str(&format!(
+        "gobgpd-v4: {}\n",
+        caps.gobgpd_v4
+            .clone()
+            .unwrap_or_else(|| "not installed (ci/install.sh full builds it)".into())
+    ));
     s.push_str(&format!("dockerd:  {}\n", opt(&caps.dockerd)));
     s.push_str(&format!("FRR:      {}\n", opt(&caps.frr)));
     s.push_str(&format!("BIRD:     {}\n", opt(&caps.bird)));

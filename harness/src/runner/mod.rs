@@ -73,6 +73,7 @@ pub fn run(s: &Scenario, opts: &Options, engine: Engine) -> Report {
         file: s.file.clone(),
         description: s.description.clone(),
         engine: engine.name().to_string(),
+        gobgp: opts.line_for(s).map(|l| l.name().to_string()),
         ..Report::default()
     };
     let say = |msg: &str| {
@@ -82,7 +83,12 @@ pub fn run(s: &Scenario, opts: &Options, engine: Engine) -> Report {
             started.elapsed().as_secs_f64()
         )
     };
-    match machine::skip_reason(s, machine::detect(), engine) {
+    let caps = machine::detect();
+    let skip = match machine::skip_reason(s, caps, engine) {
+        Ok(None) => machine::line_skip_reason(s, caps, opts.line_for(s)),
+        other => other,
+    };
+    match skip {
         Ok(Some(reason)) => {
             say(&format!("SKIPPED: {reason}"));
             report.skipped = Some(reason);
@@ -110,9 +116,12 @@ pub fn run(s: &Scenario, opts: &Options, engine: Engine) -> Report {
     }
     let eng = engine::make(engine);
     say(&format!(
-        "building {} hosts ({})",
+        "building {} hosts ({}){}",
         s.hosts.len(),
-        s.description
+        s.description,
+        opts.line_for(s)
+            .map(|l| format!(", gobgpd {l}"))
+            .unwrap_or_default()
     ));
     let world = match World::build(s, opts, &|m| say(m)) {
         Ok(w) => w,

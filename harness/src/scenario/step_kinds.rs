@@ -124,7 +124,7 @@ pub const STEP_KINDS: &[StepKind] = &[
       "Do nothing for a while (a link that stays down, a freeze that lasts)."),
     // Expectations.
     k("wait-bgp", &["within"], Expect, Expectation,
-      "Wait until every BGP session of every host is established."),
+      "Wait until every BGP session of every host and router is established, and every BFD session (where the scenario runs BFD) is up."),
     k("expect-reachable", &["from", "to", "within", "probe", "family"], Expect, Expectation,
       "Every `from` reaches every `to` (containers, groups or hosts); `probe = icmp | tcp`."),
     k("expect-unreachable", &["from", "to", "within", "hold", "family"], Expect, Expectation,

@@ -49,7 +49,7 @@ function setAll(open){document.querySelectorAll('details').forEach(function(d){d
 /// One run's page.
 pub fn page(r: &Report, s: Option<&Scenario>) -> String {
     let mut h = String::new();
-    let title = format!("{} ({}) {}", r.scenario, r.engine, r.outcome());
+    let title = format!("{} ({}) {}", r.scenario, r.run_label(), r.outcome());
     writeln!(
         h,
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{}</title><style>{STYLE}</style><script>{SCRIPT}</script></head><body>",
@@ -58,13 +58,17 @@ pub fn page(r: &Report, s: Option<&Scenario>) -> String {
     .ok();
     writeln!(
         h,
-        "<h1>{} <span class=\"badge {}\">{}</span></h1>\n<p>{}<br><small>{} · engine {} · {:.1} s</small></p>",
+        "<h1>{} <span class=\"badge {}\">{}</span></h1>\n<p>{}<br><small>{} · engine {}{} · {:.1} s</small></p>",
         esc(&r.scenario),
         r.outcome(),
         r.outcome(),
         esc(&r.description),
         esc(&r.file),
         esc(&r.engine),
+        r.gobgp
+            .as_deref()
+            .map(|l| format!(" · gobgpd {}", esc(l)))
+            .unwrap_or_default(),
         r.elapsed_ms as f64 / 1000.0
     )
     .ok();
