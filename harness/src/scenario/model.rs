@@ -12,8 +12,8 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use super::schema::{
-    BgpSection, Capability, ContainerDef, DriverSection, Engine, GobgpLine, GobgpLines, HostDef,
-    NetworkDef, RouterDef, SegmentDef,
+    BgpSection, Capability, ContainerDef, DriverSection, Engine, GobgpLine, HostDef, NetworkDef,
+    RouterDef, SegmentDef,
 };
 use super::step_kinds::StepKind;
 use super::steps::Action;
@@ -37,7 +37,7 @@ pub(super) struct RawScenario {
     pub(super) engines: Vec<String>,
     /// The GoBGP lines the test suite runs the scenario on (`"v4"`, or
     /// `["v4", "v3"]`); default [`super::check::gobgp::DEFAULT_LINES`].
-    pub(super) gobgp: Option<GobgpLines>,
+    pub(super) gobgp: Option<toml::Value>,
     #[serde(default = "default_underlay")]
     pub(super) underlay: Ipv4Net,
     /// Dual stack: the default segment's IPv6 subnet.

@@ -128,23 +128,6 @@ impl std::str::FromStr for GobgpLine {
     }
 }
 
-/// The file's `gobgp`: one line or several.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(untagged)]
-pub enum GobgpLines {
-    One(GobgpLine),
-    Many(Vec<GobgpLine>),
-}
-
-impl GobgpLines {
-    pub fn to_vec(&self) -> Vec<GobgpLine> {
-        match self {
-            GobgpLines::One(l) => vec![*l],
-            GobgpLines::Many(v) => v.clone(),
-        }
-    }
-}
-
 /// BFD timers for the sessions that run it (`[bgp.bfd]`): FRR's bfdd
 /// profile and gobgpd 4.x's `[neighbors.bfd.config]` get the same values.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]

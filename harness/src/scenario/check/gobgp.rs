@@ -26,11 +26,17 @@ pub(in crate::scenario) fn lines_and_bfd(
     here: Here,
 ) -> Result<()> {
     let file = here.file;
-    let lines = raw
-        .gobgp
-        .as_ref()
-        .map(|l| l.to_vec())
-        .unwrap_or_else(|| DEFAULT_LINES.to_vec());
+    let line = |v: &toml::Value| -> Result<GobgpLine> {
+        v.as_str()
+            .ok_or_else(|| anyhow!("{file}: gobgp: {v} is not a line (\"v3\" or \"v4\")"))?
+            .parse::<GobgpLine>()
+            .map_err(|e| anyhow!("{file}: gobgp: {e}"))
+    };
+    let lines = match &raw.gobgp {
+        None => DEFAULT_LINES.to_vec(),
+        Some(toml::Value::Array(a)) => a.iter().map(line).collect::<Result<Vec<_>>>()?,
+        Some(v) => vec![line(v)?],
+    };
     if lines.is_empty() {
         return Err(anyhow!(
             "{file}: gobgp must name at least one line (\"v3\" or \"v4\")"
