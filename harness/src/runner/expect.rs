@@ -824,18 +824,31 @@ impl Runner<'_> {
                 let stats = p.stop();
                 let lost: u64 = stats.iter().map(|s| s.sent - s.received.min(s.sent)).sum();
                 let sent: u64 = stats.iter().map(|s| s.sent).sum();
-                let outage = |s: &crate::probe::PairStats| interval * s.longest_gap as u32;
+                let outage = |s: &crate::probe::PairStats| s.longest_outage;
                 let longest = stats.iter().map(outage).max().unwrap_or_default();
+                let last_event = self.last_event;
                 let detail: Vec<String> = stats
                     .iter()
                     .map(|s| {
+                        // Where the outage sits against the last event (a
+                        // negative offset: it began before that event).
+                        let began = s.outage_began.map(|b| {
+                            if b >= last_event {
+                                format!(", began {:?} after the last event", b - last_event)
+                            } else {
+                                format!(", began {:?} before the last event", last_event - b)
+                            }
+                        });
                         format!(
-                            "{}->{}: {}/{} answered, longest outage {:?}",
+                            "{}->{}: {}/{} answered, longest outage {:?} ({} probes lost in a row, every {:?}){}",
                             s.from,
                             s.to,
                             s.received,
                             s.sent,
-                            outage(s)
+                            outage(s),
+                            s.longest_gap,
+                            interval,
+                            began.unwrap_or_default()
                         )
                     })
                     .collect();

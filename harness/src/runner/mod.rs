@@ -18,7 +18,7 @@
 //! mod.rs (run: build, play, diagnostics, teardown) ─► play.rs (the loop; who plays a step: its step-table row)
 //!   play.rs ─┬─► actions.rs (steps that do something) ─► containers.rs, control.rs, exec.rs, flood.rs
 //!            └─► expect.rs (expectations) ─► views.rs (pure comparisons), converged.rs (whole route sets)
-//!                   ├─► metrics.rs (expect-metrics), router_bgp.rs (expect-router-bgp)
+//!                   ├─► metrics.rs (expect-metrics), router_bgp.rs (expect-router-bgp), withdrawn.rs (expect-withdrawn)
 //!                   └─► members.rs (names to probe members, addresses, prefixes), gobgp.rs (the CLI)
 //! teardown.rs (probes, injected paths, containers, networks through the engine; no link of ours left)
 //! ```
@@ -52,6 +52,7 @@ mod play;
 mod router_bgp;
 mod teardown;
 mod views;
+mod withdrawn;
 
 pub use flood::flood;
 pub use views::{
@@ -150,6 +151,7 @@ pub fn run(s: &Scenario, opts: &Options, engine: Engine) -> Report {
         watches: HashMap::new(),
         reach: Vec::new(),
         started,
+        last_event: Instant::now(),
     };
     let result = match r.engine.setup(&r.w) {
         Ok(()) => {
@@ -234,6 +236,9 @@ struct Runner<'a> {
     reach: Vec<ReachCell>,
     /// When the run began, for each step's `started_ms`.
     started: Instant,
+    /// When the last event step (or the networks' creation) ended: what
+    /// expectations count their convergence from.
+    last_event: Instant,
 }
 
 /// One step's worth of container starts or stops.

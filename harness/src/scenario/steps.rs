@@ -136,6 +136,20 @@ pub enum Action {
         /// Keep checking every host for so long after all first held.
         hold: Option<Dur>,
     },
+    /// Every host of `hosts` (default: every Docker host but the one the
+    /// container of `prefix` runs on) has lost its route for `prefix`,
+    /// within `within` of the end of the last event: all hosts polled
+    /// together every 10 ms; its time is when the last one lost it.
+    ExpectWithdrawn {
+        /// A CIDR or a container (its /32, or /128 with `family = "ipv6"`).
+        prefix: String,
+        hosts: Option<Vec<String>>,
+        #[serde(default = "default_within")]
+        within: Dur,
+        /// How long the absence must then last everywhere (default 2 s, scaled).
+        hold: Option<Dur>,
+        family: Option<Family>,
+    },
     /// Start reading the whole route set of every Docker host (or those in
     /// `hosts`) in the background, round after round, as `expect-converged`
     /// defines it from the containers running now; `route-watch-stop`

@@ -163,6 +163,20 @@ impl Scenario {
                 Ok(())
             }
             Action::RouteWatchStop { .. } => Ok(()),
+            Action::ExpectWithdrawn { prefix, hosts, .. } => {
+                self.check_prefix(prefix)?;
+                if let Some(list) = hosts {
+                    if list.is_empty() {
+                        return Err("hosts must not be empty (leave it out for every other host)".into());
+                    }
+                    for h in self.expand_hosts(list)? {
+                        if self.host(&h).map(|d| d.role) != Some(Role::Docker) {
+                            return Err(format!("host {h} is not a Docker host"));
+                        }
+                    }
+                }
+                Ok(())
+            }
             Action::ExpectConverged { hosts, .. } | Action::RouteWatchStart { hosts, .. } => {
                 if let Some(list) = hosts {
                     if list.is_empty() {
