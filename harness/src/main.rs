@@ -161,7 +161,17 @@ enum BenchCmd {
         #[arg(long)]
         json: Option<PathBuf>,
     },
-    /// The whole set in sequence (docker-run, convergence, learned-routes, flood, route-install
+    /// Failover with the hold time alone and with BFD 300 ms x 3, side by side (gobgpd 4.x):
+    /// traffic lost when a top-of-rack router dies; time until a frozen host's route is gone
+    /// from every other host. Each round plays both settings.
+    Failover {
+        /// Failovers per case and setting.
+        #[arg(long, default_value_t = 10)]
+        runs: usize,
+        #[arg(long)]
+        json: Option<PathBuf>,
+    },
+    /// The whole set in sequence (docker-run, convergence, learned-routes, fill, scale, flood, failover,
     /// through cargo bench), one JSON array; rewritten after each bench.
     All {
         #[arg(long)]
@@ -281,6 +291,9 @@ fn main() -> ExitCode {
                 }
                 BenchCmd::Flood { paths, json } => {
                     one_bench(harness::bench::flood(paths, &o)?, json)
+                }
+                BenchCmd::Failover { runs, json } => {
+                    one_bench(harness::bench::failover(runs, &o)?, json)
                 }
                 BenchCmd::All {
                     json,

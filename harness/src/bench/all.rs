@@ -90,6 +90,15 @@ pub const SET: &[Entry] = &[
         },
     },
     Entry {
+        name: "failover",
+        run: |quick, o| {
+            Ok(vec![super::failover::failover(
+                if quick { 3 } else { 10 },
+                o,
+            )?])
+        },
+    },
+    Entry {
         name: "route-install",
         run: |quick, _| {
             let (routes, rounds) = if quick { (20_000, 5) } else { (100_000, 7) };
