@@ -172,7 +172,7 @@ enum BenchCmd {
         json: Option<PathBuf>,
     },
     /// The whole set in sequence (docker-run, convergence, learned-routes, fill, scale, flood, failover,
-    /// through cargo bench), one JSON array; rewritten after each bench.
+    /// route-install through cargo bench), one JSON array; rewritten after each bench.
     All {
         #[arg(long)]
         json: PathBuf,
