@@ -108,7 +108,7 @@ pub const STEP_KINDS: &[StepKind] = &[
     k("link-up", &["host"], Act, Event,
       "Bring the host's underlay link (`eth1`) up again."),
     k("router-down", &["router"], Act, Event,
-      "A router dies: its daemons are killed and its links go down."),
+      "A router dies as a powered-off box does: its links go down (all at once), then its daemons are killed, so no peer hears a goodbye (FIN, NOTIFICATION, BFD down)."),
     k("router-up", &["router"], Act, Event,
       "The router's links come up and its daemons start again."),
     k("inject", &["host", "prefix", "next_hop"], Act, Event,

@@ -372,13 +372,20 @@ impl RouterRt {
             .collect()
     }
 
-    /// Kills the daemons and takes the links down: the router is dead.
+    /// The router dies as a powered-off box does: its links go dark first,
+    /// then its daemons are killed, so that no FIN, RST, NOTIFICATION or
+    /// BFD "down" from the dying processes reaches a peer (killed first,
+    /// their kernel would close the TCP sessions cleanly and the peers
+    /// would see the death at once, whatever their timers).
     pub fn down(&mut self) -> Result<()> {
+        let links: Vec<String> = self
+            .ifaces
+            .values()
+            .map(|i| format!("link set {i} down"))
+            .collect();
+        self.ns.ip_batch(&links)?;
         for d in self.daemons.drain(..) {
             d.signal(Signal::SIGKILL)?;
-        }
-        for i in self.ifaces.values() {
-            self.ns.ip(&["link", "set", i, "down"])?;
         }
         Ok(())
     }
