@@ -415,7 +415,16 @@ impl RouterRt {
         if let Ok(s) = self.ns.ip(&["-6", "route"]) {
             out.push_str(&format!("$ ip -6 route\n{s}"));
         }
+        let bfd = self.neighbors.iter().any(|n| n.bfd) && self.timers.bfd.is_some();
         let cmds: &[&str] = match self.def.kind {
+            RouterKind::Frr if bfd => &[
+                "show bgp summary",
+                "show bfd peers",
+                "show ip bgp",
+                "show bgp ipv6 unicast",
+                "show ip route",
+                "show ipv6 route",
+            ],
             RouterKind::Frr => &[
                 "show bgp summary",
                 "show ip bgp",
