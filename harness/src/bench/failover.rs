@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, bail, Context, Result};
 use nix::sys::signal::Signal;
 
-use super::measure::{poll_until, tagged_routes, RouteEvents};
+use super::measure::{poll_until, route_events, tagged_routes};
 use super::stats::{BenchResult, Series};
 use crate::engine::{ContainerEngine, ContainerRt, Emulator, Subnets};
 use crate::probe::{Member, Prober};
@@ -295,8 +295,8 @@ impl Case {
     /// route is gone from h1 and from h3; then h2 thaws and c2 is back.
     fn host_round(&mut self) -> Result<Duration> {
         let dst = host32(&self.c2)?;
-        let mut ev1 = RouteEvents::open(&self.hosts, 0)?;
-        let mut ev3 = RouteEvents::open(&self.hosts, 2)?;
+        let mut ev1 = route_events(&self.hosts, 0)?;
+        let mut ev3 = route_events(&self.hosts, 2)?;
         for h in [0, 2] {
             if !tagged_routes(&self.hosts, h)?.iter().any(|r| r.dst == dst) {
                 bail!(

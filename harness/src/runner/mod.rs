@@ -18,7 +18,8 @@
 //! mod.rs (run: build, play, diagnostics, teardown) ─► play.rs (the loop; who plays a step: its step-table row)
 //!   play.rs ─┬─► actions.rs (steps that do something) ─► containers.rs, control.rs, exec.rs, flood.rs
 //!            └─► expect.rs (expectations) ─► views.rs (pure comparisons), converged.rs (whole route sets)
-//!                   ├─► metrics.rs (expect-metrics), router_bgp.rs (expect-router-bgp), withdrawn.rs (expect-withdrawn)
+//!                   ├─► metrics.rs (expect-metrics), router_bgp.rs (expect-router-bgp), withdrawn.rs (expect-withdrawn),
+//!                   │   route_events.rs (route-events-start/stop)
 //!                   └─► members.rs (names to probe members, addresses, prefixes), gobgp.rs (the CLI)
 //! teardown.rs (probes, injected paths, containers, networks through the engine; no link of ours left)
 //! ```
@@ -49,6 +50,7 @@ mod gobgp;
 mod members;
 mod metrics;
 mod play;
+mod route_events;
 mod router_bgp;
 mod teardown;
 mod views;
@@ -149,6 +151,7 @@ pub fn run(s: &Scenario, opts: &Options, engine: Engine) -> Report {
         wave: None,
         note: None,
         watches: HashMap::new(),
+        recordings: HashMap::new(),
         reach: Vec::new(),
         started,
         last_event: Instant::now(),
@@ -230,6 +233,8 @@ struct Runner<'a> {
     wave: Option<Wave>,
     /// Background route watches by id (`route-watch-start`).
     watches: HashMap<String, converged::Watch>,
+    /// Route event recordings by id (`route-events-start`).
+    recordings: HashMap<String, route_events::Recording>,
     /// What the step just played wants in its report's `detail` on success.
     note: Option<String>,
     /// The step's last probe round (see [`Runner::record_reach`]), for its report.

@@ -100,7 +100,7 @@ impl Runner<'_> {
     /// Runs one step; `Some(duration)` for expectations that measured convergence.
     /// Who plays it is its row in the step table (`scenario::step_kinds`):
     /// expectations (and the snapshots and probes they compare against) in
-    /// `expect.rs` (`metrics.rs`, `router_bgp.rs`, `withdrawn.rs`), everything else that
+    /// `expect.rs` (`metrics.rs`, `router_bgp.rs`, `withdrawn.rs`, `route_events.rs`), everything else that
     /// does something in `actions.rs`.
     pub(super) fn step(&mut self, step: &Step) -> Result<Option<Duration>> {
         let a = &step.action;
@@ -108,6 +108,9 @@ impl Runner<'_> {
             (Play::Expect, Action::ExpectMetrics { .. }) => self.expect_metrics(a),
             (Play::Expect, Action::ExpectRouterBgp { .. }) => self.expect_router_bgp(a),
             (Play::Expect, Action::ExpectWithdrawn { .. }) => self.expect_withdrawn(a),
+            (Play::Expect, Action::RouteEventsStart { .. } | Action::RouteEventsStop { .. }) => {
+                self.route_events(a)
+            }
             (Play::Expect, _) => self.expect(a),
             (Play::Act, _) => self.act(a),
         }

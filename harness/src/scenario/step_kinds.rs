@@ -35,8 +35,8 @@ pub enum Play {
     /// `runner/actions.rs`: it does something (to containers, daemons,
     /// links, routers, routes), or waits.
     Act,
-    /// `runner/expect.rs` (with `metrics.rs`, `router_bgp.rs` and
-    /// `withdrawn.rs`): it polls
+    /// `runner/expect.rs` (with `metrics.rs`, `router_bgp.rs`,
+    /// `withdrawn.rs` and `route_events.rs`): it polls
     /// until something holds, or takes what a later expectation compares.
     Expect,
 }
@@ -140,6 +140,10 @@ pub const STEP_KINDS: &[StepKind] = &[
       "Every Docker host (or those in `hosts`) holds exactly the /32s and /128s of the running containers of every other host, each via that host, and nothing else of ours; reports the time from the first and the last container start or stop of the last `start`/`stop` step; fails naming each host that differs."),
     k("expect-withdrawn", &["prefix", "hosts", "within", "hold", "family"], Expect, Own,
       "Every host of `hosts` (default: every Docker host but the one `prefix`'s container runs on) has lost its tagged route for `prefix` (a CIDR or a container) within `within` of the end of the last event, and the absence holds for `hold` (default 2 s); the hosts are polled together every 10 ms, and its time is from the last event until the last host lost it (resolution 10 ms); fails naming the hosts that still hold it."),
+    k("route-events-start", &["id", "host", "router", "prefix", "family"], Expect, Neither,
+      "Record the kernel's route events for `prefix` (a CIDR or a container) in a host's namespace (the driver's tagged routes) or a router's (`router`: any protocol, e.g. FRR's zebra), from a netlink subscription, so a withdrawal is seen however briefly it lasts; the route must be there at the start."),
+    k("route-events-stop", &["id", "max_withdrawals"], Expect, Neither,
+      "Stop recording; fail if the route was deleted more than `max_withdrawals` times (default 0), listing every event with its time."),
     k("route-watch-start", &["id", "hosts"], Expect, Neither,
       "Read those route sets in the background, round after round, as `expect-converged` defines them from the containers running now."),
     k("route-watch-stop", &["id", "max_lost"], Expect, Neither,

@@ -150,6 +150,25 @@ pub enum Action {
         hold: Option<Dur>,
         family: Option<Family>,
     },
+    /// Start recording the kernel's route events for `prefix` in a host's
+    /// namespace (the driver's tagged routes) or a router's (any protocol:
+    /// FRR's zebra, BIRD), from a netlink subscription: a withdrawal is seen
+    /// however briefly it lasts. The route must be there when it starts.
+    RouteEventsStart {
+        id: String,
+        host: Option<String>,
+        router: Option<String>,
+        /// A CIDR or a container (its /32, or /128 with `family = "ipv6"`).
+        prefix: String,
+        family: Option<Family>,
+    },
+    /// Stop recording; fail if the route was deleted more than
+    /// `max_withdrawals` times (default 0) meanwhile, listing each event.
+    RouteEventsStop {
+        id: String,
+        #[serde(default)]
+        max_withdrawals: u64,
+    },
     /// Start reading the whole route set of every Docker host (or those in
     /// `hosts`) in the background, round after round, as `expect-converged`
     /// defines it from the containers running now; `route-watch-stop`

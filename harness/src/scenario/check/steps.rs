@@ -163,6 +163,24 @@ impl Scenario {
                 Ok(())
             }
             Action::RouteWatchStop { .. } => Ok(()),
+            Action::RouteEventsStart {
+                host,
+                router,
+                prefix,
+                ..
+            } => {
+                match (host, router) {
+                    (Some(h), None) => self.check_host(h)?,
+                    (None, Some(r)) => {
+                        if self.router(r).is_none() {
+                            return Err(format!("unknown router {r}"));
+                        }
+                    }
+                    _ => return Err("give one of host or router".into()),
+                }
+                self.check_prefix(prefix)
+            }
+            Action::RouteEventsStop { .. } => Ok(()),
             Action::ExpectWithdrawn { prefix, hosts, .. } => {
                 self.check_prefix(prefix)?;
                 if let Some(list) = hosts {
