@@ -249,6 +249,20 @@ pub enum Action {
     LinkUp {
         host: String,
     },
+    /// `ipvlan-bgp drain` on a host (its CLI against the host's driver
+    /// socket): every announcement gets GRACEFUL_SHUTDOWN and is made less
+    /// preferred; with `wait`, the CLI waits until it says the host is safe
+    /// to stop (`--wait`, at most `timeout`).
+    Drain {
+        host: String,
+        #[serde(default)]
+        wait: bool,
+        timeout: Option<Dur>,
+    },
+    /// `ipvlan-bgp undrain` on a host: announcements back to normal.
+    Undrain {
+        host: String,
+    },
     /// Originate a path on a host's gobgpd with the `gobgp` CLI (a rogue announcement).
     Inject {
         host: String,

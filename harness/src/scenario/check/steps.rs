@@ -181,6 +181,12 @@ impl Scenario {
                 self.check_prefix(prefix)
             }
             Action::RouteEventsStop { .. } => Ok(()),
+            Action::Drain { host, .. } | Action::Undrain { host } => {
+                if self.host(host).map(|d| d.role) != Some(Role::Docker) {
+                    return Err(format!("{host} is not a Docker host (no driver to drain)"));
+                }
+                Ok(())
+            }
             Action::ExpectWithdrawn { prefix, hosts, .. } => {
                 self.check_prefix(prefix)?;
                 if let Some(list) = hosts {
