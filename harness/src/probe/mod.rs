@@ -20,4 +20,4 @@ mod reach;
 mod route_events;
 
 pub use reach::{ping_pairs, tcp_pairs, Member, PairStats, Pinger, Prober, TcpServers, TCP_PORT};
-pub use route_events::RouteEvents;
+pub use route_events::{Recording, RouteEvents};

@@ -167,3 +167,12 @@ impl RouteEvents {
         Ok(std::mem::take(&mut self.seen))
     }
 }
+
+/// One scenario's recording of a route: what it is (for messages), the
+/// prefix, since when, and its events.
+pub struct Recording {
+    pub what: String,
+    pub dst: ipnet::IpNet,
+    pub since: std::time::Instant,
+    pub events: RouteEvents,
+}

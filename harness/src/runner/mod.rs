@@ -234,7 +234,7 @@ struct Runner<'a> {
     /// Background route watches by id (`route-watch-start`).
     watches: HashMap<String, converged::Watch>,
     /// Route event recordings by id (`route-events-start`).
-    recordings: HashMap<String, route_events::Recording>,
+    recordings: HashMap<String, crate::probe::Recording>,
     /// What the step just played wants in its report's `detail` on success.
     note: Option<String>,
     /// The step's last probe round (see [`Runner::record_reach`]), for its report.

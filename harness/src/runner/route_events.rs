@@ -5,8 +5,8 @@
 //!
 //! In: the step's namespace (host: the driver's tag; router: any
 //! protocol), prefix and bound. Out: on stop, the events in the detail,
-//! or the error listing them when there were too many deletions. Owns the
-//! open subscriptions (the runner's `route_events` map).
+//! or the error listing them when there were too many deletions. The open
+//! recordings are the runner's (`recordings`).
 
 use std::time::{Duration, Instant};
 
@@ -14,16 +14,8 @@ use anyhow::{anyhow, bail, Result};
 use ipnet::IpNet;
 
 use super::Runner;
-use crate::probe::RouteEvents;
+use crate::probe::{Recording, RouteEvents};
 use crate::scenario::Action;
-
-/// One recording: where, which prefix, since when.
-pub(super) struct Recording {
-    what: String,
-    dst: IpNet,
-    since: Instant,
-    events: RouteEvents,
-}
 
 impl Runner<'_> {
     pub(super) fn route_events(&mut self, a: &Action) -> Result<Option<Duration>> {
