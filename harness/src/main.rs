@@ -163,11 +163,15 @@ enum BenchCmd {
     },
     /// Failover with the hold time alone and with BFD 300 ms x 3, side by side (gobgpd 4.x):
     /// traffic lost when a top-of-rack router dies; time until a frozen host's route is gone
-    /// from every other host. Each round plays both settings.
+    /// from every other host. Each round plays both settings (on v3, which has no BFD, the
+    /// hold time alone).
     Failover {
         /// Failovers per case and setting.
         #[arg(long, default_value_t = 10)]
         runs: usize,
+        /// GoBGP line of the hosts' gobgpd (v4: both settings; v3: the hold time alone).
+        #[arg(long, value_name = "v3|v4", default_value = "v4")]
+        gobgp_version: GobgpLine,
         #[arg(long)]
         json: Option<PathBuf>,
     },
@@ -292,9 +296,11 @@ fn main() -> ExitCode {
                 BenchCmd::Flood { paths, json } => {
                     one_bench(harness::bench::flood(paths, &o)?, json)
                 }
-                BenchCmd::Failover { runs, json } => {
-                    one_bench(harness::bench::failover(runs, &o)?, json)
-                }
+                BenchCmd::Failover {
+                    runs,
+                    gobgp_version,
+                    json,
+                } => one_bench(harness::bench::failover(runs, gobgp_version, &o)?, json),
                 BenchCmd::All {
                     json,
                     quick,

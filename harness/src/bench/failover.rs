@@ -1,6 +1,6 @@
 //! `harness bench failover`: what a failure costs, with the hold time
 //! alone (9 s, keepalive 3 s) and with BFD at 300 ms x 3, side by side in
-//! one run, on gobgpd 4.x:
+//! one run, on gobgpd 4.x (on 3.x, which has no BFD, the hold time alone):
 //!
 //! - **a top-of-rack router dies** (its daemons killed, its links down):
 //!   the traffic lost between a container behind the rack's two routers and
@@ -17,7 +17,7 @@
 //! the returning router's paths are the newer), waits until everything is
 //! back (sessions, BFD, routes), and goes on.
 //!
-//! In: the rounds, run options. Out: a [`BenchResult`] with one series per
+//! In: the rounds, the GoBGP line, run options. Out: a [`BenchResult`] with one series per
 //! case and setting (ms), and how many rounds needed a retry.
 
 use std::net::IpAddr;
@@ -64,7 +64,7 @@ impl Setting {
 const TORS: &str = r#"
 description = "failover bench: two top-of-rack routers"
 requires = ["macvlan", "frr"]
-gobgp = "v4"
+gobgp = "{LINE}"
 {BFD}
 [driver]
 args = ["--accept-pool", "10.27.0.0/16"]
@@ -116,7 +116,7 @@ subnets = { h1 = "10.27.1.0/24", h3 = "10.27.3.0/24" }
 const HOSTS: &str = r#"
 description = "failover bench: three hosts"
 requires = ["macvlan"]
-gobgp = "v4"
+gobgp = "{LINE}"
 {BFD}
 [driver]
 args = ["--accept-pool", "10.29.0.0/16"]
@@ -148,11 +148,18 @@ struct Case {
     host_gone: Vec<Duration>,
 }
 
-fn world(text: &str, setting: Setting, opts: &Options) -> Result<(World, Emulator, NetworkDef)> {
-    let text = text.replace("{BFD}", setting.section());
+fn world(
+    text: &str,
+    setting: Setting,
+    line: GobgpLine,
+    opts: &Options,
+) -> Result<(World, Emulator, NetworkDef)> {
+    let text = text
+        .replace("{BFD}", setting.section())
+        .replace("{LINE}", line.name());
     let s = Scenario::parse(&text, std::path::Path::new("bench-failover.toml"))?;
     let mut opts = opts.clone();
-    opts.gobgp = Some(GobgpLine::V4);
+    opts.gobgp = Some(line);
     let w = World::build(&s, &opts, &|m| {
         eprintln!("[bench] {}: {m}", setting.label())
     })?;
@@ -207,11 +214,11 @@ fn host32(c: &ContainerRt) -> Result<ipnet::IpNet> {
 }
 
 impl Case {
-    fn build(setting: Setting, opts: &Options) -> Result<Case> {
-        let (tors, mut et, tnet) = world(TORS, setting, opts)?;
+    fn build(setting: Setting, line: GobgpLine, opts: &Options) -> Result<Case> {
+        let (tors, mut et, tnet) = world(TORS, setting, line, opts)?;
         let c1 = et.start(&tors, 0, &tnet, "c1")?;
         let c3 = et.start(&tors, 1, &tnet, "c3")?;
-        let (hosts, mut eh, hnet) = world(HOSTS, setting, opts)?;
+        let (hosts, mut eh, hnet) = world(HOSTS, setting, line, opts)?;
         let mut others = Vec::new();
         for (i, n) in ["c1", "c2", "c3"].iter().enumerate() {
             others.push(eh.start(&hosts, i, &hnet, n)?);
@@ -333,23 +340,44 @@ impl Case {
     }
 }
 
-/// Runs `rounds` rounds; each plays both settings (alternating which goes
-/// first) for both cases.
-pub fn failover(rounds: usize, opts: &Options) -> Result<BenchResult> {
+/// Runs `rounds` rounds on GoBGP `line`; each plays both settings
+/// (alternating which goes first) for both cases; on 3.x, which has no BFD,
+/// the hold time alone.
+pub fn failover(rounds: usize, line: GobgpLine, opts: &Options) -> Result<BenchResult> {
     if rounds == 0 {
         bail!("--runs must be at least 1");
     }
-    let mut cases = vec![
-        Case::build(Setting::Hold, opts)?,
-        Case::build(Setting::Bfd, opts)?,
-    ];
+    let caps = crate::machine::detect();
+    let gobgpd = match line {
+        GobgpLine::V3 => caps.gobgpd.clone(),
+        GobgpLine::V4 => caps.gobgpd_v4.clone(),
+    }
+    .ok_or_else(|| anyhow!("{} is not installed", line.daemon()))?;
+    if line == GobgpLine::V4
+        && !crate::machine::DriverCaps::probe(&opts.driver_bin)
+            .map_err(|e| anyhow!(e))?
+            .gobgp_v4
+    {
+        bail!(
+            "the driver binary {} does not speak gobgpd 4.x's API (it refuses --bfd): \
+             run a driver with the v4 codec, or measure the hold time alone with --gobgp-version v3",
+            opts.driver_bin.display()
+        );
+    }
+    let settings: &[Setting] = match line {
+        GobgpLine::V3 => &[Setting::Hold],
+        GobgpLine::V4 => &[Setting::Hold, Setting::Bfd],
+    };
+    let mut cases = settings
+        .iter()
+        .map(|&st| Case::build(st, line, opts))
+        .collect::<Result<Vec<_>>>()?;
     let mut retried = 0;
     for round in 0..rounds {
-        let order: Vec<usize> = if round % 2 == 0 {
-            vec![0, 1]
-        } else {
-            vec![1, 0]
-        };
+        let mut order: Vec<usize> = (0..cases.len()).collect();
+        if round % 2 == 1 {
+            order.reverse();
+        }
         for &k in &order {
             let c = &mut cases[k];
             // A round that fails (a flap on the way back) is retried once.
@@ -384,20 +412,19 @@ pub fn failover(rounds: usize, opts: &Options) -> Result<BenchResult> {
     }
     let mut r = BenchResult::new(
         "failover",
-        format!("sudo target/release/harness bench failover --runs {rounds}"),
+        format!(
+            "sudo target/release/harness bench failover --runs {rounds} --gobgp-version {line}"
+        ),
     );
     r.setup.insert("runs".into(), rounds.to_string());
-    r.setup.insert(
-        "gobgpd".into(),
-        crate::machine::detect()
-            .gobgpd_v4
-            .clone()
-            .unwrap_or_else(|| "4.x".into()),
-    );
+    r.setup.insert("gobgpd".into(), gobgpd);
     r.setup.insert(
         "timers".into(),
-        "hold 9 s, keepalive 3 s, connect-retry 1 s on every session; BFD 300 ms x 3 (gobgpd 4.x, FRR bfdd) in the BFD case"
-            .into(),
+        match line {
+            GobgpLine::V4 => "hold 9 s, keepalive 3 s, connect-retry 1 s on every session; BFD 300 ms x 3 (gobgpd 4.x, FRR bfdd) in the BFD case",
+            GobgpLine::V3 => "hold 9 s, keepalive 3 s, connect-retry 1 s on every session; no BFD (gobgpd 3.x has none: --gobgp-version v4 adds the BFD case)",
+        }
+        .into(),
     );
     r.setup.insert(
         "timing".into(),
@@ -422,19 +449,28 @@ pub fn failover(rounds: usize, opts: &Options) -> Result<BenchResult> {
     }
     r.figures
         .insert("rounds retried".into(), f64::from(retried));
-    let p90 = |k: usize| r.series[k].stats().map_or(0.0, |s| s.p90);
-    let med = |k: usize| r.series[k].stats().map_or(0.0, |s| s.median);
+    let n = cases.len();
+    let fig = |k: usize| {
+        r.series[k].stats().map_or("-".to_string(), |s| {
+            format!("median {:.0} ms (p90 {:.0})", s.median, s.p90)
+        })
+    };
+    let side = |first: usize| {
+        (first..first + n)
+            .zip(&cases)
+            .map(|(k, c)| format!("{} with {}", fig(k), c.setting.label()))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
     r.summary = format!(
-        "{rounds} failovers per case and setting, gobgpd 4.x: a top-of-rack router dies: traffic lost median {:.0} ms (p90 {:.0}) with the 9 s hold time, \
-         {:.0} ms (p90 {:.0}) with BFD 300 ms x 3; a host freezes: its route gone from every other host after median {:.0} ms (p90 {:.0}) / {:.0} ms (p90 {:.0})",
-        med(0),
-        p90(0),
-        med(1),
-        p90(1),
-        med(2),
-        p90(2),
-        med(3),
-        p90(3)
+        "{rounds} failovers per case and setting, gobgpd {line}: a top-of-rack router dies: traffic lost {}; a host freezes: its route gone from every other host after {}{}",
+        side(0),
+        side(n),
+        if line == GobgpLine::V3 {
+            " (no BFD case: gobgpd 3.x has no BFD)"
+        } else {
+            ""
+        }
     );
     Ok(r)
 }

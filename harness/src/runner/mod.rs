@@ -88,7 +88,9 @@ pub fn run(s: &Scenario, opts: &Options, engine: Engine) -> Report {
     };
     let caps = machine::detect();
     let skip = match machine::skip_reason(s, caps, engine) {
-        Ok(None) => machine::line_skip_reason(s, caps, opts.line_for(s)),
+        Ok(None) => machine::DriverCaps::probe(&opts.driver_bin).and_then(|driver| {
+            machine::line_skip_reason(s, caps, &driver, opts.line_for(s), engine)
+        }),
         other => other,
     };
     match skip {
