@@ -252,7 +252,7 @@ pub enum Action {
     /// `ipvlan-bgp drain` on a host (its CLI against the host's driver
     /// socket): every announcement gets GRACEFUL_SHUTDOWN and is made less
     /// preferred; with `wait`, the CLI waits until it says the host is safe
-    /// to stop (`--wait`, at most `timeout`).
+    /// to stop (its wait option, at most `timeout`).
     Drain {
         host: String,
         #[serde(default)]
