@@ -36,9 +36,15 @@ pub use report::Report;
 pub use scenario::{Engine, Scenario};
 pub use topology::Options;
 
-/// Loads and runs one scenario file (the entry point of the `cargo test` per-file tests).
-pub fn run_file(path: &Path, engine: Engine) -> anyhow::Result<Report> {
+/// Loads and runs one scenario file (the entry point of the `cargo test`
+/// per-file tests) on one engine and GoBGP line (`None`: the scenario's first).
+pub fn run_file(
+    path: &Path,
+    engine: Engine,
+    line: Option<scenario::GobgpLine>,
+) -> anyhow::Result<Report> {
     let s = Scenario::load(path)?;
-    let opts = Options::from_env()?;
+    let mut opts = Options::from_env()?;
+    opts.gobgp = line;
     Ok(runner::run(&s, &opts, engine))
 }

@@ -19,6 +19,8 @@ use crate::util::{is_root, run_output, which};
 pub struct Caps {
     pub root: bool,
     pub gobgpd: Option<String>,
+    /// GoBGP 4.x (`gobgpd-v4`, built by `ci/install.sh full`).
+    pub gobgpd_v4: Option<String>,
     pub macvlan: Result<(), Gap>,
     pub ipvlan: Result<(), Gap>,
     pub dockerd: Option<String>,
@@ -91,6 +93,7 @@ pub fn detect() -> &'static Caps {
     CAPS.get_or_init(|| Caps {
         root: is_root(),
         gobgpd: version("gobgpd", &["--version"]),
+        gobgpd_v4: version("gobgpd-v4", &["--version"]).filter(|_| which("gobgp-v4").is_some()),
         macvlan: kernel_has("macvlan"),
         ipvlan: kernel_has("ipvlan"),
         dockerd: version("dockerd", &["--version"]),
@@ -305,6 +308,109 @@ fn raw_skip_reason(s: &Scenario, caps: &Caps, engine: Engine) -> Result<Option<S
     Ok(None)
 }
 
+/// What the driver binary a run starts can do, asked of the binary itself:
+/// clap refuses an option or a subcommand it does not know, so each probe
+/// is one `--help` that succeeds only when the feature is there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DriverCaps {
+    /// It speaks gobgpd 4.x's API and takes BFD (`ipvlan-bgp --bfd --help`).
+    pub gobgp_v4: bool,
+    /// It has `drain` and `undrain` (`ipvlan-bgp drain --help`).
+    pub drain: bool,
+}
+
+impl DriverCaps {
+    /// Probes `bin`; a binary that cannot be run at all is an error.
+    pub fn probe(bin: &std::path::Path) -> Result<DriverCaps, String> {
+        let accepts = |args: &[&str]| {
+            run_output(&bin.display().to_string(), args, Duration::from_secs(10))
+                .map(|o| o.status.success())
+                .map_err(|e| format!("cannot run the driver binary {}: {e:#}", bin.display()))
+        };
+        Ok(DriverCaps {
+            gobgp_v4: accepts(&["--bfd", "--help"])?,
+            drain: accepts(&["drain", "--help"])?,
+        })
+    }
+}
+
+/// Whether a run of `s` on GoBGP `line` (`None`: no BGP) with this driver
+/// binary can happen here: `Ok(None)` runs; `Ok(Some(reason))` skips
+/// visibly (the scenario cannot run on that line: BFD on 3.x, a `flood`
+/// step on 4.x; or the driver lacks what the run needs: gobgpd 4.x's API,
+/// `drain`); `Err` when the line's gobgpd is missing under CI (the install
+/// step is broken) or the skip is one [`skip_policy`] forbids here (under
+/// CI every such skip must be listed in ci/expected-skips).
+pub fn line_skip_reason(
+    s: &Scenario,
+    caps: &Caps,
+    driver: &DriverCaps,
+    line: Option<crate::scenario::GobgpLine>,
+    engine: Engine,
+) -> Result<Option<String>, String> {
+    match raw_line_skip_reason(s, caps, driver, line)? {
+        None => Ok(None),
+        Some(reason) => skip_policy(&SkipPolicy::from_env()?, s, engine, reason).map(Some),
+    }
+}
+
+fn raw_line_skip_reason(
+    s: &Scenario,
+    caps: &Caps,
+    driver: &DriverCaps,
+    line: Option<crate::scenario::GobgpLine>,
+) -> Result<Option<String>, String> {
+    use crate::scenario::{Action, GobgpLine};
+    if !driver.drain
+        && s.steps
+            .iter()
+            .any(|st| matches!(st.action, Action::Drain { .. } | Action::Undrain { .. }))
+    {
+        return Ok(Some(
+            "its drain steps need a driver with `ipvlan-bgp drain` and `undrain`, which this driver binary lacks"
+                .into(),
+        ));
+    }
+    let Some(line) = line else {
+        return Ok(None);
+    };
+    if line == GobgpLine::V3 && s.hosts.iter().any(|h| s.host_runs_bfd(&h.name)) {
+        return Ok(Some(
+            "runs BFD on its hosts' sessions, which gobgpd 3.x lacks; run it with --gobgp-version v4"
+                .into(),
+        ));
+    }
+    if line == GobgpLine::V4 {
+        if s.steps
+            .iter()
+            .any(|st| matches!(st.action, Action::Flood { .. }))
+        {
+            return Ok(Some(
+                "its flood steps speak gobgpd 3.x's gRPC API only; run it with --gobgp-version v3"
+                    .into(),
+            ));
+        }
+        if caps.gobgpd_v4.is_none() {
+            let what =
+                "gobgpd-v4 and gobgp-v4 are not installed (ci/install.sh full builds GoBGP 4.x)";
+            return if under_ci() {
+                Err(format!(
+                    "{what} (under CI this is a failure: the install step is broken)"
+                ))
+            } else {
+                Ok(Some(what.into()))
+            };
+        }
+        if !driver.gobgp_v4 {
+            return Ok(Some(
+                "this driver binary does not speak gobgpd 4.x's API (it refuses --bfd); run it with a driver that has the v4 codec"
+                    .into(),
+            ));
+        }
+    }
+    Ok(None)
+}
+
 /// The `harness check` text.
 pub fn describe(caps: &Caps) -> String {
     let yes_no = |r: &Result<(), Gap>| match r {
@@ -325,6 +431,12 @@ pub fn describe(caps: &Caps) -> String {
     s.push_str(&format!("macvlan:  {}\n", yes_no(&caps.macvlan)));
     s.push_str(&format!("ipvlan:   {}\n", yes_no(&caps.ipvlan)));
     s.push_str(&format!("gobgpd:   {}\n", opt(&caps.gobgpd)));
+    s.push_str(&format!(
+        "gobgpd-v4: {}\n",
+        caps.gobgpd_v4
+            .clone()
+            .unwrap_or_else(|| "not installed (ci/install.sh full builds it)".into())
+    ));
     s.push_str(&format!("dockerd:  {}\n", opt(&caps.dockerd)));
     s.push_str(&format!("FRR:      {}\n", opt(&caps.frr)));
     s.push_str(&format!("BIRD:     {}\n", opt(&caps.bird)));
@@ -416,6 +528,51 @@ mod tests {
         );
         assert!(skip_policy(&p, &scenario("l2", "\"ipvlan\""), Engine::Emulator, reason).is_err());
         assert!(parse_expected_skips("l3 emulator\n").is_err());
+    }
+
+    /// A run on 4.x with a driver that only speaks 3.x, or with drain steps
+    /// and a driver without `drain`, skips with the reason; never runs.
+    #[test]
+    fn driver_gaps_skip_visibly() {
+        use crate::scenario::GobgpLine;
+        let caps = Caps {
+            root: true,
+            gobgpd: Some("3.10".into()),
+            gobgpd_v4: Some("4.8".into()),
+            macvlan: Ok(()),
+            ipvlan: Ok(()),
+            dockerd: None,
+            frr: None,
+            bird: None,
+        };
+        let src = "description = \"t\"\ngobgp = [\"v3\", \"v4\"]\n[[hosts]]\nname = \"h1\"\n\n[[steps]]\ndo = \"drain\"\nhost = \"h1\"\n";
+        let s = Scenario::parse(src, Path::new("scenarios/d.toml")).unwrap();
+        let full = DriverCaps {
+            gobgp_v4: true,
+            drain: true,
+        };
+        for line in [GobgpLine::V3, GobgpLine::V4] {
+            assert_eq!(raw_line_skip_reason(&s, &caps, &full, Some(line)), Ok(None));
+        }
+        let v3_only = DriverCaps {
+            gobgp_v4: false,
+            drain: true,
+        };
+        assert_eq!(
+            raw_line_skip_reason(&s, &caps, &v3_only, Some(GobgpLine::V3)),
+            Ok(None)
+        );
+        let r = raw_line_skip_reason(&s, &caps, &v3_only, Some(GobgpLine::V4));
+        assert!(
+            matches!(&r, Ok(Some(m)) if m.contains("does not speak gobgpd 4.x")),
+            "{r:?}"
+        );
+        let no_drain = DriverCaps {
+            gobgp_v4: true,
+            drain: false,
+        };
+        let r = raw_line_skip_reason(&s, &caps, &no_drain, Some(GobgpLine::V3));
+        assert!(matches!(&r, Ok(Some(m)) if m.contains("drain")), "{r:?}");
     }
 
     #[test]

@@ -1,5 +1,7 @@
-//! One test per scenario file and engine: each runs the real thing
-//! (namespaces, gobgpd, the ipvlan-bgp binary, dockerd where listed).
+//! One test per scenario file, engine and GoBGP line (`scenario::NAME::ENGINE::v4`;
+//! a scenario without BGP has no line: `scenario::NAME::ENGINE`): each runs
+//! the real thing (namespaces, gobgpd of that line, the ipvlan-bgp binary,
+//! dockerd where listed). A file's `gobgp` names its lines.
 //!
 //! A custom test harness (libtest-mimic) so that a scenario this machine
 //! cannot run shows as `ignored (reason)` in `cargo test`'s output and count,
@@ -9,6 +11,7 @@
 
 use std::path::{Path, PathBuf};
 
+use harness::scenario::GobgpLine;
 use libtest_mimic::{Arguments, Completion, Failed, Trial};
 
 fn scenario_files() -> Vec<PathBuf> {
@@ -22,20 +25,27 @@ fn scenario_files() -> Vec<PathBuf> {
     files
 }
 
-/// Runs one file on one engine: passed, ignored with the skip reason, or failed.
-fn run(path: &Path, engine: harness::Engine) -> Result<Completion, Failed> {
-    let report = harness::run_file(path, engine).map_err(|e| Failed::from(format!("{e:#}")))?;
-    keep_page(path, engine, &report);
+/// Runs one file on one engine and line: passed, ignored with the skip
+/// reason, or failed.
+fn run(
+    path: &Path,
+    engine: harness::Engine,
+    line: Option<GobgpLine>,
+) -> Result<Completion, Failed> {
+    let report =
+        harness::run_file(path, engine, line).map_err(|e| Failed::from(format!("{e:#}")))?;
+    keep_page(path, engine, line, &report);
+    let what = report.run_label();
     if let Some(reason) = report.skipped {
         // Also on stderr, so the reason shows in CI logs next to the run's progress.
-        eprintln!("SKIPPED {} ({engine}): {reason}", report.scenario);
+        eprintln!("SKIPPED {} ({what}): {reason}", report.scenario);
         return Ok(Completion::ignored_with(reason));
     }
     if report.passed {
         Ok(Completion::Completed)
     } else {
         Err(format!(
-            "scenario {} ({engine}) failed: {}",
+            "scenario {} ({what}) failed: {}",
             report.scenario,
             report.error.as_deref().unwrap_or("(no error recorded)")
         )
@@ -43,16 +53,23 @@ fn run(path: &Path, engine: harness::Engine) -> Result<Completion, Failed> {
     }
 }
 
-/// Writes the run's HTML page to `target/scenario-reports/<file>-<engine>.html`
-/// (CI keeps them); a page that cannot be written is only a warning.
-fn keep_page(path: &Path, engine: harness::Engine, report: &harness::Report) {
+/// Writes the run's HTML page to
+/// `target/scenario-reports/<file>-<engine>[-<line>].html` (CI keeps them);
+/// a page that cannot be written is only a warning.
+fn keep_page(
+    path: &Path,
+    engine: harness::Engine,
+    line: Option<GobgpLine>,
+    report: &harness::Report,
+) {
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target"));
     let stem = path.file_stem().unwrap_or_default().to_string_lossy();
+    let line = line.map(|l| format!("-{l}")).unwrap_or_default();
     let out = target
         .join("scenario-reports")
-        .join(format!("{stem}-{engine}.html"));
+        .join(format!("{stem}-{engine}{line}.html"));
     if let Err(e) = harness::report::html::write_pages(&out, std::slice::from_ref(report)) {
         eprintln!("warning: {e:#}");
     }
@@ -88,8 +105,8 @@ fn main() {
     })];
     for path in files {
         // A file that does not parse fails its own trial (and the one above).
-        let engines = match harness::Scenario::load(&path) {
-            Ok(s) => s.engines,
+        let (engines, lines) = match harness::Scenario::load(&path) {
+            Ok(s) => (s.engines, s.gobgp),
             Err(e) => {
                 let msg = format!("{e:#}");
                 let name = path
@@ -108,12 +125,21 @@ fn main() {
             .unwrap_or_default()
             .to_string_lossy()
             .into_owned();
+        // No BGP: one trial per engine, without a line.
+        let lines: Vec<Option<GobgpLine>> = if lines.is_empty() {
+            vec![None]
+        } else {
+            lines.into_iter().map(Some).collect()
+        };
         for engine in engines {
-            let p = path.clone();
-            trials.push(Trial::ignorable_test(
-                format!("scenario::{name}::{engine}"),
-                move || run(&p, engine),
-            ));
+            for &line in &lines {
+                let p = path.clone();
+                let suffix = line.map(|l| format!("::{l}")).unwrap_or_default();
+                trials.push(Trial::ignorable_test(
+                    format!("scenario::{name}::{engine}{suffix}"),
+                    move || run(&p, engine, line),
+                ));
+            }
         }
     }
     libtest_mimic::run(&args, trials).exit();

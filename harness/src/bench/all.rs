@@ -90,6 +90,25 @@ pub const SET: &[Entry] = &[
         },
     },
     Entry {
+        name: "failover",
+        run: |quick, o| {
+            // Both settings need a driver that speaks gobgpd 4.x; without one
+            // the hold time alone, on 3.x, said loudly and in the summary.
+            let line = match crate::machine::DriverCaps::probe(&o.driver_bin) {
+                Ok(d) if d.gobgp_v4 => crate::scenario::GobgpLine::V4,
+                _ => {
+                    eprintln!("[bench] failover: this driver binary does not speak gobgpd 4.x: the hold time alone, on gobgpd 3.x (no BFD case)");
+                    crate::scenario::GobgpLine::V3
+                }
+            };
+            Ok(vec![super::failover::failover(
+                if quick { 3 } else { 10 },
+                line,
+                o,
+            )?])
+        },
+    },
+    Entry {
         name: "route-install",
         run: |quick, _| {
             let (routes, rounds) = if quick { (20_000, 5) } else { (100_000, 7) };

@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, bail, Result};
 
 use super::hosts::two_hosts_dual;
-use super::measure::{rss_kib, RouteEvents};
+use super::measure::{route_events, rss_kib};
 use super::stats::{BenchResult, Series};
 use crate::engine::ContainerEngine;
 use crate::probe::Pinger;
@@ -52,7 +52,7 @@ pub fn convergence(runs: usize, probe_from_route: bool, opts: &Options) -> Resul
     let (w, mut e, net) = two_hosts_dual(opts, &["b1", "b2"])?;
     let rss_idle = rss_kib(w.hosts[1].driver.pid());
     let c2 = e.start(&w, 1, &net, "c2")?;
-    let mut events = RouteEvents::open(&w, 1)?;
+    let mut events = route_events(&w, 1)?;
     let mut pinger = Pinger::open(&c2.netns)?;
     let mut pinger6 = Pinger::open6(&c2.netns)?;
     let (mut join, mut route, mut reach, mut withdraw) =

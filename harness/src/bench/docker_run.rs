@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 
-use super::measure::{tagged_routes, RouteEvents};
+use super::measure::{route_events, tagged_routes};
 use super::stats::{compare, ms, BenchResult, Series};
 use crate::engine::dockerd::{Dockerd, IMAGE};
 use crate::engine::ContainerEngine;
@@ -95,7 +95,7 @@ pub fn docker_run(runs: usize, opts: &Options) -> Result<BenchResult> {
     d.docker(0, &create)?;
 
     // BGP is really on: a running container's route reaches b2's kernel.
-    let mut events = RouteEvents::open(&w, 1)?;
+    let mut events = route_events(&w, 1)?;
     let t = Instant::now();
     d.docker(
         0,

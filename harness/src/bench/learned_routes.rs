@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Result};
 
 use super::hosts::two_hosts;
-use super::measure::{rss_kib, tagged_routes, RouteEvents};
+use super::measure::{route_events, rss_kib, tagged_routes};
 use super::stats::{ms, BenchResult, Series};
 use crate::topology::Options;
 
@@ -35,7 +35,7 @@ pub fn learned_routes(routes: usize, rounds: usize, opts: &Options) -> Result<Be
     let first = std::net::Ipv4Addr::new(10, 28, 0, 0);
     let pool: ipnet::IpNet = "10.28.0.0/15".parse()?;
     let api = GobgpAddr::Unix(w.hosts[0].gobgp_api());
-    let mut events = RouteEvents::open(&w, 1)?;
+    let mut events = route_events(&w, 1)?;
     let (mut sent, mut installed, mut removed) = (Vec::new(), Vec::new(), Vec::new());
     let (mut rss_after, mut gobgpd_rss, mut rss_gone) = (0, 0, 0);
     for round in 0..rounds {

@@ -6,7 +6,7 @@
 //! Out: [`BenchResult`]s (JSON), plots and the performance page's table (`render`: docs/performance.md).
 //!
 //! ```text
-//! all.rs (the set, in sequence) ─► docker_run.rs convergence.rs learned_routes.rs fill.rs scale.rs flood.rs
+//! all.rs (the set, in sequence) ─► docker_run.rs convergence.rs learned_routes.rs fill.rs scale.rs flood.rs failover.rs
 //!                               └─► in_vm.rs (a bench inside the VM, through crate::vm)
 //! each bench ─► hosts.rs (two hosts over iBGP) ─► measure.rs (route events, tagged routes, RSS, fast poll)
 //!            └─► stats.rs (samples, spread, comparison, JSON) ◄─ render.rs (SVG plots, docs/performance.md's table)
@@ -15,6 +15,7 @@
 mod all;
 mod convergence;
 mod docker_run;
+mod failover;
 mod fill;
 mod flood;
 mod hosts;
@@ -28,6 +29,7 @@ pub mod stats;
 pub use all::{all, Entry, SET};
 pub use convergence::convergence;
 pub use docker_run::docker_run;
+pub use failover::failover;
 pub use fill::fill;
 pub use flood::{flood, FloodReport};
 pub use in_vm::bench_in_vm;

@@ -371,6 +371,13 @@ pub struct PairStats {
     pub received: u64,
     /// The longest run of consecutive lost probes.
     pub longest_gap: u64,
+    /// That run as time, from the probes' own send stamps: from the first
+    /// lost probe's send to the send of the first answered one after it
+    /// (or one interval past the last sent, if none was answered after).
+    /// Its resolution is the probe interval.
+    pub longest_outage: Duration,
+    /// When that run began (the first lost probe's send), if there was one.
+    pub outage_began: Option<Instant>,
 }
 
 /// Continuous pinging in the background until [`Prober::stop`].
@@ -422,6 +429,8 @@ fn probe_loop(
     stop: Arc<AtomicBool>,
 ) -> Vec<PairStats> {
     let id = next_id();
+    // When each round was sent (every pair of a round goes at once).
+    let mut sent_at: Vec<Instant> = Vec::new();
     let mut sent: Vec<u64> = vec![0; pairs.len()];
     let mut received: Vec<HashSet<u64>> = vec![HashSet::new(); pairs.len()];
     let mut round: u64 = 0;
@@ -435,6 +444,7 @@ fn probe_loop(
             break;
         }
         if stopping_since.is_none() && Instant::now() >= next {
+            sent_at.push(Instant::now());
             for (i, (_, to)) in pairs.iter().enumerate() {
                 send_echo(&sock, to.addr, id, round as u16);
                 sent[i] += 1;
@@ -455,25 +465,58 @@ fn probe_loop(
         .iter()
         .enumerate()
         .map(|(i, (from, to))| {
-            let mut gap = 0u64;
-            let mut longest = 0u64;
-            for r in 0..sent[i] {
-                if received[i].contains(&r) {
-                    gap = 0;
-                } else {
-                    gap += 1;
-                    longest = longest.max(gap);
-                }
-            }
+            let (longest, longest_outage, began) =
+                longest_run(sent[i], |r| received[i].contains(&r), &sent_at, interval);
             PairStats {
                 from: from.label.clone(),
                 to: to.label.clone(),
                 sent: sent[i],
                 received: received[i].len() as u64,
                 longest_gap: longest,
+                longest_outage,
+                outage_began: began,
             }
         })
         .collect()
+}
+
+/// The longest run of unanswered rounds among `rounds`: its length, its
+/// time from the send stamps (first lost send to the next answered send, or
+/// one interval past the last send when nothing was answered after), and
+/// when it began.
+fn longest_run(
+    rounds: u64,
+    answered: impl Fn(u64) -> bool,
+    sent_at: &[Instant],
+    interval: Duration,
+) -> (u64, Duration, Option<Instant>) {
+    let at = |r: u64| sent_at.get(r as usize).copied();
+    let mut best = (0u64, Duration::ZERO, None);
+    let mut start: Option<u64> = None;
+    for r in 0..=rounds {
+        let ok = r == rounds || answered(r);
+        match (ok, start) {
+            (false, None) => start = Some(r),
+            (true, Some(s)) => {
+                let len = r - s;
+                let end = if r < rounds {
+                    at(r)
+                } else {
+                    at(r - 1).map(|t| t + interval)
+                };
+                let dur = match (at(s), end) {
+                    (Some(a), Some(b)) => b.saturating_duration_since(a),
+                    _ => interval * len as u32,
+                };
+                if dur > best.1 || (dur == best.1 && len > best.0) {
+                    best = (len, dur, at(s));
+                }
+                start = None;
+            }
+            _ => {}
+        }
+    }
+    best
 }
 
 /// The full round number of a 16-bit sequence, given the rounds sent so far.
@@ -489,6 +532,24 @@ fn unwrap_seq(seq: u16, rounds_sent: u64) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_longest_outage_comes_from_the_send_stamps() {
+        let t0 = Instant::now();
+        let iv = Duration::from_millis(10);
+        // Rounds sent 10 ms apart, except a late one (a stalled sender).
+        let at: Vec<Instant> = [0u64, 10, 20, 30, 45, 55, 65]
+            .iter()
+            .map(|ms| t0 + Duration::from_millis(*ms))
+            .collect();
+        let lost = [2u64, 3];
+        let (n, d, began) = longest_run(7, |r| !lost.contains(&r), &at, iv);
+        assert_eq!((n, d, began), (2, Duration::from_millis(25), Some(at[2])));
+        // Lost until the end: one interval past the last send.
+        let (n, d, _) = longest_run(7, |r| r < 5, &at, iv);
+        assert_eq!((n, d), (2, Duration::from_millis(20)));
+        assert_eq!(longest_run(7, |_| true, &at, iv), (0, Duration::ZERO, None));
+    }
 
     #[test]
     fn sequences_unwrap() {

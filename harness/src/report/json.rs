@@ -52,6 +52,9 @@ pub struct Report {
     pub file: String,
     pub description: String,
     pub engine: String,
+    /// The GoBGP line the hosts ran (`"v3"`, `"v4"`); absent without BGP.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gobgp: Option<String>,
     pub passed: bool,
     /// `None` when the scenario ran; otherwise why it did not.
     pub skipped: Option<String>,
@@ -68,6 +71,14 @@ pub struct Report {
 }
 
 impl Report {
+    /// What ran, for tables and titles: `emulator`, or `emulator, gobgpd v4`.
+    pub fn run_label(&self) -> String {
+        match &self.gobgp {
+            Some(l) => format!("{}, gobgpd {l}", self.engine),
+            None => self.engine.clone(),
+        }
+    }
+
     pub fn outcome(&self) -> &'static str {
         match (&self.skipped, self.passed) {
             (Some(_), _) => "SKIPPED",
@@ -93,8 +104,9 @@ pub fn write_reports(out: &Path, reports: &[Report]) -> Result<()> {
     std::fs::create_dir_all(out).with_context(|| format!("create {}", out.display()))?;
     let mut seen: BTreeMap<String, usize> = BTreeMap::new();
     for r in reports {
-        // `<scenario>.json`; a second run of the same name (another engine,
-        // --repeat) gets `-2`, `-3`, ... so no report overwrites another.
+        // `<scenario>.json`; a second run of the same name (another engine
+        // or GoBGP line, --repeat) gets `-2`, `-3`, ... so no report
+        // overwrites another.
         let n = seen.entry(r.scenario.clone()).or_default();
         *n += 1;
         let p = if *n == 1 {

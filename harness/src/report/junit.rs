@@ -6,7 +6,8 @@
 use super::json::Report;
 use super::markup::escape_markup;
 
-/// A JUnit XML document (one `<testcase>` per report, classname = engine):
+/// A JUnit XML document (one `<testcase>` per report, classname = engine,
+/// with `.gobgpd-vN` for the GoBGP line that ran):
 /// skipped runs are `<skipped>` with their reason, never passes.
 pub fn junit(reports: &[Report]) -> String {
     let failures = reports
@@ -24,7 +25,10 @@ pub fn junit(reports: &[Report]) -> String {
     for r in reports {
         x.push_str(&format!(
             "  <testcase classname=\"{}\" name=\"{}\" file=\"{}\" time=\"{:.3}\">",
-            escape_markup(&r.engine),
+            escape_markup(&match &r.gobgp {
+                Some(l) => format!("{}.gobgpd-{l}", r.engine),
+                None => r.engine.clone(),
+            }),
             escape_markup(&r.scenario),
             escape_markup(&r.file),
             r.elapsed_ms as f64 / 1000.0

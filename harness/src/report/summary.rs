@@ -26,7 +26,7 @@ pub fn markdown_summary(reports: &[Report], kernel: &str) -> String {
         m.push_str(&format!(
             "| {} | {} | {} | {} | {:.1} s | {} |\n",
             cell(&r.scenario),
-            cell(&r.engine),
+            cell(&r.run_label()),
             cell(kernel),
             r.outcome(),
             r.elapsed_ms as f64 / 1000.0,

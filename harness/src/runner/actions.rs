@@ -209,6 +209,27 @@ impl Runner<'_> {
                     .ip(&["link", "set", UNDERLAY_IF, "up"])?;
                 Ok(None)
             }
+            Action::Drain {
+                host,
+                wait,
+                timeout,
+            } => {
+                let mut args = vec!["drain".to_string()];
+                if *wait {
+                    let t = timeout.map_or(Duration::from_secs(120), |t| self.scale(t));
+                    args.extend([
+                        "--wait".into(),
+                        "--timeout".into(),
+                        t.as_secs().max(1).to_string(),
+                    ]);
+                }
+                self.driver_cli(host, args)?;
+                Ok(None)
+            }
+            Action::Undrain { host } => {
+                self.driver_cli(host, vec!["undrain".into()])?;
+                Ok(None)
+            }
             Action::Inject {
                 host,
                 prefix,
@@ -303,5 +324,30 @@ impl Runner<'_> {
             }
             other => bail!("internal: {other:?} is not an action step"),
         }
+    }
+
+    /// Runs the driver binary's CLI (`ipvlan-bgp SUBCOMMAND ... --socket S`)
+    /// against a host's driver; fails with its output if it fails.
+    fn driver_cli(&mut self, host: &str, mut args: Vec<String>) -> Result<()> {
+        let sock = self.w.host(host)?.socket().display().to_string();
+        args.extend(["--socket".into(), sock]);
+        let bin = self.w.opts.driver_bin.display().to_string();
+        let wait = args
+            .iter()
+            .position(|a| a == "--timeout")
+            .and_then(|i| args.get(i + 1))
+            .and_then(|t| t.parse::<u64>().ok())
+            .unwrap_or(0);
+        let out = crate::util::run_output(&bin, &args, Duration::from_secs(30 + wait))?;
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout).trim(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+        if !out.status.success() {
+            bail!("`ipvlan-bgp {}` on {host} failed: {text}", args.join(" "));
+        }
+        self.note = Some(format!("ipvlan-bgp {}: {text}", args[0]));
+        Ok(())
     }
 }

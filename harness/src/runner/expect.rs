@@ -33,40 +33,57 @@ impl Runner<'_> {
             Action::WaitBgp { within } => {
                 let deadline = self.scale(*within);
                 let hosts: Vec<usize> = (0..self.w.hosts.len()).collect();
-                let (_, took) = eventually(deadline, POLL, || {
-                    let mut down = Vec::new();
-                    for &i in &hosts {
-                        match self.w.bgp_sessions(i) {
-                            Ok(peers) if peers.is_empty() => {
-                                down.push(format!("{}: no peers yet", self.w.hosts[i].def.name))
+                let (_, took) =
+                    eventually(deadline, POLL, || {
+                        let mut down = Vec::new();
+                        for &i in &hosts {
+                            match self.w.bgp_sessions(i) {
+                                Ok(peers) if peers.is_empty() => {
+                                    down.push(format!("{}: no peers yet", self.w.hosts[i].def.name))
+                                }
+                                Ok(peers) => {
+                                    down.extend(peers.iter().filter(|p| !p.1).map(|p| {
+                                        format!("{} -> {}", self.w.hosts[i].def.name, p.0)
+                                    }))
+                                }
+                                Err(e) => down.push(format!("{}: {e:#}", self.w.hosts[i].def.name)),
                             }
-                            Ok(peers) => down.extend(
-                                peers
-                                    .iter()
-                                    .filter(|p| !p.1)
-                                    .map(|p| format!("{} -> {}", self.w.hosts[i].def.name, p.0)),
-                            ),
-                            Err(e) => down.push(format!("{}: {e:#}", self.w.hosts[i].def.name)),
+                            // BFD where the scenario runs it: a failover measured
+                            // before BFD is up would measure the hold time.
+                            match self.w.bfd_sessions(i) {
+                                Ok(peers) => down.extend(peers.iter().filter(|p| !p.1).map(|p| {
+                                    format!("{} -> {} BFD", self.w.hosts[i].def.name, p.0)
+                                })),
+                                Err(e) => down.push(format!("{}: {e:#}", self.w.hosts[i].def.name)),
+                            }
                         }
-                    }
-                    for r in self.w.routers.iter().filter(|r| !r.daemons.is_empty()) {
-                        match r.sessions() {
-                            Ok(peers) => down.extend(
-                                peers
-                                    .iter()
-                                    .filter(|p| !p.1)
-                                    .map(|p| format!("{} -> {}", r.def.name, p.0)),
-                            ),
-                            Err(e) => down.push(format!("{}: {e:#}", r.def.name)),
+                        for r in self.w.routers.iter().filter(|r| !r.daemons.is_empty()) {
+                            match r.bfd_sessions() {
+                                Ok(peers) => down.extend(
+                                    peers
+                                        .iter()
+                                        .filter(|p| !p.1)
+                                        .map(|p| format!("{} -> {}", r.def.name, p.0)),
+                                ),
+                                Err(e) => down.push(format!("{}: {e:#}", r.def.name)),
+                            }
+                            match r.sessions() {
+                                Ok(peers) => down.extend(
+                                    peers
+                                        .iter()
+                                        .filter(|p| !p.1)
+                                        .map(|p| format!("{} -> {}", r.def.name, p.0)),
+                                ),
+                                Err(e) => down.push(format!("{}: {e:#}", r.def.name)),
+                            }
                         }
-                    }
-                    if down.is_empty() {
-                        Ok(())
-                    } else {
-                        Err(format!("sessions not established: {}", down.join(", ")))
-                    }
-                })
-                .map_err(|e| anyhow!(e))?;
+                        if down.is_empty() {
+                            Ok(())
+                        } else {
+                            Err(format!("sessions not established: {}", down.join(", ")))
+                        }
+                    })
+                    .map_err(|e| anyhow!(e))?;
                 Ok(Some(took))
             }
             Action::ExpectRouterRoute {
@@ -807,18 +824,31 @@ impl Runner<'_> {
                 let stats = p.stop();
                 let lost: u64 = stats.iter().map(|s| s.sent - s.received.min(s.sent)).sum();
                 let sent: u64 = stats.iter().map(|s| s.sent).sum();
-                let outage = |s: &crate::probe::PairStats| interval * s.longest_gap as u32;
+                let outage = |s: &crate::probe::PairStats| s.longest_outage;
                 let longest = stats.iter().map(outage).max().unwrap_or_default();
+                let last_event = self.last_event;
                 let detail: Vec<String> = stats
                     .iter()
                     .map(|s| {
+                        // Where the outage sits against the last event (a
+                        // negative offset: it began before that event).
+                        let began = s.outage_began.map(|b| {
+                            if b >= last_event {
+                                format!(", began {:?} after the last event", b - last_event)
+                            } else {
+                                format!(", began {:?} before the last event", last_event - b)
+                            }
+                        });
                         format!(
-                            "{}->{}: {}/{} answered, longest outage {:?}",
+                            "{}->{}: {}/{} answered, longest outage {:?} ({} probes lost in a row, every {:?}){}",
                             s.from,
                             s.to,
                             s.received,
                             s.sent,
-                            outage(s)
+                            outage(s),
+                            s.longest_gap,
+                            interval,
+                            began.unwrap_or_default()
                         )
                     })
                     .collect();

@@ -1,5 +1,6 @@
-//! A host's gobgpd through its CLI: `gobgp -j ...` parsed, and paths
-//! added to or deleted from its global RIB (`inject` and its withdrawal).
+//! A host's gobgpd through its CLI (`gobgp`, or `gobgp-v4` on the 4.x
+//! line): `gobgp -j ...` parsed, and paths added to or deleted from its
+//! global RIB (`inject` and its withdrawal).
 //!
 //! In: a host and the CLI's arguments. Out: JSON, or the CLI's error with
 //! its stderr.
@@ -7,32 +8,16 @@
 use std::net::IpAddr;
 use std::time::Duration;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use ipnet::IpNet;
 
 use super::Runner;
 
 impl Runner<'_> {
-    /// `gobgp -j ARGS...` on a host's gobgpd, parsed. An empty answer is null.
+    /// `gobgp -j ARGS...` on a host's gobgpd (the CLI of the run's line),
+    /// parsed. An empty answer is null.
     pub(super) fn gobgp_json(&self, host: &str, args: &[&str]) -> Result<serde_json::Value> {
-        let h = self.w.host(host)?;
-        let target = h.gobgp_target();
-        let mut all: Vec<&str> = target.iter().map(String::as_str).collect();
-        all.push("-j");
-        all.extend(args);
-        let out = h.ns.exec("gobgp", &all, Duration::from_secs(10))?;
-        if !out.status.success() {
-            bail!(
-                "gobgp {} on {host}: {}",
-                args.join(" "),
-                String::from_utf8_lossy(&out.stderr).trim()
-            );
-        }
-        if out.stdout.iter().all(u8::is_ascii_whitespace) {
-            return Ok(serde_json::Value::Null);
-        }
-        serde_json::from_slice(&out.stdout)
-            .with_context(|| format!("gobgp -j {} on {host}", args.join(" ")))
+        self.w.gobgp_cli_json(self.w.host_index(host)?, args)
     }
 
     /// `gobgp global rib add|del PREFIX nexthop NH -a ipv4|ipv6` on a host's gobgpd.
@@ -50,6 +35,7 @@ impl Runner<'_> {
             "ipv4"
         };
         let target = self.w.host(host)?.gobgp_target();
+        let cli = self.w.gobgp_line().cli();
         let args = [
             &target[0], &target[1], "global", "rib", verb, "-a", afi, &p, "nexthop", &nh,
         ];
@@ -57,10 +43,10 @@ impl Runner<'_> {
             .w
             .host(host)?
             .ns
-            .exec("gobgp", &args, Duration::from_secs(10))?;
+            .exec(cli, &args, Duration::from_secs(10))?;
         if !out.status.success() {
             bail!(
-                "gobgp global rib {verb} {p} nexthop {nh} on {host}: {}",
+                "{cli} global rib {verb} {p} nexthop {nh} on {host}: {}",
                 String::from_utf8_lossy(&out.stderr).trim()
             );
         }

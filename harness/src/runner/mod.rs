@@ -18,7 +18,8 @@
 //! mod.rs (run: build, play, diagnostics, teardown) ─► play.rs (the loop; who plays a step: its step-table row)
 //!   play.rs ─┬─► actions.rs (steps that do something) ─► containers.rs, control.rs, exec.rs, flood.rs
 //!            └─► expect.rs (expectations) ─► views.rs (pure comparisons), converged.rs (whole route sets)
-//!                   ├─► metrics.rs (expect-metrics), router_bgp.rs (expect-router-bgp)
+//!                   ├─► metrics.rs (expect-metrics), router_bgp.rs (expect-router-bgp), withdrawn.rs (expect-withdrawn),
+//!                   │   route_events.rs (route-events-start/stop)
 //!                   └─► members.rs (names to probe members, addresses, prefixes), gobgp.rs (the CLI)
 //! teardown.rs (probes, injected paths, containers, networks through the engine; no link of ours left)
 //! ```
@@ -49,9 +50,11 @@ mod gobgp;
 mod members;
 mod metrics;
 mod play;
+mod route_events;
 mod router_bgp;
 mod teardown;
 mod views;
+mod withdrawn;
 
 pub use flood::flood;
 pub use views::{
@@ -73,6 +76,7 @@ pub fn run(s: &Scenario, opts: &Options, engine: Engine) -> Report {
         file: s.file.clone(),
         description: s.description.clone(),
         engine: engine.name().to_string(),
+        gobgp: opts.line_for(s).map(|l| l.name().to_string()),
         ..Report::default()
     };
     let say = |msg: &str| {
@@ -82,7 +86,14 @@ pub fn run(s: &Scenario, opts: &Options, engine: Engine) -> Report {
             started.elapsed().as_secs_f64()
         )
     };
-    match machine::skip_reason(s, machine::detect(), engine) {
+    let caps = machine::detect();
+    let skip = match machine::skip_reason(s, caps, engine) {
+        Ok(None) => machine::DriverCaps::probe(&opts.driver_bin).and_then(|driver| {
+            machine::line_skip_reason(s, caps, &driver, opts.line_for(s), engine)
+        }),
+        other => other,
+    };
+    match skip {
         Ok(Some(reason)) => {
             say(&format!("SKIPPED: {reason}"));
             report.skipped = Some(reason);
@@ -110,9 +121,12 @@ pub fn run(s: &Scenario, opts: &Options, engine: Engine) -> Report {
     }
     let eng = engine::make(engine);
     say(&format!(
-        "building {} hosts ({})",
+        "building {} hosts ({}){}",
         s.hosts.len(),
-        s.description
+        s.description,
+        opts.line_for(s)
+            .map(|l| format!(", gobgpd {l}"))
+            .unwrap_or_default()
     ));
     let world = match World::build(s, opts, &|m| say(m)) {
         Ok(w) => w,
@@ -139,8 +153,10 @@ pub fn run(s: &Scenario, opts: &Options, engine: Engine) -> Report {
         wave: None,
         note: None,
         watches: HashMap::new(),
+        recordings: HashMap::new(),
         reach: Vec::new(),
         started,
+        last_event: Instant::now(),
     };
     let result = match r.engine.setup(&r.w) {
         Ok(()) => {
@@ -219,12 +235,17 @@ struct Runner<'a> {
     wave: Option<Wave>,
     /// Background route watches by id (`route-watch-start`).
     watches: HashMap<String, converged::Watch>,
+    /// Route event recordings by id (`route-events-start`).
+    recordings: HashMap<String, crate::probe::Recording>,
     /// What the step just played wants in its report's `detail` on success.
     note: Option<String>,
     /// The step's last probe round (see [`Runner::record_reach`]), for its report.
     reach: Vec<ReachCell>,
     /// When the run began, for each step's `started_ms`.
     started: Instant,
+    /// When the last event step (or the networks' creation) ended: what
+    /// expectations count their convergence from.
+    last_event: Instant,
 }
 
 /// One step's worth of container starts or stops.

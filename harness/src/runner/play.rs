@@ -25,20 +25,20 @@ impl Runner<'_> {
         let total = self.s.steps.len();
         // Convergence counts from the end of the last event (the networks
         // being created, before the first step).
-        let mut last_event = Instant::now();
+        self.last_event = Instant::now();
         for (i, step) in self.s.steps.iter().enumerate() {
             say(&format!("step {}/{total}: {} ...", i + 1, step.name));
             let t = Instant::now();
             let outcome = self.step(step).map(|took| match step.kind.measure {
                 Measure::Event => {
-                    last_event = Instant::now();
+                    self.last_event = Instant::now();
                     if !matches!(step.action, Action::Start { .. } | Action::Stop { .. }) {
                         // Convergence now counts from this event, not the containers.
                         self.wave = None;
                     }
                     None
                 }
-                Measure::Expectation => took.map(|d| t.duration_since(last_event) + d),
+                Measure::Expectation => took.map(|d| t.duration_since(self.last_event) + d),
                 Measure::Own => took,
                 Measure::Neither => None,
             });
@@ -100,13 +100,17 @@ impl Runner<'_> {
     /// Runs one step; `Some(duration)` for expectations that measured convergence.
     /// Who plays it is its row in the step table (`scenario::step_kinds`):
     /// expectations (and the snapshots and probes they compare against) in
-    /// `expect.rs` (`metrics.rs`, `router_bgp.rs`), everything else that
+    /// `expect.rs` (`metrics.rs`, `router_bgp.rs`, `withdrawn.rs`, `route_events.rs`), everything else that
     /// does something in `actions.rs`.
     pub(super) fn step(&mut self, step: &Step) -> Result<Option<Duration>> {
         let a = &step.action;
         match (step.kind.play, a) {
             (Play::Expect, Action::ExpectMetrics { .. }) => self.expect_metrics(a),
             (Play::Expect, Action::ExpectRouterBgp { .. }) => self.expect_router_bgp(a),
+            (Play::Expect, Action::ExpectWithdrawn { .. }) => self.expect_withdrawn(a),
+            (Play::Expect, Action::RouteEventsStart { .. } | Action::RouteEventsStop { .. }) => {
+                self.route_events(a)
+            }
             (Play::Expect, _) => self.expect(a),
             (Play::Act, _) => self.act(a),
         }

@@ -12,8 +12,8 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use super::schema::{
-    BgpSection, Capability, ContainerDef, DriverSection, Engine, HostDef, NetworkDef, RouterDef,
-    SegmentDef,
+    BgpSection, Capability, ContainerDef, DriverSection, Engine, GobgpLine, HostDef, NetworkDef,
+    RouterDef, SegmentDef,
 };
 use super::step_kinds::StepKind;
 use super::steps::Action;
@@ -35,6 +35,9 @@ pub(super) struct RawScenario {
     pub(super) requires: Vec<Capability>,
     #[serde(default = "default_engines")]
     pub(super) engines: Vec<String>,
+    /// The GoBGP lines the test suite runs the scenario on (`"v4"`, or
+    /// `["v4", "v3"]`); default [`super::check::gobgp::DEFAULT_LINES`].
+    pub(super) gobgp: Option<toml::Value>,
     #[serde(default = "default_underlay")]
     pub(super) underlay: Ipv4Net,
     /// Dual stack: the default segment's IPv6 subnet.
@@ -72,6 +75,10 @@ pub struct Scenario {
     pub requires: BTreeSet<Capability>,
     /// Engines this scenario runs on (the test suite runs it on each).
     pub engines: Vec<Engine>,
+    /// The GoBGP lines the test suite runs it on (each engine on each line;
+    /// `harness run` uses the first unless `--gobgp-version` says otherwise).
+    /// Empty when the scenario has no BGP at all.
+    pub gobgp: Vec<GobgpLine>,
     pub underlay: Ipv4Net,
     /// The underlay's L2 segments (one, named `underlay`, unless the file declares more).
     pub segments: Vec<SegmentDef>,

@@ -58,6 +58,7 @@ impl Scenario {
             description: raw.description.clone(),
             requires,
             engines: Vec::new(),
+            gobgp: Vec::new(),
             underlay: raw.underlay,
             segments,
             bgp,
@@ -80,6 +81,7 @@ impl Scenario {
         s.containers = containers;
         s.groups = groups;
         check::engines::engines(&mut s, &raw, here)?;
+        check::gobgp::lines_and_bfd(&mut s, &raw, here)?;
         s.steps = steps(&s, &raw, here)?;
         Ok(s)
     }

@@ -72,6 +72,106 @@ impl std::str::FromStr for Engine {
     }
 }
 
+/// A GoBGP release line: which gobgpd (and `gobgp` CLI) a run's hosts use.
+/// 3.x is what Debian and Ubuntu ship (`apipb.GobgpApi`); 4.x is built from
+/// its Go module by `ci/install.sh full` (`api.GoBgpService`, BFD from 4.6).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum GobgpLine {
+    V3,
+    V4,
+}
+
+impl GobgpLine {
+    /// Every line, in the order messages list them.
+    pub const ALL: [GobgpLine; 2] = [GobgpLine::V3, GobgpLine::V4];
+
+    /// Its name as scenario files, `--gobgp-version` and reports write it.
+    pub fn name(self) -> &'static str {
+        match self {
+            GobgpLine::V3 => "v3",
+            GobgpLine::V4 => "v4",
+        }
+    }
+
+    /// The daemon's program name (found on `PATH`): Debian's `gobgpd`, or
+    /// the pinned 4.x that `ci/install.sh full` puts in /usr/local/bin.
+    pub fn daemon(self) -> &'static str {
+        match self {
+            GobgpLine::V3 => "gobgpd",
+            GobgpLine::V4 => "gobgpd-v4",
+        }
+    }
+
+    /// The CLI of the same line (the two lines' CLIs speak only their own API).
+    pub fn cli(self) -> &'static str {
+        match self {
+            GobgpLine::V3 => "gobgp",
+            GobgpLine::V4 => "gobgp-v4",
+        }
+    }
+}
+
+impl std::fmt::Display for GobgpLine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for GobgpLine {
+    type Err = String;
+    fn from_str(s: &str) -> Result<GobgpLine, String> {
+        GobgpLine::ALL
+            .into_iter()
+            .find(|l| l.name() == s)
+            .ok_or_else(|| format!("GoBGP line {s:?}: use \"v3\" or \"v4\""))
+    }
+}
+
+/// BFD timers for the sessions that run it (`[bgp.bfd]`): FRR's bfdd
+/// profile and gobgpd 4.x's `[neighbors.bfd.config]` get the same values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BfdSection {
+    /// Desired transmit and required receive interval (default 300 ms).
+    #[serde(default = "default_bfd_interval")]
+    pub interval: Dur,
+    /// Detection multiplier (default 3): the peer is down after
+    /// `interval x multiplier` without a packet.
+    #[serde(default = "default_bfd_multiplier")]
+    pub multiplier: u8,
+}
+
+fn default_bfd_interval() -> Dur {
+    Dur(std::time::Duration::from_millis(300))
+}
+fn default_bfd_multiplier() -> u8 {
+    3
+}
+
+/// A node's side of BFD: `bfd = false` (none of its sessions), `bfd = true`
+/// (all, the default when `[bgp.bfd]` is given) or `bfd = ["tor1a", ...]`
+/// (only the sessions with these neighbours).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(untagged)]
+pub enum BfdSide {
+    All(bool),
+    Only(Vec<String>),
+}
+
+impl BfdSide {
+    /// Whether this side runs BFD towards `peer`, given whether the
+    /// scenario configures BFD at all.
+    pub fn towards(side: Option<&BfdSide>, scenario_has_bfd: bool, peer: &str) -> bool {
+        scenario_has_bfd
+            && match side {
+                None | Some(BfdSide::All(true)) => true,
+                Some(BfdSide::All(false)) => false,
+                Some(BfdSide::Only(v)) => v.iter().any(|p| p == peer),
+            }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
 #[serde(rename_all = "kebab-case")]
 pub enum BgpMode {
@@ -118,6 +218,9 @@ pub struct BgpSection {
     /// are carried on every session either way).
     #[serde(default)]
     pub transport: Family,
+    /// BFD on every session (unless a host or router says otherwise with
+    /// its `bfd`): needs gobgpd 4.x on the hosts and bfdd on FRR routers.
+    pub bfd: Option<BfdSection>,
 }
 
 /// An address family: where a step or a session picks one.
@@ -150,6 +253,7 @@ impl Default for BgpSection {
             keepalive: default_keepalive(),
             connect_retry: default_connect_retry(),
             transport: Family::Ipv4,
+            bfd: None,
         }
     }
 }
@@ -212,6 +316,9 @@ pub struct HostDef {
     pub gateway: Option<String>,
     /// BGP neighbours (hosts or routers); default: as `[bgp] mode` says.
     pub peers: Option<Vec<String>>,
+    /// This host's side of BFD (with `[bgp.bfd]`): `false`, `true` (the
+    /// default) or the neighbours to run it with.
+    pub bfd: Option<BfdSide>,
 }
 
 /// An L2 segment of the underlay: a bridge in the switch namespace.
@@ -254,6 +361,9 @@ pub struct RouterDef {
     /// Prefixes the router originates (either family).
     #[serde(default)]
     pub originate: Vec<IpNet>,
+    /// This router's side of BFD (with `[bgp.bfd]`; FRR's bfdd): `false`,
+    /// `true` (the default) or the neighbours to run it with.
+    pub bfd: Option<BfdSide>,
 }
 
 fn default_asn() -> u32 {

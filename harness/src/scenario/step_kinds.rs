@@ -35,7 +35,8 @@ pub enum Play {
     /// `runner/actions.rs`: it does something (to containers, daemons,
     /// links, routers, routes), or waits.
     Act,
-    /// `runner/expect.rs` (with `metrics.rs` and `router_bgp.rs`): it polls
+    /// `runner/expect.rs` (with `metrics.rs`, `router_bgp.rs`,
+    /// `withdrawn.rs` and `route_events.rs`): it polls
     /// until something holds, or takes what a later expectation compares.
     Expect,
 }
@@ -107,9 +108,13 @@ pub const STEP_KINDS: &[StepKind] = &[
     k("link-up", &["host"], Act, Event,
       "Bring the host's underlay link (`eth1`) up again."),
     k("router-down", &["router"], Act, Event,
-      "A router dies: its daemons are killed and its links go down."),
+      "A router dies as a powered-off box does: its links go down (all at once), then its daemons are killed, so no peer hears a goodbye (FIN, NOTIFICATION, BFD down)."),
     k("router-up", &["router"], Act, Event,
       "The router's links come up and its daemons start again."),
+    k("drain", &["host", "wait", "timeout"], Act, Event,
+      "Run `ipvlan-bgp drain` against the host's driver: its announcements get GRACEFUL_SHUTDOWN (65535:0) and are made less preferred; `wait = true`: the CLI's `--wait` (until it says the host is safe to stop, at most `timeout`, default 120 s)."),
+    k("undrain", &["host"], Act, Event,
+      "Run `ipvlan-bgp undrain` against the host's driver: its announcements go back to normal."),
     k("inject", &["host", "prefix", "next_hop"], Act, Event,
       "Originate a path (either family) on a host's gobgpd with the `gobgp` CLI (a rogue announcement); withdrawn at teardown."),
     k("plant-route", &["host", "prefix", "via"], Act, Event,
@@ -124,7 +129,7 @@ pub const STEP_KINDS: &[StepKind] = &[
       "Do nothing for a while (a link that stays down, a freeze that lasts)."),
     // Expectations.
     k("wait-bgp", &["within"], Expect, Expectation,
-      "Wait until every BGP session of every host is established."),
+      "Wait until every BGP session of every host and router is established, and every BFD session (where the scenario runs BFD) is up."),
     k("expect-reachable", &["from", "to", "within", "probe", "family"], Expect, Expectation,
       "Every `from` reaches every `to` (containers, groups or hosts); `probe = icmp | tcp`."),
     k("expect-unreachable", &["from", "to", "within", "hold", "family"], Expect, Expectation,
@@ -137,6 +142,12 @@ pub const STEP_KINDS: &[StepKind] = &[
       "The host's whole set of tagged routes (both families) is exactly `routes`: CIDRs, containers (their /32 and /128), groups or `{ prefix, via }`; fails with what is missing, extra or via the wrong next hop."),
     k("expect-converged", &["hosts", "within", "hold"], Expect, Expectation,
       "Every Docker host (or those in `hosts`) holds exactly the /32s and /128s of the running containers of every other host, each via that host, and nothing else of ours; reports the time from the first and the last container start or stop of the last `start`/`stop` step; fails naming each host that differs."),
+    k("expect-withdrawn", &["prefix", "hosts", "within", "hold", "family"], Expect, Own,
+      "Every host of `hosts` (default: every Docker host but the one `prefix`'s container runs on) has lost its tagged route for `prefix` (a CIDR or a container) within `within` of the end of the last event, and the absence holds for `hold` (default 2 s); the hosts are polled together every 10 ms, and its time is from the last event until the last host lost it (resolution 10 ms); fails naming the hosts that still hold it."),
+    k("route-events-start", &["id", "host", "router", "prefix", "family"], Expect, Neither,
+      "Record the kernel's route events for `prefix` (a CIDR or a container) in a host's namespace (the driver's tagged routes) or a router's (`router`: any protocol, e.g. FRR's zebra), from a netlink subscription, so a withdrawal is seen however briefly it lasts; the route must be there at the start."),
+    k("route-events-stop", &["id", "max_withdrawals"], Expect, Neither,
+      "Stop recording; fail if the route was deleted more than `max_withdrawals` times (default 0), listing every event with its time."),
     k("route-watch-start", &["id", "hosts"], Expect, Neither,
       "Read those route sets in the background, round after round, as `expect-converged` defines them from the containers running now."),
     k("route-watch-stop", &["id", "max_lost"], Expect, Neither,

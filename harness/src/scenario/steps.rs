@@ -136,6 +136,39 @@ pub enum Action {
         /// Keep checking every host for so long after all first held.
         hold: Option<Dur>,
     },
+    /// Every host of `hosts` (default: every Docker host but the one the
+    /// container of `prefix` runs on) has lost its route for `prefix`,
+    /// within `within` of the end of the last event: all hosts polled
+    /// together every 10 ms; its time is when the last one lost it.
+    ExpectWithdrawn {
+        /// A CIDR or a container (its /32, or /128 with `family = "ipv6"`).
+        prefix: String,
+        hosts: Option<Vec<String>>,
+        #[serde(default = "default_within")]
+        within: Dur,
+        /// How long the absence must then last everywhere (default 2 s, scaled).
+        hold: Option<Dur>,
+        family: Option<Family>,
+    },
+    /// Start recording the kernel's route events for `prefix` in a host's
+    /// namespace (the driver's tagged routes) or a router's (any protocol:
+    /// FRR's zebra, BIRD), from a netlink subscription: a withdrawal is seen
+    /// however briefly it lasts. The route must be there when it starts.
+    RouteEventsStart {
+        id: String,
+        host: Option<String>,
+        router: Option<String>,
+        /// A CIDR or a container (its /32, or /128 with `family = "ipv6"`).
+        prefix: String,
+        family: Option<Family>,
+    },
+    /// Stop recording; fail if the route was deleted more than
+    /// `max_withdrawals` times (default 0) meanwhile, listing each event.
+    RouteEventsStop {
+        id: String,
+        #[serde(default)]
+        max_withdrawals: u64,
+    },
     /// Start reading the whole route set of every Docker host (or those in
     /// `hosts`) in the background, round after round, as `expect-converged`
     /// defines it from the containers running now; `route-watch-stop`
@@ -214,6 +247,20 @@ pub enum Action {
         host: String,
     },
     LinkUp {
+        host: String,
+    },
+    /// `ipvlan-bgp drain` on a host (its CLI against the host's driver
+    /// socket): every announcement gets GRACEFUL_SHUTDOWN and is made less
+    /// preferred; with `wait`, the CLI waits until it says the host is safe
+    /// to stop (its wait option, at most `timeout`).
+    Drain {
+        host: String,
+        #[serde(default)]
+        wait: bool,
+        timeout: Option<Dur>,
+    },
+    /// `ipvlan-bgp undrain` on a host: announcements back to normal.
+    Undrain {
         host: String,
     },
     /// Originate a path on a host's gobgpd with the `gobgp` CLI (a rogue announcement).

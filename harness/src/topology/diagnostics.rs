@@ -49,11 +49,12 @@ impl World {
                     if full_rib && !small_rib {
                         continue;
                     }
-                    out.push_str(&format!("$ gobgp {}\n", args.join(" ")));
+                    let cli = self.gobgp_line().cli();
+                    out.push_str(&format!("$ {cli} {}\n", args.join(" ")));
                     let target = h.gobgp_target();
                     let mut full: Vec<&str> = target.iter().map(String::as_str).collect();
                     full.extend_from_slice(args);
-                    match h.ns.exec("gobgp", &full, short) {
+                    match h.ns.exec(cli, &full, short) {
                         Ok(o) => {
                             let text = String::from_utf8_lossy(&o.stdout);
                             if args == ["global", "rib", "summary"] {

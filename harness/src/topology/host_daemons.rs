@@ -1,5 +1,5 @@
-//! The hosts' own daemons: gobgpd (with its TOML, unless the driver
-//! configures it) and the driver, each started in its host's namespace,
+//! The hosts' own daemons: gobgpd of the run's GoBGP line (with its TOML,
+//! unless the driver configures it) and the driver, each started in its host's namespace,
 //! awaited, signalled, stopped and started again by scenario steps.
 //!
 //! In: the [`World`]'s hosts and scenario. Out: running daemons (their
@@ -17,7 +17,7 @@ use super::daemon::{await_ready, Daemon};
 use super::hosts::UNDERLAY_IF;
 use super::sessions;
 use super::world::World;
-use crate::scenario::{BgpConfigBy, BgpMode, DaemonKind};
+use crate::scenario::{BgpConfigBy, BgpMode, DaemonKind, GobgpLine};
 use crate::util::require;
 
 impl World {
@@ -27,7 +27,7 @@ impl World {
     pub(super) fn start_host_daemons(&self, progress: &dyn Fn(&str)) -> Result<()> {
         let s = &self.scenario;
         if s.bgp.mode != BgpMode::None {
-            require("gobgpd")?;
+            require(self.gobgp_line().daemon())?;
             // An embedded gobgpd starts with its plugin (the engine's setup).
             let all: Vec<usize> = (0..self.hosts.len())
                 .filter(|&i| !self.hosts[i].def.embedded_gobgpd)
@@ -74,13 +74,14 @@ impl World {
         }
         let h = &self.hosts[i];
         let text = configs::gobgpd(
+            self.gobgp_line(),
             &h.def.name,
             h.def.asn,
             h.addr.addr(),
             h.addr6.map(|a| a.addr()),
             &self.neighbours(i),
             Timers::from(&self.scenario.bgp),
-        );
+        )?;
         let path = h.dir.join("gobgpd.toml");
         std::fs::write(&path, text).with_context(|| format!("write {}", path.display()))
     }
@@ -132,6 +133,13 @@ impl World {
                 );
                 if n.rr_client {
                     p.push_str(",rr-client");
+                }
+                if let (true, Some(b)) = (n.bfd, s.bgp.bfd) {
+                    p.push_str(&format!(
+                        ",bfd={}ms,bfd-multiplier={}",
+                        b.interval.0.as_millis(),
+                        b.multiplier
+                    ));
                 }
                 a.extend(["--peer".into(), p]);
             }
@@ -214,6 +222,7 @@ impl World {
             DaemonKind::Gobgpd => {
                 // A killed gobgpd leaves its API socket behind; a new one could not bind it.
                 let _ = std::fs::remove_file(h.gobgp_api());
+                let line = self.gobgp_line();
                 let mut args = vec![
                     "-p".to_string(),
                     "-l".into(),
@@ -222,10 +231,15 @@ impl World {
                     "--api-hosts".into(),
                     format!("unix://{}", h.gobgp_api().display()),
                 ];
+                // 4.x serves Prometheus metrics on 127.0.0.1:6060 even with
+                // --pprof-disable; an empty path closes that listener.
+                if line == GobgpLine::V4 {
+                    args.push("--metrics-path=".into());
+                }
                 if !self.driver_configures(i) {
                     args.extend(["-f".into(), h.dir.join("gobgpd.toml").display().to_string()]);
                 }
-                (require("gobgpd")?, args)
+                (require(line.daemon())?, args)
             }
             DaemonKind::Driver => (self.opts.driver_bin.clone(), self.driver_args(i)),
             DaemonKind::Dockerd => bail!("dockerd belongs to the dockerd engine"),
@@ -236,10 +250,20 @@ impl World {
         Ok(true)
     }
 
+    /// Whether host `i`'s gobgpd answers on its API (3.x: `GetBgp` over
+    /// gRPC; 4.x: the `gobgp-v4` CLI's `global`, or its "not started yet"
+    /// before the driver configures it).
     pub fn gobgpd_ready(&self, i: usize) -> Result<()> {
         let api = self.hosts[i].gobgp_api();
         if !api.exists() {
             bail!("no API socket yet");
+        }
+        if self.gobgp_line() == GobgpLine::V4 {
+            return match self.gobgp_cli_json(i, &["global"]) {
+                Ok(_) => Ok(()),
+                Err(e) if format!("{e:#}").contains("hasn't started yet") => Ok(()),
+                Err(e) => Err(e),
+            };
         }
         self.rt.block_on(async {
             let mut c = ipvlan_bgp::bgp::gobgp::connect(

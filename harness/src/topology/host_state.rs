@@ -1,6 +1,7 @@
 //! What a host's daemons report: gobgpd's neighbours (`gobgp -j
-//! neighbor`) and session states (its gRPC API), the driver's status
-//! document (`/IpvlanBgp.Status` on its socket).
+//! neighbor`, or `gobgp-v4` on 4.x), session states (3.x: its gRPC API;
+//! 4.x: its CLI) and BFD states (4.x), the driver's status document
+//! (`/IpvlanBgp.Status` on its socket).
 //!
 //! In: a host index of the [`World`]. Out: parsed answers, or an error
 //! naming the host. Owns nothing; reads only.
@@ -10,24 +11,69 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 
 use super::world::World;
+use crate::scenario::GobgpLine;
 
 impl World {
-    /// `gobgp -j neighbor` on host `i`: each session as gobgpd reports it.
-    pub fn gobgp_neighbors(&self, i: usize) -> Result<Vec<serde_json::Value>> {
+    /// `gobgp -j ARGS...` (the CLI of the run's line) on host `i`'s
+    /// gobgpd, parsed; an empty answer is null. Both lines' CLIs write the
+    /// same JSON for what the harness reads (`neighbor`, `global rib`).
+    pub fn gobgp_cli_json(&self, i: usize, args: &[&str]) -> Result<serde_json::Value> {
         let h = &self.hosts[i];
+        let cli = self.gobgp_line().cli();
         let target = h.gobgp_target();
-        let mut args: Vec<&str> = target.iter().map(String::as_str).collect();
-        args.extend(["-j", "neighbor"]);
-        let out = h.ns.exec("gobgp", &args, Duration::from_secs(10))?;
+        let mut all: Vec<&str> = target.iter().map(String::as_str).collect();
+        all.push("-j");
+        all.extend(args);
+        let out = h.ns.exec(cli, &all, Duration::from_secs(10))?;
         if !out.status.success() {
             bail!(
-                "gobgp neighbor on {}: {}",
+                "{cli} {} on {}: {}{}",
+                args.join(" "),
                 h.def.name,
-                String::from_utf8_lossy(&out.stderr).trim()
+                String::from_utf8_lossy(&out.stderr).trim(),
+                String::from_utf8_lossy(&out.stdout).trim()
             );
         }
+        if out.stdout.iter().all(u8::is_ascii_whitespace) {
+            return Ok(serde_json::Value::Null);
+        }
         serde_json::from_slice(&out.stdout)
-            .with_context(|| format!("gobgp -j neighbor on {}", h.def.name))
+            .with_context(|| format!("{cli} -j {} on {}", args.join(" "), h.def.name))
+    }
+
+    /// `gobgp -j neighbor` on host `i`: each session as gobgpd reports it.
+    pub fn gobgp_neighbors(&self, i: usize) -> Result<Vec<serde_json::Value>> {
+        match self.gobgp_cli_json(i, &["neighbor"])? {
+            serde_json::Value::Null => Ok(Vec::new()),
+            v => serde_json::from_value(v)
+                .with_context(|| format!("gobgp -j neighbor on {}", self.hosts[i].def.name)),
+        }
+    }
+
+    /// BFD state per neighbour address on host `i` (true = up), for the
+    /// neighbours whose BFD is enabled (4.x only; 3.x has none).
+    pub fn bfd_sessions(&self, i: usize) -> Result<Vec<(String, bool)>> {
+        if self.gobgp_line() != GobgpLine::V4 {
+            return Ok(Vec::new());
+        }
+        Ok(self
+            .gobgp_neighbors(i)?
+            .iter()
+            .filter(|n| n.pointer("/bfd/enabled").and_then(|v| v.as_bool()) == Some(true))
+            .map(|n| {
+                let addr = n
+                    .pointer("/conf/neighbor_address")
+                    .and_then(|v| v.as_str())
+                    .unwrap_or("?")
+                    .to_string();
+                // BfdSessionState: UP = 1.
+                let up = n
+                    .pointer("/state/bfd_state/session_state")
+                    .and_then(|v| v.as_u64())
+                    == Some(1);
+                (addr, up)
+            })
+            .collect())
     }
 
     /// The driver's status document for host `i`.
@@ -41,9 +87,25 @@ impl World {
         r.json()
     }
 
-    /// BGP session states on host `i` (address -> established).
+    /// BGP session states on host `i` (address -> established): 3.x over
+    /// gRPC, 4.x through its CLI.
     pub fn bgp_sessions(&self, i: usize) -> Result<Vec<(String, bool)>> {
         use ipvlan_bgp::bgp::gobgp::{apipb::ListPeerRequest, connect, GobgpAddr};
+        if self.gobgp_line() == GobgpLine::V4 {
+            return Ok(self
+                .gobgp_neighbors(i)?
+                .iter()
+                .map(|n| {
+                    let addr = n
+                        .pointer("/conf/neighbor_address")
+                        .and_then(|v| v.as_str())
+                        .unwrap_or("?")
+                        .to_string();
+                    let up = n.pointer("/state/session_state").and_then(|v| v.as_u64()) == Some(6);
+                    (addr, up)
+                })
+                .collect());
+        }
         let api = self.hosts[i].gobgp_api();
         self.rt.block_on(async {
             let mut c = connect(&GobgpAddr::Unix(api), Duration::from_secs(2)).await?;

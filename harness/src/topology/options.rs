@@ -1,13 +1,16 @@
 //! How a run finds its binaries and where it writes: [`Options`].
 //!
 //! In: the environment (`IPVLAN_BGP_BIN`, `HARNESS_RUN_DIR`,
-//! `HARNESS_TIME_SCALE`). Out: the driver binary's path, the run root, the
-//! deadline scale, whether to keep a failed topology. Owns no state.
+//! `HARNESS_TIME_SCALE`) and the command line. Out: the driver binary's
+//! path, the run root, the deadline scale, whether to keep a failed
+//! topology, the GoBGP line to run. Owns no state.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
+
+use crate::scenario::{GobgpLine, Scenario};
 
 /// How a run finds its binaries and where it writes.
 #[derive(Debug, Clone)]
@@ -19,6 +22,10 @@ pub struct Options {
     /// loops without an `Options` at hand use through [`crate::util::scaled`].
     pub time_scale: f64,
     pub keep: bool,
+    /// The GoBGP line to run instead of the scenario's first
+    /// (`harness run --gobgp-version`; the test suite sets each of the
+    /// scenario's lines in turn).
+    pub gobgp: Option<GobgpLine>,
 }
 
 impl Options {
@@ -30,7 +37,15 @@ impl Options {
                 .unwrap_or_else(|| std::env::temp_dir().join("ipvlan-bgp-harness")),
             time_scale: crate::util::time_scale(),
             keep: false,
+            gobgp: None,
         })
+    }
+
+    /// The GoBGP line a run of `s` uses: the override, else the scenario's
+    /// first; `None` for a scenario without BGP.
+    pub fn line_for(&self, s: &Scenario) -> Option<GobgpLine> {
+        let first = s.gobgp.first().copied()?;
+        Some(self.gobgp.unwrap_or(first))
     }
 
     pub fn scale(&self, d: Duration) -> Duration {

@@ -1,4 +1,5 @@
-//! Real routers in scenarios: FRR (zebra + bgpd) and BIRD 2, each in its
+//! Real routers in scenarios: FRR (zebra + bgpd, + bfdd when a neighbour
+//! runs BFD) and BIRD 2, each in its
 //! own network namespace, wired to its segments ([`wire_router`]) and
 //! configured from the scenario (the files come from [`super::configs`],
 //! the neighbours from [`super::sessions`], the processes are
@@ -7,7 +8,7 @@
 //! In: a [`RouterDef`] and its neighbours resolved to addresses and AS
 //! numbers. Out: running daemons (started with `ip netns exec`, as FRR and
 //! BIRD expect their own /sys; foreground, so their pid is ours to stop),
-//! their BGP session states, and the router's own view of its routes read
+//! their BGP and BFD session states, and the router's own view of its routes read
 //! back from `vtysh -c 'show ip route json'` or `birdc show route` — the
 //! evidence that interop works from the router's side too.
 
@@ -162,6 +163,7 @@ impl RouterRt {
     fn start_frr(&mut self) -> Result<()> {
         let zebra = Path::new(FRR_DIR).join("zebra");
         let bgpd = Path::new(FRR_DIR).join("bgpd");
+        let bfdd = Path::new(FRR_DIR).join("bfdd");
         if !zebra.is_file() || !bgpd.is_file() {
             bail!("FRR is not installed ({FRR_DIR}/zebra, bgpd)");
         }
@@ -170,6 +172,13 @@ impl RouterRt {
             d.join("zebra.conf"),
             format!("hostname {}\n", self.def.name),
         )?;
+        let bfd_conf = configs::frr_bfdd(&self.def, &self.neighbors, self.timers);
+        if let Some(text) = &bfd_conf {
+            if !bfdd.is_file() {
+                bail!("FRR's {} is missing: the scenario runs BFD", bfdd.display());
+            }
+            std::fs::write(d.join("bfdd.conf"), text)?;
+        }
         std::fs::write(
             d.join("bgpd.conf"),
             configs::frr(&self.def, self.router_id(), &self.neighbors, self.timers),
@@ -208,6 +217,14 @@ impl RouterRt {
                 bail!("no {} yet", zs.display())
             }
         })?;
+        // bfdd before bgpd: bgpd registers its BFD peers with bfdd through
+        // zebra, and a session that comes up before bfdd runs has none.
+        if bfd_conf.is_some() {
+            let mut args = common("bfdd");
+            args.extend(["--bfdctl".into(), d.join("bfdd.sock").display().to_string()]);
+            self.spawn(&bfdd, &args, "bfdd.log")?;
+            self.wait("bfdd", || self.vtysh("show bfd peers json").map(drop))?;
+        }
         self.spawn(&bgpd, &common("bgpd"), "bgpd.log")?;
         self.wait("bgpd", || self.vtysh("show bgp summary json").map(drop))?;
         Ok(())
@@ -308,6 +325,28 @@ impl RouterRt {
         }
     }
 
+    /// BFD state per neighbour that runs it (FRR's `show bfd peers json`;
+    /// true = up); empty when the router runs no BFD.
+    pub fn bfd_sessions(&self) -> Result<Vec<(String, bool)>> {
+        let mine: Vec<&Neighbor> = self.neighbors.iter().filter(|n| n.bfd).collect();
+        if mine.is_empty() || self.timers.bfd.is_none() || self.def.kind != RouterKind::Frr {
+            return Ok(Vec::new());
+        }
+        let v: serde_json::Value = serde_json::from_str(&self.vtysh("show bfd peers json")?)
+            .context("show bfd peers json")?;
+        let peers = v.as_array().cloned().unwrap_or_default();
+        Ok(mine
+            .iter()
+            .map(|n| {
+                let up = peers.iter().any(|p| {
+                    p.get("peer").and_then(|a| a.as_str()) == Some(n.addr.to_string().as_str())
+                        && p.get("status").and_then(|s| s.as_str()) == Some("up")
+                });
+                (format!("{} ({}) BFD", n.addr, n.name), up)
+            })
+            .collect())
+    }
+
     /// The router's selected routes: prefix -> next hops (FRR: the entries
     /// zebra marks selected; BIRD: `show route primary`, never the
     /// alternatives it holds but does not use).
@@ -333,13 +372,20 @@ impl RouterRt {
             .collect()
     }
 
-    /// Kills the daemons and takes the links down: the router is dead.
+    /// The router dies as a powered-off box does: its links go dark first,
+    /// then its daemons are killed, so that no FIN, RST, NOTIFICATION or
+    /// BFD "down" from the dying processes reaches a peer (killed first,
+    /// their kernel would close the TCP sessions cleanly and the peers
+    /// would see the death at once, whatever their timers).
     pub fn down(&mut self) -> Result<()> {
+        let links: Vec<String> = self
+            .ifaces
+            .values()
+            .map(|i| format!("link set {i} down"))
+            .collect();
+        self.ns.ip_batch(&links)?;
         for d in self.daemons.drain(..) {
             d.signal(Signal::SIGKILL)?;
-        }
-        for i in self.ifaces.values() {
-            self.ns.ip(&["link", "set", i, "down"])?;
         }
         Ok(())
     }
@@ -369,7 +415,16 @@ impl RouterRt {
         if let Ok(s) = self.ns.ip(&["-6", "route"]) {
             out.push_str(&format!("$ ip -6 route\n{s}"));
         }
+        let bfd = self.neighbors.iter().any(|n| n.bfd) && self.timers.bfd.is_some();
         let cmds: &[&str] = match self.def.kind {
+            RouterKind::Frr if bfd => &[
+                "show bgp summary",
+                "show bfd peers",
+                "show ip bgp",
+                "show bgp ipv6 unicast",
+                "show ip route",
+                "show ipv6 route",
+            ],
             RouterKind::Frr => &[
                 "show bgp summary",
                 "show ip bgp",

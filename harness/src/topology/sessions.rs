@@ -7,7 +7,8 @@
 //! configure (what the HTML page draws). Owns the rules: a host's `peers`
 //! when given, else `[bgp] mode` (mesh: every host with every other;
 //! route-reflector: every client with each reflector, reflectors not with
-//! each other); plus each router's `neighbors`. Pure functions, no I/O.
+//! each other); plus each router's `neighbors`; and which side of each
+//! session runs BFD. Pure functions, no I/O.
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr};
@@ -33,6 +34,8 @@ pub struct Session {
     pub a: String,
     pub b: String,
     pub kind: SessionKind,
+    /// Both ends run BFD on it.
+    pub bfd: bool,
 }
 
 /// A host's address of the BGP transport's family (validation made sure
@@ -55,6 +58,7 @@ pub fn host_neighbours(s: &Scenario, i: usize) -> Vec<Neighbor> {
         addr: host_address(h, transport),
         asn: h.asn,
         rr_client,
+        bfd: s.bfd_towards(&me.name, &h.name),
     };
     if let Some(peers) = &me.peers {
         return peers
@@ -65,6 +69,7 @@ pub fn host_neighbours(s: &Scenario, i: usize) -> Vec<Neighbor> {
                     addr: s.shared_address_of(&me.name, p, transport)?.addr(),
                     asn: s.asn_of(p)?,
                     rr_client: false,
+                    bfd: s.bfd_towards(&me.name, p),
                 })
             })
             .collect();
@@ -113,6 +118,7 @@ pub fn router_neighbour(s: &Scenario, def: &RouterDef, n: &str) -> Result<Neighb
         addr: addr.addr(),
         asn: s.asn_of(n).ok_or_else(|| anyhow!("no AS for {n}"))?,
         rr_client: def.rr_clients.contains(&n.to_string()),
+        bfd: s.bfd_towards(&def.name, n),
     })
 }
 
@@ -135,12 +141,15 @@ pub fn sessions(s: &Scenario) -> Vec<Session> {
         .chain(s.routers.iter().map(|r| r.name.as_str()))
         .collect();
     let pos = |n: &str| order.iter().position(|x| *x == n);
-    // (from, to) -> whether `from` treats `to` as a route-reflector client.
-    let mut configured: BTreeMap<(usize, usize), bool> = BTreeMap::new();
+    // (from, to) -> whether `from` treats `to` as a route-reflector
+    // client, and whether it runs BFD towards it.
+    let mut configured: BTreeMap<(usize, usize), (bool, bool)> = BTreeMap::new();
     let mut add = |from: &str, n: &Neighbor| {
         if let (Some(a), Some(b)) = (pos(from), pos(&n.name)) {
             if a != b {
-                *configured.entry((a, b)).or_default() |= n.rr_client;
+                let e = configured.entry((a, b)).or_default();
+                e.0 |= n.rr_client;
+                e.1 |= n.bfd;
             }
         }
     };
@@ -158,8 +167,8 @@ pub fn sessions(s: &Scenario) -> Vec<Session> {
         }
     }
     let mut out = Vec::new();
-    for (&(a, b), &rr) in &configured {
-        let Some(&rr_back) = configured.get(&(b, a)) else {
+    for (&(a, b), &(rr, bfd)) in &configured {
+        let Some(&(rr_back, bfd_back)) = configured.get(&(b, a)) else {
             continue;
         };
         if a > b {
@@ -176,6 +185,7 @@ pub fn sessions(s: &Scenario) -> Vec<Session> {
             a: order[a].to_string(),
             b: order[b].to_string(),
             kind,
+            bfd: bfd && bfd_back,
         });
     }
     out

@@ -25,7 +25,7 @@ use super::routers::{self, RouterRt};
 use super::wire;
 use crate::cleanup::Cleanup;
 use crate::netns::{Netns, PREFIX};
-use crate::scenario::{ContainerDef, Scenario};
+use crate::scenario::{ContainerDef, GobgpLine, Scenario};
 
 static RUN_COUNTER: AtomicUsize = AtomicUsize::new(0);
 
@@ -39,6 +39,8 @@ pub struct World {
     pub opts: Options,
     pub(super) scenario: Scenario,
     pub routers: Vec<RouterRt>,
+    /// The GoBGP line the hosts run (`None`: no BGP in this scenario).
+    pub line: Option<GobgpLine>,
 }
 
 impl World {
@@ -106,6 +108,7 @@ impl World {
             opts: opts.clone(),
             scenario: s.clone(),
             routers,
+            line: opts.line_for(s),
         };
         // 3. The daemons.
         for r in &mut w.routers {
@@ -121,6 +124,12 @@ impl World {
     /// A container's definition (after validation: templates expanded).
     pub fn container_def(&self, name: &str) -> Option<&ContainerDef> {
         self.scenario.container(name)
+    }
+
+    /// The GoBGP line of the hosts' gobgpd (3.x for a scenario without BGP,
+    /// where nothing asks).
+    pub fn gobgp_line(&self) -> GobgpLine {
+        self.line.unwrap_or(GobgpLine::V3)
     }
 
     /// Whether the driver runs as a managed Docker plugin (`[driver] plugin`).

@@ -485,6 +485,7 @@ fn scenario_file_keys_are_documented() -> Result<(), Failed> {
     let host = "[[hosts]]\nname = \"h1\"\n";
     let sections = [
         ("`[bgp]`", format!("{SCENARIO_HEAD}[bgp]\n{bogus}{host}")),
+        ("`[bgp.bfd]`", format!("{SCENARIO_HEAD}[bgp.bfd]\n{bogus}{host}")),
         ("`[driver]`", format!("{SCENARIO_HEAD}[driver]\n{bogus}{host}")),
         ("`[[segments]]`", format!("{SCENARIO_HEAD}[[segments]]\n{bogus}{host}")),
         ("`[[hosts]]`", format!("{SCENARIO_HEAD}{host}{bogus}")),

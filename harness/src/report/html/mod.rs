@@ -51,7 +51,7 @@ pub fn index(reports: &[Report], pages: &[String]) -> String {
             "<tr><td><a href=\"{}\">{}</a></td><td>{}</td><td><span class=\"badge {}\">{}</span></td><td class=\"num\">{:.1} s</td><td>{}</td></tr>",
             esc(p),
             esc(&r.scenario),
-            esc(&r.engine),
+            esc(&r.run_label()),
             r.outcome(),
             r.outcome(),
             r.elapsed_ms as f64 / 1000.0,

@@ -33,7 +33,7 @@ svg text{font:12px system-ui,sans-serif}
 .topo .host{fill:#e3f2fd;stroke:#1565c0}.topo .router{fill:#fff3e0;stroke:#e65100}
 .topo .name{text-anchor:middle;font-weight:600}.topo .sub,.topo .ctrlabel,.topo .more{text-anchor:middle;font-size:11px}
 .topo .ctrlabel{fill:#fff}
-.topo .sess{fill:none;stroke-width:2;stroke-dasharray:6 3}
+.topo .sess{fill:none;stroke-width:2;stroke-dasharray:6 3}.topo .sess.bfd{stroke-width:3.5;stroke-dasharray:none}
 .ibgp{stroke:#1565c0;border-color:#1565c0}.ebgp{stroke:#e65100;border-color:#e65100}.rr{stroke:#6a1b9a;border-color:#6a1b9a}
 .legend span{margin-right:1.2em}.legend i{display:inline-block;width:2em;border-top-width:3px;border-top-style:dashed;vertical-align:middle;margin-right:.3em}
 .grid td{text-align:center;min-width:2.2em}.grid td.ok{background:#c8e6c9}.grid td.no{background:#ffcdd2}.grid td.self{background:#eee}
@@ -49,7 +49,7 @@ function setAll(open){document.querySelectorAll('details').forEach(function(d){d
 /// One run's page.
 pub fn page(r: &Report, s: Option<&Scenario>) -> String {
     let mut h = String::new();
-    let title = format!("{} ({}) {}", r.scenario, r.engine, r.outcome());
+    let title = format!("{} ({}) {}", r.scenario, r.run_label(), r.outcome());
     writeln!(
         h,
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{}</title><style>{STYLE}</style><script>{SCRIPT}</script></head><body>",
@@ -58,13 +58,17 @@ pub fn page(r: &Report, s: Option<&Scenario>) -> String {
     .ok();
     writeln!(
         h,
-        "<h1>{} <span class=\"badge {}\">{}</span></h1>\n<p>{}<br><small>{} · engine {} · {:.1} s</small></p>",
+        "<h1>{} <span class=\"badge {}\">{}</span></h1>\n<p>{}<br><small>{} · engine {}{} · {:.1} s</small></p>",
         esc(&r.scenario),
         r.outcome(),
         r.outcome(),
         esc(&r.description),
         esc(&r.file),
         esc(&r.engine),
+        r.gobgp
+            .as_deref()
+            .map(|l| format!(" · gobgpd {}", esc(l)))
+            .unwrap_or_default(),
         r.elapsed_ms as f64 / 1000.0
     )
     .ok();
@@ -78,7 +82,7 @@ pub fn page(r: &Report, s: Option<&Scenario>) -> String {
         h.push_str("<h2>Topology</h2>\n");
         let t = topology(s);
         h.push_str(&topology_svg(&t));
-        h.push_str("<p class=\"legend\"><span><i class=\"ibgp\"></i>iBGP</span><span><i class=\"ebgp\"></i>eBGP</span><span><i class=\"rr\"></i>route-reflector client</span></p>\n");
+        h.push_str("<p class=\"legend\"><span><i class=\"ibgp\"></i>iBGP</span><span><i class=\"ebgp\"></i>eBGP</span><span><i class=\"rr\"></i>route-reflector client</span><span><i class=\"ibgp\" style=\"border-top-style:solid\"></i>solid: with BFD</span></p>\n");
         if !t.sessions.is_empty() {
             let list: Vec<String> = t
                 .sessions

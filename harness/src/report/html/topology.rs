@@ -270,9 +270,14 @@ pub fn topology_svg(t: &Topology) -> String {
             SessionKind::Ebgp => ("ebgp", "eBGP"),
             SessionKind::RrClient => ("rr", "iBGP, route-reflector client"),
         };
+        let (bfd_class, bfd_title) = if sess.bfd {
+            (" bfd", ", with BFD")
+        } else {
+            ("", "")
+        };
         writeln!(
             svg,
-            "<path class=\"sess {class}\" d=\"M{x1},{y1} Q{mx},{my} {x2},{y2}\"><title>{} – {}: {title}</title></path>",
+            "<path class=\"sess {class}{bfd_class}\" d=\"M{x1},{y1} Q{mx},{my} {x2},{y2}\"><title>{} – {}: {title}{bfd_title}</title></path>",
             esc(&sess.a),
             esc(&sess.b)
         )

@@ -163,6 +163,44 @@ impl Scenario {
                 Ok(())
             }
             Action::RouteWatchStop { .. } => Ok(()),
+            Action::RouteEventsStart {
+                host,
+                router,
+                prefix,
+                ..
+            } => {
+                match (host, router) {
+                    (Some(h), None) => self.check_host(h)?,
+                    (None, Some(r)) => {
+                        if self.router(r).is_none() {
+                            return Err(format!("unknown router {r}"));
+                        }
+                    }
+                    _ => return Err("give one of host or router".into()),
+                }
+                self.check_prefix(prefix)
+            }
+            Action::RouteEventsStop { .. } => Ok(()),
+            Action::Drain { host, .. } | Action::Undrain { host } => {
+                if self.host(host).map(|d| d.role) != Some(Role::Docker) {
+                    return Err(format!("{host} is not a Docker host (no driver to drain)"));
+                }
+                Ok(())
+            }
+            Action::ExpectWithdrawn { prefix, hosts, .. } => {
+                self.check_prefix(prefix)?;
+                if let Some(list) = hosts {
+                    if list.is_empty() {
+                        return Err("hosts must not be empty (leave it out for every other host)".into());
+                    }
+                    for h in self.expand_hosts(list)? {
+                        if self.host(&h).map(|d| d.role) != Some(Role::Docker) {
+                            return Err(format!("host {h} is not a Docker host"));
+                        }
+                    }
+                }
+                Ok(())
+            }
             Action::ExpectConverged { hosts, .. } | Action::RouteWatchStart { hosts, .. } => {
                 if let Some(list) = hosts {
                     if list.is_empty() {
