@@ -27,6 +27,8 @@
 pub mod announcer;
 pub mod config;
 pub mod gobgp;
+pub mod gobgp_v3;
+pub mod gobgp_v4;
 pub mod host;
 pub mod learner;
 pub mod policy;

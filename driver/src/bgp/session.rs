@@ -18,15 +18,11 @@ use std::time::{Duration, Instant};
 
 use ipnet::IpNet;
 use tokio::sync::watch;
-use tokio_stream::StreamExt;
 use tracing::{debug, info, warn};
 
 use super::announcer::Announcer;
 use super::config::BgpConfig;
-use super::gobgp::apipb::{
-    watch_event_request, watch_event_response, ListPeerRequest, Path, WatchEventRequest,
-};
-use super::gobgp::{self, decode_path, Client, LearnedPath};
+use super::gobgp::{self, ApiLine, Event, Family, Gobgp, GobgpApi, LearnedPath, PeerInfo, RibPath};
 use super::host::{policy_inputs, wanted_announcements, HostInfo};
 use super::learner::{lock_learner, Learner};
 use super::speaker;
@@ -34,7 +30,7 @@ use super::timers::{check_liveness, expire_stale, AbortOnDrop, TICK};
 use super::withdrawals::{self, HeldWithdrawals};
 use crate::kernel::real::Kernel;
 use crate::kernel::Route;
-use crate::metrics::{Metrics, PeerStatus};
+use crate::metrics::{Metrics, PeerBfd, PeerStatus};
 use crate::rib::installer;
 use crate::rib::worker::InstallerHandle;
 use crate::view::View;
@@ -53,6 +49,8 @@ pub struct Bgp {
     warned: BTreeSet<String>,
     /// The current session got as far as "connected to gobgpd".
     session_up: bool,
+    /// The API line of the last gobgpd connected to.
+    line: Option<ApiLine>,
 }
 
 const HOST_REFRESH: Duration = Duration::from_secs(3);
@@ -103,6 +101,7 @@ impl Bgp {
             host,
             warned: BTreeSet::new(),
             session_up: false,
+            line: None,
         }
     }
 
@@ -135,8 +134,10 @@ impl Bgp {
         self.installer.send(changes);
     }
 
-    /// Runs until `shutdown` resolves.
-    pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) {
+    /// Runs until `shutdown` resolves. Fails only when gobgpd's line cannot
+    /// honour the configuration (BFD against a 3.x gobgpd): the driver must
+    /// not run then.
+    pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) -> Result<(), String> {
         if self.cfg.gobgp.is_tcp() {
             warn!(gobgp = %self.cfg.gobgp, "{}", gobgp::TCP_WARNING);
         }
@@ -151,10 +152,11 @@ impl Bgp {
         let mut failures = 0u32;
         loop {
             if *shutdown.borrow() {
-                return;
+                return Ok(());
             }
-            match gobgp::connect(&self.cfg.gobgp, self.cfg.call_timeout).await {
+            match Gobgp::connect(&self.cfg.gobgp, self.cfg.call_timeout).await {
                 Ok(client) => {
+                    self.detected(client.line())?;
                     self.session_up = false;
                     let result = self.session(client, &mut shutdown).await;
                     self.learner().disconnected(Instant::now());
@@ -163,7 +165,7 @@ impl Bgp {
                         b.peers.clear();
                     });
                     match result {
-                        Ok(()) => return,
+                        Ok(()) => return Ok(()),
                         // The session was up: say once that it is lost.
                         Err(e) if self.session_up => {
                             warn!(gobgp = %self.cfg.gobgp, error = %e, stale_secs = self.cfg.stale_time.as_secs(), "lost gobgpd; keeping learned routes while retrying");
@@ -184,14 +186,29 @@ impl Bgp {
             loop {
                 tokio::select! {
                     _ = tokio::time::sleep_until(until) => break,
-                    _ = shutdown.changed() => return,
+                    _ = shutdown.changed() => return Ok(()),
                     r = self.view.changed() => {
-                        if r.is_err() { return; }
+                        if r.is_err() { return Ok(()); }
                         self.apply_inputs();
                     }
                 }
             }
         }
+    }
+
+    /// Notes the line gobgpd speaks (logged when it is new or changed, as
+    /// after an upgrade) and refuses settings it cannot honour.
+    fn detected(&mut self, line: ApiLine) -> Result<(), String> {
+        if self.line != Some(line) {
+            let api = match line {
+                ApiLine::V3 => "3.x (apipb.GobgpApi)",
+                ApiLine::V4 => "4.x (api.GoBgpService)",
+            };
+            info!(gobgp = %self.cfg.gobgp, api = %line, "gobgpd speaks GoBGP's {api} API");
+            self.line = Some(line);
+            self.metrics.bgp(|b| b.api = Some(line.name().to_string()));
+        }
+        speaker::refuse(&self.cfg.speaker, line)
     }
 
     fn attempt_failed(&self, failures: &mut u32, msg: String) {
@@ -206,38 +223,28 @@ impl Bgp {
     /// (the stream broke, or a call overran its deadline: gobgpd is stuck).
     async fn session(
         &mut self,
-        mut client: Client,
+        mut client: Gobgp,
         shutdown: &mut watch::Receiver<bool>,
     ) -> Result<(), String> {
-        let limit = self.cfg.call_timeout;
         // gobgpd's gRPC server (grpc-go's default policy) closes a connection
         // that sends keepalive PINGs while the server itself writes nothing
         // (GOAWAY "too_many_pings", measured: after ~8 s with only the event
         // stream open). The liveness check keeps gobgpd writing, and itself
         // notices a gobgpd that is alive but no longer answers.
         let (lost_tx, mut lost) = tokio::sync::oneshot::channel();
-        let _liveness = AbortOnDrop(tokio::spawn(check_liveness(client.clone(), limit, lost_tx)));
+        let _liveness = AbortOnDrop(tokio::spawn(check_liveness(client.clone(), lost_tx)));
         let mut speaker_cfg = self.cfg.speaker.clone();
         if speaker_cfg.manages_gobgpd() && speaker_cfg.router_id.is_none() {
             speaker_cfg.router_id = self.default_router_id().map(|r| r.to_string());
         }
-        speaker::configure(&mut client, &speaker_cfg, limit)
+        let started = speaker::start(&mut client, &speaker_cfg)
             .await
             .map_err(|e| format!("configure gobgpd: {}", gobgp::describe(&e)))?;
         // Watch first, snapshot second: nothing that happens in between is missed.
-        let watch = client.watch_event(WatchEventRequest {
-            peer: Some(watch_event_request::PeerFilter {}),
-            table: Some(watch_event_request::Table {
-                filters: vec![watch_event_request::table::Filter {
-                    r#type: watch_event_request::table::filter::Type::Best as i32,
-                    init: false,
-                }],
-            }),
-        });
-        let mut events = gobgp::deadline("WatchEvent", limit, watch)
+        let mut events = client
+            .watch(started.global.use_multiple_paths)
             .await
-            .map_err(|e| format!("watch: {}", gobgp::describe(&e)))?
-            .into_inner();
+            .map_err(|e| format!("watch: {}", gobgp::describe(&e)))?;
         let n = self
             .list_best(&mut client, true)
             .await
@@ -257,6 +264,12 @@ impl Bgp {
             .sync(&mut client, &wanted)
             .await
             .map_err(|e| format!("announce: {}", gobgp::describe(&e)))?;
+        // Peers last: our paths are in gobgpd before any session sends its
+        // End-of-RIB (a path added after it makes graceful-restart helpers
+        // flush our stale copies: docs/gobgp-v4.md §5).
+        speaker::add_peers(&mut client, &speaker_cfg, started.fresh)
+            .await
+            .map_err(|e| format!("configure gobgpd's peers: {}", gobgp::describe(&e)))?;
         self.metrics.announced(wanted.keys());
         let announced = self.announcer.count();
         self.metrics.bgp(|b| {
@@ -265,7 +278,7 @@ impl Bgp {
             b.last_error = None;
             b.announced = announced;
         });
-        info!(gobgp = %self.cfg.gobgp, best_paths = n, announced, "connected to gobgpd");
+        info!(gobgp = %self.cfg.gobgp, api = %client.line(), best_paths = n, announced, "connected to gobgpd");
         self.session_up = true;
         self.refresh_peers(&mut client)
             .await
@@ -345,21 +358,31 @@ impl Bgp {
                     // Take what is already queued, up to one batch: the rest
                     // waits in the stream (bounded by HTTP/2 flow control).
                     let mut paths = Vec::new();
-                    self.collect(first, &mut paths);
-                    while paths.len() < EVENT_BATCH {
+                    let mut deltas = Vec::new();
+                    self.collect(first, &mut paths, &mut deltas);
+                    while paths.len() + deltas.len() < EVENT_BATCH {
                         match futures::FutureExt::now_or_never(events.next()) {
-                            Some(Some(Ok(m))) => self.collect(m, &mut paths),
+                            Some(Some(Ok(m))) => self.collect(m, &mut paths, &mut deltas),
                             Some(Some(Err(e))) => return Err(stream_error(&e)),
                             Some(None) | None => break,
                         }
                     }
+                    if !deltas.is_empty() {
+                        // 4.x with multipath: per-path changes become the
+                        // prefixes' whole sets of best paths again.
+                        paths.extend(
+                            client
+                                .best_sets(deltas)
+                                .await
+                                .map_err(|e| format!("list paths: {}", gobgp::describe(&e)))?,
+                        );
+                    }
                     // One message may itself carry more than a batch.
                     let mut paths = paths.into_iter().peekable();
                     while paths.peek().is_some() {
-                        let batch = decode_batch(paths.by_ref().take(EVENT_BATCH));
-                        let now_apply =
-                            withdrawals::sort(&mut client, batch, &mut held, self.cfg.call_timeout)
-                                .await
+                        let batch: Vec<LearnedPath> = paths.by_ref().take(EVENT_BATCH).collect();
+                        let now_apply = withdrawals::sort(&mut client, batch, &mut held)
+                            .await
                             .map_err(|e| format!("list peers: {}", gobgp::describe(&e)))?;
                         let changes = self.learner().learn(now_apply);
                         let set = changes.iter().filter_map(|c| match c {
@@ -400,51 +423,50 @@ impl Bgp {
             })
     }
 
-    /// Takes an event: peer state changes go to status at once, table paths
-    /// are queued undecoded (decoding waits for their batch).
-    fn collect(&mut self, m: gobgp::apipb::WatchEventResponse, paths: &mut Vec<Path>) {
-        match m.event {
-            Some(watch_event_response::Event::Table(t)) => paths.extend(t.paths),
-            Some(watch_event_response::Event::Peer(pe)) => {
-                if let Some(st) = pe.peer.and_then(|p| p.state) {
-                    let state = session_state_name(st.session_state);
-                    info!(peer = %st.neighbor_address, state, "BGP peer state");
-                    self.metrics.bgp(|b| {
-                        match b
-                            .peers
-                            .iter_mut()
-                            .find(|p| p.address == st.neighbor_address)
-                        {
-                            Some(p) => p.state = state.to_string(),
+    /// Takes a message's events: peer state changes go to status at once,
+    /// best paths are queued for their batch (per-path deltas apart).
+    fn collect(
+        &mut self,
+        events: Vec<Event>,
+        paths: &mut Vec<LearnedPath>,
+        deltas: &mut Vec<LearnedPath>,
+    ) {
+        for ev in events {
+            match ev {
+                Event::Best(p) => paths.extend(p),
+                Event::BestDelta(p) => deltas.extend(p),
+                Event::Peer {
+                    address,
+                    asn,
+                    state,
+                } => {
+                    info!(peer = %address, state = state.name(), "BGP peer state");
+                    self.metrics.bgp(
+                        |b| match b.peers.iter_mut().find(|p| p.address == address) {
+                            Some(p) => p.state = state.name().to_string(),
                             None => b.peers.push(PeerStatus {
-                                address: st.neighbor_address.clone(),
-                                asn: st.peer_asn,
-                                state: state.to_string(),
+                                address: address.clone(),
+                                asn,
+                                state: state.name().to_string(),
+                                ..PeerStatus::default()
                             }),
-                        }
-                    });
+                        },
+                    );
+                }
+                Event::EndOfRib { peer, family } => {
+                    debug!(peer, family = family.name(), "End-of-RIB");
                 }
             }
-            None => {}
         }
     }
 
-    async fn refresh_peers(&mut self, client: &mut Client) -> Result<(), tonic::Status> {
-        let limit = self.cfg.call_timeout;
-        let list = client.list_peer(ListPeerRequest::default());
-        let mut stream = gobgp::deadline("ListPeer", limit, list).await?.into_inner();
-        let mut peers = Vec::new();
-        while let Some(r) = gobgp::next_within("ListPeer", limit, &mut stream).await? {
-            if let Some(p) = r.peer {
-                let conf = p.conf.unwrap_or_default();
-                let st = p.state.unwrap_or_default();
-                peers.push(PeerStatus {
-                    address: conf.neighbor_address,
-                    asn: conf.peer_asn,
-                    state: session_state_name(st.session_state).to_string(),
-                });
-            }
-        }
+    async fn refresh_peers(&mut self, client: &mut Gobgp) -> Result<(), tonic::Status> {
+        let peers: Vec<PeerStatus> = client
+            .list_peers(None)
+            .await?
+            .iter()
+            .map(peer_status)
+            .collect();
         self.metrics.bgp(|b| b.peers = peers);
         Ok(())
     }
@@ -457,7 +479,7 @@ impl Bgp {
     /// stale, refusals are not counted twice). Returns the count.
     async fn list_best(
         &mut self,
-        client: &mut Client,
+        client: &mut Gobgp,
         snapshot: bool,
     ) -> Result<usize, tonic::Status> {
         let limit = self.cfg.call_timeout;
@@ -468,20 +490,19 @@ impl Bgp {
         // One stream per family (IPv4, then IPv6), read one after the other
         // as if they were one: the snapshot makes everything stale first and
         // every later batch confirms what it holds, of either family.
-        let [v4, v6] = gobgp::families();
-        let mut pending = vec![v6];
-        let mut stream = gobgp::open_global_rib(client, v4, limit).await?;
+        let mut pending = vec![Family::Ipv6];
+        let mut stream = client.open_rib(Family::Ipv4, &[]).await?;
         loop {
-            let mut msg = gobgp::next_within("ListPath", limit, &mut stream).await?;
+            let mut msg = stream.next(limit).await?;
             if msg.is_none() {
                 if let Some(family) = pending.pop() {
-                    stream = gobgp::open_global_rib(client, family, limit).await?;
-                    msg = gobgp::next_within("ListPath", limit, &mut stream).await?;
+                    stream = client.open_rib(family, &[]).await?;
+                    msg = stream.next(limit).await?;
                 }
             }
             let done = msg.is_none() && pending.is_empty();
-            if let Some(best) = msg.and_then(|m| m.destination).and_then(|d| best_path(&d)) {
-                batch.push(best);
+            if let Some(dest) = msg {
+                batch.extend(best_paths(dest));
             }
             if batch.len() >= EVENT_BATCH || (done && (first || !batch.is_empty())) {
                 count += batch.len();
@@ -502,17 +523,6 @@ impl Bgp {
     }
 }
 
-/// Decodes a batch of paths; undecodable ones are skipped (logged at debug).
-fn decode_batch(paths: impl Iterator<Item = Path>) -> Vec<LearnedPath> {
-    paths
-        .filter_map(|p| {
-            decode_path(&p)
-                .map_err(|e| debug!(error = %e, "ignoring a path"))
-                .ok()
-        })
-        .collect()
-}
-
 /// The event stream broke: say so in words an operator can act on.
 fn stream_error(e: &tonic::Status) -> String {
     format!(
@@ -528,26 +538,44 @@ fn pools_widened(old: &BTreeSet<IpNet>, new: &BTreeSet<IpNet>) -> bool {
     new.iter().any(|p| !old.iter().any(|o| o.contains(p)))
 }
 
-fn session_state_name(s: i32) -> &'static str {
-    match s {
-        1 => "idle",
-        2 => "connect",
-        3 => "active",
-        4 => "opensent",
-        5 => "openconfirm",
-        6 => "established",
-        _ => "unknown",
+/// A peer as status and metrics show it.
+fn peer_status(p: &PeerInfo) -> PeerStatus {
+    let names = |f: &[Family]| f.iter().map(|f| f.name()).collect();
+    PeerStatus {
+        address: p.address.clone(),
+        asn: p.asn,
+        state: p.state.name().to_string(),
+        bfd: p.bfd.map(|b| PeerBfd {
+            state: b.state.name().to_string(),
+            interval_ms: u64::try_from(b.settings.interval.as_millis()).unwrap_or(u64::MAX),
+            multiplier: b.settings.multiplier,
+        }),
+        graceful_restart: p.graceful_restart,
+        graceful_restart_families: names(&p.gr_families),
+        end_of_rib: names(&p.end_of_rib),
+        last_down: p.down_reason.as_ref().map(|r| r.describe()),
+        hold_time: p.hold_time,
+        keepalive: p.keepalive,
     }
 }
 
-/// The best path of a destination, decoded (gobgpd marks it `best`; else its first).
-fn best_path(dest: &gobgp::apipb::Destination) -> Option<LearnedPath> {
-    let best = dest
-        .paths
+/// The best paths of a destination: those gobgpd marks best (4.x marks every
+/// member of an equal set; 3.x one), else its first path.
+fn best_paths(dest: Vec<RibPath>) -> Vec<LearnedPath> {
+    let marked: Vec<LearnedPath> = dest
         .iter()
-        .find(|p| p.best)
-        .or_else(|| dest.paths.first())?;
-    decode_path(best).ok()
+        .filter(|p| p.best && !p.path.withdraw)
+        .map(|p| p.path.clone())
+        .collect();
+    if marked.is_empty() {
+        dest.into_iter()
+            .next()
+            .map(|p| p.path)
+            .into_iter()
+            .collect()
+    } else {
+        marked
+    }
 }
 
 #[cfg(test)]
