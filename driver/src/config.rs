@@ -118,6 +118,26 @@ pub enum Command {
         #[arg(long, env = "IPVLAN_BGP_SOCKET", default_value = DEFAULT_SOCKET)]
         socket: PathBuf,
     },
+    /// Graceful shutdown for maintenance: every announcement gets the
+    /// GRACEFUL_SHUTDOWN community (65535:0) and is made less preferred
+    /// (AS-path prepend towards eBGP peers, LOCAL_PREF 0 towards iBGP ones,
+    /// a high MED), until `undrain`. Survives driver restarts.
+    Drain {
+        #[arg(long, env = "IPVLAN_BGP_SOCKET", default_value = DEFAULT_SOCKET)]
+        socket: PathBuf,
+        /// Wait until peers have moved traffic away (where a peer shows it)
+        /// or the settle time has passed, then say the host is safe to stop.
+        #[arg(long)]
+        wait: bool,
+        /// Seconds --wait waits at most; then it fails.
+        #[arg(long, default_value_t = 120, value_parser = clap::value_parser!(u64).range(1..=3600))]
+        timeout: u64,
+    },
+    /// Undo `drain`: announcements go back to normal.
+    Undrain {
+        #[arg(long, env = "IPVLAN_BGP_SOCKET", default_value = DEFAULT_SOCKET)]
+        socket: PathBuf,
+    },
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]

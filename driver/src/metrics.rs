@@ -62,6 +62,7 @@ const METHODS: &[&str] = &[
     "NetworkDriver.DiscoverNew",
     "NetworkDriver.DiscoverDelete",
     "IpvlanBgp.Status",
+    "IpvlanBgp.Drain",
     "metrics",
     "unknown",
 ];
@@ -161,6 +162,31 @@ pub struct BgpStatus {
     pub last_route_change: Option<u64>,
     /// The health gate (`--health-gate`), kept by [`crate::health`].
     pub health: HealthGate,
+    /// Graceful shutdown (`ipvlan-bgp drain`), kept by [`crate::bgp::drain`].
+    pub drain: DrainStatus,
+    /// Routes removed at once because their peer failed hard (hold expiry,
+    /// BFD) while gobgpd, as a graceful-restart helper, kept its paths.
+    pub peer_routes_dropped: u64,
+}
+
+/// The drain as status shows it (`bgp.drain`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct DrainStatus {
+    pub drained: bool,
+    /// Unix time the drain was asked for.
+    pub since: Option<u64>,
+    /// How the drained paths are made less preferred besides GRACEFUL_SHUTDOWN.
+    pub method: Option<&'static str>,
+    /// Unix time gobgpd took every drained path.
+    pub accepted: Option<u64>,
+    /// Prefixes announced drained.
+    pub prefixes: usize,
+    /// Of those, prefixes a peer advertises another path for (it moved).
+    pub moved: usize,
+    /// Unix time from which the host is safe to stop.
+    pub safe_since: Option<u64>,
+    /// Why it is (or is not yet) safe, in words.
+    pub detail: String,
 }
 
 /// The health gate's state for status and metrics.
@@ -518,6 +544,24 @@ impl Collector for BgpCollector {
             "ipvlan_bgp_kernel_drift",
             "Corrections made where the kernel differed from the driver's decisions.",
             b.kernel_drift,
+        )?;
+        gauge(
+            &mut e,
+            "ipvlan_bgp_drained",
+            "1 while this host is drained (ipvlan-bgp drain: GRACEFUL_SHUTDOWN on every announcement).",
+            u64::from(b.drain.drained),
+        )?;
+        gauge(
+            &mut e,
+            "ipvlan_bgp_drain_safe",
+            "1 once a drained host is safe to stop (peers moved, or the settle time passed).",
+            u64::from(b.drain.drained && b.drain.safe_since.is_some()),
+        )?;
+        counter(
+            &mut e,
+            "ipvlan_bgp_peer_routes_dropped",
+            "Routes removed at once because their peer failed hard (hold expiry, BFD) while gobgpd kept its paths as stale.",
+            b.peer_routes_dropped,
         )?;
         gauge(
             &mut e,

@@ -320,6 +320,7 @@ async fn dual_stack_exchange(
         ]),
         parents: BTreeSet::from(["a0".to_string()]),
         attrs: BTreeMap::new(),
+        drained: None,
     };
     let (view_tx, view_rx) = tokio::sync::watch::channel(Arc::new(view(true)));
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
