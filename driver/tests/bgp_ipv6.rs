@@ -21,8 +21,8 @@ mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::PathBuf;
+use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -37,90 +37,11 @@ use ipvlan_bgp::rib::installer::Installer;
 use ipvlan_bgp::rib::watch::RouteWatch;
 use ipvlan_bgp::view::View;
 
+use common::lab::{self, ip, progs, run, wait_for, Cleanup};
 use common::{skip, Outcome};
 
-/// Undo steps, run in reverse order on drop (also when an assertion fails).
-#[derive(Default)]
-struct Cleanup(Vec<Box<dyn FnOnce()>>);
-
-impl Drop for Cleanup {
-    fn drop(&mut self) {
-        while let Some(f) = self.0.pop() {
-            f();
-        }
-    }
-}
-
-fn run(args: &[&str]) -> String {
-    let out = Command::new(args[0])
-        .args(&args[1..])
-        .output()
-        .unwrap_or_else(|e| panic!("{args:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn ip(ns: &str, args: &str) {
-    let mut full = vec!["ip", "-n", ns];
-    full.extend(args.split_whitespace());
-    run(&full);
-}
-
-/// The daemon and the CLI of a line.
-fn progs(line: ApiLine) -> (&'static str, &'static str) {
-    match line {
-        ApiLine::V3 => ("gobgpd", "gobgp"),
-        ApiLine::V4 => ("gobgpd-v4", "gobgp-v4"),
-    }
-}
-
 fn gobgp_b(line: ApiLine, ns: &str, args: &str) -> String {
-    let mut full = vec![
-        "ip",
-        "netns",
-        "exec",
-        ns,
-        progs(line).1,
-        "-u",
-        "127.0.0.1",
-        "-p",
-        "50051",
-    ];
-    full.extend(args.split_whitespace());
-    run(&full)
-}
-
-/// Polls `f` until it holds or `within` passes; returns how long it took.
-async fn wait_for(within: Duration, mut f: impl FnMut() -> bool) -> Option<Duration> {
-    let start = Instant::now();
-    while start.elapsed() < within {
-        if f() {
-            return Some(start.elapsed());
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    f().then(|| start.elapsed())
-}
-
-fn gobgpd(line: ApiLine, ns: &str, args: &[&str], log: &Path) -> Child {
-    let log = std::fs::File::create(log).expect("log file");
-    let mut full = vec!["netns", "exec", ns, progs(line).0, "-p", "--pprof-disable"];
-    if line == ApiLine::V4 {
-        // 4.x serves metrics on 127.0.0.1:6060 despite --pprof-disable.
-        full.push("--metrics-path=");
-    }
-    full.extend(args);
-    Command::new("ip")
-        .args(&full)
-        .stdout(log.try_clone().expect("log"))
-        .stderr(log)
-        .stdin(Stdio::null())
-        .spawn()
-        .expect("start gobgpd")
+    lab::cli(line, Some(ns), "127.0.0.1:50051", args)
 }
 
 fn n(s: &str) -> IpNet {
@@ -218,11 +139,7 @@ async fn dual_stack_exchange(
         format!("v6bgp-{}-{line}{case}-b", std::process::id()),
     );
     for ns in [&a, &b] {
-        run(&["ip", "netns", "add", ns]);
-        let ns = ns.clone();
-        undo.0.push(Box::new(move || {
-            let _ = Command::new("ip").args(["netns", "del", &ns]).status();
-        }));
+        undo.netns(ns);
     }
     ip(&a, &format!("link add a0 type veth peer name b0 netns {b}"));
     ip(&a, "addr add 2001:db8:ab::1/64 dev a0 nodad");
@@ -253,22 +170,9 @@ async fn dual_stack_exchange(
         ),
     ] {
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        let mut child = gobgpd(line, ns, &args, &dir.path().join(log));
-        undo.0.push(Box::new(move || {
-            let _ = child.kill();
-            let _ = child.wait();
-        }));
+        undo.child(lab::gobgpd(line, Some(ns), &args, &dir.path().join(log)));
     }
-    let logs = dir.path().to_path_buf();
-    let show_logs = move || {
-        for f in ["a.log", "b.log"] {
-            let text = std::fs::read_to_string(logs.join(f)).unwrap_or_default();
-            eprintln!(
-                "--- {f}\n{}",
-                text.lines().rev().take(15).collect::<Vec<_>>().join("\n")
-            );
-        }
-    };
+    let show_logs = || lab::show_logs(dir.path());
 
     // Host A: the driver, configuring its gobgpd over gRPC.
     let path = PathBuf::from(format!("/run/netns/{a}"));

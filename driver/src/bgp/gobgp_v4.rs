@@ -320,7 +320,11 @@ fn decode_peer(p: api::Peer) -> PeerInfo {
             .map(|g| g.restart_time),
         gr_families,
         end_of_rib,
-        notifications_sent: 0,
+        notifications_sent: st
+            .messages
+            .as_ref()
+            .and_then(|m| m.sent.as_ref())
+            .map_or(0, |s| s.notification),
         hold_time: timers.hold_time,
         keepalive: timers.keepalive_interval,
     }
@@ -923,6 +927,16 @@ mod tests {
         st.disconnect_reason = api::peer_state::DisconnectReason::Deconfigured as i32;
         assert_eq!(decode_peer(m.clone()).down_reason, Some(DownReason::Local));
         m.state.as_mut().unwrap().disconnect_reason = 0;
-        assert_eq!(decode_peer(m).down_reason, None);
+        assert_eq!(decode_peer(m.clone()).down_reason, None);
+        // What 4.8's ListPeer really gives after a hold expiry: no reason,
+        // one more NOTIFICATION sent.
+        m.state.as_mut().unwrap().messages = Some(api::Messages {
+            sent: Some(api::Message {
+                notification: 1,
+                ..api::Message::default()
+            }),
+            received: None,
+        });
+        assert_eq!(decode_peer(m).notifications_sent, 1);
     }
 }

@@ -480,6 +480,11 @@ impl Learner {
         self.remove_now(gone, now)
     }
 
+    /// The prefixes whose route was learned from `peer`.
+    pub fn prefixes_from(&self, peer: &str) -> Vec<IpNet> {
+        self.prefixes_where(|_, e| e.peer == peer)
+    }
+
     /// Whether any route is stale (unconfirmed since a restart).
     pub fn has_stale(&self) -> bool {
         self.rib.values().any(|e| e.stale_until.is_some())

@@ -29,7 +29,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::gobgp::{Family, PeerInfo, SessionState};
+use super::gobgp::{DownReason, Family, PeerInfo, SessionState};
 
 /// What the session does for the peers.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -106,9 +106,12 @@ impl Peers {
         }
         let reason = match &info.down_reason {
             Some(r) if r.is_hard() => r.describe(),
-            // 3.x gives no reason: a NOTIFICATION we sent is a failure we
-            // reported (a hold expiry), not a restart.
-            None if sent_more => "a NOTIFICATION sent (hold timer expired)".to_string(),
+            Some(DownReason::Local) => return vec![],
+            // 3.x gives no reason, nor does 4.8's ListPeer (and its log calls
+            // a hold expiry with graceful restart negotiated
+            // "graceful-restart"): a NOTIFICATION we sent is a failure we
+            // reported (hold expiry, BFD's reset), not the peer restarting.
+            _ if sent_more => "a NOTIFICATION sent (hold timer expired or BFD down)".to_string(),
             _ => return vec![],
         };
         p.dropped = true;
@@ -210,7 +213,6 @@ impl Peers {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::bgp::gobgp::DownReason;
 
     fn info(addr: &str, state: SessionState) -> PeerInfo {
         PeerInfo {
@@ -277,6 +279,26 @@ mod tests {
         p.event(A, SessionState::Active);
         down.notifications_sent = 2;
         assert_eq!(drops(&p.fell(&down)), [A]);
+    }
+
+    /// 4.8 logs a hold expiry with graceful restart negotiated as
+    /// "graceful-restart" and its ListPeer gives no reason: the NOTIFICATION
+    /// we sent decides; a shutdown here (admin down) never drops.
+    #[test]
+    fn a_notification_we_sent_outweighs_a_graceful_restart_reason() {
+        for (reason, dropped) in [
+            (Some(DownReason::GracefulRestart), true),
+            (Some(DownReason::ConnectionLost), true),
+            (Some(DownReason::Local), false),
+        ] {
+            let mut p = Peers::default();
+            p.listed(&[info(A, SessionState::Established)]);
+            p.event(A, SessionState::Active);
+            let mut down = info(A, SessionState::Active);
+            down.down_reason = reason.clone();
+            down.notifications_sent = 1;
+            assert_eq!(drops(&p.fell(&down)) == [A], dropped, "{reason:?}");
+        }
     }
 
     /// A failure the events missed (a refresh finds the peer down, with a

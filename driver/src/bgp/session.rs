@@ -585,12 +585,21 @@ impl Bgp {
         for a in actions {
             let changes = match a {
                 PeerAction::Drop { peer, reason } => {
+                    // Another peer's path for the same prefix (anycast, a
+                    // second uplink) replaces the failed one's in place.
+                    let prefixes = self.learner().prefixes_from(&peer);
+                    let others = self
+                        .usable_paths(client, &prefixes)
+                        .await
+                        .map_err(|e| format!("list paths: {}", gobgp::describe(&e)))?;
+                    let replaced = self.learner().learn(others);
+                    self.installer.send(replaced);
                     let changes = self.learner().drop_peer(&peer, now);
                     let n = changes
                         .iter()
                         .filter(|c| matches!(c, installer::Change::Remove(_)))
                         .count() as u64;
-                    warn!(peer, reason, routes = n, "peer failed (not a graceful restart): its routes are removed now, whatever gobgpd keeps as stale");
+                    warn!(peer, reason, routes = n, kept = prefixes.len() as u64 - n, "peer failed (not a graceful restart): its routes are removed now, whatever gobgpd keeps as stale");
                     self.metrics.bgp(|b| b.peer_routes_dropped += n);
                     changes
                 }
@@ -665,6 +674,36 @@ impl Bgp {
                 Event::EndOfRib { peer, family } => c.end_of_rib.push((peer, family)),
             }
         }
+    }
+
+    /// The best remaining paths of `prefixes` in gobgpd's RIB, leaving out
+    /// the stale paths of peers that failed hard (gobgpd may still rank one
+    /// of those best: then the next one is taken).
+    async fn usable_paths(
+        &mut self,
+        client: &mut Gobgp,
+        prefixes: &[IpNet],
+    ) -> Result<Vec<LearnedPath>, tonic::Status> {
+        let limit = self.cfg.call_timeout;
+        let mut out = Vec::new();
+        for family in Family::ALL {
+            let of: Vec<IpNet> = prefixes
+                .iter()
+                .filter(|p| Family::of(p) == family)
+                .copied()
+                .collect();
+            for chunk in of.chunks(1000) {
+                let mut rib = client.open_rib(family, chunk).await?;
+                while let Some(dest) = rib.next(limit).await? {
+                    let dest: Vec<RibPath> = dest
+                        .into_iter()
+                        .filter(|p| !(p.stale && self.peers.ignores(p.path.peer.as_deref())))
+                        .collect();
+                    out.extend(best_paths(dest).into_iter().filter(|p| !p.withdraw));
+                }
+            }
+        }
+        Ok(out)
     }
 
     /// Re-reads the peers for status, and applies what they show (End-of-RIB
