@@ -327,7 +327,7 @@ pub fn refuse(cfg: &SpeakerConfig, line: ApiLine) -> Result<(), String> {
     if line == ApiLine::V3 && cfg.manages_gobgpd() && !bfd.is_empty() {
         let peers: Vec<String> = bfd.iter().map(|a| a.to_string()).collect();
         return Err(format!(
-            "BFD is configured (--bfd, or bfd= in --peer for {}) but this gobgpd speaks GoBGP's 3.x API, which has no BFD: BFD needs gobgpd 4.6 or later (ci/install.sh installs gobgpd-v4 4.8.0; see docs/failover.md), or drop the BFD settings",
+            "BFD is configured (--bfd, or bfd= in --peer for {}) but this gobgpd speaks GoBGP's 3.x API, which has no BFD: BFD needs gobgpd 4.6 or later (ci/install.sh installs gobgpd-v4 4.8.0; see docs/gobgp-v4.md), or drop the BFD settings",
             peers.join(", ")
         ));
     }
