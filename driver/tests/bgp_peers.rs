@@ -29,6 +29,10 @@
 //! (4.x), graceful restart and long-lived GR read back through the line's
 //! own CLI, UpdatePeer changes BFD; a drained announcement carries
 //! 65535:0, MED 4294967294 and the prepend, and loses them when undrained.
+//! `drain_cli_waits_and_survives_a_restart` (both lines): the binary's
+//! `drain --wait` (what the harness runs before stopping a host) returns
+//! with "safe to stop", the drain shows in /metrics and survives a driver
+//! restart, `undrain` clears it.
 //! `v3_refuses_bfd`: against 3.x, the BGP side fails with an error naming
 //! 4.x, and the `ipvlan-bgp` binary exits non-zero with it.
 
@@ -391,6 +395,12 @@ fn main() {
             Box::pin(managed_settings_read_back_and_drain(ApiLine::V4))
         }),
         ("v3_refuses_bfd", || Box::pin(v3_refuses_bfd())),
+        ("v3_drain_cli_waits_and_survives_a_restart", || {
+            Box::pin(drain_cli(ApiLine::V3))
+        }),
+        ("v4_drain_cli_waits_and_survives_a_restart", || {
+            Box::pin(drain_cli(ApiLine::V4))
+        }),
     ])
 }
 
@@ -848,5 +858,126 @@ async fn v3_refuses_bfd() -> Outcome {
         "the exit says why: {stderr}"
     );
     eprintln!("refused: {}", stderr.lines().last().unwrap_or_default());
+    Ok(())
+}
+
+/// The `ipvlan-bgp` binary in A with its plugin socket at `sock`.
+fn driver_binary(lab: &Lab, sock: &Path, log: &str) -> std::process::Child {
+    let log = std::fs::File::create(lab.dir.path().join(log)).expect("log");
+    Command::new("ip")
+        .args(["netns", "exec", &lab.a, env!("CARGO_BIN_EXE_ipvlan-bgp")])
+        .arg("--socket")
+        .arg(sock)
+        .arg("--state-dir")
+        .arg(lab.dir.path().join("state"))
+        .arg(format!("--gobgp=unix://{}", lab.sock.display()))
+        .args(["--asn", "65000", "--router-id", "192.0.2.1"])
+        .args([
+            "--peer",
+            "192.0.2.2:65001,hold=3,keepalive=1,connect-retry=1",
+        ])
+        .stdout(log.try_clone().expect("log"))
+        .stderr(log)
+        .spawn()
+        .expect("start the driver")
+}
+
+/// `ipvlan-bgp ARGS --socket SOCK`: its exit status and output.
+fn cli(args: &[&str], sock: &Path) -> (bool, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_ipvlan-bgp"))
+        .args(args)
+        .arg("--socket")
+        .arg(sock)
+        .output()
+        .expect("run ipvlan-bgp");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+async fn drain_cli(line: ApiLine) -> Outcome {
+    if let Some(why) = lab::missing(line, true) {
+        return skip(&why);
+    }
+    let mut undo = Cleanup::default();
+    let lab = Lab::new(line, "d", &mut undo);
+    lab.start_a(&mut undo);
+    lab.start_peer("b", false, &mut undo);
+    let sock = lab.dir.path().join("plugin.sock");
+    let pid = undo.child(driver_binary(&lab, &sock, "driver.log"));
+    let metric = |name: &str| -> Option<String> {
+        let (ok, text) = cli(&["metrics"], &sock);
+        ok.then(|| {
+            text.lines()
+                .find(|l| l.starts_with(&format!("{name} ")))
+                .map(|l| l.to_string())
+        })
+        .flatten()
+    };
+    let up = wait_for(Duration::from_secs(30), || {
+        metric("ipvlan_bgp_peers_up").as_deref() == Some("ipvlan_bgp_peers_up 1")
+    })
+    .await;
+    assert!(
+        up.is_some(),
+        "driver or peer not up: {:?}",
+        cli(&["status"], &sock)
+    );
+    assert_eq!(
+        metric("ipvlan_bgp_drained").as_deref(),
+        Some("ipvlan_bgp_drained 0")
+    );
+
+    let started = Instant::now();
+    let (ok, text) = cli(&["drain", "--wait", "--timeout", "30"], &sock);
+    assert!(ok, "drain --wait failed: {text}");
+    assert!(text.contains("safe to stop"), "{text}");
+    eprintln!(
+        "[{line}] drain --wait returned after {:?}:\n{text}",
+        started.elapsed()
+    );
+    assert_eq!(
+        metric("ipvlan_bgp_drained").as_deref(),
+        Some("ipvlan_bgp_drained 1")
+    );
+    assert_eq!(
+        metric("ipvlan_bgp_drain_safe").as_deref(),
+        Some("ipvlan_bgp_drain_safe 1")
+    );
+    let (_, status) = cli(&["status"], &sock);
+    assert!(status.contains("DRAINED"), "{status}");
+
+    // A restarted driver is still drained (the state file keeps it).
+    signal(pid, nix::sys::signal::Signal::SIGTERM);
+    let gone = wait_for(Duration::from_secs(15), || {
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), None).is_err()
+            || std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .is_ok_and(|s| s.contains(") Z "))
+    })
+    .await;
+    assert!(gone.is_some(), "the driver did not stop on SIGTERM");
+    let _ = std::fs::remove_file(&sock);
+    undo.child(driver_binary(&lab, &sock, "driver2.log"));
+    let back = wait_for(Duration::from_secs(30), || {
+        metric("ipvlan_bgp_drained").as_deref() == Some("ipvlan_bgp_drained 1")
+    })
+    .await;
+    assert!(
+        back.is_some(),
+        "not drained after a restart: {:?}",
+        metric("ipvlan_bgp_drained")
+    );
+
+    let (ok, text) = cli(&["undrain"], &sock);
+    assert!(ok && text.contains("undrained"), "{text}");
+    assert_eq!(
+        metric("ipvlan_bgp_drained").as_deref(),
+        Some("ipvlan_bgp_drained 0")
+    );
+    let (_, status) = cli(&["status"], &sock);
+    assert!(!status.contains("DRAINED"), "{status}");
     Ok(())
 }
