@@ -9,7 +9,9 @@ use ipnet::IpNet;
 
 use crate::bgp::config::BgpConfig;
 use crate::bgp::gobgp::{parse_community, GobgpAddr};
-use crate::bgp::speaker::{PeerSpec, SpeakerConfig};
+use crate::bgp::speaker::{
+    parse_bfd_interval, parse_bfd_multiplier, parse_duration, GrConfig, PeerSpec, SpeakerConfig,
+};
 
 pub const DEFAULT_SOCKET: &str = "/run/docker/plugins/ipvlan-bgp.sock";
 /// Our kernel route protocol number: not one the kernel, FRR (186-198) or BIRD (12) use.
@@ -52,6 +54,15 @@ pub fn route_protocol_owner(n: u8) -> Option<&'static str> {
         198 => "FRR srte",
         _ => return None,
     })
+}
+
+/// A BGP timer flag: whole seconds, with or without a unit (`9`, `9s`, `2m`).
+fn parse_secs(s: &str) -> Result<u64, String> {
+    let d = parse_duration(s)?;
+    if d.subsec_nanos() != 0 {
+        return Err(format!("{s}: BGP timers are whole seconds"));
+    }
+    Ok(d.as_secs())
 }
 
 fn parse_route_protocol(s: &str) -> Result<u8, String> {
@@ -104,6 +115,26 @@ pub enum Command {
     },
     /// Print the driver's Prometheus metrics.
     Metrics {
+        #[arg(long, env = "IPVLAN_BGP_SOCKET", default_value = DEFAULT_SOCKET)]
+        socket: PathBuf,
+    },
+    /// Graceful shutdown for maintenance: every announcement gets the
+    /// GRACEFUL_SHUTDOWN community (65535:0) and is made less preferred
+    /// (AS-path prepend towards eBGP peers, LOCAL_PREF 0 towards iBGP ones,
+    /// a high MED), until `undrain`. Survives driver restarts.
+    Drain {
+        #[arg(long, env = "IPVLAN_BGP_SOCKET", default_value = DEFAULT_SOCKET)]
+        socket: PathBuf,
+        /// Wait until peers have moved traffic away (where a peer shows it)
+        /// or the settle time has passed, then say the host is safe to stop.
+        #[arg(long)]
+        wait: bool,
+        /// Seconds --wait waits at most; then it fails.
+        #[arg(long, default_value_t = 120, value_parser = clap::value_parser!(u64).range(1..=3600))]
+        timeout: u64,
+    },
+    /// Undo `drain`: announcements go back to normal.
+    Undrain {
         #[arg(long, env = "IPVLAN_BGP_SOCKET", default_value = DEFAULT_SOCKET)]
         socket: PathBuf,
     },
@@ -173,21 +204,54 @@ pub struct RunArgs {
     pub listen_port: i32,
 
     /// A BGP peer for gobgpd (repeatable): ADDRESS[:ASN][,passive][,rr-client][,password=SECRET]
-    /// [,hold=S][,keepalive=S][,connect-retry=S][,multihop=TTL]. ASN defaults to --asn (iBGP).
+    /// [,hold=DURATION][,keepalive=DURATION][,connect-retry=DURATION][,multihop=TTL]
+    /// [,bfd=on|off|INTERVAL][,bfd-multiplier=N]. ASN defaults to --asn (iBGP). Durations take
+    /// ms, s or m (300ms, 9s); a bare number is seconds.
     #[arg(long = "peer", value_name = "PEER")]
     pub peers: Vec<String>,
 
-    /// Hold time for peers added by the driver.
-    #[arg(long, default_value_t = 90)]
+    /// Hold time for peers added by the driver (a silent peer is declared
+    /// down after this long, unless BFD sees it first).
+    #[arg(long, env = "IPVLAN_BGP_HOLD_TIME", default_value = "9s", value_parser = parse_secs)]
     pub hold_time: u64,
 
-    /// Keepalive interval for peers added by the driver.
-    #[arg(long, default_value_t = 30)]
+    /// Keepalive interval for peers added by the driver (a third of the hold time).
+    #[arg(long, env = "IPVLAN_BGP_KEEPALIVE", default_value = "3s", value_parser = parse_secs)]
     pub keepalive: u64,
 
     /// Connect-retry interval for peers added by the driver.
-    #[arg(long, default_value_t = 10)]
+    #[arg(long, default_value = "5s", value_parser = parse_secs)]
     pub connect_retry: u64,
+
+    /// Run BFD with every peer added by the driver (`bfd=off` in --peer
+    /// excepts one; `bfd=on` in --peer turns it on for one). Needs gobgpd
+    /// 4.6 or later: refused at start against a 3.x gobgpd.
+    #[arg(long, env = "IPVLAN_BGP_BFD")]
+    pub bfd: bool,
+
+    /// BFD transmit and receive interval (ms or s: 300ms).
+    #[arg(long, env = "IPVLAN_BGP_BFD_INTERVAL", default_value = "300ms", value_parser = parse_bfd_interval)]
+    pub bfd_interval: Duration,
+
+    /// BFD detect multiplier: packets missed before a peer is declared down.
+    #[arg(long, env = "IPVLAN_BGP_BFD_MULTIPLIER", default_value = "3", value_parser = parse_bfd_multiplier)]
+    pub bfd_multiplier: u8,
+
+    /// Graceful restart (RFC 4724) for peers added by the driver: how long
+    /// they keep this host's paths while its gobgpd restarts; 0 turns it off.
+    #[arg(long, env = "IPVLAN_BGP_GRACEFUL_RESTART_TIME", default_value = "120s", value_parser = parse_secs)]
+    pub graceful_restart_time: u64,
+
+    /// Long-lived graceful restart (RFC 9494): after the restart time, peers
+    /// keep this host's paths this much longer, least preferred; 0 (default) off.
+    #[arg(long, env = "IPVLAN_BGP_LONG_LIVED_STALE_TIME", default_value = "0", value_parser = parse_secs)]
+    pub long_lived_stale_time: u64,
+
+    /// On exit, stop BGP on gobgpd without a NOTIFICATION (gobgpd 4.x), so
+    /// peers keep this host's paths while it restarts: for a gobgpd that
+    /// stops with the driver (the plugin's embedded one). 3.x cannot.
+    #[arg(long, env = "IPVLAN_BGP_STOP_GOBGPD_ON_EXIT")]
+    pub stop_gobgpd_on_exit: bool,
 
     /// Next hop announced for our prefixes, at most one IPv4 and one IPv6
     /// address (repeat the flag, or comma-separate in the environment).
@@ -249,9 +313,22 @@ impl RunArgs {
             .iter()
             .map(|c| parse_community(c))
             .collect::<Result<Vec<_>, _>>()?;
-        if self.keepalive == 0 || (self.hold_time != 0 && self.hold_time < 3) {
+        if self.keepalive == 0
+            || (self.hold_time != 0 && (self.hold_time < 3 || self.keepalive > self.hold_time))
+        {
             return Err(
-                "--hold-time must be 0 or at least 3 seconds, --keepalive at least 1".into(),
+                "--hold-time must be 0 or at least 3 seconds, --keepalive at least 1 second and at most the hold time".into(),
+            );
+        }
+        if self.graceful_restart_time > 4095 || self.long_lived_stale_time > 0xFF_FFFF {
+            return Err(
+                "--graceful-restart-time is at most 4095 s (12 bits in the OPEN message), --long-lived-stale-time at most 16777215 s".into(),
+            );
+        }
+        if self.long_lived_stale_time > 0 && self.graceful_restart_time == 0 {
+            return Err(
+                "--long-lived-stale-time needs graceful restart (--graceful-restart-time above 0)"
+                    .into(),
             );
         }
         Ok(Some(BgpConfig {
@@ -265,7 +342,16 @@ impl RunArgs {
                 hold_time: self.hold_time,
                 keepalive: self.keepalive,
                 connect_retry: self.connect_retry,
+                bfd: self.bfd,
+                bfd_interval: self.bfd_interval,
+                bfd_multiplier: self.bfd_multiplier,
+                graceful_restart: (self.graceful_restart_time > 0).then(|| GrConfig {
+                    restart_time: self.graceful_restart_time as u32,
+                    long_lived: (self.long_lived_stale_time > 0)
+                        .then_some(self.long_lived_stale_time as u32),
+                }),
             },
+            stop_gobgpd_on_exit: self.stop_gobgpd_on_exit,
             next_hops: check_next_hops(&self.next_hops)?,
             communities,
             protocol: self.route_protocol,

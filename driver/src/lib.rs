@@ -69,6 +69,9 @@ pub async fn run(
     let metrics = Arc::new(Metrics::default());
     metrics.bgp(|b| b.route_protocol = bgp_cfg.as_ref().map(|c| c.protocol));
     let (stop_tx, stop_rx) = watch::channel(false);
+    // The BGP side's reason to stop the driver (a configuration the
+    // detected gobgpd cannot honour), if it has one.
+    let (fatal_tx, mut fatal_rx) = watch::channel::<Option<String>>(None);
     let driver = Arc::new(Mutex::new(driver));
     // The health gate stands between the driver's View and the BGP side.
     let (view_rx, health_task) = match args.health_gate.clone() {
@@ -104,7 +107,15 @@ pub async fn run(
             Kernel::open().context("open netlink for host info")?,
             adopted,
         );
-        bgp_task = Some(tokio::spawn(bgp.run(stop_rx.clone())));
+        let fatal_tx = fatal_tx.clone();
+        let stop = stop_rx.clone();
+        bgp_task = Some(tokio::spawn(async move {
+            if let Err(e) = bgp.run(stop).await {
+                // A setting gobgpd cannot honour: stop the driver, loudly.
+                tracing::error!(error = %e, "refusing to run");
+                let _ = fatal_tx.send(Some(e));
+            }
+        }));
     } else {
         info!("BGP disabled (--gobgp none): containers are attached but not announced");
     }
@@ -120,7 +131,14 @@ pub async fn run(
             let _ = stop.changed().await;
         }))
     });
-    let served = server::serve(listener, app, shutdown).await;
+    let mut fatal_wait = fatal_rx.clone();
+    let stop_on = async move {
+        tokio::select! {
+            _ = shutdown => {}
+            _ = fatal_wait.wait_for(|f| f.is_some()) => {}
+        }
+    };
+    let served = server::serve(listener, app, stop_on).await;
     let _ = std::fs::remove_file(&args.socket);
     let _ = stop_tx.send(true);
     let _ = repair_task.await;
@@ -139,5 +157,8 @@ pub async fn run(
         let _ = thread;
     }
     info!("stopped");
+    if let Some(e) = fatal_rx.borrow_and_update().clone() {
+        anyhow::bail!("{e}");
+    }
     served.context("serve")
 }

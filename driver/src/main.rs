@@ -46,6 +46,12 @@ fn main() -> ExitCode {
                     tokio::time::sleep(Duration::from_secs(interval)).await;
                 }
             }
+            Some(Command::Drain {
+                socket,
+                wait,
+                timeout,
+            }) => drain(&socket, true, wait.then(|| Duration::from_secs(timeout))).await,
+            Some(Command::Undrain { socket }) => drain(&socket, false, None).await,
             Some(Command::Metrics { socket }) => {
                 let r =
                     client::post(&socket, "/metrics", Vec::new(), Duration::from_secs(5)).await?;
@@ -82,6 +88,74 @@ async fn status_once(socket: &std::path::Path, json: bool) -> anyhow::Result<Str
     } else {
         ipvlan_bgp::api::status::render_text(&v)
     })
+}
+
+/// Drains (or undrains) the running driver; with `wait`, polls its status
+/// until the drain is safe to stop, at most that long.
+async fn drain(socket: &std::path::Path, on: bool, wait: Option<Duration>) -> anyhow::Result<()> {
+    let body = serde_json::to_vec(&serde_json::json!({ "Drain": on }))?;
+    let r = client::post(socket, "/IpvlanBgp.Drain", body, Duration::from_secs(5)).await?;
+    let v = r.json()?;
+    if let Some(e) = v["Err"].as_str() {
+        anyhow::bail!("{e}");
+    }
+    if !on {
+        println!("undrained: announcements are back to normal");
+        return Ok(());
+    }
+    println!(
+        "drained since {}: every announcement carries GRACEFUL_SHUTDOWN (65535:0) and is made less preferred",
+        v["Since"]
+            .as_u64()
+            .map(ipvlan_bgp::api::status::format_utc)
+            .unwrap_or_default()
+    );
+    let Some(limit) = wait else {
+        return Ok(());
+    };
+    let start = std::time::Instant::now();
+    let mut last = String::new();
+    loop {
+        let st = client::post(
+            socket,
+            "/IpvlanBgp.Status",
+            Vec::new(),
+            Duration::from_secs(5),
+        )
+        .await?
+        .json()?;
+        let b = &st["bgp"];
+        if b["enabled"].as_bool() != Some(true) {
+            println!("BGP is disabled (--gobgp none): nothing is announced; safe to stop");
+            return Ok(());
+        }
+        let d = &b["drain"];
+        let detail = d["detail"].as_str().unwrap_or_default().to_string();
+        if detail != last && !detail.is_empty() {
+            println!("  {detail}");
+            last = detail;
+        }
+        if let Some(t) = d["safe_since"].as_u64() {
+            println!(
+                "safe to stop since {} ({} of {} prefixes moved)",
+                ipvlan_bgp::api::status::format_utc(t),
+                d["moved"],
+                d["prefixes"]
+            );
+            return Ok(());
+        }
+        if start.elapsed() >= limit {
+            anyhow::bail!(
+                "not safe to stop after {limit:?}: {} (is gobgpd connected? `ipvlan-bgp status`)",
+                if last.is_empty() {
+                    "no progress reported"
+                } else {
+                    &last
+                }
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
 }
 
 fn init_logging(format: LogFormat, level: &str) {

@@ -62,15 +62,49 @@ const METHODS: &[&str] = &[
     "NetworkDriver.DiscoverNew",
     "NetworkDriver.DiscoverDelete",
     "IpvlanBgp.Status",
+    "IpvlanBgp.Drain",
     "metrics",
     "unknown",
 ];
 
-#[derive(Debug, Default, Clone, Serialize)]
+#[derive(Debug, Default, Clone, PartialEq, Eq, Serialize)]
 pub struct PeerStatus {
     pub address: String,
     pub asn: u32,
     pub state: String,
+    /// BFD with this peer, when configured (gobgpd 4.x).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bfd: Option<PeerBfd>,
+    /// Graceful restart configured with this peer: our restart time, seconds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub graceful_restart: Option<u32>,
+    /// Families for which graceful restart was negotiated both ways.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub graceful_restart_families: Vec<&'static str>,
+    /// Families whose End-of-RIB the peer has sent.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub end_of_rib: Vec<&'static str>,
+    /// Why the session last went down, when gobgpd says (4.x).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_down: Option<String>,
+    /// Hold time and keepalive configured, seconds.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub hold_time: u64,
+    #[serde(skip_serializing_if = "is_zero")]
+    pub keepalive: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
+/// A peer's BFD: its session state and the settings gobgpd runs it with.
+#[derive(Debug, Default, Clone, PartialEq, Eq, Serialize)]
+pub struct PeerBfd {
+    /// up, down, init, admin-down or unknown.
+    pub state: String,
+    pub interval_ms: u64,
+    pub multiplier: u8,
 }
 
 /// When the driver saw a peer enter its current state.
@@ -92,6 +126,8 @@ pub struct BgpStatus {
     /// Whether BGP is enabled at all (`--gobgp none` disables it).
     pub enabled: bool,
     pub gobgp: String,
+    /// The GoBGP API line gobgpd speaks, `v3` or `v4`, once detected.
+    pub api: Option<String>,
     pub connected: bool,
     pub last_error: Option<String>,
     pub connects: u64,
@@ -126,6 +162,31 @@ pub struct BgpStatus {
     pub last_route_change: Option<u64>,
     /// The health gate (`--health-gate`), kept by [`crate::health`].
     pub health: HealthGate,
+    /// Graceful shutdown (`ipvlan-bgp drain`), kept by [`crate::bgp::drain`].
+    pub drain: DrainStatus,
+    /// Routes removed at once because their peer failed hard (hold expiry,
+    /// BFD) while gobgpd, as a graceful-restart helper, kept its paths.
+    pub peer_routes_dropped: u64,
+}
+
+/// The drain as status shows it (`bgp.drain`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct DrainStatus {
+    pub drained: bool,
+    /// Unix time the drain was asked for.
+    pub since: Option<u64>,
+    /// How the drained paths are made less preferred besides GRACEFUL_SHUTDOWN.
+    pub method: Option<&'static str>,
+    /// Unix time gobgpd took every drained path.
+    pub accepted: Option<u64>,
+    /// Prefixes announced drained.
+    pub prefixes: usize,
+    /// Of those, prefixes a peer advertises another path for (it moved).
+    pub moved: usize,
+    /// Unix time from which the host is safe to stop.
+    pub safe_since: Option<u64>,
+    /// Why it is (or is not yet) safe, in words.
+    pub detail: String,
 }
 
 /// The health gate's state for status and metrics.
@@ -382,6 +443,16 @@ impl Collector for BgpCollector {
             "Connections made to gobgpd.",
             b.connects,
         )?;
+        let g = ConstGauge::new(0i64);
+        let mut enc = e.encode_descriptor(
+            "ipvlan_bgp_gobgp_info",
+            "1 for the GoBGP API line gobgpd speaks (api=v3 or v4), once detected; gobgpd's API does not report its own version.",
+            None,
+            g.metric_type(),
+        )?;
+        if let Some(api) = &b.api {
+            ConstGauge::new(1i64).encode(enc.encode_family(&[("api", api.as_str())])?)?;
+        }
         gauge(
             &mut e,
             "ipvlan_bgp_peers",
@@ -409,9 +480,22 @@ impl Collector for BgpCollector {
             None,
             g.metric_type(),
         )?;
-        for p in peers.into_iter().take(MAX_PEER_SERIES) {
+        for p in peers.iter().take(MAX_PEER_SERIES) {
             let labels = [("peer", p.address.as_str())];
             ConstGauge::new(i64::from(up(p))).encode(enc.encode_family(&labels)?)?;
+        }
+        let mut enc = e.encode_descriptor(
+            "ipvlan_bgp_peer_bfd_up",
+            "1 while BFD with this peer is up, for peers with BFD configured (first 64 peers by address).",
+            None,
+            g.metric_type(),
+        )?;
+        for p in peers.iter().take(MAX_PEER_SERIES) {
+            if let Some(bfd) = &p.bfd {
+                let labels = [("peer", p.address.as_str())];
+                ConstGauge::new(i64::from(bfd.state == "up"))
+                    .encode(enc.encode_family(&labels)?)?;
+            }
         }
         gauge(
             &mut e,
@@ -460,6 +544,24 @@ impl Collector for BgpCollector {
             "ipvlan_bgp_kernel_drift",
             "Corrections made where the kernel differed from the driver's decisions.",
             b.kernel_drift,
+        )?;
+        gauge(
+            &mut e,
+            "ipvlan_bgp_drained",
+            "1 while this host is drained (ipvlan-bgp drain: GRACEFUL_SHUTDOWN on every announcement).",
+            u64::from(b.drain.drained),
+        )?;
+        gauge(
+            &mut e,
+            "ipvlan_bgp_drain_safe",
+            "1 once a drained host is safe to stop (peers moved, or the settle time passed).",
+            u64::from(b.drain.drained && b.drain.safe_since.is_some()),
+        )?;
+        counter(
+            &mut e,
+            "ipvlan_bgp_peer_routes_dropped",
+            "Routes removed at once because their peer failed hard (hold expiry, BFD) while gobgpd kept its paths as stale.",
+            b.peer_routes_dropped,
         )?;
         gauge(
             &mut e,
@@ -557,6 +659,7 @@ mod tests {
                 address: "192.0.2.2".into(),
                 asn: 65000,
                 state: "established".into(),
+                ..PeerStatus::default()
             });
             *b.rejected.entry("reserved".into()).or_default() += 1;
         });
@@ -630,6 +733,62 @@ mod tests {
     }
 
     #[test]
+    fn the_api_line_and_bfd_state_are_series() {
+        let m = Metrics::default();
+        let text = m.render(0, 0);
+        assert!(text.contains("# TYPE ipvlan_bgp_gobgp_info gauge"));
+        assert!(
+            !text.contains("ipvlan_bgp_gobgp_info{"),
+            "no line before detection"
+        );
+        m.bgp(|b| {
+            b.api = Some("v4".into());
+            b.peers = vec![
+                PeerStatus {
+                    address: "192.0.2.2".into(),
+                    state: "established".into(),
+                    bfd: Some(PeerBfd {
+                        state: "up".into(),
+                        interval_ms: 300,
+                        multiplier: 3,
+                    }),
+                    ..PeerStatus::default()
+                },
+                PeerStatus {
+                    address: "192.0.2.3".into(),
+                    state: "active".into(),
+                    bfd: Some(PeerBfd {
+                        state: "down".into(),
+                        interval_ms: 300,
+                        multiplier: 3,
+                    }),
+                    ..PeerStatus::default()
+                },
+                PeerStatus {
+                    address: "192.0.2.4".into(),
+                    state: "established".into(),
+                    ..PeerStatus::default()
+                },
+            ];
+        });
+        let text = m.render(0, 0);
+        assert_eq!(
+            value(&text, r#"ipvlan_bgp_gobgp_info{api="v4"}"#),
+            Some("1")
+        );
+        assert_eq!(
+            value(&text, r#"ipvlan_bgp_peer_bfd_up{peer="192.0.2.2"}"#),
+            Some("1")
+        );
+        assert_eq!(
+            value(&text, r#"ipvlan_bgp_peer_bfd_up{peer="192.0.2.3"}"#),
+            Some("0")
+        );
+        // No BFD configured: no BFD series for that peer.
+        assert!(!text.contains(r#"ipvlan_bgp_peer_bfd_up{peer="192.0.2.4"}"#));
+    }
+
+    #[test]
     fn peer_series_are_bounded_and_since_follows_state() {
         let m = Metrics::default();
         m.bgp(|b| {
@@ -638,6 +797,8 @@ mod tests {
                     address: format!("10.0.{}.{}", i / 250, i % 250),
                     asn: 65000,
                     state: if i % 2 == 0 { "established" } else { "active" }.into(),
+                    bfd: Some(PeerBfd::default()),
+                    ..PeerStatus::default()
                 })
                 .collect();
         });
@@ -645,6 +806,10 @@ mod tests {
         assert_eq!(value(&text, "ipvlan_bgp_peers"), Some("100"));
         assert_eq!(value(&text, "ipvlan_bgp_peers_up"), Some("50"));
         assert_eq!(text.matches("ipvlan_bgp_peer_up{").count(), MAX_PEER_SERIES);
+        assert_eq!(
+            text.matches("ipvlan_bgp_peer_bfd_up{").count(),
+            MAX_PEER_SERIES
+        );
         m.bgp(|b| b.peers[0].address = "<nil>".into());
         assert!(!m.render(0, 0).contains("<nil>"));
         let s = m.bgp_snapshot();

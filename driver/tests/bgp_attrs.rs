@@ -1,11 +1,14 @@
-//! The announcer's BGP attributes against a real gobgpd 3.x.
+//! The announcer's BGP attributes against a real gobgpd, of each line: 3.x
+//! (`gobgpd`, Debian's) and 4.x (`gobgpd-v4`, built by ci/install.sh).
 //!
-//! Needs gobgpd and the gobgp CLI (skipped with the reason otherwise; under
-//! `CI=true` a missing tool fails). One gobgpd, AS 65000, that listens for no
-//! BGP peer (`port = -1`) and serves its API on a unix socket in a temporary
-//! folder: no namespace, no port, no root needed.
+//! Needs gobgpd and the gobgp CLI of that line (skipped with the reason
+//! otherwise; under `CI=true` a missing tool fails). One gobgpd, AS 65000,
+//! that listens for no BGP peer (`port = -1`) and serves its API on a unix
+//! socket in a temporary folder: no namespace, no port, no root needed.
 //!
-//! Checked, through `gobgp global rib -j` (gobgpd's own view of the paths):
+//! Checked on both lines, through `gobgp global rib -j` (gobgpd's own view
+//! of the paths, read by the CLI of its own line, not by our codec): the
+//! client detects the line;
 //! the attributes we send (prepend as our AS repeated, MED, LOCAL_PREF,
 //! communities with the global one added, large communities) arrive as
 //! asked; a change of attributes replaces the path; a fresh announcer (a
@@ -22,7 +25,7 @@ use std::time::Duration;
 
 use ipnet::IpNet;
 use ipvlan_bgp::bgp::announcer::{Announcement, Announcer};
-use ipvlan_bgp::bgp::gobgp::{self, Client, GobgpAddr};
+use ipvlan_bgp::bgp::gobgp::{ApiLine, Gobgp, GobgpAddr, GobgpApi};
 use ipvlan_bgp::model::attrs::RouteAttrs;
 use serde_json::Value;
 
@@ -54,8 +57,8 @@ fn ip(s: &str) -> IpAddr {
 
 /// `gobgp global rib -j -a FAMILY`: prefix -> the attributes of its path,
 /// as gobgpd reports them (a JSON list of `{"type": N, ...}`).
-fn rib(sock: &Path, family: &str) -> BTreeMap<String, Vec<Value>> {
-    let out = Command::new("gobgp")
+fn rib(cli: &str, sock: &Path, family: &str) -> BTreeMap<String, Vec<Value>> {
+    let out = Command::new(cli)
         .arg("--target")
         .arg(format!("unix://{}", sock.display()))
         .args(["global", "rib", "-j", "-a", family])
@@ -88,8 +91,8 @@ fn attr(attrs: &[Value], ty: u64) -> Option<&Value> {
 
 /// The path's age in gobgpd (unix seconds it was made): unchanged when a
 /// path was left alone.
-fn ages(sock: &Path) -> BTreeMap<String, u64> {
-    let out = Command::new("gobgp")
+fn ages(cli: &str, sock: &Path) -> BTreeMap<String, u64> {
+    let out = Command::new(cli)
         .arg("--target")
         .arg(format!("unix://{}", sock.display()))
         .args(["global", "rib", "-j"])
@@ -105,9 +108,9 @@ fn ages(sock: &Path) -> BTreeMap<String, u64> {
         .unwrap_or_default()
 }
 
-async fn connect(addr: &GobgpAddr) -> Client {
+async fn connect(addr: &GobgpAddr) -> Gobgp {
     for _ in 0..100 {
-        if let Ok(c) = gobgp::connect(addr, Duration::from_secs(2)).await {
+        if let Ok(c) = Gobgp::connect(addr, Duration::from_secs(2)).await {
             return c;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -116,16 +119,34 @@ async fn connect(addr: &GobgpAddr) -> Client {
 }
 
 fn main() {
-    common::run_async_trials(vec![(
-        "attributes_reach_gobgpd_change_and_survive_a_restart",
-        || Box::pin(attributes_reach_gobgpd_change_and_survive_a_restart()),
-    )])
+    common::run_async_trials(vec![
+        (
+            "attributes_reach_gobgpd_v3_change_and_survive_a_restart",
+            || {
+                Box::pin(attributes_reach_gobgpd_change_and_survive_a_restart(
+                    ApiLine::V3,
+                ))
+            },
+        ),
+        (
+            "attributes_reach_gobgpd_v4_change_and_survive_a_restart",
+            || {
+                Box::pin(attributes_reach_gobgpd_change_and_survive_a_restart(
+                    ApiLine::V4,
+                ))
+            },
+        ),
+    ])
 }
 
-async fn attributes_reach_gobgpd_change_and_survive_a_restart() -> Outcome {
-    for tool in ["gobgpd", "gobgp"] {
+async fn attributes_reach_gobgpd_change_and_survive_a_restart(line: ApiLine) -> Outcome {
+    let (daemon, cli) = match line {
+        ApiLine::V3 => ("gobgpd", "gobgp"),
+        ApiLine::V4 => ("gobgpd-v4", "gobgp-v4"),
+    };
+    for tool in [daemon, cli] {
         if Command::new(tool).arg("--version").output().is_err() {
-            return skip(&format!("{tool} is not installed"));
+            return skip(&format!("{tool} is not installed (ci/install.sh)"));
         }
     }
     let dir = tempfile::tempdir().expect("tempdir");
@@ -134,10 +155,16 @@ async fn attributes_reach_gobgpd_change_and_survive_a_restart() -> Outcome {
     std::fs::write(&toml, TOML).expect("toml");
     let log = std::fs::File::create(dir.path().join("g.log")).expect("log");
     let _gobgpd = Daemon(
-        Command::new("gobgpd")
+        Command::new(daemon)
             .args(["-p", "--pprof-disable", "-f"])
             .arg(&toml)
             .arg(format!("--api-hosts=unix://{}", sock.display()))
+            // 4.x serves metrics on 127.0.0.1:6060 despite --pprof-disable.
+            .args(if line == ApiLine::V4 {
+                &["--metrics-path="][..]
+            } else {
+                &[]
+            })
             .stdout(log.try_clone().expect("log"))
             .stderr(log)
             .stdin(Stdio::null())
@@ -146,12 +173,10 @@ async fn attributes_reach_gobgpd_change_and_survive_a_restart() -> Outcome {
     );
     let addr = GobgpAddr::Unix(sock.clone());
     let mut client = connect(&addr).await;
+    assert_eq!(client.line(), line, "{daemon} detected as the other line");
     // gobgpd reads its TOML after the API is up: wait for its AS.
     for _ in 0..50 {
-        let g = client
-            .get_bgp(gobgp::apipb::GetBgpRequest {})
-            .await
-            .map(|r| r.into_inner().global.map_or(0, |g| g.asn));
+        let g = client.get_bgp().await.map(|g| g.asn);
         if g.is_ok_and(|asn| asn == 65000) {
             break;
         }
@@ -202,7 +227,7 @@ async fn attributes_reach_gobgpd_change_and_survive_a_restart() -> Outcome {
         .expect("resync");
     a.sync(&mut client, &wanted).await.expect("sync");
 
-    let v4 = rib(&sock, "ipv4");
+    let v4 = rib(cli, &sock, "ipv4");
     let p = &v4["10.1.1.2/32"];
     assert_eq!(attr(p, 1).unwrap()["value"], 0, "ORIGIN IGP: {p:?}");
     let seg = &attr(p, 2).expect("AS_PATH")["as_paths"][0];
@@ -232,11 +257,11 @@ async fn attributes_reach_gobgpd_change_and_survive_a_restart() -> Outcome {
         attr(plain, 8).unwrap()["communities"],
         serde_json::json!([global])
     );
-    let v6 = rib(&sock, "ipv6");
+    let v6 = rib(cli, &sock, "ipv6");
     assert_eq!(attr(&v6["fd00:1::2/128"], 4).expect("MED")["metric"], 7);
 
     // A restarted driver wanting the same: nothing is replaced.
-    let before = ages(&sock);
+    let before = ages(cli, &sock);
     tokio::time::sleep(Duration::from_millis(1100)).await;
     let mut a2 = Announcer::new(vec![global], limit);
     a2.resync(&mut client, &pools, &nhs, &wanted)
@@ -244,7 +269,7 @@ async fn attributes_reach_gobgpd_change_and_survive_a_restart() -> Outcome {
         .expect("resync");
     assert_eq!(a2.count(), 3);
     a2.sync(&mut client, &wanted).await.expect("sync");
-    assert_eq!(ages(&sock), before, "same attributes: left alone");
+    assert_eq!(ages(cli, &sock), before, "same attributes: left alone");
 
     // Attributes change (a container reconnected with others): replaced.
     wanted.get_mut(&n("10.1.1.2/32")).unwrap().attrs = RouteAttrs {
@@ -253,10 +278,10 @@ async fn attributes_reach_gobgpd_change_and_survive_a_restart() -> Outcome {
         ..full.clone()
     };
     a2.sync(&mut client, &wanted).await.expect("sync");
-    let p = &rib(&sock, "ipv4")["10.1.1.2/32"];
+    let p = &rib(cli, &sock, "ipv4")["10.1.1.2/32"];
     assert_eq!(attr(p, 4).expect("MED")["metric"], 5);
     assert!(attr(p, 2).is_none(), "prepend 0: no AS path: {p:?}");
-    assert_eq!(ages(&sock)["10.1.1.3/32"], before["10.1.1.3/32"]);
+    assert_eq!(ages(cli, &sock)["10.1.1.3/32"], before["10.1.1.3/32"]);
 
     // A restart with other options (another prepend): the path is replaced.
     wanted
@@ -269,7 +294,7 @@ async fn attributes_reach_gobgpd_change_and_survive_a_restart() -> Outcome {
         .await
         .expect("resync");
     a3.sync(&mut client, &wanted).await.expect("sync");
-    let p = &rib(&sock, "ipv4")["10.1.1.2/32"];
+    let p = &rib(cli, &sock, "ipv4")["10.1.1.2/32"];
     assert_eq!(
         attr(p, 2).expect("AS_PATH")["as_paths"][0]["asns"],
         serde_json::json!([65000, 65000, 65000])
@@ -278,6 +303,6 @@ async fn attributes_reach_gobgpd_change_and_survive_a_restart() -> Outcome {
     // Withdrawn with its attributes: gone.
     wanted.clear();
     a3.sync(&mut client, &wanted).await.expect("sync");
-    assert!(rib(&sock, "ipv4").is_empty() && rib(&sock, "ipv6").is_empty());
+    assert!(rib(cli, &sock, "ipv4").is_empty() && rib(cli, &sock, "ipv6").is_empty());
     Ok(())
 }

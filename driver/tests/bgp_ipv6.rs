@@ -1,6 +1,8 @@
-//! Privileged: the driver's BGP side over IPv6 against two real gobgpd.
+//! Privileged: the driver's BGP side over IPv6 against two real gobgpd, of
+//! each line (3.x `gobgpd` and 4.x `gobgpd-v4`, both ends the same line).
 //!
-//! Needs root and gobgpd (skipped with the reason otherwise). Two namespaces
+//! Needs root and that line's gobgpd and CLI (skipped with the reason
+//! otherwise). Two namespaces
 //! `v6bgp-<pid>-<case>-a`/`-b` joined by a dual-stack veth pair:
 //!
 //! ```text
@@ -19,14 +21,14 @@ mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::PathBuf;
+use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ipnet::IpNet;
 use ipvlan_bgp::bgp::config::BgpConfig;
-use ipvlan_bgp::bgp::gobgp::GobgpAddr;
+use ipvlan_bgp::bgp::gobgp::{ApiLine, GobgpAddr};
 use ipvlan_bgp::bgp::session::Bgp;
 use ipvlan_bgp::bgp::speaker::SpeakerConfig;
 use ipvlan_bgp::kernel::real::Kernel;
@@ -35,78 +37,11 @@ use ipvlan_bgp::rib::installer::Installer;
 use ipvlan_bgp::rib::watch::RouteWatch;
 use ipvlan_bgp::view::View;
 
+use common::lab::{self, ip, progs, run, wait_for, Cleanup};
 use common::{skip, Outcome};
 
-/// Undo steps, run in reverse order on drop (also when an assertion fails).
-#[derive(Default)]
-struct Cleanup(Vec<Box<dyn FnOnce()>>);
-
-impl Drop for Cleanup {
-    fn drop(&mut self) {
-        while let Some(f) = self.0.pop() {
-            f();
-        }
-    }
-}
-
-fn run(args: &[&str]) -> String {
-    let out = Command::new(args[0])
-        .args(&args[1..])
-        .output()
-        .unwrap_or_else(|e| panic!("{args:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn ip(ns: &str, args: &str) {
-    let mut full = vec!["ip", "-n", ns];
-    full.extend(args.split_whitespace());
-    run(&full);
-}
-
-fn gobgp_b(ns: &str, args: &str) -> String {
-    let mut full = vec![
-        "ip",
-        "netns",
-        "exec",
-        ns,
-        "gobgp",
-        "-u",
-        "127.0.0.1",
-        "-p",
-        "50051",
-    ];
-    full.extend(args.split_whitespace());
-    run(&full)
-}
-
-/// Polls `f` until it holds or `within` passes; returns how long it took.
-async fn wait_for(within: Duration, mut f: impl FnMut() -> bool) -> Option<Duration> {
-    let start = Instant::now();
-    while start.elapsed() < within {
-        if f() {
-            return Some(start.elapsed());
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    f().then(|| start.elapsed())
-}
-
-fn gobgpd(ns: &str, args: &[&str], log: &Path) -> Child {
-    let log = std::fs::File::create(log).expect("log file");
-    let mut full = vec!["netns", "exec", ns, "gobgpd", "-p", "--pprof-disable"];
-    full.extend(args);
-    Command::new("ip")
-        .args(&full)
-        .stdout(log.try_clone().expect("log"))
-        .stderr(log)
-        .stdin(Stdio::null())
-        .spawn()
-        .expect("start gobgpd")
+fn gobgp_b(line: ApiLine, ns: &str, args: &str) -> String {
+    lab::cli(line, Some(ns), "127.0.0.1:50051", args)
 }
 
 fn n(s: &str) -> IpNet {
@@ -137,9 +72,10 @@ const TOML_B: &str = r#"
 fn main() {
     common::run_async_trials(vec![
         (
-            "ipv6_paths_are_announced_learned_and_installed_over_an_ipv6_session",
+            "v3_ipv6_paths_are_announced_learned_and_installed_over_an_ipv6_session",
             || {
                 Box::pin(dual_stack_exchange(
+                    ApiLine::V3,
                     "v6",
                     "2001:db8:ab::1",
                     "2001:db8:ab::2",
@@ -147,13 +83,43 @@ fn main() {
             },
         ),
         (
-            "ipv6_paths_are_announced_learned_and_installed_over_an_ipv4_session",
-            || Box::pin(dual_stack_exchange("v4", "192.0.2.1", "192.0.2.2")),
+            "v3_ipv6_paths_are_announced_learned_and_installed_over_an_ipv4_session",
+            || {
+                Box::pin(dual_stack_exchange(
+                    ApiLine::V3,
+                    "v4",
+                    "192.0.2.1",
+                    "192.0.2.2",
+                ))
+            },
+        ),
+        (
+            "v4_ipv6_paths_are_announced_learned_and_installed_over_an_ipv6_session",
+            || {
+                Box::pin(dual_stack_exchange(
+                    ApiLine::V4,
+                    "v6",
+                    "2001:db8:ab::1",
+                    "2001:db8:ab::2",
+                ))
+            },
+        ),
+        (
+            "v4_ipv6_paths_are_announced_learned_and_installed_over_an_ipv4_session",
+            || {
+                Box::pin(dual_stack_exchange(
+                    ApiLine::V4,
+                    "v4",
+                    "192.0.2.1",
+                    "192.0.2.2",
+                ))
+            },
         ),
     ])
 }
 
 async fn dual_stack_exchange(
+    line: ApiLine,
     case: &'static str,
     addr_a: &'static str,
     addr_b: &'static str,
@@ -161,20 +127,19 @@ async fn dual_stack_exchange(
     if !nix::unistd::geteuid().is_root() {
         return skip("needs root");
     }
-    if Command::new("gobgpd").arg("--version").output().is_err() {
-        return skip("gobgpd is not installed");
+    let (daemon, cli) = progs(line);
+    for tool in [daemon, cli] {
+        if Command::new(tool).arg("--version").output().is_err() {
+            return skip(&format!("{tool} is not installed (ci/install.sh)"));
+        }
     }
     let mut undo = Cleanup::default();
     let (a, b) = (
-        format!("v6bgp-{}-{case}-a", std::process::id()),
-        format!("v6bgp-{}-{case}-b", std::process::id()),
+        format!("v6bgp-{}-{line}{case}-a", std::process::id()),
+        format!("v6bgp-{}-{line}{case}-b", std::process::id()),
     );
     for ns in [&a, &b] {
-        run(&["ip", "netns", "add", ns]);
-        let ns = ns.clone();
-        undo.0.push(Box::new(move || {
-            let _ = Command::new("ip").args(["netns", "del", &ns]).status();
-        }));
+        undo.netns(ns);
     }
     ip(&a, &format!("link add a0 type veth peer name b0 netns {b}"));
     ip(&a, "addr add 2001:db8:ab::1/64 dev a0 nodad");
@@ -205,22 +170,9 @@ async fn dual_stack_exchange(
         ),
     ] {
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        let mut child = gobgpd(ns, &args, &dir.path().join(log));
-        undo.0.push(Box::new(move || {
-            let _ = child.kill();
-            let _ = child.wait();
-        }));
+        undo.child(lab::gobgpd(line, Some(ns), &args, &dir.path().join(log)));
     }
-    let logs = dir.path().to_path_buf();
-    let show_logs = move || {
-        for f in ["a.log", "b.log"] {
-            let text = std::fs::read_to_string(logs.join(f)).unwrap_or_default();
-            eprintln!(
-                "--- {f}\n{}",
-                text.lines().rev().take(15).collect::<Vec<_>>().join("\n")
-            );
-        }
-    };
+    let show_logs = || lab::show_logs(dir.path());
 
     // Host A: the driver, configuring its gobgpd over gRPC.
     let path = PathBuf::from(format!("/run/netns/{a}"));
@@ -245,6 +197,7 @@ async fn dual_stack_exchange(
             hold_time: 9,
             keepalive: 3,
             connect_retry: 1,
+            ..SpeakerConfig::default()
         },
         next_hops: Vec::new(),
         communities: Vec::new(),
@@ -253,6 +206,7 @@ async fn dual_stack_exchange(
         max_learned: 1000,
         stale_time: Duration::from_secs(10),
         default_parent: Some("a0".into()),
+        stop_gobgpd_on_exit: false,
     };
     let view = |announce: bool| View {
         announcements: if announce {
@@ -270,6 +224,7 @@ async fn dual_stack_exchange(
         ]),
         parents: BTreeSet::from(["a0".to_string()]),
         attrs: BTreeMap::new(),
+        drained: None,
     };
     let (view_tx, view_rx) = tokio::sync::watch::channel(Arc::new(view(true)));
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -286,16 +241,7 @@ async fn dual_stack_exchange(
     // B originates a /128 inside A's accepted pool, and one A must refuse.
     let added = wait_for(Duration::from_secs(10), || {
         Command::new("ip")
-            .args([
-                "netns",
-                "exec",
-                &b,
-                "gobgp",
-                "-u",
-                "127.0.0.1",
-                "-p",
-                "50051",
-            ])
+            .args(["netns", "exec", &b, cli, "-u", "127.0.0.1", "-p", "50051"])
             .args(["global", "rib", "-a", "ipv6", "add", "fd00:b::7/128"])
             .args(["nexthop", "2001:db8:ab::2"])
             .output()
@@ -304,16 +250,21 @@ async fn dual_stack_exchange(
     .await;
     assert!(added.is_some(), "gobgpd B never answered");
     gobgp_b(
+        line,
         &b,
         "global rib -a ipv6 add fd00:c::7/128 nexthop 2001:db8:ab::2",
     );
-    gobgp_b(&b, "global rib -a ipv4 add 10.2.2.7/32 nexthop 192.0.2.2");
+    gobgp_b(
+        line,
+        &b,
+        "global rib -a ipv4 add 10.2.2.7/32 nexthop 192.0.2.2",
+    );
 
     // A's /128 in B's RIB, with A's global address as next hop.
     let start = Instant::now();
     let seen = wait_for(Duration::from_secs(30), || {
-        let rib = gobgp_b(&b, "global rib -a ipv6");
-        let rib4 = gobgp_b(&b, "global rib -a ipv4");
+        let rib = gobgp_b(line, &b, "global rib -a ipv6");
+        let rib4 = gobgp_b(line, &b, "global rib -a ipv4");
         rib.lines()
             .any(|l| l.contains("fd00:a::5/128") && l.contains("2001:db8:ab::1"))
             && rib4
@@ -327,8 +278,8 @@ async fn dual_stack_exchange(
     assert!(
         seen.is_some(),
         "A's /128 or /32 not in B's RIB:\n{}{}",
-        gobgp_b(&b, "global rib -a ipv6"),
-        gobgp_b(&b, "global rib -a ipv4")
+        gobgp_b(line, &b, "global rib -a ipv6"),
+        gobgp_b(line, &b, "global rib -a ipv4")
     );
     eprintln!(
         "session up and A's /128 in B's RIB after {:?}",
@@ -356,13 +307,14 @@ async fn dual_stack_exchange(
         metrics.bgp_snapshot()
     );
     let m = metrics.bgp_snapshot();
+    assert_eq!(m.api.as_deref(), Some(line.name()), "detected line");
     assert_eq!(m.announced, 2, "{m:?}");
     assert_eq!(m.installed, 2, "{m:?}");
     assert_eq!(m.rejected.get("outside-pools").copied(), Some(1), "{m:?}");
     assert!(show_a("fd00:c::7/128").is_empty());
 
     // Withdrawals: B's path goes, then A's endpoint leaves.
-    gobgp_b(&b, "global rib -a ipv6 del fd00:b::7/128");
+    gobgp_b(line, &b, "global rib -a ipv6 del fd00:b::7/128");
     let gone = wait_for(Duration::from_secs(5), || {
         show_a("fd00:b::7/128").is_empty()
     })
@@ -380,7 +332,7 @@ async fn dual_stack_exchange(
     );
     view_tx.send_replace(Arc::new(view(false)));
     let gone = wait_for(Duration::from_secs(5), || {
-        !gobgp_b(&b, "global rib -a ipv6").contains("fd00:a::5/128")
+        !gobgp_b(line, &b, "global rib -a ipv6").contains("fd00:a::5/128")
     })
     .await;
     assert!(gone.is_some(), "not withdrawn from B");

@@ -2,7 +2,8 @@
 //!
 //! In: POSTs on `/Plugin.Activate`, `/NetworkDriver.*` (bodies without a
 //! Content-Type, read as bytes and parsed here), plus our own
-//! `/IpvlanBgp.Status` and `/metrics` (also served over TCP by
+//! `/IpvlanBgp.Status`, `/IpvlanBgp.Drain` (`{"Drain": true|false}`, what
+//! `ipvlan-bgp drain`/`undrain` send) and `/metrics` (also served over TCP by
 //! [`serve_metrics`] with `--metrics-listen`). Out: a JSON body for every
 //! answer (the Prometheus text for `/metrics`); failures are `{"Err": "..."}`. Requests run one at a time against the
 //! [`Driver`] on a blocking thread (the driver does synchronous netlink), each
@@ -19,7 +20,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Router;
 use http_body_util::BodyExt;
 use serde::de::DeserializeOwned;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use tokio::net::UnixListener;
 use tracing::{field, info, info_span, warn};
@@ -317,6 +318,15 @@ fn dispatch(app: &App, method: &str, body: &[u8]) -> Result<Answer, Option<Drive
             let _req: DiscoveryRequest = parse(body)?;
             empty()
         }
+        "IpvlanBgp.Drain" => {
+            let req: DrainRequest = parse(body)?;
+            let since = req.drain.then(crate::metrics::now_unix);
+            let drained = lock(app).set_drained(since)?;
+            info!(drained = drained.is_some(), "drain state set");
+            Ok(Answer::Json(
+                json!({"Drained": drained.is_some(), "Since": drained}),
+            ))
+        }
         "IpvlanBgp.Status" => {
             let status = super::status::Status::collect(&lock(app), &app.metrics);
             to_value(status.read_routes())
@@ -327,6 +337,13 @@ fn dispatch(app: &App, method: &str, body: &[u8]) -> Result<Answer, Option<Drive
             Err(None)
         }
     }
+}
+
+/// `/IpvlanBgp.Drain`'s body.
+#[derive(Debug, Deserialize)]
+struct DrainRequest {
+    #[serde(rename = "Drain")]
+    drain: bool,
 }
 
 /// The exposition, with the network and endpoint counts of this moment.

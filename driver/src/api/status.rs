@@ -280,15 +280,31 @@ fn write_health(out: &mut String, h: &Value) -> std::fmt::Result {
 fn write_bgp(out: &mut String, b: &Value, now: u64) -> std::fmt::Result {
     writeln!(
         out,
-        "gobgpd {}  {}  (connects {})",
+        "gobgpd {}  {}  api {}  (connects {})",
         s(&b["gobgp"]),
         if yes(&b["connected"]) {
             "connected"
         } else {
             "NOT CONNECTED"
         },
+        s(&b["api"]),
         b["connects"]
     )?;
+    let d = &b["drain"];
+    if yes(&d["drained"]) {
+        let safe = match d["safe_since"].as_u64() {
+            Some(t) => format!("SAFE TO STOP since {}", format_utc(t)),
+            None => "not yet safe to stop".into(),
+        };
+        writeln!(
+            out,
+            "DRAINED ({}): {} of {} prefixes moved; {safe}: {}",
+            s(&d["method"]),
+            d["moved"],
+            d["prefixes"],
+            s(&d["detail"])
+        )?;
+    }
     if let Some(e) = b["last_error"].as_str() {
         writeln!(out, "  last error: {e}")?;
     }
@@ -301,7 +317,11 @@ fn write_bgp(out: &mut String, b: &Value, now: u64) -> std::fmt::Result {
     let up = peers.iter().filter(|p| p["state"] == "established").count();
     writeln!(out, "peers: {up}/{} established", peers.len())?;
     if !peers.is_empty() {
-        writeln!(out, "  {:<24} {:>10}  {:<12} FOR", "PEER", "AS", "STATE")?;
+        writeln!(
+            out,
+            "  {:<24} {:>10}  {:<12} {:<10} {:<16} {:<8} FOR",
+            "PEER", "AS", "STATE", "HOLD", "BFD", "GR"
+        )?;
     }
     for p in peers {
         let addr = s(&p["address"]);
@@ -309,12 +329,40 @@ fn write_bgp(out: &mut String, b: &Value, now: u64) -> std::fmt::Result {
             .as_u64()
             .map(|t| human_duration(now.saturating_sub(t)))
             .unwrap_or_else(|| "-".into());
+        let hold = match (p["hold_time"].as_u64(), p["keepalive"].as_u64()) {
+            (Some(h), Some(k)) => format!("{h}/{k}s"),
+            _ => "-".into(),
+        };
+        let bfd = match p["bfd"].as_object() {
+            Some(f) => format!(
+                "{} {}ms x{}",
+                s(&f["state"]),
+                f["interval_ms"],
+                f["multiplier"]
+            ),
+            None => "-".into(),
+        };
+        let gr = match p["graceful_restart"].as_u64() {
+            Some(t) if !list(&p["end_of_rib"]).is_empty() => format!("{t}s eor"),
+            Some(t) => format!("{t}s"),
+            None => "-".into(),
+        };
         writeln!(
             out,
-            "  {:<24} {:>10}  {:<12} {since}",
+            "  {:<24} {:>10}  {:<12} {hold:<10} {bfd:<16} {gr:<8} {since}",
             addr,
             s(&p["asn"]),
             s(&p["state"])
+        )?;
+        if let Some(why) = p["last_down"].as_str() {
+            writeln!(out, "    last down: {why}")?;
+        }
+    }
+    if b["peer_routes_dropped"].as_u64().unwrap_or(0) > 0 {
+        writeln!(
+            out,
+            "  routes removed at once for peers that failed hard: {}",
+            b["peer_routes_dropped"]
         )?;
     }
     Ok(())
@@ -449,6 +497,47 @@ mod tests {
         assert!(line("0.0.0.0/0").contains("default-route"));
         assert!(line("conflicts:").contains("1 held by another owner now, 2 in total"));
         assert!(line("conflicts:").contains("kernel drift: 5"));
+    }
+
+    #[test]
+    fn text_shows_the_api_line_bfd_graceful_restart_and_the_drain() {
+        let mut v = sample();
+        v["bgp"]["api"] = json!("v4");
+        v["bgp"]["peers"][0] = json!({
+            "address": "10.0.0.2", "asn": 65000, "state": "established",
+            "hold_time": 9, "keepalive": 3,
+            "bfd": {"state": "up", "interval_ms": 300, "multiplier": 3},
+            "graceful_restart": 120, "end_of_rib": ["ipv4-unicast"]
+        });
+        v["bgp"]["peers"][1]["last_down"] = json!("hold timer expired");
+        v["bgp"]["peer_routes_dropped"] = json!(4);
+        let t = render_text(&v);
+        let line = |needle: &str| {
+            t.lines()
+                .find(|l| l.contains(needle))
+                .unwrap_or_else(|| panic!("no line with {needle:?} in\n{t}"))
+                .to_string()
+        };
+        assert!(line("gobgpd ").contains("api v4"), "{t}");
+        let p = line("10.0.0.2");
+        assert!(
+            p.contains("9/3s") && p.contains("up 300ms x3") && p.contains("120s eor"),
+            "{p}"
+        );
+        assert!(t.contains("last down: hold timer expired"), "{t}");
+        assert!(t.contains("failed hard: 4"), "{t}");
+        assert!(!t.contains("DRAINED"));
+        v["bgp"]["drain"] = json!({
+            "drained": true, "method": "gshut+prepend+med", "prefixes": 3, "moved": 1,
+            "safe_since": null, "detail": "waiting"
+        });
+        let t = render_text(&v);
+        assert!(
+            t.contains("DRAINED (gshut+prepend+med): 1 of 3 prefixes moved; not yet safe to stop"),
+            "{t}"
+        );
+        v["bgp"]["drain"]["safe_since"] = json!(1_000_000);
+        assert!(render_text(&v).contains("SAFE TO STOP since"));
     }
 
     #[test]

@@ -19,13 +19,7 @@ use std::time::Duration;
 use ipnet::IpNet;
 use tracing::{debug, info, warn};
 
-use super::gobgp::apipb::{
-    AddPathRequest, AddPathStreamRequest, DeletePathRequest, GetBgpRequest, TableType,
-};
-use super::gobgp::{
-    deadline, decode_attrs, decode_path, families, family_of, next_within, open_global_rib,
-    path_with_attrs, Client,
-};
+use super::gobgp::{Family, Gobgp, GobgpApi, OwnPath};
 use crate::model::attrs::RouteAttrs;
 
 /// Paths sent per AddPathStream message.
@@ -74,13 +68,12 @@ impl Announcer {
     }
 
     /// The path for `prefix` as gobgpd gets it.
-    fn path(&self, prefix: IpNet, a: &Announcement) -> super::gobgp::apipb::Path {
-        path_with_attrs(
+    fn path(&self, prefix: IpNet, a: &Announcement) -> OwnPath {
+        OwnPath {
             prefix,
-            a.next_hop,
-            &a.attrs.effective(&self.communities),
-            self.asn,
-        )
+            next_hop: a.next_hop,
+            attrs: a.attrs.effective(&self.communities),
+        }
     }
 
     pub fn count(&self) -> usize {
@@ -94,28 +87,21 @@ impl Announcer {
     /// replaces it (a driver restarted with other options re-announces).
     pub async fn resync(
         &mut self,
-        client: &mut Client,
+        client: &mut Gobgp,
         pools: &[IpNet],
         our_next_hops: &[IpAddr],
         wanted: &BTreeMap<IpNet, Announcement>,
     ) -> Result<(), tonic::Status> {
         self.announced.clear();
-        self.asn = deadline("GetBgp", self.limit, client.get_bgp(GetBgpRequest {}))
-            .await?
-            .into_inner()
-            .global
-            .map_or(0, |g| g.asn);
+        self.asn = client.get_bgp().await?.asn;
         if self.asn == 0 && wanted.values().any(|w| w.attrs.as_path_prepend > Some(0)) {
             warn!("gobgpd runs no BGP yet (AS 0): bgp_as_path_prepend is not applied until it does and the driver reconnects");
         }
-        for family in families() {
-            let mut rib = open_global_rib(client, family, self.limit).await?;
-            while let Some(resp) = next_within("ListPath", self.limit, &mut rib).await? {
-                let Some(dest) = resp.destination else {
-                    continue;
-                };
-                for p in dest.paths {
-                    let Ok(lp) = decode_path(&p) else { continue };
+        for family in Family::ALL {
+            let mut rib = client.open_rib(family, &[]).await?;
+            while let Some(dest) = rib.next(self.limit).await? {
+                for p in dest {
+                    let lp = &p.path;
                     let ours = lp.peer.is_none()
                         && pools.iter().any(|pool| pool.contains(&lp.prefix))
                         && lp.next_hop.is_some_and(|nh| our_next_hops.contains(&nh));
@@ -123,7 +109,7 @@ impl Announcer {
                         let attrs = match wanted.get(&lp.prefix) {
                             Some(w)
                                 if w.attrs.effective(&self.communities)
-                                    == decode_attrs(&p, self.asn) =>
+                                    == p.attrs.as_ours(self.asn) =>
                             {
                                 w.attrs.clone()
                             }
@@ -147,7 +133,7 @@ impl Announcer {
     /// Makes gobgpd's local paths equal `wanted`.
     pub async fn sync(
         &mut self,
-        client: &mut Client,
+        client: &mut Gobgp,
         wanted: &BTreeMap<IpNet, Announcement>,
     ) -> Result<(), tonic::Status> {
         let remove: Vec<(IpNet, Announcement)> = self
@@ -157,17 +143,7 @@ impl Announcer {
             .map(|(p, a)| (*p, a.clone()))
             .collect();
         for (prefix, a) in remove {
-            deadline(
-                "DeletePath",
-                self.limit,
-                client.delete_path(DeletePathRequest {
-                    table_type: TableType::Global as i32,
-                    family: Some(family_of(&prefix)),
-                    path: Some(self.path(prefix, &a)),
-                    ..DeletePathRequest::default()
-                }),
-            )
-            .await?;
+            client.delete_path(&self.path(prefix, &a), self.asn).await?;
             self.announced.remove(&prefix);
             debug!(prefix = %prefix, "withdrawn");
         }
@@ -179,38 +155,18 @@ impl Announcer {
             .collect();
         if add.len() < STREAM_THRESHOLD {
             for (prefix, a) in add {
-                deadline(
-                    "AddPath",
-                    self.limit,
-                    client.add_path(AddPathRequest {
-                        table_type: TableType::Global as i32,
-                        vrf_id: String::new(),
-                        path: Some(self.path(prefix, &a)),
-                    }),
-                )
-                .await?;
+                client.add_path(&self.path(prefix, &a), self.asn).await?;
                 debug!(prefix = %prefix, next_hop = %a.next_hop, attrs = ?a.attrs, "announced");
                 self.announced.insert(prefix, a);
             }
         } else {
-            let msgs: Vec<AddPathStreamRequest> = add
-                .chunks(STREAM_CHUNK)
-                .map(|chunk| AddPathStreamRequest {
-                    table_type: TableType::Global as i32,
-                    vrf_id: String::new(),
-                    paths: chunk.iter().map(|(p, a)| self.path(*p, a)).collect(),
-                })
-                .collect();
+            let paths: Vec<OwnPath> = add.iter().map(|(p, a)| self.path(*p, a)).collect();
             // One deadline per STREAM_CHUNK paths: a large stream is slower
             // but must still end when gobgpd stops reading it.
-            let chunks = u32::try_from(msgs.len().max(1)).unwrap_or(u32::MAX);
+            let chunks =
+                u32::try_from(paths.len().div_ceil(STREAM_CHUNK).max(1)).unwrap_or(u32::MAX);
             let limit = self.limit.saturating_mul(chunks);
-            deadline(
-                "AddPathStream",
-                limit,
-                client.add_path_stream(tokio_stream::iter(msgs)),
-            )
-            .await?;
+            client.add_paths(&paths, self.asn, limit).await?;
             let n = add.len();
             self.announced.extend(add);
             info!(count = n, "announced in bulk");

@@ -27,6 +27,8 @@ pub struct BgpConfig {
     pub max_learned: usize,
     pub stale_time: Duration,
     pub default_parent: Option<String>,
+    /// Stop BGP on gobgpd gracefully when the driver exits (`--stop-gobgpd-on-exit`).
+    pub stop_gobgpd_on_exit: bool,
 }
 
 impl BgpConfig {

@@ -199,6 +199,7 @@ mod tests {
             max_learned: 100,
             stale_time: Duration::from_secs(60),
             default_parent: None,
+            stop_gobgpd_on_exit: false,
         }
     }
 

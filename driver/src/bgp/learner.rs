@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 use ipnet::IpNet;
 use tracing::{info, warn};
 
-use super::gobgp::LearnedPath;
+use super::gobgp::{Family, LearnedPath};
 use super::policy::{decide, PolicyInputs, Reject};
 use crate::kernel::Route;
 use crate::metrics::{Metrics, RejectedSample};
@@ -434,20 +434,87 @@ impl Learner {
             .filter(|(_, e)| e.stale_until.is_some_and(|t| t <= now))
             .map(|(p, _)| *p)
             .collect();
-        let mut out = Vec::new();
         for p in &expired {
-            self.remove_rib(p);
-            self.rejected.remove(p);
             info!(prefix = %p, "stale route not learned again: removing");
         }
-        if !expired.is_empty() {
+        self.remove_now(expired, now)
+    }
+
+    /// `peer` sent its End-of-RIB for `family`: its routes still stale
+    /// (learned before a gobgpd or driver restart, not sent again) go now
+    /// instead of at the end of the stale time.
+    pub fn end_of_rib(&mut self, peer: &str, family: Family, now: Instant) -> Vec<Change> {
+        let gone = self.prefixes_where(|p, e| {
+            e.stale_until.is_some() && e.peer == peer && Family::of(p) == family
+        });
+        if !gone.is_empty() {
+            info!(
+                peer,
+                family = family.name(),
+                count = gone.len(),
+                "stale routes not in the peer's End-of-RIB: removing"
+            );
+        }
+        self.remove_now(gone, now)
+    }
+
+    /// Every peer sent its End-of-RIB for `family`: every route of it still
+    /// stale (those adopted from the kernel included, whose peer is
+    /// unknown) goes now.
+    pub fn rib_complete(&mut self, family: Family, now: Instant) -> Vec<Change> {
+        let gone = self.prefixes_where(|p, e| e.stale_until.is_some() && Family::of(p) == family);
+        if !gone.is_empty() {
+            info!(
+                family = family.name(),
+                count = gone.len(),
+                "every peer sent its End-of-RIB: removing the stale routes not learned again"
+            );
+        }
+        self.remove_now(gone, now)
+    }
+
+    /// `peer` failed hard (hold expiry, BFD): every route learned from it
+    /// goes now, although gobgpd may keep its paths as stale.
+    pub fn drop_peer(&mut self, peer: &str, now: Instant) -> Vec<Change> {
+        let gone = self.prefixes_where(|_, e| e.peer == peer);
+        self.remove_now(gone, now)
+    }
+
+    /// The prefixes whose route was learned from `peer`.
+    pub fn prefixes_from(&self, peer: &str) -> Vec<IpNet> {
+        self.prefixes_where(|_, e| e.peer == peer)
+    }
+
+    /// Whether any route is stale (unconfirmed since a restart).
+    pub fn has_stale(&self) -> bool {
+        self.rib.values().any(|e| e.stale_until.is_some())
+    }
+
+    fn prefixes_where(&self, f: impl Fn(&IpNet, &Entry) -> bool) -> Vec<IpNet> {
+        self.rib
+            .iter()
+            .filter(|(p, e)| f(p, e))
+            .map(|(p, _)| *p)
+            .collect()
+    }
+
+    /// Removes `prefixes` from the learned RIB and decides them again (a
+    /// route refused for --max-learned may take the freed room).
+    fn remove_now(&mut self, prefixes: Vec<IpNet>, now: Instant) -> Vec<Change> {
+        let mut out = Vec::new();
+        for p in &prefixes {
+            self.remove_rib(p);
+            self.rejected.remove(p);
+        }
+        if !prefixes.is_empty() {
             self.refresh_dynamic_inputs(&mut out, now);
         }
-        for p in expired {
+        let removed = !prefixes.is_empty();
+        for p in prefixes {
             self.evaluate(p, &mut out, now, true);
         }
         self.readmit(&mut out, now);
-        if !out.is_empty() {
+        if removed || !out.is_empty() {
             self.publish();
         }
         out
@@ -874,6 +941,81 @@ mod tests {
         assert_eq!(c, vec![Change::Remove(n("10.1.2.6/32"))]);
         assert!(l.is_desired(&n("10.1.2.5/32")));
         assert!(l.expire(t0 + Duration::from_secs(100)).is_empty());
+    }
+
+    /// After a gobgpd restart: a peer's End-of-RIB removes its stale routes
+    /// it did not send again (and only its own, of that family); once every
+    /// peer is complete, the rest of the family (adopted routes) goes. The
+    /// routes sent again are never touched: no withdraw and re-add.
+    #[test]
+    fn end_of_rib_removes_only_what_did_not_come_back() {
+        let mut l = Learner::new(
+            73,
+            100,
+            Duration::from_secs(60),
+            Arc::new(Metrics::default()),
+        );
+        let mut i = inputs();
+        i.pools.push(n("fd00:1::/32"));
+        i.parents[0].nets.push(n("2001:db8:f::/64"));
+        l.set_inputs(i);
+        let t0 = Instant::now();
+        let from = |prefix: &str, nh: &str, peer: &str| LearnedPath {
+            peer: Some(peer.into()),
+            ..path(prefix, nh, false)
+        };
+        let kept = Route {
+            dst: n("10.1.9.9/32"),
+            via: "192.0.2.4".parse().ok(),
+            oif: Some(3),
+            protocol: 73,
+        };
+        assert!(l.adopt(&[kept], t0).is_empty());
+        l.learn(vec![
+            from("10.1.2.5/32", "192.0.2.2", "192.0.2.2"),
+            from("10.1.2.6/32", "192.0.2.2", "192.0.2.2"),
+            from("fd00:1:2::6/128", "2001:db8:f::2", "192.0.2.2"),
+            from("10.1.3.6/32", "192.0.2.3", "192.0.2.3"),
+        ]);
+        l.disconnected(t0);
+        // The restarted gobgpd knows nothing yet; the peer sends one back.
+        assert!(l.snapshot(vec![], t0).is_empty());
+        assert!(l
+            .learn(vec![from("10.1.2.5/32", "192.0.2.2", "192.0.2.2")])
+            .is_empty());
+        let c = l.end_of_rib("192.0.2.2", Family::Ipv4, t0);
+        assert_eq!(c, vec![Change::Remove(n("10.1.2.6/32"))]);
+        assert!(l.is_desired(&n("10.1.2.5/32")));
+        assert!(l.is_desired(&n("fd00:1:2::6/128")), "another family");
+        assert!(l.is_desired(&n("10.1.3.6/32")), "another peer");
+        let mut c = l.rib_complete(Family::Ipv4, t0);
+        c.sort_by_key(|c| format!("{c:?}"));
+        assert_eq!(
+            c,
+            vec![
+                Change::Remove(n("10.1.3.6/32")),
+                Change::Remove(n("10.1.9.9/32"))
+            ]
+        );
+        assert!(l.has_stale(), "the IPv6 one is still waiting");
+        assert_eq!(
+            l.end_of_rib("192.0.2.2", Family::Ipv6, t0),
+            vec![Change::Remove(n("fd00:1:2::6/128"))]
+        );
+        assert!(!l.has_stale());
+    }
+
+    #[test]
+    fn a_peer_that_failed_hard_loses_every_route_at_once() {
+        let mut l = learner();
+        let mut other = path("10.1.3.1/32", "192.0.2.3", false);
+        other.peer = Some("192.0.2.3".into());
+        l.learn(vec![path("10.1.2.5/32", "192.0.2.2", false), other]);
+        assert_eq!(l.installed_count(), 2);
+        let c = l.drop_peer("192.0.2.2", Instant::now());
+        assert_eq!(c, vec![Change::Remove(n("10.1.2.5/32"))]);
+        assert!(l.is_desired(&n("10.1.3.1/32")));
+        assert!(l.drop_peer("192.0.2.2", Instant::now()).is_empty());
     }
 
     #[test]

@@ -26,9 +26,13 @@
 
 pub mod announcer;
 pub mod config;
+pub mod drain;
 pub mod gobgp;
+pub mod gobgp_v3;
+pub mod gobgp_v4;
 pub mod host;
 pub mod learner;
+pub mod peers;
 pub mod policy;
 pub mod session;
 pub mod speaker;

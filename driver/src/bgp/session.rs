@@ -3,38 +3,43 @@
 //! In: the [`View`] (a watch channel), best paths from gobgpd (its global RIB
 //! at connect, then its event stream), the host's facts ([`super::host`])
 //! and the peers gobgpd reports. Out: announcements made equal to the View
-//! ([`super::announcer`]), gobgpd configured when the driver manages it
-//! ([`super::speaker`]), learned paths handed to the learner in batches of at
-//! most [`EVENT_BATCH`] and its decisions sent to the route installer
-//! ([`crate::rib`]), and the session's state in [`Metrics`]. It connects with
-//! backoff, re-announces after every (re)connection, and ends a session when
-//! gobgpd stops answering (stream broken, a call over its deadline, the
-//! liveness check). The learner and the installer outlive connections.
+//! ([`super::announcer`]; drained ones made less preferred,
+//! [`super::drain`]), gobgpd configured when the driver manages it
+//! ([`super::speaker`]: StartBgp, then our paths, then the peers), learned
+//! paths handed to the learner in batches of at most [`EVENT_BATCH`] and its
+//! decisions sent to the route installer ([`crate::rib`]), the peers'
+//! failures and End-of-RIB applied to the learner ([`super::peers`]), and the
+//! session's state in [`Metrics`]. It connects with backoff, detects the API
+//! line each time, re-announces after every (re)connection, and ends a
+//! session when gobgpd stops answering (stream broken, a call over its
+//! deadline, the liveness check). The learner and the installer outlive
+//! connections. On shutdown with `--stop-gobgpd-on-exit` it stops BGP on a
+//! 4.x gobgpd without a NOTIFICATION, so peers keep our paths.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use ipnet::IpNet;
 use tokio::sync::watch;
-use tokio_stream::StreamExt;
 use tracing::{debug, info, warn};
 
-use super::announcer::Announcer;
+use super::announcer::{Announcement, Announcer};
 use super::config::BgpConfig;
-use super::gobgp::apipb::{
-    watch_event_request, watch_event_response, ListPeerRequest, Path, WatchEventRequest,
+use super::drain::{self, DrainMethod};
+use super::gobgp::{
+    self, ApiLine, Event, EventStream, Family, Gobgp, GobgpApi, LearnedPath, PeerInfo, RibPath,
 };
-use super::gobgp::{self, decode_path, Client, LearnedPath};
 use super::host::{policy_inputs, wanted_announcements, HostInfo};
 use super::learner::{lock_learner, Learner};
+use super::peers::{PeerAction, Peers};
 use super::speaker;
 use super::timers::{check_liveness, expire_stale, AbortOnDrop, TICK};
 use super::withdrawals::{self, HeldWithdrawals};
 use crate::kernel::real::Kernel;
 use crate::kernel::Route;
-use crate::metrics::{Metrics, PeerStatus};
+use crate::metrics::{now_unix, DrainStatus, Metrics, PeerBfd, PeerStatus};
 use crate::rib::installer;
 use crate::rib::worker::InstallerHandle;
 use crate::view::View;
@@ -53,6 +58,14 @@ pub struct Bgp {
     warned: BTreeSet<String>,
     /// The current session got as far as "connected to gobgpd".
     session_up: bool,
+    /// The API line of the last gobgpd connected to.
+    line: Option<ApiLine>,
+    /// The peers of the current connection, as the learner must see them.
+    peers: Peers,
+    /// gobgpd's AS on the current connection (0 before BGP starts).
+    asn: u32,
+    /// The drain as status shows it.
+    drain: DrainStatus,
 }
 
 const HOST_REFRESH: Duration = Duration::from_secs(3);
@@ -103,6 +116,10 @@ impl Bgp {
             host,
             warned: BTreeSet::new(),
             session_up: false,
+            line: None,
+            peers: Peers::default(),
+            asn: 0,
+            drain: DrainStatus::default(),
         }
     }
 
@@ -135,8 +152,10 @@ impl Bgp {
         self.installer.send(changes);
     }
 
-    /// Runs until `shutdown` resolves.
-    pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) {
+    /// Runs until `shutdown` resolves. Fails only when gobgpd's line cannot
+    /// honour the configuration (BFD against a 3.x gobgpd): the driver must
+    /// not run then.
+    pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) -> Result<(), String> {
         if self.cfg.gobgp.is_tcp() {
             warn!(gobgp = %self.cfg.gobgp, "{}", gobgp::TCP_WARNING);
         }
@@ -151,10 +170,11 @@ impl Bgp {
         let mut failures = 0u32;
         loop {
             if *shutdown.borrow() {
-                return;
+                return Ok(());
             }
-            match gobgp::connect(&self.cfg.gobgp, self.cfg.call_timeout).await {
+            match Gobgp::connect(&self.cfg.gobgp, self.cfg.call_timeout).await {
                 Ok(client) => {
+                    self.detected(client.line())?;
                     self.session_up = false;
                     let result = self.session(client, &mut shutdown).await;
                     self.learner().disconnected(Instant::now());
@@ -163,7 +183,7 @@ impl Bgp {
                         b.peers.clear();
                     });
                     match result {
-                        Ok(()) => return,
+                        Ok(()) => return Ok(()),
                         // The session was up: say once that it is lost.
                         Err(e) if self.session_up => {
                             warn!(gobgp = %self.cfg.gobgp, error = %e, stale_secs = self.cfg.stale_time.as_secs(), "lost gobgpd; keeping learned routes while retrying");
@@ -184,14 +204,29 @@ impl Bgp {
             loop {
                 tokio::select! {
                     _ = tokio::time::sleep_until(until) => break,
-                    _ = shutdown.changed() => return,
+                    _ = shutdown.changed() => return Ok(()),
                     r = self.view.changed() => {
-                        if r.is_err() { return; }
+                        if r.is_err() { return Ok(()); }
                         self.apply_inputs();
                     }
                 }
             }
         }
+    }
+
+    /// Notes the line gobgpd speaks (logged when it is new or changed, as
+    /// after an upgrade) and refuses settings it cannot honour.
+    fn detected(&mut self, line: ApiLine) -> Result<(), String> {
+        if self.line != Some(line) {
+            let api = match line {
+                ApiLine::V3 => "3.x (apipb.GobgpApi)",
+                ApiLine::V4 => "4.x (api.GoBgpService)",
+            };
+            info!(gobgp = %self.cfg.gobgp, api = %line, "gobgpd speaks GoBGP's {api} API");
+            self.line = Some(line);
+            self.metrics.bgp(|b| b.api = Some(line.name().to_string()));
+        }
+        speaker::refuse(&self.cfg.speaker, line)
     }
 
     fn attempt_failed(&self, failures: &mut u32, msg: String) {
@@ -206,46 +241,38 @@ impl Bgp {
     /// (the stream broke, or a call overran its deadline: gobgpd is stuck).
     async fn session(
         &mut self,
-        mut client: Client,
+        mut client: Gobgp,
         shutdown: &mut watch::Receiver<bool>,
     ) -> Result<(), String> {
-        let limit = self.cfg.call_timeout;
         // gobgpd's gRPC server (grpc-go's default policy) closes a connection
         // that sends keepalive PINGs while the server itself writes nothing
         // (GOAWAY "too_many_pings", measured: after ~8 s with only the event
         // stream open). The liveness check keeps gobgpd writing, and itself
         // notices a gobgpd that is alive but no longer answers.
         let (lost_tx, mut lost) = tokio::sync::oneshot::channel();
-        let _liveness = AbortOnDrop(tokio::spawn(check_liveness(client.clone(), limit, lost_tx)));
+        let _liveness = AbortOnDrop(tokio::spawn(check_liveness(client.clone(), lost_tx)));
         let mut speaker_cfg = self.cfg.speaker.clone();
         if speaker_cfg.manages_gobgpd() && speaker_cfg.router_id.is_none() {
             speaker_cfg.router_id = self.default_router_id().map(|r| r.to_string());
         }
-        speaker::configure(&mut client, &speaker_cfg, limit)
+        let started = speaker::start(&mut client, &speaker_cfg)
             .await
             .map_err(|e| format!("configure gobgpd: {}", gobgp::describe(&e)))?;
         // Watch first, snapshot second: nothing that happens in between is missed.
-        let watch = client.watch_event(WatchEventRequest {
-            peer: Some(watch_event_request::PeerFilter {}),
-            table: Some(watch_event_request::Table {
-                filters: vec![watch_event_request::table::Filter {
-                    r#type: watch_event_request::table::filter::Type::Best as i32,
-                    init: false,
-                }],
-            }),
-        });
-        let mut events = gobgp::deadline("WatchEvent", limit, watch)
+        let mut events = client
+            .watch(started.global.use_multiple_paths)
             .await
-            .map_err(|e| format!("watch: {}", gobgp::describe(&e)))?
-            .into_inner();
+            .map_err(|e| format!("watch: {}", gobgp::describe(&e)))?;
         let n = self
             .list_best(&mut client, true)
             .await
             .map_err(|e| format!("list paths: {}", gobgp::describe(&e)))?;
+        self.asn = started.global.asn;
+        self.peers = Peers::default();
         self.refresh_host().await;
         let view = self.view.borrow().clone();
         let mut known_pools = view.pools.clone();
-        let wanted = wanted_announcements(&view, &self.host, &self.cfg, &mut self.warned);
+        let wanted = self.wanted(&view);
         let pools: Vec<IpNet> = view.pools.iter().copied().collect();
         let mut nhs: Vec<IpAddr> = wanted.values().map(|a| a.next_hop).collect();
         nhs.extend(self.cfg.next_hops.iter().copied());
@@ -253,19 +280,20 @@ impl Bgp {
             .resync(&mut client, &pools, &nhs, &wanted)
             .await
             .map_err(|e| format!("read local paths: {}", gobgp::describe(&e)))?;
-        self.announcer
-            .sync(&mut client, &wanted)
+        self.sync(&mut client, &view, wanted).await?;
+        // Peers last: our paths are in gobgpd before any session sends its
+        // End-of-RIB (a path added after it makes graceful-restart helpers
+        // flush our stale copies: docs/gobgp-v4.md §5).
+        speaker::add_peers(&mut client, &speaker_cfg, started.fresh)
             .await
-            .map_err(|e| format!("announce: {}", gobgp::describe(&e)))?;
-        self.metrics.announced(wanted.keys());
+            .map_err(|e| format!("configure gobgpd's peers: {}", gobgp::describe(&e)))?;
         let announced = self.announcer.count();
         self.metrics.bgp(|b| {
             b.connected = true;
             b.connects += 1;
             b.last_error = None;
-            b.announced = announced;
         });
-        info!(gobgp = %self.cfg.gobgp, best_paths = n, announced, "connected to gobgpd");
+        info!(gobgp = %self.cfg.gobgp, api = %client.line(), best_paths = n, announced, "connected to gobgpd");
         self.session_up = true;
         self.refresh_peers(&mut client)
             .await
@@ -284,7 +312,10 @@ impl Bgp {
                 // rare view changes and ticks before events, so a flood of
                 // events starves neither.
                 biased;
-                _ = shutdown.changed() => return Ok(()),
+                _ = shutdown.changed() => {
+                    self.stop_gobgpd(&mut client).await;
+                    return Ok(());
+                }
                 r = &mut lost => return Err(r.unwrap_or_else(|_| "liveness check ended".into())),
                 r = self.view.changed() => {
                     if r.is_err() { return Ok(()); }
@@ -302,11 +333,8 @@ impl Bgp {
                         debug!(best_paths = n, "pools widened: re-read gobgpd's RIB");
                     }
                     known_pools = view.pools.clone();
-                    let w = wanted_announcements(&view, &self.host, &self.cfg, &mut self.warned);
-                    self.announcer.sync(&mut client, &w).await.map_err(|e| format!("announce: {}", gobgp::describe(&e)))?;
-                    self.metrics.announced(w.keys());
-                    let c = self.announcer.count();
-                    self.metrics.bgp(|b| b.announced = c);
+                    let w = self.wanted(&view);
+                    self.sync(&mut client, &view, w).await?;
                 }
                 _ = tick.tick() => {
                     if last_host.elapsed() >= HOST_REFRESH {
@@ -316,11 +344,14 @@ impl Bgp {
                         if before != self.host {
                             // A parent got (or lost) its address: announcements may change.
                             let view = self.view.borrow().clone();
-                            let w = wanted_announcements(&view, &self.host, &self.cfg, &mut self.warned);
-                            self.announcer.sync(&mut client, &w).await.map_err(|e| format!("announce: {}", gobgp::describe(&e)))?;
+                            let w = self.wanted(&view);
+                            self.sync(&mut client, &view, w).await?;
                         }
                     }
-                    if last_peers.elapsed() >= PEER_REFRESH {
+                    // While routes wait for End-of-RIB (3.x reports it only
+                    // in ListPeer) or a failed peer is away, every tick.
+                    let pending = self.peers.pending() && self.learner().has_stale();
+                    if pending || self.peers.has_dropped() || last_peers.elapsed() >= PEER_REFRESH {
                         last_peers = tokio::time::Instant::now();
                         match self.refresh_peers(&mut client).await {
                             Ok(()) => {}
@@ -334,6 +365,7 @@ impl Bgp {
                             Err(e) => return Err(format!("list peers: {}", gobgp::describe(&e))),
                         }
                     }
+                    self.drain_progress(&mut client).await;
                 }
                 msg = events.next() => {
                     let first = match msg {
@@ -341,35 +373,7 @@ impl Bgp {
                         Some(Err(e)) => return Err(stream_error(&e)),
                         Some(Ok(m)) => m,
                     };
-                    let arrived = Instant::now();
-                    // Take what is already queued, up to one batch: the rest
-                    // waits in the stream (bounded by HTTP/2 flow control).
-                    let mut paths = Vec::new();
-                    self.collect(first, &mut paths);
-                    while paths.len() < EVENT_BATCH {
-                        match futures::FutureExt::now_or_never(events.next()) {
-                            Some(Some(Ok(m))) => self.collect(m, &mut paths),
-                            Some(Some(Err(e))) => return Err(stream_error(&e)),
-                            Some(None) | None => break,
-                        }
-                    }
-                    // One message may itself carry more than a batch.
-                    let mut paths = paths.into_iter().peekable();
-                    while paths.peek().is_some() {
-                        let batch = decode_batch(paths.by_ref().take(EVENT_BATCH));
-                        let now_apply =
-                            withdrawals::sort(&mut client, batch, &mut held, self.cfg.call_timeout)
-                                .await
-                            .map_err(|e| format!("list peers: {}", gobgp::describe(&e)))?;
-                        let changes = self.learner().learn(now_apply);
-                        let set = changes.iter().filter_map(|c| match c {
-                            installer::Change::Set(r) => Some(r.dst),
-                            installer::Change::Remove(_) => None,
-                        });
-                        self.metrics.learned(set, arrived);
-                        self.installer.send(changes);
-                        tokio::task::yield_now().await;
-                    }
+                    self.on_events(&mut client, first, &mut events, &mut held).await?;
                 }
                 _ = tokio::time::sleep_until(hold_until.unwrap_or_else(tokio::time::Instant::now)), if hold_until.is_some() => {
                     let due = held.take_due(tokio::time::Instant::now());
@@ -380,6 +384,245 @@ impl Bgp {
                 }
             }
         }
+    }
+
+    /// What this host announces now: the View's prefixes with their next
+    /// hops and attributes, made less preferred while drained.
+    fn wanted(&mut self, view: &View) -> BTreeMap<IpNet, Announcement> {
+        let mut w = wanted_announcements(view, &self.host, &self.cfg, &mut self.warned);
+        if view.drained.is_some() {
+            drain::drain_all(&mut w, self.drain_method());
+        }
+        w
+    }
+
+    /// Prepend when every peer is eBGP, LOCAL_PREF 0 when one is iBGP.
+    fn drain_method(&self) -> DrainMethod {
+        let peers: Vec<u32> = self
+            .metrics
+            .bgp(|b| b.peers.iter().map(|p| p.asn).collect());
+        let configured = self.cfg.speaker.peers.iter().filter_map(|p| {
+            // A peer without an AS of its own is iBGP.
+            Some(p.asn.unwrap_or(self.cfg.speaker.asn?))
+        });
+        let asn = if self.asn != 0 {
+            self.asn
+        } else {
+            self.cfg.speaker.asn.unwrap_or(0)
+        };
+        drain::method(asn, peers.into_iter().chain(configured))
+    }
+
+    /// Makes gobgpd's paths equal `wanted`, then notes what it holds (and
+    /// the drain's progress) for status.
+    async fn sync(
+        &mut self,
+        client: &mut Gobgp,
+        view: &View,
+        wanted: BTreeMap<IpNet, Announcement>,
+    ) -> Result<(), String> {
+        self.announcer
+            .sync(client, &wanted)
+            .await
+            .map_err(|e| format!("announce: {}", gobgp::describe(&e)))?;
+        self.metrics.announced(wanted.keys());
+        let count = self.announcer.count();
+        self.metrics.bgp(|b| b.announced = count);
+        match view.drained {
+            Some(since) => {
+                if !self.drain.drained || self.drain.since != Some(since) {
+                    info!(prefixes = count, method = self.drain_method().name(), "drained: every announcement carries GRACEFUL_SHUTDOWN and is made less preferred");
+                    self.drain = DrainStatus {
+                        drained: true,
+                        since: Some(since),
+                        ..DrainStatus::default()
+                    };
+                }
+                self.drain.method = Some(self.drain_method().name());
+                self.drain.prefixes = count;
+                self.drain.accepted.get_or_insert(now_unix());
+            }
+            None if self.drain.drained => {
+                info!("undrained: announcements are back to normal");
+                self.drain = DrainStatus::default();
+            }
+            None => {}
+        }
+        let d = self.drain.clone();
+        self.metrics.bgp(|b| b.drain = d);
+        Ok(())
+    }
+
+    /// While drained and not yet safe to stop: how many of our prefixes a
+    /// peer advertises another path for (it moved), and whether it is safe.
+    async fn drain_progress(&mut self, client: &mut Gobgp) {
+        if !self.drain.drained || self.drain.safe_since.is_some() {
+            return;
+        }
+        let ours: Vec<IpNet> = self
+            .metrics
+            .bgp(|b| b.announced_prefixes.iter().copied().collect());
+        let mut moved = 0;
+        let limit = self.cfg.call_timeout;
+        for family in Family::ALL {
+            let prefixes: Vec<IpNet> = ours
+                .iter()
+                .filter(|p| Family::of(p) == family)
+                .copied()
+                .collect();
+            for chunk in prefixes.chunks(1000) {
+                let Ok(mut rib) = client.open_rib(family, chunk).await else {
+                    return;
+                };
+                while let Ok(Some(dest)) = rib.next(limit).await {
+                    if dest
+                        .iter()
+                        .any(|p| p.path.peer.is_some() && !p.path.withdraw)
+                    {
+                        moved += 1;
+                    }
+                }
+            }
+        }
+        self.drain.moved = moved;
+        drain::settle(&mut self.drain, now_unix());
+        if let Some(t) = self.drain.safe_since {
+            info!(safe_since = t, moved, prefixes = self.drain.prefixes, detail = %self.drain.detail, "drained: safe to stop");
+        }
+        let d = self.drain.clone();
+        self.metrics.bgp(|b| b.drain = d);
+    }
+
+    /// On shutdown with `--stop-gobgpd-on-exit`: stop BGP on gobgpd without
+    /// a NOTIFICATION (4.x), so peers keep our paths while it restarts. 3.x
+    /// cannot: it would send a Cease, which makes peers withdraw at once.
+    async fn stop_gobgpd(&mut self, client: &mut Gobgp) {
+        if !self.cfg.stop_gobgpd_on_exit {
+            return;
+        }
+        match client.line() {
+            ApiLine::V4 => match client.stop_bgp(true).await {
+                Ok(()) => info!("stopped BGP on gobgpd gracefully: peers keep this host's paths for the restart time"),
+                Err(e) => warn!(error = %gobgp::describe(&e), "could not stop BGP on gobgpd gracefully"),
+            },
+            ApiLine::V3 => warn!("gobgpd 3.x cannot stop without a Cease to its peers; left running (killed with SIGKILL its peers keep our paths; SIGTERM would withdraw them)"),
+        }
+    }
+
+    /// A message of events, and what is already queued behind it (up to
+    /// one batch; the rest waits in the stream, bounded by HTTP/2 flow
+    /// control): learned paths first, then the peers' falls and
+    /// End-of-RIB, which may remove routes the same batch confirmed.
+    async fn on_events(
+        &mut self,
+        client: &mut Gobgp,
+        first: Vec<Event>,
+        events: &mut EventStream,
+        held: &mut HeldWithdrawals,
+    ) -> Result<(), String> {
+        let arrived = Instant::now();
+        let mut c = Collected::default();
+        self.collect(first, &mut c);
+        while c.paths.len() + c.deltas.len() < EVENT_BATCH {
+            match futures::FutureExt::now_or_never(events.next()) {
+                Some(Some(Ok(m))) => self.collect(m, &mut c),
+                Some(Some(Err(e))) => return Err(stream_error(&e)),
+                Some(None) | None => break,
+            }
+        }
+        let mut paths = c.paths;
+        if !c.deltas.is_empty() {
+            // 4.x with multipath: per-path changes become the prefixes'
+            // whole sets of best paths again.
+            paths.extend(
+                client
+                    .best_sets(c.deltas)
+                    .await
+                    .map_err(|e| format!("list paths: {}", gobgp::describe(&e)))?,
+            );
+        }
+        // A peer that failed hard: its stale paths stay out.
+        paths.retain(|p| p.withdraw || !self.peers.ignores(p.peer.as_deref()));
+        // One message may itself carry more than a batch.
+        let mut paths = paths.into_iter().peekable();
+        while paths.peek().is_some() {
+            let batch: Vec<LearnedPath> = paths.by_ref().take(EVENT_BATCH).collect();
+            let now_apply = withdrawals::sort(client, batch, held)
+                .await
+                .map_err(|e| format!("list peers: {}", gobgp::describe(&e)))?;
+            let changes = self.learner().learn(now_apply);
+            let set = changes.iter().filter_map(|c| match c {
+                installer::Change::Set(r) => Some(r.dst),
+                installer::Change::Remove(_) => None,
+            });
+            self.metrics.learned(set, arrived);
+            self.installer.send(changes);
+            tokio::task::yield_now().await;
+        }
+        let mut actions = Vec::new();
+        for peer in c.fell {
+            // Why it fell decides whether its routes stay (a restart) or go.
+            match client.list_peers(Some(&peer)).await {
+                Ok(infos) => {
+                    for info in &infos {
+                        actions.extend(self.peers.fell(info));
+                    }
+                }
+                Err(e) => {
+                    debug!(peer, error = %gobgp::describe(&e), "could not ask why the peer fell; the next refresh will")
+                }
+            }
+        }
+        for (peer, family) in c.end_of_rib {
+            actions.extend(self.peers.end_of_rib(&peer, family));
+        }
+        self.apply(client, actions).await
+    }
+
+    /// Applies the peers' actions to the learner (and relists gobgpd's RIB).
+    async fn apply(&mut self, client: &mut Gobgp, actions: Vec<PeerAction>) -> Result<(), String> {
+        let now = Instant::now();
+        for a in actions {
+            let changes = match a {
+                PeerAction::Drop { peer, reason } => {
+                    // Another peer's path for the same prefix (anycast, a
+                    // second uplink) replaces the failed one's in place.
+                    let prefixes = self.learner().prefixes_from(&peer);
+                    let others = self
+                        .usable_paths(client, &prefixes)
+                        .await
+                        .map_err(|e| format!("list paths: {}", gobgp::describe(&e)))?;
+                    let replaced = self.learner().learn(others);
+                    self.installer.send(replaced);
+                    let changes = self.learner().drop_peer(&peer, now);
+                    let n = changes
+                        .iter()
+                        .filter(|c| matches!(c, installer::Change::Remove(_)))
+                        .count() as u64;
+                    warn!(peer, reason, routes = n, kept = prefixes.len() as u64 - n, "peer failed (not a graceful restart): its routes are removed now, whatever gobgpd keeps as stale");
+                    self.metrics.bgp(|b| b.peer_routes_dropped += n);
+                    changes
+                }
+                PeerAction::EndOfRib { peer, family } => {
+                    debug!(peer, family = family.name(), "End-of-RIB");
+                    self.learner().end_of_rib(&peer, family, now)
+                }
+                PeerAction::RibComplete(family) => self.learner().rib_complete(family, now),
+                PeerAction::Relist => {
+                    let n = self
+                        .list_best(client, false)
+                        .await
+                        .map_err(|e| format!("list paths: {}", gobgp::describe(&e)))?;
+                    info!(
+                        best_paths = n,
+                        "a failed peer is back with its End-of-RIB: re-read gobgpd's RIB"
+                    );
+                    Vec::new()
+                }
+            };
+            self.installer.send(changes);
+        }
+        Ok(())
     }
 
     /// The first IPv4 address of a parent, else of any non-loopback link.
@@ -400,52 +643,79 @@ impl Bgp {
             })
     }
 
-    /// Takes an event: peer state changes go to status at once, table paths
-    /// are queued undecoded (decoding waits for their batch).
-    fn collect(&mut self, m: gobgp::apipb::WatchEventResponse, paths: &mut Vec<Path>) {
-        match m.event {
-            Some(watch_event_response::Event::Table(t)) => paths.extend(t.paths),
-            Some(watch_event_response::Event::Peer(pe)) => {
-                if let Some(st) = pe.peer.and_then(|p| p.state) {
-                    let state = session_state_name(st.session_state);
-                    info!(peer = %st.neighbor_address, state, "BGP peer state");
-                    self.metrics.bgp(|b| {
-                        match b
-                            .peers
-                            .iter_mut()
-                            .find(|p| p.address == st.neighbor_address)
-                        {
-                            Some(p) => p.state = state.to_string(),
+    /// Takes a message's events: peer state changes go to status at once,
+    /// the rest is queued for the batch.
+    fn collect(&mut self, events: Vec<Event>, c: &mut Collected) {
+        for ev in events {
+            match ev {
+                Event::Best(p) => c.paths.extend(p),
+                Event::BestDelta(p) => c.deltas.extend(p),
+                Event::Peer {
+                    address,
+                    asn,
+                    state,
+                } => {
+                    info!(peer = %address, state = state.name(), "BGP peer state");
+                    if self.peers.event(&address, state) {
+                        c.fell.push(address.clone());
+                    }
+                    self.metrics.bgp(
+                        |b| match b.peers.iter_mut().find(|p| p.address == address) {
+                            Some(p) => p.state = state.name().to_string(),
                             None => b.peers.push(PeerStatus {
-                                address: st.neighbor_address.clone(),
-                                asn: st.peer_asn,
-                                state: state.to_string(),
+                                address: address.clone(),
+                                asn,
+                                state: state.name().to_string(),
+                                ..PeerStatus::default()
                             }),
-                        }
-                    });
+                        },
+                    );
                 }
+                Event::EndOfRib { peer, family } => c.end_of_rib.push((peer, family)),
             }
-            None => {}
         }
     }
 
-    async fn refresh_peers(&mut self, client: &mut Client) -> Result<(), tonic::Status> {
+    /// The best remaining paths of `prefixes` in gobgpd's RIB, leaving out
+    /// the stale paths of peers that failed hard (gobgpd may still rank one
+    /// of those best: then the next one is taken).
+    async fn usable_paths(
+        &mut self,
+        client: &mut Gobgp,
+        prefixes: &[IpNet],
+    ) -> Result<Vec<LearnedPath>, tonic::Status> {
         let limit = self.cfg.call_timeout;
-        let list = client.list_peer(ListPeerRequest::default());
-        let mut stream = gobgp::deadline("ListPeer", limit, list).await?.into_inner();
-        let mut peers = Vec::new();
-        while let Some(r) = gobgp::next_within("ListPeer", limit, &mut stream).await? {
-            if let Some(p) = r.peer {
-                let conf = p.conf.unwrap_or_default();
-                let st = p.state.unwrap_or_default();
-                peers.push(PeerStatus {
-                    address: conf.neighbor_address,
-                    asn: conf.peer_asn,
-                    state: session_state_name(st.session_state).to_string(),
-                });
+        let mut out = Vec::new();
+        for family in Family::ALL {
+            let of: Vec<IpNet> = prefixes
+                .iter()
+                .filter(|p| Family::of(p) == family)
+                .copied()
+                .collect();
+            for chunk in of.chunks(1000) {
+                let mut rib = client.open_rib(family, chunk).await?;
+                while let Some(dest) = rib.next(limit).await? {
+                    let dest: Vec<RibPath> = dest
+                        .into_iter()
+                        .filter(|p| !(p.stale && self.peers.ignores(p.path.peer.as_deref())))
+                        .collect();
+                    out.extend(best_paths(dest).into_iter().filter(|p| !p.withdraw));
+                }
             }
         }
+        Ok(out)
+    }
+
+    /// Re-reads the peers for status, and applies what they show (End-of-RIB
+    /// flags on 3.x, a failure the events missed, completeness).
+    async fn refresh_peers(&mut self, client: &mut Gobgp) -> Result<(), tonic::Status> {
+        let infos = client.list_peers(None).await?;
+        let peers: Vec<PeerStatus> = infos.iter().map(peer_status).collect();
         self.metrics.bgp(|b| b.peers = peers);
+        let actions = self.peers.listed(&infos);
+        if let Err(e) = self.apply(client, actions).await {
+            return Err(tonic::Status::unavailable(e));
+        }
         Ok(())
     }
 
@@ -457,7 +727,7 @@ impl Bgp {
     /// stale, refusals are not counted twice). Returns the count.
     async fn list_best(
         &mut self,
-        client: &mut Client,
+        client: &mut Gobgp,
         snapshot: bool,
     ) -> Result<usize, tonic::Status> {
         let limit = self.cfg.call_timeout;
@@ -468,20 +738,23 @@ impl Bgp {
         // One stream per family (IPv4, then IPv6), read one after the other
         // as if they were one: the snapshot makes everything stale first and
         // every later batch confirms what it holds, of either family.
-        let [v4, v6] = gobgp::families();
-        let mut pending = vec![v6];
-        let mut stream = gobgp::open_global_rib(client, v4, limit).await?;
+        let mut pending = vec![Family::Ipv6];
+        let mut stream = client.open_rib(Family::Ipv4, &[]).await?;
         loop {
-            let mut msg = gobgp::next_within("ListPath", limit, &mut stream).await?;
+            let mut msg = stream.next(limit).await?;
             if msg.is_none() {
                 if let Some(family) = pending.pop() {
-                    stream = gobgp::open_global_rib(client, family, limit).await?;
-                    msg = gobgp::next_within("ListPath", limit, &mut stream).await?;
+                    stream = client.open_rib(family, &[]).await?;
+                    msg = stream.next(limit).await?;
                 }
             }
             let done = msg.is_none() && pending.is_empty();
-            if let Some(best) = msg.and_then(|m| m.destination).and_then(|d| best_path(&d)) {
-                batch.push(best);
+            if let Some(dest) = msg {
+                // A peer that failed hard: gobgpd's stale copies stay out.
+                let dest = dest
+                    .into_iter()
+                    .filter(|p| !(p.stale && self.peers.ignores(p.path.peer.as_deref())));
+                batch.extend(best_paths(dest.collect()));
             }
             if batch.len() >= EVENT_BATCH || (done && (first || !batch.is_empty())) {
                 count += batch.len();
@@ -502,15 +775,14 @@ impl Bgp {
     }
 }
 
-/// Decodes a batch of paths; undecodable ones are skipped (logged at debug).
-fn decode_batch(paths: impl Iterator<Item = Path>) -> Vec<LearnedPath> {
-    paths
-        .filter_map(|p| {
-            decode_path(&p)
-                .map_err(|e| debug!(error = %e, "ignoring a path"))
-                .ok()
-        })
-        .collect()
+/// What a batch of events holds, sorted by what the session does with it.
+#[derive(Default)]
+struct Collected {
+    paths: Vec<LearnedPath>,
+    deltas: Vec<LearnedPath>,
+    /// Peers that left Established.
+    fell: Vec<String>,
+    end_of_rib: Vec<(String, Family)>,
 }
 
 /// The event stream broke: say so in words an operator can act on.
@@ -528,26 +800,44 @@ fn pools_widened(old: &BTreeSet<IpNet>, new: &BTreeSet<IpNet>) -> bool {
     new.iter().any(|p| !old.iter().any(|o| o.contains(p)))
 }
 
-fn session_state_name(s: i32) -> &'static str {
-    match s {
-        1 => "idle",
-        2 => "connect",
-        3 => "active",
-        4 => "opensent",
-        5 => "openconfirm",
-        6 => "established",
-        _ => "unknown",
+/// A peer as status and metrics show it.
+fn peer_status(p: &PeerInfo) -> PeerStatus {
+    let names = |f: &[Family]| f.iter().map(|f| f.name()).collect();
+    PeerStatus {
+        address: p.address.clone(),
+        asn: p.asn,
+        state: p.state.name().to_string(),
+        bfd: p.bfd.map(|b| PeerBfd {
+            state: b.state.name().to_string(),
+            interval_ms: u64::try_from(b.settings.interval.as_millis()).unwrap_or(u64::MAX),
+            multiplier: b.settings.multiplier,
+        }),
+        graceful_restart: p.graceful_restart,
+        graceful_restart_families: names(&p.gr_families),
+        end_of_rib: names(&p.end_of_rib),
+        last_down: p.down_reason.as_ref().map(|r| r.describe()),
+        hold_time: p.hold_time,
+        keepalive: p.keepalive,
     }
 }
 
-/// The best path of a destination, decoded (gobgpd marks it `best`; else its first).
-fn best_path(dest: &gobgp::apipb::Destination) -> Option<LearnedPath> {
-    let best = dest
-        .paths
+/// The best paths of a destination: those gobgpd marks best (4.x marks every
+/// member of an equal set; 3.x one), else its first path.
+fn best_paths(dest: Vec<RibPath>) -> Vec<LearnedPath> {
+    let marked: Vec<LearnedPath> = dest
         .iter()
-        .find(|p| p.best)
-        .or_else(|| dest.paths.first())?;
-    decode_path(best).ok()
+        .filter(|p| p.best && !p.path.withdraw)
+        .map(|p| p.path.clone())
+        .collect();
+    if marked.is_empty() {
+        dest.into_iter()
+            .next()
+            .map(|p| p.path)
+            .into_iter()
+            .collect()
+    } else {
+        marked
+    }
 }
 
 #[cfg(test)]

@@ -1,24 +1,128 @@
 //! Configuring gobgpd from the driver's own flags (`--asn`, `--router-id`,
-//! `--peer`), for operators who do not want to write a gobgpd config file.
+//! `--peer`, the timers, BFD and graceful restart), for operators who do not
+//! want to write a gobgpd config file.
 //!
-//! In: the wanted global settings and peers. Out: StartBgp when gobgpd has
-//! not started BGP yet, AddPeer for every peer it does not have. Idempotent:
-//! run on every (re)connection, so a restarted gobgpd gets its config back.
-//! It never deletes or rewrites what the operator configured by hand.
-//! Every call carries the gobgpd deadline.
+//! In: the wanted global settings and peers ([`SpeakerConfig`], parsed from
+//! the command line here: [`PeerSpec`]), and the line gobgpd speaks. Out, in
+//! two steps the session orders around its first announcements:
+//! [`start`] (StartBgp when gobgpd has not started BGP yet, with multipath
+//! and the import policy that honours GRACEFUL_SHUTDOWN), then, once our
+//! paths are in gobgpd, [`add_peers`] (AddPeer for every peer it does not
+//! have, UpdatePeer for one of ours whose BFD settings changed). Paths added
+//! after a peer's first End-of-RIB would make its graceful-restart helpers
+//! flush our stale copies (docs/gobgp-v4.md §5): hence StartBgp → AddPath →
+//! AddPeer. Idempotent: run on every (re)connection, so a restarted gobgpd
+//! gets its config back, as the restarting speaker (R and F bits) so that
+//! its peers keep our paths until its End-of-RIB. It never deletes or
+//! rewrites what the operator configured by hand. Every call carries the
+//! gobgpd deadline.
 
 use std::net::IpAddr;
 use std::str::FromStr;
 use std::time::Duration;
 
-use tonic::Code;
+use tonic::Status;
 use tracing::{info, warn};
 
-use super::gobgp::apipb::{
-    AddPeerRequest, AfiSafi, AfiSafiConfig, EbgpMultihop, GetBgpRequest, Global, ListPeerRequest,
-    Peer, PeerConf, RouteReflector, StartBgpRequest, Timers, TimersConfig, Transport,
+use super::gobgp::{
+    ApiLine, Bfd, GlobalInfo, Gobgp, GobgpApi, GracefulRestart, PeerInfo, PeerSettings,
+    StartSettings,
 };
-use super::gobgp::{deadline, families, next_within, Client};
+
+/// Shortest and longest BFD interval accepted (RFC 5880 allows less; below
+/// 10 ms no daemon here keeps up, above 10 s BFD detects nothing the hold
+/// timer would not).
+pub const BFD_INTERVAL_MIN: Duration = Duration::from_millis(10);
+pub const BFD_INTERVAL_MAX: Duration = Duration::from_secs(10);
+/// Detect multipliers accepted: 1 would declare a peer down on one lost packet.
+pub const BFD_MULTIPLIER_MIN: u8 = 2;
+
+/// How long gobgpd, as the restarting speaker, waits for its peers'
+/// End-of-RIB before sending its own updates: this host only originates its
+/// own prefixes, so waiting buys nothing beyond letting every live peer
+/// come up; a dead peer would otherwise hold our updates to the live ones
+/// for gobgpd's default of 360 s.
+pub const DEFERRAL_TIME: u32 = 5;
+
+/// A duration written in `--peer` or a flag: `300ms`, `9s`, `2m`, or a bare
+/// number of seconds (as `hold=` has always taken).
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let (num, unit) = match s.find(|c: char| !c.is_ascii_digit() && c != '.') {
+        Some(i) => s.split_at(i),
+        None => (s, ""),
+    };
+    let n: f64 = num
+        .parse()
+        .ok()
+        .filter(|n: &f64| n.is_finite() && *n >= 0.0)
+        .ok_or_else(|| {
+            format!("{s:?} is not a duration (e.g. 300ms, 9s, 2m; a bare number is seconds)")
+        })?;
+    let secs = match unit {
+        "" | "s" => n,
+        "ms" => n / 1000.0,
+        "m" => n * 60.0,
+        _ => return Err(format!("{s:?}: unknown unit {unit:?} (ms, s or m)")),
+    };
+    Duration::try_from_secs_f64(secs).map_err(|e| format!("{s:?}: {e}"))
+}
+
+/// Whole seconds (BGP's timers are in seconds): `9`, `9s`, `2m`.
+fn parse_seconds(key: &str, v: &str) -> Result<u64, String> {
+    let d = parse_duration(v)?;
+    if d.subsec_nanos() != 0 {
+        return Err(format!(
+            "{key}={v}: BGP timers are whole seconds (got {d:?})"
+        ));
+    }
+    Ok(d.as_secs())
+}
+
+/// A BFD interval, checked: a bare `300` means 300 seconds, which no one
+/// wants; the error says how to write 300 ms.
+pub fn parse_bfd_interval(v: &str) -> Result<Duration, String> {
+    let d = parse_duration(v)?;
+    if d > BFD_INTERVAL_MAX {
+        let hint = if v.trim().chars().all(|c| c.is_ascii_digit()) {
+            format!(
+                " (a bare number is seconds: for milliseconds write {}ms)",
+                v.trim()
+            )
+        } else {
+            String::new()
+        };
+        return Err(format!(
+            "BFD interval {v} is {d:?}: BFD intervals are {BFD_INTERVAL_MIN:?} to {BFD_INTERVAL_MAX:?}{hint}"
+        ));
+    }
+    if d < BFD_INTERVAL_MIN {
+        return Err(format!(
+            "BFD interval {v} is {d:?}: BFD intervals are {BFD_INTERVAL_MIN:?} to {BFD_INTERVAL_MAX:?}"
+        ));
+    }
+    Ok(d)
+}
+
+/// A BFD detect multiplier, checked.
+pub fn parse_bfd_multiplier(v: &str) -> Result<u8, String> {
+    v.trim()
+        .parse::<u8>()
+        .ok()
+        .filter(|m| *m >= BFD_MULTIPLIER_MIN)
+        .ok_or_else(|| {
+            format!("BFD multiplier {v:?}: expected {BFD_MULTIPLIER_MIN}..255 (packets missed before the peer is down)")
+        })
+}
+
+/// A peer's BFD choice in `--peer`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BfdChoice {
+    Off,
+    /// On with the default interval (`--bfd-interval`).
+    On,
+    Interval(Duration),
+}
 
 /// One `--peer ADDRESS[:ASN][,option...]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -33,7 +137,12 @@ pub struct PeerSpec {
     pub keepalive: Option<u64>,
     pub connect_retry: Option<u64>,
     pub multihop: Option<u32>,
+    /// `None`: the global `--bfd` decides.
+    pub bfd: Option<BfdChoice>,
+    pub bfd_multiplier: Option<u8>,
 }
+
+const PEER_OPTIONS: &str = "passive, rr-client, password=SECRET, hold=DURATION, keepalive=DURATION, connect-retry=DURATION, multihop=TTL, bfd=on|off|INTERVAL, bfd-multiplier=N (durations: 300ms, 9s, 2m; a bare number is seconds)";
 
 impl FromStr for PeerSpec {
     type Err = String;
@@ -75,38 +184,69 @@ impl FromStr for PeerSpec {
             keepalive: None,
             connect_retry: None,
             multihop: None,
+            bfd: None,
+            bfd_multiplier: None,
         };
         for opt in parts {
             let opt = opt.trim();
             let (k, v) = opt.split_once('=').unwrap_or((opt, ""));
-            let num = |v: &str| -> Result<u64, String> {
-                v.parse()
-                    .map_err(|_| format!("peer {s}: {k}={v:?} needs a number of seconds"))
-            };
+            let secs = |v: &str| parse_seconds(k, v).map_err(|e| format!("peer {s}: {e}"));
             match k {
                 "passive" => p.passive = true,
                 "rr-client" => p.rr_client = true,
                 "password" if !v.is_empty() => p.password = Some(v.to_string()),
-                "hold" | "hold-time" => p.hold_time = Some(num(v)?),
-                "keepalive" => p.keepalive = Some(num(v)?),
-                "connect-retry" => p.connect_retry = Some(num(v)?),
+                "hold" | "hold-time" => p.hold_time = Some(secs(v)?),
+                "keepalive" => p.keepalive = Some(secs(v)?),
+                "connect-retry" => p.connect_retry = Some(secs(v)?),
                 "multihop" => {
                     p.multihop = Some(
                         v.parse()
                             .ok()
                             .filter(|t| (1..=255).contains(t))
-                            .ok_or_else(|| format!("peer {s}: multihop={v:?} needs a TTL 1..255"))?,
+                            .ok_or_else(|| {
+                                format!("peer {s}: multihop={v:?} needs a TTL 1..255")
+                            })?,
                     )
+                }
+                "bfd" => {
+                    p.bfd = Some(match v {
+                        "on" | "" => BfdChoice::On,
+                        "off" => BfdChoice::Off,
+                        d => BfdChoice::Interval(
+                            parse_bfd_interval(d).map_err(|e| format!("peer {s}: bfd={d}: {e}"))?,
+                        ),
+                    })
+                }
+                "bfd-multiplier" => {
+                    p.bfd_multiplier =
+                        Some(parse_bfd_multiplier(v).map_err(|e| format!("peer {s}: {e}"))?)
                 }
                 _ => {
                     return Err(format!(
-                        "peer {s}: unknown option {opt:?}; options are passive, rr-client, password=SECRET, hold=S, keepalive=S, connect-retry=S, multihop=TTL"
+                        "peer {s}: unknown option {opt:?}; options are {PEER_OPTIONS}"
                     ))
                 }
             }
         }
+        if let (Some(h), Some(k)) = (p.hold_time, p.keepalive) {
+            if h != 0 && (h < 3 || k == 0 || k > h) {
+                return Err(format!(
+                    "peer {s}: hold={h}s keepalive={k}s: the hold time must be 0 or at least 3 s, and the keepalive at least 1 s and at most the hold time"
+                ));
+            }
+        }
         Ok(p)
     }
+}
+
+/// Graceful restart as the driver configures it on its peers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GrConfig {
+    /// Seconds helpers keep our paths while we restart (`--graceful-restart-time`).
+    pub restart_time: u32,
+    /// Long-lived graceful restart stale time in seconds, after the restart
+    /// time (`--long-lived-stale-time`); `None` off.
+    pub long_lived: Option<u32>,
 }
 
 /// What the driver configures on gobgpd.
@@ -119,136 +259,174 @@ pub struct SpeakerConfig {
     pub hold_time: u64,
     pub keepalive: u64,
     pub connect_retry: u64,
+    /// BFD on every peer unless it says `bfd=off` (`--bfd`).
+    pub bfd: bool,
+    pub bfd_interval: Duration,
+    pub bfd_multiplier: u8,
+    /// `None`: graceful restart off (`--graceful-restart-time 0`).
+    pub graceful_restart: Option<GrConfig>,
 }
 
 impl SpeakerConfig {
     pub fn manages_gobgpd(&self) -> bool {
         self.asn.is_some()
     }
+
+    /// The BFD settings of `p`, if it runs BFD.
+    pub fn bfd_of(&self, p: &PeerSpec) -> Option<Bfd> {
+        let interval = match p.bfd {
+            Some(BfdChoice::Off) => return None,
+            Some(BfdChoice::Interval(d)) => d,
+            Some(BfdChoice::On) => self.bfd_interval,
+            None if self.bfd => self.bfd_interval,
+            None => return None,
+        };
+        Some(Bfd {
+            interval,
+            multiplier: p.bfd_multiplier.unwrap_or(self.bfd_multiplier),
+        })
+    }
+
+    /// The peers that would run BFD (what a 3.x gobgpd must refuse).
+    pub fn bfd_peers(&self) -> Vec<IpAddr> {
+        self.peers
+            .iter()
+            .filter(|p| self.bfd_of(p).is_some())
+            .map(|p| p.address)
+            .collect()
+    }
+
+    /// AddPeer's settings for `p`; `restarting`: gobgpd was just (re)started
+    /// and acts as the restarting speaker.
+    pub fn settings(&self, p: &PeerSpec, our_asn: u32, restarting: bool) -> PeerSettings {
+        PeerSettings {
+            address: p.address,
+            peer_asn: p.asn.unwrap_or(our_asn),
+            password: p.password.clone(),
+            passive: p.passive,
+            rr_client: p.rr_client,
+            multihop: p.multihop,
+            hold_time: p.hold_time.unwrap_or(self.hold_time),
+            keepalive: p.keepalive.unwrap_or(self.keepalive),
+            connect_retry: p.connect_retry.unwrap_or(self.connect_retry),
+            bfd: self.bfd_of(p),
+            graceful_restart: self.graceful_restart.map(|g| GracefulRestart {
+                restart_time: g.restart_time,
+                deferral_time: DEFERRAL_TIME,
+                restarting,
+                long_lived: g.long_lived,
+            }),
+        }
+    }
 }
 
-/// Makes gobgpd match the config; safe to call on every connection. Each
-/// call (and each message of ListPeer) waits at most `limit`.
-pub async fn configure(
-    client: &mut Client,
-    cfg: &SpeakerConfig,
-    limit: Duration,
-) -> Result<(), tonic::Status> {
-    let Some(asn) = cfg.asn else {
-        return Ok(());
-    };
-    let global = deadline("GetBgp", limit, client.get_bgp(GetBgpRequest {}))
-        .await?
-        .into_inner()
-        .global
-        .unwrap_or_default();
-    if global.asn == 0 {
-        // An IPv6-only host has no IPv4 address to take the router ID from.
-        let router_id = cfg.router_id.clone().ok_or_else(|| {
-            tonic::Status::failed_precondition(
-                "no BGP router ID: this host has no IPv4 address to take it from; set --router-id (an IPv4-formatted number unique in the fabric)",
-            )
-        })?;
-        deadline(
-            "StartBgp",
-            limit,
-            client.start_bgp(StartBgpRequest {
-                global: Some(Global {
-                    asn,
-                    router_id: router_id.clone(),
-                    listen_port: cfg.listen_port,
-                    listen_addresses: vec![],
-                }),
-            }),
-        )
-        .await?;
-        info!(asn, router_id = %router_id, "started BGP on gobgpd");
-    } else if global.asn != asn {
-        warn!(
-            gobgpd_asn = global.asn,
-            our_asn = asn,
-            "gobgpd already runs BGP with another AS; leaving it as it is"
-        );
-    }
-    let existing: Vec<String> = {
-        let mut s = deadline(
-            "ListPeer",
-            limit,
-            client.list_peer(ListPeerRequest::default()),
-        )
-        .await?
-        .into_inner();
-        let mut v = Vec::new();
-        while let Some(r) = next_within("ListPeer", limit, &mut s).await? {
-            if let Some(c) = r.peer.and_then(|p| p.conf) {
-                v.push(c.neighbor_address);
-            }
-        }
-        v
-    };
-    for p in &cfg.peers {
-        if existing
-            .iter()
-            .any(|e| e.parse::<IpAddr>().ok() == Some(p.address))
-        {
-            continue;
-        }
-        let peer = peer_message(p, asn, cfg);
-        let add = client.add_peer(AddPeerRequest { peer: Some(peer) });
-        match deadline("AddPeer", limit, add).await {
-            Ok(_) => info!(peer = %p.address, asn = p.asn.unwrap_or(asn), "added BGP peer"),
-            Err(e) if e.code() == Code::AlreadyExists || e.message().contains("existing") => {}
-            Err(e) => return Err(e),
-        }
+/// Why the driver must not run against this gobgpd at all: a setting the
+/// line cannot honour. Checked once the line is known; never ignored.
+pub fn refuse(cfg: &SpeakerConfig, line: ApiLine) -> Result<(), String> {
+    let bfd = cfg.bfd_peers();
+    if line == ApiLine::V3 && cfg.manages_gobgpd() && !bfd.is_empty() {
+        let peers: Vec<String> = bfd.iter().map(|a| a.to_string()).collect();
+        return Err(format!(
+            "BFD is configured (--bfd, or bfd= in --peer for {}) but this gobgpd speaks GoBGP's 3.x API, which has no BFD: BFD needs gobgpd 4.6 or later (ci/install.sh installs gobgpd-v4 4.8.0; see docs/gobgp-v4.md), or drop the BFD settings",
+            peers.join(", ")
+        ));
     }
     Ok(())
 }
 
-/// A peer for AddPeer. Both IPv4 and IPv6 unicast are enabled, whatever the
-/// family of the session's own addresses: a session over IPv4 carries IPv6
-/// routes too (and the other way round), and a peer that does not offer a
-/// family simply does not get it negotiated.
-fn peer_message(p: &PeerSpec, our_asn: u32, cfg: &SpeakerConfig) -> Peer {
-    Peer {
-        conf: Some(PeerConf {
-            auth_password: p.password.clone().unwrap_or_default(),
-            description: "configured by ipvlan-bgp".into(),
-            local_asn: 0,
-            neighbor_address: p.address.to_string(),
-            peer_asn: p.asn.unwrap_or(our_asn),
-        }),
-        ebgp_multihop: p.multihop.map(|ttl| EbgpMultihop {
-            enabled: true,
-            multihop_ttl: ttl,
-        }),
-        route_reflector: p.rr_client.then(|| RouteReflector {
-            route_reflector_client: true,
-            route_reflector_cluster_id: String::new(),
-        }),
-        state: None,
-        timers: Some(Timers {
-            config: Some(TimersConfig {
-                connect_retry: p.connect_retry.unwrap_or(cfg.connect_retry),
-                hold_time: p.hold_time.unwrap_or(cfg.hold_time),
-                keepalive_interval: p.keepalive.unwrap_or(cfg.keepalive),
-                minimum_advertisement_interval: 0,
-                idle_hold_time_after_reset: 0,
-            }),
-        }),
-        transport: Some(Transport {
-            passive_mode: p.passive,
-            ..Transport::default()
-        }),
-        afi_safis: families()
-            .into_iter()
-            .map(|family| AfiSafi {
-                config: Some(AfiSafiConfig {
-                    family: Some(family),
-                    enabled: true,
-                }),
-            })
-            .collect(),
+/// What [`start`] found or did.
+#[derive(Debug, Clone, Default)]
+pub struct Started {
+    pub global: GlobalInfo,
+    /// We started BGP on this connection: gobgpd was (re)started.
+    pub fresh: bool,
+}
+
+/// Starts BGP on gobgpd when it has not started yet (with multipath, and
+/// the import policy that makes a path carrying GRACEFUL_SHUTDOWN lose to
+/// any other). Without `--asn` the operator's config is left alone.
+pub async fn start(client: &mut Gobgp, cfg: &SpeakerConfig) -> Result<Started, Status> {
+    let global = client.get_bgp().await?;
+    let Some(asn) = cfg.asn else {
+        return Ok(Started {
+            global,
+            fresh: false,
+        });
+    };
+    if global.asn != 0 {
+        if global.asn != asn {
+            warn!(
+                gobgpd_asn = global.asn,
+                our_asn = asn,
+                "gobgpd already runs BGP with another AS; leaving it as it is"
+            );
+        }
+        return Ok(Started {
+            global,
+            fresh: false,
+        });
     }
+    // An IPv6-only host has no IPv4 address to take the router ID from.
+    let router_id = cfg.router_id.clone().ok_or_else(|| {
+        Status::failed_precondition(
+            "no BGP router ID: this host has no IPv4 address to take it from; set --router-id (an IPv4-formatted number unique in the fabric)",
+        )
+    })?;
+    client
+        .start_bgp(&StartSettings {
+            asn,
+            router_id: router_id.clone(),
+            listen_port: cfg.listen_port,
+            use_multiple_paths: true,
+        })
+        .await?;
+    client.honour_graceful_shutdown().await?;
+    info!(asn, router_id = %router_id, line = %client.line(), "started BGP on gobgpd (multipath, GRACEFUL_SHUTDOWN honoured on import)");
+    Ok(Started {
+        global: client.get_bgp().await?,
+        fresh: true,
+    })
+}
+
+/// AddPeer for every configured peer gobgpd does not have; UpdatePeer for a
+/// peer we configured whose BFD settings differ from ours (4.x). Peers the
+/// operator added by hand are left alone. `fresh`: gobgpd was (re)started,
+/// so new peers get graceful restart as the restarting speaker.
+pub async fn add_peers(client: &mut Gobgp, cfg: &SpeakerConfig, fresh: bool) -> Result<(), Status> {
+    let Some(asn) = cfg.asn else {
+        return Ok(());
+    };
+    let existing: Vec<PeerInfo> = client.list_peers(None).await?;
+    for p in &cfg.peers {
+        let have = existing
+            .iter()
+            .find(|e| e.address.parse::<IpAddr>().ok() == Some(p.address));
+        let want = cfg.settings(p, asn, fresh);
+        match have {
+            None => match client.add_peer(&want).await {
+                Ok(()) => info!(
+                    peer = %p.address,
+                    asn = want.peer_asn,
+                    hold = want.hold_time,
+                    bfd = ?want.bfd.map(|b| format!("{:?} x {}", b.interval, b.multiplier)),
+                    graceful_restart = ?want.graceful_restart.map(|g| g.restart_time),
+                    restarting = fresh && want.graceful_restart.is_some(),
+                    "added BGP peer"
+                ),
+                Err(e) if super::gobgp::already_exists(&e) || e.message().contains("existing") => {}
+                Err(e) => return Err(e),
+            },
+            Some(h) if client.line() == ApiLine::V4 && h.bfd.map(|b| b.settings) != want.bfd => {
+                // Restarting only applies to a new session: an update must
+                // not set the R bit on a running one.
+                let want = cfg.settings(p, asn, false);
+                client.update_peer(&want).await?;
+                info!(peer = %p.address, bfd = ?want.bfd, "updated BGP peer's BFD settings");
+            }
+            Some(_) => {}
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -278,21 +456,138 @@ mod tests {
         assert!("host".parse::<PeerSpec>().is_err());
     }
 
+    /// Durations take units; bare numbers stay seconds (as `hold=` always
+    /// took them); BGP timers are whole seconds.
     #[test]
-    fn peers_get_both_families_whatever_their_address() {
-        for addr in ["192.0.2.2", "[2001:db8::2]:65001"] {
-            let p: PeerSpec = addr.parse().unwrap();
-            let m = peer_message(&p, 65000, &SpeakerConfig::default());
-            let fams: Vec<(i32, i32, bool)> = m
-                .afi_safis
-                .iter()
-                .filter_map(|a| a.config.as_ref())
-                .map(|c| {
-                    let f = c.family.unwrap_or_default();
-                    (f.afi, f.safi, c.enabled)
-                })
-                .collect();
-            assert_eq!(fams, [(1, 1, true), (2, 1, true)], "{addr}");
+    fn durations_take_units_and_bare_numbers_are_seconds() {
+        assert_eq!(parse_duration("300ms"), Ok(Duration::from_millis(300)));
+        assert_eq!(parse_duration("9s"), Ok(Duration::from_secs(9)));
+        assert_eq!(parse_duration("9"), Ok(Duration::from_secs(9)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration("0.5s"), Ok(Duration::from_millis(500)));
+        for bad in ["", "ms", "9h", "-1", "nine", "1e3"] {
+            assert!(parse_duration(bad).is_err(), "{bad}");
         }
+        let p: PeerSpec = "192.0.2.2,hold=9s,keepalive=3s,connect-retry=1m"
+            .parse()
+            .unwrap();
+        assert_eq!(
+            (p.hold_time, p.keepalive, p.connect_retry),
+            (Some(9), Some(3), Some(60))
+        );
+        let e = "192.0.2.2,hold=500ms".parse::<PeerSpec>().unwrap_err();
+        assert!(e.contains("whole seconds"), "{e}");
+        let e = "192.0.2.2,hold=9,keepalive=10"
+            .parse::<PeerSpec>()
+            .unwrap_err();
+        assert!(e.contains("at most the hold time"), "{e}");
+        assert!("192.0.2.2,hold=2,keepalive=1".parse::<PeerSpec>().is_err());
+        assert!("192.0.2.2,hold=0,keepalive=1".parse::<PeerSpec>().is_ok());
+    }
+
+    #[test]
+    fn bfd_settings_parse_and_absurd_ones_are_refused() {
+        let p: PeerSpec = "192.0.2.2,bfd=300ms,bfd-multiplier=3".parse().unwrap();
+        assert_eq!(p.bfd, Some(BfdChoice::Interval(Duration::from_millis(300))));
+        assert_eq!(p.bfd_multiplier, Some(3));
+        let p: PeerSpec = "192.0.2.2,bfd=on".parse().unwrap();
+        assert_eq!(p.bfd, Some(BfdChoice::On));
+        let p: PeerSpec = "192.0.2.2,bfd".parse().unwrap();
+        assert_eq!(p.bfd, Some(BfdChoice::On));
+        let p: PeerSpec = "192.0.2.2,bfd=off".parse().unwrap();
+        assert_eq!(p.bfd, Some(BfdChoice::Off));
+        let p: PeerSpec = "192.0.2.2,bfd=1".parse().unwrap();
+        assert_eq!(p.bfd, Some(BfdChoice::Interval(Duration::from_secs(1))));
+        // A bare 300 is 300 s: refused, saying how to write milliseconds.
+        let e = "192.0.2.2,bfd=300".parse::<PeerSpec>().unwrap_err();
+        assert!(e.contains("300ms") && e.contains("seconds"), "{e}");
+        let e = "192.0.2.2,bfd=5ms".parse::<PeerSpec>().unwrap_err();
+        assert!(e.contains("10ms"), "{e}");
+        for m in ["0", "1", "256", "x"] {
+            let e = format!("192.0.2.2,bfd-multiplier={m}")
+                .parse::<PeerSpec>()
+                .unwrap_err();
+            assert!(e.contains("2..255"), "{e}");
+        }
+        assert!(parse_bfd_interval("10s").is_ok());
+        assert!(parse_bfd_interval("11s").is_err());
+    }
+
+    #[test]
+    fn bfd_comes_from_the_peer_or_the_global_default() {
+        let cfg = |bfd: bool| SpeakerConfig {
+            asn: Some(65000),
+            bfd,
+            bfd_interval: Duration::from_millis(300),
+            bfd_multiplier: 3,
+            peers: vec![
+                "192.0.2.2".parse().unwrap(),
+                "192.0.2.3,bfd=100ms,bfd-multiplier=5".parse().unwrap(),
+                "192.0.2.4,bfd=off".parse().unwrap(),
+                "192.0.2.5,bfd=on".parse().unwrap(),
+            ],
+            ..SpeakerConfig::default()
+        };
+        let bfd = |ms: u64, m: u8| {
+            Some(Bfd {
+                interval: Duration::from_millis(ms),
+                multiplier: m,
+            })
+        };
+        let c = cfg(false);
+        let got: Vec<Option<Bfd>> = c.peers.iter().map(|p| c.bfd_of(p)).collect();
+        assert_eq!(got, [None, bfd(100, 5), None, bfd(300, 3)]);
+        let c = cfg(true);
+        let got: Vec<Option<Bfd>> = c.peers.iter().map(|p| c.bfd_of(p)).collect();
+        assert_eq!(got, [bfd(300, 3), bfd(100, 5), None, bfd(300, 3)]);
+        assert_eq!(c.bfd_peers().len(), 3);
+        // 3.x cannot run BFD: refused with a message naming 4.x; 4.x is fine.
+        let e = refuse(&c, ApiLine::V3).unwrap_err();
+        assert!(e.contains("4.6") && e.contains("3.x"), "{e}");
+        assert!(refuse(&c, ApiLine::V4).is_ok());
+        let mut none = cfg(false);
+        none.peers.truncate(1);
+        assert!(refuse(&none, ApiLine::V3).is_ok());
+    }
+
+    #[test]
+    fn peer_settings_carry_timers_bfd_and_graceful_restart() {
+        let cfg = SpeakerConfig {
+            asn: Some(65000),
+            hold_time: 9,
+            keepalive: 3,
+            connect_retry: 5,
+            bfd: true,
+            bfd_interval: Duration::from_millis(300),
+            bfd_multiplier: 3,
+            graceful_restart: Some(GrConfig {
+                restart_time: 120,
+                long_lived: None,
+            }),
+            ..SpeakerConfig::default()
+        };
+        let p: PeerSpec = "192.0.2.2:65001,hold=30,keepalive=10".parse().unwrap();
+        let s = cfg.settings(&p, 65000, true);
+        assert_eq!(
+            (s.peer_asn, s.hold_time, s.keepalive, s.connect_retry),
+            (65001, 30, 10, 5)
+        );
+        let gr = s.graceful_restart.unwrap();
+        assert_eq!(
+            (gr.restart_time, gr.deferral_time, gr.restarting),
+            (120, DEFERRAL_TIME, true)
+        );
+        assert!(s.bfd.is_some());
+        let p: PeerSpec = "192.0.2.3".parse().unwrap();
+        assert_eq!(
+            cfg.settings(&p, 65000, false).peer_asn,
+            65000,
+            "iBGP by default"
+        );
+        let off = SpeakerConfig {
+            graceful_restart: None,
+            ..cfg
+        };
+        assert!(off.settings(&p, 65000, true).graceful_restart.is_none());
     }
 }

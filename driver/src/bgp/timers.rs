@@ -10,7 +10,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use super::gobgp::{self, Client};
+use super::gobgp::{self, Gobgp, GobgpApi};
 use super::learner::{lock_learner, Learner};
 use crate::rib::installer;
 
@@ -39,16 +39,11 @@ pub async fn expire_stale(learner: Arc<Mutex<Learner>>, send: impl Fn(Vec<instal
 pub const LIVENESS_EVERY: Duration = Duration::from_secs(2);
 
 /// Asks gobgpd for its global config every [`LIVENESS_EVERY`]; reports on
-/// `lost` the first answer that fails or overruns `limit`.
-pub async fn check_liveness(
-    mut client: Client,
-    limit: Duration,
-    lost: tokio::sync::oneshot::Sender<String>,
-) {
+/// `lost` the first answer that fails or overruns the client's deadline.
+pub async fn check_liveness(mut client: Gobgp, lost: tokio::sync::oneshot::Sender<String>) {
     loop {
         tokio::time::sleep(LIVENESS_EVERY).await;
-        let ask = client.get_bgp(gobgp::apipb::GetBgpRequest {});
-        if let Err(e) = gobgp::deadline("GetBgp", limit, ask).await {
+        if let Err(e) = client.get_bgp().await {
             let _ = lost.send(format!("liveness check: {}", gobgp::describe(&e)));
             return;
         }
@@ -90,13 +85,15 @@ mod tests {
                 conns.push(c);
             }
         }));
-        let client = gobgp::connect(&gobgp::GobgpAddr::Unix(path), Duration::from_secs(1))
+        let limit = Duration::from_millis(500);
+        let ch = gobgp::channel(&gobgp::GobgpAddr::Unix(path), Duration::from_secs(1))
             .await
             .unwrap();
-        let limit = Duration::from_millis(500);
+        // A client as if detected (detection itself would time out here).
+        let client = Gobgp::V3(crate::bgp::gobgp_v3::V3::new(ch, limit));
         let (tx, rx) = tokio::sync::oneshot::channel();
         let start = Instant::now();
-        let _check = AbortOnDrop(tokio::spawn(check_liveness(client, limit, tx)));
+        let _check = AbortOnDrop(tokio::spawn(check_liveness(client, tx)));
         let why = tokio::time::timeout(LIVENESS_EVERY + limit + Duration::from_secs(1), rx)
             .await
             .expect("reported in time")

@@ -1,11 +1,12 @@
 //! Withdrawals, sorted by whether the peer that withdrew is still there.
 //!
 //! In: a batch of learned paths from gobgpd's event stream, and gobgpd to
-//! ask whether a peer's session is established. Out: the paths to apply now
-//! (announcements, withdrawals of peers still up) and withdrawals held for
-//! [`SESSION_LOSS_HOLD`] ([`HeldWithdrawals`]): when gobgpd itself shuts down
-//! it drops every peer before our stream, and held withdrawals then become
-//! stale routes instead of an outage.
+//! ask about the peer that withdrew. Out: the paths to apply now
+//! (announcements, withdrawals of peers still up, or of peers that went
+//! down for a reason gobgpd names and that is not its own shutdown) and
+//! withdrawals held for [`SESSION_LOSS_HOLD`] ([`HeldWithdrawals`]): when
+//! gobgpd itself shuts down it drops every peer before our stream, and held
+//! withdrawals then become stale routes instead of an outage.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -13,8 +14,7 @@ use std::time::Duration;
 use ipnet::IpNet;
 use tracing::debug;
 
-use super::gobgp::apipb::ListPeerRequest;
-use super::gobgp::{self, Client, LearnedPath};
+use super::gobgp::{DownReason, Gobgp, GobgpApi, LearnedPath, PeerInfo};
 
 /// How long withdrawals caused by a lost session wait before they apply.
 pub const SESSION_LOSS_HOLD: Duration = Duration::from_secs(1);
@@ -48,22 +48,24 @@ impl HeldWithdrawals {
 }
 
 /// Withdrawals from a peer whose session is still up apply at once (a
-/// container left). Withdrawals from a peer whose session is gone are held
-/// for [`SESSION_LOSS_HOLD`]: when gobgpd itself shuts down it first drops
-/// every peer (withdrawing everything) and then closes our stream; held
-/// withdrawals then become stale routes instead of an outage. When gobgpd
-/// answers too late whether a peer is up (busy with the burst a lost
-/// session causes), the withdrawal is held as if the session were gone:
-/// a path that replaces it cancels it, and a real withdrawal is only
-/// late by the hold. Fails on other errors.
+/// container left), and so do those of a peer that gobgpd says went down
+/// for a reason of its own (4.x: a BFD reset, a hold expiry, a
+/// NOTIFICATION): BFD's sub-second failover must not wait. Withdrawals from
+/// a peer whose session is gone without a reason (3.x), or because gobgpd
+/// is stopping, are held for [`SESSION_LOSS_HOLD`]: when gobgpd itself
+/// shuts down it first drops every peer (withdrawing everything) and then
+/// closes our stream; held withdrawals then become stale routes instead of
+/// an outage. When gobgpd answers too late whether a peer is up (busy with
+/// the burst a lost session causes), the withdrawal is held as if the
+/// session were gone: a path that replaces it cancels it, and a real
+/// withdrawal is only late by the hold. Fails on other errors.
 pub async fn sort(
-    client: &mut Client,
+    client: &mut Gobgp,
     paths: Vec<LearnedPath>,
     held: &mut HeldWithdrawals,
-    limit: Duration,
 ) -> Result<Vec<LearnedPath>, tonic::Status> {
     let mut now = Vec::with_capacity(paths.len());
-    let mut peers_up: BTreeMap<String, bool> = BTreeMap::new();
+    let mut apply: BTreeMap<String, bool> = BTreeMap::new();
     for p in paths {
         if !p.withdraw {
             held.cancel(&p.prefix);
@@ -71,22 +73,24 @@ pub async fn sort(
             continue;
         }
         let peer = p.peer.clone().unwrap_or_default();
-        let up = match peers_up.get(&peer) {
-            Some(up) => *up,
+        let at_once = match apply.get(&peer) {
+            Some(a) => *a,
             None => {
-                let up = match peer_established(client, &peer, limit).await {
-                    Ok(up) => up,
+                let a = match client.list_peers(Some(&peer)).await {
+                    Ok(found) => found.iter().any(applies_at_once),
                     Err(e) if e.code() == tonic::Code::DeadlineExceeded => {
                         debug!(peer, "peer state late; holding its withdrawals");
                         false
                     }
-                    Err(e) => return Err(e),
+                    // A stuck gobgpd ends the session (the liveness check);
+                    // any other answer means "not up".
+                    Err(_) => false,
                 };
-                peers_up.insert(peer, up);
-                up
+                apply.insert(peer, a);
+                a
             }
         };
-        if up {
+        if at_once {
             now.push(p);
         } else {
             held.hold(p, tokio::time::Instant::now() + SESSION_LOSS_HOLD);
@@ -95,28 +99,44 @@ pub async fn sort(
     Ok(now)
 }
 
-/// Whether gobgpd still has an established session with `peer`.
-async fn peer_established(
-    client: &mut Client,
-    peer: &str,
-    limit: Duration,
-) -> Result<bool, tonic::Status> {
-    let list = client.list_peer(ListPeerRequest {
-        address: peer.to_string(),
-        enable_advertised: false,
-    });
-    let mut s = match gobgp::deadline("ListPeer", limit, list).await {
-        Ok(r) => r.into_inner(),
-        // A stuck gobgpd ends the session; any other answer means "not up".
-        Err(e) if e.code() == tonic::Code::DeadlineExceeded => return Err(e),
-        Err(_) => return Ok(false),
-    };
-    let mut up = false;
-    while let Some(r) = gobgp::next_within("ListPeer", limit, &mut s).await? {
-        up |= r
-            .peer
-            .and_then(|p| p.state)
-            .is_some_and(|st| st.session_state == 6);
+/// Whether a withdrawal from this peer applies without the hold: its
+/// session is up, or gobgpd gave a reason for its fall that is not gobgpd
+/// stopping.
+fn applies_at_once(p: &PeerInfo) -> bool {
+    p.is_established()
+        || p.down_reason
+            .as_ref()
+            .is_some_and(|r| *r != DownReason::Local)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bgp::gobgp::SessionState;
+
+    #[test]
+    fn only_an_unexplained_or_local_fall_holds_withdrawals() {
+        let peer = |state, down_reason| PeerInfo {
+            state,
+            down_reason,
+            ..PeerInfo::default()
+        };
+        assert!(applies_at_once(&peer(SessionState::Established, None)));
+        // 3.x: no reason given.
+        assert!(!applies_at_once(&peer(SessionState::Active, None)));
+        // 4.x: gobgpd stopping (its peers de-configured) holds them.
+        assert!(!applies_at_once(&peer(
+            SessionState::Idle,
+            Some(DownReason::Local)
+        )));
+        // 4.x: a BFD reset applies at once.
+        assert!(applies_at_once(&peer(
+            SessionState::Idle,
+            Some(DownReason::NotificationSent("BFD is down".into()))
+        )));
+        assert!(applies_at_once(&peer(
+            SessionState::Active,
+            Some(DownReason::ConnectionLost)
+        )));
     }
-    Ok(up)
 }

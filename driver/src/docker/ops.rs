@@ -400,6 +400,27 @@ impl<K: LinkKernel> Driver<K> {
 
     /// Program/RevokeExternalConnectivity: nothing to do (no NAT, no port
     /// mapping: containers are routed), but the IDs must be ours.
+    /// Drains this host (`since`: unix time) or undrains it (`None`): the
+    /// state is saved as a snapshot first, then the view published. Returns
+    /// the drain in force afterwards (an earlier drain keeps its time).
+    pub fn set_drained(&mut self, since: Option<u64>) -> Result<Option<u64>> {
+        let before = self.state.drained;
+        let after = match (before, since) {
+            (Some(t), Some(_)) => Some(t),
+            (_, s) => s,
+        };
+        if after == before {
+            return Ok(after);
+        }
+        self.state.drained = after;
+        if let Err(e) = self.save() {
+            self.state.drained = before;
+            return Err(e);
+        }
+        self.publish();
+        Ok(after)
+    }
+
     pub fn external_connectivity(&self, network: &str, endpoint: &str) -> Result<()> {
         if self.state.was_deleted(endpoint) {
             return Ok(());

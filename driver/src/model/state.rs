@@ -26,6 +26,11 @@ pub struct State {
     /// Recently deleted network and endpoint IDs (replays of their deletion succeed).
     #[serde(default)]
     pub deleted: VecDeque<String>,
+    /// Unix time `ipvlan-bgp drain` was asked for, while the host is
+    /// drained (graceful shutdown of its announcements); written with a
+    /// snapshot, never a journal record, so older drivers still read it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drained: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -34,7 +34,10 @@ impl View {
     /// The view of `state`; networks in `unavailable` (their parent is
     /// missing) announce nothing until they are repaired.
     pub fn from_state(state: &State, unavailable: &BTreeMap<String, String>) -> View {
-        let mut v = View::default();
+        let mut v = View {
+            drained: state.drained,
+            ..View::default()
+        };
         for net in state.networks.values() {
             let spec = &net.spec;
             v.pools.extend(spec.subnets());

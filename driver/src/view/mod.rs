@@ -36,4 +36,7 @@ pub struct View {
     /// BGP attributes of the announcements that have any (network's merged
     /// with the endpoint's); most have none, so most prefixes are absent.
     pub attrs: BTreeMap<IpNet, RouteAttrs>,
+    /// The host is drained since this unix time (`ipvlan-bgp drain`): every
+    /// announcement goes out made less preferred, with GRACEFUL_SHUTDOWN.
+    pub drained: Option<u64>,
 }

@@ -1,6 +1,8 @@
 //! Helpers shared by the test files (each file in tests/ is its own
 //! crate; they include this with `mod common;`).
 
+pub mod lab;
+
 /// Whether the IPv4 range `[a, b]` (as numbers) meets one of the ranges that
 /// are never container networks. Written out as numbers on purpose,
 /// independently of the driver's own tables, so a mistake there is caught.

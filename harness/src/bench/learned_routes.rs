@@ -22,7 +22,7 @@ const MAX_ROUTES: usize = 1 << 17;
 /// times. The arrival of the last route is stamped by a netlink route
 /// subscription in b2's namespace, not by dumping the table in a loop.
 pub fn learned_routes(routes: usize, rounds: usize, opts: &Options) -> Result<BenchResult> {
-    use ipvlan_bgp::bgp::gobgp::{apipb, connect, families, GobgpAddr};
+    use ipvlan_bgp::bgp::gobgp::{Family, Gobgp, GobgpAddr, GobgpApi};
     if routes == 0 || routes > MAX_ROUTES {
         bail!("--routes must be between 1 and {MAX_ROUTES} (inside 10.28.0.0/15)");
     }
@@ -55,13 +55,8 @@ pub fn learned_routes(routes: usize, rounds: usize, opts: &Options) -> Result<Be
         gobgpd_rss = gobgpd_rss.max(rss_kib(w.hosts[1].gobgpd.pid()));
         let t1 = Instant::now();
         w.rt.block_on(async {
-            let mut c = connect(&api, Duration::from_secs(5)).await?;
-            c.delete_path(apipb::DeletePathRequest {
-                table_type: apipb::TableType::Global as i32,
-                family: Some(families()[0]),
-                ..Default::default()
-            })
-            .await?;
+            let mut c = Gobgp::connect(&api, Duration::from_secs(5)).await?;
+            c.delete_family(Family::Ipv4).await?;
             Ok::<_, anyhow::Error>(())
         })?;
         let gone = events.wait_many(pool, true, routes, t1, Duration::from_secs(120))?;

@@ -13,7 +13,8 @@ use ipnet::{IpNet, Ipv4Net};
 /// `api` (AddPathStream, 1,000 paths per message); returns how long gobgpd
 /// took to accept them. Runs on its own thread with its own runtime.
 pub fn flood(api: &std::path::Path, first: Ipv4Addr, count: u32, nh: Ipv4Addr) -> Result<Duration> {
-    use ipvlan_bgp::bgp::gobgp::{apipb, connect, local_path, GobgpAddr};
+    use ipvlan_bgp::bgp::gobgp::{Gobgp, GobgpAddr, GobgpApi, OwnPath};
+    use ipvlan_bgp::model::attrs::RouteAttrs;
     let base = u32::from(first);
     if base.checked_add(count - 1).is_none() {
         bail!("{count} addresses from {first} run past 255.255.255.255");
@@ -25,20 +26,16 @@ pub fn flood(api: &std::path::Path, first: Ipv4Addr, count: u32, nh: Ipv4Addr) -
     let addr = GobgpAddr::Unix(api.to_path_buf());
     let t = Instant::now();
     rt.block_on(async {
-        let mut c = connect(&addr, Duration::from_secs(5)).await?;
-        let msgs = (0..count).step_by(1000).map(move |start| {
-            let end = (start + 1000).min(count);
-            apipb::AddPathStreamRequest {
-                table_type: apipb::TableType::Global as i32,
-                vrf_id: String::new(),
-                paths: (start..end)
-                    .map(|i| {
-                        let p = Ipv4Net::new(Ipv4Addr::from(base + i), 32).expect("a /32 is valid");
-                        local_path(IpNet::V4(p), std::net::IpAddr::V4(nh), &[])
-                    })
-                    .collect(),
-            }
-        });
+        let mut c = Gobgp::connect(&addr, Duration::from_secs(5)).await?;
+        let paths: Vec<OwnPath> = (0..count)
+            .map(|i| OwnPath {
+                prefix: IpNet::V4(
+                    Ipv4Net::new(Ipv4Addr::from(base + i), 32).expect("a /32 is valid"),
+                ),
+                next_hop: std::net::IpAddr::V4(nh),
+                attrs: RouteAttrs::default(),
+            })
+            .collect();
         // gobgpd's gRPC server drops a connection whose client keeps pinging
         // (our channel's keepalives) while the server writes nothing, as it
         // does during a long client stream ("too many pings"): a cheap call
@@ -47,10 +44,12 @@ pub fn flood(api: &std::path::Path, first: Ipv4Addr, count: u32, nh: Ipv4Addr) -
         let keep_talking = tokio::spawn(async move {
             loop {
                 tokio::time::sleep(Duration::from_secs(1)).await;
-                let _ = talk.get_bgp(apipb::GetBgpRequest {}).await;
+                let _ = talk.get_bgp().await;
             }
         });
-        let sent = c.add_path_stream(tokio_stream::iter(msgs)).await;
+        // One deadline for the whole stream: 5 s per 1,000 paths.
+        let limit = Duration::from_secs(5) * count.div_ceil(1000).max(1);
+        let sent = c.add_paths(&paths, 0, limit).await;
         keep_talking.abort();
         sent?;
         Ok::<_, anyhow::Error>(())

@@ -266,13 +266,10 @@ impl World {
             };
         }
         self.rt.block_on(async {
-            let mut c = ipvlan_bgp::bgp::gobgp::connect(
-                &ipvlan_bgp::bgp::gobgp::GobgpAddr::Unix(api),
-                Duration::from_secs(1),
-            )
-            .await?;
-            c.get_bgp(ipvlan_bgp::bgp::gobgp::apipb::GetBgpRequest {})
-                .await?;
+            use ipvlan_bgp::bgp::gobgp::{Gobgp, GobgpAddr, GobgpApi};
+            // Connecting detects the line: one GetBgp answered.
+            let mut c = Gobgp::connect(&GobgpAddr::Unix(api), Duration::from_secs(1)).await?;
+            c.get_bgp().await?;
             Ok::<_, anyhow::Error>(())
         })
     }

@@ -87,38 +87,21 @@ impl World {
         r.json()
     }
 
-    /// BGP session states on host `i` (address -> established): 3.x over
-    /// gRPC, 4.x through its CLI.
+    /// BGP session states on host `i` (address -> established), over
+    /// gRPC on either GoBGP line.
     pub fn bgp_sessions(&self, i: usize) -> Result<Vec<(String, bool)>> {
-        use ipvlan_bgp::bgp::gobgp::{apipb::ListPeerRequest, connect, GobgpAddr};
-        if self.gobgp_line() == GobgpLine::V4 {
-            return Ok(self
-                .gobgp_neighbors(i)?
-                .iter()
-                .map(|n| {
-                    let addr = n
-                        .pointer("/conf/neighbor_address")
-                        .and_then(|v| v.as_str())
-                        .unwrap_or("?")
-                        .to_string();
-                    let up = n.pointer("/state/session_state").and_then(|v| v.as_u64()) == Some(6);
-                    (addr, up)
-                })
-                .collect());
-        }
+        use ipvlan_bgp::bgp::gobgp::{Gobgp, GobgpAddr, GobgpApi};
         let api = self.hosts[i].gobgp_api();
         self.rt.block_on(async {
-            let mut c = connect(&GobgpAddr::Unix(api), Duration::from_secs(2)).await?;
-            let mut s = c.list_peer(ListPeerRequest::default()).await?.into_inner();
-            let mut out = Vec::new();
-            while let Some(r) = s.message().await? {
-                if let Some(p) = r.peer {
-                    let addr = p.conf.map(|c| c.neighbor_address).unwrap_or_default();
-                    let up = p.state.map(|s| s.session_state == 6).unwrap_or(false);
-                    out.push((addr, up));
-                }
-            }
-            Ok(out)
+            let mut c = Gobgp::connect(&GobgpAddr::Unix(api), Duration::from_secs(2)).await?;
+            let peers = c.list_peers(None).await?;
+            Ok(peers
+                .into_iter()
+                .map(|p| {
+                    let up = p.is_established();
+                    (p.address, up)
+                })
+                .collect())
         })
     }
 }

@@ -1,0 +1,983 @@
+//! Privileged: the driver's BGP side against real peers, on each GoBGP
+//! line (3.x `gobgpd`, 4.x `gobgpd-v4`; every daemon of a trial the same
+//! line): what it learns follows its peers through multipath, graceful
+//! shutdown, failures and restarts; what it configures reads back.
+//!
+//! Needs root and the line's gobgpd and CLI (skipped with the reason
+//! otherwise; a failure under `CI=true`). Namespaces `bp<pid><line>-a|b|c`:
+//!
+//! ```text
+//!   B: gobgpd AS 65001 (TOML, GR) ── 192.0.2.0/24 ──┐
+//!                                                    A: driver (Bgp + installer) ─► gobgpd AS 65000 (configured by the driver)
+//!   C: gobgpd AS 65002 (TOML, GR) ── 198.51.100.0/24 ┘
+//! ```
+//! Checked (`learned_paths_follow_peers`, both lines):
+//! - multipath: B and C announce the same /32; B withdraws it: A keeps the
+//!   route (via C) at every 50 ms sample (4.x sends only B's withdrawal);
+//! - GRACEFUL_SHUTDOWN on receipt: B's path with 65535:0 loses to C's
+//!   longer one (the import policy the driver installs);
+//! - a frozen peer (hold expiry, 3 s) loses its routes in A's kernel within
+//!   the hold time plus 2 s, although A's gobgpd still holds them as stale
+//!   for B's restart time (120 s); they come back when B does;
+//! - a restart of A's gobgpd: no learned route leaves A's kernel, and the
+//!   one B withdrew meanwhile goes at B's End-of-RIB, long before the stale
+//!   time (60 s).
+//!
+//! `bfd_takes_a_frozen_peer_down_within_a_second` (4.x): BFD 300 ms × 3,
+//! hold 9 s: status shows BFD up, and a frozen B's routes leave A's kernel
+//! in under 2 s. `managed_settings_read_back_and_drain` (both lines): BFD
+//! (4.x), graceful restart and long-lived GR read back through the line's
+//! own CLI, UpdatePeer changes BFD; a drained announcement carries
+//! 65535:0, MED 4294967294 and the prepend, and loses them when undrained.
+//! `drain_cli_waits_and_survives_a_restart` (both lines): the binary's
+//! `drain --wait` (what the harness runs before stopping a host) returns
+//! with "safe to stop", the drain shows in /metrics and survives a driver
+//! restart, `undrain` clears it.
+//! `v3_refuses_bfd`: against 3.x, the BGP side fails with an error naming
+//! 4.x, and the `ipvlan-bgp` binary exits non-zero with it.
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ipnet::IpNet;
+use ipvlan_bgp::bgp::config::BgpConfig;
+use ipvlan_bgp::bgp::gobgp::{ApiLine, GobgpAddr};
+use ipvlan_bgp::bgp::session::Bgp;
+use ipvlan_bgp::bgp::speaker::{GrConfig, SpeakerConfig};
+use ipvlan_bgp::kernel::real::Kernel;
+use ipvlan_bgp::metrics::Metrics;
+use ipvlan_bgp::rib::installer::Installer;
+use ipvlan_bgp::rib::watch::RouteWatch;
+use ipvlan_bgp::view::View;
+use serde_json::Value;
+
+use common::lab::{self, ip, wait_for, Cleanup};
+use common::{skip, Outcome};
+
+fn n(s: &str) -> IpNet {
+    s.parse().expect("prefix")
+}
+
+/// A peer's gobgpd config: AS `asn`, neighbour A at `a`, graceful restart
+/// (120 s) on both unicast families, hold 3 s (or 9 s with BFD 300 ms × 3).
+/// Both families as the driver configures them: a restarting gobgpd 3.10
+/// sends End-of-RIB for every family it has configured when its deferral
+/// timer expires, and a 3.10 peer with IPv4 only resets the session on the
+/// IPv6 one ("Address-family rf 131073 not available"; docs/gobgp-v4.md).
+fn peer_toml(asn: u32, me: &str, a: &str, bfd: bool) -> String {
+    let (hold, ka) = if bfd { (9, 3) } else { (3, 1) };
+    let mut t = format!(
+        r#"
+[global.config]
+  as = {asn}
+  router-id = "{me}"
+[[neighbors]]
+  [neighbors.config]
+    neighbor-address = "{a}"
+    peer-as = 65000
+  [neighbors.timers.config]
+    connect-retry = 1
+    hold-time = {hold}
+    keepalive-interval = {ka}
+  [neighbors.graceful-restart.config]
+    enabled = true
+    restart-time = 120
+  [[neighbors.afi-safis]]
+    [neighbors.afi-safis.config]
+      afi-safi-name = "ipv4-unicast"
+    [neighbors.afi-safis.mp-graceful-restart.config]
+      enabled = true
+  [[neighbors.afi-safis]]
+    [neighbors.afi-safis.config]
+      afi-safi-name = "ipv6-unicast"
+    [neighbors.afi-safis.mp-graceful-restart.config]
+      enabled = true
+"#
+    );
+    if bfd {
+        t.push_str(
+            r#"  [neighbors.bfd.config]
+    enabled = true
+    desired-minimum-tx-interval = 300000
+    required-minimum-receive = 300000
+    detection-multiplier = 3
+"#,
+        );
+    }
+    t
+}
+
+/// The driver's BGP side in namespace `ns`, as `lib.rs` wires it.
+struct Driver {
+    metrics: Arc<Metrics>,
+    view: tokio::sync::watch::Sender<Arc<View>>,
+    stop: tokio::sync::watch::Sender<bool>,
+    task: tokio::task::JoinHandle<Result<(), String>>,
+}
+
+impl Driver {
+    fn start(ns: &str, cfg: BgpConfig, view: View) -> Driver {
+        let path = PathBuf::from(format!("/run/netns/{ns}"));
+        let metrics = Arc::new(Metrics::default());
+        let (installer, _thread, adopted) = Installer::start_with(
+            Kernel::open_in_netns(&path).expect("netlink"),
+            Some(RouteWatch::open_in_netns(&path).expect("watch")),
+            73,
+            metrics.clone(),
+        )
+        .expect("installer");
+        let (view_tx, view_rx) = tokio::sync::watch::channel(Arc::new(view));
+        let (stop, stop_rx) = tokio::sync::watch::channel(false);
+        let bgp = Bgp::new(
+            cfg,
+            metrics.clone(),
+            view_rx,
+            installer,
+            Kernel::open_in_netns(&path).expect("netlink"),
+            adopted,
+        );
+        Driver {
+            metrics,
+            view: view_tx,
+            stop,
+            task: tokio::spawn(bgp.run(stop_rx)),
+        }
+    }
+
+    async fn stop(self) -> Result<(), String> {
+        let _ = self.stop.send(true);
+        tokio::time::timeout(Duration::from_secs(10), self.task)
+            .await
+            .expect("the BGP side stops within 10 s")
+            .expect("task")
+    }
+}
+
+/// A's settings: AS 65000, hold 3 s, BFD 300 ms × 3 where a peer asks for
+/// it, graceful restart 120 s (long-lived `long_lived` seconds after it).
+fn config(sock: &Path, peers: &[&str], long_lived: Option<u32>) -> BgpConfig {
+    BgpConfig {
+        gobgp: GobgpAddr::Unix(sock.to_path_buf()),
+        call_timeout: Duration::from_secs(5),
+        speaker: SpeakerConfig {
+            asn: Some(65000),
+            router_id: Some("192.0.2.1".into()),
+            peers: peers.iter().map(|p| p.parse().expect("peer")).collect(),
+            hold_time: 3,
+            keepalive: 1,
+            connect_retry: 1,
+            bfd_interval: Duration::from_millis(300),
+            bfd_multiplier: 3,
+            graceful_restart: Some(GrConfig {
+                restart_time: 120,
+                long_lived,
+            }),
+            ..SpeakerConfig::default()
+        },
+        next_hops: Vec::new(),
+        communities: Vec::new(),
+        protocol: 73,
+        accept_pools: vec![n("10.2.0.0/16")],
+        max_learned: 1000,
+        stale_time: Duration::from_secs(60),
+        default_parent: Some("ab0".into()),
+        stop_gobgpd_on_exit: false,
+    }
+}
+
+/// A's view: one network on ab0 (announcing 10.1.1.5/32 when asked), both
+/// links as parents so next hops on either are on-link.
+fn view(announce: bool, drained: Option<u64>) -> View {
+    View {
+        announcements: if announce {
+            BTreeMap::from([(n("10.1.1.5/32"), "ab0".to_string())])
+        } else {
+            BTreeMap::new()
+        },
+        pools: BTreeSet::from([n("10.1.1.0/24")]),
+        local_endpoints: BTreeSet::new(),
+        parents: BTreeSet::from(["ab0".to_string(), "ac0".to_string()]),
+        attrs: BTreeMap::new(),
+        drained,
+    }
+}
+
+/// The three namespaces and their links; B and C optional.
+struct Lab {
+    line: ApiLine,
+    a: String,
+    b: String,
+    c: String,
+    dir: tempfile::TempDir,
+    sock: PathBuf,
+}
+
+impl Lab {
+    fn new(line: ApiLine, tag: &str, undo: &mut Cleanup) -> Lab {
+        let base = format!("bp{}{line}{tag}", std::process::id());
+        let (a, b, c) = (
+            format!("{base}-a"),
+            format!("{base}-b"),
+            format!("{base}-c"),
+        );
+        for ns in [&a, &b, &c] {
+            undo.netns(ns);
+        }
+        ip(
+            &a,
+            &format!("link add ab0 type veth peer name ba0 netns {b}"),
+        );
+        ip(
+            &a,
+            &format!("link add ac0 type veth peer name ca0 netns {c}"),
+        );
+        ip(&a, "addr add 192.0.2.1/24 dev ab0");
+        ip(&b, "addr add 192.0.2.2/24 dev ba0");
+        ip(&a, "addr add 198.51.100.1/24 dev ac0");
+        ip(&c, "addr add 198.51.100.2/24 dev ca0");
+        for (ns, dev) in [(&a, "ab0"), (&a, "ac0"), (&b, "ba0"), (&c, "ca0")] {
+            ip(ns, &format!("link set {dev} up"));
+        }
+        for ns in [&a, &b, &c] {
+            ip(ns, "link set lo up");
+        }
+        let dir = tempfile::tempdir().expect("tempdir");
+        let sock = dir.path().join("a.sock");
+        Lab {
+            line,
+            a,
+            b,
+            c,
+            dir,
+            sock,
+        }
+    }
+
+    /// A's gobgpd (configured by the driver); returns its pid.
+    fn start_a(&self, undo: &mut Cleanup) -> u32 {
+        let api = format!("--api-hosts=unix://{}", self.sock.display());
+        undo.child(lab::gobgpd(
+            self.line,
+            Some(&self.a),
+            &[&api],
+            &self.dir.path().join("a.log"),
+        ))
+    }
+
+    /// B's or C's gobgpd from its TOML; returns its pid.
+    fn start_peer(&self, which: &str, bfd: bool, undo: &mut Cleanup) -> u32 {
+        let (ns, asn, me, a) = match which {
+            "b" => (&self.b, 65001, "192.0.2.2", "192.0.2.1"),
+            _ => (&self.c, 65002, "198.51.100.2", "198.51.100.1"),
+        };
+        let toml = self.dir.path().join(format!("{which}.toml"));
+        std::fs::write(&toml, peer_toml(asn, me, a, bfd)).expect("toml");
+        let f = toml.display().to_string();
+        undo.child(lab::gobgpd(
+            self.line,
+            Some(ns),
+            &["--api-hosts=127.0.0.1:50051", "-f", &f],
+            &self.dir.path().join(format!("{which}.log")),
+        ))
+    }
+
+    /// The gobgp CLI against B's or C's gobgpd.
+    fn peer(&self, which: &str, args: &str) -> String {
+        let ns = if which == "b" { &self.b } else { &self.c };
+        lab::cli(self.line, Some(ns), "127.0.0.1:50051", args)
+    }
+
+    /// Retries `args` on a peer until its gobgpd answers (it reads its TOML
+    /// after its API is up).
+    async fn peer_when_up(&self, which: &str, args: &str) {
+        let ns = if which == "b" { &self.b } else { &self.c };
+        let (_, cli) = lab::progs(self.line);
+        let ok = wait_for(Duration::from_secs(10), || {
+            let mut full = vec!["netns", "exec", ns, cli, "-u", "127.0.0.1", "-p", "50051"];
+            full.extend(args.split_whitespace());
+            Command::new("ip")
+                .args(&full)
+                .output()
+                .is_ok_and(|o| o.status.success())
+        })
+        .await;
+        assert!(ok.is_some(), "{which}'s gobgpd never took {args:?}");
+    }
+
+    /// The gobgp CLI against A's gobgpd.
+    fn a_cli(&self, args: &str) -> String {
+        lab::cli(
+            self.line,
+            None,
+            &format!("unix://{}", self.sock.display()),
+            args,
+        )
+    }
+
+    /// A's kernel route to `dst` with our tag, as `ip route` prints it.
+    fn route(&self, dst: &str) -> String {
+        lab::run(&[
+            "ip", "-n", &self.a, "route", "show", "exact", dst, "proto", "73",
+        ])
+        .trim()
+        .to_string()
+    }
+}
+
+impl Drop for Lab {
+    /// A failed assertion shows the daemons' logs.
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            lab::show_logs(self.dir.path());
+        }
+    }
+}
+
+/// Samples A's route to each of `dsts` every 50 ms in a thread until the
+/// returned flag is set; collects the samples at which one was missing.
+fn watch_routes(
+    lab_a: String,
+    dsts: Vec<String>,
+) -> (
+    Arc<std::sync::atomic::AtomicBool>,
+    std::thread::JoinHandle<Vec<String>>,
+) {
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = stop.clone();
+    let handle = std::thread::spawn(move || {
+        let mut gaps = Vec::new();
+        let start = Instant::now();
+        while !flag.load(std::sync::atomic::Ordering::Relaxed) {
+            for d in &dsts {
+                let r = lab::run(&[
+                    "ip", "-n", &lab_a, "route", "show", "exact", d, "proto", "73",
+                ]);
+                if r.trim().is_empty() {
+                    gaps.push(format!("{d} missing at {:?}", start.elapsed()));
+                }
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        gaps
+    });
+    (stop, handle)
+}
+
+fn signal(pid: u32, sig: nix::sys::signal::Signal) {
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), sig).expect("signal");
+}
+
+fn main() {
+    // The driver's logs on a failure: RUST_LOG=ipvlan_bgp=debug.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_writer(std::io::stderr)
+        .try_init();
+    common::run_async_trials(vec![
+        ("v3_learned_paths_follow_peers", || {
+            Box::pin(learned_paths_follow_peers(ApiLine::V3))
+        }),
+        ("v4_learned_paths_follow_peers", || {
+            Box::pin(learned_paths_follow_peers(ApiLine::V4))
+        }),
+        ("v4_bfd_takes_a_frozen_peer_down_within_a_second", || {
+            Box::pin(bfd_takes_a_frozen_peer_down())
+        }),
+        ("v3_managed_settings_read_back_and_drain", || {
+            Box::pin(managed_settings_read_back_and_drain(ApiLine::V3))
+        }),
+        ("v4_managed_settings_read_back_and_drain", || {
+            Box::pin(managed_settings_read_back_and_drain(ApiLine::V4))
+        }),
+        ("v3_refuses_bfd", || Box::pin(v3_refuses_bfd())),
+        ("v3_drain_cli_waits_and_survives_a_restart", || {
+            Box::pin(drain_cli(ApiLine::V3))
+        }),
+        ("v4_drain_cli_waits_and_survives_a_restart", || {
+            Box::pin(drain_cli(ApiLine::V4))
+        }),
+    ])
+}
+
+const PEERS: [&str; 2] = [
+    "192.0.2.2:65001,hold=3,keepalive=1,connect-retry=1",
+    "198.51.100.2:65002,hold=3,keepalive=1,connect-retry=1",
+];
+
+async fn learned_paths_follow_peers(line: ApiLine) -> Outcome {
+    if let Some(why) = lab::missing(line, true) {
+        return skip(&why);
+    }
+    let mut undo = Cleanup::default();
+    let lab = Lab::new(line, "l", &mut undo);
+    let mut a_pid = lab.start_a(&mut undo);
+    let b_pid = lab.start_peer("b", false, &mut undo);
+    lab.start_peer("c", false, &mut undo);
+    // B and C originate before the sessions come up.
+    for p in ["10.2.0.1/32", "10.2.1.1/32", "10.2.1.2/32"] {
+        lab.peer_when_up("b", &format!("global rib add {p} nexthop 192.0.2.2"))
+            .await;
+    }
+    for p in ["10.2.0.1/32", "10.2.2.1/32"] {
+        lab.peer_when_up("c", &format!("global rib add {p} nexthop 198.51.100.2"))
+            .await;
+    }
+    let d = Driver::start(&lab.a, config(&lab.sock, &PEERS, None), view(false, None));
+    let all = ["10.2.0.1/32", "10.2.1.1/32", "10.2.1.2/32", "10.2.2.1/32"];
+    let up = wait_for(Duration::from_secs(40), || {
+        all.iter().all(|p| !lab.route(p).is_empty())
+    })
+    .await;
+    if up.is_none() {
+        lab::show_logs(lab.dir.path());
+    }
+    assert!(
+        up.is_some(),
+        "learned routes not installed: {:?} ({:?})",
+        all.map(|p| lab.route(p)),
+        d.metrics.bgp_snapshot()
+    );
+    eprintln!("[{line}] sessions up and 4 routes installed after {up:?}");
+    assert_eq!(d.metrics.bgp_snapshot().api.as_deref(), Some(line.name()));
+
+    // Multipath: B withdraws its member; C's keeps the route.
+    let (stop, samples) = watch_routes(lab.a.clone(), vec!["10.2.0.1/32".into()]);
+    lab.peer("b", "global rib del 10.2.0.1/32");
+    let via_c = wait_for(Duration::from_secs(5), || {
+        lab.route("10.2.0.1/32").contains("via 198.51.100.2")
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let gaps = samples.join().expect("sampler");
+    assert!(
+        via_c.is_some() && gaps.is_empty(),
+        "[{line}] B's withdrawal of one equal path took the route: {gaps:?}, now {:?}",
+        lab.route("10.2.0.1/32")
+    );
+
+    // GRACEFUL_SHUTDOWN on receipt: B's shorter path carries it and loses.
+    lab.peer(
+        "c",
+        "global rib add 10.2.3.1/32 nexthop 198.51.100.2 aspath 65009",
+    );
+    lab.peer(
+        "b",
+        "global rib add 10.2.3.1/32 nexthop 192.0.2.2 community 65535:0",
+    );
+    let both = wait_for(Duration::from_secs(10), || {
+        lab.a_cli("global rib 10.2.3.1/32")
+            .matches("10.2.3.1/32")
+            .count()
+            >= 2
+    })
+    .await;
+    assert!(
+        both.is_some(),
+        "A's gobgpd has not both paths: {}",
+        lab.a_cli("global rib")
+    );
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let r = lab.route("10.2.3.1/32");
+    assert!(
+        r.contains("via 198.51.100.2") && !r.contains("192.0.2.2"),
+        "[{line}] the GRACEFUL_SHUTDOWN path won: {:?}\n{}",
+        lab.route("10.2.3.1/32"),
+        lab.a_cli("global rib 10.2.3.1/32")
+    );
+
+    // B freezes: hold expiry (3 s). A's gobgpd keeps B's paths as stale for
+    // B's restart time; the driver removes them at once.
+    let frozen = Instant::now();
+    signal(b_pid, nix::sys::signal::Signal::SIGSTOP);
+    let gone = wait_for(Duration::from_secs(8), || {
+        lab.route("10.2.1.1/32").is_empty()
+    })
+    .await;
+    let took = frozen.elapsed();
+    let rib: Value = serde_json::from_str(&lab.a_cli("global rib -j")).expect("json");
+    let stale_in_gobgpd = rib["10.2.1.1/32"][0]["stale"].as_bool();
+    signal(b_pid, nix::sys::signal::Signal::SIGCONT);
+    assert!(
+        gone.is_some() && took < Duration::from_secs(5),
+        "[{line}] a frozen peer's route stayed {took:?}: {:?} ({:?})",
+        lab.route("10.2.1.1/32"),
+        d.metrics.bgp_snapshot().peers
+    );
+    eprintln!("[{line}] frozen peer's routes removed {took:?} after the freeze (hold 3 s); A's gobgpd: stale={stale_in_gobgpd:?}");
+    assert_eq!(
+        stale_in_gobgpd,
+        Some(true),
+        "A's gobgpd should still hold B's path as stale (the driver removed it): {}",
+        rib["10.2.1.1/32"]
+    );
+    assert!(d.metrics.bgp_snapshot().peer_routes_dropped >= 2);
+    assert!(!lab.route("10.2.3.1/32").is_empty(), "C's path stays");
+    // B is back: its routes too (A's gobgpd sends no event for a stale
+    // path refreshed unchanged; the driver reads the RIB at B's End-of-RIB).
+    let back = wait_for(Duration::from_secs(40), || {
+        !lab.route("10.2.1.1/32").is_empty() && !lab.route("10.2.1.2/32").is_empty()
+    })
+    .await;
+    assert!(
+        back.is_some(),
+        "[{line}] B's routes not back: {:?}",
+        d.metrics.bgp_snapshot().peers
+    );
+    eprintln!("[{line}] B's routes back {back:?} after SIGCONT");
+
+    // A's gobgpd restarts; B withdraws 10.2.1.2 meanwhile.
+    let kept = vec![
+        "10.2.1.1/32".to_string(),
+        "10.2.2.1/32".into(),
+        "10.2.3.1/32".into(),
+    ];
+    let (stop, samples) = watch_routes(lab.a.clone(), kept);
+    signal(a_pid, nix::sys::signal::Signal::SIGKILL);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    lab.peer("b", "global rib del 10.2.1.2/32");
+    let _ = std::fs::remove_file(&lab.sock);
+    a_pid = lab.start_a(&mut undo);
+    let restarted = Instant::now();
+    let removed = wait_for(Duration::from_secs(40), || {
+        lab.route("10.2.1.2/32").is_empty()
+    })
+    .await;
+    // Every peer back and its End-of-RIB in: nothing else may have moved.
+    let settled = wait_for(Duration::from_secs(40), || {
+        let p = d.metrics.bgp_snapshot().peers;
+        p.len() == 2
+            && p.iter()
+                .all(|p| p.state == "established" && !p.end_of_rib.is_empty())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let gaps = samples.join().expect("sampler");
+    let _ = a_pid;
+    if removed.is_none() || !gaps.is_empty() {
+        lab::show_logs(lab.dir.path());
+    }
+    assert!(
+        removed.is_some_and(|t| t < Duration::from_secs(40)),
+        "[{line}] the route B withdrew while A's gobgpd was down stayed {:?} after its restart (stale time 60 s)",
+        restarted.elapsed()
+    );
+    eprintln!("[{line}] after A's gobgpd restart, B's withdrawn route went {removed:?} after it (stale time 60 s)");
+    assert!(
+        settled.is_some(),
+        "peers not back: {:?}",
+        d.metrics.bgp_snapshot().peers
+    );
+    assert!(
+        gaps.is_empty(),
+        "[{line}] routes left A's kernel during its gobgpd's restart: {gaps:?}"
+    );
+    d.stop().await.expect("clean stop");
+    Ok(())
+}
+
+async fn bfd_takes_a_frozen_peer_down() -> Outcome {
+    let line = ApiLine::V4;
+    if let Some(why) = lab::missing(line, true) {
+        return skip(&why);
+    }
+    let mut undo = Cleanup::default();
+    let lab = Lab::new(line, "f", &mut undo);
+    lab.start_a(&mut undo);
+    let b_pid = lab.start_peer("b", true, &mut undo);
+    lab.peer_when_up("b", "global rib add 10.2.1.1/32 nexthop 192.0.2.2")
+        .await;
+    let peer = ["192.0.2.2:65001,hold=9,keepalive=3,connect-retry=1,bfd=300ms,bfd-multiplier=3"];
+    let d = Driver::start(&lab.a, config(&lab.sock, &peer, None), view(false, None));
+    let bfd_up = wait_for(Duration::from_secs(30), || {
+        let p = d.metrics.bgp_snapshot().peers;
+        !lab.route("10.2.1.1/32").is_empty()
+            && p.iter()
+                .any(|p| p.bfd.as_ref().is_some_and(|b| b.state == "up"))
+    })
+    .await;
+    if bfd_up.is_none() {
+        lab::show_logs(lab.dir.path());
+    }
+    assert!(
+        bfd_up.is_some(),
+        "BFD not up in status, or the route not installed: {:?} {:?}",
+        d.metrics.bgp_snapshot().peers,
+        lab.route("10.2.1.1/32")
+    );
+    let text = d.metrics.render(0, 0);
+    assert!(
+        text.contains("ipvlan_bgp_peer_bfd_up{peer=\"192.0.2.2\"} 1"),
+        "{text}"
+    );
+    // Let a status refresh pass so the BFD session is steady.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let frozen = Instant::now();
+    signal(b_pid, nix::sys::signal::Signal::SIGSTOP);
+    let gone = wait_for(Duration::from_secs(12), || {
+        lab.route("10.2.1.1/32").is_empty()
+    })
+    .await;
+    let took = frozen.elapsed();
+    signal(b_pid, nix::sys::signal::Signal::SIGCONT);
+    eprintln!("BFD 300 ms x 3: a frozen peer's route left A's kernel {took:?} after the freeze (hold 9 s)");
+    assert!(
+        gone.is_some() && took < Duration::from_secs(2),
+        "not removed within 2 s with BFD: {took:?}"
+    );
+    d.stop().await.expect("clean stop");
+    Ok(())
+}
+
+async fn managed_settings_read_back_and_drain(line: ApiLine) -> Outcome {
+    if let Some(why) = lab::missing(line, true) {
+        return skip(&why);
+    }
+    let mut undo = Cleanup::default();
+    let lab = Lab::new(line, "s", &mut undo);
+    lab.start_a(&mut undo);
+    // B receives what a drain announces (with BFD on 4.x, as A asks).
+    lab.start_peer("b", line == ApiLine::V4, &mut undo);
+    let bfd = if line == ApiLine::V4 {
+        ",bfd=300ms,bfd-multiplier=3"
+    } else {
+        ""
+    };
+    let peer = format!("192.0.2.2:65001,hold=9s,keepalive=3s{bfd}");
+    let cfg = config(&lab.sock, &[&peer], Some(300));
+    let d = Driver::start(&lab.a, cfg, view(true, None));
+    let neighbor = || -> Option<Value> {
+        let out = Command::new(lab::progs(line).1)
+            .arg("--target")
+            .arg(format!("unix://{}", lab.sock.display()))
+            .args(["neighbor", "192.0.2.2", "-j"])
+            .output()
+            .ok()?;
+        // The CLI prints `{"error": …}` (and exits 0) for an unknown peer.
+        let nb: Value = serde_json::from_slice(&out.stdout).ok()?;
+        nb["conf"].is_object().then_some(nb)
+    };
+    let added = wait_for(Duration::from_secs(15), || neighbor().is_some()).await;
+    assert!(
+        added.is_some(),
+        "the driver added no peer: {:?}",
+        d.metrics.bgp_snapshot()
+    );
+    let nb = neighbor().expect("neighbor");
+    assert_eq!(nb["graceful_restart"]["enabled"], true, "{nb}");
+    assert_eq!(nb["graceful_restart"]["restart_time"], 120, "{nb}");
+    assert_eq!(nb["graceful_restart"]["longlived_enabled"], true, "{nb}");
+    assert_eq!(nb["timers"]["config"]["hold_time"], 9, "{nb}");
+    let afis = nb["afi_safis"].as_array().cloned().unwrap_or_default();
+    assert_eq!(afis.len(), 2, "both families: {nb}");
+    for a in &afis {
+        assert_eq!(a["mp_graceful_restart"]["config"]["enabled"], true, "{a}");
+        assert_eq!(
+            a["long_lived_graceful_restart"]["config"]["restart_time"], 300,
+            "{a}"
+        );
+    }
+    if line == ApiLine::V4 {
+        assert_eq!(nb["bfd"]["enabled"], true, "{nb}");
+        assert_eq!(nb["bfd"]["desired_minimum_tx_interval"], 300_000, "{nb}");
+        assert_eq!(nb["bfd"]["detection_multiplier"], 3, "{nb}");
+    }
+    // Our path, as gobgpd holds it, before the drain: no community, no MED.
+    let path = || -> Value {
+        let rib: Value = serde_json::from_str(&lab.a_cli("global rib -j")).unwrap_or(Value::Null);
+        rib["10.1.1.5/32"][0]["attrs"].clone()
+    };
+    let attr = |attrs: &Value, ty: u64| -> Option<Value> {
+        attrs
+            .as_array()?
+            .iter()
+            .find(|a| a["type"].as_u64() == Some(ty))
+            .cloned()
+    };
+    // What B received: its RIB's path for our prefix.
+    let at_b = || -> Value {
+        let rib: Value =
+            serde_json::from_str(&lab.peer("b", "global rib -j")).unwrap_or(Value::Null);
+        rib["10.1.1.5/32"][0]["attrs"].clone()
+    };
+    let announced = wait_for(Duration::from_secs(30), || at_b().is_array()).await;
+    if announced.is_none() {
+        lab::show_logs(lab.dir.path());
+    }
+    assert!(
+        announced.is_some(),
+        "B never received our path: A {} B {}",
+        lab.a_cli("global rib"),
+        lab.peer("b", "global rib")
+    );
+    assert!(attr(&path(), 8).is_none() && attr(&path(), 4).is_none());
+    assert!(attr(&at_b(), 8).is_none() && attr(&at_b(), 4).is_none());
+    // Drained: GRACEFUL_SHUTDOWN, the largest usable MED, and (the peer is
+    // eBGP) our AS three more times.
+    d.view.send_replace(Arc::new(view(true, Some(1_000))));
+    let gshut = serde_json::json!([0xFFFF_0000u32]);
+    let drained = wait_for(Duration::from_secs(10), || {
+        attr(&at_b(), 8).is_some_and(|c| c["communities"] == gshut)
+    })
+    .await;
+    assert!(drained.is_some(), "not drained at B: {}", at_b());
+    let p = path();
+    assert_eq!(
+        attr(&p, 8).expect("COMMUNITIES")["communities"],
+        gshut,
+        "{p}"
+    );
+    assert_eq!(attr(&p, 4).expect("MED")["metric"], 4_294_967_294u32, "{p}");
+    assert_eq!(
+        attr(&p, 2).expect("AS_PATH")["as_paths"][0]["asns"],
+        serde_json::json!([65000, 65000, 65000]),
+        "{p}"
+    );
+    // The drain set no LOCAL_PREF (the iBGP method's 0); A's own import
+    // policy for GRACEFUL_SHUTDOWN gives its RIB copy 1, which stays home.
+    assert!(
+        attr(&p, 5).is_none_or(|l| l["value"] != 0),
+        "LOCAL_PREF 0 with only eBGP peers: {p}"
+    );
+    let b = at_b();
+    assert_eq!(
+        attr(&b, 4).expect("MED at B")["metric"],
+        4_294_967_294u32,
+        "{b}"
+    );
+    assert_eq!(
+        attr(&b, 2).expect("AS_PATH at B")["as_paths"][0]["asns"],
+        serde_json::json!([65000, 65000, 65000, 65000]),
+        "{b}"
+    );
+    assert!(attr(&b, 5).is_none(), "no LOCAL_PREF crosses eBGP: {b}");
+    let safe = wait_for(Duration::from_secs(15), || {
+        d.metrics.bgp_snapshot().drain.safe_since.is_some()
+    })
+    .await;
+    let st = d.metrics.bgp_snapshot().drain;
+    assert!(safe.is_some() && st.drained && st.prefixes == 1, "{st:?}");
+    eprintln!("[{line}] drain: safe to stop after {safe:?}: {}", st.detail);
+    d.view.send_replace(Arc::new(view(true, None)));
+    let undrained = wait_for(Duration::from_secs(10), || {
+        let b = at_b();
+        b.is_array() && attr(&b, 8).is_none() && attr(&b, 4).is_none()
+    })
+    .await;
+    assert!(undrained.is_some(), "still drained at B: {}", at_b());
+    assert!(
+        attr(&path(), 8).is_none() && attr(&path(), 4).is_none(),
+        "{}",
+        path()
+    );
+    assert!(!d.metrics.bgp_snapshot().drain.drained);
+    d.stop().await.expect("clean stop");
+
+    // A restarted driver with another BFD interval updates the peer (4.x).
+    if line == ApiLine::V4 {
+        let cfg = config(
+            &lab.sock,
+            &["192.0.2.2:65001,hold=9s,keepalive=3s,bfd=100ms,bfd-multiplier=5"],
+            Some(300),
+        );
+        let d = Driver::start(&lab.a, cfg, view(true, None));
+        let updated = wait_for(Duration::from_secs(10), || {
+            neighbor().is_some_and(|nb| nb["bfd"]["desired_minimum_tx_interval"] == 100_000)
+        })
+        .await;
+        assert!(updated.is_some(), "BFD not updated: {:?}", neighbor());
+        assert_eq!(neighbor().expect("nb")["bfd"]["detection_multiplier"], 5);
+        d.stop().await.expect("clean stop");
+    }
+    Ok(())
+}
+
+async fn v3_refuses_bfd() -> Outcome {
+    let line = ApiLine::V3;
+    if let Some(why) = lab::missing(line, true) {
+        return skip(&why);
+    }
+    let mut undo = Cleanup::default();
+    let lab = Lab::new(line, "r", &mut undo);
+    lab.start_a(&mut undo);
+    let mut cfg = config(&lab.sock, &["192.0.2.2:65001,bfd=300ms"], None);
+    cfg.speaker.listen_port = -1;
+    let d = Driver::start(&lab.a, cfg, view(false, None));
+    let r = tokio::time::timeout(Duration::from_secs(15), d.task)
+        .await
+        .expect("the BGP side gives up within 15 s")
+        .expect("task");
+    let e = r.expect_err("BFD against 3.x must be refused");
+    assert!(e.contains("4.6") && e.contains("3.x"), "{e}");
+    // Nothing was configured on gobgpd.
+    assert!(
+        lab.a_cli("neighbor").trim().lines().count() <= 1,
+        "{}",
+        lab.a_cli("neighbor")
+    );
+
+    // The binary: exits non-zero, saying why.
+    let state = lab.dir.path().join("state");
+    let out = tokio::time::timeout(
+        Duration::from_secs(30),
+        tokio::process::Command::new("ip")
+            .args(["netns", "exec", &lab.a, env!("CARGO_BIN_EXE_ipvlan-bgp")])
+            .arg("--socket")
+            .arg(lab.dir.path().join("plugin.sock"))
+            .arg("--state-dir")
+            .arg(&state)
+            .arg(format!("--gobgp=unix://{}", lab.sock.display()))
+            .args([
+                "--asn",
+                "65000",
+                "--router-id",
+                "192.0.2.1",
+                "--listen-port=-1",
+            ])
+            .args(["--peer", "192.0.2.2:65001", "--bfd", "--gobgp-timeout", "2"])
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await
+    .expect("the driver exits within 30 s")
+    .expect("run the driver");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success(),
+        "exit status {:?}: {stderr}",
+        out.status
+    );
+    assert!(
+        stderr.contains("BFD needs gobgpd 4.6"),
+        "the exit says why: {stderr}"
+    );
+    eprintln!("refused: {}", stderr.lines().last().unwrap_or_default());
+    Ok(())
+}
+
+/// The `ipvlan-bgp` binary in A with its plugin socket at `sock`.
+fn driver_binary(lab: &Lab, sock: &Path, log: &str) -> std::process::Child {
+    let log = std::fs::File::create(lab.dir.path().join(log)).expect("log");
+    Command::new("ip")
+        .args(["netns", "exec", &lab.a, env!("CARGO_BIN_EXE_ipvlan-bgp")])
+        .arg("--socket")
+        .arg(sock)
+        .arg("--state-dir")
+        .arg(lab.dir.path().join("state"))
+        .arg(format!("--gobgp=unix://{}", lab.sock.display()))
+        .args(["--asn", "65000", "--router-id", "192.0.2.1"])
+        .args([
+            "--peer",
+            "192.0.2.2:65001,hold=3,keepalive=1,connect-retry=1",
+        ])
+        .stdout(log.try_clone().expect("log"))
+        .stderr(log)
+        .spawn()
+        .expect("start the driver")
+}
+
+/// `ipvlan-bgp ARGS --socket SOCK`: its exit status and output.
+fn cli(args: &[&str], sock: &Path) -> (bool, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_ipvlan-bgp"))
+        .args(args)
+        .arg("--socket")
+        .arg(sock)
+        .output()
+        .expect("run ipvlan-bgp");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+async fn drain_cli(line: ApiLine) -> Outcome {
+    if let Some(why) = lab::missing(line, true) {
+        return skip(&why);
+    }
+    let mut undo = Cleanup::default();
+    let lab = Lab::new(line, "d", &mut undo);
+    lab.start_a(&mut undo);
+    lab.start_peer("b", false, &mut undo);
+    let sock = lab.dir.path().join("plugin.sock");
+    let pid = undo.child(driver_binary(&lab, &sock, "driver.log"));
+    let metric = |name: &str| -> Option<String> {
+        let (ok, text) = cli(&["metrics"], &sock);
+        ok.then(|| {
+            text.lines()
+                .find(|l| l.starts_with(&format!("{name} ")))
+                .map(|l| l.to_string())
+        })
+        .flatten()
+    };
+    let up = wait_for(Duration::from_secs(30), || {
+        metric("ipvlan_bgp_peers_up").as_deref() == Some("ipvlan_bgp_peers_up 1")
+    })
+    .await;
+    assert!(
+        up.is_some(),
+        "driver or peer not up: {:?}",
+        cli(&["status"], &sock)
+    );
+    assert_eq!(
+        metric("ipvlan_bgp_drained").as_deref(),
+        Some("ipvlan_bgp_drained 0")
+    );
+
+    let started = Instant::now();
+    let (ok, text) = cli(&["drain", "--wait", "--timeout", "30"], &sock);
+    assert!(ok, "drain --wait failed: {text}");
+    assert!(text.contains("safe to stop"), "{text}");
+    eprintln!(
+        "[{line}] drain --wait returned after {:?}:\n{text}",
+        started.elapsed()
+    );
+    assert_eq!(
+        metric("ipvlan_bgp_drained").as_deref(),
+        Some("ipvlan_bgp_drained 1")
+    );
+    assert_eq!(
+        metric("ipvlan_bgp_drain_safe").as_deref(),
+        Some("ipvlan_bgp_drain_safe 1")
+    );
+    let (_, status) = cli(&["status"], &sock);
+    assert!(status.contains("DRAINED"), "{status}");
+
+    // A restarted driver is still drained (the state file keeps it).
+    signal(pid, nix::sys::signal::Signal::SIGTERM);
+    let gone = wait_for(Duration::from_secs(15), || {
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), None).is_err()
+            || std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .is_ok_and(|s| s.contains(") Z "))
+    })
+    .await;
+    assert!(gone.is_some(), "the driver did not stop on SIGTERM");
+    let _ = std::fs::remove_file(&sock);
+    undo.child(driver_binary(&lab, &sock, "driver2.log"));
+    let back = wait_for(Duration::from_secs(30), || {
+        metric("ipvlan_bgp_drained").as_deref() == Some("ipvlan_bgp_drained 1")
+    })
+    .await;
+    assert!(
+        back.is_some(),
+        "not drained after a restart: {:?}",
+        metric("ipvlan_bgp_drained")
+    );
+
+    let (ok, text) = cli(&["undrain"], &sock);
+    assert!(ok && text.contains("undrained"), "{text}");
+    assert_eq!(
+        metric("ipvlan_bgp_drained").as_deref(),
+        Some("ipvlan_bgp_drained 0")
+    );
+    let (_, status) = cli(&["status"], &sock);
+    assert!(!status.contains("DRAINED"), "{status}");
+    Ok(())
+}
