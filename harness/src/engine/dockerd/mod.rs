@@ -86,9 +86,11 @@ impl ContainerEngine for Dockerd {
             Self::driver_name(w),
             "--subnet",
             &subnet_s,
-            "--gateway",
-            &gateway,
         ];
+        // As the README makes it, Docker picks the gateway (the same first address).
+        if !w.driver_as_deployed() {
+            args.extend(["--gateway", &gateway]);
+        }
         // Dual stack: `--ipv6` and the second subnet with its gateway (the
         // first address, as Docker's IPAM would pick).
         let v6 = subnets.v6.map(|n| {
