@@ -5,7 +5,7 @@
 #   sudo ci/test.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
-ci/install.sh
+ci/install.sh full
 
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings

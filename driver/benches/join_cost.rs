@@ -32,11 +32,14 @@ use ipnet::{IpNet, Ipv4Net};
 use ipvlan_bgp::bgp::gobgp::LearnedPath;
 use ipvlan_bgp::bgp::learner::Learner;
 use ipvlan_bgp::bgp::policy::{ParentInfo, PolicyInputs};
-use ipvlan_bgp::driver::{Driver, View};
+use ipvlan_bgp::docker::Driver;
 use ipvlan_bgp::kernel::fake::FakeKernel;
 use ipvlan_bgp::metrics::Metrics;
-use ipvlan_bgp::network::{Announce, Dataplane, EndpointSpec, MacvlanMode, NetworkSpec, Parent};
-use ipvlan_bgp::state::Store;
+use ipvlan_bgp::model::network::{
+    Announce, Dataplane, EndpointSpec, MacvlanMode, NetworkSpec, Parent,
+};
+use ipvlan_bgp::store::Store;
+use ipvlan_bgp::view::View;
 use tokio::sync::watch;
 
 const NET: &str = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";

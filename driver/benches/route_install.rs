@@ -33,11 +33,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ipnet::{IpNet, Ipv4Net};
-use ipvlan_bgp::bgp::installer::{Change, Installer};
-use ipvlan_bgp::bgp::route_table::RouteTable;
-use ipvlan_bgp::bgp::route_watch::RouteWatch;
-use ipvlan_bgp::kernel::{Family, Kernel, Route};
+use ipvlan_bgp::kernel::real::Kernel;
+use ipvlan_bgp::kernel::{Family, Route};
 use ipvlan_bgp::metrics::Metrics;
+use ipvlan_bgp::rib::installer::{Change, Installer};
+use ipvlan_bgp::rib::table::RouteTable;
+use ipvlan_bgp::rib::watch::RouteWatch;
 
 use common::{median, ms, rank, BenchResult, Series};
 

@@ -7,9 +7,9 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use ipnet::IpNet;
 
+use crate::bgp::config::BgpConfig;
 use crate::bgp::gobgp::{parse_community, GobgpAddr};
 use crate::bgp::speaker::{PeerSpec, SpeakerConfig};
-use crate::bgp::BgpConfig;
 
 pub const DEFAULT_SOCKET: &str = "/run/docker/plugins/ipvlan-bgp.sock";
 /// Our kernel route protocol number: not one the kernel, FRR (186-198) or BIRD (12) use.

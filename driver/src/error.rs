@@ -5,8 +5,8 @@
 //! where there is one, what the user should do about it.
 
 use crate::kernel::KernelError;
-use crate::network::InvalidRequest;
-use crate::state::StoreError;
+use crate::model::invalid::InvalidRequest;
+use crate::store::StoreError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DriverError {

@@ -3,41 +3,41 @@
 //! reachable across hosts with BGP through a local gobgpd.
 //!
 //! ```text
-//! dockerd ─HTTP/unix─► api ─► driver (networks, endpoints, state) ─► links ─► kernel
-//!                                   └─ View ─► bgp: announcer ─gRPC─► gobgpd ─► peers
-//!                      gobgpd ─WatchEvent─► learner ─► policy ─► installer ─► kernel (routes)
+//! dockerd ─HTTP/unix─► api ─► docker (networks, endpoints, store) ─► provision ─► kernel
+//!                               └─ view ─► health (gate) ─► bgp: announcer ─gRPC─► gobgpd ─► peers
+//!                      gobgpd ─WatchEvent─► bgp: learner ─► policy ─► rib: installer ─► kernel (routes)
 //! ```
-//! The binary is thin: [`run`] wires the pieces and serves until shutdown.
+//! Every folder reads the domain types of [`model`]; none imports one above
+//! it. The binary is thin: [`run`] wires the pieces and serves until shutdown.
 
 pub mod api;
 pub mod bgp;
 pub mod config;
-pub mod driver;
+pub mod docker;
 pub mod error;
 pub mod health;
 pub mod ipam;
 pub mod kernel;
-pub mod links;
 pub mod metrics;
-pub mod names;
-pub mod netlink;
-pub mod network;
-pub mod route_attrs;
-pub mod state;
-pub mod status;
+pub mod model;
+pub mod provision;
+pub mod rib;
+pub mod store;
+pub mod unix_http;
+pub mod view;
 
 use std::sync::{Arc, Mutex};
 
 use anyhow::Context;
 use tokio::sync::watch;
-use tracing::{info, warn};
+use tracing::info;
 
 use crate::api::server::{self, App};
 use crate::config::RunArgs;
-use crate::driver::Driver;
-use crate::kernel::Kernel;
+use crate::docker::{lifecycle, Driver};
+use crate::kernel::real::Kernel;
 use crate::metrics::Metrics;
-use crate::state::Store;
+use crate::store::Store;
 
 /// Runs the driver until `shutdown` resolves: restores state, starts the BGP
 /// side (unless disabled), serves the plugin socket, then removes it.
@@ -73,14 +73,14 @@ pub async fn run(
     // The health gate stands between the driver's View and the BGP side.
     let (view_rx, health_task) = match args.health_gate.clone() {
         Some(cfg) => {
-            let (rx, task) = health::spawn(
-                cfg,
-                driver.clone(),
-                view_rx,
-                metrics.clone(),
-                stop_rx.clone(),
-            )
-            .await;
+            let d = driver.clone();
+            let read: health::ReadView = Arc::new(move |rx| {
+                let d = d.lock().unwrap_or_else(|p| p.into_inner());
+                let view = rx.borrow_and_update().clone();
+                (view, view::build::endpoint_routes(d.state()))
+            });
+            let (rx, task) =
+                health::spawn(cfg, read, view_rx, metrics.clone(), stop_rx.clone()).await;
             (rx, Some(task))
         }
         None => (view_rx, None),
@@ -89,14 +89,14 @@ pub async fn run(
     let mut bgp_task = None;
     let mut installer_thread = None;
     if let Some(cfg) = bgp_cfg {
-        let (installer, thread, adopted) = bgp::installer::Installer::start(
+        let (installer, thread, adopted) = rib::installer::Installer::start(
             Kernel::open().context("open netlink for routes")?,
             cfg.protocol,
             metrics.clone(),
         )
         .context("read installed routes")?;
         installer_thread = Some((thread, installer.clone()));
-        let bgp = bgp::Bgp::new(
+        let bgp = bgp::session::Bgp::new(
             cfg,
             metrics.clone(),
             view_rx,
@@ -111,7 +111,7 @@ pub async fn run(
 
     let listener = server::bind(&args.socket).await?;
     info!(socket = %args.socket.display(), "serving Docker");
-    let repair_task = tokio::spawn(repair_loop(driver.clone(), stop_rx.clone()));
+    let repair_task = tokio::spawn(lifecycle::repair_loop(driver.clone(), stop_rx.clone()));
     let app = App { driver, metrics };
     let metrics_task = metrics_listener.map(|l| {
         info!(address = %args.metrics_listen.map(|a| a.to_string()).unwrap_or_default(), "serving /metrics over TCP");
@@ -140,29 +140,4 @@ pub async fn run(
     }
     info!("stopped");
     served.context("serve")
-}
-
-/// How often networks that could not be restored (their parent was missing)
-/// are retried.
-const REPAIR_EVERY: std::time::Duration = std::time::Duration::from_secs(2);
-
-/// Retries unavailable networks until `stop` turns true. The driver does
-/// synchronous netlink, so each round runs on a blocking thread.
-async fn repair_loop(driver: Arc<Mutex<Driver>>, mut stop: watch::Receiver<bool>) {
-    let mut tick = tokio::time::interval(REPAIR_EVERY);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = tick.tick() => {}
-            _ = stop.changed() => return,
-        }
-        let d = driver.clone();
-        let round = tokio::task::spawn_blocking(move || {
-            let mut d = d.lock().unwrap_or_else(|p| p.into_inner());
-            d.repair()
-        });
-        if let Err(e) = round.await {
-            warn!(error = %e, "repair round failed");
-        }
-    }
 }

@@ -41,7 +41,7 @@ fn main() -> ExitCode {
                         .unwrap_or_else(|e| format!("ipvlan-bgp: {e:#}\n"));
                     print!(
                         "\x1b[H\x1b[2J{}  (every {interval}s, Ctrl-C to stop)\n{text}",
-                        ipvlan_bgp::status::format_utc(ipvlan_bgp::metrics::now_unix())
+                        ipvlan_bgp::api::status::format_utc(ipvlan_bgp::metrics::now_unix())
                     );
                     tokio::time::sleep(Duration::from_secs(interval)).await;
                 }
@@ -80,7 +80,7 @@ async fn status_once(socket: &std::path::Path, json: bool) -> anyhow::Result<Str
     Ok(if json {
         format!("{}\n", serde_json::to_string_pretty(&v)?)
     } else {
-        ipvlan_bgp::status::render_text(&v)
+        ipvlan_bgp::api::status::render_text(&v)
     })
 }
 

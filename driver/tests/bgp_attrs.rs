@@ -23,7 +23,7 @@ use std::time::Duration;
 use ipnet::IpNet;
 use ipvlan_bgp::bgp::announcer::{Announcement, Announcer};
 use ipvlan_bgp::bgp::gobgp::{self, Client, GobgpAddr};
-use ipvlan_bgp::route_attrs::RouteAttrs;
+use ipvlan_bgp::model::attrs::RouteAttrs;
 use serde_json::Value;
 
 use common::{skip, Outcome};

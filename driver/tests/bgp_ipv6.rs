@@ -25,14 +25,15 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ipnet::IpNet;
+use ipvlan_bgp::bgp::config::BgpConfig;
 use ipvlan_bgp::bgp::gobgp::GobgpAddr;
-use ipvlan_bgp::bgp::installer::Installer;
-use ipvlan_bgp::bgp::route_watch::RouteWatch;
+use ipvlan_bgp::bgp::session::Bgp;
 use ipvlan_bgp::bgp::speaker::SpeakerConfig;
-use ipvlan_bgp::bgp::{Bgp, BgpConfig};
-use ipvlan_bgp::driver::View;
-use ipvlan_bgp::kernel::Kernel;
+use ipvlan_bgp::kernel::real::Kernel;
 use ipvlan_bgp::metrics::Metrics;
+use ipvlan_bgp::rib::installer::Installer;
+use ipvlan_bgp::rib::watch::RouteWatch;
+use ipvlan_bgp::view::View;
 
 use common::{skip, Outcome};
 

@@ -16,7 +16,7 @@ use ipvlan_bgp::api::wire::{
     self, CreateEndpointRequest, CreateNetworkRequest, DiscoveryRequest, EndpointInterface,
     EndpointRequest, IpamData, JoinRequest, NetworkRequest,
 };
-use ipvlan_bgp::network::{self, EndpointSpec, NetworkSpec};
+use ipvlan_bgp::model::network::{self, EndpointSpec, NetworkSpec};
 use proptest::prelude::*;
 use serde_json::{json, Map, Value};
 

@@ -14,10 +14,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ipnet::IpNet;
-use ipvlan_bgp::bgp::installer::{Change, Installer};
-use ipvlan_bgp::bgp::route_watch::RouteWatch;
-use ipvlan_bgp::kernel::{Family, Kernel, Route};
+use ipvlan_bgp::kernel::real::Kernel;
+use ipvlan_bgp::kernel::{Family, Route};
 use ipvlan_bgp::metrics::Metrics;
+use ipvlan_bgp::rib::installer::{Change, Installer};
+use ipvlan_bgp::rib::watch::RouteWatch;
 
 struct Ns(String);
 

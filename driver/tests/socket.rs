@@ -212,7 +212,7 @@ impl Host {
                 let name = l.split(": ").nth(1)?;
                 let name = name.split('@').next().unwrap_or(name);
                 let alias = l.split(" alias ").nth(1)?.split([' ', '\\']).next()?;
-                ipvlan_bgp::names::is_ours(name, Some(alias)).then(|| name.to_string())
+                ipvlan_bgp::model::names::is_ours(name, Some(alias)).then(|| name.to_string())
             })
             .collect()
     }

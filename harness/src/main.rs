@@ -193,7 +193,7 @@ enum BenchCmd {
         #[arg(long)]
         vm: bool,
     },
-    /// SVG plots and the README's performance table from bench JSON files.
+    /// SVG plots and the performance page's table (docs/performance.md) from bench JSON files.
     Render {
         /// JSON files written by `bench … --json` or `cargo bench --bench route_install -- --json`.
         #[arg(long, required = true, num_args = 1..)]
@@ -201,9 +201,10 @@ enum BenchCmd {
         /// Where the SVG files go.
         #[arg(long, default_value = "docs/bench")]
         out_dir: PathBuf,
-        /// Replace this file's region between `<!-- bench:begin -->` and `<!-- bench:end -->`.
-        #[arg(long)]
-        readme: Option<PathBuf>,
+        /// Replace this Markdown file's region between `<!-- bench:begin -->` and
+        /// `<!-- bench:end -->` (the committed figures: docs/performance.md).
+        #[arg(long, alias = "readme", value_name = "FILE")]
+        doc: Option<PathBuf>,
     },
 }
 
@@ -257,19 +258,14 @@ fn main() -> ExitCode {
         },
         Cmd::Bench { what } => {
             install_signal_handler();
-            if let BenchCmd::Render {
-                json,
-                out_dir,
-                readme,
-            } = what
-            {
+            if let BenchCmd::Render { json, out_dir, doc } = what {
                 let result = json
                     .iter()
                     .map(|p| harness::bench::read_json(p))
                     .collect::<anyhow::Result<Vec<_>>>()
                     .and_then(|rs| {
                         let rs: Vec<_> = rs.into_iter().flatten().collect();
-                        harness::bench::render::render(&rs, &json, &out_dir, readme.as_deref())
+                        harness::bench::render::render(&rs, &json, &out_dir, doc.as_deref())
                     });
                 return match result {
                     Ok(files) => {

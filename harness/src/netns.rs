@@ -73,7 +73,7 @@ impl Netns {
             )
             .context("bind-mount the namespace")?;
             // This thread is inside the new namespace: its socket is too.
-            let mut k = ipvlan_bgp::kernel::Kernel::open()?;
+            let mut k = ipvlan_bgp::kernel::real::Kernel::open()?;
             let lo = k
                 .link("lo")?
                 .ok_or_else(|| anyhow!("a new namespace without lo"))?;

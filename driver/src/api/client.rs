@@ -10,8 +10,8 @@ use anyhow::{anyhow, Context};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
 use hyper::Request;
-use hyper_util::rt::TokioIo;
-use tokio::net::UnixStream;
+
+use crate::unix_http;
 
 /// Status code and body of one call.
 #[derive(Debug, Clone)]
@@ -57,15 +57,7 @@ pub async fn post(
 }
 
 async fn post_inner(socket: &Path, path: &str, body: Vec<u8>) -> anyhow::Result<Reply> {
-    let stream = UnixStream::connect(socket)
-        .await
-        .with_context(|| format!("connect to {}", socket.display()))?;
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .context("HTTP handshake")?;
-    tokio::spawn(async move {
-        let _ = conn.await;
-    });
+    let mut sender = unix_http::connect(socket).await?;
     let req = Request::post(path)
         .header("Host", "")
         .header("User-Agent", "Go-http-client/1.1")

@@ -14,12 +14,13 @@ use ipnet::{Ipv4Net, Ipv6Net};
 use super::wire::{
     self, CreateEndpointRequest, CreateNetworkRequest, InterfaceName, JoinResponse, StaticRoute,
 };
-use crate::driver::{Joined, Reach};
-use crate::network::{
-    check_id, invalid, parse_mac, Announce, Dataplane, EndpointSpec, InvalidRequest, IpvlanFlag,
-    IpvlanMode, MacvlanMode, NetworkSpec, Parent,
+use crate::docker::ops::{Joined, Reach};
+use crate::model::attrs::{self, RouteAttrs};
+use crate::model::invalid::{invalid, InvalidRequest};
+use crate::model::network::{
+    check_id, parse_mac, Announce, Dataplane, EndpointSpec, IpvlanFlag, IpvlanMode, MacvlanMode,
+    NetworkSpec, Parent,
 };
-use crate::route_attrs::{self as attrs, RouteAttrs};
 
 /// Options accepted under `-o`, with what they take.
 pub const KNOWN_OPTIONS: &[(&str, &str)] = &[

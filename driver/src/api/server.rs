@@ -30,7 +30,7 @@ use super::wire::{
     CreateNetworkRequest, DiscoveryRequest, EndpointRequest, ErrorResponse, JoinRequest,
     NetworkRequest, OperInfoResponse,
 };
-use crate::driver::Driver;
+use crate::docker::Driver;
 use crate::error::DriverError;
 use crate::metrics::Metrics;
 
@@ -318,7 +318,7 @@ fn dispatch(app: &App, method: &str, body: &[u8]) -> Result<Answer, Option<Drive
             empty()
         }
         "IpvlanBgp.Status" => {
-            let status = crate::status::Status::collect(&lock(app), &app.metrics);
+            let status = super::status::Status::collect(&lock(app), &app.metrics);
             to_value(status.read_routes())
         }
         "metrics" => Ok(Answer::Text(metrics_text(app))),
@@ -346,7 +346,7 @@ fn note_join(
     endpoint: &str,
     started: std::time::Instant,
 ) {
-    use crate::network::{host_route, Announce};
+    use crate::model::network::{host_route, Announce};
     let Some(net) = driver.state().networks.get(network) else {
         return;
     };

@@ -1,7 +1,7 @@
 //! The libnetwork remote driver protocol as serde types, field for field.
 //!
 //! These mirror what dockerd sends and expects (PascalCase names, optional
-//! fields absent or empty). They hold raw strings; [`crate::network`] turns
+//! fields absent or empty). They hold raw strings; [`crate::model::network`] turns
 //! them into validated domain types before anything acts on them.
 
 use std::collections::BTreeMap;

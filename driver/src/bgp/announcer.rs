@@ -1,7 +1,7 @@
 //! The announcer: keeps gobgpd's locally originated paths equal to what
 //! this host's networks should announce.
 //!
-//! In: the wanted prefixes (from the driver's [`crate::driver::View`]) with
+//! In: the wanted prefixes (from the driver's [`crate::view::View`]) with
 //! their next hop and BGP attributes ([`RouteAttrs`]; the announcer adds the
 //! global `--community` values and reads our AS for a prepend). Out:
 //! AddPath/AddPathStream and DeletePath calls for the difference with what
@@ -26,7 +26,7 @@ use super::gobgp::{
     deadline, decode_attrs, decode_path, families, family_of, next_within, open_global_rib,
     path_with_attrs, Client,
 };
-use crate::route_attrs::RouteAttrs;
+use crate::model::attrs::RouteAttrs;
 
 /// Paths sent per AddPathStream message.
 const STREAM_CHUNK: usize = 1000;

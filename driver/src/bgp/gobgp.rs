@@ -41,7 +41,7 @@ use apipb::{
     MpUnreachNlriAttribute, MultiExitDiscAttribute, NextHopAttribute, OriginAttribute, Path,
 };
 
-use crate::route_attrs::RouteAttrs;
+use crate::model::attrs::RouteAttrs;
 
 pub type Client = GobgpApiClient<Channel>;
 
@@ -232,7 +232,9 @@ pub fn families() -> [Family; 2] {
     ]
 }
 
-/// A path with only communities (see [`path_with_attrs`]).
+/// A path with only communities (see [`path_with_attrs`]); the harness
+/// floods gobgpd with these.
+#[cfg(any(test, feature = "test-support"))]
 pub fn local_path(prefix: IpNet, next_hop: IpAddr, communities: &[u32]) -> Path {
     let attrs = RouteAttrs {
         communities: communities.to_vec(),

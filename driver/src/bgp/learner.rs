@@ -19,17 +19,17 @@
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::net::IpAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use ipnet::IpNet;
 use tracing::{info, warn};
 
 use super::gobgp::LearnedPath;
-use super::installer::Change;
 use super::policy::{decide, PolicyInputs, Reject};
 use crate::kernel::Route;
 use crate::metrics::{Metrics, RejectedSample};
+use crate::rib::installer::Change;
 
 /// Refused prefixes kept as a sample for `status`.
 pub const SAMPLE: usize = 1000;
@@ -639,6 +639,11 @@ fn prefix_only(prefix: &IpNet, inputs: &PolicyInputs) -> Result<(), Reject> {
         Err(r) if r.is_dropped() => Err(r),
         _ => Ok(()),
     }
+}
+
+/// The learner behind its lock; a panic elsewhere does not poison it for good.
+pub fn lock_learner(learner: &Mutex<Learner>) -> MutexGuard<'_, Learner> {
+    learner.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 #[cfg(test)]

@@ -15,6 +15,8 @@ use std::net::IpAddr;
 
 use ipnet::IpNet;
 
+use crate::model::reserved::is_reserved;
+
 /// A parent interface and the networks of its addresses.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ParentInfo {
@@ -40,41 +42,6 @@ pub struct PolicyInputs {
     pub next_hops: BTreeSet<IpAddr>,
     /// Gateways of the main table's default routes.
     pub default_gateways: BTreeSet<IpAddr>,
-}
-
-/// Ranges that are never container networks: "this network", loopback,
-/// link-local, multicast, reserved/broadcast. Refused even inside an
-/// `--accept-pool` that covers them. IPv6: see [`RESERVED_V6`].
-pub const RESERVED_V4: [&str; 5] = [
-    "0.0.0.0/8",
-    "127.0.0.0/8",
-    "169.254.0.0/16",
-    "224.0.0.0/4",
-    "240.0.0.0/4",
-];
-
-/// The IPv6 ranges refused the same way: unspecified, loopback, IPv4-mapped
-/// (`::ffff:0:0/96`, an IPv4 address in IPv6 clothes), link-local, multicast.
-pub const RESERVED_V6: [&str; 5] = [
-    "::/128",
-    "::1/128",
-    "::ffff:0:0/96",
-    "fe80::/10",
-    "ff00::/8",
-];
-
-/// Whether `prefix` overlaps a reserved range ([`RESERVED_V4`], [`RESERVED_V6`]).
-pub fn is_reserved(prefix: &IpNet) -> bool {
-    match prefix {
-        IpNet::V4(p) => RESERVED_V4.iter().any(|r| {
-            r.parse::<ipnet::Ipv4Net>()
-                .is_ok_and(|r| r.contains(p) || p.contains(&r))
-        }),
-        IpNet::V6(p) => RESERVED_V6.iter().any(|r| {
-            r.parse::<ipnet::Ipv6Net>()
-                .is_ok_and(|r| r.contains(p) || p.contains(&r))
-        }),
-    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]

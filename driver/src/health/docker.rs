@@ -14,10 +14,10 @@ use anyhow::{anyhow, bail, Context};
 use http_body_util::{BodyExt, Empty};
 use hyper::body::{Bytes, Incoming};
 use hyper::{Request, Response};
-use hyper_util::rt::TokioIo;
 use serde::Deserialize;
-use tokio::net::UnixStream;
 use tokio::sync::mpsc;
+
+use crate::unix_http;
 
 /// At most this many bytes of one answer (an inspect is a few KB) or of one
 /// event line; past it the answer is refused, the stream reconnected.
@@ -209,15 +209,7 @@ impl DockerApi {
     }
 
     async fn request(&self, path: &str) -> anyhow::Result<Response<Incoming>> {
-        let stream = UnixStream::connect(&self.socket)
-            .await
-            .with_context(|| format!("connect to {}", self.socket.display()))?;
-        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-            .await
-            .context("HTTP handshake")?;
-        tokio::spawn(async move {
-            let _ = conn.await;
-        });
+        let mut sender = unix_http::connect(&self.socket).await?;
         let req = Request::get(path)
             .header("Host", "docker")
             .body(Empty::<Bytes>::new())

@@ -18,8 +18,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use ipnet::IpNet;
 
+use super::netlink::NlError;
 use super::{Addr, KernelError, Link, LinkKernel, LinkKind, NewLink, Result};
-use crate::netlink::NlError;
 
 /// A request type, for failure injection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,6 +1,6 @@
 //! `harness bench all --json OUT [--quick]`: the benchmark set in sequence,
 //! collected into one JSON array of [`BenchResult`]s that `harness bench
-//! render` turns into plots and the README's performance table.
+//! render` turns into plots and the performance page's table (docs/performance.md).
 //!
 //! The set is a table ([`SET`]): a name and a function that runs the bench
 //! at full or quick size. The file is rewritten after every bench, so a

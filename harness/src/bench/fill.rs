@@ -84,7 +84,7 @@ fn probe(w: &World, point: usize) -> Result<Probe> {
     use crate::engine::emulator::wire;
     let state_dir = w.hosts[0].dir.join("state");
     // Read-only: loading never writes the driver's files.
-    let state = ipvlan_bgp::state::Store::new(&state_dir)
+    let state = ipvlan_bgp::store::Store::new(&state_dir)
         .load()
         .context("read b1's driver state")?;
     let net = state
@@ -156,8 +156,8 @@ fn window(x: usize, n: usize) -> std::ops::Range<usize> {
 fn state_bytes(dir: &Path) -> (u64, u64) {
     let len = |f: &str| std::fs::metadata(dir.join(f)).map(|m| m.len()).unwrap_or(0);
     (
-        len(ipvlan_bgp::state::STATE_FILE),
-        len(ipvlan_bgp::state::JOURNAL_FILE),
+        len(ipvlan_bgp::store::STATE_FILE),
+        len(ipvlan_bgp::store::JOURNAL_FILE),
     )
 }
 

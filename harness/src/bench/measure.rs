@@ -24,7 +24,7 @@ pub(crate) struct RouteEvents {
 
 impl RouteEvents {
     pub(crate) fn open(w: &World, host: usize) -> Result<RouteEvents> {
-        use ipvlan_bgp::bgp::route_watch::{KernelEvent, RouteWatch};
+        use ipvlan_bgp::rib::watch::{KernelEvent, RouteWatch};
         let watch = RouteWatch::open_in_netns(&w.hosts[host].ns.path())?;
         let (tx, rx) = std::sync::mpsc::channel();
         let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -168,7 +168,7 @@ pub(super) fn rss_kib(pid: Option<u32>) -> u64 {
 
 /// The host's IPv4 routes that carry the driver's protocol tag.
 pub(super) fn tagged_routes(w: &World, host: usize) -> Result<Vec<ipvlan_bgp::kernel::Route>> {
-    let mut k = ipvlan_bgp::kernel::Kernel::open_in_netns(&w.hosts[host].ns.path())?;
+    let mut k = ipvlan_bgp::kernel::real::Kernel::open_in_netns(&w.hosts[host].ns.path())?;
     Ok(k.routes(
         ipvlan_bgp::kernel::Family::V4,
         Some(ipvlan_bgp::config::DEFAULT_ROUTE_PROTOCOL),

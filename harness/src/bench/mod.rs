@@ -3,13 +3,13 @@
 //! reports n and spread ([`stats::LatencyStats`]), not a lone figure.
 //!
 //! In: run [`Options`](crate::topology::Options) and each bench's sizes.
-//! Out: [`BenchResult`]s (JSON), plots and the README's table (`render`).
+//! Out: [`BenchResult`]s (JSON), plots and the performance page's table (`render`: docs/performance.md).
 //!
 //! ```text
 //! all.rs (the set, in sequence) ─► docker_run.rs convergence.rs learned_routes.rs fill.rs scale.rs flood.rs
 //!                               └─► in_vm.rs (a bench inside the VM, through crate::vm)
 //! each bench ─► hosts.rs (two hosts over iBGP) ─► measure.rs (route events, tagged routes, RSS, fast poll)
-//!            └─► stats.rs (samples, spread, comparison, JSON) ◄─ render.rs (SVG plots, the README table)
+//!            └─► stats.rs (samples, spread, comparison, JSON) ◄─ render.rs (SVG plots, docs/performance.md's table)
 //! ```
 
 mod all;

@@ -1,10 +1,11 @@
-//! `harness bench render --json IN… --out-dir DIR [--readme README.md]`:
-//! plots and the README's performance table, both made from the JSON that
+//! `harness bench render --json IN… --out-dir DIR [--doc docs/performance.md]`:
+//! plots and the performance page's table, both made from the JSON that
 //! `harness bench … --json` and `cargo bench --bench route_install -- --json`
 //! write, so figures and text cannot drift apart.
 //!
 //! In: [`BenchResult`]s. Out: SVG files (one per chart) and a Markdown table
-//! that replaces the README's region between [`BEGIN`] and [`END`]. Charts
+//! that replaces the page's region between [`BEGIN`] and [`END`] ([`DOC`]
+//! holds the committed one; the README links to it). Charts
 //! are chosen from the data, not from bench names, except one: the
 //! convergence distribution is drawn as a CDF. Any series with an `x` (fill:
 //! endpoints on the host; scale: hosts or containers) is plotted against it,
@@ -26,6 +27,8 @@ use super::stats::{fig, BenchResult, SampleStats, Series};
 
 pub const BEGIN: &str = "<!-- bench:begin -->";
 pub const END: &str = "<!-- bench:end -->";
+/// The page that holds the committed figures, from the repository's root.
+pub const DOC: &str = "docs/performance.md";
 
 /// One chart: its file name (inside the output folder), what it shows, its SVG.
 #[derive(Debug, Clone)]
@@ -35,13 +38,14 @@ pub struct Chart {
     pub svg: String,
 }
 
-/// Writes the charts into `out_dir` and, with `readme`, replaces its
-/// bench region with the table; returns the files written.
+/// Writes the charts into `out_dir` and, with `doc` (a Markdown page such as
+/// [`DOC`]), replaces its bench region with the table; returns the files
+/// written.
 pub fn render(
     results: &[BenchResult],
     inputs: &[PathBuf],
     out_dir: &Path,
-    readme: Option<&Path>,
+    doc: Option<&Path>,
 ) -> Result<Vec<PathBuf>> {
     if results.is_empty() {
         bail!("no bench results in {inputs:?}");
@@ -54,26 +58,26 @@ pub fn render(
         std::fs::write(&p, &c.svg).with_context(|| format!("write {}", p.display()))?;
         written.push(p);
     }
-    if let Some(readme) = readme {
-        let text = std::fs::read_to_string(readme)
-            .with_context(|| format!("read {}", readme.display()))?;
-        let images = image_prefix(readme, out_dir);
+    if let Some(doc) = doc {
+        let text =
+            std::fs::read_to_string(doc).with_context(|| format!("read {}", doc.display()))?;
+        let images = image_prefix(doc, out_dir);
         let names: Vec<String> = inputs.iter().map(|p| p.display().to_string()).collect();
         let region = table(results, &charts, &images, &names);
-        let new = replace_region(&text, &region)
-            .with_context(|| format!("update {}", readme.display()))?;
+        let new =
+            replace_region(&text, &region).with_context(|| format!("update {}", doc.display()))?;
         if new != text {
-            std::fs::write(readme, new).with_context(|| format!("write {}", readme.display()))?;
+            std::fs::write(doc, new).with_context(|| format!("write {}", doc.display()))?;
         }
-        written.push(readme.to_path_buf());
+        written.push(doc.to_path_buf());
     }
     Ok(written)
 }
 
-/// How the README refers to the charts: `out_dir` relative to the README's
+/// How the page refers to the charts: `out_dir` relative to the page's
 /// folder where it lies below it, else as given.
-fn image_prefix(readme: &Path, out_dir: &Path) -> String {
-    let base = readme
+fn image_prefix(doc: &Path, out_dir: &Path) -> String {
+    let base = doc
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
@@ -592,7 +596,7 @@ fn against_x(file: &str, title: &str, x_label: &str, series: &[&Series]) -> Char
     }
 }
 
-/// The README region: provenance, one row per series (n, min, median, p90,
+/// The page's bench region: provenance, one row per series (n, min, median, p90,
 /// max and the command), each bench's summary and single figures, the charts.
 pub fn table(results: &[BenchResult], charts: &[Chart], images: &str, inputs: &[String]) -> String {
     let mut out = String::new();
@@ -849,9 +853,9 @@ mod tests {
     }
 
     #[test]
-    fn the_readme_region_is_replaced_idempotently() {
-        let readme = format!("# x\n\nbefore\n\n{BEGIN}\nold table\n{END}\n\nafter\n");
-        let once = replace_region(&readme, "new table\n").unwrap();
+    fn the_page_region_is_replaced_idempotently() {
+        let page = format!("# x\n\nbefore\n\n{BEGIN}\nold table\n{END}\n\nafter\n");
+        let once = replace_region(&page, "new table\n").unwrap();
         assert_eq!(
             once,
             format!("# x\n\nbefore\n\n{BEGIN}\nnew table\n{END}\n\nafter\n")
@@ -859,6 +863,18 @@ mod tests {
         assert_eq!(replace_region(&once, "new table\n").unwrap(), once);
         assert!(replace_region("no markers", "t").is_err());
         assert!(replace_region(&format!("{END}{BEGIN}"), "t").is_err());
+    }
+
+    #[test]
+    fn charts_are_linked_relative_to_the_page() {
+        let root = std::env::temp_dir().join(format!("render-prefix-{}", std::process::id()));
+        let bench = root.join("docs/bench");
+        std::fs::create_dir_all(&bench).unwrap();
+        let page = root.join(DOC);
+        std::fs::write(&page, "").unwrap();
+        assert_eq!(image_prefix(&page, &bench), "bench");
+        assert_eq!(image_prefix(&root.join("README.md"), &bench), "docs/bench");
+        std::fs::remove_dir_all(&root).unwrap();
     }
 
     #[test]

@@ -325,7 +325,7 @@ pub fn machine_facts() -> std::collections::BTreeMap<String, String> {
 /// `YYYY-MM-DD HH:MM UTC` from seconds since the epoch (proleptic Gregorian).
 pub fn utc_date(secs: u64) -> String {
     // The driver's `YYYY-MM-DD HH:MM:SS UTC`, to the minute.
-    let full = ipvlan_bgp::status::format_utc(secs);
+    let full = ipvlan_bgp::api::status::format_utc(secs);
     format!("{} UTC", &full[..16])
 }
 

@@ -17,7 +17,7 @@ use crate::netns::Netns;
 
 /// The start of the alias the driver leaves on each link it creates
 /// (`ipvlan-bgp:<role>:<id>`).
-pub use ipvlan_bgp::names::MARK_PREFIX;
+pub use ipvlan_bgp::model::names::MARK_PREFIX;
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 struct Kind {
@@ -53,7 +53,7 @@ pub struct LinkInfo {
 impl LinkInfo {
     pub fn marked(&self) -> bool {
         // The driver's own test, so the harness and the driver never disagree.
-        ipvlan_bgp::names::is_marked(self.alias.as_deref())
+        ipvlan_bgp::model::names::is_marked(self.alias.as_deref())
     }
 
     /// What differs between a remembered state and now, or `None`.

@@ -17,7 +17,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, Result};
 use ipnet::IpNet;
-use ipvlan_bgp::kernel::{Family, Kernel};
+use ipvlan_bgp::kernel::real::Kernel;
+use ipvlan_bgp::kernel::Family;
 
 use super::views::{SeenRoutes, WantRoute};
 use crate::engine::ContainerRt;

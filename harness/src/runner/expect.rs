@@ -13,7 +13,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
 use ipnet::IpNet;
-use ipvlan_bgp::kernel::{Family, Kernel};
+use ipvlan_bgp::kernel::real::Kernel;
+use ipvlan_bgp::kernel::Family;
 
 use super::converged::{wait_converged, watch_held, Expected, Readers, Watch};
 use super::views::{

@@ -9,7 +9,8 @@
 use std::time::Duration;
 
 use anyhow::{bail, Result};
-use ipvlan_bgp::kernel::{Family, Kernel};
+use ipvlan_bgp::kernel::real::Kernel;
+use ipvlan_bgp::kernel::Family;
 use nix::sys::signal::Signal;
 
 use super::{Runner, POLL};

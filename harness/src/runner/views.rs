@@ -12,7 +12,8 @@ use std::net::IpAddr;
 
 use anyhow::{anyhow, Result};
 use ipnet::IpNet;
-use ipvlan_bgp::kernel::{Family, Kernel};
+use ipvlan_bgp::kernel::real::Kernel;
+use ipvlan_bgp::kernel::Family;
 
 use crate::scenario::DefaultRoute;
 

@@ -75,7 +75,7 @@ impl World {
                 if let Ok(st) = self.driver_status(h.index) {
                     out.push_str(&format!(
                         "$ ipvlan-bgp status\n{}",
-                        ipvlan_bgp::status::render_text(&st)
+                        ipvlan_bgp::api::status::render_text(&st)
                     ));
                 }
                 out.push_str(&format!(

@@ -10,7 +10,8 @@
 
 use anyhow::{anyhow, Context, Result};
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
-use ipvlan_bgp::kernel::{Kernel, Route};
+use ipvlan_bgp::kernel::real::Kernel;
+use ipvlan_bgp::kernel::Route;
 use serde_json::Value;
 
 use crate::engine::container::ContainerRt;

@@ -1,0 +1,325 @@
+//! The driver's life: start, restore after its own downtime, repair.
+//!
+//! In: the state directory ([`Store`]), a [`LinkKernel`], and time: a
+//! repair round every `REPAIR_EVERY` (2 s). Out: a [`Driver`] whose kernel side
+//! matches its state, and the first View. At start it re-checks the world:
+//! a state file from before link marks has its links adopted by record;
+//! endpoints whose sandbox is gone are no longer announced (the evidence goes
+//! to [`crate::view::decide`]); missing VLAN parents and shims are made
+//! again; marked links no record owns are swept. Networks whose parent is
+//! missing answer Docker with an error and are repaired by
+//! [`Driver::repair`] once the parent is back; shims someone set down are
+//! put back. Logs, never fails: a driver that cannot fix one network must
+//! still serve the others.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::watch;
+use tracing::{debug, info, warn};
+
+use super::{Driver, Result};
+use crate::error::DriverError;
+use crate::kernel::{LinkKernel, LinkKind};
+use crate::model::names::{self, short_id, Role};
+use crate::model::network::NetworkSpec;
+use crate::model::state;
+use crate::provision::links::{self, Expect};
+use crate::provision::network::{ensure_network, owned_marks, Undo};
+use crate::store::Store;
+use crate::view::decide::{decide, Evidence, Health, Sandbox};
+use crate::view::View;
+
+impl<K: LinkKernel> Driver<K> {
+    /// Loads the state and restores what the host needs for it (parents,
+    /// shims), without touching links that running containers use.
+    pub fn start(
+        store: Store,
+        kernel: K,
+        default_parent: Option<String>,
+    ) -> Result<(Driver<K>, watch::Receiver<Arc<View>>)> {
+        let mut store = store;
+        let (state, replayed) = store.load_replayed()?;
+        let (tx, rx) = watch::channel(Arc::new(View::default()));
+        let mut driver = Driver {
+            state,
+            store,
+            kernel,
+            default_parent,
+            ipvlan: None,
+            unavailable: BTreeMap::new(),
+            view: tx,
+            current: View::default(),
+        };
+        if driver.state.version < state::VERSION {
+            driver.adopt_unmarked();
+        } else if replayed.records > 0 || replayed.torn_bytes > 0 || replayed.stale {
+            // Start from a fresh snapshot: one O(n) write per start, and a
+            // state directory that an earlier version can read.
+            if let Err(e) = driver.save() {
+                warn!(error = %e, "could not compact the state journal at start; appending to it");
+            }
+        }
+        driver.restore();
+        Ok((driver, rx))
+    }
+
+    /// Re-checks the world after the driver's own downtime: forgets joins
+    /// whose sandbox is gone, recreates missing VLAN parents and shims,
+    /// deletes marked links that no record owns. Logs, never fails: a driver
+    /// that cannot fix one network must still serve the others.
+    fn restore(&mut self) {
+        self.forget_dead_sandboxes();
+        let ids: Vec<String> = self.state.networks.keys().cloned().collect();
+        for id in &ids {
+            let spec = self.state.networks[id].spec.clone();
+            let mut undo = Undo::default();
+            match ensure_network(&mut self.kernel, &mut self.ipvlan, &spec, &mut undo) {
+                Ok(shim) => {
+                    info!(network = %spec.short_id(), shim = ?shim, "network restored");
+                }
+                Err(e) => {
+                    undo.run(&mut self.kernel);
+                    warn!(network = %spec.short_id(), error = %e, "could not restore the network; Docker's calls on it fail until it is repaired (retried every few seconds)");
+                    self.unavailable.insert(id.clone(), e.to_string());
+                }
+            }
+        }
+        let owned = owned_marks(&self.state);
+        match links::sweep(&mut self.kernel, &owned) {
+            Ok(deleted) => {
+                for l in deleted {
+                    info!(link = %l, "deleted a link of ours that no record owns");
+                }
+            }
+            Err(e) => warn!(error = %e, "could not list links to sweep orphans"),
+        }
+        self.publish();
+    }
+
+    /// A state file from before links were marked: the links its records
+    /// name (shims, and container links back in the host namespace) are
+    /// marked now if their kind and parent match; container links still in
+    /// their container are flagged for adoption when Docker brings them back.
+    /// Nothing else is adopted, whatever its name.
+    fn adopt_unmarked(&mut self) {
+        let mut adopted = 0;
+        let ids: Vec<String> = self.state.networks.keys().cloned().collect();
+        for id in ids {
+            let rec = self.state.networks[&id].clone();
+            let spec = &rec.spec;
+            let parent = self.kernel.link(&spec.parent.name).ok().flatten();
+            let parent = parent.map(|p| p.index);
+            let kind = LinkKind::from(spec.dataplane);
+            let mut try_adopt = |k: &mut K, name: &str, mark: &str| {
+                let want = Expect {
+                    name,
+                    kind,
+                    parent,
+                    mark,
+                };
+                match links::adopt_unmarked(k, &want) {
+                    Ok(true) => {
+                        adopted += 1;
+                        true
+                    }
+                    Ok(false) => false,
+                    Err(e) => {
+                        warn!(link = %name, error = %e, "could not mark a link of an earlier version");
+                        false
+                    }
+                }
+            };
+            if let Some(shim) = &rec.shim {
+                try_adopt(&mut self.kernel, shim, &names::mark(Role::Shim, &id));
+            }
+            for (ep_id, ep) in &rec.endpoints {
+                let mark = names::mark(Role::Endpoint, ep_id);
+                if !try_adopt(&mut self.kernel, &ep.link, &mark) {
+                    if let Some(e) = self
+                        .state
+                        .networks
+                        .get_mut(&id)
+                        .and_then(|n| n.endpoints.get_mut(ep_id))
+                    {
+                        e.unmarked = true;
+                    }
+                }
+            }
+        }
+        info!(
+            adopted,
+            "state from before link marks: marked the links its records name"
+        );
+        self.state.version = state::VERSION;
+        if let Err(e) = self.save() {
+            warn!(error = %e, "could not save the upgraded state");
+        }
+    }
+
+    /// A container that died while the driver was down left its endpoint
+    /// joined in the state; its sandbox (network namespace) is gone, so it
+    /// must not be announced. The record stays for Docker's Leave and
+    /// DeleteEndpoint, which then succeed.
+    fn forget_dead_sandboxes(&mut self) {
+        let mut changed = false;
+        for net in self.state.networks.values_mut() {
+            for ep in net.endpoints.values_mut() {
+                let evidence = Evidence {
+                    joined: true,
+                    sandbox: Sandbox::at(&ep.sandbox),
+                    health: Health::Ungated,
+                };
+                if ep.joined && !decide(&evidence).announces() {
+                    warn!(endpoint = %short_id(&ep.spec.id), address = %ep.spec.addresses_text(), sandbox = %ep.sandbox, "the endpoint's sandbox is gone (its container died while the driver was down): no longer announced");
+                    ep.joined = false;
+                    changed = true;
+                }
+            }
+        }
+        if changed {
+            if let Err(e) = self.save() {
+                warn!(error = %e, "could not save the state after forgetting dead sandboxes");
+            }
+        }
+    }
+
+    /// Retries the networks that could not be restored (their parent was
+    /// missing) and publishes the view when one comes back; puts back the
+    /// shims of available networks that lost their state (see
+    /// [`Driver::restore_shims`]). Cheap when all is well; meant to run every
+    /// few seconds. Returns how many networks came back.
+    pub fn repair(&mut self) -> usize {
+        self.restore_shims();
+        let ids: Vec<String> = self.unavailable.keys().cloned().collect();
+        let mut repaired = 0;
+        for id in ids {
+            let Some(spec) = self.state.networks.get(&id).map(|n| n.spec.clone()) else {
+                self.unavailable.remove(&id);
+                continue;
+            };
+            match self.try_repair(&spec) {
+                Ok(()) => repaired += 1,
+                Err(e) => {
+                    debug!(network = %spec.short_id(), error = %e, "network still unavailable")
+                }
+            }
+        }
+        if repaired > 0 {
+            self.publish();
+        }
+        repaired
+    }
+
+    /// Shims of available networks that are gone, down, or lack a gateway
+    /// address are made whole again. The kernel drops them on its own: a
+    /// shim set down (by hand, or by a network manager) loses its IPv6
+    /// addresses (Linux keeps IPv4 ones, keep_addr_on_down=0 drops IPv6),
+    /// and the containers behind it their IPv6 gateway. A carrier loss of
+    /// the parent keeps both (measured on Linux 6.18). One address dump and
+    /// one link lookup per shim; returns how many shims were fixed.
+    pub fn restore_shims(&mut self) -> usize {
+        let shims: Vec<(NetworkSpec, String)> = self
+            .state
+            .networks
+            .values()
+            .filter(|n| !self.unavailable.contains_key(&n.spec.id))
+            .filter_map(|n| Some((n.spec.clone(), n.shim.clone()?)))
+            .collect();
+        if shims.is_empty() {
+            return 0;
+        }
+        let addrs = match self.kernel.addresses() {
+            Ok(a) => a,
+            Err(e) => {
+                debug!(error = %e, "could not list addresses to check the shims");
+                return 0;
+            }
+        };
+        let mut fixed = 0;
+        for (spec, shim) in shims {
+            let whole = match self.kernel.link(&shim) {
+                Ok(Some(l)) => {
+                    l.up && spec
+                        .gateways()
+                        .all(|g| addrs.iter().any(|a| a.index == l.index && a.net == g))
+                }
+                Ok(None) => false,
+                Err(_) => continue,
+            };
+            if whole {
+                continue;
+            }
+            let mut undo = Undo::default();
+            match ensure_network(&mut self.kernel, &mut self.ipvlan, &spec, &mut undo) {
+                Ok(_) => {
+                    fixed += 1;
+                    warn!(network = %spec.short_id(), shim = %shim, "the shim was gone, down or missing a gateway address (set down by hand?): restored");
+                }
+                Err(e) => {
+                    undo.run(&mut self.kernel);
+                    warn!(network = %spec.short_id(), shim = %shim, error = %e, "could not restore the shim");
+                }
+            }
+        }
+        fixed
+    }
+
+    fn try_repair(&mut self, spec: &NetworkSpec) -> Result<()> {
+        let mut undo = Undo::default();
+        match ensure_network(&mut self.kernel, &mut self.ipvlan, spec, &mut undo) {
+            Ok(_) => {
+                self.unavailable.remove(&spec.id);
+                info!(network = %spec.short_id(), parent = %spec.parent.name, "network repaired: its parent is back");
+                Ok(())
+            }
+            Err(e) => {
+                undo.run(&mut self.kernel);
+                self.unavailable.insert(spec.id.clone(), e.to_string());
+                Err(e)
+            }
+        }
+    }
+
+    /// For Docker's calls on a network: an unavailable one gets one repair
+    /// attempt, then the reason.
+    pub(super) fn require_available(&mut self, network: &str) -> Result<()> {
+        if !self.unavailable.contains_key(network) {
+            return Ok(());
+        }
+        let spec = self.network(network)?.spec.clone();
+        if self.try_repair(&spec).is_ok() {
+            self.publish();
+            return Ok(());
+        }
+        Err(DriverError::Unavailable {
+            network: spec.short_id().to_string(),
+            reason: self.unavailable.get(network).cloned().unwrap_or_default(),
+        })
+    }
+}
+
+/// How often networks that could not be restored (their parent was missing)
+/// are retried.
+const REPAIR_EVERY: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Retries unavailable networks until `stop` turns true. The driver does
+/// synchronous netlink, so each round runs on a blocking thread.
+pub async fn repair_loop(driver: Arc<Mutex<Driver>>, mut stop: watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(REPAIR_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.changed() => return,
+        }
+        let d = driver.clone();
+        let round = tokio::task::spawn_blocking(move || {
+            let mut d = d.lock().unwrap_or_else(|p| p.into_inner());
+            d.repair()
+        });
+        if let Err(e) = round.await {
+            warn!(error = %e, "repair round failed");
+        }
+    }
+}

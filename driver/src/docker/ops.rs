@@ -1,0 +1,409 @@
+//! Docker's operations on networks and endpoints.
+//!
+//! In: CreateNetwork, DeleteNetwork, CreateEndpoint, Join, Leave,
+//! DeleteEndpoint, EndpointOperInfo and the connectivity calls, as domain
+//! values and IDs. Out: what Docker is answered ([`Joined`],
+//! [`EndpointInfo`], or a [`DriverError`] that says what to do), with the
+//! kernel side provisioned ([`crate::provision`]), the change journaled and
+//! the View published. Every operation validates first, then acts, and
+//! rolls back what it made if a later step fails, so a failed request
+//! leaves nothing half-made. Replays of a request that already took effect
+//! answer the same and change nothing. A network that could not be
+//! restored gets one repair attempt ([`super::lifecycle`]) before it refuses.
+
+use std::net::{Ipv4Addr, Ipv6Addr};
+
+use tracing::{info, warn};
+
+use super::{Driver, Result};
+use crate::error::DriverError;
+use crate::kernel::{KernelError, LinkKernel, LinkKind};
+use crate::model::names::{self, short_id, Role};
+use crate::model::network::{check_id, EndpointSpec, NetworkSpec};
+use crate::model::state::{EndpointRecord, Record};
+use crate::provision::links::{self, Expect};
+use crate::provision::network::{delete_network_links, ensure_network, parent_index, Undo};
+use crate::view::decide::Sandbox;
+
+/// What Docker needs after a Join: the link to move into the container and
+/// how the container reaches the world, per address family it has.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Joined {
+    /// Host-side name of the container's link.
+    pub link: String,
+    /// IPv4, if the network has an IPv4 subnet.
+    pub v4: Option<Reach<Ipv4Addr>>,
+    /// IPv6, if the network has an IPv6 subnet.
+    pub v6: Option<Reach<Ipv6Addr>>,
+}
+
+/// How a container reaches beyond its subnet in one address family.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reach<A> {
+    /// Through the gateway on the shim (L2 data planes).
+    Gateway(A),
+    /// A connected default route: the parent answers (ipvlan L3/L3S).
+    Connected,
+}
+
+impl Joined {
+    fn of(link: &str, spec: &NetworkSpec) -> Joined {
+        let l2 = spec.dataplane.is_l2();
+        Joined {
+            link: link.to_string(),
+            v4: spec.subnet.map(|_| match spec.gateway.filter(|_| l2) {
+                Some(g) => Reach::Gateway(g.addr()),
+                None => Reach::Connected,
+            }),
+            v6: spec.subnet6.map(|_| match spec.gateway6.filter(|_| l2) {
+                Some(g) => Reach::Gateway(g.addr()),
+                None => Reach::Connected,
+            }),
+        }
+    }
+}
+
+/// What EndpointOperInfo reports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EndpointInfo {
+    pub link: String,
+    pub address: String,
+    pub parent: String,
+    pub dataplane: String,
+    pub joined: bool,
+}
+
+impl<K: LinkKernel> Driver<K> {
+    /// The spec of a known network (the API layer validates endpoints against it).
+    pub fn network_spec(&self, id: &str) -> Result<&NetworkSpec> {
+        check_id("network", id)?;
+        Ok(&self.network(id)?.spec)
+    }
+
+    pub fn create_network(&mut self, spec: NetworkSpec) -> Result<()> {
+        check_id("network", &spec.id)?;
+        spec.check_subnet()?;
+        if let Some(existing) = self.state.networks.get(&spec.id) {
+            if existing.spec != spec {
+                return Err(DriverError::Conflict(format!(
+                    "network {} already exists with different options",
+                    spec.short_id()
+                )));
+            }
+            // A replay: make sure the kernel side is still there.
+            let mut undo = Undo::default();
+            if let Err(e) = ensure_network(&mut self.kernel, &mut self.ipvlan, &spec, &mut undo) {
+                undo.run(&mut self.kernel);
+                return Err(e);
+            }
+            return Ok(());
+        }
+        for other in self.state.networks.values() {
+            let o = &other.spec;
+            if o.parent.name == spec.parent.name && o.dataplane != spec.dataplane {
+                return Err(DriverError::Conflict(format!(
+                    "parent {} is already used by network {} in {} mode; a parent carries one mode: use the same mode, or another parent (e.g. a VLAN sub-interface {}.N)",
+                    spec.parent.name,
+                    o.short_id(),
+                    o.dataplane.describe(),
+                    spec.parent.vlan.as_ref().map(|v| v.0.as_str()).unwrap_or(&spec.parent.name)
+                )));
+            }
+            if let Some((mine, theirs)) = spec.overlap(o) {
+                return Err(DriverError::Conflict(format!(
+                    "subnet {mine} overlaps subnet {theirs} of network {}; give each network its own subnet",
+                    o.short_id()
+                )));
+            }
+        }
+        let mut undo = Undo::default();
+        let shim = match ensure_network(&mut self.kernel, &mut self.ipvlan, &spec, &mut undo) {
+            Ok(v) => v,
+            Err(e) => {
+                undo.run(&mut self.kernel);
+                return Err(e);
+            }
+        };
+        let rec = Record::PutNetwork {
+            spec: spec.clone(),
+            shim,
+        };
+        let applied = self.apply(&rec);
+        if let Err(e) = applied.and_then(|_| self.persist(&rec)) {
+            self.state.networks.remove(&spec.id);
+            undo.run(&mut self.kernel);
+            return Err(e);
+        }
+        info!(network = %spec.short_id(), parent = %spec.parent.name, dataplane = %spec.dataplane.describe(), subnet = %spec.subnets_text(), "network created");
+        self.publish();
+        Ok(())
+    }
+
+    pub fn delete_network(&mut self, id: &str) -> Result<()> {
+        check_id("network", id)?;
+        let Some(rec) = self.state.networks.get(id).cloned() else {
+            if self.state.was_deleted(id) {
+                return Ok(());
+            }
+            return Err(DriverError::UnknownNetwork(id.to_string()));
+        };
+        // The state goes first: if the kernel then refuses a deletion, the
+        // link is an orphan that the next start sweeps, never a network that
+        // Docker believes gone but the driver still holds.
+        let change = Record::RemoveNetwork { id: id.to_string() };
+        let applied = self.apply(&change);
+        if let Err(e) = applied.and_then(|_| self.persist(&change)) {
+            self.state.networks.insert(id.to_string(), rec.clone());
+            self.state
+                .deleted
+                .retain(|d| d != id && !rec.endpoints.contains_key(d));
+            return Err(e);
+        }
+        self.unavailable.remove(id);
+        self.publish();
+        let spec = &rec.spec;
+        // The 802.1Q parent goes with the last network on it.
+        let still_used = self
+            .state
+            .networks
+            .values()
+            .any(|n| n.spec.parent.name == spec.parent.name);
+        let failed = delete_network_links(&mut self.kernel, &rec, still_used);
+        info!(network = %spec.short_id(), "network deleted");
+        if !failed.is_empty() {
+            return Err(DriverError::Internal(format!(
+                "network removed, but these links could not be deleted (the next driver start removes those that are ours): {}",
+                failed.join("; ")
+            )));
+        }
+        Ok(())
+    }
+
+    pub fn create_endpoint(&mut self, network_id: &str, spec: EndpointSpec) -> Result<()> {
+        check_id("network", network_id)?;
+        check_id("endpoint", &spec.id)?;
+        let net = self.network(network_id)?;
+        if let Some(existing) = net.endpoints.get(&spec.id) {
+            if existing.spec != spec {
+                return Err(DriverError::Conflict(format!(
+                    "endpoint {} already exists with another address or other options",
+                    short_id(&spec.id)
+                )));
+            }
+            return Ok(());
+        }
+        self.require_available(network_id)?;
+        let net = self.network(network_id)?;
+        if let Some(other) = net
+            .endpoints
+            .values()
+            .find(|e| e.spec.addrs().any(|a| spec.has_addr(a)))
+        {
+            // Docker's IPAM owns addresses: it hands one out again only after it
+            // released it. A record still holding it is stale (Docker gave up on
+            // Leave/DeleteEndpoint while the driver was down) unless its
+            // container is demonstrably alive.
+            let alive = other.joined && Sandbox::at(&other.sandbox) == Sandbox::Alive;
+            if alive {
+                return Err(DriverError::Conflict(format!(
+                    "address {} is already used by endpoint {} (joined to {})",
+                    other.spec.addresses_text(),
+                    short_id(&other.spec.id),
+                    other.sandbox
+                )));
+            }
+            let stale = other.spec.id.clone();
+            warn!(endpoint = %short_id(&stale), address = %spec.addresses_text(), "removing a stale endpoint whose address Docker handed out again");
+            self.delete_endpoint(network_id, &stale)?;
+        }
+        let link = names::endpoint(&spec.id);
+        if self.state.networks.values().any(|n| {
+            n.endpoints.values().any(|e| e.link == link) || n.shim.as_deref() == Some(&link)
+        }) {
+            return Err(DriverError::Conflict(format!(
+                "endpoint {} collides with another endpoint's link name {link}",
+                short_id(&spec.id)
+            )));
+        }
+        let ep_id = spec.id.clone();
+        let rec = Record::PutEndpoint {
+            network: network_id.to_string(),
+            endpoint: EndpointRecord {
+                spec: spec.clone(),
+                link,
+                joined: false,
+                sandbox: String::new(),
+                unmarked: false,
+            },
+        };
+        self.apply(&rec)?;
+        if let Err(e) = self.persist(&rec) {
+            if let Some(n) = self.state.networks.get_mut(network_id) {
+                n.endpoints.remove(&ep_id);
+            }
+            return Err(e);
+        }
+        self.publish_endpoint(&spec);
+        Ok(())
+    }
+
+    pub fn join(&mut self, network: &str, endpoint: &str, sandbox: &str) -> Result<Joined> {
+        let (net, ep) = self.endpoint(network, endpoint)?;
+        let spec = net.spec.clone();
+        let ep = ep.clone();
+        let joined = Joined::of(&ep.link, &spec);
+        if ep.joined {
+            // A replay: the link was made and may already be inside the container.
+            return Ok(joined);
+        }
+        self.require_available(network)?;
+        let parent = parent_index(&mut self.kernel, &spec)?;
+        let mark = names::mark(Role::Endpoint, &ep.spec.id);
+        let want = Expect {
+            name: &ep.link,
+            kind: LinkKind::from(spec.dataplane),
+            parent: Some(parent),
+            mark: &mark,
+        };
+        let ensured = links::ensure(&mut self.kernel, &want, ep.spec.mac)?;
+        if let Err(e) = self.set_joined(network, endpoint, Some(sandbox)) {
+            if ensured.created {
+                let mut undo = Undo::default();
+                undo.push(&want);
+                undo.run(&mut self.kernel);
+            }
+            return Err(e);
+        }
+        info!(network = %spec.short_id(), endpoint = %short_id(&ep.spec.id), link = %ep.link, address = %ep.spec.addresses_text(), "joined");
+        self.publish_endpoint(&ep.spec);
+        Ok(joined)
+    }
+
+    pub fn leave(&mut self, network: &str, endpoint: &str) -> Result<()> {
+        check_id("network", network)?;
+        check_id("endpoint", endpoint)?;
+        if self.state.was_deleted(endpoint) {
+            return Ok(());
+        }
+        let (_, ep) = self.endpoint(network, endpoint)?;
+        if !ep.joined {
+            return Ok(());
+        }
+        let spec = ep.spec.clone();
+        self.set_joined(network, endpoint, None)?;
+        self.publish_endpoint(&spec);
+        Ok(())
+    }
+
+    /// Marks an endpoint joined to `sandbox` (`None`: left) and saves; on a
+    /// failed save the record is as before.
+    fn set_joined(&mut self, network: &str, endpoint: &str, sandbox: Option<&str>) -> Result<()> {
+        let mut e = self
+            .state
+            .networks
+            .get(network)
+            .and_then(|n| n.endpoints.get(endpoint))
+            .ok_or_else(|| DriverError::UnknownEndpoint {
+                network: network.into(),
+                endpoint: endpoint.into(),
+            })?
+            .clone();
+        let before = (e.joined, std::mem::take(&mut e.sandbox));
+        e.joined = sandbox.is_some();
+        e.sandbox = sandbox.unwrap_or_default().to_string();
+        let rec = Record::PutEndpoint {
+            network: network.to_string(),
+            endpoint: e,
+        };
+        self.apply(&rec)?;
+        if let Err(err) = self.persist(&rec) {
+            if let Some(e) = self
+                .state
+                .networks
+                .get_mut(network)
+                .and_then(|n| n.endpoints.get_mut(endpoint))
+            {
+                e.joined = before.0;
+                e.sandbox = before.1;
+            }
+            return Err(err);
+        }
+        Ok(())
+    }
+
+    pub fn delete_endpoint(&mut self, network: &str, endpoint: &str) -> Result<()> {
+        check_id("network", network)?;
+        check_id("endpoint", endpoint)?;
+        if self.state.was_deleted(endpoint) {
+            return Ok(());
+        }
+        let (net, ep) = self.endpoint(network, endpoint)?;
+        let ep = ep.clone();
+        let link = ep.link.clone();
+        let spec = net.spec.clone();
+        // Docker has moved the link back into the host namespace by now.
+        let parent = self.kernel.link(&spec.parent.name)?.map(|l| l.index);
+        let mark = names::mark(Role::Endpoint, endpoint);
+        let want = Expect {
+            name: &link,
+            kind: LinkKind::from(spec.dataplane),
+            parent,
+            mark: &mark,
+        };
+        if ep.unmarked {
+            if let Err(e) = links::adopt_unmarked(&mut self.kernel, &want) {
+                warn!(link = %link, error = %e, "could not mark a link of an earlier version");
+            }
+        }
+        match links::delete(&mut self.kernel, &want) {
+            Ok(_) => {}
+            // Someone else's link under our name: it stays, our record goes.
+            Err(e @ KernelError::Conflict(_)) => {
+                warn!(link = %link, error = %e, "left a link that is not ours in place")
+            }
+            Err(e) => return Err(e.into()),
+        }
+        let spec = ep.spec.clone();
+        let rec = Record::RemoveEndpoint {
+            network: network.to_string(),
+            id: endpoint.to_string(),
+        };
+        self.apply(&rec)?;
+        if let Err(e) = self.persist(&rec) {
+            self.state.deleted.retain(|d| d != endpoint);
+            if let Some(n) = self.state.networks.get_mut(network) {
+                n.endpoints.insert(endpoint.to_string(), ep);
+            }
+            return Err(e);
+        }
+        self.publish_endpoint(&spec);
+        Ok(())
+    }
+
+    pub fn oper_info(&self, network: &str, endpoint: &str) -> Result<EndpointInfo> {
+        let (net, ep) = self.endpoint(network, endpoint)?;
+        Ok(EndpointInfo {
+            link: ep.link.clone(),
+            address: ep
+                .spec
+                .address
+                .map(|a| a.to_string())
+                .into_iter()
+                .chain(ep.spec.address6.map(|a| a.to_string()))
+                .collect::<Vec<_>>()
+                .join(", "),
+            parent: net.spec.parent.name.clone(),
+            dataplane: net.spec.dataplane.describe(),
+            joined: ep.joined,
+        })
+    }
+
+    /// Program/RevokeExternalConnectivity: nothing to do (no NAT, no port
+    /// mapping: containers are routed), but the IDs must be ours.
+    pub fn external_connectivity(&self, network: &str, endpoint: &str) -> Result<()> {
+        if self.state.was_deleted(endpoint) {
+            return Ok(());
+        }
+        self.endpoint(network, endpoint).map(|_| ())
+    }
+}

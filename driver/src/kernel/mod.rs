@@ -1,0 +1,190 @@
+//! The kernel facade: what the driver asks of the host's kernel, as plain
+//! types and one trait.
+//!
+//! In: link, address, sysctl and route requests ("create this link", "add
+//! this address", "these routes exist with our protocol tag"). Out: the
+//! kernel's state, read back as plain structs ([`Link`] with its alias,
+//! [`Addr`], [`Route`], [`TableRoute`]). Link, address and sysctl operations
+//! are the [`LinkKernel`] trait: [`real::Kernel`] implements it over one
+//! rtnetlink socket ([`netlink`]), `fake::FakeKernel` in memory for tests
+//! (only with `cfg(test)` or the `test-support` feature). Which links may be
+//! touched is decided above it, in [`crate::provision::links`]. Nothing here knows
+//! about Docker or BGP.
+
+use std::io;
+use std::net::IpAddr;
+
+use ipnet::IpNet;
+
+use crate::model::network::{Dataplane, IpvlanFlag, IpvlanMode, MacvlanMode};
+use netlink::NlError;
+
+#[cfg(any(test, feature = "test-support"))]
+pub mod fake;
+pub mod netlink;
+pub mod real;
+
+/// The shape of a link we create. The modes are the domain's own types
+/// ([`crate::model::network`]); this facade only translates them to netlink.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LinkKind {
+    Ipvlan {
+        mode: IpvlanMode,
+        flag: IpvlanFlag,
+    },
+    Macvlan {
+        mode: MacvlanMode,
+    },
+    Vlan {
+        id: u16,
+    },
+    /// A veth pair; the peer's name is given in [`NewLink::peer`].
+    Veth,
+}
+
+/// A link to create: always with our mark (`IFLA_IFALIAS`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewLink {
+    pub name: String,
+    pub kind: LinkKind,
+    /// The lower device's index; `None` only for a veth pair.
+    pub parent: Option<u32>,
+    pub mac: Option<[u8; 6]>,
+    pub alias: String,
+    /// The peer's name, for [`LinkKind::Veth`].
+    pub peer: Option<String>,
+}
+
+/// Link and address operations the driver needs, as a trait so that the
+/// driver runs against the real kernel ([`real::Kernel`]) or an in-memory one
+/// (`fake::FakeKernel`) in unit tests. Each is one netlink request; the
+/// rules about which links may be touched live above it, in [`crate::provision::links`].
+pub trait LinkKernel: Send {
+    fn links(&mut self) -> Result<Vec<Link>>;
+    fn link(&mut self, name: &str) -> Result<Option<Link>>;
+    /// Creates a link that must not exist yet (`NLM_F_EXCL`) and reads it
+    /// back. The alias is sent with the request; whether the kernel kept it
+    /// is for the caller to check (see [`crate::provision::links`]).
+    fn create_link(&mut self, new: &NewLink) -> Result<Link>;
+    fn set_alias(&mut self, index: u32, alias: &str) -> Result<()>;
+    /// Deletes a link by index; `Ok(false)` if it was already gone.
+    fn delete_link(&mut self, index: u32) -> Result<bool>;
+    fn set_up(&mut self, index: u32, up: bool) -> Result<()>;
+    /// Every interface address of the namespace (one dump).
+    fn addresses(&mut self) -> Result<Vec<Addr>>;
+    /// Adds an address; present already is fine. IPv6 addresses skip
+    /// duplicate address detection (`IFA_F_NODAD`): usable at once.
+    fn add_address(&mut self, index: u32, net: IpNet) -> Result<()>;
+    /// Reads a sysctl of the caller's network namespace (`path` under
+    /// `/proc/sys`, with `/`, so that link names with dots work);
+    /// `Ok(None)` when this kernel has no such setting.
+    fn sysctl(&mut self, path: &str) -> Result<Option<String>>;
+    /// Writes a sysctl (see [`LinkKernel::sysctl`]); the same value is no write.
+    fn set_sysctl(&mut self, path: &str, value: &str) -> Result<()>;
+}
+
+/// A link as read back from the kernel.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Link {
+    pub index: u32,
+    pub name: String,
+    /// `ipvlan`, `macvlan`, `vlan`, `veth`, ... or `None` for plain devices.
+    pub kind: Option<String>,
+    /// The index of the lower device (`IFLA_LINK`), for stacked links.
+    pub parent: Option<u32>,
+    pub up: bool,
+    pub mac: Vec<u8>,
+    /// `IFLA_IFALIAS`: where the driver leaves its mark.
+    pub alias: Option<String>,
+}
+
+/// An interface address as read back from the kernel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Addr {
+    pub index: u32,
+    pub net: IpNet,
+    /// Still waiting for duplicate address detection (`IFA_F_TENTATIVE`): not usable yet.
+    pub tentative: bool,
+}
+
+/// A unicast route in the main table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Route {
+    pub dst: IpNet,
+    pub via: Option<IpAddr>,
+    pub oif: Option<u32>,
+    pub protocol: u8,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum KernelError {
+    #[error("{op}: {source}")]
+    Netlink {
+        op: String,
+        #[source]
+        source: NlError,
+    },
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("sysctl {path}: {source}")]
+    Sysctl {
+        path: String,
+        #[source]
+        source: io::Error,
+    },
+}
+
+impl KernelError {
+    pub(crate) fn nl(op: impl Into<String>) -> impl FnOnce(NlError) -> KernelError {
+        let op = op.into();
+        move |source| KernelError::Netlink { op, source }
+    }
+    /// The errno the kernel answered, if any.
+    pub fn errno(&self) -> Option<i32> {
+        match self {
+            KernelError::Netlink { source, .. } => source.errno(),
+            _ => None,
+        }
+    }
+}
+
+pub type Result<T> = std::result::Result<T, KernelError>;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Family {
+    V4,
+    V6,
+}
+
+impl LinkKind {
+    pub fn name(&self) -> &'static str {
+        match self {
+            LinkKind::Ipvlan { .. } => "ipvlan",
+            LinkKind::Macvlan { .. } => "macvlan",
+            LinkKind::Vlan { .. } => "vlan",
+            LinkKind::Veth => "veth",
+        }
+    }
+}
+
+impl From<Dataplane> for LinkKind {
+    fn from(d: Dataplane) -> LinkKind {
+        match d {
+            Dataplane::Ipvlan { mode, flag } => LinkKind::Ipvlan { mode, flag },
+            Dataplane::Macvlan { mode } => LinkKind::Macvlan { mode },
+        }
+    }
+}
+
+/// A main-table unicast route as the kernel keys it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct TableRoute {
+    pub route: Route,
+    pub tos: u8,
+    pub priority: u32,
+    /// Several next hops (RTA_MULTIPATH): `route.via`/`oif` are `None` and,
+    /// for IPv6, `route.protocol` is only the first next hop's.
+    pub multipath: bool,
+}

@@ -1,0 +1,562 @@
+//! The real kernel: the facade's requests over one rtnetlink socket.
+//!
+//! In: the requests of [`super::LinkKernel`] and the route requests of the
+//! route table (dump, create where free, replace, delete), as the facade's
+//! plain types. Out: netlink messages on a [`Netlink`] socket, and the
+//! kernel's answers parsed back into [`Link`], [`Addr`], [`Route`] and
+//! [`TableRoute`]. IPv6 addresses are added without duplicate address
+//! detection. Deleting a link that is gone and adding an address that is
+//! there succeed; routes are written with replace (or create-exclusive) and
+//! deleted tolerating "no such route". Sysctls are read and written under
+//! `/proc/sys`.
+
+use std::io;
+use std::net::IpAddr;
+use std::path::Path;
+
+use ipnet::IpNet;
+use netlink_packet_core::{NLM_F_CREATE, NLM_F_EXCL, NLM_F_REPLACE};
+use netlink_packet_route::address::{
+    AddressAttribute, AddressFlags, AddressHeaderFlags, AddressMessage,
+};
+use netlink_packet_route::link::{
+    InfoData, InfoIpVlan, InfoKind, InfoMacVlan, InfoVeth, InfoVlan, IpVlanFlags, IpVlanMode,
+    LinkAttribute, LinkFlags, LinkInfo, LinkMessage, MacVlanMode,
+};
+use netlink_packet_route::route::{
+    RouteAddress, RouteAttribute, RouteHeader, RouteMessage, RouteProtocol, RouteScope, RouteType,
+};
+use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
+
+use super::netlink::Netlink;
+use super::{
+    Addr, Family, KernelError, Link, LinkKernel, LinkKind, NewLink, Result, Route, TableRoute,
+};
+use crate::model::network::{IpvlanFlag, IpvlanMode, MacvlanMode};
+
+pub struct Kernel {
+    nl: Netlink,
+}
+
+impl Kernel {
+    pub fn open() -> Result<Self> {
+        Ok(Kernel {
+            nl: Netlink::open().map_err(KernelError::nl("open netlink socket"))?,
+        })
+    }
+
+    /// A facade bound to another network namespace (a `/run/netns/NAME` or
+    /// `/proc/PID/ns/net` path); the harness's and the benchmarks' view into
+    /// the hosts it makes.
+    #[cfg(any(test, feature = "test-support"))]
+    pub fn open_in_netns(path: &Path) -> Result<Self> {
+        let nl = super::netlink::in_netns(path, super::netlink::NlError::Socket, Netlink::open);
+        Ok(Kernel {
+            nl: nl.map_err(KernelError::nl(format!(
+                "open netlink in {}",
+                path.display()
+            )))?,
+        })
+    }
+
+    // ----- links -----
+
+    pub fn links(&mut self) -> Result<Vec<Link>> {
+        let msgs = self
+            .nl
+            .dump(RouteNetlinkMessage::GetLink(LinkMessage::default()))
+            .map_err(KernelError::nl("list links"))?;
+        Ok(msgs
+            .into_iter()
+            .filter_map(|m| match m {
+                RouteNetlinkMessage::NewLink(l) => Some(parse_link(&l)),
+                _ => None,
+            })
+            .collect())
+    }
+
+    pub fn link(&mut self, name: &str) -> Result<Option<Link>> {
+        let mut msg = LinkMessage::default();
+        msg.attributes.push(LinkAttribute::IfName(name.to_string()));
+        match self.nl.get(RouteNetlinkMessage::GetLink(msg)) {
+            Ok(Some(RouteNetlinkMessage::NewLink(l))) => Ok(Some(parse_link(&l))),
+            Ok(_) => Ok(None),
+            Err(e) if e.is(libc::ENODEV) => Ok(None),
+            Err(e) => Err(KernelError::nl(format!("get link {name}"))(e)),
+        }
+    }
+
+    /// See [`LinkKernel::create_link`].
+    pub fn create_link(&mut self, new: &NewLink) -> Result<Link> {
+        let mut msg = LinkMessage::default();
+        msg.attributes.push(LinkAttribute::IfName(new.name.clone()));
+        if let Some(parent) = new.parent {
+            msg.attributes.push(LinkAttribute::Link(parent));
+        }
+        msg.attributes
+            .push(LinkAttribute::IfAlias(new.alias.clone()));
+        let info = match (new.kind, &new.peer) {
+            (LinkKind::Veth, Some(peer)) => {
+                let mut peer_msg = LinkMessage::default();
+                peer_msg
+                    .attributes
+                    .push(LinkAttribute::IfName(peer.clone()));
+                peer_msg
+                    .attributes
+                    .push(LinkAttribute::IfAlias(new.alias.clone()));
+                vec![
+                    LinkInfo::Kind(InfoKind::Veth),
+                    LinkInfo::Data(InfoData::Veth(InfoVeth::Peer(peer_msg))),
+                ]
+            }
+            (LinkKind::Veth, None) => {
+                return Err(KernelError::Conflict(format!(
+                    "veth {} needs a peer name",
+                    new.name
+                )))
+            }
+            (kind, _) => kind.info(),
+        };
+        msg.attributes.push(LinkAttribute::LinkInfo(info));
+        if let Some(mac) = new.mac {
+            msg.attributes.push(LinkAttribute::Address(mac.to_vec()));
+        }
+        self.nl
+            .request(RouteNetlinkMessage::NewLink(msg), NLM_F_CREATE | NLM_F_EXCL)
+            .map_err(KernelError::nl(format!(
+                "create {} link {}",
+                new.kind.name(),
+                new.name
+            )))?;
+        self.link(&new.name)?.ok_or_else(|| {
+            KernelError::NotFound(format!("link {} vanished after creation", new.name))
+        })
+    }
+
+    pub fn set_alias(&mut self, index: u32, alias: &str) -> Result<()> {
+        let mut msg = LinkMessage::default();
+        msg.header.index = index;
+        msg.attributes
+            .push(LinkAttribute::IfAlias(alias.to_string()));
+        self.nl
+            .request(RouteNetlinkMessage::SetLink(msg), 0)
+            .map_err(KernelError::nl(format!("set alias of link #{index}")))
+    }
+
+    /// Deletes a link by index; `Ok(false)` if it was already gone.
+    pub fn delete_link(&mut self, index: u32) -> Result<bool> {
+        let mut msg = LinkMessage::default();
+        msg.header.index = index;
+        match self.nl.request(RouteNetlinkMessage::DelLink(msg), 0) {
+            Ok(()) => Ok(true),
+            Err(e) if e.is(libc::ENODEV) => Ok(false),
+            Err(e) => Err(KernelError::nl(format!("delete link #{index}"))(e)),
+        }
+    }
+
+    pub fn set_up(&mut self, index: u32, up: bool) -> Result<()> {
+        let mut msg = LinkMessage::default();
+        msg.header.index = index;
+        msg.header.change_mask = LinkFlags::Up;
+        if up {
+            msg.header.flags = LinkFlags::Up;
+        }
+        self.nl
+            .request(RouteNetlinkMessage::SetLink(msg), 0)
+            .map_err(KernelError::nl(format!("set link #{index} up={up}")))
+    }
+
+    /// Renames a link and/or moves it into the network namespace open at
+    /// `netns_fd` (what Docker does with a container's link; the harness's
+    /// container engine does it the same way).
+    #[cfg(any(test, feature = "test-support"))]
+    pub fn set_name_and_netns(
+        &mut self,
+        index: u32,
+        name: Option<&str>,
+        netns_fd: Option<std::os::fd::RawFd>,
+    ) -> Result<()> {
+        let mut msg = LinkMessage::default();
+        msg.header.index = index;
+        if let Some(n) = name {
+            msg.attributes.push(LinkAttribute::IfName(n.to_string()));
+        }
+        if let Some(fd) = netns_fd {
+            msg.attributes.push(LinkAttribute::NetNsFd(fd));
+        }
+        self.nl
+            .request(RouteNetlinkMessage::SetLink(msg), 0)
+            .map_err(KernelError::nl(format!("move/rename link #{index}")))
+    }
+
+    // ----- addresses -----
+
+    pub fn addresses(&mut self) -> Result<Vec<Addr>> {
+        let msgs = self
+            .nl
+            .dump(RouteNetlinkMessage::GetAddress(AddressMessage::default()))
+            .map_err(KernelError::nl("list addresses"))?;
+        Ok(msgs
+            .into_iter()
+            .filter_map(|m| match m {
+                RouteNetlinkMessage::NewAddress(a) => parse_addr(&a),
+                _ => None,
+            })
+            .collect())
+    }
+
+    /// Adds `net` (address and prefix length) to link `index`; present already is fine.
+    pub fn add_address(&mut self, index: u32, net: IpNet) -> Result<()> {
+        let msg = addr_msg(index, net);
+        match self.nl.request(
+            RouteNetlinkMessage::NewAddress(msg),
+            NLM_F_CREATE | NLM_F_EXCL,
+        ) {
+            Ok(()) => Ok(()),
+            Err(e) if e.is(libc::EEXIST) => Ok(()),
+            Err(e) => Err(KernelError::nl(format!("add address {net} to #{index}"))(e)),
+        }
+    }
+
+    // ----- routes -----
+
+    /// Routes of the main table, optionally only those with protocol `proto`.
+    pub fn routes(&mut self, family: Family, proto: Option<u8>) -> Result<Vec<Route>> {
+        Ok(self
+            .dump_routes(family)?
+            .into_iter()
+            .map(|t| t.route)
+            .filter(|r| proto.is_none_or(|p| r.protocol == p))
+            .collect())
+    }
+
+    /// Every unicast route of the main table, both families, any protocol,
+    /// with the fields the kernel keys them by.
+    pub fn table_routes(&mut self) -> Result<Vec<TableRoute>> {
+        let mut out = self.dump_routes(Family::V4)?;
+        out.extend(self.dump_routes(Family::V6)?);
+        Ok(out)
+    }
+
+    fn dump_routes(&mut self, family: Family) -> Result<Vec<TableRoute>> {
+        let mut msg = RouteMessage::default();
+        msg.header.address_family = family.af();
+        let msgs = self
+            .nl
+            .dump(RouteNetlinkMessage::GetRoute(msg))
+            .map_err(KernelError::nl("list routes"))?;
+        Ok(msgs
+            .iter()
+            .filter_map(|m| match m {
+                RouteNetlinkMessage::NewRoute(r) => parse_route(r),
+                _ => None,
+            })
+            .collect())
+    }
+
+    /// Writes routes with replace semantics, pipelined; one result per route.
+    pub fn replace_routes(&mut self, routes: &[Route]) -> Vec<Result<()>> {
+        self.write_routes(routes, NLM_F_CREATE | NLM_F_REPLACE, "replace")
+    }
+
+    /// Adds routes only where no route with the same key exists (`EEXIST`
+    /// otherwise), pipelined; one result per route.
+    pub fn create_routes(&mut self, routes: &[Route]) -> Vec<Result<()>> {
+        self.write_routes(routes, NLM_F_CREATE | NLM_F_EXCL, "create")
+    }
+
+    fn write_routes(&mut self, routes: &[Route], flags: u16, op: &str) -> Vec<Result<()>> {
+        let msgs = routes
+            .iter()
+            .map(|r| (RouteNetlinkMessage::NewRoute(route_msg(r)), flags))
+            .collect();
+        self.nl
+            .batch(msgs)
+            .into_iter()
+            .zip(routes)
+            .map(|(res, r)| res.map_err(KernelError::nl(format!("{op} route {}", r.dst))))
+            .collect()
+    }
+
+    /// Deletes routes, pipelined; a route already gone counts as deleted.
+    pub fn delete_routes(&mut self, routes: &[Route]) -> Vec<Result<()>> {
+        let msgs = routes
+            .iter()
+            .map(|r| (RouteNetlinkMessage::DelRoute(route_msg(r)), 0))
+            .collect();
+        self.nl
+            .batch(msgs)
+            .into_iter()
+            .zip(routes)
+            .map(|(res, r)| match res {
+                Err(e) if e.is(libc::ESRCH) || e.is(libc::ENOENT) => Ok(()),
+                other => other.map_err(KernelError::nl(format!("delete route {}", r.dst))),
+            })
+            .collect()
+    }
+}
+
+impl LinkKernel for Kernel {
+    fn links(&mut self) -> Result<Vec<Link>> {
+        Kernel::links(self)
+    }
+    fn link(&mut self, name: &str) -> Result<Option<Link>> {
+        Kernel::link(self, name)
+    }
+    fn create_link(&mut self, new: &NewLink) -> Result<Link> {
+        Kernel::create_link(self, new)
+    }
+    fn set_alias(&mut self, index: u32, alias: &str) -> Result<()> {
+        Kernel::set_alias(self, index, alias)
+    }
+    fn delete_link(&mut self, index: u32) -> Result<bool> {
+        Kernel::delete_link(self, index)
+    }
+    fn set_up(&mut self, index: u32, up: bool) -> Result<()> {
+        Kernel::set_up(self, index, up)
+    }
+    fn addresses(&mut self) -> Result<Vec<Addr>> {
+        Kernel::addresses(self)
+    }
+    fn add_address(&mut self, index: u32, net: IpNet) -> Result<()> {
+        Kernel::add_address(self, index, net)
+    }
+    fn sysctl(&mut self, path: &str) -> Result<Option<String>> {
+        read_sysctl(path).map_err(|source| KernelError::Sysctl {
+            path: path.to_string(),
+            source,
+        })
+    }
+    fn set_sysctl(&mut self, path: &str, value: &str) -> Result<()> {
+        write_sysctl(path, value).map_err(|source| KernelError::Sysctl {
+            path: path.to_string(),
+            source,
+        })
+    }
+}
+
+impl Family {
+    fn af(self) -> AddressFamily {
+        match self {
+            Family::V4 => AddressFamily::Inet,
+            Family::V6 => AddressFamily::Inet6,
+        }
+    }
+}
+
+impl LinkKind {
+    fn info(&self) -> Vec<LinkInfo> {
+        match *self {
+            LinkKind::Ipvlan { mode, flag } => {
+                let mode = match mode {
+                    IpvlanMode::L2 => IpVlanMode::L2,
+                    IpvlanMode::L3 => IpVlanMode::L3,
+                    IpvlanMode::L3s => IpVlanMode::L3S,
+                };
+                let flags = match flag {
+                    IpvlanFlag::Bridge => IpVlanFlags::empty(),
+                    IpvlanFlag::Private => IpVlanFlags::Private,
+                    IpvlanFlag::Vepa => IpVlanFlags::Vepa,
+                };
+                vec![
+                    LinkInfo::Kind(InfoKind::IpVlan),
+                    LinkInfo::Data(InfoData::IpVlan(vec![
+                        InfoIpVlan::Mode(mode),
+                        InfoIpVlan::Flags(flags),
+                    ])),
+                ]
+            }
+            LinkKind::Macvlan { mode } => {
+                let mode = match mode {
+                    MacvlanMode::Bridge => MacVlanMode::Bridge,
+                    MacvlanMode::Private => MacVlanMode::Private,
+                    MacvlanMode::Vepa => MacVlanMode::Vepa,
+                };
+                vec![
+                    LinkInfo::Kind(InfoKind::MacVlan),
+                    LinkInfo::Data(InfoData::MacVlan(vec![InfoMacVlan::Mode(mode)])),
+                ]
+            }
+            LinkKind::Vlan { id } => vec![
+                LinkInfo::Kind(InfoKind::Vlan),
+                LinkInfo::Data(InfoData::Vlan(vec![InfoVlan::Id(id)])),
+            ],
+            LinkKind::Veth => vec![LinkInfo::Kind(InfoKind::Veth)],
+        }
+    }
+}
+
+fn parse_link(m: &LinkMessage) -> Link {
+    let mut link = Link {
+        index: m.header.index,
+        name: String::new(),
+        kind: None,
+        parent: None,
+        up: m.header.flags.contains(LinkFlags::Up),
+        mac: Vec::new(),
+        alias: None,
+    };
+    for a in &m.attributes {
+        match a {
+            LinkAttribute::IfName(n) => link.name = n.clone(),
+            LinkAttribute::Link(p) => link.parent = Some(*p),
+            LinkAttribute::Address(mac) => link.mac = mac.clone(),
+            LinkAttribute::IfAlias(a) if !a.is_empty() => link.alias = Some(a.clone()),
+            LinkAttribute::LinkInfo(infos) => {
+                for i in infos {
+                    if let LinkInfo::Kind(k) = i {
+                        link.kind = Some(k.to_string());
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    link
+}
+
+fn parse_addr(m: &AddressMessage) -> Option<Addr> {
+    let mut local = None;
+    let mut address = None;
+    for a in &m.attributes {
+        match a {
+            AddressAttribute::Local(ip) => local = Some(*ip),
+            AddressAttribute::Address(ip) => address = Some(*ip),
+            _ => {}
+        }
+    }
+    let ip = local.or(address)?;
+    let flags = m.attributes.iter().find_map(|a| match a {
+        AddressAttribute::Flags(f) => Some(*f),
+        _ => None,
+    });
+    let tentative = match flags {
+        Some(f) => f.contains(AddressFlags::Tentative),
+        None => m.header.flags.contains(AddressHeaderFlags::Tentative),
+    };
+    IpNet::new(ip, m.header.prefix_len).ok().map(|net| Addr {
+        index: m.header.index,
+        net,
+        tentative,
+    })
+}
+
+fn addr_msg(index: u32, net: IpNet) -> AddressMessage {
+    let mut msg = AddressMessage::default();
+    msg.header.index = index;
+    msg.header.prefix_len = net.prefix_len();
+    msg.header.family = match net {
+        IpNet::V4(_) => AddressFamily::Inet,
+        IpNet::V6(_) => AddressFamily::Inet6,
+    };
+    msg.attributes.push(AddressAttribute::Local(net.addr()));
+    msg.attributes.push(AddressAttribute::Address(net.addr()));
+    if net.addr().is_ipv6() {
+        // A gateway (or, in the harness, a container address) must answer
+        // at once, as Docker's own IPv6 addresses do; a duplicate is the
+        // IPAM's business, not a reason to wait ~1-2 s.
+        msg.header.flags = AddressHeaderFlags::Nodad;
+        msg.attributes
+            .push(AddressAttribute::Flags(AddressFlags::Nodad));
+    }
+    if let IpNet::V4(v4) = net {
+        if v4.prefix_len() < 31 {
+            msg.attributes
+                .push(AddressAttribute::Broadcast(v4.broadcast()));
+        }
+    }
+    msg
+}
+
+/// A main-table unicast route from a netlink message; `None` for other
+/// tables and types (local, broadcast, multicast, ...).
+pub(crate) fn parse_route(m: &RouteMessage) -> Option<TableRoute> {
+    let mut table = u32::from(m.header.table);
+    let mut dst = None;
+    let mut via = None;
+    let mut oif = None;
+    let mut priority = 0;
+    let mut multipath = false;
+    for a in &m.attributes {
+        match a {
+            RouteAttribute::Table(t) => table = *t,
+            RouteAttribute::Destination(RouteAddress::Inet(ip)) => dst = Some(IpAddr::V4(*ip)),
+            RouteAttribute::Destination(RouteAddress::Inet6(ip)) => dst = Some(IpAddr::V6(*ip)),
+            RouteAttribute::Gateway(RouteAddress::Inet(ip)) => via = Some(IpAddr::V4(*ip)),
+            RouteAttribute::Gateway(RouteAddress::Inet6(ip)) => via = Some(IpAddr::V6(*ip)),
+            RouteAttribute::Oif(i) => oif = Some(*i),
+            RouteAttribute::Priority(p) => priority = *p,
+            RouteAttribute::MultiPath(hops) => multipath = hops.len() > 1,
+            _ => {}
+        }
+    }
+    if table != u32::from(RouteHeader::RT_TABLE_MAIN) || m.header.kind != RouteType::Unicast {
+        return None;
+    }
+    let dst = match (dst, m.header.address_family) {
+        (Some(ip), _) => IpNet::new(ip, m.header.destination_prefix_length).ok()?,
+        (None, AddressFamily::Inet) => "0.0.0.0/0".parse().ok()?,
+        (None, AddressFamily::Inet6) => "::/0".parse().ok()?,
+        _ => return None,
+    };
+    Some(TableRoute {
+        route: Route {
+            dst,
+            via,
+            oif,
+            protocol: u8::from(m.header.protocol),
+        },
+        tos: m.header.tos,
+        priority,
+        multipath,
+    })
+}
+
+pub(crate) fn route_msg(r: &Route) -> RouteMessage {
+    let mut msg = RouteMessage::default();
+    msg.header.address_family = match r.dst {
+        IpNet::V4(_) => AddressFamily::Inet,
+        IpNet::V6(_) => AddressFamily::Inet6,
+    };
+    msg.header.destination_prefix_length = r.dst.prefix_len();
+    msg.header.table = RouteHeader::RT_TABLE_MAIN;
+    msg.header.protocol = RouteProtocol::from(r.protocol);
+    msg.header.kind = RouteType::Unicast;
+    msg.header.scope = if r.via.is_some() {
+        RouteScope::Universe
+    } else {
+        RouteScope::Link
+    };
+    msg.attributes
+        .push(RouteAttribute::Destination(RouteAddress::from(
+            r.dst.network(),
+        )));
+    if let Some(via) = r.via {
+        msg.attributes
+            .push(RouteAttribute::Gateway(RouteAddress::from(via)));
+    }
+    if let Some(oif) = r.oif {
+        msg.attributes.push(RouteAttribute::Oif(oif));
+    }
+    msg
+}
+
+/// Reads a sysctl of the caller's network namespace: `path` under
+/// `/proc/sys` with `/` separators (`net/ipv6/conf/eth1.10/forwarding`);
+/// `None` when the kernel has no such setting.
+pub fn read_sysctl(path: &str) -> io::Result<Option<String>> {
+    match std::fs::read_to_string(Path::new("/proc/sys").join(path)) {
+        Ok(v) => Ok(Some(v.trim().to_string())),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// Writes a sysctl of the caller's network namespace (see [`read_sysctl`]);
+/// a value already in place is not written again.
+pub fn write_sysctl(path: &str, value: &str) -> io::Result<()> {
+    if read_sysctl(path)?.as_deref() == Some(value) {
+        return Ok(());
+    }
+    std::fs::write(Path::new("/proc/sys").join(path), value)
+}

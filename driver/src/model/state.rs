@@ -1,0 +1,160 @@
+//! What the driver remembers across its own restarts, as domain values.
+//!
+//! In: each change as a [`Record`] (a network or an endpoint put or removed),
+//! from the Docker operations or replayed from the journal. Out: the
+//! [`State`] — networks, their endpoints, the links made for them, and the
+//! recently deleted IDs — changed only by [`State::apply`]. The serde names
+//! are the state file's format; how it is written and read back is
+//! [`crate::store`]'s business. No I/O here.
+
+use std::collections::{BTreeMap, VecDeque};
+
+use serde::{Deserialize, Serialize};
+
+use super::network::{EndpointSpec, NetworkSpec};
+
+/// 2: links carry our mark. A file of version 1 records links made before
+/// marks existed; the driver adopts those once (see [`EndpointRecord::unmarked`]).
+pub const VERSION: u32 = 2;
+/// How many deleted IDs are remembered so that a replayed delete is harmless.
+const TOMBSTONES: usize = 1024;
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct State {
+    pub version: u32,
+    pub networks: BTreeMap<String, NetworkRecord>,
+    /// Recently deleted network and endpoint IDs (replays of their deletion succeed).
+    #[serde(default)]
+    pub deleted: VecDeque<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NetworkRecord {
+    pub spec: NetworkSpec,
+    /// The host-side link holding the gateway (L2 shim, or the L3 host link).
+    pub shim: Option<String>,
+    pub endpoints: BTreeMap<String, EndpointRecord>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EndpointRecord {
+    pub spec: EndpointSpec,
+    /// The host-side name of the container's link.
+    pub link: String,
+    /// Joined to a sandbox: the link exists (in the container) and is announced.
+    pub joined: bool,
+    #[serde(default)]
+    pub sandbox: String,
+    /// Its link was made before links were marked and was inside the
+    /// container when the driver upgraded the state: when Docker brings it
+    /// back, it is recognised by this record's name, kind and parent, once.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub unmarked: bool,
+}
+
+impl State {
+    pub fn remember_deleted(&mut self, id: &str) {
+        self.deleted.retain(|d| d != id);
+        self.deleted.push_back(id.to_string());
+        while self.deleted.len() > TOMBSTONES {
+            self.deleted.pop_front();
+        }
+    }
+
+    pub fn was_deleted(&self, id: &str) -> bool {
+        self.deleted.iter().any(|d| d == id)
+    }
+
+    pub fn endpoint_count(&self) -> usize {
+        self.networks.values().map(|n| n.endpoints.len()).sum()
+    }
+}
+
+/// One change of the state, as the journal records it. Applying a record
+/// sets what it names as a whole (a network's spec and shim, one endpoint,
+/// the removal of either), so the state after replaying the journal over
+/// its snapshot is the state the driver had in memory.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Record {
+    /// A network was created (its endpoints, if it had any, stay).
+    PutNetwork {
+        spec: NetworkSpec,
+        shim: Option<String>,
+    },
+    /// A network and all its endpoints were deleted.
+    RemoveNetwork { id: String },
+    /// An endpoint was created, joined or left: its record as it now is.
+    PutEndpoint {
+        network: String,
+        endpoint: EndpointRecord,
+    },
+    /// An endpoint was deleted.
+    RemoveEndpoint { network: String, id: String },
+}
+
+impl State {
+    /// Applies one change; the only way the driver changes its networks
+    /// and endpoints, and the way the journal is replayed.
+    pub fn apply(&mut self, rec: &Record) -> Result<(), String> {
+        match rec {
+            Record::PutNetwork { spec, shim } => {
+                let net = self
+                    .networks
+                    .entry(spec.id.clone())
+                    .or_insert_with(|| NetworkRecord {
+                        spec: spec.clone(),
+                        shim: None,
+                        endpoints: BTreeMap::new(),
+                    });
+                net.spec = spec.clone();
+                net.shim = shim.clone();
+            }
+            Record::RemoveNetwork { id } => {
+                let Some(net) = self.networks.remove(id) else {
+                    return Err(format!("removes network {id}, which does not exist"));
+                };
+                self.remember_deleted(id);
+                for ep in net.endpoints.keys() {
+                    self.remember_deleted(ep);
+                }
+            }
+            Record::PutEndpoint { network, endpoint } => {
+                let Some(net) = self.networks.get_mut(network) else {
+                    return Err(format!(
+                        "puts endpoint {} on network {network}, which does not exist",
+                        endpoint.spec.id
+                    ));
+                };
+                net.endpoints
+                    .insert(endpoint.spec.id.clone(), endpoint.clone());
+            }
+            Record::RemoveEndpoint { network, id } => {
+                let Some(net) = self.networks.get_mut(network) else {
+                    return Err(format!(
+                        "removes endpoint {id} from network {network}, which does not exist"
+                    ));
+                };
+                net.endpoints.remove(id);
+                self.remember_deleted(id);
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tombstones_are_bounded() {
+        let mut st = State::default();
+        for i in 0..(TOMBSTONES + 10) {
+            st.remember_deleted(&i.to_string());
+        }
+        assert_eq!(st.deleted.len(), TOMBSTONES);
+        assert!(!st.was_deleted("0"));
+        assert!(st.was_deleted(&(TOMBSTONES + 9).to_string()));
+    }
+}

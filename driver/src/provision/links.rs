@@ -1,0 +1,385 @@
+//! The driver's links in the host namespace, and the rules that keep it off
+//! everyone else's.
+//!
+//! In: intents from [`crate::docker`] and [`super::network`] ("this container link exists on that
+//! parent", "delete the shim of that network", "sweep what no record owns")
+//! and a [`LinkKernel`]. Out: kernel changes, or an error that names the link
+//! and says why it was left alone. It owns one rule: a link is ours only if
+//! it carries our mark (`IFLA_IFALIAS` = `ipvlan-bgp:<role>:<id>`, see
+//! [`crate::model::names`]) and, where the caller knows them, the kind and parent we
+//! gave it. Every link made here is marked before anyone can see it unmarked
+//! for long: Linux ignores `IFLA_IFALIAS` in RTM_NEWLINK, so the mark is set
+//! with RTM_SETLINK right after creation, and a link that cannot be marked is
+//! deleted again. Links are found by name but deleted by index after the
+//! mark was checked, never by name alone.
+
+use std::collections::BTreeSet;
+
+use crate::kernel::{KernelError, Link, LinkKernel, LinkKind, NewLink, Result};
+use crate::model::names::{self, Role};
+
+/// What [`ensure`] found or made.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ensured {
+    pub link: Link,
+    /// The link did not exist before the call (a failing caller rolls it back).
+    pub created: bool,
+}
+
+/// What a link of ours looks like: the checks before changing or deleting it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Expect<'a> {
+    pub name: &'a str,
+    pub kind: LinkKind,
+    /// The lower device's index, when the caller knows it.
+    pub parent: Option<u32>,
+    pub mark: &'a str,
+}
+
+fn describe(l: &Link) -> String {
+    format!(
+        "{} on #{}, alias {}",
+        l.kind.as_deref().unwrap_or("device"),
+        l.parent.map(|p| p.to_string()).unwrap_or("-".into()),
+        l.alias.as_deref().unwrap_or("none")
+    )
+}
+
+impl Expect<'_> {
+    fn matches(&self, l: &Link) -> bool {
+        l.alias.as_deref() == Some(self.mark)
+            && l.kind.as_deref() == Some(self.kind.name())
+            && self.parent.is_none_or(|p| l.parent == Some(p))
+    }
+
+    fn not_ours(&self, l: &Link) -> KernelError {
+        KernelError::Conflict(format!(
+            "a link named {} exists ({}) and is not ours: ipvlan-bgp only touches links that carry its mark {} with kind {}; it leaves this one alone (rename or remove it if it should not be there)",
+            self.name,
+            describe(l),
+            self.mark,
+            self.kind.name()
+        ))
+    }
+}
+
+/// Makes sure our link exists: an existing link is accepted only when its
+/// kind, parent and mark match; anything else under that name is a conflict.
+pub fn ensure<K: LinkKernel>(
+    k: &mut K,
+    want: &Expect<'_>,
+    mac: Option<[u8; 6]>,
+) -> Result<Ensured> {
+    if let Some(existing) = k.link(want.name)? {
+        return if want.matches(&existing) {
+            Ok(Ensured {
+                link: existing,
+                created: false,
+            })
+        } else {
+            Err(want.not_ours(&existing))
+        };
+    }
+    let link = create(
+        k,
+        &NewLink {
+            name: want.name.to_string(),
+            kind: want.kind,
+            parent: want.parent,
+            mac,
+            alias: want.mark.to_string(),
+            peer: None,
+        },
+    )?;
+    Ok(Ensured {
+        link,
+        created: true,
+    })
+}
+
+/// Creates a link and makes sure it carries its mark; a link that cannot be
+/// marked is deleted again (it would be nobody's, forever).
+pub fn create<K: LinkKernel>(k: &mut K, new: &NewLink) -> Result<Link> {
+    let mut link = k.create_link(new)?;
+    let mut made = vec![link.clone()];
+    if let Some(peer) = &new.peer {
+        match k.link(peer)? {
+            Some(p) => made.push(p),
+            None => {
+                undo_create(k, &made);
+                return Err(KernelError::NotFound(format!(
+                    "veth peer {peer} vanished after creation"
+                )));
+            }
+        }
+    }
+    for l in &made {
+        if l.alias.as_deref() != Some(new.alias.as_str()) {
+            if let Err(e) = k.set_alias(l.index, &new.alias) {
+                undo_create(k, &made);
+                return Err(KernelError::Conflict(format!(
+                    "created {} but could not mark it as ours ({e}); deleted it again",
+                    l.name
+                )));
+            }
+        }
+    }
+    link.alias = Some(new.alias.clone());
+    Ok(link)
+}
+
+fn undo_create<K: LinkKernel>(k: &mut K, made: &[Link]) {
+    for l in made.iter().rev() {
+        if let Err(e) = k.delete_link(l.index) {
+            tracing::warn!(link = %l.name, error = %e, "could not delete a link we just created");
+        }
+    }
+}
+
+/// Deletes our link `want.name` after checking kind, parent and mark.
+/// `Ok(false)`: it was already gone. A link under that name that is not ours
+/// is a [`KernelError::Conflict`] and stays.
+pub fn delete<K: LinkKernel>(k: &mut K, want: &Expect<'_>) -> Result<bool> {
+    match k.link(want.name)? {
+        None => Ok(false),
+        Some(l) if want.matches(&l) => k.delete_link(l.index),
+        Some(l) => Err(want.not_ours(&l)),
+    }
+}
+
+/// Marks a link made before links were marked, when a state record names it
+/// and its kind and parent match; a link with any alias is left as it is.
+/// Only for records of a state file older than marks. Says whether it did.
+pub fn adopt_unmarked<K: LinkKernel>(k: &mut K, want: &Expect<'_>) -> Result<bool> {
+    let Some(l) = k.link(want.name)? else {
+        return Ok(false);
+    };
+    let shape = l.kind.as_deref() == Some(want.kind.name())
+        && want.parent.is_some()
+        && l.parent == want.parent;
+    if !shape || l.alias.is_some() {
+        return Ok(false);
+    }
+    k.set_alias(l.index, want.mark)?;
+    Ok(true)
+}
+
+/// Deletes every marked link whose mark no record owns (`owned` holds the
+/// marks of everything in the state). Unmarked links are never looked at
+/// twice, whatever their name. Returns the names deleted; failures are
+/// logged, the sweep goes on.
+pub fn sweep<K: LinkKernel>(k: &mut K, owned: &BTreeSet<String>) -> Result<Vec<String>> {
+    let mut deleted = Vec::new();
+    for l in k.links()? {
+        let Some(alias) = l.alias.as_deref() else {
+            continue;
+        };
+        if !names::is_marked(Some(alias)) || owned.contains(alias) {
+            continue;
+        }
+        match k.delete_link(l.index) {
+            Ok(true) => deleted.push(l.name),
+            // Went with its parent or its veth peer, deleted just before.
+            Ok(false) => {}
+            Err(e) => tracing::warn!(link = %l.name, error = %e, "could not delete an orphan link"),
+        }
+    }
+    Ok(deleted)
+}
+
+/// Whether this kernel can create ipvlan links. The probe link sits on a
+/// scratch veth pair made for it, never on a real parent: creating an ipvlan
+/// link sets the mode of every ipvlan link on its parent, so a probe there
+/// would silently change the networks already on it. All three links carry
+/// the probe mark, so a probe cut short by a crash is swept at the next
+/// start. `Ok(false)` only when the kernel answers that it lacks the type.
+pub fn probe_ipvlan<K: LinkKernel>(k: &mut K) -> Result<bool> {
+    let pid = std::process::id();
+    let mark = names::mark(Role::Probe, &pid.to_string());
+    let base = format!("ibp{:x}", pid & 0xfff_ffff);
+    let (scratch, peer, probe) = (format!("{base}a"), format!("{base}b"), format!("{base}c"));
+    let veth = Expect {
+        name: &scratch,
+        kind: LinkKind::Veth,
+        parent: None,
+        mark: &mark,
+    };
+    // A leftover of an earlier probe by a process with our pid.
+    delete(k, &veth)?;
+    let parent = create(
+        k,
+        &NewLink {
+            name: scratch.clone(),
+            kind: LinkKind::Veth,
+            parent: None,
+            mac: None,
+            alias: mark.clone(),
+            peer: Some(peer),
+        },
+    )?
+    .index;
+    let want = Expect {
+        name: &probe,
+        kind: LinkKind::Ipvlan {
+            mode: crate::model::network::IpvlanMode::L3,
+            flag: crate::model::network::IpvlanFlag::Bridge,
+        },
+        parent: Some(parent),
+        mark: &mark,
+    };
+    let result = match ensure(k, &want, None) {
+        Ok(_) => Ok(true),
+        Err(e) if e.errno() == Some(libc::EOPNOTSUPP) => Ok(false),
+        Err(e) => Err(e),
+    };
+    // Deleting the veth takes its peer and the probe link with it.
+    k.delete_link(parent)?;
+    result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kernel::fake::{FakeKernel, Op};
+    use crate::model::network::MacvlanMode;
+
+    const MACVLAN: LinkKind = LinkKind::Macvlan {
+        mode: MacvlanMode::Bridge,
+    };
+
+    fn expect<'a>(name: &'a str, parent: u32, mark: &'a str) -> Expect<'a> {
+        Expect {
+            name,
+            kind: MACVLAN,
+            parent: Some(parent),
+            mark,
+        }
+    }
+
+    #[test]
+    fn created_links_carry_the_mark_either_way() {
+        for keep in [false, true] {
+            let fk = FakeKernel::new();
+            fk.keep_alias_on_create(keep);
+            let eth = fk.add_device("eth0", None, None, None);
+            let mut k = fk.clone();
+            let e = ensure(&mut k, &expect("ibe1", eth, "ipvlan-bgp:endpoint:1"), None).unwrap();
+            assert!(e.created);
+            assert_eq!(
+                fk.link_named("ibe1").unwrap().alias.as_deref(),
+                Some("ipvlan-bgp:endpoint:1")
+            );
+            // Again: accepted as is.
+            let e = ensure(&mut k, &expect("ibe1", eth, "ipvlan-bgp:endpoint:1"), None).unwrap();
+            assert!(!e.created);
+        }
+    }
+
+    #[test]
+    fn a_link_that_cannot_be_marked_is_deleted_again() {
+        let fk = FakeKernel::new();
+        let eth = fk.add_device("eth0", None, None, None);
+        fk.fail_next(Op::SetAlias, libc::EPERM);
+        let mut k = fk.clone();
+        let e = ensure(&mut k, &expect("ibe1", eth, "ipvlan-bgp:endpoint:1"), None).unwrap_err();
+        assert!(e.to_string().contains("could not mark"), "{e}");
+        assert!(fk.link_named("ibe1").is_none());
+    }
+
+    #[test]
+    fn our_name_without_our_mark_is_refused_and_kept() {
+        let fk = FakeKernel::new();
+        let eth = fk.add_device("eth0", None, None, None);
+        let mut k = fk.clone();
+        // Same name, same kind, same parent: still not ours without the mark.
+        fk.add_device("ibs1", Some("macvlan"), Some("eth0"), None);
+        let want = expect("ibs1", eth, "ipvlan-bgp:shim:1");
+        let e = ensure(&mut k, &want, None).unwrap_err().to_string();
+        assert!(e.contains("ibs1") && e.contains("not ours"), "{e}");
+        assert!(delete(&mut k, &want).is_err());
+        // Marked but another kind or parent: not ours either.
+        fk.add_device(
+            "ibs2",
+            Some("vlan"),
+            Some("eth0"),
+            Some("ipvlan-bgp:shim:2"),
+        );
+        let e = ensure(&mut k, &expect("ibs2", eth, "ipvlan-bgp:shim:2"), None);
+        assert!(e.is_err());
+        let other = fk.add_device("eth1", None, None, None);
+        fk.add_device(
+            "ibs3",
+            Some("macvlan"),
+            Some("eth0"),
+            Some("ipvlan-bgp:shim:3"),
+        );
+        assert!(delete(&mut k, &expect("ibs3", other, "ipvlan-bgp:shim:3")).is_err());
+        for n in ["ibs1", "ibs2", "ibs3"] {
+            assert!(fk.link_named(n).is_some(), "{n}");
+        }
+        assert!(delete(&mut k, &expect("ibs3", eth, "ipvlan-bgp:shim:3")).unwrap());
+        assert!(!delete(&mut k, &expect("ibs3", eth, "ipvlan-bgp:shim:3")).unwrap());
+    }
+
+    #[test]
+    fn sweep_takes_only_marked_orphans() {
+        let fk = FakeKernel::new();
+        fk.add_device("eth0", None, None, None);
+        for n in ["ibs1", "ibp94s0f0", "ibe0123456789ab"] {
+            fk.add_device(n, Some("macvlan"), Some("eth0"), None);
+        }
+        fk.add_device(
+            "ibefff",
+            Some("macvlan"),
+            Some("eth0"),
+            Some("ipvlan-bgp:endpoint:f"),
+        );
+        fk.add_device(
+            "ibeeee",
+            Some("macvlan"),
+            Some("eth0"),
+            Some("ipvlan-bgp:endpoint:e"),
+        );
+        fk.add_device("mine", Some("veth"), None, Some("someone else's alias"));
+        let owned = ["ipvlan-bgp:endpoint:e".to_string()].into();
+        let deleted = sweep(&mut fk.clone(), &owned).unwrap();
+        assert_eq!(deleted, vec!["ibefff".to_string()]);
+        for n in [
+            "ibs1",
+            "ibp94s0f0",
+            "ibe0123456789ab",
+            "ibeeee",
+            "mine",
+            "eth0",
+        ] {
+            assert!(fk.link_named(n).is_some(), "{n}");
+        }
+    }
+
+    #[test]
+    fn the_probe_leaves_nothing_and_marks_what_it_makes() {
+        let fk = FakeKernel::new();
+        assert!(probe_ipvlan(&mut fk.clone()).unwrap());
+        assert_eq!(fk.created().len(), 3);
+        assert_eq!(fk.all_links().len(), 1);
+        fk.without("ipvlan");
+        assert!(!probe_ipvlan(&mut fk.clone()).unwrap());
+        assert_eq!(fk.all_links().len(), 1);
+        // A probe cut short leaves only marked links, which a sweep takes.
+        let fk = FakeKernel::new();
+        fk.fail_next(Op::Delete, libc::EBUSY);
+        assert!(probe_ipvlan(&mut fk.clone()).is_err());
+        let left: Vec<Link> = fk
+            .all_links()
+            .into_iter()
+            .filter(|l| l.name != "lo")
+            .collect();
+        assert_eq!(left.len(), 3, "{left:?}");
+        assert!(
+            left.iter().all(|l| names::is_marked(l.alias.as_deref())),
+            "{left:?}"
+        );
+        sweep(&mut fk.clone(), &BTreeSet::new()).unwrap();
+        assert_eq!(fk.all_links().len(), 1);
+    }
+}

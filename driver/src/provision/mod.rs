@@ -1,0 +1,14 @@
+//! Provisioning: the driver's links in the host namespace and the host
+//! settings they need.
+//!
+//! In: intents from the Docker side ("this network's shim and VLAN parent
+//! exist", "this container link exists on that parent", "delete what this
+//! record owned", "sweep what no record owns") and a
+//! [`crate::kernel::LinkKernel`]. Out: kernel changes that touch only what
+//! carries our mark ([`links`]), a network's parent, shim and gateway
+//! addresses ([`network`]), and forwarding ([`sysctl`]); or an error that
+//! names the link and says why it was left alone.
+
+pub mod links;
+pub mod network;
+pub mod sysctl;

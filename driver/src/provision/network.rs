@@ -1,0 +1,256 @@
+//! A network's kernel side: its 802.1Q parent, its shim, and the rules for
+//! deleting them.
+//!
+//! In: a [`NetworkSpec`] (or the record of a network that is gone) and a
+//! [`LinkKernel`]. Out: the VLAN parent created when the parent is `lower.N`
+//! and missing (marked, shared by every network on it), the shim holding the
+//! gateway addresses for L2 data planes and host links, forwarding switched
+//! on for them ([`super::sysctl`]), and every link created pushed on an
+//! [`Undo`] so that a failing caller leaves nothing half-made. Also: whether
+//! this kernel has ipvlan (probed once), and the marks the state owns (what
+//! a sweep keeps). Errors are the Docker boundary's [`DriverError`], with
+//! what to do about them.
+
+use std::collections::BTreeSet;
+
+use tracing::{info, warn};
+
+use super::links::{self, Expect};
+use super::sysctl::enable_forwarding;
+use crate::error::DriverError;
+use crate::kernel::{KernelError, LinkKernel, LinkKind};
+use crate::model::invalid::InvalidRequest;
+use crate::model::names::{self, Role};
+use crate::model::network::NetworkSpec;
+use crate::model::state::{NetworkRecord, State};
+
+type Result<T> = std::result::Result<T, DriverError>;
+
+/// Links an operation created, deleted in reverse if it fails before it
+/// commits. Each is deleted only if it still carries the mark it got.
+#[derive(Default)]
+pub struct Undo {
+    links: Vec<(String, LinkKind, Option<u32>, String)>,
+}
+
+impl Undo {
+    pub fn push(&mut self, e: &Expect<'_>) {
+        self.links
+            .push((e.name.to_string(), e.kind, e.parent, e.mark.to_string()));
+    }
+
+    pub fn run<K: LinkKernel>(self, kernel: &mut K) {
+        for (name, kind, parent, mark) in self.links.into_iter().rev() {
+            let want = Expect {
+                name: &name,
+                kind,
+                parent,
+                mark: &mark,
+            };
+            if let Err(e) = links::delete(kernel, &want) {
+                warn!(link = %name, error = %e, "rollback: could not delete link");
+            }
+        }
+    }
+}
+
+pub fn vlan_kind(spec: &NetworkSpec) -> Option<(&str, LinkKind)> {
+    spec.parent
+        .vlan
+        .as_ref()
+        .map(|(lower, id)| (lower.as_str(), LinkKind::Vlan { id: *id }))
+}
+
+pub fn missing_parent(name: &str) -> DriverError {
+    DriverError::Invalid(InvalidRequest(format!(
+        "parent interface {name} does not exist on this host; check -o parent"
+    )))
+}
+
+pub fn parent_index<K: LinkKernel>(k: &mut K, spec: &NetworkSpec) -> Result<u32> {
+    match k.link(&spec.parent.name)? {
+        Some(l) => Ok(l.index),
+        None => Err(missing_parent(&spec.parent.name)),
+    }
+}
+
+/// Makes the network's kernel objects exist: the 802.1Q parent when the
+/// parent is `lower.N` and missing (marked, shared by every network on
+/// it), the shim with the gateway address for L2 data planes and host
+/// links. Returns the shim's name. What it creates is pushed on `undo`.
+pub fn ensure_network<K: LinkKernel>(
+    k: &mut K,
+    ipvlan: &mut Option<bool>,
+    spec: &NetworkSpec,
+    undo: &mut Undo,
+) -> Result<Option<String>> {
+    let parent = match k.link(&spec.parent.name)? {
+        // An existing parent is used as it is, whoever made it.
+        Some(l) => l,
+        None => match vlan_kind(spec) {
+            Some((lower, kind)) => {
+                let lower_link = k.link(lower)?.ok_or_else(|| {
+                    DriverError::Invalid(InvalidRequest(format!(
+                        "parent {}: the interface {lower} under the VLAN does not exist on this host",
+                        spec.parent.name
+                    )))
+                })?;
+                let mark = names::mark(Role::Vlan, &spec.parent.name);
+                let want = Expect {
+                    name: &spec.parent.name,
+                    kind,
+                    parent: Some(lower_link.index),
+                    mark: &mark,
+                };
+                let ensured = links::ensure(k, &want, None).map_err(|e| {
+                    match e.errno() {
+                        Some(libc::EOPNOTSUPP) => DriverError::Unsupported(format!(
+                            "this kernel has no 802.1Q VLAN support (cannot create {}); load the 8021q module, or create the VLAN interface yourself and give it as parent",
+                            spec.parent.name
+                        )),
+                        _ => DriverError::Kernel(e),
+                    }
+                })?;
+                if ensured.created {
+                    undo.push(&want);
+                }
+                k.set_up(ensured.link.index, true)?;
+                ensured.link
+            }
+            None => return Err(missing_parent(&spec.parent.name)),
+        },
+    };
+    if spec.dataplane.is_ipvlan() {
+        check_ipvlan(k, ipvlan)?;
+    }
+    if !spec.has_shim() {
+        return Ok(None);
+    }
+    if spec.gateways().next().is_none() {
+        return Err(DriverError::Internal(
+            "a network with a shim but no gateway passed validation".into(),
+        ));
+    }
+    let shim = names::shim(&spec.id);
+    let mark = names::mark(Role::Shim, &spec.id);
+    let want = Expect {
+        name: &shim,
+        kind: LinkKind::from(spec.dataplane),
+        parent: Some(parent.index),
+        mark: &mark,
+    };
+    let ensured = links::ensure(k, &want, None)?;
+    if ensured.created {
+        undo.push(&want);
+    }
+    let link = ensured.link;
+    // IPv6 gateways skip DAD (see `add_address`), so they answer at once.
+    for gateway in spec.gateways() {
+        k.add_address(link.index, gateway)?;
+    }
+    k.set_up(link.index, true)?;
+    if spec.dataplane.is_l2() {
+        enable_forwarding(k, spec, &parent.name, &shim);
+    }
+    Ok(Some(shim))
+}
+
+pub fn check_ipvlan<K: LinkKernel>(k: &mut K, probed: &mut Option<bool>) -> Result<()> {
+    let supported = match *probed {
+        Some(s) => s,
+        None => {
+            let s = links::probe_ipvlan(k)?;
+            info!(supported = s, "probed the kernel for ipvlan");
+            *probed = Some(s);
+            s
+        }
+    };
+    if supported {
+        Ok(())
+    } else {
+        Err(DriverError::Unsupported(
+            "this kernel has no ipvlan support (creating an ipvlan link failed with 'operation not supported'); \
+             use -o dataplane=macvlan, or load the ipvlan module (modprobe ipvlan) and restart the driver"
+                .into(),
+        ))
+    }
+}
+
+/// Deletes the links of a network that is gone from the state: what is
+/// left of its endpoints' links, its shim, and the 802.1Q parent we made
+/// for it when no other network (`parent_still_used`) is on it. Only links
+/// that carry our mark; someone else's link under our name stays. Returns
+/// the links that could not be deleted, with why.
+pub fn delete_network_links<K: LinkKernel>(
+    k: &mut K,
+    rec: &NetworkRecord,
+    parent_still_used: bool,
+) -> Vec<String> {
+    let spec = &rec.spec;
+    let parent = k.link(&spec.parent.name).ok().flatten();
+    let kind = LinkKind::from(spec.dataplane);
+    let mut failed = Vec::new();
+    // Docker deletes endpoints first; anything left over goes too.
+    let mut ours: Vec<(String, String)> = rec
+        .endpoints
+        .values()
+        .map(|e| (e.link.clone(), names::mark(Role::Endpoint, &e.spec.id)))
+        .collect();
+    if let Some(shim) = &rec.shim {
+        ours.push((shim.clone(), names::mark(Role::Shim, &spec.id)));
+    }
+    for (name, mark) in &ours {
+        let want = Expect {
+            name,
+            kind,
+            parent: parent.as_ref().map(|p| p.index),
+            mark,
+        };
+        match links::delete(k, &want) {
+            Ok(_) => {}
+            // Someone else's link under our name (the reason a Join was
+            // refused): it stays, and is no failure of this deletion.
+            Err(e @ KernelError::Conflict(_)) => {
+                warn!(link = %name, error = %e, "left a link that is not ours in place")
+            }
+            Err(e) => failed.push(format!("{name}: {e}")),
+        }
+    }
+    // The 802.1Q parent goes with the last network on it, and only if we
+    // made it (it carries our mark); one the operator made stays.
+    if let (Some((_, kind)), Some(vlan), false) = (vlan_kind(spec), &parent, parent_still_used) {
+        let mark = names::mark(Role::Vlan, &spec.parent.name);
+        if vlan.alias.as_deref() == Some(mark.as_str()) {
+            let want = Expect {
+                name: &spec.parent.name,
+                kind,
+                parent: None,
+                mark: &mark,
+            };
+            match links::delete(k, &want) {
+                Ok(_) => {
+                    info!(link = %spec.parent.name, "deleted the VLAN parent with its last network")
+                }
+                Err(e) => failed.push(format!("{}: {e}", spec.parent.name)),
+            }
+        }
+    }
+    failed
+}
+
+/// The marks of every link a record owns.
+pub fn owned_marks(state: &State) -> BTreeSet<String> {
+    let mut owned = BTreeSet::new();
+    for n in state.networks.values() {
+        if n.spec.has_shim() {
+            owned.insert(names::mark(Role::Shim, &n.spec.id));
+        }
+        if n.spec.parent.vlan.is_some() {
+            owned.insert(names::mark(Role::Vlan, &n.spec.parent.name));
+        }
+        for e in n.endpoints.keys() {
+            owned.insert(names::mark(Role::Endpoint, e));
+        }
+    }
+    owned
+}

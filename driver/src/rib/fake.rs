@@ -1,0 +1,236 @@
+//! An in-memory main routing table for the installer's unit tests.
+//!
+//! In: the installer's writes through [`RouteTable`], and test controls:
+//! foreign routes placed beforehand ([`FakeTable::add_foreign`]), a next hop
+//! appended the IPv6 way ([`FakeTable::append_foreign_v6`]), the kernel's
+//! flush on link down ([`FakeTable::flush_oif`]), next hops that answer
+//! ENETUNREACH. Out: what a test asserts on — the routes and next hops held,
+//! and how many dumps and writes the installer cost. It follows the kernel's
+//! matching rules described in [`super::table`]. Only with `cfg(test)` or
+//! the `test-support` feature.
+
+use std::collections::HashSet;
+use std::net::IpAddr;
+
+use ipnet::IpNet;
+
+use super::table::{default_priority, RouteTable, WriteResult};
+use crate::kernel::netlink::NlError;
+use crate::kernel::{KernelError, Route, TableRoute};
+
+fn kernel_error(op: String, errno: i32) -> KernelError {
+    KernelError::Netlink {
+        op,
+        source: NlError::Kernel(std::io::Error::from_raw_os_error(errno)),
+    }
+}
+
+/// An in-memory main table with the kernel's matching rules (see the module
+/// header). Routes written by the installer get the family's default metric
+/// like ours do in the kernel (0, IPv6 1024). Tests add foreign routes with
+/// [`FakeTable::add_foreign`], append a next hop the IPv6 way with
+/// [`FakeTable::append_foreign_v6`], and simulate the kernel's flush on link
+/// down with [`FakeTable::flush_oif`].
+#[derive(Debug, Default)]
+pub struct FakeTable {
+    pub routes: Vec<TableRoute>,
+    /// Next hops appended to a route of `routes` with the same destination
+    /// and metric (IPv6): the dump shows them merged into it.
+    pub siblings: Vec<TableRoute>,
+    /// Next hops the fake answers ENETUNREACH for (a link just came up).
+    pub unreachable: HashSet<IpAddr>,
+    /// Number of dumps served (tests check the cost of reconciling).
+    pub dumps: usize,
+    /// Number of route writes served.
+    pub writes: usize,
+}
+
+impl FakeTable {
+    pub fn add_foreign(&mut self, route: Route, priority: u32) {
+        self.routes.push(TableRoute {
+            route,
+            tos: 0,
+            priority,
+            multipath: false,
+        });
+    }
+
+    /// What CREATE without EXCL does for IPv6 (`ip -6 route prepend`): with a
+    /// route at the same key it appends a next hop to it, whatever its
+    /// protocol; without one it adds the route.
+    pub fn append_foreign_v6(&mut self, route: Route) {
+        let tr = TableRoute {
+            route,
+            tos: 0,
+            priority: default_priority(&route.dst),
+            multipath: false,
+        };
+        match self.key_pos(&route) {
+            Some(_) => self.siblings.push(tr),
+            None => self.routes.push(tr),
+        }
+    }
+
+    /// What `ip link set DEV down` does: every route through `oif` is gone
+    /// (IPv4 silently).
+    pub fn flush_oif(&mut self, oif: u32) {
+        self.routes.retain(|r| r.route.oif != Some(oif));
+        self.siblings.retain(|r| r.route.oif != Some(oif));
+        self.promote_orphans();
+    }
+
+    /// Every route and next hop at `dst`, each with its own protocol.
+    pub fn at(&self, dst: &IpNet) -> Vec<Route> {
+        self.routes
+            .iter()
+            .chain(&self.siblings)
+            .filter(|r| r.route.dst == *dst)
+            .map(|r| r.route)
+            .collect()
+    }
+
+    fn has_siblings(&self, r: &TableRoute) -> bool {
+        self.siblings
+            .iter()
+            .any(|s| s.route.dst == r.route.dst && s.priority == r.priority)
+    }
+
+    /// Next hops whose route went become a route of their own.
+    fn promote_orphans(&mut self) {
+        let mut i = 0;
+        while i < self.siblings.len() {
+            let s = self.siblings[i];
+            let parent = self
+                .routes
+                .iter()
+                .any(|r| r.route.dst == s.route.dst && r.priority == s.priority);
+            if parent {
+                i += 1;
+            } else {
+                self.routes.push(self.siblings.remove(i));
+            }
+        }
+    }
+
+    fn check(&self, r: &Route) -> Option<WriteResult> {
+        match r.via {
+            Some(v) if self.unreachable.contains(&v) => Some(Err(kernel_error(
+                format!("route {}", r.dst),
+                libc::ENETUNREACH,
+            ))),
+            _ => None,
+        }
+    }
+
+    fn key_pos(&self, r: &Route) -> Option<usize> {
+        let prio = default_priority(&r.dst);
+        self.routes
+            .iter()
+            .position(|t| t.route.dst == r.dst && t.tos == 0 && t.priority == prio)
+    }
+
+    fn ours_at_key(&self, r: &Route) -> TableRoute {
+        TableRoute {
+            route: *r,
+            tos: 0,
+            priority: default_priority(&r.dst),
+            multipath: false,
+        }
+    }
+}
+
+impl RouteTable for FakeTable {
+    fn dump(&mut self) -> Result<Vec<TableRoute>, KernelError> {
+        self.dumps += 1;
+        Ok(self
+            .routes
+            .iter()
+            .map(|r| {
+                if self.has_siblings(r) {
+                    // One route, the first one's protocol, no gateway.
+                    TableRoute {
+                        route: Route {
+                            via: None,
+                            oif: None,
+                            ..r.route
+                        },
+                        multipath: true,
+                        ..*r
+                    }
+                } else {
+                    *r
+                }
+            })
+            .collect())
+    }
+
+    fn create_exclusive(&mut self, routes: &[Route]) -> Vec<WriteResult> {
+        routes
+            .iter()
+            .map(|r| {
+                self.writes += 1;
+                if let Some(e) = self.check(r) {
+                    return e;
+                }
+                if self.key_pos(r).is_some() {
+                    return Err(kernel_error(
+                        format!("create route {}", r.dst),
+                        libc::EEXIST,
+                    ));
+                }
+                let tr = self.ours_at_key(r);
+                self.routes.push(tr);
+                Ok(())
+            })
+            .collect()
+    }
+
+    fn replace(&mut self, routes: &[Route]) -> Vec<WriteResult> {
+        routes
+            .iter()
+            .map(|r| {
+                self.writes += 1;
+                if let Some(e) = self.check(r) {
+                    return e;
+                }
+                // Like the kernel: the first route with the same key goes,
+                // whoever owns it, with every next hop appended to it.
+                let tr = self.ours_at_key(r);
+                match self.key_pos(r) {
+                    Some(i) => {
+                        self.routes[i] = tr;
+                        self.siblings
+                            .retain(|s| !(s.route.dst == r.dst && s.priority == tr.priority));
+                    }
+                    None => self.routes.push(tr),
+                }
+                Ok(())
+            })
+            .collect()
+    }
+
+    fn delete(&mut self, routes: &[Route]) -> Vec<WriteResult> {
+        for r in routes {
+            self.writes += 1;
+            let matches = |t: &TableRoute| {
+                t.route.dst == r.dst
+                    && t.route.protocol == r.protocol
+                    && (r.via.is_none() || t.route.via == r.via)
+                    && (r.oif.is_none() || t.route.oif == r.oif)
+            };
+            if let Some(i) = self.routes.iter().position(matches) {
+                let gone = self.routes.remove(i);
+                if r.via.is_none() {
+                    // Without a gateway the kernel takes every next hop.
+                    self.siblings.retain(|s| {
+                        !(s.route.dst == gone.route.dst && s.priority == gone.priority)
+                    });
+                }
+                self.promote_orphans();
+            } else if let Some(i) = self.siblings.iter().position(matches) {
+                self.siblings.remove(i);
+            }
+        }
+        routes.iter().map(|_| Ok(())).collect()
+    }
+}

@@ -1,0 +1,1103 @@
+//! The route installer: one thread, one netlink socket for writes, batched.
+//!
+//! In: batches of [`Change`]s (set this prefix's route / remove it) from the
+//! learner, and [`KernelEvent`]s from a second, watch-only socket. Out: kernel
+//! routes in the main table tagged with our route protocol number, equal to
+//! what the learner decided, and counters (`route_conflicts`, `kernel_drift`).
+//!
+//! Rules (DESIGN.md "safe by default"):
+//! - Only its own routes. A new route is written with CREATE|EXCL, so a route
+//!   of anyone else with the same kernel key makes it fail (EEXIST): that is a
+//!   conflict, counted and retried, never an error. REPLACE is used only where
+//!   the kernel showed our tag and nobody else's route at that destination.
+//!   A destination where any other owner has a route (any metric) is theirs:
+//!   we install nothing there and remove ours if they arrive later.
+//! - Reconciled against the kernel, not against a cache. On a link changing
+//!   state (a link going down flushes IPv4 routes without any notification),
+//!   on a tagged route deleted or added by hand, on a lost notification, and
+//!   periodically, it dumps the main table and repairs the difference:
+//!   missing → created, extra tagged → deleted, wrong → replaced, each
+//!   correction counted as drift.
+//! - IPv6 as IPv4, with the kernel's IPv6 differences (table.rs):
+//!   a multipath route with our tag means someone appended a next hop to
+//!   ours; it is left to them (only our own next hop is deleted, by its
+//!   gateway) and counted as a conflict.
+//! - Refused writes are retried on a deadline that churn cannot postpone;
+//!   right after a link event retries come fast (a next hop is often
+//!   unreachable for a moment after `up`).
+//!
+//! At start it reads the tagged routes a previous run left, so the learner
+//! can adopt them instead of flapping them. The thread it runs on, and the
+//! handle the BGP side sends through, are in `worker.rs`.
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ipnet::IpNet;
+use tracing::{debug, info, warn};
+
+use super::table::RouteTable;
+use super::watch::KernelEvent;
+use crate::kernel::real::Kernel;
+use crate::kernel::{KernelError, Route, TableRoute};
+use crate::metrics::{now_unix, Metrics};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    Set(Route),
+    Remove(IpNet),
+}
+
+/// How often refused changes are tried again.
+const RETRY: Duration = Duration::from_secs(2);
+/// Failed writes back off to this while they keep failing.
+const RETRY_MAX: Duration = Duration::from_secs(10);
+/// Quick retries right after a link event: first delay, doubling, for this long.
+const FAST_RETRY: Duration = Duration::from_millis(100);
+const FAST_WINDOW: Duration = Duration::from_secs(3);
+/// A link event is acted on after this short settling time.
+const LINK_SETTLE: Duration = Duration::from_millis(20);
+/// Route events (hints) trigger at most one reconcile per this gap: a dump
+/// costs ~140 ms at 100k routes, and stale echoes of our own writes under
+/// churn must not turn into a dump loop.
+const ROUTE_HINT_GAP: Duration = Duration::from_secs(1);
+/// How long prefixes held by others stay theirs after a link event.
+const OWNERS_GRACE: Duration = Duration::from_secs(10);
+/// Full reconcile even when nothing was noticed.
+pub const FULL_RECONCILE: Duration = Duration::from_secs(30);
+/// At most this many conflict lines per batch; the rest are summarised.
+const CONFLICT_LOG_LINES: usize = 20;
+
+pub struct Installer<T: RouteTable = Kernel> {
+    table: T,
+    protocol: u8,
+    /// The learner's decisions.
+    wanted: HashMap<IpNet, Route>,
+    /// What the kernel holds of ours, as last written or dumped.
+    ours: HashMap<IpNet, Route>,
+    /// Destinations where another owner has a route in the main table (from
+    /// the last dump, plus routes added since): never ours to write.
+    foreign: HashSet<IpNet>,
+    /// Gateways of the main table's default routes (published for the policy:
+    /// reading them here costs no extra dump).
+    gateways: BTreeSet<IpAddr>,
+    /// Wanted prefixes held by another owner's route.
+    conflicts: HashSet<IpNet>,
+    /// Wanted prefixes whose last write failed for another reason.
+    failed: HashSet<IpNet>,
+    /// When to dump and repair next (link or route event, failed delete).
+    reconcile_at: Option<Instant>,
+    /// When to retry `failed`/`conflicts` next.
+    retry_at: Option<Instant>,
+    /// Until then, retries are fast (a link just changed).
+    fast_until: Option<Instant>,
+    fast_step: Duration,
+    slow_step: Duration,
+    /// After a link event, prefixes held by others stay theirs until then even
+    /// if their route vanished: the kernel flushed it with ours, and their
+    /// owner (a network manager) re-adds it after `up`.
+    owners_grace_until: Option<Instant>,
+    last_reconcile: Instant,
+    full_every: Duration,
+    metrics: Arc<Metrics>,
+}
+
+impl<T: RouteTable> Installer<T> {
+    /// An installer over `table` (no thread). The tagged routes found are
+    /// taken as wanted until the learner says otherwise.
+    pub fn new(
+        mut table: T,
+        protocol: u8,
+        metrics: Arc<Metrics>,
+        now: Instant,
+    ) -> Result<(Installer<T>, Vec<Route>), KernelError> {
+        let mut existing = Vec::new();
+        let mut foreign = HashSet::new();
+        let mut gateways = BTreeSet::new();
+        for r in table.dump()? {
+            if r.route.protocol == protocol && !r.multipath {
+                existing.push(r.route);
+            } else {
+                foreign.insert(r.route.dst);
+                gateways.extend(default_gateway(&r.route));
+            }
+        }
+        let ours: HashMap<IpNet, Route> = existing.iter().map(|r| (r.dst, *r)).collect();
+        let inst = Installer {
+            table,
+            protocol,
+            wanted: ours.clone(),
+            ours,
+            foreign,
+            gateways,
+            conflicts: HashSet::new(),
+            failed: HashSet::new(),
+            reconcile_at: None,
+            retry_at: None,
+            fast_until: None,
+            fast_step: FAST_RETRY,
+            slow_step: RETRY,
+            owners_grace_until: None,
+            last_reconcile: now,
+            full_every: FULL_RECONCILE,
+            metrics,
+        };
+        inst.publish();
+        Ok((inst, existing))
+    }
+
+    /// Changes the period of the full reconcile (tests, benchmarks).
+    #[cfg(any(test, feature = "test-support"))]
+    pub fn set_full_reconcile(&mut self, every: Duration) {
+        self.full_every = every;
+    }
+
+    /// The table written to (tests look into the fake one).
+    #[cfg(any(test, feature = "test-support"))]
+    pub fn table(&mut self) -> &mut T {
+        &mut self.table
+    }
+
+    /// The earliest timer.
+    pub fn next_deadline(&self) -> Instant {
+        let full = self.last_reconcile + self.full_every;
+        [self.reconcile_at, self.retry_at]
+            .into_iter()
+            .flatten()
+            .fold(full, Instant::min)
+    }
+
+    /// Runs the timers that are due.
+    pub fn tick(&mut self, now: Instant) {
+        let full_due = now >= self.last_reconcile + self.full_every;
+        if full_due || self.reconcile_at.is_some_and(|t| t <= now) {
+            self.reconcile(now);
+        } else if self.retry_at.is_some_and(|t| t <= now) {
+            self.retry_at = None;
+            if self.conflicts.is_empty() {
+                self.retry_failed(now);
+            } else {
+                // Whether a held prefix is free again needs a dump (another
+                // owner may sit there at any metric); the dump repairs the
+                // failed ones as well.
+                self.reconcile(now);
+            }
+        }
+    }
+
+    /// Acts on a kernel notification.
+    pub fn on_event(&mut self, ev: KernelEvent, now: Instant) {
+        match ev {
+            KernelEvent::Link { .. } | KernelEvent::Overrun => {
+                if let KernelEvent::Link {
+                    index,
+                    up,
+                    running,
+                    deleted,
+                } = ev
+                {
+                    debug!(
+                        index,
+                        up, running, deleted, "link changed: reconciling routes"
+                    );
+                }
+                self.reconcile_soon(now + LINK_SETTLE);
+                self.fast_until = Some(now + FAST_WINDOW);
+                self.fast_step = FAST_RETRY;
+                self.slow_step = RETRY;
+                self.owners_grace_until = Some(now + OWNERS_GRACE);
+            }
+            KernelEvent::Route { route, deleted } => {
+                let dst = route.route.dst;
+                let interesting = if route.route.protocol == self.protocol {
+                    // Our own writes echo here, sometimes after a newer write
+                    // to the same prefix: only a tagged route where we have
+                    // none (added by hand) or the loss of the very route we
+                    // hold (deleted by hand) is a sign of drift. A tagged
+                    // route changed in place is found by the periodic dump.
+                    let believed = self.ours.get(&dst);
+                    if deleted {
+                        believed == Some(&route.route)
+                    } else {
+                        believed.is_none()
+                    }
+                } else if route.route.dst.prefix_len() == 0 {
+                    // A default route: the gateways feed the import policy.
+                    if let Some(gw) = default_gateway(&route.route) {
+                        if deleted {
+                            self.gateways.remove(&gw);
+                            // Another default route may use it still: confirm.
+                            self.reconcile_soon((self.last_reconcile + ROUTE_HINT_GAP).max(now));
+                        } else {
+                            self.gateways.insert(gw);
+                        }
+                        self.publish();
+                    }
+                    false
+                } else if deleted {
+                    // Another owner's route at this destination may remain
+                    // (another metric): only a dump says the prefix is free.
+                    self.conflicts.contains(&dst)
+                } else {
+                    self.foreign.insert(dst);
+                    self.wanted.contains_key(&dst) && !self.conflicts.contains(&dst)
+                };
+                if interesting {
+                    let at = (self.last_reconcile + ROUTE_HINT_GAP).max(now);
+                    self.reconcile_soon(at);
+                }
+            }
+        }
+    }
+
+    fn reconcile_soon(&mut self, at: Instant) {
+        self.reconcile_at = Some(self.reconcile_at.map_or(at, |t| t.min(at)));
+    }
+
+    fn schedule_retry(&mut self, now: Instant) {
+        if self.failed.is_empty() {
+            self.slow_step = RETRY;
+        }
+        if self.failed.is_empty() && self.conflicts.is_empty() {
+            self.retry_at = None;
+            return;
+        }
+        if self.failed.is_empty() {
+            // Only conflicts: a dump every RETRY.
+            let at = now + RETRY;
+            self.retry_at = Some(self.retry_at.map_or(at, |t| t.min(at)));
+            return;
+        }
+        let delay = match self.fast_until {
+            Some(until) if now < until && !self.failed.is_empty() => {
+                let d = self.fast_step;
+                self.fast_step = (self.fast_step * 2).min(Duration::from_secs(1));
+                d
+            }
+            _ => {
+                // Slower while the same writes keep failing (a parent down
+                // for long must not cost a full rewrite every 2 s).
+                let d = self.slow_step;
+                self.slow_step = (self.slow_step * 2).min(RETRY_MAX);
+                d
+            }
+        };
+        let at = now + delay;
+        // An earlier retry already planned stays: churn cannot postpone it.
+        self.retry_at = Some(self.retry_at.map_or(at, |t| t.min(at)));
+    }
+
+    /// Applies the learner's changes.
+    pub fn apply(&mut self, batch: Vec<Change>, now: Instant) {
+        if batch.is_empty() {
+            return;
+        }
+        // Last change per prefix wins.
+        let mut last: HashMap<IpNet, Option<Route>> = HashMap::with_capacity(batch.len());
+        for c in batch {
+            match c {
+                Change::Set(r) => last.insert(r.dst, Some(r)),
+                Change::Remove(p) => last.insert(p, None),
+            };
+        }
+        let mut create = Vec::new();
+        let mut replace = Vec::new();
+        let mut delete = Vec::new();
+        let mut held = Vec::new();
+        for (prefix, want) in last {
+            self.failed.remove(&prefix);
+            match want {
+                Some(r) => {
+                    self.wanted.insert(prefix, r);
+                    if self.conflicts.contains(&prefix) {
+                        // Still someone else's until a dump says otherwise.
+                        continue;
+                    }
+                    if self.foreign.contains(&prefix) {
+                        // Another owner has a route there (at any metric):
+                        // neither create beside it nor replace it.
+                        held.push((prefix, Vec::new()));
+                        if self.ours.contains_key(&prefix) {
+                            // Ours is still there too: the reconcile removes it.
+                            self.reconcile_soon(now);
+                        }
+                        continue;
+                    }
+                    match self.ours.get(&prefix) {
+                        Some(cur) if *cur == r => {}
+                        Some(_) => replace.push(r),
+                        None => create.push(r),
+                    }
+                }
+                None => {
+                    self.wanted.remove(&prefix);
+                    self.conflicts.remove(&prefix);
+                    if let Some(cur) = self.ours.get(&prefix) {
+                        delete.push(*cur);
+                    }
+                }
+            }
+        }
+        let changed = !(create.is_empty() && replace.is_empty() && delete.is_empty());
+        self.add_conflicts(held);
+        self.write(delete, replace, create, now);
+        if changed {
+            self.metrics.bgp(|b| b.last_route_change = Some(now_unix()));
+        }
+        self.schedule_retry(now);
+        self.publish();
+    }
+
+    /// Executes writes and files their outcomes. EEXIST on a create is
+    /// resolved with a look at the prefixes concerned.
+    fn write(&mut self, delete: Vec<Route>, replace: Vec<Route>, create: Vec<Route>, now: Instant) {
+        let mut errors = 0u64;
+        for (r, res) in delete.iter().zip(self.table.delete(&delete)) {
+            match res {
+                Ok(()) => {
+                    if self.ours.get(&r.dst) == Some(r) {
+                        self.ours.remove(&r.dst);
+                    }
+                }
+                Err(e) => {
+                    errors += 1;
+                    warn!(prefix = %r.dst, error = %e, "could not delete route; will retry");
+                    self.reconcile_soon(now + RETRY);
+                }
+            }
+        }
+        for (r, res) in replace.iter().zip(self.table.replace(&replace)) {
+            match res {
+                Ok(()) => {
+                    self.ours.insert(r.dst, *r);
+                    self.metrics.installed(&r.dst);
+                }
+                Err(e) => {
+                    errors += 1;
+                    self.failed.insert(r.dst);
+                    debug!(prefix = %r.dst, via = ?r.via, error = %e, "could not replace route; will retry");
+                }
+            }
+        }
+        let mut exists = HashSet::new();
+        for (r, res) in create.iter().zip(self.table.create_exclusive(&create)) {
+            match res {
+                Ok(()) => {
+                    self.ours.insert(r.dst, *r);
+                    self.metrics.installed(&r.dst);
+                }
+                Err(e) if e.errno() == Some(libc::EEXIST) => {
+                    exists.insert(r.dst);
+                }
+                Err(e) => {
+                    errors += 1;
+                    self.failed.insert(r.dst);
+                    debug!(prefix = %r.dst, via = ?r.via, error = %e, "could not install route; will retry");
+                }
+            }
+        }
+        if errors > 0 {
+            self.metrics.bgp(|b| b.install_errors += errors);
+        }
+        if !exists.is_empty() {
+            self.resolve_exists(exists, now);
+        }
+    }
+
+    /// Creates refused with EEXIST: someone's route has that key. Ours (a
+    /// tagged route we did not know of) is replaced; anyone else's is a conflict.
+    fn resolve_exists(&mut self, exists: HashSet<IpNet>, now: Instant) {
+        let found = match self.table.dump_prefixes(&exists) {
+            Ok(f) => f,
+            Err(e) => {
+                warn!(error = %e, "could not read routes to resolve refused installs; will retry");
+                self.failed.extend(exists);
+                return;
+            }
+        };
+        let mut by_dst: HashMap<IpNet, Vec<TableRoute>> = HashMap::new();
+        for r in found {
+            by_dst.entry(r.route.dst).or_default().push(r);
+        }
+        let mut replace = Vec::new();
+        let mut conflicts = Vec::new();
+        for p in exists {
+            let Some(want) = self.wanted.get(&p).copied() else {
+                continue;
+            };
+            let at = by_dst.remove(&p).unwrap_or_default();
+            if at.is_empty() {
+                // Gone in the meantime: try again.
+                self.failed.insert(p);
+            } else if at.iter().all(|r| r.route.protocol == self.protocol) {
+                replace.push(want);
+            } else {
+                conflicts.push((p, at));
+            }
+        }
+        self.add_conflicts(conflicts);
+        if !replace.is_empty() {
+            let n = replace.len() as u64;
+            self.metrics.bgp(|b| b.kernel_drift += n);
+            self.write(Vec::new(), replace, Vec::new(), now);
+        }
+    }
+
+    fn add_conflicts(&mut self, found: Vec<(IpNet, Vec<TableRoute>)>) {
+        let mut new = 0u64;
+        for (p, at) in found {
+            self.failed.remove(&p);
+            self.foreign.insert(p);
+            if !self.conflicts.insert(p) {
+                continue;
+            }
+            new += 1;
+            if (new as usize) <= CONFLICT_LOG_LINES {
+                let owner = at
+                    .iter()
+                    .find(|r| r.route.protocol != self.protocol)
+                    .map(|r| (r.route.protocol, r.route.via, r.priority));
+                warn!(prefix = %p, owner_protocol = ?owner.map(|o| o.0), owner_via = ?owner.and_then(|o| o.1), owner_metric = ?owner.map(|o| o.2), "another owner's route holds this prefix; not installing ours (retried until the prefix is free)");
+            }
+        }
+        if new as usize > CONFLICT_LOG_LINES {
+            warn!(
+                count = new as usize - CONFLICT_LOG_LINES,
+                "more prefixes held by other owners' routes (not logged one by one)"
+            );
+        }
+        if new > 0 {
+            self.metrics.bgp(|b| b.route_conflicts += new);
+        }
+    }
+
+    /// Retries the failed writes (no conflicts pending, so no dump needed).
+    fn retry_failed(&mut self, now: Instant) {
+        let mut create = Vec::new();
+        let mut replace = Vec::new();
+        for p in std::mem::take(&mut self.failed) {
+            let Some(w) = self.wanted.get(&p).copied() else {
+                continue;
+            };
+            match self.ours.get(&p) {
+                Some(cur) if *cur == w => {}
+                Some(_) => replace.push(w),
+                None => create.push(w),
+            }
+        }
+        debug!(
+            count = create.len() + replace.len(),
+            "retrying refused route changes"
+        );
+        self.write(Vec::new(), replace, create, now);
+        self.schedule_retry(now);
+        self.publish();
+    }
+
+    /// Dumps the main table and makes our part of it equal to `wanted`.
+    pub fn reconcile(&mut self, now: Instant) {
+        self.reconcile_at = None;
+        self.retry_at = None;
+        self.last_reconcile = now;
+        let dump = match self.table.dump() {
+            Ok(d) => d,
+            Err(e) => {
+                warn!(error = %e, "could not read the routing table; will retry");
+                self.reconcile_soon(now + RETRY);
+                return;
+            }
+        };
+        let mut kernel_ours: HashMap<IpNet, Vec<Route>> = HashMap::new();
+        let mut foreign: HashMap<IpNet, Vec<TableRoute>> = HashMap::new();
+        let mut unhook = Vec::new();
+        self.foreign.clear();
+        self.gateways.clear();
+        for tr in dump {
+            if tr.route.protocol == self.protocol && tr.multipath {
+                // We never write several next hops: another one was appended
+                // to ours (IPv6 merges a CREATE without EXCL into the route
+                // at that key, whatever its protocol, and the dump shows only
+                // ours). Not ours alone: never replace it (that would take
+                // their next hop too); take back our next hop only, by its
+                // gateway, and leave the prefix to them.
+                self.foreign.insert(tr.route.dst);
+                match self.ours.get(&tr.route.dst) {
+                    Some(mine) if mine.via.is_some() => unhook.push(*mine),
+                    _ => {}
+                }
+                if self.wanted.contains_key(&tr.route.dst) {
+                    foreign.entry(tr.route.dst).or_default().push(tr);
+                }
+            } else if tr.route.protocol == self.protocol {
+                kernel_ours.entry(tr.route.dst).or_default().push(tr.route);
+            } else {
+                self.foreign.insert(tr.route.dst);
+                self.gateways.extend(default_gateway(&tr.route));
+                if self.wanted.contains_key(&tr.route.dst) {
+                    foreign.entry(tr.route.dst).or_default().push(tr);
+                }
+            }
+        }
+        let mut drift = 0u64;
+        let mut delete = unhook;
+        let mut replace = Vec::new();
+        let mut create = Vec::new();
+        let mut conflicts = Vec::new();
+        let mut believed = std::mem::take(&mut self.ours);
+        for (p, routes) in &kernel_ours {
+            match self.wanted.get(p) {
+                None => {
+                    // Tagged, but nobody decided it (added by hand, or left over).
+                    drift += routes.len() as u64;
+                    delete.extend(routes.iter().copied());
+                    info!(prefix = %p, "removing a route with our protocol that the driver did not decide");
+                }
+                Some(_) if foreign.contains_key(p) => {
+                    // Another owner arrived: the prefix is theirs; ours goes.
+                    delete.extend(routes.iter().copied());
+                }
+                Some(w) => {
+                    if routes.contains(w) {
+                        self.ours.insert(*p, *w);
+                        for r in routes.iter().filter(|r| *r != w) {
+                            drift += 1;
+                            delete.push(*r);
+                        }
+                    } else {
+                        drift += 1;
+                        self.ours.insert(*p, routes[0]);
+                        replace.push(*w);
+                    }
+                }
+            }
+        }
+        for (p, w) in &self.wanted {
+            if let Some(at) = foreign.remove(p) {
+                if !self.conflicts.contains(p) {
+                    conflicts.push((*p, at));
+                }
+                continue;
+            }
+            if kernel_ours.contains_key(p) {
+                continue;
+            }
+            if self.conflicts.contains(p) && self.owners_grace_until.is_some_and(|t| now < t) {
+                // Flushed with the link, not given up: leave it to its owner a while.
+                continue;
+            }
+            // Missing. A route we believed in vanished behind our back is
+            // drift; a conflict or failure being retried is not.
+            if believed.remove(p).is_some() && !self.failed.contains(p) {
+                drift += 1;
+            }
+            create.push(*w);
+        }
+        // Conflicts whose holder left are tried again below (create) and
+        // leave the set when that succeeds.
+        let creating: HashSet<IpNet> = create.iter().map(|r| r.dst).collect();
+        let still: HashSet<IpNet> = self
+            .conflicts
+            .iter()
+            .filter(|p| {
+                self.wanted.contains_key(*p)
+                    && !creating.contains(*p)
+                    && !self.ours.contains_key(*p)
+            })
+            .copied()
+            .collect();
+        let freed = self.conflicts.len() - still.len();
+        self.conflicts = still;
+        if freed > 0 {
+            info!(
+                count = freed,
+                "prefixes held by other owners are free again: installing ours"
+            );
+        }
+        self.failed.clear();
+        self.add_conflicts(conflicts);
+        if drift > 0 {
+            warn!(
+                corrections = drift,
+                "the kernel's routes differed from the driver's decisions; repaired"
+            );
+            self.metrics.bgp(|b| b.kernel_drift += drift);
+        }
+        self.write(delete, replace, create, now);
+        self.schedule_retry(now);
+        self.publish();
+    }
+
+    fn publish(&self) {
+        let n = self.ours.len();
+        let c = self.conflicts.len();
+        self.metrics.bgp(|b| {
+            b.installed = n;
+            b.conflicted = c;
+            if !b.default_gateways.iter().eq(self.gateways.iter()) {
+                b.default_gateways = self.gateways.iter().copied().collect();
+            }
+        });
+    }
+}
+
+/// The gateway of a default route.
+fn default_gateway(r: &Route) -> Option<IpAddr> {
+    if r.dst.prefix_len() == 0 {
+        r.via
+    } else {
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use super::*;
+    use crate::rib::fake::FakeTable;
+
+    const PROTO: u8 = 73;
+
+    fn n(s: &str) -> IpNet {
+        s.parse().unwrap()
+    }
+
+    fn ours(dst: &str, via: &str) -> Route {
+        Route {
+            dst: n(dst),
+            via: via.parse().ok(),
+            oif: Some(3),
+            protocol: PROTO,
+        }
+    }
+
+    fn static_route(dst: &str) -> Route {
+        Route {
+            dst: n(dst),
+            via: "192.0.2.99".parse().ok(),
+            oif: Some(3),
+            protocol: 4,
+        }
+    }
+
+    fn installer(fake: FakeTable) -> (Installer<FakeTable>, Instant) {
+        let t0 = Instant::now();
+        let (i, _) = Installer::new(fake, PROTO, Arc::new(Metrics::default()), t0).unwrap();
+        (i, t0)
+    }
+
+    /// The kernel tells the installer that `route` was added or deleted.
+    fn route_event(i: &mut Installer<FakeTable>, route: TableRoute, deleted: bool, now: Instant) {
+        i.on_event(KernelEvent::Route { route, deleted }, now);
+    }
+
+    fn status(i: &Installer<FakeTable>) -> crate::metrics::BgpStatus {
+        i.metrics.bgp_snapshot()
+    }
+
+    #[test]
+    fn installs_replaces_and_removes_its_own_routes() {
+        let (mut i, t0) = installer(FakeTable::default());
+        i.apply(vec![Change::Set(ours("10.1.2.0/24", "192.0.2.2"))], t0);
+        assert_eq!(
+            i.table().at(&n("10.1.2.0/24")),
+            vec![ours("10.1.2.0/24", "192.0.2.2")]
+        );
+        i.apply(vec![Change::Set(ours("10.1.2.0/24", "192.0.2.3"))], t0);
+        assert_eq!(
+            i.table().at(&n("10.1.2.0/24")),
+            vec![ours("10.1.2.0/24", "192.0.2.3")]
+        );
+        i.apply(vec![Change::Remove(n("10.1.2.0/24"))], t0);
+        assert!(i.table().routes.is_empty());
+        assert_eq!(status(&i).route_conflicts, 0);
+        assert_eq!(status(&i).kernel_drift, 0);
+    }
+
+    fn static6(dst: &str, via: &str) -> Route {
+        Route {
+            dst: n(dst),
+            via: via.parse().ok(),
+            oif: Some(3),
+            protocol: 4,
+        }
+    }
+
+    #[test]
+    fn ipv6_routes_are_installed_replaced_and_removed_at_metric_1024() {
+        let (mut i, t0) = installer(FakeTable::default());
+        let p = "fd00:b::7/128";
+        i.apply(vec![Change::Set(ours(p, "2001:db8::2"))], t0);
+        assert_eq!(i.table().at(&n(p)), vec![ours(p, "2001:db8::2")]);
+        assert_eq!(i.table().routes[0].priority, 1024);
+        i.apply(vec![Change::Set(ours(p, "2001:db8::3"))], t0);
+        assert_eq!(i.table().at(&n(p)), vec![ours(p, "2001:db8::3")]);
+        i.apply(vec![Change::Remove(n(p))], t0);
+        assert!(i.table().routes.is_empty());
+        assert_eq!(status(&i).kernel_drift, 0);
+        assert_eq!(status(&i).route_conflicts, 0);
+    }
+
+    /// An IPv6 static route at our key (metric 1024) or beside it: never
+    /// replaced, the prefix is a conflict until it goes.
+    #[rstest::rstest]
+    #[case::same_metric(1024)]
+    #[case::other_metric(100)]
+    fn an_ipv6_foreign_route_is_never_replaced(#[case] metric: u32) {
+        let p = "fd00:b::/64";
+        let mut fake = FakeTable::default();
+        fake.add_foreign(static6(p, "2001:db8::99"), metric);
+        let (mut i, t0) = installer(fake);
+        i.apply(vec![Change::Set(ours(p, "2001:db8::2"))], t0);
+        assert_eq!(i.table().at(&n(p)), vec![static6(p, "2001:db8::99")]);
+        assert_eq!(status(&i).route_conflicts, 1);
+        i.table().routes.clear();
+        let next = i.next_deadline();
+        i.tick(next);
+        assert_eq!(i.table().at(&n(p)), vec![ours(p, "2001:db8::2")]);
+        assert_eq!(status(&i).conflicted, 0);
+    }
+
+    /// IPv6 only: another daemon's CREATE without EXCL appends its next hop to
+    /// our route, and the dump shows one multipath route with our tag. The
+    /// reconcile must neither replace it (their next hop would go) nor delete
+    /// it without our gateway; it takes back our next hop and leaves the
+    /// prefix to them, and takes it again once they leave.
+    #[test]
+    fn an_ipv6_next_hop_appended_to_ours_is_left_to_its_owner() {
+        let p = "fd00:b::7/128";
+        let (mut i, t0) = installer(FakeTable::default());
+        i.apply(vec![Change::Set(ours(p, "2001:db8::2"))], t0);
+        i.table().append_foreign_v6(static6(p, "2001:db8::99"));
+        let dump = i.table().dump().unwrap();
+        assert!(dump[0].multipath && dump[0].route.protocol == PROTO);
+        i.reconcile(t0);
+        assert_eq!(i.table().at(&n(p)), vec![static6(p, "2001:db8::99")]);
+        assert_eq!(status(&i).route_conflicts, 1);
+        assert_eq!(status(&i).installed, 0);
+        // Still theirs at the next reconciles; never written over.
+        for _ in 0..3 {
+            let t = i.next_deadline();
+            i.tick(t);
+            assert_eq!(i.table().at(&n(p)), vec![static6(p, "2001:db8::99")]);
+        }
+        assert_eq!(status(&i).route_conflicts, 1);
+        // They leave: ours comes back.
+        i.table().routes.clear();
+        let next = i.next_deadline();
+        i.tick(next);
+        assert_eq!(i.table().at(&n(p)), vec![ours(p, "2001:db8::2")]);
+    }
+
+    /// The fake keeps the kernel's IPv6 rules (module header of route_table).
+    #[test]
+    fn the_fake_merges_and_splits_ipv6_next_hops_like_the_kernel() {
+        let p = "fd00:b::7/128";
+        let mut f = FakeTable::default();
+        assert!(f.create_exclusive(&[ours(p, "2001:db8::2")])[0].is_ok());
+        let excl = f.create_exclusive(&[ours(p, "2001:db8::3")]);
+        assert_eq!(excl[0].as_ref().unwrap_err().errno(), Some(libc::EEXIST));
+        f.append_foreign_v6(static6(p, "2001:db8::99"));
+        assert_eq!(f.dump().unwrap().len(), 1);
+        // DELETE with our gateway takes our next hop only.
+        let _ = f.delete(&[ours(p, "2001:db8::2")]);
+        assert_eq!(f.dump().unwrap()[0].route, static6(p, "2001:db8::99"));
+        // REPLACE takes every next hop at the key.
+        let _ = f.create_exclusive(&[static6("fd00:c::/64", "2001:db8::98")]);
+        f.append_foreign_v6(ours("fd00:c::/64", "2001:db8::2"));
+        let _ = f.replace(&[ours("fd00:c::/64", "2001:db8::5")]);
+        assert_eq!(
+            f.at(&n("fd00:c::/64")),
+            vec![ours("fd00:c::/64", "2001:db8::5")]
+        );
+    }
+
+    #[rstest::rstest]
+    #[case::same_metric(0)]
+    #[case::other_metric(100)]
+    fn a_foreign_route_is_never_replaced_and_the_prefix_is_taken_once_free(#[case] metric: u32) {
+        let mut fake = FakeTable::default();
+        fake.add_foreign(static_route("10.1.2.0/24"), metric);
+        let (mut i, t0) = installer(fake);
+        i.apply(vec![Change::Set(ours("10.1.2.0/24", "192.0.2.2"))], t0);
+        assert_eq!(
+            i.table().at(&n("10.1.2.0/24")),
+            vec![static_route("10.1.2.0/24")]
+        );
+        assert_eq!(status(&i).route_conflicts, 1);
+        assert_eq!(status(&i).conflicted, 1);
+        // Retried on a timer: still held, not counted again, never written over.
+        let mut t = t0;
+        for _ in 0..5 {
+            t = i.next_deadline();
+            i.tick(t);
+        }
+        assert!(t <= t0 + Duration::from_secs(11));
+        assert_eq!(
+            i.table().at(&n("10.1.2.0/24")),
+            vec![static_route("10.1.2.0/24")]
+        );
+        assert_eq!(status(&i).route_conflicts, 1);
+        // The operator removes the static route: ours goes in at the next retry.
+        i.table().routes.clear();
+        let next = i.next_deadline();
+        assert!(next <= t + RETRY, "retry is on a timer");
+        i.tick(next);
+        assert_eq!(
+            i.table().at(&n("10.1.2.0/24")),
+            vec![ours("10.1.2.0/24", "192.0.2.2")]
+        );
+        assert_eq!(status(&i).conflicted, 0);
+        assert_eq!(status(&i).kernel_drift, 0);
+    }
+
+    #[test]
+    fn a_foreign_route_the_installer_has_not_seen_yet_is_not_replaced() {
+        let (mut i, t0) = installer(FakeTable::default());
+        // Added after the last dump, its notification not read yet.
+        i.table().add_foreign(static_route("10.1.2.0/24"), 0);
+        i.apply(vec![Change::Set(ours("10.1.2.0/24", "192.0.2.2"))], t0);
+        assert_eq!(
+            i.table().at(&n("10.1.2.0/24")),
+            vec![static_route("10.1.2.0/24")]
+        );
+        assert_eq!(status(&i).route_conflicts, 1);
+        assert_eq!(status(&i).install_errors, 0);
+    }
+
+    #[test]
+    fn an_owner_that_arrives_later_takes_the_prefix_and_a_next_hop_change_does_not_overwrite_it() {
+        let (mut i, t0) = installer(FakeTable::default());
+        i.apply(vec![Change::Set(ours("10.1.2.0/24", "192.0.2.2"))], t0);
+        // `ip route replace 10.1.2.0/24 via 192.0.2.99 proto static`: same key, ours is gone.
+        i.table().routes.clear();
+        i.table().add_foreign(static_route("10.1.2.0/24"), 0);
+        let tr = i.table().routes[0];
+        route_event(&mut i, tr, false, t0);
+        i.apply(vec![Change::Set(ours("10.1.2.0/24", "192.0.2.3"))], t0);
+        assert_eq!(
+            i.table().at(&n("10.1.2.0/24")),
+            vec![static_route("10.1.2.0/24")]
+        );
+        assert_eq!(status(&i).route_conflicts, 1);
+    }
+
+    #[test]
+    fn ours_yields_to_an_owner_added_beside_it_at_another_metric() {
+        let (mut i, t0) = installer(FakeTable::default());
+        i.apply(vec![Change::Set(ours("10.1.2.0/24", "192.0.2.2"))], t0);
+        i.table().add_foreign(static_route("10.1.2.0/24"), 100);
+        let tr = i.table().routes[1];
+        route_event(&mut i, tr, false, t0);
+        let t = i.next_deadline();
+        assert!(t <= t0 + Duration::from_secs(1));
+        i.tick(t);
+        assert_eq!(
+            i.table().at(&n("10.1.2.0/24")),
+            vec![static_route("10.1.2.0/24")]
+        );
+        assert_eq!(status(&i).route_conflicts, 1);
+    }
+
+    #[test]
+    fn a_tagged_route_with_the_same_key_is_taken_over() {
+        // A tagged route (a previous run, or by hand) we did not know of.
+        let mut fake = FakeTable::default();
+        let (mut i, t0) = installer(FakeTable::default());
+        fake.routes.push(crate::kernel::TableRoute {
+            route: ours("10.1.2.0/24", "192.0.2.7"),
+            tos: 0,
+            priority: 0,
+            multipath: false,
+        });
+        *i.table() = fake;
+        i.apply(vec![Change::Set(ours("10.1.2.0/24", "192.0.2.2"))], t0);
+        assert_eq!(
+            i.table().at(&n("10.1.2.0/24")),
+            vec![ours("10.1.2.0/24", "192.0.2.2")]
+        );
+        assert_eq!(status(&i).route_conflicts, 0);
+    }
+
+    #[test]
+    fn a_route_deleted_by_hand_comes_back_and_counts_as_drift() {
+        let (mut i, t0) = installer(FakeTable::default());
+        i.apply(vec![Change::Set(ours("10.1.2.0/24", "192.0.2.2"))], t0);
+        let tr = i.table().routes.remove(0);
+        route_event(&mut i, tr, true, t0);
+        let t = i.next_deadline();
+        assert!(t <= t0 + Duration::from_secs(1));
+        i.tick(t);
+        assert_eq!(
+            i.table().at(&n("10.1.2.0/24")),
+            vec![ours("10.1.2.0/24", "192.0.2.2")]
+        );
+        assert_eq!(status(&i).kernel_drift, 1);
+    }
+
+    #[test]
+    fn a_tagged_route_nobody_decided_goes_and_a_wrong_one_is_corrected() {
+        let (mut i, t0) = installer(FakeTable::default());
+        i.apply(vec![Change::Set(ours("10.1.2.0/24", "192.0.2.2"))], t0);
+        // `ip route add 10.1.9.0/24 via 192.0.2.5 proto 73`
+        i.table()
+            .create_exclusive(&[ours("10.1.9.0/24", "192.0.2.5")]);
+        let tr = i.table().routes[1];
+        route_event(&mut i, tr, false, t0);
+        // Our own echo is no reason to reconcile.
+        let echo = i.table().routes[0];
+        let before = i.next_deadline();
+        route_event(&mut i, echo, false, t0);
+        assert_eq!(i.next_deadline(), before);
+        i.tick(i.next_deadline());
+        assert!(i.table().at(&n("10.1.9.0/24")).is_empty());
+        assert_eq!(status(&i).kernel_drift, 1);
+        // Someone changes our route's next hop behind our back; found by the periodic dump.
+        i.table().routes[0].route.via = "192.0.2.66".parse().ok();
+        let t = i.next_deadline();
+        assert!(t <= t0 + FULL_RECONCILE + Duration::from_secs(1));
+        i.tick(t);
+        assert_eq!(
+            i.table().at(&n("10.1.2.0/24")),
+            vec![ours("10.1.2.0/24", "192.0.2.2")]
+        );
+        assert_eq!(status(&i).kernel_drift, 2);
+    }
+
+    #[test]
+    fn routes_flushed_by_a_link_flap_come_back_quickly_after_up() {
+        let (mut i, t0) = installer(FakeTable::default());
+        let routes: Vec<Route> = (0..50)
+            .map(|k| ours(&format!("10.1.{k}.0/24"), "192.0.2.2"))
+            .collect();
+        i.apply(routes.iter().copied().map(Change::Set).collect(), t0);
+        assert_eq!(i.table().routes.len(), 50);
+        // Link down: flushed, no route notification; the next hop is unreachable.
+        i.table().flush_oif(3);
+        i.table().unreachable.insert("192.0.2.2".parse().unwrap());
+        let down = KernelEvent::Link {
+            index: 3,
+            up: false,
+            running: false,
+            deleted: false,
+        };
+        i.on_event(down, t0);
+        let t = i.next_deadline();
+        i.tick(t);
+        assert!(i.table().routes.is_empty());
+        assert_eq!(status(&i).kernel_drift, 50);
+        // Up: the next hop becomes reachable shortly after the event.
+        let t_up = t + Duration::from_millis(500);
+        let up = KernelEvent::Link {
+            index: 3,
+            up: true,
+            running: true,
+            deleted: false,
+        };
+        i.on_event(up, t_up);
+        let mut t = i.next_deadline();
+        i.tick(t);
+        i.table().unreachable.clear();
+        while i.table().routes.len() < 50 && t < t_up + Duration::from_secs(5) {
+            t = i.next_deadline();
+            i.tick(t);
+        }
+        assert_eq!(i.table().routes.len(), 50);
+        assert!(
+            t <= t_up + Duration::from_millis(500),
+            "back {:?} after up",
+            t - t_up
+        );
+        // Drift counted once per route, not per retry.
+        assert_eq!(status(&i).kernel_drift, 50);
+    }
+
+    #[test]
+    fn default_gateways_are_published_from_dumps_and_events() {
+        let mut fake = FakeTable::default();
+        fake.add_foreign(static_route("0.0.0.0/0"), 0);
+        let (mut i, t0) = installer(fake);
+        let gw: IpAddr = "192.0.2.99".parse().unwrap();
+        assert_eq!(status(&i).default_gateways, vec![gw]);
+        let other = Route {
+            via: "192.0.2.98".parse().ok(),
+            ..static_route("0.0.0.0/0")
+        };
+        i.table().add_foreign(other, 100);
+        let tr = i.table().routes[1];
+        route_event(&mut i, tr, false, t0);
+        assert_eq!(status(&i).default_gateways.len(), 2);
+        let tr = i.table().routes.remove(0);
+        route_event(&mut i, tr, true, t0);
+        assert_eq!(status(&i).default_gateways, vec![other.via.unwrap()]);
+    }
+
+    #[test]
+    fn the_periodic_reconcile_is_one_dump() {
+        let (mut i, t0) = installer(FakeTable::default());
+        i.apply(vec![Change::Set(ours("10.1.2.0/24", "192.0.2.2"))], t0);
+        let dumps = i.table().dumps;
+        i.tick(t0 + FULL_RECONCILE);
+        assert_eq!(i.table().dumps, dumps + 1);
+        assert_eq!(status(&i).kernel_drift, 0);
+    }
+
+    /// The fake shared with the test while the installer thread owns it.
+    struct Shared(Arc<Mutex<FakeTable>>);
+
+    impl RouteTable for Shared {
+        fn dump(&mut self) -> Result<Vec<TableRoute>, KernelError> {
+            self.0.lock().unwrap().dump()
+        }
+        fn create_exclusive(&mut self, r: &[Route]) -> Vec<crate::rib::table::WriteResult> {
+            self.0.lock().unwrap().create_exclusive(r)
+        }
+        fn replace(&mut self, r: &[Route]) -> Vec<crate::rib::table::WriteResult> {
+            self.0.lock().unwrap().replace(r)
+        }
+        fn delete(&mut self, r: &[Route]) -> Vec<crate::rib::table::WriteResult> {
+            self.0.lock().unwrap().delete(r)
+        }
+    }
+
+    #[test]
+    fn a_refused_install_is_retried_under_constant_churn() {
+        let fake = Arc::new(Mutex::new(FakeTable::default()));
+        fake.lock()
+            .unwrap()
+            .add_foreign(static_route("10.1.2.0/24"), 0);
+        let metrics = Arc::new(Metrics::default());
+        let (h, thread, _) =
+            Installer::start_with(Shared(fake.clone()), None, PROTO, metrics.clone()).unwrap();
+        h.send(vec![Change::Set(ours("10.1.2.0/24", "192.0.2.2"))]);
+        h.flush_blocking();
+        assert_eq!(metrics.bgp_snapshot().route_conflicts, 1);
+        fake.lock()
+            .unwrap()
+            .routes
+            .retain(|r| r.route.protocol != 4);
+        // Updates every 50 ms: the channel is never idle for the retry period.
+        let start = Instant::now();
+        let mut k = 0u32;
+        while start.elapsed() < Duration::from_secs(4) {
+            k += 1;
+            let via = if k % 2 == 0 { "192.0.2.3" } else { "192.0.2.4" };
+            h.send(vec![Change::Set(ours("10.1.5.0/24", via))]);
+            std::thread::sleep(Duration::from_millis(50));
+            if !fake.lock().unwrap().at(&n("10.1.2.0/24")).is_empty() {
+                break;
+            }
+        }
+        assert_eq!(
+            fake.lock().unwrap().at(&n("10.1.2.0/24")),
+            vec![ours("10.1.2.0/24", "192.0.2.2")],
+            "not retried within {:?} of churn",
+            start.elapsed()
+        );
+        assert!(start.elapsed() <= RETRY + Duration::from_millis(500));
+        drop(h);
+        thread.join().unwrap();
+    }
+}

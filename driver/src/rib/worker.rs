@@ -1,0 +1,155 @@
+//! The installer's thread: where batches and kernel events meet the timers.
+//!
+//! In: batches of [`Change`]s sent through an [`InstallerHandle`] (the BGP
+//! side), [`KernelEvent`]s from the watch socket's own thread, and flush
+//! requests. Out: calls into the [`Installer`] on one thread — events first,
+//! then the batch, then whatever timer is due — so churn can starve neither
+//! the kernel's notifications nor the retries and reconciles. The thread
+//! ends once every handle is gone, after applying what they sent.
+//! [`Installer::start`] reads the tagged routes a previous run left, starts
+//! the watch and this thread.
+
+use std::sync::mpsc;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use tracing::warn;
+
+use super::installer::{Change, Installer};
+use super::table::RouteTable;
+use super::watch::{KernelEvent, RouteWatch};
+use crate::kernel::real::Kernel;
+use crate::kernel::{KernelError, Route};
+use crate::metrics::Metrics;
+
+/// Sends batches to the installer thread; dropping every handle stops it.
+#[derive(Clone)]
+pub struct InstallerHandle {
+    tx: mpsc::Sender<Msg>,
+    /// The thread stops when no handle holds this any more (the watch
+    /// thread's sender alone must not keep it running).
+    _alive: Arc<()>,
+}
+
+enum Msg {
+    Batch(Vec<Change>),
+    Flush(mpsc::Sender<()>),
+    Kernel(KernelEvent),
+}
+
+impl Installer<Kernel> {
+    /// Reads the routes tagged `protocol`, subscribes to kernel changes in the
+    /// current namespace and starts the installer thread. Returns the handle,
+    /// the thread, and the routes found (to be adopted).
+    pub fn start(
+        kernel: Kernel,
+        protocol: u8,
+        metrics: Arc<Metrics>,
+    ) -> Result<(InstallerHandle, JoinHandle<()>, Vec<Route>), KernelError> {
+        let watch = match RouteWatch::open() {
+            Ok(w) => Some(w),
+            Err(e) => {
+                warn!(error = %e, "cannot watch links and routes; relying on the periodic reconcile only");
+                None
+            }
+        };
+        Installer::start_with(kernel, watch, protocol, metrics)
+    }
+}
+
+impl<T: RouteTable> Installer<T> {
+    /// Like [`Installer::start`] over any route table and watch socket.
+    pub fn start_with(
+        table: T,
+        watch: Option<RouteWatch>,
+        protocol: u8,
+        metrics: Arc<Metrics>,
+    ) -> Result<(InstallerHandle, JoinHandle<()>, Vec<Route>), KernelError> {
+        let (inst, existing) = Installer::new(table, protocol, metrics, Instant::now())?;
+        let (tx, rx) = mpsc::channel();
+        let alive = Arc::new(());
+        let handles = Arc::downgrade(&alive);
+        if let Some(w) = watch {
+            let tx = tx.clone();
+            if let Err(e) = w.spawn(move |ev| match ev {
+                Some(ev) => tx.send(Msg::Kernel(ev)).is_ok(),
+                // Idle heartbeat: stop once the installer is gone.
+                None => tx.send(Msg::Batch(Vec::new())).is_ok(),
+            }) {
+                warn!(error = %e, "cannot start the route watch thread");
+            }
+        }
+        let thread = std::thread::Builder::new()
+            .name("route-installer".into())
+            .spawn(move || inst.run(rx, handles))
+            .map_err(|e| KernelError::Conflict(format!("spawn installer thread: {e}")))?;
+        Ok((InstallerHandle { tx, _alive: alive }, thread, existing))
+    }
+
+    fn run(mut self, rx: mpsc::Receiver<Msg>, handles: std::sync::Weak<()>) {
+        loop {
+            if handles.strong_count() == 0 {
+                // Every handle is gone; what they sent has been applied.
+                while let Ok(m) = rx.try_recv() {
+                    if let Msg::Batch(b) = m {
+                        self.apply(b, Instant::now());
+                    }
+                }
+                return;
+            }
+            let now = Instant::now();
+            let wait = self
+                .next_deadline()
+                .saturating_duration_since(now)
+                .max(Duration::from_millis(1));
+            let mut batch = Vec::new();
+            let mut events = Vec::new();
+            let mut flushes = Vec::new();
+            let mut take = |m: Msg| match m {
+                Msg::Batch(b) => batch.extend(b),
+                Msg::Flush(done) => flushes.push(done),
+                Msg::Kernel(ev) => events.push(ev),
+            };
+            match rx.recv_timeout(wait) {
+                Ok(m) => {
+                    take(m);
+                    // Coalesce whatever else is queued into the same kernel round trip.
+                    while let Ok(m) = rx.try_recv() {
+                        take(m);
+                    }
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) => {}
+                Err(mpsc::RecvTimeoutError::Disconnected) => return,
+            }
+            let now = Instant::now();
+            // Events first: a route another owner just added must be known
+            // before the batch writes to that prefix.
+            for ev in events {
+                self.on_event(ev, now);
+            }
+            self.apply(batch, now);
+            // Timers run whatever the channel does: churn cannot starve them.
+            self.tick(Instant::now());
+            for f in flushes {
+                let _ = f.send(());
+            }
+        }
+    }
+}
+
+impl InstallerHandle {
+    pub fn send(&self, batch: Vec<Change>) {
+        if !batch.is_empty() {
+            let _ = self.tx.send(Msg::Batch(batch));
+        }
+    }
+
+    /// Waits until everything sent before has reached the kernel.
+    pub fn flush_blocking(&self) {
+        let (tx, rx) = mpsc::channel();
+        if self.tx.send(Msg::Flush(tx)).is_ok() {
+            let _ = rx.recv();
+        }
+    }
+}

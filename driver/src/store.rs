@@ -1,0 +1,846 @@
+//! The state on disk: what the driver must remember across its own restarts.
+//!
+//! Docker never replays CreateNetwork, so networks, their endpoints, the
+//! links we made for them and what is announced live under `--state-dir`:
+//! a snapshot, `state.json`, and a journal beside it, `state.journal`.
+//! In: each change as a [`Record`] ([`crate::model::state`]), applied to the
+//! in-memory [`State`] by [`State::apply`] and appended to the journal as one JSON line, made
+//! durable with `fdatasync` before Docker gets its answer: a change costs
+//! one small write, whatever the number of endpoints. Out: the state at
+//! start, the snapshot with the journal replayed over it.
+//! When the journal outgrows the snapshot it is compacted: the whole state
+//! is written as a new snapshot atomically (temporary file, fsync, rename,
+//! fsync of the directory), then the journal goes, so each change costs
+//! O(1) amortised and the files stay within about twice the state.
+//! A crash leaves either record whole or a torn last line, which loading
+//! ignores (and logs); a whole line that is not a record is an error naming
+//! the file and line. The journal's header names the snapshot generation it
+//! continues, so a journal that a cut-short compaction left behind is known
+//! as already absorbed. Snapshots of version 1 and 2 without a journal load
+//! as before. The IPv6 fields of networks and endpoints are optional and
+//! left out for IPv4-only networks: files from before IPv6 load, and an
+//! earlier driver still reads what this one writes for IPv4-only networks.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use tracing::{info, warn};
+
+use crate::model::state::{Record, State, VERSION};
+
+pub const STATE_FILE: &str = "state.json";
+/// The journal of changes since the snapshot, one JSON record a line.
+pub const JOURNAL_FILE: &str = "state.journal";
+/// Version of the journal's format, in its header line.
+const JOURNAL_VERSION: u32 = 1;
+/// The journal is compacted once it is larger than the snapshot and this.
+const JOURNAL_MIN: u64 = 64 * 1024;
+
+/// The journal's first line: which snapshot it continues.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Header {
+    journal: u32,
+    generation: u64,
+}
+
+/// The snapshot as written: the state plus the generation that ties a
+/// journal to it (absent in files of earlier versions: generation 0).
+#[derive(Serialize)]
+struct SnapshotOut<'a> {
+    #[serde(flatten)]
+    state: &'a State,
+    #[serde(skip_serializing_if = "is_zero")]
+    generation: u64,
+}
+
+#[derive(Deserialize)]
+struct SnapshotIn {
+    #[serde(flatten)]
+    state: State,
+    #[serde(default)]
+    generation: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
+/// The state on disk: the snapshot and the journal of changes since.
+#[derive(Debug)]
+pub struct Store {
+    dir: PathBuf,
+    /// Generation of the snapshot on disk; the journal names it in its header.
+    generation: u64,
+    /// Open for appending, positioned at its end; `None`: none yet (the next
+    /// append creates it with its header).
+    journal: Option<File>,
+    /// Bytes of the journal that hold whole records (header included).
+    journal_len: u64,
+    /// Records in the journal.
+    records: usize,
+    /// Bytes of the last snapshot written or read.
+    snapshot_len: u64,
+    /// The journal cannot be trusted to end where `journal_len` says (a failed
+    /// append could not be cut off): the next change writes a snapshot.
+    must_compact: bool,
+    /// Test hook: the next append writes this many bytes, then fails.
+    #[cfg(test)]
+    pub(crate) fail_next_append: Option<usize>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("state directory {path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error(
+        "state file {path} is corrupt ({source}); move it away to start empty, or restore a backup"
+    )]
+    Corrupt {
+        path: PathBuf,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("state journal {path}, line {line}: {reason}; move the journal away to start from the snapshot {STATE_FILE} alone (losing the changes it records), or restore a backup")]
+    Journal {
+        path: PathBuf,
+        line: usize,
+        reason: String,
+    },
+}
+
+/// What loading found in the journal.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Replayed {
+    /// Records applied.
+    pub records: usize,
+    /// Bytes of a torn last record that were ignored.
+    pub torn_bytes: u64,
+    /// The journal belonged to an older snapshot (a compaction was cut
+    /// short after writing the snapshot) and was ignored.
+    pub stale: bool,
+}
+
+impl Store {
+    pub fn new(dir: impl Into<PathBuf>) -> Store {
+        Store {
+            dir: dir.into(),
+            generation: 0,
+            journal: None,
+            journal_len: 0,
+            records: 0,
+            snapshot_len: 0,
+            must_compact: false,
+            #[cfg(test)]
+            fail_next_append: None,
+        }
+    }
+
+    pub fn path(&self) -> PathBuf {
+        self.dir.join(STATE_FILE)
+    }
+
+    pub fn journal_path(&self) -> PathBuf {
+        self.dir.join(JOURNAL_FILE)
+    }
+
+    /// Records in the journal since the last snapshot.
+    pub fn journal_records(&self) -> usize {
+        self.records
+    }
+
+    fn io(&self, path: &Path) -> impl FnOnce(io::Error) -> StoreError {
+        let path = path.to_path_buf();
+        move |source| StoreError::Io { path, source }
+    }
+
+    /// Loads the state (the snapshot, then the journal replayed over it),
+    /// or an empty one if there is no file yet.
+    pub fn load(&mut self) -> Result<State, StoreError> {
+        self.load_replayed().map(|(s, _)| s)
+    }
+
+    /// [`Store::load`], also saying what the journal held.
+    pub fn load_replayed(&mut self) -> Result<(State, Replayed), StoreError> {
+        let path = self.path();
+        let (mut state, generation, snapshot_len) = match fs::read(&path) {
+            Ok(bytes) => {
+                let snap: SnapshotIn = serde_json::from_slice(&bytes)
+                    .map_err(|source| StoreError::Corrupt { path, source })?;
+                (snap.state, snap.generation, bytes.len() as u64)
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => (
+                State {
+                    version: VERSION,
+                    ..State::default()
+                },
+                0,
+                0,
+            ),
+            Err(e) => return Err(self.io(&path)(e)),
+        };
+        self.generation = generation;
+        self.snapshot_len = snapshot_len;
+        self.journal = None;
+        self.journal_len = 0;
+        self.records = 0;
+        self.must_compact = false;
+        let replayed = self.replay(&mut state)?;
+        Ok((state, replayed))
+    }
+
+    /// Applies the journal's whole records to `state`. A last line without
+    /// its newline is a record torn by a crash: ignored, and cut off before
+    /// the next append. A whole line that is not a record is an error.
+    fn replay(&mut self, state: &mut State) -> Result<Replayed, StoreError> {
+        let path = self.journal_path();
+        let bytes = match fs::read(&path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Replayed::default()),
+            Err(e) => return Err(self.io(&path)(e)),
+        };
+        let mut out = Replayed::default();
+        let mut pos = 0usize;
+        let mut line = 0usize;
+        while pos < bytes.len() {
+            let Some(nl) = bytes[pos..].iter().position(|b| *b == b'\n') else {
+                out.torn_bytes = (bytes.len() - pos) as u64;
+                warn!(journal = %path.display(), line = line + 1, bytes = out.torn_bytes, "ignoring a torn last record in the state journal (the driver stopped while writing it; that change was never acknowledged)");
+                break;
+            };
+            let text = &bytes[pos..pos + nl];
+            line += 1;
+            let bad = |reason: String| StoreError::Journal {
+                path: path.clone(),
+                line,
+                reason,
+            };
+            if line == 1 {
+                let h: Header = serde_json::from_slice(text)
+                    .map_err(|e| bad(format!("not a journal header ({e})")))?;
+                if h.journal != JOURNAL_VERSION {
+                    return Err(bad(format!(
+                        "journal version {} (this driver reads {JOURNAL_VERSION})",
+                        h.journal
+                    )));
+                }
+                if h.generation != self.generation {
+                    // The snapshot that absorbed it was written, the journal
+                    // not yet removed: everything in it is in the snapshot.
+                    info!(journal = %path.display(), journal_generation = h.generation, snapshot_generation = self.generation, "ignoring a state journal that an earlier compaction already absorbed");
+                    out.stale = true;
+                    return Ok(out);
+                }
+            } else {
+                let rec: Record = serde_json::from_slice(text)
+                    .map_err(|e| bad(format!("not a state record ({e})")))?;
+                state.apply(&rec).map_err(bad)?;
+                out.records += 1;
+            }
+            pos += nl + 1;
+        }
+        self.journal_len = pos as u64;
+        self.records = out.records;
+        if out.torn_bytes > 0 && pos == 0 {
+            // Not even the header survived: start a fresh journal.
+            self.journal_len = 0;
+        }
+        Ok(out)
+    }
+
+    /// Writes the whole state as a new snapshot, atomically (temporary file,
+    /// fsync, rename, fsync of the directory), and drops the journal it
+    /// absorbs. A crash between the two leaves a journal of the previous
+    /// generation, which [`Store::load`] ignores.
+    pub fn save(&mut self, state: &State) -> Result<(), StoreError> {
+        fs::create_dir_all(&self.dir).map_err(self.io(&self.dir))?;
+        let path = self.path();
+        let tmp = self.dir.join(format!(".{STATE_FILE}.tmp"));
+        let generation = self.generation + 1;
+        let mut data =
+            serde_json::to_vec_pretty(&SnapshotOut { state, generation }).map_err(|e| {
+                StoreError::Io {
+                    path: path.clone(),
+                    source: io::Error::other(e),
+                }
+            })?;
+        data.push(b'\n');
+        {
+            let mut f = File::create(&tmp).map_err(self.io(&tmp))?;
+            f.write_all(&data).map_err(self.io(&tmp))?;
+            f.sync_all().map_err(self.io(&tmp))?;
+        }
+        fs::rename(&tmp, &path).map_err(self.io(&path))?;
+        self.sync_dir();
+        self.generation = generation;
+        self.snapshot_len = data.len() as u64;
+        self.journal = None;
+        self.journal_len = 0;
+        self.records = 0;
+        self.must_compact = false;
+        let journal = self.journal_path();
+        match fs::remove_file(&journal) {
+            Ok(()) => self.sync_dir(),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            // Harmless: its header names the previous generation.
+            Err(e) => {
+                warn!(journal = %journal.display(), error = %e, "could not remove the absorbed state journal")
+            }
+        }
+        Ok(())
+    }
+
+    fn sync_dir(&self) {
+        if let Ok(d) = File::open(&self.dir) {
+            let _ = d.sync_all();
+        }
+    }
+
+    /// Whether the next change should write a snapshot instead of a record:
+    /// once the journal outgrows the snapshot (and a floor), so each change
+    /// costs O(1) amortised, and disk use stays within twice the snapshot.
+    fn compaction_due(&self) -> bool {
+        self.must_compact || self.journal_len > JOURNAL_MIN.max(self.snapshot_len)
+    }
+
+    /// Makes `rec` durable. `state` is the state with `rec` already applied:
+    /// when a compaction is due it is written as the new snapshot instead.
+    /// On failure nothing of the record stays on disk (a partial write is
+    /// cut off), so the caller undoes its in-memory change and disk and
+    /// memory agree again.
+    pub fn append(&mut self, state: &State, rec: &Record) -> Result<(), StoreError> {
+        if self.compaction_due() {
+            return self.save(state);
+        }
+        let path = self.journal_path();
+        let mut line = serde_json::to_vec(rec).map_err(|e| StoreError::Io {
+            path: path.clone(),
+            source: io::Error::other(e),
+        })?;
+        line.push(b'\n');
+        if self.journal.is_none() {
+            self.open_journal()?;
+        }
+        let result = self.write_record(&line);
+        if let Err(e) = result {
+            self.cut_back();
+            return Err(self.io(&path)(e));
+        }
+        self.journal_len += line.len() as u64;
+        self.records += 1;
+        Ok(())
+    }
+
+    fn write_record(&mut self, line: &[u8]) -> io::Result<()> {
+        let Some(f) = self.journal.as_mut() else {
+            return Err(io::Error::other("the journal is not open"));
+        };
+        #[cfg(test)]
+        if let Some(n) = self.fail_next_append.take() {
+            f.write_all(&line[..n.min(line.len())])?;
+            return Err(io::Error::from_raw_os_error(libc::ENOSPC));
+        }
+        f.write_all(line)?;
+        f.sync_data()
+    }
+
+    /// After a failed append: the journal ends at the last whole record
+    /// again, or, if it cannot be cut, the next change writes a snapshot.
+    fn cut_back(&mut self) {
+        let len = self.journal_len;
+        let cut = self.journal.as_mut().map(|f| {
+            f.set_len(len)
+                .and_then(|_| f.seek(SeekFrom::End(0)))
+                .and_then(|_| f.sync_data())
+        });
+        if !matches!(cut, Some(Ok(_))) {
+            warn!(journal = %self.journal_path().display(), "could not cut a failed record off the state journal; the next change writes a full snapshot");
+            self.journal = None;
+            self.must_compact = true;
+        }
+    }
+
+    /// Opens the journal for appending: an existing one (of this snapshot's
+    /// generation, cut to its whole records), or a new one with its header.
+    fn open_journal(&mut self) -> Result<(), StoreError> {
+        fs::create_dir_all(&self.dir).map_err(self.io(&self.dir))?;
+        let path = self.journal_path();
+        let io = |e| StoreError::Io {
+            path: path.clone(),
+            source: e,
+        };
+        if self.journal_len > 0 {
+            let mut f = OpenOptions::new().write(true).open(&path).map_err(io)?;
+            if f.metadata().map_err(io)?.len() != self.journal_len {
+                f.set_len(self.journal_len).map_err(io)?;
+            }
+            f.seek(SeekFrom::End(0)).map_err(io)?;
+            self.journal = Some(f);
+            return Ok(());
+        }
+        let mut header = serde_json::to_vec(&Header {
+            journal: JOURNAL_VERSION,
+            generation: self.generation,
+        })
+        .map_err(|e| io(io::Error::other(e)))?;
+        header.push(b'\n');
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&path)
+            .map_err(io)?;
+        f.write_all(&header).map_err(io)?;
+        f.sync_all().map_err(io)?;
+        self.sync_dir();
+        self.journal_len = header.len() as u64;
+        self.records = 0;
+        self.journal = Some(f);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::network::{
+        Announce, Dataplane, EndpointSpec, IpvlanFlag, IpvlanMode, NetworkSpec, Parent,
+    };
+    use crate::model::state::{EndpointRecord, NetworkRecord};
+
+    fn sample() -> State {
+        let spec = NetworkSpec {
+            id: "a".repeat(64),
+            parent: Parent::parse("eth1.10").unwrap(),
+            dataplane: Dataplane::Ipvlan {
+                mode: IpvlanMode::L3,
+                flag: IpvlanFlag::Bridge,
+            },
+            subnet: Some("10.1.1.0/24".parse().unwrap()),
+            gateway: Some("10.1.1.1/24".parse().unwrap()),
+            subnet6: None,
+            gateway6: None,
+            announce: Announce::Subnet,
+            internal: false,
+            host_link: false,
+            attrs: Default::default(),
+        };
+        let ep = EndpointRecord {
+            spec: EndpointSpec {
+                id: "b".repeat(64),
+                address: Some("10.1.1.2/24".parse().unwrap()),
+                address6: None,
+                mac: Some([2, 0, 0, 0, 0, 1]),
+                attrs: Default::default(),
+            },
+            link: "ibebbbbbbbbbbbb".into(),
+            joined: true,
+            sandbox: "/var/run/docker/netns/x".into(),
+            unmarked: false,
+        };
+        let mut st = State {
+            version: VERSION,
+            ..State::default()
+        };
+        st.networks.insert(
+            spec.id.clone(),
+            NetworkRecord {
+                spec,
+                shim: None,
+                endpoints: [(ep.spec.id.clone(), ep)].into(),
+            },
+        );
+        st.remember_deleted("c");
+        st
+    }
+
+    #[test]
+    fn round_trip() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::new(dir.path());
+        assert_eq!(store.load().unwrap().networks.len(), 0);
+        let st = sample();
+        store.save(&st).unwrap();
+        assert_eq!(store.load().unwrap(), st);
+        // No temporary file left behind.
+        let names: Vec<_> = fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        assert_eq!(names, vec![STATE_FILE.to_string()]);
+    }
+
+    /// A state file as the driver wrote it before the domain types left the
+    /// kernel facade (with the `created_vlan` field it no longer needs) loads
+    /// into the same state.
+    #[test]
+    fn files_of_earlier_versions_still_load() {
+        let old = r#"{
+  "version": 1,
+  "networks": {
+    "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa": {
+      "spec": {
+        "id": "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
+        "parent": { "name": "eth1.10", "vlan": [ "eth1", 10 ] },
+        "dataplane": { "dataplane": "ipvlan", "mode": "l3", "flag": "bridge" },
+        "subnet": "10.1.1.0/24",
+        "gateway": "10.1.1.1/24",
+        "announce": "subnet",
+        "internal": false,
+        "host_link": false
+      },
+      "shim": null,
+      "created_vlan": true,
+      "endpoints": {
+        "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb": {
+          "spec": {
+            "id": "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb",
+            "address": "10.1.1.2/24",
+            "mac": [ 2, 0, 0, 0, 0, 1 ]
+          },
+          "link": "ibebbbbbbbbbbbb",
+          "joined": true,
+          "sandbox": "/var/run/docker/netns/x"
+        }
+      }
+    }
+  },
+  "deleted": [ "c" ]
+}"#;
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::new(dir.path());
+        fs::write(store.path(), old).unwrap();
+        let mut want = sample();
+        want.version = 1;
+        assert_eq!(store.load().unwrap(), want);
+        // A macvlan network, as written then.
+        let mac = r#"{"dataplane":"macvlan","mode":"vepa"}"#;
+        assert_eq!(
+            serde_json::from_str::<Dataplane>(mac).unwrap(),
+            Dataplane::Macvlan {
+                mode: crate::model::network::MacvlanMode::Vepa
+            }
+        );
+        assert_eq!(
+            serde_json::to_string(&sample().networks.values().next().unwrap().spec.dataplane)
+                .unwrap(),
+            r#"{"dataplane":"ipvlan","mode":"l3","flag":"bridge"}"#
+        );
+    }
+
+    #[test]
+    fn corrupt_file_is_reported_not_replaced() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::new(dir.path());
+        fs::write(store.path(), b"{not json").unwrap();
+        let err = store.load().unwrap_err().to_string();
+        assert!(err.contains("corrupt"), "{err}");
+        assert_eq!(fs::read(store.path()).unwrap(), b"{not json");
+    }
+
+    fn endpoint(id: &str, addr: &str, joined: bool) -> EndpointRecord {
+        EndpointRecord {
+            spec: EndpointSpec {
+                id: id.into(),
+                address: Some(addr.parse().unwrap()),
+                address6: None,
+                mac: None,
+                attrs: Default::default(),
+            },
+            link: format!("ibe{}", &id[..12]),
+            joined,
+            sandbox: if joined {
+                "/run/netns/x".into()
+            } else {
+                String::new()
+            },
+            unmarked: false,
+        }
+    }
+
+    /// Applies `rec` to `st` and appends it, as the driver does.
+    fn change(store: &mut Store, st: &mut State, rec: Record) {
+        st.apply(&rec).unwrap();
+        store.append(st, &rec).unwrap();
+    }
+
+    /// Changes of every kind on top of [`sample`]'s network.
+    fn changes() -> Vec<Record> {
+        let net = "a".repeat(64);
+        let spec = sample().networks[&net].spec.clone();
+        let (e1, e2) = ("1".repeat(64), "2".repeat(64));
+        vec![
+            Record::PutEndpoint {
+                network: net.clone(),
+                endpoint: endpoint(&e1, "10.1.1.3/24", false),
+            },
+            Record::PutEndpoint {
+                network: net.clone(),
+                endpoint: endpoint(&e1, "10.1.1.3/24", true),
+            },
+            Record::PutEndpoint {
+                network: net.clone(),
+                endpoint: endpoint(&e2, "10.1.1.4/24", false),
+            },
+            Record::RemoveEndpoint {
+                network: net.clone(),
+                id: e2.clone(),
+            },
+            Record::PutNetwork {
+                spec: NetworkSpec {
+                    id: "d".repeat(64),
+                    subnet: Some("10.2.0.0/16".parse().unwrap()),
+                    gateway: Some("10.2.0.1/16".parse().unwrap()),
+                    subnet6: Some("fd00:2::/64".parse().unwrap()),
+                    gateway6: Some("fd00:2::1/64".parse().unwrap()),
+                    ..spec
+                },
+                shim: Some("ibsdddddddddddd".into()),
+            },
+            Record::RemoveNetwork { id: "d".repeat(64) },
+        ]
+    }
+
+    fn journal(store: &Store) -> Vec<u8> {
+        fs::read(store.journal_path()).unwrap_or_default()
+    }
+
+    #[test]
+    fn the_journal_replays_every_kind_of_change() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::new(dir.path());
+        let mut st = sample();
+        store.save(&st).unwrap();
+        let snapshot = fs::read(store.path()).unwrap();
+        for rec in changes() {
+            change(&mut store, &mut st, rec);
+        }
+        // The snapshot is untouched: each change is one line of the journal.
+        assert_eq!(fs::read(store.path()).unwrap(), snapshot);
+        let lines = journal(&store).iter().filter(|b| **b == b'\n').count();
+        assert_eq!(lines, 1 + changes().len());
+        assert_eq!(store.journal_records(), changes().len());
+        let mut again = Store::new(dir.path());
+        let (loaded, replayed) = again.load_replayed().unwrap();
+        assert_eq!(loaded, st);
+        assert_eq!(replayed.records, changes().len());
+        assert!(st.was_deleted(&"2".repeat(64)) && st.was_deleted(&"d".repeat(64)));
+        // Appending goes on where the loaded journal ends.
+        let rec = Record::RemoveEndpoint {
+            network: "a".repeat(64),
+            id: "1".repeat(64),
+        };
+        change(&mut again, &mut st, rec);
+        assert_eq!(Store::new(dir.path()).load().unwrap(), st);
+    }
+
+    #[test]
+    fn a_torn_last_record_is_ignored_and_cut_off() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::new(dir.path());
+        let mut st = sample();
+        store.save(&st).unwrap();
+        let recs = changes();
+        change(&mut store, &mut st, recs[0].clone());
+        let whole = journal(&store);
+        // The driver died while writing the next record.
+        let torn = serde_json::to_vec(&recs[1]).unwrap();
+        let mut bytes = whole.clone();
+        bytes.extend_from_slice(&torn[..torn.len() / 2]);
+        fs::write(store.journal_path(), &bytes).unwrap();
+        let mut again = Store::new(dir.path());
+        let (loaded, replayed) = again.load_replayed().unwrap();
+        assert_eq!(loaded, st);
+        assert_eq!(replayed.records, 1);
+        assert_eq!(replayed.torn_bytes, (torn.len() / 2) as u64);
+        // The next record replaces the torn bytes instead of following them.
+        let mut st2 = loaded;
+        change(&mut again, &mut st2, recs[2].clone());
+        assert!(journal(&again).starts_with(&whole));
+        assert_eq!(Store::new(dir.path()).load().unwrap(), st2);
+        // Even a torn header is no failure: the snapshot alone.
+        fs::write(store.journal_path(), b"{\"journ").unwrap();
+        assert_eq!(Store::new(dir.path()).load().unwrap(), sample());
+    }
+
+    #[test]
+    fn an_unknown_record_is_an_error_naming_file_and_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::new(dir.path());
+        let mut st = sample();
+        store.save(&st).unwrap();
+        change(&mut store, &mut st, changes()[0].clone());
+        let mut bytes = journal(&store);
+        bytes.extend_from_slice(b"{\"op\":\"frobnicate\",\"id\":\"x\"}\n");
+        bytes.extend_from_slice(&serde_json::to_vec(&changes()[1]).unwrap());
+        bytes.push(b'\n');
+        fs::write(store.journal_path(), &bytes).unwrap();
+        let err = Store::new(dir.path()).load().unwrap_err();
+        assert!(
+            matches!(err, StoreError::Journal { line: 3, .. }),
+            "{err:?}"
+        );
+        let msg = err.to_string();
+        assert!(
+            msg.contains("state.journal") && msg.contains("line 3"),
+            "{msg}"
+        );
+        // A record that does not fit the state is refused just as loudly.
+        let header = journal(&store)
+            .split(|b| *b == b'\n')
+            .next()
+            .unwrap()
+            .to_vec();
+        let mut bytes = header;
+        bytes.extend_from_slice(b"\n{\"op\":\"remove_network\",\"id\":\"nope\"}\n");
+        fs::write(store.journal_path(), &bytes).unwrap();
+        let msg = Store::new(dir.path()).load().unwrap_err().to_string();
+        assert!(msg.contains("line 2") && msg.contains("nope"), "{msg}");
+    }
+
+    #[test]
+    fn the_journal_is_compacted_once_it_outgrows_the_snapshot() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::new(dir.path());
+        let mut st = sample();
+        store.save(&st).unwrap();
+        let net = "a".repeat(64);
+        let mut compactions = 0;
+        let mut most = 0;
+        for i in 0..400u32 {
+            let id = format!("{i:064x}");
+            let rec = Record::PutEndpoint {
+                network: net.clone(),
+                endpoint: endpoint(&id, "10.1.1.9/24", i % 2 == 0),
+            };
+            let before = store.generation;
+            change(&mut store, &mut st, rec);
+            if store.generation != before {
+                compactions += 1;
+                assert_eq!(store.journal_records(), 0);
+                assert!(!store.journal_path().exists());
+            }
+            most = most.max(journal(&store).len() as u64);
+        }
+        // ~300 bytes a record, 64 KiB at most in the journal: a few compactions.
+        assert!((1..=3).contains(&compactions), "{compactions}");
+        assert!(most <= JOURNAL_MIN + 1024, "{most}");
+        assert_eq!(Store::new(dir.path()).load().unwrap(), st);
+    }
+
+    #[test]
+    fn a_journal_absorbed_by_a_cut_short_compaction_is_not_replayed_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::new(dir.path());
+        let mut st = sample();
+        store.save(&st).unwrap();
+        for rec in changes() {
+            change(&mut store, &mut st, rec);
+        }
+        let old = journal(&store);
+        // Compaction wrote the snapshot; the driver died before the journal went.
+        store.save(&st).unwrap();
+        fs::write(store.journal_path(), &old).unwrap();
+        // Replayed again, `remove_network` of a gone network would fail.
+        let mut again = Store::new(dir.path());
+        let (loaded, replayed) = again.load_replayed().unwrap();
+        assert_eq!(loaded, st);
+        assert!(replayed.stale);
+        let rec = changes()[0].clone();
+        change(&mut again, &mut st, rec);
+        assert_eq!(Store::new(dir.path()).load().unwrap(), st);
+    }
+
+    #[test]
+    fn a_failed_append_leaves_nothing_on_disk() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::new(dir.path());
+        let mut st = sample();
+        store.save(&st).unwrap();
+        change(&mut store, &mut st, changes()[0].clone());
+        let before = journal(&store);
+        // The disk fills up halfway through the next record.
+        store.fail_next_append = Some(40);
+        let mut failed = st.clone();
+        failed.apply(&changes()[1]).unwrap();
+        let err = store.append(&failed, &changes()[1]).unwrap_err();
+        assert!(err.to_string().contains("state.journal"), "{err}");
+        assert_eq!(journal(&store), before);
+        assert_eq!(Store::new(dir.path()).load().unwrap(), st);
+        // And the next change goes in whole.
+        change(&mut store, &mut st, changes()[2].clone());
+        assert_eq!(Store::new(dir.path()).load().unwrap(), st);
+    }
+
+    #[test]
+    fn a_snapshot_of_this_version_reads_as_version_2() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::new(dir.path());
+        store.save(&sample()).unwrap();
+        let v: serde_json::Value =
+            serde_json::from_slice(&fs::read(store.path()).unwrap()).unwrap();
+        assert_eq!(v["version"], 2);
+        assert_eq!(v["generation"], 1);
+        assert!(v["networks"].is_object() && v["deleted"].is_array());
+    }
+
+    /// IPv6 fields are absent from the records of IPv4-only networks, so a
+    /// journal or snapshot written before IPv6 (version 2, no `subnet6`,
+    /// no `address6`) loads, and what this version writes for an IPv4-only
+    /// network an earlier driver still reads. Dual stack round-trips.
+    #[test]
+    fn ipv6_fields_are_optional_on_disk() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::new(dir.path());
+        let net = "a".repeat(64);
+        let ep = "e".repeat(64);
+        let header = format!(r#"{{"journal":{JOURNAL_VERSION},"generation":0}}"#);
+        let put_net = format!(
+            r#"{{"op":"put_network","spec":{{"id":"{net}","parent":{{"name":"eth1","vlan":null}},"dataplane":{{"dataplane":"macvlan","mode":"bridge"}},"subnet":"10.3.0.0/24","gateway":"10.3.0.1/24","announce":"endpoint","internal":false,"host_link":false}},"shim":"ibs1"}}"#
+        );
+        let put_ep = format!(
+            r#"{{"op":"put_endpoint","network":"{net}","endpoint":{{"spec":{{"id":"{ep}","address":"10.3.0.2/24","mac":null}},"link":"ibe1","joined":true,"sandbox":"/x"}}}}"#
+        );
+        fs::write(
+            store.journal_path(),
+            format!("{header}\n{put_net}\n{put_ep}\n"),
+        )
+        .unwrap();
+        let st = Store::new(dir.path()).load().unwrap();
+        let n = &st.networks[&net];
+        assert_eq!(n.spec.subnet, Some("10.3.0.0/24".parse().unwrap()));
+        assert_eq!((n.spec.subnet6, n.spec.gateway6), (None, None));
+        let e = &n.endpoints[&ep].spec;
+        assert_eq!(e.address, Some("10.3.0.2/24".parse().unwrap()));
+        assert_eq!(e.address6, None);
+        // Written back: no IPv6 keys at all for an IPv4-only network.
+        let text = serde_json::to_string(&st).unwrap();
+        assert!(
+            !text.contains("subnet6") && !text.contains("address6"),
+            "{text}"
+        );
+        // Dual stack and IPv6-only records round-trip.
+        let mut st = st;
+        let n = st.networks.get_mut(&net).unwrap();
+        n.spec.subnet6 = Some("fd00:3::/64".parse().unwrap());
+        n.spec.gateway6 = Some("fd00:3::1/64".parse().unwrap());
+        let e = n.endpoints.get_mut(&ep).unwrap();
+        e.spec.address6 = Some("fd00:3::2/64".parse().unwrap());
+        let mut v6only = n.clone();
+        v6only.spec.id = "f".repeat(64);
+        v6only.spec.subnet = None;
+        v6only.spec.gateway = None;
+        v6only.spec.subnet6 = Some("fd00:4::/64".parse().unwrap());
+        v6only.spec.gateway6 = None;
+        v6only.endpoints.clear();
+        st.networks.insert(v6only.spec.id.clone(), v6only);
+        let back: State = serde_json::from_str(&serde_json::to_string(&st).unwrap()).unwrap();
+        assert_eq!(back, st);
+    }
+}

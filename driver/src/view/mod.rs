@@ -1,0 +1,39 @@
+//! What this host announces: the [`View`], published by the Docker side and
+//! read by the BGP side and the health gate.
+//!
+//! ```text
+//! docker (networks, endpoints, state) ──View──► health gate ──View──► bgp
+//! ```
+//! In: the driver's state ([`build`]: the whole view, or one endpoint's
+//! entries again) and, for each endpoint, the evidence of whether it may be
+//! announced ([`decide`]: the one place that decides). Out: a plain value —
+//! prefixes to announce with their parent and BGP attributes, the pools to
+//! accept, this host's endpoint addresses, the parents in use — on a watch
+//! channel. Neither BGP nor the gate imports the Docker side: this is all
+//! they see of it.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
+
+use ipnet::IpNet;
+
+use crate::model::attrs::RouteAttrs;
+
+pub mod build;
+pub mod decide;
+
+/// What the BGP side needs to know about this host's networks.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct View {
+    /// Prefixes to announce, each with the parent interface it lives behind.
+    pub announcements: BTreeMap<IpNet, String>,
+    /// The subnets of this host's networks: learned prefixes inside them are accepted.
+    pub pools: BTreeSet<IpNet>,
+    /// This host's own endpoint addresses: never installed from a peer.
+    pub local_endpoints: BTreeSet<IpAddr>,
+    /// The parent interfaces in use: learned next hops must be on-link on one of them.
+    pub parents: BTreeSet<String>,
+    /// BGP attributes of the announcements that have any (network's merged
+    /// with the endpoint's); most have none, so most prefixes are absent.
+    pub attrs: BTreeMap<IpNet, RouteAttrs>,
+}
