@@ -369,6 +369,7 @@ fn main() -> ExitCode {
                     kernel: vm_kernel,
                     modules: vm_modules,
                     timeout: std::time::Duration::from_secs(vm_timeout),
+                    jobs,
                 };
                 let (loaded, bad_files) = load_all(&files);
                 let reports = harness::vm::run(&loaded, engine, &vm_opts);

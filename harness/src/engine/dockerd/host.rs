@@ -31,6 +31,12 @@ pub const DOCKER: &str = "/usr/bin/docker";
 /// is mounted there in dockerd's mount namespace.
 const PLUGIN_EXEC_ROOT: &str = "/var/run/docker";
 const CLI_TIMEOUT: Duration = Duration::from_secs(60);
+/// What dockerd 20.10 prints, and exits, when the containerd it starts does
+/// not answer within its fixed 15 s: under emulation (the VM, TCG) on a busy
+/// machine it may not. dockerd is then started again (as systemd's
+/// `Restart=` would), at most [`CONTAINERD_RETRIES`] times, and says so.
+const CONTAINERD_SLOW: &str = "timeout waiting for containerd to start";
+const CONTAINERD_RETRIES: usize = 2;
 
 pub(super) struct DockerHost {
     dir: PathBuf,
@@ -124,9 +130,48 @@ impl Dockerd {
 
     pub(super) fn start_daemon(&self, w: &World, host: usize) -> Result<()> {
         if self.spawn_dockerd(w, host)? {
-            self.await_dockerd(w, host)?;
+            if let Err(e) = self.await_dockerd(w, host) {
+                self.again_after_slow_containerd(w, host, e, |_| Ok(()))?;
+            }
         }
         Ok(())
+    }
+
+    /// Handles `failed`, a failed start of host `host`'s dockerd: when
+    /// dockerd gave up on its containerd ([`CONTAINERD_SLOW`]), starts it
+    /// again, awaits it and runs `then` (the rest of the host's start-up),
+    /// up to [`CONTAINERD_RETRIES`] times; any other failure is returned as
+    /// it is. On the harness's main thread (it spawns dockerd).
+    pub(super) fn again_after_slow_containerd(
+        &self,
+        w: &World,
+        host: usize,
+        failed: anyhow::Error,
+        then: impl Fn(&Self) -> Result<()>,
+    ) -> Result<()> {
+        let mut failed = failed;
+        for attempt in 1..=CONTAINERD_RETRIES {
+            let gave_up = format!("{failed:#}").contains(CONTAINERD_SLOW)
+                && self.hosts.get(&host).is_some_and(|h| !h.dockerd.running());
+            if !gave_up {
+                return Err(failed);
+            }
+            eprintln!(
+                "dockerd on {}: its containerd did not answer within dockerd's 15 s; starting dockerd again ({attempt} of {CONTAINERD_RETRIES})",
+                w.hosts[host].def.name
+            );
+            self.spawn_dockerd(w, host)?;
+            match self.await_dockerd(w, host).and_then(|()| then(self)) {
+                Ok(()) => return Ok(()),
+                Err(e) => {
+                    failed = e.context(format!(
+                        "start dockerd on {} again ({attempt} of {CONTAINERD_RETRIES})",
+                        w.hosts[host].def.name
+                    ))
+                }
+            }
+        }
+        Err(failed)
     }
 
     /// Starts host `host`'s dockerd unless it runs; answers whether it

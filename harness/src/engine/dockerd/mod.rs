@@ -83,7 +83,16 @@ impl ContainerEngine for Dockerd {
                 })
                 .collect()
         });
-        results.into_iter().collect()
+        // A dockerd that gave up on a slow containerd starts again here, on
+        // the main thread (it must outlive the start-up threads).
+        for (&i, r) in hosts.iter().zip(results) {
+            if let Err(e) = r {
+                self.again_after_slow_containerd(w, i, e, |this| {
+                    this.bring_up(w, i, &tar, plugin.as_deref())
+                })?;
+            }
+        }
+        Ok(())
     }
 
     fn create_network(
