@@ -59,6 +59,9 @@ for bin in "$root/usr/bin/ipvlan-bgp" "$root/usr/bin/gobgpd" "$root/usr/bin/gobg
 done
 printf 'root:x:0:0:root:/:/bin/sh\n' >"$root/etc/passwd"
 printf 'root:x:0:\n' >"$root/etc/group"
+# Which driver binary this folder holds (size and mtime): the harness reuses
+# a folder built beforehand (HARNESS_PLUGIN_DIR) only for that same binary.
+stat -L -c '%s %Y' "$driver" >"$out/driver.stamp"
 echo "plugin/build.sh: wrote $out ($(du -sh "$out" | cut -f1))"
 
 if [ -n "$create" ]; then

@@ -20,6 +20,11 @@
 #   --env NAME=VALUE pass a variable into the VM (repeatable; CI, RUST_BACKTRACE,
 #                    RUST_LOG, HARNESS_* and IPVLAN_BGP_* pass through anyway)
 #   --mem MB         guest memory (default 3072)      --cpus N   guest CPUs (default 2)
+#   --deny-module M  the guest refuses to load kernel module M (repeatable): its
+#                    init installs `install M /bin/false` in modprobe.d before
+#                    anything runs, so the booted kernel never has it (e.g.
+#                    ipvlan: how a kernel without ipvlan is handled, on a host
+#                    whose kernel has it)
 #
 # Environment: IBVM_CACHE (cache folder, default /var/cache/ipvlan-bgp-vm),
 # IBVM_ACCEL (auto | kvm | tcg; default auto: KVM when a short boot under it
@@ -54,6 +59,7 @@ if [ "${1:-}" = setup ]; then
 fi
 kernel_arg= modules_arg= timeout=1800 out= mem=3072 cpus=2
 envs=()
+deny=()
 while [ $# -gt 0 ]; do
     case "$1" in
         --kernel) kernel_arg=$2; shift 2 ;;
@@ -63,6 +69,9 @@ while [ $# -gt 0 ]; do
         --env) envs+=("$2"); shift 2 ;;
         --mem) mem=$2; shift 2 ;;
         --cpus) cpus=$2; shift 2 ;;
+        --deny-module)
+            [[ $2 =~ ^[A-Za-z0-9_-]+$ ]] || die "--deny-module takes a module name"
+            deny+=("$2"); shift 2 ;;
         --) shift; break ;;
         -h | --help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
         *) die "unknown option $1 (see ci/vm/run.sh --help)" ;;
@@ -406,7 +415,7 @@ for accel in "${accels[@]}"; do
     "$qemu" "${qemu_opts[@]}" -M pc -accel "$accel" -cpu "$cpu" -m "$mem" -smp "$cpus" \
         -nodefaults -no-user-config -display none -no-reboot -serial stdio -monitor none \
         -kernel "$kernel" -initrd "$initrd" \
-        -append "console=ttyS0 quiet loglevel=1 panic=-1 mitigations=off ibvm.modver=$modver ibvm.modpath=$modroot/lib/modules/$modver" \
+        -append "console=ttyS0 quiet loglevel=1 panic=-1 mitigations=off ibvm.modver=$modver ibvm.modpath=$modroot/lib/modules/$modver${deny:+ ibvm.deny=$(IFS=,; echo "${deny[*]}")}" \
         -fsdev local,id=fs0,path=/,security_model=none,readonly=on,multidevs=remap \
         -device virtio-9p-pci,fsdev=fs0,mount_tag=hostroot \
         -fsdev "local,id=fs1,path=$job,security_model=none" \

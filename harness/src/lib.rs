@@ -11,6 +11,7 @@
 //!          ├─► machine.rs (what this machine can do; skip or fail)
 //!          └─► probe/    (reach: ICMP/TCP from inside namespaces; links; metrics)
 //! engine/ ─► topology/ ─► scenario/ (parse, expand, check/, schema, steps, step_kinds) ─► probe/metrics
+//! machine.rs ─► skips.rs (ci/expected-skips, the trial log, `harness skips check`)
 //! everything ─► netns.rs (namespaces, child processes), cleanup.rs (the undo stack), util.rs
 //! util::eventually: the one deadline loop, every deadline scaled by HARNESS_TIME_SCALE
 //! ```
@@ -26,6 +27,7 @@ pub mod probe;
 pub mod report;
 pub mod runner;
 pub mod scenario;
+pub mod skips;
 pub mod topology;
 pub mod util;
 pub mod vm;

@@ -5,14 +5,16 @@
 //!
 //! In: the machine (root, tools, the kernel probed in a throw-away
 //! namespace), a scenario, an engine, `HARNESS_REQUIRE` and
-//! `HARNESS_EXPECTED_SKIPS`. Out: [`Caps`] (detected once), a skip reason or
-//! a failure, the text of `harness check`. Owns the skip policy.
+//! `HARNESS_EXPECTED_SKIPS` (its lines in [`crate::skips`]). Out: [`Caps`]
+//! (detected once) and the kernel's [`Facts`], a skip reason or a failure,
+//! the text of `harness check`. Owns the skip policy.
 
 use std::sync::OnceLock;
 use std::time::Duration;
 
 use crate::netns::{Netns, PREFIX};
 use crate::scenario::{Capability, Engine, Scenario};
+use crate::skips::{ExpectedSkip, Facts};
 use crate::util::{is_root, run_output, which};
 
 #[derive(Debug, Clone)]
@@ -23,6 +25,8 @@ pub struct Caps {
     pub gobgpd_v4: Option<String>,
     pub macvlan: Result<(), Gap>,
     pub ipvlan: Result<(), Gap>,
+    /// 802.1Q sub-interfaces (the driver's `parent=eth1.10`).
+    pub vlan: Result<(), Gap>,
     pub dockerd: Option<String>,
     pub frr: Option<String>,
     pub bird: Option<String>,
@@ -66,8 +70,10 @@ fn kernel_has(kind: &str) -> Result<(), Gap> {
         ns.ip(&["link", "add", "v0", "type", "veth", "peer", "name", "v1"])
             .map_err(|e| Gap::Tool(format!("{e:#}")))?;
         let mut args = vec!["link", "add", "link", "v0", "name", "t0", "type", kind];
-        if kind == "ipvlan" {
-            args.extend(["mode", "l3"]);
+        match kind {
+            "ipvlan" => args.extend(["mode", "l3"]),
+            "vlan" => args.extend(["id", "10"]),
+            _ => {}
         }
         ns.ip(&args).map(|_| ()).map_err(|e| {
             let msg = format!("{e:#}");
@@ -96,10 +102,29 @@ pub fn detect() -> &'static Caps {
         gobgpd_v4: version("gobgpd-v4", &["--version"]).filter(|_| which("gobgp-v4").is_some()),
         macvlan: kernel_has("macvlan"),
         ipvlan: kernel_has("ipvlan"),
+        vlan: kernel_has("vlan"),
         dockerd: version("dockerd", &["--version"]),
         frr: version("zebra", &["--version"]),
         bird: version("bird", &["--version"]),
     })
+}
+
+/// What the expected-skips conditions ask of this kernel.
+pub fn facts(caps: &Caps) -> Facts {
+    let mut f = Facts::default();
+    for (name, has) in [
+        ("ipvlan", caps.ipvlan.is_ok()),
+        ("vlan", caps.vlan.is_ok()),
+        (
+            "force-forwarding",
+            crate::topology::per_link_ipv6_forwarding(),
+        ),
+    ] {
+        if has {
+            f.has.insert(name.to_string());
+        }
+    }
+    f
 }
 
 pub fn under_ci() -> bool {
@@ -146,21 +171,14 @@ pub fn parse_capability(name: &str) -> Result<Capability, String> {
 ///   not skip for any reason (set inside the ipvlan VM: a VM whose modules
 ///   do not load must fail, not report every ipvlan scenario as skipped).
 /// - `HARNESS_EXPECTED_SKIPS=FILE` (used under CI): every skip must match a
-///   line `SCENARIO ENGINE REASON-SUBSTRING` of the file; any other skip fails.
+///   line `SCENARIO ENGINE REASON-SUBSTRING` of the file that holds on this
+///   kernel; any other skip fails. (That every line still happens is
+///   `harness skips check`'s part, over the whole suite.)
 #[derive(Debug, Default, Clone)]
 pub struct SkipPolicy {
     pub require: Vec<Capability>,
-    /// The expected-skips file's name and its lines.
+    /// The expected-skips file's name and its lines that hold on this kernel.
     pub expected: Option<(String, Vec<ExpectedSkip>)>,
-}
-
-/// One line of the expected-skips file.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ExpectedSkip {
-    pub scenario: String,
-    pub engine: String,
-    /// A substring of the skip reason.
-    pub reason: String,
 }
 
 impl SkipPolicy {
@@ -175,38 +193,13 @@ impl SkipPolicy {
             let path = std::path::PathBuf::from(path);
             let text = std::fs::read_to_string(&path)
                 .map_err(|e| format!("HARNESS_EXPECTED_SKIPS={}: {e}", path.display()))?;
-            p.expected = Some((path.display().to_string(), parse_expected_skips(&text)?));
+            let lines = crate::skips::parse_expected(&text)
+                .map_err(|e| format!("{}: {e}", path.display()))?;
+            let here = crate::skips::applying(&lines, &facts(detect()));
+            p.expected = Some((path.display().to_string(), here));
         }
         Ok(p)
     }
-}
-
-/// Lines `SCENARIO ENGINE REASON-SUBSTRING`; `#` starts a comment.
-pub fn parse_expected_skips(text: &str) -> Result<Vec<ExpectedSkip>, String> {
-    let mut out = Vec::new();
-    for (i, line) in text.lines().enumerate() {
-        let line = line.split('#').next().unwrap_or("").trim();
-        if line.is_empty() {
-            continue;
-        }
-        let mut words = line.split_whitespace();
-        let (scenario, engine) = (words.next(), words.next());
-        let reason = words.collect::<Vec<_>>().join(" ");
-        match (scenario, engine) {
-            (Some(s), Some(e)) if !reason.is_empty() => out.push(ExpectedSkip {
-                scenario: s.to_string(),
-                engine: e.to_string(),
-                reason,
-            }),
-            _ => {
-                return Err(format!(
-                    "expected-skips line {}: want `SCENARIO ENGINE REASON-SUBSTRING`, got {line:?}",
-                    i + 1
-                ))
-            }
-        }
-    }
-    Ok(out)
 }
 
 /// Turns a skip into a failure where the policy forbids it.
@@ -223,12 +216,10 @@ pub fn skip_policy(
         ));
     }
     if let Some((file, lines)) = &p.expected {
-        let listed = lines.iter().any(|x| {
-            x.scenario == s.name && x.engine == engine.name() && reason.contains(&x.reason)
-        });
-        if !listed {
+        if !crate::skips::allowed(lines, &s.name, engine.name(), &reason) {
             return Err(format!(
-                "unexpected skip ({reason}): not listed in {file}; fix the machine, or list it there with its reason"
+                "unexpected skip ({reason}): not listed in {file} for this kernel ({}); fix the machine, or list it there with its reason",
+                facts(detect()).describe()
             ));
         }
     }
@@ -430,6 +421,7 @@ pub fn describe(caps: &Caps) -> String {
     s.push_str(&format!("kernel:   {}\n", kernel_release()));
     s.push_str(&format!("macvlan:  {}\n", yes_no(&caps.macvlan)));
     s.push_str(&format!("ipvlan:   {}\n", yes_no(&caps.ipvlan)));
+    s.push_str(&format!("802.1Q:   {}\n", yes_no(&caps.vlan)));
     s.push_str(&format!("gobgpd:   {}\n", opt(&caps.gobgpd)));
     s.push_str(&format!(
         "gobgpd-v4: {}\n",
@@ -506,7 +498,7 @@ mod tests {
 
     #[test]
     fn only_listed_skips_pass_under_an_expected_list() {
-        let lines = parse_expected_skips(
+        let lines = crate::skips::parse_expected(
             "# comment\nl3   emulator  kernel gap: this kernel\n\nl3 dockerd has no ipvlan # why\n",
         )
         .unwrap();
@@ -527,7 +519,6 @@ mod tests {
             "{e}"
         );
         assert!(skip_policy(&p, &scenario("l2", "\"ipvlan\""), Engine::Emulator, reason).is_err());
-        assert!(parse_expected_skips("l3 emulator\n").is_err());
     }
 
     /// A run on 4.x with a driver that only speaks 3.x, or with drain steps

@@ -86,10 +86,32 @@ enum Cmd {
     },
     /// Print what this machine can do and what that means for the scenarios.
     Check,
+    /// The suite's skips: start a trial log, or check logs against ci/expected-skips.
+    Skips {
+        #[command(subcommand)]
+        what: SkipsCmd,
+    },
     /// Benchmarks that need the harness's hosts.
     Bench {
         #[command(subcommand)]
         what: BenchCmd,
+    },
+}
+
+#[derive(Subcommand)]
+enum SkipsCmd {
+    /// Start (or empty) a trial log with this kernel's facts; tests append to the log
+    /// named by HARNESS_TRIAL_LOG.
+    Start { log: PathBuf },
+    /// Every skip in the logs must be listed (for its kernel), and every listed skip that
+    /// applies to a kernel where its test ran must have happened.
+    Check {
+        /// The expected-skips file.
+        #[arg(long, default_value = "ci/expected-skips")]
+        expected: PathBuf,
+        /// Trial logs (one per kernel the suite ran on).
+        #[arg(required = true)]
+        logs: Vec<PathBuf>,
     },
 }
 
@@ -219,6 +241,27 @@ fn main() -> ExitCode {
         Cmd::Check => {
             print!("{}", machine::describe(machine::detect()));
             ExitCode::SUCCESS
+        }
+        Cmd::Skips { what } => {
+            let r = match what {
+                SkipsCmd::Start { log } => harness::skips::start_log(
+                    &log,
+                    &machine::kernel_release(),
+                    &machine::facts(machine::detect()),
+                )
+                .map(|()| format!("{}: kernel {}", log.display(), machine::kernel_release())),
+                SkipsCmd::Check { expected, logs } => harness::skips::check_files(&expected, &logs),
+            };
+            match r {
+                Ok(text) => {
+                    println!("{}", text.trim_end());
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("harness skips: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
         }
         Cmd::List {
             requires,
@@ -355,6 +398,7 @@ fn main() -> ExitCode {
                     kernel: vm_kernel,
                     modules: vm_modules,
                     timeout: std::time::Duration::from_secs(vm_timeout),
+                    jobs,
                 };
                 let (loaded, bad_files) = load_all(&files);
                 let reports = harness::vm::run(&loaded, engine, &vm_opts);
@@ -379,6 +423,18 @@ fn main() -> ExitCode {
             // Every (file, round) is one job; reports keep the files' order.
             let work: Vec<&Scenario> = (0..repeat).flat_map(|_| loaded.iter()).collect();
             let reports = run_parallel(&work, usize::from(jobs), |s| runner::run(s, &opts, engine));
+            // The suite's trial log, when set (`harness skips`).
+            for r in &reports {
+                let t = harness::skips::Trial {
+                    test: r.scenario.clone(),
+                    place: engine.name().to_string(),
+                    skipped: r.skipped.clone(),
+                };
+                if let Err(e) = harness::skips::record(&t) {
+                    eprintln!("harness: {e:#}");
+                    return ExitCode::FAILURE;
+                }
+            }
             finish(&reports, bad_files, &outputs)
         }
     }

@@ -43,6 +43,8 @@ pub struct VmOptions {
     pub modules: Option<PathBuf>,
     /// Kills the VM after this long.
     pub timeout: Duration,
+    /// Scenarios the guest's harness runs at once (`harness run --jobs`).
+    pub jobs: u16,
 }
 
 impl Default for VmOptions {
@@ -51,6 +53,7 @@ impl Default for VmOptions {
             kernel: None,
             modules: None,
             timeout: Duration::from_secs(30 * 60),
+            jobs: 1,
         }
     }
 }
@@ -125,6 +128,8 @@ fn run_inner(scenarios: &[Scenario], engine: Engine, vm: &VmOptions) -> Result<V
         .arg("run")
         .arg("--engine")
         .arg(engine.name())
+        .arg("--jobs")
+        .arg(vm.jobs.max(1).to_string())
         .arg("--json")
         .arg("/run/ibvm/job/out/reports");
     // As given: the guest runs from the same directory, so reports name the files alike.
@@ -302,7 +307,11 @@ pub fn runner_command(script: &Path, vm: &VmOptions, out: &Path, driver: &Path) 
         .arg("--env")
         .arg(format!("IPVLAN_BGP_BIN={}", absolute(driver)?.display()))
         .arg("--env")
-        .arg("HARNESS_REQUIRE=ipvlan");
+        .arg("HARNESS_REQUIRE=ipvlan")
+        // The host's trial log is not the guest's (another kernel): the
+        // suite keeps one log per kernel (`ci/vm/suite.sh`).
+        .arg("--env")
+        .arg(format!("{}=", crate::skips::LOG_ENV));
     if let Some(k) = &vm.kernel {
         cmd.arg("--kernel").arg(absolute(k)?);
     }
@@ -332,7 +341,13 @@ mod tests {
     fn the_runner_and_the_guest_scripts_are_found_and_parse() {
         let script = runner_script().unwrap();
         let dir = script.parent().unwrap();
-        for (shell, file) in [("bash", "run.sh"), ("sh", "init"), ("sh", "stage2")] {
+        for (shell, file) in [
+            ("bash", "run.sh"),
+            ("sh", "init"),
+            ("sh", "stage2"),
+            ("bash", "suite.sh"),
+            ("bash", "require-kernel.sh"),
+        ] {
             let p = dir.join(file);
             let out = Command::new(shell).arg("-n").arg(&p).output().unwrap();
             assert!(

@@ -8,6 +8,8 @@
 //! never as passed. Which skips are allowed is [`harness::machine`]'s call:
 //! under CI only kernel gaps may skip, `HARNESS_EXPECTED_SKIPS` narrows that
 //! to a listed set, and `HARNESS_REQUIRE` forbids skips of what must work.
+//! Each trial appends its outcome to `$HARNESS_TRIAL_LOG` when set (see
+//! [`harness::skips`]).
 
 use std::path::{Path, PathBuf};
 
@@ -36,6 +38,14 @@ fn run(
         harness::run_file(path, engine, line).map_err(|e| Failed::from(format!("{e:#}")))?;
     keep_page(path, engine, line, &report);
     let what = report.run_label();
+    // The suite's trial log (`ci/test.sh`): `harness skips check` compares
+    // every skip of every run with ci/expected-skips, both ways.
+    harness::skips::record(&harness::skips::Trial {
+        test: report.scenario.clone(),
+        place: engine.name().to_string(),
+        skipped: report.skipped.clone(),
+    })
+    .map_err(|e| Failed::from(format!("{e:#}")))?;
     if let Some(reason) = report.skipped {
         // Also on stderr, so the reason shows in CI logs next to the run's progress.
         eprintln!("SKIPPED {} ({what}): {reason}", report.scenario);

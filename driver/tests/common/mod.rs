@@ -82,3 +82,28 @@ pub fn run_async_trials(tests: Vec<(&'static str, AsyncTest)>) -> ! {
         .collect();
     libtest_mimic::run(&Arguments::from_args(), trials).exit()
 }
+
+/// Appends one test's outcome to the suite's trial log, the file
+/// `HARNESS_TRIAL_LOG` names (set by `ci/test.sh`; nothing when unset), in
+/// the harness's format (`harness/src/skips.rs`: one JSON object per line,
+/// `test`, `where` = this test binary, `skipped` = the reason or null).
+/// `harness skips check` then holds every skip against `ci/expected-skips`.
+/// One `write` in append mode: parallel tests never interleave.
+#[allow(dead_code)]
+pub fn record_trial(binary: &str, test: &str, skipped: Option<&str>) {
+    use std::io::Write as _;
+    let Some(path) = std::env::var_os("HARNESS_TRIAL_LOG").filter(|p| !p.is_empty()) else {
+        return;
+    };
+    let line = serde_json::json!({"test": test, "where": binary, "skipped": skipped});
+    let written = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&path)
+        .and_then(|mut f| f.write_all(format!("{line}\n").as_bytes()));
+    if let Err(e) = written {
+        panic!(
+            "HARNESS_TRIAL_LOG={}: {e} (start it with `harness skips start`)",
+            std::path::Path::new(&path).display()
+        );
+    }
+}

@@ -270,6 +270,14 @@ pub struct DriverSection {
     /// and the plugin reaches it through its `host-run` mount.
     #[serde(default)]
     pub plugin: bool,
+    /// The driver as the README deploys it: only the flags the deployment
+    /// needs (socket, state, parent, gobgpd, AS and peers) plus `args`,
+    /// none of the harness's tuning: no stale-routes time, no peer timers
+    /// (the driver's defaults, not `[bgp]`'s), no router ID; networks are
+    /// made without `--gateway` (Docker picks it, as `docker network
+    /// create` in the README does).
+    #[serde(default)]
+    pub defaults: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]

@@ -102,7 +102,7 @@ impl World {
         ];
         let extra: Vec<&String> = s.driver.args.iter().chain(&h.def.driver_args).collect();
         // A scenario may set its own stale time; clap refuses a flag given twice.
-        if !extra.iter().any(|x| x.starts_with("--stale-routes-time")) {
+        if !s.driver.defaults && !extra.iter().any(|x| x.starts_with("--stale-routes-time")) {
             a.extend(["--stale-routes-time".into(), "10".into()]);
         }
         // Always explicit: the driver's default address may change.
@@ -115,22 +115,24 @@ impl World {
             ]);
         }
         if self.driver_configures(i) {
-            a.extend([
-                "--asn".into(),
-                h.def.asn.to_string(),
-                "--router-id".into(),
-                h.addr.addr().to_string(),
-            ]);
+            a.extend(["--asn".into(), h.def.asn.to_string()]);
+            // As deployed, the driver takes its router ID from the parent.
+            if !s.driver.defaults {
+                a.extend(["--router-id".into(), h.addr.addr().to_string()]);
+            }
             for n in self.neighbours(i) {
                 // An IPv6 neighbour in brackets, as in a socket address.
                 let addr = match n.addr {
                     std::net::IpAddr::V4(a) => a.to_string(),
                     std::net::IpAddr::V6(a) => format!("[{a}]"),
                 };
-                let mut p = format!(
-                    "{addr}:{},hold={},keepalive={},connect-retry={}",
-                    n.asn, s.bgp.hold_time, s.bgp.keepalive, s.bgp.connect_retry
-                );
+                let mut p = format!("{addr}:{}", n.asn);
+                if !s.driver.defaults {
+                    p.push_str(&format!(
+                        ",hold={},keepalive={},connect-retry={}",
+                        s.bgp.hold_time, s.bgp.keepalive, s.bgp.connect_retry
+                    ));
+                }
                 if n.rr_client {
                     p.push_str(",rr-client");
                 }

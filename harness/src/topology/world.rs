@@ -136,4 +136,9 @@ impl World {
     pub fn driver_is_plugin(&self) -> bool {
         self.scenario.driver.plugin
     }
+
+    /// Whether the driver runs as the README deploys it (`[driver] defaults`).
+    pub fn driver_as_deployed(&self) -> bool {
+        self.scenario.driver.defaults
+    }
 }

@@ -31,6 +31,12 @@ pub const DOCKER: &str = "/usr/bin/docker";
 /// is mounted there in dockerd's mount namespace.
 const PLUGIN_EXEC_ROOT: &str = "/var/run/docker";
 const CLI_TIMEOUT: Duration = Duration::from_secs(60);
+/// What dockerd 20.10 prints, and exits, when the containerd it starts does
+/// not answer within its fixed 15 s: under emulation (the VM, TCG) on a busy
+/// machine it may not. dockerd is then started again (as systemd's
+/// `Restart=` would), at most [`CONTAINERD_RETRIES`] times, and says so.
+const CONTAINERD_SLOW: &str = "timeout waiting for containerd to start";
+const CONTAINERD_RETRIES: usize = 2;
 
 pub(super) struct DockerHost {
     dir: PathBuf,
@@ -122,14 +128,63 @@ impl Dockerd {
         Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
     }
 
-    pub(super) fn start_daemon(&mut self, w: &World, host: usize) -> Result<()> {
+    pub(super) fn start_daemon(&self, w: &World, host: usize) -> Result<()> {
+        if self.spawn_dockerd(w, host)? {
+            if let Err(e) = self.await_dockerd(w, host) {
+                self.again_after_slow_containerd(w, host, e, |_| Ok(()))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Handles `failed`, a failed start of host `host`'s dockerd: when
+    /// dockerd gave up on its containerd ([`CONTAINERD_SLOW`]), starts it
+    /// again, awaits it and runs `then` (the rest of the host's start-up),
+    /// up to [`CONTAINERD_RETRIES`] times; any other failure is returned as
+    /// it is. On the harness's main thread (it spawns dockerd).
+    pub(super) fn again_after_slow_containerd(
+        &self,
+        w: &World,
+        host: usize,
+        failed: anyhow::Error,
+        then: impl Fn(&Self) -> Result<()>,
+    ) -> Result<()> {
+        let mut failed = failed;
+        for attempt in 1..=CONTAINERD_RETRIES {
+            let gave_up = format!("{failed:#}").contains(CONTAINERD_SLOW)
+                && self.hosts.get(&host).is_some_and(|h| !h.dockerd.running());
+            if !gave_up {
+                return Err(failed);
+            }
+            eprintln!(
+                "dockerd on {}: its containerd did not answer within dockerd's 15 s; starting dockerd again ({attempt} of {CONTAINERD_RETRIES})",
+                w.hosts[host].def.name
+            );
+            self.spawn_dockerd(w, host)?;
+            match self.await_dockerd(w, host).and_then(|()| then(self)) {
+                Ok(()) => return Ok(()),
+                Err(e) => {
+                    failed = e.context(format!(
+                        "start dockerd on {} again ({attempt} of {CONTAINERD_RETRIES})",
+                        w.hosts[host].def.name
+                    ))
+                }
+            }
+        }
+        Err(failed)
+    }
+
+    /// Starts host `host`'s dockerd unless it runs; answers whether it
+    /// started one. Called on the harness's main thread: a child dies with
+    /// the thread that started it (`PR_SET_PDEATHSIG`).
+    fn spawn_dockerd(&self, w: &World, host: usize) -> Result<bool> {
         let h = &w.hosts[host];
         let dh = self
             .hosts
             .get(&host)
             .ok_or_else(|| anyhow!("no docker host #{host}"))?;
         if dh.dockerd.running() {
-            return Ok(());
+            return Ok(false);
         }
         let dockerd = available()?;
         let live = self.live_restore.get(&host).copied().unwrap_or(false);
@@ -167,6 +222,16 @@ impl Dockerd {
         ];
         dh.dockerd
             .spawn(None, Path::new("/usr/bin/nsenter"), &args)?;
+        Ok(true)
+    }
+
+    /// Waits until host `host`'s dockerd answers.
+    fn await_dockerd(&self, w: &World, host: usize) -> Result<()> {
+        let h = &w.hosts[host];
+        let dh = self
+            .hosts
+            .get(&host)
+            .ok_or_else(|| anyhow!("no docker host #{host}"))?;
         await_ready(
             &format!("dockerd on {}", h.def.name),
             &[&dh.dockerd],
@@ -180,7 +245,9 @@ impl Dockerd {
         Ok(())
     }
 
-    pub(super) fn setup_host(&mut self, w: &World, host: usize) -> Result<()> {
+    /// Host `host`'s folders, its mount holder and their cleanup, and its
+    /// dockerd started (awaited by [`Self::bring_up`]).
+    pub(super) fn prepare_host(&mut self, w: &World, host: usize) -> Result<()> {
         let h = &w.hosts[host];
         let dir = h.dir.join("d");
         for sub in ["data", "x", "etc-docker/plugins"] {
@@ -266,18 +333,43 @@ impl Dockerd {
                 dd.signal_within(Signal::SIGTERM, Duration::from_secs(30))
             });
         self.hosts.insert(host, dh);
-        self.start_daemon(w, host)?;
-        let tar = busybox_tar()?;
+        self.spawn_dockerd(w, host)?;
+        Ok(())
+    }
+
+    /// A prepared host's dockerd answering, the busybox image imported
+    /// (`tar`), and the managed plugin installed from `plugin` when the
+    /// scenario runs it. Hosts come up side by side (on threads of their
+    /// own: this starts no long-lived process), touching only the docker
+    /// CLI and the host's own folders.
+    pub(super) fn bring_up(
+        &self,
+        w: &World,
+        host: usize,
+        tar: &Path,
+        plugin: Option<&Path>,
+    ) -> Result<()> {
+        self.await_dockerd(w, host)?;
         self.docker(host, &["import", &tar.display().to_string(), IMAGE])?;
-        if w.driver_is_plugin() {
-            self.install_plugin(w, host)?;
+        if let Some(folder) = plugin {
+            self.install_plugin(w, host, folder)?;
         }
         Ok(())
     }
 
+    /// What every host's [`Self::bring_up`] shares, made once: the busybox
+    /// tar and the plugin folder.
+    pub(super) fn shared_files(w: &World) -> Result<(PathBuf, Option<PathBuf>)> {
+        let plugin = if w.driver_is_plugin() {
+            Some(plugin::folder(w)?)
+        } else {
+            None
+        };
+        Ok((busybox_tar()?, plugin))
+    }
+
     /// `docker plugin create`, `set` and `enable`, as an operator would.
-    pub(super) fn install_plugin(&mut self, w: &World, host: usize) -> Result<()> {
-        let folder = plugin::folder(w)?;
+    fn install_plugin(&self, w: &World, host: usize, folder: &Path) -> Result<()> {
         self.docker(
             host,
             &[
@@ -296,7 +388,7 @@ impl Dockerd {
 
     /// `docker plugin enable`, then waits until the driver (and an
     /// embedded gobgpd) answers.
-    pub(super) fn enable_plugin(&mut self, w: &World, host: usize) -> Result<()> {
+    pub(super) fn enable_plugin(&self, w: &World, host: usize) -> Result<()> {
         self.docker(host, &["plugin", "enable", plugin::NAME])?;
         plugin::await_ready(w, host)?;
         if w.hosts[host].def.embedded_gobgpd {

@@ -45,14 +45,51 @@ impl ContainerEngine for Dockerd {
         Engine::Dockerd
     }
 
+    /// Every Docker host's folders and mount holder one after the other,
+    /// then their dockerd, image and plugin side by side (dockerd's start
+    /// and `docker plugin create` are slow, above all under emulation).
     fn setup(&mut self, w: &World) -> Result<()> {
         available()?;
-        for h in &w.hosts {
-            if h.runs_driver() {
-                self.live_restore
-                    .insert(h.index, h.def.dockerd_live_restore);
-                self.setup_host(w, h.index)
-                    .with_context(|| format!("start dockerd on {}", h.def.name))?;
+        let hosts: Vec<usize> = w
+            .hosts
+            .iter()
+            .filter(|h| h.runs_driver())
+            .map(|h| h.index)
+            .collect();
+        for &i in &hosts {
+            let h = &w.hosts[i];
+            self.live_restore.insert(i, h.def.dockerd_live_restore);
+            self.prepare_host(w, i)
+                .with_context(|| format!("prepare dockerd on {}", h.def.name))?;
+        }
+        let (tar, plugin) = Self::shared_files(w)?;
+        let this = &*self;
+        let results: Vec<Result<()>> = std::thread::scope(|scope| {
+            let running: Vec<_> = hosts
+                .iter()
+                .map(|&i| {
+                    let (tar, plugin) = (&tar, plugin.as_deref());
+                    scope.spawn(move || {
+                        this.bring_up(w, i, tar, plugin)
+                            .with_context(|| format!("start dockerd on {}", w.hosts[i].def.name))
+                    })
+                })
+                .collect();
+            running
+                .into_iter()
+                .map(|t| {
+                    t.join()
+                        .unwrap_or_else(|_| Err(anyhow!("a dockerd start-up thread panicked")))
+                })
+                .collect()
+        });
+        // A dockerd that gave up on a slow containerd starts again here, on
+        // the main thread (it must outlive the start-up threads).
+        for (&i, r) in hosts.iter().zip(results) {
+            if let Err(e) = r {
+                self.again_after_slow_containerd(w, i, e, |this| {
+                    this.bring_up(w, i, &tar, plugin.as_deref())
+                })?;
             }
         }
         Ok(())
@@ -86,9 +123,11 @@ impl ContainerEngine for Dockerd {
             Self::driver_name(w),
             "--subnet",
             &subnet_s,
-            "--gateway",
-            &gateway,
         ];
+        // As the README makes it, Docker picks the gateway (the same first address).
+        if !w.driver_as_deployed() {
+            args.extend(["--gateway", &gateway]);
+        }
         // Dual stack: `--ipv6` and the second subnet with its gateway (the
         // first address, as Docker's IPAM would pick).
         let v6 = subnets.v6.map(|n| {

@@ -2,7 +2,9 @@
 //! `[driver] plugin = true` (dockerd engine only).
 //!
 //! The plugin folder is built once per run by `plugin/build.sh` from the
-//! driver binary under test; then each host's dockerd installs it the way
+//! driver binary under test (or built beforehand and named by
+//! `HARNESS_PLUGIN_DIR`, checked to hold that same binary); then each host's
+//! dockerd installs it the way
 //! the README tells operators to: `docker plugin create`, `docker plugin
 //! set` with the settings that stand for the host's driver flags, `docker
 //! plugin enable`. The host's gobgpd stays the harness's own, reached
@@ -34,8 +36,38 @@ fn source_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../plugin")
 }
 
-/// Builds the plugin folder for this run (once) and answers its path.
+/// The variable naming a plugin folder built beforehand by `plugin/build.sh`
+/// from the driver under test (`ci/test.sh` builds it once on the host, so
+/// a VM under emulation does not strip and copy a debug binary per run).
+pub const PREBUILT_ENV: &str = "HARNESS_PLUGIN_DIR";
+
+/// What `plugin/build.sh` writes into `driver.stamp`: the driver binary's
+/// size and modification time (seconds).
+fn stamp(driver: &Path) -> Result<String> {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::metadata(driver).with_context(|| format!("stat {}", driver.display()))?;
+    Ok(format!("{} {}", m.len(), m.mtime()))
+}
+
+/// The plugin folder for this run: the prebuilt one ([`PREBUILT_ENV`]) when
+/// it holds this run's driver, else one built for the run (once).
 pub fn folder(w: &World) -> Result<PathBuf> {
+    if let Some(dir) = std::env::var_os(PREBUILT_ENV).filter(|d| !d.is_empty()) {
+        let dir = PathBuf::from(dir);
+        let want = stamp(&w.opts.driver_bin)?;
+        let have = std::fs::read_to_string(dir.join("driver.stamp")).unwrap_or_default();
+        if have.trim() != want {
+            bail!(
+                "{PREBUILT_ENV}={} holds another driver binary (stamp {:?}, {} has {want:?}): rebuild it with plugin/build.sh --driver {} --out {}",
+                dir.display(),
+                have.trim(),
+                w.opts.driver_bin.display(),
+                w.opts.driver_bin.display(),
+                dir.display()
+            );
+        }
+        return Ok(dir);
+    }
     let out = w.dir.join("plugin");
     if out.join("config.json").exists() {
         return Ok(out);
@@ -76,6 +108,8 @@ fn settings_for(args: &[String], host_dir: &Path, embedded: bool) -> Result<Vec<
     let mut out = Vec::new();
     let mut extra: Vec<String> = Vec::new();
     let mut peers: Vec<String> = Vec::new();
+    let mut pools: Vec<String> = Vec::new();
+    let mut communities: Vec<String> = Vec::new();
     let mut it = args.iter();
     while let Some(flag) = it.next() {
         let mut value = || {
@@ -91,6 +125,9 @@ fn settings_for(args: &[String], host_dir: &Path, embedded: bool) -> Result<Vec<
             "--asn" => out.push(format!("ASN={}", value()?)),
             "--router-id" => out.push(format!("ROUTER_ID={}", value()?)),
             "--peer" => peers.push(value()?),
+            "--accept-pool" => pools.push(value()?),
+            "--community" => communities.push(value()?),
+            "--next-hop" => out.push(format!("NEXT_HOP={}", value()?)),
             "--log-level" => out.push(format!("LOG_LEVEL={}", value()?)),
             "--gobgp" if embedded => {
                 drop(value()?);
@@ -117,12 +154,20 @@ fn settings_for(args: &[String], host_dir: &Path, embedded: bool) -> Result<Vec<
     if let Some(bad) = extra
         .iter()
         .chain(&peers)
+        .chain(&pools)
+        .chain(&communities)
         .find(|a| a.chars().any(char::is_whitespace))
     {
-        bail!("driver argument {bad:?} has white space: EXTRA_ARGS and PEERS split on it");
+        bail!("driver argument {bad:?} has white space: the plugin's list settings split on it");
     }
-    if !peers.is_empty() {
-        out.push(format!("PEERS={}", peers.join(" ")));
+    for (key, list) in [
+        ("PEERS", &peers),
+        ("ACCEPT_POOLS", &pools),
+        ("COMMUNITIES", &communities),
+    ] {
+        if !list.is_empty() {
+            out.push(format!("{key}={}", list.join(" ")));
+        }
     }
     if !extra.is_empty() {
         out.push(format!("EXTRA_ARGS={}", extra.join(" ")));
@@ -215,6 +260,8 @@ mod tests {
             "192.0.2.3:65000",
             "--accept-pool",
             "10.1.0.0/16",
+            "--stale-routes-time",
+            "10",
         ]);
         let s = settings_for(&a, Path::new("/h"), false).unwrap();
         assert_eq!(
@@ -226,7 +273,8 @@ mod tests {
                 "GOBGP=unix:///host/run/gobgpd.sock",
                 "ASN=65000",
                 "PEERS=192.0.2.2:65000,hold=9 192.0.2.3:65000",
-                "EXTRA_ARGS=--accept-pool 10.1.0.0/16",
+                "ACCEPT_POOLS=10.1.0.0/16",
+                "EXTRA_ARGS=--stale-routes-time 10",
             ])
         );
     }
