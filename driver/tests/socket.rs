@@ -937,12 +937,15 @@ fn ipv6_docker_runs_on_macvlan() -> Outcome {
                     // (the kernel's doing); the repair round puts it back.
                     ip(&["-n", &h.ns, "link", "set", &shim, "down"]);
                     ip(&["-n", &h.ns, "link", "set", &shim, "up"]);
-                    let gone = ip(&["-n", &h.ns, "-6", "addr", "show", "dev", &shim]);
-                    assert!(!gone.contains(&gw6), "{label}: Linux dropped it: {gone}");
+                    // Linux drops it at once; the repair round may already
+                    // have put it back before `ip` looks (seen in the VM under
+                    // emulation), so what proves the repair is its log line.
                     let t = Instant::now();
                     loop {
                         let a6 = ip(&["-n", &h.ns, "-6", "addr", "show", "dev", &shim]);
-                        if a6.contains(&format!("inet6 {gw6}/64 scope global nodad")) {
+                        if a6.contains(&format!("inet6 {gw6}/64 scope global nodad"))
+                            && h.log().contains("missing a gateway address")
+                        {
                             break;
                         }
                         assert!(
