@@ -333,6 +333,8 @@ fn dispatch(app: &App, method: &str, body: &[u8]) -> Result<Answer, Option<Drive
 fn metrics_text(app: &App) -> String {
     let driver = lock(app);
     let st = driver.state();
+    app.metrics
+        .set_availability(driver.unavailable().len(), driver.parents_lost());
     app.metrics.render(st.networks.len(), st.endpoint_count())
 }
 

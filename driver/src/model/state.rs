@@ -26,6 +26,13 @@ pub struct State {
     /// Recently deleted network and endpoint IDs (replays of their deletion succeed).
     #[serde(default)]
     pub deleted: VecDeque<String>,
+    /// The identity this driver instance marks its links with
+    /// ([`super::names::Marks`]): made at the first start and kept, so that
+    /// another instance (another state directory) never takes its links.
+    /// Absent in files of earlier versions, whose links carry marks
+    /// without one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instance: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
