@@ -204,9 +204,15 @@ impl<K: LinkKernel> Driver<K> {
     /// dump); meant to run every few seconds. Returns how many networks
     /// came back.
     pub fn repair(&mut self) -> usize {
-        self.notice_lost_parents();
+        let lost = self.notice_lost_parents();
         self.restore_shims();
-        let ids: Vec<String> = self.unavailable.keys().cloned().collect();
+        // Those just lost are tried from the next round on.
+        let ids: Vec<String> = self
+            .unavailable
+            .keys()
+            .filter(|id| !lost.contains(*id))
+            .cloned()
+            .collect();
         let mut repaired = 0;
         for id in ids {
             let Some(spec) = self.state.networks.get(&id).map(|n| n.spec.clone()) else {
@@ -231,8 +237,8 @@ impl<K: LinkKernel> Driver<K> {
     /// announcements withdrawn, Docker's calls on it answered with the
     /// reason), logged and counted ([`Driver::parents_lost`]), and repaired
     /// by the next rounds once the parent is back. Without this, only the
-    /// next Join on it would notice. Returns how many it marked.
-    pub fn notice_lost_parents(&mut self) -> usize {
+    /// next Join on it would notice. Returns the networks it marked.
+    pub fn notice_lost_parents(&mut self) -> Vec<String> {
         let watched: Vec<(String, String)> = self
             .state
             .networks
@@ -240,17 +246,17 @@ impl<K: LinkKernel> Driver<K> {
             .filter(|n| !self.unavailable.contains_key(&n.spec.id))
             .map(|n| (n.spec.id.clone(), n.spec.parent.name.clone()))
             .collect();
+        let mut lost = Vec::new();
         if watched.is_empty() {
-            return 0;
+            return lost;
         }
         let present: std::collections::BTreeSet<String> = match self.kernel.links() {
             Ok(links) => links.into_iter().map(|l| l.name).collect(),
             Err(e) => {
                 debug!(error = %e, "could not list links to check the parents");
-                return 0;
+                return lost;
             }
         };
-        let mut lost = 0;
         for (id, parent) in watched {
             if present.contains(&parent) {
                 continue;
@@ -262,13 +268,13 @@ impl<K: LinkKernel> Driver<K> {
                 .count();
             warn!(network = %short_id(&id), parent = %parent, joined_endpoints = endpoints, "the network's parent interface disappeared while the driver ran: the network is unavailable and announces nothing until the parent is back (containers on it lost their links if it was deleted; restart them)");
             self.unavailable.insert(
-                id,
+                id.clone(),
                 format!("its parent interface {parent} disappeared while the driver ran; bring it back (or recreate it)"),
             );
             self.parents_lost += 1;
-            lost += 1;
+            lost.push(id);
         }
-        if lost > 0 {
+        if !lost.is_empty() {
             self.publish();
         }
         lost

@@ -19,6 +19,8 @@ use crate::model::network::{
 };
 use crate::model::state;
 
+mod safety;
+
 const NET_A: &str = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
 const NET_B: &str = "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb";
 const EP_1: &str = "1111111111111111111111111111111111111111111111111111111111111111";

@@ -239,7 +239,7 @@ fn recv(sock: &OwnedFd, buf: &mut [u8]) -> io::Result<Option<(usize, bool)>> {
     }
     Ok(Some((
         n as usize,
-        from.sll_pkttype == libc::PACKET_OUTGOING as u8,
+        from.sll_pkttype == libc::PACKET_OUTGOING,
     )))
 }
 
