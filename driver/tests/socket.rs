@@ -1376,16 +1376,35 @@ fn one_driver_per_state_directory() -> Outcome {
     privileged("one_driver_per_state_directory")?;
     let mut h = Host::new(&[]);
     let holder = h.driver.as_ref().map(|c| c.id()).unwrap();
-    let out = Command::new("ip")
+    let second = h.dir.join("second.log");
+    let log = std::fs::File::create(&second).unwrap();
+    let mut child = Command::new("ip")
         .args(["netns", "exec", &h.ns, env!("CARGO_BIN_EXE_ipvlan-bgp")])
         .args(["--socket", &h.dir.join("second.sock").display().to_string()])
         .args(["--state-dir", &h.dir.join("state").display().to_string()])
         .args(["--gobgp", "none"])
         .stdin(Stdio::null())
-        .output()
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
         .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "a second driver started: {err}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "a second driver on the same state directory is still running after 10 s:\n{}",
+                std::fs::read_to_string(&second).unwrap_or_default()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let err = std::fs::read_to_string(&second).unwrap_or_default();
+    assert!(!status.success(), "a second driver started: {err}");
     assert!(
         err.contains(&format!("pid {holder}")) && err.contains("one driver per state directory"),
         "{err}"
