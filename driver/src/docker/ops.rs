@@ -302,7 +302,7 @@ impl<K: LinkKernel> Driver<K> {
                 }
                 (false, _) if Sandbox::at(&ep.sandbox) != Sandbox::Gone => {
                     return Err(DriverError::Conflict(format!(
-                        "endpoint {} is already joined to sandbox {} and its link {} is not in the host namespace (it is inside that container);                          a second link would give its address to two containers: Docker must Leave it first (docker network disconnect, or stop that container)",
+                        "endpoint {} is already joined to sandbox {} and its link {} is not in the host namespace (it is inside that container); a second link would give its address to two containers: Docker must Leave it first (docker network disconnect, or stop that container)",
                         short_id(&ep.spec.id),
                         if ep.sandbox.is_empty() { "(unknown)" } else { &ep.sandbox },
                         ep.link

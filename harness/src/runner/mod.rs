@@ -47,6 +47,7 @@ mod expect;
 mod flood;
 mod gobgp;
 mod members;
+mod plugin_call;
 mod metrics;
 mod play;
 mod router_bgp;
