@@ -39,9 +39,9 @@ impl Runner<'_> {
             bytes,
             CALL_TIMEOUT,
         ))?;
-        let error = reply.err().or_else(|| {
-            (reply.status != 200).then(|| format!("HTTP {}", reply.status))
-        });
+        let error = reply
+            .err()
+            .or_else(|| (reply.status != 200).then(|| format!("HTTP {}", reply.status)));
         let what = format!("{method} on {host}'s {daemon:?}");
         match (error, expect_error) {
             (None, None) => Ok(()),
