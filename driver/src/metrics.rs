@@ -351,7 +351,6 @@ impl Metrics {
         }
     }
 
-    /// Prometheus text exposition.
     /// The driver's own health, read at each scrape: networks that cannot
     /// serve now, and parents lost while it ran (in all).
     pub fn set_availability(&self, unavailable: usize, parents_lost: u64) {
@@ -362,6 +361,7 @@ impl Metrics {
             .store(parents_lost, std::sync::atomic::Ordering::Relaxed);
     }
 
+    /// Prometheus text exposition.
     pub fn render(&self, networks: usize, endpoints: usize) -> String {
         self.networks
             .set(i64::try_from(networks).unwrap_or(i64::MAX));
