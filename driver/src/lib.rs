@@ -16,6 +16,7 @@ pub mod config;
 pub mod docker;
 pub mod error;
 pub mod health;
+pub mod instance;
 pub mod ipam;
 pub mod kernel;
 pub mod metrics;
@@ -45,6 +46,8 @@ pub async fn run(
     args: RunArgs,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    // One driver per state directory: before anything is read or changed.
+    let lock = instance::StateLock::acquire(&args.state_dir)?;
     let bgp_cfg = args.bgp_config().map_err(anyhow::Error::msg)?;
     let metrics_listener = match args.metrics_listen {
         Some(addr) => Some(server::bind_metrics(addr).await?),
@@ -160,5 +163,6 @@ pub async fn run(
     if let Some(e) = fatal_rx.borrow_and_update().clone() {
         anyhow::bail!("{e}");
     }
+    drop(lock);
     served.context("serve")
 }

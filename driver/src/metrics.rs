@@ -267,6 +267,8 @@ pub struct Metrics {
     requests: Family<RequestLabels, Counter>,
     networks: Gauge,
     endpoints: Gauge,
+    networks_unavailable: Gauge,
+    parents_lost: Counter,
     join_to_announce: Histogram,
     learn_to_install: Histogram,
     joins: Mutex<Pending>,
@@ -291,6 +293,8 @@ impl Default for Metrics {
         let requests = Family::<RequestLabels, Counter>::default();
         let networks = Gauge::default();
         let endpoints = Gauge::default();
+        let networks_unavailable = Gauge::default();
+        let parents_lost = Counter::default();
         let join_to_announce = Histogram::new(LATENCY_BUCKETS);
         let learn_to_install = Histogram::new(LATENCY_BUCKETS);
         let bgp = Arc::new(Mutex::new(BgpStatus::default()));
@@ -310,6 +314,16 @@ impl Default for Metrics {
             endpoints.clone(),
         );
         registry.register(
+            "ipvlan_bgp_networks_unavailable",
+            "Networks that cannot serve now (their parent is missing)",
+            networks_unavailable.clone(),
+        );
+        registry.register(
+            "ipvlan_bgp_parents_lost",
+            "Times a network's parent interface disappeared while the driver ran",
+            parents_lost.clone(),
+        );
+        registry.register(
             "ipvlan_bgp_join_to_announce_seconds",
             "From a Docker Join to gobgpd accepting the endpoint's path",
             join_to_announce.clone(),
@@ -325,6 +339,8 @@ impl Default for Metrics {
             requests,
             networks,
             endpoints,
+            networks_unavailable,
+            parents_lost,
             join_to_announce,
             learn_to_install,
             joins: Mutex::default(),
@@ -394,6 +410,16 @@ impl Metrics {
         if let Some(d) = lock(&self.learns).finish(prefix) {
             self.learn_to_install.observe(d.as_secs_f64());
         }
+    }
+
+    /// The driver's own health, read at each scrape: networks that cannot
+    /// serve now, and parents lost while it ran (in all).
+    pub fn set_availability(&self, unavailable: usize, parents_lost: u64) {
+        self.networks_unavailable
+            .set(i64::try_from(unavailable).unwrap_or(i64::MAX));
+        self.parents_lost
+            .inner()
+            .store(parents_lost, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Prometheus text exposition.

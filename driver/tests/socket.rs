@@ -62,6 +62,8 @@ struct Host {
     dir: PathBuf,
     driver: Option<Child>,
     rt: tokio::runtime::Runtime,
+    /// False for a second driver in another host's namespace ([`Host::beside`]).
+    owns_ns: bool,
 }
 
 impl Host {
@@ -87,9 +89,44 @@ impl Host {
                 .enable_all()
                 .build()
                 .unwrap(),
+            owns_ns: true,
         };
         h.start(extra);
         h
+    }
+
+    /// Another driver instance in this host's namespace, with its own
+    /// state directory and socket (the binary beside a managed plugin).
+    fn beside(&self, name: &str, extra: &[&str]) -> Host {
+        let dir = std::env::temp_dir().join(format!("ipvlan-bgp-test-{}-{name}", self.ns));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut h = Host {
+            ns: self.ns.clone(),
+            dir,
+            driver: None,
+            rt: tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap(),
+            owns_ns: false,
+        };
+        h.start(extra);
+        h
+    }
+
+    /// The identity this driver's links carry (kept in its state).
+    fn instance(&self) -> String {
+        let v: Value = serde_json::from_str(&self.state()).expect("state.json");
+        v["instance"]
+            .as_str()
+            .expect("an instance identity")
+            .to_string()
+    }
+
+    /// The mark a link of this driver with `role` and `id` carries.
+    fn mark(&self, role: &str, id: &str) -> String {
+        format!("ipvlan-bgp:{}:{role}:{id}", self.instance())
     }
 
     fn socket(&self) -> PathBuf {
@@ -253,7 +290,9 @@ impl Host {
 impl Drop for Host {
     fn drop(&mut self) {
         self.stop();
-        let _ = Command::new("ip").args(["netns", "del", &self.ns]).status();
+        if self.owns_ns {
+            let _ = Command::new("ip").args(["netns", "del", &self.ns]).status();
+        }
         if !std::thread::panicking() {
             let _ = std::fs::remove_dir_all(&self.dir);
         } else {
@@ -669,9 +708,13 @@ fn restart_sweeps_orphans_and_restores_shims() -> Outcome {
     let shim = format!("ibs{}", &NET[..12]);
     h.stop();
     ip(&["-n", &h.ns, "link", "del", &shim]);
+    let ours = h.mark("endpoint", "deadbeef0000");
     for (name, alias) in [
-        ("ibedeadbeef0000", Some("ipvlan-bgp:endpoint:deadbeef0000")),
+        ("ibedeadbeef0000", Some(ours.as_str())),
         ("ibedeadbeef0001", None),
+        // An earlier version's mark that our state does not name: it may be
+        // another instance's, so it stays.
+        ("ibedeadbeef0002", Some("ipvlan-bgp:endpoint:deadbeef0002")),
     ] {
         ip(&[
             "-n", &h.ns, "link", "add", "link", "dxu0", "name", name, "type", "macvlan", "mode",
@@ -691,6 +734,11 @@ fn restart_sweeps_orphans_and_restores_shims() -> Outcome {
     assert!(
         h.has_link("ibedeadbeef0001"),
         "a link named like ours without our mark stays:\n{}",
+        h.log()
+    );
+    assert!(
+        h.has_link("ibedeadbeef0002"),
+        "an earlier version's mark no record of ours names stays:\n{}",
         h.log()
     );
     assert!(h.has_link("dxu0"), "other links are untouched");
@@ -746,10 +794,7 @@ fn foreign_links_survive_and_ours_carry_the_mark() -> Outcome {
     h.ok("NetworkDriver.CreateNetwork", &body);
     check(&h, "CreateNetwork");
     let shim = format!("ibs{}", &NET[..12]);
-    assert_eq!(
-        h.alias_of(&shim).as_deref(),
-        Some(format!("ipvlan-bgp:shim:{NET}").as_str())
-    );
+    assert_eq!(h.alias_of(&shim), Some(h.mark("shim", NET)));
     let ep = json!({"NetworkID": NET, "EndpointID": EP1,
                     "Interface": {"Address": "10.201.7.2/24", "AddressIPv6": "", "MacAddress": ""}});
     h.ok("NetworkDriver.CreateEndpoint", &ep);
@@ -758,10 +803,7 @@ fn foreign_links_survive_and_ours_carry_the_mark() -> Outcome {
         &json!({"NetworkID": NET, "EndpointID": EP1, "SandboxKey": "/var/run/docker/netns/x"}),
     );
     let link = format!("ibe{}", &EP1[..12]);
-    assert_eq!(
-        h.alias_of(&link).as_deref(),
-        Some(format!("ipvlan-bgp:endpoint:{EP1}").as_str())
-    );
+    assert_eq!(h.alias_of(&link), Some(h.mark("endpoint", EP1)));
     assert!(h.alias_of("ibs1").is_none());
     h.stop();
     h.start(&[]);
@@ -815,10 +857,7 @@ fn a_missing_parent_is_repaired_when_it_returns() -> Outcome {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
-    assert_eq!(
-        h.alias_of(&shim).as_deref(),
-        Some(format!("ipvlan-bgp:shim:{NET}").as_str())
-    );
+    assert_eq!(h.alias_of(&shim), Some(h.mark("shim", NET)));
     h.ok("NetworkDriver.Join", &join);
     Ok(())
 }
@@ -1206,8 +1245,250 @@ fn ipv6_l2_forwards_per_link_not_host_wide() -> Outcome {
     Ok(())
 }
 
+/// A namespace removed when dropped.
+struct Ns(String);
+
+impl Ns {
+    fn new(name: String) -> Ns {
+        ip(&["netns", "add", &name]);
+        Ns(name)
+    }
+}
+
+impl Drop for Ns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
+    }
+}
+
+/// The MAC address of `link` in namespace `ns`.
+fn mac_of(ns: &str, link: &str) -> String {
+    let out = ip(&["-n", ns, "-br", "link", "show", "dev", link]);
+    out.split_whitespace()
+        .nth(2)
+        .unwrap_or_default()
+        .to_string()
+}
+
+fn create_body(parent: &str, v4: Option<(&str, &str)>, v6: Option<(&str, &str)>) -> Value {
+    let data = |d: Option<(&str, &str)>| match d {
+        Some((pool, gw)) => json!([{"AddressSpace": "LocalDefault", "Pool": pool, "Gateway": gw}]),
+        None => json!([]),
+    };
+    let mut options =
+        json!({"com.docker.network.generic": {"parent": parent, "dataplane": "macvlan"}});
+    if v6.is_some() {
+        options["com.docker.network.enable_ipv6"] = json!(true);
+    }
+    json!({"NetworkID": NET, "Options": options, "IPv4Data": data(v4), "IPv6Data": data(v6)})
+}
+
+/// What belongs to the segment is never taken: a subnet on the host's own
+/// LAN (Docker's macvlan recipe) is refused, naming the host's address; a
+/// gateway a real neighbour (a "router" namespace) holds is refused in
+/// either family, naming the neighbour's MAC, as its real kernel answers
+/// the driver's ARP probe and DAD solicitation. Nothing is left behind. A
+/// free gateway is made, and the CreateNetwork answer's wait is reported.
+fn the_segments_addresses_are_not_taken() -> Outcome {
+    privileged("the_segments_addresses_are_not_taken")?;
+    let h = Host::new(&[]);
+    let router = Ns::new(format!("{}-r", h.ns));
+    ip(&[
+        "-n", &h.ns, "link", "add", "dxs0", "type", "veth", "peer", "name", "dxs1",
+    ]);
+    ip(&["-n", &h.ns, "link", "set", "dxs1", "netns", &router.0]);
+    ip(&[
+        "-n",
+        &router.0,
+        "addr",
+        "add",
+        "198.51.100.1/24",
+        "dev",
+        "dxs1",
+    ]);
+    ip(&[
+        "-n",
+        &router.0,
+        "addr",
+        "add",
+        "fd00:33::1/64",
+        "dev",
+        "dxs1",
+        "nodad",
+    ]);
+    ip(&["-n", &h.ns, "link", "set", "dxs0", "up"]);
+    ip(&["-n", &router.0, "link", "set", "dxs1", "up"]);
+    let router_mac = mac_of(&router.0, "dxs1");
+    let addrs = || ip(&["-n", &h.ns, "-o", "addr", "show"]);
+    let before = addrs();
+    // Docker's macvlan recipe on the host's own LAN: dxu0 holds 192.0.2.1/24.
+    let e = h.err(
+        "NetworkDriver.CreateNetwork",
+        &create_body("dxu0", Some(("192.0.2.0/24", "192.0.2.254/24")), None),
+    );
+    assert!(
+        e.contains("192.0.2.0/24") && e.contains("192.0.2.1/24, an address of this host on dxu0"),
+        "{e}"
+    );
+    // The router's addresses as gateways, each family.
+    let e = h.err(
+        "NetworkDriver.CreateNetwork",
+        &create_body("dxs0", Some(("198.51.100.0/24", "198.51.100.1/24")), None),
+    );
+    assert!(
+        e.contains(&format!("198.51.100.1 is answered on dxs0 by {router_mac}"))
+            && e.contains("pick another --gateway"),
+        "{e}\n{}",
+        h.log()
+    );
+    let e = h.err(
+        "NetworkDriver.CreateNetwork",
+        &create_body(
+            "dxs0",
+            Some(("10.77.1.0/24", "10.77.1.1/24")),
+            Some(("fd00:33::/64", "fd00:33::1/64")),
+        ),
+    );
+    assert!(
+        e.contains(&format!("fd00:33::1 is answered on dxs0 by {router_mac}")),
+        "{e}\n{}",
+        h.log()
+    );
+    assert!(h.marked_links().is_empty(), "{:?}", h.marked_links());
+    assert_eq!(addrs(), before, "no address was taken");
+    // A free gateway on that segment: asked, nobody answers, made.
+    let started = Instant::now();
+    h.ok(
+        "NetworkDriver.CreateNetwork",
+        &create_body(
+            "dxs0",
+            Some(("198.51.100.0/24", "198.51.100.254/24")),
+            Some(("fd00:33::/64", "fd00:33::fe/64")),
+        ),
+    );
+    let took = started.elapsed();
+    eprintln!("CreateNetwork with a free gateway (3 probes over 210 ms, both families): {took:?}");
+    assert!(
+        took >= Duration::from_millis(200) && took < Duration::from_secs(2),
+        "{took:?}"
+    );
+    assert_eq!(h.marked_links().len(), 1);
+    Ok(())
+}
+
+/// One driver per state directory: a second one on it (another socket)
+/// refuses to start and names the pid that holds it; once the first is
+/// gone, it starts.
+fn one_driver_per_state_directory() -> Outcome {
+    privileged("one_driver_per_state_directory")?;
+    let mut h = Host::new(&[]);
+    let holder = h.driver.as_ref().map(|c| c.id()).unwrap();
+    let second = h.dir.join("second.log");
+    let log = std::fs::File::create(&second).unwrap();
+    let mut child = Command::new("ip")
+        .args(["netns", "exec", &h.ns, env!("CARGO_BIN_EXE_ipvlan-bgp")])
+        .args(["--socket", &h.dir.join("second.sock").display().to_string()])
+        .args(["--state-dir", &h.dir.join("state").display().to_string()])
+        .args(["--gobgp", "none"])
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "a second driver on the same state directory is still running after 10 s:\n{}",
+                std::fs::read_to_string(&second).unwrap_or_default()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let err = std::fs::read_to_string(&second).unwrap_or_default();
+    assert!(!status.success(), "a second driver started: {err}");
+    assert!(
+        err.contains(&format!("pid {holder}")) && err.contains("one driver per state directory"),
+        "{err}"
+    );
+    assert!(!h.dir.join("second.sock").exists());
+    // The first still serves; after it stops, the directory is free.
+    h.ok("Plugin.Activate", &Value::Null);
+    h.stop();
+    h.start(&[]);
+    Ok(())
+}
+
+/// Two drivers with two state directories in one namespace (the binary
+/// and a managed plugin): each marks its links with its own identity; one
+/// restarting (restore, sweep) or deleting its network never touches the
+/// other's shim or container link.
+fn two_instances_keep_to_their_own_links() -> Outcome {
+    privileged("two_instances_keep_to_their_own_links")?;
+    let a = Host::new(&[]);
+    let mut b = a.beside("b", &[]);
+    assert_ne!(a.instance(), b.instance());
+    const NET_B: &str = "4c2c58f413cf9cb582368ef25fcfc775c2e7e9489ae5e1e9ad0e6e72de646e7";
+    const EP_B: &str = "946e6ff21ee018f8ec8f811ea88ee3fd9a122494fece3330ea39f8a0f1bcf6bb";
+    let mut body = create_body("dxu0", Some(("10.201.7.0/24", "10.201.7.1/24")), None);
+    a.ok("NetworkDriver.CreateNetwork", &body);
+    a.ok(
+        "NetworkDriver.CreateEndpoint",
+        &json!({"NetworkID": NET, "EndpointID": EP1,
+                "Interface": {"Address": "10.201.7.2/24", "AddressIPv6": "", "MacAddress": ""}}),
+    );
+    a.ok(
+        "NetworkDriver.Join",
+        &json!({"NetworkID": NET, "EndpointID": EP1, "SandboxKey": "/var/run/docker/netns/a"}),
+    );
+    body["NetworkID"] = json!(NET_B);
+    body["IPv4Data"] = json!([{"AddressSpace": "LocalDefault", "Pool": "10.202.7.0/24", "Gateway": "10.202.7.1/24"}]);
+    b.ok("NetworkDriver.CreateNetwork", &body);
+    b.ok(
+        "NetworkDriver.CreateEndpoint",
+        &json!({"NetworkID": NET_B, "EndpointID": EP_B,
+                "Interface": {"Address": "10.202.7.2/24", "AddressIPv6": "", "MacAddress": ""}}),
+    );
+    b.ok(
+        "NetworkDriver.Join",
+        &json!({"NetworkID": NET_B, "EndpointID": EP_B, "SandboxKey": "/var/run/docker/netns/b"}),
+    );
+    let a_links = [format!("ibs{}", &NET[..12]), format!("ibe{}", &EP1[..12])];
+    let seen = |names: &[String]| -> Vec<String> {
+        names
+            .iter()
+            .map(|n| ip(&["-n", &a.ns, "-o", "-d", "link", "show", "dev", n]))
+            .collect()
+    };
+    let before = seen(&a_links);
+    assert_eq!(a.alias_of(&a_links[0]), Some(a.mark("shim", NET)));
+    assert_eq!(a.alias_of(&a_links[1]), Some(a.mark("endpoint", EP1)));
+    b.stop();
+    b.start(&[]);
+    let ids = json!({"NetworkID": NET_B, "EndpointID": EP_B});
+    b.ok("NetworkDriver.Leave", &ids);
+    b.ok("NetworkDriver.DeleteEndpoint", &ids);
+    b.ok("NetworkDriver.DeleteNetwork", &json!({"NetworkID": NET_B}));
+    b.stop();
+    b.start(&[]);
+    assert_eq!(
+        seen(&a_links),
+        before,
+        "A's links changed:\n{}\n{}",
+        a.log(),
+        b.log()
+    );
+    assert_eq!(a.marked_links().len(), 2, "B's own links are gone");
+    Ok(())
+}
+
 fn main() {
-    let tests: [(&str, TestFn); 11] = [
+    let tests: [(&str, TestFn); 14] = [
         (
             "every_fixture_gets_the_right_answer",
             every_fixture_gets_the_right_answer,
@@ -1245,6 +1526,18 @@ fn main() {
         (
             "ipv6_l2_forwards_per_link_not_host_wide",
             ipv6_l2_forwards_per_link_not_host_wide,
+        ),
+        (
+            "the_segments_addresses_are_not_taken",
+            the_segments_addresses_are_not_taken,
+        ),
+        (
+            "one_driver_per_state_directory",
+            one_driver_per_state_directory,
+        ),
+        (
+            "two_instances_keep_to_their_own_links",
+            two_instances_keep_to_their_own_links,
         ),
     ];
     let trials = tests

@@ -350,6 +350,8 @@ struct DrainRequest {
 fn metrics_text(app: &App) -> String {
     let driver = lock(app);
     let st = driver.state();
+    app.metrics
+        .set_availability(driver.unavailable().len(), driver.parents_lost());
     app.metrics.render(st.networks.len(), st.endpoint_count())
 }
 

@@ -21,11 +21,11 @@ use tracing::{debug, info, warn};
 use super::{Driver, Result};
 use crate::error::DriverError;
 use crate::kernel::{LinkKernel, LinkKind};
-use crate::model::names::{self, short_id, Role};
+use crate::model::names::{self, short_id, Marks, Role};
 use crate::model::network::NetworkSpec;
 use crate::model::state;
 use crate::provision::links::{self, Expect};
-use crate::provision::network::{ensure_network, owned_marks, Undo};
+use crate::provision::network::{owned_marks, NewShim, Undo};
 use crate::store::Store;
 use crate::view::decide::{decide, Evidence, Health, Sandbox};
 use crate::view::View;
@@ -39,18 +39,27 @@ impl<K: LinkKernel> Driver<K> {
         default_parent: Option<String>,
     ) -> Result<(Driver<K>, watch::Receiver<Arc<View>>)> {
         let mut store = store;
-        let (state, replayed) = store.load_replayed()?;
+        let (mut state, replayed) = store.load_replayed()?;
+        let (marks, fresh) = identity(&mut state)?;
         let (tx, rx) = watch::channel(Arc::new(View::default()));
         let mut driver = Driver {
             state,
             store,
             kernel,
+            marks,
             default_parent,
             ipvlan: None,
             unavailable: BTreeMap::new(),
+            parents_lost: 0,
             view: tx,
             current: View::default(),
         };
+        info!(instance = %driver.marks.instance(), new = fresh, "this instance's identity (its links' marks carry it)");
+        if fresh {
+            // Before any link carries it: an identity lost in a crash would
+            // leave links that no instance may ever touch again.
+            driver.save()?;
+        }
         if driver.state.version < state::VERSION {
             driver.adopt_unmarked();
         } else if replayed.records > 0 || replayed.torn_bytes > 0 || replayed.stale {
@@ -74,7 +83,7 @@ impl<K: LinkKernel> Driver<K> {
         for id in &ids {
             let spec = self.state.networks[id].spec.clone();
             let mut undo = Undo::default();
-            match ensure_network(&mut self.kernel, &mut self.ipvlan, &spec, &mut undo) {
+            match self.ensure_network(&spec, NewShim::Trust, &mut undo) {
                 Ok(shim) => {
                     info!(network = %spec.short_id(), shim = ?shim, "network restored");
                 }
@@ -85,11 +94,14 @@ impl<K: LinkKernel> Driver<K> {
                 }
             }
         }
-        let owned = owned_marks(&self.state);
-        match links::sweep(&mut self.kernel, &owned) {
-            Ok(deleted) => {
-                for l in deleted {
+        let owned = owned_marks(&self.state, &self.marks);
+        match links::sweep(&mut self.kernel, &self.marks, &owned) {
+            Ok(swept) => {
+                for l in swept.deleted {
                     info!(link = %l, "deleted a link of ours that no record owns");
+                }
+                for l in swept.adopted {
+                    info!(link = %l, "a link of an earlier version that our state names: re-marked with this instance's identity");
                 }
             }
             Err(e) => warn!(error = %e, "could not list links to sweep orphans"),
@@ -131,10 +143,10 @@ impl<K: LinkKernel> Driver<K> {
                 }
             };
             if let Some(shim) = &rec.shim {
-                try_adopt(&mut self.kernel, shim, &names::mark(Role::Shim, &id));
+                try_adopt(&mut self.kernel, shim, &self.marks.mark(Role::Shim, &id));
             }
             for (ep_id, ep) in &rec.endpoints {
-                let mark = names::mark(Role::Endpoint, ep_id);
+                let mark = self.marks.mark(Role::Endpoint, ep_id);
                 if !try_adopt(&mut self.kernel, &ep.link, &mark) {
                     if let Some(e) = self
                         .state
@@ -184,14 +196,23 @@ impl<K: LinkKernel> Driver<K> {
         }
     }
 
-    /// Retries the networks that could not be restored (their parent was
-    /// missing) and publishes the view when one comes back; puts back the
-    /// shims of available networks that lost their state (see
-    /// [`Driver::restore_shims`]). Cheap when all is well; meant to run every
-    /// few seconds. Returns how many networks came back.
+    /// Notices parents that disappeared while the driver ran (see
+    /// [`Driver::notice_lost_parents`]), retries the networks that cannot
+    /// serve (their parent is missing) and publishes the view when one comes
+    /// back; puts back the shims of available networks that lost their state
+    /// (see [`Driver::restore_shims`]). Cheap when all is well (one link
+    /// dump); meant to run every few seconds. Returns how many networks
+    /// came back.
     pub fn repair(&mut self) -> usize {
+        let lost = self.notice_lost_parents();
         self.restore_shims();
-        let ids: Vec<String> = self.unavailable.keys().cloned().collect();
+        // Those just lost are tried from the next round on.
+        let ids: Vec<String> = self
+            .unavailable
+            .keys()
+            .filter(|id| !lost.contains(*id))
+            .cloned()
+            .collect();
         let mut repaired = 0;
         for id in ids {
             let Some(spec) = self.state.networks.get(&id).map(|n| n.spec.clone()) else {
@@ -209,6 +230,54 @@ impl<K: LinkKernel> Driver<K> {
             self.publish();
         }
         repaired
+    }
+
+    /// A network whose parent interface is gone (deleted, renamed away)
+    /// while the driver runs cannot serve: it is marked unavailable (its
+    /// announcements withdrawn, Docker's calls on it answered with the
+    /// reason), logged and counted ([`Driver::parents_lost`]), and repaired
+    /// by the next rounds once the parent is back. Without this, only the
+    /// next Join on it would notice. Returns the networks it marked.
+    pub fn notice_lost_parents(&mut self) -> Vec<String> {
+        let watched: Vec<(String, String)> = self
+            .state
+            .networks
+            .values()
+            .filter(|n| !self.unavailable.contains_key(&n.spec.id))
+            .map(|n| (n.spec.id.clone(), n.spec.parent.name.clone()))
+            .collect();
+        let mut lost = Vec::new();
+        if watched.is_empty() {
+            return lost;
+        }
+        let present: std::collections::BTreeSet<String> = match self.kernel.links() {
+            Ok(links) => links.into_iter().map(|l| l.name).collect(),
+            Err(e) => {
+                debug!(error = %e, "could not list links to check the parents");
+                return lost;
+            }
+        };
+        for (id, parent) in watched {
+            if present.contains(&parent) {
+                continue;
+            }
+            let endpoints = self.state.networks[&id]
+                .endpoints
+                .values()
+                .filter(|e| e.joined)
+                .count();
+            warn!(network = %short_id(&id), parent = %parent, joined_endpoints = endpoints, "the network's parent interface disappeared while the driver ran: the network is unavailable and announces nothing until the parent is back (containers on it lost their links if it was deleted; restart them)");
+            self.unavailable.insert(
+                id.clone(),
+                format!("its parent interface {parent} disappeared while the driver ran; bring it back (or recreate it)"),
+            );
+            self.parents_lost += 1;
+            lost.push(id);
+        }
+        if !lost.is_empty() {
+            self.publish();
+        }
+        lost
     }
 
     /// Shims of available networks that are gone, down, or lack a gateway
@@ -251,7 +320,7 @@ impl<K: LinkKernel> Driver<K> {
                 continue;
             }
             let mut undo = Undo::default();
-            match ensure_network(&mut self.kernel, &mut self.ipvlan, &spec, &mut undo) {
+            match self.ensure_network(&spec, NewShim::Trust, &mut undo) {
                 Ok(_) => {
                     fixed += 1;
                     warn!(network = %spec.short_id(), shim = %shim, "the shim was gone, down or missing a gateway address (set down by hand?): restored");
@@ -267,7 +336,7 @@ impl<K: LinkKernel> Driver<K> {
 
     fn try_repair(&mut self, spec: &NetworkSpec) -> Result<()> {
         let mut undo = Undo::default();
-        match ensure_network(&mut self.kernel, &mut self.ipvlan, spec, &mut undo) {
+        match self.ensure_network(spec, NewShim::Trust, &mut undo) {
             Ok(_) => {
                 self.unavailable.remove(&spec.id);
                 info!(network = %spec.short_id(), parent = %spec.parent.name, "network repaired: its parent is back");
@@ -297,6 +366,27 @@ impl<K: LinkKernel> Driver<K> {
             reason: self.unavailable.get(network).cloned().unwrap_or_default(),
         })
     }
+}
+
+/// This instance's marks from the state's identity; a state without one
+/// (new, or from an earlier version) gets a fresh one (`true`: to be saved
+/// before any link carries it).
+fn identity(state: &mut state::State) -> Result<(Marks, bool)> {
+    if let Some(id) = &state.instance {
+        return Marks::new(id).map(|m| (m, false)).ok_or_else(|| {
+            DriverError::Internal(format!(
+                "the state names the instance identity {id:?}, which is not one ({} lowercase hex digits): restore the state file from a backup",
+                names::INSTANCE_CHARS
+            ))
+        });
+    }
+    let id = crate::instance::new_id()
+        .map_err(|e| DriverError::Internal(format!("cannot make an instance identity: {e}")))?;
+    let marks = Marks::new(&id).ok_or_else(|| {
+        DriverError::Internal(format!("made an invalid instance identity {id:?}"))
+    })?;
+    state.instance = Some(id);
+    Ok((marks, true))
 }
 
 /// How often networks that could not be restored (their parent was missing)

@@ -25,8 +25,10 @@ use tokio::sync::watch;
 use crate::error::DriverError;
 use crate::kernel::real::Kernel;
 use crate::kernel::LinkKernel;
-use crate::model::network::{check_id, EndpointSpec};
+use crate::model::names::Marks;
+use crate::model::network::{check_id, EndpointSpec, NetworkSpec};
 use crate::model::state::{EndpointRecord, NetworkRecord, Record, State};
+use crate::provision::network::{ensure_network, NewShim, Undo};
 use crate::store::Store;
 use crate::view::View;
 
@@ -39,6 +41,8 @@ pub struct Driver<K: LinkKernel = Kernel> {
     state: State,
     store: Store,
     kernel: K,
+    /// This instance's marks: the identity its links carry.
+    marks: Marks,
     default_parent: Option<String>,
     /// Whether this kernel has ipvlan, once probed.
     ipvlan: Option<bool>,
@@ -46,6 +50,8 @@ pub struct Driver<K: LinkKernel = Kernel> {
     /// Docker's calls on them fail with that reason until [`Driver::repair`]
     /// (or the call itself) restores them.
     unavailable: BTreeMap<String, String>,
+    /// Parents seen disappearing by the repair loop, counted.
+    parents_lost: u64,
     view: watch::Sender<Arc<View>>,
     /// The view last published, kept up to date change by change.
     current: View,
@@ -65,6 +71,16 @@ impl<K: LinkKernel> Driver<K> {
     /// Networks that cannot serve now, with the reason.
     pub fn unavailable(&self) -> &BTreeMap<String, String> {
         &self.unavailable
+    }
+
+    /// The marks this instance's links carry.
+    pub fn marks(&self) -> &Marks {
+        &self.marks
+    }
+
+    /// How many times a network's parent disappeared while the driver ran.
+    pub fn parents_lost(&self) -> u64 {
+        self.parents_lost
     }
 
     pub fn subscribe(&self) -> watch::Receiver<Arc<View>> {
@@ -93,6 +109,24 @@ impl<K: LinkKernel> Driver<K> {
         if changed {
             self.view.send_replace(Arc::new(self.current.clone()));
         }
+    }
+
+    /// Makes a network's kernel side exist ([`ensure_network`]) with this
+    /// instance's marks; what it creates is pushed on `undo`.
+    fn ensure_network(
+        &mut self,
+        spec: &NetworkSpec,
+        new_shim: NewShim,
+        undo: &mut Undo,
+    ) -> Result<Option<String>> {
+        ensure_network(
+            &mut self.kernel,
+            &mut self.ipvlan,
+            &self.marks,
+            spec,
+            new_shim,
+            undo,
+        )
     }
 
     /// Writes the whole state as a fresh snapshot (start-up repairs).

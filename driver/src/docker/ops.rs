@@ -8,8 +8,13 @@
 //! the View published. Every operation validates first, then acts, and
 //! rolls back what it made if a later step fails, so a failed request
 //! leaves nothing half-made. Replays of a request that already took effect
-//! answer the same and change nothing. A network that could not be
-//! restored gets one repair attempt ([`super::lifecycle`]) before it refuses.
+//! answer the same and change nothing; a Join replayed with another sandbox
+//! or after its link vanished is checked against the kernel first (see
+//! [`Driver::join`]). A new network is refused, before any kernel change,
+//! if its subnets overlap what the host already has, and once its parent
+//! exists if the segment answers for its gateways
+//! ([`crate::provision::segment`]). A network that could not be restored
+//! gets one repair attempt ([`super::lifecycle`]) before it refuses.
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 
@@ -22,7 +27,8 @@ use crate::model::names::{self, short_id, Role};
 use crate::model::network::{check_id, EndpointSpec, NetworkSpec};
 use crate::model::state::{EndpointRecord, Record};
 use crate::provision::links::{self, Expect};
-use crate::provision::network::{delete_network_links, ensure_network, parent_index, Undo};
+use crate::provision::network::{delete_network_links, owned_marks, parent_index, NewShim, Undo};
+use crate::provision::segment;
 use crate::view::decide::Sandbox;
 
 /// What Docker needs after a Join: the link to move into the container and
@@ -92,7 +98,7 @@ impl<K: LinkKernel> Driver<K> {
             }
             // A replay: make sure the kernel side is still there.
             let mut undo = Undo::default();
-            if let Err(e) = ensure_network(&mut self.kernel, &mut self.ipvlan, &spec, &mut undo) {
+            if let Err(e) = self.ensure_network(&spec, NewShim::Trust, &mut undo) {
                 undo.run(&mut self.kernel);
                 return Err(e);
             }
@@ -116,8 +122,12 @@ impl<K: LinkKernel> Driver<K> {
                 )));
             }
         }
+        // What belongs to the segment (the host's addresses and connected
+        // routes, but for our own shims) is not ours to hand out.
+        let own = owned_marks(&self.state, &self.marks);
+        segment::check_overlap(&mut self.kernel, &spec, &own)?;
         let mut undo = Undo::default();
-        let shim = match ensure_network(&mut self.kernel, &mut self.ipvlan, &spec, &mut undo) {
+        let shim = match self.ensure_network(&spec, NewShim::Probe, &mut undo) {
             Ok(v) => v,
             Err(e) => {
                 undo.run(&mut self.kernel);
@@ -168,7 +178,7 @@ impl<K: LinkKernel> Driver<K> {
             .networks
             .values()
             .any(|n| n.spec.parent.name == spec.parent.name);
-        let failed = delete_network_links(&mut self.kernel, &rec, still_used);
+        let failed = delete_network_links(&mut self.kernel, &self.marks, &rec, still_used);
         info!(network = %spec.short_id(), "network deleted");
         if !failed.is_empty() {
             return Err(DriverError::Internal(format!(
@@ -247,24 +257,63 @@ impl<K: LinkKernel> Driver<K> {
         Ok(())
     }
 
+    /// Join: the container's link exists on the parent, marked, and is
+    /// handed to Docker. A Join for an endpoint already joined is answered
+    /// the same only when nothing changed (the same sandbox, its link still
+    /// in the host namespace, not yet moved). Otherwise the kernel decides:
+    /// the link still in the host namespace is no container's, so the
+    /// endpoint joins the new sandbox; a link gone with a sandbox that is
+    /// gone (its namespace file absent: the link died with it) is made
+    /// again; a link gone while its sandbox is still there (it is inside
+    /// that container) is refused, since a second link would put the same
+    /// address on two containers. Docker retries a Join only when the
+    /// driver did not answer, and follows a refused Join with
+    /// DeleteEndpoint.
     pub fn join(&mut self, network: &str, endpoint: &str, sandbox: &str) -> Result<Joined> {
         let (net, ep) = self.endpoint(network, endpoint)?;
         let spec = net.spec.clone();
         let ep = ep.clone();
         let joined = Joined::of(&ep.link, &spec);
-        if ep.joined {
-            // A replay: the link was made and may already be inside the container.
-            return Ok(joined);
-        }
         self.require_available(network)?;
         let parent = parent_index(&mut self.kernel, &spec)?;
-        let mark = names::mark(Role::Endpoint, &ep.spec.id);
+        let mark = self.marks.mark(Role::Endpoint, &ep.spec.id);
         let want = Expect {
             name: &ep.link,
             kind: LinkKind::from(spec.dataplane),
             parent: Some(parent),
             mark: &mark,
         };
+        if ep.joined {
+            // In the host namespace: ours (or refused as someone else's).
+            let here = match self.kernel.link(&ep.link)? {
+                Some(_) => links::ensure(&mut self.kernel, &want, ep.spec.mac).map(|_| true)?,
+                None => false,
+            };
+            match (here, ep.sandbox == sandbox) {
+                // A replay: the link was made and Docker has not moved it yet.
+                (true, true) => return Ok(joined),
+                // The link is back in the host namespace: no container holds
+                // it, and the endpoint joins the sandbox Docker names now.
+                (true, false) => {
+                    self.set_joined(network, endpoint, Some(sandbox))?;
+                    warn!(endpoint = %short_id(&ep.spec.id), from = %ep.sandbox, to = %sandbox, "a joined endpoint joined again with another sandbox (its Leave was lost); its link is in the host namespace and goes to the new one");
+                    self.publish_endpoint(&ep.spec);
+                    return Ok(joined);
+                }
+                (false, _) if Sandbox::at(&ep.sandbox) != Sandbox::Gone => {
+                    return Err(DriverError::Conflict(format!(
+                        "endpoint {} is already joined to sandbox {} and its link {} is not in the host namespace (it is inside that container); a second link would give its address to two containers: Docker must Leave it first (docker network disconnect, or stop that container)",
+                        short_id(&ep.spec.id),
+                        if ep.sandbox.is_empty() { "(unknown)" } else { &ep.sandbox },
+                        ep.link
+                    )));
+                }
+                // Its sandbox is gone, and the link died with it: made again below.
+                (false, _) => {
+                    warn!(endpoint = %short_id(&ep.spec.id), sandbox = %ep.sandbox, link = %ep.link, "a joined endpoint's link died with its sandbox; made again for this Join");
+                }
+            }
+        }
         let ensured = links::ensure(&mut self.kernel, &want, ep.spec.mac)?;
         if let Err(e) = self.set_joined(network, endpoint, Some(sandbox)) {
             if ensured.created {
@@ -343,7 +392,7 @@ impl<K: LinkKernel> Driver<K> {
         let spec = net.spec.clone();
         // Docker has moved the link back into the host namespace by now.
         let parent = self.kernel.link(&spec.parent.name)?.map(|l| l.index);
-        let mark = names::mark(Role::Endpoint, endpoint);
+        let mark = self.marks.mark(Role::Endpoint, endpoint);
         let want = Expect {
             name: &link,
             kind: LinkKind::from(spec.dataplane),

@@ -19,6 +19,8 @@ use crate::model::network::{
 };
 use crate::model::state;
 
+mod safety;
+
 const NET_A: &str = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
 const NET_B: &str = "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb";
 const EP_1: &str = "1111111111111111111111111111111111111111111111111111111111111111";
@@ -141,14 +143,20 @@ fn marked_orphans_are_swept_owned_links_kept() {
     let (mut d, _) = start(dir.path(), &fk);
     d.create_network(net(NET_A, "eth0", "10.1.1.0/24", MACVLAN))
         .unwrap();
+    let d_marks = d.marks().clone();
     drop(d);
     fk.add_device(
         "ibe999999999999",
         Some("macvlan"),
         Some("eth0"),
-        Some(&names::mark(Role::Endpoint, EP_2)),
+        Some(&d_marks.mark(Role::Endpoint, EP_2)),
     );
-    fk.add_device("ibpx", Some("veth"), None, Some("ipvlan-bgp:probe:1"));
+    fk.add_device(
+        "ibpx",
+        Some("veth"),
+        None,
+        Some(&d_marks.mark(Role::Probe, "1")),
+    );
     let _ = start(dir.path(), &fk);
     assert!(fk.link_named("ibe999999999999").is_none());
     assert!(fk.link_named("ibpx").is_none());
@@ -204,7 +212,7 @@ fn a_shared_vlan_is_created_once_and_goes_with_the_last_network() {
     assert_eq!(vlans.len(), 1);
     let vlan = fk.link_named("eth1.10").unwrap();
     assert_eq!(vlan.kind.as_deref(), Some("vlan"));
-    assert_eq!(vlan.alias, Some(names::mark(Role::Vlan, "eth1.10")));
+    assert_eq!(vlan.alias, Some(d.marks().mark(Role::Vlan, "eth1.10")));
     // The network that created it goes first: the VLAN stays.
     d.delete_network(NET_A).unwrap();
     assert!(fk.link_named("eth1.10").is_some());
@@ -368,7 +376,7 @@ fn a_missing_parent_is_an_error_until_it_returns() {
     assert_eq!(d.repair(), 1);
     assert!(d.unavailable().is_empty());
     let shim = fk.link_named(&names::shim(NET_A)).unwrap();
-    assert_eq!(shim.alias, Some(names::mark(Role::Shim, NET_A)));
+    assert_eq!(shim.alias, Some(d.marks().mark(Role::Shim, NET_A)));
     assert!(shim.up);
     assert!(fk
         .all_addresses()
@@ -408,7 +416,7 @@ fn links_of_a_state_before_marks_are_adopted_by_record() {
     assert!(d.unavailable().is_empty(), "{:?}", d.unavailable());
     assert_eq!(
         fk.link_named(&shim.name).unwrap().alias,
-        Some(names::mark(Role::Shim, NET_A))
+        Some(d.marks().mark(Role::Shim, NET_A))
     );
     assert!(fk.link_named(&l1.name).unwrap().alias.is_some());
     assert_eq!(store.load().unwrap().version, state::VERSION);
@@ -444,6 +452,10 @@ fn the_state_on_disk_follows_every_operation() {
     let dir = tempfile::tempdir().unwrap();
     let fk = host();
     let (mut d, _) = start(dir.path(), &fk);
+    // The first start wrote the instance's identity in a snapshot.
+    let snapshot = dir.path().join(crate::store::STATE_FILE);
+    let first = std::fs::read_to_string(&snapshot).unwrap();
+    assert!(first.contains(d.marks().instance()), "{first}");
     let on_disk = |d: &Driver<FakeKernel>, when: &str| {
         assert_eq!(&Store::new(dir.path()).load().unwrap(), d.state(), "{when}");
     };
@@ -460,7 +472,7 @@ fn the_state_on_disk_follows_every_operation() {
     d.delete_endpoint(NET_A, EP_1).unwrap();
     on_disk(&d, "delete endpoint");
     // Only the journal grew: no snapshot was written after the start.
-    assert!(!dir.path().join(crate::store::STATE_FILE).exists());
+    assert_eq!(std::fs::read_to_string(&snapshot).unwrap(), first);
     d.delete_network(NET_A).unwrap();
     on_disk(&d, "delete network");
     assert!(d.state().was_deleted(EP_2));

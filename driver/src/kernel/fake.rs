@@ -3,23 +3,28 @@
 //! In: the same link and address requests as [`super::Kernel`] (through
 //! [`LinkKernel`]), plus test controls: foreign devices placed beforehand,
 //! devices removed behind the driver's back, kinds this "kernel" lacks, and
-//! failures injected into the next request of a given type. Out: what a
-//! test asserts on — the links (index, name, kind, parent, alias, up),
+//! failures injected into the next request of a given type, routes placed
+//! by hand, and neighbours on a segment that answer probes for their
+//! addresses. Out: what a test asserts on — the links (index, name, kind, parent, alias, up),
 //! addresses and sysctls as the driver left them, and the order of the
 //! creations.
 //! It models what the driver relies on: names are unique (`EEXIST`), a gone
 //! link answers `ENODEV`, deleting a veth takes its peer, deleting a lower
-//! device takes the ipvlan/macvlan/VLAN links on it. Clones share one state,
+//! device takes the ipvlan/macvlan/VLAN links on it, an address brings its
+//! connected route (as `proto kernel` does). Clones share one state,
 //! so a test keeps a handle while the driver owns another.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::io;
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use std::net::IpAddr;
+
 use ipnet::IpNet;
 
+use super::neigh_probe::Answer;
 use super::netlink::NlError;
-use super::{Addr, KernelError, Link, LinkKernel, LinkKind, NewLink, Result};
+use super::{Addr, KernelError, Link, LinkKernel, LinkKind, NewLink, Result, Route};
 
 /// A request type, for failure injection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,6 +48,12 @@ struct Inner {
     created: Vec<String>,
     /// Sysctls written, by path; unwritten ones read as "0".
     sysctls: BTreeMap<String, String>,
+    /// Connected routes placed by hand (besides the addresses' own).
+    routes: Vec<Route>,
+    /// Someone on the segment behind a link (by name) holds this address.
+    neighbours: Vec<(String, IpAddr, [u8; 6])>,
+    /// Probes sent: the link's name and the addresses probed.
+    probes: Vec<(String, Vec<IpAddr>)>,
 }
 
 #[derive(Clone, Default)]
@@ -163,6 +174,30 @@ impl FakeKernel {
     /// A sysctl as the driver left it (`None`: never written).
     pub fn sysctl_value(&self, path: &str) -> Option<String> {
         self.inner().sysctls.get(path).cloned()
+    }
+
+    /// A connected route (no gateway) on link `dev`, as an operator's
+    /// `ip route add PREFIX dev DEV` makes.
+    pub fn add_route(&self, dst: IpNet, dev: &str) {
+        let mut g = self.inner();
+        let oif = g.links.values().find(|l| l.name == dev).map(|l| l.index);
+        g.routes.push(Route {
+            dst,
+            via: None,
+            oif,
+            protocol: 4,
+        });
+    }
+
+    /// Someone on the segment behind link `dev` holds `addr` and answers
+    /// probes for it from `mac`.
+    pub fn add_neighbour(&self, dev: &str, addr: IpAddr, mac: [u8; 6]) {
+        self.inner().neighbours.push((dev.to_string(), addr, mac));
+    }
+
+    /// The probes sent so far: the link and the addresses probed.
+    pub fn probes(&self) -> Vec<(String, Vec<IpAddr>)> {
+        self.inner().probes.clone()
     }
 
     /// Names of the links created through requests, in order (veth peers too).
@@ -332,6 +367,52 @@ impl LinkKernel for FakeKernel {
             None => true,
         };
         Ok(exists.then(|| "0".to_string()))
+    }
+
+    /// Links whose lower device is `index` (veth peers aside). The fake
+    /// has one namespace: a container's link is a device placed with that
+    /// parent.
+    fn users(&mut self, index: u32) -> Result<Vec<String>> {
+        Ok(self
+            .inner()
+            .links
+            .values()
+            .filter(|l| {
+                l.parent == Some(index) && l.index != index && l.kind.as_deref() != Some("veth")
+            })
+            .map(|l| l.name.clone())
+            .collect())
+    }
+
+    /// The hand-placed routes, and one per address (its prefix, on its
+    /// link) as the kernel adds them; host addresses (/32, /128) have none.
+    fn connected_routes(&mut self) -> Result<Vec<Route>> {
+        let g = self.inner();
+        let mut out = g.routes.clone();
+        for a in &g.addrs {
+            if a.net.prefix_len() < a.net.max_prefix_len() {
+                out.push(Route {
+                    dst: a.net.trunc(),
+                    via: None,
+                    oif: Some(a.index),
+                    protocol: 2,
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    /// Neighbours placed on the link's segment answer for their addresses.
+    fn probe_segment(&mut self, link: &Link, addrs: &[IpAddr]) -> Result<Option<Answer>> {
+        let mut g = self.inner();
+        g.probes.push((link.name.clone(), addrs.to_vec()));
+        Ok(g.neighbours.iter().find_map(|(dev, addr, mac)| {
+            (dev == &link.name && addrs.contains(addr)).then_some(Answer {
+                addr: *addr,
+                mac: *mac,
+                probing: false,
+            })
+        }))
     }
 
     fn set_sysctl(&mut self, path: &str, value: &str) -> Result<()> {

@@ -4,8 +4,9 @@
 //! In: link, address, sysctl and route requests ("create this link", "add
 //! this address", "these routes exist with our protocol tag"). Out: the
 //! kernel's state, read back as plain structs ([`Link`] with its alias,
-//! [`Addr`], [`Route`], [`TableRoute`]). Link, address and sysctl operations
-//! are the [`LinkKernel`] trait: [`real::Kernel`] implements it over one
+//! [`Addr`], [`Route`], [`TableRoute`]), and what the segment answers to a
+//! probe for an address ([`neigh_probe`]). Link, address, sysctl and probe
+//! operations are the [`LinkKernel`] trait: [`real::Kernel`] implements it over one
 //! rtnetlink socket ([`netlink`]), `fake::FakeKernel` in memory for tests
 //! (only with `cfg(test)` or the `test-support` feature). Which links may be
 //! touched is decided above it, in [`crate::provision::links`]. Nothing here knows
@@ -21,6 +22,7 @@ use netlink::NlError;
 
 #[cfg(any(test, feature = "test-support"))]
 pub mod fake;
+pub mod neigh_probe;
 pub mod netlink;
 pub mod real;
 
@@ -81,6 +83,22 @@ pub trait LinkKernel: Send {
     fn sysctl(&mut self, path: &str) -> Result<Option<String>>;
     /// Writes a sysctl (see [`LinkKernel::sysctl`]); the same value is no write.
     fn set_sysctl(&mut self, path: &str, value: &str) -> Result<()>;
+    /// The main table's unicast routes without a gateway (connected and
+    /// on-link routes), both families: what the host's links reach directly.
+    fn connected_routes(&mut self) -> Result<Vec<Route>>;
+    /// The links stacked on link `index` (ipvlan, macvlan, VLAN links
+    /// whose lower device it is), by name: in this namespace, and in every
+    /// namespace that has an id here (Docker moves a container's link into
+    /// the container's namespace, which gives that namespace one).
+    fn users(&mut self, index: u32) -> Result<Vec<String>>;
+    /// Asks the segment behind `link` whether anyone holds one of `addrs`
+    /// (ARP probes, IPv6 DAD solicitations, [`neigh_probe::TIMING`]);
+    /// `Ok(None)`: nobody answered within the wait.
+    fn probe_segment(
+        &mut self,
+        link: &Link,
+        addrs: &[IpAddr],
+    ) -> Result<Option<neigh_probe::Answer>>;
 }
 
 /// A link as read back from the kernel.
@@ -134,6 +152,12 @@ pub enum KernelError {
         #[source]
         source: io::Error,
     },
+    #[error("{op}: {source}")]
+    Io {
+        op: String,
+        #[source]
+        source: io::Error,
+    },
 }
 
 impl KernelError {
@@ -145,6 +169,7 @@ impl KernelError {
     pub fn errno(&self) -> Option<i32> {
         match self {
             KernelError::Netlink { source, .. } => source.errno(),
+            KernelError::Io { source, .. } => source.raw_os_error(),
             _ => None,
         }
     }

@@ -126,6 +126,19 @@ impl Netlink {
         })
     }
 
+    /// The network namespace this socket is bound to, as a file
+    /// (`SIOCGSKNS`): to name it in requests about namespaces.
+    pub fn netns(&self) -> io::Result<std::os::fd::OwnedFd> {
+        use std::os::fd::{AsRawFd, FromRawFd};
+        // SAFETY: a valid socket fd; SIOCGSKNS takes no argument and
+        // returns a new file descriptor, which we own from here.
+        let fd = unsafe { libc::ioctl(self.sock.as_raw_fd(), libc::SIOCGSKNS as _) };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) })
+    }
+
     fn next_seq(&mut self) -> u32 {
         self.seq = self.seq.wrapping_add(1).max(1);
         self.seq

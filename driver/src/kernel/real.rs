@@ -23,11 +23,13 @@ use netlink_packet_route::link::{
     InfoData, InfoIpVlan, InfoKind, InfoMacVlan, InfoVeth, InfoVlan, IpVlanFlags, IpVlanMode,
     LinkAttribute, LinkFlags, LinkInfo, LinkMessage, MacVlanMode,
 };
+use netlink_packet_route::nsid::{NsidAttribute, NsidMessage};
 use netlink_packet_route::route::{
     RouteAddress, RouteAttribute, RouteHeader, RouteMessage, RouteProtocol, RouteScope, RouteType,
 };
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 
+use super::neigh_probe::{self, Answer};
 use super::netlink::Netlink;
 use super::{
     Addr, Family, KernelError, Link, LinkKernel, LinkKind, NewLink, Result, Route, TableRoute,
@@ -189,6 +191,113 @@ impl Kernel {
             .map_err(KernelError::nl(format!("move/rename link #{index}")))
     }
 
+    /// See [`LinkKernel::users`]. Links in other namespaces are read with
+    /// `IFLA_TARGET_NETNSID` dumps, one per namespace id; theirs sits on
+    /// ours when its lower device's namespace is this one (our own id, read
+    /// after those dumps, which assign it when needed) and its lower
+    /// index is `index`. A namespace that cannot be read is skipped.
+    pub fn users(&mut self, index: u32) -> Result<Vec<String>> {
+        let lower = |l: &LinkMessage| {
+            let mut link = None;
+            let mut link_ns = None;
+            let mut name = String::new();
+            let mut veth = false;
+            for a in &l.attributes {
+                match a {
+                    LinkAttribute::Link(p) => link = Some(*p),
+                    LinkAttribute::LinkNetNsId(n) => link_ns = Some(*n),
+                    LinkAttribute::IfName(n) => name = n.clone(),
+                    LinkAttribute::LinkInfo(infos) => {
+                        veth |= infos.contains(&LinkInfo::Kind(InfoKind::Veth))
+                    }
+                    _ => {}
+                }
+            }
+            (name, link, link_ns, veth)
+        };
+        let mut out = Vec::new();
+        for m in self
+            .nl
+            .dump(RouteNetlinkMessage::GetLink(LinkMessage::default()))
+            .map_err(KernelError::nl("list links"))?
+        {
+            if let RouteNetlinkMessage::NewLink(l) = m {
+                let (name, link, link_ns, veth) = lower(&l);
+                if link == Some(index) && link_ns.is_none() && !veth && l.header.index != index {
+                    out.push(name);
+                }
+            }
+        }
+        let mut elsewhere = Vec::new();
+        for id in self.netns_ids()? {
+            let mut req = LinkMessage::default();
+            req.attributes.push(LinkAttribute::IfNetnsId(id));
+            let Ok(msgs) = self.nl.dump(RouteNetlinkMessage::GetLink(req)) else {
+                continue;
+            };
+            for m in msgs {
+                if let RouteNetlinkMessage::NewLink(l) = m {
+                    let (name, link, link_ns, veth) = lower(&l);
+                    if link == Some(index) && !veth {
+                        if let Some(ns) = link_ns {
+                            elsewhere.push((format!("{name} (in namespace id {id})"), ns));
+                        }
+                    }
+                }
+            }
+        }
+        if !elsewhere.is_empty() {
+            let me = self.own_netns_id()?;
+            out.extend(
+                elsewhere
+                    .into_iter()
+                    .filter(|(_, ns)| Some(*ns) == me)
+                    .map(|(n, _)| n),
+            );
+        }
+        Ok(out)
+    }
+
+    /// The ids this namespace gave other namespaces (`ip netns list-id`).
+    fn netns_ids(&mut self) -> Result<Vec<i32>> {
+        let msgs = self
+            .nl
+            .dump(RouteNetlinkMessage::GetNsId(NsidMessage::default()))
+            .map_err(KernelError::nl("list namespace ids"))?;
+        Ok(msgs
+            .into_iter()
+            .filter_map(|m| match m {
+                RouteNetlinkMessage::NewNsId(n) => n.attributes.iter().find_map(|a| match a {
+                    NsidAttribute::Id(id) if *id >= 0 => Some(*id),
+                    _ => None,
+                }),
+                _ => None,
+            })
+            .collect())
+    }
+
+    /// This namespace's id for itself, if it has one.
+    fn own_netns_id(&mut self) -> Result<Option<i32>> {
+        use std::os::fd::AsRawFd;
+        let fd = self.nl.netns().map_err(|source| KernelError::Io {
+            op: "open our own network namespace".into(),
+            source,
+        })?;
+        let mut req = NsidMessage::default();
+        req.attributes
+            .push(NsidAttribute::Fd(fd.as_raw_fd() as u32));
+        match self.nl.get(RouteNetlinkMessage::GetNsId(req)) {
+            Ok(Some(RouteNetlinkMessage::NewNsId(n))) => {
+                Ok(n.attributes.iter().find_map(|a| match a {
+                    NsidAttribute::Id(id) if *id >= 0 => Some(*id),
+                    _ => None,
+                }))
+            }
+            Ok(_) => Ok(None),
+            Err(e) => Err(KernelError::nl("read our own namespace id")(e)),
+        }
+    }
+
     // ----- addresses -----
 
     pub fn addresses(&mut self) -> Result<Vec<Addr>> {
@@ -331,6 +440,34 @@ impl LinkKernel for Kernel {
         write_sysctl(path, value).map_err(|source| KernelError::Sysctl {
             path: path.to_string(),
             source,
+        })
+    }
+    fn users(&mut self, index: u32) -> Result<Vec<String>> {
+        Kernel::users(self, index)
+    }
+    fn connected_routes(&mut self) -> Result<Vec<Route>> {
+        Ok(self
+            .table_routes()?
+            .into_iter()
+            .filter(|t| !t.multipath && t.route.via.is_none())
+            .map(|t| t.route)
+            .collect())
+    }
+    /// Runs in the caller's network namespace (a raw socket is opened
+    /// there), like the sysctls.
+    fn probe_segment(&mut self, link: &Link, addrs: &[IpAddr]) -> Result<Option<Answer>> {
+        let mac: [u8; 6] = link.mac.as_slice().try_into().map_err(|_| {
+            KernelError::Conflict(format!(
+                "{} has no Ethernet address ({} bytes): the segment cannot be probed with ARP",
+                link.name,
+                link.mac.len()
+            ))
+        })?;
+        neigh_probe::probe(link.index, mac, addrs, &neigh_probe::TIMING).map_err(|source| {
+            KernelError::Io {
+                op: format!("probe the segment on {}", link.name),
+                source,
+            }
         })
     }
 }

@@ -5,9 +5,14 @@
 //! `ibp` + hex for the short-lived ipvlan probe. A name proves nothing: real
 //! hosts have InfiniBand ports called `ibs1` or `ibp94s0f0`. What proves a
 //! link is ours is the mark every link we create carries in `IFLA_IFALIAS`
-//! (`ip link` shows it as `alias ...`): `ipvlan-bgp:<role>:<id>`, with the
-//! role and the ID of the record that owns it. Nothing else sets it, so the
-//! driver changes, deletes or sweeps a link only when its mark says so.
+//! (`ip link` shows it as `alias ...`): `ipvlan-bgp:<instance>:<role>:<id>`,
+//! with the identity of the driver instance that made it (a random ID kept in
+//! its state, see [`Marks`]), the role, and the ID of the record that owns
+//! it. Nothing else sets it, so a driver changes, deletes or sweeps a link
+//! only when the mark names it; two instances on one host (two state
+//! directories) never take each other's links. Marks of earlier versions
+//! carry no instance (`ipvlan-bgp:<role>:<id>`, [`Mark::instance`] `None`):
+//! such a link is adopted only by the instance whose state names its record.
 //! Docker's IDs are shown (in logs, errors, status) by their first 12
 //! characters: [`short_id`].
 
@@ -38,6 +43,8 @@ pub enum Role {
 }
 
 impl Role {
+    pub const ALL: [Role; 4] = [Role::Endpoint, Role::Shim, Role::Vlan, Role::Probe];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Role::Endpoint => "endpoint",
@@ -46,14 +53,109 @@ impl Role {
             Role::Probe => "probe",
         }
     }
+
+    fn parse(s: &str) -> Option<Role> {
+        Role::ALL.into_iter().find(|r| r.as_str() == s)
+    }
 }
 
-/// The mark a link with `role` owned by `id` carries.
-pub fn mark(role: Role, id: &str) -> String {
+/// The length of an instance identity: hex digits of 64 random bits.
+pub const INSTANCE_CHARS: usize = 16;
+
+/// Whether `id` can be an instance identity (what [`Marks::new`] accepts).
+pub fn valid_instance(id: &str) -> bool {
+    id.len() == INSTANCE_CHARS
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+}
+
+/// The marks of one driver instance: every link it makes carries its
+/// identity, and it touches only links that do (or, for records of its own
+/// state, the identity-less marks of earlier versions).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Marks {
+    instance: String,
+}
+
+impl Marks {
+    /// The marks of instance `id` (see [`valid_instance`]).
+    pub fn new(id: &str) -> Option<Marks> {
+        valid_instance(id).then(|| Marks {
+            instance: id.to_string(),
+        })
+    }
+
+    pub fn instance(&self) -> &str {
+        &self.instance
+    }
+
+    /// The mark a link with `role` owned by record `id` carries.
+    pub fn mark(&self, role: Role, id: &str) -> String {
+        format!("{MARK_PREFIX}{}:{}:{id}", self.instance, role.as_str())
+    }
+
+    /// Whether `alias` is a mark this instance made.
+    pub fn is_own(&self, alias: Option<&str>) -> bool {
+        parse(alias).is_some_and(|m| m.instance == Some(self.instance.as_str()))
+    }
+}
+
+/// A mark, read back from a link's alias.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Mark<'a> {
+    /// The instance that made the link; `None` for marks of earlier
+    /// versions, which carried none.
+    pub instance: Option<&'a str>,
+    pub role: Role,
+    /// The owning record's ID.
+    pub id: &'a str,
+}
+
+/// Reads a mark: `ipvlan-bgp:<instance>:<role>:<id>`, or an earlier
+/// version's `ipvlan-bgp:<role>:<id>`. Anything else is no mark.
+pub fn parse(alias: Option<&str>) -> Option<Mark<'_>> {
+    let rest = alias?.strip_prefix(MARK_PREFIX)?;
+    let (first, tail) = rest.split_once(':')?;
+    let mark = match Role::parse(first) {
+        Some(role) => Mark {
+            instance: None,
+            role,
+            id: tail,
+        },
+        None => {
+            let (role, id) = tail.split_once(':')?;
+            Mark {
+                instance: Some(first).filter(|i| valid_instance(i))?.into(),
+                role: Role::parse(role)?,
+                id,
+            }
+        }
+    };
+    (!mark.id.is_empty()).then_some(mark)
+}
+
+/// Whether a link's alias `have` marks the same record as our mark `want`:
+/// the same mark, or the identity-less mark of an earlier version for the
+/// same role and record (a link this instance made before marks carried
+/// identities, or one it adopts because its state names the record).
+pub fn same_record(have: Option<&str>, want: &str) -> bool {
+    if have == Some(want) {
+        return true;
+    }
+    match (parse(have), parse(Some(want))) {
+        (Some(h), Some(w)) => h.instance.is_none() && h.role == w.role && h.id == w.id,
+        _ => false,
+    }
+}
+
+/// The mark of an earlier version (no instance) for `role` and record `id`.
+#[cfg(any(test, feature = "test-support"))]
+pub fn legacy_mark(role: Role, id: &str) -> String {
     format!("{MARK_PREFIX}{}:{id}", role.as_str())
 }
 
-/// Whether a link's alias is one of our marks.
+/// Whether a link's alias is one of our marks, of any instance.
 pub fn is_marked(alias: Option<&str>) -> bool {
     alias.is_some_and(|a| a.starts_with(MARK_PREFIX))
 }
@@ -91,8 +193,12 @@ mod tests {
 
     #[test]
     fn only_the_mark_makes_a_link_ours() {
-        assert_eq!(mark(Role::Shim, "abc"), "ipvlan-bgp:shim:abc");
-        assert!(is_marked(Some(&mark(Role::Vlan, "eth1.10"))));
+        let m = Marks::new("0123456789abcdef").unwrap();
+        assert_eq!(
+            m.mark(Role::Shim, "abc"),
+            "ipvlan-bgp:0123456789abcdef:shim:abc"
+        );
+        assert!(is_marked(Some(&m.mark(Role::Vlan, "eth1.10"))));
         // systemd's InfiniBand names look like ours and must never count.
         for name in ["ibs1", "ibp94s0f0", "ibe0123456789ab", "ibp94s0f0.8001"] {
             assert!(!is_ours(name, None), "{name}");
@@ -100,5 +206,46 @@ mod tests {
         }
         assert!(is_ours("anything", Some("ipvlan-bgp:endpoint:x")));
         assert!(!is_marked(Some("ipvlan-bgp")) && !is_marked(Some("")));
+    }
+
+    #[test]
+    fn marks_carry_the_instance_and_read_back() {
+        let a = Marks::new("0123456789abcdef").unwrap();
+        let b = Marks::new("fedcba9876543210").unwrap();
+        let mark = a.mark(Role::Vlan, "eth1.10");
+        assert_eq!(
+            parse(Some(&mark)),
+            Some(Mark {
+                instance: Some("0123456789abcdef"),
+                role: Role::Vlan,
+                id: "eth1.10"
+            })
+        );
+        assert!(a.is_own(Some(&mark)) && !b.is_own(Some(&mark)));
+        // An earlier version's mark: no instance, nobody's own.
+        let old = legacy_mark(Role::Endpoint, "e1");
+        assert_eq!(old, "ipvlan-bgp:endpoint:e1");
+        let p = parse(Some(&old)).unwrap();
+        assert_eq!((p.instance, p.role, p.id), (None, Role::Endpoint, "e1"));
+        assert!(!a.is_own(Some(&old)));
+        // It marks the same record as our new mark, never another's.
+        assert!(same_record(Some(&old), &a.mark(Role::Endpoint, "e1")));
+        assert!(!same_record(Some(&old), &a.mark(Role::Shim, "e1")));
+        assert!(!same_record(Some(&old), &a.mark(Role::Endpoint, "e2")));
+        assert!(!same_record(
+            Some(&b.mark(Role::Endpoint, "e1")),
+            &a.mark(Role::Endpoint, "e1")
+        ));
+        for bad in [
+            "ipvlan-bgp:",
+            "ipvlan-bgp:endpoint:",
+            "ipvlan-bgp:nothex!!nothex!!:shim:x",
+            "ipvlan-bgp:0123456789abcdef:bridge:x",
+            "ipvlan-bgp:0123456789ABCDEF:shim:x",
+            "other:shim:x",
+        ] {
+            assert_eq!(parse(Some(bad)), None, "{bad}");
+        }
+        assert!(Marks::new("short").is_none() && Marks::new("0123456789ABCDEF").is_none());
     }
 }

@@ -31,6 +31,13 @@ pub struct State {
     /// snapshot, never a journal record, so older drivers still read it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub drained: Option<u64>,
+    /// The identity this driver instance marks its links with
+    /// ([`super::names::Marks`]): made at the first start and kept, so that
+    /// another instance (another state directory) never takes its links.
+    /// Absent in files of earlier versions, whose links carry marks
+    /// without one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instance: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -5,9 +5,12 @@
 //! parent", "delete the shim of that network", "sweep what no record owns")
 //! and a [`LinkKernel`]. Out: kernel changes, or an error that names the link
 //! and says why it was left alone. It owns one rule: a link is ours only if
-//! it carries our mark (`IFLA_IFALIAS` = `ipvlan-bgp:<role>:<id>`, see
-//! [`crate::model::names`]) and, where the caller knows them, the kind and parent we
-//! gave it. Every link made here is marked before anyone can see it unmarked
+//! it carries our mark (`IFLA_IFALIAS` = `ipvlan-bgp:<instance>:<role>:<id>`,
+//! see [`crate::model::names`]: this instance's identity, or an earlier
+//! version's identity-less mark for a record of our own state, which is
+//! then re-marked) and, where the caller knows them, the kind and parent we
+//! gave it. Another instance's links (another state directory) are never
+//! ours, whatever their record. Every link made here is marked before anyone can see it unmarked
 //! for long: Linux ignores `IFLA_IFALIAS` in RTM_NEWLINK, so the mark is set
 //! with RTM_SETLINK right after creation, and a link that cannot be marked is
 //! deleted again. Links are found by name but deleted by index after the
@@ -16,7 +19,7 @@
 use std::collections::BTreeSet;
 
 use crate::kernel::{KernelError, Link, LinkKernel, LinkKind, NewLink, Result};
-use crate::model::names::{self, Role};
+use crate::model::names::{self, Marks, Role};
 
 /// What [`ensure`] found or made.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -47,7 +50,7 @@ fn describe(l: &Link) -> String {
 
 impl Expect<'_> {
     fn matches(&self, l: &Link) -> bool {
-        l.alias.as_deref() == Some(self.mark)
+        names::same_record(l.alias.as_deref(), self.mark)
             && l.kind.as_deref() == Some(self.kind.name())
             && self.parent.is_none_or(|p| l.parent == Some(p))
     }
@@ -70,8 +73,9 @@ pub fn ensure<K: LinkKernel>(
     want: &Expect<'_>,
     mac: Option<[u8; 6]>,
 ) -> Result<Ensured> {
-    if let Some(existing) = k.link(want.name)? {
+    if let Some(mut existing) = k.link(want.name)? {
         return if want.matches(&existing) {
+            remark(k, &mut existing, want.mark)?;
             Ok(Ensured {
                 link: existing,
                 created: false,
@@ -95,6 +99,17 @@ pub fn ensure<K: LinkKernel>(
         link,
         created: true,
     })
+}
+
+/// Gives a link of ours that carries an earlier version's mark (no
+/// instance) the mark it has now.
+fn remark<K: LinkKernel>(k: &mut K, l: &mut Link, mark: &str) -> Result<()> {
+    if l.alias.as_deref() != Some(mark) {
+        k.set_alias(l.index, mark)?;
+        tracing::info!(link = %l.name, mark, "re-marked a link of an earlier version with this instance's identity");
+        l.alias = Some(mark.to_string());
+    }
+    Ok(())
 }
 
 /// Creates a link and makes sure it carries its mark; a link that cannot be
@@ -164,27 +179,75 @@ pub fn adopt_unmarked<K: LinkKernel>(k: &mut K, want: &Expect<'_>) -> Result<boo
     Ok(true)
 }
 
-/// Deletes every marked link whose mark no record owns (`owned` holds the
-/// marks of everything in the state). Unmarked links are never looked at
-/// twice, whatever their name. Returns the names deleted; failures are
-/// logged, the sweep goes on.
-pub fn sweep<K: LinkKernel>(k: &mut K, owned: &BTreeSet<String>) -> Result<Vec<String>> {
-    let mut deleted = Vec::new();
+/// What a [`sweep`] did.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Swept {
+    /// Orphans of this instance, deleted.
+    pub deleted: Vec<String>,
+    /// Links of records of ours that carried an earlier version's mark,
+    /// re-marked with this instance's identity.
+    pub adopted: Vec<String>,
+    /// Orphan VLAN parents of ours left in place: other links sit on them.
+    pub in_use: Vec<String>,
+}
+
+/// Deletes every link of this instance (`marks`) whose mark no record owns
+/// (`owned` holds the marks of everything in the state), and re-marks links
+/// with an earlier version's mark whose record is owned. Links of another
+/// instance, unmarked links and identity-less marks no record of ours names
+/// are never touched, whatever their name. An orphan VLAN parent goes only
+/// when no link sits on it any more (another network's, another instance's,
+/// the operator's). Failures are logged, the sweep goes on.
+pub fn sweep<K: LinkKernel>(k: &mut K, marks: &Marks, owned: &BTreeSet<String>) -> Result<Swept> {
+    let mut out = Swept::default();
+    let mut vlans = Vec::new();
     for l in k.links()? {
-        let Some(alias) = l.alias.as_deref() else {
+        let Some(m) = names::parse(l.alias.as_deref()) else {
             continue;
         };
-        if !names::is_marked(Some(alias)) || owned.contains(alias) {
-            continue;
-        }
-        match k.delete_link(l.index) {
-            Ok(true) => deleted.push(l.name),
-            // Went with its parent or its veth peer, deleted just before.
-            Ok(false) => {}
-            Err(e) => tracing::warn!(link = %l.name, error = %e, "could not delete an orphan link"),
+        let own = marks.mark(m.role, m.id);
+        match m.instance {
+            // An earlier version's mark: ours only if our state names the record.
+            None if owned.contains(&own) => match k.set_alias(l.index, &own) {
+                Ok(()) => out.adopted.push(l.name),
+                Err(e) => {
+                    tracing::warn!(link = %l.name, error = %e, "could not re-mark a link of an earlier version")
+                }
+            },
+            Some(i) if i == marks.instance() && !owned.contains(&own) => {
+                if m.role == Role::Vlan {
+                    vlans.push(l);
+                    continue;
+                }
+                match k.delete_link(l.index) {
+                    Ok(true) => out.deleted.push(l.name),
+                    // Went with its parent or its veth peer, deleted just before.
+                    Ok(false) => {}
+                    Err(e) => {
+                        tracing::warn!(link = %l.name, error = %e, "could not delete an orphan link")
+                    }
+                }
+            }
+            _ => {}
         }
     }
-    Ok(deleted)
+    if vlans.is_empty() {
+        return Ok(out);
+    }
+    for v in vlans {
+        let users = k.users(v.index)?;
+        if !users.is_empty() {
+            tracing::info!(link = %v.name, users = %users.join(","), "an orphan VLAN parent of ours stays: other links sit on it");
+            out.in_use.push(v.name);
+            continue;
+        }
+        match k.delete_link(v.index) {
+            Ok(true) => out.deleted.push(v.name),
+            Ok(false) => {}
+            Err(e) => tracing::warn!(link = %v.name, error = %e, "could not delete an orphan link"),
+        }
+    }
+    Ok(out)
 }
 
 /// Whether this kernel can create ipvlan links. The probe link sits on a
@@ -193,9 +256,9 @@ pub fn sweep<K: LinkKernel>(k: &mut K, owned: &BTreeSet<String>) -> Result<Vec<S
 /// would silently change the networks already on it. All three links carry
 /// the probe mark, so a probe cut short by a crash is swept at the next
 /// start. `Ok(false)` only when the kernel answers that it lacks the type.
-pub fn probe_ipvlan<K: LinkKernel>(k: &mut K) -> Result<bool> {
+pub fn probe_ipvlan<K: LinkKernel>(k: &mut K, marks: &Marks) -> Result<bool> {
     let pid = std::process::id();
-    let mark = names::mark(Role::Probe, &pid.to_string());
+    let mark = marks.mark(Role::Probe, &pid.to_string());
     let base = format!("ibp{:x}", pid & 0xfff_ffff);
     let (scratch, peer, probe) = (format!("{base}a"), format!("{base}b"), format!("{base}c"));
     let veth = Expect {
@@ -321,54 +384,136 @@ mod tests {
         assert!(!delete(&mut k, &expect("ibs3", eth, "ipvlan-bgp:shim:3")).unwrap());
     }
 
+    const ME: &str = "0123456789abcdef";
+    const OTHER: &str = "fedcba9876543210";
+
+    fn me() -> Marks {
+        Marks::new(ME).unwrap()
+    }
+
     #[test]
-    fn sweep_takes_only_marked_orphans() {
+    fn sweep_takes_only_our_own_marked_orphans() {
         let fk = FakeKernel::new();
         fk.add_device("eth0", None, None, None);
         for n in ["ibs1", "ibp94s0f0", "ibe0123456789ab"] {
             fk.add_device(n, Some("macvlan"), Some("eth0"), None);
         }
+        let m = me();
+        let other = Marks::new(OTHER).unwrap();
         fk.add_device(
             "ibefff",
             Some("macvlan"),
             Some("eth0"),
-            Some("ipvlan-bgp:endpoint:f"),
+            Some(&m.mark(Role::Endpoint, "f")),
         );
         fk.add_device(
             "ibeeee",
             Some("macvlan"),
             Some("eth0"),
-            Some("ipvlan-bgp:endpoint:e"),
+            Some(&m.mark(Role::Endpoint, "e")),
+        );
+        // Another instance's orphan (by our state) and an earlier
+        // version's mark for a record we do not hold: not ours.
+        fk.add_device(
+            "ibeddd",
+            Some("macvlan"),
+            Some("eth0"),
+            Some(&other.mark(Role::Endpoint, "d")),
+        );
+        fk.add_device(
+            "ibeccc",
+            Some("macvlan"),
+            Some("eth0"),
+            Some(&names::legacy_mark(Role::Endpoint, "c")),
+        );
+        // An earlier version's mark for a record we hold: adopted, re-marked.
+        fk.add_device(
+            "ibebbb",
+            Some("macvlan"),
+            Some("eth0"),
+            Some(&names::legacy_mark(Role::Endpoint, "b")),
         );
         fk.add_device("mine", Some("veth"), None, Some("someone else's alias"));
-        let owned = ["ipvlan-bgp:endpoint:e".to_string()].into();
-        let deleted = sweep(&mut fk.clone(), &owned).unwrap();
-        assert_eq!(deleted, vec!["ibefff".to_string()]);
+        let owned = [m.mark(Role::Endpoint, "e"), m.mark(Role::Endpoint, "b")].into();
+        let swept = sweep(&mut fk.clone(), &m, &owned).unwrap();
+        assert_eq!(swept.deleted, vec!["ibefff".to_string()]);
+        assert_eq!(swept.adopted, vec!["ibebbb".to_string()]);
+        assert_eq!(
+            fk.link_named("ibebbb").unwrap().alias,
+            Some(m.mark(Role::Endpoint, "b"))
+        );
         for n in [
             "ibs1",
             "ibp94s0f0",
             "ibe0123456789ab",
             "ibeeee",
+            "ibeddd",
+            "ibeccc",
             "mine",
             "eth0",
         ] {
             assert!(fk.link_named(n).is_some(), "{n}");
         }
+        assert_eq!(
+            fk.link_named("ibeccc").unwrap().alias,
+            Some(names::legacy_mark(Role::Endpoint, "c"))
+        );
+    }
+
+    #[test]
+    fn an_orphan_vlan_stays_while_links_sit_on_it() {
+        let fk = FakeKernel::new();
+        fk.add_device("eth1", None, None, None);
+        let m = me();
+        let other = Marks::new(OTHER).unwrap();
+        fk.add_device(
+            "eth1.10",
+            Some("vlan"),
+            Some("eth1"),
+            Some(&m.mark(Role::Vlan, "eth1.10")),
+        );
+        fk.add_device(
+            "ibs9",
+            Some("macvlan"),
+            Some("eth1.10"),
+            Some(&other.mark(Role::Shim, "n9")),
+        );
+        fk.add_device(
+            "eth1.20",
+            Some("vlan"),
+            Some("eth1"),
+            Some(&m.mark(Role::Vlan, "eth1.20")),
+        );
+        // Our own orphan on eth1.20 goes first, then the VLAN with it.
+        fk.add_device(
+            "ibs8",
+            Some("macvlan"),
+            Some("eth1.20"),
+            Some(&m.mark(Role::Shim, "n8")),
+        );
+        let swept = sweep(&mut fk.clone(), &m, &BTreeSet::new()).unwrap();
+        assert_eq!(swept.in_use, vec!["eth1.10".to_string()]);
+        assert_eq!(
+            swept.deleted,
+            vec!["ibs8".to_string(), "eth1.20".to_string()]
+        );
+        assert!(fk.link_named("eth1.10").is_some() && fk.link_named("ibs9").is_some());
     }
 
     #[test]
     fn the_probe_leaves_nothing_and_marks_what_it_makes() {
+        let m = me();
         let fk = FakeKernel::new();
-        assert!(probe_ipvlan(&mut fk.clone()).unwrap());
+        assert!(probe_ipvlan(&mut fk.clone(), &m).unwrap());
         assert_eq!(fk.created().len(), 3);
         assert_eq!(fk.all_links().len(), 1);
         fk.without("ipvlan");
-        assert!(!probe_ipvlan(&mut fk.clone()).unwrap());
+        assert!(!probe_ipvlan(&mut fk.clone(), &m).unwrap());
         assert_eq!(fk.all_links().len(), 1);
         // A probe cut short leaves only marked links, which a sweep takes.
         let fk = FakeKernel::new();
         fk.fail_next(Op::Delete, libc::EBUSY);
-        assert!(probe_ipvlan(&mut fk.clone()).is_err());
+        assert!(probe_ipvlan(&mut fk.clone(), &m).is_err());
         let left: Vec<Link> = fk
             .all_links()
             .into_iter()
@@ -376,10 +521,33 @@ mod tests {
             .collect();
         assert_eq!(left.len(), 3, "{left:?}");
         assert!(
-            left.iter().all(|l| names::is_marked(l.alias.as_deref())),
+            left.iter().all(|l| m.is_own(l.alias.as_deref())),
             "{left:?}"
         );
-        sweep(&mut fk.clone(), &BTreeSet::new()).unwrap();
+        sweep(&mut fk.clone(), &m, &BTreeSet::new()).unwrap();
         assert_eq!(fk.all_links().len(), 1);
+    }
+
+    #[test]
+    fn an_earlier_marked_link_of_ours_is_accepted_and_re_marked() {
+        let fk = FakeKernel::new();
+        let eth = fk.add_device("eth0", None, None, None);
+        fk.add_device(
+            "ibe1",
+            Some("macvlan"),
+            Some("eth0"),
+            Some(&names::legacy_mark(Role::Endpoint, "1")),
+        );
+        let mark = me().mark(Role::Endpoint, "1");
+        let e = ensure(&mut fk.clone(), &expect("ibe1", eth, &mark), None).unwrap();
+        assert!(!e.created);
+        assert_eq!(fk.link_named("ibe1").unwrap().alias, Some(mark.clone()));
+        // Another instance's link for the same record is not ours.
+        let theirs = Marks::new(OTHER).unwrap().mark(Role::Endpoint, "2");
+        fk.add_device("ibe2", Some("macvlan"), Some("eth0"), Some(&theirs));
+        let want = me().mark(Role::Endpoint, "2");
+        assert!(ensure(&mut fk.clone(), &expect("ibe2", eth, &want), None).is_err());
+        assert!(delete(&mut fk.clone(), &expect("ibe2", eth, &want)).is_err());
+        assert_eq!(fk.link_named("ibe2").unwrap().alias, Some(theirs));
     }
 }

@@ -6,9 +6,11 @@
 //! record owned", "sweep what no record owns") and a
 //! [`crate::kernel::LinkKernel`]. Out: kernel changes that touch only what
 //! carries our mark ([`links`]), a network's parent, shim and gateway
-//! addresses ([`network`]), and forwarding ([`sysctl`]); or an error that
-//! names the link and says why it was left alone.
+//! addresses ([`network`]), forwarding ([`sysctl`]), and the checks that
+//! keep a new network off what belongs to the segment ([`segment`]); or an
+//! error that names the link or address and says why it was left alone.
 
 pub mod links;
 pub mod network;
+pub mod segment;
 pub mod sysctl;

@@ -6,21 +6,25 @@
 //! and missing (marked, shared by every network on it), the shim holding the
 //! gateway addresses for L2 data planes and host links, forwarding switched
 //! on for them ([`super::sysctl`]), and every link created pushed on an
-//! [`Undo`] so that a failing caller leaves nothing half-made. Also: whether
+//! [`Undo`] so that a failing caller leaves nothing half-made. A new shim's
+//! gateways are probed for on the segment first when the caller asks
+//! ([`NewShim::Probe`], CreateNetwork; [`super::segment`]). Also: whether
 //! this kernel has ipvlan (probed once), and the marks the state owns (what
-//! a sweep keeps). Errors are the Docker boundary's [`DriverError`], with
-//! what to do about them.
+//! a sweep keeps). Links carry this instance's [`Marks`]; a VLAN parent
+//! goes only when nothing sits on it any more. Errors are the Docker
+//! boundary's [`DriverError`], with what to do about them.
 
 use std::collections::BTreeSet;
 
 use tracing::{info, warn};
 
 use super::links::{self, Expect};
+use super::segment::probe_gateways;
 use super::sysctl::enable_forwarding;
 use crate::error::DriverError;
 use crate::kernel::{KernelError, LinkKernel, LinkKind};
 use crate::model::invalid::InvalidRequest;
-use crate::model::names::{self, Role};
+use crate::model::names::{self, Marks, Role};
 use crate::model::network::NetworkSpec;
 use crate::model::state::{NetworkRecord, State};
 
@@ -74,6 +78,16 @@ pub fn parent_index<K: LinkKernel>(k: &mut K, spec: &NetworkSpec) -> Result<u32>
     }
 }
 
+/// Whether a shim that does not exist yet may take its gateway addresses
+/// without asking the segment first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NewShim {
+    /// CreateNetwork: probe the segment for the gateways, refuse if answered.
+    Probe,
+    /// Restore and repair of a network that already holds its gateways.
+    Trust,
+}
+
 /// Makes the network's kernel objects exist: the 802.1Q parent when the
 /// parent is `lower.N` and missing (marked, shared by every network on
 /// it), the shim with the gateway address for L2 data planes and host
@@ -81,7 +95,9 @@ pub fn parent_index<K: LinkKernel>(k: &mut K, spec: &NetworkSpec) -> Result<u32>
 pub fn ensure_network<K: LinkKernel>(
     k: &mut K,
     ipvlan: &mut Option<bool>,
+    marks: &Marks,
     spec: &NetworkSpec,
+    new_shim: NewShim,
     undo: &mut Undo,
 ) -> Result<Option<String>> {
     let parent = match k.link(&spec.parent.name)? {
@@ -95,7 +111,7 @@ pub fn ensure_network<K: LinkKernel>(
                         spec.parent.name
                     )))
                 })?;
-                let mark = names::mark(Role::Vlan, &spec.parent.name);
+                let mark = marks.mark(Role::Vlan, &spec.parent.name);
                 let want = Expect {
                     name: &spec.parent.name,
                     kind,
@@ -121,7 +137,7 @@ pub fn ensure_network<K: LinkKernel>(
         },
     };
     if spec.dataplane.is_ipvlan() {
-        check_ipvlan(k, ipvlan)?;
+        check_ipvlan(k, ipvlan, marks)?;
     }
     if !spec.has_shim() {
         return Ok(None);
@@ -132,7 +148,10 @@ pub fn ensure_network<K: LinkKernel>(
         ));
     }
     let shim = names::shim(&spec.id);
-    let mark = names::mark(Role::Shim, &spec.id);
+    let mark = marks.mark(Role::Shim, &spec.id);
+    if new_shim == NewShim::Probe && k.link(&shim)?.is_none() {
+        probe_gateways(k, &parent, spec)?;
+    }
     let want = Expect {
         name: &shim,
         kind: LinkKind::from(spec.dataplane),
@@ -155,11 +174,15 @@ pub fn ensure_network<K: LinkKernel>(
     Ok(Some(shim))
 }
 
-pub fn check_ipvlan<K: LinkKernel>(k: &mut K, probed: &mut Option<bool>) -> Result<()> {
+pub fn check_ipvlan<K: LinkKernel>(
+    k: &mut K,
+    probed: &mut Option<bool>,
+    marks: &Marks,
+) -> Result<()> {
     let supported = match *probed {
         Some(s) => s,
         None => {
-            let s = links::probe_ipvlan(k)?;
+            let s = links::probe_ipvlan(k, marks)?;
             info!(supported = s, "probed the kernel for ipvlan");
             *probed = Some(s);
             s
@@ -178,11 +201,13 @@ pub fn check_ipvlan<K: LinkKernel>(k: &mut K, probed: &mut Option<bool>) -> Resu
 
 /// Deletes the links of a network that is gone from the state: what is
 /// left of its endpoints' links, its shim, and the 802.1Q parent we made
-/// for it when no other network (`parent_still_used`) is on it. Only links
-/// that carry our mark; someone else's link under our name stays. Returns
-/// the links that could not be deleted, with why.
+/// for it when no other network of ours (`parent_still_used`) is on it and
+/// no link at all sits on it any more (another instance's, the operator's).
+/// Only links that carry our mark; someone else's link under our name
+/// stays. Returns the links that could not be deleted, with why.
 pub fn delete_network_links<K: LinkKernel>(
     k: &mut K,
+    marks: &Marks,
     rec: &NetworkRecord,
     parent_still_used: bool,
 ) -> Vec<String> {
@@ -194,10 +219,10 @@ pub fn delete_network_links<K: LinkKernel>(
     let mut ours: Vec<(String, String)> = rec
         .endpoints
         .values()
-        .map(|e| (e.link.clone(), names::mark(Role::Endpoint, &e.spec.id)))
+        .map(|e| (e.link.clone(), marks.mark(Role::Endpoint, &e.spec.id)))
         .collect();
     if let Some(shim) = &rec.shim {
-        ours.push((shim.clone(), names::mark(Role::Shim, &spec.id)));
+        ours.push((shim.clone(), marks.mark(Role::Shim, &spec.id)));
     }
     for (name, mark) in &ours {
         let want = Expect {
@@ -217,10 +242,20 @@ pub fn delete_network_links<K: LinkKernel>(
         }
     }
     // The 802.1Q parent goes with the last network on it, and only if we
-    // made it (it carries our mark); one the operator made stays.
+    // made it (it carries our mark) and nothing else sits on it; one the
+    // operator made stays, and so does one another instance still uses.
     if let (Some((_, kind)), Some(vlan), false) = (vlan_kind(spec), &parent, parent_still_used) {
-        let mark = names::mark(Role::Vlan, &spec.parent.name);
-        if vlan.alias.as_deref() == Some(mark.as_str()) {
+        let mark = marks.mark(Role::Vlan, &spec.parent.name);
+        let users = match k.users(vlan.index) {
+            Ok(u) => u,
+            Err(e) => {
+                failed.push(format!("{}: {e}", spec.parent.name));
+                return failed;
+            }
+        };
+        if !users.is_empty() {
+            info!(link = %spec.parent.name, users = %users.join(","), "left the VLAN parent in place: other links still sit on it");
+        } else if names::same_record(vlan.alias.as_deref(), &mark) {
             let want = Expect {
                 name: &spec.parent.name,
                 kind,
@@ -239,17 +274,17 @@ pub fn delete_network_links<K: LinkKernel>(
 }
 
 /// The marks of every link a record owns.
-pub fn owned_marks(state: &State) -> BTreeSet<String> {
+pub fn owned_marks(state: &State, marks: &Marks) -> BTreeSet<String> {
     let mut owned = BTreeSet::new();
     for n in state.networks.values() {
         if n.spec.has_shim() {
-            owned.insert(names::mark(Role::Shim, &n.spec.id));
+            owned.insert(marks.mark(Role::Shim, &n.spec.id));
         }
         if n.spec.parent.vlan.is_some() {
-            owned.insert(names::mark(Role::Vlan, &n.spec.parent.name));
+            owned.insert(marks.mark(Role::Vlan, &n.spec.parent.name));
         }
         for e in n.endpoints.keys() {
-            owned.insert(names::mark(Role::Endpoint, e));
+            owned.insert(marks.mark(Role::Endpoint, e));
         }
     }
     owned

@@ -1,7 +1,7 @@
 //! The steps that do something: create and delete networks, start, stop and
 //! kill containers, stop/start/kill/restart/freeze/thaw daemons, routers
 //! down and up, links down and up, inject and plant routes, run commands,
-//! pause, flood and wait for a flood.
+//! pause, flood and wait for a flood, send a plugin request.
 //!
 //! In: one [`Action`] the play loop dispatched here (not an expectation).
 //! Out: `Ok(None)` when it is done (or `Ok(Some(d))` for `flood-wait`'s own
@@ -257,6 +257,16 @@ impl Runner<'_> {
                         String::from_utf8_lossy(&out.stderr).trim()
                     );
                 }
+                Ok(None)
+            }
+            Action::PluginCall {
+                host,
+                daemon,
+                method,
+                body,
+                expect_error,
+            } => {
+                self.plugin_call(host, *daemon, method, body, expect_error.as_deref())?;
                 Ok(None)
             }
             Action::Exec { container, command } => self.exec(container, command),

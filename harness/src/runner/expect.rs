@@ -623,6 +623,7 @@ impl Runner<'_> {
                 let h = self.w.host(host)?;
                 let log = match daemon {
                     DaemonKind::Gobgpd => h.gobgpd.log.clone(),
+                    DaemonKind::Driver2 => h.driver2.log.clone(),
                     _ => h.driver.log.clone(),
                 };
                 let (_, took) = eventually(self.scale(*within), POLL, || {

@@ -51,6 +51,7 @@ mod members;
 mod metrics;
 mod play;
 mod route_events;
+mod plugin_call;
 mod router_bgp;
 mod teardown;
 mod views;

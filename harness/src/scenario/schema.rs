@@ -461,6 +461,10 @@ pub struct HealthDef {
 pub enum DaemonKind {
     Gobgpd,
     Driver,
+    /// A second driver instance on the host (the binary beside a managed
+    /// plugin, say): its own state directory and socket, `--gobgp none`,
+    /// the host's parent; started only by a step, never by the harness.
+    Driver2,
     /// The dockerd engine's daemon on that host.
     Dockerd,
 }

@@ -92,7 +92,7 @@ pub const STEP_KINDS: &[StepKind] = &[
       "Run `command` (argv) inside a running container (`docker exec`; dockerd engine only); fails if it fails."),
     // Daemons, links, routers, routes.
     k("kill", &["host", "daemon"], Act, Event,
-      "SIGKILL a host's daemon (`daemon = gobgpd | driver | dockerd`)."),
+      "SIGKILL a host's daemon (`daemon = gobgpd | driver | driver2 | dockerd`; `driver2`: a second driver instance on the host, its own state directory and socket, `--gobgp none`, started only by a `start-daemon` step)."),
     k("stop-daemon", &["host", "daemon"], Act, Event,
       "Stop a host's daemon (SIGTERM; the managed plugin: `docker plugin disable`)."),
     k("start-daemon", &["host", "daemon"], Act, Event,
@@ -117,6 +117,8 @@ pub const STEP_KINDS: &[StepKind] = &[
       "Run `ipvlan-bgp undrain` against the host's driver: its announcements go back to normal."),
     k("inject", &["host", "prefix", "next_hop"], Act, Event,
       "Originate a path (either family) on a host's gobgpd with the `gobgp` CLI (a rogue announcement); withdrawn at teardown."),
+    k("plugin-call", &["host", "daemon", "method", "body", "expect_error"], Act, Event,
+      "Send one Docker plugin request (`method` such as `CreateNetwork`, `body` a table sent as JSON) straight to a host's driver (`daemon`, default `driver2`), the engine unaware; it must succeed, or with `expect_error` fail with this in its error."),
     k("plant-route", &["host", "prefix", "via"], Act, Event,
       "Plant a route (either family) with the driver's protocol tag by hand (a stale leftover)."),
     k("run", &["host", "command"], Act, Event,

@@ -323,6 +323,21 @@ pub enum Action {
         container: String,
         command: Vec<String>,
     },
+    /// One Docker plugin request (`NetworkDriver.*`) straight to a host's
+    /// driver, the engine unaware: what the engine cannot make (another
+    /// driver instance's networks and endpoints).
+    PluginCall {
+        host: String,
+        #[serde(default = "default_call_daemon")]
+        daemon: DaemonKind,
+        /// `CreateNetwork`, `Join`, ... (without `NetworkDriver.`).
+        method: String,
+        /// The request as Docker sends it (a TOML table, sent as JSON).
+        #[serde(default)]
+        body: serde_json::Value,
+        /// The request must fail, and its error must contain this.
+        expect_error: Option<String>,
+    },
     /// Plant a route with the driver's protocol tag by hand (a stale leftover).
     PlantRoute {
         host: String,
@@ -495,6 +510,10 @@ impl RouteEntry {
             RouteEntry::Via { via, .. } => Some(via),
         }
     }
+}
+
+fn default_call_daemon() -> DaemonKind {
+    DaemonKind::Driver2
 }
 
 fn default_log_daemon() -> DaemonKind {

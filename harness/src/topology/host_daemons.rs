@@ -53,6 +53,7 @@ impl World {
         match kind {
             DaemonKind::Gobgpd => Ok(&self.hosts[i].gobgpd),
             DaemonKind::Driver => Ok(&self.hosts[i].driver),
+            DaemonKind::Driver2 => Ok(&self.hosts[i].driver2),
             DaemonKind::Dockerd => bail!("dockerd belongs to the dockerd engine, not to the world"),
         }
     }
@@ -194,6 +195,7 @@ impl World {
                     let r = match kind {
                         DaemonKind::Gobgpd => self.gobgpd_ready(i),
                         DaemonKind::Driver => self.driver_ready(i),
+                        DaemonKind::Driver2 => plugin_ready(self, &self.hosts[i].socket2()),
                         DaemonKind::Dockerd => Ok(()),
                     };
                     match r {
@@ -244,6 +246,7 @@ impl World {
                 (require(line.daemon())?, args)
             }
             DaemonKind::Driver => (self.opts.driver_bin.clone(), self.driver_args(i)),
+            DaemonKind::Driver2 => (self.opts.driver_bin.clone(), self.driver2_args(i)),
             DaemonKind::Dockerd => bail!("dockerd belongs to the dockerd engine"),
         };
         d.spawn(Some(&h.ns.path()), &prog, &args)
@@ -277,17 +280,27 @@ impl World {
     }
 
     pub fn driver_ready(&self, i: usize) -> Result<()> {
-        let sock = self.hosts[i].socket();
-        let r = self.rt.block_on(ipvlan_bgp::api::client::post(
-            &sock,
-            "/Plugin.Activate",
-            Vec::new(),
-            Duration::from_secs(2),
-        ))?;
-        if r.status != 200 {
-            bail!("activate answered {}", r.status);
-        }
-        Ok(())
+        plugin_ready(self, &self.hosts[i].socket())
+    }
+
+    /// The flags of host `i`'s second driver instance: its own socket and
+    /// state directory, the host's parent, no BGP (one announcer per host).
+    fn driver2_args(&self, i: usize) -> Vec<String> {
+        let h = &self.hosts[i];
+        [
+            "--socket",
+            &h.socket2().display().to_string(),
+            "--state-dir",
+            &h.state2().display().to_string(),
+            "--parent",
+            UNDERLAY_IF,
+            "--log-level",
+            "debug",
+            "--gobgp",
+            "none",
+        ]
+        .map(String::from)
+        .to_vec()
     }
 
     pub fn signal_daemon(&self, i: usize, kind: DaemonKind, sig: Signal) -> Result<()> {
@@ -300,4 +313,18 @@ impl World {
             .send(sig)
             .with_context(|| format!("{kind:?} on {}", self.hosts[i].def.name))
     }
+}
+
+/// Whether the driver on `sock` answers Plugin.Activate.
+fn plugin_ready(w: &World, sock: &std::path::Path) -> Result<()> {
+    let r = w.rt.block_on(ipvlan_bgp::api::client::post(
+        sock,
+        "/Plugin.Activate",
+        Vec::new(),
+        Duration::from_secs(2),
+    ))?;
+    if r.status != 200 {
+        bail!("activate answered {}", r.status);
+    }
+    Ok(())
 }

@@ -32,6 +32,8 @@ pub struct HostRt {
     pub dir: PathBuf,
     pub gobgpd: Daemon,
     pub driver: Daemon,
+    /// A second driver instance ([`crate::scenario::DaemonKind::Driver2`]).
+    pub driver2: Daemon,
 }
 
 impl HostRt {
@@ -63,6 +65,13 @@ impl HostRt {
         } else {
             self.plugin_dir().join("ipvlan-bgp.sock")
         }
+    }
+    /// The second driver instance's socket and state directory.
+    pub fn socket2(&self) -> PathBuf {
+        self.dir.join("driver2.sock")
+    }
+    pub fn state2(&self) -> PathBuf {
+        self.dir.join("state2")
     }
     /// gobgpd's API: a unix socket in the host's run folder and nothing
     /// else (no TCP port: any local user could announce through one). The
@@ -198,6 +207,7 @@ fn wire_host(
         addr6: def.address6,
         gobgpd: Daemon::new(hdir.join("gobgpd.log")),
         driver: Daemon::new(hdir.join("driver.log")),
+        driver2: Daemon::new(hdir.join("driver2.log")),
         dir: hdir,
     })
 }

@@ -219,6 +219,30 @@ impl Scenario {
             | Action::LinkUp { host }
             | Action::Inject { host, .. }
             | Action::PlantRoute { host, .. } => self.check_host(host),
+            Action::PluginCall {
+                host,
+                daemon,
+                method,
+                body,
+                ..
+            } => {
+                self.check_host(host)?;
+                if !matches!(daemon, DaemonKind::Driver | DaemonKind::Driver2) {
+                    return Err("plugin-call goes to a driver: daemon = driver | driver2".into());
+                }
+                if self.host(host).map(|h| h.role) == Some(Role::Reflector) {
+                    return Err(format!("host {host} is a reflector and runs no driver"));
+                }
+                if method.is_empty() || !method.chars().all(|c| c.is_ascii_alphabetic()) {
+                    return Err(format!(
+                        "method {method:?}: the NetworkDriver method, e.g. CreateNetwork"
+                    ));
+                }
+                if !body.is_object() {
+                    return Err("body must be a table (the request's JSON object)".into());
+                }
+                Ok(())
+            }
             Action::Run { host, command } => {
                 self.check_host(host)?;
                 if command.is_empty() {
