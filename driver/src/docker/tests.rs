@@ -842,3 +842,106 @@ fn a_restart_restores_the_ipv6_gateway() {
     let (_d, _) = start(dir.path(), &fk);
     assert_eq!(addrs_on(&fk, &shim), ["10.1.1.1/24", "fd00:1::1/64"]);
 }
+
+/// Issue 19, point 3: a restart never stops announcing a live container
+/// on a guess. Two containers joined with their sandboxes in a directory
+/// that also holds another one; each restart below sees them differently.
+#[test]
+fn a_restart_forgets_a_sandbox_only_on_evidence() {
+    let a: IpNet = "10.1.1.2/32".parse().unwrap();
+    let b: IpNet = "10.1.1.3/32".parse().unwrap();
+    let announced = |v: &watch::Receiver<Arc<View>>| -> Vec<IpNet> {
+        v.borrow().announcements.keys().copied().collect()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let exec = tempfile::tempdir().unwrap();
+    let netns = exec.path().join("netns");
+    std::fs::create_dir(&netns).unwrap();
+    for f in ["c1", "c2", "someone-else"] {
+        std::fs::write(netns.join(f), "").unwrap();
+    }
+    let fk = host();
+    let boot = |id: &str| Some(id.to_string());
+    let restart = |boot_id: Option<String>| {
+        Driver::start_on(Store::new(dir.path()), fk.clone(), None, boot_id).unwrap()
+    };
+    let (mut d, view) = restart(boot("boot-1"));
+    d.create_network(net(NET_A, "eth0", "10.1.1.0/24", MACVLAN))
+        .unwrap();
+    d.create_endpoint(NET_A, ep(EP_1, "10.1.1.2/24")).unwrap();
+    d.create_endpoint(NET_A, ep(EP_2, "10.1.1.3/24")).unwrap();
+    d.join(NET_A, EP_1, netns.join("c1").to_str().unwrap())
+        .unwrap();
+    d.join(NET_A, EP_2, netns.join("c2").to_str().unwrap())
+        .unwrap();
+    assert_eq!(announced(&view), [a, b]);
+    drop(d);
+    let on_disk_joined = || {
+        let st = Store::new(dir.path()).load().unwrap();
+        let eps = &st.networks[NET_A].endpoints;
+        (eps[EP_1].joined, eps[EP_2].joined)
+    };
+
+    // The directory is missing (the exec root not mounted here).
+    let moved = exec.path().join("elsewhere");
+    std::fs::rename(&netns, &moved).unwrap();
+    let (d, view) = restart(boot("boot-1"));
+    assert_eq!(announced(&view), [a, b], "directory missing");
+    drop(d);
+    assert_eq!(on_disk_joined(), (true, true), "a guess was written");
+    // Empty (something else mounted over it).
+    std::fs::create_dir(&netns).unwrap();
+    let (d, view) = restart(boot("boot-1"));
+    assert_eq!(announced(&view), [a, b], "directory empty");
+    drop(d);
+    // Holding others only: every one of ours vanished at once.
+    std::fs::write(netns.join("someone-else"), "").unwrap();
+    let (d, view) = restart(boot("boot-1"));
+    assert_eq!(announced(&view), [a, b], "all vanished at once");
+    drop(d);
+    assert_eq!(on_disk_joined(), (true, true), "a guess was written");
+    // Back in place, one container dead: evidence.
+    std::fs::remove_dir_all(&netns).unwrap();
+    std::fs::rename(&moved, &netns).unwrap();
+    std::fs::remove_file(netns.join("c2")).unwrap();
+    let (d, view) = restart(boot("boot-1"));
+    assert_eq!(announced(&view), [a], "one dead, one alive");
+    drop(d);
+    assert_eq!(on_disk_joined(), (true, false));
+}
+
+/// After a reboot every sandbox recorded before is gone, whatever a look
+/// at the files says; the new boot is recorded before anything else.
+#[test]
+fn a_reboot_is_evidence_that_every_sandbox_is_gone() {
+    let dir = tempfile::tempdir().unwrap();
+    let netns = tempfile::tempdir().unwrap();
+    std::fs::write(netns.path().join("c1"), "").unwrap();
+    let fk = host();
+    let start_on = |boot: &str| {
+        Driver::start_on(Store::new(dir.path()), fk.clone(), None, Some(boot.into())).unwrap()
+    };
+    let (mut d, _) = start_on("boot-1");
+    d.create_network(net(NET_A, "eth0", "10.1.1.0/24", MACVLAN))
+        .unwrap();
+    d.create_endpoint(NET_A, ep(EP_1, "10.1.1.2/24")).unwrap();
+    d.join(NET_A, EP_1, netns.path().join("c1").to_str().unwrap())
+        .unwrap();
+    drop(d);
+    // The same boot: still announced (the file is there).
+    let (d, view) = start_on("boot-1");
+    assert_eq!(view.borrow().announcements.len(), 1);
+    drop(d);
+    // Another boot, the file (say, a reused name) still there: gone.
+    let (mut d, view) = start_on("boot-2");
+    assert!(view.borrow().announcements.is_empty());
+    assert!(!d.state().networks[NET_A].endpoints[EP_1].joined);
+    let st = Store::new(dir.path()).load().unwrap();
+    assert_eq!(st.host.boot_id.as_deref(), Some("boot-2"));
+    // A container joined on this boot survives the next restart.
+    d.join(NET_A, EP_1, netns.path().join("c1").to_str().unwrap())
+        .unwrap();
+    drop(d);
+    let (_d, view) = start_on("boot-2");
+    assert_eq!(view.borrow().announcements.len(), 1);
+}
