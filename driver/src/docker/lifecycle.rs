@@ -27,7 +27,9 @@ use crate::model::state;
 use crate::provision::links::{self, Expect};
 use crate::provision::network::{ensure_network, owned_marks, Undo};
 use crate::store::Store;
-use crate::view::decide::{decide, judge_restart, Boot, Decision, Evidence, Health, Looker, Sandbox};
+use crate::view::decide::{
+    decide, judge_restart, Boot, Decision, Evidence, Health, Looker, Sandbox,
+};
 use crate::view::View;
 
 impl<K: LinkKernel> Driver<K> {

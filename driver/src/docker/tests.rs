@@ -945,3 +945,31 @@ fn a_reboot_is_evidence_that_every_sandbox_is_gone() {
     let (_d, view) = start_on("boot-2");
     assert_eq!(view.borrow().announcements.len(), 1);
 }
+
+/// One sandbox alive, another's directory gone from view (mounted
+/// elsewhere): the second proves nothing and stays announced.
+#[test]
+fn a_sandbox_out_of_view_stays_announced_beside_a_live_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let here = tempfile::tempdir().unwrap();
+    let there = tempfile::tempdir().unwrap();
+    std::fs::write(here.path().join("c1"), "").unwrap();
+    std::fs::write(there.path().join("c2"), "").unwrap();
+    let fk = host();
+    let (mut d, _) = start(dir.path(), &fk);
+    d.create_network(net(NET_A, "eth0", "10.1.1.0/24", MACVLAN))
+        .unwrap();
+    d.create_endpoint(NET_A, ep(EP_1, "10.1.1.2/24")).unwrap();
+    d.create_endpoint(NET_A, ep(EP_2, "10.1.1.3/24")).unwrap();
+    d.join(NET_A, EP_1, here.path().join("c1").to_str().unwrap())
+        .unwrap();
+    d.join(NET_A, EP_2, there.path().join("c2").to_str().unwrap())
+        .unwrap();
+    drop(d);
+    let gone_from_view = there.path().to_path_buf();
+    drop(there);
+    assert!(!gone_from_view.exists());
+    let (d, view) = start(dir.path(), &fk);
+    assert_eq!(view.borrow().announcements.len(), 2);
+    assert!(d.state().networks[NET_A].endpoints[EP_2].joined);
+}

@@ -79,18 +79,19 @@ impl Looker {
         let Some(dir) = path.parent() else {
             return Sandbox::Unknown("it names no directory");
         };
-        let listing = self.dirs.entry(dir.to_path_buf()).or_insert_with(|| {
-            match std::fs::read_dir(dir) {
-                Ok(mut entries) => Ok(entries.next().is_some()),
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                    Err("its directory is missing (Docker's exec root not mounted here?)")
-                }
-                Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {
-                    Err("its directory cannot be read (permission denied)")
-                }
-                Err(_) => Err("its directory cannot be read"),
-            }
-        });
+        let listing =
+            self.dirs
+                .entry(dir.to_path_buf())
+                .or_insert_with(|| match std::fs::read_dir(dir) {
+                    Ok(mut entries) => Ok(entries.next().is_some()),
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                        Err("its directory is missing (Docker's exec root not mounted here?)")
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {
+                        Err("its directory cannot be read (permission denied)")
+                    }
+                    Err(_) => Err("its directory cannot be read"),
+                });
         match *listing {
             Ok(true) => Sandbox::Gone,
             Ok(false) => Sandbox::Unknown(
