@@ -52,9 +52,17 @@ pub async fn run(
     };
     let kernel = Kernel::open().context("open netlink")?;
     let store = Store::new(&args.state_dir);
+    let protocol = bgp_cfg.as_ref().map(|c| c.protocol);
     let (driver, view_rx) = tokio::task::spawn_blocking({
         let parent = args.parent.clone();
-        move || Driver::start(store, kernel, parent)
+        move || {
+            let (mut driver, rx) = Driver::start(store, kernel, parent)?;
+            match Kernel::open() {
+                Ok(mut table) => driver.flush_earlier_routes(&mut table, protocol),
+                Err(e) => tracing::warn!(error = %e, "cannot open netlink to remove the routes of an earlier run"),
+            }
+            Ok::<_, error::DriverError>((driver, rx))
+        }
     })
     .await
     .context("driver start task")?

@@ -26,6 +26,9 @@ use crate::model::network::NetworkSpec;
 use crate::model::state;
 use crate::provision::links::{self, Expect};
 use crate::provision::network::{ensure_network, owned_marks, Undo};
+use crate::provision::sysctl;
+use crate::rib::flush::flush;
+use crate::rib::table::RouteTable;
 use crate::store::Store;
 use crate::view::decide::{
     decide, judge_restart, Boot, Decision, Evidence, Health, Looker, Sandbox,
@@ -97,6 +100,90 @@ impl<K: LinkKernel> Driver<K> {
         })
     }
 
+    /// Records the value of each host sysctl that provisioning `spec` may
+    /// change (see [`sysctl::planned`]) and that no earlier change recorded,
+    /// before it changes: `cleanup` puts these values back.
+    pub(super) fn remember_sysctls(&mut self, spec: &NetworkSpec) -> Result<()> {
+        let mut host = self.state.host.clone();
+        for path in sysctl::planned(spec, &spec.parent.name) {
+            if host.sysctls.contains_key(&path) {
+                continue;
+            }
+            // Absent (an older kernel, a parent not there yet): nothing to change.
+            if let Ok(Some(value)) = self.kernel.sysctl(&path) {
+                host.sysctls.insert(path, value);
+            }
+        }
+        if host == self.state.host {
+            return Ok(());
+        }
+        self.commit(&state::Record::Host(host))
+    }
+
+    /// Records the protocol tag this run's routes carry (`None`: BGP off).
+    pub fn record_route_protocol(&mut self, protocol: Option<u8>) -> Result<()> {
+        if self.state.host.route_protocol == protocol {
+            return Ok(());
+        }
+        let host = state::HostRecord {
+            route_protocol: protocol,
+            ..self.state.host.clone()
+        };
+        self.commit(&state::Record::Host(host))
+    }
+
+    /// Routes of an earlier run that this one will not own go at start: with
+    /// BGP off (`protocol` `None`, `--gobgp none`), or when the protocol
+    /// number differs from the one the state recorded, every route carrying
+    /// the recorded one is deleted from `table`. A plain restart (the same
+    /// protocol) keeps them: that is what makes restarts hitless. This run's
+    /// protocol is recorded once its predecessor's routes are gone (a failed
+    /// flush keeps the old record, so the next start tries again). Logs,
+    /// never fails.
+    pub fn flush_earlier_routes<T: RouteTable>(&mut self, table: &mut T, protocol: Option<u8>) {
+        let record = |d: &mut Self| {
+            if let Err(e) = d.record_route_protocol(protocol) {
+                warn!(error = %e, "could not record the route protocol in the state");
+            }
+        };
+        let Some(old) = self
+            .state
+            .host
+            .route_protocol
+            .filter(|p| Some(*p) != protocol)
+        else {
+            return record(self);
+        };
+        let why = match protocol {
+            None => "BGP is off (--gobgp none)".to_string(),
+            Some(p) => format!("the route protocol changed from {old} to {p}"),
+        };
+        match flush(table, old, false) {
+            Ok(f) if f.failed.is_empty() => {
+                info!(
+                    protocol = old,
+                    routes = f.routes.len(),
+                    "{why}: removed the routes an earlier run installed"
+                );
+                record(self);
+            }
+            Ok(f) => {
+                for (r, e) in &f.failed {
+                    warn!(route = %r.dst, error = %e, "could not remove a route of an earlier run");
+                }
+                warn!(
+                    protocol = old,
+                    removed = f.routes.len(),
+                    failed = f.failed.len(),
+                    "{why}: some routes of an earlier run stay; the next start tries again"
+                );
+            }
+            Err(e) => {
+                warn!(protocol = old, error = %e, "{why}: could not list the routes of an earlier run; the next start tries again")
+            }
+        }
+    }
+
     /// Re-checks the world after the driver's own downtime: recreates
     /// missing VLAN parents and shims, deletes marked links that no record
     /// owns. Logs, never fails: a driver that cannot fix one network must
@@ -105,6 +192,9 @@ impl<K: LinkKernel> Driver<K> {
         let ids: Vec<String> = self.state.networks.keys().cloned().collect();
         for id in &ids {
             let spec = self.state.networks[id].spec.clone();
+            if let Err(e) = self.remember_sysctls(&spec) {
+                warn!(network = %spec.short_id(), error = %e, "could not record the host settings before changing them; `cleanup` cannot put them back");
+            }
             let mut undo = Undo::default();
             match ensure_network(&mut self.kernel, &mut self.ipvlan, &spec, &mut undo) {
                 Ok(shim) => {

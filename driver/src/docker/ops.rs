@@ -116,6 +116,7 @@ impl<K: LinkKernel> Driver<K> {
                 )));
             }
         }
+        self.remember_sysctls(&spec)?;
         let mut undo = Undo::default();
         let shim = match ensure_network(&mut self.kernel, &mut self.ipvlan, &spec, &mut undo) {
             Ok(v) => v,

@@ -973,3 +973,80 @@ fn a_sandbox_out_of_view_stays_announced_beside_a_live_one() {
     assert_eq!(view.borrow().announcements.len(), 2);
     assert!(d.state().networks[NET_A].endpoints[EP_2].joined);
 }
+
+/// Issue 19, point 8: the routes of an earlier run go at start when this
+/// run will not own them (BGP off, another protocol number); a plain
+/// restart keeps them.
+#[test]
+fn routes_of_an_earlier_run_are_flushed_only_when_not_ours_any_more() {
+    use crate::kernel::Route;
+    use crate::rib::fake::FakeTable;
+    use crate::rib::table::RouteTable;
+    let dir = tempfile::tempdir().unwrap();
+    let fk = host();
+    let mut table = FakeTable::default();
+    let route = |dst: &str, protocol: u8| Route {
+        dst: dst.parse().unwrap(),
+        via: Some("192.0.2.9".parse().unwrap()),
+        oif: None,
+        protocol,
+    };
+    let protocols = |t: &mut FakeTable| -> Vec<u8> {
+        t.dump()
+            .unwrap()
+            .iter()
+            .map(|r| r.route.protocol)
+            .collect::<BTreeSet<u8>>()
+            .into_iter()
+            .collect()
+    };
+    let mut run = |protocol: Option<u8>, t: &mut FakeTable| {
+        let (mut d, _) = start(dir.path(), &fk);
+        d.flush_earlier_routes(t, protocol);
+        d.state().host.route_protocol
+    };
+    // A first run with BGP records its protocol; its routes are installed.
+    assert_eq!(run(Some(73), &mut table), Some(73));
+    table.create_exclusive(&[route("10.7.0.1/32", 73), route("10.8.0.0/16", 4)]);
+    // A plain restart (or a plugin upgrade) keeps them.
+    assert_eq!(run(Some(73), &mut table), Some(73));
+    assert_eq!(protocols(&mut table), [4, 73]);
+    // Another protocol number: the old tag's routes go, nobody else's.
+    assert_eq!(run(Some(80), &mut table), Some(80));
+    assert_eq!(protocols(&mut table), [4]);
+    // BGP off: the recorded tag's routes go.
+    table.create_exclusive(&[route("10.7.0.2/32", 80)]);
+    assert_eq!(run(None, &mut table), None);
+    assert_eq!(protocols(&mut table), [4]);
+    // ... and a later run with BGP flushes nothing of anyone's.
+    table.create_exclusive(&[route("10.7.0.3/32", 73)]);
+    assert_eq!(run(Some(80), &mut table), Some(80));
+    assert_eq!(protocols(&mut table), [4, 73]);
+}
+
+/// Issue 19, point 8: the host settings the driver changes are recorded,
+/// with their value before the first change, before they change.
+#[test]
+fn host_sysctls_are_recorded_before_their_first_change() {
+    let dir = tempfile::tempdir().unwrap();
+    let fk = host();
+    let (mut d, _) = start(dir.path(), &fk);
+    assert_eq!(fk.sysctl_value("net/ipv4/ip_forward"), None);
+    d.create_network(net(NET_A, "eth0", "10.1.1.0/24,fd00:1::/64", MACVLAN))
+        .unwrap();
+    assert_eq!(fk.sysctl_value("net/ipv4/ip_forward").as_deref(), Some("1"));
+    let recorded = |dir: &Path| Store::new(dir).load().unwrap().host.sysctls;
+    let want: BTreeMap<String, String> = [
+        ("net/ipv4/ip_forward", "0"),
+        ("net/ipv6/conf/eth0/force_forwarding", "0"),
+    ]
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .into();
+    assert_eq!(recorded(dir.path()), want);
+    // A second network, and a restart: the first value stays recorded.
+    d.create_network(net(NET_B, "eth1", "10.2.0.0/24", MACVLAN))
+        .unwrap();
+    drop(d);
+    let (_d, _) = start(dir.path(), &fk);
+    assert_eq!(recorded(dir.path()), want);
+}
