@@ -12,6 +12,7 @@
 
 pub mod api;
 pub mod bgp;
+pub mod cleanup;
 pub mod config;
 pub mod docker;
 pub mod error;

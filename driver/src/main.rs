@@ -46,6 +46,17 @@ fn main() -> ExitCode {
                     tokio::time::sleep(Duration::from_secs(interval)).await;
                 }
             }
+            Some(Command::Cleanup(args)) => {
+                let report = ipvlan_bgp::cleanup::run(&args)?;
+                print!("{}", report.text());
+                if report.failures > 0 {
+                    anyhow::bail!(
+                        "{} steps of the cleanup failed (see above)",
+                        report.failures
+                    );
+                }
+                Ok(())
+            }
             Some(Command::Metrics { socket }) => {
                 let r =
                     client::post(&socket, "/metrics", Vec::new(), Duration::from_secs(5)).await?;
