@@ -88,8 +88,21 @@ pub async fn run(
                 let view = rx.borrow_and_update().clone();
                 (view, view::build::endpoint_routes(d.state()))
             });
+            let d = driver.clone();
+            let persist: health::Persist = Arc::new(move |changes| {
+                let mut d = d.lock().unwrap_or_else(|p| p.into_inner());
+                d.remember_health(changes);
+            });
+            let remembered = {
+                let d = driver.lock().unwrap_or_else(|p| p.into_inner());
+                d.remembered_health()
+            };
+            let memory = health::Memory {
+                remembered,
+                persist,
+            };
             let (rx, task) =
-                health::spawn(cfg, read, view_rx, metrics.clone(), stop_rx.clone()).await;
+                health::spawn(cfg, read, view_rx, memory, metrics.clone(), stop_rx.clone()).await;
             (rx, Some(task))
         }
         None => (view_rx, None),

@@ -100,6 +100,43 @@ impl<K: LinkKernel> Driver<K> {
         })
     }
 
+    /// The health gate's verdicts persisted in the endpoints' records, for
+    /// a restarted gate to start from (see [`crate::health`]).
+    pub fn remembered_health(&self) -> Vec<(String, state::HealthRecord)> {
+        self.state
+            .networks
+            .values()
+            .flat_map(|n| n.endpoints.iter())
+            .filter_map(|(id, e)| Some((id.clone(), e.health.clone()?)))
+            .collect()
+    }
+
+    /// Persists the health gate's changed verdicts in the endpoints' records
+    /// (one journal record each; endpoints gone since are skipped). Logs,
+    /// never fails: a verdict not persisted costs only a slower restart.
+    pub fn remember_health(&mut self, changes: Vec<(String, Option<state::HealthRecord>)>) {
+        for (endpoint, health) in changes {
+            let found = self.state.networks.iter().find_map(|(net, n)| {
+                let e = n.endpoints.get(&endpoint)?;
+                Some((net.clone(), e))
+            });
+            let Some((network, e)) = found else { continue };
+            if e.health == health {
+                continue;
+            }
+            let rec = state::Record::PutEndpoint {
+                network,
+                endpoint: state::EndpointRecord {
+                    health,
+                    ..e.clone()
+                },
+            };
+            if let Err(err) = self.commit(&rec) {
+                warn!(endpoint = %short_id(&endpoint), error = %err, "could not persist the health verdict; a restart waits for Docker for this endpoint");
+            }
+        }
+    }
+
     /// Records the value of each host sysctl that provisioning `spec` may
     /// change (see [`sysctl::planned`]) and that no earlier change recorded,
     /// before it changes: `cleanup` puts these values back.

@@ -1050,3 +1050,34 @@ fn host_sysctls_are_recorded_before_their_first_change() {
     let (_d, _) = start(dir.path(), &fk);
     assert_eq!(recorded(dir.path()), want);
 }
+
+/// Issue 19, point 4: the health gate's verdicts survive a restart in the
+/// endpoints' records.
+#[test]
+fn health_verdicts_persist_across_a_restart() {
+    use crate::model::state::{HealthRecord, Verdict};
+    let dir = tempfile::tempdir().unwrap();
+    let fk = host();
+    let (mut d, _) = start(dir.path(), &fk);
+    d.create_network(net(NET_A, "eth0", "10.1.1.0/24", MACVLAN))
+        .unwrap();
+    d.create_endpoint(NET_A, ep(EP_1, "10.1.1.2/24")).unwrap();
+    d.create_endpoint(NET_A, ep(EP_2, "10.1.1.3/24")).unwrap();
+    let healthy = HealthRecord {
+        container: "c1".into(),
+        verdict: Verdict::Healthy,
+    };
+    let starting = HealthRecord {
+        container: "c2".into(),
+        verdict: Verdict::Starting,
+    };
+    d.remember_health(vec![
+        (EP_1.into(), Some(healthy.clone())),
+        (EP_2.into(), Some(starting)),
+        ("gone".into(), Some(healthy.clone())),
+    ]);
+    d.remember_health(vec![(EP_2.into(), None)]);
+    drop(d);
+    let (d, _) = start(dir.path(), &fk);
+    assert_eq!(d.remembered_health(), vec![(EP_1.to_string(), healthy)]);
+}
