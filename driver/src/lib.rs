@@ -125,6 +125,7 @@ pub async fn run(
             installer,
             Kernel::open().context("open netlink for host info")?,
             adopted,
+            bgp::ledger::Ledger::open(Some(args.state_dir.clone())),
         );
         bgp_task = Some(tokio::spawn(bgp.run(stop_rx.clone())));
     } else {

@@ -23,6 +23,7 @@ use std::time::Duration;
 use ipnet::IpNet;
 use ipvlan_bgp::bgp::announcer::{Announcement, Announcer};
 use ipvlan_bgp::bgp::gobgp::{self, Client, GobgpAddr};
+use ipvlan_bgp::bgp::ledger::Ledger;
 use ipvlan_bgp::model::attrs::RouteAttrs;
 use serde_json::Value;
 
@@ -116,16 +117,23 @@ async fn connect(addr: &GobgpAddr) -> Client {
 }
 
 fn main() {
-    common::run_async_trials(vec![(
-        "attributes_reach_gobgpd_change_and_survive_a_restart",
-        || Box::pin(attributes_reach_gobgpd_change_and_survive_a_restart()),
-    )])
+    common::run_async_trials(vec![
+        (
+            "attributes_reach_gobgpd_change_and_survive_a_restart",
+            || Box::pin(attributes_reach_gobgpd_change_and_survive_a_restart()),
+        ),
+        ("only_its_own_paths_are_adopted_and_withdrawn", || {
+            Box::pin(only_its_own_paths_are_adopted_and_withdrawn())
+        }),
+    ])
 }
 
-async fn attributes_reach_gobgpd_change_and_survive_a_restart() -> Outcome {
+/// A gobgpd (AS 65000, no BGP port) on a unix socket in a temporary folder,
+/// and a client; `None` when gobgpd or the CLI is missing.
+async fn gobgpd() -> Option<(tempfile::TempDir, Daemon, Client)> {
     for tool in ["gobgpd", "gobgp"] {
         if Command::new(tool).arg("--version").output().is_err() {
-            return skip(&format!("{tool} is not installed"));
+            return None;
         }
     }
     let dir = tempfile::tempdir().expect("tempdir");
@@ -157,6 +165,94 @@ async fn attributes_reach_gobgpd_change_and_survive_a_restart() -> Outcome {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+
+    Some((dir, _gobgpd, client))
+}
+
+/// `gobgp global rib add|del PREFIX nexthop NH`, as an operator would.
+fn gobgp_cli(sock: &Path, verb: &str, prefix: &str, next_hop: &str) {
+    let out = Command::new("gobgp")
+        .arg("--target")
+        .arg(format!("unix://{}", sock.display()))
+        .args(["global", "rib", verb, prefix, "nexthop", next_hop])
+        .output()
+        .expect("gobgp");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Issue 19, point 12: after a restart the announcer adopts only the paths
+/// its ledger proves it added. An operator's own path in one of our pools
+/// with our next hop is left alone (and counted); one that replaced ours
+/// for a prefix we withdraw stays too (the UUID of ours is gone); ours
+/// still there goes.
+async fn only_its_own_paths_are_adopted_and_withdrawn() -> Outcome {
+    let Some((dir, _gobgpd, mut client)) = gobgpd().await else {
+        return skip("gobgpd and the gobgp CLI are needed");
+    };
+    let sock = dir.path().join("api.sock");
+    let state = tempfile::tempdir().expect("state dir");
+    let ledger = || Ledger::open(Some(state.path().to_path_buf()));
+    let limit = Duration::from_secs(5);
+    let nh = ip("192.0.2.1");
+    let plain = || Announcement {
+        next_hop: nh,
+        attrs: RouteAttrs::default(),
+    };
+    let pools = [n("10.1.1.0/24")];
+    let wanted: BTreeMap<IpNet, Announcement> = ["10.1.1.2/32", "10.1.1.3/32"]
+        .into_iter()
+        .map(|p| (n(p), plain()))
+        .collect();
+    let mut a = Announcer::new(vec![], limit, ledger());
+    a.resync(&mut client, &pools, &[nh], &wanted)
+        .await
+        .expect("resync");
+    a.sync(&mut client, &wanted).await.expect("sync");
+    // The operator's own path, in our pool, with our next hop.
+    gobgp_cli(&sock, "add", "10.1.1.9/32", "192.0.2.1");
+    // Someone replaces our path for .3 with theirs while we are down.
+    gobgp_cli(&sock, "add", "10.1.1.3/32", "192.0.2.1");
+    drop(a);
+    // Restarted: only .2 is still wanted.
+    let wanted: BTreeMap<IpNet, Announcement> = [(n("10.1.1.2/32"), plain())].into();
+    let mut a = Announcer::new(vec![], limit, ledger());
+    a.resync(&mut client, &pools, &[nh], &wanted)
+        .await
+        .expect("resync");
+    assert_eq!(
+        a.counts.foreign, 1,
+        "the operator's .9 is counted, not adopted"
+    );
+    a.sync(&mut client, &wanted).await.expect("sync");
+    let left: Vec<String> = rib(&sock, "ipv4").into_keys().collect();
+    assert_eq!(
+        left,
+        ["10.1.1.2/32", "10.1.1.3/32", "10.1.1.9/32"],
+        "the operator's paths stay"
+    );
+    assert_eq!(a.counts.additions, 0, "ours was adopted, not added again");
+    // Ours goes when no longer wanted; the operator's stay.
+    a.sync(&mut client, &BTreeMap::new()).await.expect("sync");
+    let left: Vec<String> = rib(&sock, "ipv4").into_keys().collect();
+    assert_eq!(left, ["10.1.1.3/32", "10.1.1.9/32"]);
+    // And a further restart adopts nothing.
+    let mut a = Announcer::new(vec![], limit, ledger());
+    a.resync(&mut client, &pools, &[nh], &BTreeMap::new())
+        .await
+        .expect("resync");
+    assert_eq!((a.count(), a.counts.foreign), (0, 2));
+    Ok(())
+}
+
+async fn attributes_reach_gobgpd_change_and_survive_a_restart() -> Outcome {
+    let Some((dir, _gobgpd, mut client)) = gobgpd().await else {
+        return skip("gobgpd and the gobgp CLI are needed");
+    };
+    let sock = dir.path().join("api.sock");
 
     let global = 65000 << 16 | 999;
     let full = RouteAttrs {
@@ -196,7 +292,10 @@ async fn attributes_reach_gobgpd_change_and_survive_a_restart() -> Outcome {
     let pools = [n("10.1.1.0/24"), n("fd00:1::/64")];
     let nhs = [ip("192.0.2.1"), ip("2001:db8::1")];
     let limit = Duration::from_secs(5);
-    let mut a = Announcer::new(vec![global], limit);
+    // The driver's state directory: its ledger proves what it added.
+    let state = tempfile::tempdir().expect("state dir");
+    let ledger = || Ledger::open(Some(state.path().to_path_buf()));
+    let mut a = Announcer::new(vec![global], limit, ledger());
     a.resync(&mut client, &pools, &nhs, &wanted)
         .await
         .expect("resync");
@@ -238,7 +337,7 @@ async fn attributes_reach_gobgpd_change_and_survive_a_restart() -> Outcome {
     // A restarted driver wanting the same: nothing is replaced.
     let before = ages(&sock);
     tokio::time::sleep(Duration::from_millis(1100)).await;
-    let mut a2 = Announcer::new(vec![global], limit);
+    let mut a2 = Announcer::new(vec![global], limit, ledger());
     a2.resync(&mut client, &pools, &nhs, &wanted)
         .await
         .expect("resync");
@@ -264,7 +363,7 @@ async fn attributes_reach_gobgpd_change_and_survive_a_restart() -> Outcome {
         .unwrap()
         .attrs
         .as_path_prepend = Some(3);
-    let mut a3 = Announcer::new(vec![global], limit);
+    let mut a3 = Announcer::new(vec![global], limit, ledger());
     a3.resync(&mut client, &pools, &nhs, &wanted)
         .await
         .expect("resync");

@@ -337,9 +337,10 @@ pub fn path_with_attrs(prefix: IpNet, next_hop: IpAddr, attrs: &RouteAttrs, asn:
 
 /// The attributes of a path we originated, as [`path_with_attrs`] wrote them
 /// (lists sorted), so the announcer can tell whether gobgpd still holds what
-/// it wants. An AS path that is not `asn` repeated decodes to a prepend no
-/// option can ask for, so it never matches.
-pub fn decode_attrs(p: &Path, asn: u32) -> RouteAttrs {
+/// it wants. `None` for attributes the announcer never sends (an AS path
+/// that is not `asn` repeated, or longer than a prepend can be): they match
+/// nothing wanted.
+pub fn decode_attrs(p: &Path, asn: u32) -> Option<RouteAttrs> {
     let mut out = RouteAttrs::default();
     for a in &p.pattrs {
         let v = a.value.as_slice();
@@ -350,10 +351,10 @@ pub fn decode_attrs(p: &Path, asn: u32) -> RouteAttrs {
                     .unwrap_or_default();
                 if !numbers.is_empty() {
                     let ours = asn != 0 && numbers.iter().all(|&n| n == asn);
-                    out.as_path_prepend = Some(match u8::try_from(numbers.len()) {
-                        Ok(n) if ours => n,
-                        _ => u8::MAX,
-                    });
+                    match u8::try_from(numbers.len()) {
+                        Ok(n) if ours => out.as_path_prepend = Some(n),
+                        _ => return None,
+                    }
                 }
             }
             "MultiExitDiscAttribute" => {
@@ -382,7 +383,7 @@ pub fn decode_attrs(p: &Path, asn: u32) -> RouteAttrs {
             _ => {}
         }
     }
-    out
+    Some(out)
 }
 
 /// Opens a stream of every destination of `family` (see [`families`]) in
@@ -577,9 +578,9 @@ mod tests {
             ),
             (65000, 1, 2)
         );
-        assert_eq!(decode_attrs(&p, 65000), attrs);
+        assert_eq!(decode_attrs(&p, 65000), Some(attrs));
         // Another AS in the path never matches a prepend.
-        assert_eq!(decode_attrs(&p, 65001).as_path_prepend, Some(u8::MAX));
+        assert_eq!(decode_attrs(&p, 65001), None);
         // Without an AS there is nothing to prepend; no attributes, none sent.
         let p = path_with_attrs(
             "10.1.1.2/32".parse().unwrap(),
@@ -595,7 +596,7 @@ mod tests {
             65000,
         );
         assert_eq!(p.pattrs.len(), 2);
-        assert!(decode_attrs(&p, 65000).is_empty());
+        assert!(decode_attrs(&p, 65000).is_some_and(|a| a.is_empty()));
     }
 
     /// IPv6: family AFI 2 / SAFI 1 on the path, next hop in MP_REACH_NLRI

@@ -29,6 +29,7 @@ use super::gobgp::apipb::{
 use super::gobgp::{self, decode_path, Client, LearnedPath};
 use super::host::{policy_inputs, wanted_announcements, HostInfo};
 use super::learner::{lock_learner, Learner};
+use super::ledger::Ledger;
 use super::speaker;
 use super::timers::{check_liveness, expire_stale, AbortOnDrop, TICK};
 use super::withdrawals::{self, HeldWithdrawals};
@@ -71,6 +72,7 @@ impl Bgp {
         installer: InstallerHandle,
         host_kernel: Kernel,
         adopted: Vec<Route>,
+        ledger: Ledger,
     ) -> Bgp {
         let mut host_kernel = host_kernel;
         let host = HostInfo::read(&mut host_kernel)
@@ -93,7 +95,7 @@ impl Bgp {
             b.gobgp = cfg.gobgp.to_string();
         });
         Bgp {
-            announcer: Announcer::new(cfg.communities.clone(), cfg.call_timeout),
+            announcer: Announcer::new(cfg.communities.clone(), cfg.call_timeout, ledger),
             cfg,
             metrics,
             view,
@@ -264,6 +266,7 @@ impl Bgp {
             b.connects += 1;
             b.last_error = None;
             b.announced = announced;
+            b.announcer = self.announcer.counts;
         });
         info!(gobgp = %self.cfg.gobgp, best_paths = n, announced, "connected to gobgpd");
         self.session_up = true;
@@ -306,7 +309,11 @@ impl Bgp {
                     self.announcer.sync(&mut client, &w).await.map_err(|e| format!("announce: {}", gobgp::describe(&e)))?;
                     self.metrics.announced(w.keys());
                     let c = self.announcer.count();
-                    self.metrics.bgp(|b| b.announced = c);
+                    let counts = self.announcer.counts;
+                    self.metrics.bgp(|b| {
+                        b.announced = c;
+                        b.announcer = counts;
+                    });
                 }
                 _ = tick.tick() => {
                     if last_host.elapsed() >= HOST_REFRESH {
@@ -318,6 +325,8 @@ impl Bgp {
                             let view = self.view.borrow().clone();
                             let w = wanted_announcements(&view, &self.host, &self.cfg, &mut self.warned);
                             self.announcer.sync(&mut client, &w).await.map_err(|e| format!("announce: {}", gobgp::describe(&e)))?;
+                            let counts = self.announcer.counts;
+                            self.metrics.bgp(|b| b.announcer = counts);
                         }
                     }
                     if last_peers.elapsed() >= PEER_REFRESH {
