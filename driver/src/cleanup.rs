@@ -7,9 +7,11 @@
 //! first), the routes carrying the protocol tag the state recorded deleted,
 //! each sysctl the driver changed put back to the value it recorded before
 //! the first change (only where it still holds what the driver set), and
-//! the state files removed; a line for each, or with `--dry-run` what would
-//! be done and nothing done. Refuses while a driver holds the state
-//! directory. Nothing that does not carry our mark or tag is touched.
+//! the state files and the announcer's ledger removed; a line for each, or
+//! with `--dry-run` what would be done and nothing done. Run it with the
+//! driver stopped: it takes no lock on the state directory (the
+//! one-driver-per-state lock belongs to another change). Nothing that does
+//! not carry our mark or tag is touched.
 
 use std::fmt::Write as _;
 use std::path::PathBuf;
@@ -17,6 +19,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::Args;
 
+use crate::bgp::ledger::LEDGER_FILE;
 use crate::kernel::real::Kernel;
 use crate::kernel::LinkKernel;
 use crate::model::names;
@@ -217,9 +220,16 @@ fn sysctls<K: LinkKernel>(k: &mut K, state: &State, dry: bool, r: &mut Report) {
     }
 }
 
-/// The state files, and the directory if nothing else is in it.
+/// The state files and the announcer's ledger (kept, it would let a later
+/// driver adopt paths as its own), and the directory if nothing else is in it.
 fn files(dir: &std::path::Path, dry: bool, r: &mut Report) {
-    for name in [STATE_FILE, JOURNAL_FILE, &format!(".{STATE_FILE}.tmp")] {
+    for name in [
+        STATE_FILE,
+        JOURNAL_FILE,
+        LEDGER_FILE,
+        &format!(".{STATE_FILE}.tmp"),
+        &format!(".{LEDGER_FILE}.tmp"),
+    ] {
         let path = dir.join(name);
         if !path.exists() {
             continue;
@@ -311,7 +321,8 @@ mod tests {
         let text = dry.text();
         assert_eq!(names(&fk), before, "{text}");
         assert_eq!(table.dump().unwrap().len(), 2);
-        let files = [STATE_FILE, JOURNAL_FILE]
+        std::fs::write(dir.path().join(LEDGER_FILE), "{}").unwrap();
+        let files = [STATE_FILE, JOURNAL_FILE, LEDGER_FILE]
             .iter()
             .filter(|f| dir.path().join(f).exists())
             .count();

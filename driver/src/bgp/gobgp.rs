@@ -578,7 +578,7 @@ mod tests {
             ),
             (65000, 1, 2)
         );
-        assert_eq!(decode_attrs(&p, 65000), Some(attrs));
+        assert_eq!(decode_attrs(&p, 65000), Some(attrs.clone()));
         // Another AS in the path never matches a prepend.
         assert_eq!(decode_attrs(&p, 65001), None);
         // Without an AS there is nothing to prepend; no attributes, none sent.

@@ -1000,7 +1000,7 @@ fn routes_of_an_earlier_run_are_flushed_only_when_not_ours_any_more() {
             .into_iter()
             .collect()
     };
-    let mut run = |protocol: Option<u8>, t: &mut FakeTable| {
+    let run = |protocol: Option<u8>, t: &mut FakeTable| {
         let (mut d, _) = start(dir.path(), &fk);
         d.flush_earlier_routes(t, protocol);
         d.state().host.route_protocol
