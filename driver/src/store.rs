@@ -29,6 +29,7 @@
 //!   absorbed by a compaction cut short; any other is an error naming both
 //!   files (a snapshot restored from a backup never silently drops a newer
 //!   journal).
+//!
 //! A crash leaves either record whole or a torn last line, which loading
 //! ignores (and logs); a whole line that is not a record, or one the state
 //! refuses, is an error naming the file and line. Snapshots of version 1

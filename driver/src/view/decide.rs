@@ -126,8 +126,8 @@ pub fn judge_restart(looks: &mut [Sandbox], boot: Boot) -> bool {
         }
         return false;
     }
-    let alive = looks.iter().any(|s| *s == Sandbox::Alive);
-    let gone = looks.iter().any(|s| *s == Sandbox::Gone);
+    let alive = looks.contains(&Sandbox::Alive);
+    let gone = looks.contains(&Sandbox::Gone);
     if alive || !gone {
         return false;
     }
