@@ -312,6 +312,8 @@ mod tests {
         assert_eq!(before.len(), 7, "{before:?}");
         assert_eq!(fk.sysctl_value("net/ipv4/ip_forward").as_deref(), Some("1"));
 
+        // The announcer's ledger goes with the state.
+        std::fs::write(dir.path().join(LEDGER_FILE), "{}").unwrap();
         let mut args = CleanupArgs {
             state_dir: dir.path().to_path_buf(),
             dry_run: true,
@@ -321,7 +323,6 @@ mod tests {
         let text = dry.text();
         assert_eq!(names(&fk), before, "{text}");
         assert_eq!(table.dump().unwrap().len(), 2);
-        std::fs::write(dir.path().join(LEDGER_FILE), "{}").unwrap();
         let files = [STATE_FILE, JOURNAL_FILE, LEDGER_FILE]
             .iter()
             .filter(|f| dir.path().join(f).exists())
