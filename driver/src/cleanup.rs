@@ -2,16 +2,19 @@
 //!
 //! In: the state directory (read, never trusted for names alone) and the
 //! host's kernel, in the network namespace it runs in. Out: the links that
-//! carry our mark deleted (what a running container still holds is in the
-//! container's namespace, out of reach: remove containers and networks
-//! first), the routes carrying the protocol tag the state recorded deleted,
-//! each sysctl the driver changed put back to the value it recorded before
-//! the first change (only where it still holds what the driver set), and
-//! the state files and the announcer's ledger removed; a line for each, or
-//! with `--dry-run` what would be done and nothing done. Run it with the
-//! driver stopped: it takes no lock on the state directory (the
-//! one-driver-per-state lock belongs to another change). Nothing that does
-//! not carry our mark or tag is touched.
+//! carry this instance's mark deleted (the identity its state names, see
+//! [`names::Marks`]; an earlier version's identity-less mark only when the
+//! state names its record; an 802.1Q parent only when no link sits on it
+//! any more; what a running container still holds is in the container's
+//! namespace, out of reach: remove containers and networks first), the
+//! routes carrying the protocol tag the state recorded deleted, each sysctl
+//! the driver changed put back to the value it recorded before the first
+//! change (only where it still holds what the driver set), and the state
+//! files, the announcer's ledger and the lock removed; a line for each, or
+//! with `--dry-run` what would be done and nothing done. It takes the state
+//! directory's lock ([`StateLock`]) first: while a driver holds it, a
+//! cleanup refuses (naming the driver's pid) and a dry run says so. Nothing
+//! that does not carry our mark or tag is touched.
 
 use std::fmt::Write as _;
 use std::path::PathBuf;
@@ -20,9 +23,10 @@ use anyhow::Context;
 use clap::Args;
 
 use crate::bgp::ledger::LEDGER_FILE;
+use crate::instance::{LockError, StateLock, LOCK_FILE};
 use crate::kernel::real::Kernel;
 use crate::kernel::LinkKernel;
-use crate::model::names;
+use crate::model::names::{self, Marks, Role};
 use crate::model::state::State;
 use crate::rib::flush::flush;
 use crate::store::{Store, JOURNAL_FILE, STATE_FILE};
@@ -100,10 +104,26 @@ pub fn cleanup<K: LinkKernel, T: crate::rib::table::RouteTable>(
 ) -> anyhow::Result<Report> {
     let dry = args.dry_run;
     let dir = &args.state_dir;
+    let mut r = Report::default();
+    // A dry run takes the lock only where one exists: it creates nothing.
+    let _lock = if dir.exists() && !(dry && !dir.join(LOCK_FILE).exists()) {
+        match StateLock::acquire(dir) {
+            Ok(l) => Some(l),
+            Err(e @ LockError::Held { .. }) if dry => {
+                r.note(format!("warning: {e}; a cleanup would refuse now"));
+                None
+            }
+            Err(e @ LockError::Held { .. }) => return Err(anyhow::Error::new(e).context(
+                "cleanup refused: a running driver would make again what it removes; stop it first",
+            )),
+            Err(e) => return Err(e.into()),
+        }
+    } else {
+        None
+    };
     let state: State = Store::new(dir)
         .load()
         .with_context(|| format!("read the state in {}", dir.display()))?;
-    let mut r = Report::default();
     r.note(format!(
         "state {}: {} networks, {} endpoints",
         dir.display(),
@@ -124,7 +144,7 @@ pub fn cleanup<K: LinkKernel, T: crate::rib::table::RouteTable>(
             joined.join(", ")
         ));
     }
-    links(kernel, dry, &mut r)?;
+    links(kernel, &state, dry, &mut r)?;
     routes(table, &state, args, &mut r);
     sysctls(kernel, &state, dry, &mut r);
     files(dir, dry, &mut r);
@@ -138,22 +158,82 @@ pub fn cleanup<K: LinkKernel, T: crate::rib::table::RouteTable>(
     Ok(r)
 }
 
-/// Every link carrying our mark; the ones stacked on others first, so an
-/// 802.1Q parent goes after the shims on it.
-fn links<K: LinkKernel>(k: &mut K, dry: bool, r: &mut Report) -> anyhow::Result<()> {
+/// Whether a link's alias marks it as this instance's: its identity (the
+/// one `state` names), or an earlier version's identity-less mark of a
+/// record `state` names. Another instance's links are never ours.
+fn owns(state: &State, marks: Option<&Marks>, alias: Option<&str>) -> bool {
+    let Some(m) = names::parse(alias) else {
+        return false;
+    };
+    match m.instance {
+        Some(i) => marks.is_some_and(|own| own.instance() == i),
+        None => match m.role {
+            Role::Endpoint => state
+                .networks
+                .values()
+                .any(|n| n.endpoints.contains_key(m.id)),
+            Role::Shim => state.networks.get(m.id).is_some_and(|n| n.spec.has_shim()),
+            Role::Vlan => state
+                .networks
+                .values()
+                .any(|n| n.spec.parent.vlan.is_some() && n.spec.parent.name == m.id),
+            Role::Probe => false,
+        },
+    }
+}
+
+/// Every link of this instance (see [`owns`]); the ones stacked on others
+/// first, so an 802.1Q parent goes after the shims on it, and only when no
+/// other link (another instance's, the operator's) still sits on it.
+fn links<K: LinkKernel>(k: &mut K, state: &State, dry: bool, r: &mut Report) -> anyhow::Result<()> {
+    let marks = state.instance.as_deref().and_then(Marks::new);
     let mut ours: Vec<_> = k
         .links()
         .context("list links")?
         .into_iter()
-        .filter(|l| names::is_marked(l.alias.as_deref()))
+        .filter(|l| owns(state, marks.as_ref(), l.alias.as_deref()))
         .collect();
+    let others = k
+        .links()
+        .context("list links")?
+        .into_iter()
+        .filter(|l| names::is_marked(l.alias.as_deref()))
+        .count()
+        .saturating_sub(ours.len());
+    if others > 0 {
+        r.note(format!(
+            "left {others} links marked by another ipvlan-bgp instance (another state directory)"
+        ));
+    }
     ours.sort_by_key(|l| l.kind.as_deref() == Some("vlan"));
+    let removed: std::collections::BTreeSet<String> = ours
+        .iter()
+        .filter(|l| l.kind.as_deref() != Some("vlan"))
+        .map(|l| l.name.clone())
+        .collect();
     for l in ours {
         let what = format!(
             "link {} ({})",
             l.name,
             l.alias.as_deref().unwrap_or_default()
         );
+        if l.kind.as_deref() == Some("vlan") {
+            // In any namespace (a container's link sits on it too). On a dry
+            // run our own links are still there: they do not count.
+            let users: Vec<String> = k
+                .users(l.index)
+                .with_context(|| format!("list the links on {}", l.name))?
+                .into_iter()
+                .filter(|u| !(dry && removed.contains(u)))
+                .collect();
+            if !users.is_empty() {
+                r.note(format!(
+                    "left {what}: other links sit on it ({})",
+                    users.join(", ")
+                ));
+                continue;
+            }
+        }
         if dry {
             r.did(true, what);
             continue;
@@ -229,6 +309,8 @@ fn files(dir: &std::path::Path, dry: bool, r: &mut Report) {
         LEDGER_FILE,
         &format!(".{STATE_FILE}.tmp"),
         &format!(".{LEDGER_FILE}.tmp"),
+        // Last: held until the process ends, so no driver starts meanwhile.
+        LOCK_FILE,
     ] {
         let path = dir.join(name);
         if !path.exists() {
@@ -278,6 +360,63 @@ mod tests {
             host_link: false,
             attrs: Default::default(),
         }
+    }
+
+    /// Two instances (two state directories) on one host: A's cleanup
+    /// takes none of B's links, and leaves the 802.1Q parent A made while
+    /// B's shim sits on it. While A's driver holds its lock, a cleanup
+    /// refuses (a dry run says so) and removes nothing.
+    #[test]
+    fn another_instance_and_a_running_driver_are_left_alone() {
+        let dir_a = tempfile::tempdir().unwrap();
+        let dir_b = tempfile::tempdir().unwrap();
+        let fk = FakeKernel::new();
+        fk.add_device("eth1", None, None, None);
+        let mut table = FakeTable::default();
+        let (mut a, _) = Driver::start(Store::new(dir_a.path()), fk.clone(), None).unwrap();
+        a.create_network(spec("a", "eth1.10", "10.2.0.0/24", "10.2.0.1/24"))
+            .unwrap();
+        let (mut b, _) = Driver::start(Store::new(dir_b.path()), fk.clone(), None).unwrap();
+        b.create_network(spec("b", "eth1.10", "10.3.0.0/24", "10.3.0.1/24"))
+            .unwrap();
+        let b_shim = names::shim(&"b".repeat(64));
+        let a_shim = names::shim(&"a".repeat(64));
+        drop((a, b));
+        let args = |dry_run| CleanupArgs {
+            state_dir: dir_a.path().to_path_buf(),
+            dry_run,
+            route_protocol: Some(73),
+        };
+
+        // A's driver still runs: refused, nothing removed.
+        let held = StateLock::acquire(dir_a.path()).unwrap();
+        let e = cleanup(&args(false), &mut fk.clone(), &mut table).unwrap_err();
+        let text = format!("{e:#}");
+        assert!(
+            text.contains("cleanup refused")
+                && text.contains(&format!("pid {}", std::process::id())),
+            "{text}"
+        );
+        assert!(fk.link_named(&a_shim).is_some() && dir_a.path().join(STATE_FILE).exists());
+        let dry = cleanup(&args(true), &mut fk.clone(), &mut table).unwrap();
+        assert!(
+            dry.text().contains("a cleanup would refuse now"),
+            "{}",
+            dry.text()
+        );
+        drop(held);
+
+        let done = cleanup(&args(false), &mut fk.clone(), &mut table).unwrap();
+        let text = done.text();
+        assert_eq!(done.failures, 0, "{text}");
+        assert!(fk.link_named(&a_shim).is_none(), "{text}");
+        assert!(fk.link_named(&b_shim).is_some(), "B's shim stays: {text}");
+        let vlan = fk.link_named("eth1.10").expect("the VLAN B's shim sits on");
+        assert!(vlan.alias.is_some_and(|m| m.contains(":vlan:")));
+        assert!(text.contains("left link eth1.10"), "{text}");
+        assert!(text.contains("left 1 links marked by another"), "{text}");
+        assert!(!dir_a.path().exists(), "{text}");
+        assert!(dir_b.path().join(STATE_FILE).exists());
     }
 
     #[test]
