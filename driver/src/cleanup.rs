@@ -106,7 +106,7 @@ pub fn cleanup<K: LinkKernel, T: crate::rib::table::RouteTable>(
     let dir = &args.state_dir;
     let mut r = Report::default();
     // A dry run takes the lock only where one exists: it creates nothing.
-    let _lock = if dir.exists() && !(dry && !dir.join(LOCK_FILE).exists()) {
+    let _lock = if dir.exists() && (!dry || dir.join(LOCK_FILE).exists()) {
         match StateLock::acquire(dir) {
             Ok(l) => Some(l),
             Err(e @ LockError::Held { .. }) if dry => {
