@@ -113,6 +113,10 @@ pub enum Command {
         #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u64).range(1..=3600))]
         interval: u64,
     },
+    /// Remove everything the driver made on this host (marked links, tagged
+    /// routes, changed sysctls, its state); refuses while a driver runs on
+    /// the state directory.
+    Cleanup(crate::cleanup::CleanupArgs),
     /// Print the driver's Prometheus metrics.
     Metrics {
         #[arg(long, env = "IPVLAN_BGP_SOCKET", default_value = DEFAULT_SOCKET)]

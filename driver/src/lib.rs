@@ -12,6 +12,7 @@
 
 pub mod api;
 pub mod bgp;
+pub mod cleanup;
 pub mod config;
 pub mod docker;
 pub mod error;
@@ -55,9 +56,17 @@ pub async fn run(
     };
     let kernel = Kernel::open().context("open netlink")?;
     let store = Store::new(&args.state_dir);
+    let protocol = bgp_cfg.as_ref().map(|c| c.protocol);
     let (driver, view_rx) = tokio::task::spawn_blocking({
         let parent = args.parent.clone();
-        move || Driver::start(store, kernel, parent)
+        move || {
+            let (mut driver, rx) = Driver::start(store, kernel, parent)?;
+            match Kernel::open() {
+                Ok(mut table) => driver.flush_earlier_routes(&mut table, protocol),
+                Err(e) => tracing::warn!(error = %e, "cannot open netlink to remove the routes of an earlier run"),
+            }
+            Ok::<_, error::DriverError>((driver, rx))
+        }
     })
     .await
     .context("driver start task")?
@@ -85,8 +94,21 @@ pub async fn run(
                 let view = rx.borrow_and_update().clone();
                 (view, view::build::endpoint_routes(d.state()))
             });
+            let d = driver.clone();
+            let persist: health::Persist = Arc::new(move |changes| {
+                let mut d = d.lock().unwrap_or_else(|p| p.into_inner());
+                d.remember_health(changes);
+            });
+            let remembered = {
+                let d = driver.lock().unwrap_or_else(|p| p.into_inner());
+                d.remembered_health()
+            };
+            let memory = health::Memory {
+                remembered,
+                persist,
+            };
             let (rx, task) =
-                health::spawn(cfg, read, view_rx, metrics.clone(), stop_rx.clone()).await;
+                health::spawn(cfg, read, view_rx, memory, metrics.clone(), stop_rx.clone()).await;
             (rx, Some(task))
         }
         None => (view_rx, None),
@@ -109,6 +131,7 @@ pub async fn run(
             installer,
             Kernel::open().context("open netlink for host info")?,
             adopted,
+            bgp::ledger::Ledger::open(Some(args.state_dir.clone())),
         );
         let fatal_tx = fatal_tx.clone();
         let stop = stop_rx.clone();

@@ -52,6 +52,17 @@ fn main() -> ExitCode {
                 timeout,
             }) => drain(&socket, true, wait.then(|| Duration::from_secs(timeout))).await,
             Some(Command::Undrain { socket }) => drain(&socket, false, None).await,
+            Some(Command::Cleanup(args)) => {
+                let report = ipvlan_bgp::cleanup::run(&args)?;
+                print!("{}", report.text());
+                if report.failures > 0 {
+                    anyhow::bail!(
+                        "{} steps of the cleanup failed (see above)",
+                        report.failures
+                    );
+                }
+                Ok(())
+            }
             Some(Command::Metrics { socket }) => {
                 let r =
                     client::post(&socket, "/metrics", Vec::new(), Duration::from_secs(5)).await?;

@@ -167,6 +167,22 @@ pub struct BgpStatus {
     /// Routes removed at once because their peer failed hard (hold expiry,
     /// BFD) while gobgpd, as a graceful-restart helper, kept its paths.
     pub peer_routes_dropped: u64,
+    /// What the announcer did, kept by [`crate::bgp::announcer`].
+    pub announcer: AnnouncerCounts,
+}
+
+/// What the announcer did, for status and metrics.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct AnnouncerCounts {
+    /// Paths added (AddPath or in a stream), since start.
+    pub additions: u64,
+    /// Paths withdrawn (DeletePath), since start.
+    pub withdrawals: u64,
+    /// Local paths found at the last resync in one of our pools with our
+    /// next hop that the announcer's ledger does not prove ours: left alone.
+    pub foreign: usize,
+    /// Paths adopted at the last resync (proven ours by the ledger).
+    pub adopted: usize,
 }
 
 /// The drain as status shows it (`bgp.drain`).
@@ -528,6 +544,24 @@ impl Collector for BgpCollector {
             "ipvlan_bgp_announced_prefixes",
             "Prefixes gobgpd holds from this host.",
             n(b.announced),
+        )?;
+        counter(
+            &mut e,
+            "ipvlan_bgp_announcer_additions",
+            "Paths the announcer added to gobgpd since the driver started.",
+            b.announcer.additions,
+        )?;
+        counter(
+            &mut e,
+            "ipvlan_bgp_announcer_withdrawals",
+            "Paths the announcer withdrew from gobgpd since the driver started.",
+            b.announcer.withdrawals,
+        )?;
+        gauge(
+            &mut e,
+            "ipvlan_bgp_announcer_foreign_paths",
+            "Local paths in gobgpd, in our pools with our next hop, that the driver did not add (left alone; at the last resync).",
+            n(b.announcer.foreign),
         )?;
         gauge(
             &mut e,

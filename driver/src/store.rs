@@ -3,23 +3,40 @@
 //! Docker never replays CreateNetwork, so networks, their endpoints, the
 //! links we made for them and what is announced live under `--state-dir`:
 //! a snapshot, `state.json`, and a journal beside it, `state.journal`.
-//! In: each change as a [`Record`] ([`crate::model::state`]), applied to the
-//! in-memory [`State`] by [`State::apply`] and appended to the journal as one JSON line, made
-//! durable with `fdatasync` before Docker gets its answer: a change costs
-//! one small write, whatever the number of endpoints. Out: the state at
-//! start, the snapshot with the journal replayed over it.
+//! In: each change as a [`Record`] ([`crate::model::state`]), checked
+//! against the state, appended to the journal as one JSON line and made
+//! durable with `fdatasync` before it is applied to the in-memory
+//! [`State`] and Docker gets its answer ([`Store::commit`]): a change
+//! costs one small write, whatever the number of endpoints. Out: the state
+//! at start, the snapshot with the journal replayed over it.
 //! When the journal outgrows the snapshot it is compacted: the whole state
 //! is written as a new snapshot atomically (temporary file, fsync, rename,
 //! fsync of the directory), then the journal goes, so each change costs
 //! O(1) amortised and the files stay within about twice the state.
+//!
+//! What holds, and what the tests inject a failure for each of:
+//! - a change is acknowledged only once its record is durable in the
+//!   journal; a snapshot never acknowledges one (compaction runs after the
+//!   record is durable, and its failure costs nothing but a retry);
+//! - a refused change never replays: a record whose write or `fdatasync`
+//!   failed is cut off the journal, and if it cannot be cut, a snapshot of
+//!   the state *before* it is written at once, which makes that journal an
+//!   absorbed one; until a snapshot succeeds, no change is accepted;
+//! - directory fsync errors are errors (a rename or a new journal that is
+//!   not durable is not acknowledged);
+//! - the journal's header names the snapshot generation it continues: its
+//!   own generation is replayed, the exact previous one is known as
+//!   absorbed by a compaction cut short; any other is an error naming both
+//!   files (a snapshot restored from a backup never silently drops a newer
+//!   journal).
+//!
 //! A crash leaves either record whole or a torn last line, which loading
-//! ignores (and logs); a whole line that is not a record is an error naming
-//! the file and line. The journal's header names the snapshot generation it
-//! continues, so a journal that a cut-short compaction left behind is known
-//! as already absorbed. Snapshots of version 1 and 2 without a journal load
-//! as before. The IPv6 fields of networks and endpoints are optional and
-//! left out for IPv4-only networks: files from before IPv6 load, and an
-//! earlier driver still reads what this one writes for IPv4-only networks.
+//! ignores (and logs); a whole line that is not a record, or one the state
+//! refuses, is an error naming the file and line. Snapshots of version 1
+//! and 2 without a journal load as before. The IPv6 fields of networks and
+//! endpoints are optional and left out for IPv4-only networks: files from
+//! before IPv6 load, and an earlier driver still reads what this one writes
+//! for IPv4-only networks.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Seek, SeekFrom, Write};
@@ -68,6 +85,22 @@ fn is_zero(n: &u64) -> bool {
     *n == 0
 }
 
+/// The file operations a test can make fail (see `Store::faults`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[cfg_attr(not(test), allow(dead_code))]
+pub(crate) enum Fault {
+    /// `fdatasync` of a journal record.
+    RecordSync,
+    /// Cutting a failed record off the journal (`ftruncate`).
+    Cut,
+    /// `fsync` of the temporary snapshot.
+    SnapshotSync,
+    /// `fsync` of the state directory (after a rename, a new or removed journal).
+    DirSync,
+    /// Removing an absorbed journal.
+    Remove,
+}
+
 /// The state on disk: the snapshot and the journal of changes since.
 #[derive(Debug)]
 pub struct Store {
@@ -83,12 +116,20 @@ pub struct Store {
     records: usize,
     /// Bytes of the last snapshot written or read.
     snapshot_len: u64,
-    /// The journal cannot be trusted to end where `journal_len` says (a failed
-    /// append could not be cut off): the next change writes a snapshot.
-    must_compact: bool,
-    /// Test hook: the next append writes this many bytes, then fails.
+    /// The next change must first write a snapshot: the journal may end
+    /// with a refused record, or the last snapshot's rename may not be
+    /// durable (so the journal it replaced must not be appended to).
+    must_snapshot: bool,
+    /// A journal of an earlier generation may still be on disk (its removal
+    /// failed, or loading found one absorbed): removed before the next
+    /// snapshot, so a leftover journal is only ever the exact previous one.
+    absorbed_left: bool,
+    /// Test hooks: the next append writes this many bytes, then fails; and
+    /// the file operations that fail (with EIO) while listed.
     #[cfg(test)]
     pub(crate) fail_next_append: Option<usize>,
+    #[cfg(test)]
+    pub(crate) faults: std::collections::HashSet<Fault>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -113,6 +154,9 @@ pub enum StoreError {
         line: usize,
         reason: String,
     },
+    /// A change that does not fit the state: nothing was written.
+    #[error("state change refused: {0}")]
+    Refused(String),
 }
 
 /// What loading found in the journal.
@@ -122,7 +166,7 @@ pub struct Replayed {
     pub records: usize,
     /// Bytes of a torn last record that were ignored.
     pub torn_bytes: u64,
-    /// The journal belonged to an older snapshot (a compaction was cut
+    /// The journal belonged to the previous snapshot (a compaction was cut
     /// short after writing the snapshot) and was ignored.
     pub stale: bool,
 }
@@ -136,10 +180,17 @@ impl Store {
             journal_len: 0,
             records: 0,
             snapshot_len: 0,
-            must_compact: false,
+            must_snapshot: false,
+            absorbed_left: false,
             #[cfg(test)]
             fail_next_append: None,
+            #[cfg(test)]
+            faults: std::collections::HashSet::new(),
         }
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
     }
 
     pub fn path(&self) -> PathBuf {
@@ -158,6 +209,16 @@ impl Store {
     fn io(&self, path: &Path) -> impl FnOnce(io::Error) -> StoreError {
         let path = path.to_path_buf();
         move |source| StoreError::Io { path, source }
+    }
+
+    /// Fails with EIO where a test asked for `f` to fail; nothing otherwise.
+    fn inject(&self, f: Fault) -> io::Result<()> {
+        #[cfg(test)]
+        if self.faults.contains(&f) {
+            return Err(io::Error::from_raw_os_error(libc::EIO));
+        }
+        let _ = f;
+        Ok(())
     }
 
     /// Loads the state (the snapshot, then the journal replayed over it),
@@ -190,8 +251,10 @@ impl Store {
         self.journal = None;
         self.journal_len = 0;
         self.records = 0;
-        self.must_compact = false;
+        self.must_snapshot = false;
+        self.absorbed_left = false;
         let replayed = self.replay(&mut state)?;
+        self.absorbed_left = replayed.stale;
         Ok((state, replayed))
     }
 
@@ -230,12 +293,26 @@ impl Store {
                         h.journal
                     )));
                 }
-                if h.generation != self.generation {
+                if h.generation + 1 == self.generation {
                     // The snapshot that absorbed it was written, the journal
                     // not yet removed: everything in it is in the snapshot.
-                    info!(journal = %path.display(), journal_generation = h.generation, snapshot_generation = self.generation, "ignoring a state journal that an earlier compaction already absorbed");
+                    info!(journal = %path.display(), journal_generation = h.generation, snapshot_generation = self.generation, "ignoring a state journal that the last compaction already absorbed");
                     out.stale = true;
                     return Ok(out);
+                }
+                if h.generation != self.generation {
+                    return Err(bad(format!(
+                        "it continues snapshot generation {}, but {STATE_FILE} is generation {} \
+                         (a snapshot {} than its journal: restored from a backup, or copied \
+                         from another host?); nothing was changed",
+                        h.generation,
+                        self.generation,
+                        if h.generation > self.generation {
+                            "older"
+                        } else {
+                            "newer by more than one compaction"
+                        },
+                    )));
                 }
             } else {
                 let rec: Record = serde_json::from_slice(text)
@@ -257,9 +334,24 @@ impl Store {
     /// Writes the whole state as a new snapshot, atomically (temporary file,
     /// fsync, rename, fsync of the directory), and drops the journal it
     /// absorbs. A crash between the two leaves a journal of the previous
-    /// generation, which [`Store::load`] ignores.
+    /// generation, which [`Store::load`] ignores. An error anywhere means
+    /// the new snapshot may or may not be the one on disk: the next change
+    /// writes a snapshot again before it is journaled.
     pub fn save(&mut self, state: &State) -> Result<(), StoreError> {
+        let saved = self.write_snapshot(state);
+        if saved.is_err() {
+            self.must_snapshot = true;
+        }
+        saved
+    }
+
+    fn write_snapshot(&mut self, state: &State) -> Result<(), StoreError> {
         fs::create_dir_all(&self.dir).map_err(self.io(&self.dir))?;
+        let journal = self.journal_path();
+        if self.absorbed_left {
+            // Gone before a newer snapshot makes it two generations old.
+            self.remove_journal()?;
+        }
         let path = self.path();
         let tmp = self.dir.join(format!(".{STATE_FILE}.tmp"));
         let generation = self.generation + 1;
@@ -274,49 +366,85 @@ impl Store {
         {
             let mut f = File::create(&tmp).map_err(self.io(&tmp))?;
             f.write_all(&data).map_err(self.io(&tmp))?;
-            f.sync_all().map_err(self.io(&tmp))?;
+            self.inject(Fault::SnapshotSync)
+                .and_then(|_| f.sync_all())
+                .map_err(self.io(&tmp))?;
         }
         fs::rename(&tmp, &path).map_err(self.io(&path))?;
-        self.sync_dir();
+        // From here the new snapshot may be the one on disk: the journal it
+        // absorbs is of the previous generation, never appended to again.
         self.generation = generation;
         self.snapshot_len = data.len() as u64;
         self.journal = None;
         self.journal_len = 0;
         self.records = 0;
-        self.must_compact = false;
-        let journal = self.journal_path();
-        match fs::remove_file(&journal) {
-            Ok(()) => self.sync_dir(),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            // Harmless: its header names the previous generation.
-            Err(e) => {
-                warn!(journal = %journal.display(), error = %e, "could not remove the absorbed state journal")
+        self.absorbed_left = journal.exists();
+        self.sync_dir()?;
+        self.must_snapshot = false;
+        if self.absorbed_left {
+            // Harmless if it stays: its header names the previous generation.
+            if let Err(e) = self.remove_journal() {
+                warn!(error = %e, "could not remove the absorbed state journal; retried before the next snapshot");
             }
         }
         Ok(())
     }
 
-    fn sync_dir(&self) {
-        if let Ok(d) = File::open(&self.dir) {
-            let _ = d.sync_all();
+    /// Removes the journal (an absorbed one) and makes that durable.
+    fn remove_journal(&mut self) -> Result<(), StoreError> {
+        let journal = self.journal_path();
+        match self
+            .inject(Fault::Remove)
+            .and_then(|_| fs::remove_file(&journal))
+        {
+            Ok(()) => self.sync_dir()?,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(self.io(&journal)(e)),
         }
+        self.absorbed_left = false;
+        Ok(())
     }
 
-    /// Whether the next change should write a snapshot instead of a record:
-    /// once the journal outgrows the snapshot (and a floor), so each change
-    /// costs O(1) amortised, and disk use stays within twice the snapshot.
+    /// Makes the directory's entries (a rename, a new or removed file) durable.
+    fn sync_dir(&self) -> Result<(), StoreError> {
+        self.inject(Fault::DirSync)
+            .and_then(|_| File::open(&self.dir)?.sync_all())
+            .map_err(self.io(&self.dir))
+    }
+
+    /// Whether a compaction is due: once the journal outgrows the snapshot
+    /// (and a floor), so each change costs O(1) amortised, and disk use
+    /// stays within twice the snapshot.
     fn compaction_due(&self) -> bool {
-        self.must_compact || self.journal_len > JOURNAL_MIN.max(self.snapshot_len)
+        self.journal_len > JOURNAL_MIN.max(self.snapshot_len)
     }
 
-    /// Makes `rec` durable. `state` is the state with `rec` already applied:
-    /// when a compaction is due it is written as the new snapshot instead.
-    /// On failure nothing of the record stays on disk (a partial write is
-    /// cut off), so the caller undoes its in-memory change and disk and
-    /// memory agree again.
-    pub fn append(&mut self, state: &State, rec: &Record) -> Result<(), StoreError> {
+    /// Makes `rec` durable, then applies it to `state`: the one way a change
+    /// is accepted. Refused (with nothing of it on disk, and `state` as it
+    /// was) when it does not fit `state` or cannot be written; a record whose
+    /// write failed halfway is cut off, or, where that fails too, a snapshot
+    /// of `state` without it is written at once, so it can never replay.
+    /// Afterwards, a compaction if one is due (its failure is logged: the
+    /// record is durable already).
+    pub fn commit(&mut self, state: &mut State, rec: &Record) -> Result<(), StoreError> {
+        state.check(rec).map_err(StoreError::Refused)?;
+        self.append(state, rec)?;
+        state.apply(rec).map_err(StoreError::Refused)?;
         if self.compaction_due() {
-            return self.save(state);
+            if let Err(e) = self.save(state) {
+                warn!(error = %e, "could not compact the state journal; the change is in the journal, and the next one writes a snapshot first");
+            }
+        }
+        Ok(())
+    }
+
+    /// Appends `rec` to the journal; `before` is the state without it.
+    fn append(&mut self, before: &State, rec: &Record) -> Result<(), StoreError> {
+        if self.must_snapshot {
+            // The journal may end with a refused record, or the snapshot
+            // that replaced it may not be durable: start from a fresh one,
+            // of the state without `rec`.
+            self.save(before)?;
         }
         let path = self.journal_path();
         let mut line = serde_json::to_vec(rec).map_err(|e| StoreError::Io {
@@ -327,9 +455,15 @@ impl Store {
         if self.journal.is_none() {
             self.open_journal()?;
         }
-        let result = self.write_record(&line);
-        if let Err(e) = result {
-            self.cut_back();
+        if let Err(e) = self.write_record(&line) {
+            if !self.cut_back() {
+                // The refused record may still be in the journal: a snapshot
+                // of the state without it absorbs that journal.
+                warn!(journal = %path.display(), "could not cut a failed record off the state journal; writing a snapshot without it");
+                if let Err(e) = self.save(before) {
+                    warn!(error = %e, "could not write the snapshot either; no change is accepted until one succeeds");
+                }
+            }
             return Err(self.io(&path)(e));
         }
         self.journal_len += line.len() as u64;
@@ -338,36 +472,45 @@ impl Store {
     }
 
     fn write_record(&mut self, line: &[u8]) -> io::Result<()> {
+        #[cfg(test)]
+        let partial = self.fail_next_append.take();
+        let sync = self.inject(Fault::RecordSync);
         let Some(f) = self.journal.as_mut() else {
             return Err(io::Error::other("the journal is not open"));
         };
         #[cfg(test)]
-        if let Some(n) = self.fail_next_append.take() {
+        if let Some(n) = partial {
             f.write_all(&line[..n.min(line.len())])?;
             return Err(io::Error::from_raw_os_error(libc::ENOSPC));
         }
         f.write_all(line)?;
+        sync?;
         f.sync_data()
     }
 
     /// After a failed append: the journal ends at the last whole record
-    /// again, or, if it cannot be cut, the next change writes a snapshot.
-    fn cut_back(&mut self) {
+    /// again. False when that cannot be made durable (the caller then
+    /// absorbs the journal into a snapshot).
+    fn cut_back(&mut self) -> bool {
         let len = self.journal_len;
+        let fault = self.inject(Fault::Cut);
         let cut = self.journal.as_mut().map(|f| {
-            f.set_len(len)
+            fault
+                .and_then(|_| f.set_len(len))
                 .and_then(|_| f.seek(SeekFrom::End(0)))
                 .and_then(|_| f.sync_data())
         });
-        if !matches!(cut, Some(Ok(_))) {
-            warn!(journal = %self.journal_path().display(), "could not cut a failed record off the state journal; the next change writes a full snapshot");
-            self.journal = None;
-            self.must_compact = true;
+        if matches!(cut, Some(Ok(_))) {
+            return true;
         }
+        self.journal = None;
+        self.must_snapshot = true;
+        false
     }
 
     /// Opens the journal for appending: an existing one (of this snapshot's
-    /// generation, cut to its whole records), or a new one with its header.
+    /// generation, cut to its whole records), or a new one with its header,
+    /// durable (the file and its directory entry) before any record.
     fn open_journal(&mut self) -> Result<(), StoreError> {
         fs::create_dir_all(&self.dir).map_err(self.io(&self.dir))?;
         let path = self.journal_path();
@@ -398,12 +541,38 @@ impl Store {
             .map_err(io)?;
         f.write_all(&header).map_err(io)?;
         f.sync_all().map_err(io)?;
-        self.sync_dir();
+        // An absorbed journal of the previous generation was just replaced.
+        self.absorbed_left = false;
+        self.sync_dir()?;
         self.journal_len = header.len() as u64;
         self.records = 0;
         self.journal = Some(f);
         Ok(())
     }
+}
+
+/// Writes `bytes` to `path` atomically and durably: a temporary file
+/// beside it, fsync, rename, fsync of the directory (whose errors are
+/// errors). For the small files beside the state (the announcer's ledger).
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
+    let io = |p: &Path| {
+        let p = p.to_path_buf();
+        move |source| StoreError::Io { path: p, source }
+    };
+    let dir = path.parent().unwrap_or(Path::new("."));
+    fs::create_dir_all(dir).map_err(io(dir))?;
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy())
+        .unwrap_or_default();
+    let tmp = dir.join(format!(".{name}.tmp"));
+    {
+        let mut f = File::create(&tmp).map_err(io(&tmp))?;
+        f.write_all(bytes).map_err(io(&tmp))?;
+        f.sync_all().map_err(io(&tmp))?;
+    }
+    fs::rename(&tmp, path).map_err(io(path))?;
+    File::open(dir).and_then(|d| d.sync_all()).map_err(io(dir))
 }
 
 #[cfg(test)]
@@ -443,6 +612,7 @@ mod tests {
             joined: true,
             sandbox: "/var/run/docker/netns/x".into(),
             unmarked: false,
+            health: None,
         };
         let mut st = State {
             version: VERSION,
@@ -561,13 +731,13 @@ mod tests {
                 String::new()
             },
             unmarked: false,
+            health: None,
         }
     }
 
-    /// Applies `rec` to `st` and appends it, as the driver does.
+    /// Commits `rec` to `st`, as the driver does.
     fn change(store: &mut Store, st: &mut State, rec: Record) {
-        st.apply(&rec).unwrap();
-        store.append(st, &rec).unwrap();
+        store.commit(st, &rec).unwrap();
     }
 
     /// Changes of every kind on top of [`sample`]'s network.
@@ -768,14 +938,168 @@ mod tests {
         // The disk fills up halfway through the next record.
         store.fail_next_append = Some(40);
         let mut failed = st.clone();
-        failed.apply(&changes()[1]).unwrap();
-        let err = store.append(&failed, &changes()[1]).unwrap_err();
+        let err = store.commit(&mut failed, &changes()[1]).unwrap_err();
         assert!(err.to_string().contains("state.journal"), "{err}");
+        assert_eq!(failed, st);
         assert_eq!(journal(&store), before);
         assert_eq!(Store::new(dir.path()).load().unwrap(), st);
         // And the next change goes in whole.
         change(&mut store, &mut st, changes()[2].clone());
         assert_eq!(Store::new(dir.path()).load().unwrap(), st);
+    }
+
+    /// A store with [`sample`] saved and the first change journaled.
+    fn journaled(dir: &Path) -> (Store, State) {
+        let mut store = Store::new(dir);
+        let mut st = sample();
+        store.save(&st).unwrap();
+        change(&mut store, &mut st, changes()[0].clone());
+        (store, st)
+    }
+
+    #[test]
+    fn directory_fsync_errors_are_errors() {
+        // After the snapshot's rename: the save fails, and the next change
+        // starts from a snapshot again.
+        let dir = tempfile::tempdir().unwrap();
+        let (mut store, mut st) = journaled(dir.path());
+        store.faults.insert(Fault::DirSync);
+        let err = store.save(&st).unwrap_err();
+        assert!(err.to_string().contains("Input/output error"), "{err}");
+        store.faults.clear();
+        let generation = store.generation;
+        change(&mut store, &mut st, changes()[1].clone());
+        assert_eq!(store.generation, generation + 1, "a snapshot first");
+        assert_eq!(Store::new(dir.path()).load().unwrap(), st);
+        // A new journal whose directory entry is not durable: the change is refused.
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::new(dir.path());
+        let mut st = sample();
+        store.save(&st).unwrap();
+        store.faults.insert(Fault::DirSync);
+        let before = st.clone();
+        assert!(store.commit(&mut st, &changes()[0]).is_err());
+        assert_eq!(st, before);
+        store.faults.clear();
+        assert_eq!(Store::new(dir.path()).load().unwrap(), before);
+        change(&mut store, &mut st, changes()[0].clone());
+        assert_eq!(Store::new(dir.path()).load().unwrap(), st);
+    }
+
+    #[test]
+    fn a_refused_record_never_replays() {
+        let join = changes()[1].clone();
+        // fdatasync fails: the record is cut off again.
+        let dir = tempfile::tempdir().unwrap();
+        let (mut store, st) = journaled(dir.path());
+        store.faults.insert(Fault::RecordSync);
+        let mut failed = st.clone();
+        assert!(store.commit(&mut failed, &join).is_err());
+        assert_eq!(failed, st);
+        assert_eq!(Store::new(dir.path()).load().unwrap(), st, "cut off");
+        // ... and cannot be cut off (nor the journal removed): a snapshot
+        // without it makes the journal that holds it an absorbed one.
+        store.faults.extend([Fault::Cut, Fault::Remove]);
+        assert!(store.commit(&mut failed, &join).is_err());
+        assert_eq!(failed, st);
+        let text = String::from_utf8(journal(&store)).unwrap();
+        assert_eq!(
+            text.lines().count(),
+            3,
+            "the refused record is still there: {text}"
+        );
+        assert_eq!(Store::new(dir.path()).load().unwrap(), st, "absorbed");
+        // ... and not even that snapshot can be written: nothing is accepted
+        // until one can, and the first change then starts with it.
+        let dir = tempfile::tempdir().unwrap();
+        let (mut store, st) = journaled(dir.path());
+        store
+            .faults
+            .extend([Fault::RecordSync, Fault::Cut, Fault::SnapshotSync]);
+        let mut failed = st.clone();
+        assert!(store.commit(&mut failed, &join).is_err());
+        assert!(store.commit(&mut failed, &changes()[2]).is_err());
+        assert_eq!(failed, st);
+        store.faults.clear();
+        let mut st = st;
+        change(&mut store, &mut st, changes()[2].clone());
+        let loaded = Store::new(dir.path()).load().unwrap();
+        assert_eq!(loaded, st);
+        let e1 = "1".repeat(64);
+        assert!(
+            !loaded.networks[&"a".repeat(64)].endpoints[&e1].joined,
+            "the refused join replayed"
+        );
+    }
+
+    #[test]
+    fn a_failed_compaction_refuses_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut store, mut st) = journaled(dir.path());
+        // Due at the next change.
+        store.journal_len = JOURNAL_MIN + 1;
+        store.faults.insert(Fault::SnapshotSync);
+        let generation = store.generation;
+        change(&mut store, &mut st, changes()[1].clone());
+        assert_eq!(store.generation, generation);
+        store.faults.clear();
+        assert_eq!(Store::new(dir.path()).load().unwrap(), st, "in the journal");
+        change(&mut store, &mut st, changes()[2].clone());
+        assert_eq!(store.generation, generation + 1, "a snapshot first");
+        assert_eq!(Store::new(dir.path()).load().unwrap(), st);
+    }
+
+    #[test]
+    fn only_the_exact_previous_generation_counts_as_absorbed() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut store, mut st) = journaled(dir.path());
+        let backup = fs::read(store.path()).unwrap();
+        // Two compactions later, the journal continues generation 3.
+        store.save(&st).unwrap();
+        store.save(&st).unwrap();
+        change(&mut store, &mut st, changes()[1].clone());
+        let newer = journal(&store);
+        // The snapshot restored from a backup (generation 1) must not drop it.
+        fs::write(store.path(), &backup).unwrap();
+        let err = Store::new(dir.path()).load().unwrap_err();
+        let msg = err.to_string();
+        assert!(
+            matches!(err, StoreError::Journal { line: 1, .. })
+                && msg.contains("generation 3")
+                && msg.contains("generation 1"),
+            "{msg}"
+        );
+        assert_eq!(journal(&store), newer, "nothing was changed");
+        // A journal two generations behind its snapshot is no leftover either.
+        let dir = tempfile::tempdir().unwrap();
+        let (mut store, st) = journaled(dir.path());
+        let old = journal(&store);
+        store.save(&st).unwrap();
+        store.save(&st).unwrap();
+        fs::write(store.journal_path(), &old).unwrap();
+        assert!(Store::new(dir.path()).load().is_err());
+        // The exact previous one is absorbed, and goes before the next snapshot.
+        store.save(&st).unwrap();
+        let prev = {
+            let mut s = Store::new(dir.path());
+            s.load().unwrap();
+            s.generation - 1
+        };
+        fs::write(
+            store.journal_path(),
+            format!("{{\"journal\":{JOURNAL_VERSION},\"generation\":{prev}}}\n{{\"op\":\"remove_network\",\"id\":\"gone\"}}\n"),
+        )
+        .unwrap();
+        let mut again = Store::new(dir.path());
+        let (loaded, replayed) = again.load_replayed().unwrap();
+        assert!(replayed.stale);
+        assert_eq!(loaded, st);
+        again.faults.insert(Fault::Remove);
+        assert!(again.save(&st).is_err(), "the leftover cannot go");
+        assert!(Store::new(dir.path()).load().is_ok());
+        again.faults.clear();
+        again.save(&st).unwrap();
+        assert!(!again.journal_path().exists());
     }
 
     #[test]

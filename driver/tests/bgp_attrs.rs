@@ -13,7 +13,11 @@
 //! communities with the global one added, large communities) arrive as
 //! asked; a change of attributes replaces the path; a fresh announcer (a
 //! restarted driver) that wants the same attributes leaves the paths alone,
-//! and one that wants others replaces them.
+//! and one that wants others replaces them. And, on both lines, the
+//! announcer's ledger (issue 19, point 12): after a restart only the paths
+//! it proves it added are adopted; an operator's own path in our pool with
+//! our next hop stays, and so does one that replaced ours (withdrawn by the
+//! UUID AddPath answered, which the replacement no longer has).
 
 mod common;
 
@@ -26,6 +30,7 @@ use std::time::Duration;
 use ipnet::IpNet;
 use ipvlan_bgp::bgp::announcer::{Announcement, Announcer};
 use ipvlan_bgp::bgp::gobgp::{ApiLine, Gobgp, GobgpAddr, GobgpApi};
+use ipvlan_bgp::bgp::ledger::Ledger;
 use ipvlan_bgp::model::attrs::RouteAttrs;
 use serde_json::Value;
 
@@ -136,17 +141,26 @@ fn main() {
                 ))
             },
         ),
+        ("only_its_own_paths_are_adopted_and_withdrawn_v3", || {
+            Box::pin(only_its_own_paths_are_adopted_and_withdrawn(ApiLine::V3))
+        }),
+        ("only_its_own_paths_are_adopted_and_withdrawn_v4", || {
+            Box::pin(only_its_own_paths_are_adopted_and_withdrawn(ApiLine::V4))
+        }),
     ])
 }
 
-async fn attributes_reach_gobgpd_change_and_survive_a_restart(line: ApiLine) -> Outcome {
+/// A gobgpd of `line` (AS 65000, no BGP port) on a unix socket in a
+/// temporary folder, a client that detected its line, and the name of the
+/// line's CLI; `Err` names the tool that is missing.
+async fn gobgpd(line: ApiLine) -> Result<(tempfile::TempDir, Daemon, Gobgp, &'static str), String> {
     let (daemon, cli) = match line {
         ApiLine::V3 => ("gobgpd", "gobgp"),
         ApiLine::V4 => ("gobgpd-v4", "gobgp-v4"),
     };
     for tool in [daemon, cli] {
         if Command::new(tool).arg("--version").output().is_err() {
-            return skip(&format!("{tool} is not installed (ci/install.sh)"));
+            return Err(format!("{tool} is not installed (ci/install.sh)"));
         }
     }
     let dir = tempfile::tempdir().expect("tempdir");
@@ -154,7 +168,7 @@ async fn attributes_reach_gobgpd_change_and_survive_a_restart(line: ApiLine) -> 
     let toml = dir.path().join("g.toml");
     std::fs::write(&toml, TOML).expect("toml");
     let log = std::fs::File::create(dir.path().join("g.log")).expect("log");
-    let _gobgpd = Daemon(
+    let running = Daemon(
         Command::new(daemon)
             .args(["-p", "--pprof-disable", "-f"])
             .arg(&toml)
@@ -182,6 +196,95 @@ async fn attributes_reach_gobgpd_change_and_survive_a_restart(line: ApiLine) -> 
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    Ok((dir, running, client, cli))
+}
+
+/// `gobgp global rib add|del PREFIX nexthop NH`, as an operator would.
+fn gobgp_cli(cli: &str, sock: &Path, verb: &str, prefix: &str, next_hop: &str) {
+    let out = Command::new(cli)
+        .arg("--target")
+        .arg(format!("unix://{}", sock.display()))
+        .args(["global", "rib", verb, prefix, "nexthop", next_hop])
+        .output()
+        .expect("gobgp");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Issue 19, point 12: after a restart the announcer adopts only the paths
+/// its ledger proves it added. An operator's own path in one of our pools
+/// with our next hop is left alone (and counted); one that replaced ours
+/// for a prefix we withdraw stays too (the UUID of ours is gone); ours
+/// still there goes.
+async fn only_its_own_paths_are_adopted_and_withdrawn(line: ApiLine) -> Outcome {
+    let (dir, _gobgpd, mut client, cli) = match gobgpd(line).await {
+        Ok(g) => g,
+        Err(why) => return skip(&why),
+    };
+    let sock = dir.path().join("api.sock");
+    let state = tempfile::tempdir().expect("state dir");
+    let ledger = || Ledger::open(Some(state.path().to_path_buf()));
+    let limit = Duration::from_secs(5);
+    let nh = ip("192.0.2.1");
+    let plain = || Announcement {
+        next_hop: nh,
+        attrs: RouteAttrs::default(),
+    };
+    let pools = [n("10.1.1.0/24")];
+    let wanted: BTreeMap<IpNet, Announcement> = ["10.1.1.2/32", "10.1.1.3/32"]
+        .into_iter()
+        .map(|p| (n(p), plain()))
+        .collect();
+    let mut a = Announcer::new(vec![], limit, ledger());
+    a.resync(&mut client, &pools, &[nh], &wanted)
+        .await
+        .expect("resync");
+    a.sync(&mut client, &wanted).await.expect("sync");
+    // The operator's own path, in our pool, with our next hop.
+    gobgp_cli(cli, &sock, "add", "10.1.1.9/32", "192.0.2.1");
+    // Someone replaces our path for .3 with theirs while we are down.
+    gobgp_cli(cli, &sock, "add", "10.1.1.3/32", "192.0.2.1");
+    drop(a);
+    // Restarted: only .2 is still wanted.
+    let wanted: BTreeMap<IpNet, Announcement> = [(n("10.1.1.2/32"), plain())].into();
+    let mut a = Announcer::new(vec![], limit, ledger());
+    a.resync(&mut client, &pools, &[nh], &wanted)
+        .await
+        .expect("resync");
+    assert_eq!(
+        a.counts.foreign, 1,
+        "the operator's .9 is counted, not adopted"
+    );
+    a.sync(&mut client, &wanted).await.expect("sync");
+    let left: Vec<String> = rib(cli, &sock, "ipv4").into_keys().collect();
+    assert_eq!(
+        left,
+        ["10.1.1.2/32", "10.1.1.3/32", "10.1.1.9/32"],
+        "the operator's paths stay"
+    );
+    assert_eq!(a.counts.additions, 0, "ours was adopted, not added again");
+    // Ours goes when no longer wanted; the operator's stay.
+    a.sync(&mut client, &BTreeMap::new()).await.expect("sync");
+    let left: Vec<String> = rib(cli, &sock, "ipv4").into_keys().collect();
+    assert_eq!(left, ["10.1.1.3/32", "10.1.1.9/32"]);
+    // And a further restart adopts nothing.
+    let mut a = Announcer::new(vec![], limit, ledger());
+    a.resync(&mut client, &pools, &[nh], &BTreeMap::new())
+        .await
+        .expect("resync");
+    assert_eq!((a.count(), a.counts.foreign), (0, 2));
+    Ok(())
+}
+
+async fn attributes_reach_gobgpd_change_and_survive_a_restart(line: ApiLine) -> Outcome {
+    let (dir, _gobgpd, mut client, cli) = match gobgpd(line).await {
+        Ok(g) => g,
+        Err(why) => return skip(&why),
+    };
+    let sock = dir.path().join("api.sock");
 
     let global = 65000 << 16 | 999;
     let full = RouteAttrs {
@@ -221,7 +324,10 @@ async fn attributes_reach_gobgpd_change_and_survive_a_restart(line: ApiLine) -> 
     let pools = [n("10.1.1.0/24"), n("fd00:1::/64")];
     let nhs = [ip("192.0.2.1"), ip("2001:db8::1")];
     let limit = Duration::from_secs(5);
-    let mut a = Announcer::new(vec![global], limit);
+    // The driver's state directory: its ledger proves what it added.
+    let state = tempfile::tempdir().expect("state dir");
+    let ledger = || Ledger::open(Some(state.path().to_path_buf()));
+    let mut a = Announcer::new(vec![global], limit, ledger());
     a.resync(&mut client, &pools, &nhs, &wanted)
         .await
         .expect("resync");
@@ -263,7 +369,7 @@ async fn attributes_reach_gobgpd_change_and_survive_a_restart(line: ApiLine) -> 
     // A restarted driver wanting the same: nothing is replaced.
     let before = ages(cli, &sock);
     tokio::time::sleep(Duration::from_millis(1100)).await;
-    let mut a2 = Announcer::new(vec![global], limit);
+    let mut a2 = Announcer::new(vec![global], limit, ledger());
     a2.resync(&mut client, &pools, &nhs, &wanted)
         .await
         .expect("resync");
@@ -289,7 +395,7 @@ async fn attributes_reach_gobgpd_change_and_survive_a_restart(line: ApiLine) -> 
         .unwrap()
         .attrs
         .as_path_prepend = Some(3);
-    let mut a3 = Announcer::new(vec![global], limit);
+    let mut a3 = Announcer::new(vec![global], limit, ledger());
     a3.resync(&mut client, &pools, &nhs, &wanted)
         .await
         .expect("resync");

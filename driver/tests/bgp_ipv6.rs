@@ -235,6 +235,7 @@ async fn dual_stack_exchange(
         installer,
         Kernel::open_in_netns(&path).expect("netlink"),
         adopted,
+        ipvlan_bgp::bgp::ledger::Ledger::default(),
     );
     let task = tokio::spawn(bgp.run(stop_rx));
 

@@ -140,6 +140,7 @@ impl Driver {
             installer,
             Kernel::open_in_netns(&path).expect("netlink"),
             adopted,
+            ipvlan_bgp::bgp::ledger::Ledger::default(),
         );
         Driver {
             metrics,

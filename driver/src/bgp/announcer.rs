@@ -1,16 +1,23 @@
 //! The announcer: keeps gobgpd's locally originated paths equal to what
-//! this host's networks should announce.
+//! this host's networks should announce, and touches no path it did not add.
 //!
 //! In: the wanted prefixes (from the driver's [`crate::view::View`]) with
 //! their next hop and BGP attributes ([`RouteAttrs`]; the announcer adds the
-//! global `--community` values and reads our AS for a prepend). Out:
-//! AddPath/AddPathStream and DeletePath calls for the difference with what
-//! gobgpd holds. After a (re)connection it first reads gobgpd's local paths
-//! so a restarted driver neither duplicates nor leaves behind what an
-//! earlier run announced; paths it did not make (other prefixes, other next
-//! hops) are never touched. A prefix whose attributes changed is announced
-//! again (AddPath replaces the path). Every call carries the gobgpd
-//! deadline, so a stuck gobgpd fails a sync instead of hanging it.
+//! global `--community` values and reads our AS for a prepend), and its
+//! [`Ledger`] of the paths it added. Out: AddPath/AddPathStream and
+//! DeletePath calls for the difference with what gobgpd holds from us, the
+//! ledger kept (each addition recorded before it is made), and counters
+//! ([`AnnouncerCounts`]). After a (re)connection it first reads gobgpd's local paths:
+//! a path is adopted as ours only when the ledger proves the announcer added
+//! it (see [`super::ledger`]), so a restarted driver neither duplicates nor
+//! leaves behind what an earlier run announced, while an operator's own
+//! path (in a pool, with our next hop) is left alone and counted. An adopted
+//! path whose attributes differ from what is wanted is flagged for
+//! replacement; one no longer wanted is withdrawn by its UUID where gobgpd
+//! gave one, so a path someone else put in its place stays. A prefix whose
+//! attributes changed is announced again (AddPath replaces the path). Every
+//! call carries the gobgpd deadline, so a stuck gobgpd fails a sync instead
+//! of hanging it.
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -19,13 +26,18 @@ use std::time::Duration;
 use ipnet::IpNet;
 use tracing::{debug, info, warn};
 
-use super::gobgp::{Family, Gobgp, GobgpApi, OwnPath};
+use super::gobgp::{uuid_not_found, Family, Gobgp, GobgpApi, OwnPath};
+use super::ledger::Ledger;
+use crate::metrics::AnnouncerCounts;
 use crate::model::attrs::RouteAttrs;
 
 /// Paths sent per AddPathStream message.
 const STREAM_CHUNK: usize = 1000;
-/// Below this many additions, unary AddPath calls are used.
+/// Below this many additions, unary AddPath calls are used (and their
+/// UUIDs recorded).
 const STREAM_THRESHOLD: usize = 16;
+/// At most this many unproven paths are named in the log after a resync.
+const FOREIGN_LOGGED: usize = 5;
 
 /// One prefix to announce: its next hop and its attributes as the view has
 /// them (without the global communities, which [`Announcer`] adds).
@@ -35,35 +47,40 @@ pub struct Announcement {
     pub attrs: RouteAttrs,
 }
 
-/// Attributes no view asks for (a prepend beyond any allowed): what a path
-/// found in gobgpd gets when it differs from what is wanted, so that the
-/// next sync replaces it.
-fn stale_attrs() -> RouteAttrs {
-    RouteAttrs {
-        as_path_prepend: Some(u8::MAX),
-        ..RouteAttrs::default()
-    }
+/// A path gobgpd holds from us.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Held {
+    announced: Announcement,
+    /// Found in gobgpd with other attributes than wanted (a driver restarted
+    /// with other options): the next sync replaces it.
+    replace: bool,
+    /// Adopted at a resync (added by an earlier run), not added by this one:
+    /// withdrawn by its UUID where the ledger has one.
+    adopted: bool,
 }
 
 #[derive(Debug, Default)]
 pub struct Announcer {
-    /// What gobgpd holds from us: prefix -> next hop and the (view's)
-    /// attributes it was announced with; comparing these allocates nothing.
-    announced: BTreeMap<IpNet, Announcement>,
+    /// What gobgpd holds from us; comparing these allocates nothing.
+    announced: BTreeMap<IpNet, Held>,
     communities: Vec<u32>,
     /// gobgpd's AS (from GetBgp at each resync), for the prepend; 0 unknown.
     asn: u32,
     /// Deadline of each gobgpd call (and of each message of a list stream).
     limit: Duration,
+    ledger: Ledger,
+    pub counts: AnnouncerCounts,
 }
 
 impl Announcer {
-    pub fn new(communities: Vec<u32>, limit: Duration) -> Announcer {
+    pub fn new(communities: Vec<u32>, limit: Duration, ledger: Ledger) -> Announcer {
         Announcer {
             announced: BTreeMap::new(),
             communities,
             asn: 0,
             limit,
+            ledger,
+            counts: AnnouncerCounts::default(),
         }
     }
 
@@ -80,11 +97,29 @@ impl Announcer {
         self.announced.len()
     }
 
+    /// Writes the ledger on a blocking thread; a failure is logged (the
+    /// paths stay announced: a live container matters more than the proof).
+    async fn save_ledger(&self) {
+        let Some((path, bytes)) = self.ledger.snapshot() else {
+            return;
+        };
+        let saved = tokio::task::spawn_blocking(move || crate::store::write_atomic(&path, &bytes))
+            .await
+            .map_err(|e| e.to_string())
+            .and_then(|r| r.map_err(|e| e.to_string()));
+        if let Err(e) = saved {
+            warn!(error = %e, "could not write the announcer's ledger: after a restart these paths cannot be proven ours");
+        }
+    }
+
     /// Forget what gobgpd holds (it went away), then learn it again from its
-    /// local RIB (IPv4 and IPv6 unicast): local paths for `wanted`'s pools
-    /// with our next hop are ours. One whose attributes differ from what
-    /// `wanted` asks for is recorded as stale, so [`Announcer::sync`]
-    /// replaces it (a driver restarted with other options re-announces).
+    /// local RIB (IPv4 and IPv6 unicast): a local path is ours when the
+    /// ledger proves the announcer added it (prefix and next hop). One whose
+    /// attributes differ from what `wanted` asks for is flagged, so
+    /// [`Announcer::sync`] replaces it. Local paths in `pools` with one of
+    /// `our_next_hops` that the ledger does not prove ours are counted and
+    /// left alone; ledger records of paths gobgpd no longer holds (it
+    /// restarted) are dropped.
     pub async fn resync(
         &mut self,
         client: &mut Gobgp,
@@ -97,80 +132,173 @@ impl Announcer {
         if self.asn == 0 && wanted.values().any(|w| w.attrs.as_path_prepend > Some(0)) {
             warn!("gobgpd runs no BGP yet (AS 0): bgp_as_path_prepend is not applied until it does and the driver reconnects");
         }
+        let mut foreign = Vec::new();
         for family in Family::ALL {
             let mut rib = client.open_rib(family, &[]).await?;
             while let Some(dest) = rib.next(self.limit).await? {
                 for p in dest {
                     let lp = &p.path;
-                    let ours = lp.peer.is_none()
-                        && pools.iter().any(|pool| pool.contains(&lp.prefix))
-                        && lp.next_hop.is_some_and(|nh| our_next_hops.contains(&nh));
-                    if let (true, Some(next_hop)) = (ours, lp.next_hop) {
-                        let attrs = match wanted.get(&lp.prefix) {
-                            Some(w)
-                                if w.attrs.effective(&self.communities)
-                                    == p.attrs.as_ours(self.asn) =>
-                            {
-                                w.attrs.clone()
-                            }
-                            _ => stale_attrs(),
-                        };
-                        self.announced
-                            .insert(lp.prefix, Announcement { next_hop, attrs });
+                    let (None, Some(next_hop)) = (&lp.peer, lp.next_hop) else {
+                        continue;
+                    };
+                    if !self.ledger.proves(&lp.prefix, next_hop) {
+                        if pools.iter().any(|pool| pool.contains(&lp.prefix))
+                            && our_next_hops.contains(&next_hop)
+                        {
+                            foreign.push(lp.prefix);
+                        }
+                        continue;
                     }
+                    let found = p.attrs.as_ours(self.asn);
+                    let (attrs, replace) = match wanted.get(&lp.prefix) {
+                        Some(w) if Some(w.attrs.effective(&self.communities)) == found => {
+                            (w.attrs.clone(), false)
+                        }
+                        _ => (found.unwrap_or_default(), true),
+                    };
+                    self.announced.insert(
+                        lp.prefix,
+                        Held {
+                            announced: Announcement { next_hop, attrs },
+                            replace,
+                            adopted: true,
+                        },
+                    );
                 }
             }
         }
+        let before = self.ledger.len();
+        let announced = &self.announced;
+        self.ledger.retain(|p| announced.contains_key(p));
+        if self.ledger.len() != before {
+            self.save_ledger().await;
+        }
+        self.counts.adopted = self.announced.len();
+        self.counts.foreign = foreign.len();
         if !self.announced.is_empty() {
             info!(
                 count = self.announced.len(),
                 "found our announcements still in gobgpd"
             );
         }
+        if !foreign.is_empty() {
+            let sample: Vec<String> = foreign
+                .iter()
+                .take(FOREIGN_LOGGED)
+                .map(|p| p.to_string())
+                .collect();
+            warn!(count = foreign.len(), sample = %sample.join(", "), "gobgpd holds local paths in our pools with our next hop that this driver did not add: left alone (an operator's own, or another instance's)");
+        }
         Ok(())
     }
 
-    /// Makes gobgpd's local paths equal `wanted`.
+    /// Makes gobgpd's local paths from us equal `wanted`.
     pub async fn sync(
         &mut self,
         client: &mut Gobgp,
         wanted: &BTreeMap<IpNet, Announcement>,
     ) -> Result<(), tonic::Status> {
-        let remove: Vec<(IpNet, Announcement)> = self
+        let remove: Vec<(IpNet, Held)> = self
             .announced
             .iter()
             .filter(|(p, _)| !wanted.contains_key(p))
-            .map(|(p, a)| (*p, a.clone()))
+            .map(|(p, h)| (*p, h.clone()))
             .collect();
-        for (prefix, a) in remove {
-            client.delete_path(&self.path(prefix, &a), self.asn).await?;
-            self.announced.remove(&prefix);
-            debug!(prefix = %prefix, "withdrawn");
+        for (prefix, held) in &remove {
+            self.withdraw(client, *prefix, held).await?;
+        }
+        if !remove.is_empty() {
+            self.save_ledger().await;
         }
         // A changed next hop or attributes: AddPath replaces the path.
         let add: Vec<(IpNet, Announcement)> = wanted
             .iter()
-            .filter(|(p, a)| self.announced.get(p) != Some(a))
+            .filter(|(p, a)| {
+                self.announced
+                    .get(p)
+                    .is_none_or(|h| h.replace || &h.announced != *a)
+            })
             .map(|(p, a)| (*p, a.clone()))
             .collect();
+        if add.is_empty() {
+            return Ok(());
+        }
+        // Recorded before they are added: a crash in between leaves a
+        // record of a path (harmless), never a path without one.
+        self.ledger
+            .intend(add.iter().map(|(p, a)| (*p, a.next_hop)));
+        self.save_ledger().await;
+        let result = self.add(client, add).await;
+        self.save_ledger().await;
+        result
+    }
+
+    /// Withdraws our path of `prefix`: one this run added by its prefix and
+    /// next hop; one adopted from an earlier run by its UUID where the
+    /// ledger has one (gone already, or replaced by someone's path: left).
+    async fn withdraw(
+        &mut self,
+        client: &mut Gobgp,
+        prefix: IpNet,
+        held: &Held,
+    ) -> Result<(), tonic::Status> {
+        let by_uuid = held.adopted.then(|| self.ledger.uuid(&prefix)).flatten();
+        let tried_uuid = by_uuid.is_some();
+        let deleted = match by_uuid {
+            Some(uuid) => client.delete_path_uuid(Family::of(&prefix), &uuid).await,
+            None => {
+                client
+                    .delete_path(&self.path(prefix, &held.announced), self.asn)
+                    .await
+            }
+        };
+        match deleted {
+            Ok(()) => {
+                self.counts.withdrawals += 1;
+                debug!(prefix = %prefix, "withdrawn");
+            }
+            // gobgpd's answer (both lines) for a UUID it does not hold.
+            Err(e) if tried_uuid && uuid_not_found(&e) => {
+                info!(prefix = %prefix, "our earlier path is no longer in gobgpd (withdrawn, or replaced by someone else's): left alone");
+            }
+            Err(e) => return Err(e),
+        }
+        self.announced.remove(&prefix);
+        self.ledger.removed(&prefix);
+        Ok(())
+    }
+
+    async fn add(
+        &mut self,
+        client: &mut Gobgp,
+        add: Vec<(IpNet, Announcement)>,
+    ) -> Result<(), tonic::Status> {
+        let held = |announced| Held {
+            announced,
+            replace: false,
+            adopted: false,
+        };
         if add.len() < STREAM_THRESHOLD {
             for (prefix, a) in add {
-                client.add_path(&self.path(prefix, &a), self.asn).await?;
+                let uuid = client.add_path(&self.path(prefix, &a), self.asn).await?;
+                self.ledger.added(prefix, &uuid);
+                self.counts.additions += 1;
                 debug!(prefix = %prefix, next_hop = %a.next_hop, attrs = ?a.attrs, "announced");
-                self.announced.insert(prefix, a);
+                self.announced.insert(prefix, held(a));
             }
-        } else {
-            let paths: Vec<OwnPath> = add.iter().map(|(p, a)| self.path(*p, a)).collect();
-            // One deadline per STREAM_CHUNK paths: a large stream is slower
-            // but must still end when gobgpd stops reading it.
-            let chunks =
-                u32::try_from(paths.len().div_ceil(STREAM_CHUNK).max(1)).unwrap_or(u32::MAX);
-            let limit = self.limit.saturating_mul(chunks);
-            client.add_paths(&paths, self.asn, limit).await?;
-            let n = add.len();
-            self.announced.extend(add);
-            info!(count = n, "announced in bulk");
+            return Ok(());
         }
+        let paths: Vec<OwnPath> = add.iter().map(|(p, a)| self.path(*p, a)).collect();
+        // One deadline per STREAM_CHUNK paths: a large stream is slower
+        // but must still end when gobgpd stops reading it.
+        let chunks = u32::try_from(paths.len().div_ceil(STREAM_CHUNK).max(1)).unwrap_or(u32::MAX);
+        let limit = self.limit.saturating_mul(chunks);
+        client.add_paths(&paths, self.asn, limit).await?;
+        let n = add.len();
+        self.counts.additions += n as u64;
+        self.announced
+            .extend(add.into_iter().map(|(p, a)| (p, held(a))));
+        info!(count = n, "announced in bulk");
         Ok(())
     }
 }

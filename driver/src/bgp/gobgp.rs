@@ -490,24 +490,28 @@ pub struct PathAttrs {
 }
 
 impl PathAttrs {
-    /// The attributes as we would have written them for AS `asn`: an AS path
-    /// that is not `asn` repeated decodes to a prepend no option can ask for,
-    /// so it never matches.
-    pub fn as_ours(&self, asn: u32) -> RouteAttrs {
-        let as_path_prepend = (!self.as_path.is_empty()).then(|| {
+    /// The attributes as we would have written them for AS `asn`, so the
+    /// announcer can tell whether gobgpd still holds what it wants. `None`
+    /// for attributes the announcer never sends (an AS path that is not
+    /// `asn` repeated, or longer than a prepend can be): they match nothing
+    /// wanted.
+    pub fn as_ours(&self, asn: u32) -> Option<RouteAttrs> {
+        let as_path_prepend = if self.as_path.is_empty() {
+            None
+        } else {
             let ours = asn != 0 && self.as_path.iter().all(|&n| n == asn);
             match u8::try_from(self.as_path.len()) {
-                Ok(n) if ours => n,
-                _ => u8::MAX,
+                Ok(n) if ours => Some(n),
+                _ => return None,
             }
-        });
-        RouteAttrs {
+        };
+        Some(RouteAttrs {
             communities: self.communities.clone(),
             large_communities: self.large_communities.clone(),
             local_pref: self.local_pref,
             med: self.med,
             as_path_prepend,
-        }
+        })
     }
 }
 
@@ -620,6 +624,13 @@ pub const GSHUT_SET: &str = "ipvlan-bgp-gshut";
 pub const GSHUT_POLICY: &str = "ipvlan-bgp-gshut";
 pub const GSHUT_STATEMENT: &str = "ipvlan-bgp-gshut-lp";
 
+/// gobgpd's answer to a DeletePath by a UUID it does not hold: "can't find a
+/// specified path" (measured on 3.10), "can't find a specified path(s) with
+/// the given UUID(s)" (4.8's server.go).
+pub fn uuid_not_found(e: &Status) -> bool {
+    e.message().contains("can't find")
+}
+
 /// An answer that only says "this already exists": configuring again is fine.
 pub fn already_exists(e: &Status) -> bool {
     e.code() == Code::AlreadyExists || e.message().contains("already exist")
@@ -696,11 +707,13 @@ pub trait GobgpApi {
     ) -> impl Future<Output = Result<Vec<PeerInfo>, Status>> + Send;
     fn add_peer(&mut self, p: &PeerSettings) -> impl Future<Output = Result<(), Status>> + Send;
     fn update_peer(&mut self, p: &PeerSettings) -> impl Future<Output = Result<(), Status>> + Send;
+    /// Adds (or replaces) one of our paths; answers gobgpd's UUID of it
+    /// (both lines answer one for a unary AddPath; empty if none).
     fn add_path(
         &mut self,
         p: &OwnPath,
         asn: u32,
-    ) -> impl Future<Output = Result<(), Status>> + Send;
+    ) -> impl Future<Output = Result<Vec<u8>, Status>> + Send;
     /// Many paths in one client stream; `limit` bounds the whole stream.
     fn add_paths(
         &mut self,
@@ -712,6 +725,14 @@ pub trait GobgpApi {
         &mut self,
         p: &OwnPath,
         asn: u32,
+    ) -> impl Future<Output = Result<(), Status>> + Send;
+    /// Deletes the path AddPath answered `uuid` for. A UUID gobgpd no longer
+    /// holds (the path was withdrawn, or replaced by another AddPath) fails:
+    /// see [`uuid_not_found`].
+    fn delete_path_uuid(
+        &mut self,
+        family: Family,
+        uuid: &[u8],
     ) -> impl Future<Output = Result<(), Status>> + Send;
     /// Deletes every local path of `family`.
     fn delete_family(&mut self, family: Family) -> impl Future<Output = Result<(), Status>> + Send;
@@ -856,7 +877,7 @@ impl GobgpApi for Gobgp {
     async fn update_peer(&mut self, p: &PeerSettings) -> Result<(), Status> {
         either!(self, c => c.update_peer(p).await)
     }
-    async fn add_path(&mut self, p: &OwnPath, asn: u32) -> Result<(), Status> {
+    async fn add_path(&mut self, p: &OwnPath, asn: u32) -> Result<Vec<u8>, Status> {
         either!(self, c => c.add_path(p, asn).await)
     }
     async fn add_paths(
@@ -869,6 +890,9 @@ impl GobgpApi for Gobgp {
     }
     async fn delete_path(&mut self, p: &OwnPath, asn: u32) -> Result<(), Status> {
         either!(self, c => c.delete_path(p, asn).await)
+    }
+    async fn delete_path_uuid(&mut self, family: Family, uuid: &[u8]) -> Result<(), Status> {
+        either!(self, c => c.delete_path_uuid(family, uuid).await)
     }
     async fn delete_family(&mut self, family: Family) -> Result<(), Status> {
         either!(self, c => c.delete_family(family).await)
@@ -950,12 +974,22 @@ mod tests {
             med: Some(5),
             ..PathAttrs::default()
         };
-        assert_eq!(a.as_ours(65000).as_path_prepend, Some(2));
-        assert_eq!(a.as_ours(65000).med, Some(5));
-        // Another AS (or none known) never matches a prepend.
-        assert_eq!(a.as_ours(65001).as_path_prepend, Some(u8::MAX));
-        assert_eq!(a.as_ours(0).as_path_prepend, Some(u8::MAX));
-        assert_eq!(PathAttrs::default().as_ours(65000), RouteAttrs::default());
+        let ours = a.as_ours(65000).unwrap();
+        assert_eq!(ours.as_path_prepend, Some(2));
+        assert_eq!(ours.med, Some(5));
+        // Another AS (or none known) is never ours: no wanted path matches.
+        assert_eq!(a.as_ours(65001), None);
+        assert_eq!(a.as_ours(0), None);
+        // An AS path longer than any prepend is not ours either.
+        let long = PathAttrs {
+            as_path: vec![65000; 256],
+            ..PathAttrs::default()
+        };
+        assert_eq!(long.as_ours(65000), None);
+        assert_eq!(
+            PathAttrs::default().as_ours(65000),
+            Some(RouteAttrs::default())
+        );
     }
 
     #[test]

@@ -496,14 +496,14 @@ impl GobgpApi for V3 {
         Ok(())
     }
 
-    async fn add_path(&mut self, p: &OwnPath, asn: u32) -> Result<(), Status> {
+    async fn add_path(&mut self, p: &OwnPath, asn: u32) -> Result<Vec<u8>, Status> {
         let req = apipb::AddPathRequest {
             table_type: apipb::TableType::Global as i32,
             vrf_id: String::new(),
             path: Some(encode_path(p, asn)),
         };
-        deadline("AddPath", self.limit, self.client.add_path(req)).await?;
-        Ok(())
+        let answer = deadline("AddPath", self.limit, self.client.add_path(req)).await?;
+        Ok(answer.into_inner().uuid)
     }
 
     async fn add_paths(
@@ -530,6 +530,17 @@ impl GobgpApi for V3 {
             table_type: apipb::TableType::Global as i32,
             family: Some(family_of(&p.prefix)),
             path: Some(encode_path(p, asn)),
+            ..apipb::DeletePathRequest::default()
+        };
+        deadline("DeletePath", self.limit, self.client.delete_path(req)).await?;
+        Ok(())
+    }
+
+    async fn delete_path_uuid(&mut self, f: Family, uuid: &[u8]) -> Result<(), Status> {
+        let req = apipb::DeletePathRequest {
+            table_type: apipb::TableType::Global as i32,
+            family: Some(family(f)),
+            uuid: uuid.to_vec(),
             ..apipb::DeletePathRequest::default()
         };
         deadline("DeletePath", self.limit, self.client.delete_path(req)).await?;
@@ -736,7 +747,7 @@ mod tests {
             (65000, 1, 2)
         );
         let d = decode_path(&p).unwrap();
-        assert_eq!(d.attrs.as_ours(65000), attrs);
+        assert_eq!(d.attrs.as_ours(65000), Some(attrs.clone()));
         assert_eq!(d.path.as_path, [65000, 65000]);
         // Without an AS there is nothing to prepend; no attributes, none sent.
         let p = encode_path(&own("10.1.1.2/32", "192.0.2.1", attrs), 0);
@@ -746,7 +757,11 @@ mod tests {
             65000,
         );
         assert_eq!(p.pattrs.len(), 2);
-        assert!(decode_path(&p).unwrap().attrs.as_ours(65000).is_empty());
+        assert!(decode_path(&p)
+            .unwrap()
+            .attrs
+            .as_ours(65000)
+            .is_some_and(|a| a.is_empty()));
     }
 
     /// IPv6: family AFI 2 / SAFI 1 on the path, next hop in MP_REACH_NLRI

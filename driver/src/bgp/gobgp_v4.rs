@@ -500,14 +500,14 @@ impl GobgpApi for V4 {
         Ok(())
     }
 
-    async fn add_path(&mut self, p: &OwnPath, asn: u32) -> Result<(), Status> {
+    async fn add_path(&mut self, p: &OwnPath, asn: u32) -> Result<Vec<u8>, Status> {
         let req = api::AddPathRequest {
             table_type: api::TableType::Global as i32,
             vrf_id: String::new(),
             path: Some(encode_path(p, asn)),
         };
-        deadline("AddPath", self.limit, self.client.add_path(req)).await?;
-        Ok(())
+        let answer = deadline("AddPath", self.limit, self.client.add_path(req)).await?;
+        Ok(answer.into_inner().uuid)
     }
 
     async fn add_paths(
@@ -534,6 +534,17 @@ impl GobgpApi for V4 {
             table_type: api::TableType::Global as i32,
             family: Some(family_of(&p.prefix)),
             path: Some(encode_path(p, asn)),
+            ..api::DeletePathRequest::default()
+        };
+        deadline("DeletePath", self.limit, self.client.delete_path(req)).await?;
+        Ok(())
+    }
+
+    async fn delete_path_uuid(&mut self, f: Family, uuid: &[u8]) -> Result<(), Status> {
+        let req = api::DeletePathRequest {
+            table_type: api::TableType::Global as i32,
+            family: Some(family(f)),
+            uuid: uuid.to_vec(),
             ..api::DeletePathRequest::default()
         };
         deadline("DeletePath", self.limit, self.client.delete_path(req)).await?;
@@ -739,7 +750,7 @@ mod tests {
         assert!((unix - age).abs() <= 2, "age {age} vs now {unix}");
         assert_eq!(p.family, Some(api::Family { afi: 1, safi: 1 }));
         let d = decode_path(&p).unwrap();
-        assert_eq!(d.attrs.as_ours(65000), attrs);
+        assert_eq!(d.attrs.as_ours(65000), Some(attrs.clone()));
         assert_eq!(d.path.next_hop, Some("192.0.2.1".parse().unwrap()));
         assert_eq!(d.path.peer, None, "\"\" is our own on 4.x");
         // IPv6: MP_REACH_NLRI with the family, the next hop and the NLRI.
@@ -759,7 +770,7 @@ mod tests {
         assert_eq!(mp.nlris.len(), 1);
         let d = decode_path(&p).unwrap();
         assert_eq!(d.path.prefix, "fd00:1::5/128".parse::<IpNet>().unwrap());
-        assert!(d.attrs.as_ours(65000).is_empty());
+        assert!(d.attrs.as_ours(65000).is_some_and(|a| a.is_empty()));
     }
 
     fn table_event(paths: Vec<Path>) -> api::WatchEventResponse {

@@ -33,6 +33,7 @@ use super::gobgp::{
 };
 use super::host::{policy_inputs, wanted_announcements, HostInfo};
 use super::learner::{lock_learner, Learner};
+use super::ledger::Ledger;
 use super::peers::{PeerAction, Peers};
 use super::speaker;
 use super::timers::{check_liveness, expire_stale, AbortOnDrop, TICK};
@@ -84,6 +85,7 @@ impl Bgp {
         installer: InstallerHandle,
         host_kernel: Kernel,
         adopted: Vec<Route>,
+        ledger: Ledger,
     ) -> Bgp {
         let mut host_kernel = host_kernel;
         let host = HostInfo::read(&mut host_kernel)
@@ -106,7 +108,7 @@ impl Bgp {
             b.gobgp = cfg.gobgp.to_string();
         });
         Bgp {
-            announcer: Announcer::new(cfg.communities.clone(), cfg.call_timeout),
+            announcer: Announcer::new(cfg.communities.clone(), cfg.call_timeout, ledger),
             cfg,
             metrics,
             view,
@@ -427,7 +429,11 @@ impl Bgp {
             .map_err(|e| format!("announce: {}", gobgp::describe(&e)))?;
         self.metrics.announced(wanted.keys());
         let count = self.announcer.count();
-        self.metrics.bgp(|b| b.announced = count);
+        let counts = self.announcer.counts;
+        self.metrics.bgp(|b| {
+            b.announced = count;
+            b.announcer = counts;
+        });
         match view.drained {
             Some(since) => {
                 if !self.drain.drained || self.drain.since != Some(since) {

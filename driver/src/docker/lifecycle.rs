@@ -16,7 +16,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::watch;
-use tracing::{debug, info, warn};
+use tracing::{debug, error, info, warn};
 
 use super::{Driver, Result};
 use crate::error::DriverError;
@@ -26,8 +26,13 @@ use crate::model::network::NetworkSpec;
 use crate::model::state;
 use crate::provision::links::{self, Expect};
 use crate::provision::network::{owned_marks, NewShim, Undo};
+use crate::provision::sysctl;
+use crate::rib::flush::flush;
+use crate::rib::table::RouteTable;
 use crate::store::Store;
-use crate::view::decide::{decide, Evidence, Health, Sandbox};
+use crate::view::decide::{
+    decide, judge_restart, Boot, Decision, Evidence, Health, Looker, Sandbox,
+};
 use crate::view::View;
 
 impl<K: LinkKernel> Driver<K> {
@@ -37,6 +42,16 @@ impl<K: LinkKernel> Driver<K> {
         store: Store,
         kernel: K,
         default_parent: Option<String>,
+    ) -> Result<(Driver<K>, watch::Receiver<Arc<View>>)> {
+        Driver::start_on(store, kernel, default_parent, read_boot_id())
+    }
+
+    /// [`Driver::start`] on the boot `boot_id` (`None`: unknown).
+    pub fn start_on(
+        store: Store,
+        kernel: K,
+        default_parent: Option<String>,
+        boot_id: Option<String>,
     ) -> Result<(Driver<K>, watch::Receiver<Arc<View>>)> {
         let mut store = store;
         let (mut state, replayed) = store.load_replayed()?;
@@ -69,19 +84,163 @@ impl<K: LinkKernel> Driver<K> {
                 warn!(error = %e, "could not compact the state journal at start; appending to it");
             }
         }
+        driver.forget_dead_sandboxes(boot_id.as_deref());
+        driver.record_boot(boot_id)?;
         driver.restore();
         Ok((driver, rx))
     }
 
-    /// Re-checks the world after the driver's own downtime: forgets joins
-    /// whose sandbox is gone, recreates missing VLAN parents and shims,
-    /// deletes marked links that no record owns. Logs, never fails: a driver
-    /// that cannot fix one network must still serve the others.
+    /// Records this boot's id, before anything else is journaled: a state
+    /// whose recorded boot is not this one says every sandbox in it is gone,
+    /// so a start that cannot record it refuses to run.
+    fn record_boot(&mut self, boot_id: Option<String>) -> Result<()> {
+        if boot_id.is_none() || self.state.host.boot_id == boot_id {
+            return Ok(());
+        }
+        let host = state::HostRecord {
+            boot_id,
+            ..self.state.host.clone()
+        };
+        self.commit(&state::Record::Host(host)).map_err(|e| {
+            DriverError::Internal(format!(
+                "cannot record this boot in the state ({e}); without it a later start would take \
+                 every container for dead: fix the state directory and start again"
+            ))
+        })
+    }
+
+    /// The health gate's verdicts persisted in the endpoints' records, for
+    /// a restarted gate to start from (see [`crate::health`]).
+    pub fn remembered_health(&self) -> Vec<(String, state::HealthRecord)> {
+        self.state
+            .networks
+            .values()
+            .flat_map(|n| n.endpoints.iter())
+            .filter_map(|(id, e)| Some((id.clone(), e.health.clone()?)))
+            .collect()
+    }
+
+    /// Persists the health gate's changed verdicts in the endpoints' records
+    /// (one journal record each; endpoints gone since are skipped). Logs,
+    /// never fails: a verdict not persisted costs only a slower restart.
+    pub fn remember_health(&mut self, changes: Vec<(String, Option<state::HealthRecord>)>) {
+        for (endpoint, health) in changes {
+            let found = self.state.networks.iter().find_map(|(net, n)| {
+                let e = n.endpoints.get(&endpoint)?;
+                Some((net.clone(), e))
+            });
+            let Some((network, e)) = found else { continue };
+            if e.health == health {
+                continue;
+            }
+            let rec = state::Record::PutEndpoint {
+                network,
+                endpoint: state::EndpointRecord {
+                    health,
+                    ..e.clone()
+                },
+            };
+            if let Err(err) = self.commit(&rec) {
+                warn!(endpoint = %short_id(&endpoint), error = %err, "could not persist the health verdict; a restart waits for Docker for this endpoint");
+            }
+        }
+    }
+
+    /// Records the value of each host sysctl that provisioning `spec` may
+    /// change (see [`sysctl::planned`]) and that no earlier change recorded,
+    /// before it changes: `cleanup` puts these values back.
+    pub(super) fn remember_sysctls(&mut self, spec: &NetworkSpec) -> Result<()> {
+        let mut host = self.state.host.clone();
+        for path in sysctl::planned(spec, &spec.parent.name) {
+            if host.sysctls.contains_key(&path) {
+                continue;
+            }
+            // Absent (an older kernel, a parent not there yet): nothing to change.
+            if let Ok(Some(value)) = self.kernel.sysctl(&path) {
+                host.sysctls.insert(path, value);
+            }
+        }
+        if host == self.state.host {
+            return Ok(());
+        }
+        self.commit(&state::Record::Host(host))
+    }
+
+    /// Records the protocol tag this run's routes carry (`None`: BGP off).
+    pub fn record_route_protocol(&mut self, protocol: Option<u8>) -> Result<()> {
+        if self.state.host.route_protocol == protocol {
+            return Ok(());
+        }
+        let host = state::HostRecord {
+            route_protocol: protocol,
+            ..self.state.host.clone()
+        };
+        self.commit(&state::Record::Host(host))
+    }
+
+    /// Routes of an earlier run that this one will not own go at start: with
+    /// BGP off (`protocol` `None`, `--gobgp none`), or when the protocol
+    /// number differs from the one the state recorded, every route carrying
+    /// the recorded one is deleted from `table`. A plain restart (the same
+    /// protocol) keeps them: that is what makes restarts hitless. This run's
+    /// protocol is recorded once its predecessor's routes are gone (a failed
+    /// flush keeps the old record, so the next start tries again). Logs,
+    /// never fails.
+    pub fn flush_earlier_routes<T: RouteTable>(&mut self, table: &mut T, protocol: Option<u8>) {
+        let record = |d: &mut Self| {
+            if let Err(e) = d.record_route_protocol(protocol) {
+                warn!(error = %e, "could not record the route protocol in the state");
+            }
+        };
+        let Some(old) = self
+            .state
+            .host
+            .route_protocol
+            .filter(|p| Some(*p) != protocol)
+        else {
+            return record(self);
+        };
+        let why = match protocol {
+            None => "BGP is off (--gobgp none)".to_string(),
+            Some(p) => format!("the route protocol changed from {old} to {p}"),
+        };
+        match flush(table, old, false) {
+            Ok(f) if f.failed.is_empty() => {
+                info!(
+                    protocol = old,
+                    routes = f.routes.len(),
+                    "{why}: removed the routes an earlier run installed"
+                );
+                record(self);
+            }
+            Ok(f) => {
+                for (r, e) in &f.failed {
+                    warn!(route = %r.dst, error = %e, "could not remove a route of an earlier run");
+                }
+                warn!(
+                    protocol = old,
+                    removed = f.routes.len(),
+                    failed = f.failed.len(),
+                    "{why}: some routes of an earlier run stay; the next start tries again"
+                );
+            }
+            Err(e) => {
+                warn!(protocol = old, error = %e, "{why}: could not list the routes of an earlier run; the next start tries again")
+            }
+        }
+    }
+
+    /// Re-checks the world after the driver's own downtime: recreates
+    /// missing VLAN parents and shims, deletes marked links that no record
+    /// owns. Logs, never fails: a driver that cannot fix one network must
+    /// still serve the others.
     fn restore(&mut self) {
-        self.forget_dead_sandboxes();
         let ids: Vec<String> = self.state.networks.keys().cloned().collect();
         for id in &ids {
             let spec = self.state.networks[id].spec.clone();
+            if let Err(e) = self.remember_sysctls(&spec) {
+                warn!(network = %spec.short_id(), error = %e, "could not record the host settings before changing them; `cleanup` cannot put them back");
+            }
             let mut undo = Undo::default();
             match self.ensure_network(&spec, NewShim::Trust, &mut undo) {
                 Ok(shim) => {
@@ -171,22 +330,63 @@ impl<K: LinkKernel> Driver<K> {
 
     /// A container that died while the driver was down left its endpoint
     /// joined in the state; its sandbox (network namespace) is gone, so it
-    /// must not be announced. The record stays for Docker's Leave and
+    /// must not be announced. Gone only on evidence ([`judge_restart`]): a
+    /// reboot since the recorded boot, or the namespace file absent from a
+    /// readable directory that holds others while some sandbox is alive. A
+    /// look that proves nothing keeps the endpoint announced, and is never
+    /// written to the state. The record stays for Docker's Leave and
     /// DeleteEndpoint, which then succeed.
-    fn forget_dead_sandboxes(&mut self) {
+    fn forget_dead_sandboxes(&mut self, boot_id: Option<&str>) {
+        let boot = match (self.state.host.boot_id.as_deref(), boot_id) {
+            (Some(was), Some(now)) if was != now => Boot::Rebooted,
+            (Some(_), Some(_)) => Boot::Same,
+            _ => Boot::Unknown,
+        };
+        let mut looker = Looker::default();
+        let mut joined: Vec<(String, String, Sandbox)> = Vec::new();
+        for (net_id, net) in &self.state.networks {
+            for (ep_id, ep) in net.endpoints.iter().filter(|(_, e)| e.joined) {
+                joined.push((net_id.clone(), ep_id.clone(), looker.look(&ep.sandbox)));
+            }
+        }
+        let mut looks: Vec<Sandbox> = joined.iter().map(|j| j.2).collect();
+        if judge_restart(&mut looks, boot) {
+            error!(
+                endpoints = looks.len(),
+                "EVERY joined endpoint's sandbox seems gone at once: the driver is probably looking in the wrong place \
+                 (Docker's exec root not mounted here, or another --exec-root) rather than every container having died; \
+                 NOT believed: all of them stay announced. If they really died, Docker's Leave/DeleteEndpoint (or a \
+                 reboot) removes them"
+            );
+        }
+        if boot == Boot::Rebooted {
+            warn!(endpoints = looks.len(), "the host rebooted since the driver last ran: every sandbox recorded before is gone; none of them is announced");
+        }
         let mut changed = false;
-        for net in self.state.networks.values_mut() {
-            for ep in net.endpoints.values_mut() {
-                let evidence = Evidence {
-                    joined: true,
-                    sandbox: Sandbox::at(&ep.sandbox),
-                    health: Health::Ungated,
-                };
-                if ep.joined && !decide(&evidence).announces() {
-                    warn!(endpoint = %short_id(&ep.spec.id), address = %ep.spec.addresses_text(), sandbox = %ep.sandbox, "the endpoint's sandbox is gone (its container died while the driver was down): no longer announced");
+        for ((net_id, ep_id, _), look) in joined.iter().zip(looks) {
+            let Some(ep) = self
+                .state
+                .networks
+                .get_mut(net_id)
+                .and_then(|n| n.endpoints.get_mut(ep_id))
+            else {
+                continue;
+            };
+            let evidence = Evidence {
+                joined: true,
+                sandbox: look,
+                health: Health::Ungated,
+            };
+            match (decide(&evidence), look) {
+                (Decision::Hold(why), _) => {
+                    warn!(endpoint = %short_id(ep_id), address = %ep.spec.addresses_text(), sandbox = %ep.sandbox, why, "the endpoint's container died while the driver was down: no longer announced");
                     ep.joined = false;
                     changed = true;
                 }
+                (Decision::Announce, Sandbox::Unknown(why)) => {
+                    warn!(endpoint = %short_id(ep_id), address = %ep.spec.addresses_text(), sandbox = %ep.sandbox, why, "cannot tell whether the endpoint's sandbox is alive: announced as before");
+                }
+                (Decision::Announce, _) => {}
             }
         }
         if changed {
@@ -387,6 +587,17 @@ fn identity(state: &mut state::State) -> Result<(Marks, bool)> {
     })?;
     state.instance = Some(id);
     Ok((marks, true))
+}
+
+/// This boot's id (`/proc/sys/kernel/random/boot_id`), if it can be read.
+pub fn read_boot_id() -> Option<String> {
+    match std::fs::read_to_string("/proc/sys/kernel/random/boot_id") {
+        Ok(s) => Some(s.trim().to_string()).filter(|s| !s.is_empty()),
+        Err(e) => {
+            warn!(error = %e, "cannot read the boot id: a reboot cannot be told from the state");
+            None
+        }
+    }
 }
 
 /// How often networks that could not be restored (their parent was missing)

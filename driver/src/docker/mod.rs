@@ -135,16 +135,11 @@ impl<K: LinkKernel> Driver<K> {
         Ok(())
     }
 
-    /// Applies one change to the in-memory state. The caller then makes it
-    /// durable with [`Driver::persist`] and undoes it if that fails.
-    fn apply(&mut self, rec: &Record) -> Result<()> {
-        self.state.apply(rec).map_err(DriverError::Internal)
-    }
-
-    /// Makes an applied change durable: one journal record (or, now and
-    /// then, a compaction). On error nothing of it is on disk.
-    fn persist(&mut self, rec: &Record) -> Result<()> {
-        self.store.append(&self.state, rec)?;
+    /// Makes one change durable (one journal record, now and then a
+    /// compaction) and applies it to the in-memory state. On error neither
+    /// changed: nothing of it is on disk, nor ever replayed.
+    fn commit(&mut self, rec: &Record) -> Result<()> {
+        self.store.commit(&mut self.state, rec)?;
         Ok(())
     }
 

@@ -126,6 +126,7 @@ impl<K: LinkKernel> Driver<K> {
         // routes, but for our own shims) is not ours to hand out.
         let own = owned_marks(&self.state, &self.marks);
         segment::check_overlap(&mut self.kernel, &spec, &own)?;
+        self.remember_sysctls(&spec)?;
         let mut undo = Undo::default();
         let shim = match self.ensure_network(&spec, NewShim::Probe, &mut undo) {
             Ok(v) => v,
@@ -138,9 +139,7 @@ impl<K: LinkKernel> Driver<K> {
             spec: spec.clone(),
             shim,
         };
-        let applied = self.apply(&rec);
-        if let Err(e) = applied.and_then(|_| self.persist(&rec)) {
-            self.state.networks.remove(&spec.id);
+        if let Err(e) = self.commit(&rec) {
             undo.run(&mut self.kernel);
             return Err(e);
         }
@@ -161,14 +160,7 @@ impl<K: LinkKernel> Driver<K> {
         // link is an orphan that the next start sweeps, never a network that
         // Docker believes gone but the driver still holds.
         let change = Record::RemoveNetwork { id: id.to_string() };
-        let applied = self.apply(&change);
-        if let Err(e) = applied.and_then(|_| self.persist(&change)) {
-            self.state.networks.insert(id.to_string(), rec.clone());
-            self.state
-                .deleted
-                .retain(|d| d != id && !rec.endpoints.contains_key(d));
-            return Err(e);
-        }
+        self.commit(&change)?;
         self.unavailable.remove(id);
         self.publish();
         let spec = &rec.spec;
@@ -235,7 +227,6 @@ impl<K: LinkKernel> Driver<K> {
                 short_id(&spec.id)
             )));
         }
-        let ep_id = spec.id.clone();
         let rec = Record::PutEndpoint {
             network: network_id.to_string(),
             endpoint: EndpointRecord {
@@ -244,15 +235,10 @@ impl<K: LinkKernel> Driver<K> {
                 joined: false,
                 sandbox: String::new(),
                 unmarked: false,
+                health: None,
             },
         };
-        self.apply(&rec)?;
-        if let Err(e) = self.persist(&rec) {
-            if let Some(n) = self.state.networks.get_mut(network_id) {
-                n.endpoints.remove(&ep_id);
-            }
-            return Err(e);
-        }
+        self.commit(&rec)?;
         self.publish_endpoint(&spec);
         Ok(())
     }
@@ -357,27 +343,13 @@ impl<K: LinkKernel> Driver<K> {
                 endpoint: endpoint.into(),
             })?
             .clone();
-        let before = (e.joined, std::mem::take(&mut e.sandbox));
         e.joined = sandbox.is_some();
         e.sandbox = sandbox.unwrap_or_default().to_string();
         let rec = Record::PutEndpoint {
             network: network.to_string(),
             endpoint: e,
         };
-        self.apply(&rec)?;
-        if let Err(err) = self.persist(&rec) {
-            if let Some(e) = self
-                .state
-                .networks
-                .get_mut(network)
-                .and_then(|n| n.endpoints.get_mut(endpoint))
-            {
-                e.joined = before.0;
-                e.sandbox = before.1;
-            }
-            return Err(err);
-        }
-        Ok(())
+        self.commit(&rec)
     }
 
     pub fn delete_endpoint(&mut self, network: &str, endpoint: &str) -> Result<()> {
@@ -417,14 +389,7 @@ impl<K: LinkKernel> Driver<K> {
             network: network.to_string(),
             id: endpoint.to_string(),
         };
-        self.apply(&rec)?;
-        if let Err(e) = self.persist(&rec) {
-            self.state.deleted.retain(|d| d != endpoint);
-            if let Some(n) = self.state.networks.get_mut(network) {
-                n.endpoints.insert(endpoint.to_string(), ep);
-            }
-            return Err(e);
-        }
+        self.commit(&rec)?;
         self.publish_endpoint(&spec);
         Ok(())
     }

@@ -854,3 +854,242 @@ fn a_restart_restores_the_ipv6_gateway() {
     let (_d, _) = start(dir.path(), &fk);
     assert_eq!(addrs_on(&fk, &shim), ["10.1.1.1/24", "fd00:1::1/64"]);
 }
+
+/// Issue 19, point 3: a restart never stops announcing a live container
+/// on a guess. Two containers joined with their sandboxes in a directory
+/// that also holds another one; each restart below sees them differently.
+#[test]
+fn a_restart_forgets_a_sandbox_only_on_evidence() {
+    let a: IpNet = "10.1.1.2/32".parse().unwrap();
+    let b: IpNet = "10.1.1.3/32".parse().unwrap();
+    let announced = |v: &watch::Receiver<Arc<View>>| -> Vec<IpNet> {
+        v.borrow().announcements.keys().copied().collect()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let exec = tempfile::tempdir().unwrap();
+    let netns = exec.path().join("netns");
+    std::fs::create_dir(&netns).unwrap();
+    for f in ["c1", "c2", "someone-else"] {
+        std::fs::write(netns.join(f), "").unwrap();
+    }
+    let fk = host();
+    let boot = |id: &str| Some(id.to_string());
+    let restart = |boot_id: Option<String>| {
+        Driver::start_on(Store::new(dir.path()), fk.clone(), None, boot_id).unwrap()
+    };
+    let (mut d, view) = restart(boot("boot-1"));
+    d.create_network(net(NET_A, "eth0", "10.1.1.0/24", MACVLAN))
+        .unwrap();
+    d.create_endpoint(NET_A, ep(EP_1, "10.1.1.2/24")).unwrap();
+    d.create_endpoint(NET_A, ep(EP_2, "10.1.1.3/24")).unwrap();
+    d.join(NET_A, EP_1, netns.join("c1").to_str().unwrap())
+        .unwrap();
+    d.join(NET_A, EP_2, netns.join("c2").to_str().unwrap())
+        .unwrap();
+    assert_eq!(announced(&view), [a, b]);
+    drop(d);
+    let on_disk_joined = || {
+        let st = Store::new(dir.path()).load().unwrap();
+        let eps = &st.networks[NET_A].endpoints;
+        (eps[EP_1].joined, eps[EP_2].joined)
+    };
+
+    // The directory is missing (the exec root not mounted here).
+    let moved = exec.path().join("elsewhere");
+    std::fs::rename(&netns, &moved).unwrap();
+    let (d, view) = restart(boot("boot-1"));
+    assert_eq!(announced(&view), [a, b], "directory missing");
+    drop(d);
+    assert_eq!(on_disk_joined(), (true, true), "a guess was written");
+    // Empty (something else mounted over it).
+    std::fs::create_dir(&netns).unwrap();
+    let (d, view) = restart(boot("boot-1"));
+    assert_eq!(announced(&view), [a, b], "directory empty");
+    drop(d);
+    // Holding others only: every one of ours vanished at once.
+    std::fs::write(netns.join("someone-else"), "").unwrap();
+    let (d, view) = restart(boot("boot-1"));
+    assert_eq!(announced(&view), [a, b], "all vanished at once");
+    drop(d);
+    assert_eq!(on_disk_joined(), (true, true), "a guess was written");
+    // Back in place, one container dead: evidence.
+    std::fs::remove_dir_all(&netns).unwrap();
+    std::fs::rename(&moved, &netns).unwrap();
+    std::fs::remove_file(netns.join("c2")).unwrap();
+    let (d, view) = restart(boot("boot-1"));
+    assert_eq!(announced(&view), [a], "one dead, one alive");
+    drop(d);
+    assert_eq!(on_disk_joined(), (true, false));
+}
+
+/// After a reboot every sandbox recorded before is gone, whatever a look
+/// at the files says; the new boot is recorded before anything else.
+#[test]
+fn a_reboot_is_evidence_that_every_sandbox_is_gone() {
+    let dir = tempfile::tempdir().unwrap();
+    let netns = tempfile::tempdir().unwrap();
+    std::fs::write(netns.path().join("c1"), "").unwrap();
+    let fk = host();
+    let start_on = |boot: &str| {
+        Driver::start_on(Store::new(dir.path()), fk.clone(), None, Some(boot.into())).unwrap()
+    };
+    let (mut d, _) = start_on("boot-1");
+    d.create_network(net(NET_A, "eth0", "10.1.1.0/24", MACVLAN))
+        .unwrap();
+    d.create_endpoint(NET_A, ep(EP_1, "10.1.1.2/24")).unwrap();
+    d.join(NET_A, EP_1, netns.path().join("c1").to_str().unwrap())
+        .unwrap();
+    drop(d);
+    // The same boot: still announced (the file is there).
+    let (d, view) = start_on("boot-1");
+    assert_eq!(view.borrow().announcements.len(), 1);
+    drop(d);
+    // Another boot, the file (say, a reused name) still there: gone.
+    let (mut d, view) = start_on("boot-2");
+    assert!(view.borrow().announcements.is_empty());
+    assert!(!d.state().networks[NET_A].endpoints[EP_1].joined);
+    let st = Store::new(dir.path()).load().unwrap();
+    assert_eq!(st.host.boot_id.as_deref(), Some("boot-2"));
+    // A container joined on this boot survives the next restart.
+    d.join(NET_A, EP_1, netns.path().join("c1").to_str().unwrap())
+        .unwrap();
+    drop(d);
+    let (_d, view) = start_on("boot-2");
+    assert_eq!(view.borrow().announcements.len(), 1);
+}
+
+/// One sandbox alive, another's directory gone from view (mounted
+/// elsewhere): the second proves nothing and stays announced.
+#[test]
+fn a_sandbox_out_of_view_stays_announced_beside_a_live_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let here = tempfile::tempdir().unwrap();
+    let there = tempfile::tempdir().unwrap();
+    std::fs::write(here.path().join("c1"), "").unwrap();
+    std::fs::write(there.path().join("c2"), "").unwrap();
+    let fk = host();
+    let (mut d, _) = start(dir.path(), &fk);
+    d.create_network(net(NET_A, "eth0", "10.1.1.0/24", MACVLAN))
+        .unwrap();
+    d.create_endpoint(NET_A, ep(EP_1, "10.1.1.2/24")).unwrap();
+    d.create_endpoint(NET_A, ep(EP_2, "10.1.1.3/24")).unwrap();
+    d.join(NET_A, EP_1, here.path().join("c1").to_str().unwrap())
+        .unwrap();
+    d.join(NET_A, EP_2, there.path().join("c2").to_str().unwrap())
+        .unwrap();
+    drop(d);
+    let gone_from_view = there.path().to_path_buf();
+    drop(there);
+    assert!(!gone_from_view.exists());
+    let (d, view) = start(dir.path(), &fk);
+    assert_eq!(view.borrow().announcements.len(), 2);
+    assert!(d.state().networks[NET_A].endpoints[EP_2].joined);
+}
+
+/// Issue 19, point 8: the routes of an earlier run go at start when this
+/// run will not own them (BGP off, another protocol number); a plain
+/// restart keeps them.
+#[test]
+fn routes_of_an_earlier_run_are_flushed_only_when_not_ours_any_more() {
+    use crate::kernel::Route;
+    use crate::rib::fake::FakeTable;
+    use crate::rib::table::RouteTable;
+    let dir = tempfile::tempdir().unwrap();
+    let fk = host();
+    let mut table = FakeTable::default();
+    let route = |dst: &str, protocol: u8| Route {
+        dst: dst.parse().unwrap(),
+        via: Some("192.0.2.9".parse().unwrap()),
+        oif: None,
+        protocol,
+    };
+    let protocols = |t: &mut FakeTable| -> Vec<u8> {
+        t.dump()
+            .unwrap()
+            .iter()
+            .map(|r| r.route.protocol)
+            .collect::<BTreeSet<u8>>()
+            .into_iter()
+            .collect()
+    };
+    let run = |protocol: Option<u8>, t: &mut FakeTable| {
+        let (mut d, _) = start(dir.path(), &fk);
+        d.flush_earlier_routes(t, protocol);
+        d.state().host.route_protocol
+    };
+    // A first run with BGP records its protocol; its routes are installed.
+    assert_eq!(run(Some(73), &mut table), Some(73));
+    table.create_exclusive(&[route("10.7.0.1/32", 73), route("10.8.0.0/16", 4)]);
+    // A plain restart (or a plugin upgrade) keeps them.
+    assert_eq!(run(Some(73), &mut table), Some(73));
+    assert_eq!(protocols(&mut table), [4, 73]);
+    // Another protocol number: the old tag's routes go, nobody else's.
+    assert_eq!(run(Some(80), &mut table), Some(80));
+    assert_eq!(protocols(&mut table), [4]);
+    // BGP off: the recorded tag's routes go.
+    table.create_exclusive(&[route("10.7.0.2/32", 80)]);
+    assert_eq!(run(None, &mut table), None);
+    assert_eq!(protocols(&mut table), [4]);
+    // ... and a later run with BGP flushes nothing of anyone's.
+    table.create_exclusive(&[route("10.7.0.3/32", 73)]);
+    assert_eq!(run(Some(80), &mut table), Some(80));
+    assert_eq!(protocols(&mut table), [4, 73]);
+}
+
+/// Issue 19, point 8: the host settings the driver changes are recorded,
+/// with their value before the first change, before they change.
+#[test]
+fn host_sysctls_are_recorded_before_their_first_change() {
+    let dir = tempfile::tempdir().unwrap();
+    let fk = host();
+    let (mut d, _) = start(dir.path(), &fk);
+    assert_eq!(fk.sysctl_value("net/ipv4/ip_forward"), None);
+    d.create_network(net(NET_A, "eth0", "10.1.1.0/24,fd00:1::/64", MACVLAN))
+        .unwrap();
+    assert_eq!(fk.sysctl_value("net/ipv4/ip_forward").as_deref(), Some("1"));
+    let recorded = |dir: &Path| Store::new(dir).load().unwrap().host.sysctls;
+    let want: BTreeMap<String, String> = [
+        ("net/ipv4/ip_forward", "0"),
+        ("net/ipv6/conf/eth0/force_forwarding", "0"),
+    ]
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .into();
+    assert_eq!(recorded(dir.path()), want);
+    // A second network, and a restart: the first value stays recorded.
+    d.create_network(net(NET_B, "eth1", "10.2.0.0/24", MACVLAN))
+        .unwrap();
+    drop(d);
+    let (_d, _) = start(dir.path(), &fk);
+    assert_eq!(recorded(dir.path()), want);
+}
+
+/// Issue 19, point 4: the health gate's verdicts survive a restart in the
+/// endpoints' records.
+#[test]
+fn health_verdicts_persist_across_a_restart() {
+    use crate::model::state::{HealthRecord, Verdict};
+    let dir = tempfile::tempdir().unwrap();
+    let fk = host();
+    let (mut d, _) = start(dir.path(), &fk);
+    d.create_network(net(NET_A, "eth0", "10.1.1.0/24", MACVLAN))
+        .unwrap();
+    d.create_endpoint(NET_A, ep(EP_1, "10.1.1.2/24")).unwrap();
+    d.create_endpoint(NET_A, ep(EP_2, "10.1.1.3/24")).unwrap();
+    let healthy = HealthRecord {
+        container: "c1".into(),
+        verdict: Verdict::Healthy,
+    };
+    let starting = HealthRecord {
+        container: "c2".into(),
+        verdict: Verdict::Starting,
+    };
+    d.remember_health(vec![
+        (EP_1.into(), Some(healthy.clone())),
+        (EP_2.into(), Some(starting)),
+        ("gone".into(), Some(healthy.clone())),
+    ]);
+    d.remember_health(vec![(EP_2.into(), None)]);
+    drop(d);
+    let (d, _) = start(dir.path(), &fk);
+    assert_eq!(d.remembered_health(), vec![(EP_1.to_string(), healthy)]);
+}

@@ -4,8 +4,9 @@
 //! inspected, gone, every running one, the API up or down), and each View
 //! with the endpoint behind each of its endpoint announcements. Out: the
 //! View without the announcements of held endpoints ([`Filtered`]), why each
-//! is held, who was released and after how long, and the counters the
-//! metrics show. Whether an endpoint is announced is asked of
+//! is held, who was released and after how long, the counters the metrics
+//! show, and the verdicts that changed, for the driver to persist
+//! ([`Gate::take_changes`]; a restart seeds them back with [`Gate::remember`]). Whether an endpoint is announced is asked of
 //! [`crate::view::decide`], with the container's verdict as its health
 //! evidence; the rules are in the module docs of [`super`].
 
@@ -17,6 +18,7 @@ use tracing::{info, warn};
 
 use super::docker::Container;
 use crate::model::names::short_id;
+use crate::model::state::HealthRecord;
 use crate::view::decide::{decide, Decision, Evidence, Health, Sandbox};
 use crate::view::View;
 
@@ -28,43 +30,20 @@ pub const FAIL_OPEN_AFTER: Duration = Duration::from_secs(10);
 /// inspect every running container, at most this often.
 pub const WAITING_RESYNC: Duration = Duration::from_secs(2);
 
-/// What Docker says about an endpoint's container.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Verdict {
-    /// Running, no health check: announced as without the gate.
-    NoCheck,
-    Healthy,
-    Starting,
-    Unhealthy,
-}
+pub use crate::model::state::Verdict;
 
-impl Verdict {
-    /// `None` for a container that is not running.
-    pub fn of(c: &Container) -> Option<Verdict> {
-        if !c.running {
-            return None;
-        }
-        Some(match c.health.as_deref() {
-            None => Verdict::NoCheck,
-            Some("healthy") => Verdict::Healthy,
-            Some("unhealthy") => Verdict::Unhealthy,
-            // "starting", and anything a newer daemon may invent: hold.
-            Some(_) => Verdict::Starting,
-        })
+/// What Docker says about a container: `None` for one that is not running.
+pub fn verdict_of(c: &Container) -> Option<Verdict> {
+    if !c.running {
+        return None;
     }
-
-    pub fn announces(self) -> bool {
-        matches!(self, Verdict::NoCheck | Verdict::Healthy)
-    }
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Verdict::NoCheck => "no health check",
-            Verdict::Healthy => "healthy",
-            Verdict::Starting => "starting",
-            Verdict::Unhealthy => "unhealthy",
-        }
-    }
+    Some(match c.health.as_deref() {
+        None => Verdict::NoCheck,
+        Some("healthy") => Verdict::Healthy,
+        Some("unhealthy") => Verdict::Unhealthy,
+        // "starting", and anything a newer daemon may invent: hold.
+        Some(_) => Verdict::Starting,
+    })
 }
 
 /// What the classifier tells the gate.
@@ -96,6 +75,10 @@ pub struct Gate {
     waiting: HashMap<String, Instant>,
     /// Endpoints announced without a verdict because Docker was unreachable.
     failed_open: HashSet<String>,
+    /// Verdicts changed (or gone) since [`Gate::take_changes`] last
+    /// looked: what the driver persists, so that a restarted driver decides
+    /// as before until Docker answers again.
+    changed: HashMap<String, Option<HealthRecord>>,
     /// Verdict changes (including the first one) of endpoints.
     pub transitions: u64,
     pub fail_open: u64,
@@ -122,8 +105,44 @@ impl Gate {
             api_down_since: Some(now),
             waiting: HashMap::new(),
             failed_open: HashSet::new(),
+            changed: HashMap::new(),
             transitions: 0,
             fail_open: 0,
+        }
+    }
+
+    /// Seeds the verdicts a previous run persisted (endpoint, its container
+    /// and what Docker last said of it): kept, like any decision already
+    /// made, until Docker says otherwise. So a restarted driver (or one that
+    /// starts before dockerd answers) neither withdraws a healthy endpoint
+    /// nor announces an unhealthy one in the meantime.
+    pub fn remember(&mut self, remembered: impl IntoIterator<Item = (String, HealthRecord)>) {
+        for (endpoint, h) in remembered {
+            self.verdicts
+                .insert(endpoint.clone(), (h.container.clone(), h.verdict));
+            self.containers
+                .entry(h.container)
+                .or_default()
+                .push(endpoint);
+        }
+    }
+
+    /// The verdicts changed since the last call (`None`: gone), to persist.
+    /// Only Docker's word is here, never a fail-open guess.
+    pub fn take_changes(&mut self) -> Vec<(String, Option<HealthRecord>)> {
+        self.changed.drain().collect()
+    }
+
+    fn set_verdict(&mut self, endpoint: &str, v: Option<(String, Verdict)>) {
+        let old = match &v {
+            Some(v) => self.verdicts.insert(endpoint.to_string(), v.clone()),
+            None => self.verdicts.remove(endpoint),
+        };
+        if old != v {
+            self.changed.insert(
+                endpoint.to_string(),
+                v.map(|(container, verdict)| HealthRecord { container, verdict }),
+            );
         }
     }
 
@@ -143,30 +162,36 @@ impl Gate {
         if let Some(eps) = self.containers.remove(container) {
             for e in eps {
                 if self.verdicts.get(&e).is_some_and(|(c, _)| c == container) {
-                    self.verdicts.remove(&e);
+                    self.set_verdict(&e, None);
                 }
             }
         }
     }
 
     fn learn(&mut self, c: Container) {
-        let verdict = Verdict::of(&c);
+        let verdict = verdict_of(&c);
         // Endpoints it no longer has (or all, when it stopped) lose their verdict.
         let keep: &[String] = if verdict.is_some() { &c.endpoints } else { &[] };
-        if let Some(old) = self.containers.get(&c.id) {
-            for e in old.iter().filter(|e| !keep.contains(e)) {
-                if self.verdicts.get(e).is_some_and(|(o, _)| o == &c.id) {
-                    self.verdicts.remove(e);
-                }
-            }
+        let dropped: Vec<String> = self
+            .containers
+            .get(&c.id)
+            .into_iter()
+            .flatten()
+            .filter(|e| !keep.contains(e))
+            .filter(|e| self.verdicts.get(*e).is_some_and(|(o, _)| o == &c.id))
+            .cloned()
+            .collect();
+        for e in dropped {
+            self.set_verdict(&e, None);
         }
         let Some(v) = verdict else {
             self.containers.remove(&c.id);
             return;
         };
         for e in &c.endpoints {
-            let old = self.verdicts.insert(e.clone(), (c.id.clone(), v));
-            if old.map(|(_, o)| o) != Some(v) {
+            let old = self.verdicts.get(e).map(|(_, o)| *o);
+            self.set_verdict(e, Some((c.id.clone(), v)));
+            if old != Some(v) {
                 self.transitions += 1;
                 info!(
                     endpoint = short_id(e),

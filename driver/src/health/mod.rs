@@ -28,10 +28,14 @@
 //!   the API blinked); an endpoint that was never classified fails open
 //!   after [`FAIL_OPEN_AFTER`] of unreachability (announced as without the
 //!   gate), logged as a warning and counted; the next sync corrects it;
+//! - every verdict Docker gives is persisted in the driver's state (the
+//!   endpoint's record; never a fail-open guess), and a restarted driver
+//!   starts from those: until Docker answers, it decides as before its
+//!   restart, so one that starts before dockerd's API answers withdraws no
+//!   healthy endpoint and announces no unhealthy one;
 //! - at start, every running container is inspected before the BGP side
 //!   gets its first view (for at most `STARTUP_SYNC`): a restarted driver
-//!   rebuilds the gate from Docker and neither withdraws a healthy endpoint
-//!   nor announces an unhealthy one meanwhile;
+//!   rebuilds the gate from Docker, replacing what it remembered;
 //! - after every (re)connection of the event stream, and every
 //!   [`RESYNC_EVERY`], all of them are inspected again, so a missed event
 //!   is repaired.
@@ -54,6 +58,7 @@ use tracing::{debug, info, warn};
 use crate::metrics::Metrics;
 use crate::model::names::short_id;
 use crate::model::network::host_route;
+use crate::model::state::HealthRecord;
 use crate::view::View;
 use docker::{Container, DockerApi, Hint};
 use gate::{Gate, Update, FAIL_OPEN_AFTER, WAITING_RESYNC};
@@ -66,6 +71,11 @@ use gate::{Gate, Update, FAIL_OPEN_AFTER, WAITING_RESYNC};
 pub type ReadView = Arc<
     dyn Fn(&mut watch::Receiver<Arc<View>>) -> (Arc<View>, BTreeMap<IpNet, String>) + Send + Sync,
 >;
+
+/// Persists the verdicts that changed (endpoint ID → what Docker last said,
+/// `None`: nothing any more) in the driver's state. Blocking (it takes the
+/// driver's lock and writes the journal); the wiring makes it.
+pub type Persist = Arc<dyn Fn(Vec<(String, Option<HealthRecord>)>) + Send + Sync>;
 
 /// Every running container is inspected again this often.
 pub const RESYNC_EVERY: Duration = Duration::from_secs(30);
@@ -97,18 +107,34 @@ impl std::str::FromStr for GateConfig {
 /// does not costs the start this much at most).
 const STARTUP_SYNC: Duration = Duration::from_secs(3);
 
+/// Where the gate starts from: the verdicts a previous run persisted
+/// (endpoint ID, container, verdict), and where to persist the changes.
+pub struct Memory {
+    pub remembered: Vec<(String, HealthRecord)>,
+    pub persist: Persist,
+}
+
 /// Starts the gate between the driver's View (`views`) and the BGP side;
-/// answers the gated View the BGP side should follow (already decided from
-/// one look at Docker's running containers, when Docker answers).
+/// answers the gated View the BGP side should follow: decided from the
+/// verdicts a previous run persisted, then from one look at Docker's
+/// running containers, when Docker answers.
 pub async fn spawn(
     cfg: GateConfig,
     read: ReadView,
     mut views: watch::Receiver<Arc<View>>,
+    memory: Memory,
     metrics: Arc<Metrics>,
     stop: watch::Receiver<bool>,
 ) -> (watch::Receiver<Arc<View>>, tokio::task::JoinHandle<()>) {
     let api = DockerApi::new(cfg.socket.clone(), CALL_TIMEOUT);
     let mut gate = Gate::new(Instant::now());
+    if !memory.remembered.is_empty() {
+        info!(
+            endpoints = memory.remembered.len(),
+            "health gate: deciding as before the restart until Docker answers"
+        );
+    }
+    gate.remember(memory.remembered);
     match tokio::time::timeout(STARTUP_SYNC, sync_all(&api)).await {
         Ok(Ok(all)) => {
             info!(containers = all.len(), "health gate: classified the running containers at start");
@@ -134,8 +160,12 @@ pub async fn spawn(
         metrics.clone(),
         stop.clone(),
     ));
+    let persist = memory.persist;
     let filter = tokio::spawn(async move {
-        filter_loop(gate, read, views, out_tx, upd_rx, want_sync, metrics, stop).await;
+        filter_loop(
+            gate, read, persist, views, out_tx, upd_rx, want_sync, metrics, stop,
+        )
+        .await;
         let _ = classifier.await;
     });
     (out_rx, filter)
@@ -173,6 +203,7 @@ async fn snapshot(
 async fn filter_loop(
     mut gate: Gate,
     read: ReadView,
+    persist: Persist,
     mut views: watch::Receiver<Arc<View>>,
     out: watch::Sender<Arc<View>>,
     mut updates: mpsc::Receiver<Update>,
@@ -185,6 +216,13 @@ async fn filter_loop(
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last_ask = Instant::now();
     loop {
+        let changes = gate.take_changes();
+        if !changes.is_empty() {
+            let persist = persist.clone();
+            if let Err(e) = tokio::task::spawn_blocking(move || persist(changes)).await {
+                warn!(error = %e, "health gate: could not persist the verdicts");
+            }
+        }
         let now = Instant::now();
         let f = gate.filter(&view, &routes, now);
         for (e, waited) in &f.released {

@@ -2,8 +2,10 @@
 //!
 //! In: each change as a [`Record`] (a network or an endpoint put or removed),
 //! from the Docker operations or replayed from the journal. Out: the
-//! [`State`] — networks, their endpoints, the links made for them, and the
-//! recently deleted IDs — changed only by [`State::apply`]. The serde names
+//! [`State`] — networks, their endpoints, the links made for them, the
+//! recently deleted IDs, and what it recorded about the host (boot, route
+//! protocol, the sysctls it changed: [`HostRecord`]) — changed only by
+//! [`State::apply`], after [`State::check`]. The serde names
 //! are the state file's format; how it is written and read back is
 //! [`crate::store`]'s business. No I/O here.
 
@@ -38,6 +40,72 @@ pub struct State {
     /// without one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub instance: Option<String>,
+    /// What the driver recorded about the host itself.
+    #[serde(default, skip_serializing_if = "HostRecord::is_empty")]
+    pub host: HostRecord,
+}
+
+/// What the driver remembers about the host rather than about Docker's
+/// networks: the evidence a restart needs, and what `cleanup` undoes.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HostRecord {
+    /// `/proc/sys/kernel/random/boot_id` when the driver last started: a
+    /// different one at the next start means the host rebooted, and every
+    /// sandbox recorded before is gone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub boot_id: Option<String>,
+    /// The protocol number the driver's kernel routes carry (`None`: BGP
+    /// off, or not recorded yet). A start with another one (or with BGP
+    /// off) flushes the routes carrying this one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub route_protocol: Option<u8>,
+    /// Each sysctl the driver changed (path under /proc/sys) and its value
+    /// before the first change, recorded before that change.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub sysctls: BTreeMap<String, String>,
+}
+
+impl HostRecord {
+    pub fn is_empty(&self) -> bool {
+        self == &HostRecord::default()
+    }
+}
+
+/// What Docker said about an endpoint's container, as the health gate
+/// classified it (see [`crate::health`]). Persisted, so a restarted driver
+/// keeps deciding as before until Docker answers again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Verdict {
+    /// Running, no health check: announced as without the gate.
+    NoCheck,
+    Healthy,
+    Starting,
+    Unhealthy,
+}
+
+impl Verdict {
+    pub fn announces(self) -> bool {
+        matches!(self, Verdict::NoCheck | Verdict::Healthy)
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Verdict::NoCheck => "no health check",
+            Verdict::Healthy => "healthy",
+            Verdict::Starting => "starting",
+            Verdict::Unhealthy => "unhealthy",
+        }
+    }
+}
+
+/// The health gate's last verdict on an endpoint, with the container it
+/// came from: only what Docker said, never a fail-open guess.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HealthRecord {
+    pub container: String,
+    pub verdict: Verdict,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -62,6 +130,9 @@ pub struct EndpointRecord {
     /// back, it is recognised by this record's name, kind and parent, once.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub unmarked: bool,
+    /// The health gate's last verdict on its container (gate on only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health: Option<HealthRecord>,
 }
 
 impl State {
@@ -103,12 +174,45 @@ pub enum Record {
     },
     /// An endpoint was deleted.
     RemoveEndpoint { network: String, id: String },
+    /// What the driver records about the host (all of it, as it now is).
+    Host(HostRecord),
 }
 
 impl State {
+    /// Whether `rec` fits this state (what [`State::apply`] refuses, said
+    /// before anything is written): the store checks a record before it
+    /// journals it, so a record that could not be replayed is never written.
+    pub fn check(&self, rec: &Record) -> Result<(), String> {
+        match rec {
+            Record::PutNetwork { .. } => Ok(()),
+            Record::RemoveNetwork { id } => match self.networks.contains_key(id) {
+                true => Ok(()),
+                false => Err(format!("removes network {id}, which does not exist")),
+            },
+            Record::PutEndpoint { network, endpoint } => {
+                match self.networks.contains_key(network) {
+                    true => Ok(()),
+                    false => Err(format!(
+                        "puts endpoint {} on network {network}, which does not exist",
+                        endpoint.spec.id
+                    )),
+                }
+            }
+            Record::RemoveEndpoint { network, id } => match self.networks.contains_key(network) {
+                true => Ok(()),
+                false => Err(format!(
+                    "removes endpoint {id} from network {network}, which does not exist"
+                )),
+            },
+            Record::Host(_) => Ok(()),
+        }
+    }
+
     /// Applies one change; the only way the driver changes its networks
-    /// and endpoints, and the way the journal is replayed.
+    /// and endpoints, and the way the journal is replayed. Refuses (and
+    /// changes nothing) what [`State::check`] refuses.
     pub fn apply(&mut self, rec: &Record) -> Result<(), String> {
+        self.check(rec)?;
         match rec {
             Record::PutNetwork { spec, shim } => {
                 let net = self
@@ -123,33 +227,26 @@ impl State {
                 net.shim = shim.clone();
             }
             Record::RemoveNetwork { id } => {
-                let Some(net) = self.networks.remove(id) else {
-                    return Err(format!("removes network {id}, which does not exist"));
-                };
-                self.remember_deleted(id);
-                for ep in net.endpoints.keys() {
-                    self.remember_deleted(ep);
+                if let Some(net) = self.networks.remove(id) {
+                    self.remember_deleted(id);
+                    for ep in net.endpoints.keys() {
+                        self.remember_deleted(ep);
+                    }
                 }
             }
             Record::PutEndpoint { network, endpoint } => {
-                let Some(net) = self.networks.get_mut(network) else {
-                    return Err(format!(
-                        "puts endpoint {} on network {network}, which does not exist",
-                        endpoint.spec.id
-                    ));
-                };
-                net.endpoints
-                    .insert(endpoint.spec.id.clone(), endpoint.clone());
+                if let Some(net) = self.networks.get_mut(network) {
+                    net.endpoints
+                        .insert(endpoint.spec.id.clone(), endpoint.clone());
+                }
             }
             Record::RemoveEndpoint { network, id } => {
-                let Some(net) = self.networks.get_mut(network) else {
-                    return Err(format!(
-                        "removes endpoint {id} from network {network}, which does not exist"
-                    ));
-                };
-                net.endpoints.remove(id);
-                self.remember_deleted(id);
+                if let Some(net) = self.networks.get_mut(network) {
+                    net.endpoints.remove(id);
+                    self.remember_deleted(id);
+                }
             }
+            Record::Host(host) => self.host = host.clone(),
         }
         Ok(())
     }

@@ -13,6 +13,22 @@ use tracing::{info, warn};
 use crate::kernel::LinkKernel;
 use crate::model::network::NetworkSpec;
 
+/// The host sysctls (paths under /proc/sys) that [`enable_forwarding`] may
+/// change for `spec` on `parent`; the shim's own go with the shim.
+pub fn planned(spec: &NetworkSpec, parent: &str) -> Vec<String> {
+    let mut paths = Vec::new();
+    if !spec.dataplane.is_l2() {
+        return paths;
+    }
+    if spec.subnet.is_some() {
+        paths.push("net/ipv4/ip_forward".to_string());
+    }
+    if spec.subnet6.is_some() {
+        paths.push(format!("net/ipv6/conf/{parent}/force_forwarding"));
+    }
+    paths
+}
+
 /// An L2 shim routes for its containers: the host must forward between
 /// the shim and the parent. IPv4: `ip_forward`, host-wide and harmless.
 /// IPv6: the host-wide switch, `conf/all/forwarding`, also makes every

@@ -8,9 +8,19 @@
 //! endpoint whose sandbox it looked at, the health gate for every endpoint
 //! announcement it sees. A new kind of evidence (an address-is-live signal,
 //! say) is a field of [`Evidence`] and a rule in [`decide`], here and
-//! nowhere else. Pure, but for [`Sandbox::at`], which looks at one file.
+//! nowhere else.
+//!
+//! A sandbox is gone only on evidence, never on a failure to look: its
+//! namespace file is absent from a directory that can be read and holds
+//! other sandboxes, or the host rebooted since ([`Sandbox::at`],
+//! [`judge_restart`]). A file that cannot be looked at (EACCES), a missing
+//! or empty directory (the exec root not mounted here), or every sandbox
+//! vanishing at once (an exec-root mismatch) proves nothing: announced as
+//! before, and said loudly. Pure, but for [`Looker`], which looks at files.
 
-use std::path::Path;
+use std::collections::HashMap;
+use std::io;
+use std::path::{Path, PathBuf};
 
 /// What is known about one endpoint when its announcement is decided.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -30,21 +40,101 @@ pub enum Sandbox {
     Unchecked,
     /// Its namespace file exists.
     Alive,
-    /// Its namespace file is gone: the container died while the driver was down.
+    /// Gone, on evidence: its file is absent from a readable directory that
+    /// holds other sandboxes, or the host rebooted since the Join.
     Gone,
+    /// Looked at, and nothing proves it either way (why): announced as before.
+    Unknown(&'static str),
 }
 
 impl Sandbox {
     /// One look at the sandbox Docker named at Join (`""`: none recorded).
     pub fn at(path: &str) -> Sandbox {
+        Looker::default().look(path)
+    }
+}
+
+/// Looks at sandboxes, reading each directory once (a host's sandboxes
+/// share Docker's `<exec-root>/netns`).
+#[derive(Debug, Default)]
+pub struct Looker {
+    /// Directory → whether it holds anything, or why it cannot be read.
+    dirs: HashMap<PathBuf, Result<bool, &'static str>>,
+}
+
+impl Looker {
+    pub fn look(&mut self, path: &str) -> Sandbox {
         if path.is_empty() {
-            Sandbox::Unchecked
-        } else if Path::new(path).exists() {
-            Sandbox::Alive
-        } else {
-            Sandbox::Gone
+            return Sandbox::Unchecked;
+        }
+        let path = Path::new(path);
+        match std::fs::metadata(path) {
+            Ok(_) => return Sandbox::Alive,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {
+                return Sandbox::Unknown("its file cannot be looked at (permission denied)")
+            }
+            Err(_) => return Sandbox::Unknown("its file cannot be looked at"),
+        }
+        let Some(dir) = path.parent() else {
+            return Sandbox::Unknown("it names no directory");
+        };
+        let listing =
+            self.dirs
+                .entry(dir.to_path_buf())
+                .or_insert_with(|| match std::fs::read_dir(dir) {
+                    Ok(mut entries) => Ok(entries.next().is_some()),
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                        Err("its directory is missing (Docker's exec root not mounted here?)")
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {
+                        Err("its directory cannot be read (permission denied)")
+                    }
+                    Err(_) => Err("its directory cannot be read"),
+                });
+        match *listing {
+            Ok(true) => Sandbox::Gone,
+            Ok(false) => Sandbox::Unknown(
+                "its directory holds no other sandbox (Docker's exec root not mounted here?)",
+            ),
+            Err(why) => Sandbox::Unknown(why),
         }
     }
+}
+
+/// What the host's boot id says about the driver's downtime.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Boot {
+    /// The same boot as recorded in the state.
+    Same,
+    /// Another boot: every sandbox recorded before is gone.
+    Rebooted,
+    /// Nothing recorded (a state from before boot ids), or unreadable.
+    Unknown,
+}
+
+/// The sandboxes of every joined endpoint, looked at after the driver's own
+/// downtime, judged together (in place): after a reboot every one is gone;
+/// otherwise, when not one is alive but some seem gone, that is no evidence
+/// (every container dying at once while the driver was down is far less
+/// likely than the driver looking in the wrong place) and they are
+/// [`Sandbox::Unknown`]. Returns whether that happened, for a loud log.
+pub fn judge_restart(looks: &mut [Sandbox], boot: Boot) -> bool {
+    if boot == Boot::Rebooted {
+        for s in looks.iter_mut().filter(|s| **s != Sandbox::Unchecked) {
+            *s = Sandbox::Gone;
+        }
+        return false;
+    }
+    let alive = looks.contains(&Sandbox::Alive);
+    let gone = looks.contains(&Sandbox::Gone);
+    if alive || !gone {
+        return false;
+    }
+    for s in looks.iter_mut().filter(|s| **s == Sandbox::Gone) {
+        *s = Sandbox::Unknown("every sandbox seemed gone at once, which proves nothing");
+    }
+    true
 }
 
 /// The health gate's word on an endpoint's container.
@@ -74,8 +164,9 @@ impl Decision {
     }
 }
 
-/// Announced only when joined, with a sandbox not known to be gone, and
-/// the health gate (when on) says so.
+/// Announced only when joined, with a sandbox not known to be gone (a
+/// sandbox that could not be looked at is not known to be gone), and the
+/// health gate (when on) says so.
 pub fn decide(e: &Evidence) -> Decision {
     if !e.joined {
         return Decision::Hold("not joined");
@@ -134,12 +225,105 @@ mod tests {
     }
 
     #[test]
-    fn a_sandbox_is_gone_only_when_its_file_is() {
+    fn a_sandbox_is_gone_only_on_evidence() {
         let dir = tempfile::tempdir().unwrap();
-        let ns = dir.path().join("ns");
+        let netns = dir.path().join("netns");
+        std::fs::create_dir(&netns).unwrap();
+        let ns = netns.join("ns");
+        let path = ns.to_str().unwrap();
         assert_eq!(Sandbox::at(""), Sandbox::Unchecked);
-        assert_eq!(Sandbox::at(ns.to_str().unwrap()), Sandbox::Gone);
+        // An empty directory: the exec root may not be mounted here.
+        assert!(matches!(Sandbox::at(path), Sandbox::Unknown(_)));
+        // A missing directory.
+        let elsewhere = dir.path().join("missing/ns");
+        assert!(matches!(
+            Sandbox::at(elsewhere.to_str().unwrap()),
+            Sandbox::Unknown(_)
+        ));
+        // Others there, ours not: gone.
+        std::fs::write(netns.join("other"), "").unwrap();
+        assert_eq!(Sandbox::at(path), Sandbox::Gone);
         std::fs::write(&ns, "").unwrap();
-        assert_eq!(Sandbox::at(ns.to_str().unwrap()), Sandbox::Alive);
+        assert_eq!(Sandbox::at(path), Sandbox::Alive);
+        // An unknown sandbox is announced as before.
+        let unknown = Sandbox::Unknown("why");
+        assert_eq!(joined(unknown, Health::Ungated), Decision::Announce);
+    }
+
+    #[test]
+    fn every_sandbox_gone_at_once_proves_nothing_unless_the_host_rebooted() {
+        use Sandbox::{Alive, Gone, Unchecked, Unknown};
+        // One of several gone, one alive: evidence.
+        let mut looks = [Alive, Gone, Unchecked];
+        assert!(!judge_restart(&mut looks, Boot::Same));
+        assert_eq!(looks, [Alive, Gone, Unchecked]);
+        // All of them gone at once: not believed, said loudly.
+        let mut looks = [Gone, Gone, Unknown("x")];
+        assert!(judge_restart(&mut looks, Boot::Unknown));
+        assert!(looks.iter().all(|s| matches!(s, Unknown(_))));
+        let mut looks = [Gone];
+        assert!(judge_restart(&mut looks, Boot::Same));
+        // After a reboot every recorded sandbox is gone, whatever a look said.
+        let mut looks = [Alive, Unknown("x"), Gone, Unchecked];
+        assert!(!judge_restart(&mut looks, Boot::Rebooted));
+        assert_eq!(looks, [Gone, Gone, Gone, Unchecked]);
+    }
+
+    /// Runs `f` on a thread without CAP_DAC_OVERRIDE and CAP_DAC_READ_SEARCH
+    /// in its effective set (capabilities are per thread), as a managed
+    /// plugin runs: even root then gets EACCES from a directory of mode 000.
+    fn without_dac_override<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+        #[repr(C)]
+        struct Header {
+            version: u32,
+            pid: i32,
+        }
+        #[repr(C)]
+        #[derive(Clone, Copy, Default)]
+        struct Data {
+            effective: u32,
+            permitted: u32,
+            inheritable: u32,
+        }
+        const VERSION_3: u32 = 0x2008_0522;
+        const DAC: u32 = 1 << 1 | 1 << 2;
+        std::thread::spawn(move || {
+            let mut h = Header {
+                version: VERSION_3,
+                pid: 0,
+            };
+            let mut d = [Data::default(); 2];
+            // SAFETY: capget/capset with a version-3 header and two data
+            // structs, as the kernel's ABI defines them, on this thread only.
+            unsafe {
+                assert_eq!(libc::syscall(libc::SYS_capget, &mut h, d.as_mut_ptr()), 0);
+                d[0].effective &= !DAC;
+                assert_eq!(libc::syscall(libc::SYS_capset, &mut h, d.as_ptr()), 0);
+            }
+            f()
+        })
+        .join()
+        .unwrap()
+    }
+
+    #[test]
+    fn an_unreadable_directory_proves_nothing() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let netns = dir.path().join("netns");
+        std::fs::create_dir(&netns).unwrap();
+        std::fs::write(netns.join("other"), "").unwrap();
+        std::fs::write(netns.join("alive"), "").unwrap();
+        let mode = |m| std::fs::set_permissions(&netns, std::fs::Permissions::from_mode(m));
+        mode(0o000).unwrap();
+        let gone = netns.join("ns").to_str().unwrap().to_string();
+        let alive = netns.join("alive").to_str().unwrap().to_string();
+        let looks = without_dac_override(move || (Sandbox::at(&gone), Sandbox::at(&alive)));
+        mode(0o755).unwrap();
+        assert!(matches!(looks.0, Sandbox::Unknown(_)), "{looks:?}");
+        assert!(matches!(looks.1, Sandbox::Unknown(_)), "{looks:?}");
+        // Readable again: the evidence is back.
+        let gone = netns.join("ns");
+        assert_eq!(Sandbox::at(gone.to_str().unwrap()), Sandbox::Gone);
     }
 }

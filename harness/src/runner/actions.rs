@@ -240,9 +240,13 @@ impl Runner<'_> {
                 Ok(None)
             }
             Action::Run { host, command } => {
+                let exec_root = self.w.host(host)?.docker_exec_root();
                 let command = command
                     .iter()
-                    .map(|a| self.substitute(a))
+                    .map(|a| {
+                        let a = a.replace("{docker_exec_root}", &exec_root.display().to_string());
+                        self.substitute(&a)
+                    })
                     .collect::<Result<Vec<String>>>()?;
                 let args: Vec<&str> = command[1..].iter().map(String::as_str).collect();
                 let out =

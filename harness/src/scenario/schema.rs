@@ -310,6 +310,12 @@ pub struct HostDef {
     pub role: Role,
     #[serde(default)]
     pub driver_args: Vec<String>,
+    /// Capabilities this host's driver runs without (names as `setpriv`
+    /// takes them: `dac_override`, `dac_read_search`): dropped from its
+    /// bounding and inheritable sets, so root gets EACCES where a driver
+    /// confined so would. Not with `[driver] plugin`.
+    #[serde(default)]
+    pub driver_drop_caps: Vec<String>,
     /// With the dockerd engine: run this host's dockerd with `--live-restore`.
     #[serde(default)]
     pub dockerd_live_restore: bool,

@@ -122,7 +122,7 @@ pub const STEP_KINDS: &[StepKind] = &[
     k("plant-route", &["host", "prefix", "via"], Act, Event,
       "Plant a route (either family) with the driver's protocol tag by hand (a stale leftover)."),
     k("run", &["host", "command"], Act, Event,
-      "Run `command` (argv) inside a host's namespace (a firewall rule, a sysctl...); `{{c1}}` in an argument becomes c1's address."),
+      "Run `command` (argv) inside a host's namespace (a firewall rule, a sysctl...); `{{c1}}` in an argument becomes c1's address, `{docker_exec_root}` the host's dockerd exec root (its sandboxes are in `netns/`)."),
     k("flood", &["id", "host", "count", "first", "next_hop"], Act, Event,
       "Originate `count` /32s from `first` on a host's gobgpd through its gRPC API, in the background (`next_hop` default: the host's underlay address)."),
     k("flood-wait", &["id", "within"], Act, Own,

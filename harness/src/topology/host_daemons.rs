@@ -245,7 +245,29 @@ impl World {
                 }
                 (require(line.daemon())?, args)
             }
-            DaemonKind::Driver => (self.opts.driver_bin.clone(), self.driver_args(i)),
+            DaemonKind::Driver if h.def.driver_drop_caps.is_empty() => {
+                (self.opts.driver_bin.clone(), self.driver_args(i))
+            }
+            DaemonKind::Driver => {
+                // Dropped from the bounding set, root's exec does not regain them.
+                let caps = h
+                    .def
+                    .driver_drop_caps
+                    .iter()
+                    .map(|c| format!("-{c}"))
+                    .collect::<Vec<_>>()
+                    .join(",");
+                let mut args = vec![
+                    "--bounding-set".to_string(),
+                    caps.clone(),
+                    "--inh-caps".into(),
+                    caps,
+                    "--".into(),
+                    self.opts.driver_bin.display().to_string(),
+                ];
+                args.extend(self.driver_args(i));
+                (require("setpriv")?, args)
+            }
             DaemonKind::Driver2 => (self.opts.driver_bin.clone(), self.driver2_args(i)),
             DaemonKind::Dockerd => bail!("dockerd belongs to the dockerd engine"),
         };

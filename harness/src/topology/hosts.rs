@@ -94,6 +94,12 @@ impl HostRt {
         self.dir.join("d").join("docker.sock")
     }
 
+    /// The host's dockerd exec root as the host's processes see it (the
+    /// sandboxes are in its `netns/`; `{docker_exec_root}` in a `run` step).
+    pub fn docker_exec_root(&self) -> PathBuf {
+        self.dir.join("d").join("x")
+    }
+
     pub fn runs_driver(&self) -> bool {
         self.def.role == Role::Docker
     }

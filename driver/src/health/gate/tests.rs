@@ -189,3 +189,84 @@ fn an_endpoint_joined_while_docker_is_down_waits_its_own_grace() {
     let f = g.filter(&v, &eps, t1 + FAIL_OPEN_AFTER);
     assert_eq!(announced(&f), ["10.0.1.2/32", "10.0.1.3/32", "10.9.0.0/24"]);
 }
+
+fn remembered(container: &str, verdict: Verdict) -> HealthRecord {
+    HealthRecord {
+        container: container.into(),
+        verdict,
+    }
+}
+
+/// Issue 19, point 4: a restarted gate starts from the verdicts persisted
+/// before, so Docker being slow (or not up yet) withdraws nothing healthy
+/// and announces nothing unhealthy; Docker's first answer replaces them.
+#[test]
+fn remembered_verdicts_decide_until_docker_answers() {
+    let t0 = Instant::now();
+    let (v, eps) = world();
+    let mut g = Gate::new(t0);
+    g.remember([
+        ("ep-a".to_string(), remembered("c-a", Verdict::Healthy)),
+        ("ep-b".to_string(), remembered("c-b", Verdict::Unhealthy)),
+    ]);
+    for t in [t0, t0 + FAIL_OPEN_AFTER * 3] {
+        let f = g.filter(&v, &eps, t);
+        assert_eq!(announced(&f), ["10.0.1.2/32", "10.9.0.0/24"]);
+        assert_eq!(f.held.get("ep-b").map(String::as_str), Some("unhealthy"));
+    }
+    assert_eq!(g.fail_open, 0);
+    assert!(g.take_changes().is_empty(), "nothing new to persist");
+    // Docker answers: c-a still healthy (nothing changes), c-b gone.
+    g.apply(Update::ApiUp, t0);
+    g.apply(
+        Update::Sync(vec![container("c-a", "ep-a", true, Some("healthy"))]),
+        t0,
+    );
+    let f = g.filter(&v, &eps, t0);
+    assert_eq!(announced(&f), ["10.0.1.2/32", "10.9.0.0/24"]);
+    assert_eq!(g.take_changes(), vec![("ep-b".to_string(), None)]);
+}
+
+/// Every verdict Docker gives is reported for persistence; a fail-open
+/// announcement (a guess) never is.
+#[test]
+fn verdicts_are_reported_for_persistence_guesses_are_not() {
+    let t0 = Instant::now();
+    let (v, eps) = world();
+    let mut g = Gate::new(t0);
+    // Docker unreachable long enough: both fail open, nothing persisted.
+    g.filter(&v, &eps, t0);
+    let f = g.filter(&v, &eps, t0 + FAIL_OPEN_AFTER * 2);
+    assert_eq!(announced(&f).len(), 3);
+    assert_eq!(g.fail_open, 2);
+    assert!(g.take_changes().is_empty());
+    g.apply(Update::ApiUp, t0);
+    g.apply(
+        Update::Container(container("c-a", "ep-a", true, Some("starting"))),
+        t0,
+    );
+    assert_eq!(
+        g.take_changes(),
+        vec![(
+            "ep-a".to_string(),
+            Some(remembered("c-a", Verdict::Starting))
+        )]
+    );
+    g.apply(
+        Update::Container(container("c-a", "ep-a", true, Some("healthy"))),
+        t0,
+    );
+    g.apply(
+        Update::Container(container("c-a", "ep-a", true, Some("healthy"))),
+        t0,
+    );
+    assert_eq!(
+        g.take_changes(),
+        vec![(
+            "ep-a".to_string(),
+            Some(remembered("c-a", Verdict::Healthy))
+        )]
+    );
+    g.apply(Update::Gone("c-a".into()), t0);
+    assert_eq!(g.take_changes(), vec![("ep-a".to_string(), None)]);
+}

@@ -1,6 +1,7 @@
 //! What needs which engine: a scenario names at least one engine (each a
 //! known [`Engine`]); health checks and the managed plugin need dockerd; an
-//! embedded gobgpd needs the managed plugin.
+//! embedded gobgpd needs the managed plugin; dropped driver capabilities a
+//! driver the harness runs.
 //!
 //! In: the file's `engines` and the scenario so far. Out: the scenario's
 //! engines, or the error naming the file.
@@ -26,6 +27,14 @@ pub(in crate::scenario) fn engines(s: &mut Scenario, raw: &RawScenario, here: He
         if !s.driver.plugin {
             return Err(anyhow!(
                 "{file}: host {}: embedded_gobgpd needs [driver] plugin = true",
+                h.name
+            ));
+        }
+    }
+    if let Some(h) = s.hosts.iter().find(|h| !h.driver_drop_caps.is_empty()) {
+        if s.driver.plugin {
+            return Err(anyhow!(
+                "{file}: host {}: driver_drop_caps needs a driver the harness runs, not [driver] plugin = true",
                 h.name
             ));
         }
