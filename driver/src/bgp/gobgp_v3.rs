@@ -3,7 +3,7 @@
 //! In: the neutral requests of [`GobgpApi`] (our paths with their
 //! [`RouteAttrs`], peers with their timers and graceful restart). Out:
 //! `apipb` messages on the wire, and gobgpd's answers decoded into the
-//! neutral values of [`super::gobgp`]. The 3.x encoding lives only here:
+//! neutral values of [`super::gobgp_api`]. The 3.x encoding lives only here:
 //! NLRI and attributes packed in `google.protobuf.Any` with
 //! `type.googleapis.com/apipb.<Message>` URLs, enums whose zero is a real
 //! value (GLOBAL 0, BEST 0), `"<nil>"` as the neighbour of our own paths.
@@ -22,12 +22,13 @@ use prost_types::Any;
 use tonic::transport::Channel;
 use tonic::Status;
 
-use super::gobgp::{
+use super::gobgp_api::{
     deadline, mp_next_hop, next_within, parse_prefix, path_peer, DecodeError, Event, EventStream,
     Family, GlobalInfo, GobgpApi, LearnedPath, OwnPath, PathAttrs, PeerInfo, PeerSettings, RibPath,
     RibStream, SessionState, StartSettings, GRACEFUL_SHUTDOWN, GSHUT_LOCAL_PREF, GSHUT_POLICY,
     GSHUT_SET, GSHUT_STATEMENT, MAX_MESSAGE,
 };
+use futures::StreamExt;
 
 pub mod apipb {
     #![allow(clippy::all, missing_docs)]
@@ -571,7 +572,9 @@ impl GobgpApi for V3 {
             ..apipb::ListPathRequest::default()
         };
         let s = deadline("ListPath", self.limit, self.client.list_path(req)).await?;
-        Ok(RibStream::V3(s.into_inner()))
+        Ok(RibStream::new(
+            s.into_inner().map(|r| r.map(decode_destination)),
+        ))
     }
 
     async fn watch(&mut self, _multipath: bool) -> Result<EventStream, Status> {
@@ -586,7 +589,9 @@ impl GobgpApi for V3 {
             }),
         };
         let s = deadline("WatchEvent", self.limit, self.client.watch_event(req)).await?;
-        Ok(EventStream::V3(s.into_inner()))
+        Ok(EventStream::new(
+            s.into_inner().map(|r| r.map(decode_event)),
+        ))
     }
 
     async fn honour_graceful_shutdown(&mut self) -> Result<(), Status> {
@@ -664,7 +669,7 @@ pub fn community_text(c: u32) -> String {
 fn tolerate_existing<T>(r: Result<T, Status>) -> Result<(), Status> {
     match r {
         Ok(_) => Ok(()),
-        Err(e) if super::gobgp::already_exists(&e) => Ok(()),
+        Err(e) if super::gobgp_api::already_exists(&e) => Ok(()),
         Err(e) => Err(e),
     }
 }
@@ -852,7 +857,7 @@ mod tests {
             keepalive: 3,
             connect_retry: 5,
             bfd: None,
-            graceful_restart: Some(super::super::gobgp::GracefulRestart {
+            graceful_restart: Some(super::super::gobgp_api::GracefulRestart {
                 restart_time: 120,
                 deferral_time: 5,
                 restarting: true,
@@ -893,7 +898,7 @@ mod tests {
         );
         // BFD cannot be expressed in 3.x: refused, naming the line that can.
         let mut s = settings();
-        s.bfd = Some(super::super::gobgp::Bfd {
+        s.bfd = Some(super::super::gobgp_api::Bfd {
             interval: Duration::from_millis(300),
             multiplier: 3,
         });

@@ -3,7 +3,7 @@
 //! In: the neutral requests of [`GobgpApi`] (our paths with their
 //! [`RouteAttrs`], peers with their timers, BFD and graceful restart). Out:
 //! `api` messages on the wire (our own proto, `proto/gobgp_v4.proto`), and
-//! gobgpd's answers decoded into the neutral values of [`super::gobgp`].
+//! gobgpd's answers decoded into the neutral values of [`super::gobgp_api`].
 //! The 4.x encoding lives only here: typed NLRI and attribute oneofs, enums
 //! that start at UNSPECIFIED (GLOBAL 1, BEST 1, EOR 4), an own response per
 //! call, `""` as the neighbour of our own paths, a path age the client must
@@ -22,13 +22,14 @@ use ipnet::IpNet;
 use tonic::transport::Channel;
 use tonic::Status;
 
-use super::gobgp::{
+use super::gobgp_api::{
     deadline, mp_next_hop, next_within, parse_prefix, path_peer, Bfd, BfdInfo, BfdState,
     DecodeError, DownReason, Event, EventStream, Family, GlobalInfo, GobgpApi, LearnedPath,
     OwnPath, PathAttrs, PeerInfo, PeerSettings, RibPath, RibStream, SessionState, StartSettings,
     GRACEFUL_SHUTDOWN, GSHUT_LOCAL_PREF, GSHUT_POLICY, GSHUT_SET, GSHUT_STATEMENT, MAX_MESSAGE,
 };
 use super::gobgp_v3::community_text;
+use futures::StreamExt;
 
 pub mod api {
     #![allow(clippy::all, missing_docs)]
@@ -575,7 +576,9 @@ impl GobgpApi for V4 {
             ..api::ListPathRequest::default()
         };
         let s = deadline("ListPath", self.limit, self.client.list_path(req)).await?;
-        Ok(RibStream::V4(s.into_inner()))
+        Ok(RibStream::new(
+            s.into_inner().map(|r| r.map(decode_destination)),
+        ))
     }
 
     /// The peer filter makes gobgpd answer at once (its INIT events end with
@@ -600,10 +603,10 @@ impl GobgpApi for V4 {
             batch_size: 0,
         };
         let s = deadline("WatchEvent", self.limit, self.client.watch_event(req)).await?;
-        Ok(EventStream::V4 {
-            stream: s.into_inner(),
-            multipath,
-        })
+        Ok(EventStream::new(
+            s.into_inner()
+                .map(move |r| r.map(|m| decode_event(m, multipath))),
+        ))
     }
 
     async fn honour_graceful_shutdown(&mut self) -> Result<(), Status> {
@@ -679,7 +682,7 @@ impl GobgpApi for V4 {
 fn tolerate_existing<T>(r: Result<T, Status>) -> Result<(), Status> {
     match r {
         Ok(_) => Ok(()),
-        Err(e) if super::gobgp::already_exists(&e) => Ok(()),
+        Err(e) if super::gobgp_api::already_exists(&e) => Ok(()),
         Err(e) => Err(e),
     }
 }
@@ -687,7 +690,7 @@ fn tolerate_existing<T>(r: Result<T, Status>) -> Result<(), Status> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::bgp::gobgp::GracefulRestart;
+    use crate::bgp::gobgp_api::GracefulRestart;
     use crate::model::attrs::RouteAttrs;
 
     fn own(prefix: &str, nh: &str, attrs: RouteAttrs) -> OwnPath {
