@@ -5,8 +5,10 @@
 //! Docker's IpamDriver calls (phase 2: api/) ──► Ipam ──► alloc.rs  (addresses inside held blocks: no round trip)
 //!                                                 ├──► blocks.rs (pools, hosts, block claims in etcd) ──► store.rs ──► etcd
 //!                                                 ├──► local.rs  (held blocks and addresses, on disk)
+//!                                                 ├──► health.rs (every etcd call's outcome: store health)
 //!                                                 └──► error.rs  (IpamError: what failed, what to do)
-//! Ipam::held_blocks / strays ──► announcer (phase 2): one route per block, a /32 or /128 per stray
+//! upkeep.rs (the background loop: reconcile, usage mirror, idle blocks, health probe) ──► Ipam
+//! Ipam::held_blocks / strays ──► announcer (phase 2b): one route per block, a /32 or /128 per stray
 //! ```
 //! In: pools and address requests (any, a given one, the gateway) and
 //! releases. Out: addresses, the blocks this host holds and its strays, and
@@ -18,8 +20,10 @@
 pub mod alloc;
 pub mod blocks;
 pub mod error;
+pub mod health;
 pub mod local;
 pub mod store;
+pub mod upkeep;
 
 use std::collections::BTreeSet;
 use std::net::IpAddr;
@@ -31,12 +35,14 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use ipnet::IpNet;
 
 pub use alloc::{PoolState, Use};
-pub use blocks::{audit, release_host, Audit, BlockOwner, Keys, PoolRecord};
+pub use blocks::{all_pools, audit, release_host, Audit, BlockOwner, Keys, PoolRecord};
 pub use error::IpamError;
+pub use health::StoreHealth;
 pub use local::LocalState;
 pub use store::{EtcdStore, Store, StoreConfig, StoreError, TlsFiles};
 
-use alloc::{block_of, default_block_len, usable, Refusal};
+use alloc::{block_of, usable, Refusal, DEFAULT_BLOCK_V4, DEFAULT_BLOCK_V6};
+use health::Observed;
 use local::LocalFile;
 
 /// The default key prefix in etcd.
@@ -68,6 +74,24 @@ pub struct IpamConfig {
     pub state_file: PathBuf,
     /// How long an empty block stays claimed.
     pub grace: Duration,
+    /// Block lengths of a pool this host creates without an explicit one
+    /// (IPv4, IPv6); a pool that exists keeps the length it was made with.
+    pub block_v4: u8,
+    pub block_v6: u8,
+}
+
+impl IpamConfig {
+    /// The defaults: [`DEFAULT_PREFIX`], [`DEFAULT_GRACE`], /26 and /122 blocks.
+    pub fn new(host: impl Into<String>, state_file: impl Into<PathBuf>) -> IpamConfig {
+        IpamConfig {
+            host: host.into(),
+            prefix: DEFAULT_PREFIX.into(),
+            state_file: state_file.into(),
+            grace: DEFAULT_GRACE,
+            block_v4: DEFAULT_BLOCK_V4,
+            block_v6: DEFAULT_BLOCK_V6,
+        }
+    }
 }
 
 /// What [`Ipam::reconcile`] changed.
@@ -82,9 +106,10 @@ pub struct Reconciled {
 
 /// The IPAM of one host.
 pub struct Ipam<S: Store> {
-    store: S,
+    store: Observed<S>,
     keys: Keys,
     grace: Duration,
+    blocks: (u8, u8),
     file: LocalFile,
     local: Mutex<LocalState>,
     /// Serializes claims (the slow, etcd path); local allocations never wait
@@ -115,6 +140,13 @@ impl<S: Store> Ipam<S> {
     /// Loads this host's state (or starts an empty one). Needs no etcd.
     pub fn open(store: S, cfg: IpamConfig) -> Result<Self, IpamError> {
         blocks::validate_host_id(&cfg.host)?;
+        for (len, max) in [(cfg.block_v4, 32), (cfg.block_v6, 128)] {
+            if len == 0 || len > max {
+                return Err(IpamError::Invalid(format!(
+                    "default block length /{len} is not a prefix length (at most /{max})"
+                )));
+            }
+        }
         let file = LocalFile::new(&cfg.state_file);
         let state = match file.load().map_err(IpamError::Local)? {
             Some(s) if s.host != cfg.host => {
@@ -144,9 +176,10 @@ impl<S: Store> Ipam<S> {
             .flat_map(|p| p.blocks.keys().map(|b| (p.pool, *b)))
             .collect();
         Ok(Ipam {
-            store,
+            store: Observed::new(store),
             keys: Keys::new(&cfg.prefix),
             grace: cfg.grace,
+            blocks: (cfg.block_v4, cfg.block_v6),
             file,
             local: Mutex::new(state),
             claims: tokio::sync::Mutex::new(()),
@@ -161,7 +194,33 @@ impl<S: Store> Ipam<S> {
     }
 
     pub fn store(&self) -> &S {
-        &self.store
+        self.store.inner()
+    }
+
+    /// What the last etcd calls said: up or down, since when, the last error.
+    pub fn health(&self) -> StoreHealth {
+        self.store.health()
+    }
+
+    /// One linearizable read of this host's registration: whether etcd has
+    /// a quorum now (noted in [`Ipam::health`]).
+    pub async fn ping(&self) -> Result<(), IpamError> {
+        let key = self.keys.host(&self.lock().host);
+        self.store
+            .range(&key)
+            .await
+            .map(|_| ())
+            .map_err(IpamError::etcd("checking etcd"))
+    }
+
+    /// The block length of a new pool: the configured default of its
+    /// family, never shorter than the pool itself.
+    fn default_block_len(&self, pool: IpNet) -> u8 {
+        match pool {
+            IpNet::V4(_) => self.blocks.0,
+            IpNet::V6(_) => self.blocks.1,
+        }
+        .max(pool.prefix_len())
     }
 
     pub fn keys(&self) -> &Keys {
@@ -212,7 +271,7 @@ impl<S: Store> Ipam<S> {
             &self.keys,
             pool,
             block_len,
-            default_block_len(pool),
+            self.default_block_len(pool),
         )
         .await?;
         let mut s = self.lock();
@@ -498,6 +557,19 @@ impl<S: Store> Ipam<S> {
         Ok(out)
     }
 
+    /// The pool as this host knows it (no etcd), if it does.
+    pub fn pool(&self, pool: IpNet) -> Option<PoolRecord> {
+        self.lock().pools.get(&pool).map(|p| PoolRecord {
+            cidr: pool,
+            block_len: p.block_len,
+        })
+    }
+
+    /// What `addr` of `pool` is used for on this host, if it is in use.
+    pub fn in_use(&self, pool: IpNet, addr: IpAddr) -> Option<Use> {
+        self.lock().pools.get(&pool).and_then(|p| p.in_use(addr))
+    }
+
     /// `(pool, block)` for every block this host holds: what it announces.
     pub fn held_blocks(&self) -> Vec<(IpNet, IpNet)> {
         let s = self.lock();
@@ -542,10 +614,8 @@ mod tests {
 
     fn cfg(dir: &std::path::Path, host: &str) -> IpamConfig {
         IpamConfig {
-            host: host.into(),
             prefix: "/t/v1/".into(),
-            state_file: dir.join(format!("{host}.json")),
-            grace: Duration::from_secs(600),
+            ..IpamConfig::new(host, dir.join(format!("{host}.json")))
         }
     }
 
