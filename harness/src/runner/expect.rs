@@ -332,6 +332,7 @@ impl Runner<'_> {
                 address,
                 default_route,
                 gateway,
+                host_route,
                 within,
             } => {
                 let mut views = Vec::new();
@@ -359,6 +360,7 @@ impl Runner<'_> {
                     address: *address,
                     default_route: *default_route,
                     gateway: *gateway,
+                    host_route: *host_route,
                 };
                 let took = poll_then_hold(self.scale(*within), None, || {
                     let mut wrong = Vec::new();

@@ -19,6 +19,7 @@
 //!   play.rs ─┬─► actions.rs (steps that do something) ─► containers.rs, control.rs, exec.rs, flood.rs
 //!            └─► expect.rs (expectations) ─► views.rs (pure comparisons), converged.rs (whole route sets)
 //!                   ├─► metrics.rs (expect-metrics), router_bgp.rs (expect-router-bgp)
+//!   play.rs ─► ipam.rs (etcd members, ipam release-host, expect-ipam: the cross-host audit)
 //!                   └─► members.rs (names to probe members, addresses, prefixes), gobgp.rs (the CLI)
 //! teardown.rs (probes, injected paths, containers, networks through the engine; no link of ours left)
 //! ```
@@ -46,6 +47,7 @@ mod exec;
 mod expect;
 mod flood;
 mod gobgp;
+mod ipam;
 mod members;
 mod metrics;
 mod play;

@@ -8,6 +8,7 @@
 
 pub(super) mod engines;
 pub(super) mod hosts;
+pub(super) mod ipam;
 pub(super) mod networks;
 pub(super) mod routers;
 pub(super) mod steps;
