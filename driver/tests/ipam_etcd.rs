@@ -25,6 +25,13 @@
 //!   with a role limited to the IPAM's prefix; a wrong password, a missing
 //!   certificate, a key outside the prefix are refused with errors naming
 //!   etcd.
+//! - `dockerd_ipam_requests_replay`: the 54 IPAM requests dockerd 20.10 sent
+//!   (`fixtures/dockerd-ipam-requests.jsonl`) played through the plugin's
+//!   IPAM service, on one host and then on a second: each answered as
+//!   dockerd needs it (host routes for containers, the pool's length for the
+//!   gateway, HTTP 500 refusals that say which flag to drop), old PoolIDs
+//!   understood by a restarted driver, a fixed `--ip` in another host's
+//!   block refused naming that host, etcd's audit clean.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
@@ -54,6 +61,7 @@ fn main() {
         trial("racing_hosts_one_block_one_winner", racing_hosts),
         trial("member_and_quorum_loss", member_and_quorum_loss),
         trial("tls_and_per_host_users", tls_and_per_host_users),
+        trial("dockerd_ipam_requests_replay", dockerd_replay),
     ];
     libtest_mimic::run(&Arguments::from_args(), trials).exit()
 }
@@ -426,10 +434,8 @@ fn make_certs(dir: &Path, members: &[Member]) -> Result<Certs, String> {
 
 fn host_cfg(dir: &Path, prefix: &str, host: &str) -> IpamConfig {
     IpamConfig {
-        host: host.to_string(),
         prefix: prefix.to_string(),
-        state_file: dir.join(format!("{host}.json")),
-        grace: Duration::from_secs(600),
+        ..IpamConfig::new(host, dir.join(format!("{host}.json")))
     }
 }
 
@@ -1146,6 +1152,253 @@ async fn tls_steps(cluster: &Cluster) -> Result<(), String> {
             a.blocks.len(),
             a.findings
         ));
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------- dockerd's requests
+
+/// What one replayed request must get.
+enum Expect {
+    /// An answer (HTTP 200).
+    Ok,
+    /// A refusal (HTTP 500) whose text contains this.
+    Refused(&'static str),
+}
+
+/// What the replay expects for a request of the recording, by its label
+/// and path: the refusals are the flags this IPAM does not take.
+fn expectation(label: &str, path: &str) -> Expect {
+    if label.starts_with("network create green") && path == "/IpamDriver.RequestPool" {
+        return Expect::Refused("--ip-range 10.30.1.0/24 is not supported");
+    }
+    if label.starts_with("network create auto") && path == "/IpamDriver.RequestPool" {
+        return Expect::Refused("needs --subnet");
+    }
+    Expect::Ok
+}
+
+fn dockerd_replay() -> Result<Outcome, Skip> {
+    need(&["etcd"])?;
+    let rt = runtime();
+    let cluster = match Cluster::start(false) {
+        Ok(c) => c,
+        Err(e) => return Ok(Err(e)),
+    };
+    let r = rt.block_on(replay_steps(&cluster));
+    Ok(r.map_err(|e| format!("{e}\n{}", cluster.logs())))
+}
+
+fn service(
+    cluster: &Cluster,
+    dir: &Path,
+    host: &str,
+) -> Result<ipvlan_bgp::api::ipam::server::IpamService<EtcdStore>, String> {
+    let ipam = Ipam::open(cluster.store(None, None), host_cfg(dir, "/replay/", host))
+        .map_err(|e| e.to_string())?;
+    Ok(ipvlan_bgp::api::ipam::server::IpamService::new(
+        Some(Arc::new(ipam)),
+        Arc::new(|_| false),
+    ))
+}
+
+/// One host's replay of the whole recording. Answers: (pool, address) of
+/// every container address handed out and not yet released.
+async fn replay_host(
+    cluster: &Cluster,
+    dir: &Path,
+    host: &str,
+    records: &[serde_json::Value],
+) -> Result<BTreeSet<(IpNet, IpAddr)>, String> {
+    let mut svc = service(cluster, dir, host)?;
+    // The recorder's PoolIDs and addresses -> ours.
+    let mut pools: BTreeMap<String, String> = BTreeMap::new();
+    let mut addrs: BTreeMap<(String, String), String> = BTreeMap::new();
+    let mut gateways: BTreeMap<String, String> = BTreeMap::new();
+    let mut held: BTreeSet<(IpNet, IpAddr)> = BTreeSet::new();
+    let mut replayed = 0;
+    for r in records {
+        let label = r["label"].as_str().unwrap_or_default();
+        let path = r["path"].as_str().unwrap_or_default();
+        if label == "dockerd start again" && path == "/Plugin.Activate" {
+            // The driver restarts too: only its state file survives.
+            drop(svc);
+            svc = service(cluster, dir, host)?;
+        }
+        let mut body = r["body"].clone();
+        // Requests of a pool we refused never reach a driver: dockerd
+        // stopped at the refusal.
+        if let Some(id) = body
+            .get("PoolID")
+            .and_then(|v| v.as_str())
+            .map(str::to_string)
+        {
+            match pools.get(&id) {
+                Some(ours) => body["PoolID"] = ours.clone().into(),
+                None => continue,
+            }
+            if path == "/IpamDriver.ReleaseAddress" {
+                let a = body["Address"].as_str().unwrap_or_default().to_string();
+                match addrs.remove(&(id.clone(), a.clone())) {
+                    Some(ours) => body["Address"] = ours.into(),
+                    None => {
+                        return Err(format!(
+                            "{label}: release of {a}, which we never handed out"
+                        ))
+                    }
+                }
+            }
+        }
+        let method = path.trim_start_matches('/');
+        let bytes = if body.is_null() {
+            Vec::new()
+        } else {
+            body.to_string().into_bytes()
+        };
+        let Some(answer) = svc.handle(method, &bytes).await else {
+            if method == "Plugin.Activate" {
+                continue; // The socket's server answers Activate, not the IPAM service.
+            }
+            return Err(format!("{label}: {method} is not served"));
+        };
+        replayed += 1;
+        match (expectation(label, path), answer) {
+            (Expect::Refused(want), Err(e)) if e.to_string().contains(want) => {}
+            (Expect::Refused(want), other) => {
+                return Err(format!(
+                    "{label}: {method} should be refused with {want:?}, got {other:?}"
+                ))
+            }
+            (Expect::Ok, Err(e)) => return Err(format!("{label}: {method} {body}: {e}")),
+            (Expect::Ok, Ok(v)) => match method {
+                "IpamDriver.GetCapabilities" if v["RequiresRequestReplay"] != false => {
+                    return Err(format!("{host}: replay asked for: {v}"));
+                }
+                "IpamDriver.RequestPool" => {
+                    let theirs = r["answer"]["PoolID"].as_str().unwrap_or_default();
+                    let ours = v["PoolID"].as_str().unwrap_or_default();
+                    if ours != format!("ipvlan-bgp/{}", body["Pool"].as_str().unwrap_or_default()) {
+                        return Err(format!("{label}: PoolID {ours} does not name its pool"));
+                    }
+                    pools.insert(theirs.to_string(), ours.to_string());
+                }
+                "IpamDriver.RequestAddress" => {
+                    let pool_id = body["PoolID"].as_str().unwrap_or_default().to_string();
+                    let pool: IpNet = pool_id
+                        .trim_start_matches("ipvlan-bgp/")
+                        .parse()
+                        .map_err(|e| format!("{e}"))?;
+                    let text = v["Address"].as_str().unwrap_or_default();
+                    let (a, len) = text
+                        .split_once('/')
+                        .ok_or(format!("{label}: {text} has no length"))?;
+                    let a: IpAddr = a.parse().map_err(|e| format!("{label}: {text}: {e}"))?;
+                    let len: u8 = len.parse().map_err(|e| format!("{label}: {text}: {e}"))?;
+                    let gateway =
+                        body["Options"]["RequestAddressType"] == "com.docker.network.gateway";
+                    let want_len = if gateway {
+                        pool.prefix_len()
+                    } else if a.is_ipv4() {
+                        32
+                    } else {
+                        128
+                    };
+                    if len != want_len || !pool.contains(&a) {
+                        return Err(format!("{label}: {text} for pool {pool} (gateway: {gateway}): want /{want_len} inside it"));
+                    }
+                    let given = r["body"]["Address"].as_str().unwrap_or_default();
+                    if !given.is_empty() && a.to_string() != given {
+                        return Err(format!("{label}: asked for {given}, got {a}"));
+                    }
+                    if gateway {
+                        if let Some(g) = gateways.insert(pool_id.clone(), a.to_string()) {
+                            if g != a.to_string() {
+                                return Err(format!("{label}: a second gateway {a} beside {g}"));
+                            }
+                        }
+                    } else {
+                        held.insert((pool, a));
+                    }
+                    let theirs = r["answer"]["Address"].as_str().unwrap_or_default();
+                    let theirs = theirs.split('/').next().unwrap_or_default().to_string();
+                    let orig_id = r["body"]["PoolID"].as_str().unwrap_or_default().to_string();
+                    addrs.insert((orig_id, theirs), a.to_string());
+                }
+                "IpamDriver.ReleaseAddress" => {
+                    let pool: IpNet = body["PoolID"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .trim_start_matches("ipvlan-bgp/")
+                        .parse()
+                        .map_err(|e| format!("{e}"))?;
+                    let a: IpAddr = body["Address"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .parse()
+                        .map_err(|e| format!("{e}"))?;
+                    held.remove(&(pool, a));
+                }
+                _ => {}
+            },
+        }
+    }
+    if replayed < 40 {
+        return Err(format!("{host}: only {replayed} requests replayed"));
+    }
+    eprintln!("replay: {host}: {replayed} requests answered as dockerd needs them");
+    Ok(held)
+}
+
+async fn replay_steps(cluster: &Cluster) -> Result<(), String> {
+    let probe = cluster.store(None, None);
+    cluster.ready(&probe, Duration::from_secs(20)).await?;
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/dockerd-ipam-requests.jsonl"
+    );
+    let records: Vec<serde_json::Value> = std::fs::read_to_string(path)
+        .map_err(|e| e.to_string())?
+        .lines()
+        .map(|l| serde_json::from_str(l).map_err(|e| e.to_string()))
+        .collect::<Result<_, _>>()?;
+    if records.len() != 54 {
+        return Err(format!("{path}: {} records, 54 expected", records.len()));
+    }
+    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+    // The recorder refused 10.20.9.9 and 10.20.9.8 (no release followed);
+    // this IPAM grants them: the one leftover per host.
+    let h1 = replay_host(cluster, dir.path(), "192.0.2.1", &records).await?;
+    let leftover: BTreeSet<IpAddr> = h1.iter().map(|(_, a)| *a).collect();
+    let want: BTreeSet<IpAddr> = ["10.20.9.9", "10.20.9.8"]
+        .iter()
+        .map(|a| a.parse().unwrap())
+        .collect();
+    if leftover != want {
+        return Err(format!(
+            "h1 still holds {leftover:?} after the replay, want {want:?}"
+        ));
+    }
+    // A second host: its own blocks; the fixed addresses h1's blocks hold
+    // (kept for the grace period) are refused naming h1.
+    let e = replay_host(cluster, dir.path(), "192.0.2.2", &records)
+        .await
+        .err()
+        .ok_or("h2 took 10.20.5.5, which lies in a block h1 holds")?;
+    if !(e.contains("10.20.5.5") && e.contains("192.0.2.1")) {
+        return Err(format!(
+            "h2's refusal of --ip 10.20.5.5 does not name h1: {e}"
+        ));
+    }
+    let store = cluster.store(None, None);
+    let a = audit(&store, &Keys::new("/replay/"))
+        .await
+        .map_err(|e| e.to_string())?;
+    if !a.findings.is_empty() {
+        return Err(format!("audit: {:?}", a.findings));
+    }
+    let hosts: BTreeSet<&str> = a.blocks.iter().map(|b| b.host.as_str()).collect();
+    if hosts != BTreeSet::from(["192.0.2.1", "192.0.2.2"]) {
+        return Err(format!("blocks held by {hosts:?}"));
     }
     Ok(())
 }
