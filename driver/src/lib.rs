@@ -209,6 +209,7 @@ fn open_ipam(
     let cfg = ipam::IpamConfig {
         prefix: a.ipam_prefix.clone(),
         grace: std::time::Duration::from_secs(a.ipam_grace),
+        deadline: std::time::Duration::from_secs(a.etcd_timeout),
         block_v4: a.ipam_block_v4,
         block_v6: a.ipam_block_v6,
         ..ipam::IpamConfig::new(host.clone(), args.state_dir.join("ipam.json"))

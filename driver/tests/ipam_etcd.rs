@@ -25,6 +25,12 @@
 //!   with a role limited to the IPAM's prefix; a wrong password, a missing
 //!   certificate, a key outside the prefix are refused with errors naming
 //!   etcd.
+//! - `frozen_cluster`: every member SIGSTOPped (TCP still accepts, nothing
+//!   answers), through the plugin's IPAM service as Docker calls it: starts
+//!   that need a new block, several at once, each fail within one deadline
+//!   with an error naming etcd; a start from a held block is answered at
+//!   once; nothing is half-made (the host's blocks and addresses and etcd's
+//!   keys as before); thawed, the same starts succeed and the audit is clean.
 //! - `dockerd_ipam_requests_replay`: the 54 IPAM requests dockerd 20.10 sent
 //!   (`fixtures/dockerd-ipam-requests.jsonl`) played through the plugin's
 //!   IPAM service, on one host and then on a second: each answered as
@@ -60,6 +66,7 @@ fn main() {
         ),
         trial("racing_hosts_one_block_one_winner", racing_hosts),
         trial("member_and_quorum_loss", member_and_quorum_loss),
+        trial("frozen_cluster", frozen_cluster),
         trial("tls_and_per_host_users", tls_and_per_host_users),
         trial("dockerd_ipam_requests_replay", dockerd_replay),
     ];
@@ -250,6 +257,18 @@ impl Cluster {
             let _ = c.kill();
             let _ = c.wait();
         }
+    }
+
+    /// Sends `sig` to every running member (by its pid): SIGSTOP freezes
+    /// them (their sockets stay open, nothing answers), SIGCONT thaws them.
+    fn signal_all(&self, sig: nix::sys::signal::Signal) -> Result<(), String> {
+        for m in &self.members {
+            if let Some(c) = &m.child {
+                let pid = nix::unistd::Pid::from_raw(c.id() as i32);
+                nix::sys::signal::kill(pid, sig).map_err(|e| format!("{sig} {}: {e}", m.name))?;
+            }
+        }
+        Ok(())
     }
 
     fn restart(&mut self, i: usize) -> Result<(), String> {
@@ -1019,6 +1038,197 @@ async fn quorum_steps(cluster: &mut Cluster) -> Result<(), String> {
         t0.elapsed().as_millis()
     ));
     check_consistent(&hosts, &got).await
+}
+
+fn frozen_cluster() -> Result<Outcome, Skip> {
+    need(&["etcd"])?;
+    let rt = runtime();
+    let mut cluster = match Cluster::start(false) {
+        Ok(c) => c,
+        Err(e) => return Ok(Err(e)),
+    };
+    let r = rt.block_on(frozen_steps(&mut cluster));
+    // Thawed in any case, so that Drop's SIGKILL reaps running processes.
+    let _ = cluster.signal_all(nix::sys::signal::Signal::SIGCONT);
+    Ok(r.map_err(|e| format!("{e}\n{}", cluster.logs())))
+}
+
+/// etcd's keys under `prefix`, as root sees them (`etcdctl get --prefix`).
+fn etcd_keys(cluster: &Cluster, prefix: &str) -> Result<String, String> {
+    cluster.etcdctl(None, &["get", "--prefix", "--keys-only", prefix])
+}
+
+async fn frozen_steps(cluster: &mut Cluster) -> Result<(), String> {
+    use ipvlan_bgp::api::ipam::server::IpamService;
+    let probe = cluster.store(None, None);
+    cluster.ready(&probe, Duration::from_secs(20)).await?;
+    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let prefix = "/frozen/";
+    let pool = n("10.40.0.0/24");
+    let id = "ipvlan-bgp/10.40.0.0/24";
+    let h1 = Arc::new(
+        Ipam::open(
+            cluster.store(None, None),
+            IpamConfig {
+                deadline: CALL,
+                ..host_cfg(dir.path(), prefix, "192.0.2.1")
+            },
+        )
+        .map_err(|e| e.to_string())?,
+    );
+    let svc = IpamService::new(Some(h1.clone()), Arc::new(|_| false));
+    let call = |method: &'static str, body: serde_json::Value| {
+        let svc = svc.clone();
+        async move {
+            let t0 = Instant::now();
+            let r = svc
+                .handle(method, body.to_string().as_bytes())
+                .await
+                .expect("an IPAM method");
+            (r.map_err(|e| e.to_string()), t0.elapsed())
+        }
+    };
+    let (r, _) = call(
+        "IpamDriver.RequestPool",
+        serde_json::json!({"Pool": "10.40.0.0/24", "Options": {"block-size": "28"}}),
+    )
+    .await;
+    r?;
+    let mut got: BTreeSet<IpAddr> = BTreeSet::new();
+    for _ in 0..2 {
+        let (r, _) = call(
+            "IpamDriver.RequestAddress",
+            serde_json::json!({"PoolID": id, "Address": ""}),
+        )
+        .await;
+        let a = r?["Address"].as_str().unwrap_or_default().to_string();
+        got.insert(
+            a.split('/')
+                .next()
+                .unwrap_or_default()
+                .parse()
+                .map_err(|e| format!("{a}: {e}"))?,
+        );
+    }
+    h1.sync_usage().await.map_err(|e| e.to_string())?;
+    let keys_before = etcd_keys(cluster, prefix)?;
+    let blocks_before = h1.held_blocks();
+
+    cluster.signal_all(nix::sys::signal::Signal::SIGSTOP)?;
+    eprintln!("frozen: every member SIGSTOPped");
+    // Three starts that each need a new block, at once, and one from the held block.
+    let fixed = ["10.40.0.100", "10.40.0.130", "10.40.0.200"];
+    let claims: Vec<_> = fixed
+        .iter()
+        .map(|a| {
+            tokio::spawn(call(
+                "IpamDriver.RequestAddress",
+                serde_json::json!({"PoolID": id, "Address": a}),
+            ))
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let (r, took_local) = call(
+        "IpamDriver.RequestAddress",
+        serde_json::json!({"PoolID": id, "Address": ""}),
+    )
+    .await;
+    let a = r.map_err(|e| format!("frozen etcd, held block: {e}"))?;
+    let a = a["Address"].as_str().unwrap_or_default().to_string();
+    got.insert(
+        a.split('/')
+            .next()
+            .unwrap_or_default()
+            .parse()
+            .map_err(|e| format!("{a}: {e}"))?,
+    );
+    eprintln!(
+        "frozen: a start from the held block answered in {} ms",
+        took_local.as_millis()
+    );
+    if took_local > Duration::from_millis(200) {
+        return Err(format!(
+            "a start from a held block waited {took_local:?} for a frozen etcd"
+        ));
+    }
+    for (c, want) in claims.into_iter().zip(fixed) {
+        let (r, took) = c.await.map_err(|e| e.to_string())?;
+        let e = r
+            .err()
+            .ok_or_else(|| format!("{want} was granted by a frozen etcd"))?;
+        eprintln!(
+            "frozen: --ip {want} refused after {} ms: {e}",
+            took.as_millis()
+        );
+        if !e.contains("needs etcd, and etcd did not answer within") {
+            return Err(format!("--ip {want}: the error does not name etcd: {e}"));
+        }
+        if took > CALL + Duration::from_millis(500) {
+            return Err(format!(
+                "--ip {want}: refused only after {took:?} (deadline {CALL:?})"
+            ));
+        }
+    }
+    let (r, took) = call(
+        "IpamDriver.RequestPool",
+        serde_json::json!({"Pool": "10.41.0.0/24"}),
+    )
+    .await;
+    let e = r.err().ok_or("a new pool was made by a frozen etcd")?;
+    eprintln!(
+        "frozen: a new pool refused after {} ms: {e}",
+        took.as_millis()
+    );
+    if !e.contains("etcd") || took > CALL + Duration::from_millis(500) {
+        return Err(format!("new pool: {e} after {took:?}"));
+    }
+    if h1.held_blocks() != blocks_before {
+        return Err(format!(
+            "blocks changed while etcd was frozen: {:?} -> {:?}",
+            blocks_before,
+            h1.held_blocks()
+        ));
+    }
+    let used: BTreeSet<IpAddr> = h1.snapshot().pools[&pool]
+        .addresses()
+        .map(|(x, _)| x)
+        .collect();
+    if used != got {
+        return Err(format!("addresses in use {used:?}, answered {got:?}"));
+    }
+
+    cluster.signal_all(nix::sys::signal::Signal::SIGCONT)?;
+    eprintln!("frozen: thawed");
+    cluster.ready(&probe, Duration::from_secs(20)).await?;
+    // A claim cut off at the deadline may still have reached etcd: the
+    // reconcile adopts such a block, so the host and etcd agree.
+    let r = h1.reconcile().await.map_err(|e| e.to_string())?;
+    eprintln!(
+        "frozen: after the thaw the reconcile adopted {:?}, lost {:?}",
+        r.adopted, r.lost
+    );
+    if !r.lost.is_empty() {
+        return Err(format!("blocks lost over the freeze: {:?}", r.lost));
+    }
+    let t0 = Instant::now();
+    for want in fixed {
+        let (r, _) = call(
+            "IpamDriver.RequestAddress",
+            serde_json::json!({"PoolID": id, "Address": want}),
+        )
+        .await;
+        r.map_err(|e| format!("thawed, --ip {want}: {e}"))?;
+        got.insert(want.parse().map_err(|e| format!("{e}"))?);
+    }
+    eprintln!(
+        "frozen: the three starts succeeded {} ms after the thaw",
+        t0.elapsed().as_millis()
+    );
+    let keys_after = etcd_keys(cluster, prefix)?;
+    if keys_after == keys_before {
+        return Err("etcd unchanged after three new blocks".into());
+    }
+    check_consistent(&[h1], &BTreeMap::from([("192.0.2.1".to_string(), got)])).await
 }
 
 /// The second address of a block nobody holds, per etcd.
