@@ -1,5 +1,5 @@
 //! The cluster-wide IPAM's steps: etcd members killed and started again
-//! (`etcd-kill`, `etcd-start`), a dead host's blocks released through the
+//! (`etcd-kill`, `etcd-start`), frozen and thawed (`etcd-freeze`, `etcd-thaw`), a dead host's blocks released through the
 //! operator's command (`ipam-release-host`), and the cross-host audit of a
 //! network (`expect-ipam`).
 //!
@@ -17,6 +17,8 @@ use std::time::Duration;
 use anyhow::{anyhow, bail, Context, Result};
 use ipnet::IpNet;
 use serde_json::Value;
+
+use nix::sys::signal::Signal;
 
 use super::{Runner, POLL};
 use crate::scenario::Action;
@@ -242,6 +244,20 @@ impl Runner<'_> {
                 let e = self.w.etcd.as_ref().ok_or_else(|| anyhow!("no [etcd]"))?;
                 for m in members {
                     e.kill(m).with_context(|| format!("kill etcd member {m}"))?;
+                }
+                Ok(None)
+            }
+            Action::EtcdFreeze { members } | Action::EtcdThaw { members } => {
+                let e = self.w.etcd.as_ref().ok_or_else(|| anyhow!("no [etcd]"))?;
+                let sig = match a {
+                    Action::EtcdFreeze { .. } => Signal::SIGSTOP,
+                    _ => Signal::SIGCONT,
+                };
+                for m in members {
+                    e.member(m)?
+                        .daemon
+                        .send(sig)
+                        .with_context(|| format!("{sig} etcd member {m}"))?;
                 }
                 Ok(None)
             }

@@ -109,6 +109,8 @@ impl Runner<'_> {
                 _,
                 Action::EtcdKill { .. }
                 | Action::EtcdStart { .. }
+                | Action::EtcdFreeze { .. }
+                | Action::EtcdThaw { .. }
                 | Action::IpamReleaseHost { .. }
                 | Action::ExpectIpam { .. },
             ) => self.ipam_step(a),

@@ -127,6 +127,10 @@ pub const STEP_KINDS: &[StepKind] = &[
       "SIGKILL etcd members (`e1`, `e2`, ... of the `[etcd]` section)."),
     k("etcd-start", &["members"], Act, Event,
       "Start killed etcd members again, their data kept (does not wait for them)."),
+    k("etcd-freeze", &["members"], Act, Event,
+      "SIGSTOP etcd members: they hang with their sockets open, so calls time out instead of being refused."),
+    k("etcd-thaw", &["members"], Act, Event,
+      "SIGCONT frozen etcd members."),
     k("ipam-release-host", &["host", "release"], Act, Event,
       "Run `ipvlan-bgp ipam release-host` on `host` for the dead host `release` (its id: its underlay address); at least one block must be released."),
     // Expectations.

@@ -427,6 +427,15 @@ pub enum Action {
     EtcdStart {
         members: Vec<String>,
     },
+    /// SIGSTOP etcd members: they hang, their sockets stay open (a frozen
+    /// store: calls time out instead of being refused).
+    EtcdFreeze {
+        members: Vec<String>,
+    },
+    /// SIGCONT frozen etcd members.
+    EtcdThaw {
+        members: Vec<String>,
+    },
     /// `ipvlan-bgp ipam release-host ID` run on `host` (through its
     /// driver), for the dead host `release` (its id: its underlay address).
     IpamReleaseHost {

@@ -352,7 +352,10 @@ impl Scenario {
                 Ok(())
             }
             Action::ProbeStop { .. } => Ok(()),
-            Action::EtcdKill { members } | Action::EtcdStart { members } => {
+            Action::EtcdKill { members }
+            | Action::EtcdStart { members }
+            | Action::EtcdFreeze { members }
+            | Action::EtcdThaw { members } => {
                 let n = self.etcd.as_ref().map_or(0, |e| e.members);
                 if members.is_empty() {
                     return Err("no members listed".into());
