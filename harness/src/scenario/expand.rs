@@ -242,7 +242,8 @@ impl Scenario {
                     "subnet pattern {pattern:?} gives {subnet} for host {h}, which has host bits set"
                 ));
             }
-            if let Some((other, o)) = out.iter().find(|(_, o)| o.overlaps(&subnet)) {
+            let overlap = out.iter().find(|(_, o)| o.overlaps(&subnet));
+            if let Some((other, o)) = overlap.filter(|_| !one_subnet) {
                 return Err(format!(
                     "subnet pattern {pattern:?} gives overlapping subnets: {o} for {other} and {subnet} for {h}"
                 ));
