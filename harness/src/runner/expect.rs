@@ -206,7 +206,7 @@ impl Runner<'_> {
                 family,
             } => {
                 let members: Vec<String> = match members {
-                    Some(m) => m.clone(),
+                    Some(m) => self.s.expand(m),
                     None => self.running.keys().cloned().collect(),
                 };
                 if members.len() < 2 {

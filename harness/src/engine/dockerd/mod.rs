@@ -160,7 +160,12 @@ impl ContainerEngine for Dockerd {
             args.extend(["--health-retries", r.as_str()]);
         }
         args.extend([IMAGE, "sleep", "2147483647"]);
-        self.docker(host, &args)?;
+        if let Err(e) = self.docker(host, &args) {
+            // `docker run` leaves a container that did not start behind
+            // (Created): removed, so the name can be started again.
+            let _ = self.docker(host, &["rm", "-f", name]);
+            return Err(e);
+        }
         let (address, address6) = self.addresses(
             host,
             name,
