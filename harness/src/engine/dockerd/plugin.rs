@@ -149,7 +149,13 @@ fn settings_for(args: &[String], host_dir: &Path, embedded: bool) -> Result<Vec<
     {
         bail!("driver argument {bad:?} has white space: EXTRA_ARGS and PEERS split on it");
     }
-    if let Some(d) = etcd_dir {
+    // Without the IPAM's files, the etcd mount shows the state folder, as
+    // the plugin's default does (a mount's source must exist).
+    let state = out
+        .iter()
+        .find_map(|s| s.strip_prefix("state.source="))
+        .map(std::path::PathBuf::from);
+    if let Some(d) = etcd_dir.or(state) {
         out.push(format!("etcd.source={}", d.display()));
     }
     if !peers.is_empty() {
@@ -256,6 +262,7 @@ mod tests {
                 "host-run.source=/h",
                 "GOBGP=unix:///host/run/gobgpd.sock",
                 "ASN=65000",
+                "etcd.source=/h/state",
                 "PEERS=192.0.2.2:65000,hold=9 192.0.2.3:65000",
                 "EXTRA_ARGS=--accept-pool 10.1.0.0/16",
             ])
