@@ -683,7 +683,7 @@ mod tests {
     #[test]
     fn ipam_series_appear_only_when_it_is_on() {
         let m = Metrics::default();
-        assert!(!m.render(0, 0).contains("ipvlan_bgp_ipam_"));
+        assert!(!m.render(0, 0).contains("bgp_ipam_"), "off: no IPAM series");
         m.set_ipam(IpamFigures {
             enabled: true,
             store_up: Some(true),
