@@ -430,6 +430,7 @@ mod tests {
             internal: false,
             host_link: false,
             attrs: Default::default(),
+            cluster_ipam: false,
         };
         let ep = EndpointRecord {
             spec: EndpointSpec {
