@@ -545,6 +545,7 @@ mod tests {
             dockerd: None,
             frr: None,
             bird: None,
+            etcd: None,
         };
         let src = "description = \"t\"\ngobgp = [\"v3\", \"v4\"]\n[[hosts]]\nname = \"h1\"\n\n[[steps]]\ndo = \"drain\"\nhost = \"h1\"\n";
         let s = Scenario::parse(src, Path::new("scenarios/d.toml")).unwrap();
