@@ -15,6 +15,14 @@ set -- --state-dir /var/lib/ipvlan-bgp --log-level "${LOG_LEVEL:-info}"
 for p in ${PEERS:-}; do set -- "$@" --peer "$p"; done
 for p in ${ACCEPT_POOLS:-}; do set -- "$@" --accept-pool "$p"; done
 for c in ${COMMUNITIES:-}; do set -- "$@" --community "$c"; done
+# The cluster-wide IPAM (--ipam-driver): etcd's files come through the etcd mount.
+[ -n "${ETCD_ENDPOINTS:-}" ] && set -- "$@" --etcd-endpoints "$ETCD_ENDPOINTS"
+[ -n "${ETCD_CA:-}" ] && set -- "$@" --etcd-ca "$ETCD_CA"
+[ -n "${ETCD_CERT:-}" ] && set -- "$@" --etcd-cert "$ETCD_CERT"
+[ -n "${ETCD_KEY:-}" ] && set -- "$@" --etcd-key "$ETCD_KEY"
+[ -n "${ETCD_USER:-}" ] && set -- "$@" --etcd-user "$ETCD_USER"
+[ -n "${ETCD_PASSWORD_FILE:-}" ] && set -- "$@" --etcd-password-file "$ETCD_PASSWORD_FILE"
+[ -n "${IPAM_HOST_ID:-}" ] && set -- "$@" --ipam-host-id "$IPAM_HOST_ID"
 # shellcheck disable=SC2086 # split on purpose: one flag per word
 set -- "$@" ${EXTRA_ARGS:-}
 

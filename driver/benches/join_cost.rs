@@ -131,6 +131,7 @@ impl Host {
             internal: false,
             host_link: false,
             attrs: Default::default(),
+            cluster_ipam: false,
         };
         driver.create_network(spec).expect("network");
         for n in 0..size as u32 {

@@ -142,6 +142,33 @@ pub enum Command {
         #[arg(long, env = "IPVLAN_BGP_SOCKET", default_value = DEFAULT_SOCKET)]
         socket: PathBuf,
     },
+    /// The cluster-wide IPAM, through the running driver: `show` pools,
+    /// blocks per host and usage; `release-host` a dead host's blocks.
+    Ipam {
+        /// The running driver's plugin socket.
+        #[arg(long, env = "IPVLAN_BGP_SOCKET", default_value = DEFAULT_SOCKET)]
+        socket: PathBuf,
+        #[command(subcommand)]
+        command: IpamCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum IpamCommand {
+    /// Pools, the blocks each host holds and their usage (from etcd), this
+    /// host's blocks and strays, and what the cross-host audit found.
+    Show {
+        /// Print the raw JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Release every block a dead host holds, and its registration, so that
+    /// other hosts may claim them (run it on any other host). A host that
+    /// was not dead keeps its running containers as strays.
+    ReleaseHost {
+        /// The host's id in etcd (its --ipam-host-id: by default its router ID).
+        host: String,
+    },
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -293,6 +320,137 @@ pub struct RunArgs {
     /// off by default. Containers without a health check are announced as usual.
     #[arg(long, env = "IPVLAN_BGP_HEALTH_GATE", value_name = "unix:///PATH")]
     pub health_gate: Option<crate::health::GateConfig>,
+
+    #[command(flatten)]
+    pub ipam: IpamArgs,
+}
+
+/// The cluster-wide IPAM's flags (`--ipam-driver ipvlan-bgp`): off unless
+/// `--etcd-endpoints` is given. The etcd password never comes from a flag
+/// (`/proc/*/cmdline` is world-readable): `--etcd-password-file`, or the
+/// environment variable [`ETCD_PASSWORD_ENV`].
+#[derive(Debug, Clone, Args)]
+pub struct IpamArgs {
+    /// etcd's client URLs, comma-separated (http://, or https:// with --etcd-ca):
+    /// turns the cluster-wide IPAM on.
+    #[arg(
+        long,
+        env = "IPVLAN_BGP_ETCD_ENDPOINTS",
+        value_delimiter = ',',
+        value_name = "URL"
+    )]
+    pub etcd_endpoints: Vec<String>,
+
+    /// The CA that signed etcd's server certificates (TLS).
+    #[arg(long, env = "IPVLAN_BGP_ETCD_CA", value_name = "FILE")]
+    pub etcd_ca: Option<PathBuf>,
+
+    /// This host's client certificate for etcd (with --client-cert-auth).
+    #[arg(long, env = "IPVLAN_BGP_ETCD_CERT", value_name = "FILE")]
+    pub etcd_cert: Option<PathBuf>,
+
+    /// The key of --etcd-cert.
+    #[arg(long, env = "IPVLAN_BGP_ETCD_KEY", value_name = "FILE")]
+    pub etcd_key: Option<PathBuf>,
+
+    /// This host's etcd user (its role should reach only the IPAM's key prefix).
+    #[arg(long, env = "IPVLAN_BGP_ETCD_USER")]
+    pub etcd_user: Option<String>,
+
+    /// A file holding --etcd-user's password (one line); or set IPVLAN_BGP_ETCD_PASSWORD.
+    #[arg(long, env = "IPVLAN_BGP_ETCD_PASSWORD_FILE", value_name = "FILE")]
+    pub etcd_password_file: Option<PathBuf>,
+
+    /// Seconds each etcd call may take (connecting included) before it fails
+    /// with an error naming etcd: what a `docker run` that needs a new block waits at most.
+    #[arg(long, env = "IPVLAN_BGP_ETCD_TIMEOUT", default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..=60))]
+    pub etcd_timeout: u64,
+
+    /// The IPAM's key prefix in etcd.
+    #[arg(long, env = "IPVLAN_BGP_IPAM_PREFIX", default_value = crate::ipam::DEFAULT_PREFIX)]
+    pub ipam_prefix: String,
+
+    /// This host's identity in etcd, unique per host and stable (default: --router-id,
+    /// else the first IPv4 address of --parent).
+    #[arg(long, env = "IPVLAN_BGP_IPAM_HOST_ID")]
+    pub ipam_host_id: Option<String>,
+
+    /// Prefix length of the blocks of an IPv4 pool this host creates (default /26:
+    /// 64 addresses); `--ipam-opt block-size=N` sets it per network.
+    #[arg(long, env = "IPVLAN_BGP_IPAM_BLOCK_V4", default_value_t = crate::ipam::alloc::DEFAULT_BLOCK_V4, value_parser = clap::value_parser!(u8).range(1..=32))]
+    pub ipam_block_v4: u8,
+
+    /// Prefix length of the blocks of an IPv6 pool this host creates (default /122).
+    #[arg(long, env = "IPVLAN_BGP_IPAM_BLOCK_V6", default_value_t = crate::ipam::alloc::DEFAULT_BLOCK_V6, value_parser = clap::value_parser!(u8).range(1..=128))]
+    pub ipam_block_v6: u8,
+
+    /// Seconds an empty block stays claimed before it is released (a restart
+    /// loop keeps its block and its route).
+    #[arg(long, env = "IPVLAN_BGP_IPAM_GRACE", default_value_t = crate::ipam::DEFAULT_GRACE.as_secs())]
+    pub ipam_grace: u64,
+}
+
+/// Where the etcd password may come from besides `--etcd-password-file`.
+pub const ETCD_PASSWORD_ENV: &str = "IPVLAN_BGP_ETCD_PASSWORD";
+
+impl IpamArgs {
+    /// Whether the cluster-wide IPAM is on (`--etcd-endpoints` given).
+    pub fn enabled(&self) -> bool {
+        !self.etcd_endpoints.is_empty()
+    }
+
+    /// The store's configuration: TLS files checked for completeness, the
+    /// password read from its file or the environment (`env` is
+    /// [`ETCD_PASSWORD_ENV`]'s value).
+    pub fn store_config(
+        &self,
+        env_password: Option<String>,
+    ) -> Result<crate::ipam::StoreConfig, String> {
+        let tls = match (&self.etcd_ca, &self.etcd_cert, &self.etcd_key) {
+            (None, None, None) => None,
+            (None, _, _) => return Err(
+                "--etcd-cert and --etcd-key need --etcd-ca (the CA of etcd's server certificates)"
+                    .into(),
+            ),
+            (Some(ca), cert, key) => {
+                if cert.is_some() != key.is_some() {
+                    return Err("--etcd-cert and --etcd-key go together".into());
+                }
+                Some(crate::ipam::TlsFiles {
+                    ca: ca.clone(),
+                    cert: cert.clone(),
+                    key: key.clone(),
+                })
+            }
+        };
+        let password = match (&self.etcd_password_file, env_password) {
+            (Some(f), _) => Some(
+                std::fs::read_to_string(f)
+                    .map_err(|e| format!("--etcd-password-file {}: {e}", f.display()))?
+                    .trim_end_matches(['\n', '\r'])
+                    .to_string(),
+            ),
+            (None, p) => p,
+        };
+        let user = match (&self.etcd_user, password) {
+            (Some(u), Some(p)) => Some((u.clone(), p)),
+            (Some(u), None) => {
+                return Err(format!(
+                    "--etcd-user {u} needs a password: --etcd-password-file FILE, or {ETCD_PASSWORD_ENV} in the environment"
+                ))
+            }
+            (None, Some(_)) => {
+                return Err("an etcd password was given without --etcd-user".into())
+            }
+            (None, None) => None,
+        };
+        Ok(crate::ipam::StoreConfig {
+            endpoints: self.etcd_endpoints.clone(),
+            user,
+            tls,
+            timeout: Duration::from_secs(self.etcd_timeout),
+        })
+    }
 }
 
 impl RunArgs {

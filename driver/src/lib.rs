@@ -6,6 +6,7 @@
 //! dockerd ─HTTP/unix─► api ─► docker (networks, endpoints, store) ─► provision ─► kernel
 //!                               └─ view ─► health (gate) ─► bgp: announcer ─gRPC─► gobgpd ─► peers
 //!                      gobgpd ─WatchEvent─► bgp: learner ─► policy ─► rib: installer ─► kernel (routes)
+//! dockerd ─IpamDriver─► api::ipam ─► ipam (blocks claimed in etcd, addresses from held blocks)
 //! ```
 //! Every folder reads the domain types of [`model`]; none imports one above
 //! it. The binary is thin: [`run`] wires the pieces and serves until shutdown.
@@ -34,8 +35,9 @@ use anyhow::Context;
 use tokio::sync::watch;
 use tracing::info;
 
+use crate::api::ipam::server::IpamService;
 use crate::api::server::{self, App};
-use crate::config::RunArgs;
+use crate::config::{IpamArgs, RunArgs};
 use crate::docker::{lifecycle, Driver};
 use crate::kernel::real::Kernel;
 use crate::metrics::Metrics;
@@ -54,7 +56,8 @@ pub async fn run(
         Some(addr) => Some(server::bind_metrics(addr).await?),
         None => None,
     };
-    let kernel = Kernel::open().context("open netlink")?;
+    let mut kernel = Kernel::open().context("open netlink")?;
+    let ipam = open_ipam(&args, &mut kernel)?;
     let store = Store::new(&args.state_dir);
     let protocol = bgp_cfg.as_ref().map(|c| c.protocol);
     let (driver, view_rx) = tokio::task::spawn_blocking({
@@ -146,10 +149,33 @@ pub async fn run(
         info!("BGP disabled (--gobgp none): containers are attached but not announced");
     }
 
+    let ipam_task = ipam.as_ref().map(|i| {
+        tokio::spawn(ipam::upkeep::run(
+            i.clone(),
+            ipam::upkeep::Intervals::default(),
+            stop_rx.clone(),
+        ))
+    });
+    let gateway_in_use = {
+        let d = driver.clone();
+        Arc::new(move |a: std::net::IpAddr| {
+            let d = d.lock().unwrap_or_else(|p| p.into_inner());
+            let in_use = d
+                .state()
+                .networks
+                .values()
+                .any(|n| n.spec.gateways().any(|g| g.addr() == a));
+            in_use
+        })
+    };
     let listener = server::bind(&args.socket).await?;
     info!(socket = %args.socket.display(), "serving Docker");
     let repair_task = tokio::spawn(lifecycle::repair_loop(driver.clone(), stop_rx.clone()));
-    let app = App { driver, metrics };
+    let app = App {
+        driver,
+        metrics,
+        ipam: IpamService::new(ipam, gateway_in_use),
+    };
     let metrics_task = metrics_listener.map(|l| {
         info!(address = %args.metrics_listen.map(|a| a.to_string()).unwrap_or_default(), "serving /metrics over TCP");
         let mut stop = stop_rx.clone();
@@ -168,6 +194,9 @@ pub async fn run(
     let _ = std::fs::remove_file(&args.socket);
     let _ = stop_tx.send(true);
     let _ = repair_task.await;
+    if let Some(t) = ipam_task {
+        let _ = t.await;
+    }
     if let Some(t) = metrics_task {
         let _ = t.await;
     }
@@ -188,4 +217,52 @@ pub async fn run(
     }
     drop(lock);
     served.context("serve")
+}
+
+/// The cluster-wide IPAM, when `--etcd-endpoints` is given: its store (no
+/// connection yet: the driver starts while etcd is away) and its state
+/// (`ipam.json` beside `state.json`). The host id is `--ipam-host-id`, else
+/// `--router-id`, else the first IPv4 address of `--parent`.
+fn open_ipam(
+    args: &RunArgs,
+    kernel: &mut Kernel,
+) -> anyhow::Result<Option<Arc<ipam::Ipam<ipam::EtcdStore>>>> {
+    let a: &IpamArgs = &args.ipam;
+    if !a.enabled() {
+        return Ok(None);
+    }
+    let password = std::env::var(config::ETCD_PASSWORD_ENV)
+        .ok()
+        .filter(|p| !p.is_empty());
+    let store_cfg = a.store_config(password).map_err(anyhow::Error::msg)?;
+    let host = match (&a.ipam_host_id, args.router_id, &args.parent) {
+        (Some(h), _, _) => h.clone(),
+        (None, Some(r), _) => r.to_string(),
+        (None, None, Some(parent)) => bgp::host::HostInfo::read(kernel)
+            .context("read the parent's address for the IPAM host id")?
+            .parent_v4(parent)
+            .map(|a| a.to_string())
+            .ok_or_else(|| {
+                anyhow::anyhow!(
+                    "the IPAM needs a host id: --parent {parent} has no IPv4 address; give --ipam-host-id or --router-id"
+                )
+            })?,
+        (None, None, None) => anyhow::bail!(
+            "the IPAM needs a host id unique to this host: give --ipam-host-id (or --router-id, or --parent)"
+        ),
+    };
+    let store = ipam::EtcdStore::new(store_cfg).context("etcd settings")?;
+    std::fs::create_dir_all(&args.state_dir)
+        .with_context(|| format!("create {}", args.state_dir.display()))?;
+    let cfg = ipam::IpamConfig {
+        prefix: a.ipam_prefix.clone(),
+        grace: std::time::Duration::from_secs(a.ipam_grace),
+        deadline: std::time::Duration::from_secs(a.etcd_timeout),
+        block_v4: a.ipam_block_v4,
+        block_v6: a.ipam_block_v6,
+        ..ipam::IpamConfig::new(host.clone(), args.state_dir.join("ipam.json"))
+    };
+    let i = ipam::Ipam::open(store, cfg).context("open the IPAM's state")?;
+    info!(host = %host, endpoints = ?a.etcd_endpoints, "cluster-wide IPAM on");
+    Ok(Some(Arc::new(i)))
 }

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use ipvlan_bgp::api::client;
-use ipvlan_bgp::config::{Cli, Command, LogFormat};
+use ipvlan_bgp::config::{Cli, Command, IpamCommand, LogFormat};
 use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
@@ -69,6 +69,7 @@ fn main() -> ExitCode {
                 print!("{}", String::from_utf8_lossy(&r.body));
                 Ok(())
             }
+            Some(Command::Ipam { socket, command }) => ipam(&socket, command).await,
             None => {
                 init_logging(cli.run.log_format, &cli.run.log_level);
                 ipvlan_bgp::run(cli.run, shutdown_signal()).await
@@ -167,6 +168,42 @@ async fn drain(socket: &std::path::Path, on: bool, wait: Option<Duration>) -> an
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
+}
+
+/// `ipam show` and `ipam release-host`, through the running driver (which
+/// holds the etcd settings and credentials).
+async fn ipam(socket: &std::path::Path, command: IpamCommand) -> anyhow::Result<()> {
+    let (path, body, json) = match &command {
+        IpamCommand::Show { json } => ("/IpvlanBgp.IpamShow", Vec::new(), *json),
+        IpamCommand::ReleaseHost { host } => (
+            "/IpvlanBgp.IpamReleaseHost",
+            serde_json::to_vec(&serde_json::json!({ "host": host }))?,
+            false,
+        ),
+    };
+    // Reading every block and usage record of a big cluster takes a while.
+    let r = client::post(socket, path, body, Duration::from_secs(30)).await?;
+    let v = r.json()?;
+    if let Some(e) = v.get("Err").and_then(|e| e.as_str()) {
+        anyhow::bail!("{e}");
+    }
+    match command {
+        IpamCommand::Show { .. } if json => println!("{}", serde_json::to_string_pretty(&v)?),
+        IpamCommand::Show { .. } => print!("{}", ipvlan_bgp::api::ipam::show::render_text(&v)),
+        IpamCommand::ReleaseHost { host } => {
+            let blocks: Vec<&str> = v["released"]
+                .as_array()
+                .map(|a| a.iter().filter_map(|b| b.as_str()).collect())
+                .unwrap_or_default();
+            println!(
+                "released {} blocks of host {host}{}{}",
+                blocks.len(),
+                if blocks.is_empty() { "" } else { ": " },
+                blocks.join(" ")
+            );
+        }
+    }
+    Ok(())
 }
 
 fn init_logging(format: LogFormat, level: &str) {

@@ -1,7 +1,8 @@
 //! Counters, histograms and the live BGP status behind `/metrics` and
 //! `ipvlan-bgp status`.
 //!
-//! In: the API layer counts requests; the BGP tasks write the gobgpd
+//! In: the API layer counts requests (and hands over the IPAM's figures,
+//! [`IpamFigures`], before each scrape); the BGP tasks write the gobgpd
 //! connection, peers, announced/learned/installed counts and every rejection
 //! by reason into [`BgpStatus`], and mark the moments the latency histograms
 //! measure (a Join, gobgpd accepting its path; a WatchEvent, the kernel's ACK
@@ -61,11 +62,40 @@ const METHODS: &[&str] = &[
     "NetworkDriver.RevokeExternalConnectivity",
     "NetworkDriver.DiscoverNew",
     "NetworkDriver.DiscoverDelete",
+    "IpamDriver.GetCapabilities",
+    "IpamDriver.GetDefaultAddressSpaces",
+    "IpamDriver.RequestPool",
+    "IpamDriver.ReleasePool",
+    "IpamDriver.RequestAddress",
+    "IpamDriver.ReleaseAddress",
     "IpvlanBgp.Status",
     "IpvlanBgp.Drain",
+    "IpvlanBgp.IpamShow",
+    "IpvlanBgp.IpamReleaseHost",
     "metrics",
     "unknown",
 ];
+
+/// The cluster-wide IPAM's figures on this host, as of the last scrape
+/// (none of its series appear while it is off).
+#[derive(Debug, Default, Clone, PartialEq, Eq, Serialize)]
+pub struct IpamFigures {
+    pub enabled: bool,
+    /// Whether etcd answered the last call (None: not asked yet).
+    pub store_up: Option<bool>,
+    /// etcd calls that failed since start.
+    pub store_failures: u64,
+    pub pools: usize,
+    /// Blocks this host holds.
+    pub blocks: usize,
+    /// Addresses in use here (gateways and containers, strays included).
+    pub addresses: usize,
+    pub strays: usize,
+    pub claims: u64,
+    pub lost_races: u64,
+    /// Requests that failed because they needed etcd and etcd failed.
+    pub etcd_failures: u64,
+}
 
 #[derive(Debug, Default, Clone, PartialEq, Eq, Serialize)]
 pub struct PeerStatus {
@@ -290,6 +320,7 @@ pub struct Metrics {
     joins: Mutex<Pending>,
     learns: Mutex<Pending>,
     bgp: Arc<Mutex<BgpStatus>>,
+    ipam: Arc<Mutex<IpamFigures>>,
 }
 
 pub fn now_unix() -> u64 {
@@ -350,6 +381,8 @@ impl Default for Metrics {
             learn_to_install.clone(),
         );
         registry.register_collector(Box::new(BgpCollector(bgp.clone())));
+        let ipam = Arc::new(Mutex::new(IpamFigures::default()));
+        registry.register_collector(Box::new(IpamCollector(ipam.clone())));
         Metrics {
             registry,
             requests,
@@ -362,6 +395,7 @@ impl Default for Metrics {
             joins: Mutex::default(),
             learns: Mutex::default(),
             bgp,
+            ipam,
         }
     }
 }
@@ -391,6 +425,11 @@ impl Metrics {
 
     pub fn bgp_snapshot(&self) -> BgpStatus {
         lock(&self.bgp).clone()
+    }
+
+    /// The IPAM's figures for the next scrape.
+    pub fn set_ipam(&self, figures: IpamFigures) {
+        *lock(&self.ipam) = figures;
     }
 
     /// A Join of the endpoint owning `prefix` started `at`.
@@ -668,6 +707,74 @@ impl Collector for BgpCollector {
     }
 }
 
+/// Encodes the IPAM's figures on each scrape, when the IPAM is on.
+#[derive(Debug)]
+struct IpamCollector(Arc<Mutex<IpamFigures>>);
+
+impl Collector for IpamCollector {
+    fn encode(&self, mut e: DescriptorEncoder) -> std::fmt::Result {
+        let f = lock(&self.0).clone();
+        if !f.enabled {
+            return Ok(());
+        }
+        let n = |v: usize| v as u64;
+        gauge(
+            &mut e,
+            "ipvlan_bgp_ipam_store_up",
+            "1 while etcd answers the IPAM's calls (0 when the last one failed).",
+            u64::from(f.store_up == Some(true)),
+        )?;
+        counter(
+            &mut e,
+            "ipvlan_bgp_ipam_store_failures",
+            "etcd calls of the IPAM that failed (timeouts included).",
+            f.store_failures,
+        )?;
+        gauge(
+            &mut e,
+            "ipvlan_bgp_ipam_pools",
+            "Pools of the cluster-wide IPAM this host knows.",
+            n(f.pools),
+        )?;
+        gauge(
+            &mut e,
+            "ipvlan_bgp_ipam_blocks",
+            "Address blocks this host holds in etcd.",
+            n(f.blocks),
+        )?;
+        gauge(
+            &mut e,
+            "ipvlan_bgp_ipam_addresses",
+            "Addresses this host handed out and has not got back (gateways and strays included).",
+            n(f.addresses),
+        )?;
+        gauge(
+            &mut e,
+            "ipvlan_bgp_ipam_strays",
+            "Addresses in use here outside the blocks this host holds.",
+            n(f.strays),
+        )?;
+        counter(
+            &mut e,
+            "ipvlan_bgp_ipam_block_claims",
+            "Blocks this host claimed in etcd.",
+            f.claims,
+        )?;
+        counter(
+            &mut e,
+            "ipvlan_bgp_ipam_lost_races",
+            "Claims that lost a block to another host and tried another.",
+            f.lost_races,
+        )?;
+        counter(
+            &mut e,
+            "ipvlan_bgp_ipam_etcd_failures",
+            "Docker requests that needed etcd (a new block or pool) and failed because it did not answer.",
+            f.etcd_failures,
+        )
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -734,6 +841,36 @@ mod tests {
             assert!(text.contains(&format!("# HELP {family} ")), "{family}");
             assert!(text.contains(&format!("# TYPE {family} ")), "{family}");
         }
+    }
+
+    #[test]
+    fn ipam_series_appear_only_when_it_is_on() {
+        let m = Metrics::default();
+        assert!(!m.render(0, 0).contains("bgp_ipam_"), "off: no IPAM series");
+        m.set_ipam(IpamFigures {
+            enabled: true,
+            store_up: Some(true),
+            blocks: 2,
+            addresses: 7,
+            claims: 3,
+            ..IpamFigures::default()
+        });
+        m.count_request("IpamDriver.RequestAddress", "etcd");
+        let text = m.render(0, 0);
+        assert_eq!(value(&text, "ipvlan_bgp_ipam_store_up"), Some("1"));
+        assert_eq!(value(&text, "ipvlan_bgp_ipam_blocks"), Some("2"));
+        assert_eq!(value(&text, "ipvlan_bgp_ipam_addresses"), Some("7"));
+        assert_eq!(
+            value(&text, "ipvlan_bgp_ipam_block_claims_total"),
+            Some("3")
+        );
+        assert_eq!(
+            value(
+                &text,
+                r#"ipvlan_bgp_requests_total{method="IpamDriver.RequestAddress",outcome="etcd"}"#
+            ),
+            Some("1")
+        );
     }
 
     #[test]

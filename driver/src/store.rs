@@ -599,6 +599,7 @@ mod tests {
             internal: false,
             host_link: false,
             attrs: Default::default(),
+            cluster_ipam: false,
         };
         let ep = EndpointRecord {
             spec: EndpointSpec {

@@ -30,6 +30,7 @@ pub struct Caps {
     pub dockerd: Option<String>,
     pub frr: Option<String>,
     pub bird: Option<String>,
+    pub etcd: Option<String>,
 }
 
 fn version(prog: &str, args: &[&str]) -> Option<String> {
@@ -106,6 +107,7 @@ pub fn detect() -> &'static Caps {
         dockerd: version("dockerd", &["--version"]),
         frr: version("zebra", &["--version"]),
         bird: version("bird", &["--version"]),
+        etcd: version("etcd", &["--version"]).filter(|_| which("etcdctl").is_some()),
     })
 }
 
@@ -152,6 +154,7 @@ pub fn capability_name(c: Capability) -> &'static str {
         Capability::Dockerd => "dockerd",
         Capability::Frr => "frr",
         Capability::Bird => "bird",
+        Capability::Etcd => "etcd",
     }
 }
 
@@ -162,7 +165,7 @@ pub fn parse_capability(name: &str) -> Result<Capability, String> {
         name,
     ))
     .map_err(|_| {
-        format!("unknown capability {name:?}: use macvlan, ipvlan, no-ipvlan, gobgpd, dockerd, frr or bird")
+        format!("unknown capability {name:?}: use macvlan, ipvlan, no-ipvlan, gobgpd, dockerd, frr, bird or etcd")
     })
 }
 
@@ -289,6 +292,11 @@ fn raw_skip_reason(s: &Scenario, caps: &Caps, engine: Engine) -> Result<Option<S
             }
             Capability::Bird if caps.bird.is_none() => {
                 return tool_gap("BIRD is not installed".into())
+            }
+            Capability::Etcd if caps.etcd.is_none() => {
+                return tool_gap(
+                    "etcd and etcdctl are not installed (Debian: etcd-server etcd-client)".into(),
+                )
             }
             _ => {}
         }
@@ -432,6 +440,7 @@ pub fn describe(caps: &Caps) -> String {
     s.push_str(&format!("dockerd:  {}\n", opt(&caps.dockerd)));
     s.push_str(&format!("FRR:      {}\n", opt(&caps.frr)));
     s.push_str(&format!("BIRD:     {}\n", opt(&caps.bird)));
+    s.push_str(&format!("etcd:     {}\n", opt(&caps.etcd)));
     let per_link = crate::topology::per_link_ipv6_forwarding();
     s.push_str(&format!(
         "IPv6 fwd: {}\n",
@@ -536,6 +545,7 @@ mod tests {
             dockerd: None,
             frr: None,
             bird: None,
+            etcd: None,
         };
         let src = "description = \"t\"\ngobgp = [\"v3\", \"v4\"]\n[[hosts]]\nname = \"h1\"\n\n[[steps]]\ndo = \"drain\"\nhost = \"h1\"\n";
         let s = Scenario::parse(src, Path::new("scenarios/d.toml")).unwrap();
@@ -577,6 +587,7 @@ mod tests {
             Capability::Dockerd,
             Capability::Frr,
             Capability::Bird,
+            Capability::Etcd,
         ] {
             assert_eq!(parse_capability(capability_name(c)), Ok(c));
         }

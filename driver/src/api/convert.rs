@@ -234,6 +234,23 @@ pub fn network_spec(
             "the network has no subnet: add --subnet a.b.c.d/len, or --ipv6 with an IPv6 --subnet",
         ));
     }
+    // dockerd passes on the address space of the IPAM that made the pools:
+    // ours means one subnet across hosts, each with blocks of its own.
+    let ours = |d: &[wire::IpamData]| {
+        d.iter()
+            .any(|i| i.address_space == super::ipam::convert::ADDRESS_SPACE)
+    };
+    let cluster_ipam = ours(v4) || ours(v6);
+    if cluster_ipam && (!ours(v4) && !v4.is_empty() || !ours(v6) && !v6.is_empty()) {
+        return Err(invalid(
+            "one family's subnet comes from the ipvlan-bgp IPAM and the other's does not; use --ipam-driver ipvlan-bgp for the whole network",
+        ));
+    }
+    if cluster_ipam && announce == Announce::Subnet {
+        return Err(invalid(
+            "announce=subnet cannot be used with --ipam-driver ipvlan-bgp: the subnet spans every host, and each host announces only its own containers; leave announce out",
+        ));
+    }
     let host_link = match generic.get("host_link") {
         None => false,
         Some(v) => parse_enum("host_link", v, &[("true", true), ("false", false)])?,
@@ -270,6 +287,7 @@ pub fn network_spec(
         internal: wire::flag_option(&req.options, "com.docker.network.internal"),
         host_link,
         attrs: RouteAttrs::from_options(&generic)?,
+        cluster_ipam,
     };
     // A subnet that can never be a container network is refused while
     // parsing, so no spec that holds one exists (found by prop_api).
@@ -474,7 +492,11 @@ fn endpoint_driver_opts(
 /// Docker's answer to a Join, per family: L2 data planes route through the
 /// gateway on the shim (`Gateway`, `GatewayIPv6`); L3 ones get a connected
 /// default route (`0.0.0.0/0`, `::/0`, RouteType 1: the parent answers).
-pub fn join_response(j: &Joined) -> JoinResponse {
+/// On a network of the cluster IPAM (`onlink`) the container holds a host
+/// route (/32, /128), so the gateway is first made reachable by a
+/// connected route to it alone (dockerd 20.10 applies `StaticRoutes`
+/// before the gateway; without it the gateway is "network unreachable").
+pub fn join_response(j: &Joined, onlink: bool) -> JoinResponse {
     let connected = |destination: &str| StaticRoute {
         destination: destination.into(),
         route_type: 1,
@@ -491,12 +513,22 @@ pub fn join_response(j: &Joined) -> JoinResponse {
         disable_gateway_service: true,
     };
     match j.v4 {
-        Some(Reach::Gateway(gw)) => r.gateway = gw.to_string(),
+        Some(Reach::Gateway(gw)) => {
+            if onlink {
+                r.static_routes.push(connected(&format!("{gw}/32")));
+            }
+            r.gateway = gw.to_string();
+        }
         Some(Reach::Connected) => r.static_routes.push(connected("0.0.0.0/0")),
         None => {}
     }
     match j.v6 {
-        Some(Reach::Gateway(gw)) => r.gateway_ipv6 = gw.to_string(),
+        Some(Reach::Gateway(gw)) => {
+            if onlink {
+                r.static_routes.push(connected(&format!("{gw}/128")));
+            }
+            r.gateway_ipv6 = gw.to_string();
+        }
         Some(Reach::Connected) => r.static_routes.push(connected("::/0")),
         None => {}
     }
@@ -882,19 +914,25 @@ mod tests {
 
     #[test]
     fn join_answers_follow_the_data_plane() {
-        let l2 = join_response(&Joined {
-            link: "ibe1".into(),
-            v4: Some(Reach::Gateway("10.1.1.1".parse().unwrap())),
-            v6: None,
-        });
+        let l2 = join_response(
+            &Joined {
+                link: "ibe1".into(),
+                v4: Some(Reach::Gateway("10.1.1.1".parse().unwrap())),
+                v6: None,
+            },
+            false,
+        );
         assert_eq!(l2.gateway, "10.1.1.1");
         assert_eq!(l2.gateway_ipv6, "");
         assert!(l2.static_routes.is_empty());
-        let l3 = join_response(&Joined {
-            link: "ibe1".into(),
-            v4: Some(Reach::Connected),
-            v6: None,
-        });
+        let l3 = join_response(
+            &Joined {
+                link: "ibe1".into(),
+                v4: Some(Reach::Connected),
+                v6: None,
+            },
+            false,
+        );
         assert_eq!(l3.gateway, "");
         assert_eq!(l3.static_routes.len(), 1);
         assert_eq!(l3.static_routes[0].destination, "0.0.0.0/0");
@@ -903,21 +941,27 @@ mod tests {
         assert_eq!(l3.interface_name.src_name, "ibe1");
         assert_eq!(l3.interface_name.dst_prefix, "eth");
         // Dual stack: both gateways (L2), or both connected defaults (L3).
-        let l2 = join_response(&Joined {
-            link: "ibe1".into(),
-            v4: Some(Reach::Gateway("10.1.1.1".parse().unwrap())),
-            v6: Some(Reach::Gateway("fd00:1::1".parse().unwrap())),
-        });
+        let l2 = join_response(
+            &Joined {
+                link: "ibe1".into(),
+                v4: Some(Reach::Gateway("10.1.1.1".parse().unwrap())),
+                v6: Some(Reach::Gateway("fd00:1::1".parse().unwrap())),
+            },
+            false,
+        );
         assert_eq!(
             (l2.gateway.as_str(), l2.gateway_ipv6.as_str()),
             ("10.1.1.1", "fd00:1::1")
         );
         assert!(l2.static_routes.is_empty() && l2.disable_gateway_service);
-        let l3 = join_response(&Joined {
-            link: "ibe1".into(),
-            v4: Some(Reach::Connected),
-            v6: Some(Reach::Connected),
-        });
+        let l3 = join_response(
+            &Joined {
+                link: "ibe1".into(),
+                v4: Some(Reach::Connected),
+                v6: Some(Reach::Connected),
+            },
+            false,
+        );
         let dst: Vec<(&str, u8)> = l3
             .static_routes
             .iter()
@@ -926,15 +970,89 @@ mod tests {
         assert_eq!(dst, [("0.0.0.0/0", 1), ("::/0", 1)]);
         assert!(l3.gateway.is_empty() && l3.gateway_ipv6.is_empty());
         // IPv6-only L2: GatewayIPv6 alone, no IPv4 gateway.
-        let v6 = join_response(&Joined {
-            link: "ibe1".into(),
-            v4: None,
-            v6: Some(Reach::Gateway("fd00:1::1".parse().unwrap())),
-        });
+        let v6 = join_response(
+            &Joined {
+                link: "ibe1".into(),
+                v4: None,
+                v6: Some(Reach::Gateway("fd00:1::1".parse().unwrap())),
+            },
+            false,
+        );
         assert_eq!(
             serde_json::to_value(&v6).unwrap(),
             json!({"InterfaceName": {"SrcName": "ibe1", "DstPrefix": "eth"},
                    "GatewayIPv6": "fd00:1::1", "DisableGatewayService": true})
+        );
+    }
+
+    #[test]
+    fn cluster_ipam_networks_get_an_onlink_route_to_the_gateway() {
+        let dual = Joined {
+            link: "ibe1".into(),
+            v4: Some(Reach::Gateway("10.20.0.1".parse().unwrap())),
+            v6: Some(Reach::Gateway("fd00:20::1".parse().unwrap())),
+        };
+        let r = join_response(&dual, true);
+        let dst: Vec<(&str, u8)> = r
+            .static_routes
+            .iter()
+            .map(|r| (r.destination.as_str(), r.route_type))
+            .collect();
+        assert_eq!(dst, [("10.20.0.1/32", 1), ("fd00:20::1/128", 1)]);
+        assert_eq!(
+            (r.gateway.as_str(), r.gateway_ipv6.as_str()),
+            ("10.20.0.1", "fd00:20::1")
+        );
+        // L3: the connected default already reaches everything.
+        let l3 = join_response(
+            &Joined {
+                link: "ibe1".into(),
+                v4: Some(Reach::Connected),
+                v6: None,
+            },
+            true,
+        );
+        assert_eq!(l3.static_routes.len(), 1);
+        assert_eq!(l3.static_routes[0].destination, "0.0.0.0/0");
+    }
+
+    #[test]
+    fn the_address_space_says_which_ipam_made_the_network() {
+        let cluster = |space6: &str, generic: serde_json::Value| {
+            let r: CreateNetworkRequest = serde_json::from_value(json!({
+                "NetworkID": "a".repeat(64),
+                "Options": {"com.docker.network.generic": generic},
+                "IPv4Data": [{"AddressSpace": "ipvlan-bgp", "Gateway": "10.20.3.1/16", "Pool": "10.20.0.0/16"}],
+                "IPv6Data": [{"AddressSpace": space6, "Gateway": "fd00:20::1/64", "Pool": "fd00:20::/64"}]
+            }))
+            .unwrap();
+            network_spec(&r, None)
+        };
+        let s = cluster(
+            "ipvlan-bgp",
+            json!({"parent": "eth1", "dataplane": "macvlan"}),
+        )
+        .unwrap();
+        assert!(s.cluster_ipam);
+        assert_eq!(s.gateway, Some("10.20.3.1/16".parse().unwrap()));
+        let e = cluster("LocalDefault", json!({"parent": "eth1"}))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("whole network"), "{e}");
+        let e = cluster(
+            "ipvlan-bgp",
+            json!({"parent": "eth1", "announce": "subnet"}),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("announce=subnet cannot be used"), "{e}");
+        let plain = network_spec(&req(json!({"parent": "eth1"})), None).unwrap();
+        assert!(!plain.cluster_ipam, "Docker's own IPAM: nothing changes");
+        assert!(
+            !serde_json::to_string(&plain)
+                .unwrap()
+                .contains("cluster_ipam"),
+            "state files unchanged"
         );
     }
 }

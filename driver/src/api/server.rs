@@ -1,13 +1,16 @@
 //! The plugin socket: HTTP over a unix socket, as dockerd speaks it.
 //!
 //! In: POSTs on `/Plugin.Activate`, `/NetworkDriver.*` (bodies without a
-//! Content-Type, read as bytes and parsed here), plus our own
-//! `/IpvlanBgp.Status`, `/IpvlanBgp.Drain` (`{"Drain": true|false}`, what
-//! `ipvlan-bgp drain`/`undrain` send) and `/metrics` (also served over TCP by
-//! [`serve_metrics`] with `--metrics-listen`). Out: a JSON body for every
-//! answer (the Prometheus text for `/metrics`); failures are `{"Err": "..."}`. Requests run one at a time against the
-//! [`Driver`] on a blocking thread (the driver does synchronous netlink), each
-//! inside a tracing span with the method, network and endpoint IDs.
+//! Content-Type, read as bytes and parsed here), `/IpamDriver.*` (handed to
+//! [`super::ipam`]), plus our own `/IpvlanBgp.Status`, `/IpvlanBgp.Drain`
+//! (`{"Drain": true|false}`, what `ipvlan-bgp drain`/`undrain` send) and
+//! `/metrics` (also served over TCP by [`serve_metrics`] with
+//! `--metrics-listen`). Out: a JSON body for every answer (the Prometheus
+//! text for `/metrics`); failures are `{"Err": "..."}` with HTTP 500. Network
+//! driver requests run one at a time against the [`Driver`] on a blocking
+//! thread (the driver does synchronous netlink), each inside a tracing span
+//! with the method, network and endpoint IDs; IPAM requests run
+//! concurrently, without the driver.
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
@@ -23,9 +26,10 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use tokio::net::UnixListener;
-use tracing::{field, info, info_span, warn};
+use tracing::{field, info, info_span, warn, Instrument};
 
 use super::convert;
+use super::ipam::server::IpamService;
 use super::wire::{
     ActivateResponse, CapabilitiesResponse, CreateEndpointRequest, CreateEndpointResponse,
     CreateNetworkRequest, DiscoveryRequest, EndpointRequest, ErrorResponse, JoinRequest,
@@ -33,6 +37,7 @@ use super::wire::{
 };
 use crate::docker::Driver;
 use crate::error::DriverError;
+use crate::ipam::EtcdStore;
 use crate::metrics::Metrics;
 
 /// Bodies larger than this are refused before parsing.
@@ -44,6 +49,8 @@ const DRAIN_MAX: usize = 64 * 1024 * 1024;
 pub struct App {
     pub driver: Arc<Mutex<Driver>>,
     pub metrics: Arc<Metrics>,
+    /// The cluster-wide IPAM (off without `--etcd-endpoints`).
+    pub ipam: IpamService<EtcdStore>,
 }
 
 pub fn router(app: App) -> Router {
@@ -105,6 +112,9 @@ async fn handle(State(app): State<App>, req: Request) -> Response {
             return error_response(&e);
         }
     };
+    if IpamService::<EtcdStore>::serves(&method) {
+        return handle_ipam(&app, &method, &body).await;
+    }
     let span =
         info_span!("request", method = %method, network = field::Empty, endpoint = field::Empty);
     let app2 = app.clone();
@@ -143,6 +153,35 @@ async fn handle(State(app): State<App>, req: Request) -> Response {
             app.metrics.count_request(&method, e.class());
             warn!(method = %method, error = %e, "request failed");
             error_response(&e)
+        }
+    }
+}
+
+/// An IPAM call, concurrently with others and without the driver's lock.
+async fn handle_ipam(app: &App, method: &str, body: &[u8]) -> Response {
+    let span = info_span!("request", method = %method);
+    match app.ipam.handle(method, body).instrument(span).await {
+        None => {
+            app.metrics.count_request("unknown", "not-found");
+            json_response(
+                StatusCode::NOT_FOUND,
+                &ErrorResponse {
+                    err: format!("/{method} is not a method of this plugin"),
+                },
+            )
+        }
+        Some(Ok(v)) => {
+            app.metrics.count_request(method, "ok");
+            json_response(StatusCode::OK, &v)
+        }
+        Some(Err(e)) => {
+            app.metrics.count_request(method, e.class());
+            warn!(method = %method, error = %e, "request failed");
+            // dockerd shows an IPAM error's text only with HTTP 500.
+            json_response(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                &ErrorResponse { err: e.to_string() },
+            )
         }
     }
 }
@@ -230,7 +269,7 @@ fn dispatch(app: &App, method: &str, body: &[u8]) -> Result<Answer, Option<Drive
     let empty = || Ok(Answer::Json(json!({})));
     match method {
         "Plugin.Activate" => to_value(ActivateResponse {
-            implements: vec!["NetworkDriver".into()],
+            implements: vec!["NetworkDriver".into(), "IpamDriver".into()],
         }),
         "NetworkDriver.GetCapabilities" => to_value(CapabilitiesResponse {
             scope: "local".into(),
@@ -299,7 +338,8 @@ fn dispatch(app: &App, method: &str, body: &[u8]) -> Result<Answer, Option<Drive
             let mut driver = lock(app);
             note_join(app, &driver, &req.network_id, &req.endpoint_id, started);
             let joined = driver.join(&req.network_id, &req.endpoint_id, &req.sandbox_key)?;
-            to_value(convert::join_response(&joined))
+            let onlink = driver.network_spec(&req.network_id)?.cluster_ipam;
+            to_value(convert::join_response(&joined, onlink))
         }
         "NetworkDriver.Leave" => {
             let req: EndpointRequest = parse(body)?;
@@ -328,7 +368,8 @@ fn dispatch(app: &App, method: &str, body: &[u8]) -> Result<Answer, Option<Drive
             ))
         }
         "IpvlanBgp.Status" => {
-            let status = super::status::Status::collect(&lock(app), &app.metrics);
+            let mut status = super::status::Status::collect(&lock(app), &app.metrics);
+            status.ipam = app.ipam.status();
             to_value(status.read_routes())
         }
         "metrics" => Ok(Answer::Text(metrics_text(app))),
@@ -348,6 +389,7 @@ struct DrainRequest {
 
 /// The exposition, with the network and endpoint counts of this moment.
 fn metrics_text(app: &App) -> String {
+    app.metrics.set_ipam(app.ipam.figures());
     let driver = lock(app);
     let st = driver.state();
     app.metrics

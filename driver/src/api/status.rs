@@ -7,7 +7,8 @@
 //! (once, or redrawn with `--watch`). What an operator reaches for in an
 //! incident: each BGP peer with its state and for how long, each network's
 //! endpoints with whether gobgpd holds their announcement, the learned routes
-//! the kernel holds, refusals with reasons, conflicts and drift.
+//! the kernel holds, refusals with reasons, conflicts and drift; and, with
+//! the cluster-wide IPAM on, this host's blocks, addresses and etcd's health.
 
 use std::fmt::Write;
 
@@ -16,6 +17,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::docker::Driver;
+use crate::ipam::StoreHealth;
 use crate::kernel::real::Kernel;
 use crate::kernel::{Family, Route};
 use crate::metrics::{now_unix, BgpStatus, Metrics};
@@ -60,6 +62,29 @@ pub struct RouteStatus {
     pub via: Option<String>,
 }
 
+/// One block this host holds.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct BlockStatus {
+    pub pool: IpNet,
+    pub block: IpNet,
+    /// Addresses in use in it.
+    pub used: usize,
+}
+
+/// The cluster-wide IPAM on this host (`--etcd-endpoints`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct IpamStatus {
+    /// This host's id in etcd.
+    pub host: String,
+    pub store: StoreHealth,
+    pub blocks: Vec<BlockStatus>,
+    /// Addresses in use outside the blocks this host holds.
+    pub strays: Vec<std::net::IpAddr>,
+    pub claims: u64,
+    pub lost_races: u64,
+    pub etcd_failures: u64,
+}
+
 #[derive(Debug, Serialize)]
 pub struct Status {
     pub version: &'static str,
@@ -74,6 +99,8 @@ pub struct Status {
     pub routes_installed: usize,
     /// Why the installed routes could not be read, if they could not.
     pub routes_error: Option<String>,
+    /// The cluster-wide IPAM, when on.
+    pub ipam: Option<IpamStatus>,
 }
 
 impl Status {
@@ -123,6 +150,7 @@ impl Status {
             routes: Vec::new(),
             routes_installed: 0,
             routes_error: None,
+            ipam: None,
         }
     }
 
@@ -247,6 +275,50 @@ fn write_text(out: &mut String, v: &Value, now: u64) -> std::fmt::Result {
     }
     if yes(&b["enabled"]) {
         write_refusals(out, b)?;
+    }
+    if !v["ipam"].is_null() {
+        write_ipam(out, &v["ipam"], now)?;
+    }
+    Ok(())
+}
+
+/// The IPAM: etcd's health, this host's blocks and usage, strays.
+fn write_ipam(out: &mut String, i: &Value, now: u64) -> std::fmt::Result {
+    let st = &i["store"];
+    let since = st["since"]
+        .as_u64()
+        .map(|t| format!(" for {}", human_duration(now.saturating_sub(t))))
+        .unwrap_or_default();
+    let state = match st["up"].as_bool() {
+        Some(true) => format!("answers{since}"),
+        Some(false) => format!("does NOT answer{since}"),
+        None => "not asked yet".into(),
+    };
+    let blocks = list(&i["blocks"]);
+    let used: u64 = blocks.iter().filter_map(|b| b["used"].as_u64()).sum();
+    writeln!(
+        out,
+        "ipam: host {}  etcd {state}  blocks {}  addresses {used}  strays {}  claims {}  etcd failures {}",
+        s(&i["host"]),
+        blocks.len(),
+        list(&i["strays"]).len(),
+        i["claims"],
+        i["etcd_failures"]
+    )?;
+    if st["up"] == Value::Bool(false) {
+        writeln!(out, "  last error: {}", s(&st["last_error"]))?;
+    }
+    for b in blocks {
+        writeln!(
+            out,
+            "  block {:<20} pool {:<18} {} in use",
+            s(&b["block"]),
+            s(&b["pool"]),
+            b["used"]
+        )?;
+    }
+    for a in list(&i["strays"]) {
+        writeln!(out, "  stray {} (announced alone)", s(a))?;
     }
     Ok(())
 }
@@ -569,6 +641,25 @@ mod tests {
     }
 
     #[test]
+    fn text_shows_the_ipam_blocks_strays_and_etcd() {
+        let t = render_text(&json!({
+            "time": 1000,
+            "ipam": {"host": "192.0.2.1", "store": {"up": false, "since": 940, "last_error": "etcd did not answer within 3s"},
+                     "blocks": [{"pool": "10.20.0.0/16", "block": "10.20.0.0/26", "used": 5}],
+                     "strays": ["10.20.9.9"], "claims": 1, "lost_races": 0, "etcd_failures": 2}
+        }));
+        for want in [
+            "ipam: host 192.0.2.1  etcd does NOT answer for 1m00s  blocks 1  addresses 5  strays 1",
+            "last error: etcd did not answer within 3s",
+            "block 10.20.0.0/26",
+            "stray 10.20.9.9",
+        ] {
+            assert!(t.contains(want), "{want:?} missing from:\n{t}");
+        }
+        assert!(!render_text(&json!({})).contains("ipam:"), "off: not shown");
+    }
+
+    #[test]
     fn utc_dates() {
         assert_eq!(format_utc(0), "1970-01-01 00:00:00 UTC");
         assert_eq!(format_utc(951_782_400), "2000-02-29 00:00:00 UTC");
@@ -603,6 +694,7 @@ mod tests {
             routes: Vec::new(),
             routes_installed: 0,
             routes_error: None,
+            ipam: None,
         };
         let routes: Vec<Route> = (0..300u32)
             .map(|i| Route {

@@ -45,6 +45,7 @@ fn net(id: &str, parent: &str, subnets: &str, dataplane: Dataplane) -> NetworkSp
         internal: false,
         host_link: false,
         attrs: Default::default(),
+        cluster_ipam: false,
     };
     for s in subnets.split(',') {
         match s.parse().unwrap() {

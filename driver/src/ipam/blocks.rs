@@ -397,6 +397,21 @@ pub async fn release_block<S: Store>(
     Ok(t.succeeded)
 }
 
+/// Every pool under the prefix, by CIDR.
+pub async fn all_pools<S: Store>(store: &S, keys: &Keys) -> Result<Vec<PoolRecord>, IpamError> {
+    let r = store
+        .range(&keys.pools())
+        .await
+        .map_err(IpamError::etcd("reading the pools"))?;
+    let mut pools = r
+        .kvs
+        .iter()
+        .map(|kv| parse::<PoolRecord>(&kv.key, &kv.value))
+        .collect::<Result<Vec<_>, _>>()?;
+    pools.sort_by_key(|p| p.cidr);
+    Ok(pools)
+}
+
 /// Every block affinity under the prefix.
 pub async fn all_blocks<S: Store>(store: &S, keys: &Keys) -> Result<Vec<BlockOwner>, IpamError> {
     let r = store

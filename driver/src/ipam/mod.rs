@@ -5,21 +5,25 @@
 //! Docker's IpamDriver calls (phase 2: api/) ──► Ipam ──► alloc.rs  (addresses inside held blocks: no round trip)
 //!                                                 ├──► blocks.rs (pools, hosts, block claims in etcd) ──► store.rs ──► etcd
 //!                                                 ├──► local.rs  (held blocks and addresses, on disk)
+//!                                                 ├──► health.rs (every etcd call's outcome: store health)
 //!                                                 └──► error.rs  (IpamError: what failed, what to do)
-//! Ipam::held_blocks / strays ──► announcer (phase 2): one route per block, a /32 or /128 per stray
+//! upkeep.rs (the background loop: reconcile, usage mirror, idle blocks, health probe) ──► Ipam
+//! Ipam::held_blocks / strays ──► announcer (phase 2b): one route per block, a /32 or /128 per stray
 //! ```
 //! In: pools and address requests (any, a given one, the gateway) and
 //! releases. Out: addresses, the blocks this host holds and its strays, and
 //! one error type, [`IpamError`], whose text says what failed and what to
 //! do. A request that needs etcd (a new pool on this host, a new block)
-//! fails within the store's deadline with an error naming etcd; everything
+//! fails within [`IpamConfig::deadline`] with an error naming etcd; everything
 //! else works without it (invariant 11). See docs/ipam.md.
 
 pub mod alloc;
 pub mod blocks;
 pub mod error;
+pub mod health;
 pub mod local;
 pub mod store;
+pub mod upkeep;
 
 use std::collections::BTreeSet;
 use std::net::IpAddr;
@@ -31,12 +35,14 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use ipnet::IpNet;
 
 pub use alloc::{PoolState, Use};
-pub use blocks::{audit, release_host, Audit, BlockOwner, Keys, PoolRecord};
+pub use blocks::{all_pools, audit, release_host, Audit, BlockOwner, Keys, PoolRecord};
 pub use error::IpamError;
+pub use health::StoreHealth;
 pub use local::LocalState;
 pub use store::{EtcdStore, Store, StoreConfig, StoreError, TlsFiles};
 
-use alloc::{block_of, default_block_len, usable, Refusal};
+use alloc::{block_of, usable, Refusal, DEFAULT_BLOCK_V4, DEFAULT_BLOCK_V6};
+use health::Observed;
 use local::LocalFile;
 
 /// The default key prefix in etcd.
@@ -68,6 +74,28 @@ pub struct IpamConfig {
     pub state_file: PathBuf,
     /// How long an empty block stays claimed.
     pub grace: Duration,
+    /// How long a request that needs etcd may take in all (waiting for
+    /// another claim included): past it, it fails with an error naming etcd.
+    pub deadline: Duration,
+    /// Block lengths of a pool this host creates without an explicit one
+    /// (IPv4, IPv6); a pool that exists keeps the length it was made with.
+    pub block_v4: u8,
+    pub block_v6: u8,
+}
+
+impl IpamConfig {
+    /// The defaults: [`DEFAULT_PREFIX`], [`DEFAULT_GRACE`], /26 and /122 blocks.
+    pub fn new(host: impl Into<String>, state_file: impl Into<PathBuf>) -> IpamConfig {
+        IpamConfig {
+            host: host.into(),
+            prefix: DEFAULT_PREFIX.into(),
+            state_file: state_file.into(),
+            grace: DEFAULT_GRACE,
+            deadline: store::DEFAULT_TIMEOUT,
+            block_v4: DEFAULT_BLOCK_V4,
+            block_v6: DEFAULT_BLOCK_V6,
+        }
+    }
 }
 
 /// What [`Ipam::reconcile`] changed.
@@ -82,9 +110,11 @@ pub struct Reconciled {
 
 /// The IPAM of one host.
 pub struct Ipam<S: Store> {
-    store: S,
+    store: Observed<S>,
     keys: Keys,
     grace: Duration,
+    deadline: Duration,
+    blocks: (u8, u8),
     file: LocalFile,
     local: Mutex<LocalState>,
     /// Serializes claims (the slow, etcd path); local allocations never wait
@@ -115,6 +145,13 @@ impl<S: Store> Ipam<S> {
     /// Loads this host's state (or starts an empty one). Needs no etcd.
     pub fn open(store: S, cfg: IpamConfig) -> Result<Self, IpamError> {
         blocks::validate_host_id(&cfg.host)?;
+        for (len, max) in [(cfg.block_v4, 32), (cfg.block_v6, 128)] {
+            if len == 0 || len > max {
+                return Err(IpamError::Invalid(format!(
+                    "default block length /{len} is not a prefix length (at most /{max})"
+                )));
+            }
+        }
         let file = LocalFile::new(&cfg.state_file);
         let state = match file.load().map_err(IpamError::Local)? {
             Some(s) if s.host != cfg.host => {
@@ -144,9 +181,11 @@ impl<S: Store> Ipam<S> {
             .flat_map(|p| p.blocks.keys().map(|b| (p.pool, *b)))
             .collect();
         Ok(Ipam {
-            store,
+            store: Observed::new(store),
             keys: Keys::new(&cfg.prefix),
             grace: cfg.grace,
+            deadline: cfg.deadline,
+            blocks: (cfg.block_v4, cfg.block_v6),
             file,
             local: Mutex::new(state),
             claims: tokio::sync::Mutex::new(()),
@@ -161,7 +200,33 @@ impl<S: Store> Ipam<S> {
     }
 
     pub fn store(&self) -> &S {
-        &self.store
+        self.store.inner()
+    }
+
+    /// What the last etcd calls said: up or down, since when, the last error.
+    pub fn health(&self) -> StoreHealth {
+        self.store.health()
+    }
+
+    /// One linearizable read of this host's registration: whether etcd has
+    /// a quorum now (noted in [`Ipam::health`]).
+    pub async fn ping(&self) -> Result<(), IpamError> {
+        let key = self.keys.host(&self.lock().host);
+        self.store
+            .range(&key)
+            .await
+            .map(|_| ())
+            .map_err(IpamError::etcd("checking etcd"))
+    }
+
+    /// The block length of a new pool: the configured default of its
+    /// family, never shorter than the pool itself.
+    fn default_block_len(&self, pool: IpNet) -> u8 {
+        match pool {
+            IpNet::V4(_) => self.blocks.0,
+            IpNet::V6(_) => self.blocks.1,
+        }
+        .max(pool.prefix_len())
     }
 
     pub fn keys(&self) -> &Keys {
@@ -207,14 +272,16 @@ impl<S: Store> Ipam<S> {
                 });
             }
         }
-        let rec = blocks::ensure_pool(
+        let made = blocks::ensure_pool(
             &self.store,
             &self.keys,
             pool,
             block_len,
-            default_block_len(pool),
-        )
-        .await?;
+            self.default_block_len(pool),
+        );
+        let rec = tokio::time::timeout(self.deadline, made)
+            .await
+            .map_err(|_| self.late("creating the pool"))??;
         let mut s = self.lock();
         if let std::collections::btree_map::Entry::Vacant(e) = s.pools.entry(pool) {
             e.insert(PoolState::new(pool, rec.block_len));
@@ -227,10 +294,39 @@ impl<S: Store> Ipam<S> {
     /// possible (no etcd); otherwise a block is claimed first: any free one,
     /// or for a given address the block that contains it. A given address
     /// in a block another host holds is refused.
+    /// Whatever etcd does, the request ends within the deadline (a claim
+    /// waiting behind another one included); a claim cut off there changes
+    /// nothing here, and a block etcd granted to it after all is adopted by
+    /// the next [`Ipam::reconcile`] and released when idle.
     pub async fn request_address(&self, pool: IpNet, want: Want) -> Result<IpAddr, IpamError> {
         if let Some(a) = self.try_local(pool, want)? {
             return Ok(a);
         }
+        match tokio::time::timeout(self.deadline, self.claim_for(pool, want)).await {
+            Ok(r) => r,
+            Err(_) => {
+                self.stats
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .etcd_failures += 1;
+                Err(self.late("claiming a block"))
+            }
+        }
+    }
+
+    /// A request cut off at the deadline.
+    fn late(&self, op: &'static str) -> IpamError {
+        IpamError::Etcd {
+            op,
+            source: StoreError::Timeout {
+                after: self.deadline,
+                last: None,
+            },
+        }
+    }
+
+    /// The slow path of [`Ipam::request_address`]: one claim at a time.
+    async fn claim_for(&self, pool: IpNet, want: Want) -> Result<IpAddr, IpamError> {
         let _claiming = self.claims.lock().await;
         // A claim that finished while we waited may have made room.
         if let Some(a) = self.try_local(pool, want)? {
@@ -498,6 +594,19 @@ impl<S: Store> Ipam<S> {
         Ok(out)
     }
 
+    /// The pool as this host knows it (no etcd), if it does.
+    pub fn pool(&self, pool: IpNet) -> Option<PoolRecord> {
+        self.lock().pools.get(&pool).map(|p| PoolRecord {
+            cidr: pool,
+            block_len: p.block_len,
+        })
+    }
+
+    /// What `addr` of `pool` is used for on this host, if it is in use.
+    pub fn in_use(&self, pool: IpNet, addr: IpAddr) -> Option<Use> {
+        self.lock().pools.get(&pool).and_then(|p| p.in_use(addr))
+    }
+
     /// `(pool, block)` for every block this host holds: what it announces.
     pub fn held_blocks(&self) -> Vec<(IpNet, IpNet)> {
         let s = self.lock();
@@ -542,10 +651,8 @@ mod tests {
 
     fn cfg(dir: &std::path::Path, host: &str) -> IpamConfig {
         IpamConfig {
-            host: host.into(),
             prefix: "/t/v1/".into(),
-            state_file: dir.join(format!("{host}.json")),
-            grace: Duration::from_secs(600),
+            ..IpamConfig::new(host, dir.join(format!("{host}.json")))
         }
     }
 
@@ -607,6 +714,71 @@ mod tests {
             .await
             .unwrap_err();
         assert!(matches!(e, IpamError::Reserved { .. }), "{e}");
+    }
+
+    #[tokio::test]
+    async fn a_frozen_etcd_fails_every_waiting_claim_at_one_deadline_and_changes_nothing() {
+        let pool = n("10.20.0.0/24");
+        let dir = tempfile::tempdir().unwrap();
+        let m = Arc::new(MemStore::default());
+        let h1 = Arc::new(
+            Ipam::open(
+                Shared(m.clone()),
+                IpamConfig {
+                    deadline: Duration::from_millis(400),
+                    ..cfg(dir.path(), "h1")
+                },
+            )
+            .unwrap(),
+        );
+        h1.request_pool(pool, Some(28)).await.unwrap();
+        let held = h1.request_address(pool, Want::Any).await.unwrap();
+        let before = (h1.held_blocks(), m.keys());
+        m.hang.store(true, Ordering::SeqCst);
+        let t0 = tokio::time::Instant::now();
+        // Three starts that each need a new block, at once: each fails at
+        // the one deadline, not one deadline after the other.
+        let claims: Vec<_> = ["10.20.0.100", "10.20.0.120", "10.20.0.140"]
+            .into_iter()
+            .map(|x| {
+                let h = h1.clone();
+                tokio::spawn(async move {
+                    let r = h.request_address(pool, Want::Exact(a(x))).await;
+                    (r, t0.elapsed())
+                })
+            })
+            .collect();
+        // Meanwhile the held block serves at once.
+        let local = h1.request_address(pool, Want::Any).await.unwrap();
+        assert!(t0.elapsed() < Duration::from_millis(100), "waited for etcd");
+        for c in claims {
+            let (r, took) = c.await.unwrap();
+            let e = r.unwrap_err();
+            assert!(matches!(e, IpamError::Etcd { .. }), "{e}");
+            assert!(
+                e.to_string().contains("etcd did not answer within 400ms"),
+                "{e}"
+            );
+            // One deadline each (queued one after the other: 1.2 s).
+            assert!(took < Duration::from_millis(700), "{took:?}");
+        }
+        let e = h1.request_pool(n("10.21.0.0/24"), None).await.unwrap_err();
+        assert!(
+            e.to_string().starts_with("creating the pool needs etcd"),
+            "{e}"
+        );
+        assert_eq!((h1.held_blocks(), m.keys()), before, "nothing half-made");
+        let used: BTreeSet<IpAddr> = h1.snapshot().pools[&pool]
+            .addresses()
+            .map(|(x, _)| x)
+            .collect();
+        assert_eq!(used, BTreeSet::from([held, local]));
+        assert_eq!(h1.stats().etcd_failures, 3);
+        // Thawed: the same request succeeds.
+        m.hang.store(false, Ordering::SeqCst);
+        h1.request_address(pool, Want::Exact(a("10.20.0.100")))
+            .await
+            .unwrap();
     }
 
     #[tokio::test]

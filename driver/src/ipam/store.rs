@@ -389,10 +389,15 @@ pub mod fake {
         inner: Mutex<(i64, BTreeMap<String, Kv>)>,
         /// When set, every call fails as a lost quorum would.
         pub down: std::sync::atomic::AtomicBool,
+        /// When set, every call hangs, as on a frozen etcd.
+        pub hang: std::sync::atomic::AtomicBool,
     }
 
     impl MemStore {
-        fn check(&self) -> Result<(), StoreError> {
+        async fn check(&self) -> Result<(), StoreError> {
+            if self.hang.load(std::sync::atomic::Ordering::SeqCst) {
+                std::future::pending::<()>().await;
+            }
             if self.down.load(std::sync::atomic::Ordering::SeqCst) {
                 return Err(StoreError::Timeout {
                     after: Duration::from_millis(1),
@@ -416,7 +421,7 @@ pub mod fake {
 
     impl Store for MemStore {
         async fn range(&self, prefix: &str) -> Result<Range, StoreError> {
-            self.check()?;
+            self.check().await?;
             let g = self.inner.lock().unwrap();
             Ok(Range {
                 kvs: g
@@ -430,7 +435,7 @@ pub mod fake {
         }
 
         async fn txn(&self, txn: Txn) -> Result<TxnResult, StoreError> {
-            self.check()?;
+            self.check().await?;
             let mut g = self.inner.lock().unwrap();
             let (rev, map) = &mut *g;
             let ok = txn.when.iter().all(|c| match c {

@@ -130,6 +130,11 @@ pub struct NetworkSpec {
     /// BGP attributes on what this network announces (`-o bgp_*`).
     #[serde(default, skip_serializing_if = "RouteAttrs::is_empty")]
     pub attrs: RouteAttrs,
+    /// Its addresses come from the cluster-wide IPAM (`--ipam-driver
+    /// ipvlan-bgp`): one subnet on every host, containers hold host routes
+    /// (/32, /128) and reach even their own subnet through the gateway.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub cluster_ipam: bool,
 }
 
 /// Docker's network IDs are 64 hex characters; accept any non-empty hex-ish

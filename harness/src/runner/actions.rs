@@ -103,7 +103,10 @@ impl Runner<'_> {
                         attempts += 1;
                         let r = self.start_one(&name);
                         match (&r, within) {
-                            (Err(_), Some(w)) if t.elapsed() < self.scale(*w) => {
+                            // An expected failure is never retried.
+                            (Err(_), Some(w))
+                                if expect_error.is_none() && t.elapsed() < self.scale(*w) =>
+                            {
                                 std::thread::sleep(POLL)
                             }
                             _ => break r,
@@ -136,7 +139,12 @@ impl Runner<'_> {
                             if !seen.contains(want.as_str()) {
                                 bail!("starting {name} failed, but the user sees {seen:?}, which does not contain {want:?}");
                             }
-                            eprintln!("[{}] as expected, the user sees: {seen}", self.s.name);
+                            if let Some(w) = within {
+                                if took > self.scale(*w) {
+                                    bail!("starting {name} failed as expected, but only after {took:?} (limit {:?})", self.scale(*w));
+                                }
+                            }
+                            eprintln!("[{}] as expected, after {took:?} the user sees: {seen}", self.s.name);
                         }
                     }
                 }

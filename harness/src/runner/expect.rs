@@ -223,7 +223,7 @@ impl Runner<'_> {
                 family,
             } => {
                 let members: Vec<String> = match members {
-                    Some(m) => m.clone(),
+                    Some(m) => self.s.expand(m),
                     None => self.running.keys().cloned().collect(),
                 };
                 if members.len() < 2 {
@@ -349,6 +349,7 @@ impl Runner<'_> {
                 address,
                 default_route,
                 gateway,
+                host_route,
                 within,
             } => {
                 let mut views = Vec::new();
@@ -376,6 +377,7 @@ impl Runner<'_> {
                     address: *address,
                     default_route: *default_route,
                     gateway: *gateway,
+                    host_route: *host_route,
                 };
                 let took = poll_then_hold(self.scale(*within), None, || {
                     let mut wrong = Vec::new();

@@ -21,6 +21,7 @@
 //!                   ├─► metrics.rs (expect-metrics), router_bgp.rs (expect-router-bgp), withdrawn.rs (expect-withdrawn),
 //!                   │   route_events.rs (route-events-start/stop)
 //!                   └─► members.rs (names to probe members, addresses, prefixes), gobgp.rs (the CLI)
+//!   play.rs ─► ipam.rs (etcd members, ipam release-host, expect-ipam: the cross-host audit)
 //! teardown.rs (probes, injected paths, containers, networks through the engine; no link of ours left)
 //! ```
 
@@ -47,6 +48,7 @@ mod exec;
 mod expect;
 mod flood;
 mod gobgp;
+mod ipam;
 mod members;
 mod metrics;
 mod play;

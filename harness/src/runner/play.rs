@@ -101,10 +101,19 @@ impl Runner<'_> {
     /// Who plays it is its row in the step table (`scenario::step_kinds`):
     /// expectations (and the snapshots and probes they compare against) in
     /// `expect.rs` (`metrics.rs`, `router_bgp.rs`, `withdrawn.rs`, `route_events.rs`), everything else that
-    /// does something in `actions.rs`.
+    /// does something in `actions.rs`; the cluster IPAM's steps in `ipam.rs`.
     pub(super) fn step(&mut self, step: &Step) -> Result<Option<Duration>> {
         let a = &step.action;
         match (step.kind.play, a) {
+            (
+                _,
+                Action::EtcdKill { .. }
+                | Action::EtcdStart { .. }
+                | Action::EtcdFreeze { .. }
+                | Action::EtcdThaw { .. }
+                | Action::IpamReleaseHost { .. }
+                | Action::ExpectIpam { .. },
+            ) => self.ipam_step(a),
             (Play::Expect, Action::ExpectMetrics { .. }) => self.expect_metrics(a),
             (Play::Expect, Action::ExpectRouterBgp { .. }) => self.expect_router_bgp(a),
             (Play::Expect, Action::ExpectWithdrawn { .. }) => self.expect_withdrawn(a),

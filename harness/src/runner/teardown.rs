@@ -43,6 +43,11 @@ impl Runner<'_> {
                 }
             }
         }
+        for m in self.w.etcd.iter().flat_map(|e| &e.members) {
+            if m.daemon.running() {
+                let _ = m.daemon.send(Signal::SIGCONT);
+            }
+        }
         for (id, f) in self.floods.drain() {
             // A flood still sending ends with gobgpd (stopped by the cleanup stack).
             if f.is_finished() {

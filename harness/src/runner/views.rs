@@ -87,6 +87,9 @@ pub struct ContainerWant {
     pub address: Option<bool>,
     pub default_route: Option<DefaultRoute>,
     pub gateway: Option<bool>,
+    /// The address is a host route and so is every on-link route but the
+    /// default one (or, `false`, the address is not a host route).
+    pub host_route: Option<bool>,
 }
 
 impl ContainerWant {
@@ -128,6 +131,37 @@ impl ContainerWant {
                 } else {
                     format!("eth0 holds {addr}")
                 });
+            }
+        }
+        if let Some(want) = self.host_route {
+            let max = if v6 { 128 } else { 32 };
+            match v.eth0.iter().find(|n| n.addr() == addr) {
+                None => wrong.push(format!("eth0 lacks its address {addr}")),
+                Some(n) if (n.prefix_len() == max) != want => wrong.push(format!(
+                    "eth0 holds {n}, {}a host route",
+                    if want { "not " } else { "" }
+                )),
+                Some(_) => {}
+            }
+            if want {
+                let wide: Vec<String> = v
+                    .routes
+                    .iter()
+                    .filter(|(d, via, eth0)| {
+                        *eth0
+                            && via.is_none()
+                            && d.addr().is_ipv6() == v6
+                            && d.prefix_len() != 0
+                            && d.prefix_len() != max
+                    })
+                    .map(|(d, _, _)| d.to_string())
+                    .collect();
+                if !wide.is_empty() {
+                    wrong.push(format!(
+                        "on-link routes to more than one address (bridged, not routed): {}",
+                        wide.join(", ")
+                    ));
+                }
             }
         }
         let default = v.default_route(v6);
@@ -580,6 +614,42 @@ mod tests {
     }
 
     #[test]
+    fn host_routes_are_told_from_bridged_addresses() {
+        let addr: IpAddr = "10.20.0.5".parse().unwrap();
+        let gw: IpAddr = "10.20.0.1".parse().unwrap();
+        let routed = ContainerView {
+            eth0: vec!["10.20.0.5/32".parse().unwrap()],
+            routes: vec![
+                ("0.0.0.0/0".parse().unwrap(), Some(gw), true),
+                ("10.20.0.1/32".parse().unwrap(), None, true),
+            ],
+        };
+        let bridged = ContainerView {
+            eth0: vec!["10.20.0.5/16".parse().unwrap()],
+            routes: vec![
+                ("0.0.0.0/0".parse().unwrap(), Some(gw), true),
+                ("10.20.0.0/16".parse().unwrap(), None, true),
+            ],
+        };
+        let want = ContainerWant {
+            host_route: Some(true),
+            ..ContainerWant::default()
+        };
+        assert_eq!(want.check(&routed, &[(addr, gw)]), Ok(()));
+        let e = want.check(&bridged, &[(addr, gw)]).unwrap_err();
+        assert!(
+            e.contains("not a host route") && e.contains("bridged, not routed"),
+            "{e}"
+        );
+        let not = ContainerWant {
+            host_route: Some(false),
+            ..ContainerWant::default()
+        };
+        assert!(not.check(&bridged, &[(addr, gw)]).is_ok());
+        assert!(not.check(&routed, &[(addr, gw)]).is_err());
+    }
+
+    #[test]
     fn container_views_are_checked_per_data_plane() {
         let addr: Ipv4Addr = "10.1.1.2".parse().unwrap();
         let gw: Ipv4Addr = "10.1.1.1".parse().unwrap();
@@ -602,11 +672,13 @@ mod tests {
             address: Some(true),
             default_route: Some(DefaultRoute::Connected),
             gateway: Some(false),
+            host_route: None,
         };
         let want_l2 = ContainerWant {
             address: Some(true),
             default_route: Some(DefaultRoute::Gateway),
             gateway: Some(true),
+            host_route: None,
         };
         let (addr, gw) = (IpAddr::V4(addr), IpAddr::V4(gw));
         assert_eq!(want_l3.check(&l3, &[(addr, gw)]), Ok(()));

@@ -195,12 +195,14 @@ impl Scenario {
 
     /// A network's subnet per host of one family: as written, or derived
     /// from its `subnet` (`subnet6`) pattern for each of its `hosts`
-    /// (default every Docker host).
+    /// (default every Docker host). With `one_subnet` (the cluster-wide
+    /// IPAM) the pattern may be one subnet for every host.
     pub(in crate::scenario) fn network_subnets<N: SubnetText>(
         &self,
         written: &BTreeMap<String, N>,
         pattern: &Option<String>,
         hosts: &Option<Vec<String>>,
+        one_subnet: bool,
     ) -> std::result::Result<BTreeMap<String, N>, String> {
         let Some(pattern) = pattern else {
             if hosts.is_some() && written.is_empty() {
@@ -214,7 +216,7 @@ impl Scenario {
         if !written.is_empty() {
             return Err("give subnets or a subnet pattern, not both".into());
         }
-        if !pattern.contains("{n}") {
+        if !pattern.contains("{n}") && !one_subnet {
             return Err(format!(
                 "subnet pattern {pattern:?} has no {{n}} (the host's number), so every host would get the same subnet"
             ));
@@ -240,7 +242,8 @@ impl Scenario {
                     "subnet pattern {pattern:?} gives {subnet} for host {h}, which has host bits set"
                 ));
             }
-            if let Some((other, o)) = out.iter().find(|(_, o)| o.overlaps(&subnet)) {
+            let overlap = out.iter().find(|(_, o)| o.overlaps(&subnet));
+            if let Some((other, o)) = overlap.filter(|_| !one_subnet) {
                 return Err(format!(
                     "subnet pattern {pattern:?} gives overlapping subnets: {o} for {other} and {subnet} for {h}"
                 ));

@@ -12,8 +12,8 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use super::schema::{
-    BgpSection, Capability, ContainerDef, DriverSection, Engine, GobgpLine, HostDef, NetworkDef,
-    RouterDef, SegmentDef,
+    BgpSection, Capability, ContainerDef, DriverSection, Engine, EtcdSection, GobgpLine, HostDef,
+    NetworkDef, RouterDef, SegmentDef,
 };
 use super::step_kinds::StepKind;
 use super::steps::Action;
@@ -48,6 +48,11 @@ pub(super) struct RawScenario {
     pub(super) driver: DriverSection,
     #[serde(default)]
     pub(super) segments: Vec<SegmentDef>,
+    /// A real etcd cluster for the cluster-wide IPAM.
+    pub(super) etcd: Option<EtcdSection>,
+    /// Drop ARP and NDP about container addresses on every segment.
+    #[serde(default)]
+    pub(super) isolate_l2: bool,
     pub(super) hosts: Vec<Spanned<HostDef>>,
     #[serde(default)]
     pub(super) routers: Vec<Spanned<RouterDef>>,
@@ -84,6 +89,12 @@ pub struct Scenario {
     pub segments: Vec<SegmentDef>,
     pub bgp: BgpSection,
     pub driver: DriverSection,
+    /// The etcd cluster of the cluster-wide IPAM, if any.
+    pub etcd: Option<EtcdSection>,
+    /// ARP and NDP about any network's subnets are dropped on every
+    /// segment's bridge (nftables in the switch): containers on different
+    /// hosts never meet through L2 adjacency, only through routes.
+    pub isolate_l2: bool,
     pub hosts: Vec<HostDef>,
     pub routers: Vec<RouterDef>,
     pub networks: Vec<NetworkDef>,

@@ -43,6 +43,9 @@ impl Scenario {
         let bgp = check::hosts::bgp(&raw, &host_groups, &host_names, &hosts, here)?;
         let routers = check::routers::routers(&raw, &segments, &host_names, here)?;
         let mut requires: BTreeSet<Capability> = raw.requires.iter().copied().collect();
+        if raw.etcd.is_some() {
+            requires.insert(Capability::Etcd);
+        }
         for r in &routers {
             requires.insert(match r.kind {
                 RouterKind::Frr => Capability::Frr,
@@ -63,6 +66,8 @@ impl Scenario {
             segments,
             bgp,
             driver: raw.driver.clone(),
+            etcd: None,
+            isolate_l2: raw.isolate_l2,
             hosts,
             routers,
             networks: Vec::new(),
@@ -73,6 +78,7 @@ impl Scenario {
         };
         check::routers::neighbours(&s, &raw, here)?;
         check::routers::gateways_and_peers(&s, &expanded, here)?;
+        s.etcd = check::ipam::etcd(&s, &raw, here)?;
         let networks = check::networks::networks(&s, &raw, &host_names, here)?;
         let flat = expand::per_host_containers(&s, &raw.containers, here)?;
         let (containers, groups) =
@@ -80,6 +86,7 @@ impl Scenario {
         s.networks = networks;
         s.containers = containers;
         s.groups = groups;
+        check::ipam::cluster(&s, here)?;
         check::engines::engines(&mut s, &raw, here)?;
         check::gobgp::lines_and_bfd(&mut s, &raw, here)?;
         s.steps = steps(&s, &raw, here)?;

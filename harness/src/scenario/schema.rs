@@ -26,6 +26,8 @@ pub enum Capability {
     Dockerd,
     Frr,
     Bird,
+    /// etcd and etcdctl (the cluster-wide IPAM's store; implied by `[etcd]`).
+    Etcd,
 }
 
 /// A container engine, by the name scenario files, `--engine` and reports
@@ -410,6 +412,55 @@ pub struct NetworkDef {
     /// Create the network on every host before the first step (default true).
     #[serde(default = "yes")]
     pub create: bool,
+    /// Who hands out its addresses: Docker's own IPAM (`docker`, the
+    /// default: one subnet per host) or the driver's cluster-wide one
+    /// (`ipvlan-bgp`: `--ipam-driver ipvlan-bgp`, one subnet on every host,
+    /// each host with blocks of its own; needs `[etcd]`).
+    #[serde(default)]
+    pub ipam: IpamKind,
+    /// With `ipam = "ipvlan-bgp"`: `--ipam-opt block-size=N`.
+    pub block_size: Option<u8>,
+}
+
+/// Which IPAM hands out a network's addresses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+pub enum IpamKind {
+    /// Docker's default IPAM (host-local).
+    #[default]
+    #[serde(rename = "docker")]
+    Docker,
+    /// The driver's cluster-wide IPAM on etcd.
+    #[serde(rename = "ipvlan-bgp")]
+    Cluster,
+}
+
+/// A real etcd cluster for the cluster-wide IPAM: `members` etcd processes,
+/// each in a namespace of its own wired to a segment, and every Docker
+/// host's driver given `--etcd-endpoints` (and with `tls`, `--etcd-ca`,
+/// `--etcd-cert`, `--etcd-key`; with `auth`, `--etcd-user` with a password
+/// file, one user per host, whose role reaches only the IPAM's prefix).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EtcdSection {
+    #[serde(default = "default_members")]
+    pub members: usize,
+    /// Client connections over TLS, with a client certificate per host.
+    #[serde(default)]
+    pub tls: bool,
+    /// etcd's auth on: a user and password per host.
+    #[serde(default)]
+    pub auth: bool,
+    /// The segment the members are wired to (default: the first).
+    pub segment: Option<String>,
+    /// A router on that segment: the members' default route (a routed underlay).
+    pub gateway: Option<String>,
+    /// The members' addresses (chosen by the checks: the top of the segment).
+    #[serde(skip)]
+    pub addresses: Vec<ipnet::Ipv4Net>,
+}
+
+fn default_members() -> usize {
+    3
 }
 
 pub(super) fn yes() -> bool {
@@ -450,6 +501,8 @@ pub struct ContainerDef {
     pub count: Option<usize>,
     /// A Docker health check (dockerd engine only).
     pub health: Option<HealthDef>,
+    /// A fixed address (`docker run --ip`), on a network of the cluster IPAM.
+    pub ip: Option<std::net::Ipv4Addr>,
 }
 
 /// `docker run --health-cmd CMD --health-interval I --health-retries R`.

@@ -199,6 +199,11 @@ pub enum Action {
         /// IPAM: the subnet's first address); `false`: no route in the
         /// container has a next hop at all.
         gateway: Option<bool>,
+        /// `true`: the address is a host route (/32, /128) and every
+        /// on-link route but the default is a host route (routed, not
+        /// bridged: the cluster IPAM); `false`: the address has a longer
+        /// reach (Docker's IPAM: the subnet's length).
+        host_route: Option<bool>,
         #[serde(default = "default_within")]
         within: Dur,
     },
@@ -475,6 +480,42 @@ pub enum Action {
         max_loss: Option<u64>,
         /// Instead of a loss count: the longest run of lost probes must be shorter than this.
         max_outage: Option<Dur>,
+    },
+    /// SIGKILL etcd members (`e1`, `e2`, ... of the `[etcd]` section).
+    EtcdKill {
+        members: Vec<String>,
+    },
+    /// Start killed etcd members again (their data kept); does not wait.
+    EtcdStart {
+        members: Vec<String>,
+    },
+    /// SIGSTOP etcd members: they hang, their sockets stay open (a frozen
+    /// store: calls time out instead of being refused).
+    EtcdFreeze {
+        members: Vec<String>,
+    },
+    /// SIGCONT frozen etcd members.
+    EtcdThaw {
+        members: Vec<String>,
+    },
+    /// `ipvlan-bgp ipam release-host ID` run on `host` (through its
+    /// driver), for the dead host `release` (its id: its underlay address).
+    IpamReleaseHost {
+        host: String,
+        release: String,
+    },
+    /// The cross-host audit of a network of the cluster IPAM: see `runner/ipam.rs`.
+    ExpectIpam {
+        network: String,
+        /// The live hosts to audit (default: every Docker host of the network).
+        hosts: Option<Vec<String>>,
+        /// Hosts whose blocks must all be released in etcd.
+        #[serde(default)]
+        gone: Vec<String>,
+        /// No host holds more blocks than this.
+        max_blocks: Option<usize>,
+        #[serde(default = "default_within")]
+        within: Dur,
     },
 }
 

@@ -109,6 +109,9 @@ impl World {
                 }
             }
         }
+        if let Some(e) = &self.etcd {
+            out.push_str(&e.diagnostics());
+        }
         out
     }
 

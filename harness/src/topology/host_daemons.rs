@@ -147,6 +147,10 @@ impl World {
                 a.extend(["--peer".into(), p]);
             }
         }
+        // The cluster-wide IPAM's etcd, with this host's certificate and user.
+        if let Some(e) = &self.etcd {
+            a.extend(e.driver_args(&h.def.name));
+        }
         // `{docker_sock}`: the host's dockerd API socket (dockerd engine).
         let sock = h.docker_api_socket().display().to_string();
         a.extend(

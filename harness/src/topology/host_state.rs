@@ -105,3 +105,21 @@ impl World {
         })
     }
 }
+
+impl World {
+    /// The driver's `ipam show` document for host `i` (etcd's pools and
+    /// blocks as that host reads them, its own blocks and strays).
+    pub fn driver_ipam_show(&self, i: usize) -> Result<serde_json::Value> {
+        let r = self.rt.block_on(ipvlan_bgp::api::client::post(
+            &self.hosts[i].socket(),
+            "/IpvlanBgp.IpamShow",
+            Vec::new(),
+            Duration::from_secs(15),
+        ))?;
+        let v = r.json()?;
+        if let Some(e) = v.get("Err").and_then(|e| e.as_str()) {
+            bail!("ipam show on {}: {e}", self.hosts[i].def.name);
+        }
+        Ok(v)
+    }
+}

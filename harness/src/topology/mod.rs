@@ -11,6 +11,7 @@
 //! world.rs (World::build: the one builder) ─► wire.rs (switch, veths into a segment's bridge)
 //!   ├─► hosts.rs (HostRt: namespace, addresses, sockets) ─► host_daemons.rs (gobgpd, driver) ─┐
 //!   ├─► routers.rs (FRR, BIRD) ─────────────────────────────────────────────────────────────────┤
+//!   ├─► etcd.rs (the cluster-wide IPAM's etcd: members, TLS, users) ───────────────────────────┤
 //!   │                                              sessions.rs (the one BGP session planner) ◄─┤
 //!   │                                              configs.rs (gobgpd, FRR, BIRD files)      ◄─┤
 //!   │                                              daemon.rs (a process: start, signal, logs) ◄─┘
@@ -24,6 +25,7 @@
 pub mod configs;
 pub mod daemon;
 mod diagnostics;
+pub mod etcd;
 mod host_daemons;
 mod host_state;
 mod hosts;

@@ -72,3 +72,57 @@ pub fn make_ns(cleanup: &Cleanup, name: &str) -> Result<Netns> {
     });
     Ok(ns)
 }
+
+/// Drops ARP and NDP about any address of the scenario's networks on every
+/// bridge of the switch (nftables, bridge family): containers on different
+/// hosts cannot meet through L2 adjacency, only through routes. ARP and
+/// NDP between the hosts' own (underlay) addresses still pass: BGP and
+/// next hops need them.
+pub fn isolate_l2(switch: &Netns, networks: &[crate::scenario::NetworkDef]) -> Result<()> {
+    use std::collections::BTreeSet;
+    let v4: BTreeSet<ipnet::Ipv4Net> = networks
+        .iter()
+        .flat_map(|n| n.subnets.values().copied())
+        .collect();
+    let v6: BTreeSet<ipnet::Ipv6Net> = networks
+        .iter()
+        .flat_map(|n| n.subnets6.values().copied())
+        .collect();
+    let mut rules = vec![
+        "table bridge harness_isolate_l2 {".to_string(),
+        "  chain forward {".into(),
+        "    type filter hook forward priority 0; policy accept;".into(),
+    ];
+    for n in &v4 {
+        rules.push(format!("    ether type arp arp saddr ip {n} counter drop"));
+        rules.push(format!("    ether type arp arp daddr ip {n} counter drop"));
+    }
+    for n in &v6 {
+        rules.push(format!(
+            "    icmpv6 type {{ nd-neighbor-solicit, nd-neighbor-advert, nd-redirect }} ip6 saddr {n} counter drop"
+        ));
+        // The target address of a solicitation: its first 64 bits (a
+        // subnet of /64 or longer lies inside them).
+        if n.prefix_len() >= 64 {
+            let top = (u128::from(n.network()) >> 64) as u64;
+            rules.push(format!(
+                "    icmpv6 type {{ nd-neighbor-solicit, nd-neighbor-advert }} @th,64,64 {top:#x} counter drop"
+            ));
+        }
+    }
+    rules.extend(["  }".into(), "}".into()]);
+    let path = std::env::temp_dir().join(format!("{}-isolate.nft", switch.name));
+    std::fs::write(&path, rules.join("\n") + "\n")?;
+    let nft = crate::util::require("nft")?.display().to_string();
+    let p = path.display().to_string();
+    let out = switch.exec(&nft, &["-f", &p], Duration::from_secs(20));
+    let _ = std::fs::remove_file(&path);
+    let out = out?;
+    if !out.status.success() {
+        anyhow::bail!(
+            "nft -f (isolate_l2): {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(())
+}

@@ -19,6 +19,7 @@ use std::sync::Arc;
 
 use anyhow::{anyhow, Context, Result};
 
+use super::etcd::{self, EtcdRt};
 use super::hosts::{self, HostRt};
 use super::options::Options;
 use super::routers::{self, RouterRt};
@@ -41,6 +42,8 @@ pub struct World {
     pub routers: Vec<RouterRt>,
     /// The GoBGP line the hosts run (`None`: no BGP in this scenario).
     pub line: Option<GobgpLine>,
+    /// The etcd cluster of the cluster-wide IPAM (`[etcd]`).
+    pub etcd: Option<EtcdRt>,
 }
 
 impl World {
@@ -69,9 +72,9 @@ impl World {
     /// 3. the daemons: routers, then gobgpd on every host, then the drivers
     ///    (every daemon of a kind started, then all awaited together).
     ///
-    /// A new kind of node (a top-of-rack router with BFD, an etcd cluster)
-    /// adds its file beside `hosts` and `routers` with its wiring and its
-    /// daemons, and one line in steps 2 and 3; a node on several segments
+    /// A new kind of node (a top-of-rack router with BFD, like the etcd
+    /// cluster of `etcd.rs`) adds its file beside `hosts` and `routers` with
+    /// its wiring and its daemons, and one line in steps 2 and 3; a node on several segments
     /// (a dual-homed host) calls [`wire::wire`] once per segment.
     pub fn build(s: &Scenario, opts: &Options, progress: &dyn Fn(&str)) -> Result<World> {
         let id = format!(
@@ -87,8 +90,12 @@ impl World {
             .build()
             .context("tokio runtime")?;
 
-        // 1. The switch.
+        // 1. The switch (with `isolate_l2`, dropping ARP and NDP about
+        // container addresses between its ports).
         let switch = wire::switch(&cleanup, &id, &s.segments)?;
+        if s.isolate_l2 {
+            wire::isolate_l2(&switch, &s.networks)?;
+        }
         // 2. The nodes.
         let hosts = hosts::wire_all(s, &cleanup, &id, &dir, &switch)?;
         progress(&format!("{} hosts wired", hosts.len()));
@@ -98,6 +105,7 @@ impl World {
             .enumerate()
             .map(|(ri, def)| routers::wire_router(s, &cleanup, &id, &dir, &switch, ri, def))
             .collect::<Result<Vec<_>>>()?;
+        let etcd = etcd::wire_all(s, &cleanup, &id, &dir, &switch)?;
         let mut w = World {
             id,
             dir,
@@ -109,6 +117,7 @@ impl World {
             scenario: s.clone(),
             routers,
             line: opts.line_for(s),
+            etcd,
         };
         // 3. The daemons.
         for r in &mut w.routers {
@@ -116,6 +125,10 @@ impl World {
         }
         if !w.routers.is_empty() {
             progress("routers running");
+        }
+        if let Some(e) = &w.etcd {
+            e.start(&w.cleanup, opts.scale(std::time::Duration::from_secs(30)))?;
+            progress(&format!("etcd running ({} members)", e.members.len()));
         }
         w.start_host_daemons(progress)?;
         Ok(w)

@@ -24,7 +24,7 @@ use nix::sys::signal::Signal;
 
 use crate::engine::container::{ContainerEngine, ContainerRt, Control, Subnets};
 use crate::scenario::Engine;
-use crate::scenario::{ContainerDef, NetworkDef};
+use crate::scenario::{ContainerDef, IpamKind, NetworkDef};
 use crate::topology::{World, UNDERLAY_IF};
 use crate::util::tail;
 
@@ -116,17 +116,21 @@ impl ContainerEngine for Dockerd {
         opts.entry("parent".into())
             .or_insert_with(|| UNDERLAY_IF.into());
         let opts: Vec<String> = opts.iter().map(|(k, v)| format!("{k}={v}")).collect();
-        let mut args = vec![
-            "network",
-            "create",
-            "-d",
-            Self::driver_name(w),
-            "--subnet",
-            &subnet_s,
-        ];
-        // As the README makes it, Docker picks the gateway (the same first address).
-        if !w.driver_as_deployed() {
-            args.extend(["--gateway", &gateway]);
+        let cluster = net.ipam == IpamKind::Cluster;
+        let block = net.block_size.map(|b| format!("block-size={b}"));
+        let mut args = vec!["network", "create", "-d", Self::driver_name(w)];
+        if cluster {
+            // The driver's own IPAM picks each host's gateway: no --gateway.
+            args.extend(["--ipam-driver", Self::driver_name(w), "--subnet", &subnet_s]);
+            if let Some(b) = &block {
+                args.extend(["--ipam-opt", b.as_str()]);
+            }
+        } else {
+            args.extend(["--subnet", &subnet_s]);
+            // As the README makes it, Docker picks the gateway (the same first address).
+            if !w.driver_as_deployed() {
+                args.extend(["--gateway", &gateway]);
+            }
         }
         // Dual stack: `--ipv6` and the second subnet with its gateway (the
         // first address, as Docker's IPAM would pick).
@@ -137,7 +141,10 @@ impl ContainerEngine for Dockerd {
             )
         });
         if let Some((sub6, gw6)) = &v6 {
-            args.extend(["--ipv6", "--subnet", sub6, "--gateway", gw6]);
+            args.extend(["--ipv6", "--subnet", sub6]);
+            if !cluster {
+                args.extend(["--gateway", gw6]);
+            }
         }
         for o in &opts {
             args.extend(["-o", o.as_str()]);
@@ -160,6 +167,10 @@ impl ContainerEngine for Dockerd {
         name: &str,
     ) -> Result<ContainerRt> {
         let network = network_arg(&net.name, w.container_def(name));
+        let ip = w
+            .container_def(name)
+            .and_then(|c| c.ip)
+            .map(|a| a.to_string());
         let mut args = vec![
             "run",
             "-d",
@@ -170,6 +181,9 @@ impl ContainerEngine for Dockerd {
             "--restart",
             "unless-stopped",
         ];
+        if let Some(ip) = &ip {
+            args.extend(["--ip", ip.as_str()]);
+        }
         let health = w.container_def(name).and_then(|c| c.health.as_ref());
         let (interval, retries) = health
             .map(|h| {
@@ -187,7 +201,12 @@ impl ContainerEngine for Dockerd {
             args.extend(["--health-retries", r.as_str()]);
         }
         args.extend([IMAGE, "sleep", "2147483647"]);
-        self.docker(host, &args)?;
+        if let Err(e) = self.docker(host, &args) {
+            // `docker run` leaves a container that did not start behind
+            // (Created): removed, so the name can be started again.
+            let _ = self.docker(host, &["rm", "-f", name]);
+            return Err(e);
+        }
         let (address, address6) = self.addresses(
             host,
             name,
@@ -331,6 +350,7 @@ mod tests {
             count: None,
             driver_opts: BTreeMap::new(),
             health: None,
+            ip: None,
         };
         assert_eq!(network_arg("n", Some(&c)), "n");
         c.driver_opts.insert("bgp_med".into(), "5".into());

@@ -29,6 +29,8 @@ use crate::util::{eventually, run_output};
 pub const NAME: &str = "ipvlan-bgp:latest";
 /// Where the plugin sees the folder set as `host-run.source` (config.json).
 const HOST_RUN: &str = "/host/run";
+/// Where the plugin sees the folder set as `etcd.source` (config.json).
+const ETCD_DIR: &str = "/etc/ipvlan-bgp";
 const BUILD_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// The repository's `plugin/` folder (config.json, entrypoint, build.sh).
@@ -110,6 +112,25 @@ fn settings_for(args: &[String], host_dir: &Path, embedded: bool) -> Result<Vec<
     let mut peers: Vec<String> = Vec::new();
     let mut pools: Vec<String> = Vec::new();
     let mut communities: Vec<String> = Vec::new();
+    // The etcd files must share one folder: the plugin's etcd mount.
+    let mut etcd_dir: Option<std::path::PathBuf> = None;
+    let mut etcd_file = |flag: &str, v: String, key: &str| -> Result<String> {
+        let p = Path::new(&v);
+        let (dir, name) = (p.parent(), p.file_name());
+        let (Some(dir), Some(name)) = (dir, name) else {
+            bail!("{flag} {v}: not a file path");
+        };
+        match &etcd_dir {
+            Some(d) if d != dir => {
+                bail!(
+                    "{flag} {v}: the plugin mounts one folder of etcd files ({})",
+                    d.display()
+                )
+            }
+            _ => etcd_dir = Some(dir.to_path_buf()),
+        }
+        Ok(format!("{key}={ETCD_DIR}/{}", name.to_string_lossy()))
+    };
     let mut it = args.iter();
     while let Some(flag) = it.next() {
         let mut value = || {
@@ -129,6 +150,13 @@ fn settings_for(args: &[String], host_dir: &Path, embedded: bool) -> Result<Vec<
             "--community" => communities.push(value()?),
             "--next-hop" => out.push(format!("NEXT_HOP={}", value()?)),
             "--log-level" => out.push(format!("LOG_LEVEL={}", value()?)),
+            "--etcd-endpoints" => out.push(format!("ETCD_ENDPOINTS={}", value()?)),
+            "--etcd-user" => out.push(format!("ETCD_USER={}", value()?)),
+            "--ipam-host-id" => out.push(format!("IPAM_HOST_ID={}", value()?)),
+            "--etcd-ca" => out.push(etcd_file(flag, value()?, "ETCD_CA")?),
+            "--etcd-cert" => out.push(etcd_file(flag, value()?, "ETCD_CERT")?),
+            "--etcd-key" => out.push(etcd_file(flag, value()?, "ETCD_KEY")?),
+            "--etcd-password-file" => out.push(etcd_file(flag, value()?, "ETCD_PASSWORD_FILE")?),
             "--gobgp" if embedded => {
                 drop(value()?);
                 out.push("GOBGP=embedded".into());
@@ -159,6 +187,15 @@ fn settings_for(args: &[String], host_dir: &Path, embedded: bool) -> Result<Vec<
         .find(|a| a.chars().any(char::is_whitespace))
     {
         bail!("driver argument {bad:?} has white space: the plugin's list settings split on it");
+    }
+    // Without the IPAM's files, the etcd mount shows the state folder, as
+    // the plugin's default does (a mount's source must exist).
+    let state = out
+        .iter()
+        .find_map(|s| s.strip_prefix("state.source="))
+        .map(std::path::PathBuf::from);
+    if let Some(d) = etcd_dir.or(state) {
+        out.push(format!("etcd.source={}", d.display()));
     }
     for (key, list) in [
         ("PEERS", &peers),
@@ -272,11 +309,45 @@ mod tests {
                 "host-run.source=/h",
                 "GOBGP=unix:///host/run/gobgpd.sock",
                 "ASN=65000",
+                "etcd.source=/h/state",
                 "PEERS=192.0.2.2:65000,hold=9 192.0.2.3:65000",
                 "ACCEPT_POOLS=10.1.0.0/16",
                 "EXTRA_ARGS=--stale-routes-time 10",
             ])
         );
+    }
+
+    #[test]
+    fn etcd_flags_become_settings_and_their_files_one_mount() {
+        let a = args(&[
+            "--etcd-endpoints",
+            "https://192.0.2.254:2379,https://192.0.2.253:2379",
+            "--etcd-ca",
+            "/r/etcd/h1/ca.crt",
+            "--etcd-cert",
+            "/r/etcd/h1/client.crt",
+            "--etcd-key",
+            "/r/etcd/h1/client.key",
+            "--etcd-user",
+            "h1",
+            "--etcd-password-file",
+            "/r/etcd/h1/password",
+        ]);
+        let s = settings_for(&a, Path::new("/h"), false).unwrap();
+        assert_eq!(
+            s,
+            args(&[
+                "ETCD_ENDPOINTS=https://192.0.2.254:2379,https://192.0.2.253:2379",
+                "ETCD_CA=/etc/ipvlan-bgp/ca.crt",
+                "ETCD_CERT=/etc/ipvlan-bgp/client.crt",
+                "ETCD_KEY=/etc/ipvlan-bgp/client.key",
+                "ETCD_USER=h1",
+                "ETCD_PASSWORD_FILE=/etc/ipvlan-bgp/password",
+                "etcd.source=/r/etcd/h1",
+            ])
+        );
+        let split = args(&["--etcd-ca", "/a/ca.crt", "--etcd-cert", "/b/client.crt"]);
+        assert!(settings_for(&split, Path::new("/h"), false).is_err());
     }
 
     #[test]

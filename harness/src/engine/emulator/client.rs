@@ -122,3 +122,39 @@ pub(super) fn call_lenient_on(
         );
     }
 }
+
+/// An `IpamDriver.*` request: the answer, or the error as dockerd shows it
+/// (`IpamDriver.RequestAddress: <the driver's text>`).
+pub(super) fn ipam_on(
+    rt: &tokio::runtime::Runtime,
+    w: &World,
+    host: usize,
+    method: &str,
+    body: Value,
+) -> Result<Value> {
+    let reply = post(rt, w, host, &format!("/IpamDriver.{method}"), Some(&body))?;
+    if let Some(e) = reply.err() {
+        bail!("IpamDriver.{method}: {e} (on {})", w.hosts[host].def.name);
+    }
+    if reply.status != 200 {
+        bail!(
+            "IpamDriver.{method} on {}: HTTP {}",
+            w.hosts[host].def.name,
+            reply.status
+        );
+    }
+    reply.json()
+}
+
+/// An IPAM release whose failure dockerd only logs.
+pub(super) fn ipam_lenient_on(
+    rt: &tokio::runtime::Runtime,
+    w: &World,
+    host: usize,
+    method: &str,
+    body: Value,
+) {
+    if let Err(e) = ipam_on(rt, w, host, method, body) {
+        eprintln!("[emulator] {e:#} (ignored, as dockerd does)");
+    }
+}

@@ -29,10 +29,21 @@
 //!        ├─► sandbox.rs (move, rename, address, routes)   ├─► ipam.rs (addresses)
 //!        └─► per_host.rs (several hosts at once)
 //! ```
+//! A network with `ipam = "ipvlan-bgp"` takes its addresses from the
+//! driver's own IPAM, as dockerd does with `--ipam-driver ipvlan-bgp`
+//! (`driver/tests/fixtures/dockerd-ipam-requests.jsonl`): IpamDriver's
+//! GetCapabilities and GetDefaultAddressSpaces once per host, RequestPool
+//! and the gateway's RequestAddress before CreateNetwork (released again if
+//! it fails, and after DeleteNetwork); a RequestAddress per family before
+//! CreateEndpoint (`--ip`: the address given), each released after
+//! DeleteEndpoint or a failed start. Those addresses are host routes
+//! (/32, /128), set in the sandbox as the IPAM answered them.
+//!
 //! In: the [`World`] and the scenario's networks and containers. Out:
 //! requests on each host's plugin socket, sandboxes, [`ContainerRt`]s. Owns
-//! the endpoint IDs, the IPAM state, which hosts were activated and which
-//! endpoints were programmed.
+//! the endpoint IDs, the IPAM state (Docker's, emulated; the driver's
+//! PoolIDs and leases), which hosts were activated and which endpoints were
+//! programmed.
 
 use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, Ipv6Addr};
@@ -44,7 +55,7 @@ use serde_json::{json, Value};
 use crate::engine::container::{ContainerEngine, ContainerRt, Subnets};
 use crate::netns::Netns;
 use crate::scenario::Engine;
-use crate::scenario::NetworkDef;
+use crate::scenario::{IpamKind, NetworkDef};
 use crate::topology::{World, UNDERLAY_IF};
 use crate::util::docker_id;
 
@@ -54,7 +65,7 @@ mod per_host;
 mod sandbox;
 pub mod wire;
 
-use client::{call_lenient_on, call_on, post, IGNORED_FAILURES};
+use client::{call_lenient_on, call_on, ipam_lenient_on, ipam_on, post, IGNORED_FAILURES};
 pub use ipam::{Ipam, Ipam6};
 use per_host::per_host;
 use sandbox::{plumb, unplumb};
@@ -67,7 +78,21 @@ struct NetRt {
     id: String,
     ipam: Option<Ipam>,
     ipam6: Option<Ipam6>,
+    /// The driver's own IPAM (`ipam = "ipvlan-bgp"`): its PoolIDs.
+    remote: Option<Remote>,
 }
+
+/// A network's pools in the driver's IPAM.
+#[derive(Debug, Clone, Default)]
+struct Remote {
+    v4: Option<String>,
+    v6: Option<String>,
+    /// (PoolID, the gateway's address) per family, as dockerd releases them.
+    gateways: Vec<(String, String)>,
+}
+
+/// Addresses a container holds in the driver's IPAM: (PoolID, address).
+type Leases = Vec<(String, String)>;
 
 impl NetRt {
     fn release(&mut self, v4: Option<Ipv4Addr>, v6: Option<Ipv6Addr>) {
@@ -88,10 +113,16 @@ pub struct Emulator {
     activated: std::collections::BTreeSet<usize>,
     /// Endpoints that got ProgramExternalConnectivity (they get Revoke on stop).
     programmed: std::collections::BTreeSet<String>,
+    /// Hosts whose IPAM side was activated, with the address space it answered.
+    ipam_spaces: BTreeMap<usize, String>,
+    /// Addresses of the driver's IPAM each endpoint holds.
+    leases: BTreeMap<String, Leases>,
 }
 
 /// A container start with the engine's shared state already consulted
-/// (plugin activated, endpoint ID and address chosen).
+/// (plugin activated, endpoint ID and address chosen, or the driver's
+/// PoolIDs to ask for one).
+#[derive(Clone)]
 struct StartJob {
     host: usize,
     network: String,
@@ -103,12 +134,106 @@ struct StartJob {
     name: String,
     ns_name: String,
     driver_opts: BTreeMap<String, String>,
+    /// The driver's IPAM hands out the addresses (`address`, `address6` are None).
+    remote: Option<Remote>,
+    /// `--ip`.
+    fixed: Option<Ipv4Addr>,
+}
+
+/// The addresses of a container from the driver's IPAM, one RequestAddress
+/// per family, as the IPAM answered them (host routes); each lease noted.
+fn lease(
+    rt: &tokio::runtime::Runtime,
+    w: &World,
+    j: &StartJob,
+    r: &Remote,
+    leases: &mut Leases,
+) -> Result<(Option<Ipv4Net>, Option<Ipv6Net>)> {
+    let mut ask = |pool: &str, want: &str| -> Result<String> {
+        let a = ipam_on(
+            rt,
+            w,
+            j.host,
+            "RequestAddress",
+            wire::request_address(pool, want, false),
+        )?;
+        let text = a
+            .get("Address")
+            .and_then(Value::as_str)
+            .ok_or_else(|| anyhow!("RequestAddress answered no Address: {a}"))?
+            .to_string();
+        leases.push((
+            pool.to_string(),
+            text.split('/').next().unwrap_or_default().to_string(),
+        ));
+        Ok(text)
+    };
+    let v4 = match &r.v4 {
+        Some(p) => {
+            let want = j.fixed.map(|a| a.to_string()).unwrap_or_default();
+            Some(ask(p, &want)?.parse::<Ipv4Net>()?)
+        }
+        None => None,
+    };
+    let v6 = match &r.v6 {
+        Some(p) => Some(ask(p, "")?.parse::<Ipv6Net>()?),
+        None => None,
+    };
+    Ok((v4, v6))
+}
+
+/// Gives leases back (after DeleteEndpoint, or a failed start): dockerd
+/// only logs a failure.
+fn release_leases(rt: &tokio::runtime::Runtime, w: &World, host: usize, leases: &Leases) {
+    for (pool, addr) in leases {
+        ipam_lenient_on(
+            rt,
+            w,
+            host,
+            "ReleaseAddress",
+            wire::release_address(pool, addr),
+        );
+    }
+}
+
+/// A network's gateways and pools back to the driver's IPAM, as dockerd
+/// gives them back after DeleteNetwork or a refused CreateNetwork.
+fn release_remote(rt: &tokio::runtime::Runtime, w: &World, host: usize, r: &Remote) {
+    for (pool, gw) in &r.gateways {
+        ipam_lenient_on(
+            rt,
+            w,
+            host,
+            "ReleaseAddress",
+            wire::release_address(pool, gw),
+        );
+        ipam_lenient_on(rt, w, host, "ReleasePool", wire::release_pool(pool));
+    }
 }
 
 /// CreateEndpoint, Join, the sandbox, then Program and OperInfo, as
 /// dockerd does them; on failure the sandbox namespace is gone again.
 /// Answers the container and whether it was programmed.
-fn run_start(rt: &tokio::runtime::Runtime, w: &World, j: &StartJob) -> Result<(ContainerRt, bool)> {
+fn run_start(
+    rt: &tokio::runtime::Runtime,
+    w: &World,
+    j: &StartJob,
+) -> Result<(ContainerRt, bool, Leases)> {
+    let mut leases = Leases::new();
+    let j = &match &j.remote {
+        None => j.clone(),
+        Some(r) => match lease(rt, w, j, r, &mut leases) {
+            Ok((address, address6)) => StartJob {
+                address,
+                address6,
+                ..j.clone()
+            },
+            Err(e) => {
+                release_leases(rt, w, j.host, &leases);
+                return Err(e);
+            }
+        },
+    };
     let (host, net_id, ep) = (j.host, &j.net_id, &j.ep);
     let sandbox = format!("/run/netns/{}", j.ns_name);
     let result = (|| -> Result<(ContainerRt, bool)> {
@@ -181,10 +306,14 @@ fn run_start(rt: &tokio::runtime::Runtime, w: &World, j: &StartJob) -> Result<(C
             programmed,
         ))
     })();
-    if result.is_err() {
-        let _ = Netns::delete_fast(&j.ns_name);
+    match result {
+        Ok((c, programmed)) => Ok((c, programmed, leases)),
+        Err(e) => {
+            let _ = Netns::delete_fast(&j.ns_name);
+            release_leases(rt, w, host, &leases);
+            Err(e)
+        }
     }
-    result
 }
 
 /// Revoke (if programmed) and Leave, the interface back to the host,
@@ -195,6 +324,7 @@ fn run_stop(
     c: &ContainerRt,
     net_id: &str,
     programmed: bool,
+    leases: &Leases,
 ) -> Result<()> {
     let [before, after] = wire::stop(net_id, &c.handle, programmed);
     for (method, body) in before {
@@ -204,6 +334,7 @@ fn run_stop(
     for (method, body) in after {
         call_lenient_on(rt, w, c.host, method, body);
     }
+    release_leases(rt, w, c.host, leases);
     let ns_name = c
         .netns
         .file_name()
@@ -233,6 +364,128 @@ impl Emulator {
         Ok(())
     }
 
+    /// The IPAM side of the plugin, once per host before its first IPAM
+    /// request (dockerd: at the first network that names the IPAM driver):
+    /// GetCapabilities and GetDefaultAddressSpaces. Answers the local space.
+    fn activate_ipam(&mut self, w: &World, host: usize) -> Result<String> {
+        self.activate(w, host)?;
+        if let Some(s) = self.ipam_spaces.get(&host) {
+            return Ok(s.clone());
+        }
+        let name = &w.hosts[host].def.name;
+        let a = post(&w.rt, w, host, "/Plugin.Activate", None)?.json()?;
+        let implements = a.get("Implements").and_then(Value::as_array);
+        if !implements.is_some_and(|i| i.iter().any(|v| v == "IpamDriver")) {
+            bail!("Plugin.Activate on {name} does not implement IpamDriver: {a}");
+        }
+        let c = post(&w.rt, w, host, "/IpamDriver.GetCapabilities", None)?.json()?;
+        if c.get("RequiresRequestReplay") == Some(&Value::Bool(true)) {
+            bail!("IpamDriver.GetCapabilities on {name} asks for request replay, which the emulator does not do: {c}");
+        }
+        let s = post(&w.rt, w, host, "/IpamDriver.GetDefaultAddressSpaces", None)?.json()?;
+        let space = s
+            .get("LocalDefaultAddressSpace")
+            .and_then(Value::as_str)
+            .ok_or_else(|| anyhow!("GetDefaultAddressSpaces on {name}: {s}"))?
+            .to_string();
+        self.ipam_spaces.insert(host, space.clone());
+        Ok(space)
+    }
+
+    /// `docker network create --ipam-driver ipvlan-bgp`: the pools and
+    /// gateways from the driver's IPAM, then CreateNetwork in its address
+    /// space; what was taken is given back if CreateNetwork fails.
+    fn create_cluster_network(
+        &mut self,
+        w: &World,
+        host: usize,
+        net: &NetworkDef,
+        subnets: Subnets,
+        id: String,
+        generic: &BTreeMap<String, String>,
+    ) -> Result<()> {
+        let space = self.activate_ipam(w, host)?;
+        let mut opts = BTreeMap::new();
+        if let Some(b) = net.block_size {
+            opts.insert("block-size".to_string(), b.to_string());
+        }
+        let mut r = Remote::default();
+        let mut data: [Option<(String, String)>; 2] = [None, None];
+        let pools = [
+            (false, subnets.v4.map(|s| s.to_string())),
+            (true, subnets.v6.map(|s| s.to_string())),
+        ];
+        for (v6, pool) in pools {
+            let Some(pool) = pool else { continue };
+            let taken = (|| -> Result<(String, String)> {
+                let p = ipam_on(
+                    &w.rt,
+                    w,
+                    host,
+                    "RequestPool",
+                    wire::request_pool(&space, &pool, v6, &opts),
+                )?;
+                let pid = p
+                    .get("PoolID")
+                    .and_then(Value::as_str)
+                    .ok_or_else(|| anyhow!("RequestPool answered no PoolID: {p}"))?
+                    .to_string();
+                let g = match ipam_on(
+                    &w.rt,
+                    w,
+                    host,
+                    "RequestAddress",
+                    wire::request_address(&pid, "", true),
+                ) {
+                    Ok(g) => g,
+                    Err(e) => {
+                        ipam_lenient_on(&w.rt, w, host, "ReleasePool", wire::release_pool(&pid));
+                        return Err(e);
+                    }
+                };
+                let gw = g
+                    .get("Address")
+                    .and_then(Value::as_str)
+                    .ok_or_else(|| anyhow!("RequestAddress answered no Address: {g}"))?
+                    .to_string();
+                Ok((pid, gw))
+            })();
+            let (pid, gw) = match taken {
+                Ok(x) => x,
+                Err(e) => {
+                    release_remote(&w.rt, w, host, &r);
+                    return Err(e);
+                }
+            };
+            r.gateways.push((
+                pid.clone(),
+                gw.split('/').next().unwrap_or_default().to_string(),
+            ));
+            data[usize::from(v6)] = Some((pool, gw));
+            if v6 {
+                r.v6 = Some(pid);
+            } else {
+                r.v4 = Some(pid);
+            }
+        }
+        let [v4, v6] = data;
+        let body = wire::create_network_in(&id, generic, &space, v4, v6);
+        if let Err(e) = self.call(w, host, "CreateNetwork", body) {
+            release_remote(&w.rt, w, host, &r);
+            return Err(e);
+        }
+        self.networks.insert(
+            (host, net.name.clone()),
+            NetRt {
+                id,
+                ipam: None,
+                ipam6: None,
+                remote: Some(r),
+            },
+        );
+        Ok(())
+    }
+
     fn call(&mut self, w: &World, host: usize, method: &str, body: Value) -> Result<Value> {
         self.activate(w, host)?;
         call_on(&w.rt, w, host, method, body)
@@ -256,7 +509,7 @@ impl Emulator {
         self.activate(w, host)?;
         self.counter += 1;
         let counter = self.counter.to_string();
-        let (net_id, address, address6) = {
+        let (net_id, address, address6, remote) = {
             let n = self.net(host, &net.name)?;
             let v4 = match n.ipam.as_mut() {
                 Some(i) => Some(Ipv4Net::new(i.allocate()?, i.subnet.prefix_len())?),
@@ -272,7 +525,7 @@ impl Emulator {
                 },
                 None => None,
             };
-            (n.id.clone(), v4, v6)
+            (n.id.clone(), v4, v6, n.remote.clone())
         };
         Ok(StartJob {
             host,
@@ -287,6 +540,8 @@ impl Emulator {
                 .container_def(name)
                 .map(|c| c.driver_opts.clone())
                 .unwrap_or_default(),
+            remote,
+            fixed: w.container_def(name).and_then(|c| c.ip),
         })
     }
 
@@ -294,12 +549,15 @@ impl Emulator {
     fn finish_start(
         &mut self,
         j: &StartJob,
-        r: Result<(ContainerRt, bool)>,
+        r: Result<(ContainerRt, bool, Leases)>,
     ) -> Result<ContainerRt> {
         match r {
-            Ok((c, programmed)) => {
+            Ok((c, programmed, leases)) => {
                 if programmed {
                     self.programmed.insert(c.handle.clone());
+                }
+                if !leases.is_empty() {
+                    self.leases.insert(c.handle.clone(), leases);
                 }
                 Ok(c)
             }
@@ -326,6 +584,13 @@ impl ContainerEngine for Emulator {
         subnets: Subnets,
     ) -> Result<()> {
         let id = docker_id(&[&w.id, &w.hosts[host].def.name, "network", &net.name]);
+        if net.ipam == IpamKind::Cluster {
+            let mut generic: BTreeMap<String, String> = net.options.clone();
+            generic
+                .entry("parent".into())
+                .or_insert_with(|| UNDERLAY_IF.into());
+            return self.create_cluster_network(w, host, net, subnets, id, &generic);
+        }
         let ipam = subnets.v4.map(Ipam::new);
         let ipam6 = subnets.v6.map(Ipam6::new);
         let mut generic: BTreeMap<String, String> = net.options.clone();
@@ -343,15 +608,26 @@ impl ContainerEngine for Emulator {
                 ipam6.as_ref().map(|i| (i.subnet, i.gateway)),
             ),
         )?;
-        self.networks
-            .insert((host, net.name.clone()), NetRt { id, ipam, ipam6 });
+        self.networks.insert(
+            (host, net.name.clone()),
+            NetRt {
+                id,
+                ipam,
+                ipam6,
+                remote: None,
+            },
+        );
         Ok(())
     }
 
     fn delete_network(&mut self, w: &World, host: usize, net: &NetworkDef) -> Result<()> {
         let id = self.net(host, &net.name)?.id.clone();
         self.call(w, host, "DeleteNetwork", json!({"NetworkID": id}))?;
-        self.networks.remove(&(host, net.name.clone()));
+        if let Some(n) = self.networks.remove(&(host, net.name.clone())) {
+            if let Some(r) = &n.remote {
+                release_remote(&w.rt, w, host, r);
+            }
+        }
         Ok(())
     }
 
@@ -370,7 +646,8 @@ impl ContainerEngine for Emulator {
     fn stop(&mut self, w: &World, c: &ContainerRt) -> Result<()> {
         let net_id = self.net(c.host, &c.network)?.id.clone();
         let programmed = self.programmed.remove(&c.handle);
-        run_stop(&w.rt, w, c, &net_id, programmed)?;
+        let leases = self.leases.remove(&c.handle).unwrap_or_default();
+        run_stop(&w.rt, w, c, &net_id, programmed, &leases)?;
         self.net(c.host, &c.network)?.release(c.address, c.address6);
         Ok(())
     }
@@ -402,25 +679,26 @@ impl ContainerEngine for Emulator {
     }
 
     fn stop_many(&mut self, w: &World, cs: &[ContainerRt]) -> Vec<Result<()>> {
-        let prepared: Vec<Result<(&ContainerRt, String, bool)>> = cs
+        let prepared: Vec<Result<(&ContainerRt, String, bool, Leases)>> = cs
             .iter()
             .map(|c| {
                 let net_id = self.net(c.host, &c.network)?.id.clone();
-                Ok((c, net_id, self.programmed.remove(&c.handle)))
+                let leases = self.leases.remove(&c.handle).unwrap_or_default();
+                Ok((c, net_id, self.programmed.remove(&c.handle), leases))
             })
             .collect();
-        let ready: Vec<&(&ContainerRt, String, bool)> =
+        let ready: Vec<&(&ContainerRt, String, bool, Leases)> =
             prepared.iter().filter_map(|p| p.as_ref().ok()).collect();
         let mut done = per_host(
             &ready,
             |x| x.0.host,
-            |rt, (c, net_id, programmed)| run_stop(rt, w, c, net_id, *programmed),
+            |rt, (c, net_id, programmed, leases)| run_stop(rt, w, c, net_id, *programmed, leases),
         )
         .into_iter();
         let mut out = Vec::new();
         for p in prepared {
             out.push(match p {
-                Ok((c, _, _)) => {
+                Ok((c, _, _, _)) => {
                     let r = done
                         .next()
                         .unwrap_or_else(|| Err(anyhow!("internal: no result")));
@@ -460,6 +738,9 @@ impl ContainerEngine for Emulator {
                     c.name
                 );
             }
+        }
+        if let Some(leases) = self.leases.remove(&c.handle) {
+            release_leases(&w.rt, w, c.host, &leases);
         }
         self.net(c.host, &c.network)?.release(c.address, c.address6);
         Ok(())

@@ -132,14 +132,26 @@ pub fn create_network(
     v4: Option<(ipnet::Ipv4Net, std::net::Ipv4Addr)>,
     v6: Option<(ipnet::Ipv6Net, std::net::Ipv6Addr)>,
 ) -> Value {
-    let v4: Vec<Value> = v4
-        .iter()
-        .map(|(net, gw)| json!({"AddressSpace": "LocalDefault", "Gateway": format!("{gw}/{}", net.prefix_len()), "Pool": net.to_string()}))
-        .collect();
-    let v6: Vec<Value> = v6
-        .iter()
-        .map(|(net, gw)| json!({"AddressSpace": "LocalDefault", "Gateway": format!("{gw}/{}", net.prefix_len()), "Pool": net.to_string()}))
-        .collect();
+    let v4 = v4.map(|(net, gw)| (net.to_string(), format!("{gw}/{}", net.prefix_len())));
+    let v6 = v6.map(|(net, gw)| (net.to_string(), format!("{gw}/{}", net.prefix_len())));
+    create_network_in(id, generic, "LocalDefault", v4, v6)
+}
+
+/// CreateNetwork with the pools of an IPAM's address space: each family's
+/// `(pool, gateway as the IPAM answered it)`.
+pub fn create_network_in(
+    id: &str,
+    generic: &std::collections::BTreeMap<String, String>,
+    space: &str,
+    v4: Option<(String, String)>,
+    v6: Option<(String, String)>,
+) -> Value {
+    let data = |x: &Option<(String, String)>| -> Vec<Value> {
+        x.iter()
+            .map(|(pool, gw)| json!({"AddressSpace": space, "Gateway": gw, "Pool": pool}))
+            .collect()
+    };
+    let (v4, v6) = (data(&v4), data(&v6));
     let mut body = json!({
         "NetworkID": id,
         "Options": {"com.docker.network.enable_ipv6": !v6.is_empty(), "com.docker.network.generic": generic},
@@ -152,6 +164,37 @@ pub fn create_network(
         body["Options"]["com.docker.network.enable_ipv4"] = json!(false);
     }
     body
+}
+
+/// IpamDriver.RequestPool as dockerd 20.10 sends it for `--subnet POOL`
+/// (`--ipam-opt`s in Options).
+pub fn request_pool(
+    space: &str,
+    pool: &str,
+    v6: bool,
+    options: &std::collections::BTreeMap<String, String>,
+) -> Value {
+    json!({"AddressSpace": space, "Pool": pool, "SubPool": "", "Options": options, "V6": v6})
+}
+
+/// IpamDriver.RequestAddress: the network's gateway (`Options` say so), or
+/// a container's address (`--ip`: `address`; `Options` null).
+pub fn request_address(pool_id: &str, address: &str, gateway: bool) -> Value {
+    let options = if gateway {
+        json!({"RequestAddressType": "com.docker.network.gateway"})
+    } else {
+        Value::Null
+    };
+    json!({"PoolID": pool_id, "Address": address, "Options": options})
+}
+
+/// IpamDriver.ReleaseAddress (the address without its length).
+pub fn release_address(pool_id: &str, address: &str) -> Value {
+    json!({"PoolID": pool_id, "Address": address})
+}
+
+pub fn release_pool(pool_id: &str) -> Value {
+    json!({"PoolID": pool_id})
 }
 
 /// libnetwork's gateway endpoint: the one whose Join answer has a
@@ -298,6 +341,61 @@ mod tests {
         for (o, r) in ours.iter().zip(&real) {
             assert_eq!(o, r);
         }
+    }
+
+    /// The IPAM requests of `network create --subnet 10.20.0.0/16`, `run`
+    /// and `run --ip 10.20.5.5`, and `network rm`, as dockerd 20.10 sent
+    /// them (driver/tests/fixtures/dockerd-ipam-requests.jsonl), against
+    /// what the emulator sends, body for body.
+    #[test]
+    fn emulator_ipam_requests_match_dockerd_fixtures() {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../driver/tests/fixtures/dockerd-ipam-requests.jsonl"
+        );
+        let real: Vec<(String, Value)> = std::fs::read_to_string(path)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str::<Value>(l).unwrap())
+            .filter(|f| {
+                f["label"].as_str().is_some_and(|l| {
+                    l.starts_with("network create blue")
+                        || l == "run on blue"
+                        || l == "run on blue --ip 10.20.5.5"
+                        || l == "network rm blue"
+                }) && f["path"].as_str().is_some_and(|p| {
+                    p.starts_with("/IpamDriver.Re") || p == "/IpamDriver.ReleasePool"
+                })
+            })
+            .map(|f| {
+                let p = f["path"].as_str().unwrap();
+                (
+                    p.trim_start_matches("/IpamDriver.").to_string(),
+                    f["body"].clone(),
+                )
+            })
+            .collect();
+        let id = "rec-local/10.20.0.0/16";
+        let ours: Vec<(String, Value)> = [
+            (
+                "RequestPool",
+                wire::request_pool("rec-local", "10.20.0.0/16", false, &Default::default()),
+            ),
+            ("RequestAddress", wire::request_address(id, "", true)),
+            ("RequestAddress", wire::request_address(id, "", false)),
+            ("ReleaseAddress", wire::release_address(id, "10.20.0.2")),
+            (
+                "RequestAddress",
+                wire::request_address(id, "10.20.5.5", false),
+            ),
+            ("ReleaseAddress", wire::release_address(id, "10.20.5.5")),
+            ("ReleaseAddress", wire::release_address(id, "10.20.0.1")),
+            ("ReleasePool", wire::release_pool(id)),
+        ]
+        .into_iter()
+        .map(|(m, b)| (m.to_string(), b))
+        .collect();
+        assert_eq!(ours, real);
     }
 
     #[test]

@@ -9,6 +9,7 @@
 pub(super) mod engines;
 pub(super) mod gobgp;
 pub(super) mod hosts;
+pub(super) mod ipam;
 pub(super) mod networks;
 pub(super) mod routers;
 pub(super) mod steps;

@@ -13,7 +13,7 @@ use anyhow::Result;
 
 use crate::scenario::locate::Here;
 use crate::scenario::model::{RawScenario, Scenario};
-use crate::scenario::schema::{ContainerDef, NetworkDef};
+use crate::scenario::schema::{ContainerDef, IpamKind, NetworkDef};
 
 /// Every network once, with its subnets per host (patterns expanded).
 pub(in crate::scenario) fn networks(
@@ -30,11 +30,12 @@ pub(in crate::scenario) fn networks(
         if networks.iter().any(|o: &NetworkDef| o.name == net.name) {
             return Err(at(off, format!("network {} is declared twice", net.name)));
         }
+        let one = net.ipam == IpamKind::Cluster;
         net.subnets = s
-            .network_subnets(&net.subnets, &net.subnet, &net.hosts)
+            .network_subnets(&net.subnets, &net.subnet, &net.hosts, one)
             .map_err(|e| at(off, format!("network {}: {e}", net.name)))?;
         net.subnets6 = s
-            .network_subnets(&net.subnets6, &net.subnet6, &net.hosts)
+            .network_subnets(&net.subnets6, &net.subnet6, &net.hosts, one)
             .map_err(|e| at(off, format!("network {}: {e}", net.name)))?;
         if net.subnets.is_empty() && net.subnets6.is_empty() {
             return Err(at(

@@ -78,11 +78,6 @@ impl Scenario {
                 }
                 Ok(())
             }
-            Action::Start {
-                expect_error: Some(_),
-                within: Some(_),
-                ..
-            } => Err("expect_error and within exclude each other".into()),
             Action::Start { containers, .. }
             | Action::Stop { containers }
             | Action::KillContainer { containers } => {
@@ -122,11 +117,16 @@ impl Scenario {
                 address,
                 default_route,
                 gateway,
+                host_route,
                 ..
             } => {
                 self.check_container(container)?;
-                if address.is_none() && default_route.is_none() && gateway.is_none() {
-                    return Err("give address, default_route or gateway".into());
+                if address.is_none()
+                    && default_route.is_none()
+                    && gateway.is_none()
+                    && host_route.is_none()
+                {
+                    return Err("give address, default_route, gateway or host_route".into());
                 }
                 if *default_route == Some(DefaultRoute::Connected) && *gateway == Some(true) {
                     return Err("a connected default route has no gateway".into());
@@ -414,6 +414,56 @@ impl Scenario {
                 Ok(())
             }
             Action::ProbeStop { .. } => Ok(()),
+            Action::EtcdKill { members }
+            | Action::EtcdStart { members }
+            | Action::EtcdFreeze { members }
+            | Action::EtcdThaw { members } => {
+                let n = self.etcd.as_ref().map_or(0, |e| e.members);
+                if members.is_empty() {
+                    return Err("no members listed".into());
+                }
+                for m in members {
+                    let ok = m
+                        .strip_prefix('e')
+                        .and_then(|i| i.parse::<usize>().ok())
+                        .is_some_and(|i| (1..=n).contains(&i));
+                    if !ok {
+                        return Err(format!(
+                            "unknown etcd member {m:?} (the [etcd] section has e1..e{n})"
+                        ));
+                    }
+                }
+                Ok(())
+            }
+            Action::IpamReleaseHost { host, release } => {
+                self.check_host(host)?;
+                self.check_host(release)?;
+                if host == release {
+                    return Err("release-host runs on another host than the one released".into());
+                }
+                Ok(())
+            }
+            Action::ExpectIpam {
+                network,
+                hosts,
+                gone,
+                ..
+            } => {
+                let net = self
+                    .networks
+                    .iter()
+                    .find(|n| &n.name == network)
+                    .ok_or_else(|| format!("unknown network {network:?}"))?;
+                if net.ipam != crate::scenario::schema::IpamKind::Cluster {
+                    return Err(format!(
+                        "network {network} does not use ipam = \"ipvlan-bgp\""
+                    ));
+                }
+                for h in hosts.iter().flatten().chain(gone) {
+                    self.check_host(h)?;
+                }
+                Ok(())
+            }
             Action::ExpectRouterRoute {
                 router,
                 prefix,
