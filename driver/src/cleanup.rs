@@ -359,6 +359,7 @@ mod tests {
             internal: false,
             host_link: false,
             attrs: Default::default(),
+            cluster_ipam: false,
         }
     }
 

@@ -738,12 +738,21 @@ mod tests {
         let t0 = tokio::time::Instant::now();
         // Three starts that each need a new block, at once: each fails at
         // the one deadline, not one deadline after the other.
-        let claims: Vec<_> = ["10.20.0.100", "10.20.0.120", "10.20.0.140"]
+        // Three addresses in three blocks h1 does not hold (its first block
+        // is picked from a process-wide counter: any /28 of the pool).
+        let held_nets: Vec<IpNet> = h1.held_blocks().into_iter().map(|(_, b)| b).collect();
+        let wanted: Vec<String> = (1..16u32)
+            .map(|k| format!("10.20.0.{}", k * 16 + 4))
+            .filter(|x| !held_nets.iter().any(|b| b.contains(&a(x))))
+            .take(3)
+            .collect();
+        assert_eq!(wanted.len(), 3, "{held_nets:?}");
+        let claims: Vec<_> = wanted
             .into_iter()
             .map(|x| {
                 let h = h1.clone();
                 tokio::spawn(async move {
-                    let r = h.request_address(pool, Want::Exact(a(x))).await;
+                    let r = h.request_address(pool, Want::Exact(a(&x))).await;
                     (r, t0.elapsed())
                 })
             })
