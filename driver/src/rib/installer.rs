@@ -42,7 +42,7 @@ use super::table::RouteTable;
 use super::watch::KernelEvent;
 use crate::kernel::real::Kernel;
 use crate::kernel::{KernelError, Route, TableRoute};
-use crate::metrics::{now_unix, Metrics};
+use crate::metrics::{now_unix, DumpReason, Metrics};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Change {
@@ -87,8 +87,10 @@ pub struct Installer<T: RouteTable = Kernel> {
     conflicts: HashSet<IpNet>,
     /// Wanted prefixes whose last write failed for another reason.
     failed: HashSet<IpNet>,
-    /// When to dump and repair next (link or route event, failed delete).
+    /// When to dump and repair next (link or route event, failed delete),
+    /// and why (the label of the dump in the metrics).
     reconcile_at: Option<Instant>,
+    reconcile_why: DumpReason,
     /// When to retry `failed`/`conflicts` next.
     retry_at: Option<Instant>,
     /// Until then, retries are fast (a link just changed).
@@ -116,6 +118,7 @@ impl<T: RouteTable> Installer<T> {
         let mut existing = Vec::new();
         let mut foreign = HashSet::new();
         let mut gateways = BTreeSet::new();
+        metrics.route_watch(|w| w.dump(DumpReason::Start));
         for r in table.dump()? {
             if r.route.protocol == protocol && !r.multipath {
                 existing.push(r.route);
@@ -135,6 +138,7 @@ impl<T: RouteTable> Installer<T> {
             conflicts: HashSet::new(),
             failed: HashSet::new(),
             reconcile_at: None,
+            reconcile_why: DumpReason::Periodic,
             retry_at: None,
             fast_until: None,
             fast_step: FAST_RETRY,
@@ -171,9 +175,10 @@ impl<T: RouteTable> Installer<T> {
 
     /// Runs the timers that are due.
     pub fn tick(&mut self, now: Instant) {
-        let full_due = now >= self.last_reconcile + self.full_every;
-        if full_due || self.reconcile_at.is_some_and(|t| t <= now) {
-            self.reconcile(now);
+        if self.reconcile_at.is_some_and(|t| t <= now) {
+            self.reconcile(now, self.reconcile_why);
+        } else if now >= self.last_reconcile + self.full_every {
+            self.reconcile(now, DumpReason::Periodic);
         } else if self.retry_at.is_some_and(|t| t <= now) {
             self.retry_at = None;
             if self.conflicts.is_empty() {
@@ -182,28 +187,32 @@ impl<T: RouteTable> Installer<T> {
                 // Whether a held prefix is free again needs a dump (another
                 // owner may sit there at any metric); the dump repairs the
                 // failed ones as well.
-                self.reconcile(now);
+                self.reconcile(now, DumpReason::Conflict);
             }
         }
     }
 
     /// Acts on a kernel notification.
     pub fn on_event(&mut self, ev: KernelEvent, now: Instant) {
+        self.metrics.route_watch(|w| w.events += 1);
         match ev {
             KernelEvent::Link { .. } | KernelEvent::Overrun => {
-                if let KernelEvent::Link {
-                    index,
-                    up,
-                    running,
-                    deleted,
-                } = ev
-                {
-                    debug!(
+                let reason = match ev {
+                    KernelEvent::Link {
                         index,
-                        up, running, deleted, "link changed: reconciling routes"
-                    );
-                }
-                self.reconcile_soon(now + LINK_SETTLE);
+                        up,
+                        running,
+                        deleted,
+                    } => {
+                        debug!(
+                            index,
+                            up, running, deleted, "link changed: reconciling routes"
+                        );
+                        DumpReason::Link
+                    }
+                    _ => DumpReason::Overrun,
+                };
+                self.hint(now + LINK_SETTLE, reason);
                 self.fast_until = Some(now + FAST_WINDOW);
                 self.fast_step = FAST_RETRY;
                 self.slow_step = RETRY;
@@ -225,17 +234,18 @@ impl<T: RouteTable> Installer<T> {
                     }
                 } else if route.route.dst.prefix_len() == 0 {
                     // A default route: the gateways feed the import policy.
+                    let mut confirm = false;
                     if let Some(gw) = default_gateway(&route.route) {
                         if deleted {
                             self.gateways.remove(&gw);
                             // Another default route may use it still: confirm.
-                            self.reconcile_soon((self.last_reconcile + ROUTE_HINT_GAP).max(now));
+                            confirm = true;
                         } else {
                             self.gateways.insert(gw);
                         }
                         self.publish();
                     }
-                    false
+                    confirm
                 } else if deleted {
                     // Another owner's route at this destination may remain
                     // (another metric): only a dump says the prefix is free.
@@ -246,14 +256,38 @@ impl<T: RouteTable> Installer<T> {
                 };
                 if interesting {
                     let at = (self.last_reconcile + ROUTE_HINT_GAP).max(now);
-                    self.reconcile_soon(at);
+                    self.hint(at, DumpReason::Route);
+                } else {
+                    self.metrics.route_watch(|w| w.ignored += 1);
                 }
             }
         }
     }
 
-    fn reconcile_soon(&mut self, at: Instant) {
-        self.reconcile_at = Some(self.reconcile_at.map_or(at, |t| t.min(at)));
+    /// Plans a dump and repair at `at`, or earlier if one is planned
+    /// already; answers whether one was (what asked is then coalesced into it).
+    fn reconcile_soon(&mut self, at: Instant, why: DumpReason) -> bool {
+        match self.reconcile_at {
+            Some(t) => {
+                if at < t {
+                    self.reconcile_at = Some(at);
+                    self.reconcile_why = why;
+                }
+                true
+            }
+            None => {
+                self.reconcile_at = Some(at);
+                self.reconcile_why = why;
+                false
+            }
+        }
+    }
+
+    /// [`Installer::reconcile_soon`] for a kernel event, counted.
+    fn hint(&mut self, at: Instant, why: DumpReason) {
+        if self.reconcile_soon(at, why) {
+            self.metrics.route_watch(|w| w.coalesced += 1);
+        }
     }
 
     fn schedule_retry(&mut self, now: Instant) {
@@ -321,7 +355,7 @@ impl<T: RouteTable> Installer<T> {
                         held.push((prefix, Vec::new()));
                         if self.ours.contains_key(&prefix) {
                             // Ours is still there too: the reconcile removes it.
-                            self.reconcile_soon(now);
+                            let _ = self.reconcile_soon(now, DumpReason::Conflict);
                         }
                         continue;
                     }
@@ -364,7 +398,7 @@ impl<T: RouteTable> Installer<T> {
                 Err(e) => {
                     errors += 1;
                     warn!(prefix = %r.dst, error = %e, "could not delete route; will retry");
-                    self.reconcile_soon(now + RETRY);
+                    let _ = self.reconcile_soon(now + RETRY, DumpReason::Retry);
                 }
             }
         }
@@ -409,6 +443,7 @@ impl<T: RouteTable> Installer<T> {
     /// Creates refused with EEXIST: someone's route has that key. Ours (a
     /// tagged route we did not know of) is replaced; anyone else's is a conflict.
     fn resolve_exists(&mut self, exists: HashSet<IpNet>, now: Instant) {
+        self.metrics.route_watch(|w| w.dump(DumpReason::Resolve));
         let found = match self.table.dump_prefixes(&exists) {
             Ok(f) => f,
             Err(e) => {
@@ -497,15 +532,16 @@ impl<T: RouteTable> Installer<T> {
     }
 
     /// Dumps the main table and makes our part of it equal to `wanted`.
-    pub fn reconcile(&mut self, now: Instant) {
+    pub fn reconcile(&mut self, now: Instant, why: DumpReason) {
         self.reconcile_at = None;
         self.retry_at = None;
         self.last_reconcile = now;
+        self.metrics.route_watch(|w| w.dump(why));
         let dump = match self.table.dump() {
             Ok(d) => d,
             Err(e) => {
                 warn!(error = %e, "could not read the routing table; will retry");
-                self.reconcile_soon(now + RETRY);
+                let _ = self.reconcile_soon(now + RETRY, DumpReason::Retry);
                 return;
             }
         };
@@ -773,7 +809,7 @@ mod tests {
         i.table().append_foreign_v6(static6(p, "2001:db8::99"));
         let dump = i.table().dump().unwrap();
         assert!(dump[0].multipath && dump[0].route.protocol == PROTO);
-        i.reconcile(t0);
+        i.reconcile(t0, DumpReason::Periodic);
         assert_eq!(i.table().at(&n(p)), vec![static6(p, "2001:db8::99")]);
         assert_eq!(status(&i).route_conflicts, 1);
         assert_eq!(status(&i).installed, 0);
