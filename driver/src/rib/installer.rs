@@ -59,6 +59,10 @@ const FAST_RETRY: Duration = Duration::from_millis(100);
 const FAST_WINDOW: Duration = Duration::from_secs(3);
 /// A link event is acted on after this short settling time.
 const LINK_SETTLE: Duration = Duration::from_millis(20);
+/// Link events trigger at most one reconcile per this gap (a flapping
+/// parent must not turn into a dump loop; short, so routes come back soon
+/// after `up`).
+const LINK_GAP: Duration = Duration::from_millis(250);
 /// Route events (hints) trigger at most one reconcile per this gap: a dump
 /// costs ~140 ms at 100k routes, and stale echoes of our own writes under
 /// churn must not turn into a dump loop.
@@ -75,6 +79,9 @@ pub struct Installer<T: RouteTable = Kernel> {
     protocol: u8,
     /// The learner's decisions.
     wanted: HashMap<IpNet, Route>,
+    /// How many wanted routes go out of each interface (a link event on
+    /// any other link cannot affect them); `None`: routes without one.
+    oifs: HashMap<Option<u32>, usize>,
     /// What the kernel holds of ours, as last written or dumped.
     ours: HashMap<IpNet, Route>,
     /// Destinations where another owner has a route in the main table (from
@@ -128,9 +135,14 @@ impl<T: RouteTable> Installer<T> {
             }
         }
         let ours: HashMap<IpNet, Route> = existing.iter().map(|r| (r.dst, *r)).collect();
+        let mut oifs: HashMap<Option<u32>, usize> = HashMap::new();
+        for r in ours.values() {
+            *oifs.entry(r.oif).or_default() += 1;
+        }
         let inst = Installer {
             table,
             protocol,
+            oifs,
             wanted: ours.clone(),
             ours,
             foreign,
@@ -196,27 +208,29 @@ impl<T: RouteTable> Installer<T> {
     pub fn on_event(&mut self, ev: KernelEvent, now: Instant) {
         self.metrics.route_watch(|w| w.events += 1);
         match ev {
-            KernelEvent::Link { .. } | KernelEvent::Overrun => {
-                let reason = match ev {
-                    KernelEvent::Link {
-                        index,
-                        up,
-                        running,
-                        deleted,
-                    } => {
-                        debug!(
-                            index,
-                            up, running, deleted, "link changed: reconciling routes"
-                        );
-                        DumpReason::Link
-                    }
-                    _ => DumpReason::Overrun,
-                };
-                self.hint(now + LINK_SETTLE, reason);
-                self.fast_until = Some(now + FAST_WINDOW);
-                self.fast_step = FAST_RETRY;
-                self.slow_step = RETRY;
-                self.owners_grace_until = Some(now + OWNERS_GRACE);
+            KernelEvent::Link {
+                index,
+                up,
+                running,
+                deleted,
+            } => {
+                if !self.carries_routes(index) {
+                    // A container's link appearing or moving away, a foreign
+                    // veth: none of our routes goes out of it.
+                    self.metrics.route_watch(|w| w.ignored += 1);
+                    return;
+                }
+                debug!(
+                    index,
+                    up, running, deleted, "link carrying our routes changed: reconciling routes"
+                );
+                let at = (now + LINK_SETTLE).max(self.last_reconcile + LINK_GAP);
+                self.hint(at, DumpReason::Link);
+                self.link_changed(now);
+            }
+            KernelEvent::Overrun => {
+                self.hint(now + LINK_SETTLE, DumpReason::Overrun);
+                self.link_changed(now);
             }
             KernelEvent::Route { route, deleted } => {
                 let dst = route.route.dst;
@@ -260,6 +274,43 @@ impl<T: RouteTable> Installer<T> {
                 } else {
                     self.metrics.route_watch(|w| w.ignored += 1);
                 }
+            }
+        }
+    }
+
+    /// Whether a wanted route goes out of link `index` (or one without an
+    /// interface exists: then any link may matter).
+    fn carries_routes(&self, index: u32) -> bool {
+        self.oifs.contains_key(&Some(index)) || self.oifs.contains_key(&None)
+    }
+
+    /// A link carrying our routes changed (or events were lost): retries
+    /// come fast for a while, and other owners' prefixes stay theirs.
+    fn link_changed(&mut self, now: Instant) {
+        self.fast_until = Some(now + FAST_WINDOW);
+        self.fast_step = FAST_RETRY;
+        self.slow_step = RETRY;
+        self.owners_grace_until = Some(now + OWNERS_GRACE);
+    }
+
+    fn want(&mut self, r: Route) {
+        if let Some(old) = self.wanted.insert(r.dst, r) {
+            self.forget_oif(old.oif);
+        }
+        *self.oifs.entry(r.oif).or_default() += 1;
+    }
+
+    fn unwant(&mut self, prefix: &IpNet) {
+        if let Some(old) = self.wanted.remove(prefix) {
+            self.forget_oif(old.oif);
+        }
+    }
+
+    fn forget_oif(&mut self, oif: Option<u32>) {
+        if let Some(n) = self.oifs.get_mut(&oif) {
+            *n -= 1;
+            if *n == 0 {
+                self.oifs.remove(&oif);
             }
         }
     }
@@ -344,7 +395,7 @@ impl<T: RouteTable> Installer<T> {
             self.failed.remove(&prefix);
             match want {
                 Some(r) => {
-                    self.wanted.insert(prefix, r);
+                    self.want(r);
                     if self.conflicts.contains(&prefix) {
                         // Still someone else's until a dump says otherwise.
                         continue;
@@ -366,7 +417,7 @@ impl<T: RouteTable> Installer<T> {
                     }
                 }
                 None => {
-                    self.wanted.remove(&prefix);
+                    self.unwant(&prefix);
                     self.conflicts.remove(&prefix);
                     if let Some(cur) = self.ours.get(&prefix) {
                         delete.push(*cur);
@@ -1048,6 +1099,75 @@ mod tests {
         );
         // Drift counted once per route, not per retry.
         assert_eq!(status(&i).kernel_drift, 50);
+    }
+
+    fn link(index: u32, up: bool, deleted: bool) -> KernelEvent {
+        KernelEvent::Link {
+            index,
+            up,
+            running: up,
+            deleted,
+        }
+    }
+
+    /// A container start makes a link appear on the parent and move into
+    /// the container (a deletion in the host's namespace); a foreign veth
+    /// comes and goes. None of our routes goes out of those links: no dump.
+    #[test]
+    fn link_events_that_cannot_affect_a_wanted_route_cost_no_dump() {
+        let (mut i, t0) = installer(FakeTable::default());
+        i.apply(vec![Change::Set(ours("10.1.2.0/24", "192.0.2.2"))], t0);
+        let before = i.next_deadline();
+        let dumps = i.table().dumps;
+        for (k, ev) in [
+            link(41, false, false),
+            link(41, true, false),
+            link(41, false, true),
+            link(42, true, false),
+            link(42, false, true),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            i.on_event(ev, t0 + Duration::from_millis(k as u64));
+        }
+        assert_eq!(i.next_deadline(), before, "no reconcile planned");
+        i.tick(before - Duration::from_millis(1));
+        assert_eq!(i.table().dumps, dumps);
+        let w = status(&i).route_watch;
+        assert_eq!((w.events, w.ignored), (5, 5));
+        assert!(w.dumps.get("link").is_none());
+    }
+
+    /// The parent flapping: events on it are coalesced into one dump per
+    /// settling time and at most one per LINK_GAP.
+    #[test]
+    fn link_events_on_a_parent_are_coalesced_and_rate_limited() {
+        let (mut i, t0) = installer(FakeTable::default());
+        i.apply(vec![Change::Set(ours("10.1.2.0/24", "192.0.2.2"))], t0);
+        let dumps = i.table().dumps;
+        // 200 flaps over 2 s, the installer ticking whenever due.
+        let mut t = t0;
+        for k in 0..200u64 {
+            t = t0 + Duration::from_millis(10 * k);
+            while i.next_deadline() <= t {
+                let due = i.next_deadline();
+                i.tick(due);
+            }
+            i.on_event(link(3, k % 2 == 1, false), t);
+        }
+        while i.next_deadline() <= t + Duration::from_secs(1) {
+            let due = i.next_deadline();
+            i.tick(due);
+        }
+        let link_dumps = i.table().dumps - dumps;
+        assert!(
+            (2..=10).contains(&link_dumps),
+            "{link_dumps} dumps for 200 events in 2 s"
+        );
+        let w = status(&i).route_watch;
+        assert_eq!(w.dumps.get("link").copied(), Some(link_dumps as u64));
+        assert_eq!(w.coalesced + link_dumps as u64, 200);
     }
 
     #[test]
