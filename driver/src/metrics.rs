@@ -129,6 +129,8 @@ pub struct BgpStatus {
     /// The route installer's dumps of the main table and the kernel events
     /// it saw, kept by [`crate::rib`].
     pub route_watch: RouteWatch,
+    /// Supervised tasks started again after they ended (by task name).
+    pub task_restarts: BTreeMap<&'static str, u64>,
 }
 
 /// Why the route installer read the whole main table (a label value).
@@ -585,7 +587,6 @@ impl Collector for BgpCollector {
             let labels = [("reason", reason.as_str())];
             ConstCounter::new(*v).encode(enc.encode_family(&labels)?)?;
         }
-        drop(enc);
         let w = &b.route_watch;
         let mut enc = e.encode_descriptor(
             "ipvlan_bgp_route_dumps",
@@ -597,7 +598,14 @@ impl Collector for BgpCollector {
             let v = w.dumps.get(why.label()).copied().unwrap_or(0);
             ConstCounter::new(v).encode(enc.encode_family(&[("reason", why.label())])?)?;
         }
-        drop(enc);
+        let mut enc = e.encode_descriptor(
+            "ipvlan_bgp_task_restarts",
+            "Supervised tasks (the BGP side) started again after they ended or panicked.",
+            None,
+            c.metric_type(),
+        )?;
+        let v = b.task_restarts.get("bgp").copied().unwrap_or(0);
+        ConstCounter::new(v).encode(enc.encode_family(&[("task", "bgp")])?)?;
         counter(
             &mut e,
             "ipvlan_bgp_route_watch_events",

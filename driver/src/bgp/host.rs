@@ -196,7 +196,7 @@ mod tests {
             communities: Vec::new(),
             protocol: 73,
             accept_pools: Vec::new(),
-            max_learned: 100,
+            limits: crate::bgp::learner::Limits::installing(100),
             stale_time: Duration::from_secs(60),
             default_parent: None,
         }

@@ -29,6 +29,7 @@ pub mod config;
 pub mod gobgp;
 pub mod host;
 pub mod learner;
+pub mod learning;
 pub mod policy;
 pub mod session;
 pub mod speaker;

@@ -9,11 +9,14 @@
 //! ([`crate::rib`]), and the session's state in [`Metrics`]. It connects with
 //! backoff, re-announces after every (re)connection, and ends a session when
 //! gobgpd stops answering (stream broken, a call over its deadline, the
-//! liveness check). The learner and the installer outlive connections.
+//! liveness check). The learner (on its own thread, [`super::learning`]) and
+//! the installer outlive connections. Nothing here blocks a worker: host
+//! reads go through `spawn_blocking`, every policy decision to the learner's
+//! thread.
 
 use std::collections::BTreeSet;
 use std::net::IpAddr;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use ipnet::IpNet;
@@ -28,14 +31,14 @@ use super::gobgp::apipb::{
 };
 use super::gobgp::{self, decode_path, Client, LearnedPath};
 use super::host::{policy_inputs, wanted_announcements, HostInfo};
-use super::learner::{lock_learner, Learner};
+use super::learner::Learner;
+use super::learning::{LearnerGone, LearnerHandle};
 use super::speaker;
-use super::timers::{check_liveness, expire_stale, AbortOnDrop, TICK};
+use super::timers::{check_liveness, AbortOnDrop, TICK};
 use super::withdrawals::{self, HeldWithdrawals};
 use crate::kernel::real::Kernel;
 use crate::kernel::Route;
 use crate::metrics::{Metrics, PeerStatus};
-use crate::rib::installer;
 use crate::rib::worker::InstallerHandle;
 use crate::view::View;
 
@@ -44,10 +47,12 @@ pub struct Bgp {
     cfg: BgpConfig,
     metrics: Arc<Metrics>,
     view: watch::Receiver<Arc<View>>,
-    installer: InstallerHandle,
     host_kernel: Arc<Mutex<Kernel>>,
-    /// Shared with the expiry task (see [`expire_stale`]); locked briefly, never across an await.
-    learner: Arc<Mutex<Learner>>,
+    learner: LearnerHandle,
+    /// Routes a previous run left, adopted once the host's facts are read.
+    adopted: Vec<Route>,
+    /// When gobgpd's RIB was last read again for the learner.
+    last_relist: Option<tokio::time::Instant>,
     announcer: Announcer,
     host: HostInfo,
     warned: BTreeSet<String>,
@@ -62,8 +67,43 @@ const PEER_REFRESH: Duration = Duration::from_secs(5);
 /// yields between batches so a flood (a leaked full table) neither builds
 /// one huge batch nor keeps the runtime from answering Docker.
 pub const EVENT_BATCH: usize = 4096;
+/// gobgpd's RIB is read again for the learner at most this often when it
+/// asks (room freed after paths were dropped as over a limit): a flood that
+/// keeps it full must not turn into a loop of full reads.
+const RELIST_GAP: Duration = Duration::from_secs(10);
+
+/// Test hook: the next [`Bgp::run`] panics at once (the supervisor's test).
+#[cfg(test)]
+pub(crate) static PANIC_AT_START: std::sync::atomic::AtomicBool =
+    std::sync::atomic::AtomicBool::new(false);
+
+/// Why one connection's life ended.
+enum Ended {
+    /// Shutdown asked.
+    Shutdown,
+    /// gobgpd was lost (retried with backoff).
+    Lost(String),
+    /// The learner's thread died: this BGP side cannot go on.
+    LearnerGone,
+}
+
+impl From<LearnerGone> for Ended {
+    fn from(_: LearnerGone) -> Ended {
+        Ended::LearnerGone
+    }
+}
+
+impl From<String> for Ended {
+    fn from(e: String) -> Ended {
+        Ended::Lost(e)
+    }
+}
 
 impl Bgp {
+    /// The BGP side, ready to [`Bgp::run`]. Reads nothing yet (the host's
+    /// facts are read in `run`, off the async workers); starts the
+    /// learner's thread, so it needs a tokio runtime. `adopted`: routes of
+    /// a previous run (or a previous BGP side) to keep until gobgpd confirms them.
     pub fn new(
         cfg: BgpConfig,
         metrics: Arc<Metrics>,
@@ -71,46 +111,30 @@ impl Bgp {
         installer: InstallerHandle,
         host_kernel: Kernel,
         adopted: Vec<Route>,
-    ) -> Bgp {
-        let mut host_kernel = host_kernel;
-        let host = HostInfo::read(&mut host_kernel)
-            .unwrap_or_else(|e| {
-                warn!(error = %e, "could not read the host's addresses");
-                HostInfo::default()
-            })
-            .with_gateways(&metrics);
-        let mut learner = Learner::new(
-            cfg.protocol,
-            cfg.max_learned,
-            cfg.stale_time,
-            metrics.clone(),
-        );
-        let inputs = policy_inputs(&view.borrow(), &host, &cfg, &[]);
-        installer.send(learner.set_inputs(inputs));
-        installer.send(learner.adopt(&adopted, Instant::now()));
+    ) -> std::io::Result<Bgp> {
+        let learner = Learner::new(cfg.protocol, cfg.limits, cfg.stale_time, metrics.clone());
+        let learner = LearnerHandle::start(learner, installer, metrics.clone())?;
         metrics.bgp(|b| {
             b.enabled = true;
             b.gobgp = cfg.gobgp.to_string();
         });
-        Bgp {
+        Ok(Bgp {
             announcer: Announcer::new(cfg.communities.clone(), cfg.call_timeout),
             cfg,
             metrics,
             view,
-            installer,
             host_kernel: Arc::new(Mutex::new(host_kernel)),
-            learner: Arc::new(Mutex::new(learner)),
-            host,
+            learner,
+            adopted,
+            last_relist: None,
+            host: HostInfo::default(),
             warned: BTreeSet::new(),
             session_up: false,
-        }
+        })
     }
 
-    fn learner(&self) -> MutexGuard<'_, Learner> {
-        lock_learner(&self.learner)
-    }
-
-    async fn refresh_host(&mut self) {
+    /// Reads the host's links and addresses on a blocking thread.
+    async fn refresh_host(&mut self) -> Result<(), LearnerGone> {
         let k = self.host_kernel.clone();
         let read = tokio::task::spawn_blocking(move || {
             let mut k = k.lock().unwrap_or_else(|p| p.into_inner());
@@ -121,51 +145,67 @@ impl Bgp {
             Ok(Ok(h)) => {
                 self.host = h.with_gateways(&self.metrics);
                 // Also picks up peers gobgpd reported since (cheap when nothing changed).
-                self.apply_inputs();
+                self.apply_inputs().await?;
             }
             Ok(Err(e)) => warn!(error = %e, "could not read the host's addresses"),
             Err(e) => warn!(error = %e, "host refresh task failed"),
         }
+        Ok(())
     }
 
-    fn apply_inputs(&mut self) {
+    async fn apply_inputs(&mut self) -> Result<(), LearnerGone> {
         let peers = self.metrics.bgp(|b| b.peers.clone());
         let inputs = policy_inputs(&self.view.borrow(), &self.host, &self.cfg, &peers);
-        let changes = self.learner().set_inputs(inputs);
-        self.installer.send(changes);
+        self.learner.set_inputs(inputs).await
     }
 
-    /// Runs until `shutdown` resolves.
-    pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) {
+    /// Runs until `shutdown` resolves (`Ok`), or until the learner's thread
+    /// dies (`Err`: the supervisor decides what next). Stale routes expire
+    /// on the learner's own timer: nothing the session awaits (a connect, a
+    /// call to a stuck gobgpd) can hold them back.
+    pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) -> Result<(), String> {
+        #[cfg(test)]
+        if PANIC_AT_START.swap(false, std::sync::atomic::Ordering::SeqCst) {
+            panic!("BGP task: panic asked by a test");
+        }
         if self.cfg.gobgp.is_tcp() {
             warn!(gobgp = %self.cfg.gobgp, "{}", gobgp::TCP_WARNING);
         }
-        // Stale routes expire on their own timer: nothing the session awaits
-        // (a connect, a call to a stuck gobgpd) can hold them back.
-        let installer = self.installer.clone();
-        let _expiry = AbortOnDrop(tokio::spawn(expire_stale(
-            self.learner.clone(),
-            move |changes| installer.send(changes),
-        )));
+        // The policy needs the host's facts before it can judge the routes
+        // a previous run left.
+        let gone = |_| "the learner's thread ended".to_string();
+        self.refresh_host().await.map_err(gone)?;
+        let adopted = std::mem::take(&mut self.adopted);
+        self.learner
+            .adopt(adopted, Instant::now())
+            .await
+            .map_err(gone)?;
         let mut backoff = Duration::from_millis(200);
         let mut failures = 0u32;
         loop {
             if *shutdown.borrow() {
-                return;
+                return Ok(());
             }
             match gobgp::connect(&self.cfg.gobgp, self.cfg.call_timeout).await {
                 Ok(client) => {
                     self.session_up = false;
                     let result = self.session(client, &mut shutdown).await;
-                    self.learner().disconnected(Instant::now());
                     self.metrics.bgp(|b| {
                         b.connected = false;
                         b.peers.clear();
                     });
+                    if matches!(result, Ended::LearnerGone) {
+                        return Err("the learner's thread ended".into());
+                    }
+                    self.learner
+                        .disconnected(Instant::now())
+                        .await
+                        .map_err(gone)?;
                     match result {
-                        Ok(()) => return,
+                        Ended::Shutdown => return Ok(()),
+                        Ended::LearnerGone => unreachable!("returned above"),
                         // The session was up: say once that it is lost.
-                        Err(e) if self.session_up => {
+                        Ended::Lost(e) if self.session_up => {
                             warn!(gobgp = %self.cfg.gobgp, error = %e, stale_secs = self.cfg.stale_time.as_secs(), "lost gobgpd; keeping learned routes while retrying");
                             self.metrics.bgp(|b| b.last_error = Some(e.clone()));
                             failures = 0;
@@ -173,7 +213,7 @@ impl Bgp {
                         }
                         // It never came up (gobgpd accepts but does not answer):
                         // a failed attempt like any other, logged sparsely.
-                        Err(e) => self.attempt_failed(&mut failures, e),
+                        Ended::Lost(e) => self.attempt_failed(&mut failures, e),
                     }
                 }
                 Err(e) => self.attempt_failed(&mut failures, format!("connect: {e}")),
@@ -184,10 +224,10 @@ impl Bgp {
             loop {
                 tokio::select! {
                     _ = tokio::time::sleep_until(until) => break,
-                    _ = shutdown.changed() => return,
+                    _ = shutdown.changed() => return Ok(()),
                     r = self.view.changed() => {
-                        if r.is_err() { return; }
-                        self.apply_inputs();
+                        if r.is_err() { return Ok(()); }
+                        self.apply_inputs().await.map_err(gone)?;
                     }
                 }
             }
@@ -202,13 +242,20 @@ impl Bgp {
         self.metrics.bgp(|b| b.last_error = Some(msg));
     }
 
-    /// One connection's life. `Ok(())` on shutdown, `Err` when gobgpd is lost
-    /// (the stream broke, or a call overran its deadline: gobgpd is stuck).
-    async fn session(
+    /// One connection's life, until shutdown, gobgpd lost (the stream broke,
+    /// or a call overran its deadline: gobgpd is stuck) or the learner gone.
+    async fn session(&mut self, client: Client, shutdown: &mut watch::Receiver<bool>) -> Ended {
+        match self.connected(client, shutdown).await {
+            Ok(()) => Ended::Shutdown,
+            Err(e) => e,
+        }
+    }
+
+    async fn connected(
         &mut self,
         mut client: Client,
         shutdown: &mut watch::Receiver<bool>,
-    ) -> Result<(), String> {
+    ) -> Result<(), Ended> {
         let limit = self.cfg.call_timeout;
         // gobgpd's gRPC server (grpc-go's default policy) closes a connection
         // that sends keepalive PINGs while the server itself writes nothing
@@ -238,11 +285,8 @@ impl Bgp {
             .await
             .map_err(|e| format!("watch: {}", gobgp::describe(&e)))?
             .into_inner();
-        let n = self
-            .list_best(&mut client, true)
-            .await
-            .map_err(|e| format!("list paths: {}", gobgp::describe(&e)))?;
-        self.refresh_host().await;
+        let n = self.list_best(&mut client, true).await?;
+        self.refresh_host().await?;
         let view = self.view.borrow().clone();
         let mut known_pools = view.pools.clone();
         let wanted = wanted_announcements(&view, &self.host, &self.cfg, &mut self.warned);
@@ -278,6 +322,10 @@ impl Bgp {
         let mut held = HeldWithdrawals::default();
         loop {
             let hold_until = held.next_deadline();
+            let relist_at = self.learner.relist_wanted().then(|| {
+                self.last_relist
+                    .map_or_else(tokio::time::Instant::now, |t| t + RELIST_GAP)
+            });
             tokio::select! {
                 // In this order: events already queued (a path that replaces
                 // a held withdrawal cancels it) before the hold's timer; the
@@ -285,20 +333,17 @@ impl Bgp {
                 // events starves neither.
                 biased;
                 _ = shutdown.changed() => return Ok(()),
-                r = &mut lost => return Err(r.unwrap_or_else(|_| "liveness check ended".into())),
+                r = &mut lost => return Err(Ended::Lost(r.unwrap_or_else(|_| "liveness check ended".into()))),
                 r = self.view.changed() => {
                     if r.is_err() { return Ok(()); }
-                    self.apply_inputs();
+                    self.apply_inputs().await?;
                     let view = self.view.borrow().clone();
                     // Paths refused as outside every pool are not kept by the
                     // learner; when the pools widen, gobgpd's RIB is read again
                     // so those paths get a new decision.
-                    let relist = self.learner().needs_relist();
-                    if relist || pools_widened(&known_pools, &view.pools) {
-                        let n = self
-                            .list_best(&mut client, false)
-                            .await
-                            .map_err(|e| format!("list paths: {}", gobgp::describe(&e)))?;
+                    if pools_widened(&known_pools, &view.pools) {
+                        let n = self.list_best(&mut client, false).await?;
+                        self.last_relist = Some(tokio::time::Instant::now());
                         debug!(best_paths = n, "pools widened: re-read gobgpd's RIB");
                     }
                     known_pools = view.pools.clone();
@@ -308,11 +353,20 @@ impl Bgp {
                     let c = self.announcer.count();
                     self.metrics.bgp(|b| b.announced = c);
                 }
+                // The learner asks for gobgpd's RIB again (the pools widened
+                // after it dropped paths outside them, or room freed after it
+                // dropped paths over a limit): at most once per RELIST_GAP.
+                _ = tokio::time::sleep_until(relist_at.unwrap_or_else(tokio::time::Instant::now)), if relist_at.is_some() => {
+                    let n = self.list_best(&mut client, false).await?;
+                    self.last_relist = Some(tokio::time::Instant::now());
+                    debug!(best_paths = n, "the learner asked: re-read gobgpd's RIB");
+                }
+                _ = self.learner.relist_changed() => {}
                 _ = tick.tick() => {
                     if last_host.elapsed() >= HOST_REFRESH {
                         last_host = tokio::time::Instant::now();
                         let before = self.host.clone();
-                        self.refresh_host().await;
+                        self.refresh_host().await?;
                         if before != self.host {
                             // A parent got (or lost) its address: announcements may change.
                             let view = self.view.borrow().clone();
@@ -331,14 +385,14 @@ impl Bgp {
                             Err(e) if e.code() == tonic::Code::DeadlineExceeded => {
                                 debug!(error = %gobgp::describe(&e), "peer list late; kept the last one");
                             }
-                            Err(e) => return Err(format!("list peers: {}", gobgp::describe(&e))),
+                            Err(e) => return Err(Ended::Lost(format!("list peers: {}", gobgp::describe(&e)))),
                         }
                     }
                 }
                 msg = events.next() => {
                     let first = match msg {
-                        None => return Err("gobgpd closed the event stream".into()),
-                        Some(Err(e)) => return Err(stream_error(&e)),
+                        None => return Err(Ended::Lost("gobgpd closed the event stream".into())),
+                        Some(Err(e)) => return Err(Ended::Lost(stream_error(&e))),
                         Some(Ok(m)) => m,
                     };
                     let arrived = Instant::now();
@@ -349,7 +403,7 @@ impl Bgp {
                     while paths.len() < EVENT_BATCH {
                         match futures::FutureExt::now_or_never(events.next()) {
                             Some(Some(Ok(m))) => self.collect(m, &mut paths),
-                            Some(Some(Err(e))) => return Err(stream_error(&e)),
+                            Some(Some(Err(e))) => return Err(Ended::Lost(stream_error(&e))),
                             Some(None) | None => break,
                         }
                     }
@@ -361,21 +415,16 @@ impl Bgp {
                             withdrawals::sort(&mut client, batch, &mut held, self.cfg.call_timeout)
                                 .await
                             .map_err(|e| format!("list peers: {}", gobgp::describe(&e)))?;
-                        let changes = self.learner().learn(now_apply);
-                        let set = changes.iter().filter_map(|c| match c {
-                            installer::Change::Set(r) => Some(r.dst),
-                            installer::Change::Remove(_) => None,
-                        });
-                        self.metrics.learned(set, arrived);
-                        self.installer.send(changes);
+                        // Waits when the learner's queue is full: the rest
+                        // stays in gobgpd's stream (HTTP/2 flow control).
+                        self.learner.learn(now_apply, arrived).await?;
                         tokio::task::yield_now().await;
                     }
                 }
                 _ = tokio::time::sleep_until(hold_until.unwrap_or_else(tokio::time::Instant::now)), if hold_until.is_some() => {
                     let due = held.take_due(tokio::time::Instant::now());
                     if !due.is_empty() {
-                        let changes = self.learner().learn(due);
-                        self.installer.send(changes);
+                        self.learner.learn(due, Instant::now()).await?;
                     }
                 }
             }
@@ -455,11 +504,20 @@ impl Bgp {
     /// snapshot (what gobgpd does not hold becomes stale); otherwise it is a
     /// re-read after the pools widened ([`Learner::relisted`]: nothing becomes
     /// stale, refusals are not counted twice). Returns the count.
-    async fn list_best(
+    async fn list_best(&mut self, client: &mut Client, snapshot: bool) -> Result<usize, Ended> {
+        self.list_best_inner(client, snapshot)
+            .await
+            .map_err(|e| match e {
+                ListError::Gobgp(e) => Ended::Lost(format!("list paths: {}", gobgp::describe(&e))),
+                ListError::Learner => Ended::LearnerGone,
+            })
+    }
+
+    async fn list_best_inner(
         &mut self,
         client: &mut Client,
         snapshot: bool,
-    ) -> Result<usize, tonic::Status> {
+    ) -> Result<usize, ListError> {
         let limit = self.cfg.call_timeout;
         let started = Instant::now();
         let mut first = snapshot;
@@ -486,19 +544,36 @@ impl Bgp {
             if batch.len() >= EVENT_BATCH || (done && (first || !batch.is_empty())) {
                 count += batch.len();
                 let paths = std::mem::replace(&mut batch, Vec::with_capacity(EVENT_BATCH));
-                let changes = if first {
-                    self.learner().snapshot(paths, started)
+                if first {
+                    self.learner.snapshot(paths, started).await?;
                 } else {
-                    self.learner().relisted(paths, started)
-                };
+                    self.learner.relisted(paths, started).await?;
+                }
                 first = false;
-                self.installer.send(changes);
                 tokio::task::yield_now().await;
             }
             if done {
                 return Ok(count);
             }
         }
+    }
+}
+
+/// A read of gobgpd's RIB failed: gobgpd, or the learner's thread.
+enum ListError {
+    Gobgp(tonic::Status),
+    Learner,
+}
+
+impl From<tonic::Status> for ListError {
+    fn from(e: tonic::Status) -> ListError {
+        ListError::Gobgp(e)
+    }
+}
+
+impl From<LearnerGone> for ListError {
+    fn from(_: LearnerGone) -> ListError {
+        ListError::Learner
     }
 }
 

@@ -85,8 +85,13 @@ pub struct Installer<T: RouteTable = Kernel> {
     /// What the kernel holds of ours, as last written or dumped.
     ours: HashMap<IpNet, Route>,
     /// Destinations where another owner has a route in the main table (from
-    /// the last dump, plus routes added since): never ours to write.
+    /// the last dump, plus routes added since): never ours to write. Only
+    /// those inside `scope` (or wanted): a host holding a full Internet
+    /// table elsewhere costs nothing here.
     foreign: HashSet<IpNet>,
+    /// Where the learner may ask for routes (the accepted pools): other
+    /// owners' routes outside it can never be in our way.
+    scope: Vec<IpNet>,
     /// Gateways of the main table's default routes (published for the policy:
     /// reading them here costs no extra dump).
     gateways: BTreeSet<IpAddr>,
@@ -114,11 +119,13 @@ pub struct Installer<T: RouteTable = Kernel> {
 }
 
 impl<T: RouteTable> Installer<T> {
-    /// An installer over `table` (no thread). The tagged routes found are
-    /// taken as wanted until the learner says otherwise.
+    /// An installer over `table` (no thread), for routes inside `scope`
+    /// (see [`Installer::set_scope`]). The tagged routes found are taken as
+    /// wanted until the learner says otherwise.
     pub fn new(
         mut table: T,
         protocol: u8,
+        scope: Vec<IpNet>,
         metrics: Arc<Metrics>,
         now: Instant,
     ) -> Result<(Installer<T>, Vec<Route>), KernelError> {
@@ -130,7 +137,9 @@ impl<T: RouteTable> Installer<T> {
             if r.route.protocol == protocol && !r.multipath {
                 existing.push(r.route);
             } else {
-                foreign.insert(r.route.dst);
+                if in_scope(&scope, &r.route.dst) {
+                    foreign.insert(r.route.dst);
+                }
                 gateways.extend(default_gateway(&r.route));
             }
         }
@@ -146,6 +155,7 @@ impl<T: RouteTable> Installer<T> {
             wanted: ours.clone(),
             ours,
             foreign,
+            scope,
             gateways,
             conflicts: HashSet::new(),
             failed: HashSet::new(),
@@ -265,7 +275,7 @@ impl<T: RouteTable> Installer<T> {
                     // (another metric): only a dump says the prefix is free.
                     self.conflicts.contains(&dst)
                 } else {
-                    self.foreign.insert(dst);
+                    self.note_foreign(dst);
                     self.wanted.contains_key(&dst) && !self.conflicts.contains(&dst)
                 };
                 if interesting {
@@ -275,6 +285,37 @@ impl<T: RouteTable> Installer<T> {
                     self.metrics.route_watch(|w| w.ignored += 1);
                 }
             }
+        }
+    }
+
+    /// The routes decided so far.
+    pub fn wanted_routes(&self) -> Vec<Route> {
+        self.wanted.values().copied().collect()
+    }
+
+    /// Where the learner may ask for routes from now on (its accepted
+    /// pools). Other owners' routes are remembered only there; when it
+    /// widens, the main table is read at once so that none in the new part
+    /// is overlooked.
+    pub fn set_scope(&mut self, scope: Vec<IpNet>, now: Instant) {
+        if scope == self.scope {
+            return;
+        }
+        let widened = scope.iter().any(|p| !in_scope(&self.scope, p));
+        self.scope = scope;
+        if widened {
+            self.reconcile(now, DumpReason::Scope);
+        } else {
+            let (scope, wanted) = (&self.scope, &self.wanted);
+            self.foreign
+                .retain(|p| in_scope(scope, p) || wanted.contains_key(p));
+        }
+    }
+
+    /// Remembers another owner's route at `dst` if it can matter to us.
+    fn note_foreign(&mut self, dst: IpNet) {
+        if in_scope(&self.scope, &dst) || self.wanted.contains_key(&dst) {
+            self.foreign.insert(dst);
         }
     }
 
@@ -602,6 +643,7 @@ impl<T: RouteTable> Installer<T> {
         self.foreign.clear();
         self.gateways.clear();
         for tr in dump {
+            let dst = tr.route.dst;
             if tr.route.protocol == self.protocol && tr.multipath {
                 // We never write several next hops: another one was appended
                 // to ours (IPv6 merges a CREATE without EXCL into the route
@@ -609,7 +651,7 @@ impl<T: RouteTable> Installer<T> {
                 // ours). Not ours alone: never replace it (that would take
                 // their next hop too); take back our next hop only, by its
                 // gateway, and leave the prefix to them.
-                self.foreign.insert(tr.route.dst);
+                self.note_foreign(dst);
                 match self.ours.get(&tr.route.dst) {
                     Some(mine) if mine.via.is_some() => unhook.push(*mine),
                     _ => {}
@@ -620,7 +662,7 @@ impl<T: RouteTable> Installer<T> {
             } else if tr.route.protocol == self.protocol {
                 kernel_ours.entry(tr.route.dst).or_default().push(tr.route);
             } else {
-                self.foreign.insert(tr.route.dst);
+                self.note_foreign(dst);
                 self.gateways.extend(default_gateway(&tr.route));
                 if self.wanted.contains_key(&tr.route.dst) {
                     foreign.entry(tr.route.dst).or_default().push(tr);
@@ -729,6 +771,19 @@ impl<T: RouteTable> Installer<T> {
     }
 }
 
+/// Whether `dst` lies inside one of `scope`'s prefixes.
+fn in_scope(scope: &[IpNet], dst: &IpNet) -> bool {
+    scope.iter().any(|p| p.contains(dst))
+}
+
+/// A scope that holds every prefix (tests and benchmarks).
+pub fn everywhere() -> Vec<IpNet> {
+    ["0.0.0.0/0", "::/0"]
+        .iter()
+        .filter_map(|p| p.parse().ok())
+        .collect()
+}
+
 /// The gateway of a default route.
 fn default_gateway(r: &Route) -> Option<IpAddr> {
     if r.dst.prefix_len() == 0 {
@@ -743,7 +798,7 @@ mod tests {
     use std::sync::Mutex;
 
     use super::*;
-    use crate::rib::fake::FakeTable;
+    use crate::rib::fake::{FakeTable, SharedTable};
 
     const PROTO: u8 = 73;
 
@@ -771,7 +826,8 @@ mod tests {
 
     fn installer(fake: FakeTable) -> (Installer<FakeTable>, Instant) {
         let t0 = Instant::now();
-        let (i, _) = Installer::new(fake, PROTO, Arc::new(Metrics::default()), t0).unwrap();
+        let (i, _) =
+            Installer::new(fake, PROTO, everywhere(), Arc::new(Metrics::default()), t0).unwrap();
         (i, t0)
     }
 
@@ -1136,7 +1192,7 @@ mod tests {
         assert_eq!(i.table().dumps, dumps);
         let w = status(&i).route_watch;
         assert_eq!((w.events, w.ignored), (5, 5));
-        assert!(w.dumps.get("link").is_none());
+        assert!(!w.dumps.contains_key("link"));
     }
 
     /// The parent flapping: events on it are coalesced into one dump per
@@ -1170,6 +1226,67 @@ mod tests {
         assert_eq!(w.coalesced + link_dumps as u64, 200);
     }
 
+    /// A host holding a full table of other owners' routes outside the
+    /// accepted pools (a BGP router's, say): the installer remembers none
+    /// of them, at start, after a dump, or from their notifications; inside
+    /// the pools it still never writes over them.
+    #[test]
+    fn other_owners_routes_outside_the_pools_cost_no_memory() {
+        let mut fake = FakeTable::default();
+        for k in 0..20_000u32 {
+            let dst = std::net::Ipv4Addr::from(0x2c00_0000 + (k << 8));
+            fake.add_foreign(static_route(&format!("{dst}/24")), 0);
+        }
+        fake.add_foreign(static_route("10.1.2.0/24"), 0);
+        let pools = vec![n("10.1.0.0/16")];
+        let (mut i, t0) = (
+            Installer::new(
+                fake,
+                PROTO,
+                pools,
+                Arc::new(Metrics::default()),
+                Instant::now(),
+            )
+            .unwrap()
+            .0,
+            Instant::now(),
+        );
+        assert_eq!(i.foreign.len(), 1);
+        i.reconcile(t0, DumpReason::Periodic);
+        assert_eq!(i.foreign.len(), 1);
+        for k in 0..1000u32 {
+            let dst = std::net::Ipv4Addr::from(0x2d00_0000 + (k << 8));
+            let route = TableRoute {
+                route: static_route(&format!("{dst}/24")),
+                tos: 0,
+                priority: 0,
+                multipath: false,
+            };
+            route_event(&mut i, route, false, t0);
+        }
+        assert_eq!(i.foreign.len(), 1);
+        // Inside the pools: still theirs.
+        i.apply(vec![Change::Set(ours("10.1.2.0/24", "192.0.2.2"))], t0);
+        assert_eq!(
+            i.table().at(&n("10.1.2.0/24")),
+            vec![static_route("10.1.2.0/24")]
+        );
+        assert_eq!(status(&i).route_conflicts, 1);
+        // The pools widen over a foreign route: read at once, never overwritten.
+        let dumps = i.table().dumps;
+        i.set_scope(vec![n("10.1.0.0/16"), n("44.0.0.0/8")], t0);
+        assert_eq!(i.table().dumps, dumps + 1);
+        assert_eq!(i.foreign.len(), 1 + 20_000);
+        i.apply(vec![Change::Set(ours("44.0.1.0/24", "192.0.2.2"))], t0);
+        assert_eq!(
+            i.table().at(&n("44.0.1.0/24")),
+            vec![static_route("44.0.1.0/24")]
+        );
+        // Narrowed again: forgotten.
+        i.set_scope(vec![n("10.1.0.0/16")], t0);
+        assert!(i.foreign.len() <= 2, "{}", i.foreign.len());
+    }
+
     #[test]
     fn default_gateways_are_published_from_dumps_and_events() {
         let mut fake = FakeTable::default();
@@ -1200,24 +1317,6 @@ mod tests {
         assert_eq!(status(&i).kernel_drift, 0);
     }
 
-    /// The fake shared with the test while the installer thread owns it.
-    struct Shared(Arc<Mutex<FakeTable>>);
-
-    impl RouteTable for Shared {
-        fn dump(&mut self) -> Result<Vec<TableRoute>, KernelError> {
-            self.0.lock().unwrap().dump()
-        }
-        fn create_exclusive(&mut self, r: &[Route]) -> Vec<crate::rib::table::WriteResult> {
-            self.0.lock().unwrap().create_exclusive(r)
-        }
-        fn replace(&mut self, r: &[Route]) -> Vec<crate::rib::table::WriteResult> {
-            self.0.lock().unwrap().replace(r)
-        }
-        fn delete(&mut self, r: &[Route]) -> Vec<crate::rib::table::WriteResult> {
-            self.0.lock().unwrap().delete(r)
-        }
-    }
-
     #[test]
     fn a_refused_install_is_retried_under_constant_churn() {
         let fake = Arc::new(Mutex::new(FakeTable::default()));
@@ -1225,8 +1324,14 @@ mod tests {
             .unwrap()
             .add_foreign(static_route("10.1.2.0/24"), 0);
         let metrics = Arc::new(Metrics::default());
-        let (h, thread, _) =
-            Installer::start_with(Shared(fake.clone()), None, PROTO, metrics.clone()).unwrap();
+        let (h, thread, _) = Installer::start_with(
+            SharedTable(fake.clone()),
+            None,
+            PROTO,
+            everywhere(),
+            metrics.clone(),
+        )
+        .unwrap();
         h.send(vec![Change::Set(ours("10.1.2.0/24", "192.0.2.2"))]);
         h.flush_blocking();
         assert_eq!(metrics.bgp_snapshot().route_conflicts, 1);
