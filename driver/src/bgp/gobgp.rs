@@ -440,8 +440,11 @@ pub fn decode_path(p: &Path) -> Result<LearnedPath, DecodeError> {
         .prefix
         .parse()
         .map_err(|_| DecodeError::BadPrefix(pfx.prefix.clone()))?;
-    let prefix = IpNet::new(addr, pfx.prefix_len as u8)
-        .map_err(|_| DecodeError::BadPrefix(format!("{}/{}", pfx.prefix, pfx.prefix_len)))?
+    // A length that does not fit (288 would truncate to /32, 256 to /0) is refused.
+    let prefix = u8::try_from(pfx.prefix_len)
+        .ok()
+        .and_then(|len| IpNet::new(addr, len).ok())
+        .ok_or_else(|| DecodeError::BadPrefix(format!("{}/{}", pfx.prefix, pfx.prefix_len)))?
         .trunc();
     let mut next_hop = None;
     let mut as_path = Vec::new();
@@ -596,6 +599,47 @@ mod tests {
         );
         assert_eq!(p.pattrs.len(), 2);
         assert!(decode_attrs(&p, 65000).is_empty());
+    }
+
+    /// A prefix length beyond the family's is refused, never truncated
+    /// (`as u8` made 288 a /32 and 256 a default route).
+    #[test]
+    fn a_prefix_length_out_of_range_is_refused_not_truncated() {
+        let with_len = |prefix: &str, len: u32| {
+            let mut p = local_path(
+                "10.1.1.2/32".parse().unwrap(),
+                "192.0.2.1".parse().unwrap(),
+                &[],
+            );
+            p.nlri = Some(pack(
+                "IPAddressPrefix",
+                &IpAddressPrefix {
+                    prefix_len: len,
+                    prefix: prefix.into(),
+                },
+            ));
+            decode_path(&p)
+        };
+        for (prefix, len) in [
+            ("10.1.1.2", 288),
+            ("10.1.1.2", 256),
+            ("10.1.1.2", 33),
+            ("fd00::2", 384),
+            ("fd00::2", 129),
+        ] {
+            assert!(
+                matches!(with_len(prefix, len), Err(DecodeError::BadPrefix(_))),
+                "{prefix}/{len}"
+            );
+        }
+        assert_eq!(
+            with_len("10.1.1.2", 32).unwrap().prefix,
+            "10.1.1.2/32".parse::<IpNet>().unwrap()
+        );
+        assert_eq!(
+            with_len("fd00::2", 128).unwrap().prefix,
+            "fd00::2/128".parse::<IpNet>().unwrap()
+        );
     }
 
     /// IPv6: family AFI 2 / SAFI 1 on the path, next hop in MP_REACH_NLRI

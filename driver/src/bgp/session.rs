@@ -615,13 +615,11 @@ fn session_state_name(s: i32) -> &'static str {
     }
 }
 
-/// The best path of a destination, decoded (gobgpd marks it `best`; else its first).
+/// The best path of a destination, decoded: the one gobgpd marks `best`.
+/// A destination without one (no path selected, every next hop invalid)
+/// has nothing to install: another path is never taken in its place.
 fn best_path(dest: &gobgp::apipb::Destination) -> Option<LearnedPath> {
-    let best = dest
-        .paths
-        .iter()
-        .find(|p| p.best)
-        .or_else(|| dest.paths.first())?;
+    let best = dest.paths.iter().find(|p| p.best)?;
     decode_path(best).ok()
 }
 
@@ -631,6 +629,29 @@ mod tests {
 
     fn n(s: &str) -> IpNet {
         s.parse().unwrap()
+    }
+
+    /// A ListPath destination: only the path gobgpd marks best is taken;
+    /// without one, nothing (never the first path in its place).
+    #[test]
+    fn only_the_path_marked_best_is_taken() {
+        let p = |nh: &str, best: bool| {
+            let mut p = gobgp::local_path(n("10.1.2.5/32"), nh.parse().unwrap(), &[]);
+            p.best = best;
+            p.neighbor_ip = "192.0.2.9".into();
+            p
+        };
+        let dest = |paths| gobgp::apipb::Destination {
+            prefix: "10.1.2.5/32".into(),
+            paths,
+        };
+        let d = dest(vec![p("192.0.2.2", false), p("192.0.2.3", true)]);
+        assert_eq!(
+            best_path(&d).and_then(|b| b.next_hop),
+            "192.0.2.3".parse().ok()
+        );
+        assert!(best_path(&dest(vec![p("192.0.2.2", false), p("192.0.2.3", false)])).is_none());
+        assert!(best_path(&dest(vec![])).is_none());
     }
 
     #[test]
