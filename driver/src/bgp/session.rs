@@ -30,7 +30,7 @@ use super::gobgp::apipb::{
     watch_event_request, watch_event_response, ListPeerRequest, Path, WatchEventRequest,
 };
 use super::gobgp::{self, decode_path, Client, LearnedPath};
-use super::host::{policy_inputs, wanted_announcements, HostInfo};
+use super::host::{policy_inputs, wanted_announcements, HostInfo, NextHopChoice};
 use super::learner::Learner;
 use super::learning::{LearnerGone, LearnerHandle};
 use super::speaker;
@@ -55,6 +55,9 @@ pub struct Bgp {
     last_relist: Option<tokio::time::Instant>,
     announcer: Announcer,
     host: HostInfo,
+    /// How the IPv6 next hop is chosen (the sessions' local addresses, the
+    /// address chosen before).
+    next_hop: NextHopChoice,
     warned: BTreeSet<String>,
     /// The current session got as far as "connected to gobgpd".
     session_up: bool,
@@ -128,6 +131,7 @@ impl Bgp {
             adopted,
             last_relist: None,
             host: HostInfo::default(),
+            next_hop: NextHopChoice::default(),
             warned: BTreeSet::new(),
             session_up: false,
         })
@@ -138,7 +142,7 @@ impl Bgp {
         let k = self.host_kernel.clone();
         let read = tokio::task::spawn_blocking(move || {
             let mut k = k.lock().unwrap_or_else(|p| p.into_inner());
-            HostInfo::read(&mut k)
+            HostInfo::read(&mut *k)
         })
         .await;
         match read {
@@ -287,9 +291,20 @@ impl Bgp {
             .into_inner();
         let n = self.list_best(&mut client, true).await?;
         self.refresh_host().await?;
+        // The sessions' local addresses first: the IPv6 next hop prefers
+        // one, so a restarted driver chooses what it announced before.
+        self.refresh_peers(&mut client)
+            .await
+            .map_err(|e| format!("list peers: {}", gobgp::describe(&e)))?;
         let view = self.view.borrow().clone();
         let mut known_pools = view.pools.clone();
-        let wanted = wanted_announcements(&view, &self.host, &self.cfg, &mut self.warned);
+        let wanted = wanted_announcements(
+            &view,
+            &self.host,
+            &self.cfg,
+            &mut self.next_hop,
+            &mut self.warned,
+        );
         let pools: Vec<IpNet> = view.pools.iter().copied().collect();
         let mut nhs: Vec<IpAddr> = wanted.values().map(|a| a.next_hop).collect();
         nhs.extend(self.cfg.next_hops.iter().copied());
@@ -311,9 +326,6 @@ impl Bgp {
         });
         info!(gobgp = %self.cfg.gobgp, best_paths = n, announced, "connected to gobgpd");
         self.session_up = true;
-        self.refresh_peers(&mut client)
-            .await
-            .map_err(|e| format!("list peers: {}", gobgp::describe(&e)))?;
 
         let mut last_host = tokio::time::Instant::now();
         let mut last_peers = tokio::time::Instant::now();
@@ -347,7 +359,7 @@ impl Bgp {
                         debug!(best_paths = n, "pools widened: re-read gobgpd's RIB");
                     }
                     known_pools = view.pools.clone();
-                    let w = wanted_announcements(&view, &self.host, &self.cfg, &mut self.warned);
+                    let w = wanted_announcements(&view, &self.host, &self.cfg, &mut self.next_hop, &mut self.warned);
                     self.announcer.sync(&mut client, &w).await.map_err(|e| format!("announce: {}", gobgp::describe(&e)))?;
                     self.metrics.announced(w.keys());
                     let c = self.announcer.count();
@@ -363,21 +375,13 @@ impl Bgp {
                 }
                 _ = self.learner.relist_changed() => {}
                 _ = tick.tick() => {
-                    if last_host.elapsed() >= HOST_REFRESH {
-                        last_host = tokio::time::Instant::now();
-                        let before = self.host.clone();
-                        self.refresh_host().await?;
-                        if before != self.host {
-                            // A parent got (or lost) its address: announcements may change.
-                            let view = self.view.borrow().clone();
-                            let w = wanted_announcements(&view, &self.host, &self.cfg, &mut self.warned);
-                            self.announcer.sync(&mut client, &w).await.map_err(|e| format!("announce: {}", gobgp::describe(&e)))?;
-                        }
-                    }
+                    let mut changed = false;
                     if last_peers.elapsed() >= PEER_REFRESH {
                         last_peers = tokio::time::Instant::now();
                         match self.refresh_peers(&mut client).await {
-                            Ok(()) => {}
+                            // A session came up from another local address:
+                            // the IPv6 next hop may change.
+                            Ok(c) => changed = c,
                             // A gobgpd busy with a burst of updates (a peer lost
                             // with thousands of paths) answers ListPeer late: the
                             // status waits for the next refresh. Whether gobgpd is
@@ -386,6 +390,17 @@ impl Bgp {
                                 debug!(error = %gobgp::describe(&e), "peer list late; kept the last one");
                             }
                             Err(e) => return Err(Ended::Lost(format!("list peers: {}", gobgp::describe(&e)))),
+                        }
+                    }
+                    if last_host.elapsed() >= HOST_REFRESH || changed {
+                        last_host = tokio::time::Instant::now();
+                        let before = self.host.clone();
+                        self.refresh_host().await?;
+                        if before != self.host || changed {
+                            // A parent got (or lost) its address: announcements may change.
+                            let view = self.view.borrow().clone();
+                            let w = wanted_announcements(&view, &self.host, &self.cfg, &mut self.next_hop, &mut self.warned);
+                            self.announcer.sync(&mut client, &w).await.map_err(|e| format!("announce: {}", gobgp::describe(&e)))?;
                         }
                     }
                 }
@@ -478,24 +493,37 @@ impl Bgp {
         }
     }
 
-    async fn refresh_peers(&mut self, client: &mut Client) -> Result<(), tonic::Status> {
+    /// Reads gobgpd's peers for status, and the local addresses of the
+    /// established sessions for the next hop; answers whether those changed.
+    async fn refresh_peers(&mut self, client: &mut Client) -> Result<bool, tonic::Status> {
         let limit = self.cfg.call_timeout;
         let list = client.list_peer(ListPeerRequest::default());
         let mut stream = gobgp::deadline("ListPeer", limit, list).await?.into_inner();
         let mut peers = Vec::new();
+        let mut local = BTreeSet::new();
         while let Some(r) = gobgp::next_within("ListPeer", limit, &mut stream).await? {
             if let Some(p) = r.peer {
                 let conf = p.conf.unwrap_or_default();
                 let st = p.state.unwrap_or_default();
+                let state = session_state_name(st.session_state);
+                if state == "established" {
+                    // gobgpd reports the connection's own local address then.
+                    local.extend(
+                        p.transport
+                            .and_then(|t| t.local_address.parse::<IpAddr>().ok()),
+                    );
+                }
                 peers.push(PeerStatus {
                     address: conf.neighbor_address,
                     asn: conf.peer_asn,
-                    state: session_state_name(st.session_state).to_string(),
+                    state: state.to_string(),
                 });
             }
         }
         self.metrics.bgp(|b| b.peers = peers);
-        Ok(())
+        let changed = local != self.next_hop.session_local;
+        self.next_hop.session_local = local;
+        Ok(changed)
     }
 
     /// Reads the best path of every IPv4 and IPv6 destination in gobgpd's global RIB
