@@ -173,8 +173,11 @@ pub struct RunArgs {
     #[arg(long, default_value_t = 0, allow_hyphen_values = true)]
     pub listen_port: i32,
 
-    /// A BGP peer for gobgpd (repeatable): ADDRESS[:ASN][,passive][,rr-client][,password=SECRET]
-    /// [,hold=S][,keepalive=S][,connect-retry=S][,multihop=TTL]. ASN defaults to --asn (iBGP).
+    /// A BGP peer for gobgpd (repeatable): ADDRESS[:ASN][,passive][,rr-client]
+    /// [,password-file=PATH|,password-env=NAME][,hold=S][,keepalive=S][,connect-retry=S]
+    /// [,multihop=TTL]. ASN defaults to --asn (iBGP). The TCP MD5 password comes from
+    /// a file (not readable by others) or an environment variable, never from the
+    /// command line, which every local user can read.
     #[arg(long = "peer", value_name = "PEER")]
     pub peers: Vec<String>,
 
