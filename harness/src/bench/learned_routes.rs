@@ -152,7 +152,7 @@ pub fn learned_routes(routes: usize, rounds: usize, opts: &Options) -> Result<Be
 
 /// The ID of the network on host `i`, from its driver's state (read only).
 fn network_id(w: &World, i: usize) -> Result<String> {
-    let state = ipvlan_bgp::store::Store::new(&w.hosts[i].dir.join("state"))
+    let state = ipvlan_bgp::store::Store::new(w.hosts[i].dir.join("state"))
         .load()
         .context("read the driver's state")?;
     state
