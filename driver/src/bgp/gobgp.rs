@@ -425,6 +425,9 @@ pub struct PeerInfo {
     pub notifications_sent: u64,
     pub hold_time: u64,
     pub keepalive: u64,
+    /// The session's own local address (gobgpd fills it in while the
+    /// session is established; the IPv6 next hop prefers it).
+    pub local_address: Option<IpAddr>,
 }
 
 impl PeerInfo {
@@ -463,12 +466,28 @@ pub struct GracefulRestart {
     pub long_lived: Option<u32>,
 }
 
+/// A peer's TCP MD5 password: never printed (`Debug` shows `***`).
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(pub String);
+
+impl Secret {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("***")
+    }
+}
+
 /// What AddPeer/UpdatePeer send for one neighbour.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PeerSettings {
     pub address: IpAddr,
     pub peer_asn: u32,
-    pub password: Option<String>,
+    pub password: Option<Secret>,
     pub passive: bool,
     pub rr_client: bool,
     pub multihop: Option<u32>,
@@ -941,6 +960,23 @@ mod tests {
         assert!(parse_prefix("10.1.1.7", 33).is_err());
         assert!(parse_prefix("10.1.1.7", 300).is_err());
         assert!(parse_prefix("nope", 8).is_err());
+        // A length that does not fit is refused, never truncated (`as u8`
+        // made 288 a /32 and 256 a default route), on both families.
+        for (prefix, len) in [
+            ("10.1.1.2", 288),
+            ("10.1.1.2", 256),
+            ("fd00::2", 384),
+            ("fd00::2", 129),
+        ] {
+            assert!(
+                matches!(parse_prefix(prefix, len), Err(DecodeError::BadPrefix(_))),
+                "{prefix}/{len}"
+            );
+        }
+        assert_eq!(
+            parse_prefix("fd00::2", 128),
+            Ok("fd00::2/128".parse().unwrap())
+        );
     }
 
     #[test]

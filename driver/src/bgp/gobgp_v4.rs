@@ -16,6 +16,7 @@
 //! [`Event::BestDelta`], which the session resolves into whole sets before
 //! the learner sees them; without it, to [`Event::Best`] as on 3.x.
 
+use std::net::IpAddr;
 use std::time::{Duration, SystemTime};
 
 use ipnet::IpNet;
@@ -327,6 +328,9 @@ fn decode_peer(p: api::Peer) -> PeerInfo {
             .map_or(0, |s| s.notification),
         hold_time: timers.hold_time,
         keepalive: timers.keepalive_interval,
+        local_address: p
+            .transport
+            .and_then(|t| t.local_address.parse::<IpAddr>().ok()),
     }
 }
 
@@ -337,7 +341,11 @@ fn encode_peer(p: &PeerSettings) -> api::Peer {
     let micros = |d: Duration| u32::try_from(d.as_micros()).unwrap_or(u32::MAX);
     api::Peer {
         conf: Some(api::PeerConf {
-            auth_password: p.password.clone().unwrap_or_default(),
+            auth_password: p
+                .password
+                .as_ref()
+                .map(|s| s.expose().to_string())
+                .unwrap_or_default(),
             description: "configured by ipvlan-bgp".into(),
             neighbor_address: p.address.to_string(),
             peer_asn: p.peer_asn,
@@ -938,5 +946,14 @@ mod tests {
             received: None,
         });
         assert_eq!(decode_peer(m).notifications_sent, 1);
+    }
+
+    /// The password read from a file or the environment reaches AddPeer.
+    #[test]
+    fn the_password_reaches_add_peer() {
+        let mut s = settings();
+        s.password = Some(crate::bgp::gobgp::Secret("s3cret".into()));
+        assert_eq!(encode_peer(&s).conf.unwrap().auth_password, "s3cret");
+        assert!(!format!("{s:?}").contains("s3cret"));
     }
 }
