@@ -939,7 +939,10 @@ mod tests {
     fn the_password_reaches_add_peer() {
         let mut s = settings();
         s.password = Some(crate::bgp::gobgp::Secret("s3cret".into()));
-        assert_eq!(encode_peer(&s).unwrap().conf.unwrap().auth_password, "s3cret");
+        assert_eq!(
+            encode_peer(&s).unwrap().conf.unwrap().auth_password,
+            "s3cret"
+        );
         assert!(!format!("{s:?}").contains("s3cret"));
     }
 }

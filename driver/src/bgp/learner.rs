@@ -745,7 +745,11 @@ impl Learner {
 
     /// The stale prefixes that pass `f` (read from the stale index).
     fn stale_where(&self, f: impl Fn(&IpNet) -> bool) -> Vec<IpNet> {
-        self.stale.iter().map(|(_, p)| *p).filter(|p| f(p)).collect()
+        self.stale
+            .iter()
+            .map(|(_, p)| *p)
+            .filter(|p| f(p))
+            .collect()
     }
 
     /// Removes `prefixes` from the learned RIB and decides them again (a

@@ -760,7 +760,8 @@ impl Bgp {
             for chunk in of.chunks(1000) {
                 let mut rib = client.open_rib(family, chunk).await?;
                 while let Some(dest) = rib.next(limit).await? {
-                    let ignored = |p: &RibPath| p.stale && self.peers.ignores(p.path.peer.as_deref());
+                    let ignored =
+                        |p: &RibPath| p.stale && self.peers.ignores(p.path.peer.as_deref());
                     out.extend(best_paths(dest, ignored));
                 }
             }
