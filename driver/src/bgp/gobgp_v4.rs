@@ -956,4 +956,21 @@ mod tests {
         assert_eq!(encode_peer(&s).conf.unwrap().auth_password, "s3cret");
         assert!(!format!("{s:?}").contains("s3cret"));
     }
+
+    /// The session's own local address (the IPv6 next hop prefers it) is
+    /// read from ListPeer's transport; an empty one is none.
+    #[test]
+    fn the_local_address_of_a_session_is_read() {
+        let mut m = encode_peer(&settings());
+        m.transport = Some(api::Transport {
+            local_address: "2001:db8:a::1".into(),
+            ..api::Transport::default()
+        });
+        assert_eq!(
+            decode_peer(m.clone()).local_address,
+            "2001:db8:a::1".parse().ok()
+        );
+        m.transport.as_mut().unwrap().local_address = String::new();
+        assert_eq!(decode_peer(m).local_address, None);
+    }
 }
