@@ -141,7 +141,7 @@ impl Host {
         }
         let mut learner = Learner::new(
             73,
-            1_000_000,
+            ipvlan_bgp::bgp::learner::Limits::installing(1_000_000),
             Duration::from_secs(60),
             Arc::new(Metrics::default()),
         );

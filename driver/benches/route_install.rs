@@ -137,9 +137,14 @@ fn main() {
                     let start = Instant::now();
                     let inst_kernel = Kernel::open_in_netns(&path).expect("netlink");
                     let watch = RouteWatch::open_in_netns(&path).expect("watch socket");
-                    let (handle, thread, adopted) =
-                        Installer::start_with(inst_kernel, Some(watch), 73, metrics.clone())
-                            .expect("installer");
+                    let (handle, thread, adopted) = Installer::start_with(
+                        inst_kernel,
+                        Some(watch),
+                        73,
+                        ipvlan_bgp::rib::installer::everywhere(),
+                        metrics.clone(),
+                    )
+                    .expect("installer");
                     assert!(adopted.is_empty());
                     handle.send(routes.iter().map(|r| Change::Set(*r)).collect());
                     handle.flush_blocking();

@@ -9,6 +9,7 @@ use ipnet::IpNet;
 
 use crate::bgp::config::BgpConfig;
 use crate::bgp::gobgp::{parse_community, GobgpAddr};
+use crate::bgp::learner::{Limits, DEFAULT_MAX_LEARNED, DEFAULT_MAX_RIB};
 use crate::bgp::speaker::{
     parse_bfd_interval, parse_bfd_multiplier, parse_duration, GrConfig, PeerSpec, SpeakerConfig,
 };
@@ -234,10 +235,12 @@ pub struct RunArgs {
     #[arg(long, default_value_t = 0, allow_hyphen_values = true)]
     pub listen_port: i32,
 
-    /// A BGP peer for gobgpd (repeatable): ADDRESS[:ASN][,passive][,rr-client][,password=SECRET]
-    /// [,hold=DURATION][,keepalive=DURATION][,connect-retry=DURATION][,multihop=TTL]
-    /// [,bfd=on|off|INTERVAL][,bfd-multiplier=N]. ASN defaults to --asn (iBGP). Durations take
-    /// ms, s or m (300ms, 9s); a bare number is seconds.
+    /// A BGP peer for gobgpd (repeatable): ADDRESS[:ASN][,passive][,rr-client]
+    /// [,password-file=PATH|,password-env=NAME][,hold=DURATION][,keepalive=DURATION]
+    /// [,connect-retry=DURATION][,multihop=TTL][,bfd=on|off|INTERVAL][,bfd-multiplier=N].
+    /// ASN defaults to --asn (iBGP). Durations take ms, s or m (300ms, 9s); a bare number
+    /// is seconds. The TCP MD5 password comes from a file (not readable by others) or an
+    /// environment variable, never from the command line, which every local user can read.
     #[arg(long = "peer", value_name = "PEER")]
     pub peers: Vec<String>,
 
@@ -304,8 +307,20 @@ pub struct RunArgs {
     pub accept_pools: Vec<IpNet>,
 
     /// At most this many learned routes are installed.
-    #[arg(long, default_value_t = 200_000)]
+    #[arg(long, default_value_t = DEFAULT_MAX_LEARNED)]
     pub max_learned: usize,
+
+    /// At most this many learned paths are kept, installed or refused (all
+    /// peers together); past it a path is dropped, counted as rib-full, and
+    /// read again from gobgpd when room frees. At least --max-learned.
+    #[arg(long, default_value_t = DEFAULT_MAX_RIB)]
+    pub max_rib: usize,
+
+    /// At most this many learned paths are kept from one peer (default:
+    /// --max-rib, since a route reflector brings every path over one
+    /// session); lower it so one leaking peer cannot crowd out the others.
+    #[arg(long)]
+    pub max_rib_per_peer: Option<usize>,
 
     /// Seconds to keep routes gobgpd can no longer confirm (gobgpd restarting, driver restarted).
     #[arg(long, default_value_t = 60)]
@@ -475,6 +490,16 @@ impl RunArgs {
             .iter()
             .map(|c| parse_community(c))
             .collect::<Result<Vec<_>, _>>()?;
+        if self.max_rib < self.max_learned {
+            return Err(format!(
+                "--max-rib {} is below --max-learned {}: the learner could never install that many; raise --max-rib",
+                self.max_rib, self.max_learned
+            ));
+        }
+        let per_peer = self.max_rib_per_peer.unwrap_or(self.max_rib);
+        if per_peer == 0 {
+            return Err("--max-rib-per-peer must be at least 1".into());
+        }
         if self.keepalive == 0
             || (self.hold_time != 0 && (self.hold_time < 3 || self.keepalive > self.hold_time))
         {
@@ -518,7 +543,11 @@ impl RunArgs {
             communities,
             protocol: self.route_protocol,
             accept_pools: self.accept_pools.iter().map(|p| p.trunc()).collect(),
-            max_learned: self.max_learned,
+            limits: Limits {
+                installed: self.max_learned,
+                rib: self.max_rib,
+                per_peer,
+            },
             stale_time: Duration::from_secs(self.stale_routes_time),
             default_parent: self.parent.clone(),
         }))

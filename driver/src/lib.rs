@@ -9,7 +9,8 @@
 //! dockerd ─IpamDriver─► api::ipam ─► ipam (blocks claimed in etcd, addresses from held blocks)
 //! ```
 //! Every folder reads the domain types of [`model`]; none imports one above
-//! it. The binary is thin: [`run`] wires the pieces and serves until shutdown.
+//! it. The binary is thin: [`run`] wires the pieces and serves until shutdown;
+//! [`supervise`] watches the BGP side and the health gate while it does.
 
 pub mod api;
 pub mod bgp;
@@ -26,17 +27,19 @@ pub mod model;
 pub mod provision;
 pub mod rib;
 pub mod store;
+pub mod supervise;
 pub mod unix_http;
 pub mod view;
 
 use std::sync::{Arc, Mutex};
 
 use anyhow::Context;
-use tokio::sync::watch;
-use tracing::info;
+use tokio::sync::{mpsc, watch};
+use tracing::{error, info};
 
 use crate::api::ipam::server::IpamService;
 use crate::api::server::{self, App};
+use crate::bgp::config::BgpConfig;
 use crate::config::{IpamArgs, RunArgs};
 use crate::docker::{lifecycle, Driver};
 use crate::kernel::real::Kernel;
@@ -84,9 +87,9 @@ pub async fn run(
     let metrics = Arc::new(Metrics::default());
     metrics.bgp(|b| b.route_protocol = bgp_cfg.as_ref().map(|c| c.protocol));
     let (stop_tx, stop_rx) = watch::channel(false);
-    // The BGP side's reason to stop the driver (a configuration the
-    // detected gobgpd cannot honour), if it has one.
-    let (fatal_tx, mut fatal_rx) = watch::channel::<Option<String>>(None);
+    // A supervised task that cannot go on, or a configuration the detected
+    // gobgpd cannot honour, sends why here: the driver exits.
+    let (fatal_tx, mut fatal_rx) = mpsc::channel::<String>(1);
     let driver = Arc::new(Mutex::new(driver));
     // The health gate stands between the driver's View and the BGP side.
     let (view_rx, health_task) = match args.health_gate.clone() {
@@ -112,7 +115,13 @@ pub async fn run(
             };
             let (rx, task) =
                 health::spawn(cfg, read, view_rx, memory, metrics.clone(), stop_rx.clone()).await;
-            (rx, Some(task))
+            let watched = tokio::spawn(supervise::fatal_on_end(
+                "health gate",
+                task,
+                stop_rx.clone(),
+                fatal_tx.clone(),
+            ));
+            (rx, Some(watched))
         }
         None => (view_rx, None),
     };
@@ -120,34 +129,37 @@ pub async fn run(
     let mut bgp_task = None;
     let mut installer_thread = None;
     if let Some(cfg) = bgp_cfg {
-        let (installer, thread, adopted) = rib::installer::Installer::start(
-            Kernel::open().context("open netlink for routes")?,
-            cfg.protocol,
-            metrics.clone(),
-        )
-        .context("read installed routes")?;
+        // The start-up dump of the routing table runs off the async workers.
+        let scope = installer_scope(&view_rx.borrow(), &cfg);
+        let (protocol, m) = (cfg.protocol, metrics.clone());
+        let (installer, thread, _adopted) = tokio::task::spawn_blocking(move || {
+            let kernel = Kernel::open().context("open netlink for routes")?;
+            rib::installer::Installer::start(kernel, protocol, scope, m)
+                .context("read installed routes")
+        })
+        .await
+        .context("installer start task")??;
         installer_thread = Some((thread, installer.clone()));
-        let bgp = bgp::session::Bgp::new(
-            cfg,
+        bgp_task = Some(tokio::spawn(supervise::restarting(
+            "bgp",
+            bgp_side(
+                cfg,
+                metrics.clone(),
+                view_rx,
+                installer,
+                Some(args.state_dir.clone()),
+                stop_rx.clone(),
+                fatal_tx.clone(),
+            ),
+            supervise::Budget::default(),
+            stop_rx.clone(),
             metrics.clone(),
-            view_rx,
-            installer,
-            Kernel::open().context("open netlink for host info")?,
-            adopted,
-            bgp::ledger::Ledger::open(Some(args.state_dir.clone())),
-        );
-        let fatal_tx = fatal_tx.clone();
-        let stop = stop_rx.clone();
-        bgp_task = Some(tokio::spawn(async move {
-            if let Err(e) = bgp.run(stop).await {
-                // A setting gobgpd cannot honour: stop the driver, loudly.
-                tracing::error!(error = %e, "refusing to run");
-                let _ = fatal_tx.send(Some(e));
-            }
-        }));
+            fatal_tx.clone(),
+        )));
     } else {
         info!("BGP disabled (--gobgp none): containers are attached but not announced");
     }
+    drop(fatal_tx);
 
     let ipam_task = ipam.as_ref().map(|i| {
         tokio::spawn(ipam::upkeep::run(
@@ -183,14 +195,20 @@ pub async fn run(
             let _ = stop.changed().await;
         }))
     });
-    let mut fatal_wait = fatal_rx.clone();
-    let stop_on = async move {
-        tokio::select! {
-            _ = shutdown => {}
-            _ = fatal_wait.wait_for(|f| f.is_some()) => {}
+    let fatal = Arc::new(Mutex::new(None));
+    let until = {
+        let fatal = fatal.clone();
+        async move {
+            tokio::select! {
+                _ = shutdown => {}
+                Some(why) = fatal_rx.recv() => {
+                    error!("{why}; stopping the driver (its service manager starts it again; containers and routes stay)");
+                    *fatal.lock().unwrap_or_else(|p| p.into_inner()) = Some(why);
+                }
+            }
         }
     };
-    let served = server::serve(listener, app, stop_on).await;
+    let served = server::serve(listener, app, until).await;
     let _ = std::fs::remove_file(&args.socket);
     let _ = stop_tx.send(true);
     let _ = repair_task.await;
@@ -211,10 +229,10 @@ pub async fn run(
         drop(handle);
         let _ = thread;
     }
-    info!("stopped");
-    if let Some(e) = fatal_rx.borrow_and_update().clone() {
-        anyhow::bail!("{e}");
+    if let Some(why) = fatal.lock().unwrap_or_else(|p| p.into_inner()).take() {
+        return Err(anyhow::anyhow!("{why}"));
     }
+    info!("stopped");
     drop(lock);
     served.context("serve")
 }
@@ -265,4 +283,157 @@ fn open_ipam(
     let i = ipam::Ipam::open(store, cfg).context("open the IPAM's state")?;
     info!(host = %host, endpoints = ?a.etcd_endpoints, "cluster-wide IPAM on");
     Ok(Some(Arc::new(i)))
+}
+
+/// Where the learner may ask for routes: the View's pools and `--accept-pool`.
+fn installer_scope(view: &view::View, cfg: &BgpConfig) -> Vec<ipnet::IpNet> {
+    let mut scope: Vec<ipnet::IpNet> = view.pools.iter().copied().collect();
+    scope.extend(cfg.accept_pools.iter().copied());
+    scope
+}
+
+/// Makes the BGP side, once per (re)start: a restarted one adopts the
+/// routes the installer holds, so nothing flaps while it reconnects, and
+/// reopens the announcer's ledger from `state_dir` (what the last side
+/// added to gobgpd, so its paths are recognised as ours). A
+/// configuration the detected gobgpd cannot honour (BFD against 3.x) is not
+/// restarted: the reason goes to `fatal` and the driver stops, loudly.
+fn bgp_side(
+    cfg: BgpConfig,
+    metrics: Arc<Metrics>,
+    view: watch::Receiver<Arc<view::View>>,
+    installer: rib::worker::InstallerHandle,
+    state_dir: Option<std::path::PathBuf>,
+    stop: watch::Receiver<bool>,
+    fatal: mpsc::Sender<String>,
+) -> impl FnMut() -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), String>> + Send>>
+{
+    move || {
+        let (cfg, metrics, view, installer, state_dir, mut stop, fatal) = (
+            cfg.clone(),
+            metrics.clone(),
+            view.clone(),
+            installer.clone(),
+            state_dir.clone(),
+            stop.clone(),
+            fatal.clone(),
+        );
+        Box::pin(async move {
+            let (adopted, kernel, ledger) = tokio::task::spawn_blocking({
+                let installer = installer.clone();
+                move || {
+                    (
+                        installer.wanted_blocking(),
+                        Kernel::open(),
+                        bgp::ledger::Ledger::open(state_dir),
+                    )
+                }
+            })
+            .await
+            .map_err(|e| format!("start task: {e}"))?;
+            let kernel = kernel.map_err(|e| format!("open netlink for host info: {e}"))?;
+            let bgp =
+                bgp::session::Bgp::new(cfg, metrics, view, installer, kernel, adopted, ledger)
+                    .map_err(|e| format!("start the learner's thread: {e}"))?;
+            match bgp.run(stop.clone()).await {
+                Ok(()) => Ok(()),
+                Err(bgp::session::RunError::Failed(e)) => Err(e),
+                Err(bgp::session::RunError::Refused(e)) => {
+                    error!(error = %e, "refusing to run");
+                    let _ = fatal.send(e).await;
+                    // Not restarted: the driver is stopping.
+                    let _ = stop.wait_for(|s| *s).await;
+                    Ok(())
+                }
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bgp::gobgp::GobgpAddr;
+    use crate::bgp::learner::Limits;
+    use crate::bgp::speaker::SpeakerConfig;
+    use crate::rib::fake::{FakeTable, SharedTable};
+    use std::time::Duration;
+
+    /// The real BGP side, made to panic once by a test hook: the supervisor
+    /// logs it, counts the restart, and the new BGP side runs (it tries to
+    /// reach gobgpd again: its attempts show in the status).
+    #[tokio::test]
+    async fn a_panicking_bgp_task_is_restarted() {
+        let metrics = Arc::new(Metrics::default());
+        let table = SharedTable::new(FakeTable::default());
+        let (installer, _thread, _) = rib::installer::Installer::start_with(
+            table,
+            None,
+            73,
+            rib::installer::everywhere(),
+            metrics.clone(),
+        )
+        .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = BgpConfig {
+            gobgp: GobgpAddr::Unix(dir.path().join("no-gobgpd.sock")),
+            call_timeout: Duration::from_secs(1),
+            speaker: SpeakerConfig::default(),
+            next_hops: Vec::new(),
+            communities: Vec::new(),
+            protocol: 73,
+            accept_pools: Vec::new(),
+            limits: Limits::installing(100),
+            stale_time: Duration::from_secs(10),
+            default_parent: None,
+            stop_gobgpd_on_exit: false,
+        };
+        let (_view_tx, view_rx) = watch::channel(Arc::new(view::View::default()));
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let (fatal_tx, mut fatal_rx) = mpsc::channel(1);
+        bgp::session::PANIC_AT_START.store(true, std::sync::atomic::Ordering::SeqCst);
+        let sup = tokio::spawn(supervise::restarting(
+            "bgp",
+            bgp_side(
+                cfg,
+                metrics.clone(),
+                view_rx,
+                installer,
+                Some(dir.path().to_path_buf()),
+                stop_rx.clone(),
+                fatal_tx.clone(),
+            ),
+            supervise::Budget::default(),
+            stop_rx,
+            metrics.clone(),
+            fatal_tx,
+        ));
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let st = metrics.bgp_snapshot();
+            let retrying = st
+                .last_error
+                .as_deref()
+                .is_some_and(|e| e.starts_with("connect"));
+            if st.task_restarts.get("bgp") == Some(&1) && retrying {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "not restarted: {:?}, last error {:?}",
+                st.task_restarts,
+                st.last_error
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(
+            fatal_rx.try_recv().is_err(),
+            "one panic is no reason to exit"
+        );
+        stop_tx.send(true).unwrap();
+        tokio::time::timeout(Duration::from_secs(5), sup)
+            .await
+            .expect("supervisor stops at shutdown")
+            .unwrap();
+    }
 }

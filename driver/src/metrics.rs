@@ -199,6 +199,11 @@ pub struct BgpStatus {
     pub peer_routes_dropped: u64,
     /// What the announcer did, kept by [`crate::bgp::announcer`].
     pub announcer: AnnouncerCounts,
+    /// The route installer's dumps of the main table and the kernel events
+    /// it saw, kept by [`crate::rib`].
+    pub route_watch: RouteWatch,
+    /// Supervised tasks started again after they ended (by task name).
+    pub task_restarts: BTreeMap<&'static str, u64>,
 }
 
 /// What the announcer did, for status and metrics.
@@ -233,6 +238,81 @@ pub struct DrainStatus {
     pub safe_since: Option<u64>,
     /// Why it is (or is not yet) safe, in words.
     pub detail: String,
+}
+
+/// Why the route installer read the whole main table (a label value).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum DumpReason {
+    /// At start: the routes a previous run left.
+    Start,
+    /// The periodic reconcile.
+    Periodic,
+    /// A link that carries our routes changed state.
+    Link,
+    /// A route event hinted at drift or a freed prefix.
+    Route,
+    /// Kernel notifications were lost.
+    Overrun,
+    /// A prefix held by another owner may be free again.
+    Conflict,
+    /// A failed read or delete is tried again.
+    Retry,
+    /// A create was refused (EEXIST): who holds the prefix?
+    Resolve,
+    /// The accepted pools widened: other owners' routes in them are read.
+    Scope,
+}
+
+impl DumpReason {
+    pub const ALL: [DumpReason; 9] = [
+        DumpReason::Start,
+        DumpReason::Periodic,
+        DumpReason::Link,
+        DumpReason::Route,
+        DumpReason::Overrun,
+        DumpReason::Conflict,
+        DumpReason::Retry,
+        DumpReason::Resolve,
+        DumpReason::Scope,
+    ];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            DumpReason::Start => "start",
+            DumpReason::Periodic => "periodic",
+            DumpReason::Link => "link",
+            DumpReason::Route => "route",
+            DumpReason::Overrun => "overrun",
+            DumpReason::Conflict => "conflict",
+            DumpReason::Retry => "retry",
+            DumpReason::Resolve => "resolve",
+            DumpReason::Scope => "scope",
+        }
+    }
+}
+
+/// Dumps of the main table and kernel events, for status and metrics.
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct RouteWatch {
+    /// Full dumps of the main table by reason ([`DumpReason::label`]).
+    pub dumps: BTreeMap<&'static str, u64>,
+    /// Link and route notifications the installer received.
+    pub events: u64,
+    /// Events that cannot affect a wanted route: nothing was done.
+    pub ignored: u64,
+    /// Events that joined a dump already planned.
+    pub coalesced: u64,
+}
+
+impl RouteWatch {
+    pub fn dump(&mut self, why: DumpReason) {
+        *self.dumps.entry(why.label()).or_default() += 1;
+    }
+
+    /// Full dumps for any reason.
+    pub fn dumps_total(&self) -> u64 {
+        self.dumps.values().sum()
+    }
 }
 
 /// The health gate's state for status and metrics.
@@ -421,6 +501,11 @@ impl Metrics {
         let r = f(&mut guard);
         guard.track_peers(now_unix());
         r
+    }
+
+    /// Runs `f` on the route installer's dump and event counters.
+    pub fn route_watch<R>(&self, f: impl FnOnce(&mut RouteWatch) -> R) -> R {
+        f(&mut lock(&self.bgp).route_watch)
     }
 
     pub fn bgp_snapshot(&self) -> BgpStatus {
@@ -703,6 +788,43 @@ impl Collector for BgpCollector {
             let labels = [("reason", reason.as_str())];
             ConstCounter::new(*v).encode(enc.encode_family(&labels)?)?;
         }
+        let w = &b.route_watch;
+        let mut enc = e.encode_descriptor(
+            "ipvlan_bgp_route_dumps",
+            "Full reads of the kernel's main routing table by the route installer, by reason.",
+            None,
+            c.metric_type(),
+        )?;
+        for why in DumpReason::ALL {
+            let v = w.dumps.get(why.label()).copied().unwrap_or(0);
+            ConstCounter::new(v).encode(enc.encode_family(&[("reason", why.label())])?)?;
+        }
+        let mut enc = e.encode_descriptor(
+            "ipvlan_bgp_task_restarts",
+            "Supervised tasks (the BGP side) started again after they ended or panicked.",
+            None,
+            c.metric_type(),
+        )?;
+        let v = b.task_restarts.get("bgp").copied().unwrap_or(0);
+        ConstCounter::new(v).encode(enc.encode_family(&[("task", "bgp")])?)?;
+        counter(
+            &mut e,
+            "ipvlan_bgp_route_watch_events",
+            "Link and route notifications the route installer received.",
+            w.events,
+        )?;
+        counter(
+            &mut e,
+            "ipvlan_bgp_route_watch_ignored",
+            "Notifications that could not affect a wanted route (nothing done).",
+            w.ignored,
+        )?;
+        counter(
+            &mut e,
+            "ipvlan_bgp_route_watch_coalesced",
+            "Notifications that joined a table read already planned.",
+            w.coalesced,
+        )?;
         Ok(())
     }
 }
@@ -815,6 +937,43 @@ mod tests {
         assert!(text.contains("# TYPE ipvlan_bgp_kernel_drift_total counter\n"));
         assert!(text.contains("# HELP ipvlan_bgp_installed_routes "));
         assert!(text.contains("# TYPE ipvlan_bgp_join_to_announce_seconds histogram\n"));
+    }
+
+    #[test]
+    fn route_dumps_are_counted_by_reason_with_every_reason_present() {
+        let m = Metrics::default();
+        m.route_watch(|w| {
+            w.dump(DumpReason::Link);
+            w.dump(DumpReason::Link);
+            w.events = 5;
+            w.ignored = 2;
+            w.coalesced = 1;
+        });
+        let text = m.render(0, 0);
+        assert_eq!(
+            value(&text, r#"ipvlan_bgp_route_dumps_total{reason="link"}"#),
+            Some("2")
+        );
+        for why in DumpReason::ALL {
+            let series = format!(
+                r#"ipvlan_bgp_route_dumps_total{{reason="{}"}}"#,
+                why.label()
+            );
+            assert!(value(&text, &series).is_some(), "{series}");
+        }
+        assert_eq!(
+            value(&text, "ipvlan_bgp_route_watch_events_total"),
+            Some("5")
+        );
+        assert_eq!(
+            value(&text, "ipvlan_bgp_route_watch_ignored_total"),
+            Some("2")
+        );
+        assert_eq!(
+            value(&text, "ipvlan_bgp_route_watch_coalesced_total"),
+            Some("1")
+        );
+        assert_eq!(m.bgp_snapshot().route_watch.dumps_total(), 2);
     }
 
     #[test]

@@ -181,6 +181,7 @@ async fn dual_stack_exchange(
         Kernel::open_in_netns(&path).expect("netlink"),
         Some(RouteWatch::open_in_netns(&path).expect("watch")),
         73,
+        ipvlan_bgp::rib::installer::everywhere(),
         metrics.clone(),
     )
     .expect("installer");
@@ -203,7 +204,7 @@ async fn dual_stack_exchange(
         communities: Vec::new(),
         protocol: 73,
         accept_pools: vec![n("fd00:b::/64"), n("10.2.2.0/24")],
-        max_learned: 1000,
+        limits: ipvlan_bgp::bgp::learner::Limits::installing(1000),
         stale_time: Duration::from_secs(10),
         default_parent: Some("a0".into()),
         stop_gobgpd_on_exit: false,
@@ -236,7 +237,8 @@ async fn dual_stack_exchange(
         Kernel::open_in_netns(&path).expect("netlink"),
         adopted,
         ipvlan_bgp::bgp::ledger::Ledger::default(),
-    );
+    )
+    .expect("bgp");
     let task = tokio::spawn(bgp.run(stop_rx));
 
     // B originates a /128 inside A's accepted pool, and one A must refuse.

@@ -47,7 +47,7 @@ use std::time::{Duration, Instant};
 use ipnet::IpNet;
 use ipvlan_bgp::bgp::config::BgpConfig;
 use ipvlan_bgp::bgp::gobgp::{ApiLine, GobgpAddr};
-use ipvlan_bgp::bgp::session::Bgp;
+use ipvlan_bgp::bgp::session::{Bgp, RunError};
 use ipvlan_bgp::bgp::speaker::{GrConfig, SpeakerConfig};
 use ipvlan_bgp::kernel::real::Kernel;
 use ipvlan_bgp::metrics::Metrics;
@@ -128,6 +128,7 @@ impl Driver {
             Kernel::open_in_netns(&path).expect("netlink"),
             Some(RouteWatch::open_in_netns(&path).expect("watch")),
             73,
+            ipvlan_bgp::rib::installer::everywhere(),
             metrics.clone(),
         )
         .expect("installer");
@@ -141,12 +142,17 @@ impl Driver {
             Kernel::open_in_netns(&path).expect("netlink"),
             adopted,
             ipvlan_bgp::bgp::ledger::Ledger::default(),
-        );
+        )
+        .expect("bgp");
         Driver {
             metrics,
             view: view_tx,
             stop,
-            task: tokio::spawn(bgp.run(stop_rx)),
+            task: tokio::spawn(async move {
+                bgp.run(stop_rx).await.map_err(|e| match e {
+                    RunError::Refused(e) | RunError::Failed(e) => e,
+                })
+            }),
         }
     }
 
@@ -184,7 +190,7 @@ fn config(sock: &Path, peers: &[&str], long_lived: Option<u32>) -> BgpConfig {
         communities: Vec::new(),
         protocol: 73,
         accept_pools: vec![n("10.2.0.0/16")],
-        max_learned: 1000,
+        limits: ipvlan_bgp::bgp::learner::Limits::installing(1000),
         stale_time: Duration::from_secs(60),
         default_parent: Some("ab0".into()),
         stop_gobgpd_on_exit: false,

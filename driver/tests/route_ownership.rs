@@ -110,6 +110,7 @@ fn static_routes_are_never_replaced_and_flushed_routes_come_back() {
         Kernel::open_in_netns(&path).expect("netlink"),
         Some(RouteWatch::open_in_netns(&path).expect("watch")),
         73,
+        ipvlan_bgp::rib::installer::everywhere(),
         metrics.clone(),
     )
     .expect("installer");
@@ -268,6 +269,7 @@ fn ipv6_static_routes_are_never_replaced_and_flushed_routes_come_back() {
         Kernel::open_in_netns(&path).expect("netlink"),
         Some(RouteWatch::open_in_netns(&path).expect("watch")),
         73,
+        ipvlan_bgp::rib::installer::everywhere(),
         metrics.clone(),
     )
     .expect("installer");
@@ -411,6 +413,7 @@ fn install_time_ipv4_beside_ipv6() {
         Kernel::open_in_netns(&path).expect("netlink"),
         None,
         73,
+        ipvlan_bgp::rib::installer::everywhere(),
         Arc::new(Metrics::default()),
     )
     .expect("installer");

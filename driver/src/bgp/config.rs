@@ -2,7 +2,8 @@
 //!
 //! In: `--gobgp`, `--gobgp-timeout`, the speaker's flags, `--next-hop`,
 //! `--community`, `--route-protocol`, `--accept-pool`, `--max-learned`,
-//! `--stale-routes-time`, `--parent` (checked by [`crate::config`]). Out: one
+//! `--max-rib`, `--max-rib-per-peer`, `--stale-routes-time`, `--parent`
+//! (checked by [`crate::config`]). Out: one
 //! [`BgpConfig`] the session, the host facts and the learner read.
 
 use std::net::IpAddr;
@@ -11,6 +12,7 @@ use std::time::Duration;
 use ipnet::IpNet;
 
 use super::gobgp::GobgpAddr;
+use super::learner::Limits;
 use super::speaker::SpeakerConfig;
 
 #[derive(Debug, Clone)]
@@ -24,7 +26,8 @@ pub struct BgpConfig {
     pub communities: Vec<u32>,
     pub protocol: u8,
     pub accept_pools: Vec<IpNet>,
-    pub max_learned: usize,
+    /// What the learner keeps and installs at most.
+    pub limits: Limits,
     pub stale_time: Duration,
     pub default_parent: Option<String>,
     /// Stop BGP on gobgpd gracefully when the driver exits (`--stop-gobgpd-on-exit`).

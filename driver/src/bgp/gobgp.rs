@@ -236,6 +236,23 @@ mod tests {
         assert!(parse_prefix("10.1.1.7", 33).is_err());
         assert!(parse_prefix("10.1.1.7", 300).is_err());
         assert!(parse_prefix("nope", 8).is_err());
+        // A length that does not fit is refused, never truncated (`as u8`
+        // made 288 a /32 and 256 a default route), on both families.
+        for (prefix, len) in [
+            ("10.1.1.2", 288),
+            ("10.1.1.2", 256),
+            ("fd00::2", 384),
+            ("fd00::2", 129),
+        ] {
+            assert!(
+                matches!(parse_prefix(prefix, len), Err(DecodeError::BadPrefix(_))),
+                "{prefix}/{len}"
+            );
+        }
+        assert_eq!(
+            parse_prefix("fd00::2", 128),
+            Ok("fd00::2/128".parse().unwrap())
+        );
     }
 
     #[test]

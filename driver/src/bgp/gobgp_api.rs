@@ -407,6 +407,9 @@ pub struct PeerInfo {
     pub notifications_sent: u64,
     pub hold_time: u64,
     pub keepalive: u64,
+    /// The session's own local address (gobgpd fills it in while the
+    /// session is established; the IPv6 next hop prefers it).
+    pub local_address: Option<IpAddr>,
 }
 
 impl PeerInfo {
@@ -445,12 +448,28 @@ pub struct GracefulRestart {
     pub long_lived: Option<u32>,
 }
 
+/// A peer's TCP MD5 password: never printed (`Debug` shows `***`).
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(pub String);
+
+impl Secret {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("***")
+    }
+}
+
 /// What AddPeer/UpdatePeer send for one neighbour.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PeerSettings {
     pub address: IpAddr,
     pub peer_asn: u32,
-    pub password: Option<String>,
+    pub password: Option<Secret>,
     pub passive: bool,
     pub rr_client: bool,
     pub multihop: Option<u32>,

@@ -14,6 +14,7 @@
 //! expiry shows as a NOTIFICATION we sent). With multipath its best-path
 //! events carry the whole set of a prefix: [`Event::Best`].
 
+use std::net::IpAddr;
 use std::time::Duration;
 
 use ipnet::IpNet;
@@ -323,6 +324,9 @@ fn decode_peer(p: apipb::Peer) -> PeerInfo {
             .map_or(0, |s| s.notification),
         hold_time: timers.hold_time,
         keepalive: timers.keepalive_interval,
+        local_address: p
+            .transport
+            .and_then(|t| t.local_address.parse::<IpAddr>().ok()),
     }
 }
 
@@ -340,7 +344,11 @@ fn encode_peer(p: &PeerSettings) -> Result<apipb::Peer, Status> {
     let gr = p.graceful_restart;
     Ok(apipb::Peer {
         conf: Some(apipb::PeerConf {
-            auth_password: p.password.clone().unwrap_or_default(),
+            auth_password: p
+                .password
+                .as_ref()
+                .map(|s| s.expose().to_string())
+                .unwrap_or_default(),
             description: "configured by ipvlan-bgp".into(),
             local_asn: 0,
             neighbor_address: p.address.to_string(),
@@ -944,5 +952,34 @@ mod tests {
         assert_eq!(p.graceful_restart, Some(120));
         assert_eq!((p.hold_time, p.keepalive), (9, 3));
         assert!(p.bfd.is_none() && p.down_reason.is_none());
+    }
+
+    /// The password read from a file or the environment reaches AddPeer.
+    #[test]
+    fn the_password_reaches_add_peer() {
+        let mut s = settings();
+        s.password = Some(crate::bgp::gobgp_api::Secret("s3cret".into()));
+        assert_eq!(
+            encode_peer(&s).unwrap().conf.unwrap().auth_password,
+            "s3cret"
+        );
+        assert!(!format!("{s:?}").contains("s3cret"));
+    }
+
+    /// The session's own local address (the IPv6 next hop prefers it) is
+    /// read from ListPeer's transport; an empty one is none.
+    #[test]
+    fn the_local_address_of_a_session_is_read() {
+        let mut m = encode_peer(&settings()).unwrap();
+        m.transport = Some(apipb::Transport {
+            local_address: "2001:db8:a::1".into(),
+            ..apipb::Transport::default()
+        });
+        assert_eq!(
+            decode_peer(m.clone()).local_address,
+            "2001:db8:a::1".parse().ok()
+        );
+        m.transport.as_mut().unwrap().local_address = String::new();
+        assert_eq!(decode_peer(m).local_address, None);
     }
 }

@@ -16,6 +16,7 @@
 //! [`Event::BestDelta`], which the session resolves into whole sets before
 //! the learner sees them; without it, to [`Event::Best`] as on 3.x.
 
+use std::net::IpAddr;
 use std::time::{Duration, SystemTime};
 
 use ipnet::IpNet;
@@ -328,6 +329,9 @@ fn decode_peer(p: api::Peer) -> PeerInfo {
             .map_or(0, |s| s.notification),
         hold_time: timers.hold_time,
         keepalive: timers.keepalive_interval,
+        local_address: p
+            .transport
+            .and_then(|t| t.local_address.parse::<IpAddr>().ok()),
     }
 }
 
@@ -338,7 +342,11 @@ fn encode_peer(p: &PeerSettings) -> api::Peer {
     let micros = |d: Duration| u32::try_from(d.as_micros()).unwrap_or(u32::MAX);
     api::Peer {
         conf: Some(api::PeerConf {
-            auth_password: p.password.clone().unwrap_or_default(),
+            auth_password: p
+                .password
+                .as_ref()
+                .map(|s| s.expose().to_string())
+                .unwrap_or_default(),
             description: "configured by ipvlan-bgp".into(),
             neighbor_address: p.address.to_string(),
             peer_asn: p.peer_asn,
@@ -952,5 +960,31 @@ mod tests {
             received: None,
         });
         assert_eq!(decode_peer(m).notifications_sent, 1);
+    }
+
+    /// The password read from a file or the environment reaches AddPeer.
+    #[test]
+    fn the_password_reaches_add_peer() {
+        let mut s = settings();
+        s.password = Some(crate::bgp::gobgp_api::Secret("s3cret".into()));
+        assert_eq!(encode_peer(&s).conf.unwrap().auth_password, "s3cret");
+        assert!(!format!("{s:?}").contains("s3cret"));
+    }
+
+    /// The session's own local address (the IPv6 next hop prefers it) is
+    /// read from ListPeer's transport; an empty one is none.
+    #[test]
+    fn the_local_address_of_a_session_is_read() {
+        let mut m = encode_peer(&settings());
+        m.transport = Some(api::Transport {
+            local_address: "2001:db8:a::1".into(),
+            ..api::Transport::default()
+        });
+        assert_eq!(
+            decode_peer(m.clone()).local_address,
+            "2001:db8:a::1".parse().ok()
+        );
+        m.transport.as_mut().unwrap().local_address = String::new();
+        assert_eq!(decode_peer(m).local_address, None);
     }
 }

@@ -5,7 +5,11 @@
 //! [`View`], the [`BgpConfig`] and the peers gobgpd reports. Out: [`HostInfo`],
 //! the import policy's inputs ([`policy_inputs`]), and the announcements with
 //! the next hop of their family ([`wanted_announcements`]: `--next-hop`, else
-//! the parent's address; IPv6: a global one, never link-local).
+//! the parent's address). IPv6: a global one, never link-local, never a
+//! temporary, deprecated, tentative or DAD-failed one; the BGP session's own
+//! local address first, else the one chosen before, else the lowest
+//! ([`NextHopChoice`]): the order the kernel lists addresses in never
+//! changes it, so it never re-announces everything.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
@@ -16,7 +20,9 @@ use tracing::warn;
 use super::announcer::Announcement;
 use super::config::BgpConfig;
 use super::policy::{self, ParentInfo, PolicyInputs};
-use crate::kernel::real::Kernel;
+#[cfg(doc)]
+use crate::kernel::Addr;
+use crate::kernel::LinkKernel;
 use crate::metrics::{Metrics, PeerStatus};
 use crate::view::View;
 
@@ -26,8 +32,22 @@ use crate::view::View;
 pub struct HostInfo {
     /// ifindex, name, networks of its addresses.
     pub links: Vec<(u32, String, Vec<IpNet>)>,
+    /// Addresses never to give peers as a next hop ([`Addr::is_stable`]:
+    /// temporary, deprecated, tentative, DAD failed).
+    pub unstable: BTreeSet<IpAddr>,
     /// Gateways of the main table's default routes (IPv4 and IPv6).
     pub default_gateways: BTreeSet<IpAddr>,
+}
+
+/// What the IPv6 next hop is chosen from besides the parent's addresses,
+/// kept across host refreshes.
+#[derive(Debug, Clone, Default)]
+pub struct NextHopChoice {
+    /// Local addresses of this host's established BGP sessions (gobgpd's
+    /// ListPeer): preferred, since peers reach us there already.
+    pub session_local: BTreeSet<IpAddr>,
+    /// The IPv6 next hop chosen last, per parent: kept while it stays usable.
+    chosen: BTreeMap<String, IpAddr>,
 }
 
 impl HostInfo {
@@ -35,11 +55,16 @@ impl HostInfo {
     /// installer (`Metrics` `bgp.default_gateways`), which sees every dump
     /// and route notification anyway: a dump here every refresh would cost
     /// ~140 ms at 100k installed routes. See [`HostInfo::with_gateways`].
-    pub fn read(kernel: &mut Kernel) -> Result<HostInfo, crate::kernel::KernelError> {
+    pub fn read(kernel: &mut impl LinkKernel) -> Result<HostInfo, crate::kernel::KernelError> {
         let links = kernel.links()?;
         let addrs = kernel.addresses()?;
         Ok(HostInfo {
             default_gateways: BTreeSet::new(),
+            unstable: addrs
+                .iter()
+                .filter(|a| !a.is_stable())
+                .map(|a| a.net.addr())
+                .collect(),
             links: links
                 .into_iter()
                 .map(|l| {
@@ -73,25 +98,58 @@ impl HostInfo {
             .map(|n| n.addr())
     }
 
-    /// The first global IPv6 address on `parent` (ULA included): the next
-    /// hop we announce for IPv6 prefixes. Never a link-local one: a peer
-    /// cannot use it without knowing the interface, and a route reflector
-    /// passes it to hosts on other links.
-    pub fn parent_v6(&self, parent: &str) -> Option<IpAddr> {
-        self.link(parent)?.2.iter().map(|n| n.addr()).find(|a| {
-            a.is_ipv6()
-                && !policy::is_link_local(a)
-                && !a.is_loopback()
-                && !a.is_multicast()
-                && !a.is_unspecified()
-        })
+    /// The global IPv6 addresses on `parent` (ULA included) that may be a
+    /// next hop: never link-local (a peer cannot use it without knowing the
+    /// interface, and a route reflector passes it to hosts on other links),
+    /// never unstable (temporary, deprecated, tentative, DAD failed).
+    fn parent_v6_candidates(&self, parent: &str) -> BTreeSet<IpAddr> {
+        let Some(link) = self.link(parent) else {
+            return BTreeSet::new();
+        };
+        link.2
+            .iter()
+            .map(|n| n.addr())
+            .filter(|a| {
+                a.is_ipv6()
+                    && !policy::is_link_local(a)
+                    && !a.is_loopback()
+                    && !a.is_multicast()
+                    && !a.is_unspecified()
+                    && !self.unstable.contains(a)
+            })
+            .collect()
+    }
+
+    /// The IPv6 next hop we announce on `parent`: a BGP session's local
+    /// address if it is one of the candidates, else the one chosen before
+    /// if it still is, else the lowest. Whatever order the kernel lists the
+    /// addresses in, the same one.
+    pub fn parent_v6(&self, parent: &str, choice: &NextHopChoice) -> Option<IpAddr> {
+        let candidates = self.parent_v6_candidates(parent);
+        choice
+            .session_local
+            .iter()
+            .find(|a| candidates.contains(*a))
+            .or_else(|| {
+                choice
+                    .chosen
+                    .get(parent)
+                    .filter(|a| candidates.contains(*a))
+            })
+            .or_else(|| candidates.first())
+            .copied()
     }
 
     /// This host's next hop for `prefix` on `parent`: its address of the same family.
-    pub fn parent_next_hop(&self, parent: &str, prefix: &IpNet) -> Option<IpAddr> {
+    pub fn parent_next_hop(
+        &self,
+        parent: &str,
+        prefix: &IpNet,
+        choice: &NextHopChoice,
+    ) -> Option<IpAddr> {
         match prefix {
             IpNet::V4(_) => self.parent_v4(parent),
-            IpNet::V6(_) => self.parent_v6(parent),
+            IpNet::V6(_) => self.parent_v6(parent, choice),
         }
     }
 }
@@ -150,14 +208,20 @@ pub fn wanted_announcements(
     view: &View,
     host: &HostInfo,
     cfg: &BgpConfig,
+    choice: &mut NextHopChoice,
     warned: &mut BTreeSet<String>,
 ) -> BTreeMap<IpNet, Announcement> {
     let mut out = BTreeMap::new();
+    let mut chosen = BTreeMap::new();
     for (prefix, parent) in &view.announcements {
-        match cfg
-            .next_hop_for(prefix)
-            .or_else(|| host.parent_next_hop(parent, prefix))
-        {
+        let from_parent = || {
+            let nh = host.parent_next_hop(parent, prefix, choice);
+            if let (IpNet::V6(_), Some(a)) = (prefix, nh) {
+                chosen.insert(parent.clone(), a);
+            }
+            nh
+        };
+        match cfg.next_hop_for(prefix).or_else(from_parent) {
             Some(next_hop) => {
                 let attrs = view.attrs.get(prefix).cloned().unwrap_or_default();
                 out.insert(*prefix, Announcement { next_hop, attrs });
@@ -173,6 +237,8 @@ pub fn wanted_announcements(
             }
         }
     }
+    // Remembered for the next time (parents without IPv6 prefixes now keep theirs).
+    choice.chosen.extend(chosen);
     out
 }
 
@@ -181,6 +247,8 @@ mod tests {
     use super::*;
     use crate::bgp::gobgp::GobgpAddr;
     use crate::bgp::speaker::SpeakerConfig;
+    use crate::kernel::fake::FakeKernel;
+    use crate::kernel::{ifa, Addr};
     use std::time::Duration;
 
     fn n(s: &str) -> IpNet {
@@ -196,7 +264,7 @@ mod tests {
             communities: Vec::new(),
             protocol: 73,
             accept_pools: Vec::new(),
-            max_learned: 100,
+            limits: crate::bgp::learner::Limits::installing(100),
             stale_time: Duration::from_secs(60),
             default_parent: None,
             stop_gobgpd_on_exit: false,
@@ -227,11 +295,17 @@ mod tests {
         };
         let host = |nets: &[&str]| HostInfo {
             links: vec![(7, "eth1".into(), nets.iter().map(|s| n(s)).collect())],
-            default_gateways: BTreeSet::new(),
+            ..HostInfo::default()
         };
         let ip = |s: &str| s.parse::<IpAddr>().unwrap();
         let dual = host(&["fe80::1/64", "192.0.2.1/24", "2001:db8:f::1/64"]);
-        let w = wanted_announcements(&view, &dual, &cfg(&[]), &mut BTreeSet::new());
+        let w = wanted_announcements(
+            &view,
+            &dual,
+            &cfg(&[]),
+            &mut NextHopChoice::default(),
+            &mut BTreeSet::new(),
+        );
         assert_eq!(w[&n("10.1.1.2/32")].next_hop, ip("192.0.2.1"));
         assert_eq!(w[&n("fd00:1:1::2/128")].next_hop, ip("2001:db8:f::1"));
         assert_eq!(w[&n("fd00:1:2::/64")].next_hop, ip("2001:db8:f::1"));
@@ -241,20 +315,130 @@ mod tests {
         // Only a link-local IPv6 address: IPv4 is announced, IPv6 is not.
         let v4_only = host(&["fe80::1/64", "192.0.2.1/24"]);
         let mut warned = BTreeSet::new();
-        let w = wanted_announcements(&view, &v4_only, &cfg(&[]), &mut warned);
+        let w = wanted_announcements(
+            &view,
+            &v4_only,
+            &cfg(&[]),
+            &mut NextHopChoice::default(),
+            &mut warned,
+        );
         assert_eq!(w.keys().copied().collect::<Vec<_>>(), [n("10.1.1.2/32")]);
         assert_eq!(warned.len(), 1, "one warning per parent and family");
         // `--next-hop` of one family replaces the parent's address of that family only.
-        let w = wanted_announcements(&view, &v4_only, &cfg(&["2001:db8::7"]), &mut warned);
+        let w = wanted_announcements(
+            &view,
+            &v4_only,
+            &cfg(&["2001:db8::7"]),
+            &mut NextHopChoice::default(),
+            &mut warned,
+        );
         assert_eq!(w[&n("10.1.1.2/32")].next_hop, ip("192.0.2.1"));
         assert_eq!(w[&n("fd00:1:1::2/128")].next_hop, ip("2001:db8::7"));
         let w = wanted_announcements(
             &view,
             &dual,
             &cfg(&["198.51.100.1", "2001:db8::7"]),
+            &mut NextHopChoice::default(),
             &mut warned,
         );
         assert_eq!(w[&n("10.1.1.2/32")].next_hop, ip("198.51.100.1"));
         assert_eq!(w[&n("fd00:1:2::/64")].next_hop, ip("2001:db8::7"));
+    }
+
+    /// A fake kernel with `eth1` holding `addrs` (added in that order),
+    /// each with its `IFA_F_*` flags, read as the session reads the host.
+    fn read_host(addrs: &[(&str, u32)]) -> HostInfo {
+        let k = FakeKernel::new();
+        let eth1 = k.add_device("eth1", None, None, None);
+        let mut driver_side = k.clone();
+        for (a, flags) in addrs {
+            driver_side.add_address(eth1, n(a)).unwrap();
+            k.set_address_flags(n(a), *flags);
+        }
+        HostInfo::read(&mut driver_side).unwrap()
+    }
+
+    /// The IPv6 next hop, from what the kernel reports: never a temporary,
+    /// deprecated, tentative, optimistic or DAD-failed address; the same
+    /// whatever order the kernel lists the addresses in; the one chosen
+    /// before while it stays usable; the BGP session's own local address
+    /// when it is one of the parent's.
+    #[test]
+    fn the_ipv6_next_hop_is_stable_and_prefers_the_session_address() {
+        let view = View {
+            announcements: [(n("fd00:1:1::2/128"), "eth1".to_string())].into(),
+            ..View::default()
+        };
+        let unstable = [
+            ("2001:db8:f::a/64", ifa::TEMPORARY),
+            ("2001:db8:f::b/64", ifa::DEPRECATED),
+            ("2001:db8:f::c/64", ifa::TENTATIVE),
+            ("2001:db8:f::d/64", ifa::OPTIMISTIC),
+            ("2001:db8:f::e/64", ifa::DADFAILED | ifa::TENTATIVE),
+        ];
+        let stable = [
+            ("2001:db8:f::20/64", 0),
+            ("2001:db8:f::10/64", ifa::PERMANENT),
+        ];
+        let all: Vec<_> = unstable.iter().chain(&stable).copied().collect();
+        let nh = |h: &HostInfo, c: &mut NextHopChoice| {
+            let w = wanted_announcements(&view, h, &cfg(&[]), c, &mut BTreeSet::new());
+            w.get(&n("fd00:1:1::2/128")).map(|a| a.next_hop)
+        };
+        let ip = |s: &str| Some(s.parse::<IpAddr>().unwrap());
+
+        let host = read_host(&all);
+        let bad: BTreeSet<IpAddr> = unstable.iter().map(|(a, _)| n(a).addr()).collect();
+        assert_eq!(host.unstable, bad, "each unstable flag is seen as such");
+        let mut choice = NextHopChoice::default();
+        assert_eq!(nh(&host, &mut choice), ip("2001:db8:f::10"));
+        // The kernel lists them the other way round: the same next hop.
+        let mut reversed = all.clone();
+        reversed.reverse();
+        let host_rev = read_host(&reversed);
+        assert_ne!(host_rev.links, host.links, "the dump order differs");
+        assert_eq!(
+            nh(&host_rev, &mut NextHopChoice::default()),
+            ip("2001:db8:f::10")
+        );
+        // Chosen once, kept while it stays: a lower address added later
+        // changes nothing; once it goes, the next one is chosen.
+        let mut more = all.clone();
+        more.insert(0, ("2001:db8:f::1/64", 0));
+        assert_eq!(nh(&read_host(&more), &mut choice), ip("2001:db8:f::10"));
+        more.retain(|(a, _)| *a != "2001:db8:f::10/64");
+        assert_eq!(nh(&read_host(&more), &mut choice), ip("2001:db8:f::1"));
+        // The chosen one turns deprecated: never kept for that.
+        let mut deprecated = more.clone();
+        deprecated[0].1 = ifa::DEPRECATED;
+        assert_eq!(
+            nh(&read_host(&deprecated), &mut choice),
+            ip("2001:db8:f::20")
+        );
+        // The session's own address wins; one not on the parent does not count.
+        choice.session_local = [ip("2001:db8:e::1").unwrap(), ip("2001:db8:f::20").unwrap()].into();
+        assert_eq!(nh(&read_host(&more), &mut choice), ip("2001:db8:f::20"));
+        // A session from an unstable address is not followed there.
+        choice.session_local = [ip("2001:db8:f::a").unwrap()].into();
+        assert_eq!(nh(&read_host(&more), &mut choice), ip("2001:db8:f::20"));
+        // Only unstable ones: nothing announced (never a temporary address).
+        assert_eq!(
+            nh(&read_host(&unstable), &mut NextHopChoice::default()),
+            None
+        );
+    }
+
+    /// IPv4 shares the bit of IPv6's temporary flag with "secondary": a
+    /// secondary IPv4 address is stable.
+    #[test]
+    fn a_secondary_ipv4_address_is_stable() {
+        let a = |net: &str, flags| Addr {
+            index: 1,
+            net: n(net),
+            flags,
+        };
+        assert!(a("192.0.2.2/24", ifa::TEMPORARY).is_stable());
+        assert!(!a("2001:db8::2/64", ifa::TEMPORARY).is_stable());
+        assert!(!a("192.0.2.2/24", ifa::TENTATIVE).is_stable());
     }
 }

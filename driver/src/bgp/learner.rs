@@ -7,19 +7,33 @@
 //! network, a new pool) re-decides every prefix; it keeps routes that gobgpd
 //! can no longer confirm (gobgpd gone, or the driver just restarted) for the
 //! stale time before removing them, like BGP graceful restart. Pure state:
-//! time is passed in, so the tests drive it directly.
+//! time is passed in, so the tests drive it directly; it runs on a thread of
+//! its own ([`super::learning`]).
 //!
-//! Bounded under a flood: a path refused for its prefix alone (outside every
-//! pool, reserved, default route) leaves no state here, only a count per
-//! reason and a fixed-size sample of the latest refusals; logging is one line
-//! for the first refusal per reason, then at most one summary line per reason
-//! every [`LOG_WINDOW`]. Because such paths are forgotten, widening the pools
-//! sets [`Learner::needs_relist`]: the session loop then reads gobgpd's RIB
-//! again and hands it to [`Learner::relisted`].
+//! Bounded under a flood, outside the pools and inside them:
+//! - a path refused for its prefix alone (outside every pool, reserved,
+//!   default route) leaves no state here, only a count per reason and a
+//!   fixed-size sample of the latest refusals;
+//! - a path inside the pools is kept (installed, or refused and remembered:
+//!   waiting for room under `--max-learned`, next hop off-link, ...) only
+//!   while the RIB holds fewer than [`Limits::rib`] paths, and fewer than
+//!   [`Limits::per_peer`] from its peer; past that it is dropped like the
+//!   above (`rib-full`, `peer-rib-full`), and read again from gobgpd once
+//!   room frees ([`Learner::needs_relist`]);
+//! - logging is one line for the first refusal per reason, then at most one
+//!   summary line per reason every [`LOG_WINDOW`].
+//!
+//! No step costs more than the paths it touches: next hops, peers, stale
+//! deadlines and the prefixes waiting for room are kept in indexes updated
+//! path by path, and a changed address re-decides only the prefixes that
+//! contain it (one lookup per prefix length). Only a change of the policy's
+//! other inputs (pools, parents, host addresses) re-decides everything: the
+//! full pass. A next hop counts for `covers-next-hop` only while it is the
+//! next hop of an installed route.
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::net::IpAddr;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ipnet::IpNet;
@@ -35,13 +49,125 @@ use crate::rib::installer::Change;
 pub const SAMPLE: usize = 1000;
 /// After the first line per reason, at most one summary line per reason per window.
 pub const LOG_WINDOW: Duration = Duration::from_secs(10);
+/// `--max-learned`'s default: routes installed at most.
+pub const DEFAULT_MAX_LEARNED: usize = 200_000;
+/// `--max-rib`'s default: learned paths kept at most (installed, or refused
+/// and remembered), all peers together.
+pub const DEFAULT_MAX_RIB: usize = 250_000;
+
+/// How much the learner keeps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Routes installed at most (`--max-learned`).
+    pub installed: usize,
+    /// Paths kept at most, all peers together (`--max-rib`).
+    pub rib: usize,
+    /// Paths kept at most from one peer (`--max-rib-per-peer`).
+    pub per_peer: usize,
+}
+
+impl Limits {
+    /// `installed` routes at most, and the default room for the rest.
+    pub fn installing(installed: usize) -> Limits {
+        let rib = installed.saturating_add(DEFAULT_MAX_RIB - DEFAULT_MAX_LEARNED);
+        Limits {
+            installed,
+            rib,
+            per_peer: rib,
+        }
+    }
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            installed: DEFAULT_MAX_LEARNED,
+            rib: DEFAULT_MAX_RIB,
+            per_peer: DEFAULT_MAX_RIB,
+        }
+    }
+}
+
+/// A peer's number in [`Peers`].
+type PeerId = u32;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Entry {
     next_hop: Option<IpAddr>,
-    peer: String,
+    peer: PeerId,
     /// Unconfirmed since then; removed at this instant unless learned again.
     stale_until: Option<Instant>,
+}
+
+/// The peers the kept paths came from, each named once.
+#[derive(Debug, Default)]
+struct Peers {
+    ids: HashMap<String, PeerId>,
+    slots: HashMap<PeerId, PeerSlot>,
+    next: PeerId,
+}
+
+#[derive(Debug)]
+struct PeerSlot {
+    name: String,
+    addr: Option<IpAddr>,
+    paths: usize,
+}
+
+impl Peers {
+    /// The id of `name`, made if new (with no paths yet).
+    fn id(&mut self, name: &str) -> PeerId {
+        if let Some(id) = self.ids.get(name) {
+            return *id;
+        }
+        let id = self.next;
+        self.next = self.next.wrapping_add(1);
+        self.ids.insert(name.to_string(), id);
+        self.slots.insert(
+            id,
+            PeerSlot {
+                name: name.to_string(),
+                addr: name.parse().ok(),
+                paths: 0,
+            },
+        );
+        id
+    }
+
+    fn paths(&self, name: &str) -> usize {
+        self.ids
+            .get(name)
+            .and_then(|id| self.slots.get(id))
+            .map_or(0, |s| s.paths)
+    }
+
+    fn name(&self, id: PeerId) -> &str {
+        self.slots.get(&id).map_or("?", |s| s.name.as_str())
+    }
+
+    /// One more path from `id`; its address if that was its first.
+    fn add(&mut self, id: PeerId) -> Option<IpAddr> {
+        let s = self.slots.get_mut(&id)?;
+        s.paths += 1;
+        if s.paths == 1 {
+            s.addr
+        } else {
+            None
+        }
+    }
+
+    /// One path fewer from `id`; its address if that was its last (the
+    /// slot goes too).
+    fn remove(&mut self, id: PeerId) -> Option<IpAddr> {
+        let s = self.slots.get_mut(&id)?;
+        s.paths = s.paths.saturating_sub(1);
+        if s.paths > 0 {
+            return None;
+        }
+        let s = self.slots.remove(&id)?;
+        self.ids.remove(&s.name);
+        s.addr
+    }
 }
 
 /// Rate limit for rejection logs, per reason.
@@ -105,23 +231,62 @@ impl RejectLog {
     }
 }
 
+/// Addresses in use as next hops or peers: how many paths (or installed
+/// routes) use each, and which appeared or went since the last look.
+#[derive(Debug, Default)]
+struct InUse {
+    count: HashMap<IpAddr, usize>,
+    added: Vec<IpAddr>,
+    removed: Vec<IpAddr>,
+}
+
+impl InUse {
+    fn add(&mut self, a: IpAddr) {
+        let n = self.count.entry(a).or_default();
+        *n += 1;
+        if *n == 1 {
+            self.added.push(a);
+        }
+    }
+
+    fn remove(&mut self, a: IpAddr) {
+        if let Some(n) = self.count.get_mut(&a) {
+            *n -= 1;
+            if *n == 0 {
+                self.count.remove(&a);
+                self.removed.push(a);
+            }
+        }
+    }
+}
+
 pub struct Learner {
     rib: HashMap<IpNet, Entry>,
     desired: HashMap<IpNet, Route>,
     /// Why a prefix held in `rib` is not installed (never for dropped reasons).
     rejected: HashMap<IpNet, Reject>,
+    /// The prefixes of `rejected` refused by `--max-learned`, in the order
+    /// they get in when room frees.
+    waiting: BTreeSet<IpNet>,
+    /// Stale deadlines of the paths in `rib`, earliest first.
+    stale: BTreeSet<(Instant, IpNet)>,
     /// The inputs as given by the session loop.
     external: PolicyInputs,
-    /// `external` plus the next hops and peers of the learned paths.
+    /// `external` plus the next hops of installed routes and the peers of
+    /// the kept paths.
     inputs: PolicyInputs,
-    /// Next hops and peers of the paths in `rib`, with their use counts.
-    next_hops: HashMap<IpAddr, usize>,
-    peers: HashMap<IpAddr, usize>,
+    /// Next hops of the installed routes (`desired`).
+    next_hops: InUse,
+    /// Addresses of the peers of the paths in `rib`.
+    neighbors: InUse,
+    peers: Peers,
     protocol: u8,
-    max_learned: usize,
+    limits: Limits,
     stale_time: Duration,
-    /// Paths dropped (no state kept) since gobgpd's RIB was last read.
+    /// Paths dropped (no state kept) as outside the pools since gobgpd's
+    /// RIB was last read, and as over a limit.
     dropped_since_list: bool,
+    dropped_full: bool,
     relist: bool,
     log: RejectLog,
     /// Counts not yet pushed to the metrics.
@@ -132,6 +297,9 @@ pub struct Learner {
     /// Always take the full pass of [`Learner::set_inputs`] (the tests
     /// compare the incremental one with it).
     full_only: bool,
+    /// Prefixes decided so far (the tests check that a step costs only the
+    /// paths it touches).
+    decisions: u64,
 }
 
 /// Every prefix that contains `addr`, one per length (33 for IPv4, 129 for IPv6).
@@ -146,7 +314,7 @@ fn prefixes_containing(addr: IpAddr) -> impl Iterator<Item = IpNet> {
 impl Learner {
     pub fn new(
         protocol: u8,
-        max_learned: usize,
+        limits: Limits,
         stale_time: Duration,
         metrics: Arc<Metrics>,
     ) -> Learner {
@@ -154,14 +322,18 @@ impl Learner {
             rib: HashMap::new(),
             desired: HashMap::new(),
             rejected: HashMap::new(),
+            waiting: BTreeSet::new(),
+            stale: BTreeSet::new(),
             external: PolicyInputs::default(),
             inputs: PolicyInputs::default(),
-            next_hops: HashMap::new(),
-            peers: HashMap::new(),
+            next_hops: InUse::default(),
+            neighbors: InUse::default(),
+            peers: Peers::default(),
             protocol,
-            max_learned,
+            limits,
             stale_time,
             dropped_since_list: false,
+            dropped_full: false,
             relist: false,
             log: RejectLog::default(),
             pending_counts: HashMap::new(),
@@ -169,6 +341,7 @@ impl Learner {
             sample_new: 0,
             metrics,
             full_only: false,
+            decisions: 0,
         }
     }
 
@@ -178,6 +351,11 @@ impl Learner {
 
     pub fn is_desired(&self, prefix: &IpNet) -> bool {
         self.desired.contains_key(prefix)
+    }
+
+    /// The routes decided for the kernel (a restarted BGP side adopts them).
+    pub fn desired_routes(&self) -> Vec<Route> {
+        self.desired.values().copied().collect()
     }
 
     /// Sizes of the per-prefix maps (rib, desired, rejected, sample): what a
@@ -196,9 +374,10 @@ impl Learner {
         self.log.lines
     }
 
-    /// True when the pools widened after paths were dropped without state:
-    /// gobgpd's RIB must be read again (list its best paths) and handed to
-    /// [`Learner::relisted`].
+    /// True when gobgpd's RIB must be read again (list its best paths) and
+    /// handed to [`Learner::relisted`]: the pools widened after paths were
+    /// dropped as outside them, or room freed after paths were dropped as
+    /// over a limit.
     pub fn needs_relist(&self) -> bool {
         self.relist
     }
@@ -209,6 +388,7 @@ impl Learner {
     pub fn relisted(&mut self, paths: Vec<LearnedPath>, now: Instant) -> Vec<Change> {
         self.relist = false;
         self.dropped_since_list = false;
+        self.dropped_full = false;
         let out = self.learn_inner(paths.into_iter().filter(|p| !p.withdraw), now, false);
         self.publish();
         out
@@ -218,12 +398,13 @@ impl Learner {
     /// gobgpd confirms them or the stale time runs out.
     pub fn adopt(&mut self, routes: &[Route], now: Instant) -> Vec<Change> {
         let mut out = Vec::new();
+        let peer = self.peers.id("kernel (previous run)");
         for r in routes {
             self.insert_rib(
                 r.dst,
                 Entry {
                     next_hop: r.via,
-                    peer: "kernel (previous run)".into(),
+                    peer,
                     stale_until: Some(now + self.stale_time),
                 },
             );
@@ -231,9 +412,10 @@ impl Learner {
         self.refresh_dynamic_inputs(&mut out, now);
         for r in routes {
             // It is in the kernel: if the policy now refuses it, it must be removed.
-            self.desired.insert(r.dst, *r);
+            self.set_desired(r.dst, Some(*r));
             self.evaluate(r.dst, &mut out, now, true);
         }
+        self.refresh_dynamic_inputs(&mut out, now);
         if !routes.is_empty() {
             info!(
                 count = routes.len(),
@@ -266,21 +448,31 @@ impl Learner {
         let mut out = Vec::new();
         let mut touched = Vec::new();
         for p in paths {
-            let Some(peer) = p.peer.clone() else {
+            let Some(peer) = p.peer else {
                 // Originated on this host's gobgpd (ours or the operator's): nothing to install.
                 continue;
             };
             if p.withdraw {
                 if self.remove_rib(&p.prefix).is_some() {
                     self.rejected.remove(&p.prefix);
+                    self.waiting.remove(&p.prefix);
                     touched.push(p.prefix);
                 }
                 continue;
             }
-            if let Err(reason) = prefix_only(&p.prefix, &self.inputs) {
+            let refused = prefix_only(&p.prefix, &self.inputs)
+                .err()
+                .or_else(|| self.over_limit(&p.prefix, &peer));
+            if let Some(reason) = refused {
                 // No state for it: count, sample, log within the budget.
-                self.dropped_since_list = true;
+                if matches!(reason, Reject::RibFull | Reject::PeerRibFull) {
+                    self.dropped_full = true;
+                } else {
+                    self.dropped_since_list = true;
+                }
                 if self.remove_rib(&p.prefix).is_some() {
+                    self.rejected.remove(&p.prefix);
+                    self.waiting.remove(&p.prefix);
                     touched.push(p.prefix);
                 }
                 if count {
@@ -288,6 +480,7 @@ impl Learner {
                 }
                 continue;
             }
+            let peer = self.peers.id(&peer);
             self.insert_rib(
                 p.prefix,
                 Entry {
@@ -298,119 +491,166 @@ impl Learner {
             );
             touched.push(p.prefix);
         }
-        // Next hops and peers first: a prefix over one of them is refused.
+        // Peers first: a prefix over one of them is refused.
         self.refresh_dynamic_inputs(&mut out, now);
         for p in touched {
             self.evaluate(p, &mut out, now, count);
         }
+        self.refresh_dynamic_inputs(&mut out, now);
         self.readmit(&mut out, now);
         self.log.flush(now);
         out
     }
 
+    /// Whether keeping a new path to `prefix` from `peer` would pass a limit.
+    fn over_limit(&self, prefix: &IpNet, peer: &str) -> Option<Reject> {
+        match self.rib.get(prefix) {
+            // Replacing a kept path from the same peer: no growth.
+            Some(e) if self.peers.name(e.peer) == peer => None,
+            // From another peer: that peer's share grows.
+            Some(_) => {
+                (self.peers.paths(peer) >= self.limits.per_peer).then_some(Reject::PeerRibFull)
+            }
+            None if self.rib.len() >= self.limits.rib => Some(Reject::RibFull),
+            None => (self.peers.paths(peer) >= self.limits.per_peer).then_some(Reject::PeerRibFull),
+        }
+    }
+
     fn insert_rib(&mut self, prefix: IpNet, e: Entry) {
-        let (nh, peer) = (e.next_hop, e.peer.parse::<IpAddr>().ok());
-        if let Some(old) = self.rib.insert(prefix, e) {
-            self.forget_addrs(&old);
+        if let Some(old) = self.rib.remove(&prefix) {
+            self.forget(&prefix, &old);
         }
-        if let Some(nh) = nh {
-            *self.next_hops.entry(nh).or_default() += 1;
+        if let Some(t) = e.stale_until {
+            self.stale.insert((t, prefix));
         }
-        if let Some(p) = peer {
-            *self.peers.entry(p).or_default() += 1;
+        if let Some(a) = self.peers.add(e.peer) {
+            self.neighbors.add(a);
         }
+        self.rib.insert(prefix, e);
     }
 
     fn remove_rib(&mut self, prefix: &IpNet) -> Option<Entry> {
         let e = self.rib.remove(prefix)?;
-        self.forget_addrs(&e);
+        self.forget(prefix, &e);
+        if self.dropped_full && self.rib.len() < self.limits.rib {
+            // Room again for paths dropped as over a limit.
+            self.relist = true;
+        }
         Some(e)
     }
 
-    fn forget_addrs(&mut self, e: &Entry) {
-        let dec = |m: &mut HashMap<IpAddr, usize>, a: IpAddr| {
-            if let Some(n) = m.get_mut(&a) {
-                *n -= 1;
-                if *n == 0 {
-                    m.remove(&a);
-                }
-            }
-        };
-        if let Some(nh) = e.next_hop {
-            dec(&mut self.next_hops, nh);
+    fn forget(&mut self, prefix: &IpNet, e: &Entry) {
+        if let Some(t) = e.stale_until {
+            self.stale.remove(&(t, *prefix));
         }
-        if let Ok(p) = e.peer.parse::<IpAddr>() {
-            dec(&mut self.peers, p);
+        if let Some(a) = self.peers.remove(e.peer) {
+            self.neighbors.remove(a);
         }
     }
 
-    /// Folds the learned next hops and peers into the policy inputs; when
-    /// they changed, re-decides the prefixes that a change can affect.
+    /// Marks the path to `prefix` unconfirmed until `until` (unless it is
+    /// already, with an earlier deadline).
+    fn make_stale(&mut self, prefix: IpNet, until: Instant) {
+        if let Some(e) = self.rib.get_mut(&prefix) {
+            if e.stale_until.is_none() {
+                e.stale_until = Some(until);
+                self.stale.insert((until, prefix));
+            }
+        }
+    }
+
+    /// Records the route decided for `prefix` (or none), keeping the next
+    /// hops in use equal to those of the installed routes.
+    fn set_desired(&mut self, prefix: IpNet, route: Option<Route>) -> Option<Route> {
+        let old = match route {
+            Some(r) => {
+                if let Some(nh) = r.via {
+                    self.next_hops.add(nh);
+                }
+                self.desired.insert(prefix, r)
+            }
+            None => self.desired.remove(&prefix),
+        };
+        if let Some(nh) = old.and_then(|o| o.via) {
+            self.next_hops.remove(nh);
+        }
+        old
+    }
+
+    /// Folds the next hops and peers that appeared or went into the policy
+    /// inputs, and re-decides the prefixes that contain them: those
+    /// installed over a new one go, those refused over a gone one may come
+    /// back. Each address costs one lookup per prefix length.
     fn refresh_dynamic_inputs(&mut self, out: &mut Vec<Change>, now: Instant) {
-        let mut next_hops = self.external.next_hops.clone();
-        next_hops.extend(self.next_hops.keys().copied());
-        let mut neighbors = self.external.neighbors.clone();
-        neighbors.extend(self.peers.keys().copied());
-        if next_hops == self.inputs.next_hops && neighbors == self.inputs.neighbors {
-            return;
-        }
-        let added: Vec<IpAddr> = next_hops
-            .difference(&self.inputs.next_hops)
-            .chain(neighbors.difference(&self.inputs.neighbors))
-            .copied()
-            .collect();
-        self.inputs.next_hops = next_hops;
-        self.inputs.neighbors = neighbors;
-        let mut again: Vec<IpNet> = self
-            .rejected
-            .iter()
-            .filter(|(_, r)| matches!(r, Reject::CoversNextHop | Reject::CoversNeighbor))
-            .map(|(p, _)| *p)
-            .collect();
-        if !added.is_empty() {
-            again.extend(
-                self.desired
-                    .keys()
-                    .filter(|p| added.iter().any(|a| p.contains(a)))
-                    .copied(),
-            );
-        }
-        again.sort();
-        again.dedup();
-        for p in again {
-            self.evaluate(p, out, now, true);
+        // Installing or removing routes changes the next hops in use again:
+        // repeat until nothing moves (bounded: a route changes the set once).
+        for _ in 0..64 {
+            let added_nh = std::mem::take(&mut self.next_hops.added);
+            let removed_nh = std::mem::take(&mut self.next_hops.removed);
+            let added_nb = std::mem::take(&mut self.neighbors.added);
+            let removed_nb = std::mem::take(&mut self.neighbors.removed);
+            if added_nh.is_empty()
+                && removed_nh.is_empty()
+                && added_nb.is_empty()
+                && removed_nb.is_empty()
+            {
+                return;
+            }
+            let mut again: Vec<IpNet> = Vec::new();
+            let mut gone = |set: &mut BTreeSet<IpAddr>, external: &BTreeSet<IpAddr>, a: IpAddr| {
+                if !external.contains(&a) && set.remove(&a) {
+                    again.extend(prefixes_containing(a));
+                }
+            };
+            for a in removed_nh {
+                if !self.next_hops.count.contains_key(&a) {
+                    gone(&mut self.inputs.next_hops, &self.external.next_hops, a);
+                }
+            }
+            for a in removed_nb {
+                if !self.neighbors.count.contains_key(&a) {
+                    gone(&mut self.inputs.neighbors, &self.external.neighbors, a);
+                }
+            }
+            for a in added_nh {
+                if self.next_hops.count.contains_key(&a) && self.inputs.next_hops.insert(a) {
+                    again.extend(prefixes_containing(a));
+                }
+            }
+            for a in added_nb {
+                if self.neighbors.count.contains_key(&a) && self.inputs.neighbors.insert(a) {
+                    again.extend(prefixes_containing(a));
+                }
+            }
+            again.retain(|p| self.desired.contains_key(p) || self.rejected.contains_key(p));
+            again.sort();
+            again.dedup();
+            // Withdrawals first, so freed room under --max-learned goes to the rest.
+            again.sort_by_key(|p| !self.desired.contains_key(p));
+            for p in again {
+                self.evaluate(p, out, now, true);
+            }
         }
     }
 
     /// Routes refused by `--max-learned` get in when others leave.
     fn readmit(&mut self, out: &mut Vec<Change>, now: Instant) {
-        if self.desired.len() >= self.max_learned {
-            return;
-        }
-        let mut waiting: Vec<IpNet> = self
-            .rejected
-            .iter()
-            .filter(|(_, r)| **r == Reject::MaxLearned)
-            .map(|(p, _)| *p)
-            .collect();
-        waiting.sort();
-        for p in waiting {
-            if self.desired.len() >= self.max_learned {
+        while self.desired.len() < self.limits.installed {
+            let Some(p) = self.waiting.pop_first() else {
                 break;
-            }
+            };
             self.evaluate(p, out, now, true);
+            self.refresh_dynamic_inputs(out, now);
         }
     }
 
     /// A complete view of gobgpd's best paths (taken right after connecting):
     /// what it holds is confirmed, everything else becomes stale.
     pub fn snapshot(&mut self, paths: Vec<LearnedPath>, now: Instant) -> Vec<Change> {
-        let deadline = now + self.stale_time;
-        for e in self.rib.values_mut() {
-            e.stale_until.get_or_insert(deadline);
-        }
+        self.disconnected(now);
         self.relist = false;
         self.dropped_since_list = false;
+        self.dropped_full = false;
         let out = self.learn_at(paths.into_iter().filter(|p| !p.withdraw).collect(), now);
         self.publish();
         out
@@ -419,8 +659,9 @@ impl Learner {
     /// gobgpd went away: keep every route for the stale time.
     pub fn disconnected(&mut self, now: Instant) {
         let deadline = now + self.stale_time;
-        for e in self.rib.values_mut() {
-            e.stale_until.get_or_insert(deadline);
+        let prefixes: Vec<IpNet> = self.rib.keys().copied().collect();
+        for p in prefixes {
+            self.make_stale(p, deadline);
         }
         self.publish();
     }
@@ -428,12 +669,14 @@ impl Learner {
     /// Removes the routes whose stale time is over (and flushes due log summaries).
     pub fn expire(&mut self, now: Instant) -> Vec<Change> {
         self.log.flush(now);
-        let expired: Vec<IpNet> = self
-            .rib
-            .iter()
-            .filter(|(_, e)| e.stale_until.is_some_and(|t| t <= now))
-            .map(|(p, _)| *p)
-            .collect();
+        let mut expired = Vec::new();
+        while let Some(&(t, p)) = self.stale.first() {
+            if t > now {
+                break;
+            }
+            self.stale.pop_first();
+            expired.push(p);
+        }
         for p in &expired {
             info!(prefix = %p, "stale route not learned again: removing");
         }
@@ -444,8 +687,11 @@ impl Learner {
     /// (learned before a gobgpd or driver restart, not sent again) go now
     /// instead of at the end of the stale time.
     pub fn end_of_rib(&mut self, peer: &str, family: Family, now: Instant) -> Vec<Change> {
-        let gone = self.prefixes_where(|p, e| {
-            e.stale_until.is_some() && e.peer == peer && Family::of(p) == family
+        let Some(id) = self.peers.ids.get(peer).copied() else {
+            return Vec::new();
+        };
+        let gone = self.stale_where(|p| {
+            self.rib.get(p).is_some_and(|e| e.peer == id) && Family::of(p) == family
         });
         if !gone.is_empty() {
             info!(
@@ -462,7 +708,7 @@ impl Learner {
     /// stale (those adopted from the kernel included, whose peer is
     /// unknown) goes now.
     pub fn rib_complete(&mut self, family: Family, now: Instant) -> Vec<Change> {
-        let gone = self.prefixes_where(|p, e| e.stale_until.is_some() && Family::of(p) == family);
+        let gone = self.stale_where(|p| Family::of(p) == family);
         if !gone.is_empty() {
             info!(
                 family = family.name(),
@@ -476,25 +722,33 @@ impl Learner {
     /// `peer` failed hard (hold expiry, BFD): every route learned from it
     /// goes now, although gobgpd may keep its paths as stale.
     pub fn drop_peer(&mut self, peer: &str, now: Instant) -> Vec<Change> {
-        let gone = self.prefixes_where(|_, e| e.peer == peer);
+        let gone = self.prefixes_from(peer);
         self.remove_now(gone, now)
     }
 
     /// The prefixes whose route was learned from `peer`.
     pub fn prefixes_from(&self, peer: &str) -> Vec<IpNet> {
-        self.prefixes_where(|_, e| e.peer == peer)
+        let Some(id) = self.peers.ids.get(peer).copied() else {
+            return Vec::new();
+        };
+        self.rib
+            .iter()
+            .filter(|(_, e)| e.peer == id)
+            .map(|(p, _)| *p)
+            .collect()
     }
 
     /// Whether any route is stale (unconfirmed since a restart).
     pub fn has_stale(&self) -> bool {
-        self.rib.values().any(|e| e.stale_until.is_some())
+        !self.stale.is_empty()
     }
 
-    fn prefixes_where(&self, f: impl Fn(&IpNet, &Entry) -> bool) -> Vec<IpNet> {
-        self.rib
+    /// The stale prefixes that pass `f` (read from the stale index).
+    fn stale_where(&self, f: impl Fn(&IpNet) -> bool) -> Vec<IpNet> {
+        self.stale
             .iter()
-            .filter(|(p, e)| f(p, e))
-            .map(|(p, _)| *p)
+            .map(|(_, p)| *p)
+            .filter(|p| f(p))
             .collect()
     }
 
@@ -505,14 +759,13 @@ impl Learner {
         for p in &prefixes {
             self.remove_rib(p);
             self.rejected.remove(p);
-        }
-        if !prefixes.is_empty() {
-            self.refresh_dynamic_inputs(&mut out, now);
+            self.waiting.remove(p);
         }
         let removed = !prefixes.is_empty();
         for p in prefixes {
             self.evaluate(p, &mut out, now, true);
         }
+        self.refresh_dynamic_inputs(&mut out, now);
         self.readmit(&mut out, now);
         if removed || !out.is_empty() {
             self.publish();
@@ -522,14 +775,15 @@ impl Learner {
 
     /// The next instant at which a stale route expires.
     pub fn next_expiry(&self) -> Option<Instant> {
-        self.rib.values().filter_map(|e| e.stale_until).min()
+        self.stale.first().map(|(t, _)| *t)
     }
 
     /// New policy inputs. When only the local endpoints changed (a
     /// container came or went), only the learned prefixes containing an
     /// address that came or went are decided again (for each address, one
     /// lookup per prefix length: at most 33 for IPv4); anything else (pools,
-    /// parents, neighbours, next hops, gateways, addresses) re-decides all.
+    /// parents, neighbours, next hops, gateways, addresses) re-decides all:
+    /// the full pass.
     pub fn set_inputs(&mut self, inputs: PolicyInputs) -> Vec<Change> {
         if inputs == self.external {
             return Vec::new();
@@ -547,10 +801,14 @@ impl Learner {
             self.relist = true;
         }
         self.external = inputs;
-        // The given inputs plus what the learned paths add.
+        // The given inputs plus what the installed routes and kept paths add.
         self.inputs = self.external.clone();
-        self.inputs.next_hops.extend(self.next_hops.keys().copied());
-        self.inputs.neighbors.extend(self.peers.keys().copied());
+        self.inputs
+            .next_hops
+            .extend(self.next_hops.count.keys().copied());
+        self.inputs
+            .neighbors
+            .extend(self.neighbors.count.keys().copied());
         let mut out = Vec::new();
         // Withdrawals first, so freed room under --max-learned goes to the rest.
         let mut prefixes: Vec<IpNet> = self.rib.keys().copied().collect();
@@ -558,6 +816,8 @@ impl Learner {
         for p in prefixes {
             self.evaluate(p, &mut out, now, true);
         }
+        self.refresh_dynamic_inputs(&mut out, now);
+        self.readmit(&mut out, now);
         self.publish();
         out
     }
@@ -591,6 +851,7 @@ impl Learner {
         for p in again {
             self.evaluate(p, &mut out, now, true);
         }
+        self.refresh_dynamic_inputs(&mut out, now);
         if out.iter().any(|c| matches!(c, Change::Remove(_))) {
             self.readmit(&mut out, now);
         }
@@ -615,24 +876,40 @@ impl Learner {
         self.log.reject(reason, prefix, next_hop, peer, now);
     }
 
+    /// Files `prefix` as refused for `reason` (kept in the RIB).
+    fn set_rejected(&mut self, prefix: IpNet, reason: Option<Reject>) -> Option<Reject> {
+        let old = match reason {
+            Some(r) => self.rejected.insert(prefix, r),
+            None => self.rejected.remove(&prefix),
+        };
+        if reason == Some(Reject::MaxLearned) {
+            self.waiting.insert(prefix);
+        } else if old == Some(Reject::MaxLearned) {
+            self.waiting.remove(&prefix);
+        }
+        old
+    }
+
     fn evaluate(&mut self, prefix: IpNet, out: &mut Vec<Change>, now: Instant, count: bool) {
+        self.decisions += 1;
         let Some(entry) = self.rib.get(&prefix) else {
-            if self.desired.remove(&prefix).is_some() {
+            self.set_rejected(prefix, None);
+            if self.set_desired(prefix, None).is_some() {
                 out.push(Change::Remove(prefix));
             }
             return;
         };
-        let (next_hop, peer) = (entry.next_hop, entry.peer.clone());
+        let (next_hop, peer) = (entry.next_hop, entry.peer);
         let mut verdict = decide(&prefix, next_hop, &self.inputs);
         if verdict.is_ok()
             && !self.desired.contains_key(&prefix)
-            && self.desired.len() >= self.max_learned
+            && self.desired.len() >= self.limits.installed
         {
             verdict = Err(Reject::MaxLearned);
         }
         match verdict {
             Ok(oif) => {
-                self.rejected.remove(&prefix);
+                self.set_rejected(prefix, None);
                 let route = Route {
                     dst: prefix,
                     via: next_hop,
@@ -640,26 +917,27 @@ impl Learner {
                     protocol: self.protocol,
                 };
                 if self.desired.get(&prefix) != Some(&route) {
-                    self.desired.insert(prefix, route);
+                    self.set_desired(prefix, Some(route));
                     out.push(Change::Set(route));
                 }
             }
             Err(reason) => {
+                let peer = self.peers.name(peer).to_string();
                 if reason.is_dropped() {
                     // The pools narrowed (or an adopted route): forget it.
                     self.remove_rib(&prefix);
-                    self.rejected.remove(&prefix);
+                    self.set_rejected(prefix, None);
                     self.dropped_since_list = true;
                     if count {
                         self.note_reject(reason, &prefix, next_hop, &peer, now);
                     }
                 } else if self.rejected.get(&prefix) != Some(&reason) {
-                    self.rejected.insert(prefix, reason);
+                    self.set_rejected(prefix, Some(reason));
                     if count {
                         self.note_reject(reason, &prefix, next_hop, &peer, now);
                     }
                 }
-                if self.desired.remove(&prefix).is_some() {
+                if self.set_desired(prefix, None).is_some() {
                     out.push(Change::Remove(prefix));
                 }
             }
@@ -668,11 +946,7 @@ impl Learner {
 
     fn publish(&mut self) {
         let learned = self.rib.len();
-        let stale = self
-            .rib
-            .values()
-            .filter(|e| e.stale_until.is_some())
-            .count();
+        let stale = self.stale.len();
         let counts: Vec<(&'static str, u64)> = self.pending_counts.drain().collect();
         let new: Vec<RejectedSample> = self
             .sample
@@ -706,11 +980,6 @@ fn prefix_only(prefix: &IpNet, inputs: &PolicyInputs) -> Result<(), Reject> {
         Err(r) if r.is_dropped() => Err(r),
         _ => Ok(()),
     }
-}
-
-/// The learner behind its lock; a panic elsewhere does not poison it for good.
-pub fn lock_learner(learner: &Mutex<Learner>) -> MutexGuard<'_, Learner> {
-    learner.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 #[cfg(test)]
@@ -753,7 +1022,12 @@ mod tests {
     }
 
     fn learner() -> Learner {
-        let mut l = Learner::new(73, 2, Duration::from_secs(10), Arc::new(Metrics::default()));
+        let mut l = Learner::new(
+            73,
+            Limits::installing(2),
+            Duration::from_secs(10),
+            Arc::new(Metrics::default()),
+        );
         assert!(l.set_inputs(inputs()).is_empty());
         l
     }
@@ -871,6 +1145,151 @@ mod tests {
         assert!((2..=6).contains(&lines), "{lines} log lines");
     }
 
+    /// A peer floods an accepted IPv6 /64 pool with /128s (next hop fine):
+    /// at most --max-learned are installed, at most --max-rib kept; the rest
+    /// are dropped without state, counted, and logged within the budget.
+    #[test]
+    fn an_ipv6_64_pool_admits_no_unbounded_128s() {
+        let limits = Limits {
+            installed: 1000,
+            rib: 3000,
+            per_peer: 3000,
+        };
+        let mut l = Learner::new(
+            73,
+            limits,
+            Duration::from_secs(10),
+            Arc::new(Metrics::default()),
+        );
+        let mut i = inputs();
+        i.pools.push(n("fd00:28::/64"));
+        i.parents[0].nets.push(n("2001:db8:f::/64"));
+        l.set_inputs(i);
+        let t0 = Instant::now();
+        let total = 200_000u128;
+        let mut installs = 0;
+        for b in 0..(total / 10_000) {
+            let batch = (0..10_000u128)
+                .map(|k| {
+                    let a = std::net::Ipv6Addr::from(
+                        0xfd00_0028_0000_0000_0000_0000_0000_0000u128 + b * 10_000 + k + 1,
+                    );
+                    LearnedPath {
+                        prefix: IpNet::new(a.into(), 128).unwrap(),
+                        next_hop: "2001:db8:f::2".parse().ok(),
+                        withdraw: false,
+                        peer: Some("2001:db8:f::2".into()),
+                        as_path: vec![],
+                    }
+                })
+                .collect();
+            let now = t0 + Duration::from_millis(b as u64 * 100);
+            installs += l
+                .learn_at(batch, now)
+                .iter()
+                .filter(|c| matches!(c, Change::Set(_)))
+                .count();
+        }
+        let [rib, desired, rejected_now, sample] = l.state_sizes();
+        assert_eq!(installs, 1000);
+        assert_eq!((rib, desired, rejected_now), (3000, 1000, 2000));
+        assert_eq!(sample, SAMPLE);
+        assert_eq!(rejected(&l, "max-learned"), Some(2000));
+        assert_eq!(rejected(&l, "rib-full"), Some(197_000));
+        assert!(
+            l.reject_log_lines() <= 6,
+            "{} log lines",
+            l.reject_log_lines()
+        );
+        // Room frees: gobgpd's RIB is read again, and the waiting ones get in.
+        let c = l.learn(
+            (1..=10u128)
+                .map(|k| {
+                    let a =
+                        std::net::Ipv6Addr::from(0xfd00_0028_0000_0000_0000_0000_0000_0000u128 + k);
+                    LearnedPath {
+                        withdraw: true,
+                        ..path6(a)
+                    }
+                })
+                .collect(),
+        );
+        assert_eq!(c.iter().filter(|c| matches!(c, Change::Set(_))).count(), 10);
+        assert!(l.needs_relist());
+    }
+
+    fn path6(a: std::net::Ipv6Addr) -> LearnedPath {
+        LearnedPath {
+            prefix: IpNet::new(a.into(), 128).unwrap(),
+            next_hop: "2001:db8:f::2".parse().ok(),
+            withdraw: false,
+            peer: Some("2001:db8:f::2".into()),
+            as_path: vec![],
+        }
+    }
+
+    /// One leaking peer cannot crowd out the others: past its share its
+    /// paths are dropped, another peer's are still kept and installed.
+    #[test]
+    fn a_peer_over_its_share_leaves_room_for_the_others() {
+        let limits = Limits {
+            installed: 10_000,
+            rib: 10_000,
+            per_peer: 100,
+        };
+        let mut l = Learner::new(
+            73,
+            limits,
+            Duration::from_secs(10),
+            Arc::new(Metrics::default()),
+        );
+        l.set_inputs(inputs());
+        let from = |peer: &str, k: u32| LearnedPath {
+            prefix: IpNet::new(std::net::Ipv4Addr::from(0x0a01_0000 + k).into(), 32).unwrap(),
+            next_hop: "192.0.2.2".parse().ok(),
+            withdraw: false,
+            peer: Some(peer.into()),
+            as_path: vec![],
+        };
+        let c = l.learn((300..800).map(|k| from("192.0.2.2", k)).collect());
+        assert_eq!(c.len(), 100);
+        assert_eq!(rejected(&l, "peer-rib-full"), Some(400));
+        let c = l.learn((1000..1050).map(|k| from("192.0.2.3", k)).collect());
+        assert_eq!(c.len(), 50);
+        assert_eq!(l.state_sizes()[0], 150);
+    }
+
+    /// A next hop counts for covers-next-hop only while a route through it
+    /// is installed: a refused path's next hop takes nothing away.
+    #[test]
+    fn only_installed_routes_next_hops_count_for_covers_next_hop() {
+        let mut l = Learner::new(
+            73,
+            Limits::installing(1),
+            Duration::from_secs(10),
+            Arc::new(Metrics::default()),
+        );
+        let mut i = inputs();
+        i.pools = vec![n("10.0.0.0/8")];
+        i.network_subnets = vec![n("10.1.1.0/24")];
+        i.connected = vec![];
+        i.parents[0].nets.push(n("10.9.0.0/16"));
+        l.set_inputs(i);
+        let c = l.learn(vec![path("10.9.9.0/24", "192.0.2.2", false)]);
+        assert!(matches!(&c[..], [Change::Set(_)]));
+        // Refused (--max-learned 1), its next hop inside the installed prefix.
+        assert!(l
+            .learn(vec![path("10.5.0.1/32", "10.9.9.7", false)])
+            .is_empty());
+        assert!(l.is_desired(&n("10.9.9.0/24")));
+        assert_eq!(rejected(&l, "covers-next-hop"), None);
+        // An off-link next hop inside it: refused too, takes nothing either.
+        assert!(l
+            .learn(vec![path("10.5.0.2/32", "10.99.0.7", false)])
+            .is_empty());
+        assert!(l.is_desired(&n("10.9.9.0/24")));
+    }
+
     #[test]
     fn the_log_budget_is_one_line_then_one_summary_per_reason_per_window() {
         let mut l = learner();
@@ -951,7 +1370,7 @@ mod tests {
     fn end_of_rib_removes_only_what_did_not_come_back() {
         let mut l = Learner::new(
             73,
-            100,
+            Limits::installing(100),
             Duration::from_secs(60),
             Arc::new(Metrics::default()),
         );
@@ -1188,8 +1607,8 @@ mod tests {
                 steps in prop::collection::vec(step(), 1..8),
             ) {
                 let metrics = Arc::new(Metrics::default());
-                let mut inc = Learner::new(73, 10_000, Duration::from_secs(10), metrics.clone());
-                let mut full = Learner::new(73, 10_000, Duration::from_secs(10), metrics);
+                let mut inc = Learner::new(73, Limits::installing(10_000), Duration::from_secs(10), metrics.clone());
+                let mut full = Learner::new(73, Limits::installing(10_000), Duration::from_secs(10), metrics);
                 full.full_only = true;
                 let with = |e: &BTreeSet<IpAddr>| PolicyInputs { local_endpoints: e.clone(), ..base() };
                 let mut steps = steps;
@@ -1214,7 +1633,7 @@ mod tests {
         fn the_prefixes_over_an_endpoint_at_every_length_follow_it() {
             let mut l = Learner::new(
                 73,
-                100,
+                Limits::installing(100),
                 Duration::from_secs(10),
                 Arc::new(Metrics::default()),
             );

@@ -33,6 +33,7 @@ pub mod gobgp_v3;
 pub mod gobgp_v4;
 pub mod host;
 pub mod learner;
+pub mod learning;
 pub mod ledger;
 pub mod peers;
 pub mod policy;

@@ -62,6 +62,10 @@ pub enum Reject {
     CoversNextHop,
     CoversDefaultGateway,
     MaxLearned,
+    /// Not a policy verdict: the learner's table is full (`--max-rib`).
+    RibFull,
+    /// Not a policy verdict: this peer's share is full (`--max-rib-per-peer`).
+    PeerRibFull,
 }
 
 impl Reject {
@@ -84,6 +88,8 @@ impl Reject {
             Reject::CoversNextHop => "covers-next-hop",
             Reject::CoversDefaultGateway => "covers-default-gateway",
             Reject::MaxLearned => "max-learned",
+            Reject::RibFull => "rib-full",
+            Reject::PeerRibFull => "peer-rib-full",
         }
     }
 
@@ -119,16 +125,27 @@ impl Reject {
             Reject::CoversNextHop => "the prefix covers a next hop in use",
             Reject::CoversDefaultGateway => "the prefix covers the host's default gateway",
             Reject::MaxLearned => "--max-learned routes are installed already",
+            Reject::RibFull => {
+                "--max-rib learned paths are kept already (installed or refused); the path is dropped and read again from gobgpd when room frees"
+            }
+            Reject::PeerRibFull => {
+                "--max-rib-per-peer paths from this peer are kept already; the path is dropped and read again from gobgpd when room frees"
+            }
         }
     }
 
-    /// Reasons that depend only on the prefix and the pools: the learner
-    /// keeps no state for such paths (a leaked full table must not grow it),
-    /// so widening the pools needs gobgpd's RIB read again.
+    /// Reasons for which the learner keeps no state (a leaked full table
+    /// must not grow it): those that depend only on the prefix and the
+    /// pools, and the learner's own limits. Widening the pools (or room
+    /// freed) needs gobgpd's RIB read again.
     pub fn is_dropped(&self) -> bool {
         matches!(
             self,
-            Reject::DefaultRoute | Reject::Reserved | Reject::OutsidePools
+            Reject::DefaultRoute
+                | Reject::Reserved
+                | Reject::OutsidePools
+                | Reject::RibFull
+                | Reject::PeerRibFull
         )
     }
 }

@@ -12,13 +12,16 @@
 //! session's state in [`Metrics`]. It connects with backoff, detects the API
 //! line each time, re-announces after every (re)connection, and ends a
 //! session when gobgpd stops answering (stream broken, a call over its
-//! deadline, the liveness check). The learner and the installer outlive
-//! connections. On shutdown with `--stop-gobgpd-on-exit` it stops BGP on a
+//! deadline, the liveness check). The learner (on its own thread,
+//! [`super::learning`]) and the installer outlive connections. Nothing here
+//! blocks a worker: host reads go through `spawn_blocking`, every policy
+//! decision to the learner's thread. The IPv6 next hop prefers the local
+//! address of an established session (ListPeer, either line). On shutdown with `--stop-gobgpd-on-exit` it stops BGP on a
 //! 4.x gobgpd without a NOTIFICATION, so peers keep our paths.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use ipnet::IpNet;
@@ -31,17 +34,17 @@ use super::drain::{self, DrainMethod};
 use super::gobgp::{
     self, ApiLine, Event, EventStream, Family, Gobgp, GobgpApi, LearnedPath, PeerInfo, RibPath,
 };
-use super::host::{policy_inputs, wanted_announcements, HostInfo};
-use super::learner::{lock_learner, Learner};
+use super::host::{policy_inputs, wanted_announcements, HostInfo, NextHopChoice};
+use super::learner::Learner;
+use super::learning::{LearnerGone, LearnerHandle};
 use super::ledger::Ledger;
 use super::peers::{PeerAction, Peers};
 use super::speaker;
-use super::timers::{check_liveness, expire_stale, AbortOnDrop, TICK};
+use super::timers::{check_liveness, AbortOnDrop, TICK};
 use super::withdrawals::{self, HeldWithdrawals};
 use crate::kernel::real::Kernel;
 use crate::kernel::Route;
 use crate::metrics::{now_unix, DrainStatus, Metrics, PeerBfd, PeerStatus};
-use crate::rib::installer;
 use crate::rib::worker::InstallerHandle;
 use crate::view::View;
 
@@ -50,12 +53,17 @@ pub struct Bgp {
     cfg: BgpConfig,
     metrics: Arc<Metrics>,
     view: watch::Receiver<Arc<View>>,
-    installer: InstallerHandle,
     host_kernel: Arc<Mutex<Kernel>>,
-    /// Shared with the expiry task (see [`expire_stale`]); locked briefly, never across an await.
-    learner: Arc<Mutex<Learner>>,
+    learner: LearnerHandle,
+    /// Routes a previous run left, adopted once the host's facts are read.
+    adopted: Vec<Route>,
+    /// When gobgpd's RIB was last read again for the learner.
+    last_relist: Option<tokio::time::Instant>,
     announcer: Announcer,
     host: HostInfo,
+    /// How the IPv6 next hop is chosen (the sessions' local addresses, the
+    /// address chosen before).
+    next_hop: NextHopChoice,
     warned: BTreeSet<String>,
     /// The current session got as far as "connected to gobgpd".
     session_up: bool,
@@ -76,8 +84,54 @@ const PEER_REFRESH: Duration = Duration::from_secs(5);
 /// yields between batches so a flood (a leaked full table) neither builds
 /// one huge batch nor keeps the runtime from answering Docker.
 pub const EVENT_BATCH: usize = 4096;
+/// gobgpd's RIB is read again for the learner at most this often when it
+/// asks (room freed after paths were dropped as over a limit): a flood that
+/// keeps it full must not turn into a loop of full reads.
+const RELIST_GAP: Duration = Duration::from_secs(10);
+
+/// Test hook: the next [`Bgp::run`] panics at once (the supervisor's test).
+#[cfg(test)]
+pub(crate) static PANIC_AT_START: std::sync::atomic::AtomicBool =
+    std::sync::atomic::AtomicBool::new(false);
+
+/// Why [`Bgp::run`] ended before shutdown.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RunError {
+    /// gobgpd's line cannot honour the configuration (BFD against 3.x):
+    /// the driver must not run; restarting the BGP side would not help.
+    Refused(String),
+    /// The learner's thread died: this BGP side cannot go on (its
+    /// supervisor starts another).
+    Failed(String),
+}
+
+/// Why one connection's life ended.
+enum Ended {
+    /// Shutdown asked.
+    Shutdown,
+    /// gobgpd was lost (retried with backoff).
+    Lost(String),
+    /// The learner's thread died: this BGP side cannot go on.
+    LearnerGone,
+}
+
+impl From<LearnerGone> for Ended {
+    fn from(_: LearnerGone) -> Ended {
+        Ended::LearnerGone
+    }
+}
+
+impl From<String> for Ended {
+    fn from(e: String) -> Ended {
+        Ended::Lost(e)
+    }
+}
 
 impl Bgp {
+    /// The BGP side, ready to [`Bgp::run`]. Reads nothing yet (the host's
+    /// facts are read in `run`, off the async workers); starts the
+    /// learner's thread, so it needs a tokio runtime. `adopted`: routes of
+    /// a previous run (or a previous BGP side) to keep until gobgpd confirms them.
     pub fn new(
         cfg: BgpConfig,
         metrics: Arc<Metrics>,
@@ -86,88 +140,83 @@ impl Bgp {
         host_kernel: Kernel,
         adopted: Vec<Route>,
         ledger: Ledger,
-    ) -> Bgp {
-        let mut host_kernel = host_kernel;
-        let host = HostInfo::read(&mut host_kernel)
-            .unwrap_or_else(|e| {
-                warn!(error = %e, "could not read the host's addresses");
-                HostInfo::default()
-            })
-            .with_gateways(&metrics);
-        let mut learner = Learner::new(
-            cfg.protocol,
-            cfg.max_learned,
-            cfg.stale_time,
-            metrics.clone(),
-        );
-        let inputs = policy_inputs(&view.borrow(), &host, &cfg, &[]);
-        installer.send(learner.set_inputs(inputs));
-        installer.send(learner.adopt(&adopted, Instant::now()));
+    ) -> std::io::Result<Bgp> {
+        let learner = Learner::new(cfg.protocol, cfg.limits, cfg.stale_time, metrics.clone());
+        let learner = LearnerHandle::start(learner, installer, metrics.clone())?;
         metrics.bgp(|b| {
             b.enabled = true;
             b.gobgp = cfg.gobgp.to_string();
         });
-        Bgp {
+        Ok(Bgp {
             announcer: Announcer::new(cfg.communities.clone(), cfg.call_timeout, ledger),
             cfg,
             metrics,
             view,
-            installer,
             host_kernel: Arc::new(Mutex::new(host_kernel)),
-            learner: Arc::new(Mutex::new(learner)),
-            host,
+            learner,
+            adopted,
+            last_relist: None,
+            host: HostInfo::default(),
+            next_hop: NextHopChoice::default(),
             warned: BTreeSet::new(),
             session_up: false,
             line: None,
             peers: Peers::default(),
             asn: 0,
             drain: DrainStatus::default(),
-        }
+        })
     }
 
-    fn learner(&self) -> MutexGuard<'_, Learner> {
-        lock_learner(&self.learner)
-    }
-
-    async fn refresh_host(&mut self) {
+    /// Reads the host's links and addresses on a blocking thread.
+    async fn refresh_host(&mut self) -> Result<(), LearnerGone> {
         let k = self.host_kernel.clone();
         let read = tokio::task::spawn_blocking(move || {
             let mut k = k.lock().unwrap_or_else(|p| p.into_inner());
-            HostInfo::read(&mut k)
+            HostInfo::read(&mut *k)
         })
         .await;
         match read {
             Ok(Ok(h)) => {
                 self.host = h.with_gateways(&self.metrics);
                 // Also picks up peers gobgpd reported since (cheap when nothing changed).
-                self.apply_inputs();
+                self.apply_inputs().await?;
             }
             Ok(Err(e)) => warn!(error = %e, "could not read the host's addresses"),
             Err(e) => warn!(error = %e, "host refresh task failed"),
         }
+        Ok(())
     }
 
-    fn apply_inputs(&mut self) {
+    async fn apply_inputs(&mut self) -> Result<(), LearnerGone> {
         let peers = self.metrics.bgp(|b| b.peers.clone());
         let inputs = policy_inputs(&self.view.borrow(), &self.host, &self.cfg, &peers);
-        let changes = self.learner().set_inputs(inputs);
-        self.installer.send(changes);
+        self.learner.set_inputs(inputs).await
     }
 
-    /// Runs until `shutdown` resolves. Fails only when gobgpd's line cannot
-    /// honour the configuration (BFD against a 3.x gobgpd): the driver must
-    /// not run then.
-    pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) -> Result<(), String> {
+    /// Runs until `shutdown` resolves (`Ok`). Fails when gobgpd's line
+    /// cannot honour the configuration (BFD against a 3.x gobgpd:
+    /// [`RunError::Refused`], the driver must not run then), or when the
+    /// learner's thread dies ([`RunError::Failed`]: the supervisor decides
+    /// what next). Stale routes expire on the learner's own timer: nothing
+    /// the session awaits (a connect, a call to a stuck gobgpd) can hold
+    /// them back.
+    pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) -> Result<(), RunError> {
+        #[cfg(test)]
+        if PANIC_AT_START.swap(false, std::sync::atomic::Ordering::SeqCst) {
+            panic!("BGP task: panic asked by a test");
+        }
         if self.cfg.gobgp.is_tcp() {
             warn!(gobgp = %self.cfg.gobgp, "{}", gobgp::TCP_WARNING);
         }
-        // Stale routes expire on their own timer: nothing the session awaits
-        // (a connect, a call to a stuck gobgpd) can hold them back.
-        let installer = self.installer.clone();
-        let _expiry = AbortOnDrop(tokio::spawn(expire_stale(
-            self.learner.clone(),
-            move |changes| installer.send(changes),
-        )));
+        // The policy needs the host's facts before it can judge the routes
+        // a previous run left.
+        let gone = |_| RunError::Failed("the learner's thread ended".to_string());
+        self.refresh_host().await.map_err(gone)?;
+        let adopted = std::mem::take(&mut self.adopted);
+        self.learner
+            .adopt(adopted, Instant::now())
+            .await
+            .map_err(gone)?;
         let mut backoff = Duration::from_millis(200);
         let mut failures = 0u32;
         loop {
@@ -176,18 +225,25 @@ impl Bgp {
             }
             match Gobgp::connect(&self.cfg.gobgp, self.cfg.call_timeout).await {
                 Ok(client) => {
-                    self.detected(client.line())?;
+                    self.detected(client.line()).map_err(RunError::Refused)?;
                     self.session_up = false;
                     let result = self.session(client, &mut shutdown).await;
-                    self.learner().disconnected(Instant::now());
                     self.metrics.bgp(|b| {
                         b.connected = false;
                         b.peers.clear();
                     });
+                    if matches!(result, Ended::LearnerGone) {
+                        return Err(gone(LearnerGone));
+                    }
+                    self.learner
+                        .disconnected(Instant::now())
+                        .await
+                        .map_err(gone)?;
                     match result {
-                        Ok(()) => return Ok(()),
+                        Ended::Shutdown => return Ok(()),
+                        Ended::LearnerGone => unreachable!("returned above"),
                         // The session was up: say once that it is lost.
-                        Err(e) if self.session_up => {
+                        Ended::Lost(e) if self.session_up => {
                             warn!(gobgp = %self.cfg.gobgp, error = %e, stale_secs = self.cfg.stale_time.as_secs(), "lost gobgpd; keeping learned routes while retrying");
                             self.metrics.bgp(|b| b.last_error = Some(e.clone()));
                             failures = 0;
@@ -195,7 +251,7 @@ impl Bgp {
                         }
                         // It never came up (gobgpd accepts but does not answer):
                         // a failed attempt like any other, logged sparsely.
-                        Err(e) => self.attempt_failed(&mut failures, e),
+                        Ended::Lost(e) => self.attempt_failed(&mut failures, e),
                     }
                 }
                 Err(e) => self.attempt_failed(&mut failures, format!("connect: {e}")),
@@ -209,7 +265,7 @@ impl Bgp {
                     _ = shutdown.changed() => return Ok(()),
                     r = self.view.changed() => {
                         if r.is_err() { return Ok(()); }
-                        self.apply_inputs();
+                        self.apply_inputs().await.map_err(gone)?;
                     }
                 }
             }
@@ -239,13 +295,20 @@ impl Bgp {
         self.metrics.bgp(|b| b.last_error = Some(msg));
     }
 
-    /// One connection's life. `Ok(())` on shutdown, `Err` when gobgpd is lost
-    /// (the stream broke, or a call overran its deadline: gobgpd is stuck).
-    async fn session(
+    /// One connection's life, until shutdown, gobgpd lost (the stream broke,
+    /// or a call overran its deadline: gobgpd is stuck) or the learner gone.
+    async fn session(&mut self, client: Gobgp, shutdown: &mut watch::Receiver<bool>) -> Ended {
+        match self.connected(client, shutdown).await {
+            Ok(()) => Ended::Shutdown,
+            Err(e) => e,
+        }
+    }
+
+    async fn connected(
         &mut self,
         mut client: Gobgp,
         shutdown: &mut watch::Receiver<bool>,
-    ) -> Result<(), String> {
+    ) -> Result<(), Ended> {
         // gobgpd's gRPC server (grpc-go's default policy) closes a connection
         // that sends keepalive PINGs while the server itself writes nothing
         // (GOAWAY "too_many_pings", measured: after ~8 s with only the event
@@ -265,13 +328,18 @@ impl Bgp {
             .watch(started.global.use_multiple_paths)
             .await
             .map_err(|e| format!("watch: {}", gobgp::describe(&e)))?;
-        let n = self
-            .list_best(&mut client, true)
-            .await
-            .map_err(|e| format!("list paths: {}", gobgp::describe(&e)))?;
+        let n = self.list_best(&mut client, true).await?;
         self.asn = started.global.asn;
         self.peers = Peers::default();
-        self.refresh_host().await;
+        self.refresh_host().await?;
+        // The sessions' local addresses first: the IPv6 next hop prefers
+        // one, so a restarted driver chooses what it announced before.
+        match client.list_peers(None).await {
+            Ok(infos) => {
+                self.note_local_addresses(&infos);
+            }
+            Err(e) => return Err(Ended::Lost(format!("list peers: {}", gobgp::describe(&e)))),
+        }
         let view = self.view.borrow().clone();
         let mut known_pools = view.pools.clone();
         let wanted = self.wanted(&view);
@@ -297,9 +365,12 @@ impl Bgp {
         });
         info!(gobgp = %self.cfg.gobgp, api = %client.line(), best_paths = n, announced, "connected to gobgpd");
         self.session_up = true;
-        self.refresh_peers(&mut client)
-            .await
-            .map_err(|e| format!("list peers: {}", gobgp::describe(&e)))?;
+        if self.refresh_peers(&mut client).await? {
+            // A session came up from another local address meanwhile.
+            let view = self.view.borrow().clone();
+            let w = self.wanted(&view);
+            self.sync(&mut client, &view, w).await?;
+        }
 
         let mut last_host = tokio::time::Instant::now();
         let mut last_peers = tokio::time::Instant::now();
@@ -308,6 +379,10 @@ impl Bgp {
         let mut held = HeldWithdrawals::default();
         loop {
             let hold_until = held.next_deadline();
+            let relist_at = self.learner.relist_wanted().then(|| {
+                self.last_relist
+                    .map_or_else(tokio::time::Instant::now, |t| t + RELIST_GAP)
+            });
             tokio::select! {
                 // In this order: events already queued (a path that replaces
                 // a held withdrawal cancels it) before the hold's timer; the
@@ -318,61 +393,60 @@ impl Bgp {
                     self.stop_gobgpd(&mut client).await;
                     return Ok(());
                 }
-                r = &mut lost => return Err(r.unwrap_or_else(|_| "liveness check ended".into())),
+                r = &mut lost => return Err(Ended::Lost(r.unwrap_or_else(|_| "liveness check ended".into()))),
                 r = self.view.changed() => {
                     if r.is_err() { return Ok(()); }
-                    self.apply_inputs();
+                    self.apply_inputs().await?;
                     let view = self.view.borrow().clone();
                     // Paths refused as outside every pool are not kept by the
                     // learner; when the pools widen, gobgpd's RIB is read again
                     // so those paths get a new decision.
-                    let relist = self.learner().needs_relist();
-                    if relist || pools_widened(&known_pools, &view.pools) {
-                        let n = self
-                            .list_best(&mut client, false)
-                            .await
-                            .map_err(|e| format!("list paths: {}", gobgp::describe(&e)))?;
+                    if pools_widened(&known_pools, &view.pools) {
+                        let n = self.list_best(&mut client, false).await?;
+                        self.last_relist = Some(tokio::time::Instant::now());
                         debug!(best_paths = n, "pools widened: re-read gobgpd's RIB");
                     }
                     known_pools = view.pools.clone();
                     let w = self.wanted(&view);
                     self.sync(&mut client, &view, w).await?;
                 }
+                // The learner asks for gobgpd's RIB again (the pools widened
+                // after it dropped paths outside them, or room freed after it
+                // dropped paths over a limit): at most once per RELIST_GAP.
+                _ = tokio::time::sleep_until(relist_at.unwrap_or_else(tokio::time::Instant::now)), if relist_at.is_some() => {
+                    let n = self.list_best(&mut client, false).await?;
+                    self.last_relist = Some(tokio::time::Instant::now());
+                    debug!(best_paths = n, "the learner asked: re-read gobgpd's RIB");
+                }
+                _ = self.learner.relist_changed() => {}
                 _ = tick.tick() => {
-                    if last_host.elapsed() >= HOST_REFRESH {
+                    let mut changed = false;
+                    // While routes wait for End-of-RIB (3.x reports it only
+                    // in ListPeer) or a failed peer is away, every tick.
+                    let pending = self.peers.pending() && self.learner.has_stale();
+                    if pending || self.peers.has_dropped() || last_peers.elapsed() >= PEER_REFRESH {
+                        last_peers = tokio::time::Instant::now();
+                        // A session came up from another local address:
+                        // the IPv6 next hop may change.
+                        changed = self.refresh_peers(&mut client).await?;
+                    }
+                    if last_host.elapsed() >= HOST_REFRESH || changed {
                         last_host = tokio::time::Instant::now();
                         let before = self.host.clone();
-                        self.refresh_host().await;
-                        if before != self.host {
+                        self.refresh_host().await?;
+                        if before != self.host || changed {
                             // A parent got (or lost) its address: announcements may change.
                             let view = self.view.borrow().clone();
                             let w = self.wanted(&view);
                             self.sync(&mut client, &view, w).await?;
                         }
                     }
-                    // While routes wait for End-of-RIB (3.x reports it only
-                    // in ListPeer) or a failed peer is away, every tick.
-                    let pending = self.peers.pending() && self.learner().has_stale();
-                    if pending || self.peers.has_dropped() || last_peers.elapsed() >= PEER_REFRESH {
-                        last_peers = tokio::time::Instant::now();
-                        match self.refresh_peers(&mut client).await {
-                            Ok(()) => {}
-                            // A gobgpd busy with a burst of updates (a peer lost
-                            // with thousands of paths) answers ListPeer late: the
-                            // status waits for the next refresh. Whether gobgpd is
-                            // stuck is the liveness check's call, not this one's.
-                            Err(e) if e.code() == tonic::Code::DeadlineExceeded => {
-                                debug!(error = %gobgp::describe(&e), "peer list late; kept the last one");
-                            }
-                            Err(e) => return Err(format!("list peers: {}", gobgp::describe(&e))),
-                        }
-                    }
                     self.drain_progress(&mut client).await;
                 }
                 msg = events.next() => {
                     let first = match msg {
-                        None => return Err("gobgpd closed the event stream".into()),
-                        Some(Err(e)) => return Err(stream_error(&e)),
+                        None => return Err(Ended::Lost("gobgpd closed the event stream".into())),
+                        Some(Err(e)) => return Err(Ended::Lost(stream_error(&e))),
                         Some(Ok(m)) => m,
                     };
                     self.on_events(&mut client, first, &mut events, &mut held).await?;
@@ -380,8 +454,7 @@ impl Bgp {
                 _ = tokio::time::sleep_until(hold_until.unwrap_or_else(tokio::time::Instant::now)), if hold_until.is_some() => {
                     let due = held.take_due(tokio::time::Instant::now());
                     if !due.is_empty() {
-                        let changes = self.learner().learn(due);
-                        self.installer.send(changes);
+                        self.learner.learn(due, Instant::now()).await?;
                     }
                 }
             }
@@ -391,7 +464,13 @@ impl Bgp {
     /// What this host announces now: the View's prefixes with their next
     /// hops and attributes, made less preferred while drained.
     fn wanted(&mut self, view: &View) -> BTreeMap<IpNet, Announcement> {
-        let mut w = wanted_announcements(view, &self.host, &self.cfg, &mut self.warned);
+        let mut w = wanted_announcements(
+            view,
+            &self.host,
+            &self.cfg,
+            &mut self.next_hop,
+            &mut self.warned,
+        );
         if view.drained.is_some() {
             drain::drain_all(&mut w, self.drain_method());
         }
@@ -525,14 +604,14 @@ impl Bgp {
         first: Vec<Event>,
         events: &mut EventStream,
         held: &mut HeldWithdrawals,
-    ) -> Result<(), String> {
+    ) -> Result<(), Ended> {
         let arrived = Instant::now();
         let mut c = Collected::default();
         self.collect(first, &mut c);
         while c.paths.len() + c.deltas.len() < EVENT_BATCH {
             match futures::FutureExt::now_or_never(events.next()) {
                 Some(Some(Ok(m))) => self.collect(m, &mut c),
-                Some(Some(Err(e))) => return Err(stream_error(&e)),
+                Some(Some(Err(e))) => return Err(Ended::Lost(stream_error(&e))),
                 Some(None) | None => break,
             }
         }
@@ -556,13 +635,9 @@ impl Bgp {
             let now_apply = withdrawals::sort(client, batch, held)
                 .await
                 .map_err(|e| format!("list peers: {}", gobgp::describe(&e)))?;
-            let changes = self.learner().learn(now_apply);
-            let set = changes.iter().filter_map(|c| match c {
-                installer::Change::Set(r) => Some(r.dst),
-                installer::Change::Remove(_) => None,
-            });
-            self.metrics.learned(set, arrived);
-            self.installer.send(changes);
+            // Waits when the learner's queue is full: the rest stays in
+            // gobgpd's stream (HTTP/2 flow control).
+            self.learner.learn(now_apply, arrived).await?;
             tokio::task::yield_now().await;
         }
         let mut actions = Vec::new();
@@ -586,47 +661,37 @@ impl Bgp {
     }
 
     /// Applies the peers' actions to the learner (and relists gobgpd's RIB).
-    async fn apply(&mut self, client: &mut Gobgp, actions: Vec<PeerAction>) -> Result<(), String> {
+    async fn apply(&mut self, client: &mut Gobgp, actions: Vec<PeerAction>) -> Result<(), Ended> {
         let now = Instant::now();
         for a in actions {
-            let changes = match a {
+            match a {
                 PeerAction::Drop { peer, reason } => {
                     // Another peer's path for the same prefix (anycast, a
                     // second uplink) replaces the failed one's in place.
-                    let prefixes = self.learner().prefixes_from(&peer);
+                    let prefixes = self.learner.prefixes_from(peer.clone()).await?;
                     let others = self
                         .usable_paths(client, &prefixes)
                         .await
                         .map_err(|e| format!("list paths: {}", gobgp::describe(&e)))?;
-                    let replaced = self.learner().learn(others);
-                    self.installer.send(replaced);
-                    let changes = self.learner().drop_peer(&peer, now);
-                    let n = changes
-                        .iter()
-                        .filter(|c| matches!(c, installer::Change::Remove(_)))
-                        .count() as u64;
-                    warn!(peer, reason, routes = n, kept = prefixes.len() as u64 - n, "peer failed (not a graceful restart): its routes are removed now, whatever gobgpd keeps as stale");
+                    self.learner.learn(others, now).await?;
+                    let n = self.learner.drop_peer(peer.clone(), now).await?;
+                    warn!(peer, reason, routes = n, kept = (prefixes.len() as u64).saturating_sub(n), "peer failed (not a graceful restart): its routes are removed now, whatever gobgpd keeps as stale");
                     self.metrics.bgp(|b| b.peer_routes_dropped += n);
-                    changes
                 }
                 PeerAction::EndOfRib { peer, family } => {
                     debug!(peer, family = family.name(), "End-of-RIB");
-                    self.learner().end_of_rib(&peer, family, now)
+                    self.learner.end_of_rib(peer, family, now).await?;
                 }
-                PeerAction::RibComplete(family) => self.learner().rib_complete(family, now),
+                PeerAction::RibComplete(family) => self.learner.rib_complete(family, now).await?,
                 PeerAction::Relist => {
-                    let n = self
-                        .list_best(client, false)
-                        .await
-                        .map_err(|e| format!("list paths: {}", gobgp::describe(&e)))?;
+                    let n = self.list_best(client, false).await?;
+                    self.last_relist = Some(tokio::time::Instant::now());
                     info!(
                         best_paths = n,
                         "a failed peer is back with its End-of-RIB: re-read gobgpd's RIB"
                     );
-                    Vec::new()
                 }
-            };
-            self.installer.send(changes);
+            }
         }
         Ok(())
     }
@@ -701,28 +766,52 @@ impl Bgp {
             for chunk in of.chunks(1000) {
                 let mut rib = client.open_rib(family, chunk).await?;
                 while let Some(dest) = rib.next(limit).await? {
-                    let dest: Vec<RibPath> = dest
-                        .into_iter()
-                        .filter(|p| !(p.stale && self.peers.ignores(p.path.peer.as_deref())))
-                        .collect();
-                    out.extend(best_paths(dest).into_iter().filter(|p| !p.withdraw));
+                    let ignored =
+                        |p: &RibPath| p.stale && self.peers.ignores(p.path.peer.as_deref());
+                    out.extend(best_paths(dest, ignored));
                 }
             }
         }
         Ok(out)
     }
 
-    /// Re-reads the peers for status, and applies what they show (End-of-RIB
-    /// flags on 3.x, a failure the events missed, completeness).
-    async fn refresh_peers(&mut self, client: &mut Gobgp) -> Result<(), tonic::Status> {
-        let infos = client.list_peers(None).await?;
+    /// Re-reads the peers for status, applies what they show (End-of-RIB
+    /// flags on 3.x, a failure the events missed, completeness), and notes
+    /// the local addresses of the established sessions for the next hop.
+    /// Answers whether those changed.
+    async fn refresh_peers(&mut self, client: &mut Gobgp) -> Result<bool, Ended> {
+        let infos = match client.list_peers(None).await {
+            Ok(infos) => infos,
+            // A gobgpd busy with a burst of updates (a peer lost with
+            // thousands of paths) answers ListPeer late: the status waits for
+            // the next refresh. Whether gobgpd is stuck is the liveness
+            // check's call, not this one's.
+            Err(e) if e.code() == tonic::Code::DeadlineExceeded => {
+                debug!(error = %gobgp::describe(&e), "peer list late; kept the last one");
+                return Ok(false);
+            }
+            Err(e) => return Err(Ended::Lost(format!("list peers: {}", gobgp::describe(&e)))),
+        };
         let peers: Vec<PeerStatus> = infos.iter().map(peer_status).collect();
         self.metrics.bgp(|b| b.peers = peers);
+        let changed = self.note_local_addresses(&infos);
         let actions = self.peers.listed(&infos);
-        if let Err(e) = self.apply(client, actions).await {
-            return Err(tonic::Status::unavailable(e));
-        }
-        Ok(())
+        self.apply(client, actions).await?;
+        Ok(changed)
+    }
+
+    /// The local addresses of the established sessions (gobgpd reports the
+    /// connection's own address then, on either API line); answers whether
+    /// they changed.
+    fn note_local_addresses(&mut self, infos: &[PeerInfo]) -> bool {
+        let local: BTreeSet<IpAddr> = infos
+            .iter()
+            .filter(|p| p.is_established())
+            .filter_map(|p| p.local_address)
+            .collect();
+        let changed = local != self.next_hop.session_local;
+        self.next_hop.session_local = local;
+        changed
     }
 
     /// Reads the best path of every IPv4 and IPv6 destination in gobgpd's global RIB
@@ -731,11 +820,20 @@ impl Bgp {
     /// snapshot (what gobgpd does not hold becomes stale); otherwise it is a
     /// re-read after the pools widened ([`Learner::relisted`]: nothing becomes
     /// stale, refusals are not counted twice). Returns the count.
-    async fn list_best(
+    async fn list_best(&mut self, client: &mut Gobgp, snapshot: bool) -> Result<usize, Ended> {
+        self.list_best_inner(client, snapshot)
+            .await
+            .map_err(|e| match e {
+                ListError::Gobgp(e) => Ended::Lost(format!("list paths: {}", gobgp::describe(&e))),
+                ListError::Learner => Ended::LearnerGone,
+            })
+    }
+
+    async fn list_best_inner(
         &mut self,
         client: &mut Gobgp,
         snapshot: bool,
-    ) -> Result<usize, tonic::Status> {
+    ) -> Result<usize, ListError> {
         let limit = self.cfg.call_timeout;
         let started = Instant::now();
         let mut first = snapshot;
@@ -757,27 +855,42 @@ impl Bgp {
             let done = msg.is_none() && pending.is_empty();
             if let Some(dest) = msg {
                 // A peer that failed hard: gobgpd's stale copies stay out.
-                let dest = dest
-                    .into_iter()
-                    .filter(|p| !(p.stale && self.peers.ignores(p.path.peer.as_deref())));
-                batch.extend(best_paths(dest.collect()));
+                let ignored = |p: &RibPath| p.stale && self.peers.ignores(p.path.peer.as_deref());
+                batch.extend(best_paths(dest, ignored));
             }
             if batch.len() >= EVENT_BATCH || (done && (first || !batch.is_empty())) {
                 count += batch.len();
                 let paths = std::mem::replace(&mut batch, Vec::with_capacity(EVENT_BATCH));
-                let changes = if first {
-                    self.learner().snapshot(paths, started)
+                if first {
+                    self.learner.snapshot(paths, started).await?;
                 } else {
-                    self.learner().relisted(paths, started)
-                };
+                    self.learner.relisted(paths, started).await?;
+                }
                 first = false;
-                self.installer.send(changes);
                 tokio::task::yield_now().await;
             }
             if done {
                 return Ok(count);
             }
         }
+    }
+}
+
+/// A read of gobgpd's RIB failed: gobgpd, or the learner's thread.
+enum ListError {
+    Gobgp(tonic::Status),
+    Learner,
+}
+
+impl From<tonic::Status> for ListError {
+    fn from(e: tonic::Status) -> ListError {
+        ListError::Gobgp(e)
+    }
+}
+
+impl From<LearnerGone> for ListError {
+    fn from(_: LearnerGone) -> ListError {
+        ListError::Learner
     }
 }
 
@@ -827,17 +940,24 @@ fn peer_status(p: &PeerInfo) -> PeerStatus {
     }
 }
 
-/// The best paths of a destination: those gobgpd marks best (4.x marks every
-/// member of an equal set; 3.x one), else its first path.
-fn best_paths(dest: Vec<RibPath>) -> Vec<LearnedPath> {
-    let marked: Vec<LearnedPath> = dest
+/// The best paths of a destination: only those gobgpd marks best (4.x
+/// marks every member of an equal set; 3.x one). A destination without one
+/// (no path selected, every next hop invalid) has nothing to install:
+/// another path is never taken in its place. One exception: when every
+/// marked path is `ignored` (the stale copy of a peer that failed hard,
+/// which gobgpd may still rank best), the next usable path stands in, as
+/// gobgpd will choose it once it flushes the stale one.
+fn best_paths(dest: Vec<RibPath>, ignored: impl Fn(&RibPath) -> bool) -> Vec<LearnedPath> {
+    let best_ignored = dest.iter().any(|p| p.best && ignored(p));
+    let kept: Vec<RibPath> = dest.into_iter().filter(|p| !ignored(p)).collect();
+    let marked: Vec<LearnedPath> = kept
         .iter()
         .filter(|p| p.best && !p.path.withdraw)
         .map(|p| p.path.clone())
         .collect();
-    if marked.is_empty() {
-        dest.into_iter()
-            .next()
+    if marked.is_empty() && best_ignored {
+        kept.into_iter()
+            .find(|p| !p.path.withdraw)
             .map(|p| p.path)
             .into_iter()
             .collect()
@@ -852,6 +972,54 @@ mod tests {
 
     fn n(s: &str) -> IpNet {
         s.parse().unwrap()
+    }
+
+    fn rib_path(nh: &str, best: bool, stale: bool) -> RibPath {
+        RibPath {
+            path: LearnedPath {
+                prefix: n("10.1.2.5/32"),
+                next_hop: nh.parse().ok(),
+                withdraw: false,
+                peer: Some(nh.into()),
+                as_path: vec![65010],
+            },
+            attrs: Default::default(),
+            best,
+            stale,
+        }
+    }
+
+    /// A ListPath destination (either line): only the paths gobgpd marks
+    /// best are taken; without one, nothing (never the first path in its
+    /// place), unless the marked one is a failed peer's ignored stale copy.
+    #[test]
+    fn only_the_paths_marked_best_are_taken() {
+        let none = |_: &RibPath| false;
+        let hops = |v: Vec<LearnedPath>| v.into_iter().map(|p| p.next_hop).collect::<Vec<_>>();
+        let d = vec![
+            rib_path("192.0.2.2", false, false),
+            rib_path("192.0.2.3", true, false),
+        ];
+        assert_eq!(hops(best_paths(d, none)), ["192.0.2.3".parse().ok()]);
+        // 4.x with multipath: every member of the equal set.
+        let d = vec![
+            rib_path("192.0.2.2", true, false),
+            rib_path("192.0.2.3", true, false),
+        ];
+        assert_eq!(best_paths(d, none).len(), 2);
+        let d = vec![
+            rib_path("192.0.2.2", false, false),
+            rib_path("192.0.2.3", false, false),
+        ];
+        assert!(best_paths(d, none).is_empty(), "no path marked best");
+        assert!(best_paths(vec![], none).is_empty());
+        // The best is the stale copy of a peer that failed hard.
+        let failed = |p: &RibPath| p.stale && p.path.peer.as_deref() == Some("192.0.2.2");
+        let d = vec![
+            rib_path("192.0.2.2", true, true),
+            rib_path("192.0.2.3", false, false),
+        ];
+        assert_eq!(hops(best_paths(d, failed)), ["192.0.2.3".parse().ok()]);
     }
 
     #[test]

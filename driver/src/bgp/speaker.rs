@@ -3,7 +3,10 @@
 //! want to write a gobgpd config file.
 //!
 //! In: the wanted global settings and peers ([`SpeakerConfig`], parsed from
-//! the command line here: [`PeerSpec`]), and the line gobgpd speaks. Out, in
+//! the command line here: [`PeerSpec`]; a peer's TCP MD5 password from a
+//! file (`password-file=PATH`) or the environment (`password-env=NAME`),
+//! never from the command line: `/proc/PID/cmdline` is world-readable), and
+//! the line gobgpd speaks. Out, in
 //! two steps the session orders around its first announcements:
 //! [`start`] (StartBgp when gobgpd has not started BGP yet, with multipath
 //! and the import policy that honours GRACEFUL_SHUTDOWN), then, once our
@@ -18,12 +21,15 @@
 //! gobgpd deadline.
 
 use std::net::IpAddr;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
 
 use tonic::Status;
 use tracing::{info, warn};
 
+pub use super::gobgp::Secret;
 use super::gobgp::{
     ApiLine, Bfd, GlobalInfo, Gobgp, GobgpApi, GracefulRestart, PeerInfo, PeerSettings,
     StartSettings,
@@ -131,7 +137,8 @@ pub struct PeerSpec {
     /// `None`: same AS as ours (iBGP).
     pub asn: Option<u32>,
     pub passive: bool,
-    pub password: Option<String>,
+    /// Read from `password-file=` or `password-env=` while parsing.
+    pub password: Option<Secret>,
     pub rr_client: bool,
     pub hold_time: Option<u64>,
     pub keepalive: Option<u64>,
@@ -142,12 +149,63 @@ pub struct PeerSpec {
     pub bfd_multiplier: Option<u8>,
 }
 
-const PEER_OPTIONS: &str = "passive, rr-client, password=SECRET, hold=DURATION, keepalive=DURATION, connect-retry=DURATION, multihop=TTL, bfd=on|off|INTERVAL, bfd-multiplier=N (durations: 300ms, 9s, 2m; a bare number is seconds)";
+const PEER_OPTIONS: &str = "passive, rr-client, password-file=PATH, password-env=NAME, hold=DURATION, keepalive=DURATION, connect-retry=DURATION, multihop=TTL, bfd=on|off|INTERVAL, bfd-multiplier=N (durations: 300ms, 9s, 2m; a bare number is seconds)";
+
+/// Linux's longest TCP MD5 key (`TCP_MD5SIG_MAXKEYLEN`).
+const MAX_PASSWORD: usize = 80;
+
+/// The password in `path`: its first line (a trailing newline is not part of
+/// it). Refused when every local user may read the file, or when it is
+/// empty or longer than the kernel takes.
+fn password_from_file(path: &Path) -> Result<Secret, String> {
+    let shown = path.display();
+    let meta = std::fs::metadata(path).map_err(|e| format!("cannot read {shown}: {e}"))?;
+    if meta.permissions().mode() & 0o004 != 0 {
+        return Err(format!(
+            "{shown} is readable by every local user; chmod o-r {shown} (0600 or 0640)"
+        ));
+    }
+    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {shown}: {e}"))?;
+    let line = text.lines().next().unwrap_or_default();
+    check_password(line).map_err(|e| format!("{shown}: {e}"))
+}
+
+/// The password in the environment variable `name`.
+fn password_from_env(name: &str) -> Result<Secret, String> {
+    let v = std::env::var(name).map_err(|_| format!("the environment has no {name}"))?;
+    check_password(&v).map_err(|e| format!("${name}: {e}"))
+}
+
+fn check_password(p: &str) -> Result<Secret, String> {
+    if p.is_empty() {
+        return Err("the password is empty".into());
+    }
+    if p.len() > MAX_PASSWORD {
+        return Err(format!(
+            "the password has {} bytes; Linux takes at most {MAX_PASSWORD} (TCP MD5)",
+            p.len()
+        ));
+    }
+    Ok(Secret(p.to_string()))
+}
+
+/// `spec` with any `password=` value masked, for error messages.
+fn redacted(spec: &str) -> String {
+    spec.split(',')
+        .map(|o| match o.trim().split_once('=') {
+            Some(("password", _)) => "password=***",
+            _ => o,
+        })
+        .collect::<Vec<_>>()
+        .join(",")
+}
 
 impl FromStr for PeerSpec {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Self, String> {
+        // Messages quote the spec: never with a password in it.
+        let s = &redacted(s)[..];
         let mut parts = s.split(',');
         let head = parts.next().unwrap_or_default().trim();
         // IPv6 addresses contain ':'; write them as [addr]:asn.
@@ -194,7 +252,22 @@ impl FromStr for PeerSpec {
             match k {
                 "passive" => p.passive = true,
                 "rr-client" => p.rr_client = true,
-                "password" if !v.is_empty() => p.password = Some(v.to_string()),
+                "password" => {
+                    return Err(format!(
+                        "peer {s}: a password on the command line is readable by every local user (/proc/PID/cmdline); give password-file=PATH (mode 0600) or password-env=NAME"
+                    ))
+                }
+                "password-file" => {
+                    p.password = Some(
+                        password_from_file(Path::new(v))
+                            .map_err(|e| format!("peer {s}: password-file: {e}"))?,
+                    )
+                }
+                "password-env" => {
+                    p.password = Some(
+                        password_from_env(v).map_err(|e| format!("peer {s}: password-env: {e}"))?,
+                    )
+                }
                 "hold" | "hold-time" => p.hold_time = Some(secs(v)?),
                 "keepalive" => p.keepalive = Some(secs(v)?),
                 "connect-retry" => p.connect_retry = Some(secs(v)?),
@@ -437,12 +510,13 @@ mod tests {
     fn peer_specs_parse() {
         let p: PeerSpec = "192.0.2.2".parse().unwrap();
         assert_eq!(p.asn, None);
-        let p: PeerSpec = "192.0.2.2:65010,passive,rr-client,password=s3cret,hold=9,keepalive=3,connect-retry=1,multihop=2"
-            .parse()
-            .unwrap();
+        let p: PeerSpec =
+            "192.0.2.2:65010,passive,rr-client,hold=9,keepalive=3,connect-retry=1,multihop=2"
+                .parse()
+                .unwrap();
         assert_eq!(p.asn, Some(65010));
         assert!(p.passive && p.rr_client);
-        assert_eq!(p.password.as_deref(), Some("s3cret"));
+        assert_eq!(p.password, None);
         assert_eq!(
             (p.hold_time, p.keepalive, p.connect_retry, p.multihop),
             (Some(9), Some(3), Some(1), Some(2))
@@ -454,6 +528,74 @@ mod tests {
         assert!("192.0.2.2:x".parse::<PeerSpec>().is_err());
         assert!("192.0.2.2,bogus".parse::<PeerSpec>().is_err());
         assert!("host".parse::<PeerSpec>().is_err());
+    }
+
+    /// A password never comes from the command line: `password=` is
+    /// refused (without repeating it); `password-file=` and
+    /// `password-env=` are read, and what is read reaches AddPeer.
+    #[test]
+    fn passwords_come_from_a_file_or_the_environment_never_argv() {
+        let err = "192.0.2.2:65010,password=s3cret,multihop=2"
+            .parse::<PeerSpec>()
+            .unwrap_err();
+        assert!(err.contains("password-file=PATH"), "{err}");
+        assert!(
+            !err.contains("s3cret"),
+            "the error repeats the password: {err}"
+        );
+
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("peer.pw");
+        std::fs::write(&file, "s3cret with space\n").unwrap();
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let p: PeerSpec = format!(
+            "192.0.2.2:65010,password-file={},multihop=2",
+            file.display()
+        )
+        .parse()
+        .unwrap();
+        assert_eq!(
+            p.password.as_ref().map(Secret::expose),
+            Some("s3cret with space")
+        );
+        assert_eq!(p.multihop, Some(2));
+        assert!(
+            !format!("{p:?}").contains("s3cret"),
+            "Debug shows the password"
+        );
+        // What AddPeer gets (both codecs put it in auth_password: their tests).
+        let m = SpeakerConfig::default().settings(&p, 65000, false);
+        assert_eq!(
+            m.password.as_ref().map(Secret::expose),
+            Some("s3cret with space")
+        );
+        assert!(!format!("{m:?}").contains("s3cret"), "Debug shows it");
+
+        // A file every local user may read, an empty one, a missing one, one
+        // longer than a TCP MD5 key: refused, naming the file.
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let spec = format!("192.0.2.2,password-file={}", file.display());
+        let err = spec.parse::<PeerSpec>().unwrap_err();
+        assert!(
+            err.contains("every local user") && err.contains("peer.pw"),
+            "{err}"
+        );
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o640)).unwrap();
+        std::fs::write(&file, "\n").unwrap();
+        assert!(spec.parse::<PeerSpec>().unwrap_err().contains("empty"));
+        std::fs::write(&file, "x".repeat(81)).unwrap();
+        assert!(spec.parse::<PeerSpec>().unwrap_err().contains("at most 80"));
+        let missing = format!("192.0.2.2,password-file={}/nope", dir.path().display());
+        assert!(missing.parse::<PeerSpec>().unwrap_err().contains("nope"));
+
+        // The environment: a name of this test's own.
+        let name = "IPVLAN_BGP_TEST_PEER_PASSWORD_7f3a";
+        let spec = format!("192.0.2.2,password-env={name}");
+        assert!(spec.parse::<PeerSpec>().unwrap_err().contains(name));
+        std::env::set_var(name, "from-env");
+        let p: PeerSpec = spec.parse().unwrap();
+        assert_eq!(p.password.as_ref().map(Secret::expose), Some("from-env"));
+        std::env::remove_var(name);
     }
 
     /// Durations take units; bare numbers stay seconds (as `hold=` always

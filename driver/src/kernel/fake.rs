@@ -2,10 +2,11 @@
 //!
 //! In: the same link and address requests as [`super::Kernel`] (through
 //! [`LinkKernel`]), plus test controls: foreign devices placed beforehand,
-//! devices removed behind the driver's back, kinds this "kernel" lacks, and
+//! devices removed behind the driver's back, kinds this "kernel" lacks,
 //! failures injected into the next request of a given type, routes placed
-//! by hand, and neighbours on a segment that answer probes for their
-//! addresses. Out: what a test asserts on — the links (index, name, kind, parent, alias, up),
+//! by hand, neighbours on a segment that answer probes for their
+//! addresses, and the flags the kernel reports on an address. Out: what a
+//! test asserts on — the links (index, name, kind, parent, alias, up),
 //! addresses and sysctls as the driver left them, and the order of the
 //! creations.
 //! It models what the driver relies on: names are unique (`EEXIST`), a gone
@@ -145,6 +146,14 @@ impl FakeKernel {
 
     pub fn all_addresses(&self) -> Vec<Addr> {
         self.inner().addrs.clone()
+    }
+
+    /// Sets the `IFA_F_*` flags of an address (temporary, deprecated,
+    /// tentative, DAD failed: see [`super::ifa`]) as the kernel would report them.
+    pub fn set_address_flags(&self, net: IpNet, flags: u32) {
+        for a in self.inner().addrs.iter_mut().filter(|a| a.net == net) {
+            a.flags = flags;
+        }
     }
 
     /// Sets a link down behind the driver's back; like Linux (with
@@ -342,9 +351,9 @@ impl LinkKernel for FakeKernel {
         let a = Addr {
             index,
             net,
-            tentative: false,
+            flags: 0,
         };
-        if !g.addrs.contains(&a) {
+        if !g.addrs.iter().any(|b| b.index == index && b.net == net) {
             g.addrs.push(a);
         }
         Ok(())

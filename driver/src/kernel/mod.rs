@@ -121,8 +121,33 @@ pub struct Link {
 pub struct Addr {
     pub index: u32,
     pub net: IpNet,
-    /// Still waiting for duplicate address detection (`IFA_F_TENTATIVE`): not usable yet.
-    pub tentative: bool,
+    /// The `IFA_F_*` flags as the kernel reports them (`IFA_FLAGS`, else the
+    /// header's): see [`ifa`] and [`Addr::is_stable`].
+    pub flags: u32,
+}
+
+/// `IFA_F_*` (linux/if_addr.h).
+pub mod ifa {
+    /// IPv6: a temporary (privacy) address; IPv4: a secondary one (same bit).
+    pub const TEMPORARY: u32 = 0x01;
+    pub const OPTIMISTIC: u32 = 0x04;
+    pub const DADFAILED: u32 = 0x08;
+    pub const DEPRECATED: u32 = 0x20;
+    pub const TENTATIVE: u32 = 0x40;
+    pub const PERMANENT: u32 = 0x80;
+}
+
+impl Addr {
+    /// Whether peers may be given this address to reach us for long: not
+    /// an IPv6 temporary (privacy) address, nor deprecated, still under
+    /// duplicate address detection (tentative, optimistic) or failed it.
+    pub fn is_stable(&self) -> bool {
+        let mut unstable = ifa::DEPRECATED | ifa::TENTATIVE | ifa::OPTIMISTIC | ifa::DADFAILED;
+        if self.net.addr().is_ipv6() {
+            unstable |= ifa::TEMPORARY;
+        }
+        self.flags & unstable == 0
+    }
 }
 
 /// A unicast route in the main table.

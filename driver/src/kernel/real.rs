@@ -563,18 +563,18 @@ fn parse_addr(m: &AddressMessage) -> Option<Addr> {
         }
     }
     let ip = local.or(address)?;
-    let flags = m.attributes.iter().find_map(|a| match a {
-        AddressAttribute::Flags(f) => Some(*f),
-        _ => None,
-    });
-    let tentative = match flags {
-        Some(f) => f.contains(AddressFlags::Tentative),
-        None => m.header.flags.contains(AddressHeaderFlags::Tentative),
-    };
+    let flags = m
+        .attributes
+        .iter()
+        .find_map(|a| match a {
+            AddressAttribute::Flags(f) => Some(f.bits()),
+            _ => None,
+        })
+        .unwrap_or_else(|| u32::from(m.header.flags.bits()));
     IpNet::new(ip, m.header.prefix_len).ok().map(|net| Addr {
         index: m.header.index,
         net,
-        tentative,
+        flags,
     })
 }
 

@@ -11,6 +11,7 @@
 
 use std::collections::HashSet;
 use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
 
 use ipnet::IpNet;
 
@@ -232,5 +233,34 @@ impl RouteTable for FakeTable {
             }
         }
         routes.iter().map(|_| Ok(())).collect()
+    }
+}
+
+/// A [`FakeTable`] shared between the installer's thread and a test.
+#[derive(Debug, Clone)]
+pub struct SharedTable(pub Arc<Mutex<FakeTable>>);
+
+impl SharedTable {
+    pub fn new(t: FakeTable) -> SharedTable {
+        SharedTable(Arc::new(Mutex::new(t)))
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, FakeTable> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl RouteTable for SharedTable {
+    fn dump(&mut self) -> Result<Vec<TableRoute>, KernelError> {
+        self.lock().dump()
+    }
+    fn create_exclusive(&mut self, r: &[Route]) -> Vec<WriteResult> {
+        self.lock().create_exclusive(r)
+    }
+    fn replace(&mut self, r: &[Route]) -> Vec<WriteResult> {
+        self.lock().replace(r)
+    }
+    fn delete(&mut self, r: &[Route]) -> Vec<WriteResult> {
+        self.lock().delete(r)
     }
 }

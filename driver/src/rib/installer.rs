@@ -42,7 +42,7 @@ use super::table::RouteTable;
 use super::watch::KernelEvent;
 use crate::kernel::real::Kernel;
 use crate::kernel::{KernelError, Route, TableRoute};
-use crate::metrics::{now_unix, Metrics};
+use crate::metrics::{now_unix, DumpReason, Metrics};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Change {
@@ -59,6 +59,10 @@ const FAST_RETRY: Duration = Duration::from_millis(100);
 const FAST_WINDOW: Duration = Duration::from_secs(3);
 /// A link event is acted on after this short settling time.
 const LINK_SETTLE: Duration = Duration::from_millis(20);
+/// Link events trigger at most one reconcile per this gap (a flapping
+/// parent must not turn into a dump loop; short, so routes come back soon
+/// after `up`).
+const LINK_GAP: Duration = Duration::from_millis(250);
 /// Route events (hints) trigger at most one reconcile per this gap: a dump
 /// costs ~140 ms at 100k routes, and stale echoes of our own writes under
 /// churn must not turn into a dump loop.
@@ -75,11 +79,19 @@ pub struct Installer<T: RouteTable = Kernel> {
     protocol: u8,
     /// The learner's decisions.
     wanted: HashMap<IpNet, Route>,
+    /// How many wanted routes go out of each interface (a link event on
+    /// any other link cannot affect them); `None`: routes without one.
+    oifs: HashMap<Option<u32>, usize>,
     /// What the kernel holds of ours, as last written or dumped.
     ours: HashMap<IpNet, Route>,
     /// Destinations where another owner has a route in the main table (from
-    /// the last dump, plus routes added since): never ours to write.
+    /// the last dump, plus routes added since): never ours to write. Only
+    /// those inside `scope` (or wanted): a host holding a full Internet
+    /// table elsewhere costs nothing here.
     foreign: HashSet<IpNet>,
+    /// Where the learner may ask for routes (the accepted pools): other
+    /// owners' routes outside it can never be in our way.
+    scope: Vec<IpNet>,
     /// Gateways of the main table's default routes (published for the policy:
     /// reading them here costs no extra dump).
     gateways: BTreeSet<IpAddr>,
@@ -87,8 +99,10 @@ pub struct Installer<T: RouteTable = Kernel> {
     conflicts: HashSet<IpNet>,
     /// Wanted prefixes whose last write failed for another reason.
     failed: HashSet<IpNet>,
-    /// When to dump and repair next (link or route event, failed delete).
+    /// When to dump and repair next (link or route event, failed delete),
+    /// and why (the label of the dump in the metrics).
     reconcile_at: Option<Instant>,
+    reconcile_why: DumpReason,
     /// When to retry `failed`/`conflicts` next.
     retry_at: Option<Instant>,
     /// Until then, retries are fast (a link just changed).
@@ -105,36 +119,48 @@ pub struct Installer<T: RouteTable = Kernel> {
 }
 
 impl<T: RouteTable> Installer<T> {
-    /// An installer over `table` (no thread). The tagged routes found are
-    /// taken as wanted until the learner says otherwise.
+    /// An installer over `table` (no thread), for routes inside `scope`
+    /// (see [`Installer::set_scope`]). The tagged routes found are taken as
+    /// wanted until the learner says otherwise.
     pub fn new(
         mut table: T,
         protocol: u8,
+        scope: Vec<IpNet>,
         metrics: Arc<Metrics>,
         now: Instant,
     ) -> Result<(Installer<T>, Vec<Route>), KernelError> {
         let mut existing = Vec::new();
         let mut foreign = HashSet::new();
         let mut gateways = BTreeSet::new();
+        metrics.route_watch(|w| w.dump(DumpReason::Start));
         for r in table.dump()? {
             if r.route.protocol == protocol && !r.multipath {
                 existing.push(r.route);
             } else {
-                foreign.insert(r.route.dst);
+                if in_scope(&scope, &r.route.dst) {
+                    foreign.insert(r.route.dst);
+                }
                 gateways.extend(default_gateway(&r.route));
             }
         }
         let ours: HashMap<IpNet, Route> = existing.iter().map(|r| (r.dst, *r)).collect();
+        let mut oifs: HashMap<Option<u32>, usize> = HashMap::new();
+        for r in ours.values() {
+            *oifs.entry(r.oif).or_default() += 1;
+        }
         let inst = Installer {
             table,
             protocol,
+            oifs,
             wanted: ours.clone(),
             ours,
             foreign,
+            scope,
             gateways,
             conflicts: HashSet::new(),
             failed: HashSet::new(),
             reconcile_at: None,
+            reconcile_why: DumpReason::Periodic,
             retry_at: None,
             fast_until: None,
             fast_step: FAST_RETRY,
@@ -171,9 +197,10 @@ impl<T: RouteTable> Installer<T> {
 
     /// Runs the timers that are due.
     pub fn tick(&mut self, now: Instant) {
-        let full_due = now >= self.last_reconcile + self.full_every;
-        if full_due || self.reconcile_at.is_some_and(|t| t <= now) {
-            self.reconcile(now);
+        if self.reconcile_at.is_some_and(|t| t <= now) {
+            self.reconcile(now, self.reconcile_why);
+        } else if now >= self.last_reconcile + self.full_every {
+            self.reconcile(now, DumpReason::Periodic);
         } else if self.retry_at.is_some_and(|t| t <= now) {
             self.retry_at = None;
             if self.conflicts.is_empty() {
@@ -182,32 +209,38 @@ impl<T: RouteTable> Installer<T> {
                 // Whether a held prefix is free again needs a dump (another
                 // owner may sit there at any metric); the dump repairs the
                 // failed ones as well.
-                self.reconcile(now);
+                self.reconcile(now, DumpReason::Conflict);
             }
         }
     }
 
     /// Acts on a kernel notification.
     pub fn on_event(&mut self, ev: KernelEvent, now: Instant) {
+        self.metrics.route_watch(|w| w.events += 1);
         match ev {
-            KernelEvent::Link { .. } | KernelEvent::Overrun => {
-                if let KernelEvent::Link {
-                    index,
-                    up,
-                    running,
-                    deleted,
-                } = ev
-                {
-                    debug!(
-                        index,
-                        up, running, deleted, "link changed: reconciling routes"
-                    );
+            KernelEvent::Link {
+                index,
+                up,
+                running,
+                deleted,
+            } => {
+                if !self.carries_routes(index) {
+                    // A container's link appearing or moving away, a foreign
+                    // veth: none of our routes goes out of it.
+                    self.metrics.route_watch(|w| w.ignored += 1);
+                    return;
                 }
-                self.reconcile_soon(now + LINK_SETTLE);
-                self.fast_until = Some(now + FAST_WINDOW);
-                self.fast_step = FAST_RETRY;
-                self.slow_step = RETRY;
-                self.owners_grace_until = Some(now + OWNERS_GRACE);
+                debug!(
+                    index,
+                    up, running, deleted, "link carrying our routes changed: reconciling routes"
+                );
+                let at = (now + LINK_SETTLE).max(self.last_reconcile + LINK_GAP);
+                self.hint(at, DumpReason::Link);
+                self.link_changed(now);
+            }
+            KernelEvent::Overrun => {
+                self.hint(now + LINK_SETTLE, DumpReason::Overrun);
+                self.link_changed(now);
             }
             KernelEvent::Route { route, deleted } => {
                 let dst = route.route.dst;
@@ -225,35 +258,128 @@ impl<T: RouteTable> Installer<T> {
                     }
                 } else if route.route.dst.prefix_len() == 0 {
                     // A default route: the gateways feed the import policy.
+                    let mut confirm = false;
                     if let Some(gw) = default_gateway(&route.route) {
                         if deleted {
                             self.gateways.remove(&gw);
                             // Another default route may use it still: confirm.
-                            self.reconcile_soon((self.last_reconcile + ROUTE_HINT_GAP).max(now));
+                            confirm = true;
                         } else {
                             self.gateways.insert(gw);
                         }
                         self.publish();
                     }
-                    false
+                    confirm
                 } else if deleted {
                     // Another owner's route at this destination may remain
                     // (another metric): only a dump says the prefix is free.
                     self.conflicts.contains(&dst)
                 } else {
-                    self.foreign.insert(dst);
+                    self.note_foreign(dst);
                     self.wanted.contains_key(&dst) && !self.conflicts.contains(&dst)
                 };
                 if interesting {
                     let at = (self.last_reconcile + ROUTE_HINT_GAP).max(now);
-                    self.reconcile_soon(at);
+                    self.hint(at, DumpReason::Route);
+                } else {
+                    self.metrics.route_watch(|w| w.ignored += 1);
                 }
             }
         }
     }
 
-    fn reconcile_soon(&mut self, at: Instant) {
-        self.reconcile_at = Some(self.reconcile_at.map_or(at, |t| t.min(at)));
+    /// The routes decided so far.
+    pub fn wanted_routes(&self) -> Vec<Route> {
+        self.wanted.values().copied().collect()
+    }
+
+    /// Where the learner may ask for routes from now on (its accepted
+    /// pools). Other owners' routes are remembered only there; when it
+    /// widens, the main table is read at once so that none in the new part
+    /// is overlooked.
+    pub fn set_scope(&mut self, scope: Vec<IpNet>, now: Instant) {
+        if scope == self.scope {
+            return;
+        }
+        let widened = scope.iter().any(|p| !in_scope(&self.scope, p));
+        self.scope = scope;
+        if widened {
+            self.reconcile(now, DumpReason::Scope);
+        } else {
+            let (scope, wanted) = (&self.scope, &self.wanted);
+            self.foreign
+                .retain(|p| in_scope(scope, p) || wanted.contains_key(p));
+        }
+    }
+
+    /// Remembers another owner's route at `dst` if it can matter to us.
+    fn note_foreign(&mut self, dst: IpNet) {
+        if in_scope(&self.scope, &dst) || self.wanted.contains_key(&dst) {
+            self.foreign.insert(dst);
+        }
+    }
+
+    /// Whether a wanted route goes out of link `index` (or one without an
+    /// interface exists: then any link may matter).
+    fn carries_routes(&self, index: u32) -> bool {
+        self.oifs.contains_key(&Some(index)) || self.oifs.contains_key(&None)
+    }
+
+    /// A link carrying our routes changed (or events were lost): retries
+    /// come fast for a while, and other owners' prefixes stay theirs.
+    fn link_changed(&mut self, now: Instant) {
+        self.fast_until = Some(now + FAST_WINDOW);
+        self.fast_step = FAST_RETRY;
+        self.slow_step = RETRY;
+        self.owners_grace_until = Some(now + OWNERS_GRACE);
+    }
+
+    fn want(&mut self, r: Route) {
+        if let Some(old) = self.wanted.insert(r.dst, r) {
+            self.forget_oif(old.oif);
+        }
+        *self.oifs.entry(r.oif).or_default() += 1;
+    }
+
+    fn unwant(&mut self, prefix: &IpNet) {
+        if let Some(old) = self.wanted.remove(prefix) {
+            self.forget_oif(old.oif);
+        }
+    }
+
+    fn forget_oif(&mut self, oif: Option<u32>) {
+        if let Some(n) = self.oifs.get_mut(&oif) {
+            *n -= 1;
+            if *n == 0 {
+                self.oifs.remove(&oif);
+            }
+        }
+    }
+
+    /// Plans a dump and repair at `at`, or earlier if one is planned
+    /// already; answers whether one was (what asked is then coalesced into it).
+    fn reconcile_soon(&mut self, at: Instant, why: DumpReason) -> bool {
+        match self.reconcile_at {
+            Some(t) => {
+                if at < t {
+                    self.reconcile_at = Some(at);
+                    self.reconcile_why = why;
+                }
+                true
+            }
+            None => {
+                self.reconcile_at = Some(at);
+                self.reconcile_why = why;
+                false
+            }
+        }
+    }
+
+    /// [`Installer::reconcile_soon`] for a kernel event, counted.
+    fn hint(&mut self, at: Instant, why: DumpReason) {
+        if self.reconcile_soon(at, why) {
+            self.metrics.route_watch(|w| w.coalesced += 1);
+        }
     }
 
     fn schedule_retry(&mut self, now: Instant) {
@@ -310,7 +436,7 @@ impl<T: RouteTable> Installer<T> {
             self.failed.remove(&prefix);
             match want {
                 Some(r) => {
-                    self.wanted.insert(prefix, r);
+                    self.want(r);
                     if self.conflicts.contains(&prefix) {
                         // Still someone else's until a dump says otherwise.
                         continue;
@@ -321,7 +447,7 @@ impl<T: RouteTable> Installer<T> {
                         held.push((prefix, Vec::new()));
                         if self.ours.contains_key(&prefix) {
                             // Ours is still there too: the reconcile removes it.
-                            self.reconcile_soon(now);
+                            let _ = self.reconcile_soon(now, DumpReason::Conflict);
                         }
                         continue;
                     }
@@ -332,7 +458,7 @@ impl<T: RouteTable> Installer<T> {
                     }
                 }
                 None => {
-                    self.wanted.remove(&prefix);
+                    self.unwant(&prefix);
                     self.conflicts.remove(&prefix);
                     if let Some(cur) = self.ours.get(&prefix) {
                         delete.push(*cur);
@@ -364,7 +490,7 @@ impl<T: RouteTable> Installer<T> {
                 Err(e) => {
                     errors += 1;
                     warn!(prefix = %r.dst, error = %e, "could not delete route; will retry");
-                    self.reconcile_soon(now + RETRY);
+                    let _ = self.reconcile_soon(now + RETRY, DumpReason::Retry);
                 }
             }
         }
@@ -409,6 +535,7 @@ impl<T: RouteTable> Installer<T> {
     /// Creates refused with EEXIST: someone's route has that key. Ours (a
     /// tagged route we did not know of) is replaced; anyone else's is a conflict.
     fn resolve_exists(&mut self, exists: HashSet<IpNet>, now: Instant) {
+        self.metrics.route_watch(|w| w.dump(DumpReason::Resolve));
         let found = match self.table.dump_prefixes(&exists) {
             Ok(f) => f,
             Err(e) => {
@@ -497,15 +624,16 @@ impl<T: RouteTable> Installer<T> {
     }
 
     /// Dumps the main table and makes our part of it equal to `wanted`.
-    pub fn reconcile(&mut self, now: Instant) {
+    pub fn reconcile(&mut self, now: Instant, why: DumpReason) {
         self.reconcile_at = None;
         self.retry_at = None;
         self.last_reconcile = now;
+        self.metrics.route_watch(|w| w.dump(why));
         let dump = match self.table.dump() {
             Ok(d) => d,
             Err(e) => {
                 warn!(error = %e, "could not read the routing table; will retry");
-                self.reconcile_soon(now + RETRY);
+                let _ = self.reconcile_soon(now + RETRY, DumpReason::Retry);
                 return;
             }
         };
@@ -515,6 +643,7 @@ impl<T: RouteTable> Installer<T> {
         self.foreign.clear();
         self.gateways.clear();
         for tr in dump {
+            let dst = tr.route.dst;
             if tr.route.protocol == self.protocol && tr.multipath {
                 // We never write several next hops: another one was appended
                 // to ours (IPv6 merges a CREATE without EXCL into the route
@@ -522,7 +651,7 @@ impl<T: RouteTable> Installer<T> {
                 // ours). Not ours alone: never replace it (that would take
                 // their next hop too); take back our next hop only, by its
                 // gateway, and leave the prefix to them.
-                self.foreign.insert(tr.route.dst);
+                self.note_foreign(dst);
                 match self.ours.get(&tr.route.dst) {
                     Some(mine) if mine.via.is_some() => unhook.push(*mine),
                     _ => {}
@@ -533,7 +662,7 @@ impl<T: RouteTable> Installer<T> {
             } else if tr.route.protocol == self.protocol {
                 kernel_ours.entry(tr.route.dst).or_default().push(tr.route);
             } else {
-                self.foreign.insert(tr.route.dst);
+                self.note_foreign(dst);
                 self.gateways.extend(default_gateway(&tr.route));
                 if self.wanted.contains_key(&tr.route.dst) {
                     foreign.entry(tr.route.dst).or_default().push(tr);
@@ -642,6 +771,19 @@ impl<T: RouteTable> Installer<T> {
     }
 }
 
+/// Whether `dst` lies inside one of `scope`'s prefixes.
+fn in_scope(scope: &[IpNet], dst: &IpNet) -> bool {
+    scope.iter().any(|p| p.contains(dst))
+}
+
+/// A scope that holds every prefix (tests and benchmarks).
+pub fn everywhere() -> Vec<IpNet> {
+    ["0.0.0.0/0", "::/0"]
+        .iter()
+        .filter_map(|p| p.parse().ok())
+        .collect()
+}
+
 /// The gateway of a default route.
 fn default_gateway(r: &Route) -> Option<IpAddr> {
     if r.dst.prefix_len() == 0 {
@@ -656,7 +798,7 @@ mod tests {
     use std::sync::Mutex;
 
     use super::*;
-    use crate::rib::fake::FakeTable;
+    use crate::rib::fake::{FakeTable, SharedTable};
 
     const PROTO: u8 = 73;
 
@@ -684,7 +826,8 @@ mod tests {
 
     fn installer(fake: FakeTable) -> (Installer<FakeTable>, Instant) {
         let t0 = Instant::now();
-        let (i, _) = Installer::new(fake, PROTO, Arc::new(Metrics::default()), t0).unwrap();
+        let (i, _) =
+            Installer::new(fake, PROTO, everywhere(), Arc::new(Metrics::default()), t0).unwrap();
         (i, t0)
     }
 
@@ -773,7 +916,7 @@ mod tests {
         i.table().append_foreign_v6(static6(p, "2001:db8::99"));
         let dump = i.table().dump().unwrap();
         assert!(dump[0].multipath && dump[0].route.protocol == PROTO);
-        i.reconcile(t0);
+        i.reconcile(t0, DumpReason::Periodic);
         assert_eq!(i.table().at(&n(p)), vec![static6(p, "2001:db8::99")]);
         assert_eq!(status(&i).route_conflicts, 1);
         assert_eq!(status(&i).installed, 0);
@@ -1014,6 +1157,136 @@ mod tests {
         assert_eq!(status(&i).kernel_drift, 50);
     }
 
+    fn link(index: u32, up: bool, deleted: bool) -> KernelEvent {
+        KernelEvent::Link {
+            index,
+            up,
+            running: up,
+            deleted,
+        }
+    }
+
+    /// A container start makes a link appear on the parent and move into
+    /// the container (a deletion in the host's namespace); a foreign veth
+    /// comes and goes. None of our routes goes out of those links: no dump.
+    #[test]
+    fn link_events_that_cannot_affect_a_wanted_route_cost_no_dump() {
+        let (mut i, t0) = installer(FakeTable::default());
+        i.apply(vec![Change::Set(ours("10.1.2.0/24", "192.0.2.2"))], t0);
+        let before = i.next_deadline();
+        let dumps = i.table().dumps;
+        for (k, ev) in [
+            link(41, false, false),
+            link(41, true, false),
+            link(41, false, true),
+            link(42, true, false),
+            link(42, false, true),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            i.on_event(ev, t0 + Duration::from_millis(k as u64));
+        }
+        assert_eq!(i.next_deadline(), before, "no reconcile planned");
+        i.tick(before - Duration::from_millis(1));
+        assert_eq!(i.table().dumps, dumps);
+        let w = status(&i).route_watch;
+        assert_eq!((w.events, w.ignored), (5, 5));
+        assert!(!w.dumps.contains_key("link"));
+    }
+
+    /// The parent flapping: events on it are coalesced into one dump per
+    /// settling time and at most one per LINK_GAP.
+    #[test]
+    fn link_events_on_a_parent_are_coalesced_and_rate_limited() {
+        let (mut i, t0) = installer(FakeTable::default());
+        i.apply(vec![Change::Set(ours("10.1.2.0/24", "192.0.2.2"))], t0);
+        let dumps = i.table().dumps;
+        // 200 flaps over 2 s, the installer ticking whenever due.
+        let mut t = t0;
+        for k in 0..200u64 {
+            t = t0 + Duration::from_millis(10 * k);
+            while i.next_deadline() <= t {
+                let due = i.next_deadline();
+                i.tick(due);
+            }
+            i.on_event(link(3, k % 2 == 1, false), t);
+        }
+        while i.next_deadline() <= t + Duration::from_secs(1) {
+            let due = i.next_deadline();
+            i.tick(due);
+        }
+        let link_dumps = i.table().dumps - dumps;
+        assert!(
+            (2..=10).contains(&link_dumps),
+            "{link_dumps} dumps for 200 events in 2 s"
+        );
+        let w = status(&i).route_watch;
+        assert_eq!(w.dumps.get("link").copied(), Some(link_dumps as u64));
+        assert_eq!(w.coalesced + link_dumps as u64, 200);
+    }
+
+    /// A host holding a full table of other owners' routes outside the
+    /// accepted pools (a BGP router's, say): the installer remembers none
+    /// of them, at start, after a dump, or from their notifications; inside
+    /// the pools it still never writes over them.
+    #[test]
+    fn other_owners_routes_outside_the_pools_cost_no_memory() {
+        let mut fake = FakeTable::default();
+        for k in 0..20_000u32 {
+            let dst = std::net::Ipv4Addr::from(0x2c00_0000 + (k << 8));
+            fake.add_foreign(static_route(&format!("{dst}/24")), 0);
+        }
+        fake.add_foreign(static_route("10.1.2.0/24"), 0);
+        let pools = vec![n("10.1.0.0/16")];
+        let (mut i, t0) = (
+            Installer::new(
+                fake,
+                PROTO,
+                pools,
+                Arc::new(Metrics::default()),
+                Instant::now(),
+            )
+            .unwrap()
+            .0,
+            Instant::now(),
+        );
+        assert_eq!(i.foreign.len(), 1);
+        i.reconcile(t0, DumpReason::Periodic);
+        assert_eq!(i.foreign.len(), 1);
+        for k in 0..1000u32 {
+            let dst = std::net::Ipv4Addr::from(0x2d00_0000 + (k << 8));
+            let route = TableRoute {
+                route: static_route(&format!("{dst}/24")),
+                tos: 0,
+                priority: 0,
+                multipath: false,
+            };
+            route_event(&mut i, route, false, t0);
+        }
+        assert_eq!(i.foreign.len(), 1);
+        // Inside the pools: still theirs.
+        i.apply(vec![Change::Set(ours("10.1.2.0/24", "192.0.2.2"))], t0);
+        assert_eq!(
+            i.table().at(&n("10.1.2.0/24")),
+            vec![static_route("10.1.2.0/24")]
+        );
+        assert_eq!(status(&i).route_conflicts, 1);
+        // The pools widen over a foreign route: read at once, never overwritten.
+        let dumps = i.table().dumps;
+        i.set_scope(vec![n("10.1.0.0/16"), n("44.0.0.0/8")], t0);
+        assert_eq!(i.table().dumps, dumps + 1);
+        assert_eq!(i.foreign.len(), 1 + 20_000);
+        i.apply(vec![Change::Set(ours("44.0.1.0/24", "192.0.2.2"))], t0);
+        assert_eq!(
+            i.table().at(&n("44.0.1.0/24")),
+            vec![static_route("44.0.1.0/24")]
+        );
+        // Narrowed again: forgotten.
+        i.set_scope(vec![n("10.1.0.0/16")], t0);
+        assert!(i.foreign.len() <= 2, "{}", i.foreign.len());
+    }
+
     #[test]
     fn default_gateways_are_published_from_dumps_and_events() {
         let mut fake = FakeTable::default();
@@ -1044,24 +1317,6 @@ mod tests {
         assert_eq!(status(&i).kernel_drift, 0);
     }
 
-    /// The fake shared with the test while the installer thread owns it.
-    struct Shared(Arc<Mutex<FakeTable>>);
-
-    impl RouteTable for Shared {
-        fn dump(&mut self) -> Result<Vec<TableRoute>, KernelError> {
-            self.0.lock().unwrap().dump()
-        }
-        fn create_exclusive(&mut self, r: &[Route]) -> Vec<crate::rib::table::WriteResult> {
-            self.0.lock().unwrap().create_exclusive(r)
-        }
-        fn replace(&mut self, r: &[Route]) -> Vec<crate::rib::table::WriteResult> {
-            self.0.lock().unwrap().replace(r)
-        }
-        fn delete(&mut self, r: &[Route]) -> Vec<crate::rib::table::WriteResult> {
-            self.0.lock().unwrap().delete(r)
-        }
-    }
-
     #[test]
     fn a_refused_install_is_retried_under_constant_churn() {
         let fake = Arc::new(Mutex::new(FakeTable::default()));
@@ -1069,8 +1324,14 @@ mod tests {
             .unwrap()
             .add_foreign(static_route("10.1.2.0/24"), 0);
         let metrics = Arc::new(Metrics::default());
-        let (h, thread, _) =
-            Installer::start_with(Shared(fake.clone()), None, PROTO, metrics.clone()).unwrap();
+        let (h, thread, _) = Installer::start_with(
+            SharedTable(fake.clone()),
+            None,
+            PROTO,
+            everywhere(),
+            metrics.clone(),
+        )
+        .unwrap();
         h.send(vec![Change::Set(ours("10.1.2.0/24", "192.0.2.2"))]);
         h.flush_blocking();
         assert_eq!(metrics.bgp_snapshot().route_conflicts, 1);

@@ -14,6 +14,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use ipnet::IpNet;
 use tracing::warn;
 
 use super::installer::{Change, Installer};
@@ -34,6 +35,8 @@ pub struct InstallerHandle {
 
 enum Msg {
     Batch(Vec<Change>),
+    Scope(Vec<IpNet>),
+    Wanted(mpsc::Sender<Vec<Route>>),
     Flush(mpsc::Sender<()>),
     Kernel(KernelEvent),
 }
@@ -45,6 +48,7 @@ impl Installer<Kernel> {
     pub fn start(
         kernel: Kernel,
         protocol: u8,
+        scope: Vec<IpNet>,
         metrics: Arc<Metrics>,
     ) -> Result<(InstallerHandle, JoinHandle<()>, Vec<Route>), KernelError> {
         let watch = match RouteWatch::open() {
@@ -54,7 +58,7 @@ impl Installer<Kernel> {
                 None
             }
         };
-        Installer::start_with(kernel, watch, protocol, metrics)
+        Installer::start_with(kernel, watch, protocol, scope, metrics)
     }
 }
 
@@ -64,9 +68,10 @@ impl<T: RouteTable> Installer<T> {
         table: T,
         watch: Option<RouteWatch>,
         protocol: u8,
+        scope: Vec<IpNet>,
         metrics: Arc<Metrics>,
     ) -> Result<(InstallerHandle, JoinHandle<()>, Vec<Route>), KernelError> {
-        let (inst, existing) = Installer::new(table, protocol, metrics, Instant::now())?;
+        let (inst, existing) = Installer::new(table, protocol, scope, metrics, Instant::now())?;
         let (tx, rx) = mpsc::channel();
         let alive = Arc::new(());
         let handles = Arc::downgrade(&alive);
@@ -106,8 +111,12 @@ impl<T: RouteTable> Installer<T> {
             let mut batch = Vec::new();
             let mut events = Vec::new();
             let mut flushes = Vec::new();
+            let mut scope = None;
+            let mut asks = Vec::new();
             let mut take = |m: Msg| match m {
                 Msg::Batch(b) => batch.extend(b),
+                Msg::Scope(s) => scope = Some(s),
+                Msg::Wanted(reply) => asks.push(reply),
                 Msg::Flush(done) => flushes.push(done),
                 Msg::Kernel(ev) => events.push(ev),
             };
@@ -128,11 +137,19 @@ impl<T: RouteTable> Installer<T> {
             for ev in events {
                 self.on_event(ev, now);
             }
+            // The scope before the batch: a batch for a widened pool finds
+            // the other owners' routes there known.
+            if let Some(s) = scope {
+                self.set_scope(s, now);
+            }
             self.apply(batch, now);
             // Timers run whatever the channel does: churn cannot starve them.
             self.tick(Instant::now());
             for f in flushes {
                 let _ = f.send(());
+            }
+            for reply in asks {
+                let _ = reply.send(self.wanted_routes());
             }
         }
     }
@@ -143,6 +160,23 @@ impl InstallerHandle {
         if !batch.is_empty() {
             let _ = self.tx.send(Msg::Batch(batch));
         }
+    }
+
+    /// Where the learner may ask for routes from now on (its accepted pools):
+    /// see [`Installer::set_scope`]. Send it before the batches it allows.
+    pub fn set_scope(&self, scope: Vec<IpNet>) {
+        let _ = self.tx.send(Msg::Scope(scope));
+    }
+
+    /// The routes decided so far (after what was sent before): what a new
+    /// BGP side adopts. Blocks until the installer thread answers; empty
+    /// if it is gone.
+    pub fn wanted_blocking(&self) -> Vec<Route> {
+        let (tx, rx) = mpsc::channel();
+        if self.tx.send(Msg::Wanted(tx)).is_ok() {
+            return rx.recv().unwrap_or_default();
+        }
+        Vec::new()
     }
 
     /// Waits until everything sent before has reached the kernel.

@@ -15,8 +15,13 @@
 //! by the same subscription, so only its reachability figure includes the
 //! IPv4 probe's wait.
 //!
+//! Each run also reads both drivers' count of full dumps of the main table
+//! (`/bgp/route_watch/dumps` in their status) before its start and after its
+//! withdrawal: what one container's life costs in dumps.
+//!
 //! In: the number of runs, run options. Out: a [`BenchResult`] (route and
-//! reachability times per family, withdrawal times, driver memory).
+//! reachability times per family, withdrawal times, full dumps per run,
+//! driver memory).
 
 use std::time::{Duration, Instant};
 
@@ -27,7 +32,7 @@ use super::measure::{route_events, rss_kib};
 use super::stats::{BenchResult, Series};
 use crate::engine::ContainerEngine;
 use crate::probe::Pinger;
-use crate::topology::Options;
+use crate::topology::{Options, World};
 use crate::util::scaled;
 
 /// How often the reachability probe sends: light, and still finer than the
@@ -63,7 +68,9 @@ pub fn convergence(runs: usize, probe_from_route: bool, opts: &Options) -> Resul
     let subnet = net.subnets["b1"];
     let mut predicted = std::net::Ipv4Addr::from(u32::from(subnet.network()) + 2);
     let mut mispredicted = 0;
+    let (mut dumps_b1, mut dumps_b2) = (Vec::new(), Vec::new());
     for i in 0..runs {
+        let before = (full_dumps(&w, 0)?, full_dumps(&w, 1)?);
         let t0 = Instant::now();
         let foreseen = ipnet::IpNet::V4(ipnet::Ipv4Net::new(predicted, 32)?);
         let name = format!("c1r{i}");
@@ -126,6 +133,8 @@ pub fn convergence(runs: usize, probe_from_route: bool, opts: &Options) -> Resul
         withdraw.push(gone - t1);
         let gone6 = events.wait(dst6, true, t1, Duration::from_secs(10))?;
         withdraw6.push(gone6 - t1);
+        dumps_b1.push(full_dumps(&w, 0)?.saturating_sub(before.0) as f64);
+        dumps_b2.push(full_dumps(&w, 1)?.saturating_sub(before.1) as f64);
         if (i + 1) % 50 == 0 || i + 1 == runs {
             eprintln!("[bench] convergence: {}/{runs} joins", i + 1);
         }
@@ -184,7 +193,25 @@ pub fn convergence(runs: usize, probe_from_route: bool, opts: &Options) -> Resul
             &reach6,
         ),
         Series::ms("IPv6 route gone from b2 after stop", &withdraw6),
+        Series::new(
+            "full route dumps on b1 per container start and stop",
+            "dumps",
+            dumps_b1.clone(),
+        ),
+        Series::new(
+            "full route dumps on b2 per container start and stop on b1",
+            "dumps",
+            dumps_b2.clone(),
+        ),
     ];
+    r.figures.insert(
+        format!("full route dumps on b1 in {runs} runs"),
+        dumps_b1.iter().sum(),
+    );
+    r.figures.insert(
+        format!("full route dumps on b2 in {runs} runs"),
+        dumps_b2.iter().sum(),
+    );
     r.figures
         .insert("b2 driver RSS idle (KiB)".into(), rss_idle as f64);
     if probe_from_route {
@@ -202,16 +229,34 @@ pub fn convergence(runs: usize, probe_from_route: bool, opts: &Options) -> Resul
         "{runs} dual-stack joins on b1 (emulated docker run: CreateEndpoint..OperInfo and the sandbox), iBGP to b2: \
          median start {:.1} ms, route on b2 {:.1} ms (IPv6 {:.1} ms), reachable from b2 {:.1} ms (IPv6 {:.1} ms); \
          withdrawal (from the start of the stop) {:.1} ms (IPv6 {:.1} ms); b2's driver RSS {rss_idle} KiB idle, \
-         {rss_busy} KiB after",
+         {rss_busy} KiB after; full route dumps per container start and stop: b1 median {:.0} (max {:.0}, {:.0} in all), \
+         b2 median {:.0} (max {:.0}, {:.0} in all)",
         med(0),
         med(1),
         med(4),
         med(2),
         med(5),
         med(3),
-        med(6)
+        med(6),
+        med(7),
+        dumps_b1.iter().copied().fold(0.0, f64::max),
+        dumps_b1.iter().sum::<f64>(),
+        med(8),
+        dumps_b2.iter().copied().fold(0.0, f64::max),
+        dumps_b2.iter().sum::<f64>(),
     );
     Ok(r)
+}
+
+/// Full dumps of the main table the driver on host `i` has made, every
+/// reason together (its status, `/bgp/route_watch/dumps`).
+fn full_dumps(w: &World, i: usize) -> Result<u64> {
+    let status = w.driver_status(i)?;
+    let dumps = status
+        .pointer("/bgp/route_watch/dumps")
+        .and_then(|d| d.as_object())
+        .ok_or_else(|| anyhow!("host {i}'s driver status has no /bgp/route_watch/dumps"))?;
+    Ok(dumps.values().filter_map(|v| v.as_u64()).sum())
 }
 
 /// The address Docker's serial allocator hands out after `a` in `subnet`

@@ -1,18 +1,25 @@
 //! `harness bench learned-routes`: one host's gobgpd originates N routes;
 //! how fast they land in the other host's kernel through gobgpd and our
-//! driver, and go again.
+//! driver, and go again; and how long Docker waits meanwhile for
+//! CreateEndpoint+Join on the receiving host (sent straight to its plugin
+//! socket, back to back, while the routes are learned).
 //!
 //! In: the number of routes and rounds, run options. Out: a
-//! [`BenchResult`] (install and withdrawal times, driver memory).
+//! [`BenchResult`] (install and withdrawal times, CreateEndpoint+Join
+//! during the learn, driver memory).
 
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Result};
+use anyhow::{anyhow, bail, Context, Result};
 
 use super::hosts::two_hosts;
 use super::measure::{route_events, rss_kib, tagged_routes};
-use super::stats::{ms, BenchResult, Series};
-use crate::topology::Options;
+use super::stats::{ms, BenchResult, LatencyStats, Series};
+use crate::topology::{Options, World};
 
 /// /32s in 10.28.0.0/15.
 const MAX_ROUTES: usize = 1 << 17;
@@ -36,16 +43,26 @@ pub fn learned_routes(routes: usize, rounds: usize, opts: &Options) -> Result<Be
     let pool: ipnet::IpNet = "10.28.0.0/15".parse()?;
     let api = GobgpAddr::Unix(w.hosts[0].gobgp_api());
     let mut events = route_events(&w, 1)?;
+    let net_id = network_id(&w, 1)?;
+    let mut during = Vec::new();
     let (mut sent, mut installed, mut removed) = (Vec::new(), Vec::new(), Vec::new());
     let (mut rss_after, mut gobgpd_rss, mut rss_gone) = (0, 0, 0);
     for round in 0..rounds {
+        let stop = Arc::new(AtomicBool::new(false));
+        let probe = docker_probe(&w, 1, net_id.clone(), round, stop.clone());
         let t0 = Instant::now();
         // The runner's flood keeps gobgpd writing during the long stream, so
         // its "too many pings" rule does not cut it (100,000 paths take longer
         // than the ~8 s that rule allows a silent server).
         crate::runner::flood(&w.hosts[0].gobgp_api(), first, routes as u32, nh)?;
         sent.push(t0.elapsed());
-        let last = events.wait_many(pool, false, routes, t0, Duration::from_secs(120))?;
+        let last = events.wait_many(pool, false, routes, t0, Duration::from_secs(120));
+        stop.store(true, Ordering::Relaxed);
+        let probed = probe
+            .join()
+            .map_err(|_| anyhow!("the CreateEndpoint+Join probe panicked"))??;
+        let last = last?;
+        during.extend(probed);
         installed.push(last - t0);
         let have = tagged_routes(&w, 1)?.len();
         if have < routes {
@@ -87,6 +104,10 @@ pub fn learned_routes(routes: usize, rounds: usize, opts: &Options) -> Result<Be
         Series::ms("AddPathStream on b1", &sent),
         Series::ms(format!("all {routes} in b2's kernel"), &installed),
         Series::ms(format!("all {routes} gone from b2's kernel"), &removed),
+        Series::ms(
+            format!("CreateEndpoint+Join on b2 while it learns {routes} routes"),
+            &during,
+        ),
         Series::new(
             "end-to-end rate",
             "routes/s",
@@ -114,10 +135,80 @@ pub fn learned_routes(routes: usize, rounds: usize, opts: &Options) -> Result<Be
     r.summary = format!(
         "{routes} /32s originated on b1, {rounds} rounds: all in b2's kernel after median {:.0} ms \
          ({:.0} routes/s end to end, both gobgpds included), all gone {:.0} ms after the delete; \
-         b2 driver RSS {rss_before} KiB before, {rss_after} KiB holding them, {rss_gone} KiB after they went (b2's gobgpd {gobgpd_rss} KiB)",
+         b2 driver RSS {rss_before} KiB before, {rss_after} KiB holding them, {rss_gone} KiB after they went (b2's gobgpd {gobgpd_rss} KiB); \
+         CreateEndpoint+Join on b2 (its plugin socket) while it learned them: {}",
         med(1),
         routes as f64 / (med(1) / 1000.0),
-        med(2)
+        med(2),
+        LatencyStats::of(during).map_or("no samples".into(), |s| s.line()),
     );
     Ok(r)
+}
+
+/// The ID of the network on host `i`, from its driver's state (read only).
+fn network_id(w: &World, i: usize) -> Result<String> {
+    let state = ipvlan_bgp::store::Store::new(w.hosts[i].dir.join("state"))
+        .load()
+        .context("read the driver's state")?;
+    state
+        .networks
+        .keys()
+        .next()
+        .cloned()
+        .context("the driver has no network")
+}
+
+/// CreateEndpoint+Join, then Leave+DeleteEndpoint, on host `i`'s plugin
+/// socket as dockerd sends them, 10 ms apart until `stop`; answers the
+/// CreateEndpoint+Join times. Addresses from .200 of the network's /24,
+/// which nothing else here takes.
+fn docker_probe(
+    w: &World,
+    i: usize,
+    net: String,
+    round: usize,
+    stop: Arc<AtomicBool>,
+) -> JoinHandle<Result<Vec<Duration>>> {
+    use crate::engine::emulator::wire;
+    let sock: PathBuf = w.hosts[i].socket();
+    let run = w.id.clone();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let call = |method: &str, body: serde_json::Value| -> Result<()> {
+            let mut bytes = serde_json::to_vec(&body)?;
+            bytes.push(b'\n');
+            let reply = rt.block_on(ipvlan_bgp::api::client::post(
+                &sock,
+                &format!("/NetworkDriver.{method}"),
+                bytes,
+                Duration::from_secs(30),
+            ))?;
+            match reply.err() {
+                Some(e) => bail!("{method}: {e}"),
+                None => Ok(()),
+            }
+        };
+        let x = wire::EndpointExtras::default();
+        let mut v = Vec::new();
+        let mut n = 0u32;
+        while !stop.load(Ordering::Relaxed) {
+            let ep =
+                crate::util::docker_id(&[&run, "learn-probe", &round.to_string(), &n.to_string()]);
+            let addr = format!("10.30.2.{}/24", 200 + n % 50);
+            let t = Instant::now();
+            call(
+                "CreateEndpoint",
+                wire::create_endpoint(&net, &ep, &addr, &x),
+            )?;
+            call("Join", wire::join(&net, &ep, "/nonexistent", &x))?;
+            v.push(t.elapsed());
+            call("Leave", wire::ids(&net, &ep))?;
+            call("DeleteEndpoint", wire::ids(&net, &ep))?;
+            n += 1;
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        Ok(v)
+    })
 }

@@ -112,7 +112,7 @@ pub const STEP_KINDS: &[StepKind] = &[
     k("router-up", &["router"], Act, Event,
       "The router's links come up and its daemons start again."),
     k("drain", &["host", "wait", "timeout"], Act, Event,
-      "Run `ipvlan-bgp drain` against the host's driver: its announcements get GRACEFUL_SHUTDOWN (65535:0) and are made less preferred; `wait = true`: the CLI's `--wait` (until it says the host is safe to stop, at most `timeout`, default 120 s)."),
+      "Run `ipvlan-bgp drain` against the host's driver: its announcements get GRACEFUL_SHUTDOWN (65535:0) and are made less preferred; `wait = true`: the CLI waits (until it says the host is safe to stop, at most `timeout`, default 120 s)."),
     k("undrain", &["host"], Act, Event,
       "Run `ipvlan-bgp undrain` against the host's driver: its announcements go back to normal."),
     k("inject", &["host", "prefix", "next_hop"], Act, Event,
