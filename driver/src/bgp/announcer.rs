@@ -61,6 +61,11 @@ pub struct Announcer {
     asn: u32,
     /// Deadline of each gobgpd call (and of each message of a list stream).
     limit: Duration,
+    /// Paths gobgpd accepted from us (AddPath, one per prefix) and paths
+    /// withdrawn (DeletePath), since this process started: a path announced
+    /// for a moment shows here even when no reader saw it.
+    added: u64,
+    withdrawn: u64,
 }
 
 impl Announcer {
@@ -70,7 +75,14 @@ impl Announcer {
             communities,
             asn: 0,
             limit,
+            added: 0,
+            withdrawn: 0,
         }
+    }
+
+    /// Paths announced and withdrawn so far (see the fields).
+    pub fn sent(&self) -> (u64, u64) {
+        (self.added, self.withdrawn)
     }
 
     /// The path for `prefix` as gobgpd gets it.
@@ -169,6 +181,7 @@ impl Announcer {
             )
             .await?;
             self.announced.remove(&prefix);
+            self.withdrawn += 1;
             debug!(prefix = %prefix, "withdrawn");
         }
         // A changed next hop or attributes: AddPath replaces the path.
@@ -191,6 +204,7 @@ impl Announcer {
                 .await?;
                 debug!(prefix = %prefix, next_hop = %a.next_hop, attrs = ?a.attrs, "announced");
                 self.announced.insert(prefix, a);
+                self.added += 1;
             }
         } else {
             let msgs: Vec<AddPathStreamRequest> = add
@@ -213,6 +227,7 @@ impl Announcer {
             .await?;
             let n = add.len();
             self.announced.extend(add);
+            self.added += n as u64;
             info!(count = n, "announced in bulk");
         }
         Ok(())

@@ -110,6 +110,17 @@ impl Bgp {
         lock_learner(&self.learner)
     }
 
+    /// What the announcer holds in gobgpd and has sent it, for status and metrics.
+    fn publish_announcer(&self) {
+        let held = self.announcer.count();
+        let (added, withdrawn) = self.announcer.sent();
+        self.metrics.bgp(|b| {
+            b.announced = held;
+            b.path_announcements = added;
+            b.path_withdrawals = withdrawn;
+        });
+    }
+
     async fn refresh_host(&mut self) {
         let k = self.host_kernel.clone();
         let read = tokio::task::spawn_blocking(move || {
@@ -258,14 +269,13 @@ impl Bgp {
             .await
             .map_err(|e| format!("announce: {}", gobgp::describe(&e)))?;
         self.metrics.announced(wanted.keys());
-        let announced = self.announcer.count();
+        self.publish_announcer();
         self.metrics.bgp(|b| {
             b.connected = true;
             b.connects += 1;
             b.last_error = None;
-            b.announced = announced;
         });
-        info!(gobgp = %self.cfg.gobgp, best_paths = n, announced, "connected to gobgpd");
+        info!(gobgp = %self.cfg.gobgp, best_paths = n, announced = self.announcer.count(), "connected to gobgpd");
         self.session_up = true;
         self.refresh_peers(&mut client)
             .await
@@ -305,8 +315,7 @@ impl Bgp {
                     let w = wanted_announcements(&view, &self.host, &self.cfg, &mut self.warned);
                     self.announcer.sync(&mut client, &w).await.map_err(|e| format!("announce: {}", gobgp::describe(&e)))?;
                     self.metrics.announced(w.keys());
-                    let c = self.announcer.count();
-                    self.metrics.bgp(|b| b.announced = c);
+                    self.publish_announcer();
                 }
                 _ = tick.tick() => {
                     if last_host.elapsed() >= HOST_REFRESH {
@@ -318,6 +327,7 @@ impl Bgp {
                             let view = self.view.borrow().clone();
                             let w = wanted_announcements(&view, &self.host, &self.cfg, &mut self.warned);
                             self.announcer.sync(&mut client, &w).await.map_err(|e| format!("announce: {}", gobgp::describe(&e)))?;
+                            self.publish_announcer();
                         }
                     }
                     if last_peers.elapsed() >= PEER_REFRESH {

@@ -8,12 +8,16 @@
 //!
 //! ```text
 //! reach.rs (ICMP echo, TCP connect; one-shot rounds and background probes)
+//! fast.rs (echo every 2 ms, stamped: when a pair began or stopped answering)
+//! routes.rs (route and link events of a namespace, stamped as delivered)
 //! links.rs (ip -d -j link show; the driver's mark)
 //! metrics.rs (GET /metrics inside a namespace; the text exposition)
 //! ```
 
+pub mod fast;
 pub mod links;
 pub mod metrics;
 mod reach;
+pub mod routes;
 
 pub use reach::{ping_pairs, tcp_pairs, Member, PairStats, Pinger, Prober, TcpServers, TCP_PORT};

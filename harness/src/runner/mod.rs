@@ -33,6 +33,7 @@ use ipnet::IpNet;
 use crate::engine::{self, ContainerEngine, ContainerRt, Engine};
 use crate::machine;
 use crate::probe::links::LinkInfo;
+use crate::probe::routes::RouteLog;
 use crate::probe::{Prober, TcpServers};
 use crate::report::{ReachCell, Report};
 use crate::scenario::Scenario;
@@ -49,7 +50,11 @@ mod gobgp;
 mod members;
 mod metrics;
 mod play;
+mod poll;
+mod reachability;
 mod router_bgp;
+mod routes;
+mod stamps;
 mod teardown;
 mod views;
 
@@ -140,9 +145,19 @@ pub fn run(s: &Scenario, opts: &Options, engine: Engine) -> Report {
         note: None,
         watches: HashMap::new(),
         reach: Vec::new(),
+        resolution: None,
+        held_at: None,
+        route_logs: HashMap::new(),
+        action: Span {
+            start: started,
+            end: started,
+        },
         started,
     };
-    let result = match r.engine.setup(&r.w) {
+    // Route events are recorded from before the first step: every step's
+    // action happens while its namespaces are listened to.
+    let opened = r.open_route_logs();
+    let result = match opened.and_then(|()| r.engine.setup(&r.w)) {
         Ok(()) => {
             say(&format!("{} engine ready", r.engine.kind()));
             r.play(&mut report, &say)
@@ -218,13 +233,38 @@ struct Runner<'a> {
     /// The last `start` or `stop` step's span, for `expect-converged`.
     wave: Option<Wave>,
     /// Background route watches by id (`route-watch-start`).
-    watches: HashMap<String, converged::Watch>,
+    watches: HashMap<String, RouteWatchRt>,
     /// What the step just played wants in its report's `detail` on success.
     note: Option<String>,
     /// The step's last probe round (see [`Runner::record_reach`]), for its report.
     reach: Vec<ReachCell>,
+    /// The resolution of the figure the step just played measured (its
+    /// report's `resolution_ms`; unset: the clock's, 1 ms).
+    resolution: Option<Duration>,
+    /// When the expectation just played began to hold, dated by events
+    /// (its convergence then counts from the last action's end to it).
+    held_at: Option<Instant>,
+    /// Route and link events of every host and router namespace, by name,
+    /// from before the first step on (trimmed to the last action's start).
+    route_logs: HashMap<String, RouteLog>,
+    /// The last action (an `Event` step): when it began and ended.
+    action: Span,
     /// When the run began, for each step's `started_ms`.
     started: Instant,
+}
+
+/// A background route watch and when it began (its route events are kept
+/// from then on).
+struct RouteWatchRt {
+    watch: converged::Watch,
+    since: Instant,
+}
+
+/// When a step ran.
+#[derive(Debug, Clone, Copy)]
+struct Span {
+    start: Instant,
+    end: Instant,
 }
 
 /// One step's worth of container starts or stops.

@@ -146,11 +146,15 @@ pub enum Action {
     },
     /// Stop a route watch; fail if more than `max_lost` (default 0)
     /// host-route pairs were missing (or through another next hop) in any
-    /// round, or if a host held a route it should not, naming each.
+    /// round or any route event since the watch began, if a host held a
+    /// route it should not, or if the watch read fewer than `min_rounds`
+    /// (default 20) rounds, naming each.
     RouteWatchStop {
         id: String,
         #[serde(default)]
         max_lost: u64,
+        #[serde(default = "default_min_rounds")]
+        min_rounds: u64,
     },
     /// A container's own view: its address on eth0 and its routes, as the
     /// data plane promises them (ipvlan L3: a connected default route and no
@@ -456,4 +460,10 @@ fn default_log_daemon() -> DaemonKind {
 
 fn default_interval() -> Dur {
     Dur(std::time::Duration::from_millis(20))
+}
+
+/// A route watch that read fewer rounds proves little: a loss shorter than
+/// a round could slip between two.
+fn default_min_rounds() -> u64 {
+    20
 }
