@@ -5,9 +5,12 @@
 //!
 //! In: a namespace (a host's or a router's), opened before the first step,
 //! so every step's action happens while it listens. Out: the [`RouteEvent`]s
-//! since an instant (every protocol: each step filters). Owns the
-//! subscription's thread (it ends within a second of the drop) and a log the
-//! runner trims to the last action's start.
+//! since an instant (every protocol: each step filters), and the table as
+//! it was when the last action began ([`RouteLog::mark`]: an IPv4 route
+//! flushed with its link leaves no event, only the link's, so whether it
+//! was there before must be read). Owns the subscription's thread (it ends
+//! within a second of the drop), a route socket for the marks, and a log
+//! the runner trims to the last action's start.
 
 use std::net::IpAddr;
 use std::path::Path;
@@ -17,6 +20,8 @@ use std::time::Instant;
 
 use anyhow::{anyhow, Result};
 use ipnet::IpNet;
+use ipvlan_bgp::kernel::real::Kernel;
+use ipvlan_bgp::kernel::{Family, Route};
 use ipvlan_bgp::rib::watch::{KernelEvent, RouteWatch};
 
 /// One notification, stamped when the subscription's thread received it.
@@ -33,13 +38,15 @@ pub enum Change {
         dst: IpNet,
         /// The next hop (`None` for a device route or several next hops).
         via: Option<IpAddr>,
+        /// The link it goes out of.
+        oif: Option<u32>,
         protocol: u8,
         multipath: bool,
         deleted: bool,
     },
     /// A link went down or away: the kernel flushes the IPv4 routes through
     /// it without a route event (facts/host.md).
-    LinkDown,
+    LinkDown { index: u32 },
     /// Notifications were lost (ENOBUFS): nothing since can be trusted.
     Overrun,
 }
@@ -48,6 +55,9 @@ pub enum Change {
 pub struct RouteLog {
     log: Arc<Mutex<Vec<RouteEvent>>>,
     stop: Arc<AtomicBool>,
+    table: Mutex<Kernel>,
+    /// The main table (both families) as the last [`RouteLog::mark`] read it.
+    marked: Mutex<Option<Vec<Route>>>,
 }
 
 impl RouteLog {
@@ -67,11 +77,14 @@ impl RouteLog {
                 Some(KernelEvent::Route { route, deleted }) => Change::Route {
                     dst: route.route.dst,
                     via: route.route.via,
+                    oif: route.route.oif,
                     protocol: route.route.protocol,
                     multipath: route.multipath,
                     deleted,
                 },
-                Some(KernelEvent::Link { up, deleted, .. }) if !up || deleted => Change::LinkDown,
+                Some(KernelEvent::Link {
+                    index, up, deleted, ..
+                }) if !up || deleted => Change::LinkDown { index },
                 Some(KernelEvent::Overrun) => Change::Overrun,
                 _ => return true,
             };
@@ -81,7 +94,33 @@ impl RouteLog {
                 .push(RouteEvent { at, what });
             true
         })?;
-        Ok(RouteLog { log, stop })
+        let table = Kernel::open_in_netns(ns)
+            .map_err(|e| anyhow!("open a route socket in {}: {e}", ns.display()))?;
+        Ok(RouteLog {
+            log,
+            stop,
+            table: Mutex::new(table),
+            marked: Mutex::new(None),
+        })
+    }
+
+    /// Reads the table as it is now (an action is about to begin); a
+    /// table that cannot be read is remembered as unknown.
+    pub fn mark(&self) {
+        let mut k = self.table.lock().unwrap_or_else(|p| p.into_inner());
+        let read = k.routes(Family::V4, None).and_then(|mut v4| {
+            v4.extend(k.routes(Family::V6, None)?);
+            Ok(v4)
+        });
+        *self.marked.lock().unwrap_or_else(|p| p.into_inner()) = read.ok();
+    }
+
+    /// The table as the last [`RouteLog::mark`] read it (`None`: unknown).
+    pub fn marked(&self) -> Option<Vec<Route>> {
+        self.marked
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// The events at or after `since`, oldest first.

@@ -18,6 +18,7 @@ use crate::util::Dur;
 impl Runner<'_> {
     pub(super) fn play(&mut self, report: &mut Report, say: &dyn Fn(&str)) -> Result<()> {
         let t0 = Instant::now();
+        self.mark_route_tables(t0);
         for net in self.s.networks.iter().filter(|n| n.create) {
             for host in net.hosts_on() {
                 self.create_network(&net.name, &host)?;
@@ -37,7 +38,7 @@ impl Runner<'_> {
             if step.kind.measure == Measure::Event {
                 // No step looks further back than the start of the last
                 // action (or of a route watch still running).
-                self.forget_route_events_before(t);
+                self.mark_route_tables(t);
             }
             let outcome = self.step(step).map(|took| match step.kind.measure {
                 Measure::Event => {

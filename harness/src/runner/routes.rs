@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, bail, Result};
 use ipnet::IpNet;
 use ipvlan_bgp::kernel::real::Kernel;
-use ipvlan_bgp::kernel::Family;
+use ipvlan_bgp::kernel::{Family, Route};
 
 use super::converged::{wait_converged, watch_held, Expected, Losses, Readers, Watch};
 use super::poll::poll_every;
@@ -61,11 +61,14 @@ impl Runner<'_> {
         Ok(())
     }
 
-    /// Forgets route events before `t`, or before the start of a route
+    /// An action begins at `t`: reads every table as it is (a route that
+    /// goes silently with its link is dated only if it was there) and
+    /// forgets the route events before `t`, or before the start of a route
     /// watch still running.
-    pub(super) fn forget_route_events_before(&self, t: Instant) {
+    pub(super) fn mark_route_tables(&self, t: Instant) {
         let keep = self.watches.values().map(|w| w.since).fold(t, Instant::min);
         for l in self.route_logs.values() {
+            l.mark();
             l.forget_before(keep);
         }
     }
@@ -185,8 +188,8 @@ impl Runner<'_> {
                     Window::new(self.scale(*within), false, hold),
                     false,
                     &mut check,
-                    &|ev| cond.stamp(ev),
-                    &|ev, since| cond.first_break(ev, since),
+                    &|ev, m| cond.stamp(ev, m),
+                    &|ev, m, since| cond.first_break(ev, m, since),
                 )?;
                 Ok(Some(self.take_dated(d)))
             }
@@ -264,8 +267,8 @@ impl Runner<'_> {
                     Window::new(self.scale(*within), within.0.is_zero(), hold),
                     true,
                     &mut check,
-                    &|ev| cond.stamp(ev),
-                    &|ev, since| cond.first_break(ev, since),
+                    &|ev, m| cond.stamp(ev, m),
+                    &|ev, m, since| cond.first_break(ev, m, since),
                 )?;
                 Ok(Some(self.take_dated(d)))
             }
@@ -335,8 +338,8 @@ impl Runner<'_> {
                     Window::new(self.scale(*within), within.0.is_zero(), None),
                     true,
                     &mut check,
-                    &|ev| stamp_set(ev, &wanted, TAG),
-                    &|ev, since| set_break(ev, &wanted, TAG, since),
+                    &|ev, m| stamp_set(ev, m, &wanted, TAG),
+                    &|ev, _, since| set_break(ev, &wanted, TAG, since),
                 )?;
                 Ok(Some(self.take_dated(d)))
             }
@@ -403,8 +406,10 @@ impl Runner<'_> {
                 for (k, (_, name, _)) in e.hosts.iter().enumerate() {
                     let wanted = e.wanted(k);
                     let log = self.route_logs.get(name.as_str());
-                    match date(log, self.action.start, &|ev| stamp_set(ev, &wanted, TAG)) {
-                        Stamp::At(t) => c.per_host[k].1 = t,
+                    match date(log, self.action.start, &|ev, m| {
+                        stamp_set(ev, m, &wanted, TAG)
+                    }) {
+                        Stamp::At(t, _) => c.per_host[k].1 = t,
                         Stamp::Before => c.per_host[k].1 = self.action.start,
                         Stamp::Lagging(why) | Stamp::Unknown(why) => {
                             undated.push(format!("{name}: {why}"))
@@ -490,6 +495,13 @@ impl Window {
     }
 }
 
+/// Dates a condition from the events since the last action began and the
+/// table as it was then (`None`: unknown).
+type Stamper<'a> = dyn Fn(&[RouteEvent], Option<&[Route]>) -> Stamp + 'a;
+/// The first event (since an instant; the table as the action began, the
+/// action's start) that broke a condition, described.
+type Breaker<'a> = dyn Fn(&[RouteEvent], Option<&[Route]>, Instant) -> Option<String> + 'a;
+
 /// What a route step found: how long the poll took to see it hold, since
 /// when it holds as the events date it, and how finely.
 struct Dated {
@@ -501,13 +513,14 @@ struct Dated {
 
 /// Reads the events of `log` since `since` with `stamp`, again for up to
 /// [`DELIVERY`] while they lag the table.
-fn date(log: Option<&RouteLog>, since: Instant, stamp: &dyn Fn(&[RouteEvent]) -> Stamp) -> Stamp {
+fn date(log: Option<&RouteLog>, since: Instant, stamp: &Stamper<'_>) -> Stamp {
     let Some(log) = log else {
         return Stamp::Unknown("no route events recorded there".into());
     };
     let end = Instant::now() + DELIVERY;
+    let marked = log.marked();
     loop {
-        match stamp(&log.since(since)) {
+        match stamp(&log.since(since), marked.as_deref()) {
             Stamp::Lagging(_) if Instant::now() < end => {
                 std::thread::sleep(Duration::from_millis(5))
             }
@@ -528,22 +541,26 @@ fn dated(
     w: Window,
     trust_before: bool,
     check: &mut dyn FnMut() -> std::result::Result<(), String>,
-    stamp: &dyn Fn(&[RouteEvent]) -> Stamp,
-    brk: &dyn Fn(&[RouteEvent], Instant) -> Option<String>,
+    stamp: &Stamper<'_>,
+    brk: &Breaker<'_>,
 ) -> Result<Dated> {
     let p = poll_every(w.within, ROUTE_POLL, &mut *check)?;
     let seen = Instant::now();
     if let (true, true, Some(log)) = (w.throughout, trust_before, log) {
-        if let Some(b) = brk(&log.since(action.start), action.start) {
+        if let Some(b) = brk(
+            &log.since(action.start),
+            log.marked().as_deref(),
+            action.start,
+        ) {
             bail!("it holds now, but did not throughout the last action (within = \"0s\"): {b}");
         }
     }
     let (held_at, resolution, note) = match date(log, action.start, stamp) {
-        Stamp::At(t) => (
+        Stamp::At(t, what) => (
             Some(t),
             EVENT_RESOLUTION,
             format!(
-                "dated by a route event {} ms after the last action began ({} ms after it ended)",
+                "dated by a route event ({what}) {} ms after the last action began ({} ms after it ended)",
                 t.saturating_duration_since(action.start).as_millis(),
                 t.saturating_duration_since(action.end).as_millis()
             ),
@@ -580,7 +597,9 @@ fn dated(
                     p.took
                 )
             })?;
-            if let Some(b) = log.and_then(|l| brk(&l.since(from), action.start)) {
+            if let Some(b) =
+                log.and_then(|l| brk(&l.since(from), l.marked().as_deref(), action.start))
+            {
                 bail!(
                     "held for {:?}, then broke within the {h:?} hold: {b}",
                     p.took
