@@ -178,13 +178,20 @@ impl Runner<'_> {
                     .map(serde_json::to_value)
                     .transpose()
                     .context("equals")?;
+                let pointer: String = field.split('.').map(|p| format!("/{p}")).collect();
+                let mut last = None;
                 let check = || -> std::result::Result<(), String> {
                     let st = self.w.driver_status(hi).map_err(|e| format!("{e:#}"))?;
+                    last = st.pointer(&pointer).cloned();
                     status_matches(&st, field, want.as_ref(), *at_least, *at_most)
                         .map_err(|e| format!("{host}'s driver status: {e}"))
                 };
                 let hold = hold.map(|h| self.scale(h));
                 let took = self.polled(poll_then_hold(self.scale(*within), hold, check))?;
+                self.note = Some(format!(
+                    "{field} = {}",
+                    last.map_or("(not counted yet)".to_string(), |v| v.to_string())
+                ));
                 Ok(Some(took))
             }
             Action::ExpectLog {

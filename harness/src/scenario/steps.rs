@@ -303,8 +303,9 @@ pub enum Action {
         duration: Dur,
     },
     /// Poll the host driver's status JSON until the value at `field` (a
-    /// dotted path such as `bgp.rejected.outside-pools`; missing counts as 0
-    /// for the numeric tests) satisfies every test given.
+    /// dotted path such as `bgp.rejected.outside-pools`) satisfies every
+    /// test given; for the numeric tests a key not yet in a map of counters
+    /// counts as 0, any other missing field fails.
     ExpectStatus {
         host: String,
         field: String,
