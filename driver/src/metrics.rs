@@ -132,6 +132,11 @@ pub struct BgpStatus {
     pub last_error: Option<String>,
     pub connects: u64,
     pub announced: usize,
+    /// Paths gobgpd accepted from this driver (one per prefix and AddPath;
+    /// a path announced again counts again), since it started.
+    pub path_announcements: u64,
+    /// Paths this driver withdrew from gobgpd, since it started.
+    pub path_withdrawals: u64,
     pub learned: usize,
     pub installed: usize,
     pub stale: usize,
@@ -502,6 +507,18 @@ impl Collector for BgpCollector {
             "ipvlan_bgp_announced_prefixes",
             "Prefixes gobgpd holds from this host.",
             n(b.announced),
+        )?;
+        counter(
+            &mut e,
+            "ipvlan_bgp_path_announcements",
+            "Paths gobgpd accepted from this driver (a path announced again counts again).",
+            b.path_announcements,
+        )?;
+        counter(
+            &mut e,
+            "ipvlan_bgp_path_withdrawals",
+            "Paths this driver withdrew from gobgpd.",
+            b.path_withdrawals,
         )?;
         gauge(
             &mut e,

@@ -55,6 +55,11 @@ pub struct Announcer {
     asn: u32,
     /// Deadline of each gobgpd call (and of each message of a list stream).
     limit: Duration,
+    /// Paths gobgpd accepted from us (AddPath, one per prefix) and paths
+    /// withdrawn (DeletePath), since this process started: a path announced
+    /// for a moment shows here even when no reader saw it.
+    added: u64,
+    withdrawn: u64,
 }
 
 impl Announcer {
@@ -64,7 +69,14 @@ impl Announcer {
             communities,
             asn: 0,
             limit,
+            added: 0,
+            withdrawn: 0,
         }
+    }
+
+    /// Paths announced and withdrawn so far (see the fields).
+    pub fn sent(&self) -> (u64, u64) {
+        (self.added, self.withdrawn)
     }
 
     /// The path for `prefix` as gobgpd gets it.
@@ -145,6 +157,7 @@ impl Announcer {
         for (prefix, a) in remove {
             client.delete_path(&self.path(prefix, &a), self.asn).await?;
             self.announced.remove(&prefix);
+            self.withdrawn += 1;
             debug!(prefix = %prefix, "withdrawn");
         }
         // A changed next hop or attributes: AddPath replaces the path.
@@ -158,6 +171,7 @@ impl Announcer {
                 client.add_path(&self.path(prefix, &a), self.asn).await?;
                 debug!(prefix = %prefix, next_hop = %a.next_hop, attrs = ?a.attrs, "announced");
                 self.announced.insert(prefix, a);
+                self.added += 1;
             }
         } else {
             let paths: Vec<OwnPath> = add.iter().map(|(p, a)| self.path(*p, a)).collect();
@@ -169,6 +183,7 @@ impl Announcer {
             client.add_paths(&paths, self.asn, limit).await?;
             let n = add.len();
             self.announced.extend(add);
+            self.added += n as u64;
             info!(count = n, "announced in bulk");
         }
         Ok(())

@@ -127,6 +127,17 @@ impl Bgp {
         lock_learner(&self.learner)
     }
 
+    /// What the announcer holds in gobgpd and has sent it, for status and metrics.
+    fn publish_announcer(&self) {
+        let held = self.announcer.count();
+        let (added, withdrawn) = self.announcer.sent();
+        self.metrics.bgp(|b| {
+            b.announced = held;
+            b.path_announcements = added;
+            b.path_withdrawals = withdrawn;
+        });
+    }
+
     async fn refresh_host(&mut self) {
         let k = self.host_kernel.clone();
         let read = tokio::task::spawn_blocking(move || {
@@ -426,8 +437,8 @@ impl Bgp {
             .await
             .map_err(|e| format!("announce: {}", gobgp::describe(&e)))?;
         self.metrics.announced(wanted.keys());
+        self.publish_announcer();
         let count = self.announcer.count();
-        self.metrics.bgp(|b| b.announced = count);
         match view.drained {
             Some(since) => {
                 if !self.drain.drained || self.drain.since != Some(since) {
