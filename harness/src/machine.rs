@@ -532,6 +532,7 @@ mod tests {
             gobgpd_v4: Some("4.8".into()),
             macvlan: Ok(()),
             ipvlan: Ok(()),
+            vlan: Ok(()),
             dockerd: None,
             frr: None,
             bird: None,
