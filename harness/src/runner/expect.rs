@@ -29,56 +29,56 @@ impl Runner<'_> {
             Action::WaitBgp { within } => {
                 let deadline = self.scale(*within);
                 let hosts: Vec<usize> = (0..self.w.hosts.len()).collect();
-                let took = self.polled(poll(deadline, || {
-                    let mut down = Vec::new();
-                    for &i in &hosts {
-                        match self.w.bgp_sessions(i) {
-                            Ok(peers) if peers.is_empty() => {
-                                down.push(format!("{}: no peers yet", self.w.hosts[i].def.name))
+                let took =
+                    self.polled(poll(deadline, || {
+                        let mut down = Vec::new();
+                        for &i in &hosts {
+                            match self.w.bgp_sessions(i) {
+                                Ok(peers) if peers.is_empty() => {
+                                    down.push(format!("{}: no peers yet", self.w.hosts[i].def.name))
+                                }
+                                Ok(peers) => {
+                                    down.extend(peers.iter().filter(|p| !p.1).map(|p| {
+                                        format!("{} -> {}", self.w.hosts[i].def.name, p.0)
+                                    }))
+                                }
+                                Err(e) => down.push(format!("{}: {e:#}", self.w.hosts[i].def.name)),
                             }
-                            Ok(peers) => down.extend(
-                                peers
-                                    .iter()
-                                    .filter(|p| !p.1)
-                                    .map(|p| format!("{} -> {}", self.w.hosts[i].def.name, p.0)),
-                            ),
-                            Err(e) => down.push(format!("{}: {e:#}", self.w.hosts[i].def.name)),
+                            // BFD where the scenario runs it: a failover measured
+                            // before BFD is up would measure the hold time.
+                            match self.w.bfd_sessions(i) {
+                                Ok(peers) => down.extend(peers.iter().filter(|p| !p.1).map(|p| {
+                                    format!("{} -> {} BFD", self.w.hosts[i].def.name, p.0)
+                                })),
+                                Err(e) => down.push(format!("{}: {e:#}", self.w.hosts[i].def.name)),
+                            }
                         }
-                        // BFD where the scenario runs it: a failover measured
-                        // before BFD is up would measure the hold time.
-                        match self.w.bfd_sessions(i) {
-                            Ok(peers) => down.extend(peers.iter().filter(|p| !p.1).map(|p| {
-                                format!("{} -> {} BFD", self.w.hosts[i].def.name, p.0)
-                            })),
-                            Err(e) => down.push(format!("{}: {e:#}", self.w.hosts[i].def.name)),
+                        for r in self.w.routers.iter().filter(|r| !r.daemons.is_empty()) {
+                            match r.bfd_sessions() {
+                                Ok(peers) => down.extend(
+                                    peers
+                                        .iter()
+                                        .filter(|p| !p.1)
+                                        .map(|p| format!("{} -> {}", r.def.name, p.0)),
+                                ),
+                                Err(e) => down.push(format!("{}: {e:#}", r.def.name)),
+                            }
+                            match r.sessions() {
+                                Ok(peers) => down.extend(
+                                    peers
+                                        .iter()
+                                        .filter(|p| !p.1)
+                                        .map(|p| format!("{} -> {}", r.def.name, p.0)),
+                                ),
+                                Err(e) => down.push(format!("{}: {e:#}", r.def.name)),
+                            }
                         }
-                    }
-                    for r in self.w.routers.iter().filter(|r| !r.daemons.is_empty()) {
-                        match r.bfd_sessions() {
-                            Ok(peers) => down.extend(
-                                peers
-                                    .iter()
-                                    .filter(|p| !p.1)
-                                    .map(|p| format!("{} -> {}", r.def.name, p.0)),
-                            ),
-                            Err(e) => down.push(format!("{}: {e:#}", r.def.name)),
+                        if down.is_empty() {
+                            Ok(())
+                        } else {
+                            Err(format!("sessions not established: {}", down.join(", ")))
                         }
-                        match r.sessions() {
-                            Ok(peers) => down.extend(
-                                peers
-                                    .iter()
-                                    .filter(|p| !p.1)
-                                    .map(|p| format!("{} -> {}", r.def.name, p.0)),
-                            ),
-                            Err(e) => down.push(format!("{}: {e:#}", r.def.name)),
-                        }
-                    }
-                    if down.is_empty() {
-                        Ok(())
-                    } else {
-                        Err(format!("sessions not established: {}", down.join(", ")))
-                    }
-                }))?;
+                    }))?;
                 Ok(Some(took))
             }
             Action::ExpectContainer {
