@@ -67,6 +67,7 @@ const OTHER_PROGRAMS_FLAGS: &[(&str, &str)] = &[
     ("--exec-root", "dockerd"),
     ("--kernel", "ci/vm/run.sh"),
     ("--modules", "ci/vm/run.sh"),
+    ("--deny-module", "ci/vm/run.sh"),
     ("--dry-run", "ci/install.sh"),
     ("--create", "plugin/build.sh"),
     ("--bench", "cargo bench"),
