@@ -13,7 +13,7 @@
 //! routes.rs (route and link events of a namespace, stamped as delivered)
 //! links.rs (ip -d -j link show; the driver's mark)
 //! metrics.rs (GET /metrics inside a namespace; the text exposition)
-//! route_events.rs (one recording's route changes, for route-events-* and the benches)
+//! route_events.rs (route changes waited for as they come: the benches' clock)
 //! ```
 
 pub mod fast;
@@ -24,4 +24,4 @@ mod route_events;
 pub mod routes;
 
 pub use reach::{ping_pairs, tcp_pairs, Member, PairStats, Pinger, Prober, TcpServers, TCP_PORT};
-pub use route_events::{Recording, RouteEvents};
+pub use route_events::RouteEvents;

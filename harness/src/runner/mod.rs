@@ -21,7 +21,7 @@
 //!            ├─► routes.rs (route steps, dated by route events) ─► stamps.rs (pure dating), converged.rs (whole route sets)
 //!            ├─► reachability.rs (reachability, probed every 2 ms)
 //!            ├─► metrics.rs (expect-metrics), router_bgp.rs (expect-router-bgp), withdrawn.rs (expect-withdrawn),
-//!            │   route_events.rs (route-events-start/stop: one recording per id)
+//!            │   route_events.rs (route-events-start/stop: a route's events, read from the route logs)
 //!            └─► members.rs (names to probe members, addresses, prefixes), gobgp.rs (the CLI)
 //! teardown.rs (probes, injected paths, containers, networks through the engine; no link of ours left)
 //! ```
@@ -251,8 +251,9 @@ struct Runner<'a> {
     wave: Option<Wave>,
     /// Background route watches by id (`route-watch-start`).
     watches: HashMap<String, RouteWatchRt>,
-    /// Route event recordings by id (`route-events-start`).
-    recordings: HashMap<String, crate::probe::Recording>,
+    /// Route event recordings by id (`route-events-start`), read from
+    /// `route_logs`.
+    recordings: HashMap<String, Recording>,
     /// What the step just played wants in its report's `detail` on success.
     note: Option<String>,
     /// The step's last probe round (see [`Runner::record_reach`]), for its report.
@@ -276,6 +277,18 @@ struct Runner<'a> {
 /// from then on).
 struct RouteWatchRt {
     watch: converged::Watch,
+    since: Instant,
+}
+
+/// One `route-events-start`'s route: what it is (for messages), whose
+/// route log holds its events (a host's or a router's), the prefix, the
+/// protocol it must have (a host: the driver's tag; a router: any), and
+/// since when its events are kept.
+struct Recording {
+    what: String,
+    log: String,
+    dst: IpNet,
+    protocol: Option<u8>,
     since: Instant,
 }
 

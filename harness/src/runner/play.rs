@@ -36,7 +36,7 @@ impl Runner<'_> {
             let t = Instant::now();
             if step.kind.measure == Measure::Event {
                 // No step looks further back than the start of the last
-                // action (or of a route watch still running).
+                // action (or of a route watch or recording still running).
                 self.mark_route_tables(t);
             }
             let outcome = self.step(step).map(|took| match step.kind.measure {

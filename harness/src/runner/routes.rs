@@ -64,9 +64,11 @@ impl Runner<'_> {
     /// An action begins at `t`: reads every table as it is (a route that
     /// goes silently with its link is dated only if it was there) and
     /// forgets the route events before `t`, or before the start of a route
-    /// watch still running.
+    /// watch or a route-events recording still running.
     pub(super) fn mark_route_tables(&self, t: Instant) {
-        let keep = self.watches.values().map(|w| w.since).fold(t, Instant::min);
+        let keep = (self.watches.values().map(|w| w.since))
+            .chain(self.recordings.values().map(|r| r.since))
+            .fold(t, Instant::min);
         for l in self.route_logs.values() {
             l.mark();
             l.forget_before(keep);
