@@ -671,14 +671,14 @@ impl Collector for BgpCollector {
         )?;
         counter(
             &mut e,
-            "ipvlan_bgp_announcer_additions",
-            "Paths the announcer added to gobgpd since the driver started.",
+            "ipvlan_bgp_path_announcements",
+            "Paths gobgpd accepted from this driver (a path announced again counts again), since it started.",
             b.announcer.additions,
         )?;
         counter(
             &mut e,
-            "ipvlan_bgp_announcer_withdrawals",
-            "Paths the announcer withdrew from gobgpd since the driver started.",
+            "ipvlan_bgp_path_withdrawals",
+            "Paths this driver withdrew from gobgpd, since it started.",
             b.announcer.withdrawals,
         )?;
         gauge(

@@ -9,7 +9,7 @@
 //! runner/ ─┬─► engine/   (mod.rs: the factory; container.rs: the ContainerEngine trait; emulator/, dockerd/)
 //!          ├─► topology/ (World::build, the one builder: wire, hosts, routers, sessions, daemons, configs)
 //!          ├─► machine.rs (what this machine can do; skip or fail)
-//!          └─► probe/    (reach: ICMP/TCP from inside namespaces; links; metrics)
+//!          └─► probe/    (reach: ICMP/TCP from inside namespaces; fast: echo every 2 ms; routes: route events per namespace; links; metrics)
 //! engine/ ─► topology/ ─► scenario/ (parse, expand, check/, schema, steps, step_kinds) ─► probe/metrics
 //! machine.rs ─► skips.rs (ci/expected-skips, the trial log, `harness skips check`)
 //! everything ─► netns.rs (namespaces, child processes), cleanup.rs (the undo stack), util.rs

@@ -64,6 +64,7 @@ fn report() -> Report {
                 passed: false,
                 started_ms: 5200,
                 elapsed_ms: 3000,
+                resolution_ms: 2,
                 convergence_ms: None,
                 detail: Some("1 of 4 pairs unreachable: c2 -> h1 (192.0.2.1)".into()),
                 reach: vec![

@@ -167,6 +167,16 @@ impl Bgp {
         })
     }
 
+    /// What the announcer holds in gobgpd and has sent it, for status and metrics.
+    fn publish_announcer(&self) {
+        let held = self.announcer.count();
+        let counts = self.announcer.counts;
+        self.metrics.bgp(|b| {
+            b.announced = held;
+            b.announcer = counts;
+        });
+    }
+
     /// Reads the host's links and addresses on a blocking thread.
     async fn refresh_host(&mut self) -> Result<(), LearnerGone> {
         let k = self.host_kernel.clone();
@@ -507,12 +517,8 @@ impl Bgp {
             .await
             .map_err(|e| format!("announce: {}", gobgp::describe(&e)))?;
         self.metrics.announced(wanted.keys());
+        self.publish_announcer();
         let count = self.announcer.count();
-        let counts = self.announcer.counts;
-        self.metrics.bgp(|b| {
-            b.announced = count;
-            b.announcer = counts;
-        });
         match view.drained {
             Some(since) => {
                 if !self.drain.drained || self.drain.since != Some(since) {

@@ -74,6 +74,23 @@ pub fn samples(text: &str) -> Vec<(Series, f64)> {
         .collect()
 }
 
+/// Whether the exposition has a family that `name` belongs to: a `# TYPE`
+/// line for it (a counter's `_total`, a histogram's `_bucket`, `_sum` and
+/// `_count` belong to their family), or a sample of that name.
+pub fn has_family(text: &str, name: &str) -> bool {
+    let declared = text.lines().filter_map(|l| {
+        let mut w = l.strip_prefix("# TYPE ")?.split_whitespace();
+        w.next()
+    });
+    let mut declared = declared;
+    declared.any(|fam| {
+        name == fam
+            || name.strip_prefix(fam).is_some_and(|rest| {
+                matches!(rest, "_total" | "_bucket" | "_sum" | "_count" | "_created")
+            })
+    }) || samples(text).iter().any(|((n, _), _)| n == name)
+}
+
 /// `GET /metrics` on `addr` from inside `ns` (HTTP/1.0: the server closes).
 pub fn scrape(ns: &Netns, addr: SocketAddr) -> Result<String> {
     let fd = ns.open()?;

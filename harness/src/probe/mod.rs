@@ -9,15 +9,19 @@
 //!
 //! ```text
 //! reach.rs (ICMP echo, TCP connect; one-shot rounds and background probes)
+//! fast.rs (echo every 2 ms, stamped: when a pair began or stopped answering)
+//! routes.rs (route and link events of a namespace, stamped as delivered)
 //! links.rs (ip -d -j link show; the driver's mark)
 //! metrics.rs (GET /metrics inside a namespace; the text exposition)
-//! route_events.rs (route changes in a namespace, stamped from netlink)
+//! route_events.rs (route changes waited for as they come: the benches' clock)
 //! ```
 
+pub mod fast;
 pub mod links;
 pub mod metrics;
 mod reach;
 mod route_events;
+pub mod routes;
 
 pub use reach::{ping_pairs, tcp_pairs, Member, PairStats, Pinger, Prober, TcpServers, TCP_PORT};
-pub use route_events::{Recording, RouteEvents};
+pub use route_events::RouteEvents;

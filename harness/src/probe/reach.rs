@@ -35,7 +35,7 @@ pub struct Member {
 pub const TCP_PORT: u16 = 7777;
 static NEXT_ID: AtomicU16 = AtomicU16::new(1);
 
-fn next_id() -> u16 {
+pub(super) fn next_id() -> u16 {
     (std::process::id() as u16)
         .wrapping_mul(31)
         .wrapping_add(NEXT_ID.fetch_add(1, Ordering::Relaxed))
@@ -56,7 +56,7 @@ fn in_netns<T: Send + 'static>(
 }
 
 /// A raw ICMP socket (`v6`: ICMPv6) opened inside `netns`.
-fn icmp_socket(netns: &Path, v6: bool) -> Result<Socket> {
+pub(super) fn icmp_socket(netns: &Path, v6: bool) -> Result<Socket> {
     in_netns(netns, move || {
         let s = if v6 {
             Socket::new(Domain::IPV6, Type::RAW, Some(Protocol::ICMPV6))
@@ -139,7 +139,7 @@ fn parse_reply(buf: &[u8]) -> Option<(Ipv4Addr, u16, u16)> {
 
 /// One echo reply (source, id, seq) within `timeout`; None on a timeout
 /// or another packet (the caller loops).
-fn recv_one(s: &Socket, timeout: Duration) -> Option<(IpAddr, u16, u16)> {
+pub(super) fn recv_one(s: &Socket, timeout: Duration) -> Option<(IpAddr, u16, u16)> {
     s.set_read_timeout(Some(timeout.max(Duration::from_millis(1))))
         .ok()?;
     let mut buf = [MaybeUninit::<u8>::uninit(); 1500];
@@ -158,7 +158,7 @@ fn recv_one(s: &Socket, timeout: Duration) -> Option<(IpAddr, u16, u16)> {
     }
 }
 
-fn send_echo(s: &Socket, to: IpAddr, id: u16, seq: u16) {
+pub(super) fn send_echo(s: &Socket, to: IpAddr, id: u16, seq: u16) {
     let addr = SockAddr::from(SocketAddr::new(to, 0));
     let _ = match to {
         IpAddr::V4(_) => s.send_to(&echo_request(id, seq), &addr),
@@ -520,7 +520,7 @@ fn longest_run(
 }
 
 /// The full round number of a 16-bit sequence, given the rounds sent so far.
-fn unwrap_seq(seq: u16, rounds_sent: u64) -> u64 {
+pub(super) fn unwrap_seq(seq: u16, rounds_sent: u64) -> u64 {
     let last = rounds_sent.saturating_sub(1);
     let mut r = (last & !0xffff) | seq as u64;
     if r > last {

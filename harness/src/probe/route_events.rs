@@ -1,6 +1,7 @@
 //! Route events in a namespace, stamped as a netlink subscription
-//! delivers them: the benches' clock for route arrival and removal, and
-//! the scenarios' proof that a route was never withdrawn (`route-events-*`).
+//! delivers them: the benches' clock for route arrival and removal, waited
+//! for as they come. (Scenarios read `routes.rs`'s log, open from before
+//! their first step.)
 //!
 //! In: a namespace path and a route protocol (or any). Out: (instant,
 //! destination, deleted) events, waits for one or many. Owns the
@@ -15,7 +16,7 @@ use crate::util::scaled;
 /// Route events in one namespace (of one route protocol, or any), stamped
 /// as they arrive from a netlink subscription: a bench waits for a route
 /// without dumping the table in a loop that would compete with the driver
-/// for CPU, and a scenario sees a withdrawal however briefly it lasted.
+/// for CPU.
 pub struct RouteEvents {
     rx: std::sync::mpsc::Receiver<Option<(std::time::Instant, ipnet::IpNet, bool)>>,
     seen: Vec<(std::time::Instant, ipnet::IpNet, bool)>,
@@ -155,24 +156,4 @@ impl Drop for RouteEvents {
         // The watch thread sees it within a second (its idle tick) and ends.
         self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
     }
-}
-
-impl RouteEvents {
-    /// Every event seen so far (and not yet consumed by a wait), in order:
-    /// (when, destination, deleted).
-    pub fn drain(&mut self) -> Result<Vec<(std::time::Instant, ipnet::IpNet, bool)>> {
-        while let Ok(ev) = self.rx.try_recv() {
-            self.take(ev)?;
-        }
-        Ok(std::mem::take(&mut self.seen))
-    }
-}
-
-/// One scenario's recording of a route: what it is (for messages), the
-/// prefix, since when, and its events.
-pub struct Recording {
-    pub what: String,
-    pub dst: ipnet::IpNet,
-    pub since: std::time::Instant,
-    pub events: RouteEvents,
 }

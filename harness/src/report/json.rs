@@ -18,6 +18,14 @@ pub struct StepReport {
     pub line: usize,
     pub passed: bool,
     pub elapsed_ms: u64,
+    /// The finest interval the step's figure can resolve, in ms: 1 for a
+    /// time stamped from events (route notifications, the clock around an
+    /// action), the probe interval for reachability (2 ms, coarser only for
+    /// many pairs at once; the background probes' own interval), and for a
+    /// condition read by polling the longest gap between two reads. A
+    /// figure is never given finer than this.
+    #[serde(default)]
+    pub resolution_ms: u64,
     /// When the step began, in ms from the start of the run (the world is
     /// built before the first step), for the HTML report's timeline.
     #[serde(default)]

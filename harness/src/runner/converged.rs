@@ -84,6 +84,11 @@ impl Expected {
         })
     }
 
+    /// Host `k`'s wanted routes: prefix -> next hop.
+    pub fn wanted(&self, k: usize) -> BTreeMap<IpNet, Option<IpAddr>> {
+        self.hosts[k].2.iter().map(|w| (w.dst, w.via)).collect()
+    }
+
     /// Routes wanted in all (on every host together).
     pub fn total(&self) -> usize {
         self.hosts.iter().map(|h| h.2.len()).sum()
@@ -205,6 +210,9 @@ pub struct Converged {
     pub at: Instant,
     /// Host name and when it first held its set.
     pub per_host: Vec<(String, Instant)>,
+    /// The longest gap between the starts of two rounds (how finely a
+    /// read dates the moment a host first held its set).
+    pub resolution: Duration,
 }
 
 /// Reads every host until each holds exactly its set, then reads all of
@@ -215,7 +223,13 @@ pub fn wait_converged(readers: &mut Readers, e: &Expected, within: Duration) -> 
     let n = e.hosts.len();
     let mut held: Vec<Option<Instant>> = vec![None; n];
     let mut diffs: Vec<Option<String>> = vec![None; n];
+    let mut last_round: Option<Instant> = None;
+    let mut resolution = ROUND;
     loop {
+        let round = Instant::now();
+        if let Some(prev) = last_round.replace(round) {
+            resolution = resolution.max(round - prev);
+        }
         for k in 0..n {
             if held[k].is_some() {
                 continue;
@@ -246,7 +260,11 @@ pub fn wait_converged(readers: &mut Readers, e: &Expected, within: Duration) -> 
                     .map(|((_, name, _), t)| (name.clone(), t.unwrap_or(start)))
                     .collect();
                 let at = per_host.iter().map(|p| p.1).max().unwrap_or(start);
-                return Ok(Converged { at, per_host });
+                return Ok(Converged {
+                    at,
+                    per_host,
+                    resolution,
+                });
             }
         }
         if start.elapsed() >= within {
@@ -279,12 +297,35 @@ pub struct Losses {
     pub other: BTreeMap<String, String>,
     /// Full rounds over every host.
     pub rounds: usize,
+    /// The longest gap between the starts of two successive rounds: a
+    /// route missing for less than this could slip between two reads.
+    pub longest_gap: Duration,
+    /// From the start of the first round to the start of the last.
+    pub span: Duration,
 }
 
 impl Losses {
     /// Host-route pairs that were missing at least once.
     pub fn count(&self) -> usize {
         self.lost.values().map(BTreeSet::len).sum()
+    }
+
+    /// The mean time between the starts of two rounds.
+    pub fn mean_round(&self) -> Duration {
+        match self.rounds {
+            0 | 1 => self.span,
+            n => self.span / (n as u32 - 1),
+        }
+    }
+
+    /// The rounds, their mean and longest gap, in words.
+    pub fn rounds_text(&self) -> String {
+        format!(
+            "{} rounds over every host, one every {} ms on average (the longest gap {} ms)",
+            self.rounds,
+            self.mean_round().as_millis(),
+            self.longest_gap.as_millis()
+        )
     }
 
     /// Each host with losses and its prefixes (capped), for a failure.
@@ -307,28 +348,40 @@ impl Losses {
 pub fn watch_held(readers: &mut Readers, e: &Expected, hold: Duration) -> Losses {
     let until = Instant::now() + hold;
     let mut l = Losses::default();
+    let mut first = None;
     loop {
-        for (k, (_, name, _)) in e.hosts.iter().enumerate() {
-            match readers.read(k) {
-                Ok(seen) => {
-                    let absent = e.absent(k, &seen);
-                    if !absent.is_empty() {
-                        l.lost.entry(name.clone()).or_default().extend(absent);
-                    } else if let Err(d) = e.compare(k, &seen) {
-                        l.other.entry(name.clone()).or_insert(d);
-                    }
-                }
-                Err(err) => {
-                    l.other.entry(name.clone()).or_insert(err);
-                }
-            }
-        }
-        l.rounds += 1;
+        one_round(readers, e, &mut l, &mut first);
         if Instant::now() >= until {
             return l;
         }
         std::thread::sleep(ROUND);
     }
+}
+
+/// Reads every host once into `l` (`first`: when the first round began).
+fn one_round(readers: &mut Readers, e: &Expected, l: &mut Losses, first: &mut Option<Instant>) {
+    let start = Instant::now();
+    let first = *first.get_or_insert(start);
+    if l.rounds > 0 {
+        l.longest_gap = l.longest_gap.max(start - (first + l.span));
+        l.span = start - first;
+    }
+    for (k, (_, name, _)) in e.hosts.iter().enumerate() {
+        match readers.read(k) {
+            Ok(seen) => {
+                let absent = e.absent(k, &seen);
+                if !absent.is_empty() {
+                    l.lost.entry(name.clone()).or_default().extend(absent);
+                } else if let Err(d) = e.compare(k, &seen) {
+                    l.other.entry(name.clone()).or_insert(d);
+                }
+            }
+            Err(err) => {
+                l.other.entry(name.clone()).or_insert(err);
+            }
+        }
+    }
+    l.rounds += 1;
 }
 
 /// A [`watch_held`] running in the background until [`Watch::stop`]: it
@@ -345,15 +398,9 @@ impl Watch {
         let flag = stop.clone();
         let handle = std::thread::spawn(move || {
             let mut all = Losses::default();
+            let mut first = None;
             while !flag.load(std::sync::atomic::Ordering::SeqCst) {
-                let l = watch_held(&mut readers, &e, Duration::ZERO);
-                for (h, set) in l.lost {
-                    all.lost.entry(h).or_default().extend(set);
-                }
-                for (h, d) in l.other {
-                    all.other.entry(h).or_insert(d);
-                }
-                all.rounds += l.rounds;
+                one_round(&mut readers, &e, &mut all, &mut first);
                 std::thread::sleep(ROUND);
             }
             (all, e)
@@ -363,13 +410,18 @@ impl Watch {
 
     /// Stops the watch; answers what it saw go missing, described.
     pub fn stop(self) -> Result<(Losses, String)> {
-        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
-        let (l, e) = self
-            .handle
-            .join()
-            .map_err(|_| anyhow!("the route watch panicked"))?;
+        let (l, e) = self.finish()?;
         let text = l.describe(&e);
         Ok((l, text))
+    }
+
+    /// Stops the watch; answers what it saw go missing and the sets it
+    /// watched.
+    pub fn finish(self) -> Result<(Losses, Expected)> {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        self.handle
+            .join()
+            .map_err(|_| anyhow!("the route watch panicked"))
     }
 }
 

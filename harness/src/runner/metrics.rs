@@ -15,14 +15,16 @@ use std::time::Duration;
 
 use anyhow::{anyhow, Context, Result};
 
+use super::poll::poll;
 use super::views::bounds;
-use super::{Runner, POLL};
-use crate::probe::metrics::{parse_series, samples, scrape, Series, DEFAULT_ADDRESS};
+use super::Runner;
+use crate::probe::metrics::{has_family, parse_series, samples, scrape, Series, DEFAULT_ADDRESS};
 use crate::scenario::Action;
-use crate::util::eventually;
 
-/// Checks `want` in the exposition; an absent series counts as 0 (as a
-/// counter that never moved), and the message says it was absent.
+/// Checks `want` in the exposition; an absent series of a family the
+/// exposition has counts as 0 (a labelled counter that never moved), and
+/// the message says it was absent; a name of no family there is an error
+/// (a misspelt or removed metric would otherwise read as a passing 0).
 fn check(
     text: &str,
     want: &Series,
@@ -30,6 +32,12 @@ fn check(
     at_least: Option<f64>,
     at_most: Option<f64>,
 ) -> std::result::Result<f64, String> {
+    if !has_family(text, &want.0) {
+        return Err(format!(
+            "{} is no metric of this driver (no family of that name in its exposition)",
+            want.0
+        ));
+    }
     let all = samples(text);
     let seen = all.iter().find(|(s, _)| s == want).map(|(_, v)| *v);
     let n = seen.unwrap_or(0.0);
@@ -90,14 +98,14 @@ impl Runner<'_> {
             None => DEFAULT_ADDRESS.parse().context("default metrics address")?,
         };
         let ns = &self.w.host(host)?.ns;
-        let (n, took) = eventually(self.scale(*within), POLL, || {
+        let p = poll(self.scale(*within), || {
             let text = scrape(ns, addr).map_err(|e| format!("{e:#}"))?;
             check(&text, &want, *equals, *at_least, *at_most)
                 .map_err(|e| format!("{host}'s metrics: {e}"))
-        })
-        .map_err(|e| anyhow!(e))?;
-        self.note = Some(format!("{metric} = {n}"));
-        Ok(Some(took))
+        })?;
+        self.note = Some(format!("{metric} = {}", p.value));
+        self.resolution = Some(p.resolution);
+        Ok(Some(p.took))
     }
 }
 
@@ -152,11 +160,19 @@ mod tests {
             "{e}"
         );
         assert!(e.contains(r#"{reason="outside-pools"} 4"#), "{e}");
-        let absent = parse_series("ipvlan_bgp_nope").unwrap();
+        let absent =
+            parse_series(r#"ipvlan_bgp_rejected_routes_total{reason="reserved"}"#).unwrap();
         let e = check(TEXT, &absent, None, Some(1.0), None).unwrap_err();
         assert!(
             e.contains("absent (counted as 0): expected at least 1"),
             "{e}"
         );
+        // A name of no family is never a passing 0.
+        let nope = parse_series("ipvlan_bgp_health_fail_opens_total").unwrap();
+        let e = check(TEXT, &nope, Some(0.0), None, None).unwrap_err();
+        assert!(e.contains("no metric of this driver"), "{e}");
+        let declared = "# TYPE ipvlan_bgp_kernel_drift counter\nipvlan_bgp_kernel_drift_total 0\n";
+        let drift = parse_series("ipvlan_bgp_kernel_drift_total").unwrap();
+        assert_eq!(check(declared, &drift, Some(0.0), None, None), Ok(0.0));
     }
 }

@@ -17,10 +17,12 @@
 //! ```text
 //! mod.rs (run: build, play, diagnostics, teardown) ─► play.rs (the loop; who plays a step: its step-table row)
 //!   play.rs ─┬─► actions.rs (steps that do something) ─► containers.rs, control.rs, exec.rs, flood.rs
-//!            └─► expect.rs (expectations) ─► views.rs (pure comparisons), converged.rs (whole route sets)
-//!                   ├─► metrics.rs (expect-metrics), router_bgp.rs (expect-router-bgp), withdrawn.rs (expect-withdrawn),
-//!                   │   route_events.rs (route-events-start/stop)
-//!                   └─► members.rs (names to probe members, addresses, prefixes), gobgp.rs (the CLI)
+//!            ├─► expect.rs (the other expectations) ─► views.rs (pure comparisons), poll.rs (the poll loop)
+//!            ├─► routes.rs (route steps, dated by route events) ─► stamps.rs (pure dating), converged.rs (whole route sets)
+//!            ├─► reachability.rs (reachability, probed every 2 ms)
+//!            ├─► metrics.rs (expect-metrics), router_bgp.rs (expect-router-bgp), withdrawn.rs (expect-withdrawn),
+//!            │   route_events.rs (route-events-start/stop: a route's events, read from the route logs)
+//!            └─► members.rs (names to probe members, addresses, prefixes), gobgp.rs (the CLI)
 //!   play.rs ─► ipam.rs (etcd members, ipam release-host, expect-ipam: the cross-host audit)
 //! teardown.rs (probes, injected paths, containers, networks through the engine; no link of ours left)
 //! ```
@@ -35,6 +37,7 @@ use ipnet::IpNet;
 use crate::engine::{self, ContainerEngine, ContainerRt, Engine};
 use crate::machine;
 use crate::probe::links::LinkInfo;
+use crate::probe::routes::RouteLog;
 use crate::probe::{Prober, TcpServers};
 use crate::report::{ReachCell, Report};
 use crate::scenario::Scenario;
@@ -53,8 +56,12 @@ mod members;
 mod metrics;
 mod play;
 mod plugin_call;
+mod poll;
+mod reachability;
 mod route_events;
 mod router_bgp;
+mod routes;
+mod stamps;
 mod teardown;
 mod views;
 mod withdrawn;
@@ -158,10 +165,19 @@ pub fn run(s: &Scenario, opts: &Options, engine: Engine) -> Report {
         watches: HashMap::new(),
         recordings: HashMap::new(),
         reach: Vec::new(),
+        resolution: None,
+        held_at: None,
+        route_logs: HashMap::new(),
+        action: Span {
+            start: started,
+            end: started,
+        },
         started,
-        last_event: Instant::now(),
     };
-    let result = match r.engine.setup(&r.w) {
+    // Route events are recorded from before the first step: every step's
+    // action happens while its namespaces are listened to.
+    let opened = r.open_route_logs();
+    let result = match opened.and_then(|()| r.engine.setup(&r.w)) {
         Ok(()) => {
             say(&format!("{} engine ready", r.engine.kind()));
             r.play(&mut report, &say)
@@ -237,18 +253,53 @@ struct Runner<'a> {
     /// The last `start` or `stop` step's span, for `expect-converged`.
     wave: Option<Wave>,
     /// Background route watches by id (`route-watch-start`).
-    watches: HashMap<String, converged::Watch>,
-    /// Route event recordings by id (`route-events-start`).
-    recordings: HashMap<String, crate::probe::Recording>,
+    watches: HashMap<String, RouteWatchRt>,
+    /// Route event recordings by id (`route-events-start`), read from
+    /// `route_logs`.
+    recordings: HashMap<String, Recording>,
     /// What the step just played wants in its report's `detail` on success.
     note: Option<String>,
     /// The step's last probe round (see [`Runner::record_reach`]), for its report.
     reach: Vec<ReachCell>,
+    /// The resolution of the figure the step just played measured (its
+    /// report's `resolution_ms`; unset: the clock's, 1 ms).
+    resolution: Option<Duration>,
+    /// When the expectation just played began to hold, dated by events
+    /// (its convergence then counts from the last action's end to it).
+    held_at: Option<Instant>,
+    /// Route and link events of every host and router namespace, by name,
+    /// from before the first step on (trimmed to the last action's start).
+    route_logs: HashMap<String, RouteLog>,
+    /// The last action (an `Event` step): when it began and ended.
+    action: Span,
     /// When the run began, for each step's `started_ms`.
     started: Instant,
-    /// When the last event step (or the networks' creation) ended: what
-    /// expectations count their convergence from.
-    last_event: Instant,
+}
+
+/// A background route watch and when it began (its route events are kept
+/// from then on).
+struct RouteWatchRt {
+    watch: converged::Watch,
+    since: Instant,
+}
+
+/// One `route-events-start`'s route: what it is (for messages), whose
+/// route log holds its events (a host's or a router's), the prefix, the
+/// protocol it must have (a host: the driver's tag; a router: any), and
+/// since when its events are kept.
+struct Recording {
+    what: String,
+    log: String,
+    dst: IpNet,
+    protocol: Option<u8>,
+    since: Instant,
+}
+
+/// When a step ran.
+#[derive(Debug, Clone, Copy)]
+struct Span {
+    start: Instant,
+    end: Instant,
 }
 
 /// One step's worth of container starts or stops.

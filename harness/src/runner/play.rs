@@ -10,13 +10,15 @@ use std::time::{Duration, Instant};
 
 use anyhow::Result;
 
-use super::{convergence_key, Runner, ABSENT_HOLD};
+use super::{convergence_key, Runner, Span, ABSENT_HOLD};
 use crate::report::{Report, StepReport};
 use crate::scenario::{Action, Measure, Play, Step};
 use crate::util::Dur;
 
 impl Runner<'_> {
     pub(super) fn play(&mut self, report: &mut Report, say: &dyn Fn(&str)) -> Result<()> {
+        let t0 = Instant::now();
+        self.mark_route_tables(t0);
         for net in self.s.networks.iter().filter(|n| n.create) {
             for host in net.hosts_on() {
                 self.create_network(&net.name, &host)?;
@@ -25,28 +27,46 @@ impl Runner<'_> {
         let total = self.s.steps.len();
         // Convergence counts from the end of the last event (the networks
         // being created, before the first step).
-        self.last_event = Instant::now();
+        self.action = Span {
+            start: t0,
+            end: Instant::now(),
+        };
         for (i, step) in self.s.steps.iter().enumerate() {
             say(&format!("step {}/{total}: {} ...", i + 1, step.name));
             let t = Instant::now();
+            if step.kind.measure == Measure::Event {
+                // No step looks further back than the start of the last
+                // action (or of a route watch or recording still running).
+                self.mark_route_tables(t);
+            }
             let outcome = self.step(step).map(|took| match step.kind.measure {
                 Measure::Event => {
-                    self.last_event = Instant::now();
+                    self.action = Span {
+                        start: t,
+                        end: Instant::now(),
+                    };
                     if !matches!(step.action, Action::Start { .. } | Action::Stop { .. }) {
                         // Convergence now counts from this event, not the containers.
                         self.wave = None;
                     }
                     None
                 }
-                Measure::Expectation => took.map(|d| t.duration_since(self.last_event) + d),
+                // Dated by events: from the action's end to the event
+                // (zero when it held before the action ended).
+                Measure::Expectation => match self.held_at.take() {
+                    Some(at) => took.map(|_| at.saturating_duration_since(self.action.end)),
+                    None => took.map(|d| t.duration_since(self.action.end) + d),
+                },
                 Measure::Own => took,
                 Measure::Neither => None,
             });
             let elapsed = t.elapsed();
+            let resolution = self.resolution.take().unwrap_or(CLOCK);
             let mut sr = StepReport {
                 name: step.name.clone(),
                 line: step.line,
                 elapsed_ms: elapsed.as_millis() as u64,
+                resolution_ms: ms_ceil(resolution),
                 started_ms: t.duration_since(self.started).as_millis() as u64,
                 reach: std::mem::take(&mut self.reach),
                 ..StepReport::default()
@@ -68,9 +88,10 @@ impl Runner<'_> {
                             _ => "held after the last event in",
                         };
                         say(&format!(
-                            "step {}/{total}: ok, {what} {:.3}s",
+                            "step {}/{total}: ok, {what} {} ms (resolution {} ms)",
                             i + 1,
-                            c.as_secs_f64()
+                            c.as_millis(),
+                            ms_ceil(resolution)
                         ));
                     } else {
                         say(&format!(
@@ -99,9 +120,11 @@ impl Runner<'_> {
 
     /// Runs one step; `Some(duration)` for expectations that measured convergence.
     /// Who plays it is its row in the step table (`scenario::step_kinds`):
-    /// expectations (and the snapshots and probes they compare against) in
-    /// `expect.rs` (`metrics.rs`, `router_bgp.rs`, `withdrawn.rs`, `route_events.rs`), everything else that
-    /// does something in `actions.rs`; the cluster IPAM's steps in `ipam.rs`.
+    /// expectations (and the snapshots, probes and watches they compare
+    /// against) in `expect.rs`, `routes.rs` (routes, dated by route events),
+    /// `reachability.rs` (probed every 2 ms), `metrics.rs`, `router_bgp.rs`,
+    /// `withdrawn.rs` and `route_events.rs`; everything else that does
+    /// something in `actions.rs`; the cluster IPAM's steps in `ipam.rs`.
     pub(super) fn step(&mut self, step: &Step) -> Result<Option<Duration>> {
         let a = &step.action;
         match (step.kind.play, a) {
@@ -115,6 +138,23 @@ impl Runner<'_> {
                 | Action::ExpectIpam { .. },
             ) => self.ipam_step(a),
             (Play::Expect, Action::ExpectMetrics { .. }) => self.expect_metrics(a),
+            (
+                Play::Expect,
+                Action::ExpectRoute { .. }
+                | Action::ExpectRouterRoute { .. }
+                | Action::ExpectRoutes { .. }
+                | Action::ExpectConverged { .. }
+                | Action::RouteWatchStart { .. }
+                | Action::RouteWatchStop { .. },
+            ) => self.expect_route(a),
+            (
+                Play::Expect,
+                Action::ExpectReachable { .. }
+                | Action::ExpectUnreachable { .. }
+                | Action::ExpectMatrix { .. }
+                | Action::ProbeStart { .. }
+                | Action::ProbeStop { .. },
+            ) => self.expect_reach(a),
             (Play::Expect, Action::ExpectRouterBgp { .. }) => self.expect_router_bgp(a),
             (Play::Expect, Action::ExpectWithdrawn { .. }) => self.expect_withdrawn(a),
             (Play::Expect, Action::RouteEventsStart { .. } | Action::RouteEventsStop { .. }) => {
@@ -138,4 +178,14 @@ impl Runner<'_> {
             (None, true) => None,
         }
     }
+}
+
+/// The resolution of a figure read from the clock around an action or from
+/// an event's stamp: the report's unit.
+const CLOCK: Duration = Duration::from_millis(1);
+
+/// Whole milliseconds, rounded up (a resolution is never reported finer
+/// than it was), at least 1.
+fn ms_ceil(d: Duration) -> u64 {
+    (d.as_micros().div_ceil(1000) as u64).max(1)
 }

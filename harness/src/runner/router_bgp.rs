@@ -15,9 +15,9 @@ use std::time::Duration;
 use anyhow::{anyhow, Result};
 use serde_json::Value;
 
-use super::{Runner, POLL};
+use super::poll::poll;
+use super::Runner;
 use crate::scenario::{Action, RouterKind};
-use crate::util::eventually;
 
 /// One path as FRR shows it, reduced to what a step can check.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -187,15 +187,14 @@ impl Runner<'_> {
             med: *med,
         };
         let cmd = format!("show bgp ipv4 unicast {prefix} json");
-        let (_, took) = eventually(self.scale(*within), POLL, || {
+        let took = self.polled(poll(self.scale(*within), || {
             let paths = parse_frr_paths(&r.vtysh(&cmd).map_err(|e| format!("{e:#}"))?)
                 .map_err(|e| format!("{e:#}"))?;
             check(&paths, &want).map_err(|e| {
                 let all: Vec<String> = paths.iter().map(|p| format!("\n    {p}")).collect();
                 format!("{router} {prefix}: {e}; its paths:{}", all.concat())
             })
-        })
-        .map_err(|e| anyhow!(e))?;
+        }))?;
         Ok(Some(took))
     }
 }

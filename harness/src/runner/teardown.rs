@@ -25,7 +25,7 @@ impl Runner<'_> {
             let _ = p.stop();
         }
         for (_, w) in self.watches.drain() {
-            let _ = w.stop();
+            let _ = w.watch.stop();
         }
         let mut errors = Vec::new();
         for (host, prefix, nh) in std::mem::take(&mut self.injected) {

@@ -441,9 +441,21 @@ pub(super) fn status_matches(
         }
     }
     if at_least.is_some() || at_most.is_some() {
-        // A counter not there yet has counted nothing.
+        // A key not there yet in a map of counters (`bgp.rejected`) has
+        // counted nothing; any other missing field is a misspelt name, never
+        // a passing 0.
+        let parent: String = match pointer.rfind('/') {
+            Some(i) => pointer[..i].to_string(),
+            None => String::new(),
+        };
+        let counters = st
+            .pointer(&parent)
+            .and_then(|p| p.as_object())
+            .is_some_and(|m| m.values().all(serde_json::Value::is_number));
         let n = match seen {
-            None | Some(serde_json::Value::Null) => 0.0,
+            None if counters => 0.0,
+            None => return Err(format!("{field} is missing from the status")),
+            Some(serde_json::Value::Null) => 0.0,
             Some(v) => v
                 .as_f64()
                 .ok_or_else(|| format!("{field} is {v}, not a number"))?,
@@ -772,10 +784,12 @@ mod tests {
         )
         .is_err());
         assert!(status_matches(&st, "bgp.gobgp", Some(&json!("unix:///x")), None, None).is_ok());
-        // A counter that does not exist yet has counted nothing...
-        assert!(status_matches(&st, "bgp.route_conflicts", None, None, Some(0.0)).is_ok());
-        assert!(status_matches(&st, "bgp.route_conflicts", None, Some(1.0), None).is_err());
-        // ...but equality needs the field.
+        // A reason not counted yet in a map of counters has counted nothing...
+        assert!(status_matches(&st, "bgp.rejected.reserved", None, None, Some(0.0)).is_ok());
+        assert!(status_matches(&st, "bgp.rejected.reserved", None, Some(1.0), None).is_err());
+        // ...but a missing field is never a passing 0, and equality needs the field.
+        let e = status_matches(&st, "bgp.route_conflicts", None, None, Some(0.0)).unwrap_err();
+        assert!(e.contains("missing"), "{e}");
         assert!(status_matches(&st, "bgp.route_conflicts", Some(&json!(0)), None, None).is_err());
         assert!(status_matches(&st, "bgp.gobgp", None, Some(1.0), None).is_err());
     }

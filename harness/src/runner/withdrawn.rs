@@ -64,7 +64,7 @@ impl Runner<'_> {
                 .map(|r| format!("{:?}", r.via))
                 .reduce(|a, b| format!("{a}, {b}")))
         };
-        let since = self.last_event;
+        let since = self.action.end;
         let deadline = since + self.scale(*within);
         let mut gone: Vec<Option<Instant>> = vec![None; kernels.len()];
         loop {

@@ -163,8 +163,8 @@ pub const STEP_KINDS: &[StepKind] = &[
       "Stop recording; fail if the route was deleted more than `max_withdrawals` times (default 0), listing every event with its time."),
     k("route-watch-start", &["id", "hosts"], Expect, Neither,
       "Read those route sets in the background, round after round, as `expect-converged` defines them from the containers running now."),
-    k("route-watch-stop", &["id", "max_lost"], Expect, Neither,
-      "Stop a route watch; fail if more than `max_lost` (default 0) host-route pairs were missing in any round, or a host held a route it should not, naming each."),
+    k("route-watch-stop", &["id", "max_lost", "min_rounds"], Expect, Neither,
+      "Stop a route watch; fail if more than `max_lost` (default 0) host-route pairs were missing in any round or deleted (or sent through another next hop) by any route event since the watch began, if a host held a route it should not, or if the watch read fewer than `min_rounds` (default 20) rounds; reports the rounds and their mean and longest gap."),
     k("expect-container", &["container", "address", "default_route", "gateway", "host_route", "within"], Expect, Expectation,
       "A container's own view (or each member of a group): `address` = its IPAM address is on eth0; `default_route = connected | gateway`; `gateway` = the default route is via the network's gateway, or `false`: no route has a next hop; `host_route` = its address is a /32 (/128) and every on-link route but the default one is a host route (routed, not bridged), or `false`: it is not. Every family the container has."),
     k("expect-bgp-path", &["host", "prefix", "originator", "cluster_list", "within", "family"], Expect, Expectation,
@@ -176,7 +176,7 @@ pub const STEP_KINDS: &[StepKind] = &[
     k("expect-router-bgp", &["router", "prefix", "from", "best", "as_path", "communities", "large_communities", "local_pref", "med", "within"], Expect, Expectation,
       "An FRR router's BGP path for `prefix` (the one from `from`, a host or an address; default the best) carries these attributes (`as_path` as FRR writes it; each community must be on the path) and is (`best = true`) or is not the best; fails listing every path with its attributes."),
     k("expect-status", &["host", "field", "equals", "at_least", "at_most", "within", "hold"], Expect, Expectation,
-      "The value at `field` (a dotted path in `ipvlan-bgp status --json`; missing counts as 0 for the numeric tests) satisfies every test given."),
+      "The value at `field` (a dotted path in `ipvlan-bgp status --json`) satisfies every test given; for the numeric tests a key not yet in a map of counters (`bgp.rejected.REASON`) counts as 0, any other missing field fails. The step's note gives the value last read."),
     k("expect-metrics", &["host", "address", "metric", "equals", "at_least", "at_most", "within"], Expect, Expectation,
       "The series `metric` (as Prometheus writes it, labels included; absent counts as 0) of the host driver's `/metrics`, scraped over TCP inside the host's namespace (`address` default `127.0.0.1:9473`: give the driver `--metrics-listen`), satisfies every test given."),
     k("expect-log", &["host", "daemon", "contains", "at_least", "at_most", "within"], Expect, Expectation,
@@ -218,7 +218,16 @@ pub fn markdown() -> String {
          step means (default: IPv4 where it has one).\n\n\
          The time a step reports as its convergence (`convergence_ms`): an *expectation* counts from \
          the end of the last *event* before it until it held; *own* is the step's own measure; \
-         *none* reports no convergence.\n",
+         *none* reports no convergence. Route expectations (`expect-route`, `expect-routes`, \
+         `expect-converged`, `expect-router-route`, route watches) read the table for whether they \
+         hold and date it from the namespace's route events, recorded from before the first step: \
+         to the millisecond, even when the change came before the step began; with \
+         `within = \"0s\"` the condition must have held throughout the last event (no route event \
+         against it since the event began), and a `hold` fails on an event between two reads. \
+         Reachability (`expect-reachable`, `-unreachable`, `-matrix`) is probed every 2 ms (coarser \
+         only when many pairs wait at once). Every step reports its `resolution_ms`: the finest \
+         interval its figure can resolve (1 for an event's stamp, the probe interval, or the \
+         longest gap between two reads of a polled condition).\n",
     );
     for (play, title) in [
         (Play::Act, "Steps that do something"),

@@ -179,11 +179,15 @@ pub enum Action {
     },
     /// Stop a route watch; fail if more than `max_lost` (default 0)
     /// host-route pairs were missing (or through another next hop) in any
-    /// round, or if a host held a route it should not, naming each.
+    /// round or any route event since the watch began, if a host held a
+    /// route it should not, or if the watch read fewer than `min_rounds`
+    /// (default 20) rounds, naming each.
     RouteWatchStop {
         id: String,
         #[serde(default)]
         max_lost: u64,
+        #[serde(default = "default_min_rounds")]
+        min_rounds: u64,
     },
     /// A container's own view: its address on eth0 and its routes, as the
     /// data plane promises them (ipvlan L3: a connected default route and no
@@ -366,8 +370,9 @@ pub enum Action {
         duration: Dur,
     },
     /// Poll the host driver's status JSON until the value at `field` (a
-    /// dotted path such as `bgp.rejected.outside-pools`; missing counts as 0
-    /// for the numeric tests) satisfies every test given.
+    /// dotted path such as `bgp.rejected.outside-pools`) satisfies every
+    /// test given; for the numeric tests a key not yet in a map of counters
+    /// counts as 0, any other missing field fails.
     ExpectStatus {
         host: String,
         field: String,
@@ -563,4 +568,10 @@ fn default_log_daemon() -> DaemonKind {
 
 fn default_interval() -> Dur {
     Dur(std::time::Duration::from_millis(20))
+}
+
+/// A route watch that read fewer rounds proves little: a loss shorter than
+/// a round could slip between two.
+fn default_min_rounds() -> u64 {
+    20
 }
