@@ -68,7 +68,6 @@ const OTHER_PROGRAMS_FLAGS: &[(&str, &str)] = &[
     ("--kernel", "ci/vm/run.sh"),
     ("--modules", "ci/vm/run.sh"),
     ("--deny-module", "ci/vm/run.sh"),
-    ("--dry-run", "ci/install.sh"),
     ("--create", "plugin/build.sh"),
     ("--bench", "cargo bench"),
     ("--nocapture", "cargo test"),
