@@ -338,7 +338,8 @@ fn every_fixture_gets_the_right_answer() -> Outcome {
         let err = v.get("Err").and_then(Value::as_str).map(str::to_string);
         let expect_err: Option<&str> = match (method.as_str(), label.as_str()) {
             ("Plugin.Activate", _) => {
-                assert_eq!(v["Implements"], json!(["NetworkDriver"]));
+                // The network driver, and the cluster-wide IPAM (docs/ipam.md).
+                assert_eq!(v["Implements"], json!(["NetworkDriver", "IpamDriver"]));
                 None
             }
             ("NetworkDriver.GetCapabilities", _) => {

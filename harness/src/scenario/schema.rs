@@ -420,6 +420,12 @@ pub struct NetworkDef {
     pub ipam: IpamKind,
     /// With `ipam = "ipvlan-bgp"`: `--ipam-opt block-size=N`.
     pub block_size: Option<u8>,
+    /// IPv4 gateway per host (`docker network create --gateway`); default
+    /// the subnet's first address. Two hosts on one segment with the same
+    /// subnet on macvlan need different ones: the driver refuses a gateway
+    /// the segment already answers for.
+    #[serde(default)]
+    pub gateways: BTreeMap<String, std::net::Ipv4Addr>,
 }
 
 /// Which IPAM hands out a network's addresses.

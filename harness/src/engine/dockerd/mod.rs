@@ -110,7 +110,10 @@ impl ContainerEngine for Dockerd {
                 net.name
             )
         })?;
-        let gateway = std::net::Ipv4Addr::from(u32::from(subnet.network()) + 1).to_string();
+        let gateway = match net.gateways.get(&w.hosts[host].def.name) {
+            Some(g) => g.to_string(),
+            None => std::net::Ipv4Addr::from(u32::from(subnet.network()) + 1).to_string(),
+        };
         let subnet_s = subnet.to_string();
         let mut opts: BTreeMap<String, String> = net.options.clone();
         opts.entry("parent".into())
@@ -128,7 +131,7 @@ impl ContainerEngine for Dockerd {
         } else {
             args.extend(["--subnet", &subnet_s]);
             // As the README makes it, Docker picks the gateway (the same first address).
-            if !w.driver_as_deployed() {
+            if !w.driver_as_deployed() || net.gateways.contains_key(&w.hosts[host].def.name) {
                 args.extend(["--gateway", &gateway]);
             }
         }

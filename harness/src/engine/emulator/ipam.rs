@@ -31,6 +31,14 @@ impl Ipam {
         }
     }
 
+    /// Like [`Ipam::new`], with another gateway (`--gateway`).
+    pub fn with_gateway(subnet: Ipv4Net, gateway: Ipv4Addr) -> Ipam {
+        let mut i = Ipam::new(subnet);
+        i.used = [gateway].into();
+        i.gateway = gateway;
+        i
+    }
+
     /// The next free address, scanning forward and wrapping like Docker's serial allocator.
     pub fn allocate(&mut self) -> Result<Ipv4Addr> {
         let first = u32::from(self.subnet.network()) + 1;

@@ -591,7 +591,12 @@ impl ContainerEngine for Emulator {
                 .or_insert_with(|| UNDERLAY_IF.into());
             return self.create_cluster_network(w, host, net, subnets, id, &generic);
         }
-        let ipam = subnets.v4.map(Ipam::new);
+        let ipam = subnets
+            .v4
+            .map(|s| match net.gateways.get(&w.hosts[host].def.name) {
+                Some(g) => Ipam::with_gateway(s, *g),
+                None => Ipam::new(s),
+            });
         let ipam6 = subnets.v6.map(Ipam6::new);
         let mut generic: BTreeMap<String, String> = net.options.clone();
         generic
