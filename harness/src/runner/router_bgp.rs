@@ -268,7 +268,8 @@ mod tests {
         };
         let e = check(&paths, &w).unwrap_err();
         assert!(
-            e.contains("stale is true, expected false") && e.contains("community 65000:200 present"),
+            e.contains("stale is true, expected false")
+                && e.contains("community 65000:200 present"),
             "{e}"
         );
         let w = Want {
