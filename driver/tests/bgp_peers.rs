@@ -1067,7 +1067,7 @@ async fn stop_gobgpd_on_exit(line: ApiLine) -> Outcome {
     };
 
     let pid = undo.child(driver_binary(&lab, &sock, "driver.log"));
-    let up = wait_for(Duration::from_secs(30), || established()).await;
+    let up = wait_for(Duration::from_secs(30), &established).await;
     assert!(
         up.is_some(),
         "B never established with A: {}",
@@ -1075,7 +1075,7 @@ async fn stop_gobgpd_on_exit(line: ApiLine) -> Outcome {
     );
     terminate(pid).await;
     assert!(
-        stays(Duration::from_secs(5), || established()).await,
+        stays(Duration::from_secs(5), &established).await,
         "[{line}] without the flag, B lost its session with A after the driver exited: {}",
         b_neighbors()
     );
@@ -1114,7 +1114,7 @@ async fn stop_gobgpd_on_exit(line: ApiLine) -> Outcome {
         }
         ApiLine::V3 => {
             assert!(
-                stays(Duration::from_secs(5), || established()).await,
+                stays(Duration::from_secs(5), established).await,
                 "[v3] gobgpd 3.x is left running: {}",
                 b_neighbors()
             );
