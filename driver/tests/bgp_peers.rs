@@ -1091,9 +1091,17 @@ async fn stop_gobgpd_on_exit(line: ApiLine) -> Outcome {
         "driver2.log",
         &["--stop-gobgpd-on-exit"],
     ));
-    // The restarted driver is connected once its socket answers status.
-    let ready = wait_for(Duration::from_secs(30), || cli(&["status"], &sock).0).await;
-    assert!(ready.is_some(), "the second driver never answered");
+    // The restarted driver has taken over gobgpd once it counts the peer up.
+    let ready = wait_for(Duration::from_secs(30), || {
+        let (ok, text) = cli(&["metrics"], &sock);
+        ok && text.lines().any(|l| l == "ipvlan_bgp_peers_up 1")
+    })
+    .await;
+    assert!(
+        ready.is_some(),
+        "the second driver never counted the peer up: {:?}",
+        cli(&["status"], &sock)
+    );
     assert!(established(), "B lost A when the driver came back");
     terminate(pid).await;
     let log = std::fs::read_to_string(lab.dir.path().join("driver2.log")).unwrap_or_default();
