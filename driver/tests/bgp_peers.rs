@@ -33,6 +33,10 @@
 //! `drain --wait` (what the harness runs before stopping a host) returns
 //! with "safe to stop", the drain shows in /metrics and survives a driver
 //! restart, `undrain` clears it.
+//! `stop_gobgpd_on_exit` (both lines): without `--stop-gobgpd-on-exit` an
+//! exiting driver leaves gobgpd running BGP (B's session with A outlives
+//! B's hold time); with it, on 4.x gobgpd stops BGP (B's session goes down,
+//! the process lives on), on 3.x it is left running with a warning.
 //! `v3_refuses_bfd`: against 3.x, the BGP side fails with an error naming
 //! 4.x, and the `ipvlan-bgp` binary exits non-zero with it.
 
@@ -407,6 +411,12 @@ fn main() {
         }),
         ("v4_drain_cli_waits_and_survives_a_restart", || {
             Box::pin(drain_cli(ApiLine::V4))
+        }),
+        ("v3_stop_gobgpd_on_exit", || {
+            Box::pin(stop_gobgpd_on_exit(ApiLine::V3))
+        }),
+        ("v4_stop_gobgpd_on_exit", || {
+            Box::pin(stop_gobgpd_on_exit(ApiLine::V4))
         }),
     ])
 }
@@ -870,6 +880,11 @@ async fn v3_refuses_bfd() -> Outcome {
 
 /// The `ipvlan-bgp` binary in A with its plugin socket at `sock`.
 fn driver_binary(lab: &Lab, sock: &Path, log: &str) -> std::process::Child {
+    driver_binary_with(lab, sock, log, &[])
+}
+
+/// [`driver_binary`] with further flags.
+fn driver_binary_with(lab: &Lab, sock: &Path, log: &str, extra: &[&str]) -> std::process::Child {
     let log = std::fs::File::create(lab.dir.path().join(log)).expect("log");
     Command::new("ip")
         .args(["netns", "exec", &lab.a, env!("CARGO_BIN_EXE_ipvlan-bgp")])
@@ -883,6 +898,7 @@ fn driver_binary(lab: &Lab, sock: &Path, log: &str) -> std::process::Child {
             "--peer",
             "192.0.2.2:65001,hold=3,keepalive=1,connect-retry=1",
         ])
+        .args(extra)
         .stdout(log.try_clone().expect("log"))
         .stderr(log)
         .spawn()
@@ -986,5 +1002,135 @@ async fn drain_cli(line: ApiLine) -> Outcome {
     );
     let (_, status) = cli(&["status"], &sock);
     assert!(!status.contains("DRAINED"), "{status}");
+    Ok(())
+}
+
+/// SIGTERM to the driver `pid`; waits until it has exited.
+async fn terminate(pid: u32) {
+    signal(pid, nix::sys::signal::Signal::SIGTERM);
+    let gone = wait_for(Duration::from_secs(15), || !alive(pid)).await;
+    assert!(gone.is_some(), "the driver did not stop on SIGTERM");
+}
+
+/// The process lives (a zombie does not count).
+fn alive(pid: u32) -> bool {
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), None).is_ok()
+        && !std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| s.contains(") Z "))
+}
+
+/// Whether `ok` stays true at every 100 ms sample for `d`.
+async fn stays(d: Duration, ok: impl Fn() -> bool) -> bool {
+    let end = Instant::now() + d;
+    while Instant::now() < end {
+        if !ok() {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    ok()
+}
+
+/// `--stop-gobgpd-on-exit`: without it, a driver that exits leaves gobgpd
+/// running BGP (B's session with A stays established past B's 3 s hold
+/// time); with it, on 4.x the exiting driver stops BGP on gobgpd (the
+/// process lives on, its BGP does not: B's session goes down and A's gobgpd
+/// has no BGP running), and on 3.x, which cannot stop without a Cease, it
+/// leaves gobgpd running and says so in its log.
+async fn stop_gobgpd_on_exit(line: ApiLine) -> Outcome {
+    if let Some(why) = lab::missing(line, true) {
+        return skip(&why);
+    }
+    let mut undo = Cleanup::default();
+    let lab = Lab::new(line, "s", &mut undo);
+    let gobgpd = lab.start_a(&mut undo);
+    lab.start_peer("b", false, &mut undo);
+    let sock = lab.dir.path().join("plugin.sock");
+    // B's view of its session with A (its API may not answer yet).
+    let b_neighbors = || {
+        Command::new("ip")
+            .args(["netns", "exec", &lab.b, lab::progs(line).1])
+            .args(["-u", "127.0.0.1", "-p", "50051", "neighbor"])
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default()
+    };
+    let established = || b_neighbors().contains("Establ");
+    // A's gobgpd runs BGP: its global settings answer with our AS.
+    let a_runs_bgp = || {
+        Command::new(lab::progs(line).1)
+            .args(["--target", &format!("unix://{}", lab.sock.display())])
+            .arg("global")
+            .output()
+            .is_ok_and(|o| {
+                o.status.success() && String::from_utf8_lossy(&o.stdout).contains("65000")
+            })
+    };
+
+    let pid = undo.child(driver_binary(&lab, &sock, "driver.log"));
+    let up = wait_for(Duration::from_secs(30), &established).await;
+    assert!(
+        up.is_some(),
+        "B never established with A: {}",
+        b_neighbors()
+    );
+    terminate(pid).await;
+    assert!(
+        stays(Duration::from_secs(5), &established).await,
+        "[{line}] without the flag, B lost its session with A after the driver exited: {}",
+        b_neighbors()
+    );
+    assert!(
+        alive(gobgpd) && a_runs_bgp(),
+        "[{line}] gobgpd no longer runs BGP"
+    );
+
+    let _ = std::fs::remove_file(&sock);
+    let pid = undo.child(driver_binary_with(
+        &lab,
+        &sock,
+        "driver2.log",
+        &["--stop-gobgpd-on-exit"],
+    ));
+    // The restarted driver has taken over gobgpd once it counts the peer up.
+    let ready = wait_for(Duration::from_secs(30), || {
+        let (ok, text) = cli(&["metrics"], &sock);
+        ok && text.lines().any(|l| l == "ipvlan_bgp_peers_up 1")
+    })
+    .await;
+    assert!(
+        ready.is_some(),
+        "the second driver never counted the peer up: {:?}",
+        cli(&["status"], &sock)
+    );
+    assert!(established(), "B lost A when the driver came back");
+    terminate(pid).await;
+    let log = std::fs::read_to_string(lab.dir.path().join("driver2.log")).unwrap_or_default();
+    match line {
+        ApiLine::V4 => {
+            let down = wait_for(Duration::from_secs(5), || !established()).await;
+            assert!(
+                down.is_some(),
+                "[v4] with the flag, B still holds an established session: {}",
+                b_neighbors()
+            );
+            assert!(!a_runs_bgp(), "[v4] A's gobgpd still runs BGP");
+            assert!(
+                alive(gobgpd),
+                "[v4] the flag stops BGP on gobgpd, not the process"
+            );
+            assert!(log.contains("stopped BGP on gobgpd gracefully"), "{log}");
+        }
+        ApiLine::V3 => {
+            assert!(
+                stays(Duration::from_secs(5), established).await,
+                "[v3] gobgpd 3.x is left running: {}",
+                b_neighbors()
+            );
+            assert!(
+                log.contains("gobgpd 3.x cannot stop without a Cease"),
+                "{log}"
+            );
+        }
+    }
     Ok(())
 }

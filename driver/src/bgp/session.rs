@@ -405,7 +405,12 @@ impl Bgp {
                 }
                 r = &mut lost => return Err(Ended::Lost(r.unwrap_or_else(|_| "liveness check ended".into()))),
                 r = self.view.changed() => {
-                    if r.is_err() { return Ok(()); }
+                    if r.is_err() {
+                        // The view's sender goes with the API server, just
+                        // before the stop signal: this is the shutdown too.
+                        self.stop_gobgpd(&mut client).await;
+                        return Ok(());
+                    }
                     self.apply_inputs().await?;
                     let view = self.view.borrow().clone();
                     // Paths refused as outside every pool are not kept by the

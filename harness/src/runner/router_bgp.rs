@@ -6,7 +6,7 @@
 //! lists every path the router holds with its attributes. Reads FRR's
 //! `show bgp ipv4 unicast PREFIX json` (FRR 8.4: `paths[]` with
 //! `aspath.string`, the MED as `metric`, `localpref`, `community.string`,
-//! `largeCommunity.string`, `peer.peerId`, `nexthops[].ip`,
+//! `largeCommunity.string`, `peer.peerId`, `nexthops[].ip`, `stale`,
 //! `bestpath.overall`). Uses nothing of the runner but its name resolution.
 
 use std::net::IpAddr;
@@ -30,16 +30,18 @@ struct SeenPath {
     local_pref: Option<u64>,
     communities: Vec<String>,
     large_communities: Vec<String>,
+    stale: bool,
 }
 
 impl std::fmt::Display for SeenPath {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "from {} via {}{}: as-path [{}] med {} local-pref {} communities [{}] large [{}]",
+            "from {} via {}{}{}: as-path [{}] med {} local-pref {} communities [{}] large [{}]",
             self.peer,
             self.next_hop,
             if self.best { " (best)" } else { "" },
+            if self.stale { " (stale)" } else { "" },
             self.as_path,
             self.med.map_or("-".into(), |m| m.to_string()),
             self.local_pref.map_or("-".into(), |m| m.to_string()),
@@ -74,6 +76,7 @@ fn parse_frr_paths(json: &str) -> Result<Vec<SeenPath>> {
             local_pref: p["localpref"].as_u64().or_else(|| p["locPrf"].as_u64()),
             communities: words(&p["community"]),
             large_communities: words(&p["largeCommunity"]),
+            stale: p["stale"].as_bool().unwrap_or(false),
         })
         .collect())
 }
@@ -84,9 +87,11 @@ struct Want<'a> {
     best: Option<bool>,
     as_path: Option<&'a str>,
     communities: Option<&'a [String]>,
+    absent_communities: Option<&'a [String]>,
     large_communities: Option<&'a [String]>,
     local_pref: Option<u32>,
     med: Option<u32>,
+    stale: Option<bool>,
 }
 
 /// The path `want` is about (from its peer, else the best one), checked;
@@ -108,6 +113,11 @@ fn check(paths: &[SeenPath], want: &Want<'_>) -> std::result::Result<(), String>
     if let Some(b) = want.best {
         if p.best != b {
             wrong.push(format!("best is {}, expected {b}", p.best));
+        }
+    }
+    if let Some(s) = want.stale {
+        if p.stale != s {
+            wrong.push(format!("stale is {}, expected {s}", p.stale));
         }
     }
     if let Some(a) = want.as_path {
@@ -139,6 +149,11 @@ fn check(paths: &[SeenPath], want: &Want<'_>) -> std::result::Result<(), String>
             }
         }
     }
+    for c in want.absent_communities.unwrap_or_default() {
+        if p.communities.contains(c) {
+            wrong.push(format!("community {c} present"));
+        }
+    }
     if wrong.is_empty() {
         Ok(())
     } else {
@@ -156,9 +171,11 @@ impl Runner<'_> {
             best,
             as_path,
             communities,
+            absent_communities,
             large_communities,
             local_pref,
             med,
+            stale,
             within,
         } = a
         else {
@@ -182,9 +199,11 @@ impl Runner<'_> {
             best: *best,
             as_path: as_path.as_deref(),
             communities: communities.as_deref(),
+            absent_communities: absent_communities.as_deref(),
             large_communities: large_communities.as_deref(),
             local_pref: *local_pref,
             med: *med,
+            stale: *stale,
         };
         let cmd = format!("show bgp ipv4 unicast {prefix} json");
         let took = self.polled(poll(self.scale(*within), || {
@@ -207,7 +226,7 @@ mod tests {
     const FRR: &str = r#"{"prefix":"10.40.0.0/24","paths":[
       {"aspath":{"string":"65000 65000 65000","length":3},"metric":20,
        "community":{"string":"65000:100 65000:200"},"largeCommunity":{"string":"65000:1:2"},
-       "nexthops":[{"ip":"192.0.2.2"}],"peer":{"peerId":"192.0.2.2"}},
+       "nexthops":[{"ip":"192.0.2.2"}],"peer":{"peerId":"192.0.2.2"},"stale":true},
       {"aspath":{"string":"65000","length":1},"med":10,"localpref":100,
        "bestpath":{"overall":true},"nexthops":[{"ip":"192.0.2.1"}],"peer":{"peerId":"192.0.2.1"}}]}"#;
 
@@ -217,9 +236,11 @@ mod tests {
             best: None,
             as_path: None,
             communities: None,
+            absent_communities: None,
             large_communities: None,
             local_pref: None,
             med: None,
+            stale: None,
         }
     }
 
@@ -240,7 +261,21 @@ mod tests {
         };
         assert_eq!(check(&paths, &w), Ok(()));
         let w = Want {
+            from: Some("192.0.2.2".parse().unwrap()),
+            absent_communities: Some(&c),
+            stale: Some(false),
+            ..want()
+        };
+        let e = check(&paths, &w).unwrap_err();
+        assert!(
+            e.contains("stale is true, expected false")
+                && e.contains("community 65000:200 present"),
+            "{e}"
+        );
+        let w = Want {
             med: Some(10),
+            absent_communities: Some(&c),
+            stale: Some(false),
             local_pref: Some(100),
             ..want()
         };

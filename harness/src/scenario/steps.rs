@@ -307,9 +307,13 @@ pub enum Action {
         as_path: Option<String>,
         /// Each must be on the path (others may be too).
         communities: Option<Vec<String>>,
+        /// None of these may be on the path.
+        absent_communities: Option<Vec<String>>,
         large_communities: Option<Vec<String>>,
         local_pref: Option<u32>,
         med: Option<u32>,
+        /// FRR keeps the path as stale (a peer's graceful restart), or not.
+        stale: Option<bool>,
         #[serde(default = "default_within")]
         within: Dur,
     },
