@@ -236,7 +236,42 @@ pub fn etcd_view(show: &Value) -> std::result::Result<EtcdView, String> {
     })
 }
 
+/// Whether a driver started with `args` announces the cluster IPAM's blocks
+/// (`--ipam-announce blocks`, the default) rather than each address.
+pub fn announces_blocks(args: &[String]) -> bool {
+    let mut last = "blocks";
+    for (k, a) in args.iter().enumerate() {
+        if let Some(v) = a.strip_prefix("--ipam-announce=") {
+            last = v;
+        } else if a == "--ipam-announce" {
+            last = args.get(k + 1).map_or("blocks", String::as_str);
+        }
+    }
+    last == "blocks"
+}
+
 impl Runner<'_> {
+    /// With an etcd cluster: the blocks each host whose driver answers and
+    /// announces blocks holds (`ipam show`), for the route sets it must
+    /// announce. A host whose driver is down announces nothing of its own.
+    pub(super) fn held_blocks(&self) -> Result<BTreeMap<usize, Vec<IpNet>>> {
+        let mut out = BTreeMap::new();
+        if self.w.etcd.is_none() {
+            return Ok(out);
+        }
+        for i in 0..self.w.hosts.len() {
+            if !self.w.hosts[i].runs_driver() || !announces_blocks(&self.w.driver_args(i)) {
+                continue;
+            }
+            let Ok(show) = self.w.driver_ipam_show(i) else {
+                continue;
+            };
+            let h = host_view(&self.w.hosts[i].def.name, &show).map_err(|e| anyhow!(e))?;
+            out.insert(i, h.blocks.iter().map(|(_, b, _)| *b).collect());
+        }
+        Ok(out)
+    }
+
     /// Plays an IPAM step.
     pub(super) fn ipam_step(&mut self, a: &Action) -> Result<Option<Duration>> {
         match a {
