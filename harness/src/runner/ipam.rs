@@ -22,6 +22,7 @@ use nix::sys::signal::Signal;
 
 use super::{Runner, POLL};
 use crate::scenario::Action;
+use crate::topology::World;
 use crate::util::eventually;
 
 /// One host's IPAM as its driver reports it.
@@ -250,26 +251,30 @@ pub fn announces_blocks(args: &[String]) -> bool {
     last == "blocks"
 }
 
+/// With an etcd cluster: the blocks each host whose driver answers and
+/// announces blocks holds (`ipam show`), for the route sets it must
+/// announce. A host whose driver is down announces nothing of its own.
+pub fn held_blocks(w: &World) -> Result<BTreeMap<usize, Vec<IpNet>>> {
+    let mut out = BTreeMap::new();
+    if w.etcd.is_none() {
+        return Ok(out);
+    }
+    for i in 0..w.hosts.len() {
+        if !w.hosts[i].runs_driver() || !announces_blocks(&w.driver_args(i)) {
+            continue;
+        }
+        let Ok(show) = w.driver_ipam_show(i) else {
+            continue;
+        };
+        let h = host_view(&w.hosts[i].def.name, &show).map_err(|e| anyhow!(e))?;
+        out.insert(i, h.blocks.iter().map(|(_, b, _)| *b).collect());
+    }
+    Ok(out)
+}
+
 impl Runner<'_> {
-    /// With an etcd cluster: the blocks each host whose driver answers and
-    /// announces blocks holds (`ipam show`), for the route sets it must
-    /// announce. A host whose driver is down announces nothing of its own.
     pub(super) fn held_blocks(&self) -> Result<BTreeMap<usize, Vec<IpNet>>> {
-        let mut out = BTreeMap::new();
-        if self.w.etcd.is_none() {
-            return Ok(out);
-        }
-        for i in 0..self.w.hosts.len() {
-            if !self.w.hosts[i].runs_driver() || !announces_blocks(&self.w.driver_args(i)) {
-                continue;
-            }
-            let Ok(show) = self.w.driver_ipam_show(i) else {
-                continue;
-            };
-            let h = host_view(&self.w.hosts[i].def.name, &show).map_err(|e| anyhow!(e))?;
-            out.insert(i, h.blocks.iter().map(|(_, b, _)| *b).collect());
-        }
-        Ok(out)
+        held_blocks(&self.w)
     }
 
     /// Plays an IPAM step.
