@@ -893,7 +893,11 @@ mod tests {
         let later = now + Duration::from_secs(601);
         assert!(h1.release_idle_blocks(later).await.is_err());
         assert_eq!(h1.held_blocks().len(), 1, "kept while etcd is away");
-        assert_eq!(*announced.borrow_and_update(), [block].into(), "and announced");
+        assert_eq!(
+            *announced.borrow_and_update(),
+            [block].into(),
+            "and announced"
+        );
         m.down.store(false, Ordering::SeqCst);
         assert_eq!(h1.release_idle_blocks(later).await.unwrap().len(), 1);
         assert!(h1.held_blocks().is_empty());

@@ -146,7 +146,11 @@ mod tests {
             ],
             "each held block once (empty ones too), the stray 10.20.9.9 and the other network's 10.30.0.1 as host routes"
         );
-        assert_eq!(aggregate(&v, &BTreeSet::new()), v, "no blocks: nothing changes");
+        assert_eq!(
+            aggregate(&v, &BTreeSet::new()),
+            v,
+            "no blocks: nothing changes"
+        );
     }
 
     #[test]
