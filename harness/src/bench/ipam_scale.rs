@@ -67,6 +67,8 @@ struct Measured {
     routes: Vec<f64>,
     /// First docker run -> every host holds its whole set, per wave.
     converged: Vec<f64>,
+    /// Last docker run of the wave -> every host holds its whole set.
+    after_last: Vec<f64>,
 }
 
 fn measure(
@@ -100,6 +102,7 @@ fn measure(
     let mut m = Measured {
         routes: Vec::new(),
         converged: Vec::new(),
+        after_last: Vec::new(),
     };
     for wave in 0..waves {
         let first = Instant::now();
@@ -107,16 +110,20 @@ fn measure(
             .start_many(&w, &jobs)
             .into_iter()
             .collect::<Result<Vec<_>>>()?;
+        let last = Instant::now();
         let exp = Expected::with_blocks(&w, &docker, &running, &held_blocks(&w)?)?;
         let mut readers = Readers::open(&w, &exp)?;
         let c = wait_converged(&mut readers, &exp, scaled(CONVERGE_WITHIN))?;
         m.converged.push(ms(c.at.duration_since(first)));
+        m.after_last.push(ms(c.at.saturating_duration_since(last)));
         let per_host: Vec<f64> = exp.hosts.iter().map(|h| h.2.len() as f64).collect();
         say(&format!(
-            "wave {}/{waves}: {} containers; every host whole {:.0} ms after the first docker run; routes per host {:?}",
+            "wave {}/{waves}: {} containers started in {:.1}s; every host whole {:.0} ms after the first docker run, {:.0} ms after the last; routes per host {:?}",
             wave + 1,
             running.len(),
+            last.duration_since(first).as_secs_f64(),
             m.converged[wave],
+            m.after_last[wave],
             per_host
         ));
         m.routes.extend(per_host);
@@ -173,20 +180,26 @@ pub fn ipam_scale(
             endpoints,
             m.converged,
         );
-        let (rs, cs) = (r.stats(), c.stats());
+        let l = series(
+            format!("last docker run -> every host whole ({mode})"),
+            "ms",
+            endpoints,
+            m.after_last,
+        );
+        let text = |s: &Series| match s.stats() {
+            Some(st) => format!(
+                "median {:.0} (min {:.0}, max {:.0}, n={})",
+                st.median, st.min, st.max, st.n
+            ),
+            None => "no samples".into(),
+        };
         summary.push_str(&format!(
-            " {mode}: routes per host median {:.0} (min {:.0}, max {:.0}, n={}), converged median {:.0} ms (min {:.0}, max {:.0}, n={});",
-            rs.as_ref().map_or(0.0, |s| s.median),
-            rs.as_ref().map_or(0.0, |s| s.min),
-            rs.as_ref().map_or(0.0, |s| s.max),
-            rs.as_ref().map_or(0, |s| s.n),
-            cs.as_ref().map_or(0.0, |s| s.median),
-            cs.as_ref().map_or(0.0, |s| s.min),
-            cs.as_ref().map_or(0.0, |s| s.max),
-            cs.as_ref().map_or(0, |s| s.n),
+            " {mode}: routes per host {}, every host whole after the first docker run {} ms, after the last {} ms;",
+            text(&r),
+            text(&c),
+            text(&l),
         ));
-        out.push(r);
-        out.push(c);
+        out.extend([r, c, l]);
     }
     let mut result = BenchResult::new(
         "scale-ipam",
