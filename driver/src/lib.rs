@@ -4,9 +4,10 @@
 //!
 //! ```text
 //! dockerd ─HTTP/unix─► api ─► docker (networks, endpoints, store) ─► provision ─► kernel
-//!                               └─ view ─► health (gate) ─► bgp: announcer ─gRPC─► gobgpd ─► peers
+//!                               └─ view ─► health (gate) ─► view::blocks ─► bgp: announcer ─gRPC─► gobgpd ─► peers
 //!                      gobgpd ─WatchEvent─► bgp: learner ─► policy ─► rib: installer ─► kernel (routes)
 //! dockerd ─IpamDriver─► api::ipam ─► ipam (blocks claimed in etcd, addresses from held blocks)
+//!                                      └─ held blocks ─► view::blocks (one route per block, /32s for strays)
 //! ```
 //! Every folder reads the domain types of [`model`]; none imports one above
 //! it. The binary is thin: [`run`] wires the pieces and serves until shutdown;
