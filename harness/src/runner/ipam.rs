@@ -508,6 +508,20 @@ mod tests {
     }
 
     #[test]
+    fn blocks_are_announced_unless_the_driver_is_told_addresses() {
+        let v = |a: &[&str]| announces_blocks(&a.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+        assert!(v(&[]));
+        assert!(v(&["--ipam-announce", "blocks"]));
+        assert!(!v(&["--x", "1", "--ipam-announce", "addresses"]));
+        assert!(!v(&["--ipam-announce=addresses"]));
+        assert!(v(&[
+            "--ipam-announce=addresses",
+            "--ipam-announce",
+            "blocks"
+        ]));
+    }
+
+    #[test]
     fn views_are_read_from_the_show_document() {
         let show = serde_json::json!({
             "host": "192.0.2.1", "error": null,
