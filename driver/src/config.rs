@@ -403,6 +403,19 @@ pub struct IpamArgs {
     /// loop keeps its block and its route).
     #[arg(long, env = "IPVLAN_BGP_IPAM_GRACE", default_value_t = crate::ipam::DEFAULT_GRACE.as_secs())]
     pub ipam_grace: u64,
+
+    /// What this host announces for the cluster IPAM's addresses: `blocks` (one
+    /// route per block it holds, a /32 or /128 only for an address outside its
+    /// blocks) or `addresses` (a /32 or /128 per container, as without blocks).
+    #[arg(long, env = "IPVLAN_BGP_IPAM_ANNOUNCE", value_enum, default_value_t = IpamAnnounce::Blocks)]
+    pub ipam_announce: IpamAnnounce,
+}
+
+/// `--ipam-announce`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum IpamAnnounce {
+    Blocks,
+    Addresses,
 }
 
 /// Where the etcd password may come from besides `--etcd-password-file`.

@@ -4,9 +4,10 @@
 //!
 //! ```text
 //! dockerd ─HTTP/unix─► api ─► docker (networks, endpoints, store) ─► provision ─► kernel
-//!                               └─ view ─► health (gate) ─► bgp: announcer ─gRPC─► gobgpd ─► peers
+//!                               └─ view ─► health (gate) ─► view::blocks ─► bgp: announcer ─gRPC─► gobgpd ─► peers
 //!                      gobgpd ─WatchEvent─► bgp: learner ─► policy ─► rib: installer ─► kernel (routes)
 //! dockerd ─IpamDriver─► api::ipam ─► ipam (blocks claimed in etcd, addresses from held blocks)
+//!                                      └─ held blocks ─► view::blocks (one route per block, /32s for strays)
 //! ```
 //! Every folder reads the domain types of [`model`]; none imports one above
 //! it. The binary is thin: [`run`] wires the pieces and serves until shutdown;
@@ -126,6 +127,15 @@ pub async fn run(
         None => (view_rx, None),
     };
 
+    // The cluster IPAM's held blocks replace the host routes they cover.
+    let (view_rx, blocks_task) = match &ipam {
+        Some(i) if args.ipam.ipam_announce == config::IpamAnnounce::Blocks => {
+            let (rx, task) = view::blocks::spawn(view_rx, i.watch_blocks(), stop_rx.clone());
+            (rx, Some(task))
+        }
+        _ => (view_rx, None),
+    };
+
     let mut bgp_task = None;
     let mut installer_thread = None;
     if let Some(cfg) = bgp_cfg {
@@ -164,7 +174,9 @@ pub async fn run(
     let ipam_task = ipam.as_ref().map(|i| {
         tokio::spawn(ipam::upkeep::run(
             i.clone(),
-            ipam::upkeep::Intervals::default(),
+            ipam::upkeep::Intervals::for_grace(std::time::Duration::from_secs(
+                args.ipam.ipam_grace,
+            )),
             stop_rx.clone(),
         ))
     });
@@ -212,6 +224,9 @@ pub async fn run(
     let _ = std::fs::remove_file(&args.socket);
     let _ = stop_tx.send(true);
     let _ = repair_task.await;
+    if let Some(t) = blocks_task {
+        let _ = t.await;
+    }
     if let Some(t) = ipam_task {
         let _ = t.await;
     }

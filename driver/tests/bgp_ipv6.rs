@@ -225,6 +225,7 @@ async fn dual_stack_exchange(
         ]),
         parents: BTreeSet::from(["a0".to_string()]),
         attrs: BTreeMap::new(),
+        ipam_pools: BTreeMap::new(),
         drained: None,
     };
     let (view_tx, view_rx) = tokio::sync::watch::channel(Arc::new(view(true)));

@@ -214,6 +214,7 @@ fn view(announce: bool, drained: Option<u64>) -> View {
         local_endpoints: BTreeSet::new(),
         parents: BTreeSet::from(["ab0".to_string(), "ac0".to_string()]),
         attrs: BTreeMap::new(),
+        ipam_pools: BTreeMap::new(),
         drained,
     }
 }

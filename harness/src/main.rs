@@ -171,6 +171,10 @@ enum BenchCmd {
         /// Start waves (all containers started, converged, stopped again between waves).
         #[arg(long, default_value_t = 3)]
         repeats: usize,
+        /// Instead: one network of the cluster IPAM (etcd) on every host, routes per host and
+        /// convergence with --ipam-announce blocks and with addresses (/32s), side by side.
+        #[arg(long)]
+        ipam: bool,
         /// Also write the figures (BenchResult) as JSON to this file.
         #[arg(long)]
         json: Option<PathBuf>,
@@ -331,6 +335,17 @@ fn main() -> ExitCode {
                     hosts,
                     containers,
                     repeats,
+                    ipam: true,
+                    json,
+                } => one_bench(
+                    harness::bench::ipam_scale(hosts, containers, repeats, &o)?,
+                    json,
+                ),
+                BenchCmd::Scale {
+                    hosts,
+                    containers,
+                    repeats,
+                    ipam: false,
                     json,
                 } => one_bench(harness::bench::scale(hosts, containers, repeats, &o)?, json),
                 BenchCmd::Fill { containers, json } => {

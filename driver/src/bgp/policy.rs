@@ -319,6 +319,34 @@ mod tests {
         assert_eq!(decide(&n(prefix), nh.parse().ok(), &inputs()), want);
     }
 
+    /// The cluster IPAM: one pool on every host, each host announcing its
+    /// blocks and a host route per stray. Another host's block and a stray
+    /// inside it (a third host's) are both accepted: the kernel's longest
+    /// match sends the stray to its host and the rest of the block to the
+    /// block's. A block over this host's own containers is refused (a
+    /// peer's copy of our block, or a block over one of our strays: its
+    /// host keeps reaching its stray over the shim, not through the peer).
+    #[rstest]
+    #[case("10.20.0.64/26", Ok(7))]
+    #[case("10.20.0.70/32", Ok(7))]
+    #[case("10.20.1.0/28", Ok(7))]
+    #[case("10.20.0.0/26", Err(Reject::LocalEndpoint))]
+    #[case("10.20.2.0/26", Err(Reject::LocalEndpoint))]
+    #[case("10.20.0.0/16", Err(Reject::CoversLocalNetwork))]
+    fn blocks_and_strays_inside_them_are_accepted(
+        #[case] prefix: &str,
+        #[case] want: Result<u32, Reject>,
+    ) {
+        let a = |s: &str| s.parse::<IpAddr>().unwrap();
+        let mut i = inputs();
+        i.pools = vec![n("10.20.0.0/16")];
+        i.network_subnets = vec![n("10.20.0.0/16")];
+        // Ours: block 10.20.0.0/26 (gateway .1, containers .2 .3) and a stray in 10.20.2.0/26.
+        i.own_addresses.insert(a("10.20.0.1"));
+        i.local_endpoints = [a("10.20.0.2"), a("10.20.0.3"), a("10.20.2.9")].into();
+        assert_eq!(decide(&n(prefix), "192.0.2.2".parse().ok(), &i), want);
+    }
+
     /// Reserved ranges are refused even when an accepted pool covers them.
     #[rstest]
     #[case("0.0.0.0/8", "0.0.0.0/8")]

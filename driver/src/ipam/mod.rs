@@ -8,7 +8,7 @@
 //!                                                 ├──► health.rs (every etcd call's outcome: store health)
 //!                                                 └──► error.rs  (IpamError: what failed, what to do)
 //! upkeep.rs (the background loop: reconcile, usage mirror, idle blocks, health probe) ──► Ipam
-//! Ipam::held_blocks / strays ──► announcer (phase 2b): one route per block, a /32 or /128 per stray
+//! Ipam::watch_blocks ──► view::blocks (one route per held block; a /32 or /128 only outside them) ──► announcer
 //! ```
 //! In: pools and address requests (any, a given one, the gateway) and
 //! releases. Out: addresses, the blocks this host holds and its strays, and
@@ -124,6 +124,8 @@ pub struct Ipam<S: Store> {
     /// Blocks whose usage record is to be written.
     dirty: Mutex<BTreeSet<(IpNet, IpNet)>>,
     stats: Mutex<Stats>,
+    /// The blocks this host holds, sent whenever they change (what it announces).
+    held: tokio::sync::watch::Sender<BTreeSet<IpNet>>,
 }
 
 /// Counters since start (for status and /metrics).
@@ -135,6 +137,14 @@ pub struct Stats {
     pub lost_races: u64,
     /// Requests refused or failed because etcd was needed and failed.
     pub etcd_failures: u64,
+}
+
+/// Every block `s` holds.
+fn held_of(s: &LocalState) -> BTreeSet<IpNet> {
+    s.pools
+        .values()
+        .flat_map(|p| p.blocks.keys().copied())
+        .collect()
 }
 
 fn now_secs(t: SystemTime) -> u64 {
@@ -180,7 +190,9 @@ impl<S: Store> Ipam<S> {
             .values()
             .flat_map(|p| p.blocks.keys().map(|b| (p.pool, *b)))
             .collect();
+        let held = tokio::sync::watch::Sender::new(held_of(&state));
         Ok(Ipam {
+            held,
             store: Observed::new(store),
             keys: Keys::new(&cfg.prefix),
             grace: cfg.grace,
@@ -235,6 +247,23 @@ impl<S: Store> Ipam<S> {
 
     fn lock(&self) -> MutexGuard<'_, LocalState> {
         self.local.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Sends the held blocks if they changed (after a claim, a release, a reconcile).
+    fn note_held(&self, s: &LocalState) {
+        let now = held_of(s);
+        self.held.send_if_modified(|h| {
+            if *h == now {
+                return false;
+            }
+            *h = now;
+            true
+        });
+    }
+
+    /// The blocks this host holds, now and whenever they change.
+    pub fn watch_blocks(&self) -> tokio::sync::watch::Receiver<BTreeSet<IpNet>> {
+        self.held.subscribe()
     }
 
     fn mark_dirty(&self, pool: IpNet, block: IpNet) {
@@ -383,6 +412,7 @@ impl<S: Store> Ipam<S> {
             let p = s.pools.get_mut(&pool).expect("pool known");
             p.add_block(claim.block, claim.rev, now_secs(SystemTime::now()));
             self.file.save(&s).map_err(IpamError::Local)?;
+            self.note_held(&s);
         }
         self.mark_dirty(pool, claim.block);
         self.try_local(pool, want)?.ok_or_else(|| {
@@ -486,6 +516,8 @@ impl<S: Store> Ipam<S> {
             }
             if !out.is_empty() {
                 self.file.save(&s).map_err(IpamError::Local)?;
+                // Withdrawn before etcd frees the block for another host.
+                self.note_held(&s);
             }
             out
         };
@@ -502,6 +534,7 @@ impl<S: Store> Ipam<S> {
                         p.blocks.entry(block).or_insert(held);
                     }
                     let _ = self.file.save(&s);
+                    self.note_held(&s);
                     failed.get_or_insert(e);
                 }
             }
@@ -590,6 +623,7 @@ impl<S: Store> Ipam<S> {
         }
         if out != Reconciled::default() {
             self.file.save(&s).map_err(IpamError::Local)?;
+            self.note_held(&s);
         }
         Ok(out)
     }
@@ -846,7 +880,12 @@ mod tests {
     async fn idle_blocks_are_released_after_the_grace_period_only() {
         let pool = n("10.20.0.0/16");
         let (_dir, m, h1) = h1_on(pool).await;
+        let mut announced = h1.watch_blocks();
+        assert!(announced.borrow_and_update().is_empty());
         let x = h1.request_address(pool, Want::Any).await.unwrap();
+        let block = h1.held_blocks()[0].1;
+        assert!(announced.has_changed().unwrap(), "a claim is announced");
+        assert_eq!(*announced.borrow_and_update(), [block].into());
         h1.release_address(pool, x).unwrap();
         let now = SystemTime::now();
         assert_eq!(h1.release_idle_blocks(now).await.unwrap(), vec![]);
@@ -854,9 +893,15 @@ mod tests {
         let later = now + Duration::from_secs(601);
         assert!(h1.release_idle_blocks(later).await.is_err());
         assert_eq!(h1.held_blocks().len(), 1, "kept while etcd is away");
+        assert_eq!(
+            *announced.borrow_and_update(),
+            [block].into(),
+            "and announced"
+        );
         m.down.store(false, Ordering::SeqCst);
         assert_eq!(h1.release_idle_blocks(later).await.unwrap().len(), 1);
         assert!(h1.held_blocks().is_empty());
+        assert!(announced.borrow_and_update().is_empty(), "withdrawn");
         assert!(blocks::all_blocks(&Shared(m.clone()), h1.keys())
             .await
             .unwrap()

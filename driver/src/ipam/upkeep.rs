@@ -39,6 +39,19 @@ impl Default for Intervals {
     }
 }
 
+impl Intervals {
+    /// The defaults, with idle blocks looked for often enough that a block
+    /// goes within about 1.5 times a short grace period (`--ipam-grace`):
+    /// every grace/2, at least every second, at most every minute.
+    pub fn for_grace(grace: Duration) -> Intervals {
+        let d = Intervals::default();
+        Intervals {
+            idle: (grace / 2).clamp(Duration::from_secs(1), d.idle),
+            ..d
+        }
+    }
+}
+
 /// Runs until `stop` turns true.
 pub async fn run<S: Store + 'static>(
     ipam: Arc<Ipam<S>>,

@@ -14,7 +14,7 @@ use std::net::IpAddr;
 use ipnet::IpNet;
 
 use super::decide::{decide, Evidence, Health, Sandbox};
-use super::View;
+use super::{IpamPool, View};
 use crate::model::attrs::RouteAttrs;
 use crate::model::network::{host_route, Announce};
 use crate::model::state::{EndpointRecord, State};
@@ -58,6 +58,17 @@ impl View {
                     }
                 }
                 Announce::Endpoint => {
+                    if spec.cluster_ipam {
+                        for pool in spec.subnets() {
+                            v.ipam_pools.insert(
+                                pool,
+                                IpamPool {
+                                    parent: spec.parent.name.clone(),
+                                    attrs: spec.attrs.clone(),
+                                },
+                            );
+                        }
+                    }
                     for ep in net.endpoints.values().filter(|e| announces(e)) {
                         let attrs = spec.attrs.merged(&ep.spec.attrs);
                         for addr in ep.spec.addrs() {

@@ -8,7 +8,8 @@
 //! entries again) and, for each endpoint, the evidence of whether it may be
 //! announced ([`decide`]: the one place that decides). Out: a plain value —
 //! prefixes to announce with their parent and BGP attributes, the pools to
-//! accept, this host's endpoint addresses, the parents in use — on a watch
+//! accept, the cluster IPAM's pools (whose held blocks [`blocks`] announces
+//! in place of their containers' host routes), this host's endpoint addresses, the parents in use — on a watch
 //! channel. Neither BGP nor the gate imports the Docker side: this is all
 //! they see of it.
 
@@ -19,8 +20,17 @@ use ipnet::IpNet;
 
 use crate::model::attrs::RouteAttrs;
 
+pub mod blocks;
 pub mod build;
 pub mod decide;
+
+/// A cluster-IPAM network's pool: the parent its blocks are announced
+/// behind and the network's BGP attributes.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct IpamPool {
+    pub parent: String,
+    pub attrs: RouteAttrs,
+}
 
 /// What the BGP side needs to know about this host's networks.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -36,6 +46,10 @@ pub struct View {
     /// BGP attributes of the announcements that have any (network's merged
     /// with the endpoint's); most have none, so most prefixes are absent.
     pub attrs: BTreeMap<IpNet, RouteAttrs>,
+    /// The cluster IPAM's pools this host announces containers of (its
+    /// networks with `--ipam-driver ipvlan-bgp`): where a held block is
+    /// announced, behind which parent, with the network's attributes.
+    pub ipam_pools: BTreeMap<IpNet, IpamPool>,
     /// The host is drained since this unix time (`ipvlan-bgp drain`): every
     /// announcement goes out made less preferred, with GRACEFUL_SHUTDOWN.
     pub drained: Option<u64>,

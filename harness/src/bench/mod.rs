@@ -6,7 +6,7 @@
 //! Out: [`BenchResult`]s (JSON), plots and the performance page's table (`render`: docs/performance.md).
 //!
 //! ```text
-//! all.rs (the set, in sequence) ─► docker_run.rs convergence.rs learned_routes.rs fill.rs scale.rs flood.rs failover.rs
+//! all.rs (the set, in sequence) ─► docker_run.rs convergence.rs learned_routes.rs fill.rs scale.rs (ipam_scale.rs: --ipam) flood.rs failover.rs
 //!                               └─► in_vm.rs (a bench inside the VM, through crate::vm)
 //! each bench ─► hosts.rs (two hosts over iBGP) ─► measure.rs (route events, tagged routes, RSS, fast poll)
 //!            └─► stats.rs (samples, spread, comparison, JSON) ◄─ render.rs (SVG plots, docs/performance.md's table)
@@ -20,6 +20,7 @@ mod fill;
 mod flood;
 mod hosts;
 mod in_vm;
+mod ipam_scale;
 mod learned_routes;
 mod measure;
 pub mod render;
@@ -33,6 +34,7 @@ pub use failover::failover;
 pub use fill::fill;
 pub use flood::{flood, FloodReport};
 pub use in_vm::bench_in_vm;
+pub use ipam_scale::ipam_scale;
 pub use learned_routes::learned_routes;
 pub use scale::scale;
 pub use stats::{compare, read_json, write_json, BenchResult, LatencyStats, SampleStats, Series};

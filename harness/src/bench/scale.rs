@@ -366,7 +366,7 @@ pub fn scale(
 
 /// Every session of every host established (read every 200 ms: each
 /// read is a gRPC call to every gobgpd).
-fn wait_sessions(w: &World) -> Result<()> {
+pub(super) fn wait_sessions(w: &World) -> Result<()> {
     crate::util::eventually(
         scaled(Duration::from_secs(120)),
         Duration::from_millis(200),

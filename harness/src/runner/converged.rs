@@ -1,9 +1,11 @@
 //! Whole route sets on every host: `expect-converged` and `bench scale`.
 //!
-//! In: the world and the running containers. Out: for each Docker host the
-//! set it must hold (the /32 and /128 of every running container on every
-//! *other* host, through that host's underlay address of the same family,
-//! and nothing else of ours),
+//! In: the world, the running containers and, for hosts that announce the
+//! cluster IPAM's blocks, the blocks each holds. Out: for each Docker host the
+//! set it must hold (every block every *other* host holds, and the /32 and
+//! /128 of every running container there that no block of its host covers,
+//! through that host's underlay address of the same family, and nothing
+//! else of ours),
 //! how long it took until every host held its set ([`wait_converged`]), and
 //! which routes went missing while it should have kept holding
 //! ([`watch_held`]). Each host is read with one netlink socket opened in
@@ -36,6 +38,8 @@ pub struct Expected {
     pub hosts: Vec<(usize, String, Vec<WantRoute>)>,
     /// Container address -> "name on host", for messages.
     names: HashMap<IpAddr, String>,
+    /// Block -> "block of host", for messages.
+    blocks: HashMap<IpNet, String>,
     /// Whether any host must hold IPv6 routes (else only IPv4 is read).
     v6: bool,
 }
@@ -48,6 +52,18 @@ impl Expected {
         hosts: &[usize],
         running: impl IntoIterator<Item = &'a ContainerRt>,
     ) -> Result<Expected> {
+        Expected::with_blocks(w, hosts, running, &BTreeMap::new())
+    }
+
+    /// As [`Expected::new`], where the hosts in `held` (index -> the
+    /// cluster IPAM's blocks it holds) announce each of their blocks and a
+    /// host route only for a container outside them (a stray).
+    pub fn with_blocks<'a>(
+        w: &World,
+        hosts: &[usize],
+        running: impl IntoIterator<Item = &'a ContainerRt>,
+        held: &BTreeMap<usize, Vec<IpNet>>,
+    ) -> Result<Expected> {
         let running: Vec<&ContainerRt> = running.into_iter().collect();
         let mut names = HashMap::new();
         for c in &running {
@@ -58,28 +74,48 @@ impl Expected {
                 );
             }
         }
+        let mut blocks = HashMap::new();
+        for (j, bs) in held {
+            for b in bs {
+                blocks.insert(*b, format!("block of {}", w.hosts[*j].def.name));
+            }
+        }
         let mut out = Vec::new();
         let mut v6 = false;
         for &i in hosts {
-            let mut want = Vec::new();
-            for c in running.iter().filter(|c| c.host != i) {
-                let origin = &w.hosts[c.host];
-                for dst in c.host_prefixes() {
-                    v6 |= dst.addr().is_ipv6();
-                    want.push(WantRoute {
-                        dst,
-                        via: match dst {
-                            IpNet::V4(_) => Some(origin.addr.addr().into()),
-                            IpNet::V6(_) => origin.addr6.map(|a| a.addr().into()),
-                        },
-                    });
+            let mut want: BTreeMap<IpNet, Option<IpAddr>> = BTreeMap::new();
+            let via = |j: usize, dst: &IpNet| {
+                let origin = &w.hosts[j];
+                match dst {
+                    IpNet::V4(_) => Some(origin.addr.addr().into()),
+                    IpNet::V6(_) => origin.addr6.map(|a| a.addr().into()),
+                }
+            };
+            for (&j, bs) in held.iter().filter(|(j, _)| **j != i) {
+                for b in bs {
+                    want.insert(*b, via(j, b));
                 }
             }
+            for c in running.iter().filter(|c| c.host != i) {
+                let covering = held.get(&c.host).map_or(&[][..], Vec::as_slice);
+                for dst in c.host_prefixes() {
+                    if covering.iter().any(|b| b.contains(&dst)) {
+                        continue;
+                    }
+                    want.insert(dst, via(c.host, &dst));
+                }
+            }
+            v6 |= want.keys().any(|d| d.addr().is_ipv6());
+            let want = want
+                .into_iter()
+                .map(|(dst, via)| WantRoute { dst, via })
+                .collect();
             out.push((i, w.hosts[i].def.name.clone(), want));
         }
         Ok(Expected {
             hosts: out,
             names,
+            blocks,
             v6,
         })
     }
@@ -95,8 +131,11 @@ impl Expected {
     }
 
     fn label(&self, dst: &IpNet) -> String {
-        match self.names.get(&dst.addr()) {
-            Some(name) if dst.prefix_len() == dst.max_prefix_len() => format!("{dst} ({name})"),
+        match (self.names.get(&dst.addr()), self.blocks.get(dst)) {
+            (Some(name), _) if dst.prefix_len() == dst.max_prefix_len() => {
+                format!("{dst} ({name})")
+            }
+            (_, Some(block)) => format!("{dst} ({block})"),
             _ => dst.to_string(),
         }
     }
@@ -459,6 +498,7 @@ mod tests {
             ]
             .into_iter()
             .collect(),
+            blocks: HashMap::new(),
             v6: false,
         }
     }

@@ -22,6 +22,7 @@ use nix::sys::signal::Signal;
 
 use super::{Runner, POLL};
 use crate::scenario::Action;
+use crate::topology::World;
 use crate::util::eventually;
 
 /// One host's IPAM as its driver reports it.
@@ -236,7 +237,46 @@ pub fn etcd_view(show: &Value) -> std::result::Result<EtcdView, String> {
     })
 }
 
+/// Whether a driver started with `args` announces the cluster IPAM's blocks
+/// (`--ipam-announce blocks`, the default) rather than each address.
+pub fn announces_blocks(args: &[String]) -> bool {
+    let mut last = "blocks";
+    for (k, a) in args.iter().enumerate() {
+        if let Some(v) = a.strip_prefix("--ipam-announce=") {
+            last = v;
+        } else if a == "--ipam-announce" {
+            last = args.get(k + 1).map_or("blocks", String::as_str);
+        }
+    }
+    last == "blocks"
+}
+
+/// With an etcd cluster: the blocks each host whose driver answers and
+/// announces blocks holds (`ipam show`), for the route sets it must
+/// announce. A host whose driver is down announces nothing of its own.
+pub fn held_blocks(w: &World) -> Result<BTreeMap<usize, Vec<IpNet>>> {
+    let mut out = BTreeMap::new();
+    if w.etcd.is_none() {
+        return Ok(out);
+    }
+    for i in 0..w.hosts.len() {
+        if !w.hosts[i].runs_driver() || !announces_blocks(&w.driver_args(i)) {
+            continue;
+        }
+        let Ok(show) = w.driver_ipam_show(i) else {
+            continue;
+        };
+        let h = host_view(&w.hosts[i].def.name, &show).map_err(|e| anyhow!(e))?;
+        out.insert(i, h.blocks.iter().map(|(_, b, _)| *b).collect());
+    }
+    Ok(out)
+}
+
 impl Runner<'_> {
+    pub(super) fn held_blocks(&self) -> Result<BTreeMap<usize, Vec<IpNet>>> {
+        held_blocks(&self.w)
+    }
+
     /// Plays an IPAM step.
     pub(super) fn ipam_step(&mut self, a: &Action) -> Result<Option<Duration>> {
         match a {
@@ -465,6 +505,20 @@ mod tests {
         let mut finding = input();
         finding.etcd.findings = vec!["10.20.0.2 reported twice".into()];
         assert!(audit(&finding).unwrap_err().contains("etcd audit"));
+    }
+
+    #[test]
+    fn blocks_are_announced_unless_the_driver_is_told_addresses() {
+        let v = |a: &[&str]| announces_blocks(&a.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+        assert!(v(&[]));
+        assert!(v(&["--ipam-announce", "blocks"]));
+        assert!(!v(&["--x", "1", "--ipam-announce", "addresses"]));
+        assert!(!v(&["--ipam-announce=addresses"]));
+        assert!(v(&[
+            "--ipam-announce=addresses",
+            "--ipam-announce",
+            "blocks"
+        ]));
     }
 
     #[test]

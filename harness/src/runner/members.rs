@@ -143,6 +143,23 @@ impl Runner<'_> {
     }
 
     pub(super) fn prefix_of_family(&self, p: &str, family: Option<Family>) -> Result<IpNet> {
+        if let Some(name) = p.strip_prefix("block-of:") {
+            let c = self
+                .running
+                .get(name)
+                .ok_or_else(|| anyhow!("{name} is not running"))?;
+            let a = match family {
+                Some(f) => c.addr_of(f)?,
+                None => c.any_addr(),
+            };
+            let held = self.held_blocks()?;
+            let host = &self.w.hosts[c.host].def.name;
+            return held
+                .get(&c.host)
+                .and_then(|bs| bs.iter().find(|b| b.contains(&a)))
+                .copied()
+                .ok_or_else(|| anyhow!("{host} holds no block with {name}'s address {a}"));
+        }
         match p.parse::<IpNet>() {
             Ok(n) => Ok(n),
             Err(_) => {

@@ -51,7 +51,7 @@ mod exec;
 mod expect;
 mod flood;
 mod gobgp;
-mod ipam;
+pub mod ipam;
 mod members;
 mod metrics;
 mod play;

@@ -351,7 +351,12 @@ impl Runner<'_> {
                 }
                 let since = Instant::now();
                 let idx = self.converged_hosts(hosts)?;
-                let e = Expected::new(&self.w, &idx, self.running.values())?;
+                let e = Expected::with_blocks(
+                    &self.w,
+                    &idx,
+                    self.running.values(),
+                    &self.held_blocks()?,
+                )?;
                 let readers = Readers::open(&self.w, &e)?;
                 self.note = Some(format!(
                     "watching {} routes on {} hosts (their tables round after round, and every route event)",
@@ -400,7 +405,12 @@ impl Runner<'_> {
                 hold,
             } => {
                 let idx = self.converged_hosts(hosts)?;
-                let e = Expected::new(&self.w, &idx, self.running.values())?;
+                let e = Expected::with_blocks(
+                    &self.w,
+                    &idx,
+                    self.running.values(),
+                    &self.held_blocks()?,
+                )?;
                 let mut readers = Readers::open(&self.w, &e)?;
                 let mut c = wait_converged(&mut readers, &e, self.scale(*within))?;
                 // Each host's moment dated by its route events, where they can.

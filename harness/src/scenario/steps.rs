@@ -90,7 +90,9 @@ pub enum Action {
         within: Dur,
         family: Option<Family>,
     },
-    /// A route (ours, tagged) for `prefix` (a CIDR or a container name) on `host`.
+    /// A route (ours, tagged) for `prefix` (a CIDR, a container name, or
+    /// `block-of:CONTAINER`: the cluster IPAM's block that the container's
+    /// host holds its address in) on `host`.
     ExpectRoute {
         host: String,
         prefix: String,

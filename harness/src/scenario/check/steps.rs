@@ -37,8 +37,9 @@ impl Scenario {
 
     /// A prefix a step names: a CIDR (either family) or a container (its /32 or /128).
     fn check_prefix(&self, prefix: &str) -> std::result::Result<(), String> {
+        let container = prefix.strip_prefix("block-of:").unwrap_or(prefix);
         if prefix.parse::<IpNet>().is_err() {
-            self.check_container(prefix)
+            self.check_container(container)
                 .map_err(|_| format!("prefix {prefix:?} is neither a CIDR nor a container"))?;
         }
         Ok(())
