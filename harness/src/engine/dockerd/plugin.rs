@@ -2,8 +2,9 @@
 //! `[driver] plugin = true` (dockerd engine only).
 //!
 //! The plugin folder is built once per run by `plugin/build.sh` from the
-//! driver binary under test (or built beforehand and named by
-//! `HARNESS_PLUGIN_DIR`, checked to hold that same binary); then each host's
+//! driver binary under test, embedding the run's GoBGP line (or built
+//! beforehand and named by `HARNESS_PLUGIN_DIR`, checked to hold that same
+//! binary, and used when it embeds the run's line); then each host's
 //! dockerd installs it the way
 //! the README tells operators to: `docker plugin create`, `docker plugin
 //! set` with the settings that stand for the host's driver flags, `docker
@@ -51,11 +52,24 @@ fn stamp(driver: &Path) -> Result<String> {
     Ok(format!("{} {}", m.len(), m.mtime()))
 }
 
+/// The GoBGP line a plugin folder embeds (`plugin/build.sh --gobgp`,
+/// written to `gobgp.line`; a folder without it embeds 3.x).
+fn embedded_line(dir: &Path) -> String {
+    std::fs::read_to_string(dir.join("gobgp.line"))
+        .map(|l| l.trim().to_string())
+        .unwrap_or_else(|_| "v3".into())
+}
+
 /// The plugin folder for this run: the prebuilt one ([`PREBUILT_ENV`]) when
-/// it holds this run's driver, else one built for the run (once).
+/// it holds this run's driver and embeds the run's GoBGP line, else one
+/// built for the run (once).
 pub fn folder(w: &World) -> Result<PathBuf> {
-    if let Some(dir) = std::env::var_os(PREBUILT_ENV).filter(|d| !d.is_empty()) {
-        let dir = PathBuf::from(dir);
+    let line = w.gobgp_line().to_string();
+    let prebuilt = std::env::var_os(PREBUILT_ENV)
+        .filter(|d| !d.is_empty())
+        .map(PathBuf::from)
+        .filter(|d| embedded_line(d) == line);
+    if let Some(dir) = prebuilt {
         let want = stamp(&w.opts.driver_bin)?;
         let have = std::fs::read_to_string(dir.join("driver.stamp")).unwrap_or_default();
         if have.trim() != want {
@@ -80,6 +94,8 @@ pub fn folder(w: &World) -> Result<PathBuf> {
         w.opts.driver_bin.display().to_string(),
         "--out".into(),
         out.display().to_string(),
+        "--gobgp".into(),
+        line,
     ];
     let o = run_output(&script.display().to_string(), &args, BUILD_TIMEOUT)?;
     if !o.status.success() {
