@@ -18,8 +18,9 @@ socket_test=$(cargo test --workspace --test socket --locked --no-run --message-f
   | grep '"name":"socket"' | sed -n 's/.*"executable":"\([^"]*\)".*/\1/p' | tail -n 1)
 # The managed plugin's folder, built once from the driver binary for every
 # plugin scenario here and in the VMs (the harness checks it holds the same
-# binary).
-plugin/build.sh --driver target/debug/ipvlan-bgp --out target/plugin-ci >/dev/null
+# binary), with gobgpd 4.x embedded: the scenarios' default line. A run on
+# 3.x (the plugin scenario's second line) builds its own folder.
+plugin/build.sh --driver target/debug/ipvlan-bgp --out target/plugin-ci --gobgp v4 >/dev/null
 export HARNESS_PLUGIN_DIR="$PWD/target/plugin-ci"
 # Only the skips listed (with their reasons, per kernel) in ci/expected-skips
 # may happen; any other skip fails its test. Every test appends its outcome

@@ -3,16 +3,18 @@
 # root filesystem with the driver, gobgpd and gobgp (for the embedded BGP
 # node), busybox (the entry point's shell) and the shared libraries they use.
 #
-#   plugin/build.sh [--driver PATH] [--out DIR] [--gobgp-line v3|v4] [--create NAME]
+#   plugin/build.sh [--driver PATH] [--out DIR] [--gobgp v3|v4] [--create NAME]
 #
-# --driver      the ipvlan-bgp binary (default: target/release/ipvlan-bgp, built if missing)
-# --out         the plugin folder to write (default: target/plugin)
-# --gobgp-line  the embedded GoBGP: v3 (default) is Debian's /usr/bin/gobgpd and
-#               gobgp; v4 is gobgpd-v4 and gobgp-v4 from PATH (ci/install.sh
-#               builds them), needed for BFD (PEERS entries with bfd=300ms)
-# --create      also run `docker plugin create NAME OUT` (e.g. ipvlan-bgp:latest)
+# --driver  the ipvlan-bgp binary (default: target/release/ipvlan-bgp, built if missing)
+# --out     the plugin folder to write (default: target/plugin)
+# --gobgp   which GoBGP line the plugin embeds as /usr/bin/gobgpd and gobgp:
+#           v3 (default: Debian's /usr/bin/gobgpd, gobgp) or v4 (gobgpd-v4 and
+#           gobgp-v4 from PATH, as ci/install.sh full installs them); written
+#           to OUT/gobgp.line
+# --create  also run `docker plugin create NAME OUT` (e.g. ipvlan-bgp:latest)
 #
-# Needs: gobgpd and gobgp (Debian: gobgpd; or 4.x), busybox (Debian: busybox-static).
+# Needs: gobgpd and gobgp (Debian: gobgpd; or gobgpd-v4, gobgp-v4), busybox
+# (Debian: busybox-static).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -24,8 +26,8 @@ while [ $# -gt 0 ]; do
   case "$1" in
   --driver) driver=$2; shift 2 ;;
   --out) out=$2; shift 2 ;;
-  --gobgp-line) line=$2; shift 2 ;;
   --create) create=$2; shift 2 ;;
+  --gobgp) line=$2; shift 2 ;;
   *) echo "plugin/build.sh: unknown argument $1" >&2; exit 2 ;;
   esac
 done
@@ -34,12 +36,9 @@ if [ "$driver" = target/release/ipvlan-bgp ] && [ ! -x "$driver" ]; then
   cargo build --release -p ipvlan-bgp --bin ipvlan-bgp --locked
 fi
 case "$line" in
-v3) gobgpd=/usr/bin/gobgpd; gobgp=/usr/bin/gobgp ;;
-v4)
-  gobgpd=$(command -v gobgpd-v4 || echo "gobgpd-v4 (not on PATH)")
-  gobgp=$(command -v gobgp-v4 || echo "gobgp-v4 (not on PATH)")
-  ;;
-*) echo "plugin/build.sh: --gobgp-line $line: expected v3 or v4" >&2; exit 2 ;;
+v3) gobgpd=/usr/bin/gobgpd gobgp=/usr/bin/gobgp ;;
+v4) gobgpd=$(command -v gobgpd-v4 || echo gobgpd-v4) gobgp=$(command -v gobgp-v4 || echo gobgp-v4) ;;
+*) echo "plugin/build.sh: --gobgp $line: use v3 or v4" >&2; exit 2 ;;
 esac
 for f in "$driver" "$gobgpd" "$gobgp" /bin/busybox; do
   [ -x "$f" ] || { echo "plugin/build.sh: $f is missing (see the header of this script)" >&2; exit 1; }
@@ -56,7 +55,6 @@ cp plugin/config.json "$out/"
 install -m 0755 plugin/entrypoint.sh "$root/entrypoint.sh"
 install -m 0755 "$driver" "$root/usr/bin/ipvlan-bgp"
 strip --strip-debug "$root/usr/bin/ipvlan-bgp" 2>/dev/null || true
-# Under the names the entry point and an operator's `gobgp` use, whatever the line.
 install -m 0755 "$gobgpd" "$root/usr/bin/gobgpd"
 install -m 0755 "$gobgp" "$root/usr/bin/gobgp"
 install -m 0755 /bin/busybox "$root/bin/busybox"
@@ -66,8 +64,8 @@ done
 # The shared libraries of the dynamically linked binaries, at the paths
 # their loader looks for them.
 for bin in "$root/usr/bin/ipvlan-bgp" "$root/usr/bin/gobgpd" "$root/usr/bin/gobgp"; do
-  # (a static binary, such as a Go build of gobgpd 4.x, has none)
-  { ldd "$bin" 2>/dev/null || true; } | awk '/=>/ { print $3 } /^\t\// { print $1 }' | while read -r lib; do
+  # (gobgpd-v4 is static: ldd then fails, and there is nothing to copy)
+  { ldd "$bin" || true; } | awk '/=>/ { print $3 } /^\t\// { print $1 }' | while read -r lib; do
     [ -n "$lib" ] && [ -e "$lib" ] || continue
     mkdir -p "$root$(dirname "$lib")"
     cp -L "$lib" "$root$lib"
@@ -78,7 +76,6 @@ printf 'root:x:0:\n' >"$root/etc/group"
 # Which driver binary this folder holds (size and mtime): the harness reuses
 # a folder built beforehand (HARNESS_PLUGIN_DIR) only for that same binary.
 stat -L -c '%s %Y' "$driver" >"$out/driver.stamp"
-# Which GoBGP line it embeds (the harness builds its own for another line).
 echo "$line" >"$out/gobgp.line"
 echo "plugin/build.sh: wrote $out ($(du -sh "$out" | cut -f1))"
 

@@ -38,9 +38,16 @@ embedded)
   #   gobgp --target unix:///run/docker/plugins/<plugin id>/gobgpd.sock neighbor
   api=/run/docker/plugins/gobgpd.sock
   rm -f "$api"
+  # gobgpd 4.x serves Prometheus metrics on 127.0.0.1:6060 even with
+  # --pprof-disable (the host's network namespace here): an empty
+  # --metrics-path closes it. 3.x has no such flag and no listener.
+  quiet=
+  case "$(/usr/bin/gobgpd --version 2>/dev/null)" in
+  *"version 4."*) quiet=--metrics-path= ;;
+  esac
   (
     while :; do
-      /usr/bin/gobgpd --api-hosts "unix://$api" -p --pprof-disable || true
+      /usr/bin/gobgpd --api-hosts "unix://$api" -p --pprof-disable $quiet || true
       echo "ipvlan-bgp plugin: gobgpd exited; restarting in 1 s" >&2
       sleep 1
     done

@@ -335,8 +335,7 @@ impl DriverCaps {
 
 /// Whether a run of `s` on GoBGP `line` (`None`: no BGP) with this driver
 /// binary can happen here: `Ok(None)` runs; `Ok(Some(reason))` skips
-/// visibly (the scenario cannot run on that line: BFD on 3.x, a `flood`
-/// step on 4.x; or the driver lacks what the run needs: gobgpd 4.x's API,
+/// visibly (the scenario cannot run on that line: BFD on 3.x; or the driver lacks what the run needs: gobgpd 4.x's API,
 /// `drain`); `Err` when the line's gobgpd is missing under CI (the install
 /// step is broken) or the skip is one [`skip_policy`] forbids here (under
 /// CI every such skip must be listed in ci/expected-skips).
@@ -380,15 +379,6 @@ fn raw_line_skip_reason(
         ));
     }
     if line == GobgpLine::V4 {
-        if s.steps
-            .iter()
-            .any(|st| matches!(st.action, Action::Flood { .. }))
-        {
-            return Ok(Some(
-                "its flood steps speak gobgpd 3.x's gRPC API only; run it with --gobgp-version v3"
-                    .into(),
-            ));
-        }
         if caps.gobgpd_v4.is_none() {
             let what =
                 "gobgpd-v4 and gobgp-v4 are not installed (ci/install.sh full builds GoBGP 4.x)";

@@ -41,21 +41,45 @@ pub fn run_output<S: AsRef<OsStr>>(prog: &str, args: &[S], timeout: Duration) ->
         .stderr(Stdio::piped())
         .spawn()
         .with_context(|| format!("start `{}`", describe(prog, args)))?;
+    // Drain both pipes while the command runs: a command that writes more
+    // than a pipe holds (64 KiB; `gobgp-v4 -j neighbor` of a reflector with
+    // 30 clients does) would otherwise block on its write and never exit.
+    let drain = |pipe: Option<Box<dyn std::io::Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            if let Some(mut p) = pipe {
+                let _ = p.read_to_end(&mut buf);
+            }
+            buf
+        })
+    };
+    let stdout = drain(child.stdout.take().map(|p| Box::new(p) as _));
+    let stderr = drain(child.stderr.take().map(|p| Box::new(p) as _));
     let waited = eventually(scaled(timeout), Duration::from_millis(2), || {
         match child.try_wait() {
             Ok(None) => Err(String::new()),
-            Ok(Some(_)) => Ok(Ok(())),
+            Ok(Some(status)) => Ok(Ok(status)),
             Err(e) => Ok(Err(e)),
         }
     });
     match waited {
-        Ok((Ok(()), _)) => child
-            .wait_with_output()
-            .with_context(|| format!("collect output of `{}`", describe(prog, args))),
+        Ok((Ok(status), _)) => {
+            let collect = |h: std::thread::JoinHandle<Vec<u8>>| {
+                h.join()
+                    .map_err(|_| anyhow!("collect output of `{}`", describe(prog, args)))
+            };
+            Ok(Output {
+                status,
+                stdout: collect(stdout)?,
+                stderr: collect(stderr)?,
+            })
+        }
         Ok((Err(e), _)) => Err(e).with_context(|| format!("wait for `{}`", describe(prog, args))),
         Err(_) => {
             let _ = child.kill();
             let _ = child.wait();
+            // The readers end when the last holder of the pipes does (a
+            // process the command left behind may keep them): not joined.
             bail!(
                 "`{}` did not finish within {:?}",
                 describe(prog, args),
@@ -239,6 +263,23 @@ pub fn require(prog: &str) -> Result<std::path::PathBuf> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// More output than a pipe holds (64 KiB) comes back whole, well within
+    /// the deadline (the command never blocks on its write).
+    #[test]
+    fn run_output_takes_more_than_a_pipe_holds() {
+        let out = run_output(
+            "sh",
+            &[
+                "-c",
+                "head -c 300000 /dev/zero; head -c 100000 /dev/zero >&2",
+            ],
+            Duration::from_secs(5),
+        )
+        .unwrap();
+        assert!(out.status.success());
+        assert_eq!((out.stdout.len(), out.stderr.len()), (300_000, 100_000));
+    }
 
     #[test]
     fn durations_parse() {

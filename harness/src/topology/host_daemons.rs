@@ -20,6 +20,10 @@ use super::world::World;
 use crate::scenario::{BgpConfigBy, BgpMode, DaemonKind, GobgpLine};
 use crate::util::require;
 
+/// The stale-routes time the harness gives every driver (before scaling),
+/// unless the scenario sets its own or deploys with `[driver] defaults`.
+const STALE_ROUTES_TIME: Duration = Duration::from_secs(10);
+
 impl World {
     /// gobgpd on every host (unless its plugin embeds it), then the driver
     /// on every Docker host (unless dockerd runs it as a managed plugin):
@@ -103,8 +107,12 @@ impl World {
         ];
         let extra: Vec<&String> = s.driver.args.iter().chain(&h.def.driver_args).collect();
         // A scenario may set its own stale time; clap refuses a flag given twice.
+        // 10 s, scaled as the steps' deadlines and holds are (HARNESS_TIME_SCALE,
+        // 10 in the emulated VM): a step that holds "3 s" while the stale time
+        // runs must see the same ratio there as natively.
         if !s.driver.defaults && !extra.iter().any(|x| x.starts_with("--stale-routes-time")) {
-            a.extend(["--stale-routes-time".into(), "10".into()]);
+            let stale = self.opts.scale(STALE_ROUTES_TIME).as_secs().max(1);
+            a.extend(["--stale-routes-time".into(), stale.to_string()]);
         }
         // Always explicit: the driver's default address may change.
         if s.bgp.mode == BgpMode::None {

@@ -4,7 +4,7 @@
 //! The plugin folder is built once per run by `plugin/build.sh` from the
 //! driver binary under test, embedding the run's GoBGP line (or built
 //! beforehand and named by `HARNESS_PLUGIN_DIR`, checked to hold that same
-//! binary and line); then each host's
+//! binary, and used when it embeds the run's line); then each host's
 //! dockerd installs it the way
 //! the README tells operators to: `docker plugin create`, `docker plugin
 //! set` with the settings that stand for the host's driver flags, `docker
@@ -52,8 +52,8 @@ fn stamp(driver: &Path) -> Result<String> {
     Ok(format!("{} {}", m.len(), m.mtime()))
 }
 
-/// The GoBGP line a plugin folder embeds (`gobgp.line`, written by
-/// `plugin/build.sh`; a folder without it embeds Debian's 3.x).
+/// The GoBGP line a plugin folder embeds (`plugin/build.sh --gobgp`,
+/// written to `gobgp.line`; a folder without it embeds 3.x).
 fn embedded_line(dir: &Path) -> String {
     std::fs::read_to_string(dir.join("gobgp.line"))
         .map(|l| l.trim().to_string())
@@ -62,11 +62,14 @@ fn embedded_line(dir: &Path) -> String {
 
 /// The plugin folder for this run: the prebuilt one ([`PREBUILT_ENV`]) when
 /// it holds this run's driver and embeds the run's GoBGP line, else one
-/// built for the run (once), embedding that line's gobgpd.
+/// built for the run (once).
 pub fn folder(w: &World) -> Result<PathBuf> {
-    let line = w.gobgp_line().name();
-    if let Some(dir) = std::env::var_os(PREBUILT_ENV).filter(|d| !d.is_empty()) {
-        let dir = PathBuf::from(dir);
+    let line = w.gobgp_line().to_string();
+    let prebuilt = std::env::var_os(PREBUILT_ENV)
+        .filter(|d| !d.is_empty())
+        .map(PathBuf::from)
+        .filter(|d| embedded_line(d) == line);
+    if let Some(dir) = prebuilt {
         let want = stamp(&w.opts.driver_bin)?;
         let have = std::fs::read_to_string(dir.join("driver.stamp")).unwrap_or_default();
         if have.trim() != want {
@@ -79,11 +82,9 @@ pub fn folder(w: &World) -> Result<PathBuf> {
                 dir.display()
             );
         }
-        if embedded_line(&dir) == line {
-            return Ok(dir);
-        }
+        return Ok(dir);
     }
-    let out = w.dir.join(format!("plugin-{line}"));
+    let out = w.dir.join("plugin");
     if out.join("config.json").exists() {
         return Ok(out);
     }
@@ -93,8 +94,8 @@ pub fn folder(w: &World) -> Result<PathBuf> {
         w.opts.driver_bin.display().to_string(),
         "--out".into(),
         out.display().to_string(),
-        "--gobgp-line".into(),
-        line.into(),
+        "--gobgp".into(),
+        line,
     ];
     let o = run_output(&script.display().to_string(), &args, BUILD_TIMEOUT)?;
     if !o.status.success() {

@@ -16,8 +16,11 @@ use crate::scenario::locate::Here;
 use crate::scenario::model::{RawScenario, Scenario};
 use crate::scenario::schema::{BfdSide, BgpMode, GobgpLine, RouterKind};
 
-/// The lines a scenario with BGP runs on when its file names none.
-pub const DEFAULT_LINES: [GobgpLine; 1] = [GobgpLine::V3];
+/// The lines a scenario with BGP runs on when its file names none: 4.x, the
+/// line with BFD and graceful-restart control. The files that also run on
+/// 3.x (Debian's) say `gobgp = ["v4", "v3"]` (the named subset in
+/// docs/scenario-files.md).
+pub const DEFAULT_LINES: [GobgpLine; 1] = [GobgpLine::V4];
 
 /// Sets `s.gobgp` from the file, and checks BFD against the lines and nodes.
 pub(in crate::scenario) fn lines_and_bfd(
