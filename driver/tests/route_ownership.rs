@@ -115,7 +115,7 @@ fn static_routes_are_never_replaced_and_flushed_routes_come_back() {
     )
     .expect("installer");
     assert!(adopted.is_empty());
-    h.send(vec![Change::Set(route("10.9.9.0/24"))]);
+    h.send(vec![Change::Set(route("10.9.9.0/24").into())]);
     h.flush_blocking();
     assert!(show(ns_, "10.9.9.0/24").contains("proto 73"));
     // Parent flap with nothing else pending: only the link event can bring
@@ -141,9 +141,9 @@ fn static_routes_are_never_replaced_and_flushed_routes_come_back() {
     );
 
     h.send(vec![
-        Change::Set(route("198.51.100.0/24")),
-        Change::Set(route("198.51.100.128/25")),
-        Change::Set(route("10.9.9.0/24")),
+        Change::Set(route("198.51.100.0/24").into()),
+        Change::Set(route("198.51.100.128/25").into()),
+        Change::Set(route("10.9.9.0/24").into()),
     ]);
     h.flush_blocking();
     let s = show(ns_, "198.51.100.0/24");
@@ -162,10 +162,10 @@ fn static_routes_are_never_replaced_and_flushed_routes_come_back() {
     h.send(vec![Change::Set(Route {
         via: Some("192.0.2.3".parse().expect("ip")),
         ..route("10.9.9.0/24")
-    })]);
+    }.into())]);
     h.flush_blocking();
     assert!(show(ns_, "10.9.9.0/24").contains("via 192.0.2.3"));
-    h.send(vec![Change::Set(route("10.9.9.0/24"))]);
+    h.send(vec![Change::Set(route("10.9.9.0/24").into())]);
     h.flush_blocking();
 
     // A second flap with conflicts pending: ours returns; the prefixes held by
@@ -276,9 +276,9 @@ fn ipv6_static_routes_are_never_replaced_and_flushed_routes_come_back() {
     assert!(adopted.is_empty());
     let mine = "fd00:9:9::/64";
     h.send(vec![
-        Change::Set(route(mine, "2001:db8:1::2")),
-        Change::Set(route("fd00:9:1::/64", "2001:db8:1::2")),
-        Change::Set(route("fd00:9:2::/64", "2001:db8:1::2")),
+        Change::Set(route(mine, "2001:db8:1::2").into()),
+        Change::Set(route("fd00:9:1::/64", "2001:db8:1::2").into()),
+        Change::Set(route("fd00:9:2::/64", "2001:db8:1::2").into()),
     ]);
     h.flush_blocking();
     let s = show6(ns_, mine);
@@ -295,7 +295,7 @@ fn ipv6_static_routes_are_never_replaced_and_flushed_routes_come_back() {
     }
     assert_eq!(metrics.bgp_snapshot().route_conflicts, 2);
     // A next hop change of ours is a replace.
-    h.send(vec![Change::Set(route(mine, "2001:db8:1::3"))]);
+    h.send(vec![Change::Set(route(mine, "2001:db8:1::3").into())]);
     h.flush_blocking();
     assert!(show6(ns_, mine).contains("via 2001:db8:1::3"));
 
@@ -433,7 +433,7 @@ fn install_time_ipv4_beside_ipv6() {
                     via: via.parse().ok(),
                     oif: Some(oif),
                     protocol: 73,
-                })
+                }.into())
             })
             .collect();
         let t = Instant::now();
