@@ -553,16 +553,18 @@ impl Learner {
     }
 
     fn insert_rib(&mut self, prefix: IpNet, e: Entry) {
+        // The new paths' peers first: a peer whose only path is replaced
+        // by its new one must not lose its slot (and name) in between.
+        for p in &e.paths {
+            if let Some(a) = self.peers.add(p.peer) {
+                self.neighbors.add(a);
+            }
+        }
         if let Some(old) = self.rib.remove(&prefix) {
             self.forget(&prefix, &old);
         }
         if let Some(t) = e.stale_until {
             self.stale.insert((t, prefix));
-        }
-        for p in &e.paths {
-            if let Some(a) = self.peers.add(p.peer) {
-                self.neighbors.add(a);
-            }
         }
         self.rib.insert(prefix, e);
     }
@@ -1143,6 +1145,102 @@ mod tests {
             peer: Some("192.0.2.2".into()),
             as_path: vec![],
         }
+    }
+
+    fn from_peer(prefix: &str, nh: &str, withdraw: bool) -> LearnedPath {
+        LearnedPath {
+            peer: Some(nh.into()),
+            ..path(prefix, nh, withdraw)
+        }
+    }
+
+    fn hops_of(c: &[Change]) -> Vec<Vec<Option<IpAddr>>> {
+        c.iter()
+            .map(|c| match c {
+                Change::Set(r) => r.hops.iter().map(|h| h.via).collect(),
+                Change::Remove(_) => Vec::new(),
+            })
+            .collect()
+    }
+
+    fn ips(v: &[&str]) -> Vec<Option<IpAddr>> {
+        v.iter().map(|a| a.parse().ok()).collect()
+    }
+
+    /// Multipath: a prefix's equal best paths (one event's set) become one
+    /// route with every next hop; a smaller set, a peer dropped or a new
+    /// member changes the route (one Set, never a Remove first); only the
+    /// last word of a call counts; a withdrawal removes it.
+    #[test]
+    fn equal_best_paths_become_one_route_with_every_next_hop() {
+        let mut l = learner();
+        let p = "10.1.2.3/32";
+        let c = l.learn(vec![
+            from_peer(p, "192.0.2.3", false),
+            from_peer(p, "192.0.2.2", false),
+        ]);
+        assert_eq!(hops_of(&c), vec![ips(&["192.0.2.2", "192.0.2.3"])]);
+        assert!(matches!(&c[0], Change::Set(r) if r.hops.iter().all(|h| h.oif == Some(3))));
+        // The same set again, in another order: nothing to do.
+        let c = l.learn(vec![
+            from_peer(p, "192.0.2.2", false),
+            from_peer(p, "192.0.2.3", false),
+        ]);
+        assert!(c.is_empty(), "{c:?}");
+        // One member leaves (3.x: the whole set again; 4.x: best_sets).
+        let c = l.learn(vec![from_peer(p, "192.0.2.3", false)]);
+        assert_eq!(hops_of(&c), vec![ips(&["192.0.2.3"])]);
+        // It comes back, after a withdrawal within the same call.
+        let c = l.learn(vec![
+            from_peer(p, "192.0.2.3", true),
+            from_peer(p, "192.0.2.2", false),
+            from_peer(p, "192.0.2.3", false),
+        ]);
+        assert_eq!(hops_of(&c), vec![ips(&["192.0.2.2", "192.0.2.3"])]);
+        // A peer that failed hard loses its path only.
+        let c = l.drop_peer("192.0.2.2", Instant::now());
+        assert_eq!(hops_of(&c), vec![ips(&["192.0.2.3"])]);
+        assert_eq!(l.prefixes_from("192.0.2.3"), vec![n(p)]);
+        assert!(l.prefixes_from("192.0.2.2").is_empty());
+        // The last one withdrawn: the route goes.
+        let c = l.learn(vec![from_peer(p, "192.0.2.3", true)]);
+        assert_eq!(c, vec![Change::Remove(n(p))]);
+        assert_eq!(l.state_sizes()[0], 0);
+    }
+
+    /// The import policy applies per path: a member whose next hop is off
+    /// the parent's link is left out of the route, the others stay; with
+    /// no member accepted the prefix is refused for the first one's reason.
+    #[test]
+    fn each_member_of_an_equal_set_passes_the_policy_on_its_own() {
+        let mut l = learner();
+        let p = "10.1.2.3/32";
+        let c = l.learn(vec![
+            from_peer(p, "192.0.2.2", false),
+            from_peer(p, "198.51.100.9", false),
+        ]);
+        assert_eq!(hops_of(&c), vec![ips(&["192.0.2.2"])]);
+        let c = l.learn(vec![from_peer(p, "198.51.100.9", false)]);
+        assert_eq!(c, vec![Change::Remove(n(p))]);
+        assert!(l.rejected.contains_key(&n(p)));
+    }
+
+    /// Routes of a previous run with several next hops are adopted whole,
+    /// and a set gobgpd confirms replaces them in place.
+    #[test]
+    fn an_adopted_multipath_route_is_kept_until_gobgpd_speaks() {
+        let mut l = learner();
+        let p = n("10.1.2.3/32");
+        let hop = |a: &str| NextHop {
+            via: a.parse().ok(),
+            oif: Some(3),
+        };
+        let r = MultiRoute::new(p, vec![hop("192.0.2.2"), hop("192.0.2.3")], 73);
+        assert!(l.adopt(&[r.clone()], Instant::now()).is_empty());
+        assert_eq!(l.desired_routes(), vec![r]);
+        let c = l.learn(vec![from_peer("10.1.2.3/32", "192.0.2.3", false)]);
+        assert_eq!(hops_of(&c), vec![ips(&["192.0.2.3"])]);
+        assert!(!l.has_stale());
     }
 
     /// How many paths the learner refused for `why`, if it counted any.

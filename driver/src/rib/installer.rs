@@ -983,6 +983,123 @@ mod tests {
         assert_eq!(i.table().at(&n(p)), vec![ours(p, "2001:db8::2")]);
     }
 
+    fn multi(dst: &str, vias: &[&str]) -> MultiRoute {
+        MultiRoute::new(
+            n(dst),
+            vias.iter()
+                .map(|v| NextHop {
+                    via: v.parse().ok(),
+                    oif: Some(3),
+                })
+                .collect(),
+            PROTO,
+        )
+    }
+
+    /// Several next hops are one route, and a change of the set is one
+    /// replace in place: never a delete, so the prefix never lacks a route
+    /// (both families; two hops to one, one to two).
+    #[rstest::rstest]
+    #[case::ipv4("10.1.2.3/32", ["192.0.2.2", "192.0.2.3"])]
+    #[case::ipv6("fd00:b::7/128", ["2001:db8::2", "2001:db8::3"])]
+    fn a_next_hop_set_is_one_route_changed_in_place(#[case] p: &str, #[case] gw: [&str; 2]) {
+        let (mut i, t0) = installer(FakeTable::default());
+        i.apply(vec![Change::Set(multi(p, &[gw[1], gw[0]]))], t0);
+        assert_eq!(i.table().multi_at(&n(p)), vec![multi(p, &gw)]);
+        assert_eq!(i.table().routes.len(), 1);
+        for set in [&gw[..1], &gw[..], &gw[1..]] {
+            let (writes, in_place) = (i.table().writes, i.table().replaced_in_place);
+            i.apply(vec![Change::Set(multi(p, set))], t0);
+            assert_eq!(i.table().multi_at(&n(p)), vec![multi(p, set)]);
+            assert_eq!(i.table().writes, writes + 1, "one write");
+            assert_eq!(i.table().replaced_in_place, in_place + 1, "in place");
+        }
+        // Found as ours by the reconcile: nothing to repair.
+        i.reconcile(t0, DumpReason::Periodic);
+        assert_eq!(status(&i).kernel_drift, 0);
+        assert_eq!(status(&i).route_conflicts, 0);
+        i.apply(vec![Change::Set(multi(p, &gw))], t0);
+        i.reconcile(t0, DumpReason::Periodic);
+        assert_eq!(status(&i).kernel_drift, 0);
+        i.apply(vec![Change::Remove(n(p))], t0);
+        assert!(i.table().routes.is_empty());
+    }
+
+    /// Ownership of multipath routes: another owner's next hop appended to
+    /// our multipath route (IPv6) makes it not ours: never replaced, our own
+    /// hops taken back one by one, the prefix a conflict until they leave.
+    #[test]
+    fn a_next_hop_appended_to_our_multipath_route_is_a_conflict() {
+        let p = "fd00:b::7/128";
+        let (mut i, t0) = installer(FakeTable::default());
+        i.apply(
+            vec![Change::Set(multi(p, &["2001:db8::2", "2001:db8::3"]))],
+            t0,
+        );
+        i.table().append_foreign_v6(static6(p, "2001:db8::99"));
+        let dump = i.table().dump().unwrap();
+        assert_eq!(dump[0].hops().len(), 3);
+        assert_eq!(dump[0].route.protocol, PROTO);
+        i.reconcile(t0, DumpReason::Periodic);
+        assert_eq!(i.table().at(&n(p)), vec![static6(p, "2001:db8::99")]);
+        assert_eq!(status(&i).route_conflicts, 1);
+        // A change of our set meanwhile writes nothing over theirs.
+        let writes = i.table().writes;
+        i.apply(vec![Change::Set(multi(p, &["2001:db8::2"]))], t0);
+        assert_eq!(i.table().writes, writes);
+        assert_eq!(i.table().at(&n(p)), vec![static6(p, "2001:db8::99")]);
+        // They leave: ours comes back, with the set wanted now.
+        i.table().routes.clear();
+        let next = i.next_deadline();
+        i.tick(next);
+        assert_eq!(i.table().multi_at(&n(p)), vec![multi(p, &["2001:db8::2"])]);
+    }
+
+    /// A tagged multipath route with a next hop we neither wrote nor want
+    /// (IPv4: written whole by someone using our number) is not ours:
+    /// counted as a conflict and left alone, never replaced nor deleted;
+    /// one whose every hop we want is ours and is kept as it is.
+    #[test]
+    fn a_tagged_multipath_route_is_ours_only_with_our_next_hops() {
+        let p = "10.1.2.3/32";
+        let (mut i, t0) = installer(FakeTable::default());
+        let theirs = multi(p, &["192.0.2.2", "192.0.2.66"]);
+        let _ = i.table().create_exclusive(&[theirs.clone()]);
+        i.apply(
+            vec![Change::Set(multi(p, &["192.0.2.2", "192.0.2.3"]))],
+            t0,
+        );
+        let next = i.next_deadline();
+        i.tick(next);
+        assert_eq!(i.table().multi_at(&n(p)), vec![theirs.clone()]);
+        assert_eq!(status(&i).route_conflicts, 1);
+        assert_eq!(status(&i).installed, 0);
+        // Every hop one we want: ours.
+        let q = "10.1.2.4/32";
+        let mine = multi(q, &["192.0.2.2", "192.0.2.3"]);
+        let _ = i.table().create_exclusive(&[mine.clone()]);
+        i.apply(vec![Change::Set(mine.clone())], t0);
+        let next = i.next_deadline();
+        i.tick(next);
+        assert_eq!(i.table().multi_at(&n(q)), vec![mine]);
+        assert_eq!(status(&i).installed, 1);
+        assert_eq!(i.table().multi_at(&n(p)), vec![theirs]);
+    }
+
+    /// A previous run's multipath route is read at start as ours (what the
+    /// learner adopts), not as another owner's.
+    #[test]
+    fn a_previous_runs_multipath_route_is_adopted_at_start() {
+        let p = "10.1.2.3/32";
+        let mut fake = FakeTable::default();
+        let r = multi(p, &["192.0.2.2", "192.0.2.3"]);
+        let _ = fake.create_exclusive(&[r.clone()]);
+        let (_, existing) =
+            Installer::new(fake, PROTO, everywhere(), Arc::new(Metrics::default()), Instant::now())
+                .unwrap();
+        assert_eq!(existing, vec![r]);
+    }
+
     /// The fake keeps the kernel's IPv6 rules (module header of route_table).
     #[test]
     fn the_fake_merges_and_splits_ipv6_next_hops_like_the_kernel() {
