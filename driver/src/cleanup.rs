@@ -442,7 +442,10 @@ mod tests {
             oif: None,
             protocol,
         };
-        table.create_exclusive(&[route("10.9.0.2/32", 73).into(), route("10.9.0.0/16", 4).into()]);
+        table.create_exclusive(&[
+            route("10.9.0.2/32", 73).into(),
+            route("10.9.0.0/16", 4).into(),
+        ]);
         let names = |fk: &FakeKernel| -> Vec<String> {
             let mut v: Vec<String> = fk.all_links().into_iter().map(|l| l.name).collect();
             v.sort();

@@ -160,10 +160,13 @@ fn static_routes_are_never_replaced_and_flushed_routes_come_back() {
     assert!(show(ns_, "10.9.9.0/24").contains("proto 73"));
     assert_eq!(metrics.bgp_snapshot().route_conflicts, 2);
     // A next hop change of a route that is ours works (replace).
-    h.send(vec![Change::Set(Route {
-        via: Some("192.0.2.3".parse().expect("ip")),
-        ..route("10.9.9.0/24")
-    }.into())]);
+    h.send(vec![Change::Set(
+        Route {
+            via: Some("192.0.2.3".parse().expect("ip")),
+            ..route("10.9.9.0/24")
+        }
+        .into(),
+    )]);
     h.flush_blocking();
     assert!(show(ns_, "10.9.9.0/24").contains("via 192.0.2.3"));
     h.send(vec![Change::Set(route("10.9.9.0/24").into())]);
@@ -429,12 +432,15 @@ fn install_time_ipv4_beside_ipv6() {
                     ),
                 }
                 .expect("prefix");
-                Change::Set(Route {
-                    dst,
-                    via: via.parse().ok(),
-                    oif: Some(oif),
-                    protocol: 73,
-                }.into())
+                Change::Set(
+                    Route {
+                        dst,
+                        via: via.parse().ok(),
+                        oif: Some(oif),
+                        protocol: 73,
+                    }
+                    .into(),
+                )
             })
             .collect();
         let t = Instant::now();
@@ -552,7 +558,10 @@ fn multipath_routes_change_in_place_and_an_appended_hop_is_left_alone() {
     }
     // IPv6: another daemon appends its next hop to ours.
     let p = "fd00:9:8::/64";
-    h.send(vec![Change::Set(multi(p, &["2001:db8:7::2", "2001:db8:7::3"]))]);
+    h.send(vec![Change::Set(multi(
+        p,
+        &["2001:db8:7::2", "2001:db8:7::3"],
+    ))]);
     h.flush_blocking();
     ip(
         ns_,

@@ -1069,16 +1069,17 @@ impl Learner {
     }
 }
 
+/// A prefix's equal best paths as one call names them: (next hop, peer).
+type PathSet = Vec<(Option<IpAddr>, String)>;
+
 /// The paths of one call, grouped into each named prefix's whole set:
 /// `None` when its last word in the call is a withdrawal, else the paths
 /// after that (next hop, peer), in order. Paths originated on this host's
 /// gobgpd (no peer: ours or the operator's) are nothing to install and are
 /// left out; a prefix named only by those is left out too.
-fn whole_sets(
-    paths: impl Iterator<Item = LearnedPath>,
-) -> Vec<(IpNet, Option<Vec<(Option<IpAddr>, String)>>)> {
+fn whole_sets(paths: impl Iterator<Item = LearnedPath>) -> Vec<(IpNet, Option<PathSet>)> {
     let mut order = Vec::new();
-    let mut sets: HashMap<IpNet, Option<Vec<(Option<IpAddr>, String)>>> = HashMap::new();
+    let mut sets: HashMap<IpNet, Option<PathSet>> = HashMap::new();
     for p in paths {
         if p.withdraw {
             if sets.insert(p.prefix, None).is_none() {
@@ -1236,7 +1237,7 @@ mod tests {
             oif: Some(3),
         };
         let r = MultiRoute::new(p, vec![hop("192.0.2.2"), hop("192.0.2.3")], 73);
-        assert!(l.adopt(&[r.clone()], Instant::now()).is_empty());
+        assert!(l.adopt(std::slice::from_ref(&r), Instant::now()).is_empty());
         assert_eq!(l.desired_routes(), vec![r]);
         let c = l.learn(vec![from_peer("10.1.2.3/32", "192.0.2.3", false)]);
         assert_eq!(hops_of(&c), vec![ips(&["192.0.2.3"])]);
@@ -1272,7 +1273,9 @@ mod tests {
             .is_empty());
         // New next hop replaces.
         let c = l.learn(vec![path("10.1.2.5/32", "192.0.2.3", false)]);
-        assert!(matches!(&c[..], [Change::Set(r)] if r.single().is_some_and(|r| r.via == "192.0.2.3".parse().ok())));
+        assert!(
+            matches!(&c[..], [Change::Set(r)] if r.single().is_some_and(|r| r.via == "192.0.2.3".parse().ok()))
+        );
         let c = l.learn(vec![path("10.1.2.5/32", "", true)]);
         assert_eq!(c, vec![Change::Remove(n("10.1.2.5/32"))]);
     }
@@ -1733,7 +1736,10 @@ mod tests {
             oif: Some(3),
             protocol: 73,
         };
-        assert_eq!(l.adopt(&[r.into()], Instant::now()), vec![Change::Remove(r.dst)]);
+        assert_eq!(
+            l.adopt(&[r.into()], Instant::now()),
+            vec![Change::Remove(r.dst)]
+        );
     }
 
     #[test]

@@ -305,7 +305,11 @@ impl MultiRoute {
     pub fn new(dst: IpNet, mut hops: Vec<NextHop>, protocol: u8) -> MultiRoute {
         hops.sort();
         hops.dedup();
-        MultiRoute { dst, hops, protocol }
+        MultiRoute {
+            dst,
+            hops,
+            protocol,
+        }
     }
 
     /// The same route as a single-hop [`Route`], if it has one next hop.

@@ -145,12 +145,7 @@ impl FakeTable {
     fn check(&self, r: &MultiRoute) -> Option<WriteResult> {
         r.gateways()
             .any(|v| self.unreachable.contains(&v))
-            .then(|| {
-                Err(kernel_error(
-                    format!("route {}", r.dst),
-                    libc::ENETUNREACH,
-                ))
-            })
+            .then(|| Err(kernel_error(format!("route {}", r.dst), libc::ENETUNREACH)))
     }
 
     fn key_pos(&self, dst: &IpNet) -> Option<usize> {
@@ -296,19 +291,19 @@ impl FakeTable {
     /// IPv6 DELETE with a gateway and a protocol: that next hop only.
     fn delete_v6_hop(&mut self, r: &MultiRoute, h: &NextHop) {
         let hop_matches = |x: &NextHop| x.via == h.via && (h.oif.is_none() || x.oif == h.oif);
-        if let Some(i) = self
-            .siblings
-            .iter()
-            .position(|s| s.route.dst == r.dst && s.route.protocol == r.protocol && hop_matches(&NextHop::of(&s.route)))
-        {
+        if let Some(i) = self.siblings.iter().position(|s| {
+            s.route.dst == r.dst
+                && s.route.protocol == r.protocol
+                && hop_matches(&NextHop::of(&s.route))
+        }) {
             self.siblings.remove(i);
             return;
         }
-        let Some(i) = self
-            .routes
-            .iter()
-            .position(|t| t.route.dst == r.dst && t.route.protocol == r.protocol && t.hops().iter().any(hop_matches))
-        else {
+        let Some(i) = self.routes.iter().position(|t| {
+            t.route.dst == r.dst
+                && t.route.protocol == r.protocol
+                && t.hops().iter().any(hop_matches)
+        }) else {
             return;
         };
         let t = &mut self.routes[i];

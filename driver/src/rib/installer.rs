@@ -381,7 +381,11 @@ impl<T: RouteTable> Installer<T> {
             return true;
         }
         let written = self.ours.get(dst).map(|r| &r.hops[..]).unwrap_or_default();
-        let wanted = self.wanted.get(dst).map(|r| &r.hops[..]).unwrap_or_default();
+        let wanted = self
+            .wanted
+            .get(dst)
+            .map(|r| &r.hops[..])
+            .unwrap_or_default();
         hops.iter()
             .all(|h| written.contains(h) || wanted.contains(h))
     }
@@ -892,12 +896,18 @@ mod tests {
     #[test]
     fn installs_replaces_and_removes_its_own_routes() {
         let (mut i, t0) = installer(FakeTable::default());
-        i.apply(vec![Change::Set(ours("10.1.2.0/24", "192.0.2.2").into())], t0);
+        i.apply(
+            vec![Change::Set(ours("10.1.2.0/24", "192.0.2.2").into())],
+            t0,
+        );
         assert_eq!(
             i.table().at(&n("10.1.2.0/24")),
             vec![ours("10.1.2.0/24", "192.0.2.2")]
         );
-        i.apply(vec![Change::Set(ours("10.1.2.0/24", "192.0.2.3").into())], t0);
+        i.apply(
+            vec![Change::Set(ours("10.1.2.0/24", "192.0.2.3").into())],
+            t0,
+        );
         assert_eq!(
             i.table().at(&n("10.1.2.0/24")),
             vec![ours("10.1.2.0/24", "192.0.2.3")]
@@ -1064,11 +1074,8 @@ mod tests {
         let p = "10.1.2.3/32";
         let (mut i, t0) = installer(FakeTable::default());
         let theirs = multi(p, &["192.0.2.2", "192.0.2.66"]);
-        let _ = i.table().create_exclusive(&[theirs.clone()]);
-        i.apply(
-            vec![Change::Set(multi(p, &["192.0.2.2", "192.0.2.3"]))],
-            t0,
-        );
+        let _ = i.table().create_exclusive(std::slice::from_ref(&theirs));
+        i.apply(vec![Change::Set(multi(p, &["192.0.2.2", "192.0.2.3"]))], t0);
         let next = i.next_deadline();
         i.tick(next);
         assert_eq!(i.table().multi_at(&n(p)), vec![theirs.clone()]);
@@ -1077,7 +1084,7 @@ mod tests {
         // Every hop one we want: ours.
         let q = "10.1.2.4/32";
         let mine = multi(q, &["192.0.2.2", "192.0.2.3"]);
-        let _ = i.table().create_exclusive(&[mine.clone()]);
+        let _ = i.table().create_exclusive(std::slice::from_ref(&mine));
         i.apply(vec![Change::Set(mine.clone())], t0);
         let next = i.next_deadline();
         i.tick(next);
@@ -1093,10 +1100,15 @@ mod tests {
         let p = "10.1.2.3/32";
         let mut fake = FakeTable::default();
         let r = multi(p, &["192.0.2.2", "192.0.2.3"]);
-        let _ = fake.create_exclusive(&[r.clone()]);
-        let (_, existing) =
-            Installer::new(fake, PROTO, everywhere(), Arc::new(Metrics::default()), Instant::now())
-                .unwrap();
+        let _ = fake.create_exclusive(std::slice::from_ref(&r));
+        let (_, existing) = Installer::new(
+            fake,
+            PROTO,
+            everywhere(),
+            Arc::new(Metrics::default()),
+            Instant::now(),
+        )
+        .unwrap();
         assert_eq!(existing, vec![r]);
     }
 
@@ -1130,7 +1142,10 @@ mod tests {
         let mut fake = FakeTable::default();
         fake.add_foreign(static_route("10.1.2.0/24"), metric);
         let (mut i, t0) = installer(fake);
-        i.apply(vec![Change::Set(ours("10.1.2.0/24", "192.0.2.2").into())], t0);
+        i.apply(
+            vec![Change::Set(ours("10.1.2.0/24", "192.0.2.2").into())],
+            t0,
+        );
         assert_eq!(
             i.table().at(&n("10.1.2.0/24")),
             vec![static_route("10.1.2.0/24")]
@@ -1167,7 +1182,10 @@ mod tests {
         let (mut i, t0) = installer(FakeTable::default());
         // Added after the last dump, its notification not read yet.
         i.table().add_foreign(static_route("10.1.2.0/24"), 0);
-        i.apply(vec![Change::Set(ours("10.1.2.0/24", "192.0.2.2").into())], t0);
+        i.apply(
+            vec![Change::Set(ours("10.1.2.0/24", "192.0.2.2").into())],
+            t0,
+        );
         assert_eq!(
             i.table().at(&n("10.1.2.0/24")),
             vec![static_route("10.1.2.0/24")]
@@ -1179,13 +1197,19 @@ mod tests {
     #[test]
     fn an_owner_that_arrives_later_takes_the_prefix_and_a_next_hop_change_does_not_overwrite_it() {
         let (mut i, t0) = installer(FakeTable::default());
-        i.apply(vec![Change::Set(ours("10.1.2.0/24", "192.0.2.2").into())], t0);
+        i.apply(
+            vec![Change::Set(ours("10.1.2.0/24", "192.0.2.2").into())],
+            t0,
+        );
         // `ip route replace 10.1.2.0/24 via 192.0.2.99 proto static`: same key, ours is gone.
         i.table().routes.clear();
         i.table().add_foreign(static_route("10.1.2.0/24"), 0);
         let tr = i.table().routes[0].clone();
         route_event(&mut i, tr, false, t0);
-        i.apply(vec![Change::Set(ours("10.1.2.0/24", "192.0.2.3").into())], t0);
+        i.apply(
+            vec![Change::Set(ours("10.1.2.0/24", "192.0.2.3").into())],
+            t0,
+        );
         assert_eq!(
             i.table().at(&n("10.1.2.0/24")),
             vec![static_route("10.1.2.0/24")]
@@ -1196,7 +1220,10 @@ mod tests {
     #[test]
     fn ours_yields_to_an_owner_added_beside_it_at_another_metric() {
         let (mut i, t0) = installer(FakeTable::default());
-        i.apply(vec![Change::Set(ours("10.1.2.0/24", "192.0.2.2").into())], t0);
+        i.apply(
+            vec![Change::Set(ours("10.1.2.0/24", "192.0.2.2").into())],
+            t0,
+        );
         i.table().add_foreign(static_route("10.1.2.0/24"), 100);
         let tr = i.table().routes[1].clone();
         route_event(&mut i, tr, false, t0);
@@ -1222,7 +1249,10 @@ mod tests {
             multipath: Vec::new(),
         });
         *i.table() = fake;
-        i.apply(vec![Change::Set(ours("10.1.2.0/24", "192.0.2.2").into())], t0);
+        i.apply(
+            vec![Change::Set(ours("10.1.2.0/24", "192.0.2.2").into())],
+            t0,
+        );
         assert_eq!(
             i.table().at(&n("10.1.2.0/24")),
             vec![ours("10.1.2.0/24", "192.0.2.2")]
@@ -1233,7 +1263,10 @@ mod tests {
     #[test]
     fn a_route_deleted_by_hand_comes_back_and_counts_as_drift() {
         let (mut i, t0) = installer(FakeTable::default());
-        i.apply(vec![Change::Set(ours("10.1.2.0/24", "192.0.2.2").into())], t0);
+        i.apply(
+            vec![Change::Set(ours("10.1.2.0/24", "192.0.2.2").into())],
+            t0,
+        );
         let tr = i.table().routes.remove(0);
         route_event(&mut i, tr, true, t0);
         let t = i.next_deadline();
@@ -1249,7 +1282,10 @@ mod tests {
     #[test]
     fn a_tagged_route_nobody_decided_goes_and_a_wrong_one_is_corrected() {
         let (mut i, t0) = installer(FakeTable::default());
-        i.apply(vec![Change::Set(ours("10.1.2.0/24", "192.0.2.2").into())], t0);
+        i.apply(
+            vec![Change::Set(ours("10.1.2.0/24", "192.0.2.2").into())],
+            t0,
+        );
         // `ip route add 10.1.9.0/24 via 192.0.2.5 proto 73`
         i.table()
             .create_exclusive(&[ours("10.1.9.0/24", "192.0.2.5").into()]);
@@ -1281,7 +1317,10 @@ mod tests {
         let routes: Vec<Route> = (0..50)
             .map(|k| ours(&format!("10.1.{k}.0/24"), "192.0.2.2"))
             .collect();
-        i.apply(routes.iter().map(|r| Change::Set((*r).into())).collect(), t0);
+        i.apply(
+            routes.iter().map(|r| Change::Set((*r).into())).collect(),
+            t0,
+        );
         assert_eq!(i.table().routes.len(), 50);
         // Link down: flushed, no route notification; the next hop is unreachable.
         i.table().flush_oif(3);
@@ -1338,7 +1377,10 @@ mod tests {
     #[test]
     fn link_events_that_cannot_affect_a_wanted_route_cost_no_dump() {
         let (mut i, t0) = installer(FakeTable::default());
-        i.apply(vec![Change::Set(ours("10.1.2.0/24", "192.0.2.2").into())], t0);
+        i.apply(
+            vec![Change::Set(ours("10.1.2.0/24", "192.0.2.2").into())],
+            t0,
+        );
         let before = i.next_deadline();
         let dumps = i.table().dumps;
         for (k, ev) in [
@@ -1366,7 +1408,10 @@ mod tests {
     #[test]
     fn link_events_on_a_parent_are_coalesced_and_rate_limited() {
         let (mut i, t0) = installer(FakeTable::default());
-        i.apply(vec![Change::Set(ours("10.1.2.0/24", "192.0.2.2").into())], t0);
+        i.apply(
+            vec![Change::Set(ours("10.1.2.0/24", "192.0.2.2").into())],
+            t0,
+        );
         let dumps = i.table().dumps;
         // 200 flaps over 2 s, the installer ticking whenever due.
         let mut t = t0;
@@ -1432,7 +1477,10 @@ mod tests {
         }
         assert_eq!(i.foreign.len(), 1);
         // Inside the pools: still theirs.
-        i.apply(vec![Change::Set(ours("10.1.2.0/24", "192.0.2.2").into())], t0);
+        i.apply(
+            vec![Change::Set(ours("10.1.2.0/24", "192.0.2.2").into())],
+            t0,
+        );
         assert_eq!(
             i.table().at(&n("10.1.2.0/24")),
             vec![static_route("10.1.2.0/24")]
@@ -1443,7 +1491,10 @@ mod tests {
         i.set_scope(vec![n("10.1.0.0/16"), n("44.0.0.0/8")], t0);
         assert_eq!(i.table().dumps, dumps + 1);
         assert_eq!(i.foreign.len(), 1 + 20_000);
-        i.apply(vec![Change::Set(ours("44.0.1.0/24", "192.0.2.2").into())], t0);
+        i.apply(
+            vec![Change::Set(ours("44.0.1.0/24", "192.0.2.2").into())],
+            t0,
+        );
         assert_eq!(
             i.table().at(&n("44.0.1.0/24")),
             vec![static_route("44.0.1.0/24")]
@@ -1476,7 +1527,10 @@ mod tests {
     #[test]
     fn the_periodic_reconcile_is_one_dump() {
         let (mut i, t0) = installer(FakeTable::default());
-        i.apply(vec![Change::Set(ours("10.1.2.0/24", "192.0.2.2").into())], t0);
+        i.apply(
+            vec![Change::Set(ours("10.1.2.0/24", "192.0.2.2").into())],
+            t0,
+        );
         let dumps = i.table().dumps;
         i.tick(t0 + FULL_RECONCILE);
         assert_eq!(i.table().dumps, dumps + 1);
