@@ -146,7 +146,7 @@ fn main() {
                     )
                     .expect("installer");
                     assert!(adopted.is_empty());
-                    handle.send(routes.iter().map(|r| Change::Set(*r)).collect());
+                    handle.send(routes.iter().map(|r| Change::Set((*r).into())).collect());
                     handle.flush_blocking();
                     t.ours.push(start.elapsed());
                     assert_eq!(metrics.bgp_snapshot().installed, n);

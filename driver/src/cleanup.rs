@@ -259,7 +259,7 @@ fn routes<T: crate::rib::table::RouteTable>(
     match flush(table, protocol, args.dry_run) {
         Ok(f) => {
             for route in f.routes {
-                let via = route.via.map(|v| format!(" via {v}")).unwrap_or_default();
+                let via: String = route.gateways().map(|v| format!(" via {v}")).collect();
                 r.did(
                     args.dry_run,
                     format!("route {}{via} proto {protocol}", route.dst),
@@ -442,7 +442,10 @@ mod tests {
             oif: None,
             protocol,
         };
-        table.create_exclusive(&[route("10.9.0.2/32", 73), route("10.9.0.0/16", 4)]);
+        table.create_exclusive(&[
+            route("10.9.0.2/32", 73).into(),
+            route("10.9.0.0/16", 4).into(),
+        ]);
         let names = |fk: &FakeKernel| -> Vec<String> {
             let mut v: Vec<String> = fk.all_links().into_iter().map(|l| l.name).collect();
             v.sort();

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use ipnet::IpNet;
 use ipvlan_bgp::kernel::real::Kernel;
-use ipvlan_bgp::kernel::{Family, Route};
+use ipvlan_bgp::kernel::{Family, MultiRoute, NextHop, Route};
 use ipvlan_bgp::metrics::Metrics;
 use ipvlan_bgp::rib::installer::{Change, Installer};
 use ipvlan_bgp::rib::watch::RouteWatch;
@@ -36,8 +36,9 @@ fn ip(ns: &str, args: &str) {
 }
 
 fn show(ns: &str, dst: &str) -> String {
+    let family = if dst.contains(':') { "-6" } else { "-4" };
     let out = Command::new("ip")
-        .args(["-n", ns, "route", "show", "exact", dst])
+        .args(["-n", ns, family, "route", "show", "exact", dst])
         .output()
         .expect("ip route show");
     String::from_utf8_lossy(&out.stdout).into_owned()
@@ -115,7 +116,7 @@ fn static_routes_are_never_replaced_and_flushed_routes_come_back() {
     )
     .expect("installer");
     assert!(adopted.is_empty());
-    h.send(vec![Change::Set(route("10.9.9.0/24"))]);
+    h.send(vec![Change::Set(route("10.9.9.0/24").into())]);
     h.flush_blocking();
     assert!(show(ns_, "10.9.9.0/24").contains("proto 73"));
     // Parent flap with nothing else pending: only the link event can bring
@@ -141,9 +142,9 @@ fn static_routes_are_never_replaced_and_flushed_routes_come_back() {
     );
 
     h.send(vec![
-        Change::Set(route("198.51.100.0/24")),
-        Change::Set(route("198.51.100.128/25")),
-        Change::Set(route("10.9.9.0/24")),
+        Change::Set(route("198.51.100.0/24").into()),
+        Change::Set(route("198.51.100.128/25").into()),
+        Change::Set(route("10.9.9.0/24").into()),
     ]);
     h.flush_blocking();
     let s = show(ns_, "198.51.100.0/24");
@@ -159,13 +160,16 @@ fn static_routes_are_never_replaced_and_flushed_routes_come_back() {
     assert!(show(ns_, "10.9.9.0/24").contains("proto 73"));
     assert_eq!(metrics.bgp_snapshot().route_conflicts, 2);
     // A next hop change of a route that is ours works (replace).
-    h.send(vec![Change::Set(Route {
-        via: Some("192.0.2.3".parse().expect("ip")),
-        ..route("10.9.9.0/24")
-    })]);
+    h.send(vec![Change::Set(
+        Route {
+            via: Some("192.0.2.3".parse().expect("ip")),
+            ..route("10.9.9.0/24")
+        }
+        .into(),
+    )]);
     h.flush_blocking();
     assert!(show(ns_, "10.9.9.0/24").contains("via 192.0.2.3"));
-    h.send(vec![Change::Set(route("10.9.9.0/24"))]);
+    h.send(vec![Change::Set(route("10.9.9.0/24").into())]);
     h.flush_blocking();
 
     // A second flap with conflicts pending: ours returns; the prefixes held by
@@ -276,9 +280,9 @@ fn ipv6_static_routes_are_never_replaced_and_flushed_routes_come_back() {
     assert!(adopted.is_empty());
     let mine = "fd00:9:9::/64";
     h.send(vec![
-        Change::Set(route(mine, "2001:db8:1::2")),
-        Change::Set(route("fd00:9:1::/64", "2001:db8:1::2")),
-        Change::Set(route("fd00:9:2::/64", "2001:db8:1::2")),
+        Change::Set(route(mine, "2001:db8:1::2").into()),
+        Change::Set(route("fd00:9:1::/64", "2001:db8:1::2").into()),
+        Change::Set(route("fd00:9:2::/64", "2001:db8:1::2").into()),
     ]);
     h.flush_blocking();
     let s = show6(ns_, mine);
@@ -295,7 +299,7 @@ fn ipv6_static_routes_are_never_replaced_and_flushed_routes_come_back() {
     }
     assert_eq!(metrics.bgp_snapshot().route_conflicts, 2);
     // A next hop change of ours is a replace.
-    h.send(vec![Change::Set(route(mine, "2001:db8:1::3"))]);
+    h.send(vec![Change::Set(route(mine, "2001:db8:1::3").into())]);
     h.flush_blocking();
     assert!(show6(ns_, mine).contains("via 2001:db8:1::3"));
 
@@ -428,12 +432,15 @@ fn install_time_ipv4_beside_ipv6() {
                     ),
                 }
                 .expect("prefix");
-                Change::Set(Route {
-                    dst,
-                    via: via.parse().ok(),
-                    oif: Some(oif),
-                    protocol: 73,
-                })
+                Change::Set(
+                    Route {
+                        dst,
+                        via: via.parse().ok(),
+                        oif: Some(oif),
+                        protocol: 73,
+                    }
+                    .into(),
+                )
             })
             .collect();
         let t = Instant::now();
@@ -447,4 +454,126 @@ fn install_time_ipv4_beside_ipv6() {
             f64::from(count) / took.as_secs_f64()
         );
     }
+}
+
+/// Multipath in a real kernel, both families: one route with every next
+/// hop (RTA_MULTIPATH), read back hop for hop; its next-hop set changed 30
+/// times while a second socket dumps the table without pause: the prefix is
+/// never missing (replace in place, no delete-and-add gap). IPv6: another
+/// daemon's `ip -6 route append` joins our route; the reconcile leaves it
+/// to them (conflict) and takes back only our next hops.
+#[test]
+fn multipath_routes_change_in_place_and_an_appended_hop_is_left_alone() {
+    if !root() {
+        return;
+    }
+    let ns = Ns(format!("ibm-{}", std::process::id()));
+    let st = Command::new("ip")
+        .args(["netns", "add", &ns.0])
+        .status()
+        .expect("ip netns add");
+    assert!(st.success());
+    let ns_ = ns.0.as_str();
+    ip(ns_, "link add dxm0 type veth peer name dxm1");
+    ip(ns_, "addr add 192.0.2.1/24 dev dxm0");
+    ip(ns_, "addr add 2001:db8:7::1/64 dev dxm0 nodad");
+    ip(ns_, "link set dxm0 up");
+    ip(ns_, "link set dxm1 up");
+    let path = PathBuf::from(format!("/run/netns/{ns_}"));
+    let mut k = Kernel::open_in_netns(&path).expect("netlink");
+    let oif = k.link("dxm0").expect("get").expect("dxm0").index;
+    let multi = |dst: &str, vias: &[&str]| {
+        MultiRoute::new(
+            n(dst),
+            vias.iter()
+                .map(|v| NextHop {
+                    via: Some(v.parse::<IpAddr>().expect("ip")),
+                    oif: Some(oif),
+                })
+                .collect(),
+            73,
+        )
+    };
+    let metrics = Arc::new(Metrics::default());
+    let (h, _thread, _) = Installer::start_with(
+        Kernel::open_in_netns(&path).expect("netlink"),
+        Some(RouteWatch::open_in_netns(&path).expect("watch")),
+        73,
+        ipvlan_bgp::rib::installer::everywhere(),
+        metrics.clone(),
+    )
+    .expect("installer");
+    for (p, a, b) in [
+        ("10.9.8.0/24", "192.0.2.2", "192.0.2.3"),
+        ("fd00:9:8::/64", "2001:db8:7::2", "2001:db8:7::3"),
+    ] {
+        h.send(vec![Change::Set(multi(p, &[a, b]))]);
+        h.flush_blocking();
+        let shown = show(ns_, p);
+        assert!(
+            shown.contains(&format!("via {a}")) && shown.contains(&format!("via {b}")),
+            "{shown}"
+        );
+        let read: Vec<_> = k
+            .table_routes()
+            .expect("dump")
+            .into_iter()
+            .filter(|r| r.route.dst == n(p))
+            .map(|r| r.to_multi())
+            .collect();
+        assert_eq!(read, vec![multi(p, &[a, b])]);
+        // Change the set while another socket dumps without pause.
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let watcher = {
+            let (stop, path, p) = (stop.clone(), path.clone(), n(p));
+            std::thread::spawn(move || {
+                let mut k = Kernel::open_in_netns(&path).expect("netlink");
+                let (mut dumps, mut missing) = (0u32, 0u32);
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let t = k.table_routes().expect("dump");
+                    dumps += 1;
+                    if !t.iter().any(|r| r.route.dst == p) {
+                        missing += 1;
+                    }
+                }
+                (dumps, missing)
+            })
+        };
+        for k in 0..30 {
+            let set: &[&str] = match k % 3 {
+                0 => &[a],
+                1 => &[a, b],
+                _ => &[b],
+            };
+            h.send(vec![Change::Set(multi(p, set))]);
+            h.flush_blocking();
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let (dumps, missing) = watcher.join().expect("watcher");
+        eprintln!("{p}: present in all {dumps} dumps during 30 next-hop set changes");
+        assert!(dumps > 10, "only {dumps} dumps");
+        assert_eq!(missing, 0, "{p} missing in {missing} of {dumps} dumps");
+        assert_eq!(metrics.bgp_snapshot().kernel_drift, 0);
+    }
+    // IPv6: another daemon appends its next hop to ours.
+    let p = "fd00:9:8::/64";
+    h.send(vec![Change::Set(multi(
+        p,
+        &["2001:db8:7::2", "2001:db8:7::3"],
+    ))]);
+    h.flush_blocking();
+    ip(
+        ns_,
+        "-6 route append fd00:9:8::/64 via 2001:db8:7::99 dev dxm0 proto 186",
+    );
+    let left = wait_for(Duration::from_secs(5), || {
+        let s = show(ns_, p);
+        s.contains("2001:db8:7::99") && !s.contains("2001:db8:7::2 ") && !s.contains("::3 ")
+    });
+    assert!(left.is_some(), "not left to its owner: {}", show(ns_, p));
+    assert!(metrics.bgp_snapshot().route_conflicts >= 1);
+    // It stays theirs.
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(show(ns_, p).contains("2001:db8:7::99"), "{}", show(ns_, p));
 }

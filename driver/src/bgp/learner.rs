@@ -3,7 +3,13 @@
 //! In: decoded best paths (from the initial snapshot and the WatchEvent
 //! stream), policy inputs when the host's networks change, connection loss,
 //! and the routes a previous run left in the kernel. Out: [`Change`]s for the
-//! installer. It keeps the learned RIB, so a change of policy inputs (a new
+//! installer. Per prefix it keeps the *set* of equal best paths gobgpd holds
+//! (multipath: an anycast prefix from two hosts, two ToRs), never a path
+//! gobgpd does not rank best; the prefix's route has the next hop of every
+//! path of the set the import policy accepts (at most [`MAX_PATHS`]). A
+//! call to [`Learner::learn`] gives, for each prefix it names, the prefix's
+//! whole set (its paths after its last withdrawal in the call; nothing
+//! after a withdrawal: no best path left). It keeps the learned RIB, so a change of policy inputs (a new
 //! network, a new pool) re-decides every prefix; it keeps routes that gobgpd
 //! can no longer confirm (gobgpd gone, or the driver just restarted) for the
 //! stale time before removing them, like BGP graceful restart. Pure state:
@@ -41,7 +47,7 @@ use tracing::{info, warn};
 
 use super::gobgp::{Family, LearnedPath};
 use super::policy::{decide, PolicyInputs, Reject};
-use crate::kernel::Route;
+use crate::kernel::{MultiRoute, NextHop};
 use crate::metrics::{Metrics, RejectedSample};
 use crate::rib::installer::Change;
 
@@ -54,6 +60,9 @@ pub const DEFAULT_MAX_LEARNED: usize = 200_000;
 /// `--max-rib`'s default: learned paths kept at most (installed, or refused
 /// and remembered), all peers together.
 pub const DEFAULT_MAX_RIB: usize = 250_000;
+/// Next hops of one route at most (the accepted paths of an equal set,
+/// lowest addresses first): ours, not gobgpd's.
+pub const MAX_PATHS: usize = 8;
 
 /// How much the learner keeps.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -91,10 +100,17 @@ impl Default for Limits {
 /// A peer's number in [`Peers`].
 type PeerId = u32;
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct Entry {
+/// One path of a prefix's equal set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Path {
     next_hop: Option<IpAddr>,
     peer: PeerId,
+}
+
+/// A prefix's equal best paths (one without multipath).
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Entry {
+    paths: Vec<Path>,
     /// Unconfirmed since then; removed at this instant unless learned again.
     stale_until: Option<Instant>,
 }
@@ -262,7 +278,7 @@ impl InUse {
 
 pub struct Learner {
     rib: HashMap<IpNet, Entry>,
-    desired: HashMap<IpNet, Route>,
+    desired: HashMap<IpNet, MultiRoute>,
     /// Why a prefix held in `rib` is not installed (never for dropped reasons).
     rejected: HashMap<IpNet, Reject>,
     /// The prefixes of `rejected` refused by `--max-learned`, in the order
@@ -354,8 +370,8 @@ impl Learner {
     }
 
     /// The routes decided for the kernel (a restarted BGP side adopts them).
-    pub fn desired_routes(&self) -> Vec<Route> {
-        self.desired.values().copied().collect()
+    pub fn desired_routes(&self) -> Vec<MultiRoute> {
+        self.desired.values().cloned().collect()
     }
 
     /// Sizes of the per-prefix maps (rib, desired, rejected, sample): what a
@@ -396,15 +412,21 @@ impl Learner {
 
     /// Routes of a previous run found in the kernel: kept, unconfirmed, until
     /// gobgpd confirms them or the stale time runs out.
-    pub fn adopt(&mut self, routes: &[Route], now: Instant) -> Vec<Change> {
+    pub fn adopt(&mut self, routes: &[MultiRoute], now: Instant) -> Vec<Change> {
         let mut out = Vec::new();
         let peer = self.peers.id("kernel (previous run)");
         for r in routes {
             self.insert_rib(
                 r.dst,
                 Entry {
-                    next_hop: r.via,
-                    peer,
+                    paths: r
+                        .hops
+                        .iter()
+                        .map(|h| Path {
+                            next_hop: h.via,
+                            peer,
+                        })
+                        .collect(),
                     stale_until: Some(now + self.stale_time),
                 },
             );
@@ -412,7 +434,7 @@ impl Learner {
         self.refresh_dynamic_inputs(&mut out, now);
         for r in routes {
             // It is in the kernel: if the policy now refuses it, it must be removed.
-            self.set_desired(r.dst, Some(*r));
+            self.set_desired(r.dst, Some(r.clone()));
             self.evaluate(r.dst, &mut out, now, true);
         }
         self.refresh_dynamic_inputs(&mut out, now);
@@ -447,49 +469,61 @@ impl Learner {
     ) -> Vec<Change> {
         let mut out = Vec::new();
         let mut touched = Vec::new();
-        for p in paths {
-            let Some(peer) = p.peer else {
-                // Originated on this host's gobgpd (ours or the operator's): nothing to install.
-                continue;
-            };
-            if p.withdraw {
-                if self.remove_rib(&p.prefix).is_some() {
-                    self.rejected.remove(&p.prefix);
-                    self.waiting.remove(&p.prefix);
-                    touched.push(p.prefix);
+        for (prefix, set) in whole_sets(paths) {
+            let Some(set) = set else {
+                if self.remove_rib(&prefix).is_some() {
+                    self.rejected.remove(&prefix);
+                    self.waiting.remove(&prefix);
+                    touched.push(prefix);
                 }
                 continue;
+            };
+            let mut kept = Vec::with_capacity(set.len());
+            let mut refused = None;
+            for (next_hop, peer) in set {
+                let reason = prefix_only(&prefix, &self.inputs)
+                    .err()
+                    .or_else(|| self.over_limit(&prefix, &peer, kept.len()));
+                match reason {
+                    None => kept.push((next_hop, peer)),
+                    Some(reason) => refused = Some((reason, next_hop, peer)),
+                }
             }
-            let refused = prefix_only(&p.prefix, &self.inputs)
-                .err()
-                .or_else(|| self.over_limit(&p.prefix, &peer));
-            if let Some(reason) = refused {
+            if kept.is_empty() {
+                let Some((reason, next_hop, peer)) = refused else {
+                    continue;
+                };
                 // No state for it: count, sample, log within the budget.
                 if matches!(reason, Reject::RibFull | Reject::PeerRibFull) {
                     self.dropped_full = true;
                 } else {
                     self.dropped_since_list = true;
                 }
-                if self.remove_rib(&p.prefix).is_some() {
-                    self.rejected.remove(&p.prefix);
-                    self.waiting.remove(&p.prefix);
-                    touched.push(p.prefix);
+                if self.remove_rib(&prefix).is_some() {
+                    self.rejected.remove(&prefix);
+                    self.waiting.remove(&prefix);
+                    touched.push(prefix);
                 }
                 if count {
-                    self.note_reject(reason, &p.prefix, p.next_hop, &peer, now);
+                    self.note_reject(reason, &prefix, next_hop, &peer, now);
                 }
                 continue;
             }
-            let peer = self.peers.id(&peer);
+            let paths = kept
+                .into_iter()
+                .map(|(next_hop, peer)| Path {
+                    next_hop,
+                    peer: self.peers.id(&peer),
+                })
+                .collect();
             self.insert_rib(
-                p.prefix,
+                prefix,
                 Entry {
-                    next_hop: p.next_hop,
-                    peer,
+                    paths,
                     stale_until: None,
                 },
             );
-            touched.push(p.prefix);
+            touched.push(prefix);
         }
         // Peers first: a prefix over one of them is refused.
         self.refresh_dynamic_inputs(&mut out, now);
@@ -502,29 +536,35 @@ impl Learner {
         out
     }
 
-    /// Whether keeping a new path to `prefix` from `peer` would pass a limit.
-    fn over_limit(&self, prefix: &IpNet, peer: &str) -> Option<Reject> {
+    /// Whether keeping a path to `prefix` from `peer` (the `nth` kept of
+    /// the prefix's new set) would pass a limit.
+    fn over_limit(&self, prefix: &IpNet, peer: &str, nth: usize) -> Option<Reject> {
+        let from_peer = |e: &Entry| e.paths.iter().any(|p| self.peers.name(p.peer) == peer);
         match self.rib.get(prefix) {
             // Replacing a kept path from the same peer: no growth.
-            Some(e) if self.peers.name(e.peer) == peer => None,
+            Some(e) if from_peer(e) => None,
             // From another peer: that peer's share grows.
             Some(_) => {
                 (self.peers.paths(peer) >= self.limits.per_peer).then_some(Reject::PeerRibFull)
             }
-            None if self.rib.len() >= self.limits.rib => Some(Reject::RibFull),
+            None if nth == 0 && self.rib.len() >= self.limits.rib => Some(Reject::RibFull),
             None => (self.peers.paths(peer) >= self.limits.per_peer).then_some(Reject::PeerRibFull),
         }
     }
 
     fn insert_rib(&mut self, prefix: IpNet, e: Entry) {
+        // The new paths' peers first: a peer whose only path is replaced
+        // by its new one must not lose its slot (and name) in between.
+        for p in &e.paths {
+            if let Some(a) = self.peers.add(p.peer) {
+                self.neighbors.add(a);
+            }
+        }
         if let Some(old) = self.rib.remove(&prefix) {
             self.forget(&prefix, &old);
         }
         if let Some(t) = e.stale_until {
             self.stale.insert((t, prefix));
-        }
-        if let Some(a) = self.peers.add(e.peer) {
-            self.neighbors.add(a);
         }
         self.rib.insert(prefix, e);
     }
@@ -539,12 +579,29 @@ impl Learner {
         Some(e)
     }
 
+    /// Removes `peer`'s paths from `prefix`'s set (the prefix too when none
+    /// is left).
+    fn remove_paths_of(&mut self, prefix: &IpNet, peer: PeerId) {
+        let Some(e) = self.rib.get(prefix) else {
+            return;
+        };
+        let mut rest = e.clone();
+        rest.paths.retain(|p| p.peer != peer);
+        if rest.paths.is_empty() {
+            self.remove_rib(prefix);
+        } else if rest.paths.len() < e.paths.len() {
+            self.insert_rib(*prefix, rest);
+        }
+    }
+
     fn forget(&mut self, prefix: &IpNet, e: &Entry) {
         if let Some(t) = e.stale_until {
             self.stale.remove(&(t, *prefix));
         }
-        if let Some(a) = self.peers.remove(e.peer) {
-            self.neighbors.remove(a);
+        for p in &e.paths {
+            if let Some(a) = self.peers.remove(p.peer) {
+                self.neighbors.remove(a);
+            }
         }
     }
 
@@ -561,17 +618,17 @@ impl Learner {
 
     /// Records the route decided for `prefix` (or none), keeping the next
     /// hops in use equal to those of the installed routes.
-    fn set_desired(&mut self, prefix: IpNet, route: Option<Route>) -> Option<Route> {
+    fn set_desired(&mut self, prefix: IpNet, route: Option<MultiRoute>) -> Option<MultiRoute> {
         let old = match route {
             Some(r) => {
-                if let Some(nh) = r.via {
+                for nh in r.gateways() {
                     self.next_hops.add(nh);
                 }
                 self.desired.insert(prefix, r)
             }
             None => self.desired.remove(&prefix),
         };
-        if let Some(nh) = old.and_then(|o| o.via) {
+        for nh in old.iter().flat_map(|o| o.gateways()) {
             self.next_hops.remove(nh);
         }
         old
@@ -680,7 +737,7 @@ impl Learner {
         for p in &expired {
             info!(prefix = %p, "stale route not learned again: removing");
         }
-        self.remove_now(expired, now)
+        self.remove_now(expired, None, now)
     }
 
     /// `peer` sent its End-of-RIB for `family`: its routes still stale
@@ -691,7 +748,10 @@ impl Learner {
             return Vec::new();
         };
         let gone = self.stale_where(|p| {
-            self.rib.get(p).is_some_and(|e| e.peer == id) && Family::of(p) == family
+            self.rib
+                .get(p)
+                .is_some_and(|e| e.paths.iter().any(|x| x.peer == id))
+                && Family::of(p) == family
         });
         if !gone.is_empty() {
             info!(
@@ -701,7 +761,7 @@ impl Learner {
                 "stale routes not in the peer's End-of-RIB: removing"
             );
         }
-        self.remove_now(gone, now)
+        self.remove_now(gone, Some(id), now)
     }
 
     /// Every peer sent its End-of-RIB for `family`: every route of it still
@@ -716,14 +776,18 @@ impl Learner {
                 "every peer sent its End-of-RIB: removing the stale routes not learned again"
             );
         }
-        self.remove_now(gone, now)
+        self.remove_now(gone, None, now)
     }
 
-    /// `peer` failed hard (hold expiry, BFD): every route learned from it
-    /// goes now, although gobgpd may keep its paths as stale.
+    /// `peer` failed hard (hold expiry, BFD): every path learned from it
+    /// goes now, although gobgpd may keep its paths as stale (a prefix that
+    /// other peers' paths share keeps those: its route loses one next hop).
     pub fn drop_peer(&mut self, peer: &str, now: Instant) -> Vec<Change> {
+        let Some(id) = self.peers.ids.get(peer).copied() else {
+            return Vec::new();
+        };
         let gone = self.prefixes_from(peer);
-        self.remove_now(gone, now)
+        self.remove_now(gone, Some(id), now)
     }
 
     /// The prefixes whose route was learned from `peer`.
@@ -733,7 +797,7 @@ impl Learner {
         };
         self.rib
             .iter()
-            .filter(|(_, e)| e.peer == id)
+            .filter(|(_, e)| e.paths.iter().any(|p| p.peer == id))
             .map(|(p, _)| *p)
             .collect()
     }
@@ -752,14 +816,27 @@ impl Learner {
             .collect()
     }
 
-    /// Removes `prefixes` from the learned RIB and decides them again (a
-    /// route refused for --max-learned may take the freed room).
-    fn remove_now(&mut self, prefixes: Vec<IpNet>, now: Instant) -> Vec<Change> {
+    /// Removes `prefixes` from the learned RIB (only `peer`'s paths of
+    /// them, if given) and decides them again (a route refused for
+    /// --max-learned may take the freed room).
+    fn remove_now(
+        &mut self,
+        prefixes: Vec<IpNet>,
+        peer: Option<PeerId>,
+        now: Instant,
+    ) -> Vec<Change> {
         let mut out = Vec::new();
         for p in &prefixes {
-            self.remove_rib(p);
-            self.rejected.remove(p);
-            self.waiting.remove(p);
+            match peer {
+                Some(id) => self.remove_paths_of(p, id),
+                None => {
+                    self.remove_rib(p);
+                }
+            }
+            if !self.rib.contains_key(p) {
+                self.rejected.remove(p);
+                self.waiting.remove(p);
+            }
         }
         let removed = !prefixes.is_empty();
         for p in prefixes {
@@ -899,29 +976,47 @@ impl Learner {
             }
             return;
         };
-        let (next_hop, peer) = (entry.next_hop, entry.peer);
-        let mut verdict = decide(&prefix, next_hop, &self.inputs);
+        // Every path of the equal set on its own: the accepted ones are the
+        // route's next hops; the first refusal speaks for the prefix when
+        // none is accepted.
+        let mut hops = Vec::with_capacity(entry.paths.len());
+        let mut refusal = None;
+        for p in &entry.paths {
+            match decide(&prefix, p.next_hop, &self.inputs) {
+                Ok(oif) => hops.push(NextHop {
+                    via: p.next_hop,
+                    oif: Some(oif),
+                }),
+                Err(r) => {
+                    refusal.get_or_insert((r, p.next_hop, p.peer));
+                }
+            }
+        }
+        let mut verdict = match refusal {
+            Some((r, nh, peer)) if hops.is_empty() => Err((r, nh, peer)),
+            _ => Ok(hops),
+        };
         if verdict.is_ok()
             && !self.desired.contains_key(&prefix)
             && self.desired.len() >= self.limits.installed
         {
-            verdict = Err(Reject::MaxLearned);
+            let first = entry.paths[0];
+            verdict = Err((Reject::MaxLearned, first.next_hop, first.peer));
         }
         match verdict {
-            Ok(oif) => {
+            Ok(hops) => {
                 self.set_rejected(prefix, None);
-                let route = Route {
-                    dst: prefix,
-                    via: next_hop,
-                    oif: Some(oif),
-                    protocol: self.protocol,
-                };
+                let mut route = MultiRoute::new(prefix, hops, self.protocol);
+                route.hops.truncate(MAX_PATHS);
+                if route.hops.is_empty() {
+                    return;
+                }
                 if self.desired.get(&prefix) != Some(&route) {
-                    self.set_desired(prefix, Some(route));
+                    self.set_desired(prefix, Some(route.clone()));
                     out.push(Change::Set(route));
                 }
             }
-            Err(reason) => {
+            Err((reason, next_hop, peer)) => {
                 let peer = self.peers.name(peer).to_string();
                 if reason.is_dropped() {
                     // The pools narrowed (or an adopted route): forget it.
@@ -974,6 +1069,42 @@ impl Learner {
     }
 }
 
+/// A prefix's equal best paths as one call names them: (next hop, peer).
+type PathSet = Vec<(Option<IpAddr>, String)>;
+
+/// The paths of one call, grouped into each named prefix's whole set:
+/// `None` when its last word in the call is a withdrawal, else the paths
+/// after that (next hop, peer), in order. Paths originated on this host's
+/// gobgpd (no peer: ours or the operator's) are nothing to install and are
+/// left out; a prefix named only by those is left out too.
+fn whole_sets(paths: impl Iterator<Item = LearnedPath>) -> Vec<(IpNet, Option<PathSet>)> {
+    let mut order = Vec::new();
+    let mut sets: HashMap<IpNet, Option<PathSet>> = HashMap::new();
+    for p in paths {
+        if p.withdraw {
+            if sets.insert(p.prefix, None).is_none() {
+                order.push(p.prefix);
+            }
+            continue;
+        }
+        let Some(peer) = p.peer else {
+            continue;
+        };
+        match sets.get_mut(&p.prefix) {
+            Some(Some(set)) => set.push((p.next_hop, peer)),
+            Some(none) => *none = Some(vec![(p.next_hop, peer)]),
+            None => {
+                order.push(p.prefix);
+                sets.insert(p.prefix, Some(vec![(p.next_hop, peer)]));
+            }
+        }
+    }
+    order
+        .into_iter()
+        .filter_map(|p| sets.remove(&p).map(|s| (p, s)))
+        .collect()
+}
+
 /// The prefix-only part of the policy, checked before any state is kept.
 fn prefix_only(prefix: &IpNet, inputs: &PolicyInputs) -> Result<(), Reject> {
     match decide(prefix, None, inputs) {
@@ -986,6 +1117,7 @@ fn prefix_only(prefix: &IpNet, inputs: &PolicyInputs) -> Result<(), Reject> {
 mod tests {
     use super::*;
     use crate::bgp::policy::ParentInfo;
+    use crate::kernel::Route;
 
     fn n(s: &str) -> IpNet {
         s.parse().unwrap()
@@ -1016,6 +1148,102 @@ mod tests {
         }
     }
 
+    fn from_peer(prefix: &str, nh: &str, withdraw: bool) -> LearnedPath {
+        LearnedPath {
+            peer: Some(nh.into()),
+            ..path(prefix, nh, withdraw)
+        }
+    }
+
+    fn hops_of(c: &[Change]) -> Vec<Vec<Option<IpAddr>>> {
+        c.iter()
+            .map(|c| match c {
+                Change::Set(r) => r.hops.iter().map(|h| h.via).collect(),
+                Change::Remove(_) => Vec::new(),
+            })
+            .collect()
+    }
+
+    fn ips(v: &[&str]) -> Vec<Option<IpAddr>> {
+        v.iter().map(|a| a.parse().ok()).collect()
+    }
+
+    /// Multipath: a prefix's equal best paths (one event's set) become one
+    /// route with every next hop; a smaller set, a peer dropped or a new
+    /// member changes the route (one Set, never a Remove first); only the
+    /// last word of a call counts; a withdrawal removes it.
+    #[test]
+    fn equal_best_paths_become_one_route_with_every_next_hop() {
+        let mut l = learner();
+        let p = "10.1.2.3/32";
+        let c = l.learn(vec![
+            from_peer(p, "192.0.2.3", false),
+            from_peer(p, "192.0.2.2", false),
+        ]);
+        assert_eq!(hops_of(&c), vec![ips(&["192.0.2.2", "192.0.2.3"])]);
+        assert!(matches!(&c[0], Change::Set(r) if r.hops.iter().all(|h| h.oif == Some(3))));
+        // The same set again, in another order: nothing to do.
+        let c = l.learn(vec![
+            from_peer(p, "192.0.2.2", false),
+            from_peer(p, "192.0.2.3", false),
+        ]);
+        assert!(c.is_empty(), "{c:?}");
+        // One member leaves (3.x: the whole set again; 4.x: best_sets).
+        let c = l.learn(vec![from_peer(p, "192.0.2.3", false)]);
+        assert_eq!(hops_of(&c), vec![ips(&["192.0.2.3"])]);
+        // It comes back, after a withdrawal within the same call.
+        let c = l.learn(vec![
+            from_peer(p, "192.0.2.3", true),
+            from_peer(p, "192.0.2.2", false),
+            from_peer(p, "192.0.2.3", false),
+        ]);
+        assert_eq!(hops_of(&c), vec![ips(&["192.0.2.2", "192.0.2.3"])]);
+        // A peer that failed hard loses its path only.
+        let c = l.drop_peer("192.0.2.2", Instant::now());
+        assert_eq!(hops_of(&c), vec![ips(&["192.0.2.3"])]);
+        assert_eq!(l.prefixes_from("192.0.2.3"), vec![n(p)]);
+        assert!(l.prefixes_from("192.0.2.2").is_empty());
+        // The last one withdrawn: the route goes.
+        let c = l.learn(vec![from_peer(p, "192.0.2.3", true)]);
+        assert_eq!(c, vec![Change::Remove(n(p))]);
+        assert_eq!(l.state_sizes()[0], 0);
+    }
+
+    /// The import policy applies per path: a member whose next hop is off
+    /// the parent's link is left out of the route, the others stay; with
+    /// no member accepted the prefix is refused for the first one's reason.
+    #[test]
+    fn each_member_of_an_equal_set_passes_the_policy_on_its_own() {
+        let mut l = learner();
+        let p = "10.1.2.3/32";
+        let c = l.learn(vec![
+            from_peer(p, "192.0.2.2", false),
+            from_peer(p, "198.51.100.9", false),
+        ]);
+        assert_eq!(hops_of(&c), vec![ips(&["192.0.2.2"])]);
+        let c = l.learn(vec![from_peer(p, "198.51.100.9", false)]);
+        assert_eq!(c, vec![Change::Remove(n(p))]);
+        assert!(l.rejected.contains_key(&n(p)));
+    }
+
+    /// Routes of a previous run with several next hops are adopted whole,
+    /// and a set gobgpd confirms replaces them in place.
+    #[test]
+    fn an_adopted_multipath_route_is_kept_until_gobgpd_speaks() {
+        let mut l = learner();
+        let p = n("10.1.2.3/32");
+        let hop = |a: &str| NextHop {
+            via: a.parse().ok(),
+            oif: Some(3),
+        };
+        let r = MultiRoute::new(p, vec![hop("192.0.2.2"), hop("192.0.2.3")], 73);
+        assert!(l.adopt(std::slice::from_ref(&r), Instant::now()).is_empty());
+        assert_eq!(l.desired_routes(), vec![r]);
+        let c = l.learn(vec![from_peer("10.1.2.3/32", "192.0.2.3", false)]);
+        assert_eq!(hops_of(&c), vec![ips(&["192.0.2.3"])]);
+        assert!(!l.has_stale());
+    }
+
     /// How many paths the learner refused for `why`, if it counted any.
     fn rejected(l: &Learner, why: &str) -> Option<u64> {
         l.metrics.bgp_snapshot().rejected.get(why).copied()
@@ -1037,7 +1265,7 @@ mod tests {
         let mut l = learner();
         let c = l.learn(vec![path("10.1.2.5/32", "192.0.2.2", false)]);
         assert!(
-            matches!(&c[..], [Change::Set(r)] if r.via == "192.0.2.2".parse().ok() && r.oif == Some(3) && r.protocol == 73)
+            matches!(&c[..], [Change::Set(r)] if r.single().is_some_and(|r| r.via == "192.0.2.2".parse().ok() && r.oif == Some(3) && r.protocol == 73))
         );
         // Same path again: nothing to do.
         assert!(l
@@ -1045,7 +1273,9 @@ mod tests {
             .is_empty());
         // New next hop replaces.
         let c = l.learn(vec![path("10.1.2.5/32", "192.0.2.3", false)]);
-        assert!(matches!(&c[..], [Change::Set(r)] if r.via == "192.0.2.3".parse().ok()));
+        assert!(
+            matches!(&c[..], [Change::Set(r)] if r.single().is_some_and(|r| r.via == "192.0.2.3".parse().ok()))
+        );
         let c = l.learn(vec![path("10.1.2.5/32", "", true)]);
         assert_eq!(c, vec![Change::Remove(n("10.1.2.5/32"))]);
     }
@@ -1328,12 +1558,15 @@ mod tests {
             c,
             vec![
                 Change::Remove(n("10.1.2.1/32")),
-                Change::Set(Route {
-                    dst: n("10.1.2.3/32"),
-                    via: "192.0.2.2".parse().ok(),
-                    oif: Some(3),
-                    protocol: 73
-                })
+                Change::Set(
+                    Route {
+                        dst: n("10.1.2.3/32"),
+                        via: "192.0.2.2".parse().ok(),
+                        oif: Some(3),
+                        protocol: 73
+                    }
+                    .into()
+                )
             ]
         );
         assert_eq!(l.installed_count(), 2);
@@ -1389,7 +1622,7 @@ mod tests {
             oif: Some(3),
             protocol: 73,
         };
-        assert!(l.adopt(&[kept], t0).is_empty());
+        assert!(l.adopt(&[kept.into()], t0).is_empty());
         l.learn(vec![
             from("10.1.2.5/32", "192.0.2.2", "192.0.2.2"),
             from("10.1.2.6/32", "192.0.2.2", "192.0.2.2"),
@@ -1448,7 +1681,7 @@ mod tests {
             protocol: 73,
         };
         // Already in the kernel as the policy would have it: nothing to do.
-        assert!(l.adopt(&[r], t0).is_empty());
+        assert!(l.adopt(&[r.into()], t0).is_empty());
         assert!(l.is_desired(&r.dst));
         // Confirmed by gobgpd: no change at all.
         assert!(l
@@ -1479,7 +1712,7 @@ mod tests {
         let gone = r("fd00:1:2::6/128", "2001:db8:f::2");
         let refused = r("fd00:1:2::7/128", "fe80::2");
         assert_eq!(
-            l.adopt(&[kept, gone, refused], t0),
+            l.adopt(&[kept.into(), gone.into(), refused.into()], t0),
             vec![Change::Remove(refused.dst)]
         );
         assert!(l
@@ -1503,7 +1736,10 @@ mod tests {
             oif: Some(3),
             protocol: 73,
         };
-        assert_eq!(l.adopt(&[r], Instant::now()), vec![Change::Remove(r.dst)]);
+        assert_eq!(
+            l.adopt(&[r.into()], Instant::now()),
+            vec![Change::Remove(r.dst)]
+        );
     }
 
     #[test]

@@ -27,7 +27,7 @@ use super::gobgp::{Family, LearnedPath};
 use super::learner::Learner;
 use super::policy::PolicyInputs;
 use super::timers::{AbortOnDrop, TICK};
-use crate::kernel::Route;
+use crate::kernel::MultiRoute;
 use crate::metrics::Metrics;
 use crate::rib::installer::Change;
 use crate::rib::worker::InstallerHandle;
@@ -41,7 +41,7 @@ enum Msg {
     Snapshot(Vec<LearnedPath>, Instant),
     Relisted(Vec<LearnedPath>, Instant),
     Disconnected(Instant),
-    Adopt(Vec<Route>, Instant),
+    Adopt(Vec<MultiRoute>, Instant),
     /// A peer's End-of-RIB ([`Learner::end_of_rib`]).
     EndOfRib(String, Family, Instant),
     /// Every peer's End-of-RIB for a family ([`Learner::rib_complete`]).
@@ -138,7 +138,7 @@ impl LearnerHandle {
         self.send(Msg::Disconnected(at)).await
     }
 
-    pub async fn adopt(&self, routes: Vec<Route>, at: Instant) -> Result<(), LearnerGone> {
+    pub async fn adopt(&self, routes: Vec<MultiRoute>, at: Instant) -> Result<(), LearnerGone> {
         self.send(Msg::Adopt(routes, at)).await
     }
 
@@ -298,7 +298,7 @@ mod tests {
     use super::*;
     use crate::bgp::learner::Limits;
     use crate::bgp::policy::ParentInfo;
-    use crate::kernel::TableRoute;
+    use crate::kernel::{Route, TableRoute};
     use crate::rib::fake::{FakeTable, SharedTable};
     use crate::rib::installer::{everywhere, Installer};
     use std::time::Duration;
@@ -322,13 +322,13 @@ mod tests {
             route,
             tos: 0,
             priority: 0,
-            multipath: false,
+            multipath: Vec::new(),
         });
         let table = SharedTable::new(fake);
         let metrics = Arc::new(Metrics::default());
         let (installer, _thread, adopted) =
             Installer::start_with(table.clone(), None, 73, everywhere(), metrics.clone()).unwrap();
-        assert_eq!(adopted, vec![route]);
+        assert_eq!(adopted, vec![MultiRoute::from(route)]);
         let stale = Duration::from_millis(300);
         let learner = Learner::new(73, Limits::installing(100), stale, metrics.clone());
         let h = LearnerHandle::start(learner, installer, metrics).unwrap();

@@ -19,7 +19,7 @@
 //! address of an established session (ListPeer, either line). On shutdown with `--stop-gobgpd-on-exit` it stops BGP on a
 //! 4.x gobgpd without a NOTIFICATION, so peers keep our paths.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -43,7 +43,7 @@ use super::speaker;
 use super::timers::{check_liveness, AbortOnDrop, TICK};
 use super::withdrawals::{self, HeldWithdrawals};
 use crate::kernel::real::Kernel;
-use crate::kernel::Route;
+use crate::kernel::MultiRoute;
 use crate::metrics::{now_unix, DrainStatus, Metrics, PeerBfd, PeerStatus};
 use crate::rib::worker::InstallerHandle;
 use crate::view::View;
@@ -56,7 +56,7 @@ pub struct Bgp {
     host_kernel: Arc<Mutex<Kernel>>,
     learner: LearnerHandle,
     /// Routes a previous run left, adopted once the host's facts are read.
-    adopted: Vec<Route>,
+    adopted: Vec<MultiRoute>,
     /// When gobgpd's RIB was last read again for the learner.
     last_relist: Option<tokio::time::Instant>,
     announcer: Announcer,
@@ -138,7 +138,7 @@ impl Bgp {
         view: watch::Receiver<Arc<View>>,
         installer: InstallerHandle,
         host_kernel: Kernel,
-        adopted: Vec<Route>,
+        adopted: Vec<MultiRoute>,
         ledger: Ledger,
     ) -> std::io::Result<Bgp> {
         let learner = Learner::new(cfg.protocol, cfg.limits, cfg.stale_time, metrics.clone());
@@ -629,20 +629,32 @@ impl Bgp {
         let mut paths = c.paths;
         if !c.deltas.is_empty() {
             // 4.x with multipath: per-path changes become the prefixes'
-            // whole sets of best paths again.
+            // whole sets of best paths again (the latest word on them).
+            let latest = c.events + 1;
             paths.extend(
                 client
                     .best_sets(c.deltas)
                     .await
-                    .map_err(|e| format!("list paths: {}", gobgp::describe(&e)))?,
+                    .map_err(|e| format!("list paths: {}", gobgp::describe(&e)))?
+                    .into_iter()
+                    .map(|p| (latest, p)),
             );
         }
+        let mut paths = latest_sets(paths);
         // A peer that failed hard: its stale paths stay out.
         paths.retain(|p| p.withdraw || !self.peers.ignores(p.peer.as_deref()));
-        // One message may itself carry more than a batch.
+        // One message may itself carry more than a batch; a prefix's set
+        // never straddles two (the learner takes each batch's paths of a
+        // prefix as its whole set).
         let mut paths = paths.into_iter().peekable();
         while paths.peek().is_some() {
-            let batch: Vec<LearnedPath> = paths.by_ref().take(EVENT_BATCH).collect();
+            let mut batch: Vec<LearnedPath> = paths.by_ref().take(EVENT_BATCH).collect();
+            while let Some(last) = batch.last().map(|p| p.prefix) {
+                match paths.next_if(|p| p.prefix == last) {
+                    Some(p) => batch.push(p),
+                    None => break,
+                }
+            }
             let now_apply = withdrawals::sort(client, batch, held)
                 .await
                 .map_err(|e| format!("list peers: {}", gobgp::describe(&e)))?;
@@ -730,7 +742,11 @@ impl Bgp {
     fn collect(&mut self, events: Vec<Event>, c: &mut Collected) {
         for ev in events {
             match ev {
-                Event::Best(p) => c.paths.extend(p),
+                Event::Best(p) => {
+                    c.events += 1;
+                    let n = c.events;
+                    c.paths.extend(p.into_iter().map(|p| (n, p)));
+                }
                 Event::BestDelta(p) => c.deltas.extend(p),
                 Event::Peer {
                     address,
@@ -908,7 +924,9 @@ impl From<LearnerGone> for ListError {
 /// What a batch of events holds, sorted by what the session does with it.
 #[derive(Default)]
 struct Collected {
-    paths: Vec<LearnedPath>,
+    /// Each with the number of the event that carried it.
+    paths: Vec<(u32, LearnedPath)>,
+    events: u32,
     deltas: Vec<LearnedPath>,
     /// Peers that left Established.
     fell: Vec<String>,
@@ -977,9 +995,56 @@ fn best_paths(dest: Vec<RibPath>, ignored: impl Fn(&RibPath) -> bool) -> Vec<Lea
     }
 }
 
+/// Several events about one prefix in a batch: each carried the prefix's
+/// whole set of best paths (or its withdrawal), so only the latest event's
+/// word on it counts. Out: those paths, each prefix's together, prefixes in
+/// the order they were first named.
+fn latest_sets(paths: Vec<(u32, LearnedPath)>) -> Vec<LearnedPath> {
+    let mut latest: HashMap<IpNet, (u32, usize)> = HashMap::new();
+    for (k, (event, p)) in paths.iter().enumerate() {
+        let e = latest.entry(p.prefix).or_insert((*event, k));
+        e.0 = e.0.max(*event);
+    }
+    let mut kept: Vec<(usize, LearnedPath)> = paths
+        .into_iter()
+        .filter(|(event, p)| latest.get(&p.prefix).is_some_and(|l| l.0 == *event))
+        .map(|(_, p)| (latest.get(&p.prefix).map_or(0, |l| l.1), p))
+        .collect();
+    kept.sort_by_key(|(first, _)| *first);
+    kept.into_iter().map(|(_, p)| p).collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A prefix's set in two events of one batch: the later event's set
+    /// replaces the earlier one (3.x sends the whole set each time), and a
+    /// prefix's paths stay together.
+    #[test]
+    fn the_latest_event_names_a_prefixs_set() {
+        let p = |prefix: &str, nh: &str, withdraw: bool| LearnedPath {
+            prefix: n(prefix),
+            next_hop: nh.parse().ok(),
+            withdraw,
+            peer: Some(nh.to_string()),
+            as_path: vec![65010],
+        };
+        let got = latest_sets(vec![
+            (1, p("10.9.0.1/32", "192.0.2.2", false)),
+            (1, p("10.9.0.1/32", "192.0.2.3", false)),
+            (2, p("10.9.0.2/32", "192.0.2.2", false)),
+            (3, p("10.9.0.1/32", "192.0.2.3", false)),
+            (4, p("10.9.0.2/32", "192.0.2.2", true)),
+        ]);
+        assert_eq!(
+            got,
+            vec![
+                p("10.9.0.1/32", "192.0.2.3", false),
+                p("10.9.0.2/32", "192.0.2.2", true)
+            ]
+        );
+    }
 
     fn n(s: &str) -> IpNet {
         s.parse().unwrap()

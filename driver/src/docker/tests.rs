@@ -1020,7 +1020,10 @@ fn routes_of_an_earlier_run_are_flushed_only_when_not_ours_any_more() {
     };
     // A first run with BGP records its protocol; its routes are installed.
     assert_eq!(run(Some(73), &mut table), Some(73));
-    table.create_exclusive(&[route("10.7.0.1/32", 73), route("10.8.0.0/16", 4)]);
+    table.create_exclusive(&[
+        route("10.7.0.1/32", 73).into(),
+        route("10.8.0.0/16", 4).into(),
+    ]);
     // A plain restart (or a plugin upgrade) keeps them.
     assert_eq!(run(Some(73), &mut table), Some(73));
     assert_eq!(protocols(&mut table), [4, 73]);
@@ -1028,11 +1031,11 @@ fn routes_of_an_earlier_run_are_flushed_only_when_not_ours_any_more() {
     assert_eq!(run(Some(80), &mut table), Some(80));
     assert_eq!(protocols(&mut table), [4]);
     // BGP off: the recorded tag's routes go.
-    table.create_exclusive(&[route("10.7.0.2/32", 80)]);
+    table.create_exclusive(&[route("10.7.0.2/32", 80).into()]);
     assert_eq!(run(None, &mut table), None);
     assert_eq!(protocols(&mut table), [4]);
     // ... and a later run with BGP flushes nothing of anyone's.
-    table.create_exclusive(&[route("10.7.0.3/32", 73)]);
+    table.create_exclusive(&[route("10.7.0.3/32", 73).into()]);
     assert_eq!(run(Some(80), &mut table), Some(80));
     assert_eq!(protocols(&mut table), [4, 73]);
 }

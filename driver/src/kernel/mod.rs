@@ -229,12 +229,114 @@ impl From<Dataplane> for LinkKind {
 }
 
 /// A main-table unicast route as the kernel keys it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct TableRoute {
     pub route: Route,
     pub tos: u8,
     pub priority: u32,
-    /// Several next hops (RTA_MULTIPATH): `route.via`/`oif` are `None` and,
-    /// for IPv6, `route.protocol` is only the first next hop's.
-    pub multipath: bool,
+    /// The next hops of a multipath route (RTA_MULTIPATH, two or more), as
+    /// read (the kernel's `dead`/`linkdown` flags are not kept: they change
+    /// with link state, not with what was written); empty for a single-hop
+    /// route, whose one hop is `route.via`/`oif`. When not empty,
+    /// `route.via`/`oif` are `None` and, for IPv6, `route.protocol` is only
+    /// the first next hop's.
+    pub multipath: Vec<NextHop>,
+}
+
+impl TableRoute {
+    /// Whether it has several next hops.
+    pub fn is_multipath(&self) -> bool {
+        !self.multipath.is_empty()
+    }
+
+    /// Every next hop, sorted (one for a single-hop route).
+    pub fn hops(&self) -> Vec<NextHop> {
+        if self.multipath.is_empty() {
+            vec![NextHop::of(&self.route)]
+        } else {
+            let mut h = self.multipath.clone();
+            h.sort();
+            h
+        }
+    }
+
+    /// The route as the installer writes routes: destination, protocol,
+    /// every next hop.
+    pub fn to_multi(&self) -> MultiRoute {
+        MultiRoute {
+            dst: self.route.dst,
+            hops: self.hops(),
+            protocol: self.route.protocol,
+        }
+    }
+}
+
+/// One next hop of a route: a gateway, an output link, or both.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct NextHop {
+    pub via: Option<IpAddr>,
+    pub oif: Option<u32>,
+}
+
+impl NextHop {
+    /// The one next hop of a single-hop route.
+    pub fn of(r: &Route) -> NextHop {
+        NextHop {
+            via: r.via,
+            oif: r.oif,
+        }
+    }
+}
+
+/// A unicast route of the main table with one or more next hops, as the
+/// route installer writes it: one next hop is an ordinary route, several
+/// are one route with RTA_MULTIPATH (equal weights). `hops` is sorted and
+/// holds no duplicates (see [`MultiRoute::new`]), so two routes with the
+/// same next hops compare equal whatever order they were learned in.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct MultiRoute {
+    pub dst: IpNet,
+    pub hops: Vec<NextHop>,
+    pub protocol: u8,
+}
+
+impl MultiRoute {
+    /// A route over `hops` (sorted and deduplicated here).
+    pub fn new(dst: IpNet, mut hops: Vec<NextHop>, protocol: u8) -> MultiRoute {
+        hops.sort();
+        hops.dedup();
+        MultiRoute {
+            dst,
+            hops,
+            protocol,
+        }
+    }
+
+    /// The same route as a single-hop [`Route`], if it has one next hop.
+    pub fn single(&self) -> Option<Route> {
+        match self.hops[..] {
+            [h] => Some(Route {
+                dst: self.dst,
+                via: h.via,
+                oif: h.oif,
+                protocol: self.protocol,
+            }),
+            _ => None,
+        }
+    }
+
+    /// The gateways of its next hops.
+    pub fn gateways(&self) -> impl Iterator<Item = IpAddr> + '_ {
+        self.hops.iter().filter_map(|h| h.via)
+    }
+}
+
+impl From<Route> for MultiRoute {
+    fn from(r: Route) -> MultiRoute {
+        MultiRoute {
+            dst: r.dst,
+            hops: vec![NextHop::of(&r)],
+            protocol: r.protocol,
+        }
+    }
 }

@@ -25,14 +25,16 @@ use netlink_packet_route::link::{
 };
 use netlink_packet_route::nsid::{NsidAttribute, NsidMessage};
 use netlink_packet_route::route::{
-    RouteAddress, RouteAttribute, RouteHeader, RouteMessage, RouteProtocol, RouteScope, RouteType,
+    RouteAddress, RouteAttribute, RouteHeader, RouteMessage, RouteNextHop, RouteProtocol,
+    RouteScope, RouteType,
 };
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 
 use super::neigh_probe::{self, Answer};
 use super::netlink::Netlink;
 use super::{
-    Addr, Family, KernelError, Link, LinkKernel, LinkKind, NewLink, Result, Route, TableRoute,
+    Addr, Family, KernelError, Link, LinkKernel, LinkKind, MultiRoute, NewLink, NextHop, Result,
+    Route, TableRoute,
 };
 use crate::model::network::{IpvlanFlag, IpvlanMode, MacvlanMode};
 
@@ -363,18 +365,20 @@ impl Kernel {
             .collect())
     }
 
-    /// Writes routes with replace semantics, pipelined; one result per route.
-    pub fn replace_routes(&mut self, routes: &[Route]) -> Vec<Result<()>> {
+    /// Writes routes with replace semantics, pipelined; one result per
+    /// route. A route with several next hops is one RTA_MULTIPATH route,
+    /// replaced in place with its whole next-hop set.
+    pub fn replace_routes(&mut self, routes: &[MultiRoute]) -> Vec<Result<()>> {
         self.write_routes(routes, NLM_F_CREATE | NLM_F_REPLACE, "replace")
     }
 
     /// Adds routes only where no route with the same key exists (`EEXIST`
     /// otherwise), pipelined; one result per route.
-    pub fn create_routes(&mut self, routes: &[Route]) -> Vec<Result<()>> {
+    pub fn create_routes(&mut self, routes: &[MultiRoute]) -> Vec<Result<()>> {
         self.write_routes(routes, NLM_F_CREATE | NLM_F_EXCL, "create")
     }
 
-    fn write_routes(&mut self, routes: &[Route], flags: u16, op: &str) -> Vec<Result<()>> {
+    fn write_routes(&mut self, routes: &[MultiRoute], flags: u16, op: &str) -> Vec<Result<()>> {
         let msgs = routes
             .iter()
             .map(|r| (RouteNetlinkMessage::NewRoute(route_msg(r)), flags))
@@ -388,7 +392,10 @@ impl Kernel {
     }
 
     /// Deletes routes, pipelined; a route already gone counts as deleted.
-    pub fn delete_routes(&mut self, routes: &[Route]) -> Vec<Result<()>> {
+    /// The next hops are part of the match (IPv6 removes only the hops
+    /// named, each by its gateway; IPv4 removes the route whose hops are
+    /// these).
+    pub fn delete_routes(&mut self, routes: &[MultiRoute]) -> Vec<Result<()>> {
         let msgs = routes
             .iter()
             .map(|r| (RouteNetlinkMessage::DelRoute(route_msg(r)), 0))
@@ -449,7 +456,7 @@ impl LinkKernel for Kernel {
         Ok(self
             .table_routes()?
             .into_iter()
-            .filter(|t| !t.multipath && t.route.via.is_none())
+            .filter(|t| !t.is_multipath() && t.route.via.is_none())
             .map(|t| t.route)
             .collect())
     }
@@ -613,7 +620,7 @@ pub(crate) fn parse_route(m: &RouteMessage) -> Option<TableRoute> {
     let mut via = None;
     let mut oif = None;
     let mut priority = 0;
-    let mut multipath = false;
+    let mut multipath = Vec::new();
     for a in &m.attributes {
         match a {
             RouteAttribute::Table(t) => table = *t,
@@ -623,7 +630,16 @@ pub(crate) fn parse_route(m: &RouteMessage) -> Option<TableRoute> {
             RouteAttribute::Gateway(RouteAddress::Inet6(ip)) => via = Some(IpAddr::V6(*ip)),
             RouteAttribute::Oif(i) => oif = Some(*i),
             RouteAttribute::Priority(p) => priority = *p,
-            RouteAttribute::MultiPath(hops) => multipath = hops.len() > 1,
+            RouteAttribute::MultiPath(hops) if hops.len() > 1 => {
+                multipath = hops.iter().map(parse_hop).collect();
+            }
+            RouteAttribute::MultiPath(hops) => {
+                // One hop written as RTA_MULTIPATH: an ordinary route.
+                if let Some(h) = hops.first().map(parse_hop) {
+                    via = via.or(h.via);
+                    oif = oif.or(h.oif);
+                }
+            }
             _ => {}
         }
     }
@@ -649,7 +665,21 @@ pub(crate) fn parse_route(m: &RouteMessage) -> Option<TableRoute> {
     })
 }
 
-pub(crate) fn route_msg(r: &Route) -> RouteMessage {
+fn parse_hop(h: &RouteNextHop) -> NextHop {
+    let via = h.attributes.iter().find_map(|a| match a {
+        RouteAttribute::Gateway(RouteAddress::Inet(ip)) => Some(IpAddr::V4(*ip)),
+        RouteAttribute::Gateway(RouteAddress::Inet6(ip)) => Some(IpAddr::V6(*ip)),
+        _ => None,
+    });
+    NextHop {
+        via,
+        oif: (h.interface_index != 0).then_some(h.interface_index),
+    }
+}
+
+/// The message for a route: one next hop as RTA_GATEWAY/RTA_OIF, several
+/// as RTA_MULTIPATH (weight 1 each).
+pub(crate) fn route_msg(r: &MultiRoute) -> RouteMessage {
     let mut msg = RouteMessage::default();
     msg.header.address_family = match r.dst {
         IpNet::V4(_) => AddressFamily::Inet,
@@ -659,7 +689,7 @@ pub(crate) fn route_msg(r: &Route) -> RouteMessage {
     msg.header.table = RouteHeader::RT_TABLE_MAIN;
     msg.header.protocol = RouteProtocol::from(r.protocol);
     msg.header.kind = RouteType::Unicast;
-    msg.header.scope = if r.via.is_some() {
+    msg.header.scope = if r.hops.iter().any(|h| h.via.is_some()) {
         RouteScope::Universe
     } else {
         RouteScope::Link
@@ -668,12 +698,32 @@ pub(crate) fn route_msg(r: &Route) -> RouteMessage {
         .push(RouteAttribute::Destination(RouteAddress::from(
             r.dst.network(),
         )));
-    if let Some(via) = r.via {
-        msg.attributes
-            .push(RouteAttribute::Gateway(RouteAddress::from(via)));
-    }
-    if let Some(oif) = r.oif {
-        msg.attributes.push(RouteAttribute::Oif(oif));
+    match &r.hops[..] {
+        [] => {}
+        [h] => {
+            if let Some(via) = h.via {
+                msg.attributes
+                    .push(RouteAttribute::Gateway(RouteAddress::from(via)));
+            }
+            if let Some(oif) = h.oif {
+                msg.attributes.push(RouteAttribute::Oif(oif));
+            }
+        }
+        hops => {
+            let hops = hops
+                .iter()
+                .map(|h| {
+                    let mut nh = RouteNextHop::default();
+                    nh.interface_index = h.oif.unwrap_or(0);
+                    if let Some(via) = h.via {
+                        nh.attributes
+                            .push(RouteAttribute::Gateway(RouteAddress::from(via)));
+                    }
+                    nh
+                })
+                .collect();
+            msg.attributes.push(RouteAttribute::MultiPath(hops));
+        }
     }
     msg
 }

@@ -17,7 +17,7 @@ use ipnet::IpNet;
 
 use super::table::{default_priority, RouteTable, WriteResult};
 use crate::kernel::netlink::NlError;
-use crate::kernel::{KernelError, Route, TableRoute};
+use crate::kernel::{KernelError, MultiRoute, NextHop, Route, TableRoute};
 
 fn kernel_error(op: String, errno: i32) -> KernelError {
     KernelError::Netlink {
@@ -44,6 +44,8 @@ pub struct FakeTable {
     pub dumps: usize,
     /// Number of route writes served.
     pub writes: usize,
+    /// Number of writes that replaced a route in place (no delete first).
+    pub replaced_in_place: usize,
 }
 
 impl FakeTable {
@@ -52,7 +54,7 @@ impl FakeTable {
             route,
             tos: 0,
             priority,
-            multipath: false,
+            multipath: Vec::new(),
         });
     }
 
@@ -64,23 +66,33 @@ impl FakeTable {
             route,
             tos: 0,
             priority: default_priority(&route.dst),
-            multipath: false,
+            multipath: Vec::new(),
         };
-        match self.key_pos(&route) {
+        match self.key_pos(&route.dst) {
             Some(_) => self.siblings.push(tr),
             None => self.routes.push(tr),
         }
     }
 
     /// What `ip link set DEV down` does: every route through `oif` is gone
-    /// (IPv4 silently).
+    /// (IPv4 silently); a multipath route keeps its other hops.
     pub fn flush_oif(&mut self, oif: u32) {
-        self.routes.retain(|r| r.route.oif != Some(oif));
+        for r in &mut self.routes {
+            r.multipath.retain(|h| h.oif != Some(oif));
+            if let [h] = r.multipath[..] {
+                r.multipath.clear();
+                r.route.via = h.via;
+                r.route.oif = h.oif;
+            }
+        }
+        self.routes
+            .retain(|r| r.is_multipath() || r.route.oif != Some(oif));
         self.siblings.retain(|r| r.route.oif != Some(oif));
         self.promote_orphans();
     }
 
-    /// Every route and next hop at `dst`, each with its own protocol.
+    /// Every route and next hop at `dst`, each with its own protocol (a
+    /// multipath route of ours without gateway: see [`FakeTable::multi_at`]).
     pub fn at(&self, dst: &IpNet) -> Vec<Route> {
         self.routes
             .iter()
@@ -90,17 +102,33 @@ impl FakeTable {
             .collect()
     }
 
-    fn has_siblings(&self, r: &TableRoute) -> bool {
+    /// The routes at `dst` as a dump shows them, with every next hop.
+    pub fn multi_at(&mut self, dst: &IpNet) -> Vec<MultiRoute> {
+        let dumps = self.dumps;
+        let out = self
+            .dump()
+            .unwrap_or_default()
+            .iter()
+            .filter(|r| r.route.dst == *dst)
+            .map(TableRoute::to_multi)
+            .collect();
+        self.dumps = dumps;
+        out
+    }
+
+    fn siblings_of(&self, r: &TableRoute) -> Vec<NextHop> {
         self.siblings
             .iter()
-            .any(|s| s.route.dst == r.route.dst && s.priority == r.priority)
+            .filter(|s| s.route.dst == r.route.dst && s.priority == r.priority)
+            .map(|s| NextHop::of(&s.route))
+            .collect()
     }
 
     /// Next hops whose route went become a route of their own.
     fn promote_orphans(&mut self) {
         let mut i = 0;
         while i < self.siblings.len() {
-            let s = self.siblings[i];
+            let s = &self.siblings[i];
             let parent = self
                 .routes
                 .iter()
@@ -108,34 +136,43 @@ impl FakeTable {
             if parent {
                 i += 1;
             } else {
-                self.routes.push(self.siblings.remove(i));
+                let s = self.siblings.remove(i);
+                self.routes.push(s);
             }
         }
     }
 
-    fn check(&self, r: &Route) -> Option<WriteResult> {
-        match r.via {
-            Some(v) if self.unreachable.contains(&v) => Some(Err(kernel_error(
-                format!("route {}", r.dst),
-                libc::ENETUNREACH,
-            ))),
-            _ => None,
-        }
+    fn check(&self, r: &MultiRoute) -> Option<WriteResult> {
+        r.gateways()
+            .any(|v| self.unreachable.contains(&v))
+            .then(|| Err(kernel_error(format!("route {}", r.dst), libc::ENETUNREACH)))
     }
 
-    fn key_pos(&self, r: &Route) -> Option<usize> {
-        let prio = default_priority(&r.dst);
+    fn key_pos(&self, dst: &IpNet) -> Option<usize> {
+        let prio = default_priority(dst);
         self.routes
             .iter()
-            .position(|t| t.route.dst == r.dst && t.tos == 0 && t.priority == prio)
+            .position(|t| t.route.dst == *dst && t.tos == 0 && t.priority == prio)
     }
 
-    fn ours_at_key(&self, r: &Route) -> TableRoute {
+    fn ours_at_key(&self, r: &MultiRoute) -> TableRoute {
+        let (route, multipath) = match r.single() {
+            Some(one) => (one, Vec::new()),
+            None => (
+                Route {
+                    dst: r.dst,
+                    via: None,
+                    oif: None,
+                    protocol: r.protocol,
+                },
+                r.hops.clone(),
+            ),
+        };
         TableRoute {
-            route: *r,
+            route,
             tos: 0,
             priority: default_priority(&r.dst),
-            multipath: false,
+            multipath,
         }
     }
 }
@@ -147,25 +184,28 @@ impl RouteTable for FakeTable {
             .routes
             .iter()
             .map(|r| {
-                if self.has_siblings(r) {
+                let appended = self.siblings_of(r);
+                if appended.is_empty() {
+                    r.clone()
+                } else {
                     // One route, the first one's protocol, no gateway.
+                    let mut hops = r.hops();
+                    hops.extend(appended);
                     TableRoute {
                         route: Route {
                             via: None,
                             oif: None,
                             ..r.route
                         },
-                        multipath: true,
-                        ..*r
+                        multipath: hops,
+                        ..r.clone()
                     }
-                } else {
-                    *r
                 }
             })
             .collect())
     }
 
-    fn create_exclusive(&mut self, routes: &[Route]) -> Vec<WriteResult> {
+    fn create_exclusive(&mut self, routes: &[MultiRoute]) -> Vec<WriteResult> {
         routes
             .iter()
             .map(|r| {
@@ -173,7 +213,7 @@ impl RouteTable for FakeTable {
                 if let Some(e) = self.check(r) {
                     return e;
                 }
-                if self.key_pos(r).is_some() {
+                if self.key_pos(&r.dst).is_some() {
                     return Err(kernel_error(
                         format!("create route {}", r.dst),
                         libc::EEXIST,
@@ -186,7 +226,7 @@ impl RouteTable for FakeTable {
             .collect()
     }
 
-    fn replace(&mut self, routes: &[Route]) -> Vec<WriteResult> {
+    fn replace(&mut self, routes: &[MultiRoute]) -> Vec<WriteResult> {
         routes
             .iter()
             .map(|r| {
@@ -195,13 +235,16 @@ impl RouteTable for FakeTable {
                     return e;
                 }
                 // Like the kernel: the first route with the same key goes,
-                // whoever owns it, with every next hop appended to it.
+                // whoever owns it, with every next hop appended to it; in
+                // place (a test that watches the table never sees it empty).
                 let tr = self.ours_at_key(r);
-                match self.key_pos(r) {
+                match self.key_pos(&r.dst) {
                     Some(i) => {
+                        let prio = tr.priority;
                         self.routes[i] = tr;
+                        self.replaced_in_place += 1;
                         self.siblings
-                            .retain(|s| !(s.route.dst == r.dst && s.priority == tr.priority));
+                            .retain(|s| !(s.route.dst == r.dst && s.priority == prio));
                     }
                     None => self.routes.push(tr),
                 }
@@ -210,18 +253,26 @@ impl RouteTable for FakeTable {
             .collect()
     }
 
-    fn delete(&mut self, routes: &[Route]) -> Vec<WriteResult> {
+    fn delete(&mut self, routes: &[MultiRoute]) -> Vec<WriteResult> {
         for r in routes {
             self.writes += 1;
+            if r.dst.addr().is_ipv6() && r.gateways().next().is_some() {
+                // IPv6: each named next hop by its gateway.
+                for h in &r.hops {
+                    self.delete_v6_hop(r, h);
+                }
+                continue;
+            }
+            let want = r.hops.clone();
+            let any_hop = r.gateways().next().is_none();
             let matches = |t: &TableRoute| {
                 t.route.dst == r.dst
                     && t.route.protocol == r.protocol
-                    && (r.via.is_none() || t.route.via == r.via)
-                    && (r.oif.is_none() || t.route.oif == r.oif)
+                    && (any_hop || t.hops() == want)
             };
             if let Some(i) = self.routes.iter().position(matches) {
                 let gone = self.routes.remove(i);
-                if r.via.is_none() {
+                if any_hop {
                     // Without a gateway the kernel takes every next hop.
                     self.siblings.retain(|s| {
                         !(s.route.dst == gone.route.dst && s.priority == gone.priority)
@@ -233,6 +284,40 @@ impl RouteTable for FakeTable {
             }
         }
         routes.iter().map(|_| Ok(())).collect()
+    }
+}
+
+impl FakeTable {
+    /// IPv6 DELETE with a gateway and a protocol: that next hop only.
+    fn delete_v6_hop(&mut self, r: &MultiRoute, h: &NextHop) {
+        let hop_matches = |x: &NextHop| x.via == h.via && (h.oif.is_none() || x.oif == h.oif);
+        if let Some(i) = self.siblings.iter().position(|s| {
+            s.route.dst == r.dst
+                && s.route.protocol == r.protocol
+                && hop_matches(&NextHop::of(&s.route))
+        }) {
+            self.siblings.remove(i);
+            return;
+        }
+        let Some(i) = self.routes.iter().position(|t| {
+            t.route.dst == r.dst
+                && t.route.protocol == r.protocol
+                && t.hops().iter().any(hop_matches)
+        }) else {
+            return;
+        };
+        let t = &mut self.routes[i];
+        if t.is_multipath() {
+            t.multipath.retain(|x| !hop_matches(x));
+            if let [one] = t.multipath[..] {
+                t.multipath.clear();
+                t.route.via = one.via;
+                t.route.oif = one.oif;
+            }
+        } else {
+            self.routes.remove(i);
+            self.promote_orphans();
+        }
     }
 }
 
@@ -254,13 +339,13 @@ impl RouteTable for SharedTable {
     fn dump(&mut self) -> Result<Vec<TableRoute>, KernelError> {
         self.lock().dump()
     }
-    fn create_exclusive(&mut self, r: &[Route]) -> Vec<WriteResult> {
+    fn create_exclusive(&mut self, r: &[MultiRoute]) -> Vec<WriteResult> {
         self.lock().create_exclusive(r)
     }
-    fn replace(&mut self, r: &[Route]) -> Vec<WriteResult> {
+    fn replace(&mut self, r: &[MultiRoute]) -> Vec<WriteResult> {
         self.lock().replace(r)
     }
-    fn delete(&mut self, r: &[Route]) -> Vec<WriteResult> {
+    fn delete(&mut self, r: &[MultiRoute]) -> Vec<WriteResult> {
         self.lock().delete(r)
     }
 }

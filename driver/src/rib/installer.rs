@@ -41,12 +41,13 @@ use tracing::{debug, info, warn};
 use super::table::RouteTable;
 use super::watch::KernelEvent;
 use crate::kernel::real::Kernel;
-use crate::kernel::{KernelError, Route, TableRoute};
+use crate::kernel::{KernelError, MultiRoute, NextHop, Route, TableRoute};
 use crate::metrics::{now_unix, DumpReason, Metrics};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Change {
-    Set(Route),
+    /// This prefix's route, with every next hop (one write, in place).
+    Set(MultiRoute),
     Remove(IpNet),
 }
 
@@ -78,12 +79,13 @@ pub struct Installer<T: RouteTable = Kernel> {
     table: T,
     protocol: u8,
     /// The learner's decisions.
-    wanted: HashMap<IpNet, Route>,
+    wanted: HashMap<IpNet, MultiRoute>,
     /// How many wanted routes go out of each interface (a link event on
     /// any other link cannot affect them); `None`: routes without one.
     oifs: HashMap<Option<u32>, usize>,
-    /// What the kernel holds of ours, as last written or dumped.
-    ours: HashMap<IpNet, Route>,
+    /// What the kernel holds of ours, as last written or dumped: a tagged
+    /// route is ours only with these next hops (or the wanted ones).
+    ours: HashMap<IpNet, MultiRoute>,
     /// Destinations where another owner has a route in the main table (from
     /// the last dump, plus routes added since): never ours to write. Only
     /// those inside `scope` (or wanted): a host holding a full Internet
@@ -128,14 +130,17 @@ impl<T: RouteTable> Installer<T> {
         scope: Vec<IpNet>,
         metrics: Arc<Metrics>,
         now: Instant,
-    ) -> Result<(Installer<T>, Vec<Route>), KernelError> {
+    ) -> Result<(Installer<T>, Vec<MultiRoute>), KernelError> {
         let mut existing = Vec::new();
         let mut foreign = HashSet::new();
         let mut gateways = BTreeSet::new();
         metrics.route_watch(|w| w.dump(DumpReason::Start));
         for r in table.dump()? {
-            if r.route.protocol == protocol && !r.multipath {
-                existing.push(r.route);
+            if r.route.protocol == protocol {
+                // A previous run's route, multipath ones included (what it
+                // wrote is not recorded: a next hop another owner appended
+                // while the driver was stopped is taken for ours).
+                existing.push(r.to_multi());
             } else {
                 if in_scope(&scope, &r.route.dst) {
                     foreign.insert(r.route.dst);
@@ -143,10 +148,13 @@ impl<T: RouteTable> Installer<T> {
                 gateways.extend(default_gateway(&r.route));
             }
         }
-        let ours: HashMap<IpNet, Route> = existing.iter().map(|r| (r.dst, *r)).collect();
+        let ours: HashMap<IpNet, MultiRoute> =
+            existing.iter().map(|r| (r.dst, r.clone())).collect();
         let mut oifs: HashMap<Option<u32>, usize> = HashMap::new();
         for r in ours.values() {
-            *oifs.entry(r.oif).or_default() += 1;
+            for h in &r.hops {
+                *oifs.entry(h.oif).or_default() += 1;
+            }
         }
         let inst = Installer {
             table,
@@ -251,10 +259,12 @@ impl<T: RouteTable> Installer<T> {
                     // hold (deleted by hand) is a sign of drift. A tagged
                     // route changed in place is found by the periodic dump.
                     let believed = self.ours.get(&dst);
-                    if deleted {
-                        believed == Some(&route.route)
-                    } else {
-                        believed.is_none()
+                    let hops = route.hops();
+                    match believed {
+                        // One of our next hops (or our route) went.
+                        Some(b) if deleted => hops.iter().all(|h| b.hops.contains(h)),
+                        None => !deleted,
+                        Some(_) => false,
                     }
                 } else if route.route.dst.prefix_len() == 0 {
                     // A default route: the gateways feed the import policy.
@@ -289,8 +299,8 @@ impl<T: RouteTable> Installer<T> {
     }
 
     /// The routes decided so far.
-    pub fn wanted_routes(&self) -> Vec<Route> {
-        self.wanted.values().copied().collect()
+    pub fn wanted_routes(&self) -> Vec<MultiRoute> {
+        self.wanted.values().cloned().collect()
     }
 
     /// Where the learner may ask for routes from now on (its accepted
@@ -334,26 +344,50 @@ impl<T: RouteTable> Installer<T> {
         self.owners_grace_until = Some(now + OWNERS_GRACE);
     }
 
-    fn want(&mut self, r: Route) {
-        if let Some(old) = self.wanted.insert(r.dst, r) {
-            self.forget_oif(old.oif);
+    fn want(&mut self, r: MultiRoute) {
+        for h in &r.hops {
+            *self.oifs.entry(h.oif).or_default() += 1;
         }
-        *self.oifs.entry(r.oif).or_default() += 1;
+        if let Some(old) = self.wanted.insert(r.dst, r) {
+            self.forget_oifs(&old);
+        }
     }
 
     fn unwant(&mut self, prefix: &IpNet) {
         if let Some(old) = self.wanted.remove(prefix) {
-            self.forget_oif(old.oif);
+            self.forget_oifs(&old);
         }
     }
 
-    fn forget_oif(&mut self, oif: Option<u32>) {
-        if let Some(n) = self.oifs.get_mut(&oif) {
-            *n -= 1;
-            if *n == 0 {
-                self.oifs.remove(&oif);
+    fn forget_oifs(&mut self, old: &MultiRoute) {
+        for h in &old.hops {
+            if let Some(n) = self.oifs.get_mut(&h.oif) {
+                *n -= 1;
+                if *n == 0 {
+                    self.oifs.remove(&h.oif);
+                }
             }
         }
+    }
+
+    /// Whether a tagged route at `dst` with `hops` is ours. One next hop:
+    /// yes (nothing can hide under it). Several: only if every next hop is
+    /// one we wrote there or want there. A hop of neither is another
+    /// owner's, appended to ours (IPv6 merges a CREATE without EXCL into
+    /// the route at that key, whatever its protocol; the dump shows only
+    /// our tag): then the route is not ours alone.
+    fn is_ours(&self, dst: &IpNet, hops: &[NextHop]) -> bool {
+        if hops.len() < 2 {
+            return true;
+        }
+        let written = self.ours.get(dst).map(|r| &r.hops[..]).unwrap_or_default();
+        let wanted = self
+            .wanted
+            .get(dst)
+            .map(|r| &r.hops[..])
+            .unwrap_or_default();
+        hops.iter()
+            .all(|h| written.contains(h) || wanted.contains(h))
     }
 
     /// Plans a dump and repair at `at`, or earlier if one is planned
@@ -421,7 +455,7 @@ impl<T: RouteTable> Installer<T> {
             return;
         }
         // Last change per prefix wins.
-        let mut last: HashMap<IpNet, Option<Route>> = HashMap::with_capacity(batch.len());
+        let mut last: HashMap<IpNet, Option<MultiRoute>> = HashMap::with_capacity(batch.len());
         for c in batch {
             match c {
                 Change::Set(r) => last.insert(r.dst, Some(r)),
@@ -436,7 +470,7 @@ impl<T: RouteTable> Installer<T> {
             self.failed.remove(&prefix);
             match want {
                 Some(r) => {
-                    self.want(r);
+                    self.want(r.clone());
                     if self.conflicts.contains(&prefix) {
                         // Still someone else's until a dump says otherwise.
                         continue;
@@ -461,7 +495,7 @@ impl<T: RouteTable> Installer<T> {
                     self.unwant(&prefix);
                     self.conflicts.remove(&prefix);
                     if let Some(cur) = self.ours.get(&prefix) {
-                        delete.push(*cur);
+                        delete.push(cur.clone());
                     }
                 }
             }
@@ -478,7 +512,13 @@ impl<T: RouteTable> Installer<T> {
 
     /// Executes writes and files their outcomes. EEXIST on a create is
     /// resolved with a look at the prefixes concerned.
-    fn write(&mut self, delete: Vec<Route>, replace: Vec<Route>, create: Vec<Route>, now: Instant) {
+    fn write(
+        &mut self,
+        delete: Vec<MultiRoute>,
+        replace: Vec<MultiRoute>,
+        create: Vec<MultiRoute>,
+        now: Instant,
+    ) {
         let mut errors = 0u64;
         for (r, res) in delete.iter().zip(self.table.delete(&delete)) {
             match res {
@@ -497,13 +537,13 @@ impl<T: RouteTable> Installer<T> {
         for (r, res) in replace.iter().zip(self.table.replace(&replace)) {
             match res {
                 Ok(()) => {
-                    self.ours.insert(r.dst, *r);
+                    self.ours.insert(r.dst, r.clone());
                     self.metrics.installed(&r.dst);
                 }
                 Err(e) => {
                     errors += 1;
                     self.failed.insert(r.dst);
-                    debug!(prefix = %r.dst, via = ?r.via, error = %e, "could not replace route; will retry");
+                    debug!(prefix = %r.dst, hops = ?r.hops, error = %e, "could not replace route; will retry");
                 }
             }
         }
@@ -511,7 +551,7 @@ impl<T: RouteTable> Installer<T> {
         for (r, res) in create.iter().zip(self.table.create_exclusive(&create)) {
             match res {
                 Ok(()) => {
-                    self.ours.insert(r.dst, *r);
+                    self.ours.insert(r.dst, r.clone());
                     self.metrics.installed(&r.dst);
                 }
                 Err(e) if e.errno() == Some(libc::EEXIST) => {
@@ -520,7 +560,7 @@ impl<T: RouteTable> Installer<T> {
                 Err(e) => {
                     errors += 1;
                     self.failed.insert(r.dst);
-                    debug!(prefix = %r.dst, via = ?r.via, error = %e, "could not install route; will retry");
+                    debug!(prefix = %r.dst, hops = ?r.hops, error = %e, "could not install route; will retry");
                 }
             }
         }
@@ -551,14 +591,17 @@ impl<T: RouteTable> Installer<T> {
         let mut replace = Vec::new();
         let mut conflicts = Vec::new();
         for p in exists {
-            let Some(want) = self.wanted.get(&p).copied() else {
+            let Some(want) = self.wanted.get(&p).cloned() else {
                 continue;
             };
             let at = by_dst.remove(&p).unwrap_or_default();
             if at.is_empty() {
                 // Gone in the meantime: try again.
                 self.failed.insert(p);
-            } else if at.iter().all(|r| r.route.protocol == self.protocol) {
+            } else if at
+                .iter()
+                .all(|r| r.route.protocol == self.protocol && self.is_ours(&p, &r.hops()))
+            {
                 replace.push(want);
             } else {
                 conflicts.push((p, at));
@@ -605,7 +648,7 @@ impl<T: RouteTable> Installer<T> {
         let mut create = Vec::new();
         let mut replace = Vec::new();
         for p in std::mem::take(&mut self.failed) {
-            let Some(w) = self.wanted.get(&p).copied() else {
+            let Some(w) = self.wanted.get(&p).cloned() else {
                 continue;
             };
             match self.ours.get(&p) {
@@ -637,30 +680,39 @@ impl<T: RouteTable> Installer<T> {
                 return;
             }
         };
-        let mut kernel_ours: HashMap<IpNet, Vec<Route>> = HashMap::new();
+        let mut kernel_ours: HashMap<IpNet, Vec<MultiRoute>> = HashMap::new();
         let mut foreign: HashMap<IpNet, Vec<TableRoute>> = HashMap::new();
         let mut unhook = Vec::new();
         self.foreign.clear();
         self.gateways.clear();
         for tr in dump {
             let dst = tr.route.dst;
-            if tr.route.protocol == self.protocol && tr.multipath {
-                // We never write several next hops: another one was appended
-                // to ours (IPv6 merges a CREATE without EXCL into the route
-                // at that key, whatever its protocol, and the dump shows only
-                // ours). Not ours alone: never replace it (that would take
-                // their next hop too); take back our next hop only, by its
-                // gateway, and leave the prefix to them.
+            let hops = tr.hops();
+            if tr.route.protocol == self.protocol && !self.is_ours(&dst, &hops) {
+                // Tagged, with a next hop we neither wrote nor want there:
+                // another owner's, appended to ours (IPv6). Not ours alone:
+                // never replace it (that would take their next hop too);
+                // take back our own next hops only (IPv6: each by its
+                // gateway), and leave the prefix to them. IPv4 merges no
+                // appends, so such a route was written whole by someone
+                // else with our tag: left alone.
                 self.note_foreign(dst);
-                match self.ours.get(&tr.route.dst) {
-                    Some(mine) if mine.via.is_some() => unhook.push(*mine),
-                    _ => {}
+                if let (Some(mine), IpNet::V6(_)) = (self.ours.get(&dst), dst) {
+                    let back: Vec<NextHop> = mine
+                        .hops
+                        .iter()
+                        .filter(|h| h.via.is_some() && hops.contains(h))
+                        .copied()
+                        .collect();
+                    if !back.is_empty() {
+                        unhook.push(MultiRoute::new(dst, back, self.protocol));
+                    }
                 }
-                if self.wanted.contains_key(&tr.route.dst) {
-                    foreign.entry(tr.route.dst).or_default().push(tr);
+                if self.wanted.contains_key(&dst) {
+                    foreign.entry(dst).or_default().push(tr);
                 }
             } else if tr.route.protocol == self.protocol {
-                kernel_ours.entry(tr.route.dst).or_default().push(tr.route);
+                kernel_ours.entry(dst).or_default().push(tr.to_multi());
             } else {
                 self.note_foreign(dst);
                 self.gateways.extend(default_gateway(&tr.route));
@@ -680,24 +732,25 @@ impl<T: RouteTable> Installer<T> {
                 None => {
                     // Tagged, but nobody decided it (added by hand, or left over).
                     drift += routes.len() as u64;
-                    delete.extend(routes.iter().copied());
+                    delete.extend(routes.iter().cloned());
                     info!(prefix = %p, "removing a route with our protocol that the driver did not decide");
                 }
                 Some(_) if foreign.contains_key(p) => {
                     // Another owner arrived: the prefix is theirs; ours goes.
-                    delete.extend(routes.iter().copied());
+                    delete.extend(routes.iter().cloned());
                 }
                 Some(w) => {
                     if routes.contains(w) {
-                        self.ours.insert(*p, *w);
+                        self.ours.insert(*p, w.clone());
                         for r in routes.iter().filter(|r| *r != w) {
                             drift += 1;
-                            delete.push(*r);
+                            delete.push(r.clone());
                         }
                     } else {
+                        // Ours with other next hops: replaced in place.
                         drift += 1;
-                        self.ours.insert(*p, routes[0]);
-                        replace.push(*w);
+                        self.ours.insert(*p, routes[0].clone());
+                        replace.push(w.clone());
                     }
                 }
             }
@@ -721,7 +774,7 @@ impl<T: RouteTable> Installer<T> {
             if believed.remove(p).is_some() && !self.failed.contains(p) {
                 drift += 1;
             }
-            create.push(*w);
+            create.push(w.clone());
         }
         // Conflicts whose holder left are tried again below (create) and
         // leave the set when that succeeds.
@@ -843,12 +896,18 @@ mod tests {
     #[test]
     fn installs_replaces_and_removes_its_own_routes() {
         let (mut i, t0) = installer(FakeTable::default());
-        i.apply(vec![Change::Set(ours("10.1.2.0/24", "192.0.2.2"))], t0);
+        i.apply(
+            vec![Change::Set(ours("10.1.2.0/24", "192.0.2.2").into())],
+            t0,
+        );
         assert_eq!(
             i.table().at(&n("10.1.2.0/24")),
             vec![ours("10.1.2.0/24", "192.0.2.2")]
         );
-        i.apply(vec![Change::Set(ours("10.1.2.0/24", "192.0.2.3"))], t0);
+        i.apply(
+            vec![Change::Set(ours("10.1.2.0/24", "192.0.2.3").into())],
+            t0,
+        );
         assert_eq!(
             i.table().at(&n("10.1.2.0/24")),
             vec![ours("10.1.2.0/24", "192.0.2.3")]
@@ -872,10 +931,10 @@ mod tests {
     fn ipv6_routes_are_installed_replaced_and_removed_at_metric_1024() {
         let (mut i, t0) = installer(FakeTable::default());
         let p = "fd00:b::7/128";
-        i.apply(vec![Change::Set(ours(p, "2001:db8::2"))], t0);
+        i.apply(vec![Change::Set(ours(p, "2001:db8::2").into())], t0);
         assert_eq!(i.table().at(&n(p)), vec![ours(p, "2001:db8::2")]);
         assert_eq!(i.table().routes[0].priority, 1024);
-        i.apply(vec![Change::Set(ours(p, "2001:db8::3"))], t0);
+        i.apply(vec![Change::Set(ours(p, "2001:db8::3").into())], t0);
         assert_eq!(i.table().at(&n(p)), vec![ours(p, "2001:db8::3")]);
         i.apply(vec![Change::Remove(n(p))], t0);
         assert!(i.table().routes.is_empty());
@@ -893,7 +952,7 @@ mod tests {
         let mut fake = FakeTable::default();
         fake.add_foreign(static6(p, "2001:db8::99"), metric);
         let (mut i, t0) = installer(fake);
-        i.apply(vec![Change::Set(ours(p, "2001:db8::2"))], t0);
+        i.apply(vec![Change::Set(ours(p, "2001:db8::2").into())], t0);
         assert_eq!(i.table().at(&n(p)), vec![static6(p, "2001:db8::99")]);
         assert_eq!(status(&i).route_conflicts, 1);
         i.table().routes.clear();
@@ -912,10 +971,10 @@ mod tests {
     fn an_ipv6_next_hop_appended_to_ours_is_left_to_its_owner() {
         let p = "fd00:b::7/128";
         let (mut i, t0) = installer(FakeTable::default());
-        i.apply(vec![Change::Set(ours(p, "2001:db8::2"))], t0);
+        i.apply(vec![Change::Set(ours(p, "2001:db8::2").into())], t0);
         i.table().append_foreign_v6(static6(p, "2001:db8::99"));
         let dump = i.table().dump().unwrap();
-        assert!(dump[0].multipath && dump[0].route.protocol == PROTO);
+        assert!(dump[0].is_multipath() && dump[0].route.protocol == PROTO);
         i.reconcile(t0, DumpReason::Periodic);
         assert_eq!(i.table().at(&n(p)), vec![static6(p, "2001:db8::99")]);
         assert_eq!(status(&i).route_conflicts, 1);
@@ -934,23 +993,142 @@ mod tests {
         assert_eq!(i.table().at(&n(p)), vec![ours(p, "2001:db8::2")]);
     }
 
+    fn multi(dst: &str, vias: &[&str]) -> MultiRoute {
+        MultiRoute::new(
+            n(dst),
+            vias.iter()
+                .map(|v| NextHop {
+                    via: v.parse().ok(),
+                    oif: Some(3),
+                })
+                .collect(),
+            PROTO,
+        )
+    }
+
+    /// Several next hops are one route, and a change of the set is one
+    /// replace in place: never a delete, so the prefix never lacks a route
+    /// (both families; two hops to one, one to two).
+    #[rstest::rstest]
+    #[case::ipv4("10.1.2.3/32", ["192.0.2.2", "192.0.2.3"])]
+    #[case::ipv6("fd00:b::7/128", ["2001:db8::2", "2001:db8::3"])]
+    fn a_next_hop_set_is_one_route_changed_in_place(#[case] p: &str, #[case] gw: [&str; 2]) {
+        let (mut i, t0) = installer(FakeTable::default());
+        i.apply(vec![Change::Set(multi(p, &[gw[1], gw[0]]))], t0);
+        assert_eq!(i.table().multi_at(&n(p)), vec![multi(p, &gw)]);
+        assert_eq!(i.table().routes.len(), 1);
+        for set in [&gw[..1], &gw[..], &gw[1..]] {
+            let (writes, in_place) = (i.table().writes, i.table().replaced_in_place);
+            i.apply(vec![Change::Set(multi(p, set))], t0);
+            assert_eq!(i.table().multi_at(&n(p)), vec![multi(p, set)]);
+            assert_eq!(i.table().writes, writes + 1, "one write");
+            assert_eq!(i.table().replaced_in_place, in_place + 1, "in place");
+        }
+        // Found as ours by the reconcile: nothing to repair.
+        i.reconcile(t0, DumpReason::Periodic);
+        assert_eq!(status(&i).kernel_drift, 0);
+        assert_eq!(status(&i).route_conflicts, 0);
+        i.apply(vec![Change::Set(multi(p, &gw))], t0);
+        i.reconcile(t0, DumpReason::Periodic);
+        assert_eq!(status(&i).kernel_drift, 0);
+        i.apply(vec![Change::Remove(n(p))], t0);
+        assert!(i.table().routes.is_empty());
+    }
+
+    /// Ownership of multipath routes: another owner's next hop appended to
+    /// our multipath route (IPv6) makes it not ours: never replaced, our own
+    /// hops taken back one by one, the prefix a conflict until they leave.
+    #[test]
+    fn a_next_hop_appended_to_our_multipath_route_is_a_conflict() {
+        let p = "fd00:b::7/128";
+        let (mut i, t0) = installer(FakeTable::default());
+        i.apply(
+            vec![Change::Set(multi(p, &["2001:db8::2", "2001:db8::3"]))],
+            t0,
+        );
+        i.table().append_foreign_v6(static6(p, "2001:db8::99"));
+        let dump = i.table().dump().unwrap();
+        assert_eq!(dump[0].hops().len(), 3);
+        assert_eq!(dump[0].route.protocol, PROTO);
+        i.reconcile(t0, DumpReason::Periodic);
+        assert_eq!(i.table().at(&n(p)), vec![static6(p, "2001:db8::99")]);
+        assert_eq!(status(&i).route_conflicts, 1);
+        // A change of our set meanwhile writes nothing over theirs.
+        let writes = i.table().writes;
+        i.apply(vec![Change::Set(multi(p, &["2001:db8::2"]))], t0);
+        assert_eq!(i.table().writes, writes);
+        assert_eq!(i.table().at(&n(p)), vec![static6(p, "2001:db8::99")]);
+        // They leave: ours comes back, with the set wanted now.
+        i.table().routes.clear();
+        let next = i.next_deadline();
+        i.tick(next);
+        assert_eq!(i.table().multi_at(&n(p)), vec![multi(p, &["2001:db8::2"])]);
+    }
+
+    /// A tagged multipath route with a next hop we neither wrote nor want
+    /// (IPv4: written whole by someone using our number) is not ours:
+    /// counted as a conflict and left alone, never replaced nor deleted;
+    /// one whose every hop we want is ours and is kept as it is.
+    #[test]
+    fn a_tagged_multipath_route_is_ours_only_with_our_next_hops() {
+        let p = "10.1.2.3/32";
+        let (mut i, t0) = installer(FakeTable::default());
+        let theirs = multi(p, &["192.0.2.2", "192.0.2.66"]);
+        let _ = i.table().create_exclusive(std::slice::from_ref(&theirs));
+        i.apply(vec![Change::Set(multi(p, &["192.0.2.2", "192.0.2.3"]))], t0);
+        let next = i.next_deadline();
+        i.tick(next);
+        assert_eq!(i.table().multi_at(&n(p)), vec![theirs.clone()]);
+        assert_eq!(status(&i).route_conflicts, 1);
+        assert_eq!(status(&i).installed, 0);
+        // Every hop one we want: ours.
+        let q = "10.1.2.4/32";
+        let mine = multi(q, &["192.0.2.2", "192.0.2.3"]);
+        let _ = i.table().create_exclusive(std::slice::from_ref(&mine));
+        i.apply(vec![Change::Set(mine.clone())], t0);
+        let next = i.next_deadline();
+        i.tick(next);
+        assert_eq!(i.table().multi_at(&n(q)), vec![mine]);
+        assert_eq!(status(&i).installed, 1);
+        assert_eq!(i.table().multi_at(&n(p)), vec![theirs]);
+    }
+
+    /// A previous run's multipath route is read at start as ours (what the
+    /// learner adopts), not as another owner's.
+    #[test]
+    fn a_previous_runs_multipath_route_is_adopted_at_start() {
+        let p = "10.1.2.3/32";
+        let mut fake = FakeTable::default();
+        let r = multi(p, &["192.0.2.2", "192.0.2.3"]);
+        let _ = fake.create_exclusive(std::slice::from_ref(&r));
+        let (_, existing) = Installer::new(
+            fake,
+            PROTO,
+            everywhere(),
+            Arc::new(Metrics::default()),
+            Instant::now(),
+        )
+        .unwrap();
+        assert_eq!(existing, vec![r]);
+    }
+
     /// The fake keeps the kernel's IPv6 rules (module header of route_table).
     #[test]
     fn the_fake_merges_and_splits_ipv6_next_hops_like_the_kernel() {
         let p = "fd00:b::7/128";
         let mut f = FakeTable::default();
-        assert!(f.create_exclusive(&[ours(p, "2001:db8::2")])[0].is_ok());
-        let excl = f.create_exclusive(&[ours(p, "2001:db8::3")]);
+        assert!(f.create_exclusive(&[ours(p, "2001:db8::2").into()])[0].is_ok());
+        let excl = f.create_exclusive(&[ours(p, "2001:db8::3").into()]);
         assert_eq!(excl[0].as_ref().unwrap_err().errno(), Some(libc::EEXIST));
         f.append_foreign_v6(static6(p, "2001:db8::99"));
         assert_eq!(f.dump().unwrap().len(), 1);
         // DELETE with our gateway takes our next hop only.
-        let _ = f.delete(&[ours(p, "2001:db8::2")]);
+        let _ = f.delete(&[ours(p, "2001:db8::2").into()]);
         assert_eq!(f.dump().unwrap()[0].route, static6(p, "2001:db8::99"));
         // REPLACE takes every next hop at the key.
-        let _ = f.create_exclusive(&[static6("fd00:c::/64", "2001:db8::98")]);
+        let _ = f.create_exclusive(&[static6("fd00:c::/64", "2001:db8::98").into()]);
         f.append_foreign_v6(ours("fd00:c::/64", "2001:db8::2"));
-        let _ = f.replace(&[ours("fd00:c::/64", "2001:db8::5")]);
+        let _ = f.replace(&[ours("fd00:c::/64", "2001:db8::5").into()]);
         assert_eq!(
             f.at(&n("fd00:c::/64")),
             vec![ours("fd00:c::/64", "2001:db8::5")]
@@ -964,7 +1142,10 @@ mod tests {
         let mut fake = FakeTable::default();
         fake.add_foreign(static_route("10.1.2.0/24"), metric);
         let (mut i, t0) = installer(fake);
-        i.apply(vec![Change::Set(ours("10.1.2.0/24", "192.0.2.2"))], t0);
+        i.apply(
+            vec![Change::Set(ours("10.1.2.0/24", "192.0.2.2").into())],
+            t0,
+        );
         assert_eq!(
             i.table().at(&n("10.1.2.0/24")),
             vec![static_route("10.1.2.0/24")]
@@ -1001,7 +1182,10 @@ mod tests {
         let (mut i, t0) = installer(FakeTable::default());
         // Added after the last dump, its notification not read yet.
         i.table().add_foreign(static_route("10.1.2.0/24"), 0);
-        i.apply(vec![Change::Set(ours("10.1.2.0/24", "192.0.2.2"))], t0);
+        i.apply(
+            vec![Change::Set(ours("10.1.2.0/24", "192.0.2.2").into())],
+            t0,
+        );
         assert_eq!(
             i.table().at(&n("10.1.2.0/24")),
             vec![static_route("10.1.2.0/24")]
@@ -1013,13 +1197,19 @@ mod tests {
     #[test]
     fn an_owner_that_arrives_later_takes_the_prefix_and_a_next_hop_change_does_not_overwrite_it() {
         let (mut i, t0) = installer(FakeTable::default());
-        i.apply(vec![Change::Set(ours("10.1.2.0/24", "192.0.2.2"))], t0);
+        i.apply(
+            vec![Change::Set(ours("10.1.2.0/24", "192.0.2.2").into())],
+            t0,
+        );
         // `ip route replace 10.1.2.0/24 via 192.0.2.99 proto static`: same key, ours is gone.
         i.table().routes.clear();
         i.table().add_foreign(static_route("10.1.2.0/24"), 0);
-        let tr = i.table().routes[0];
+        let tr = i.table().routes[0].clone();
         route_event(&mut i, tr, false, t0);
-        i.apply(vec![Change::Set(ours("10.1.2.0/24", "192.0.2.3"))], t0);
+        i.apply(
+            vec![Change::Set(ours("10.1.2.0/24", "192.0.2.3").into())],
+            t0,
+        );
         assert_eq!(
             i.table().at(&n("10.1.2.0/24")),
             vec![static_route("10.1.2.0/24")]
@@ -1030,9 +1220,12 @@ mod tests {
     #[test]
     fn ours_yields_to_an_owner_added_beside_it_at_another_metric() {
         let (mut i, t0) = installer(FakeTable::default());
-        i.apply(vec![Change::Set(ours("10.1.2.0/24", "192.0.2.2"))], t0);
+        i.apply(
+            vec![Change::Set(ours("10.1.2.0/24", "192.0.2.2").into())],
+            t0,
+        );
         i.table().add_foreign(static_route("10.1.2.0/24"), 100);
-        let tr = i.table().routes[1];
+        let tr = i.table().routes[1].clone();
         route_event(&mut i, tr, false, t0);
         let t = i.next_deadline();
         assert!(t <= t0 + Duration::from_secs(1));
@@ -1053,10 +1246,13 @@ mod tests {
             route: ours("10.1.2.0/24", "192.0.2.7"),
             tos: 0,
             priority: 0,
-            multipath: false,
+            multipath: Vec::new(),
         });
         *i.table() = fake;
-        i.apply(vec![Change::Set(ours("10.1.2.0/24", "192.0.2.2"))], t0);
+        i.apply(
+            vec![Change::Set(ours("10.1.2.0/24", "192.0.2.2").into())],
+            t0,
+        );
         assert_eq!(
             i.table().at(&n("10.1.2.0/24")),
             vec![ours("10.1.2.0/24", "192.0.2.2")]
@@ -1067,7 +1263,10 @@ mod tests {
     #[test]
     fn a_route_deleted_by_hand_comes_back_and_counts_as_drift() {
         let (mut i, t0) = installer(FakeTable::default());
-        i.apply(vec![Change::Set(ours("10.1.2.0/24", "192.0.2.2"))], t0);
+        i.apply(
+            vec![Change::Set(ours("10.1.2.0/24", "192.0.2.2").into())],
+            t0,
+        );
         let tr = i.table().routes.remove(0);
         route_event(&mut i, tr, true, t0);
         let t = i.next_deadline();
@@ -1083,14 +1282,17 @@ mod tests {
     #[test]
     fn a_tagged_route_nobody_decided_goes_and_a_wrong_one_is_corrected() {
         let (mut i, t0) = installer(FakeTable::default());
-        i.apply(vec![Change::Set(ours("10.1.2.0/24", "192.0.2.2"))], t0);
+        i.apply(
+            vec![Change::Set(ours("10.1.2.0/24", "192.0.2.2").into())],
+            t0,
+        );
         // `ip route add 10.1.9.0/24 via 192.0.2.5 proto 73`
         i.table()
-            .create_exclusive(&[ours("10.1.9.0/24", "192.0.2.5")]);
-        let tr = i.table().routes[1];
+            .create_exclusive(&[ours("10.1.9.0/24", "192.0.2.5").into()]);
+        let tr = i.table().routes[1].clone();
         route_event(&mut i, tr, false, t0);
         // Our own echo is no reason to reconcile.
-        let echo = i.table().routes[0];
+        let echo = i.table().routes[0].clone();
         let before = i.next_deadline();
         route_event(&mut i, echo, false, t0);
         assert_eq!(i.next_deadline(), before);
@@ -1115,7 +1317,10 @@ mod tests {
         let routes: Vec<Route> = (0..50)
             .map(|k| ours(&format!("10.1.{k}.0/24"), "192.0.2.2"))
             .collect();
-        i.apply(routes.iter().copied().map(Change::Set).collect(), t0);
+        i.apply(
+            routes.iter().map(|r| Change::Set((*r).into())).collect(),
+            t0,
+        );
         assert_eq!(i.table().routes.len(), 50);
         // Link down: flushed, no route notification; the next hop is unreachable.
         i.table().flush_oif(3);
@@ -1172,7 +1377,10 @@ mod tests {
     #[test]
     fn link_events_that_cannot_affect_a_wanted_route_cost_no_dump() {
         let (mut i, t0) = installer(FakeTable::default());
-        i.apply(vec![Change::Set(ours("10.1.2.0/24", "192.0.2.2"))], t0);
+        i.apply(
+            vec![Change::Set(ours("10.1.2.0/24", "192.0.2.2").into())],
+            t0,
+        );
         let before = i.next_deadline();
         let dumps = i.table().dumps;
         for (k, ev) in [
@@ -1200,7 +1408,10 @@ mod tests {
     #[test]
     fn link_events_on_a_parent_are_coalesced_and_rate_limited() {
         let (mut i, t0) = installer(FakeTable::default());
-        i.apply(vec![Change::Set(ours("10.1.2.0/24", "192.0.2.2"))], t0);
+        i.apply(
+            vec![Change::Set(ours("10.1.2.0/24", "192.0.2.2").into())],
+            t0,
+        );
         let dumps = i.table().dumps;
         // 200 flaps over 2 s, the installer ticking whenever due.
         let mut t = t0;
@@ -1260,13 +1471,16 @@ mod tests {
                 route: static_route(&format!("{dst}/24")),
                 tos: 0,
                 priority: 0,
-                multipath: false,
+                multipath: Vec::new(),
             };
             route_event(&mut i, route, false, t0);
         }
         assert_eq!(i.foreign.len(), 1);
         // Inside the pools: still theirs.
-        i.apply(vec![Change::Set(ours("10.1.2.0/24", "192.0.2.2"))], t0);
+        i.apply(
+            vec![Change::Set(ours("10.1.2.0/24", "192.0.2.2").into())],
+            t0,
+        );
         assert_eq!(
             i.table().at(&n("10.1.2.0/24")),
             vec![static_route("10.1.2.0/24")]
@@ -1277,7 +1491,10 @@ mod tests {
         i.set_scope(vec![n("10.1.0.0/16"), n("44.0.0.0/8")], t0);
         assert_eq!(i.table().dumps, dumps + 1);
         assert_eq!(i.foreign.len(), 1 + 20_000);
-        i.apply(vec![Change::Set(ours("44.0.1.0/24", "192.0.2.2"))], t0);
+        i.apply(
+            vec![Change::Set(ours("44.0.1.0/24", "192.0.2.2").into())],
+            t0,
+        );
         assert_eq!(
             i.table().at(&n("44.0.1.0/24")),
             vec![static_route("44.0.1.0/24")]
@@ -1299,7 +1516,7 @@ mod tests {
             ..static_route("0.0.0.0/0")
         };
         i.table().add_foreign(other, 100);
-        let tr = i.table().routes[1];
+        let tr = i.table().routes[1].clone();
         route_event(&mut i, tr, false, t0);
         assert_eq!(status(&i).default_gateways.len(), 2);
         let tr = i.table().routes.remove(0);
@@ -1310,7 +1527,10 @@ mod tests {
     #[test]
     fn the_periodic_reconcile_is_one_dump() {
         let (mut i, t0) = installer(FakeTable::default());
-        i.apply(vec![Change::Set(ours("10.1.2.0/24", "192.0.2.2"))], t0);
+        i.apply(
+            vec![Change::Set(ours("10.1.2.0/24", "192.0.2.2").into())],
+            t0,
+        );
         let dumps = i.table().dumps;
         i.tick(t0 + FULL_RECONCILE);
         assert_eq!(i.table().dumps, dumps + 1);
@@ -1332,7 +1552,7 @@ mod tests {
             metrics.clone(),
         )
         .unwrap();
-        h.send(vec![Change::Set(ours("10.1.2.0/24", "192.0.2.2"))]);
+        h.send(vec![Change::Set(ours("10.1.2.0/24", "192.0.2.2").into())]);
         h.flush_blocking();
         assert_eq!(metrics.bgp_snapshot().route_conflicts, 1);
         fake.lock()
@@ -1345,7 +1565,7 @@ mod tests {
         while start.elapsed() < Duration::from_secs(4) {
             k += 1;
             let via = if k % 2 == 0 { "192.0.2.3" } else { "192.0.2.4" };
-            h.send(vec![Change::Set(ours("10.1.5.0/24", via))]);
+            h.send(vec![Change::Set(ours("10.1.5.0/24", via).into())]);
             std::thread::sleep(Duration::from_millis(50));
             if !fake.lock().unwrap().at(&n("10.1.2.0/24")).is_empty() {
                 break;

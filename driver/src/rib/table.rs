@@ -29,6 +29,9 @@
 //!   notification of the append carries the appender's protocol.
 //! - CREATE|EXCL still fails with EEXIST; REPLACE replaces the whole
 //!   multipath route, the other owner's next hop included.
+//! - REPLACE with RTA_MULTIPATH replaces the whole next-hop set in place
+//!   (both families): the prefix is never without a route, so a next hop
+//!   coming or going is one write (`docs/dual-uplink.md`, e6).
 //! - DELETE with a gateway and a protocol removes only that next hop (the
 //!   other owner's stays, now shown with its own protocol); DELETE without
 //!   a gateway removes every next hop of the route. So a multipath route
@@ -45,7 +48,7 @@ use std::collections::HashSet;
 use ipnet::IpNet;
 
 use crate::kernel::real::Kernel;
-use crate::kernel::{KernelError, Route, TableRoute};
+use crate::kernel::{KernelError, MultiRoute, Route, TableRoute};
 
 /// The metric the kernel gives a route written without one.
 pub fn default_priority(dst: &IpNet) -> u32 {
@@ -83,13 +86,16 @@ pub trait RouteTable: Send + 'static {
     }
 
     /// Adds routes only where no route with the same key exists (EEXIST otherwise).
-    fn create_exclusive(&mut self, routes: &[Route]) -> Vec<WriteResult>;
+    fn create_exclusive(&mut self, routes: &[MultiRoute]) -> Vec<WriteResult>;
 
-    /// Replaces the route with the same key (creates it if none).
-    fn replace(&mut self, routes: &[Route]) -> Vec<WriteResult>;
+    /// Replaces the route with the same key (creates it if none), with its
+    /// whole next-hop set: in place, no moment without a route.
+    fn replace(&mut self, routes: &[MultiRoute]) -> Vec<WriteResult>;
 
-    /// Deletes routes matching destination, protocol, next hop; gone is success.
-    fn delete(&mut self, routes: &[Route]) -> Vec<WriteResult>;
+    /// Deletes routes matching destination, protocol, next hops; gone is
+    /// success. IPv6 removes each named next hop by its gateway (another
+    /// owner's hop on the same route stays); IPv4 the route with these hops.
+    fn delete(&mut self, routes: &[MultiRoute]) -> Vec<WriteResult>;
 }
 
 impl RouteTable for Kernel {
@@ -97,15 +103,15 @@ impl RouteTable for Kernel {
         self.table_routes()
     }
 
-    fn create_exclusive(&mut self, routes: &[Route]) -> Vec<WriteResult> {
+    fn create_exclusive(&mut self, routes: &[MultiRoute]) -> Vec<WriteResult> {
         self.create_routes(routes)
     }
 
-    fn replace(&mut self, routes: &[Route]) -> Vec<WriteResult> {
+    fn replace(&mut self, routes: &[MultiRoute]) -> Vec<WriteResult> {
         self.replace_routes(routes)
     }
 
-    fn delete(&mut self, routes: &[Route]) -> Vec<WriteResult> {
+    fn delete(&mut self, routes: &[MultiRoute]) -> Vec<WriteResult> {
         self.delete_routes(routes)
     }
 }

@@ -21,7 +21,7 @@ use super::installer::{Change, Installer};
 use super::table::RouteTable;
 use super::watch::{KernelEvent, RouteWatch};
 use crate::kernel::real::Kernel;
-use crate::kernel::{KernelError, Route};
+use crate::kernel::{KernelError, MultiRoute};
 use crate::metrics::Metrics;
 
 /// Sends batches to the installer thread; dropping every handle stops it.
@@ -36,7 +36,7 @@ pub struct InstallerHandle {
 enum Msg {
     Batch(Vec<Change>),
     Scope(Vec<IpNet>),
-    Wanted(mpsc::Sender<Vec<Route>>),
+    Wanted(mpsc::Sender<Vec<MultiRoute>>),
     Flush(mpsc::Sender<()>),
     Kernel(KernelEvent),
 }
@@ -50,7 +50,7 @@ impl Installer<Kernel> {
         protocol: u8,
         scope: Vec<IpNet>,
         metrics: Arc<Metrics>,
-    ) -> Result<(InstallerHandle, JoinHandle<()>, Vec<Route>), KernelError> {
+    ) -> Result<(InstallerHandle, JoinHandle<()>, Vec<MultiRoute>), KernelError> {
         let watch = match RouteWatch::open() {
             Ok(w) => Some(w),
             Err(e) => {
@@ -70,7 +70,7 @@ impl<T: RouteTable> Installer<T> {
         protocol: u8,
         scope: Vec<IpNet>,
         metrics: Arc<Metrics>,
-    ) -> Result<(InstallerHandle, JoinHandle<()>, Vec<Route>), KernelError> {
+    ) -> Result<(InstallerHandle, JoinHandle<()>, Vec<MultiRoute>), KernelError> {
         let (inst, existing) = Installer::new(table, protocol, scope, metrics, Instant::now())?;
         let (tx, rx) = mpsc::channel();
         let alive = Arc::new(());
@@ -171,7 +171,7 @@ impl InstallerHandle {
     /// The routes decided so far (after what was sent before): what a new
     /// BGP side adopts. Blocks until the installer thread answers; empty
     /// if it is gone.
-    pub fn wanted_blocking(&self) -> Vec<Route> {
+    pub fn wanted_blocking(&self) -> Vec<MultiRoute> {
         let (tx, rx) = mpsc::channel();
         if self.tx.send(Msg::Wanted(tx)).is_ok() {
             return rx.recv().unwrap_or_default();

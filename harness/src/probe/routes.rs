@@ -79,7 +79,7 @@ impl RouteLog {
                     via: route.route.via,
                     oif: route.route.oif,
                     protocol: route.route.protocol,
-                    multipath: route.multipath,
+                    multipath: route.is_multipath(),
                     deleted,
                 },
                 Some(KernelEvent::Link {

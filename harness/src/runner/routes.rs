@@ -200,6 +200,7 @@ impl Runner<'_> {
                 prefix,
                 present,
                 via,
+                next_hops,
                 protocol,
                 within,
                 hold,
@@ -227,7 +228,38 @@ impl Runner<'_> {
                 let kfam = kernel_family(&dst);
                 let mut k = Kernel::open_in_netns(&ns)
                     .map_err(|e| anyhow!("open a route socket on {host}: {e}"))?;
+                let hops_wanted: Option<Vec<IpAddr>> = match next_hops {
+                    Some(hops) => {
+                        let mut v = hops
+                            .iter()
+                            .map(|h| self.resolve_addr_of(host, h, family_of(&dst)))
+                            .collect::<Result<Vec<_>>>()?;
+                        v.sort();
+                        Some(v)
+                    }
+                    None => None,
+                };
                 let mut check = || -> std::result::Result<(), String> {
+                    if let Some(wanted) = &hops_wanted {
+                        // One route, exactly these next hops (multipath).
+                        let all = k.table_routes().map_err(|e| e.to_string())?;
+                        let at: Vec<_> = all
+                            .iter()
+                            .filter(|r| r.route.dst == dst && r.route.protocol == proto)
+                            .collect();
+                        let seen: Vec<Vec<Option<IpAddr>>> = at
+                            .iter()
+                            .map(|r| r.hops().iter().map(|h| h.via).collect())
+                            .collect();
+                        let want: Vec<Option<IpAddr>> = wanted.iter().copied().map(Some).collect();
+                        return if seen.len() == 1 && seen[0] == want {
+                            Ok(())
+                        } else {
+                            Err(format!(
+                                "{whose} route {dst} on {host}: next hops {seen:?}, expected one route via {want:?}"
+                            ))
+                        };
+                    }
                     let all = k.routes(kfam, None).map_err(|e| e.to_string())?;
                     let (routes, others): (Vec<_>, Vec<_>) =
                         all.into_iter().partition(|r| r.protocol == proto);

@@ -100,6 +100,9 @@ pub enum Action {
         present: bool,
         /// Next hop: a host name or an address.
         via: Option<String>,
+        /// Every next hop, exactly: one route for the prefix whose next
+        /// hops (one, or several: RTA_MULTIPATH) are these and no others.
+        next_hops: Option<Vec<String>>,
         /// Whose route: `ours` (the driver's tag, the default), `static`,
         /// `kernel`, `boot` or a protocol number.
         protocol: Option<String>,

@@ -11,7 +11,7 @@
 use anyhow::{anyhow, Context, Result};
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use ipvlan_bgp::kernel::real::Kernel;
-use ipvlan_bgp::kernel::Route;
+use ipvlan_bgp::kernel::{MultiRoute, Route};
 use serde_json::Value;
 
 use crate::engine::container::ContainerRt;
@@ -106,6 +106,7 @@ pub(super) fn plumb(
             });
         }
     }
+    let routes: Vec<MultiRoute> = routes.into_iter().map(MultiRoute::from).collect();
     for (r, res) in routes.iter().zip(ck.replace_routes(&routes)) {
         res.with_context(|| format!("route {} in the sandbox", r.dst))?;
     }

@@ -103,7 +103,9 @@ impl Scenario {
                 host,
                 prefix,
                 via,
+                next_hops,
                 protocol,
+                present,
                 ..
             } => {
                 self.check_host(host)?;
@@ -111,6 +113,12 @@ impl Scenario {
                     route_protocol(p)?;
                 }
                 self.check_prefix(prefix)?;
+                if let Some(hops) = next_hops {
+                    if via.is_some() || !present || hops.is_empty() {
+                        return Err("next_hops: one or more next hops of a route that is present, without via".into());
+                    }
+                    hops.iter().try_for_each(|v| self.check_via(v))?;
+                }
                 via.iter().try_for_each(|v| self.check_via(v))
             }
             Action::ExpectContainer {
