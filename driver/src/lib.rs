@@ -91,6 +91,7 @@ pub async fn run(
     // gobgpd cannot honour, sends why here: the driver exits.
     let (fatal_tx, mut fatal_rx) = mpsc::channel::<String>(1);
     let driver = Arc::new(Mutex::new(driver));
+    watch_addresses(&driver, &metrics);
     // The health gate stands between the driver's View and the BGP side.
     let (view_rx, health_task) = match args.health_gate.clone() {
         Some(cfg) => {
@@ -98,7 +99,7 @@ pub async fn run(
             let read: health::ReadView = Arc::new(move |rx| {
                 let d = d.lock().unwrap_or_else(|p| p.into_inner());
                 let view = rx.borrow_and_update().clone();
-                (view, view::build::endpoint_routes(d.state()))
+                (view, view::build::endpoint_routes(d.state(), d.pending()))
             });
             let d = driver.clone();
             let persist: health::Persist = Arc::new(move |changes| {
@@ -436,4 +437,48 @@ mod tests {
             .expect("supervisor stops at shutdown")
             .unwrap();
     }
+}
+
+/// A Join's endpoint is announced once its address is live in the
+/// container: each watch runs on its own thread
+/// ([`kernel::address_watch`]) and, when it ends, tells the driver (a weak
+/// handle: the driver holds this closure) and counts a fallback.
+fn watch_addresses(driver: &Arc<Mutex<docker::Driver>>, metrics: &Arc<Metrics>) {
+    use kernel::address_watch::{self, Outcome, Watch};
+    let weak = Arc::downgrade(driver);
+    let metrics = metrics.clone();
+    let start = Box::new(move |req: docker::LiveRequest| {
+        let watch = Watch {
+            sandbox: req.sandbox.clone().into(),
+            addrs: req.addrs.clone(),
+            bound: address_watch::BOUND,
+            tell_neighbours: req.tell_neighbours,
+        };
+        let (weak, metrics) = (weak.clone(), metrics.clone());
+        address_watch::spawn(watch, move |outcome| {
+            let endpoint = model::names::short_id(&req.endpoint);
+            match &outcome {
+                Outcome::Live { after } => {
+                    metrics.address_live(*after);
+                    tracing::debug!(endpoint = %endpoint, after_ms = after.as_secs_f64() * 1e3, "address live in the container: announced");
+                }
+                Outcome::Fallback {
+                    reason,
+                    detail,
+                    after,
+                } => {
+                    metrics.announce_fallback(reason);
+                    tracing::warn!(endpoint = %endpoint, sandbox = %req.sandbox, reason, detail = %detail, after_ms = after.as_secs_f64() * 1e3, "did not see the endpoint's address live in its container: announced anyway");
+                }
+            }
+            if let Some(d) = weak.upgrade() {
+                let mut d = d.lock().unwrap_or_else(|p| p.into_inner());
+                d.address_live(&req.network, &req.endpoint, req.ticket);
+            }
+        });
+    });
+    driver
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .watch_addresses(start);
 }
