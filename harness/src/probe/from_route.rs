@@ -1,0 +1,74 @@
+//! Probing from the moment a route arrives: what a client that starts
+//! sending as soon as it learns a container's route (a load balancer, a
+//! retrying client) sees.
+//!
+//! In: a namespace's [`RouteEvents`] (a netlink subscription open from
+//! before the container starts), the pool the container's address comes
+//! from, and a [`Pinger`] in the client's namespace. Out: a [`FromRoute`]:
+//! which host route arrived first in the pool since `since` and when, when
+//! the first echo sent after it (every [`INTERVAL`]) was answered, and how
+//! many echoes went unanswered before. The route's own prefix names the
+//! address probed: no address is foreseen.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, Result};
+use ipnet::IpNet;
+
+use super::{FirstAnswer, Pinger, RouteEvents};
+
+/// One echo every 2 ms: the figure's resolution.
+pub const INTERVAL: Duration = Duration::from_millis(2);
+
+/// What the client saw.
+#[derive(Debug, Clone, Copy)]
+pub struct FromRoute {
+    /// The host route that arrived, and when its event was delivered.
+    pub route: IpNet,
+    pub route_at: Instant,
+    /// The first answer, or None when nothing answered within the deadline.
+    pub answer: Option<FirstAnswer>,
+}
+
+impl FromRoute {
+    /// From the route's arrival to the first answer.
+    pub fn to_answer(&self) -> Option<Duration> {
+        self.answer.map(|a| a.at.saturating_duration_since(self.route_at))
+    }
+}
+
+/// Waits (up to `deadline`) for the first host route inside `pool` added
+/// since `since`, then pings its address every [`INTERVAL`] until it answers
+/// (up to `deadline` again).
+pub fn probe_from_route(
+    events: &mut RouteEvents,
+    pinger: &mut Pinger,
+    pool: IpNet,
+    since: Instant,
+    deadline: Duration,
+) -> Result<FromRoute> {
+    let (route_at, route) = events.first_host_route(pool, since, deadline)?;
+    let answer = pinger.first_answer(route.addr(), INTERVAL, deadline);
+    Ok(FromRoute {
+        route,
+        route_at,
+        answer,
+    })
+}
+
+/// The error for a join whose first echo after the route was not answered.
+pub fn lost_after_route(what: &str, seen: &FromRoute) -> anyhow::Error {
+    match seen.answer {
+        None => anyhow!(
+            "{what}: its route {} arrived, and no echo sent after it was answered",
+            seen.route
+        ),
+        Some(a) => anyhow!(
+            "{what}: {} of the echoes sent after its route {} arrived were lost; the first answer came {:.1} ms after the route (one echo every {} ms)",
+            a.unanswered_before,
+            seen.route,
+            a.at.saturating_duration_since(seen.route_at).as_secs_f64() * 1e3,
+            INTERVAL.as_millis()
+        ),
+    }
+}
