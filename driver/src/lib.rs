@@ -451,11 +451,29 @@ fn watch_addresses(driver: &Arc<Mutex<docker::Driver>>, metrics: &Arc<Metrics>) 
         let watch = Watch {
             sandbox: req.sandbox.clone().into(),
             addrs: req.addrs.clone(),
+            routes: req.routes.clone(),
             bound: address_watch::BOUND,
             tell_neighbours: req.tell_neighbours,
         };
         let (weak, metrics) = (weak.clone(), metrics.clone());
-        address_watch::spawn(watch, move |outcome| {
+        // Opened here, during the Join: Docker moves the link only after
+        // the answer, so none of its changes is missed.
+        let sub = match address_watch::subscribe() {
+            Ok(s) => s,
+            Err(e) => {
+                metrics.announce_fallback("subscription");
+                tracing::warn!(error = %e, "cannot subscribe to the container's address changes: announced at once");
+                if let Some(d) = weak.upgrade() {
+                    // The caller holds the driver's lock: tell it from a thread.
+                    std::thread::spawn(move || {
+                        let mut d = d.lock().unwrap_or_else(|p| p.into_inner());
+                        d.address_live(&req.network, &req.endpoint, req.ticket);
+                    });
+                }
+                return;
+            }
+        };
+        address_watch::spawn(watch, sub, move |outcome| {
             let endpoint = model::names::short_id(&req.endpoint);
             match &outcome {
                 Outcome::Live { after } => {

@@ -46,8 +46,9 @@ const PENDING_MAX: usize = 16_384;
 const PENDING_MAX_AGE: Duration = Duration::from_secs(300);
 
 /// Why an endpoint was announced without its address seen live: the
-/// bound passed, or its namespace could not be watched.
-pub const FALLBACK_REASONS: [&str; 2] = ["deadline", "namespace"];
+/// bound passed, or the changes could not be heard (no subscription, or
+/// lost notifications).
+pub const FALLBACK_REASONS: [&str; 2] = ["deadline", "subscription"];
 
 /// The Docker methods counted under their own name.
 const METHODS: &[&str] = &[
@@ -475,7 +476,7 @@ impl Default for Metrics {
         );
         registry.register(
             "ipvlan_bgp_announce_fallback",
-            "Endpoints announced without their address seen live in the container: the bound passed (deadline) or the sandbox's namespace could not be watched (namespace)",
+            "Endpoints announced without their address seen live in the container: the bound passed (deadline) or its changes could not be heard (subscription)",
             announce_fallback.clone(),
         );
         registry.register(
@@ -554,7 +555,7 @@ impl Metrics {
         let reason = if FALLBACK_REASONS.contains(&reason) {
             reason
         } else {
-            "namespace"
+            "subscription"
         };
         self.announce_fallback
             .get_or_create(&vec![("reason".to_string(), reason.to_string())])

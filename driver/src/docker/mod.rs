@@ -80,6 +80,10 @@ pub struct LiveRequest {
     /// Join's `SandboxKey`: the container's network namespace file.
     pub sandbox: String,
     pub addrs: Vec<IpAddr>,
+    /// The routes the container answers through: its default route in
+    /// each family it has an address of (Join gives one: via the gateway,
+    /// or connected on L3 data planes).
+    pub routes: Vec<ipnet::IpNet>,
     /// The data plane resolves neighbours (macvlan, ipvlan L2): tell them.
     pub tell_neighbours: bool,
 }
@@ -162,6 +166,13 @@ impl<K: LinkKernel> Driver<K> {
             ticket: self.tickets,
             sandbox: sandbox.to_string(),
             addrs: spec.addrs().collect(),
+            routes: spec
+                .addrs()
+                .map(|a| match a {
+                    IpAddr::V4(_) => ipnet::IpNet::V4(Default::default()),
+                    IpAddr::V6(_) => ipnet::IpNet::V6(Default::default()),
+                })
+                .collect(),
             tell_neighbours: network.dataplane.is_l2(),
         });
     }

@@ -1116,6 +1116,8 @@ fn an_endpoint_is_announced_once_its_address_is_live() {
     let first = asked.lock().unwrap().pop().unwrap();
     assert_eq!(first.sandbox, "/run/netns/c1");
     assert_eq!(first.addrs.len(), 2);
+    let defaults: Vec<IpNet> = vec!["0.0.0.0/0".parse().unwrap(), "::/0".parse().unwrap()];
+    assert_eq!(first.routes, defaults, "the container answers through them");
     assert!(first.tell_neighbours, "macvlan resolves neighbours");
     assert!(!view.borrow().announcements.contains_key(&v4));
     assert!(view.borrow().local_endpoints.contains(&v4.addr()));

@@ -19,6 +19,11 @@ use super::{FirstAnswer, Pinger, RouteEvents};
 
 /// One echo every 2 ms: the figure's resolution.
 pub const INTERVAL: Duration = Duration::from_millis(2);
+/// An echo answered later than this after the route was held back, not
+/// answered: a packet the serving host queued while it resolved a
+/// neighbour that did not answer yet goes out with its next ARP attempt,
+/// about 1 s later (a client's SYN is retransmitted after 1 s too).
+pub const ANSWERED_WITHIN: Duration = Duration::from_millis(500);
 
 /// What the client saw.
 #[derive(Debug, Clone, Copy)]
@@ -33,7 +38,15 @@ pub struct FromRoute {
 impl FromRoute {
     /// From the route's arrival to the first answer.
     pub fn to_answer(&self) -> Option<Duration> {
-        self.answer.map(|a| a.at.saturating_duration_since(self.route_at))
+        self.answer
+            .map(|a| a.at.saturating_duration_since(self.route_at))
+    }
+
+    /// The first echo sent after the route was answered, within
+    /// [`ANSWERED_WITHIN`]: no probe lost after the route arrived.
+    pub fn first_echo_answered(&self) -> bool {
+        self.answer.is_some_and(|a| a.unanswered_before == 0)
+            && self.to_answer().is_some_and(|d| d <= ANSWERED_WITHIN)
     }
 }
 
@@ -64,10 +77,12 @@ pub fn lost_after_route(what: &str, seen: &FromRoute) -> anyhow::Error {
             seen.route
         ),
         Some(a) => anyhow!(
-            "{what}: {} of the echoes sent after its route {} arrived were lost; the first answer came {:.1} ms after the route (one echo every {} ms)",
-            a.unanswered_before,
+            "{what}: the first answer to the echoes sent after its route {} arrived came {:.1} ms after the route (limit {} ms), to echo #{} of the {} sent by then (one every {} ms): the route was announced before the container could answer",
             seen.route,
             a.at.saturating_duration_since(seen.route_at).as_secs_f64() * 1e3,
+            ANSWERED_WITHIN.as_millis(),
+            a.unanswered_before + 1,
+            a.sent,
             INTERVAL.as_millis()
         ),
     }

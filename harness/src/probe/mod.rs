@@ -26,5 +26,6 @@ mod route_events;
 pub mod routes;
 
 pub use reach::{
-    ping_pairs, tcp_pairs, FirstAnswer, Member, PairStats, Pinger, Prober, TcpServers, TCP_PORT};
+    ping_pairs, tcp_pairs, FirstAnswer, Member, PairStats, Pinger, Prober, TcpServers, TCP_PORT,
+};
 pub use route_events::RouteEvents;

@@ -113,9 +113,11 @@ impl RouteEvents {
                 self.take(ev)?;
             }
             self.seen.retain(|e| e.0 >= since);
-            if let Some(e) = self.seen.iter().find(|e| {
-                !e.2 && e.1.prefix_len() == e.1.max_prefix_len() && pool.contains(&e.1)
-            }) {
+            if let Some(e) = self
+                .seen
+                .iter()
+                .find(|e| !e.2 && e.1.prefix_len() == e.1.max_prefix_len() && pool.contains(&e.1))
+            {
                 return Ok((e.0, e.1));
             }
             let left = end.saturating_duration_since(std::time::Instant::now());

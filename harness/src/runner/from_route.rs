@@ -83,8 +83,8 @@ impl Runner<'_> {
             );
         }
         let what = format!("{from} → {name} ({addr})");
-        match (seen.answer, seen.to_answer()) {
-            (Some(a), Some(took)) if a.unanswered_before == 0 => {
+        match seen.to_answer() {
+            Some(took) if seen.first_echo_answered() => {
                 eprintln!(
                     "[{}] {what}: route on {from}'s host {:.1} ms after the start; the first echo after it answered in {:.1} ms (0 lost)",
                     self.s.name,
