@@ -183,7 +183,7 @@ impl Seen {
             .addrs
             .iter()
             .filter(|(k, _)| k.0 == nsid)
-            .map(|(_, a)| a.clone())
+            .map(|(_, a)| *a)
             .collect();
         (links, addrs)
     }
@@ -434,14 +434,11 @@ mod tests {
         let v6 = addr(2, "fd00::2/64", ifa::PERMANENT);
         let tentative = addr(2, "fd00::2/64", ifa::PERMANENT | ifa::TENTATIVE);
         let on = |links: &[Link], addrs: &[Addr]| live_on(&want, links, addrs).map(|l| l.index);
-        assert_eq!(on(&up, &[v4.clone(), v6.clone()]), Some(2));
-        assert_eq!(on(&down, &[v4.clone(), v6.clone()]), None);
-        assert_eq!(on(&up, std::slice::from_ref(&v4)), None);
-        assert_eq!(on(&up, &[v4.clone(), tentative.clone()]), None);
-        assert_eq!(
-            missing(&want, &up, &[v4.clone(), tentative]),
-            "fd00::2 tentative"
-        );
+        assert_eq!(on(&up, &[v4, v6]), Some(2));
+        assert_eq!(on(&down, &[v4, v6]), None);
+        assert_eq!(on(&up, &[v4]), None);
+        assert_eq!(on(&up, &[v4, tentative]), None);
+        assert_eq!(missing(&want, &up, &[v4, tentative]), "fd00::2 tentative");
         assert_eq!(
             missing(&want, &down, &[v4]),
             "10.0.0.2 on a link that is down, fd00::2 absent"
