@@ -289,7 +289,7 @@ fn main() {
         let none = Default::default();
         let t = Instant::now();
         for _ in 0..100 {
-            let v = View::from_state(h.driver.state(), &none);
+            let v = View::from_state(h.driver.state(), &none, h.driver.pending());
             assert!(*h.view.borrow().as_ref() == v);
         }
         let view = t.elapsed() / 100;

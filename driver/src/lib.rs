@@ -92,6 +92,7 @@ pub async fn run(
     // gobgpd cannot honour, sends why here: the driver exits.
     let (fatal_tx, mut fatal_rx) = mpsc::channel::<String>(1);
     let driver = Arc::new(Mutex::new(driver));
+    watch_addresses(&driver, &metrics);
     // The health gate stands between the driver's View and the BGP side.
     let (view_rx, health_task) = match args.health_gate.clone() {
         Some(cfg) => {
@@ -99,7 +100,7 @@ pub async fn run(
             let read: health::ReadView = Arc::new(move |rx| {
                 let d = d.lock().unwrap_or_else(|p| p.into_inner());
                 let view = rx.borrow_and_update().clone();
-                (view, view::build::endpoint_routes(d.state()))
+                (view, view::build::endpoint_routes(d.state(), d.pending()))
             });
             let d = driver.clone();
             let persist: health::Persist = Arc::new(move |changes| {
@@ -363,6 +364,68 @@ fn bgp_side(
             }
         })
     }
+}
+
+/// A Join's endpoint is announced once its address is live in the
+/// container: each watch runs on its own thread
+/// ([`kernel::address_watch`]) and, when it ends, tells the driver (a weak
+/// handle: the driver holds this closure) and counts a fallback.
+fn watch_addresses(driver: &Arc<Mutex<docker::Driver>>, metrics: &Arc<Metrics>) {
+    use kernel::address_watch::{self, Outcome, Watch};
+    let weak = Arc::downgrade(driver);
+    let metrics = metrics.clone();
+    let start = Box::new(move |req: docker::LiveRequest| {
+        let watch = Watch {
+            sandbox: req.sandbox.clone().into(),
+            addrs: req.addrs.clone(),
+            routes: req.routes.clone(),
+            bound: address_watch::BOUND,
+            tell_neighbours: req.tell_neighbours,
+        };
+        let (weak, metrics) = (weak.clone(), metrics.clone());
+        // Opened here, during the Join: Docker moves the link only after
+        // the answer, so none of its changes is missed.
+        let sub = match address_watch::subscribe() {
+            Ok(s) => s,
+            Err(e) => {
+                metrics.announce_fallback("subscription");
+                tracing::warn!(error = %e, "cannot subscribe to the container's address changes: announced at once");
+                if let Some(d) = weak.upgrade() {
+                    // The caller holds the driver's lock: tell it from a thread.
+                    std::thread::spawn(move || {
+                        let mut d = d.lock().unwrap_or_else(|p| p.into_inner());
+                        d.address_live(&req.network, &req.endpoint, req.ticket);
+                    });
+                }
+                return;
+            }
+        };
+        address_watch::spawn(watch, sub, move |outcome| {
+            let endpoint = model::names::short_id(&req.endpoint);
+            match &outcome {
+                Outcome::Live { after } => {
+                    metrics.address_live(*after);
+                    tracing::debug!(endpoint = %endpoint, after_ms = after.as_secs_f64() * 1e3, "address live in the container: announced");
+                }
+                Outcome::Fallback {
+                    reason,
+                    detail,
+                    after,
+                } => {
+                    metrics.announce_fallback(reason);
+                    tracing::warn!(endpoint = %endpoint, sandbox = %req.sandbox, reason, detail = %detail, after_ms = after.as_secs_f64() * 1e3, "did not see the endpoint's address live in its container: announced anyway");
+                }
+            }
+            if let Some(d) = weak.upgrade() {
+                let mut d = d.lock().unwrap_or_else(|p| p.into_inner());
+                d.address_live(&req.network, &req.endpoint, req.ticket);
+            }
+        });
+    });
+    driver
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .watch_addresses(start);
 }
 
 #[cfg(test)]

@@ -45,6 +45,11 @@ const LATENCY_BUCKETS: [f64; 14] = [
 const PENDING_MAX: usize = 16_384;
 const PENDING_MAX_AGE: Duration = Duration::from_secs(300);
 
+/// Why an endpoint was announced without its address seen live: the
+/// bound passed, or the changes could not be heard (no subscription, or
+/// lost notifications).
+pub const FALLBACK_REASONS: [&str; 2] = ["deadline", "subscription"];
+
 /// The Docker methods counted under their own name.
 const METHODS: &[&str] = &[
     "Plugin.Activate",
@@ -396,6 +401,8 @@ pub struct Metrics {
     networks_unavailable: Gauge,
     parents_lost: Counter,
     join_to_announce: Histogram,
+    join_to_live: Histogram,
+    announce_fallback: Family<Vec<(String, String)>, Counter>,
     learn_to_install: Histogram,
     joins: Mutex<Pending>,
     learns: Mutex<Pending>,
@@ -423,6 +430,13 @@ impl Default for Metrics {
         let networks_unavailable = Gauge::default();
         let parents_lost = Counter::default();
         let join_to_announce = Histogram::new(LATENCY_BUCKETS);
+        let join_to_live = Histogram::new(LATENCY_BUCKETS);
+        let announce_fallback = Family::<Vec<(String, String)>, Counter>::default();
+        for reason in FALLBACK_REASONS {
+            // Present at 0 from the start: a scrape can say "never".
+            let _ =
+                announce_fallback.get_or_create(&vec![("reason".to_string(), reason.to_string())]);
+        }
         let learn_to_install = Histogram::new(LATENCY_BUCKETS);
         let bgp = Arc::new(Mutex::new(BgpStatus::default()));
         registry.register(
@@ -456,6 +470,16 @@ impl Default for Metrics {
             join_to_announce.clone(),
         );
         registry.register(
+            "ipvlan_bgp_join_to_address_live_seconds",
+            "From a Docker Join to the endpoint's address live in the container (configured, its link up, IPv6 past DAD): the announcement's trigger",
+            join_to_live.clone(),
+        );
+        registry.register(
+            "ipvlan_bgp_announce_fallback",
+            "Endpoints announced without their address seen live in the container: the bound passed (deadline) or its changes could not be heard (subscription)",
+            announce_fallback.clone(),
+        );
+        registry.register(
             "ipvlan_bgp_learn_to_install_seconds",
             "From a learned path's WatchEvent to the kernel's ACK of its route",
             learn_to_install.clone(),
@@ -471,6 +495,8 @@ impl Default for Metrics {
             networks_unavailable,
             parents_lost,
             join_to_announce,
+            join_to_live,
+            announce_fallback,
             learn_to_install,
             joins: Mutex::default(),
             learns: Mutex::default(),
@@ -518,6 +544,24 @@ impl Metrics {
     }
 
     /// A Join of the endpoint owning `prefix` started `at`.
+    /// A joined endpoint's address was seen live, `after` its Join.
+    pub fn address_live(&self, after: Duration) {
+        self.join_to_live.observe(after.as_secs_f64());
+    }
+
+    /// A joined endpoint was announced without its address seen live;
+    /// `reason` is one of [`FALLBACK_REASONS`].
+    pub fn announce_fallback(&self, reason: &str) {
+        let reason = if FALLBACK_REASONS.contains(&reason) {
+            reason
+        } else {
+            "subscription"
+        };
+        self.announce_fallback
+            .get_or_create(&vec![("reason".to_string(), reason.to_string())])
+            .inc();
+    }
+
     pub fn join_started(&self, prefix: IpNet, at: Instant) {
         lock(&self.joins).start(prefix, at);
     }
@@ -1070,6 +1114,25 @@ mod tests {
             Some("1")
         );
         assert_eq!(m.bgp_snapshot().announced_prefixes.len(), 2);
+    }
+
+    #[test]
+    fn fallbacks_read_zero_until_counted() {
+        let m = Metrics::default();
+        let text = m.render(0, 0);
+        for r in FALLBACK_REASONS {
+            let series = format!(r#"ipvlan_bgp_announce_fallback_total{{reason="{r}"}}"#);
+            assert_eq!(value(&text, &series), Some("0"), "{text}");
+        }
+        m.announce_fallback("deadline");
+        m.address_live(Duration::from_millis(3));
+        let text = m.render(0, 0);
+        let deadline = r#"ipvlan_bgp_announce_fallback_total{reason="deadline"}"#;
+        assert_eq!(value(&text, deadline), Some("1"));
+        assert_eq!(
+            value(&text, "ipvlan_bgp_join_to_address_live_seconds_count"),
+            Some("1")
+        );
     }
 
     #[test]

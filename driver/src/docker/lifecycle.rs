@@ -31,7 +31,7 @@ use crate::rib::flush::flush;
 use crate::rib::table::RouteTable;
 use crate::store::Store;
 use crate::view::decide::{
-    decide, judge_restart, Boot, Decision, Evidence, Health, Looker, Sandbox,
+    decide, judge_restart, Address, Boot, Decision, Evidence, Health, Looker, Sandbox,
 };
 use crate::view::View;
 
@@ -68,6 +68,9 @@ impl<K: LinkKernel> Driver<K> {
             parents_lost: 0,
             view: tx,
             current: View::default(),
+            watcher: None,
+            pending: Default::default(),
+            tickets: 0,
         };
         info!(instance = %driver.marks.instance(), new = fresh, "this instance's identity (its links' marks carry it)");
         if fresh {
@@ -375,6 +378,8 @@ impl<K: LinkKernel> Driver<K> {
             let evidence = Evidence {
                 joined: true,
                 sandbox: look,
+                // Joined before this start: its address is long live.
+                address: Address::Ready,
                 health: Health::Ungated,
             };
             match (decide(&evidence), look) {

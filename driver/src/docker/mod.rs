@@ -12,12 +12,17 @@
 //! failed request leaves nothing half-made, a replay changes nothing);
 //! [`lifecycle`] the start (restore, adopt, forget dead sandboxes, sweep)
 //! and the repairs. This file holds what both share: the [`Driver`], its
-//! state's journal, and the View's publication.
+//! state's journal, and the View's publication. A Join's endpoint is
+//! announced once its address is live in the container: the driver asks
+//! the watcher it was given ([`Driver::watch_addresses`]) to look, holds the
+//! endpoint meanwhile ([`crate::view::build::Pending`]), and announces it
+//! when told ([`Driver::address_live`]).
 //! IPv6 rides along IPv4 everywhere: a network's IPv6 subnet is a pool and
 //! (with `announce=subnet`) an announcement, each endpoint's IPv6 address a
 //! /128; the shim holds the IPv6 gateway too.
 
 use std::collections::BTreeMap;
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use tokio::sync::watch;
@@ -30,6 +35,7 @@ use crate::model::network::{check_id, EndpointSpec, NetworkSpec};
 use crate::model::state::{EndpointRecord, NetworkRecord, Record, State};
 use crate::provision::network::{ensure_network, NewShim, Undo};
 use crate::store::Store;
+use crate::view::build::Pending;
 use crate::view::View;
 
 pub mod lifecycle;
@@ -55,7 +61,35 @@ pub struct Driver<K: LinkKernel = Kernel> {
     view: watch::Sender<Arc<View>>,
     /// The view last published, kept up to date change by change.
     current: View,
+    /// Starts a watch for a joined endpoint's address (none: announced at
+    /// Join, as in the unit tests with the in-memory kernel).
+    watcher: Option<StartWatch>,
+    /// Joined endpoints whose address is not live yet, with their watch's ticket.
+    pending: Pending,
+    /// The last ticket handed out.
+    tickets: u64,
 }
+
+/// A request to watch a joined endpoint's address in its sandbox; the
+/// watcher answers with [`Driver::address_live`] and the same ticket.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LiveRequest {
+    pub network: String,
+    pub endpoint: String,
+    pub ticket: u64,
+    /// Join's `SandboxKey`: the container's network namespace file.
+    pub sandbox: String,
+    pub addrs: Vec<IpAddr>,
+    /// The routes the container answers through: its default route in
+    /// each family it has an address of (Join gives one: via the gateway,
+    /// or connected on L3 data planes).
+    pub routes: Vec<ipnet::IpNet>,
+    /// The data plane resolves neighbours (macvlan, ipvlan L2): tell them.
+    pub tell_neighbours: bool,
+}
+
+/// Starts one watch; must not block (the driver's lock is held).
+pub type StartWatch = Box<dyn Fn(LiveRequest) + Send>;
 
 type Result<T> = std::result::Result<T, DriverError>;
 
@@ -87,10 +121,66 @@ impl<K: LinkKernel> Driver<K> {
         self.view.subscribe()
     }
 
+    /// From now on a Join's endpoint is announced only once `start`'s watch
+    /// says its address is live (or gave up waiting).
+    pub fn watch_addresses(&mut self, start: StartWatch) {
+        self.watcher = Some(start);
+    }
+
+    /// Joined endpoints whose address is not live yet.
+    pub fn pending(&self) -> &Pending {
+        &self.pending
+    }
+
+    /// The watch `ticket` of `endpoint` ended (live, or given up): it is
+    /// announced, unless it left (or joined again: a newer ticket) since.
+    /// Says whether the ticket was still current.
+    pub fn address_live(&mut self, network: &str, endpoint: &str, ticket: u64) -> bool {
+        if self.pending.get(endpoint) != Some(&ticket) {
+            return false;
+        }
+        self.pending.remove(endpoint);
+        if let Ok((_, ep)) = self.endpoint(network, endpoint) {
+            let spec = ep.spec.clone();
+            self.publish_endpoint(&spec);
+        }
+        true
+    }
+
+    /// Holds a just-joined endpoint until its address is live, when a
+    /// watcher is set, Docker named a sandbox and the network announces
+    /// endpoints (a subnet announcement is not the container's to hold).
+    fn watch_address(&mut self, network: &NetworkSpec, spec: &EndpointSpec, sandbox: &str) {
+        use crate::model::network::Announce;
+        let Some(start) = &self.watcher else {
+            return;
+        };
+        if sandbox.is_empty() || network.internal || network.announce != Announce::Endpoint {
+            return;
+        }
+        self.tickets += 1;
+        self.pending.insert(spec.id.clone(), self.tickets);
+        start(LiveRequest {
+            network: network.id.clone(),
+            endpoint: spec.id.clone(),
+            ticket: self.tickets,
+            sandbox: sandbox.to_string(),
+            addrs: spec.addrs().collect(),
+            routes: spec
+                .addrs()
+                .map(|a| match a {
+                    IpAddr::V4(_) => ipnet::IpNet::V4(Default::default()),
+                    IpAddr::V6(_) => ipnet::IpNet::V6(Default::default()),
+                })
+                .collect(),
+            tell_neighbours: network.dataplane.is_l2(),
+        });
+    }
+
     /// Rebuilds the view from the whole state and publishes it if it
     /// changed: after network changes, restores and repairs (O(n), rare).
     fn publish(&mut self) {
-        let view = View::from_state(&self.state, &self.unavailable);
+        let view = View::from_state(&self.state, &self.unavailable, &self.pending);
         if view != self.current {
             self.current = view;
             self.view.send_replace(Arc::new(self.current.clone()));
@@ -104,7 +194,7 @@ impl<K: LinkKernel> Driver<K> {
         for addr in spec.addrs() {
             changed |= self
                 .current
-                .update_for(&self.state, &self.unavailable, addr);
+                .update_for(&self.state, &self.unavailable, &self.pending, addr);
         }
         if changed {
             self.view.send_replace(Arc::new(self.current.clone()));

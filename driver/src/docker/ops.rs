@@ -283,6 +283,7 @@ impl<K: LinkKernel> Driver<K> {
                 (true, false) => {
                     self.set_joined(network, endpoint, Some(sandbox))?;
                     warn!(endpoint = %short_id(&ep.spec.id), from = %ep.sandbox, to = %sandbox, "a joined endpoint joined again with another sandbox (its Leave was lost); its link is in the host namespace and goes to the new one");
+                    self.watch_address(&spec, &ep.spec, sandbox);
                     self.publish_endpoint(&ep.spec);
                     return Ok(joined);
                 }
@@ -310,6 +311,7 @@ impl<K: LinkKernel> Driver<K> {
             return Err(e);
         }
         info!(network = %spec.short_id(), endpoint = %short_id(&ep.spec.id), link = %ep.link, address = %ep.spec.addresses_text(), "joined");
+        self.watch_address(&spec, &ep.spec, sandbox);
         self.publish_endpoint(&ep.spec);
         Ok(joined)
     }
@@ -326,6 +328,7 @@ impl<K: LinkKernel> Driver<K> {
         }
         let spec = ep.spec.clone();
         self.set_joined(network, endpoint, None)?;
+        self.pending.remove(endpoint);
         self.publish_endpoint(&spec);
         Ok(())
     }
@@ -390,6 +393,7 @@ impl<K: LinkKernel> Driver<K> {
             id: endpoint.to_string(),
         };
         self.commit(&rec)?;
+        self.pending.remove(endpoint);
         self.publish_endpoint(&spec);
         Ok(())
     }

@@ -538,7 +538,7 @@ fn the_view_kept_change_by_change_equals_a_rebuild() {
     let same = |d: &Driver<FakeKernel>, what: &str| {
         assert_eq!(
             **view.borrow(),
-            View::from_state(d.state(), d.unavailable()),
+            View::from_state(d.state(), d.unavailable(), d.pending()),
             "{what}"
         );
     };
@@ -586,13 +586,13 @@ fn the_view_kept_change_by_change_equals_a_rebuild() {
     assert!(d.unavailable().contains_key(NET_A));
     assert_eq!(
         **view2.borrow(),
-        View::from_state(d.state(), d.unavailable())
+        View::from_state(d.state(), d.unavailable(), d.pending())
     );
     d.leave(NET_A, &ids[2]).unwrap();
     d.delete_endpoint(NET_A, &ids[2]).unwrap();
     assert_eq!(
         **view2.borrow(),
-        View::from_state(d.state(), d.unavailable())
+        View::from_state(d.state(), d.unavailable(), d.pending())
     );
     assert!(view2.borrow().local_endpoints.len() == 1);
 }
@@ -643,7 +643,7 @@ fn route_attributes_reach_the_view_and_survive_a_restart() {
     assert_eq!(view.borrow().attrs, want);
     assert_eq!(
         **view.borrow(),
-        View::from_state(d.state(), d.unavailable())
+        View::from_state(d.state(), d.unavailable(), d.pending())
     );
     drop(d);
     let (d, view2) = start(dir.path(), &fk);
@@ -653,7 +653,7 @@ fn route_attributes_reach_the_view_and_survive_a_restart() {
     assert_eq!(view2.borrow().attrs.len(), 2, "left: no attributes");
     assert_eq!(
         **view2.borrow(),
-        View::from_state(d.state(), d.unavailable())
+        View::from_state(d.state(), d.unavailable(), d.pending())
     );
 }
 
@@ -714,7 +714,7 @@ fn a_dual_stack_l2_network_serves_both_families() {
     assert_eq!(local, ["10.1.1.2", "fd00:1::2"]);
     assert_eq!(
         **view.borrow(),
-        View::from_state(d.state(), d.unavailable())
+        View::from_state(d.state(), d.unavailable(), d.pending())
     );
     d.leave(NET_A, EP_1).unwrap();
     assert!(view.borrow().announcements.is_empty());
@@ -759,7 +759,7 @@ fn an_ipv6_only_l3_network_gets_a_connected_default() {
     );
     assert_eq!(
         **view.borrow(),
-        View::from_state(d.state(), d.unavailable())
+        View::from_state(d.state(), d.unavailable(), d.pending())
     );
     // The status and OperInfo show both families.
     let spec = d.network_spec(NET_B).unwrap();
@@ -1096,4 +1096,55 @@ fn health_verdicts_persist_across_a_restart() {
     drop(d);
     let (d, _) = start(dir.path(), &fk);
     assert_eq!(d.remembered_health(), vec![(EP_1.to_string(), healthy)]);
+}
+
+/// With a watcher set, a Join's endpoint is announced only when the watch
+/// says its address is live; a watch that ends after a Leave, or after a
+/// newer Join, announces nothing.
+#[test]
+fn an_endpoint_is_announced_once_its_address_is_live() {
+    let dir = tempfile::tempdir().unwrap();
+    let fk = host();
+    let (mut d, view) = start(dir.path(), &fk);
+    let asked = Arc::new(std::sync::Mutex::new(Vec::<LiveRequest>::new()));
+    let a = asked.clone();
+    d.watch_addresses(Box::new(move |r| a.lock().unwrap().push(r)));
+    d.create_network(net(NET_A, "eth0", "10.1.1.0/24,fd00:1:1::/64", MACVLAN))
+        .unwrap();
+    d.create_endpoint(NET_A, ep(EP_1, "10.1.1.2/24,fd00:1:1::2/64"))
+        .unwrap();
+    let v4: IpNet = "10.1.1.2/32".parse().unwrap();
+    let v6: IpNet = "fd00:1:1::2/128".parse().unwrap();
+    d.join(NET_A, EP_1, "/run/netns/c1").unwrap();
+    let first = asked.lock().unwrap().pop().unwrap();
+    assert_eq!(first.sandbox, "/run/netns/c1");
+    assert_eq!(first.addrs.len(), 2);
+    let defaults: Vec<IpNet> = vec!["0.0.0.0/0".parse().unwrap(), "::/0".parse().unwrap()];
+    assert_eq!(first.routes, defaults, "the container answers through them");
+    assert!(first.tell_neighbours, "macvlan resolves neighbours");
+    assert!(!view.borrow().announcements.contains_key(&v4));
+    assert!(view.borrow().local_endpoints.contains(&v4.addr()));
+    assert_eq!(
+        **view.borrow(),
+        View::from_state(d.state(), d.unavailable(), d.pending())
+    );
+    assert!(d.address_live(NET_A, EP_1, first.ticket));
+    assert!(view.borrow().announcements.contains_key(&v4));
+    assert!(view.borrow().announcements.contains_key(&v6));
+    // Left before its address was live: the late watch announces nothing.
+    d.leave(NET_A, EP_1).unwrap();
+    fk.remove_device(&names::endpoint(EP_1));
+    d.join(NET_A, EP_1, "/run/netns/c2").unwrap();
+    let second = asked.lock().unwrap().pop().unwrap();
+    d.leave(NET_A, EP_1).unwrap();
+    assert!(!d.address_live(NET_A, EP_1, second.ticket));
+    assert!(!view.borrow().announcements.contains_key(&v4));
+    // An old watch does not announce a newer Join.
+    fk.remove_device(&names::endpoint(EP_1));
+    d.join(NET_A, EP_1, "/run/netns/c3").unwrap();
+    assert!(!d.address_live(NET_A, EP_1, first.ticket));
+    assert!(!view.borrow().announcements.contains_key(&v4));
+    let third = asked.lock().unwrap().pop().unwrap();
+    assert!(d.address_live(NET_A, EP_1, third.ticket));
+    assert!(view.borrow().announcements.contains_key(&v4));
 }

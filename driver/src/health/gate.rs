@@ -19,7 +19,7 @@ use tracing::{info, warn};
 use super::docker::Container;
 use crate::model::names::short_id;
 use crate::model::state::HealthRecord;
-use crate::view::decide::{decide, Decision, Evidence, Health, Sandbox};
+use crate::view::decide::{decide, Address, Decision, Evidence, Health, Sandbox};
 use crate::view::View;
 
 /// Endpoints never classified are announced after Docker has been
@@ -286,10 +286,12 @@ impl Gate {
                     Health::Waiting { fail_open: open }
                 }
             };
-            // The endpoint is in the View: joined, its sandbox not gone.
+            // The endpoint is in the View: joined, its sandbox not gone,
+            // its address live.
             let evidence = Evidence {
                 joined: true,
                 sandbox: Sandbox::Unchecked,
+                address: Address::Ready,
                 health,
             };
             match decide(&evidence) {

@@ -20,6 +20,7 @@ use ipnet::IpNet;
 use crate::model::network::{Dataplane, IpvlanFlag, IpvlanMode, MacvlanMode};
 use netlink::NlError;
 
+pub mod address_watch;
 #[cfg(any(test, feature = "test-support"))]
 pub mod fake;
 pub mod neigh_probe;

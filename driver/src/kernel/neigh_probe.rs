@@ -124,6 +124,29 @@ pub fn probe(
     }
 }
 
+/// Tells the segment that `addrs` now live at `mac` on `ifindex`: per IPv4
+/// address a gratuitous ARP (a broadcast request whose sender and target
+/// are the address), per IPv6 address an unsolicited neighbour
+/// advertisement to all nodes with the override flag and the target's
+/// link-layer address (RFC 4861 7.2.6). A neighbour holding an entry for
+/// the address (a previous container's MAC, or one that failed while the
+/// address was not there yet) takes the new one at once instead of after
+/// its next probe. Sent once each, from the namespace the caller is in.
+pub fn announce(ifindex: u32, mac: [u8; 6], addrs: &[IpAddr]) -> io::Result<()> {
+    if addrs.is_empty() {
+        return Ok(());
+    }
+    let sock = open(ifindex)?;
+    for a in addrs {
+        let frame = match a {
+            IpAddr::V4(a) => gratuitous_arp(mac, *a),
+            IpAddr::V6(a) => unsolicited_na(mac, *a),
+        };
+        send(&sock, ifindex, &frame)?;
+    }
+    Ok(())
+}
+
 /// A packet socket on `ifindex` that hears only ARP and ICMPv6 neighbour
 /// messages, and all-nodes multicast (where advertisements to `::` go).
 fn open(ifindex: u32) -> io::Result<OwnedFd> {
@@ -296,6 +319,37 @@ fn arp_probe(mac: [u8; 6], target: Ipv4Addr) -> Vec<u8> {
     f
 }
 
+/// A gratuitous ARP: "`addr` is at `mac`", broadcast as a request whose
+/// sender and target address are both `addr` (RFC 5227 2.4's announcement).
+fn gratuitous_arp(mac: [u8; 6], addr: Ipv4Addr) -> Vec<u8> {
+    let mut f = arp_probe(mac, addr);
+    f[28..32].copy_from_slice(&addr.octets());
+    f
+}
+
+/// An unsolicited neighbour advertisement for `target` from `target` to
+/// all nodes (`ff02::1`), override set, with the target link-layer option.
+fn unsolicited_na(mac: [u8; 6], target: Ipv6Addr) -> Vec<u8> {
+    let all_nodes = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 1);
+    let mut icmp = vec![NA, 0, 0, 0, 0x20, 0, 0, 0];
+    icmp.extend_from_slice(&target.octets());
+    icmp.extend_from_slice(&[2, 1]);
+    icmp.extend_from_slice(&mac);
+    let sum = icmpv6_checksum(&target, &all_nodes, &icmp);
+    icmp[2..4].copy_from_slice(&sum.to_be_bytes());
+    let mut f = Vec::with_capacity(14 + 40 + icmp.len());
+    f.extend_from_slice(&[0x33, 0x33, 0, 0, 0, 1]);
+    f.extend_from_slice(&mac);
+    f.extend_from_slice(&ETH_P_IPV6.to_be_bytes());
+    f.extend_from_slice(&[0x60, 0, 0, 0]);
+    f.extend_from_slice(&(icmp.len() as u16).to_be_bytes());
+    f.extend_from_slice(&[ICMPV6, 255]);
+    f.extend_from_slice(&target.octets());
+    f.extend_from_slice(&all_nodes.octets());
+    f.extend_from_slice(&icmp);
+    f
+}
+
 /// RFC 4862's DAD message: a neighbour solicitation for `target` from `::`
 /// to its solicited-node group, with no source link-layer option.
 fn dad_solicitation(mac: [u8; 6], target: Ipv6Addr) -> Vec<u8> {
@@ -426,6 +480,27 @@ mod tests {
         assert_eq!(&f[38..42], &[192, 0, 2, 1]);
         // Our own probe, looped back, is no answer.
         assert_eq!(answer(&f, MINE, &["192.0.2.1".parse().unwrap()]), None);
+    }
+
+    #[test]
+    fn the_announcements_say_where_the_address_lives() {
+        let f = gratuitous_arp(MINE, Ipv4Addr::new(192, 0, 2, 7));
+        assert_eq!(&f[..6], &[0xff; 6]);
+        assert_eq!(&f[22..28], &MINE);
+        assert_eq!(&f[28..32], &[192, 0, 2, 7], "sender: the address");
+        assert_eq!(&f[38..42], &[192, 0, 2, 7], "target: the address");
+        let target: Ipv6Addr = "fd00:31:1::7".parse().unwrap();
+        let f = unsolicited_na(MINE, target);
+        let all: Ipv6Addr = "ff02::1".parse().unwrap();
+        assert_eq!(&f[..6], &[0x33, 0x33, 0, 0, 0, 1]);
+        assert_eq!(&f[22..38], &target.octets(), "from the address");
+        assert_eq!(&f[38..54], &all.octets());
+        assert_eq!(f[21], 255, "hop limit");
+        assert_eq!(f[54], NA);
+        assert_eq!(f[58] & 0x20, 0x20, "override");
+        assert_eq!(&f[78..80], &[2, 1], "target link-layer option");
+        assert_eq!(&f[80..86], &MINE);
+        assert_eq!(icmpv6_checksum(&target, &all, &f[54..]), 0);
     }
 
     #[test]

@@ -530,7 +530,7 @@ impl LinkKind {
     }
 }
 
-fn parse_link(m: &LinkMessage) -> Link {
+pub(crate) fn parse_link(m: &LinkMessage) -> Link {
     let mut link = Link {
         index: m.header.index,
         name: String::new(),
@@ -559,7 +559,7 @@ fn parse_link(m: &LinkMessage) -> Link {
     link
 }
 
-fn parse_addr(m: &AddressMessage) -> Option<Addr> {
+pub(crate) fn parse_addr(m: &AddressMessage) -> Option<Addr> {
     let mut local = None;
     let mut address = None;
     for a in &m.attributes {

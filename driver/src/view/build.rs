@@ -1,7 +1,8 @@
 //! The [`View`] from the driver's state: whole, or one endpoint at a time.
 //!
-//! In: the [`State`] (networks, endpoints, who is joined) and the networks
-//! that cannot serve now (their parent is missing: they announce nothing).
+//! In: the [`State`] (networks, endpoints, who is joined), the networks
+//! that cannot serve now (their parent is missing: they announce nothing)
+//! and the joined endpoints whose address is not live yet ([`Pending`]).
 //! Out: the view [`View::from_state`] decides, the same entries decided again
 //! for one address ([`View::update_for`], what a Join or Leave costs), and
 //! each joined endpoint's host routes with its ID ([`endpoint_routes`], what
@@ -13,18 +14,29 @@ use std::net::IpAddr;
 
 use ipnet::IpNet;
 
-use super::decide::{decide, Evidence, Health, Sandbox};
+use super::decide::{decide, Address, Evidence, Health, Sandbox};
 use super::{IpamPool, View};
 use crate::model::attrs::RouteAttrs;
 use crate::model::network::{host_route, Announce};
 use crate::model::state::{EndpointRecord, State};
 
+/// Joined endpoints whose address the driver waits to see live in the
+/// container: endpoint ID → the ticket of that watch.
+pub type Pending = BTreeMap<String, u64>;
+
 /// Whether the record says the endpoint is announced: joined, by Docker's
-/// own word (the sandbox was checked at start, the health gate comes after).
-fn announces(ep: &EndpointRecord) -> bool {
+/// own word (the sandbox was checked at start, the health gate comes after),
+/// and its address live (not `pending`).
+fn announces(ep: &EndpointRecord, pending: &Pending) -> bool {
+    let address = if pending.contains_key(&ep.spec.id) {
+        Address::Pending
+    } else {
+        Address::Ready
+    };
     decide(&Evidence {
         joined: ep.joined,
         sandbox: Sandbox::Unchecked,
+        address,
         health: Health::Ungated,
     })
     .announces()
@@ -32,8 +44,13 @@ fn announces(ep: &EndpointRecord) -> bool {
 
 impl View {
     /// The view of `state`; networks in `unavailable` (their parent is
-    /// missing) announce nothing until they are repaired.
-    pub fn from_state(state: &State, unavailable: &BTreeMap<String, String>) -> View {
+    /// missing) announce nothing until they are repaired, endpoints in
+    /// `pending` not until their address is live.
+    pub fn from_state(
+        state: &State,
+        unavailable: &BTreeMap<String, String>,
+        pending: &Pending,
+    ) -> View {
         let mut v = View {
             drained: state.drained,
             ..View::default()
@@ -69,7 +86,7 @@ impl View {
                             );
                         }
                     }
-                    for ep in net.endpoints.values().filter(|e| announces(e)) {
+                    for ep in net.endpoints.values().filter(|e| announces(e, pending)) {
                         let attrs = spec.attrs.merged(&ep.spec.attrs);
                         for addr in ep.spec.addrs() {
                             v.announcements
@@ -94,6 +111,7 @@ impl View {
         &mut self,
         state: &State,
         unavailable: &BTreeMap<String, String>,
+        pending: &Pending,
         addr: IpAddr,
     ) -> bool {
         let route = host_route(addr);
@@ -105,7 +123,7 @@ impl View {
             for ep in net.endpoints.values() {
                 if ep.spec.has_addr(addr) {
                     local = true;
-                    if announces(ep) {
+                    if announces(ep, pending) {
                         joined = Some(&ep.spec.attrs);
                     }
                 }
@@ -154,14 +172,14 @@ impl View {
 
 /// Each joined endpoint's host routes → its ID, for networks that announce
 /// endpoints (subnet announcements are not gated).
-pub fn endpoint_routes(state: &State) -> BTreeMap<IpNet, String> {
+pub fn endpoint_routes(state: &State, pending: &Pending) -> BTreeMap<IpNet, String> {
     let mut m = BTreeMap::new();
     for net in state.networks.values() {
         if net.spec.announce != Announce::Endpoint {
             continue;
         }
         for (id, ep) in &net.endpoints {
-            if announces(ep) {
+            if announces(ep, pending) {
                 for a in ep.spec.addrs() {
                     m.insert(host_route(a), id.clone());
                 }

@@ -2,7 +2,9 @@
 //!
 //! In: the [`Evidence`] about one endpoint: Docker joined it (Join, no Leave
 //! since), whether its sandbox is still there (looked at after the driver's
-//! own downtime), and the health gate's word on its container. Out: a
+//! own downtime), whether its address is live in the container yet
+//! ([`Address`]: Docker configures it after Join), and the health gate's
+//! word on its container. Out: a
 //! [`Decision`], announce or hold with the reason. The view builder asks it
 //! for every endpoint of the state, the start-up check for every joined
 //! endpoint whose sandbox it looked at, the health gate for every endpoint
@@ -29,8 +31,22 @@ pub struct Evidence {
     pub joined: bool,
     /// Whether its sandbox (the container's network namespace) is there.
     pub sandbox: Sandbox,
+    /// Whether its address is live in the container yet.
+    pub address: Address,
     /// The health gate's word on its container.
     pub health: Health,
+}
+
+/// Whether an endpoint's address is live inside its container.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Address {
+    /// Seen live (configured, its link up, IPv6 past DAD), or announced
+    /// anyway once the bound of the watch passed, or never watched (joined
+    /// before the driver started: long live by now; no sandbox named).
+    Ready,
+    /// Joined, and the driver watches the container for it: Docker has not
+    /// configured it yet.
+    Pending,
 }
 
 /// What is known of an endpoint's sandbox.
@@ -165,14 +181,17 @@ impl Decision {
 }
 
 /// Announced only when joined, with a sandbox not known to be gone (a
-/// sandbox that could not be looked at is not known to be gone), and the
-/// health gate (when on) says so.
+/// sandbox that could not be looked at is not known to be gone), its
+/// address live in the container, and the health gate (when on) says so.
 pub fn decide(e: &Evidence) -> Decision {
     if !e.joined {
         return Decision::Hold("not joined");
     }
     if e.sandbox == Sandbox::Gone {
         return Decision::Hold("its sandbox is gone");
+    }
+    if e.address == Address::Pending {
+        return Decision::Hold("its address is not live in the container yet");
     }
     match e.health {
         Health::Ungated
@@ -193,6 +212,7 @@ mod tests {
         decide(&Evidence {
             joined: true,
             sandbox,
+            address: Address::Ready,
             health,
         })
     }
@@ -213,9 +233,19 @@ mod tests {
         let left = Evidence {
             joined: false,
             sandbox: Sandbox::Alive,
+            address: Address::Ready,
             health: healthy,
         };
         assert_eq!(decide(&left), Hold("not joined"));
+        let configuring = Evidence {
+            joined: true,
+            address: Address::Pending,
+            ..left
+        };
+        assert_eq!(
+            decide(&configuring),
+            Hold("its address is not live in the container yet")
+        );
         assert_eq!(joined(Sandbox::Gone, healthy), Hold("its sandbox is gone"));
         assert_eq!(joined(Sandbox::Alive, unhealthy), Hold("unhealthy"));
         let waiting = Health::Waiting { fail_open: false };

@@ -9,7 +9,10 @@
 //! container over a single raw socket ([`Pinger`]), so on a 2-core machine
 //! the measuring does not compete with the driver it measures. The probe
 //! starts when `docker run` returned, or (`--probe-from-route`) when the
-//! route reaches b2, aimed at the address Docker's serial IPAM will give.
+//! route reaches b2, aimed at the address the route names (the first host
+//! route in b1's subnet since the start: [`probe_from_route`]); then the
+//! bench also reports "route arrived → first answer" and how many joins
+//! had their first echo after the route answered.
 //! IPv6 is always probed from when `docker run` returned (ICMPv6 echo over
 //! a second raw socket), after the IPv4 answer: its route time is stamped
 //! by the same subscription, so only its reachability figure includes the
@@ -31,6 +34,7 @@ use super::hosts::two_hosts_dual;
 use super::measure::{route_events, rss_kib};
 use super::stats::{BenchResult, Series};
 use crate::engine::ContainerEngine;
+use crate::probe::from_route::{self, FromRoute};
 use crate::probe::Pinger;
 use crate::topology::{Options, World};
 use crate::util::scaled;
@@ -46,9 +50,10 @@ const PROBE_INTERVAL: Duration = Duration::from_millis(2);
 ///
 /// Reachability is probed from when `docker run` returned (the container
 /// exists; what a client that learned of it then would see), or, with
-/// `probe_from_route`, from the moment its route reaches b2 — before b1 has
-/// configured the container's address, so the first echoes find no
-/// neighbour there and the answer waits for b1's next ARP attempt (about
+/// `probe_from_route`, from the moment its route reaches b2: what a client
+/// that sends as soon as it learns the route sees (a driver that announced
+/// before the container's address was live made the first echoes find no
+/// neighbour on b1, and the answer wait for b1's next ARP attempt, about
 /// 1 s). The two modes measure different things and are never mixed in one run.
 pub fn convergence(runs: usize, probe_from_route: bool, opts: &Options) -> Result<BenchResult> {
     if runs == 0 {
@@ -63,27 +68,23 @@ pub fn convergence(runs: usize, probe_from_route: bool, opts: &Options) -> Resul
     let (mut join, mut route, mut reach, mut withdraw) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let (mut route6, mut reach6, mut withdraw6) = (Vec::new(), Vec::new(), Vec::new());
-    // Docker's serial IPAM (the emulator's too) gives each new container the
-    // address after the last one: the early probe aims there.
-    let subnet = net.subnets["b1"];
-    let mut predicted = std::net::Ipv4Addr::from(u32::from(subnet.network()) + 2);
-    let mut mispredicted = 0;
+    let subnet = ipnet::IpNet::V4(net.subnets["b1"]);
+    let (mut to_answer, mut first_echo_answered) = (Vec::new(), 0usize);
     let (mut dumps_b1, mut dumps_b2) = (Vec::new(), Vec::new());
     for i in 0..runs {
         let before = (full_dumps(&w, 0)?, full_dumps(&w, 1)?);
         let t0 = Instant::now();
-        let foreseen = ipnet::IpNet::V4(ipnet::Ipv4Net::new(predicted, 32)?);
         let name = format!("c1r{i}");
         let (started, early) = if probe_from_route {
             std::thread::scope(|s| {
-                let probe = s.spawn(|| -> Result<(Instant, Option<Instant>)> {
-                    let on_b2 = events.wait(foreseen, false, t0, Duration::from_secs(10))?;
-                    let answered = pinger.first_reply(
-                        predicted.into(),
-                        PROBE_INTERVAL,
+                let probe = s.spawn(|| -> Result<FromRoute> {
+                    from_route::probe_from_route(
+                        &mut events,
+                        &mut pinger,
+                        subnet,
+                        t0,
                         scaled(Duration::from_secs(10)),
-                    );
-                    Ok((on_b2, answered))
+                    )
                 });
                 let started = e.start(&w, 0, &net, &name).map(|c| (c, t0.elapsed()));
                 (started, probe.join().ok())
@@ -104,14 +105,25 @@ pub fn convergence(runs: usize, probe_from_route: bool, opts: &Options) -> Resul
         let dst = ipnet::IpNet::from(std::net::IpAddr::V4(a4));
         let dst6 = ipnet::IpNet::from(std::net::IpAddr::V6(a6));
         let answered = match early {
-            Some(Ok((on_b2, Some(at)))) if a4 == predicted => {
-                route.push(on_b2 - t0);
-                at
-            }
-            _ => {
-                if probe_from_route {
-                    mispredicted += 1;
+            Some(Ok(seen)) if probe_from_route => {
+                if seen.route != dst {
+                    bail!(
+                        "run {i}: the first route in {subnet} was {}, not {dst}",
+                        seen.route
+                    );
                 }
+                let (Some(a), Some(took)) = (seen.answer, seen.to_answer()) else {
+                    bail!("run {i}: b2's container never reached {a4} after its route arrived");
+                };
+                route.push(seen.route_at - t0);
+                to_answer.push(took);
+                if seen.first_echo_answered() {
+                    first_echo_answered += 1;
+                }
+                a.at
+            }
+            Some(Err(e)) => return Err(e.context(format!("run {i}: probing from the route"))),
+            _ => {
                 let on_b2 = events.wait(dst, false, t0, Duration::from_secs(10))?;
                 route.push(on_b2 - t0);
                 pinger
@@ -126,7 +138,6 @@ pub fn convergence(runs: usize, probe_from_route: bool, opts: &Options) -> Resul
             .first_reply(a6.into(), PROBE_INTERVAL, scaled(Duration::from_secs(10)))
             .ok_or_else(|| anyhow!("run {i}: b2's container never reached {a6}"))?;
         reach6.push(answered6 - t0);
-        predicted = next_in(subnet, a4);
         let t1 = Instant::now();
         e.stop(&w, &c1)?;
         let gone = events.wait(dst, true, t1, Duration::from_secs(10))?;
@@ -215,9 +226,13 @@ pub fn convergence(runs: usize, probe_from_route: bool, opts: &Options) -> Resul
     r.figures
         .insert("b2 driver RSS idle (KiB)".into(), rss_idle as f64);
     if probe_from_route {
+        r.series.push(Series::ms(
+            "route arrived on b2 → first answer (echo every 2 ms from the route's event)",
+            &to_answer,
+        ));
         r.figures.insert(
-            "joins whose address was not foreseen (probed after the start)".into(),
-            f64::from(mispredicted),
+            format!("joins whose first echo after the route was answered (of {runs})"),
+            first_echo_answered as f64,
         );
     }
     r.figures.insert(
@@ -257,29 +272,4 @@ fn full_dumps(w: &World, i: usize) -> Result<u64> {
         .and_then(|d| d.as_object())
         .ok_or_else(|| anyhow!("host {i}'s driver status has no /bgp/route_watch/dumps"))?;
     Ok(dumps.values().filter_map(|v| v.as_u64()).sum())
-}
-
-/// The address Docker's serial allocator hands out after `a` in `subnet`
-/// (the gateway, the first host address, is never free).
-fn next_in(subnet: ipnet::Ipv4Net, a: std::net::Ipv4Addr) -> std::net::Ipv4Addr {
-    let first = u32::from(subnet.network()) + 2;
-    let last = u32::from(subnet.broadcast()) - 1;
-    let n = u32::from(a) + 1;
-    std::net::Ipv4Addr::from(if n > last { first } else { n })
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn the_next_address_wraps_past_the_gateway() {
-        let s: ipnet::Ipv4Net = "10.30.1.0/24".parse().unwrap();
-        assert_eq!(
-            super::next_in(s, "10.30.1.7".parse().unwrap()).to_string(),
-            "10.30.1.8"
-        );
-        assert_eq!(
-            super::next_in(s, "10.30.1.254".parse().unwrap()).to_string(),
-            "10.30.1.2"
-        );
-    }
 }

@@ -14,14 +14,18 @@
 //! links.rs (ip -d -j link show; the driver's mark)
 //! metrics.rs (GET /metrics inside a namespace; the text exposition)
 //! route_events.rs (route changes waited for as they come: the benches' clock)
+//! from_route.rs (echoes from a route's arrival: is the first one answered?)
 //! ```
 
 pub mod fast;
+pub mod from_route;
 pub mod links;
 pub mod metrics;
 mod reach;
 mod route_events;
 pub mod routes;
 
-pub use reach::{ping_pairs, tcp_pairs, Member, PairStats, Pinger, Prober, TcpServers, TCP_PORT};
+pub use reach::{
+    ping_pairs, tcp_pairs, FirstAnswer, Member, PairStats, Pinger, Prober, TcpServers, TCP_PORT,
+};
 pub use route_events::RouteEvents;

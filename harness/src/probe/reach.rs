@@ -251,6 +251,17 @@ impl Pinger {
         interval: Duration,
         deadline: Duration,
     ) -> Option<Instant> {
+        self.first_answer(to, interval, deadline).map(|a| a.at)
+    }
+
+    /// As [`Pinger::first_reply`], and which echo was answered: how many
+    /// were sent before it (lost, or not answered before it was).
+    pub fn first_answer(
+        &mut self,
+        to: IpAddr,
+        interval: Duration,
+        deadline: Duration,
+    ) -> Option<FirstAnswer> {
         let end = Instant::now() + deadline;
         let first = self.seq;
         while Instant::now() < end {
@@ -268,13 +279,28 @@ impl Pinger {
                         && id == self.id
                         && seq.wrapping_sub(first) < self.seq.wrapping_sub(first)
                     {
-                        return Some(Instant::now());
+                        return Some(FirstAnswer {
+                            at: Instant::now(),
+                            unanswered_before: u32::from(seq.wrapping_sub(first)),
+                            sent: u32::from(self.seq.wrapping_sub(first)),
+                        });
                     }
                 }
             }
         }
         None
     }
+}
+
+/// The first answer of [`Pinger::first_answer`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FirstAnswer {
+    /// When it arrived.
+    pub at: Instant,
+    /// Echoes sent before the answered one: 0 when the first was answered.
+    pub unanswered_before: u32,
+    /// Echoes sent in all until then.
+    pub sent: u32,
 }
 
 /// TCP listeners, one per target namespace, accepting and closing.

@@ -99,6 +99,39 @@ impl RouteEvents {
 
     /// When the `n`th distinct destination inside `pool` was added (or, with
     /// `deleted`, removed) at or after `since`; waits up to `deadline`.
+    /// The first host route (/32, /128) inside `pool` added since `since`:
+    /// when its event came, and the route.
+    pub fn first_host_route(
+        &mut self,
+        pool: ipnet::IpNet,
+        since: std::time::Instant,
+        deadline: Duration,
+    ) -> Result<(std::time::Instant, ipnet::IpNet)> {
+        let end = std::time::Instant::now() + scaled(deadline);
+        loop {
+            while let Ok(ev) = self.rx.try_recv() {
+                self.take(ev)?;
+            }
+            self.seen.retain(|e| e.0 >= since);
+            if let Some(e) = self
+                .seen
+                .iter()
+                .find(|e| !e.2 && e.1.prefix_len() == e.1.max_prefix_len() && pool.contains(&e.1))
+            {
+                return Ok((e.0, e.1));
+            }
+            let left = end.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                bail!("no host route inside {pool} arrived within {deadline:?}");
+            }
+            match self.rx.recv_timeout(left) {
+                Ok(ev) => self.take(ev)?,
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+                Err(e) => bail!("route watch ended: {e}"),
+            }
+        }
+    }
+
     pub fn wait_many(
         &mut self,
         pool: ipnet::IpNet,

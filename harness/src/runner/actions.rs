@@ -156,6 +156,12 @@ impl Runner<'_> {
                 });
                 Ok(within.map(|_| slowest))
             }
+            Action::StartProbedFromRoute {
+                container,
+                from,
+                family,
+                within,
+            } => self.start_probed_from_route(container, from, *family, *within),
             Action::KillContainer { containers } => {
                 for name in self.s.expand(containers) {
                     let c = self

@@ -16,7 +16,7 @@
 //! import each other.
 //! ```text
 //! mod.rs (run: build, play, diagnostics, teardown) ─► play.rs (the loop; who plays a step: its step-table row)
-//!   play.rs ─┬─► actions.rs (steps that do something) ─► containers.rs, control.rs, exec.rs, flood.rs
+//!   play.rs ─┬─► actions.rs (steps that do something) ─► containers.rs, control.rs, exec.rs, flood.rs, from_route.rs
 //!            ├─► expect.rs (the other expectations) ─► views.rs (pure comparisons), poll.rs (the poll loop)
 //!            ├─► routes.rs (route steps, dated by route events) ─► stamps.rs (pure dating), converged.rs (whole route sets)
 //!            ├─► reachability.rs (reachability, probed every 2 ms)
@@ -50,6 +50,7 @@ pub mod converged;
 mod exec;
 mod expect;
 mod flood;
+mod from_route;
 mod gobgp;
 pub mod ipam;
 mod members;

@@ -84,6 +84,8 @@ pub const STEP_KINDS: &[StepKind] = &[
       "Delete the network on its hosts (or on `hosts`)."),
     k("start", &["containers", "expect_error", "within"], Act, Event,
       "Start containers (names or `count` groups; up to 8 hosts at a time, each host's one after the other). `expect_error`: the start must fail with this in the error (with `within`: and fail within that time); `within` alone: retry failed starts until then."),
+    k("start-probed-from-route", &["container", "from", "family", "within"], Act, Event,
+      "Start one container while `from` (a running container on another host) waits for its route: from the route's arrival on `from`'s host (its netlink event, not a poll) `from` pings the route's address every 2 ms, and the first echo must be answered, within 100 ms (zero probes lost after the route arrives; an echo the serving host queued while the container's address was not there yet comes with its next ARP attempt, hundreds of ms to 1 s later); the route must be the new container's. `family`: `ipv4` (default) or `ipv6`; `within` (default 30 s) bounds the route's arrival and the answer."),
     k("stop", &["containers"], Act, Event,
       "Stop containers as `docker stop` does."),
     k("kill-container", &["containers"], Act, Event,

@@ -53,6 +53,18 @@ pub enum Action {
         /// retried until then (without it: one attempt, no time limit).
         within: Option<Dur>,
     },
+    /// Start one container while `from` (a container on another host)
+    /// waits for its route: from the route's arrival on `from`'s host (its
+    /// event), `from` pings the route's address every 2 ms; the first echo
+    /// must be answered (no probe lost after the route arrives).
+    StartProbedFromRoute {
+        container: String,
+        from: String,
+        /// Which address: `ipv4` (default) or `ipv6`.
+        family: Option<Family>,
+        #[serde(default = "default_within")]
+        within: Dur,
+    },
     /// The containers' sandboxes die without the driver being told: the
     /// emulator removes the namespace (no Leave, no DeleteEndpoint until the
     /// teardown cleans up as dockerd would after a crash); dockerd gets

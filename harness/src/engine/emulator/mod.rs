@@ -3,9 +3,10 @@
 //! for request (payloads as in `driver/tests/fixtures/`, checked by a golden
 //! test): Activate and GetCapabilities once per host at the first use of the
 //! plugin (not again after the driver restarts); CreateEndpoint with an
-//! address from a Docker-like IPAM, Join, then it creates the sandbox
-//! namespace, moves the interface in, renames it `eth0`, sets the address
-//! and the gateway or static routes; ProgramExternalConnectivity only for an
+//! address from a Docker-like IPAM, the sandbox namespace (it exists when
+//! Join names it, as dockerd's does), Join, then it moves the interface
+//! in, renames it `eth0`, sets the address, brings it up, and adds the
+//! gateway or static routes; ProgramExternalConnectivity only for an
 //! endpoint whose Join gave a gateway (libnetwork's gateway endpoint), then
 //! EndpointOperInfo twice; on stop Revoke (only if programmed), Leave, moves
 //! the interface back and DeleteEndpoint. Like dockerd it retries a plugin
@@ -255,6 +256,14 @@ fn run_start(
             .and_then(Value::as_str)
             .filter(|m| !m.is_empty())
             .map(str::to_string);
+        // As dockerd: the sandbox (its namespace) exists before Join names
+        // it; the link is moved in and configured after the answer.
+        let ns = Netns::create_fast(&j.ns_name)?;
+        let ns_name2 = j.ns_name.clone();
+        w.cleanup.push(
+            format!("delete container namespace {}", j.ns_name),
+            move || Netns::delete_fast(&ns_name2),
+        );
         let join = match call_on(
             rt,
             w,
@@ -273,12 +282,6 @@ fn run_start(
                 return Err(e);
             }
         };
-        let ns = Netns::create_fast(&j.ns_name)?;
-        let ns_name2 = j.ns_name.clone();
-        w.cleanup.push(
-            format!("delete container namespace {}", j.ns_name),
-            move || Netns::delete_fast(&ns_name2),
-        );
         let src_name = plumb(w, host, &ns, &join, j.address, j.address6, mac.as_deref())
             .with_context(|| format!("set up the sandbox of {} as libnetwork does", j.name))?;
         let mut programmed = false;

@@ -87,6 +87,12 @@ impl Scenario {
                 }
                 containers.iter().try_for_each(|c| self.check_container(c))
             }
+            Action::StartProbedFromRoute {
+                container, from, ..
+            } => {
+                self.check_container(container)?;
+                self.check_member(from)
+            }
             Action::ExpectReachable { from, to, .. }
             | Action::ExpectUnreachable { from, to, .. }
             | Action::ProbeStart { from, to, .. } => {

@@ -1,0 +1,540 @@
+//! Is an endpoint's address live inside its container yet?
+//!
+//! In: a [`Watch`] (the endpoint's addresses, the bound, the sandbox path
+//! Docker named at Join, whether to tell the segment) and a
+//! [`Subscription`] opened in the driver's (the host's) network namespace
+//! during the Join. Out: one [`Outcome`], handed to a callback from a
+//! thread of its own ([`spawn`]): live (each address on a link that is up,
+//! IPv6 past duplicate address detection: not tentative, and the routes
+//! the container answers through, its default route per family, there),
+//! or the bound passed and what was missing.
+//!
+//! Docker answers Join before it moves the link into the container and
+//! configures its address; a route announced at Join reaches other hosts
+//! before the container can answer. The container's namespace cannot be
+//! entered at Join: dockerd mounts it at the sandbox path only once the
+//! container's process exists (libnetwork's external key), and a driver in
+//! another mount namespace (the managed plugin; dockerd's own in the
+//! harness) never sees that mount. So the watch listens from the host's
+//! namespace: an rtnetlink socket subscribed to link and address changes
+//! with `NETLINK_LISTEN_ALL_NSID` also hears every namespace that has an id
+//! here, and moving our link into the container gives the container's
+//! namespace one (the kernel allocates it for the move's `RTM_DELLINK`,
+//! before the link's first event over there). Each message comes with that
+//! id; the watch keeps the links, addresses and routes it hears per namespace id
+//! and answers when the endpoint's addresses are live in one of them. The
+//! socket is opened during Join (before Docker can move the link), so no
+//! change is missed; a lost notification (ENOBUFS) ends the watch as a
+//! fallback. Once live, on data planes with neighbour resolution (macvlan,
+//! ipvlan L2), it sends a gratuitous ARP / unsolicited NA from the
+//! container's interface ([`super::neigh_probe::announce`]) when the
+//! sandbox path is a namespace it can enter (the same mount namespace as
+//! dockerd's), so a neighbour table holding a stale or failed entry for
+//! the address takes the new one.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::os::fd::{AsFd, AsRawFd};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use ipnet::IpNet;
+use netlink_packet_core::{NetlinkMessage, NetlinkPayload};
+use netlink_packet_route::RouteNetlinkMessage;
+use netlink_sys::{protocols::NETLINK_ROUTE, Socket, SocketAddr};
+
+use super::real::{parse_addr, parse_link, parse_route};
+use super::{ifa, neigh_probe, Addr, Link};
+
+/// How long the watch waits before the endpoint is announced anyway.
+/// dockerd configures a container's interface within milliseconds to a
+/// few hundred of them after Join (it starts the container's process
+/// first); an IPv6 address it adds with nodad needs no wait, one with DAD
+/// about a second.
+pub const BOUND: Duration = Duration::from_secs(5);
+
+/// `RTMGRP_LINK | RTMGRP_IPV4_IFADDR | RTMGRP_IPV4_ROUTE |
+/// RTMGRP_IPV6_IFADDR | RTMGRP_IPV6_ROUTE`.
+const GROUPS: u32 = 0x1 | 0x10 | 0x40 | 0x100 | 0x400;
+/// `SOL_NETLINK`, `NETLINK_LISTEN_ALL_NSID` (linux/netlink.h).
+const SOL_NETLINK: i32 = 270;
+const NETLINK_LISTEN_ALL_NSID: i32 = 8;
+/// `NSFS_MAGIC` (linux/magic.h): the file system of namespace files.
+const NSFS_MAGIC: i64 = 0x6e73_6673;
+
+/// What to watch for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Watch {
+    /// The sandbox's network namespace file (Join's `SandboxKey`): only
+    /// for the gratuitous ARP / unsolicited NA.
+    pub sandbox: PathBuf,
+    /// The endpoint's addresses: every one must be live.
+    pub addrs: Vec<IpAddr>,
+    /// Routes the container needs to answer (its default route per family,
+    /// which dockerd adds after the address): every one must be there.
+    pub routes: Vec<IpNet>,
+    pub bound: Duration,
+    /// Send a gratuitous ARP / unsolicited NA once live (L2 data planes).
+    pub tell_neighbours: bool,
+}
+
+/// How the watch ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Every address is live, `after` the watch began.
+    Live { after: Duration },
+    /// Not seen live: the bound passed (`deadline`), or the changes could
+    /// not be heard (`subscription`); `detail` says more.
+    Fallback {
+        reason: &'static str,
+        detail: String,
+        after: Duration,
+    },
+}
+
+/// Link and address changes of every namespace with an id in the one this
+/// is opened in (the caller's thread's).
+pub struct Subscription(Socket);
+
+/// Opens a [`Subscription`] in the calling thread's network namespace.
+pub fn subscribe() -> std::io::Result<Subscription> {
+    let mut s = Socket::new(NETLINK_ROUTE)?;
+    let on: libc::c_int = 1;
+    // SAFETY: a valid socket and a pointer to a c_int of the right size.
+    let r = unsafe {
+        libc::setsockopt(
+            s.as_raw_fd(),
+            SOL_NETLINK,
+            NETLINK_LISTEN_ALL_NSID,
+            (&on as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if r != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    let _ = s.set_rx_buf_sz(1 << 20);
+    s.bind(&SocketAddr::new(0, GROUPS))?;
+    Ok(Subscription(s))
+}
+
+/// Watches on a thread of its own and hands the outcome to `done` there.
+pub fn spawn(watch: Watch, sub: Subscription, done: impl FnOnce(Outcome) + Send + 'static) {
+    let started = Instant::now();
+    let spawned = std::thread::Builder::new()
+        .name("address-watch".into())
+        .spawn(move || done(run(&watch, &sub, started)));
+    if let Err(e) = spawned {
+        tracing::warn!(error = %e, "cannot start a thread to watch an endpoint's address");
+    }
+}
+
+/// What the watch has heard, per namespace id.
+#[derive(Debug, Default)]
+struct Seen {
+    links: HashMap<(i32, u32), Link>,
+    addrs: HashMap<(i32, IpAddr), Addr>,
+    routes: std::collections::HashSet<(i32, IpNet)>,
+}
+
+impl Seen {
+    fn apply(&mut self, nsid: i32, msg: RouteNetlinkMessage) {
+        match msg {
+            RouteNetlinkMessage::NewLink(l) => {
+                let l = parse_link(&l);
+                self.links.insert((nsid, l.index), l);
+            }
+            RouteNetlinkMessage::DelLink(l) => {
+                self.links.remove(&(nsid, l.header.index));
+            }
+            RouteNetlinkMessage::NewAddress(a) => {
+                if let Some(a) = parse_addr(&a) {
+                    self.addrs.insert((nsid, a.net.addr()), a);
+                }
+            }
+            RouteNetlinkMessage::DelAddress(a) => {
+                if let Some(a) = parse_addr(&a) {
+                    self.addrs.remove(&(nsid, a.net.addr()));
+                }
+            }
+            RouteNetlinkMessage::NewRoute(r) => {
+                if let Some(r) = parse_route(&r) {
+                    self.routes.insert((nsid, r.route.dst));
+                }
+            }
+            RouteNetlinkMessage::DelRoute(r) => {
+                if let Some(r) = parse_route(&r) {
+                    self.routes.remove(&(nsid, r.route.dst));
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// The links and addresses of one namespace.
+    fn of(&self, nsid: i32) -> (Vec<Link>, Vec<Addr>) {
+        let links = self
+            .links
+            .iter()
+            .filter(|(k, _)| k.0 == nsid)
+            .map(|(_, l)| l.clone())
+            .collect();
+        let addrs = self
+            .addrs
+            .iter()
+            .filter(|(k, _)| k.0 == nsid)
+            .map(|(_, a)| *a)
+            .collect();
+        (links, addrs)
+    }
+
+    /// The namespaces where one of `want` was heard of.
+    fn namespaces(&self, want: &[IpAddr]) -> Vec<i32> {
+        let mut ids: Vec<i32> = self
+            .addrs
+            .keys()
+            .filter(|k| want.contains(&k.1))
+            .map(|k| k.0)
+            .collect();
+        ids.sort_unstable();
+        ids.dedup();
+        ids
+    }
+}
+
+/// The watch itself, from the namespace the subscription was opened in.
+fn run(w: &Watch, sub: &Subscription, started: Instant) -> Outcome {
+    let deadline = started + w.bound;
+    let mut seen = Seen::default();
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        for nsid in seen.namespaces(&w.addrs) {
+            let (links, addrs) = seen.of(nsid);
+            let routed = w.routes.iter().all(|r| seen.routes.contains(&(nsid, *r)));
+            if let Some(iface) = live_on(&w.addrs, &links, &addrs).filter(|_| routed) {
+                if w.tell_neighbours {
+                    tell(&w.sandbox, iface, &w.addrs);
+                }
+                return Outcome::Live {
+                    after: started.elapsed(),
+                };
+            }
+        }
+        let now = Instant::now();
+        if now >= deadline {
+            let detail = match seen.namespaces(&w.addrs).first() {
+                Some(&nsid) => {
+                    let (links, addrs) = seen.of(nsid);
+                    let mut m = missing(&w.addrs, &links, &addrs);
+                    for r in w
+                        .routes
+                        .iter()
+                        .filter(|r| !seen.routes.contains(&(nsid, **r)))
+                    {
+                        m.push_str(&format!(
+                            "{}no route to {r}",
+                            if m.is_empty() { "" } else { ", " }
+                        ));
+                    }
+                    m
+                }
+                None => "no address of it appeared in any namespace".to_string(),
+            };
+            return Outcome::Fallback {
+                reason: "deadline",
+                detail: format!("not live within {:?}: {detail}", w.bound),
+                after: started.elapsed(),
+            };
+        }
+        poll_fd(sub.0.as_raw_fd(), libc::POLLIN, deadline - now);
+        loop {
+            match recv(&sub.0, &mut buf) {
+                Ok(Some((Some(nsid), n))) => each_message(&buf[..n], |m| seen.apply(nsid, m)),
+                // Our own namespace's changes: the link is not there.
+                Ok(Some((None, _))) => {}
+                Ok(None) => break,
+                Err(e) => {
+                    return Outcome::Fallback {
+                        reason: "subscription",
+                        detail: format!("lost link and address notifications: {e}"),
+                        after: started.elapsed(),
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// One datagram, if one is waiting: the namespace id it came with (none:
+/// the socket's own namespace) and its length.
+fn recv(s: &Socket, buf: &mut [u8]) -> std::io::Result<Option<(Option<i32>, usize)>> {
+    let mut iov = libc::iovec {
+        iov_base: buf.as_mut_ptr().cast(),
+        iov_len: buf.len(),
+    };
+    let mut cbuf = [0u64; 8];
+    // SAFETY: a zeroed msghdr pointing at a live iovec and control buffer;
+    // recvmsg writes within their lengths, and the cmsg walk stays within
+    // msg_controllen as the CMSG macros guarantee.
+    unsafe {
+        let mut msg: libc::msghdr = std::mem::zeroed();
+        msg.msg_iov = &mut iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = cbuf.as_mut_ptr().cast();
+        msg.msg_controllen = std::mem::size_of_val(&cbuf) as _;
+        let n = libc::recvmsg(s.as_raw_fd(), &mut msg, libc::MSG_DONTWAIT);
+        if n < 0 {
+            let e = std::io::Error::last_os_error();
+            return match e.kind() {
+                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::Interrupted => Ok(None),
+                _ => Err(e),
+            };
+        }
+        let mut nsid = None;
+        let mut c = libc::CMSG_FIRSTHDR(&msg);
+        while !c.is_null() {
+            if (*c).cmsg_level == SOL_NETLINK && (*c).cmsg_type == NETLINK_LISTEN_ALL_NSID {
+                nsid = Some(std::ptr::read_unaligned(libc::CMSG_DATA(c).cast::<i32>()));
+            }
+            c = libc::CMSG_NXTHDR(&msg, c);
+        }
+        Ok(Some((nsid, n as usize)))
+    }
+}
+
+/// Hands each rtnetlink message of a datagram to `f`.
+fn each_message(buf: &[u8], mut f: impl FnMut(RouteNetlinkMessage)) {
+    let mut off = 0;
+    while off + 16 <= buf.len() {
+        let len = u32::from_ne_bytes(buf[off..off + 4].try_into().unwrap_or([0; 4])) as usize;
+        if len < 16 || off + len > buf.len() {
+            return;
+        }
+        if let Ok(m) = NetlinkMessage::<RouteNetlinkMessage>::deserialize(&buf[off..off + len]) {
+            if let NetlinkPayload::InnerMessage(inner) = m.payload {
+                f(inner);
+            }
+        }
+        off += (len + 3) & !3;
+    }
+}
+
+fn poll_fd(fd: i32, events: i16, timeout: Duration) {
+    let mut pfd = libc::pollfd {
+        fd,
+        events,
+        revents: 0,
+    };
+    let ms = timeout.as_micros().div_ceil(1000).min(i32::MAX as u128) as i32;
+    // SAFETY: one valid pollfd for the duration of the call.
+    unsafe { libc::poll(&mut pfd, 1, ms) };
+}
+
+/// Whether an address is usable: on a link that is up, and (IPv6) past
+/// duplicate address detection.
+fn usable(a: &Addr, links: &[Link]) -> bool {
+    let up = links.iter().any(|l| l.index == a.index && l.up);
+    up && a.flags & (ifa::TENTATIVE | ifa::DADFAILED) == 0
+}
+
+/// The interface carrying the addresses, when every one of them is live.
+fn live_on<'a>(want: &[IpAddr], links: &'a [Link], addrs: &[Addr]) -> Option<&'a Link> {
+    let mut iface = None;
+    for w in want {
+        let a = addrs
+            .iter()
+            .find(|a| a.net.addr() == *w && usable(a, links))?;
+        iface = links.iter().find(|l| l.index == a.index);
+    }
+    iface
+}
+
+/// What is not live yet, for the log.
+fn missing(want: &[IpAddr], links: &[Link], addrs: &[Addr]) -> String {
+    want.iter()
+        .filter_map(|w| match addrs.iter().find(|a| a.net.addr() == *w) {
+            None => Some(format!("{w} absent")),
+            Some(a) if a.flags & ifa::DADFAILED != 0 => Some(format!("{w} failed DAD")),
+            Some(a) if a.flags & ifa::TENTATIVE != 0 => Some(format!("{w} tentative")),
+            Some(a) if !usable(a, links) => Some(format!("{w} on a link that is down")),
+            Some(_) => None,
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn is_nsfs(f: &std::fs::File) -> bool {
+    // SAFETY: a zeroed statfs filled by fstatfs on a valid descriptor.
+    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+    let r = unsafe { libc::fstatfs(f.as_raw_fd(), &mut st) };
+    r == 0 && st.f_type as i64 == NSFS_MAGIC
+}
+
+/// The gratuitous ARP / unsolicited NA from the container's interface, on
+/// a throwaway thread that enters its namespace (when the sandbox path is
+/// one here); a failure costs only the speed-up.
+fn tell(sandbox: &std::path::Path, iface: &Link, addrs: &[IpAddr]) {
+    let Ok(mac) = <[u8; 6]>::try_from(iface.mac.as_slice()) else {
+        return;
+    };
+    let ns = match std::fs::File::open(sandbox) {
+        Ok(f) if is_nsfs(&f) => f,
+        _ => {
+            tracing::debug!(sandbox = %sandbox.display(), "the sandbox is not a namespace here (another mount namespace): no gratuitous ARP / unsolicited NA");
+            return;
+        }
+    };
+    let (index, addrs) = (iface.index, addrs.to_vec());
+    let sent = std::thread::spawn(move || -> std::io::Result<()> {
+        nix::sched::setns(ns.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET)?;
+        neigh_probe::announce(index, mac, &addrs)
+    })
+    .join();
+    match sent {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => {
+            tracing::warn!(interface = %iface.name, error = %e, "cannot send the gratuitous ARP / unsolicited NA from the container")
+        }
+        Err(_) => tracing::warn!("the gratuitous ARP / unsolicited NA thread panicked"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kernel::real::Kernel;
+    use crate::kernel::{LinkKind, NewLink};
+
+    fn link(index: u32, up: bool) -> Link {
+        Link {
+            index,
+            name: format!("eth{index}"),
+            kind: None,
+            parent: None,
+            up,
+            mac: vec![2, 0, 0, 0, 0, index as u8],
+            alias: None,
+        }
+    }
+
+    fn addr(index: u32, net: &str, flags: u32) -> Addr {
+        Addr {
+            index,
+            net: net.parse().unwrap(),
+            flags,
+        }
+    }
+
+    #[test]
+    fn live_means_present_up_and_past_dad() {
+        let want: Vec<IpAddr> = vec!["10.0.0.2".parse().unwrap(), "fd00::2".parse().unwrap()];
+        let up = [link(1, true), link(2, true)];
+        let down = [link(1, true), link(2, false)];
+        let v4 = addr(2, "10.0.0.2/24", ifa::PERMANENT);
+        let v6 = addr(2, "fd00::2/64", ifa::PERMANENT);
+        let tentative = addr(2, "fd00::2/64", ifa::PERMANENT | ifa::TENTATIVE);
+        let on = |links: &[Link], addrs: &[Addr]| live_on(&want, links, addrs).map(|l| l.index);
+        assert_eq!(on(&up, &[v4, v6]), Some(2));
+        assert_eq!(on(&down, &[v4, v6]), None);
+        assert_eq!(on(&up, &[v4]), None);
+        assert_eq!(on(&up, &[v4, tentative]), None);
+        assert_eq!(missing(&want, &up, &[v4, tentative]), "fd00::2 tentative");
+        assert_eq!(
+            missing(&want, &down, &[v4]),
+            "10.0.0.2 on a link that is down, fd00::2 absent"
+        );
+    }
+
+    /// Runs `f` on a thread in a network namespace of its own.
+    fn in_new_netns<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+        std::thread::spawn(move || {
+            nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
+            f()
+        })
+        .join()
+        .unwrap()
+    }
+
+    /// Real namespaces (the tests run as root): a "host" with a veth pair
+    /// whose one end goes into a "container", where it gets the address
+    /// and comes up after the watch began: seen live from the host. A watch
+    /// for an address that never comes falls back at the bound.
+    #[test]
+    fn an_address_configured_in_the_container_is_heard_from_the_host() {
+        in_new_netns(|| {
+            let mut host = Kernel::open().unwrap();
+            host.create_link(&NewLink {
+                name: "awa".into(),
+                kind: LinkKind::Veth,
+                parent: None,
+                mac: None,
+                alias: String::new(),
+                peer: Some("awb".into()),
+            })
+            .unwrap();
+            let b = host.link("awb").unwrap().unwrap();
+            let (tx, rx) = std::sync::mpsc::channel();
+            let watch = |addr: &str, bound| Watch {
+                sandbox: "/nonexistent".into(),
+                addrs: vec![addr.parse().unwrap()],
+                routes: vec!["0.0.0.0/0".parse().unwrap()],
+                bound,
+                tell_neighbours: false,
+            };
+            let tx2 = tx.clone();
+            spawn(
+                watch("192.0.2.9", Duration::from_secs(5)),
+                subscribe().unwrap(),
+                move |o| tx2.send(o).unwrap(),
+            );
+            spawn(
+                watch("192.0.2.10", Duration::from_millis(300)),
+                subscribe().unwrap(),
+                move |o| tx.send(o).unwrap(),
+            );
+            // The container: its own namespace, held by a thread.
+            let (path_tx, path_rx) = std::sync::mpsc::channel();
+            let (go_tx, go_rx) = std::sync::mpsc::channel::<()>();
+            let container = std::thread::spawn(move || {
+                nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
+                let tid = nix::unistd::gettid();
+                path_tx
+                    .send(format!("/proc/{}/task/{tid}/ns/net", std::process::id()))
+                    .unwrap();
+                go_rx.recv().unwrap();
+                let mut k = Kernel::open().unwrap();
+                let l = k.link("awb").unwrap().unwrap();
+                k.add_address(l.index, "192.0.2.9/24".parse().unwrap())
+                    .unwrap();
+                k.set_up(l.index, true).unwrap();
+                k.replace_routes(&[crate::kernel::Route {
+                    dst: "0.0.0.0/0".parse().unwrap(),
+                    via: Some("192.0.2.1".parse().unwrap()),
+                    oif: Some(l.index),
+                    protocol: 3,
+                }
+                .into()])
+                    .pop()
+                    .unwrap()
+                    .unwrap();
+                go_rx.recv().ok();
+            });
+            let ns = std::fs::File::open(path_rx.recv().unwrap()).unwrap();
+            host.set_name_and_netns(b.index, None, Some(ns.as_raw_fd()))
+                .unwrap();
+            go_tx.send(()).unwrap();
+            let mut outcomes = vec![
+                rx.recv_timeout(Duration::from_secs(5)).unwrap(),
+                rx.recv_timeout(Duration::from_secs(5)).unwrap(),
+            ];
+            go_tx.send(()).unwrap();
+            container.join().unwrap();
+            outcomes.sort_by_key(|o| matches!(o, Outcome::Fallback { .. }));
+            assert!(matches!(outcomes[0], Outcome::Live { .. }), "{outcomes:?}");
+            assert!(
+                matches!(&outcomes[1], Outcome::Fallback { reason: "deadline", detail, .. } if detail.contains("no address of it appeared")),
+                "{outcomes:?}"
+            );
+        })
+    }
+}
