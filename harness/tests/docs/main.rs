@@ -349,7 +349,7 @@ fn metrics_in_the_docs_exist() -> Result<(), Failed> {
     verdict(errors)
 }
 
-/// The README's plugin settings table names exactly the settable env values
+/// The plugin settings table (docs/options.md) names exactly the settable env values
 /// and mounts of plugin/config.json.
 fn plugin_settings_match_the_plugin() -> Result<(), Failed> {
     let config: serde_json::Value = serde_json::from_str(
@@ -368,8 +368,12 @@ fn plugin_settings_match_the_plugin() -> Result<(), Failed> {
             want.insert(format!("{}.source", m["name"].as_str().unwrap_or_default()));
         }
     }
-    let readme = &docs()[0].text;
-    let table: Vec<&str> = readme
+    let page = docs()
+        .into_iter()
+        .find(|d| d.rel == "docs/options.md")
+        .ok_or("docs/options.md is missing (the plugin settings table lives there)")?;
+    let table: Vec<&str> = page
+        .text
         .lines()
         .skip_while(|l| !l.starts_with("| setting (`docker plugin set"))
         .skip(2)
@@ -377,7 +381,7 @@ fn plugin_settings_match_the_plugin() -> Result<(), Failed> {
         .collect();
     if table.is_empty() {
         return Err(
-            "README.md: no plugin settings table (a row starting `| setting (`docker plugin set`)"
+            "docs/options.md: no plugin settings table (a row starting `| setting (`docker plugin set`)"
                 .into(),
         );
     }
@@ -391,7 +395,7 @@ fn plugin_settings_match_the_plugin() -> Result<(), Failed> {
         Ok(())
     } else {
         Err(format!(
-            "README.md's plugin settings differ from plugin/config.json: missing {:?}, unknown {:?}",
+            "docs/options.md's plugin settings differ from plugin/config.json: missing {:?}, unknown {:?}",
             want.difference(&have).collect::<Vec<_>>(),
             have.difference(&want).collect::<Vec<_>>()
         )
