@@ -26,6 +26,7 @@ pub mod configs;
 pub mod daemon;
 mod diagnostics;
 pub mod etcd;
+pub mod example_fabric;
 mod host_daemons;
 mod host_state;
 mod hosts;
