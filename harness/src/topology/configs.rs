@@ -97,7 +97,9 @@ impl EdgePolicy {
             let len = if v6 { 128 } else { 32 };
             let mut seq = 5;
             for p in self.pools(v6) {
-                c.push_str(&format!("{kw} prefix-list {name} seq {seq} permit {p} le {len}\n"));
+                c.push_str(&format!(
+                    "{kw} prefix-list {name} seq {seq} permit {p} le {len}\n"
+                ));
                 seq += 5;
             }
             if seq == 5 {

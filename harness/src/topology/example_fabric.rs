@@ -100,13 +100,31 @@ mod tests {
             "{c}"
         );
         for h in ["192.168.1.248", "192.168.1.251"] {
-            assert!(c.contains(&format!(" neighbor {h} remote-as 65000\n")), "{c}");
-            assert!(c.contains(&format!("  neighbor {h} prefix-list container-pools in\n")), "{c}");
-            assert!(c.contains(&format!("  neighbor {h} prefix-list container-pools6 in\n")), "{c}");
-            assert!(c.contains(&format!("  neighbor {h} maximum-prefix 500 restart 5\n")), "{c}");
-            assert!(c.contains(&format!(" neighbor {h} bfd profile harness\n")), "{c}");
+            assert!(
+                c.contains(&format!(" neighbor {h} remote-as 65000\n")),
+                "{c}"
+            );
+            assert!(
+                c.contains(&format!("  neighbor {h} prefix-list container-pools in\n")),
+                "{c}"
+            );
+            assert!(
+                c.contains(&format!("  neighbor {h} prefix-list container-pools6 in\n")),
+                "{c}"
+            );
+            assert!(
+                c.contains(&format!("  neighbor {h} maximum-prefix 500 restart 5\n")),
+                "{c}"
+            );
+            assert!(
+                c.contains(&format!(" neighbor {h} bfd profile harness\n")),
+                "{c}"
+            );
         }
-        assert!(c.contains("\nbfd\n profile harness\n  transmit-interval 300\n"), "{c}");
+        assert!(
+            c.contains("\nbfd\n profile harness\n  transmit-interval 300\n"),
+            "{c}"
+        );
         let plain = router_config(RouterKind::Frr, &pools(), 500, false);
         assert!(!plain.contains("bfd"), "{plain}");
     }
@@ -115,14 +133,26 @@ mod tests {
     fn bird_example_filters_each_family() {
         let v6: IpNet = "fd00:1::/48".parse().unwrap();
         let c = router_config(RouterKind::Bird, &[pools()[0], v6], 500, true);
-        assert!(c.contains("if net ~ [ 10.1.0.0/16+ ] then accept;\n  reject;"), "{c}");
+        assert!(
+            c.contains("if net ~ [ 10.1.0.0/16+ ] then accept;\n  reject;"),
+            "{c}"
+        );
         assert!(c.contains("if net ~ [ fd00:1::/48+ ] then accept;"), "{c}");
-        assert_eq!(c.matches("import limit 500 action restart;").count(), 4, "{c}");
+        assert_eq!(
+            c.matches("import limit 500 action restart;").count(),
+            4,
+            "{c}"
+        );
         assert_eq!(c.matches("  bfd on;\n").count(), 2, "{c}");
         assert!(c.contains("protocol bfd {\n"), "{c}");
         // Without an IPv6 pool the IPv6 channels import nothing.
         let v4 = router_config(RouterKind::Bird, &pools(), 500, false);
-        assert_eq!(v4.matches("ipv6 { import none; export").count(), 2, "{v4}");
+        assert_eq!(
+            v4.matches("  ipv6 { import none; export where source = RTS_STATIC")
+                .count(),
+            2,
+            "{v4}"
+        );
         assert!(!v4.contains("bfd"), "{v4}");
     }
 }

@@ -70,7 +70,11 @@ pub fn router_config_examples_are_generated() -> Result<(), Failed> {
             let lines: Vec<&str> = text.lines().collect();
             let mut out: Vec<String> = lines[..b.line].iter().map(|l| l.to_string()).collect();
             out.extend(want.lines().map(str::to_string));
-            out.extend(lines[b.line + b.lines.len()..].iter().map(|l| l.to_string()));
+            out.extend(
+                lines[b.line + b.lines.len()..]
+                    .iter()
+                    .map(|l| l.to_string()),
+            );
             text = out.join("\n") + "\n";
             continue;
         }
@@ -97,15 +101,20 @@ pub fn router_config_examples_are_generated() -> Result<(), Failed> {
 /// Every variant the command prints (BFD on and off, an IPv6 pool too)
 /// parses in FRR and BIRD as installed: a line they do not know fails.
 pub fn router_config_examples_parse() -> Result<Completion, Failed> {
-    let checkers: [(&str, &str, &[&str]); 2] =
-        [("frr", "vtysh", &["--dryrun", "-f"]), ("bird", "bird", &["-p", "-c"])];
+    let checkers: [(&str, &str, &[&str]); 2] = [
+        ("frr", "vtysh", &["--dryrun", "-f"]),
+        ("bird", "bird", &["-p", "-c"]),
+    ];
     let missing: Vec<&str> = checkers
         .iter()
         .map(|(_, prog, _)| *prog)
         .filter(|p| find(p).is_none())
         .collect();
     if !missing.is_empty() {
-        let reason = format!("{} not installed (ci/install.sh installs frr and bird2)", missing.join(", "));
+        let reason = format!(
+            "{} not installed (ci/install.sh installs frr and bird2)",
+            missing.join(", ")
+        );
         if under_ci() {
             return Err(format!("{reason}, and under CI=true that is a failure").into());
         }
@@ -114,7 +123,11 @@ pub fn router_config_examples_parse() -> Result<Completion, Failed> {
     let dir = std::env::temp_dir().join(format!("harness-router-config-{}", std::process::id()));
     std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
     let mut errors = Vec::new();
-    let variants: [&[&str]; 3] = [&[], &["--bfd"], &["--pool", "10.1.0.0/16", "--pool", "fd00:1::/48"]];
+    let variants: [&[&str]; 3] = [
+        &[],
+        &["--bfd"],
+        &["--pool", "10.1.0.0/16", "--pool", "fd00:1::/48"],
+    ];
     for (kind, prog, check) in checkers {
         for extra in variants {
             let mut args = vec!["--kind", kind];
