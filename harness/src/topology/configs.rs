@@ -72,8 +72,8 @@ pub const BFD_PROFILE: &str = "harness";
 /// What a fabric router applies to its sessions with Docker hosts: accept
 /// only the container pools (the prefixes in them, up to /32 and /128),
 /// at most `max_prefix` of them per neighbour and family (beyond: the
-/// session is reset, and comes back 5 minutes later on FRR, at once on
-/// BIRD), and send the hosts its own address as next hop.
+/// session is reset: FRR brings it back after 5 minutes, BIRD restarts
+/// the protocol), and send the hosts its own address as next hop.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EdgePolicy {
     pub pools: Vec<IpNet>,
