@@ -96,6 +96,25 @@ enum Cmd {
         #[command(subcommand)]
         what: BenchCmd,
     },
+    /// Print the example fabric's top-of-rack router configuration
+    /// (docs/router-config.md): AS 65100 at 192.168.1.1 facing the Docker
+    /// hosts 192.168.1.248 and 192.168.1.251 (AS 65000), written by the code
+    /// that writes the scenarios' FRR and BIRD configurations.
+    RouterConfig {
+        /// frr (an integrated frr.conf) or bird (bird.conf).
+        #[arg(long, value_parser = ["frr", "bird"])]
+        kind: String,
+        /// A container pool the router accepts (prefixes in it up to /32 or
+        /// /128); repeatable; default 10.1.0.0/16.
+        #[arg(long = "pool", value_name = "CIDR")]
+        pools: Vec<ipnet::IpNet>,
+        /// Routes accepted per host and family before the session is reset.
+        #[arg(long, default_value_t = harness::topology::example_fabric::DEFAULT_MAX_PREFIX, value_name = "N")]
+        max_prefix: u32,
+        /// BFD (300 ms x 3) with every host.
+        #[arg(long)]
+        bfd: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -242,6 +261,27 @@ fn one_bench(r: harness::bench::BenchResult, json: Option<PathBuf>) -> anyhow::R
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
+        Cmd::RouterConfig {
+            kind,
+            mut pools,
+            max_prefix,
+            bfd,
+        } => {
+            use harness::topology::example_fabric;
+            if pools.is_empty() {
+                pools.push(example_fabric::DEFAULT_POOL.parse().expect("valid"));
+            }
+            let kind = if kind == "frr" {
+                harness::scenario::RouterKind::Frr
+            } else {
+                harness::scenario::RouterKind::Bird
+            };
+            print!(
+                "{}",
+                example_fabric::router_config(kind, &pools, max_prefix, bfd)
+            );
+            ExitCode::SUCCESS
+        }
         Cmd::Check => {
             print!("{}", machine::describe(machine::detect()));
             ExitCode::SUCCESS

@@ -14,6 +14,13 @@
 //! text; writing it and starting the daemon is the caller's
 //! (`host_daemons` for gobgpd, `routers` for FRR and BIRD; the neighbours
 //! come from `sessions`). Pure functions, no I/O.
+//!
+//! A router facing Docker hosts in a real fabric also takes an
+//! [`EdgePolicy`] (import only the container pools, a max-prefix per
+//! neighbour, itself as next hop towards the hosts): the documented
+//! examples (`example_fabric`, docs/router-config.md) pass one; the
+//! scenarios' routers pass `None`, as their routers also exchange underlay
+//! prefixes and injected paths outside any pool.
 
 use std::net::{IpAddr, Ipv4Addr};
 
@@ -61,6 +68,85 @@ impl From<&BgpSection> for Timers {
 
 /// The name of the bfdd profile FRR's neighbours with BFD use.
 pub const BFD_PROFILE: &str = "harness";
+
+/// What a fabric router applies to its sessions with Docker hosts: accept
+/// only the container pools (the prefixes in them, up to /32 and /128),
+/// at most `max_prefix` of them per neighbour and family (beyond: the
+/// session is reset: FRR brings it back after 5 minutes, BIRD restarts
+/// the protocol), and send the hosts its own address as next hop.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EdgePolicy {
+    pub pools: Vec<IpNet>,
+    pub max_prefix: u32,
+}
+
+/// FRR's prefix-list names for the pools (IPv4, IPv6).
+const FRR_POOLS: [&str; 2] = ["container-pools", "container-pools6"];
+
+impl EdgePolicy {
+    fn pools(&self, v6: bool) -> impl Iterator<Item = &IpNet> {
+        self.pools.iter().filter(move |p| p.addr().is_ipv6() == v6)
+    }
+
+    /// FRR's prefix-lists: the pools of each family and their longer
+    /// prefixes; a family without pools accepts nothing.
+    fn frr_prefix_lists(&self) -> String {
+        let mut c = String::new();
+        for (v6, kw) in [(false, "ip"), (true, "ipv6")] {
+            let name = FRR_POOLS[usize::from(v6)];
+            let len = if v6 { 128 } else { 32 };
+            let mut seq = 5;
+            for p in self.pools(v6) {
+                c.push_str(&format!(
+                    "{kw} prefix-list {name} seq {seq} permit {p} le {len}\n"
+                ));
+                seq += 5;
+            }
+            if seq == 5 {
+                c.push_str(&format!("{kw} prefix-list {name} seq 5 deny any\n"));
+            }
+        }
+        c.push_str("!\n");
+        c
+    }
+
+    /// BIRD's import filters, `container_pools4` and `container_pools6`
+    /// (a family without pools imports nothing: `import none`).
+    fn bird_filters(&self) -> String {
+        let mut c = String::new();
+        for (v6, name) in [(false, "container_pools4"), (true, "container_pools6")] {
+            let set: Vec<String> = self.pools(v6).map(|p| format!("{p}+")).collect();
+            if !set.is_empty() {
+                c.push_str(&format!(
+                    "filter {name} {{\n  if net ~ [ {} ] then accept;\n  reject;\n}}\n",
+                    set.join(", ")
+                ));
+            }
+        }
+        c
+    }
+
+    /// BIRD's import clause and limit for a channel.
+    fn bird_import(&self, v6: bool) -> String {
+        if self.pools(v6).next().is_none() {
+            return "import none;".into();
+        }
+        format!(
+            "import filter container_pools{}; import limit {} action restart; next hop self;",
+            if v6 { 6 } else { 4 },
+            self.max_prefix
+        )
+    }
+}
+
+/// FRR's `bfd` block: one profile with the scenario's BFD timers.
+fn frr_bfd_block(b: BfdSection) -> String {
+    format!(
+        "bfd\n profile {BFD_PROFILE}\n  transmit-interval {ms}\n  receive-interval {ms}\n  detect-multiplier {m}\n !\n!\n",
+        ms = b.interval.0.as_millis(),
+        m = b.multiplier
+    )
+}
 
 /// gobgpd's TOML for host `host` (AS `asn`, address `addr`, also its router
 /// ID and, for its clients, its route-reflector cluster ID; `addr6` its
@@ -129,20 +215,42 @@ pub fn gobgpd(
 /// of the router runs BFD (then bfdd is not started).
 pub fn frr_bfdd(def: &RouterDef, neighbors: &[Neighbor], t: Timers) -> Option<String> {
     let b = t.bfd.filter(|_| neighbors.iter().any(|n| n.bfd))?;
-    let ms = b.interval.0.as_millis();
     Some(format!(
-        "hostname {name}\nlog stdout informational\n!\nbfd\n profile {BFD_PROFILE}\n  transmit-interval {ms}\n  receive-interval {ms}\n  detect-multiplier {m}\n !\n!\n",
+        "hostname {name}\nlog stdout informational\n!\n{}",
+        frr_bfd_block(b),
         name = def.name,
-        m = b.multiplier
     ))
 }
 
-/// FRR's `bgpd.conf` for router `def`.
-pub fn frr(def: &RouterDef, router_id: Ipv4Addr, neighbors: &[Neighbor], t: Timers) -> String {
+/// FRR's integrated `frr.conf` for a fabric router: `bgpd.conf` with the
+/// edge policy, then the `bfd` block of `bfdd.conf` when a neighbour runs BFD.
+pub fn frr_integrated(
+    def: &RouterDef,
+    router_id: Ipv4Addr,
+    neighbors: &[Neighbor],
+    t: Timers,
+    policy: &EdgePolicy,
+) -> String {
+    let mut c = frr(def, router_id, neighbors, t, Some(policy));
+    if let Some(b) = t.bfd.filter(|_| neighbors.iter().any(|n| n.bfd)) {
+        c.push_str(&frr_bfd_block(b));
+    }
+    c
+}
+
+/// FRR's `bgpd.conf` for router `def`, with `policy` on every neighbour.
+pub fn frr(
+    def: &RouterDef,
+    router_id: Ipv4Addr,
+    neighbors: &[Neighbor],
+    t: Timers,
+    policy: Option<&EdgePolicy>,
+) -> String {
     let mut c = format!(
-        "frr defaults datacenter\nhostname {name}\nlog stdout informational\n!\nrouter bgp {asn}\n bgp router-id {router_id}\n no bgp ebgp-requires-policy\n no bgp network import-check\n",
+        "frr defaults datacenter\nhostname {name}\nlog stdout informational\n!\n{lists}router bgp {asn}\n bgp router-id {router_id}\n no bgp ebgp-requires-policy\n no bgp network import-check\n",
         name = def.name,
         asn = def.asn,
+        lists = policy.map(EdgePolicy::frr_prefix_lists).unwrap_or_default(),
     );
     for n in neighbors {
         c.push_str(&format!(
@@ -174,6 +282,16 @@ pub fn frr(def: &RouterDef, router_id: Ipv4Addr, neighbors: &[Neighbor], t: Time
         for n in neighbors.iter().filter(|n| n.rr_client) {
             c.push_str(&format!("  neighbor {} route-reflector-client\n", n.addr));
         }
+        if let Some(p) = policy {
+            for n in neighbors {
+                c.push_str(&format!(
+                    "  neighbor {a} prefix-list {l} in\n  neighbor {a} maximum-prefix {m} restart 5\n  neighbor {a} next-hop-self\n",
+                    a = n.addr,
+                    l = FRR_POOLS[usize::from(v6)],
+                    m = p.max_prefix
+                ));
+            }
+        }
         c.push_str(" exit-address-family\n");
     }
     c.push_str("!\n");
@@ -181,11 +299,30 @@ pub fn frr(def: &RouterDef, router_id: Ipv4Addr, neighbors: &[Neighbor], t: Time
 }
 
 /// BIRD 2's `bird.conf` for router `def`: its originated prefixes as static
-/// blackholes, one BGP protocol per neighbour, BGP routes into the kernel.
-pub fn bird(def: &RouterDef, router_id: Ipv4Addr, neighbors: &[Neighbor], t: Timers) -> String {
+/// blackholes, one BGP protocol per neighbour (with `policy`'s import
+/// filter, limit and next hop, and BFD where the neighbour runs it), BGP
+/// routes into the kernel.
+pub fn bird(
+    def: &RouterDef,
+    router_id: Ipv4Addr,
+    neighbors: &[Neighbor],
+    t: Timers,
+    policy: Option<&EdgePolicy>,
+) -> String {
     let mut c = format!(
         "router id {router_id};\nprotocol device {{ }}\nprotocol kernel {{ ipv4 {{ import none; export where source = RTS_BGP; }}; }}\nprotocol kernel kernel6 {{ ipv6 {{ import none; export where source = RTS_BGP; }}; }}\n"
     );
+    let bfd = t.bfd.filter(|_| neighbors.iter().any(|n| n.bfd));
+    if let Some(b) = bfd {
+        let ms = b.interval.0.as_millis();
+        c.push_str(&format!(
+            "protocol bfd {{\n  interface \"*\" {{ min rx interval {ms} ms; min tx interval {ms} ms; multiplier {}; }};\n}}\n",
+            b.multiplier
+        ));
+    }
+    if let Some(p) = policy {
+        c.push_str(&p.bird_filters());
+    }
     for (name, chan, v6) in [("own_routes", "ipv4", false), ("own_routes6", "ipv6", true)] {
         let mine: Vec<&IpNet> = def
             .originate
@@ -234,8 +371,15 @@ pub fn bird(def: &RouterDef, router_id: Ipv4Addr, neighbors: &[Neighbor], t: Tim
             (IpAddr::V4(_), Some(a)) => format!(" next hop address {};", a.addr()),
             _ => String::new(),
         };
+        let import = |v6: bool| match policy {
+            Some(p) => p.bird_import(v6),
+            None => "import all;".to_string(),
+        };
         c.push_str(&format!(
-            "protocol bgp {name} {{\n  local {local} as {asn};\n  neighbor {addr} as {peer_asn};\n  hold time {h}; keepalive time {k};\n  connect delay time 1; connect retry time {cr};\n{rr}  ipv4 {{ import all; export where source = RTS_STATIC || source = RTS_BGP;{nh4} }};\n  ipv6 {{ import all; export where source = RTS_STATIC || source = RTS_BGP;{nh6} }};\n}}\n",
+            "protocol bgp {name} {{\n  local {local} as {asn};\n  neighbor {addr} as {peer_asn};\n  hold time {h}; keepalive time {k};\n  connect delay time 1; connect retry time {cr};\n{rr}{bfd}  ipv4 {{ {i4} export where source = RTS_STATIC || source = RTS_BGP;{nh4} }};\n  ipv6 {{ {i6} export where source = RTS_STATIC || source = RTS_BGP;{nh6} }};\n}}\n",
+            i4 = import(false),
+            i6 = import(true),
+            bfd = if n.bfd && bfd.is_some() { "  bfd on;\n" } else { "" },
             name = bird_name(&n.name),
             asn = def.asn,
             addr = n.addr,
@@ -405,13 +549,13 @@ mod tests {
         let mut none = nbrs();
         none[1].bfd = false;
         assert!(frr_bfdd(&r, &none, BFD).is_none());
-        let c = frr(&r, Ipv4Addr::new(192, 0, 2, 1), &nbrs(), BFD);
+        let c = frr(&r, Ipv4Addr::new(192, 0, 2, 1), &nbrs(), BFD, None);
         assert!(
             c.contains(" neighbor 192.0.2.13 bfd\n neighbor 192.0.2.13 bfd profile harness\n"),
             "{c}"
         );
         assert!(!c.contains("192.0.2.12 bfd"), "{c}");
-        assert!(!frr(&r, Ipv4Addr::new(192, 0, 2, 1), &nbrs(), T).contains(" bfd"));
+        assert!(!frr(&r, Ipv4Addr::new(192, 0, 2, 1), &nbrs(), T, None).contains(" bfd"));
     }
 
     fn router() -> RouterDef {
@@ -430,7 +574,7 @@ mod tests {
 
     #[test]
     fn frr_config_sets_timers_and_reflects_only_clients() {
-        let c = frr(&router(), Ipv4Addr::new(192, 0, 2, 1), &nbrs(), T);
+        let c = frr(&router(), Ipv4Addr::new(192, 0, 2, 1), &nbrs(), T, None);
         assert!(
             c.contains("router bgp 65100\n bgp router-id 192.0.2.1\n"),
             "{c}"
@@ -459,7 +603,7 @@ mod tests {
     #[test]
     fn bird_config_uses_the_address_on_the_neighbours_segment() {
         // The router ID is its address on the other segment: `local` must not be it.
-        let c = bird(&router(), Ipv4Addr::new(198, 51, 100, 1), &nbrs(), T);
+        let c = bird(&router(), Ipv4Addr::new(198, 51, 100, 1), &nbrs(), T, None);
         assert!(c.contains("protocol bgp n_tor_b {\n  local 192.0.2.1 as 65100;\n  neighbor 192.0.2.13 as 65100;\n"), "{c}");
         assert!(c.contains("  route 10.99.0.0/24 blackhole;\n"), "{c}");
         assert!(

@@ -18,6 +18,7 @@
 //!   ├─► host_state.rs (what the daemons report)
 //!   └─► diagnostics.rs (the dump of a failed scenario)
 //! options.rs: where binaries and logs are
+//! example_fabric.rs: the documented fabric's router (`harness router-config`) ─► configs.rs
 //! ```
 //! No file here imports one that imports it back; `sessions` is also what
 //! the HTML page draws.
@@ -26,6 +27,7 @@ pub mod configs;
 pub mod daemon;
 mod diagnostics;
 pub mod etcd;
+pub mod example_fabric;
 mod host_daemons;
 mod host_state;
 mod hosts;

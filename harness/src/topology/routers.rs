@@ -181,7 +181,13 @@ impl RouterRt {
         }
         std::fs::write(
             d.join("bgpd.conf"),
-            configs::frr(&self.def, self.router_id(), &self.neighbors, self.timers),
+            configs::frr(
+                &self.def,
+                self.router_id(),
+                &self.neighbors,
+                self.timers,
+                None,
+            ),
         )?;
         // FRR's daemons drop to the frr user (so PR_SET_PDEATHSIG does not
         // survive; a killed run's daemons are killed by the namespace sweep):
@@ -235,7 +241,13 @@ impl RouterRt {
         let d = self.dir.clone();
         std::fs::write(
             d.join("bird.conf"),
-            configs::bird(&self.def, self.router_id(), &self.neighbors, self.timers),
+            configs::bird(
+                &self.def,
+                self.router_id(),
+                &self.neighbors,
+                self.timers,
+                None,
+            ),
         )?;
         let args = vec![
             "-f".into(),

@@ -19,13 +19,17 @@
 //!   with the reason, a failure under `CI=true`;
 //! - links: every relative link and image points at a file that exists, and
 //!   every `#anchor` at a heading there; every docs page is linked from the
-//!   README.
+//!   README;
+//! - router examples: docs/router-config.md's FRR and BIRD blocks are what
+//!   `harness router-config` prints, and they parse in FRR and BIRD
+//!   (`router_config.rs`).
 //!
 //! Reading Markdown is `markdown.rs`'s job, reading command lines and the
 //! binaries' `--help` is `cli.rs`'s; this file holds the trials.
 
 mod cli;
 mod markdown;
+mod router_config;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -515,6 +519,11 @@ fn scenario_file_keys_are_documented() -> Result<(), Failed> {
 }
 
 fn the_block<'a>(blocks: &'a [Block], tag: &str) -> Result<&'a Block, Failed> {
+    the_block_in("README.md", blocks, tag)
+}
+
+/// The one block of page `rel` tagged `<!-- docs-test: TAG -->`.
+fn the_block_in<'a>(rel: &str, blocks: &'a [Block], tag: &str) -> Result<&'a Block, Failed> {
     let found: Vec<&Block> = blocks
         .iter()
         .filter(|b| b.tag.as_deref() == Some(tag))
@@ -522,7 +531,7 @@ fn the_block<'a>(blocks: &'a [Block], tag: &str) -> Result<&'a Block, Failed> {
     match found.as_slice() {
         [one] => Ok(one),
         _ => Err(format!(
-            "README.md must have exactly one fenced block after `<!-- docs-test: {tag} -->`, found {}",
+            "{rel} must have exactly one fenced block after `<!-- docs-test: {tag} -->`, found {}",
             found.len()
         )
         .into()),
@@ -793,6 +802,14 @@ fn main() {
         Trial::test("the_two_commands_are_true", the_two_commands_are_true),
         Trial::ignorable_test("quick_start_runs_as_written", quick_start_runs_as_written),
         Trial::test("relative_links_resolve", relative_links_resolve),
+        Trial::test(
+            "router_config_examples_are_generated",
+            router_config::router_config_examples_are_generated,
+        ),
+        Trial::ignorable_test(
+            "router_config_examples_parse",
+            router_config::router_config_examples_parse,
+        ),
     ];
     libtest_mimic::run(&args, trials).exit();
 }
