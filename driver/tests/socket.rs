@@ -1320,7 +1320,17 @@ fn the_segments_addresses_are_not_taken() -> Outcome {
     ip(&["-n", &h.ns, "link", "set", "dxs0", "up"]);
     ip(&["-n", &router.0, "link", "set", "dxs1", "up"]);
     let router_mac = mac_of(&router.0, "dxs1");
-    let addrs = || ip(&["-n", &h.ns, "-o", "addr", "show"]);
+    // Which link holds which address, without flags and lifetimes: an IPv6
+    // link-local address may finish DAD (lose `tentative`) meanwhile.
+    let addrs = || -> Vec<String> {
+        ip(&["-n", &h.ns, "-o", "addr", "show"])
+            .lines()
+            .map(|l| {
+                let f: Vec<&str> = l.split_whitespace().collect();
+                f.get(1..4).map(|w| w.join(" ")).unwrap_or_default()
+            })
+            .collect()
+    };
     let before = addrs();
     // Docker's macvlan recipe on the host's own LAN: dxu0 holds 192.0.2.1/24.
     let e = h.err(
