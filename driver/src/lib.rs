@@ -14,6 +14,7 @@
 //! [`supervise`] watches the BGP side and the health gate while it does.
 
 pub mod api;
+pub mod background;
 pub mod bgp;
 pub mod cleanup;
 pub mod config;

@@ -95,7 +95,10 @@ impl LearnerHandle {
         };
         let thread = std::thread::Builder::new()
             .name("bgp-learner".into())
-            .spawn(move || run(learner, rx, installer, metrics, flags))?;
+            .spawn(move || {
+                crate::background::lower_this_thread();
+                run(learner, rx, installer, metrics, flags)
+            })?;
         let timer = AbortOnDrop(tokio::spawn(wake_for_expiry(tx.clone(), expiry)));
         Ok(LearnerHandle {
             tx,

@@ -87,7 +87,10 @@ impl<T: RouteTable> Installer<T> {
         }
         let thread = std::thread::Builder::new()
             .name("route-installer".into())
-            .spawn(move || inst.run(rx, handles))
+            .spawn(move || {
+                crate::background::lower_this_thread();
+                inst.run(rx, handles)
+            })
             .map_err(|e| KernelError::Conflict(format!("spawn installer thread: {e}")))?;
         Ok((InstallerHandle { tx, _alive: alive }, thread, existing))
     }
