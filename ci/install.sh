@@ -14,7 +14,9 @@
 #       packages, FRR, BIRD, dockerd, etcd (server and etcdctl: the IPAM's
 #       store, started by the tests), openssl (the IPAM TLS test makes its
 #       certificates), busybox (the plugin's and the dockerd scenarios'
-#       image), nftables, binutils (strip, for plugin/build.sh), Chromium (the
+#       image), nftables, binutils (strip, for plugin/build.sh), docker-registry
+#       (distribution 2.x: the registry plugin-upgrade's `docker plugin
+#       upgrade` pulls from, run by the harness in a namespace), Chromium (the
 #       HTML report's test renders a page in it), and QEMU with Debian's
 #       kernel for the ipvlan VM (ci/vm/run.sh setup), and the pinned GoBGP v4
 #       (gobgpd-v4, gobgp-v4) built with `go install` from the Go module proxy
@@ -42,7 +44,7 @@ if ! command -v cc >/dev/null 2>&1; then
 fi
 if [ "$profile" = full ]; then
   packages+=(iputils-ping busybox-static frr bird2 xz-utils tar nftables binutils
-    etcd-server etcd-client openssl)
+    etcd-server etcd-client openssl docker-registry)
   # Docker: Debian's docker.io, unless a Docker is already installed (GitHub's
   # Ubuntu images ship Moby's docker-ce/containerd.io, which docker.io would
   # conflict with; the harness only needs a dockerd binary of 20.10 or later).
@@ -83,12 +85,13 @@ if [ ${#missing[@]} -gt 0 ]; then
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
-# FRR, BIRD, etcd and dockerd are started by the harness inside namespaces: stop the
+# FRR, BIRD, etcd, dockerd and the registry are started by the harness inside namespaces: stop the
 # machine-wide services that installing them may have started (only those we
 # just installed; a developer's own services are left alone).
 for p in "${missing[@]}"; do
   case "$p" in
-    frr) svc=frr ;; bird2) svc=bird ;; etcd-server) svc=etcd ;; docker.io) svc=docker ;; *) continue ;;
+    frr) svc=frr ;; bird2) svc=bird ;; etcd-server) svc=etcd ;; docker.io) svc=docker ;;
+    docker-registry) svc=docker-registry ;; *) continue ;;
   esac
   if command -v service >/dev/null 2>&1; then service "$svc" stop >/dev/null 2>&1 || true; fi
 done

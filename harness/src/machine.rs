@@ -31,6 +31,8 @@ pub struct Caps {
     pub frr: Option<String>,
     pub bird: Option<String>,
     pub etcd: Option<String>,
+    /// `docker-registry` (Debian's distribution 2.x).
+    pub registry: Option<String>,
 }
 
 fn version(prog: &str, args: &[&str]) -> Option<String> {
@@ -108,6 +110,7 @@ pub fn detect() -> &'static Caps {
         frr: version("zebra", &["--version"]),
         bird: version("bird", &["--version"]),
         etcd: version("etcd", &["--version"]).filter(|_| which("etcdctl").is_some()),
+        registry: version("docker-registry", &["--version"]),
     })
 }
 
@@ -155,6 +158,7 @@ pub fn capability_name(c: Capability) -> &'static str {
         Capability::Frr => "frr",
         Capability::Bird => "bird",
         Capability::Etcd => "etcd",
+        Capability::Registry => "registry",
     }
 }
 
@@ -165,7 +169,7 @@ pub fn parse_capability(name: &str) -> Result<Capability, String> {
         name,
     ))
     .map_err(|_| {
-        format!("unknown capability {name:?}: use macvlan, ipvlan, no-ipvlan, gobgpd, dockerd, frr, bird or etcd")
+        format!("unknown capability {name:?}: use macvlan, ipvlan, no-ipvlan, gobgpd, dockerd, frr, bird, etcd or registry")
     })
 }
 
@@ -296,6 +300,11 @@ fn raw_skip_reason(s: &Scenario, caps: &Caps, engine: Engine) -> Result<Option<S
             Capability::Etcd if caps.etcd.is_none() => {
                 return tool_gap(
                     "etcd and etcdctl are not installed (Debian: etcd-server etcd-client)".into(),
+                )
+            }
+            Capability::Registry if caps.registry.is_none() => {
+                return tool_gap(
+                    "docker-registry is not installed (Debian: docker-registry)".into(),
                 )
             }
             _ => {}
@@ -536,6 +545,7 @@ mod tests {
             frr: None,
             bird: None,
             etcd: None,
+            registry: None,
         };
         let src = "description = \"t\"\ngobgp = [\"v3\", \"v4\"]\n[[hosts]]\nname = \"h1\"\n\n[[steps]]\ndo = \"drain\"\nhost = \"h1\"\n";
         let s = Scenario::parse(src, Path::new("scenarios/d.toml")).unwrap();

@@ -120,6 +120,11 @@ pub trait ContainerEngine {
     fn control_driver(&mut self, _w: &World, _host: usize, _action: Control) -> Result<()> {
         bail!("the {} engine does not run the driver", self.kind())
     }
+    /// Upgrades the driver when the engine runs it (the managed plugin, from
+    /// the run's registry); answers what now runs.
+    fn upgrade_driver(&mut self, _w: &World, _host: usize) -> Result<String> {
+        bail!("the {} engine does not run the driver", self.kind())
+    }
     /// The engine's own view, for a failed scenario.
     fn diagnostics(&self, _w: &World) -> String {
         String::new()

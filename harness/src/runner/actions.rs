@@ -209,6 +209,11 @@ impl Runner<'_> {
             Action::StopDaemon { host, daemon } => self.control(host, *daemon, Control::Stop),
             Action::StartDaemon { host, daemon } => self.control(host, *daemon, Control::Start),
             Action::Restart { host, daemon } => self.control(host, *daemon, Control::Restart),
+            Action::UpgradePlugin { host } => {
+                let hi = self.w.host_index(host)?;
+                self.note = Some(self.engine.upgrade_driver(&self.w, hi)?);
+                Ok(None)
+            }
             Action::LinkDown { host } => {
                 self.w
                     .host(host)?

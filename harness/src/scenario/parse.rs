@@ -46,6 +46,9 @@ impl Scenario {
         if raw.etcd.is_some() {
             requires.insert(Capability::Etcd);
         }
+        if raw.driver.registry.is_some() {
+            requires.insert(Capability::Registry);
+        }
         for r in &routers {
             requires.insert(match r.kind {
                 RouterKind::Frr => Capability::Frr,

@@ -28,6 +28,9 @@ pub enum Capability {
     Bird,
     /// etcd and etcdctl (the cluster-wide IPAM's store; implied by `[etcd]`).
     Etcd,
+    /// A Docker registry (`docker-registry`, distribution 2.x; implied by
+    /// `[driver] registry`).
+    Registry,
 }
 
 /// A container engine, by the name scenario files, `--engine` and reports
@@ -280,6 +283,12 @@ pub struct DriverSection {
     /// create` in the README does).
     #[serde(default)]
     pub defaults: bool,
+    /// A Docker registry (`docker-registry`) for the run, on this host's
+    /// underlay address (port 5000, in its namespace; storage in the run's
+    /// folder), trusted by every host's dockerd (`--insecure-registry`):
+    /// what `docker plugin push` and `docker plugin upgrade` talk to (the
+    /// `upgrade-plugin` step). Needs `plugin = true`.
+    pub registry: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]

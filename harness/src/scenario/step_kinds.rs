@@ -101,6 +101,8 @@ pub const STEP_KINDS: &[StepKind] = &[
       "Start a host's daemon again and wait until it answers."),
     k("restart", &["host", "daemon"], Act, Event,
       "Stop a host's daemon, then start it and wait until it answers."),
+    k("upgrade-plugin", &["host"], Act, Event,
+      "`docker plugin upgrade` of the host's managed plugin, disabled first (`stop-daemon`), to a second version: the run's plugin folder with another description, `docker plugin create REG/ipvlan-bgp:v2`, `push` to the run's registry (`[driver] registry`), `upgrade --grant-all-permissions --skip-remote-check`; then the plugin must name that reference and a config other than before, and keep every `docker plugin set` setting. Does not enable it (`start-daemon` does)."),
     k("freeze", &["host", "daemon"], Act, Event,
       "SIGSTOP a host's gobgpd or driver (the pid the harness started): it hangs, its sockets stay open."),
     k("thaw", &["host", "daemon"], Act, Event,

@@ -269,6 +269,13 @@ pub enum Action {
         host: String,
         daemon: DaemonKind,
     },
+    /// `docker plugin upgrade` of a host's disabled managed plugin to a
+    /// second version pushed to the run's registry (`[driver] registry`);
+    /// checks the plugin then names the new reference and keeps its
+    /// settings. Does not enable it (`start-daemon` does).
+    UpgradePlugin {
+        host: String,
+    },
     LinkDown {
         host: String,
     },

@@ -150,6 +150,11 @@ impl World {
         self.scenario.driver.plugin
     }
 
+    /// The host whose namespace runs the run's Docker registry (`[driver] registry`).
+    pub fn registry_host(&self) -> Option<&str> {
+        self.scenario.driver.registry.as_deref()
+    }
+
     /// Whether the driver runs as the README deploys it (`[driver] defaults`).
     pub fn driver_as_deployed(&self) -> bool {
         self.scenario.driver.defaults

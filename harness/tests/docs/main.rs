@@ -82,6 +82,9 @@ const OTHER_PROGRAMS_FLAGS: &[(&str, &str)] = &[
     ("--graceful-restart", "gobgpd"),
     ("--bfdctl", "bfdd"),
     ("--vty_socket", "bfdd"),
+    ("--insecure-registry", "dockerd"),
+    ("--skip-remote-check", "docker plugin upgrade"),
+    ("--grant-all-permissions", "docker plugin upgrade"),
 ];
 
 /// Programs whose command lines the test does not check flag by flag.
@@ -613,6 +616,7 @@ fn the_two_commands_are_true() -> Result<(), Failed> {
         "docker.io",
         "qemu-system-x86",
         "busybox-static",
+        "docker-registry",
     ] {
         if demo_pkgs.iter().any(|x| x == p) {
             errors.push(format!(
@@ -625,7 +629,13 @@ fn the_two_commands_are_true() -> Result<(), Failed> {
             errors.push(format!("ci/install.sh full lacks the demo's {p}"));
         }
     }
-    for p in ["frr", "bird2", "nftables", "busybox-static"] {
+    for p in [
+        "frr",
+        "bird2",
+        "nftables",
+        "busybox-static",
+        "docker-registry",
+    ] {
         if !full_pkgs.iter().any(|x| x == p) {
             errors.push(format!("ci/install.sh full does not install {p}"));
         }

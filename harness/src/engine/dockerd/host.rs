@@ -9,7 +9,8 @@
 //!
 //! In: a host of the [`World`]. Out: its dockerd running and answering,
 //! the busybox image imported, the managed plugin installed where the
-//! scenario asks; the docker CLI against it. Owns each host's dockerd, its
+//! scenario asks (trusting the run's registry, if any); the docker CLI
+//! against it. Owns each host's dockerd, its
 //! mount holder, its folders and cgroup, all registered for cleanup.
 
 use std::collections::BTreeMap;
@@ -21,6 +22,7 @@ use nix::sys::signal::Signal;
 
 use super::image::{busybox_tar, IMAGE};
 use super::plugin;
+use super::registry;
 use super::sweep::{kill_shims_under, remove_cgroups};
 use crate::topology::daemon::{await_ready, Daemon};
 use crate::topology::World;
@@ -196,7 +198,7 @@ impl Dockerd {
             .holder
             .pid()
             .ok_or_else(|| anyhow!("mount namespace holder is gone"))?;
-        let args: Vec<String> = vec![
+        let mut args: Vec<String> = vec![
             format!("--mount=/proc/{holder}/ns/mnt"),
             format!("--net={}", h.ns.path().display()),
             dockerd.display().to_string(),
@@ -220,6 +222,10 @@ impl Dockerd {
             "--cgroup-parent".into(),
             dh.cgroup.clone(),
         ];
+        // The run's registry speaks plain HTTP: trusted as an insecure one.
+        if let Some(reg) = registry::address(w)? {
+            args.extend(["--insecure-registry".into(), reg]);
+        }
         dh.dockerd
             .spawn(None, Path::new("/usr/bin/nsenter"), &args)?;
         Ok(true)

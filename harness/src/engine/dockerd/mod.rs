@@ -10,6 +10,8 @@
 //! mod.rs (ContainerEngine: networks, containers, control) ─► host.rs (a dockerd per host, the docker CLI)
 //!                                                              ├─► image.rs (busybox tar)
 //!                                                              ├─► plugin.rs (the managed plugin)
+//!                                                              ├─► registry.rs (the run's registry)
+//!                                                              ├─► upgrade.rs (docker plugin upgrade through it)
 //!                                                              └─► sweep.rs (shims, cgroups)
 //! ```
 //! In: the [`World`] and the scenario's networks and containers. Out:
@@ -31,7 +33,9 @@ use crate::util::tail;
 mod host;
 mod image;
 mod plugin;
+mod registry;
 mod sweep;
+mod upgrade;
 
 pub use host::{available, Dockerd, DOCKER};
 pub use image::IMAGE;
@@ -50,6 +54,7 @@ impl ContainerEngine for Dockerd {
     /// and `docker plugin create` are slow, above all under emulation).
     fn setup(&mut self, w: &World) -> Result<()> {
         available()?;
+        registry::start(w).context("start the run's docker registry")?;
         let hosts: Vec<usize> = w
             .hosts
             .iter()
@@ -290,6 +295,10 @@ impl ContainerEngine for Dockerd {
                 self.enable_plugin(w, host)
             }
         }
+    }
+
+    fn upgrade_driver(&mut self, w: &World, host: usize) -> Result<String> {
+        self.upgrade_plugin(w, host)
     }
 
     fn diagnostics(&self, _w: &World) -> String {

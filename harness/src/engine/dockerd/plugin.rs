@@ -13,7 +13,8 @@
 //! `docker plugin disable` and `enable`.
 //!
 //! In: the run's driver binary and host `i`'s driver flags. Out: the
-//! plugin folder, `docker plugin set` settings, and the socket links that
+//! plugin folder (and a second version of it for an upgrade), `docker
+//! plugin set` settings, and the socket links that
 //! make the plugin's driver (and an embedded gobgpd) reachable where the
 //! harness looks for them. Owns no process: dockerd runs the plugin.
 
@@ -105,6 +106,47 @@ pub fn folder(w: &World) -> Result<PathBuf> {
             String::from_utf8_lossy(&o.stderr).trim()
         );
     }
+    Ok(out)
+}
+
+/// What the second version's description ends with ([`second_version`]).
+pub const V2_MARK: &str = "(v2, the harness's upgrade)";
+/// The file only the second version's root file system has.
+const V2_FILE: &str = "ipvlan-bgp-v2";
+
+/// A second version of this run's plugin, for `docker plugin upgrade`: the
+/// run's folder copied, its config.json's description ending with
+/// [`V2_MARK`] and a file [`V2_FILE`] in its root file system (another
+/// config and layer, so another image and digest). Made once.
+pub fn second_version(w: &World) -> Result<PathBuf> {
+    let v1 = folder(w)?;
+    let out = w.dir.join("plugin-v2");
+    let config = out.join("config.json");
+    if config.exists() {
+        return Ok(out);
+    }
+    let _ = std::fs::remove_dir_all(&out);
+    let (from, to) = (v1.display().to_string(), out.display().to_string());
+    let o = run_output("cp", &["-a", &from, &to], BUILD_TIMEOUT)?;
+    if !o.status.success() {
+        bail!(
+            "cp -a {from} {to}: {}",
+            String::from_utf8_lossy(&o.stderr).trim()
+        );
+    }
+    // Another root file system too: dockerd 20.10 refuses to create a
+    // plugin whose layer it already holds ("content ...: already exists").
+    let stamp = out.join("rootfs").join(V2_FILE);
+    std::fs::write(&stamp, format!("{V2_MARK}\n"))
+        .with_context(|| format!("write {}", stamp.display()))?;
+    let text =
+        std::fs::read_to_string(&config).with_context(|| format!("read {}", config.display()))?;
+    let mut json: serde_json::Value =
+        serde_json::from_str(&text).with_context(|| format!("parse {}", config.display()))?;
+    let description = json["description"].as_str().unwrap_or_default().to_string();
+    json["description"] = format!("{description} {V2_MARK}").into();
+    std::fs::write(&config, serde_json::to_string_pretty(&json)?)
+        .with_context(|| format!("write {}", config.display()))?;
     Ok(out)
 }
 

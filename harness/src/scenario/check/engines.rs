@@ -1,7 +1,7 @@
 //! What needs which engine: a scenario names at least one engine (each a
 //! known [`Engine`]); health checks and the managed plugin need dockerd; an
-//! embedded gobgpd needs the managed plugin; dropped driver capabilities a
-//! driver the harness runs.
+//! embedded gobgpd needs the managed plugin, and so does a registry (on a
+//! known host); dropped driver capabilities a driver the harness runs.
 //!
 //! In: the file's `engines` and the scenario so far. Out: the scenario's
 //! engines, or the error naming the file.
@@ -51,6 +51,16 @@ pub(in crate::scenario) fn engines(s: &mut Scenario, raw: &RawScenario, here: He
         return Err(anyhow!(
             "{file}: [driver] plugin = true needs engines = [\"dockerd\"]: only dockerd runs managed plugins"
         ));
+    }
+    if let Some(r) = &s.driver.registry {
+        if !s.driver.plugin {
+            return Err(anyhow!(
+                "{file}: [driver] registry needs plugin = true: the registry serves the managed plugin"
+            ));
+        }
+        if !s.hosts.iter().any(|h| &h.name == r) {
+            return Err(anyhow!("{file}: [driver] registry: unknown host {r}"));
+        }
     }
     Ok(())
 }

@@ -271,6 +271,16 @@ impl Scenario {
                 }
                 Ok(())
             }
+            Action::UpgradePlugin { host } => {
+                self.check_host(host)?;
+                if !self.driver.plugin || self.driver.registry.is_none() {
+                    return Err(
+                        "upgrade-plugin needs [driver] plugin = true and a registry ([driver] registry = HOST)"
+                            .into(),
+                    );
+                }
+                Ok(())
+            }
             Action::Exec { container, command } => {
                 if self.container(container).is_none() {
                     return Err(format!("unknown container {container}"));
