@@ -64,5 +64,13 @@ logs=(target/trials/host.jsonl)
 for f in target/vm/trials.jsonl target/vm-no-ipvlan/trials.jsonl; do
   [ -f "$f" ] && logs+=("$f")
 done
-target/debug/harness skips check --expected ci/expected-skips "${logs[@]}"
-exit "$vm_rc"
+skips_rc=0
+target/debug/harness skips check --expected ci/expected-skips "${logs[@]}" || skips_rc=1
+# The VM part's failures, last, where a CI log's reader looks first.
+for d in target/vm target/vm-no-ipvlan; do
+  if [ -s "$d/failures.txt" ]; then
+    echo "ci/test.sh: what failed in $d (its logs: $d/runs, $d/set-*.log):"
+    sed 's/^/  /' "$d/failures.txt"
+  fi
+done
+[ "$vm_rc" -eq 0 ] && [ "$skips_rc" -eq 0 ]

@@ -23,6 +23,7 @@
 #   trials.jsonl                 the trial log of this kernel (harness skips check)
 #   reports-ENGINE/*.json, html-ENGINE/, junit-ENGINE.xml
 #   runs/                        logs of failed scenarios
+#   set-ENGINE.log, socket-tests.log, failures.txt (the FAILED lines of both)
 # Exit status: 0 when every part passed, else 1 (every part still runs).
 set -uo pipefail
 part=${1:?usage: suite.sh ipvlan SOCKET_TEST | no-ipvlan}
@@ -57,8 +58,8 @@ start_set() {
     local name=$1
     shift
     (
-        "$@" 2>&1 | sed -u "s/^/[$name] /"
-        status=$?
+        "$@" 2>&1 | sed -u "s/^/[$name] /" | tee "$out/set-$name.log"
+        status=${PIPESTATUS[0]}
         step "$name: status $status"
         exit "$status"
     ) &
@@ -84,7 +85,8 @@ ipvlan)
     start_set dockerd scenarios ipvlan dockerd
     wait_sets || rc=1
     step "the driver's socket tests"
-    "$socket_test" --test-threads 1 || rc=1
+    "$socket_test" --test-threads 1 2>&1 | tee "$out/socket-tests.log"
+    [ "${PIPESTATUS[0]}" -eq 0 ] || rc=1
     ;;
 no-ipvlan)
     export HARNESS_REQUIRE=no-ipvlan
@@ -102,5 +104,9 @@ esac
 if [ -n "$(ls -A "$HARNESS_RUN_DIR" 2>/dev/null)" ]; then
     cp -a "$HARNESS_RUN_DIR" "$out/runs"
 fi
+# What failed, in a few lines, for ci/test.sh to print last (a CI log is
+# often read from its end).
+grep -h -E '^\[[a-z]+\] +FAILED ' "$out"/set-*.log >"$out/failures.txt" 2>/dev/null
+grep -h -E '^test .* FAILED$|^failures:$|^    [a-z_:]+$' "$out/socket-tests.log" >>"$out/failures.txt" 2>/dev/null
 step "done, status $rc"
 exit "$rc"
