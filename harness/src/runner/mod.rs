@@ -75,9 +75,18 @@ pub use views::{
 const PROBE_TIMEOUT: Duration = Duration::from_millis(400);
 const POLL: Duration = Duration::from_millis(100);
 /// How long an expected absence (`present = false`) must last by default
-/// (scaled): a route that is gone for one poll may be in the middle of a
-/// flap, and an absence that never held proves nothing.
+/// (scaled, at most by [`ABSENT_HOLD_MAX_SCALE`]): a route that is gone for
+/// one poll may be in the middle of a flap, and an absence that never held
+/// proves nothing.
 const ABSENT_HOLD: Duration = Duration::from_secs(2);
+/// The most the default absence hold is scaled by. Deadlines cost nothing
+/// when things work, holds always cost: under TCG (scale 10) the default
+/// hold was 20 s per absence step, about 260 s of the VM part's time. The
+/// steps watch route events, so a flap inside the hold is seen at once; 6 s
+/// covers the emulated machine's slower reactions three times over. An
+/// explicit `hold` keeps the full scale (it is set against timers that
+/// scale, such as the stale time).
+const ABSENT_HOLD_MAX_SCALE: f64 = 3.0;
 
 /// Runs one scenario with the given engine and returns its report.
 pub fn run(s: &Scenario, opts: &Options, engine: Engine) -> Report {

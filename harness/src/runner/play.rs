@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Result;
 
-use super::{convergence_key, Runner, Span, ABSENT_HOLD};
+use super::{convergence_key, Runner, Span, ABSENT_HOLD, ABSENT_HOLD_MAX_SCALE};
 use crate::report::{Report, StepReport};
 use crate::scenario::{Action, Measure, Play, Step};
 use crate::util::Dur;
@@ -170,11 +170,14 @@ impl Runner<'_> {
     }
 
     /// The scaled hold of an expectation: as written, or [`ABSENT_HOLD`]
-    /// when it expects something to be absent and names no hold.
+    /// (scaled by at most [`ABSENT_HOLD_MAX_SCALE`]) when it expects
+    /// something to be absent and names no hold.
     pub(super) fn hold_for(&self, present: bool, hold: Option<Dur>) -> Option<Duration> {
         match (hold, present) {
             (Some(h), _) => Some(self.scale(h)),
-            (None, false) => Some(self.w.opts.scale(ABSENT_HOLD)),
+            (None, false) => {
+                Some(ABSENT_HOLD.mul_f64(self.w.opts.time_scale.min(ABSENT_HOLD_MAX_SCALE)))
+            }
             (None, true) => None,
         }
     }
