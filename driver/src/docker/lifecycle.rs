@@ -448,7 +448,7 @@ impl<K: LinkKernel> Driver<K> {
             };
             match (decide(&evidence), said) {
                 (Decision::Hold(why), _) => {
-                    warn!(endpoint = %short_id(ep_id), address = %ep.spec.addresses_text(), sandbox = %ep.sandbox, why, docker = ?said, "Docker says the endpoint's container stopped while the driver was down: no longer announced");
+                    warn!(endpoint = %short_id(ep_id), address = %ep.spec.addresses_text(), sandbox = %ep.sandbox, why, docker = ?said, "Docker says the endpoint's container stopped, or no container holds it, since the driver went down: no longer announced");
                     ep.joined = false;
                     forgot += 1;
                 }
