@@ -377,14 +377,7 @@ impl<K: LinkKernel> Driver<K> {
             else {
                 continue;
             };
-            let evidence = Evidence {
-                joined: true,
-                sandbox: look,
-                // Joined before this start: its address is long live.
-                address: Address::Ready,
-                health: Health::Ungated,
-            };
-            match (decide(&evidence), look) {
+            match (after_downtime(look), look) {
                 (Decision::Hold(why), _) => {
                     warn!(endpoint = %short_id(ep_id), address = %ep.spec.addresses_text(), sandbox = %ep.sandbox, why, "the endpoint's container died while the driver was down: no longer announced");
                     ep.joined = false;
@@ -440,13 +433,7 @@ impl<K: LinkKernel> Driver<K> {
                 continue;
             };
             let look = judge_by_docker(looker.look(&ep.sandbox), said);
-            let evidence = Evidence {
-                joined: true,
-                sandbox: look,
-                address: Address::Ready,
-                health: Health::Ungated,
-            };
-            match (decide(&evidence), said) {
+            match (after_downtime(look), said) {
                 (Decision::Hold(why), _) => {
                     warn!(endpoint = %short_id(ep_id), address = %ep.spec.addresses_text(), sandbox = %ep.sandbox, why, docker = ?said, "Docker says the endpoint's container stopped, or no container holds it, since the driver went down: no longer announced");
                     ep.joined = false;
@@ -658,6 +645,18 @@ fn identity(state: &mut state::State) -> Result<(Marks, bool)> {
     })?;
     state.instance = Some(id);
     Ok((marks, true))
+}
+
+/// The decision on an endpoint joined before this start, given what is
+/// known of its sandbox: its address is long live, and the health gate
+/// (when on) decides later, on its own.
+fn after_downtime(look: Sandbox) -> Decision {
+    decide(&Evidence {
+        joined: true,
+        sandbox: look,
+        address: Address::Ready,
+        health: Health::Ungated,
+    })
 }
 
 /// This boot's id (`/proc/sys/kernel/random/boot_id`), if it can be read.
