@@ -330,6 +330,18 @@ pub struct RunArgs {
     #[arg(long, env = "IPVLAN_BGP_METRICS_LISTEN")]
     pub metrics_listen: Option<std::net::SocketAddr>,
 
+    /// The Docker API's unix socket, asked once after a restart whether each
+    /// joined endpoint's container still runs (one Docker stopped while the
+    /// driver was down is no longer announced); `none`: never asked.
+    /// Docker unreachable, or not the one whose networks these are, proves nothing.
+    #[arg(
+        long,
+        env = "IPVLAN_BGP_DOCKER_SOCKET",
+        value_name = "unix:///PATH|none",
+        default_value = "unix:///var/run/docker.sock"
+    )]
+    pub docker_socket: DockerSocket,
+
     /// Announce a container with a health check only while it is healthy,
     /// following the Docker API at this socket (unix:///var/run/docker.sock);
     /// off by default. Containers without a health check are announced as usual.
@@ -338,6 +350,23 @@ pub struct RunArgs {
 
     #[command(flatten)]
     pub ipam: IpamArgs,
+}
+
+/// `--docker-socket`: a unix socket, or `none`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DockerSocket(pub Option<std::path::PathBuf>);
+
+impl std::str::FromStr for DockerSocket {
+    type Err = String;
+    fn from_str(s: &str) -> Result<DockerSocket, String> {
+        match s.strip_prefix("unix://") {
+            _ if s == "none" => Ok(DockerSocket(None)),
+            Some(p) if p.starts_with('/') => Ok(DockerSocket(Some(p.into()))),
+            _ => Err(format!(
+                "--docker-socket {s:?}: give the Docker API's unix socket, e.g. unix:///var/run/docker.sock, or none"
+            )),
+        }
+    }
 }
 
 /// The cluster-wide IPAM's flags (`--ipam-driver ipvlan-bgp`): off unless
@@ -627,6 +656,24 @@ mod tests {
         assert_eq!(b.speaker.peers.len(), 1);
         assert_eq!(b.protocol, DEFAULT_ROUTE_PROTOCOL);
         assert!(b.next_hops.is_empty());
+    }
+
+    #[test]
+    fn docker_socket_defaults_to_dockers_and_can_be_off() {
+        let sock = |a: &[&str]| {
+            let mut args = vec!["ipvlan-bgp"];
+            args.extend(a);
+            Cli::try_parse_from(args).map(|c| c.run.docker_socket.0)
+        };
+        assert_eq!(sock(&[]).unwrap(), Some("/var/run/docker.sock".into()));
+        assert_eq!(sock(&["--docker-socket", "none"]).unwrap(), None);
+        assert_eq!(
+            sock(&["--docker-socket", "unix:///h/d.sock"]).unwrap(),
+            Some("/h/d.sock".into())
+        );
+        for bad in ["/var/run/docker.sock", "tcp://1.2.3.4:2375", "unix://rel"] {
+            assert!(sock(&["--docker-socket", bad]).is_err(), "{bad}");
+        }
     }
 
     #[test]

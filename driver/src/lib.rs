@@ -65,7 +65,7 @@ pub async fn run(
     let ipam = open_ipam(&args, &mut kernel)?;
     let store = Store::new(&args.state_dir);
     let protocol = bgp_cfg.as_ref().map(|c| c.protocol);
-    let (driver, view_rx) = tokio::task::spawn_blocking({
+    let (mut driver, view_rx) = tokio::task::spawn_blocking({
         let parent = args.parent.clone();
         move || {
             let (mut driver, rx) = Driver::start(store, kernel, parent)?;
@@ -79,6 +79,17 @@ pub async fn run(
     .await
     .context("driver start task")?
     .context("load state")?;
+    if let Some(socket) = &args.docker_socket.0 {
+        // Before the first view goes out: a container that stopped while
+        // the driver was down is never announced again, not even briefly.
+        let joined = driver.joined_at_start();
+        if !joined.is_empty() {
+            let api =
+                health::docker::DockerApi::new(socket.clone(), docker::restart_check::DEADLINE);
+            let says = docker::restart_check::ask(&api, &joined).await;
+            driver.forget_stopped(&joined, &says);
+        }
+    }
     let st = driver.state();
     info!(
         networks = st.networks.len(),

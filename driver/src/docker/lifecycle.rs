@@ -5,7 +5,8 @@
 //! matches its state, and the first View. At start it re-checks the world:
 //! a state file from before link marks has its links adopted by record;
 //! endpoints whose sandbox is gone are no longer announced (the evidence goes
-//! to [`crate::view::decide`]); missing VLAN parents and shims are made
+//! to [`crate::view::decide`]; what Docker says of their containers is added
+//! by [`Driver::forget_stopped`] before the first view goes out); missing VLAN parents and shims are made
 //! again; marked links no record owns are swept. Networks whose parent is
 //! missing answer Docker with an error and are repaired by
 //! [`Driver::repair`] once the parent is back; shims someone set down are
@@ -31,7 +32,8 @@ use crate::rib::flush::flush;
 use crate::rib::table::RouteTable;
 use crate::store::Store;
 use crate::view::decide::{
-    decide, judge_restart, Address, Boot, Decision, Evidence, Health, Looker, Sandbox,
+    decide, judge_by_docker, judge_restart, Address, Boot, Decision, DockerSays, Evidence, Health,
+    Looker, Sandbox,
 };
 use crate::view::View;
 
@@ -375,14 +377,7 @@ impl<K: LinkKernel> Driver<K> {
             else {
                 continue;
             };
-            let evidence = Evidence {
-                joined: true,
-                sandbox: look,
-                // Joined before this start: its address is long live.
-                address: Address::Ready,
-                health: Health::Ungated,
-            };
-            match (decide(&evidence), look) {
+            match (after_downtime(look), look) {
                 (Decision::Hold(why), _) => {
                     warn!(endpoint = %short_id(ep_id), address = %ep.spec.addresses_text(), sandbox = %ep.sandbox, why, "the endpoint's container died while the driver was down: no longer announced");
                     ep.joined = false;
@@ -399,6 +394,64 @@ impl<K: LinkKernel> Driver<K> {
                 warn!(error = %e, "could not save the state after forgetting dead sandboxes");
             }
         }
+    }
+
+    /// The endpoints still joined after the start's own look (network ID,
+    /// endpoint ID), to ask Docker about ([`super::restart_check`]): those
+    /// with a recorded sandbox.
+    pub fn joined_at_start(&self) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        for (net_id, net) in &self.state.networks {
+            for (ep_id, _) in net
+                .endpoints
+                .iter()
+                .filter(|(_, e)| e.joined && !e.sandbox.is_empty())
+            {
+                out.push((net_id.clone(), ep_id.clone()));
+            }
+        }
+        out
+    }
+
+    /// Adds Docker's word (`says`, one per endpoint of `asked`) to the
+    /// start's look at each sandbox: an endpoint whose container Docker
+    /// says stopped, or that no container holds, is no longer announced
+    /// (its record stays for Docker's Leave and DeleteEndpoint); Docker
+    /// unreachable or unsure changes nothing. Publishes the view when
+    /// something changed. Returns how many endpoints it forgot.
+    pub fn forget_stopped(&mut self, asked: &[(String, String)], says: &[DockerSays]) -> usize {
+        let mut looker = Looker::default();
+        let mut forgot = 0;
+        for ((net_id, ep_id), said) in asked.iter().zip(says) {
+            let Some(ep) = self
+                .state
+                .networks
+                .get_mut(net_id)
+                .and_then(|n| n.endpoints.get_mut(ep_id))
+                .filter(|e| e.joined)
+            else {
+                continue;
+            };
+            let look = judge_by_docker(looker.look(&ep.sandbox), said);
+            match (after_downtime(look), said) {
+                (Decision::Hold(why), _) => {
+                    warn!(endpoint = %short_id(ep_id), address = %ep.spec.addresses_text(), sandbox = %ep.sandbox, why, docker = ?said, "Docker says the endpoint's container stopped, or no container holds it, since the driver went down: no longer announced");
+                    ep.joined = false;
+                    forgot += 1;
+                }
+                (Decision::Announce, DockerSays::Unknown(why)) => {
+                    warn!(endpoint = %short_id(ep_id), address = %ep.spec.addresses_text(), why, "cannot ask Docker whether the endpoint's container still runs: announced as before");
+                }
+                (Decision::Announce, _) => {}
+            }
+        }
+        if forgot > 0 {
+            if let Err(e) = self.save() {
+                warn!(error = %e, "could not save the state after forgetting stopped containers");
+            }
+            self.publish();
+        }
+        forgot
     }
 
     /// Notices parents that disappeared while the driver ran (see
@@ -592,6 +645,18 @@ fn identity(state: &mut state::State) -> Result<(Marks, bool)> {
     })?;
     state.instance = Some(id);
     Ok((marks, true))
+}
+
+/// The decision on an endpoint joined before this start, given what is
+/// known of its sandbox: its address is long live, and the health gate
+/// (when on) decides later, on its own.
+fn after_downtime(look: Sandbox) -> Decision {
+    decide(&Evidence {
+        joined: true,
+        sandbox: look,
+        address: Address::Ready,
+        health: Health::Ungated,
+    })
 }
 
 /// This boot's id (`/proc/sys/kernel/random/boot_id`), if it can be read.

@@ -11,7 +11,8 @@
 //! [`ops`] holds the operations (validate, then provision, state, view; a
 //! failed request leaves nothing half-made, a replay changes nothing);
 //! [`lifecycle`] the start (restore, adopt, forget dead sandboxes, sweep)
-//! and the repairs. This file holds what both share: the [`Driver`], its
+//! and the repairs; [`restart_check`] asks Docker about the containers of
+//! the endpoints still joined after a restart. This file holds what both share: the [`Driver`], its
 //! state's journal, and the View's publication. A Join's endpoint is
 //! announced once its address is live in the container: the driver asks
 //! the watcher it was given ([`Driver::watch_addresses`]) to look, holds the
@@ -40,6 +41,7 @@ use crate::view::View;
 
 pub mod lifecycle;
 pub mod ops;
+pub mod restart_check;
 #[cfg(test)]
 mod tests;
 

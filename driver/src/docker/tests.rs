@@ -923,6 +923,62 @@ fn a_restart_forgets_a_sandbox_only_on_evidence() {
     assert_eq!(on_disk_joined(), (true, false));
 }
 
+/// Real dockerd keeps a killed container's namespace while the driver is
+/// down: both sandboxes are alive to a look, and only Docker's word tells.
+/// A container Docker says stopped is forgotten (on disk too, and the view
+/// published); one Docker cannot speak for stays announced.
+#[test]
+fn docker_saying_a_container_stopped_forgets_it_and_silence_does_not() {
+    use crate::view::decide::DockerSays;
+    let a: IpNet = "10.1.1.2/32".parse().unwrap();
+    let b: IpNet = "10.1.1.3/32".parse().unwrap();
+    let announced = |v: &watch::Receiver<Arc<View>>| -> Vec<IpNet> {
+        v.borrow().announcements.keys().copied().collect()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let netns = tempfile::tempdir().unwrap();
+    for f in ["c1", "c2"] {
+        std::fs::write(netns.path().join(f), "").unwrap();
+    }
+    let fk = host();
+    let restart = || Driver::start_on(Store::new(dir.path()), fk.clone(), None, None).unwrap();
+    let (mut d, _) = restart();
+    d.create_network(net(NET_A, "eth0", "10.1.1.0/24", MACVLAN))
+        .unwrap();
+    d.create_endpoint(NET_A, ep(EP_1, "10.1.1.2/24")).unwrap();
+    d.create_endpoint(NET_A, ep(EP_2, "10.1.1.3/24")).unwrap();
+    for (e, c) in [(EP_1, "c1"), (EP_2, "c2")] {
+        d.join(NET_A, e, netns.path().join(c).to_str().unwrap())
+            .unwrap();
+    }
+    drop(d);
+    let (mut d, view) = restart();
+    let asked = d.joined_at_start();
+    let id = |n: &str, e: &str| (n.to_string(), e.to_string());
+    assert_eq!(asked, [id(NET_A, EP_1), id(NET_A, EP_2)]);
+    // Docker unreachable: nothing changes.
+    let unreachable = DockerSays::Unknown("connection refused".into());
+    assert_eq!(
+        d.forget_stopped(&asked, &[unreachable.clone(), unreachable]),
+        0
+    );
+    assert_eq!(announced(&view), [a, b]);
+    // One exited, one running.
+    let says = [DockerSays::Stopped("exited".into()), DockerSays::Running];
+    assert_eq!(d.forget_stopped(&asked, &says), 1);
+    assert_eq!(announced(&view), [b]);
+    drop(d);
+    let (mut d, view) = restart();
+    assert_eq!(announced(&view), [b], "the decision was not saved");
+    assert_eq!(d.joined_at_start(), [id(NET_A, EP_2)]);
+    // Absent from Docker's network: gone too.
+    assert_eq!(
+        d.forget_stopped(&[id(NET_A, EP_2)], &[DockerSays::Absent]),
+        1
+    );
+    assert!(announced(&view).is_empty());
+}
+
 /// After a reboot every sandbox recorded before is gone, whatever a look
 /// at the files says; the new boot is recorded before anything else.
 #[test]

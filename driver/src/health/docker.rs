@@ -1,8 +1,9 @@
 //! A small Docker Engine API client over the daemon's unix socket: list the
-//! running containers, inspect one, follow the event stream.
+//! running containers, inspect one or a network, follow the event stream.
 //!
-//! In: the socket path. Out: [`Container`] facts (running, health status,
-//! endpoint IDs) and [`Hint`]s from events. Every call has a deadline; odd
+//! In: the socket path. Out: [`Container`] facts (running, state, health
+//! status, endpoint IDs), a network's endpoints and their containers, and
+//! [`Hint`]s from events. Every call has a deadline; odd
 //! JSON is an error or is skipped, never a panic. Only `GET`s: the driver
 //! never changes anything in Docker.
 
@@ -28,6 +29,9 @@ const MAX_BODY: usize = 4 << 20;
 pub struct Container {
     pub id: String,
     pub running: bool,
+    /// `State.Status` (`created`, `running`, `paused`, `restarting`,
+    /// `removing`, `exited`, `dead`); empty when Docker did not say.
+    pub status: String,
     /// `State.Health.Status` (`starting`, `healthy`, `unhealthy`); `None`
     /// when the container has no health check.
     pub health: Option<String>,
@@ -64,6 +68,8 @@ struct Inspect {
 struct InspectState {
     #[serde(rename = "Running")]
     running: bool,
+    #[serde(rename = "Status")]
+    status: String,
     #[serde(rename = "Health")]
     health: Option<HealthState>,
 }
@@ -87,6 +93,15 @@ struct NetworkSettings {
 struct NetworkEndpoint {
     #[serde(rename = "EndpointID")]
     endpoint_id: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct NetworkInspect {
+    #[serde(rename = "Id")]
+    id: String,
+    #[serde(rename = "Containers")]
+    containers: Option<BTreeMap<String, Option<NetworkEndpoint>>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -135,12 +150,28 @@ pub fn parse_inspect(body: &[u8]) -> anyhow::Result<Container> {
     Ok(Container {
         id: i.id,
         running: state.running,
+        status: state.status,
         health: state
             .health
             .map(|h| h.status)
             .filter(|s| !s.is_empty() && s != "none"),
         endpoints,
     })
+}
+
+/// Parses `GET /networks/{id}`: each endpoint Docker holds joined to a
+/// sandbox on it (endpoint ID → container ID).
+pub fn parse_network(body: &[u8]) -> anyhow::Result<BTreeMap<String, String>> {
+    let n: NetworkInspect = serde_json::from_slice(body).context("network inspect is not JSON")?;
+    if n.id.is_empty() {
+        bail!("network inspect has no Id");
+    }
+    Ok(n.containers
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|(container, e)| Some((e?.endpoint_id?, container)))
+        .filter(|(e, c)| !e.is_empty() && !c.is_empty())
+        .collect())
 }
 
 /// Parses `GET /containers/json`: the IDs.
@@ -246,15 +277,20 @@ impl DockerApi {
 
     /// One container; `Ok(None)` when Docker does not know it (404).
     pub async fn inspect(&self, id: &str) -> anyhow::Result<Option<Container>> {
-        if id.is_empty()
-            || !id
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || b == b'.')
-        {
-            bail!("{id:?} is not a container ID or name");
-        }
+        check_name(id, "container")?;
         match self.get(&format!("/containers/{id}/json")).await {
             Ok(body) => parse_inspect(&body).map(Some),
+            Err(e) if e.to_string().contains(": 404 ") => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// One network's joined endpoints (endpoint ID → container ID);
+    /// `Ok(None)` when Docker does not know the network (404).
+    pub async fn network(&self, id: &str) -> anyhow::Result<Option<BTreeMap<String, String>>> {
+        check_name(id, "network")?;
+        match self.get(&format!("/networks/{id}")).await {
+            Ok(body) => parse_network(&body).map(Some),
             Err(e) if e.to_string().contains(": 404 ") => Ok(None),
             Err(e) => Err(e),
         }
@@ -297,6 +333,18 @@ impl DockerApi {
     }
 }
 
+/// An ID or name that can go into a path as it is.
+fn check_name(id: &str, what: &str) -> anyhow::Result<()> {
+    if id.is_empty()
+        || !id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || b == b'.')
+    {
+        bail!("{id:?} is not a {what} ID or name");
+    }
+    Ok(())
+}
+
 async fn read_limited(mut body: Incoming) -> anyhow::Result<Vec<u8>> {
     let mut out = Vec::new();
     while let Some(frame) = body.frame().await {
@@ -326,6 +374,7 @@ mod tests {
             Container {
                 id: "abc".into(),
                 running: true,
+                status: "running".into(),
                 health: Some("unhealthy".into()),
                 endpoints: vec!["e1".into()],
             }
@@ -362,6 +411,33 @@ mod tests {
                 parse_inspect(body).is_err(),
                 "{:?}",
                 String::from_utf8_lossy(body)
+            );
+        }
+    }
+
+    #[test]
+    fn network_reads_joined_endpoints_and_their_containers() {
+        let body = br#"{"Name":"net","Id":"n1","Driver":"ipvlan-bgp","Containers":{
+            "c1":{"Name":"a","EndpointID":"e1","IPv4Address":"10.0.0.2/24"},
+            "c2":{"Name":"b","EndpointID":""},"c3":null}}"#;
+        let eps = parse_network(body).unwrap();
+        assert_eq!(
+            eps.into_iter().collect::<Vec<_>>(),
+            [("e1".to_string(), "c1".to_string())]
+        );
+        assert!(parse_network(br#"{"Id":"n1","Containers":null}"#)
+            .unwrap()
+            .is_empty());
+        for odd in [
+            &b"{}"[..],
+            b"[]",
+            b"null",
+            b"{\"Id\":\"n\",\"Containers\":[1]}",
+        ] {
+            assert!(
+                parse_network(odd).is_err(),
+                "{:?}",
+                String::from_utf8_lossy(odd)
             );
         }
     }
@@ -456,14 +532,14 @@ mod tests {
 
 /// The client against a fake Docker on a unix socket (raw HTTP/1.1).
 #[cfg(test)]
-mod fake_docker {
+pub(crate) mod fake_docker {
     use super::*;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tokio::net::UnixListener;
 
     /// Serves each connection with `answer(path)`: the whole raw response,
     /// or `None` to accept and never answer.
-    fn serve(dir: &tempfile::TempDir, answer: fn(&str) -> Option<String>) -> DockerApi {
+    pub(crate) fn serve(dir: &tempfile::TempDir, answer: fn(&str) -> Option<String>) -> DockerApi {
         let path = dir.path().join("docker.sock");
         let listener = UnixListener::bind(&path).unwrap();
         tokio::spawn(async move {
@@ -492,7 +568,7 @@ mod fake_docker {
         DockerApi::new(path, Duration::from_millis(300))
     }
 
-    fn ok(body: &str) -> Option<String> {
+    pub(crate) fn ok(body: &str) -> Option<String> {
         Some(format!(
             "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
             body.len()
@@ -525,11 +601,15 @@ mod fake_docker {
                 r.push_str("0\r\n\r\n");
                 Some(r)
             }
-            _ => Some(
-                "HTTP/1.1 404 Not Found\r\nContent-Length: 29\r\n\r\n{\"message\":\"No such object\"}\n"
-                    .into(),
-            ),
+            _ => not_found(),
         }
+    }
+
+    pub(crate) fn not_found() -> Option<String> {
+        Some(
+            "HTTP/1.1 404 Not Found\r\nContent-Length: 29\r\n\r\n{\"message\":\"No such object\"}\n"
+                .into(),
+        )
     }
 
     #[tokio::test]

@@ -15,7 +15,10 @@
 //! A sandbox is gone only on evidence, never on a failure to look: its
 //! namespace file is absent from a directory that can be read and holds
 //! other sandboxes, or the host rebooted since ([`Sandbox::at`],
-//! [`judge_restart`]). A file that cannot be looked at (EACCES), a missing
+//! [`judge_restart`]), or Docker itself says the endpoint's container is
+//! not running (exited, dead, or no container holds the endpoint) on a
+//! network Docker knows ([`DockerSays`], [`judge_by_docker`]): real dockerd
+//! keeps a killed container's namespace while the driver is down. A file that cannot be looked at (EACCES), a missing
 //! or empty directory (the exec root not mounted here), or every sandbox
 //! vanishing at once (an exec-root mismatch) proves nothing: announced as
 //! before, and said loudly. Pure, but for [`Looker`], which looks at files.
@@ -151,6 +154,36 @@ pub fn judge_restart(looks: &mut [Sandbox], boot: Boot) -> bool {
         *s = Sandbox::Unknown("every sandbox seemed gone at once, which proves nothing");
     }
     true
+}
+
+/// What Docker answered, after the driver's own downtime, about the
+/// container of one joined endpoint (asked by [`crate::docker::restart_check`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DockerSays {
+    /// Its network lists the endpoint, and the container runs.
+    Running,
+    /// Its network lists the endpoint, and the container has stopped:
+    /// `exited` or `dead` (Docker's `State.Status`).
+    Stopped(String),
+    /// Docker knows the network, but no container holds the endpoint (or
+    /// the container it names is gone).
+    Absent,
+    /// Nothing proven (why): Docker unreachable or slow, an odd answer, a
+    /// network this Docker does not know (another dockerd), a container
+    /// in another state (created, restarting, removing).
+    Unknown(String),
+}
+
+/// A sandbox not known to be gone is gone when Docker says its container
+/// stopped or holds the endpoint no more; Docker unreachable, slow, or
+/// unsure changes nothing (a restart never stops announcing a live
+/// container on a failure to ask).
+pub fn judge_by_docker(look: Sandbox, says: &DockerSays) -> Sandbox {
+    match (look, says) {
+        (Sandbox::Unchecked | Sandbox::Gone, _) => look,
+        (_, DockerSays::Stopped(_) | DockerSays::Absent) => Sandbox::Gone,
+        (_, DockerSays::Running | DockerSays::Unknown(_)) => look,
+    }
 }
 
 /// The health gate's word on an endpoint's container.
@@ -297,6 +330,36 @@ mod tests {
         let mut looks = [Alive, Unknown("x"), Gone, Unchecked];
         assert!(!judge_restart(&mut looks, Boot::Rebooted));
         assert_eq!(looks, [Gone, Gone, Gone, Unchecked]);
+    }
+
+    #[test]
+    fn docker_saying_a_container_stopped_is_evidence_and_silence_is_not() {
+        use Sandbox::{Alive, Gone, Unchecked, Unknown};
+        let running = DockerSays::Running;
+        let exited = DockerSays::Stopped("exited".into());
+        let dead = DockerSays::Stopped("dead".into());
+        let absent = DockerSays::Absent;
+        let unreachable = DockerSays::Unknown("connection refused".into());
+        // A namespace still there (real dockerd keeps a killed container's).
+        assert_eq!(judge_by_docker(Alive, &running), Alive);
+        assert_eq!(judge_by_docker(Alive, &exited), Gone);
+        assert_eq!(judge_by_docker(Alive, &dead), Gone);
+        assert_eq!(judge_by_docker(Alive, &absent), Gone);
+        assert_eq!(judge_by_docker(Alive, &unreachable), Alive);
+        // A look that proved nothing: Docker's word decides, when it has one.
+        let unsure = Unknown("its directory cannot be read");
+        assert_eq!(judge_by_docker(unsure, &exited), Gone);
+        assert_eq!(judge_by_docker(unsure, &unreachable), unsure);
+        assert_eq!(judge_by_docker(unsure, &running), unsure);
+        // Already gone stays gone; an endpoint never looked at is not judged.
+        assert_eq!(judge_by_docker(Gone, &running), Gone);
+        assert_eq!(judge_by_docker(Unchecked, &exited), Unchecked);
+        // And what the decision makes of it.
+        let decided = |s| joined(judge_by_docker(Alive, s), Health::Ungated);
+        assert_eq!(decided(&running), Decision::Announce);
+        assert_eq!(decided(&unreachable), Decision::Announce);
+        assert_eq!(decided(&exited), Decision::Hold("its sandbox is gone"));
+        assert_eq!(decided(&absent), Decision::Hold("its sandbox is gone"));
     }
 
     /// Runs `f` on a thread without CAP_DAC_OVERRIDE and CAP_DAC_READ_SEARCH

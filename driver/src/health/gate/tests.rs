@@ -26,6 +26,7 @@ fn container(id: &str, ep: &str, running: bool, health: Option<&str>) -> Contain
         running,
         health: health.map(str::to_string),
         endpoints: vec![ep.into()],
+        ..Default::default()
     }
 }
 
