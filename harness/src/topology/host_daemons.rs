@@ -161,6 +161,13 @@ impl World {
         }
         // `{docker_sock}`: the host's dockerd API socket (dockerd engine).
         let sock = h.docker_api_socket().display().to_string();
+        // The driver asks Docker about endpoints at a restart: this host's
+        // own dockerd (the socket exists on the dockerd engine only; on the
+        // emulator nothing answers there, as on a host without Docker),
+        // never the machine's /var/run/docker.sock, the flag's default.
+        if !extra.iter().any(|x| x.starts_with("--docker-socket")) {
+            a.extend(["--docker-socket".into(), format!("unix://{sock}")]);
+        }
         a.extend(
             s.driver
                 .args
