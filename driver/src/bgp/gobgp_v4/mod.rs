@@ -15,7 +15,6 @@
 //! added, a member withdrawn while the others stay): they decode to
 //! [`Event::BestDelta`], which the session resolves into whole sets before
 //! the learner sees them; without it, to [`Event::Best`] as on 3.x.
-
 //!
 //! Rooms: [`path`] (prefixes and attributes, ours encoded and learned ones
 //! decoded), [`event`] (the RIB stream and the WatchEvent stream decoded),

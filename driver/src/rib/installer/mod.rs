@@ -29,7 +29,6 @@
 //! At start it reads the tagged routes a previous run left, so the learner
 //! can adopt them instead of flapping them. The thread it runs on, and the
 //! handle the BGP side sends through, are in `worker.rs`.
-
 //!
 //! Rooms: [`adopt`] (start: the table read, a previous run's routes taken
 //! over), [`write`] (the learner's changes and their retries, made kernel
