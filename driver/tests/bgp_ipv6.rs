@@ -21,7 +21,6 @@ mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
-use std::path::PathBuf;
 use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -29,14 +28,10 @@ use std::time::{Duration, Instant};
 use ipnet::IpNet;
 use ipvlan_bgp::bgp::config::BgpConfig;
 use ipvlan_bgp::bgp::gobgp::{ApiLine, GobgpAddr};
-use ipvlan_bgp::bgp::session::Bgp;
 use ipvlan_bgp::bgp::speaker::SpeakerConfig;
-use ipvlan_bgp::kernel::real::Kernel;
-use ipvlan_bgp::metrics::Metrics;
-use ipvlan_bgp::rib::installer::Installer;
-use ipvlan_bgp::rib::watch::RouteWatch;
 use ipvlan_bgp::view::View;
 
+use common::driver::Driver;
 use common::lab::{self, ip, progs, run, wait_for, Cleanup};
 use common::{skip, Outcome};
 
@@ -175,16 +170,6 @@ async fn dual_stack_exchange(
     let show_logs = || lab::show_logs(dir.path());
 
     // Host A: the driver, configuring its gobgpd over gRPC.
-    let path = PathBuf::from(format!("/run/netns/{a}"));
-    let metrics = Arc::new(Metrics::default());
-    let (installer, _thread, adopted) = Installer::start_with(
-        Kernel::open_in_netns(&path).expect("netlink"),
-        Some(RouteWatch::open_in_netns(&path).expect("watch")),
-        73,
-        ipvlan_bgp::rib::installer::everywhere(),
-        metrics.clone(),
-    )
-    .expect("installer");
     let cfg = BgpConfig {
         gobgp: GobgpAddr::Unix(sock.clone()),
         call_timeout: Duration::from_secs(5),
@@ -228,19 +213,8 @@ async fn dual_stack_exchange(
         ipam_pools: BTreeMap::new(),
         drained: None,
     };
-    let (view_tx, view_rx) = tokio::sync::watch::channel(Arc::new(view(true)));
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let bgp = Bgp::new(
-        cfg,
-        metrics.clone(),
-        view_rx,
-        installer,
-        Kernel::open_in_netns(&path).expect("netlink"),
-        adopted,
-        ipvlan_bgp::bgp::ledger::Ledger::default(),
-    )
-    .expect("bgp");
-    let task = tokio::spawn(bgp.run(stop_rx));
+    let driver = Driver::start(&a, cfg, view(true));
+    let metrics = driver.metrics.clone();
 
     // B originates a /128 inside A's accepted pool, and one A must refuse.
     let added = wait_for(Duration::from_secs(10), || {
@@ -334,7 +308,7 @@ async fn dual_stack_exchange(
         show_a("10.2.2.7/32").contains("proto 73"),
         "IPv4 route gone too"
     );
-    view_tx.send_replace(Arc::new(view(false)));
+    driver.view.send_replace(Arc::new(view(false)));
     let gone = wait_for(Duration::from_secs(5), || {
         !gobgp_b(line, &b, "global rib -a ipv6").contains("fd00:a::5/128")
     })
@@ -343,7 +317,6 @@ async fn dual_stack_exchange(
     eprintln!("withdrawn from B's RIB in {:?}", gone.unwrap_or_default());
     assert_eq!(metrics.bgp_snapshot().announced, 0);
 
-    let _ = stop_tx.send(true);
-    let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
+    let _ = driver.stop().await;
     Ok(())
 }

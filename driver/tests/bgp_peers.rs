@@ -51,15 +51,11 @@ use std::time::{Duration, Instant};
 use ipnet::IpNet;
 use ipvlan_bgp::bgp::config::BgpConfig;
 use ipvlan_bgp::bgp::gobgp::{ApiLine, GobgpAddr};
-use ipvlan_bgp::bgp::session::{Bgp, RunError};
 use ipvlan_bgp::bgp::speaker::{GrConfig, SpeakerConfig};
-use ipvlan_bgp::kernel::real::Kernel;
-use ipvlan_bgp::metrics::Metrics;
-use ipvlan_bgp::rib::installer::Installer;
-use ipvlan_bgp::rib::watch::RouteWatch;
 use ipvlan_bgp::view::View;
 use serde_json::Value;
 
+use common::driver::Driver;
 use common::lab::{self, ip, wait_for, Cleanup};
 use common::{skip, Outcome};
 
@@ -114,59 +110,6 @@ fn peer_toml(asn: u32, me: &str, a: &str, bfd: bool) -> String {
         );
     }
     t
-}
-
-/// The driver's BGP side in namespace `ns`, as `lib.rs` wires it.
-struct Driver {
-    metrics: Arc<Metrics>,
-    view: tokio::sync::watch::Sender<Arc<View>>,
-    stop: tokio::sync::watch::Sender<bool>,
-    task: tokio::task::JoinHandle<Result<(), String>>,
-}
-
-impl Driver {
-    fn start(ns: &str, cfg: BgpConfig, view: View) -> Driver {
-        let path = PathBuf::from(format!("/run/netns/{ns}"));
-        let metrics = Arc::new(Metrics::default());
-        let (installer, _thread, adopted) = Installer::start_with(
-            Kernel::open_in_netns(&path).expect("netlink"),
-            Some(RouteWatch::open_in_netns(&path).expect("watch")),
-            73,
-            ipvlan_bgp::rib::installer::everywhere(),
-            metrics.clone(),
-        )
-        .expect("installer");
-        let (view_tx, view_rx) = tokio::sync::watch::channel(Arc::new(view));
-        let (stop, stop_rx) = tokio::sync::watch::channel(false);
-        let bgp = Bgp::new(
-            cfg,
-            metrics.clone(),
-            view_rx,
-            installer,
-            Kernel::open_in_netns(&path).expect("netlink"),
-            adopted,
-            ipvlan_bgp::bgp::ledger::Ledger::default(),
-        )
-        .expect("bgp");
-        Driver {
-            metrics,
-            view: view_tx,
-            stop,
-            task: tokio::spawn(async move {
-                bgp.run(stop_rx).await.map_err(|e| match e {
-                    RunError::Refused(e) | RunError::Failed(e) => e,
-                })
-            }),
-        }
-    }
-
-    async fn stop(self) -> Result<(), String> {
-        let _ = self.stop.send(true);
-        tokio::time::timeout(Duration::from_secs(10), self.task)
-            .await
-            .expect("the BGP side stops within 10 s")
-            .expect("task")
-    }
 }
 
 /// A's settings: AS 65000, hold 3 s, BFD 300 ms × 3 where a peer asks for

@@ -7,6 +7,8 @@
 //! route, and routes the kernel flushes silently on `ip link set down` are
 //! back within 2 s of `up`.
 
+mod common;
+
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::process::Command;
@@ -17,8 +19,9 @@ use ipnet::IpNet;
 use ipvlan_bgp::kernel::real::Kernel;
 use ipvlan_bgp::kernel::{Family, MultiRoute, NextHop, Route};
 use ipvlan_bgp::metrics::Metrics;
-use ipvlan_bgp::rib::installer::{Change, Installer};
-use ipvlan_bgp::rib::watch::RouteWatch;
+use ipvlan_bgp::rib::installer::Change;
+
+use common::driver::installer_in;
 
 struct Ns(String);
 
@@ -107,14 +110,7 @@ fn static_routes_are_never_replaced_and_flushed_routes_come_back() {
         protocol: 73,
     };
     let metrics = Arc::new(Metrics::default());
-    let (h, _thread, adopted) = Installer::start_with(
-        Kernel::open_in_netns(&path).expect("netlink"),
-        Some(RouteWatch::open_in_netns(&path).expect("watch")),
-        73,
-        ipvlan_bgp::rib::installer::everywhere(),
-        metrics.clone(),
-    )
-    .expect("installer");
+    let (h, _thread, adopted) = installer_in(ns_, true, metrics.clone());
     assert!(adopted.is_empty());
     h.send(vec![Change::Set(route("10.9.9.0/24").into())]);
     h.flush_blocking();
@@ -269,14 +265,7 @@ fn ipv6_static_routes_are_never_replaced_and_flushed_routes_come_back() {
         protocol: 73,
     };
     let metrics = Arc::new(Metrics::default());
-    let (h, _thread, adopted) = Installer::start_with(
-        Kernel::open_in_netns(&path).expect("netlink"),
-        Some(RouteWatch::open_in_netns(&path).expect("watch")),
-        73,
-        ipvlan_bgp::rib::installer::everywhere(),
-        metrics.clone(),
-    )
-    .expect("installer");
+    let (h, _thread, adopted) = installer_in(ns_, true, metrics.clone());
     assert!(adopted.is_empty());
     let mine = "fd00:9:9::/64";
     h.send(vec![
@@ -413,14 +402,7 @@ fn install_time_ipv4_beside_ipv6() {
     let path = PathBuf::from(format!("/run/netns/{ns_}"));
     let mut k = Kernel::open_in_netns(&path).expect("netlink");
     let oif = k.link("dxr0").expect("get").expect("dxr0").index;
-    let (h, _thread, _) = Installer::start_with(
-        Kernel::open_in_netns(&path).expect("netlink"),
-        None,
-        73,
-        ipvlan_bgp::rib::installer::everywhere(),
-        Arc::new(Metrics::default()),
-    )
-    .expect("installer");
+    let (h, _thread, _) = installer_in(ns_, false, Arc::new(Metrics::default()));
     for (family, via) in [(Family::V4, "192.0.2.2"), (Family::V6, "2001:db8:1::2")] {
         let routes: Vec<Change> = (0..count)
             .map(|i| {
@@ -495,14 +477,7 @@ fn multipath_routes_change_in_place_and_an_appended_hop_is_left_alone() {
         )
     };
     let metrics = Arc::new(Metrics::default());
-    let (h, _thread, _) = Installer::start_with(
-        Kernel::open_in_netns(&path).expect("netlink"),
-        Some(RouteWatch::open_in_netns(&path).expect("watch")),
-        73,
-        ipvlan_bgp::rib::installer::everywhere(),
-        metrics.clone(),
-    )
-    .expect("installer");
+    let (h, _thread, _) = installer_in(ns_, true, metrics.clone());
     for (p, a, b) in [
         ("10.9.8.0/24", "192.0.2.2", "192.0.2.3"),
         ("fd00:9:8::/64", "2001:db8:7::2", "2001:db8:7::3"),

@@ -1,6 +1,7 @@
 //! Helpers shared by the test files (each file in tests/ is its own
 //! crate; they include this with `mod common;`).
 
+pub mod driver;
 pub mod lab;
 
 /// Whether the IPv4 range `[a, b]` (as numbers) meets one of the ranges that
