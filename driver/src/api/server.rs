@@ -497,6 +497,15 @@ pub async fn serve_apart(
     app: App,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    serve_router_apart(listener, router(app), shutdown).await
+}
+
+async fn serve_router_apart(
+    listener: UnixListener,
+    router: Router,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let gone = || std::io::Error::other("the Docker API's thread ended");
     let listener = listener.into_std()?;
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let (done, result) = tokio::sync::oneshot::channel();
@@ -510,21 +519,66 @@ pub async fn serve_apart(
                 .and_then(|rt| {
                     rt.block_on(async move {
                         let listener = UnixListener::from_std(listener)?;
-                        serve(listener, app, async move {
-                            let _ = stopped.await;
-                        })
-                        .await
+                        axum::serve(listener, router)
+                            .with_graceful_shutdown(async move {
+                                let _ = stopped.await;
+                            })
+                            .await
                     })
                 });
             let _ = done.send(served);
         })?;
     let mut result = std::pin::pin!(result);
     tokio::select! {
-        r = &mut result => return r.unwrap_or_else(|_| Err(std::io::Error::other("the Docker API's thread ended"))),
+        r = &mut result => return r.unwrap_or_else(|_| Err(gone())),
         () = shutdown => {}
     }
     let _ = stop.send(());
-    result
-        .await
-        .unwrap_or_else(|_| Err(std::io::Error::other("the Docker API's thread ended")))
+    result.await.unwrap_or_else(|_| Err(gone()))
+}
+
+#[cfg(test)]
+mod apart_tests {
+    use super::*;
+    use std::io::{Read, Write};
+
+    /// Both workers of the main runtime busy for 2 s (as a long decode
+    /// would keep them): a call on the socket is still answered at once.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn docker_is_answered_while_the_main_workers_are_busy() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("plugin.sock");
+        let listener = UnixListener::bind(&path).unwrap();
+        let router = Router::new().fallback(|| async { "{}" });
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let served = tokio::spawn(serve_router_apart(listener, router, async move {
+            let _ = stopped.await;
+        }));
+        // Let the server's thread start before the workers are taken.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let client = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(200));
+            let t = Instant::now();
+            let mut s = std::os::unix::net::UnixStream::connect(&path).unwrap();
+            s.write_all(b"POST /Plugin.Activate HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+                .unwrap();
+            let mut answer = String::new();
+            s.read_to_string(&mut answer).unwrap();
+            (t.elapsed(), answer)
+        });
+        let busy: Vec<_> = (0..2)
+            .map(|_| tokio::spawn(async { std::thread::sleep(Duration::from_secs(2)) }))
+            .collect();
+        for b in busy {
+            b.await.unwrap();
+        }
+        let (took, answer) = client.join().unwrap();
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+        assert!(
+            took < Duration::from_millis(1000),
+            "answered after {took:?}, while the main workers were busy"
+        );
+        stop.send(()).unwrap();
+        served.await.unwrap().unwrap();
+    }
 }
