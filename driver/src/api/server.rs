@@ -9,12 +9,18 @@
 //! text for `/metrics`); failures are `{"Err": "..."}` with HTTP 500. Network
 //! driver requests run one at a time against the [`Driver`] on a blocking
 //! thread (the driver does synchronous netlink), each inside a tracing span
-//! with the method, network and endpoint IDs; IPAM requests run
-//! concurrently, without the driver.
+//! with the method, network and endpoint IDs, and end with a debug line
+//! "answered" saying where the time went (`queued_ms` from arrival to a
+//! blocking thread, `lock_wait_ms` for the driver's lock, `run_ms` the
+//! rest; the learned-routes bench reads it); IPAM requests run
+//! concurrently, without the driver. The driver serves Docker with
+//! [`serve_apart`]: a thread and runtime of its own, apart from the BGP side.
 
+use std::cell::Cell;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use axum::body::{Body, Bytes};
 use axum::extract::{Request, State};
@@ -26,7 +32,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use tokio::net::UnixListener;
-use tracing::{field, info, info_span, warn, Instrument};
+use tracing::{debug, field, info, info_span, warn, Instrument};
 
 use super::convert;
 use super::ipam::server::IpamService;
@@ -103,6 +109,7 @@ enum Answer {
 }
 
 async fn handle(State(app): State<App>, req: Request) -> Response {
+    let arrived = Instant::now();
     let path = req.uri().path().to_string();
     let method = path.trim_start_matches('/').to_string();
     let body = match read_body(req.into_body()).await {
@@ -121,7 +128,17 @@ async fn handle(State(app): State<App>, req: Request) -> Response {
     let method2 = method.clone();
     let result = tokio::task::spawn_blocking(move || {
         let _enter = span.enter();
-        dispatch(&app2, &method2, &body)
+        let started = Instant::now();
+        LOCK_WAIT.set(Duration::ZERO);
+        let result = dispatch(&app2, &method2, &body);
+        let lock_wait = LOCK_WAIT.get();
+        debug!(
+            queued_ms = ms(started - arrived),
+            lock_wait_ms = ms(lock_wait),
+            run_ms = ms(started.elapsed().saturating_sub(lock_wait)),
+            "answered"
+        );
+        result
     })
     .await
     .unwrap_or_else(|e| {
@@ -253,8 +270,21 @@ fn short(id: &str) -> &str {
     id.get(..12).unwrap_or(id)
 }
 
+thread_local! {
+    /// How long the request on this blocking thread waited for the driver's
+    /// lock (the "answered" debug line's `lock_wait_ms`).
+    static LOCK_WAIT: Cell<Duration> = const { Cell::new(Duration::ZERO) };
+}
+
 fn lock(app: &App) -> std::sync::MutexGuard<'_, Driver> {
-    app.driver.lock().unwrap_or_else(|p| p.into_inner())
+    let asked = Instant::now();
+    let guard = app.driver.lock().unwrap_or_else(|p| p.into_inner());
+    LOCK_WAIT.set(LOCK_WAIT.get() + asked.elapsed());
+    guard
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
 }
 
 fn to_value<T: Serialize>(v: T) -> Result<Answer, Option<DriverError>> {
@@ -455,4 +485,100 @@ pub async fn serve_metrics(
     axum::serve(listener, router)
         .with_graceful_shutdown(shutdown)
         .await
+}
+
+/// Serves Docker like [`serve`], on a thread of its own with its own
+/// single-threaded runtime (and blocking pool): no task of the driver's
+/// main runtime (the BGP session decoding gobgpd's stream, the health
+/// gate, the IPAM's upkeep) delays accepting a call or writing its answer.
+/// Resolves with the server's result once `shutdown` completes (or it fails).
+pub async fn serve_apart(
+    listener: UnixListener,
+    app: App,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    serve_router_apart(listener, router(app), shutdown).await
+}
+
+async fn serve_router_apart(
+    listener: UnixListener,
+    router: Router,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let gone = || std::io::Error::other("the Docker API's thread ended");
+    let listener = listener.into_std()?;
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let (done, result) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name("docker-api".into())
+        .spawn(move || {
+            let served = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .thread_name("docker-api-blocking")
+                .build()
+                .and_then(|rt| {
+                    rt.block_on(async move {
+                        let listener = UnixListener::from_std(listener)?;
+                        axum::serve(listener, router)
+                            .with_graceful_shutdown(async move {
+                                let _ = stopped.await;
+                            })
+                            .await
+                    })
+                });
+            let _ = done.send(served);
+        })?;
+    let mut result = std::pin::pin!(result);
+    tokio::select! {
+        r = &mut result => return r.unwrap_or_else(|_| Err(gone())),
+        () = shutdown => {}
+    }
+    let _ = stop.send(());
+    result.await.unwrap_or_else(|_| Err(gone()))
+}
+
+#[cfg(test)]
+mod apart_tests {
+    use super::*;
+    use std::io::{Read, Write};
+
+    /// Both workers of the main runtime busy for 2 s (as a long decode
+    /// would keep them): a call on the socket is still answered at once.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn docker_is_answered_while_the_main_workers_are_busy() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("plugin.sock");
+        let listener = UnixListener::bind(&path).unwrap();
+        let router = Router::new().fallback(|| async { "{}" });
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let served = tokio::spawn(serve_router_apart(listener, router, async move {
+            let _ = stopped.await;
+        }));
+        // Let the server's thread start before the workers are taken.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let client = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(200));
+            let t = Instant::now();
+            let mut s = std::os::unix::net::UnixStream::connect(&path).unwrap();
+            s.write_all(b"POST /Plugin.Activate HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+                .unwrap();
+            let mut answer = String::new();
+            s.read_to_string(&mut answer).unwrap();
+            (t.elapsed(), answer)
+        });
+        let busy: Vec<_> = (0..2)
+            .map(|_| tokio::spawn(async { std::thread::sleep(Duration::from_secs(2)) }))
+            .collect();
+        for b in busy {
+            b.await.unwrap();
+        }
+        let (took, answer) = client.join().unwrap();
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+        assert!(
+            took < Duration::from_millis(1000),
+            "answered after {took:?}, while the main workers were busy"
+        );
+        stop.send(()).unwrap();
+        served.await.unwrap().unwrap();
+    }
 }

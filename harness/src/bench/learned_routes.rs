@@ -21,6 +21,9 @@ use super::measure::{route_events, rss_kib, tagged_routes};
 use super::stats::{ms, BenchResult, LatencyStats, Series};
 use crate::topology::{Options, World};
 
+/// How long CreateEndpoint+Join is probed before each learn, without one.
+const IDLE_PROBE: Duration = Duration::from_secs(3);
+
 /// /32s in 10.28.0.0/15.
 const MAX_ROUTES: usize = 1 << 17;
 
@@ -44,12 +47,30 @@ pub fn learned_routes(routes: usize, rounds: usize, opts: &Options) -> Result<Be
     let api = GobgpAddr::Unix(w.hosts[0].gobgp_api());
     let mut events = route_events(&w, 1)?;
     let net_id = network_id(&w, 1)?;
-    let mut during = Vec::new();
+    let (mut during, mut idle) = (Vec::new(), Vec::new());
+    let pids = Pids {
+        b1_gobgpd: w.hosts[0].gobgpd.pid(),
+        b2_gobgpd: w.hosts[1].gobgpd.pid(),
+        b2_driver: w.hosts[1].driver.pid(),
+    };
+    let mut cpu = Cpu::default();
     let (mut sent, mut installed, mut removed) = (Vec::new(), Vec::new(), Vec::new());
     let (mut rss_after, mut gobgpd_rss, mut rss_gone) = (0, 0, 0);
     for round in 0..rounds {
+        // The same calls for a few seconds with no learn: what the machine
+        // and the driver give them without one (disk, other load).
         let stop = Arc::new(AtomicBool::new(false));
-        let probe = docker_probe(&w, 1, net_id.clone(), round, stop.clone());
+        let probe = docker_probe(&w, 1, net_id.clone(), 2 * round, stop.clone());
+        std::thread::sleep(IDLE_PROBE);
+        stop.store(true, Ordering::Relaxed);
+        idle.extend(
+            probe
+                .join()
+                .map_err(|_| anyhow!("the idle CreateEndpoint+Join probe panicked"))??,
+        );
+        let stop = Arc::new(AtomicBool::new(false));
+        let probe = docker_probe(&w, 1, net_id.clone(), 2 * round + 1, stop.clone());
+        let before = pids.sample();
         let t0 = Instant::now();
         // The runner's flood keeps gobgpd writing during the long stream, so
         // its "too many pings" rule does not cut it (100,000 paths take longer
@@ -58,6 +79,7 @@ pub fn learned_routes(routes: usize, rounds: usize, opts: &Options) -> Result<Be
         sent.push(t0.elapsed());
         let last = events.wait_many(pool, false, routes, t0, Duration::from_secs(120));
         stop.store(true, Ordering::Relaxed);
+        cpu.add(&before, &pids.sample());
         let probed = probe
             .join()
             .map_err(|_| anyhow!("the CreateEndpoint+Join probe panicked"))??;
@@ -91,6 +113,7 @@ pub fn learned_routes(routes: usize, rounds: usize, opts: &Options) -> Result<Be
         );
     }
     drop(events);
+    let phases = answered_phases(&w.hosts[1].driver.log);
     drop(w);
     let mut r = BenchResult::new(
         "learned-routes",
@@ -108,6 +131,10 @@ pub fn learned_routes(routes: usize, rounds: usize, opts: &Options) -> Result<Be
             format!("CreateEndpoint+Join on b2 while it learns {routes} routes"),
             &during,
         ),
+        Series::ms(
+            "CreateEndpoint+Join on b2, no learn (3 s before each)",
+            &idle,
+        ),
         Series::new(
             "end-to-end rate",
             "routes/s",
@@ -117,6 +144,14 @@ pub fn learned_routes(routes: usize, rounds: usize, opts: &Options) -> Result<Be
                 .collect(),
         ),
     ];
+    for (name, samples) in phases {
+        r.series.push(Series::new(
+            format!("b2 driver, CreateEndpoint and Join each, {name} (its debug line)"),
+            "ms",
+            samples,
+        ));
+    }
+    cpu.figures(&mut r);
     r.figures
         .insert("b2 driver RSS before (KiB)".into(), rss_before as f64);
     r.figures.insert(
@@ -136,12 +171,15 @@ pub fn learned_routes(routes: usize, rounds: usize, opts: &Options) -> Result<Be
         "{routes} /32s originated on b1, {rounds} rounds: all in b2's kernel after median {:.0} ms \
          ({:.0} routes/s end to end, both gobgpds included), all gone {:.0} ms after the delete; \
          b2 driver RSS {rss_before} KiB before, {rss_after} KiB holding them, {rss_gone} KiB after they went (b2's gobgpd {gobgpd_rss} KiB); \
-         CreateEndpoint+Join on b2 (its plugin socket) while it learned them: {}",
+         CreateEndpoint+Join on b2 (its plugin socket) while it learned them: {}; \
+         the same without a learn (3 s before each round): {}",
         med(1),
         routes as f64 / (med(1) / 1000.0),
         med(2),
         LatencyStats::of(during).map_or("no samples".into(), |s| s.line()),
+        LatencyStats::of(idle).map_or("no samples".into(), |s| s.line()),
     );
+    r.summary.push_str(&format!("; {}", cpu.line()));
     Ok(r)
 }
 
@@ -211,4 +249,177 @@ fn docker_probe(
         }
         Ok(v)
     })
+}
+
+/// The processes whose CPU time the learns cost.
+struct Pids {
+    b1_gobgpd: Option<u32>,
+    b2_gobgpd: Option<u32>,
+    b2_driver: Option<u32>,
+}
+
+/// CPU ticks (user + system) at one moment: the machine's busy and total
+/// ticks (`/proc/stat`), each process's, the b2 driver's by thread name,
+/// and this harness's own (the flood, the route events, the probe).
+struct Ticks {
+    busy: u64,
+    total: u64,
+    procs: [u64; 4],
+    threads: std::collections::BTreeMap<String, u64>,
+}
+
+impl Pids {
+    fn sample(&self) -> Ticks {
+        let own = std::process::id();
+        let proc_ticks = |pid: Option<u32>| pid.map_or(0, |p| threads_of(p).values().sum());
+        let (busy, total) = machine_ticks();
+        Ticks {
+            busy,
+            total,
+            procs: [
+                proc_ticks(self.b1_gobgpd),
+                proc_ticks(self.b2_gobgpd),
+                proc_ticks(self.b2_driver),
+                proc_ticks(Some(own)),
+            ],
+            threads: self.b2_driver.map(threads_of).unwrap_or_default(),
+        }
+    }
+}
+
+/// CPU seconds spent during the learns (from the stream's start to the last
+/// route's arrival), summed over the rounds.
+#[derive(Default)]
+struct Cpu {
+    busy: u64,
+    total: u64,
+    procs: [u64; 4],
+    threads: std::collections::BTreeMap<String, u64>,
+}
+
+const PROCS: [&str; 4] = ["b1 gobgpd", "b2 gobgpd", "b2 driver", "harness"];
+
+impl Cpu {
+    fn add(&mut self, a: &Ticks, b: &Ticks) {
+        self.busy += b.busy.saturating_sub(a.busy);
+        self.total += b.total.saturating_sub(a.total);
+        for i in 0..4 {
+            self.procs[i] += b.procs[i].saturating_sub(a.procs[i]);
+        }
+        for (name, t) in &b.threads {
+            let was = a.threads.get(name).copied().unwrap_or(0);
+            *self.threads.entry(name.clone()).or_default() += t.saturating_sub(was);
+        }
+    }
+
+    fn secs(ticks: u64) -> f64 {
+        ticks as f64 / clock_ticks()
+    }
+
+    fn figures(&self, r: &mut BenchResult) {
+        r.figures.insert(
+            "machine CPU busy during the learns (%)".into(),
+            100.0 * self.busy as f64 / self.total.max(1) as f64,
+        );
+        for (name, t) in PROCS.iter().zip(self.procs) {
+            r.figures
+                .insert(format!("{name} CPU during the learns (s)"), Cpu::secs(t));
+        }
+        for (name, t) in &self.threads {
+            r.figures.insert(
+                format!("b2 driver thread {name} CPU during the learns (s)"),
+                Cpu::secs(*t),
+            );
+        }
+    }
+
+    fn line(&self) -> String {
+        let procs: Vec<String> = PROCS
+            .iter()
+            .zip(self.procs)
+            .map(|(n, t)| format!("{n} {:.1} s", Cpu::secs(t)))
+            .collect();
+        format!(
+            "CPU during the learns: machine {:.0}% busy, {}",
+            100.0 * self.busy as f64 / self.total.max(1) as f64,
+            procs.join(", ")
+        )
+    }
+}
+
+/// The kernel's clock ticks per second.
+fn clock_ticks() -> f64 {
+    match nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK) {
+        Ok(Some(t)) if t > 0 => t as f64,
+        _ => 100.0,
+    }
+}
+
+/// All CPUs' busy and total ticks (the first line of `/proc/stat`).
+fn machine_ticks() -> (u64, u64) {
+    let text = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let v: Vec<u64> = text
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    let total: u64 = v.iter().take(8).sum();
+    // idle and iowait
+    let idle = v.get(3).copied().unwrap_or(0) + v.get(4).copied().unwrap_or(0);
+    (total.saturating_sub(idle), total)
+}
+
+/// User + system ticks of each thread of `pid`, summed by thread name.
+fn threads_of(pid: u32) -> std::collections::BTreeMap<String, u64> {
+    let mut by_name = std::collections::BTreeMap::new();
+    let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return by_name;
+    };
+    for task in dir.flatten() {
+        let Ok(stat) = std::fs::read_to_string(task.path().join("stat")) else {
+            continue;
+        };
+        // "tid (comm) state ... utime stime ...": the name may hold spaces.
+        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
+            continue;
+        };
+        let name = stat[open + 1..close].to_string();
+        let f: Vec<&str> = stat[close + 1..].split_whitespace().collect();
+        let t = |i: usize| f.get(i).and_then(|x| x.parse::<u64>().ok()).unwrap_or(0);
+        *by_name.entry(name).or_default() += t(11) + t(12);
+    }
+    by_name
+}
+
+/// Where the b2 driver's CreateEndpoint and Join calls spent their time,
+/// from its "answered" debug lines (`api/server.rs`): queued (arrival to a
+/// blocking thread), waiting for the driver's lock, and the rest; in ms.
+fn answered_phases(log: &std::path::Path) -> Vec<(&'static str, Vec<f64>)> {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    let keys = [
+        ("queued", "queued_ms="),
+        ("lock wait", "lock_wait_ms="),
+        ("run", "run_ms="),
+    ];
+    let mut out: Vec<(&'static str, Vec<f64>)> =
+        keys.iter().map(|(n, _)| (*n, Vec::new())).collect();
+    for line in text.lines().filter(|l| {
+        l.contains("answered")
+            && (l.contains("NetworkDriver.CreateEndpoint") || l.contains("NetworkDriver.Join"))
+    }) {
+        for (i, (_, key)) in keys.iter().enumerate() {
+            if let Some(v) = line
+                .split(key)
+                .nth(1)
+                .and_then(|r| r.split_whitespace().next())
+                .and_then(|v| v.parse::<f64>().ok())
+            {
+                out[i].1.push(v);
+            }
+        }
+    }
+    out
 }
