@@ -223,11 +223,17 @@ impl Announcer {
         if add.is_empty() {
             return Ok(());
         }
+        for (prefix, _) in add.iter().take(STREAM_THRESHOLD) {
+            debug!(prefix = %prefix, mono_us = crate::kernel::mono_us(), "to announce");
+        }
         // Recorded before they are added: a crash in between leaves a
         // record of a path (harmless), never a path without one.
         self.ledger
             .intend(add.iter().map(|(p, a)| (*p, a.next_hop)));
         self.save_ledger().await;
+        if add.len() < STREAM_THRESHOLD {
+            debug!(mono_us = crate::kernel::mono_us(), "intent recorded");
+        }
         let result = self.add(client, add).await;
         self.save_ledger().await;
         result
@@ -283,7 +289,7 @@ impl Announcer {
                 let uuid = client.add_path(&self.path(prefix, &a), self.asn).await?;
                 self.ledger.added(prefix, &uuid);
                 self.counts.additions += 1;
-                debug!(prefix = %prefix, next_hop = %a.next_hop, attrs = ?a.attrs, "announced");
+                debug!(prefix = %prefix, next_hop = %a.next_hop, attrs = ?a.attrs, mono_us = crate::kernel::mono_us(), "announced");
                 self.announced.insert(prefix, held(a));
             }
             return Ok(());

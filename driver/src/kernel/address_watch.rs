@@ -382,6 +382,7 @@ fn run(shared: &Shared, sub: &Socket, woken: &UnixDatagram) {
                         None,
                     ))
                 } else if let Some(iface) = seen.live(&p.watch, p.since) {
+                    tracing::debug!(addrs = ?p.watch.addrs, mono_us = super::mono_us(), "address live");
                     Some((
                         Outcome::Live {
                             after: now - p.since,
