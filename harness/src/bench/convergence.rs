@@ -449,3 +449,32 @@ fn full_dumps(w: &World, i: usize) -> Result<u64> {
         .ok_or_else(|| anyhow!("host {i}'s driver status has no /bgp/route_watch/dumps"))?;
     Ok(dumps.values().filter_map(|v| v.as_u64()).sum())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The driver's debug lines as tracing writes them: the first stamp of
+    /// each hop for this join's prefix counts; another prefix's lines, the
+    /// intent of an earlier sync, and a longer address that starts like
+    /// this one do not.
+    #[test]
+    fn a_join_is_traced_from_the_drivers_lines() {
+        let log = "\
+T DEBUG ipvlan_bgp::bgp::announcer: intent recorded mono_us=50
+T DEBUG ipvlan_bgp::kernel::address_watch: address live addrs=[10.30.1.50, fd00::50] mono_us=90
+T DEBUG ipvlan_bgp::kernel::address_watch: address live addrs=[10.30.1.5, fd00::5] mono_us=100
+T DEBUG ipvlan_bgp: address live in the container: announced endpoint=abc after_ms=1.0
+T DEBUG ipvlan_bgp::bgp::announcer: to announce prefix=10.30.1.50/32 mono_us=110
+T DEBUG ipvlan_bgp::bgp::announcer: to announce prefix=10.30.1.5/32 mono_us=1100
+T DEBUG ipvlan_bgp::bgp::announcer: intent recorded mono_us=3100
+T DEBUG ipvlan_bgp::bgp::announcer: announced prefix=10.30.1.5/32 next_hop=192.0.2.1 attrs=x mono_us=4100
+T DEBUG ipvlan_bgp::bgp::announcer: announced prefix=10.30.1.5/32 next_hop=192.0.2.1 attrs=x mono_us=9999
+";
+        let dst: ipnet::IpNet = "10.30.1.5/32".parse().unwrap();
+        let t = Traced::from_log(log, dst, 8100, 9100).unwrap();
+        assert_eq!(t.hops(), [1.0, 2.0, 1.0, 4.0]);
+        assert_eq!((t.live_to_route(), t.live_to_route6()), (8.0, 9.0));
+        assert!(Traced::from_log(&log[..200], dst, 8100, 9100).is_none());
+    }
+}
