@@ -382,14 +382,34 @@ fn bgp_side(
 }
 
 /// A Join's endpoint is announced once its address is live in the
-/// container: each watch runs on its own thread
-/// ([`kernel::address_watch`]) and, when it ends, tells the driver (a weak
-/// handle: the driver holds this closure) and counts a fallback.
+/// container: each Join registers a watch with the one watcher
+/// ([`kernel::address_watch`]), which, when the watch ends, tells the driver
+/// (a weak handle: the driver holds this closure) and counts a fallback.
 fn watch_addresses(driver: &Arc<Mutex<docker::Driver>>, metrics: &Arc<Metrics>) {
-    use kernel::address_watch::{self, Outcome, Watch};
+    use kernel::address_watch::{self, Outcome, Watch, Watcher};
     let weak = Arc::downgrade(driver);
     let metrics = metrics.clone();
+    // Started here, in the host's namespace, before any Join.
+    let watcher = match Watcher::start() {
+        Ok(w) => Some(w),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot subscribe to containers' address changes: every endpoint is announced at Join");
+            None
+        }
+    };
     let start = Box::new(move |req: docker::LiveRequest| {
+        let (weak, metrics) = (weak.clone(), metrics.clone());
+        let Some(watcher) = &watcher else {
+            metrics.announce_fallback("subscription");
+            if let Some(d) = weak.upgrade() {
+                // The caller holds the driver's lock: tell it from a thread.
+                std::thread::spawn(move || {
+                    let mut d = d.lock().unwrap_or_else(|p| p.into_inner());
+                    d.address_live(&req.network, &req.endpoint, req.ticket);
+                });
+            }
+            return;
+        };
         let watch = Watch {
             sandbox: req.sandbox.clone().into(),
             addrs: req.addrs.clone(),
@@ -397,25 +417,7 @@ fn watch_addresses(driver: &Arc<Mutex<docker::Driver>>, metrics: &Arc<Metrics>) 
             bound: address_watch::BOUND,
             tell_neighbours: req.tell_neighbours,
         };
-        let (weak, metrics) = (weak.clone(), metrics.clone());
-        // Opened here, during the Join: Docker moves the link only after
-        // the answer, so none of its changes is missed.
-        let sub = match address_watch::subscribe() {
-            Ok(s) => s,
-            Err(e) => {
-                metrics.announce_fallback("subscription");
-                tracing::warn!(error = %e, "cannot subscribe to the container's address changes: announced at once");
-                if let Some(d) = weak.upgrade() {
-                    // The caller holds the driver's lock: tell it from a thread.
-                    std::thread::spawn(move || {
-                        let mut d = d.lock().unwrap_or_else(|p| p.into_inner());
-                        d.address_live(&req.network, &req.endpoint, req.ticket);
-                    });
-                }
-                return;
-            }
-        };
-        address_watch::spawn(watch, sub, move |outcome| {
+        watcher.register(watch, move |outcome| {
             let endpoint = model::names::short_id(&req.endpoint);
             match &outcome {
                 Outcome::Live { after } => {

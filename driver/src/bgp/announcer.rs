@@ -99,11 +99,22 @@ impl Announcer {
 
     /// Writes the ledger on a blocking thread; a failure is logged (the
     /// paths stay announced: a live container matters more than the proof).
+    ///
+    /// Replaced atomically (a new file renamed over the old) but not
+    /// flushed to the disk: the ledger must outlive the driver's process,
+    /// which the page cache ensures, not the machine. A power loss takes
+    /// gobgpd's RIB with it (gobgpd runs on this host; a remote one is
+    /// warned against), and the next start drops records of paths gobgpd
+    /// no longer holds, or reads an unreadable ledger as empty (nothing is
+    /// taken for ours: no harm). The flush was on every announcement's
+    /// way: the intent is recorded before the AddPath, and on this
+    /// machine's shared disk two `fsync`s made most of the slow joins
+    /// (issue 24, point 3).
     async fn save_ledger(&self) {
         let Some((path, bytes)) = self.ledger.snapshot() else {
             return;
         };
-        let saved = tokio::task::spawn_blocking(move || crate::store::write_atomic(&path, &bytes))
+        let saved = tokio::task::spawn_blocking(move || replace_file(&path, &bytes))
             .await
             .map_err(|e| e.to_string())
             .and_then(|r| r.map_err(|e| e.to_string()));
@@ -223,11 +234,17 @@ impl Announcer {
         if add.is_empty() {
             return Ok(());
         }
+        for (prefix, _) in add.iter().take(STREAM_THRESHOLD) {
+            debug!(prefix = %prefix, mono_us = crate::kernel::mono_us(), "to announce");
+        }
         // Recorded before they are added: a crash in between leaves a
         // record of a path (harmless), never a path without one.
         self.ledger
             .intend(add.iter().map(|(p, a)| (*p, a.next_hop)));
         self.save_ledger().await;
+        if add.len() < STREAM_THRESHOLD {
+            debug!(mono_us = crate::kernel::mono_us(), "intent recorded");
+        }
         let result = self.add(client, add).await;
         self.save_ledger().await;
         result
@@ -283,7 +300,7 @@ impl Announcer {
                 let uuid = client.add_path(&self.path(prefix, &a), self.asn).await?;
                 self.ledger.added(prefix, &uuid);
                 self.counts.additions += 1;
-                debug!(prefix = %prefix, next_hop = %a.next_hop, attrs = ?a.attrs, "announced");
+                debug!(prefix = %prefix, next_hop = %a.next_hop, attrs = ?a.attrs, mono_us = crate::kernel::mono_us(), "announced");
                 self.announced.insert(prefix, held(a));
             }
             return Ok(());
@@ -301,4 +318,19 @@ impl Announcer {
         info!(count = n, "announced in bulk");
         Ok(())
     }
+}
+
+/// Writes `bytes` to a file beside `path` and renames it over `path`: a
+/// reader sees the old content or the new, whole. Not flushed (see
+/// [`Announcer::save_ledger`]).
+fn replace_file(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+    let dir = path.parent().unwrap_or(std::path::Path::new("."));
+    std::fs::create_dir_all(dir)?;
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy())
+        .unwrap_or_default();
+    let tmp = dir.join(format!(".{name}.tmp"));
+    std::fs::write(&tmp, bytes)?;
+    std::fs::rename(&tmp, path)
 }

@@ -18,6 +18,16 @@
 //! by the same subscription, so only its reachability figure includes the
 //! IPv4 probe's wait.
 //!
+//! Each join is also traced hop by hop on its way out, from b1's driver's
+//! debug lines that carry a `mono_us` stamp (the monotonic clock every
+//! process here shares, placed beside the bench's own stamps): address live
+//! in the container (the driver's address watch), the announcer decides to
+//! announce, its ledger records the intent, gobgpd acknowledges the AddPath;
+//! then the route in b2's kernel (the route subscription). The series
+//! "address live → route on b2" is the issue's measure of the tail, per
+//! family; the joins over 20 ms are broken down by hop. A driver without
+//! those lines (an older build) gives no hop series.
+//!
 //! Each run also reads both drivers' count of full dumps of the main table
 //! (`/bgp/route_watch/dumps` in their status) before its start and after its
 //! withdrawal: what one container's life costs in dumps.
@@ -71,9 +81,12 @@ pub fn convergence(runs: usize, probe_from_route: bool, opts: &Options) -> Resul
     let subnet = ipnet::IpNet::V4(net.subnets["b1"]);
     let (mut to_answer, mut first_echo_answered) = (Vec::new(), 0usize);
     let (mut dumps_b1, mut dumps_b2) = (Vec::new(), Vec::new());
+    let mut b1_log = DriverLog::open(w.hosts[0].driver.log.clone());
+    let mut traced: Vec<Traced> = Vec::new();
     for i in 0..runs {
         let before = (full_dumps(&w, 0)?, full_dumps(&w, 1)?);
         let t0 = Instant::now();
+        let mono0 = mono_us();
         let name = format!("c1r{i}");
         let (started, early) = if probe_from_route {
             std::thread::scope(|s| {
@@ -132,8 +145,10 @@ pub fn convergence(runs: usize, probe_from_route: bool, opts: &Options) -> Resul
             }
         };
         reach.push(answered - t0);
-        let on_b2 = events.wait(dst6, false, t0, Duration::from_secs(10))?;
-        route6.push(on_b2 - t0);
+        let on_b2_6 = events.wait(dst6, false, t0, Duration::from_secs(10))?;
+        route6.push(on_b2_6 - t0);
+        let at = |t: Instant| mono0 + (t - t0).as_micros() as u64;
+        let route_at = at(t0 + route[route.len() - 1]);
         let answered6 = pinger6
             .first_reply(a6.into(), PROBE_INTERVAL, scaled(Duration::from_secs(10)))
             .ok_or_else(|| anyhow!("run {i}: b2's container never reached {a6}"))?;
@@ -144,6 +159,9 @@ pub fn convergence(runs: usize, probe_from_route: bool, opts: &Options) -> Resul
         withdraw.push(gone - t1);
         let gone6 = events.wait(dst6, true, t1, Duration::from_secs(10))?;
         withdraw6.push(gone6 - t1);
+        if let Some(t) = Traced::from_log(&b1_log.read_new()?, dst, route_at, at(on_b2_6)) {
+            traced.push(t);
+        }
         dumps_b1.push(full_dumps(&w, 0)?.saturating_sub(before.0) as f64);
         dumps_b2.push(full_dumps(&w, 1)?.saturating_sub(before.1) as f64);
         if (i + 1) % 50 == 0 || i + 1 == runs {
@@ -239,6 +257,7 @@ pub fn convergence(runs: usize, probe_from_route: bool, opts: &Options) -> Resul
         format!("b2 driver RSS after {runs} joins (KiB)"),
         rss_busy as f64,
     );
+    hop_series(&mut r, &traced);
     let med = |k: usize| r.series[k].stats().map_or(0.0, |s| s.median);
     r.summary = format!(
         "{runs} dual-stack joins on b1 (emulated docker run: CreateEndpoint..OperInfo and the sandbox), iBGP to b2: \
@@ -263,6 +282,163 @@ pub fn convergence(runs: usize, probe_from_route: bool, opts: &Options) -> Resul
     Ok(r)
 }
 
+/// The joins' tail is measured over this: a join slower than this from
+/// address live to the route on b2 is broken down by hop.
+const SLOW: f64 = 20.0;
+
+/// One join's way out, in microseconds on the monotonic clock.
+#[derive(Debug, Clone, Copy)]
+struct Traced {
+    live: u64,
+    decided: u64,
+    recorded: u64,
+    acked: u64,
+    route: u64,
+    route6: u64,
+}
+
+impl Traced {
+    /// From b1's driver's new log lines: the first stamp of each hop for
+    /// this join's IPv4 prefix (and the address watch's line naming its
+    /// address); `None` when a line is missing.
+    fn from_log(text: &str, dst: ipnet::IpNet, route: u64, route6: u64) -> Option<Traced> {
+        let prefix = format!("prefix={dst} ");
+        let (a, b) = (format!("{}, ", dst.addr()), format!("{}]", dst.addr()));
+        let (mut live, mut decided, mut recorded, mut acked) = (None, None, None, None);
+        for line in text.lines() {
+            let Some(stamp) = line
+                .split_once("mono_us=")
+                .and_then(|(_, v)| v.split_whitespace().next())
+                .and_then(|v| v.parse::<u64>().ok())
+            else {
+                continue;
+            };
+            if line.contains(" address live ") && (line.contains(&a) || line.contains(&b)) {
+                live = live.or(Some(stamp));
+            } else if line.contains(" to announce ") && line.contains(&prefix) {
+                decided = decided.or(Some(stamp));
+            } else if line.contains(" intent recorded ") && decided.is_some() {
+                recorded = recorded.or(Some(stamp));
+            } else if line.contains(" announced ") && line.contains(&prefix) {
+                acked = acked.or(Some(stamp));
+            }
+        }
+        Some(Traced {
+            live: live?,
+            decided: decided?,
+            recorded: recorded?,
+            acked: acked?,
+            route,
+            route6,
+        })
+    }
+
+    /// The hops in order, in ms (a negative gap, which cannot happen on one
+    /// clock, would show as 0).
+    fn hops(&self) -> [f64; 4] {
+        let d = |a: u64, b: u64| b.saturating_sub(a) as f64 / 1e3;
+        [
+            d(self.live, self.decided),
+            d(self.decided, self.recorded),
+            d(self.recorded, self.acked),
+            d(self.acked, self.route),
+        ]
+    }
+
+    fn live_to_route(&self) -> f64 {
+        self.route.saturating_sub(self.live) as f64 / 1e3
+    }
+
+    fn live_to_route6(&self) -> f64 {
+        self.route6.saturating_sub(self.live) as f64 / 1e3
+    }
+}
+
+const HOPS: [&str; 4] = [
+    "hop: address live in the container → the announcer decides (IPv4)",
+    "hop: decides → ledger intent recorded",
+    "hop: intent recorded → gobgpd acked the AddPath",
+    "hop: AddPath acked → route in b2's kernel (BGP UPDATE, b2's gobgpd and driver)",
+];
+
+/// The per-hop series, the issue's "address live → route on b2" per
+/// family, and where the joins over [`SLOW`] spent their time.
+fn hop_series(r: &mut BenchResult, traced: &[Traced]) {
+    if traced.is_empty() {
+        r.setup.insert(
+            "hops".into(),
+            "not traced: b1's driver logs no mono_us stamps (an older build)".into(),
+        );
+        return;
+    }
+    let col = |f: &dyn Fn(&Traced) -> f64| traced.iter().map(f).collect::<Vec<f64>>();
+    r.series.push(Series::new(
+        "address live in the container → route on b2 (IPv4)",
+        "ms",
+        col(&|t| t.live_to_route()),
+    ));
+    r.series.push(Series::new(
+        "address live in the container → route on b2 (IPv6)",
+        "ms",
+        col(&|t| t.live_to_route6()),
+    ));
+    for (k, name) in HOPS.iter().enumerate() {
+        r.series
+            .push(Series::new(*name, "ms", col(&|t| t.hops()[k])));
+    }
+    let slow: Vec<&Traced> = traced.iter().filter(|t| t.live_to_route() > SLOW).collect();
+    r.figures
+        .insert("joins traced hop by hop".to_string(), traced.len() as f64);
+    r.figures.insert(
+        format!("joins over {SLOW} ms from address live to the IPv4 route on b2"),
+        slow.len() as f64,
+    );
+    for (k, name) in HOPS.iter().enumerate() {
+        let mut v: Vec<f64> = slow.iter().map(|t| t.hops()[k]).collect();
+        v.sort_by(f64::total_cmp);
+        if let Some(m) = v.get(v.len() / 2) {
+            r.figures
+                .insert(format!("joins over {SLOW} ms, median of {name}"), *m);
+        }
+    }
+}
+
+/// Microseconds on `CLOCK_MONOTONIC`, the clock of `Instant` and of the
+/// driver's `mono_us` stamps.
+fn mono_us() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: a valid timespec for the call to fill.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000 + ts.tv_nsec as u64 / 1_000
+}
+
+/// A driver's log, read on from where the last read ended.
+struct DriverLog {
+    path: std::path::PathBuf,
+    offset: u64,
+}
+
+impl DriverLog {
+    fn open(path: std::path::PathBuf) -> DriverLog {
+        let offset = std::fs::metadata(&path).map_or(0, |m| m.len());
+        DriverLog { path, offset }
+    }
+
+    fn read_new(&mut self) -> Result<String> {
+        use std::io::{Read, Seek, SeekFrom};
+        let mut f = std::fs::File::open(&self.path)
+            .map_err(|e| anyhow!("open {}: {e}", self.path.display()))?;
+        f.seek(SeekFrom::Start(self.offset))?;
+        let mut s = String::new();
+        f.read_to_string(&mut s)?;
+        self.offset += s.len() as u64;
+        Ok(s)
+    }
+}
+
 /// Full dumps of the main table the driver on host `i` has made, every
 /// reason together (its status, `/bgp/route_watch/dumps`).
 fn full_dumps(w: &World, i: usize) -> Result<u64> {
@@ -272,4 +448,33 @@ fn full_dumps(w: &World, i: usize) -> Result<u64> {
         .and_then(|d| d.as_object())
         .ok_or_else(|| anyhow!("host {i}'s driver status has no /bgp/route_watch/dumps"))?;
     Ok(dumps.values().filter_map(|v| v.as_u64()).sum())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The driver's debug lines as tracing writes them: the first stamp of
+    /// each hop for this join's prefix counts; another prefix's lines, the
+    /// intent of an earlier sync, and a longer address that starts like
+    /// this one do not.
+    #[test]
+    fn a_join_is_traced_from_the_drivers_lines() {
+        let log = "\
+T DEBUG ipvlan_bgp::bgp::announcer: intent recorded mono_us=50
+T DEBUG ipvlan_bgp::kernel::address_watch: address live addrs=[10.30.1.50, fd00::50] mono_us=90
+T DEBUG ipvlan_bgp::kernel::address_watch: address live addrs=[10.30.1.5, fd00::5] mono_us=100
+T DEBUG ipvlan_bgp: address live in the container: announced endpoint=abc after_ms=1.0
+T DEBUG ipvlan_bgp::bgp::announcer: to announce prefix=10.30.1.50/32 mono_us=110
+T DEBUG ipvlan_bgp::bgp::announcer: to announce prefix=10.30.1.5/32 mono_us=1100
+T DEBUG ipvlan_bgp::bgp::announcer: intent recorded mono_us=3100
+T DEBUG ipvlan_bgp::bgp::announcer: announced prefix=10.30.1.5/32 next_hop=192.0.2.1 attrs=x mono_us=4100
+T DEBUG ipvlan_bgp::bgp::announcer: announced prefix=10.30.1.5/32 next_hop=192.0.2.1 attrs=x mono_us=9999
+";
+        let dst: ipnet::IpNet = "10.30.1.5/32".parse().unwrap();
+        let t = Traced::from_log(log, dst, 8100, 9100).unwrap();
+        assert_eq!(t.hops(), [1.0, 2.0, 1.0, 4.0]);
+        assert_eq!((t.live_to_route(), t.live_to_route6()), (8.0, 9.0));
+        assert!(Traced::from_log(&log[..200], dst, 8100, 9100).is_none());
+    }
 }
