@@ -64,6 +64,7 @@ fn inputs() -> PolicyInputs {
         pools: vec![pool],
         network_subnets: vec![pool],
         local_endpoints: Default::default(),
+        endpoints_via_host: Default::default(),
         connected: vec![net("2001:db8::/64")],
         own_addresses: [IpAddr::V6("2001:db8::1".parse().expect("valid"))].into(),
         parents: vec![ParentInfo {

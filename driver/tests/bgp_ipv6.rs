@@ -208,6 +208,10 @@ async fn dual_stack_exchange(
             "fd00:a::5".parse::<IpAddr>().expect("ip"),
             "10.1.1.5".parse::<IpAddr>().expect("ip"),
         ]),
+        endpoints_via_host: BTreeSet::from([
+            "fd00:a::5".parse::<IpAddr>().expect("ip"),
+            "10.1.1.5".parse::<IpAddr>().expect("ip"),
+        ]),
         parents: BTreeSet::from(["a0".to_string()]),
         attrs: BTreeMap::new(),
         ipam_pools: BTreeMap::new(),

@@ -155,6 +155,7 @@ fn view(announce: bool, drained: Option<u64>) -> View {
         },
         pools: BTreeSet::from([n("10.1.1.0/24")]),
         local_endpoints: BTreeSet::new(),
+        endpoints_via_host: BTreeSet::new(),
         parents: BTreeSet::from(["ab0".to_string(), "ac0".to_string()]),
         attrs: BTreeMap::new(),
         ipam_pools: BTreeMap::new(),

@@ -124,10 +124,13 @@ fn inputs() -> impl Strategy<Value = PolicyInputs> {
             )| {
                 // As policy_inputs builds them: network subnets are pools too.
                 pools.extend(network_subnets.iter().copied());
+                // Every other endpoint is behind a shim (L2 data planes).
+                let endpoints_via_host = local_endpoints.iter().step_by(2).copied().collect();
                 PolicyInputs {
                     pools,
                     network_subnets,
                     local_endpoints,
+                    endpoints_via_host,
                     connected,
                     own_addresses,
                     parents,
@@ -195,12 +198,21 @@ const ACCEPT_RULES: &[Rule] = &[
             .iter()
             .any(|n| c.prefix.contains(n))
     }),
-    ("never covers a local endpoint", |c, _| {
+    ("never a local endpoint's own address", |c, _| {
         !c.inputs
             .local_endpoints
             .iter()
-            .any(|e| c.prefix.contains(e))
+            .any(|e| c.prefix == IpNet::from(*e))
     }),
+    (
+        "never covers a local endpoint reached through the host",
+        |c, _| {
+            !c.inputs
+                .endpoints_via_host
+                .iter()
+                .any(|e| c.prefix.contains(e))
+        },
+    ),
     ("never covers a connected network", |c, _| {
         !c.inputs.connected.iter().any(|n| c.prefix.contains(n))
     }),

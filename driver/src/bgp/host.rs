@@ -170,6 +170,7 @@ pub fn policy_inputs(
         pools,
         network_subnets: view.pools.iter().copied().collect(),
         local_endpoints: view.local_endpoints.clone(),
+        endpoints_via_host: view.endpoints_via_host.clone(),
         connected: host
             .links
             .iter()

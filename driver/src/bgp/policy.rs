@@ -32,6 +32,11 @@ pub struct PolicyInputs {
     /// This host's network subnets (a learned route may sit inside them, not over them).
     pub network_subnets: Vec<IpNet>,
     pub local_endpoints: BTreeSet<IpAddr>,
+    /// Those local endpoints this host reaches through its routing table
+    /// (L2 data planes and host links: the shim's connected subnet route).
+    /// A learned prefix over one of them would take its traffic; over an
+    /// ipvlan L3 one it would not (ipvlan delivers by address first).
+    pub endpoints_via_host: BTreeSet<IpAddr>,
     /// Networks of every address on this host, except those of our networks' shims.
     pub connected: Vec<IpNet>,
     pub own_addresses: BTreeSet<IpAddr>,
@@ -109,7 +114,9 @@ impl Reject {
             Reject::CoversLocalNetwork => {
                 "the prefix covers one of this host's own container networks"
             }
-            Reject::LocalEndpoint => "the prefix covers one of this host's own containers",
+            Reject::LocalEndpoint => {
+                "the prefix is one of this host's own container addresses, or covers a container this host reaches through its shim (L2 data planes, host links)"
+            }
             Reject::NoNextHop => "the path has no usable next hop",
             Reject::NextHopIsSelf => "the next hop is one of this host's own addresses",
             Reject::NextHopOffLink => "the next hop is not on the subnet of any parent interface",
@@ -170,8 +177,8 @@ pub fn any_inside(set: &BTreeSet<IpAddr>, prefix: &IpNet) -> bool {
 }
 
 impl PolicyInputs {
-    /// Whether `other` differs from these inputs in the local endpoints at
-    /// most. Such a change can only affect the prefixes that contain an
+    /// Whether `other` differs from these inputs in the local endpoints
+    /// (both sets) at most. Such a change can only affect the prefixes that contain an
     /// address that came or went (see the learner's incremental path).
     pub fn same_but_endpoints(&self, other: &PolicyInputs) -> bool {
         // Destructured so that a new field cannot be forgotten here.
@@ -179,6 +186,7 @@ impl PolicyInputs {
             pools,
             network_subnets,
             local_endpoints: _,
+            endpoints_via_host: _,
             connected,
             own_addresses,
             parents,
@@ -225,7 +233,14 @@ pub fn decide(
             return Err(Reject::InsideConnected);
         }
     }
-    if any_inside(&inputs.local_endpoints, prefix) {
+    // Our own address from a peer: never. A shorter prefix over one of our
+    // containers (a peer's IPAM block over our stray) only where ipvlan L3
+    // delivers to the container by address before any route is looked up,
+    // so the container keeps every packet; behind a shim the host would
+    // route its container's traffic to the peer (no /32 of ours is there).
+    let own_address = prefix.prefix_len() == prefix.max_prefix_len()
+        && inputs.local_endpoints.contains(&prefix.addr());
+    if own_address || any_inside(&inputs.endpoints_via_host, prefix) {
         return Err(Reject::LocalEndpoint);
     }
     if any_inside(&inputs.neighbors, prefix) {
@@ -282,6 +297,7 @@ mod tests {
             pools: vec![n("10.1.0.0/16"), n("10.1.1.0/24")],
             network_subnets: vec![n("10.1.1.0/24")],
             local_endpoints: ["10.1.1.2".parse().unwrap()].into(),
+            endpoints_via_host: ["10.1.1.2".parse().unwrap()].into(),
             connected: vec![n("192.0.2.0/24"), n("127.0.0.0/8")],
             own_addresses: ["192.0.2.1".parse().unwrap(), "10.1.1.1".parse().unwrap()].into(),
             parents: vec![ParentInfo {
@@ -323,18 +339,30 @@ mod tests {
     /// blocks and a host route per stray. Another host's block and a stray
     /// inside it (a third host's) are both accepted: the kernel's longest
     /// match sends the stray to its host and the rest of the block to the
-    /// block's. A block over this host's own containers is refused (a
-    /// peer's copy of our block, or a block over one of our strays: its
-    /// host keeps reaching its stray over the shim, not through the peer).
+    /// block's. Our own addresses from a peer are refused on every data
+    /// plane. A peer's block over one of our strays (`10.20.2.0/26` over
+    /// `10.20.2.9`) is accepted where the stray is on ipvlan L3 (ipvlan
+    /// hands its packets to it by address before any route is looked up,
+    /// so it keeps them, and the rest of the block becomes reachable) and
+    /// refused where the host reaches it through its shim (macvlan, ipvlan
+    /// L2, host links: the block would take the stray's traffic away from
+    /// the shim's connected subnet route).
     #[rstest]
-    #[case("10.20.0.64/26", Ok(7))]
-    #[case("10.20.0.70/32", Ok(7))]
-    #[case("10.20.1.0/28", Ok(7))]
-    #[case("10.20.0.0/26", Err(Reject::LocalEndpoint))]
-    #[case("10.20.2.0/26", Err(Reject::LocalEndpoint))]
-    #[case("10.20.0.0/16", Err(Reject::CoversLocalNetwork))]
+    #[case("10.20.0.64/26", true, Ok(7))]
+    #[case("10.20.0.64/26", false, Ok(7))]
+    #[case("10.20.0.70/32", true, Ok(7))]
+    #[case("10.20.1.0/28", true, Ok(7))]
+    #[case("10.20.0.0/26", true, Err(Reject::LocalEndpoint))]
+    #[case("10.20.2.0/26", true, Err(Reject::LocalEndpoint))]
+    #[case("10.20.2.0/26", false, Ok(7))]
+    #[case("10.20.2.8/30", false, Ok(7))]
+    #[case("10.20.2.9/32", false, Err(Reject::LocalEndpoint))]
+    #[case("10.20.2.9/32", true, Err(Reject::LocalEndpoint))]
+    #[case("10.20.0.2/32", false, Err(Reject::LocalEndpoint))]
+    #[case("10.20.0.0/16", false, Err(Reject::CoversLocalNetwork))]
     fn blocks_and_strays_inside_them_are_accepted(
         #[case] prefix: &str,
+        #[case] behind_shim: bool,
         #[case] want: Result<u32, Reject>,
     ) {
         let a = |s: &str| s.parse::<IpAddr>().unwrap();
@@ -344,6 +372,11 @@ mod tests {
         // Ours: block 10.20.0.0/26 (gateway .1, containers .2 .3) and a stray in 10.20.2.0/26.
         i.own_addresses.insert(a("10.20.0.1"));
         i.local_endpoints = [a("10.20.0.2"), a("10.20.0.3"), a("10.20.2.9")].into();
+        i.endpoints_via_host = if behind_shim {
+            i.local_endpoints.clone()
+        } else {
+            BTreeSet::new()
+        };
         assert_eq!(decide(&n(prefix), "192.0.2.2".parse().ok(), &i), want);
     }
 
@@ -373,6 +406,7 @@ mod tests {
         i.pools.extend([n("fd00:1::/32"), n("fd00:1:1::/64")]);
         i.network_subnets.push(n("fd00:1:1::/64"));
         i.local_endpoints.insert(a("fd00:1:1::2"));
+        i.endpoints_via_host.insert(a("fd00:1:1::2"));
         i.connected
             .extend([n("2001:db8:f::/64"), n("fe80::/64"), n("::1/128")]);
         i.own_addresses
@@ -411,6 +445,20 @@ mod tests {
     #[case("10.1.2.5/32", "192.0.2.2", Ok(7))]
     fn decides_ipv6(#[case] prefix: &str, #[case] nh: &str, #[case] want: Result<u32, Reject>) {
         assert_eq!(decide(&n(prefix), nh.parse().ok(), &inputs6()), want);
+    }
+
+    /// An IPv6 stray on ipvlan L3: a peer's /122 block over it is
+    /// accepted, its own /128 from a peer still refused.
+    #[test]
+    fn ipv6_block_over_an_ipvlan_l3_stray_is_accepted() {
+        let mut i = inputs6();
+        i.endpoints_via_host.clear();
+        let nh = "2001:db8:f::2".parse().ok();
+        assert_eq!(decide(&n("fd00:1:1::/122"), nh, &i), Ok(7));
+        assert_eq!(
+            decide(&n("fd00:1:1::2/128"), nh, &i),
+            Err(Reject::LocalEndpoint)
+        );
     }
 
     /// IPv6 reserved ranges are refused even inside an `--accept-pool` that

@@ -61,6 +61,9 @@ impl View {
             v.parents.insert(spec.parent.name.clone());
             for ep in net.endpoints.values() {
                 v.local_endpoints.extend(ep.spec.addrs());
+                if spec.has_shim() {
+                    v.endpoints_via_host.extend(ep.spec.addrs());
+                }
             }
             if spec.internal || unavailable.contains_key(&spec.id) {
                 continue;
@@ -116,6 +119,7 @@ impl View {
     ) -> bool {
         let route = host_route(addr);
         let mut local = false;
+        let mut via_host = false;
         let mut announced: Option<(&String, RouteAttrs)> = None;
         for net in state.networks.values() {
             let spec = &net.spec;
@@ -123,6 +127,7 @@ impl View {
             for ep in net.endpoints.values() {
                 if ep.spec.has_addr(addr) {
                     local = true;
+                    via_host |= spec.has_shim();
                     if announces(ep, pending) {
                         joined = Some(&ep.spec.attrs);
                     }
@@ -146,6 +151,11 @@ impl View {
             self.local_endpoints.insert(addr)
         } else {
             self.local_endpoints.remove(&addr)
+        };
+        changed |= if via_host {
+            self.endpoints_via_host.insert(addr)
+        } else {
+            self.endpoints_via_host.remove(&addr)
         };
         let attrs = match announced {
             Some((parent, attrs)) => {

@@ -41,6 +41,10 @@ pub struct View {
     pub pools: BTreeSet<IpNet>,
     /// This host's own endpoint addresses: never installed from a peer.
     pub local_endpoints: BTreeSet<IpAddr>,
+    /// Those of them this host reaches through its own routing table (L2
+    /// data planes and host links: traffic goes through the shim). ipvlan
+    /// L3 hands a packet to its container by address before any route.
+    pub endpoints_via_host: BTreeSet<IpAddr>,
     /// The parent interfaces in use: learned next hops must be on-link on one of them.
     pub parents: BTreeSet<String>,
     /// BGP attributes of the announcements that have any (network's merged

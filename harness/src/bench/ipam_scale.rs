@@ -9,8 +9,9 @@
 //! from the first emulated `docker run` until every host holds exactly the
 //! routes it must (each other host's blocks plus its strays, or each other
 //! host's containers: whole sets read from every kernel and compared
-//! strictly, so the route count is what the kernels held), and that count
-//! per host. In: hosts, containers per host, waves, run options. Out: a
+//! strictly, so the route count is what the kernels held), that count
+//! per host, and the destinations in each reflector's RIB then (what a
+//! router of the fabric holds). In: hosts, containers per host, waves, run options. Out: a
 //! [`BenchResult`] and its summary line.
 
 use std::time::Instant;
@@ -22,7 +23,7 @@ use super::stats::{ms, BenchResult, Series};
 use crate::engine::{ContainerEngine, ContainerRt, Emulator};
 use crate::runner::converged::{wait_converged, Expected, Readers};
 use crate::runner::ipam::held_blocks;
-use crate::scenario::Scenario;
+use crate::scenario::{Role, Scenario};
 use crate::topology::{Options, World};
 use crate::util::scaled;
 
@@ -69,6 +70,8 @@ struct Measured {
     converged: Vec<f64>,
     /// Last docker run of the wave -> every host holds its whole set.
     after_last: Vec<f64>,
+    /// Destinations in each reflector's RIB when every host was whole, per wave.
+    reflector: Vec<f64>,
 }
 
 fn measure(
@@ -103,7 +106,11 @@ fn measure(
         routes: Vec::new(),
         converged: Vec::new(),
         after_last: Vec::new(),
+        reflector: Vec::new(),
     };
+    let reflectors: Vec<usize> = (0..w.hosts.len())
+        .filter(|&i| w.hosts[i].def.role == Role::Reflector)
+        .collect();
     for wave in 0..waves {
         let first = Instant::now();
         let running: Vec<ContainerRt> = e
@@ -117,8 +124,12 @@ fn measure(
         m.converged.push(ms(c.at.duration_since(first)));
         m.after_last.push(ms(c.at.saturating_duration_since(last)));
         let per_host: Vec<f64> = exp.hosts.iter().map(|h| h.2.len() as f64).collect();
+        let per_rr = reflectors
+            .iter()
+            .map(|&i| w.gobgp_rib_destinations(i, "ipv4").map(|n| n as f64))
+            .collect::<Result<Vec<f64>>>()?;
         say(&format!(
-            "wave {}/{waves}: {} containers started in {:.1}s; every host whole {:.0} ms after the first docker run, {:.0} ms after the last; routes per host {:?}",
+            "wave {}/{waves}: {} containers started in {:.1}s; every host whole {:.0} ms after the first docker run, {:.0} ms after the last; routes per host {:?}; per reflector {per_rr:?}",
             wave + 1,
             running.len(),
             last.duration_since(first).as_secs_f64(),
@@ -127,6 +138,7 @@ fn measure(
             per_host
         ));
         m.routes.extend(per_host);
+        m.reflector.extend(per_rr);
         for r in e.stop_many(&w, &running) {
             r?;
         }
@@ -174,6 +186,12 @@ pub fn ipam_scale(
             endpoints,
             m.routes,
         );
+        let rr = series(
+            format!("routes per reflector ({mode})"),
+            "routes",
+            endpoints,
+            m.reflector,
+        );
         let c = series(
             format!("first docker run -> every host whole ({mode})"),
             "ms",
@@ -194,17 +212,18 @@ pub fn ipam_scale(
             None => "no samples".into(),
         };
         summary.push_str(&format!(
-            " {mode}: routes per host {}, every host whole after the first docker run {} ms, after the last {} ms;",
+            " {mode}: routes per host {}, per reflector {}, every host whole after the first docker run {} ms, after the last {} ms;",
             text(&r),
+            text(&rr),
             text(&c),
             text(&l),
         ));
-        out.extend([r, c, l]);
+        out.extend([r, rr, c, l]);
     }
     let mut result = BenchResult::new(
         "scale-ipam",
         format!(
-            "sudo target/debug/harness bench scale --ipam --hosts {hosts} --containers {containers} --repeats {waves}"
+            "sudo target/release/harness bench scale --ipam --hosts {hosts} --containers {containers} --repeats {waves}"
         ),
     );
     result.setup.insert("hosts".into(), hosts.to_string());

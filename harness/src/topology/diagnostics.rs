@@ -134,7 +134,7 @@ impl World {
 }
 
 /// The destination count in `gobgp global rib summary` ("Destination: N, Path: M").
-fn rib_destinations(summary: &str) -> Option<usize> {
+pub(super) fn rib_destinations(summary: &str) -> Option<usize> {
     let rest = &summary[summary.find("Destination:")? + "Destination:".len()..];
     rest.split(',').next()?.trim().parse().ok()
 }

@@ -41,6 +41,27 @@ impl World {
             .with_context(|| format!("{cli} -j {} on {}", args.join(" "), h.def.name))
     }
 
+    /// Destinations in host `i`'s gobgpd RIB for `afi` (`gobgp global rib
+    /// summary -a AFI`): the routes a router holding that RIB would install.
+    pub fn gobgp_rib_destinations(&self, i: usize, afi: &str) -> Result<usize> {
+        let h = &self.hosts[i];
+        let cli = self.gobgp_line().cli();
+        let target = h.gobgp_target();
+        let mut all: Vec<&str> = target.iter().map(String::as_str).collect();
+        all.extend(["global", "rib", "summary", "-a", afi]);
+        let out = h.ns.exec(cli, &all, Duration::from_secs(10))?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        match super::diagnostics::rib_destinations(&text) {
+            Some(n) if out.status.success() => Ok(n),
+            _ => bail!(
+                "{cli} global rib summary -a {afi} on {}: {}{}",
+                h.def.name,
+                String::from_utf8_lossy(&out.stderr).trim(),
+                text.trim()
+            ),
+        }
+    }
+
     /// `gobgp -j neighbor` on host `i`: each session as gobgpd reports it.
     pub fn gobgp_neighbors(&self, i: usize) -> Result<Vec<serde_json::Value>> {
         match self.gobgp_cli_json(i, &["neighbor"])? {

@@ -70,7 +70,7 @@ impl Learner {
             return Vec::new();
         }
         if !self.full_only && inputs.same_but_endpoints(&self.external) {
-            return self.set_local_endpoints(inputs.local_endpoints);
+            return self.set_local_endpoints(inputs.local_endpoints, inputs.endpoints_via_host);
         }
         let now = Instant::now();
         let widened = inputs
@@ -104,10 +104,15 @@ impl Learner {
     }
 
     /// The incremental half of [`Learner::set_inputs`].
-    fn set_local_endpoints(&mut self, endpoints: BTreeSet<IpAddr>) -> Vec<Change> {
+    fn set_local_endpoints(
+        &mut self,
+        endpoints: BTreeSet<IpAddr>,
+        via_host: BTreeSet<IpAddr>,
+    ) -> Vec<Change> {
         let now = Instant::now();
         let changed: Vec<IpAddr> = endpoints
             .symmetric_difference(&self.external.local_endpoints)
+            .chain(via_host.symmetric_difference(&self.external.endpoints_via_host))
             .copied()
             .collect();
         for a in &changed {
@@ -118,6 +123,8 @@ impl Learner {
             }
         }
         self.external.local_endpoints = endpoints;
+        self.inputs.endpoints_via_host = via_host.clone();
+        self.external.endpoints_via_host = via_host;
         let mut again: Vec<IpNet> = changed
             .iter()
             .flat_map(|a| prefixes_containing(*a))
@@ -562,13 +569,15 @@ mod tests {
                 let mut inc = Learner::new(73, Limits::installing(10_000), Duration::from_secs(10), metrics.clone());
                 let mut full = Learner::new(73, Limits::installing(10_000), Duration::from_secs(10), metrics);
                 full.full_only = true;
-                let with = |e: &BTreeSet<IpAddr>| PolicyInputs { local_endpoints: e.clone(), ..base() };
+                // Half the endpoints behind a shim, the half changing with the
+                // step: an address can move between the two sets of policy.rs.
+                let with = |e: &BTreeSet<IpAddr>, i: usize| PolicyInputs { local_endpoints: e.clone(), endpoints_via_host: e.iter().filter(|a| matches!(a, IpAddr::V4(v) if (v.octets()[3] as usize + i) % 2 == 1)).copied().collect(), ..base() };
                 let mut steps = steps;
                 steps.insert(0, Step::Learn(rib));
                 steps.insert(0, Step::Endpoints(first));
                 for (i, step) in steps.into_iter().enumerate() {
                     let (a, b) = match step {
-                        Step::Endpoints(e) => (inc.set_inputs(with(&e)), full.set_inputs(with(&e))),
+                        Step::Endpoints(e) => (inc.set_inputs(with(&e, i)), full.set_inputs(with(&e, i))),
                         Step::Learn(p) => (inc.learn(p.clone()), full.learn(p)),
                     };
                     prop_assert_eq!(sorted(a), sorted(b), "changes at step {}", i);
@@ -606,6 +615,7 @@ mod tests {
             let ep: IpAddr = "10.0.2.5".parse().unwrap();
             let with = PolicyInputs {
                 local_endpoints: [ep].into(),
+                endpoints_via_host: [ep].into(),
                 ..base()
             };
             let gone = sorted(l.set_inputs(with));
