@@ -21,6 +21,7 @@
 //! [`peer`] (peer settings encoded, peer state decoded); this file holds the
 //! client and its calls.
 
+pub mod api;
 mod event;
 mod path;
 mod peer;
@@ -38,11 +39,6 @@ use super::gobgp_api::{
 };
 use super::gobgp_v3::community_text;
 use futures::StreamExt;
-
-pub mod api {
-    #![allow(clippy::all, missing_docs)]
-    tonic::include_proto!("api");
-}
 
 use api::go_bgp_service_client::GoBgpServiceClient;
 pub use event::decode_event;

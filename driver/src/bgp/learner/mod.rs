@@ -45,8 +45,11 @@
 //! - [`stale`]: connection loss, restarts, End-of-RIB and failed peers;
 //! - [`report`]: refusal counts, samples and logs, out to the metrics.
 
+mod entry;
+mod in_use;
 mod multipath;
 mod peers;
+mod reject_log;
 mod report;
 mod rib;
 mod stale;
@@ -64,11 +67,11 @@ use super::policy::{PolicyInputs, Reject};
 use crate::kernel::MultiRoute;
 use crate::metrics::Metrics;
 
+use entry::Entry;
+use in_use::InUse;
 use peers::Peers;
-use report::RejectLog;
-pub use report::{LOG_WINDOW, SAMPLE};
-use rib::Entry;
-use verdict::InUse;
+use reject_log::RejectLog;
+pub use reject_log::{LOG_WINDOW, SAMPLE};
 
 /// `--max-learned`'s default: routes installed at most.
 pub const DEFAULT_MAX_LEARNED: usize = 200_000;

@@ -7,28 +7,13 @@
 //! peers' addresses in use ([`super::verdict`] folds them into the policy
 //! inputs) and whether gobgpd's RIB must be read again now that room freed.
 
-use std::net::IpAddr;
 use std::time::Instant;
 
 use ipnet::IpNet;
 
+pub(super) use super::entry::{Entry, Path};
 use super::peers::PeerId;
 use super::Learner;
-
-/// One path of a prefix's equal set.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) struct Path {
-    pub(super) next_hop: Option<IpAddr>,
-    pub(super) peer: PeerId,
-}
-
-/// A prefix's equal best paths (one without multipath).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(super) struct Entry {
-    pub(super) paths: Vec<Path>,
-    /// Unconfirmed since then; removed at this instant unless learned again.
-    pub(super) stale_until: Option<Instant>,
-}
 
 impl Learner {
     pub(super) fn insert_rib(&mut self, prefix: IpNet, e: Entry) {

@@ -9,7 +9,7 @@
 //! and the peers of kept paths are policy inputs too: when one comes or
 //! goes only the prefixes containing it are decided again.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 use std::net::IpAddr;
 use std::time::Instant;
 
@@ -19,35 +19,6 @@ use super::{Learner, MAX_PATHS};
 use crate::bgp::policy::{decide, PolicyInputs, Reject};
 use crate::kernel::{MultiRoute, NextHop};
 use crate::rib::installer::Change;
-
-/// Addresses in use as next hops or peers: how many paths (or installed
-/// routes) use each, and which appeared or went since the last look.
-#[derive(Debug, Default)]
-pub(super) struct InUse {
-    pub(super) count: HashMap<IpAddr, usize>,
-    pub(super) added: Vec<IpAddr>,
-    pub(super) removed: Vec<IpAddr>,
-}
-
-impl InUse {
-    pub(super) fn add(&mut self, a: IpAddr) {
-        let n = self.count.entry(a).or_default();
-        *n += 1;
-        if *n == 1 {
-            self.added.push(a);
-        }
-    }
-
-    pub(super) fn remove(&mut self, a: IpAddr) {
-        if let Some(n) = self.count.get_mut(&a) {
-            *n -= 1;
-            if *n == 0 {
-                self.count.remove(&a);
-                self.removed.push(a);
-            }
-        }
-    }
-}
 
 /// Every prefix that contains `addr`, one per length (33 for IPv4, 129 for IPv6).
 fn prefixes_containing(addr: IpAddr) -> impl Iterator<Item = IpNet> {
