@@ -236,7 +236,7 @@ pub async fn run(
     // Docker is answered on a thread and runtime of its own (issue 19
     // point 7): decoding a large RIB from gobgpd on the main workers no
     // longer delays a Join.
-    let served = server::serve_apart(listener, app, until).await;
+    let served = server::serve(listener, app, until).await;
     let _ = std::fs::remove_file(&args.socket);
     let _ = stop_tx.send(true);
     let _ = repair_task.await;

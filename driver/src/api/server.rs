@@ -14,7 +14,7 @@
 //! blocking thread, `lock_wait_ms` for the driver's lock, `run_ms` the
 //! rest; the learned-routes bench reads it); IPAM requests run
 //! concurrently, without the driver. The driver serves Docker with
-//! [`serve_apart`]: a thread and runtime of its own, apart from the BGP side.
+//! [`serve`]: a thread and runtime of its own, apart from the BGP side.
 
 use std::cell::Cell;
 use std::os::unix::fs::PermissionsExt;
@@ -61,17 +61,6 @@ pub struct App {
 
 pub fn router(app: App) -> Router {
     Router::new().fallback(handle).with_state(app)
-}
-
-/// Serves until `shutdown` completes.
-pub async fn serve(
-    listener: UnixListener,
-    app: App,
-    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    axum::serve(listener, router(app))
-        .with_graceful_shutdown(shutdown)
-        .await
 }
 
 /// Binds the plugin socket: refuses if another process is serving it,
@@ -487,12 +476,12 @@ pub async fn serve_metrics(
         .await
 }
 
-/// Serves Docker like [`serve`], on a thread of its own with its own
+/// Serves Docker until `shutdown` completes, on a thread of its own with its own
 /// single-threaded runtime (and blocking pool): no task of the driver's
 /// main runtime (the BGP session decoding gobgpd's stream, the health
 /// gate, the IPAM's upkeep) delays accepting a call or writing its answer.
 /// Resolves with the server's result once `shutdown` completes (or it fails).
-pub async fn serve_apart(
+pub async fn serve(
     listener: UnixListener,
     app: App,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
