@@ -43,7 +43,10 @@ esac
 for f in "$driver" "$gobgpd" "$gobgp" /bin/busybox; do
   [ -x "$f" ] || { echo "plugin/build.sh: $f is missing (see the header of this script)" >&2; exit 1; }
 done
-if ! /bin/busybox --list | grep -qx sh || ldd /bin/busybox >/dev/null 2>&1; then
+# (the applet list is read whole: `busybox --list | grep -q` under pipefail
+# fails whenever grep exits before busybox has written its last line)
+applets=$(/bin/busybox --list)
+if ! grep -qx sh <<<"$applets" || ldd /bin/busybox >/dev/null 2>&1; then
   echo "plugin/build.sh: /bin/busybox must be the static build with sh (Debian: busybox-static)" >&2
   exit 1
 fi

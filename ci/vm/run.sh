@@ -141,7 +141,7 @@ find_qemu() {
     fi
     qemu=$d/usr/bin/qemu-system-x86_64
     qemu_opts=(-L "$d/usr/share/qemu" -L "$d/usr/share/seabios")
-    if ldd "$qemu" | grep -q 'not found'; then
+    if ldd "$qemu" | grep 'not found' >/dev/null; then
         die "$qemu lacks libraries: $(ldd "$qemu" | grep 'not found' | tr -s ' \n' ' ')"
     fi
 }
