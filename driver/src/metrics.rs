@@ -209,6 +209,9 @@ pub struct BgpStatus {
     pub route_watch: RouteWatch,
     /// Supervised tasks started again after they ended (by task name).
     pub task_restarts: BTreeMap<&'static str, u64>,
+    /// BGP sessions found stuck in their handshake past their hold time
+    /// (counted once per bound; see `bgp::stuck`).
+    pub stuck_handshakes: u64,
 }
 
 /// What the announcer did, for status and metrics.
@@ -652,6 +655,12 @@ impl Collector for BgpCollector {
             "ipvlan_bgp_gobgp_connects",
             "Connections made to gobgpd.",
             b.connects,
+        )?;
+        counter(
+            &mut e,
+            "ipvlan_bgp_peer_handshakes_stuck",
+            "BGP sessions found in OpenSent or OpenConfirm for longer than their hold time plus 10 s (a gobgpd 4.8 fault after a connection collision); peers the driver configured are deleted and added again.",
+            b.stuck_handshakes,
         )?;
         let g = ConstGauge::new(0i64);
         let mut enc = e.encode_descriptor(

@@ -37,6 +37,11 @@
 //! exiting driver leaves gobgpd running BGP (B's session with A outlives
 //! B's hold time); with it, on 4.x gobgpd stops BGP (B's session goes down,
 //! the process lives on), on 3.x it is left running with a warning.
+//! `v4_stuck_handshake_is_added_again` (4.x): a hand-written speaker at B
+//! drives A's gobgpd 4.8 into its connection-collision deadlock (OpenSent
+//! for good, no hold timer: docs/gobgp-v4.md §9), checked to last past the
+//! hold time; the driver counts it and deletes and adds the peer again,
+//! and the session comes up.
 //! `v3_refuses_bfd`: against 3.x, the BGP side fails with an error naming
 //! 4.x, and the `ipvlan-bgp` binary exits non-zero with it.
 
@@ -362,6 +367,9 @@ fn main() {
         }),
         ("v4_stop_gobgpd_on_exit", || {
             Box::pin(stop_gobgpd_on_exit(ApiLine::V4))
+        }),
+        ("v4_stuck_handshake_is_added_again", || {
+            Box::pin(stuck_handshake_is_added_again())
         }),
     ])
 }
@@ -1077,5 +1085,197 @@ async fn stop_gobgpd_on_exit(line: ApiLine) -> Outcome {
             );
         }
     }
+    Ok(())
+}
+
+/// BGP message types on the wire.
+const BGP_OPEN: u8 = 1;
+const BGP_KEEPALIVE: u8 = 4;
+
+/// One BGP message: 16 bytes of marker, length, type, body.
+fn bgp_message(kind: u8, body: &[u8]) -> Vec<u8> {
+    let mut m = vec![0xff; 16];
+    m.extend_from_slice(&u16::try_from(19 + body.len()).expect("short").to_be_bytes());
+    m.push(kind);
+    m.extend_from_slice(body);
+    m
+}
+
+/// B's OPEN: AS 65001, hold 3 s, router ID 192.0.2.2, IPv4 unicast and
+/// 4-octet AS capabilities.
+fn b_open() -> Vec<u8> {
+    let caps: [u8; 16] = [2, 6, 1, 4, 0, 1, 0, 1, 2, 6, 65, 4, 0, 0, 0xfd, 0xe9];
+    let mut body = vec![4];
+    body.extend_from_slice(&65001u16.to_be_bytes());
+    body.extend_from_slice(&3u16.to_be_bytes());
+    body.extend_from_slice(&[192, 0, 2, 2]);
+    body.push(caps.len() as u8);
+    body.extend_from_slice(&caps);
+    bgp_message(BGP_OPEN, &body)
+}
+
+/// Reads one BGP message; answers its type (None when the peer closed).
+fn read_bgp(s: &mut std::net::TcpStream) -> Option<u8> {
+    use std::io::Read;
+    let mut head = [0u8; 19];
+    s.read_exact(&mut head).ok()?;
+    let len = usize::from(u16::from_be_bytes([head[16], head[17]]));
+    let mut body = vec![0u8; len.saturating_sub(19)];
+    s.read_exact(&mut body).ok()?;
+    Some(head[18])
+}
+
+/// A BGP speaker at 192.0.2.2 (AS 65001) in namespace `ns` that drives A's
+/// gobgpd 4.8 into the deadlock of docs/gobgp-v4.md §9: it dials A and
+/// stays silent on that connection once A's OPEN has come on it (A's FSM
+/// then sits in OpenSent with this incoming connection), and only then
+/// answers A's own connection with an OPEN: A takes that outgoing
+/// connection without reading the OPEN (negotiated hold time 0: no timers)
+/// and waits forever on the one it left. Every later connection from A it
+/// answers as a healthy peer does (OPEN, KEEPALIVE, one every second).
+/// `accepted` counts A's connections; it ends when `stop` is set.
+fn deadlocking_peer(
+    ns: String,
+    accepted: Arc<std::sync::atomic::AtomicUsize>,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+) -> std::thread::JoinHandle<()> {
+    use std::io::Write;
+    use std::net::{SocketAddr, TcpListener, TcpStream};
+    use std::sync::atomic::Ordering;
+    std::thread::spawn(move || {
+        let f = std::fs::File::open(format!("/run/netns/{ns}")).expect("netns");
+        nix::sched::setns(f, nix::sched::CloneFlags::CLONE_NEWNET).expect("setns");
+        let listener = TcpListener::bind("192.0.2.2:179").expect("listen on 179");
+        listener.set_nonblocking(true).expect("nonblocking");
+        let a: SocketAddr = "192.0.2.1:179".parse().expect("addr");
+        let mut held = Vec::new();
+        // A listens once the driver has started BGP on its gobgpd.
+        let mut dial = loop {
+            if stop.load(Ordering::Relaxed) {
+                return;
+            }
+            match TcpStream::connect_timeout(&a, Duration::from_secs(1)) {
+                Ok(s) => break s,
+                Err(_) => std::thread::sleep(Duration::from_millis(50)),
+            }
+        };
+        dial.set_read_timeout(Some(Duration::from_secs(30)))
+            .expect("timeout");
+        assert_eq!(
+            read_bgp(&mut dial),
+            Some(BGP_OPEN),
+            "A's OPEN on B's connection"
+        );
+        held.push(dial);
+        while !stop.load(Ordering::Relaxed) {
+            let mut c = match listener.accept() {
+                Ok((c, _)) => c,
+                Err(_) => {
+                    std::thread::sleep(Duration::from_millis(20));
+                    continue;
+                }
+            };
+            c.set_nonblocking(false).expect("blocking");
+            c.set_read_timeout(Some(Duration::from_secs(30)))
+                .expect("timeout");
+            let n = accepted.fetch_add(1, Ordering::SeqCst);
+            if read_bgp(&mut c) != Some(BGP_OPEN) {
+                continue;
+            }
+            let _ = c.write_all(&b_open());
+            if n == 0 {
+                // The deadlock: A sends its KEEPALIVE here and waits for
+                // ours, which never comes, with no hold timer running.
+                held.push(c);
+                continue;
+            }
+            let _ = c.write_all(&bgp_message(BGP_KEEPALIVE, &[]));
+            let mut reader = c.try_clone().expect("clone");
+            std::thread::spawn(move || while read_bgp(&mut reader).is_some() {});
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed)
+                    && c.write_all(&bgp_message(BGP_KEEPALIVE, &[])).is_ok()
+                {
+                    std::thread::sleep(Duration::from_secs(1));
+                }
+            });
+        }
+    })
+}
+
+async fn stuck_handshake_is_added_again() -> Outcome {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    let line = ApiLine::V4;
+    if let Some(why) = lab::missing(line, true) {
+        return skip(&why);
+    }
+    let mut undo = Cleanup::default();
+    let lab = Lab::new(line, "k", &mut undo);
+    lab.start_a(&mut undo);
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let peer_thread = deadlocking_peer(lab.b.clone(), accepted.clone(), stop.clone());
+    let peer = ["192.0.2.2:65001,hold=3,keepalive=1,connect-retry=1"];
+    let d = Driver::start(&lab.a, config(&lab.sock, &peer, None), view(false, None));
+    let state = || {
+        d.metrics
+            .bgp_snapshot()
+            .peers
+            .iter()
+            .find(|p| p.address == "192.0.2.2")
+            .map(|p| p.state.clone())
+    };
+    // The fault is there: A's session sits in the handshake past its hold
+    // time (3 s), with no NOTIFICATION and no return to Idle.
+    let first = wait_for(Duration::from_secs(20), || {
+        accepted.load(Ordering::SeqCst) >= 1
+    })
+    .await;
+    assert!(first.is_some(), "A never dialled B");
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    let st = state();
+    assert!(
+        matches!(st.as_deref(), Some("opensent" | "openconfirm")) && accepted.load(Ordering::SeqCst) == 1,
+        "the deadlock was not reproduced (8 s after A dialled, hold 3 s): state {st:?}, A's connections {}",
+        accepted.load(Ordering::SeqCst)
+    );
+    assert_eq!(
+        d.metrics.bgp_snapshot().stuck_handshakes,
+        0,
+        "reported before its bound (13 s)"
+    );
+    // The driver sees it past hold + 10 s (plus one 5 s peer refresh),
+    // deletes and adds the peer: A dials again and the session comes up.
+    let up = wait_for(Duration::from_secs(30), || {
+        state().as_deref() == Some("established")
+    })
+    .await;
+    let snapshot = d.metrics.bgp_snapshot();
+    stop.store(true, Ordering::Relaxed);
+    if up.is_none() {
+        lab::show_logs(lab.dir.path());
+    }
+    assert!(
+        up.is_some(),
+        "the stuck session never came up: state {:?}, stuck reported {}, A's connections {}",
+        state(),
+        snapshot.stuck_handshakes,
+        accepted.load(Ordering::SeqCst)
+    );
+    assert!(snapshot.stuck_handshakes >= 1, "{snapshot:?}");
+    assert!(
+        d.metrics
+            .render(0, 0)
+            .contains("ipvlan_bgp_peer_handshakes_stuck_total 1"),
+        "the counter in /metrics"
+    );
+    eprintln!(
+        "a session stuck in its handshake came up {:?} after the check began (stuck reported {} time(s))",
+        up.expect("up"),
+        snapshot.stuck_handshakes
+    );
+    d.stop().await.expect("clean stop");
+    let _ = peer_thread.join();
     Ok(())
 }

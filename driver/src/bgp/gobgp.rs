@@ -161,6 +161,9 @@ impl GobgpApi for Gobgp {
     async fn update_peer(&mut self, p: &PeerSettings) -> Result<(), Status> {
         either!(self, c => c.update_peer(p).await)
     }
+    async fn delete_peer(&mut self, address: &str) -> Result<(), Status> {
+        either!(self, c => c.delete_peer(address).await)
+    }
     async fn add_path(&mut self, p: &OwnPath, asn: u32) -> Result<Vec<u8>, Status> {
         either!(self, c => c.add_path(p, asn).await)
     }

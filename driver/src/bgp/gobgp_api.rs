@@ -690,6 +690,8 @@ pub trait GobgpApi {
     ) -> impl Future<Output = Result<Vec<PeerInfo>, Status>> + Send;
     fn add_peer(&mut self, p: &PeerSettings) -> impl Future<Output = Result<(), Status>> + Send;
     fn update_peer(&mut self, p: &PeerSettings) -> impl Future<Output = Result<(), Status>> + Send;
+    /// Removes the neighbour at `address` (its session and its paths).
+    fn delete_peer(&mut self, address: &str) -> impl Future<Output = Result<(), Status>> + Send;
     /// Adds (or replaces) one of our paths; answers gobgpd's UUID of it
     /// (both lines answer one for a unary AddPath; empty if none).
     fn add_path(

@@ -496,6 +496,15 @@ impl GobgpApi for V3 {
         Ok(())
     }
 
+    async fn delete_peer(&mut self, address: &str) -> Result<(), Status> {
+        let req = apipb::DeletePeerRequest {
+            address: address.to_string(),
+            interface: String::new(),
+        };
+        deadline("DeletePeer", self.limit, self.client.delete_peer(req)).await?;
+        Ok(())
+    }
+
     async fn update_peer(&mut self, p: &PeerSettings) -> Result<(), Status> {
         let req = apipb::UpdatePeerRequest {
             peer: Some(encode_peer(p)?),

@@ -20,6 +20,8 @@
 //! Nothing waits on gobgpd without a bound: every call has a deadline
 //! (`--gobgp-timeout`), list streams a per-message one, and the channel's
 //! HTTP/2 keepalives break the event stream of a frozen gobgpd within ~5 s.
+//! A session stuck in its handshake (a gobgpd 4.8 fault, [`stuck`]) is
+//! reported, and re-added when the driver configured it.
 //! Stale routes expire on their own timer, never behind a call. Learned paths
 //! reach the learner in batches of at most [`session::EVENT_BATCH`], with a yield
 //! between batches.
@@ -39,5 +41,6 @@ pub mod peers;
 pub mod policy;
 pub mod session;
 pub mod speaker;
+pub mod stuck;
 pub mod timers;
 pub mod withdrawals;

@@ -40,6 +40,7 @@ use super::learning::{LearnerGone, LearnerHandle};
 use super::ledger::Ledger;
 use super::peers::{PeerAction, Peers};
 use super::speaker;
+use super::stuck::{Handshakes, Stuck};
 use super::timers::{check_liveness, AbortOnDrop, TICK};
 use super::withdrawals::{self, HeldWithdrawals};
 use crate::kernel::real::Kernel;
@@ -75,6 +76,11 @@ pub struct Bgp {
     asn: u32,
     /// The drain as status shows it.
     drain: DrainStatus,
+    /// The peers' handshakes, watched for a stuck one.
+    handshakes: Handshakes,
+    /// The speaker settings of the current connection (the router ID
+    /// filled in): what a stuck peer of ours is added again with.
+    speaker_cfg: speaker::SpeakerConfig,
 }
 
 const HOST_REFRESH: Duration = Duration::from_secs(3);
@@ -164,6 +170,8 @@ impl Bgp {
             peers: Peers::default(),
             asn: 0,
             drain: DrainStatus::default(),
+            handshakes: Handshakes::default(),
+            speaker_cfg: speaker::SpeakerConfig::default(),
         })
     }
 
@@ -330,6 +338,8 @@ impl Bgp {
         if speaker_cfg.manages_gobgpd() && speaker_cfg.router_id.is_none() {
             speaker_cfg.router_id = self.default_router_id().map(|r| r.to_string());
         }
+        self.speaker_cfg = speaker_cfg.clone();
+        self.handshakes = Handshakes::default();
         let started = speaker::start(&mut client, &speaker_cfg)
             .await
             .map_err(|e| format!("configure gobgpd: {}", gobgp::describe(&e)))?;
@@ -821,10 +831,39 @@ impl Bgp {
         };
         let peers: Vec<PeerStatus> = infos.iter().map(peer_status).collect();
         self.metrics.bgp(|b| b.peers = peers);
+        for s in self.handshakes.observe(&infos, Instant::now()) {
+            self.unstick(client, s).await?;
+        }
         let changed = self.note_local_addresses(&infos);
         let actions = self.peers.listed(&infos);
         self.apply(client, actions).await?;
         Ok(changed)
+    }
+
+    /// A session stuck in its handshake past its hold time: counted and
+    /// logged; one this driver configured is deleted and added again (the
+    /// only thing that frees gobgpd 4.8's deadlocked session), one the
+    /// operator configured is left to the operator. If the peer cannot be
+    /// added back, the connection to gobgpd is given up: the next one adds
+    /// every configured peer again.
+    async fn unstick(&mut self, client: &mut Gobgp, s: Stuck) -> Result<(), Ended> {
+        self.metrics.bgp(|b| b.stuck_handshakes += 1);
+        let (peer, state, secs, hold) =
+            (&s.peer, s.state.name(), s.stuck_for.as_secs(), s.hold_time);
+        match speaker::re_add_peer(client, &self.speaker_cfg, peer).await {
+            Ok(true) => {
+                warn!(%peer, state, stuck_s = secs, hold, "BGP session stuck in its handshake past its hold time (a gobgpd fault, docs/gobgp-v4.md §9): deleted the peer and added it again");
+                Ok(())
+            }
+            Ok(false) => {
+                warn!(%peer, state, stuck_s = secs, hold, "BGP session stuck in its handshake past its hold time (a gobgpd fault, docs/gobgp-v4.md §9); not a peer this driver configured, so left alone: delete and add it again in gobgpd, or restart gobgpd");
+                Ok(())
+            }
+            Err(e) => {
+                let e = gobgp::describe(&e);
+                Err(Ended::Lost(format!("re-adding the stuck peer {peer}: {e}")))
+            }
+        }
     }
 
     /// The local addresses of the established sessions (gobgpd reports the

@@ -502,6 +502,25 @@ pub async fn add_peers(client: &mut Gobgp, cfg: &SpeakerConfig, fresh: bool) -> 
     Ok(())
 }
 
+/// Deletes and adds again the peer at `address` if it is one of ours (a
+/// session stuck in its handshake: [`super::stuck`]); answers whether it
+/// was. A peer the operator configured is left alone.
+pub async fn re_add_peer(
+    client: &mut Gobgp,
+    cfg: &SpeakerConfig,
+    address: &str,
+) -> Result<bool, Status> {
+    let (Some(asn), Ok(addr)) = (cfg.asn, address.parse::<IpAddr>()) else {
+        return Ok(false);
+    };
+    let Some(p) = cfg.peers.iter().find(|p| p.address == addr) else {
+        return Ok(false);
+    };
+    client.delete_peer(address).await?;
+    client.add_peer(&cfg.settings(p, asn, false)).await?;
+    Ok(true)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -42,6 +42,12 @@ pub struct Neighbor {
     pub rr_client: bool,
     /// The speaker runs BFD with this neighbour (its side; `[bgp.bfd]`'s timers).
     pub bfd: bool,
+    /// The speaker waits for this neighbour to connect and never dials it
+    /// (gobgpd's `passive-mode`, the driver's `--peer ...,passive`): set on
+    /// one side of a session between two gobgpd hosts, so that they never
+    /// both dial. gobgpd 4.8 can deadlock a session after a connection
+    /// collision (docs/gobgp-v4.md §9).
+    pub passive: bool,
 }
 
 /// BGP timers (seconds) for every session of the scenario: the daemons'
@@ -183,6 +189,9 @@ pub fn gobgpd(
             h = t.hold,
             k = t.keepalive
         ));
+        if n.passive {
+            c.push_str("  [neighbors.transport.config]\n    passive-mode = true\n");
+        }
         if let (true, Some(b)) = (n.bfd, t.bfd) {
             if line == GobgpLine::V3 {
                 anyhow::bail!(
@@ -417,6 +426,7 @@ mod tests {
                 asn: 65001,
                 rr_client: true,
                 bfd: false,
+                passive: false,
             },
             Neighbor {
                 name: "tor-b".into(),
@@ -424,6 +434,7 @@ mod tests {
                 asn: 65100,
                 rr_client: false,
                 bfd: true,
+                passive: false,
             },
         ]
     }
@@ -488,6 +499,7 @@ mod tests {
             asn: 65000,
             rr_client: false,
             bfd: false,
+            passive: false,
         }];
         let a6 = "fd00::1".parse().unwrap();
         let text = gobgpd(

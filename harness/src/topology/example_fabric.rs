@@ -60,6 +60,7 @@ pub fn router_config(kind: RouterKind, pools: &[IpNet], max_prefix: u32, bfd: bo
             asn: HOSTS_ASN,
             rr_client: false,
             bfd,
+            passive: false,
         })
         .collect();
     let t = Timers {

@@ -145,6 +145,9 @@ impl World {
                 if n.rr_client {
                     p.push_str(",rr-client");
                 }
+                if n.passive {
+                    p.push_str(",passive");
+                }
                 if let (true, Some(b)) = (n.bfd, s.bgp.bfd) {
                     p.push_str(&format!(
                         ",bfd={}ms,bfd-multiplier={}",

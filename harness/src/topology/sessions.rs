@@ -53,12 +53,15 @@ fn host_address(h: &HostDef, transport: Family) -> IpAddr {
 pub fn host_neighbours(s: &Scenario, i: usize) -> Vec<Neighbor> {
     let me = &s.hosts[i];
     let transport = s.bgp.transport;
+    // Of two gobgpd hosts, the one declared later waits to be dialled.
+    let declared_before_me = |name: &str| s.hosts[..i].iter().any(|h| h.name == name);
     let host = |h: &HostDef, rr_client: bool| Neighbor {
         name: h.name.clone(),
         addr: host_address(h, transport),
         asn: h.asn,
         rr_client,
         bfd: s.bfd_towards(&me.name, &h.name),
+        passive: declared_before_me(&h.name),
     };
     if let Some(peers) = &me.peers {
         return peers
@@ -70,6 +73,7 @@ pub fn host_neighbours(s: &Scenario, i: usize) -> Vec<Neighbor> {
                     asn: s.asn_of(p)?,
                     rr_client: false,
                     bfd: s.bfd_towards(&me.name, p),
+                    passive: declared_before_me(p),
                 })
             })
             .collect();
@@ -119,6 +123,8 @@ pub fn router_neighbour(s: &Scenario, def: &RouterDef, n: &str) -> Result<Neighb
         asn: s.asn_of(n).ok_or_else(|| anyhow!("no AS for {n}"))?,
         rr_client: def.rr_clients.contains(&n.to_string()),
         bfd: s.bfd_towards(&def.name, n),
+        // FRR and BIRD resolve a connection collision: routers dial too.
+        passive: false,
     })
 }
 
@@ -239,6 +245,41 @@ asn = 65001
             .map(|x| format!("{}-{} {:?}", x.a, x.b, x.kind))
             .collect();
         assert_eq!(got, ["h1-h2 RrClient", "h1-h3 Ebgp"]);
+    }
+
+    /// Of two gobgpd hosts exactly one dials: the later-declared one waits
+    /// (gobgpd 4.8's collision deadlock, docs/gobgp-v4.md §9); routers are
+    /// never passive.
+    #[test]
+    fn one_side_of_each_host_session_waits_to_be_dialled() {
+        let s = scenario(THREE);
+        let passive = |i: usize| -> Vec<(String, bool)> {
+            host_neighbours(&s, i)
+                .into_iter()
+                .map(|n| (n.name, n.passive))
+                .collect()
+        };
+        assert_eq!(
+            passive(0),
+            [("h2".to_string(), false), ("h3".to_string(), false)]
+        );
+        assert_eq!(passive(1), [("h1".to_string(), true)]);
+        assert_eq!(passive(2), [("h1".to_string(), true)]);
+        let mesh = scenario(&THREE.replace(
+            "mode = \"route-reflector\"\nreflector = \"h1\"",
+            "mode = \"mesh\"",
+        ));
+        let dials = |i: usize, j: &str| {
+            host_neighbours(&mesh, i)
+                .iter()
+                .any(|n| n.name == j && !n.passive)
+        };
+        for (a, b) in [(0, "h2"), (0, "h3"), (1, "h3")] {
+            assert!(dials(a, b), "host {a} dials {b}");
+        }
+        for (a, b) in [(1, "h1"), (2, "h1"), (2, "h2")] {
+            assert!(!dials(a, b), "host {a} waits for {b}");
+        }
     }
 
     #[test]

@@ -141,6 +141,15 @@ impl GobgpApi for V4 {
         Ok(())
     }
 
+    async fn delete_peer(&mut self, address: &str) -> Result<(), Status> {
+        let req = api::DeletePeerRequest {
+            address: address.to_string(),
+            interface: String::new(),
+        };
+        deadline("DeletePeer", self.limit, self.client.delete_peer(req)).await?;
+        Ok(())
+    }
+
     async fn update_peer(&mut self, p: &PeerSettings) -> Result<(), Status> {
         let req = api::UpdatePeerRequest {
             peer: Some(encode_peer(p)),
