@@ -101,6 +101,8 @@ impl FakeKernel {
                 kind: kind.map(str::to_string),
                 parent,
                 up: true,
+                running: true,
+                mtu: 1500,
                 mac: vec![2, 0, 0, 0, 0, index as u8],
                 alias: alias.map(str::to_string),
             },
@@ -294,6 +296,8 @@ impl LinkKernel for FakeKernel {
                     kind: Some(new.kind.name().to_string()),
                     parent,
                     up: false,
+                    running: false,
+                    mtu: new.mtu.unwrap_or(1500),
                     mac,
                     alias: alias.clone(),
                 },
@@ -330,10 +334,12 @@ impl LinkKernel for FakeKernel {
         let mut g = self.inner();
         let what = format!("set link #{index} up={up}");
         injected(&mut g, Op::SetUp, &what)?;
-        g.links
+        let l = g
+            .links
             .get_mut(&index)
-            .ok_or_else(|| errno(&what, libc::ENODEV))?
-            .up = up;
+            .ok_or_else(|| errno(&what, libc::ENODEV))?;
+        l.up = up;
+        l.running = up;
         Ok(())
     }
 

@@ -56,6 +56,8 @@ pub struct NewLink {
     pub alias: String,
     /// The peer's name, for [`LinkKind::Veth`].
     pub peer: Option<String>,
+    /// The MTU (for a veth pair: both ends); `None`: the kernel's default.
+    pub mtu: Option<u32>,
 }
 
 /// Link and address operations the driver needs, as a trait so that the
@@ -112,6 +114,10 @@ pub struct Link {
     /// The index of the lower device (`IFLA_LINK`), for stacked links.
     pub parent: Option<u32>,
     pub up: bool,
+    /// `IFF_RUNNING`: up with carrier (what `ip link` shows as `LOWER_UP`
+    /// beside `UP`, operational state up).
+    pub running: bool,
+    pub mtu: u32,
     pub mac: Vec<u8>,
     /// `IFLA_IFALIAS`: where the driver leaves its mark.
     pub alias: Option<String>,

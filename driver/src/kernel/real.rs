@@ -108,6 +108,14 @@ impl Kernel {
                 peer_msg
                     .attributes
                     .push(LinkAttribute::IfAlias(new.alias.clone()));
+                if let Some(mtu) = new.mtu {
+                    peer_msg.attributes.push(LinkAttribute::Mtu(mtu));
+                }
+                if let Some(mac) = new.mac {
+                    peer_msg
+                        .attributes
+                        .push(LinkAttribute::Address(mac.to_vec()));
+                }
                 vec![
                     LinkInfo::Kind(InfoKind::Veth),
                     LinkInfo::Data(InfoData::Veth(InfoVeth::Peer(peer_msg))),
@@ -124,6 +132,9 @@ impl Kernel {
         msg.attributes.push(LinkAttribute::LinkInfo(info));
         if let Some(mac) = new.mac {
             msg.attributes.push(LinkAttribute::Address(mac.to_vec()));
+        }
+        if let Some(mtu) = new.mtu {
+            msg.attributes.push(LinkAttribute::Mtu(mtu));
         }
         self.nl
             .request(RouteNetlinkMessage::NewLink(msg), NLM_F_CREATE | NLM_F_EXCL)
@@ -537,6 +548,8 @@ pub(crate) fn parse_link(m: &LinkMessage) -> Link {
         kind: None,
         parent: None,
         up: m.header.flags.contains(LinkFlags::Up),
+        running: m.header.flags.contains(LinkFlags::Running),
+        mtu: 0,
         mac: Vec::new(),
         alias: None,
     };
@@ -545,6 +558,7 @@ pub(crate) fn parse_link(m: &LinkMessage) -> Link {
             LinkAttribute::IfName(n) => link.name = n.clone(),
             LinkAttribute::Link(p) => link.parent = Some(*p),
             LinkAttribute::Address(mac) => link.mac = mac.clone(),
+            LinkAttribute::Mtu(mtu) => link.mtu = *mtu,
             LinkAttribute::IfAlias(a) if !a.is_empty() => link.alias = Some(a.clone()),
             LinkAttribute::LinkInfo(infos) => {
                 for i in infos {

@@ -93,6 +93,7 @@ pub fn ensure<K: LinkKernel>(
             mac,
             alias: want.mark.to_string(),
             peer: None,
+            mtu: None,
         },
     )?;
     Ok(Ensured {
@@ -278,6 +279,7 @@ pub fn probe_ipvlan<K: LinkKernel>(k: &mut K, marks: &Marks) -> Result<bool> {
             mac: None,
             alias: mark.clone(),
             peer: Some(peer),
+            mtu: None,
         },
     )?
     .index;
