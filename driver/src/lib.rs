@@ -74,9 +74,13 @@ pub async fn run(
     let store = Store::new(&args.state_dir);
     let protocol = bgp_cfg.as_ref().map(|c| c.protocol);
     let (mut driver, view_rx) = tokio::task::spawn_blocking({
-        let parent = args.parent.clone();
+        let parents = docker::HostParents {
+            default_parent: args.parent.clone(),
+            uplinks: uplinks.clone(),
+        };
         move || {
-            let (mut driver, rx) = Driver::start(store, kernel, parent)?;
+            let (mut driver, rx) =
+                Driver::start_with(store, kernel, parents, lifecycle::read_boot_id())?;
             match Kernel::open() {
                 Ok(mut table) => driver.flush_earlier_routes(&mut table, protocol),
                 Err(e) => tracing::warn!(error = %e, "cannot open netlink to remove the routes of an earlier run"),

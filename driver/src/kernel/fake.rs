@@ -118,6 +118,13 @@ impl FakeKernel {
         }
     }
 
+    /// Sets a device's MTU (as `ip link set NAME mtu N` would).
+    pub fn set_mtu(&self, name: &str, mtu: u32) {
+        if let Some(l) = self.inner().links.values_mut().find(|l| l.name == name) {
+            l.mtu = mtu;
+        }
+    }
+
     /// The next request of type `op` fails with `errno` (queued in order).
     pub fn fail_next(&self, op: Op, errno: i32) {
         self.inner().fail.push_back((op, errno));
@@ -362,6 +369,13 @@ impl LinkKernel for FakeKernel {
         if !g.addrs.iter().any(|b| b.index == index && b.net == net) {
             g.addrs.push(a);
         }
+        Ok(())
+    }
+
+    fn del_address(&mut self, index: u32, net: IpNet) -> Result<()> {
+        self.inner()
+            .addrs
+            .retain(|a| !(a.index == index && a.net == net));
         Ok(())
     }
 

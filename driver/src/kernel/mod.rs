@@ -80,6 +80,8 @@ pub trait LinkKernel: Send {
     /// Adds an address; present already is fine. IPv6 addresses skip
     /// duplicate address detection (`IFA_F_NODAD`): usable at once.
     fn add_address(&mut self, index: u32, net: IpNet) -> Result<()>;
+    /// Removes an address; gone already (or its link gone) is fine.
+    fn del_address(&mut self, index: u32, net: IpNet) -> Result<()>;
     /// Reads a sysctl of the caller's network namespace (`path` under
     /// `/proc/sys`, with `/`, so that link names with dots work);
     /// `Ok(None)` when this kernel has no such setting.

@@ -340,6 +340,16 @@ impl Kernel {
         }
     }
 
+    /// See [`LinkKernel::del_address`].
+    pub fn del_address(&mut self, index: u32, net: IpNet) -> Result<()> {
+        let msg = addr_msg(index, net);
+        match self.nl.request(RouteNetlinkMessage::DelAddress(msg), 0) {
+            Ok(()) => Ok(()),
+            Err(e) if e.is(libc::EADDRNOTAVAIL) || e.is(libc::ENODEV) => Ok(()),
+            Err(e) => Err(KernelError::nl(format!("delete address {net} from #{index}"))(e)),
+        }
+    }
+
     // ----- routes -----
 
     /// Routes of the main table, optionally only those with protocol `proto`.
@@ -447,6 +457,9 @@ impl LinkKernel for Kernel {
     }
     fn add_address(&mut self, index: u32, net: IpNet) -> Result<()> {
         Kernel::add_address(self, index, net)
+    }
+    fn del_address(&mut self, index: u32, net: IpNet) -> Result<()> {
+        Kernel::del_address(self, index, net)
     }
     fn sysctl(&mut self, path: &str) -> Result<Option<String>> {
         read_sysctl(path).map_err(|source| KernelError::Sysctl {
