@@ -298,9 +298,8 @@ fn dispatch(app: &App, method: &str, body: &[u8]) -> Result<Answer, Option<Drive
             let req: CreateNetworkRequest = parse(body)?;
             record_ids(&req.network_id, None);
             let mut driver = lock(app);
-            let spec =
-                convert::network_spec_with(&req, driver.default_parent(), driver.uplinks())
-                    .map_err(DriverError::from)?;
+            let spec = convert::network_spec_with(&req, driver.default_parent(), driver.uplinks())
+                .map_err(DriverError::from)?;
             driver.create_network(spec)?;
             empty()
         }

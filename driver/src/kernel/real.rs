@@ -346,7 +346,9 @@ impl Kernel {
         match self.nl.request(RouteNetlinkMessage::DelAddress(msg), 0) {
             Ok(()) => Ok(()),
             Err(e) if e.is(libc::EADDRNOTAVAIL) || e.is(libc::ENODEV) => Ok(()),
-            Err(e) => Err(KernelError::nl(format!("delete address {net} from #{index}"))(e)),
+            Err(e) => Err(KernelError::nl(format!(
+                "delete address {net} from #{index}"
+            ))(e)),
         }
     }
 
