@@ -1605,6 +1605,24 @@ fn dual_uplink_macvlan_container_port() -> Outcome {
         assert!(e.contains("one of the host's uplinks"), "{parent}: {e}");
     }
     assert!(h.marked_links().is_empty(), "a refusal leaves nothing");
+    // status and /metrics: each uplink's state (and routes: none, no BGP here).
+    let st = h.ok("IpvlanBgp.Status", &Value::Null);
+    assert_eq!(
+        st["bgp"]["uplinks"],
+        json!([{"name": "up1", "state": "up", "routes": 0}, {"name": "up2", "state": "up", "routes": 0}]),
+        "{st}"
+    );
+    ip(&["-n", &h.ns, "link", "set", "up2", "down"]);
+    let st = h.ok("IpvlanBgp.Status", &Value::Null);
+    assert_eq!(st["bgp"]["uplinks"][1]["state"], "down", "{st}");
+    let m = String::from_utf8(h.call_raw("metrics", Vec::new()).unwrap().body.to_vec()).unwrap();
+    assert!(
+        m.contains("ipvlan_bgp_uplink_up{uplink=\"up1\"} 1")
+            && m.contains("ipvlan_bgp_uplink_up{uplink=\"up2\"} 0")
+            && m.contains("ipvlan_bgp_host_check_warnings 1"),
+        "{m}"
+    );
+    ip(&["-n", &h.ns, "link", "set", "up2", "up"]);
     h.ok(
         "NetworkDriver.CreateNetwork",
         &json!({"NetworkID": NET, "Options": {"com.docker.network.enable_ipv6": true, "com.docker.network.generic": {"dataplane": "macvlan"}},
