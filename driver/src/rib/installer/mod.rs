@@ -208,6 +208,7 @@ impl<T: RouteTable> Installer<T> {
         let mut by_oif: std::collections::BTreeMap<u32, usize> = Default::default();
         for r in self.ours.values() {
             let mut oifs: Vec<u32> = r.hops.iter().filter_map(|h| h.oif).collect();
+            oifs.sort_unstable();
             oifs.dedup();
             for o in oifs {
                 *by_oif.entry(o).or_default() += 1;

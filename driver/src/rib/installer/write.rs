@@ -315,6 +315,26 @@ mod tests {
         assert!(i.table().routes.is_empty());
     }
 
+    /// Dual-uplink status: each interface counts the installed routes with
+    /// a next hop through it (a route with two hops on one link, once).
+    #[test]
+    fn installed_routes_are_counted_per_interface_of_their_hops() {
+        let (mut i, t0) = installer(FakeTable::default());
+        let mut two_links = multi("10.1.3.0/24", &["192.0.2.2", "198.51.100.2"]);
+        two_links.hops[1].oif = Some(4);
+        i.apply(
+            vec![
+                Change::Set(multi("10.1.2.0/24", &["192.0.2.2", "192.0.2.3"])),
+                Change::Set(two_links),
+            ],
+            t0,
+        );
+        let by_oif = status(&i).routes_by_oif;
+        assert_eq!(by_oif, [(3, 2), (4, 1)].into_iter().collect());
+        i.apply(vec![Change::Remove(n("10.1.3.0/24"))], t0);
+        assert_eq!(status(&i).routes_by_oif, [(3, 1)].into_iter().collect());
+    }
+
     #[test]
     fn a_tagged_route_with_the_same_key_is_taken_over() {
         // A tagged route (a previous run, or by hand) we did not know of.
