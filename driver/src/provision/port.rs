@@ -22,8 +22,7 @@
 
 use tracing::{info, warn};
 
-use super::links::{self, Expect};
-use super::network::Undo;
+use super::links::{self, Expect, Undo};
 use super::sysctl::enable_forwarding;
 use crate::kernel::{
     Addr, DevRoute, KernelError, Link, LinkKernel, LinkKind, Result, Rule, MAIN_TABLE,
@@ -47,12 +46,17 @@ pub struct PortConfig {
     pub protocol: u8,
 }
 
+/// The driver's default route protocol (`--route-protocol`'s default,
+/// `config::DEFAULT_ROUTE_PROTOCOL`, which a test holds equal: the config
+/// reads this module, not the other way round).
+pub const DEFAULT_PROTOCOL: u8 = 73;
+
 impl Default for PortConfig {
     fn default() -> PortConfig {
         PortConfig {
             table: DEFAULT_TABLE,
             pref: DEFAULT_RULE_PREF,
-            protocol: crate::config::DEFAULT_ROUTE_PROTOCOL,
+            protocol: DEFAULT_PROTOCOL,
         }
     }
 }
@@ -138,7 +142,7 @@ pub fn check_free<K: LinkKernel>(k: &mut K, cfg: &PortConfig) -> std::result::Re
 
 /// The names and mark of `spec`'s port: (pa, pb, mark).
 pub fn port_names(marks: &Marks, spec: &NetworkSpec) -> (String, String, String) {
-    let key = names::port_key(&spec.dataplane);
+    let key = spec.dataplane.port_key();
     let (a, b) = names::port(&key);
     (a, b, marks.mark(Role::Port, &key))
 }
@@ -155,7 +159,7 @@ pub fn ensure<K: LinkKernel>(
     undo: &mut Undo,
 ) -> Result<Link> {
     let (a, b, mark) = port_names(marks, spec);
-    let mac = is_l3(spec).then(|| port_mac(marks, &names::port_key(&spec.dataplane)));
+    let mac = is_l3(spec).then(|| port_mac(marks, &spec.dataplane.port_key()));
     let mut mtus = Vec::new();
     for u in uplinks {
         if let Some(l) = k.link(u)? {
@@ -263,7 +267,7 @@ fn l3_whole<K: LinkKernel>(
     joined: &[EndpointSpec],
     (a, b): (&str, &str),
 ) -> bool {
-    let mac = port_mac(marks, &names::port_key(&spec.dataplane));
+    let mac = port_mac(marks, &spec.dataplane.port_key());
     let (Ok(Some(pa)), Ok(Some(pb))) = (k.link(a), k.link(b)) else {
         return false;
     };
