@@ -179,6 +179,13 @@ pub fn ensure<K: LinkKernel>(
         info!(port = %a, host_end = %b, mtu = ?mtu, "created the container port");
     }
     let (pa, pb_index) = (pa.link, pb.index);
+    if is_l3(spec) {
+        // First: writing net.ipv4.ip_forward sets every link's forwarding,
+        // pa's too, which must stay 0 (below).
+        for u in uplinks {
+            enable_forwarding(k, spec, u, &b);
+        }
+    }
     if let Some(mac) = mac {
         // Before up: one MAC on both ends, no ARP (an L3 slave answers none).
         for l in [&pa, &pb] {
@@ -204,9 +211,6 @@ pub fn ensure<K: LinkKernel>(
         }
         for r in egress_routes(pa.index, cfg) {
             k.add_dev_route(&r)?;
-        }
-        for u in uplinks {
-            enable_forwarding(k, spec, u, &b);
         }
     }
     if spec.dataplane.is_l2() {
@@ -272,6 +276,14 @@ fn l3_whole<K: LinkKernel>(
         return false;
     };
     if [&pa, &pb].iter().any(|l| !l.noarp || l.mac != mac) {
+        return false;
+    }
+    // A later write of net.ipv4.ip_forward (anyone's) sets it on pa too.
+    let forwarding = |k: &mut K, f: &str| k.sysctl(&format!("net/{f}/conf/{a}/forwarding"));
+    if ["ipv4", "ipv6"]
+        .iter()
+        .any(|f| forwarding(k, f).ok().flatten().is_some_and(|v| v != "0"))
+    {
         return false;
     }
     let (Ok(rules), Ok(table), Ok(main)) =

@@ -293,6 +293,12 @@ fn an_ipvlan_l3_port_has_one_mac_no_arp_the_egress_rule_and_each_joined_endpoint
     assert_eq!(d.port_repairs(), 3);
     let b2 = fk.link_named(pb).unwrap();
     assert!(b2.noarp && b2.mac == a.mac);
+    // Someone writes net.ipv4.ip_forward, which turns pa's forwarding on.
+    let fwd = format!("net/ipv4/conf/{pa}/forwarding");
+    fk.set_sysctl(&fwd, "1").unwrap();
+    d.repair();
+    assert_eq!(d.port_repairs(), 4);
+    assert_eq!(fk.sysctl_value(&fwd).as_deref(), Some("0"));
     // A restart keeps it all (the same MAC: it comes from the identity).
     drop(d);
     let mut d = start_dual(dir.path(), &fk);
