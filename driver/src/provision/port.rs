@@ -313,6 +313,22 @@ fn endpoint_routes(ep: &EndpointSpec, pb: u32, cfg: &PortConfig) -> Vec<DevRoute
         .collect()
 }
 
+/// The routes `dev pb` of an endpoint of `spec` (none off an L3 port), and
+/// whether pb exists to carry them.
+fn routes_of<K: LinkKernel>(
+    k: &mut K,
+    marks: &Marks,
+    cfg: &PortConfig,
+    spec: &NetworkSpec,
+    ep: &EndpointSpec,
+) -> Result<Option<Vec<DevRoute>>> {
+    if !is_l3(spec) {
+        return Ok(Some(Vec::new()));
+    }
+    let (_, b, _) = port_names(marks, spec);
+    Ok(k.link(&b)?.map(|pb| endpoint_routes(ep, pb.index, cfg)))
+}
+
 /// At Join, before the endpoint is announced (L3 port; nothing otherwise):
 /// its /32 and /128 `dev pb`, so the host delivers what arrives for it
 /// over either uplink.
@@ -323,21 +339,17 @@ pub fn add_endpoint<K: LinkKernel>(
     spec: &NetworkSpec,
     ep: &EndpointSpec,
 ) -> Result<()> {
-    if !is_l3(spec) {
-        return Ok(());
-    }
-    let (_, b, _) = port_names(marks, spec);
-    let pb = k.link(&b)?.ok_or_else(|| {
-        KernelError::NotFound(format!("the container port's host end {b} is gone"))
+    let routes = routes_of(k, marks, cfg, spec, ep)?.ok_or_else(|| {
+        KernelError::NotFound(format!(
+            "the container port's host end of {} is gone",
+            spec.parent.name
+        ))
     })?;
-    for r in endpoint_routes(ep, pb.index, cfg) {
-        k.add_dev_route(&r)?;
-    }
-    Ok(())
+    routes.iter().try_for_each(|r| k.add_dev_route(r))
 }
 
 /// At Leave and DeleteEndpoint (L3 port): the endpoint's routes `dev pb`
-/// go (gone already is fine).
+/// go (gone already, with pb or alone, is fine).
 pub fn remove_endpoint<K: LinkKernel>(
     k: &mut K,
     marks: &Marks,
@@ -345,17 +357,8 @@ pub fn remove_endpoint<K: LinkKernel>(
     spec: &NetworkSpec,
     ep: &EndpointSpec,
 ) -> Result<()> {
-    if !is_l3(spec) {
-        return Ok(());
-    }
-    let (_, b, _) = port_names(marks, spec);
-    let Some(pb) = k.link(&b)? else {
-        return Ok(());
-    };
-    for r in endpoint_routes(ep, pb.index, cfg) {
-        k.del_dev_route(&r)?;
-    }
-    Ok(())
+    let routes = routes_of(k, marks, cfg, spec, ep)?.unwrap_or_default();
+    routes.iter().try_for_each(|r| k.del_dev_route(r))
 }
 
 /// A network on a port is gone: with `still_used` (another network of
