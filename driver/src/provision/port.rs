@@ -229,17 +229,21 @@ pub fn ensure<K: LinkKernel>(
 }
 
 /// Whether `spec`'s port is as [`ensure`] leaves it: both ends present,
-/// marked, up, and (L2) every gateway on `pb`. `addrs`: one address dump.
+/// marked, up, and (L2) every gateway on `pb`; (L3) one MAC, NOARP, `pa`
+/// not forwarding and, with `deep`, its rules, table T's routes and the
+/// `joined` endpoints' routes (two dumps of every routing table: the
+/// caller asks for them now and then, not every round). `addrs`: one
+/// address dump.
 pub fn whole<K: LinkKernel>(
     k: &mut K,
     marks: &Marks,
     cfg: &PortConfig,
     spec: &NetworkSpec,
-    joined: &[EndpointSpec],
+    (joined, deep): (&[EndpointSpec], bool),
     addrs: &[Addr],
 ) -> bool {
     let (a, b, mark) = port_names(marks, spec);
-    if is_l3(spec) && !l3_whole(k, marks, cfg, spec, joined, (&a, &b)) {
+    if is_l3(spec) && !l3_whole(k, marks, cfg, spec, (joined, deep), (&a, &b)) {
         return false;
     }
     let ok = |l: &Option<Link>| {
@@ -268,7 +272,7 @@ fn l3_whole<K: LinkKernel>(
     marks: &Marks,
     cfg: &PortConfig,
     spec: &NetworkSpec,
-    joined: &[EndpointSpec],
+    (joined, deep): (&[EndpointSpec], bool),
     (a, b): (&str, &str),
 ) -> bool {
     let mac = port_mac(marks, &spec.dataplane.port_key());
@@ -285,6 +289,9 @@ fn l3_whole<K: LinkKernel>(
         .any(|f| forwarding(k, f).ok().flatten().is_some_and(|v| v != "0"))
     {
         return false;
+    }
+    if !deep {
+        return true;
     }
     let (Ok(rules), Ok(table), Ok(main)) =
         (k.rules(), k.dev_routes(cfg.table), k.dev_routes(MAIN_TABLE))

@@ -276,6 +276,9 @@ fn an_ipvlan_l3_port_has_one_mac_no_arp_the_egress_rule_and_each_joined_endpoint
     assert_eq!(d.port_repairs(), 0);
     fk.del_rule(&rule(true)).unwrap();
     d.repair();
+    assert_eq!(d.port_repairs(), 0, "rules are read back every 30 s only");
+    d.port_deep_at = None;
+    d.repair();
     assert_eq!((d.port_repairs(), rules_of(&fk).len()), (1, 2));
     fk.del_dev_route(&crate::kernel::DevRoute {
         dst: n("10.1.1.2/32"),
@@ -284,6 +287,7 @@ fn an_ipvlan_l3_port_has_one_mac_no_arp_the_egress_rule_and_each_joined_endpoint
         protocol: 73,
     })
     .unwrap();
+    d.port_deep_at = None;
     d.repair();
     assert_eq!(d.port_repairs(), 2);
     assert_eq!(dev_routes_of(&fk, 254), mine);
