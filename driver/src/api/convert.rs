@@ -152,6 +152,18 @@ pub fn network_spec(
     req: &CreateNetworkRequest,
     default_parent: Option<&str>,
 ) -> Result<NetworkSpec, InvalidRequest> {
+    network_spec_with(req, default_parent, &[])
+}
+
+/// [`network_spec`] on a host in dual-uplink mode (`uplinks`, from
+/// `--uplink`; empty otherwise): a network without `parent` gets the
+/// container port of its data plane, and a `parent` that is an uplink (or
+/// a VLAN on one) is refused.
+pub fn network_spec_with(
+    req: &CreateNetworkRequest,
+    default_parent: Option<&str>,
+    uplinks: &[String],
+) -> Result<NetworkSpec, InvalidRequest> {
     check_id("network", &req.network_id)?;
     let generic = wire::generic_options(&req.options).map_err(invalid)?;
     for key in generic.keys() {
@@ -171,15 +183,24 @@ pub fn network_spec(
             )));
         }
     }
-    let parent_name = generic
-        .get("parent")
-        .map(String::as_str)
-        .or(default_parent)
-        .ok_or_else(|| {
-            invalid("no parent interface: add -o parent=<host interface> (e.g. eth1), or start the driver with --parent")
-        })?;
-    let parent = Parent::parse(parent_name)?;
     let dataplane = parse_dataplane(&generic)?;
+    let parent = match generic.get("parent") {
+        Some(name) => {
+            let p = Parent::parse(name)?;
+            let lower = p.vlan.as_ref().map(|(l, _)| l);
+            if let Some(u) = uplinks.iter().find(|u| **u == p.name || Some(*u) == lower) {
+                return Err(invalid(format!(
+                    "parent {name} is {}one of the host's uplinks ({u}): containers on it die with it, and ipvlan L3 containers on it cannot be reached over the other uplink; leave `parent` unset, the driver makes the container port",
+                    if lower.is_some() { "a VLAN on " } else { "" }
+                )));
+            }
+            p
+        }
+        None if !uplinks.is_empty() => Parent::port(&dataplane),
+        None => Parent::parse(default_parent.ok_or_else(|| {
+            invalid("no parent interface: add -o parent=<host interface> (e.g. eth1), or start the driver with --parent")
+        })?)?,
+    };
     let announce = match generic.get("announce") {
         None => Announce::Endpoint,
         Some(v) => parse_enum(
@@ -1054,5 +1075,59 @@ mod tests {
                 .contains("cluster_ipam"),
             "state files unchanged"
         );
+    }
+
+    fn request(options: serde_json::Value) -> CreateNetworkRequest {
+        serde_json::from_value(serde_json::json!({
+            "NetworkID": "a".repeat(64),
+            "Options": {"com.docker.network.generic": options},
+            "IPv4Data": [{"AddressSpace": "LocalDefault", "Pool": "10.1.1.0/24", "Gateway": "10.1.1.1/24"}],
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn in_dual_uplink_mode_a_parent_on_an_uplink_is_refused_and_none_means_the_port() {
+        let up = vec!["up1".to_string(), "up2".to_string()];
+        for parent in ["up1", "up2", "up1.10"] {
+            let e = network_spec_with(&request(serde_json::json!({"parent": parent})), None, &up)
+                .unwrap_err()
+                .0;
+            assert!(
+                e.contains(&format!("parent {parent} is"))
+                    && e.contains("one of the host's uplinks")
+                    && e.contains("leave `parent` unset"),
+                "{e}"
+            );
+        }
+        let s = network_spec_with(
+            &request(serde_json::json!({"dataplane": "macvlan"})),
+            None,
+            &up,
+        )
+        .unwrap();
+        assert_eq!(
+            s.parent,
+            Parent::port(&Dataplane::Macvlan {
+                mode: MacvlanMode::Bridge
+            })
+        );
+        assert_eq!(s.parent.name, "ipbgp-mvb-a");
+        assert!(!s.has_shim());
+        let s = network_spec_with(
+            &request(serde_json::json!({"ipvlan_mode": "l2"})),
+            None,
+            &up,
+        )
+        .unwrap();
+        assert_eq!(s.parent.name, "ipbgp-l2b-a");
+        // Another interface stays the operator's choice.
+        let s =
+            network_spec_with(&request(serde_json::json!({"parent": "eth1"})), None, &up).unwrap();
+        assert!(!s.parent.port && s.parent.name == "eth1");
+        // Outside dual-uplink mode nothing changes: an uplink-like name is a parent.
+        let s =
+            network_spec_with(&request(serde_json::json!({"parent": "up1"})), None, &[]).unwrap();
+        assert_eq!(s.parent.name, "up1");
     }
 }

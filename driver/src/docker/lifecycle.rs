@@ -19,14 +19,15 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::watch;
 use tracing::{debug, error, info, warn};
 
-use super::{Driver, Result};
+use super::{Driver, HostParents, Result};
 use crate::error::DriverError;
 use crate::kernel::{LinkKernel, LinkKind};
 use crate::model::names::{self, short_id, Marks, Role};
-use crate::model::network::NetworkSpec;
+use crate::model::network::{EndpointSpec, NetworkSpec};
 use crate::model::state;
 use crate::provision::links::{self, Expect};
 use crate::provision::network::{owned_marks, NewShim, Undo};
+use crate::provision::port;
 use crate::provision::sysctl;
 use crate::rib::flush::flush;
 use crate::rib::table::RouteTable;
@@ -55,6 +56,26 @@ impl<K: LinkKernel> Driver<K> {
         default_parent: Option<String>,
         boot_id: Option<String>,
     ) -> Result<(Driver<K>, watch::Receiver<Arc<View>>)> {
+        let parents = HostParents {
+            default_parent,
+            ..HostParents::default()
+        };
+        Driver::start_with(store, kernel, parents, boot_id)
+    }
+
+    /// [`Driver::start_on`] with the host's parents: `--parent`, or the
+    /// uplinks of dual-uplink mode (`--uplink`).
+    pub fn start_with(
+        store: Store,
+        kernel: K,
+        parents: HostParents,
+        boot_id: Option<String>,
+    ) -> Result<(Driver<K>, watch::Receiver<Arc<View>>)> {
+        let HostParents {
+            default_parent,
+            uplinks,
+            port,
+        } = parents;
         let mut store = store;
         let (mut state, replayed) = store.load_replayed()?;
         let (marks, fresh) = identity(&mut state)?;
@@ -65,9 +86,13 @@ impl<K: LinkKernel> Driver<K> {
             kernel,
             marks,
             default_parent,
+            uplinks,
+            port,
             ipvlan: None,
             unavailable: BTreeMap::new(),
             parents_lost: 0,
+            port_repairs: 0,
+            port_deep_at: None,
             view: tx,
             current: View::default(),
             watcher: None,
@@ -156,7 +181,13 @@ impl<K: LinkKernel> Driver<K> {
     /// before it changes: `cleanup` puts these values back.
     pub(super) fn remember_sysctls(&mut self, spec: &NetworkSpec) -> Result<()> {
         let mut host = self.state.host.clone();
-        for path in sysctl::planned(spec, &spec.parent.name) {
+        // A container port's forwarding is switched on the uplinks.
+        let parents = match spec.parent.port {
+            true => self.uplinks.clone(),
+            false => vec![spec.parent.name.clone()],
+        };
+        let planned = parents.iter().flat_map(|p| sysctl::planned(spec, p));
+        for path in planned.collect::<Vec<_>>() {
             if host.sysctls.contains_key(&path) {
                 continue;
             }
@@ -250,6 +281,19 @@ impl<K: LinkKernel> Driver<K> {
             match self.ensure_network(&spec, NewShim::Trust, &mut undo) {
                 Ok(shim) => {
                     info!(network = %spec.short_id(), shim = ?shim, "network restored");
+                    let joined: Vec<EndpointSpec> = self.state.networks[id]
+                        .endpoints
+                        .values()
+                        .filter(|e| e.joined)
+                        .map(|e| e.spec.clone())
+                        .collect();
+                    for e in &joined {
+                        if let Err(err) =
+                            port::add_endpoint(&mut self.kernel, &self.marks, &self.port, &spec, e)
+                        {
+                            warn!(network = %spec.short_id(), error = %err, "could not restore an endpoint's route on the container port (retried by the repair loop)");
+                        }
+                    }
                 }
                 Err(e) => {
                     undo.run(&mut self.kernel);
@@ -464,6 +508,7 @@ impl<K: LinkKernel> Driver<K> {
     pub fn repair(&mut self) -> usize {
         let lost = self.notice_lost_parents();
         self.restore_shims();
+        self.restore_ports();
         // Those just lost are tried from the next round on.
         let ids: Vec<String> = self
             .unavailable
@@ -592,6 +637,70 @@ impl<K: LinkKernel> Driver<K> {
         fixed
     }
 
+    /// Container ports (dual-uplink mode) of available networks that are
+    /// down, lost their mark or lack a gateway address are made whole
+    /// again, and counted ([`Driver::port_repairs`]). A port that is gone
+    /// took its containers' links with it: [`Driver::notice_lost_parents`]
+    /// handles that. Returns how many networks' ports were fixed.
+    pub fn restore_ports(&mut self) -> usize {
+        let specs: Vec<(NetworkSpec, Vec<EndpointSpec>)> = self
+            .state
+            .networks
+            .values()
+            .filter(|n| n.spec.parent.port && !self.unavailable.contains_key(&n.spec.id))
+            .map(|n| {
+                let joined = n.endpoints.values().filter(|e| e.joined);
+                (n.spec.clone(), joined.map(|e| e.spec.clone()).collect())
+            })
+            .collect();
+        if specs.is_empty() {
+            return 0;
+        }
+        let addrs = match self.kernel.addresses() {
+            Ok(a) => a,
+            Err(e) => {
+                debug!(error = %e, "could not list addresses to check the container ports");
+                return 0;
+            }
+        };
+        let mut fixed = 0;
+        // The rules and routes (dumps of every table) every PORT_DEEP_EVERY.
+        let now = std::time::Instant::now();
+        let deep = self
+            .port_deep_at
+            .is_none_or(|t| now.duration_since(t) >= PORT_DEEP_EVERY);
+        if deep {
+            self.port_deep_at = Some(now);
+        }
+        for (spec, joined) in specs {
+            let k = &mut self.kernel;
+            if port::whole(k, &self.marks, &self.port, &spec, (&joined, deep), &addrs) {
+                continue;
+            }
+            let mut undo = Undo::default();
+            let ensured = self
+                .ensure_network(&spec, NewShim::Trust, &mut undo)
+                .and_then(|_| {
+                    for e in &joined {
+                        port::add_endpoint(&mut self.kernel, &self.marks, &self.port, &spec, e)?;
+                    }
+                    Ok(())
+                });
+            match ensured {
+                Ok(()) => {
+                    fixed += 1;
+                    self.port_repairs += 1;
+                    warn!(network = %spec.short_id(), port = %spec.parent.name, "the container port was down, unmarked or missing a gateway address: repaired");
+                }
+                Err(e) => {
+                    undo.run(&mut self.kernel);
+                    warn!(network = %spec.short_id(), port = %spec.parent.name, error = %e, "could not repair the container port");
+                }
+            }
+        }
+        fixed
+    }
+
     fn try_repair(&mut self, spec: &NetworkSpec) -> Result<()> {
         let mut undo = Undo::default();
         match self.ensure_network(spec, NewShim::Trust, &mut undo) {
@@ -669,6 +778,10 @@ pub fn read_boot_id() -> Option<String> {
         }
     }
 }
+
+/// How often the container ports' rules and routes are read back (the
+/// links, MACs and flags: every repair round).
+const PORT_DEEP_EVERY: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// How often networks that could not be restored (their parent was missing)
 /// are retried.

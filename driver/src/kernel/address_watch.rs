@@ -577,6 +577,9 @@ mod tests {
             kind: None,
             parent: None,
             up,
+            noarp: false,
+            running: up,
+            mtu: 1500,
             mac: vec![2, 0, 0, 0, 0, index as u8],
             alias: None,
         }
@@ -637,6 +640,7 @@ mod tests {
                 mac: None,
                 alias: String::new(),
                 peer: Some("awb".into()),
+                mtu: None,
             })
             .unwrap();
             let b = host.link("awb").unwrap().unwrap();

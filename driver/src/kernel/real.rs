@@ -33,8 +33,8 @@ use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 use super::neigh_probe::{self, Answer};
 use super::netlink::Netlink;
 use super::{
-    Addr, Family, KernelError, Link, LinkKernel, LinkKind, MultiRoute, NewLink, NextHop, Result,
-    Route, TableRoute,
+    Addr, DevRoute, Family, KernelError, Link, LinkKernel, LinkKind, MultiRoute, NewLink, NextHop,
+    Result, Route, Rule, TableRoute,
 };
 use crate::model::network::{IpvlanFlag, IpvlanMode, MacvlanMode};
 
@@ -108,6 +108,14 @@ impl Kernel {
                 peer_msg
                     .attributes
                     .push(LinkAttribute::IfAlias(new.alias.clone()));
+                if let Some(mtu) = new.mtu {
+                    peer_msg.attributes.push(LinkAttribute::Mtu(mtu));
+                }
+                if let Some(mac) = new.mac {
+                    peer_msg
+                        .attributes
+                        .push(LinkAttribute::Address(mac.to_vec()));
+                }
                 vec![
                     LinkInfo::Kind(InfoKind::Veth),
                     LinkInfo::Data(InfoData::Veth(InfoVeth::Peer(peer_msg))),
@@ -124,6 +132,9 @@ impl Kernel {
         msg.attributes.push(LinkAttribute::LinkInfo(info));
         if let Some(mac) = new.mac {
             msg.attributes.push(LinkAttribute::Address(mac.to_vec()));
+        }
+        if let Some(mtu) = new.mtu {
+            msg.attributes.push(LinkAttribute::Mtu(mtu));
         }
         self.nl
             .request(RouteNetlinkMessage::NewLink(msg), NLM_F_CREATE | NLM_F_EXCL)
@@ -329,6 +340,18 @@ impl Kernel {
         }
     }
 
+    /// See [`LinkKernel::del_address`].
+    pub fn del_address(&mut self, index: u32, net: IpNet) -> Result<()> {
+        let msg = addr_msg(index, net);
+        match self.nl.request(RouteNetlinkMessage::DelAddress(msg), 0) {
+            Ok(()) => Ok(()),
+            Err(e) if e.is(libc::EADDRNOTAVAIL) || e.is(libc::ENODEV) => Ok(()),
+            Err(e) => Err(KernelError::nl(format!(
+                "delete address {net} from #{index}"
+            ))(e)),
+        }
+    }
+
     // ----- routes -----
 
     /// Routes of the main table, optionally only those with protocol `proto`.
@@ -437,6 +460,30 @@ impl LinkKernel for Kernel {
     fn add_address(&mut self, index: u32, net: IpNet) -> Result<()> {
         Kernel::add_address(self, index, net)
     }
+    fn del_address(&mut self, index: u32, net: IpNet) -> Result<()> {
+        Kernel::del_address(self, index, net)
+    }
+    fn set_link(&mut self, index: u32, noarp: Option<bool>, mac: Option<[u8; 6]>) -> Result<()> {
+        super::rules::set_link(&mut self.nl, index, noarp, mac)
+    }
+    fn rules(&mut self) -> Result<Vec<Rule>> {
+        super::rules::rules(&mut self.nl)
+    }
+    fn add_rule(&mut self, rule: &Rule) -> Result<()> {
+        super::rules::add_rule(&mut self.nl, rule)
+    }
+    fn del_rule(&mut self, rule: &Rule) -> Result<()> {
+        super::rules::del_rule(&mut self.nl, rule)
+    }
+    fn dev_routes(&mut self, table: u32) -> Result<Vec<DevRoute>> {
+        super::rules::dev_routes(&mut self.nl, table)
+    }
+    fn add_dev_route(&mut self, route: &DevRoute) -> Result<()> {
+        super::rules::add_dev_route(&mut self.nl, route)
+    }
+    fn del_dev_route(&mut self, route: &DevRoute) -> Result<()> {
+        super::rules::del_dev_route(&mut self.nl, route)
+    }
     fn sysctl(&mut self, path: &str) -> Result<Option<String>> {
         read_sysctl(path).map_err(|source| KernelError::Sysctl {
             path: path.to_string(),
@@ -537,6 +584,9 @@ pub(crate) fn parse_link(m: &LinkMessage) -> Link {
         kind: None,
         parent: None,
         up: m.header.flags.contains(LinkFlags::Up),
+        noarp: m.header.flags.contains(LinkFlags::Noarp),
+        running: m.header.flags.contains(LinkFlags::Running),
+        mtu: 0,
         mac: Vec::new(),
         alias: None,
     };
@@ -545,6 +595,7 @@ pub(crate) fn parse_link(m: &LinkMessage) -> Link {
             LinkAttribute::IfName(n) => link.name = n.clone(),
             LinkAttribute::Link(p) => link.parent = Some(*p),
             LinkAttribute::Address(mac) => link.mac = mac.clone(),
+            LinkAttribute::Mtu(mtu) => link.mtu = *mtu,
             LinkAttribute::IfAlias(a) if !a.is_empty() => link.alias = Some(a.clone()),
             LinkAttribute::LinkInfo(infos) => {
                 for i in infos {

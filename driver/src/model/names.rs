@@ -28,6 +28,13 @@ pub fn shim(network_id: &str) -> String {
     format!("ibs{}", short(network_id))
 }
 
+/// The container port of dual-uplink mode: a veth pair per data plane
+/// (its key: `Dataplane::port_key`), `ipbgp-<key>-a` (the containers' parent, "pa") and
+/// `ipbgp-<key>-b` (the host's end, "pb"). Never an `ib…` name.
+pub fn port(key: &str) -> (String, String) {
+    (format!("ipbgp-{key}-a"), format!("ipbgp-{key}-b"))
+}
+
 /// What a marked link is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Role {
@@ -40,10 +47,19 @@ pub enum Role {
     Vlan,
     /// The ipvlan probe and its scratch veth; the ID is the driver's pid.
     Probe,
+    /// Both ends of a container port (dual-uplink mode); the ID is its key
+    /// (`Dataplane::port_key`), since every network of that data plane shares it.
+    Port,
 }
 
 impl Role {
-    pub const ALL: [Role; 4] = [Role::Endpoint, Role::Shim, Role::Vlan, Role::Probe];
+    pub const ALL: [Role; 5] = [
+        Role::Endpoint,
+        Role::Shim,
+        Role::Vlan,
+        Role::Probe,
+        Role::Port,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -51,6 +67,7 @@ impl Role {
             Role::Shim => "shim",
             Role::Vlan => "vlan",
             Role::Probe => "probe",
+            Role::Port => "port",
         }
     }
 
@@ -189,6 +206,8 @@ mod tests {
         assert_eq!(endpoint(id), "ibe835c7162a10a");
         assert_eq!(shim(id), "ibs835c7162a10a");
         assert!(endpoint(id).len() <= 15 && shim(id).len() <= 15);
+        assert_eq!(port("l3sp"), ("ipbgp-l3sp-a".into(), "ipbgp-l3sp-b".into()));
+        assert!(port("l3sp").1.len() <= 15);
     }
 
     #[test]

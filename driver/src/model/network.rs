@@ -71,6 +71,35 @@ impl Dataplane {
         matches!(self, Dataplane::Ipvlan { .. })
     }
 
+    /// The container port's key for this data plane: its ipvlan mode and
+    /// flag, or its macvlan mode (`l3b`, `l3sp`, `l2v`, `mvb`, ...). One
+    /// port per key: a link of another ipvlan mode silently switches the
+    /// whole parent's mode, and macvlan and ipvlan links cannot share a
+    /// parent (docs/dual-uplink.md).
+    pub fn port_key(&self) -> String {
+        let flag = |f: IpvlanFlag| match f {
+            IpvlanFlag::Bridge => 'b',
+            IpvlanFlag::Private => 'p',
+            IpvlanFlag::Vepa => 'v',
+        };
+        match self {
+            Dataplane::Ipvlan { mode, flag: f } => {
+                let m = match mode {
+                    IpvlanMode::L2 => "l2",
+                    IpvlanMode::L3 => "l3",
+                    IpvlanMode::L3s => "l3s",
+                };
+                format!("{m}{}", flag(*f))
+            }
+            Dataplane::Macvlan { mode } => match mode {
+                MacvlanMode::Bridge => "mvb",
+                MacvlanMode::Private => "mvp",
+                MacvlanMode::Vepa => "mvv",
+            }
+            .to_string(),
+        }
+    }
+
     pub fn describe(&self) -> String {
         match self {
             Dataplane::Ipvlan { mode, flag } => format!(
@@ -102,6 +131,11 @@ pub struct Parent {
     pub name: String,
     /// `Some((lower, id))` when `name` is `lower.id`.
     pub vlan: Option<(String, u16)>,
+    /// Dual-uplink mode: `name` is the container port's containers' end
+    /// ("pa", [`super::names::port`]), made by the driver for this data
+    /// plane and shared by its networks; the gateways sit on the host's end.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub port: bool,
 }
 
 /// A network as this driver understands it.
@@ -184,7 +218,24 @@ impl Parent {
         Ok(Parent {
             name: name.to_string(),
             vlan,
+            port: false,
         })
+    }
+
+    /// The container port of `dataplane` (dual-uplink mode).
+    pub fn port(dataplane: &Dataplane) -> Parent {
+        Parent {
+            name: super::names::port(&dataplane.port_key()).0,
+            vlan: None,
+            port: true,
+        }
+    }
+
+    /// The container port's host end ("pb"), for a port parent.
+    pub fn port_host_end(&self) -> Option<String> {
+        self.port
+            .then(|| self.name.strip_suffix("-a").map(|b| format!("{b}-b")))
+            .flatten()
     }
 }
 
@@ -255,7 +306,7 @@ impl NetworkSpec {
 
     /// Whether the network has a host-side link: the L2 shim, or the L3 host link.
     pub fn has_shim(&self) -> bool {
-        self.dataplane.is_l2() || self.host_link
+        !self.parent.port && (self.dataplane.is_l2() || self.host_link)
     }
 
     pub fn short_id(&self) -> &str {

@@ -18,8 +18,50 @@
 
 use std::collections::BTreeSet;
 
+use tracing::warn;
+
 use crate::kernel::{KernelError, Link, LinkKernel, LinkKind, NewLink, Result};
 use crate::model::names::{self, Marks, Role};
+
+/// Links an operation created, deleted in reverse if it fails before it
+/// commits. Each is deleted only if it still carries the mark it got.
+#[derive(Default)]
+pub struct Undo {
+    links: Vec<(String, LinkKind, Option<u32>, String)>,
+    /// Addresses added to a link of ours that stays (a container port's
+    /// host end): removed before the links go.
+    addresses: Vec<(u32, ipnet::IpNet)>,
+}
+
+impl Undo {
+    pub fn push(&mut self, e: &Expect<'_>) {
+        self.links
+            .push((e.name.to_string(), e.kind, e.parent, e.mark.to_string()));
+    }
+
+    pub fn push_address(&mut self, index: u32, net: ipnet::IpNet) {
+        self.addresses.push((index, net));
+    }
+
+    pub fn run<K: LinkKernel>(self, kernel: &mut K) {
+        for (index, net) in self.addresses.into_iter().rev() {
+            if let Err(e) = kernel.del_address(index, net) {
+                warn!(address = %net, error = %e, "rollback: could not remove an address");
+            }
+        }
+        for (name, kind, parent, mark) in self.links.into_iter().rev() {
+            let want = Expect {
+                name: &name,
+                kind,
+                parent,
+                mark: &mark,
+            };
+            if let Err(e) = delete(kernel, &want) {
+                warn!(link = %name, error = %e, "rollback: could not delete link");
+            }
+        }
+    }
+}
 
 /// What [`ensure`] found or made.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -93,12 +135,78 @@ pub fn ensure<K: LinkKernel>(
             mac,
             alias: want.mark.to_string(),
             peer: None,
+            mtu: None,
         },
     )?;
     Ok(Ensured {
         link,
         created: true,
     })
+}
+
+/// Makes sure our veth pair exists: `want` (its `parent` unset) and its
+/// peer `peer`, both carrying `want.mark`, each the other's peer. A pair
+/// that is partly someone else's, or whose ends are not each other's, is a
+/// conflict. A new pair gets `mtu` and `mac` on both ends.
+pub fn ensure_pair<K: LinkKernel>(
+    k: &mut K,
+    want: &Expect<'_>,
+    peer: &str,
+    mtu: Option<u32>,
+    mac: Option<[u8; 6]>,
+) -> Result<(Ensured, Link)> {
+    let peer_want = Expect {
+        name: peer,
+        ..want.clone()
+    };
+    match (k.link(want.name)?, k.link(peer)?) {
+        (Some(a), Some(b)) => {
+            for (w, l) in [(want, &a), (&peer_want, &b)] {
+                if !w.matches(l) {
+                    return Err(w.not_ours(l));
+                }
+            }
+            if a.parent != Some(b.index) || b.parent != Some(a.index) {
+                return Err(KernelError::Conflict(format!(
+                    "{} and {} carry our mark but are not each other's veth peer; delete them and the driver makes the pair again",
+                    want.name, peer
+                )));
+            }
+            Ok((
+                Ensured {
+                    link: a,
+                    created: false,
+                },
+                b,
+            ))
+        }
+        (Some(l), None) => Err(want.not_ours(&l)),
+        (None, Some(l)) => Err(peer_want.not_ours(&l)),
+        (None, None) => {
+            let a = create(
+                k,
+                &NewLink {
+                    name: want.name.to_string(),
+                    kind: LinkKind::Veth,
+                    parent: None,
+                    mac,
+                    alias: want.mark.to_string(),
+                    peer: Some(peer.to_string()),
+                    mtu,
+                },
+            )?;
+            let b = k.link(peer)?.ok_or_else(|| {
+                KernelError::NotFound(format!("veth peer {peer} vanished after creation"))
+            })?;
+            Ok((
+                Ensured {
+                    link: a,
+                    created: true,
+                },
+                b,
+            ))
+        }
+    }
 }
 
 /// Gives a link of ours that carries an earlier version's mark (no
@@ -278,6 +386,7 @@ pub fn probe_ipvlan<K: LinkKernel>(k: &mut K, marks: &Marks) -> Result<bool> {
             mac: None,
             alias: mark.clone(),
             peer: Some(peer),
+            mtu: None,
         },
     )?
     .index;
