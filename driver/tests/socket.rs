@@ -1826,7 +1826,12 @@ fn dual_uplink_ipvlan_l3_container_port() -> Outcome {
         "NetworkDriver.Join",
         &json!({"NetworkID": NET, "EndpointID": EP1, "SandboxKey": "/x"}),
     );
-    let route_of = |dst: &str| ip(&["-n", &h.ns, "route", "show", dst]);
+    // `ip route show` lists one family: an IPv6 destination needs -6
+    // (without it the answer is empty, whatever the table holds).
+    let route_of = |dst: &str| {
+        let fam = if dst.contains(':') { "-6" } else { "-4" };
+        ip(&["-n", &h.ns, fam, "route", "show", dst])
+    };
     for dst in ["10.23.1.10/32", "fd00:23:1::10/128"] {
         let r = route_of(dst);
         assert!(r.contains(&format!("dev {pb} proto 73")), "{dst}: {r}");
