@@ -39,6 +39,7 @@ pub fn learned_routes(routes: usize, rounds: usize, opts: &Options) -> Result<Be
     if rounds == 0 {
         bail!("--rounds must be at least 1");
     }
+    let load_at_start = super::stats::loadavg();
     let (w, _e, _net) = two_hosts(opts, &["b2"])?;
     let rss_before = rss_kib(w.hosts[1].driver.pid());
     let nh = w.hosts[0].addr.addr();
@@ -94,7 +95,7 @@ pub fn learned_routes(routes: usize, rounds: usize, opts: &Options) -> Result<Be
         gobgpd_rss = gobgpd_rss.max(rss_kib(w.hosts[1].gobgpd.pid()));
         let t1 = Instant::now();
         w.rt.block_on(async {
-            let mut c = Gobgp::connect(&api, Duration::from_secs(5)).await?;
+            let mut c = Gobgp::connect(&api, delete_limit(routes)).await?;
             c.delete_family(Family::Ipv4).await?;
             Ok::<_, anyhow::Error>(())
         })?;
@@ -121,6 +122,7 @@ pub fn learned_routes(routes: usize, rounds: usize, opts: &Options) -> Result<Be
             "sudo target/release/harness bench learned-routes --routes {routes} --rounds {rounds}"
         ),
     );
+    r.record_load(&load_at_start);
     r.setup.insert("routes".into(), routes.to_string());
     r.setup.insert("rounds".into(), rounds.to_string());
     r.series = vec![
@@ -181,6 +183,15 @@ pub fn learned_routes(routes: usize, rounds: usize, opts: &Options) -> Result<Be
     );
     r.summary.push_str(&format!("; {}", cpu.line()));
     Ok(r)
+}
+
+/// How long gobgpd may take to connect and to delete `routes` paths at
+/// once (one DeletePath for the family): 5 s per 10,000 paths, at least 5 s,
+/// times `HARNESS_TIME_SCALE`. A deadline, not a figure: a fixed 5 s failed
+/// every 100,000-path round on a loaded machine.
+fn delete_limit(routes: usize) -> Duration {
+    let per = u32::try_from(routes.div_ceil(10_000).max(1)).unwrap_or(u32::MAX);
+    crate::util::scaled(Duration::from_secs(5).saturating_mul(per))
 }
 
 /// The ID of the network on host `i`, from its driver's state (read only).
