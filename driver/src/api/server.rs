@@ -12,7 +12,8 @@
 //! with the method, network and endpoint IDs, and end with a debug line
 //! "answered" saying where the time went (`queued_ms` from arrival to a
 //! blocking thread, `lock_wait_ms` for the driver's lock, `run_ms` the
-//! rest; the learned-routes bench reads it); IPAM requests run
+//! rest, and of that `commit_ms` making the state durable; the
+//! learned-routes bench reads it); IPAM requests run
 //! concurrently, without the driver. The driver serves Docker with
 //! [`serve`]: a thread and runtime of its own, apart from the BGP side.
 
@@ -119,12 +120,14 @@ async fn handle(State(app): State<App>, req: Request) -> Response {
         let _enter = span.enter();
         let started = Instant::now();
         LOCK_WAIT.set(Duration::ZERO);
+        crate::store::take_commit_time();
         let result = dispatch(&app2, &method2, &body);
         let lock_wait = LOCK_WAIT.get();
         debug!(
             queued_ms = ms(started - arrived),
             lock_wait_ms = ms(lock_wait),
             run_ms = ms(started.elapsed().saturating_sub(lock_wait)),
+            commit_ms = ms(crate::store::take_commit_time()),
             "answered"
         );
         result

@@ -185,6 +185,10 @@ pub fn convergence(runs: usize, probe_from_route: bool, opts: &Options) -> Resul
         ),
     );
     r.record_load(&load_at_start);
+    r.setup.insert(
+        "driver binary".into(),
+        opts.driver_bin.display().to_string(),
+    );
     r.setup.insert("runs".into(), runs.to_string());
     r.setup.insert(
         "network".into(),
@@ -342,7 +346,7 @@ impl Traced {
 
     /// The hops in order, in ms (a negative gap, which cannot happen on one
     /// clock, would show as 0).
-    fn hops(&self) -> [f64; 4] {
+    pub(super) fn hops(&self) -> [f64; 4] {
         let d = |a: u64, b: u64| b.saturating_sub(a) as f64 / 1e3;
         [
             d(self.live, self.decided),
@@ -361,7 +365,7 @@ impl Traced {
     }
 }
 
-const HOPS: [&str; 4] = [
+pub(super) const HOPS: [&str; 4] = [
     "hop: address live in the container → the announcer decides (IPv4)",
     "hop: decides → ledger intent recorded",
     "hop: intent recorded → gobgpd acked the AddPath",

@@ -21,7 +21,8 @@
 //! figure, per family; the withdrawal is timed from the start of the stop
 //! (Leave is its first driver call). Out: a [`BenchResult`] with those
 //! series per side, the ratio of each loaded side's p99 to the idle p99
-//! (the goal: at most 1.2), and the machine's load at every round.
+//! (the goal: at most 1.2), each side's hops (median and p90, as
+//! `bench convergence` traces them), and the machine's load at every round.
 //! The sizes are [`LoadSizes`] (the by default).
 
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -29,7 +30,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
 
-use super::convergence::{mono_us, DriverLog, Traced};
+use super::convergence::{mono_us, DriverLog, Traced, HOPS};
 use super::hosts::hosts_from;
 use super::measure::{poll_until, route_events, tagged_routes, RouteEvents};
 use super::stats::{load1, loadavg, BenchResult, SampleStats, Series, MIN_SAMPLES_TO_COMPARE};
@@ -116,6 +117,8 @@ struct Samples {
     live6: Vec<f64>,
     gone4: Vec<f64>,
     gone6: Vec<f64>,
+    /// Each traced join's hops ([`HOPS`]), in ms.
+    hops: Vec<[f64; 4]>,
     untraced: usize,
 }
 
@@ -175,6 +178,7 @@ fn join_once(
         Some(t) => {
             into.live4.push(t.live_to_route());
             into.live6.push(t.live_to_route6());
+            into.hops.push(t.hops());
         }
         None => into.untraced += 1,
     }
@@ -321,10 +325,8 @@ pub fn convergence_load(runs: usize, sz: LoadSizes, opts: &Options) -> Result<Be
             eprintln!("[bench] convergence --load: {}/{runs} rounds", r + 1);
         }
     }
-    for c in &held {
-        // The world's cleanup removes what is left; stopping is not measured.
-        let _ = eb.stop(&wb, c);
-    }
+    // The world's cleanup removes the held containers' namespaces with the hosts.
+    drop(held);
     drop((watch_a, watch_b));
     drop(wa);
     drop(wb);
@@ -335,6 +337,10 @@ pub fn convergence_load(runs: usize, sz: LoadSizes, opts: &Options) -> Result<Be
         ),
     );
     res.record_load(&load_at_start);
+    res.setup.insert(
+        "driver binary".into(),
+        opts.driver_bin.display().to_string(),
+    );
     res.setup.insert("rounds".into(), runs.to_string());
     res.setup.insert(
         "sides".into(),
@@ -404,6 +410,16 @@ pub fn convergence_load(runs: usize, sz: LoadSizes, opts: &Options) -> Result<Be
         ]);
         res.figures
             .insert(format!("{n}: joins without a hop trace"), s.untraced as f64);
+        // Where each side's time goes: the median and p90 of every hop.
+        for (h, hop) in HOPS.iter().enumerate() {
+            let v: Vec<f64> = s.hops.iter().map(|x| x[h]).collect();
+            if let Some(st) = SampleStats::of(&v) {
+                res.figures
+                    .insert(format!("{n}: median of {hop} (ms)"), st.median);
+                res.figures
+                    .insert(format!("{n}: p90 of {hop} (ms)"), st.p90);
+            }
+        }
     }
     res.series.push(Series::new(
         "load average (1 min) at each round's start",

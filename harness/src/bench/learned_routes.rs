@@ -128,6 +128,10 @@ pub fn learned_routes(routes: usize, rounds: usize, opts: &Options) -> Result<Be
         ),
     );
     r.record_load(&load_at_start);
+    r.setup.insert(
+        "driver binary".into(),
+        opts.driver_bin.display().to_string(),
+    );
     r.setup.insert("routes".into(), routes.to_string());
     r.setup.insert("rounds".into(), rounds.to_string());
     r.series = vec![
@@ -152,6 +156,20 @@ pub fn learned_routes(routes: usize, rounds: usize, opts: &Options) -> Result<Be
         ),
     ];
     slow_calls(&mut r, &during_calls, &parts);
+    for (calls, when) in [
+        (&during_calls, "during the learns"),
+        (&idle_calls, "no learn"),
+    ] {
+        let commit: Vec<f64> = calls
+            .iter()
+            .filter_map(|(ep, _)| parts.get(ep.get(..12)?).map(|p| p.commit))
+            .collect();
+        r.series.push(Series::new(
+            format!("CreateEndpoint+Join on b2, {when}: of it, committing the state (the driver's line)"),
+            "ms",
+            commit,
+        ));
+    }
     for (name, samples) in phases {
         r.series.push(Series::new(
             format!("b2 driver, CreateEndpoint and Join each, {name} (its debug line)"),
@@ -282,6 +300,9 @@ struct Parts {
     queued: f64,
     lock_wait: f64,
     run: f64,
+    /// Of `run`: committing the state (the journal's write and
+    /// `fdatasync`); 0 from a driver that does not log it.
+    commit: f64,
 }
 
 /// Where the calls during the learns that took over [`GOAL_MS`] spent
@@ -320,8 +341,17 @@ fn slow_calls(r: &mut BenchResult, calls: &[Call], parts: &BTreeMap<String, Part
             col(&|c| c.1.lock_wait),
         ),
         Series::new(name("run (the driver's work)"), "ms", col(&|c| c.1.run)),
+        Series::new(
+            name("of run, committing the state (write + fdatasync)"),
+            "ms",
+            col(&|c| c.1.commit),
+        ),
         Series::new(name("outside the handler"), "ms", col(&outside)),
     ]);
+    r.figures.insert(
+        format!("calls over {GOAL_MS} ms where committing the state took over half"),
+        slow.iter().filter(|c| c.1.commit > c.0 / 2.0).count() as f64,
+    );
     // Which part is the largest, call by call.
     let mut largest = [0usize; 4];
     for c in &slow {
@@ -371,6 +401,7 @@ fn parse_parts(text: &str) -> BTreeMap<String, Parts> {
         p.queued += num("queued_ms=");
         p.lock_wait += num("lock_wait_ms=");
         p.run += num("run_ms=");
+        p.commit += num("commit_ms=");
     }
     out
 }
@@ -558,8 +589,8 @@ mod tests {
     #[test]
     fn a_calls_parts_come_from_the_drivers_lines() {
         let log = "\
-2026-12-07T07:00:00.000001Z DEBUG request{method=NetworkDriver.CreateEndpoint network=aaaaaaaaaaaa endpoint=\"0123456789ab\"}: ipvlan_bgp::api::server: answered queued_ms=1.5 lock_wait_ms=0 run_ms=2.25
-2026-12-07T07:00:00.000002Z DEBUG request{method=NetworkDriver.Join network=aaaaaaaaaaaa endpoint=0123456789ab}: ipvlan_bgp::api::server: answered queued_ms=0.5 lock_wait_ms=40 run_ms=1.75
+2026-12-07T07:00:00.000001Z DEBUG request{method=NetworkDriver.CreateEndpoint network=aaaaaaaaaaaa endpoint=\"0123456789ab\"}: ipvlan_bgp::api::server: answered queued_ms=1.5 lock_wait_ms=0 run_ms=2.25 commit_ms=2
+2026-12-07T07:00:00.000002Z DEBUG request{method=NetworkDriver.Join network=aaaaaaaaaaaa endpoint=0123456789ab}: ipvlan_bgp::api::server: answered queued_ms=0.5 lock_wait_ms=40 run_ms=1.75 commit_ms=1.5
 2026-12-07T07:00:00.000003Z DEBUG request{method=NetworkDriver.Leave network=aaaaaaaaaaaa endpoint=0123456789ab}: ipvlan_bgp::api::server: answered queued_ms=100 lock_wait_ms=100 run_ms=100
 2026-12-07T07:00:00.000004Z DEBUG request{method=NetworkDriver.Join network=aaaaaaaaaaaa endpoint=ffffffffffff}: ipvlan_bgp::api::server: answered queued_ms=7 lock_wait_ms=0 run_ms=1
 ";
@@ -569,7 +600,8 @@ mod tests {
             Parts {
                 queued: 2.0,
                 lock_wait: 40.0,
-                run: 4.0
+                run: 4.0,
+                commit: 3.5
             }
         );
         assert_eq!(p.len(), 2);
