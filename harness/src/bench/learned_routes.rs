@@ -303,6 +303,9 @@ struct Parts {
     /// Of `run`: committing the state (the journal's write and
     /// `fdatasync`); 0 from a driver that does not log it.
     commit: f64,
+    /// Of lock wait and run: runnable with no CPU (the thread's
+    /// schedstat); 0 from a driver that does not log it.
+    cpu_wait: f64,
 }
 
 /// Where the calls during the learns that took over [`GOAL_MS`] spent
@@ -346,11 +349,20 @@ fn slow_calls(r: &mut BenchResult, calls: &[Call], parts: &BTreeMap<String, Part
             "ms",
             col(&|c| c.1.commit),
         ),
+        Series::new(
+            name("of lock wait and run, runnable with no CPU"),
+            "ms",
+            col(&|c| c.1.cpu_wait),
+        ),
         Series::new(name("outside the handler"), "ms", col(&outside)),
     ]);
     r.figures.insert(
         format!("calls over {GOAL_MS} ms where committing the state took over half"),
         slow.iter().filter(|c| c.1.commit > c.0 / 2.0).count() as f64,
+    );
+    r.figures.insert(
+        format!("calls over {GOAL_MS} ms where waiting for a CPU took over half"),
+        slow.iter().filter(|c| c.1.cpu_wait > c.0 / 2.0).count() as f64,
     );
     // Which part is the largest, call by call.
     let mut largest = [0usize; 4];
@@ -402,6 +414,7 @@ fn parse_parts(text: &str) -> BTreeMap<String, Parts> {
         p.lock_wait += num("lock_wait_ms=");
         p.run += num("run_ms=");
         p.commit += num("commit_ms=");
+        p.cpu_wait += num("cpu_wait_ms=").max(0.0);
     }
     out
 }
@@ -589,8 +602,8 @@ mod tests {
     #[test]
     fn a_calls_parts_come_from_the_drivers_lines() {
         let log = "\
-2026-12-07T07:00:00.000001Z DEBUG request{method=NetworkDriver.CreateEndpoint network=aaaaaaaaaaaa endpoint=\"0123456789ab\"}: ipvlan_bgp::api::server: answered queued_ms=1.5 lock_wait_ms=0 run_ms=2.25 commit_ms=2
-2026-12-07T07:00:00.000002Z DEBUG request{method=NetworkDriver.Join network=aaaaaaaaaaaa endpoint=0123456789ab}: ipvlan_bgp::api::server: answered queued_ms=0.5 lock_wait_ms=40 run_ms=1.75 commit_ms=1.5
+2026-12-07T07:00:00.000001Z DEBUG request{method=NetworkDriver.CreateEndpoint network=aaaaaaaaaaaa endpoint=\"0123456789ab\"}: ipvlan_bgp::api::server: answered queued_ms=1.5 lock_wait_ms=0 run_ms=2.25 commit_ms=2 cpu_wait_ms=-1
+2026-12-07T07:00:00.000002Z DEBUG request{method=NetworkDriver.Join network=aaaaaaaaaaaa endpoint=0123456789ab}: ipvlan_bgp::api::server: answered queued_ms=0.5 lock_wait_ms=40 run_ms=1.75 commit_ms=1.5 cpu_wait_ms=0.5
 2026-12-07T07:00:00.000003Z DEBUG request{method=NetworkDriver.Leave network=aaaaaaaaaaaa endpoint=0123456789ab}: ipvlan_bgp::api::server: answered queued_ms=100 lock_wait_ms=100 run_ms=100
 2026-12-07T07:00:00.000004Z DEBUG request{method=NetworkDriver.Join network=aaaaaaaaaaaa endpoint=ffffffffffff}: ipvlan_bgp::api::server: answered queued_ms=7 lock_wait_ms=0 run_ms=1
 ";
@@ -601,7 +614,8 @@ mod tests {
                 queued: 2.0,
                 lock_wait: 40.0,
                 run: 4.0,
-                commit: 3.5
+                commit: 3.5,
+                cpu_wait: 0.5
             }
         );
         assert_eq!(p.len(), 2);
