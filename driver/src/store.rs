@@ -7,7 +7,8 @@
 //! against the state, appended to the journal as one JSON line and made
 //! durable with `fdatasync` before it is applied to the in-memory
 //! [`State`] and Docker gets its answer ([`Store::commit`]): a change
-//! costs one small write, whatever the number of endpoints. Out: the state
+//! costs one small write, whatever the number of endpoints (the time a
+//! thread spends in commits: [`take_commit_time`]). Out: the state
 //! at start, the snapshot with the journal replayed over it.
 //! When the journal outgrows the snapshot it is compacted: the whole state
 //! is written as a new snapshot atomically (temporary file, fsync, rename,
@@ -46,6 +47,20 @@ use serde::{Deserialize, Serialize};
 use tracing::{info, warn};
 
 use crate::model::state::{Record, State, VERSION};
+
+thread_local! {
+    /// Time this thread spent in [`Store::commit`] (the write, its
+    /// `fdatasync`, a compaction) since [`take_commit_time`] last read it.
+    static COMMIT_TIME: std::cell::Cell<std::time::Duration> =
+        const { std::cell::Cell::new(std::time::Duration::ZERO) };
+}
+
+/// The time this thread spent committing records since the last call (and
+/// starts counting again): the plugin socket's "answered" line reports it
+/// per call as `commit_ms`, the part of `run_ms` spent making the state durable.
+pub fn take_commit_time() -> std::time::Duration {
+    COMMIT_TIME.replace(std::time::Duration::ZERO)
+}
 
 pub const STATE_FILE: &str = "state.json";
 /// The journal of changes since the snapshot, one JSON record a line.
@@ -427,6 +442,13 @@ impl Store {
     /// Afterwards, a compaction if one is due (its failure is logged: the
     /// record is durable already).
     pub fn commit(&mut self, state: &mut State, rec: &Record) -> Result<(), StoreError> {
+        let started = std::time::Instant::now();
+        let done = self.commit_timed(state, rec);
+        COMMIT_TIME.set(COMMIT_TIME.get() + started.elapsed());
+        done
+    }
+
+    fn commit_timed(&mut self, state: &mut State, rec: &Record) -> Result<(), StoreError> {
         state.check(rec).map_err(StoreError::Refused)?;
         self.append(state, rec)?;
         state.apply(rec).map_err(StoreError::Refused)?;
@@ -809,6 +831,21 @@ mod tests {
         };
         change(&mut again, &mut st, rec);
         assert_eq!(Store::new(dir.path()).load().unwrap(), st);
+    }
+
+    /// The time a thread spends committing is counted (a commit's
+    /// `fdatasync` takes some) and read once: the next read starts from zero.
+    #[test]
+    fn the_time_spent_committing_is_counted_and_taken() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::new(dir.path());
+        let mut st = sample();
+        store.save(&st).unwrap();
+        take_commit_time();
+        let rec = changes().remove(0);
+        change(&mut store, &mut st, rec);
+        assert!(take_commit_time() > std::time::Duration::ZERO);
+        assert_eq!(take_commit_time(), std::time::Duration::ZERO);
     }
 
     #[test]

@@ -158,6 +158,20 @@ enum BenchCmd {
         /// container's address is up), not from when docker run returned.
         #[arg(long)]
         probe_from_route: bool,
+        /// Instead: the same joins idle, with 1,000 endpoints and 5,000 learned routes on the
+        /// serving host, and during a 50-container burst on a third host, one of each per
+        /// round, the order rotated (--runs rounds); the p99 of each loaded side against idle.
+        #[arg(long, conflicts_with = "probe_from_route")]
+        load: bool,
+        /// With --load: endpoints already on the serving host.
+        #[arg(long, default_value_t = 1000, requires = "load")]
+        endpoints: usize,
+        /// With --load: routes a third host's gobgpd originates (the serving host learns them).
+        #[arg(long, default_value_t = 5000, requires = "load")]
+        learned: u32,
+        /// With --load: containers of the burst on the third host.
+        #[arg(long, default_value_t = 50, requires = "load")]
+        burst: usize,
         #[arg(long)]
         json: Option<PathBuf>,
     },
@@ -360,8 +374,30 @@ fn main() -> ExitCode {
                 }
                 BenchCmd::Convergence {
                     runs,
-                    probe_from_route,
+                    load: true,
+                    endpoints,
+                    learned,
+                    burst,
                     json,
+                    ..
+                } => one_bench(
+                    harness::bench::convergence_load(
+                        runs,
+                        harness::bench::LoadSizes {
+                            endpoints,
+                            learned,
+                            burst,
+                        },
+                        &o,
+                    )?,
+                    json,
+                ),
+                BenchCmd::Convergence {
+                    runs,
+                    probe_from_route,
+                    load: false,
+                    json,
+                    ..
                 } => one_bench(
                     harness::bench::convergence(runs, probe_from_route, &o)?,
                     json,

@@ -12,7 +12,10 @@
 //! with the method, network and endpoint IDs, and end with a debug line
 //! "answered" saying where the time went (`queued_ms` from arrival to a
 //! blocking thread, `lock_wait_ms` for the driver's lock, `run_ms` the
-//! rest; the learned-routes bench reads it); IPAM requests run
+//! rest, and of that `commit_ms` making the state durable; `cpu_wait_ms`,
+//! the time the blocking thread was runnable but had no CPU during lock
+//! wait and run (-1 where the kernel does not say); the learned-routes
+//! bench reads it); IPAM requests run
 //! concurrently, without the driver. The driver serves Docker with
 //! [`serve`]: a thread and runtime of its own, apart from the BGP side.
 
@@ -119,12 +122,18 @@ async fn handle(State(app): State<App>, req: Request) -> Response {
         let _enter = span.enter();
         let started = Instant::now();
         LOCK_WAIT.set(Duration::ZERO);
+        crate::store::take_commit_time();
+        let traced = tracing::enabled!(tracing::Level::DEBUG);
+        let cpu0 = if traced { runqueue_wait() } else { None };
         let result = dispatch(&app2, &method2, &body);
         let lock_wait = LOCK_WAIT.get();
+        let cpu_wait = cpu0.zip(runqueue_wait()).map(|(a, b)| b.saturating_sub(a));
         debug!(
             queued_ms = ms(started - arrived),
             lock_wait_ms = ms(lock_wait),
             run_ms = ms(started.elapsed().saturating_sub(lock_wait)),
+            commit_ms = ms(crate::store::take_commit_time()),
+            cpu_wait_ms = cpu_wait.map_or(-1.0, ms),
             "answered"
         );
         result
@@ -270,6 +279,15 @@ fn lock(app: &App) -> std::sync::MutexGuard<'_, Driver> {
     let guard = app.driver.lock().unwrap_or_else(|p| p.into_inner());
     LOCK_WAIT.set(LOCK_WAIT.get() + asked.elapsed());
     guard
+}
+
+/// How long this thread has been runnable but waiting for a CPU, in all
+/// (the second field of `/proc/thread-self/schedstat`); `None` where the
+/// kernel does not say.
+fn runqueue_wait() -> Option<Duration> {
+    let s = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
+    let ns = s.split_whitespace().nth(1)?.parse::<u64>().ok()?;
+    Some(Duration::from_nanos(ns))
 }
 
 fn ms(d: Duration) -> f64 {

@@ -69,6 +69,7 @@ pub fn convergence(runs: usize, probe_from_route: bool, opts: &Options) -> Resul
     if runs == 0 {
         bail!("--runs must be at least 1");
     }
+    let load_at_start = super::stats::loadavg();
     let (w, mut e, net) = two_hosts_dual(opts, &["b1", "b2"])?;
     let rss_idle = rss_kib(w.hosts[1].driver.pid());
     let c2 = e.start(&w, 1, &net, "c2")?;
@@ -183,6 +184,11 @@ pub fn convergence(runs: usize, probe_from_route: bool, opts: &Options) -> Resul
             }
         ),
     );
+    r.record_load(&load_at_start);
+    r.setup.insert(
+        "driver binary".into(),
+        opts.driver_bin.display().to_string(),
+    );
     r.setup.insert("runs".into(), runs.to_string());
     r.setup.insert(
         "network".into(),
@@ -284,11 +290,11 @@ pub fn convergence(runs: usize, probe_from_route: bool, opts: &Options) -> Resul
 
 /// The joins' tail is measured over this: a join slower than this from
 /// address live to the route on b2 is broken down by hop.
-const SLOW: f64 = 20.0;
+pub(super) const SLOW: f64 = 20.0;
 
 /// One join's way out, in microseconds on the monotonic clock.
 #[derive(Debug, Clone, Copy)]
-struct Traced {
+pub(super) struct Traced {
     live: u64,
     decided: u64,
     recorded: u64,
@@ -301,7 +307,12 @@ impl Traced {
     /// From b1's driver's new log lines: the first stamp of each hop for
     /// this join's IPv4 prefix (and the address watch's line naming its
     /// address); `None` when a line is missing.
-    fn from_log(text: &str, dst: ipnet::IpNet, route: u64, route6: u64) -> Option<Traced> {
+    pub(super) fn from_log(
+        text: &str,
+        dst: ipnet::IpNet,
+        route: u64,
+        route6: u64,
+    ) -> Option<Traced> {
         let prefix = format!("prefix={dst} ");
         let (a, b) = (format!("{}, ", dst.addr()), format!("{}]", dst.addr()));
         let (mut live, mut decided, mut recorded, mut acked) = (None, None, None, None);
@@ -335,7 +346,7 @@ impl Traced {
 
     /// The hops in order, in ms (a negative gap, which cannot happen on one
     /// clock, would show as 0).
-    fn hops(&self) -> [f64; 4] {
+    pub(super) fn hops(&self) -> [f64; 4] {
         let d = |a: u64, b: u64| b.saturating_sub(a) as f64 / 1e3;
         [
             d(self.live, self.decided),
@@ -345,16 +356,16 @@ impl Traced {
         ]
     }
 
-    fn live_to_route(&self) -> f64 {
+    pub(super) fn live_to_route(&self) -> f64 {
         self.route.saturating_sub(self.live) as f64 / 1e3
     }
 
-    fn live_to_route6(&self) -> f64 {
+    pub(super) fn live_to_route6(&self) -> f64 {
         self.route6.saturating_sub(self.live) as f64 / 1e3
     }
 }
 
-const HOPS: [&str; 4] = [
+pub(super) const HOPS: [&str; 4] = [
     "hop: address live in the container → the announcer decides (IPv4)",
     "hop: decides → ledger intent recorded",
     "hop: intent recorded → gobgpd acked the AddPath",
@@ -405,7 +416,7 @@ fn hop_series(r: &mut BenchResult, traced: &[Traced]) {
 
 /// Microseconds on `CLOCK_MONOTONIC`, the clock of `Instant` and of the
 /// driver's `mono_us` stamps.
-fn mono_us() -> u64 {
+pub(super) fn mono_us() -> u64 {
     let mut ts = libc::timespec {
         tv_sec: 0,
         tv_nsec: 0,
@@ -416,18 +427,18 @@ fn mono_us() -> u64 {
 }
 
 /// A driver's log, read on from where the last read ended.
-struct DriverLog {
+pub(super) struct DriverLog {
     path: std::path::PathBuf,
     offset: u64,
 }
 
 impl DriverLog {
-    fn open(path: std::path::PathBuf) -> DriverLog {
+    pub(super) fn open(path: std::path::PathBuf) -> DriverLog {
         let offset = std::fs::metadata(&path).map_or(0, |m| m.len());
         DriverLog { path, offset }
     }
 
-    fn read_new(&mut self) -> Result<String> {
+    pub(super) fn read_new(&mut self) -> Result<String> {
         use std::io::{Read, Seek, SeekFrom};
         let mut f = std::fs::File::open(&self.path)
             .map_err(|e| anyhow!("open {}: {e}", self.path.display()))?;

@@ -1,6 +1,6 @@
 //! The hosts most benches run on: two hosts over iBGP (b1, b2; IPv4 or
-//! dual stack) with the bench network created where asked, and the wait
-//! until their BGP sessions are up.
+//! dual stack), or a bench's own scenario ([`hosts_from`]), with the bench
+//! network created where asked, and the wait until their BGP sessions are up.
 //!
 //! In: run [`Options`] and the hosts the network goes on. Out: the built
 //! [`World`], an [`Emulator`] that created the network, and the network.
@@ -49,15 +49,17 @@ subnets6 = { b1 = "fd00:31:1::/64", b2 = "fd00:31:2::/64" }
 
 /// Two hosts over iBGP with the network created on `on`, sessions up.
 pub(super) fn two_hosts(opts: &Options, on: &[&str]) -> Result<(World, Emulator, NetworkDef)> {
-    two_hosts_from(TWO_HOSTS, opts, on)
+    hosts_from(TWO_HOSTS, opts, on)
 }
 
 /// The same, dual stack.
 pub(super) fn two_hosts_dual(opts: &Options, on: &[&str]) -> Result<(World, Emulator, NetworkDef)> {
-    two_hosts_from(TWO_HOSTS_DUAL, opts, on)
+    hosts_from(TWO_HOSTS_DUAL, opts, on)
 }
 
-fn two_hosts_from(
+/// The hosts of the scenario `text` (full iBGP mesh) with its first
+/// network created on `on`, sessions up.
+pub(super) fn hosts_from(
     text: &str,
     opts: &Options,
     on: &[&str],

@@ -6,14 +6,15 @@
 //! Out: [`BenchResult`]s (JSON), plots and the performance page's table (`render`: docs/performance.md).
 //!
 //! ```text
-//! all.rs (the set, in sequence) ─► docker_run.rs convergence.rs learned_routes.rs fill.rs scale.rs (ipam_scale.rs: --ipam) flood.rs failover.rs
+//! all.rs (the set, in sequence) ─► docker_run.rs convergence.rs (convergence_load.rs: --load) learned_routes.rs fill.rs scale.rs (ipam_scale.rs: --ipam) flood.rs failover.rs
 //!                               └─► in_vm.rs (a bench inside the VM, through crate::vm)
-//! each bench ─► hosts.rs (two hosts over iBGP) ─► measure.rs (route events, tagged routes, RSS, fast poll)
+//! each bench ─► hosts.rs (two or three hosts over iBGP) ─► measure.rs (route events, tagged routes, RSS, fast poll)
 //!            └─► stats.rs (samples, spread, comparison, JSON) ◄─ render.rs (SVG plots, docs/performance.md's table)
 //! ```
 
 mod all;
 mod convergence;
+mod convergence_load;
 mod docker_run;
 mod failover;
 mod fill;
@@ -29,6 +30,7 @@ pub mod stats;
 
 pub use all::{all, Entry, SET};
 pub use convergence::convergence;
+pub use convergence_load::{convergence_load, LoadSizes};
 pub use docker_run::docker_run;
 pub use failover::failover;
 pub use fill::fill;

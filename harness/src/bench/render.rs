@@ -7,7 +7,8 @@
 //! that replaces the page's region between [`BEGIN`] and [`END`] ([`DOC`]
 //! holds the committed one; the README links to it). Charts
 //! are chosen from the data, not from bench names, except one: the
-//! convergence distribution is drawn as a CDF. Any series with an `x` (fill:
+//! convergence distributions (`convergence`, and `convergence-load`'s
+//! "address live → route" per side) are drawn as CDFs. Any series with an `x` (fill:
 //! endpoints on the host; scale: hosts or containers) is plotted against it,
 //! one chart per bench and x axis; series without one are drawn as ranges
 //! (every sample a dot, p10..p90 as a box, the median as a tick, min..max as
@@ -138,13 +139,19 @@ pub fn charts(results: &[BenchResult]) -> Vec<Chart> {
             .copied()
             .filter(|s| s.x.is_some() && !s.samples.is_empty())
             .collect();
-        if bench == "convergence" {
-            let ms: Vec<&Series> = plain.iter().copied().filter(|s| s.unit == "ms").collect();
+        if bench == "convergence" || bench == "convergence-load" {
+            // Under load, the figure (address live → route) per side.
+            let ms: Vec<&Series> = plain
+                .iter()
+                .copied()
+                .filter(|s| s.unit == "ms")
+                .filter(|s| bench == "convergence" || s.name.contains("address live"))
+                .collect();
             if !ms.is_empty() {
                 let n = ms.iter().map(|s| s.samples.len()).max().unwrap_or(0);
                 out.push(cdf(
-                    "convergence-cdf.svg",
-                    &format!("convergence: distribution over {n} joins"),
+                    &format!("{}-cdf.svg", slug(&bench)),
+                    &format!("{bench}: distribution over {n} joins"),
                     &ms,
                 ));
             }

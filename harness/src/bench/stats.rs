@@ -283,6 +283,39 @@ impl BenchResult {
     }
 }
 
+/// The machine's `/proc/loadavg` line (the 1, 5 and 15 minute load
+/// averages, running/total tasks, the last pid), or "" where it is unreadable.
+pub fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|l| l.trim().to_string())
+        .unwrap_or_default()
+}
+
+/// The 1-minute load average now (0 where unreadable).
+pub fn load1() -> f64 {
+    loadavg()
+        .split_whitespace()
+        .next()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0)
+}
+
+impl BenchResult {
+    /// Records the machine's load over the run: `at_start` ([`loadavg`],
+    /// read before the bench built anything) and the line now, at its end,
+    /// so that a reader can judge the figures (other work on a shared
+    /// machine moves every one of them).
+    pub fn record_load(&mut self, at_start: &str) {
+        if let Some(one) = at_start.split_whitespace().next() {
+            self.setup
+                .insert("load average at start".into(), one.to_string());
+        }
+        self.setup
+            .insert("/proc/loadavg at start".into(), at_start.to_string());
+        self.setup.insert("/proc/loadavg at end".into(), loadavg());
+    }
+}
+
 /// Cores, kernel and the time of the run (UTC), for `BenchResult::setup`.
 pub fn machine_facts() -> std::collections::BTreeMap<String, String> {
     let mut m = std::collections::BTreeMap::new();

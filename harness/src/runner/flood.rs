@@ -26,7 +26,7 @@ pub fn flood(api: &std::path::Path, first: Ipv4Addr, count: u32, nh: Ipv4Addr) -
     let addr = GobgpAddr::Unix(api.to_path_buf());
     let t = Instant::now();
     rt.block_on(async {
-        let mut c = Gobgp::connect(&addr, Duration::from_secs(5)).await?;
+        let mut c = Gobgp::connect(&addr, crate::util::scaled(Duration::from_secs(5))).await?;
         let paths: Vec<OwnPath> = (0..count)
             .map(|i| OwnPath {
                 prefix: IpNet::V4(
