@@ -172,6 +172,14 @@ enum BenchCmd {
         /// With --load: containers of the burst on the third host.
         #[arg(long, default_value_t = 50, requires = "load")]
         burst: usize,
+        /// The network's data plane: macvlan, or an ipvlan mode (l3, l2, l3s: a kernel with
+        /// ipvlan, e.g. with --vm).
+        #[arg(long, default_value = "macvlan", conflicts_with = "load")]
+        dataplane: String,
+        /// Run it inside a VM whose kernel has ipvlan (ci/vm/run.sh; under TCG its absolute
+        /// times say little about real hosts).
+        #[arg(long, conflicts_with = "load")]
+        vm: bool,
         #[arg(long)]
         json: Option<PathBuf>,
     },
@@ -396,10 +404,37 @@ fn main() -> ExitCode {
                     runs,
                     probe_from_route,
                     load: false,
+                    dataplane,
+                    vm: true,
+                    json,
+                    ..
+                } => {
+                    let mut args = vec![
+                        "convergence".to_string(),
+                        "--runs".into(),
+                        runs.to_string(),
+                        "--dataplane".into(),
+                        dataplane,
+                    ];
+                    if probe_from_route {
+                        args.push("--probe-from-route".into());
+                    }
+                    let rs =
+                        harness::bench::bench_in_vm(&args, &harness::vm::VmOptions::default())?;
+                    if let Some(out) = json {
+                        harness::bench::write_json(&out, &rs)?;
+                    }
+                    Ok(rs.iter().map(|r| r.report()).collect::<Vec<_>>().join("\n"))
+                }
+                BenchCmd::Convergence {
+                    runs,
+                    probe_from_route,
+                    load: false,
+                    dataplane,
                     json,
                     ..
                 } => one_bench(
-                    harness::bench::convergence(runs, probe_from_route, &o)?,
+                    harness::bench::convergence(runs, probe_from_route, &dataplane, &o)?,
                     json,
                 ),
                 BenchCmd::LearnedRoutes {

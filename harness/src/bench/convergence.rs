@@ -65,12 +65,17 @@ const PROBE_INTERVAL: Duration = Duration::from_millis(2);
 /// before the container's address was live made the first echoes find no
 /// neighbour on b1, and the answer wait for b1's next ARP attempt, about
 /// 1 s). The two modes measure different things and are never mixed in one run.
-pub fn convergence(runs: usize, probe_from_route: bool, opts: &Options) -> Result<BenchResult> {
+pub fn convergence(
+    runs: usize,
+    probe_from_route: bool,
+    dataplane: &str,
+    opts: &Options,
+) -> Result<BenchResult> {
     if runs == 0 {
         bail!("--runs must be at least 1");
     }
     let load_at_start = super::stats::loadavg();
-    let (w, mut e, net) = two_hosts_dual(opts, &["b1", "b2"])?;
+    let (w, mut e, net) = two_hosts_dual(opts, &["b1", "b2"], dataplane)?;
     let rss_idle = rss_kib(w.hosts[1].driver.pid());
     let c2 = e.start(&w, 1, &net, "c2")?;
     let mut events = route_events(&w, 1)?;
@@ -173,14 +178,25 @@ pub fn convergence(runs: usize, probe_from_route: bool, opts: &Options) -> Resul
     e.stop(&w, &c2)?;
     drop(events);
     drop(w);
+    // Each data plane is its own entry (macvlan keeps the plain name the
+    // committed figures use).
+    let name = match dataplane {
+        "macvlan" => "convergence".to_string(),
+        dp => format!("convergence ipvlan {dp}"),
+    };
     let mut r = BenchResult::new(
-        "convergence",
+        &name,
         format!(
-            "sudo target/release/harness bench convergence --runs {runs}{}",
+            "sudo target/release/harness bench convergence --runs {runs}{}{}",
             if probe_from_route {
                 " --probe-from-route"
             } else {
                 ""
+            },
+            if dataplane == "macvlan" {
+                String::new()
+            } else {
+                format!(" --dataplane {dataplane} --vm")
             }
         ),
     );
@@ -192,8 +208,8 @@ pub fn convergence(runs: usize, probe_from_route: bool, opts: &Options) -> Resul
     r.setup.insert("runs".into(), runs.to_string());
     r.setup.insert(
         "network".into(),
-        "dual stack (10.30.x.0/24 and fd00:31:x::/64 per host, macvlan); each join has both addresses"
-            .into(),
+        format!("dual stack (10.30.x.0/24 and fd00:31:x::/64 per host, {}); each join has both addresses",
+            if dataplane == "macvlan" { "macvlan".to_string() } else { format!("ipvlan {dataplane}") }),
     );
     r.setup.insert(
         "reachability probed from".into(),

@@ -52,9 +52,20 @@ pub(super) fn two_hosts(opts: &Options, on: &[&str]) -> Result<(World, Emulator,
     hosts_from(TWO_HOSTS, opts, on)
 }
 
-/// The same, dual stack.
-pub(super) fn two_hosts_dual(opts: &Options, on: &[&str]) -> Result<(World, Emulator, NetworkDef)> {
-    hosts_from(TWO_HOSTS_DUAL, opts, on)
+/// The same, dual stack, on data plane `dataplane` (`macvlan`, or an
+/// ipvlan mode: `l3`, `l2`, which need a kernel with ipvlan).
+pub(super) fn two_hosts_dual(
+    opts: &Options,
+    on: &[&str],
+    dataplane: &str,
+) -> Result<(World, Emulator, NetworkDef)> {
+    let options = match dataplane {
+        "macvlan" => "options = { dataplane = \"macvlan\" }".to_string(),
+        "l3" | "l2" | "l3s" => format!("options = {{ ipvlan_mode = \"{dataplane}\" }}"),
+        other => anyhow::bail!("data plane {other:?}: use macvlan, l3, l2 or l3s"),
+    };
+    let text = TWO_HOSTS_DUAL.replace("options = { dataplane = \"macvlan\" }", &options);
+    hosts_from(&text, opts, on)
 }
 
 /// The hosts of the scenario `text` (full iBGP mesh) with its first
