@@ -231,7 +231,7 @@ pub fn frr_integrated(
     t: Timers,
     policy: &EdgePolicy,
 ) -> String {
-    let mut c = frr(def, router_id, neighbors, t, Some(policy));
+    let mut c = frr(def, router_id, neighbors, t, Some(policy), false);
     if let Some(b) = t.bfd.filter(|_| neighbors.iter().any(|n| n.bfd)) {
         c.push_str(&frr_bfd_block(b));
     }
@@ -245,6 +245,7 @@ pub fn frr(
     neighbors: &[Neighbor],
     t: Timers,
     policy: Option<&EdgePolicy>,
+    multipath: bool,
 ) -> String {
     let mut c = format!(
         "frr defaults datacenter\nhostname {name}\nlog stdout informational\n!\n{lists}router bgp {asn}\n bgp router-id {router_id}\n no bgp ebgp-requires-policy\n no bgp network import-check\n",
@@ -252,6 +253,11 @@ pub fn frr(
         asn = def.asn,
         lists = policy.map(EdgePolicy::frr_prefix_lists).unwrap_or_default(),
     );
+    // A fabric of dual-homed hosts (RFC 7938): a rack's containers are
+    // heard from two ToRs in two ASes, equal but for the neighbour AS.
+    if multipath {
+        c.push_str(" bgp bestpath as-path multipath-relax\n");
+    }
     for n in neighbors {
         c.push_str(&format!(
             " neighbor {a} remote-as {asn}\n neighbor {a} description {name}\n neighbor {a} timers {k} {h}\n neighbor {a} timers connect {cr}\n",
@@ -276,6 +282,9 @@ pub fn frr(
         for p in def.originate.iter().filter(|p| p.addr().is_ipv6() == v6) {
             c.push_str(&format!("  network {p}\n"));
         }
+        if multipath {
+            c.push_str(&format!("  maximum-paths {FRR_MAX_PATHS}\n"));
+        }
         for n in neighbors {
             c.push_str(&format!("  neighbor {} activate\n", n.addr));
         }
@@ -297,6 +306,9 @@ pub fn frr(
     c.push_str("!\n");
     c
 }
+
+/// FRR's `maximum-paths` in a fabric of dual-homed hosts.
+pub const FRR_MAX_PATHS: u32 = 16;
 
 /// BIRD 2's `bird.conf` for router `def`: its originated prefixes as static
 /// blackholes, one BGP protocol per neighbour (with `policy`'s import
@@ -549,13 +561,13 @@ mod tests {
         let mut none = nbrs();
         none[1].bfd = false;
         assert!(frr_bfdd(&r, &none, BFD).is_none());
-        let c = frr(&r, Ipv4Addr::new(192, 0, 2, 1), &nbrs(), BFD, None);
+        let c = frr(&r, Ipv4Addr::new(192, 0, 2, 1), &nbrs(), BFD, None, false);
         assert!(
             c.contains(" neighbor 192.0.2.13 bfd\n neighbor 192.0.2.13 bfd profile harness\n"),
             "{c}"
         );
         assert!(!c.contains("192.0.2.12 bfd"), "{c}");
-        assert!(!frr(&r, Ipv4Addr::new(192, 0, 2, 1), &nbrs(), T, None).contains(" bfd"));
+        assert!(!frr(&r, Ipv4Addr::new(192, 0, 2, 1), &nbrs(), T, None, false).contains(" bfd"));
     }
 
     fn router() -> RouterDef {
@@ -573,8 +585,44 @@ mod tests {
     }
 
     #[test]
+    fn frr_multipath_relaxes_the_as_path_and_allows_16_paths_in_both_families() {
+        let c = frr(
+            &router(),
+            Ipv4Addr::new(192, 0, 2, 1),
+            &nbrs(),
+            T,
+            None,
+            true,
+        );
+        assert!(
+            c.contains(" bgp router-id 192.0.2.1\n no bgp ebgp-requires-policy\n no bgp network import-check\n bgp bestpath as-path multipath-relax\n"),
+            "{c}"
+        );
+        assert_eq!(c.matches("  maximum-paths 16\n").count(), 2, "{c}");
+        let plain = frr(
+            &router(),
+            Ipv4Addr::new(192, 0, 2, 1),
+            &nbrs(),
+            T,
+            None,
+            false,
+        );
+        assert!(
+            !plain.contains("multipath") && !plain.contains("maximum-paths"),
+            "{plain}"
+        );
+    }
+
+    #[test]
     fn frr_config_sets_timers_and_reflects_only_clients() {
-        let c = frr(&router(), Ipv4Addr::new(192, 0, 2, 1), &nbrs(), T, None);
+        let c = frr(
+            &router(),
+            Ipv4Addr::new(192, 0, 2, 1),
+            &nbrs(),
+            T,
+            None,
+            false,
+        );
         assert!(
             c.contains("router bgp 65100\n bgp router-id 192.0.2.1\n"),
             "{c}"

@@ -10,6 +10,7 @@
 //! ```text
 //! world.rs (World::build: the one builder) ─► wire.rs (switch, veths into a segment's bridge)
 //!   ├─► hosts.rs (HostRt: namespace, addresses, sockets) ─► host_daemons.rs (gobgpd, driver) ─┐
+//!   ├─► uplinks.rs (a dual-homed host's point-to-point links to its routers)
 //!   ├─► routers.rs (FRR, BIRD) ─────────────────────────────────────────────────────────────────┤
 //!   ├─► etcd.rs (the cluster-wide IPAM's etcd: members, TLS, users) ───────────────────────────┤
 //!   │                                              sessions.rs (the one BGP session planner) ◄─┤
@@ -34,6 +35,7 @@ mod hosts;
 mod options;
 pub mod routers;
 pub mod sessions;
+mod uplinks;
 mod wire;
 mod world;
 

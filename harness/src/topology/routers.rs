@@ -44,6 +44,9 @@ pub struct RouterRt {
     pub ifaces: BTreeMap<String, String>,
     pub neighbors: Vec<Neighbor>,
     pub timers: Timers,
+    /// FRR runs multipath (`as-path multipath-relax`, `maximum-paths`):
+    /// the scenario has dual-homed hosts.
+    pub multipath: bool,
     pub daemons: Vec<Daemon>,
     pub cleanup: Arc<Cleanup>,
 }
@@ -102,6 +105,7 @@ pub fn wire_router(
         ifaces,
         neighbors: sessions::router_neighbours(s, def)?,
         timers: Timers::from(&s.bgp),
+        multipath: s.has_uplinks(),
         daemons: Vec::new(),
         cleanup: cleanup.clone(),
     })
@@ -187,6 +191,7 @@ impl RouterRt {
                 &self.neighbors,
                 self.timers,
                 None,
+                self.multipath,
             ),
         )?;
         // FRR's daemons drop to the frr user (so PR_SET_PDEATHSIG does not
