@@ -10,6 +10,7 @@
 //! ```text
 //! reach.rs (ICMP echo, TCP connect; one-shot rounds and background probes)
 //! fast.rs (echo every 2 ms, stamped: when a pair began or stopped answering)
+//! flows.rs (UDP flows with distinct ports to an echo: loss there and back, outages)
 //! routes.rs (route and link events of a namespace, stamped as delivered)
 //! links.rs (ip -d -j link show; the driver's mark)
 //! metrics.rs (GET /metrics inside a namespace; the text exposition)
@@ -18,6 +19,7 @@
 //! ```
 
 pub mod fast;
+pub mod flows;
 pub mod from_route;
 pub mod links;
 pub mod metrics;

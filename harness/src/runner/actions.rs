@@ -1,6 +1,6 @@
 //! The steps that do something: create and delete networks, start, stop and
 //! kill containers, stop/start/kill/restart/freeze/thaw daemons, routers
-//! down and up, links down and up, inject and plant routes, run commands,
+//! down and up, links, uplinks and ToR ports down and up, inject and plant routes, run commands,
 //! pause, flood and wait for a flood, send a plugin request.
 //!
 //! In: one [`Action`] the play loop dispatched here (not an expectation).
@@ -212,6 +212,38 @@ impl Runner<'_> {
             Action::UpgradePlugin { host } => {
                 let hi = self.w.host_index(host)?;
                 self.note = Some(self.engine.upgrade_driver(&self.w, hi)?);
+                Ok(None)
+            }
+            Action::UplinkDown { host, uplink } | Action::UplinkUp { host, uplink } => {
+                let state = if matches!(a, Action::UplinkUp { .. }) {
+                    "up"
+                } else {
+                    "down"
+                };
+                self.w.host(host)?.ns.ip(&["link", "set", uplink, state])?;
+                Ok(None)
+            }
+            Action::TorPortDown { router, host } | Action::TorPortUp { router, host } => {
+                let state = if matches!(a, Action::TorPortUp { .. }) {
+                    "up"
+                } else {
+                    "down"
+                };
+                let u = self
+                    .s
+                    .uplinks_to(router)
+                    .find(|u| {
+                        self.s.uplink_host(&u.segment).map(|(h, _)| h.name.as_str())
+                            == Some(host.as_str())
+                    })
+                    .ok_or_else(|| anyhow!("host {host} has no uplink to router {router}"))?;
+                let r = self
+                    .w
+                    .routers
+                    .iter()
+                    .find(|r| &r.def.name == router)
+                    .ok_or_else(|| anyhow!("unknown router {router}"))?;
+                r.ns.ip(&["link", "set", &u.router_iface(host), state])?;
                 Ok(None)
             }
             Action::LinkDown { host } => {
