@@ -89,6 +89,7 @@ fn child(paths: u64, max_rib: usize) {
             installed: DEFAULT_MAX_LEARNED,
             rib: max_rib,
             per_peer: max_rib,
+            ..Limits::default()
         },
         Duration::from_secs(60),
         metrics,

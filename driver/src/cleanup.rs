@@ -177,7 +177,7 @@ fn owns(state: &State, marks: Option<&Marks>, alias: Option<&str>) -> bool {
                 .networks
                 .values()
                 .any(|n| n.spec.parent.vlan.is_some() && n.spec.parent.name == m.id),
-            Role::Probe => false,
+            Role::Probe | Role::Port => false,
         },
     }
 }

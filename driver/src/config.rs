@@ -66,6 +66,15 @@ fn parse_secs(s: &str) -> Result<u64, String> {
     Ok(d.as_secs())
 }
 
+fn parse_max_paths(s: &str) -> Result<usize, String> {
+    match s.trim().parse::<usize>() {
+        Ok(n) if (1..=256).contains(&n) => Ok(n),
+        _ => Err(format!(
+            "{s:?}: --max-paths is a number of next hops from 1 to 256"
+        )),
+    }
+}
+
 fn parse_route_protocol(s: &str) -> Result<u8, String> {
     let n: u8 = s
         .trim()
@@ -196,6 +205,23 @@ pub struct RunArgs {
     #[arg(long, env = "IPVLAN_BGP_PARENT")]
     pub parent: Option<String>,
 
+    /// Dual-uplink mode: one of the host's routed uplinks (repeat it, or
+    /// comma-separate in the environment; two or more). Networks then take
+    /// no parent: their containers sit on the driver's container port, and
+    /// the host routes between it and every uplink. Excludes --parent.
+    #[arg(
+        long = "uplink",
+        env = "IPVLAN_BGP_UPLINKS",
+        value_delimiter = ',',
+        value_name = "IFACE"
+    )]
+    pub uplinks: Vec<String>,
+
+    /// The most next hops one learned kernel route gets (equal best paths
+    /// beyond it are left out, lowest addresses kept).
+    #[arg(long, env = "IPVLAN_BGP_MAX_PATHS", default_value_t = crate::bgp::learner::MAX_PATHS, value_parser = parse_max_paths)]
+    pub max_paths: usize,
+
     /// Log format.
     #[arg(
         long,
@@ -227,7 +253,8 @@ pub struct RunArgs {
     #[arg(long, env = "IPVLAN_BGP_ASN")]
     pub asn: Option<u32>,
 
-    /// Router ID for StartBgp (default: the first IPv4 address of the parent).
+    /// Router ID for StartBgp (default: the first IPv4 address of the parent,
+    /// or of the first --uplink).
     #[arg(long, env = "IPVLAN_BGP_ROUTER_ID")]
     pub router_id: Option<std::net::Ipv4Addr>,
 
@@ -511,8 +538,42 @@ impl IpamArgs {
 }
 
 impl RunArgs {
+    /// The uplinks of dual-uplink mode (`--uplink`): none, or two or more
+    /// distinct valid interface names, never with `--parent` or `--next-hop`.
+    pub fn checked_uplinks(&self) -> Result<Vec<String>, String> {
+        let u = &self.uplinks;
+        if u.is_empty() {
+            return Ok(Vec::new());
+        }
+        if u.len() == 1 {
+            return Err(format!(
+                "--uplink {}: dual-uplink mode needs two or more uplinks; with one uplink give it as --parent instead",
+                u[0]
+            ));
+        }
+        if let Some(p) = &self.parent {
+            return Err(format!(
+                "--parent {p} and --uplink exclude each other: in dual-uplink mode networks take no parent (the driver makes the container port); drop --parent"
+            ));
+        }
+        if !self.next_hops.is_empty() {
+            return Err(
+                "--next-hop and --uplink exclude each other: in dual-uplink mode the announced next hop is left unspecified, so that gobgpd gives each ToR its own session address; drop --next-hop".into(),
+            );
+        }
+        for (i, name) in u.iter().enumerate() {
+            crate::model::network::Parent::parse(name)
+                .map_err(|e| format!("--uplink {name}: {}", e.0))?;
+            if u[..i].contains(name) {
+                return Err(format!("--uplink {name} is given twice"));
+            }
+        }
+        Ok(u.clone())
+    }
+
     /// `None` when BGP is disabled (`--gobgp none`).
     pub fn bgp_config(&self) -> Result<Option<BgpConfig>, String> {
+        let uplinks = self.checked_uplinks()?;
         if self.gobgp == "none" {
             return Ok(None);
         }
@@ -589,9 +650,11 @@ impl RunArgs {
                 installed: self.max_learned,
                 rib: self.max_rib,
                 per_peer,
+                paths: self.max_paths,
             },
             stale_time: Duration::from_secs(self.stale_routes_time),
             default_parent: self.parent.clone(),
+            uplinks,
         }))
     }
 }
@@ -723,6 +786,40 @@ mod tests {
         assert!(err.contains("link-local"), "{err}");
         assert!(cfg(&["--next-hop", "::"]).is_err());
         assert!(cfg(&["--next-hop", "::1"]).is_err());
+    }
+
+    #[test]
+    fn uplinks_are_two_or_more_and_exclude_parent_and_next_hop() {
+        let up = |a: &[&str]| {
+            let mut args = vec!["ipvlan-bgp"];
+            args.extend(a);
+            Cli::parse_from(args).run.checked_uplinks()
+        };
+        assert_eq!(up(&[]), Ok(vec![]));
+        assert_eq!(
+            up(&["--uplink", "up1", "--uplink", "up2"]),
+            Ok(vec!["up1".to_string(), "up2".to_string()])
+        );
+        let err = up(&["--uplink", "up1"]).unwrap_err();
+        assert!(err.contains("two or more uplinks"), "{err}");
+        let err = up(&["--uplink", "up1", "--uplink", "up2", "--parent", "eth0"]).unwrap_err();
+        assert!(err.contains("--parent eth0 and --uplink"), "{err}");
+        let err = up(&["--uplink", "up1,up2", "--next-hop", "192.0.2.1"]).unwrap_err();
+        assert!(err.contains("--next-hop and --uplink"), "{err}");
+        assert!(up(&["--uplink", "up1", "--uplink", "up1"]).is_err());
+        assert!(up(&["--uplink", "up1", "--uplink", "a/b"]).is_err());
+        // The BGP side gets them, and --max-paths (default 8).
+        let cli = Cli::parse_from(["ipvlan-bgp", "--uplink", "up1,up2", "--max-paths", "1"]);
+        let b = cli.run.bgp_config().unwrap().unwrap();
+        assert_eq!(b.uplinks, ["up1", "up2"]);
+        assert_eq!(b.limits.paths, 1);
+        let b = Cli::parse_from(["ipvlan-bgp"])
+            .run
+            .bgp_config()
+            .unwrap()
+            .unwrap();
+        assert_eq!(b.limits.paths, 8);
+        assert!(Cli::try_parse_from(["ipvlan-bgp", "--max-paths", "0"]).is_err());
     }
 
     #[rstest::rstest]

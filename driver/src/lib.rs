@@ -61,14 +61,26 @@ pub async fn run(
         Some(addr) => Some(server::bind_metrics(addr).await?),
         None => None,
     };
+    let uplinks = args.checked_uplinks().map_err(anyhow::Error::msg)?;
     let mut kernel = Kernel::open().context("open netlink")?;
+    if !uplinks.is_empty() {
+        let links = provision::uplinks::check(&mut kernel, &uplinks).map_err(anyhow::Error::msg)?;
+        for w in provision::uplinks::host_warnings(&mut kernel, &uplinks) {
+            tracing::warn!("{w}");
+        }
+        info!(uplinks = %uplinks.join(","), mtu = ?provision::uplinks::smallest_mtu(&links), "dual-uplink mode");
+    }
     let ipam = open_ipam(&args, &mut kernel)?;
     let store = Store::new(&args.state_dir);
     let protocol = bgp_cfg.as_ref().map(|c| c.protocol);
     let (mut driver, view_rx) = tokio::task::spawn_blocking({
-        let parent = args.parent.clone();
+        let parents = docker::HostParents {
+            default_parent: args.parent.clone(),
+            uplinks: uplinks.clone(),
+        };
         move || {
-            let (mut driver, rx) = Driver::start(store, kernel, parent)?;
+            let (mut driver, rx) =
+                Driver::start_with(store, kernel, parents, lifecycle::read_boot_id())?;
             match Kernel::open() {
                 Ok(mut table) => driver.flush_earlier_routes(&mut table, protocol),
                 Err(e) => tracing::warn!(error = %e, "cannot open netlink to remove the routes of an earlier run"),
@@ -284,7 +296,8 @@ fn open_ipam(
         .ok()
         .filter(|p| !p.is_empty());
     let store_cfg = a.store_config(password).map_err(anyhow::Error::msg)?;
-    let host = match (&a.ipam_host_id, args.router_id, &args.parent) {
+    let parent = args.parent.as_ref().or(args.uplinks.first());
+    let host = match (&a.ipam_host_id, args.router_id, parent) {
         (Some(h), _, _) => h.clone(),
         (None, Some(r), _) => r.to_string(),
         (None, None, Some(parent)) => bgp::host::HostInfo::read(kernel)
@@ -297,7 +310,7 @@ fn open_ipam(
                 )
             })?,
         (None, None, None) => anyhow::bail!(
-            "the IPAM needs a host id unique to this host: give --ipam-host-id (or --router-id, or --parent)"
+            "the IPAM needs a host id unique to this host: give --ipam-host-id (or --router-id, or --parent, or --uplink)"
         ),
     };
     let store = ipam::EtcdStore::new(store_cfg).context("etcd settings")?;
@@ -481,6 +494,7 @@ mod tests {
             limits: Limits::installing(100),
             stale_time: Duration::from_secs(10),
             default_parent: None,
+            uplinks: Vec::new(),
             stop_gobgpd_on_exit: false,
         };
         let (_view_tx, view_rx) = watch::channel(Arc::new(view::View::default()));

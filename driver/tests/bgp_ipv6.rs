@@ -192,6 +192,7 @@ async fn dual_stack_exchange(
         limits: ipvlan_bgp::bgp::learner::Limits::installing(1000),
         stale_time: Duration::from_secs(10),
         default_parent: Some("a0".into()),
+        uplinks: Vec::new(),
         stop_gobgpd_on_exit: false,
     };
     let view = |announce: bool| View {

@@ -140,6 +140,7 @@ fn config(sock: &Path, peers: &[&str], long_lived: Option<u32>) -> BgpConfig {
         limits: ipvlan_bgp::bgp::learner::Limits::installing(1000),
         stale_time: Duration::from_secs(60),
         default_parent: Some("ab0".into()),
+        uplinks: Vec::new(),
         stop_gobgpd_on_exit: false,
     }
 }

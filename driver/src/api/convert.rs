@@ -152,6 +152,18 @@ pub fn network_spec(
     req: &CreateNetworkRequest,
     default_parent: Option<&str>,
 ) -> Result<NetworkSpec, InvalidRequest> {
+    network_spec_with(req, default_parent, &[])
+}
+
+/// [`network_spec`] on a host in dual-uplink mode (`uplinks`, from
+/// `--uplink`; empty otherwise): a network without `parent` gets the
+/// container port of its data plane, and a `parent` that is an uplink (or
+/// a VLAN on one) is refused.
+pub fn network_spec_with(
+    req: &CreateNetworkRequest,
+    default_parent: Option<&str>,
+    uplinks: &[String],
+) -> Result<NetworkSpec, InvalidRequest> {
     check_id("network", &req.network_id)?;
     let generic = wire::generic_options(&req.options).map_err(invalid)?;
     for key in generic.keys() {
@@ -171,15 +183,32 @@ pub fn network_spec(
             )));
         }
     }
-    let parent_name = generic
-        .get("parent")
-        .map(String::as_str)
-        .or(default_parent)
-        .ok_or_else(|| {
-            invalid("no parent interface: add -o parent=<host interface> (e.g. eth1), or start the driver with --parent")
-        })?;
-    let parent = Parent::parse(parent_name)?;
     let dataplane = parse_dataplane(&generic)?;
+    let parent = match generic.get("parent") {
+        Some(name) => {
+            let p = Parent::parse(name)?;
+            let lower = p.vlan.as_ref().map(|(l, _)| l);
+            if let Some(u) = uplinks.iter().find(|u| **u == p.name || Some(*u) == lower) {
+                return Err(invalid(format!(
+                    "parent {name} is {}one of the host's uplinks ({u}): containers on it die with it, and ipvlan L3 containers on it cannot be reached over the other uplink; leave `parent` unset, the driver makes the container port",
+                    if lower.is_some() { "a VLAN on " } else { "" }
+                )));
+            }
+            p
+        }
+        None if !uplinks.is_empty() => {
+            if !dataplane.is_l2() {
+                return Err(invalid(format!(
+                    "{} on the container port of dual-uplink mode is not implemented yet; use -o ipvlan_mode=l2 or -o dataplane=macvlan, or give a parent that is not an uplink",
+                    dataplane.describe()
+                )));
+            }
+            Parent::port(&dataplane)
+        }
+        None => Parent::parse(default_parent.ok_or_else(|| {
+            invalid("no parent interface: add -o parent=<host interface> (e.g. eth1), or start the driver with --parent")
+        })?)?,
+    };
     let announce = match generic.get("announce") {
         None => Announce::Endpoint,
         Some(v) => parse_enum(

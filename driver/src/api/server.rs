@@ -299,7 +299,8 @@ fn dispatch(app: &App, method: &str, body: &[u8]) -> Result<Answer, Option<Drive
             record_ids(&req.network_id, None);
             let mut driver = lock(app);
             let spec =
-                convert::network_spec(&req, driver.default_parent()).map_err(DriverError::from)?;
+                convert::network_spec_with(&req, driver.default_parent(), driver.uplinks())
+                    .map_err(DriverError::from)?;
             driver.create_network(spec)?;
             empty()
         }

@@ -30,6 +30,11 @@ pub struct BgpConfig {
     pub limits: Limits,
     pub stale_time: Duration,
     pub default_parent: Option<String>,
+    /// `--uplink`: the uplinks of dual-uplink mode (none, or two or more).
+    /// Their connected subnets hold the accepted next hops, the first one's
+    /// IPv4 address is the default router ID, and announcements carry an
+    /// unspecified next hop (gobgpd gives each peer its session address).
+    pub uplinks: Vec<String>,
     /// Stop BGP on gobgpd gracefully when the driver exits (`--stop-gobgpd-on-exit`).
     pub stop_gobgpd_on_exit: bool,
 }

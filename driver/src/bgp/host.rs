@@ -4,8 +4,8 @@
 //! the default gateways the route installer publishes (in [`Metrics`]), the
 //! [`View`], the [`BgpConfig`] and the peers gobgpd reports. Out: [`HostInfo`],
 //! the import policy's inputs ([`policy_inputs`]), and the announcements with
-//! the next hop of their family ([`wanted_announcements`]: `--next-hop`, else
-//! the parent's address). IPv6: a global one, never link-local, never a
+//! the next hop of their family ([`wanted_announcements`]: unspecified in
+//! dual-uplink mode, else `--next-hop`, else the parent's address). IPv6: a global one, never link-local, never a
 //! temporary, deprecated, tentative or DAD-failed one; the BGP session's own
 //! local address first, else the one chosen before, else the lowest
 //! ([`NextHopChoice`]): the order the kernel lists addresses in never
@@ -166,6 +166,8 @@ pub fn policy_inputs(
     pools.extend(cfg.accept_pools.iter().copied());
     let mut parent_names: BTreeSet<String> = view.parents.clone();
     parent_names.extend(cfg.default_parent.clone());
+    // Dual-uplink mode: next hops are the ToRs, on the uplinks' subnets.
+    parent_names.extend(cfg.uplinks.iter().cloned());
     PolicyInputs {
         pools,
         network_subnets: view.pools.iter().copied().collect(),
@@ -222,7 +224,14 @@ pub fn wanted_announcements(
             }
             nh
         };
-        match cfg.next_hop_for(prefix).or_else(from_parent) {
+        // Dual-uplink mode: unspecified, so that gobgpd gives each peer its
+        // own session address (an explicit one would reach the ToR behind
+        // the other uplink unchanged, off its link).
+        let unspecified = (!cfg.uplinks.is_empty()).then(|| unspecified_for(prefix));
+        match unspecified
+            .or_else(|| cfg.next_hop_for(prefix))
+            .or_else(from_parent)
+        {
             Some(next_hop) => {
                 let attrs = view.attrs.get(prefix).cloned().unwrap_or_default();
                 out.insert(*prefix, Announcement { next_hop, attrs });
@@ -241,6 +250,14 @@ pub fn wanted_announcements(
     // Remembered for the next time (parents without IPv6 prefixes now keep theirs).
     choice.chosen.extend(chosen);
     out
+}
+
+/// `0.0.0.0` or `::`, of `prefix`'s family.
+fn unspecified_for(prefix: &IpNet) -> IpAddr {
+    match prefix {
+        IpNet::V4(_) => IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
+        IpNet::V6(_) => IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED),
+    }
 }
 
 #[cfg(test)]
@@ -268,6 +285,7 @@ mod tests {
             limits: crate::bgp::learner::Limits::installing(100),
             stale_time: Duration::from_secs(60),
             default_parent: None,
+            uplinks: Vec::new(),
             stop_gobgpd_on_exit: false,
         }
     }
@@ -277,6 +295,59 @@ mod tests {
             med: Some(m),
             ..Default::default()
         }
+    }
+
+    /// Dual-uplink mode: every announcement's next hop is unspecified
+    /// (gobgpd gives each ToR its own session address), and the uplinks'
+    /// connected subnets are where learned next hops may lie.
+    #[test]
+    fn dual_uplink_mode_announces_an_unspecified_next_hop_and_accepts_the_uplinks_subnets() {
+        let view = View {
+            announcements: [
+                (n("10.1.1.2/32"), "ipbgp-l3-pa".to_string()),
+                (n("fd00:1:1::2/128"), "ipbgp-l3-pa".to_string()),
+            ]
+            .into(),
+            ..View::default()
+        };
+        let host = HostInfo {
+            links: vec![
+                (7, "up1".into(), vec![n("192.0.2.1/30"), n("fd00:a::1/64")]),
+                (8, "up2".into(), vec![n("198.51.100.1/30")]),
+                (9, "eth9".into(), vec![n("203.0.113.1/24")]),
+            ],
+            ..HostInfo::default()
+        };
+        let mut c = cfg(&[]);
+        c.uplinks = vec!["up1".into(), "up2".into()];
+        let w = wanted_announcements(
+            &view,
+            &host,
+            &c,
+            &mut NextHopChoice::default(),
+            &mut BTreeSet::new(),
+        );
+        assert_eq!(
+            w[&n("10.1.1.2/32")].next_hop,
+            "0.0.0.0".parse::<IpAddr>().unwrap()
+        );
+        assert_eq!(
+            w[&n("fd00:1:1::2/128")].next_hop,
+            "::".parse::<IpAddr>().unwrap()
+        );
+        let p = policy_inputs(&view, &host, &c, &[]);
+        let parents: Vec<(&str, Vec<IpNet>)> = p
+            .parents
+            .iter()
+            .map(|p| (p.name.as_str(), p.nets.clone()))
+            .collect();
+        assert_eq!(
+            parents,
+            vec![
+                ("up1", vec![n("192.0.2.0/30"), n("fd00:a::/64")]),
+                ("up2", vec![n("198.51.100.0/30")]),
+            ]
+        );
     }
 
     /// Each prefix gets a next hop of its own family: `--next-hop` of that

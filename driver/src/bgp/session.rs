@@ -719,10 +719,16 @@ impl Bgp {
         Ok(())
     }
 
-    /// The first IPv4 address of a parent, else of any non-loopback link.
+    /// The first IPv4 address of the first uplink, else of a parent, else
+    /// of any non-loopback link.
     fn default_router_id(&self) -> Option<IpAddr> {
         let view = self.view.borrow();
-        let parents = view.parents.iter().chain(self.cfg.default_parent.iter());
+        let parents = self
+            .cfg
+            .uplinks
+            .iter()
+            .chain(view.parents.iter())
+            .chain(self.cfg.default_parent.iter());
         parents
             .filter_map(|p| self.host.parent_v4(p))
             .next()

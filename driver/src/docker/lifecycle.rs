@@ -19,7 +19,7 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::watch;
 use tracing::{debug, error, info, warn};
 
-use super::{Driver, Result};
+use super::{Driver, HostParents, Result};
 use crate::error::DriverError;
 use crate::kernel::{LinkKernel, LinkKind};
 use crate::model::names::{self, short_id, Marks, Role};
@@ -55,6 +55,25 @@ impl<K: LinkKernel> Driver<K> {
         default_parent: Option<String>,
         boot_id: Option<String>,
     ) -> Result<(Driver<K>, watch::Receiver<Arc<View>>)> {
+        let parents = HostParents {
+            default_parent,
+            uplinks: Vec::new(),
+        };
+        Driver::start_with(store, kernel, parents, boot_id)
+    }
+
+    /// [`Driver::start_on`] with the host's parents: `--parent`, or the
+    /// uplinks of dual-uplink mode (`--uplink`).
+    pub fn start_with(
+        store: Store,
+        kernel: K,
+        parents: HostParents,
+        boot_id: Option<String>,
+    ) -> Result<(Driver<K>, watch::Receiver<Arc<View>>)> {
+        let HostParents {
+            default_parent,
+            uplinks,
+        } = parents;
         let mut store = store;
         let (mut state, replayed) = store.load_replayed()?;
         let (marks, fresh) = identity(&mut state)?;
@@ -65,9 +84,11 @@ impl<K: LinkKernel> Driver<K> {
             kernel,
             marks,
             default_parent,
+            uplinks,
             ipvlan: None,
             unavailable: BTreeMap::new(),
             parents_lost: 0,
+            port_repairs: 0,
             view: tx,
             current: View::default(),
             watcher: None,
@@ -156,7 +177,13 @@ impl<K: LinkKernel> Driver<K> {
     /// before it changes: `cleanup` puts these values back.
     pub(super) fn remember_sysctls(&mut self, spec: &NetworkSpec) -> Result<()> {
         let mut host = self.state.host.clone();
-        for path in sysctl::planned(spec, &spec.parent.name) {
+        // A container port's forwarding is switched on the uplinks.
+        let parents = match spec.parent.port {
+            true => self.uplinks.clone(),
+            false => vec![spec.parent.name.clone()],
+        };
+        let planned = parents.iter().flat_map(|p| sysctl::planned(spec, p));
+        for path in planned.collect::<Vec<_>>() {
             if host.sysctls.contains_key(&path) {
                 continue;
             }
@@ -464,6 +491,7 @@ impl<K: LinkKernel> Driver<K> {
     pub fn repair(&mut self) -> usize {
         let lost = self.notice_lost_parents();
         self.restore_shims();
+        self.restore_ports();
         // Those just lost are tried from the next round on.
         let ids: Vec<String> = self
             .unavailable
@@ -586,6 +614,50 @@ impl<K: LinkKernel> Driver<K> {
                 Err(e) => {
                     undo.run(&mut self.kernel);
                     warn!(network = %spec.short_id(), shim = %shim, error = %e, "could not restore the shim");
+                }
+            }
+        }
+        fixed
+    }
+
+    /// Container ports (dual-uplink mode) of available networks that are
+    /// down, lost their mark or lack a gateway address are made whole
+    /// again, and counted ([`Driver::port_repairs`]). A port that is gone
+    /// took its containers' links with it: [`Driver::notice_lost_parents`]
+    /// handles that. Returns how many networks' ports were fixed.
+    pub fn restore_ports(&mut self) -> usize {
+        let specs: Vec<NetworkSpec> = self
+            .state
+            .networks
+            .values()
+            .filter(|n| n.spec.parent.port && !self.unavailable.contains_key(&n.spec.id))
+            .map(|n| n.spec.clone())
+            .collect();
+        if specs.is_empty() {
+            return 0;
+        }
+        let addrs = match self.kernel.addresses() {
+            Ok(a) => a,
+            Err(e) => {
+                debug!(error = %e, "could not list addresses to check the container ports");
+                return 0;
+            }
+        };
+        let mut fixed = 0;
+        for spec in specs {
+            if crate::provision::port::whole(&mut self.kernel, &self.marks, &spec, &addrs) {
+                continue;
+            }
+            let mut undo = Undo::default();
+            match self.ensure_network(&spec, NewShim::Trust, &mut undo) {
+                Ok(_) => {
+                    fixed += 1;
+                    self.port_repairs += 1;
+                    warn!(network = %spec.short_id(), port = %spec.parent.name, "the container port was down, unmarked or missing a gateway address: repaired");
+                }
+                Err(e) => {
+                    undo.run(&mut self.kernel);
+                    warn!(network = %spec.short_id(), port = %spec.parent.name, error = %e, "could not repair the container port");
                 }
             }
         }

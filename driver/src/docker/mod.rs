@@ -45,6 +45,14 @@ pub mod restart_check;
 #[cfg(test)]
 mod tests;
 
+/// Where networks created without `-o parent` go: `--parent`, or (dual-
+/// uplink mode, `--uplink`) the container port, with the uplinks it routes to.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HostParents {
+    pub default_parent: Option<String>,
+    pub uplinks: Vec<String>,
+}
+
 pub struct Driver<K: LinkKernel = Kernel> {
     state: State,
     store: Store,
@@ -52,6 +60,8 @@ pub struct Driver<K: LinkKernel = Kernel> {
     /// This instance's marks: the identity its links carry.
     marks: Marks,
     default_parent: Option<String>,
+    /// `--uplink`: dual-uplink mode's uplinks (none, or two or more).
+    uplinks: Vec<String>,
     /// Whether this kernel has ipvlan, once probed.
     ipvlan: Option<bool>,
     /// Networks whose parent, VLAN or shim could not be restored, with why;
@@ -60,6 +70,9 @@ pub struct Driver<K: LinkKernel = Kernel> {
     unavailable: BTreeMap<String, String>,
     /// Parents seen disappearing by the repair loop, counted.
     parents_lost: u64,
+    /// Container ports found not as made (down, unmarked, a gateway
+    /// missing) and repaired: drift.
+    port_repairs: u64,
     view: watch::Sender<Arc<View>>,
     /// The view last published, kept up to date change by change.
     current: View,
@@ -104,6 +117,11 @@ impl<K: LinkKernel> Driver<K> {
         self.default_parent.as_deref()
     }
 
+    /// Dual-uplink mode's uplinks (empty: not in that mode).
+    pub fn uplinks(&self) -> &[String] {
+        &self.uplinks
+    }
+
     /// Networks that cannot serve now, with the reason.
     pub fn unavailable(&self) -> &BTreeMap<String, String> {
         &self.unavailable
@@ -117,6 +135,11 @@ impl<K: LinkKernel> Driver<K> {
     /// How many times a network's parent disappeared while the driver ran.
     pub fn parents_lost(&self) -> u64 {
         self.parents_lost
+    }
+
+    /// Container ports repaired since start ([`Driver::restore_ports`]).
+    pub fn port_repairs(&self) -> u64 {
+        self.port_repairs
     }
 
     pub fn subscribe(&self) -> watch::Receiver<Arc<View>> {
@@ -215,6 +238,7 @@ impl<K: LinkKernel> Driver<K> {
             &mut self.kernel,
             &mut self.ipvlan,
             &self.marks,
+            &self.uplinks,
             spec,
             new_shim,
             undo,

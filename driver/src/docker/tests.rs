@@ -19,6 +19,7 @@ use crate::model::network::{
 };
 use crate::model::state;
 
+mod port;
 mod safety;
 
 const NET_A: &str = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";

@@ -577,6 +577,8 @@ mod tests {
             kind: None,
             parent: None,
             up,
+            running: up,
+            mtu: 1500,
             mac: vec![2, 0, 0, 0, 0, index as u8],
             alias: None,
         }
@@ -637,6 +639,7 @@ mod tests {
                 mac: None,
                 alias: String::new(),
                 peer: Some("awb".into()),
+                mtu: None,
             })
             .unwrap();
             let b = host.link("awb").unwrap().unwrap();

@@ -101,6 +101,8 @@ impl FakeKernel {
                 kind: kind.map(str::to_string),
                 parent,
                 up: true,
+                running: true,
+                mtu: 1500,
                 mac: vec![2, 0, 0, 0, 0, index as u8],
                 alias: alias.map(str::to_string),
             },
@@ -113,6 +115,13 @@ impl FakeKernel {
         let mut g = self.inner();
         if let Some(i) = g.links.values().find(|l| l.name == name).map(|l| l.index) {
             remove(&mut g, i);
+        }
+    }
+
+    /// Sets a device's MTU (as `ip link set NAME mtu N` would).
+    pub fn set_mtu(&self, name: &str, mtu: u32) {
+        if let Some(l) = self.inner().links.values_mut().find(|l| l.name == name) {
+            l.mtu = mtu;
         }
     }
 
@@ -294,6 +303,8 @@ impl LinkKernel for FakeKernel {
                     kind: Some(new.kind.name().to_string()),
                     parent,
                     up: false,
+                    running: false,
+                    mtu: new.mtu.unwrap_or(1500),
                     mac,
                     alias: alias.clone(),
                 },
@@ -330,10 +341,12 @@ impl LinkKernel for FakeKernel {
         let mut g = self.inner();
         let what = format!("set link #{index} up={up}");
         injected(&mut g, Op::SetUp, &what)?;
-        g.links
+        let l = g
+            .links
             .get_mut(&index)
-            .ok_or_else(|| errno(&what, libc::ENODEV))?
-            .up = up;
+            .ok_or_else(|| errno(&what, libc::ENODEV))?;
+        l.up = up;
+        l.running = up;
         Ok(())
     }
 
@@ -356,6 +369,13 @@ impl LinkKernel for FakeKernel {
         if !g.addrs.iter().any(|b| b.index == index && b.net == net) {
             g.addrs.push(a);
         }
+        Ok(())
+    }
+
+    fn del_address(&mut self, index: u32, net: IpNet) -> Result<()> {
+        self.inner()
+            .addrs
+            .retain(|a| !(a.index == index && a.net == net));
         Ok(())
     }
 

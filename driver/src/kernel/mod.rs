@@ -56,6 +56,8 @@ pub struct NewLink {
     pub alias: String,
     /// The peer's name, for [`LinkKind::Veth`].
     pub peer: Option<String>,
+    /// The MTU (for a veth pair: both ends); `None`: the kernel's default.
+    pub mtu: Option<u32>,
 }
 
 /// Link and address operations the driver needs, as a trait so that the
@@ -78,6 +80,8 @@ pub trait LinkKernel: Send {
     /// Adds an address; present already is fine. IPv6 addresses skip
     /// duplicate address detection (`IFA_F_NODAD`): usable at once.
     fn add_address(&mut self, index: u32, net: IpNet) -> Result<()>;
+    /// Removes an address; gone already (or its link gone) is fine.
+    fn del_address(&mut self, index: u32, net: IpNet) -> Result<()>;
     /// Reads a sysctl of the caller's network namespace (`path` under
     /// `/proc/sys`, with `/`, so that link names with dots work);
     /// `Ok(None)` when this kernel has no such setting.
@@ -112,6 +116,10 @@ pub struct Link {
     /// The index of the lower device (`IFLA_LINK`), for stacked links.
     pub parent: Option<u32>,
     pub up: bool,
+    /// `IFF_RUNNING`: up with carrier (what `ip link` shows as `LOWER_UP`
+    /// beside `UP`, operational state up).
+    pub running: bool,
+    pub mtu: u32,
     pub mac: Vec<u8>,
     /// `IFLA_IFALIAS`: where the driver leaves its mark.
     pub alias: Option<String>,

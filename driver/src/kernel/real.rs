@@ -108,6 +108,14 @@ impl Kernel {
                 peer_msg
                     .attributes
                     .push(LinkAttribute::IfAlias(new.alias.clone()));
+                if let Some(mtu) = new.mtu {
+                    peer_msg.attributes.push(LinkAttribute::Mtu(mtu));
+                }
+                if let Some(mac) = new.mac {
+                    peer_msg
+                        .attributes
+                        .push(LinkAttribute::Address(mac.to_vec()));
+                }
                 vec![
                     LinkInfo::Kind(InfoKind::Veth),
                     LinkInfo::Data(InfoData::Veth(InfoVeth::Peer(peer_msg))),
@@ -124,6 +132,9 @@ impl Kernel {
         msg.attributes.push(LinkAttribute::LinkInfo(info));
         if let Some(mac) = new.mac {
             msg.attributes.push(LinkAttribute::Address(mac.to_vec()));
+        }
+        if let Some(mtu) = new.mtu {
+            msg.attributes.push(LinkAttribute::Mtu(mtu));
         }
         self.nl
             .request(RouteNetlinkMessage::NewLink(msg), NLM_F_CREATE | NLM_F_EXCL)
@@ -329,6 +340,16 @@ impl Kernel {
         }
     }
 
+    /// See [`LinkKernel::del_address`].
+    pub fn del_address(&mut self, index: u32, net: IpNet) -> Result<()> {
+        let msg = addr_msg(index, net);
+        match self.nl.request(RouteNetlinkMessage::DelAddress(msg), 0) {
+            Ok(()) => Ok(()),
+            Err(e) if e.is(libc::EADDRNOTAVAIL) || e.is(libc::ENODEV) => Ok(()),
+            Err(e) => Err(KernelError::nl(format!("delete address {net} from #{index}"))(e)),
+        }
+    }
+
     // ----- routes -----
 
     /// Routes of the main table, optionally only those with protocol `proto`.
@@ -437,6 +458,9 @@ impl LinkKernel for Kernel {
     fn add_address(&mut self, index: u32, net: IpNet) -> Result<()> {
         Kernel::add_address(self, index, net)
     }
+    fn del_address(&mut self, index: u32, net: IpNet) -> Result<()> {
+        Kernel::del_address(self, index, net)
+    }
     fn sysctl(&mut self, path: &str) -> Result<Option<String>> {
         read_sysctl(path).map_err(|source| KernelError::Sysctl {
             path: path.to_string(),
@@ -537,6 +561,8 @@ pub(crate) fn parse_link(m: &LinkMessage) -> Link {
         kind: None,
         parent: None,
         up: m.header.flags.contains(LinkFlags::Up),
+        running: m.header.flags.contains(LinkFlags::Running),
+        mtu: 0,
         mac: Vec::new(),
         alias: None,
     };
@@ -545,6 +571,7 @@ pub(crate) fn parse_link(m: &LinkMessage) -> Link {
             LinkAttribute::IfName(n) => link.name = n.clone(),
             LinkAttribute::Link(p) => link.parent = Some(*p),
             LinkAttribute::Address(mac) => link.mac = mac.clone(),
+            LinkAttribute::Mtu(mtu) => link.mtu = *mtu,
             LinkAttribute::IfAlias(a) if !a.is_empty() => link.alias = Some(a.clone()),
             LinkAttribute::LinkInfo(infos) => {
                 for i in infos {

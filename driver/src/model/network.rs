@@ -102,6 +102,11 @@ pub struct Parent {
     pub name: String,
     /// `Some((lower, id))` when `name` is `lower.id`.
     pub vlan: Option<(String, u16)>,
+    /// Dual-uplink mode: `name` is the container port's containers' end
+    /// ("pa", [`super::names::port`]), made by the driver for this data
+    /// plane and shared by its networks; the gateways sit on the host's end.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub port: bool,
 }
 
 /// A network as this driver understands it.
@@ -184,7 +189,24 @@ impl Parent {
         Ok(Parent {
             name: name.to_string(),
             vlan,
+            port: false,
         })
+    }
+
+    /// The container port of `dataplane` (dual-uplink mode).
+    pub fn port(dataplane: &Dataplane) -> Parent {
+        Parent {
+            name: super::names::port(&super::names::port_key(dataplane)).0,
+            vlan: None,
+            port: true,
+        }
+    }
+
+    /// The container port's host end ("pb"), for a port parent.
+    pub fn port_host_end(&self) -> Option<String> {
+        self.port
+            .then(|| self.name.strip_suffix("-a").map(|b| format!("{b}-b")))
+            .flatten()
     }
 }
 
@@ -255,7 +277,7 @@ impl NetworkSpec {
 
     /// Whether the network has a host-side link: the L2 shim, or the L3 host link.
     pub fn has_shim(&self) -> bool {
-        self.dataplane.is_l2() || self.host_link
+        !self.parent.port && (self.dataplane.is_l2() || self.host_link)
     }
 
     pub fn short_id(&self) -> &str {

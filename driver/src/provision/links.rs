@@ -93,12 +93,78 @@ pub fn ensure<K: LinkKernel>(
             mac,
             alias: want.mark.to_string(),
             peer: None,
+            mtu: None,
         },
     )?;
     Ok(Ensured {
         link,
         created: true,
     })
+}
+
+/// Makes sure our veth pair exists: `want` (its `parent` unset) and its
+/// peer `peer`, both carrying `want.mark`, each the other's peer. A pair
+/// that is partly someone else's, or whose ends are not each other's, is a
+/// conflict. A new pair gets `mtu` and `mac` on both ends.
+pub fn ensure_pair<K: LinkKernel>(
+    k: &mut K,
+    want: &Expect<'_>,
+    peer: &str,
+    mtu: Option<u32>,
+    mac: Option<[u8; 6]>,
+) -> Result<(Ensured, Link)> {
+    let peer_want = Expect {
+        name: peer,
+        ..want.clone()
+    };
+    match (k.link(want.name)?, k.link(peer)?) {
+        (Some(a), Some(b)) => {
+            for (w, l) in [(want, &a), (&peer_want, &b)] {
+                if !w.matches(l) {
+                    return Err(w.not_ours(l));
+                }
+            }
+            if a.parent != Some(b.index) || b.parent != Some(a.index) {
+                return Err(KernelError::Conflict(format!(
+                    "{} and {} carry our mark but are not each other's veth peer; delete them and the driver makes the pair again",
+                    want.name, peer
+                )));
+            }
+            Ok((
+                Ensured {
+                    link: a,
+                    created: false,
+                },
+                b,
+            ))
+        }
+        (Some(l), None) => Err(want.not_ours(&l)),
+        (None, Some(l)) => Err(peer_want.not_ours(&l)),
+        (None, None) => {
+            let a = create(
+                k,
+                &NewLink {
+                    name: want.name.to_string(),
+                    kind: LinkKind::Veth,
+                    parent: None,
+                    mac,
+                    alias: want.mark.to_string(),
+                    peer: Some(peer.to_string()),
+                    mtu,
+                },
+            )?;
+            let b = k.link(peer)?.ok_or_else(|| {
+                KernelError::NotFound(format!("veth peer {peer} vanished after creation"))
+            })?;
+            Ok((
+                Ensured {
+                    link: a,
+                    created: true,
+                },
+                b,
+            ))
+        }
+    }
 }
 
 /// Gives a link of ours that carries an earlier version's mark (no
@@ -278,6 +344,7 @@ pub fn probe_ipvlan<K: LinkKernel>(k: &mut K, marks: &Marks) -> Result<bool> {
             mac: None,
             alias: mark.clone(),
             peer: Some(peer),
+            mtu: None,
         },
     )?
     .index;

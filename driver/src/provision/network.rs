@@ -35,6 +35,9 @@ type Result<T> = std::result::Result<T, DriverError>;
 #[derive(Default)]
 pub struct Undo {
     links: Vec<(String, LinkKind, Option<u32>, String)>,
+    /// Addresses added to a link of ours that stays (a container port's
+    /// host end): removed before the links go.
+    addresses: Vec<(u32, ipnet::IpNet)>,
 }
 
 impl Undo {
@@ -43,7 +46,16 @@ impl Undo {
             .push((e.name.to_string(), e.kind, e.parent, e.mark.to_string()));
     }
 
+    pub fn push_address(&mut self, index: u32, net: ipnet::IpNet) {
+        self.addresses.push((index, net));
+    }
+
     pub fn run<K: LinkKernel>(self, kernel: &mut K) {
+        for (index, net) in self.addresses.into_iter().rev() {
+            if let Err(e) = kernel.del_address(index, net) {
+                warn!(address = %net, error = %e, "rollback: could not remove an address");
+            }
+        }
         for (name, kind, parent, mark) in self.links.into_iter().rev() {
             let want = Expect {
                 name: &name,
@@ -92,14 +104,23 @@ pub enum NewShim {
 /// parent is `lower.N` and missing (marked, shared by every network on
 /// it), the shim with the gateway address for L2 data planes and host
 /// links. Returns the shim's name. What it creates is pushed on `undo`.
+#[allow(clippy::too_many_arguments)]
 pub fn ensure_network<K: LinkKernel>(
     k: &mut K,
     ipvlan: &mut Option<bool>,
     marks: &Marks,
+    uplinks: &[String],
     spec: &NetworkSpec,
     new_shim: NewShim,
     undo: &mut Undo,
 ) -> Result<Option<String>> {
+    if spec.parent.port {
+        if spec.dataplane.is_ipvlan() {
+            check_ipvlan(k, ipvlan, marks)?;
+        }
+        super::port::ensure(k, marks, uplinks, spec, undo)?;
+        return Ok(None);
+    }
     let parent = match k.link(&spec.parent.name)? {
         // An existing parent is used as it is, whoever made it.
         Some(l) => l,
@@ -138,6 +159,12 @@ pub fn ensure_network<K: LinkKernel>(
     };
     if spec.dataplane.is_ipvlan() {
         check_ipvlan(k, ipvlan, marks)?;
+    }
+    if new_shim == NewShim::Probe && !spec.dataplane.is_l2() && parent.kind.as_deref() == Some("dummy") {
+        return Err(DriverError::Invalid(InvalidRequest(format!(
+            "parent {} is a dummy: ipvlan L3 routes its containers' packets through the parent and receives theirs on it; a dummy drops both: use the driver's container port (dual-uplink mode) or a real link",
+            spec.parent.name
+        ))));
     }
     if !spec.has_shim() {
         return Ok(None);
@@ -212,9 +239,28 @@ pub fn delete_network_links<K: LinkKernel>(
     parent_still_used: bool,
 ) -> Vec<String> {
     let spec = &rec.spec;
+    let mut failed = Vec::new();
+    if spec.parent.port {
+        // Endpoints' leftovers first, then the port's share of this network.
+        let pa = k.link(&spec.parent.name).ok().flatten();
+        for e in rec.endpoints.values() {
+            let mark = marks.mark(Role::Endpoint, &e.spec.id);
+            let want = Expect {
+                name: &e.link,
+                kind: LinkKind::from(spec.dataplane),
+                parent: pa.as_ref().map(|p| p.index),
+                mark: &mark,
+            };
+            match links::delete(k, &want) {
+                Ok(_) | Err(KernelError::Conflict(_)) => {}
+                Err(e) => failed.push(format!("{}: {e}", want.name)),
+            }
+        }
+        failed.extend(super::port::release(k, marks, spec, parent_still_used));
+        return failed;
+    }
     let parent = k.link(&spec.parent.name).ok().flatten();
     let kind = LinkKind::from(spec.dataplane);
-    let mut failed = Vec::new();
     // Docker deletes endpoints first; anything left over goes too.
     let mut ours: Vec<(String, String)> = rec
         .endpoints
@@ -282,6 +328,9 @@ pub fn owned_marks(state: &State, marks: &Marks) -> BTreeSet<String> {
         }
         if n.spec.parent.vlan.is_some() {
             owned.insert(marks.mark(Role::Vlan, &n.spec.parent.name));
+        }
+        if n.spec.parent.port {
+            owned.insert(super::port::port_names(marks, &n.spec).2);
         }
         for e in n.endpoints.keys() {
             owned.insert(marks.mark(Role::Endpoint, e));

@@ -91,6 +91,8 @@ pub struct Limits {
     pub rib: usize,
     /// Paths kept at most from one peer (`--max-rib-per-peer`).
     pub per_peer: usize,
+    /// Next hops one installed route gets at most (`--max-paths`).
+    pub paths: usize,
 }
 
 impl Limits {
@@ -101,6 +103,7 @@ impl Limits {
             installed,
             rib,
             per_peer: rib,
+            paths: MAX_PATHS,
         }
     }
 }
@@ -111,6 +114,7 @@ impl Default for Limits {
             installed: DEFAULT_MAX_LEARNED,
             rib: DEFAULT_MAX_RIB,
             per_peer: DEFAULT_MAX_RIB,
+            paths: MAX_PATHS,
         }
     }
 }

@@ -221,6 +221,28 @@ mod tests {
         assert_eq!(l.state_sizes()[0], 0);
     }
 
+    /// `--max-paths`: a route gets at most that many next hops, the lowest
+    /// addresses; `--max-paths 1` installs one.
+    #[test]
+    fn max_paths_caps_a_routes_next_hops() {
+        let mut l = Learner::new(
+            73,
+            Limits {
+                paths: 1,
+                ..Limits::installing(2)
+            },
+            Duration::from_secs(10),
+            Arc::new(Metrics::default()),
+        );
+        assert!(l.set_inputs(inputs()).is_empty());
+        let p = "10.1.2.3/32";
+        let c = l.learn(vec![
+            from_peer(p, "192.0.2.3", false),
+            from_peer(p, "192.0.2.2", false),
+        ]);
+        assert_eq!(hops_of(&c), vec![ips(&["192.0.2.2"])]);
+    }
+
     /// The import policy applies per path: a member whose next hop is off
     /// the parent's link is left out of the route, the others stay; with
     /// no member accepted the prefix is refused for the first one's reason.
@@ -320,6 +342,7 @@ mod tests {
             installed: 1000,
             rib: 3000,
             per_peer: 3000,
+            ..Limits::default()
         };
         let mut l = Learner::new(
             73,
@@ -402,6 +425,7 @@ mod tests {
             installed: 10_000,
             rib: 10_000,
             per_peer: 100,
+            ..Limits::default()
         };
         let mut l = Learner::new(
             73,

@@ -15,7 +15,9 @@ use std::time::Instant;
 
 use ipnet::IpNet;
 
-use super::{Learner, MAX_PATHS};
+use super::Learner;
+#[cfg(doc)]
+use super::MAX_PATHS;
 use crate::bgp::policy::{decide, PolicyInputs, Reject};
 use crate::kernel::{MultiRoute, NextHop};
 use crate::rib::installer::Change;
@@ -164,7 +166,7 @@ impl Learner {
             Ok(hops) => {
                 self.set_rejected(prefix, None);
                 let mut route = MultiRoute::new(prefix, hops, self.protocol);
-                route.hops.truncate(MAX_PATHS);
+                route.hops.truncate(self.limits.paths.max(1));
                 if route.hops.is_empty() {
                     return;
                 }

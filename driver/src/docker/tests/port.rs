@@ -1,0 +1,251 @@
+//! Dual-uplink mode on the in-memory kernel: the container port made with
+//! the first network of its data plane and deleted with the last, its
+//! gateways on the host end, its repair, and the refusals.
+
+use super::*;
+use crate::api::convert::network_spec_with;
+use crate::api::wire::CreateNetworkRequest;
+
+const NET_C: &str = "cccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccc";
+const IPVLAN_L2: Dataplane = Dataplane::Ipvlan {
+    mode: IpvlanMode::L2,
+    flag: IpvlanFlag::Bridge,
+};
+
+/// A host with two uplinks (MTU 9000 and 1450) and a dummy.
+fn dual_host() -> FakeKernel {
+    let fk = host();
+    fk.add_device("up1", None, None, None);
+    fk.add_device("up2", None, None, None);
+    fk.add_device("dum0", Some("dummy"), None, None);
+    fk.set_mtu("up1", 9000);
+    fk.set_mtu("up2", 1450);
+    fk
+}
+
+fn uplinks() -> Vec<String> {
+    vec!["up1".into(), "up2".into()]
+}
+
+fn start_dual(dir: &Path, fk: &FakeKernel) -> Driver<FakeKernel> {
+    let parents = HostParents {
+        default_parent: None,
+        uplinks: uplinks(),
+    };
+    Driver::start_with(Store::new(dir), fk.clone(), parents, None)
+        .unwrap()
+        .0
+}
+
+/// A network on the container port of `dataplane`.
+fn port_net(id: &str, subnets: &str, dataplane: Dataplane) -> NetworkSpec {
+    let mut spec = net(id, "eth0", subnets, dataplane);
+    spec.parent = Parent::port(&dataplane);
+    spec
+}
+
+fn addrs_on(fk: &FakeKernel, name: &str) -> Vec<IpNet> {
+    let Some(l) = fk.link_named(name) else {
+        return Vec::new();
+    };
+    let mut v: Vec<IpNet> = fk
+        .all_addresses()
+        .into_iter()
+        .filter(|a| a.index == l.index)
+        .map(|a| a.net)
+        .collect();
+    v.sort();
+    v
+}
+
+fn n(s: &str) -> IpNet {
+    s.parse().unwrap()
+}
+
+#[test]
+fn a_container_port_comes_with_the_first_network_of_its_mode_and_goes_with_the_last() {
+    let dir = tempfile::tempdir().unwrap();
+    let fk = dual_host();
+    let mut d = start_dual(dir.path(), &fk);
+    d.create_network(port_net(NET_A, "10.1.1.0/24,fd00:1:1::/64", MACVLAN))
+        .unwrap();
+    let (pa, pb) = ("ipbgp-mvb-a", "ipbgp-mvb-b");
+    let mark = format!("ipvlan-bgp:{}:port:mvb", d.marks.instance());
+    for end in [pa, pb] {
+        let l = fk.link_named(end).unwrap_or_else(|| panic!("{end} missing"));
+        assert_eq!(l.kind.as_deref(), Some("veth"), "{end}");
+        assert_eq!(l.alias.as_deref(), Some(mark.as_str()), "{end}");
+        assert!(l.up, "{end} down");
+        assert_eq!(l.mtu, 1450, "{end}: the smallest uplink MTU");
+    }
+    // The gateways sit on the host end, no shim is made.
+    assert_eq!(
+        addrs_on(&fk, pb),
+        [n("10.1.1.1/24"), n("fd00:1:1::1/64")]
+    );
+    assert!(addrs_on(&fk, pa).is_empty());
+    assert!(fk.link_named(&names::shim(NET_A)).is_none());
+    // A container's link sits on pa.
+    d.create_endpoint(NET_A, ep(EP_1, "10.1.1.2/24")).unwrap();
+    d.join(NET_A, EP_1, "/nonexistent").unwrap();
+    let c = fk.link_named(&names::endpoint(EP_1)).unwrap();
+    assert_eq!(c.parent, Some(fk.link_named(pa).unwrap().index));
+    assert_eq!(c.kind.as_deref(), Some("macvlan"));
+    // A second network of the mode shares the pair; another mode gets its own.
+    d.create_network(port_net(NET_B, "10.1.2.0/24", MACVLAN))
+        .unwrap();
+    d.create_network(port_net(NET_C, "10.1.3.0/24", IPVLAN_L2))
+        .unwrap();
+    assert_eq!(
+        addrs_on(&fk, pb),
+        [n("10.1.1.1/24"), n("10.1.2.1/24"), n("fd00:1:1::1/64")]
+    );
+    assert_eq!(addrs_on(&fk, "ipbgp-l2b-b"), [n("10.1.3.1/24")]);
+    // A restart keeps the ports (the sweep knows them).
+    drop(d);
+    let mut d = start_dual(dir.path(), &fk);
+    assert!(fk.link_named(pa).is_some() && fk.link_named("ipbgp-l2b-a").is_some());
+    // The first network goes: its gateways leave pb, the pair stays.
+    d.leave(NET_A, EP_1).unwrap();
+    d.delete_endpoint(NET_A, EP_1).unwrap();
+    d.delete_network(NET_A).unwrap();
+    assert_eq!(addrs_on(&fk, pb), [n("10.1.2.1/24")]);
+    // The last one of the mode: the pair goes, the other mode's stays.
+    d.delete_network(NET_B).unwrap();
+    assert!(fk.link_named(pa).is_none() && fk.link_named(pb).is_none());
+    assert!(fk.link_named("ipbgp-l2b-a").is_some());
+    d.delete_network(NET_C).unwrap();
+    assert!(fk.link_named("ipbgp-l2b-a").is_none());
+    foreign_intact(&fk, "the ports' lives");
+}
+
+#[test]
+fn a_port_set_down_or_stripped_is_repaired_and_counted_and_a_deleted_one_comes_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let fk = dual_host();
+    let mut d = start_dual(dir.path(), &fk);
+    d.create_network(port_net(NET_A, "10.1.1.0/24,fd00:1:1::/64", MACVLAN))
+        .unwrap();
+    let (pa, pb) = ("ipbgp-mvb-a", "ipbgp-mvb-b");
+    assert_eq!(d.repair(), 0);
+    assert_eq!(d.port_repairs(), 0);
+    // Set down by hand: the kernel drops pb's IPv6 gateway with it.
+    fk.set_down(pb);
+    d.repair();
+    assert_eq!(d.port_repairs(), 1);
+    assert!(fk.link_named(pb).unwrap().up);
+    assert_eq!(
+        addrs_on(&fk, pb),
+        [n("10.1.1.1/24"), n("fd00:1:1::1/64")]
+    );
+    // An IPv4 gateway removed.
+    fk.remove_address(pb, n("10.1.1.1/24"));
+    d.repair();
+    assert_eq!(d.port_repairs(), 2);
+    assert!(addrs_on(&fk, pb).contains(&n("10.1.1.1/24")));
+    // pa set down.
+    fk.set_down(pa);
+    d.repair();
+    assert_eq!(d.port_repairs(), 3);
+    assert!(fk.link_named(pa).unwrap().up);
+    // Deleted while the driver was stopped: made again at start.
+    drop(d);
+    fk.remove_device(pa);
+    assert!(fk.link_named(pb).is_none(), "a veth goes with its peer");
+    let d = start_dual(dir.path(), &fk);
+    assert!(fk.link_named(pa).unwrap().up);
+    assert_eq!(
+        addrs_on(&fk, pb),
+        [n("10.1.1.1/24"), n("fd00:1:1::1/64")]
+    );
+    assert!(d.unavailable().is_empty());
+}
+
+#[test]
+fn a_foreign_link_under_a_port_name_is_left_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let fk = dual_host();
+    fk.add_device("ipbgp-mvb-a", Some("veth"), None, Some("someone's"));
+    let mut d = start_dual(dir.path(), &fk);
+    let e = d
+        .create_network(port_net(NET_A, "10.1.1.0/24", MACVLAN))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("is not ours"), "{e}");
+    assert!(d.state().networks.is_empty());
+    let l = fk.link_named("ipbgp-mvb-a").unwrap();
+    assert_eq!(l.alias.as_deref(), Some("someone's"));
+    assert!(fk.link_named("ipbgp-mvb-b").is_none());
+}
+
+fn request(options: serde_json::Value) -> CreateNetworkRequest {
+    serde_json::from_value(serde_json::json!({
+        "NetworkID": NET_A,
+        "Options": {"com.docker.network.generic": options},
+        "IPv4Data": [{"AddressSpace": "LocalDefault", "Pool": "10.1.1.0/24", "Gateway": "10.1.1.1/24"}],
+    }))
+    .unwrap()
+}
+
+#[test]
+fn in_dual_uplink_mode_a_parent_on_an_uplink_is_refused_and_none_means_the_port() {
+    let up = uplinks();
+    for parent in ["up1", "up2", "up1.10"] {
+        let e = network_spec_with(&request(serde_json::json!({"parent": parent})), None, &up)
+            .unwrap_err()
+            .0;
+        assert!(
+            e.contains(&format!("parent {parent} is"))
+                && e.contains("one of the host's uplinks")
+                && e.contains("leave `parent` unset"),
+            "{e}"
+        );
+    }
+    let s = network_spec_with(
+        &request(serde_json::json!({"dataplane": "macvlan"})),
+        None,
+        &up,
+    )
+    .unwrap();
+    assert_eq!(s.parent, Parent::port(&MACVLAN));
+    assert_eq!(s.parent.name, "ipbgp-mvb-a");
+    assert!(!s.has_shim());
+    let s = network_spec_with(&request(serde_json::json!({"ipvlan_mode": "l2"})), None, &up)
+        .unwrap();
+    assert_eq!(s.parent.name, "ipbgp-l2b-a");
+    // Another interface stays the operator's choice.
+    let s = network_spec_with(&request(serde_json::json!({"parent": "eth1"})), None, &up)
+        .unwrap();
+    assert!(!s.parent.port && s.parent.name == "eth1");
+    // Outside dual-uplink mode nothing changes: an uplink-like name is a parent.
+    let s = network_spec_with(&request(serde_json::json!({"parent": "up1"})), None, &[])
+        .unwrap();
+    assert_eq!(s.parent.name, "up1");
+}
+
+#[test]
+fn ipvlan_l3_on_a_dummy_parent_is_refused_in_any_mode() {
+    let dir = tempfile::tempdir().unwrap();
+    let fk = dual_host();
+    let (mut d, _) = start(dir.path(), &fk);
+    for mode in [IpvlanMode::L3, IpvlanMode::L3s] {
+        let dp = Dataplane::Ipvlan {
+            mode,
+            flag: IpvlanFlag::Bridge,
+        };
+        let e = d
+            .create_network(net(NET_A, "dum0", "10.1.1.0/24", dp))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("parent dum0 is a dummy")
+                && e.contains("a dummy drops both")
+                && e.contains("container port"),
+            "{e}"
+        );
+        assert!(d.state().networks.is_empty());
+    }
+    // L2 data planes on a dummy are not refused (the shim holds the gateway).
+    d.create_network(net(NET_A, "dum0", "10.1.1.0/24", IPVLAN_L2))
+        .unwrap();
+}
