@@ -260,7 +260,7 @@ struct Runner<'a> {
     /// Background UDP flows by id (`flows-start`).
     flows: HashMap<String, crate::probe::flows::Flows>,
     /// Uplink packet counters by id (`uplink-counters-start`).
-    counters: HashMap<String, uplink_counters::Counters>,
+    counters: HashMap<String, BTreeMap<String, crate::probe::counters::LinkCounters>>,
     tcp: TcpServers,
     /// Paths the scenario originated with `inject`, withdrawn at teardown.
     injected: Vec<(String, IpNet, IpAddr)>,

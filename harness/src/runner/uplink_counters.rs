@@ -1,6 +1,5 @@
 //! `uplink-counters-start` and `uplink-counters-stop`: the packet counters
-//! of each dual-homed host's uplinks (`ip -s -j link show` in the host's
-//! namespace), before and after, and each uplink's share of the host's
+//! of each dual-homed host's uplinks (`probe/counters.rs`), before and after, and each uplink's share of the host's
 //! packets in each direction.
 //!
 //! In: the two steps' actions. Out: the counters read, or the verdict with
@@ -12,10 +11,11 @@ use std::time::Duration;
 use anyhow::{anyhow, bail, Context, Result};
 
 use super::Runner;
+use crate::probe::counters::{self, LinkCounters};
 use crate::scenario::Action;
 
 /// (rx_packets, tx_packets) per uplink, per host.
-pub(super) type Counters = BTreeMap<String, BTreeMap<String, (u64, u64)>>;
+type Counters = BTreeMap<String, LinkCounters>;
 
 impl Runner<'_> {
     pub(super) fn uplink_counters_step(&mut self, a: &Action) -> Result<Option<Duration>> {
@@ -54,23 +54,14 @@ impl Runner<'_> {
         let mut out = Counters::new();
         for name in hosts {
             let h = self.w.host(name)?;
-            let json = h.ns.ip(&["-s", "-j", "link", "show"])?;
-            let links: serde_json::Value =
-                serde_json::from_str(&json).context("ip -s -j link show")?;
-            let mut mine = BTreeMap::new();
-            for u in &h.def.uplink_links {
-                let l = links
-                    .as_array()
-                    .and_then(|a| a.iter().find(|l| l["ifname"] == u.iface.as_str()))
-                    .ok_or_else(|| anyhow!("host {name} has no link {}", u.iface))?;
-                let n = |dir: &str| {
-                    l["stats64"][dir]["packets"]
-                        .as_u64()
-                        .ok_or_else(|| anyhow!("host {name}: no {dir} packets for {}", u.iface))
-                };
-                mine.insert(u.iface.clone(), (n("rx")?, n("tx")?));
-            }
-            out.insert(name.clone(), mine);
+            let links: Vec<&str> = h
+                .def
+                .uplink_links
+                .iter()
+                .map(|u| u.iface.as_str())
+                .collect();
+            let c = counters::read(&h.ns, &links).with_context(|| format!("host {name}"))?;
+            out.insert(name.clone(), c);
         }
         Ok(out)
     }
