@@ -63,9 +63,11 @@ pub async fn run(
     };
     let uplinks = args.checked_uplinks().map_err(anyhow::Error::msg)?;
     let mut kernel = Kernel::open().context("open netlink")?;
+    let mut host_warnings = Vec::new();
     if !uplinks.is_empty() {
         let links = provision::uplinks::check(&mut kernel, &uplinks).map_err(anyhow::Error::msg)?;
-        for w in provision::uplinks::host_warnings(&mut kernel, &uplinks) {
+        host_warnings = provision::uplinks::host_warnings(&mut kernel, &uplinks);
+        for w in &host_warnings {
             tracing::warn!("{w}");
         }
         info!(uplinks = %uplinks.join(","), mtu = ?provision::uplinks::smallest_mtu(&links), "dual-uplink mode");
@@ -110,7 +112,10 @@ pub async fn run(
         "state loaded"
     );
     let metrics = Arc::new(Metrics::default());
-    metrics.bgp(|b| b.route_protocol = bgp_cfg.as_ref().map(|c| c.protocol));
+    metrics.bgp(|b| {
+        b.route_protocol = bgp_cfg.as_ref().map(|c| c.protocol);
+        b.host_warnings = host_warnings;
+    });
     let (stop_tx, stop_rx) = watch::channel(false);
     // A supervised task that cannot go on, or a configuration the detected
     // gobgpd cannot honour, sends why here: the driver exits.

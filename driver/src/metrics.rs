@@ -209,6 +209,18 @@ pub struct BgpStatus {
     pub route_watch: RouteWatch,
     /// Supervised tasks started again after they ended (by task name).
     pub task_restarts: BTreeMap<&'static str, u64>,
+    /// Installed learned routes with a next hop through each interface
+    /// (by index), kept by the route installer.
+    #[serde(skip)]
+    pub routes_by_oif: BTreeMap<u32, usize>,
+    /// Dual-uplink mode: each uplink's state and routes, read at each
+    /// status request and scrape.
+    pub uplinks: Vec<crate::provision::uplinks::UplinkState>,
+    /// Dual-uplink mode: the host settings found unlike the design wants
+    /// them at start (one line each; the driver never changes them).
+    pub host_warnings: Vec<String>,
+    /// Dual-uplink mode: container ports repaired (drift).
+    pub port_repairs: u64,
 }
 
 /// What the announcer did, for status and metrics.
@@ -767,6 +779,41 @@ impl Collector for BgpCollector {
             "Installs refused because another owner's route holds the prefix.",
             b.route_conflicts,
         )?;
+        if !b.uplinks.is_empty() {
+            let g = ConstGauge::new(0i64);
+            let mut enc = e.encode_descriptor(
+                "ipvlan_bgp_uplink_up",
+                "Dual-uplink mode: 1 while the uplink is up with carrier.",
+                None,
+                g.metric_type(),
+            )?;
+            for u in &b.uplinks {
+                ConstGauge::new(i64::from(u.state == "up"))
+                    .encode(enc.encode_family(&[("uplink", u.name.as_str())])?)?;
+            }
+            let mut enc = e.encode_descriptor(
+                "ipvlan_bgp_uplink_routes",
+                "Dual-uplink mode: installed learned routes with a next hop through the uplink.",
+                None,
+                g.metric_type(),
+            )?;
+            for u in &b.uplinks {
+                ConstGauge::new(i64::try_from(u.routes).unwrap_or(i64::MAX))
+                    .encode(enc.encode_family(&[("uplink", u.name.as_str())])?)?;
+            }
+        }
+        gauge(
+            &mut e,
+            "ipvlan_bgp_host_check_warnings",
+            "Dual-uplink mode: host settings found unlike the design wants them at start (logged; never changed).",
+            n(b.host_warnings.len()),
+        )?;
+        counter(
+            &mut e,
+            "ipvlan_bgp_port_repairs",
+            "Dual-uplink mode: container ports found down, unmarked or without a gateway, and repaired.",
+            b.port_repairs,
+        )?;
         counter(
             &mut e,
             "ipvlan_bgp_kernel_drift",
@@ -981,6 +1028,53 @@ mod tests {
         assert!(text.contains("# TYPE ipvlan_bgp_kernel_drift_total counter\n"));
         assert!(text.contains("# HELP ipvlan_bgp_installed_routes "));
         assert!(text.contains("# TYPE ipvlan_bgp_join_to_announce_seconds histogram\n"));
+    }
+
+    #[test]
+    fn each_uplink_has_its_state_and_routes_and_the_host_checks_are_counted() {
+        use crate::provision::uplinks::UplinkState;
+        let m = Metrics::default();
+        let text = m.render(0, 0);
+        assert!(
+            !text.contains("ipvlan_bgp_uplink_up"),
+            "no uplinks, no series"
+        );
+        m.bgp(|b| {
+            b.uplinks = vec![
+                UplinkState {
+                    name: "up1".into(),
+                    state: "up".into(),
+                    routes: 5,
+                },
+                UplinkState {
+                    name: "up2".into(),
+                    state: "no-carrier".into(),
+                    routes: 2,
+                },
+            ];
+            b.host_warnings = vec!["net.ipv4.fib_multipath_hash_policy is 0".into()];
+            b.port_repairs = 3;
+        });
+        let text = m.render(0, 0);
+        assert_eq!(
+            value(&text, r#"ipvlan_bgp_uplink_up{uplink="up1"}"#),
+            Some("1")
+        );
+        assert_eq!(
+            value(&text, r#"ipvlan_bgp_uplink_up{uplink="up2"}"#),
+            Some("0")
+        );
+        assert_eq!(
+            value(&text, r#"ipvlan_bgp_uplink_routes{uplink="up1"}"#),
+            Some("5")
+        );
+        assert_eq!(
+            value(&text, r#"ipvlan_bgp_uplink_routes{uplink="up2"}"#),
+            Some("2")
+        );
+        assert_eq!(value(&text, "ipvlan_bgp_host_check_warnings"), Some("1"));
+        assert_eq!(value(&text, "ipvlan_bgp_port_repairs_total"), Some("3"));
+        assert_eq!(text.matches("# HELP ipvlan_bgp_uplink_up ").count(), 1);
     }
 
     #[test]

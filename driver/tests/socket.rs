@@ -68,6 +68,12 @@ struct Host {
 
 impl Host {
     fn new(extra: &[&str]) -> Host {
+        Host::new_with(extra, |_| {})
+    }
+
+    /// [`Host::new`] with `setup` run in the namespace (its name given)
+    /// before the driver starts.
+    fn new_with(extra: &[&str], setup: impl FnOnce(&str)) -> Host {
         let n = COUNTER.fetch_add(1, Ordering::SeqCst);
         let ns = format!("ibt-{}-{n}", std::process::id());
         ip(&["netns", "add", &ns]);
@@ -78,6 +84,7 @@ impl Host {
         for l in ["dxu0", "dxu1", "lo"] {
             ip(&["-n", &ns, "link", "set", l, "up"]);
         }
+        setup(&ns);
         let dir = std::env::temp_dir().join(format!("ipvlan-bgp-test-{ns}"));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
@@ -1498,8 +1505,232 @@ fn two_instances_keep_to_their_own_links() -> Outcome {
     Ok(())
 }
 
+/// A dual-uplink host: `up1` (198.51.100.1/30) and `up2`
+/// (198.51.100.5/30, MTU 1400) to a "ToR" namespace `<ns>-t` that holds
+/// 10.99.0.1 and routes 10.23.1.0/24 back over `up1`; the host's default
+/// route is multipath over both; strict rp_filter. The driver runs with
+/// `--uplink up1 --uplink up2`.
+fn dual_uplink_host() -> (Host, Ns) {
+    let h = Host::new_with(&["--uplink", "up1", "--uplink", "up2"], |ns| {
+        let tor = format!("{ns}-t");
+        ip(&["netns", "add", &tor]);
+        for (up, t, mine, theirs) in [
+            ("up1", "tor1", "198.51.100.1/30", "198.51.100.2/30"),
+            ("up2", "tor2", "198.51.100.5/30", "198.51.100.6/30"),
+        ] {
+            ip(&[
+                "-n", ns, "link", "add", up, "type", "veth", "peer", "name", t,
+            ]);
+            ip(&["-n", ns, "link", "set", t, "netns", &tor]);
+            ip(&["-n", ns, "addr", "add", mine, "dev", up]);
+            ip(&["-n", &tor, "addr", "add", theirs, "dev", t]);
+            ip(&["-n", ns, "link", "set", up, "up"]);
+            ip(&["-n", &tor, "link", "set", t, "up"]);
+        }
+        ip(&["-n", ns, "link", "set", "up2", "mtu", "1400"]);
+        ip(&["-n", &tor, "addr", "add", "10.99.0.1/32", "dev", "lo"]);
+        ip(&["-n", &tor, "link", "set", "lo", "up"]);
+        ip(&[
+            "-n",
+            &tor,
+            "route",
+            "add",
+            "10.23.1.0/24",
+            "via",
+            "198.51.100.1",
+        ]);
+        ip(&[
+            "-n",
+            ns,
+            "route",
+            "add",
+            "default",
+            "nexthop",
+            "via",
+            "198.51.100.2",
+            "dev",
+            "up1",
+            "nexthop",
+            "via",
+            "198.51.100.6",
+            "dev",
+            "up2",
+        ]);
+        for (path, v) in [
+            ("net/ipv4/conf/all/rp_filter", "1"),
+            ("net/ipv4/conf/default/rp_filter", "1"),
+            ("net/ipv4/conf/up1/rp_filter", "1"),
+            ("net/ipv4/conf/up2/rp_filter", "1"),
+            ("net/ipv4/conf/all/ignore_routes_with_linkdown", "1"),
+            ("net/ipv6/conf/all/ignore_routes_with_linkdown", "1"),
+            ("net/ipv6/conf/all/keep_addr_on_down", "1"),
+            ("net/ipv6/fib_multipath_hash_policy", "1"),
+            // net.ipv4.fib_multipath_hash_policy stays 0: the driver warns.
+        ] {
+            let w = format!("echo {v} > /proc/sys/{path}");
+            assert!(in_ns(ns, &["sh", "-c", &w]), "{path}");
+        }
+    });
+    let tor = Ns(format!("{}-t", h.ns));
+    (h, tor)
+}
+
+/// Dual-uplink mode with macvlan (this kernel): a network created without
+/// a parent gets the container port, a marked veth pair with the smallest
+/// uplink MTU, its gateways (IPv4, IPv6 without DAD) on the host end and no
+/// shim; a container on it reaches the gateway and, through the host's
+/// multipath route, the ToR beyond the uplinks, with strict rp_filter. A
+/// parent on an uplink (or a VLAN of one) is refused; the host check
+/// warns about the hash policy left at 0; the pair goes with the network.
+fn dual_uplink_macvlan_container_port() -> Outcome {
+    privileged("dual_uplink_macvlan_container_port")?;
+    let (h, _tor) = dual_uplink_host();
+    let log = h.log();
+    assert!(
+        log.contains("net.ipv4.fib_multipath_hash_policy is 0, not 1"),
+        "the host check warns:\n{log}"
+    );
+    assert!(
+        !log.contains("ignore_routes_with_linkdown is") && !log.contains("keep_addr_on_down is"),
+        "no warning for what is set:\n{log}"
+    );
+    for parent in ["up1", "up2.7"] {
+        let e = h.err(
+            "NetworkDriver.CreateNetwork",
+            &json!({"NetworkID": NET, "Options": {"com.docker.network.generic": {"parent": parent, "dataplane": "macvlan"}},
+                    "IPv4Data": [{"AddressSpace": "LocalDefault", "Gateway": "10.23.1.1/24", "Pool": "10.23.1.0/24"}]}),
+        );
+        assert!(e.contains("one of the host's uplinks"), "{parent}: {e}");
+    }
+    assert!(h.marked_links().is_empty(), "a refusal leaves nothing");
+    // status and /metrics: each uplink's state (and routes: none, no BGP here).
+    let st = h.ok("IpvlanBgp.Status", &Value::Null);
+    assert_eq!(
+        st["bgp"]["uplinks"],
+        json!([{"name": "up1", "state": "up", "routes": 0}, {"name": "up2", "state": "up", "routes": 0}]),
+        "{st}"
+    );
+    ip(&["-n", &h.ns, "link", "set", "up2", "down"]);
+    let st = h.ok("IpvlanBgp.Status", &Value::Null);
+    assert_eq!(st["bgp"]["uplinks"][1]["state"], "down", "{st}");
+    let m = String::from_utf8(h.call_raw("metrics", Vec::new()).unwrap().body.to_vec()).unwrap();
+    assert!(
+        m.contains("ipvlan_bgp_uplink_up{uplink=\"up1\"} 1")
+            && m.contains("ipvlan_bgp_uplink_up{uplink=\"up2\"} 0")
+            && m.contains("ipvlan_bgp_host_check_warnings 1"),
+        "{m}"
+    );
+    ip(&["-n", &h.ns, "link", "set", "up2", "up"]);
+    h.ok(
+        "NetworkDriver.CreateNetwork",
+        &json!({"NetworkID": NET, "Options": {"com.docker.network.enable_ipv6": true, "com.docker.network.generic": {"dataplane": "macvlan"}},
+                "IPv4Data": [{"AddressSpace": "LocalDefault", "Gateway": "10.23.1.1/24", "Pool": "10.23.1.0/24"}],
+                "IPv6Data": [{"AddressSpace": "LocalDefault", "Gateway": "fd00:23:1::1/64", "Pool": "fd00:23:1::/64"}]}),
+    );
+    let (pa, pb) = ("ipbgp-mvb-a", "ipbgp-mvb-b");
+    for end in [pa, pb] {
+        assert_eq!(h.alias_of(end), Some(h.mark("port", "mvb")), "{end}");
+        let l = ip(&["-n", &h.ns, "-o", "link", "show", "dev", end]);
+        assert!(l.contains("mtu 1400") && l.contains(",UP"), "{end}: {l}");
+    }
+    let a4 = ip(&["-n", &h.ns, "-o", "-4", "addr", "show", "dev", pb]);
+    assert!(a4.contains("10.23.1.1/24"), "{a4}");
+    let a6 = ip(&["-n", &h.ns, "-o", "-6", "addr", "show", "dev", pb]);
+    let gw6 = a6
+        .lines()
+        .find(|l| l.contains("fd00:23:1::1/64"))
+        .unwrap_or_default();
+    assert!(
+        gw6.contains("nodad") && !gw6.contains("tentative"),
+        "the IPv6 gateway on {pb}, usable at once: {a6}"
+    );
+    let apa = ip(&["-n", &h.ns, "-o", "-4", "addr", "show", "dev", pa]);
+    assert!(
+        apa.trim().is_empty(),
+        "the containers' end holds no address: {apa}"
+    );
+    assert_eq!(h.marked_links().len(), 2, "the pair and no shim");
+    h.ok(
+        "NetworkDriver.CreateEndpoint",
+        &json!({"NetworkID": NET, "EndpointID": EP1, "Interface": {"Address": "10.23.1.10/24", "AddressIPv6": "fd00:23:1::10/64"}}),
+    );
+    let v = h.ok(
+        "NetworkDriver.Join",
+        &json!({"NetworkID": NET, "EndpointID": EP1, "SandboxKey": "/x"}),
+    );
+    assert_eq!(bare(&v["Gateway"]), "10.23.1.1", "{v}");
+    let link = v["InterfaceName"]["SrcName"].as_str().unwrap().to_string();
+    let d = ip(&["-n", &h.ns, "-d", "-o", "link", "show", "dev", &link]);
+    assert!(
+        d.contains(&format!("{link}@{pa}")) && d.contains("macvlan"),
+        "{d}"
+    );
+    let sandbox = Ns::new(format!("{}-c", h.ns));
+    ip(&["-n", &h.ns, "link", "set", &link, "netns", &sandbox.0]);
+    ip(&[
+        "-n",
+        &sandbox.0,
+        "addr",
+        "add",
+        "10.23.1.10/24",
+        "dev",
+        &link,
+    ]);
+    ip(&[
+        "-n",
+        &sandbox.0,
+        "addr",
+        "add",
+        "fd00:23:1::10/64",
+        "dev",
+        &link,
+        "nodad",
+    ]);
+    ip(&["-n", &sandbox.0, "link", "set", &link, "up"]);
+    ip(&[
+        "-n",
+        &sandbox.0,
+        "route",
+        "add",
+        "default",
+        "via",
+        "10.23.1.1",
+    ]);
+    assert!(
+        in_ns(
+            &sandbox.0,
+            &["ping", "-6", "-c", "1", "-W", "2", "fd00:23:1::1"]
+        ),
+        "the container reaches its IPv6 gateway on {pb}"
+    );
+    assert!(
+        in_ns(&sandbox.0, &["ping", "-c", "1", "-W", "2", "10.23.1.1"]),
+        "the container reaches its gateway on {pb}"
+    );
+    assert!(
+        in_ns(&sandbox.0, &["ping", "-c", "2", "-W", "2", "10.99.0.1"]),
+        "the container reaches the ToR beyond the uplinks and back, strict rp_filter"
+    );
+    ip(&["-n", &sandbox.0, "link", "set", &link, "netns", &h.ns]);
+    h.ok(
+        "NetworkDriver.Leave",
+        &json!({"NetworkID": NET, "EndpointID": EP1}),
+    );
+    h.ok(
+        "NetworkDriver.DeleteEndpoint",
+        &json!({"NetworkID": NET, "EndpointID": EP1}),
+    );
+    h.ok("NetworkDriver.DeleteNetwork", &json!({"NetworkID": NET}));
+    assert!(
+        !h.has_link(pa) && !h.has_link(pb),
+        "the pair goes with the last network"
+    );
+    assert!(h.marked_links().is_empty(), "{:?}", h.marked_links());
+    Ok(())
+}
+
 fn main() {
-    let tests: [(&str, TestFn); 14] = [
+    let tests: [(&str, TestFn); 15] = [
         (
             "every_fixture_gets_the_right_answer",
             every_fixture_gets_the_right_answer,
@@ -1549,6 +1780,10 @@ fn main() {
         (
             "two_instances_keep_to_their_own_links",
             two_instances_keep_to_their_own_links,
+        ),
+        (
+            "dual_uplink_macvlan_container_port",
+            dual_uplink_macvlan_container_port,
         ),
     ];
     let trials = tests

@@ -298,9 +298,8 @@ fn dispatch(app: &App, method: &str, body: &[u8]) -> Result<Answer, Option<Drive
             let req: CreateNetworkRequest = parse(body)?;
             record_ids(&req.network_id, None);
             let mut driver = lock(app);
-            let spec =
-                convert::network_spec_with(&req, driver.default_parent(), driver.uplinks())
-                    .map_err(DriverError::from)?;
+            let spec = convert::network_spec_with(&req, driver.default_parent(), driver.uplinks())
+                .map_err(DriverError::from)?;
             driver.create_network(spec)?;
             empty()
         }
@@ -388,6 +387,7 @@ fn dispatch(app: &App, method: &str, body: &[u8]) -> Result<Answer, Option<Drive
             ))
         }
         "IpvlanBgp.Status" => {
+            refresh_uplinks(app);
             let mut status = super::status::Status::collect(&lock(app), &app.metrics);
             status.ipam = app.ipam.status();
             to_value(status.read_routes())
@@ -407,8 +407,34 @@ struct DrainRequest {
     drain: bool,
 }
 
+/// Dual-uplink mode: each uplink's state and the installed routes through
+/// it, read now (outside the driver's lock) into the metrics, where status
+/// and scrapes find them; and the container ports' repairs.
+fn refresh_uplinks(app: &App) {
+    let (names, repairs) = {
+        let d = lock(app);
+        (d.uplinks().to_vec(), d.port_repairs())
+    };
+    if names.is_empty() {
+        return;
+    }
+    let by_oif = app.metrics.bgp(|b| b.routes_by_oif.clone());
+    let states = match crate::kernel::real::Kernel::open() {
+        Ok(mut k) => crate::provision::uplinks::states(&mut k, &names, &by_oif),
+        Err(e) => {
+            warn!(error = %e, "cannot open netlink to read the uplinks");
+            return;
+        }
+    };
+    app.metrics.bgp(|b| {
+        b.uplinks = states;
+        b.port_repairs = repairs;
+    });
+}
+
 /// The exposition, with the network and endpoint counts of this moment.
 fn metrics_text(app: &App) -> String {
+    refresh_uplinks(app);
     app.metrics.set_ipam(app.ipam.figures());
     let driver = lock(app);
     let st = driver.state();

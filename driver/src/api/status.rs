@@ -255,6 +255,7 @@ fn write_text(out: &mut String, v: &Value, now: u64) -> std::fmt::Result {
         writeln!(out, "bgp: disabled")?;
     }
     write_health(out, &b["health"])?;
+    write_uplinks(out, b)?;
     let nets = list(&v["networks"]);
     writeln!(out, "networks: {}", nets.len())?;
     for n in nets {
@@ -319,6 +320,36 @@ fn write_ipam(out: &mut String, i: &Value, now: u64) -> std::fmt::Result {
     }
     for a in list(&i["strays"]) {
         writeln!(out, "  stray {} (announced alone)", s(a))?;
+    }
+    Ok(())
+}
+
+/// Dual-uplink mode: each uplink's state and routes, the host checks'
+/// warnings, the container ports' repairs.
+fn write_uplinks(out: &mut String, b: &Value) -> std::fmt::Result {
+    let ups = list(&b["uplinks"]);
+    if ups.is_empty() {
+        return Ok(());
+    }
+    let each: Vec<String> = ups
+        .iter()
+        .map(|u| {
+            format!(
+                "{} {} ({} routes)",
+                s(&u["name"]),
+                s(&u["state"]),
+                u["routes"]
+            )
+        })
+        .collect();
+    writeln!(
+        out,
+        "uplinks: {}  port repairs {}",
+        each.join(", "),
+        b["port_repairs"]
+    )?;
+    for w in list(&b["host_warnings"]) {
+        writeln!(out, "  host check: {}", s(w))?;
     }
     Ok(())
 }

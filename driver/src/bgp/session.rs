@@ -333,6 +333,9 @@ impl Bgp {
         let started = speaker::start(&mut client, &speaker_cfg)
             .await
             .map_err(|e| format!("configure gobgpd: {}", gobgp::describe(&e)))?;
+        if let Some(w) = multipath_warning(&self.cfg.uplinks, started.global.use_multiple_paths) {
+            warn!("{w}");
+        }
         // Watch first, snapshot second: nothing that happens in between is missed.
         let mut events = client
             .watch(started.global.use_multiple_paths)
@@ -1020,9 +1023,30 @@ fn latest_sets(paths: Vec<(u32, LearnedPath)>) -> Vec<LearnedPath> {
     kept.into_iter().map(|(_, p)| p).collect()
 }
 
+/// Dual-uplink mode needs gobgpd to report every equal best path: the
+/// warning when its `use_multiple_paths` is off (an operator's gobgpd
+/// without `[global.use-multiple-paths.config] enabled = true`).
+fn multipath_warning(uplinks: &[String], use_multiple_paths: bool) -> Option<String> {
+    (!uplinks.is_empty() && !use_multiple_paths).then(|| {
+        "gobgpd runs without use_multiple_paths: it reports one best path per prefix, so each learned route gets one next hop and one uplink in dual-uplink mode; set [global.use-multiple-paths.config] enabled = true in gobgpd's configuration (or let the driver configure gobgpd with --asn)".to_string()
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn dual_uplink_mode_warns_when_gobgpd_has_no_multipath() {
+        let up = vec!["up1".to_string(), "up2".to_string()];
+        let w = multipath_warning(&up, false).unwrap();
+        assert!(
+            w.contains("use_multiple_paths") && w.contains("enabled = true"),
+            "{w}"
+        );
+        assert_eq!(multipath_warning(&up, true), None);
+        assert_eq!(multipath_warning(&[], false), None);
+    }
 
     /// A prefix's set in two events of one batch: the later event's set
     /// replaces the earlier one (3.x sends the whole set each time), and a

@@ -577,6 +577,7 @@ mod tests {
             kind: None,
             parent: None,
             up,
+            noarp: false,
             running: up,
             mtu: 1500,
             mac: vec![2, 0, 0, 0, 0, index as u8],

@@ -25,7 +25,9 @@ use ipnet::IpNet;
 
 use super::neigh_probe::Answer;
 use super::netlink::NlError;
-use super::{Addr, KernelError, Link, LinkKernel, LinkKind, NewLink, Result, Route};
+use super::{
+    Addr, DevRoute, KernelError, Link, LinkKernel, LinkKind, NewLink, Result, Route, Rule,
+};
 
 /// A request type, for failure injection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,6 +57,10 @@ struct Inner {
     neighbours: Vec<(String, IpAddr, [u8; 6])>,
     /// Probes sent: the link's name and the addresses probed.
     probes: Vec<(String, Vec<IpAddr>)>,
+    /// Policy routing rules.
+    rules: Vec<Rule>,
+    /// Routes without a gateway, any table (the connected ones aside).
+    dev_routes: Vec<DevRoute>,
 }
 
 #[derive(Clone, Default)]
@@ -101,6 +107,7 @@ impl FakeKernel {
                 kind: kind.map(str::to_string),
                 parent,
                 up: true,
+                noarp: false,
                 running: true,
                 mtu: 1500,
                 mac: vec![2, 0, 0, 0, 0, index as u8],
@@ -237,6 +244,7 @@ fn remove(g: &mut Inner, index: u32) {
         return;
     };
     g.addrs.retain(|a| a.index != index);
+    g.dev_routes.retain(|r| r.oif != index);
     let dependants: Vec<u32> = g
         .links
         .values()
@@ -303,6 +311,7 @@ impl LinkKernel for FakeKernel {
                     kind: Some(new.kind.name().to_string()),
                     parent,
                     up: false,
+                    noarp: false,
                     running: false,
                     mtu: new.mtu.unwrap_or(1500),
                     mac,
@@ -369,6 +378,64 @@ impl LinkKernel for FakeKernel {
         if !g.addrs.iter().any(|b| b.index == index && b.net == net) {
             g.addrs.push(a);
         }
+        Ok(())
+    }
+
+    fn set_link(&mut self, index: u32, noarp: Option<bool>, mac: Option<[u8; 6]>) -> Result<()> {
+        let mut g = self.inner();
+        let l = g
+            .links
+            .get_mut(&index)
+            .ok_or_else(|| errno(&format!("set link #{index}"), libc::ENODEV))?;
+        if let Some(n) = noarp {
+            l.noarp = n;
+        }
+        if let Some(m) = mac {
+            l.mac = m.to_vec();
+        }
+        Ok(())
+    }
+
+    fn rules(&mut self) -> Result<Vec<Rule>> {
+        Ok(self.inner().rules.clone())
+    }
+
+    fn add_rule(&mut self, rule: &Rule) -> Result<()> {
+        let mut g = self.inner();
+        if !g.rules.contains(rule) {
+            g.rules.push(rule.clone());
+        }
+        Ok(())
+    }
+
+    fn del_rule(&mut self, rule: &Rule) -> Result<()> {
+        self.inner().rules.retain(|r| r != rule);
+        Ok(())
+    }
+
+    fn dev_routes(&mut self, table: u32) -> Result<Vec<DevRoute>> {
+        Ok(self
+            .inner()
+            .dev_routes
+            .iter()
+            .filter(|r| r.table == table)
+            .copied()
+            .collect())
+    }
+
+    fn add_dev_route(&mut self, route: &DevRoute) -> Result<()> {
+        let mut g = self.inner();
+        if !g.links.contains_key(&route.oif) {
+            return Err(errno(&format!("add route {}", route.dst), libc::ENODEV));
+        }
+        g.dev_routes
+            .retain(|r| !(r.dst == route.dst && r.table == route.table));
+        g.dev_routes.push(*route);
+        Ok(())
+    }
+
+    fn del_dev_route(&mut self, route: &DevRoute) -> Result<()> {
+        self.inner().dev_routes.retain(|r| r != route);
         Ok(())
     }
 

@@ -26,6 +26,7 @@ pub mod fake;
 pub mod neigh_probe;
 pub mod netlink;
 pub mod real;
+pub mod rules;
 
 /// The shape of a link we create. The modes are the domain's own types
 /// ([`crate::model::network`]); this facade only translates them to netlink.
@@ -82,6 +83,21 @@ pub trait LinkKernel: Send {
     fn add_address(&mut self, index: u32, net: IpNet) -> Result<()>;
     /// Removes an address; gone already (or its link gone) is fine.
     fn del_address(&mut self, index: u32, net: IpNet) -> Result<()>;
+    /// Sets a link's `IFF_NOARP` flag and/or its MAC address.
+    fn set_link(&mut self, index: u32, noarp: Option<bool>, mac: Option<[u8; 6]>) -> Result<()>;
+    /// Every policy routing rule, both families.
+    fn rules(&mut self) -> Result<Vec<Rule>>;
+    /// Adds a rule; one just like it already there is fine.
+    fn add_rule(&mut self, rule: &Rule) -> Result<()>;
+    /// Deletes a rule (matched by family, priority, oif, table and
+    /// protocol); gone already is fine.
+    fn del_rule(&mut self, rule: &Rule) -> Result<()>;
+    /// The routes of table `table` without a gateway, both families.
+    fn dev_routes(&mut self, table: u32) -> Result<Vec<DevRoute>>;
+    /// Writes a route without a gateway (create or replace).
+    fn add_dev_route(&mut self, route: &DevRoute) -> Result<()>;
+    /// Deletes a route without a gateway (with its protocol); gone is fine.
+    fn del_dev_route(&mut self, route: &DevRoute) -> Result<()>;
     /// Reads a sysctl of the caller's network namespace (`path` under
     /// `/proc/sys`, with `/`, so that link names with dots work);
     /// `Ok(None)` when this kernel has no such setting.
@@ -116,6 +132,8 @@ pub struct Link {
     /// The index of the lower device (`IFLA_LINK`), for stacked links.
     pub parent: Option<u32>,
     pub up: bool,
+    /// `IFF_NOARP`.
+    pub noarp: bool,
     /// `IFF_RUNNING`: up with carrier (what `ip link` shows as `LOWER_UP`
     /// beside `UP`, operational state up).
     pub running: bool,
@@ -158,6 +176,30 @@ impl Addr {
         self.flags & unstable == 0
     }
 }
+
+/// A policy routing rule as the container port needs it: `oif NAME lookup
+/// TABLE pref PRIORITY proto PROTOCOL` (other rules are read with `oif`
+/// `None` when they have none).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rule {
+    pub v6: bool,
+    pub priority: u32,
+    pub oif: Option<String>,
+    pub table: u32,
+    pub protocol: u8,
+}
+
+/// A route without a gateway: `DST dev OIF table TABLE proto PROTOCOL`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DevRoute {
+    pub dst: IpNet,
+    pub oif: u32,
+    pub table: u32,
+    pub protocol: u8,
+}
+
+/// The main table's number.
+pub const MAIN_TABLE: u32 = 254;
 
 /// A unicast route in the main table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -253,6 +295,14 @@ pub struct TableRoute {
 }
 
 impl TableRoute {
+    /// Whether the route installer may take it for its own: tagged with
+    /// `protocol` and with a gateway. A tagged route without one (`dev`
+    /// only) is the container port's (an endpoint's /32 or /128 `dev pb`,
+    /// dual-uplink mode): learned routes always have a gateway.
+    pub fn tagged_by(&self, protocol: u8) -> bool {
+        self.route.protocol == protocol && (self.is_multipath() || self.route.via.is_some())
+    }
+
     /// Whether it has several next hops.
     pub fn is_multipath(&self) -> bool {
         !self.multipath.is_empty()

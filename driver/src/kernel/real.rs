@@ -33,8 +33,8 @@ use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 use super::neigh_probe::{self, Answer};
 use super::netlink::Netlink;
 use super::{
-    Addr, Family, KernelError, Link, LinkKernel, LinkKind, MultiRoute, NewLink, NextHop, Result,
-    Route, TableRoute,
+    Addr, DevRoute, Family, KernelError, Link, LinkKernel, LinkKind, MultiRoute, NewLink, NextHop,
+    Result, Route, Rule, TableRoute,
 };
 use crate::model::network::{IpvlanFlag, IpvlanMode, MacvlanMode};
 
@@ -346,7 +346,9 @@ impl Kernel {
         match self.nl.request(RouteNetlinkMessage::DelAddress(msg), 0) {
             Ok(()) => Ok(()),
             Err(e) if e.is(libc::EADDRNOTAVAIL) || e.is(libc::ENODEV) => Ok(()),
-            Err(e) => Err(KernelError::nl(format!("delete address {net} from #{index}"))(e)),
+            Err(e) => Err(KernelError::nl(format!(
+                "delete address {net} from #{index}"
+            ))(e)),
         }
     }
 
@@ -461,6 +463,27 @@ impl LinkKernel for Kernel {
     fn del_address(&mut self, index: u32, net: IpNet) -> Result<()> {
         Kernel::del_address(self, index, net)
     }
+    fn set_link(&mut self, index: u32, noarp: Option<bool>, mac: Option<[u8; 6]>) -> Result<()> {
+        super::rules::set_link(&mut self.nl, index, noarp, mac)
+    }
+    fn rules(&mut self) -> Result<Vec<Rule>> {
+        super::rules::rules(&mut self.nl)
+    }
+    fn add_rule(&mut self, rule: &Rule) -> Result<()> {
+        super::rules::add_rule(&mut self.nl, rule)
+    }
+    fn del_rule(&mut self, rule: &Rule) -> Result<()> {
+        super::rules::del_rule(&mut self.nl, rule)
+    }
+    fn dev_routes(&mut self, table: u32) -> Result<Vec<DevRoute>> {
+        super::rules::dev_routes(&mut self.nl, table)
+    }
+    fn add_dev_route(&mut self, route: &DevRoute) -> Result<()> {
+        super::rules::add_dev_route(&mut self.nl, route)
+    }
+    fn del_dev_route(&mut self, route: &DevRoute) -> Result<()> {
+        super::rules::del_dev_route(&mut self.nl, route)
+    }
     fn sysctl(&mut self, path: &str) -> Result<Option<String>> {
         read_sysctl(path).map_err(|source| KernelError::Sysctl {
             path: path.to_string(),
@@ -561,6 +584,7 @@ pub(crate) fn parse_link(m: &LinkMessage) -> Link {
         kind: None,
         parent: None,
         up: m.header.flags.contains(LinkFlags::Up),
+        noarp: m.header.flags.contains(LinkFlags::Noarp),
         running: m.header.flags.contains(LinkFlags::Running),
         mtu: 0,
         mac: Vec::new(),

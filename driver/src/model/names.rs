@@ -240,7 +240,10 @@ mod tests {
             mode: IpvlanMode::L3s,
             flag: IpvlanFlag::Private,
         };
-        assert_eq!(port(&port_key(&l3s)), ("ipbgp-l3sp-a".into(), "ipbgp-l3sp-b".into()));
+        assert_eq!(
+            port(&port_key(&l3s)),
+            ("ipbgp-l3sp-a".into(), "ipbgp-l3sp-b".into())
+        );
         let mv = Dataplane::Macvlan {
             mode: MacvlanMode::Bridge,
         };

@@ -160,7 +160,10 @@ pub fn ensure_network<K: LinkKernel>(
     if spec.dataplane.is_ipvlan() {
         check_ipvlan(k, ipvlan, marks)?;
     }
-    if new_shim == NewShim::Probe && !spec.dataplane.is_l2() && parent.kind.as_deref() == Some("dummy") {
+    if new_shim == NewShim::Probe
+        && !spec.dataplane.is_l2()
+        && parent.kind.as_deref() == Some("dummy")
+    {
         return Err(DriverError::Invalid(InvalidRequest(format!(
             "parent {} is a dummy: ipvlan L3 routes its containers' packets through the parent and receives theirs on it; a dummy drops both: use the driver's container port (dual-uplink mode) or a real link",
             spec.parent.name

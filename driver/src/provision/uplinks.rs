@@ -43,6 +43,45 @@ pub fn smallest_mtu(uplinks: &[Link]) -> Option<u32> {
     uplinks.iter().map(|l| l.mtu).filter(|m| *m > 0).min()
 }
 
+/// An uplink as `status` and `/metrics` show it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct UplinkState {
+    pub name: String,
+    /// `up` (up with carrier), `no-carrier` (up, no carrier), `down`
+    /// (admin down), or `missing`.
+    pub state: String,
+    /// Installed learned routes with a next hop through it.
+    pub routes: usize,
+}
+
+/// The state of each uplink now, with the installed routes through it
+/// (`routes_by_oif`: per interface index, from the route installer).
+pub fn states<K: LinkKernel>(
+    k: &mut K,
+    names: &[String],
+    routes_by_oif: &std::collections::BTreeMap<u32, usize>,
+) -> Vec<UplinkState> {
+    names
+        .iter()
+        .map(|name| {
+            let link = k.link(name).ok().flatten();
+            let state = match &link {
+                None => "missing",
+                Some(l) if !l.up => "down",
+                Some(l) if !l.running => "no-carrier",
+                Some(_) => "up",
+            };
+            UplinkState {
+                name: name.clone(),
+                state: state.to_string(),
+                routes: link
+                    .and_then(|l| routes_by_oif.get(&l.index).copied())
+                    .unwrap_or(0),
+            }
+        })
+        .collect()
+}
+
 /// One warning per host setting that differs from what the design needs,
 /// each naming the sysctl and the measured consequence. Read only.
 pub fn host_warnings<K: LinkKernel>(k: &mut K, uplinks: &[String]) -> Vec<String> {
@@ -116,6 +155,30 @@ mod tests {
         k.set_up(i, false).unwrap();
         let err = check(&mut k, &names(&["up1", "up2"])).unwrap_err();
         assert!(err.contains("--uplink up2 is down"), "{err}");
+    }
+
+    #[test]
+    fn each_uplink_has_a_state_and_the_routes_through_it() {
+        let mut k = host();
+        let i1 = k.link("up1").unwrap().unwrap().index;
+        let i2 = k.link("up2").unwrap().unwrap().index;
+        let by_oif = [(i1, 7), (i2, 3), (99, 1)].into_iter().collect();
+        let st = |k: &mut FakeKernel| {
+            states(k, &names(&["up1", "up2", "gone"]), &by_oif)
+                .into_iter()
+                .map(|s| (s.name, s.state, s.routes))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            st(&mut k),
+            [
+                ("up1".into(), "up".into(), 7),
+                ("up2".into(), "up".into(), 3),
+                ("gone".into(), "missing".into(), 0)
+            ]
+        );
+        k.set_down("up2");
+        assert_eq!(st(&mut k)[1], ("up2".into(), "down".into(), 3));
     }
 
     #[test]

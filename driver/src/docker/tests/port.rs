@@ -72,17 +72,16 @@ fn a_container_port_comes_with_the_first_network_of_its_mode_and_goes_with_the_l
     let (pa, pb) = ("ipbgp-mvb-a", "ipbgp-mvb-b");
     let mark = format!("ipvlan-bgp:{}:port:mvb", d.marks.instance());
     for end in [pa, pb] {
-        let l = fk.link_named(end).unwrap_or_else(|| panic!("{end} missing"));
+        let l = fk
+            .link_named(end)
+            .unwrap_or_else(|| panic!("{end} missing"));
         assert_eq!(l.kind.as_deref(), Some("veth"), "{end}");
         assert_eq!(l.alias.as_deref(), Some(mark.as_str()), "{end}");
         assert!(l.up, "{end} down");
         assert_eq!(l.mtu, 1450, "{end}: the smallest uplink MTU");
     }
     // The gateways sit on the host end, no shim is made.
-    assert_eq!(
-        addrs_on(&fk, pb),
-        [n("10.1.1.1/24"), n("fd00:1:1::1/64")]
-    );
+    assert_eq!(addrs_on(&fk, pb), [n("10.1.1.1/24"), n("fd00:1:1::1/64")]);
     assert!(addrs_on(&fk, pa).is_empty());
     assert!(fk.link_named(&names::shim(NET_A)).is_none());
     // A container's link sits on pa.
@@ -134,10 +133,7 @@ fn a_port_set_down_or_stripped_is_repaired_and_counted_and_a_deleted_one_comes_b
     d.repair();
     assert_eq!(d.port_repairs(), 1);
     assert!(fk.link_named(pb).unwrap().up);
-    assert_eq!(
-        addrs_on(&fk, pb),
-        [n("10.1.1.1/24"), n("fd00:1:1::1/64")]
-    );
+    assert_eq!(addrs_on(&fk, pb), [n("10.1.1.1/24"), n("fd00:1:1::1/64")]);
     // An IPv4 gateway removed.
     fk.remove_address(pb, n("10.1.1.1/24"));
     d.repair();
@@ -154,10 +150,7 @@ fn a_port_set_down_or_stripped_is_repaired_and_counted_and_a_deleted_one_comes_b
     assert!(fk.link_named(pb).is_none(), "a veth goes with its peer");
     let d = start_dual(dir.path(), &fk);
     assert!(fk.link_named(pa).unwrap().up);
-    assert_eq!(
-        addrs_on(&fk, pb),
-        [n("10.1.1.1/24"), n("fd00:1:1::1/64")]
-    );
+    assert_eq!(addrs_on(&fk, pb), [n("10.1.1.1/24"), n("fd00:1:1::1/64")]);
     assert!(d.unavailable().is_empty());
 }
 
@@ -210,16 +203,18 @@ fn in_dual_uplink_mode_a_parent_on_an_uplink_is_refused_and_none_means_the_port(
     assert_eq!(s.parent, Parent::port(&MACVLAN));
     assert_eq!(s.parent.name, "ipbgp-mvb-a");
     assert!(!s.has_shim());
-    let s = network_spec_with(&request(serde_json::json!({"ipvlan_mode": "l2"})), None, &up)
-        .unwrap();
+    let s = network_spec_with(
+        &request(serde_json::json!({"ipvlan_mode": "l2"})),
+        None,
+        &up,
+    )
+    .unwrap();
     assert_eq!(s.parent.name, "ipbgp-l2b-a");
     // Another interface stays the operator's choice.
-    let s = network_spec_with(&request(serde_json::json!({"parent": "eth1"})), None, &up)
-        .unwrap();
+    let s = network_spec_with(&request(serde_json::json!({"parent": "eth1"})), None, &up).unwrap();
     assert!(!s.parent.port && s.parent.name == "eth1");
     // Outside dual-uplink mode nothing changes: an uplink-like name is a parent.
-    let s = network_spec_with(&request(serde_json::json!({"parent": "up1"})), None, &[])
-        .unwrap();
+    let s = network_spec_with(&request(serde_json::json!({"parent": "up1"})), None, &[]).unwrap();
     assert_eq!(s.parent.name, "up1");
 }
 

@@ -33,7 +33,7 @@ impl<T: RouteTable> Installer<T> {
         let mut gateways = BTreeSet::new();
         metrics.route_watch(|w| w.dump(DumpReason::Start));
         for r in table.dump()? {
-            if r.route.protocol == protocol {
+            if r.tagged_by(protocol) {
                 // A previous run's route, multipath ones included (what it
                 // wrote is not recorded: a next hop another owner appended
                 // while the driver was stopped is taken for ours).

@@ -205,7 +205,17 @@ impl<T: RouteTable> Installer<T> {
     pub(super) fn publish(&self) {
         let n = self.ours.len();
         let c = self.conflicts.len();
+        let mut by_oif: std::collections::BTreeMap<u32, usize> = Default::default();
+        for r in self.ours.values() {
+            let mut oifs: Vec<u32> = r.hops.iter().filter_map(|h| h.oif).collect();
+            oifs.sort_unstable();
+            oifs.dedup();
+            for o in oifs {
+                *by_oif.entry(o).or_default() += 1;
+            }
+        }
         self.metrics.bgp(|b| {
+            b.routes_by_oif = by_oif;
             b.installed = n;
             b.conflicted = c;
             if !b.default_gateways.iter().eq(self.gateways.iter()) {

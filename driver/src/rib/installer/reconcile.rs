@@ -54,7 +54,7 @@ impl<T: RouteTable> Installer<T> {
             }
             KernelEvent::Route { route, deleted } => {
                 let dst = route.route.dst;
-                let interesting = if route.route.protocol == self.protocol {
+                let interesting = if route.tagged_by(self.protocol) {
                     // Our own writes echo here, sometimes after a newer write
                     // to the same prefix: only a tagged route where we have
                     // none (added by hand) or the loss of the very route we
@@ -163,7 +163,7 @@ impl<T: RouteTable> Installer<T> {
         for tr in dump {
             let dst = tr.route.dst;
             let hops = tr.hops();
-            if tr.route.protocol == self.protocol && !self.is_ours(&dst, &hops) {
+            if tr.tagged_by(self.protocol) && !self.is_ours(&dst, &hops) {
                 // Tagged, with a next hop we neither wrote nor want there:
                 // another owner's, appended to ours (IPv6). Not ours alone:
                 // never replace it (that would take their next hop too);
@@ -186,7 +186,7 @@ impl<T: RouteTable> Installer<T> {
                 if self.wanted.contains_key(&dst) {
                     foreign.entry(dst).or_default().push(tr);
                 }
-            } else if tr.route.protocol == self.protocol {
+            } else if tr.tagged_by(self.protocol) {
                 kernel_ours.entry(dst).or_default().push(tr.to_multi());
             } else {
                 self.note_foreign(dst);

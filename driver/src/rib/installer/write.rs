@@ -170,7 +170,7 @@ impl<T: RouteTable> Installer<T> {
                 self.failed.insert(p);
             } else if at
                 .iter()
-                .all(|r| r.route.protocol == self.protocol && self.is_ours(&p, &r.hops()))
+                .all(|r| r.tagged_by(self.protocol) && self.is_ours(&p, &r.hops()))
             {
                 replace.push(want);
             } else {
@@ -313,6 +313,57 @@ mod tests {
         assert_eq!(status(&i).kernel_drift, 0);
         i.apply(vec![Change::Remove(n(p))], t0);
         assert!(i.table().routes.is_empty());
+    }
+
+    /// Dual-uplink status: each interface counts the installed routes with
+    /// a next hop through it (a route with two hops on one link, once).
+    #[test]
+    fn installed_routes_are_counted_per_interface_of_their_hops() {
+        let (mut i, t0) = installer(FakeTable::default());
+        let mut two_links = multi("10.1.3.0/24", &["192.0.2.2", "198.51.100.2"]);
+        two_links.hops[1].oif = Some(4);
+        i.apply(
+            vec![
+                Change::Set(multi("10.1.2.0/24", &["192.0.2.2", "192.0.2.3"])),
+                Change::Set(two_links),
+            ],
+            t0,
+        );
+        let by_oif = status(&i).routes_by_oif;
+        assert_eq!(by_oif, [(3, 2), (4, 1)].into_iter().collect());
+        i.apply(vec![Change::Remove(n("10.1.3.0/24"))], t0);
+        assert_eq!(status(&i).routes_by_oif, [(3, 1)].into_iter().collect());
+    }
+
+    /// A tagged route without a gateway is the container port's (an
+    /// endpoint's /32 `dev pb`, dual-uplink mode): never the installer's to
+    /// remove, adopt or replace; a learned route for it is a conflict.
+    #[test]
+    fn a_tagged_route_without_a_gateway_is_left_to_the_container_port() {
+        let port = crate::kernel::TableRoute {
+            route: Route {
+                dst: n("10.1.2.7/32"),
+                via: None,
+                oif: Some(9),
+                protocol: PROTO,
+            },
+            tos: 0,
+            priority: 0,
+            multipath: Vec::new(),
+        };
+        let mut fake = FakeTable::default();
+        fake.routes.push(port.clone());
+        let (mut i, t0) = installer(fake);
+        i.reconcile(t0, DumpReason::Periodic);
+        assert_eq!(i.table().routes, vec![port.clone()]);
+        assert_eq!(status(&i).kernel_drift, 0);
+        assert_eq!(status(&i).installed, 0);
+        i.apply(
+            vec![Change::Set(ours("10.1.2.7/32", "192.0.2.2").into())],
+            t0,
+        );
+        assert_eq!(i.table().routes, vec![port]);
+        assert_eq!(status(&i).route_conflicts, 1);
     }
 
     #[test]
