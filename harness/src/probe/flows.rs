@@ -52,6 +52,9 @@ pub struct FlowStats {
     pub longest_outage: Duration,
     /// When that run began (its first datagram's send).
     pub outage_began: Option<Instant>,
+    /// The flow's last datagrams went unanswered: an outage still running
+    /// when the flows stopped (its length is then only a lower bound).
+    pub still_out: bool,
 }
 
 impl FlowStats {
@@ -282,6 +285,7 @@ fn client_loop(
                 late: late[i],
                 longest_outage,
                 outage_began,
+                still_out: rounds > 0 && !echoed[i].contains(&(rounds - 1)),
             }
         })
         .collect())
@@ -380,6 +384,7 @@ mod tests {
             assert!(s.sent >= 10, "{s:?}");
             assert_eq!((s.arrived, s.echoed, s.late), (s.sent, s.sent, 0), "{s:?}");
             assert_eq!(s.longest_outage, Duration::ZERO, "{s:?}");
+            assert!(!s.still_out, "{s:?}");
         }
     }
 }

@@ -56,6 +56,20 @@ impl Runner<'_> {
                 if sent == 0 {
                     bail!("flows {id} sent nothing");
                 }
+                // An outage that runs to the stop has no end to measure:
+                // whatever the limits, the flows did not recover.
+                let out: Vec<String> = stats
+                    .iter()
+                    .filter(|f| f.still_out)
+                    .map(|f| f.port.to_string())
+                    .collect();
+                if !out.is_empty() {
+                    bail!(
+                        "flows {id}: {} flows were still out when they stopped (ports {}): {summary}",
+                        out.len(),
+                        out.join(", ")
+                    );
+                }
                 let longest = stats
                     .iter()
                     .map(|f| f.longest_outage)
@@ -116,14 +130,19 @@ fn summary(stats: &[FlowStats], interval: Duration, last_event: std::time::Insta
             }
         });
         out.push_str(&format!(
-            "; port {}: {}/{} back, {} lost there, {} back, outage {:?}{}",
+            "; port {}: {}/{} back, {} lost there, {} back, outage {:?}{}{}",
             f.port,
             f.echoed,
             f.sent,
             f.lost_there(),
             f.lost_back(),
             f.longest_outage,
-            began.unwrap_or_default()
+            began.unwrap_or_default(),
+            if f.still_out {
+                ", still out at the stop"
+            } else {
+                ""
+            }
         ));
     }
     if lossy.len() > 8 {
@@ -156,10 +175,11 @@ mod tests {
             late: 2,
             longest_outage: Duration::from_millis(500),
             outage_began: Some(now + Duration::from_millis(20)),
+            still_out: true,
         };
         let s = summary(&[ok, bad], Duration::from_millis(10), now);
         assert!(s.starts_with("2 flows, 200 datagrams sent every 10ms per flow, 50 lost (40 on the way there, 10 on the way back, of which 2 came back later than 1s); 1 flows lost something, the longest outage 500ms"), "{s}");
-        assert!(s.contains("; port 40001: 50/100 back, 40 lost there, 10 back, outage 500ms, began 20ms after the last event"), "{s}");
+        assert!(s.contains("; port 40001: 50/100 back, 40 lost there, 10 back, outage 500ms, began 20ms after the last event, still out at the stop"), "{s}");
         assert!(!s.contains("port 40000"), "{s}");
     }
 }

@@ -528,7 +528,8 @@ pub enum Action {
         interval: Dur,
         family: Option<Family>,
     },
-    /// Stop background flows; fail if a flow lost more than `max_loss`
+    /// Stop background flows; fail if a flow is still out at the stop, if
+    /// a flow lost more than `max_loss`
     /// datagrams (default 0 unless `max_outage` is given) or its longest
     /// outage exceeds `max_outage`.
     FlowsStop {
