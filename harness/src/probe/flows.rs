@@ -47,6 +47,9 @@ pub struct FlowStats {
     pub echoed: u64,
     /// Came back, but later than [`LATE`] (counted lost).
     pub late: u64,
+    /// Sends the sending namespace refused (no route, a full buffer
+    /// after a retry): lost on the way there, before the wire.
+    pub unsent: u64,
     /// The longest run of datagrams without a timely echo, as time (the
     /// send stamps of its first and of the next answered one).
     pub longest_outage: Duration,
@@ -207,6 +210,7 @@ fn client_loop(
     let mut sent_at: Vec<Instant> = Vec::new();
     let mut echoed: Vec<HashSet<u64>> = vec![HashSet::new(); n];
     let mut late = vec![0u64; n];
+    let mut unsent = vec![0u64; n];
     let mut next = Instant::now();
     let mut stopping: Option<Instant> = None;
     let mut fds: Vec<libc::pollfd> = socks
@@ -229,8 +233,21 @@ fn client_loop(
             let seq = sent_at.len() as u64;
             sent_at.push(Instant::now());
             for (i, s) in socks.iter().enumerate() {
-                // A send that fails (no route for a moment) is a lost datagram.
-                let _ = s.send(&datagram(i as u16, seq));
+                // A send that fails (no route for a moment) is a lost
+                // datagram; a full socket buffer (this machine, not the
+                // network) gets one more try after a millisecond.
+                let d = datagram(i as u16, seq);
+                let sent = s.send(&d).or_else(|e| {
+                    if e.kind() == std::io::ErrorKind::WouldBlock {
+                        std::thread::sleep(Duration::from_millis(1));
+                        s.send(&d)
+                    } else {
+                        Err(e)
+                    }
+                });
+                if sent.is_err() {
+                    unsent[i] += 1;
+                }
             }
             next += interval;
             // Behind by more than a round (a stalled machine): skip ahead
@@ -283,6 +300,7 @@ fn client_loop(
                 arrived: 0,
                 echoed: echoed[i].len() as u64,
                 late: late[i],
+                unsent: unsent[i],
                 longest_outage,
                 outage_began,
                 still_out: rounds > 0 && !echoed[i].contains(&(rounds - 1)),
@@ -382,7 +400,11 @@ mod tests {
         assert_eq!(ports, [40_000, 40_001, 40_002, 40_003]);
         for s in &stats {
             assert!(s.sent >= 10, "{s:?}");
-            assert_eq!((s.arrived, s.echoed, s.late), (s.sent, s.sent, 0), "{s:?}");
+            assert_eq!(
+                (s.arrived, s.echoed, s.late, s.unsent),
+                (s.sent, s.sent, 0, 0),
+                "{s:?}"
+            );
             assert_eq!(s.longest_outage, Duration::ZERO, "{s:?}");
             assert!(!s.still_out, "{s:?}");
         }

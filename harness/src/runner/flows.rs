@@ -106,17 +106,18 @@ impl Runner<'_> {
 /// worst outage first (at most 8 of them named).
 fn summary(stats: &[FlowStats], interval: Duration, last_event: std::time::Instant) -> String {
     let sum = |f: fn(&FlowStats) -> u64| stats.iter().map(f).sum::<u64>();
-    let (sent, there, back, late) = (
+    let (sent, there, back, late, unsent) = (
         sum(|f| f.sent),
         sum(FlowStats::lost_there),
         sum(FlowStats::lost_back),
         sum(|f| f.late),
+        sum(|f| f.unsent),
     );
     let mut lossy: Vec<&FlowStats> = stats.iter().filter(|f| f.echoed < f.sent).collect();
     lossy.sort_by_key(|f| std::cmp::Reverse(f.longest_outage));
     let longest = lossy.first().map(|f| f.longest_outage).unwrap_or_default();
     let mut out = format!(
-        "{} flows, {sent} datagrams sent every {interval:?} per flow, {} lost ({there} on the way there, {back} on the way back, of which {late} came back later than {LATE:?}); {} flows lost something, the longest outage {longest:?} (resolution {interval:?})",
+        "{} flows, {sent} datagrams sent every {interval:?} per flow, {} lost ({there} on the way there, of which {unsent} refused by the sender's namespace, {back} on the way back, of which {late} came back later than {LATE:?}); {} flows lost something, the longest outage {longest:?} (resolution {interval:?})",
         stats.len(),
         there + back,
         lossy.len(),
@@ -173,12 +174,13 @@ mod tests {
             arrived: 60,
             echoed: 50,
             late: 2,
+            unsent: 3,
             longest_outage: Duration::from_millis(500),
             outage_began: Some(now + Duration::from_millis(20)),
             still_out: true,
         };
         let s = summary(&[ok, bad], Duration::from_millis(10), now);
-        assert!(s.starts_with("2 flows, 200 datagrams sent every 10ms per flow, 50 lost (40 on the way there, 10 on the way back, of which 2 came back later than 1s); 1 flows lost something, the longest outage 500ms"), "{s}");
+        assert!(s.starts_with("2 flows, 200 datagrams sent every 10ms per flow, 50 lost (40 on the way there, of which 3 refused by the sender's namespace, 10 on the way back, of which 2 came back later than 1s); 1 flows lost something, the longest outage 500ms"), "{s}");
         assert!(s.contains("; port 40001: 50/100 back, 40 lost there, 10 back, outage 500ms, began 20ms after the last event, still out at the stop"), "{s}");
         assert!(!s.contains("port 40000"), "{s}");
     }
