@@ -145,6 +145,7 @@ pub fn cleanup<K: LinkKernel, T: crate::rib::table::RouteTable>(
         ));
     }
     links(kernel, &state, dry, &mut r)?;
+    port_rules(kernel, &state, args, &mut r);
     routes(table, &state, args, &mut r);
     sysctls(kernel, &state, dry, &mut r);
     files(dir, dry, &mut r);
@@ -270,6 +271,40 @@ fn routes<T: crate::rib::table::RouteTable>(
             }
         }
         Err(e) => r.failed(format!("list routes of protocol {protocol}: {e}")),
+    }
+}
+
+/// The egress rules of ipvlan L3 container ports (dual-uplink mode):
+/// `oif ipbgp-… lookup T` with our protocol (the recorded one, else
+/// `--route-protocol`, else the default). Table T's routes went with the
+/// ports' links; the endpoints' routes `dev pb` too.
+fn port_rules<K: LinkKernel>(k: &mut K, state: &State, args: &CleanupArgs, r: &mut Report) {
+    let protocol = state
+        .host
+        .route_protocol
+        .or(args.route_protocol)
+        .unwrap_or(crate::config::DEFAULT_ROUTE_PROTOCOL);
+    let rules = match k.rules() {
+        Ok(rules) => rules,
+        Err(e) => return r.failed(format!("list routing rules: {e}")),
+    };
+    for rule in rules.iter().filter(|x| {
+        x.protocol == protocol && x.oif.as_deref().is_some_and(|o| o.starts_with("ipbgp-"))
+    }) {
+        let what = format!(
+            "rule oif {} lookup {} pref {} proto {protocol}",
+            rule.oif.as_deref().unwrap_or_default(),
+            rule.table,
+            rule.priority
+        );
+        if args.dry_run {
+            r.did(true, what);
+            continue;
+        }
+        match k.del_rule(rule) {
+            Ok(()) => r.did(false, what),
+            Err(e) => r.failed(format!("{what}: {e}")),
+        }
     }
 }
 

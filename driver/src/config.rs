@@ -217,6 +217,18 @@ pub struct RunArgs {
     )]
     pub uplinks: Vec<String>,
 
+    /// Dual-uplink mode, ipvlan L3/L3S: the routing table of the container
+    /// port's egress rule (`oif PA lookup TABLE`, holding `default dev PA`);
+    /// at start, routes in it that are not ours refuse the start.
+    #[arg(long, env = "IPVLAN_BGP_PORT_TABLE", default_value_t = crate::provision::port::DEFAULT_TABLE, value_parser = clap::value_parser!(u32).range(1..=252))]
+    pub port_table: u32,
+
+    /// Dual-uplink mode, ipvlan L3/L3S: the preference of the container
+    /// port's egress rule; at start, a rule there that is not ours refuses
+    /// the start.
+    #[arg(long, env = "IPVLAN_BGP_PORT_RULE_PREF", default_value_t = crate::provision::port::DEFAULT_RULE_PREF, value_parser = clap::value_parser!(u32).range(1..=32765))]
+    pub port_rule_pref: u32,
+
     /// The most next hops one learned kernel route gets (equal best paths
     /// beyond it are left out, lowest addresses kept).
     #[arg(long, env = "IPVLAN_BGP_MAX_PATHS", default_value_t = crate::bgp::learner::MAX_PATHS, value_parser = parse_max_paths)]

@@ -64,12 +64,18 @@ pub async fn run(
     let uplinks = args.checked_uplinks().map_err(anyhow::Error::msg)?;
     let mut kernel = Kernel::open().context("open netlink")?;
     let mut host_warnings = Vec::new();
+    let port_cfg = provision::port::PortConfig {
+        table: args.port_table,
+        pref: args.port_rule_pref,
+        protocol: args.route_protocol,
+    };
     if !uplinks.is_empty() {
         let links = provision::uplinks::check(&mut kernel, &uplinks).map_err(anyhow::Error::msg)?;
         host_warnings = provision::uplinks::host_warnings(&mut kernel, &uplinks);
         for w in &host_warnings {
             tracing::warn!("{w}");
         }
+        provision::port::check_free(&mut kernel, &port_cfg).map_err(anyhow::Error::msg)?;
         info!(uplinks = %uplinks.join(","), mtu = ?provision::uplinks::smallest_mtu(&links), "dual-uplink mode");
     }
     let ipam = open_ipam(&args, &mut kernel)?;
@@ -79,6 +85,7 @@ pub async fn run(
         let parents = docker::HostParents {
             default_parent: args.parent.clone(),
             uplinks: uplinks.clone(),
+            port: port_cfg,
         };
         move || {
             let (mut driver, rx) =

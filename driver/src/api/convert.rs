@@ -196,15 +196,7 @@ pub fn network_spec_with(
             }
             p
         }
-        None if !uplinks.is_empty() => {
-            if !dataplane.is_l2() {
-                return Err(invalid(format!(
-                    "{} on the container port of dual-uplink mode is not implemented yet; use -o ipvlan_mode=l2 or -o dataplane=macvlan, or give a parent that is not an uplink",
-                    dataplane.describe()
-                )));
-            }
-            Parent::port(&dataplane)
-        }
+        None if !uplinks.is_empty() => Parent::port(&dataplane),
         None => Parent::parse(default_parent.ok_or_else(|| {
             invalid("no parent interface: add -o parent=<host interface> (e.g. eth1), or start the driver with --parent")
         })?)?,

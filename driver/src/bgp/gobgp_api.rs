@@ -615,6 +615,13 @@ pub fn mp_next_hop(next_hops: &[String]) -> Option<IpAddr> {
         .copied()
 }
 
+/// Seconds gobgpd waits before it connects again to a peer it reset (a
+/// hold or BFD expiry): its own default is 30 s, during which it also
+/// refuses the peer's connections, so a returning uplink's session would
+/// stay down that long (seen by the dual-uplink scenario). The harness's
+/// gobgpd configuration uses the same.
+pub const IDLE_HOLD_AFTER_RESET: u64 = 1;
+
 /// GRACEFUL_SHUTDOWN (RFC 8326), 65535:0.
 pub const GRACEFUL_SHUTDOWN: u32 = 0xFFFF_0000;
 /// The LOCAL_PREF a received GRACEFUL_SHUTDOWN path gets (RFC 8326 says 0;

@@ -369,7 +369,7 @@ fn encode_peer(p: &PeerSettings) -> Result<apipb::Peer, Status> {
                 hold_time: p.hold_time,
                 keepalive_interval: p.keepalive,
                 minimum_advertisement_interval: 0,
-                idle_hold_time_after_reset: 0,
+                idle_hold_time_after_reset: super::gobgp_api::IDLE_HOLD_AFTER_RESET,
             }),
         }),
         transport: Some(apipb::Transport {
@@ -904,6 +904,7 @@ mod tests {
             (t.hold_time, t.keepalive_interval, t.connect_retry),
             (9, 3, 5)
         );
+        assert_eq!(t.idle_hold_time_after_reset, 1);
         // BFD cannot be expressed in 3.x: refused, naming the line that can.
         let mut s = settings();
         s.bfd = Some(super::super::gobgp_api::Bfd {

@@ -23,10 +23,11 @@ use super::{Driver, HostParents, Result};
 use crate::error::DriverError;
 use crate::kernel::{LinkKernel, LinkKind};
 use crate::model::names::{self, short_id, Marks, Role};
-use crate::model::network::NetworkSpec;
+use crate::model::network::{EndpointSpec, NetworkSpec};
 use crate::model::state;
 use crate::provision::links::{self, Expect};
 use crate::provision::network::{owned_marks, NewShim, Undo};
+use crate::provision::port;
 use crate::provision::sysctl;
 use crate::rib::flush::flush;
 use crate::rib::table::RouteTable;
@@ -57,7 +58,7 @@ impl<K: LinkKernel> Driver<K> {
     ) -> Result<(Driver<K>, watch::Receiver<Arc<View>>)> {
         let parents = HostParents {
             default_parent,
-            uplinks: Vec::new(),
+            ..HostParents::default()
         };
         Driver::start_with(store, kernel, parents, boot_id)
     }
@@ -73,6 +74,7 @@ impl<K: LinkKernel> Driver<K> {
         let HostParents {
             default_parent,
             uplinks,
+            port,
         } = parents;
         let mut store = store;
         let (mut state, replayed) = store.load_replayed()?;
@@ -85,6 +87,7 @@ impl<K: LinkKernel> Driver<K> {
             marks,
             default_parent,
             uplinks,
+            port,
             ipvlan: None,
             unavailable: BTreeMap::new(),
             parents_lost: 0,
@@ -277,6 +280,19 @@ impl<K: LinkKernel> Driver<K> {
             match self.ensure_network(&spec, NewShim::Trust, &mut undo) {
                 Ok(shim) => {
                     info!(network = %spec.short_id(), shim = ?shim, "network restored");
+                    let joined: Vec<EndpointSpec> = self.state.networks[id]
+                        .endpoints
+                        .values()
+                        .filter(|e| e.joined)
+                        .map(|e| e.spec.clone())
+                        .collect();
+                    for e in &joined {
+                        if let Err(err) =
+                            port::add_endpoint(&mut self.kernel, &self.marks, &self.port, &spec, e)
+                        {
+                            warn!(network = %spec.short_id(), error = %err, "could not restore an endpoint's route on the container port (retried by the repair loop)");
+                        }
+                    }
                 }
                 Err(e) => {
                     undo.run(&mut self.kernel);
@@ -626,12 +642,15 @@ impl<K: LinkKernel> Driver<K> {
     /// took its containers' links with it: [`Driver::notice_lost_parents`]
     /// handles that. Returns how many networks' ports were fixed.
     pub fn restore_ports(&mut self) -> usize {
-        let specs: Vec<NetworkSpec> = self
+        let specs: Vec<(NetworkSpec, Vec<EndpointSpec>)> = self
             .state
             .networks
             .values()
             .filter(|n| n.spec.parent.port && !self.unavailable.contains_key(&n.spec.id))
-            .map(|n| n.spec.clone())
+            .map(|n| {
+                let joined = n.endpoints.values().filter(|e| e.joined);
+                (n.spec.clone(), joined.map(|e| e.spec.clone()).collect())
+            })
             .collect();
         if specs.is_empty() {
             return 0;
@@ -644,13 +663,22 @@ impl<K: LinkKernel> Driver<K> {
             }
         };
         let mut fixed = 0;
-        for spec in specs {
-            if crate::provision::port::whole(&mut self.kernel, &self.marks, &spec, &addrs) {
+        for (spec, joined) in specs {
+            let k = &mut self.kernel;
+            if port::whole(k, &self.marks, &self.port, &spec, &joined, &addrs) {
                 continue;
             }
             let mut undo = Undo::default();
-            match self.ensure_network(&spec, NewShim::Trust, &mut undo) {
-                Ok(_) => {
+            let ensured = self
+                .ensure_network(&spec, NewShim::Trust, &mut undo)
+                .and_then(|_| {
+                    for e in &joined {
+                        port::add_endpoint(&mut self.kernel, &self.marks, &self.port, &spec, e)?;
+                    }
+                    Ok(())
+                });
+            match ensured {
+                Ok(()) => {
                     fixed += 1;
                     self.port_repairs += 1;
                     warn!(network = %spec.short_id(), port = %spec.parent.name, "the container port was down, unmarked or missing a gateway address: repaired");

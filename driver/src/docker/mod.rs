@@ -51,6 +51,8 @@ mod tests;
 pub struct HostParents {
     pub default_parent: Option<String>,
     pub uplinks: Vec<String>,
+    /// The ipvlan L3 container port's table, rule preference and protocol.
+    pub port: crate::provision::port::PortConfig,
 }
 
 pub struct Driver<K: LinkKernel = Kernel> {
@@ -62,6 +64,8 @@ pub struct Driver<K: LinkKernel = Kernel> {
     default_parent: Option<String>,
     /// `--uplink`: dual-uplink mode's uplinks (none, or two or more).
     uplinks: Vec<String>,
+    /// The ipvlan L3 container port's table, rule preference and protocol.
+    port: crate::provision::port::PortConfig,
     /// Whether this kernel has ipvlan, once probed.
     ipvlan: Option<bool>,
     /// Networks whose parent, VLAN or shim could not be restored, with why;
@@ -238,7 +242,7 @@ impl<K: LinkKernel> Driver<K> {
             &mut self.kernel,
             &mut self.ipvlan,
             &self.marks,
-            &self.uplinks,
+            (&self.uplinks, &self.port),
             spec,
             new_shim,
             undo,

@@ -28,7 +28,7 @@ use crate::model::network::{check_id, EndpointSpec, NetworkSpec};
 use crate::model::state::{EndpointRecord, Record};
 use crate::provision::links::{self, Expect};
 use crate::provision::network::{delete_network_links, owned_marks, parent_index, NewShim, Undo};
-use crate::provision::segment;
+use crate::provision::{port, segment};
 use crate::view::decide::Sandbox;
 
 /// What Docker needs after a Join: the link to move into the container and
@@ -170,7 +170,8 @@ impl<K: LinkKernel> Driver<K> {
             .networks
             .values()
             .any(|n| n.spec.parent.name == spec.parent.name);
-        let failed = delete_network_links(&mut self.kernel, &self.marks, &rec, still_used);
+        let failed =
+            delete_network_links(&mut self.kernel, &self.marks, &self.port, &rec, still_used);
         info!(network = %spec.short_id(), "network deleted");
         if !failed.is_empty() {
             return Err(DriverError::Internal(format!(
@@ -281,6 +282,7 @@ impl<K: LinkKernel> Driver<K> {
                 // The link is back in the host namespace: no container holds
                 // it, and the endpoint joins the sandbox Docker names now.
                 (true, false) => {
+                    port::add_endpoint(&mut self.kernel, &self.marks, &self.port, &spec, &ep.spec)?;
                     self.set_joined(network, endpoint, Some(sandbox))?;
                     warn!(endpoint = %short_id(&ep.spec.id), from = %ep.sandbox, to = %sandbox, "a joined endpoint joined again with another sandbox (its Leave was lost); its link is in the host namespace and goes to the new one");
                     self.watch_address(&spec, &ep.spec, sandbox);
@@ -302,7 +304,12 @@ impl<K: LinkKernel> Driver<K> {
             }
         }
         let ensured = links::ensure(&mut self.kernel, &want, ep.spec.mac)?;
-        if let Err(e) = self.set_joined(network, endpoint, Some(sandbox)) {
+        // The container port (ipvlan L3): its routes before any announcement.
+        let routed = port::add_endpoint(&mut self.kernel, &self.marks, &self.port, &spec, &ep.spec)
+            .map_err(DriverError::from);
+        if let Err(e) = routed.and_then(|_| self.set_joined(network, endpoint, Some(sandbox))) {
+            let _ =
+                port::remove_endpoint(&mut self.kernel, &self.marks, &self.port, &spec, &ep.spec);
             if ensured.created {
                 let mut undo = Undo::default();
                 undo.push(&want);
@@ -327,9 +334,16 @@ impl<K: LinkKernel> Driver<K> {
             return Ok(());
         }
         let spec = ep.spec.clone();
+        let net = self.network(network)?.spec.clone();
         self.set_joined(network, endpoint, None)?;
         self.pending.remove(endpoint);
         self.publish_endpoint(&spec);
+        // Withdrawn first, then the container port's routes (ipvlan L3).
+        if let Err(e) =
+            port::remove_endpoint(&mut self.kernel, &self.marks, &self.port, &net, &spec)
+        {
+            warn!(endpoint = %short_id(endpoint), error = %e, "could not remove the endpoint's route on the container port");
+        }
         Ok(())
     }
 
@@ -378,6 +392,11 @@ impl<K: LinkKernel> Driver<K> {
             if let Err(e) = links::adopt_unmarked(&mut self.kernel, &want) {
                 warn!(link = %link, error = %e, "could not mark a link of an earlier version");
             }
+        }
+        if let Err(e) =
+            port::remove_endpoint(&mut self.kernel, &self.marks, &self.port, &spec, &ep.spec)
+        {
+            warn!(endpoint = %short_id(endpoint), error = %e, "could not remove the endpoint's route on the container port");
         }
         match links::delete(&mut self.kernel, &want) {
             Ok(_) => {}

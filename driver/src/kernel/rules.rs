@@ -119,7 +119,9 @@ pub fn del_rule(nl: &mut Netlink, r: &Rule) -> Result<()> {
     match nl.request(RouteNetlinkMessage::DelRule(rule_msg(r)), 0) {
         Ok(()) => Ok(()),
         Err(e) if e.is(libc::ENOENT) || e.is(libc::ESRCH) => Ok(()),
-        Err(e) => Err(KernelError::nl(format!("delete rule pref {}", r.priority))(e)),
+        Err(e) => Err(KernelError::nl(format!("delete rule pref {}", r.priority))(
+            e,
+        )),
     }
 }
 
@@ -136,7 +138,9 @@ fn route_msg(r: &DevRoute) -> RouteMessage {
     m.header.scope = RouteScope::Link;
     if r.dst.prefix_len() > 0 {
         m.attributes
-            .push(RouteAttribute::Destination(RouteAddress::from(r.dst.network())));
+            .push(RouteAttribute::Destination(RouteAddress::from(
+                r.dst.network(),
+            )));
     }
     m.attributes.push(RouteAttribute::Table(r.table));
     m.attributes.push(RouteAttribute::Oif(r.oif));
@@ -179,10 +183,8 @@ pub fn dev_routes(nl: &mut Netlink, table: u32) -> Result<Vec<DevRoute>> {
             } else {
                 IpAddr::V4(Ipv4Addr::UNSPECIFIED)
             });
-            let (Some(oif), Ok(dst)) = (
-                oif,
-                IpNet::new(addr, r.header.destination_prefix_length),
-            ) else {
+            let (Some(oif), Ok(dst)) = (oif, IpNet::new(addr, r.header.destination_prefix_length))
+            else {
                 continue;
             };
             out.push(DevRoute {
@@ -211,6 +213,9 @@ pub fn del_dev_route(nl: &mut Netlink, r: &DevRoute) -> Result<()> {
     match nl.request(RouteNetlinkMessage::DelRoute(route_msg(r)), 0) {
         Ok(()) => Ok(()),
         Err(e) if e.is(libc::ESRCH) || e.is(libc::ENOENT) || e.is(libc::ENODEV) => Ok(()),
-        Err(e) => Err(KernelError::nl(format!("delete route {} table {}", r.dst, r.table))(e)),
+        Err(e) => Err(KernelError::nl(format!(
+            "delete route {} table {}",
+            r.dst, r.table
+        ))(e)),
     }
 }

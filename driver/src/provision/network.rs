@@ -109,7 +109,7 @@ pub fn ensure_network<K: LinkKernel>(
     k: &mut K,
     ipvlan: &mut Option<bool>,
     marks: &Marks,
-    uplinks: &[String],
+    (uplinks, port): (&[String], &super::port::PortConfig),
     spec: &NetworkSpec,
     new_shim: NewShim,
     undo: &mut Undo,
@@ -118,7 +118,7 @@ pub fn ensure_network<K: LinkKernel>(
         if spec.dataplane.is_ipvlan() {
             check_ipvlan(k, ipvlan, marks)?;
         }
-        super::port::ensure(k, marks, uplinks, spec, undo)?;
+        super::port::ensure(k, marks, uplinks, port, spec, undo)?;
         return Ok(None);
     }
     let parent = match k.link(&spec.parent.name)? {
@@ -238,6 +238,7 @@ pub fn check_ipvlan<K: LinkKernel>(
 pub fn delete_network_links<K: LinkKernel>(
     k: &mut K,
     marks: &Marks,
+    port: &super::port::PortConfig,
     rec: &NetworkRecord,
     parent_still_used: bool,
 ) -> Vec<String> {
@@ -247,6 +248,9 @@ pub fn delete_network_links<K: LinkKernel>(
         // Endpoints' leftovers first, then the port's share of this network.
         let pa = k.link(&spec.parent.name).ok().flatten();
         for e in rec.endpoints.values() {
+            if let Err(err) = super::port::remove_endpoint(k, marks, port, spec, &e.spec) {
+                failed.push(format!("routes of {}: {err}", e.link));
+            }
             let mark = marks.mark(Role::Endpoint, &e.spec.id);
             let want = Expect {
                 name: &e.link,
@@ -259,7 +263,13 @@ pub fn delete_network_links<K: LinkKernel>(
                 Err(e) => failed.push(format!("{}: {e}", want.name)),
             }
         }
-        failed.extend(super::port::release(k, marks, spec, parent_still_used));
+        failed.extend(super::port::release(
+            k,
+            marks,
+            port,
+            spec,
+            parent_still_used,
+        ));
         return failed;
     }
     let parent = k.link(&spec.parent.name).ok().flatten();

@@ -17,7 +17,7 @@ use crate::model::network::NetworkSpec;
 /// change for `spec` on `parent`; the shim's own go with the shim.
 pub fn planned(spec: &NetworkSpec, parent: &str) -> Vec<String> {
     let mut paths = Vec::new();
-    if !spec.dataplane.is_l2() {
+    if !spec.dataplane.is_l2() && !spec.parent.port {
         return paths;
     }
     if spec.subnet.is_some() {

@@ -132,6 +132,7 @@ pub(super) fn encode_peer(p: &PeerSettings) -> api::Peer {
                 connect_retry: p.connect_retry,
                 hold_time: p.hold_time,
                 keepalive_interval: p.keepalive,
+                idle_hold_time_after_reset: crate::bgp::gobgp_api::IDLE_HOLD_AFTER_RESET,
                 ..api::TimersConfig::default()
             }),
             state: None,
@@ -213,6 +214,8 @@ mod tests {
     #[test]
     fn peers_carry_bfd_in_microseconds_and_graceful_restart() {
         let m = encode_peer(&settings());
+        let t = m.timers.and_then(|t| t.config).unwrap();
+        assert_eq!(t.idle_hold_time_after_reset, 1, "not gobgpd's 30 s");
         assert_eq!(
             m.bfd,
             Some(api::BfdPeerConfig {

@@ -29,8 +29,8 @@ fn uplinks() -> Vec<String> {
 
 fn start_dual(dir: &Path, fk: &FakeKernel) -> Driver<FakeKernel> {
     let parents = HostParents {
-        default_parent: None,
         uplinks: uplinks(),
+        ..HostParents::default()
     };
     Driver::start_with(Store::new(dir), fk.clone(), parents, None)
         .unwrap()
@@ -243,4 +243,160 @@ fn ipvlan_l3_on_a_dummy_parent_is_refused_in_any_mode() {
     // L2 data planes on a dummy are not refused (the shim holds the gateway).
     d.create_network(net(NET_A, "dum0", "10.1.1.0/24", IPVLAN_L2))
         .unwrap();
+}
+
+const IPVLAN_L3: Dataplane = Dataplane::Ipvlan {
+    mode: IpvlanMode::L3,
+    flag: IpvlanFlag::Bridge,
+};
+
+fn rules_of(fk: &FakeKernel) -> Vec<crate::kernel::Rule> {
+    fk.clone().rules().unwrap()
+}
+
+fn dev_routes_of(fk: &FakeKernel, table: u32) -> Vec<(IpNet, u32, u8)> {
+    let mut v: Vec<_> = fk
+        .clone()
+        .dev_routes(table)
+        .unwrap()
+        .into_iter()
+        .map(|r| (r.dst, r.oif, r.protocol))
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn an_ipvlan_l3_port_has_one_mac_no_arp_the_egress_rule_and_each_joined_endpoints_route() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut fk = dual_host();
+    let (pa, pb) = ("ipbgp-l3b-a", "ipbgp-l3b-b");
+    fk.set_sysctl(&format!("net/ipv4/conf/{pa}/forwarding"), "1")
+        .unwrap();
+    let mut d = start_dual(dir.path(), &fk);
+    d.create_network(port_net(NET_A, "10.1.1.0/24,fd00:1:1::/64", IPVLAN_L3))
+        .unwrap();
+    let (a, b) = (fk.link_named(pa).unwrap(), fk.link_named(pb).unwrap());
+    assert_eq!(a.mac, b.mac, "one MAC on both ends");
+    assert_eq!(a.mac[0] & 0x03, 0x02, "locally administered, unicast");
+    assert!(a.noarp && b.noarp && a.up && b.up, "{a:?} {b:?}");
+    assert_eq!(a.mtu, 1450);
+    assert_eq!(
+        fk.sysctl_value(&format!("net/ipv4/conf/{pa}/forwarding"))
+            .as_deref(),
+        Some("0")
+    );
+    assert!(addrs_on(&fk, pb).is_empty(), "no gateway on an L3 port");
+    assert!(fk.link_named(&names::shim(NET_A)).is_none());
+    let rule = |v6| crate::kernel::Rule {
+        v6,
+        priority: 7373,
+        oif: Some(pa.into()),
+        table: 173,
+        protocol: 73,
+    };
+    assert_eq!(rules_of(&fk), [rule(false), rule(true)]);
+    assert_eq!(
+        dev_routes_of(&fk, 173),
+        [(n("0.0.0.0/0"), a.index, 73), (n("::/0"), a.index, 73)]
+    );
+    // Join: the endpoint's /32 and /128 dev pb, before it is announced.
+    d.create_endpoint(NET_A, ep(EP_1, "10.1.1.2/24,fd00:1:1::2/64"))
+        .unwrap();
+    assert!(dev_routes_of(&fk, 254).is_empty());
+    d.join(NET_A, EP_1, "/nonexistent").unwrap();
+    let mine = [
+        (n("10.1.1.2/32"), b.index, 73),
+        (n("fd00:1:1::2/128"), b.index, 73),
+    ];
+    assert_eq!(dev_routes_of(&fk, 254), mine);
+    let c = fk.link_named(&names::endpoint(EP_1)).unwrap();
+    assert_eq!(
+        (c.parent, c.kind.as_deref()),
+        (Some(a.index), Some("ipvlan"))
+    );
+    // Leave: they go; a new Join brings them back.
+    d.leave(NET_A, EP_1).unwrap();
+    assert!(dev_routes_of(&fk, 254).is_empty());
+    d.join(NET_A, EP_1, "/nonexistent").unwrap();
+    assert_eq!(dev_routes_of(&fk, 254), mine);
+    // Drift is repaired and counted: a rule, an endpoint's route, NOARP.
+    assert_eq!(d.repair(), 0);
+    assert_eq!(d.port_repairs(), 0);
+    fk.del_rule(&rule(true)).unwrap();
+    d.repair();
+    assert_eq!((d.port_repairs(), rules_of(&fk).len()), (1, 2));
+    fk.del_dev_route(&crate::kernel::DevRoute {
+        dst: n("10.1.1.2/32"),
+        oif: b.index,
+        table: 254,
+        protocol: 73,
+    })
+    .unwrap();
+    d.repair();
+    assert_eq!(d.port_repairs(), 2);
+    assert_eq!(dev_routes_of(&fk, 254), mine);
+    fk.set_link(b.index, Some(false), Some([2, 0, 0, 0, 0, 9]))
+        .unwrap();
+    d.repair();
+    assert_eq!(d.port_repairs(), 3);
+    let b2 = fk.link_named(pb).unwrap();
+    assert!(b2.noarp && b2.mac == a.mac);
+    // A restart keeps it all (the same MAC: it comes from the identity).
+    drop(d);
+    let mut d = start_dual(dir.path(), &fk);
+    assert_eq!(fk.link_named(pa).unwrap().mac, a.mac);
+    assert_eq!(dev_routes_of(&fk, 254), mine);
+    // The last network goes: routes, rules, table and pair with it.
+    d.leave(NET_A, EP_1).unwrap();
+    d.delete_endpoint(NET_A, EP_1).unwrap();
+    d.delete_network(NET_A).unwrap();
+    assert!(fk.link_named(pa).is_none() && fk.link_named(pb).is_none());
+    assert!(rules_of(&fk).is_empty(), "{:?}", rules_of(&fk));
+    assert!(dev_routes_of(&fk, 173).is_empty() && dev_routes_of(&fk, 254).is_empty());
+}
+
+#[test]
+fn a_foreign_rule_at_the_preference_or_a_foreign_route_in_the_table_refuses_the_start() {
+    use crate::kernel::{DevRoute, Rule};
+    use crate::provision::port::{check_free, PortConfig};
+    let mut fk = dual_host();
+    let cfg = PortConfig::default();
+    assert_eq!(check_free(&mut fk, &cfg), Ok(()));
+    // Ours from an earlier run: free.
+    let ours = Rule {
+        v6: false,
+        priority: 7373,
+        oif: Some("ipbgp-l3b-a".into()),
+        table: 173,
+        protocol: 73,
+    };
+    fk.add_rule(&ours).unwrap();
+    assert_eq!(check_free(&mut fk, &cfg), Ok(()));
+    let foreign = Rule {
+        oif: None,
+        protocol: 4,
+        table: 100,
+        ..ours.clone()
+    };
+    fk.add_rule(&foreign).unwrap();
+    let e = check_free(&mut fk, &cfg).unwrap_err();
+    assert!(
+        e.contains("preference 7373 is not ours") && e.contains("--port-rule-pref"),
+        "{e}"
+    );
+    fk.del_rule(&foreign).unwrap();
+    let up1 = fk.link_named("up1").unwrap().index;
+    fk.add_dev_route(&DevRoute {
+        dst: n("10.9.0.0/16"),
+        oif: up1,
+        table: 173,
+        protocol: 4,
+    })
+    .unwrap();
+    let e = check_free(&mut fk, &cfg).unwrap_err();
+    assert!(
+        e.contains("table 173 holds routes that are not ours (10.9.0.0/16 proto 4)"),
+        "{e}"
+    );
 }
