@@ -8,15 +8,14 @@
 //! In: two [`Member`]s (namespace and address) and the flow count and
 //! interval. Out: per flow, what was sent, what arrived at the echo, what
 //! came back on time, and its longest outage from the send stamps (as
-//! [`super::Prober`]: from the first unanswered datagram's send to the
-//! next answered one's; its resolution is the interval). Owns its sockets
+//! [`super::Prober`], with its `longest_run`: from the first unanswered
+//! datagram's send to the next answered one's; its resolution is the
+//! interval). Owns its sockets
 //! and two threads (sender and receiver in one, the echo in the other).
 
 use std::collections::HashSet;
-use std::fs::File;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
-use std::os::fd::{AsFd, AsRawFd};
-use std::path::Path;
+use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -24,6 +23,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, Context, Result};
 
+use super::reach::{in_netns, longest_run};
 use super::Member;
 
 /// An echo that comes back later than this after its send counts as lost.
@@ -140,21 +140,6 @@ impl Flows {
         }
         Ok(flows)
     }
-}
-
-/// Runs `f` on a thread inside the network namespace at `netns` (the
-/// sockets it opens stay there).
-fn in_netns<T: Send + 'static>(
-    netns: &Path,
-    f: impl FnOnce() -> Result<T> + Send + 'static,
-) -> Result<T> {
-    let ns = File::open(netns).with_context(|| format!("open {}", netns.display()))?;
-    std::thread::spawn(move || {
-        nix::sched::setns(ns.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET).context("setns")?;
-        f()
-    })
-    .join()
-    .map_err(|_| anyhow!("namespace thread panicked"))?
 }
 
 /// The echo's receive buffer: room for [`ECHO_BUFFER`] bytes, so a
@@ -320,8 +305,8 @@ fn client_loop(
     let rounds = sent_at.len() as u64;
     Ok((0..n)
         .map(|i| {
-            let (longest_outage, outage_began) =
-                longest_outage(rounds, |r| echoed[i].contains(&r), &sent_at, interval);
+            let (_, longest_outage, outage_began) =
+                longest_run(rounds, |r| echoed[i].contains(&r), &sent_at, interval);
             FlowStats {
                 port: FIRST_PORT + i as u16,
                 sent: rounds,
@@ -335,40 +320,6 @@ fn client_loop(
             }
         })
         .collect())
-}
-
-/// The longest run of unanswered rounds as time: from its first send to
-/// the next answered round's send (one interval past the last send when
-/// none was answered after), and when it began.
-fn longest_outage(
-    rounds: u64,
-    answered: impl Fn(u64) -> bool,
-    sent_at: &[Instant],
-    interval: Duration,
-) -> (Duration, Option<Instant>) {
-    let at = |r: u64| sent_at[r as usize];
-    let mut best = (Duration::ZERO, None);
-    let mut start: Option<u64> = None;
-    for r in 0..=rounds {
-        let ok = r == rounds || answered(r);
-        match (ok, start) {
-            (false, None) => start = Some(r),
-            (true, Some(s)) => {
-                let end = if r < rounds {
-                    at(r)
-                } else {
-                    at(r - 1) + interval
-                };
-                let d = end.saturating_duration_since(at(s));
-                if d > best.0 {
-                    best = (d, Some(at(s)));
-                }
-                start = None;
-            }
-            _ => {}
-        }
-    }
-    best
 }
 
 #[cfg(test)]
@@ -388,15 +339,15 @@ mod tests {
         let iv = Duration::from_millis(10);
         let sent: Vec<Instant> = (0..10).map(|k| t0 + iv * k).collect();
         // Rounds 3, 4, 5 lost; 8 lost.
-        let (d, began) = longest_outage(10, |r| ![3, 4, 5, 8].contains(&r), &sent, iv);
+        let (_, d, began) = longest_run(10, |r| ![3, 4, 5, 8].contains(&r), &sent, iv);
         assert_eq!(d, Duration::from_millis(30));
         assert_eq!(began, Some(sent[3]));
         // Lost to the end: one interval past the last send.
-        let (d, _) = longest_outage(10, |r| r < 7, &sent, iv);
+        let (_, d, _) = longest_run(10, |r| r < 7, &sent, iv);
         assert_eq!(d, Duration::from_millis(30));
         assert_eq!(
-            longest_outage(10, |_| true, &sent, iv),
-            (Duration::ZERO, None)
+            longest_run(10, |_| true, &sent, iv),
+            (0, Duration::ZERO, None)
         );
     }
 

@@ -185,6 +185,52 @@ neighbors = ["h1"]
         assert_eq!(u.router_addr6.unwrap().to_string(), "fd00:0:ff:1::1/64");
     }
 
+    /// The uplink steps name a host's uplink, a router it has one to, and
+    /// hosts with uplinks; the flows two different members.
+    #[test]
+    fn uplink_steps_are_checked_against_the_topology() {
+        let with = |step: &str| {
+            let src = format!(
+                "{}[[hosts]]\nname = \"h9\"\nsegment = \"spine\"\n[[steps]]\n{step}\n",
+                RACK
+            );
+            parse(&src).map(|_| ()).map_err(|e| e.to_string())
+        };
+        with("do = \"uplink-down\"\nhost = \"h1\"\nuplink = \"up2\"").unwrap();
+        with("do = \"tor-port-down\"\nrouter = \"tor1b\"\nhost = \"h1\"").unwrap();
+        with("do = \"uplink-counters-start\"\nid = \"x\"\nhosts = [\"h1\"]").unwrap();
+        let cases = [
+            (
+                "do = \"uplink-down\"\nhost = \"h1\"\nuplink = \"up3\"",
+                "host h1 has no uplink \"up3\" (its uplinks: [\"up1\", \"up2\"])",
+            ),
+            (
+                "do = \"tor-port-up\"\nrouter = \"tor1b\"\nhost = \"h9\"",
+                "host h9 has no uplink to router tor1b",
+            ),
+            (
+                "do = \"uplink-counters-start\"\nid = \"x\"\nhosts = [\"h9\"]",
+                "host h9 has no uplinks",
+            ),
+            (
+                "do = \"uplink-counters-stop\"\nid = \"x\"\nmin_share = 101",
+                "min_share 101 is a percentage",
+            ),
+            (
+                "do = \"flows-start\"\nid = \"f\"\nfrom = \"h1\"\nto = \"h1\"",
+                "from and to must differ",
+            ),
+            (
+                "do = \"flows-start\"\nid = \"f\"\nfrom = \"h1\"\nto = \"h9\"\nflows = 0",
+                "flows must be at least 1",
+            ),
+        ];
+        for (step, want) in cases {
+            let e = with(step).unwrap_err();
+            assert!(e.contains(want), "{e}");
+        }
+    }
+
     #[test]
     fn bad_uplinks_are_refused_with_the_line() {
         let cases = [
