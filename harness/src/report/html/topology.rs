@@ -390,38 +390,14 @@ mod tests {
 
     #[test]
     fn a_dual_homed_host_draws_two_lines_to_its_routers_and_two_sessions() {
-        let src = r#"
-description = "d"
-[bgp]
-config = "driver"
-[[segments]]
-name = "spine"
-subnet = "198.51.100.0/24"
-[[hosts]]
-name = "h1"
-asn = 65001
-uplinks = ["ta", "tb"]
-[[routers]]
-name = "ta"
-kind = "frr"
-asn = 65101
-links = { spine = "198.51.100.1/24" }
-neighbors = ["h1"]
-[[routers]]
-name = "tb"
-kind = "frr"
-asn = 65102
-links = { spine = "198.51.100.2/24" }
-neighbors = ["h1"]
-"#;
-        let t = topology(&scenario(src));
-        assert_eq!(t.hosts[0].uplinks, ["ta", "tb"]);
+        let t = topology(&scenario(crate::scenario::fixtures::DUAL_HOMED));
+        assert_eq!(t.hosts[0].uplinks, ["tor1a", "tor1b"]);
         assert!(t.hosts[0].segments.is_empty());
         let p: Vec<String> = pairs(&t)
             .iter()
             .map(|x| format!("{}-{}", x.0, x.1))
             .collect();
-        assert_eq!(p, ["h1-ta", "h1-tb"]);
+        assert_eq!(p, ["h1-tor1a", "h1-tor1b"]);
         assert_eq!(topology_svg(&t).matches("class=\"uplink\"").count(), 2);
     }
 

@@ -120,32 +120,7 @@ pub(in crate::scenario) fn uplinks(
 
 #[cfg(test)]
 mod tests {
-    use crate::scenario::fixtures::parse;
-
-    const RACK: &str = r#"
-description = "d"
-[bgp]
-config = "driver"
-[[segments]]
-name = "spine"
-subnet = "198.51.100.0/24"
-[[hosts]]
-name = "h1"
-asn = 65001
-uplinks = ["tor1a", "tor1b"]
-[[routers]]
-name = "tor1a"
-kind = "frr"
-asn = 65101
-links = { spine = "198.51.100.1/24" }
-neighbors = ["h1"]
-[[routers]]
-name = "tor1b"
-kind = "frr"
-asn = 65102
-links = { spine = "198.51.100.2/24" }
-neighbors = ["h1"]
-"#;
+    use crate::scenario::fixtures::{parse, DUAL_HOMED as RACK};
 
     #[test]
     fn each_uplink_is_its_own_p2p_link_and_the_routers_are_the_peers() {
