@@ -573,6 +573,18 @@ pub enum Action {
         router: String,
         host: String,
     },
+    /// Drop everything on a router's link to a dual-homed host, both ways
+    /// (nftables in the router's namespace); the link stays up, so only
+    /// BFD or the hold timer notices.
+    Blackhole {
+        router: String,
+        host: String,
+    },
+    /// Remove that blackhole.
+    BlackholeEnd {
+        router: String,
+        host: String,
+    },
     /// SIGKILL etcd members (`e1`, `e2`, ... of the `[etcd]` section).
     EtcdKill {
         members: Vec<String>,

@@ -42,4 +42,5 @@ mod world;
 pub use hosts::{per_link_ipv6_forwarding, HostRt, UNDERLAY_IF};
 pub use options::{find_driver_bin, Options};
 pub use routers::RouterRt;
+pub use uplinks::{blackhole, blackhole_end};
 pub use world::World;

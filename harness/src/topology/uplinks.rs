@@ -8,7 +8,9 @@
 //!
 //! In: the scenario, the wired hosts and routers (no daemon yet). Out: the
 //! links made and up; each router's [`RouterRt::ifaces`] gets its ends, so
-//! `router-down` takes them down too (carrier loss at the host).
+//! `router-down` takes them down too (carrier loss at the host). Also a
+//! router's end blackholed and restored (nftables in its namespace), for
+//! the `blackhole` steps.
 
 use std::time::Duration;
 
@@ -16,6 +18,7 @@ use anyhow::{anyhow, Context, Result};
 
 use super::hosts::HostRt;
 use super::routers::RouterRt;
+use crate::netns::Netns;
 use crate::scenario::Uplink;
 use crate::util::run_cmd;
 
@@ -79,5 +82,44 @@ fn wire_uplink(h: &HostRt, r: &mut RouterRt, u: &Uplink) -> Result<()> {
     h.ns.ip_batch(&host)?;
     r.ns.ip_batch(&router)?;
     r.ifaces.insert(u.segment.clone(), riface);
+    Ok(())
+}
+
+/// The nftables table that blackholes `port` (a name nft takes).
+fn blackhole_table(port: &str) -> String {
+    format!("harness_bh_{}", port.replace('-', "_"))
+}
+
+/// Drops every packet in, out and through `port` in `ns` (both families);
+/// the link stays up.
+pub fn blackhole(ns: &Netns, port: &str) -> Result<()> {
+    let t = blackhole_table(port);
+    let rules = format!(
+        "table inet {t} {{\n  chain i {{ type filter hook input priority -10; iifname \"{port}\" drop; }}\n  chain o {{ type filter hook output priority -10; oifname \"{port}\" drop; }}\n  chain f {{ type filter hook forward priority -10; iifname \"{port}\" drop; oifname \"{port}\" drop; }}\n}}\n"
+    );
+    nft(ns, &rules).with_context(|| format!("blackhole {port} in {}", ns.name))
+}
+
+/// Removes [`blackhole`]'s table.
+pub fn blackhole_end(ns: &Netns, port: &str) -> Result<()> {
+    nft(
+        ns,
+        &format!("delete table inet {}\n", blackhole_table(port)),
+    )
+    .with_context(|| format!("end the blackhole of {port} in {}", ns.name))
+}
+
+/// `nft -f` of `rules` inside `ns`.
+fn nft(ns: &Netns, rules: &str) -> Result<()> {
+    let path = std::env::temp_dir().join(format!("{}-{}.nft", ns.name, std::process::id()));
+    std::fs::write(&path, rules)?;
+    let nft = crate::util::require("nft")?.display().to_string();
+    let p = path.display().to_string();
+    let out = ns.exec(&nft, &["-f", &p], Duration::from_secs(20));
+    let _ = std::fs::remove_file(&path);
+    let out = out?;
+    if !out.status.success() {
+        anyhow::bail!("nft -f: {}", String::from_utf8_lossy(&out.stderr).trim());
+    }
     Ok(())
 }

@@ -482,7 +482,10 @@ impl Scenario {
                 }
                 Ok(())
             }
-            Action::TorPortDown { router, host } | Action::TorPortUp { router, host } => {
+            Action::TorPortDown { router, host }
+            | Action::TorPortUp { router, host }
+            | Action::Blackhole { router, host }
+            | Action::BlackholeEnd { router, host } => {
                 self.router(router)
                     .ok_or_else(|| format!("unknown router {router:?}"))?;
                 self.check_host(host)?;
