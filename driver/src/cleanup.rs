@@ -283,7 +283,7 @@ fn port_rules<K: LinkKernel>(k: &mut K, state: &State, args: &CleanupArgs, r: &m
         .host
         .route_protocol
         .or(args.route_protocol)
-        .unwrap_or(crate::config::DEFAULT_ROUTE_PROTOCOL);
+        .unwrap_or(crate::provision::port::DEFAULT_PROTOCOL);
     let rules = match k.rules() {
         Ok(rules) => rules,
         Err(e) => return r.failed(format!("list routing rules: {e}")),

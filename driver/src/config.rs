@@ -801,6 +801,14 @@ mod tests {
     }
 
     #[test]
+    fn the_port_uses_our_default_protocol() {
+        assert_eq!(
+            crate::provision::port::DEFAULT_PROTOCOL,
+            DEFAULT_ROUTE_PROTOCOL
+        );
+    }
+
+    #[test]
     fn uplinks_are_two_or_more_and_exclude_parent_and_next_hop() {
         let up = |a: &[&str]| {
             let mut args = vec!["ipvlan-bgp"];

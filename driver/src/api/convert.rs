@@ -1076,4 +1076,58 @@ mod tests {
             "state files unchanged"
         );
     }
+
+    fn request(options: serde_json::Value) -> CreateNetworkRequest {
+        serde_json::from_value(serde_json::json!({
+            "NetworkID": "a".repeat(64),
+            "Options": {"com.docker.network.generic": options},
+            "IPv4Data": [{"AddressSpace": "LocalDefault", "Pool": "10.1.1.0/24", "Gateway": "10.1.1.1/24"}],
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn in_dual_uplink_mode_a_parent_on_an_uplink_is_refused_and_none_means_the_port() {
+        let up = vec!["up1".to_string(), "up2".to_string()];
+        for parent in ["up1", "up2", "up1.10"] {
+            let e = network_spec_with(&request(serde_json::json!({"parent": parent})), None, &up)
+                .unwrap_err()
+                .0;
+            assert!(
+                e.contains(&format!("parent {parent} is"))
+                    && e.contains("one of the host's uplinks")
+                    && e.contains("leave `parent` unset"),
+                "{e}"
+            );
+        }
+        let s = network_spec_with(
+            &request(serde_json::json!({"dataplane": "macvlan"})),
+            None,
+            &up,
+        )
+        .unwrap();
+        assert_eq!(
+            s.parent,
+            Parent::port(&Dataplane::Macvlan {
+                mode: MacvlanMode::Bridge
+            })
+        );
+        assert_eq!(s.parent.name, "ipbgp-mvb-a");
+        assert!(!s.has_shim());
+        let s = network_spec_with(
+            &request(serde_json::json!({"ipvlan_mode": "l2"})),
+            None,
+            &up,
+        )
+        .unwrap();
+        assert_eq!(s.parent.name, "ipbgp-l2b-a");
+        // Another interface stays the operator's choice.
+        let s =
+            network_spec_with(&request(serde_json::json!({"parent": "eth1"})), None, &up).unwrap();
+        assert!(!s.parent.port && s.parent.name == "eth1");
+        // Outside dual-uplink mode nothing changes: an uplink-like name is a parent.
+        let s =
+            network_spec_with(&request(serde_json::json!({"parent": "up1"})), None, &[]).unwrap();
+        assert_eq!(s.parent.name, "up1");
+    }
 }

@@ -92,6 +92,7 @@ impl<K: LinkKernel> Driver<K> {
             unavailable: BTreeMap::new(),
             parents_lost: 0,
             port_repairs: 0,
+            port_deep_at: None,
             view: tx,
             current: View::default(),
             watcher: None,
@@ -663,9 +664,17 @@ impl<K: LinkKernel> Driver<K> {
             }
         };
         let mut fixed = 0;
+        // The rules and routes (dumps of every table) every PORT_DEEP_EVERY.
+        let now = std::time::Instant::now();
+        let deep = self
+            .port_deep_at
+            .is_none_or(|t| now.duration_since(t) >= PORT_DEEP_EVERY);
+        if deep {
+            self.port_deep_at = Some(now);
+        }
         for (spec, joined) in specs {
             let k = &mut self.kernel;
-            if port::whole(k, &self.marks, &self.port, &spec, &joined, &addrs) {
+            if port::whole(k, &self.marks, &self.port, &spec, (&joined, deep), &addrs) {
                 continue;
             }
             let mut undo = Undo::default();
@@ -769,6 +778,10 @@ pub fn read_boot_id() -> Option<String> {
         }
     }
 }
+
+/// How often the container ports' rules and routes are read back (the
+/// links, MACs and flags: every repair round).
+const PORT_DEEP_EVERY: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// How often networks that could not be restored (their parent was missing)
 /// are retried.

@@ -77,6 +77,8 @@ pub struct Driver<K: LinkKernel = Kernel> {
     /// Container ports found not as made (down, unmarked, a gateway
     /// missing) and repaired: drift.
     port_repairs: u64,
+    /// When the container ports' rules and routes were last read back.
+    port_deep_at: Option<std::time::Instant>,
     view: watch::Sender<Arc<View>>,
     /// The view last published, kept up to date change by change.
     current: View,

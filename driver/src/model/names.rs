@@ -29,39 +29,10 @@ pub fn shim(network_id: &str) -> String {
 }
 
 /// The container port of dual-uplink mode: a veth pair per data plane
-/// ([`port_key`]), `ipbgp-<key>-a` (the containers' parent, "pa") and
+/// (its key: `Dataplane::port_key`), `ipbgp-<key>-a` (the containers' parent, "pa") and
 /// `ipbgp-<key>-b` (the host's end, "pb"). Never an `ib…` name.
 pub fn port(key: &str) -> (String, String) {
     (format!("ipbgp-{key}-a"), format!("ipbgp-{key}-b"))
-}
-
-/// The container port's key for a data plane: its ipvlan mode and flag, or
-/// its macvlan mode (`l3b`, `l3sp`, `l2v`, `mvb`, ...). One pair per key:
-/// a link of another ipvlan mode silently switches the whole parent's mode,
-/// and macvlan and ipvlan links cannot share a parent (docs/dual-uplink.md).
-pub fn port_key(dataplane: &crate::model::network::Dataplane) -> String {
-    use crate::model::network::{Dataplane, IpvlanFlag, IpvlanMode, MacvlanMode};
-    let flag = |f: IpvlanFlag| match f {
-        IpvlanFlag::Bridge => 'b',
-        IpvlanFlag::Private => 'p',
-        IpvlanFlag::Vepa => 'v',
-    };
-    match dataplane {
-        Dataplane::Ipvlan { mode, flag: f } => {
-            let m = match mode {
-                IpvlanMode::L2 => "l2",
-                IpvlanMode::L3 => "l3",
-                IpvlanMode::L3s => "l3s",
-            };
-            format!("{m}{}", flag(*f))
-        }
-        Dataplane::Macvlan { mode } => match mode {
-            MacvlanMode::Bridge => "mvb",
-            MacvlanMode::Private => "mvp",
-            MacvlanMode::Vepa => "mvv",
-        }
-        .to_string(),
-    }
 }
 
 /// What a marked link is for.
@@ -77,7 +48,7 @@ pub enum Role {
     /// The ipvlan probe and its scratch veth; the ID is the driver's pid.
     Probe,
     /// Both ends of a container port (dual-uplink mode); the ID is its key
-    /// ([`port_key`]), since every network of that data plane shares it.
+    /// (`Dataplane::port_key`), since every network of that data plane shares it.
     Port,
 }
 
@@ -235,20 +206,8 @@ mod tests {
         assert_eq!(endpoint(id), "ibe835c7162a10a");
         assert_eq!(shim(id), "ibs835c7162a10a");
         assert!(endpoint(id).len() <= 15 && shim(id).len() <= 15);
-        use crate::model::network::{Dataplane, IpvlanFlag, IpvlanMode, MacvlanMode};
-        let l3s = Dataplane::Ipvlan {
-            mode: IpvlanMode::L3s,
-            flag: IpvlanFlag::Private,
-        };
-        assert_eq!(
-            port(&port_key(&l3s)),
-            ("ipbgp-l3sp-a".into(), "ipbgp-l3sp-b".into())
-        );
-        let mv = Dataplane::Macvlan {
-            mode: MacvlanMode::Bridge,
-        };
-        assert_eq!(port(&port_key(&mv)).0, "ipbgp-mvb-a");
-        assert!(port(&port_key(&l3s)).1.len() <= 15);
+        assert_eq!(port("l3sp"), ("ipbgp-l3sp-a".into(), "ipbgp-l3sp-b".into()));
+        assert!(port("l3sp").1.len() <= 15);
     }
 
     #[test]

@@ -71,6 +71,35 @@ impl Dataplane {
         matches!(self, Dataplane::Ipvlan { .. })
     }
 
+    /// The container port's key for this data plane: its ipvlan mode and
+    /// flag, or its macvlan mode (`l3b`, `l3sp`, `l2v`, `mvb`, ...). One
+    /// port per key: a link of another ipvlan mode silently switches the
+    /// whole parent's mode, and macvlan and ipvlan links cannot share a
+    /// parent (docs/dual-uplink.md).
+    pub fn port_key(&self) -> String {
+        let flag = |f: IpvlanFlag| match f {
+            IpvlanFlag::Bridge => 'b',
+            IpvlanFlag::Private => 'p',
+            IpvlanFlag::Vepa => 'v',
+        };
+        match self {
+            Dataplane::Ipvlan { mode, flag: f } => {
+                let m = match mode {
+                    IpvlanMode::L2 => "l2",
+                    IpvlanMode::L3 => "l3",
+                    IpvlanMode::L3s => "l3s",
+                };
+                format!("{m}{}", flag(*f))
+            }
+            Dataplane::Macvlan { mode } => match mode {
+                MacvlanMode::Bridge => "mvb",
+                MacvlanMode::Private => "mvp",
+                MacvlanMode::Vepa => "mvv",
+            }
+            .to_string(),
+        }
+    }
+
     pub fn describe(&self) -> String {
         match self {
             Dataplane::Ipvlan { mode, flag } => format!(
@@ -196,7 +225,7 @@ impl Parent {
     /// The container port of `dataplane` (dual-uplink mode).
     pub fn port(dataplane: &Dataplane) -> Parent {
         Parent {
-            name: super::names::port(&super::names::port_key(dataplane)).0,
+            name: super::names::port(&dataplane.port_key()).0,
             vlan: None,
             port: true,
         }

@@ -30,45 +30,7 @@ use crate::model::state::{NetworkRecord, State};
 
 type Result<T> = std::result::Result<T, DriverError>;
 
-/// Links an operation created, deleted in reverse if it fails before it
-/// commits. Each is deleted only if it still carries the mark it got.
-#[derive(Default)]
-pub struct Undo {
-    links: Vec<(String, LinkKind, Option<u32>, String)>,
-    /// Addresses added to a link of ours that stays (a container port's
-    /// host end): removed before the links go.
-    addresses: Vec<(u32, ipnet::IpNet)>,
-}
-
-impl Undo {
-    pub fn push(&mut self, e: &Expect<'_>) {
-        self.links
-            .push((e.name.to_string(), e.kind, e.parent, e.mark.to_string()));
-    }
-
-    pub fn push_address(&mut self, index: u32, net: ipnet::IpNet) {
-        self.addresses.push((index, net));
-    }
-
-    pub fn run<K: LinkKernel>(self, kernel: &mut K) {
-        for (index, net) in self.addresses.into_iter().rev() {
-            if let Err(e) = kernel.del_address(index, net) {
-                warn!(address = %net, error = %e, "rollback: could not remove an address");
-            }
-        }
-        for (name, kind, parent, mark) in self.links.into_iter().rev() {
-            let want = Expect {
-                name: &name,
-                kind,
-                parent,
-                mark: &mark,
-            };
-            if let Err(e) = links::delete(kernel, &want) {
-                warn!(link = %name, error = %e, "rollback: could not delete link");
-            }
-        }
-    }
-}
+pub use super::links::Undo;
 
 pub fn vlan_kind(spec: &NetworkSpec) -> Option<(&str, LinkKind)> {
     spec.parent

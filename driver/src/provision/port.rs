@@ -22,8 +22,7 @@
 
 use tracing::{info, warn};
 
-use super::links::{self, Expect};
-use super::network::Undo;
+use super::links::{self, Expect, Undo};
 use super::sysctl::enable_forwarding;
 use crate::kernel::{
     Addr, DevRoute, KernelError, Link, LinkKernel, LinkKind, Result, Rule, MAIN_TABLE,
@@ -47,12 +46,17 @@ pub struct PortConfig {
     pub protocol: u8,
 }
 
+/// The driver's default route protocol (`--route-protocol`'s default,
+/// `config::DEFAULT_ROUTE_PROTOCOL`, which a test holds equal: the config
+/// reads this module, not the other way round).
+pub const DEFAULT_PROTOCOL: u8 = 73;
+
 impl Default for PortConfig {
     fn default() -> PortConfig {
         PortConfig {
             table: DEFAULT_TABLE,
             pref: DEFAULT_RULE_PREF,
-            protocol: crate::config::DEFAULT_ROUTE_PROTOCOL,
+            protocol: DEFAULT_PROTOCOL,
         }
     }
 }
@@ -138,7 +142,7 @@ pub fn check_free<K: LinkKernel>(k: &mut K, cfg: &PortConfig) -> std::result::Re
 
 /// The names and mark of `spec`'s port: (pa, pb, mark).
 pub fn port_names(marks: &Marks, spec: &NetworkSpec) -> (String, String, String) {
-    let key = names::port_key(&spec.dataplane);
+    let key = spec.dataplane.port_key();
     let (a, b) = names::port(&key);
     (a, b, marks.mark(Role::Port, &key))
 }
@@ -155,7 +159,7 @@ pub fn ensure<K: LinkKernel>(
     undo: &mut Undo,
 ) -> Result<Link> {
     let (a, b, mark) = port_names(marks, spec);
-    let mac = is_l3(spec).then(|| port_mac(marks, &names::port_key(&spec.dataplane)));
+    let mac = is_l3(spec).then(|| port_mac(marks, &spec.dataplane.port_key()));
     let mut mtus = Vec::new();
     for u in uplinks {
         if let Some(l) = k.link(u)? {
@@ -175,6 +179,13 @@ pub fn ensure<K: LinkKernel>(
         info!(port = %a, host_end = %b, mtu = ?mtu, "created the container port");
     }
     let (pa, pb_index) = (pa.link, pb.index);
+    if is_l3(spec) {
+        // First: writing net.ipv4.ip_forward sets every link's forwarding,
+        // pa's too, which must stay 0 (below).
+        for u in uplinks {
+            enable_forwarding(k, spec, u, &b);
+        }
+    }
     if let Some(mac) = mac {
         // Before up: one MAC on both ends, no ARP (an L3 slave answers none).
         for l in [&pa, &pb] {
@@ -201,9 +212,6 @@ pub fn ensure<K: LinkKernel>(
         for r in egress_routes(pa.index, cfg) {
             k.add_dev_route(&r)?;
         }
-        for u in uplinks {
-            enable_forwarding(k, spec, u, &b);
-        }
     }
     if spec.dataplane.is_l2() {
         let have: Vec<Addr> = k.addresses()?;
@@ -221,17 +229,21 @@ pub fn ensure<K: LinkKernel>(
 }
 
 /// Whether `spec`'s port is as [`ensure`] leaves it: both ends present,
-/// marked, up, and (L2) every gateway on `pb`. `addrs`: one address dump.
+/// marked, up, and (L2) every gateway on `pb`; (L3) one MAC, NOARP, `pa`
+/// not forwarding and, with `deep`, its rules, table T's routes and the
+/// `joined` endpoints' routes (two dumps of every routing table: the
+/// caller asks for them now and then, not every round). `addrs`: one
+/// address dump.
 pub fn whole<K: LinkKernel>(
     k: &mut K,
     marks: &Marks,
     cfg: &PortConfig,
     spec: &NetworkSpec,
-    joined: &[EndpointSpec],
+    (joined, deep): (&[EndpointSpec], bool),
     addrs: &[Addr],
 ) -> bool {
     let (a, b, mark) = port_names(marks, spec);
-    if is_l3(spec) && !l3_whole(k, marks, cfg, spec, joined, (&a, &b)) {
+    if is_l3(spec) && !l3_whole(k, marks, cfg, spec, (joined, deep), (&a, &b)) {
         return false;
     }
     let ok = |l: &Option<Link>| {
@@ -260,15 +272,26 @@ fn l3_whole<K: LinkKernel>(
     marks: &Marks,
     cfg: &PortConfig,
     spec: &NetworkSpec,
-    joined: &[EndpointSpec],
+    (joined, deep): (&[EndpointSpec], bool),
     (a, b): (&str, &str),
 ) -> bool {
-    let mac = port_mac(marks, &names::port_key(&spec.dataplane));
+    let mac = port_mac(marks, &spec.dataplane.port_key());
     let (Ok(Some(pa)), Ok(Some(pb))) = (k.link(a), k.link(b)) else {
         return false;
     };
     if [&pa, &pb].iter().any(|l| !l.noarp || l.mac != mac) {
         return false;
+    }
+    // A later write of net.ipv4.ip_forward (anyone's) sets it on pa too.
+    let forwarding = |k: &mut K, f: &str| k.sysctl(&format!("net/{f}/conf/{a}/forwarding"));
+    if ["ipv4", "ipv6"]
+        .iter()
+        .any(|f| forwarding(k, f).ok().flatten().is_some_and(|v| v != "0"))
+    {
+        return false;
+    }
+    if !deep {
+        return true;
     }
     let (Ok(rules), Ok(table), Ok(main)) =
         (k.rules(), k.dev_routes(cfg.table), k.dev_routes(MAIN_TABLE))
@@ -297,6 +320,22 @@ fn endpoint_routes(ep: &EndpointSpec, pb: u32, cfg: &PortConfig) -> Vec<DevRoute
         .collect()
 }
 
+/// The routes `dev pb` of an endpoint of `spec` (none off an L3 port), and
+/// whether pb exists to carry them.
+fn routes_of<K: LinkKernel>(
+    k: &mut K,
+    marks: &Marks,
+    cfg: &PortConfig,
+    spec: &NetworkSpec,
+    ep: &EndpointSpec,
+) -> Result<Option<Vec<DevRoute>>> {
+    if !is_l3(spec) {
+        return Ok(Some(Vec::new()));
+    }
+    let (_, b, _) = port_names(marks, spec);
+    Ok(k.link(&b)?.map(|pb| endpoint_routes(ep, pb.index, cfg)))
+}
+
 /// At Join, before the endpoint is announced (L3 port; nothing otherwise):
 /// its /32 and /128 `dev pb`, so the host delivers what arrives for it
 /// over either uplink.
@@ -307,21 +346,17 @@ pub fn add_endpoint<K: LinkKernel>(
     spec: &NetworkSpec,
     ep: &EndpointSpec,
 ) -> Result<()> {
-    if !is_l3(spec) {
-        return Ok(());
-    }
-    let (_, b, _) = port_names(marks, spec);
-    let pb = k.link(&b)?.ok_or_else(|| {
-        KernelError::NotFound(format!("the container port's host end {b} is gone"))
+    let routes = routes_of(k, marks, cfg, spec, ep)?.ok_or_else(|| {
+        KernelError::NotFound(format!(
+            "the container port's host end of {} is gone",
+            spec.parent.name
+        ))
     })?;
-    for r in endpoint_routes(ep, pb.index, cfg) {
-        k.add_dev_route(&r)?;
-    }
-    Ok(())
+    routes.iter().try_for_each(|r| k.add_dev_route(r))
 }
 
 /// At Leave and DeleteEndpoint (L3 port): the endpoint's routes `dev pb`
-/// go (gone already is fine).
+/// go (gone already, with pb or alone, is fine).
 pub fn remove_endpoint<K: LinkKernel>(
     k: &mut K,
     marks: &Marks,
@@ -329,17 +364,8 @@ pub fn remove_endpoint<K: LinkKernel>(
     spec: &NetworkSpec,
     ep: &EndpointSpec,
 ) -> Result<()> {
-    if !is_l3(spec) {
-        return Ok(());
-    }
-    let (_, b, _) = port_names(marks, spec);
-    let Some(pb) = k.link(&b)? else {
-        return Ok(());
-    };
-    for r in endpoint_routes(ep, pb.index, cfg) {
-        k.del_dev_route(&r)?;
-    }
-    Ok(())
+    let routes = routes_of(k, marks, cfg, spec, ep)?.unwrap_or_default();
+    routes.iter().try_for_each(|r| k.del_dev_route(r))
 }
 
 /// A network on a port is gone: with `still_used` (another network of

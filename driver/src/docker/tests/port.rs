@@ -3,8 +3,6 @@
 //! gateways on the host end, its repair, and the refusals.
 
 use super::*;
-use crate::api::convert::network_spec_with;
-use crate::api::wire::CreateNetworkRequest;
 
 const NET_C: &str = "cccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccc";
 const IPVLAN_L2: Dataplane = Dataplane::Ipvlan {
@@ -171,53 +169,6 @@ fn a_foreign_link_under_a_port_name_is_left_alone() {
     assert!(fk.link_named("ipbgp-mvb-b").is_none());
 }
 
-fn request(options: serde_json::Value) -> CreateNetworkRequest {
-    serde_json::from_value(serde_json::json!({
-        "NetworkID": NET_A,
-        "Options": {"com.docker.network.generic": options},
-        "IPv4Data": [{"AddressSpace": "LocalDefault", "Pool": "10.1.1.0/24", "Gateway": "10.1.1.1/24"}],
-    }))
-    .unwrap()
-}
-
-#[test]
-fn in_dual_uplink_mode_a_parent_on_an_uplink_is_refused_and_none_means_the_port() {
-    let up = uplinks();
-    for parent in ["up1", "up2", "up1.10"] {
-        let e = network_spec_with(&request(serde_json::json!({"parent": parent})), None, &up)
-            .unwrap_err()
-            .0;
-        assert!(
-            e.contains(&format!("parent {parent} is"))
-                && e.contains("one of the host's uplinks")
-                && e.contains("leave `parent` unset"),
-            "{e}"
-        );
-    }
-    let s = network_spec_with(
-        &request(serde_json::json!({"dataplane": "macvlan"})),
-        None,
-        &up,
-    )
-    .unwrap();
-    assert_eq!(s.parent, Parent::port(&MACVLAN));
-    assert_eq!(s.parent.name, "ipbgp-mvb-a");
-    assert!(!s.has_shim());
-    let s = network_spec_with(
-        &request(serde_json::json!({"ipvlan_mode": "l2"})),
-        None,
-        &up,
-    )
-    .unwrap();
-    assert_eq!(s.parent.name, "ipbgp-l2b-a");
-    // Another interface stays the operator's choice.
-    let s = network_spec_with(&request(serde_json::json!({"parent": "eth1"})), None, &up).unwrap();
-    assert!(!s.parent.port && s.parent.name == "eth1");
-    // Outside dual-uplink mode nothing changes: an uplink-like name is a parent.
-    let s = network_spec_with(&request(serde_json::json!({"parent": "up1"})), None, &[]).unwrap();
-    assert_eq!(s.parent.name, "up1");
-}
-
 #[test]
 fn ipvlan_l3_on_a_dummy_parent_is_refused_in_any_mode() {
     let dir = tempfile::tempdir().unwrap();
@@ -325,6 +276,9 @@ fn an_ipvlan_l3_port_has_one_mac_no_arp_the_egress_rule_and_each_joined_endpoint
     assert_eq!(d.port_repairs(), 0);
     fk.del_rule(&rule(true)).unwrap();
     d.repair();
+    assert_eq!(d.port_repairs(), 0, "rules are read back every 30 s only");
+    d.port_deep_at = None;
+    d.repair();
     assert_eq!((d.port_repairs(), rules_of(&fk).len()), (1, 2));
     fk.del_dev_route(&crate::kernel::DevRoute {
         dst: n("10.1.1.2/32"),
@@ -333,6 +287,7 @@ fn an_ipvlan_l3_port_has_one_mac_no_arp_the_egress_rule_and_each_joined_endpoint
         protocol: 73,
     })
     .unwrap();
+    d.port_deep_at = None;
     d.repair();
     assert_eq!(d.port_repairs(), 2);
     assert_eq!(dev_routes_of(&fk, 254), mine);
@@ -342,6 +297,12 @@ fn an_ipvlan_l3_port_has_one_mac_no_arp_the_egress_rule_and_each_joined_endpoint
     assert_eq!(d.port_repairs(), 3);
     let b2 = fk.link_named(pb).unwrap();
     assert!(b2.noarp && b2.mac == a.mac);
+    // Someone writes net.ipv4.ip_forward, which turns pa's forwarding on.
+    let fwd = format!("net/ipv4/conf/{pa}/forwarding");
+    fk.set_sysctl(&fwd, "1").unwrap();
+    d.repair();
+    assert_eq!(d.port_repairs(), 4);
+    assert_eq!(fk.sysctl_value(&fwd).as_deref(), Some("0"));
     // A restart keeps it all (the same MAC: it comes from the identity).
     drop(d);
     let mut d = start_dual(dir.path(), &fk);
