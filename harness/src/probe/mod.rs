@@ -10,6 +10,8 @@
 //! ```text
 //! reach.rs (ICMP echo, TCP connect; one-shot rounds and background probes)
 //! fast.rs (echo every 2 ms, stamped: when a pair began or stopped answering)
+//! flows.rs (UDP flows with distinct ports to an echo: loss there and back, outages)
+//! counters.rs (links' rx/tx packet counters, ip -s -j link)
 //! routes.rs (route and link events of a namespace, stamped as delivered)
 //! links.rs (ip -d -j link show; the driver's mark)
 //! metrics.rs (GET /metrics inside a namespace; the text exposition)
@@ -17,7 +19,9 @@
 //! from_route.rs (echoes from a route's arrival: is the first one answered?)
 //! ```
 
+pub mod counters;
 pub mod fast;
+pub mod flows;
 pub mod from_route;
 pub mod links;
 pub mod metrics;

@@ -42,7 +42,7 @@ pub(super) fn next_id() -> u16 {
 }
 
 /// Runs `f` on a thread that has entered the network namespace at `netns`.
-fn in_netns<T: Send + 'static>(
+pub(super) fn in_netns<T: Send + 'static>(
     netns: &Path,
     f: impl FnOnce() -> Result<T> + Send + 'static,
 ) -> Result<T> {
@@ -510,7 +510,7 @@ fn probe_loop(
 /// time from the send stamps (first lost send to the next answered send, or
 /// one interval past the last send when nothing was answered after), and
 /// when it began.
-fn longest_run(
+pub(super) fn longest_run(
     rounds: u64,
     answered: impl Fn(u64) -> bool,
     sent_at: &[Instant],

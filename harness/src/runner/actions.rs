@@ -1,6 +1,6 @@
 //! The steps that do something: create and delete networks, start, stop and
 //! kill containers, stop/start/kill/restart/freeze/thaw daemons, routers
-//! down and up, links down and up, inject and plant routes, run commands,
+//! down and up, links, uplinks and ToR ports down and up, ToR ports blackholed, inject and plant routes, run commands,
 //! pause, flood and wait for a flood, send a plugin request.
 //!
 //! In: one [`Action`] the play loop dispatched here (not an expectation).
@@ -20,6 +20,22 @@ use crate::scenario::Action;
 use crate::topology::UNDERLAY_IF;
 
 impl Runner<'_> {
+    /// A router and its end of its link to dual-homed `host`.
+    fn tor_port(&self, router: &str, host: &str) -> Result<(&crate::topology::RouterRt, String)> {
+        let u = self
+            .s
+            .uplinks_to(router)
+            .find(|u| self.s.uplink_host(&u.segment).map(|(h, _)| h.name.as_str()) == Some(host))
+            .ok_or_else(|| anyhow!("host {host} has no uplink to router {router}"))?;
+        let r = self
+            .w
+            .routers
+            .iter()
+            .find(|r| r.def.name == router)
+            .ok_or_else(|| anyhow!("unknown router {router}"))?;
+        Ok((r, u.router_iface(host)))
+    }
+
     /// Plays a step that does something (see `is_expectation` for the others).
     pub(super) fn act(&mut self, a: &Action) -> Result<Option<Duration>> {
         match a {
@@ -212,6 +228,35 @@ impl Runner<'_> {
             Action::UpgradePlugin { host } => {
                 let hi = self.w.host_index(host)?;
                 self.note = Some(self.engine.upgrade_driver(&self.w, hi)?);
+                Ok(None)
+            }
+            Action::UplinkDown { host, uplink } | Action::UplinkUp { host, uplink } => {
+                let state = if matches!(a, Action::UplinkUp { .. }) {
+                    "up"
+                } else {
+                    "down"
+                };
+                self.w.host(host)?.ns.ip(&["link", "set", uplink, state])?;
+                Ok(None)
+            }
+            Action::TorPortDown { router, host } | Action::TorPortUp { router, host } => {
+                let state = if matches!(a, Action::TorPortUp { .. }) {
+                    "up"
+                } else {
+                    "down"
+                };
+                let (r, port) = self.tor_port(router, host)?;
+                r.ns.ip(&["link", "set", &port, state])?;
+                Ok(None)
+            }
+            Action::Blackhole { router, host } => {
+                let (r, port) = self.tor_port(router, host)?;
+                crate::topology::blackhole(&r.ns, &port)?;
+                Ok(None)
+            }
+            Action::BlackholeEnd { router, host } => {
+                let (r, port) = self.tor_port(router, host)?;
+                crate::topology::blackhole_end(&r.ns, &port)?;
                 Ok(None)
             }
             Action::LinkDown { host } => {

@@ -107,7 +107,8 @@ impl Runner<'_> {
         Ok(out)
     }
 
-    /// An address written as an IP, a host name (its underlay address) or a
+    /// An address written as an IP, a host name (its underlay address; a
+    /// dual-homed host: its address on its uplink to `seen_from`) or a
     /// router name (its address on a segment shared with `seen_from`).
     pub(super) fn resolve_addr(&self, seen_from: &str, v: &str) -> Result<IpAddr> {
         self.resolve_addr_of(seen_from, v, Family::Ipv4)
@@ -124,6 +125,12 @@ impl Runner<'_> {
             return Ok(a);
         }
         if let Ok(h) = self.w.host(v) {
+            // A dual-homed host: its address on the uplink to `seen_from`.
+            if !h.def.uplink_links.is_empty() {
+                if let Some(a) = self.s.shared_address_of(seen_from, v, family) {
+                    return Ok(a.addr());
+                }
+            }
             return h.addr_of(family);
         }
         self.s

@@ -20,6 +20,7 @@
 //!            ├─► expect.rs (the other expectations) ─► views.rs (pure comparisons), poll.rs (the poll loop)
 //!            ├─► routes.rs (route steps, dated by route events) ─► stamps.rs (pure dating), converged.rs (whole route sets)
 //!            ├─► reachability.rs (reachability, probed every 2 ms)
+//!            ├─► flows.rs (UDP flows: loss there and back, outages), uplink_counters.rs (each uplink's share)
 //!            ├─► metrics.rs (expect-metrics), router_bgp.rs (expect-router-bgp), withdrawn.rs (expect-withdrawn),
 //!            │   route_events.rs (route-events-start/stop: a route's events, read from the route logs)
 //!            └─► members.rs (names to probe members, addresses, prefixes), gobgp.rs (the CLI)
@@ -50,6 +51,7 @@ pub mod converged;
 mod exec;
 mod expect;
 mod flood;
+mod flows;
 mod from_route;
 mod gobgp;
 pub mod ipam;
@@ -64,6 +66,7 @@ mod router_bgp;
 mod routes;
 mod stamps;
 mod teardown;
+mod uplink_counters;
 mod views;
 mod withdrawn;
 
@@ -164,6 +167,8 @@ pub fn run(s: &Scenario, opts: &Options, engine: Engine) -> Report {
         running: BTreeMap::new(),
         networks: BTreeSet::new(),
         probers: HashMap::new(),
+        flows: HashMap::new(),
+        counters: HashMap::new(),
         tcp: TcpServers::default(),
         injected: Vec::new(),
         killed: Vec::new(),
@@ -252,6 +257,10 @@ struct Runner<'a> {
     running: BTreeMap<String, ContainerRt>,
     networks: BTreeSet<(usize, String)>,
     probers: HashMap<String, Prober>,
+    /// Background UDP flows by id (`flows-start`).
+    flows: HashMap<String, crate::probe::flows::Flows>,
+    /// Uplink packet counters by id (`uplink-counters-start`).
+    counters: HashMap<String, BTreeMap<String, crate::probe::counters::LinkCounters>>,
     tcp: TcpServers,
     /// Paths the scenario originated with `inject`, withdrawn at teardown.
     injected: Vec<(String, IpNet, IpAddr)>,

@@ -122,7 +122,8 @@ impl Runner<'_> {
     /// Who plays it is its row in the step table (`scenario::step_kinds`):
     /// expectations (and the snapshots, probes and watches they compare
     /// against) in `expect.rs`, `routes.rs` (routes, dated by route events),
-    /// `reachability.rs` (probed every 2 ms), `metrics.rs`, `router_bgp.rs`,
+    /// `reachability.rs` (probed every 2 ms), `flows.rs`, `uplink_counters.rs`,
+    /// `metrics.rs`, `router_bgp.rs`,
     /// `withdrawn.rs` and `route_events.rs`; everything else that does
     /// something in `actions.rs`; the cluster IPAM's steps in `ipam.rs`.
     pub(super) fn step(&mut self, step: &Step) -> Result<Option<Duration>> {
@@ -155,6 +156,13 @@ impl Runner<'_> {
                 | Action::ProbeStart { .. }
                 | Action::ProbeStop { .. },
             ) => self.expect_reach(a),
+            (Play::Expect, Action::FlowsStart { .. } | Action::FlowsStop { .. }) => {
+                self.flows_step(a)
+            }
+            (
+                Play::Expect,
+                Action::UplinkCountersStart { .. } | Action::UplinkCountersStop { .. },
+            ) => self.uplink_counters_step(a),
             (Play::Expect, Action::ExpectRouterBgp { .. }) => self.expect_router_bgp(a),
             (Play::Expect, Action::ExpectWithdrawn { .. }) => self.expect_withdrawn(a),
             (Play::Expect, Action::RouteEventsStart { .. } | Action::RouteEventsStop { .. }) => {

@@ -24,6 +24,9 @@ impl Runner<'_> {
         for (_, p) in self.probers.drain() {
             let _ = p.stop();
         }
+        for (_, f) in self.flows.drain() {
+            let _ = f.stop();
+        }
         for (_, w) in self.watches.drain() {
             let _ = w.watch.stop();
         }

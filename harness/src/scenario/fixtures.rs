@@ -1,6 +1,6 @@
 //! Scenario texts the parse and check tests share (test builds only): two
 //! hosts with containers and steps, host templates with reflectors, a dual
-//! stack underlay.
+//! stack underlay, a dual-homed host (also drawn by the HTML page's tests).
 //!
 //! In: nothing. Out: texts and a parse helper. Owns no state.
 
@@ -9,6 +9,32 @@ use std::path::Path;
 use anyhow::Result;
 
 use super::model::Scenario;
+
+/// One host with two uplinks, to two routers on a spine segment.
+pub(crate) const DUAL_HOMED: &str = r#"
+description = "d"
+[bgp]
+config = "driver"
+[[segments]]
+name = "spine"
+subnet = "198.51.100.0/24"
+[[hosts]]
+name = "h1"
+asn = 65001
+uplinks = ["tor1a", "tor1b"]
+[[routers]]
+name = "tor1a"
+kind = "frr"
+asn = 65101
+links = { spine = "198.51.100.1/24" }
+neighbors = ["h1"]
+[[routers]]
+name = "tor1b"
+kind = "frr"
+asn = 65102
+links = { spine = "198.51.100.2/24" }
+neighbors = ["h1"]
+"#;
 
 pub(super) const GOOD: &str = r#"
 description = "two hosts"

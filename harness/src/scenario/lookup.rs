@@ -1,5 +1,5 @@
 //! Finding things in a checked scenario by name: hosts, routers,
-//! containers, their links and addresses per segment and family, the
+//! containers, their links (segments and uplinks) and addresses per segment and family, the
 //! address two nodes share a segment on, AS numbers, groups.
 //!
 //! In: a [`Scenario`] and names. Out: definitions and addresses. Pure.
@@ -7,7 +7,7 @@
 use ipnet::{IpNet, Ipv4Net};
 
 use super::model::Scenario;
-use super::schema::{ContainerDef, Family, HostDef, RouterDef};
+use super::schema::{ContainerDef, Family, HostDef, RouterDef, Uplink};
 
 impl Scenario {
     /// The address of `b` on a segment it shares with `a` (hosts and routers).
@@ -51,6 +51,13 @@ impl Scenario {
                 .collect();
         }
         if let Some(h) = self.host(name) {
+            if !h.uplink_links.is_empty() {
+                return h
+                    .uplink_links
+                    .iter()
+                    .filter_map(|u| Some((u.segment.clone(), IpNet::V6(u.host_addr6?))))
+                    .collect();
+            }
             return h
                 .segment
                 .clone()
@@ -63,18 +70,61 @@ impl Scenario {
                 r.links6
                     .iter()
                     .map(|(s, a)| (s.clone(), IpNet::V6(*a)))
+                    .chain(
+                        self.uplinks_to(name)
+                            .filter_map(|u| Some((u.segment.clone(), IpNet::V6(u.router_addr6?)))),
+                    )
                     .collect()
             })
             .unwrap_or_default()
     }
 
+    /// Every host's uplink to router `router` (`[[hosts]] uplinks`).
+    pub fn uplinks_to<'a>(&'a self, router: &'a str) -> impl Iterator<Item = &'a Uplink> + 'a {
+        self.hosts
+            .iter()
+            .flat_map(|h| &h.uplink_links)
+            .filter(move |u| u.router == router)
+    }
+
+    /// Whether some host has uplinks (the routers then run multipath).
+    pub fn has_uplinks(&self) -> bool {
+        self.hosts.iter().any(|h| !h.uplink_links.is_empty())
+    }
+
+    /// The host that has the uplink `segment` (`h1.up1`).
+    pub fn uplink_host(&self, segment: &str) -> Option<(&HostDef, &Uplink)> {
+        self.hosts.iter().find_map(|h| {
+            h.uplink_links
+                .iter()
+                .find(|u| u.segment == segment)
+                .map(|u| (h, u))
+        })
+    }
+
     /// (segment, address) of every link of a host or router.
     pub fn links_of(&self, name: &str) -> Vec<(String, Ipv4Net)> {
         if let Some(h) = self.host(name) {
+            if !h.uplink_links.is_empty() {
+                return h
+                    .uplink_links
+                    .iter()
+                    .map(|u| (u.segment.clone(), u.host_addr))
+                    .collect();
+            }
             return h.segment.clone().zip(h.address).into_iter().collect();
         }
         self.router(name)
-            .map(|r| r.links.iter().map(|(s, a)| (s.clone(), *a)).collect())
+            .map(|r| {
+                r.links
+                    .iter()
+                    .map(|(s, a)| (s.clone(), *a))
+                    .chain(
+                        self.uplinks_to(name)
+                            .map(|u| (u.segment.clone(), u.router_addr)),
+                    )
+                    .collect()
+            })
             .unwrap_or_default()
     }
 

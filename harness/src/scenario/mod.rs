@@ -22,7 +22,7 @@ use anyhow::{anyhow, Result};
 mod check;
 mod expand;
 #[cfg(test)]
-mod fixtures;
+pub(crate) mod fixtures;
 mod locate;
 mod lookup;
 mod model;

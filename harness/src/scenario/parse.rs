@@ -9,7 +9,7 @@
 //! stages; each stage's rules are in `expand.rs` and `check/`.
 //!
 //! ```text
-//! parse ─► expand (templates) ─► check/hosts ─► check/routers ─► check/networks ─► check/engines ─► steps (step_kinds, check/steps)
+//! parse ─► expand (templates) ─► check/hosts ─► check/uplinks ─► check/routers ─► check/networks ─► check/engines ─► steps (step_kinds, check/steps)
 //! ```
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -36,7 +36,9 @@ impl Scenario {
 
         let (segments, explicit_segments) = check::hosts::segments(&raw, here)?;
         let (expanded, host_groups) = expand::host_templates(&raw.hosts, here)?;
-        let hosts = check::hosts::hosts(&expanded, &segments, explicit_segments, here)?;
+        let mut hosts = check::hosts::hosts(&expanded, &segments, explicit_segments, here)?;
+        let offsets: Vec<usize> = expanded.iter().map(|(_, off)| *off).collect();
+        check::uplinks::uplinks(&raw, &mut hosts, &offsets, &segments, here)?;
         check::hosts::transport(&raw, &hosts, here)?;
         let host_names: BTreeSet<String> = hosts.iter().map(|h| h.name.clone()).collect();
         check::hosts::template_names(&host_groups, &host_names, here)?;

@@ -337,6 +337,16 @@ pub struct HostDef {
     pub embedded_gobgpd: bool,
     /// The segment the host's underlay NIC is on (default: the first).
     pub segment: Option<String>,
+    /// Instead of `segment`: routers this host has a point-to-point link to,
+    /// one each (two or more: a dual-homed host, issue 23). Each link is
+    /// `up1`, `up2`, ... in the host (in this order), its own /30 (and /64
+    /// on a dual-stack scenario) from the harness's pools; the host's
+    /// `peers` default to these routers and its driver gets `--uplink`s.
+    #[serde(default)]
+    pub uplinks: Vec<String>,
+    /// The uplinks addressed (filled by the scenario check, not the file).
+    #[serde(skip)]
+    pub uplink_links: Vec<Uplink>,
     /// A router whose address on the host's segment is the host's default route.
     pub gateway: Option<String>,
     /// BGP neighbours (hosts or routers); default: as `[bgp] mode` says.
@@ -344,6 +354,31 @@ pub struct HostDef {
     /// This host's side of BFD (with `[bgp.bfd]`): `false`, `true` (the
     /// default) or the neighbours to run it with.
     pub bfd: Option<BfdSide>,
+}
+
+/// One point-to-point uplink of a host (`[[hosts]] uplinks`), addressed by
+/// the scenario check: the host's end `iface` (`up1`, ...) and the router's
+/// end, each with its address on the link's own subnet.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Uplink {
+    /// The host's end: `up1`, `up2`, ...
+    pub iface: String,
+    pub router: String,
+    /// The name lookups give the link as a segment (`h1.up1`: no declared
+    /// segment can have it, a declared name has no dot).
+    pub segment: String,
+    pub host_addr: Ipv4Net,
+    pub router_addr: Ipv4Net,
+    pub host_addr6: Option<Ipv6Net>,
+    pub router_addr6: Option<Ipv6Net>,
+}
+
+impl Uplink {
+    /// The router's end of the link (`u-h1-1`: unique in the router, at
+    /// most 13 characters).
+    pub fn router_iface(&self, host: &str) -> String {
+        format!("u-{host}-{}", self.iface.trim_start_matches("up"))
+    }
 }
 
 /// An L2 segment of the underlay: a bridge in the switch namespace.

@@ -514,6 +514,77 @@ pub enum Action {
         /// Instead of a loss count: the longest run of lost probes must be shorter than this.
         max_outage: Option<Dur>,
     },
+    /// Start `flows` UDP flows (distinct source ports) from one container
+    /// (or host) to an echo in another, a datagram per flow every
+    /// `interval`, in the background (`probe/flows.rs`).
+    FlowsStart {
+        /// Names the flows for their `flows-stop`.
+        id: String,
+        from: String,
+        to: String,
+        #[serde(default = "default_flows")]
+        flows: u16,
+        #[serde(default = "default_flow_interval")]
+        interval: Dur,
+        family: Option<Family>,
+    },
+    /// Stop background flows; fail if a flow is still out at the stop, if
+    /// a flow lost more than `max_loss`
+    /// datagrams (default 0 unless `max_outage` is given) or its longest
+    /// outage exceeds `max_outage`.
+    FlowsStop {
+        id: String,
+        /// Datagrams each flow may lose (there and back together).
+        max_loss: Option<u64>,
+        /// The longest outage any flow may have.
+        max_outage: Option<Dur>,
+    },
+    /// Read the packet counters (`rx_packets`, `tx_packets`) of every
+    /// uplink of `hosts` (dual-homed hosts), for an `uplink-counters-stop`.
+    UplinkCountersStart {
+        id: String,
+        hosts: Vec<String>,
+    },
+    /// Read the counters again: each uplink of each host must carry at
+    /// least `min_share` percent (default 25) of the host's packets since
+    /// the start, in each direction.
+    UplinkCountersStop {
+        id: String,
+        #[serde(default = "default_min_share")]
+        min_share: u8,
+    },
+    /// Take one of a dual-homed host's uplinks (`up1`, ...) down on the
+    /// host (admin down): only the host's kernel knows at once.
+    UplinkDown {
+        host: String,
+        uplink: String,
+    },
+    UplinkUp {
+        host: String,
+        uplink: String,
+    },
+    /// Take a router's end of its link to a dual-homed host down: the host
+    /// sees carrier loss on that uplink, the router's daemons run on.
+    TorPortDown {
+        router: String,
+        host: String,
+    },
+    TorPortUp {
+        router: String,
+        host: String,
+    },
+    /// Drop everything on a router's link to a dual-homed host, both ways
+    /// (nftables in the router's namespace); the link stays up, so only
+    /// BFD or the hold timer notices.
+    Blackhole {
+        router: String,
+        host: String,
+    },
+    /// Remove that blackhole.
+    BlackholeEnd {
+        router: String,
+        host: String,
+    },
     /// SIGKILL etcd members (`e1`, `e2`, ... of the `[etcd]` section).
     EtcdKill {
         members: Vec<String>,
@@ -592,6 +663,18 @@ fn default_call_daemon() -> DaemonKind {
 
 fn default_log_daemon() -> DaemonKind {
     DaemonKind::Driver
+}
+
+fn default_flows() -> u16 {
+    64
+}
+
+fn default_flow_interval() -> Dur {
+    Dur(std::time::Duration::from_millis(10))
+}
+
+fn default_min_share() -> u8 {
+    25
 }
 
 fn default_interval() -> Dur {

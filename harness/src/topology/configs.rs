@@ -240,7 +240,7 @@ pub fn frr_integrated(
     t: Timers,
     policy: &EdgePolicy,
 ) -> String {
-    let mut c = frr(def, router_id, neighbors, t, Some(policy));
+    let mut c = frr(def, router_id, neighbors, t, Some(policy), None);
     if let Some(b) = t.bfd.filter(|_| neighbors.iter().any(|n| n.bfd)) {
         c.push_str(&frr_bfd_block(b));
     }
@@ -254,6 +254,7 @@ pub fn frr(
     neighbors: &[Neighbor],
     t: Timers,
     policy: Option<&EdgePolicy>,
+    multipath: Option<&[IpAddr]>,
 ) -> String {
     let mut c = format!(
         "frr defaults datacenter\nhostname {name}\nlog stdout informational\n!\n{lists}router bgp {asn}\n bgp router-id {router_id}\n no bgp ebgp-requires-policy\n no bgp network import-check\n",
@@ -261,6 +262,18 @@ pub fn frr(
         asn = def.asn,
         lists = policy.map(EdgePolicy::frr_prefix_lists).unwrap_or_default(),
     );
+    // A fabric of dual-homed hosts (RFC 7938): a rack's containers are
+    // heard from two ToRs in two ASes, equal but for the neighbour AS. A
+    // dual-homed host is no transit: from it, only the paths it originates
+    // (one AS), else a ToR that lost a host takes the other host's
+    // re-announcement of it as a path as good as the spine's.
+    if multipath.is_some() {
+        c = c.replace(
+            "router bgp ",
+            &format!("bgp as-path access-list {HOST_OWN} seq 5 permit ^[0-9]+$\n!\nrouter bgp "),
+        );
+        c.push_str(" bgp bestpath as-path multipath-relax\n");
+    }
     for n in neighbors {
         c.push_str(&format!(
             " neighbor {a} remote-as {asn}\n neighbor {a} description {name}\n neighbor {a} timers {k} {h}\n neighbor {a} timers connect {cr}\n",
@@ -285,6 +298,12 @@ pub fn frr(
         for p in def.originate.iter().filter(|p| p.addr().is_ipv6() == v6) {
             c.push_str(&format!("  network {p}\n"));
         }
+        if let Some(hosts) = multipath {
+            c.push_str(&format!("  maximum-paths {FRR_MAX_PATHS}\n"));
+            for h in hosts {
+                c.push_str(&format!("  neighbor {h} filter-list {HOST_OWN} in\n"));
+            }
+        }
         for n in neighbors {
             c.push_str(&format!("  neighbor {} activate\n", n.addr));
         }
@@ -306,6 +325,12 @@ pub fn frr(
     c.push_str("!\n");
     c
 }
+
+/// FRR's `maximum-paths` in a fabric of dual-homed hosts.
+pub const FRR_MAX_PATHS: u32 = 16;
+
+/// FRR's AS-path list that accepts a dual-homed host's own paths only.
+const HOST_OWN: &str = "host-own";
 
 /// BIRD 2's `bird.conf` for router `def`: its originated prefixes as static
 /// blackholes, one BGP protocol per neighbour (with `policy`'s import
@@ -561,13 +586,13 @@ mod tests {
         let mut none = nbrs();
         none[1].bfd = false;
         assert!(frr_bfdd(&r, &none, BFD).is_none());
-        let c = frr(&r, Ipv4Addr::new(192, 0, 2, 1), &nbrs(), BFD, None);
+        let c = frr(&r, Ipv4Addr::new(192, 0, 2, 1), &nbrs(), BFD, None, None);
         assert!(
             c.contains(" neighbor 192.0.2.13 bfd\n neighbor 192.0.2.13 bfd profile harness\n"),
             "{c}"
         );
         assert!(!c.contains("192.0.2.12 bfd"), "{c}");
-        assert!(!frr(&r, Ipv4Addr::new(192, 0, 2, 1), &nbrs(), T, None).contains(" bfd"));
+        assert!(!frr(&r, Ipv4Addr::new(192, 0, 2, 1), &nbrs(), T, None, None).contains(" bfd"));
     }
 
     fn router() -> RouterDef {
@@ -585,8 +610,60 @@ mod tests {
     }
 
     #[test]
+    fn frr_multipath_relaxes_the_as_path_and_allows_16_paths_in_both_families() {
+        let host: IpAddr = "203.0.113.2".parse().unwrap();
+        let c = frr(
+            &router(),
+            Ipv4Addr::new(192, 0, 2, 1),
+            &nbrs(),
+            T,
+            None,
+            Some(&[host]),
+        );
+        assert!(
+            c.contains(" bgp router-id 192.0.2.1\n no bgp ebgp-requires-policy\n no bgp network import-check\n bgp bestpath as-path multipath-relax\n"),
+            "{c}"
+        );
+        assert_eq!(c.matches("  maximum-paths 16\n").count(), 2, "{c}");
+        // A dual-homed host is no transit: its own paths only, both families.
+        assert!(
+            c.contains(
+                "bgp as-path access-list host-own seq 5 permit ^[0-9]+$\n!\nrouter bgp 65100\n"
+            ),
+            "{c}"
+        );
+        assert_eq!(
+            c.matches("  neighbor 203.0.113.2 filter-list host-own in\n")
+                .count(),
+            2,
+            "{c}"
+        );
+        let plain = frr(
+            &router(),
+            Ipv4Addr::new(192, 0, 2, 1),
+            &nbrs(),
+            T,
+            None,
+            None,
+        );
+        assert!(
+            !plain.contains("multipath")
+                && !plain.contains("maximum-paths")
+                && !plain.contains("filter-list"),
+            "{plain}"
+        );
+    }
+
+    #[test]
     fn frr_config_sets_timers_and_reflects_only_clients() {
-        let c = frr(&router(), Ipv4Addr::new(192, 0, 2, 1), &nbrs(), T, None);
+        let c = frr(
+            &router(),
+            Ipv4Addr::new(192, 0, 2, 1),
+            &nbrs(),
+            T,
+            None,
+            None,
+        );
         assert!(
             c.contains("router bgp 65100\n bgp router-id 192.0.2.1\n"),
             "{c}"

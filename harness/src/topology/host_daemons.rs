@@ -100,11 +100,16 @@ impl World {
             h.socket().display().to_string(),
             "--state-dir".into(),
             h.dir.join("state").display().to_string(),
-            "--parent".into(),
-            UNDERLAY_IF.into(),
             "--log-level".into(),
             "debug,h2=info,tonic=info,hyper=info,tower=info".into(),
         ];
+        // A dual-homed host: its uplinks (dual-uplink mode, no parent).
+        if h.def.uplink_links.is_empty() {
+            a.extend(["--parent".into(), UNDERLAY_IF.into()]);
+        }
+        for u in &h.def.uplink_links {
+            a.extend(["--uplink".into(), u.iface.clone()]);
+        }
         let extra: Vec<&String> = s.driver.args.iter().chain(&h.def.driver_args).collect();
         // A scenario may set its own stale time; clap refuses a flag given twice.
         // 10 s, scaled as the steps' deadlines and holds are (HARNESS_TIME_SCALE,

@@ -1,6 +1,7 @@
 //! The Docker hosts (and reflector hosts) of a topology: each a namespace
-//! wired to its segment, addressed, its sysctls set, its run folder made,
-//! with the paths where its daemons listen.
+//! wired to its segment (a host with uplinks: later, by `uplinks.rs`),
+//! addressed, its sysctls set, its run folder made, with the paths where
+//! its daemons listen.
 //!
 //! In: the scenario's hosts, the switch. Out: [`HostRt`]s, several wired at
 //! once (namespace, wire, addresses, sysctls; no daemon yet: daemons die
@@ -153,12 +154,32 @@ fn wire_host(
     let addr = def
         .address
         .ok_or_else(|| anyhow!("host {} has no address", def.name))?;
+    let hdir = dir.join(&def.name);
+    std::fs::create_dir_all(hdir.join("plugins"))?;
+    std::fs::create_dir_all(hdir.join("state"))?;
+    let rt = HostRt {
+        def: def.clone(),
+        index,
+        ns,
+        addr,
+        addr6: def.address6,
+        gobgpd: Daemon::new(hdir.join("gobgpd.log")),
+        driver: Daemon::new(hdir.join("driver.log")),
+        driver2: Daemon::new(hdir.join("driver2.log")),
+        dir: hdir,
+    };
+    // A host with uplinks has no segment: `uplinks.rs` wires it, once
+    // its routers exist.
+    if !def.uplink_links.is_empty() {
+        return Ok(rt);
+    }
+    let ns = &rt.ns;
     let port = format!("p-{}", def.name);
     let seg = def
         .segment
         .clone()
         .unwrap_or_else(|| s.segments[0].name.clone());
-    wire(&ns, UNDERLAY_IF, switch, &port, &seg)
+    wire(ns, UNDERLAY_IF, switch, &port, &seg)
         .with_context(|| format!("wire host {} to segment {seg}", def.name))?;
     // IPv6 forwarding stays off, as on a host that configures itself by
     // SLAAC: the driver enables it where it needs it (force_forwarding on
@@ -202,20 +223,7 @@ fn wire_host(
         lines.push(format!("route add default via {}", gw.addr()));
     }
     ns.ip_batch(&lines)?;
-    let hdir = dir.join(&def.name);
-    std::fs::create_dir_all(hdir.join("plugins"))?;
-    std::fs::create_dir_all(hdir.join("state"))?;
-    Ok(HostRt {
-        def: def.clone(),
-        index,
-        ns,
-        addr,
-        addr6: def.address6,
-        gobgpd: Daemon::new(hdir.join("gobgpd.log")),
-        driver: Daemon::new(hdir.join("driver.log")),
-        driver2: Daemon::new(hdir.join("driver2.log")),
-        dir: hdir,
-    })
+    Ok(rt)
 }
 
 /// Whether this kernel forwards IPv6 per link (`force_forwarding`, Linux 6.17+).

@@ -10,6 +10,7 @@
 //! ```text
 //! world.rs (World::build: the one builder) ─► wire.rs (switch, veths into a segment's bridge)
 //!   ├─► hosts.rs (HostRt: namespace, addresses, sockets) ─► host_daemons.rs (gobgpd, driver) ─┐
+//!   ├─► uplinks.rs (a dual-homed host's point-to-point links to its routers)
 //!   ├─► routers.rs (FRR, BIRD) ─────────────────────────────────────────────────────────────────┤
 //!   ├─► etcd.rs (the cluster-wide IPAM's etcd: members, TLS, users) ───────────────────────────┤
 //!   │                                              sessions.rs (the one BGP session planner) ◄─┤
@@ -34,10 +35,12 @@ mod hosts;
 mod options;
 pub mod routers;
 pub mod sessions;
+mod uplinks;
 mod wire;
 mod world;
 
 pub use hosts::{per_link_ipv6_forwarding, HostRt, UNDERLAY_IF};
 pub use options::{find_driver_bin, Options};
 pub use routers::RouterRt;
+pub use uplinks::{blackhole, blackhole_end};
 pub use world::World;

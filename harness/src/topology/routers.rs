@@ -44,6 +44,10 @@ pub struct RouterRt {
     pub ifaces: BTreeMap<String, String>,
     pub neighbors: Vec<Neighbor>,
     pub timers: Timers,
+    /// FRR runs multipath (`as-path multipath-relax`, `maximum-paths`)
+    /// when the scenario has dual-homed hosts: then `Some`, with the
+    /// addresses of its dual-homed host neighbours (their own paths only).
+    pub multipath: Option<Vec<IpAddr>>,
     pub daemons: Vec<Daemon>,
     pub cleanup: Arc<Cleanup>,
 }
@@ -95,13 +99,22 @@ pub fn wire_router(
     ns.ip_batch(&lines)?;
     let rdir = dir.join(format!("r-{}", def.name));
     std::fs::create_dir_all(&rdir)?;
+    let neighbors = sessions::router_neighbours(s, def)?;
+    let multipath = s.has_uplinks().then(|| {
+        neighbors
+            .iter()
+            .filter(|n| s.host(&n.name).is_some_and(|h| !h.uplink_links.is_empty()))
+            .map(|n| n.addr)
+            .collect()
+    });
     Ok(RouterRt {
         def: def.clone(),
         ns,
         dir: rdir,
         ifaces,
-        neighbors: sessions::router_neighbours(s, def)?,
+        neighbors,
         timers: Timers::from(&s.bgp),
+        multipath,
         daemons: Vec::new(),
         cleanup: cleanup.clone(),
     })
@@ -187,6 +200,7 @@ impl RouterRt {
                 &self.neighbors,
                 self.timers,
                 None,
+                self.multipath.as_deref(),
             ),
         )?;
         // FRR's daemons drop to the frr user (so PR_SET_PDEATHSIG does not

@@ -23,6 +23,7 @@ use super::etcd::{self, EtcdRt};
 use super::hosts::{self, HostRt};
 use super::options::Options;
 use super::routers::{self, RouterRt};
+use super::uplinks;
 use super::wire;
 use crate::cleanup::Cleanup;
 use crate::netns::{Netns, PREFIX};
@@ -67,8 +68,9 @@ impl World {
     /// 1. the switch: one bridge per segment ([`wire::switch`]);
     /// 2. the nodes, each wired to its segments through [`wire::wire`]:
     ///    hosts (several at once, [`hosts::wire_all`]), routers
-    ///    ([`routers::wire_router`]); their BGP neighbours come from the one
-    ///    planner, [`super::sessions`];
+    ///    ([`routers::wire_router`]), then the hosts' point-to-point uplinks
+    ///    to their routers ([`uplinks::wire_all`]); their BGP neighbours come
+    ///    from the one planner, [`super::sessions`];
     /// 3. the daemons: routers, then gobgpd on every host, then the drivers
     ///    (every daemon of a kind started, then all awaited together).
     ///
@@ -99,12 +101,13 @@ impl World {
         // 2. The nodes.
         let hosts = hosts::wire_all(s, &cleanup, &id, &dir, &switch)?;
         progress(&format!("{} hosts wired", hosts.len()));
-        let routers = s
+        let mut routers = s
             .routers
             .iter()
             .enumerate()
             .map(|(ri, def)| routers::wire_router(s, &cleanup, &id, &dir, &switch, ri, def))
             .collect::<Result<Vec<_>>>()?;
+        uplinks::wire_all(&hosts, &mut routers)?;
         let etcd = etcd::wire_all(s, &cleanup, &id, &dir, &switch)?;
         let mut w = World {
             id,

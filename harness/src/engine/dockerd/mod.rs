@@ -121,8 +121,11 @@ impl ContainerEngine for Dockerd {
         };
         let subnet_s = subnet.to_string();
         let mut opts: BTreeMap<String, String> = net.options.clone();
-        opts.entry("parent".into())
-            .or_insert_with(|| UNDERLAY_IF.into());
+        // A dual-homed host's networks take no parent (the driver's container port).
+        if w.hosts[host].def.uplink_links.is_empty() {
+            opts.entry("parent".into())
+                .or_insert_with(|| UNDERLAY_IF.into());
+        }
         let opts: Vec<String> = opts.iter().map(|(k, v)| format!("{k}={v}")).collect();
         let cluster = net.ipam == IpamKind::Cluster;
         let block = net.block_size.map(|b| format!("block-size={b}"));

@@ -602,9 +602,12 @@ impl ContainerEngine for Emulator {
             });
         let ipam6 = subnets.v6.map(Ipam6::new);
         let mut generic: BTreeMap<String, String> = net.options.clone();
-        generic
-            .entry("parent".into())
-            .or_insert_with(|| UNDERLAY_IF.into());
+        // A dual-homed host's networks take no parent (the driver's container port).
+        if w.hosts[host].def.uplink_links.is_empty() {
+            generic
+                .entry("parent".into())
+                .or_insert_with(|| UNDERLAY_IF.into());
+        }
         self.call(
             w,
             host,

@@ -30,6 +30,7 @@ pre{background:#f6f8fa;padding:.6em;overflow:auto;max-height:30em;margin:.3em 0}
 svg text{font:12px system-ui,sans-serif}
 .topo .seg{stroke:#555;stroke-width:4}.topo .seglabel{fill:#555}
 .topo .link{stroke:#999;stroke-width:2}
+.topo .uplink{stroke:#555;stroke-width:3}
 .topo .host{fill:#e3f2fd;stroke:#1565c0}.topo .router{fill:#fff3e0;stroke:#e65100}
 .topo .name{text-anchor:middle;font-weight:600}.topo .sub,.topo .ctrlabel,.topo .more{text-anchor:middle;font-size:11px}
 .topo .ctrlabel{fill:#fff}

@@ -1,5 +1,6 @@
 //! The topology drawing of the HTML page: segments as lines, hosts with
-//! their containers above them, routers below, BGP sessions as curves.
+//! their containers above them, routers below, a dual-homed host's uplinks
+//! as straight lines to its routers, BGP sessions as curves.
 //!
 //! In: a validated [`Scenario`]. Out: the drawing's data ([`Topology`],
 //! with the sessions of [`crate::topology::sessions`], the planner the
@@ -24,6 +25,9 @@ pub struct Node {
     pub segments: Vec<String>,
     /// (container, network) on this host, in declaration order.
     pub containers: Vec<(String, String)>,
+    /// The routers a dual-homed host has a point-to-point uplink to (drawn
+    /// as one line each, straight from the host to the router).
+    pub uplinks: Vec<String>,
 }
 
 /// What the page draws: segments, hosts, routers and the BGP sessions
@@ -57,12 +61,16 @@ pub fn topology(s: &Scenario) -> Topology {
             Node {
                 name: h.name.clone(),
                 label,
-                segments: h
-                    .segment
-                    .clone()
-                    .or(first_segment.clone())
-                    .into_iter()
-                    .collect(),
+                segments: if h.uplink_links.is_empty() {
+                    h.segment
+                        .clone()
+                        .or(first_segment.clone())
+                        .into_iter()
+                        .collect()
+                } else {
+                    Vec::new()
+                },
+                uplinks: h.uplink_links.iter().map(|u| u.router.clone()).collect(),
                 containers: s
                     .containers
                     .iter()
@@ -83,6 +91,7 @@ pub fn topology(s: &Scenario) -> Topology {
             },
             segments: r.links.keys().cloned().collect(),
             containers: Vec::new(),
+            uplinks: Vec::new(),
         })
         .collect();
     Topology {
@@ -230,6 +239,20 @@ pub fn topology_svg(t: &Topology) -> String {
             }
         }
     }
+    // Uplinks: a straight line from the host's bottom to the router's top.
+    for h in &t.hosts {
+        for r in &h.uplinks {
+            if let (Some(&(x1, y1, _)), Some(&(x2, y2, _))) =
+                (centre.get(h.name.as_str()), centre.get(r.as_str()))
+            {
+                writeln!(
+                    svg,
+                    "<line class=\"uplink\" x1=\"{x1}\" y1=\"{y1}\" x2=\"{x2}\" y2=\"{y2}\"/>"
+                )
+                .ok();
+            }
+        }
+    }
     // Each node's session ends spread along its edge, ordered by where the
     // other end is, so that lines to one reflector fan out instead of meeting.
     let mut ends: BTreeMap<&str, Vec<(i64, usize)>> = BTreeMap::new();
@@ -363,6 +386,19 @@ mod tests {
                 "tor1-tor2 Ebgp"
             ]
         );
+    }
+
+    #[test]
+    fn a_dual_homed_host_draws_two_lines_to_its_routers_and_two_sessions() {
+        let t = topology(&scenario(crate::scenario::fixtures::DUAL_HOMED));
+        assert_eq!(t.hosts[0].uplinks, ["tor1a", "tor1b"]);
+        assert!(t.hosts[0].segments.is_empty());
+        let p: Vec<String> = pairs(&t)
+            .iter()
+            .map(|x| format!("{}-{}", x.0, x.1))
+            .collect();
+        assert_eq!(p, ["h1-tor1a", "h1-tor1b"]);
+        assert_eq!(topology_svg(&t).matches("class=\"uplink\"").count(), 2);
     }
 
     #[test]

@@ -68,6 +68,11 @@ pub(in crate::scenario) fn hosts(
         if hosts.iter().any(|o: &HostDef| o.name == host.name) {
             return Err(at(off, format!("host {} is declared twice", host.name)));
         }
+        // Addressed by `check/uplinks`, on links of their own.
+        if !host.uplinks.is_empty() {
+            hosts.push(host);
+            continue;
+        }
         let seg_name = host
             .segment
             .clone()

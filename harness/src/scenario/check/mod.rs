@@ -13,6 +13,7 @@ pub(super) mod ipam;
 pub(super) mod networks;
 pub(super) mod routers;
 pub(super) mod steps;
+pub(super) mod uplinks;
 
 /// A valid name for a host, router or segment: 1-8 letters, digits or '-'
 /// (it ends up in interface and namespace names).

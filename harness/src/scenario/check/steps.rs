@@ -438,7 +438,64 @@ impl Scenario {
                 }
                 Ok(())
             }
-            Action::ProbeStop { .. } => Ok(()),
+            Action::ProbeStop { .. } | Action::FlowsStop { .. } => Ok(()),
+            Action::FlowsStart {
+                from, to, flows, ..
+            } => {
+                if *flows == 0 {
+                    return Err("flows must be at least 1".into());
+                }
+                if from == to {
+                    return Err("from and to must differ".into());
+                }
+                self.check_member(from)?;
+                self.check_member(to)
+            }
+            Action::UplinkCountersStart { hosts, .. } => {
+                if hosts.is_empty() {
+                    return Err("no hosts listed".into());
+                }
+                hosts.iter().try_for_each(|h| {
+                    self.check_host(h)?;
+                    match self.host(h) {
+                        Some(d) if d.uplink_links.is_empty() => {
+                            Err(format!("host {h} has no uplinks"))
+                        }
+                        _ => Ok(()),
+                    }
+                })
+            }
+            Action::UplinkCountersStop { min_share, .. } => {
+                if *min_share > 100 {
+                    return Err(format!("min_share {min_share} is a percentage: 0 to 100"));
+                }
+                Ok(())
+            }
+            Action::UplinkDown { host, uplink } | Action::UplinkUp { host, uplink } => {
+                self.check_host(host)?;
+                let d = self.host(host).ok_or_else(|| format!("unknown host {host:?}"))?;
+                if !d.uplink_links.iter().any(|u| &u.iface == uplink) {
+                    let have: Vec<&str> = d.uplink_links.iter().map(|u| u.iface.as_str()).collect();
+                    return Err(format!(
+                        "host {host} has no uplink {uplink:?} (its uplinks: {have:?})"
+                    ));
+                }
+                Ok(())
+            }
+            Action::TorPortDown { router, host }
+            | Action::TorPortUp { router, host }
+            | Action::Blackhole { router, host }
+            | Action::BlackholeEnd { router, host } => {
+                self.router(router)
+                    .ok_or_else(|| format!("unknown router {router:?}"))?;
+                self.check_host(host)?;
+                if self.uplinks_to(router).all(|u| {
+                    self.uplink_host(&u.segment).map(|(h, _)| h.name.as_str()) != Some(host)
+                }) {
+                    return Err(format!("host {host} has no uplink to router {router}"));
+                }
+                Ok(())
+            }
             Action::EtcdKill { members }
             | Action::EtcdStart { members }
             | Action::EtcdFreeze { members }
