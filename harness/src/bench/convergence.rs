@@ -196,7 +196,7 @@ pub fn convergence(
             if dataplane == "macvlan" {
                 String::new()
             } else {
-                format!(" --dataplane {dataplane} --vm")
+                format!(" --dataplane {dataplane}")
             }
         ),
     );
