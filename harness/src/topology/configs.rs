@@ -272,7 +272,11 @@ pub fn frr(
             "router bgp ",
             &format!("bgp as-path access-list {HOST_OWN} seq 5 permit ^[0-9]+$\n!\nrouter bgp "),
         );
-        c.push_str(" bgp bestpath as-path multipath-relax\n");
+        // A new session's first updates (a returning uplink's) go out at
+        // once, not after FRR's 1 s update-group coalesce time: the
+        // returning host's strict rp_filter drops meanwhile what the other
+        // host already sends that way (~1.1 s of loss, dual-uplink).
+        c.push_str(" bgp bestpath as-path multipath-relax\n coalesce-time 0\n");
     }
     for n in neighbors {
         c.push_str(&format!(
@@ -302,6 +306,16 @@ pub fn frr(
             c.push_str(&format!("  maximum-paths {FRR_MAX_PATHS}\n"));
             for h in hosts {
                 c.push_str(&format!("  neighbor {h} filter-list {HOST_OWN} in\n"));
+            }
+            // On a shared segment eBGP passes the next hop on unchanged: a
+            // spine would send a ToR of one rack straight to the one ToR of
+            // the other rack its best path names, and the spine's equal
+            // paths would carry nothing (dual-uplink-racks: 99.9 % of the
+            // inbound over one uplink). Through the spine instead.
+            if policy.is_none() {
+                for n in neighbors.iter().filter(|n| !hosts.contains(&n.addr)) {
+                    c.push_str(&format!("  neighbor {} next-hop-self\n", n.addr));
+                }
             }
         }
         for n in neighbors {
@@ -621,7 +635,7 @@ mod tests {
             Some(&[host]),
         );
         assert!(
-            c.contains(" bgp router-id 192.0.2.1\n no bgp ebgp-requires-policy\n no bgp network import-check\n bgp bestpath as-path multipath-relax\n"),
+            c.contains(" bgp router-id 192.0.2.1\n no bgp ebgp-requires-policy\n no bgp network import-check\n bgp bestpath as-path multipath-relax\n coalesce-time 0\n"),
             "{c}"
         );
         assert_eq!(c.matches("  maximum-paths 16\n").count(), 2, "{c}");

@@ -81,6 +81,11 @@ pub fn wire_router(
         // DAD: FRR's bgpd sends it as the IPv6 next hop beside the
         // global one, and waits for it before a session starts.
         ("net.ipv6.conf.default.accept_dad", "0"),
+        // Routers spread flows over equal paths by ports too, as a
+        // fabric's switches do: with the default (addresses only) a spine
+        // sends every flow between two containers to the same ToR.
+        ("net.ipv4.fib_multipath_hash_policy", "1"),
+        ("net.ipv6.fib_multipath_hash_policy", "1"),
     ] {
         ns.sysctl(k, v)?;
     }
