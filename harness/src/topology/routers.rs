@@ -233,8 +233,17 @@ impl RouterRt {
                 "0".into(),
             ]
         };
-        self.spawn(&zebra, &common("zebra"), "zebra.log")?;
+        // A restarted router (router-up) finds the socket its last zebra
+        // left: waiting for the file alone let bfdd and bgpd start before
+        // the new zebra listened, and bgpd's BFD registrations were lost
+        // (tor-failover: BFD between the routers never came back).
         let zs = d.join("zserv.api");
+        match std::fs::remove_file(&zs) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => bail!("remove the stale {}: {e}", zs.display()),
+        }
+        self.spawn(&zebra, &common("zebra"), "zebra.log")?;
         self.wait("zebra", || {
             if zs.exists() {
                 Ok(())
