@@ -1774,49 +1774,105 @@ fn dual_uplink_macvlan_container_port() -> Outcome {
     Ok(())
 }
 
-/// Dual-uplink mode with ipvlan L3 (where the kernel has ipvlan: the VM;
-/// a visible skip here): the port's ends share one MAC and are NOARP, `pa`
-/// does not forward, the egress rule `oif pa lookup 173 pref 7373 proto 73`
-/// and `default dev pa` in table 173 exist in both families, a joined
-/// endpoint's /32 and /128 are routed `dev pb` (proto 73) until it
-/// leaves, and a container reaches the ToR beyond the uplinks and back over
-/// IPv4 and IPv6. The network's deletion takes the pair and the rules.
+/// Dual-uplink mode with ipvlan (where the kernel has ipvlan: the VM; a
+/// visible skip here), in L3, L3S and L2 (`dual_uplink_ipvlan_port`).
 fn dual_uplink_ipvlan_l3_container_port() -> Outcome {
-    privileged("dual_uplink_ipvlan_l3_container_port")?;
+    dual_uplink_ipvlan_port("dual_uplink_ipvlan_l3_container_port", PortMode::L3)
+}
+
+fn dual_uplink_ipvlan_l3s_container_port() -> Outcome {
+    dual_uplink_ipvlan_port("dual_uplink_ipvlan_l3s_container_port", PortMode::L3s)
+}
+
+fn dual_uplink_ipvlan_l2_container_port() -> Outcome {
+    dual_uplink_ipvlan_port("dual_uplink_ipvlan_l2_container_port", PortMode::L2)
+}
+
+/// The ipvlan mode a dual-uplink port test runs in.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum PortMode {
+    L3,
+    L3s,
+    L2,
+}
+
+impl PortMode {
+    /// The network's `ipvlan_mode` option and the port's key.
+    fn names(self) -> (&'static str, &'static str) {
+        match self {
+            PortMode::L3 => ("l3", "l3b"),
+            PortMode::L3s => ("l3s", "l3sb"),
+            PortMode::L2 => ("l2", "l2b"),
+        }
+    }
+}
+
+/// One ipvlan mode dual-homed. L3 and L3S: the port's ends share one MAC
+/// and are NOARP, `pa` does not forward, the egress rule `oif pa lookup
+/// 173 pref 7373 proto 73` and `default dev pa` in table 173 exist in both
+/// families, a joined endpoint's /32 and /128 are routed `dev pb` (proto
+/// 73) until it leaves. L2: the network's gateways on `pb` (IPv6 without
+/// DAD), no rule, no per-endpoint route. In every mode a container (with
+/// its default route as Docker gives it: `dev` for L3/L3S, via the gateway
+/// for L2) reaches the ToR beyond the uplinks and back over IPv4 and IPv6
+/// with strict rp_filter; the network's deletion takes the pair and the
+/// rules.
+fn dual_uplink_ipvlan_port(test: &str, mode: PortMode) -> Outcome {
+    privileged(test)?;
     let (h, _tor) = dual_uplink_host();
     if !h.kernel_has_ipvlan() {
         return Err(Skip("this kernel has no ipvlan".into()));
     }
+    let (ipvlan_mode, key) = mode.names();
+    let l3 = mode != PortMode::L2;
     h.ok(
         "NetworkDriver.CreateNetwork",
-        &json!({"NetworkID": NET, "Options": {"com.docker.network.enable_ipv6": true, "com.docker.network.generic": {}},
+        &json!({"NetworkID": NET, "Options": {"com.docker.network.enable_ipv6": true, "com.docker.network.generic": {"ipvlan_mode": ipvlan_mode}},
                 "IPv4Data": [{"AddressSpace": "LocalDefault", "Gateway": "10.23.1.1/24", "Pool": "10.23.1.0/24"}],
                 "IPv6Data": [{"AddressSpace": "LocalDefault", "Gateway": "fd00:23:1::1/64", "Pool": "fd00:23:1::/64"}]}),
     );
-    let (pa, pb) = ("ipbgp-l3b-a", "ipbgp-l3b-b");
-    assert_eq!(mac_of(&h.ns, pa), mac_of(&h.ns, pb), "one MAC on both ends");
+    let (pa, pb) = (format!("ipbgp-{key}-a"), format!("ipbgp-{key}-b"));
+    let (pa, pb) = (pa.as_str(), pb.as_str());
     for end in [pa, pb] {
         let l = ip(&["-n", &h.ns, "-o", "link", "show", "dev", end]);
-        assert!(l.contains("NOARP") && l.contains(",UP"), "{end}: {l}");
-        assert_eq!(h.alias_of(end), Some(h.mark("port", "l3b")), "{end}");
+        assert!(l.contains(",UP") && l.contains("NOARP") == l3, "{end}: {l}");
+        assert_eq!(h.alias_of(end), Some(h.mark("port", key)), "{end}");
     }
-    for f in ["ipv4", "ipv6"] {
-        assert_eq!(
-            sysctl_in(&h.ns, &format!("net/{f}/conf/{pa}/forwarding")),
-            "0"
+    if l3 {
+        assert_eq!(mac_of(&h.ns, pa), mac_of(&h.ns, pb), "one MAC on both ends");
+        for f in ["ipv4", "ipv6"] {
+            assert_eq!(
+                sysctl_in(&h.ns, &format!("net/{f}/conf/{pa}/forwarding")),
+                "0"
+            );
+        }
+    } else {
+        let a = ip(&["-n", &h.ns, "-o", "addr", "show", "dev", pb]);
+        let gw6 = a
+            .lines()
+            .find(|l| l.contains("fd00:23:1::1/64"))
+            .unwrap_or_default();
+        assert!(
+            a.contains("10.23.1.1/24") && gw6.contains("nodad"),
+            "the gateways on {pb}: {a}"
         );
     }
     for fam in ["-4", "-6"] {
         let r = ip(&["-n", &h.ns, fam, "rule", "show", "pref", "7373"]);
-        assert!(
-            r.contains(&format!("oif {pa} lookup 173")) && r.contains("proto 73"),
-            "{fam}: {r}"
-        );
-        let t = ip(&["-n", &h.ns, fam, "route", "show", "table", "173"]);
-        assert!(
-            t.contains(&format!("default dev {pa} proto 73")),
-            "{fam}: {t}"
-        );
+        if l3 {
+            let t = ip(&["-n", &h.ns, fam, "route", "show", "table", "173"]);
+            assert!(
+                r.contains(&format!("oif {pa} lookup 173")) && r.contains("proto 73"),
+                "{fam}: {r}"
+            );
+            assert!(
+                t.contains(&format!("default dev {pa} proto 73")),
+                "{fam}: {t}"
+            );
+        } else {
+            // (Table 173 then does not exist: `ip route show table 173` fails.)
+            assert!(r.trim().is_empty(), "L2 has no egress rule: {fam}: {r}");
+        }
     }
     h.ok(
         "NetworkDriver.CreateEndpoint",
@@ -1834,9 +1890,23 @@ fn dual_uplink_ipvlan_l3_container_port() -> Outcome {
     };
     for dst in ["10.23.1.10/32", "fd00:23:1::10/128"] {
         let r = route_of(dst);
-        assert!(r.contains(&format!("dev {pb} proto 73")), "{dst}: {r}");
+        if l3 {
+            assert!(r.contains(&format!("dev {pb} proto 73")), "{dst}: {r}");
+        } else {
+            assert!(
+                r.trim().is_empty(),
+                "L2 routes the subnet on {pb}: {dst}: {r}"
+            );
+        }
     }
     let link = v["InterfaceName"]["SrcName"].as_str().unwrap().to_string();
+    let d = ip(&["-n", &h.ns, "-d", "-o", "link", "show", "dev", &link]);
+    assert!(
+        d.contains(&format!("{link}@{pa}"))
+            && d.contains("ipvlan")
+            && d.contains(&format!("mode {ipvlan_mode} ")),
+        "{d}"
+    );
     let sandbox = Ns::new(format!("{}-c", h.ns));
     ip(&["-n", &h.ns, "link", "set", &link, "netns", &sandbox.0]);
     let c = |args: &[&str]| {
@@ -1847,8 +1917,13 @@ fn dual_uplink_ipvlan_l3_container_port() -> Outcome {
     c(&["addr", "add", "10.23.1.10/24", "dev", &link]);
     c(&["addr", "add", "fd00:23:1::10/64", "dev", &link, "nodad"]);
     c(&["link", "set", &link, "up"]);
-    c(&["route", "add", "default", "dev", &link]);
-    c(&["-6", "route", "add", "default", "dev", &link]);
+    if l3 {
+        c(&["route", "add", "default", "dev", &link]);
+        c(&["-6", "route", "add", "default", "dev", &link]);
+    } else {
+        c(&["route", "add", "default", "via", "10.23.1.1"]);
+        c(&["-6", "route", "add", "default", "via", "fd00:23:1::1"]);
+    }
     let reached4 = in_ns(&sandbox.0, &["ping", "-c", "2", "-W", "3", "10.99.0.1"]);
     let reached6 = in_ns(
         &sandbox.0,
@@ -1856,8 +1931,9 @@ fn dual_uplink_ipvlan_l3_container_port() -> Outcome {
     );
     assert!(
         reached4 && reached6,
-        "the container reaches the ToR and back: IPv4 {reached4}, IPv6 {reached6}\n{}\n{}",
+        "ipvlan {ipvlan_mode}: the container reaches the ToR and back: IPv4 {reached4}, IPv6 {reached6}\n{}\n{}\n{}",
         ip(&["-n", &h.ns, "route", "show", "table", "all"]),
+        ip(&["-n", &h.ns, "-6", "route", "show", "table", "all"]),
         h.log()
     );
     c(&["link", "set", &link, "netns", &h.ns]);
@@ -1882,7 +1958,7 @@ fn dual_uplink_ipvlan_l3_container_port() -> Outcome {
 }
 
 fn main() {
-    let tests: [(&str, TestFn); 16] = [
+    let tests: [(&str, TestFn); 18] = [
         (
             "every_fixture_gets_the_right_answer",
             every_fixture_gets_the_right_answer,
@@ -1940,6 +2016,14 @@ fn main() {
         (
             "dual_uplink_ipvlan_l3_container_port",
             dual_uplink_ipvlan_l3_container_port,
+        ),
+        (
+            "dual_uplink_ipvlan_l3s_container_port",
+            dual_uplink_ipvlan_l3s_container_port,
+        ),
+        (
+            "dual_uplink_ipvlan_l2_container_port",
+            dual_uplink_ipvlan_l2_container_port,
         ),
     ];
     let trials = tests
