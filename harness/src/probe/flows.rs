@@ -88,11 +88,7 @@ impl Flows {
         let local: IpAddr = from.addr;
         let target = SocketAddr::new(to.addr, ECHO_PORT);
         let echo_sock = in_netns(&to.netns, move || {
-            let any: IpAddr = match target {
-                SocketAddr::V4(_) => Ipv4Addr::UNSPECIFIED.into(),
-                SocketAddr::V6(_) => Ipv6Addr::UNSPECIFIED.into(),
-            };
-            let s = UdpSocket::bind((any, ECHO_PORT)).context("bind the flows' echo")?;
+            let s = echo_socket(target.is_ipv6()).context("bind the flows' echo")?;
             roomy_receive_buffer(&s);
             Ok(s)
         })?;
@@ -140,6 +136,25 @@ impl Flows {
         }
         Ok(flows)
     }
+}
+
+/// The echo's socket on [`ECHO_PORT`] of every address of its family. An
+/// IPv6 echo takes IPv6 only, so IPv4 flows to the same namespace can run
+/// beside it (a dual-stack socket also holds the IPv4 port: "Address
+/// already in use").
+fn echo_socket(v6: bool) -> std::io::Result<UdpSocket> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let (domain, any): (Domain, IpAddr) = if v6 {
+        (Domain::IPV6, Ipv6Addr::UNSPECIFIED.into())
+    } else {
+        (Domain::IPV4, Ipv4Addr::UNSPECIFIED.into())
+    };
+    let s = Socket::new(domain, Type::DGRAM, Some(Protocol::UDP))?;
+    if v6 {
+        s.set_only_v6(true)?;
+    }
+    s.bind(&SocketAddr::new(any, ECHO_PORT).into())?;
+    Ok(s.into())
 }
 
 /// The echo's receive buffer: room for [`ECHO_BUFFER`] bytes, so a
@@ -363,20 +378,29 @@ mod tests {
     }
 
     /// Both ends in this test's own namespace pair would need root; on
-    /// loopback in the current namespace every datagram comes back.
+    /// loopback in the current namespace every datagram comes back, IPv4
+    /// and IPv6 flows side by side (one echo port each family).
     #[test]
-    fn flows_on_loopback_lose_nothing() {
-        let me = Member {
+    fn flows_on_loopback_lose_nothing_in_both_families_at_once() {
+        let me = |addr: IpAddr| Member {
             label: "lo".into(),
             netns: "/proc/self/ns/net".into(),
-            addr: Ipv4Addr::LOCALHOST.into(),
+            addr,
         };
-        let f = Flows::start(&me, &me, 4, Duration::from_millis(5)).unwrap();
+        let (v4, v6) = (
+            me(Ipv4Addr::LOCALHOST.into()),
+            me(Ipv6Addr::LOCALHOST.into()),
+        );
+        let f4 = Flows::start(&v4, &v4, 4, Duration::from_millis(5)).unwrap();
+        let f6 = Flows::start(&v6, &v6, 4, Duration::from_millis(5)).unwrap();
         std::thread::sleep(Duration::from_millis(200));
-        let stats = f.stop().unwrap();
-        assert_eq!(stats.len(), 4);
-        let ports: Vec<u16> = stats.iter().map(|s| s.port).collect();
-        assert_eq!(ports, [40_000, 40_001, 40_002, 40_003]);
+        let mut stats = Vec::new();
+        for f in [f4, f6] {
+            let one = f.stop().unwrap();
+            let ports: Vec<u16> = one.iter().map(|s| s.port).collect();
+            assert_eq!(ports, [40_000, 40_001, 40_002, 40_003]);
+            stats.extend(one);
+        }
         for s in &stats {
             assert!(s.sent >= 10, "{s:?}");
             assert_eq!(
