@@ -145,24 +145,6 @@ pub struct BfdSection {
     /// `interval x multiplier` without a packet.
     #[serde(default = "default_bfd_multiplier")]
     pub multiplier: u8,
-    /// The interval times the run's time scale (`HARNESS_TIME_SCALE`, 10
-    /// in CI's emulated VM): BFD at 300 ms flapped there unscaled.
-    #[serde(default)]
-    pub scale: bool,
-}
-
-impl BfdSection {
-    /// The timers a run with `time_scale` uses: with `scale`, the interval
-    /// stretched by it (the multiplier stays).
-    pub fn for_run(self, time_scale: f64) -> BfdSection {
-        if !self.scale {
-            return self;
-        }
-        BfdSection {
-            interval: Dur(self.interval.0.mul_f64(time_scale.max(1.0))),
-            ..self
-        }
-    }
 }
 
 fn default_bfd_interval() -> Dur {

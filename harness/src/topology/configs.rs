@@ -566,7 +566,6 @@ mod tests {
         bfd: Some(crate::scenario::BfdSection {
             interval: crate::util::Dur(std::time::Duration::from_millis(300)),
             multiplier: 3,
-            scale: false,
         }),
         ..T
     };

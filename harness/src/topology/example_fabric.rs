@@ -67,7 +67,6 @@ pub fn router_config(kind: RouterKind, pools: &[IpNet], max_prefix: u32, bfd: bo
         bfd: bfd.then_some(BfdSection {
             interval: Dur(Duration::from_millis(300)),
             multiplier: 3,
-            scale: false,
         }),
         ..Timers::from(&BgpSection::default())
     };

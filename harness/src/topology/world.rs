@@ -79,10 +79,6 @@ impl World {
     /// its wiring and its daemons, and one line in steps 2 and 3; a node on several segments
     /// (a dual-homed host) calls [`wire::wire`] once per segment.
     pub fn build(s: &Scenario, opts: &Options, progress: &dyn Fn(&str)) -> Result<World> {
-        // `[bgp.bfd] scale`: every daemon gets the run's timers.
-        let mut run = s.clone();
-        run.bgp.bfd = s.bgp.bfd.map(|b| b.for_run(opts.time_scale));
-        let s = &run;
         let id = format!(
             "{PREFIX}{}-{}",
             std::process::id(),

@@ -192,21 +192,6 @@ mod tests {
         let s = parse(&format!("gobgp = \"v4\"\n{bfd}")).unwrap();
         assert!(s.bfd_towards("h1", "h2") && s.host_runs_bfd("h2"));
         assert_eq!(s.bgp.bfd.unwrap().interval.0.as_millis(), 300);
-        // Unscaled unless asked: a run at time scale 10 keeps 300 ms, or
-        // with `scale = true` gets 3 s (the multiplier stays).
-        let b = s.bgp.bfd.unwrap();
-        assert_eq!(b.for_run(10.0), b);
-        let scaled = parse(&format!(
-            "gobgp = \"v4\"\n{}",
-            bfd.replace("multiplier = 3", "multiplier = 3\nscale = true")
-        ))
-        .unwrap()
-        .bgp
-        .bfd
-        .unwrap();
-        let run = scaled.for_run(10.0);
-        assert_eq!((run.interval.0.as_millis(), run.multiplier), (3000, 3));
-        assert_eq!(scaled.for_run(1.0).interval.0.as_millis(), 300);
         // One side off: that host's sessions have none on its side.
         let off = bfd.replace("name = \"h2\"", "name = \"h2\"\nbfd = false");
         let s = parse(&format!("gobgp = \"v4\"\n{off}")).unwrap();
