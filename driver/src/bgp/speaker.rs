@@ -477,7 +477,7 @@ pub async fn start(client: &mut Gobgp, cfg: &SpeakerConfig) -> Result<Started, S
     if cfg.export == Export::Own {
         client.export_only_own_paths().await?;
     }
-    info!(asn, router_id = %router_id, line = %client.line(), export = ?cfg.export, "started BGP on gobgpd (multipath, GRACEFUL_SHUTDOWN honoured on import; export own: only this host's paths are sent to peers)");
+    info!(asn, router_id = %router_id, line = %client.line(), export = ?cfg.export, "started BGP on gobgpd (multipath, GRACEFUL_SHUTDOWN honoured on import; export: own = only this host's paths go to peers, all = every best path)");
     Ok(Started {
         global: client.get_bgp().await?,
         fresh: true,
