@@ -47,7 +47,9 @@
 //! installed it; the policy is in A's gobgpd once, and still once after a
 //! driver restart (gobgpd kept running) and after A's gobgpd restarts (the
 //! driver installs it again); started with `--export all`, A passes B's
-//! path on to C (the check sees transit where there is transit).
+//! path on to C (the check sees transit where there is transit); an
+//! operator's gobgpd started with the TOML block docs/dual-uplink.md gives
+//! (read from the file) keeps B's path from C as well.
 //! `v3_refuses_bfd`: against 3.x, the BGP side fails with an error naming
 //! 4.x, and the `ipvlan-bgp` binary exits non-zero with it.
 
@@ -1397,6 +1399,45 @@ async fn export_only_own_paths(line: ApiLine) -> Outcome {
     assert!(no_transit(&lab).await, "[{line}] transit after a gobgpd restart");
     d.stop().await.expect("clean stop");
 
+    // An operator's gobgpd: its TOML runs BGP with the policy block that
+    // docs/dual-uplink.md recommends; the driver adds the peers and leaves
+    // gobgpd's policies alone.
+    signal(a_pid, nix::sys::signal::Signal::SIGKILL);
+    let _ = std::fs::remove_file(&lab.sock);
+    let toml = lab.dir.path().join("a.toml");
+    std::fs::write(
+        &toml,
+        format!(
+            "[global.config]\n  as = 65000\n  router-id = \"192.0.2.1\"\n[global.use-multiple-paths.config]\n  enabled = true\n{}",
+            docs_export_toml()
+        ),
+    )
+    .expect("toml");
+    let api = format!("--api-hosts=unix://{}", lab.sock.display());
+    let f = toml.display().to_string();
+    let a_pid = undo.child(lab::gobgpd(
+        line,
+        Some(&lab.a),
+        &[&api, "-f", &f],
+        &lab.dir.path().join("a-toml.log"),
+    ));
+    let d = Driver::start(&lab.a, config(&lab.sock, &PEERS, None), view(true, None));
+    let up = wait_for(Duration::from_secs(40), || {
+        export_statements(&lab) == Some(1)
+            && c_has(&lab, "10.1.1.5/32")
+            && !lab.route("10.2.1.1/32").is_empty()
+    })
+    .await;
+    assert!(
+        up.is_some(),
+        "[{line}] the documented TOML: policy {:?}; C {}",
+        export_statements(&lab),
+        lab.peer("c", "global rib")
+    );
+    assert!(no_transit(&lab).await, "[{line}] transit with the documented TOML");
+    eprintln!("[{line}] the documented gobgpd TOML: C holds A's own path, not B's");
+    d.stop().await.expect("clean stop");
+
     // `--export all` on a fresh gobgpd: B's path reaches C through A.
     signal(a_pid, nix::sys::signal::Signal::SIGKILL);
     let _ = std::fs::remove_file(&lab.sock);
@@ -1414,6 +1455,22 @@ async fn export_only_own_paths(line: ApiLine) -> Outcome {
     eprintln!("[{line}] --export all: C got B's path through A after {passed:?}");
     d.stop().await.expect("clean stop");
     Ok(())
+}
+
+/// The gobgpd TOML block docs/dual-uplink.md gives operators (the one
+/// that names the export policy).
+fn docs_export_toml() -> String {
+    let doc = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../docs/dual-uplink.md"
+    ))
+    .expect("docs/dual-uplink.md");
+    doc.split("```toml\n")
+        .skip(1)
+        .filter_map(|b| b.split_once("```").map(|(t, _)| t))
+        .find(|t| t.contains(ipvlan_bgp::bgp::gobgp_api::EXPORT_POLICY))
+        .expect("a TOML block with the export policy in docs/dual-uplink.md")
+        .to_string()
 }
 
 /// C never holds B's path for 3 s (A is no transit).
