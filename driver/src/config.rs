@@ -11,7 +11,8 @@ use crate::bgp::config::BgpConfig;
 use crate::bgp::gobgp::{parse_community, GobgpAddr};
 use crate::bgp::learner::{Limits, DEFAULT_MAX_LEARNED, DEFAULT_MAX_RIB};
 use crate::bgp::speaker::{
-    parse_bfd_interval, parse_bfd_multiplier, parse_duration, Export, GrConfig, PeerSpec, SpeakerConfig,
+    parse_bfd_interval, parse_bfd_multiplier, parse_duration, Export, GrConfig, PeerSpec,
+    SpeakerConfig,
 };
 
 pub const DEFAULT_SOCKET: &str = "/run/docker/plugins/ipvlan-bgp.sock";

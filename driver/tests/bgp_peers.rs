@@ -44,7 +44,8 @@
 //! and the session comes up.
 //! `export_only_own_paths` (both lines): with `--export own` (the
 //! default) C receives A's own /32 and never B's, though A learned and
-//! installed it; the policy is in A's gobgpd once, and still once after a
+//! installed it; the policy is in A's gobgpd once, also when installed a
+//! second time through the API, and still once after a
 //! driver restart (gobgpd kept running) and after A's gobgpd restarts (the
 //! driver installs it again); started with `--export all`, A passes B's
 //! path on to C (the check sees transit where there is transit); an
@@ -63,6 +64,7 @@ use std::time::{Duration, Instant};
 
 use ipnet::IpNet;
 use ipvlan_bgp::bgp::config::BgpConfig;
+use ipvlan_bgp::bgp::gobgp::GobgpApi;
 use ipvlan_bgp::bgp::gobgp::{ApiLine, GobgpAddr};
 use ipvlan_bgp::bgp::speaker::{Export, GrConfig, SpeakerConfig};
 use ipvlan_bgp::view::View;
@@ -1313,7 +1315,8 @@ fn export_statements(lab: &Lab) -> Option<usize> {
 
 /// Whether C's gobgpd holds `prefix` (from A: C's only peer).
 fn c_has(lab: &Lab, prefix: &str) -> bool {
-    lab.peer("c", &format!("global rib {prefix}")).contains(prefix)
+    lab.peer("c", &format!("global rib {prefix}"))
+        .contains(prefix)
 }
 
 async fn export_only_own_paths(line: ApiLine) -> Outcome {
@@ -1353,6 +1356,25 @@ async fn export_only_own_paths(line: ApiLine) -> Outcome {
         lab.a_cli("global policy export")
     );
     eprintln!("[{line}] C holds A's own path, not B's (3 s); A's export policy installed once");
+    // Installing it again (a start that failed half-way and is retried)
+    // is a no-op: gobgpd's "already defined" / "duplicated policy" answers
+    // are taken as done, and no second statement appears.
+    let mut again = ipvlan_bgp::bgp::gobgp::Gobgp::connect(
+        &GobgpAddr::Unix(lab.sock.clone()),
+        Duration::from_secs(5),
+    )
+    .await
+    .expect("connect to A's gobgpd");
+    again
+        .export_only_own_paths()
+        .await
+        .expect("installing the export policy again");
+    assert_eq!(
+        export_statements(&lab),
+        Some(1),
+        "[{line}] installed twice: {}",
+        lab.a_cli("global policy export")
+    );
 
     // The driver restarts; gobgpd runs on with its policies: none added twice.
     d.stop().await.expect("clean stop");
@@ -1368,7 +1390,10 @@ async fn export_only_own_paths(line: ApiLine) -> Outcome {
     })
     .await;
     assert!(settled.is_some(), "{:?}", d.metrics.bgp_snapshot().peers);
-    assert!(no_transit(&lab).await, "[{line}] transit after a driver restart");
+    assert!(
+        no_transit(&lab).await,
+        "[{line}] transit after a driver restart"
+    );
     assert_eq!(
         export_statements(&lab),
         Some(1),
@@ -1396,7 +1421,10 @@ async fn export_only_own_paths(line: ApiLine) -> Outcome {
         lab.a_cli("global policy export"),
         lab.peer("c", "global rib")
     );
-    assert!(no_transit(&lab).await, "[{line}] transit after a gobgpd restart");
+    assert!(
+        no_transit(&lab).await,
+        "[{line}] transit after a gobgpd restart"
+    );
     d.stop().await.expect("clean stop");
 
     // An operator's gobgpd: its TOML runs BGP with the policy block that
@@ -1434,7 +1462,10 @@ async fn export_only_own_paths(line: ApiLine) -> Outcome {
         export_statements(&lab),
         lab.peer("c", "global rib")
     );
-    assert!(no_transit(&lab).await, "[{line}] transit with the documented TOML");
+    assert!(
+        no_transit(&lab).await,
+        "[{line}] transit with the documented TOML"
+    );
     eprintln!("[{line}] the documented gobgpd TOML: C holds A's own path, not B's");
     d.stop().await.expect("clean stop");
 

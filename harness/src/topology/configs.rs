@@ -632,7 +632,10 @@ mod tests {
         assert_eq!(c.matches("  maximum-paths 16\n").count(), 2, "{c}");
         // No filter of the router's own against a dual-homed host: that it
         // sends only its own paths is the driver's to prove.
-        assert!(!c.contains("filter-list") && !c.contains("as-path access-list"), "{c}");
+        assert!(
+            !c.contains("filter-list") && !c.contains("as-path access-list"),
+            "{c}"
+        );
         let plain = frr(
             &router(),
             Ipv4Addr::new(192, 0, 2, 1),

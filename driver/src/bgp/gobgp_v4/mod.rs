@@ -34,8 +34,8 @@ use tonic::Status;
 
 use super::gobgp_api::{
     deadline, next_within, EventStream, Family, GlobalInfo, GobgpApi, OwnPath, PeerInfo,
-    PeerSettings, RibStream, StartSettings, GRACEFUL_SHUTDOWN, GSHUT_LOCAL_PREF, GSHUT_POLICY,
-    GSHUT_SET, GSHUT_STATEMENT, EXPORT_POLICY, EXPORT_STATEMENT, MAX_MESSAGE,
+    PeerSettings, RibStream, StartSettings, EXPORT_POLICY, EXPORT_STATEMENT, GRACEFUL_SHUTDOWN,
+    GSHUT_LOCAL_PREF, GSHUT_POLICY, GSHUT_SET, GSHUT_STATEMENT, MAX_MESSAGE,
 };
 use super::gobgp_v3::community_text;
 use futures::StreamExt;
@@ -434,13 +434,17 @@ mod tests {
         );
         assert_eq!(assignment.name, "global");
         assert_eq!(assignment.direction, api::PolicyDirection::Export as i32);
-        assert_eq!(
-            assignment.default_action,
-            api::RouteAction::Reject as i32
-        );
-        let names: Vec<&str> = assignment.policies.iter().map(|p| p.name.as_str()).collect();
+        assert_eq!(assignment.default_action, api::RouteAction::Reject as i32);
+        let names: Vec<&str> = assignment
+            .policies
+            .iter()
+            .map(|p| p.name.as_str())
+            .collect();
         assert_eq!(names, [EXPORT_POLICY]);
-        assert!(assignment.policies[0].statements.is_empty(), "referred by name");
+        assert!(
+            assignment.policies[0].statements.is_empty(),
+            "referred by name"
+        );
     }
 
     /// gobgpd's answers when the policy is there already (installed twice:
@@ -452,7 +456,10 @@ mod tests {
             "duplicated policy ipvlan-bgp-export-own",
             "already exists",
         ] {
-            assert!(tolerate_existing::<()>(Err(Status::unknown(m))).is_ok(), "{m}");
+            assert!(
+                tolerate_existing::<()>(Err(Status::unknown(m))).is_ok(),
+                "{m}"
+            );
         }
         assert!(tolerate_existing::<()>(Err(Status::unknown("not found policy x"))).is_err());
     }
