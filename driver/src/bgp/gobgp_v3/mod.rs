@@ -297,31 +297,23 @@ impl GobgpApi for V3 {
         )
         .await;
         tolerate_existing(r)?;
-        let r = deadline(
-            "AddPolicy",
-            limit,
-            self.client.add_policy(apipb::AddPolicyRequest {
-                policy: Some(policy),
-                refer_existing_statements: false,
-            }),
-        )
-        .await;
-        tolerate_existing(r)?;
-        let r = deadline(
-            "AddPolicyAssignment",
-            limit,
-            self.client
-                .add_policy_assignment(apipb::AddPolicyAssignmentRequest {
-                    assignment: Some(assignment),
-                }),
-        )
-        .await;
-        tolerate_existing(r)?;
-        Ok(())
+        self.add_policy_and_assign(policy, assignment).await
     }
 
     async fn export_only_own_paths(&mut self) -> Result<(), Status> {
         let (policy, assignment) = export_policy();
+        self.add_policy_and_assign(policy, assignment).await
+    }
+}
+
+impl V3 {
+    /// AddPolicy, then AddPolicyAssignment; either one already there is
+    /// fine (installing again changes nothing).
+    async fn add_policy_and_assign(
+        &mut self,
+        policy: apipb::Policy,
+        assignment: apipb::PolicyAssignment,
+    ) -> Result<(), Status> {
         let limit = self.limit;
         let r = deadline(
             "AddPolicy",

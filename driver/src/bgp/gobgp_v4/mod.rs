@@ -313,31 +313,23 @@ impl GobgpApi for V4 {
         )
         .await;
         tolerate_existing(r)?;
-        let r = deadline(
-            "AddPolicy",
-            limit,
-            self.client.add_policy(api::AddPolicyRequest {
-                policy: Some(policy),
-                refer_existing_statements: false,
-            }),
-        )
-        .await;
-        tolerate_existing(r)?;
-        let r = deadline(
-            "AddPolicyAssignment",
-            limit,
-            self.client
-                .add_policy_assignment(api::AddPolicyAssignmentRequest {
-                    assignment: Some(assignment),
-                }),
-        )
-        .await;
-        tolerate_existing(r)?;
-        Ok(())
+        self.add_policy_and_assign(policy, assignment).await
     }
 
     async fn export_only_own_paths(&mut self) -> Result<(), Status> {
         let (policy, assignment) = export_policy();
+        self.add_policy_and_assign(policy, assignment).await
+    }
+}
+
+impl V4 {
+    /// AddPolicy, then AddPolicyAssignment; either one already there is
+    /// fine (installing again changes nothing).
+    async fn add_policy_and_assign(
+        &mut self,
+        policy: api::Policy,
+        assignment: api::PolicyAssignment,
+    ) -> Result<(), Status> {
         let limit = self.limit;
         let r = deadline(
             "AddPolicy",
