@@ -11,7 +11,8 @@ use crate::bgp::config::BgpConfig;
 use crate::bgp::gobgp::{parse_community, GobgpAddr};
 use crate::bgp::learner::{Limits, DEFAULT_MAX_LEARNED, DEFAULT_MAX_RIB};
 use crate::bgp::speaker::{
-    parse_bfd_interval, parse_bfd_multiplier, parse_duration, GrConfig, PeerSpec, SpeakerConfig,
+    parse_bfd_interval, parse_bfd_multiplier, parse_duration, Export, GrConfig, PeerSpec,
+    SpeakerConfig,
 };
 
 pub const DEFAULT_SOCKET: &str = "/run/docker/plugins/ipvlan-bgp.sock";
@@ -282,6 +283,15 @@ pub struct RunArgs {
     /// environment variable, never from the command line, which every local user can read.
     #[arg(long = "peer", value_name = "PEER")]
     pub peers: Vec<String>,
+
+    /// What a gobgpd the driver starts (--asn) sends its peers: `own`, only
+    /// the paths this host originates, so a host with two uplinks is never
+    /// transit between its routers; `all`, every best path, learned ones too
+    /// (a host that must pass routes on, as a route reflector). Installed as
+    /// a global export policy when the driver starts BGP on gobgpd; a gobgpd
+    /// configured by its operator is left alone (docs/dual-uplink.md).
+    #[arg(long, env = "IPVLAN_BGP_EXPORT", value_enum, default_value_t = Export::Own)]
+    pub export: Export,
 
     /// Hold time for peers added by the driver (a silent peer is declared
     /// down after this long, unless BFD sees it first).
@@ -600,6 +610,14 @@ impl RunArgs {
                 "--peer needs --asn: the driver configures gobgpd only when it knows our AS".into(),
             );
         }
+        if let Some(p) = peers.iter().find(|p| p.rr_client) {
+            if self.export == Export::Own {
+                return Err(format!(
+                    "--peer {},rr-client makes this host a route reflector, which passes on the paths it learns; --export own (the default) sends peers only this host's own paths: add --export all",
+                    p.address
+                ));
+            }
+        }
         let communities = self
             .communities
             .iter()
@@ -652,6 +670,7 @@ impl RunArgs {
                     long_lived: (self.long_lived_stale_time > 0)
                         .then_some(self.long_lived_stale_time as u32),
                 }),
+                export: self.export,
             },
             stop_gobgpd_on_exit: self.stop_gobgpd_on_exit,
             next_hops: check_next_hops(&self.next_hops)?,
@@ -731,6 +750,26 @@ mod tests {
         assert_eq!(b.speaker.peers.len(), 1);
         assert_eq!(b.protocol, DEFAULT_ROUTE_PROTOCOL);
         assert!(b.next_hops.is_empty());
+    }
+
+    /// `--export`: own by default; a route reflector (an rr-client peer)
+    /// must say `--export all`, else it would reflect nothing.
+    #[test]
+    fn export_is_own_by_default_and_a_reflector_must_say_all() {
+        let bgp = |a: &[&str]| {
+            let mut args = vec!["ipvlan-bgp", "--asn", "65000"];
+            args.extend(a);
+            Cli::parse_from(args).run.bgp_config()
+        };
+        let b = bgp(&["--peer", "192.0.2.2"]).unwrap().unwrap();
+        assert_eq!(b.speaker.export, Export::Own);
+        let b = bgp(&["--export", "all"]).unwrap().unwrap();
+        assert_eq!(b.speaker.export, Export::All);
+        let e = bgp(&["--peer", "192.0.2.2,rr-client"]).unwrap_err();
+        assert!(e.contains("--export all") && e.contains("192.0.2.2"), "{e}");
+        let b = bgp(&["--peer", "192.0.2.2,rr-client", "--export", "all"]);
+        assert_eq!(b.unwrap().unwrap().speaker.export, Export::All);
+        assert!(Cli::try_parse_from(["ipvlan-bgp", "--export", "some"]).is_err());
     }
 
     #[test]

@@ -42,6 +42,15 @@
 //! for good, no hold timer: docs/gobgp-v4.md §9), checked to last past the
 //! hold time; the driver counts it and deletes and adds the peer again,
 //! and the session comes up.
+//! `export_only_own_paths` (both lines): with `--export own` (the
+//! default) C receives A's own /32 and never B's, though A learned and
+//! installed it; the policy is in A's gobgpd once, also when installed a
+//! second time through the API, and still once after a
+//! driver restart (gobgpd kept running) and after A's gobgpd restarts (the
+//! driver installs it again); started with `--export all`, A passes B's
+//! path on to C (the check sees transit where there is transit); an
+//! operator's gobgpd started with the TOML block docs/dual-uplink.md gives
+//! (read from the file) keeps B's path from C as well.
 //! `v3_refuses_bfd`: against 3.x, the BGP side fails with an error naming
 //! 4.x, and the `ipvlan-bgp` binary exits non-zero with it.
 
@@ -55,8 +64,9 @@ use std::time::{Duration, Instant};
 
 use ipnet::IpNet;
 use ipvlan_bgp::bgp::config::BgpConfig;
+use ipvlan_bgp::bgp::gobgp::GobgpApi;
 use ipvlan_bgp::bgp::gobgp::{ApiLine, GobgpAddr};
-use ipvlan_bgp::bgp::speaker::{GrConfig, SpeakerConfig};
+use ipvlan_bgp::bgp::speaker::{Export, GrConfig, SpeakerConfig};
 use ipvlan_bgp::view::View;
 use serde_json::Value;
 
@@ -371,6 +381,12 @@ fn main() {
         }),
         ("v4_stuck_handshake_is_added_again", || {
             Box::pin(stuck_handshake_is_added_again())
+        }),
+        ("v3_export_only_own_paths", || {
+            Box::pin(export_only_own_paths(ApiLine::V3))
+        }),
+        ("v4_export_only_own_paths", || {
+            Box::pin(export_only_own_paths(ApiLine::V4))
         }),
     ])
 }
@@ -1278,4 +1294,217 @@ async fn stuck_handshake_is_added_again() -> Outcome {
     d.stop().await.expect("clean stop");
     let _ = peer_thread.join();
     Ok(())
+}
+
+/// The export policy statement's lines in A's gobgpd's global export
+/// policy; `None` while A's gobgpd does not answer (restarting).
+fn export_statements(lab: &Lab) -> Option<usize> {
+    let (_, cli) = lab::progs(lab.line);
+    let target = format!("unix://{}", lab.sock.display());
+    let o = Command::new(cli)
+        .args(["--target", &target, "global", "policy", "export"])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())?;
+    Some(
+        String::from_utf8_lossy(&o.stdout)
+            .matches(ipvlan_bgp::bgp::gobgp_api::EXPORT_STATEMENT)
+            .count(),
+    )
+}
+
+/// Whether C's gobgpd holds `prefix` (from A: C's only peer).
+fn c_has(lab: &Lab, prefix: &str) -> bool {
+    lab.peer("c", &format!("global rib {prefix}"))
+        .contains(prefix)
+}
+
+async fn export_only_own_paths(line: ApiLine) -> Outcome {
+    if let Some(why) = lab::missing(line, true) {
+        return skip(&why);
+    }
+    let mut undo = Cleanup::default();
+    let lab = Lab::new(line, "x", &mut undo);
+    let a_pid = lab.start_a(&mut undo);
+    lab.start_peer("b", false, &mut undo);
+    lab.start_peer("c", false, &mut undo);
+    lab.peer_when_up("b", "global rib add 10.2.1.1/32 nexthop 192.0.2.2")
+        .await;
+    lab.peer_when_up("c", "global rib summary").await;
+    let mut d = Driver::start(&lab.a, config(&lab.sock, &PEERS, None), view(true, None));
+    // Both facts of one moment: C has A's own path, A has installed B's.
+    let up = wait_for(Duration::from_secs(40), || {
+        c_has(&lab, "10.1.1.5/32") && !lab.route("10.2.1.1/32").is_empty()
+    })
+    .await;
+    assert!(
+        up.is_some(),
+        "[{line}] C never got A's own path, or A never learned B's: C {}; A {:?}",
+        lab.peer("c", "global rib"),
+        lab.route("10.2.1.1/32")
+    );
+    assert!(
+        no_transit(&lab).await,
+        "[{line}] A passed B's path on to C: {}\nA's export policy: {}",
+        lab.peer("c", "global rib"),
+        lab.a_cli("global policy export")
+    );
+    assert_eq!(
+        export_statements(&lab),
+        Some(1),
+        "[{line}] {}",
+        lab.a_cli("global policy export")
+    );
+    eprintln!("[{line}] C holds A's own path, not B's (3 s); A's export policy installed once");
+    // Installing it again (a start that failed half-way and is retried)
+    // is a no-op: gobgpd's "already defined" / "duplicated policy" answers
+    // are taken as done, and no second statement appears.
+    let mut again = ipvlan_bgp::bgp::gobgp::Gobgp::connect(
+        &GobgpAddr::Unix(lab.sock.clone()),
+        Duration::from_secs(5),
+    )
+    .await
+    .expect("connect to A's gobgpd");
+    again
+        .export_only_own_paths()
+        .await
+        .expect("installing the export policy again");
+    assert_eq!(
+        export_statements(&lab),
+        Some(1),
+        "[{line}] installed twice: {}",
+        lab.a_cli("global policy export")
+    );
+
+    // The driver restarts; gobgpd runs on with its policies: none added twice.
+    d.stop().await.expect("clean stop");
+    d = Driver::start(&lab.a, config(&lab.sock, &PEERS, None), view(true, None));
+    let settled = wait_for(Duration::from_secs(20), || {
+        d.metrics
+            .bgp_snapshot()
+            .peers
+            .iter()
+            .filter(|p| p.state == "established")
+            .count()
+            == 2
+    })
+    .await;
+    assert!(settled.is_some(), "{:?}", d.metrics.bgp_snapshot().peers);
+    assert!(
+        no_transit(&lab).await,
+        "[{line}] transit after a driver restart"
+    );
+    assert_eq!(
+        export_statements(&lab),
+        Some(1),
+        "[{line}] after a driver restart: {}",
+        lab.a_cli("global policy export")
+    );
+
+    // A's gobgpd restarts empty: the driver installs the policy again
+    // before it adds the peers.
+    let restart_a = |undo: &mut Cleanup| {
+        signal(a_pid, nix::sys::signal::Signal::SIGKILL);
+        let _ = std::fs::remove_file(&lab.sock);
+        lab.start_a(undo)
+    };
+    let a_pid = restart_a(&mut undo);
+    let back = wait_for(Duration::from_secs(40), || {
+        export_statements(&lab) == Some(1)
+            && c_has(&lab, "10.1.1.5/32")
+            && !lab.route("10.2.1.1/32").is_empty()
+    })
+    .await;
+    assert!(
+        back.is_some(),
+        "[{line}] after A's gobgpd restart: policy {}; C {}",
+        lab.a_cli("global policy export"),
+        lab.peer("c", "global rib")
+    );
+    assert!(
+        no_transit(&lab).await,
+        "[{line}] transit after a gobgpd restart"
+    );
+    d.stop().await.expect("clean stop");
+
+    // An operator's gobgpd: its TOML runs BGP with the policy block that
+    // docs/dual-uplink.md recommends; the driver adds the peers and leaves
+    // gobgpd's policies alone.
+    signal(a_pid, nix::sys::signal::Signal::SIGKILL);
+    let _ = std::fs::remove_file(&lab.sock);
+    let toml = lab.dir.path().join("a.toml");
+    std::fs::write(
+        &toml,
+        format!(
+            "[global.config]\n  as = 65000\n  router-id = \"192.0.2.1\"\n[global.use-multiple-paths.config]\n  enabled = true\n{}",
+            docs_export_toml()
+        ),
+    )
+    .expect("toml");
+    let api = format!("--api-hosts=unix://{}", lab.sock.display());
+    let f = toml.display().to_string();
+    let a_pid = undo.child(lab::gobgpd(
+        line,
+        Some(&lab.a),
+        &[&api, "-f", &f],
+        &lab.dir.path().join("a-toml.log"),
+    ));
+    let d = Driver::start(&lab.a, config(&lab.sock, &PEERS, None), view(true, None));
+    let up = wait_for(Duration::from_secs(40), || {
+        export_statements(&lab) == Some(1)
+            && c_has(&lab, "10.1.1.5/32")
+            && !lab.route("10.2.1.1/32").is_empty()
+    })
+    .await;
+    assert!(
+        up.is_some(),
+        "[{line}] the documented TOML: policy {:?}; C {}",
+        export_statements(&lab),
+        lab.peer("c", "global rib")
+    );
+    assert!(
+        no_transit(&lab).await,
+        "[{line}] transit with the documented TOML"
+    );
+    eprintln!("[{line}] the documented gobgpd TOML: C holds A's own path, not B's");
+    d.stop().await.expect("clean stop");
+
+    // `--export all` on a fresh gobgpd: B's path reaches C through A.
+    signal(a_pid, nix::sys::signal::Signal::SIGKILL);
+    let _ = std::fs::remove_file(&lab.sock);
+    lab.start_a(&mut undo);
+    let mut all = config(&lab.sock, &PEERS, None);
+    all.speaker.export = Export::All;
+    let d = Driver::start(&lab.a, all, view(true, None));
+    let passed = wait_for(Duration::from_secs(40), || c_has(&lab, "10.2.1.1/32")).await;
+    assert!(
+        passed.is_some() && export_statements(&lab) == Some(0),
+        "[{line}] --export all: C {}; A's export policy {}",
+        lab.peer("c", "global rib"),
+        lab.a_cli("global policy export")
+    );
+    eprintln!("[{line}] --export all: C got B's path through A after {passed:?}");
+    d.stop().await.expect("clean stop");
+    Ok(())
+}
+
+/// The gobgpd TOML block docs/dual-uplink.md gives operators (the one
+/// that names the export policy).
+fn docs_export_toml() -> String {
+    let doc = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../docs/dual-uplink.md"
+    ))
+    .expect("docs/dual-uplink.md");
+    doc.split("```toml\n")
+        .skip(1)
+        .filter_map(|b| b.split_once("```").map(|(t, _)| t))
+        .find(|t| t.contains(ipvlan_bgp::bgp::gobgp_api::EXPORT_POLICY))
+        .expect("a TOML block with the export policy in docs/dual-uplink.md")
+        .to_string()
+}
+
+/// C never holds B's path for 3 s (A is no transit).
+async fn no_transit(lab: &Lab) -> bool {
+    stays(Duration::from_secs(3), || !c_has(lab, "10.2.1.1/32")).await
 }

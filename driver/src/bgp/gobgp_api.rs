@@ -631,6 +631,12 @@ pub const GSHUT_LOCAL_PREF: u32 = 1;
 pub const GSHUT_SET: &str = "ipvlan-bgp-gshut";
 pub const GSHUT_POLICY: &str = "ipvlan-bgp-gshut";
 pub const GSHUT_STATEMENT: &str = "ipvlan-bgp-gshut-lp";
+/// Names of the export policy that sends peers only the paths this host
+/// originates (`--export own`): one statement accepting route type LOCAL
+/// (gobgpd's paths added through its API, ours), every other path rejected
+/// by the assignment's default action.
+pub const EXPORT_POLICY: &str = "ipvlan-bgp-export-own";
+pub const EXPORT_STATEMENT: &str = "ipvlan-bgp-own-paths";
 
 /// gobgpd's answer to a DeletePath by a UUID it does not hold: "can't find a
 /// specified path" (measured on 3.10), "can't find a specified path(s) with
@@ -642,6 +648,16 @@ pub fn uuid_not_found(e: &Status) -> bool {
 /// An answer that only says "this already exists": configuring again is fine.
 pub fn already_exists(e: &Status) -> bool {
     e.code() == Code::AlreadyExists || e.message().contains("already exist")
+}
+
+/// An answer to AddDefinedSet, AddPolicy or AddPolicyAssignment that says
+/// what we add is there already: "statement NAME already defined" (a
+/// policy added again), "duplicated policy NAME" (assigned again), as
+/// gobgpd 3.x and 4.x word them. Installing again is then a no-op.
+pub fn policy_already_installed(e: &Status) -> bool {
+    already_exists(e)
+        || e.message().contains("already defined")
+        || e.message().contains("duplicated policy")
 }
 
 /// A stream of gobgpd's global RIB, one destination per message, decoded
@@ -743,6 +759,9 @@ pub trait GobgpApi {
     /// A global import policy that gives paths carrying GRACEFUL_SHUTDOWN
     /// the LOCAL_PREF [`GSHUT_LOCAL_PREF`], so any other path wins.
     fn honour_graceful_shutdown(&mut self) -> impl Future<Output = Result<(), Status>> + Send;
+    /// A global export policy that sends peers only the paths this gobgpd
+    /// originates ([`EXPORT_POLICY`]): a dual-homed host is no transit.
+    fn export_only_own_paths(&mut self) -> impl Future<Output = Result<(), Status>> + Send;
 }
 
 /// Parses a community written as `ASN:VALUE` (each 0..65535) or as one number.

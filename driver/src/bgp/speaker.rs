@@ -338,6 +338,20 @@ pub struct SpeakerConfig {
     pub bfd_multiplier: u8,
     /// `None`: graceful restart off (`--graceful-restart-time 0`).
     pub graceful_restart: Option<GrConfig>,
+    /// What gobgpd sends its peers when the driver starts it (`--export`).
+    pub export: Export,
+}
+
+/// `--export`: which paths a gobgpd the driver starts sends its peers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum Export {
+    /// Only the paths this host originates (its containers, networks,
+    /// blocks): a host with two uplinks is no transit between its routers.
+    #[default]
+    Own,
+    /// Every best path, learned ones too (gobgpd's default): a host that
+    /// must pass routes on (a route reflector, a host between two peers).
+    All,
 }
 
 impl SpeakerConfig {
@@ -415,9 +429,13 @@ pub struct Started {
     pub fresh: bool,
 }
 
-/// Starts BGP on gobgpd when it has not started yet (with multipath, and
-/// the import policy that makes a path carrying GRACEFUL_SHUTDOWN lose to
-/// any other). Without `--asn` the operator's config is left alone.
+/// Starts BGP on gobgpd when it has not started yet (with multipath, the
+/// import policy that makes a path carrying GRACEFUL_SHUTDOWN lose to any
+/// other, and with `--export own` the export policy that sends peers only
+/// our own paths). Without `--asn`, or when gobgpd runs BGP already (its
+/// operator's config, or our own start before a driver restart), its
+/// policies are left alone: a gobgpd that restarts comes back empty and
+/// gets them again here.
 pub async fn start(client: &mut Gobgp, cfg: &SpeakerConfig) -> Result<Started, Status> {
     let global = client.get_bgp().await?;
     let Some(asn) = cfg.asn else {
@@ -454,7 +472,12 @@ pub async fn start(client: &mut Gobgp, cfg: &SpeakerConfig) -> Result<Started, S
         })
         .await?;
     client.honour_graceful_shutdown().await?;
-    info!(asn, router_id = %router_id, line = %client.line(), "started BGP on gobgpd (multipath, GRACEFUL_SHUTDOWN honoured on import)");
+    // Before any peer is added (add_peers comes after): no learned path
+    // is ever sent on, not even for a moment.
+    if cfg.export == Export::Own {
+        client.export_only_own_paths().await?;
+    }
+    info!(asn, router_id = %router_id, line = %client.line(), export = ?cfg.export, "started BGP on gobgpd (multipath, GRACEFUL_SHUTDOWN honoured on import; export: own = only this host's paths go to peers, all = every best path)");
     Ok(Started {
         global: client.get_bgp().await?,
         fresh: true,

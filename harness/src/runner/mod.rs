@@ -22,6 +22,7 @@
 //!            ├─► reachability.rs (reachability, probed every 2 ms)
 //!            ├─► flows.rs (UDP flows: loss there and back, outages), uplink_counters.rs (each uplink's share)
 //!            ├─► metrics.rs (expect-metrics), router_bgp.rs (expect-router-bgp), withdrawn.rs (expect-withdrawn),
+//!            │   router_received.rs (expect-router-received: what a router has from one neighbour),
 //!            │   route_events.rs (route-events-start/stop: a route's events, read from the route logs)
 //!            └─► members.rs (names to probe members, addresses, prefixes), gobgp.rs (the CLI)
 //!   play.rs ─► ipam.rs (etcd members, ipam release-host, expect-ipam: the cross-host audit)
@@ -63,6 +64,7 @@ mod poll;
 mod reachability;
 mod route_events;
 mod router_bgp;
+mod router_received;
 mod routes;
 mod stamps;
 mod teardown;

@@ -164,6 +164,7 @@ impl Runner<'_> {
                 Action::UplinkCountersStart { .. } | Action::UplinkCountersStop { .. },
             ) => self.uplink_counters_step(a),
             (Play::Expect, Action::ExpectRouterBgp { .. }) => self.expect_router_bgp(a),
+            (Play::Expect, Action::ExpectRouterReceived { .. }) => self.expect_router_received(a),
             (Play::Expect, Action::ExpectWithdrawn { .. }) => self.expect_withdrawn(a),
             (Play::Expect, Action::RouteEventsStart { .. } | Action::RouteEventsStop { .. }) => {
                 self.route_events(a)

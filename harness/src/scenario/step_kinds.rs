@@ -191,6 +191,8 @@ pub const STEP_KINDS: &[StepKind] = &[
       "A router's own view (FRR's selected, BIRD's primary routes) holds `prefix` via `via` (a router also by its IPv6 link-locals), or not."),
     k("expect-router-bgp", &["router", "prefix", "from", "best", "as_path", "communities", "absent_communities", "large_communities", "local_pref", "med", "stale", "within"], Expect, Expectation,
       "An FRR router's BGP path for `prefix` (the one from `from`, a host or an address; default the best) carries these attributes (`as_path` as FRR writes it; each of `communities` must be on the path, none of `absent_communities`; `stale`: FRR keeps it as stale during the sender's graceful restart, or not) and is (`best = true`) or is not the best; fails listing every path with its attributes."),
+    k("expect-router-received", &["router", "from", "prefixes", "family", "within", "hold"], Expect, Expectation,
+      "The paths an FRR router holds from neighbour `from` (a host; FRR's `show bgp FAMILY unicast neighbors ADDR routes`, after its import policy) are exactly `prefixes` (CIDRs or container names; `family` default `ipv4`): nothing more (a path the host learned elsewhere and passed on: transit) and nothing less; fails listing every path with its AS path."),
     k("expect-status", &["host", "field", "equals", "at_least", "at_most", "within", "hold"], Expect, Expectation,
       "The value at `field` (a dotted path in `ipvlan-bgp status --json`) satisfies every test given; for the numeric tests a key not yet in a map of counters (`bgp.rejected.REASON`) counts as 0, any other missing field fails. The step's note gives the value last read."),
     k("expect-metrics", &["host", "address", "metric", "equals", "at_least", "at_most", "within"], Expect, Expectation,

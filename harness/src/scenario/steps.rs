@@ -341,6 +341,21 @@ pub enum Action {
         #[serde(default = "default_within")]
         within: Dur,
     },
+    /// The paths an FRR router has from neighbour `from` (a host) in
+    /// `family` are exactly `prefixes`: nothing it learned elsewhere and
+    /// passed on (a dual-homed host is no transit). See
+    /// `runner/router_received.rs`.
+    ExpectRouterReceived {
+        router: String,
+        from: String,
+        /// CIDRs or container names (their /32 or /128); may be empty.
+        prefixes: Vec<String>,
+        family: Option<Family>,
+        #[serde(default = "default_within")]
+        within: Dur,
+        /// Keep checking for so long after it first holds.
+        hold: Option<Dur>,
+    },
     /// A router dies: its daemons are killed and its links go down.
     RouterDown {
         router: String,

@@ -34,8 +34,8 @@ use tonic::Status;
 
 use super::gobgp_api::{
     deadline, next_within, EventStream, Family, GlobalInfo, GobgpApi, OwnPath, PeerInfo,
-    PeerSettings, RibStream, StartSettings, GRACEFUL_SHUTDOWN, GSHUT_LOCAL_PREF, GSHUT_POLICY,
-    GSHUT_SET, GSHUT_STATEMENT, MAX_MESSAGE,
+    PeerSettings, RibStream, StartSettings, EXPORT_POLICY, EXPORT_STATEMENT, GRACEFUL_SHUTDOWN,
+    GSHUT_LOCAL_PREF, GSHUT_POLICY, GSHUT_SET, GSHUT_STATEMENT, MAX_MESSAGE,
 };
 use super::gobgp_v3::community_text;
 use futures::StreamExt;
@@ -313,6 +313,24 @@ impl GobgpApi for V4 {
         )
         .await;
         tolerate_existing(r)?;
+        self.add_policy_and_assign(policy, assignment).await
+    }
+
+    async fn export_only_own_paths(&mut self) -> Result<(), Status> {
+        let (policy, assignment) = export_policy();
+        self.add_policy_and_assign(policy, assignment).await
+    }
+}
+
+impl V4 {
+    /// AddPolicy, then AddPolicyAssignment; either one already there is
+    /// fine (installing again changes nothing).
+    async fn add_policy_and_assign(
+        &mut self,
+        policy: api::Policy,
+        assignment: api::PolicyAssignment,
+    ) -> Result<(), Status> {
+        let limit = self.limit;
         let r = deadline(
             "AddPolicy",
             limit,
@@ -340,7 +358,101 @@ impl GobgpApi for V4 {
 fn tolerate_existing<T>(r: Result<T, Status>) -> Result<(), Status> {
     match r {
         Ok(_) => Ok(()),
-        Err(e) if super::gobgp_api::already_exists(&e) => Ok(()),
+        Err(e) if super::gobgp_api::policy_already_installed(&e) => Ok(()),
         Err(e) => Err(e),
+    }
+}
+
+/// The export policy of `--export own` and its global assignment: one
+/// statement accepts the paths of route type LOCAL (gobgpd's test is that
+/// the path has no peer as its source: what we add through the API); the
+/// assignment's default action rejects every other path, so nothing
+/// learned from one peer is passed on to another.
+fn export_policy() -> (api::Policy, api::PolicyAssignment) {
+    let policy = api::Policy {
+        name: EXPORT_POLICY.into(),
+        statements: vec![api::Statement {
+            name: EXPORT_STATEMENT.into(),
+            conditions: Some(api::Conditions {
+                route_type: api::conditions::RouteType::Local as i32,
+                ..api::Conditions::default()
+            }),
+            actions: Some(api::Actions {
+                route_action: api::RouteAction::Accept as i32,
+                ..api::Actions::default()
+            }),
+        }],
+    };
+    let assignment = api::PolicyAssignment {
+        name: "global".into(),
+        direction: api::PolicyDirection::Export as i32,
+        policies: vec![api::Policy {
+            name: EXPORT_POLICY.into(),
+            statements: vec![],
+        }],
+        default_action: api::RouteAction::Reject as i32,
+    };
+    (policy, assignment)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `--export own`: one statement that accepts only LOCAL paths (no
+    /// other condition, no other action), assigned to the global table's
+    /// export with REJECT as the default: a learned path matches nothing
+    /// and is not sent.
+    #[test]
+    fn export_policy_accepts_local_paths_and_rejects_the_rest() {
+        let (policy, assignment) = export_policy();
+        assert_eq!(policy.name, EXPORT_POLICY);
+        assert_eq!(policy.statements.len(), 1);
+        let st = &policy.statements[0];
+        assert_eq!(st.name, EXPORT_STATEMENT);
+        assert_eq!(
+            st.conditions,
+            Some(api::Conditions {
+                route_type: api::conditions::RouteType::Local as i32,
+                ..api::Conditions::default()
+            })
+        );
+        assert_eq!(
+            st.actions,
+            Some(api::Actions {
+                route_action: api::RouteAction::Accept as i32,
+                ..api::Actions::default()
+            })
+        );
+        assert_eq!(assignment.name, "global");
+        assert_eq!(assignment.direction, api::PolicyDirection::Export as i32);
+        assert_eq!(assignment.default_action, api::RouteAction::Reject as i32);
+        let names: Vec<&str> = assignment
+            .policies
+            .iter()
+            .map(|p| p.name.as_str())
+            .collect();
+        assert_eq!(names, [EXPORT_POLICY]);
+        assert!(
+            assignment.policies[0].statements.is_empty(),
+            "referred by name"
+        );
+    }
+
+    /// gobgpd's answers when the policy is there already (installed twice:
+    /// no duplicate statement, no error); any other error still fails.
+    #[test]
+    fn installing_again_is_tolerated() {
+        for m in [
+            "statement ipvlan-bgp-own-paths already defined",
+            "duplicated policy ipvlan-bgp-export-own",
+            "already exists",
+        ] {
+            assert!(
+                tolerate_existing::<()>(Err(Status::unknown(m))).is_ok(),
+                "{m}"
+            );
+        }
+        assert!(tolerate_existing::<()>(Err(Status::unknown("not found policy x"))).is_err());
     }
 }

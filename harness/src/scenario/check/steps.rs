@@ -572,6 +572,23 @@ impl Scenario {
                 self.check_prefix(prefix)?;
                 from.iter().try_for_each(|v| self.check_via(v))
             }
+            Action::ExpectRouterReceived {
+                router,
+                from,
+                prefixes,
+                ..
+            } => {
+                let r = self
+                    .router(router)
+                    .ok_or_else(|| format!("unknown router {router:?}"))?;
+                if r.kind != RouterKind::Frr {
+                    return Err(format!(
+                        "expect-router-received reads FRR; {router} is not FRR"
+                    ));
+                }
+                prefixes.iter().try_for_each(|p| self.check_prefix(p))?;
+                self.check_via(from)
+            }
             Action::RouterDown { router } | Action::RouterUp { router } => self
                 .router(router)
                 .map(|_| ())
