@@ -132,9 +132,14 @@ pub fn probe(
 /// the address (a previous container's MAC, or one that failed while the
 /// address was not there yet) takes the new one at once instead of after
 /// its next probe. Sent once each, from the namespace the caller is in.
-pub fn announce(ifindex: u32, mac: [u8; 6], addrs: &[IpAddr]) -> io::Result<()> {
+///
+/// Returns the socket they went out on, still open (none when there was
+/// nothing to send): closing a packet socket waits for an RCU grace period
+/// (the kernel's `synchronize_net` in `packet_release`), 5 to 25 ms on a
+/// busy host, which the caller can spend where nothing waits for it.
+pub fn announce(ifindex: u32, mac: [u8; 6], addrs: &[IpAddr]) -> io::Result<Option<OwnedFd>> {
     if addrs.is_empty() {
-        return Ok(());
+        return Ok(None);
     }
     let sock = open(ifindex)?;
     for a in addrs {
@@ -144,7 +149,8 @@ pub fn announce(ifindex: u32, mac: [u8; 6], addrs: &[IpAddr]) -> io::Result<()> 
         };
         send(&sock, ifindex, &frame)?;
     }
-    Ok(())
+    tracing::debug!(mono_us = super::mono_us(), "neighbour frames sent");
+    Ok(Some(sock))
 }
 
 /// A packet socket on `ifindex` that hears only ARP and ICMPv6 neighbour

@@ -312,12 +312,43 @@ pub(super) const SLOW: f64 = 20.0;
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Traced {
     live: u64,
+    /// The first hop's steps ([`STEPS`]): `None` where the driver logged
+    /// no such line (an older build; no neighbours told on ipvlan L3).
+    steps: [Option<u64>; STEPS.len()],
     decided: u64,
     recorded: u64,
     acked: u64,
     route: u64,
     route6: u64,
 }
+
+/// The steps inside the first hop (address live → the announcer decides),
+/// each as b1's driver's debug line names it, and as the bench reports it.
+pub(super) const STEPS: [(&str, &str); 8] = [
+    (
+        " neighbours: thread ",
+        "step: address live → the neighbour thread runs",
+    ),
+    (
+        " neighbours: setns ",
+        "step: → in the container's namespace",
+    ),
+    (" neighbour frames sent ", "step: → frames sent"),
+    (" neighbours told ", "step: → the neighbour thread joined"),
+    (
+        " live: driver locked ",
+        "step: → the driver's lock taken (the watch's callback)",
+    ),
+    (
+        " live: view published ",
+        "step: → the view with the endpoint published",
+    ),
+    (
+        " view change seen ",
+        "step: → the BGP session sees the view change",
+    ),
+    (" learner inputs set ", "step: → the learner's inputs set"),
+];
 
 impl Traced {
     /// From b1's driver's new log lines: the first stamp of each hop for
@@ -332,6 +363,7 @@ impl Traced {
         let prefix = format!("prefix={dst} ");
         let (a, b) = (format!("{}, ", dst.addr()), format!("{}]", dst.addr()));
         let (mut live, mut decided, mut recorded, mut acked) = (None, None, None, None);
+        let mut steps = [None; STEPS.len()];
         for line in text.lines() {
             let Some(stamp) = line
                 .split_once("mono_us=")
@@ -342,6 +374,12 @@ impl Traced {
             };
             if line.contains(" address live ") && (line.contains(&a) || line.contains(&b)) {
                 live = live.or(Some(stamp));
+            } else if let Some(k) = STEPS.iter().position(|(l, _)| line.contains(l)) {
+                // The first of each after this join's address was live
+                // and before its announcer decided.
+                if live.is_some() && decided.is_none() {
+                    steps[k] = steps[k].or(Some(stamp));
+                }
             } else if line.contains(" to announce ") && line.contains(&prefix) {
                 decided = decided.or(Some(stamp));
             } else if line.contains(" intent recorded ") && decided.is_some() {
@@ -352,6 +390,7 @@ impl Traced {
         }
         Some(Traced {
             live: live?,
+            steps,
             decided: decided?,
             recorded: recorded?,
             acked: acked?,
@@ -370,6 +409,31 @@ impl Traced {
             d(self.recorded, self.acked),
             d(self.acked, self.route),
         ]
+    }
+
+    /// The first hop's steps in ms, each from the last stamp before it
+    /// (`None` where the line is missing).
+    pub(super) fn steps(&self) -> [Option<f64>; STEPS.len()] {
+        let mut last = self.live;
+        self.steps.map(|s| {
+            s.map(|s| {
+                let d = s.saturating_sub(last) as f64 / 1e3;
+                last = last.max(s);
+                d
+            })
+        })
+    }
+
+    /// The rest of the first hop after its last logged step: → the
+    /// announcer decides.
+    pub(super) fn to_decided(&self) -> f64 {
+        let last = self
+            .steps
+            .iter()
+            .flatten()
+            .copied()
+            .fold(self.live, u64::max);
+        self.decided.saturating_sub(last) as f64 / 1e3
     }
 
     pub(super) fn live_to_route(&self) -> f64 {
@@ -412,6 +476,9 @@ fn hop_series(r: &mut BenchResult, traced: &[Traced]) {
     for (k, name) in HOPS.iter().enumerate() {
         r.series
             .push(Series::new(*name, "ms", col(&|t| t.hops()[k])));
+        if k == 0 {
+            step_series(r, traced);
+        }
     }
     let slow: Vec<&Traced> = traced.iter().filter(|t| t.live_to_route() > SLOW).collect();
     r.figures
@@ -427,6 +494,26 @@ fn hop_series(r: &mut BenchResult, traced: &[Traced]) {
             r.figures
                 .insert(format!("joins over {SLOW} ms, median of {name}"), *m);
         }
+    }
+}
+
+/// The first hop's steps, those b1's driver logged (an older build logs
+/// none; ipvlan L3 tells no neighbours), and the rest of it.
+fn step_series(r: &mut BenchResult, traced: &[Traced]) {
+    let mut any = false;
+    for (k, (_, name)) in STEPS.iter().enumerate() {
+        let v: Vec<f64> = traced.iter().filter_map(|t| t.steps()[k]).collect();
+        if !v.is_empty() {
+            any = true;
+            r.series.push(Series::new(*name, "ms", v));
+        }
+    }
+    if any {
+        r.series.push(Series::new(
+            "step: → the announcer decides (wanted, announcer sync)",
+            "ms",
+            traced.iter().map(Traced::to_decided).collect(),
+        ));
     }
 }
 
