@@ -88,6 +88,7 @@ pub fn convergence(
     let (mut to_answer, mut first_echo_answered) = (Vec::new(), 0usize);
     let (mut dumps_b1, mut dumps_b2) = (Vec::new(), Vec::new());
     let mut b1_log = DriverLog::open(w.hosts[0].driver.log.clone());
+    let mut b2_log = DriverLog::open(w.hosts[1].driver.log.clone());
     let mut traced: Vec<Traced> = Vec::new();
     for i in 0..runs {
         let before = (full_dumps(&w, 0)?, full_dumps(&w, 1)?);
@@ -165,8 +166,9 @@ pub fn convergence(
         withdraw.push(gone - t1);
         let gone6 = events.wait(dst6, true, t1, Duration::from_secs(10))?;
         withdraw6.push(gone6 - t1);
-        if let Some(t) = Traced::from_log(&b1_log.read_new()?, dst, route_at, at(on_b2_6)) {
-            traced.push(t);
+        let (log1, log2) = (b1_log.read_new()?, b2_log.read_new()?);
+        if let Some(t) = Traced::from_log(&log1, dst, route_at, at(on_b2_6)) {
+            traced.push(t.b2(&log2, dst).gone(at(gone)));
         }
         dumps_b1.push(full_dumps(&w, 0)?.saturating_sub(before.0) as f64);
         dumps_b2.push(full_dumps(&w, 1)?.saturating_sub(before.1) as f64);
@@ -320,6 +322,84 @@ pub(super) struct Traced {
     acked: u64,
     route: u64,
     route6: u64,
+    /// The way back after the stop ([`LEAVE`]), where logged; its last
+    /// entry is the route gone from b2 ([`Traced::gone`]).
+    leave: [Option<u64>; LEAVE.len()],
+}
+
+/// The withdrawal's way: the debug line that ends each step, on which
+/// host's driver, whether the line names the prefix, and the step's name in
+/// the report. Each step's line is the first after the previous step's
+/// (b1's after this join's AddPath was acked); the last step ends at the
+/// route gone from b2's kernel (the route subscription, [`Traced::gone`]).
+pub(super) const LEAVE: [(&str, Host, bool, &str); 10] = [
+    (
+        " leave: to commit ",
+        Host::B1,
+        false,
+        "withdrawal: Leave holds the driver's lock → route gone from b2 (IPv4)",
+    ),
+    (
+        " leave: view published ",
+        Host::B1,
+        false,
+        "withdrawal: → the state committed and the view published",
+    ),
+    (
+        " to withdraw ",
+        Host::B1,
+        true,
+        "withdrawal: → the announcer decides to withdraw",
+    ),
+    (
+        " withdrawn ",
+        Host::B1,
+        true,
+        "withdrawal: → gobgpd acked the DeletePath",
+    ),
+    (
+        " withdrawal: asking the peer's state ",
+        Host::B2,
+        true,
+        "withdrawal: → b2's driver hears it and asks gobgpd for the peer's state",
+    ),
+    (
+        " withdrawal: peer state answered ",
+        Host::B2,
+        false,
+        "withdrawal: → b2's gobgpd answered ListPeer",
+    ),
+    (
+        " learner: batch decided ",
+        Host::B2,
+        false,
+        "withdrawal: → b2's learner decided",
+    ),
+    (
+        " installer: batch received ",
+        Host::B2,
+        false,
+        "withdrawal: → b2's installer thread has the change",
+    ),
+    (
+        " route deleted ",
+        Host::B2,
+        true,
+        "withdrawal: → b2's installer deleted the route (netlink)",
+    ),
+    (
+        "",
+        Host::B2,
+        false,
+        "withdrawal: → route gone from b2's kernel (the route subscription)",
+    ),
+];
+
+/// Whose driver log a line is read from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Host {
+    B1,
+    B2,
 }
 
 /// The steps inside the first hop (address live → the announcer decides),
@@ -364,14 +444,15 @@ impl Traced {
         let (a, b) = (format!("{}, ", dst.addr()), format!("{}]", dst.addr()));
         let (mut live, mut decided, mut recorded, mut acked) = (None, None, None, None);
         let mut steps = [None; STEPS.len()];
+        let mut leave = [None; LEAVE.len()];
         for line in text.lines() {
-            let Some(stamp) = line
-                .split_once("mono_us=")
-                .and_then(|(_, v)| v.split_whitespace().next())
-                .and_then(|v| v.parse::<u64>().ok())
-            else {
+            let Some(stamp) = stamp_of(line) else {
                 continue;
             };
+            if acked.is_some() {
+                leave_step(&mut leave, Host::B1, line, &prefix, stamp);
+                continue;
+            }
             if line.contains(" address live ") && (line.contains(&a) || line.contains(&b)) {
                 live = live.or(Some(stamp));
             } else if let Some(k) = STEPS.iter().position(|(l, _)| line.contains(l)) {
@@ -396,7 +477,46 @@ impl Traced {
             acked: acked?,
             route,
             route6,
+            leave,
         })
+    }
+
+    /// b2's steps of the withdrawal, from b2's driver's new log lines.
+    pub(super) fn b2(mut self, text: &str, dst: ipnet::IpNet) -> Traced {
+        let prefix = format!("prefix={dst} ");
+        for line in text.lines() {
+            if let Some(stamp) = stamp_of(line) {
+                leave_step(&mut self.leave, Host::B2, line, &prefix, stamp);
+            }
+        }
+        self
+    }
+
+    /// The withdrawal's steps in ms ([`LEAVE`]), the last one ending at
+    /// `gone` (the route gone from b2); `None` where a line is missing.
+    pub(super) fn leave_steps(&self) -> [Option<f64>; LEAVE.len()] {
+        let at = self.leave;
+        let mut last = at[0];
+        let mut out = [None; LEAVE.len()];
+        for k in 1..LEAVE.len() {
+            out[k] = last
+                .zip(at[k])
+                .map(|(a, b)| b.saturating_sub(a) as f64 / 1e3);
+            last = at[k].or(last);
+        }
+        out
+    }
+
+    /// From Leave holding the driver's lock to the route gone from b2, ms.
+    pub(super) fn leave_to_gone(&self) -> Option<f64> {
+        let (l, g) = (self.leave[0]?, self.leave[LEAVE.len() - 1]?);
+        Some(g.saturating_sub(l) as f64 / 1e3)
+    }
+
+    /// The IPv4 route left b2's kernel at `gone` (monotonic µs).
+    pub(super) fn gone(mut self, gone: u64) -> Traced {
+        self.leave[LEAVE.len() - 1] = Some(gone);
+        self
     }
 
     /// The hops in order, in ms (a negative gap, which cannot happen on one
@@ -480,6 +600,7 @@ fn hop_series(r: &mut BenchResult, traced: &[Traced]) {
             step_series(r, traced);
         }
     }
+    leave_series(r, traced);
     let slow: Vec<&Traced> = traced.iter().filter(|t| t.live_to_route() > SLOW).collect();
     r.figures
         .insert("joins traced hop by hop".to_string(), traced.len() as f64);
@@ -493,6 +614,50 @@ fn hop_series(r: &mut BenchResult, traced: &[Traced]) {
         if let Some(m) = v.get(v.len() / 2) {
             r.figures
                 .insert(format!("joins over {SLOW} ms, median of {name}"), *m);
+        }
+    }
+}
+
+/// A driver log line's `mono_us` stamp.
+fn stamp_of(line: &str) -> Option<u64> {
+    line.split_once("mono_us=")
+        .and_then(|(_, v)| v.split_whitespace().next())
+        .and_then(|v| v.parse::<u64>().ok())
+}
+
+/// Files `line` (from `host`'s driver, stamped `stamp`) as the withdrawal
+/// step it ends, if it is the first such line after the step before.
+fn leave_step(
+    leave: &mut [Option<u64>; LEAVE.len()],
+    host: Host,
+    line: &str,
+    prefix: &str,
+    stamp: u64,
+) {
+    let Some(k) = LEAVE.iter().position(|(l, h, named, _)| {
+        *h == host && !l.is_empty() && line.contains(l) && (!named || line.contains(prefix))
+    }) else {
+        return;
+    };
+    let after = leave[..k].iter().flatten().copied().max();
+    let first_step = k == 0;
+    if leave[k].is_none() && (first_step || after.is_some_and(|a| stamp >= a)) {
+        leave[k] = Some(stamp);
+    }
+}
+
+/// The withdrawal from Leave, and its steps, where b1's driver logged
+/// them (an older build does not).
+fn leave_series(r: &mut BenchResult, traced: &[Traced]) {
+    let total: Vec<f64> = traced.iter().filter_map(Traced::leave_to_gone).collect();
+    if total.is_empty() {
+        return;
+    }
+    r.series.push(Series::new(LEAVE[0].3, "ms", total));
+    for (k, (_, _, _, name)) in LEAVE.iter().enumerate().skip(1) {
+        let v: Vec<f64> = traced.iter().filter_map(|t| t.leave_steps()[k]).collect();
+        if !v.is_empty() {
+            r.series.push(Series::new(*name, "ms", v));
         }
     }
 }

@@ -93,6 +93,7 @@ impl<T: RouteTable> Installer<T> {
         for (r, res) in delete.iter().zip(self.table.delete(&delete)) {
             match res {
                 Ok(()) => {
+                    debug!(prefix = %r.dst, mono_us = crate::kernel::mono_us(), "route deleted");
                     if self.ours.get(&r.dst) == Some(r) {
                         self.ours.remove(&r.dst);
                     }
