@@ -414,7 +414,7 @@ pub(super) const STEPS: [(&str, &str); 8] = [
         "step: → in the container's namespace",
     ),
     (" neighbour frames sent ", "step: → frames sent"),
-    (" neighbours told ", "step: → the neighbour thread joined"),
+    (" neighbours told ", "step: → back on the watcher's thread"),
     (
         " live: driver locked ",
         "step: → the driver's lock taken (the watch's callback)",
@@ -755,5 +755,96 @@ T DEBUG ipvlan_bgp::bgp::announcer: announced prefix=10.30.1.5/32 next_hop=192.0
         assert_eq!(t.hops(), [1.0, 2.0, 1.0, 4.0]);
         assert_eq!((t.live_to_route(), t.live_to_route6()), (8.0, 9.0));
         assert!(Traced::from_log(&log[..200], dst, 8100, 9100).is_none());
+        // No step lines (an older build): no steps, the whole hop is the rest.
+        assert_eq!(t.steps(), [None; STEPS.len()]);
+        assert_eq!(t.to_decided(), 1.0);
+        assert_eq!(t.leave_to_gone(), None);
+    }
+
+    /// The first hop's steps: the first of each after this join's address
+    /// was live and before its announcer decided; a missing one is skipped
+    /// (the next counts from the last one logged).
+    #[test]
+    fn the_first_hop_is_broken_into_its_steps() {
+        let log = "\
+T DEBUG ipvlan_bgp::kernel::address_watch: neighbours told mono_us=10
+T DEBUG ipvlan_bgp::kernel::address_watch: address live addrs=[10.30.1.5, fd00::5] mono_us=100
+T DEBUG ipvlan_bgp::kernel::address_watch: neighbours: thread mono_us=200
+T DEBUG ipvlan_bgp::kernel::address_watch: neighbours: setns mono_us=300
+T DEBUG ipvlan_bgp::kernel::neigh_probe: neighbour frames sent mono_us=600
+T DEBUG ipvlan_bgp::kernel::address_watch: neighbours told mono_us=700
+T DEBUG ipvlan_bgp: live: driver locked mono_us=900
+T DEBUG ipvlan_bgp::bgp::session: view change seen mono_us=1000
+T DEBUG ipvlan_bgp::bgp::session: learner inputs set mono_us=1200
+T DEBUG ipvlan_bgp::bgp::announcer: to announce prefix=10.30.1.5/32 mono_us=1500
+T DEBUG ipvlan_bgp::bgp::session: view change seen mono_us=1600
+T DEBUG ipvlan_bgp::bgp::announcer: intent recorded mono_us=1700
+T DEBUG ipvlan_bgp::bgp::announcer: announced prefix=10.30.1.5/32 next_hop=192.0.2.1 attrs=x mono_us=2000
+";
+        let dst: ipnet::IpNet = "10.30.1.5/32".parse().unwrap();
+        let t = Traced::from_log(log, dst, 3000, 3000).unwrap();
+        assert_eq!(
+            t.steps(),
+            [
+                Some(0.1),
+                Some(0.1),
+                Some(0.3),
+                Some(0.1),
+                Some(0.2),
+                None,
+                Some(0.1),
+                Some(0.2)
+            ]
+        );
+        assert_eq!(t.to_decided(), 0.3);
+    }
+
+    /// The withdrawal: b1's lines after the join's AddPath was acked, then
+    /// b2's, each step the first after the step before (b2's learner line
+    /// from the join does not count), ending at the route gone from b2.
+    #[test]
+    fn the_withdrawal_is_traced_on_both_hosts() {
+        let b1 = "\
+T DEBUG ipvlan_bgp::kernel::address_watch: address live addrs=[10.30.1.5, fd00::5] mono_us=100
+T DEBUG ipvlan_bgp::bgp::announcer: to announce prefix=10.30.1.5/32 mono_us=200
+T DEBUG ipvlan_bgp::bgp::announcer: intent recorded mono_us=300
+T DEBUG ipvlan_bgp::bgp::announcer: announced prefix=10.30.1.5/32 next_hop=192.0.2.1 attrs=x mono_us=400
+T DEBUG ipvlan_bgp::docker::ops: leave: to commit mono_us=1000
+T DEBUG ipvlan_bgp::docker::ops: leave: view published mono_us=2000
+T DEBUG ipvlan_bgp::bgp::announcer: to withdraw prefix=fd00::5/128 mono_us=2500
+T DEBUG ipvlan_bgp::bgp::announcer: to withdraw prefix=10.30.1.5/32 mono_us=3000
+T DEBUG ipvlan_bgp::bgp::announcer: withdrawn prefix=10.30.1.5/32 mono_us=4000
+T DEBUG ipvlan_bgp::bgp::withdrawals: withdrawal: asking the peer's state prefix=10.30.1.5/32 mono_us=4100
+";
+        let b2 = "\
+T DEBUG ipvlan_bgp::bgp::learning: learner: batch decided changes=2 mono_us=350
+T DEBUG ipvlan_bgp::bgp::withdrawals: withdrawal: asking the peer's state prefix=10.30.1.5/32 mono_us=5000
+T DEBUG ipvlan_bgp::bgp::withdrawals: withdrawal: peer state answered mono_us=6000
+T DEBUG ipvlan_bgp::bgp::learning: learner: batch decided changes=2 mono_us=7000
+T DEBUG ipvlan_bgp::rib::worker: installer: batch received changes=2 mono_us=8000
+T DEBUG ipvlan_bgp::rib::installer::write: route deleted prefix=fd00::5/128 mono_us=8500
+T DEBUG ipvlan_bgp::rib::installer::write: route deleted prefix=10.30.1.5/32 mono_us=9000
+";
+        let dst: ipnet::IpNet = "10.30.1.5/32".parse().unwrap();
+        let t = Traced::from_log(b1, dst, 500, 500)
+            .unwrap()
+            .b2(b2, dst)
+            .gone(10_000);
+        assert_eq!(t.leave_to_gone(), Some(9.0));
+        assert_eq!(
+            t.leave_steps(),
+            [
+                None,
+                Some(1.0),
+                Some(1.0),
+                Some(1.0),
+                Some(1.0),
+                Some(1.0),
+                Some(1.0),
+                Some(1.0),
+                Some(1.0),
+                Some(1.0)
+            ]
+        );
     }
 }
