@@ -546,7 +546,7 @@ impl Traced {
 
     /// The rest of the first hop after its last logged step: → the
     /// announcer decides.
-    pub(super) fn to_decided(&self) -> f64 {
+    pub(super) fn last_step_to_decided(&self) -> f64 {
         let last = self
             .steps
             .iter()
@@ -677,7 +677,7 @@ fn step_series(r: &mut BenchResult, traced: &[Traced]) {
         r.series.push(Series::new(
             "step: → the announcer decides (wanted, announcer sync)",
             "ms",
-            traced.iter().map(Traced::to_decided).collect(),
+            traced.iter().map(Traced::last_step_to_decided).collect(),
         ));
     }
 }
@@ -757,7 +757,7 @@ T DEBUG ipvlan_bgp::bgp::announcer: announced prefix=10.30.1.5/32 next_hop=192.0
         assert!(Traced::from_log(&log[..200], dst, 8100, 9100).is_none());
         // No step lines (an older build): no steps, the whole hop is the rest.
         assert_eq!(t.steps(), [None; STEPS.len()]);
-        assert_eq!(t.to_decided(), 1.0);
+        assert_eq!(t.last_step_to_decided(), 1.0);
         assert_eq!(t.leave_to_gone(), None);
     }
 
@@ -796,7 +796,7 @@ T DEBUG ipvlan_bgp::bgp::announcer: announced prefix=10.30.1.5/32 next_hop=192.0
                 Some(0.2)
             ]
         );
-        assert_eq!(t.to_decided(), 0.3);
+        assert_eq!(t.last_step_to_decided(), 0.3);
     }
 
     /// The withdrawal: b1's lines after the join's AddPath was acked, then
