@@ -259,6 +259,7 @@ impl Announcer {
         prefix: IpNet,
         held: &Held,
     ) -> Result<(), tonic::Status> {
+        debug!(prefix = %prefix, mono_us = crate::kernel::mono_us(), "to withdraw");
         let by_uuid = held.adopted.then(|| self.ledger.uuid(&prefix)).flatten();
         let tried_uuid = by_uuid.is_some();
         let deleted = match by_uuid {
@@ -272,7 +273,7 @@ impl Announcer {
         match deleted {
             Ok(()) => {
                 self.counts.withdrawals += 1;
-                debug!(prefix = %prefix, "withdrawn");
+                debug!(prefix = %prefix, mono_us = crate::kernel::mono_us(), "withdrawn");
             }
             // gobgpd's answer (both lines) for a UUID it does not hold.
             Err(e) if tried_uuid && uuid_not_found(&e) => {

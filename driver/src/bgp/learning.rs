@@ -241,6 +241,11 @@ fn run(
             }
             Msg::Learn(paths, arrived) => {
                 let changes = learner.learn(paths);
+                tracing::debug!(
+                    changes = changes.len(),
+                    mono_us = crate::kernel::mono_us(),
+                    "learner: batch decided"
+                );
                 let set = changes.iter().filter_map(|c| match c {
                     Change::Set(r) => Some(r.dst),
                     Change::Remove(_) => None,

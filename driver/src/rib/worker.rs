@@ -135,6 +135,13 @@ impl<T: RouteTable> Installer<T> {
                 Err(mpsc::RecvTimeoutError::Disconnected) => return,
             }
             let now = Instant::now();
+            if !batch.is_empty() {
+                tracing::debug!(
+                    changes = batch.len(),
+                    mono_us = crate::kernel::mono_us(),
+                    "installer: batch received"
+                );
+            }
             // Events first: a route another owner just added must be known
             // before the batch writes to that prefix.
             for ev in events {

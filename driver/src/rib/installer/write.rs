@@ -18,6 +18,10 @@ use crate::kernel::{MultiRoute, TableRoute};
 use crate::metrics::{now_unix, DumpReason};
 use crate::rib::table::RouteTable;
 
+/// Up to this many deletes in one write, each logs a `mono_us` debug
+/// stamp (the convergence bench's withdrawal trace).
+const STAMPED: usize = 8;
+
 impl<T: RouteTable> Installer<T> {
     /// Applies the learner's changes.
     pub fn apply(&mut self, batch: Vec<Change>, now: Instant) {
@@ -90,9 +94,15 @@ impl<T: RouteTable> Installer<T> {
         now: Instant,
     ) {
         let mut errors = 0u64;
+        // A stamp per route only for a few (a container's withdrawal), not
+        // for a peer's whole table.
+        let stamped = delete.len() <= STAMPED;
         for (r, res) in delete.iter().zip(self.table.delete(&delete)) {
             match res {
                 Ok(()) => {
+                    if stamped {
+                        debug!(prefix = %r.dst, mono_us = crate::kernel::mono_us(), "route deleted");
+                    }
                     if self.ours.get(&r.dst) == Some(r) {
                         self.ours.remove(&r.dst);
                     }
