@@ -1366,7 +1366,7 @@ async fn export_only_own_paths(line: ApiLine) -> Outcome {
     .await
     .expect("connect to A's gobgpd");
     again
-        .export_only_own_paths()
+        .export_only_own_paths(&[])
         .await
         .expect("installing the export policy again");
     assert_eq!(
