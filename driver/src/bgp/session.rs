@@ -43,7 +43,7 @@ use super::peers::{PeerAction, Peers};
 use super::speaker;
 use super::stuck::{Handshakes, Stuck};
 use super::timers::{check_liveness, AbortOnDrop, TICK};
-use super::uplink_next_hops::{uplink_next_hops, UplinkNextHops};
+use super::uplink_next_hops::{changed_warning, uplink_next_hops, UplinkNextHops};
 use super::withdrawals::{self, HeldWithdrawals};
 use crate::kernel::real::Kernel;
 use crate::kernel::MultiRoute;
@@ -232,22 +232,9 @@ impl Bgp {
             return;
         };
         let now = self.uplink_next_hops(&self.speaker_cfg).per_peer;
-        if &now == installed {
+        let Some(msg) = changed_warning(installed, &now) else {
             return;
-        }
-        let was: Vec<String> = installed
-            .iter()
-            .map(|p| format!("{} via {}", p.peer, p.next_hop))
-            .collect();
-        let is: Vec<String> = now
-            .iter()
-            .map(|p| format!("{} via {}", p.peer, p.next_hop))
-            .collect();
-        let msg = format!(
-            "an uplink's IPv6 address changed: gobgpd's export policy still gives the uplink peers our IPv6 paths with the next hops installed when BGP started ({}), the uplinks now have ({}); restart gobgpd to install the new ones (the driver installs the policy when it starts BGP)",
-            was.join(", "),
-            is.join(", ")
-        );
+        };
         if self.warned.insert(msg.clone()) {
             warn!("{msg}");
         }

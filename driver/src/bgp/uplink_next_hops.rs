@@ -5,7 +5,9 @@
 //! peer on an uplink's connected subnet, that uplink's global IPv6 address
 //! ([`PeerNextHop6`], what the export policy sets as the next hop of our
 //! IPv6 paths towards that peer), and one warning per uplink peer whose
-//! uplink has no global IPv6 address ([`UplinkNextHops::warnings`]).
+//! uplink has no global IPv6 address ([`UplinkNextHops::warnings`]); later,
+//! the warning that the uplinks' addresses no longer match what gobgpd's
+//! export policy holds ([`changed_warning`]).
 //!
 //! Why: the sessions to the ToRs run over IPv4, and gobgpd gives an IPv6
 //! path sent over an IPv4 session the IPv4-mapped `::ffff:<local IPv4>` as
@@ -54,6 +56,26 @@ pub fn uplink_next_hops(host: &HostInfo, uplinks: &[String], peers: &[IpAddr]) -
     }
     out.per_peer.sort();
     out
+}
+
+/// The export policy's next hops are fixed when BGP starts on gobgpd: the
+/// warning when the uplinks' addresses (`now`) no longer match the ones
+/// `installed`, naming both and the fix; `None` while they match.
+pub fn changed_warning(installed: &[PeerNextHop6], now: &[PeerNextHop6]) -> Option<String> {
+    if installed == now {
+        return None;
+    }
+    let list = |l: &[PeerNextHop6]| {
+        l.iter()
+            .map(|p| format!("{} via {}", p.peer, p.next_hop))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    Some(format!(
+        "an uplink's IPv6 address changed: gobgpd's export policy still gives the uplink peers our IPv6 paths with the next hops installed when BGP started ({}), the uplinks now have ({}); restart gobgpd to install the new ones (the driver installs the policy when it starts BGP on gobgpd)",
+        list(installed),
+        list(now)
+    ))
 }
 
 #[cfg(test)]
@@ -144,5 +166,24 @@ mod tests {
         ]);
         let got = uplink_next_hops(&h, &uplinks(), &[ip("fd00:0:ff::1")]);
         assert_eq!(got.per_peer[0].next_hop.to_string(), "fd00:0:ff::2");
+    }
+
+    /// An address that changed (or went) is warned about with the old and
+    /// the new next hops and the fix; the same set is not.
+    #[test]
+    fn a_changed_uplink_address_is_warned_about() {
+        let p = |nh: &str| PeerNextHop6 {
+            peer: ip("203.0.113.1"),
+            next_hop: nh.parse().unwrap(),
+        };
+        assert_eq!(
+            changed_warning(&[p("fd00:0:ff::2")], &[p("fd00:0:ff::2")]),
+            None
+        );
+        let w = changed_warning(&[p("fd00:0:ff::2")], &[p("fd00:0:ff::9")]).unwrap();
+        assert!(w.contains("203.0.113.1 via fd00:0:ff::2"), "{w}");
+        assert!(w.contains("203.0.113.1 via fd00:0:ff::9"), "{w}");
+        assert!(w.contains("restart gobgpd"), "{w}");
+        assert!(changed_warning(&[p("fd00:0:ff::2")], &[]).is_some());
     }
 }
