@@ -288,8 +288,10 @@ pub struct RunArgs {
     /// the paths this host originates, so a host with two uplinks is never
     /// transit between its routers; `all`, every best path, learned ones too
     /// (a host that must pass routes on, as a route reflector). Installed as
-    /// a global export policy when the driver starts BGP on gobgpd; a gobgpd
-    /// configured by its operator is left alone (docs/dual-uplink.md).
+    /// a global export policy when the driver starts BGP on gobgpd; with
+    /// --uplink it also gives each uplink peer our IPv6 paths with that
+    /// uplink's global IPv6 address as next hop. A gobgpd configured by its
+    /// operator is left alone (docs/dual-uplink.md).
     #[arg(long, env = "IPVLAN_BGP_EXPORT", value_enum, default_value_t = Export::Own)]
     pub export: Export,
 

@@ -51,6 +51,15 @@
 //! path on to C (the check sees transit where there is transit); an
 //! operator's gobgpd started with the TOML block docs/dual-uplink.md gives
 //! (read from the file) keeps B's path from C as well.
+//! `export_ipv6_next_hop_per_uplink` (both lines): A in dual-uplink mode
+//! (`ab0` and `ac0` as its uplinks, each with a global IPv6 address, the
+//! sessions to B and C over IPv4) announces an IPv4 and an IPv6 prefix
+//! with unspecified next hops; B receives the IPv6 one with A's `ab0`
+//! address as next hop and C with A's `ac0` address (never gobgpd's
+//! `::ffff:<IPv4>`), and the IPv4 one with A's session address as
+//! before; the same with an operator's gobgpd started with the TOML block
+//! docs/dual-uplink.md gives for it (its example addresses replaced by the
+//! lab's).
 //! `v3_refuses_bfd`: against 3.x, the BGP side fails with an error naming
 //! 4.x, and the `ipvlan-bgp` binary exits non-zero with it.
 
@@ -387,6 +396,12 @@ fn main() {
         }),
         ("v4_export_only_own_paths", || {
             Box::pin(export_only_own_paths(ApiLine::V4))
+        }),
+        ("v3_export_ipv6_next_hop_per_uplink", || {
+            Box::pin(export_ipv6_next_hop_per_uplink(ApiLine::V3))
+        }),
+        ("v4_export_ipv6_next_hop_per_uplink", || {
+            Box::pin(export_ipv6_next_hop_per_uplink(ApiLine::V4))
         }),
     ])
 }
@@ -1366,7 +1381,7 @@ async fn export_only_own_paths(line: ApiLine) -> Outcome {
     .await
     .expect("connect to A's gobgpd");
     again
-        .export_only_own_paths()
+        .export_only_own_paths(&[])
         .await
         .expect("installing the export policy again");
     assert_eq!(
@@ -1488,9 +1503,123 @@ async fn export_only_own_paths(line: ApiLine) -> Outcome {
     Ok(())
 }
 
+/// The next hop `which` (B or C) holds for `prefix` (from A, its only
+/// peer), as its CLI writes it; `None` while it has no path.
+fn next_hop_at(lab: &Lab, which: &str, prefix: &str) -> Option<String> {
+    let fam = if prefix.contains(':') { "-a ipv6" } else { "" };
+    let out = lab.peer(which, &format!("global rib {fam} {prefix}"));
+    let line = out.lines().find(|l| l.contains(prefix))?;
+    // "*> PREFIX  NEXTHOP  AS_PATH  AGE  ATTRS": the field after the prefix.
+    let mut words = line.split_whitespace().skip_while(|w| *w != prefix);
+    words.next();
+    words.next().map(str::to_string)
+}
+
+/// Dual-uplink mode, IPv6 over IPv4 sessions: each peer gets our IPv6
+/// prefix with the IPv6 address of the uplink it is on as next hop.
+async fn export_ipv6_next_hop_per_uplink(line: ApiLine) -> Outcome {
+    if let Some(why) = lab::missing(line, true) {
+        return skip(&why);
+    }
+    let mut undo = Cleanup::default();
+    let lab = Lab::new(line, "6", &mut undo);
+    // nodad: usable (not tentative) at once.
+    ip(&lab.a, "addr add fd00:ab::1/64 dev ab0 nodad");
+    ip(&lab.a, "addr add fd00:ac::1/64 dev ac0 nodad");
+    let a_pid = lab.start_a(&mut undo);
+    lab.start_peer("b", false, &mut undo);
+    lab.start_peer("c", false, &mut undo);
+    lab.peer_when_up("b", "global rib summary").await;
+    lab.peer_when_up("c", "global rib summary").await;
+    let mut cfg = config(&lab.sock, &PEERS, None);
+    cfg.uplinks = vec!["ab0".into(), "ac0".into()];
+    cfg.default_parent = None;
+    // A view announcing `v4` and `v6`; B and C must hold each with these
+    // next hops.
+    let announce = |v4: &str, v6: &str| {
+        let mut v = view(false, None);
+        v.announcements.insert(n(v4), "ab0".into());
+        v.announcements.insert(n(v6), "ab0".into());
+        v.pools.insert(n("fd00:1::/64"));
+        v
+    };
+    let want = |v4: &'static str, v6: &'static str| {
+        [
+            ("b", v6, "fd00:ab::1"),
+            ("c", v6, "fd00:ac::1"),
+            ("b", v4, "192.0.2.1"),
+            ("c", v4, "198.51.100.1"),
+        ]
+    };
+    let got = |w: &[(&str, &str, &str); 4]| -> Vec<String> {
+        w.iter()
+            .map(|(at, p, _)| format!("{at}: {p} via {:?}", next_hop_at(&lab, at, p)))
+            .collect()
+    };
+    let all_there = |w: &[(&str, &str, &str); 4]| {
+        w.iter()
+            .all(|(at, p, nh)| next_hop_at(&lab, at, p).as_deref() == Some(*nh))
+    };
+    let w = want("10.1.1.5/32", "fd00:1::5/128");
+    let d = Driver::start(&lab.a, cfg.clone(), announce(w[2].1, w[0].1));
+    let up = wait_for(Duration::from_secs(40), || all_there(&w)).await;
+    assert!(
+        up.is_some(),
+        "[{line}] the driver's export policy: {:?}; A's export policy: {}",
+        got(&w),
+        lab.a_cli("global policy export")
+    );
+    eprintln!("[{line}] driver-installed: {:?}", got(&w));
+    d.stop().await.expect("clean stop");
+
+    // An operator's gobgpd with the documented block (its addresses
+    // replaced by the lab's): the same next hops, on prefixes B and C
+    // never had (they keep the first ones as stale: graceful restart).
+    signal(a_pid, nix::sys::signal::Signal::SIGKILL);
+    let _ = std::fs::remove_file(&lab.sock);
+    let block = docs_toml_with(ipvlan_bgp::bgp::gobgp_api::EXPORT_V6_NEXT_HOP)
+        .replace("203.0.113.1", "192.0.2.2")
+        .replace("203.0.113.5", "198.51.100.2")
+        .replace("fd00:0:ff:1::2", "fd00:ac::1")
+        .replace("fd00:0:ff::2", "fd00:ab::1");
+    let toml = lab.dir.path().join("a6.toml");
+    std::fs::write(
+        &toml,
+        format!(
+            "[global.config]\n  as = 65000\n  router-id = \"192.0.2.1\"\n[global.use-multiple-paths.config]\n  enabled = true\n{block}"
+        ),
+    )
+    .expect("toml");
+    let api = format!("--api-hosts=unix://{}", lab.sock.display());
+    let f = toml.display().to_string();
+    undo.child(lab::gobgpd(
+        line,
+        Some(&lab.a),
+        &[&api, "-f", &f],
+        &lab.dir.path().join("a6-toml.log"),
+    ));
+    let w = want("10.1.1.6/32", "fd00:1::6/128");
+    let d = Driver::start(&lab.a, cfg, announce(w[2].1, w[0].1));
+    let up = wait_for(Duration::from_secs(40), || all_there(&w)).await;
+    assert!(
+        up.is_some(),
+        "[{line}] the documented TOML: {:?}; A's export policy: {}",
+        got(&w),
+        lab.a_cli("global policy export")
+    );
+    eprintln!("[{line}] the documented gobgpd TOML: {:?}", got(&w));
+    d.stop().await.expect("clean stop");
+    Ok(())
+}
+
 /// The gobgpd TOML block docs/dual-uplink.md gives operators (the one
 /// that names the export policy).
 fn docs_export_toml() -> String {
+    docs_toml_with(ipvlan_bgp::bgp::gobgp_api::EXPORT_POLICY)
+}
+
+/// The first TOML block of docs/dual-uplink.md that contains `needle`.
+fn docs_toml_with(needle: &str) -> String {
     let doc = std::fs::read_to_string(concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/../docs/dual-uplink.md"
@@ -1499,8 +1628,8 @@ fn docs_export_toml() -> String {
     doc.split("```toml\n")
         .skip(1)
         .filter_map(|b| b.split_once("```").map(|(t, _)| t))
-        .find(|t| t.contains(ipvlan_bgp::bgp::gobgp_api::EXPORT_POLICY))
-        .expect("a TOML block with the export policy in docs/dual-uplink.md")
+        .find(|t| t.contains(needle))
+        .unwrap_or_else(|| panic!("a TOML block with {needle} in docs/dual-uplink.md"))
         .to_string()
 }
 

@@ -193,8 +193,8 @@ impl GobgpApi for Gobgp {
     async fn honour_graceful_shutdown(&mut self) -> Result<(), Status> {
         either!(self, c => c.honour_graceful_shutdown().await)
     }
-    async fn export_only_own_paths(&mut self) -> Result<(), Status> {
-        either!(self, c => c.export_only_own_paths().await)
+    async fn export_only_own_paths(&mut self, v6: &[PeerNextHop6]) -> Result<(), Status> {
+        either!(self, c => c.export_only_own_paths(v6).await)
     }
 }
 

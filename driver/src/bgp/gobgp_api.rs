@@ -11,7 +11,7 @@
 //! ([`super::gobgp::Gobgp`]) all stand on it without a circle.
 
 use std::future::Future;
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv6Addr};
 use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
@@ -637,6 +637,35 @@ pub const GSHUT_STATEMENT: &str = "ipvlan-bgp-gshut-lp";
 /// by the assignment's default action.
 pub const EXPORT_POLICY: &str = "ipvlan-bgp-export-own";
 pub const EXPORT_STATEMENT: &str = "ipvlan-bgp-own-paths";
+/// Dual-uplink mode: the export statement (and its neighbour set) that
+/// gives one uplink peer our IPv6 paths with that uplink's own IPv6 address
+/// as next hop; the peer's address follows the prefix. Placed before
+/// [`EXPORT_STATEMENT`]. Without it gobgpd gives an IPv6 path sent over an
+/// IPv4 session the IPv4-mapped `::ffff:<local IPv4>`, which no kernel
+/// installs (docs/dual-uplink.md).
+pub const EXPORT_V6_NEXT_HOP: &str = "ipvlan-bgp-v6-next-hop-";
+
+/// One uplink peer and the IPv6 next hop our IPv6 paths carry towards it:
+/// the global IPv6 address of the uplink the peer is on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct PeerNextHop6 {
+    pub peer: IpAddr,
+    pub next_hop: Ipv6Addr,
+}
+
+impl PeerNextHop6 {
+    /// The name of this peer's statement and of its neighbour set.
+    pub fn name(&self) -> String {
+        format!("{EXPORT_V6_NEXT_HOP}{}", self.peer)
+    }
+
+    /// The neighbour set's one entry: the peer's address as a host prefix
+    /// (gobgpd's API parses the entries as CIDR).
+    pub fn neighbor_entry(&self) -> String {
+        let len = if self.peer.is_ipv4() { 32 } else { 128 };
+        format!("{}/{len}", self.peer)
+    }
+}
 
 /// gobgpd's answer to a DeletePath by a UUID it does not hold: "can't find a
 /// specified path" (measured on 3.10), "can't find a specified path(s) with
@@ -761,7 +790,13 @@ pub trait GobgpApi {
     fn honour_graceful_shutdown(&mut self) -> impl Future<Output = Result<(), Status>> + Send;
     /// A global export policy that sends peers only the paths this gobgpd
     /// originates ([`EXPORT_POLICY`]): a dual-homed host is no transit.
-    fn export_only_own_paths(&mut self) -> impl Future<Output = Result<(), Status>> + Send;
+    /// `v6_next_hops` (dual-uplink mode): first, per uplink peer, a
+    /// statement that sends it our IPv6 paths with that uplink's IPv6
+    /// address as next hop ([`EXPORT_V6_NEXT_HOP`]).
+    fn export_only_own_paths(
+        &mut self,
+        v6_next_hops: &[PeerNextHop6],
+    ) -> impl Future<Output = Result<(), Status>> + Send;
 }
 
 /// Parses a community written as `ASN:VALUE` (each 0..65535) or as one number.

@@ -89,6 +89,11 @@ impl HostInfo {
         self.links.iter().find(|(_, n, _)| n == name)
     }
 
+    /// The networks of the addresses on `link`, if it exists.
+    pub(super) fn addresses_of(&self, link: &str) -> Option<&[IpNet]> {
+        self.link(link).map(|l| l.2.as_slice())
+    }
+
     /// The first IPv4 address on `parent`: the next hop we announce.
     pub fn parent_v4(&self, parent: &str) -> Option<IpAddr> {
         self.link(parent)?
@@ -102,7 +107,7 @@ impl HostInfo {
     /// next hop: never link-local (a peer cannot use it without knowing the
     /// interface, and a route reflector passes it to hosts on other links),
     /// never unstable (temporary, deprecated, tentative, DAD failed).
-    fn parent_v6_candidates(&self, parent: &str) -> BTreeSet<IpAddr> {
+    pub(super) fn parent_v6_candidates(&self, parent: &str) -> BTreeSet<IpAddr> {
         let Some(link) = self.link(parent) else {
             return BTreeSet::new();
         };

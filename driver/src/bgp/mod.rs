@@ -43,4 +43,5 @@ pub mod session;
 pub mod speaker;
 pub mod stuck;
 pub mod timers;
+pub mod uplink_next_hops;
 pub mod withdrawals;

@@ -34,6 +34,7 @@ use super::drain::{self, DrainMethod};
 use super::gobgp::{
     self, ApiLine, Event, EventStream, Family, Gobgp, GobgpApi, LearnedPath, PeerInfo, RibPath,
 };
+use super::gobgp_api::PeerNextHop6;
 use super::host::{policy_inputs, wanted_announcements, HostInfo, NextHopChoice};
 use super::learner::Learner;
 use super::learning::{LearnerGone, LearnerHandle};
@@ -42,6 +43,7 @@ use super::peers::{PeerAction, Peers};
 use super::speaker;
 use super::stuck::{Handshakes, Stuck};
 use super::timers::{check_liveness, AbortOnDrop, TICK};
+use super::uplink_next_hops::{changed_warning, uplink_next_hops, UplinkNextHops};
 use super::withdrawals::{self, HeldWithdrawals};
 use crate::kernel::real::Kernel;
 use crate::kernel::MultiRoute;
@@ -81,6 +83,10 @@ pub struct Bgp {
     /// The speaker settings of the current connection (the router ID
     /// filled in): what a stuck peer of ours is added again with.
     speaker_cfg: speaker::SpeakerConfig,
+    /// Dual-uplink mode: the per-peer IPv6 next hops the export policy of
+    /// the current gobgpd holds (installed when the driver started BGP on
+    /// it); `None` when the driver installed none.
+    v6_next_hops: Option<Vec<PeerNextHop6>>,
 }
 
 const HOST_REFRESH: Duration = Duration::from_secs(3);
@@ -172,6 +178,7 @@ impl Bgp {
             drain: DrainStatus::default(),
             handshakes: Handshakes::default(),
             speaker_cfg: speaker::SpeakerConfig::default(),
+            v6_next_hops: None,
         })
     }
 
@@ -196,6 +203,7 @@ impl Bgp {
         match read {
             Ok(Ok(h)) => {
                 self.host = h.with_gateways(&self.metrics);
+                self.check_v6_next_hops();
                 // Also picks up peers gobgpd reported since (cheap when nothing changed).
                 self.apply_inputs().await?;
             }
@@ -203,6 +211,33 @@ impl Bgp {
             Err(e) => warn!(error = %e, "host refresh task failed"),
         }
         Ok(())
+    }
+
+    /// Dual-uplink mode: each configured peer's IPv6 next hop from the
+    /// host as last read (none without `--uplink`).
+    fn uplink_next_hops(&self, cfg: &speaker::SpeakerConfig) -> UplinkNextHops {
+        if self.cfg.uplinks.is_empty() {
+            return UplinkNextHops::default();
+        }
+        let peers: Vec<IpAddr> = cfg.peers.iter().map(|p| p.address).collect();
+        uplink_next_hops(&self.host, &self.cfg.uplinks, &peers)
+    }
+
+    /// The export policy's IPv6 next hops are fixed when BGP starts on
+    /// gobgpd: when an uplink's IPv6 address changes later, say (once per
+    /// change) that gobgpd still sends the old one and a gobgpd restart
+    /// installs the new one.
+    fn check_v6_next_hops(&mut self) {
+        let Some(installed) = &self.v6_next_hops else {
+            return;
+        };
+        let now = self.uplink_next_hops(&self.speaker_cfg).per_peer;
+        let Some(msg) = changed_warning(installed, &now) else {
+            return;
+        };
+        if self.warned.insert(msg.clone()) {
+            warn!("{msg}");
+        }
     }
 
     async fn apply_inputs(&mut self) -> Result<(), LearnerGone> {
@@ -340,9 +375,20 @@ impl Bgp {
         }
         self.speaker_cfg = speaker_cfg.clone();
         self.handshakes = Handshakes::default();
-        let started = speaker::start(&mut client, &speaker_cfg)
+        let v6 = self.uplink_next_hops(&speaker_cfg);
+        let started = speaker::start(&mut client, &speaker_cfg, &v6.per_peer)
             .await
             .map_err(|e| format!("configure gobgpd: {}", gobgp::describe(&e)))?;
+        self.v6_next_hops = None;
+        if started.fresh
+            && speaker_cfg.export == speaker::Export::Own
+            && !self.cfg.uplinks.is_empty()
+        {
+            for w in &v6.warnings {
+                warn!("{w}");
+            }
+            self.v6_next_hops = Some(v6.per_peer);
+        }
         if let Some(w) = multipath_warning(&self.cfg.uplinks, started.global.use_multiple_paths) {
             warn!("{w}");
         }

@@ -31,8 +31,8 @@ use tracing::{info, warn};
 
 pub use super::gobgp::Secret;
 use super::gobgp::{
-    ApiLine, Bfd, GlobalInfo, Gobgp, GobgpApi, GracefulRestart, PeerInfo, PeerSettings,
-    StartSettings,
+    ApiLine, Bfd, GlobalInfo, Gobgp, GobgpApi, GracefulRestart, PeerInfo, PeerNextHop6,
+    PeerSettings, StartSettings,
 };
 
 /// Shortest and longest BFD interval accepted (RFC 5880 allows less; below
@@ -435,8 +435,13 @@ pub struct Started {
 /// our own paths). Without `--asn`, or when gobgpd runs BGP already (its
 /// operator's config, or our own start before a driver restart), its
 /// policies are left alone: a gobgpd that restarts comes back empty and
-/// gets them again here.
-pub async fn start(client: &mut Gobgp, cfg: &SpeakerConfig) -> Result<Started, Status> {
+/// gets them again here. `v6_next_hops` (dual-uplink mode): the export
+/// policy's per-peer IPv6 next hops ([`crate::bgp::uplink_next_hops`]).
+pub async fn start(
+    client: &mut Gobgp,
+    cfg: &SpeakerConfig,
+    v6_next_hops: &[PeerNextHop6],
+) -> Result<Started, Status> {
     let global = client.get_bgp().await?;
     let Some(asn) = cfg.asn else {
         return Ok(Started {
@@ -475,7 +480,10 @@ pub async fn start(client: &mut Gobgp, cfg: &SpeakerConfig) -> Result<Started, S
     // Before any peer is added (add_peers comes after): no learned path
     // is ever sent on, not even for a moment.
     if cfg.export == Export::Own {
-        client.export_only_own_paths().await?;
+        client.export_only_own_paths(v6_next_hops).await?;
+        for p in v6_next_hops {
+            info!(peer = %p.peer, ipv6_next_hop = %p.next_hop, "export policy: our IPv6 paths go to this uplink peer with its uplink's IPv6 address as next hop");
+        }
     }
     info!(asn, router_id = %router_id, line = %client.line(), export = ?cfg.export, "started BGP on gobgpd (multipath, GRACEFUL_SHUTDOWN honoured on import; export: own = only this host's paths go to peers, all = every best path)");
     Ok(Started {

@@ -34,8 +34,8 @@ use tonic::Status;
 
 use super::gobgp_api::{
     deadline, next_within, EventStream, Family, GlobalInfo, GobgpApi, OwnPath, PeerInfo,
-    PeerSettings, RibStream, StartSettings, EXPORT_POLICY, EXPORT_STATEMENT, GRACEFUL_SHUTDOWN,
-    GSHUT_LOCAL_PREF, GSHUT_POLICY, GSHUT_SET, GSHUT_STATEMENT, MAX_MESSAGE,
+    PeerNextHop6, PeerSettings, RibStream, StartSettings, EXPORT_POLICY, EXPORT_STATEMENT,
+    GRACEFUL_SHUTDOWN, GSHUT_LOCAL_PREF, GSHUT_POLICY, GSHUT_SET, GSHUT_STATEMENT, MAX_MESSAGE,
 };
 use super::gobgp_v3::community_text;
 use futures::StreamExt;
@@ -316,8 +316,20 @@ impl GobgpApi for V4 {
         self.add_policy_and_assign(policy, assignment).await
     }
 
-    async fn export_only_own_paths(&mut self) -> Result<(), Status> {
-        let (policy, assignment) = export_policy();
+    async fn export_only_own_paths(&mut self, v6: &[PeerNextHop6]) -> Result<(), Status> {
+        let (sets, policy, assignment) = export_policy(v6);
+        for set in sets {
+            let r = deadline(
+                "AddDefinedSet",
+                self.limit,
+                self.client.add_defined_set(api::AddDefinedSetRequest {
+                    defined_set: Some(set),
+                    replace: false,
+                }),
+            )
+            .await;
+            tolerate_existing(r)?;
+        }
         self.add_policy_and_assign(policy, assignment).await
     }
 }
@@ -367,21 +379,63 @@ fn tolerate_existing<T>(r: Result<T, Status>) -> Result<(), Status> {
 /// statement accepts the paths of route type LOCAL (gobgpd's test is that
 /// the path has no peer as its source: what we add through the API); the
 /// assignment's default action rejects every other path, so nothing
-/// learned from one peer is passed on to another.
-fn export_policy() -> (api::Policy, api::PolicyAssignment) {
-    let policy = api::Policy {
-        name: EXPORT_POLICY.into(),
-        statements: vec![api::Statement {
-            name: EXPORT_STATEMENT.into(),
+/// learned from one peer is passed on to another. Dual-uplink mode (`v6`
+/// not empty): before it, per uplink peer, a statement for our IPv6 paths
+/// to that peer (its neighbour set, family ipv6-unicast, LOCAL) that sets
+/// the uplink's IPv6 address as next hop and accepts; gobgpd applies the
+/// export policy after it set its own eBGP next hop, so this one wins. The
+/// neighbour sets come first in the answer: they must exist before the
+/// policy that names them.
+fn export_policy(
+    v6: &[PeerNextHop6],
+) -> (Vec<api::DefinedSet>, api::Policy, api::PolicyAssignment) {
+    let local = api::conditions::RouteType::Local as i32;
+    let accept = api::RouteAction::Accept as i32;
+    let sets = v6
+        .iter()
+        .map(|p| api::DefinedSet {
+            defined_type: api::DefinedType::DefinedNeighbor as i32,
+            name: p.name(),
+            list: vec![p.neighbor_entry()],
+        })
+        .collect();
+    let mut statements: Vec<api::Statement> = v6
+        .iter()
+        .map(|p| api::Statement {
+            name: p.name(),
             conditions: Some(api::Conditions {
-                route_type: api::conditions::RouteType::Local as i32,
+                neighbor_set: Some(api::MatchSet {
+                    r#type: api::match_set::Type::Any as i32,
+                    name: p.name(),
+                }),
+                afi_safi_in: vec![family(Family::Ipv6)],
+                route_type: local,
                 ..api::Conditions::default()
             }),
             actions: Some(api::Actions {
-                route_action: api::RouteAction::Accept as i32,
+                route_action: accept,
+                nexthop: Some(api::NexthopAction {
+                    address: p.next_hop.to_string(),
+                    ..api::NexthopAction::default()
+                }),
                 ..api::Actions::default()
             }),
-        }],
+        })
+        .collect();
+    statements.push(api::Statement {
+        name: EXPORT_STATEMENT.into(),
+        conditions: Some(api::Conditions {
+            route_type: local,
+            ..api::Conditions::default()
+        }),
+        actions: Some(api::Actions {
+            route_action: accept,
+            ..api::Actions::default()
+        }),
+    });
+    let policy = api::Policy {
+        name: EXPORT_POLICY.into(),
+        statements,
     };
     let assignment = api::PolicyAssignment {
         name: "global".into(),
@@ -392,7 +446,7 @@ fn export_policy() -> (api::Policy, api::PolicyAssignment) {
         }],
         default_action: api::RouteAction::Reject as i32,
     };
-    (policy, assignment)
+    (sets, policy, assignment)
 }
 
 #[cfg(test)]
@@ -405,7 +459,8 @@ mod tests {
     /// and is not sent.
     #[test]
     fn export_policy_accepts_local_paths_and_rejects_the_rest() {
-        let (policy, assignment) = export_policy();
+        let (sets, policy, assignment) = export_policy(&[]);
+        assert!(sets.is_empty());
         assert_eq!(policy.name, EXPORT_POLICY);
         assert_eq!(policy.statements.len(), 1);
         let st = &policy.statements[0];
@@ -437,6 +492,85 @@ mod tests {
             assignment.policies[0].statements.is_empty(),
             "referred by name"
         );
+    }
+
+    /// Dual-uplink mode: per uplink peer, first, a statement for our IPv6
+    /// paths to that peer alone (its neighbour set, ipv6-unicast, LOCAL)
+    /// that sets that uplink's IPv6 address as next hop and accepts; the
+    /// generic LOCAL statement last; one neighbour set per peer, its
+    /// address as a host prefix.
+    #[test]
+    fn each_uplink_peer_gets_its_uplinks_ipv6_next_hop_first() {
+        let v6 = [
+            PeerNextHop6 {
+                peer: "203.0.113.1".parse().unwrap(),
+                next_hop: "fd00:0:ff::2".parse().unwrap(),
+            },
+            PeerNextHop6 {
+                peer: "203.0.113.5".parse().unwrap(),
+                next_hop: "fd00:0:ff:1::2".parse().unwrap(),
+            },
+        ];
+        let (sets, policy, assignment) = export_policy(&v6);
+        assert_eq!(
+            sets,
+            [
+                api::DefinedSet {
+                    defined_type: api::DefinedType::DefinedNeighbor as i32,
+                    name: "ipvlan-bgp-v6-next-hop-203.0.113.1".into(),
+                    list: vec!["203.0.113.1/32".into()],
+                },
+                api::DefinedSet {
+                    defined_type: api::DefinedType::DefinedNeighbor as i32,
+                    name: "ipvlan-bgp-v6-next-hop-203.0.113.5".into(),
+                    list: vec!["203.0.113.5/32".into()],
+                },
+            ]
+        );
+        let names: Vec<&str> = policy.statements.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "ipvlan-bgp-v6-next-hop-203.0.113.1",
+                "ipvlan-bgp-v6-next-hop-203.0.113.5",
+                EXPORT_STATEMENT
+            ]
+        );
+        for (st, p) in policy.statements.iter().zip(&v6) {
+            assert_eq!(
+                st.conditions,
+                Some(api::Conditions {
+                    neighbor_set: Some(api::MatchSet {
+                        r#type: api::match_set::Type::Any as i32,
+                        name: p.name(),
+                    }),
+                    afi_safi_in: vec![api::Family { afi: 2, safi: 1 }],
+                    route_type: api::conditions::RouteType::Local as i32,
+                    ..api::Conditions::default()
+                })
+            );
+            assert_eq!(
+                st.actions,
+                Some(api::Actions {
+                    route_action: api::RouteAction::Accept as i32,
+                    nexthop: Some(api::NexthopAction {
+                        address: p.next_hop.to_string(),
+                        self_: false,
+                        unchanged: false,
+                        peer_address: false,
+                    }),
+                    ..api::Actions::default()
+                })
+            );
+        }
+        assert_eq!(
+            policy.statements[2].conditions,
+            Some(api::Conditions {
+                route_type: api::conditions::RouteType::Local as i32,
+                ..api::Conditions::default()
+            })
+        );
+        assert_eq!(assignment.default_action, api::RouteAction::Reject as i32);
     }
 
     /// gobgpd's answers when the policy is there already (installed twice:
