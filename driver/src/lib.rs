@@ -17,6 +17,7 @@ pub mod api;
 pub mod background;
 pub mod bgp;
 pub mod cleanup;
+pub mod clock;
 pub mod config;
 pub mod docker;
 pub mod error;
@@ -459,11 +460,11 @@ fn watch_addresses(driver: &Arc<Mutex<docker::Driver>>, metrics: &Arc<Metrics>) 
                 }
             }
             if let Some(d) = weak.upgrade() {
-                tracing::debug!(mono_us = kernel::mono_us(), "live: locking the driver");
+                tracing::debug!(mono_us = crate::clock::mono_us(), "live: locking the driver");
                 let mut d = d.lock().unwrap_or_else(|p| p.into_inner());
-                tracing::debug!(mono_us = kernel::mono_us(), "live: driver locked");
+                tracing::debug!(mono_us = crate::clock::mono_us(), "live: driver locked");
                 d.address_live(&req.network, &req.endpoint, req.ticket);
-                tracing::debug!(mono_us = kernel::mono_us(), "live: view published");
+                tracing::debug!(mono_us = crate::clock::mono_us(), "live: view published");
             }
         });
     });

@@ -235,7 +235,7 @@ impl Announcer {
             return Ok(());
         }
         for (prefix, _) in add.iter().take(STREAM_THRESHOLD) {
-            debug!(prefix = %prefix, mono_us = crate::kernel::mono_us(), "to announce");
+            debug!(prefix = %prefix, mono_us = crate::clock::mono_us(), "to announce");
         }
         // Recorded before they are added: a crash in between leaves a
         // record of a path (harmless), never a path without one.
@@ -243,7 +243,7 @@ impl Announcer {
             .intend(add.iter().map(|(p, a)| (*p, a.next_hop)));
         self.save_ledger().await;
         if add.len() < STREAM_THRESHOLD {
-            debug!(mono_us = crate::kernel::mono_us(), "intent recorded");
+            debug!(mono_us = crate::clock::mono_us(), "intent recorded");
         }
         let result = self.add(client, add).await;
         self.save_ledger().await;
@@ -259,7 +259,7 @@ impl Announcer {
         prefix: IpNet,
         held: &Held,
     ) -> Result<(), tonic::Status> {
-        debug!(prefix = %prefix, mono_us = crate::kernel::mono_us(), "to withdraw");
+        debug!(prefix = %prefix, mono_us = crate::clock::mono_us(), "to withdraw");
         let by_uuid = held.adopted.then(|| self.ledger.uuid(&prefix)).flatten();
         let tried_uuid = by_uuid.is_some();
         let deleted = match by_uuid {
@@ -273,7 +273,7 @@ impl Announcer {
         match deleted {
             Ok(()) => {
                 self.counts.withdrawals += 1;
-                debug!(prefix = %prefix, mono_us = crate::kernel::mono_us(), "withdrawn");
+                debug!(prefix = %prefix, mono_us = crate::clock::mono_us(), "withdrawn");
             }
             // gobgpd's answer (both lines) for a UUID it does not hold.
             Err(e) if tried_uuid && uuid_not_found(&e) => {
@@ -301,7 +301,7 @@ impl Announcer {
                 let uuid = client.add_path(&self.path(prefix, &a), self.asn).await?;
                 self.ledger.added(prefix, &uuid);
                 self.counts.additions += 1;
-                debug!(prefix = %prefix, next_hop = %a.next_hop, attrs = ?a.attrs, mono_us = crate::kernel::mono_us(), "announced");
+                debug!(prefix = %prefix, next_hop = %a.next_hop, attrs = ?a.attrs, mono_us = crate::clock::mono_us(), "announced");
                 self.announced.insert(prefix, held(a));
             }
             return Ok(());

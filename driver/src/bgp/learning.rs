@@ -243,7 +243,7 @@ fn run(
                 let changes = learner.learn(paths);
                 tracing::debug!(
                     changes = changes.len(),
-                    mono_us = crate::kernel::mono_us(),
+                    mono_us = crate::clock::mono_us(),
                     "learner: batch decided"
                 );
                 let set = changes.iter().filter_map(|c| match c {

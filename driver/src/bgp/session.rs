@@ -470,9 +470,9 @@ impl Bgp {
                         self.stop_gobgpd(&mut client).await;
                         return Ok(());
                     }
-                    debug!(mono_us = crate::kernel::mono_us(), "view change seen");
+                    debug!(mono_us = crate::clock::mono_us(), "view change seen");
                     self.apply_inputs().await?;
-                    debug!(mono_us = crate::kernel::mono_us(), "learner inputs set");
+                    debug!(mono_us = crate::clock::mono_us(), "learner inputs set");
                     let view = self.view.borrow().clone();
                     // Paths refused as outside every pool are not kept by the
                     // learner; when the pools widen, gobgpd's RIB is read again

@@ -76,11 +76,11 @@ pub async fn sort(
         let at_once = match apply.get(&peer) {
             Some(a) => *a,
             None => {
-                debug!(prefix = %p.prefix, mono_us = crate::kernel::mono_us(), "withdrawal: asking the peer's state");
+                debug!(prefix = %p.prefix, mono_us = crate::clock::mono_us(), "withdrawal: asking the peer's state");
                 let a = match client.list_peers(Some(&peer)).await {
                     Ok(found) => {
                         debug!(
-                            mono_us = crate::kernel::mono_us(),
+                            mono_us = crate::clock::mono_us(),
                             "withdrawal: peer state answered"
                         );
                         found.iter().any(applies_at_once)

@@ -335,11 +335,11 @@ impl<K: LinkKernel> Driver<K> {
         }
         let spec = ep.spec.clone();
         let net = self.network(network)?.spec.clone();
-        debug!(mono_us = crate::kernel::mono_us(), "leave: to commit");
+        debug!(mono_us = crate::clock::mono_us(), "leave: to commit");
         self.set_joined(network, endpoint, None)?;
         self.pending.remove(endpoint);
         self.publish_endpoint(&spec);
-        debug!(mono_us = crate::kernel::mono_us(), "leave: view published");
+        debug!(mono_us = crate::clock::mono_us(), "leave: view published");
         // Withdrawn first, then the container port's routes (ipvlan L3).
         if let Err(e) =
             port::remove_endpoint(&mut self.kernel, &self.marks, &self.port, &net, &spec)

@@ -382,7 +382,7 @@ fn run(shared: &Shared, sub: &Socket, woken: &UnixDatagram) {
                         None,
                     ))
                 } else if let Some(iface) = seen.live(&p.watch, p.since) {
-                    tracing::debug!(addrs = ?p.watch.addrs, mono_us = super::mono_us(), "address live");
+                    tracing::debug!(addrs = ?p.watch.addrs, mono_us = crate::clock::mono_us(), "address live");
                     Some((
                         Outcome::Live {
                             after: now - p.since,
@@ -419,7 +419,7 @@ fn run(shared: &Shared, sub: &Socket, woken: &UnixDatagram) {
         for (p, outcome, iface) in ended {
             if let (Some(iface), true) = (&iface, p.watch.tell_neighbours) {
                 tell(&p.watch.sandbox, iface, &p.watch.addrs);
-                tracing::debug!(mono_us = super::mono_us(), "neighbours told");
+                tracing::debug!(mono_us = crate::clock::mono_us(), "neighbours told");
             }
             (p.done)(outcome);
         }
@@ -552,9 +552,9 @@ fn tell(sandbox: &std::path::Path, iface: &Link, addrs: &[IpAddr]) {
     };
     let (index, addrs) = (iface.index, addrs.to_vec());
     let sent = sent_off_path(move || {
-        tracing::debug!(mono_us = super::mono_us(), "neighbours: thread");
+        tracing::debug!(mono_us = crate::clock::mono_us(), "neighbours: thread");
         nix::sched::setns(ns.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET)?;
-        tracing::debug!(mono_us = super::mono_us(), "neighbours: setns");
+        tracing::debug!(mono_us = crate::clock::mono_us(), "neighbours: setns");
         neigh_probe::announce(index, mac, &addrs)
     });
     match sent {

@@ -399,17 +399,3 @@ impl From<Route> for MultiRoute {
         }
     }
 }
-
-/// Microseconds on the system's monotonic clock (`CLOCK_MONOTONIC`, the
-/// clock of `Instant`, shared by every process here): the `mono_us` field
-/// of the announcement path's debug lines, so a benchmark can place them
-/// beside its own stamps.
-pub fn mono_us() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: a valid timespec for the call to fill.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000 + ts.tv_nsec as u64 / 1_000
-}

@@ -138,7 +138,7 @@ impl<T: RouteTable> Installer<T> {
             if !batch.is_empty() {
                 tracing::debug!(
                     changes = batch.len(),
-                    mono_us = crate::kernel::mono_us(),
+                    mono_us = crate::clock::mono_us(),
                     "installer: batch received"
                 );
             }

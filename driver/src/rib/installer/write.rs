@@ -101,7 +101,7 @@ impl<T: RouteTable> Installer<T> {
             match res {
                 Ok(()) => {
                     if stamped {
-                        debug!(prefix = %r.dst, mono_us = crate::kernel::mono_us(), "route deleted");
+                        debug!(prefix = %r.dst, mono_us = crate::clock::mono_us(), "route deleted");
                     }
                     if self.ours.get(&r.dst) == Some(r) {
                         self.ours.remove(&r.dst);
