@@ -18,6 +18,7 @@ use serde_json::Value;
 use super::poll::poll;
 use super::Runner;
 use crate::scenario::{Action, RouterKind};
+use crate::topology::routers::RouterRt;
 
 /// One path as FRR shows it, reduced to what a step can check.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -162,6 +163,20 @@ fn check(paths: &[SeenPath], want: &Want<'_>) -> std::result::Result<(), String>
 }
 
 impl Runner<'_> {
+    /// The FRR router named `name`, for a `step` that reads FRR's tables.
+    pub(super) fn frr_router(&self, name: &str, step: &str) -> Result<&RouterRt> {
+        let r = self
+            .w
+            .routers
+            .iter()
+            .find(|r| r.def.name == name)
+            .ok_or_else(|| anyhow!("unknown router {name}"))?;
+        if r.def.kind != RouterKind::Frr {
+            return Err(anyhow!("{step} reads FRR; {name} is not FRR"));
+        }
+        Ok(r)
+    }
+
     /// Plays an `expect-router-bgp` step.
     pub(super) fn expect_router_bgp(&mut self, a: &Action) -> Result<Option<Duration>> {
         let Action::ExpectRouterBgp {
@@ -181,15 +196,7 @@ impl Runner<'_> {
         else {
             return Err(anyhow!("internal: {a:?} is not expect-router-bgp"));
         };
-        let r = self
-            .w
-            .routers
-            .iter()
-            .find(|r| &r.def.name == router)
-            .ok_or_else(|| anyhow!("unknown router {router}"))?;
-        if r.def.kind != RouterKind::Frr {
-            return Err(anyhow!("expect-router-bgp reads FRR; {router} is not FRR"));
-        }
+        let r = self.frr_router(router, "expect-router-bgp")?;
         let prefix = self.prefix_of(prefix)?;
         let want = Want {
             from: from

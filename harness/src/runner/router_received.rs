@@ -19,7 +19,7 @@ use serde_json::Value;
 
 use super::poll::poll_then_hold;
 use super::Runner;
-use crate::scenario::{Action, Family, RouterKind};
+use crate::scenario::{Action, Family};
 
 /// Each prefix FRR has from the neighbour, with the AS paths of its paths.
 fn parse_received(json: &str) -> Result<BTreeMap<IpNet, Vec<String>>> {
@@ -89,17 +89,7 @@ impl Runner<'_> {
         else {
             return Err(anyhow!("internal: {a:?} is not expect-router-received"));
         };
-        let r = self
-            .w
-            .routers
-            .iter()
-            .find(|r| &r.def.name == router)
-            .ok_or_else(|| anyhow!("unknown router {router}"))?;
-        if r.def.kind != RouterKind::Frr {
-            return Err(anyhow!(
-                "expect-router-received reads FRR; {router} is not FRR"
-            ));
-        }
+        let r = self.frr_router(router, "expect-router-received")?;
         let family = family.unwrap_or(Family::Ipv4);
         let want: BTreeSet<IpNet> = prefixes
             .iter()
