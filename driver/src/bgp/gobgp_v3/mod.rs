@@ -288,37 +288,34 @@ impl GobgpApi for V3 {
             }],
             default_action: apipb::RouteAction::Accept as i32,
         };
-        let limit = self.limit;
-        let r = deadline(
-            "AddDefinedSet",
-            limit,
-            self.client.add_defined_set(apipb::AddDefinedSetRequest {
-                defined_set: Some(set),
-            }),
-        )
-        .await;
-        tolerate_existing(r)?;
+        self.add_defined_set(set).await?;
         self.add_policy_and_assign(policy, assignment).await
     }
 
     async fn export_only_own_paths(&mut self, v6: &[PeerNextHop6]) -> Result<(), Status> {
         let (sets, policy, assignment) = export_policy(v6);
         for set in sets {
-            let r = deadline(
-                "AddDefinedSet",
-                self.limit,
-                self.client.add_defined_set(apipb::AddDefinedSetRequest {
-                    defined_set: Some(set),
-                }),
-            )
-            .await;
-            tolerate_existing(r)?;
+            self.add_defined_set(set).await?;
         }
         self.add_policy_and_assign(policy, assignment).await
     }
 }
 
 impl V3 {
+    /// AddDefinedSet; one already there is fine (installing again changes
+    /// nothing).
+    async fn add_defined_set(&mut self, set: apipb::DefinedSet) -> Result<(), Status> {
+        let r = deadline(
+            "AddDefinedSet",
+            self.limit,
+            self.client.add_defined_set(apipb::AddDefinedSetRequest {
+                defined_set: Some(set),
+            }),
+        )
+        .await;
+        tolerate_existing(r)
+    }
+
     /// AddPolicy, then AddPolicyAssignment; either one already there is
     /// fine (installing again changes nothing).
     async fn add_policy_and_assign(

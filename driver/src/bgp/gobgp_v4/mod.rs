@@ -302,39 +302,35 @@ impl GobgpApi for V4 {
             }],
             default_action: api::RouteAction::Accept as i32,
         };
-        let limit = self.limit;
-        let r = deadline(
-            "AddDefinedSet",
-            limit,
-            self.client.add_defined_set(api::AddDefinedSetRequest {
-                defined_set: Some(set),
-                replace: false,
-            }),
-        )
-        .await;
-        tolerate_existing(r)?;
+        self.add_defined_set(set).await?;
         self.add_policy_and_assign(policy, assignment).await
     }
 
     async fn export_only_own_paths(&mut self, v6: &[PeerNextHop6]) -> Result<(), Status> {
         let (sets, policy, assignment) = export_policy(v6);
         for set in sets {
-            let r = deadline(
-                "AddDefinedSet",
-                self.limit,
-                self.client.add_defined_set(api::AddDefinedSetRequest {
-                    defined_set: Some(set),
-                    replace: false,
-                }),
-            )
-            .await;
-            tolerate_existing(r)?;
+            self.add_defined_set(set).await?;
         }
         self.add_policy_and_assign(policy, assignment).await
     }
 }
 
 impl V4 {
+    /// AddDefinedSet; one already there is fine (installing again changes
+    /// nothing).
+    async fn add_defined_set(&mut self, set: api::DefinedSet) -> Result<(), Status> {
+        let r = deadline(
+            "AddDefinedSet",
+            self.limit,
+            self.client.add_defined_set(api::AddDefinedSetRequest {
+                defined_set: Some(set),
+                replace: false,
+            }),
+        )
+        .await;
+        tolerate_existing(r)
+    }
+
     /// AddPolicy, then AddPolicyAssignment; either one already there is
     /// fine (installing again changes nothing).
     async fn add_policy_and_assign(
