@@ -28,10 +28,6 @@ use super::Member;
 
 /// An echo that comes back later than this after its send counts as lost.
 pub const LATE: Duration = Duration::from_secs(1);
-/// The echo's port in the target namespace.
-pub const ECHO_PORT: u16 = 7790;
-/// The first flow's source port (flow `i` uses `FIRST_PORT + i`).
-pub const FIRST_PORT: u16 = 40_000;
 /// What each datagram starts with (a stray packet is ignored).
 const MAGIC: [u8; 4] = *b"flw1";
 
@@ -86,17 +82,18 @@ impl Flows {
             return Err(anyhow!("a flow probe needs at least one flow"));
         }
         let local: IpAddr = from.addr;
-        let target = SocketAddr::new(to.addr, ECHO_PORT);
+        let v6 = to.addr.is_ipv6();
         let echo_sock = in_netns(&to.netns, move || {
-            let s = echo_socket(target.is_ipv6()).context("bind the flows' echo")?;
+            let s = echo_socket(v6).context("bind the flows' echo")?;
             roomy_receive_buffer(&s);
             Ok(s)
         })?;
+        let target = SocketAddr::new(to.addr, echo_sock.local_addr()?.port());
         let socks = in_netns(&from.netns, move || {
             (0..n)
                 .map(|i| {
-                    let s = UdpSocket::bind((local, FIRST_PORT + i))
-                        .with_context(|| format!("bind flow {i}'s port {}", FIRST_PORT + i))?;
+                    let s = UdpSocket::bind((local, 0))
+                        .with_context(|| format!("bind flow {i}'s socket on {local}"))?;
                     s.connect(target)?;
                     s.set_nonblocking(true)?;
                     Ok(s)
@@ -138,10 +135,12 @@ impl Flows {
     }
 }
 
-/// The echo's socket on [`ECHO_PORT`] of every address of its family. An
-/// IPv6 echo takes IPv6 only, so IPv4 flows to the same namespace can run
-/// beside it (a dual-stack socket also holds the IPv4 port: "Address
-/// already in use").
+/// The echo's socket on a port the kernel picks, on every address of its
+/// family. A port of its own each time: a fixed port failed in CI with
+/// "Address already in use" when a flows set started right after another
+/// stopped, while a child another scenario's thread had just forked (not
+/// yet exec'd) still held a copy of the old echo's descriptor. An IPv6 echo
+/// takes IPv6 only.
 fn echo_socket(v6: bool) -> std::io::Result<UdpSocket> {
     use socket2::{Domain, Protocol, Socket, Type};
     let (domain, any): (Domain, IpAddr) = if v6 {
@@ -153,7 +152,7 @@ fn echo_socket(v6: bool) -> std::io::Result<UdpSocket> {
     if v6 {
         s.set_only_v6(true)?;
     }
-    s.bind(&SocketAddr::new(any, ECHO_PORT).into())?;
+    s.bind(&SocketAddr::new(any, 0).into())?;
     Ok(s.into())
 }
 
@@ -235,6 +234,10 @@ fn client_loop(
     stop: Arc<AtomicBool>,
 ) -> Result<Vec<FlowStats>> {
     let n = socks.len();
+    let ports: Vec<u16> = socks
+        .iter()
+        .map(|s| s.local_addr().map(|a| a.port()))
+        .collect::<std::io::Result<_>>()?;
     let mut sent_at: Vec<Instant> = Vec::new();
     let mut echoed: Vec<HashSet<u64>> = vec![HashSet::new(); n];
     let mut late = vec![0u64; n];
@@ -323,7 +326,7 @@ fn client_loop(
             let (_, longest_outage, outage_began) =
                 longest_run(rounds, |r| echoed[i].contains(&r), &sent_at, interval);
             FlowStats {
-                port: FIRST_PORT + i as u16,
+                port: ports[i],
                 sent: rounds,
                 arrived: 0,
                 echoed: echoed[i].len() as u64,
@@ -378,8 +381,10 @@ mod tests {
     }
 
     /// Both ends in this test's own namespace pair would need root; on
-    /// loopback in the current namespace every datagram comes back, IPv4
-    /// and IPv6 flows side by side (one echo port each family).
+    /// loopback in the current namespace every datagram comes back, with
+    /// IPv4 and IPv6 flows side by side and two IPv4 sets to the same echo
+    /// namespace at once (each echo on a port of its own, so a lingering
+    /// copy of an old echo's socket cannot stop a new set from starting).
     #[test]
     fn flows_on_loopback_lose_nothing_in_both_families_at_once() {
         let me = |addr: IpAddr| Member {
@@ -393,12 +398,13 @@ mod tests {
         );
         let f4 = Flows::start(&v4, &v4, 4, Duration::from_millis(5)).unwrap();
         let f6 = Flows::start(&v6, &v6, 4, Duration::from_millis(5)).unwrap();
+        let again = Flows::start(&v4, &v4, 4, Duration::from_millis(5)).unwrap();
         std::thread::sleep(Duration::from_millis(200));
         let mut stats = Vec::new();
-        for f in [f4, f6] {
+        for f in [f4, f6, again] {
             let one = f.stop().unwrap();
-            let ports: Vec<u16> = one.iter().map(|s| s.port).collect();
-            assert_eq!(ports, [40_000, 40_001, 40_002, 40_003]);
+            let ports: HashSet<u16> = one.iter().map(|s| s.port).collect();
+            assert_eq!(ports.len(), 4, "each flow its own source port: {one:?}");
             stats.extend(one);
         }
         for s in &stats {
