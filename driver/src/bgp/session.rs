@@ -87,6 +87,9 @@ pub struct Bgp {
     /// the current gobgpd holds (installed when the driver started BGP on
     /// it); `None` when the driver installed none.
     v6_next_hops: Option<Vec<PeerNextHop6>>,
+    /// Our StartBgp succeeded but a policy install after it failed: the
+    /// next connection installs them ([`speaker::start`]).
+    policies_owed: bool,
 }
 
 const HOST_REFRESH: Duration = Duration::from_secs(3);
@@ -179,6 +182,7 @@ impl Bgp {
             handshakes: Handshakes::default(),
             speaker_cfg: speaker::SpeakerConfig::default(),
             v6_next_hops: None,
+            policies_owed: false,
         })
     }
 
@@ -376,9 +380,14 @@ impl Bgp {
         self.speaker_cfg = speaker_cfg.clone();
         self.handshakes = Handshakes::default();
         let v6 = self.uplink_next_hops(&speaker_cfg);
-        let started = speaker::start(&mut client, &speaker_cfg, &v6.per_peer)
-            .await
-            .map_err(|e| format!("configure gobgpd: {}", gobgp::describe(&e)))?;
+        let started = speaker::start(
+            &mut client,
+            &speaker_cfg,
+            &v6.per_peer,
+            &mut self.policies_owed,
+        )
+        .await
+        .map_err(|e| format!("configure gobgpd: {}", gobgp::describe(&e)))?;
         self.v6_next_hops = None;
         if started.fresh
             && speaker_cfg.export == speaker::Export::Own
