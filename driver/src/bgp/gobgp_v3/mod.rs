@@ -369,7 +369,6 @@ fn wire_policy(
                 } else {
                     apipb::conditions::RouteType::None
                 } as i32,
-                ..apipb::Conditions::default()
             }),
             actions: Some(apipb::Actions {
                 route_action: apipb::RouteAction::Accept as i32,
@@ -378,7 +377,6 @@ fn wire_policy(
                     ..apipb::NexthopAction::default()
                 }),
                 local_pref: s.local_pref.map(|value| apipb::LocalPrefAction { value }),
-                ..apipb::Actions::default()
             }),
         })
         .collect();
