@@ -406,125 +406,127 @@ fn wire_policy(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::bgp::gobgp_api::{EXPORT_POLICY, EXPORT_STATEMENT};
+    use crate::bgp::gobgp_api::{
+        EXPORT_POLICY, EXPORT_STATEMENT, GSHUT_LOCAL_PREF, GSHUT_POLICY, GSHUT_SET, GSHUT_STATEMENT,
+    };
 
-    /// `--export own`: one statement that accepts only LOCAL paths (no
-    /// other condition, no other action), assigned to the global table's
-    /// export with REJECT as the default: a learned path matches nothing
-    /// and is not sent.
+    /// The export policy in this line's messages (what it says is tested in
+    /// [`crate::bgp::gobgp_policies`]): an uplink peer's statement with its
+    /// neighbour set, ipv6-unicast, LOCAL and its next hop, then the LOCAL
+    /// one; assigned to the global export, REJECT by default, the policy
+    /// referred to by name.
     #[test]
-    fn export_policy_accepts_local_paths_and_rejects_the_rest() {
-        let (sets, policy, assignment) = wire_policy(&export_own(&[]));
-        assert!(sets.is_empty());
-        assert_eq!(policy.name, EXPORT_POLICY);
-        assert_eq!(policy.statements.len(), 1);
-        let st = &policy.statements[0];
-        assert_eq!(st.name, EXPORT_STATEMENT);
-        assert_eq!(
-            st.conditions,
-            Some(apipb::Conditions {
-                route_type: apipb::conditions::RouteType::Local as i32,
-                ..apipb::Conditions::default()
-            })
-        );
-        assert_eq!(
-            st.actions,
-            Some(apipb::Actions {
-                route_action: apipb::RouteAction::Accept as i32,
-                ..apipb::Actions::default()
-            })
-        );
-        assert_eq!(assignment.name, "global");
-        assert_eq!(assignment.direction, apipb::PolicyDirection::Export as i32);
-        assert_eq!(assignment.default_action, apipb::RouteAction::Reject as i32);
-        let names: Vec<&str> = assignment
-            .policies
-            .iter()
-            .map(|p| p.name.as_str())
-            .collect();
-        assert_eq!(names, [EXPORT_POLICY]);
-        assert!(
-            assignment.policies[0].statements.is_empty(),
-            "referred by name"
-        );
-    }
-
-    /// Dual-uplink mode: per uplink peer, first, a statement for our IPv6
-    /// paths to that peer alone (its neighbour set, ipv6-unicast, LOCAL)
-    /// that sets that uplink's IPv6 address as next hop and accepts; the
-    /// generic LOCAL statement last; one neighbour set per peer, its
-    /// address as a host prefix.
-    #[test]
-    fn each_uplink_peer_gets_its_uplinks_ipv6_next_hop_first() {
-        let v6 = [
-            PeerNextHop6 {
-                peer: "203.0.113.1".parse().unwrap(),
-                next_hop: "fd00:0:ff::2".parse().unwrap(),
-            },
-            PeerNextHop6 {
-                peer: "203.0.113.5".parse().unwrap(),
-                next_hop: "fd00:0:ff:1::2".parse().unwrap(),
-            },
-        ];
+    fn the_export_policy_in_this_lines_messages() {
+        let v6 = [PeerNextHop6 {
+            peer: "203.0.113.1".parse().unwrap(),
+            next_hop: "fd00:0:ff::2".parse().unwrap(),
+        }];
+        let local = apipb::conditions::RouteType::Local as i32;
+        let accept = apipb::RouteAction::Accept as i32;
         let (sets, policy, assignment) = wire_policy(&export_own(&v6));
         assert_eq!(
             sets,
-            [
-                apipb::DefinedSet {
-                    defined_type: apipb::DefinedType::Neighbor as i32,
-                    name: "ipvlan-bgp-v6-next-hop-203.0.113.1".into(),
-                    list: vec!["203.0.113.1/32".into()],
-                },
-                apipb::DefinedSet {
-                    defined_type: apipb::DefinedType::Neighbor as i32,
-                    name: "ipvlan-bgp-v6-next-hop-203.0.113.5".into(),
-                    list: vec!["203.0.113.5/32".into()],
-                },
-            ]
+            [apipb::DefinedSet {
+                defined_type: apipb::DefinedType::Neighbor as i32,
+                name: "ipvlan-bgp-v6-next-hop-203.0.113.1".into(),
+                list: vec!["203.0.113.1/32".into()],
+            }]
         );
-        let names: Vec<&str> = policy.statements.iter().map(|s| s.name.as_str()).collect();
         assert_eq!(
-            names,
-            [
-                "ipvlan-bgp-v6-next-hop-203.0.113.1",
-                "ipvlan-bgp-v6-next-hop-203.0.113.5",
-                EXPORT_STATEMENT
-            ]
+            policy,
+            apipb::Policy {
+                name: EXPORT_POLICY.into(),
+                statements: vec![
+                    apipb::Statement {
+                        name: v6[0].name(),
+                        conditions: Some(apipb::Conditions {
+                            neighbor_set: Some(apipb::MatchSet {
+                                r#type: apipb::match_set::Type::Any as i32,
+                                name: v6[0].name(),
+                            }),
+                            afi_safi_in: vec![apipb::Family { afi: 2, safi: 1 }],
+                            route_type: local,
+                            ..apipb::Conditions::default()
+                        }),
+                        actions: Some(apipb::Actions {
+                            route_action: accept,
+                            nexthop: Some(apipb::NexthopAction {
+                                address: "fd00:0:ff::2".into(),
+                                ..apipb::NexthopAction::default()
+                            }),
+                            ..apipb::Actions::default()
+                        }),
+                    },
+                    apipb::Statement {
+                        name: EXPORT_STATEMENT.into(),
+                        conditions: Some(apipb::Conditions {
+                            route_type: local,
+                            ..apipb::Conditions::default()
+                        }),
+                        actions: Some(apipb::Actions {
+                            route_action: accept,
+                            ..apipb::Actions::default()
+                        }),
+                    },
+                ],
+            }
         );
-        for (st, p) in policy.statements.iter().zip(&v6) {
-            assert_eq!(
-                st.conditions,
-                Some(apipb::Conditions {
-                    neighbor_set: Some(apipb::MatchSet {
+        assert_eq!(
+            assignment,
+            apipb::PolicyAssignment {
+                name: "global".into(),
+                direction: apipb::PolicyDirection::Export as i32,
+                policies: vec![apipb::Policy {
+                    name: EXPORT_POLICY.into(),
+                    statements: vec![],
+                }],
+                default_action: apipb::RouteAction::Reject as i32,
+            }
+        );
+    }
+
+    /// The GRACEFUL_SHUTDOWN import policy in this line's messages: the
+    /// community set, the statement that sets LOCAL_PREF, assigned to the
+    /// global import, ACCEPT by default.
+    #[test]
+    fn the_gshut_policy_in_this_lines_messages() {
+        let (sets, policy, assignment) = wire_policy(&gshut_import());
+        assert_eq!(
+            sets,
+            [apipb::DefinedSet {
+                defined_type: apipb::DefinedType::Community as i32,
+                name: GSHUT_SET.into(),
+                list: vec!["65535:0".into()],
+            }]
+        );
+        assert_eq!(
+            policy.statements,
+            [apipb::Statement {
+                name: GSHUT_STATEMENT.into(),
+                conditions: Some(apipb::Conditions {
+                    community_set: Some(apipb::MatchSet {
                         r#type: apipb::match_set::Type::Any as i32,
-                        name: p.name(),
+                        name: GSHUT_SET.into(),
                     }),
-                    afi_safi_in: vec![apipb::Family { afi: 2, safi: 1 }],
-                    route_type: apipb::conditions::RouteType::Local as i32,
                     ..apipb::Conditions::default()
-                })
-            );
-            assert_eq!(
-                st.actions,
-                Some(apipb::Actions {
+                }),
+                actions: Some(apipb::Actions {
                     route_action: apipb::RouteAction::Accept as i32,
-                    nexthop: Some(apipb::NexthopAction {
-                        address: p.next_hop.to_string(),
-                        self_: false,
-                        unchanged: false,
+                    local_pref: Some(apipb::LocalPrefAction {
+                        value: GSHUT_LOCAL_PREF,
                     }),
                     ..apipb::Actions::default()
-                })
-            );
-        }
-        assert_eq!(
-            policy.statements[2].conditions,
-            Some(apipb::Conditions {
-                route_type: apipb::conditions::RouteType::Local as i32,
-                ..apipb::Conditions::default()
-            })
+                }),
+            }]
         );
-        assert_eq!(assignment.default_action, apipb::RouteAction::Reject as i32);
+        assert_eq!(policy.name, GSHUT_POLICY);
+        assert_eq!(
+            (assignment.direction, assignment.default_action),
+            (
+                apipb::PolicyDirection::Import as i32,
+                apipb::RouteAction::Accept as i32
+            )
+        );
     }
 
     /// gobgpd's answers when the policy is there already (installed twice:
