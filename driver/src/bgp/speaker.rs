@@ -9,7 +9,8 @@
 //! the line gobgpd speaks. Out, in
 //! two steps the session orders around its first announcements:
 //! [`start`] (StartBgp when gobgpd has not started BGP yet, with multipath
-//! and the import policy that honours GRACEFUL_SHUTDOWN), then, once our
+//! and the import policy that honours GRACEFUL_SHUTDOWN; or the policies
+//! our own earlier start failed to install), then, once our
 //! paths are in gobgpd, [`add_peers`] (AddPeer for every peer it does not
 //! have, UpdatePeer for one of ours whose BFD settings changed). Paths added
 //! after a peer's first End-of-RIB would make its graceful-restart helpers
