@@ -1036,7 +1036,7 @@ async fn stop_gobgpd_on_exit(line: ApiLine) -> Outcome {
         return skip(&why);
     }
     let mut undo = Cleanup::default();
-    let lab = Lab::new(line, "s", &mut undo);
+    let lab = Lab::new(line, "o", &mut undo);
     let gobgpd = lab.start_a(&mut undo);
     lab.start_peer("b", false, &mut undo);
     let sock = lab.dir.path().join("plugin.sock");
