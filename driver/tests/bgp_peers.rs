@@ -60,6 +60,10 @@
 //! before; the same with an operator's gobgpd started with the TOML block
 //! docs/dual-uplink.md gives for it (its example addresses replaced by the
 //! lab's).
+//! `export_policy_after_a_failed_install` (both lines): the export policy
+//! fails to install once after the driver's own StartBgp (test hook); the
+//! next connection finds BGP running, knows the start was its own and
+//! installs the policy before it adds the peers: C never gets B's path.
 //! `v3_refuses_bfd`: against 3.x, the BGP side fails with an error naming
 //! 4.x, and the `ipvlan-bgp` binary exits non-zero with it.
 
@@ -75,7 +79,7 @@ use ipnet::IpNet;
 use ipvlan_bgp::bgp::config::BgpConfig;
 use ipvlan_bgp::bgp::gobgp::GobgpApi;
 use ipvlan_bgp::bgp::gobgp::{ApiLine, GobgpAddr};
-use ipvlan_bgp::bgp::speaker::{Export, GrConfig, SpeakerConfig};
+use ipvlan_bgp::bgp::speaker::{Export, GrConfig, SpeakerConfig, FAIL_EXPORT_INSTALL};
 use ipvlan_bgp::view::View;
 use serde_json::Value;
 
@@ -396,6 +400,12 @@ fn main() {
         }),
         ("v4_export_only_own_paths", || {
             Box::pin(export_only_own_paths(ApiLine::V4))
+        }),
+        ("v3_export_policy_after_a_failed_install", || {
+            Box::pin(export_policy_after_a_failed_install(ApiLine::V3))
+        }),
+        ("v4_export_policy_after_a_failed_install", || {
+            Box::pin(export_policy_after_a_failed_install(ApiLine::V4))
         }),
         ("v3_export_ipv6_next_hop_per_uplink", || {
             Box::pin(export_ipv6_next_hop_per_uplink(ApiLine::V3))
@@ -1026,7 +1036,7 @@ async fn stop_gobgpd_on_exit(line: ApiLine) -> Outcome {
         return skip(&why);
     }
     let mut undo = Cleanup::default();
-    let lab = Lab::new(line, "s", &mut undo);
+    let lab = Lab::new(line, "o", &mut undo);
     let gobgpd = lab.start_a(&mut undo);
     lab.start_peer("b", false, &mut undo);
     let sock = lab.dir.path().join("plugin.sock");
@@ -1499,6 +1509,74 @@ async fn export_only_own_paths(line: ApiLine) -> Outcome {
         lab.a_cli("global policy export")
     );
     eprintln!("[{line}] --export all: C got B's path through A after {passed:?}");
+    d.stop().await.expect("clean stop");
+    Ok(())
+}
+
+/// The router ID of `export_policy_after_a_failed_install`'s driver: the
+/// test hook fails the export policy's install of this driver only (the
+/// trials run in parallel, the others with 192.0.2.1).
+const FAILING_ROUTER_ID: &str = "192.0.2.101";
+
+/// The export policy fails to install once, after the driver's own
+/// StartBgp (test hook): the next connection finds BGP running, knows the
+/// start was its own, and installs the policy before it adds the peers.
+/// Without that, the retry would take gobgpd for an operator's, install no
+/// policy, and A would pass B's path on to C.
+async fn export_policy_after_a_failed_install(line: ApiLine) -> Outcome {
+    if let Some(why) = lab::missing(line, true) {
+        return skip(&why);
+    }
+    let mut undo = Cleanup::default();
+    let lab = Lab::new(line, "p", &mut undo);
+    lab.start_a(&mut undo);
+    lab.start_peer("b", false, &mut undo);
+    lab.start_peer("c", false, &mut undo);
+    lab.peer_when_up("b", "global rib add 10.2.1.1/32 nexthop 192.0.2.2")
+        .await;
+    lab.peer_when_up("c", "global rib summary").await;
+    let armed = || {
+        FAIL_EXPORT_INSTALL
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .any(|r| r == FAILING_ROUTER_ID)
+    };
+    FAIL_EXPORT_INSTALL
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .push(FAILING_ROUTER_ID.to_string());
+    let mut cfg = config(&lab.sock, &PEERS, None);
+    cfg.speaker.router_id = Some(FAILING_ROUTER_ID.into());
+    let d = Driver::start(&lab.a, cfg, view(true, None));
+    let up = wait_for(Duration::from_secs(40), || {
+        c_has(&lab, "10.1.1.5/32") && !lab.route("10.2.1.1/32").is_empty()
+    })
+    .await;
+    assert!(
+        up.is_some(),
+        "[{line}] C never got A's own path, or A never learned B's: C {}; A {:?}; the driver's last error: {:?}",
+        lab.peer("c", "global rib"),
+        lab.route("10.2.1.1/32"),
+        d.metrics.bgp_snapshot().last_error
+    );
+    assert!(
+        !armed(),
+        "[{line}] the export policy's install never failed"
+    );
+    assert!(
+        no_transit(&lab).await,
+        "[{line}] after a failed install, A passed B's path on to C: {}\nA's export policy: {}",
+        lab.peer("c", "global rib"),
+        lab.a_cli("global policy export")
+    );
+    assert_eq!(
+        export_statements(&lab),
+        Some(1),
+        "[{line}] after a failed install: {}",
+        lab.a_cli("global policy export")
+    );
+    eprintln!("[{line}] the export policy failed to install once and the next connection installed it: C holds A's own path, not B's (3 s)");
     d.stop().await.expect("clean stop");
     Ok(())
 }

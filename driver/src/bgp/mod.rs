@@ -31,6 +31,7 @@ pub mod config;
 pub mod drain;
 pub mod gobgp;
 pub mod gobgp_api;
+pub mod gobgp_policies;
 pub mod gobgp_v3;
 pub mod gobgp_v4;
 pub mod host;

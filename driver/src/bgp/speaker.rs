@@ -9,7 +9,8 @@
 //! the line gobgpd speaks. Out, in
 //! two steps the session orders around its first announcements:
 //! [`start`] (StartBgp when gobgpd has not started BGP yet, with multipath
-//! and the import policy that honours GRACEFUL_SHUTDOWN), then, once our
+//! and the import policy that honours GRACEFUL_SHUTDOWN; or the policies
+//! our own earlier start failed to install), then, once our
 //! paths are in gobgpd, [`add_peers`] (AddPeer for every peer it does not
 //! have, UpdatePeer for one of ours whose BFD settings changed). Paths added
 //! after a peer's first End-of-RIB would make its graceful-restart helpers
@@ -437,10 +438,20 @@ pub struct Started {
 /// policies are left alone: a gobgpd that restarts comes back empty and
 /// gets them again here. `v6_next_hops` (dual-uplink mode): the export
 /// policy's per-peer IPv6 next hops ([`crate::bgp::uplink_next_hops`]).
+///
+/// `owed`, kept by the caller across connections: our StartBgp succeeded
+/// but a policy install after it failed. gobgpd then runs BGP because of
+/// us, without our policies; the next call must not take it for an
+/// operator's gobgpd (it would never install the export policy, and a
+/// dual-homed host would pass learned paths on): it installs them again
+/// (idempotent) before anything else, as on a fresh start. StopBgp would
+/// not reset it: on 4.x it ends gobgpd's server for good ("server
+/// stopped" until the process restarts).
 pub async fn start(
     client: &mut Gobgp,
     cfg: &SpeakerConfig,
     v6_next_hops: &[PeerNextHop6],
+    owed: &mut bool,
 ) -> Result<Started, Status> {
     let global = client.get_bgp().await?;
     let Some(asn) = cfg.asn else {
@@ -449,6 +460,16 @@ pub async fn start(
             fresh: false,
         });
     };
+    if global.asn != 0 && *owed && global.asn == asn {
+        let router_id = cfg.router_id.clone().unwrap_or_default();
+        install_policies(client, cfg, &router_id, v6_next_hops).await?;
+        *owed = false;
+        info!(asn, router_id = %router_id, line = %client.line(), export = ?cfg.export, "installed the policies our last StartBgp on gobgpd left owed");
+        return Ok(Started {
+            global: client.get_bgp().await?,
+            fresh: true,
+        });
+    }
     if global.asn != 0 {
         if global.asn != asn {
             warn!(
@@ -476,20 +497,53 @@ pub async fn start(
             use_multiple_paths: true,
         })
         .await?;
-    client.honour_graceful_shutdown().await?;
-    // Before any peer is added (add_peers comes after): no learned path
-    // is ever sent on, not even for a moment.
-    if cfg.export == Export::Own {
-        client.export_only_own_paths(v6_next_hops).await?;
-        for p in v6_next_hops {
-            info!(peer = %p.peer, ipv6_next_hop = %p.next_hop, "export policy: our IPv6 paths go to this uplink peer with its uplink's IPv6 address as next hop");
-        }
-    }
+    *owed = true;
+    install_policies(client, cfg, &router_id, v6_next_hops).await?;
+    *owed = false;
     info!(asn, router_id = %router_id, line = %client.line(), export = ?cfg.export, "started BGP on gobgpd (multipath, GRACEFUL_SHUTDOWN honoured on import; export: own = only this host's paths go to peers, all = every best path)");
     Ok(Started {
         global: client.get_bgp().await?,
         fresh: true,
     })
+}
+
+/// Test hook: the export policy's next install on a gobgpd whose BGP we
+/// start with one of these router IDs fails once (as a gobgpd that refuses
+/// or misses its deadline would make it), after StartBgp succeeded.
+#[cfg(any(test, feature = "test-support"))]
+pub static FAIL_EXPORT_INSTALL: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+
+/// The policies [`start`] installs right after StartBgp: the import policy
+/// that honours GRACEFUL_SHUTDOWN, and with `--export own` the export
+/// policy, before any peer is added (add_peers comes after): no learned
+/// path is ever sent on, not even for a moment.
+#[cfg_attr(not(any(test, feature = "test-support")), allow(unused_variables))]
+async fn install_policies(
+    client: &mut Gobgp,
+    cfg: &SpeakerConfig,
+    router_id: &str,
+    v6_next_hops: &[PeerNextHop6],
+) -> Result<(), Status> {
+    client.honour_graceful_shutdown().await?;
+    if cfg.export == Export::Own {
+        #[cfg(any(test, feature = "test-support"))]
+        {
+            let mut armed = FAIL_EXPORT_INSTALL
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            if let Some(i) = armed.iter().position(|r| r == router_id) {
+                armed.remove(i);
+                return Err(Status::unavailable(
+                    "export policy install failed (test hook)",
+                ));
+            }
+        }
+        client.export_only_own_paths(v6_next_hops).await?;
+        for p in v6_next_hops {
+            info!(peer = %p.peer, ipv6_next_hop = %p.next_hop, "export policy: our IPv6 paths go to this uplink peer with its uplink's IPv6 address as next hop");
+        }
+    }
+    Ok(())
 }
 
 /// AddPeer for every configured peer gobgpd does not have; UpdatePeer for a

@@ -220,11 +220,6 @@ pub fn decode_destination(r: apipb::ListPathResponse) -> Vec<RibPath> {
         .unwrap_or_default()
 }
 
-/// `65535:0` for a community number, as policy sets write it.
-pub fn community_text(c: u32) -> String {
-    format!("{}:{}", c >> 16, c & 0xFFFF)
-}
-
 /// An own path to encode (tests of this room and the event room).
 #[cfg(test)]
 pub(super) fn own(prefix: &str, nh: &str, attrs: crate::model::attrs::RouteAttrs) -> OwnPath {

@@ -34,10 +34,9 @@ use tonic::Status;
 
 use super::gobgp_api::{
     deadline, next_within, EventStream, Family, GlobalInfo, GobgpApi, OwnPath, PeerInfo,
-    PeerNextHop6, PeerSettings, RibStream, StartSettings, EXPORT_POLICY, EXPORT_STATEMENT,
-    GRACEFUL_SHUTDOWN, GSHUT_LOCAL_PREF, GSHUT_POLICY, GSHUT_SET, GSHUT_STATEMENT, MAX_MESSAGE,
+    PeerNextHop6, PeerSettings, RibStream, StartSettings, MAX_MESSAGE,
 };
-use super::gobgp_v3::community_text;
+use super::gobgp_policies::{export_own, gshut_import, Direction, PolicyInstall, SetKind};
 use futures::StreamExt;
 
 use api::go_bgp_service_client::GoBgpServiceClient;
@@ -268,54 +267,25 @@ impl GobgpApi for V4 {
     }
 
     async fn honour_graceful_shutdown(&mut self) -> Result<(), Status> {
-        let set = api::DefinedSet {
-            defined_type: api::DefinedType::DefinedCommunity as i32,
-            name: GSHUT_SET.into(),
-            list: vec![community_text(GRACEFUL_SHUTDOWN)],
-        };
-        let policy = api::Policy {
-            name: GSHUT_POLICY.into(),
-            statements: vec![api::Statement {
-                name: GSHUT_STATEMENT.into(),
-                conditions: Some(api::Conditions {
-                    community_set: Some(api::MatchSet {
-                        r#type: api::match_set::Type::Any as i32,
-                        name: GSHUT_SET.into(),
-                    }),
-                    ..api::Conditions::default()
-                }),
-                actions: Some(api::Actions {
-                    route_action: api::RouteAction::Accept as i32,
-                    local_pref: Some(api::LocalPrefAction {
-                        value: GSHUT_LOCAL_PREF,
-                    }),
-                    ..api::Actions::default()
-                }),
-            }],
-        };
-        let assignment = api::PolicyAssignment {
-            name: "global".into(),
-            direction: api::PolicyDirection::Import as i32,
-            policies: vec![api::Policy {
-                name: GSHUT_POLICY.into(),
-                statements: vec![],
-            }],
-            default_action: api::RouteAction::Accept as i32,
-        };
-        self.add_defined_set(set).await?;
-        self.add_policy_and_assign(policy, assignment).await
+        self.install(&gshut_import()).await
     }
 
     async fn export_only_own_paths(&mut self, v6: &[PeerNextHop6]) -> Result<(), Status> {
-        let (sets, policy, assignment) = export_policy(v6);
+        self.install(&export_own(v6)).await
+    }
+}
+
+impl V4 {
+    /// A policy with its sets and its global assignment: the sets first
+    /// (the policy names them), then the policy, then the assignment.
+    async fn install(&mut self, p: &PolicyInstall) -> Result<(), Status> {
+        let (sets, policy, assignment) = wire_policy(p);
         for set in sets {
             self.add_defined_set(set).await?;
         }
         self.add_policy_and_assign(policy, assignment).await
     }
-}
 
-impl V4 {
     /// AddDefinedSet; one already there is fine (installing again changes
     /// nothing).
     async fn add_defined_set(&mut self, set: api::DefinedSet) -> Result<(), Status> {
@@ -371,76 +341,74 @@ fn tolerate_existing<T>(r: Result<T, Status>) -> Result<(), Status> {
     }
 }
 
-/// The export policy of `--export own` and its global assignment: one
-/// statement accepts the paths of route type LOCAL (gobgpd's test is that
-/// the path has no peer as its source: what we add through the API); the
-/// assignment's default action rejects every other path, so nothing
-/// learned from one peer is passed on to another. Dual-uplink mode (`v6`
-/// not empty): before it, per uplink peer, a statement for our IPv6 paths
-/// to that peer (its neighbour set, family ipv6-unicast, LOCAL) that sets
-/// the uplink's IPv6 address as next hop and accepts; gobgpd applies the
-/// export policy after it set its own eBGP next hop, so this one wins. The
-/// neighbour sets come first in the answer: they must exist before the
-/// policy that names them.
-fn export_policy(
-    v6: &[PeerNextHop6],
-) -> (Vec<api::DefinedSet>, api::Policy, api::PolicyAssignment) {
-    let local = api::conditions::RouteType::Local as i32;
-    let accept = api::RouteAction::Accept as i32;
-    let sets = v6
+/// A [`PolicyInstall`] in this line's messages: the defined sets, the
+/// policy, and its assignment to the global table (the policy named, its
+/// statements not repeated).
+fn wire_policy(p: &PolicyInstall) -> (Vec<api::DefinedSet>, api::Policy, api::PolicyAssignment) {
+    let sets = p
+        .sets
         .iter()
-        .map(|p| api::DefinedSet {
-            defined_type: api::DefinedType::DefinedNeighbor as i32,
-            name: p.name(),
-            list: vec![p.neighbor_entry()],
+        .map(|s| api::DefinedSet {
+            defined_type: match s.kind {
+                SetKind::Neighbor => api::DefinedType::DefinedNeighbor,
+                SetKind::Community => api::DefinedType::DefinedCommunity,
+            } as i32,
+            name: s.name.clone(),
+            list: s.list.clone(),
         })
         .collect();
-    let mut statements: Vec<api::Statement> = v6
+    let any = |set: &Option<String>| {
+        set.as_ref().map(|name| api::MatchSet {
+            r#type: api::match_set::Type::Any as i32,
+            name: name.clone(),
+        })
+    };
+    let statements = p
+        .statements
         .iter()
-        .map(|p| api::Statement {
-            name: p.name(),
+        .map(|s| api::Statement {
+            name: s.name.clone(),
             conditions: Some(api::Conditions {
-                neighbor_set: Some(api::MatchSet {
-                    r#type: api::match_set::Type::Any as i32,
-                    name: p.name(),
-                }),
-                afi_safi_in: vec![family(Family::Ipv6)],
-                route_type: local,
+                neighbor_set: any(&s.neighbor_set),
+                community_set: any(&s.community_set),
+                afi_safi_in: s.family.map(family).into_iter().collect(),
+                route_type: if s.local_only {
+                    api::conditions::RouteType::Local
+                } else {
+                    api::conditions::RouteType::Unspecified
+                } as i32,
                 ..api::Conditions::default()
             }),
             actions: Some(api::Actions {
-                route_action: accept,
-                nexthop: Some(api::NexthopAction {
-                    address: p.next_hop.to_string(),
+                route_action: api::RouteAction::Accept as i32,
+                nexthop: s.next_hop.map(|a| api::NexthopAction {
+                    address: a.to_string(),
                     ..api::NexthopAction::default()
                 }),
+                local_pref: s.local_pref.map(|value| api::LocalPrefAction { value }),
                 ..api::Actions::default()
             }),
         })
         .collect();
-    statements.push(api::Statement {
-        name: EXPORT_STATEMENT.into(),
-        conditions: Some(api::Conditions {
-            route_type: local,
-            ..api::Conditions::default()
-        }),
-        actions: Some(api::Actions {
-            route_action: accept,
-            ..api::Actions::default()
-        }),
-    });
     let policy = api::Policy {
-        name: EXPORT_POLICY.into(),
+        name: p.name.clone(),
         statements,
     };
     let assignment = api::PolicyAssignment {
         name: "global".into(),
-        direction: api::PolicyDirection::Export as i32,
+        direction: match p.direction {
+            Direction::Import => api::PolicyDirection::Import,
+            Direction::Export => api::PolicyDirection::Export,
+        } as i32,
         policies: vec![api::Policy {
-            name: EXPORT_POLICY.into(),
+            name: p.name.clone(),
             statements: vec![],
         }],
-        default_action: api::RouteAction::Reject as i32,
+        default_action: if p.default_accept {
+            api::RouteAction::Accept
+        } else {
+            api::RouteAction::Reject
+        } as i32,
     };
     (sets, policy, assignment)
 }
@@ -448,125 +416,127 @@ fn export_policy(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::bgp::gobgp_api::{
+        EXPORT_POLICY, EXPORT_STATEMENT, GSHUT_LOCAL_PREF, GSHUT_POLICY, GSHUT_SET, GSHUT_STATEMENT,
+    };
 
-    /// `--export own`: one statement that accepts only LOCAL paths (no
-    /// other condition, no other action), assigned to the global table's
-    /// export with REJECT as the default: a learned path matches nothing
-    /// and is not sent.
+    /// The export policy in this line's messages (what it says is tested in
+    /// [`crate::bgp::gobgp_policies`]): an uplink peer's statement with its
+    /// neighbour set, ipv6-unicast, LOCAL and its next hop, then the LOCAL
+    /// one; assigned to the global export, REJECT by default, the policy
+    /// referred to by name.
     #[test]
-    fn export_policy_accepts_local_paths_and_rejects_the_rest() {
-        let (sets, policy, assignment) = export_policy(&[]);
-        assert!(sets.is_empty());
-        assert_eq!(policy.name, EXPORT_POLICY);
-        assert_eq!(policy.statements.len(), 1);
-        let st = &policy.statements[0];
-        assert_eq!(st.name, EXPORT_STATEMENT);
+    fn the_export_policy_in_this_lines_messages() {
+        let v6 = [PeerNextHop6 {
+            peer: "203.0.113.1".parse().unwrap(),
+            next_hop: "fd00:0:ff::2".parse().unwrap(),
+        }];
+        let local = api::conditions::RouteType::Local as i32;
+        let accept = api::RouteAction::Accept as i32;
+        let (sets, policy, assignment) = wire_policy(&export_own(&v6));
         assert_eq!(
-            st.conditions,
-            Some(api::Conditions {
-                route_type: api::conditions::RouteType::Local as i32,
-                ..api::Conditions::default()
-            })
+            sets,
+            [api::DefinedSet {
+                defined_type: api::DefinedType::DefinedNeighbor as i32,
+                name: "ipvlan-bgp-v6-next-hop-203.0.113.1".into(),
+                list: vec!["203.0.113.1/32".into()],
+            }]
         );
         assert_eq!(
-            st.actions,
-            Some(api::Actions {
-                route_action: api::RouteAction::Accept as i32,
-                ..api::Actions::default()
-            })
+            policy,
+            api::Policy {
+                name: EXPORT_POLICY.into(),
+                statements: vec![
+                    api::Statement {
+                        name: v6[0].name(),
+                        conditions: Some(api::Conditions {
+                            neighbor_set: Some(api::MatchSet {
+                                r#type: api::match_set::Type::Any as i32,
+                                name: v6[0].name(),
+                            }),
+                            afi_safi_in: vec![api::Family { afi: 2, safi: 1 }],
+                            route_type: local,
+                            ..api::Conditions::default()
+                        }),
+                        actions: Some(api::Actions {
+                            route_action: accept,
+                            nexthop: Some(api::NexthopAction {
+                                address: "fd00:0:ff::2".into(),
+                                ..api::NexthopAction::default()
+                            }),
+                            ..api::Actions::default()
+                        }),
+                    },
+                    api::Statement {
+                        name: EXPORT_STATEMENT.into(),
+                        conditions: Some(api::Conditions {
+                            route_type: local,
+                            ..api::Conditions::default()
+                        }),
+                        actions: Some(api::Actions {
+                            route_action: accept,
+                            ..api::Actions::default()
+                        }),
+                    },
+                ],
+            }
         );
-        assert_eq!(assignment.name, "global");
-        assert_eq!(assignment.direction, api::PolicyDirection::Export as i32);
-        assert_eq!(assignment.default_action, api::RouteAction::Reject as i32);
-        let names: Vec<&str> = assignment
-            .policies
-            .iter()
-            .map(|p| p.name.as_str())
-            .collect();
-        assert_eq!(names, [EXPORT_POLICY]);
-        assert!(
-            assignment.policies[0].statements.is_empty(),
-            "referred by name"
+        assert_eq!(
+            assignment,
+            api::PolicyAssignment {
+                name: "global".into(),
+                direction: api::PolicyDirection::Export as i32,
+                policies: vec![api::Policy {
+                    name: EXPORT_POLICY.into(),
+                    statements: vec![],
+                }],
+                default_action: api::RouteAction::Reject as i32,
+            }
         );
     }
 
-    /// Dual-uplink mode: per uplink peer, first, a statement for our IPv6
-    /// paths to that peer alone (its neighbour set, ipv6-unicast, LOCAL)
-    /// that sets that uplink's IPv6 address as next hop and accepts; the
-    /// generic LOCAL statement last; one neighbour set per peer, its
-    /// address as a host prefix.
+    /// The GRACEFUL_SHUTDOWN import policy in this line's messages: the
+    /// community set, the statement that sets LOCAL_PREF, assigned to the
+    /// global import, ACCEPT by default.
     #[test]
-    fn each_uplink_peer_gets_its_uplinks_ipv6_next_hop_first() {
-        let v6 = [
-            PeerNextHop6 {
-                peer: "203.0.113.1".parse().unwrap(),
-                next_hop: "fd00:0:ff::2".parse().unwrap(),
-            },
-            PeerNextHop6 {
-                peer: "203.0.113.5".parse().unwrap(),
-                next_hop: "fd00:0:ff:1::2".parse().unwrap(),
-            },
-        ];
-        let (sets, policy, assignment) = export_policy(&v6);
+    fn the_gshut_policy_in_this_lines_messages() {
+        let (sets, policy, assignment) = wire_policy(&gshut_import());
         assert_eq!(
             sets,
-            [
-                api::DefinedSet {
-                    defined_type: api::DefinedType::DefinedNeighbor as i32,
-                    name: "ipvlan-bgp-v6-next-hop-203.0.113.1".into(),
-                    list: vec!["203.0.113.1/32".into()],
-                },
-                api::DefinedSet {
-                    defined_type: api::DefinedType::DefinedNeighbor as i32,
-                    name: "ipvlan-bgp-v6-next-hop-203.0.113.5".into(),
-                    list: vec!["203.0.113.5/32".into()],
-                },
-            ]
+            [api::DefinedSet {
+                defined_type: api::DefinedType::DefinedCommunity as i32,
+                name: GSHUT_SET.into(),
+                list: vec!["65535:0".into()],
+            }]
         );
-        let names: Vec<&str> = policy.statements.iter().map(|s| s.name.as_str()).collect();
         assert_eq!(
-            names,
-            [
-                "ipvlan-bgp-v6-next-hop-203.0.113.1",
-                "ipvlan-bgp-v6-next-hop-203.0.113.5",
-                EXPORT_STATEMENT
-            ]
-        );
-        for (st, p) in policy.statements.iter().zip(&v6) {
-            assert_eq!(
-                st.conditions,
-                Some(api::Conditions {
-                    neighbor_set: Some(api::MatchSet {
+            policy.statements,
+            [api::Statement {
+                name: GSHUT_STATEMENT.into(),
+                conditions: Some(api::Conditions {
+                    community_set: Some(api::MatchSet {
                         r#type: api::match_set::Type::Any as i32,
-                        name: p.name(),
+                        name: GSHUT_SET.into(),
                     }),
-                    afi_safi_in: vec![api::Family { afi: 2, safi: 1 }],
-                    route_type: api::conditions::RouteType::Local as i32,
                     ..api::Conditions::default()
-                })
-            );
-            assert_eq!(
-                st.actions,
-                Some(api::Actions {
+                }),
+                actions: Some(api::Actions {
                     route_action: api::RouteAction::Accept as i32,
-                    nexthop: Some(api::NexthopAction {
-                        address: p.next_hop.to_string(),
-                        self_: false,
-                        unchanged: false,
-                        peer_address: false,
+                    local_pref: Some(api::LocalPrefAction {
+                        value: GSHUT_LOCAL_PREF,
                     }),
                     ..api::Actions::default()
-                })
-            );
-        }
-        assert_eq!(
-            policy.statements[2].conditions,
-            Some(api::Conditions {
-                route_type: api::conditions::RouteType::Local as i32,
-                ..api::Conditions::default()
-            })
+                }),
+            }]
         );
-        assert_eq!(assignment.default_action, api::RouteAction::Reject as i32);
+        assert_eq!(policy.name, GSHUT_POLICY);
+        assert_eq!(
+            (assignment.direction, assignment.default_action),
+            (
+                api::PolicyDirection::Import as i32,
+                api::RouteAction::Accept as i32
+            )
+        );
     }
 
     /// gobgpd's answers when the policy is there already (installed twice:
