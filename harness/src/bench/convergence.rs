@@ -905,6 +905,18 @@ T DEBUG ipvlan_bgp::rib::installer::write: route deleted prefix=10.30.1.5/32 mon
             .b2(b2, dst)
             .gone(10_000);
         assert_eq!(t.leave_to_gone(), Some(9.0));
+        // With --hold-teardown the held joins' withdrawal gets its own series.
+        let mut r = BenchResult::new("convergence", String::new());
+        hop_series(&mut r, &[t, t.gone(12_000).held(true)]);
+        let n = |name: &str| {
+            r.series
+                .iter()
+                .find(|s| s.name == name)
+                .map(|s| s.samples.clone())
+        };
+        assert_eq!(n(LEAVE[0].3), Some(vec![9.0]));
+        assert_eq!(n(&format!("{}{HELD}", LEAVE[0].3)), Some(vec![11.0]));
+        assert_eq!(n(&format!("{}{HELD}", LEAVE[9].3)), Some(vec![3.0]));
         assert_eq!(
             t.leave_steps(),
             [
