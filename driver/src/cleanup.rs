@@ -22,7 +22,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::Args;
 
-use crate::bgp::ledger::LEDGER_FILE;
+use crate::bgp::ledger::{LEDGER_FILE, LEDGER_JOURNAL};
 use crate::instance::{LockError, StateLock, LOCK_FILE};
 use crate::kernel::real::Kernel;
 use crate::kernel::LinkKernel;
@@ -342,6 +342,7 @@ fn files(dir: &std::path::Path, dry: bool, r: &mut Report) {
         STATE_FILE,
         JOURNAL_FILE,
         LEDGER_FILE,
+        LEDGER_JOURNAL,
         &format!(".{STATE_FILE}.tmp"),
         &format!(".{LEDGER_FILE}.tmp"),
         // Last: held until the process ends, so no driver starts meanwhile.

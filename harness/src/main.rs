@@ -158,6 +158,11 @@ enum BenchCmd {
         /// container's address is up), not from when docker run returned.
         #[arg(long)]
         probe_from_route: bool,
+        /// Every other join's stop holds its teardown (interface back, DeleteEndpoint, sandbox
+        /// deleted) after Leave until the routes are gone from b2, whose kernel it shares here
+        /// (two real hosts do not); the withdrawal is reported for both kinds of join.
+        #[arg(long, conflicts_with = "load")]
+        hold_teardown: bool,
         /// Instead: the same joins idle, with 1,000 endpoints and 5,000 learned routes on the
         /// serving host, and during a 50-container burst on a third host, one of each per
         /// round, the order rotated (--runs rounds); the p99 of each loaded side against idle.
@@ -403,6 +408,7 @@ fn main() -> ExitCode {
                 BenchCmd::Convergence {
                     runs,
                     probe_from_route,
+                    hold_teardown,
                     load: false,
                     dataplane,
                     vm: true,
@@ -419,6 +425,9 @@ fn main() -> ExitCode {
                     if probe_from_route {
                         args.push("--probe-from-route".into());
                     }
+                    if hold_teardown {
+                        args.push("--hold-teardown".into());
+                    }
                     let rs =
                         harness::bench::bench_in_vm(&args, &harness::vm::VmOptions::default())?;
                     if let Some(out) = json {
@@ -429,12 +438,19 @@ fn main() -> ExitCode {
                 BenchCmd::Convergence {
                     runs,
                     probe_from_route,
+                    hold_teardown,
                     load: false,
                     dataplane,
                     json,
                     ..
                 } => one_bench(
-                    harness::bench::convergence(runs, probe_from_route, &dataplane, &o)?,
+                    harness::bench::convergence(
+                        runs,
+                        probe_from_route,
+                        hold_teardown,
+                        &dataplane,
+                        &o,
+                    )?,
                     json,
                 ),
                 BenchCmd::LearnedRoutes {

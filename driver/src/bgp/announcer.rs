@@ -97,28 +97,20 @@ impl Announcer {
         self.announced.len()
     }
 
-    /// Writes the ledger on a blocking thread; a failure is logged (the
-    /// paths stay announced: a live container matters more than the proof).
-    ///
-    /// Replaced atomically (a new file renamed over the old) but not
-    /// flushed to the disk: the ledger must outlive the driver's process,
-    /// which the page cache ensures, not the machine. A power loss takes
-    /// gobgpd's RIB with it (gobgpd runs on this host; a remote one is
-    /// warned against), and the next start drops records of paths gobgpd
-    /// no longer holds, or reads an unreadable ledger as empty (nothing is
-    /// taken for ours: no harm). The flush was on every announcement's
-    /// way: the intent is recorded before the AddPath, and on this
-    /// machine's shared disk two `fsync`s made most of the slow joins
-    /// (issue 24, point 3).
-    async fn save_ledger(&self) {
-        let Some((path, bytes)) = self.ledger.snapshot() else {
+    /// Writes the ledger's changes on a blocking thread (see
+    /// [`super::ledger`]: appended, not flushed); a failure is logged and
+    /// the next save rewrites the ledger whole (the paths stay announced: a
+    /// live container matters more than the proof).
+    async fn save_ledger(&mut self) {
+        let Some(w) = self.ledger.take_write() else {
             return;
         };
-        let saved = tokio::task::spawn_blocking(move || replace_file(&path, &bytes))
+        let saved = tokio::task::spawn_blocking(move || w.run())
             .await
             .map_err(|e| e.to_string())
             .and_then(|r| r.map_err(|e| e.to_string()));
         if let Err(e) = saved {
+            self.ledger.write_failed();
             warn!(error = %e, "could not write the announcer's ledger: after a restart these paths cannot be proven ours");
         }
     }
@@ -319,19 +311,4 @@ impl Announcer {
         info!(count = n, "announced in bulk");
         Ok(())
     }
-}
-
-/// Writes `bytes` to a file beside `path` and renames it over `path`: a
-/// reader sees the old content or the new, whole. Not flushed (see
-/// [`Announcer::save_ledger`]).
-fn replace_file(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
-    let dir = path.parent().unwrap_or(std::path::Path::new("."));
-    std::fs::create_dir_all(dir)?;
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy())
-        .unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.tmp"));
-    std::fs::write(&tmp, bytes)?;
-    std::fs::rename(&tmp, path)
 }

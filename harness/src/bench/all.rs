@@ -43,6 +43,7 @@ pub const SET: &[Entry] = &[
             Ok(vec![super::convergence::convergence(
                 if quick { 40 } else { 200 },
                 false,
+                false,
                 "macvlan",
                 o,
             )?])

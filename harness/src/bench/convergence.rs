@@ -28,6 +28,16 @@
 //! family; the joins over 20 ms are broken down by hop. A driver without
 //! those lines (an older build) gives no hop series.
 //!
+//! With `--hold-teardown` every other join's emulated `docker stop` holds
+//! its teardown (the interface moved back, DeleteEndpoint, the sandbox
+//! deleted) after Leave until both routes are gone from b2. Both hosts are
+//! namespaces of one kernel, so that teardown's link moves and namespace
+//! deletion take the kernel locks (RTNL) that b2's installer needs for its
+//! route delete; two real hosts share no such lock. The held joins report
+//! the withdrawal as two real hosts would see it, the others the real
+//! order, in the same run under the same load: the withdrawal series
+//! (from the stop, and from Leave by step) are reported for each.
+//!
 //! Each run also reads both drivers' count of full dumps of the main table
 //! (`/bgp/route_watch/dumps` in their status) before its start and after its
 //! withdrawal: what one container's life costs in dumps.
@@ -68,6 +78,7 @@ const PROBE_INTERVAL: Duration = Duration::from_millis(2);
 pub fn convergence(
     runs: usize,
     probe_from_route: bool,
+    hold_teardown: bool,
     dataplane: &str,
     opts: &Options,
 ) -> Result<BenchResult> {
@@ -84,6 +95,7 @@ pub fn convergence(
     let (mut join, mut route, mut reach, mut withdraw) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let (mut route6, mut reach6, mut withdraw6) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut withdraw_held, mut withdraw6_held) = (Vec::new(), Vec::new());
     let subnet = ipnet::IpNet::V4(net.subnets["b1"]);
     let (mut to_answer, mut first_echo_answered) = (Vec::new(), 0usize);
     let (mut dumps_b1, mut dumps_b2) = (Vec::new(), Vec::new());
@@ -160,15 +172,34 @@ pub fn convergence(
             .first_reply(a6.into(), PROBE_INTERVAL, scaled(Duration::from_secs(10)))
             .ok_or_else(|| anyhow!("run {i}: b2's container never reached {a6}"))?;
         reach6.push(answered6 - t0);
+        let held = hold_teardown && i % 2 == 1;
         let t1 = Instant::now();
-        e.stop(&w, &c1)?;
-        let gone = events.wait(dst, true, t1, Duration::from_secs(10))?;
-        withdraw.push(gone - t1);
-        let gone6 = events.wait(dst6, true, t1, Duration::from_secs(10))?;
-        withdraw6.push(gone6 - t1);
+        let (gone, gone6) = if held {
+            let mut seen = None;
+            e.stop_held(&w, &c1, &mut || {
+                let gone = events.wait(dst, true, t1, Duration::from_secs(10))?;
+                let gone6 = events.wait(dst6, true, t1, Duration::from_secs(10))?;
+                seen = Some((gone, gone6));
+                Ok(())
+            })?;
+            seen.ok_or_else(|| anyhow!("run {i}: the held stop saw no withdrawal"))?
+        } else {
+            e.stop(&w, &c1)?;
+            (
+                events.wait(dst, true, t1, Duration::from_secs(10))?,
+                events.wait(dst6, true, t1, Duration::from_secs(10))?,
+            )
+        };
+        let (v4, v6) = if held {
+            (&mut withdraw_held, &mut withdraw6_held)
+        } else {
+            (&mut withdraw, &mut withdraw6)
+        };
+        v4.push(gone - t1);
+        v6.push(gone6 - t1);
         let (log1, log2) = (b1_log.read_new()?, b2_log.read_new()?);
         if let Some(t) = Traced::from_log(&log1, dst, route_at, at(on_b2_6)) {
-            traced.push(t.b2(&log2, dst).gone(at(gone)));
+            traced.push(t.b2(&log2, dst).gone(at(gone)).held(held));
         }
         dumps_b1.push(full_dumps(&w, 0)?.saturating_sub(before.0) as f64);
         dumps_b2.push(full_dumps(&w, 1)?.saturating_sub(before.1) as f64);
@@ -189,9 +220,14 @@ pub fn convergence(
     let mut r = BenchResult::new(
         &name,
         format!(
-            "sudo target/release/harness bench convergence --runs {runs}{}{}",
+            "sudo target/release/harness bench convergence --runs {runs}{}{}{}",
             if probe_from_route {
                 " --probe-from-route"
+            } else {
+                ""
+            },
+            if hold_teardown {
+                " --hold-teardown"
             } else {
                 ""
             },
@@ -219,6 +255,17 @@ pub fn convergence(
             "the route's arrival on b2"
         } else {
             "the return of docker run"
+        }
+        .into(),
+    );
+    r.setup.insert(
+        "teardown".into(),
+        if hold_teardown {
+            "every other join's stop holds its teardown (interface back, DeleteEndpoint, sandbox \
+             deleted) after Leave until both routes are gone from b2 (the series ending in \
+             '(teardown held)'); the other joins in the real order"
+        } else {
+            "the real order: Leave, then the teardown at once (on the same kernel as b2)"
         }
         .into(),
     );
@@ -267,6 +314,16 @@ pub fn convergence(
     );
     r.figures
         .insert("b2 driver RSS idle (KiB)".into(), rss_idle as f64);
+    if hold_teardown {
+        r.series.push(Series::ms(
+            format!("route gone from b2 after stop{HELD}"),
+            &withdraw_held,
+        ));
+        r.series.push(Series::ms(
+            format!("IPv6 route gone from b2 after stop{HELD}"),
+            &withdraw6_held,
+        ));
+    }
     if probe_from_route {
         r.series.push(Series::ms(
             "route arrived on b2 → first answer (echo every 2 ms from the route's event)",
@@ -325,6 +382,8 @@ pub(super) struct Traced {
     /// The way back after the stop ([`LEAVE`]), where logged; its last
     /// entry is the route gone from b2 ([`Traced::gone`]).
     leave: [Option<u64>; LEAVE.len()],
+    /// The stop held its teardown until the withdrawal was seen on b2.
+    held: bool,
 }
 
 /// The withdrawal's way: the debug line that ends each step, on which
@@ -478,6 +537,7 @@ impl Traced {
             route,
             route6,
             leave,
+            held: false,
         })
     }
 
@@ -511,6 +571,12 @@ impl Traced {
     pub(super) fn leave_to_gone(&self) -> Option<f64> {
         let (l, g) = (self.leave[0]?, self.leave[LEAVE.len() - 1]?);
         Some(g.saturating_sub(l) as f64 / 1e3)
+    }
+
+    /// Whether the stop held its teardown until the withdrawal was seen.
+    pub(super) fn held(mut self, held: bool) -> Traced {
+        self.held = held;
+        self
     }
 
     /// The IPv4 route left b2's kernel at `gone` (monotonic µs).
@@ -600,7 +666,9 @@ fn hop_series(r: &mut BenchResult, traced: &[Traced]) {
             step_series(r, traced);
         }
     }
-    leave_series(r, traced);
+    let (held, real): (Vec<Traced>, Vec<Traced>) = traced.iter().partition(|t| t.held);
+    leave_series(r, &real, "");
+    leave_series(r, &held, HELD);
     let slow: Vec<&Traced> = traced.iter().filter(|t| t.live_to_route() > SLOW).collect();
     r.figures
         .insert("joins traced hop by hop".to_string(), traced.len() as f64);
@@ -647,20 +715,26 @@ fn leave_step(
 }
 
 /// The withdrawal from Leave, and its steps, where b1's driver logged
-/// them (an older build does not).
-fn leave_series(r: &mut BenchResult, traced: &[Traced]) {
+/// them (an older build does not); each name ends in `suffix`.
+fn leave_series(r: &mut BenchResult, traced: &[Traced], suffix: &str) {
     let total: Vec<f64> = traced.iter().filter_map(Traced::leave_to_gone).collect();
     if total.is_empty() {
         return;
     }
-    r.series.push(Series::new(LEAVE[0].3, "ms", total));
+    r.series
+        .push(Series::new(format!("{}{suffix}", LEAVE[0].3), "ms", total));
     for (k, (_, _, _, name)) in LEAVE.iter().enumerate().skip(1) {
         let v: Vec<f64> = traced.iter().filter_map(|t| t.leave_steps()[k]).collect();
         if !v.is_empty() {
-            r.series.push(Series::new(*name, "ms", v));
+            r.series
+                .push(Series::new(format!("{name}{suffix}"), "ms", v));
         }
     }
 }
+
+/// The end of the withdrawal series' names for joins whose teardown was
+/// held until the withdrawal was seen on b2 (`--hold-teardown`).
+pub(super) const HELD: &str = " (teardown held)";
 
 /// The first hop's steps, those b1's driver logged (an older build logs
 /// none; ipvlan L3 tells no neighbours), and the rest of it.
@@ -831,6 +905,18 @@ T DEBUG ipvlan_bgp::rib::installer::write: route deleted prefix=10.30.1.5/32 mon
             .b2(b2, dst)
             .gone(10_000);
         assert_eq!(t.leave_to_gone(), Some(9.0));
+        // With --hold-teardown the held joins' withdrawal gets its own series.
+        let mut r = BenchResult::new("convergence", String::new());
+        hop_series(&mut r, &[t, t.gone(12_000).held(true)]);
+        let n = |name: &str| {
+            r.series
+                .iter()
+                .find(|s| s.name == name)
+                .map(|s| s.samples.clone())
+        };
+        assert_eq!(n(LEAVE[0].3), Some(vec![9.0]));
+        assert_eq!(n(&format!("{}{HELD}", LEAVE[0].3)), Some(vec![11.0]));
+        assert_eq!(n(&format!("{}{HELD}", LEAVE[9].3)), Some(vec![3.0]));
         assert_eq!(
             t.leave_steps(),
             [

@@ -320,7 +320,9 @@ fn run_start(
 }
 
 /// Revoke (if programmed) and Leave, the interface back to the host,
-/// DeleteEndpoint, the sandbox gone: dockerd's stop.
+/// DeleteEndpoint, the sandbox gone: dockerd's stop. `hold` runs between
+/// Leave and that teardown, which runs even when `hold` fails (its error
+/// is returned after).
 fn run_stop(
     rt: &tokio::runtime::Runtime,
     w: &World,
@@ -328,11 +330,13 @@ fn run_stop(
     net_id: &str,
     programmed: bool,
     leases: &Leases,
+    hold: &mut dyn FnMut() -> Result<()>,
 ) -> Result<()> {
     let [before, after] = wire::stop(net_id, &c.handle, programmed);
     for (method, body) in before {
         call_lenient_on(rt, w, c.host, method, body);
     }
+    let held = hold();
     unplumb(w, c).with_context(|| format!("move {}'s interface back", c.name))?;
     for (method, body) in after {
         call_lenient_on(rt, w, c.host, method, body);
@@ -343,10 +347,30 @@ fn run_stop(
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    Netns::delete_fast(&ns_name)
+    Netns::delete_fast(&ns_name)?;
+    held
 }
 
 impl Emulator {
+    /// `docker stop` with `hold` run after Leave and before the teardown
+    /// (the interface moved back, DeleteEndpoint, the sandbox deleted):
+    /// lets a bench keep that teardown's kernel work, which two real hosts
+    /// would not share, off another host's measured path. The teardown
+    /// runs even when `hold` fails.
+    pub fn stop_held(
+        &mut self,
+        w: &World,
+        c: &ContainerRt,
+        hold: &mut dyn FnMut() -> Result<()>,
+    ) -> Result<()> {
+        let net_id = self.net(c.host, &c.network)?.id.clone();
+        let programmed = self.programmed.remove(&c.handle);
+        let leases = self.leases.remove(&c.handle).unwrap_or_default();
+        run_stop(&w.rt, w, c, &net_id, programmed, &leases, hold)?;
+        self.net(c.host, &c.network)?.release(c.address, c.address6);
+        Ok(())
+    }
+
     /// Activate and GetCapabilities, once per host, before its first request.
     fn activate(&mut self, w: &World, host: usize) -> Result<()> {
         if self.activated.contains(&host) {
@@ -655,12 +679,7 @@ impl ContainerEngine for Emulator {
     }
 
     fn stop(&mut self, w: &World, c: &ContainerRt) -> Result<()> {
-        let net_id = self.net(c.host, &c.network)?.id.clone();
-        let programmed = self.programmed.remove(&c.handle);
-        let leases = self.leases.remove(&c.handle).unwrap_or_default();
-        run_stop(&w.rt, w, c, &net_id, programmed, &leases)?;
-        self.net(c.host, &c.network)?.release(c.address, c.address6);
-        Ok(())
+        self.stop_held(w, c, &mut || Ok(()))
     }
 
     fn start_many(
@@ -703,7 +722,9 @@ impl ContainerEngine for Emulator {
         let mut done = per_host(
             &ready,
             |x| x.0.host,
-            |rt, (c, net_id, programmed, leases)| run_stop(rt, w, c, net_id, *programmed, leases),
+            |rt, (c, net_id, programmed, leases)| {
+                run_stop(rt, w, c, net_id, *programmed, leases, &mut || Ok(()))
+            },
         )
         .into_iter();
         let mut out = Vec::new();
