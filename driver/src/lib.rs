@@ -412,11 +412,36 @@ fn bgp_side(
 /// ([`kernel::address_watch`]), which, when the watch ends, tells the driver
 /// (a weak handle: the driver holds this closure) and counts a fallback.
 fn watch_addresses(driver: &Arc<Mutex<docker::Driver>>, metrics: &Arc<Metrics>) {
-    use kernel::address_watch::{self, Outcome, Watch, Watcher};
+    use kernel::address_watch::{self, Outcome, Told, Watch, Watcher};
     let weak = Arc::downgrade(driver);
+    let told = {
+        let metrics = metrics.clone();
+        move |t: Told| match t {
+            Told::Sent { took } => {
+                metrics.neighbour_frames("sent", Some(took));
+                tracing::debug!(
+                    took_ms = took.as_secs_f64() * 1e3,
+                    mono_us = crate::clock::mono_us(),
+                    "gratuitous ARP / unsolicited NA sent"
+                );
+            }
+            Told::Failed {
+                interface,
+                error,
+                took,
+            } => {
+                metrics.neighbour_frames("failed", Some(took));
+                tracing::warn!(interface = %interface, error = %error, took_ms = took.as_secs_f64() * 1e3, "could not send the gratuitous ARP / unsolicited NA from the container (the endpoint is announced and this host's own neighbour entry is set: only other neighbours on the segment learn it later)");
+            }
+            Told::Skipped => {
+                metrics.neighbour_frames("skipped", None);
+                tracing::debug!("the sandbox is not a namespace here (another mount namespace): no gratuitous ARP / unsolicited NA");
+            }
+        }
+    };
     let metrics = metrics.clone();
     // Started here, in the host's namespace, before any Join.
-    let watcher = match Watcher::start() {
+    let watcher = match Watcher::start(told) {
         Ok(w) => Some(w),
         Err(e) => {
             tracing::warn!(error = %e, "cannot subscribe to containers' address changes: every endpoint is announced at Join");
@@ -431,7 +456,7 @@ fn watch_addresses(driver: &Arc<Mutex<docker::Driver>>, metrics: &Arc<Metrics>) 
                 // The caller holds the driver's lock: tell it from a thread.
                 std::thread::spawn(move || {
                     let mut d = d.lock().unwrap_or_else(|p| p.into_inner());
-                    d.address_live(&req.network, &req.endpoint, req.ticket);
+                    d.address_live(&req.network, &req.endpoint, req.ticket, None);
                 });
             }
             return;
@@ -445,8 +470,12 @@ fn watch_addresses(driver: &Arc<Mutex<docker::Driver>>, metrics: &Arc<Metrics>) 
         };
         watcher.register(watch, move |outcome| {
             let endpoint = model::names::short_id(&req.endpoint);
+            let mac = match &outcome {
+                Outcome::Live { mac, .. } => *mac,
+                Outcome::Fallback { .. } => None,
+            };
             match &outcome {
-                Outcome::Live { after } => {
+                Outcome::Live { after, .. } => {
                     metrics.address_live(*after);
                     tracing::debug!(endpoint = %endpoint, after_ms = after.as_secs_f64() * 1e3, "address live in the container: announced");
                 }
@@ -463,7 +492,7 @@ fn watch_addresses(driver: &Arc<Mutex<docker::Driver>>, metrics: &Arc<Metrics>) 
                 tracing::debug!(mono_us = crate::clock::mono_us(), "live: locking the driver");
                 let mut d = d.lock().unwrap_or_else(|p| p.into_inner());
                 tracing::debug!(mono_us = crate::clock::mono_us(), "live: driver locked");
-                d.address_live(&req.network, &req.endpoint, req.ticket);
+                d.address_live(&req.network, &req.endpoint, req.ticket, mac);
                 tracing::debug!(mono_us = crate::clock::mono_us(), "live: view published");
             }
         });

@@ -50,6 +50,12 @@ const PENDING_MAX_AGE: Duration = Duration::from_secs(300);
 /// lost notifications).
 pub const FALLBACK_REASONS: [&str; 2] = ["deadline", "subscription"];
 
+/// How a live endpoint's gratuitous ARP / unsolicited NA went (sent off the
+/// announcement's path): sent, failed (ENOBUFS on a parent with many
+/// siblings, say), or skipped (the sandbox is in another mount namespace:
+/// the managed plugin).
+pub const NEIGHBOUR_FRAME_RESULTS: [&str; 3] = ["sent", "failed", "skipped"];
+
 /// The Docker methods counted under their own name.
 const METHODS: &[&str] = &[
     "Plugin.Activate",
@@ -418,6 +424,8 @@ pub struct Metrics {
     join_to_announce: Histogram,
     join_to_live: Histogram,
     announce_fallback: Family<Vec<(String, String)>, Counter>,
+    neighbour_frames: Family<Vec<(String, String)>, Counter>,
+    neighbour_frames_time: Histogram,
     learn_to_install: Histogram,
     joins: Mutex<Pending>,
     learns: Mutex<Pending>,
@@ -452,6 +460,12 @@ impl Default for Metrics {
             let _ =
                 announce_fallback.get_or_create(&vec![("reason".to_string(), reason.to_string())]);
         }
+        let neighbour_frames = Family::<Vec<(String, String)>, Counter>::default();
+        for result in NEIGHBOUR_FRAME_RESULTS {
+            let _ =
+                neighbour_frames.get_or_create(&vec![("result".to_string(), result.to_string())]);
+        }
+        let neighbour_frames_time = Histogram::new(LATENCY_BUCKETS);
         let learn_to_install = Histogram::new(LATENCY_BUCKETS);
         let bgp = Arc::new(Mutex::new(BgpStatus::default()));
         registry.register(
@@ -495,6 +509,16 @@ impl Default for Metrics {
             announce_fallback.clone(),
         );
         registry.register(
+            "ipvlan_bgp_neighbour_frames",
+            "Gratuitous ARP / unsolicited NA sends from live endpoints' interfaces, off the announcement's path, by result: sent, failed (logged with the error), skipped (the sandbox is not a namespace the driver can enter: the managed plugin)",
+            neighbour_frames.clone(),
+        );
+        registry.register(
+            "ipvlan_bgp_neighbour_frames_seconds",
+            "From the announcement decision to a live endpoint's gratuitous ARP / unsolicited NA sent (or failed)",
+            neighbour_frames_time.clone(),
+        );
+        registry.register(
             "ipvlan_bgp_learn_to_install_seconds",
             "From a learned path's WatchEvent to the kernel's ACK of its route",
             learn_to_install.clone(),
@@ -512,6 +536,8 @@ impl Default for Metrics {
             join_to_announce,
             join_to_live,
             announce_fallback,
+            neighbour_frames,
+            neighbour_frames_time,
             learn_to_install,
             joins: Mutex::default(),
             learns: Mutex::default(),
@@ -575,6 +601,23 @@ impl Metrics {
         self.announce_fallback
             .get_or_create(&vec![("reason".to_string(), reason.to_string())])
             .inc();
+    }
+
+    /// A live endpoint's gratuitous ARP / unsolicited NA went out (or
+    /// not: `result` is one of [`NEIGHBOUR_FRAME_RESULTS`]), `took` after
+    /// the announcement decision.
+    pub fn neighbour_frames(&self, result: &str, took: Option<Duration>) {
+        let result = if NEIGHBOUR_FRAME_RESULTS.contains(&result) {
+            result
+        } else {
+            "failed"
+        };
+        self.neighbour_frames
+            .get_or_create(&vec![("result".to_string(), result.to_string())])
+            .inc();
+        if let Some(t) = took {
+            self.neighbour_frames_time.observe(t.as_secs_f64());
+        }
     }
 
     pub fn join_started(&self, prefix: IpNet, at: Instant) {

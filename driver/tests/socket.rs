@@ -1394,6 +1394,138 @@ fn the_segments_addresses_are_not_taken() -> Outcome {
     Ok(())
 }
 
+/// This host's neighbour entry for a live container (macvlan; ipvlan L2
+/// below): a previous container's MAC is in the table for the address
+/// (STALE, as ARP left it), and the sandbox path is not a namespace the
+/// driver can enter (as for the managed plugin: no gratuitous ARP /
+/// unsolicited NA goes out). Once Docker's part is done in the container
+/// (address, up, default route), the driver's own entry on the shim says
+/// the container's MAC, tagged with its route protocol, for both families,
+/// and the first ping from the host through the shim (one echo) is
+/// answered: with the old MAC that echo is lost (the kernel re-checks the
+/// entry only 5 s later).
+fn a_live_containers_neighbour_entry_is_set_on_the_shim() -> Outcome {
+    privileged("a_live_containers_neighbour_entry_is_set_on_the_shim")?;
+    neighbour_entry_on_the_shim(false)
+}
+
+/// The same on ipvlan L2, where the container shares the parent's MAC and
+/// the shim hands a frame to its own MAC to the slave holding the address.
+fn a_live_containers_neighbour_entry_is_set_on_the_ipvlan_l2_shim() -> Outcome {
+    privileged("a_live_containers_neighbour_entry_is_set_on_the_ipvlan_l2_shim")?;
+    neighbour_entry_on_the_shim(true)
+}
+
+fn neighbour_entry_on_the_shim(ipvlan_l2: bool) -> Outcome {
+    let h = Host::new(&[]);
+    if ipvlan_l2 && !h.kernel_has_ipvlan() {
+        return Err(Skip("this kernel has no ipvlan".into()));
+    }
+    let shim = format!("ibs{}", &NET[..12]);
+    let mut body = create_body(
+        "dxu0",
+        Some(("10.88.1.0/24", "10.88.1.1/24")),
+        Some(("fd00:88::/64", "fd00:88::1/64")),
+    );
+    if ipvlan_l2 {
+        body["Options"]["com.docker.network.generic"] =
+            json!({"parent": "dxu0", "ipvlan_mode": "l2"});
+    }
+    h.ok("NetworkDriver.CreateNetwork", &body);
+    let (a4, a6) = ("10.88.1.2", "fd00:88::2");
+    h.ok(
+        "NetworkDriver.CreateEndpoint",
+        &json!({"NetworkID": NET, "EndpointID": EP1, "Options": {},
+                "Interface": {"Address": format!("{a4}/24"), "AddressIPv6": format!("{a6}/64"), "MacAddress": ""}}),
+    );
+    let dead = "02:de:ad:00:00:01";
+    for a in [a4, a6] {
+        ip(&[
+            "-n", &h.ns, "neigh", "replace", a, "lladdr", dead, "dev", &shim, "nud", "stale",
+        ]);
+    }
+    let sandbox = Ns::new(format!("{}-c", h.ns));
+    let v = h.ok(
+        "NetworkDriver.Join",
+        &json!({"NetworkID": NET, "EndpointID": EP1, "Options": {},
+                "SandboxKey": format!("/nonexistent/{}", sandbox.0)}),
+    );
+    let link = v["InterfaceName"]["SrcName"].as_str().unwrap().to_string();
+    // Docker's part.
+    ip(&["-n", &h.ns, "link", "set", &link, "netns", &sandbox.0]);
+    ip(&["-n", &sandbox.0, "link", "set", &link, "name", "eth0"]);
+    ip(&[
+        "-n",
+        &sandbox.0,
+        "addr",
+        "add",
+        &format!("{a6}/64"),
+        "dev",
+        "eth0",
+        "nodad",
+    ]);
+    ip(&[
+        "-n",
+        &sandbox.0,
+        "addr",
+        "add",
+        &format!("{a4}/24"),
+        "dev",
+        "eth0",
+    ]);
+    ip(&["-n", &sandbox.0, "link", "set", "eth0", "up"]);
+    ip(&[
+        "-n",
+        &sandbox.0,
+        "route",
+        "add",
+        "default",
+        "via",
+        "10.88.1.1",
+    ]);
+    ip(&[
+        "-n",
+        &sandbox.0,
+        "-6",
+        "route",
+        "add",
+        "default",
+        "via",
+        "fd00:88::1",
+    ]);
+    let mac = mac_of(&sandbox.0, "eth0");
+    let entry = |a: &str| ip(&["-n", &h.ns, "neigh", "show", a, "dev", &shim]);
+    let t = Instant::now();
+    while ![a4, a6].iter().all(|a| entry(a).contains(&mac)) {
+        assert!(
+            t.elapsed() < Duration::from_secs(5),
+            "no entry with the container's MAC {mac}: {} / {}\n{}",
+            entry(a4),
+            entry(a6),
+            h.log()
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    for a in [a4, a6] {
+        let e = entry(a);
+        assert!(e.contains(&format!("lladdr {mac} ")), "{a}: {e}");
+        assert!(
+            e.contains("proto 73"),
+            "{a}: tagged with the driver's protocol: {e}"
+        );
+    }
+    for (family, a) in [("-4", a4), ("-6", a6)] {
+        let t = Instant::now();
+        assert!(
+            in_ns(&h.ns, &["ping", family, "-c", "1", "-W", "5", a]),
+            "the first ping from the host to {a} through the shim is answered: {}",
+            entry(a)
+        );
+        eprintln!("{a}: first ping answered in {:?}", t.elapsed());
+    }
+    Ok(())
+}
+
 /// One driver per state directory: a second one on it (another socket)
 /// refuses to start and names the pid that holds it; once the first is
 /// gone, it starts.
@@ -1958,7 +2090,7 @@ fn dual_uplink_ipvlan_port(test: &str, mode: PortMode) -> Outcome {
 }
 
 fn main() {
-    let tests: [(&str, TestFn); 18] = [
+    let tests: [(&str, TestFn); 20] = [
         (
             "every_fixture_gets_the_right_answer",
             every_fixture_gets_the_right_answer,
@@ -2000,6 +2132,14 @@ fn main() {
         (
             "the_segments_addresses_are_not_taken",
             the_segments_addresses_are_not_taken,
+        ),
+        (
+            "a_live_containers_neighbour_entry_is_set_on_the_shim",
+            a_live_containers_neighbour_entry_is_set_on_the_shim,
+        ),
+        (
+            "a_live_containers_neighbour_entry_is_set_on_the_ipvlan_l2_shim",
+            a_live_containers_neighbour_entry_is_set_on_the_ipvlan_l2_shim,
         ),
         (
             "one_driver_per_state_directory",

@@ -165,17 +165,70 @@ impl<K: LinkKernel> Driver<K> {
 
     /// The watch `ticket` of `endpoint` ended (live, or given up): it is
     /// announced, unless it left (or joined again: a newer ticket) since.
-    /// Says whether the ticket was still current.
-    pub fn address_live(&mut self, network: &str, endpoint: &str, ticket: u64) -> bool {
+    /// When live, `mac` is the container's interface's: this host's
+    /// neighbour entries for the endpoint's addresses on the shim say it
+    /// before the announcement goes out ([`crate::provision::neighbour`];
+    /// a failure is logged and costs only that head start). Says whether
+    /// the ticket was still current.
+    pub fn address_live(
+        &mut self,
+        network: &str,
+        endpoint: &str,
+        ticket: u64,
+        mac: Option<[u8; 6]>,
+    ) -> bool {
         if self.pending.get(endpoint) != Some(&ticket) {
             return false;
         }
         self.pending.remove(endpoint);
-        if let Ok((_, ep)) = self.endpoint(network, endpoint) {
+        if let Ok((net, ep)) = self.endpoint(network, endpoint) {
             let spec = ep.spec.clone();
+            if let Some(mac) = mac {
+                let (net, shim) = (net.spec.clone(), net.shim.clone());
+                self.seed_neighbours(&net, shim.as_deref(), &spec, mac);
+            }
             self.publish_endpoint(&spec);
         }
         true
+    }
+
+    /// See [`Driver::address_live`].
+    fn seed_neighbours(
+        &mut self,
+        net: &NetworkSpec,
+        shim: Option<&str>,
+        spec: &EndpointSpec,
+        mac: [u8; 6],
+    ) {
+        use crate::provision::neighbour::{seed, Seed};
+        let mac_text = crate::kernel::neigh_probe::mac_text(&mac);
+        let endpoint = crate::model::names::short_id(&spec.id);
+        let protocol = self.port.protocol;
+        match seed(
+            &mut self.kernel,
+            &self.marks,
+            net,
+            shim,
+            spec,
+            mac,
+            protocol,
+        ) {
+            Ok(Seed::Written { shim, count }) => {
+                tracing::debug!(endpoint = %endpoint, shim = %shim, mac = %mac_text, count, mono_us = crate::clock::mono_us(), "neighbour entries set")
+            }
+            Ok(Seed::NotNeeded) => {}
+            Ok(Seed::NoShim) => {
+                tracing::warn!(endpoint = %endpoint, network = %net.short_id(), "the network's shim is gone: no neighbour entry for the container (the repair puts the shim back)")
+            }
+            Ok(Seed::Pinned(pinned)) => {
+                for (addr, theirs) in pinned {
+                    tracing::warn!(endpoint = %endpoint, address = %addr, pinned = %crate::kernel::neigh_probe::mac_text(&theirs), container = %mac_text, "someone pinned the container's address to another MAC on the shim: left as it is (this host cannot reach the container at that address)");
+                }
+            }
+            Err(e) => {
+                tracing::warn!(endpoint = %endpoint, mac = %mac_text, error = %e, "could not set this host's neighbour entry for the container: the first packets to it wait for ARP / NDP")
+            }
+        }
     }
 
     /// Holds a just-joined endpoint until its address is live, when a

@@ -1185,7 +1185,7 @@ fn an_endpoint_is_announced_once_its_address_is_live() {
         **view.borrow(),
         View::from_state(d.state(), d.unavailable(), d.pending())
     );
-    assert!(d.address_live(NET_A, EP_1, first.ticket));
+    assert!(d.address_live(NET_A, EP_1, first.ticket, None));
     assert!(view.borrow().announcements.contains_key(&v4));
     assert!(view.borrow().announcements.contains_key(&v6));
     // Left before its address was live: the late watch announces nothing.
@@ -1194,14 +1194,99 @@ fn an_endpoint_is_announced_once_its_address_is_live() {
     d.join(NET_A, EP_1, "/run/netns/c2").unwrap();
     let second = asked.lock().unwrap().pop().unwrap();
     d.leave(NET_A, EP_1).unwrap();
-    assert!(!d.address_live(NET_A, EP_1, second.ticket));
+    assert!(!d.address_live(NET_A, EP_1, second.ticket, None));
     assert!(!view.borrow().announcements.contains_key(&v4));
     // An old watch does not announce a newer Join.
     fk.remove_device(&names::endpoint(EP_1));
     d.join(NET_A, EP_1, "/run/netns/c3").unwrap();
-    assert!(!d.address_live(NET_A, EP_1, first.ticket));
+    assert!(!d.address_live(NET_A, EP_1, first.ticket, None));
     assert!(!view.borrow().announcements.contains_key(&v4));
     let third = asked.lock().unwrap().pop().unwrap();
-    assert!(d.address_live(NET_A, EP_1, third.ticket));
+    assert!(d.address_live(NET_A, EP_1, third.ticket, None));
     assert!(view.borrow().announcements.contains_key(&v4));
+}
+
+/// Once live, on macvlan (and ipvlan L2), this host's neighbour entry for
+/// each of the endpoint's addresses on the network's shim says the
+/// container's MAC (STALE, tagged with the driver's protocol), set before
+/// the announcement; the same again changes nothing; an entry someone
+/// pinned stays; a shim that is not ours gets nothing; ipvlan L3 (no
+/// neighbour resolution) gets nothing.
+#[test]
+fn a_live_endpoint_gets_this_hosts_neighbour_entry_on_the_shim() {
+    use crate::kernel::nud;
+    use crate::provision::port::DEFAULT_PROTOCOL;
+    let dir = tempfile::tempdir().unwrap();
+    let fk = host();
+    let (mut d, view) = start(dir.path(), &fk);
+    let asked = Arc::new(std::sync::Mutex::new(Vec::<LiveRequest>::new()));
+    let a = asked.clone();
+    d.watch_addresses(Box::new(move |r| a.lock().unwrap().push(r)));
+    d.create_network(net(NET_A, "eth0", "10.1.1.0/24,fd00:1:1::/64", MACVLAN))
+        .unwrap();
+    d.create_endpoint(NET_A, ep(EP_1, "10.1.1.2/24,fd00:1:1::2/64"))
+        .unwrap();
+    let shim = names::shim(NET_A);
+    let (v4, v6): (IpAddr, IpAddr) = ("10.1.1.2".parse().unwrap(), "fd00:1:1::2".parse().unwrap());
+    let mac = [2, 0x42, 0, 0, 0, 7];
+    d.join(NET_A, EP_1, "/run/netns/c1").unwrap();
+    let live = asked.lock().unwrap().pop().unwrap();
+    assert_eq!(fk.neighbour_entry(&shim, v4), None, "not before it is live");
+    assert!(d.address_live(NET_A, EP_1, live.ticket, Some(mac)));
+    assert!(view.borrow().announcements.contains_key(&IpNet::from(v4)));
+    for a in [v4, v6] {
+        let n = fk.neighbour_entry(&shim, a).unwrap();
+        assert_eq!(
+            (n.mac, n.state, n.protocol),
+            (Some(mac), nud::STALE, DEFAULT_PROTOCOL),
+            "{a}"
+        );
+    }
+    // A second container on the address (after a Leave), another MAC.
+    d.leave(NET_A, EP_1).unwrap();
+    fk.remove_device(&names::endpoint(EP_1));
+    d.join(NET_A, EP_1, "/run/netns/c2").unwrap();
+    let again = asked.lock().unwrap().pop().unwrap();
+    let other = [2, 0x42, 0, 0, 0, 8];
+    fk.pin_neighbour(&shim, v6, [2, 9, 9, 9, 9, 9]);
+    assert!(d.address_live(NET_A, EP_1, again.ticket, Some(other)));
+    assert_eq!(fk.neighbour_entry(&shim, v4).unwrap().mac, Some(other));
+    let pinned = fk.neighbour_entry(&shim, v6).unwrap();
+    assert_eq!(
+        (pinned.mac, pinned.state),
+        (Some([2, 9, 9, 9, 9, 9]), nud::PERMANENT),
+        "someone's pinned entry is left alone"
+    );
+    assert!(
+        view.borrow().announcements.contains_key(&IpNet::from(v4)),
+        "announced anyway"
+    );
+    // A link under the shim's name that is not ours: nothing written on it.
+    d.leave(NET_A, EP_1).unwrap();
+    fk.remove_device(&names::endpoint(EP_1));
+    fk.remove_device(&shim);
+    fk.add_device(&shim, Some("macvlan"), Some("eth0"), Some("someone-else"));
+    d.join(NET_A, EP_1, "/run/netns/c3").unwrap();
+    let third = asked.lock().unwrap().pop().unwrap();
+    assert!(d.address_live(NET_A, EP_1, third.ticket, Some(mac)));
+    assert_eq!(fk.neighbour_entry(&shim, v4), None);
+    assert!(
+        view.borrow().announcements.contains_key(&IpNet::from(v4)),
+        "announced anyway"
+    );
+    // ipvlan L3: no neighbour resolution, no shim: nothing.
+    let l3 = Dataplane::Ipvlan {
+        mode: IpvlanMode::L3,
+        flag: IpvlanFlag::Bridge,
+    };
+    d.create_network(net(NET_B, "eth1", "10.1.2.0/24", l3))
+        .unwrap();
+    d.create_endpoint(NET_B, ep(EP_2, "10.1.2.2/24")).unwrap();
+    d.join(NET_B, EP_2, "/run/netns/c4").unwrap();
+    let l3_live = asked.lock().unwrap().pop().unwrap();
+    assert!(!l3_live.tell_neighbours);
+    assert!(d.address_live(NET_B, EP_2, l3_live.ticket, Some(mac)));
+    // The first shim's entries went with it; none anywhere else.
+    let entries = fk.neighbour_entries();
+    assert!(entries.is_empty(), "{entries:?}");
 }

@@ -29,12 +29,20 @@
 //! freed namespace id (`RTM_DELNSID`) forgets what was heard there; a lost
 //! notification (ENOBUFS) ends every waiting watch as a fallback. One
 //! socket and one thread serve every Join, however many wait at once.
-//! Once live, on data planes with neighbour resolution (macvlan, ipvlan
-//! L2), it sends a gratuitous ARP / unsolicited NA from the
-//! container's interface ([`super::neigh_probe::announce`]) when the
-//! sandbox path is a namespace it can enter (the same mount namespace as
-//! dockerd's), so a neighbour table holding a stale or failed entry for
-//! the address takes the new one.
+//! A live outcome carries the MAC of the container's interface, so that
+//! the caller can set this host's own neighbour entry for the container
+//! from the host's namespace before it announces ([`crate::provision::neighbour`]).
+//! After the outcome is handed over, on data planes with neighbour
+//! resolution (macvlan, ipvlan L2), it sends a gratuitous ARP /
+//! unsolicited NA from the container's interface
+//! ([`super::neigh_probe::announce`]) when the sandbox path is a namespace
+//! it can enter (the same mount namespace as dockerd's), so other
+//! neighbours on the segment holding a stale or failed entry for the
+//! address take the new one. That send is off the announcement's path: on
+//! a thread of its own, which nothing waits for (from one macvlan in bridge
+//! mode a broadcast is copied to every sibling on the parent inside the
+//! send call: 17 ms median with 1,000 of them, and ENOBUFS); how it went
+//! ([`Told`]) goes to the callback given to [`Watcher::start`].
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -88,8 +96,12 @@ pub struct Watch {
 /// How the watch ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
-    /// Every address is live, `after` the watch began.
-    Live { after: Duration },
+    /// Every address is live, `after` the watch began, on an interface
+    /// with MAC `mac` (none: not an Ethernet address).
+    Live {
+        after: Duration,
+        mac: Option<[u8; 6]>,
+    },
     /// Not seen live: the bound passed (`deadline`), or the changes could
     /// not be heard (`subscription`); `detail` says more.
     Fallback {
@@ -98,6 +110,27 @@ pub enum Outcome {
         after: Duration,
     },
 }
+
+/// How a live endpoint's gratuitous ARP / unsolicited NA went, off the
+/// announcement's path.
+#[derive(Debug)]
+pub enum Told {
+    /// Sent, `took` after the announcement decision.
+    Sent { took: Duration },
+    /// Not sent: `error` (ENOBUFS when the parent has many siblings),
+    /// `took` after the announcement decision.
+    Failed {
+        interface: String,
+        error: std::io::Error,
+        took: Duration,
+    },
+    /// The sandbox path is not a network namespace here (the driver runs
+    /// in another mount namespace than dockerd's: the managed plugin).
+    Skipped,
+}
+
+/// Where [`Told`]s go.
+type OnTold = Arc<dyn Fn(Told) + Send + Sync>;
 
 /// `RTNLGRP_NSID` (linux/rtnetlink.h): namespace ids assigned and freed.
 const RTNLGRP_NSID: u32 = 28;
@@ -132,16 +165,18 @@ pub struct Watcher {
 }
 
 impl Watcher {
-    /// Opens the subscription here and starts the thread.
-    pub fn start() -> std::io::Result<Watcher> {
+    /// Opens the subscription here and starts the thread; `told` hears
+    /// how each gratuitous ARP / unsolicited NA went (on its own thread).
+    pub fn start(told: impl Fn(Told) + Send + Sync + 'static) -> std::io::Result<Watcher> {
         let sub = subscribe()?;
         let (wake, woken) = UnixDatagram::pair()?;
         woken.set_nonblocking(true)?;
         let shared = Arc::new(Shared::default());
         let theirs = shared.clone();
+        let told: OnTold = Arc::new(told);
         std::thread::Builder::new()
             .name("address-watch".into())
-            .spawn(move || run(&theirs, &sub, &woken))?;
+            .spawn(move || run(&theirs, &sub, &woken, &told))?;
         Ok(Watcher { shared, wake })
     }
 
@@ -329,7 +364,7 @@ impl Seen {
 /// deadline. What it heard is kept only while a watch waits (a watch only
 /// counts what was heard after its registration, so nothing older is
 /// needed).
-fn run(shared: &Shared, sub: &Socket, woken: &UnixDatagram) {
+fn run(shared: &Shared, sub: &Socket, woken: &UnixDatagram, told: &OnTold) {
     let mut seen = Seen::default();
     let mut buf = vec![0u8; 64 * 1024];
     let mut lost: Option<String> = None;
@@ -386,6 +421,7 @@ fn run(shared: &Shared, sub: &Socket, woken: &UnixDatagram) {
                     Some((
                         Outcome::Live {
                             after: now - p.since,
+                            mac: <[u8; 6]>::try_from(iface.mac.as_slice()).ok(),
                         },
                         Some(iface),
                     ))
@@ -417,11 +453,12 @@ fn run(shared: &Shared, sub: &Socket, woken: &UnixDatagram) {
         };
         lost = None;
         for (p, outcome, iface) in ended {
-            if let (Some(iface), true) = (&iface, p.watch.tell_neighbours) {
-                tell(&p.watch.sandbox, iface, &p.watch.addrs);
-                tracing::debug!(mono_us = crate::clock::mono_us(), "neighbours told");
-            }
+            let decided = Instant::now();
+            // The announcement first; the segment hears afterwards.
             (p.done)(outcome);
+            if let (Some(iface), true) = (iface, p.watch.tell_neighbours) {
+                tell(p.watch.sandbox, iface, p.watch.addrs, decided, told.clone());
+            }
         }
         let timeout = next.map_or(Duration::from_secs(3600), |d| {
             d.saturating_duration_since(Instant::now())
@@ -537,60 +574,48 @@ fn is_nsfs(f: &std::fs::File) -> bool {
 }
 
 /// The gratuitous ARP / unsolicited NA from the container's interface, on
-/// a throwaway thread that enters its namespace (when the sandbox path is
-/// one here); a failure costs only the speed-up.
-fn tell(sandbox: &std::path::Path, iface: &Link, addrs: &[IpAddr]) {
+/// a thread of its own that enters its namespace (when the sandbox path is
+/// one here); nothing waits for it, and a failure costs only the segment's
+/// head start. `decided`: when the announcement was decided.
+fn tell(sandbox: PathBuf, iface: Link, addrs: Vec<IpAddr>, decided: Instant, told: OnTold) {
     let Ok(mac) = <[u8; 6]>::try_from(iface.mac.as_slice()) else {
         return;
     };
-    let ns = match std::fs::File::open(sandbox) {
-        Ok(f) if is_nsfs(&f) => f,
-        _ => {
-            tracing::debug!(sandbox = %sandbox.display(), "the sandbox is not a namespace here (another mount namespace): no gratuitous ARP / unsolicited NA");
-            return;
+    off_path(told, move || {
+        let ns = match std::fs::File::open(&sandbox) {
+            Ok(f) if is_nsfs(&f) => f,
+            _ => return Told::Skipped,
+        };
+        let sent = nix::sched::setns(ns.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET)
+            .map_err(std::io::Error::from)
+            .and_then(|()| neigh_probe::announce(iface.index, mac, &addrs));
+        let took = decided.elapsed();
+        match sent {
+            // The socket closes here, on this thread (an RCU grace period).
+            Ok(_socket) => Told::Sent { took },
+            Err(error) => Told::Failed {
+                interface: iface.name,
+                error,
+                took,
+            },
         }
-    };
-    let (index, addrs) = (iface.index, addrs.to_vec());
-    let sent = sent_off_path(move || {
-        tracing::debug!(mono_us = crate::clock::mono_us(), "neighbours: thread");
-        nix::sched::setns(ns.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET)?;
-        tracing::debug!(mono_us = crate::clock::mono_us(), "neighbours: setns");
-        neigh_probe::announce(index, mac, &addrs)
     });
-    match sent {
-        Ok(()) => {}
-        Err(e) => {
-            tracing::warn!(interface = %iface.name, error = %e, "cannot send the gratuitous ARP / unsolicited NA from the container")
-        }
-    }
 }
 
 /// Runs `send` on a thread of its own (it may enter another namespace) and
-/// returns as soon as it has sent: what it sent with (`T`, a packet socket)
-/// is dropped afterwards on that thread, so the endpoint's announcement
-/// does not wait for the socket's close (an RCU grace period,
-/// [`neigh_probe::announce`]), which measured 14 ms median, up to 25 ms,
-/// of the 17 ms from address live to the announcer's decision.
-fn sent_off_path<T: 'static>(
-    send: impl FnOnce() -> std::io::Result<T> + Send + 'static,
-) -> std::io::Result<()> {
-    let (tx, rx) = std::sync::mpsc::sync_channel(1);
-    std::thread::Builder::new()
+/// returns at once; how it went goes to `told`, from that thread.
+fn off_path(told: OnTold, send: impl FnOnce() -> Told + Send + 'static) {
+    let theirs = told.clone();
+    let spawned = std::thread::Builder::new()
         .name("neighbours".into())
-        .spawn(move || match send() {
-            Ok(held) => {
-                let _ = tx.send(Ok(()));
-                drop(held);
-            }
-            Err(e) => {
-                let _ = tx.send(Err(e));
-            }
-        })?;
-    rx.recv().unwrap_or_else(|_| {
-        Err(std::io::Error::other(
-            "the gratuitous ARP / unsolicited NA thread panicked",
-        ))
-    })
+        .spawn(move || theirs(send()));
+    if let Err(error) = spawned {
+        told(Told::Failed {
+            interface: String::new(),
+            error,
+            took: Duration::ZERO,
+        });
+    }
 }
 
 #[cfg(test)]
@@ -622,34 +647,42 @@ mod tests {
         }
     }
 
-    /// The announcement waits for the neighbour frames, not for the close
-    /// of the socket they went out on: `sent_off_path` returns while what
-    /// the sender holds (here a guard standing for the socket) is still
-    /// open, and it is dropped afterwards. A sender's error comes back.
+    /// The announcement does not wait for the neighbour frames:
+    /// `off_path` returns while the sender is still blocked (as a send to
+    /// a parent with 1,000 siblings is), and how it went arrives later.
     #[test]
-    fn returns_once_sent_before_the_close() {
-        use std::sync::mpsc::{channel, Receiver, Sender};
-        struct Held(Receiver<()>, Sender<bool>);
-        impl Drop for Held {
-            fn drop(&mut self) {
-                let returned_first = self.0.recv_timeout(Duration::from_secs(5)).is_ok();
-                let _ = self.1.send(returned_first);
+    fn the_frames_go_out_off_the_announcements_path() {
+        use std::sync::mpsc::channel;
+        let (release, released) = channel::<()>();
+        let (told_tx, told_rx) = channel();
+        let told_tx = Mutex::new(told_tx);
+        let told: OnTold = Arc::new(move |t| {
+            let _ = told_tx.lock().unwrap().send(t);
+        });
+        off_path(told.clone(), move || {
+            released.recv_timeout(Duration::from_secs(10)).unwrap();
+            Told::Sent {
+                took: Duration::from_millis(17),
             }
-        }
-        let (returned, returned_rx) = channel();
-        let (closed, closed_rx) = channel();
-        sent_off_path(move || Ok(Held(returned_rx, closed))).unwrap();
-        let _ = returned.send(());
-        let returned_first = closed_rx.recv_timeout(Duration::from_secs(10)).unwrap();
+        });
+        // Returned with the sender still blocked: nothing told yet.
+        assert!(told_rx.recv_timeout(Duration::from_millis(50)).is_err());
+        release.send(()).unwrap();
+        let t = told_rx.recv_timeout(Duration::from_secs(10)).unwrap();
         assert!(
-            returned_first,
-            "sent_off_path waited for the sender's socket to close"
+            matches!(t, Told::Sent { took } if took == Duration::from_millis(17)),
+            "{t:?}"
         );
-        let e = sent_off_path(|| -> std::io::Result<()> {
-            Err(std::io::Error::other("no such interface"))
-        })
-        .unwrap_err();
-        assert_eq!(e.to_string(), "no such interface");
+        off_path(told, || Told::Failed {
+            interface: "eth0".into(),
+            error: std::io::Error::from_raw_os_error(libc::ENOBUFS),
+            took: Duration::ZERO,
+        });
+        let t = told_rx.recv_timeout(Duration::from_secs(10)).unwrap();
+        assert!(
+            matches!(&t, Told::Failed { error, .. } if error.raw_os_error() == Some(libc::ENOBUFS)),
+            "{t:?}"
+        );
     }
 
     #[test]
@@ -713,7 +746,7 @@ mod tests {
             };
             let tx2 = tx.clone();
             // One watcher for both watches, started in the "host".
-            let watcher = Watcher::start().unwrap();
+            let watcher = Watcher::start(|_| {}).unwrap();
             // Waits throughout, so the watcher keeps what it hears.
             let (keep_tx, keep_rx) = std::sync::mpsc::channel();
             watcher.register(watch("192.0.2.11", Duration::from_secs(3)), move |o| {
@@ -773,7 +806,11 @@ mod tests {
             go_tx.send(()).unwrap();
             container.join().unwrap();
             outcomes.sort_by_key(|o| matches!(o, Outcome::Fallback { .. }));
-            assert!(matches!(outcomes[0], Outcome::Live { .. }), "{outcomes:?}");
+            assert!(
+                matches!(outcomes[0], Outcome::Live { mac: Some(m), .. } if m[..] == b.mac[..]),
+                "live, with the container interface's MAC {:?}: {outcomes:?}",
+                b.mac
+            );
             for o in &outcomes[1..] {
                 assert!(
                     matches!(o, Outcome::Fallback { reason: "deadline", detail, .. } if detail.contains("no address of it appeared")),

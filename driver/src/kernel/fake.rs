@@ -5,10 +5,10 @@
 //! devices removed behind the driver's back, kinds this "kernel" lacks,
 //! failures injected into the next request of a given type, routes placed
 //! by hand, neighbours on a segment that answer probes for their
-//! addresses, and the flags the kernel reports on an address. Out: what a
-//! test asserts on — the links (index, name, kind, parent, alias, up),
-//! addresses and sysctls as the driver left them, and the order of the
-//! creations.
+//! addresses, neighbour entries someone pinned, and the flags the kernel
+//! reports on an address. Out: what a test asserts on — the links (index,
+//! name, kind, parent, alias, up), addresses, neighbour entries and
+//! sysctls as the driver left them, and the order of the creations.
 //! It models what the driver relies on: names are unique (`EEXIST`), a gone
 //! link answers `ENODEV`, deleting a veth takes its peer, deleting a lower
 //! device takes the ipvlan/macvlan/VLAN links on it, an address brings its
@@ -26,7 +26,8 @@ use ipnet::IpNet;
 use super::neigh_probe::Answer;
 use super::netlink::NlError;
 use super::{
-    Addr, DevRoute, KernelError, Link, LinkKernel, LinkKind, NewLink, Result, Route, Rule,
+    nud, Addr, DevRoute, KernelError, Link, LinkKernel, LinkKind, Neighbour, NewLink, Result,
+    Route, Rule, Seeded,
 };
 
 /// A request type, for failure injection.
@@ -37,6 +38,7 @@ pub enum Op {
     Delete,
     SetUp,
     AddAddress,
+    SeedNeighbour,
 }
 
 #[derive(Default)]
@@ -55,6 +57,8 @@ struct Inner {
     routes: Vec<Route>,
     /// Someone on the segment behind a link (by name) holds this address.
     neighbours: Vec<(String, IpAddr, [u8; 6])>,
+    /// This host's neighbour table: by link index and address.
+    entries: BTreeMap<(u32, IpAddr), Neighbour>,
     /// Probes sent: the link's name and the addresses probed.
     probes: Vec<(String, Vec<IpAddr>)>,
     /// Policy routing rules.
@@ -220,6 +224,37 @@ impl FakeKernel {
         self.inner().neighbours.push((dev.to_string(), addr, mac));
     }
 
+    /// This host's neighbour entry for `addr` on link `dev`, if any.
+    pub fn neighbour_entry(&self, dev: &str, addr: IpAddr) -> Option<Neighbour> {
+        let g = self.inner();
+        let index = g.links.values().find(|l| l.name == dev)?.index;
+        g.entries.get(&(index, addr)).copied()
+    }
+
+    /// Every neighbour entry: link name, address, entry.
+    pub fn neighbour_entries(&self) -> Vec<(String, IpAddr, Neighbour)> {
+        let g = self.inner();
+        g.entries
+            .iter()
+            .filter_map(|((i, a), n)| Some((g.links.get(i)?.name.clone(), *a, *n)))
+            .collect()
+    }
+
+    /// Someone pinned `addr` to `mac` on link `dev` (`ip neigh replace
+    /// ... nud permanent`).
+    pub fn pin_neighbour(&self, dev: &str, addr: IpAddr, mac: [u8; 6]) {
+        let mut g = self.inner();
+        if let Some(index) = g.links.values().find(|l| l.name == dev).map(|l| l.index) {
+            let n = Neighbour {
+                mac: Some(mac),
+                state: nud::PERMANENT,
+                flags: 0,
+                protocol: 0,
+            };
+            g.entries.insert((index, addr), n);
+        }
+    }
+
     /// The probes sent so far: the link and the addresses probed.
     pub fn probes(&self) -> Vec<(String, Vec<IpAddr>)> {
         self.inner().probes.clone()
@@ -245,6 +280,7 @@ fn remove(g: &mut Inner, index: u32) {
     };
     g.addrs.retain(|a| a.index != index);
     g.dev_routes.retain(|r| r.oif != index);
+    g.entries.retain(|k, _| k.0 != index);
     let dependants: Vec<u32> = g
         .links
         .values()
@@ -509,6 +545,34 @@ impl LinkKernel for FakeKernel {
                 probing: false,
             })
         }))
+    }
+
+    fn seed_neighbour(
+        &mut self,
+        index: u32,
+        addr: IpAddr,
+        mac: [u8; 6],
+        protocol: u8,
+    ) -> Result<Seeded> {
+        let mut g = self.inner();
+        injected(&mut g, Op::SeedNeighbour, &format!("neighbour {addr}"))?;
+        if !g.links.contains_key(&index) {
+            return Err(errno("set a neighbour entry", libc::ENODEV));
+        }
+        if let Some(n) = g.entries.get(&(index, addr)).filter(|n| n.pinned()) {
+            return Ok(match n.mac {
+                Some(m) if m != mac => Seeded::Pinned { mac: m },
+                _ => Seeded::Written,
+            });
+        }
+        let n = Neighbour {
+            mac: Some(mac),
+            state: nud::STALE,
+            flags: 0,
+            protocol,
+        };
+        g.entries.insert((index, addr), n);
+        Ok(Seeded::Written)
     }
 
     fn set_sysctl(&mut self, path: &str, value: &str) -> Result<()> {

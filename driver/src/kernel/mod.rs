@@ -120,6 +120,61 @@ pub trait LinkKernel: Send {
         link: &Link,
         addrs: &[IpAddr],
     ) -> Result<Option<neigh_probe::Answer>>;
+    /// Sets this host's neighbour entry for `addr` on link `index` to
+    /// `mac`, in state STALE and tagged with `protocol` (`NDA_PROTOCOL`):
+    /// created, or replacing the kernel's own entry (a previous holder's
+    /// MAC, a failed resolution). An entry someone pinned (permanent,
+    /// noarp, or externally learned) is left as it is:
+    /// [`Seeded::Pinned`]. The same request again changes nothing.
+    fn seed_neighbour(
+        &mut self,
+        index: u32,
+        addr: IpAddr,
+        mac: [u8; 6],
+        protocol: u8,
+    ) -> Result<Seeded>;
+}
+
+/// What [`LinkKernel::seed_neighbour`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Seeded {
+    /// The entry now says `mac`, STALE.
+    Written,
+    /// Someone pinned the address to another MAC: left as it was.
+    Pinned { mac: [u8; 6] },
+}
+
+/// A neighbour entry as read back (`ip neigh`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Neighbour {
+    pub mac: Option<[u8; 6]>,
+    /// `NUD_*` (linux/neighbour.h): see [`nud`].
+    pub state: u16,
+    /// `NTF_*`.
+    pub flags: u8,
+    /// `NDA_PROTOCOL`; 0 when none.
+    pub protocol: u8,
+}
+
+impl Neighbour {
+    /// Set by someone on purpose, not the kernel's cache: permanent,
+    /// noarp, or learned from an external control plane.
+    pub fn pinned(&self) -> bool {
+        self.state & (nud::PERMANENT | nud::NOARP) != 0 || self.flags & NTF_EXT_LEARNED != 0
+    }
+}
+
+/// `NTF_EXT_LEARNED` (linux/neighbour.h).
+pub const NTF_EXT_LEARNED: u8 = 0x10;
+
+/// `NUD_*` (linux/neighbour.h).
+pub mod nud {
+    pub const INCOMPLETE: u16 = 0x01;
+    pub const REACHABLE: u16 = 0x02;
+    pub const STALE: u16 = 0x04;
+    pub const FAILED: u16 = 0x20;
+    pub const NOARP: u16 = 0x40;
+    pub const PERMANENT: u16 = 0x80;
 }
 
 /// A link as read back from the kernel.

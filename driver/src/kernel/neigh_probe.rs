@@ -136,7 +136,9 @@ pub fn probe(
 /// Returns the socket they went out on, still open (none when there was
 /// nothing to send): closing a packet socket waits for an RCU grace period
 /// (the kernel's `synchronize_net` in `packet_release`), 5 to 25 ms on a
-/// busy host, which the caller can spend where nothing waits for it.
+/// busy host, which the caller can spend where nothing waits for it. From
+/// a macvlan in bridge mode each frame is copied to every sibling on the
+/// parent inside the send: the caller sends off any path that waits.
 pub fn announce(ifindex: u32, mac: [u8; 6], addrs: &[IpAddr]) -> io::Result<Option<OwnedFd>> {
     if addrs.is_empty() {
         return Ok(None);
@@ -149,7 +151,6 @@ pub fn announce(ifindex: u32, mac: [u8; 6], addrs: &[IpAddr]) -> io::Result<Opti
         };
         send(&sock, ifindex, &frame)?;
     }
-    tracing::debug!(mono_us = crate::clock::mono_us(), "neighbour frames sent");
     Ok(Some(sock))
 }
 

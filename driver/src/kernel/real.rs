@@ -23,6 +23,9 @@ use netlink_packet_route::link::{
     InfoData, InfoIpVlan, InfoKind, InfoMacVlan, InfoVeth, InfoVlan, IpVlanFlags, IpVlanMode,
     LinkAttribute, LinkFlags, LinkInfo, LinkMessage, MacVlanMode,
 };
+use netlink_packet_route::neighbour::{
+    NeighbourAddress, NeighbourAttribute, NeighbourMessage, NeighbourState,
+};
 use netlink_packet_route::nsid::{NsidAttribute, NsidMessage};
 use netlink_packet_route::route::{
     RouteAddress, RouteAttribute, RouteHeader, RouteMessage, RouteNextHop, RouteProtocol,
@@ -33,8 +36,8 @@ use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 use super::neigh_probe::{self, Answer};
 use super::netlink::Netlink;
 use super::{
-    Addr, DevRoute, Family, KernelError, Link, LinkKernel, LinkKind, MultiRoute, NewLink, NextHop,
-    Result, Route, Rule, TableRoute,
+    Addr, DevRoute, Family, KernelError, Link, LinkKernel, LinkKind, MultiRoute, Neighbour,
+    NewLink, NextHop, Result, Route, Rule, Seeded, TableRoute,
 };
 use crate::model::network::{IpvlanFlag, IpvlanMode, MacvlanMode};
 
@@ -352,6 +355,80 @@ impl Kernel {
         }
     }
 
+    // ----- neighbours -----
+
+    /// The neighbour entry for `addr` on link `index`, if there is one
+    /// (one `RTM_GETNEIGH`; a kernel older than 5.0 answers only dumps:
+    /// then one dump of the family).
+    pub fn neighbour(&mut self, index: u32, addr: IpAddr) -> Result<Option<Neighbour>> {
+        let mut msg = NeighbourMessage::default();
+        msg.header.family = family_of(addr);
+        msg.header.ifindex = index;
+        msg.attributes
+            .push(NeighbourAttribute::Destination(NeighbourAddress::from(
+                addr,
+            )));
+        let op = || format!("read the neighbour entry for {addr} on #{index}");
+        match self.nl.get(RouteNetlinkMessage::GetNeighbour(msg)) {
+            Ok(Some(RouteNetlinkMessage::NewNeighbour(n))) => Ok(parse_neighbour(&n).map(|n| n.1)),
+            Ok(_) => Ok(None),
+            Err(e) if e.is(libc::ENOENT) => Ok(None),
+            Err(e) if e.is(libc::EOPNOTSUPP) || e.is(libc::EINVAL) => {
+                let mut all = NeighbourMessage::default();
+                all.header.family = family_of(addr);
+                let msgs = self
+                    .nl
+                    .dump(RouteNetlinkMessage::GetNeighbour(all))
+                    .map_err(KernelError::nl(op()))?;
+                Ok(msgs.iter().find_map(|m| match m {
+                    RouteNetlinkMessage::NewNeighbour(n) if n.header.ifindex == index => {
+                        parse_neighbour(n).and_then(|(a, n)| (a == addr).then_some(n))
+                    }
+                    _ => None,
+                }))
+            }
+            Err(e) => Err(KernelError::nl(op())(e)),
+        }
+    }
+
+    /// See [`LinkKernel::seed_neighbour`]: one read, then (unless pinned)
+    /// one `RTM_NEWNEIGH` with create and replace.
+    pub fn seed_neighbour(
+        &mut self,
+        index: u32,
+        addr: IpAddr,
+        mac: [u8; 6],
+        protocol: u8,
+    ) -> Result<Seeded> {
+        if let Some(n) = self.neighbour(index, addr)? {
+            if n.pinned() {
+                return Ok(match n.mac {
+                    Some(m) if m != mac => Seeded::Pinned { mac: m },
+                    _ => Seeded::Written,
+                });
+            }
+        }
+        let mut msg = NeighbourMessage::default();
+        msg.header.family = family_of(addr);
+        msg.header.ifindex = index;
+        msg.header.state = NeighbourState::Stale;
+        msg.attributes.extend([
+            NeighbourAttribute::Destination(NeighbourAddress::from(addr)),
+            NeighbourAttribute::LinkLayerAddress(mac.to_vec()),
+            NeighbourAttribute::Protocol(RouteProtocol::from(protocol)),
+        ]);
+        self.nl
+            .request(
+                RouteNetlinkMessage::NewNeighbour(msg),
+                NLM_F_CREATE | NLM_F_REPLACE,
+            )
+            .map_err(KernelError::nl(format!(
+                "set the neighbour entry {addr} -> {} on #{index}",
+                neigh_probe::mac_text(&mac)
+            )))?;
+        Ok(Seeded::Written)
+    }
+
     // ----- routes -----
 
     /// Routes of the main table, optionally only those with protocol `proto`.
@@ -509,6 +586,15 @@ impl LinkKernel for Kernel {
     }
     /// Runs in the caller's network namespace (a raw socket is opened
     /// there), like the sysctls.
+    fn seed_neighbour(
+        &mut self,
+        index: u32,
+        addr: IpAddr,
+        mac: [u8; 6],
+        protocol: u8,
+    ) -> Result<Seeded> {
+        Kernel::seed_neighbour(self, index, addr, mac, protocol)
+    }
     fn probe_segment(&mut self, link: &Link, addrs: &[IpAddr]) -> Result<Option<Answer>> {
         let mac: [u8; 6] = link.mac.as_slice().try_into().map_err(|_| {
             KernelError::Conflict(format!(
@@ -634,6 +720,38 @@ pub(crate) fn parse_addr(m: &AddressMessage) -> Option<Addr> {
         net,
         flags,
     })
+}
+
+fn family_of(addr: IpAddr) -> AddressFamily {
+    match addr {
+        IpAddr::V4(_) => AddressFamily::Inet,
+        IpAddr::V6(_) => AddressFamily::Inet6,
+    }
+}
+
+/// A neighbour entry's address and what it says.
+fn parse_neighbour(m: &NeighbourMessage) -> Option<(IpAddr, Neighbour)> {
+    let mut addr = None;
+    let mut n = Neighbour {
+        mac: None,
+        state: u16::from(m.header.state),
+        flags: m.header.flags.bits(),
+        protocol: 0,
+    };
+    for a in &m.attributes {
+        match a {
+            NeighbourAttribute::Destination(NeighbourAddress::Inet(v4)) => {
+                addr = Some(IpAddr::V4(*v4))
+            }
+            NeighbourAttribute::Destination(NeighbourAddress::Inet6(v6)) => {
+                addr = Some(IpAddr::V6(*v6))
+            }
+            NeighbourAttribute::LinkLayerAddress(l) => n.mac = l.as_slice().try_into().ok(),
+            NeighbourAttribute::Protocol(p) => n.protocol = u8::from(*p),
+            _ => {}
+        }
+    }
+    addr.map(|a| (a, n))
 }
 
 fn addr_msg(index: u32, net: IpNet) -> AddressMessage {

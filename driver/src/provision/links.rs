@@ -108,6 +108,16 @@ impl Expect<'_> {
     }
 }
 
+/// Our link `want`, as it is now: `None` when there is none by that name,
+/// a conflict when the link of that name is not ours.
+pub fn ours<K: LinkKernel>(k: &mut K, want: &Expect<'_>) -> Result<Option<Link>> {
+    match k.link(want.name)? {
+        Some(l) if want.matches(&l) => Ok(Some(l)),
+        Some(l) => Err(want.not_ours(&l)),
+        None => Ok(None),
+    }
+}
+
 /// Makes sure our link exists: an existing link is accepted only when its
 /// kind, parent and mark match; anything else under that name is a conflict.
 pub fn ensure<K: LinkKernel>(
