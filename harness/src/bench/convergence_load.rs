@@ -30,8 +30,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
 
-use super::convergence::{mono_us, DriverLog, Traced, HOPS};
 use super::hosts::hosts_from;
+use super::join_trace::{mono_us, DriverLog, Traced, HOPS};
 use super::measure::{poll_until, route_events, tagged_routes, RouteEvents};
 use super::stats::{load1, loadavg, BenchResult, SampleStats, Series, MIN_SAMPLES_TO_COMPARE};
 use crate::engine::{ContainerEngine, ContainerRt, Emulator, Subnets};

@@ -22,6 +22,7 @@ mod flood;
 mod hosts;
 mod in_vm;
 mod ipam_scale;
+mod join_trace;
 mod learned_routes;
 mod measure;
 pub mod render;
