@@ -1155,21 +1155,38 @@ fn health_verdicts_persist_across_a_restart() {
     assert_eq!(d.remembered_health(), vec![(EP_1.to_string(), healthy)]);
 }
 
-/// With a watcher set, a Join's endpoint is announced only when the watch
-/// says its address is live; a watch that ends after a Leave, or after a
-/// newer Join, announces nothing.
-#[test]
-fn an_endpoint_is_announced_once_its_address_is_live() {
-    let dir = tempfile::tempdir().unwrap();
+/// What a Join asks the address watch, as the watch's callback records it.
+type Asked = Arc<std::sync::Mutex<Vec<LiveRequest>>>;
+
+/// A driver whose address watch records what it is asked, with a dual-stack
+/// macvlan network and one endpoint (10.1.1.2, fd00:1:1::2) not yet joined.
+fn watched_endpoint(
+    dir: &Path,
+) -> (
+    FakeKernel,
+    Driver<FakeKernel>,
+    watch::Receiver<Arc<View>>,
+    Asked,
+) {
     let fk = host();
-    let (mut d, view) = start(dir.path(), &fk);
-    let asked = Arc::new(std::sync::Mutex::new(Vec::<LiveRequest>::new()));
+    let (mut d, view) = start(dir, &fk);
+    let asked: Asked = Arc::default();
     let a = asked.clone();
     d.watch_addresses(Box::new(move |r| a.lock().unwrap().push(r)));
     d.create_network(net(NET_A, "eth0", "10.1.1.0/24,fd00:1:1::/64", MACVLAN))
         .unwrap();
     d.create_endpoint(NET_A, ep(EP_1, "10.1.1.2/24,fd00:1:1::2/64"))
         .unwrap();
+    (fk, d, view, asked)
+}
+
+/// With a watcher set, a Join's endpoint is announced only when the watch
+/// says its address is live; a watch that ends after a Leave, or after a
+/// newer Join, announces nothing.
+#[test]
+fn an_endpoint_is_announced_once_its_address_is_live() {
+    let dir = tempfile::tempdir().unwrap();
+    let (fk, mut d, view, asked) = watched_endpoint(dir.path());
     let v4: IpNet = "10.1.1.2/32".parse().unwrap();
     let v6: IpNet = "fd00:1:1::2/128".parse().unwrap();
     d.join(NET_A, EP_1, "/run/netns/c1").unwrap();
@@ -1217,15 +1234,7 @@ fn a_live_endpoint_gets_this_hosts_neighbour_entry_on_the_shim() {
     use crate::kernel::nud;
     use crate::provision::port::DEFAULT_PROTOCOL;
     let dir = tempfile::tempdir().unwrap();
-    let fk = host();
-    let (mut d, view) = start(dir.path(), &fk);
-    let asked = Arc::new(std::sync::Mutex::new(Vec::<LiveRequest>::new()));
-    let a = asked.clone();
-    d.watch_addresses(Box::new(move |r| a.lock().unwrap().push(r)));
-    d.create_network(net(NET_A, "eth0", "10.1.1.0/24,fd00:1:1::/64", MACVLAN))
-        .unwrap();
-    d.create_endpoint(NET_A, ep(EP_1, "10.1.1.2/24,fd00:1:1::2/64"))
-        .unwrap();
+    let (fk, mut d, view, asked) = watched_endpoint(dir.path());
     let shim = names::shim(NET_A);
     let (v4, v6): (IpAddr, IpAddr) = ("10.1.1.2".parse().unwrap(), "fd00:1:1::2".parse().unwrap());
     let mac = [2, 0x42, 0, 0, 0, 7];

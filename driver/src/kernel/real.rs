@@ -584,8 +584,6 @@ impl LinkKernel for Kernel {
             .map(|t| t.route)
             .collect())
     }
-    /// Runs in the caller's network namespace (a raw socket is opened
-    /// there), like the sysctls.
     fn seed_neighbour(
         &mut self,
         index: u32,
@@ -595,6 +593,8 @@ impl LinkKernel for Kernel {
     ) -> Result<Seeded> {
         Kernel::seed_neighbour(self, index, addr, mac, protocol)
     }
+    /// Runs in the caller's network namespace (a raw socket is opened
+    /// there), like the sysctls.
     fn probe_segment(&mut self, link: &Link, addrs: &[IpAddr]) -> Result<Option<Answer>> {
         let mac: [u8; 6] = link.mac.as_slice().try_into().map_err(|_| {
             KernelError::Conflict(format!(
