@@ -31,7 +31,7 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, bail, Context, Result};
 
 use super::hosts::hosts_from;
-use super::join_trace::{mono_us, DriverLog, Traced, HOPS};
+use super::join_trace::{mono_us, DriverLog, Traced, HOPS, STEPS};
 use super::measure::{poll_until, route_events, tagged_routes, RouteEvents};
 use super::stats::{load1, loadavg, BenchResult, SampleStats, Series, MIN_SAMPLES_TO_COMPARE};
 use crate::engine::{ContainerEngine, ContainerRt, Emulator, Subnets};
@@ -119,6 +119,9 @@ struct Samples {
     gone6: Vec<f64>,
     /// Each traced join's hops ([`HOPS`]), in ms.
     hops: Vec<[f64; 4]>,
+    /// Each traced join's first-hop steps ([`STEPS`], `None` where the
+    /// driver logged no line), then the rest of the first hop, in ms.
+    steps: Vec<([Option<f64>; STEPS.len()], f64)>,
     untraced: usize,
 }
 
@@ -179,6 +182,7 @@ fn join_once(
             into.live4.push(t.live_to_route());
             into.live6.push(t.live_to_route6());
             into.hops.push(t.hops());
+            into.steps.push((t.steps(), t.last_step_to_decided()));
         }
         None => into.untraced += 1,
     }
@@ -418,6 +422,26 @@ pub fn convergence_load(runs: usize, sz: LoadSizes, opts: &Options) -> Result<Be
                     .insert(format!("{n}: median of {hop} (ms)"), st.median);
                 res.figures
                     .insert(format!("{n}: p90 of {hop} (ms)"), st.p90);
+            }
+        }
+        // The first hop split into the steps the driver logs, and the rest of it.
+        let rest = "step: → the announcer decides (wanted, announcer sync)";
+        for (k, step) in STEPS
+            .iter()
+            .map(|(_, name)| *name)
+            .chain([rest])
+            .enumerate()
+        {
+            let v: Vec<f64> = s
+                .steps
+                .iter()
+                .filter_map(|(st, rest)| st.get(k).copied().unwrap_or(Some(*rest)))
+                .collect();
+            if let Some(st) = SampleStats::of(&v) {
+                res.figures
+                    .insert(format!("{n}: median of {step} (ms)"), st.median);
+                res.figures
+                    .insert(format!("{n}: p90 of {step} (ms)"), st.p90);
             }
         }
     }

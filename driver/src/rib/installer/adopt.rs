@@ -45,10 +45,11 @@ impl<T: RouteTable> Installer<T> {
                 gateways.extend(default_gateway(&r.route));
             }
         }
-        let ours: HashMap<IpNet, MultiRoute> =
+        let wanted: HashMap<IpNet, MultiRoute> =
             existing.iter().map(|r| (r.dst, r.clone())).collect();
+        let ours: super::installed::Installed = existing.iter().cloned().collect();
         let mut oifs: HashMap<Option<u32>, usize> = HashMap::new();
-        for r in ours.values() {
+        for r in wanted.values() {
             for h in &r.hops {
                 *oifs.entry(h.oif).or_default() += 1;
             }
@@ -57,7 +58,7 @@ impl<T: RouteTable> Installer<T> {
             table,
             protocol,
             oifs,
-            wanted: ours.clone(),
+            wanted,
             ours,
             foreign,
             scope,

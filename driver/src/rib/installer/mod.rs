@@ -31,13 +31,15 @@
 //! handle the BGP side sends through, are in `worker.rs`.
 //!
 //! Rooms: [`adopt`] (start: the table read, a previous run's routes taken
-//! over), [`write`] (the learner's changes and their retries, made kernel
-//! writes), [`ownership`] (whose route a destination holds: ours, another
+//! over), [`installed`] (what the kernel holds of ours, counted per
+//! interface), [`write`] (the learner's changes and their retries, made
+//! kernel writes), [`ownership`] (whose route a destination holds: ours, another
 //! owner's, or ours with a next hop appended), [`reconcile`] (kernel events
 //! and the dump that repairs the difference). This file holds the state
 //! they share and the timers.
 
 mod adopt;
+mod installed;
 mod ownership;
 mod reconcile;
 #[cfg(test)]
@@ -95,7 +97,7 @@ pub struct Installer<T: RouteTable = Kernel> {
     oifs: HashMap<Option<u32>, usize>,
     /// What the kernel holds of ours, as last written or dumped: a tagged
     /// route is ours only with these next hops (or the wanted ones).
-    ours: HashMap<IpNet, MultiRoute>,
+    ours: installed::Installed,
     /// Destinations where another owner has a route in the main table (from
     /// the last dump, plus routes added since): never ours to write. Only
     /// those inside `scope` (or wanted): a host holding a full Internet
@@ -205,17 +207,10 @@ impl<T: RouteTable> Installer<T> {
     pub(super) fn publish(&self) {
         let n = self.ours.len();
         let c = self.conflicts.len();
-        let mut by_oif: std::collections::BTreeMap<u32, usize> = Default::default();
-        for r in self.ours.values() {
-            let mut oifs: Vec<u32> = r.hops.iter().filter_map(|h| h.oif).collect();
-            oifs.sort_unstable();
-            oifs.dedup();
-            for o in oifs {
-                *by_oif.entry(o).or_default() += 1;
-            }
-        }
         self.metrics.bgp(|b| {
-            b.routes_by_oif = by_oif;
+            if b.routes_by_oif != *self.ours.by_oif() {
+                b.routes_by_oif = self.ours.by_oif().clone();
+            }
             b.installed = n;
             b.conflicted = c;
             if !b.default_gateways.iter().eq(self.gateways.iter()) {

@@ -260,7 +260,7 @@ impl<T: RouteTable> Installer<T> {
             .filter(|p| {
                 self.wanted.contains_key(*p)
                     && !creating.contains(*p)
-                    && !self.ours.contains_key(*p)
+                    && !self.ours.contains_key(p)
             })
             .copied()
             .collect();
