@@ -496,8 +496,9 @@ mod tests {
         assert_eq!(before.len(), 7, "{before:?}");
         assert_eq!(fk.sysctl_value("net/ipv4/ip_forward").as_deref(), Some("1"));
 
-        // The announcer's ledger goes with the state.
+        // The announcer's ledger and the owed policies' mark go with the state.
         std::fs::write(dir.path().join(LEDGER_FILE), "{}").unwrap();
+        std::fs::write(dir.path().join(OWED_FILE), "{}").unwrap();
         let mut args = CleanupArgs {
             state_dir: dir.path().to_path_buf(),
             dry_run: true,
@@ -507,7 +508,7 @@ mod tests {
         let text = dry.text();
         assert_eq!(names(&fk), before, "{text}");
         assert_eq!(table.dump().unwrap().len(), 2);
-        let files = [STATE_FILE, JOURNAL_FILE, LEDGER_FILE]
+        let files = [STATE_FILE, JOURNAL_FILE, LEDGER_FILE, OWED_FILE]
             .iter()
             .filter(|f| dir.path().join(f).exists())
             .count();
