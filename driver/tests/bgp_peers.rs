@@ -69,7 +69,8 @@
 //! and before the export policy is in; a driver started afresh on the same
 //! state directory reads the owed policies' mark, checks it names this
 //! gobgpd's AS and router ID, and installs the policy before the peers: C
-//! never gets B's path, the policy is there once, the mark is gone.
+//! never gets B's path, the policy is there once, the mark is gone. Before
+//! that, a driver whose mark cannot be written does not start BGP at all.
 //! `v3_refuses_bfd`: against 3.x, the BGP side fails with an error naming
 //! 4.x, and the `ipvlan-bgp` binary exits non-zero with it.
 
@@ -1648,9 +1649,34 @@ async fn export_policy_after_a_driver_killed_before_the_install(line: ApiLine) -
                 .filter(|r| *r == KILLED_ROUTER_ID)
                 .count()
     };
-    hook(true);
     let mut cfg = config(&lab.sock, &PEERS, None);
     cfg.speaker.router_id = Some(KILLED_ROUTER_ID.into());
+    // A mark that cannot be written (the state "directory" is a file):
+    // BGP is not started at all, and the driver says why.
+    let not_a_dir = lab.dir.path().join("not-a-dir");
+    std::fs::write(&not_a_dir, "").expect("file");
+    let d = Driver::start_with_state(&lab.a, cfg.clone(), view(true, None), Some(not_a_dir));
+    let said = wait_for(Duration::from_secs(20), || {
+        d.metrics
+            .bgp_snapshot()
+            .last_error
+            .is_some_and(|e| e.contains(OWED_FILE))
+    })
+    .await;
+    assert!(
+        said.is_some(),
+        "[{line}] an unwritable mark: the driver's last error {:?}",
+        d.metrics.bgp_snapshot().last_error
+    );
+    assert!(
+        !lab.a_cli("global").contains("65000"),
+        "[{line}] BGP started without its mark: {}",
+        lab.a_cli("global")
+    );
+    d.stop().await.expect("clean stop");
+    eprintln!("[{line}] a mark that cannot be written: BGP not started, the error names the mark");
+
+    hook(true);
     let d = Driver::start_with_state(&lab.a, cfg.clone(), view(true, None), Some(state.clone()));
     let failed = wait_for(Duration::from_secs(20), || failures() >= 1).await;
     assert!(failed.is_some(), "[{line}] the export install never failed");
