@@ -23,6 +23,7 @@ use anyhow::Context;
 use clap::Args;
 
 use crate::bgp::ledger::{LEDGER_FILE, LEDGER_JOURNAL};
+use crate::bgp::owed_policies::OWED_FILE;
 use crate::instance::{LockError, StateLock, LOCK_FILE};
 use crate::kernel::real::Kernel;
 use crate::kernel::LinkKernel;
@@ -335,16 +336,20 @@ fn sysctls<K: LinkKernel>(k: &mut K, state: &State, dry: bool, r: &mut Report) {
     }
 }
 
-/// The state files and the announcer's ledger (kept, it would let a later
-/// driver adopt paths as its own), and the directory if nothing else is in it.
+/// The state files, the announcer's ledger (kept, it would let a later
+/// driver adopt paths as its own) and the owed policies' mark (kept, it
+/// would let a later driver configure a gobgpd as its own), and the
+/// directory if nothing else is in it.
 fn files(dir: &std::path::Path, dry: bool, r: &mut Report) {
     for name in [
         STATE_FILE,
         JOURNAL_FILE,
         LEDGER_FILE,
         LEDGER_JOURNAL,
+        OWED_FILE,
         &format!(".{STATE_FILE}.tmp"),
         &format!(".{LEDGER_FILE}.tmp"),
+        &format!(".{OWED_FILE}.tmp"),
         // Last: held until the process ends, so no driver starts meanwhile.
         LOCK_FILE,
     ] {
@@ -491,8 +496,9 @@ mod tests {
         assert_eq!(before.len(), 7, "{before:?}");
         assert_eq!(fk.sysctl_value("net/ipv4/ip_forward").as_deref(), Some("1"));
 
-        // The announcer's ledger goes with the state.
+        // The announcer's ledger and the owed policies' mark go with the state.
         std::fs::write(dir.path().join(LEDGER_FILE), "{}").unwrap();
+        std::fs::write(dir.path().join(OWED_FILE), "{}").unwrap();
         let mut args = CleanupArgs {
             state_dir: dir.path().to_path_buf(),
             dry_run: true,
@@ -502,7 +508,7 @@ mod tests {
         let text = dry.text();
         assert_eq!(names(&fk), before, "{text}");
         assert_eq!(table.dump().unwrap().len(), 2);
-        let files = [STATE_FILE, JOURNAL_FILE, LEDGER_FILE]
+        let files = [STATE_FILE, JOURNAL_FILE, LEDGER_FILE, OWED_FILE]
             .iter()
             .filter(|f| dir.path().join(f).exists())
             .count();

@@ -64,6 +64,13 @@
 //! fails to install once after the driver's own StartBgp (test hook); the
 //! next connection finds BGP running, knows the start was its own and
 //! installs the policy before it adds the peers: C never gets B's path.
+//! `export_policy_after_a_driver_killed_before_the_install` (both lines):
+//! the first driver dies (aborted, as a kill ends it) after its StartBgp
+//! and before the export policy is in; a driver started afresh on the same
+//! state directory reads the owed policies' mark, checks it names this
+//! gobgpd's AS and router ID, and installs the policy before the peers: C
+//! never gets B's path, the policy is there once, the mark is gone. Before
+//! that, a driver whose mark cannot be written does not start BGP at all.
 //! `v3_refuses_bfd`: against 3.x, the BGP side fails with an error naming
 //! 4.x, and the `ipvlan-bgp` binary exits non-zero with it.
 
@@ -407,6 +414,22 @@ fn main() {
         ("v4_export_policy_after_a_failed_install", || {
             Box::pin(export_policy_after_a_failed_install(ApiLine::V4))
         }),
+        (
+            "v3_export_policy_after_a_driver_killed_before_the_install",
+            || {
+                Box::pin(export_policy_after_a_driver_killed_before_the_install(
+                    ApiLine::V3,
+                ))
+            },
+        ),
+        (
+            "v4_export_policy_after_a_driver_killed_before_the_install",
+            || {
+                Box::pin(export_policy_after_a_driver_killed_before_the_install(
+                    ApiLine::V4,
+                ))
+            },
+        ),
         ("v3_export_ipv6_next_hop_per_uplink", || {
             Box::pin(export_ipv6_next_hop_per_uplink(ApiLine::V3))
         }),
@@ -1577,6 +1600,144 @@ async fn export_policy_after_a_failed_install(line: ApiLine) -> Outcome {
         lab.a_cli("global policy export")
     );
     eprintln!("[{line}] the export policy failed to install once and the next connection installed it: C holds A's own path, not B's (3 s)");
+    d.stop().await.expect("clean stop");
+    Ok(())
+}
+
+/// The router ID of `export_policy_after_a_driver_killed_before_the_install`'s
+/// driver (the test hook fails its installs only).
+const KILLED_ROUTER_ID: &str = "192.0.2.102";
+
+/// A driver killed between its StartBgp and the policies' install: the
+/// test hook fails every export install of the first driver (its own
+/// retries too, as a driver that dies before any would), which is then
+/// aborted as a kill would end it (no shutdown). gobgpd runs BGP as our AS
+/// without the export policy, and the state directory holds the mark. A
+/// driver started afresh on the same directory (nothing in memory) finds
+/// the mark naming this gobgpd's AS and router ID, installs the policy
+/// before it adds the peers, and drops the mark: C never gets B's path,
+/// the policy is there once.
+async fn export_policy_after_a_driver_killed_before_the_install(line: ApiLine) -> Outcome {
+    use ipvlan_bgp::bgp::owed_policies::{self, OWED_FILE};
+    if let Some(why) = lab::missing(line, true) {
+        return skip(&why);
+    }
+    let mut undo = Cleanup::default();
+    let lab = Lab::new(line, "m", &mut undo);
+    lab.start_a(&mut undo);
+    lab.start_peer("b", false, &mut undo);
+    lab.start_peer("c", false, &mut undo);
+    lab.peer_when_up("b", "global rib add 10.2.1.1/32 nexthop 192.0.2.2")
+        .await;
+    lab.peer_when_up("c", "global rib summary").await;
+    let state = lab.dir.path().join("state");
+    let hook = |arm: bool| {
+        let mut h = FAIL_EXPORT_INSTALL
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        h.retain(|r| r != KILLED_ROUTER_ID);
+        if arm {
+            h.extend(std::iter::repeat_n(KILLED_ROUTER_ID.to_string(), 10_000));
+        }
+    };
+    let failures = || {
+        10_000
+            - FAIL_EXPORT_INSTALL
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .iter()
+                .filter(|r| *r == KILLED_ROUTER_ID)
+                .count()
+    };
+    let mut cfg = config(&lab.sock, &PEERS, None);
+    cfg.speaker.router_id = Some(KILLED_ROUTER_ID.into());
+    // A mark that cannot be written (the state "directory" is a file):
+    // BGP is not started at all, and the driver says why.
+    let not_a_dir = lab.dir.path().join("not-a-dir");
+    std::fs::write(&not_a_dir, "").expect("file");
+    let d = Driver::start_with_state(&lab.a, cfg.clone(), view(true, None), Some(not_a_dir));
+    let said = wait_for(Duration::from_secs(20), || {
+        d.metrics
+            .bgp_snapshot()
+            .last_error
+            .is_some_and(|e| e.contains(OWED_FILE))
+    })
+    .await;
+    assert!(
+        said.is_some(),
+        "[{line}] an unwritable mark: the driver's last error {:?}",
+        d.metrics.bgp_snapshot().last_error
+    );
+    assert!(
+        !lab.a_cli("global").contains("65000"),
+        "[{line}] BGP started without its mark: {}",
+        lab.a_cli("global")
+    );
+    d.stop().await.expect("clean stop");
+    eprintln!("[{line}] a mark that cannot be written: BGP not started, the error names the mark");
+
+    hook(true);
+    let d = Driver::start_with_state(&lab.a, cfg.clone(), view(true, None), Some(state.clone()));
+    let failed = wait_for(Duration::from_secs(20), || failures() >= 1).await;
+    assert!(failed.is_some(), "[{line}] the export install never failed");
+    // Killed: no shutdown, nothing more from this driver.
+    d.task.abort();
+    let _ = d.task.await;
+    let failed = failures();
+    hook(false);
+    let mark = owed_policies::read(&state);
+    assert!(
+        matches!(&mark, Ok(Some(m)) if m.asn == 65000 && m.router_id == KILLED_ROUTER_ID),
+        "[{line}] the killed driver left no mark in {}: {mark:?}",
+        state.display()
+    );
+    assert_eq!(
+        export_statements(&lab),
+        Some(0),
+        "[{line}] the killed driver installed the export policy after all: {}",
+        lab.a_cli("global policy export")
+    );
+    assert!(
+        lab.a_cli("global").contains("65000"),
+        "[{line}] A's gobgpd does not run BGP: {}",
+        lab.a_cli("global")
+    );
+    eprintln!(
+        "[{line}] the driver was killed after StartBgp and {failed} failed export installs: gobgpd runs AS 65000 without the export policy, the mark is in the state directory"
+    );
+
+    // The restarted driver: the same state directory, nothing in memory.
+    let d = Driver::start_with_state(&lab.a, cfg, view(true, None), Some(state.clone()));
+    let up = wait_for(Duration::from_secs(40), || {
+        c_has(&lab, "10.1.1.5/32") && !lab.route("10.2.1.1/32").is_empty()
+    })
+    .await;
+    assert!(
+        up.is_some(),
+        "[{line}] C never got A's own path, or A never learned B's: C {}; A {:?}; the driver's last error: {:?}",
+        lab.peer("c", "global rib"),
+        lab.route("10.2.1.1/32"),
+        d.metrics.bgp_snapshot().last_error
+    );
+    assert!(
+        no_transit(&lab).await,
+        "[{line}] after a driver killed before the install, the restarted one let A pass B's path on to C: {}\nA's export policy: {}",
+        lab.peer("c", "global rib"),
+        lab.a_cli("global policy export")
+    );
+    assert_eq!(
+        export_statements(&lab),
+        Some(1),
+        "[{line}] after the restart: {}",
+        lab.a_cli("global policy export")
+    );
+    assert_eq!(
+        owed_policies::read(&state),
+        Ok(None),
+        "[{line}] the mark outlived the install"
+    );
+    assert!(!state.join(OWED_FILE).exists());
+    eprintln!("[{line}] the restarted driver read the mark and installed the export policy before the peers: C holds A's own path, not B's; the mark is gone");
     d.stop().await.expect("clean stop");
     Ok(())
 }

@@ -163,7 +163,7 @@ impl LedgerWrite {
 
 /// Writes `bytes` to a file beside `path` and renames it over `path`: a
 /// reader sees the old content or the new, whole. Not flushed.
-fn replace_file(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+pub(crate) fn replace_file(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
     let name = path
         .file_name()
@@ -201,6 +201,11 @@ impl Ledger {
             Err(()) => l.rewrite = true,
         }
         l
+    }
+
+    /// The state directory the ledger lives in (`None`: in memory only).
+    pub fn dir(&self) -> Option<&Path> {
+        self.dir.as_deref()
     }
 
     /// Whether the announcer added a path for `prefix` with `next_hop`.

@@ -38,6 +38,7 @@ pub mod host;
 pub mod learner;
 pub mod learning;
 pub mod ledger;
+pub mod owed_policies;
 pub mod peers;
 pub mod policy;
 pub mod session;

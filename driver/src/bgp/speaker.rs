@@ -35,6 +35,7 @@ use super::gobgp::{
     ApiLine, Bfd, GlobalInfo, Gobgp, GobgpApi, GracefulRestart, PeerInfo, PeerNextHop6,
     PeerSettings, StartSettings,
 };
+use super::owed_policies::{MarkError, OwedPolicies};
 
 /// Shortest and longest BFD interval accepted (RFC 5880 allows less; below
 /// 10 ms no daemon here keeps up, above 10 s BFD detects nothing the hold
@@ -439,20 +440,25 @@ pub struct Started {
 /// gets them again here. `v6_next_hops` (dual-uplink mode): the export
 /// policy's per-peer IPv6 next hops ([`crate::bgp::uplink_next_hops`]).
 ///
-/// `owed`, kept by the caller across connections: our StartBgp succeeded
-/// but a policy install after it failed. gobgpd then runs BGP because of
-/// us, without our policies; the next call must not take it for an
+/// `owed`, kept by the caller across connections and, with a state
+/// directory, across the driver's restarts ([`super::owed_policies`]): our
+/// StartBgp ran but its policies are not known to be in (an install after
+/// it failed, or the driver died in between). gobgpd then runs BGP because
+/// of us, without our policies; the next call must not take it for an
 /// operator's gobgpd (it would never install the export policy, and a
-/// dual-homed host would pass learned paths on): it installs them again
-/// (idempotent) before anything else, as on a fresh start. StopBgp would
-/// not reset it: on 4.x it ends gobgpd's server for good ("server
-/// stopped" until the process restarts).
+/// dual-homed host would pass learned paths on): when gobgpd runs the AS
+/// and router ID the mark names, it installs them again (idempotent)
+/// before anything else, as on a fresh start. The mark is written before
+/// StartBgp: when it cannot be, BGP is not started (a start that could not
+/// be proven ours after a restart could leave transit behind for good).
+/// StopBgp would not reset it: on 4.x it ends gobgpd's server for good
+/// ("server stopped" until the process restarts).
 pub async fn start(
     client: &mut Gobgp,
     cfg: &SpeakerConfig,
     v6_next_hops: &[PeerNextHop6],
-    owed: &mut bool,
-) -> Result<Started, Status> {
+    owed: &mut OwedPolicies,
+) -> Result<Started, StartError> {
     let global = client.get_bgp().await?;
     let Some(asn) = cfg.asn else {
         return Ok(Started {
@@ -460,11 +466,11 @@ pub async fn start(
             fresh: false,
         });
     };
-    if global.asn != 0 && *owed && global.asn == asn {
+    if global.asn != 0 && global.asn == asn && owed.owed_by(global.asn, &global.router_id).await {
         let router_id = cfg.router_id.clone().unwrap_or_default();
         install_policies(client, cfg, &router_id, v6_next_hops).await?;
-        *owed = false;
-        info!(asn, router_id = %router_id, line = %client.line(), export = ?cfg.export, "installed the policies our last StartBgp on gobgpd left owed");
+        owed.settle().await;
+        info!(asn, router_id = %global.router_id, line = %client.line(), export = ?cfg.export, "installed the policies our last StartBgp on gobgpd left owed");
         return Ok(Started {
             global: client.get_bgp().await?,
             fresh: true,
@@ -472,6 +478,8 @@ pub async fn start(
     }
     if global.asn != 0 {
         if global.asn != asn {
+            // A mark of ours for another AS is stale: warned and dropped.
+            owed.owed_by(global.asn, &global.router_id).await;
             warn!(
                 gobgpd_asn = global.asn,
                 our_asn = asn,
@@ -489,6 +497,8 @@ pub async fn start(
             "no BGP router ID: this host has no IPv4 address to take it from; set --router-id (an IPv4-formatted number unique in the fabric)",
         )
     })?;
+    // The proof that this start is ours, before it happens.
+    owed.promise(asn, &router_id).await?;
     client
         .start_bgp(&StartSettings {
             asn,
@@ -497,14 +507,23 @@ pub async fn start(
             use_multiple_paths: true,
         })
         .await?;
-    *owed = true;
     install_policies(client, cfg, &router_id, v6_next_hops).await?;
-    *owed = false;
+    owed.settle().await;
     info!(asn, router_id = %router_id, line = %client.line(), export = ?cfg.export, "started BGP on gobgpd (multipath, GRACEFUL_SHUTDOWN honoured on import; export: own = only this host's paths go to peers, all = every best path)");
     Ok(Started {
         global: client.get_bgp().await?,
         fresh: true,
     })
+}
+
+/// Why [`start`] failed: gobgpd refused or missed its deadline, or the
+/// owed policies' mark could not be written (BGP was not started).
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("{}", super::gobgp::describe(.0))]
+    Gobgpd(#[from] Status),
+    #[error(transparent)]
+    Mark(#[from] MarkError),
 }
 
 /// Test hook: the export policy's next install on a gobgpd whose BGP we

@@ -50,6 +50,17 @@ pub struct Driver {
 
 impl Driver {
     pub fn start(ns: &str, cfg: BgpConfig, view: View) -> Driver {
+        Driver::start_with_state(ns, cfg, view, None)
+    }
+
+    /// [`Driver::start`] with a state directory (`None`: in memory only):
+    /// what a driver restarted on the same directory finds there.
+    pub fn start_with_state(
+        ns: &str,
+        cfg: BgpConfig,
+        view: View,
+        state_dir: Option<PathBuf>,
+    ) -> Driver {
         let path = PathBuf::from(format!("/run/netns/{ns}"));
         let metrics = Arc::new(Metrics::default());
         let (installer, _thread, adopted) = installer_in(ns, true, metrics.clone());
@@ -62,7 +73,7 @@ impl Driver {
             installer,
             Kernel::open_in_netns(&path).expect("netlink"),
             adopted,
-            ipvlan_bgp::bgp::ledger::Ledger::default(),
+            ipvlan_bgp::bgp::ledger::Ledger::open(state_dir),
         )
         .expect("bgp");
         Driver {

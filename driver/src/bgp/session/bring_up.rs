@@ -45,7 +45,7 @@ impl Bgp {
         let v6 = self.uplink_next_hops(&speaker_cfg);
         let started = speaker::start(client, &speaker_cfg, &v6.per_peer, &mut self.policies_owed)
             .await
-            .map_err(|e| format!("configure gobgpd: {}", gobgp::describe(&e)))?;
+            .map_err(|e| format!("configure gobgpd: {e}"))?;
         self.v6_next_hops = None;
         if started.fresh
             && speaker_cfg.export == speaker::Export::Own

@@ -53,6 +53,7 @@ use super::host::{HostInfo, NextHopChoice};
 use super::learner::Learner;
 use super::learning::{LearnerGone, LearnerHandle};
 use super::ledger::Ledger;
+use super::owed_policies::OwedPolicies;
 use super::peers::Peers;
 use super::speaker;
 use super::stuck::Handshakes;
@@ -108,9 +109,11 @@ pub struct Bgp {
     /// the current gobgpd holds (installed when the driver started BGP on
     /// it); `None` when the driver installed none.
     v6_next_hops: Option<Vec<PeerNextHop6>>,
-    /// Our StartBgp succeeded but a policy install after it failed: the
-    /// next connection installs them ([`speaker::start`]).
-    policies_owed: bool,
+    /// Our StartBgp ran but its policies are not known to be in (an
+    /// install after it failed, or a driver before us died in between):
+    /// the next connection installs them ([`speaker::start`]). Kept in the
+    /// ledger's state directory, so a restarted driver knows it too.
+    policies_owed: OwedPolicies,
 }
 
 /// At most this many learned paths go to the learner at once; the session
@@ -170,6 +173,10 @@ impl Bgp {
         adopted: Vec<MultiRoute>,
         ledger: Ledger,
     ) -> std::io::Result<Bgp> {
+        let policies_owed = OwedPolicies::new(
+            ledger.dir().map(|d| d.to_path_buf()),
+            &cfg.gobgp.to_string(),
+        );
         let learner = Learner::new(cfg.protocol, cfg.limits, cfg.stale_time, metrics.clone());
         let learner = LearnerHandle::start(learner, installer, metrics.clone())?;
         metrics.bgp(|b| {
@@ -196,7 +203,7 @@ impl Bgp {
             handshakes: Handshakes::default(),
             speaker_cfg: speaker::SpeakerConfig::default(),
             v6_next_hops: None,
-            policies_owed: false,
+            policies_owed,
         })
     }
 }
