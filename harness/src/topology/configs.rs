@@ -221,11 +221,14 @@ pub fn gobgpd(
 
 /// FRR's `bfdd.conf`: one profile with the scenario's BFD timers, which
 /// every neighbour with BFD names in `bgpd.conf`; `None` when no neighbour
-/// of the router runs BFD (then bfdd is not started).
+/// of the router runs BFD (then bfdd is not started). Each session's state
+/// changes (with the reason: control expired, neighbour down, admin down)
+/// and each packet bfdd cannot place go to the router's log: a BFD session
+/// that drops in a scenario says why, and whose it was.
 pub fn frr_bfdd(def: &RouterDef, neighbors: &[Neighbor], t: Timers) -> Option<String> {
     let b = t.bfd.filter(|_| neighbors.iter().any(|n| n.bfd))?;
     Some(format!(
-        "hostname {name}\nlog stdout informational\n!\n{}",
+        "hostname {name}\nlog stdout debugging\ndebug bfd peer\ndebug bfd network\n!\n{}",
         frr_bfd_block(b),
         name = def.name,
     ))

@@ -258,9 +258,7 @@ impl<T: RouteTable> Installer<T> {
             .conflicts
             .iter()
             .filter(|p| {
-                self.wanted.contains_key(*p)
-                    && !creating.contains(*p)
-                    && !self.ours.contains_key(p)
+                self.wanted.contains_key(*p) && !creating.contains(*p) && !self.ours.contains_key(p)
             })
             .copied()
             .collect();
