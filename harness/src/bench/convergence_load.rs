@@ -33,6 +33,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use super::hosts::hosts_from;
 use super::join_trace::{mono_us, DriverLog, Traced, HOPS, STEPS};
 use super::measure::{poll_until, route_events, tagged_routes, RouteEvents};
+use super::route_burst;
 use super::stats::{load1, loadavg, BenchResult, SampleStats, Series, MIN_SAMPLES_TO_COMPARE};
 use crate::engine::{ContainerEngine, ContainerRt, Emulator, Subnets};
 use crate::scenario::NetworkDef;
@@ -88,9 +89,13 @@ enum Side {
     Idle,
     Loaded,
     Burst,
+    /// The loaded world while b3's gobgpd originates the burst's routes
+    /// alone ([`super::route_burst`]): a burst on another machine as the
+    /// fabric sees it, without its containers on this kernel and cores.
+    RouteBurst,
 }
 
-const SIDES: [Side; 3] = [Side::Idle, Side::Loaded, Side::Burst];
+const SIDES: [Side; 4] = [Side::Idle, Side::Loaded, Side::Burst, Side::RouteBurst];
 
 impl Side {
     fn name(self) -> &'static str {
@@ -98,14 +103,14 @@ impl Side {
             Side::Idle => "idle",
             Side::Loaded => "loaded",
             Side::Burst => "loaded + burst",
+            Side::RouteBurst => "loaded + the burst's routes",
         }
     }
 }
 
 /// Round `r`'s order: [`SIDES`] rotated by `r`.
-fn order(r: usize) -> [Side; 3] {
-    let k = r % 3;
-    [SIDES[k], SIDES[(k + 1) % 3], SIDES[(k + 2) % 3]]
+fn order(r: usize) -> [Side; SIDES.len()] {
+    std::array::from_fn(|i| SIDES[(r + i) % SIDES.len()])
 }
 
 /// One join, as measured (ms); `traced` is `None` when b1's driver logged
@@ -292,8 +297,11 @@ pub fn convergence_load(runs: usize, sz: LoadSizes, opts: &Options) -> Result<Be
     if !(1..=4000).contains(&sz.endpoints) || !(1..=250).contains(&sz.burst) {
         bail!("--endpoints must be 1..=4000 (b1's /20) and --burst 1..=250 (b3's /24)");
     }
-    if sz.learned == 0 || sz.learned > 1 << 17 {
-        bail!("--learned must be 1..=131072 (10.28.0.0/15)");
+    if sz.learned == 0 || sz.learned > route_burst::MAX_LEARNED {
+        bail!(
+            "--learned must be 1..={} (10.28.0.0/15 below the burst's routes)",
+            route_burst::MAX_LEARNED
+        );
     }
     let (endpoints, learned, burst) = (sz.endpoints, sz.learned, sz.burst);
     let load_at_start = loadavg();
@@ -308,7 +316,8 @@ pub fn convergence_load(runs: usize, sz: LoadSizes, opts: &Options) -> Result<Be
         t.elapsed().as_secs_f64()
     );
     let (mut watch_a, mut watch_b) = (Watch::open(&wa)?, Watch::open(&wb)?);
-    let mut got: [Samples; 3] = Default::default();
+    let mut got: [Samples; SIDES.len()] = Default::default();
+    let (b3_api, b3_addr) = (wb.hosts[2].gobgp_api(), wb.hosts[2].addr.addr());
     let mut loads = Vec::with_capacity(runs);
     for r in 0..runs {
         loads.push(load1());
@@ -322,6 +331,12 @@ pub fn convergence_load(runs: usize, sz: LoadSizes, opts: &Options) -> Result<Be
                 Side::Burst => during_burst(burst, &wb, &mut e3, &net, &mut watch_b, r, |watch| {
                     join_once(&wb, &mut eb, &net, watch, &format!("{name}b"), into)
                 }),
+                Side::RouteBurst => {
+                    route_burst::during(&b3_api, b3_addr, burst, BURST_LEAD, || {
+                        join_once(&wb, &mut eb, &net, &mut watch_b, &format!("{name}r"), into)
+                    })
+                    .and_then(|((), b)| b.withdraw(&mut watch_b.events))
+                }
             }
             .with_context(|| format!("round {r}, {}", side.name()))?;
         }
@@ -353,7 +368,11 @@ pub fn convergence_load(runs: usize, sz: LoadSizes, opts: &Options) -> Result<Be
              such world whose b1 holds {endpoints} endpoints and whose b1 and b2 hold {learned} routes \
              originated by b3's gobgpd ({on_b1} and {on_b2} tagged IPv4 routes); loaded + burst: the \
              loaded world while b3 starts {burst} containers back to back, the join beginning once \
-             {BURST_LEAD} are up. One join per side per round, the order rotated"
+             {BURST_LEAD} are up; loaded + the burst's routes: the loaded world while b3's gobgpd \
+             originates {burst} host routes one every {} ms (what a burst on another machine sends; \
+             no container on this kernel), the join beginning once {BURST_LEAD} are sent. One join \
+             per side per round, the order rotated",
+            route_burst::PACE.as_millis()
         ),
     );
     res.setup.insert(
@@ -465,7 +484,8 @@ fn summary(r: &BenchResult, runs: usize, sz: LoadSizes) -> String {
     let mut parts = vec![format!(
         "{runs} rounds, one dual-stack join per side each (idle; loaded: {endpoints} endpoints and \
          {learned} learned routes on the serving host; loaded + burst: also {burst} containers \
-         starting on a third host); goal: each loaded p99 within {GOAL}x the idle p99"
+         starting on a third host; loaded + the burst's routes: only their routes, from a third \
+         host's gobgpd); goal: each loaded p99 within {GOAL}x the idle p99"
     )];
     for what in [
         "address live → route on b2 (IPv4)",
@@ -499,16 +519,17 @@ fn summary(r: &BenchResult, runs: usize, sz: LoadSizes) -> String {
             (Some(_), Some(_)) => "median: no measurable difference from idle",
             _ => "",
         };
-        parts.push(format!(
-            "{what}: idle {}; loaded {}, p99 ratio {}, {}; loaded + burst {}, p99 ratio {}, {}",
-            p(Side::Idle),
-            p(Side::Loaded),
-            ratio(Side::Loaded),
-            cmp(Side::Loaded),
-            p(Side::Burst),
-            ratio(Side::Burst),
-            cmp(Side::Burst)
-        ));
+        let mut line = format!("{what}: idle {}", p(Side::Idle));
+        for side in &SIDES[1..] {
+            line.push_str(&format!(
+                "; {} {}, p99 ratio {}, {}",
+                side.name(),
+                p(*side),
+                ratio(*side),
+                cmp(*side)
+            ));
+        }
+        parts.push(line);
     }
     parts.join("; ")
 }
@@ -521,7 +542,7 @@ mod tests {
     #[test]
     fn the_order_rotates() {
         let mut first = Vec::new();
-        for r in 0..3 {
+        for r in 0..SIDES.len() {
             let o = order(r);
             for s in SIDES {
                 assert_eq!(o.iter().filter(|x| **x == s).count(), 1, "round {r}");
@@ -529,6 +550,6 @@ mod tests {
             first.push(o[0]);
         }
         assert_eq!(first, SIDES);
-        assert_eq!(order(3), order(0));
+        assert_eq!(order(SIDES.len()), order(0));
     }
 }

@@ -26,6 +26,7 @@ mod join_trace;
 mod learned_routes;
 mod measure;
 pub mod render;
+mod route_burst;
 mod scale;
 pub mod stats;
 
