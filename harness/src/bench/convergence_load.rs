@@ -335,7 +335,7 @@ pub fn convergence_load(runs: usize, sz: LoadSizes, opts: &Options) -> Result<Be
                     route_burst::during(&b3_api, b3_addr, burst, BURST_LEAD, || {
                         join_once(&wb, &mut eb, &net, &mut watch_b, &format!("{name}r"), into)
                     })
-                    .and_then(|((), b)| b.withdraw(&mut watch_b.events))
+                    .and_then(|((), b)| b.withdraw(&wb, &mut watch_b.events))
                 }
             }
             .with_context(|| format!("round {r}, {}", side.name()))?;

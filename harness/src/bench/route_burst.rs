@@ -22,7 +22,8 @@ use ipnet::{IpNet, Ipv4Net};
 use ipvlan_bgp::bgp::gobgp::{Gobgp, GobgpAddr, GobgpApi, OwnPath};
 use ipvlan_bgp::model::attrs::RouteAttrs;
 
-use super::measure::{poll_until, RouteEvents};
+use super::measure::{poll_until, tagged_routes, RouteEvents};
+use crate::topology::World;
 
 /// One route every this long: faster than the container burst it stands
 /// for (a container start takes tens of ms here), so no gentler.
@@ -51,7 +52,6 @@ pub(super) struct Burst {
     rt: tokio::runtime::Runtime,
     client: Gobgp,
     paths: Vec<OwnPath>,
-    started: Instant,
 }
 
 /// Runs `f` while b3's gobgpd (`api`, next hop `nh`) originates `count`
@@ -74,7 +74,6 @@ pub(super) fn during<T>(
         .context("connect to b3's gobgpd")?;
     let paths = paths(count, nh);
     let sent = AtomicUsize::new(0);
-    let started = Instant::now();
     let measured = std::thread::scope(|s| {
         let sending = s.spawn(|| -> Result<()> {
             let mut c = client.clone();
@@ -101,28 +100,27 @@ pub(super) fn during<T>(
             .and_then(|r| r);
         measured.and_then(|m| sent.map(|_| m))
     })?;
-    Ok((
-        measured,
-        Burst {
-            rt,
-            client,
-            paths,
-            started,
-        },
-    ))
+    Ok((measured, Burst { rt, client, paths }))
 }
 
 impl Burst {
-    /// Waits until b2 (`events`) holds every route of the burst (a route
-    /// withdrawn before it arrived might never show), withdraws them, and
-    /// waits until b2 has seen every one go.
-    pub(super) fn withdraw(mut self, events: &mut RouteEvents) -> Result<()> {
+    /// Waits until b2 (host 1 of `w`) holds every route of the burst (a
+    /// route withdrawn before it arrived might never show: b2's table is
+    /// read, since the join's waits drop older route events), withdraws
+    /// them, and waits until b2's route events (`events`) show every one
+    /// gone.
+    pub(super) fn withdraw(mut self, w: &World, events: &mut RouteEvents) -> Result<()> {
         let limit = Duration::from_secs(30);
-        for p in &self.paths {
-            events
-                .wait(p.prefix, false, self.started, limit)
-                .with_context(|| format!("the burst's {} on b2", p.prefix))?;
-        }
+        // A dump of a few thousand routes each time: poll gently.
+        poll_until(limit, || {
+            std::thread::sleep(Duration::from_millis(50));
+            let held = tagged_routes(w, 1)?;
+            Ok(self
+                .paths
+                .iter()
+                .all(|p| held.iter().any(|r| r.dst == p.prefix)))
+        })
+        .context("b2 never installed every route of the burst")?;
         let t = Instant::now();
         let client = &mut self.client;
         let paths = &self.paths;
