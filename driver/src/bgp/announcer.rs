@@ -17,9 +17,12 @@
 //! gave one, so a path someone else put in its place stays. A prefix whose
 //! attributes changed is announced again (AddPath replaces the path). Every
 //! call carries the gobgpd deadline, so a stuck gobgpd fails a sync instead
-//! of hanging it.
+//! of hanging it. A caller that knows which prefixes changed since the last
+//! sync names them: while that sync succeeded (what gobgpd holds from us is
+//! then exactly what it wanted), only they are compared, so one Join costs
+//! what it changed instead of a walk of everything announced.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 use std::time::Duration;
 
@@ -69,6 +72,10 @@ pub struct Announcer {
     /// Deadline of each gobgpd call (and of each message of a list stream).
     limit: Duration,
     ledger: Ledger,
+    /// The last sync succeeded and nothing changed `announced` since: it
+    /// equals that sync's `wanted`, none flagged for replacement, so a
+    /// prefix no caller touched since needs no look.
+    in_step: bool,
     pub counts: AnnouncerCounts,
 }
 
@@ -80,6 +87,7 @@ impl Announcer {
             asn: 0,
             limit,
             ledger,
+            in_step: false,
             counts: AnnouncerCounts::default(),
         }
     }
@@ -131,6 +139,7 @@ impl Announcer {
         wanted: &BTreeMap<IpNet, Announcement>,
     ) -> Result<(), tonic::Status> {
         self.announced.clear();
+        self.in_step = false;
         self.asn = client.get_bgp().await?.asn;
         if self.asn == 0 && wanted.values().any(|w| w.attrs.as_path_prepend > Some(0)) {
             warn!("gobgpd runs no BGP yet (AS 0): bgp_as_path_prepend is not applied until it does and the driver reconnects");
@@ -195,34 +204,39 @@ impl Announcer {
         Ok(())
     }
 
-    /// Makes gobgpd's local paths from us equal `wanted`.
+    /// Makes gobgpd's local paths from us equal `wanted`. With `touched`,
+    /// the caller says only those prefixes can differ from the `wanted` of
+    /// the last sync: only they are compared, when that sync succeeded and
+    /// nothing came in between (else everything is, as without it).
     pub async fn sync(
         &mut self,
         client: &mut Gobgp,
         wanted: &BTreeMap<IpNet, Announcement>,
+        touched: Option<&BTreeSet<IpNet>>,
     ) -> Result<(), tonic::Status> {
-        let remove: Vec<(IpNet, Held)> = self
-            .announced
-            .iter()
-            .filter(|(p, _)| !wanted.contains_key(p))
-            .map(|(p, h)| (*p, h.clone()))
-            .collect();
+        let touched = touched.filter(|_| self.in_step);
+        // Set again only when this sync succeeds.
+        self.in_step = false;
+        let result = self.sync_some(client, wanted, touched).await;
+        self.in_step = result.is_ok();
+        result
+    }
+
+    /// [`Announcer::sync`] over `touched`, or over everything.
+    async fn sync_some(
+        &mut self,
+        client: &mut Gobgp,
+        wanted: &BTreeMap<IpNet, Announcement>,
+        touched: Option<&BTreeSet<IpNet>>,
+    ) -> Result<(), tonic::Status> {
+        let remove = self.withdrawals(wanted, touched);
         for (prefix, held) in &remove {
             self.withdraw(client, *prefix, held).await?;
         }
         if !remove.is_empty() {
             self.save_ledger().await;
         }
-        // A changed next hop or attributes: AddPath replaces the path.
-        let add: Vec<(IpNet, Announcement)> = wanted
-            .iter()
-            .filter(|(p, a)| {
-                self.announced
-                    .get(p)
-                    .is_none_or(|h| h.replace || &h.announced != *a)
-            })
-            .map(|(p, a)| (*p, a.clone()))
-            .collect();
+        let add = self.additions(wanted, touched);
         if add.is_empty() {
             return Ok(());
         }
@@ -240,6 +254,57 @@ impl Announcer {
         let result = self.add(client, add).await;
         self.save_ledger().await;
         result
+    }
+
+    /// Our paths no longer `wanted`: among `touched`, or all.
+    fn withdrawals(
+        &self,
+        wanted: &BTreeMap<IpNet, Announcement>,
+        touched: Option<&BTreeSet<IpNet>>,
+    ) -> Vec<(IpNet, Held)> {
+        let gone = |p: &IpNet| !wanted.contains_key(p);
+        match touched {
+            Some(t) => t
+                .iter()
+                .filter(|p| gone(p))
+                .filter_map(|p| self.announced.get_key_value(p))
+                .map(|(p, h)| (*p, h.clone()))
+                .collect(),
+            None => self
+                .announced
+                .iter()
+                .filter(|(p, _)| gone(p))
+                .map(|(p, h)| (*p, h.clone()))
+                .collect(),
+        }
+    }
+
+    /// The `wanted` prefixes (among `touched`, or all) gobgpd does not hold
+    /// from us as wanted: new, or with a changed next hop or attributes
+    /// (AddPath replaces the path), or flagged for replacement.
+    fn additions(
+        &self,
+        wanted: &BTreeMap<IpNet, Announcement>,
+        touched: Option<&BTreeSet<IpNet>>,
+    ) -> Vec<(IpNet, Announcement)> {
+        let differs = |p: &IpNet, a: &Announcement| {
+            self.announced
+                .get(p)
+                .is_none_or(|h| h.replace || &h.announced != a)
+        };
+        match touched {
+            Some(t) => t
+                .iter()
+                .filter_map(|p| wanted.get_key_value(p))
+                .filter(|(p, a)| differs(p, a))
+                .map(|(p, a)| (*p, a.clone()))
+                .collect(),
+            None => wanted
+                .iter()
+                .filter(|(p, a)| differs(p, a))
+                .map(|(p, a)| (*p, a.clone()))
+                .collect(),
+        }
     }
 
     /// Withdraws our path of `prefix`: one this run added by its prefix and
@@ -310,5 +375,111 @@ impl Announcer {
             .extend(add.into_iter().map(|(p, a)| (p, held(a))));
         info!(count = n, "announced in bulk");
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn wanted_of(steps: &mut u64, n: usize) -> BTreeMap<IpNet, Announcement> {
+        let mut next = || {
+            *steps ^= *steps << 13;
+            *steps ^= *steps >> 7;
+            *steps ^= *steps << 17;
+            *steps
+        };
+        let mut w = BTreeMap::new();
+        for i in 0..n {
+            let r = next();
+            if r % 3 == 0 {
+                continue;
+            }
+            let a = Announcement {
+                next_hop: if r % 5 == 0 {
+                    "192.0.2.2".parse().unwrap()
+                } else {
+                    "192.0.2.1".parse().unwrap()
+                },
+                attrs: RouteAttrs {
+                    med: (r % 7 == 0).then_some(1),
+                    ..RouteAttrs::default()
+                },
+            };
+            w.insert(format!("10.1.0.{i}/32").parse().unwrap(), a);
+        }
+        w
+    }
+
+    /// What a successful sync leaves: the withdrawn gone, the added held.
+    fn apply(a: &mut Announcer, remove: &[(IpNet, Held)], add: &[(IpNet, Announcement)]) {
+        for (p, _) in remove {
+            a.announced.remove(p);
+        }
+        for (p, w) in add {
+            let held = Held {
+                announced: w.clone(),
+                replace: false,
+                adopted: false,
+            };
+            a.announced.insert(*p, held);
+        }
+    }
+
+    /// In step with the last sync, comparing only the prefixes whose wanted
+    /// announcement changed finds the same withdrawals and additions as
+    /// comparing everything.
+    #[test]
+    fn comparing_only_the_touched_prefixes_finds_what_comparing_all_finds() {
+        let mut a = Announcer::default();
+        let mut seed = 11;
+        let mut last = BTreeMap::new();
+        for _ in 0..300 {
+            let wanted = wanted_of(&mut seed, 40);
+            let touched: BTreeSet<IpNet> = last
+                .keys()
+                .chain(wanted.keys())
+                .filter(|p| last.get(*p) != wanted.get(*p))
+                .copied()
+                .collect();
+            let remove = a.withdrawals(&wanted, None);
+            assert_eq!(remove, a.withdrawals(&wanted, Some(&touched)));
+            apply(&mut a, &remove, &[]);
+            let add = a.additions(&wanted, None);
+            assert_eq!(add, a.additions(&wanted, Some(&touched)));
+            apply(&mut a, &[], &add);
+            let held: BTreeMap<IpNet, Announcement> = a
+                .announced
+                .iter()
+                .map(|(p, h)| (*p, h.announced.clone()))
+                .collect();
+            assert_eq!(held, wanted);
+            last = wanted;
+        }
+    }
+
+    /// Out of step (paths adopted at a resync, one flagged for
+    /// replacement), only a full comparison finds the flagged path: why
+    /// [`Announcer::sync`] ignores `touched` until a sync has succeeded.
+    #[test]
+    fn a_path_flagged_for_replacement_is_found_only_by_comparing_all() {
+        let mut a = Announcer::default();
+        let p: IpNet = "10.1.0.1/32".parse().unwrap();
+        let w = Announcement {
+            next_hop: "192.0.2.1".parse().unwrap(),
+            attrs: RouteAttrs::default(),
+        };
+        a.announced.insert(
+            p,
+            Held {
+                announced: w.clone(),
+                replace: true,
+                adopted: true,
+            },
+        );
+        let wanted: BTreeMap<IpNet, Announcement> = [(p, w)].into();
+        assert_eq!(a.additions(&wanted, None).len(), 1);
+        assert!(a.additions(&wanted, Some(&BTreeSet::new())).is_empty());
+        assert!(!a.in_step);
     }
 }

@@ -23,6 +23,7 @@ use crate::model::attrs::RouteAttrs;
 pub mod blocks;
 pub mod build;
 pub mod decide;
+pub mod diff;
 
 /// A cluster-IPAM network's pool: the parent its blocks are announced
 /// behind and the network's BGP attributes.

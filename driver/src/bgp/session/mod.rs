@@ -111,6 +111,9 @@ pub struct Bgp {
     /// Our StartBgp succeeded but a policy install after it failed: the
     /// next connection installs them ([`speaker::start`]).
     policies_owed: bool,
+    /// The last successful sync's wanted announcements and what they were
+    /// made of: a view change decides only the prefixes it touched.
+    synced: Option<announcing::Synced>,
 }
 
 /// At most this many learned paths go to the learner at once; the session
@@ -197,6 +200,7 @@ impl Bgp {
             speaker_cfg: speaker::SpeakerConfig::default(),
             v6_next_hops: None,
             policies_owed: false,
+            synced: None,
         })
     }
 }
