@@ -177,8 +177,8 @@ pub fn policy_inputs(
     PolicyInputs {
         pools,
         network_subnets: view.pools.iter().copied().collect(),
-        local_endpoints: view.local_endpoints.clone(),
-        endpoints_via_host: view.endpoints_via_host.clone(),
+        local_endpoints: view.local_endpoints.iter().copied().collect(),
+        endpoints_via_host: view.endpoints_via_host.iter().copied().collect(),
         connected: host
             .links
             .iter()
@@ -358,7 +358,8 @@ mod tests {
                 (n("10.1.1.2/32"), "ipbgp-l3-pa".to_string()),
                 (n("fd00:1:1::2/128"), "ipbgp-l3-pa".to_string()),
             ]
-            .into(),
+            .into_iter()
+            .collect(),
             ..View::default()
         };
         let host = HostInfo {
@@ -412,8 +413,9 @@ mod tests {
                 (n("fd00:1:1::2/128"), "eth1".to_string()),
                 (n("fd00:1:2::/64"), "eth1".to_string()),
             ]
-            .into(),
-            attrs: [(n("10.1.1.2/32"), med(7))].into(),
+            .into_iter()
+            .collect(),
+            attrs: [(n("10.1.1.2/32"), med(7))].into_iter().collect(),
             ..View::default()
         };
         let host = |nets: &[&str]| HostInfo {
@@ -489,7 +491,9 @@ mod tests {
     #[test]
     fn the_ipv6_next_hop_is_stable_and_prefers_the_session_address() {
         let view = View {
-            announcements: [(n("fd00:1:1::2/128"), "eth1".to_string())].into(),
+            announcements: [(n("fd00:1:1::2/128"), "eth1".to_string())]
+                .into_iter()
+                .collect(),
             ..View::default()
         };
         let unstable = [

@@ -147,15 +147,16 @@ impl View {
                 announced = Some((&spec.parent.name, attrs));
             }
         }
+        // imbl's sets answer what they held before, not whether they changed.
         let mut changed = if local {
-            self.local_endpoints.insert(addr)
+            self.local_endpoints.insert(addr).is_none()
         } else {
-            self.local_endpoints.remove(&addr)
+            self.local_endpoints.remove(&addr).is_some()
         };
         changed |= if via_host {
-            self.endpoints_via_host.insert(addr)
+            self.endpoints_via_host.insert(addr).is_none()
         } else {
-            self.endpoints_via_host.remove(&addr)
+            self.endpoints_via_host.remove(&addr).is_some()
         };
         let attrs = match announced {
             Some((parent, attrs)) => {

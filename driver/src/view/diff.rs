@@ -7,15 +7,16 @@
 //! view holds (pools, endpoints, parents, the cluster IPAM's pools, the
 //! drain) is not compared: a reader that depends on it compares it itself.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 
+use imbl::ordmap::{DiffItem, OrdMap};
 use ipnet::IpNet;
 
 use super::View;
 
 /// The prefixes whose entry in `announcements` or `attrs` differs between
-/// `old` and `new`. One ordered walk of both maps, allocating only for
-/// the prefixes it returns.
+/// `old` and `new`. imbl's diff skips the nodes two versions share: after
+/// one endpoint's change, a cost of what changed, not of the whole view.
 pub fn announced_changes(old: &View, new: &View) -> BTreeSet<IpNet> {
     let mut out = BTreeSet::new();
     changed_keys(&old.announcements, &new.announcements, &mut out);
@@ -25,43 +26,15 @@ pub fn announced_changes(old: &View, new: &View) -> BTreeSet<IpNet> {
 
 /// Adds to `out` every key present in only one of `a` and `b`, or with
 /// values that differ.
-fn changed_keys<K: Ord + Copy, V: PartialEq>(
-    a: &BTreeMap<K, V>,
-    b: &BTreeMap<K, V>,
+fn changed_keys<K: Ord + Copy, V: PartialEq + Clone>(
+    a: &OrdMap<K, V>,
+    b: &OrdMap<K, V>,
     out: &mut BTreeSet<K>,
 ) {
-    let mut a = a.iter().peekable();
-    let mut b = b.iter().peekable();
-    loop {
-        match (a.peek(), b.peek()) {
-            (None, None) => return,
-            (Some((k, _)), None) => {
-                out.insert(**k);
-                a.next();
-            }
-            (None, Some((k, _))) => {
-                out.insert(**k);
-                b.next();
-            }
-            (Some((ka, va)), Some((kb, vb))) => match ka.cmp(kb) {
-                std::cmp::Ordering::Less => {
-                    out.insert(**ka);
-                    a.next();
-                }
-                std::cmp::Ordering::Greater => {
-                    out.insert(**kb);
-                    b.next();
-                }
-                std::cmp::Ordering::Equal => {
-                    if va != vb {
-                        out.insert(**ka);
-                    }
-                    a.next();
-                    b.next();
-                }
-            },
-        }
-    }
+    out.extend(a.diff(b).map(|d| match d {
+        DiffItem::Add(k, _) | DiffItem::Remove(k, _) => *k,
+        DiffItem::Update { new: (k, _), .. } => *k,
+    }));
 }
 
 #[cfg(test)]
