@@ -83,8 +83,8 @@ fn inputs(view: &View) -> PolicyInputs {
     PolicyInputs {
         pools: pools.clone(),
         network_subnets: pools,
-        local_endpoints: view.local_endpoints.clone(),
-        endpoints_via_host: view.endpoints_via_host.clone(),
+        local_endpoints: view.local_endpoints.iter().copied().collect(),
+        endpoints_via_host: view.endpoints_via_host.iter().copied().collect(),
         connected: vec!["192.0.2.0/24".parse().expect("valid")],
         own_addresses: ["192.0.2.1".parse().expect("valid")].into(),
         parents: vec![ParentInfo {

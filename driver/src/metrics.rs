@@ -638,6 +638,35 @@ impl Metrics {
         self.bgp(|b| b.announced_prefixes = set);
     }
 
+    /// gobgpd accepted a sync that changed only the `touched` prefixes of
+    /// the last one's: each is announced now if `wanted` holds it. Equals
+    /// [`Metrics::announced`] with all of `wanted`'s prefixes when the last
+    /// call had all of the last sync's, at a cost of what changed (and of
+    /// the joins still waiting) instead of everything announced.
+    pub fn announced_touched<V>(&self, touched: &BTreeSet<IpNet>, wanted: &BTreeMap<IpNet, V>) {
+        self.bgp(|b| {
+            for p in touched {
+                if wanted.contains_key(p) {
+                    b.announced_prefixes.insert(*p);
+                } else {
+                    b.announced_prefixes.remove(p);
+                }
+            }
+        });
+        let mut joins = lock(&self.joins);
+        let done: Vec<IpNet> = joins
+            .0
+            .keys()
+            .filter(|p| wanted.contains_key(p))
+            .copied()
+            .collect();
+        for p in &done {
+            if let Some(d) = joins.finish(p) {
+                self.join_to_announce.observe(d.as_secs_f64());
+            }
+        }
+    }
+
     /// The learner decided to install (or change) routes to `prefixes` for
     /// paths that arrived `at`.
     pub fn learned(&self, prefixes: impl IntoIterator<Item = IpNet>, at: Instant) {

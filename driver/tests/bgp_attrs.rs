@@ -242,7 +242,7 @@ async fn only_its_own_paths_are_adopted_and_withdrawn(line: ApiLine) -> Outcome 
     a.resync(&mut client, &pools, &[nh], &wanted)
         .await
         .expect("resync");
-    a.sync(&mut client, &wanted).await.expect("sync");
+    a.sync(&mut client, &wanted, None).await.expect("sync");
     // The operator's own path, in our pool, with our next hop.
     gobgp_cli(cli, &sock, "add", "10.1.1.9/32", "192.0.2.1");
     // Someone replaces our path for .3 with theirs while we are down.
@@ -258,7 +258,7 @@ async fn only_its_own_paths_are_adopted_and_withdrawn(line: ApiLine) -> Outcome 
         a.counts.foreign, 1,
         "the operator's .9 is counted, not adopted"
     );
-    a.sync(&mut client, &wanted).await.expect("sync");
+    a.sync(&mut client, &wanted, None).await.expect("sync");
     let left: Vec<String> = rib(cli, &sock, "ipv4").into_keys().collect();
     assert_eq!(
         left,
@@ -267,7 +267,9 @@ async fn only_its_own_paths_are_adopted_and_withdrawn(line: ApiLine) -> Outcome 
     );
     assert_eq!(a.counts.additions, 0, "ours was adopted, not added again");
     // Ours goes when no longer wanted; the operator's stay.
-    a.sync(&mut client, &BTreeMap::new()).await.expect("sync");
+    a.sync(&mut client, &BTreeMap::new(), None)
+        .await
+        .expect("sync");
     let left: Vec<String> = rib(cli, &sock, "ipv4").into_keys().collect();
     assert_eq!(left, ["10.1.1.3/32", "10.1.1.9/32"]);
     // And a further restart adopts nothing.
@@ -331,7 +333,7 @@ async fn attributes_reach_gobgpd_change_and_survive_a_restart(line: ApiLine) -> 
     a.resync(&mut client, &pools, &nhs, &wanted)
         .await
         .expect("resync");
-    a.sync(&mut client, &wanted).await.expect("sync");
+    a.sync(&mut client, &wanted, None).await.expect("sync");
 
     let v4 = rib(cli, &sock, "ipv4");
     let p = &v4["10.1.1.2/32"];
@@ -374,7 +376,7 @@ async fn attributes_reach_gobgpd_change_and_survive_a_restart(line: ApiLine) -> 
         .await
         .expect("resync");
     assert_eq!(a2.count(), 3);
-    a2.sync(&mut client, &wanted).await.expect("sync");
+    a2.sync(&mut client, &wanted, None).await.expect("sync");
     assert_eq!(ages(cli, &sock), before, "same attributes: left alone");
 
     // Attributes change (a container reconnected with others): replaced.
@@ -383,7 +385,7 @@ async fn attributes_reach_gobgpd_change_and_survive_a_restart(line: ApiLine) -> 
         as_path_prepend: Some(0),
         ..full.clone()
     };
-    a2.sync(&mut client, &wanted).await.expect("sync");
+    a2.sync(&mut client, &wanted, None).await.expect("sync");
     let p = &rib(cli, &sock, "ipv4")["10.1.1.2/32"];
     assert_eq!(attr(p, 4).expect("MED")["metric"], 5);
     assert!(attr(p, 2).is_none(), "prepend 0: no AS path: {p:?}");
@@ -399,7 +401,7 @@ async fn attributes_reach_gobgpd_change_and_survive_a_restart(line: ApiLine) -> 
     a3.resync(&mut client, &pools, &nhs, &wanted)
         .await
         .expect("resync");
-    a3.sync(&mut client, &wanted).await.expect("sync");
+    a3.sync(&mut client, &wanted, None).await.expect("sync");
     let p = &rib(cli, &sock, "ipv4")["10.1.1.2/32"];
     assert_eq!(
         attr(p, 2).expect("AS_PATH")["as_paths"][0]["asns"],
@@ -408,7 +410,7 @@ async fn attributes_reach_gobgpd_change_and_survive_a_restart(line: ApiLine) -> 
 
     // Withdrawn with its attributes: gone.
     wanted.clear();
-    a3.sync(&mut client, &wanted).await.expect("sync");
+    a3.sync(&mut client, &wanted, None).await.expect("sync");
     assert!(rib(cli, &sock, "ipv4").is_empty() && rib(cli, &sock, "ipv6").is_empty());
     Ok(())
 }

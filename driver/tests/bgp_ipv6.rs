@@ -197,24 +197,24 @@ async fn dual_stack_exchange(
     };
     let view = |announce: bool| View {
         announcements: if announce {
-            BTreeMap::from([
+            imbl::OrdMap::from_iter([
                 (n("fd00:a::5/128"), "a0".to_string()),
                 (n("10.1.1.5/32"), "a0".to_string()),
             ])
         } else {
-            BTreeMap::new()
+            imbl::OrdMap::new()
         },
         pools: BTreeSet::from([n("fd00:a::/64"), n("10.1.1.0/24")]),
-        local_endpoints: BTreeSet::from([
+        local_endpoints: imbl::OrdSet::from_iter([
             "fd00:a::5".parse::<IpAddr>().expect("ip"),
             "10.1.1.5".parse::<IpAddr>().expect("ip"),
         ]),
-        endpoints_via_host: BTreeSet::from([
+        endpoints_via_host: imbl::OrdSet::from_iter([
             "fd00:a::5".parse::<IpAddr>().expect("ip"),
             "10.1.1.5".parse::<IpAddr>().expect("ip"),
         ]),
         parents: BTreeSet::from(["a0".to_string()]),
-        attrs: BTreeMap::new(),
+        attrs: imbl::OrdMap::new(),
         ipam_pools: BTreeMap::new(),
         drained: None,
     };

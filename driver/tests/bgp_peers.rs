@@ -185,15 +185,15 @@ fn config(sock: &Path, peers: &[&str], long_lived: Option<u32>) -> BgpConfig {
 fn view(announce: bool, drained: Option<u64>) -> View {
     View {
         announcements: if announce {
-            BTreeMap::from([(n("10.1.1.5/32"), "ab0".to_string())])
+            imbl::OrdMap::from_iter([(n("10.1.1.5/32"), "ab0".to_string())])
         } else {
-            BTreeMap::new()
+            imbl::OrdMap::new()
         },
         pools: BTreeSet::from([n("10.1.1.0/24")]),
-        local_endpoints: BTreeSet::new(),
-        endpoints_via_host: BTreeSet::new(),
+        local_endpoints: imbl::OrdSet::new(),
+        endpoints_via_host: imbl::OrdSet::new(),
         parents: BTreeSet::from(["ab0".to_string(), "ac0".to_string()]),
-        attrs: BTreeMap::new(),
+        attrs: imbl::OrdMap::new(),
         ipam_pools: BTreeMap::new(),
         drained,
     }

@@ -5,7 +5,8 @@
 //! [`View`], the [`BgpConfig`] and the peers gobgpd reports. Out: [`HostInfo`],
 //! the import policy's inputs ([`policy_inputs`]), and the announcements with
 //! the next hop of their family ([`wanted_announcements`]: unspecified in
-//! dual-uplink mode, else `--next-hop`, else the parent's address). IPv6: a global one, never link-local, never a
+//! dual-uplink mode, else `--next-hop`, else the parent's address), whole or
+//! again for the prefixes a view change touched ([`update_wanted`]). IPv6: a global one, never link-local, never a
 //! temporary, deprecated, tentative or DAD-failed one; the BGP session's own
 //! local address first, else the one chosen before, else the lowest
 //! ([`NextHopChoice`]): the order the kernel lists addresses in never
@@ -176,8 +177,8 @@ pub fn policy_inputs(
     PolicyInputs {
         pools,
         network_subnets: view.pools.iter().copied().collect(),
-        local_endpoints: view.local_endpoints.clone(),
-        endpoints_via_host: view.endpoints_via_host.clone(),
+        local_endpoints: view.local_endpoints.iter().copied().collect(),
+        endpoints_via_host: view.endpoints_via_host.iter().copied().collect(),
         connected: host
             .links
             .iter()
@@ -220,8 +221,54 @@ pub fn wanted_announcements(
     warned: &mut BTreeSet<String>,
 ) -> BTreeMap<IpNet, Announcement> {
     let mut out = BTreeMap::new();
+    decide_each(
+        view.announcements.iter(),
+        view,
+        (host, cfg),
+        choice,
+        warned,
+        &mut out,
+    );
+    out
+}
+
+/// `wanted`, the announcements [`wanted_announcements`] made of an earlier
+/// view with the same host, configuration and next-hop choice, decided
+/// again for the `touched` prefixes only (those whose entries differ in
+/// `view`, [`crate::view::diff::announced_changes`]): afterwards it equals
+/// what [`wanted_announcements`] makes of `view`.
+pub fn update_wanted(
+    wanted: &mut BTreeMap<IpNet, Announcement>,
+    touched: &BTreeSet<IpNet>,
+    view: &View,
+    host: &HostInfo,
+    cfg: &BgpConfig,
+    choice: &mut NextHopChoice,
+    warned: &mut BTreeSet<String>,
+) {
+    for prefix in touched {
+        wanted.remove(prefix);
+    }
+    let entries = touched
+        .iter()
+        .filter_map(|p| view.announcements.get_key_value(p));
+    decide_each(entries, view, (host, cfg), choice, warned, wanted);
+}
+
+/// Decides each of `entries` (prefix, parent) of `view` into `out`: its
+/// next hop and attributes, or nothing (and a warning, once per parent and
+/// family) when it has no next hop. Every prefix is decided with the
+/// choice as it was before; the IPv6 next hops chosen are remembered after.
+fn decide_each<'a>(
+    entries: impl Iterator<Item = (&'a IpNet, &'a String)>,
+    view: &View,
+    (host, cfg): (&HostInfo, &BgpConfig),
+    choice: &mut NextHopChoice,
+    warned: &mut BTreeSet<String>,
+    out: &mut BTreeMap<IpNet, Announcement>,
+) {
     let mut chosen = BTreeMap::new();
-    for (prefix, parent) in &view.announcements {
+    for (prefix, parent) in entries {
         let from_parent = || {
             let nh = host.parent_next_hop(parent, prefix, choice);
             if let (IpNet::V6(_), Some(a)) = (prefix, nh) {
@@ -254,7 +301,6 @@ pub fn wanted_announcements(
     }
     // Remembered for the next time (parents without IPv6 prefixes now keep theirs).
     choice.chosen.extend(chosen);
-    out
 }
 
 /// `0.0.0.0` or `::`, of `prefix`'s family.
@@ -312,7 +358,8 @@ mod tests {
                 (n("10.1.1.2/32"), "ipbgp-l3-pa".to_string()),
                 (n("fd00:1:1::2/128"), "ipbgp-l3-pa".to_string()),
             ]
-            .into(),
+            .into_iter()
+            .collect(),
             ..View::default()
         };
         let host = HostInfo {
@@ -366,8 +413,9 @@ mod tests {
                 (n("fd00:1:1::2/128"), "eth1".to_string()),
                 (n("fd00:1:2::/64"), "eth1".to_string()),
             ]
-            .into(),
-            attrs: [(n("10.1.1.2/32"), med(7))].into(),
+            .into_iter()
+            .collect(),
+            attrs: [(n("10.1.1.2/32"), med(7))].into_iter().collect(),
             ..View::default()
         };
         let host = |nets: &[&str]| HostInfo {
@@ -443,7 +491,9 @@ mod tests {
     #[test]
     fn the_ipv6_next_hop_is_stable_and_prefers_the_session_address() {
         let view = View {
-            announcements: [(n("fd00:1:1::2/128"), "eth1".to_string())].into(),
+            announcements: [(n("fd00:1:1::2/128"), "eth1".to_string())]
+                .into_iter()
+                .collect(),
             ..View::default()
         };
         let unstable = [
@@ -517,5 +567,98 @@ mod tests {
         assert!(a("192.0.2.2/24", ifa::TEMPORARY).is_stable());
         assert!(!a("2001:db8::2/64", ifa::TEMPORARY).is_stable());
         assert!(!a("192.0.2.2/24", ifa::TENTATIVE).is_stable());
+    }
+
+    /// A small deterministic generator (xorshift): the same sequence of
+    /// views on every run, no dependency.
+    pub(crate) struct Steps(u64);
+
+    impl Steps {
+        pub(crate) fn new(seed: u64) -> Steps {
+            Steps(seed.max(1))
+        }
+
+        pub(crate) fn below(&mut self, n: u64) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0 % n
+        }
+
+        /// One endpoint's change to `v`, as a Join, Leave, a parent moved
+        /// or new attributes make it: on one of 64 addresses (IPv4 and
+        /// IPv6), behind eth1 (both families addressed) or eth2 (IPv4 only).
+        pub(crate) fn change(&mut self, v: &mut View) {
+            let i = self.below(32);
+            let prefix = if self.below(2) == 0 {
+                n(&format!("10.1.0.{i}/32"))
+            } else {
+                n(&format!("fd00:1::{i:x}/128"))
+            };
+            match self.below(4) {
+                0 => {
+                    v.announcements.remove(&prefix);
+                    v.attrs.remove(&prefix);
+                }
+                1 => {
+                    v.attrs.insert(prefix, med(self.below(3) as u32));
+                }
+                _ => {
+                    let parent = if self.below(3) == 0 { "eth2" } else { "eth1" };
+                    v.announcements.insert(prefix, parent.to_string());
+                }
+            }
+        }
+    }
+
+    fn two_parents() -> HostInfo {
+        HostInfo {
+            links: vec![
+                (
+                    7,
+                    "eth1".into(),
+                    vec![n("192.0.2.1/24"), n("2001:db8::1/64")],
+                ),
+                (8, "eth2".into(), vec![n("198.51.100.1/24")]),
+            ],
+            ..HostInfo::default()
+        }
+    }
+
+    /// After each of a sequence of view changes, the announcements decided
+    /// again for the touched prefixes only equal those decided whole, and
+    /// so does the next-hop choice they leave.
+    #[test]
+    fn deciding_only_the_touched_prefixes_equals_deciding_all() {
+        let host = two_parents();
+        let c = cfg(&[]);
+        let mut steps = Steps::new(7);
+        let mut view = View::default();
+        let (mut full_choice, mut part_choice) =
+            (NextHopChoice::default(), NextHopChoice::default());
+        let mut warned = BTreeSet::new();
+        let mut part = BTreeMap::new();
+        let mut touched_any = 0;
+        for _ in 0..2000 {
+            let before = view.clone();
+            for _ in 0..=steps.below(3) {
+                steps.change(&mut view);
+            }
+            let touched = crate::view::diff::announced_changes(&before, &view);
+            touched_any += touched.len();
+            update_wanted(
+                &mut part,
+                &touched,
+                &view,
+                &host,
+                &c,
+                &mut part_choice,
+                &mut warned,
+            );
+            let full = wanted_announcements(&view, &host, &c, &mut full_choice, &mut warned);
+            assert_eq!(part, full, "after touching {touched:?}");
+            assert_eq!(part_choice.chosen, full_choice.chosen);
+        }
+        assert!(touched_any > 1000 && !part.is_empty());
     }
 }

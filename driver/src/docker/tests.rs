@@ -632,14 +632,14 @@ fn route_attributes_reach_the_view_and_survive_a_restart() {
     let sandbox = dir.path().to_str().unwrap();
     d.join(NET_A, EP_1, sandbox).unwrap();
     d.join(NET_A, EP_2, sandbox).unwrap();
-    let want: BTreeMap<IpNet, RouteAttrs> = [
+    let want: imbl::OrdMap<IpNet, RouteAttrs> = [
         ("10.1.1.2/32", attrs(&[1, 3], Some(10))),
         ("fd00:1::2/128", attrs(&[1, 3], Some(10))),
         ("10.1.1.3/32", attrs(&[1], Some(50))),
         ("10.2.0.0/24", attrs(&[2], None)),
     ]
     .into_iter()
-    .map(|(p, a)| (p.parse().unwrap(), a))
+    .map(|(p, a)| (p.parse::<IpNet>().unwrap(), a))
     .collect();
     assert_eq!(view.borrow().attrs, want);
     assert_eq!(

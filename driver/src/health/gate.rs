@@ -257,7 +257,7 @@ impl Gate {
             .map(|t| now.saturating_duration_since(t));
         let mut still_waiting = HashSet::new();
         let mut fail_open = Vec::new();
-        out.view.announcements.retain(|prefix, _| {
+        let mut keep = |prefix: &IpNet| {
             let Some(e) = endpoints.get(prefix) else {
                 return true;
             };
@@ -301,7 +301,18 @@ impl Gate {
                     false
                 }
             }
-        });
+        };
+        // The view's maps are persistent (imbl, no `retain`): what is held
+        // is taken out one by one, the rest stays shared with the input.
+        let held: Vec<IpNet> = view
+            .announcements
+            .keys()
+            .filter(|p| !keep(p))
+            .copied()
+            .collect();
+        for p in &held {
+            out.view.announcements.remove(p);
+        }
         self.waiting.retain(|e, _| still_waiting.contains(e));
         for e in fail_open {
             if self.failed_open.insert(e.clone()) {

@@ -43,7 +43,7 @@ pub fn aggregate(view: &View, held: &BTreeSet<IpNet>) -> View {
         }
         announced.insert(*block);
     }
-    v.announcements.retain(|prefix, _| {
+    let covered = |prefix: &IpNet| {
         if prefix.prefix_len() != prefix.max_prefix_len() {
             return true;
         }
@@ -58,9 +58,27 @@ pub fn aggregate(view: &View, held: &BTreeSet<IpNet>) -> View {
         let attrs = view.attrs.get(prefix).cloned().unwrap_or_default();
         let block_attrs = v.attrs.get(block).cloned().unwrap_or_default();
         attrs != block_attrs
-    });
-    let kept = &v.announcements;
-    v.attrs.retain(|p, _| kept.contains_key(p));
+    };
+    // The view's maps are persistent (imbl, no `retain`): what goes is
+    // taken out one by one, the rest stays shared with `view`.
+    let gone: Vec<IpNet> = v
+        .announcements
+        .keys()
+        .filter(|p| !covered(p))
+        .copied()
+        .collect();
+    for p in &gone {
+        v.announcements.remove(p);
+    }
+    let stale: Vec<IpNet> = v
+        .attrs
+        .keys()
+        .filter(|p| !v.announcements.contains_key(*p))
+        .copied()
+        .collect();
+    for p in &stale {
+        v.attrs.remove(p);
+    }
     v
 }
 

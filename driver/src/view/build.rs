@@ -147,15 +147,16 @@ impl View {
                 announced = Some((&spec.parent.name, attrs));
             }
         }
+        // imbl's sets answer what they held before, not whether they changed.
         let mut changed = if local {
-            self.local_endpoints.insert(addr)
+            self.local_endpoints.insert(addr).is_none()
         } else {
-            self.local_endpoints.remove(&addr)
+            self.local_endpoints.remove(&addr).is_some()
         };
         changed |= if via_host {
-            self.endpoints_via_host.insert(addr)
+            self.endpoints_via_host.insert(addr).is_none()
         } else {
-            self.endpoints_via_host.remove(&addr)
+            self.endpoints_via_host.remove(&addr).is_some()
         };
         let attrs = match announced {
             Some((parent, attrs)) => {
@@ -197,4 +198,108 @@ pub fn endpoint_routes(state: &State, pending: &Pending) -> BTreeMap<IpNet, Stri
         }
     }
     m
+}
+
+/// What [`View::update_for`]'s scan of every endpoint costs at 1,000
+/// dual-stack endpoints, against a whole rebuild and comparison. Ignored:
+/// `cargo test -p ipvlan-bgp --lib measure_ -- --ignored --nocapture`,
+/// best with the crate optimised (`CARGO_PROFILE_DEV_OPT_LEVEL=3`).
+#[cfg(test)]
+mod measure {
+    use std::net::Ipv4Addr;
+    use std::time::{Duration, Instant};
+
+    use ipnet::Ipv4Net;
+
+    use super::*;
+    use crate::model::network::{Dataplane, EndpointSpec, MacvlanMode, NetworkSpec, Parent};
+    use crate::model::state::NetworkRecord;
+
+    fn endpoint(n: u32) -> EndpointRecord {
+        let addr = Ipv4Addr::from(u32::from(Ipv4Addr::new(10, 1, 0, 10)) + n);
+        EndpointRecord {
+            spec: EndpointSpec {
+                id: format!("{n:012x}{}", "e".repeat(52)),
+                address: Some(Ipv4Net::new(addr, 16).unwrap()),
+                address6: Some(format!("fd00:1::{:x}/64", n + 10).parse().unwrap()),
+                mac: None,
+                attrs: Default::default(),
+            },
+            link: format!("l{n}"),
+            joined: true,
+            sandbox: String::new(),
+            unmarked: false,
+            health: None,
+        }
+    }
+
+    fn median(mut v: Vec<Duration>) -> String {
+        v.sort();
+        let us = |d: Duration| d.as_secs_f64() * 1e6;
+        format!(
+            "n={} p10 {:.1} median {:.1} p90 {:.1} us",
+            v.len(),
+            us(v[v.len() / 10]),
+            us(v[v.len() / 2]),
+            us(v[v.len() * 9 / 10])
+        )
+    }
+
+    #[test]
+    #[ignore]
+    fn measure_update_for_at_1000_endpoints() {
+        let spec = NetworkSpec {
+            id: "a".repeat(64),
+            parent: Parent::parse("eth0").unwrap(),
+            dataplane: Dataplane::Macvlan {
+                mode: MacvlanMode::Bridge,
+            },
+            subnet: Some("10.1.0.0/16".parse().unwrap()),
+            gateway: Some("10.1.0.1/16".parse().unwrap()),
+            subnet6: Some("fd00:1::/64".parse().unwrap()),
+            gateway6: None,
+            announce: Announce::Endpoint,
+            internal: false,
+            host_link: false,
+            attrs: Default::default(),
+            cluster_ipam: false,
+        };
+        let mut net = NetworkRecord {
+            spec,
+            shim: None,
+            endpoints: BTreeMap::new(),
+        };
+        for n in 0..1000 {
+            let e = endpoint(n);
+            net.endpoints.insert(e.spec.id.clone(), e);
+        }
+        let mut state = State::default();
+        state.networks.insert("a".repeat(64), net);
+        let (none, mut pending) = (BTreeMap::new(), Pending::new());
+        let mut view = View::from_state(&state, &none, &pending);
+        let (mut upd, mut full) = (Vec::new(), Vec::new());
+        for rep in 0..400u32 {
+            let e = endpoint(rep / 2 % 1000);
+            // The endpoint's address waits again, then goes live.
+            if rep % 2 == 0 {
+                pending.insert(e.spec.id.clone(), 1);
+            } else {
+                pending.remove(&e.spec.id);
+            }
+            let t = Instant::now();
+            let mut changed = false;
+            for a in e.spec.addrs() {
+                changed |= view.update_for(&state, &none, &pending, a);
+            }
+            upd.push(t.elapsed());
+            let t = Instant::now();
+            let whole = View::from_state(&state, &none, &pending);
+            let same = whole == view;
+            full.push(t.elapsed());
+            assert!(changed, "rep {rep}");
+            assert!(same, "rep {rep}");
+        }
+        println!("update_for (2 addresses)      {}", median(upd));
+        println!("from_state + compare (whole)   {}", median(full));
+    }
 }

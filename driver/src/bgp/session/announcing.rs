@@ -2,12 +2,16 @@
 //!
 //! In: the View, the host's facts and the next-hop choice, the peers' AS
 //! numbers (for the drain's method). Out: gobgpd's paths made equal to the
-//! wanted announcements ([`crate::bgp::announcer`]), drained ones made less
+//! wanted announcements ([`crate::bgp::announcer`]): all of them, or after
+//! a view change only the prefixes it touched when nothing else they are
+//! made of changed since the last sync ([`Synced`]); drained ones made less
 //! preferred ([`crate::bgp::drain`]), and in status: what is announced,
 //! the announcer's counts and the drain's progress (how many of our
 //! prefixes a peer now has another path for, and when it is safe to stop).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
+use std::sync::Arc;
 
 use ipnet::IpNet;
 use tracing::info;
@@ -16,9 +20,19 @@ use super::Bgp;
 use crate::bgp::announcer::Announcement;
 use crate::bgp::drain::{self, DrainMethod};
 use crate::bgp::gobgp::{self, Family, Gobgp, GobgpApi};
-use crate::bgp::host::wanted_announcements;
+use crate::bgp::host::{update_wanted, wanted_announcements, HostInfo};
 use crate::metrics::{now_unix, DrainStatus};
+use crate::view::diff::announced_changes;
 use crate::view::View;
+
+/// What the last successful sync made gobgpd's paths equal to, and what
+/// that was made of besides the configuration (which does not change).
+pub(super) struct Synced {
+    view: Arc<View>,
+    host: HostInfo,
+    session_local: BTreeSet<IpAddr>,
+    wanted: BTreeMap<IpNet, Announcement>,
+}
 
 impl Bgp {
     /// What the announcer holds in gobgpd and has sent it, for status and metrics.
@@ -69,14 +83,68 @@ impl Bgp {
     pub(super) async fn sync(
         &mut self,
         client: &mut Gobgp,
-        view: &View,
+        view: &Arc<View>,
         wanted: BTreeMap<IpNet, Announcement>,
     ) -> Result<(), String> {
+        self.synced = None;
         self.announcer
-            .sync(client, &wanted)
+            .sync(client, &wanted, None)
             .await
             .map_err(|e| format!("announce: {}", gobgp::describe(&e)))?;
         self.metrics.announced(wanted.keys());
+        self.synced = Some(Synced {
+            view: view.clone(),
+            host: self.host.clone(),
+            session_local: self.next_hop.session_local.clone(),
+            wanted,
+        });
+        self.synced_status(view);
+        Ok(())
+    }
+
+    /// The view changed: the announcements of the prefixes whose entries
+    /// it changed are decided again and only they are compared with what
+    /// gobgpd holds, when the last sync succeeded with the same host, the
+    /// same sessions' local addresses and no drain (the drain's method
+    /// follows the peers); else everything is, as [`Bgp::sync`] does.
+    pub(super) async fn sync_view_change(
+        &mut self,
+        client: &mut Gobgp,
+        view: &Arc<View>,
+    ) -> Result<(), String> {
+        let Some(mut last) = self.synced.take().filter(|s| {
+            s.host == self.host
+                && s.session_local == self.next_hop.session_local
+                && s.view.drained.is_none()
+                && view.drained.is_none()
+        }) else {
+            let w = self.wanted(view);
+            return self.sync(client, view, w).await;
+        };
+        let touched = announced_changes(&last.view, view);
+        update_wanted(
+            &mut last.wanted,
+            &touched,
+            view,
+            &self.host,
+            &self.cfg,
+            &mut self.next_hop,
+            &mut self.warned,
+        );
+        self.announcer
+            .sync(client, &last.wanted, Some(&touched))
+            .await
+            .map_err(|e| format!("announce: {}", gobgp::describe(&e)))?;
+        self.metrics.announced_touched(&touched, &last.wanted);
+        last.view = view.clone();
+        self.synced = Some(last);
+        self.synced_status(view);
+        Ok(())
+    }
+
+    /// After a successful sync: what the announcer holds, and the drain's
+    /// state, for status.
+    fn synced_status(&mut self, view: &View) {
         self.publish_announcer();
         let count = self.announcer.count();
         match view.drained {
@@ -101,7 +169,6 @@ impl Bgp {
         }
         let d = self.drain.clone();
         self.metrics.bgp(|b| b.drain = d);
-        Ok(())
     }
 
     /// While drained and not yet safe to stop: how many of our prefixes a

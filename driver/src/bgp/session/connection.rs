@@ -104,8 +104,7 @@ impl Bgp {
                         debug!(best_paths = n, "pools widened: re-read gobgpd's RIB");
                     }
                     known_pools = view.pools.clone();
-                    let w = self.wanted(&view);
-                    self.sync(&mut client, &view, w).await?;
+                    self.sync_view_change(&mut client, &view).await?;
                 }
                 // The learner asks for gobgpd's RIB again (the pools widened
                 // after it dropped paths outside them, or room freed after it

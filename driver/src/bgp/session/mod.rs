@@ -114,6 +114,9 @@ pub struct Bgp {
     /// the next connection installs them ([`speaker::start`]). Kept in the
     /// ledger's state directory, so a restarted driver knows it too.
     policies_owed: OwedPolicies,
+    /// The last successful sync's wanted announcements and what they were
+    /// made of: a view change decides only the prefixes it touched.
+    synced: Option<announcing::Synced>,
 }
 
 /// At most this many learned paths go to the learner at once; the session
@@ -204,6 +207,7 @@ impl Bgp {
             speaker_cfg: speaker::SpeakerConfig::default(),
             v6_next_hops: None,
             policies_owed,
+            synced: None,
         })
     }
 }
