@@ -2,7 +2,7 @@
 //! this host's networks should announce, and touches no path it did not add.
 //!
 //! In: the wanted prefixes (from the driver's [`crate::view::View`]) with
-//! their next hop and BGP attributes ([`RouteAttrs`]; the announcer adds the
+//! their next hop and BGP attributes ([`RouteAttrs`](crate::model::attrs::RouteAttrs); the announcer adds the
 //! global `--community` values and reads our AS for a prepend), and its
 //! [`Ledger`] of the paths it added. Out: AddPath/AddPathStream and
 //! DeletePath calls for the difference with what gobgpd holds from us, the
@@ -29,10 +29,10 @@ use std::time::Duration;
 use ipnet::IpNet;
 use tracing::{debug, info, warn};
 
+pub use super::announcement::Announcement;
 use super::gobgp::{uuid_not_found, Family, Gobgp, GobgpApi, OwnPath};
 use super::ledger::Ledger;
 use crate::metrics::AnnouncerCounts;
-use crate::model::attrs::RouteAttrs;
 
 /// Paths sent per AddPathStream message.
 const STREAM_CHUNK: usize = 1000;
@@ -41,14 +41,6 @@ const STREAM_CHUNK: usize = 1000;
 const STREAM_THRESHOLD: usize = 16;
 /// At most this many unproven paths are named in the log after a resync.
 const FOREIGN_LOGGED: usize = 5;
-
-/// One prefix to announce: its next hop and its attributes as the view has
-/// them (without the global communities, which [`Announcer`] adds).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Announcement {
-    pub next_hop: IpAddr,
-    pub attrs: RouteAttrs,
-}
 
 /// A path gobgpd holds from us.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -381,6 +373,7 @@ impl Announcer {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::attrs::RouteAttrs;
 
     fn wanted_of(steps: &mut u64, n: usize) -> BTreeMap<IpNet, Announcement> {
         let mut next = || {

@@ -18,7 +18,7 @@ use std::net::IpAddr;
 use ipnet::IpNet;
 use tracing::warn;
 
-use super::announcer::Announcement;
+use super::announcement::Announcement;
 use super::config::BgpConfig;
 use super::policy::{self, ParentInfo, PolicyInputs};
 #[cfg(doc)]

@@ -26,6 +26,7 @@
 //! reach the learner in batches of at most [`session::EVENT_BATCH`], with a yield
 //! between batches.
 
+pub mod announcement;
 pub mod announcer;
 pub mod config;
 pub mod drain;

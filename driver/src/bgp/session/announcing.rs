@@ -9,30 +9,20 @@
 //! the announcer's counts and the drain's progress (how many of our
 //! prefixes a peer now has another path for, and when it is safe to stop).
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::net::IpAddr;
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use ipnet::IpNet;
 use tracing::info;
 
-use super::Bgp;
+use super::{Bgp, Synced};
 use crate::bgp::announcer::Announcement;
 use crate::bgp::drain::{self, DrainMethod};
 use crate::bgp::gobgp::{self, Family, Gobgp, GobgpApi};
-use crate::bgp::host::{update_wanted, wanted_announcements, HostInfo};
+use crate::bgp::host::{update_wanted, wanted_announcements};
 use crate::metrics::{now_unix, DrainStatus};
 use crate::view::diff::announced_changes;
 use crate::view::View;
-
-/// What the last successful sync made gobgpd's paths equal to, and what
-/// that was made of besides the configuration (which does not change).
-pub(super) struct Synced {
-    view: Arc<View>,
-    host: HostInfo,
-    session_local: BTreeSet<IpAddr>,
-    wanted: BTreeMap<IpNet, Announcement>,
-}
 
 impl Bgp {
     /// What the announcer holds in gobgpd and has sent it, for status and metrics.

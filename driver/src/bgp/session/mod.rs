@@ -116,7 +116,17 @@ pub struct Bgp {
     policies_owed: OwedPolicies,
     /// The last successful sync's wanted announcements and what they were
     /// made of: a view change decides only the prefixes it touched.
-    synced: Option<announcing::Synced>,
+    synced: Option<Synced>,
+}
+
+/// What the last successful sync made gobgpd's paths equal to, and what
+/// that was made of besides the configuration (which does not change):
+/// [`announcing`] decides a view change's touched prefixes against it.
+struct Synced {
+    view: std::sync::Arc<crate::view::View>,
+    host: crate::bgp::host::HostInfo,
+    session_local: std::collections::BTreeSet<std::net::IpAddr>,
+    wanted: std::collections::BTreeMap<ipnet::IpNet, crate::bgp::announcement::Announcement>,
 }
 
 /// At most this many learned paths go to the learner at once; the session
