@@ -12,6 +12,7 @@
 //! [`harness::skips`]).
 
 use std::path::{Path, PathBuf};
+use std::sync::RwLock;
 
 use harness::scenario::GobgpLine;
 use libtest_mimic::{Arguments, Completion, Failed, Trial};
@@ -26,6 +27,11 @@ fn scenario_files() -> Vec<PathBuf> {
     files.sort();
     files
 }
+
+/// Scenarios run beside each other (RUST_TEST_THREADS at a time) under
+/// this lock's read side; a file with `alone = true` takes its write side
+/// and runs with none beside it (a waiting writer holds new readers back).
+static BESIDE: RwLock<()> = RwLock::new(());
 
 /// Runs one file on one engine and line: passed, ignored with the skip
 /// reason, or failed.
@@ -115,8 +121,8 @@ fn main() {
     })];
     for path in files {
         // A file that does not parse fails its own trial (and the one above).
-        let (engines, lines) = match harness::Scenario::load(&path) {
-            Ok(s) => (s.engines, s.gobgp),
+        let (engines, lines, alone) = match harness::Scenario::load(&path) {
+            Ok(s) => (s.engines, s.gobgp, s.alone),
             Err(e) => {
                 let msg = format!("{e:#}");
                 let name = path
@@ -147,7 +153,14 @@ fn main() {
                 let suffix = line.map(|l| format!("::{l}")).unwrap_or_default();
                 trials.push(Trial::ignorable_test(
                     format!("scenario::{name}::{engine}{suffix}"),
-                    move || run(&p, engine, line),
+                    move || {
+                        // The lock guards no data: a panicked trial poisons nothing.
+                        let _alone =
+                            alone.then(|| BESIDE.write().unwrap_or_else(|e| e.into_inner()));
+                        let _beside =
+                            (!alone).then(|| BESIDE.read().unwrap_or_else(|e| e.into_inner()));
+                        run(&p, engine, line)
+                    },
                 ));
             }
         }

@@ -53,6 +53,9 @@ pub(super) struct RawScenario {
     /// Drop ARP and NDP about container addresses on every segment.
     #[serde(default)]
     pub(super) isolate_l2: bool,
+    /// The test suite runs this file with no other scenario beside it.
+    #[serde(default)]
+    pub(super) alone: bool,
     pub(super) hosts: Vec<Spanned<HostDef>>,
     #[serde(default)]
     pub(super) routers: Vec<Spanned<RouterDef>>,
@@ -95,6 +98,11 @@ pub struct Scenario {
     /// segment's bridge (nftables in the switch): containers on different
     /// hosts never meet through L2 adjacency, only through routes.
     pub isolate_l2: bool,
+    /// The test suite runs it with no other scenario beside it: its timers
+    /// (BFD's 300 ms x 3 through a dockerd plugin's restart) need the
+    /// machine's cores, which four scenarios at once on 2 cores do not
+    /// leave it (`harness run` and its `--jobs` ignore this).
+    pub alone: bool,
     pub hosts: Vec<HostDef>,
     pub routers: Vec<RouterDef>,
     pub networks: Vec<NetworkDef>,

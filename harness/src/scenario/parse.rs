@@ -73,6 +73,7 @@ impl Scenario {
             driver: raw.driver.clone(),
             etcd: None,
             isolate_l2: raw.isolate_l2,
+            alone: raw.alone,
             hosts,
             routers,
             networks: Vec::new(),
