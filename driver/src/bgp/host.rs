@@ -312,7 +312,7 @@ fn unspecified_for(prefix: &IpNet) -> IpAddr {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::bgp::gobgp::GobgpAddr;
     use crate::bgp::speaker::SpeakerConfig;
@@ -324,7 +324,8 @@ mod tests {
         s.parse().unwrap()
     }
 
-    fn cfg(next_hops: &[&str]) -> BgpConfig {
+    /// A BGP configuration for tests (also the announcer's measurement).
+    pub(crate) fn cfg(next_hops: &[&str]) -> BgpConfig {
         BgpConfig {
             gobgp: GobgpAddr::Unix("/run/gobgpd.sock".into()),
             call_timeout: Duration::from_secs(5),
