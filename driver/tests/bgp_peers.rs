@@ -251,6 +251,19 @@ impl Lab {
     }
 
     /// A's gobgpd (configured by the driver); returns its pid.
+    /// The no-transit trials' lab: gobgpd running in A, B and C, B
+    /// originating 10.2.1.1/32 and C up. Returns it with A's gobgpd's pid.
+    async fn transit(line: ApiLine, tag: &str, undo: &mut Cleanup) -> (Lab, u32) {
+        let lab = Lab::new(line, tag, undo);
+        let a_pid = lab.start_a(undo);
+        lab.start_peer("b", false, undo);
+        lab.start_peer("c", false, undo);
+        lab.peer_when_up("b", "global rib add 10.2.1.1/32 nexthop 192.0.2.2")
+            .await;
+        lab.peer_when_up("c", "global rib summary").await;
+        (lab, a_pid)
+    }
+
     fn start_a(&self, undo: &mut Cleanup) -> u32 {
         let api = format!("--api-hosts=unix://{}", self.sock.display());
         undo.child(lab::gobgpd(
@@ -1372,13 +1385,7 @@ async fn export_only_own_paths(line: ApiLine) -> Outcome {
         return skip(&why);
     }
     let mut undo = Cleanup::default();
-    let lab = Lab::new(line, "x", &mut undo);
-    let a_pid = lab.start_a(&mut undo);
-    lab.start_peer("b", false, &mut undo);
-    lab.start_peer("c", false, &mut undo);
-    lab.peer_when_up("b", "global rib add 10.2.1.1/32 nexthop 192.0.2.2")
-        .await;
-    lab.peer_when_up("c", "global rib summary").await;
+    let (lab, a_pid) = Lab::transit(line, "x", &mut undo).await;
     let mut d = Driver::start(&lab.a, config(&lab.sock, &PEERS, None), view(true, None));
     // Both facts of one moment: C has A's own path, A has installed B's.
     let up = wait_for(Duration::from_secs(40), || {
@@ -1551,13 +1558,7 @@ async fn export_policy_after_a_failed_install(line: ApiLine) -> Outcome {
         return skip(&why);
     }
     let mut undo = Cleanup::default();
-    let lab = Lab::new(line, "p", &mut undo);
-    lab.start_a(&mut undo);
-    lab.start_peer("b", false, &mut undo);
-    lab.start_peer("c", false, &mut undo);
-    lab.peer_when_up("b", "global rib add 10.2.1.1/32 nexthop 192.0.2.2")
-        .await;
-    lab.peer_when_up("c", "global rib summary").await;
+    let (lab, _) = Lab::transit(line, "p", &mut undo).await;
     let armed = || {
         FAIL_EXPORT_INSTALL
             .lock()
@@ -1623,13 +1624,7 @@ async fn export_policy_after_a_driver_killed_before_the_install(line: ApiLine) -
         return skip(&why);
     }
     let mut undo = Cleanup::default();
-    let lab = Lab::new(line, "m", &mut undo);
-    lab.start_a(&mut undo);
-    lab.start_peer("b", false, &mut undo);
-    lab.start_peer("c", false, &mut undo);
-    lab.peer_when_up("b", "global rib add 10.2.1.1/32 nexthop 192.0.2.2")
-        .await;
-    lab.peer_when_up("c", "global rib summary").await;
+    let (lab, _) = Lab::transit(line, "m", &mut undo).await;
     let state = lab.dir.path().join("state");
     let hook = |arm: bool| {
         let mut h = FAIL_EXPORT_INSTALL
