@@ -129,7 +129,7 @@ fn inputs() -> impl Strategy<Value = PolicyInputs> {
                 PolicyInputs {
                     pools,
                     network_subnets,
-                    local_endpoints,
+                    local_endpoints: local_endpoints.into_iter().collect(),
                     endpoints_via_host,
                     connected,
                     own_addresses,

@@ -177,8 +177,8 @@ pub fn policy_inputs(
     PolicyInputs {
         pools,
         network_subnets: view.pools.iter().copied().collect(),
-        local_endpoints: view.local_endpoints.iter().copied().collect(),
-        endpoints_via_host: view.endpoints_via_host.iter().copied().collect(),
+        local_endpoints: view.local_endpoints.clone(),
+        endpoints_via_host: view.endpoints_via_host.clone(),
         connected: host
             .links
             .iter()

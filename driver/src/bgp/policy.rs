@@ -12,7 +12,9 @@
 
 use std::collections::BTreeSet;
 use std::net::IpAddr;
+use std::ops::RangeInclusive;
 
+use imbl::OrdSet;
 use ipnet::IpNet;
 
 use crate::model::reserved::is_reserved;
@@ -31,12 +33,14 @@ pub struct PolicyInputs {
     pub pools: Vec<IpNet>,
     /// This host's network subnets (a learned route may sit inside them, not over them).
     pub network_subnets: Vec<IpNet>,
-    pub local_endpoints: BTreeSet<IpAddr>,
+    /// The view's own set (`imbl`, shared with it): a copy costs nothing
+    /// and comparing two that share their nodes skips those.
+    pub local_endpoints: OrdSet<IpAddr>,
     /// Those local endpoints this host reaches through its routing table
     /// (L2 data planes and host links: the shim's connected subnet route).
     /// A learned prefix over one of them would take its traffic; over an
     /// ipvlan L3 one it would not (ipvlan delivers by address first).
-    pub endpoints_via_host: BTreeSet<IpAddr>,
+    pub endpoints_via_host: OrdSet<IpAddr>,
     /// Networks of every address on this host, except those of our networks' shims.
     pub connected: Vec<IpNet>,
     pub own_addresses: BTreeSet<IpAddr>,
@@ -169,11 +173,20 @@ fn covers(outer: &IpNet, inner: &IpNet) -> bool {
 /// Whether `set` holds an address inside `prefix`: a range query, so a host
 /// with many containers costs O(log n) per decision, not O(n).
 pub fn any_inside(set: &BTreeSet<IpAddr>, prefix: &IpNet) -> bool {
-    let (first, last) = match prefix {
-        IpNet::V4(p) => (IpAddr::V4(p.network()), IpAddr::V4(p.broadcast())),
-        IpNet::V6(p) => (IpAddr::V6(p.network()), IpAddr::V6(p.broadcast())),
-    };
-    set.range(first..=last).next().is_some()
+    set.range(span(prefix)).next().is_some()
+}
+
+/// [`any_inside`] for the endpoint sets.
+pub fn any_endpoint_inside(set: &OrdSet<IpAddr>, prefix: &IpNet) -> bool {
+    set.range(span(prefix)).next().is_some()
+}
+
+/// The first and last address of `prefix`.
+fn span(prefix: &IpNet) -> RangeInclusive<IpAddr> {
+    match prefix {
+        IpNet::V4(p) => IpAddr::V4(p.network())..=IpAddr::V4(p.broadcast()),
+        IpNet::V6(p) => IpAddr::V6(p.network())..=IpAddr::V6(p.broadcast()),
+    }
 }
 
 impl PolicyInputs {
@@ -240,7 +253,7 @@ pub fn decide(
     // route its container's traffic to the peer (no /32 of ours is there).
     let own_address = prefix.prefix_len() == prefix.max_prefix_len()
         && inputs.local_endpoints.contains(&prefix.addr());
-    if own_address || any_inside(&inputs.endpoints_via_host, prefix) {
+    if own_address || any_endpoint_inside(&inputs.endpoints_via_host, prefix) {
         return Err(Reject::LocalEndpoint);
     }
     if any_inside(&inputs.neighbors, prefix) {
@@ -296,8 +309,8 @@ mod tests {
         PolicyInputs {
             pools: vec![n("10.1.0.0/16"), n("10.1.1.0/24")],
             network_subnets: vec![n("10.1.1.0/24")],
-            local_endpoints: ["10.1.1.2".parse().unwrap()].into(),
-            endpoints_via_host: ["10.1.1.2".parse().unwrap()].into(),
+            local_endpoints: ["10.1.1.2".parse::<IpAddr>().unwrap()].into_iter().collect(),
+            endpoints_via_host: ["10.1.1.2".parse::<IpAddr>().unwrap()].into_iter().collect(),
             connected: vec![n("192.0.2.0/24"), n("127.0.0.0/8")],
             own_addresses: ["192.0.2.1".parse().unwrap(), "10.1.1.1".parse().unwrap()].into(),
             parents: vec![ParentInfo {
@@ -371,11 +384,11 @@ mod tests {
         i.network_subnets = vec![n("10.20.0.0/16")];
         // Ours: block 10.20.0.0/26 (gateway .1, containers .2 .3) and a stray in 10.20.2.0/26.
         i.own_addresses.insert(a("10.20.0.1"));
-        i.local_endpoints = [a("10.20.0.2"), a("10.20.0.3"), a("10.20.2.9")].into();
+        i.local_endpoints = [a("10.20.0.2"), a("10.20.0.3"), a("10.20.2.9")].into_iter().collect();
         i.endpoints_via_host = if behind_shim {
             i.local_endpoints.clone()
         } else {
-            BTreeSet::new()
+            OrdSet::new()
         };
         assert_eq!(decide(&n(prefix), "192.0.2.2".parse().ok(), &i), want);
     }

@@ -31,7 +31,7 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, bail, Context, Result};
 
 use super::hosts::hosts_from;
-use super::join_trace::{mono_us, DriverLog, Traced, HOPS, STEPS};
+use super::join_trace::{mono_us, DriverLog, Traced, ARRIVE, HOPS, STEPS};
 use super::measure::{poll_until, route_events, tagged_routes, RouteEvents};
 use super::route_burst;
 use super::stats::{load1, loadavg, BenchResult, SampleStats, Series, MIN_SAMPLES_TO_COMPARE};
@@ -127,13 +127,16 @@ struct Samples {
     /// Each traced join's first-hop steps ([`STEPS`], `None` where the
     /// driver logged no line), then the rest of the first hop, in ms.
     steps: Vec<([Option<f64>; STEPS.len()], f64)>,
+    /// Each traced join's last-hop steps on b2 ([`ARRIVE`]), in ms.
+    arrive: Vec<[Option<f64>; ARRIVE.len()]>,
     untraced: usize,
 }
 
-/// What watches one world: b2's route events and b1's driver's log.
+/// What watches one world: b2's route events and both drivers' logs.
 struct Watch {
     events: RouteEvents,
     log: DriverLog,
+    log2: DriverLog,
 }
 
 impl Watch {
@@ -141,6 +144,7 @@ impl Watch {
         Ok(Watch {
             events: route_events(w, 1)?,
             log: DriverLog::open(w.hosts[0].driver.log.clone()),
+            log2: DriverLog::open(w.hosts[1].driver.log.clone()),
         })
     }
 }
@@ -159,6 +163,7 @@ fn join_once(
     let ms = |d: Duration| d.as_secs_f64() * 1e3;
     // Lines from before this join (the load's set-up, the last round) are not its hops.
     watch.log.read_new()?;
+    watch.log2.read_new()?;
     let t0 = Instant::now();
     let mono0 = mono_us();
     let c = e.start(w, 0, net, name)?;
@@ -184,6 +189,8 @@ fn join_once(
     into.gone6.push(ms(gone6 - t1));
     match Traced::from_log(&watch.log.read_new()?, dst4, at(on4), at(on6)) {
         Some(t) => {
+            let t = t.b2(&watch.log2.read_new()?, dst4);
+            into.arrive.push(t.arrive_steps());
             into.live4.push(t.live_to_route());
             into.live6.push(t.live_to_route6());
             into.hops.push(t.hops());
@@ -441,6 +448,16 @@ pub fn convergence_load(runs: usize, sz: LoadSizes, opts: &Options) -> Result<Be
                     .insert(format!("{n}: median of {hop} (ms)"), st.median);
                 res.figures
                     .insert(format!("{n}: p90 of {hop} (ms)"), st.p90);
+            }
+        }
+        // The last hop split into b2's steps.
+        for (k, (_, _, step)) in ARRIVE.iter().enumerate() {
+            let v: Vec<f64> = s.arrive.iter().filter_map(|a| a[k]).collect();
+            if let Some(st) = SampleStats::of(&v) {
+                res.figures
+                    .insert(format!("{n}: median of {step} (ms)"), st.median);
+                res.figures
+                    .insert(format!("{n}: p90 of {step} (ms)"), st.p90);
             }
         }
         // The first hop split into the steps the driver logs, and the rest of it.

@@ -30,6 +30,9 @@ pub(super) struct Traced {
     acked: u64,
     route: u64,
     route6: u64,
+    /// The last hop's steps on b2 ([`ARRIVE`]), where logged; the last
+    /// entry is the route in b2's kernel.
+    arrive: [Option<u64>; ARRIVE.len()],
     /// The way back after the stop ([`LEAVE`]), where logged; its last
     /// entry is the route gone from b2 ([`Traced::gone`]).
     leave: [Option<u64>; LEAVE.len()],
@@ -114,7 +117,7 @@ pub(super) enum Host {
 
 /// The steps inside the first hop (address live → the announcer decides),
 /// each as b1's driver's debug line names it, and as the bench reports it.
-pub(super) const STEPS: [(&str, &str); 5] = [
+pub(super) const STEPS: [(&str, &str); 4] = [
     (
         " live: driver locked ",
         "step: address live → the driver's lock taken (the watch's callback)",
@@ -131,7 +134,38 @@ pub(super) const STEPS: [(&str, &str); 5] = [
         " view change seen ",
         "step: → the BGP session sees the view change",
     ),
-    (" learner inputs set ", "step: → the learner's inputs set"),
+];
+
+/// The last hop's steps (AddPath acked → route on b2), each as b2's driver's
+/// debug line names it (whether it names the prefix), and as the bench
+/// reports it; the last ends at the route in b2's kernel (the bench's route
+/// subscription).
+pub(super) const ARRIVE: [(&str, bool, &str); 5] = [
+    (
+        " paths arrived ",
+        true,
+        "b2 step: AddPath acked → b2's driver has the path (BGP UPDATE, both gobgpd)",
+    ),
+    (
+        " learner: batch decided ",
+        false,
+        "b2 step: → b2's learner decided",
+    ),
+    (
+        " installer: batch received ",
+        false,
+        "b2 step: → b2's installer thread has the change",
+    ),
+    (
+        " route written ",
+        true,
+        "b2 step: → b2's installer wrote the route (netlink acked)",
+    ),
+    (
+        "",
+        false,
+        "b2 step: → the route seen in b2's kernel (the route subscription)",
+    ),
 ];
 
 impl Traced {
@@ -173,6 +207,8 @@ impl Traced {
                 acked = acked.or(Some(stamp));
             }
         }
+        let mut arrive = [None; ARRIVE.len()];
+        arrive[ARRIVE.len() - 1] = Some(route);
         Some(Traced {
             live: live?,
             steps,
@@ -181,20 +217,61 @@ impl Traced {
             acked: acked?,
             route,
             route6,
+            arrive,
             leave,
             held: false,
         })
     }
 
-    /// b2's steps of the withdrawal, from b2's driver's new log lines.
+    /// b2's steps of the announcement (each the first line of its kind
+    /// after the step before, from the AddPath's ack to the route in b2's
+    /// kernel) and of the withdrawal, from b2's driver's new log lines.
     pub(super) fn b2(mut self, text: &str, dst: ipnet::IpNet) -> Traced {
         let prefix = format!("prefix={dst} ");
         for line in text.lines() {
             if let Some(stamp) = stamp_of(line) {
+                self.arrive_step(line, &prefix, stamp);
                 leave_step(&mut self.leave, Host::B2, line, &prefix, stamp);
             }
         }
         self
+    }
+
+    /// Files b2's `line` as the announcement's step it ends, if it is the
+    /// first such line after the step before and before the route was seen.
+    /// The first step may come before the AddPath's ack (gobgpd can send
+    /// the UPDATE before it answers): lines count from the intent on.
+    fn arrive_step(&mut self, line: &str, prefix: &str, stamp: u64) {
+        let last = ARRIVE.len() - 1;
+        let Some(k) = ARRIVE[..last]
+            .iter()
+            .position(|(l, named, _)| line.contains(l) && (!named || line.contains(prefix)))
+        else {
+            return;
+        };
+        let after = self.arrive[..k]
+            .iter()
+            .flatten()
+            .copied()
+            .fold(self.recorded, u64::max);
+        if self.arrive[k].is_none() && stamp >= after && stamp <= self.route {
+            self.arrive[k] = Some(stamp);
+        }
+    }
+
+    /// b2's steps of the announcement in ms ([`ARRIVE`]), each from the
+    /// last stamp logged before it (the first from the AddPath's ack: 0 when
+    /// the path reached b2 before the ack reached b1); `None` where the line
+    /// is missing.
+    pub(super) fn arrive_steps(&self) -> [Option<f64>; ARRIVE.len()] {
+        let mut last = self.acked;
+        self.arrive.map(|s| {
+            s.map(|s| {
+                let d = s.saturating_sub(last) as f64 / 1e3;
+                last = last.max(s);
+                d
+            })
+        })
     }
 
     /// The withdrawal's steps in ms ([`LEAVE`]), the last one ending at
@@ -311,6 +388,7 @@ pub(super) fn hop_series(r: &mut BenchResult, traced: &[Traced]) {
             step_series(r, traced);
         }
     }
+    arrive_series(r, traced);
     let (held, real): (Vec<Traced>, Vec<Traced>) = traced.iter().partition(|t| t.held);
     leave_series(r, &real, "");
     leave_series(r, &held, HELD);
@@ -401,6 +479,17 @@ fn step_series(r: &mut BenchResult, traced: &[Traced]) {
     }
 }
 
+/// The last hop's steps on b2, those b2's driver logged (an older build
+/// logs no `paths arrived` or `route written`).
+fn arrive_series(r: &mut BenchResult, traced: &[Traced]) {
+    for (k, (_, _, name)) in ARRIVE.iter().enumerate() {
+        let v: Vec<f64> = traced.iter().filter_map(|t| t.arrive_steps()[k]).collect();
+        if !v.is_empty() {
+            r.series.push(Series::new(*name, "ms", v));
+        }
+    }
+}
+
 /// Microseconds on `CLOCK_MONOTONIC`, the clock of `Instant` and of the
 /// driver's `mono_us` stamps.
 pub(super) fn mono_us() -> u64 {
@@ -469,6 +558,50 @@ T DEBUG ipvlan_bgp::bgp::announcer: announced prefix=10.30.1.5/32 next_hop=192.0
         assert_eq!(t.leave_to_gone(), None);
     }
 
+    /// b2's side of the announcement: the first line of each step after the
+    /// intent and the step before, up to the route seen in b2's kernel;
+    /// another prefix's lines and lines from before the intent (an earlier
+    /// join) or after the route (the withdrawal) do not count.
+    #[test]
+    fn the_last_hop_is_broken_into_b2s_steps() {
+        let b1 = "\
+T DEBUG ipvlan_bgp::kernel::address_watch: address live addrs=[10.30.1.5, fd00::5] mono_us=100
+T DEBUG ipvlan_bgp::bgp::announcer: to announce prefix=10.30.1.5/32 mono_us=200
+T DEBUG ipvlan_bgp::bgp::announcer: intent recorded mono_us=300
+T DEBUG ipvlan_bgp::bgp::announcer: announced prefix=10.30.1.5/32 next_hop=192.0.2.1 attrs=x mono_us=1000
+";
+        let b2 = "\
+T DEBUG ipvlan_bgp::bgp::session: paths arrived prefix=10.30.1.5/32 withdraw=false mono_us=250
+T DEBUG ipvlan_bgp::bgp::learning: learner: batch decided changes=1 mono_us=260
+T DEBUG ipvlan_bgp::bgp::session: paths arrived prefix=10.30.1.6/32 withdraw=false mono_us=1100
+T DEBUG ipvlan_bgp::bgp::session: paths arrived prefix=10.30.1.5/32 withdraw=false mono_us=1500
+T DEBUG ipvlan_bgp::bgp::learning: learner: batch decided changes=1 mono_us=1600
+T DEBUG ipvlan_bgp::bgp::learning: learner: batch decided changes=1 mono_us=1700
+T DEBUG ipvlan_bgp::rib::worker: installer: batch received changes=1 mono_us=2000
+T DEBUG ipvlan_bgp::rib::installer: route written prefix=10.30.1.6/32 mono_us=2100
+T DEBUG ipvlan_bgp::rib::installer: route written prefix=10.30.1.5/32 mono_us=2500
+T DEBUG ipvlan_bgp::bgp::session: paths arrived prefix=10.30.1.5/32 withdraw=true mono_us=9000
+";
+        let dst: ipnet::IpNet = "10.30.1.5/32".parse().unwrap();
+        let t = Traced::from_log(b1, dst, 3000, 3000).unwrap().b2(b2, dst);
+        assert_eq!(
+            t.arrive_steps(),
+            [Some(0.5), Some(0.1), Some(0.4), Some(0.5), Some(0.5)]
+        );
+        // An older build logs neither line: the decided and received steps
+        // count from the ack.
+        let old: String = b2
+            .lines()
+            .filter(|l| !l.contains("paths arrived") && !l.contains("route written"))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        let t = Traced::from_log(b1, dst, 3000, 3000).unwrap().b2(&old, dst);
+        assert_eq!(
+            t.arrive_steps(),
+            [None, Some(0.6), Some(0.4), None, Some(1.0)]
+        );
+    }
+
     /// The first hop's steps: the first of each after this join's address
     /// was live and before its announcer decided; a missing one is skipped
     /// (the next counts from the last one logged).
@@ -480,19 +613,16 @@ T DEBUG ipvlan_bgp::kernel::address_watch: address live addrs=[10.30.1.5, fd00::
 T DEBUG ipvlan_bgp: live: driver locked mono_us=200
 T DEBUG ipvlan_bgp::docker: neighbour entries set endpoint=e shim=s mac=m count=2 mono_us=500
 T DEBUG ipvlan_bgp::bgp::session: view change seen mono_us=1000
-T DEBUG ipvlan_bgp::bgp::session: learner inputs set mono_us=1200
 T DEBUG ipvlan_bgp::bgp::announcer: to announce prefix=10.30.1.5/32 mono_us=1500
+T DEBUG ipvlan_bgp::bgp::session: learner inputs set mono_us=1550
 T DEBUG ipvlan_bgp::bgp::session: view change seen mono_us=1600
 T DEBUG ipvlan_bgp::bgp::announcer: intent recorded mono_us=1700
 T DEBUG ipvlan_bgp::bgp::announcer: announced prefix=10.30.1.5/32 next_hop=192.0.2.1 attrs=x mono_us=2000
 ";
         let dst: ipnet::IpNet = "10.30.1.5/32".parse().unwrap();
         let t = Traced::from_log(log, dst, 3000, 3000).unwrap();
-        assert_eq!(
-            t.steps(),
-            [Some(0.1), Some(0.3), None, Some(0.5), Some(0.2)]
-        );
-        assert_eq!(t.last_step_to_decided(), 0.3);
+        assert_eq!(t.steps(), [Some(0.1), Some(0.3), None, Some(0.5)]);
+        assert_eq!(t.last_step_to_decided(), 0.5);
     }
 
     /// The withdrawal: b1's lines after the join's AddPath was acked, then

@@ -19,6 +19,9 @@ use crate::bgp::gobgp::{self, Event, EventStream, Family, Gobgp, GobgpApi, Learn
 use crate::bgp::withdrawals::{self, HeldWithdrawals};
 use crate::metrics::PeerStatus;
 
+/// Up to this many paths in one message get a debug line each.
+const STAMPED: usize = 8;
+
 impl Bgp {
     /// A message of events, and what is already queued behind it (up to
     /// one batch; the rest waits in the stream, bounded by HTTP/2 flow
@@ -32,6 +35,7 @@ impl Bgp {
         held: &mut HeldWithdrawals,
     ) -> Result<(), Ended> {
         let arrived = Instant::now();
+        let arrived_us = crate::clock::mono_us();
         let mut c = Collected::default();
         self.collect(first, &mut c);
         while c.paths.len() + c.deltas.len() < EVENT_BATCH {
@@ -56,6 +60,13 @@ impl Bgp {
             );
         }
         let mut paths = latest_sets(paths);
+        // A stamp per path only for a few (a container's route), not for a
+        // peer's whole table.
+        if paths.len() <= STAMPED {
+            for p in &paths {
+                debug!(prefix = %p.prefix, withdraw = p.withdraw, mono_us = arrived_us, "paths arrived");
+            }
+        }
         // A peer that failed hard: its stale paths stay out.
         paths.retain(|p| p.withdraw || !self.peers.ignores(p.peer.as_deref()));
         // One message may itself carry more than a batch; a prefix's set

@@ -18,8 +18,9 @@ use crate::kernel::{MultiRoute, TableRoute};
 use crate::metrics::{now_unix, DumpReason};
 use crate::rib::table::RouteTable;
 
-/// Up to this many deletes in one write, each logs a `mono_us` debug
-/// stamp (the convergence bench's withdrawal trace).
+/// Up to this many deletes in one write, or routes written (created or
+/// replaced), each logs a `mono_us` debug stamp (the convergence bench's
+/// traces of the announcement and the withdrawal on the receiving host).
 const STAMPED: usize = 8;
 
 impl<T: RouteTable> Installer<T> {
@@ -114,9 +115,13 @@ impl<T: RouteTable> Installer<T> {
                 }
             }
         }
+        let stamped = replace.len() + create.len() <= STAMPED;
         for (r, res) in replace.iter().zip(self.table.replace(&replace)) {
             match res {
                 Ok(()) => {
+                    if stamped {
+                        debug!(prefix = %r.dst, mono_us = crate::clock::mono_us(), "route written");
+                    }
                     self.ours.insert(r.dst, r.clone());
                     self.metrics.installed(&r.dst);
                 }
@@ -131,6 +136,9 @@ impl<T: RouteTable> Installer<T> {
         for (r, res) in create.iter().zip(self.table.create_exclusive(&create)) {
             match res {
                 Ok(()) => {
+                    if stamped {
+                        debug!(prefix = %r.dst, mono_us = crate::clock::mono_us(), "route written");
+                    }
                     self.ours.insert(r.dst, r.clone());
                     self.metrics.installed(&r.dst);
                 }
