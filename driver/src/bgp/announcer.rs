@@ -97,7 +97,7 @@ impl Announcer {
         self.announced.len()
     }
 
-    /// Writes the ledger's changes on a blocking thread (see
+    /// Writes the ledger's changes, blocking in place (see
     /// [`super::ledger`]: appended, not flushed); a failure is logged and
     /// the next save rewrites the ledger whole (the paths stay announced: a
     /// live container matters more than the proof).
@@ -105,10 +105,21 @@ impl Announcer {
         let Some(w) = self.ledger.take_write() else {
             return;
         };
-        let saved = tokio::task::spawn_blocking(move || w.run())
-            .await
-            .map_err(|e| e.to_string())
-            .and_then(|r| r.map_err(|e| e.to_string()));
+        // On the driver's multi-threaded runtime the write runs on this
+        // thread, its other tasks handed to the other worker: no trip to a
+        // blocking thread and back, two wake-ups that a busy host can delay
+        // by milliseconds on the announcement's way. A current-thread
+        // runtime (tests) cannot hand its tasks over.
+        let multi = tokio::runtime::Handle::current().runtime_flavor()
+            == tokio::runtime::RuntimeFlavor::MultiThread;
+        let saved = if multi {
+            tokio::task::block_in_place(|| w.run()).map_err(|e| e.to_string())
+        } else {
+            tokio::task::spawn_blocking(move || w.run())
+                .await
+                .map_err(|e| e.to_string())
+                .and_then(|r| r.map_err(|e| e.to_string()))
+        };
         if let Err(e) = saved {
             self.ledger.write_failed();
             warn!(error = %e, "could not write the announcer's ledger: after a restart these paths cannot be proven ours");

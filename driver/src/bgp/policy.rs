@@ -309,8 +309,12 @@ mod tests {
         PolicyInputs {
             pools: vec![n("10.1.0.0/16"), n("10.1.1.0/24")],
             network_subnets: vec![n("10.1.1.0/24")],
-            local_endpoints: ["10.1.1.2".parse::<IpAddr>().unwrap()].into_iter().collect(),
-            endpoints_via_host: ["10.1.1.2".parse::<IpAddr>().unwrap()].into_iter().collect(),
+            local_endpoints: ["10.1.1.2".parse::<IpAddr>().unwrap()]
+                .into_iter()
+                .collect(),
+            endpoints_via_host: ["10.1.1.2".parse::<IpAddr>().unwrap()]
+                .into_iter()
+                .collect(),
             connected: vec![n("192.0.2.0/24"), n("127.0.0.0/8")],
             own_addresses: ["192.0.2.1".parse().unwrap(), "10.1.1.1".parse().unwrap()].into(),
             parents: vec![ParentInfo {
@@ -384,7 +388,9 @@ mod tests {
         i.network_subnets = vec![n("10.20.0.0/16")];
         // Ours: block 10.20.0.0/26 (gateway .1, containers .2 .3) and a stray in 10.20.2.0/26.
         i.own_addresses.insert(a("10.20.0.1"));
-        i.local_endpoints = [a("10.20.0.2"), a("10.20.0.3"), a("10.20.2.9")].into_iter().collect();
+        i.local_endpoints = [a("10.20.0.2"), a("10.20.0.3"), a("10.20.2.9")]
+            .into_iter()
+            .collect();
         i.endpoints_via_host = if behind_shim {
             i.local_endpoints.clone()
         } else {

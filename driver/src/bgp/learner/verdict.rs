@@ -97,7 +97,10 @@ impl Learner {
     ) -> Vec<Change> {
         let now = Instant::now();
         let changed: Vec<IpAddr> = changed_addresses(&self.external.local_endpoints, &endpoints)
-            .chain(changed_addresses(&self.external.endpoints_via_host, &via_host))
+            .chain(changed_addresses(
+                &self.external.endpoints_via_host,
+                &via_host,
+            ))
             .collect();
         for a in &changed {
             if endpoints.contains(a) {
@@ -556,12 +559,28 @@ mod tests {
                 // Half the endpoints behind a shim, the half changing with the
                 // step: an address can move between the two sets of policy.rs.
                 let with = |e: &BTreeSet<IpAddr>, i: usize| PolicyInputs { local_endpoints: e.iter().copied().collect(), endpoints_via_host: e.iter().filter(|a| matches!(a, IpAddr::V4(v) if (v.octets()[3] as usize + i) % 2 == 1)).copied().collect(), ..base() };
+                // The incremental learner gets sets changed in place from
+                // the last ones, as the view's are (sharing their unchanged
+                // nodes); the full one fresh sets.
+                let (mut ends, mut via) = (OrdSet::new(), OrdSet::new());
+                let mut edit = |e: &BTreeSet<IpAddr>, i: usize| {
+                    let fresh = with(e, i);
+                    for (old, new) in [(&mut ends, &fresh.local_endpoints), (&mut via, &fresh.endpoints_via_host)] {
+                        for a in old.clone().iter().filter(|a| !new.contains(*a)) {
+                            old.remove(a);
+                        }
+                        for a in new.iter() {
+                            old.insert(*a);
+                        }
+                    }
+                    PolicyInputs { local_endpoints: ends.clone(), endpoints_via_host: via.clone(), ..fresh }
+                };
                 let mut steps = steps;
                 steps.insert(0, Step::Learn(rib));
                 steps.insert(0, Step::Endpoints(first));
                 for (i, step) in steps.into_iter().enumerate() {
                     let (a, b) = match step {
-                        Step::Endpoints(e) => (inc.set_inputs(with(&e, i)), full.set_inputs(with(&e, i))),
+                        Step::Endpoints(e) => (inc.set_inputs(edit(&e, i)), full.set_inputs(with(&e, i))),
                         Step::Learn(p) => (inc.learn(p.clone()), full.learn(p)),
                     };
                     prop_assert_eq!(sorted(a), sorted(b), "changes at step {}", i);
