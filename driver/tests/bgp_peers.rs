@@ -492,6 +492,25 @@ async fn learned_paths_follow_peers(line: ApiLine) -> Outcome {
     );
     eprintln!("[{line}] sessions up and 4 routes installed after {up:?}");
     assert_eq!(d.metrics.bgp_snapshot().api.as_deref(), Some(line.name()));
+    // The withdrawals' cheap read of a session's state (4.x: a watch's INIT
+    // events; 3.x has none and asks ListPeer).
+    let mut probe = ipvlan_bgp::bgp::gobgp::Gobgp::connect(
+        &GobgpAddr::Unix(lab.sock.clone()),
+        Duration::from_secs(5),
+    )
+    .await
+    .expect("connect to A's gobgpd");
+    let b_up = probe.peer_up("192.0.2.2").await.expect("peer state");
+    let unknown = probe.peer_up("192.0.2.99").await.expect("peer state");
+    let expected = |v4: bool| match line {
+        ApiLine::V4 => Some(v4),
+        ApiLine::V3 => None,
+    };
+    assert_eq!(
+        (b_up, unknown),
+        (expected(true), expected(false)),
+        "[{line}] B's session read as up, an unknown peer's as not"
+    );
 
     // Multipath: B withdraws its member; C's keeps the route.
     let (stop, samples) = watch_routes(lab.a.clone(), vec!["10.2.0.1/32".into()]);
@@ -548,6 +567,7 @@ async fn learned_paths_follow_peers(line: ApiLine) -> Outcome {
     })
     .await;
     let took = frozen.elapsed();
+    let b_frozen = probe.peer_up("192.0.2.2").await.expect("peer state");
     let rib: Value = serde_json::from_str(&lab.a_cli("global rib -j")).expect("json");
     let stale_in_gobgpd = rib["10.2.1.1/32"][0]["stale"].as_bool();
     signal(b_pid, nix::sys::signal::Signal::SIGCONT);
@@ -558,6 +578,11 @@ async fn learned_paths_follow_peers(line: ApiLine) -> Outcome {
         d.metrics.bgp_snapshot().peers
     );
     eprintln!("[{line}] frozen peer's routes removed {took:?} after the freeze (hold 3 s); A's gobgpd: stale={stale_in_gobgpd:?}");
+    assert_eq!(
+        b_frozen,
+        expected(false),
+        "[{line}] the frozen peer's session read as up after its routes went"
+    );
     assert_eq!(
         stale_in_gobgpd,
         Some(true),

@@ -155,6 +155,9 @@ impl GobgpApi for Gobgp {
     async fn list_peers(&mut self, address: Option<&str>) -> Result<Vec<PeerInfo>, Status> {
         either!(self, c => c.list_peers(address).await)
     }
+    async fn peer_up(&mut self, address: &str) -> Result<Option<bool>, Status> {
+        either!(self, c => c.peer_up(address).await)
+    }
     async fn add_peer(&mut self, p: &PeerSettings) -> Result<(), Status> {
         either!(self, c => c.add_peer(p).await)
     }

@@ -77,22 +77,11 @@ pub async fn sort(
             Some(a) => *a,
             None => {
                 debug!(prefix = %p.prefix, mono_us = crate::clock::mono_us(), "withdrawal: asking the peer's state");
-                let a = match client.list_peers(Some(&peer)).await {
-                    Ok(found) => {
-                        debug!(
-                            mono_us = crate::clock::mono_us(),
-                            "withdrawal: peer state answered"
-                        );
-                        found.iter().any(applies_at_once)
-                    }
-                    Err(e) if e.code() == tonic::Code::DeadlineExceeded => {
-                        debug!(peer, "peer state late; holding its withdrawals");
-                        false
-                    }
-                    // A stuck gobgpd ends the session (the liveness check);
-                    // any other answer means "not up".
-                    Err(_) => false,
-                };
+                let a = at_once(client, &peer).await;
+                debug!(
+                    mono_us = crate::clock::mono_us(),
+                    "withdrawal: peer state answered"
+                );
                 apply.insert(peer, a);
                 a
             }
@@ -104,6 +93,37 @@ pub async fn sort(
         }
     }
     Ok(now)
+}
+
+/// Whether withdrawals from `peer` apply at once: asked of gobgpd after
+/// they reached us, so the state it answers is at least as new as theirs
+/// (gobgpd marks a session down before it withdraws the peer's paths).
+/// First the cheap read of the session's state ([`GobgpApi::peer_up`]);
+/// only when that is not "up" (or this line has none) ListPeer, whose
+/// count of the peer's paths is then cheap (gobgpd counts only an
+/// established session's) and which names why the session fell.
+async fn at_once(client: &mut Gobgp, peer: &str) -> bool {
+    match client.peer_up(peer).await {
+        Ok(Some(true)) => return true,
+        Ok(_) => {}
+        Err(e) if e.code() == tonic::Code::DeadlineExceeded => {
+            debug!(peer, "peer state late; holding its withdrawals");
+            return false;
+        }
+        Err(e) => {
+            debug!(peer, error = %e, "could not read the peer's state from a watch; asking ListPeer")
+        }
+    }
+    match client.list_peers(Some(peer)).await {
+        Ok(found) => found.iter().any(applies_at_once),
+        Err(e) if e.code() == tonic::Code::DeadlineExceeded => {
+            debug!(peer, "peer state late; holding its withdrawals");
+            false
+        }
+        // A stuck gobgpd ends the session (the liveness check);
+        // any other answer means "not up".
+        Err(_) => false,
+    }
 }
 
 /// Whether a withdrawal from this peer applies without the hold: its

@@ -80,7 +80,7 @@ pub(super) const LEAVE: [(&str, Host, bool, &str); 10] = [
         " withdrawal: peer state answered ",
         Host::B2,
         false,
-        "withdrawal: → b2's gobgpd answered ListPeer",
+        "withdrawal: → b2's gobgpd answered the peer's state (4.x: a watch's INIT events; 3.x: ListPeer)",
     ),
     (
         " learner: batch decided ",

@@ -34,7 +34,7 @@ use tonic::Status;
 
 use super::gobgp_api::{
     deadline, next_within, EventStream, Family, GlobalInfo, GobgpApi, OwnPath, PeerInfo,
-    PeerNextHop6, PeerSettings, RibStream, StartSettings, MAX_MESSAGE,
+    PeerNextHop6, PeerSettings, RibStream, SessionState, StartSettings, MAX_MESSAGE,
 };
 use super::gobgp_policies::{export_own, gshut_import, Direction, PolicyInstall, SetKind};
 use futures::StreamExt;
@@ -236,6 +236,53 @@ impl GobgpApi for V4 {
         Ok(RibStream::new(
             s.into_inner().map(|r| r.map(decode_destination)),
         ))
+    }
+
+    /// A WatchEvent stream of peer events alone: gobgpd registers it in
+    /// its management loop (after any BGP message it is handling, as
+    /// ListPeer would be) and first sends every peer's state as it stands
+    /// (INIT events, then END_OF_INIT). The states are read and the stream
+    /// dropped: O(peers), where ListPeer walks each established peer's
+    /// paths to count them.
+    async fn peer_up(&mut self, address: &str) -> Result<Option<bool>, Status> {
+        use api::watch_event_response::{peer_event, Event as E};
+        let wanted = address.parse::<std::net::IpAddr>().ok();
+        let req = api::WatchEventRequest {
+            peer: Some(api::watch_event_request::Peer {}),
+            table: None,
+            batch_size: 0,
+        };
+        let client = &mut self.client;
+        let read = async move {
+            let mut s = client.watch_event(req).await?.into_inner();
+            let mut up = false;
+            while let Some(m) = s.message().await? {
+                let Some(E::Peer(pe)) = m.event else {
+                    continue;
+                };
+                if pe.r#type == peer_event::Type::EndOfInit as i32 {
+                    return Ok(Some(up));
+                }
+                if pe.r#type != peer_event::Type::Init as i32 {
+                    continue;
+                }
+                if let Some(st) = pe.peer.and_then(|p| p.state) {
+                    let same = match wanted {
+                        Some(a) => st.neighbor_address.parse::<std::net::IpAddr>().ok() == Some(a),
+                        None => st.neighbor_address == address,
+                    };
+                    if same
+                        && SessionState::from_number(st.session_state) == SessionState::Established
+                    {
+                        up = true;
+                    }
+                }
+            }
+            Err(Status::unavailable(
+                "gobgpd closed the peer probe's stream before END_OF_INIT",
+            ))
+        };
+        deadline("WatchEvent (peer states)", self.limit, read).await
     }
 
     /// The peer filter makes gobgpd answer at once (its INIT events end with
