@@ -12,7 +12,7 @@ mod common;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
-use ipvlan_bgp::bgp::policy::{any_inside, decide, ParentInfo, PolicyInputs};
+use ipvlan_bgp::bgp::policy::{any_endpoint_inside, any_inside, decide, ParentInfo, PolicyInputs};
 use proptest::prelude::*;
 
 fn config() -> ProptestConfig {
@@ -299,6 +299,8 @@ proptest! {
         p in prefix(),
     ) {
         prop_assert_eq!(any_inside(&set, &p), set.iter().any(|a| p.contains(a)));
+        let endpoints: imbl::OrdSet<std::net::IpAddr> = set.iter().copied().collect();
+        prop_assert_eq!(any_endpoint_inside(&endpoints, &p), set.iter().any(|a| p.contains(a)));
     }
 
     /// Deciding twice gives the same answer (no hidden state).

@@ -106,10 +106,11 @@ impl Announcer {
             return;
         };
         // On the driver's multi-threaded runtime the write runs on this
-        // thread, its other tasks handed to the other worker: no trip to a
-        // blocking thread and back, two wake-ups that a busy host can delay
-        // by milliseconds on the announcement's way. A current-thread
-        // runtime (tests) cannot hand its tasks over.
+        // thread (`block_in_place` hands this worker's other tasks to a new
+        // worker thread meanwhile): no trip to a blocking thread and back,
+        // two wake-ups that a busy host can delay by milliseconds on the
+        // announcement's way. A current-thread runtime (tests) cannot hand
+        // its tasks over.
         let multi = tokio::runtime::Handle::current().runtime_flavor()
             == tokio::runtime::RuntimeFlavor::MultiThread;
         let saved = if multi {

@@ -123,7 +123,8 @@ pub struct Ledger {
 }
 
 /// What one save writes, taken from the ledger ([`Ledger::take_write`]) so
-/// that the writing can go to a blocking thread.
+/// that the writing can happen outside the ledger's borrow (in place, or on
+/// a blocking thread).
 #[derive(Debug)]
 pub struct LedgerWrite {
     dir: PathBuf,

@@ -58,7 +58,7 @@ impl HeldWithdrawals {
 /// an outage. When gobgpd answers too late whether a peer is up (busy with
 /// the burst a lost session causes), the withdrawal is held as if the
 /// session were gone: a path that replaces it cancels it, and a real
-/// withdrawal is only late by the hold. Fails on other errors.
+/// withdrawal is only late by the hold; so does any other failed read.
 pub async fn sort(
     client: &mut Gobgp,
     paths: Vec<LearnedPath>,
@@ -103,7 +103,13 @@ pub async fn sort(
 /// count of the peer's paths is then cheap (gobgpd counts only an
 /// established session's) and which names why the session fell.
 async fn at_once(client: &mut Gobgp, peer: &str) -> bool {
-    match client.peer_up(peer).await {
+    // A withdrawal that names no peer: ListPeer of every peer, as before.
+    let probe = if peer.is_empty() {
+        Ok(None)
+    } else {
+        client.peer_up(peer).await
+    };
+    match probe {
         Ok(Some(true)) => return true,
         Ok(_) => {}
         Err(e) if e.code() == tonic::Code::DeadlineExceeded => {

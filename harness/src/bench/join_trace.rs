@@ -117,7 +117,7 @@ pub(super) enum Host {
 
 /// The steps inside the first hop (address live → the announcer decides),
 /// each as b1's driver's debug line names it, and as the bench reports it.
-pub(super) const STEPS: [(&str, &str); 4] = [
+pub(super) const STEPS: [(&str, &str); 5] = [
     (
         " live: driver locked ",
         "step: address live → the driver's lock taken (the watch's callback)",
@@ -134,6 +134,7 @@ pub(super) const STEPS: [(&str, &str); 4] = [
         " view change seen ",
         "step: → the BGP session sees the view change",
     ),
+    (" learner inputs set ", "step: → the learner's inputs set"),
 ];
 
 /// The last hop's steps (AddPath acked → route on b2), each as b2's driver's
@@ -613,16 +614,19 @@ T DEBUG ipvlan_bgp::kernel::address_watch: address live addrs=[10.30.1.5, fd00::
 T DEBUG ipvlan_bgp: live: driver locked mono_us=200
 T DEBUG ipvlan_bgp::docker: neighbour entries set endpoint=e shim=s mac=m count=2 mono_us=500
 T DEBUG ipvlan_bgp::bgp::session: view change seen mono_us=1000
+T DEBUG ipvlan_bgp::bgp::session: learner inputs set mono_us=1200
 T DEBUG ipvlan_bgp::bgp::announcer: to announce prefix=10.30.1.5/32 mono_us=1500
-T DEBUG ipvlan_bgp::bgp::session: learner inputs set mono_us=1550
 T DEBUG ipvlan_bgp::bgp::session: view change seen mono_us=1600
 T DEBUG ipvlan_bgp::bgp::announcer: intent recorded mono_us=1700
 T DEBUG ipvlan_bgp::bgp::announcer: announced prefix=10.30.1.5/32 next_hop=192.0.2.1 attrs=x mono_us=2000
 ";
         let dst: ipnet::IpNet = "10.30.1.5/32".parse().unwrap();
         let t = Traced::from_log(log, dst, 3000, 3000).unwrap();
-        assert_eq!(t.steps(), [Some(0.1), Some(0.3), None, Some(0.5)]);
-        assert_eq!(t.last_step_to_decided(), 0.5);
+        assert_eq!(
+            t.steps(),
+            [Some(0.1), Some(0.3), None, Some(0.5), Some(0.2)]
+        );
+        assert_eq!(t.last_step_to_decided(), 0.3);
     }
 
     /// The withdrawal: b1's lines after the join's AddPath was acked, then

@@ -92,27 +92,23 @@ impl Bgp {
                         return Ok(());
                     }
                     debug!(mono_us = crate::clock::mono_us(), "view change seen");
+                    // The learner first: a learned route over a new endpoint
+                    // leaves the kernel without waiting for gobgpd's answer
+                    // to the announcement. Cheap: the endpoint sets are the
+                    // view's own (imbl), sent, not copied.
+                    self.apply_inputs().await?;
+                    debug!(mono_us = crate::clock::mono_us(), "learner inputs set");
                     let view = self.view.borrow().clone();
                     // Paths refused as outside every pool are not kept by the
                     // learner; when the pools widen, gobgpd's RIB is read again
-                    // (after the learner has the new pools) so those paths
-                    // get a new decision.
+                    // so those paths get a new decision.
                     if pools_widened(&known_pools, &view.pools) {
-                        self.apply_inputs().await?;
                         let n = self.list_best(&mut client, false).await?;
                         self.last_relist = Some(tokio::time::Instant::now());
                         debug!(best_paths = n, "pools widened: re-read gobgpd's RIB");
                     }
                     known_pools = view.pools.clone();
-                    // The announcement first: a new endpoint's route is on
-                    // its way before the learner weighs its learned routes
-                    // against it (a route over it leaves the kernel a few
-                    // hundred µs later). The learner gets the inputs even
-                    // when the sync failed and the session ends.
-                    let synced = self.sync_view_change(&mut client, &view).await;
-                    self.apply_inputs().await?;
-                    debug!(mono_us = crate::clock::mono_us(), "learner inputs set");
-                    synced?;
+                    self.sync_view_change(&mut client, &view).await?;
                 }
                 // The learner asks for gobgpd's RIB again (the pools widened
                 // after it dropped paths outside them, or room freed after it

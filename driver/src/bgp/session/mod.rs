@@ -33,7 +33,8 @@
 //! after every (re)connection, and ends a session when gobgpd stops
 //! answering (stream broken, a call over its deadline, the liveness check).
 //! The learner (on its own thread, [`super::learning`]) and the installer
-//! outlive connections. Nothing here blocks a worker: host reads go
+//! outlive connections. Nothing here blocks a worker but the ledger's
+//! append (`block_in_place`, [`crate::bgp::announcer`]): host reads go
 //! through `spawn_blocking`, every policy decision to the learner's thread.
 //! The IPv6 next hop prefers the local address of an established session
 //! (ListPeer, either line). On shutdown with `--stop-gobgpd-on-exit` it
