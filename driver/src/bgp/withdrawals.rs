@@ -1,7 +1,8 @@
 //! Withdrawals, sorted by whether the peer that withdrew is still there.
 //!
 //! In: a batch of learned paths from gobgpd's event stream, and gobgpd to
-//! ask about the peer that withdrew. Out: the paths to apply now
+//! ask about the peer that withdrew (its session's state from a peer-only
+//! watch where the line has one, else ListPeer). Out: the paths to apply now
 //! (announcements, withdrawals of peers still up, or of peers that went
 //! down for a reason gobgpd names and that is not its own shutdown) and
 //! withdrawals held for [`SESSION_LOSS_HOLD`] ([`HeldWithdrawals`]): when
@@ -14,7 +15,7 @@ use std::time::Duration;
 use ipnet::IpNet;
 use tracing::debug;
 
-use super::gobgp::{DownReason, Gobgp, GobgpApi, LearnedPath, PeerInfo};
+use super::gobgp::{DownReason, GobgpApi, LearnedPath, PeerInfo};
 
 /// How long withdrawals caused by a lost session wait before they apply.
 pub const SESSION_LOSS_HOLD: Duration = Duration::from_secs(1);
@@ -59,8 +60,8 @@ impl HeldWithdrawals {
 /// the burst a lost session causes), the withdrawal is held as if the
 /// session were gone: a path that replaces it cancels it, and a real
 /// withdrawal is only late by the hold; so does any other failed read.
-pub async fn sort(
-    client: &mut Gobgp,
+pub async fn sort<C: GobgpApi>(
+    client: &mut C,
     paths: Vec<LearnedPath>,
     held: &mut HeldWithdrawals,
 ) -> Result<Vec<LearnedPath>, tonic::Status> {
@@ -102,7 +103,7 @@ pub async fn sort(
 /// only when that is not "up" (or this line has none) ListPeer, whose
 /// count of the peer's paths is then cheap (gobgpd counts only an
 /// established session's) and which names why the session fell.
-async fn at_once(client: &mut Gobgp, peer: &str) -> bool {
+async fn at_once<C: GobgpApi>(client: &mut C, peer: &str) -> bool {
     // A withdrawal that names no peer: ListPeer of every peer, as before.
     let probe = if peer.is_empty() {
         Ok(None)
@@ -146,6 +147,11 @@ fn applies_at_once(p: &PeerInfo) -> bool {
 mod tests {
     use super::*;
     use crate::bgp::gobgp::SessionState;
+    use crate::bgp::gobgp_api::{
+        EventStream, Family, GlobalInfo, OwnPath, PeerNextHop6, PeerSettings, RibStream,
+        StartSettings,
+    };
+    use tonic::Status;
 
     #[test]
     fn only_an_unexplained_or_local_fall_holds_withdrawals() {
@@ -171,5 +177,177 @@ mod tests {
             SessionState::Active,
             Some(DownReason::ConnectionLost)
         )));
+    }
+
+    /// A gobgpd that answers the peer-state read and ListPeer as told,
+    /// and counts how often each was asked.
+    struct Fake {
+        probe: Probe,
+        peer: Result<PeerInfo, ()>,
+        probes: usize,
+        lists: usize,
+    }
+
+    #[derive(Clone, Copy)]
+    enum Probe {
+        Up,
+        NotUp,
+        /// 3.x: no cheap read.
+        Absent,
+        Late,
+        Fails,
+    }
+
+    fn fake(probe: Probe, state: SessionState, reason: Option<DownReason>) -> Fake {
+        let peer = PeerInfo {
+            address: "192.0.2.2".into(),
+            state,
+            down_reason: reason,
+            ..PeerInfo::default()
+        };
+        Fake {
+            probe,
+            peer: Ok(peer),
+            probes: 0,
+            lists: 0,
+        }
+    }
+
+    fn no(what: &str) -> Status {
+        Status::unimplemented(format!("the fake does not {what}"))
+    }
+
+    impl GobgpApi for Fake {
+        async fn get_bgp(&mut self) -> Result<GlobalInfo, Status> {
+            Err(no("get_bgp"))
+        }
+        async fn start_bgp(&mut self, _: &StartSettings) -> Result<(), Status> {
+            Err(no("start_bgp"))
+        }
+        async fn stop_bgp(&mut self, _: bool) -> Result<(), Status> {
+            Err(no("stop_bgp"))
+        }
+        async fn list_peers(&mut self, _: Option<&str>) -> Result<Vec<PeerInfo>, Status> {
+            self.lists += 1;
+            self.peer
+                .clone()
+                .map(|p| vec![p])
+                .map_err(|_| no("answer ListPeer"))
+        }
+        async fn peer_up(&mut self, _: &str) -> Result<Option<bool>, Status> {
+            self.probes += 1;
+            match self.probe {
+                Probe::Up => Ok(Some(true)),
+                Probe::NotUp => Ok(Some(false)),
+                Probe::Absent => Ok(None),
+                Probe::Late => Err(Status::deadline_exceeded("late")),
+                Probe::Fails => Err(Status::unavailable("stream closed")),
+            }
+        }
+        async fn add_peer(&mut self, _: &PeerSettings) -> Result<(), Status> {
+            Err(no("add_peer"))
+        }
+        async fn update_peer(&mut self, _: &PeerSettings) -> Result<(), Status> {
+            Err(no("update_peer"))
+        }
+        async fn delete_peer(&mut self, _: &str) -> Result<(), Status> {
+            Err(no("delete_peer"))
+        }
+        async fn add_path(&mut self, _: &OwnPath, _: u32) -> Result<Vec<u8>, Status> {
+            Err(no("add_path"))
+        }
+        async fn add_paths(&mut self, _: &[OwnPath], _: u32, _: Duration) -> Result<(), Status> {
+            Err(no("add_paths"))
+        }
+        async fn delete_path(&mut self, _: &OwnPath, _: u32) -> Result<(), Status> {
+            Err(no("delete_path"))
+        }
+        async fn delete_path_uuid(&mut self, _: Family, _: &[u8]) -> Result<(), Status> {
+            Err(no("delete_path_uuid"))
+        }
+        async fn delete_family(&mut self, _: Family) -> Result<(), Status> {
+            Err(no("delete_family"))
+        }
+        async fn open_rib(&mut self, _: Family, _: &[IpNet]) -> Result<RibStream, Status> {
+            Err(no("open_rib"))
+        }
+        async fn watch(&mut self, _: bool) -> Result<EventStream, Status> {
+            Err(no("watch"))
+        }
+        async fn honour_graceful_shutdown(&mut self) -> Result<(), Status> {
+            Err(no("honour_graceful_shutdown"))
+        }
+        async fn export_only_own_paths(&mut self, _: &[PeerNextHop6]) -> Result<(), Status> {
+            Err(no("export_only_own_paths"))
+        }
+    }
+
+    fn withdrawal(prefix: &str, peer: Option<&str>) -> LearnedPath {
+        LearnedPath {
+            prefix: prefix.parse().unwrap(),
+            next_hop: None,
+            withdraw: true,
+            peer: peer.map(String::from),
+            as_path: vec![],
+        }
+    }
+
+    /// What [`sort`] applies now of two withdrawals from B, and how often
+    /// it asked each way.
+    async fn sorted(mut f: Fake) -> (usize, bool, usize, usize) {
+        let mut held = HeldWithdrawals::default();
+        let paths = vec![
+            withdrawal("10.2.1.1/32", Some("192.0.2.2")),
+            withdrawal("10.2.1.2/32", Some("192.0.2.2")),
+        ];
+        let now = sort(&mut f, paths, &mut held).await.unwrap();
+        (now.len(), held.next_deadline().is_some(), f.probes, f.lists)
+    }
+
+    /// The session read as up: at once, without ListPeer; read once per
+    /// batch and peer.
+    #[tokio::test]
+    async fn a_session_read_as_up_applies_at_once_without_listpeer() {
+        let f = fake(Probe::Up, SessionState::Idle, Some(DownReason::Local));
+        assert_eq!(sorted(f).await, (2, false, 1, 0));
+    }
+
+    /// Not up: ListPeer decides, with its reason (gobgpd's own stop holds,
+    /// a BFD reset does not); 3.x (no read) asks ListPeer alone.
+    #[tokio::test]
+    async fn a_session_not_up_is_asked_of_listpeer() {
+        let local = fake(Probe::NotUp, SessionState::Idle, Some(DownReason::Local));
+        assert_eq!(sorted(local).await, (0, true, 1, 1));
+        let bfd = Some(DownReason::NotificationSent("BFD is down".into()));
+        let reset = fake(Probe::NotUp, SessionState::Idle, bfd);
+        assert_eq!(sorted(reset).await, (2, false, 1, 1));
+        let v3 = fake(Probe::Absent, SessionState::Established, None);
+        assert_eq!(sorted(v3).await, (2, false, 1, 1));
+        let v3_down = fake(Probe::Absent, SessionState::Active, None);
+        assert_eq!(sorted(v3_down).await, (0, true, 1, 1));
+    }
+
+    /// A late read holds, as a late ListPeer did; a failed read falls back
+    /// to ListPeer, and a failed ListPeer holds.
+    #[tokio::test]
+    async fn a_late_read_holds_and_a_failed_one_asks_listpeer() {
+        let late = fake(Probe::Late, SessionState::Established, None);
+        assert_eq!(sorted(late).await, (0, true, 1, 0));
+        let fails = fake(Probe::Fails, SessionState::Established, None);
+        assert_eq!(sorted(fails).await, (2, false, 1, 1));
+        let mut both = fake(Probe::Fails, SessionState::Established, None);
+        both.peer = Err(());
+        assert_eq!(sorted(both).await, (0, true, 1, 1));
+    }
+
+    /// A withdrawal naming no peer is not read from a watch: ListPeer.
+    #[tokio::test]
+    async fn a_withdrawal_without_a_peer_asks_listpeer() {
+        let mut f = fake(Probe::Up, SessionState::Established, None);
+        let mut held = HeldWithdrawals::default();
+        let now = sort(&mut f, vec![withdrawal("10.2.1.1/32", None)], &mut held)
+            .await
+            .unwrap();
+        assert_eq!((now.len(), f.probes, f.lists), (1, 0, 1));
     }
 }
