@@ -443,22 +443,12 @@ pub fn convergence_load(runs: usize, sz: LoadSizes, opts: &Options) -> Result<Be
         // Where each side's time goes: the median and p90 of every hop.
         for (h, hop) in HOPS.iter().enumerate() {
             let v: Vec<f64> = s.hops.iter().map(|x| x[h]).collect();
-            if let Some(st) = SampleStats::of(&v) {
-                res.figures
-                    .insert(format!("{n}: median of {hop} (ms)"), st.median);
-                res.figures
-                    .insert(format!("{n}: p90 of {hop} (ms)"), st.p90);
-            }
+            median_and_p90(&mut res, n, hop, &v);
         }
         // The last hop split into b2's steps.
         for (k, (_, _, step)) in ARRIVE.iter().enumerate() {
             let v: Vec<f64> = s.arrive.iter().filter_map(|a| a[k]).collect();
-            if let Some(st) = SampleStats::of(&v) {
-                res.figures
-                    .insert(format!("{n}: median of {step} (ms)"), st.median);
-                res.figures
-                    .insert(format!("{n}: p90 of {step} (ms)"), st.p90);
-            }
+            median_and_p90(&mut res, n, step, &v);
         }
         // The first hop split into the steps the driver logs, and the rest of it.
         let rest = "step: → the announcer decides (wanted, announcer sync)";
@@ -473,12 +463,7 @@ pub fn convergence_load(runs: usize, sz: LoadSizes, opts: &Options) -> Result<Be
                 .iter()
                 .filter_map(|(st, rest)| st.get(k).copied().unwrap_or(Some(*rest)))
                 .collect();
-            if let Some(st) = SampleStats::of(&v) {
-                res.figures
-                    .insert(format!("{n}: median of {step} (ms)"), st.median);
-                res.figures
-                    .insert(format!("{n}: p90 of {step} (ms)"), st.p90);
-            }
+            median_and_p90(&mut res, n, step, &v);
         }
     }
     res.series.push(Series::new(
@@ -488,6 +473,16 @@ pub fn convergence_load(runs: usize, sz: LoadSizes, opts: &Options) -> Result<Be
     ));
     res.summary = summary(&res, runs, sz);
     Ok(res)
+}
+
+/// `side`'s median and p90 of `what` (ms) as figures, when it has samples.
+fn median_and_p90(res: &mut BenchResult, side: &str, what: &str, v: &[f64]) {
+    if let Some(st) = SampleStats::of(v) {
+        res.figures
+            .insert(format!("{side}: median of {what} (ms)"), st.median);
+        res.figures
+            .insert(format!("{side}: p90 of {what} (ms)"), st.p90);
+    }
 }
 
 /// The p99s side by side, their ratios against the goal, and how the
